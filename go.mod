@@ -1,0 +1,3 @@
+module github.com/jamba-go/jamba
+
+go 1.26
