@@ -2,13 +2,40 @@
 // is given, so that an installed binary works without any download.
 package demo
 
-import "embed"
+import (
+	_ "embed" // for the go:embed directives below
+	"unsafe"
+)
 
-// Name is the folder name of the embedded demo model.
+// Name is the name of the embedded demo model.
 const Name = "hf-gostd-13m"
 
-// FS holds the demo checkpoint under Name/: config.json,
-// generation_config.json, model.safetensors and tokenizer.json.
-//
-//go:embed hf-gostd-13m
-var FS embed.FS
+// The checkpoint files are embedded as strings so that their bytes can be
+// handed out without a copy: they live in the binary's read-only data.
+var (
+	//go:embed hf-gostd-13m/config.json
+	configJSON string
+	//go:embed hf-gostd-13m/generation_config.json
+	generationConfigJSON string
+	//go:embed hf-gostd-13m/model.safetensors
+	modelSafetensors string
+	//go:embed hf-gostd-13m/tokenizer.json
+	tokenizerJSON string
+)
+
+var files = map[string]string{
+	"config.json":            configJSON,
+	"generation_config.json": generationConfigJSON,
+	"model.safetensors":      modelSafetensors,
+	"tokenizer.json":         tokenizerJSON,
+}
+
+// File returns the bytes of one file of the demo checkpoint and whether it
+// exists. The slice aliases read-only memory: callers must not modify it.
+func File(name string) ([]byte, bool) {
+	s, ok := files[name]
+	if !ok {
+		return nil, false
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s)), true
+}
