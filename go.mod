@@ -1,3 +1,8 @@
 module github.com/jamba-go/jamba
 
-go 1.26
+go 1.26.0
+
+require (
+	github.com/ardanlabs/jinja v1.8.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)
