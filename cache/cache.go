@@ -1,0 +1,135 @@
+// Package cache holds the per-sequence state of a hybrid Jamba model: keys
+// and values for attention layers, and the causal-conv window and SSM state
+// for Mamba layers. It does no arithmetic beyond copying.
+//
+// Attention state grows with the sequence; Mamba state has a fixed size, so
+// a Jamba sequence needs far less memory than a pure Transformer's.
+package cache
+
+import "fmt"
+
+// Shape describes the state a model needs per sequence.
+type Shape struct {
+	Layers []LayerKind // one entry per decoder layer
+	KVDim  int         // nKV·head_dim: floats per token for K (and for V)
+	Inner  int         // Mamba inner width Di
+	Conv   int         // conv window kept: d_conv − 1 previous inputs
+	State  int         // SSM state size N
+}
+
+// LayerKind says which state a layer keeps.
+type LayerKind uint8
+
+const (
+	MambaLayer LayerKind = iota
+	AttentionLayer
+)
+
+// Layer is the state of one decoder layer of one sequence.
+type Layer struct {
+	// Attention layers: K and V hold Len tokens of KVDim floats each,
+	// token-major ([t][head][dim]); their capacity may exceed Len.
+	K, V []float32
+	// Mamba layers: Conv holds the last Conv raw conv inputs ([j][Di], oldest
+	// first, zeros before the sequence start); SSM holds h ([Di][N]).
+	Conv, SSM []float32
+}
+
+// Seq is the state of one sequence: every layer's cache and the number of
+// tokens consumed so far.
+type Seq struct {
+	shape  Shape
+	Len    int // tokens already processed
+	Layers []Layer
+}
+
+// New returns an empty sequence state for shape, reserving KV room for
+// capacity tokens (0: grow on demand). Reserving the whole context up front
+// keeps the decode loop free of allocations.
+func New(shape Shape, capacity int) *Seq {
+	s := &Seq{shape: shape, Layers: make([]Layer, len(shape.Layers))}
+	for i, k := range shape.Layers {
+		switch k {
+		case AttentionLayer:
+			s.Layers[i].K = make([]float32, 0, capacity*shape.KVDim)
+			s.Layers[i].V = make([]float32, 0, capacity*shape.KVDim)
+		case MambaLayer:
+			s.Layers[i].Conv = make([]float32, shape.Conv*shape.Inner)
+			s.Layers[i].SSM = make([]float32, shape.Inner*shape.State)
+		}
+	}
+	return s
+}
+
+// Shape returns the shape the state was made for.
+func (s *Seq) Shape() Shape { return s.shape }
+
+// Reset empties the state for reuse by a new sequence, keeping its memory.
+func (s *Seq) Reset() {
+	s.Len = 0
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		l.K, l.V = l.K[:0], l.V[:0]
+		clear(l.Conv)
+		clear(l.SSM)
+	}
+}
+
+// AppendKV appends T tokens of keys and values (T·KVDim floats each) to
+// attention layer i, growing its storage if needed.
+func (s *Seq) AppendKV(i int, k, v []float32) {
+	l := &s.Layers[i]
+	l.K = append(l.K, k...)
+	l.V = append(l.V, v...)
+}
+
+// Clone returns a deep copy: a snapshot that can be restored later, since
+// Mamba state cannot be rewound.
+func (s *Seq) Clone() *Seq {
+	c := &Seq{shape: s.shape, Len: s.Len, Layers: make([]Layer, len(s.Layers))}
+	for i, l := range s.Layers {
+		c.Layers[i] = Layer{
+			K: append([]float32(nil), l.K...), V: append([]float32(nil), l.V...),
+			Conv: append([]float32(nil), l.Conv...), SSM: append([]float32(nil), l.SSM...),
+		}
+	}
+	return c
+}
+
+// CopyFrom overwrites s with the state of src, which must have the same shape.
+func (s *Seq) CopyFrom(src *Seq) error {
+	if len(src.Layers) != len(s.Layers) || src.shape.KVDim != s.shape.KVDim || src.shape.Inner != s.shape.Inner {
+		return fmt.Errorf("cache: copying between different shapes")
+	}
+	s.Len = src.Len
+	for i := range s.Layers {
+		d, o := &s.Layers[i], &src.Layers[i]
+		d.K = append(d.K[:0], o.K...)
+		d.V = append(d.V[:0], o.V...)
+		copy(d.Conv, o.Conv)
+		copy(d.SSM, o.SSM)
+	}
+	return nil
+}
+
+// Bytes is the memory the state holds now (capacity of K/V included).
+func (s *Seq) Bytes() int64 {
+	var n int64
+	for _, l := range s.Layers {
+		n += int64(cap(l.K)+cap(l.V)+len(l.Conv)+len(l.SSM)) * 4
+	}
+	return n
+}
+
+// BytesAt is the memory of one sequence's state at ctx tokens with kvBytes
+// bytes per K/V element and 4-byte (float32) Mamba state.
+func (sh Shape) BytesAt(ctx int64, kvBytes int64) (kv, mamba int64) {
+	for _, k := range sh.Layers {
+		if k == AttentionLayer {
+			kv += 2 * ctx * int64(sh.KVDim) * kvBytes
+		} else {
+			mamba += int64(sh.Conv*sh.Inner+sh.Inner*sh.State) * 4
+		}
+	}
+	return kv, mamba
+}

@@ -1,0 +1,138 @@
+package model
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jamba-go/jamba/cache"
+)
+
+// Sampler picks the next token from a row of logits. Accept records every
+// token that enters the sequence (prompt and generated) for penalties.
+type Sampler interface {
+	Sample(logits []float32) int
+	Accept(id int)
+}
+
+// Greedy is the Sampler that takes the largest logit (ties: lowest id).
+type Greedy struct{}
+
+// Sample returns the argmax of logits.
+func (Greedy) Sample(logits []float32) int { return Argmax(logits) }
+
+// Accept does nothing.
+func (Greedy) Accept(int) {}
+
+// Argmax returns the index of the largest value, the lowest on ties.
+func Argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// StopReason says why generation ended.
+type StopReason string
+
+const (
+	StopEOS    StopReason = "stop"   // an end-of-sequence token was sampled
+	StopLength StopReason = "length" // MaxTokens or the context was reached
+)
+
+// GenerateOptions control Generate.
+type GenerateOptions struct {
+	MaxTokens    int     // tokens to generate at most (> 0)
+	Sampler      Sampler // nil: greedy
+	IgnoreEOS    bool    // keep going past end-of-sequence tokens
+	PrefillChunk int     // prompt tokens per forward call (0: 512)
+	Context      int     // maximum sequence length (0: the config's max_position_embeddings)
+}
+
+// Generate continues prompt one token at a time with the hybrid cache and
+// calls emit with each new token as soon as it is sampled (an EOS token that
+// stops generation is not emitted). It returns the generated ids.
+func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions, emit func(id int) error) ([]int, StopReason, error) {
+	if len(prompt) == 0 {
+		return nil, "", fmt.Errorf("model: empty prompt")
+	}
+	if opt.MaxTokens <= 0 {
+		return nil, "", fmt.Errorf("model: max tokens must be positive, got %d", opt.MaxTokens)
+	}
+	limit := opt.Context
+	if limit <= 0 {
+		limit = m.Config.MaxPositionEmbeddings
+	}
+	if len(prompt) >= limit {
+		return nil, "", fmt.Errorf("model: prompt of %d tokens leaves no room in a context of %d", len(prompt), limit)
+	}
+	smp := opt.Sampler
+	if smp == nil {
+		smp = Greedy{}
+	}
+	chunk := opt.PrefillChunk
+	if chunk <= 0 {
+		chunk = 512
+	}
+	capacity := min(len(prompt)+opt.MaxTokens, limit)
+	st := m.NewCache(capacity)
+	ws := m.NewWorkspace()
+	for _, id := range prompt {
+		smp.Accept(id)
+	}
+	var logits []float32
+	for i := 0; i < len(prompt); i += chunk {
+		if err := ctx.Err(); err != nil {
+			return nil, "", err
+		}
+		if err := ws.Forward([]SeqInput{{Tokens: prompt[i:min(i+chunk, len(prompt))], Cache: st}}); err != nil {
+			return nil, "", err
+		}
+		logits = ws.Logits(0)
+	}
+	out := make([]int, 0, opt.MaxTokens)
+	tok := make([]int, 1)
+	in := []SeqInput{{Tokens: tok, Cache: st}}
+	for {
+		id := smp.Sample(logits)
+		if !opt.IgnoreEOS && m.IsEOS(id) {
+			return out, StopEOS, nil
+		}
+		smp.Accept(id)
+		out = append(out, id)
+		if emit != nil {
+			if err := emit(id); err != nil {
+				return out, "", err
+			}
+		}
+		if len(out) >= opt.MaxTokens || st.Len+1 >= limit {
+			return out, StopLength, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return out, "", err
+		}
+		tok[0] = id
+		if err := ws.Forward(in); err != nil {
+			return out, "", err
+		}
+		logits = ws.Logits(0)
+	}
+}
+
+// Prefill feeds tokens to st in chunks and returns the last token's logits
+// (valid until the next use of ws).
+func (m *Model) Prefill(ws *Workspace, st *cache.Seq, tokens []int, chunk int) ([]float32, error) {
+	if chunk <= 0 {
+		chunk = len(tokens)
+	}
+	var logits []float32
+	for i := 0; i < len(tokens); i += chunk {
+		if err := ws.Forward([]SeqInput{{Tokens: tokens[i:min(i+chunk, len(tokens))], Cache: st}}); err != nil {
+			return nil, err
+		}
+		logits = ws.Logits(0)
+	}
+	return logits, nil
+}

@@ -1,0 +1,204 @@
+// Package model implements the Jamba hybrid Transformer–Mamba mixture-of-experts
+// language model over Hugging Face checkpoints: the config, weight binding by
+// the checkpoint's tensor names, and the forward pass for prefill, chunked
+// prefill and decode over a batch of independent sequences, each with its own
+// hybrid cache.
+//
+// The arithmetic is float32 with float32 SSM state; weights stay in their
+// file's storage type (f32 or bf16, memory-mapped) or are quantized to int8.
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/jamba-go/jamba/cache"
+	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/kernels"
+	"github.com/jamba-go/jamba/safetensors"
+)
+
+// Model is a loaded Jamba model. Its weights alias the checkpoint's memory
+// mapping; Close releases it. A Model is safe for concurrent use by several
+// Workspaces.
+type Model struct {
+	Config    *Config
+	Embed     *kernels.Matrix // [V, H]
+	FinalNorm []float32       // [H]
+	LMHead    *kernels.Matrix // [V, H]; the same matrix as Embed when tied
+	Layers    []Layer
+
+	// Dir is the checkpoint folder ("" for the embedded demo model).
+	Dir string
+	// Generation holds generation_config.json when the checkpoint has one.
+	Generation GenerationConfig
+
+	set *safetensors.Set
+}
+
+// GenerationConfig is the subset of generation_config.json the engine uses.
+type GenerationConfig struct {
+	EOSTokenIDs []int
+	BOSTokenID  *int
+}
+
+// Options control how a model is loaded.
+type Options struct {
+	// Quantize is "" (keep the file's dtype) or "int8": linear weights are
+	// quantized at load with one scale per output row; norms, conv, A_log,
+	// D and routers stay in float32.
+	Quantize string
+}
+
+// Load opens the Hugging Face checkpoint in dir: config.json, and
+// model.safetensors or model.safetensors.index.json with its shards.
+func Load(dir string, opts Options) (*Model, error) {
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Config: cfg, Dir: dir, set: set}
+	if data, err := os.ReadFile(filepath.Join(dir, "generation_config.json")); err == nil {
+		if err := m.Generation.parse(data); err != nil {
+			set.Close()
+			return nil, fmt.Errorf("model: %s: %w", filepath.Join(dir, "generation_config.json"), err)
+		}
+	}
+	if err := m.finish(opts); err != nil {
+		set.Close()
+		return nil, fmt.Errorf("%w (checkpoint %s)", err, dir)
+	}
+	return m, nil
+}
+
+// LoadDemo returns the small demo model embedded in the binary.
+func LoadDemo(opts Options) (*Model, error) {
+	data, _ := demo.File("config.json")
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("demo model: %w", err)
+	}
+	set, err := safetensors.NewSet(nil, func(name string) (*safetensors.File, error) {
+		b, ok := demo.File(name)
+		if !ok {
+			return nil, fmt.Errorf("demo model has no file %s", name)
+		}
+		return safetensors.OpenBytes(name, b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo model: %w", err)
+	}
+	m := &Model{Config: cfg, set: set}
+	if data, ok := demo.File("generation_config.json"); ok {
+		if err := m.Generation.parse(data); err != nil {
+			return nil, fmt.Errorf("demo model: %w", err)
+		}
+	}
+	if err := m.finish(opts); err != nil {
+		return nil, fmt.Errorf("demo model: %w", err)
+	}
+	return m, nil
+}
+
+func (g *GenerationConfig) parse(data []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return fmt.Errorf("not a JSON object: %v", err)
+	}
+	p := &configParser{raw: raw}
+	p.intOrList("eos_token_id", &g.EOSTokenIDs)
+	p.optInt("bos_token_id", &g.BOSTokenID)
+	return p.err
+}
+
+func (m *Model) finish(opts Options) error {
+	if err := m.bind(m.set); err != nil {
+		return err
+	}
+	switch opts.Quantize {
+	case "":
+	case "int8":
+		m.Matrices(false, func(_ string, w **kernels.Matrix) {
+			if (*w).DType != kernels.I8 {
+				*w = kernels.QuantizeI8(*w)
+			}
+		})
+		if m.Config.TieWordEmbeddings {
+			// The tied LM head stays in the file's dtype: the embedding rows are
+			// looked up exactly, and quantizing the head separately would double memory.
+			m.LMHead = m.Embed
+		}
+	default:
+		return fmt.Errorf("model: unknown quantization %q (want int8)", opts.Quantize)
+	}
+	return nil
+}
+
+// Close releases the checkpoint mapping. The model must not be used after.
+func (m *Model) Close() error {
+	if m.set == nil {
+		return nil
+	}
+	err := m.set.Close()
+	m.set = nil
+	return err
+}
+
+// EOS returns the end-of-sequence ids: generation_config.json's when present,
+// else config.json's.
+func (m *Model) EOS() []int {
+	if len(m.Generation.EOSTokenIDs) > 0 {
+		return m.Generation.EOSTokenIDs
+	}
+	return m.Config.EOSTokenIDs
+}
+
+// IsEOS reports whether id ends generation.
+func (m *Model) IsEOS(id int) bool {
+	for _, e := range m.EOS() {
+		if e == id {
+			return true
+		}
+	}
+	return false
+}
+
+// CacheShape is the per-sequence state this model needs.
+func (m *Model) CacheShape() cache.Shape {
+	c := m.Config
+	sh := cache.Shape{
+		Layers: make([]cache.LayerKind, c.NumHiddenLayers),
+		KVDim:  c.NumKeyValueHeads * c.HeadDimension(),
+		Inner:  c.InnerSize(),
+		Conv:   c.MambaDConv - 1,
+		State:  c.MambaDState,
+	}
+	for i := range sh.Layers {
+		if c.Mixer(i) == Attention {
+			sh.Layers[i] = cache.AttentionLayer
+		}
+	}
+	return sh
+}
+
+// NewCache returns an empty sequence state with KV room for capacity tokens.
+func (m *Model) NewCache(capacity int) *cache.Seq { return cache.New(m.CacheShape(), capacity) }
+
+// WeightBytes is the storage size of all weights as loaded (the tied LM head
+// counted once).
+func (m *Model) WeightBytes() int64 {
+	var n int64
+	m.Matrices(true, func(_ string, w **kernels.Matrix) { n += (*w).Bytes() })
+	n += m.Embed.Bytes()
+	return n
+}
+
+// ErrTokenRange is wrapped by errors for token ids outside the vocabulary.
+var ErrTokenRange = errors.New("token id out of range")
