@@ -19,7 +19,9 @@
 package safetensors
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"slices"
 )
@@ -98,6 +100,10 @@ func OpenBytes(name string, data []byte) (*File, error) {
 func Open(path string) (*File, error) {
 	data, unmap, err := mapFile(path)
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) { // the path is already in the message
+			err = fmt.Errorf("%s: %w", pe.Op, pe.Err)
+		}
 		return nil, newError(path, "", err)
 	}
 	f, err := OpenBytes(path, data)
