@@ -158,4 +158,3 @@ func printInspect(w io.Writer, cfg *model.Config, r inspectReport) {
 	fmt.Fprintf(w, "  Mamba conv + SSM state:  %s\n", humanBytes(r.MambaStateBytes))
 	fmt.Fprintf(w, "memory for weights + one sequence: %s\n", humanBytes(r.TotalMemoryBytes))
 }
-
