@@ -151,10 +151,10 @@ func ParseConfig(data []byte) (*Config, error) {
 	p.integer("intermediate_size", &c.IntermediateSize)
 	p.integer("num_hidden_layers", &c.NumHiddenLayers)
 	p.integer("num_attention_heads", &c.NumAttentionHeads)
-	c.NumKeyValueHeads = -1
-	p.integer("num_key_value_heads", &c.NumKeyValueHeads) // null keeps -1: MHA
-	if c.NumKeyValueHeads == -1 {
-		c.NumKeyValueHeads = c.NumAttentionHeads
+	if v, ok := raw["num_key_value_heads"]; ok && isNull(v) {
+		c.NumKeyValueHeads = c.NumAttentionHeads // null means multi-head attention
+	} else {
+		p.integer("num_key_value_heads", &c.NumKeyValueHeads)
 	}
 	p.integer("head_dim", &c.HeadDim)
 	p.str("hidden_act", &c.HiddenAct)
