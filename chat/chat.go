@@ -170,11 +170,9 @@ func (t *Template) Render(in Input) (string, error) {
 }
 
 // defaultSource is the template of [Default].
-const defaultSource = `{% for message in messages %}
-{{ message.role }}: {% if message.content is string %}{{ message.content }}
-{% elif message.content is iterable %}{% for part in message.content %}{% if part.type == "text" %}{{ part.text }}{% endif %}{% endfor %}
-{% endif %}
-{{ "\n" }}{% endfor %}
+const defaultSource = `{%- for message in messages -%}
+{{ message.role }}: {% if message.content is string %}{{ message.content }}{% else %}{% for part in message.content %}{% if part.type == "text" %}{{ part.text }}{% endif %}{% endfor %}{% endif %}{{ "\n\n" }}
+{%- endfor -%}
 {% if add_generation_prompt %}assistant:{% endif %}`
 
 // Default returns the template to use for a model without one: a plain
@@ -221,7 +219,7 @@ func FromTokenizerConfig(path string) (*Template, map[string]string, error) {
 	tokens := map[string]string{}
 	for _, name := range []string{"bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token"} {
 		raw, ok := cfg[name]
-		if !ok {
+		if !ok || string(raw) == "null" {
 			continue
 		}
 		var s string
@@ -236,9 +234,7 @@ func FromTokenizerConfig(path string) (*Template, map[string]string, error) {
 			tokens[name] = *obj.Content
 			continue
 		}
-		if string(raw) != "null" {
-			return nil, nil, fmt.Errorf("chat: %s: %s is neither a string nor an object with content", path, name)
-		}
+		return nil, nil, fmt.Errorf("chat: %s: %s is neither a string nor an object with content", path, name)
 	}
 
 	var source string

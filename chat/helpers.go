@@ -269,7 +269,7 @@ func splitWhite(s string, limit int, right bool) []string {
 				return out
 			}
 			if limit == 0 {
-				return append(out, strings.TrimRightFunc(s, isPySpace))
+				return append(out, s)
 			}
 			i := strings.IndexFunc(s, isPySpace)
 			if i < 0 {
@@ -286,7 +286,7 @@ func splitWhite(s string, limit int, right bool) []string {
 			break
 		}
 		if limit == 0 {
-			out = append(out, strings.TrimLeftFunc(s, isPySpace))
+			out = append(out, s)
 			break
 		}
 		i := strings.LastIndexFunc(s, isPySpace)

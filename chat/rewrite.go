@@ -2,7 +2,9 @@ package chat
 
 import (
 	"sort"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The engine underneath resolves built-in filters before user ones, has a
@@ -15,6 +17,9 @@ import (
 //   - x.name(args) where name is a method defined here becomes
 //     x|__jamba_m_name(args) (a filter sits at the same place in the postfix
 //     chain as an attribute, so precedence is unchanged);
+//   - escapes in string literals that the engine does not decode (\r, \v,
+//     \f, \b, \a, octal, \xhh, \uXXXX, \UXXXXXXXX) are replaced by the
+//     characters they stand for;
 //   - f(a, *b, **c) becomes __jamba_call(f, a, __jamba_star(b),
 //     __jamba_kwstar(c)), which unpacks the marked arguments.
 const (
@@ -218,6 +223,10 @@ func rewriteTag(content string) []edit {
 	}
 	for i, t := range toks {
 		switch {
+		case t.kind == tString:
+			if lit := fixEscapes(t.text); lit != t.text {
+				edits = append(edits, edit{t.start, len(t.text), lit})
+			}
 		case t.kind == tName && isP(i-1, "|") && filters[t.text] != nil:
 			edits = append(edits, edit{t.start, 0, filterPrefix})
 		case t.kind == tName && isP(i-1, ".") && isP(i+1, "(") && methods[t.text] != nil:
@@ -381,4 +390,80 @@ func rewriteStarCall(toks []token, open int) []edit {
 			edit{toks[r[1]-1].end, 0, ")"})
 	}
 	return edits
+}
+
+// fixEscapes rewrites a quoted string literal so that the escapes Python
+// knows and the engine does not become the characters themselves. The
+// engine's own escapes (\n \t \\ \' \") stay, and a decoded character
+// that is a quote, a backslash or a newline is written in that form, so
+// the literal still lexes the same and keeps its line count.
+func fixEscapes(lit string) string {
+	if len(lit) < 2 || !strings.ContainsRune(lit, '\\') {
+		return lit
+	}
+	q := lit[0]
+	body := lit[1 : len(lit)-1]
+	if lit[len(lit)-1] != q {
+		return lit // unterminated: leave it to the compiler
+	}
+	var b strings.Builder
+	b.WriteByte(q)
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != '\\' || i+1 >= len(body) {
+			b.WriteByte(c)
+			continue
+		}
+		e := body[i+1]
+		var r rune = -1
+		n := 2 // bytes consumed
+		switch e {
+		case 'r':
+			r = '\r'
+		case 'v':
+			r = '\v'
+		case 'f':
+			r = '\f'
+		case 'b':
+			r = '\b'
+		case 'a':
+			r = '\a'
+		case '0', '1', '2', '3', '4', '5', '6', '7':
+			j := i + 1
+			for j < len(body) && j < i+4 && body[j] >= '0' && body[j] <= '7' {
+				j++
+			}
+			v, _ := strconv.ParseUint(body[i+1:j], 8, 32)
+			r, n = rune(v), j-i
+		case 'x', 'u', 'U':
+			size := map[byte]int{'x': 2, 'u': 4, 'U': 8}[e]
+			if i+2+size <= len(body) {
+				if v, err := strconv.ParseUint(body[i+2:i+2+size], 16, 32); err == nil {
+					r, n = rune(v), 2+size
+					if !utf8.ValidRune(r) {
+						r = utf8.RuneError
+					}
+				}
+			}
+		}
+		if r < 0 {
+			// The engine's own escape or an unknown one, which Python
+			// keeps as it is too.
+			b.WriteString(body[i : i+2])
+			i++
+			continue
+		}
+		switch r {
+		case '\\', '\'', '"':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case '\n':
+			b.WriteString(`\n`)
+		default:
+			b.WriteRune(r)
+		}
+		i += n - 1
+	}
+	b.WriteByte(q)
+	return b.String()
 }
