@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Writer streams tensors into a safetensors file, one tensor at a time, so
@@ -242,7 +243,15 @@ func buildHeader(infos []TensorInfo, metadata map[string]string) ([]byte, []Tens
 	out := make([]TensorInfo, len(infos))
 	seen := make(map[string]bool, len(infos))
 	var pos int64
+	for k, v := range meta {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return nil, nil, newError("", metadataKey, fmt.Errorf("%w: metadata %q: %q is not valid UTF-8", ErrInvalidMetadata, k, v))
+		}
+	}
 	for i, t := range infos {
+		if !utf8.ValidString(t.Name) {
+			return nil, nil, newError("", t.Name, fmt.Errorf("%w: tensor name is not valid UTF-8", ErrInvalidHeader))
+		}
 		if t.Name == metadataKey {
 			return nil, nil, newError("", t.Name, fmt.Errorf("%w: reserved name", ErrInvalidHeader))
 		}
