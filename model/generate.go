@@ -82,15 +82,12 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions,
 	for _, id := range prompt {
 		smp.Accept(id)
 	}
-	var logits []float32
-	for i := 0; i < len(prompt); i += chunk {
-		if err := ctx.Err(); err != nil {
-			return nil, "", err
-		}
-		if err := ws.Forward([]SeqInput{{Tokens: prompt[i:min(i+chunk, len(prompt))], Cache: st}}); err != nil {
-			return nil, "", err
-		}
-		logits = ws.Logits(0)
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	logits, err := m.Prefill(ws, st, prompt, chunk)
+	if err != nil {
+		return nil, "", err
 	}
 	out := make([]int, 0, opt.MaxTokens)
 	tok := make([]int, 1)
