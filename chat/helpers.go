@@ -21,6 +21,7 @@ type TemplateError struct {
 	Message string
 }
 
+// Error returns the message with a "chat template: " prefix.
 func (e *TemplateError) Error() string { return "chat template: " + e.Message }
 
 // filters are the filters defined here. They replace the engine's own
