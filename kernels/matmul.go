@@ -1,13 +1,202 @@
 package kernels
 
+import "fmt"
+
 // MatMul computes dst = x · Wᵀ for T rows of activations:
 //
 //	for t < T, r < w.Rows: dst[t*w.Rows+r] = Σ_c x[t*w.Cols+c] · W[r,c]
 //
-// dst must hold T·w.Rows floats and x T·w.Cols floats; dst and x must not overlap.
-// The sum is accumulated in float32.
+// dst must hold T·w.Rows floats and x T·w.Cols floats; dst and x must not
+// overlap. The sum is accumulated in float32; for int8 weights the row scale
+// multiplies the sum of q·x when T is 1, and the weights when T > 1.
+//
+// The output rows are split among the worker threads (see SetThreads). With
+// T = 1 (decoding) each thread streams its rows of W once. With T > 1 each
+// thread packs 24 rows × 256 columns of W at a time into a float32 panel and
+// multiplies it with every group of 4 rows of x, so W is read once for all
+// T tokens and the inner kernel is arithmetic-bound. MatMul allocates
+// nothing; concurrent calls are serialised.
 func MatMul(dst, x []float32, T int, w *Matrix) {
-	MatMulGeneric(dst, x, T, w)
+	R, C := w.Rows, w.Cols
+	if T <= 0 || R == 0 {
+		return
+	}
+	_ = dst[T*R-1]
+	if C == 0 {
+		clear(dst[:T*R])
+		return
+	}
+	_ = x[T*C-1]
+	checkStorage(w)
+	p := lockPool()
+	defer p.mu.Unlock()
+	m := &p.matmul
+	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
+	var work int
+	if T == 1 {
+		// About 8 chunks per thread, each a multiple of 4 rows and at
+		// least 32 KiB of weights, so that the hardware prefetcher streams.
+		rowBytes := int(w.Bytes()) / R
+		c := (R + 8*p.threads - 1) / (8 * p.threads)
+		c = max(c, (32<<10+rowBytes-1)/rowBytes)
+		m.chunk = (c + 3) &^ 3
+		work = R * C
+	} else {
+		m.chunk = panelWidth
+		work = T * R * C
+	}
+	m.nchunks = (R + m.chunk - 1) / m.chunk
+	p.run(m, m.nchunks, work)
+	*m = matMulTask{}
+}
+
+// checkStorage panics if the weights of w are fewer than Rows×Cols.
+func checkStorage(w *Matrix) {
+	n := w.Rows * w.Cols
+	var got int
+	switch w.DType {
+	case F32:
+		got = len(w.F32)
+	case BF16:
+		got = len(w.BF16)
+	case I8:
+		got = len(w.I8)
+		if len(w.Scales) < w.Rows {
+			got = -1
+		}
+	}
+	if got < n {
+		panic(fmt.Sprintf("kernels: %v matrix %dx%d has short storage", w.DType, w.Rows, w.Cols))
+	}
+}
+
+// matMulTask is MatMul split by chunks of output rows.
+type matMulTask struct {
+	taskCounter
+	dst, x         []float32
+	T              int
+	w              *Matrix
+	chunk, nchunks int
+	scratch        []*scratch
+}
+
+func (m *matMulTask) do(thread int) {
+	R := m.w.Rows
+	for {
+		i := m.next(m.nchunks)
+		if i < 0 {
+			return
+		}
+		r0 := i * m.chunk
+		r1 := min(r0+m.chunk, R)
+		if m.T == 1 {
+			matVecRows(m.dst[r0:r1], m.w, m.x, r0, r1)
+		} else {
+			gemmPanel(m.scratch[thread], m.dst, m.x, m.T, m.w, r0, r1)
+		}
+	}
+}
+
+// panelWidth is the number of output rows packed together for the
+// matrix-matrix kernel: 3 vectors of 8 float32.
+const panelWidth = 24
+
+// kcBlock is the depth of a packed panel: 24×256 float32 (24 KiB) stay in
+// the L1 cache while every 4 rows of x pass over them.
+var kcBlock = 256
+
+// scratch is one thread's working memory for the matrix-matrix product.
+type scratch struct {
+	panel []float32 // kcBlock × panelWidth
+	tile  []float32 // 4 × panelWidth: a partial tile
+	xtail []float32 // 4 × kcBlock: the last rows of x when T%4 != 0
+}
+
+func newScratch() *scratch {
+	return &scratch{tile: make([]float32, 4*panelWidth)}
+}
+
+// gemmPanel computes the outputs r0..r1 (at most panelWidth of them) of all
+// T tokens.
+func gemmPanel(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
+	R, C := w.Rows, w.Cols
+	nr := r1 - r0
+	if len(s.panel) < kcBlock*panelWidth {
+		s.panel = make([]float32, kcBlock*panelWidth)
+		s.xtail = make([]float32, 4*kcBlock)
+	}
+	for k0 := 0; k0 < C; k0 += kcBlock {
+		kc := min(kcBlock, C-k0)
+		packPanel(s.panel, w, r0, nr, k0, kc)
+		add := k0 > 0
+		t := 0
+		if nr == panelWidth {
+			for ; t+4 <= T; t += 4 {
+				gemmTile(dst[t*R+r0:], R, x[t*C+k0:], C, s.panel, kc, add)
+			}
+		}
+		for ; t < T; t += 4 {
+			tn := min(4, T-t)
+			xs, ldx := x[t*C+k0:], C
+			if tn < 4 {
+				xs, ldx = s.xtail, kc
+				for i := 0; i < 4; i++ {
+					row := xs[i*kc : (i+1)*kc]
+					if i < tn {
+						copy(row, x[(t+i)*C+k0:])
+					} else {
+						clear(row)
+					}
+				}
+			}
+			gemmTile(s.tile, panelWidth, xs, ldx, s.panel, kc, false)
+			for i := 0; i < tn; i++ {
+				out := dst[(t+i)*R+r0 : (t+i)*R+r1]
+				tile := s.tile[i*panelWidth : i*panelWidth+nr]
+				if add {
+					for j, v := range tile {
+						out[j] += v
+					}
+				} else {
+					copy(out, tile)
+				}
+			}
+		}
+	}
+}
+
+// packPanel widens rows r0..r0+nr (nr ≤ panelWidth) and columns k0..k0+kc
+// of w to float32, transposed: dst[k*panelWidth+j] = W[r0+j, k0+k], with
+// zeros for j ≥ nr. Int8 weights are multiplied by their row scale.
+func packPanel(dst []float32, w *Matrix, r0, nr, k0, kc int) {
+	for g := 0; g < panelWidth; g += 8 {
+		done := 0
+		if g+8 <= nr {
+			done = pack8(dst[g:], w, r0+g, k0, kc)
+		}
+		for k := done; k < kc; k++ {
+			out := dst[k*panelWidth+g : k*panelWidth+g+8]
+			for j := range out {
+				if r := g + j; r < nr {
+					out[j] = weightAt(w, r0+r, k0+k)
+				} else {
+					out[j] = 0
+				}
+			}
+		}
+	}
+}
+
+// weightAt returns W[r,c] as float32.
+func weightAt(w *Matrix, r, c int) float32 {
+	i := r*w.Cols + c
+	switch w.DType {
+	case BF16:
+		return BF16ToF32(w.BF16[i])
+	case I8:
+		return w.Scales[r] * float32(w.I8[i])
+	}
+	return w.F32[i]
 }
 
 // MatMulGeneric is the plain-Go reference of MatMul.
@@ -26,23 +215,5 @@ func MatMulGeneric(dst, x []float32, T int, w *Matrix) {
 			}
 			dst[t*R+r] = s
 		}
-	}
-}
-
-// Dot returns Σ a[i]·b[i] over len(a) elements.
-func Dot(a, b []float32) float32 {
-	var s float32
-	b = b[:len(a)]
-	for i, v := range a {
-		s += v * b[i]
-	}
-	return s
-}
-
-// Axpy computes y[i] += alpha·x[i] over len(x) elements.
-func Axpy(alpha float32, x, y []float32) {
-	y = y[:len(x)]
-	for i, v := range x {
-		y[i] += alpha * v
 	}
 }

@@ -1,0 +1,983 @@
+// Command _asmgen writes the AVX2/FMA kernels of package kernels
+// (kernels_amd64.s) and their Go declarations (kernels_amd64.go).
+//
+// Run it through go generate in the kernels directory:
+//
+//	go generate ./kernels
+//
+// Every kernel processes whole vectors of 8 float32 only; the Go wrappers in
+// package kernels finish the tails. Each declaration's doc comment gives the
+// Go loop that the kernel implements.
+package main
+
+import (
+	"math"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+func main() {
+	ConstraintExpr("amd64,!purego")
+	makeConsts()
+
+	genDot()
+	genAxpy()
+	genSum()
+	genSumSq()
+	genScaleMul()
+	genScale()
+	genMax()
+	genMulAdd()
+	genExp()
+	genExpSubSum()
+	genSiLU()
+	genScanStep()
+	for _, d := range dtypes {
+		genMatVec(d)
+	}
+	for _, d := range dtypes {
+		genPack(d)
+	}
+	genGemm()
+
+	Generate()
+}
+
+// dtype describes how a weight type is loaded and widened to 8 float32.
+type dtype struct {
+	name  string // f32, bf16, i8
+	title string // F32, BF16, I8
+	gotyp string // Go element type
+	size  int    // bytes per element
+}
+
+var dtypes = []dtype{
+	{"f32", "F32", "float32", 4},
+	{"bf16", "BF16", "uint16", 2},
+	{"i8", "I8", "int8", 1},
+}
+
+// load8 loads 8 consecutive weights at m into dst as float32.
+func (d dtype) load8(m Mem, dst VecVirtual) {
+	switch d.name {
+	case "f32":
+		VMOVUPS(m, dst)
+	case "bf16":
+		VPMOVZXWD(m, dst)
+		VPSLLD(U8(16), dst, dst)
+	case "i8":
+		VPMOVSXBD(m, dst)
+		VCVTDQ2PS(dst, dst)
+	}
+}
+
+// widen is the Go expression that converts one weight v to float32.
+func (d dtype) widen(v string) string {
+	switch d.name {
+	case "bf16":
+		return "math.Float32frombits(uint32(" + v + ")<<16)"
+	case "i8":
+		return "float32(" + v + ")"
+	}
+	return v
+}
+
+func zero(vs ...VecVirtual) {
+	for _, v := range vs {
+		VXORPS(v, v, v)
+	}
+}
+
+// hsum returns the sum of the 8 lanes of v in the low lane of an XMM register.
+func hsum(v VecVirtual) VecVirtual {
+	hi := XMM()
+	VEXTRACTF128(U8(1), v, hi)
+	lo := XMM()
+	VADDPS(hi, v.AsX(), lo)
+	VHADDPS(lo, lo, lo)
+	VHADDPS(lo, lo, lo)
+	return lo
+}
+
+// hsum4 returns the lane sums of a, b, c and e in the 4 lanes of an XMM register.
+func hsum4(a, b, c, e VecVirtual) VecVirtual {
+	t1 := YMM()
+	VHADDPS(b, a, t1)
+	t2 := YMM()
+	VHADDPS(e, c, t2)
+	VHADDPS(t2, t1, t1)
+	hi := XMM()
+	VEXTRACTF128(U8(1), t1, hi)
+	out := XMM()
+	VADDPS(hi, t1.AsX(), out)
+	return out
+}
+
+func genDot() {
+	TEXT("dotAVX2", NOSPLIT, "func(a, b *float32, n int) float32")
+	Pragma("noescape")
+	Doc(
+		"dotAVX2 returns the dot product of a[:n] and b[:n]; n is a multiple of 8.",
+		"It sums in 4×8 interleaved partial sums:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\ts += a[i] * b[i]",
+		"\t}",
+	)
+	a := Mem{Base: Load(Param("a"), GP64())}
+	b := Mem{Base: Load(Param("b"), GP64())}
+	n := Load(Param("n"), GP64())
+	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	zero(acc...)
+	Label("loop32")
+	CMPQ(n, U8(32))
+	JL(LabelRef("loop8"))
+	for i := range acc {
+		t := YMM()
+		VMOVUPS(a.Offset(32*i), t)
+		VFMADD231PS(b.Offset(32*i), t, acc[i])
+	}
+	ADDQ(U8(128), a.Base)
+	ADDQ(U8(128), b.Base)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("loop32"))
+	Label("loop8")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	t := YMM()
+	VMOVUPS(a, t)
+	VFMADD231PS(b, t, acc[0])
+	ADDQ(U8(32), a.Base)
+	ADDQ(U8(32), b.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop8"))
+	Label("done")
+	VADDPS(acc[1], acc[0], acc[0])
+	VADDPS(acc[3], acc[2], acc[2])
+	VADDPS(acc[2], acc[0], acc[0])
+	Store(hsum(acc[0]), ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+func genAxpy() {
+	TEXT("axpyAVX2", NOSPLIT, "func(alpha float32, x, y *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"axpyAVX2 adds alpha·x to y over n elements; n is a multiple of 8:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\ty[i] += alpha * x[i]",
+		"\t}",
+	)
+	al := YMM()
+	VBROADCASTSS(Load(Param("alpha"), XMM()), al)
+	x := Mem{Base: Load(Param("x"), GP64())}
+	y := Mem{Base: Load(Param("y"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop32")
+	CMPQ(n, U8(32))
+	JL(LabelRef("loop8"))
+	for i := 0; i < 4; i++ {
+		t := YMM()
+		VMOVUPS(y.Offset(32*i), t)
+		VFMADD231PS(x.Offset(32*i), al, t)
+		VMOVUPS(t, y.Offset(32*i))
+	}
+	ADDQ(U8(128), x.Base)
+	ADDQ(U8(128), y.Base)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("loop32"))
+	Label("loop8")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	t := YMM()
+	VMOVUPS(y, t)
+	VFMADD231PS(x, al, t)
+	VMOVUPS(t, y)
+	ADDQ(U8(32), x.Base)
+	ADDQ(U8(32), y.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop8"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genSum() {
+	TEXT("sumAVX2", NOSPLIT, "func(x *float32, n int) float32")
+	Pragma("noescape")
+	Doc(
+		"sumAVX2 returns the sum of x[:n]; n is a multiple of 32. It reads x in",
+		"4 interleaved vector partial sums, to measure read bandwidth:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\ts += x[i]",
+		"\t}",
+	)
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	zero(acc...)
+	Label("loop64")
+	CMPQ(n, U8(64))
+	JL(LabelRef("loop32"))
+	for i := 0; i < 8; i++ {
+		VADDPS(x.Offset(32*i), acc[i%4], acc[i%4])
+	}
+	ADDQ(U32(256), x.Base)
+	SUBQ(U8(64), n)
+	JMP(LabelRef("loop64"))
+	Label("loop32")
+	CMPQ(n, U8(32))
+	JL(LabelRef("done"))
+	for i := 0; i < 4; i++ {
+		VADDPS(x.Offset(32*i), acc[i], acc[i])
+	}
+	ADDQ(U8(128), x.Base)
+	SUBQ(U8(32), n)
+	JMP(LabelRef("loop32"))
+	Label("done")
+	VADDPS(acc[1], acc[0], acc[0])
+	VADDPS(acc[3], acc[2], acc[2])
+	VADDPS(acc[2], acc[0], acc[0])
+	Store(hsum(acc[0]), ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+func genSumSq() {
+	TEXT("sumSqAVX2", NOSPLIT, "func(x *float32, n int) float32")
+	Pragma("noescape")
+	Doc(
+		"sumSqAVX2 returns the sum of squares of x[:n]; n is a multiple of 8:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\ts += x[i] * x[i]",
+		"\t}",
+	)
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	acc := []VecVirtual{YMM(), YMM()}
+	zero(acc...)
+	Label("loop16")
+	CMPQ(n, U8(16))
+	JL(LabelRef("loop8"))
+	for i := range acc {
+		t := YMM()
+		VMOVUPS(x.Offset(32*i), t)
+		VFMADD231PS(t, t, acc[i])
+	}
+	ADDQ(U8(64), x.Base)
+	SUBQ(U8(16), n)
+	JMP(LabelRef("loop16"))
+	Label("loop8")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	t := YMM()
+	VMOVUPS(x, t)
+	VFMADD231PS(t, t, acc[0])
+	ADDQ(U8(32), x.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop8"))
+	Label("done")
+	VADDPS(acc[1], acc[0], acc[0])
+	Store(hsum(acc[0]), ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+func genScaleMul() {
+	TEXT("scaleMulAVX2", NOSPLIT, "func(dst, x, w *float32, s float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"scaleMulAVX2 writes w⊙x·s to dst over n elements; n is a multiple of 8:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\tdst[i] = w[i] * (x[i] * s)",
+		"\t}",
+	)
+	sv := YMM()
+	VBROADCASTSS(Load(Param("s"), XMM()), sv)
+	dst := Mem{Base: Load(Param("dst"), GP64())}
+	x := Mem{Base: Load(Param("x"), GP64())}
+	w := Mem{Base: Load(Param("w"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	t := YMM()
+	VMULPS(x, sv, t)
+	VMULPS(w, t, t)
+	VMOVUPS(t, dst)
+	ADDQ(U8(32), x.Base)
+	ADDQ(U8(32), w.Base)
+	ADDQ(U8(32), dst.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genScale() {
+	TEXT("scaleAVX2", NOSPLIT, "func(x *float32, s float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"scaleAVX2 multiplies x[:n] by s in place; n is a multiple of 8:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\tx[i] *= s",
+		"\t}",
+	)
+	sv := YMM()
+	VBROADCASTSS(Load(Param("s"), XMM()), sv)
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	t := YMM()
+	VMULPS(x, sv, t)
+	VMOVUPS(t, x)
+	ADDQ(U8(32), x.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genMax() {
+	TEXT("maxAVX2", NOSPLIT, "func(x *float32, n int) float32")
+	Pragma("noescape")
+	Doc(
+		"maxAVX2 returns the largest of x[:n]; n is a positive multiple of 8.",
+		"NaNs are not ordered: the result is that of",
+		"",
+		"\tm := x[0]",
+		"\tfor i := 1; i < n; i++ {",
+		"\t\tif x[i] > m {",
+		"\t\t\tm = x[i]",
+		"\t\t}",
+		"\t}",
+	)
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	m := YMM()
+	VMOVUPS(x, m)
+	Label("loop")
+	ADDQ(U8(32), x.Base)
+	SUBQ(U8(8), n)
+	JZ(LabelRef("done"))
+	VMAXPS(x, m, m)
+	JMP(LabelRef("loop"))
+	Label("done")
+	hi := XMM()
+	VEXTRACTF128(U8(1), m, hi)
+	lo := m.AsX()
+	VMAXPS(hi, lo, lo)
+	t := XMM()
+	VPERMILPS(U8(0x4e), lo, t)
+	VMAXPS(t, lo, lo)
+	VPERMILPS(U8(0xb1), lo, t)
+	VMAXPS(t, lo, lo)
+	Store(lo, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+func genMulAdd() {
+	TEXT("mulAddAVX2", NOSPLIT, "func(y, a, b *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"mulAddAVX2 adds a⊙b to y over n elements; n is a multiple of 8:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\ty[i] += a[i] * b[i]",
+		"\t}",
+	)
+	y := Mem{Base: Load(Param("y"), GP64())}
+	a := Mem{Base: Load(Param("a"), GP64())}
+	b := Mem{Base: Load(Param("b"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	t, u := YMM(), YMM()
+	VMOVUPS(y, t)
+	VMOVUPS(a, u)
+	VFMADD231PS(b, u, t)
+	VMOVUPS(t, y)
+	ADDQ(U8(32), y.Base)
+	ADDQ(U8(32), a.Base)
+	ADDQ(U8(32), b.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// expConsts are the constants of exp8, 8 lanes each in read-only data.
+type expConsts struct {
+	lo, hi, log2e, ln2hi, ln2lo, one, bias, sign Mem
+	c                                            [6]Mem // c[i] multiplies r^(i+2)
+}
+
+// The polynomial is e^r ≈ 1 + r + r²/2! + … + r⁷/7! on |r| ≤ ln2/2; the first
+// omitted term, r⁸/8!, is below 5.3e-9 relative (0.05 ulp).
+var expCoef = [6]float32{1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040}
+
+var k *expConsts
+
+func vconst(name string, bits uint32) Mem {
+	m := GLOBL(name, RODATA|NOPTR)
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32(bits))
+	}
+	return m
+}
+
+func fconst(name string, v float32) Mem { return vconst(name, math.Float32bits(v)) }
+
+func makeConsts() {
+	k = &expConsts{
+		lo:    fconst("exp_lo", -104),
+		hi:    fconst("exp_hi", 88.8),
+		log2e: fconst("exp_log2e", 1.44269504088896341),
+		ln2hi: fconst("exp_ln2hi", 0.693359375),
+		ln2lo: fconst("exp_ln2lo", -2.12194440e-4),
+		one:   fconst("exp_one", 1),
+		bias:  vconst("exp_bias", 127),
+		sign:  vconst("sign_bit", 0x80000000),
+	}
+	for i := range k.c {
+		k.c[i] = fconst("exp_c"+string(rune('2'+i)), expCoef[i])
+	}
+}
+
+// exp8 writes e^x to dst lane by lane; x is preserved.
+//
+// x is clamped to [-104, 88.8] (NaN passes through), n = round(x·log2 e) and
+// r = x - n·ln2 with ln2 split in two (Cody–Waite, fused), so r is exact to
+// about 1e-10; e^r is the degree-7 Taylor polynomial by Horner with FMA, and
+// 2^n is applied as 2^(n>>1)·2^(n-n>>1), two normal powers of two, so that
+// results in the subnormal range round once and e^x for x > 88.73 is +Inf.
+// Below -104 the result is 0.
+func (k *expConsts) exp8(x, dst VecVirtual) {
+	t, u := YMM(), YMM()
+	VMOVUPS(k.lo, t)
+	VMAXPS(x, t, t) // max(lo, x): NaN in x is kept
+	VMOVUPS(k.hi, u)
+	VMINPS(t, u, t) // min(hi, t): NaN in t is kept
+	n := YMM()
+	VMULPS(k.log2e, t, n)
+	VROUNDPS(U8(0), n, n) // to nearest even
+	VFNMADD231PS(k.ln2hi, n, t)
+	VFNMADD231PS(k.ln2lo, n, t) // t = r
+	p := dst
+	VMOVUPS(k.c[5], p)
+	for i := 4; i >= 0; i-- {
+		VFMADD213PS(k.c[i], t, p) // p = p·r + c
+	}
+	VFMADD213PS(k.one, t, p)
+	VFMADD213PS(k.one, t, p)
+	ni := YMM()
+	VCVTPS2DQ(n, ni)
+	n1 := YMM()
+	VPSRAD(U8(1), ni, n1)
+	VPSUBD(n1, ni, ni)
+	VPADDD(k.bias, n1, n1)
+	VPADDD(k.bias, ni, ni)
+	VPSLLD(U8(23), n1, n1)
+	VPSLLD(U8(23), ni, ni)
+	VMULPS(n1, p, p)
+	VMULPS(ni, p, p)
+}
+
+func genExp() {
+	TEXT("expAVX2", NOSPLIT, "func(dst, x *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"expAVX2 writes e^x to dst over n elements; n is a multiple of 8. Its",
+		"result is within 2 ulp of the correctly rounded value (see exp8 in the",
+		"generator and TestExpAccuracy):",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\tdst[i] = float32(math.Exp(float64(x[i])))",
+		"\t}",
+	)
+	dst := Mem{Base: Load(Param("dst"), GP64())}
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	v, e := YMM(), YMM()
+	VMOVUPS(x, v)
+	k.exp8(v, e)
+	VMOVUPS(e, dst)
+	ADDQ(U8(32), x.Base)
+	ADDQ(U8(32), dst.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genExpSubSum() {
+	TEXT("expSubSumAVX2", NOSPLIT, "func(x *float32, m float32, n int) float32")
+	Pragma("noescape")
+	Doc(
+		"expSubSumAVX2 replaces x[i] by e^(x[i]-m) over n elements and returns",
+		"their sum; n is a multiple of 8:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\tx[i] = float32(math.Exp(float64(x[i] - m)))",
+		"\t\ts += x[i]",
+		"\t}",
+	)
+	mv := YMM()
+	VBROADCASTSS(Load(Param("m"), XMM()), mv)
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	acc := YMM()
+	zero(acc)
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	v, e := YMM(), YMM()
+	VMOVUPS(x, v)
+	VSUBPS(mv, v, v)
+	k.exp8(v, e)
+	VMOVUPS(e, x)
+	VADDPS(e, acc, acc)
+	ADDQ(U8(32), x.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	Store(hsum(acc), ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+func genSiLU() {
+	TEXT("siluAVX2", NOSPLIT, "func(dst, x *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"siluAVX2 writes x·σ(x) to dst over n elements; n is a multiple of 8:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\tdst[i] = x[i] / (1 + float32(math.Exp(float64(-x[i]))))",
+		"\t}",
+	)
+	dst := Mem{Base: Load(Param("dst"), GP64())}
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	v, nv, e := YMM(), YMM(), YMM()
+	VMOVUPS(x, v)
+	VXORPS(k.sign, v, nv)
+	k.exp8(nv, e)
+	VADDPS(k.one, e, e)
+	VDIVPS(e, v, e)
+	VMOVUPS(e, dst)
+	ADDQ(U8(32), x.Base)
+	ADDQ(U8(32), dst.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genScanStep() {
+	TEXT("scanStepAVX2", NOSPLIT, "func(h, A, delta, x, B, C, D, y *float32, di, n int)")
+	Pragma("noescape")
+	Doc(
+		"scanStepAVX2 advances the selective-scan state h[di×n] by one token and",
+		"writes y[:di]; n is a positive multiple of 8:",
+		"",
+		"\tfor c := 0; c < di; c++ {",
+		"\t\tdx := delta[c] * x[c]",
+		"\t\tvar s float32",
+		"\t\tfor j := 0; j < n; j++ {",
+		"\t\t\tv := exp(delta[c]*A[c*n+j])*h[c*n+j] + dx*B[j]",
+		"\t\t\th[c*n+j] = v",
+		"\t\t\ts += v * C[j]",
+		"\t\t}",
+		"\t\ty[c] = s + D[c]*x[c]",
+		"\t}",
+	)
+	h := Load(Param("h"), GP64())
+	A := Load(Param("A"), GP64())
+	delta := Load(Param("delta"), GP64())
+	x := Load(Param("x"), GP64())
+	B := Load(Param("B"), GP64())
+	C := Load(Param("C"), GP64())
+	D := Load(Param("D"), GP64())
+	y := Load(Param("y"), GP64())
+	di := Load(Param("di"), GP64())
+	n := Load(Param("n"), GP64())
+	Label("chan")
+	CMPQ(di, U8(0))
+	JE(LabelRef("done"))
+	d, xc, dx := YMM(), YMM(), YMM()
+	VBROADCASTSS(Mem{Base: delta}, d)
+	VBROADCASTSS(Mem{Base: x}, xc)
+	VMULPS(xc, d, dx)
+	acc := YMM()
+	zero(acc)
+	j := GP64()
+	XORQ(j, j)
+	Label("state")
+	a, e, hv := YMM(), YMM(), YMM()
+	VMULPS(Mem{Base: A, Index: j, Scale: 4}, d, a)
+	k.exp8(a, e)
+	VMULPS(Mem{Base: h, Index: j, Scale: 4}, e, hv)
+	VFMADD231PS(Mem{Base: B, Index: j, Scale: 4}, dx, hv)
+	VMOVUPS(hv, Mem{Base: h, Index: j, Scale: 4})
+	VFMADD231PS(Mem{Base: C, Index: j, Scale: 4}, hv, acc)
+	ADDQ(U8(8), j)
+	CMPQ(j, n)
+	JL(LabelRef("state"))
+	s := hsum(acc)
+	dv := XMM()
+	VMOVSS(Mem{Base: D}, dv)
+	VFMADD231SS(xc.AsX(), dv, s)
+	VMOVSS(s, Mem{Base: y})
+	LEAQ(Mem{Base: A, Index: n, Scale: 4}, A)
+	LEAQ(Mem{Base: h, Index: n, Scale: 4}, h)
+	ADDQ(U8(4), delta)
+	ADDQ(U8(4), x)
+	ADDQ(U8(4), D)
+	ADDQ(U8(4), y)
+	DECQ(di)
+	JMP(LabelRef("chan"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genMatVec(d dtype) {
+	name := "matVec" + d.title + "AVX2"
+	TEXT(name, NOSPLIT, "func(y *float32, w *"+d.gotyp+", x *float32, rows, cols, ld int)")
+	Pragma("noescape")
+	Doc(
+		name+" writes the products of rows of w (row stride ld) with x to y;",
+		"cols is a multiple of 8. Each sum runs over 2×8 interleaved partial sums:",
+		"",
+		"\tfor r := 0; r < rows; r++ {",
+		"\t\tvar s float32",
+		"\t\tfor c := 0; c < cols; c++ {",
+		"\t\t\ts += "+d.widen("w[r*ld+c]")+" * x[c]",
+		"\t\t}",
+		"\t\ty[r] = s",
+		"\t}",
+	)
+	y := Load(Param("y"), GP64())
+	w := Load(Param("w"), GP64())
+	x := Load(Param("x"), GP64())
+	rows := Load(Param("rows"), GP64())
+	cols := Load(Param("cols"), GP64())
+	ld := Load(Param("ld"), GP64())
+	if d.size > 1 {
+		SHLQ(U8(map[int]uint8{2: 1, 4: 2}[d.size]), ld) // bytes per row
+	}
+	n16 := GP64()
+	MOVQ(cols, n16)
+	ANDQ(I8(-16), n16)
+	p := []GPVirtual{GP64(), GP64(), GP64(), GP64()}
+	c := GP64()
+	wm := func(base Register, off int) Mem {
+		return Mem{Base: base, Index: c, Scale: uint8(d.size), Disp: off * d.size}
+	}
+	xm := func(off int) Mem { return Mem{Base: x, Index: c, Scale: 4, Disp: 4 * off} }
+
+	Label("rows4")
+	CMPQ(rows, U8(4))
+	JL(LabelRef("rows1"))
+	MOVQ(w, p[0])
+	LEAQ(Mem{Base: w, Index: ld, Scale: 1}, p[1])
+	LEAQ(Mem{Base: w, Index: ld, Scale: 2}, p[2])
+	LEAQ(Mem{Base: p[1], Index: ld, Scale: 2}, p[3])
+	acc := make([]VecVirtual, 8)
+	for i := range acc {
+		acc[i] = YMM()
+	}
+	zero(acc...)
+	XORQ(c, c)
+	Label("cols16x4")
+	CMPQ(c, n16)
+	JGE(LabelRef("cols8x4"))
+	x0, x1 := YMM(), YMM()
+	VMOVUPS(xm(0), x0)
+	VMOVUPS(xm(8), x1)
+	for j := 0; j < 4; j++ {
+		t0, t1 := YMM(), YMM()
+		d.load8(wm(p[j], 0), t0)
+		VFMADD231PS(x0, t0, acc[2*j])
+		d.load8(wm(p[j], 8), t1)
+		VFMADD231PS(x1, t1, acc[2*j+1])
+	}
+	ADDQ(U8(16), c)
+	JMP(LabelRef("cols16x4"))
+	Label("cols8x4")
+	CMPQ(c, cols)
+	JGE(LabelRef("sum4"))
+	x2 := YMM()
+	VMOVUPS(xm(0), x2)
+	for j := 0; j < 4; j++ {
+		t := YMM()
+		d.load8(wm(p[j], 0), t)
+		VFMADD231PS(x2, t, acc[2*j])
+	}
+	Label("sum4")
+	for j := 0; j < 4; j++ {
+		VADDPS(acc[2*j+1], acc[2*j], acc[2*j])
+	}
+	s := hsum4(acc[0], acc[2], acc[4], acc[6])
+	VMOVUPS(s, Mem{Base: y})
+	ADDQ(U8(16), y)
+	LEAQ(Mem{Base: p[3], Index: ld, Scale: 1}, w)
+	SUBQ(U8(4), rows)
+	JMP(LabelRef("rows4"))
+
+	Label("rows1")
+	CMPQ(rows, U8(0))
+	JE(LabelRef("done"))
+	a0, a1 := YMM(), YMM()
+	zero(a0, a1)
+	XORQ(c, c)
+	Label("cols16x1")
+	CMPQ(c, n16)
+	JGE(LabelRef("cols8x1"))
+	t0, t1 := YMM(), YMM()
+	d.load8(wm(w, 0), t0)
+	VFMADD231PS(xm(0), t0, a0)
+	d.load8(wm(w, 8), t1)
+	VFMADD231PS(xm(8), t1, a1)
+	ADDQ(U8(16), c)
+	JMP(LabelRef("cols16x1"))
+	Label("cols8x1")
+	CMPQ(c, cols)
+	JGE(LabelRef("sum1"))
+	t2 := YMM()
+	d.load8(wm(w, 0), t2)
+	VFMADD231PS(xm(0), t2, a0)
+	Label("sum1")
+	VADDPS(a1, a0, a0)
+	VMOVSS(hsum(a0), Mem{Base: y})
+	ADDQ(U8(4), y)
+	ADDQ(ld, w)
+	DECQ(rows)
+	JMP(LabelRef("rows1"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// genPack writes a kernel that transposes 8 rows × kc columns of a weight
+// matrix into a panel of float32 with row stride panelWidth.
+const panelWidth = 24
+
+func genPack(d dtype) {
+	name := "pack" + d.title + "AVX2"
+	sig := "func(dst *float32, src *" + d.gotyp + ", ld, kc int)"
+	doc := []string{
+		name + " widens 8 rows × kc columns of src (row stride ld) to float32",
+		"and stores them transposed in dst with row stride 24; kc is a multiple of 8:",
+		"",
+		"\tfor k := 0; k < kc; k++ {",
+		"\t\tfor j := 0; j < 8; j++ {",
+		"\t\t\tdst[k*24+j] = " + d.widen("src[j*ld+k]"),
+		"\t\t}",
+		"\t}",
+	}
+	if d.name == "i8" {
+		sig = "func(dst *float32, src *int8, ld, kc int, scales *float32)"
+		doc[0] = name + " widens 8 rows × kc columns of src (row stride ld), times"
+		doc[1] = "the row scales, and stores them transposed in dst with row stride 24:"
+		doc[5] = "\t\t\tdst[k*24+j] = scales[j] * float32(src[j*ld+k])"
+	}
+	TEXT(name, NOSPLIT, sig)
+	Pragma("noescape")
+	Doc(doc...)
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	ld := Load(Param("ld"), GP64())
+	kc := Load(Param("kc"), GP64())
+	if d.size > 1 {
+		SHLQ(U8(map[int]uint8{2: 1, 4: 2}[d.size]), ld)
+	}
+	var sc VecVirtual
+	if d.name == "i8" {
+		sc = YMM()
+		VMOVUPS(Mem{Base: Load(Param("scales"), GP64())}, sc)
+	}
+	// Rows 0-3 at src + {0,1,2,3}·ld, rows 4-7 at src4 + the same.
+	ld3 := GP64()
+	LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, ld3)
+	src4 := GP64()
+	LEAQ(Mem{Base: src, Index: ld, Scale: 4}, src4)
+	row := func(j int) Mem {
+		base := src
+		if j >= 4 {
+			base = src4
+		}
+		switch j % 4 {
+		case 0:
+			return Mem{Base: base}
+		case 1:
+			return Mem{Base: base, Index: ld, Scale: 1}
+		case 2:
+			return Mem{Base: base, Index: ld, Scale: 2}
+		}
+		return Mem{Base: base, Index: ld3, Scale: 1}
+	}
+	Label("loop")
+	CMPQ(kc, U8(8))
+	JL(LabelRef("done"))
+	r := make([]VecVirtual, 8)
+	for j := range r {
+		r[j] = YMM()
+		d.load8(row(j), r[j])
+	}
+	t := make([]VecVirtual, 8)
+	for i := 0; i < 4; i++ {
+		t[2*i], t[2*i+1] = YMM(), YMM()
+		VUNPCKLPS(r[2*i+1], r[2*i], t[2*i])
+		VUNPCKHPS(r[2*i+1], r[2*i], t[2*i+1])
+	}
+	// s[0..3]: rows 0-3 of columns {0,4}, {1,5}, {2,6}, {3,7}; s[4..7]: rows 4-7.
+	s := make([]VecVirtual, 8)
+	for h := 0; h < 2; h++ {
+		a, b := t[4*h], t[4*h+2]        // unpack lo of rows (0,1),(2,3)
+		c, e := t[4*h+1], t[4*h+3]      // unpack hi
+		s[4*h], s[4*h+1] = YMM(), YMM() // columns 0|4, 1|5
+		s[4*h+2], s[4*h+3] = YMM(), YMM()
+		VSHUFPS(U8(0x44), b, a, s[4*h])
+		VSHUFPS(U8(0xee), b, a, s[4*h+1])
+		VSHUFPS(U8(0x44), e, c, s[4*h+2])
+		VSHUFPS(U8(0xee), e, c, s[4*h+3])
+	}
+	for k := 0; k < 4; k++ {
+		lo, hi := YMM(), YMM()
+		VPERM2F128(U8(0x20), s[4+k], s[k], lo) // column k
+		VPERM2F128(U8(0x31), s[4+k], s[k], hi) // column k+4
+		if d.name == "i8" {
+			VMULPS(sc, lo, lo)
+			VMULPS(sc, hi, hi)
+		}
+		VMOVUPS(lo, Mem{Base: dst, Disp: 4 * panelWidth * k})
+		VMOVUPS(hi, Mem{Base: dst, Disp: 4 * panelWidth * (k + 4)})
+	}
+	ADDQ(U32(8*4*panelWidth), dst)
+	ADDQ(U8(8*d.size), src)
+	ADDQ(U8(8*d.size), src4)
+	SUBQ(U8(8), kc)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// genGemm writes the 4×24 micro-kernel of the matrix-matrix product. It keeps
+// the 4×24 block of results in 12 registers; each step broadcasts one value of
+// each of the 4 rows of x and multiplies it with 24 consecutive panel values.
+func genGemm() {
+	TEXT("gemm4x24AVX2", NOSPLIT, "func(c *float32, ldc int, x *float32, ldx int, p *float32, kc int, add bool)")
+	Pragma("noescape")
+	Doc(
+		"gemm4x24AVX2 multiplies 4 rows of x (row stride ldx) by a packed panel p",
+		"of kc×24 and stores (or with add, adds) the 4×24 result in c (row stride",
+		"ldc); kc is positive:",
+		"",
+		"\tfor t := 0; t < 4; t++ {",
+		"\t\tfor j := 0; j < 24; j++ {",
+		"\t\t\tvar s float32",
+		"\t\t\tfor k := 0; k < kc; k++ {",
+		"\t\t\t\ts += x[t*ldx+k] * p[k*24+j]",
+		"\t\t\t}",
+		"\t\t\tif add {",
+		"\t\t\t\ts += c[t*ldc+j]",
+		"\t\t\t}",
+		"\t\t\tc[t*ldc+j] = s",
+		"\t\t}",
+		"\t}",
+	)
+	c := Load(Param("c"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	x := Load(Param("x"), GP64())
+	ldx := Load(Param("ldx"), GP64())
+	p := Load(Param("p"), GP64())
+	kc := Load(Param("kc"), GP64())
+	SHLQ(U8(2), ldc)
+	SHLQ(U8(2), ldx)
+	ld3 := GP64()
+	LEAQ(Mem{Base: ldx, Index: ldx, Scale: 2}, ld3)
+	acc := []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11}
+	for _, a := range acc {
+		VXORPS(a, a, a)
+	}
+	xr := []Mem{
+		{Base: x},
+		{Base: x, Index: ldx, Scale: 1},
+		{Base: x, Index: ldx, Scale: 2},
+		{Base: x, Index: ld3, Scale: 1},
+	}
+	step := func(off int) {
+		VMOVUPS(Mem{Base: p, Disp: off * 96}, Y12)
+		VMOVUPS(Mem{Base: p, Disp: off*96 + 32}, Y13)
+		VMOVUPS(Mem{Base: p, Disp: off*96 + 64}, Y14)
+		for t := 0; t < 4; t++ {
+			VBROADCASTSS(xr[t].Offset(4*off), Y15)
+			VFMADD231PS(Y12, Y15, acc[3*t])
+			VFMADD231PS(Y13, Y15, acc[3*t+1])
+			VFMADD231PS(Y14, Y15, acc[3*t+2])
+		}
+	}
+	Label("loop4")
+	CMPQ(kc, U8(4))
+	JL(LabelRef("loop1"))
+	for u := 0; u < 4; u++ {
+		step(u)
+	}
+	ADDQ(U8(16), x)
+	ADDQ(U32(4*96), p)
+	SUBQ(U8(4), kc)
+	JMP(LabelRef("loop4"))
+	Label("loop1")
+	CMPQ(kc, U8(0))
+	JE(LabelRef("store"))
+	step(0)
+	ADDQ(U8(4), x)
+	ADDQ(U8(96), p)
+	DECQ(kc)
+	JMP(LabelRef("loop1"))
+
+	Label("store")
+	add := Load(Param("add"), GP8())
+	for t := 0; t < 4; t++ {
+		if t > 0 {
+			ADDQ(ldc, c)
+		}
+		CMPB(add, U8(0))
+		JE(LabelRef("put" + string(rune('0'+t))))
+		for j := 0; j < 3; j++ {
+			VADDPS(Mem{Base: c, Disp: 32 * j}, acc[3*t+j], acc[3*t+j])
+		}
+		Label("put" + string(rune('0'+t)))
+		for j := 0; j < 3; j++ {
+			VMOVUPS(acc[3*t+j], Mem{Base: c, Disp: 32 * j})
+		}
+	}
+	VZEROUPPER()
+	RET()
+}

@@ -1,0 +1,192 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// useAVX2 selects the AVX2/FMA kernels. It is set once at init from the CPU
+// features; tests clear it to run the plain-Go path on the same inputs.
+var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// The wrappers below send the largest multiple of 8 elements to the assembly
+// kernel and finish the tail in Go.
+
+// vecLen returns how many of n elements the assembly kernels take.
+func vecLen(n int) int {
+	if !useAVX2 {
+		return 0
+	}
+	return n &^ 7
+}
+
+func dot(a, b []float32) float32 {
+	n := vecLen(len(a))
+	if n == 0 {
+		return DotGeneric(a, b)
+	}
+	s := dotAVX2(&a[0], &b[0], n)
+	return s + DotGeneric(a[n:], b[n:])
+}
+
+func axpy(alpha float32, x, y []float32) {
+	n := vecLen(len(x))
+	if n > 0 {
+		axpyAVX2(alpha, &x[0], &y[0], n)
+	}
+	AxpyGeneric(alpha, x[n:], y[n:])
+}
+
+func sumSq(x []float32) float32 {
+	n := vecLen(len(x))
+	if n == 0 {
+		return sumSqGeneric(x)
+	}
+	return sumSqAVX2(&x[0], n) + sumSqGeneric(x[n:])
+}
+
+func scaleMul(dst, x, w []float32, s float32) {
+	n := vecLen(len(x))
+	if n > 0 {
+		scaleMulAVX2(&dst[0], &x[0], &w[0], s, n)
+	}
+	scaleMulGeneric(dst[n:], x[n:], w[n:], s)
+}
+
+func scale(x []float32, s float32) {
+	n := vecLen(len(x))
+	if n > 0 {
+		scaleAVX2(&x[0], s, n)
+	}
+	for i := n; i < len(x); i++ {
+		x[i] *= s
+	}
+}
+
+func maxOf(x []float32) float32 {
+	n := vecLen(len(x))
+	if n == 0 {
+		return maxGeneric(x)
+	}
+	m := maxAVX2(&x[0], n)
+	if t := x[n:]; len(t) > 0 {
+		if v := maxGeneric(t); v > m {
+			m = v
+		}
+	}
+	return m
+}
+
+func mulAdd(y, a, b []float32) {
+	n := vecLen(len(y))
+	if n > 0 {
+		mulAddAVX2(&y[0], &a[0], &b[0], n)
+	}
+	mulAddGeneric(y[n:], a[n:], b[n:])
+}
+
+func exp(dst, x []float32) {
+	n := vecLen(len(x))
+	if n > 0 {
+		expAVX2(&dst[0], &x[0], n)
+	}
+	ExpGeneric(dst[n:], x[n:])
+}
+
+func expSubSum(x []float32, m float32) float32 {
+	n := vecLen(len(x))
+	var s float32
+	if n > 0 {
+		s = expSubSumAVX2(&x[0], m, n)
+	}
+	return s + expSubSumGeneric(x[n:], m)
+}
+
+func silu(dst, x []float32) {
+	n := vecLen(len(x))
+	if n > 0 {
+		siluAVX2(&dst[0], &x[0], n)
+	}
+	SiLUGeneric(dst[n:], x[n:])
+}
+
+func scanStep(h, A, delta, x, B, C, D, y []float32, Di, N int) {
+	if !useAVX2 || N%8 != 0 || Di == 0 || N == 0 {
+		ScanStepGeneric(h, A, delta, x, B, C, D, y, Di, N)
+		return
+	}
+	// The kernel reads and writes these whole ranges; check them once.
+	_, _ = h[Di*N-1], A[Di*N-1]
+	_, _, _, _ = delta[Di-1], x[Di-1], D[Di-1], y[Di-1]
+	_, _ = B[N-1], C[N-1]
+	scanStepAVX2(&h[0], &A[0], &delta[0], &x[0], &B[0], &C[0], &D[0], &y[0], Di, N)
+}
+
+func sumRead(x []float32) float32 {
+	n := len(x) &^ 31
+	if !useAVX2 || n == 0 {
+		return sumGeneric(x)
+	}
+	return sumAVX2(&x[0], n) + sumGeneric(x[n:])
+}
+
+// matVecRows sets y[i] = W[r0+i,:]·x for r0+i < r1.
+func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int) {
+	C := w.Cols
+	n := C &^ 7
+	if !useAVX2 || n == 0 || r1 <= r0 {
+		matVecRowsGeneric(y, w, x, r0, r1)
+		return
+	}
+	rows := r1 - r0
+	_ = y[rows-1]
+	_ = x[C-1]
+	switch w.DType {
+	case F32:
+		_ = w.F32[r1*C-1]
+		matVecF32AVX2(&y[0], &w.F32[r0*C], &x[0], rows, n, C)
+	case BF16:
+		_ = w.BF16[r1*C-1]
+		matVecBF16AVX2(&y[0], &w.BF16[r0*C], &x[0], rows, n, C)
+	case I8:
+		_ = w.I8[r1*C-1]
+		matVecI8AVX2(&y[0], &w.I8[r0*C], &x[0], rows, n, C)
+	}
+	finishRows(y, w, x, r0, r1, n)
+}
+
+// pack8 packs rows r..r+8 and columns k0..k0+kc of w into a panel (see
+// packPanel) and returns how many leading columns it packed.
+func pack8(dst []float32, w *Matrix, r, k0, kc int) int {
+	n := kc &^ 7
+	if !useAVX2 || n == 0 {
+		return 0
+	}
+	C := w.Cols
+	_ = dst[(n-1)*panelWidth+7]
+	a := r*C + k0
+	switch w.DType {
+	case F32:
+		_ = w.F32[a+7*C+n-1]
+		packF32AVX2(&dst[0], &w.F32[a], C, n)
+	case BF16:
+		_ = w.BF16[a+7*C+n-1]
+		packBF16AVX2(&dst[0], &w.BF16[a], C, n)
+	case I8:
+		_ = w.I8[a+7*C+n-1]
+		_ = w.Scales[r+7]
+		packI8AVX2(&dst[0], &w.I8[a], C, n, &w.Scales[r])
+	}
+	return n
+}
+
+// gemmTile computes a 4×panelWidth tile; see gemm4x24Generic.
+func gemmTile(c []float32, ldc int, x []float32, ldx int, p []float32, kc int, add bool) {
+	if !useAVX2 {
+		gemm4x24Generic(c, ldc, x, ldx, p, kc, add)
+		return
+	}
+	_ = c[3*ldc+panelWidth-1]
+	_ = x[3*ldx+kc-1]
+	_ = p[kc*panelWidth-1]
+	gemm4x24AVX2(&c[0], ldc, &x[0], ldx, &p[0], kc, add)
+}

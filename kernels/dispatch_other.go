@@ -1,0 +1,37 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// useAVX2 is always false without the assembly kernels; it exists so that
+// tests can save and restore it in every build.
+var useAVX2 = false
+
+func dot(a, b []float32) float32                        { return DotGeneric(a, b) }
+func axpy(alpha float32, x, y []float32)                { AxpyGeneric(alpha, x, y) }
+func sumSq(x []float32) float32                         { return sumSqGeneric(x) }
+func scaleMul(dst, x, w []float32, s float32)           { scaleMulGeneric(dst, x, w, s) }
+func maxOf(x []float32) float32                         { return maxGeneric(x) }
+func mulAdd(y, a, b []float32)                          { mulAddGeneric(y, a, b) }
+func exp(dst, x []float32)                              { ExpGeneric(dst, x) }
+func expSubSum(x []float32, m float32) float32          { return expSubSumGeneric(x, m) }
+func silu(dst, x []float32)                             { SiLUGeneric(dst, x) }
+func sumRead(x []float32) float32                       { return sumGeneric(x) }
+func pack8(dst []float32, w *Matrix, r, k0, kc int) int { return 0 }
+
+func scale(x []float32, s float32) {
+	for i := range x {
+		x[i] *= s
+	}
+}
+
+func scanStep(h, A, delta, x, B, C, D, y []float32, Di, N int) {
+	ScanStepGeneric(h, A, delta, x, B, C, D, y, Di, N)
+}
+
+func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int) {
+	matVecRowsGeneric(y, w, x, r0, r1)
+}
+
+func gemmTile(c []float32, ldc int, x []float32, ldx int, p []float32, kc int, add bool) {
+	gemm4x24Generic(c, ldc, x, ldx, p, kc, add)
+}

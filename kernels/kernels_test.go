@@ -1,0 +1,460 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// u is the unit roundoff of float32: every float32 operation is exact to a
+// relative u, and a sum of n terms in any order to n·u·Σ|terms|.
+const u = 1.0 / (1 << 24)
+
+// lengths hits every code path of the vector kernels: empty, tails only, one
+// vector, a vector plus tail, the 32-element unrolled loops with and without
+// tails, and a long odd length.
+var lengths = []int{0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1023, 1031}
+
+// paths runs f on the assembly path (when the CPU has it) and on the plain-Go
+// path. In the purego build both are the plain-Go path.
+func paths(t *testing.T, f func(t *testing.T)) {
+	t.Run("fast", f)
+	t.Run("generic", func(t *testing.T) {
+		defer forceGeneric()()
+		f(t)
+	})
+}
+
+// guard is the value stored around test slices to detect writes out of
+// range: a NaN with a payload no kernel produces.
+var guard = math.Float32frombits(0x7fc0dead)
+
+const nguard = 19
+
+// guarded returns a slice of n random floats starting off elements after a
+// guard band (so that its address is misaligned by off·4 bytes relative to the
+// allocation), and a function that fails t if anything around it changed.
+func guarded(r *rand.Rand, n, off int) ([]float32, func(t *testing.T)) {
+	buf := make([]float32, nguard+off+n+nguard)
+	for i := range buf {
+		buf[i] = guard
+	}
+	s := buf[nguard+off : nguard+off+n]
+	for i := range s {
+		s[i] = r.Float32()*2 - 1
+	}
+	return s, func(t *testing.T) {
+		t.Helper()
+		for i, v := range buf {
+			if (i < nguard+off || i >= nguard+off+n) && math.Float32bits(v) != math.Float32bits(guard) {
+				t.Fatalf("write out of range at %d (slice is [%d:%d])", i, nguard+off, nguard+off+n)
+			}
+		}
+	}
+}
+
+func newRand(t *testing.T) *rand.Rand {
+	return rand.New(rand.NewPCG(1, uint64(len(t.Name()))))
+}
+
+func clone(x []float32) []float32 { return append([]float32(nil), x...) }
+
+func absf(x float32) float32 { return float32(math.Abs(float64(x))) }
+
+func TestDot(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, n := range lengths {
+			for off := 0; off < 4; off++ {
+				a, _ := guarded(r, n, off)
+				b, _ := guarded(r, n, 3-off)
+				got, want := Dot(a, b), DotGeneric(a, b)
+				var mag float32
+				for i := range a {
+					mag += absf(a[i] * b[i])
+				}
+				// Both sums are within n·u·Σ|a·b| of the exact one.
+				if tol := 2 * float32(n) * u * mag; absf(got-want) > tol {
+					t.Errorf("n=%d off=%d: Dot = %v, want %v ± %v", n, off, got, want, tol)
+				}
+			}
+		}
+	})
+}
+
+func TestAxpy(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, n := range lengths {
+			for off := 0; off < 4; off++ {
+				x, _ := guarded(r, n, off)
+				y, check := guarded(r, n, 3-off)
+				want := clone(y)
+				AxpyGeneric(0.75, x, want)
+				y0 := clone(y)
+				Axpy(0.75, x, y)
+				check(t)
+				for i := range y {
+					// A fused multiply-add rounds once instead of twice.
+					if tol := 2 * u * (absf(y0[i]) + absf(0.75*x[i])); absf(y[i]-want[i]) > tol {
+						t.Fatalf("n=%d off=%d: y[%d] = %v, want %v", n, off, i, y[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestExp(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, n := range lengths {
+			for off := 0; off < 4; off++ {
+				x, _ := guarded(r, n, off)
+				for i := range x {
+					x[i] *= 87 // normal results; TestExpSpecial checks beyond
+				}
+				dst, check := guarded(r, n, 3-off)
+				Exp(dst, x)
+				check(t)
+				for i, v := range x {
+					want := math.Exp(float64(v))
+					if e := relErr(dst[i], want); e > expTol {
+						t.Fatalf("n=%d: Exp(%v) = %v, want %v (relative error %.3g)", n, v, dst[i], want, e)
+					}
+				}
+			}
+		}
+	})
+}
+
+// expTol bounds the relative error of Exp against the exact exponential for
+// normal results: the polynomial and range reduction add at most about 1 ulp
+// (≤ 2^-23 relative) to the final rounding; TestExpAccuracy measures it.
+const expTol = 2e-7
+
+func relErr(got float32, want float64) float64 {
+	if want == 0 {
+		return math.Abs(float64(got))
+	}
+	return math.Abs(float64(got)-want) / math.Abs(want)
+}
+
+// TestExpAccuracy sweeps the whole range of normal results.
+func TestExpAccuracy(t *testing.T) {
+	const lo, hi = -87.3, 88.72
+	n := 1 << 20
+	if testing.Short() {
+		n = 1 << 16
+	}
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = lo + (hi-lo)*float32(i)/float32(n)
+	}
+	// Around 0 the reduction is exact and the polynomial matters most.
+	for i := 0; i < 4096; i++ {
+		x[i] = float32(i-2048) / 4096
+	}
+	y := make([]float32, n)
+	Exp(y, x)
+	var worst float64
+	var at float32
+	for i, v := range x {
+		if e := relErr(y[i], math.Exp(float64(v))); e > worst {
+			worst, at = e, v
+		}
+	}
+	t.Logf("max relative error %.3g at x=%v (useAVX2=%v)", worst, at, useAVX2)
+	if worst > expTol {
+		t.Errorf("max relative error %.3g at x=%v, want ≤ %g", worst, at, expTol)
+	}
+}
+
+func TestExpSpecial(t *testing.T) {
+	inf := float32(math.Inf(1))
+	nan := float32(math.NaN())
+	cases := []struct{ x, want float32 }{
+		{0, 1},
+		{-inf, 0},
+		{inf, inf},
+		{-200, 0},
+		{-104.5, 0},
+		{89, inf},
+		{88.8, inf},
+		{88.72, float32(math.Exp(float64(float32(88.72))))},
+		{-87.3, float32(math.Exp(float64(float32(-87.3))))},
+	}
+	paths(t, func(t *testing.T) {
+		x := make([]float32, 8*len(cases))
+		for i := range x {
+			x[i] = cases[i%len(cases)].x
+		}
+		y := make([]float32, len(x))
+		Exp(y, x)
+		for i, v := range y {
+			c := cases[i%len(cases)]
+			if relErr(v, float64(c.want)) > expTol && !(math.IsInf(float64(v), 1) && math.IsInf(float64(c.want), 1)) {
+				t.Errorf("Exp(%v) = %v, want %v", c.x, v, c.want)
+			}
+		}
+		x[3] = nan
+		Exp(y, x)
+		if !math.IsNaN(float64(y[3])) {
+			t.Errorf("Exp(NaN) = %v", y[3])
+		}
+		// Results below the normal range keep their absolute accuracy.
+		for _, v := range []float32{-87.5, -90, -100, -103} {
+			for i := range x {
+				x[i] = v
+			}
+			Exp(y, x)
+			if want := math.Exp(float64(v)); math.Abs(float64(y[0])-want) > 0x1p-149 {
+				t.Errorf("Exp(%v) = %v, want %v", v, y[0], want)
+			}
+		}
+	})
+}
+
+func TestRMSNorm(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, n := range lengths[1:] {
+			for off := 0; off < 4; off++ {
+				x, _ := guarded(r, n, off)
+				w, _ := guarded(r, n, (off+1)%4)
+				dst, check := guarded(r, n, 3-off)
+				want := make([]float32, n)
+				RMSNormGeneric(want, x, w, 1e-6)
+				RMSNorm(dst, x, w, 1e-6)
+				check(t)
+				for i := range dst {
+					// The sums of squares differ by up to 2n·u relative, the
+					// scale by half that, and the products round twice.
+					if tol := float32(n+4) * u * absf(want[i]); absf(dst[i]-want[i]) > tol {
+						t.Fatalf("n=%d: dst[%d] = %v, want %v", n, i, dst[i], want[i])
+					}
+				}
+			}
+		}
+		// In place.
+		x := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
+		w := []float32{1, 1, 1, 1, 1, 1, 1, 1, 1}
+		want := make([]float32, len(x))
+		RMSNormGeneric(want, x, w, 0)
+		RMSNorm(x, x, w, 0)
+		for i := range x {
+			if absf(x[i]-want[i]) > 16*u*absf(want[i]) {
+				t.Fatalf("in place: %v, want %v", x, want)
+			}
+		}
+	})
+}
+
+func TestSoftmax(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, n := range lengths[1:] {
+			for off := 0; off < 4; off++ {
+				x, check := guarded(r, n, off)
+				for i := range x {
+					x[i] *= 20
+				}
+				want := clone(x)
+				SoftmaxGeneric(want)
+				Softmax(x)
+				check(t)
+				var sum float32
+				for i := range x {
+					sum += x[i]
+					// Each exponential is within 2 ulp and the sums within
+					// n·u of each other.
+					if tol := (float32(n) + 8) * u * want[i]; absf(x[i]-want[i]) > tol {
+						t.Fatalf("n=%d: x[%d] = %v, want %v", n, i, x[i], want[i])
+					}
+				}
+				if absf(sum-1) > float32(2*n+8)*u {
+					t.Fatalf("n=%d: sum %v", n, sum)
+				}
+			}
+		}
+		x := []float32{float32(math.Inf(-1)), 0, float32(math.Inf(-1)), 0, 1, 2, 3, 4, 5, 6}
+		Softmax(x)
+		if x[0] != 0 || x[2] != 0 || x[1] == 0 {
+			t.Errorf("masked softmax = %v", x)
+		}
+	})
+}
+
+func TestSiLU(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, n := range lengths {
+			for off := 0; off < 4; off++ {
+				x, _ := guarded(r, n, off)
+				for i := range x {
+					x[i] *= 30
+				}
+				dst, check := guarded(r, n, 3-off)
+				want := make([]float32, n)
+				SiLUGeneric(want, x)
+				SiLU(dst, x)
+				check(t)
+				for i := range dst {
+					// e^-x is within 2 ulp; 1+e and the division add 1 ulp each.
+					if tol := 4 * 2 * u * absf(want[i]); absf(dst[i]-want[i]) > tol {
+						t.Fatalf("n=%d: SiLU(%v) = %v, want %v", n, x[i], dst[i], want[i])
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestConvStep(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, Di := range []int{1, 7, 8, 17, 33, 100} {
+			for _, K := range []int{1, 2, 4} {
+				for _, withBias := range []bool{true, false} {
+					w, _ := guarded(r, K*Di, 1)
+					var bias []float32
+					if withBias {
+						bias, _ = guarded(r, Di, 2)
+					}
+					state, checkState := guarded(r, (K-1)*Di, 3)
+					state2 := clone(state)
+					for step := 0; step < 3; step++ {
+						x, _ := guarded(r, Di, step%4)
+						y, checkY := guarded(r, Di, 0)
+						want := make([]float32, Di)
+						ConvStepGeneric(want, state2, x, w, bias, Di, K)
+						ConvStep(y, state, x, w, bias, Di, K)
+						checkY(t)
+						checkState(t)
+						for c := range y {
+							var mag float32
+							if bias != nil {
+								mag = absf(bias[c])
+							}
+							mag += absf(w[(K-1)*Di+c] * x[c])
+							// K+1 terms, each rounded once or twice.
+							if tol := 2 * float32(K+1) * u * (mag + float32(K)); absf(y[c]-want[c]) > tol {
+								t.Fatalf("Di=%d K=%d: y[%d] = %v, want %v", Di, K, c, y[c], want[c])
+							}
+						}
+						for i := range state {
+							if state[i] != state2[i] {
+								t.Fatalf("Di=%d K=%d: state differs at %d", Di, K, i)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// scanInputs returns random scan inputs with Mamba's signs: A < 0, delta > 0.
+func scanInputs(r *rand.Rand, Di, N, off int) (h, A, delta, x, B, C, D []float32) {
+	h, _ = guarded(r, Di*N, off)
+	A, _ = guarded(r, Di*N, 3-off)
+	for i := range A {
+		A[i] = -float32(math.Exp(float64(4 * A[i])))
+	}
+	delta, _ = guarded(r, Di, off)
+	for i := range delta {
+		delta[i] = float32(math.Log1p(math.Exp(float64(3 * delta[i]))))
+	}
+	x, _ = guarded(r, Di, 1)
+	B, _ = guarded(r, N, 2)
+	C, _ = guarded(r, N, off)
+	D, _ = guarded(r, Di, 0)
+	return
+}
+
+// checkScan compares one step's results: h with the per-element bound of two
+// products (the exponential within 2 ulp) and y with that propagated through
+// the N-term sum plus the sum's own n·u bound.
+func checkScan(t *testing.T, label string, hOld, A, delta, x, B, C, D, h, want, y, wantY []float32, Di, N int) {
+	t.Helper()
+	for c := 0; c < Di; c++ {
+		var ySum, yTol float32
+		dx := delta[c] * x[c]
+		for n := 0; n < N; n++ {
+			i := c*N + n
+			e := float32(math.Exp(float64(delta[c] * A[i])))
+			mag := absf(e*hOld[i]) + absf(dx*B[n])
+			tol := 6 * u * mag
+			if absf(h[i]-want[i]) > tol {
+				t.Fatalf("%s: h[%d,%d] = %v, want %v ± %v", label, c, n, h[i], want[i], tol)
+			}
+			ySum += absf(want[i] * C[n])
+			yTol += tol * absf(C[n])
+		}
+		yTol += float32(N+2) * u * (ySum + absf(D[c]*x[c]))
+		if absf(y[c]-wantY[c]) > yTol {
+			t.Fatalf("%s: y[%d] = %v, want %v ± %v", label, c, y[c], wantY[c], yTol)
+		}
+	}
+}
+
+func TestScanStep(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, Di := range []int{1, 3, 8, 17, 64} {
+			for _, N := range []int{1, 5, 8, 16, 24} {
+				for off := 0; off < 4; off++ {
+					h, A, delta, x, B, C, D := scanInputs(r, Di, N, off)
+					hOld := clone(h)
+					want := clone(h)
+					y, check := guarded(r, Di, off)
+					wantY := make([]float32, Di)
+					ScanStepGeneric(want, A, delta, x, B, C, D, wantY, Di, N)
+					ScanStep(h, A, delta, x, B, C, D, y, Di, N)
+					check(t)
+					checkScan(t, fmt.Sprintf("Di=%d N=%d", Di, N), hOld, A, delta, x, B, C, D, h, want, y, wantY, Di, N)
+				}
+			}
+		}
+	})
+}
+
+func TestScanSeq(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		const T = 5
+		for _, Di := range []int{7, 64, 200} {
+			for _, N := range []int{5, 16} {
+				h, A, _, _, _, _, D := scanInputs(r, Di, N, 1)
+				delta, _ := guarded(r, T*Di, 2)
+				for i := range delta {
+					delta[i] = float32(math.Log1p(math.Exp(float64(3 * delta[i]))))
+				}
+				x, _ := guarded(r, T*Di, 0)
+				B, _ := guarded(r, T*N, 1)
+				C, _ := guarded(r, T*N, 3)
+				y, check := guarded(r, T*Di, 1)
+				// Each channel goes through the same arithmetic whichever
+				// thread runs it, so ScanSeq equals T calls of ScanStep exactly.
+				hs := clone(h)
+				ys := make([]float32, T*Di)
+				for tok := 0; tok < T; tok++ {
+					ScanStep(hs, A, delta[tok*Di:], x[tok*Di:], B[tok*N:], C[tok*N:], D, ys[tok*Di:], Di, N)
+				}
+				ScanSeq(h, A, delta, x, B, C, D, y, T, Di, N)
+				check(t)
+				for i := range h {
+					if h[i] != hs[i] {
+						t.Fatalf("Di=%d N=%d: h[%d] = %v, want %v", Di, N, i, h[i], hs[i])
+					}
+				}
+				for i := range y {
+					if y[i] != ys[i] {
+						t.Fatalf("Di=%d N=%d: y[%d] = %v, want %v", Di, N, i, y[i], ys[i])
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,162 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// randMatrix returns a Rows×Cols matrix of dtype whose storage starts off
+// elements into its backing array, as weights inside a mapped file do.
+func randMatrix(r *rand.Rand, dt DType, rows, cols, off int) *Matrix {
+	n := rows * cols
+	m := &Matrix{Rows: rows, Cols: cols, DType: dt}
+	switch dt {
+	case F32:
+		m.F32 = make([]float32, n+off)[off:]
+		for i := range m.F32 {
+			m.F32[i] = r.Float32()*2 - 1
+		}
+	case BF16:
+		m.BF16 = make([]uint16, n+off)[off:]
+		for i := range m.BF16 {
+			m.BF16[i] = F32ToBF16(r.Float32()*2 - 1)
+		}
+	case I8:
+		m.I8 = make([]int8, n+off)[off:]
+		for i := range m.I8 {
+			m.I8[i] = int8(r.IntN(255) - 127)
+		}
+		m.Scales = make([]float32, rows+off)[off:]
+		for i := range m.Scales {
+			m.Scales[i] = r.Float32() / 64
+		}
+	}
+	return m
+}
+
+// checkMatMul compares MatMul with MatMulGeneric. Both sum C products in
+// float32 in different orders (and int8 applies the row scale before or after
+// the sum), so each output is within 2(C+2)·u·Σ_c|x·w| of the other.
+func checkMatMul(t *testing.T, r *rand.Rand, dt DType, T, R, C, off int) {
+	t.Helper()
+	w := randMatrix(r, dt, R, C, off)
+	x, _ := guarded(r, T*C, off)
+	dst, check := guarded(r, T*R, 3-off)
+	want := make([]float32, T*R)
+	MatMulGeneric(want, x, T, w)
+	MatMul(dst, x, T, w)
+	check(t)
+	row := make([]float32, C)
+	for i := 0; i < R; i++ {
+		w.Row(row, i)
+		for tok := 0; tok < T; tok++ {
+			var mag float32
+			for c, v := range row {
+				mag += absf(v * x[tok*C+c])
+			}
+			got, exp := dst[tok*R+i], want[tok*R+i]
+			if tol := 2 * float32(C+2) * u * mag; absf(got-exp) > tol {
+				t.Fatalf("%v T=%d R=%d C=%d off=%d: dst[%d,%d] = %v, want %v ± %v", dt, T, R, C, off, tok, i, got, exp, tol)
+			}
+		}
+	}
+}
+
+// The shapes hit each tile case of the matrix-matrix path: T%4 = 0..3 (full
+// and partial 4-row tiles), R below, at and beyond multiples of 24 (full and
+// partial panels) and of 8 (the packing kernel), and C with and without tails
+// of 8 and across several k blocks.
+func TestMatMul(t *testing.T) {
+	defer func(k int) { kcBlock = k }(kcBlock)
+	for _, kc := range []int{256, 16} {
+		kcBlock = kc
+		paths(t, func(t *testing.T) {
+			r := newRand(t)
+			for _, dt := range []DType{F32, BF16, I8} {
+				for _, T := range []int{1, 2, 3, 4, 5, 8, 9} {
+					for _, R := range []int{1, 7, 8, 23, 24, 25, 49} {
+						for _, C := range []int{1, 7, 8, 15, 17, 33, 64, 300} {
+							checkMatMul(t, r, dt, T, R, C, (T+R+C)%4)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestMatMulLarge(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, dt := range []DType{F32, BF16, I8} {
+			for _, T := range []int{1, 33} {
+				checkMatMul(t, r, dt, T, 1031, 1023, 1)
+			}
+		}
+	})
+}
+
+func TestMatMulThreads(t *testing.T) {
+	defer SetThreads(0)
+	r := newRand(t)
+	for _, n := range []int{1, 2, 3, 5} {
+		SetThreads(n)
+		if got := Threads(); got != n {
+			t.Fatalf("Threads() = %d after SetThreads(%d)", got, n)
+		}
+		for _, T := range []int{1, 7} {
+			checkMatMul(t, r, BF16, T, 517, 260, 2)
+		}
+	}
+}
+
+func TestMatMulAllocs(t *testing.T) {
+	r := newRand(t)
+	for _, dt := range []DType{F32, BF16, I8} {
+		for _, T := range []int{1, 2, 64} {
+			w := randMatrix(r, dt, 512, 256, 0)
+			x := make([]float32, T*256)
+			dst := make([]float32, T*512)
+			MatMul(dst, x, T, w)
+			if n := testing.AllocsPerRun(20, func() { MatMul(dst, x, T, w) }); n != 0 {
+				t.Errorf("%v T=%d: %v allocations per MatMul", dt, T, n)
+			}
+		}
+	}
+}
+
+func TestMatMulConcurrent(t *testing.T) {
+	r := newRand(t)
+	w := randMatrix(r, BF16, 300, 200, 0)
+	x, _ := guarded(r, 5*200, 0)
+	want := make([]float32, 5*300)
+	MatMulGeneric(want, x, 5, w)
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			dst := make([]float32, 5*300)
+			for i := 0; i < 20; i++ {
+				MatMul(dst, x, 5, w)
+				for j := range dst {
+					if absf(dst[j]-want[j]) > 1e-4 {
+						errs <- fmt.Errorf("dst[%d] = %v, want %v", j, dst[j], want[j])
+						return
+					}
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestMeasureReadBandwidth(t *testing.T) {
+	if bw := MeasureReadBandwidth(1<<20, 2); bw <= 0 {
+		t.Fatalf("bandwidth %v", bw)
+	}
+}

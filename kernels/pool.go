@@ -1,0 +1,117 @@
+package kernels
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// The worker pool runs the parallel kernels (MatMul, ScanSeq). It has one
+// goroutine less than the thread count: the calling goroutine works too.
+// Work is cut in chunks that the threads take in turn from an atomic
+// counter, so a thread slowed by another process on a shared machine does
+// not hold the others up. Calls from several goroutines are serialised.
+
+// task is a parallel job; do is called once by each thread that takes part,
+// with the thread index, and returns when no chunk is left.
+type task interface {
+	do(thread int)
+}
+
+// taskCounter hands out chunk indices.
+type taskCounter struct {
+	n atomic.Int64
+}
+
+// next returns the next chunk index below n, or -1 when none is left.
+func (c *taskCounter) next(n int) int {
+	i := int(c.n.Add(1) - 1)
+	if i >= n {
+		return -1
+	}
+	return i
+}
+
+type pool struct {
+	mu      sync.Mutex
+	threads int           // 0 until first use
+	start   []chan task   // one per helper goroutine
+	done    chan struct{} // one send per helper per run
+	scratch []*scratch    // per thread
+	matmul  matMulTask    // reused by MatMul
+	scan    scanTask      // reused by ScanSeq
+}
+
+var thePool pool
+
+// minWorkPerThread is the smallest amount of work (in multiply-adds or bytes
+// read) worth waking another thread for; a wake-up costs a few microseconds.
+const minWorkPerThread = 1 << 16
+
+// SetThreads sets the number of threads the kernels use; n < 1 means
+// runtime.GOMAXPROCS(0). The default is GOMAXPROCS at first use.
+func SetThreads(n int) {
+	if n < 1 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	p := &thePool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resize(n)
+}
+
+// Threads returns the number of threads the kernels use.
+func Threads() int {
+	p := lockPool()
+	defer p.mu.Unlock()
+	return p.threads
+}
+
+// lockPool locks the pool, starting it on first use.
+func lockPool() *pool {
+	p := &thePool
+	p.mu.Lock()
+	if p.threads == 0 {
+		p.resize(runtime.GOMAXPROCS(0))
+	}
+	return p
+}
+
+func (p *pool) resize(n int) {
+	if n == p.threads {
+		return
+	}
+	for _, c := range p.start {
+		close(c)
+	}
+	p.start = make([]chan task, n-1)
+	p.done = make(chan struct{}, n)
+	for i := range p.start {
+		c := make(chan task, 1)
+		p.start[i] = c
+		go func(c chan task, thread int) {
+			for t := range c {
+				t.do(thread)
+				p.done <- struct{}{}
+			}
+		}(c, i+1)
+	}
+	for len(p.scratch) < n {
+		p.scratch = append(p.scratch, newScratch())
+	}
+	p.threads = n
+}
+
+// run runs t on up to nchunks threads, fewer when work (an estimate of its
+// cost) is too small to share, and returns when all of them are done. The
+// caller holds p.mu.
+func (p *pool) run(t task, nchunks, work int) {
+	n := min(p.threads, nchunks, max(1, work/minWorkPerThread))
+	for _, c := range p.start[:n-1] {
+		c <- t
+	}
+	t.do(0)
+	for range n - 1 {
+		<-p.done
+	}
+}
