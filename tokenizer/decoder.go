@@ -1,0 +1,369 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// decoder turns token strings back into text pieces, as Hugging Face's
+// Decoder::decode_chain does; the pieces are then concatenated.
+type decoder interface {
+	decode(toks []string) []string
+}
+
+type seqDecoder []decoder
+
+func (s seqDecoder) decode(t []string) []string {
+	for _, d := range s {
+		t = d.decode(t)
+	}
+	return t
+}
+
+type replaceDecoder struct {
+	lit     string
+	re      *regexp.Regexp
+	content string
+}
+
+func (r *replaceDecoder) decode(toks []string) []string {
+	out := make([]string, len(toks))
+	for i, t := range toks {
+		switch {
+		case r.re != nil:
+			out[i] = r.re.ReplaceAllLiteralString(t, r.content)
+		case r.lit == "":
+			out[i] = t
+		default:
+			out[i] = strings.ReplaceAll(t, r.lit, r.content)
+		}
+	}
+	return out
+}
+
+// byteToken parses a <0xNN> token.
+func byteToken(t string) (byte, bool) {
+	if len(t) != 6 || !strings.HasPrefix(t, "<0x") || t[5] != '>' {
+		return 0, false
+	}
+	h := t[3:5]
+	if h[0] == '+' { // Rust's from_str_radix accepts a leading plus
+		h = h[1:]
+	}
+	var v byte
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case '0' <= c && c <= '9':
+			v = v*16 + c - '0'
+		case 'a' <= c && c <= 'f':
+			v = v*16 + c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			v = v*16 + c - 'A' + 10
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
+type byteFallbackDecoder struct{}
+
+func (byteFallbackDecoder) decode(toks []string) []string {
+	out := make([]string, 0, len(toks))
+	var pending []byte
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		if utf8.Valid(pending) {
+			out = append(out, string(pending))
+		} else {
+			for range pending {
+				out = append(out, "\uFFFD")
+			}
+		}
+		pending = pending[:0]
+	}
+	for _, t := range toks {
+		if b, ok := byteToken(t); ok {
+			pending = append(pending, b)
+			continue
+		}
+		flush()
+		out = append(out, t)
+	}
+	flush()
+	return out
+}
+
+type fuseDecoder struct{}
+
+func (fuseDecoder) decode(toks []string) []string {
+	return []string{strings.Join(toks, "")}
+}
+
+type stripDecoder struct {
+	content     rune
+	start, stop int
+}
+
+func (d stripDecoder) decode(toks []string) []string {
+	out := make([]string, len(toks))
+	for i, t := range toks {
+		rs := []rune(t)
+		a := 0
+		for k := 0; k < d.start && k < len(rs); k++ {
+			if rs[k] != d.content {
+				break
+			}
+			a = k + 1
+		}
+		b := len(rs)
+		for k := 0; k < d.stop; k++ {
+			idx := len(rs) - k - 1
+			if idx < 0 || rs[idx] != d.content {
+				break
+			}
+			b = idx
+		}
+		if a > b {
+			a = b
+		}
+		out[i] = string(rs[a:b])
+	}
+	return out
+}
+
+type metaspaceDecoder struct {
+	repl   rune
+	scheme string
+}
+
+func (d metaspaceDecoder) decode(toks []string) []string {
+	out := make([]string, len(toks))
+	for i, t := range toks {
+		drop := i == 0 && d.scheme != "never"
+		out[i] = strings.Map(func(r rune) rune {
+			if r == d.repl {
+				if drop {
+					return -1
+				}
+				return ' '
+			}
+			return r
+		}, t)
+	}
+	return out
+}
+
+type byteLevelDecoder struct{}
+
+func (byteLevelDecoder) decode(toks []string) []string {
+	var b []byte
+	for _, t := range toks {
+		n := len(b)
+		ok := true
+		for _, r := range t {
+			c, found := runeToByte[r]
+			if !found {
+				ok = false
+				break
+			}
+			b = append(b, c)
+		}
+		if !ok {
+			b = append(b[:n], t...)
+		}
+	}
+	return []string{lossyUTF8(b)}
+}
+
+type wordPieceDecoder struct {
+	prefix  string
+	cleanup bool
+}
+
+var wordPieceCleanup = strings.NewReplacer(" .", ".", " ?", "?", " !", "!", " ,", ",", " ' ", "'",
+	" n't", "n't", " 'm", "'m", " do not", " don't", " 's", "'s", " 've", "'ve", " 're", "'re")
+
+func (d wordPieceDecoder) decode(toks []string) []string {
+	out := make([]string, len(toks))
+	for i, t := range toks {
+		if i != 0 {
+			if strings.HasPrefix(t, d.prefix) {
+				t = strings.Replace(t, d.prefix, "", 1)
+			} else {
+				t = " " + t
+			}
+		}
+		if d.cleanup {
+			t = cleanupSequential(t)
+		}
+		out[i] = t
+	}
+	return out
+}
+
+// cleanupSequential applies the WordPiece clean-up replacements one after
+// the other, as Hugging Face does.
+func cleanupSequential(t string) string {
+	pairs := [][2]string{{" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+		{" n't", "n't"}, {" 'm", "'m"}, {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}}
+	for _, p := range pairs {
+		t = strings.ReplaceAll(t, p[0], p[1])
+	}
+	return t
+}
+
+type bpeDecoder struct{ suffix string }
+
+func (d bpeDecoder) decode(toks []string) []string {
+	out := make([]string, len(toks))
+	for i, t := range toks {
+		rep := " "
+		if i == len(toks)-1 {
+			rep = ""
+		}
+		if d.suffix == "" {
+			out[i] = t
+			continue
+		}
+		out[i] = strings.ReplaceAll(t, d.suffix, rep)
+	}
+	return out
+}
+
+func hasByteFallback(d decoder) bool {
+	switch x := d.(type) {
+	case byteFallbackDecoder:
+		return true
+	case seqDecoder:
+		for _, e := range x {
+			if hasByteFallback(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func parseDecoder(raw json.RawMessage) (decoder, error) {
+	typ, err := componentType(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case "Sequence":
+		var j struct {
+			Decoders []json.RawMessage `json:"decoders"`
+		}
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("Sequence: %v", err)
+		}
+		var seq seqDecoder
+		for i, r := range j.Decoders {
+			d, err := parseDecoder(r)
+			if err != nil {
+				return nil, fmt.Errorf("Sequence.decoders[%d]: %w", i, err)
+			}
+			seq = append(seq, d)
+		}
+		return seq, nil
+	case "Replace":
+		var j struct {
+			Pattern patternJSON `json:"pattern"`
+			Content *string     `json:"content"`
+		}
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("Replace: %v", err)
+		}
+		if j.Content == nil {
+			return nil, errors.New("Replace: field content: missing")
+		}
+		d := &replaceDecoder{content: *j.Content}
+		switch {
+		case j.Pattern.String != nil:
+			d.lit = *j.Pattern.String
+		case j.Pattern.Regex != nil:
+			re, err := compileRegex(*j.Pattern.Regex)
+			if err != nil {
+				return nil, fmt.Errorf("Replace: field pattern: %w", err)
+			}
+			d.re = re
+		default:
+			return nil, errors.New("Replace: field pattern: want String or Regex")
+		}
+		return d, nil
+	case "ByteFallback":
+		return byteFallbackDecoder{}, nil
+	case "Fuse":
+		return fuseDecoder{}, nil
+	case "Strip":
+		var j struct {
+			Content *string `json:"content"`
+			Start   int     `json:"start"`
+			Stop    int     `json:"stop"`
+		}
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("Strip: %v", err)
+		}
+		if j.Content == nil || utf8.RuneCountInString(*j.Content) != 1 {
+			return nil, errors.New("Strip: field content: want one character")
+		}
+		if j.Start < 0 || j.Stop < 0 {
+			return nil, errors.New("Strip: fields start and stop: must not be negative")
+		}
+		c, _ := utf8.DecodeRuneInString(*j.Content)
+		return stripDecoder{c, j.Start, j.Stop}, nil
+	case "Metaspace":
+		var j struct {
+			Replacement    *string `json:"replacement"`
+			PrependScheme  *string `json:"prepend_scheme"`
+			AddPrefixSpace *bool   `json:"add_prefix_space"`
+		}
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("Metaspace: %v", err)
+		}
+		m, err := metaspaceConfig(j.Replacement, j.PrependScheme, j.AddPrefixSpace)
+		if err != nil {
+			return nil, fmt.Errorf("Metaspace: %w", err)
+		}
+		return metaspaceDecoder{m.repl, m.scheme}, nil
+	case "ByteLevel":
+		return byteLevelDecoder{}, nil
+	case "WordPiece":
+		var j struct {
+			Prefix  *string `json:"prefix"`
+			Cleanup *bool   `json:"cleanup"`
+		}
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("WordPiece: %v", err)
+		}
+		d := wordPieceDecoder{prefix: "##", cleanup: true}
+		if j.Prefix != nil {
+			d.prefix = *j.Prefix
+		}
+		if j.Cleanup != nil {
+			d.cleanup = *j.Cleanup
+		}
+		return d, nil
+	case "BPEDecoder":
+		var j struct {
+			Suffix *string `json:"suffix"`
+		}
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return nil, fmt.Errorf("BPEDecoder: %v", err)
+		}
+		d := bpeDecoder{suffix: "</w>"}
+		if j.Suffix != nil {
+			d.suffix = *j.Suffix
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("unsupported decoder type %q", typ)
+}
