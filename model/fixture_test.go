@@ -97,19 +97,10 @@ func loadFixture(t *testing.T, name string) (*Model, string) {
 	return m, dir
 }
 
-// crossEntropy is the mean of −log softmax(logits[t])[ids[t+1]] over rows.
+// crossEntropy sums the next-token losses of one row.
 func crossEntropy(logits []float32, ids []int, V int) (sum float64, n int) {
 	for t := 0; t+1 < len(ids); t++ {
-		row := logits[t*V : (t+1)*V]
-		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = math.Max(mx, float64(v))
-		}
-		var z float64
-		for _, v := range row {
-			z += math.Exp(float64(v) - mx)
-		}
-		sum += math.Log(z) + mx - float64(row[ids[t+1]])
+		sum += CrossEntropy(logits[t*V:(t+1)*V], ids[t+1])
 		n++
 	}
 	return sum, n
