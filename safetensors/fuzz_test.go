@@ -1,8 +1,8 @@
 package safetensors
 
 import (
-	"encoding/binary"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"

@@ -154,7 +154,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("bf16 = %v", bf)
 	}
 	f16, _ := mustTensor(t, f, "f16").Float64()
-	if !slices.Equal(f16, []float64{1, -2.5, 65504, 1023.0/(1<<24), 5.960464477539063e-08, 0}) {
+	if !slices.Equal(f16, []float64{1, -2.5, 65504, 1023.0 / (1 << 24), 5.960464477539063e-08, 0}) {
 		t.Errorf("f16 = %v", f16)
 	}
 	b, _ := mustTensor(t, f, "bool").Int64()
