@@ -142,7 +142,7 @@ func (m *tokenMatcher) split(s string, first bool) []segment {
 		if startOffset < start {
 			segs = append(segs, segment{text: s[startOffset:start], id: -1, start: startOffset, first: first && startOffset == 0})
 		}
-		segs = append(segs, segment{id: tok.id, start: start})
+		segs = append(segs, segment{text: s[start:stop], id: tok.id, start: start})
 		startOffset = stop
 	}
 	if startOffset < len(s) || len(segs) == 0 {

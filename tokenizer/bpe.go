@@ -189,7 +189,7 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 	out := make([][2]string, len(lines))
 	for i, l := range lines {
 		a, b, ok := strings.Cut(l, " ")
-		if !ok {
+		if !ok || strings.Contains(b, " ") {
 			return nil, fmt.Errorf("field merges[%d]: %q is not two tokens separated by a space", i, l)
 		}
 		out[i] = [2]string{a, b}

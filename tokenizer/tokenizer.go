@@ -85,15 +85,15 @@ type configError struct{ err error }
 func (e *configError) Error() string { return e.err.Error() }
 
 type fileJSON struct {
-	Version       json.RawMessage   `json:"version"`
-	AddedTokens   []addedTokenJSON  `json:"added_tokens"`
-	Normalizer    json.RawMessage   `json:"normalizer"`
-	PreTokenizer  json.RawMessage   `json:"pre_tokenizer"`
-	Model         json.RawMessage   `json:"model"`
-	PostProcessor json.RawMessage   `json:"post_processor"`
-	Decoder       json.RawMessage   `json:"decoder"`
-	Truncation    json.RawMessage   `json:"truncation"`
-	Padding       json.RawMessage   `json:"padding"`
+	Version       json.RawMessage  `json:"version"`
+	AddedTokens   []addedTokenJSON `json:"added_tokens"`
+	Normalizer    json.RawMessage  `json:"normalizer"`
+	PreTokenizer  json.RawMessage  `json:"pre_tokenizer"`
+	Model         json.RawMessage  `json:"model"`
+	PostProcessor json.RawMessage  `json:"post_processor"`
+	Decoder       json.RawMessage  `json:"decoder"`
+	Truncation    json.RawMessage  `json:"truncation"`
+	Padding       json.RawMessage  `json:"padding"`
 }
 
 type addedTokenJSON struct {
@@ -279,19 +279,40 @@ func (t *Tokenizer) buildVocab(tokens []addedTokenJSON) error {
 // adds its special tokens (BOS and the like). Added tokens in the text
 // (special or not) are always recognized.
 func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
-	ids := t.encodeRaw(text, nil)
+	ids := t.encodeRaw(text, nil, nil)
 	if addSpecial && t.post != nil {
 		ids = t.post.process(ids)
 	}
 	return ids
 }
 
-// EncodeTokens is Encode returning the token strings too.
+// EncodeTokens is Encode returning the token strings too. As in Hugging
+// Face's Encoding, an added token's string is the text it matched, with the
+// whitespace lstrip and rstrip took.
 func (t *Tokenizer) EncodeTokens(text string, addSpecial bool) ([]int, []string) {
-	ids := t.Encode(text, addSpecial)
-	toks := make([]string, len(ids))
-	for i, id := range ids {
-		toks[i], _ = t.IDToToken(id)
+	var toks []string
+	ids := t.encodeRaw(text, nil, &toks)
+	if addSpecial && t.post != nil {
+		n := len(ids)
+		withSpecial := t.post.process(ids)
+		if len(withSpecial) != n {
+			pre := withSpecial[:len(withSpecial)-n]
+			if tp, ok := t.post.(*templateProcessor); ok {
+				pre = tp.prefix
+			}
+			var all []string
+			for _, id := range pre {
+				s, _ := t.IDToToken(id)
+				all = append(all, s)
+			}
+			all = append(all, toks...)
+			for _, id := range withSpecial[len(pre)+n:] {
+				s, _ := t.IDToToken(id)
+				all = append(all, s)
+			}
+			toks = all
+		}
+		ids = withSpecial
 	}
 	return ids, toks
 }
@@ -300,13 +321,18 @@ func (t *Tokenizer) EncodeTokens(text string, addSpecial bool) ([]int, []string)
 // spread over several goroutines.
 const parallelThreshold = 1 << 16
 
-func (t *Tokenizer) encodeRaw(text string, out []int) []int {
+// encodeRaw encodes without post-processing. When toks is not nil the token
+// strings are appended to it.
+func (t *Tokenizer) encodeRaw(text string, out []int, toks *[]string) []int {
 	if out == nil {
 		out = make([]int, 0, len(text)/3+4)
 	}
 	for _, seg := range t.added.splitRaw(text) {
 		if seg.id >= 0 {
 			out = append(out, seg.id)
+			if toks != nil {
+				*toks = append(*toks, seg.text)
+			}
 			continue
 		}
 		s := seg.text
@@ -316,9 +342,19 @@ func (t *Tokenizer) encodeRaw(text string, out []int) []int {
 		for _, nseg := range t.added.splitNormalized(s, seg.start == 0) {
 			if nseg.id >= 0 {
 				out = append(out, nseg.id)
+				if toks != nil {
+					*toks = append(*toks, nseg.text)
+				}
 				continue
 			}
+			n := len(out)
 			out = t.encodeSegment(nseg.text, nseg.first, out)
+			if toks != nil {
+				for _, id := range out[n:] {
+					s, _ := t.IDToToken(id)
+					*toks = append(*toks, s)
+				}
+			}
 		}
 	}
 	return out
