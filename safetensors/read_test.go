@@ -303,7 +303,7 @@ func TestTensorConversionErrors(t *testing.T) {
 		{"short data", Tensor{TensorInfo: TensorInfo{Name: "x", DType: F32, Shape: []int{2}}, Data: zeros(4)}, "f32", ErrSizeMismatch},
 		{"long data", Tensor{TensorInfo: TensorInfo{Name: "x", DType: I32, Shape: []int{2}}, Data: zeros(12)}, "i64", ErrSizeMismatch},
 		{"negative dim", Tensor{TensorInfo: TensorInfo{Name: "x", DType: F64, Shape: []int{-1}}, Data: zeros(8)}, "f64", ErrInvalidShape},
-		{"overflowing shape", Tensor{TensorInfo: TensorInfo{Name: "x", DType: F64, Shape: []int{1 << 40, 1 << 40}}, Data: zeros(8)}, "f64", ErrInvalidShape},
+		{"overflowing shape", Tensor{TensorInfo: TensorInfo{Name: "x", DType: F64, Shape: []int{math.MaxInt / 2, 3}}, Data: zeros(8)}, "f64", ErrInvalidShape},
 		{"unknown dtype", Tensor{TensorInfo: TensorInfo{Name: "x", DType: "Q4", Shape: []int{1}}, Data: zeros(1)}, "i64", ErrDTypeMismatch},
 	}
 	for _, tt := range tests {

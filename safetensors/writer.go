@@ -263,7 +263,7 @@ func buildHeader(infos []TensorInfo, metadata map[string]string) ([]byte, []Tens
 			return nil, nil, newError("", t.Name, fmt.Errorf("%w: %q", ErrUnknownDType, t.DType))
 		}
 		n, ok := byteSize(t.DType, t.Shape)
-		if !ok || pos > maxFileSize-n {
+		if !ok || n > int64(maxInt) || t.NumElements() < 0 || pos > maxFileSize-n {
 			return nil, nil, newError("", t.Name, fmt.Errorf("%w: %s%v", ErrInvalidShape, t.DType, t.Shape))
 		}
 		t = t.clone()
