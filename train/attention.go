@@ -1,0 +1,147 @@
+package train
+
+import "math"
+
+// attnActs are the saved activations of an attention layer. The attention
+// probabilities are not stored: the backward recomputes them from q, k and
+// the log-sum-exp of each query's scores.
+type attnActs struct {
+	q, k, v []float32 // [n, nH·hd], [n, nKV·hd], [n, nKV·hd]
+	o       []float32 // [n, nH·hd]: softmax(q·kᵀ·scale)·v, heads concatenated
+	lse     []float32 // [n, nH]: log Σ_j exp(score_j) of each query and head
+}
+
+// attnForward computes causal grouped-query attention without positional
+// encoding, row by row of the batch:
+//
+//	q, k, v = x·Wqᵀ, x·Wkᵀ, x·Wvᵀ
+//	o[t, h] = Σ_{j≤t} softmax_j(q[t,h]·k[j,g]·hd^-½) v[j,g]   (g = h / (nH/nKV))
+//	out     = o·Woᵀ
+func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
+	d, n := e.d, e.n
+	qd, kvd := d.nH*d.hd, d.nKV*d.hd
+	a.q, a.k, a.v = grow(&a.q, n*qd), grow(&a.k, n*kvd), grow(&a.v, n*kvd)
+	linear(a.q, x, n, w.q, qd, d.H)
+	linear(a.k, x, n, w.k, kvd, d.H)
+	linear(a.v, x, n, w.v, kvd, d.H)
+	a.o, a.lse = grow(&a.o, n*qd), grow(&a.lse, n*d.nH)
+	scale := float32(1 / math.Sqrt(float64(d.hd)))
+	group := d.nH / d.nKV
+	nseq := e.nseq()
+	parallel(nseq*d.nH, 1, func(lo, hi int) {
+		var scores []float32
+		for task := lo; task < hi; task++ {
+			s, hh := task/d.nH, task%d.nH
+			g := hh / group
+			r0, r1 := e.seqStart[s], e.seqStart[s+1]
+			sc := grow(&scores, r1-r0)
+			for t := r0; t < r1; t++ {
+				qv := a.q[t*qd+hh*d.hd : t*qd+(hh+1)*d.hd]
+				m := t - r0 + 1
+				mx := float32(math.Inf(-1))
+				for j := 0; j < m; j++ {
+					kv := a.k[(r0+j)*kvd+g*d.hd : (r0+j)*kvd+(g+1)*d.hd]
+					var sv float32
+					for i, v := range qv {
+						sv += v * kv[i]
+					}
+					sv *= scale
+					sc[j] = sv
+					mx = max(mx, sv)
+				}
+				var sum float32
+				for j := 0; j < m; j++ {
+					ev := float32(math.Exp(float64(sc[j] - mx)))
+					sc[j] = ev
+					sum += ev
+				}
+				inv := 1 / sum
+				o := a.o[t*qd+hh*d.hd : t*qd+(hh+1)*d.hd]
+				clear(o)
+				for j := 0; j < m; j++ {
+					p := sc[j] * inv
+					vv := a.v[(r0+j)*kvd+g*d.hd : (r0+j)*kvd+(g+1)*d.hd]
+					for i, v := range vv {
+						o[i] += p * v
+					}
+				}
+				a.lse[t*d.nH+hh] = mx + float32(math.Log(float64(sum)))
+			}
+		}
+	})
+	linear(out, a.o, n, w.o, d.H, qd)
+}
+
+// attnBackward adds the gradients of attnForward given dout, the gradient
+// of its output, and adds the input gradient into dx. With P the attention
+// probabilities (recomputed as exp(score − lse)) and D_t = do_t·o_t:
+//
+//	dP[t,j] = do_t·v_j,  dS[t,j] = P[t,j]·(dP[t,j] − D_t)
+//	dq_t += hd^-½ Σ_j dS[t,j]·k_j,  dk_j += hd^-½ Σ_t dS[t,j]·q_t,  dv_j += Σ_t P[t,j]·do_t
+//
+// Work is split by (row, KV head), which owns its keys' and values' gradients.
+func (e *Engine) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []float32) {
+	d, n := e.d, e.n
+	qd, kvd := d.nH*d.hd, d.nKV*d.hd
+	b := &e.bw
+	do := grow(&b.do, n*qd)
+	clear(do)
+	e.s.linearBackward(do, gw.o, nil, dout, a.o, w.o, n, d.H, qd)
+	dq, dk, dv := grow(&b.dq, n*qd), grow(&b.dk, n*kvd), grow(&b.dv, n*kvd)
+	clear(dq)
+	clear(dk)
+	clear(dv)
+	scale := float32(1 / math.Sqrt(float64(d.hd)))
+	group := d.nH / d.nKV
+	nseq := e.nseq()
+	hd := d.hd
+	parallel(nseq*d.nKV, 1, func(lo, hi int) {
+		var ps []float32
+		for task := lo; task < hi; task++ {
+			s, g := task/d.nKV, task%d.nKV
+			r0, r1 := e.seqStart[s], e.seqStart[s+1]
+			p := grow(&ps, r1-r0)
+			for hh := g * group; hh < (g+1)*group; hh++ {
+				for t := r0; t < r1; t++ {
+					qv := a.q[t*qd+hh*hd : t*qd+(hh+1)*hd]
+					dov := do[t*qd+hh*hd : t*qd+(hh+1)*hd]
+					ov := a.o[t*qd+hh*hd : t*qd+(hh+1)*hd]
+					var dt float32
+					for i, v := range dov {
+						dt += v * ov[i]
+					}
+					lse := a.lse[t*d.nH+hh]
+					dqv := dq[t*qd+hh*hd : t*qd+(hh+1)*hd]
+					m := t - r0 + 1
+					for j := 0; j < m; j++ {
+						kv := a.k[(r0+j)*kvd+g*hd : (r0+j)*kvd+(g+1)*hd]
+						var sv float32
+						for i, v := range qv {
+							sv += v * kv[i]
+						}
+						p[j] = float32(math.Exp(float64(sv*scale - lse)))
+					}
+					for j := 0; j < m; j++ {
+						off := (r0+j)*kvd + g*hd
+						vv := a.v[off : off+hd]
+						var dp float32
+						for i, v := range dov {
+							dp += v * vv[i]
+						}
+						ds := p[j] * (dp - dt) * scale
+						kv := a.k[off : off+hd]
+						dkv, dvv := dk[off:off+hd], dv[off:off+hd]
+						for i := range dqv {
+							dqv[i] += ds * kv[i]
+							dkv[i] += ds * qv[i]
+							dvv[i] += p[j] * dov[i]
+						}
+					}
+				}
+			}
+		}
+	})
+	e.s.linearBackward(dx, gw.q, nil, dq, x, w.q, n, qd, d.H)
+	e.s.linearBackward(dx, gw.k, nil, dk, x, w.k, n, kvd, d.H)
+	e.s.linearBackward(dx, gw.v, nil, dv, x, w.v, n, kvd, d.H)
+}

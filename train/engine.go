@@ -1,0 +1,430 @@
+package train
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/jamba-go/jamba/model"
+)
+
+// Loss is the result of one forward pass over a batch.
+type Loss struct {
+	CE     float64 // mean next-token cross-entropy over every (row, position) pair
+	Aux    float64 // load-balancing loss over all MoE layers (0 without experts)
+	Total  float64 // CE + router_aux_loss_coef·Aux: the loss the gradient is of
+	Tokens int     // number of predicted tokens (the CE terms)
+}
+
+// Engine runs the training forward and backward passes of one model. The
+// forward keeps what the backward needs; with Recompute it keeps only each
+// layer's input and recomputes a layer's activations right before its
+// backward, so activation memory is that of one layer plus L+1 hidden
+// states. The Mamba scan stores its state only every scanChunk tokens in
+// either mode and recomputes the states in between during the backward.
+//
+// An Engine is not safe for concurrent use; it runs each pass on all CPUs.
+type Engine struct {
+	Config *model.Config
+	Params *Params
+	// Grad is the gradient in the layout of Params.Data. Backward adds to
+	// it; ZeroGrad clears it.
+	Grad []float32
+	// Recompute trades one extra forward of compute for activation memory.
+	Recompute bool
+	// KeepLogits makes passes keep every position's logits in Logits
+	// ([tokens, V], rows one after the other).
+	KeepLogits bool
+	Logits     []float32
+
+	d   dims
+	act activation
+	w   weights // views of Params.Data
+	g   weights // views of Grad
+	pad int     // padding_idx, or -1
+
+	// The current batch: all rows' tokens one after the other.
+	ids      []int
+	seqStart []int // first token of each row, plus the total
+	n        int
+
+	hs        [][]float32 // input of layer i; hs[L] is the last layer's output
+	acts      []*layerActs
+	finalRstd []float32
+	finalXn   []float32
+	dcur, dxn []float32
+	rowLoss   []float64
+	mixOut    []float32
+
+	// Load balancing: counts of top-k choices and summed probabilities per
+	// expert, pooled over all MoE layers, and the number of pooled rows.
+	auxCount []float64
+	auxPsum  []float64
+	auxRows  int
+	auxGrad  []float32 // ∂(scale·coef·aux)/∂p for every row and MoE layer
+
+	bw   backScratch
+	s    scratch
+	part partials
+}
+
+// dims are the sizes of a config.
+type dims struct {
+	H, V, I, L   int
+	nH, nKV, hd  int
+	Di, N, Kc, R int
+	E, K         int
+	eps          float32
+}
+
+// NewEngine returns an engine over p with a zero gradient.
+func NewEngine(p *Params) (*Engine, error) {
+	c := p.Config
+	act, err := lookupActivation(c.HiddenAct)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{Config: c, Params: p, Grad: make([]float32, len(p.Data)), act: act, pad: -1}
+	if c.PadTokenID != nil {
+		e.pad = *c.PadTokenID
+	}
+	e.d = dims{
+		H: c.HiddenSize, V: c.VocabSize, I: c.IntermediateSize, L: c.NumHiddenLayers,
+		nH: c.NumAttentionHeads, nKV: c.NumKeyValueHeads, hd: c.HeadDimension(),
+		Di: c.InnerSize(), N: c.MambaDState, Kc: c.MambaDConv, R: c.MambaDtRank,
+		E: c.NumExperts, K: c.NumExpertsPerTok, eps: float32(c.RMSNormEps),
+	}
+	e.w = bindWeights(p, p.Data)
+	e.g = bindWeights(p, e.Grad)
+	return e, nil
+}
+
+// ZeroGrad clears the gradient.
+func (e *Engine) ZeroGrad() { clear(e.Grad) }
+
+// Forward computes the loss of a batch without gradients. Rows may differ
+// in length; each needs at least two tokens (one prediction).
+func (e *Engine) Forward(rows [][]int) (Loss, error) { return e.pass(rows, false, 0) }
+
+// Backward computes the loss of a batch and adds scale times its gradient to
+// Grad (scale 1 for one batch; 1/k for each of k accumulated micro-batches).
+func (e *Engine) Backward(rows [][]int, scale float32) (Loss, error) {
+	return e.pass(rows, true, scale)
+}
+
+// ErrShortRow is returned for a batch row with fewer than two tokens.
+var ErrShortRow = errors.New("train: a row needs at least two tokens (one prediction)")
+
+func (e *Engine) setBatch(rows [][]int) error {
+	if len(rows) == 0 {
+		return errors.New("train: empty batch")
+	}
+	e.seqStart = growInts(&e.seqStart, len(rows)+1)
+	e.ids = e.ids[:0]
+	for i, r := range rows {
+		if len(r) < 2 {
+			return fmt.Errorf("row %d has %d tokens: %w", i, len(r), ErrShortRow)
+		}
+		for _, id := range r {
+			if id < 0 || id >= e.d.V {
+				return fmt.Errorf("train: row %d: %w: %d not in [0, %d)", i, model.ErrTokenRange, id, e.d.V)
+			}
+		}
+		e.seqStart[i] = len(e.ids)
+		e.ids = append(e.ids, r...)
+	}
+	e.seqStart[len(rows)] = len(e.ids)
+	e.n = len(e.ids)
+	return nil
+}
+
+func (e *Engine) nseq() int { return len(e.seqStart) - 1 }
+
+// actsFor returns the activation store of layer i.
+func (e *Engine) actsFor(i int) *layerActs {
+	want := e.d.L
+	if e.Recompute {
+		want = 1
+	}
+	if len(e.acts) != want {
+		e.acts = make([]*layerActs, want)
+		for j := range e.acts {
+			e.acts[j] = &layerActs{}
+		}
+	}
+	if e.Recompute {
+		return e.acts[0]
+	}
+	return e.acts[i]
+}
+
+func (e *Engine) pass(rows [][]int, backward bool, scale float32) (Loss, error) {
+	if err := e.setBatch(rows); err != nil {
+		return Loss{}, err
+	}
+	d, n := e.d, e.n
+	if len(e.hs) != d.L+1 {
+		e.hs = make([][]float32, d.L+1)
+	}
+	for i := range e.hs {
+		grow(&e.hs[i], n*d.H)
+	}
+
+	// Embedding lookup: h = embed_tokens[ids].
+	h := e.hs[0]
+	for t, id := range e.ids {
+		copy(h[t*d.H:(t+1)*d.H], e.w.embed[id*d.H:(id+1)*d.H])
+	}
+
+	e.auxCount = resetF64(e.auxCount, d.E)
+	e.auxPsum = resetF64(e.auxPsum, d.E)
+	e.auxRows = 0
+	for i := 0; i < d.L; i++ {
+		e.layerForward(i, e.actsFor(i), true)
+	}
+
+	// Final norm, LM head and cross-entropy (with its backward, fused per
+	// chunk of rows so the [tokens, V] logits need not be stored).
+	e.finalXn = grow(&e.finalXn, n*d.H)
+	e.finalRstd = grow(&e.finalRstd, n)
+	rmsNormForward(e.finalXn, e.finalRstd, e.hs[d.L], e.w.finalNorm, n, d.eps)
+	count := n - e.nseq()
+	var dxn []float32
+	if backward {
+		dxn = grow(&e.dxn, n*d.H)
+		clear(dxn)
+	}
+	ce := e.headForwardBackward(dxn, backward, scale/float32(count))
+
+	var loss Loss
+	loss.Tokens = count
+	loss.CE = ce / float64(count)
+	if e.auxRows > 0 {
+		var s float64
+		rowsF := float64(e.auxRows)
+		for j := range e.auxCount {
+			s += e.auxCount[j] / rowsF * (e.auxPsum[j] / rowsF)
+		}
+		loss.Aux = float64(d.E) * s
+	}
+	coef := e.Config.RouterAuxLossCoef
+	loss.Total = loss.CE + coef*loss.Aux
+	if !backward {
+		return loss, nil
+	}
+
+	// ∂(scale·coef·aux)/∂P[r][j] = scale·coef·E·count[j]/rows², the same for
+	// every row of every MoE layer: only psum carries gradient.
+	e.auxGrad = grow(&e.auxGrad, d.E)
+	for j := range e.auxGrad {
+		if e.auxRows > 0 {
+			rowsF := float64(e.auxRows)
+			e.auxGrad[j] = float32(float64(scale) * coef * float64(d.E) * e.auxCount[j] / (rowsF * rowsF))
+		}
+	}
+
+	dcur := grow(&e.dcur, n*d.H)
+	clear(dcur)
+	rmsNormBackward(&e.part, dcur, e.g.finalNorm, dxn, e.hs[d.L], e.finalRstd, e.w.finalNorm, n)
+	for i := d.L - 1; i >= 0; i-- {
+		a := e.actsFor(i)
+		if e.Recompute {
+			e.layerForward(i, a, false)
+		}
+		e.layerBackward(i, a, dcur)
+	}
+
+	// Embedding backward: the padding row gets nothing from the lookup.
+	ge := e.g.embed
+	parallel(d.H, 16, func(lo, hi int) {
+		for t, id := range e.ids {
+			if id == e.pad {
+				continue
+			}
+			dst, src := ge[id*d.H+lo:id*d.H+hi], dcur[t*d.H+lo:t*d.H+hi]
+			for j, v := range src {
+				dst[j] += v
+			}
+		}
+	})
+	return loss, nil
+}
+
+func resetF64(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
+}
+
+// layerActs are the saved activations of one decoder layer.
+type layerActs struct {
+	rstd1, xn1 []float32 // input norm
+	hmid       []float32 // residual stream after the mixer
+	rstd2, xn2 []float32 // pre-FFN norm
+	attn       attnActs
+	mamba      mambaActs
+	mlp        mlpActs
+	moe        moeActs
+}
+
+// layerForward runs decoder layer i from e.hs[i] to e.hs[i+1]:
+//
+//	hmid = h + Mixer(RMSNorm(h; input_layernorm))
+//	out  = hmid + FFN(RMSNorm(hmid; pre_ff_layernorm))
+//
+// first is false when the layer is recomputed for the backward, so the
+// load-balancing statistics are not counted twice.
+func (e *Engine) layerForward(i int, a *layerActs, first bool) {
+	d, n, c := e.d, e.n, e.Config
+	w := &e.w.layers[i]
+	h, out := e.hs[i], e.hs[i+1]
+	a.xn1 = grow(&a.xn1, n*d.H)
+	a.rstd1 = grow(&a.rstd1, n)
+	rmsNormForward(a.xn1, a.rstd1, h, w.inNorm, n, d.eps)
+	mix := grow(&e.mixOut, n*d.H)
+	switch c.Mixer(i) {
+	case model.Attention:
+		e.attnForward(&a.attn, w, a.xn1, mix)
+	case model.Mamba:
+		e.mambaForward(&a.mamba, w, a.xn1, mix)
+	}
+	a.hmid = grow(&a.hmid, n*d.H)
+	for j := range a.hmid {
+		a.hmid[j] = h[j] + mix[j]
+	}
+	a.xn2 = grow(&a.xn2, n*d.H)
+	a.rstd2 = grow(&a.rstd2, n)
+	rmsNormForward(a.xn2, a.rstd2, a.hmid, w.ffNorm, n, d.eps)
+	switch c.FFN(i) {
+	case model.Dense:
+		e.mlpForward(&a.mlp, w.mlp, a.xn2, mix, n)
+	case model.MoE:
+		e.moeForward(&a.moe, w, a.xn2, mix, first)
+	}
+	for j := range out {
+		out[j] = a.hmid[j] + mix[j]
+	}
+}
+
+// layerBackward turns dcur, the gradient of layer i's output, into the
+// gradient of its input, adding the weight gradients.
+func (e *Engine) layerBackward(i int, a *layerActs, dcur []float32) {
+	d, n, c := e.d, e.n, e.Config
+	w, g := &e.w.layers[i], &e.g.layers[i]
+	dxn := grow(&e.dxn, n*d.H)
+	clear(dxn)
+	switch c.FFN(i) {
+	case model.Dense:
+		e.mlpBackward(&a.mlp, w.mlp, g.mlp, a.xn2, dcur, dxn, n)
+	case model.MoE:
+		e.moeBackward(&a.moe, w, g, a.xn2, dcur, dxn)
+	}
+	// dcur becomes the gradient of hmid: the residual plus the norm's path.
+	rmsNormBackward(&e.part, dcur, g.ffNorm, dxn, a.hmid, a.rstd2, w.ffNorm, n)
+	clear(dxn)
+	switch c.Mixer(i) {
+	case model.Attention:
+		e.attnBackward(&a.attn, w, g, a.xn1, dcur, dxn)
+	case model.Mamba:
+		e.mambaBackward(&a.mamba, w, g, a.xn1, dcur, dxn)
+	}
+	rmsNormBackward(&e.part, dcur, g.inNorm, dxn, e.hs[i], a.rstd1, w.inNorm, n)
+}
+
+// headRows is how many rows of logits are computed at a time.
+func (e *Engine) headRows() int {
+	return max(16, min(e.n, (1<<22)/max(e.d.V, 1)))
+}
+
+// headForwardBackward computes logits = xn·lm_headᵀ for every position, the
+// summed cross-entropy of predicting each row's next token (HF's shift: t
+// predicts t+1; a row's last position predicts nothing), and with backward
+// the gradient of gscale·Σ CE into dxn and the LM head (or the tied
+// embedding). It returns the summed cross-entropy.
+func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float32) float64 {
+	d, n := e.d, e.n
+	V, H := d.V, d.H
+	if e.KeepLogits {
+		e.Logits = grow(&e.Logits, n*V)
+	}
+	e.rowLoss = growF64(e.rowLoss, n)
+	target := make([]int, n)
+	for s := 0; s < e.nseq(); s++ {
+		r0, r1 := e.seqStart[s], e.seqStart[s+1]
+		for t := r0; t < r1; t++ {
+			target[t] = -1
+			if t+1 < r1 {
+				target[t] = e.ids[t+1]
+			}
+		}
+	}
+	chunk := e.headRows()
+	var logits []float32
+	for t0 := 0; t0 < n; t0 += chunk {
+		m := min(chunk, n-t0)
+		logits = grow(&e.bw.logits, m*V)
+		xn := e.finalXn[t0*H : (t0+m)*H]
+		linear(logits, xn, m, e.w.lmHead, V, H)
+		if e.KeepLogits {
+			copy(e.Logits[t0*V:], logits)
+		}
+		parallel(m, 4, func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				row := logits[r*V : (r+1)*V]
+				tg := target[t0+r]
+				if tg < 0 {
+					e.rowLoss[t0+r] = 0
+					clear(row)
+					continue
+				}
+				mx := float32(math.Inf(-1))
+				for _, v := range row {
+					mx = max(mx, v)
+				}
+				var sum float64
+				for _, v := range row {
+					sum += math.Exp(float64(v - mx))
+				}
+				lse := float64(mx) + math.Log(sum)
+				e.rowLoss[t0+r] = lse - float64(row[tg])
+				if backward {
+					// d CE / d logit = softmax − onehot(target).
+					for j, v := range row {
+						row[j] = gscale * float32(math.Exp(float64(v)-lse))
+					}
+					row[tg] -= gscale
+				}
+			}
+		})
+		if backward {
+			e.s.linearBackward(dxn[t0*H:(t0+m)*H], e.g.lmHead, nil, logits, xn, e.w.lmHead, m, V, H)
+		}
+	}
+	var ce float64
+	for _, v := range e.rowLoss {
+		ce += v
+	}
+	return ce
+}
+
+func growF64(b []float64, n int) []float64 {
+	if cap(b) < n {
+		return make([]float64, n)
+	}
+	return b[:n]
+}
+
+// backScratch holds the gradient buffers of the layer being differentiated
+// and other per-pass temporaries; one layer is processed at a time, so all
+// layers share them.
+type backScratch struct {
+	logits                         []float32
+	dq, dk, dv, do                 []float32
+	dxz, dyg, dxc, ddelta, ddtn    []float32
+	ddbc, dbn, dcn, ddtRaw, dbRaw  []float32
+	dcRaw, dpre                    []float32
+	da, dg, du, dxin, dout, dprobs []float32
+}

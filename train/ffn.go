@@ -1,0 +1,236 @@
+package train
+
+import (
+	"math"
+
+	"github.com/jamba-go/jamba/kernels"
+)
+
+// mlpActs are the saved activations of a SwiGLU MLP over m rows.
+type mlpActs struct {
+	g, u, h []float32 // [m, I]: gate and up projections, h = act(g) ⊙ u
+}
+
+// mlpForward computes the SwiGLU MLP out = (act(x·W_gᵀ) ⊙ x·W_uᵀ)·W_dᵀ
+// for m rows.
+func (e *Engine) mlpForward(a *mlpActs, w mlpWeights, x, out []float32, m int) {
+	I := e.d.I
+	a.g, a.u, a.h = grow(&a.g, m*I), grow(&a.u, m*I), grow(&a.h, m*I)
+	e.swiglu(a.g, a.u, a.h, w, x, out, m)
+}
+
+// swiglu is mlpForward on explicit buffers (the experts share concatenated ones).
+func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int) {
+	H, I := e.d.H, e.d.I
+	linear(g, x, m, w.gate, I, H)
+	linear(u, x, m, w.up, I, H)
+	act := e.act.f
+	parallel(m*I, 1<<12, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			h[i] = act(g[i]) * u[i]
+		}
+	})
+	linear(out, h, m, w.down, H, I)
+}
+
+// mlpBackward adds the gradients of mlpForward given dout and adds the input
+// gradient into dx:
+//
+//	dh = dout·W_d,  dg = dh ⊙ u ⊙ act'(g),  du = dh ⊙ act(g),  dx += dg·W_g + du·W_u
+func (e *Engine) mlpBackward(a *mlpActs, w, gw mlpWeights, x, dout, dx []float32, m int) {
+	e.swigluBackward(a.g, a.u, a.h, w, gw, x, dout, dx, m)
+}
+
+func (e *Engine) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, dx []float32, m int) {
+	H, I := e.d.H, e.d.I
+	b := &e.bw
+	dh := grow(&b.da, m*I)
+	clear(dh)
+	e.s.linearBackward(dh, gw.down, nil, dout, h, w.down, m, H, I)
+	dg, du := grow(&b.dg, m*I), grow(&b.du, m*I)
+	act, dact := e.act.f, e.act.df
+	parallel(m*I, 1<<12, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			dg[i] = dh[i] * u[i] * dact(g[i])
+			du[i] = dh[i] * act(g[i])
+		}
+	})
+	e.s.linearBackward(dx, gw.gate, nil, dg, x, w.gate, m, I, H)
+	e.s.linearBackward(dx, gw.up, nil, du, x, w.up, m, I, H)
+}
+
+// moeActs are the saved activations of a mixture-of-experts block.
+type moeActs struct {
+	probs  []float32 // [n, E]: softmax of the router logits
+	expOff []int     // [E+1]: each expert's first slot in the slot arrays
+	rows   []int     // [n·k]: the token of each slot, grouped by expert
+	weight []float32 // [n·k]: its routing probability
+	xin    []float32 // [n·k, H]: the slot's input
+	g, u   []float32 // [n·k, I]
+	h      []float32 // [n·k, I]
+	out    []float32 // [n·k, H]: the expert's output before weighting
+	top    []int
+}
+
+// moeForward routes each token to its top-k experts by softmax probability
+// (softmax first, no renormalisation) and sums their outputs weighted by the
+// probabilities. With first set it adds the token's choices and
+// probabilities to the load-balancing statistics.
+func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first bool) {
+	d, n := e.d, e.n
+	E, K, H, I := d.E, d.K, d.H, d.I
+	a.probs = grow(&a.probs, n*E)
+	linear(a.probs, x, n, w.router, E, H)
+	a.top = growInts(&a.top, n*K)
+	parallel(n, 64, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			p := a.probs[r*E : (r+1)*E]
+			softmax(p)
+			topK(p, a.top[r*K:(r+1)*K])
+		}
+	})
+	if first {
+		for r := 0; r < n; r++ {
+			for _, j := range a.top[r*K : (r+1)*K] {
+				e.auxCount[j]++
+			}
+			for j, v := range a.probs[r*E : (r+1)*E] {
+				e.auxPsum[j] += float64(v)
+			}
+		}
+		e.auxRows += n
+	}
+	// Group slots by expert, tokens in order within each expert.
+	a.expOff = growInts(&a.expOff, E+1)
+	clear(a.expOff)
+	for _, j := range a.top {
+		a.expOff[j+1]++
+	}
+	for j := 0; j < E; j++ {
+		a.expOff[j+1] += a.expOff[j]
+	}
+	a.rows = growInts(&a.rows, n*K)
+	a.weight = grow(&a.weight, n*K)
+	fill := make([]int, E)
+	for r := 0; r < n; r++ {
+		for _, j := range a.top[r*K : (r+1)*K] {
+			s := a.expOff[j] + fill[j]
+			fill[j]++
+			a.rows[s] = r
+			a.weight[s] = a.probs[r*E+j]
+		}
+	}
+	m := n * K
+	a.xin, a.out = grow(&a.xin, m*H), grow(&a.out, m*H)
+	a.g, a.u, a.h = grow(&a.g, m*I), grow(&a.u, m*I), grow(&a.h, m*I)
+	for s, r := range a.rows {
+		copy(a.xin[s*H:(s+1)*H], x[r*H:(r+1)*H])
+	}
+	clear(out[:n*H])
+	for j := 0; j < E; j++ {
+		s0, s1 := a.expOff[j], a.expOff[j+1]
+		if s0 == s1 {
+			continue
+		}
+		e.swiglu(a.g[s0*I:s1*I], a.u[s0*I:s1*I], a.h[s0*I:s1*I], w.experts[j], a.xin[s0*H:s1*H], a.out[s0*H:s1*H], s1-s0)
+		for s := s0; s < s1; s++ {
+			r := a.rows[s]
+			kernels.Axpy(a.weight[s], a.out[s*H:(s+1)*H], out[r*H:(r+1)*H])
+		}
+	}
+}
+
+// moeBackward adds the gradients of moeForward given dout and adds the input
+// gradient into dx. The routing weight of slot s (token r, expert j) gets
+// dout_r·out_s; the load-balancing term adds e.auxGrad[j] to every
+// probability; the softmax backward then gives the router logits' gradient:
+// dlogit = p ⊙ (dp − Σ p·dp).
+func (e *Engine) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float32) {
+	d, n := e.d, e.n
+	E, K, H, I := d.E, d.K, d.H, d.I
+	b := &e.bw
+	dp := grow(&b.dprobs, n*E)
+	for r := 0; r < n; r++ {
+		copy(dp[r*E:(r+1)*E], e.auxGrad)
+	}
+	m := n * K
+	dexp, dxin := grow(&b.dout, m*H), grow(&b.dxin, m*H)
+	for j := 0; j < E; j++ {
+		for s := a.expOff[j]; s < a.expOff[j+1]; s++ {
+			r := a.rows[s]
+			do := dout[r*H : (r+1)*H]
+			dp[r*E+j] += kernels.Dot(do, a.out[s*H:(s+1)*H])
+			de := dexp[s*H : (s+1)*H]
+			wt := a.weight[s]
+			for i, v := range do {
+				de[i] = wt * v
+			}
+		}
+	}
+	clear(dxin)
+	for j := 0; j < E; j++ {
+		s0, s1 := a.expOff[j], a.expOff[j+1]
+		if s0 == s1 {
+			continue
+		}
+		e.swigluBackward(a.g[s0*I:s1*I], a.u[s0*I:s1*I], a.h[s0*I:s1*I], w.experts[j], g.experts[j],
+			a.xin[s0*H:s1*H], dexp[s0*H:s1*H], dxin[s0*H:s1*H], s1-s0)
+	}
+	for s, r := range a.rows {
+		dst, src := dx[r*H:(r+1)*H], dxin[s*H:(s+1)*H]
+		for i, v := range src {
+			dst[i] += v
+		}
+	}
+	for r := 0; r < n; r++ {
+		p, dpr := a.probs[r*E:(r+1)*E], dp[r*E:(r+1)*E]
+		var dot float32
+		for j, v := range p {
+			dot += v * dpr[j]
+		}
+		for j, v := range p {
+			dpr[j] = v * (dpr[j] - dot)
+		}
+	}
+	e.s.linearBackward(dx, g.router, nil, dp, x, w.router, n, E, H)
+}
+
+// softmax replaces x by exp(x − max) / Σ, in float32 with float64
+// exponentials (as the inference forward computes the routing).
+func softmax(x []float32) {
+	mx := float32(math.Inf(-1))
+	for _, v := range x {
+		mx = max(mx, v)
+	}
+	var sum float32
+	for i, v := range x {
+		ev := float32(math.Exp(float64(v - mx)))
+		x[i] = ev
+		sum += ev
+	}
+	inv := 1 / sum
+	for i := range x {
+		x[i] *= inv
+	}
+}
+
+// topK writes the indices of the len(idx) largest entries of p into idx,
+// largest first; ties go to the lower index (as the inference forward).
+func topK(p []float32, idx []int) {
+	for k := range idx {
+		best := -1
+		for j, v := range p {
+			taken := false
+			for _, t := range idx[:k] {
+				if t == j {
+					taken = true
+					break
+				}
+			}
+			if !taken && (best < 0 || v > p[best]) {
+				best = j
+			}
+		}
+		idx[k] = best
+	}
+}

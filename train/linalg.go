@@ -1,0 +1,210 @@
+package train
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/jamba-go/jamba/kernels"
+)
+
+// split cuts n items into at most GOMAXPROCS chunks of at least minChunk
+// items and returns the number of chunks and their length (the last may be
+// shorter).
+func split(n, minChunk int) (chunks, step int) {
+	if n <= 0 {
+		return 0, 0
+	}
+	workers := min(runtime.GOMAXPROCS(0), (n+max(minChunk, 1)-1)/max(minChunk, 1))
+	workers = max(workers, 1)
+	step = (n + workers - 1) / workers
+	return (n + step - 1) / step, step
+}
+
+// parallelFor calls fn(chunk, lo, hi) for the chunks of split(n, minChunk),
+// each on its own goroutine (the first on the caller's), and returns when
+// all are done. The cut depends only on n, minChunk and GOMAXPROCS, so
+// per-chunk partial sums added in chunk order are deterministic.
+func parallelFor(n, minChunk int, fn func(chunk, lo, hi int)) {
+	chunks, step := split(n, minChunk)
+	if chunks <= 1 {
+		if n > 0 {
+			fn(0, 0, n)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for c := 1; c < chunks; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			fn(c, c*step, min((c+1)*step, n))
+		}(c)
+	}
+	fn(0, 0, step)
+	wg.Wait()
+}
+
+// parallel is parallelFor without the chunk index.
+func parallel(n, minChunk int, fn func(lo, hi int)) {
+	parallelFor(n, minChunk, func(_, lo, hi int) { fn(lo, hi) })
+}
+
+// partials is a set of per-chunk accumulators of one size, summed in chunk
+// order so that the result does not depend on goroutine timing.
+type partials struct {
+	buf  []float32
+	size int
+}
+
+// reset prepares chunks zeroed accumulators of size floats.
+func (p *partials) reset(chunks, size int) {
+	p.size = size
+	clear(grow(&p.buf, chunks*size))
+}
+
+// get returns chunk c's accumulator.
+func (p *partials) get(c int) []float32 { return p.buf[c*p.size : (c+1)*p.size] }
+
+// sumInto adds every accumulator, in chunk order, to dst.
+func (p *partials) sumInto(dst []float32) {
+	chunks := len(p.buf) / max(p.size, 1)
+	parallel(p.size, 1<<12, func(lo, hi int) {
+		for c := 0; c < chunks; c++ {
+			src := p.buf[c*p.size:]
+			for i := lo; i < hi; i++ {
+				dst[i] += src[i]
+			}
+		}
+	})
+}
+
+// matrix wraps a row-major float32 weight [rows, cols] for kernels.MatMul.
+func matrix(w []float32, rows, cols int) *kernels.Matrix {
+	return &kernels.Matrix{Rows: rows, Cols: cols, DType: kernels.F32, F32: w[:rows*cols]}
+}
+
+// linear computes y = x·Wᵀ for n rows: x [n, in], W [out, in], y [n, out].
+func linear(y, x []float32, n int, w []float32, out, in int) {
+	if n == 0 {
+		return
+	}
+	kernels.MatMul(y[:n*out], x[:n*in], n, matrix(w, out, in))
+}
+
+// linearBias computes y = x·Wᵀ + b (b may be nil).
+func linearBias(y, x []float32, n int, w, b []float32, out, in int) {
+	linear(y, x, n, w, out, in)
+	if b != nil {
+		for t := 0; t < n; t++ {
+			row := y[t*out : (t+1)*out]
+			for i, v := range b[:out] {
+				row[i] += v
+			}
+		}
+	}
+}
+
+// scratch holds reusable buffers for the backward products.
+type scratch struct {
+	a, b, c []float32
+}
+
+func grow(b *[]float32, n int) []float32 {
+	if cap(*b) < n {
+		*b = make([]float32, n)
+	}
+	*b = (*b)[:n]
+	return *b
+}
+
+func growInts(b *[]int, n int) []int {
+	if cap(*b) < n {
+		*b = make([]int, n)
+	}
+	*b = (*b)[:n]
+	return *b
+}
+
+// transpose writes the transpose of src [rows, cols] to dst [cols, rows].
+func transpose(dst, src []float32, rows, cols int) {
+	const blk = 32
+	parallel((cols+blk-1)/blk, 4, func(lo, hi int) {
+		for c0 := lo * blk; c0 < min(hi*blk, cols); c0 += blk {
+			c1 := min(c0+blk, cols)
+			for r0 := 0; r0 < rows; r0 += blk {
+				r1 := min(r0+blk, rows)
+				for c := c0; c < c1; c++ {
+					d := dst[c*rows : (c+1)*rows]
+					for r := r0; r < r1; r++ {
+						d[r] = src[r*cols+c]
+					}
+				}
+			}
+		}
+	})
+}
+
+// addInto computes dst[i] += src[i].
+func addInto(dst, src []float32) {
+	src = src[:len(dst)]
+	parallel(len(dst), 1<<14, func(lo, hi int) {
+		d, s := dst[lo:hi], src[lo:hi]
+		for i := range d {
+			d[i] += s[i]
+		}
+	})
+}
+
+// linearBackward is the backward of y = x·Wᵀ (+ b) for n rows given dy
+// [n, out]: it adds dyᵀ·x to dw [out, in], the column sums of dy to db
+// (when db is not nil) and dy·W to dx [n, in] (when dx is not nil).
+//
+// Both products run through kernels.MatMul on transposed operands
+// (dx = dy·(Wᵀ)ᵀ, dW = dyᵀ·(xᵀ)ᵀ), so they get its packed, multi-threaded
+// kernel; linearBackwardRef is the plain-loop reference.
+func (s *scratch) linearBackward(dx, dw, db, dy, x, w []float32, n, out, in int) {
+	if n == 0 {
+		return
+	}
+	dy = dy[:n*out]
+	if db != nil {
+		for t := 0; t < n; t++ {
+			row := dy[t*out : (t+1)*out]
+			for i, v := range row {
+				db[i] += v
+			}
+		}
+	}
+	if dx != nil {
+		wt := grow(&s.a, in*out)
+		transpose(wt, w[:out*in], out, in)
+		tmp := grow(&s.c, n*in)
+		kernels.MatMul(tmp, dy, n, matrix(wt, in, out))
+		addInto(dx[:n*in], tmp)
+	}
+	dyt := grow(&s.a, out*n)
+	transpose(dyt, dy, n, out)
+	xt := grow(&s.b, in*n)
+	transpose(xt, x[:n*in], n, in)
+	tmp := grow(&s.c, out*in)
+	kernels.MatMul(tmp, dyt, out, matrix(xt, in, n))
+	addInto(dw[:out*in], tmp)
+}
+
+// linearBackwardRef is the plain-loop reference of linearBackward.
+func linearBackwardRef(dx, dw, db, dy, x, w []float32, n, out, in int) {
+	for t := 0; t < n; t++ {
+		for o := 0; o < out; o++ {
+			g := dy[t*out+o]
+			if db != nil {
+				db[o] += g
+			}
+			for i := 0; i < in; i++ {
+				dw[o*in+i] += g * x[t*in+i]
+				if dx != nil {
+					dx[t*in+i] += g * w[o*in+i]
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,337 @@
+package train
+
+import "math"
+
+// scanChunk is the interval, in tokens, at which the forward scan stores its
+// state. The backward recomputes the states inside each chunk from the
+// stored one, so the scan keeps Di·N floats per scanChunk tokens instead of
+// per token (with N = 16 that is one Di-wide activation in all).
+const scanChunk = 16
+
+// mambaActs are the saved activations of a Mamba mixer.
+type mambaActs struct {
+	xz                []float32 // [n, 2Di]: in_proj output (x half, then gate z)
+	convPre, xc       []float32 // [n, Di]: conv output before and after the activation
+	dbc               []float32 // [n, R+2N]: x_proj output
+	dtRaw, bRaw, cRaw []float32 // its dt, B and C parts
+	dtn, bn, cn       []float32 // after the inner RMSNorms (the raw parts without them)
+	rDt, rB, rC       []float32 // [n]: the norms' reciprocal RMS
+	deltaPre, delta   []float32 // [n, Di]: dt_proj output + bias, and its softplus Δ
+	ySSM              []float32 // [n, Di]: scan readout with the D skip
+	yg                []float32 // [n, Di]: ySSM ⊙ silu(z), the out_proj input
+	A                 []float32 // [Di, N]: −exp(A_log)
+	states            []float32 // scan state at the start of every chunk of every row
+	stateOff          []int     // first chunk of each row in states
+}
+
+// mambaForward runs the Mamba mixer (Jamba's, with the dt/B/C RMSNorms):
+//
+//	[x ; z]   = u·W_inᵀ (+ b_in)
+//	xc        = act(causal depthwise conv(x) + b_conv)
+//	[dt;B;C]  = xc·W_xᵀ, each RMS-normalised
+//	Δ         = softplus(dt·W_dtᵀ + b_dt)
+//	h_t       = exp(Δ_t·A) ⊙ h_{t−1} + Δ_t·B_t·xc_t,   A = −exp(A_log)
+//	y_t       = h_t·C_t + D ⊙ xc_t
+//	out       = (y ⊙ silu(z))·W_outᵀ (+ b_out)
+func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
+	d, n := e.d, e.n
+	Di, N, R, Kc, H := d.Di, d.N, d.R, d.Kc, d.H
+	P := R + 2*N
+	a.xz = grow(&a.xz, n*2*Di)
+	linearBias(a.xz, x, n, w.inProj, w.inBias, 2*Di, H)
+
+	// Causal depthwise conv: tap Kc−1 multiplies the current token.
+	a.convPre, a.xc = grow(&a.convPre, n*Di), grow(&a.xc, n*Di)
+	act := e.act.f
+	parallel(Di, 16, func(c0, c1 int) {
+		for s := 0; s < e.nseq(); s++ {
+			r0, r1 := e.seqStart[s], e.seqStart[s+1]
+			for t := r0; t < r1; t++ {
+				for c := c0; c < c1; c++ {
+					var acc float32
+					if w.convB != nil {
+						acc = w.convB[c]
+					}
+					wc := w.convW[c*Kc : (c+1)*Kc]
+					for m, wv := range wc {
+						if tt := t - (Kc - 1) + m; tt >= r0 {
+							acc += wv * a.xz[tt*2*Di+c]
+						}
+					}
+					a.convPre[t*Di+c] = acc
+					a.xc[t*Di+c] = act(acc)
+				}
+			}
+		}
+	})
+
+	a.dbc = grow(&a.dbc, n*P)
+	linear(a.dbc, a.xc, n, w.xProj, P, Di)
+	a.dtRaw, a.bRaw, a.cRaw = grow(&a.dtRaw, n*R), grow(&a.bRaw, n*N), grow(&a.cRaw, n*N)
+	for t := 0; t < n; t++ {
+		row := a.dbc[t*P : (t+1)*P]
+		copy(a.dtRaw[t*R:(t+1)*R], row[:R])
+		copy(a.bRaw[t*N:(t+1)*N], row[R:R+N])
+		copy(a.cRaw[t*N:(t+1)*N], row[R+N:])
+	}
+	if w.dtNorm != nil {
+		a.dtn, a.bn, a.cn = grow(&a.dtn, n*R), grow(&a.bn, n*N), grow(&a.cn, n*N)
+		a.rDt, a.rB, a.rC = grow(&a.rDt, n), grow(&a.rB, n), grow(&a.rC, n)
+		rmsNormForward(a.dtn, a.rDt, a.dtRaw, w.dtNorm, n, d.eps)
+		rmsNormForward(a.bn, a.rB, a.bRaw, w.bNorm, n, d.eps)
+		rmsNormForward(a.cn, a.rC, a.cRaw, w.cNorm, n, d.eps)
+	} else {
+		a.dtn, a.bn, a.cn = a.dtRaw, a.bRaw, a.cRaw
+	}
+
+	a.deltaPre, a.delta = grow(&a.deltaPre, n*Di), grow(&a.delta, n*Di)
+	linearBias(a.deltaPre, a.dtn, n, w.dtProj, w.dtBias, Di, R)
+	for i, v := range a.deltaPre {
+		a.delta[i] = softplus(v)
+	}
+	a.A = grow(&a.A, Di*N)
+	for i, v := range w.aLog {
+		a.A[i] = -float32(math.Exp(float64(v)))
+	}
+	e.scanForward(a, w)
+
+	a.yg = grow(&a.yg, n*Di)
+	for t := 0; t < n; t++ {
+		z := a.xz[t*2*Di+Di : (t+1)*2*Di]
+		y, yg := a.ySSM[t*Di:(t+1)*Di], a.yg[t*Di:(t+1)*Di]
+		for c, v := range y {
+			yg[c] = v * silu(z[c])
+		}
+	}
+	linearBias(out, a.yg, n, w.outProj, w.outBias, H, Di)
+}
+
+// scanForward runs the selective scan of every row, channels in parallel,
+// writing ySSM and the state at the start of each chunk of scanChunk tokens.
+func (e *Engine) scanForward(a *mambaActs, w *layerWeights) {
+	d, n := e.d, e.n
+	Di, N := d.Di, d.N
+	a.stateOff = growInts(&a.stateOff, e.nseq()+1)
+	chunks := 0
+	for s := 0; s < e.nseq(); s++ {
+		a.stateOff[s] = chunks
+		chunks += (e.seqStart[s+1] - e.seqStart[s] + scanChunk - 1) / scanChunk
+	}
+	a.stateOff[e.nseq()] = chunks
+	a.states = grow(&a.states, chunks*Di*N)
+	a.ySSM = grow(&a.ySSM, n*Di)
+	parallel(Di, 8, func(c0, c1 int) {
+		nc := c1 - c0
+		h := make([]float32, nc*N)
+		for s := 0; s < e.nseq(); s++ {
+			clear(h)
+			r0, r1 := e.seqStart[s], e.seqStart[s+1]
+			for t := r0; t < r1; t++ {
+				if k := t - r0; k%scanChunk == 0 {
+					off := (a.stateOff[s]+k/scanChunk)*Di*N + c0*N
+					copy(a.states[off:off+nc*N], h)
+				}
+				B, C := a.bn[t*N:(t+1)*N], a.cn[t*N:(t+1)*N]
+				for c := c0; c < c1; c++ {
+					dl, xv := a.delta[t*Di+c], a.xc[t*Di+c]
+					hc := h[(c-c0)*N : (c-c0+1)*N]
+					ac := a.A[c*N : (c+1)*N]
+					var acc float32
+					for k := range hc {
+						hv := float32(math.Exp(float64(dl*ac[k])))*hc[k] + dl*B[k]*xv
+						hc[k] = hv
+						acc += hv * C[k]
+					}
+					a.ySSM[t*Di+c] = acc + w.d[c]*xv
+				}
+			}
+		}
+	})
+}
+
+// scanBlock is the number of channels whose chunk of states the scan
+// backward recomputes at a time (a few KiB, so it stays in L1).
+const scanBlock = 16
+
+// scanBackward adds the gradients of the scan given dy = ∂L/∂ySSM: into dxc,
+// ddelta, dbn, dcn (per token) and the A_log and D gradients. Going back
+// through time with dh the gradient of the state h_t:
+//
+//	dh_t   = dh_t(from t+1) + dy_t·C_t
+//	dC_t  += dy_t·h_t,   dD += dy_t·xc_t,   dxc_t += dy_t·D
+//	dΔ_t  += Σ_n dh_t·(A·Ā_t·h_{t−1} + B_t·xc_t),   Ā_t = exp(Δ_t·A)
+//	dA    += dh_t·Δ_t·Ā_t·h_{t−1}   (and dA_log = dA·A)
+//	dB_t  += dh_t·Δ_t·xc_t,   dxc_t += Σ_n dh_t·Δ_t·B_t
+//	dh_{t−1} = dh_t ⊙ Ā_t
+//
+// Channels run in parallel; B and C are shared by all channels, so their
+// gradients are summed from per-chunk partials.
+func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta, dbn, dcn []float32) {
+	d, n := e.d, e.n
+	Di, N := d.Di, d.N
+	chunks, _ := split(Di, 8)
+	e.part.reset(chunks, 2*n*N)
+	parallelFor(Di, 8, func(ci, c0, c1 int) {
+		acc := e.part.get(ci)
+		dB, dC := acc[:n*N], acc[n*N:]
+		hbuf := make([]float32, (scanChunk+1)*scanBlock*N)
+		abuf := make([]float32, scanChunk*scanBlock*N)
+		dh := make([]float32, scanBlock*N)
+		for cb := c0; cb < c1; cb += scanBlock {
+			ce := min(cb+scanBlock, c1)
+			nc := ce - cb
+			sz := nc * N
+			for s := 0; s < e.nseq(); s++ {
+				clear(dh)
+				r0, r1 := e.seqStart[s], e.seqStart[s+1]
+				nch := (r1 - r0 + scanChunk - 1) / scanChunk
+				for k := nch - 1; k >= 0; k-- {
+					t0 := r0 + k*scanChunk
+					t1 := min(t0+scanChunk, r1)
+					off := (a.stateOff[s]+k)*Di*N + cb*N
+					copy(hbuf[:sz], a.states[off:off+sz])
+					// Recompute Ā_t and h_t inside the chunk.
+					for t := t0; t < t1; t++ {
+						j := t - t0
+						prev, cur, av := hbuf[j*sz:(j+1)*sz], hbuf[(j+1)*sz:(j+2)*sz], abuf[j*sz:(j+1)*sz]
+						B := a.bn[t*N : (t+1)*N]
+						for c := cb; c < ce; c++ {
+							dl, xv := a.delta[t*Di+c], a.xc[t*Di+c]
+							ac := a.A[c*N : (c+1)*N]
+							o := (c - cb) * N
+							for q := 0; q < N; q++ {
+								ab := float32(math.Exp(float64(dl * ac[q])))
+								av[o+q] = ab
+								cur[o+q] = ab*prev[o+q] + dl*B[q]*xv
+							}
+						}
+					}
+					for t := t1 - 1; t >= t0; t-- {
+						j := t - t0
+						prev, cur, av := hbuf[j*sz:(j+1)*sz], hbuf[(j+1)*sz:(j+2)*sz], abuf[j*sz:(j+1)*sz]
+						B, C := a.bn[t*N:(t+1)*N], a.cn[t*N:(t+1)*N]
+						dBt, dCt := dB[t*N:(t+1)*N], dC[t*N:(t+1)*N]
+						for c := cb; c < ce; c++ {
+							dyv, dl, xv := dy[t*Di+c], a.delta[t*Di+c], a.xc[t*Di+c]
+							g.d[c] += dyv * xv
+							dxv := dyv * w.d[c]
+							var ddl float32
+							ac := a.A[c*N : (c+1)*N]
+							gA := g.aLog[c*N : (c+1)*N]
+							o := (c - cb) * N
+							dhc := dh[o : o+N]
+							for q := 0; q < N; q++ {
+								dCt[q] += dyv * cur[o+q]
+								dhq := dhc[q] + dyv*C[q]
+								hp := prev[o+q]
+								ab := av[o+q]
+								ddl += dhq * (ac[q]*ab*hp + B[q]*xv)
+								gA[q] += dhq * dl * ab * hp * ac[q]
+								dBt[q] += dhq * dl * xv
+								dxv += dhq * dl * B[q]
+								dhc[q] = dhq * ab
+							}
+							dxc[t*Di+c] += dxv
+							ddelta[t*Di+c] += ddl
+						}
+					}
+				}
+			}
+		}
+	})
+	tmp := grow(&e.bw.dpre, 2*n*N)
+	clear(tmp)
+	e.part.sumInto(tmp)
+	addInto(dbn[:n*N], tmp[:n*N])
+	addInto(dcn[:n*N], tmp[n*N:])
+}
+
+// mambaBackward adds the gradients of mambaForward given dout, the gradient
+// of its output, and adds the input gradient into dx.
+func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []float32) {
+	d, n := e.d, e.n
+	Di, N, R, Kc, H := d.Di, d.N, d.R, d.Kc, d.H
+	P := R + 2*N
+	b := &e.bw
+
+	// out = yg·W_outᵀ + b_out
+	dyg := grow(&b.dyg, n*Di)
+	clear(dyg)
+	e.s.linearBackward(dyg, g.outProj, g.outBias, dout, a.yg, w.outProj, n, H, Di)
+
+	// yg = ySSM ⊙ silu(z): dySSM reuses dyg; dz goes to the gate half of dxz.
+	dxz := grow(&b.dxz, n*2*Di)
+	clear(dxz)
+	for t := 0; t < n; t++ {
+		z := a.xz[t*2*Di+Di : (t+1)*2*Di]
+		dz := dxz[t*2*Di+Di : (t+1)*2*Di]
+		y, dyr := a.ySSM[t*Di:(t+1)*Di], dyg[t*Di:(t+1)*Di]
+		for c, zv := range z {
+			dz[c] = dyr[c] * y[c] * siluGrad(zv)
+			dyr[c] *= silu(zv)
+		}
+	}
+
+	dxc, ddelta := grow(&b.dxc, n*Di), grow(&b.ddelta, n*Di)
+	dbn, dcn := grow(&b.dbn, n*N), grow(&b.dcn, n*N)
+	clear(dxc)
+	clear(ddelta)
+	clear(dbn)
+	clear(dcn)
+	e.scanBackward(a, w, g, dyg, dxc, ddelta, dbn, dcn)
+
+	// Δ = softplus(dtn·W_dtᵀ + b_dt)
+	for i, v := range a.deltaPre {
+		ddelta[i] *= softplusGrad(v)
+	}
+	ddtn := grow(&b.ddtn, n*R)
+	clear(ddtn)
+	e.s.linearBackward(ddtn, g.dtProj, g.dtBias, ddelta, a.dtn, w.dtProj, n, Di, R)
+
+	// The inner RMSNorms.
+	ddt, db, dc := ddtn, dbn, dcn
+	if w.dtNorm != nil {
+		ddt, db, dc = grow(&b.ddtRaw, n*R), grow(&b.dbRaw, n*N), grow(&b.dcRaw, n*N)
+		clear(ddt)
+		clear(db)
+		clear(dc)
+		rmsNormBackward(&e.part, ddt, g.dtNorm, ddtn, a.dtRaw, a.rDt, w.dtNorm, n)
+		rmsNormBackward(&e.part, db, g.bNorm, dbn, a.bRaw, a.rB, w.bNorm, n)
+		rmsNormBackward(&e.part, dc, g.cNorm, dcn, a.cRaw, a.rC, w.cNorm, n)
+	}
+	ddbc := grow(&b.ddbc, n*P)
+	for t := 0; t < n; t++ {
+		row := ddbc[t*P : (t+1)*P]
+		copy(row[:R], ddt[t*R:(t+1)*R])
+		copy(row[R:R+N], db[t*N:(t+1)*N])
+		copy(row[R+N:], dc[t*N:(t+1)*N])
+	}
+	// [dt;B;C] = xc·W_xᵀ
+	e.s.linearBackward(dxc, g.xProj, nil, ddbc, a.xc, w.xProj, n, P, Di)
+
+	// xc = act(convPre); convPre = conv(x) + b_conv. Channels are independent.
+	dact := e.act.df
+	parallel(Di, 16, func(c0, c1 int) {
+		for s := 0; s < e.nseq(); s++ {
+			r0, r1 := e.seqStart[s], e.seqStart[s+1]
+			for t := r0; t < r1; t++ {
+				for c := c0; c < c1; c++ {
+					gp := dxc[t*Di+c] * dact(a.convPre[t*Di+c])
+					if g.convB != nil {
+						g.convB[c] += gp
+					}
+					wc, gw := w.convW[c*Kc:(c+1)*Kc], g.convW[c*Kc:(c+1)*Kc]
+					for m := range wc {
+						if tt := t - (Kc - 1) + m; tt >= r0 {
+							gw[m] += gp * a.xz[tt*2*Di+c]
+							dxz[tt*2*Di+c] += wc[m] * gp
+						}
+					}
+				}
+			}
+		}
+	})
+
+	// [x ; z] = u·W_inᵀ + b_in
+	e.s.linearBackward(dx, g.inProj, g.inBias, dxz, x, w.inProj, n, 2*Di, H)
+}

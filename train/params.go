@@ -1,0 +1,303 @@
+// Package train trains Jamba models: the backward pass of every layer beside
+// its forward, the training loss (mean next-token cross-entropy plus the
+// router load-balancing loss), AdamW with a warmup and cosine schedule, data
+// loading, checkpoints in the Hugging Face layout and resumable runs.
+//
+// Parameters, gradients and optimizer moments each live in one flat float32
+// slice cut into named views in checkpoint order (Config.Spec), so the
+// optimizer is one loop and a checkpoint is one pass over the views.
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/jamba-go/jamba/kernels"
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/safetensors"
+)
+
+// Tensor is one named view of a flat parameter slice.
+type Tensor struct {
+	Name   string
+	Shape  []int
+	Offset int // first element in the flat slice
+	Size   int // number of elements
+}
+
+// Params holds every parameter of a model in one float32 slice, laid out in
+// the order of Config.Spec (the checkpoint's tensor list). Gradients and
+// optimizer moments use the same layout.
+type Params struct {
+	Config  *model.Config
+	Data    []float32
+	Tensors []Tensor
+	index   map[string]int
+}
+
+// NewParams returns zero parameters for cfg.
+func NewParams(cfg *model.Config) *Params {
+	p := &Params{Config: cfg, index: map[string]int{}}
+	off := 0
+	for _, s := range cfg.Spec() {
+		n := 1
+		for _, d := range s.Shape {
+			n *= d
+		}
+		p.index[s.Name] = len(p.Tensors)
+		p.Tensors = append(p.Tensors, Tensor{Name: s.Name, Shape: s.Shape, Offset: off, Size: n})
+		off += n
+	}
+	p.Data = make([]float32, off)
+	return p
+}
+
+// Len is the number of parameters.
+func (p *Params) Len() int { return len(p.Data) }
+
+// Lookup returns the tensor called name.
+func (p *Params) Lookup(name string) (Tensor, bool) {
+	i, ok := p.index[name]
+	if !ok {
+		return Tensor{}, false
+	}
+	return p.Tensors[i], true
+}
+
+// View returns the part of buf (a slice in this layout: parameters,
+// gradients, moments) that holds tensor name. It panics on an unknown name.
+func (p *Params) View(buf []float32, name string) []float32 {
+	t, ok := p.Lookup(name)
+	if !ok {
+		panic("train: no tensor " + name)
+	}
+	return buf[t.Offset : t.Offset+t.Size]
+}
+
+// Get returns the view of parameter name.
+func (p *Params) Get(name string) []float32 { return p.View(p.Data, name) }
+
+// Clone returns a deep copy of p.
+func (p *Params) Clone() *Params {
+	q := *p
+	q.Data = append([]float32(nil), p.Data...)
+	return &q
+}
+
+// InitParams returns parameters of cfg initialised as model.WriteInit does
+// with the same seed: the same values, tensor by tensor, before any
+// rounding to the file's dtype.
+func InitParams(cfg *model.Config, seed uint64) *Params {
+	p := NewParams(cfg)
+	rng := rand.New(rand.NewPCG(seed, 0x6a616d6261))
+	for _, t := range p.Tensors {
+		cfg.InitTensor(model.TensorSpec{Name: t.Name, Shape: t.Shape}, p.Data[t.Offset:t.Offset+t.Size], rng)
+	}
+	return p
+}
+
+// LoadParams reads the checkpoint in dir (any checkpoint model.Load opens:
+// one file or shards, F32, BF16, F16 or F64) into float32 parameters.
+func LoadParams(dir string) (*Params, error) {
+	m, err := model.Load(dir, model.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return ParamsFromModel(m)
+}
+
+// ParamsFromModel copies the weights of a loaded (not quantized) model into
+// float32 parameters.
+func ParamsFromModel(m *model.Model) (*Params, error) {
+	p := NewParams(m.Config)
+	src := modelTensors(m)
+	for _, t := range p.Tensors {
+		s, ok := src[t.Name]
+		if !ok {
+			return nil, fmt.Errorf("train: model has no tensor %s", t.Name)
+		}
+		dst := p.Data[t.Offset : t.Offset+t.Size]
+		switch {
+		case s.mat != nil:
+			w := s.mat
+			if w.DType == kernels.I8 {
+				return nil, fmt.Errorf("train: tensor %s is int8-quantized; load the model without quantization", t.Name)
+			}
+			if w.Rows*w.Cols != t.Size {
+				return nil, fmt.Errorf("train: tensor %s has %d×%d weights, want %v", t.Name, w.Rows, w.Cols, t.Shape)
+			}
+			for r := 0; r < w.Rows; r++ {
+				w.Row(dst[r*w.Cols:(r+1)*w.Cols], r)
+			}
+		default:
+			if len(s.vec) != t.Size {
+				return nil, fmt.Errorf("train: tensor %s has %d values, want %v", t.Name, len(s.vec), t.Shape)
+			}
+			copy(dst, s.vec)
+		}
+	}
+	return p, nil
+}
+
+// source is one model tensor: a matrix or a vector.
+type source struct {
+	mat *kernels.Matrix
+	vec []float32
+}
+
+// modelTensors maps the checkpoint names of a model's tensors to its storage.
+func modelTensors(m *model.Model) map[string]source {
+	out := map[string]source{
+		"model.embed_tokens.weight":    {mat: m.Embed},
+		"model.final_layernorm.weight": {vec: m.FinalNorm},
+	}
+	if !m.Config.TieWordEmbeddings {
+		out["lm_head.weight"] = source{mat: m.LMHead}
+	}
+	m.Matrices(true, func(name string, w **kernels.Matrix) { out[name] = source{mat: *w} })
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		out[p+"input_layernorm.weight"] = source{vec: l.InputNorm}
+		out[p+"pre_ff_layernorm.weight"] = source{vec: l.PreFFNorm}
+		if w := l.Mamba; w != nil {
+			q := p + "mamba."
+			vecs := map[string][]float32{
+				"in_proj.bias": w.InBias, "out_proj.bias": w.OutBias,
+				"conv1d.weight": w.ConvW, "conv1d.bias": w.ConvB,
+				"dt_layernorm.weight": w.DtNorm, "b_layernorm.weight": w.BNorm, "c_layernorm.weight": w.CNorm,
+				"dt_proj.bias": w.DtBias, "A_log": w.ALog, "D": w.D,
+			}
+			for k, v := range vecs {
+				if v != nil {
+					out[q+k] = source{vec: v}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Model returns an inference model whose weights alias p (float32 matrices
+// over p.Data), for evaluation and generation with the model package. A is
+// computed from A_log when Model is called: call it again after the
+// parameters change.
+func (p *Params) Model() *model.Model {
+	c := p.Config
+	mat := func(name string) *kernels.Matrix {
+		t, _ := p.Lookup(name)
+		cols := 1
+		for _, d := range t.Shape[1:] {
+			cols *= d
+		}
+		return &kernels.Matrix{Rows: t.Shape[0], Cols: cols, DType: kernels.F32, F32: p.Data[t.Offset : t.Offset+t.Size]}
+	}
+	vec := func(name string) []float32 {
+		if _, ok := p.Lookup(name); !ok {
+			return nil
+		}
+		return p.Get(name)
+	}
+	m := &model.Model{Config: c, Embed: mat("model.embed_tokens.weight"), FinalNorm: vec("model.final_layernorm.weight")}
+	if c.TieWordEmbeddings {
+		m.LMHead = m.Embed
+	} else {
+		m.LMHead = mat("lm_head.weight")
+	}
+	m.Layers = make([]model.Layer, c.NumHiddenLayers)
+	for i := range m.Layers {
+		pre := fmt.Sprintf("model.layers.%d.", i)
+		l := &m.Layers[i]
+		l.Mixer, l.FFN = c.Mixer(i), c.FFN(i)
+		l.InputNorm = vec(pre + "input_layernorm.weight")
+		l.PreFFNorm = vec(pre + "pre_ff_layernorm.weight")
+		switch l.Mixer {
+		case model.Attention:
+			a := pre + "self_attn."
+			l.Attn = &model.AttnWeights{Q: mat(a + "q_proj.weight"), K: mat(a + "k_proj.weight"), V: mat(a + "v_proj.weight"), O: mat(a + "o_proj.weight")}
+		case model.Mamba:
+			q := pre + "mamba."
+			w := &model.MambaWeights{
+				InProj: mat(q + "in_proj.weight"), InBias: vec(q + "in_proj.bias"),
+				ConvW: vec(q + "conv1d.weight"), ConvB: vec(q + "conv1d.bias"),
+				XProj:  mat(q + "x_proj.weight"),
+				DtNorm: vec(q + "dt_layernorm.weight"), BNorm: vec(q + "b_layernorm.weight"), CNorm: vec(q + "c_layernorm.weight"),
+				DtProj: mat(q + "dt_proj.weight"), DtBias: vec(q + "dt_proj.bias"),
+				ALog: vec(q + "A_log"), D: vec(q + "D"),
+				OutProj: mat(q + "out_proj.weight"), OutBias: vec(q + "out_proj.bias"),
+			}
+			w.A = make([]float32, len(w.ALog))
+			for j, v := range w.ALog {
+				w.A[j] = -float32(math.Exp(float64(v)))
+			}
+			l.Mamba = w
+		}
+		f := pre + "feed_forward."
+		switch l.FFN {
+		case model.Dense:
+			l.MLP = &model.MLPWeights{Gate: mat(f + "gate_proj.weight"), Up: mat(f + "up_proj.weight"), Down: mat(f + "down_proj.weight")}
+		case model.MoE:
+			moe := &model.MoEWeights{Router: mat(f + "router.weight"), Experts: make([]model.MLPWeights, c.NumExperts)}
+			for j := range moe.Experts {
+				e := fmt.Sprintf("%sexperts.%d.", f, j)
+				moe.Experts[j] = model.MLPWeights{Gate: mat(e + "gate_proj.weight"), Up: mat(e + "up_proj.weight"), Down: mat(e + "down_proj.weight")}
+			}
+			l.MoE = moe
+		}
+	}
+	return m
+}
+
+// WriteTensors writes buf (in p's layout) to path as a safetensors file with
+// one tensor per view, under the checkpoint names, in dtype "F32" or "BF16".
+func (p *Params) WriteTensors(path string, buf []float32, dtype safetensors.DType, metadata map[string]string) error {
+	infos := make([]safetensors.TensorInfo, len(p.Tensors))
+	for i, t := range p.Tensors {
+		infos[i] = safetensors.TensorInfo{Name: t.Name, DType: dtype, Shape: t.Shape}
+	}
+	w, err := safetensors.Create(path, infos, metadata)
+	if err != nil {
+		return err
+	}
+	for _, t := range p.Tensors {
+		if err := w.WriteFloat32(t.Name, buf[t.Offset:t.Offset+t.Size]); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// Save writes the parameters as a Hugging Face checkpoint in dir:
+// model.safetensors (dtype "F32" or "BF16") and config.json.
+func (p *Params) Save(dir string, dtype safetensors.DType) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := p.WriteTensors(filepath.Join(dir, "model.safetensors"), p.Data, dtype, map[string]string{"format": "pt"}); err != nil {
+		return err
+	}
+	cfg := *p.Config
+	cfg.DType = "float32"
+	if dtype == safetensors.BF16 {
+		cfg.DType = "bfloat16"
+	}
+	data, err := cfg.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, "config.json"), append(data, '\n'))
+}
+
+// writeFileAtomic writes data to path through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
