@@ -111,7 +111,7 @@ var badFiles = []struct {
 	{"data longer than tensors", raw(`{"a":{`+f4+`,"data_offsets":[0,4]}}`, zeros(5)), ErrInvalidOffsets, ""},
 	{"data but no tensors", raw(`{}`, zeros(4)), ErrInvalidOffsets, ""},
 	{"end beyond data (truncated)", raw(`{"a":{`+f4+`,"data_offsets":[0,4]}}`, zeros(3)), ErrInvalidOffsets, "a"},
-	{"end far beyond data", raw(`{"a":{"dtype":"U8","shape":[4294967296],"data_offsets":[0,4294967296]}}`, zeros(4)), ErrInvalidOffsets, "a"},
+	{"end far beyond data", raw(`{"a":{"dtype":"U8","shape":[1073741824],"data_offsets":[0,1073741824]}}`, zeros(4)), ErrInvalidOffsets, "a"},
 	// product(shape) * size overflowing, or != end - begin.
 	{"element count overflows", raw(`{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}`, nil), ErrInvalidShape, "a"},
 	{"byte size overflows", raw(`{"a":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}}`, nil), ErrInvalidShape, "a"},
