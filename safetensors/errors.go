@@ -54,6 +54,8 @@ var (
 	ErrWriteOrder = errors.New("tensor written out of order")
 	// ErrClosed: use of a closed File, Set or Writer.
 	ErrClosed = errors.New("closed")
+	// ErrNonFinite: a NaN or infinity found by Tensor.CheckFinite.
+	ErrNonFinite = errors.New("non-finite value")
 	// ErrRange: an integer value that does not fit the target dtype.
 	ErrRange = errors.New("value out of range for dtype")
 )

@@ -3,7 +3,10 @@ package safetensors
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -356,5 +359,65 @@ func TestOpenMissingFile(t *testing.T) {
 	}
 	if _, err := Open(t.TempDir()); err == nil {
 		t.Error("Open of a directory succeeded")
+	}
+}
+
+func TestCheckFinite(t *testing.T) {
+	tests := []struct {
+		dtype DType
+		vals  []float64
+		bad   int // index of the first non-finite value, or -1
+	}{
+		{F64, []float64{1, -2, math.MaxFloat64}, -1},
+		{F64, []float64{1, math.NaN(), math.Inf(1)}, 1},
+		{F32, []float64{0, math.MaxFloat32, math.SmallestNonzeroFloat32}, -1},
+		{F32, []float64{0, 1, math.Inf(-1)}, 2},
+		{F16, []float64{65504, -65504}, -1},
+		{F16, []float64{70000}, 0},
+		{BF16, []float64{1e38, 0}, -1},
+		{BF16, []float64{0, 0, 0, math.NaN()}, 3},
+	}
+	for _, tt := range tests {
+		data, err := EncodeFloat64(tt.dtype, tt.vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tensor := Tensor{TensorInfo: TensorInfo{Name: "w", DType: tt.dtype, Shape: []int{len(tt.vals)}}, File: "f", Data: data}
+		err = tensor.CheckFinite()
+		if tt.bad < 0 {
+			if err != nil {
+				t.Errorf("%s %v: %v", tt.dtype, tt.vals, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), fmt.Sprintf("element %d ", tt.bad)) {
+			t.Errorf("%s %v: %v, want ErrNonFinite at element %d", tt.dtype, tt.vals, err, tt.bad)
+		}
+	}
+	ints := Tensor{TensorInfo: TensorInfo{Name: "i", DType: I32, Shape: []int{1}}, Data: []byte{0xff, 0xff, 0x80, 0x7f}}
+	if err := ints.CheckFinite(); err != nil {
+		t.Errorf("I32: %v", err)
+	}
+}
+
+func TestOpenEmptyAndTruncatedFile(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.safetensors")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(empty); !errors.Is(err, ErrHeaderTooSmall) || !strings.Contains(err.Error(), empty) {
+		t.Errorf("empty file: %v", err)
+	}
+	b, err := Marshal(testTensors(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trunc := filepath.Join(dir, "trunc.safetensors")
+	if err := os.WriteFile(trunc, b[:len(b)-1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(trunc); !errors.Is(err, ErrInvalidOffsets) {
+		t.Errorf("truncated file: %v", err)
 	}
 }

@@ -29,6 +29,7 @@ const maxIndexSize = MaxHeaderSize
 // at once, except Close.
 type Set struct {
 	files  []*File          // sorted by name
+	shards []string         // file names as passed to open, parallel to files
 	names  []string         // sorted tensor names
 	where  map[string]*File // tensor name -> file holding it
 	closed bool
@@ -128,6 +129,7 @@ func NewSet(indexJSON []byte, open func(file string) (*File, error)) (*Set, erro
 			return fail(newError(name, "", fmt.Errorf("%w: open returned no file", ErrNotFound)))
 		}
 		s.files = append(s.files, f)
+		s.shards = append(s.shards, name)
 		for _, t := range f.hdr.names {
 			if prev, dup := s.where[t]; dup {
 				return fail(newError(f.name, t, fmt.Errorf("%w: also in %s", ErrDuplicateTensor, prev.name)))
@@ -250,15 +252,10 @@ func (s *Set) Names() []string { return slices.Clone(s.names) }
 // Len returns the number of tensors.
 func (s *Set) Len() int { return len(s.names) }
 
-// Files returns the names of the set's files, sorted, as given to the open
-// function (for OpenDir, paths inside the directory).
-func (s *Set) Files() []string {
-	out := make([]string, len(s.files))
-	for i, f := range s.files {
-		out[i] = f.name
-	}
-	return out
-}
+// Files returns the file names of the set's files, sorted, as the index
+// lists them and as they were passed to the open function (for OpenDir,
+// names relative to the directory).
+func (s *Set) Files() []string { return slices.Clone(s.shards) }
 
 // Info returns the description of the named tensor and whether it exists.
 func (s *Set) Info(name string) (TensorInfo, bool) {

@@ -277,8 +277,8 @@ func TestShardedFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if n := len(s.Files()); n != 22 {
-		t.Errorf("%d files, want 22", n)
+	if files := s.Files(); len(files) != 22 || files[0] != "model-00001-of-00022.safetensors" {
+		t.Errorf("Files() = %v, want the 22 shards", files)
 	}
 	if len(s.Names()) != len(idx.WeightMap) {
 		t.Errorf("%d tensors, index lists %d", len(s.Names()), len(idx.WeightMap))

@@ -154,6 +154,39 @@ func (t Tensor) Int64() ([]int64, error) {
 	return out, nil
 }
 
+// CheckFinite returns an error wrapping ErrNonFinite, naming the first
+// offending element, if a float tensor holds a NaN or an infinity. The
+// format allows them; loaders may scan weights with this on request.
+// Integer and BOOL tensors always pass.
+func (t Tensor) CheckFinite() error {
+	if !t.DType.IsFloat() {
+		return nil
+	}
+	n, err := t.count()
+	if err != nil {
+		return err
+	}
+	d := t.Data
+	for i := range n {
+		var bad bool
+		switch t.DType {
+		case F64:
+			bad = binary.LittleEndian.Uint64(d[8*i:])&0x7ff0000000000000 == 0x7ff0000000000000
+		case F32:
+			bad = binary.LittleEndian.Uint32(d[4*i:])&0x7f800000 == 0x7f800000
+		case F16:
+			bad = binary.LittleEndian.Uint16(d[2*i:])&0x7c00 == 0x7c00
+		case BF16:
+			bad = binary.LittleEndian.Uint16(d[2*i:])&0x7f80 == 0x7f80
+		}
+		if bad {
+			v, _ := Tensor{TensorInfo: TensorInfo{DType: t.DType, Shape: []int{1}}, Data: d[i*t.DType.Size() : (i+1)*t.DType.Size()]}.Float64()
+			return t.err(fmt.Errorf("%w: element %d is %v", ErrNonFinite, i, v[0]))
+		}
+	}
+	return nil
+}
+
 // F32View returns the data of an F32 tensor as a []float32 sharing its
 // memory, without copying. It returns false if the dtype is not F32, the
 // data is not 4-byte aligned, its length does not match the shape, or the
