@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -397,10 +398,10 @@ func validateLayout(tensors map[string]TensorInfo, dataLen int64) error {
 	}
 	slices.SortFunc(infos, func(a, b TensorInfo) int {
 		if a.Begin != b.Begin {
-			return cmpInt64(a.Begin, b.Begin)
+			return cmp.Compare(a.Begin, b.Begin)
 		}
 		if a.End != b.End {
-			return cmpInt64(a.End, b.End)
+			return cmp.Compare(a.End, b.End)
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
@@ -422,14 +423,4 @@ func validateLayout(tensors map[string]TensorInfo, dataLen int64) error {
 		return fmt.Errorf("%w: tensors end at %d, data section has %d bytes", ErrInvalidOffsets, pos, dataLen)
 	}
 	return nil
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
