@@ -44,17 +44,18 @@ type Workspace struct {
 	headRows  []int
 	seqStart  []int
 	tmpCaches []*cache.Seq
+	caches    []*cache.Seq // the state of each sequence of the current call
 
-	h, xn, mix, headIn                 []float32
-	q, k, v, att, scores               []float32
-	xz, convBuf, xc, dbc, dtn, delta   []float32
-	y                                  []float32
-	gate, up, ffOut                    []float32
-	routerLogits, probs, expIn, expOut []float32
-	expRows                            [][]int
-	expWeights                         [][]float32
-	topIdx                             []int
-	topW                               []float32
+	h, xn, mix, headIn                     []float32
+	q, k, v, att, scores                   []float32
+	xz, z, xc, dbc, dtn, delta, bBuf, cBuf []float32
+	y                                      []float32
+	gate, up, ffOut                        []float32
+	routerLogits, probs, expIn, expOut     []float32
+	expRows                                [][]int
+	expWeights                             [][]float32
+	topIdx                                 []int
+	topW                                   []float32
 }
 
 // NewWorkspace returns an empty workspace for m.
@@ -126,20 +127,17 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	}
 	ws.seqStart[len(seqs)] = total
 	ws.logitOff[len(seqs)] = len(ws.headRows)
-	caches := func(i int) *cache.Seq { return seqs[i].Cache }
-	if len(ws.tmpCaches) > 0 {
-		tmp := 0
-		own := make([]*cache.Seq, len(seqs))
-		for i := range seqs {
-			if seqs[i].Cache == nil {
-				own[i] = ws.tmpCaches[tmp]
-				tmp++
-			} else {
-				own[i] = seqs[i].Cache
-			}
+	ws.caches = ws.caches[:0]
+	tmp := 0
+	for i := range seqs {
+		if seqs[i].Cache != nil {
+			ws.caches = append(ws.caches, seqs[i].Cache)
+		} else {
+			ws.caches = append(ws.caches, ws.tmpCaches[tmp])
+			tmp++
 		}
-		caches = func(i int) *cache.Seq { return own[i] }
 	}
+	caches := ws.caches
 
 	h := grow(&ws.h, total*H)
 	for i := range seqs {
@@ -161,9 +159,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		mix := grow(&ws.mix, total*H)
 		switch l.Mixer {
 		case Attention:
-			ws.attention(l.Attn, li, xn, mix, len(seqs), caches)
+			ws.attention(l.Attn, li, xn, mix, caches)
 		case Mamba:
-			ws.mamba(l.Mamba, li, xn, mix, len(seqs), caches)
+			ws.mamba(l.Mamba, li, xn, mix, caches)
 		}
 		addTo(h, mix)
 		rmsNormRows(xn, h, l.PreFFNorm, eps)
@@ -180,7 +178,7 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		}
 	}
 	for i := range seqs {
-		caches(i).Len += len(seqs[i].Tokens)
+		caches[i].Len += len(seqs[i].Tokens)
 	}
 	xn := grow(&ws.xn, total*H)
 	rmsNormRows(xn, h, m.FinalNorm, eps)
@@ -231,21 +229,13 @@ func rmsNormRows(dst, x, w []float32, eps float32) {
 	}
 }
 
-func rmsNorm(dst, x, w []float32, eps float32) {
-	var ss float32
-	for _, v := range x {
-		ss += v * v
-	}
-	inv := float32(1 / math.Sqrt(float64(ss/float32(len(x))+eps)))
-	for i, v := range x {
-		dst[i] = w[i] * (v * inv)
-	}
-}
+func rmsNorm(dst, x, w []float32, eps float32) { kernels.RMSNorm(dst, x, w, eps) }
 
 // attention computes causal grouped-query attention without positional
 // encoding for every sequence, appending the new keys and values to each
 // sequence's cache first.
-func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, nseq int, caches func(int) *cache.Seq) {
+func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches []*cache.Seq) {
+	nseq := len(caches)
 	c := ws.m.Config
 	total := ws.seqStart[nseq]
 	nH, nKV, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDimension()
@@ -261,11 +251,12 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, nseq i
 	group := nH / nKV
 	for s := 0; s < nseq; s++ {
 		r0, r1 := ws.seqStart[s], ws.seqStart[s+1]
-		cs := caches(s)
+		cs := caches[s]
 		past := cs.Len
 		cs.AppendKV(li, k[r0*kvd:r1*kvd], v[r0*kvd:r1*kvd])
 		K, Vc := cs.Layers[li].K, cs.Layers[li].V
-		scores := grow(&ws.scores, past+r1-r0)
+		// Sized to the cache capacity so that decode steps do not regrow it.
+		scores := grow(&ws.scores, max(past+r1-r0, cap(K)/kvd))
 		for t := 0; t < r1-r0; t++ {
 			n := past + t + 1 // keys visible to this query
 			row := (r0 + t) * qd
@@ -299,110 +290,99 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, nseq i
 
 // mamba runs the Mamba mixer with Jamba's dt/B/C RMSNorms for every sequence,
 // continuing each sequence's conv window and SSM state.
-func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, nseq int, caches func(int) *cache.Seq) {
+func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []*cache.Seq) {
+	nseq := len(caches)
 	c := ws.m.Config
 	total := ws.seqStart[nseq]
 	Di, N, Kc, R := c.InnerSize(), c.MambaDState, c.MambaDConv, c.MambaDtRank
 	eps := float32(c.RMSNormEps)
-	act := activations[c.HiddenAct]
-	xz := grow(&ws.xz, total*2*Di)
-	kernels.MatMul(xz, xn, total, w.InProj)
+	x := grow(&ws.xz, total*Di)
+	z := grow(&ws.z, total*Di)
+	kernels.MatMul(x, xn, total, w.InX)
+	kernels.MatMul(z, xn, total, w.InZ)
 	if w.InBias != nil {
-		for t := 0; t < total; t++ {
-			addTo(xz[t*2*Di:(t+1)*2*Di], w.InBias)
-		}
+		addRows(x, w.InXBias)
+		addRows(z, w.InZBias)
 	}
+	// Causal depthwise conv continuing each sequence's window, then the activation.
 	xc := grow(&ws.xc, total*Di)
-	// Causal depthwise conv over [previous Kc−1 inputs ; new inputs].
 	for s := 0; s < nseq; s++ {
 		r0, r1 := ws.seqStart[s], ws.seqStart[s+1]
-		T := r1 - r0
-		st := caches(s).Layers[li].Conv // [(Kc−1)][Di], oldest first
-		buf := grow(&ws.convBuf, (Kc-1+T)*Di)
-		copy(buf, st)
-		for t := 0; t < T; t++ {
-			copy(buf[(Kc-1+t)*Di:(Kc+t)*Di], xz[(r0+t)*2*Di:(r0+t)*2*Di+Di])
-		}
-		for t := 0; t < T; t++ {
-			dst := xc[(r0+t)*Di : (r0+t+1)*Di]
-			for ch := 0; ch < Di; ch++ {
-				var acc float32
-				if w.ConvB != nil {
-					acc = w.ConvB[ch]
-				}
-				wc := w.ConvW[ch*Kc : (ch+1)*Kc]
-				for j := 0; j < Kc; j++ {
-					acc += wc[j] * buf[(t+j)*Di+ch]
-				}
-				dst[ch] = act(acc)
-			}
-		}
-		copy(st, buf[T*Di:])
+		kernels.ConvSeq(xc[r0*Di:r1*Di], caches[s].Layers[li].Conv, x[r0*Di:r1*Di], w.ConvWT, w.ConvB, r1-r0, Di, Kc)
 	}
+	ws.activate(xc)
 	// Selective parameters dt, B, C and their RMSNorms.
 	P := R + 2*N
 	dbc := grow(&ws.dbc, total*P)
 	kernels.MatMul(dbc, xc, total, w.XProj)
 	dtn := grow(&ws.dtn, total*R)
+	B := grow(&ws.bBuf, total*N)
+	C := grow(&ws.cBuf, total*N)
 	for t := 0; t < total; t++ {
 		row := dbc[t*P : (t+1)*P]
+		dt, bt, ct := dtn[t*R:(t+1)*R], B[t*N:(t+1)*N], C[t*N:(t+1)*N]
 		if w.DtNorm != nil {
-			rmsNorm(dtn[t*R:(t+1)*R], row[:R], w.DtNorm, eps)
-			rmsNorm(row[R:R+N], row[R:R+N], w.BNorm, eps)
-			rmsNorm(row[R+N:], row[R+N:], w.CNorm, eps)
+			kernels.RMSNorm(dt, row[:R], w.DtNorm, eps)
+			kernels.RMSNorm(bt, row[R:R+N], w.BNorm, eps)
+			kernels.RMSNorm(ct, row[R+N:], w.CNorm, eps)
 		} else {
-			copy(dtn[t*R:(t+1)*R], row[:R])
+			copy(dt, row[:R])
+			copy(bt, row[R:R+N])
+			copy(ct, row[R+N:])
 		}
 	}
 	delta := grow(&ws.delta, total*Di)
 	kernels.MatMul(delta, dtn, total, w.DtProj)
-	for t := 0; t < total; t++ {
-		d := delta[t*Di : (t+1)*Di]
-		for ch := range d {
-			d[ch] = softplus(d[ch] + w.DtBias[ch])
-		}
-	}
-	// Selective scan, D skip and SiLU gate.
+	addRows(delta, w.DtBias)
+	softplusInPlace(delta)
+	// Selective scan with the D skip, then the SiLU gate.
 	y := grow(&ws.y, total*Di)
 	for s := 0; s < nseq; s++ {
 		r0, r1 := ws.seqStart[s], ws.seqStart[s+1]
-		hs := caches(s).Layers[li].SSM // [Di][N]
-		for t := r0; t < r1; t++ {
-			B := dbc[t*P+R : t*P+R+N]
-			C := dbc[t*P+R+N : (t+1)*P]
-			scanStep(hs, w.A, delta[t*Di:(t+1)*Di], xc[t*Di:(t+1)*Di], B, C, w.D, y[t*Di:(t+1)*Di], N)
-			z := xz[t*2*Di+Di : (t+1)*2*Di]
-			yt := y[t*Di : (t+1)*Di]
-			for ch := range yt {
-				yt[ch] *= silu(z[ch])
-			}
-		}
+		kernels.ScanSeq(caches[s].Layers[li].SSM, w.A, delta[r0*Di:r1*Di], xc[r0*Di:r1*Di],
+			B[r0*N:r1*N], C[r0*N:r1*N], w.D, y[r0*Di:r1*Di], r1-r0, Di, N)
 	}
+	kernels.SiLU(z, z)
+	mulInPlace(y, z)
 	kernels.MatMul(out, y, total, w.OutProj)
 	if w.OutBias != nil {
-		for t := 0; t < total; t++ {
-			addTo(out[t*c.HiddenSize:(t+1)*c.HiddenSize], w.OutBias)
+		addRows(out[:total*c.HiddenSize], w.OutBias)
+	}
+}
+
+// activate applies hidden_act in place.
+func (ws *Workspace) activate(x []float32) {
+	switch ws.m.Config.HiddenAct {
+	case "silu", "swish":
+		kernels.SiLU(x, x)
+	default:
+		act := activations[ws.m.Config.HiddenAct]
+		for i, v := range x {
+			x[i] = act(v)
 		}
 	}
 }
 
-// scanStep advances the SSM state h ([Di][N]) by one token and writes the
-// readout with the D skip:
-//
-//	h[c,n] = exp(Δ[c]·A[c,n])·h[c,n] + Δ[c]·B[n]·x[c]
-//	y[c]   = Σ_n h[c,n]·C[n] + D[c]·x[c]
-func scanStep(h, A, delta, x, B, C, D, y []float32, N int) {
-	for ch := range y {
-		d, xv := delta[ch], x[ch]
-		hc := h[ch*N : (ch+1)*N]
-		ac := A[ch*N : (ch+1)*N]
-		var acc float32
-		for n := range hc {
-			hv := float32(math.Exp(float64(d*ac[n])))*hc[n] + d*B[n]*xv
-			hc[n] = hv
-			acc += hv * C[n]
-		}
-		y[ch] = acc + D[ch]*xv
+// addRows adds the vector b to every len(b)-long row of x.
+func addRows(x, b []float32) {
+	n := len(b)
+	for r := 0; r+n <= len(x); r += n {
+		addTo(x[r:r+n], b)
+	}
+}
+
+func mulInPlace(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] *= src[i]
+	}
+}
+
+// softplusInPlace applies softplus, log(1+eˣ), returning x itself above 20
+// as PyTorch does.
+func softplusInPlace(x []float32) {
+	for i, v := range x {
+		x[i] = softplus(v)
 	}
 }
 
@@ -414,10 +394,8 @@ func (ws *Workspace) mlp(f *MLPWeights, x, out []float32, n int) {
 	u := grow(&ws.up, n*I)
 	kernels.MatMul(g, x, n, f.Gate)
 	kernels.MatMul(u, x, n, f.Up)
-	act := activations[c.HiddenAct]
-	for i := range g {
-		g[i] = act(g[i]) * u[i]
-	}
+	ws.activate(g)
+	mulInPlace(g, u)
 	kernels.MatMul(out, g, n, f.Down)
 }
 

@@ -138,7 +138,27 @@ func (m *Model) finish(opts Options) error {
 	default:
 		return fmt.Errorf("model: unknown quantization %q (want int8)", opts.Quantize)
 	}
+	m.prepare()
 	return nil
+}
+
+// prepare computes the derived views the forward pass uses. It must run
+// again whenever a weight matrix is replaced.
+func (m *Model) prepare() {
+	c := m.Config
+	Di, Kc := c.InnerSize(), c.MambaDConv
+	for i := range m.Layers {
+		w := m.Layers[i].Mamba
+		if w == nil {
+			continue
+		}
+		w.InX, w.InZ = w.InProj.Slice(0, Di), w.InProj.Slice(Di, 2*Di)
+		if w.InBias != nil {
+			w.InXBias, w.InZBias = w.InBias[:Di], w.InBias[Di:]
+		}
+		w.ConvWT = make([]float32, Di*Kc)
+		kernels.TransposeConvWeight(w.ConvWT, w.ConvW, Di, Kc)
+	}
 }
 
 // Close releases the checkpoint mapping. The model must not be used after.

@@ -32,6 +32,12 @@ type MambaWeights struct {
 	OutProj              *kernels.Matrix // [H, Di]
 	OutBias              []float32       // [H] or nil
 	ALog                 []float32       // [Di, N] as stored (for training and saving)
+
+	// Derived at load: the x and gate halves of InProj (sharing its
+	// storage) and the conv weight transposed to [Kc][Di].
+	InX, InZ         *kernels.Matrix
+	InXBias, InZBias []float32
+	ConvWT           []float32
 }
 
 // MLPWeights are the projections of a SwiGLU MLP or one expert.
