@@ -9,8 +9,8 @@
 package train
 
 import (
+	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -182,76 +182,6 @@ func modelTensors(m *model.Model) map[string]source {
 	return out
 }
 
-// Model returns an inference model whose weights alias p (float32 matrices
-// over p.Data), for evaluation and generation with the model package. A is
-// computed from A_log when Model is called: call it again after the
-// parameters change.
-func (p *Params) Model() *model.Model {
-	c := p.Config
-	mat := func(name string) *kernels.Matrix {
-		t, _ := p.Lookup(name)
-		cols := 1
-		for _, d := range t.Shape[1:] {
-			cols *= d
-		}
-		return &kernels.Matrix{Rows: t.Shape[0], Cols: cols, DType: kernels.F32, F32: p.Data[t.Offset : t.Offset+t.Size]}
-	}
-	vec := func(name string) []float32 {
-		if _, ok := p.Lookup(name); !ok {
-			return nil
-		}
-		return p.Get(name)
-	}
-	m := &model.Model{Config: c, Embed: mat("model.embed_tokens.weight"), FinalNorm: vec("model.final_layernorm.weight")}
-	if c.TieWordEmbeddings {
-		m.LMHead = m.Embed
-	} else {
-		m.LMHead = mat("lm_head.weight")
-	}
-	m.Layers = make([]model.Layer, c.NumHiddenLayers)
-	for i := range m.Layers {
-		pre := fmt.Sprintf("model.layers.%d.", i)
-		l := &m.Layers[i]
-		l.Mixer, l.FFN = c.Mixer(i), c.FFN(i)
-		l.InputNorm = vec(pre + "input_layernorm.weight")
-		l.PreFFNorm = vec(pre + "pre_ff_layernorm.weight")
-		switch l.Mixer {
-		case model.Attention:
-			a := pre + "self_attn."
-			l.Attn = &model.AttnWeights{Q: mat(a + "q_proj.weight"), K: mat(a + "k_proj.weight"), V: mat(a + "v_proj.weight"), O: mat(a + "o_proj.weight")}
-		case model.Mamba:
-			q := pre + "mamba."
-			w := &model.MambaWeights{
-				InProj: mat(q + "in_proj.weight"), InBias: vec(q + "in_proj.bias"),
-				ConvW: vec(q + "conv1d.weight"), ConvB: vec(q + "conv1d.bias"),
-				XProj:  mat(q + "x_proj.weight"),
-				DtNorm: vec(q + "dt_layernorm.weight"), BNorm: vec(q + "b_layernorm.weight"), CNorm: vec(q + "c_layernorm.weight"),
-				DtProj: mat(q + "dt_proj.weight"), DtBias: vec(q + "dt_proj.bias"),
-				ALog: vec(q + "A_log"), D: vec(q + "D"),
-				OutProj: mat(q + "out_proj.weight"), OutBias: vec(q + "out_proj.bias"),
-			}
-			w.A = make([]float32, len(w.ALog))
-			for j, v := range w.ALog {
-				w.A[j] = -float32(math.Exp(float64(v)))
-			}
-			l.Mamba = w
-		}
-		f := pre + "feed_forward."
-		switch l.FFN {
-		case model.Dense:
-			l.MLP = &model.MLPWeights{Gate: mat(f + "gate_proj.weight"), Up: mat(f + "up_proj.weight"), Down: mat(f + "down_proj.weight")}
-		case model.MoE:
-			moe := &model.MoEWeights{Router: mat(f + "router.weight"), Experts: make([]model.MLPWeights, c.NumExperts)}
-			for j := range moe.Experts {
-				e := fmt.Sprintf("%sexperts.%d.", f, j)
-				moe.Experts[j] = model.MLPWeights{Gate: mat(e + "gate_proj.weight"), Up: mat(e + "up_proj.weight"), Down: mat(e + "down_proj.weight")}
-			}
-			l.MoE = moe
-		}
-	}
-	return m
-}
-
 // WriteTensors writes buf (in p's layout) to path as a safetensors file with
 // one tensor per view, under the checkpoint names, in dtype "F32" or "BF16".
 func (p *Params) WriteTensors(path string, buf []float32, dtype safetensors.DType, metadata map[string]string) error {
@@ -289,6 +219,18 @@ func (p *Params) Save(dir string, dtype safetensors.DType) error {
 	data, err := cfg.MarshalJSON()
 	if err != nil {
 		return err
+	}
+	if !cfg.MambaInnerLayernorms {
+		// MarshalJSON leaves out this legacy key (every released Jamba has
+		// the norms); without it the checkpoint would not load back.
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			return err
+		}
+		m["mamba_inner_layernorms"] = false
+		if data, err = json.MarshalIndent(m, "", "  "); err != nil {
+			return err
+		}
 	}
 	return writeFileAtomic(filepath.Join(dir, "config.json"), append(data, '\n'))
 }
