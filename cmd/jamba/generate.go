@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/sample"
+)
+
+func init() {
+	register(&command{name: "generate", summary: "continue a prompt (text or token ids), streaming the output", run: runGenerate})
+	register(&command{name: "run", summary: "generate from a text prompt (the demo model when no --model)", run: runRun})
+}
+
+// genFlags are the sampling and length flags shared by generate, run and chat.
+type genFlags struct {
+	model       *string
+	quantize    *string
+	maxTokens   *int
+	temperature *float64
+	topP        *float64
+	topK        *int
+	minP        *float64
+	repPenalty  *float64
+	seed        *uint64
+	ignoreEOS   *bool
+}
+
+func addGenFlags(fs interface {
+	String(string, string, string) *string
+	Int(string, int, string) *int
+	Float64(string, float64, string) *float64
+	Uint64(string, uint64, string) *uint64
+	Bool(string, bool, string) *bool
+}, defMax int, defTemp float64) genFlags {
+	return genFlags{
+		model:       fs.String("model", "", "checkpoint folder (default: the embedded demo model)"),
+		quantize:    fs.String("quantize", "", `quantize linear weights at load: "int8"`),
+		maxTokens:   fs.Int("max-tokens", defMax, "tokens to generate at most"),
+		temperature: fs.Float64("temperature", defTemp, "sampling temperature; 0 is greedy"),
+		topP:        fs.Float64("top-p", 1, "nucleus sampling: keep the smallest set of tokens with this much probability (1: off)"),
+		topK:        fs.Int("top-k", 0, "keep only the K most likely tokens (0: off)"),
+		minP:        fs.Float64("min-p", 0, "drop tokens less likely than this fraction of the most likely (0: off)"),
+		repPenalty:  fs.Float64("repetition-penalty", 1, "penalise tokens already in the sequence (1: off)"),
+		seed:        fs.Uint64("seed", 0, "random seed for sampling (same seed, same output)"),
+		ignoreEOS:   fs.Bool("ignore-eos", false, "keep generating past end-of-sequence tokens"),
+	}
+}
+
+func (g genFlags) params() sample.Params {
+	return sample.Params{
+		Temperature: float32(*g.temperature), TopP: float32(*g.topP), TopK: *g.topK,
+		MinP: float32(*g.minP), RepetitionPenalty: float32(*g.repPenalty), Seed: *g.seed,
+	}
+}
+
+func runGenerate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("generate", "--model DIR (--prompt TEXT | --ids 1,2,3) --max-tokens N [flags]", `
+Continues a prompt with the hybrid cache and streams the new text to stdout as
+it is produced. --prompt is encoded with the model's tokenizer.json (with its
+special tokens, e.g. BOS); --ids gives the token ids directly. With
+--print-ids the last line of stdout is the generated ids, comma-separated.`, stderr)
+	g := addGenFlags(fs, 64, 0)
+	prompt := fs.String("prompt", "", "prompt text")
+	idsFlag := fs.String("ids", "", "prompt token ids, comma-separated")
+	printIDs := fs.Bool("print-ids", false, "print the generated ids as the last line of stdout")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if (*prompt == "") == (*idsFlag == "") {
+		return fmt.Errorf("%w: give exactly one of --prompt and --ids", errUsage)
+	}
+	return generate(g, *prompt, *idsFlag, *printIDs, stdout, stderr)
+}
+
+func runRun(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", "[--model DIR] [flags] [PROMPT]", `
+Generates a continuation of PROMPT and streams it to the terminal. Without
+--model it uses the small demo model built into the binary (trained on Go
+source code). Without PROMPT it reads the prompt from stdin.`, stderr)
+	g := addGenFlags(fs, 128, 0.7)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	prompt := joinArgs(fs.Args())
+	if prompt == "" {
+		data, err := io.ReadAll(bufio.NewReader(os.Stdin))
+		if err != nil {
+			return err
+		}
+		prompt = string(data)
+	}
+	if prompt == "" {
+		return fmt.Errorf("%w: no prompt given (pass it as an argument or on stdin)", errUsage)
+	}
+	return generate(g, prompt, "", false, stdout, stderr)
+}
+
+func joinArgs(a []string) string {
+	s := ""
+	for i, x := range a {
+		if i > 0 {
+			s += " "
+		}
+		s += x
+	}
+	return s
+}
+
+func generate(g genFlags, prompt, idsFlag string, printIDs bool, stdout, stderr io.Writer) error {
+	p := g.params()
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *g.maxTokens <= 0 {
+		return fmt.Errorf("%w: --max-tokens must be positive", errUsage)
+	}
+	m, err := loadModel(*g.model, *g.quantize, stderr)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	tok, tokErr := loadTokenizer(*g.model)
+	var ids []int
+	if idsFlag != "" {
+		if ids, err = parseIDs(idsFlag); err != nil {
+			return err
+		}
+	} else {
+		if tokErr != nil {
+			return tokErr
+		}
+		ids = tok.Encode(prompt, true)
+		if len(ids) == 0 {
+			return fmt.Errorf("the prompt encodes to no tokens")
+		}
+	}
+	smp := sample.New(p, m.Config.VocabSize)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	var dec interface {
+		Add(int) string
+		Flush() string
+	}
+	if tok != nil {
+		sd := tok.NewStreamDecoder(false)
+		sd.Prime(ids)
+		dec = sd
+	}
+	start := time.Now()
+	var first time.Duration
+	gen, reason, err := m.Generate(ctx, ids, model.GenerateOptions{MaxTokens: *g.maxTokens, Sampler: smp, IgnoreEOS: *g.ignoreEOS}, func(id int) error {
+		if first == 0 {
+			first = time.Since(start)
+		}
+		if dec != nil {
+			out.WriteString(dec.Add(id))
+		} else {
+			fmt.Fprintf(out, "%d ", id)
+		}
+		return out.Flush()
+	})
+	if dec != nil {
+		out.WriteString(dec.Flush())
+	}
+	fmt.Fprintln(out)
+	if printIDs {
+		fmt.Fprintln(out, joinIDs(gen))
+	}
+	if err != nil {
+		return err
+	}
+	el := time.Since(start)
+	if len(gen) > 1 {
+		fmt.Fprintf(stderr, "[%d prompt tokens, %d generated (%s); prompt %.0f ms, %.1f tokens/s]\n",
+			len(ids), len(gen), reason, first.Seconds()*1000, float64(len(gen)-1)/(el-first).Seconds())
+	}
+	return nil
+}
