@@ -166,21 +166,39 @@ type byteLevelDecoder struct{}
 func (byteLevelDecoder) decode(toks []string) []string {
 	var b []byte
 	for _, t := range toks {
-		n := len(b)
-		ok := true
-		for _, r := range t {
-			c, found := runeToByte[r]
-			if !found {
-				ok = false
-				break
-			}
-			b = append(b, c)
-		}
-		if !ok {
-			b = append(b[:n], t...)
-		}
+		b = appendTokenBytes(b, t)
 	}
 	return []string{lossyUTF8(b)}
+}
+
+// appendTokenBytes appends the bytes a byte-level token stands for; a token
+// with a character outside the byte table stands for its own UTF-8 bytes.
+func appendTokenBytes(b []byte, t string) []byte {
+	n := len(b)
+	for _, r := range t {
+		c, found := runeToByte[r]
+		if !found {
+			return append(b[:n], t...)
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+func tokenBytes(t string) []byte { return appendTokenBytes(nil, t) }
+
+func hasByteLevel(d decoder) bool {
+	switch x := d.(type) {
+	case byteLevelDecoder:
+		return true
+	case seqDecoder:
+		for _, e := range x {
+			if hasByteLevel(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type wordPieceDecoder struct {

@@ -86,7 +86,7 @@ func (d *StreamDecoder) Add(id int) string {
 	}
 	d.pending = append(d.pending, id)
 	d.all = append(d.all, id)
-	if d.isByteToken(id) {
+	if d.isByteToken(id) || d.incompleteBytes() {
 		return ""
 	}
 	text := d.decodeWindow()
@@ -97,14 +97,35 @@ func (d *StreamDecoder) Add(id int) string {
 	if delta == "" {
 		return ""
 	}
-	if r, _ := utf8.DecodeLastRuneInString(delta); r == utf8.RuneError {
-		return ""
-	}
 	d.ctx = append(d.ctx[:0], d.pending...)
 	d.pending = d.pending[:0]
 	d.ctxText = d.t.Decode(d.ctx, false)
 	d.emitted.WriteString(delta)
 	return delta
+}
+
+// incompleteBytes reports whether, with a ByteLevel decoder, the bytes of
+// the pending tokens end inside a UTF-8 sequence that more bytes could
+// complete. (A U+FFFD the text itself holds is final and is emitted.)
+func (d *StreamDecoder) incompleteBytes() bool {
+	if !d.t.byteLevelDecode {
+		return false
+	}
+	var tail []byte
+	for i := len(d.pending) - 1; i >= 0 && len(tail) < utf8.UTFMax; i-- {
+		tok, _ := d.t.IDToToken(d.pending[i])
+		tail = append(tokenBytes(tok), tail...)
+	}
+	if len(tail) > utf8.UTFMax {
+		tail = tail[len(tail)-utf8.UTFMax:]
+	}
+	// Find the start of the last sequence.
+	for k := len(tail) - 1; k >= 0; k-- {
+		if utf8.RuneStart(tail[k]) {
+			return !utf8.FullRune(tail[k:])
+		}
+	}
+	return false
 }
 
 func (d *StreamDecoder) decodeWindow() string {

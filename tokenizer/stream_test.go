@@ -121,3 +121,26 @@ func TestStreamPrime(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamReplacementCharacter streams text full of U+FFFD: such
+// characters are final and must be emitted at once, not held back.
+func TestStreamReplacementCharacter(t *testing.T) {
+	for _, name := range fixtureNames {
+		tk := loadFixture(t, name)
+		text := strings.Repeat("a\uFFFD", 2000)
+		ids := tk.Encode(text, false)
+		d := tk.NewStreamDecoder(false)
+		var b strings.Builder
+		for _, id := range ids {
+			b.WriteString(d.Add(id))
+		}
+		if rest := d.Flush(); len(rest) > 8 {
+			t.Errorf("%s: %d bytes held back until Flush", name, len(rest))
+		} else {
+			b.WriteString(rest)
+		}
+		if b.String() != text {
+			t.Errorf("%s: streamed text differs", name)
+		}
+	}
+}

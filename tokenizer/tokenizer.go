@@ -36,8 +36,10 @@ type Tokenizer struct {
 	// byte-to-character mapping is then done by the model on the fly.
 	byteLevel bool
 
-	// byteFallbackDecode is true when the decoder chain contains ByteFallback.
+	// byteFallbackDecode and byteLevelDecode tell whether the decoder chain
+	// contains ByteFallback and ByteLevel.
 	byteFallbackDecode bool
+	byteLevelDecode    bool
 }
 
 // Load reads the tokenizer.json at path, and tokenizer_config.json from the
@@ -146,6 +148,7 @@ func load(data, cfgData []byte) (*Tokenizer, error) {
 			return nil, fmt.Errorf("field decoder: %w", err)
 		}
 		t.byteFallbackDecode = hasByteFallback(t.decoder)
+		t.byteLevelDecode = hasByteLevel(t.decoder)
 	}
 
 	var cfg *tokenizerConfig
