@@ -7,10 +7,11 @@ import (
 	"github.com/jamba-go/jamba/cache"
 )
 
-// Sampler picks the next token from a row of logits. Accept records every
-// token that enters the sequence (prompt and generated) for penalties.
+// Sampler picks the next token from a row of logits. AcceptPrompt records
+// the prompt's tokens and Accept each generated token, for penalties.
 type Sampler interface {
 	Sample(logits []float32) int
+	AcceptPrompt(ids []int)
 	Accept(id int)
 }
 
@@ -22,6 +23,9 @@ func (Greedy) Sample(logits []float32) int { return Argmax(logits) }
 
 // Accept does nothing.
 func (Greedy) Accept(int) {}
+
+// AcceptPrompt does nothing.
+func (Greedy) AcceptPrompt([]int) {}
 
 // Argmax returns the index of the largest value, the lowest on ties.
 func Argmax(x []float32) int {
@@ -51,11 +55,24 @@ type GenerateOptions struct {
 	Context      int     // maximum sequence length (0: the config's max_position_embeddings)
 }
 
-// Generate continues prompt one token at a time with the hybrid cache and
-// calls emit with each new token as soon as it is sampled (an EOS token that
-// stops generation is not emitted). It returns the generated ids.
+// Generate continues prompt one token at a time with a fresh hybrid cache
+// and calls emit with each new token as soon as it is sampled (an EOS token
+// that stops generation is not emitted). It returns the generated ids.
 func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions, emit func(id int) error) ([]int, StopReason, error) {
-	if len(prompt) == 0 {
+	limit := opt.Context
+	if limit <= 0 {
+		limit = m.Config.MaxPositionEmbeddings
+	}
+	st := m.NewCache(min(len(prompt)+max(opt.MaxTokens, 0), limit))
+	return m.Continue(ctx, m.NewWorkspace(), st, prompt, opt, emit)
+}
+
+// Continue feeds tokens to the sequence state st (which may already hold a
+// conversation) and then generates like Generate. Every generated token but
+// the last is fed to st as well, so st ends holding the prompt and all but
+// the last generated token.
+func (m *Model) Continue(ctx context.Context, ws *Workspace, st *cache.Seq, tokens []int, opt GenerateOptions, emit func(id int) error) ([]int, StopReason, error) {
+	if len(tokens) == 0 {
 		return nil, "", fmt.Errorf("model: empty prompt")
 	}
 	if opt.MaxTokens <= 0 {
@@ -65,8 +82,8 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions,
 	if limit <= 0 {
 		limit = m.Config.MaxPositionEmbeddings
 	}
-	if len(prompt) >= limit {
-		return nil, "", fmt.Errorf("model: prompt of %d tokens leaves no room in a context of %d", len(prompt), limit)
+	if st.Len+len(tokens) >= limit {
+		return nil, "", fmt.Errorf("model: prompt of %d tokens leaves no room in a context of %d", st.Len+len(tokens), limit)
 	}
 	smp := opt.Sampler
 	if smp == nil {
@@ -76,16 +93,11 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions,
 	if chunk <= 0 {
 		chunk = 512
 	}
-	capacity := min(len(prompt)+opt.MaxTokens, limit)
-	st := m.NewCache(capacity)
-	ws := m.NewWorkspace()
-	for _, id := range prompt {
-		smp.Accept(id)
-	}
+	smp.AcceptPrompt(tokens)
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
-	logits, err := m.Prefill(ws, st, prompt, chunk)
+	logits, err := m.Prefill(ws, st, tokens, chunk)
 	if err != nil {
 		return nil, "", err
 	}

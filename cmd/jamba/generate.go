@@ -90,7 +90,7 @@ source code). Without PROMPT it reads the prompt from stdin.`, stderr)
 	}
 	prompt := joinArgs(fs.Args())
 	if prompt == "" {
-		data, err := io.ReadAll(bufio.NewReader(os.Stdin))
+		data, err := io.ReadAll(stdin)
 		if err != nil {
 			return err
 		}

@@ -109,3 +109,6 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// stdin is where commands read interactive input; tests replace it.
+var stdin io.Reader = os.Stdin
