@@ -1,0 +1,65 @@
+package cache
+
+import "testing"
+
+func testShape() Shape {
+	return Shape{Layers: []LayerKind{MambaLayer, AttentionLayer, MambaLayer}, KVDim: 4, Inner: 6, Conv: 3, State: 2}
+}
+
+func TestSeqLifecycle(t *testing.T) {
+	s := New(testShape(), 8)
+	if got := len(s.Layers[0].Conv); got != 18 {
+		t.Fatalf("conv state holds %d floats, want 3·6", got)
+	}
+	if got := len(s.Layers[2].SSM); got != 12 {
+		t.Fatalf("SSM state holds %d floats, want 6·2", got)
+	}
+	if s.Layers[0].K != nil || s.Layers[1].Conv != nil {
+		t.Fatal("layers hold state of the other kind")
+	}
+	// Values encode their coordinates so that a layout bug shows.
+	s.AppendKV(1, []float32{111, 112, 113, 114, 121, 122, 123, 124}, []float32{211, 212, 213, 214, 221, 222, 223, 224})
+	s.Layers[0].SSM[5] = 7
+	s.Len = 2
+	snap := s.Clone()
+	s.AppendKV(1, []float32{131, 132, 133, 134}, []float32{231, 232, 233, 234})
+	s.Layers[0].SSM[5] = 9
+	s.Len = 3
+	if len(snap.Layers[1].K) != 8 || snap.Layers[0].SSM[5] != 7 || snap.Len != 2 {
+		t.Fatal("clone shares memory with the original")
+	}
+	if err := s.CopyFrom(snap); err != nil {
+		t.Fatal(err)
+	}
+	if s.Len != 2 || len(s.Layers[1].K) != 8 || s.Layers[1].V[4] != 221 || s.Layers[0].SSM[5] != 7 {
+		t.Fatalf("restore: len %d, K %v, SSM %v", s.Len, s.Layers[1].K, s.Layers[0].SSM)
+	}
+	s.Reset()
+	if s.Len != 0 || len(s.Layers[1].K) != 0 || s.Layers[0].SSM[5] != 0 || cap(s.Layers[1].K) < 8 {
+		t.Fatal("reset did not empty the state or dropped its memory")
+	}
+	other := New(Shape{Layers: []LayerKind{MambaLayer}, Inner: 6, Conv: 3, State: 2}, 0)
+	if err := s.CopyFrom(other); err == nil {
+		t.Error("copy between different shapes succeeded")
+	}
+}
+
+func TestBytesAt(t *testing.T) {
+	// Jamba-v0.1: 4 attention layers with 8 KV heads of 128, 28 Mamba layers
+	// with inner 8192, state 16, conv 4: 16 KiB of 16-bit KV per token.
+	sh := Shape{KVDim: 8 * 128, Inner: 8192, Conv: 3, State: 16}
+	for i := 0; i < 32; i++ {
+		k := MambaLayer
+		if i%8 == 4 {
+			k = AttentionLayer
+		}
+		sh.Layers = append(sh.Layers, k)
+	}
+	kv, mamba := sh.BytesAt(262144, 2)
+	if kv != 4<<30 {
+		t.Errorf("KV at 256K tokens: %d bytes, want 4 GiB", kv)
+	}
+	if want := int64(28 * (3*8192 + 8192*16) * 4); mamba != want {
+		t.Errorf("Mamba state %d bytes, want %d", mamba, want)
+	}
+}
