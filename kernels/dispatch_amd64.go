@@ -129,8 +129,9 @@ func sumRead(x []float32) float32 {
 	return sumAVX2(&x[0], n) + sumGeneric(x[n:])
 }
 
-// matVecRows sets y[i] = W[r0+i,:]·x for r0+i < r1.
-func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int) {
+// matVecRows sets y[i] = W[r0+i,:]·x for r0+i < r1. For int8 weights it
+// uses q, x rounded to int16, when quantizeX has filled it.
+func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int, q *xQuant) {
 	C := w.Cols
 	n := C &^ 7
 	if !useAVX2 || n == 0 || r1 <= r0 {
@@ -149,9 +150,43 @@ func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int) {
 		matVecBF16AVX2(&y[0], &w.BF16[r0*C], &x[0], rows, n, C)
 	case I8:
 		_ = w.I8[r1*C-1]
-		matVecI8AVX2(&y[0], &w.I8[r0*C], &x[0], rows, n, C)
+		if q != nil && len(q.v) > 0 {
+			n = len(q.v)
+			matVecI8x16AVX2(&y[0], &w.I8[r0*C], &q.v[0], rows, n, C)
+			for i := range y[:rows] {
+				y[i] *= q.scale
+			}
+		} else {
+			matVecI8AVX2(&y[0], &w.I8[r0*C], &x[0], rows, n, C)
+		}
 	}
 	finishRows(y, w, x, r0, r1, n)
+}
+
+// quantizeX fills q with the leading multiple of 16 elements of x rounded
+// to int16 with one scale, max|x| ↦ 32767, for the int8 matrix-vector
+// kernel; it leaves q empty when x is too short or not finite.
+func quantizeX(q *xQuant, x []float32) {
+	n := len(x) &^ 15
+	q.v = q.v[:0]
+	if !useAVX2 || n == 0 {
+		return
+	}
+	if s := sumRead(x); s-s != 0 { // Inf or NaN somewhere
+		return
+	}
+	if cap(q.v) < n {
+		q.v = make([]int16, n)
+	}
+	q.v = q.v[:n]
+	m := absMaxAVX2(&x[0], n)
+	if m == 0 {
+		clear(q.v)
+		q.scale = 0
+		return
+	}
+	quantI16AVX2(&q.v[0], &x[0], 32767/m, n)
+	q.scale = m / 32767
 }
 
 // pack8 packs rows r..r+8 and columns k0..k0+kc of w into a panel (see

@@ -28,7 +28,9 @@ func scanStep(h, A, delta, x, B, C, D, y []float32, Di, N int) {
 	ScanStepGeneric(h, A, delta, x, B, C, D, y, Di, N)
 }
 
-func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int) {
+func quantizeX(q *xQuant, x []float32) { q.v = q.v[:0] }
+
+func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int, q *xQuant) {
 	matVecRowsGeneric(y, w, x, r0, r1)
 }
 

@@ -172,6 +172,44 @@ func matVecBF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int, ld in
 //go:noescape
 func matVecI8AVX2(y *float32, w *int8, x *float32, rows int, cols int, ld int)
 
+// matVecI8x16AVX2 writes the products of rows of int8 w (row stride ld) with int16
+// x to y; cols is a multiple of 16. The sums are exact in int32 over blocks of
+// 4096 columns, whose results are added in float32:
+//
+//	for r := 0; r < rows; r++ {
+//		var s float32
+//		for c0 := 0; c0 < cols; c0 += 4096 {
+//			var b int32
+//			for c := c0; c < min(c0+4096, cols); c++ {
+//				b += int32(w[r*ld+c]) * int32(x[c])
+//			}
+//			s += float32(b)
+//		}
+//		y[r] = s
+//	}
+//
+//go:noescape
+func matVecI8x16AVX2(y *float32, w *int8, x *int16, rows int, cols int, ld int)
+
+// absMaxAVX2 returns the largest |x[i]| for i < n; n is a multiple of 8:
+//
+//	for i := 0; i < n; i++ {
+//		m = max(m, abs(x[i]))
+//	}
+//
+//go:noescape
+func absMaxAVX2(x *float32, n int) float32
+
+// quantI16AVX2 rounds x[i]·s to the nearest int16 (ties to even,
+// saturating) for i < n; n is a multiple of 16:
+//
+//	for i := 0; i < n; i++ {
+//		dst[i] = int16(math.RoundToEven(float64(x[i] * s)))
+//	}
+//
+//go:noescape
+func quantI16AVX2(dst *int16, x *float32, s float32, n int)
+
 // packF32AVX2 widens 8 rows × kc columns of src (row stride ld) to float32
 // and stores them transposed in dst with row stride 24; kc is a multiple of 8:
 //

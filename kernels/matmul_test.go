@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -37,11 +38,20 @@ func randMatrix(r *rand.Rand, dt DType, rows, cols, off int) *Matrix {
 
 // checkMatMul compares MatMul with MatMulGeneric. Both sum C products in
 // float32 in different orders (and int8 applies the row scale before or after
-// the sum), so each output is within 2(C+2)·u·Σ_c|x·w| of the other.
+// the sum), so each output is within 2(C+2)·u·Σ_c|x·w| of the other. With
+// int8 weights and T = 1, x is rounded to int16 (see MatMul), which adds up
+// to Σ_c|w[r,c]|·max|x|/65534.
 func checkMatMul(t *testing.T, r *rand.Rand, dt DType, T, R, C, off int) {
 	t.Helper()
 	w := randMatrix(r, dt, R, C, off)
 	x, _ := guarded(r, T*C, off)
+	compareMatMul(t, w, x, T, off)
+}
+
+func compareMatMul(t *testing.T, w *Matrix, x []float32, T, off int) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(2, 3))
+	dt, R, C := w.DType, w.Rows, w.Cols
 	dst, check := guarded(r, T*R, 3-off)
 	want := make([]float32, T*R)
 	MatMulGeneric(want, x, T, w)
@@ -51,12 +61,18 @@ func checkMatMul(t *testing.T, r *rand.Rand, dt DType, T, R, C, off int) {
 	for i := 0; i < R; i++ {
 		w.Row(row, i)
 		for tok := 0; tok < T; tok++ {
-			var mag float32
+			var mag, wsum, xmax float32
 			for c, v := range row {
 				mag += absf(v * x[tok*C+c])
+				wsum += absf(v)
+				xmax = max(xmax, absf(x[tok*C+c]))
 			}
 			got, exp := dst[tok*R+i], want[tok*R+i]
-			if tol := 2 * float32(C+2) * u * mag; absf(got-exp) > tol {
+			tol := 2 * float32(C+2) * u * mag
+			if dt == I8 && T == 1 {
+				tol += wsum * xmax / 65534 * (1 + 4*u)
+			}
+			if absf(got-exp) > tol {
 				t.Fatalf("%v T=%d R=%d C=%d off=%d: dst[%d,%d] = %v, want %v ± %v", dt, T, R, C, off, tok, i, got, exp, tol)
 			}
 		}
@@ -92,6 +108,35 @@ func TestMatMulLarge(t *testing.T) {
 		for _, dt := range []DType{F32, BF16, I8} {
 			for _, T := range []int{1, 33} {
 				checkMatMul(t, r, dt, T, 1031, 1023, 1)
+			}
+			checkMatMul(t, r, dt, 1, 13, 8200, 3)
+		}
+	})
+}
+
+// TestMatMulI8Extremes drives the int32 sums of the int8 kernel to their
+// largest values, over several 4096-column blocks.
+func TestMatMulI8Extremes(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		const R, C = 9, 3*4096 + 48
+		w := &Matrix{Rows: R, Cols: C, DType: I8, I8: make([]int8, R*C), Scales: make([]float32, R)}
+		for i := range w.I8 {
+			w.I8[i] = int8(-128 + 255*(i/C%2))
+		}
+		for i := range w.Scales {
+			w.Scales[i] = 1
+		}
+		x := make([]float32, C)
+		for i := range x {
+			x[i] = 1
+		}
+		compareMatMul(t, w, x, 1, 0)
+		x[5] = float32(math.NaN())
+		dst := make([]float32, R)
+		MatMul(dst, x, 1, w)
+		for i, v := range dst {
+			if !math.IsNaN(float64(v)) {
+				t.Fatalf("dst[%d] = %v with a NaN in x", i, v)
 			}
 		}
 	})

@@ -40,6 +40,7 @@ type pool struct {
 	scratch []*scratch    // per thread
 	matmul  matMulTask    // reused by MatMul
 	scan    scanTask      // reused by ScanSeq
+	xq      xQuant        // MatMul's int16 copy of x for int8 weights
 }
 
 var thePool pool

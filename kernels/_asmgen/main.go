@@ -12,6 +12,7 @@ package main
 
 import (
 	"math"
+	"os"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -19,6 +20,9 @@ import (
 )
 
 func main() {
+	if os.Getenv("NOPREFETCH") != "" {
+		prefetchNext = false
+	}
 	ConstraintExpr("amd64,!purego")
 	makeConsts()
 
@@ -37,6 +41,9 @@ func main() {
 	for _, d := range dtypes {
 		genMatVec(d)
 	}
+	genMatVecI8x16()
+	genAbsMax()
+	genQuantI16()
 	for _, d := range dtypes {
 		genPack(d)
 	}
@@ -665,6 +672,49 @@ func genScanStep() {
 	RET()
 }
 
+// The matrix-vector kernels walk 4 rows at a time. Each row of a large
+// matrix is only a few KiB, often one page, so the hardware prefetcher
+// would restart on every row; the kernels instead prefetch, while they read
+// a cache line of each row, the same line of the next 4 rows. That data is
+// needed one group later, which covers the memory latency many times over.
+var prefetchNext = true
+
+// rowGroup holds the pointers to the 4 rows of a group and the distance to
+// the next group.
+type rowGroup struct {
+	p   []GPVirtual
+	ld4 GPVirtual
+}
+
+func newRowGroup(w, ld GPVirtual) rowGroup {
+	g := rowGroup{p: []GPVirtual{GP64(), GP64(), GP64(), GP64()}, ld4: GP64()}
+	MOVQ(ld, g.ld4)
+	SHLQ(U8(2), g.ld4)
+	return g
+}
+
+// start points the group at the rows from w on.
+func (g rowGroup) start(w, ld GPVirtual) {
+	MOVQ(w, g.p[0])
+	LEAQ(Mem{Base: w, Index: ld, Scale: 1}, g.p[1])
+	LEAQ(Mem{Base: w, Index: ld, Scale: 2}, g.p[2])
+	LEAQ(Mem{Base: g.p[1], Index: ld, Scale: 2}, g.p[3])
+}
+
+func (g rowGroup) prefetch() {
+	if prefetchNext {
+		for _, p := range g.p {
+			PREFETCHT0(Mem{Base: p, Index: g.ld4, Scale: 1})
+		}
+	}
+}
+
+func (g rowGroup) advance(bytes int) {
+	for _, p := range g.p {
+		ADDQ(U8(bytes), p)
+	}
+}
+
 func genMatVec(d dtype) {
 	name := "matVec" + d.title + "AVX2"
 	TEXT(name, NOSPLIT, "func(y *float32, w *"+d.gotyp+", x *float32, rows, cols, ld int)")
@@ -690,44 +740,42 @@ func genMatVec(d dtype) {
 	if d.size > 1 {
 		SHLQ(U8(map[int]uint8{2: 1, 4: 2}[d.size]), ld) // bytes per row
 	}
-	n16 := GP64()
-	MOVQ(cols, n16)
-	ANDQ(I8(-16), n16)
-	p := []GPVirtual{GP64(), GP64(), GP64(), GP64()}
+	// The main loop reads one cache line (L columns) of each of 4 rows; a
+	// loop of 8 columns finishes.
+	L := 64 / d.size
+	nL := GP64()
+	MOVQ(cols, nL)
+	ANDQ(I32(-L), nL)
+	g := newRowGroup(w.(GPVirtual), ld.(GPVirtual))
 	c := GP64()
-	wm := func(base Register, off int) Mem {
-		return Mem{Base: base, Index: c, Scale: uint8(d.size), Disp: off * d.size}
-	}
 	xm := func(off int) Mem { return Mem{Base: x, Index: c, Scale: 4, Disp: 4 * off} }
 
 	Label("rows4")
 	CMPQ(rows, U8(4))
 	JL(LabelRef("rows1"))
-	MOVQ(w, p[0])
-	LEAQ(Mem{Base: w, Index: ld, Scale: 1}, p[1])
-	LEAQ(Mem{Base: w, Index: ld, Scale: 2}, p[2])
-	LEAQ(Mem{Base: p[1], Index: ld, Scale: 2}, p[3])
+	g.start(w.(GPVirtual), ld.(GPVirtual))
 	acc := make([]VecVirtual, 8)
 	for i := range acc {
 		acc[i] = YMM()
 	}
 	zero(acc...)
 	XORQ(c, c)
-	Label("cols16x4")
-	CMPQ(c, n16)
+	Label("lines4")
+	CMPQ(c, nL)
 	JGE(LabelRef("cols8x4"))
-	x0, x1 := YMM(), YMM()
-	VMOVUPS(xm(0), x0)
-	VMOVUPS(xm(8), x1)
-	for j := 0; j < 4; j++ {
-		t0, t1 := YMM(), YMM()
-		d.load8(wm(p[j], 0), t0)
-		VFMADD231PS(x0, t0, acc[2*j])
-		d.load8(wm(p[j], 8), t1)
-		VFMADD231PS(x1, t1, acc[2*j+1])
+	g.prefetch()
+	for v := 0; v < L/8; v++ {
+		xv := YMM()
+		VMOVUPS(xm(8*v), xv)
+		for j := 0; j < 4; j++ {
+			t := YMM()
+			d.load8(Mem{Base: g.p[j], Disp: 8 * v * d.size}, t)
+			VFMADD231PS(xv, t, acc[2*j+v%2])
+		}
 	}
-	ADDQ(U8(16), c)
-	JMP(LabelRef("cols16x4"))
+	g.advance(64)
+	ADDQ(U8(L), c)
+	JMP(LabelRef("lines4"))
 	Label("cols8x4")
 	CMPQ(c, cols)
 	JGE(LabelRef("sum4"))
@@ -735,9 +783,12 @@ func genMatVec(d dtype) {
 	VMOVUPS(xm(0), x2)
 	for j := 0; j < 4; j++ {
 		t := YMM()
-		d.load8(wm(p[j], 0), t)
+		d.load8(Mem{Base: g.p[j]}, t)
 		VFMADD231PS(x2, t, acc[2*j])
 	}
+	g.advance(8 * d.size)
+	ADDQ(U8(8), c)
+	JMP(LabelRef("cols8x4"))
 	Label("sum4")
 	for j := 0; j < 4; j++ {
 		VADDPS(acc[2*j+1], acc[2*j], acc[2*j])
@@ -745,7 +796,7 @@ func genMatVec(d dtype) {
 	s := hsum4(acc[0], acc[2], acc[4], acc[6])
 	VMOVUPS(s, Mem{Base: y})
 	ADDQ(U8(16), y)
-	LEAQ(Mem{Base: p[3], Index: ld, Scale: 1}, w)
+	ADDQ(g.ld4, w)
 	SUBQ(U8(4), rows)
 	JMP(LabelRef("rows4"))
 
@@ -755,22 +806,25 @@ func genMatVec(d dtype) {
 	a0, a1 := YMM(), YMM()
 	zero(a0, a1)
 	XORQ(c, c)
-	Label("cols16x1")
-	CMPQ(c, n16)
+	wm := func(off int) Mem { return Mem{Base: w, Index: c, Scale: uint8(d.size), Disp: off * d.size} }
+	Label("lines1")
+	CMPQ(c, nL)
 	JGE(LabelRef("cols8x1"))
-	t0, t1 := YMM(), YMM()
-	d.load8(wm(w, 0), t0)
-	VFMADD231PS(xm(0), t0, a0)
-	d.load8(wm(w, 8), t1)
-	VFMADD231PS(xm(8), t1, a1)
-	ADDQ(U8(16), c)
-	JMP(LabelRef("cols16x1"))
+	for v := 0; v < L/8; v++ {
+		t := YMM()
+		d.load8(wm(8*v), t)
+		VFMADD231PS(xm(8*v), t, []VecVirtual{a0, a1}[v%2])
+	}
+	ADDQ(U8(L), c)
+	JMP(LabelRef("lines1"))
 	Label("cols8x1")
 	CMPQ(c, cols)
 	JGE(LabelRef("sum1"))
 	t2 := YMM()
-	d.load8(wm(w, 0), t2)
+	d.load8(wm(0), t2)
 	VFMADD231PS(xm(0), t2, a0)
+	ADDQ(U8(8), c)
+	JMP(LabelRef("cols8x1"))
 	Label("sum1")
 	VADDPS(a1, a0, a0)
 	VMOVSS(hsum(a0), Mem{Base: y})
@@ -978,6 +1032,228 @@ func genGemm() {
 			VMOVUPS(acc[3*t+j], Mem{Base: c, Disp: 32 * j})
 		}
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// i8Block is the number of columns the int8×int16 kernel sums in int32
+// before it converts to float32: each int32 lane then adds at most
+// 4096/16/2 = 128 pair sums of |q·x| ≤ 2·128·32767, below 2^31.
+const i8Block = 4096
+
+func genMatVecI8x16() {
+	name := "matVecI8x16AVX2"
+	TEXT(name, NOSPLIT, "func(y *float32, w *int8, x *int16, rows, cols, ld int)")
+	Pragma("noescape")
+	Doc(
+		name+" writes the products of rows of int8 w (row stride ld) with int16",
+		"x to y; cols is a multiple of 16. The sums are exact in int32 over blocks of",
+		"4096 columns, whose results are added in float32:",
+		"",
+		"\tfor r := 0; r < rows; r++ {",
+		"\t\tvar s float32",
+		"\t\tfor c0 := 0; c0 < cols; c0 += 4096 {",
+		"\t\t\tvar b int32",
+		"\t\t\tfor c := c0; c < min(c0+4096, cols); c++ {",
+		"\t\t\t\tb += int32(w[r*ld+c]) * int32(x[c])",
+		"\t\t\t}",
+		"\t\t\ts += float32(b)",
+		"\t\t}",
+		"\t\ty[r] = s",
+		"\t}",
+	)
+	y := Load(Param("y"), GP64())
+	w := Load(Param("w"), GP64())
+	x := Load(Param("x"), GP64())
+	rows := Load(Param("rows"), GP64())
+	cols := Load(Param("cols"), GP64())
+	ld := Load(Param("ld"), GP64())
+	g := newRowGroup(w.(GPVirtual), ld.(GPVirtual))
+	c, end, endL := GP64(), GP64(), GP64()
+	xm := func(off int) Mem { return Mem{Base: x, Index: c, Scale: 2, Disp: 2 * off} }
+
+	// blockEnd sets end = min(c+i8Block, cols) and endL to end rounded down
+	// to a multiple of 64 columns past c.
+	blockEnd := func() {
+		LEAQ(Mem{Base: c, Disp: i8Block}, end)
+		CMPQ(end, cols)
+		CMOVQGT(cols, end)
+		MOVQ(end, endL)
+		SUBQ(c, endL)
+		ANDQ(I8(-64), endL)
+		ADDQ(c, endL)
+	}
+
+	Label("rows4")
+	CMPQ(rows, U8(4))
+	JL(LabelRef("rows1"))
+	g.start(w.(GPVirtual), ld.(GPVirtual))
+	fa := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	zero(fa...)
+	acc := make([]VecVirtual, 8)
+	for i := range acc {
+		acc[i] = YMM()
+	}
+	XORQ(c, c)
+	Label("block4")
+	CMPQ(c, cols)
+	JGE(LabelRef("sum4"))
+	blockEnd()
+	for _, a := range acc {
+		VPXOR(a, a, a)
+	}
+	Label("lines4")
+	CMPQ(c, endL)
+	JGE(LabelRef("cols16x4"))
+	g.prefetch()
+	for v := 0; v < 4; v++ {
+		xv := YMM()
+		VMOVDQU(xm(16*v), xv)
+		for j := 0; j < 4; j++ {
+			t := YMM()
+			VPMOVSXBW(Mem{Base: g.p[j], Disp: 16 * v}, t)
+			VPMADDWD(xv, t, t)
+			VPADDD(t, acc[2*j+v%2], acc[2*j+v%2])
+		}
+	}
+	g.advance(64)
+	ADDQ(U8(64), c)
+	JMP(LabelRef("lines4"))
+	Label("cols16x4")
+	CMPQ(c, end)
+	JGE(LabelRef("flush4"))
+	xw := YMM()
+	VMOVDQU(xm(0), xw)
+	for j := 0; j < 4; j++ {
+		t := YMM()
+		VPMOVSXBW(Mem{Base: g.p[j]}, t)
+		VPMADDWD(xw, t, t)
+		VPADDD(t, acc[2*j], acc[2*j])
+	}
+	g.advance(16)
+	ADDQ(U8(16), c)
+	JMP(LabelRef("cols16x4"))
+	Label("flush4")
+	for j := 0; j < 4; j++ {
+		VPADDD(acc[2*j+1], acc[2*j], acc[2*j])
+		VCVTDQ2PS(acc[2*j], acc[2*j])
+		VADDPS(acc[2*j], fa[j], fa[j])
+	}
+	JMP(LabelRef("block4"))
+	Label("sum4")
+	s := hsum4(fa[0], fa[1], fa[2], fa[3])
+	VMOVUPS(s, Mem{Base: y})
+	ADDQ(U8(16), y)
+	ADDQ(g.ld4, w)
+	SUBQ(U8(4), rows)
+	JMP(LabelRef("rows4"))
+
+	Label("rows1")
+	CMPQ(rows, U8(0))
+	JE(LabelRef("done"))
+	f1 := YMM()
+	zero(f1)
+	XORQ(c, c)
+	Label("block1")
+	CMPQ(c, cols)
+	JGE(LabelRef("sum1"))
+	blockEnd()
+	a1 := YMM()
+	VPXOR(a1, a1, a1)
+	Label("cols16x1")
+	CMPQ(c, end)
+	JGE(LabelRef("flush1"))
+	t := YMM()
+	VPMOVSXBW(Mem{Base: w, Index: c, Scale: 1}, t)
+	VPMADDWD(xm(0), t, t)
+	VPADDD(t, a1, a1)
+	ADDQ(U8(16), c)
+	JMP(LabelRef("cols16x1"))
+	Label("flush1")
+	VCVTDQ2PS(a1, a1)
+	VADDPS(a1, f1, f1)
+	JMP(LabelRef("block1"))
+	Label("sum1")
+	VMOVSS(hsum(f1), Mem{Base: y})
+	ADDQ(U8(4), y)
+	ADDQ(ld, w)
+	DECQ(rows)
+	JMP(LabelRef("rows1"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genAbsMax() {
+	TEXT("absMaxAVX2", NOSPLIT, "func(x *float32, n int) float32")
+	Pragma("noescape")
+	Doc(
+		"absMaxAVX2 returns the largest |x[i]| for i < n; n is a multiple of 8:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\tm = max(m, abs(x[i]))",
+		"\t}",
+	)
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	m, sgn := YMM(), YMM()
+	zero(m)
+	VMOVUPS(k.sign, sgn)
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	t := YMM()
+	VANDNPS(x, sgn, t) // clear the sign bit
+	VMAXPS(t, m, m)
+	ADDQ(U8(32), x.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	hi := XMM()
+	VEXTRACTF128(U8(1), m, hi)
+	lo := m.AsX()
+	VMAXPS(hi, lo, lo)
+	VPERMILPS(U8(0x4e), lo, hi)
+	VMAXPS(hi, lo, lo)
+	VPERMILPS(U8(0xb1), lo, hi)
+	VMAXPS(hi, lo, lo)
+	Store(lo, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+func genQuantI16() {
+	TEXT("quantI16AVX2", NOSPLIT, "func(dst *int16, x *float32, s float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"quantI16AVX2 rounds x[i]·s to the nearest int16 (ties to even,",
+		"saturating) for i < n; n is a multiple of 16:",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\tdst[i] = int16(math.RoundToEven(float64(x[i] * s)))",
+		"\t}",
+	)
+	sv := YMM()
+	VBROADCASTSS(Load(Param("s"), XMM()), sv)
+	dst := Mem{Base: Load(Param("dst"), GP64())}
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop")
+	CMPQ(n, U8(16))
+	JL(LabelRef("done"))
+	a, b := YMM(), YMM()
+	VMULPS(x, sv, a)
+	VMULPS(x.Offset(32), sv, b)
+	VCVTPS2DQ(a, a)
+	VCVTPS2DQ(b, b)
+	VPACKSSDW(b, a, a) // [a0-3 b0-3 | a4-7 b4-7]
+	VPERMQ(U8(0xd8), a, a)
+	VMOVDQU(a, dst)
+	ADDQ(U8(64), x.Base)
+	ADDQ(U8(32), dst.Base)
+	SUBQ(U8(16), n)
+	JMP(LabelRef("loop"))
+	Label("done")
 	VZEROUPPER()
 	RET()
 }

@@ -1,0 +1,176 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+// Matrix-vector products read each weight once: their yardstick is the read
+// bandwidth, measured once per test binary with a 1 GiB buffer (32 times the
+// L3 cache of the reference machine) and reported next to each result as
+// the fraction "roofline".
+var (
+	bwOnce sync.Once
+	bwGBs  float64
+)
+
+func bandwidth(b *testing.B) float64 {
+	bwOnce.Do(func() {
+		bwGBs = MeasureReadBandwidth(1<<30, Threads())
+		fmt.Printf("read bandwidth: %.1f GB/s with %d threads\n", bwGBs, Threads())
+	})
+	return bwGBs
+}
+
+func BenchmarkMeasureReadBandwidth(b *testing.B) {
+	for b.Loop() {
+		b.ReportMetric(MeasureReadBandwidth(256<<20, Threads()), "GB/s")
+	}
+}
+
+func BenchmarkMatVec(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	shapes := []struct{ rows, cols int }{
+		{1024, 1024},
+		{4096, 1024},
+		{1024, 4096},
+	}
+	for _, dt := range []DType{BF16, F32, I8} {
+		all := shapes
+		// A 64 MiB matrix: far larger than the caches, like a decode step.
+		all = append(all, struct{ rows, cols int }{64 << 20 / int(bytesPer(dt)) / 4096, 4096})
+		for _, s := range all {
+			w := randMatrix(r, dt, s.rows, s.cols, 0)
+			x := make([]float32, s.cols)
+			dst := make([]float32, s.rows)
+			b.Run(fmt.Sprintf("%v/%dx%d", dt, s.rows, s.cols), func(b *testing.B) {
+				bw := bandwidth(b)
+				b.SetBytes(w.Bytes())
+				for b.Loop() {
+					MatMul(dst, x, 1, w)
+				}
+				gbs := float64(w.Bytes()) * float64(b.N) / b.Elapsed().Seconds() / 1e9
+				b.ReportMetric(gbs/bw, "roofline")
+			})
+		}
+	}
+}
+
+func bytesPer(dt DType) int64 {
+	m := Matrix{Rows: 1, Cols: 1, DType: dt}
+	return m.Bytes() - map[DType]int64{I8: 4}[dt]
+}
+
+// jambaSmall lists the linear layers of ../shared/bench/jamba-small.json
+// (hidden 1024, intermediate 3584, 8 heads of 128 with 2 KV heads, Mamba
+// expand 2 so d_inner 2048, d_state 16, dt_rank 64, vocab 65536) as out×in.
+var jambaSmall = []struct {
+	name       string
+	rows, cols int
+}{
+	{"in_proj", 4096, 1024},
+	{"x_proj", 96, 2048},
+	{"dt_proj", 2048, 64},
+	{"out_proj", 1024, 2048},
+	{"q_proj", 1024, 1024},
+	{"kv_proj", 256, 1024},
+	{"gate_up", 3584, 1024},
+	{"down", 1024, 3584},
+	{"lm_head", 65536, 1024},
+}
+
+// BenchmarkMatMul times prefill-sized products (T = 256 tokens) and reports
+// GFLOP/s, counting 2 flops per weight per token.
+func BenchmarkMatMul(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 3))
+	const T = 256
+	for _, dt := range []DType{BF16, F32, I8} {
+		for _, s := range jambaSmall {
+			if dt != BF16 && s.name == "lm_head" {
+				continue
+			}
+			w := randMatrix(r, dt, s.rows, s.cols, 0)
+			x := make([]float32, T*s.cols)
+			for i := range x {
+				x[i] = r.Float32()
+			}
+			dst := make([]float32, T*s.rows)
+			b.Run(fmt.Sprintf("%v/T=%d/%s_%dx%d", dt, T, s.name, s.rows, s.cols), func(b *testing.B) {
+				for b.Loop() {
+					MatMul(dst, x, T, w)
+				}
+				flops := 2 * float64(T) * float64(s.rows) * float64(s.cols) * float64(b.N)
+				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// BenchmarkMatMulSmallT covers MoE experts, which see a few tokens each.
+func BenchmarkMatMulSmallT(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 4))
+	w := randMatrix(r, BF16, 3584, 1024, 0)
+	for _, T := range []int{2, 4, 8, 16, 32} {
+		x := make([]float32, T*1024)
+		dst := make([]float32, T*3584)
+		b.Run(fmt.Sprintf("bf16/T=%d", T), func(b *testing.B) {
+			b.SetBytes(w.Bytes())
+			for b.Loop() {
+				MatMul(dst, x, T, w)
+			}
+			flops := 2 * float64(T) * 3584 * 1024 * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func BenchmarkVector(b *testing.B) {
+	const n = 4096
+	r := rand.New(rand.NewPCG(1, 5))
+	x, y, w := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range x {
+		x[i], w[i] = r.Float32()*2-1, r.Float32()
+	}
+	run := func(name string, f func()) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				f()
+			}
+		})
+	}
+	run("Dot", func() { Dot(x, w) })
+	run("Axpy", func() { Axpy(0.5, x, y) })
+	run("Exp", func() { Exp(y, x) })
+	run("RMSNorm", func() { RMSNorm(y, x, w, 1e-6) })
+	run("Softmax", func() { copy(y, x); Softmax(y) })
+	run("SiLU", func() { SiLU(y, x) })
+}
+
+// BenchmarkScan times the selective scan of one Mamba layer of jamba-small
+// (d_inner 2048, d_state 16) for one token and for a 256-token prompt.
+func BenchmarkScan(b *testing.B) {
+	const Di, N, T = 2048, 16, 256
+	r := rand.New(rand.NewPCG(1, 6))
+	h, A, _, _, _, _, D := scanInputs(r, Di, N, 0)
+	delta, x, y := make([]float32, T*Di), make([]float32, T*Di), make([]float32, T*Di)
+	B, C := make([]float32, T*N), make([]float32, T*N)
+	for i := range delta {
+		delta[i], x[i] = r.Float32()/4, r.Float32()*2-1
+	}
+	for i := range B {
+		B[i], C[i] = r.Float32()*2-1, r.Float32()*2-1
+	}
+	b.Run("Step", func(b *testing.B) {
+		for b.Loop() {
+			ScanStep(h, A, delta, x, B, C, D, y, Di, N)
+		}
+	})
+	b.Run("Seq256", func(b *testing.B) {
+		for b.Loop() {
+			ScanSeq(h, A, delta, x, B, C, D, y, T, Di, N)
+		}
+	})
+}
