@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jamba-go/jamba/chat"
+	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/engine"
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/server"
+	"github.com/jamba-go/jamba/tokenizer"
+)
+
+func init() {
+	register(&command{name: "serve", summary: "serve the model over an OpenAI-compatible HTTP API", run: runServe})
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// defaultContextCap bounds the default per-sequence context: KV memory of
+// every slot grows with it.
+const defaultContextCap = 8192
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "[--model DIR] [--addr 127.0.0.1:8080] [--api-key KEY] [flags]", `
+Serves the model over an OpenAI-compatible HTTP API: GET /v1/models,
+POST /v1/completions and POST /v1/chat/completions (streaming with
+"stream": true), GET /health and GET /metrics (Prometheus). Requests are
+batched continuously: up to --max-batch sequences share every forward pass.
+Without --model it serves the demo model built into the binary.
+
+It binds to loopback unless --addr says otherwise; binding another address
+needs --api-key (or --api-key-file) or --insecure-no-auth. SIGINT or
+SIGTERM drains: /health turns 503, new requests are refused, running ones
+finish within --grace, then the process exits 0.`, stderr)
+	modelDir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	quantize := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
+	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the model's; the demo model's when it has none)")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
+	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+demo.Name+")")
+	var aliases, keys stringList
+	fs.Var(&aliases, "alias", "another model name requests may use (repeatable)")
+	fs.Var(&keys, "api-key", "require this bearer token on /v1 and /metrics (repeatable)")
+	keyFile := fs.String("api-key-file", "", "file with one API key per line (also read from $JAMBA_API_KEY)")
+	insecure := fs.Bool("insecure-no-auth", false, "allow a non-loopback address without an API key")
+	maxBatch := fs.Int("max-batch", 8, "sequences served at once (slots), each with its own cache")
+	queue := fs.Int("queue", 64, "requests that may wait for a slot; more are answered 429")
+	ctxLen := fs.Int("context", 0, fmt.Sprintf("tokens per sequence, prompt and output (default: the model's max_position_embeddings, at most %d)", defaultContextCap))
+	stepTokens := fs.Int("step-tokens", 512, "tokens per batch step: decode tokens first, then prompt chunks (bounds how long a new prompt delays running streams)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "limit on one generation request (0: none)")
+	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "limit on each write to a client; a client that stops reading is cut off")
+	maxBody := fs.Int64("max-body", 0, "request body limit in bytes (default: 8 MiB, or 64 bytes per context token if more)")
+	maxConns := fs.Int("max-conns", 512, "open connections at most")
+	grace := fs.Duration("grace", 30*time.Second, "time running requests get to finish on shutdown")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error (no prompt or output text is logged)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("%w: --log-level %q", errUsage, *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	apiKeys := append([]string(nil), keys...)
+	if *keyFile != "" {
+		data, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return fmt.Errorf("--api-key-file: %w", err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if k := strings.TrimSpace(line); k != "" && !strings.HasPrefix(k, "#") {
+				apiKeys = append(apiKeys, k)
+			}
+		}
+	}
+	if k := strings.TrimSpace(os.Getenv("JAMBA_API_KEY")); k != "" {
+		apiKeys = append(apiKeys, k)
+	}
+	host, _, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("%w: --addr %q: %v", errUsage, *addr, err)
+	}
+	loopback := isLoopback(host)
+	if !loopback && len(apiKeys) == 0 && !*insecure {
+		return fmt.Errorf("%w: --addr %s is not a loopback address: give --api-key or --api-key-file, or --insecure-no-auth", errUsage, *addr)
+	}
+	for name, v := range map[string]int{"--max-batch": *maxBatch, "--step-tokens": *stepTokens, "--max-conns": *maxConns} {
+		if v < 1 {
+			return fmt.Errorf("%w: %s must be at least 1", errUsage, name)
+		}
+	}
+	if *queue < 0 || *ctxLen < 0 || *maxBody < 0 {
+		return fmt.Errorf("%w: --queue, --context and --max-body must not be negative", errUsage)
+	}
+
+	id := *modelID
+	if id == "" {
+		id = demo.Name
+		if *modelDir != "" {
+			id = filepath.Base(filepath.Clean(*modelDir))
+		}
+	}
+	body := *maxBody
+	if body == 0 {
+		body = max(8<<20, 64*int64(max(*ctxLen, defaultContextCap)))
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	var allowed []string
+	if loopback {
+		// Browsers may reach a loopback server through a hostile DNS name
+		// (DNS rebinding): accept only the local names with our port.
+		port := ln.Addr().(*net.TCPAddr).Port
+		for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
+			allowed = append(allowed, h+":"+strconv.Itoa(port))
+			if port == 80 {
+				allowed = append(allowed, h)
+			}
+		}
+	}
+	srv, err := server.New(server.Config{
+		ModelID: id, Aliases: aliases, APIKeys: apiKeys, AllowedHosts: allowed,
+		MaxBodyBytes: body, RequestTimeout: durationOrNone(*timeout), WriteTimeout: *writeTimeout,
+		Logger: log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	hs := srv.HTTPServer()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(server.LimitListener(ln, *maxConns)) }()
+	log.Info("listening", "url", "http://"+ln.Addr().String(), "model", id, "auth", len(apiKeys) > 0)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	// Load while /health answers 503.
+	type loaded struct {
+		m   *model.Model
+		b   server.Backend
+		err error
+	}
+	loadDone := make(chan loaded, 1)
+	go func() {
+		m, b, err := loadBackend(*modelDir, *quantize, *tokPath, log)
+		loadDone <- loaded{m, b, err}
+	}()
+	var m *model.Model
+	var eng *engine.Engine
+	select {
+	case l := <-loadDone:
+		if l.err != nil {
+			hs.Close()
+			return l.err
+		}
+		m = l.m
+		c := *ctxLen
+		if c == 0 {
+			c = min(m.Config.MaxPositionEmbeddings, defaultContextCap)
+		}
+		eng, err = engine.New(m, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch)})
+		if err != nil {
+			hs.Close()
+			m.Close()
+			return err
+		}
+		l.b.Engine = eng
+		if err := srv.Ready(l.b); err != nil {
+			hs.Close()
+			eng.Close()
+			m.Close()
+			return err
+		}
+		kv, mamba := m.CacheShape().BytesAt(int64(c), 4)
+		log.Info("ready", "model", id, "context", c, "max_batch", *maxBatch, "queue", *queue, "step_tokens", max(*stepTokens, *maxBatch),
+			"weights", humanBytes(m.WeightBytes()), "state_per_sequence_at_full_context", humanBytes(kv+mamba))
+	case s := <-sig:
+		log.Info("signal while loading; exiting", "signal", s.String())
+		hs.Close()
+		return nil
+	case err := <-serveErr:
+		return err
+	}
+	defer m.Close()
+
+	select {
+	case s := <-sig:
+		log.Info("draining", "signal", s.String(), "grace", *grace)
+	case err := <-serveErr:
+		eng.Close()
+		return err
+	case <-eng.Done():
+		hs.Close()
+		return fmt.Errorf("engine stopped: %w", eng.Err())
+	}
+	srv.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), *grace)
+	defer cancel()
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- hs.Shutdown(ctx) }()
+	if err := eng.Drain(ctx); err != nil {
+		log.Warn("grace period over; running requests were ended", "error", err)
+	}
+	if err := <-shutdown; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// Handlers are ending their streams after the engine's abort;
+		// give them a moment, then close what is left.
+		time.Sleep(100 * time.Millisecond)
+		hs.Close()
+	}
+	eng.Close()
+	log.Info("stopped")
+	return nil
+}
+
+func durationOrNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// isLoopback reports whether host names only the local machine.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loadBackend loads the model, the tokenizer and the chat template.
+func loadBackend(dir, quantize, tokPath string, log *slog.Logger) (*model.Model, server.Backend, error) {
+	var b server.Backend
+	start := time.Now()
+	m, err := loadModel(dir, quantize, io.Discard)
+	if err != nil {
+		return nil, b, err
+	}
+	log.Info("model loaded", "dir", dir, "seconds", time.Since(start).Seconds())
+	tok, err := serveTokenizer(dir, tokPath, log)
+	if err != nil {
+		m.Close()
+		return nil, b, err
+	}
+	b.Tokenizer = tok
+	b.SpecialTokens = map[string]string{}
+	var tmpl *chat.Template
+	if dir != "" {
+		cfgPath := filepath.Join(dir, "tokenizer_config.json")
+		if _, statErr := os.Stat(cfgPath); statErr == nil {
+			t, toks, err := chat.FromTokenizerConfig(cfgPath)
+			if err != nil && !errors.Is(err, chat.ErrNoTemplate) {
+				m.Close()
+				return nil, b, err
+			}
+			tmpl = t
+			for k, v := range toks {
+				b.SpecialTokens[k] = v
+			}
+		}
+	}
+	if tmpl == nil {
+		tmpl = chat.Default()
+		b.ChatAddSpecial = true
+		log.Info("the model has no chat template; chat uses a plain role: content transcript")
+	}
+	if _, ok := b.SpecialTokens["bos_token"]; !ok {
+		if id, ok := tok.BOS(); ok {
+			b.SpecialTokens["bos_token"], _ = tok.IDToToken(id)
+		}
+	}
+	if _, ok := b.SpecialTokens["eos_token"]; !ok {
+		if id, ok := tok.EOS(); ok {
+			b.SpecialTokens["eos_token"], _ = tok.IDToToken(id)
+		}
+	}
+	b.Template = tmpl
+	return m, b, nil
+}
+
+// serveTokenizer loads path, else dir's tokenizer.json, else the demo
+// model's tokenizer.
+func serveTokenizer(dir, path string, log *slog.Logger) (*tokenizer.Tokenizer, error) {
+	if path != "" {
+		return tokenizer.Load(path)
+	}
+	if dir != "" {
+		p := filepath.Join(dir, "tokenizer.json")
+		if _, err := os.Stat(p); err == nil {
+			return tokenizer.Load(p)
+		}
+		log.Warn("the model has no tokenizer.json: text uses the demo model's tokenizer; send token ids for meaningful prompts", "dir", dir)
+	}
+	data, _ := demo.File("tokenizer.json")
+	return tokenizer.LoadBytes(data, nil)
+}

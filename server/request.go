@@ -1,0 +1,780 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/jamba-go/jamba/chat"
+	"github.com/jamba-go/jamba/sample"
+)
+
+// Request bounds the decoder enforces (every one quoted by its error).
+const (
+	maxStops         = 16   // entries of stop
+	maxStopBytes     = 256  // bytes of one stop entry
+	maxLogitBias     = 1024 // entries of logit_bias
+	maxStopTokenIDs  = 1024 // entries of stop_token_ids
+	maxMessages      = 4096 // entries of messages
+	maxTools         = 256  // entries of tools
+	maxTopLogprobs   = 20   // top_logprobs, and logprobs of /v1/completions
+	logitBiasLimit   = 100  // logit_bias values are clamped to ±this
+	defaultMaxTokens = 16   // max_tokens of /v1/completions when absent, as OpenAI
+)
+
+// genParams are the fields chat and text completions share, decoded and
+// checked.
+type genParams struct {
+	Model        string
+	Stream       bool
+	IncludeUsage bool
+	MaxTokens    int // 0: not given
+	Sampling     sample.Params
+	SeedSet      bool
+	Stop         []string
+	Logprobs     bool
+	TopLogprobs  int
+	MinTokens    int
+	IgnoreEOS    bool
+	StopTokenIDs []int
+	LogitBias    map[int]float32
+	// Unknown lists the fields the server does not know, ignored.
+	Unknown []string
+}
+
+// chatRequest is a decoded POST /v1/chat/completions body.
+type chatRequest struct {
+	genParams
+	Messages []chat.Message
+	Tools    []any // nil: none
+}
+
+// completionRequest is a decoded POST /v1/completions body: the prompt is
+// either text or token ids.
+type completionRequest struct {
+	genParams
+	PromptText string
+	PromptIDs  []int
+	IsIDs      bool
+}
+
+// fields walks the members of a JSON object, checking each known field's
+// type; the first error sticks.
+type fields struct {
+	raw   map[string]json.RawMessage
+	order []string
+	used  map[string]bool
+	err   *apiError
+	vocab int
+}
+
+// parseObject splits body into its top-level members. Keys are matched
+// exactly (OpenAI's names are lower case); a key given twice is refused
+// rather than silently keeping one value.
+func parseObject(body []byte, vocab int) (*fields, *apiError) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, badRequest("", "the request body is empty; expected a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, badRequest("", "the request body is not valid JSON: %v", jsonErr(err))
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, badRequest("", "the request body must be a JSON object, got %s", tokenKind(tok))
+	}
+	f := &fields{raw: map[string]json.RawMessage{}, used: map[string]bool{}, vocab: vocab}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, badRequest("", "the request body is not valid JSON: %v", jsonErr(err))
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, badRequest("", "the request body is not valid JSON: %v", jsonErr(err))
+		}
+		if _, dup := f.raw[key]; dup {
+			return nil, badRequest(key, "field %s is given twice", quoteName(key))
+		}
+		f.raw[key] = v
+		f.order = append(f.order, key)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, badRequest("", "the request body is not valid JSON: %v", jsonErr(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, badRequest("", "the request body has data after the JSON object")
+	}
+	return f, nil
+}
+
+// jsonErr words a decoding error without Go type names.
+func jsonErr(err error) string {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of input"
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s (at byte %d)", strings.TrimPrefix(se.Error(), "json: "), se.Offset)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func tokenKind(tok json.Token) string {
+	switch v := tok.(type) {
+	case json.Delim:
+		if v == '[' {
+			return "an array"
+		}
+		return "a " + string(v)
+	case string:
+		return "a string"
+	case float64, json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return "something else"
+}
+
+// quoteName quotes a field name for a message, escaping control bytes.
+func quoteName(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// kind names the JSON type of a raw value.
+func kind(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// show quotes a raw value for an error message, shortened.
+func show(raw json.RawMessage) string {
+	s := string(raw)
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return s
+}
+
+// get returns the raw value of a field and marks it known; a missing field
+// and null both report false.
+func (f *fields) get(name string) (json.RawMessage, bool) {
+	f.used[name] = true
+	if f.err != nil {
+		return nil, false
+	}
+	raw, ok := f.raw[name]
+	if !ok || string(raw) == "null" {
+		return nil, false
+	}
+	return raw, true
+}
+
+func (f *fields) fail(e *apiError) {
+	if f.err == nil {
+		f.err = e
+	}
+}
+
+// ignore marks fields that are accepted and have no effect.
+func (f *fields) ignore(names ...string) {
+	for _, n := range names {
+		f.used[n] = true
+	}
+}
+
+func (f *fields) str(name string, dst *string) bool {
+	raw, ok := f.get(name)
+	if !ok {
+		return false
+	}
+	if raw[0] != '"' {
+		f.fail(badRequest(name, "%s must be a string, got %s", name, kind(raw)))
+		return false
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		f.fail(badRequest(name, "%s is not a valid string", name))
+		return false
+	}
+	return true
+}
+
+func (f *fields) boolean(name string, dst *bool) bool {
+	raw, ok := f.get(name)
+	if !ok {
+		return false
+	}
+	switch string(raw) {
+	case "true":
+		*dst = true
+	case "false":
+		*dst = false
+	default:
+		f.fail(badRequest(name, "%s must be a boolean, got %s", name, kind(raw)))
+		return false
+	}
+	return true
+}
+
+// parseInt parses an integer JSON number; fractions and exponents are
+// refused.
+func parseInt(name string, raw json.RawMessage) (int64, *apiError) {
+	if kind(raw) != "a number" {
+		return 0, badRequest(name, "%s must be an integer, got %s", name, kind(raw))
+	}
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		if errors.Is(err, strconv.ErrRange) {
+			return 0, badRequest(name, "%s is out of range: %s", name, show(raw))
+		}
+		return 0, badRequest(name, "%s must be an integer, got %s", name, show(raw))
+	}
+	return n, nil
+}
+
+func (f *fields) integer(name string, dst *int64) bool {
+	raw, ok := f.get(name)
+	if !ok {
+		return false
+	}
+	n, e := parseInt(name, raw)
+	if e != nil {
+		f.fail(e)
+		return false
+	}
+	*dst = n
+	return true
+}
+
+// intIn reads an integer field that must lie in [lo, hi].
+func (f *fields) intIn(name string, lo, hi int64, dst *int) bool {
+	var n int64
+	if !f.integer(name, &n) {
+		return false
+	}
+	if n < lo || n > hi {
+		f.fail(badRequest(name, "%s must be in [%d, %d], got %d", name, lo, hi, n))
+		return false
+	}
+	*dst = int(n)
+	return true
+}
+
+func parseFloat(name string, raw json.RawMessage) (float64, *apiError) {
+	if kind(raw) != "a number" {
+		return 0, badRequest(name, "%s must be a number, got %s", name, kind(raw))
+	}
+	v, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, badRequest(name, "%s must be a finite number, got %s", name, show(raw))
+	}
+	return v, nil
+}
+
+// number reads a number field that must satisfy ok (described by rng).
+func (f *fields) number(name string, ok func(float64) bool, rng string, dst *float32) bool {
+	raw, present := f.get(name)
+	if !present {
+		return false
+	}
+	v, e := parseFloat(name, raw)
+	if e != nil {
+		f.fail(e)
+		return false
+	}
+	if !ok(v) {
+		f.fail(badRequest(name, "%s must be %s, got %v", name, rng, v))
+		return false
+	}
+	*dst = float32(v)
+	return true
+}
+
+// common decodes the fields chat and text completions share. maxName is
+// the preferred length field (max_completion_tokens for chat).
+func (f *fields) common(g *genParams, chatAPI bool) {
+	f.str("model", &g.Model)
+	f.boolean("stream", &g.Stream)
+	if raw, ok := f.get("stream_options"); ok {
+		if !g.Stream {
+			f.fail(badRequest("stream_options", "stream_options is only allowed with stream: true"))
+		}
+		var so map[string]json.RawMessage
+		if raw[0] != '{' || json.Unmarshal(raw, &so) != nil {
+			f.fail(badRequest("stream_options", "stream_options must be an object, got %s", kind(raw)))
+		} else if v, ok := so["include_usage"]; ok && string(v) != "null" {
+			switch string(v) {
+			case "true":
+				g.IncludeUsage = true
+			case "false":
+			default:
+				f.fail(badRequest("stream_options.include_usage", "stream_options.include_usage must be a boolean, got %s", kind(v)))
+			}
+		}
+	}
+
+	// Lengths: the API has no "infinite"; max_completion_tokens wins.
+	const maxInt = math.MaxInt32
+	var mt, mct int
+	if f.intIn("max_tokens", 1, maxInt, &mt) {
+		g.MaxTokens = mt
+	}
+	if chatAPI && f.intIn("max_completion_tokens", 1, maxInt, &mct) {
+		g.MaxTokens = mct
+	}
+	f.intIn("min_tokens", 0, maxInt, &g.MinTokens)
+
+	p := &g.Sampling
+	p.Temperature, p.TopP, p.RepetitionPenalty = 1, 1, 1
+	f.number("temperature", func(v float64) bool { return v >= 0 && v <= 2 }, "in [0, 2]", &p.Temperature)
+	f.number("top_p", func(v float64) bool { return v > 0 && v <= 1 }, "in (0, 1]", &p.TopP)
+	f.intIn("top_k", -1, maxInt, &p.TopK)
+	f.number("min_p", func(v float64) bool { return v >= 0 && v <= 1 }, "in [0, 1]", &p.MinP)
+	f.number("presence_penalty", func(v float64) bool { return v >= -2 && v <= 2 }, "in [-2, 2]", &p.PresencePenalty)
+	f.number("frequency_penalty", func(v float64) bool { return v >= -2 && v <= 2 }, "in [-2, 2]", &p.FrequencyPenalty)
+	f.number("repetition_penalty", func(v float64) bool { return v > 0 && v <= 1e6 }, "in (0, 1e6]", &p.RepetitionPenalty)
+	var seed int64
+	if f.integer("seed", &seed) {
+		p.Seed, g.SeedSet = uint64(seed), true
+	}
+
+	var n int64
+	if f.integer("n", &n) && n != 1 {
+		if n < 1 {
+			f.fail(badRequest("n", "n must be at least 1, got %d", n))
+		} else {
+			f.fail(badRequest("n", "n must be 1: this server returns one choice per request, got %d", n))
+		}
+	}
+	f.stop(g)
+	f.boolean("ignore_eos", &g.IgnoreEOS)
+	if raw, ok := f.get("stop_token_ids"); ok {
+		var list []json.RawMessage
+		if raw[0] != '[' || json.Unmarshal(raw, &list) != nil {
+			f.fail(badRequest("stop_token_ids", "stop_token_ids must be an array of integers, got %s", kind(raw)))
+		} else if len(list) > maxStopTokenIDs {
+			f.fail(badRequest("stop_token_ids", "stop_token_ids has %d entries, more than the limit of %d", len(list), maxStopTokenIDs))
+		} else {
+			for _, r := range list {
+				id, e := parseInt("stop_token_ids", r)
+				if e == nil && (id < 0 || id >= int64(f.vocab)) {
+					e = badRequest("stop_token_ids", "stop_token_ids entry %d is outside the vocabulary [0, %d)", id, f.vocab)
+				}
+				if e != nil {
+					f.fail(e)
+					break
+				}
+				g.StopTokenIDs = append(g.StopTokenIDs, int(id))
+			}
+		}
+	}
+	f.logitBias(g)
+	f.ignore("user", "store", "metadata", "service_tier", "parallel_tool_calls", "stream_options")
+}
+
+func (f *fields) stop(g *genParams) {
+	raw, ok := f.get("stop")
+	if !ok {
+		return
+	}
+	var list []string
+	switch raw[0] {
+	case '"':
+		var s string
+		json.Unmarshal(raw, &s)
+		list = []string{s}
+	case '[':
+		var items []json.RawMessage
+		json.Unmarshal(raw, &items)
+		for _, it := range items {
+			var s string
+			if kind(it) != "a string" || json.Unmarshal(it, &s) != nil {
+				f.fail(badRequest("stop", "stop entries must be strings, got %s", kind(it)))
+				return
+			}
+			list = append(list, s)
+		}
+	default:
+		f.fail(badRequest("stop", "stop must be a string or an array of strings, got %s", kind(raw)))
+		return
+	}
+	if len(list) > maxStops {
+		f.fail(badRequest("stop", "stop has %d entries, more than the limit of %d", len(list), maxStops))
+		return
+	}
+	for _, s := range list {
+		switch {
+		case s == "":
+			f.fail(badRequest("stop", "stop cannot contain an empty string"))
+			return
+		case len(s) > maxStopBytes:
+			f.fail(badRequest("stop", "a stop entry has %d bytes, more than the limit of %d", len(s), maxStopBytes))
+			return
+		}
+	}
+	g.Stop = list
+}
+
+func (f *fields) logitBias(g *genParams) {
+	raw, ok := f.get("logit_bias")
+	if !ok {
+		return
+	}
+	var m map[string]json.RawMessage
+	if raw[0] != '{' || json.Unmarshal(raw, &m) != nil {
+		f.fail(badRequest("logit_bias", "logit_bias must be an object mapping token ids to numbers, got %s", kind(raw)))
+		return
+	}
+	if len(m) > maxLogitBias {
+		f.fail(badRequest("logit_bias", "logit_bias has %d entries, more than the limit of %d", len(m), maxLogitBias))
+		return
+	}
+	if len(m) == 0 {
+		return
+	}
+	g.LogitBias = make(map[int]float32, len(m))
+	for k, v := range m {
+		id, err := strconv.Atoi(k)
+		if err != nil || id < 0 || id >= f.vocab {
+			f.fail(badRequest("logit_bias", "logit_bias key %s is not a token id in [0, %d)", quoteName(k), f.vocab))
+			return
+		}
+		b, e := parseFloat("logit_bias", v)
+		if e != nil {
+			f.fail(e)
+			return
+		}
+		g.LogitBias[id] = float32(max(-logitBiasLimit, min(logitBiasLimit, b)))
+	}
+}
+
+// finish reports the first error and lists the unknown fields.
+func (f *fields) finish(g *genParams) *apiError {
+	if f.err != nil {
+		return f.err
+	}
+	for _, k := range f.order {
+		if !f.used[k] {
+			g.Unknown = append(g.Unknown, k)
+		}
+	}
+	return nil
+}
+
+// decodeChatRequest decodes and checks a chat completion request for a
+// model with vocab token ids.
+func decodeChatRequest(body []byte, vocab int) (*chatRequest, *apiError) {
+	f, e := parseObject(body, vocab)
+	if e != nil {
+		return nil, e
+	}
+	r := &chatRequest{}
+	f.common(&r.genParams, true)
+	f.boolean("logprobs", &r.Logprobs)
+	if f.intIn("top_logprobs", 0, maxTopLogprobs, &r.TopLogprobs) && !r.Logprobs {
+		f.fail(badRequest("top_logprobs", "top_logprobs requires logprobs: true"))
+	}
+	raw, ok := f.get("messages")
+	if f.err == nil {
+		if !ok {
+			f.fail(badRequest("messages", "messages is required"))
+		} else {
+			r.Messages, e = decodeMessages(raw)
+			f.fail(e)
+		}
+	}
+	f.tools(r)
+	f.responseFormat()
+	return r, f.finish(&r.genParams)
+}
+
+var chatRoles = map[string]bool{"system": true, "developer": true, "user": true, "assistant": true, "tool": true}
+
+// decodeMessages checks the messages array and returns it with key order
+// kept; text parts of a list content are joined into one string, the form
+// every chat template understands.
+func decodeMessages(raw json.RawMessage) ([]chat.Message, *apiError) {
+	var items []json.RawMessage
+	if raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+		return nil, badRequest("messages", "messages must be an array of message objects, got %s", kind(raw))
+	}
+	switch {
+	case len(items) == 0:
+		return nil, badRequest("messages", "messages must not be empty")
+	case len(items) > maxMessages:
+		return nil, badRequest("messages", "messages has %d entries, more than the limit of %d", len(items), maxMessages)
+	}
+	msgs, err := chat.DecodeMessages(raw)
+	if err != nil {
+		return nil, badRequest("messages", "messages must be an array of message objects")
+	}
+	for i, it := range items {
+		param := fmt.Sprintf("messages[%d]", i)
+		var m map[string]json.RawMessage
+		if it[0] != '{' || json.Unmarshal(it, &m) != nil {
+			return nil, badRequest(param, "%s must be an object, got %s", param, kind(it))
+		}
+		var role string
+		rr, ok := m["role"]
+		if !ok || kind(rr) != "a string" || json.Unmarshal(rr, &role) != nil {
+			return nil, badRequest(param+".role", "%s.role must be a string, got %s", param, kind(rr))
+		}
+		if !chatRoles[role] {
+			return nil, badRequest(param+".role", "%s.role must be system, developer, user, assistant or tool, got %s", param, quoteName(role))
+		}
+		c, has := m["content"]
+		switch {
+		case !has || string(c) == "null":
+			_, calls := m["tool_calls"]
+			if role != "assistant" || !calls {
+				return nil, badRequest(param+".content", "%s.content is required", param)
+			}
+		case c[0] == '"':
+		case c[0] == '[':
+			text, e := joinTextParts(param+".content", c)
+			if e != nil {
+				return nil, e
+			}
+			msgs[i].Set("content", text)
+		default:
+			return nil, badRequest(param+".content", "%s.content must be a string or an array of text parts, got %s", param, kind(c))
+		}
+	}
+	return msgs, nil
+}
+
+func joinTextParts(param string, raw json.RawMessage) (string, *apiError) {
+	var parts []json.RawMessage
+	json.Unmarshal(raw, &parts)
+	var b strings.Builder
+	for j, p := range parts {
+		pp := fmt.Sprintf("%s[%d]", param, j)
+		var part struct {
+			Type *string `json:"type"`
+			Text *string `json:"text"`
+		}
+		if p[0] != '{' || json.Unmarshal(p, &part) != nil || part.Type == nil {
+			return "", badRequest(pp, "%s must be an object with a string type", pp)
+		}
+		if *part.Type != "text" {
+			return "", badRequest(pp+".type", "%s.type %s is not supported: this model reads text only", pp, quoteName(*part.Type))
+		}
+		if part.Text == nil {
+			return "", badRequest(pp+".text", "%s.text must be a string", pp)
+		}
+		if j > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(*part.Text)
+	}
+	return b.String(), nil
+}
+
+// tools checks tools and tool_choice. Tools reach the chat template; the
+// server does not parse tool calls out of the output, so only the choices
+// "auto" and "none" can be honoured.
+func (f *fields) tools(r *chatRequest) {
+	raw, hasTools := f.get("tools")
+	var names []string
+	if hasTools {
+		var items []json.RawMessage
+		if raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+			f.fail(badRequest("tools", "tools must be an array, got %s", kind(raw)))
+			return
+		}
+		if len(items) == 0 {
+			f.fail(badRequest("tools", "tools must not be empty; leave it out instead"))
+			return
+		}
+		if len(items) > maxTools {
+			f.fail(badRequest("tools", "tools has %d entries, more than the limit of %d", len(items), maxTools))
+			return
+		}
+		for i, it := range items {
+			var t struct {
+				Type     *string `json:"type"`
+				Function *struct {
+					Name *string `json:"name"`
+				} `json:"function"`
+			}
+			if it[0] != '{' || json.Unmarshal(it, &t) != nil || t.Type == nil || *t.Type != "function" || t.Function == nil || t.Function.Name == nil || *t.Function.Name == "" {
+				f.fail(badRequest(fmt.Sprintf("tools[%d]", i), "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i))
+				return
+			}
+			names = append(names, *t.Function.Name)
+		}
+		v, err := chat.DecodeJSONOrdered(raw)
+		if err != nil {
+			f.fail(badRequest("tools", "tools is not valid JSON"))
+			return
+		}
+		r.Tools, _ = v.([]any)
+	}
+	choice, ok := f.get("tool_choice")
+	if !ok {
+		return
+	}
+	if !hasTools {
+		f.fail(badRequest("tool_choice", "tool_choice is only allowed together with tools"))
+		return
+	}
+	var s string
+	switch {
+	case choice[0] == '"' && json.Unmarshal(choice, &s) == nil:
+		switch s {
+		case "auto":
+		case "none":
+			r.Tools = nil
+		case "required":
+			f.fail(badRequest("tool_choice", "tool_choice \"required\" is not supported: this server cannot force a tool call"))
+		default:
+			f.fail(badRequest("tool_choice", "tool_choice must be \"auto\", \"none\", \"required\" or a named function, got %s", quoteName(s)))
+		}
+	case choice[0] == '{':
+		var c struct {
+			Function *struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		}
+		if json.Unmarshal(choice, &c) != nil || c.Function == nil {
+			f.fail(badRequest("tool_choice", "tool_choice must name a function as {\"type\": \"function\", \"function\": {\"name\": ...}}"))
+			return
+		}
+		for _, n := range names {
+			if n == c.Function.Name {
+				f.fail(badRequest("tool_choice", "tool_choice naming a function is not supported: this server cannot force a tool call"))
+				return
+			}
+		}
+		f.fail(badRequest("tool_choice", "tool_choice names %s, which is not among the tools", quoteName(c.Function.Name)))
+	default:
+		f.fail(badRequest("tool_choice", "tool_choice must be a string or an object, got %s", kind(choice)))
+	}
+}
+
+// responseFormat accepts {"type": "text"} only: JSON modes need
+// constrained decoding, which this server does not have.
+func (f *fields) responseFormat() {
+	raw, ok := f.get("response_format")
+	if !ok {
+		return
+	}
+	var rf struct {
+		Type *string `json:"type"`
+	}
+	if raw[0] != '{' || json.Unmarshal(raw, &rf) != nil || rf.Type == nil {
+		f.fail(badRequest("response_format", "response_format must be an object with a string type"))
+		return
+	}
+	switch *rf.Type {
+	case "text":
+	case "json_object", "json_schema":
+		f.fail(badRequest("response_format", "response_format %s is not supported: this server has no constrained decoding", quoteName(*rf.Type)))
+	default:
+		f.fail(badRequest("response_format", "response_format.type must be text, json_object or json_schema, got %s", quoteName(*rf.Type)))
+	}
+}
+
+// decodeCompletionRequest decodes and checks a text completion request.
+func decodeCompletionRequest(body []byte, vocab int) (*completionRequest, *apiError) {
+	f, e := parseObject(body, vocab)
+	if e != nil {
+		return nil, e
+	}
+	r := &completionRequest{}
+	f.common(&r.genParams, false)
+	if r.MaxTokens == 0 && f.err == nil {
+		r.MaxTokens = defaultMaxTokens
+	}
+	var lp int
+	if f.intIn("logprobs", 0, maxTopLogprobs, &lp) {
+		r.Logprobs, r.TopLogprobs = true, lp
+	}
+	var echo bool
+	if f.boolean("echo", &echo) && echo {
+		f.fail(badRequest("echo", "echo is not supported"))
+	}
+	var suffix string
+	if f.str("suffix", &suffix) && suffix != "" {
+		f.fail(badRequest("suffix", "suffix is not supported: this model has no fill-in-the-middle mode"))
+	}
+	var bestOf int64
+	if f.integer("best_of", &bestOf) && bestOf != 1 {
+		f.fail(badRequest("best_of", "best_of must be 1, got %d", bestOf))
+	}
+	raw, ok := f.get("prompt")
+	if f.err == nil {
+		if !ok {
+			f.fail(badRequest("prompt", "prompt is required"))
+		} else {
+			f.fail(decodePrompt(raw, vocab, r, true))
+		}
+	}
+	return r, f.finish(&r.genParams)
+}
+
+// decodePrompt accepts a string, an array of token ids, or an array of
+// one string or one array of ids (several prompts would need several
+// choices). outer is false inside that one-element array.
+func decodePrompt(raw json.RawMessage, vocab int, r *completionRequest, outer bool) *apiError {
+	if raw[0] == '"' {
+		json.Unmarshal(raw, &r.PromptText)
+		return nil
+	}
+	var items []json.RawMessage
+	if raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+		return badRequest("prompt", "prompt must be a string, an array of token ids, or an array of one of those; got %s", kind(raw))
+	}
+	if len(items) == 0 {
+		return badRequest("prompt", "prompt must not be an empty array")
+	}
+	switch items[0][0] {
+	case '"', '[':
+		if !outer {
+			return badRequest("prompt", "prompt must be a string, an array of token ids, or an array of one of those")
+		}
+		if len(items) > 1 {
+			return badRequest("prompt", "prompt holds %d prompts; this server takes one per request", len(items))
+		}
+		return decodePrompt(items[0], vocab, r, false)
+	}
+	ids := make([]int, len(items))
+	for i, it := range items {
+		id, e := parseInt("prompt", it)
+		if e != nil {
+			return badRequest("prompt", "prompt token %d must be an integer token id, got %s", i, show(it))
+		}
+		if id < 0 || id >= int64(vocab) {
+			return badRequest("prompt", "prompt token %d is %d, outside the vocabulary [0, %d)", i, id, vocab)
+		}
+		ids[i] = int(id)
+	}
+	r.PromptIDs, r.IsIDs = ids, true
+	return nil
+}
