@@ -96,3 +96,30 @@ func TestGostdWindows(t *testing.T) {
 		t.Errorf("loss %.5f over %d predictions, want %.5f over %d", loss, n, want, 64*255)
 	}
 }
+
+// TestInt8Quality measures what int8 weights cost on hf-gostd-13m: the mean
+// loss over the 512 reference tokens must stay within 1% of the bf16 loss
+// (the bar).
+func TestInt8Quality(t *testing.T) {
+	dir := testutil.Fixture(t, "models/hf-gostd-13m")
+	refs := readRefs(t, filepath.Join(dir, "reference.safetensors"))
+	ids := ints(refs["input_ids"].data)
+	var losses [2]float64
+	for i, q := range []string{"", "int8"} {
+		m, err := LoadDemo(Options{Quantize: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws := m.NewWorkspace()
+		if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+			t.Fatal(err)
+		}
+		s, n := crossEntropy(ws.Logits(0), ids, m.Config.VocabSize)
+		losses[i] = s / float64(n)
+	}
+	rel := (losses[1] - losses[0]) / losses[0]
+	t.Logf("loss bf16 %.5f, int8 %.5f (%+.3f%%)", losses[0], losses[1], 100*rel)
+	if math.Abs(rel) > 0.01 {
+		t.Errorf("int8 changes the loss by %.3f%%, more than 1%%", 100*rel)
+	}
+}
