@@ -425,6 +425,6 @@ type backScratch struct {
 	dq, dk, dv, do                 []float32
 	dxz, dyg, dxc, ddelta, ddtn    []float32
 	ddbc, dbn, dcn, ddtRaw, dbRaw  []float32
-	dcRaw, dpre                    []float32
+	dcRaw, dpre, scanState         []float32
 	da, dg, du, dxin, dout, dprobs []float32
 }

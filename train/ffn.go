@@ -24,10 +24,10 @@ func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int
 	H, I := e.d.H, e.d.I
 	linear(g, x, m, w.gate, I, H)
 	linear(u, x, m, w.up, I, H)
-	act := e.act.f
 	parallel(m*I, 1<<12, func(lo, hi int) {
+		e.act.forward(h[lo:hi], g[lo:hi])
 		for i := lo; i < hi; i++ {
-			h[i] = act(g[i]) * u[i]
+			h[i] *= u[i]
 		}
 	})
 	linear(out, h, m, w.down, H, I)
@@ -48,11 +48,12 @@ func (e *Engine) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, dx
 	clear(dh)
 	e.s.linearBackward(dh, gw.down, nil, dout, h, w.down, m, H, I)
 	dg, du := grow(&b.dg, m*I), grow(&b.du, m*I)
-	act, dact := e.act.f, e.act.df
 	parallel(m*I, 1<<12, func(lo, hi int) {
+		e.act.grad(dg[lo:hi], g[lo:hi])
+		e.act.forward(du[lo:hi], g[lo:hi])
 		for i := lo; i < hi; i++ {
-			dg[i] = dh[i] * u[i] * dact(g[i])
-			du[i] = dh[i] * act(g[i])
+			dg[i] *= dh[i] * u[i]
+			du[i] *= dh[i]
 		}
 	})
 	e.s.linearBackward(dx, gw.gate, nil, dg, x, w.gate, m, I, H)

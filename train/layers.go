@@ -3,6 +3,8 @@ package train
 import (
 	"fmt"
 	"math"
+
+	"github.com/jamba-go/jamba/kernels"
 )
 
 // This file holds the element-wise layers and RMSNorm, each forward
@@ -10,19 +12,63 @@ import (
 
 // activation is an element-wise function with its derivative.
 type activation struct {
-	f  func(x float32) float32
-	df func(x float32) float32 // d f / d x
+	f    func(x float32) float32
+	df   func(x float32) float32 // d f / d x
+	silu bool                    // f is SiLU: use the vector exponential
 }
 
 // activations are the supported values of hidden_act (transformers' ACT2FN).
 var activations = map[string]activation{
-	"silu":              {silu, siluGrad},
-	"swish":             {silu, siluGrad},
-	"relu":              {relu, reluGrad},
-	"gelu":              {geluErf, geluErfGrad},
-	"gelu_new":          {geluTanh, geluTanhGrad},
-	"gelu_pytorch_tanh": {geluTanh, geluTanhGrad},
-	"gelu_fast":         {geluTanh, geluTanhGrad},
+	"silu":              {silu, siluGrad, true},
+	"swish":             {silu, siluGrad, true},
+	"relu":              {relu, reluGrad, false},
+	"gelu":              {geluErf, geluErfGrad, false},
+	"gelu_new":          {geluTanh, geluTanhGrad, false},
+	"gelu_pytorch_tanh": {geluTanh, geluTanhGrad, false},
+	"gelu_fast":         {geluTanh, geluTanhGrad, false},
+}
+
+// forward sets dst[i] = f(x[i]); dst may be x.
+func (a activation) forward(dst, x []float32) {
+	if a.silu {
+		kernels.SiLU(dst, x)
+		return
+	}
+	for i, v := range x {
+		dst[i] = a.f(v)
+	}
+}
+
+// grad sets dst[i] = f'(x[i]); dst must not be x.
+func (a activation) grad(dst, x []float32) {
+	if a.silu {
+		siluGrads(dst, x)
+		return
+	}
+	for i, v := range x {
+		dst[i] = a.df(v)
+	}
+}
+
+// sigmoids sets dst[i] = σ(x[i]) = 1/(1+e^−x[i]) with the vector
+// exponential; dst may be x.
+func sigmoids(dst, x []float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = -v
+	}
+	kernels.Exp(dst, dst)
+	for i, v := range dst {
+		dst[i] = 1 / (1 + v)
+	}
+}
+
+// siluGrads sets dst[i] = silu'(x[i]) = σ(1 + x(1 − σ)); dst must not be x.
+func siluGrads(dst, x []float32) {
+	sigmoids(dst, x)
+	for i, s := range dst[:len(x)] {
+		dst[i] = s * (1 + x[i]*(1-s))
+	}
 }
 
 func lookupActivation(name string) (activation, error) {

@@ -1,6 +1,10 @@
 package train
 
-import "math"
+import (
+	"math"
+
+	"github.com/jamba-go/jamba/kernels"
+)
 
 // scanChunk is the interval, in tokens, at which the forward scan stores its
 // state. The backward recomputes the states inside each chunk from the
@@ -42,7 +46,6 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 
 	// Causal depthwise conv: tap Kc−1 multiplies the current token.
 	a.convPre, a.xc = grow(&a.convPre, n*Di), grow(&a.xc, n*Di)
-	act := e.act.f
 	parallel(Di, 16, func(c0, c1 int) {
 		for s := 0; s < e.nseq(); s++ {
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
@@ -59,8 +62,8 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 						}
 					}
 					a.convPre[t*Di+c] = acc
-					a.xc[t*Di+c] = act(acc)
 				}
+				e.act.forward(a.xc[t*Di+c0:t*Di+c1], a.convPre[t*Di+c0:t*Di+c1])
 			}
 		}
 	})
@@ -86,28 +89,42 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 
 	a.deltaPre, a.delta = grow(&a.deltaPre, n*Di), grow(&a.delta, n*Di)
 	linearBias(a.deltaPre, a.dtn, n, w.dtProj, w.dtBias, Di, R)
-	for i, v := range a.deltaPre {
-		a.delta[i] = softplus(v)
-	}
+	parallel(n*Di, 1<<12, func(lo, hi int) { softplusVec(a.delta[lo:hi], a.deltaPre[lo:hi]) })
 	a.A = grow(&a.A, Di*N)
 	for i, v := range w.aLog {
 		a.A[i] = -float32(math.Exp(float64(v)))
 	}
 	e.scanForward(a, w)
 
+	// yg = ySSM ⊙ silu(z)
 	a.yg = grow(&a.yg, n*Di)
-	for t := 0; t < n; t++ {
-		z := a.xz[t*2*Di+Di : (t+1)*2*Di]
-		y, yg := a.ySSM[t*Di:(t+1)*Di], a.yg[t*Di:(t+1)*Di]
-		for c, v := range y {
-			yg[c] = v * silu(z[c])
+	parallel(n, 16, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			yg := a.yg[t*Di : (t+1)*Di]
+			kernels.SiLU(yg, a.xz[t*2*Di+Di:(t+1)*2*Di])
+			for c, v := range a.ySSM[t*Di : (t+1)*Di] {
+				yg[c] *= v
+			}
 		}
-	}
+	})
 	linearBias(out, a.yg, n, w.outProj, w.outBias, H, Di)
 }
 
-// scanForward runs the selective scan of every row, channels in parallel,
-// writing ySSM and the state at the start of each chunk of scanChunk tokens.
+// softplusVec sets dst[i] = softplus(x[i]) with the vector exponential.
+func softplusVec(dst, x []float32) {
+	kernels.Exp(dst, x)
+	for i, v := range x {
+		if v > 20 {
+			dst[i] = v
+		} else {
+			dst[i] = float32(math.Log1p(float64(dst[i])))
+		}
+	}
+}
+
+// scanForward runs the selective scan of every row (kernels.ScanSeq, its
+// channels in parallel), one chunk of scanChunk tokens at a time, writing
+// ySSM and the state at the start of each chunk.
 func (e *Engine) scanForward(a *mambaActs, w *layerWeights) {
 	d, n := e.d, e.n
 	Di, N := d.Di, d.N
@@ -120,33 +137,17 @@ func (e *Engine) scanForward(a *mambaActs, w *layerWeights) {
 	a.stateOff[e.nseq()] = chunks
 	a.states = grow(&a.states, chunks*Di*N)
 	a.ySSM = grow(&a.ySSM, n*Di)
-	parallel(Di, 8, func(c0, c1 int) {
-		nc := c1 - c0
-		h := make([]float32, nc*N)
-		for s := 0; s < e.nseq(); s++ {
-			clear(h)
-			r0, r1 := e.seqStart[s], e.seqStart[s+1]
-			for t := r0; t < r1; t++ {
-				if k := t - r0; k%scanChunk == 0 {
-					off := (a.stateOff[s]+k/scanChunk)*Di*N + c0*N
-					copy(a.states[off:off+nc*N], h)
-				}
-				B, C := a.bn[t*N:(t+1)*N], a.cn[t*N:(t+1)*N]
-				for c := c0; c < c1; c++ {
-					dl, xv := a.delta[t*Di+c], a.xc[t*Di+c]
-					hc := h[(c-c0)*N : (c-c0+1)*N]
-					ac := a.A[c*N : (c+1)*N]
-					var acc float32
-					for k := range hc {
-						hv := float32(math.Exp(float64(dl*ac[k])))*hc[k] + dl*B[k]*xv
-						hc[k] = hv
-						acc += hv * C[k]
-					}
-					a.ySSM[t*Di+c] = acc + w.d[c]*xv
-				}
-			}
+	h := grow(&e.bw.scanState, Di*N)
+	for s := 0; s < e.nseq(); s++ {
+		r0, r1 := e.seqStart[s], e.seqStart[s+1]
+		clear(h)
+		for k, t0 := 0, r0; t0 < r1; k, t0 = k+1, t0+scanChunk {
+			t1 := min(t0+scanChunk, r1)
+			off := (a.stateOff[s] + k) * Di * N
+			copy(a.states[off:off+Di*N], h)
+			kernels.ScanSeq(h, a.A, a.delta[t0*Di:t1*Di], a.xc[t0*Di:t1*Di], a.bn[t0*N:t1*N], a.cn[t0*N:t1*N], w.d, a.ySSM[t0*Di:t1*Di], t1-t0, Di, N)
 		}
-	})
+	}
 }
 
 // scanBlock is the number of channels whose chunk of states the scan
@@ -177,6 +178,7 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 		hbuf := make([]float32, (scanChunk+1)*scanBlock*N)
 		abuf := make([]float32, scanChunk*scanBlock*N)
 		dh := make([]float32, scanBlock*N)
+		ybuf := make([]float32, scanBlock)
 		for cb := c0; cb < c1; cb += scanBlock {
 			ce := min(cb+scanBlock, c1)
 			nc := ce - cb
@@ -190,21 +192,23 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 					t1 := min(t0+scanChunk, r1)
 					off := (a.stateOff[s]+k)*Di*N + cb*N
 					copy(hbuf[:sz], a.states[off:off+sz])
-					// Recompute Ā_t and h_t inside the chunk.
+					// Recompute h_t inside the chunk with the forward's own
+					// step (bit-identical states) and Ā_t = exp(Δ_t·A) with
+					// the same exponential.
 					for t := t0; t < t1; t++ {
 						j := t - t0
 						prev, cur, av := hbuf[j*sz:(j+1)*sz], hbuf[(j+1)*sz:(j+2)*sz], abuf[j*sz:(j+1)*sz]
-						B := a.bn[t*N : (t+1)*N]
+						copy(cur, prev)
+						kernels.ScanStep(cur, a.A[cb*N:ce*N], a.delta[t*Di+cb:t*Di+ce], a.xc[t*Di+cb:t*Di+ce],
+							a.bn[t*N:(t+1)*N], a.cn[t*N:(t+1)*N], w.d[cb:ce], ybuf[:nc], nc, N)
 						for c := cb; c < ce; c++ {
-							dl, xv := a.delta[t*Di+c], a.xc[t*Di+c]
-							ac := a.A[c*N : (c+1)*N]
+							dl := a.delta[t*Di+c]
 							o := (c - cb) * N
-							for q := 0; q < N; q++ {
-								ab := float32(math.Exp(float64(dl * ac[q])))
-								av[o+q] = ab
-								cur[o+q] = ab*prev[o+q] + dl*B[q]*xv
+							for q, av0 := range a.A[c*N : (c+1)*N] {
+								av[o+q] = dl * av0
 							}
 						}
+						kernels.Exp(av, av)
 					}
 					for t := t1 - 1; t >= t0; t-- {
 						j := t - t0
@@ -262,15 +266,20 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 	// yg = ySSM ⊙ silu(z): dySSM reuses dyg; dz goes to the gate half of dxz.
 	dxz := grow(&b.dxz, n*2*Di)
 	clear(dxz)
-	for t := 0; t < n; t++ {
-		z := a.xz[t*2*Di+Di : (t+1)*2*Di]
-		dz := dxz[t*2*Di+Di : (t+1)*2*Di]
-		y, dyr := a.ySSM[t*Di:(t+1)*Di], dyg[t*Di:(t+1)*Di]
-		for c, zv := range z {
-			dz[c] = dyr[c] * y[c] * siluGrad(zv)
-			dyr[c] *= silu(zv)
+	parallel(n, 16, func(lo, hi int) {
+		sig := make([]float32, Di)
+		for t := lo; t < hi; t++ {
+			z := a.xz[t*2*Di+Di : (t+1)*2*Di]
+			dz := dxz[t*2*Di+Di : (t+1)*2*Di]
+			y, dyr := a.ySSM[t*Di:(t+1)*Di], dyg[t*Di:(t+1)*Di]
+			sigmoids(sig, z)
+			for c, zv := range z {
+				s := sig[c]
+				dz[c] = dyr[c] * y[c] * (s * (1 + zv*(1-s)))
+				dyr[c] *= zv * s
+			}
 		}
-	}
+	})
 
 	dxc, ddelta := grow(&b.dxc, n*Di), grow(&b.ddelta, n*Di)
 	dbn, dcn := grow(&b.dbn, n*N), grow(&b.dcn, n*N)
@@ -281,9 +290,15 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 	e.scanBackward(a, w, g, dyg, dxc, ddelta, dbn, dcn)
 
 	// Δ = softplus(dtn·W_dtᵀ + b_dt)
-	for i, v := range a.deltaPre {
-		ddelta[i] *= softplusGrad(v)
-	}
+	parallel(n*Di, 1<<12, func(lo, hi int) {
+		sig := make([]float32, hi-lo)
+		sigmoids(sig, a.deltaPre[lo:hi])
+		for i, v := range a.deltaPre[lo:hi] {
+			if v <= 20 { // softplus is the identity above 20
+				ddelta[lo+i] *= sig[i]
+			}
+		}
+	})
 	ddtn := grow(&b.ddtn, n*R)
 	clear(ddtn)
 	e.s.linearBackward(ddtn, g.dtProj, g.dtBias, ddelta, a.dtn, w.dtProj, n, Di, R)
@@ -310,13 +325,14 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 	e.s.linearBackward(dxc, g.xProj, nil, ddbc, a.xc, w.xProj, n, P, Di)
 
 	// xc = act(convPre); convPre = conv(x) + b_conv. Channels are independent.
-	dact := e.act.df
 	parallel(Di, 16, func(c0, c1 int) {
+		dact := make([]float32, c1-c0)
 		for s := 0; s < e.nseq(); s++ {
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
 			for t := r0; t < r1; t++ {
+				e.act.grad(dact, a.convPre[t*Di+c0:t*Di+c1])
 				for c := c0; c < c1; c++ {
-					gp := dxc[t*Di+c] * dact(a.convPre[t*Di+c])
+					gp := dxc[t*Di+c] * dact[c-c0]
 					if g.convB != nil {
 						g.convB[c] += gp
 					}

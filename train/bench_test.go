@@ -1,0 +1,55 @@
+package train
+
+import (
+	"testing"
+
+	"github.com/jamba-go/jamba/model"
+)
+
+// benchConfig is the shape of the demo model (hf-gostd-13m): hidden 256,
+// 8 layers with attention at layer 4, 4 experts top-2 on odd layers,
+// vocabulary 4096; 13.2M parameters, 7.4M active per token.
+func benchConfig() *model.Config {
+	c := model.DefaultConfig()
+	c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 4096, 256, 512, 8
+	c.NumAttentionHeads, c.NumKeyValueHeads = 8, 2
+	c.NumExperts, c.NumExpertsPerTok = 4, 2
+	c.MambaDtRank = 16
+	return c
+}
+
+// BenchmarkTrainStep measures one forward and backward pass over a batch of
+// 4 rows of 256 tokens on the demo model's shape. It reports tokens/s and
+// the arithmetic rate counted as 6 flops per active parameter per token.
+func BenchmarkTrainStep(b *testing.B) {
+	for _, recompute := range []bool{false, true} {
+		name := "stored"
+		if recompute {
+			name = "recompute"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := benchConfig()
+			p := InitParams(cfg, 1)
+			e, err := NewEngine(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.Recompute = recompute
+			rows := randomRows(1, cfg.VocabSize, 256, 256, 256, 256)
+			tokens := 4 * 256
+			if _, err := e.Backward(rows, 1); err != nil { // warm up: allocate the activations
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := e.Backward(rows, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sec := b.Elapsed().Seconds() / float64(b.N)
+			_, active := cfg.ParamCount()
+			b.ReportMetric(float64(tokens)/sec, "tokens/s")
+			b.ReportMetric(6*float64(active)*float64(tokens)/sec/1e9, "GFLOP/s")
+		})
+	}
+}
