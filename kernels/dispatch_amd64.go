@@ -163,6 +163,50 @@ func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int, q *xQuant) {
 	finishRows(y, w, x, r0, r1, n)
 }
 
+// matVecN sets dst[t*ldd+r] = W[r,:]·x[t*ldx:] for t < nt (2 or 3) and
+// r0 ≤ r < r1, reading each row of W once for the nt tokens.
+func matVecN(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0, r1 int) {
+	C := w.Cols
+	n := C &^ 7
+	r4 := r0 + (r1-r0)&^3
+	if !useAVX2 || n == 0 || r4 == r0 || nt < 2 || nt > 3 {
+		matVecNGeneric(dst, ldd, w, x, ldx, nt, r0, r1)
+		return
+	}
+	_ = dst[(nt-1)*ldd+r4-1]
+	_ = x[(nt-1)*ldx+C-1]
+	y, xp, rows := &dst[r0], &x[0], r4-r0
+	switch w.DType {
+	case F32:
+		_ = w.F32[r4*C-1]
+		if nt == 2 {
+			matVecF32T2AVX2(y, ldd, &w.F32[r0*C], xp, ldx, rows, n, C)
+		} else {
+			matVecF32T3AVX2(y, ldd, &w.F32[r0*C], xp, ldx, rows, n, C)
+		}
+	case BF16:
+		_ = w.BF16[r4*C-1]
+		if nt == 2 {
+			matVecBF16T2AVX2(y, ldd, &w.BF16[r0*C], xp, ldx, rows, n, C)
+		} else {
+			matVecBF16T3AVX2(y, ldd, &w.BF16[r0*C], xp, ldx, rows, n, C)
+		}
+	case I8:
+		_ = w.I8[r4*C-1]
+		if nt == 2 {
+			matVecI8T2AVX2(y, ldd, &w.I8[r0*C], xp, ldx, rows, n, C)
+		} else {
+			matVecI8T3AVX2(y, ldd, &w.I8[r0*C], xp, ldx, rows, n, C)
+		}
+	}
+	for t := 0; t < nt; t++ {
+		finishRows(dst[t*ldd+r0:t*ldd+r4], w, x[t*ldx:t*ldx+C], r0, r4, n)
+	}
+	if r4 < r1 {
+		matVecNGeneric(dst, ldd, w, x, ldx, nt, r4, r1)
+	}
+}
+
 // quantizeX fills q with the leading multiple of 16 elements of x rounded
 // to int16 with one scale, max|x| ↦ 32767, for the int8 matrix-vector
 // kernel; it leaves q empty when x is too short or not finite.

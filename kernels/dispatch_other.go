@@ -30,6 +30,10 @@ func scanStep(h, A, delta, x, B, C, D, y []float32, Di, N int) {
 
 func quantizeX(q *xQuant, x []float32) { q.v = q.v[:0] }
 
+func matVecN(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0, r1 int) {
+	matVecNGeneric(dst, ldd, w, x, ldx, nt, r0, r1)
+}
+
 func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int, q *xQuant) {
 	matVecRowsGeneric(y, w, x, r0, r1)
 }

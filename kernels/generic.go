@@ -171,6 +171,15 @@ func matVecRowsGeneric(y []float32, w *Matrix, x []float32, r0, r1 int) {
 	finishRows(y, w, x, r0, r1, 0)
 }
 
+// matVecNGeneric sets dst[t*ldd+r] = W[r,:]·x[t*ldx:] for t < nt and
+// r0 ≤ r < r1.
+func matVecNGeneric(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0, r1 int) {
+	C := w.Cols
+	for t := 0; t < nt; t++ {
+		matVecRowsGeneric(dst[t*ldd+r0:t*ldd+r1], w, x[t*ldx:t*ldx+C], r0, r1)
+	}
+}
+
 // finishRows adds the products of columns c0..Cols of rows r0..r1 to y and
 // applies the int8 row scales.
 func finishRows(y []float32, w *Matrix, x []float32, r0, r1, c0 int) {

@@ -172,6 +172,108 @@ func matVecBF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int, ld in
 //go:noescape
 func matVecI8AVX2(y *float32, w *int8, x *float32, rows int, cols int, ld int)
 
+// matVecF32T2AVX2 writes the products of rows of w (row stride ld) with 2 rows
+// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
+// cols of 8:
+//
+//	for t := 0; t < 2; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s float32
+//			for c := 0; c < cols; c++ {
+//				s += w[r*ld+c] * x[t*ldx+c]
+//			}
+//			y[t*ldy+r] = s
+//		}
+//	}
+//
+//go:noescape
+func matVecF32T2AVX2(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecF32T3AVX2 writes the products of rows of w (row stride ld) with 3 rows
+// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
+// cols of 8:
+//
+//	for t := 0; t < 3; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s float32
+//			for c := 0; c < cols; c++ {
+//				s += w[r*ld+c] * x[t*ldx+c]
+//			}
+//			y[t*ldy+r] = s
+//		}
+//	}
+//
+//go:noescape
+func matVecF32T3AVX2(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecBF16T2AVX2 writes the products of rows of w (row stride ld) with 2 rows
+// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
+// cols of 8:
+//
+//	for t := 0; t < 2; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s float32
+//			for c := 0; c < cols; c++ {
+//				s += math.Float32frombits(uint32(w[r*ld+c])<<16) * x[t*ldx+c]
+//			}
+//			y[t*ldy+r] = s
+//		}
+//	}
+//
+//go:noescape
+func matVecBF16T2AVX2(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecBF16T3AVX2 writes the products of rows of w (row stride ld) with 3 rows
+// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
+// cols of 8:
+//
+//	for t := 0; t < 3; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s float32
+//			for c := 0; c < cols; c++ {
+//				s += math.Float32frombits(uint32(w[r*ld+c])<<16) * x[t*ldx+c]
+//			}
+//			y[t*ldy+r] = s
+//		}
+//	}
+//
+//go:noescape
+func matVecBF16T3AVX2(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecI8T2AVX2 writes the products of rows of w (row stride ld) with 2 rows
+// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
+// cols of 8:
+//
+//	for t := 0; t < 2; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s float32
+//			for c := 0; c < cols; c++ {
+//				s += float32(w[r*ld+c]) * x[t*ldx+c]
+//			}
+//			y[t*ldy+r] = s
+//		}
+//	}
+//
+//go:noescape
+func matVecI8T2AVX2(y *float32, ldy int, w *int8, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecI8T3AVX2 writes the products of rows of w (row stride ld) with 3 rows
+// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
+// cols of 8:
+//
+//	for t := 0; t < 3; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s float32
+//			for c := 0; c < cols; c++ {
+//				s += float32(w[r*ld+c]) * x[t*ldx+c]
+//			}
+//			y[t*ldy+r] = s
+//		}
+//	}
+//
+//go:noescape
+func matVecI8T3AVX2(y *float32, ldy int, w *int8, x *float32, ldx int, rows int, cols int, ld int)
+
 // matVecI8x16AVX2 writes the products of rows of int8 w (row stride ld) with int16
 // x to y; cols is a multiple of 16. The sums are exact in int32 over blocks of
 // 4096 columns, whose results are added in float32:

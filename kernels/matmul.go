@@ -16,11 +16,14 @@ import "fmt"
 // the int8 weights, times their scale, multiply x in float32.
 //
 // The output rows are split among the worker threads (see SetThreads). With
-// T = 1 (decoding) each thread streams its rows of W once. With T > 1 each
-// thread packs 24 rows × 256 columns of W at a time into a float32 panel and
-// multiplies it with every group of 4 rows of x, so W is read once for all
-// T tokens and the inner kernel is arithmetic-bound. MatMul allocates
-// nothing; concurrent calls are serialised.
+// T = 1 (decoding) each thread streams its rows of W once. With a few tokens
+// (T < 10: a batch of decoding sequences, or the tokens routed to one
+// expert) the tokens pass 2 or 3 at a time over chunks of W that stay in
+// the L2 cache. From 10 tokens on (prefill) each thread packs 24 rows × 256
+// columns of W at a time into a float32 panel and multiplies it with every
+// group of 4 rows of x, so W is read once for all T tokens and the inner
+// kernel is arithmetic-bound. MatMul allocates nothing; concurrent calls are
+// serialised.
 func MatMul(dst, x []float32, T int, w *Matrix) {
 	R, C := w.Rows, w.Cols
 	if T <= 0 || R == 0 {
@@ -38,7 +41,17 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	m := &p.matmul
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
 	var work int
-	if T == 1 {
+	switch {
+	case T < fewTokens && T > 1:
+		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
+		// tokens pass over them in groups of 2 or 3.
+		rowBytes := int(w.Bytes()) / R
+		c := (R + 8*p.threads - 1) / (8 * p.threads)
+		c = max(c, (32<<10+rowBytes-1)/rowBytes)
+		c = min(c, max(4, (256<<10)/rowBytes))
+		m.chunk = (c + 3) &^ 3
+		work = T * R * C
+	case T == 1:
 		// About 8 chunks per thread, each a multiple of 4 rows and at
 		// least 32 KiB of weights, so that the hardware prefetcher streams.
 		rowBytes := int(w.Bytes()) / R
@@ -50,7 +63,7 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 			quantizeX(&p.xq, x[:C])
 			m.q = &p.xq
 		}
-	} else {
+	default:
 		m.chunk = panelWidth
 		work = T * R * C
 	}
@@ -105,11 +118,33 @@ func (m *matMulTask) do(thread int) {
 		}
 		r0 := i * m.chunk
 		r1 := min(r0+m.chunk, R)
-		if m.T == 1 {
+		switch {
+		case m.T == 1:
 			matVecRows(m.dst[r0:r1], m.w, m.x, r0, r1, m.q)
-		} else {
+		case m.T < fewTokens:
+			matVecTokens(m.dst, m.x, m.T, m.w, r0, r1)
+		default:
 			gemmPanel(m.scratch[thread], m.dst, m.x, m.T, m.w, r0, r1)
 		}
+	}
+}
+
+// fewTokens is the number of tokens from which MatMul packs W into panels;
+// below it, 2 or 3 tokens share each pass over the rows of W (packing costs
+// about as much as 6 tokens' arithmetic on each panel).
+var fewTokens = 10
+
+// matVecTokens computes the outputs r0..r1 of T tokens in passes of 2 or 3
+// tokens over those rows of W.
+func matVecTokens(dst, x []float32, T int, w *Matrix, r0, r1 int) {
+	R, C := w.Rows, w.Cols
+	for t := 0; t < T; {
+		nt := min(3, T-t)
+		if T-t == 4 {
+			nt = 2
+		}
+		matVecN(dst[t*R:], R, w, x[t*C:], C, nt, r0, r1)
+		t += nt
 	}
 }
 

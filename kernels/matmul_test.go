@@ -79,14 +79,17 @@ func compareMatMul(t *testing.T, w *Matrix, x []float32, T, off int) {
 	}
 }
 
-// The shapes hit each tile case of the matrix-matrix path: T%4 = 0..3 (full
+// The shapes hit each path: T = 1 (matrix-vector), T < fewTokens (2 or 3
+// tokens per pass) and the packed path, with each of its tile cases: T%4 = 0..3 (full
 // and partial 4-row tiles), R below, at and beyond multiples of 24 (full and
 // partial panels) and of 8 (the packing kernel), and C with and without tails
 // of 8 and across several k blocks.
 func TestMatMul(t *testing.T) {
-	defer func(k int) { kcBlock = k }(kcBlock)
-	for _, kc := range []int{256, 16} {
-		kcBlock = kc
+	defer func(k, f int) { kcBlock, fewTokens = k, f }(kcBlock, fewTokens)
+	// The second setting sends every T > 1 to the packed path, with several
+	// k blocks even for short rows.
+	for _, cfg := range []struct{ kc, few int }{{256, 8}, {16, 2}} {
+		kcBlock, fewTokens = cfg.kc, cfg.few
 		paths(t, func(t *testing.T) {
 			r := newRand(t)
 			for _, dt := range []DType{F32, BF16, I8} {

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
 
@@ -40,6 +41,10 @@ func main() {
 	genScanStep()
 	for _, d := range dtypes {
 		genMatVec(d)
+	}
+	for _, d := range dtypes {
+		genMatVecN(d, 2)
+		genMatVecN(d, 3)
 	}
 	genMatVecI8x16()
 	genAbsMax()
@@ -832,6 +837,128 @@ func genMatVec(d dtype) {
 	ADDQ(ld, w)
 	DECQ(rows)
 	JMP(LabelRef("rows1"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// genMatVecN writes the product of rows of w with nt ≤ 3 vectors of x at
+// once, for a few tokens: 4 rows × nt tokens take 12 accumulators, so each
+// weight is loaded and widened once for all nt tokens.
+func genMatVecN(d dtype, nt int) {
+	name := fmt.Sprintf("matVec%sT%dAVX2", d.title, nt)
+	TEXT(name, NOSPLIT, "func(y *float32, ldy int, w *"+d.gotyp+", x *float32, ldx, rows, cols, ld int)")
+	Pragma("noescape")
+	Doc(
+		fmt.Sprintf("%s writes the products of rows of w (row stride ld) with %d rows", name, nt),
+		"of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and",
+		"cols of 8:",
+		"",
+		fmt.Sprintf("\tfor t := 0; t < %d; t++ {", nt),
+		"\t\tfor r := 0; r < rows; r++ {",
+		"\t\t\tvar s float32",
+		"\t\t\tfor c := 0; c < cols; c++ {",
+		"\t\t\t\ts += "+d.widen("w[r*ld+c]")+" * x[t*ldx+c]",
+		"\t\t\t}",
+		"\t\t\ty[t*ldy+r] = s",
+		"\t\t}",
+		"\t}",
+	)
+	// 15 general registers do not hold every pointer, so y, ldy, rows,
+	// cols and ld stay in the argument frame.
+	arg := func(name string) Mem {
+		b, err := Param(name).Resolve()
+		if err != nil {
+			panic(err)
+		}
+		return b.Addr
+	}
+	yM, ldyM, rowsM, colsM, ldM := arg("y"), arg("ldy"), arg("rows"), arg("cols"), arg("ld")
+	w := Load(Param("w"), GP64()).(GPVirtual)
+	x := Load(Param("x"), GP64()).(GPVirtual)
+	ldx := Load(Param("ldx"), GP64()).(GPVirtual)
+	SHLQ(U8(2), ldyM)
+	SHLQ(U8(2), ldx)
+	if d.size > 1 {
+		SHLQ(U8(map[int]uint8{2: 1, 4: 2}[d.size]), ldM)
+	}
+	L := 64 / d.size
+	nL := GP64()
+	MOVQ(colsM, nL)
+	ANDQ(I32(-L), nL)
+	g := rowGroup{p: []GPVirtual{GP64(), GP64(), GP64(), GP64()}, ld4: GP64()}
+	MOVQ(ldM, g.ld4)
+	SHLQ(U8(2), g.ld4)
+	c := GP64()
+	xs := []GPVirtual{x, GP64(), GP64()}
+	if nt > 1 {
+		LEAQ(Mem{Base: x, Index: ldx, Scale: 1}, xs[1])
+	}
+	if nt > 2 {
+		LEAQ(Mem{Base: x, Index: ldx, Scale: 2}, xs[2])
+	}
+	xmem := func(t, off int) Mem { return Mem{Base: xs[t], Index: c, Scale: 4, Disp: 4 * off} }
+
+	Label("rows4")
+	CMPQ(rowsM, U8(4))
+	JL(LabelRef("done"))
+	ld := GP64()
+	MOVQ(ldM, ld)
+	g.start(w, ld)
+	acc := make([][]VecVirtual, 4)
+	for j := range acc {
+		acc[j] = make([]VecVirtual, nt)
+		for t := range acc[j] {
+			acc[j][t] = YMM()
+			VXORPS(acc[j][t], acc[j][t], acc[j][t])
+		}
+	}
+	XORQ(c, c)
+	step := func(v int) {
+		xr := make([]VecVirtual, nt)
+		for t := range xr {
+			xr[t] = YMM()
+			VMOVUPS(xmem(t, 8*v), xr[t])
+		}
+		for j := 0; j < 4; j++ {
+			tmp := YMM()
+			d.load8(Mem{Base: g.p[j], Disp: 8 * v * d.size}, tmp)
+			for t := range xr {
+				VFMADD231PS(xr[t], tmp, acc[j][t])
+			}
+		}
+	}
+	Label("lines")
+	CMPQ(c, nL)
+	JGE(LabelRef("cols8"))
+	g.prefetch()
+	for v := 0; v < L/8; v++ {
+		step(v)
+	}
+	g.advance(64)
+	ADDQ(U8(L), c)
+	JMP(LabelRef("lines"))
+	Label("cols8")
+	CMPQ(c, colsM)
+	JGE(LabelRef("sum"))
+	step(0)
+	g.advance(8 * d.size)
+	ADDQ(U8(8), c)
+	JMP(LabelRef("cols8"))
+	Label("sum")
+	yt := GP64()
+	MOVQ(yM, yt)
+	for t := 0; t < nt; t++ {
+		s := hsum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t])
+		VMOVUPS(s, Mem{Base: yt})
+		if t+1 < nt {
+			ADDQ(ldyM, yt)
+		}
+	}
+	ADDQ(U8(16), yM)
+	ADDQ(g.ld4, w)
+	SUBQ(U8(4), rowsM)
+	JMP(LabelRef("rows4"))
 	Label("done")
 	VZEROUPPER()
 	RET()
