@@ -125,9 +125,12 @@ func (m *Model) finish(opts Options) error {
 	switch opts.Quantize {
 	case "":
 	case "int8":
-		m.Matrices(false, func(_ string, w **kernels.Matrix) {
+		m.Matrices(false, func(name string, w **kernels.Matrix) {
 			if (*w).DType != kernels.I8 {
 				*w = kernels.QuantizeI8(*w)
+				// The file's copy is no longer read: let its pages go so
+				// resident memory holds the int8 copy only.
+				m.set.Release(name)
 			}
 		})
 		if m.Config.TieWordEmbeddings {

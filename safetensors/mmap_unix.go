@@ -5,6 +5,7 @@ package safetensors
 import (
 	"fmt"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,4 +37,23 @@ func mapFile(path string) ([]byte, func() error, error) {
 		return nil, nil, fmt.Errorf("mmap: %w", err)
 	}
 	return data, func() error { return unix.Munmap(data) }, nil
+}
+
+// dropPages tells the kernel that the whole pages inside b, which lies in a
+// read-only file mapping, are not needed now; touching them later reads them
+// from the file again.
+func dropPages(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	ps := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(&b[0]))
+	end := start + uintptr(len(b))
+	first := (start + ps - 1) &^ (ps - 1)
+	last := end &^ (ps - 1)
+	if last <= first {
+		return
+	}
+	off := first - start
+	unix.Madvise(b[off:off+(last-first)], unix.MADV_DONTNEED)
 }

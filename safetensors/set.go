@@ -296,3 +296,20 @@ func (s *Set) Close() error {
 	}
 	return first
 }
+
+// Release tells the operating system that the named tensor's bytes are not
+// needed for now (a caller that made its own converted copy, such as a
+// quantized one, calls it to keep resident memory at one copy). The data
+// stays valid: a mapped file's pages are read again on the next access. It
+// does nothing for files held in memory by OpenBytes.
+func (s *Set) Release(name string) {
+	f, ok := s.where[name]
+	if !ok || f.unmap == nil || s.closed {
+		return
+	}
+	t, err := f.Tensor(name)
+	if err != nil {
+		return
+	}
+	dropPages(t.Data)
+}
