@@ -230,8 +230,7 @@ func (m *bpe) initChunking(byteLevel bool) {
 	for c := 0; c < 128; c++ {
 		_, m.asciiSingle[c] = m.vocab[string(rune(c))]
 	}
-	for key, mv := range m.merges {
-		_ = mv
+	for key := range m.merges {
 		a := m.tokens[int(key>>32)]
 		b := m.tokens[int(uint32(key))]
 		ra, _ := utf8.DecodeLastRuneInString(a)

@@ -26,15 +26,6 @@ func (p *templateProcessor) process(ids []int) []int {
 	return append(out, p.suffix...)
 }
 
-type seqProcessor []postProcessor
-
-func (s seqProcessor) process(ids []int) []int {
-	for _, p := range s {
-		ids = p.process(ids)
-	}
-	return ids
-}
-
 func parsePostProcessor(raw json.RawMessage, t *Tokenizer) (postProcessor, error) {
 	typ, err := componentType(raw)
 	if err != nil {
@@ -131,14 +122,12 @@ func parsePostProcessor(raw json.RawMessage, t *Tokenizer) (postProcessor, error
 		if err := json.Unmarshal(raw, &j); err != nil {
 			return nil, fmt.Errorf("Sequence: %v", err)
 		}
-		var seq seqProcessor
 		combined := &templateProcessor{}
 		for i, r := range j.Processors {
 			p, err := parsePostProcessor(r, t)
 			if err != nil {
 				return nil, fmt.Errorf("Sequence.processors[%d]: %w", i, err)
 			}
-			seq = append(seq, p)
 			if tp, ok := p.(*templateProcessor); ok {
 				combined.prefix = append(append([]int{}, tp.prefix...), combined.prefix...)
 				combined.suffix = append(combined.suffix, tp.suffix...)

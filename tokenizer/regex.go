@@ -197,12 +197,11 @@ func gpt2Find(s string, dst [][2]int) [][2]int {
 			i += n
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, _ := utf8.DecodeRuneInString(s[i:])
 		j := i
 		if r == ' ' && i+1 < len(s) {
-			r2, size2 := utf8.DecodeRuneInString(s[i+1:])
-			if !isSpace(r2) {
-				j, r, size = i+1, r2, size2
+			if r2, _ := utf8.DecodeRuneInString(s[i+1:]); !isSpace(r2) {
+				j, r = i+1, r2
 			}
 		}
 		switch {
@@ -221,7 +220,6 @@ func gpt2Find(s string, dst [][2]int) [][2]int {
 				j = last
 			}
 		}
-		_ = size
 		dst = append(dst, [2]int{i, j})
 		i = j
 	}
