@@ -341,6 +341,12 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 	} else {
 		m["eos_token_id"] = c.EOSTokenIDs
 	}
+	if !c.MambaInnerLayernorms {
+		m["mamba_inner_layernorms"] = false // legacy key; only written when the norms are absent
+	}
+	if c.PadTokenID == nil {
+		m["pad_token_id"] = nil
+	}
 	if c.DType == "" {
 		m["dtype"] = "float32"
 	}
