@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The worker pool runs the parallel kernels (MatMul, ScanSeq). It has one
@@ -91,7 +92,11 @@ func (p *pool) resize(n int) {
 		c := make(chan task, 1)
 		p.start[i] = c
 		go func(c chan task, thread int) {
-			for t := range c {
+			for {
+				t, ok := recvSpin(c)
+				if !ok {
+					return
+				}
 				t.do(thread)
 				p.done <- struct{}{}
 			}
@@ -113,6 +118,36 @@ func (p *pool) run(t task, nchunks, work int) {
 	}
 	t.do(0)
 	for range n - 1 {
-		<-p.done
+		recvSpin(p.done)
+	}
+}
+
+// spinTime is how long a thread polls for work, or for the others to finish,
+// before it blocks. Waking a blocked goroutine on an idle core takes tens of
+// microseconds, longer under a hypervisor: as long as a whole matrix-vector
+// product of a few MiB. Decoding calls MatMul back to back, so a short poll
+// catches the next call.
+const spinTime = 50 * time.Microsecond
+
+// recvSpin receives from c, polling for up to spinTime before it blocks.
+func recvSpin[T any](c chan T) (T, bool) {
+	var start time.Time
+	for i := 0; ; i++ {
+		select {
+		case v, ok := <-c:
+			return v, ok
+		default:
+		}
+		// Let a goroutine waiting for this P run: the helper that the
+		// caller just woke may sit in this P's run queue.
+		runtime.Gosched()
+		if i&63 == 63 {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > spinTime {
+				v, ok := <-c
+				return v, ok
+			}
+		}
 	}
 }
