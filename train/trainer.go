@@ -1,0 +1,434 @@
+package train
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/safetensors"
+)
+
+// Options are the hyperparameters of a training run. They are saved with
+// every checkpoint and restored on resume.
+type Options struct {
+	Seq         int     `json:"seq"`          // tokens per row
+	Batch       int     `json:"batch"`        // rows per micro-batch
+	Accum       int     `json:"accum"`        // micro-batches per optimizer step
+	Steps       int     `json:"steps"`        // optimizer steps of the whole run
+	LR          float64 `json:"lr"`           // peak learning rate
+	MinLR       float64 `json:"min_lr"`       // learning rate at the end of the cosine
+	Warmup      int     `json:"warmup"`       // linear warmup steps
+	WeightDecay float64 `json:"weight_decay"` // AdamW decoupled weight decay (weight matrices only)
+	Beta1       float64 `json:"beta1"`
+	Beta2       float64 `json:"beta2"`
+	Eps         float64 `json:"eps"`
+	Clip        float64 `json:"clip"`        // global gradient-norm clip (0: none)
+	Seed        uint64  `json:"seed"`        // data order
+	EvalEvery   int     `json:"eval_every"`  // validation every this many steps (0: only at the end)
+	EvalTokens  int     `json:"eval_tokens"` // validation tokens (0: the whole file)
+	SaveEvery   int     `json:"save_every"`  // checkpoint every this many steps (0: only at the end)
+	Recompute   bool    `json:"recompute"`   // recompute activations in the backward pass
+}
+
+// DefaultOptions returns the defaults of jamba train.
+func DefaultOptions() Options {
+	return Options{
+		Seq: 256, Batch: 8, Accum: 1, Steps: 1000, LR: 1e-3, MinLR: 1e-4, Warmup: 100,
+		WeightDecay: 0.1, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Clip: 1,
+		EvalEvery: 100, EvalTokens: 16384, SaveEvery: 500,
+	}
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	switch {
+	case o.Seq < 2:
+		return fmt.Errorf("train: seq %d: need at least 2 tokens per row", o.Seq)
+	case o.Batch < 1 || o.Accum < 1:
+		return fmt.Errorf("train: batch %d and accum %d must be positive", o.Batch, o.Accum)
+	case o.Steps < 1:
+		return fmt.Errorf("train: steps %d must be positive", o.Steps)
+	case !(o.LR > 0) || o.MinLR < 0 || o.MinLR > o.LR:
+		return fmt.Errorf("train: learning rates lr %g, min-lr %g: need 0 ≤ min-lr ≤ lr, lr > 0", o.LR, o.MinLR)
+	case o.Warmup < 0:
+		return fmt.Errorf("train: warmup %d must not be negative", o.Warmup)
+	case o.Beta1 < 0 || o.Beta1 >= 1 || o.Beta2 < 0 || o.Beta2 >= 1:
+		return fmt.Errorf("train: betas %g, %g must be in [0, 1)", o.Beta1, o.Beta2)
+	case !(o.Eps > 0):
+		return fmt.Errorf("train: eps %g must be positive", o.Eps)
+	case o.WeightDecay < 0 || o.Clip < 0 || o.EvalEvery < 0 || o.EvalTokens < 0 || o.SaveEvery < 0:
+		return errors.New("train: weight decay, clip, eval and save intervals must not be negative")
+	}
+	return nil
+}
+
+// Metric is one optimizer step's line of the metrics log.
+type Metric struct {
+	Step         int     // steps done, from 1
+	Tokens       int64   // training tokens seen so far
+	LR           float64 // learning rate of this step
+	Loss         float64 // mean cross-entropy of the step's micro-batches
+	Aux          float64 // mean load-balancing loss
+	GradNorm     float64 // before clipping
+	ValLoss      float64 // validation cross-entropy, NaN when not evaluated at this step
+	TokensPerSec float64
+	Elapsed      float64 // seconds of training so far, over all legs
+}
+
+// Trainer holds the state of a training run.
+type Trainer struct {
+	Opts    Options
+	Params  *Params
+	Engine  *Engine
+	Opt     *AdamW
+	Data    *Loader
+	Val     [][]int // validation windows; nil: no validation
+	Metrics []Metric
+	Tokens  int64
+	Elapsed float64
+}
+
+// NewTrainer starts a run at step 0 over p with training tokens data and
+// validation tokens val (nil for none).
+func NewTrainer(p *Params, data, val []int32, opts Options) (*Trainer, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	for _, ids := range [][]int32{data, val} {
+		for _, id := range ids {
+			if id < 0 || int(id) >= p.Config.VocabSize {
+				return nil, fmt.Errorf("train: token id %d outside the model's vocabulary of %d (wrong tokenizer?)", id, p.Config.VocabSize)
+			}
+		}
+	}
+	e, err := NewEngine(p)
+	if err != nil {
+		return nil, err
+	}
+	e.Recompute = opts.Recompute
+	ld, err := NewLoader(data, opts.Seq, opts.Batch, opts.Seed)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{Opts: opts, Params: p, Engine: e, Data: ld,
+		Opt: NewAdamW(p, opts.Beta1, opts.Beta2, opts.Eps, opts.WeightDecay)}
+	if val != nil {
+		t.Val = Windows(val, opts.Seq, opts.EvalTokens)
+		if len(t.Val) == 0 {
+			return nil, fmt.Errorf("train: the validation data has %d tokens, fewer than one window of %d", len(val), opts.Seq)
+		}
+	}
+	return t, nil
+}
+
+// Schedule returns the run's learning-rate schedule.
+func (t *Trainer) Schedule() Schedule {
+	return Schedule{LR: t.Opts.LR, MinLR: t.Opts.MinLR, Warmup: t.Opts.Warmup, Steps: t.Opts.Steps}
+}
+
+// StepsDone is the number of optimizer steps taken.
+func (t *Trainer) StepsDone() int { return t.Opt.Step }
+
+// Step runs one optimizer step: Accum micro-batches of forward and
+// backward, gradient clipping, the AdamW update.
+func (t *Trainer) Step() (Metric, error) {
+	start := time.Now()
+	e := t.Engine
+	e.ZeroGrad()
+	var ce, aux float64
+	var tokens int64
+	scale := float32(1 / float64(t.Opts.Accum))
+	for range t.Opts.Accum {
+		rows := t.Data.Next()
+		loss, err := e.Backward(rows, scale)
+		if err != nil {
+			return Metric{}, err
+		}
+		ce += loss.CE / float64(t.Opts.Accum)
+		aux += loss.Aux / float64(t.Opts.Accum)
+		for _, r := range rows {
+			tokens += int64(len(r))
+		}
+	}
+	if math.IsNaN(ce) || math.IsInf(ce, 0) {
+		return Metric{}, fmt.Errorf("train: step %d: the loss is %v", t.Opt.Step+1, ce)
+	}
+	lr := t.Schedule().At(t.Opt.Step)
+	norm := ClipGradNorm(e.Grad, t.Opts.Clip)
+	t.Opt.Update(e.Grad, lr)
+	t.Tokens += tokens
+	sec := time.Since(start).Seconds()
+	t.Elapsed += sec
+	return Metric{Step: t.Opt.Step, Tokens: t.Tokens, LR: lr, Loss: ce, Aux: aux, GradNorm: norm,
+		ValLoss: math.NaN(), TokensPerSec: float64(tokens) / sec, Elapsed: t.Elapsed}, nil
+}
+
+// Evaluate returns the mean cross-entropy over the validation windows.
+func (t *Trainer) Evaluate() (float64, error) {
+	if len(t.Val) == 0 {
+		return math.NaN(), nil
+	}
+	var sum float64
+	var n int
+	for i := 0; i < len(t.Val); i += t.Opts.Batch {
+		loss, err := t.Engine.Forward(t.Val[i:min(i+t.Opts.Batch, len(t.Val))])
+		if err != nil {
+			return 0, err
+		}
+		sum += loss.CE * float64(loss.Tokens)
+		n += loss.Tokens
+	}
+	return sum / float64(n), nil
+}
+
+// RunOptions control one leg of a run.
+type RunOptions struct {
+	Dir       string        // checkpoint folder (written at every save)
+	StopStep  int           // stop after this step (0: Opts.Steps)
+	TimeLimit time.Duration // stop and save after the first step ending past it (0: none)
+	// BeforeSave is called with the folder before each checkpoint is written
+	// (to copy tokenizer files, say); may be nil.
+	BeforeSave func(dir string) error
+	OnStep     func(m Metric) // after each step (and its validation); may be nil
+}
+
+// Run trains until StopStep, the time limit or ctx's end, validating every
+// EvalEvery steps and at the last step of the run, saving every SaveEvery
+// steps and when it stops. It returns ctx's error if ctx ended the leg.
+func (t *Trainer) Run(ctx context.Context, ro RunOptions) error {
+	stop := t.Opts.Steps
+	if ro.StopStep > 0 {
+		stop = min(stop, ro.StopStep)
+	}
+	start := time.Now()
+	for t.Opt.Step < stop {
+		m, err := t.Step()
+		if err != nil {
+			return err
+		}
+		last := m.Step == t.Opts.Steps
+		if (t.Opts.EvalEvery > 0 && m.Step%t.Opts.EvalEvery == 0) || last {
+			if m.ValLoss, err = t.Evaluate(); err != nil {
+				return err
+			}
+		}
+		t.Metrics = append(t.Metrics, m)
+		if ro.OnStep != nil {
+			ro.OnStep(m)
+		}
+		timeUp := ro.TimeLimit > 0 && time.Since(start) >= ro.TimeLimit
+		done := m.Step >= stop || timeUp || ctx.Err() != nil
+		if done || (t.Opts.SaveEvery > 0 && m.Step%t.Opts.SaveEvery == 0) {
+			if ro.BeforeSave != nil {
+				if err := os.MkdirAll(ro.Dir, 0o755); err != nil {
+					return err
+				}
+				if err := ro.BeforeSave(ro.Dir); err != nil {
+					return err
+				}
+			}
+			if err := t.Save(ro.Dir); err != nil {
+				return err
+			}
+		}
+		if done {
+			break
+		}
+	}
+	return ctx.Err()
+}
+
+// trainState is what optimizer.safetensors records besides the moments.
+type trainState struct {
+	Options  Options `json:"options"`
+	Step     int     `json:"step"`
+	Epoch    int     `json:"epoch"`
+	Pos      int     `json:"pos"`
+	Seed     uint64  `json:"seed"`
+	Tokens   int64   `json:"tokens"`
+	Elapsed  float64 `json:"elapsed_s"`
+	DataSize int     `json:"data_tokens"` // to detect a changed training set on resume
+}
+
+const (
+	optimizerFile = "optimizer.safetensors"
+	metricsFile   = "metrics.csv"
+	plotFile      = "loss.png"
+)
+
+// Save writes a checkpoint to dir: model.safetensors (float32, so that a
+// resume continues exactly) and config.json in the Hugging Face layout,
+// optimizer.safetensors (the AdamW moments "m" and "v" in the Params layout,
+// and the step, data position and options in its metadata), metrics.csv and
+// the loss curve loss.png.
+func (t *Trainer) Save(dir string) error {
+	if err := t.Params.Save(dir, safetensors.F32); err != nil {
+		return err
+	}
+	st := trainState{Options: t.Opts, Step: t.Opt.Step, Epoch: t.Data.Epoch, Pos: t.Data.Pos, Seed: t.Data.Seed,
+		Tokens: t.Tokens, Elapsed: t.Elapsed, DataSize: len(t.Data.Tokens)}
+	js, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	n := len(t.Params.Data)
+	infos := []safetensors.TensorInfo{{Name: "m", DType: safetensors.F32, Shape: []int{n}}, {Name: "v", DType: safetensors.F32, Shape: []int{n}}}
+	w, err := safetensors.Create(filepath.Join(dir, optimizerFile), infos, map[string]string{"format": "pt", "jamba_train_state": string(js)})
+	if err != nil {
+		return err
+	}
+	if err := w.WriteFloat32("m", t.Opt.M); err != nil {
+		return err
+	}
+	if err := w.WriteFloat32("v", t.Opt.V); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := WriteMetricsCSV(filepath.Join(dir, metricsFile), t.Metrics); err != nil {
+		return err
+	}
+	return WriteLossPlot(filepath.Join(dir, plotFile), t.Metrics)
+}
+
+// Resume loads the checkpoint in dir written by Save and continues its run
+// over the same training and validation tokens. override, if not nil, may
+// change options (more steps, other intervals) before the trainer is built;
+// the data order, batch shape and optimizer settings should stay as saved
+// for the run to continue exactly as it would have.
+func Resume(dir string, data, val []int32, override func(o *Options)) (*Trainer, error) {
+	f, err := safetensors.Open(filepath.Join(dir, optimizerFile))
+	if err != nil {
+		return nil, fmt.Errorf("train: resume: %w", err)
+	}
+	defer f.Close()
+	var st trainState
+	if err := json.Unmarshal([]byte(f.Metadata()["jamba_train_state"]), &st); err != nil {
+		return nil, fmt.Errorf("train: resume: %s has no training state: %v", f.Name(), err)
+	}
+	if st.DataSize != len(data) {
+		return nil, fmt.Errorf("train: resume: the checkpoint was trained on %d tokens, the data given has %d (same files and tokenizer needed)", st.DataSize, len(data))
+	}
+	m, err := model.Load(dir, model.Options{})
+	if err != nil {
+		return nil, err
+	}
+	p, err := ParamsFromModel(m)
+	m.Close()
+	if err != nil {
+		return nil, err
+	}
+	opts := st.Options
+	if override != nil {
+		override(&opts)
+	}
+	t, err := NewTrainer(p, data, val, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"m", "v"} {
+		tt, err := f.Tensor(name)
+		if err != nil {
+			return nil, fmt.Errorf("train: resume: %w", err)
+		}
+		v, err := tt.Float32()
+		if err != nil {
+			return nil, err
+		}
+		if len(v) != len(p.Data) {
+			return nil, fmt.Errorf("train: resume: %s: %s has %d values, the model %d", f.Name(), name, len(v), len(p.Data))
+		}
+		if name == "m" {
+			t.Opt.M = v
+		} else {
+			t.Opt.V = v
+		}
+	}
+	t.Opt.Step = st.Step
+	t.Data.Epoch, t.Data.Pos, t.Data.Seed = st.Epoch, st.Pos, st.Seed
+	t.Tokens, t.Elapsed = st.Tokens, st.Elapsed
+	if ms, err := ReadMetricsCSV(filepath.Join(dir, metricsFile)); err == nil {
+		for _, m := range ms {
+			if m.Step <= st.Step {
+				t.Metrics = append(t.Metrics, m)
+			}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return t, nil
+}
+
+var metricsHeader = []string{"step", "tokens", "lr", "loss", "aux_loss", "grad_norm", "val_loss", "tokens_per_s", "elapsed_s"}
+
+// WriteMetricsCSV writes the metrics log with a header line; an empty
+// val_loss field means no validation at that step.
+func WriteMetricsCSV(path string, ms []Metric) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write(metricsHeader)
+	g := func(v float64) string {
+		if math.IsNaN(v) {
+			return ""
+		}
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	for _, m := range ms {
+		w.Write([]string{strconv.Itoa(m.Step), strconv.FormatInt(m.Tokens, 10), g(m.LR), g(m.Loss), g(m.Aux),
+			g(m.GradNorm), g(m.ValLoss), strconv.FormatFloat(m.TokensPerSec, 'f', 1, 64), strconv.FormatFloat(m.Elapsed, 'f', 3, 64)})
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// ReadMetricsCSV reads a log written by WriteMetricsCSV.
+func ReadMetricsCSV(path string) ([]Metric, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("train: %s: %w", path, err)
+	}
+	if len(recs) == 0 || len(recs[0]) != len(metricsHeader) {
+		return nil, fmt.Errorf("train: %s: not a metrics log", path)
+	}
+	var out []Metric
+	for i, r := range recs[1:] {
+		var v [9]float64
+		for j, s := range r {
+			if s == "" {
+				v[j] = math.NaN()
+				continue
+			}
+			if v[j], err = strconv.ParseFloat(s, 64); err != nil {
+				return nil, fmt.Errorf("train: %s: line %d: %s: %v", path, i+2, metricsHeader[j], err)
+			}
+		}
+		out = append(out, Metric{Step: int(v[0]), Tokens: int64(v[1]), LR: v[2], Loss: v[3], Aux: v[4], GradNorm: v[5],
+			ValLoss: v[6], TokensPerSec: v[7], Elapsed: v[8]})
+	}
+	return out, nil
+}
