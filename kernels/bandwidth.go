@@ -17,37 +17,36 @@ func MeasureReadBandwidth(bytes int, threads int) float64 {
 	if threads < 1 {
 		threads = Threads()
 	}
-	per := max(bytes/4/threads, 32) &^ 31 // float32 per thread, a multiple of 32
-	buf := make([]float32, per*threads)
+	buf := make([]float32, max(bytes/4, 32*threads))
 	for i := range buf {
 		buf[i] = 1
 	}
-	var sink float32
-	var mu sync.Mutex
-	pass := func() time.Duration {
-		var wg sync.WaitGroup
-		startAt := time.Now()
-		for i := range threads {
-			wg.Add(1)
-			go func(part []float32) {
-				defer wg.Done()
-				s := sumRead(part)
-				mu.Lock()
-				sink += s
-				mu.Unlock()
-			}(buf[i*per : (i+1)*per])
-		}
-		wg.Wait()
-		return time.Since(startAt)
-	}
-	pass()
+	readPass(buf, threads)
 	times := make([]time.Duration, 5)
 	for i := range times {
-		times[i] = pass()
+		times[i] = readPass(buf, threads)
 	}
 	slices.Sort(times)
-	if sink < 0 { // never: keeps the sums alive
+	return float64(len(buf)*4) / times[len(times)/2].Seconds() / 1e9
+}
+
+// readPass sums buf in threads parts at once and returns the time taken.
+func readPass(buf []float32, threads int) time.Duration {
+	per := len(buf) / threads &^ 31
+	var wg sync.WaitGroup
+	sums := make([]float32, threads)
+	start := time.Now()
+	for i := range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sums[i] = sumRead(buf[i*per : (i+1)*per])
+		}()
+	}
+	wg.Wait()
+	d := time.Since(start)
+	if sums[0] < 0 { // never: keeps the sums alive
 		return 0
 	}
-	return float64(len(buf)*4) / times[len(times)/2].Seconds() / 1e9
+	return d
 }
