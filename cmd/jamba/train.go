@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/kernels"
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/tokenizer"
+	"github.com/jamba-go/jamba/train"
+)
+
+func init() {
+	register(&command{name: "train", summary: "train or fine-tune a model on text files (AdamW, resumable checkpoints)", run: runTrain})
+}
+
+// pathList is a repeatable flag of paths, also comma-separated.
+type pathList []string
+
+func (l *pathList) String() string { return strings.Join(*l, ",") }
+
+func (l *pathList) Set(s string) error {
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			*l = append(*l, f)
+		}
+	}
+	return nil
+}
+
+// tokenizerFiles are copied from the model (or tokenizer) folder into every checkpoint.
+var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json"}
+
+func runTrain(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("train", "(--model DIR | --resume DIR) --data PATH [--data PATH ...] --output DIR [flags]", `
+Trains a model with AdamW on text: from a 'jamba init' checkpoint to train
+from scratch, or from any checkpoint to fine-tune. The data (--data, any
+number of text files, .gz files or folders of them) is tokenized with the
+model's tokenizer, each file whole and followed by the end-of-text token,
+and packed into rows of --seq tokens; rows are served in a seeded random
+order that changes every epoch. Each optimizer step runs --accum
+micro-batches of --batch rows (gradient accumulation), clips the global
+gradient norm to --clip, and updates with AdamW (decoupled weight decay on
+the weight matrices only) at a learning rate that warms up linearly over
+--warmup steps and then follows a cosine down to --min-lr at --steps.
+
+The loss is the mean next-token cross-entropy plus router_aux_loss_coef
+times the MoE load-balancing loss. Every --eval-every steps, and at the last
+step, the mean cross-entropy over the first --eval-tokens tokens of --val
+is computed in non-overlapping windows of --seq tokens (the same windows as
+'jamba perplexity --ctx SEQ --max-tokens N').
+
+Every --save-every steps and when it stops, the run writes to --output a
+Hugging Face checkpoint (model.safetensors in float32, config.json, the
+tokenizer files) that transformers loads, plus optimizer.safetensors (AdamW
+moments, step, data position and these options), metrics.csv (one line per
+step) and loss.png (the loss curve). --resume DIR continues such a run
+exactly as if it had not stopped: the options are those saved, except the
+flags given again on the command line. --time-limit ends a leg cleanly (it
+saves), for runs split into legs; Ctrl-C saves too.`, stderr)
+	modelDir := fs.String("model", "", "checkpoint to start from ('jamba init' output or any Hugging Face Jamba checkpoint; default: the embedded demo model)")
+	resume := fs.String("resume", "", "checkpoint folder of an earlier 'jamba train' run to continue")
+	var data pathList
+	fs.Var(&data, "data", "training text: files, .gz files or folders (repeat or separate with commas; required)")
+	val := fs.String("val", "", "held-out text file for the validation loss (none: no validation)")
+	output := fs.String("output", "", "folder for checkpoints, metrics.csv and loss.png (required; default with --resume: the resumed folder)")
+	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the one in the model folder)")
+	d := train.DefaultOptions()
+	o := &train.Options{}
+	fs.IntVar(&o.Seq, "seq", d.Seq, "tokens per training row (context length)")
+	fs.IntVar(&o.Batch, "batch", d.Batch, "rows per micro-batch")
+	fs.IntVar(&o.Accum, "accum", d.Accum, "micro-batches per optimizer step (gradient accumulation)")
+	fs.IntVar(&o.Steps, "steps", d.Steps, "optimizer steps of the whole run (the cosine ends here)")
+	fs.Float64Var(&o.LR, "lr", d.LR, "peak learning rate")
+	fs.Float64Var(&o.MinLR, "min-lr", d.MinLR, "final learning rate of the cosine schedule")
+	fs.IntVar(&o.Warmup, "warmup", d.Warmup, "steps of linear learning-rate warmup")
+	fs.Float64Var(&o.WeightDecay, "weight-decay", d.WeightDecay, "AdamW decoupled weight decay (weight matrices only, not norms, biases, A_log or D)")
+	fs.Float64Var(&o.Beta1, "beta1", d.Beta1, "AdamW beta1 (first-moment decay)")
+	fs.Float64Var(&o.Beta2, "beta2", d.Beta2, "AdamW beta2 (second-moment decay)")
+	fs.Float64Var(&o.Eps, "eps", d.Eps, "AdamW epsilon")
+	fs.Float64Var(&o.Clip, "clip", d.Clip, "clip the global gradient L2 norm to this (0: no clipping)")
+	fs.Uint64Var(&o.Seed, "seed", d.Seed, "seed of the data order")
+	fs.IntVar(&o.EvalEvery, "eval-every", d.EvalEvery, "validate every this many steps (0: only at the last step)")
+	fs.IntVar(&o.EvalTokens, "eval-tokens", d.EvalTokens, "validation tokens from the start of --val (0: all)")
+	fs.IntVar(&o.SaveEvery, "save-every", d.SaveEvery, "save a checkpoint every this many steps (0: only when stopping)")
+	fs.BoolVar(&o.Recompute, "recompute", d.Recompute, "recompute activations in the backward pass: activation memory of one layer, about a third more time")
+	stopStep := fs.Int("stop-step", 0, "end this leg after this step (saving), without changing the schedule (0: run to --steps)")
+	timeLimit := fs.Duration("time-limit", 0, "end this leg, saving, after the first step that ends past this duration (e.g. 9m; 0: none)")
+	threads := fs.Int("threads", 0, "CPU threads (0: all)")
+	quiet := fs.Bool("quiet", false, "no progress bar; print one line per validation instead")
+	logEvery := fs.Int("log-every", 0, "also print a line every this many steps (0: only at validations)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if len(data) == 0 {
+		return fmt.Errorf("%w: --data is required", errUsage)
+	}
+	if *resume != "" && *modelDir != "" {
+		return fmt.Errorf("%w: give --model or --resume, not both", errUsage)
+	}
+	if *output == "" {
+		if *resume == "" {
+			return fmt.Errorf("%w: --output is required", errUsage)
+		}
+		*output = *resume
+	}
+	if *threads > 0 {
+		runtime.GOMAXPROCS(*threads)
+		kernels.SetThreads(*threads)
+	}
+
+	// The tokenizer, and where its files come from.
+	src := *modelDir
+	if *resume != "" {
+		src = *resume
+	}
+	var tok *tokenizer.Tokenizer
+	var err error
+	tokSrc := filepath.Join(src, "tokenizer.json")
+	switch {
+	case *tokPath != "":
+		tokSrc = *tokPath
+		tok, err = tokenizer.Load(*tokPath)
+	case src == "":
+		tokSrc = ""
+		tok, err = loadTokenizer("")
+	default:
+		if _, serr := os.Stat(tokSrc); serr != nil {
+			return fmt.Errorf("%s has no tokenizer.json: give --tokenizer FILE", src)
+		}
+		tok, err = tokenizer.Load(tokSrc)
+	}
+	if err != nil {
+		return err
+	}
+
+	// The data.
+	files, err := train.ListFiles(data)
+	if err != nil {
+		return err
+	}
+	sep := -1
+	if id, ok := tok.EOS(); ok {
+		sep = id
+	}
+	start := time.Now()
+	trainTokens, err := train.Tokenize(files, tok, sep)
+	if err != nil {
+		return err
+	}
+	var valTokens []int32
+	if *val != "" {
+		if valTokens, err = train.Tokenize([]string{*val}, tok, -1); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "tokenized %d file(s): %d training tokens, %d validation tokens (%.1fs)\n",
+		len(files), len(trainTokens), len(valTokens), time.Since(start).Seconds())
+
+	// The trainer: resumed, or new from a checkpoint.
+	var tr *train.Trainer
+	if *resume != "" {
+		tr, err = train.Resume(*resume, trainTokens, valTokens, func(saved *train.Options) {
+			fs.Visit(func(f *flag.Flag) { copyOption(saved, o, f.Name) })
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", *resume, tr.StepsDone(), tr.Opts.Steps)
+	} else {
+		m, err := loadModel(*modelDir, "", stderr)
+		if err != nil {
+			return err
+		}
+		p, err := train.ParamsFromModel(m)
+		m.Close()
+		if err != nil {
+			return err
+		}
+		if tr, err = train.NewTrainer(p, trainTokens, valTokens, *o); err != nil {
+			return err
+		}
+	}
+	cfg := tr.Params.Config
+	total, active := cfg.ParamCount()
+	fmt.Fprintf(stderr, "model: %s parameters (%s active per token); %d rows of %d tokens per epoch; %d tokens per step\n",
+		humanCount(total), humanCount(active), tr.Data.RowsPerEpoch(), tr.Opts.Seq, tr.Opts.Seq*tr.Opts.Batch*tr.Opts.Accum)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	first := tr.StepsDone()
+	last := tr.Opts.Steps
+	if *stopStep > 0 {
+		last = min(last, *stopStep)
+	}
+	var bar *progressbar.ProgressBar
+	if !*quiet {
+		bar = progressbar.NewOptions(max(last-first, 0),
+			progressbar.OptionSetWriter(stderr),
+			progressbar.OptionSetWidth(25),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionSetDescription("training"),
+		)
+	}
+	var ema float64
+	logLine := func(m train.Metric) {
+		v := ""
+		if !math.IsNaN(m.ValLoss) {
+			v = fmt.Sprintf(" val %.4f", m.ValLoss)
+		}
+		line := fmt.Sprintf("step %d/%d  loss %.4f%s  aux %.4f  lr %.3g  grad-norm %.3f  %.0f tok/s  %s",
+			m.Step, tr.Opts.Steps, m.Loss, v, m.Aux, m.LR, m.GradNorm, m.TokensPerSec, time.Duration(m.Elapsed*float64(time.Second)).Round(time.Second))
+		if bar != nil {
+			bar.Clear()
+		}
+		fmt.Fprintln(stderr, line)
+	}
+	ro := train.RunOptions{
+		Dir:       *output,
+		StopStep:  *stopStep,
+		TimeLimit: *timeLimit,
+		BeforeSave: func(dir string) error {
+			var dirs []string
+			if tokSrc != "" {
+				dirs = append(dirs, filepath.Dir(tokSrc))
+			}
+			if src != "" {
+				dirs = append(dirs, src)
+			}
+			return copyTokenizerFiles(dirs, tokSrc, dir, cfg)
+		},
+		OnStep: func(m train.Metric) {
+			if ema == 0 {
+				ema = m.Loss
+			}
+			ema = 0.9*ema + 0.1*m.Loss
+			if !math.IsNaN(m.ValLoss) || (*logEvery > 0 && m.Step%*logEvery == 0) {
+				logLine(m)
+			}
+			if bar != nil {
+				bar.Describe(fmt.Sprintf("step %d  loss %.3f  %.0f tok/s", m.Step, ema, m.TokensPerSec))
+				bar.Add(1)
+			}
+		},
+	}
+	err = tr.Run(ctx, ro)
+	if bar != nil {
+		bar.Exit()
+		fmt.Fprintln(stderr)
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "interrupted at step %d; saved to %s (continue with --resume %s)\n", tr.StepsDone(), *output, *output)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if n := len(tr.Metrics); n > 0 {
+		m := tr.Metrics[n-1]
+		fmt.Fprintf(stdout, "step %d loss %.6f val_loss %.6f tokens %d elapsed_s %.1f\n", m.Step, m.Loss, m.ValLoss, m.Tokens, m.Elapsed)
+	}
+	if tr.StepsDone() < tr.Opts.Steps {
+		fmt.Fprintf(stderr, "stopped at step %d of %d; continue with: jamba train --resume %s --data ...\n", tr.StepsDone(), tr.Opts.Steps, *output)
+	}
+	fmt.Fprintf(stderr, "checkpoint, metrics.csv and loss.png in %s\n", *output)
+	return nil
+}
+
+// copyOption copies the option of flag name from src to dst.
+func copyOption(dst, src *train.Options, name string) {
+	switch name {
+	case "seq":
+		dst.Seq = src.Seq
+	case "batch":
+		dst.Batch = src.Batch
+	case "accum":
+		dst.Accum = src.Accum
+	case "steps":
+		dst.Steps = src.Steps
+	case "lr":
+		dst.LR = src.LR
+	case "min-lr":
+		dst.MinLR = src.MinLR
+	case "warmup":
+		dst.Warmup = src.Warmup
+	case "weight-decay":
+		dst.WeightDecay = src.WeightDecay
+	case "beta1":
+		dst.Beta1 = src.Beta1
+	case "beta2":
+		dst.Beta2 = src.Beta2
+	case "eps":
+		dst.Eps = src.Eps
+	case "clip":
+		dst.Clip = src.Clip
+	case "seed":
+		dst.Seed = src.Seed
+	case "eval-every":
+		dst.EvalEvery = src.EvalEvery
+	case "eval-tokens":
+		dst.EvalTokens = src.EvalTokens
+	case "save-every":
+		dst.SaveEvery = src.SaveEvery
+	case "recompute":
+		dst.Recompute = src.Recompute
+	}
+}
+
+// copyTokenizerFiles writes the tokenizer and generation-config files into
+// a checkpoint folder: tokSrc as tokenizer.json and the other files of
+// tokenizerFiles from the first of dirs that has them; with no tokSrc (the
+// demo model) the embedded files. A missing generation_config.json is
+// written from the model config's special tokens.
+func copyTokenizerFiles(dirs []string, tokSrc, dst string, cfg *model.Config) error {
+	for _, name := range tokenizerFiles {
+		target := filepath.Join(dst, name)
+		var data []byte
+		var err error
+		switch {
+		case tokSrc == "":
+			var ok bool
+			if data, ok = demo.File(name); !ok {
+				continue
+			}
+		case name == "tokenizer.json":
+			if same, _ := sameFile(tokSrc, target); same {
+				continue
+			}
+			if data, err = os.ReadFile(tokSrc); err != nil {
+				return err
+			}
+		default:
+			for _, d := range dirs {
+				from := filepath.Join(d, name)
+				if same, _ := sameFile(from, target); same {
+					break
+				}
+				if data, err = os.ReadFile(from); err == nil {
+					break
+				} else if !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+			}
+			if data == nil {
+				continue
+			}
+		}
+		if err := os.WriteFile(target, data, 0o644); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dst, "generation_config.json")); errors.Is(err, os.ErrNotExist) {
+		return writeGenerationConfig(dst, cfg)
+	}
+	return nil
+}
+
+func sameFile(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(sa, sb), nil
+}
+
+// writeGenerationConfig writes a generation_config.json with the config's
+// special tokens, as transformers saves one beside a model.
+func writeGenerationConfig(dir string, cfg *model.Config) error {
+	g := map[string]any{}
+	if cfg.BOSTokenID != nil {
+		g["bos_token_id"] = *cfg.BOSTokenID
+	}
+	if cfg.PadTokenID != nil {
+		g["pad_token_id"] = *cfg.PadTokenID
+	}
+	if len(cfg.EOSTokenIDs) == 1 {
+		g["eos_token_id"] = cfg.EOSTokenIDs[0]
+	} else if len(cfg.EOSTokenIDs) > 1 {
+		g["eos_token_id"] = cfg.EOSTokenIDs
+	}
+	data, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "generation_config.json"), append(data, '\n'), 0o644)
+}
