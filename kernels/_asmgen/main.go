@@ -805,8 +805,8 @@ func genMatVec(d dtype) {
 	Label("rows1")
 	CMPQ(rows, U8(0))
 	JE(LabelRef("done"))
-	a0, a1 := YMM(), YMM()
-	zero(a0, a1)
+	a0, a1, a2, a3 := YMM(), YMM(), YMM(), YMM()
+	zero(a0, a1, a2, a3)
 	XORQ(c, c)
 	wm := func(off int) Mem { return Mem{Base: w, Index: c, Scale: uint8(d.size), Disp: off * d.size} }
 	Label("lines1")
@@ -815,7 +815,7 @@ func genMatVec(d dtype) {
 	for v := 0; v < L/8; v++ {
 		t := YMM()
 		d.load8(wm(8*v), t)
-		VFMADD231PS(xm(8*v), t, []VecVirtual{a0, a1}[v%2])
+		VFMADD231PS(xm(8*v), t, []VecVirtual{a0, a1, a2, a3}[v%4])
 	}
 	ADDQ(U8(L), c)
 	JMP(LabelRef("lines1"))
@@ -829,6 +829,8 @@ func genMatVec(d dtype) {
 	JMP(LabelRef("cols8x1"))
 	Label("sum1")
 	VADDPS(a1, a0, a0)
+	VADDPS(a3, a2, a2)
+	VADDPS(a2, a0, a0)
 	VMOVSS(hsum(a0), Mem{Base: y})
 	ADDQ(U8(4), y)
 	ADDQ(ld, w)
