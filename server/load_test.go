@@ -1,0 +1,175 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/engine"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+)
+
+// streamResult is what one streaming chat client saw.
+type streamResult struct {
+	text   string
+	tokens []string
+	gaps   []float64 // logprob of the best token minus the second best
+	finish string
+	usage  int64
+	err    error
+}
+
+// streamChat runs one streaming greedy chat request with log-probabilities.
+func streamChat(ctx context.Context, c openai.Client, content string, maxTokens int) streamResult {
+	s := c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
+		Model:               demo.Name,
+		Messages:            []openai.ChatCompletionMessageParamUnion{openai.UserMessage(content)},
+		MaxCompletionTokens: openai.Int(int64(maxTokens)),
+		Temperature:         openai.Float(0),
+		Logprobs:            openai.Bool(true),
+		TopLogprobs:         openai.Int(2),
+		StreamOptions:       openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+	})
+	var r streamResult
+	var b strings.Builder
+	for s.Next() {
+		ck := s.Current()
+		if ck.Usage.TotalTokens > 0 {
+			r.usage = ck.Usage.CompletionTokens
+		}
+		for _, ch := range ck.Choices {
+			b.WriteString(ch.Delta.Content)
+			for _, lp := range ch.Logprobs.Content {
+				r.tokens = append(r.tokens, lp.Token)
+				gap := math.Inf(1)
+				if len(lp.TopLogprobs) == 2 {
+					gap = lp.TopLogprobs[0].Logprob - lp.TopLogprobs[1].Logprob
+				}
+				r.gaps = append(r.gaps, gap)
+			}
+			if ch.FinishReason != "" {
+				r.finish = string(ch.FinishReason)
+			}
+		}
+	}
+	r.text, r.err = b.String(), s.Err()
+	return r
+}
+
+// nearTie is the largest gap between the two best log-probabilities at
+// which a batched step may pick another token than a solo one. Batched
+// steps multiply several rows at once, which sums in another order than
+// the one-row path: float32 logits of magnitude ~10 then differ by ~1e-5
+// at most. A divergence where the solo gap exceeds 100 times that is not
+// rounding but a mixed-up sequence.
+const nearTie = 1e-3
+
+// TestLoad32Streams runs 32 concurrent streaming clients on the demo
+// model with 16 slots (so half of them queue), checks every stream
+// against the same request served alone, and checks that goroutines and
+// heap return to their level before the load.
+func TestLoad32Streams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	const clients, slots = 32, 16
+	maxTokens := 48
+	if raceEnabled {
+		maxTokens = 12 // the race detector slows the model ~20x
+	}
+	e := newEnv(t, engine.Config{MaxBatch: slots, MaxQueue: clients}, Config{})
+	tr := &http.Transport{MaxIdleConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	c := e.client(option.WithHTTPClient(&http.Client{Transport: tr}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	prompts := make([]string, clients)
+	for i := range prompts {
+		prompts[i] = fmt.Sprintf("Write func f%d(x int) int that returns x*%d.%s", i, i+2, strings.Repeat(" Please.", i%5))
+	}
+	solo := make([]streamResult, clients)
+	for i, p := range prompts {
+		solo[i] = streamChat(ctx, c, p, maxTokens)
+		if solo[i].err != nil {
+			t.Fatalf("solo %d: %v", i, solo[i].err)
+		}
+	}
+
+	run := func(n int) []streamResult {
+		res := make([]streamResult, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res[i] = streamChat(ctx, c, prompts[i], maxTokens)
+			}()
+		}
+		wg.Wait()
+		return res
+	}
+	// Warm up: every slot and the workspace reach their size.
+	run(slots)
+	waitIdle(t, e.eng)
+	tr.CloseIdleConnections()
+	baseG, baseHeap := settle(0, 0)
+
+	res := run(clients)
+	for i, r := range res {
+		if r.err != nil {
+			t.Errorf("client %d: %v", i, r.err)
+			continue
+		}
+		if r.finish != solo[i].finish || r.usage != int64(len(r.tokens)) {
+			t.Errorf("client %d: finish %q usage %d tokens %d; solo finish %q", i, r.finish, r.usage, len(r.tokens), solo[i].finish)
+		}
+		if r.text != solo[i].text {
+			j := 0
+			for j < len(r.tokens) && j < len(solo[i].tokens) && r.tokens[j] == solo[i].tokens[j] {
+				j++
+			}
+			if j < len(solo[i].gaps) && solo[i].gaps[j] < nearTie {
+				t.Logf("client %d: diverges from its solo run at token %d, a near tie (gap %.2g)", i, j, solo[i].gaps[j])
+				continue
+			}
+			t.Errorf("client %d: got %q, want %q (first difference at token %d)", i, r.text, solo[i].text, j)
+		}
+	}
+	waitIdle(t, e.eng)
+	tr.CloseIdleConnections()
+	g, heap := settle(baseG, baseHeap)
+	t.Logf("goroutines %d -> %d, heap in use %.1f -> %.1f MiB", baseG, g, float64(baseHeap)/(1<<20), float64(heap)/(1<<20))
+	// HTTP keep-alive connections closed, nothing of the requests may
+	// stay: a leaked handler or stream shows here.
+	if g > baseG {
+		t.Errorf("goroutines: %d before the load, %d after", baseG, g)
+	}
+	// The slots and the workspace were sized by the warm-up; 4 MiB covers
+	// what the runtime and net/http keep in their free lists.
+	if heap > baseHeap+4<<20 {
+		t.Errorf("heap in use: %.1f MiB before the load, %.1f MiB after", float64(baseHeap)/(1<<20), float64(heap)/(1<<20))
+	}
+}
+
+// settle waits up to two seconds for the goroutine count to fall to
+// wantG (when given) and returns it with the heap in use after a GC.
+func settle(wantG int, _ uint64) (int, uint64) {
+	deadline := time.Now().Add(2 * time.Second)
+	for wantG > 0 && runtime.NumGoroutine() > wantG && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return runtime.NumGoroutine(), ms.HeapInuse
+}
