@@ -1,6 +1,10 @@
 package train
 
-import "math"
+import (
+	"math"
+
+	"github.com/jamba-go/jamba/kernels"
+)
 
 // attnActs are the saved activations of an attention layer. The attention
 // probabilities are not stored: the backward recomputes them from q, k and
@@ -40,30 +44,23 @@ func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 				m := t - r0 + 1
 				mx := float32(math.Inf(-1))
 				for j := 0; j < m; j++ {
-					kv := a.k[(r0+j)*kvd+g*d.hd : (r0+j)*kvd+(g+1)*d.hd]
-					var sv float32
-					for i, v := range qv {
-						sv += v * kv[i]
-					}
-					sv *= scale
+					sv := kernels.Dot(qv, a.k[(r0+j)*kvd+g*d.hd:]) * scale
 					sc[j] = sv
 					mx = max(mx, sv)
 				}
+				for j := range sc[:m] {
+					sc[j] -= mx
+				}
+				kernels.Exp(sc[:m], sc[:m])
 				var sum float32
-				for j := 0; j < m; j++ {
-					ev := float32(math.Exp(float64(sc[j] - mx)))
-					sc[j] = ev
+				for _, ev := range sc[:m] {
 					sum += ev
 				}
 				inv := 1 / sum
 				o := a.o[t*qd+hh*d.hd : t*qd+(hh+1)*d.hd]
 				clear(o)
 				for j := 0; j < m; j++ {
-					p := sc[j] * inv
-					vv := a.v[(r0+j)*kvd+g*d.hd : (r0+j)*kvd+(g+1)*d.hd]
-					for i, v := range vv {
-						o[i] += p * v
-					}
+					kernels.Axpy(sc[j]*inv, a.v[(r0+j)*kvd+g*d.hd:(r0+j)*kvd+(g+1)*d.hd], o)
 				}
 				a.lse[t*d.nH+hh] = mx + float32(math.Log(float64(sum)))
 			}
@@ -105,43 +102,28 @@ func (e *Engine) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []fl
 				for t := r0; t < r1; t++ {
 					qv := a.q[t*qd+hh*hd : t*qd+(hh+1)*hd]
 					dov := do[t*qd+hh*hd : t*qd+(hh+1)*hd]
-					ov := a.o[t*qd+hh*hd : t*qd+(hh+1)*hd]
-					var dt float32
-					for i, v := range dov {
-						dt += v * ov[i]
-					}
+					dt := kernels.Dot(dov, a.o[t*qd+hh*hd:])
 					lse := a.lse[t*d.nH+hh]
 					dqv := dq[t*qd+hh*hd : t*qd+(hh+1)*hd]
 					m := t - r0 + 1
 					for j := 0; j < m; j++ {
-						kv := a.k[(r0+j)*kvd+g*hd : (r0+j)*kvd+(g+1)*hd]
-						var sv float32
-						for i, v := range qv {
-							sv += v * kv[i]
-						}
-						p[j] = float32(math.Exp(float64(sv*scale - lse)))
+						p[j] = kernels.Dot(qv, a.k[(r0+j)*kvd+g*hd:])*scale - lse
 					}
+					kernels.Exp(p[:m], p[:m])
 					for j := 0; j < m; j++ {
 						off := (r0+j)*kvd + g*hd
-						vv := a.v[off : off+hd]
-						var dp float32
-						for i, v := range dov {
-							dp += v * vv[i]
-						}
+						dp := kernels.Dot(dov, a.v[off:])
 						ds := p[j] * (dp - dt) * scale
-						kv := a.k[off : off+hd]
-						dkv, dvv := dk[off:off+hd], dv[off:off+hd]
-						for i := range dqv {
-							dqv[i] += ds * kv[i]
-							dkv[i] += ds * qv[i]
-							dvv[i] += p[j] * dov[i]
-						}
+						kernels.Axpy(ds, a.k[off:off+hd], dqv)
+						kernels.Axpy(ds, qv, dk[off:off+hd])
+						kernels.Axpy(p[j], dov, dv[off:off+hd])
 					}
 				}
 			}
 		}
 	})
-	e.s.linearBackward(dx, gw.q, nil, dq, x, w.q, n, qd, d.H)
-	e.s.linearBackward(dx, gw.k, nil, dk, x, w.k, n, kvd, d.H)
-	e.s.linearBackward(dx, gw.v, nil, dv, x, w.v, n, kvd, d.H)
+	xt := e.s.transposeInput(x, n, d.H)
+	e.s.linearBackwardT(dx, gw.q, nil, dq, xt, w.q, n, qd, d.H)
+	e.s.linearBackwardT(dx, gw.k, nil, dk, xt, w.k, n, kvd, d.H)
+	e.s.linearBackwardT(dx, gw.v, nil, dv, xt, w.v, n, kvd, d.H)
 }

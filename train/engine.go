@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 )
 
@@ -384,16 +385,21 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 				for _, v := range row {
 					mx = max(mx, v)
 				}
+				target := row[tg]
+				for j := range row {
+					row[j] -= mx
+				}
+				kernels.Exp(row, row)
 				var sum float64
 				for _, v := range row {
-					sum += math.Exp(float64(v - mx))
+					sum += float64(v)
 				}
-				lse := float64(mx) + math.Log(sum)
-				e.rowLoss[t0+r] = lse - float64(row[tg])
+				e.rowLoss[t0+r] = float64(mx) + math.Log(sum) - float64(target)
 				if backward {
 					// d CE / d logit = softmax − onehot(target).
-					for j, v := range row {
-						row[j] = gscale * float32(math.Exp(float64(v)-lse))
+					f := gscale / float32(sum)
+					for j := range row {
+						row[j] *= f
 					}
 					row[tg] -= gscale
 				}

@@ -56,8 +56,9 @@ func (e *Engine) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, dx
 			du[i] *= dh[i]
 		}
 	})
-	e.s.linearBackward(dx, gw.gate, nil, dg, x, w.gate, m, I, H)
-	e.s.linearBackward(dx, gw.up, nil, du, x, w.up, m, I, H)
+	xt := e.s.transposeInput(x, m, H)
+	e.s.linearBackwardT(dx, gw.gate, nil, dg, xt, w.gate, m, I, H)
+	e.s.linearBackwardT(dx, gw.up, nil, du, xt, w.up, m, I, H)
 }
 
 // moeActs are the saved activations of a mixture-of-experts block.

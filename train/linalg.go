@@ -166,6 +166,23 @@ func (s *scratch) linearBackward(dx, dw, db, dy, x, w []float32, n, out, in int)
 	if n == 0 {
 		return
 	}
+	s.linearBackwardT(dx, dw, db, dy, s.transposeInput(x, n, in), w, n, out, in)
+}
+
+// transposeInput returns xᵀ [in, n] for linearBackwardT, in a buffer that
+// stays valid until the next transposeInput (so layers whose projections
+// share an input transpose it once).
+func (s *scratch) transposeInput(x []float32, n, in int) []float32 {
+	xt := grow(&s.b, in*n)
+	transpose(xt, x[:n*in], n, in)
+	return xt
+}
+
+// linearBackwardT is linearBackward given xᵀ [in, n] instead of x.
+func (s *scratch) linearBackwardT(dx, dw, db, dy, xt, w []float32, n, out, in int) {
+	if n == 0 {
+		return
+	}
 	dy = dy[:n*out]
 	if db != nil {
 		for t := 0; t < n; t++ {
@@ -184,8 +201,6 @@ func (s *scratch) linearBackward(dx, dw, db, dy, x, w []float32, n, out, in int)
 	}
 	dyt := grow(&s.a, out*n)
 	transpose(dyt, dy, n, out)
-	xt := grow(&s.b, in*n)
-	transpose(xt, x[:n*in], n, in)
 	tmp := grow(&s.c, out*in)
 	kernels.MatMul(tmp, dyt, out, matrix(xt, in, n))
 	addInto(dw[:out*in], tmp)

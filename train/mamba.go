@@ -218,25 +218,28 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 						for c := cb; c < ce; c++ {
 							dyv, dl, xv := dy[t*Di+c], a.delta[t*Di+c], a.xc[t*Di+c]
 							g.d[c] += dyv * xv
-							dxv := dyv * w.d[c]
-							var ddl float32
-							ac := a.A[c*N : (c+1)*N]
-							gA := g.aLog[c*N : (c+1)*N]
 							o := (c - cb) * N
 							dhc := dh[o : o+N]
-							for q := 0; q < N; q++ {
-								dCt[q] += dyv * cur[o+q]
-								dhq := dhc[q] + dyv*C[q]
-								hp := prev[o+q]
-								ab := av[o+q]
-								ddl += dhq * (ac[q]*ab*hp + B[q]*xv)
-								gA[q] += dhq * dl * ab * hp * ac[q]
-								dBt[q] += dhq * dl * xv
-								dxv += dhq * dl * B[q]
+							curc, prevc, avc := cur[o:o+N], prev[o:o+N], av[o:o+N]
+							ac, gA := a.A[c*N:(c+1)*N], g.aLog[c*N:(c+1)*N]
+							Bc, Cc, dBc, dCc := B[:N], C[:N], dBt[:N], dCt[:N]
+							dlx := dl * xv
+							// u = dh·Ā·h_{t−1}·A gives dΔ (Σ u) and dA_log (u·Δ);
+							// sb = Σ dh·B gives the B̄x path's dΔ and dxc.
+							var su, sb float32
+							for q := range dhc {
+								dCc[q] += dyv * curc[q]
+								dhq := dhc[q] + dyv*Cc[q]
+								ab := avc[q]
+								u := dhq * ab * prevc[q] * ac[q]
+								su += u
+								gA[q] += u * dl
+								sb += dhq * Bc[q]
+								dBc[q] += dhq * dlx
 								dhc[q] = dhq * ab
 							}
-							dxc[t*Di+c] += dxv
-							ddelta[t*Di+c] += ddl
+							dxc[t*Di+c] += dyv*w.d[c] + sb*dl
+							ddelta[t*Di+c] += su + sb*xv
 						}
 					}
 				}
