@@ -79,6 +79,10 @@ func main() {
 		}
 		dst := make([]float32, *T*s.rows)
 		flops := 2 * float64(*T) * float64(s.rows) * float64(s.cols)
+		// MatMul first: OpenBLAS's threads keep spinning for a while after a
+		// call (about 0.1 s by default) and would take a core from it.
+		bf := gflops(flops, *runs, func() { kernels.MatMul(dst, x, *T, wb) })
+		f := gflops(flops, *runs, func() { kernels.MatMul(dst, x, *T, wf) })
 		blas := gflops(flops, *runs, func() {
 			C.cblas_sgemm(C.CblasRowMajor, C.CblasNoTrans, C.CblasTrans,
 				C.blasint(*T), C.blasint(s.rows), C.blasint(s.cols), 1,
@@ -86,8 +90,7 @@ func main() {
 				(*C.float)(&wf.F32[0]), C.blasint(s.cols), 0,
 				(*C.float)(&dst[0]), C.blasint(s.rows))
 		})
-		bf := gflops(flops, *runs, func() { kernels.MatMul(dst, x, *T, wb) })
-		f := gflops(flops, *runs, func() { kernels.MatMul(dst, x, *T, wf) })
+		time.Sleep(300 * time.Millisecond)
 		fmt.Fprintf(tw, "%s\t%d×%d\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t\n", s.name, s.rows, s.cols, blas, bf, f, bf/blas, f/blas)
 		sumB += flops / blas
 		sumBF += flops / bf
