@@ -458,3 +458,40 @@ func TestScanSeq(t *testing.T) {
 		}
 	})
 }
+
+func TestConvSeq(t *testing.T) {
+	r := newRand(t)
+	const T, Di, K = 5, 19, 4
+	src, _ := guarded(r, Di*K, 0)
+	w := make([]float32, K*Di)
+	TransposeConvWeight(w, src, Di, K)
+	for c := 0; c < Di; c++ {
+		for k := 0; k < K; k++ {
+			if w[k*Di+c] != src[c*K+k] {
+				t.Fatalf("TransposeConvWeight: w[%d,%d] = %v, want %v", k, c, w[k*Di+c], src[c*K+k])
+			}
+		}
+	}
+	bias, _ := guarded(r, Di, 1)
+	state, _ := guarded(r, (K-1)*Di, 2)
+	x, _ := guarded(r, T*Di, 3)
+	// ConvSeq is T calls of ConvStep: the same arithmetic, bit for bit.
+	state2 := clone(state)
+	want := make([]float32, T*Di)
+	for tok := 0; tok < T; tok++ {
+		ConvStep(want[tok*Di:], state2, x[tok*Di:], w, bias, Di, K)
+	}
+	y, check := guarded(r, T*Di, 1)
+	ConvSeq(y, state, x, w, bias, T, Di, K)
+	check(t)
+	for i := range y {
+		if y[i] != want[i] {
+			t.Fatalf("y[%d] = %v, want %v", i, y[i], want[i])
+		}
+	}
+	for i := range state {
+		if state[i] != state2[i] {
+			t.Fatalf("state[%d] = %v, want %v", i, state[i], state2[i])
+		}
+	}
+}

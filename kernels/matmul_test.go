@@ -208,3 +208,31 @@ func TestMeasureReadBandwidth(t *testing.T) {
 		t.Fatalf("bandwidth %v", bw)
 	}
 }
+
+func TestQuantizeI8(t *testing.T) {
+	r := newRand(t)
+	w := randMatrix(r, BF16, 7, 33, 1)
+	q := QuantizeI8(w)
+	if err := q.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, b := make([]float32, 33), make([]float32, 33)
+	for i := 0; i < 7; i++ {
+		w.Row(a, i)
+		q.Row(b, i)
+		for c := range a {
+			// Rounding to the nearest step moves a weight by at most half
+			// a step, plus the float32 rounding of the division and product.
+			if d := absf(a[c] - b[c]); d > q.Scales[i]*(0.5+1e-5) {
+				t.Fatalf("row %d col %d: %v quantized to %v (scale %v)", i, c, a[c], b[c], q.Scales[i])
+			}
+		}
+	}
+	s := q.Slice(2, 5)
+	if err := s.Validate(); err != nil || s.Rows != 3 || s.Scales[0] != q.Scales[2] || s.I8[0] != q.I8[2*33] {
+		t.Fatalf("Slice(2, 5) = %+v, %v", s, err)
+	}
+	if err := (&Matrix{Rows: 2, Cols: 3, DType: F32, F32: make([]float32, 5)}).Validate(); err == nil {
+		t.Fatal("Validate accepted 5 elements for 2×3")
+	}
+}
