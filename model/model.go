@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 
 	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/demo"
@@ -125,14 +127,34 @@ func (m *Model) finish(opts Options) error {
 	switch opts.Quantize {
 	case "":
 	case "int8":
+		type job struct {
+			name string
+			w    **kernels.Matrix
+		}
+		var jobs []job
 		m.Matrices(false, func(name string, w **kernels.Matrix) {
 			if (*w).DType != kernels.I8 {
-				*w = kernels.QuantizeI8(*w)
-				// The file's copy is no longer read: let its pages go so
-				// resident memory holds the int8 copy only.
-				m.set.Release(name)
+				jobs = append(jobs, job{name, w})
 			}
 		})
+		// Matrices are independent: quantize them on every core.
+		var wg sync.WaitGroup
+		next := make(chan job)
+		for range runtime.GOMAXPROCS(0) {
+			wg.Go(func() {
+				for j := range next {
+					*j.w = kernels.QuantizeI8(*j.w)
+					// The file's copy is no longer read: let its pages go so
+					// resident memory holds the int8 copy only.
+					m.set.Release(j.name)
+				}
+			})
+		}
+		for _, j := range jobs {
+			next <- j
+		}
+		close(next)
+		wg.Wait()
 		if m.Config.TieWordEmbeddings {
 			// The tied LM head stays in the file's dtype: the embedding rows are
 			// looked up exactly, and quantizing the head separately would double memory.
