@@ -208,6 +208,7 @@ const (
 	maxDim    = 1 << 20 // hidden, intermediate, heads, state sizes
 	maxLayers = 1 << 12
 	maxVocab  = 1 << 24
+	maxParams = 1e15
 )
 
 // Validate checks every field that the model's arithmetic depends on.
@@ -273,6 +274,15 @@ func (c *Config) Validate() error {
 		if id < 0 || id >= c.VocabSize {
 			return &ConfigError{Key: "bos/eos/pad_token_id", Msg: fmt.Sprintf("token id %d outside the vocabulary [0, %d)", id, c.VocabSize)}
 		}
+	}
+	// Sizes multiply: bound the parameter count in float64 before any
+	// integer arithmetic on it can overflow.
+	H, I, E := float64(c.HiddenSize), float64(c.IntermediateSize), float64(c.NumExperts)
+	Di := float64(c.MambaExpand) * H
+	perLayer := 4*H*float64(c.NumAttentionHeads+c.NumKeyValueHeads)*float64(c.HeadDimension()) +
+		3*Di*H + Di*float64(c.MambaDtRank+2*c.MambaDState+c.MambaDConv) + E*(3*H*I+H) + 3*H*I
+	if n := float64(c.NumHiddenLayers)*perLayer + 2*float64(c.VocabSize)*H; n > maxParams {
+		return &ConfigError{Key: "", Msg: fmt.Sprintf("the config describes about %.3g parameters, more than the supported %.0e", n, float64(maxParams))}
 	}
 	if c.MaxPositionEmbeddings <= 0 {
 		return &ConfigError{Key: "max_position_embeddings", Msg: fmt.Sprintf("must be positive, got %d", c.MaxPositionEmbeddings)}
