@@ -275,6 +275,9 @@ func (c *Config) Validate() error {
 			return &ConfigError{Key: "bos/eos/pad_token_id", Msg: fmt.Sprintf("token id %d outside the vocabulary [0, %d)", id, c.VocabSize)}
 		}
 	}
+	if c.NumHiddenLayers*c.NumExperts > 1<<20 {
+		return &ConfigError{Key: "num_hidden_layers / num_experts", Msg: fmt.Sprintf("%d layers of %d experts are more tensors than supported", c.NumHiddenLayers, c.NumExperts)}
+	}
 	// Sizes multiply: bound the parameter count in float64 before any
 	// integer arithmetic on it can overflow.
 	H, I, E := float64(c.HiddenSize), float64(c.IntermediateSize), float64(c.NumExperts)
