@@ -82,7 +82,8 @@ func TestConfigErrors(t *testing.T) {
 		{`{"hidden_act": "tanh"}`, "hidden_act"},
 		{`{"rms_norm_eps": 0}`, "rms_norm_eps"},
 		{`{"use_cache": "yes"}`, "use_cache"},
-		{`{"num_hidden_layers": 4096, "num_experts": 4096, "expert_layer_period": 1, "expert_layer_offset": 0, "intermediate_size": 1000000}`, ""},
+		{`{"num_hidden_layers": 64, "num_experts": 1024, "expert_layer_period": 1, "expert_layer_offset": 0, "hidden_size": 65536, "intermediate_size": 1000000}`, ""},
+		{`{"num_hidden_layers": 4096, "num_experts": 4096}`, "num_hidden_layers / num_experts"},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig([]byte(tt.json))
