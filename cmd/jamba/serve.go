@@ -130,6 +130,10 @@ finish within --grace, then the process exits 0.`, stderr)
 	if body == 0 {
 		body = max(8<<20, 64*int64(max(*ctxLen, defaultContextCap)))
 	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -159,10 +163,6 @@ finish within --grace, then the process exits 0.`, stderr)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(server.LimitListener(ln, *maxConns)) }()
 	log.Info("listening", "url", "http://"+ln.Addr().String(), "model", id, "auth", len(apiKeys) > 0)
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
 
 	// Load while /health answers 503.
 	type loaded struct {
