@@ -8,10 +8,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/engine"
+	"github.com/jamba-go/jamba/tokenizer"
 )
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
@@ -323,8 +325,20 @@ func (gen *generation) usage() *usage {
 	return &usage{PromptTokens: gen.prompt, CompletionTokens: gen.tokens, TotalTokens: gen.prompt + gen.tokens}
 }
 
-// tokenText is the text of one token for log-probability reports.
-func (gen *generation) tokenText(id int) string { return gen.b.Tokenizer.Decode([]int{id}, false) }
+// tokenText is the text of one token for log-probability reports: what it
+// adds after an ordinary token, since decoders such as Metaspace drop the
+// leading space of a sequence's first token.
+func (gen *generation) tokenText(id int) string { return tokenText(gen.b.Tokenizer, gen.b.anchor, id) }
+
+func tokenText(tok *tokenizer.Tokenizer, anchor, id int) string {
+	if anchor >= 0 {
+		base := tok.Decode([]int{anchor}, false)
+		if full := tok.Decode([]int{anchor, id}, false); strings.HasPrefix(full, base) {
+			return full[len(base):]
+		}
+	}
+	return tok.Decode([]int{id}, false)
+}
 
 // finiteLP replaces -Inf (a masked token) by -9999, as OpenAI reports it;
 // JSON has no infinities.

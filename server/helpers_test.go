@@ -137,11 +137,14 @@ func greedy(t testing.TB, prompt []int, maxTokens int) (ids []int, text, finish 
 	return out, full[len(base):], string(reason)
 }
 
-// tokenTexts is the text of each token, as logprobs report them.
+// tokenTexts is the text of each token as logprobs report them: what the
+// token adds to the text after an ordinary token ("a").
 func tokenTexts(tok *tokenizer.Tokenizer, ids []int) []string {
+	a := tok.Encode("a", false)
+	base := tok.Decode(a, false)
 	s := make([]string, len(ids))
 	for i, id := range ids {
-		s[i] = tok.Decode([]int{id}, false)
+		s[i] = strings.TrimPrefix(tok.Decode(append(append([]int(nil), a...), id), false), base)
 	}
 	return s
 }

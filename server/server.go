@@ -92,6 +92,8 @@ type Backend struct {
 	// SpecialTokens are the template variables bos_token, eos_token and
 	// the like, by name.
 	SpecialTokens map[string]string
+
+	anchor int // an ordinary token to decode others after; -1: none
 }
 
 // state is the server's phase.
@@ -178,6 +180,10 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Ready(b Backend) error {
 	if b.Engine == nil || b.Tokenizer == nil || b.Template == nil {
 		return errors.New("server: Backend needs an engine, a tokenizer and a template")
+	}
+	b.anchor = -1
+	if ids := b.Tokenizer.Encode("a", false); len(ids) > 0 {
+		b.anchor = ids[len(ids)-1]
 	}
 	s.backend.Store(&b)
 	s.state.CompareAndSwap(int32(stateLoading), int32(stateReady))
