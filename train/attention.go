@@ -25,9 +25,9 @@ func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 	d, n := e.d, e.n
 	qd, kvd := d.nH*d.hd, d.nKV*d.hd
 	a.q, a.k, a.v = grow(&a.q, n*qd), grow(&a.k, n*kvd), grow(&a.v, n*kvd)
-	linear(a.q, x, n, w.q, qd, d.H)
-	linear(a.k, x, n, w.k, kvd, d.H)
-	linear(a.v, x, n, w.v, kvd, d.H)
+	e.s.linear(a.q, x, n, w.q, qd, d.H)
+	e.s.linear(a.k, x, n, w.k, kvd, d.H)
+	e.s.linear(a.v, x, n, w.v, kvd, d.H)
 	a.o, a.lse = grow(&a.o, n*qd), grow(&a.lse, n*d.nH)
 	scale := float32(1 / math.Sqrt(float64(d.hd)))
 	group := d.nH / d.nKV
@@ -66,7 +66,7 @@ func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 			}
 		}
 	})
-	linear(out, a.o, n, w.o, d.H, qd)
+	e.s.linear(out, a.o, n, w.o, d.H, qd)
 }
 
 // attnBackward adds the gradients of attnForward given dout, the gradient

@@ -1,7 +1,10 @@
 package train
 
 import (
+	"runtime"
 	"testing"
+
+	"github.com/jamba-go/jamba/kernels"
 
 	"github.com/jamba-go/jamba/model"
 )
@@ -28,6 +31,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			name = "recompute"
 		}
 		b.Run(name, func(b *testing.B) {
+			kernels.SetThreads(runtime.GOMAXPROCS(0)) // follow -cpu
 			cfg := benchConfig()
 			p := InitParams(cfg, 1)
 			e, err := NewEngine(p)

@@ -368,7 +368,7 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 		m := min(chunk, n-t0)
 		logits = grow(&e.bw.logits, m*V)
 		xn := e.finalXn[t0*H : (t0+m)*H]
-		linear(logits, xn, m, e.w.lmHead, V, H)
+		e.s.linear(logits, xn, m, e.w.lmHead, V, H)
 		if e.KeepLogits {
 			copy(e.Logits[t0*V:], logits)
 		}
@@ -431,6 +431,6 @@ type backScratch struct {
 	dq, dk, dv, do                 []float32
 	dxz, dyg, dxc, ddelta, ddtn    []float32
 	ddbc, dbn, dcn, ddtRaw, dbRaw  []float32
-	dcRaw, dpre, scanState         []float32
+	dcRaw, dpre                    []float32
 	da, dg, du, dxin, dout, dprobs []float32
 }

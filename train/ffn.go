@@ -22,15 +22,15 @@ func (e *Engine) mlpForward(a *mlpActs, w mlpWeights, x, out []float32, m int) {
 // swiglu is mlpForward on explicit buffers (the experts share concatenated ones).
 func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int) {
 	H, I := e.d.H, e.d.I
-	linear(g, x, m, w.gate, I, H)
-	linear(u, x, m, w.up, I, H)
+	e.s.linear(g, x, m, w.gate, I, H)
+	e.s.linear(u, x, m, w.up, I, H)
 	parallel(m*I, 1<<12, func(lo, hi int) {
 		e.act.forward(h[lo:hi], g[lo:hi])
 		for i := lo; i < hi; i++ {
 			h[i] *= u[i]
 		}
 	})
-	linear(out, h, m, w.down, H, I)
+	e.s.linear(out, h, m, w.down, H, I)
 }
 
 // mlpBackward adds the gradients of mlpForward given dout and adds the input
@@ -71,7 +71,8 @@ type moeActs struct {
 	g, u   []float32 // [n·k, I]
 	h      []float32 // [n·k, I]
 	out    []float32 // [n·k, H]: the expert's output before weighting
-	top    []int
+	top    []int     // [n, k]: each token's experts, most probable first
+	slots  []int     // [n, k]: each token's slots, in increasing expert order
 }
 
 // moeForward routes each token to its top-k experts by softmax probability
@@ -82,7 +83,7 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 	d, n := e.d, e.n
 	E, K, H, I := d.E, d.K, d.H, d.I
 	a.probs = grow(&a.probs, n*E)
-	linear(a.probs, x, n, w.router, E, H)
+	e.s.linear(a.probs, x, n, w.router, E, H)
 	a.top = growInts(&a.top, n*K)
 	parallel(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -122,24 +123,41 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 			a.weight[s] = a.probs[r*E+j]
 		}
 	}
+	// slots[r*K+i]: token r's slots in increasing expert order, so that
+	// sums over a token's experts run in the inference forward's order.
+	a.slots = growInts(&a.slots, n*K)
+	filled := make([]int, n)
+	for j := 0; j < E; j++ {
+		for s := a.expOff[j]; s < a.expOff[j+1]; s++ {
+			r := a.rows[s]
+			a.slots[r*K+filled[r]] = s
+			filled[r]++
+		}
+	}
 	m := n * K
 	a.xin, a.out = grow(&a.xin, m*H), grow(&a.out, m*H)
 	a.g, a.u, a.h = grow(&a.g, m*I), grow(&a.u, m*I), grow(&a.h, m*I)
-	for s, r := range a.rows {
-		copy(a.xin[s*H:(s+1)*H], x[r*H:(r+1)*H])
-	}
-	clear(out[:n*H])
+	parallel(m, 64, func(lo, hi int) {
+		for s := lo; s < hi; s++ {
+			r := a.rows[s]
+			copy(a.xin[s*H:(s+1)*H], x[r*H:(r+1)*H])
+		}
+	})
 	for j := 0; j < E; j++ {
 		s0, s1 := a.expOff[j], a.expOff[j+1]
-		if s0 == s1 {
-			continue
-		}
-		e.swiglu(a.g[s0*I:s1*I], a.u[s0*I:s1*I], a.h[s0*I:s1*I], w.experts[j], a.xin[s0*H:s1*H], a.out[s0*H:s1*H], s1-s0)
-		for s := s0; s < s1; s++ {
-			r := a.rows[s]
-			kernels.Axpy(a.weight[s], a.out[s*H:(s+1)*H], out[r*H:(r+1)*H])
+		if s0 < s1 {
+			e.swiglu(a.g[s0*I:s1*I], a.u[s0*I:s1*I], a.h[s0*I:s1*I], w.experts[j], a.xin[s0*H:s1*H], a.out[s0*H:s1*H], s1-s0)
 		}
 	}
+	parallel(n, 32, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			o := out[r*H : (r+1)*H]
+			clear(o)
+			for _, s := range a.slots[r*K : (r+1)*K] {
+				kernels.Axpy(a.weight[s], a.out[s*H:(s+1)*H], o)
+			}
+		}
+	})
 }
 
 // moeBackward adds the gradients of moeForward given dout and adds the input
@@ -158,16 +176,18 @@ func (e *Engine) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float
 	m := n * K
 	dexp, dxin := grow(&b.dout, m*H), grow(&b.dxin, m*H)
 	for j := 0; j < E; j++ {
-		for s := a.expOff[j]; s < a.expOff[j+1]; s++ {
-			r := a.rows[s]
-			do := dout[r*H : (r+1)*H]
-			dp[r*E+j] += kernels.Dot(do, a.out[s*H:(s+1)*H])
-			de := dexp[s*H : (s+1)*H]
-			wt := a.weight[s]
-			for i, v := range do {
-				de[i] = wt * v
+		parallel(a.expOff[j+1]-a.expOff[j], 64, func(lo, hi int) {
+			for s := a.expOff[j] + lo; s < a.expOff[j]+hi; s++ {
+				r := a.rows[s]
+				do := dout[r*H : (r+1)*H]
+				dp[r*E+j] += kernels.Dot(do, a.out[s*H:(s+1)*H])
+				de := dexp[s*H : (s+1)*H]
+				wt := a.weight[s]
+				for i, v := range do {
+					de[i] = wt * v
+				}
 			}
-		}
+		})
 	}
 	clear(dxin)
 	for j := 0; j < E; j++ {
@@ -178,12 +198,16 @@ func (e *Engine) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float
 		e.swigluBackward(a.g[s0*I:s1*I], a.u[s0*I:s1*I], a.h[s0*I:s1*I], w.experts[j], g.experts[j],
 			a.xin[s0*H:s1*H], dexp[s0*H:s1*H], dxin[s0*H:s1*H], s1-s0)
 	}
-	for s, r := range a.rows {
-		dst, src := dx[r*H:(r+1)*H], dxin[s*H:(s+1)*H]
-		for i, v := range src {
-			dst[i] += v
+	parallel(n, 32, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			dst := dx[r*H : (r+1)*H]
+			for _, s := range a.slots[r*K : (r+1)*K] {
+				for i, v := range dxin[s*H : (s+1)*H] {
+					dst[i] += v
+				}
+			}
 		}
-	}
+	})
 	for r := 0; r < n; r++ {
 		p, dpr := a.probs[r*E:(r+1)*E], dp[r*E:(r+1)*E]
 		var dot float32

@@ -84,16 +84,35 @@ func matrix(w []float32, rows, cols int) *kernels.Matrix {
 }
 
 // linear computes y = x·Wᵀ for n rows: x [n, in], W [out, in], y [n, out].
-func linear(y, x []float32, n int, w []float32, out, in int) {
+func (s *scratch) linear(y, x []float32, n int, w []float32, out, in int) {
 	if n == 0 {
 		return
 	}
-	kernels.MatMul(y[:n*out], x[:n*in], n, matrix(w, out, in))
+	s.gemm(y, x, n, w, out, in)
+}
+
+// gemm sets dst [m, r] = a [m, k] · bᵀ (b is [r, k]) with kernels.MatMul.
+// MatMul shares out the rows of its weight operand among its threads, 24 at
+// a time; when b has too few rows to keep every thread busy and a has more,
+// gemm computes dstᵀ = b·aᵀ instead (a as the weight operand) and
+// transposes it. The choice depends only on the shapes and the thread
+// count, so results are reproducible.
+func (s *scratch) gemm(dst, a []float32, m int, b []float32, r, k int) {
+	if m == 0 || r == 0 {
+		return
+	}
+	if r >= m || r >= 2*24*kernels.Threads() {
+		kernels.MatMul(dst[:m*r], a[:m*k], m, matrix(b, r, k))
+		return
+	}
+	tmp := grow(&s.d, r*m)
+	kernels.MatMul(tmp, b[:r*k], r, matrix(a, m, k))
+	transpose(dst[:m*r], tmp, r, m)
 }
 
 // linearBias computes y = x·Wᵀ + b (b may be nil).
-func linearBias(y, x []float32, n int, w, b []float32, out, in int) {
-	linear(y, x, n, w, out, in)
+func (s *scratch) linearBias(y, x []float32, n int, w, b []float32, out, in int) {
+	s.linear(y, x, n, w, out, in)
 	if b != nil {
 		for t := 0; t < n; t++ {
 			row := y[t*out : (t+1)*out]
@@ -106,7 +125,7 @@ func linearBias(y, x []float32, n int, w, b []float32, out, in int) {
 
 // scratch holds reusable buffers for the backward products.
 type scratch struct {
-	a, b, c []float32
+	a, b, c, d []float32
 }
 
 func grow(b *[]float32, n int) []float32 {
@@ -196,13 +215,13 @@ func (s *scratch) linearBackwardT(dx, dw, db, dy, xt, w []float32, n, out, in in
 		wt := grow(&s.a, in*out)
 		transpose(wt, w[:out*in], out, in)
 		tmp := grow(&s.c, n*in)
-		kernels.MatMul(tmp, dy, n, matrix(wt, in, out))
+		s.gemm(tmp, dy, n, wt, in, out)
 		addInto(dx[:n*in], tmp)
 	}
 	dyt := grow(&s.a, out*n)
 	transpose(dyt, dy, n, out)
 	tmp := grow(&s.c, out*in)
-	kernels.MatMul(tmp, dyt, out, matrix(xt, in, n))
+	s.gemm(tmp, dyt, out, xt, in, n)
 	addInto(dw[:out*in], tmp)
 }
 

@@ -42,7 +42,7 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 	Di, N, R, Kc, H := d.Di, d.N, d.R, d.Kc, d.H
 	P := R + 2*N
 	a.xz = grow(&a.xz, n*2*Di)
-	linearBias(a.xz, x, n, w.inProj, w.inBias, 2*Di, H)
+	e.s.linearBias(a.xz, x, n, w.inProj, w.inBias, 2*Di, H)
 
 	// Causal depthwise conv: tap Kc−1 multiplies the current token.
 	a.convPre, a.xc = grow(&a.convPre, n*Di), grow(&a.xc, n*Di)
@@ -69,7 +69,7 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 	})
 
 	a.dbc = grow(&a.dbc, n*P)
-	linear(a.dbc, a.xc, n, w.xProj, P, Di)
+	e.s.linear(a.dbc, a.xc, n, w.xProj, P, Di)
 	a.dtRaw, a.bRaw, a.cRaw = grow(&a.dtRaw, n*R), grow(&a.bRaw, n*N), grow(&a.cRaw, n*N)
 	for t := 0; t < n; t++ {
 		row := a.dbc[t*P : (t+1)*P]
@@ -88,7 +88,7 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 	}
 
 	a.deltaPre, a.delta = grow(&a.deltaPre, n*Di), grow(&a.delta, n*Di)
-	linearBias(a.deltaPre, a.dtn, n, w.dtProj, w.dtBias, Di, R)
+	e.s.linearBias(a.deltaPre, a.dtn, n, w.dtProj, w.dtBias, Di, R)
 	parallel(n*Di, 1<<12, func(lo, hi int) { softplusVec(a.delta[lo:hi], a.deltaPre[lo:hi]) })
 	a.A = grow(&a.A, Di*N)
 	for i, v := range w.aLog {
@@ -107,7 +107,7 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 			}
 		}
 	})
-	linearBias(out, a.yg, n, w.outProj, w.outBias, H, Di)
+	e.s.linearBias(out, a.yg, n, w.outProj, w.outBias, H, Di)
 }
 
 // softplusVec sets dst[i] = softplus(x[i]) with the vector exponential.
@@ -122,9 +122,8 @@ func softplusVec(dst, x []float32) {
 	}
 }
 
-// scanForward runs the selective scan of every row (kernels.ScanSeq, its
-// channels in parallel), one chunk of scanChunk tokens at a time, writing
-// ySSM and the state at the start of each chunk.
+// scanForward runs the selective scan of every row, writing ySSM and the
+// state at the start of each chunk of scanChunk tokens.
 func (e *Engine) scanForward(a *mambaActs, w *layerWeights) {
 	d, n := e.d, e.n
 	Di, N := d.Di, d.N
@@ -137,17 +136,24 @@ func (e *Engine) scanForward(a *mambaActs, w *layerWeights) {
 	a.stateOff[e.nseq()] = chunks
 	a.states = grow(&a.states, chunks*Di*N)
 	a.ySSM = grow(&a.ySSM, n*Di)
-	h := grow(&e.bw.scanState, Di*N)
-	for s := 0; s < e.nseq(); s++ {
-		r0, r1 := e.seqStart[s], e.seqStart[s+1]
-		clear(h)
-		for k, t0 := 0, r0; t0 < r1; k, t0 = k+1, t0+scanChunk {
-			t1 := min(t0+scanChunk, r1)
-			off := (a.stateOff[s] + k) * Di * N
-			copy(a.states[off:off+Di*N], h)
-			kernels.ScanSeq(h, a.A, a.delta[t0*Di:t1*Di], a.xc[t0*Di:t1*Di], a.bn[t0*N:t1*N], a.cn[t0*N:t1*N], w.d, a.ySSM[t0*Di:t1*Di], t1-t0, Di, N)
+	// Channels in parallel: each worker runs its block of channels through
+	// every row with the single-threaded kernels.ScanStep.
+	parallel(Di, 8, func(c0, c1 int) {
+		nc := c1 - c0
+		h := make([]float32, nc*N)
+		for s := 0; s < e.nseq(); s++ {
+			r0, r1 := e.seqStart[s], e.seqStart[s+1]
+			clear(h)
+			for t := r0; t < r1; t++ {
+				if k := t - r0; k%scanChunk == 0 {
+					off := (a.stateOff[s]+k/scanChunk)*Di*N + c0*N
+					copy(a.states[off:off+nc*N], h)
+				}
+				kernels.ScanStep(h, a.A[c0*N:c1*N], a.delta[t*Di+c0:t*Di+c1], a.xc[t*Di+c0:t*Di+c1],
+					a.bn[t*N:(t+1)*N], a.cn[t*N:(t+1)*N], w.d[c0:c1], a.ySSM[t*Di+c0:t*Di+c1], nc, N)
+			}
 		}
-	}
+	})
 }
 
 // scanBlock is the number of channels whose chunk of states the scan
