@@ -11,7 +11,7 @@ import (
 	"github.com/jamba-go/jamba/model"
 )
 
-// BenchmarkThroughput measures the aggregate decode rate of 1 to 8
+// BenchmarkThroughput measures the aggregate decode rate of 1 to 16
 // concurrent greedy requests on the checkpoint in $JAMBA_BENCH_MODEL
 // ($JAMBA_BENCH_QUANTIZE=int8 to quantize), or on the demo model. Each
 // request has a 16-token prompt and decodes 64 tokens past end-of-sequence.
@@ -28,7 +28,7 @@ func BenchmarkThroughput(b *testing.B) {
 		defer m.Close()
 	}
 	const promptLen, maxTokens = 16, 64
-	for _, n := range []int{1, 2, 4, 8} {
+	for _, n := range []int{1, 2, 4, 8, 16} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
 			e, err := New(m, Config{MaxBatch: n})
 			if err != nil {

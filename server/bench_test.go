@@ -17,7 +17,7 @@ import (
 )
 
 // BenchmarkServeThroughput measures the aggregate decode rate through the
-// HTTP API of 1 to 8 concurrent streaming clients, on the checkpoint in
+// HTTP API of 1 to 16 concurrent streaming clients, on the checkpoint in
 // $JAMBA_BENCH_MODEL ($JAMBA_BENCH_QUANTIZE=int8 to quantize) or the demo
 // model. Each client streams /v1/completions with a 16-token id prompt
 // and 64 tokens past end-of-sequence; "logprobs": 0 makes every token its
@@ -34,7 +34,7 @@ func BenchmarkServeThroughput(b *testing.B) {
 		defer m.Close()
 	}
 	const promptLen, maxTokens = 16, 64
-	for _, n := range []int{1, 2, 4, 8} {
+	for _, n := range []int{1, 2, 4, 8, 16} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
 			eng, err := engine.New(m, engine.Config{MaxBatch: n})
 			if err != nil {

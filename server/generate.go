@@ -533,6 +533,8 @@ func (gen *generation) stream(ctx context.Context, cancel context.CancelFunc, w 
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	ev := &sseWriter{w: w, rc: rc, timeout: gen.s.cfg.WriteTimeout}
+	// The connection may serve further requests: lift the last deadline.
+	defer rc.SetWriteDeadline(time.Time{})
 	var nullUsage any
 	if gen.g.IncludeUsage {
 		nullUsage = (*usage)(nil)
