@@ -123,22 +123,6 @@ func geluTanhGrad(x float32) float32 {
 	return float32(0.5*(1+th) + 0.5*v*(1-th*th)*k*(1+3*0.044715*v*v))
 }
 
-// softplus(x) = log(1 + eˣ), x itself above 20 as PyTorch returns it; its
-// derivative is σ(x) (1 above 20, where the identity is used).
-func softplus(x float32) float32 {
-	if x > 20 {
-		return x
-	}
-	return float32(math.Log1p(math.Exp(float64(x))))
-}
-
-func softplusGrad(x float32) float32 {
-	if x > 20 {
-		return 1
-	}
-	return sigmoid(x)
-}
-
 // rmsNormForward normalises each row of len(w) floats of x into y:
 // y = w ⊙ x·r with r = 1/sqrt(mean(x²) + eps), and stores r per row in rstd.
 func rmsNormForward(y, rstd, x, w []float32, rows int, eps float32) {
