@@ -53,9 +53,10 @@ func BenchmarkServeThroughput(b *testing.B) {
 				var wg sync.WaitGroup
 				var firstAll, last time.Time
 				for i := range n {
-					ids := make([]string, promptLen)
-					for j := range ids {
-						ids[j] = fmt.Sprint(100 + (i*37+j*11)%3000)
+					// The prompts of the engine's benchmark: BOS, then 15 ids.
+					ids := []string{"1"}
+					for j := 1; j < promptLen; j++ {
+						ids = append(ids, fmt.Sprint(100+(i*37+j*11)%3000))
 					}
 					body := fmt.Sprintf(`{"prompt":[%s],"max_tokens":%d,"ignore_eos":true,"temperature":0,"logprobs":0,"stream":true}`, strings.Join(ids, ","), max)
 					wg.Add(1)
