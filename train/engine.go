@@ -101,7 +101,9 @@ func NewEngine(p *Params) (*Engine, error) {
 }
 
 // ZeroGrad clears the gradient.
-func (e *Engine) ZeroGrad() { clear(e.Grad) }
+func (e *Engine) ZeroGrad() {
+	parallel(len(e.Grad), 1<<16, func(lo, hi int) { clear(e.Grad[lo:hi]) })
+}
 
 // Forward computes the loss of a batch without gradients. Rows may differ
 // in length; each needs at least two tokens (one prediction).

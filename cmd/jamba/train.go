@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -103,6 +104,7 @@ saves), for runs split into legs; Ctrl-C saves too.`, stderr)
 	threads := fs.Int("threads", 0, "CPU threads (0: all)")
 	quiet := fs.Bool("quiet", false, "no progress bar; print one line per validation instead")
 	logEvery := fs.Int("log-every", 0, "also print a line every this many steps (0: only at validations)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the training steps to this file (for go tool pprof)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -261,6 +263,17 @@ saves), for runs split into legs; Ctrl-C saves too.`, stderr)
 				bar.Add(1)
 			}
 		},
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	err = tr.Run(ctx, ro)
 	if bar != nil {

@@ -130,7 +130,7 @@ func TestTrainUsage(t *testing.T) {
 	}
 	for _, f := range []string{"model", "resume", "data", "val", "output", "tokenizer", "seq", "batch", "accum", "steps", "lr", "min-lr",
 		"warmup", "weight-decay", "beta1", "beta2", "eps", "clip", "seed", "eval-every", "eval-tokens", "save-every", "recompute",
-		"stop-step", "time-limit", "threads", "quiet", "log-every"} {
+		"stop-step", "time-limit", "threads", "quiet", "log-every", "cpuprofile"} {
 		if !strings.Contains(stderr, "  -"+f+" ") && !strings.Contains(stderr, "  -"+f+"\n") {
 			t.Errorf("--help does not explain -%s", f)
 		}
