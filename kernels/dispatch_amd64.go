@@ -129,9 +129,9 @@ func sumRead(x []float32) float32 {
 	return sumAVX2(&x[0], n) + sumGeneric(x[n:])
 }
 
-// matVecRows sets y[i] = W[r0+i,:]·x for r0+i < r1. For int8 weights it
-// uses q, x rounded to int16, when quantizeX has filled it.
-func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int, q *xQuant) {
+// matVecRows sets y[i] = W[r0+i,:]·x for r0+i < r1 (float weights) in
+// the dot order.
+func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int) {
 	C := w.Cols
 	n := C &^ 7
 	if !useAVX2 || n == 0 || r1 <= r0 {
@@ -148,124 +148,125 @@ func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int, q *xQuant) {
 	case BF16:
 		_ = w.BF16[r1*C-1]
 		matVecBF16AVX2(&y[0], &w.BF16[r0*C], &x[0], rows, n, C)
-	case I8:
-		_ = w.I8[r1*C-1]
-		if q != nil && len(q.v) > 0 {
-			n = len(q.v)
-			matVecI8x16AVX2(&y[0], &w.I8[r0*C], &q.v[0], rows, n, C)
-			for i := range y[:rows] {
-				y[i] *= q.scale
-			}
-		} else {
-			matVecI8AVX2(&y[0], &w.I8[r0*C], &x[0], rows, n, C)
-		}
 	}
 	finishRows(y, w, x, r0, r1, n)
 }
 
 // matVecN sets dst[t*ldd+r] = W[r,:]·x[t*ldx:] for t < nt (2 or 3) and
-// r0 ≤ r < r1, reading each row of W once for the nt tokens.
+// r0 ≤ r < r1 (float weights) in the dot order, reading each row of W once
+// for the nt tokens.
 func matVecN(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0, r1 int) {
 	C := w.Cols
 	n := C &^ 7
-	r4 := r0 + (r1-r0)&^3
-	if !useAVX2 || n == 0 || r4 == r0 || nt < 2 || nt > 3 {
+	if !useAVX2 || n == 0 || r1 <= r0 || nt < 2 || nt > 3 {
 		matVecNGeneric(dst, ldd, w, x, ldx, nt, r0, r1)
 		return
 	}
-	_ = dst[(nt-1)*ldd+r4-1]
+	_ = dst[(nt-1)*ldd+r1-1]
 	_ = x[(nt-1)*ldx+C-1]
-	y, xp, rows := &dst[r0], &x[0], r4-r0
+	y, xp, rows := &dst[r0], &x[0], r1-r0
 	switch w.DType {
 	case F32:
-		_ = w.F32[r4*C-1]
+		_ = w.F32[r1*C-1]
 		if nt == 2 {
 			matVecF32T2AVX2(y, ldd, &w.F32[r0*C], xp, ldx, rows, n, C)
 		} else {
 			matVecF32T3AVX2(y, ldd, &w.F32[r0*C], xp, ldx, rows, n, C)
 		}
 	case BF16:
-		_ = w.BF16[r4*C-1]
+		_ = w.BF16[r1*C-1]
 		if nt == 2 {
 			matVecBF16T2AVX2(y, ldd, &w.BF16[r0*C], xp, ldx, rows, n, C)
 		} else {
 			matVecBF16T3AVX2(y, ldd, &w.BF16[r0*C], xp, ldx, rows, n, C)
 		}
-	case I8:
-		_ = w.I8[r4*C-1]
-		if nt == 2 {
-			matVecI8T2AVX2(y, ldd, &w.I8[r0*C], xp, ldx, rows, n, C)
-		} else {
-			matVecI8T3AVX2(y, ldd, &w.I8[r0*C], xp, ldx, rows, n, C)
-		}
 	}
 	for t := 0; t < nt; t++ {
-		finishRows(dst[t*ldd+r0:t*ldd+r4], w, x[t*ldx:t*ldx+C], r0, r4, n)
-	}
-	if r4 < r1 {
-		matVecNGeneric(dst, ldd, w, x, ldx, nt, r4, r1)
+		finishRows(dst[t*ldd+r0:t*ldd+r1], w, x[t*ldx:t*ldx+C], r0, r1, n)
 	}
 }
 
-// quantizeX fills q with the leading multiple of 16 elements of x rounded
-// to int16 with one scale, max|x| ↦ 32767, for the int8 matrix-vector
-// kernel; it leaves q empty when x is too short or not finite.
-func quantizeX(q *xQuant, x []float32) {
-	n := len(x) &^ 15
-	q.v = q.v[:0]
-	if !useAVX2 || n == 0 {
-		return
-	}
-	if s := sumRead(x); s-s != 0 { // Inf or NaN somewhere
-		return
-	}
-	if cap(q.v) < n {
-		q.v = make([]int16, n)
-	}
-	q.v = q.v[:n]
-	m := absMaxAVX2(&x[0], n)
-	if m == 0 {
-		clear(q.v)
-		q.scale = 0
-		return
-	}
-	quantI16AVX2(&q.v[0], &x[0], 32767/m, n)
-	q.scale = m / 32767
-}
-
-// pack8 packs rows r..r+8 and columns k0..k0+kc of w into a panel (see
-// packPanel) and returns how many leading columns it packed.
-func pack8(dst []float32, w *Matrix, r, k0, kc int) int {
-	n := kc &^ 7
-	if !useAVX2 || n == 0 {
-		return 0
-	}
+// pack4 packs rows r..r+4 and columns k0..k0+kc (kc a positive multiple
+// of 8) of float weights into dst; see packPanel.
+func pack4(dst []float32, w *Matrix, r, k0, kc int) {
 	C := w.Cols
-	_ = dst[(n-1)*panelWidth+7]
+	_ = dst[4*kc-1]
 	a := r*C + k0
 	switch w.DType {
 	case F32:
-		_ = w.F32[a+7*C+n-1]
-		packF32AVX2(&dst[0], &w.F32[a], C, n)
+		_ = w.F32[a+3*C+kc-1]
+		packF32AVX2(&dst[0], &w.F32[a], C, kc)
 	case BF16:
-		_ = w.BF16[a+7*C+n-1]
-		packBF16AVX2(&dst[0], &w.BF16[a], C, n)
-	case I8:
-		_ = w.I8[a+7*C+n-1]
-		_ = w.Scales[r+7]
-		packI8AVX2(&dst[0], &w.I8[a], C, n, &w.Scales[r])
+		_ = w.BF16[a+3*C+kc-1]
+		packBF16AVX2(&dst[0], &w.BF16[a], C, kc)
+	}
+}
+
+// gemmTile runs the gemm kernel of nt (1 to 3) tokens over quads packed
+// groups of 4 rows of depth kc; see gemm3x4AVX2.
+func gemmTile(y []float32, ldy int, acc, x []float32, ldx int, p []float32, nt, quads, kc, mode int) {
+	if mode&gemmFinal != 0 {
+		_ = y[(nt-1)*ldy+4*quads-1]
+	}
+	_ = acc[quads*nt*32-1]
+	_ = x[(nt-1)*ldx+kc-1]
+	_ = p[quads*4*kc-1]
+	switch nt {
+	case 1:
+		gemm1x4AVX2(&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)
+	case 2:
+		gemm2x4AVX2(&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)
+	case 3:
+		gemm3x4AVX2(&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)
+	}
+}
+
+// dotI8 sets tot[t*ldt+r-r0] to the exact sum Σ_c W[r,c]·xq[t*Cols+c] for
+// t < nt (1 to 3) and r0 ≤ r < r1 over the first n columns, and returns n:
+// the leading multiple of 16 that the assembly takes, or all of them.
+func dotI8(tot []float64, ldt int, w *Matrix, xq []int16, nt, r0, r1 int) int {
+	C := w.Cols
+	n := C &^ 15
+	if !useAVX2 || n == 0 || r1 <= r0 {
+		dotI8Generic(tot, ldt, w, xq, nt, r0, r1)
+		return C
+	}
+	rows := r1 - r0
+	_ = tot[(nt-1)*ldt+rows-1]
+	_ = xq[(nt-1)*C+n-1]
+	_ = w.I8[r1*C-1]
+	t, wp, xp := &tot[0], &w.I8[r0*C], &xq[0]
+	switch nt {
+	case 1:
+		dotI8T1AVX2(t, ldt, wp, C, xp, C, rows, n)
+	case 2:
+		dotI8T2AVX2(t, ldt, wp, C, xp, C, rows, n)
+	case 3:
+		dotI8T3AVX2(t, ldt, wp, C, xp, C, rows, n)
 	}
 	return n
 }
 
-// gemmTile computes a 4×panelWidth tile; see gemm4x24Generic.
-func gemmTile(c []float32, ldc int, x []float32, ldx int, p []float32, kc int, add bool) {
-	if !useAVX2 {
-		gemm4x24Generic(c, ldc, x, ldx, p, kc, add)
-		return
+// absMax returns the largest |x[i]|, or NaN if any x[i] is Inf or NaN.
+func absMax(x []float32) float32 {
+	n := vecLen(len(x))
+	m := absMaxGeneric(x[n:])
+	if n > 0 {
+		m = max(m, absMaxAVX2(&x[0], n))
 	}
-	_ = c[3*ldc+panelWidth-1]
-	_ = x[3*ldx+kc-1]
-	_ = p[kc*panelWidth-1]
-	gemm4x24AVX2(&c[0], ldc, &x[0], ldx, &p[0], kc, add)
+	return m
+}
+
+// quantI16 sets q[i] to x[i]·s rounded to the nearest int16, ties to even,
+// like quantI16Generic.
+func quantI16(q []int16, x []float32, s float32) {
+	n := 0
+	if useAVX2 {
+		n = len(x) &^ 15
+	}
+	if n > 0 {
+		_ = q[n-1]
+		quantI16AVX2(&q[0], &x[0], s, n)
+	}
+	quantI16Generic(q[n:], x[n:], s)
 }

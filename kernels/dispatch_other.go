@@ -6,17 +6,16 @@ package kernels
 // tests can save and restore it in every build.
 var useAVX2 = false
 
-func dot(a, b []float32) float32                        { return DotGeneric(a, b) }
-func axpy(alpha float32, x, y []float32)                { AxpyGeneric(alpha, x, y) }
-func sumSq(x []float32) float32                         { return sumSqGeneric(x) }
-func scaleMul(dst, x, w []float32, s float32)           { scaleMulGeneric(dst, x, w, s) }
-func maxOf(x []float32) float32                         { return maxGeneric(x) }
-func mulAdd(y, a, b []float32)                          { mulAddGeneric(y, a, b) }
-func exp(dst, x []float32)                              { ExpGeneric(dst, x) }
-func expSubSum(x []float32, m float32) float32          { return expSubSumGeneric(x, m) }
-func silu(dst, x []float32)                             { SiLUGeneric(dst, x) }
-func sumRead(x []float32) float32                       { return sumGeneric(x) }
-func pack8(dst []float32, w *Matrix, r, k0, kc int) int { return 0 }
+func dot(a, b []float32) float32               { return DotGeneric(a, b) }
+func axpy(alpha float32, x, y []float32)       { AxpyGeneric(alpha, x, y) }
+func sumSq(x []float32) float32                { return sumSqGeneric(x) }
+func scaleMul(dst, x, w []float32, s float32)  { scaleMulGeneric(dst, x, w, s) }
+func maxOf(x []float32) float32                { return maxGeneric(x) }
+func mulAdd(y, a, b []float32)                 { mulAddGeneric(y, a, b) }
+func exp(dst, x []float32)                     { ExpGeneric(dst, x) }
+func expSubSum(x []float32, m float32) float32 { return expSubSumGeneric(x, m) }
+func silu(dst, x []float32)                    { SiLUGeneric(dst, x) }
+func sumRead(x []float32) float32              { return sumGeneric(x) }
 
 func scale(x []float32, s float32) {
 	for i := range x {
@@ -28,16 +27,26 @@ func scanStep(h, A, delta, x, B, C, D, y []float32, Di, N int) {
 	ScanStepGeneric(h, A, delta, x, B, C, D, y, Di, N)
 }
 
-func quantizeX(q *xQuant, x []float32) { q.v = q.v[:0] }
-
 func matVecN(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0, r1 int) {
 	matVecNGeneric(dst, ldd, w, x, ldx, nt, r0, r1)
 }
 
-func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int, q *xQuant) {
+func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int) {
 	matVecRowsGeneric(y, w, x, r0, r1)
 }
 
-func gemmTile(c []float32, ldc int, x []float32, ldx int, p []float32, kc int, add bool) {
-	gemm4x24Generic(c, ldc, x, ldx, p, kc, add)
+func dotI8(tot []float64, ldt int, w *Matrix, xq []int16, nt, r0, r1 int) int {
+	dotI8Generic(tot, ldt, w, xq, nt, r0, r1)
+	return w.Cols
+}
+
+func absMax(x []float32) float32                 { return absMaxGeneric(x) }
+func quantI16(q []int16, x []float32, s float32) { quantI16Generic(q, x, s) }
+
+// The packed path runs only with the assembly (gemmPanel checks useAVX2).
+
+func pack4(dst []float32, w *Matrix, r, k0, kc int) { panic("kernels: no assembly") }
+
+func gemmTile(y []float32, ldy int, acc, x []float32, ldx int, p []float32, nt, quads, kc, mode int) {
+	panic("kernels: no assembly")
 }

@@ -162,17 +162,90 @@ func expSubSumGeneric(x []float32, m float32) float32 {
 	return s
 }
 
-// matVecRowsGeneric sets y[i] = W[r0+i,:]·x for r0+i < r1. For int8 the
-// row scale multiplies the sum of q·x.
+// reduce8 adds the 8 lanes of a dot-order accumulator by the tree of the
+// assembly kernels.
+func reduce8(a *[8]float32) float32 {
+	return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+}
+
+// rowDot returns W[r,:]·x for float weights in the dot order of MatMul,
+// the plain-Go way: 8 lanes, lane l summing the products of columns
+// c ≡ l (mod 8) below Cols&^7 in column order, added by reduce8; then the
+// products of the last Cols%8 columns, summed on their own, added to that
+// (dotTail). The assembly fuses each multiply-add of the lanes; here each
+// product is rounded (float32(…) keeps the compiler from fusing it), so
+// the plain-Go build is batch-invariant too but not bitwise equal to the
+// assembly.
+func rowDot(w *Matrix, r int, x []float32) float32 {
+	C := w.Cols
+	n := C &^ 7
+	x = x[:C]
+	var acc [8]float32
+	switch w.DType {
+	case F32:
+		row := w.F32[r*C : r*C+n]
+		for c := 0; c < n; c += 8 {
+			ws, xs := row[c:c+8], x[c:c+8]
+			for l := range acc {
+				acc[l] += float32(ws[l] * xs[l])
+			}
+		}
+	case BF16:
+		row := w.BF16[r*C : r*C+n]
+		for c := 0; c < n; c += 8 {
+			ws, xs := row[c:c+8], x[c:c+8]
+			for l := range acc {
+				acc[l] += float32(BF16ToF32(ws[l]) * xs[l])
+			}
+		}
+	}
+	s := reduce8(&acc)
+	if n < C {
+		s = dotTail(w, r, x, n) + s
+	}
+	return s
+}
+
+// dotTail returns the sum, in column order, of the rounded products
+// W[r,c]·x[c] for columns n ≤ c < Cols of float weights.
+func dotTail(w *Matrix, r int, x []float32, n int) float32 {
+	C := w.Cols
+	x = x[n:C]
+	var s float32
+	switch w.DType {
+	case F32:
+		for c, v := range w.F32[r*C+n : (r+1)*C] {
+			s += float32(v * x[c])
+		}
+	case BF16:
+		for c, v := range w.BF16[r*C+n : (r+1)*C] {
+			s += float32(BF16ToF32(v) * x[c])
+		}
+	}
+	return s
+}
+
+// finishRows completes the outputs y[r-r0] of rows r0..r1 whose lane sums
+// over the first n = Cols&^7 columns the assembly wrote: it adds the
+// products of the last columns as rowDot does.
+func finishRows(y []float32, w *Matrix, x []float32, r0, r1, n int) {
+	if n == w.Cols {
+		return
+	}
+	for r := r0; r < r1; r++ {
+		y[r-r0] = dotTail(w, r, x, n) + y[r-r0]
+	}
+}
+
+// matVecRowsGeneric sets y[i] = W[r0+i,:]·x for r0+i < r1 (float weights).
 func matVecRowsGeneric(y []float32, w *Matrix, x []float32, r0, r1 int) {
 	for r := r0; r < r1; r++ {
-		y[r-r0] = 0
+		y[r-r0] = rowDot(w, r, x)
 	}
-	finishRows(y, w, x, r0, r1, 0)
 }
 
 // matVecNGeneric sets dst[t*ldd+r] = W[r,:]·x[t*ldx:] for t < nt and
-// r0 ≤ r < r1.
+// r0 ≤ r < r1 (float weights).
 func matVecNGeneric(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0, r1 int) {
 	C := w.Cols
 	for t := 0; t < nt; t++ {
@@ -180,55 +253,62 @@ func matVecNGeneric(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0,
 	}
 }
 
-// finishRows adds the products of columns c0..Cols of rows r0..r1 to y and
-// applies the int8 row scales.
-func finishRows(y []float32, w *Matrix, x []float32, r0, r1, c0 int) {
+// dotI8Exact returns Σ w[i]·x[i], exact: each product is at most 2^22 in
+// magnitude, so int64 holds any sum of fewer than 2^41 of them.
+func dotI8Exact(w []int8, x []int16) int64 {
+	x = x[:len(w)]
+	var s int64
+	for i, v := range w {
+		s += int64(v) * int64(x[i])
+	}
+	return s
+}
+
+// dotI8Generic sets tot[t*ldt+r-r0] to Σ_c W[r,c]·xq[t*Cols+c], exact,
+// for t < nt and r0 ≤ r < r1 (int8 weights, int16 activations).
+func dotI8Generic(tot []float64, ldt int, w *Matrix, xq []int16, nt, r0, r1 int) {
 	C := w.Cols
-	x = x[:C]
-	for r := r0; r < r1; r++ {
-		var s float32
-		switch w.DType {
-		case F32:
-			for c, v := range w.F32[r*C+c0 : (r+1)*C] {
-				s += v * x[c0+c]
-			}
-		case BF16:
-			for c, v := range w.BF16[r*C+c0 : (r+1)*C] {
-				s += BF16ToF32(v) * x[c0+c]
-			}
-		case I8:
-			for c, v := range w.I8[r*C+c0 : (r+1)*C] {
-				s += float32(v) * x[c0+c]
-			}
+	for t := range nt {
+		xt := xq[t*C : (t+1)*C]
+		for r := r0; r < r1; r++ {
+			tot[t*ldt+r-r0] = float64(dotI8Exact(w.I8[r*C:(r+1)*C], xt))
 		}
-		s += y[r-r0]
-		if w.DType == I8 {
-			s *= w.Scales[r]
-		}
-		y[r-r0] = s
 	}
 }
 
-// gemm4x24Generic multiplies 4 rows of x (row stride ldx) by the packed
-// panel p (kc×panelWidth) and stores, or with add adds, the 4×panelWidth
-// result in c (row stride ldc).
-func gemm4x24Generic(c []float32, ldc int, x []float32, ldx int, p []float32, kc int, add bool) {
-	for t := 0; t < 4; t++ {
-		xt := x[t*ldx : t*ldx+kc]
-		ct := c[t*ldc : t*ldc+panelWidth]
-		var acc [panelWidth]float32
-		for k, v := range xt {
-			pk := p[k*panelWidth : (k+1)*panelWidth]
-			for j := range acc {
-				acc[j] += v * pk[j]
-			}
+// rowDotI8Float returns W[r,:]·x for int8 weights in float32, in column
+// order, times the row scale: MatMul's path for rows of x that cannot be
+// rounded to int16 (Inf or NaN in them, or all values subnormal).
+func rowDotI8Float(w *Matrix, r int, x []float32) float32 {
+	C := w.Cols
+	x = x[:C]
+	var s float32
+	for c, v := range w.I8[r*C : (r+1)*C] {
+		s += float32(float32(v) * x[c])
+	}
+	return s * w.Scales[r]
+}
+
+// absMaxGeneric returns the largest |x[i]|, or NaN if any x[i] is Inf or
+// NaN.
+func absMaxGeneric(x []float32) float32 {
+	var m float32
+	for _, v := range x {
+		if v-v != 0 {
+			return float32(math.NaN())
 		}
-		for j, v := range acc {
-			if add {
-				v += ct[j]
-			}
-			ct[j] = v
-		}
+		m = max(m, float32(math.Abs(float64(v))))
+	}
+	return m
+}
+
+// quantI16Generic sets q[i] to x[i]·s rounded to the nearest int16, ties
+// to even; |x[i]·s| must not exceed 32767.5.
+func quantI16Generic(q []int16, x []float32, s float32) {
+	q = q[:len(x)]
+	for i, v := range x {
+		p := v * s
+		q[i] = int16(math.RoundToEven(float64(p)))
 	}
 }
 

@@ -130,59 +130,35 @@ func siluAVX2(dst *float32, x *float32, n int)
 //go:noescape
 func scanStepAVX2(h *float32, A *float32, delta *float32, x *float32, B *float32, C *float32, D *float32, y *float32, di int, n int)
 
-// matVecF32AVX2 writes the products of rows of w (row stride ld) with x to y;
-// cols is a multiple of 8. Each sum runs over 2×8 interleaved partial sums:
+// matVecF32AVX2 writes the products of rows of w (row stride ld) with x to y
+// in the dot order; cols is a multiple of 8:
 //
 //	for r := 0; r < rows; r++ {
-//		var s float32
-//		for c := 0; c < cols; c++ {
-//			s += w[r*ld+c] * x[c]
+//		var acc [8]float32
+//		for c := 0; c < cols; c += 8 {
+//			for l := range acc {
+//				acc[l] = fma(w[r*ld+c+l], x[c+l], acc[l]) // rounded once
+//			}
 //		}
-//		y[r] = s
+//		y[r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
 //	}
 //
 //go:noescape
 func matVecF32AVX2(y *float32, w *float32, x *float32, rows int, cols int, ld int)
 
-// matVecBF16AVX2 writes the products of rows of w (row stride ld) with x to y;
-// cols is a multiple of 8. Each sum runs over 2×8 interleaved partial sums:
-//
-//	for r := 0; r < rows; r++ {
-//		var s float32
-//		for c := 0; c < cols; c++ {
-//			s += math.Float32frombits(uint32(w[r*ld+c])<<16) * x[c]
-//		}
-//		y[r] = s
-//	}
-//
-//go:noescape
-func matVecBF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int, ld int)
-
-// matVecI8AVX2 writes the products of rows of w (row stride ld) with x to y;
-// cols is a multiple of 8. Each sum runs over 2×8 interleaved partial sums:
-//
-//	for r := 0; r < rows; r++ {
-//		var s float32
-//		for c := 0; c < cols; c++ {
-//			s += float32(w[r*ld+c]) * x[c]
-//		}
-//		y[r] = s
-//	}
-//
-//go:noescape
-func matVecI8AVX2(y *float32, w *int8, x *float32, rows int, cols int, ld int)
-
 // matVecF32T2AVX2 writes the products of rows of w (row stride ld) with 2 rows
-// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
-// cols of 8:
+// of x (row stride ldx) to y (row stride ldy) in the dot order; cols is a
+// multiple of 8:
 //
 //	for t := 0; t < 2; t++ {
 //		for r := 0; r < rows; r++ {
-//			var s float32
-//			for c := 0; c < cols; c++ {
-//				s += w[r*ld+c] * x[t*ldx+c]
+//			var acc [8]float32
+//			for c := 0; c < cols; c += 8 {
+//				for l := range acc {
+//					acc[l] = fma(w[r*ld+c+l], x[t*ldx+c+l], acc[l]) // rounded once
+//				}
 //			}
-//			y[t*ldy+r] = s
+//			y[t*ldy+r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
 //		}
 //	}
 //
@@ -190,33 +166,67 @@ func matVecI8AVX2(y *float32, w *int8, x *float32, rows int, cols int, ld int)
 func matVecF32T2AVX2(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
 
 // matVecF32T3AVX2 writes the products of rows of w (row stride ld) with 3 rows
-// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
-// cols of 8:
+// of x (row stride ldx) to y (row stride ldy) in the dot order; cols is a
+// multiple of 8:
 //
 //	for t := 0; t < 3; t++ {
 //		for r := 0; r < rows; r++ {
-//			var s float32
-//			for c := 0; c < cols; c++ {
-//				s += w[r*ld+c] * x[t*ldx+c]
+//			var acc [8]float32
+//			for c := 0; c < cols; c += 8 {
+//				for l := range acc {
+//					acc[l] = fma(w[r*ld+c+l], x[t*ldx+c+l], acc[l]) // rounded once
+//				}
 //			}
-//			y[t*ldy+r] = s
+//			y[t*ldy+r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
 //		}
 //	}
 //
 //go:noescape
 func matVecF32T3AVX2(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
 
+// packF32AVX2 widens 4 rows × kc columns of src (row stride ld) to float32 and
+// interleaves them by 8 columns; kc is a positive multiple of 8:
+//
+//	for k := 0; k < kc; k += 8 {
+//		for j := 0; j < 4; j++ {
+//			for l := 0; l < 8; l++ {
+//				dst[4*k+8*j+l] = src[j*ld+k+l]
+//			}
+//		}
+//	}
+//
+//go:noescape
+func packF32AVX2(dst *float32, src *float32, ld int, kc int)
+
+// matVecBF16AVX2 writes the products of rows of w (row stride ld) with x to y
+// in the dot order; cols is a multiple of 8:
+//
+//	for r := 0; r < rows; r++ {
+//		var acc [8]float32
+//		for c := 0; c < cols; c += 8 {
+//			for l := range acc {
+//				acc[l] = fma(math.Float32frombits(uint32(w[r*ld+c+l])<<16), x[c+l], acc[l]) // rounded once
+//			}
+//		}
+//		y[r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//	}
+//
+//go:noescape
+func matVecBF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int, ld int)
+
 // matVecBF16T2AVX2 writes the products of rows of w (row stride ld) with 2 rows
-// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
-// cols of 8:
+// of x (row stride ldx) to y (row stride ldy) in the dot order; cols is a
+// multiple of 8:
 //
 //	for t := 0; t < 2; t++ {
 //		for r := 0; r < rows; r++ {
-//			var s float32
-//			for c := 0; c < cols; c++ {
-//				s += math.Float32frombits(uint32(w[r*ld+c])<<16) * x[t*ldx+c]
+//			var acc [8]float32
+//			for c := 0; c < cols; c += 8 {
+//				for l := range acc {
+//					acc[l] = fma(math.Float32frombits(uint32(w[r*ld+c+l])<<16), x[t*ldx+c+l], acc[l]) // rounded once
+//				}
 //			}
-//			y[t*ldy+r] = s
+//			y[t*ldy+r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
 //		}
 //	}
 //
@@ -224,78 +234,168 @@ func matVecF32T3AVX2(y *float32, ldy int, w *float32, x *float32, ldx int, rows 
 func matVecBF16T2AVX2(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
 
 // matVecBF16T3AVX2 writes the products of rows of w (row stride ld) with 3 rows
-// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
-// cols of 8:
+// of x (row stride ldx) to y (row stride ldy) in the dot order; cols is a
+// multiple of 8:
 //
 //	for t := 0; t < 3; t++ {
 //		for r := 0; r < rows; r++ {
-//			var s float32
-//			for c := 0; c < cols; c++ {
-//				s += math.Float32frombits(uint32(w[r*ld+c])<<16) * x[t*ldx+c]
+//			var acc [8]float32
+//			for c := 0; c < cols; c += 8 {
+//				for l := range acc {
+//					acc[l] = fma(math.Float32frombits(uint32(w[r*ld+c+l])<<16), x[t*ldx+c+l], acc[l]) // rounded once
+//				}
 //			}
-//			y[t*ldy+r] = s
+//			y[t*ldy+r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
 //		}
 //	}
 //
 //go:noescape
 func matVecBF16T3AVX2(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
 
-// matVecI8T2AVX2 writes the products of rows of w (row stride ld) with 2 rows
-// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
-// cols of 8:
+// packBF16AVX2 widens 4 rows × kc columns of src (row stride ld) to float32 and
+// interleaves them by 8 columns; kc is a positive multiple of 8:
+//
+//	for k := 0; k < kc; k += 8 {
+//		for j := 0; j < 4; j++ {
+//			for l := 0; l < 8; l++ {
+//				dst[4*k+8*j+l] = math.Float32frombits(uint32(src[j*ld+k+l])<<16)
+//			}
+//		}
+//	}
+//
+//go:noescape
+func packBF16AVX2(dst *float32, src *uint16, ld int, kc int)
+
+// gemm1x4AVX2 multiplies 1 row of x (row stride ldx) by quads packed groups
+// of 4 weight rows (see packF32AVX2; kc columns each, a positive multiple of
+// 8), in the dot order. The 8 lanes of each output start at zero, or with
+// mode&1 at the partial sums in acc (32 floats per token and group, tokens
+// inner); with mode&2 they are reduced into y (row stride ldy), otherwise
+// stored back to acc:
+//
+//	for q := 0; q < quads; q++ {
+//		for t := 0; t < 1; t++ {
+//			for j := 0; j < 4; j++ {
+//				lanes := acc[32*(1*q+t)+8*j:][:8] // or zeros
+//				for k := 0; k < kc; k += 8 {
+//					for l := range lanes {
+//						lanes[l] = fma(p[q*4*kc+4*k+8*j+l], x[t*ldx+k+l], lanes[l])
+//					}
+//				}
+//				y[t*ldy+4*q+j] = reduce8(lanes) // with mode&2
+//			}
+//		}
+//	}
+//
+//go:noescape
+func gemm1x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// gemm2x4AVX2 multiplies 2 rows of x (row stride ldx) by quads packed groups
+// of 4 weight rows (see packF32AVX2; kc columns each, a positive multiple of
+// 8), in the dot order. The 8 lanes of each output start at zero, or with
+// mode&1 at the partial sums in acc (32 floats per token and group, tokens
+// inner); with mode&2 they are reduced into y (row stride ldy), otherwise
+// stored back to acc:
+//
+//	for q := 0; q < quads; q++ {
+//		for t := 0; t < 2; t++ {
+//			for j := 0; j < 4; j++ {
+//				lanes := acc[32*(2*q+t)+8*j:][:8] // or zeros
+//				for k := 0; k < kc; k += 8 {
+//					for l := range lanes {
+//						lanes[l] = fma(p[q*4*kc+4*k+8*j+l], x[t*ldx+k+l], lanes[l])
+//					}
+//				}
+//				y[t*ldy+4*q+j] = reduce8(lanes) // with mode&2
+//			}
+//		}
+//	}
+//
+//go:noescape
+func gemm2x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// gemm3x4AVX2 multiplies 3 rows of x (row stride ldx) by quads packed groups
+// of 4 weight rows (see packF32AVX2; kc columns each, a positive multiple of
+// 8), in the dot order. The 8 lanes of each output start at zero, or with
+// mode&1 at the partial sums in acc (32 floats per token and group, tokens
+// inner); with mode&2 they are reduced into y (row stride ldy), otherwise
+// stored back to acc:
+//
+//	for q := 0; q < quads; q++ {
+//		for t := 0; t < 3; t++ {
+//			for j := 0; j < 4; j++ {
+//				lanes := acc[32*(3*q+t)+8*j:][:8] // or zeros
+//				for k := 0; k < kc; k += 8 {
+//					for l := range lanes {
+//						lanes[l] = fma(p[q*4*kc+4*k+8*j+l], x[t*ldx+k+l], lanes[l])
+//					}
+//				}
+//				y[t*ldy+4*q+j] = reduce8(lanes) // with mode&2
+//			}
+//		}
+//	}
+//
+//go:noescape
+func gemm3x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// dotI8T1AVX2 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 1 row of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
+//
+//	for t := 0; t < 1; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
+//			}
+//			tot[t*ldt+r] = float64(s)
+//		}
+//	}
+//
+//go:noescape
+func dotI8T1AVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
+// dotI8T2AVX2 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 2 rows of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
 //
 //	for t := 0; t < 2; t++ {
 //		for r := 0; r < rows; r++ {
-//			var s float32
+//			var s int64
 //			for c := 0; c < cols; c++ {
-//				s += float32(w[r*ld+c]) * x[t*ldx+c]
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
 //			}
-//			y[t*ldy+r] = s
+//			tot[t*ldt+r] = float64(s)
 //		}
 //	}
 //
 //go:noescape
-func matVecI8T2AVX2(y *float32, ldy int, w *int8, x *float32, ldx int, rows int, cols int, ld int)
+func dotI8T2AVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
 
-// matVecI8T3AVX2 writes the products of rows of w (row stride ld) with 3 rows
-// of x (row stride ldx) to y (row stride ldy); rows is a multiple of 4 and
-// cols of 8:
+// dotI8T3AVX2 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 3 rows of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
 //
 //	for t := 0; t < 3; t++ {
 //		for r := 0; r < rows; r++ {
-//			var s float32
+//			var s int64
 //			for c := 0; c < cols; c++ {
-//				s += float32(w[r*ld+c]) * x[t*ldx+c]
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
 //			}
-//			y[t*ldy+r] = s
+//			tot[t*ldt+r] = float64(s)
 //		}
 //	}
 //
 //go:noescape
-func matVecI8T3AVX2(y *float32, ldy int, w *int8, x *float32, ldx int, rows int, cols int, ld int)
+func dotI8T3AVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
 
-// matVecI8x16AVX2 writes the products of rows of int8 w (row stride ld) with int16
-// x to y; cols is a multiple of 16. The sums are exact in int32 over blocks of
-// 4096 columns, whose results are added in float32:
-//
-//	for r := 0; r < rows; r++ {
-//		var s float32
-//		for c0 := 0; c0 < cols; c0 += 4096 {
-//			var b int32
-//			for c := c0; c < min(c0+4096, cols); c++ {
-//				b += int32(w[r*ld+c]) * int32(x[c])
-//			}
-//			s += float32(b)
-//		}
-//		y[r] = s
-//	}
-//
-//go:noescape
-func matVecI8x16AVX2(y *float32, w *int8, x *int16, rows int, cols int, ld int)
-
-// absMaxAVX2 returns the largest |x[i]| for i < n; n is a multiple of 8:
+// absMaxAVX2 returns the largest |x[i]| for i < n, or NaN if any x[i] is
+// Inf or NaN; n is a multiple of 8:
 //
 //	for i := 0; i < n; i++ {
+//		if x[i]-x[i] != 0 {
+//			return NaN
+//		}
 //		m = max(m, abs(x[i]))
 //	}
 //
@@ -311,59 +411,3 @@ func absMaxAVX2(x *float32, n int) float32
 //
 //go:noescape
 func quantI16AVX2(dst *int16, x *float32, s float32, n int)
-
-// packF32AVX2 widens 8 rows × kc columns of src (row stride ld) to float32
-// and stores them transposed in dst with row stride 24; kc is a multiple of 8:
-//
-//	for k := 0; k < kc; k++ {
-//		for j := 0; j < 8; j++ {
-//			dst[k*24+j] = src[j*ld+k]
-//		}
-//	}
-//
-//go:noescape
-func packF32AVX2(dst *float32, src *float32, ld int, kc int)
-
-// packBF16AVX2 widens 8 rows × kc columns of src (row stride ld) to float32
-// and stores them transposed in dst with row stride 24; kc is a multiple of 8:
-//
-//	for k := 0; k < kc; k++ {
-//		for j := 0; j < 8; j++ {
-//			dst[k*24+j] = math.Float32frombits(uint32(src[j*ld+k])<<16)
-//		}
-//	}
-//
-//go:noescape
-func packBF16AVX2(dst *float32, src *uint16, ld int, kc int)
-
-// packI8AVX2 widens 8 rows × kc columns of src (row stride ld), times
-// the row scales, and stores them transposed in dst with row stride 24:
-//
-//	for k := 0; k < kc; k++ {
-//		for j := 0; j < 8; j++ {
-//			dst[k*24+j] = scales[j] * float32(src[j*ld+k])
-//		}
-//	}
-//
-//go:noescape
-func packI8AVX2(dst *float32, src *int8, ld int, kc int, scales *float32)
-
-// gemm4x24AVX2 multiplies 4 rows of x (row stride ldx) by a packed panel p
-// of kc×24 and stores (or with add, adds) the 4×24 result in c (row stride
-// ldc); kc is positive:
-//
-//	for t := 0; t < 4; t++ {
-//		for j := 0; j < 24; j++ {
-//			var s float32
-//			for k := 0; k < kc; k++ {
-//				s += x[t*ldx+k] * p[k*24+j]
-//			}
-//			if add {
-//				s += c[t*ldc+j]
-//			}
-//			c[t*ldc+j] = s
-//		}
-//	}
-//
-//go:noescape
-func gemm4x24AVX2(c *float32, ldc int, x *float32, ldx int, p *float32, kc int, add bool)

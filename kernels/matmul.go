@@ -1,29 +1,52 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // MatMul computes dst = x · Wᵀ for T rows of activations:
 //
 //	for t < T, r < w.Rows: dst[t*w.Rows+r] = Σ_c x[t*w.Cols+c] · W[r,c]
 //
 // dst must hold T·w.Rows floats and x T·w.Cols floats; dst and x must not
-// overlap. The sum is accumulated in float32, except for int8 weights with
-// T = 1: there x is rounded to int16 with one scale (max|x| ↦ 32767, so each
-// x[c] moves by at most max|x|/65534) and Σ q·x is exact in int32 over
-// blocks of 4096 columns; the row scale multiplies the sum. That rounding of
-// x adds at most Scales[r]·Σ_c|q[r,c]|·max|x|/65534 to output r: about 1/130
-// of the error the int8 rounding of the weights already makes. With T > 1
-// the int8 weights, times their scale, multiply x in float32.
+// overlap.
 //
-// The output rows are split among the worker threads (see SetThreads). With
-// T = 1 (decoding) each thread streams its rows of W once. With a few tokens
-// (T < 10: a batch of decoding sequences, or the tokens routed to one
-// expert) the tokens pass 2 or 3 at a time over chunks of W that stay in
-// the L2 cache. From 10 tokens on (prefill) each thread packs 24 rows × 256
-// columns of W at a time into a float32 panel and multiplies it with every
-// group of 4 rows of x, so W is read once for all T tokens and the inner
-// kernel is arithmetic-bound. MatMul allocates nothing; concurrent calls are
-// serialised.
+// MatMul is batch-invariant: row t of dst depends on row t of x and on W
+// only, bit for bit. It is the same whatever T, the position t, the other
+// rows of x and the number of threads, so a sequence gets identical
+// outputs decoded alone, in a batch with others, or among the tokens that
+// a mixture of experts routes to one expert. Every path computes each
+// output in one order:
+//
+//   - float32 and bfloat16 weights: one 8-lane float32 accumulator per
+//     output, to which one fused multiply-add per 8 columns adds
+//     W[r,c..c+8]·x[c..c+8] for c = 0, 8, 16, … in turn; the lanes are
+//     added by one fixed tree, and the products of the last Cols%8
+//     columns, summed on their own, are added to that (rowDot gives the
+//     order; the pure-Go build, -tags purego, follows it with each
+//     product rounded instead of fused);
+//   - int8 weights: each row of x is rounded to int16 with its own scale
+//     (max|x[t,:]| ↦ 32767, so each x[t,c] moves by at most
+//     max|x[t,:]|/65534), Σ_c q[r,c]·x16[t,c] is an exact integer (int32
+//     lanes over blocks of 4096 columns stay below 2^31, then float64,
+//     exact below 2^53: any Cols below 2^31), and
+//     dst = float32(sum·scale_t·Scales[r]) in float64. The rounding of x
+//     adds at most Scales[r]·Σ_c|q[r,c]|·max|x[t,:]|/65534 to an output:
+//     about 1/130 of the error the int8 rounding of the weights already
+//     makes. A row of x holding Inf or NaN, or so small that its scale
+//     overflows, is multiplied in float32 instead (rowDotI8Float).
+//
+// The output rows are split among the worker threads (see SetThreads); the
+// columns never are. With T = 1 (decoding) each thread streams its rows of
+// W once, 4 at a time. With a few tokens (T < 10: a batch of decoding
+// sequences, or the tokens routed to one expert), and with int8 weights
+// for any T, the tokens pass 2 or 3 at a time over chunks of W that stay
+// in the L2 cache. From 10 tokens on (prefill) each thread packs 24 rows ×
+// 256 columns of W at a time into a float32 panel and multiplies it with
+// 3 tokens at a time in tiles of 3 × 4 outputs, keeping the partial 8-lane
+// sums between panels. MatMul allocates nothing once its buffers have
+// grown; concurrent calls are serialised.
 func MatMul(dst, x []float32, T int, w *Matrix) {
 	R, C := w.Rows, w.Cols
 	if T <= 0 || R == 0 {
@@ -40,32 +63,28 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	defer p.mu.Unlock()
 	m := &p.matmul
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
-	var work int
+	rowBytes := int(w.Bytes()) / R
+	perThread := (R + 8*p.threads - 1) / (8 * p.threads)
+	work := T * R * C
 	switch {
-	case T < fewTokens && T > 1:
-		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
-		// tokens pass over them in groups of 2 or 3.
-		rowBytes := int(w.Bytes()) / R
-		c := (R + 8*p.threads - 1) / (8 * p.threads)
-		c = max(c, (32<<10+rowBytes-1)/rowBytes)
-		c = min(c, max(4, (256<<10)/rowBytes))
-		m.chunk = (c + 3) &^ 3
-		work = T * R * C
 	case T == 1:
 		// About 8 chunks per thread, each a multiple of 4 rows and at
 		// least 32 KiB of weights, so that the hardware prefetcher streams.
-		rowBytes := int(w.Bytes()) / R
-		c := (R + 8*p.threads - 1) / (8 * p.threads)
-		c = max(c, (32<<10+rowBytes-1)/rowBytes)
+		c := max(perThread, (32<<10+rowBytes-1)/rowBytes)
 		m.chunk = (c + 3) &^ 3
-		work = R * C
-		if w.DType == I8 {
-			quantizeX(&p.xq, x[:C])
-			m.q = &p.xq
-		}
+	case T < fewTokens || w.DType == I8:
+		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
+		// tokens pass over them in groups of 2 or 3.
+		c := max(perThread, (32<<10+rowBytes-1)/rowBytes)
+		c = min(c, max(4, (256<<10)/rowBytes))
+		m.chunk = (c + 3) &^ 3
 	default:
-		m.chunk = panelWidth
-		work = T * R * C
+		m.chunk = panelRows
+		m.packed = true
+	}
+	if w.DType == I8 {
+		p.xq.quantize(x[:T*C], T, C)
+		m.q = &p.xq
 	}
 	m.nchunks = (R + m.chunk - 1) / m.chunk
 	p.run(m, m.nchunks, work)
@@ -99,18 +118,14 @@ type matMulTask struct {
 	T              int
 	w              *Matrix
 	chunk, nchunks int
+	packed         bool // T ≥ fewTokens, float weights: gemmPanel
 	scratch        []*scratch
-	q              *xQuant // int8 weights, T = 1: x rounded to int16
-}
-
-// xQuant is a vector rounded to int16: x[i] ≈ scale·v[i].
-type xQuant struct {
-	v     []int16
-	scale float32
+	q              *xQuant // int8 weights: the rows of x rounded to int16
 }
 
 func (m *matMulTask) do(thread int) {
 	R := m.w.Rows
+	s := m.scratch[thread]
 	for {
 		i := m.next(m.nchunks)
 		if i < 0 {
@@ -119,19 +134,21 @@ func (m *matMulTask) do(thread int) {
 		r0 := i * m.chunk
 		r1 := min(r0+m.chunk, R)
 		switch {
+		case m.q != nil:
+			matMulI8(s, m.dst, m.x, m.T, m.w, m.q, r0, r1)
 		case m.T == 1:
-			matVecRows(m.dst[r0:r1], m.w, m.x, r0, r1, m.q)
-		case m.T < fewTokens:
-			matVecTokens(m.dst, m.x, m.T, m.w, r0, r1)
+			matVecRows(m.dst[r0:r1], m.w, m.x, r0, r1)
+		case m.packed:
+			gemmPanel(s, m.dst, m.x, m.T, m.w, r0, r1)
 		default:
-			gemmPanel(m.scratch[thread], m.dst, m.x, m.T, m.w, r0, r1)
+			matVecTokens(m.dst, m.x, m.T, m.w, r0, r1)
 		}
 	}
 }
 
-// fewTokens is the number of tokens from which MatMul packs W into panels;
-// below it, 2 or 3 tokens share each pass over the rows of W (packing costs
-// about as much as 6 tokens' arithmetic on each panel).
+// fewTokens is the number of tokens from which MatMul packs float weights
+// into panels; below it, 2 or 3 tokens share each pass over the rows of W
+// (packing costs about as much as 6 tokens' arithmetic on each panel).
 var fewTokens = 10
 
 // matVecTokens computes the outputs r0..r1 of T tokens in passes of 2 or 3
@@ -143,109 +160,213 @@ func matVecTokens(dst, x []float32, T int, w *Matrix, r0, r1 int) {
 		if T-t == 4 {
 			nt = 2
 		}
-		matVecN(dst[t*R:], R, w, x[t*C:], C, nt, r0, r1)
+		if nt == 1 {
+			matVecRows(dst[t*R+r0:t*R+r1], w, x[t*C:(t+1)*C], r0, r1)
+		} else {
+			matVecN(dst[t*R:], R, w, x[t*C:], C, nt, r0, r1)
+		}
 		t += nt
 	}
 }
 
-// panelWidth is the number of output rows packed together for the
-// matrix-matrix kernel: 3 vectors of 8 float32.
-const panelWidth = 24
+// panelRows is the number of output rows packed together for the
+// matrix-matrix kernel: 6 groups of 4.
+const panelRows = 24
 
-// kcBlock is the depth of a packed panel: 24×256 float32 (24 KiB) stay in
-// the L1 cache while every 4 rows of x pass over them.
+// kcBlock is the depth of a packed panel, a multiple of 8: 24 rows × 256
+// float32 (24 KiB) stay in the L1 cache while the tokens pass over them.
 var kcBlock = 256
 
-// scratch is one thread's working memory for the matrix-matrix product.
+// tokenBlock is the number of tokens whose partial sums a thread keeps
+// between panels (a multiple of 3): 120 tokens × 24 rows × 8 lanes of
+// float32, 90 KiB, stay in the L2 cache.
+const tokenBlock = 120
+
+// Modes of the gemm kernels.
+const (
+	gemmLoad  = 1 // start from the partial sums in acc, not from zero
+	gemmFinal = 2 // reduce the sums into the outputs, do not store them
+)
+
+// scratch is one thread's working memory for MatMul.
 type scratch struct {
-	panel []float32 // kcBlock × panelWidth
-	tile  []float32 // 4 × panelWidth: a partial tile
-	xtail []float32 // 4 × kcBlock: the last rows of x when T%4 != 0
+	panel []float32 // packed weights: panelRows × kcBlock
+	acc   []float32 // partial sums: tokenBlock × panelRows × 8
+	out   []float32 // the outputs of 3 tokens for a panel of fewer than panelRows rows
+	tot   []float64 // int8 weights: exact sums of 3 tokens × a chunk of rows
 }
 
-func newScratch() *scratch {
-	return &scratch{tile: make([]float32, 4*panelWidth)}
-}
+func newScratch() *scratch { return &scratch{} }
 
-// gemmPanel computes the outputs r0..r1 (at most panelWidth of them) of all
-// T tokens.
+// gemmPanel computes the outputs r0..r1 (at most panelRows of them) of all
+// T tokens with float weights, in the dot order: for each block of
+// tokenBlock tokens and each kcBlock columns, it packs the panel of W and
+// runs the tiles of 3 tokens × 4 rows over it.
 func gemmPanel(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
 	R, C := w.Rows, w.Cols
+	n := C &^ 7
+	if !useAVX2 || n == 0 {
+		for t := range T {
+			matVecRows(dst[t*R+r0:t*R+r1], w, x[t*C:(t+1)*C], r0, r1)
+		}
+		return
+	}
 	nr := r1 - r0
-	if len(s.panel) < kcBlock*panelWidth {
-		s.panel = make([]float32, kcBlock*panelWidth)
-		s.xtail = make([]float32, 4*kcBlock)
+	quads := (nr + 3) / 4
+	if len(s.panel) < kcBlock*panelRows {
+		s.panel = make([]float32, kcBlock*panelRows)
 	}
-	for k0 := 0; k0 < C; k0 += kcBlock {
-		kc := min(kcBlock, C-k0)
-		packPanel(s.panel, w, r0, nr, k0, kc)
-		add := k0 > 0
-		t := 0
-		if nr == panelWidth {
-			for ; t+4 <= T; t += 4 {
-				gemmTile(dst[t*R+r0:], R, x[t*C+k0:], C, s.panel, kc, add)
+	if len(s.acc) < tokenBlock*panelRows*8 {
+		s.acc = make([]float32, tokenBlock*panelRows*8)
+		s.out = make([]float32, 3*panelRows)
+	}
+	for tb := 0; tb < T; tb += tokenBlock {
+		te := min(tb+tokenBlock, T)
+		for k0 := 0; k0 < n; k0 += kcBlock {
+			kc := min(kcBlock, n-k0)
+			packPanel(s.panel, w, r0, nr, k0, kc)
+			mode := 0
+			if k0 > 0 {
+				mode |= gemmLoad
+			}
+			if k0+kc == n {
+				mode |= gemmFinal
+			}
+			for t := tb; t < te; t += 3 {
+				nt := min(3, te-t)
+				y, ldy := dst[t*R+r0:], R
+				if nr%4 != 0 {
+					y, ldy = s.out, 4*quads
+				}
+				gemmTile(y, ldy, s.acc[(t-tb)*quads*32:], x[t*C+k0:], C, s.panel, nt, quads, kc, mode)
+				if mode&gemmFinal != 0 && nr%4 != 0 {
+					for i := range nt {
+						copy(dst[(t+i)*R+r0:(t+i)*R+r1], s.out[i*ldy:])
+					}
+				}
 			}
 		}
-		for ; t < T; t += 4 {
-			tn := min(4, T-t)
-			xs, ldx := x[t*C+k0:], C
-			if tn < 4 {
-				xs, ldx = s.xtail, kc
-				for i := 0; i < 4; i++ {
-					row := xs[i*kc : (i+1)*kc]
-					if i < tn {
-						copy(row, x[(t+i)*C+k0:])
-					} else {
-						clear(row)
-					}
-				}
-			}
-			gemmTile(s.tile, panelWidth, xs, ldx, s.panel, kc, false)
-			for i := 0; i < tn; i++ {
-				out := dst[(t+i)*R+r0 : (t+i)*R+r1]
-				tile := s.tile[i*panelWidth : i*panelWidth+nr]
-				if add {
-					for j, v := range tile {
-						out[j] += v
-					}
-				} else {
-					copy(out, tile)
-				}
-			}
+	}
+	if n < C {
+		for t := range T {
+			finishRows(dst[t*R+r0:t*R+r1], w, x[t*C:(t+1)*C], r0, r1, n)
 		}
 	}
 }
 
-// packPanel widens rows r0..r0+nr (nr ≤ panelWidth) and columns k0..k0+kc
-// of w to float32, transposed: dst[k*panelWidth+j] = W[r0+j, k0+k], with
-// zeros for j ≥ nr. Int8 weights are multiplied by their row scale.
+// packPanel packs rows r0..r0+nr and columns k0..k0+kc (kc a multiple of
+// 8) of w for the gemm kernels: groups of 4 rows widened to float32 and
+// interleaved by 8 columns, dst[q*4*kc+4*k+8*j+l] = W[r0+4q+j, k0+k+l]
+// for k a multiple of 8, with zeros for rows past nr. Packing changes no
+// value.
 func packPanel(dst []float32, w *Matrix, r0, nr, k0, kc int) {
-	for g := 0; g < panelWidth; g += 8 {
-		done := 0
-		if g+8 <= nr {
-			done = pack8(dst[g:], w, r0+g, k0, kc)
+	for q := 0; 4*q < nr; q++ {
+		p := dst[q*4*kc : (q+1)*4*kc]
+		if 4*q+4 <= nr {
+			pack4(p, w, r0+4*q, k0, kc)
+			continue
 		}
-		for k := done; k < kc; k++ {
-			out := dst[k*panelWidth+g : k*panelWidth+g+8]
-			for j := range out {
-				if r := g + j; r < nr {
-					out[j] = weightAt(w, r0+r, k0+k)
+		for k := 0; k < kc; k += 8 {
+			for j := range 4 {
+				out := p[4*k+8*j : 4*k+8*j+8]
+				if r := 4*q + j; r < nr {
+					for l := range out {
+						out[l] = weightAt(w, r0+r, k0+k+l)
+					}
 				} else {
-					out[j] = 0
+					clear(out)
 				}
 			}
 		}
 	}
 }
 
-// weightAt returns W[r,c] as float32.
+// xQuant holds the rows of x rounded to int16 for int8 weights, each row
+// with its own scale: x[t*C+c] ≈ scale[t]·v[t*C+c]. A row with ok[t]
+// false (Inf or NaN in it, or a scale that overflows) is multiplied in
+// float32 instead.
+type xQuant struct {
+	v     []int16
+	scale []float32
+	ok    []bool
+}
+
+// quantize rounds the T rows of C columns of x.
+func (q *xQuant) quantize(x []float32, T, C int) {
+	if cap(q.v) < T*C {
+		q.v = make([]int16, T*C)
+	}
+	if cap(q.scale) < T {
+		q.scale = make([]float32, T)
+		q.ok = make([]bool, T)
+	}
+	q.v, q.scale, q.ok = q.v[:T*C], q.scale[:T], q.ok[:T]
+	for t := range T {
+		q.scale[t], q.ok[t] = quantizeRow(q.v[t*C:(t+1)*C], x[t*C:(t+1)*C])
+	}
+}
+
+// quantizeRow rounds x to int16 with the scale max|x|/32767, which it
+// returns: q[c] = round(x[c]·(32767/max|x|)), ties to even. It returns
+// ok = false, leaving q unset, if x holds Inf or NaN or if max|x| is so
+// small that 32767/max|x| overflows.
+func quantizeRow(q []int16, x []float32) (scale float32, ok bool) {
+	m := absMax(x)
+	if !(m <= math.MaxFloat32) {
+		return 0, false
+	}
+	if m == 0 {
+		clear(q)
+		return 0, true
+	}
+	inv := 32767 / m
+	if inv > math.MaxFloat32 {
+		return 0, false
+	}
+	quantI16(q, x, inv)
+	return m / 32767, true
+}
+
+// matMulI8 computes the outputs r0..r1 of all T tokens with int8 weights,
+// 3 tokens per pass over those rows: the exact sums of dotI8, the sums of
+// the last columns that it leaves, and the scales.
+func matMulI8(s *scratch, dst, x []float32, T int, w *Matrix, q *xQuant, r0, r1 int) {
+	R, C := w.Rows, w.Cols
+	rows := r1 - r0
+	if len(s.tot) < 3*rows {
+		s.tot = make([]float64, 3*rows)
+	}
+	for t0 := 0; t0 < T; t0 += 3 {
+		nt := min(3, T-t0)
+		n := dotI8(s.tot, rows, w, q.v[t0*C:], nt, r0, r1)
+		for t := t0; t < t0+nt; t++ {
+			out := dst[t*R+r0 : t*R+r1]
+			if !q.ok[t] {
+				xt := x[t*C : (t+1)*C]
+				for r := r0; r < r1; r++ {
+					out[r-r0] = rowDotI8Float(w, r, xt)
+				}
+				continue
+			}
+			qt := q.v[t*C+n : (t+1)*C]
+			tot := s.tot[(t-t0)*rows:]
+			xs := float64(q.scale[t])
+			for r := r0; r < r1; r++ {
+				v := tot[r-r0]
+				if n < C {
+					v += float64(dotI8Exact(w.I8[r*C+n:(r+1)*C], qt))
+				}
+				out[r-r0] = float32(v * xs * float64(w.Scales[r]))
+			}
+		}
+	}
+}
+
+// weightAt returns W[r,c] of float weights as float32.
 func weightAt(w *Matrix, r, c int) float32 {
 	i := r*w.Cols + c
-	switch w.DType {
-	case BF16:
+	if w.DType == BF16 {
 		return BF16ToF32(w.BF16[i])
-	case I8:
-		return w.Scales[r] * float32(w.I8[i])
 	}
 	return w.F32[i]
 }
