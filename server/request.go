@@ -27,6 +27,16 @@ const (
 	defaultMaxTokens = 16   // max_tokens of /v1/completions when absent, as OpenAI
 )
 
+// FixedLimits describes the request limits that no flag changes, for
+// help texts.
+func FixedLimits() string {
+	return fmt.Sprintf("n must be 1; stop: at most %d entries of at most %d bytes;\n"+
+		"logit_bias: at most %d entries, values clamped to ±%d; stop_token_ids: at most %d;\n"+
+		"messages: at most %d; tools: at most %d; top_logprobs (and completions logprobs): at most %d;\n"+
+		"max_tokens defaults to %d for /v1/completions and to the rest of the context for chat",
+		maxStops, maxStopBytes, maxLogitBias, logitBiasLimit, maxStopTokenIDs, maxMessages, maxTools, maxTopLogprobs, defaultMaxTokens)
+}
+
 // genParams are the fields chat and text completions share, decoded and
 // checked.
 type genParams struct {

@@ -194,16 +194,23 @@ func (s *Server) Ready(b Backend) error {
 // requests already running go on. Stopping the engine is the caller's.
 func (s *Server) Drain() { s.state.Store(int32(stateDraining)) }
 
+// Timeouts of the http.Server that HTTPServer returns.
+const (
+	ReadHeaderTimeout = 10 * time.Second  // request line and headers
+	ReadTimeout       = 60 * time.Second  // the whole request, body included
+	IdleTimeout       = 120 * time.Second // a keep-alive connection between requests
+)
+
 // HTTPServer returns an http.Server for the handler with the timeouts
-// this API needs: headers within 10 s, a body within 60 s, idle
-// connections closed after 120 s, and no overall write timeout, since
-// streams are bounded by per-write deadlines instead.
+// this API needs (ReadHeaderTimeout, ReadTimeout, IdleTimeout) and no
+// overall write timeout, since streams are bounded by per-write deadlines
+// instead.
 func (s *Server) HTTPServer() *http.Server {
 	return &http.Server{
 		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		IdleTimeout:       IdleTimeout,
 		// The handler answers oversized headers with a JSON 431 up to
 		// twice the limit; beyond that net/http answers by itself.
 		MaxHeaderBytes: 2 * s.cfg.MaxHeaderBytes,

@@ -53,7 +53,11 @@ Without --model it serves the demo model built into the binary.
 It binds to loopback unless --addr says otherwise; binding another address
 needs --api-key (or --api-key-file) or --insecure-no-auth. SIGINT or
 SIGTERM drains: /health turns 503, new requests are refused, running ones
-finish within --grace, then the process exits 0.`, stderr)
+finish within --grace, then the process exits 0.
+
+Fixed limits: request headers at most 64 KiB (431 beyond), read within `+server.ReadHeaderTimeout.String()+`;
+a request within `+server.ReadTimeout.String()+`; idle connections closed after `+server.IdleTimeout.String()+`;
+`+server.FixedLimits()+`.`, stderr)
 	modelDir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
 	quantize := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
 	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the model's; the demo model's when it has none)")
