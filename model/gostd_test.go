@@ -16,11 +16,11 @@ import (
 // mean loss over the first 512 validation tokens, the logits of the last
 // eight positions, and its four greedy continuations.
 func TestGostd13m(t *testing.T) {
-	m, err := LoadDemo(Options{})
+	dir := testutil.Fixture(t, "models/hf-gostd-13m")
+	m, err := Load(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := testutil.Fixture(t, "models/hf-gostd-13m")
 	refs := readRefs(t, filepath.Join(dir, "reference.safetensors"))
 	var ref struct {
 		Loss   float64 `json:"val_first512_loss_fp64_bf16weights"`
@@ -72,7 +72,7 @@ func TestGostdWindows(t *testing.T) {
 	if testing.Short() {
 		t.Skip("16384 tokens of prefill")
 	}
-	m, err := LoadDemo(Options{})
+	m, err := Load(testutil.Fixture(t, "models/hf-gostd-13m"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestInt8Quality(t *testing.T) {
 	ids := ints(refs["input_ids"].data)
 	var losses [2]float64
 	for i, q := range []string{"", "int8"} {
-		m, err := LoadDemo(Options{Quantize: q})
+		m, err := Load(dir, Options{Quantize: q})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/jamba-go/jamba/internal/testutil"
+	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 )
 
@@ -124,21 +126,69 @@ func TestGenerateCommand(t *testing.T) {
 	}
 }
 
+// TestGostdPrompt encodes a text prompt with hf-gostd-13m's tokenizer and
+// checks the greedy continuation against the reference's greedy_ids.
+func TestGostdPrompt(t *testing.T) {
+	dir := testutil.Fixture(t, "models/hf-gostd-13m")
+	var ref struct {
+		Greedy []struct {
+			Prompt    string `json:"prompt"`
+			GreedyIDs []int  `json:"greedy_ids"`
+		} `json:"greedy"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal(data, &ref)
+	for _, g := range ref.Greedy[:2] {
+		n := 12
+		out, stderr, code := run(t, "generate", "--model", dir, "--prompt", g.Prompt, "--max-tokens", fmt.Sprint(n), "--ignore-eos", "--print-ids")
+		if code != 0 {
+			t.Fatalf("generate failed: %s", stderr)
+		}
+		var want []string
+		for _, id := range g.GreedyIDs[:n] {
+			want = append(want, fmt.Sprint(id))
+		}
+		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+		if lines[len(lines)-1] != strings.Join(want, ",") {
+			t.Errorf("%q: ids %q, want %q", g.Prompt, lines[len(lines)-1], strings.Join(want, ","))
+		}
+	}
+}
+
 // TestDemoRun runs the README's first command: the embedded demo model with a
-// text prompt, greedy, against hf-gostd-13m's reference continuation.
+// text prompt. Sampling with a seed is reproducible, and greedy generation
+// through the command equals the model's own greedy loop.
 func TestDemoRun(t *testing.T) {
-	out, stderr, code := run(t, "generate", "--prompt", "// Package", "--max-tokens", "12", "--print-ids")
+	out1, stderr, code := run(t, "run", "--max-tokens", "16", "--seed", "7", "func (s *Server) ")
+	if code != 0 {
+		t.Fatalf("run failed: %s", stderr)
+	}
+	out2, _, _ := run(t, "run", "--max-tokens", "16", "--seed", "7", "func (s *Server) ")
+	if out1 != out2 || strings.TrimSpace(out1) == "" {
+		t.Errorf("same seed, different text: %q vs %q", out1, out2)
+	}
+	out, stderr, code := run(t, "generate", "--prompt", "// Package", "--max-tokens", "12", "--ignore-eos", "--print-ids")
 	if code != 0 {
 		t.Fatalf("generate failed: %s", stderr)
 	}
-	// The first 12 of the reference's greedy_ids for "// Package".
-	const want = "511,2669,537,828,3030,511,2660,537,515,1301,270,1139"
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if lines[len(lines)-1] != want {
-		t.Errorf("ids %q, want %q", lines[len(lines)-1], want)
+	m, err := model.LoadDemo(model.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, stderr, code := run(t, "run", "--max-tokens", "4", "--seed", "1", "func main() {"); code != 0 {
-		t.Errorf("run failed: %s", stderr)
+	tok, err := loadTokenizer("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, _, err := m.Generate(context.Background(), tok.Encode("// Package", true), model.GenerateOptions{MaxTokens: 12, IgnoreEOS: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if lines[len(lines)-1] != joinIDs(gen) {
+		t.Errorf("command ids %q, model ids %q", lines[len(lines)-1], joinIDs(gen))
 	}
 }
 
@@ -173,7 +223,12 @@ func TestInspectJamba(t *testing.T) {
 	if len(r.Layers) != 32 || r.Layers[4] != "attention+mlp" || r.Layers[1] != "mamba+moe" {
 		t.Errorf("layout %v", r.Layers)
 	}
-	if out, _, code := run(t, "inspect"); code != 0 || !strings.Contains(out, "parameters: 13.20M total") {
+	m, err := model.LoadDemo(model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, _ := m.Config.ParamCount()
+	if out, _, code := run(t, "inspect"); code != 0 || !strings.Contains(out, fmt.Sprintf("(%d / ", total)) {
 		t.Errorf("inspect of the demo model: %q", out)
 	}
 }
