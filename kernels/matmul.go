@@ -348,15 +348,18 @@ func matMulI8(s *scratch, dst, x []float32, T int, w *Matrix, q *xQuant, r0, r1 
 				}
 				continue
 			}
-			qt := q.v[t*C+n : (t+1)*C]
-			tot := s.tot[(t-t0)*rows:]
-			xs := float64(q.scale[t])
-			for r := r0; r < r1; r++ {
-				v := tot[r-r0]
-				if n < C {
-					v += float64(dotI8Exact(w.I8[r*C+n:(r+1)*C], qt))
+			tot := s.tot[(t-t0)*rows : (t-t0+1)*rows]
+			if n < C {
+				qt := q.v[t*C+n : (t+1)*C]
+				for r := r0; r < r1; r++ {
+					tot[r-r0] += float64(dotI8Exact(w.I8[r*C+n:(r+1)*C], qt))
 				}
-				out[r-r0] = float32(v * xs * float64(w.Scales[r]))
+			}
+			xs := float64(q.scale[t])
+			sc := w.Scales[r0:r1]
+			out, tot = out[:len(sc)], tot[:len(sc)]
+			for i, v := range tot {
+				out[i] = float32(v * xs * float64(sc[i]))
 			}
 		}
 	}
