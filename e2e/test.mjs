@@ -132,13 +132,13 @@ test('an aborted stream frees its slot', async () => {
   let n = 0;
   try {
     for await (const _ of stream) {
-      if (++n === 3) controller.abort();
+      if (++n === 3) controller.abort(); // chunks already buffered may still arrive
     }
   } catch (err) {
     // Depending on the client version the abort ends the loop or throws.
     assert.ok(err instanceof OpenAI.APIUserAbortError, `unexpected ${err}`);
   }
-  assert.equal(n, 3);
+  assert.ok(n >= 3, `only ${n} chunks arrived`);
   const deadline = Date.now() + 1000;
   for (;;) {
     const metrics = await (await fetch(`${baseURL}/metrics`)).text();
