@@ -237,10 +237,8 @@ type Engine struct {
 	ws     *model.Workspace
 	active []*seq
 	free   []*slot
-	slots  int
 	batch  []model.SeqInput
 	inStep []*seq
-	now    func() time.Time
 }
 
 // New starts an engine for m. The model must stay open until Close returns.
@@ -255,7 +253,6 @@ func New(m *model.Model, cfg Config) (*Engine, error) {
 		idle: make(chan struct{}),
 		done: make(chan struct{}),
 		ws:   m.NewWorkspace(),
-		now:  time.Now,
 	}
 	go e.run()
 	return e, nil
@@ -839,7 +836,6 @@ func (e *Engine) takeSlot(s *seq) *slot {
 			topIDs:  make([]int, MaxTopLogprobs),
 			topLP:   make([]float32, MaxTopLogprobs),
 		}
-		e.slots++
 	}
 	sl.smp.AcceptPrompt(s.req.Prompt)
 	return sl

@@ -405,7 +405,7 @@ func (f *fields) common(g *genParams, chatAPI bool) {
 		}
 	}
 	f.logitBias(g)
-	f.ignore("user", "store", "metadata", "service_tier", "parallel_tool_calls", "stream_options")
+	f.ignore("user", "store", "metadata", "service_tier", "parallel_tool_calls")
 }
 
 func (f *fields) stop(g *genParams) {
