@@ -404,23 +404,17 @@ func (e *Engine) Drain(ctx context.Context) error {
 	e.draining = true
 	e.mu.Unlock()
 	e.signal()
-	for {
-		e.mu.Lock()
-		idle := e.idle
-		busy := len(e.queue) > 0 || e.nActive.Load() > 0
-		e.mu.Unlock()
-		if !busy {
-			return nil
+	idle := e.waitIdle()
+	select {
+	case <-idle:
+		if err := e.Err(); err != nil && !errors.Is(err, errClosed) {
+			return err
 		}
-		select {
-		case <-idle:
-		case <-e.done:
-			return e.Err()
-		case <-ctx.Done():
-			e.Abort(ErrShutdown)
-			<-e.waitIdle()
-			return ctx.Err()
-		}
+		return nil
+	case <-ctx.Done():
+		e.Abort(ErrShutdown)
+		<-idle
+		return ctx.Err()
 	}
 }
 
@@ -791,6 +785,9 @@ func (e *Engine) admit() {
 	admitted := append([]*seq(nil), e.queue[:n]...)
 	e.queue = append(e.queue[:0], e.queue[n:]...)
 	clear(e.queue[len(e.queue):cap(e.queue)])
+	// Count the admitted requests as active before they leave the queue's
+	// lock, so that no one sees them in neither place.
+	e.nActive.Store(int64(len(e.active) + n))
 	e.mu.Unlock()
 
 	for _, s := range drop {
