@@ -134,6 +134,8 @@ func TestBatchMatchesSolo(t *testing.T) {
 			t.Errorf("request %d: got %v, want %v", i, got, want[i])
 		}
 	}
+	// A sequence leaves the batch in the step after its last event.
+	waitIdle(t, e, time.Second)
 	st := e.Stats()
 	if st.Active != 0 || st.Queued != 0 || st.Requests != n {
 		t.Errorf("stats after the run: %+v", st)

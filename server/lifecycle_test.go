@@ -155,6 +155,9 @@ func TestMetrics(t *testing.T) {
 	e := newEnv(t, engine.Config{MaxBatch: 2}, Config{})
 	e.post("/v1/completions", `{"prompt":"func","max_tokens":5,"stream":true}`)
 	e.post("/v1/completions", `{"prompt":5}`)
+	// The engine counts a sequence as active until the step after its
+	// last event.
+	waitIdle(t, e.eng)
 	resp, err := e.ts.Client().Get(e.url + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -107,8 +107,13 @@ func TestLoad32Streams(t *testing.T) {
 		wg.Wait()
 		return res
 	}
-	// Warm up: every slot and the workspace reach their size.
+	// Warm up: every slot is used, and a 600-token prompt fills one step's
+	// whole token budget (512), the largest batch the workspace can see.
 	run(slots)
+	long := "[1" + strings.Repeat(",5", 599) + "]"
+	if resp, body := e.post("/v1/completions", `{"prompt":`+long+`,"max_tokens":1}`); resp.StatusCode != 200 {
+		t.Fatalf("warm-up: %d %s", resp.StatusCode, body)
+	}
 	waitIdle(t, e.eng)
 	tr.CloseIdleConnections()
 	baseG, baseHeap := settle(0, 0)
