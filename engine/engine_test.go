@@ -134,7 +134,7 @@ func TestBatchMatchesSolo(t *testing.T) {
 			t.Errorf("request %d: got %v, want %v", i, got, want[i])
 		}
 	}
-	// A sequence leaves the batch in the step after its last event.
+	// A sequence leaves the batch just after its last event is sent.
 	waitIdle(t, e, time.Second)
 	st := e.Stats()
 	if st.Active != 0 || st.Queued != 0 || st.Requests != n {

@@ -155,8 +155,8 @@ func TestMetrics(t *testing.T) {
 	e := newEnv(t, engine.Config{MaxBatch: 2}, Config{})
 	e.post("/v1/completions", `{"prompt":"func","max_tokens":5,"stream":true}`)
 	e.post("/v1/completions", `{"prompt":5}`)
-	// The engine counts a sequence as active until the step after its
-	// last event.
+	// The engine retires a sequence just after sending its last event,
+	// so the response may arrive first.
 	waitIdle(t, e.eng)
 	resp, err := e.ts.Client().Get(e.url + "/metrics")
 	if err != nil {
