@@ -16,26 +16,40 @@ import (
 	"github.com/jamba-go/jamba/tokenizer"
 )
 
-func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	b, e := s.ready()
-	if e != nil {
-		writeError(w, e)
-		return
+// handleGeneration returns the handler of a generation endpoint: the
+// steps both share around prompt, which decodes the body and turns it
+// into prompt ids.
+func (s *Server) handleGeneration(chatAPI bool, prompt func(b *Backend, body []byte) (*genParams, []int, *apiError)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		b, e := s.ready()
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		body, e := s.readBody(w, r)
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		g, ids, e := prompt(b, body)
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		s.generate(w, r, b, g, ids, chatAPI, start)
 	}
-	body, e := s.readBody(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
+}
+
+// chatPrompt decodes a chat request and renders its messages with the
+// chat template.
+func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiError) {
 	req, e := decodeChatRequest(body, b.Engine.VocabSize())
 	if e != nil {
-		writeError(w, e)
-		return
+		return nil, nil, e
 	}
 	if e := s.checkModel(&req.genParams); e != nil {
-		writeError(w, e)
-		return
+		return nil, nil, e
 	}
 	in := chat.Input{Messages: req.Messages, Tools: req.Tools, AddGenerationPrompt: true, Extra: map[string]any{}}
 	for k, v := range b.SpecialTokens {
@@ -50,37 +64,24 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	text, err := b.Template.Render(in)
 	if err != nil {
-		writeError(w, badRequest("messages", "the chat template refused the messages: %v", err))
-		return
+		return nil, nil, badRequest("messages", "the chat template refused the messages: %v", err)
 	}
 	ids := b.Tokenizer.Encode(text, b.ChatAddSpecial)
 	if len(ids) == 0 {
-		writeError(w, badRequest("messages", "the messages render to no tokens"))
-		return
+		return nil, nil, badRequest("messages", "the messages render to no tokens")
 	}
-	s.generate(w, r, b, &req.genParams, ids, true, "messages", start)
+	return &req.genParams, ids, nil
 }
 
-func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	b, e := s.ready()
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	body, e := s.readBody(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
+// completionPrompt decodes a text completion request and encodes its
+// prompt.
+func (s *Server) completionPrompt(b *Backend, body []byte) (*genParams, []int, *apiError) {
 	req, e := decodeCompletionRequest(body, b.Engine.VocabSize())
 	if e != nil {
-		writeError(w, e)
-		return
+		return nil, nil, e
 	}
 	if e := s.checkModel(&req.genParams); e != nil {
-		writeError(w, e)
-		return
+		return nil, nil, e
 	}
 	ids := req.PromptIDs
 	if !req.IsIDs {
@@ -88,10 +89,9 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		ids = b.Tokenizer.Encode(req.PromptText, true)
 	}
 	if len(ids) == 0 {
-		writeError(w, badRequest("prompt", "the prompt encodes to no tokens (the tokenizer adds no BOS token)"))
-		return
+		return nil, nil, badRequest("prompt", "the prompt encodes to no tokens (the tokenizer adds no BOS token)")
 	}
-	s.generate(w, r, b, &req.genParams, ids, false, "prompt", start)
+	return &req.genParams, ids, nil
 }
 
 // checkModel resolves the model field, logs unknown fields, and refuses a
@@ -142,7 +142,11 @@ type generation struct {
 	finish  string
 }
 
-func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g *genParams, ids []int, chatAPI bool, promptParam string, start time.Time) {
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g *genParams, ids []int, chatAPI bool, start time.Time) {
+	promptParam := "prompt"
+	if chatAPI {
+		promptParam = "messages"
+	}
 	n := b.Engine.Config().Context
 	if len(ids) >= n {
 		writeError(w, badRequest(promptParam, "this model's context length is %d tokens and the %s has %d: no room for output", n, promptParam, len(ids)).withCode("context_length_exceeded"))

@@ -169,8 +169,8 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = m
 	s.mux = map[string]map[string]http.HandlerFunc{
 		"/v1/models":           {"GET": s.handleModels},
-		"/v1/chat/completions": {"POST": s.handleChat},
-		"/v1/completions":      {"POST": s.handleCompletions},
+		"/v1/chat/completions": {"POST": s.handleGeneration(true, s.chatPrompt)},
+		"/v1/completions":      {"POST": s.handleGeneration(false, s.completionPrompt)},
 		"/health":              {"GET": s.handleHealth},
 		"/metrics":             {"GET": m.handler.ServeHTTP},
 	}
