@@ -287,3 +287,20 @@ func TestBatchedSequences(t *testing.T) {
 		}
 	}
 }
+
+// TestNoLogits checks that a sequence without logits still advances its
+// state and leaves the other sequences' logits in place.
+func TestNoLogits(t *testing.T) {
+	m, _ := loadFixture(t, "tiny-dense")
+	ws := m.NewWorkspace()
+	a, b := m.NewCache(0), m.NewCache(0)
+	if err := ws.Forward([]SeqInput{{Tokens: []int{1, 2, 3}, Cache: a, NoLogits: true}, {Tokens: []int{4, 5}, Cache: b}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ws.Logits(0)) != 0 || len(ws.Logits(1)) != m.Config.VocabSize || a.Len != 3 || b.Len != 2 {
+		t.Fatalf("logits %d and %d floats, cache lengths %d and %d", len(ws.Logits(0)), len(ws.Logits(1)), a.Len, b.Len)
+	}
+	if err := ws.Forward([]SeqInput{{Tokens: []int{1, 2, 3}, NoLogits: true}}); err != nil || len(ws.Logits(0)) != 0 {
+		t.Fatalf("a call with no logits at all: %v", err)
+	}
+}

@@ -20,6 +20,9 @@ type SeqInput struct {
 	// AllLogits asks for the logits of every new token; otherwise only the
 	// last token's logits are computed.
 	AllLogits bool
+	// NoLogits skips the LM head for this sequence (a prompt chunk that is
+	// not the last): Logits(i) is then empty.
+	NoLogits bool
 }
 
 // Workspace holds the scratch memory of forward passes and their outputs. It
@@ -116,11 +119,13 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		}
 		ws.seqStart[i] = total
 		ws.logitOff[i] = len(ws.headRows)
-		if s.AllLogits {
+		switch {
+		case s.NoLogits:
+		case s.AllLogits:
 			for t := range s.Tokens {
 				ws.headRows = append(ws.headRows, total+t)
 			}
-		} else {
+		default:
 			ws.headRows = append(ws.headRows, total+len(s.Tokens)-1)
 		}
 		total += len(s.Tokens)
@@ -191,7 +196,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		copy(in[j*H:(j+1)*H], xn[r*H:(r+1)*H])
 	}
 	logits := grow(&ws.logits, n*V)
-	kernels.MatMul(logits, in, n, m.LMHead)
+	if n > 0 {
+		kernels.MatMul(logits, in, n, m.LMHead)
+	}
 	return nil
 }
 

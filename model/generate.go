@@ -138,7 +138,8 @@ func (m *Model) Prefill(ws *Workspace, st *cache.Seq, tokens []int, chunk int) (
 	}
 	var logits []float32
 	for i := 0; i < len(tokens); i += chunk {
-		if err := ws.Forward([]SeqInput{{Tokens: tokens[i:min(i+chunk, len(tokens))], Cache: st}}); err != nil {
+		end := min(i+chunk, len(tokens))
+		if err := ws.Forward([]SeqInput{{Tokens: tokens[i:end], Cache: st, NoLogits: end < len(tokens)}}); err != nil {
 			return nil, err
 		}
 		logits = ws.Logits(0)
