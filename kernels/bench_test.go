@@ -123,11 +123,12 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 }
 
-// BenchmarkMatMulSmallT covers MoE experts, which see a few tokens each.
+// BenchmarkMatMulSmallT covers MoE experts, which see a few tokens each,
+// against one token.
 func BenchmarkMatMulSmallT(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 4))
 	w := randMatrix(r, BF16, 3584, 1024, 0)
-	for _, T := range []int{2, 4, 8, 16, 32} {
+	for _, T := range []int{1, 2, 4, 8, 16, 32} {
 		x := make([]float32, T*1024)
 		dst := make([]float32, T*3584)
 		b.Run(fmt.Sprintf("bf16/T=%d", T), func(b *testing.B) {
