@@ -1788,7 +1788,7 @@ loop:
 	RET
 
 // func gemm1x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·gemm1x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ y+0(FP), AX
 	MOVQ ldy+8(FP), CX
@@ -1820,8 +1820,10 @@ zero:
 	VXORPS Y3, Y3, Y3
 
 start:
-	MOVQ BX, CX
-	MOVQ R9, SI
+	PREFETCHT0 128(DX)
+	PREFETCHT0 192(DX)
+	MOVQ       BX, CX
+	MOVQ       R9, SI
 
 k:
 	VMOVUPS     (CX), Y12
@@ -1864,7 +1866,7 @@ done:
 	RET
 
 // func gemm2x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·gemm2x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ y+0(FP), AX
 	MOVQ ldy+8(FP), CX
@@ -1904,8 +1906,12 @@ zero:
 	VXORPS Y7, Y7, Y7
 
 start:
-	MOVQ BX, R11
-	MOVQ R9, R12
+	PREFETCHT0 256(DX)
+	PREFETCHT0 320(DX)
+	PREFETCHT0 384(DX)
+	PREFETCHT0 448(DX)
+	MOVQ       BX, R11
+	MOVQ       R9, R12
 
 k:
 	VMOVUPS     (R11), Y12
@@ -1963,7 +1969,7 @@ done:
 	RET
 
 // func gemm3x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
-// Requires: AVX, FMA3
+// Requires: AVX, FMA3, MMX+
 TEXT ·gemm3x4AVX2(SB), NOSPLIT, $0-72
 	MOVQ y+0(FP), AX
 	MOVQ ldy+8(FP), CX
@@ -2011,8 +2017,14 @@ zero:
 	VXORPS Y11, Y11, Y11
 
 start:
-	MOVQ BX, R11
-	MOVQ R9, R12
+	PREFETCHT0 384(DX)
+	PREFETCHT0 448(DX)
+	PREFETCHT0 512(DX)
+	PREFETCHT0 576(DX)
+	PREFETCHT0 640(DX)
+	PREFETCHT0 704(DX)
+	MOVQ       BX, R11
+	MOVQ       R9, R12
 
 k:
 	VMOVUPS     (R11), Y12

@@ -485,6 +485,12 @@ func genGemm(nt int) {
 		VXORPS(r, r, r)
 	}
 	Label("start")
+	// The partial sums of the next group (or of the next tokens' first
+	// group, which follow in memory) are in L2 by now; fetch them while
+	// this group runs, so that its successor does not start on a miss.
+	for off := 0; off < 128*nt; off += 64 {
+		PREFETCHT0(Mem{Base: acc, Disp: 128*nt + off})
+	}
 	MOVQ(x, xk)
 	MOVQ(kc, n)
 	Label("k")
