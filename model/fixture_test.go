@@ -232,9 +232,9 @@ func TestChunkedPrefill(t *testing.T) {
 					got = append(got, ws.Logits(0)...)
 					pos += n
 				}
-				// Same float32 arithmetic in a different grouping of rows:
-				// differences come only from summation order in the kernels.
-				if e := relErr(got, want); e > 1e-5 {
+				// The same float32 arithmetic in a different grouping of rows,
+				// and the kernels are batch-invariant: not one bit may differ.
+				if e := relErr(got, want); e > 0 {
 					t.Errorf("split %v: relative error %.3g vs the full pass", sp, e)
 				}
 				if st.Len != T || len(got) != T*V {
