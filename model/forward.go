@@ -426,8 +426,8 @@ func (ws *Workspace) moe(e *MoEWeights, x, out []float32, n, moeIdx int) {
 	top := growInts(&ws.topIdx, K)
 	for r := 0; r < n; r++ {
 		p := probs[r*E : (r+1)*E]
-		softmax(p)
-		topK(p, top)
+		RouterSoftmax(p)
+		TopK(p, top)
 		for _, j := range top {
 			ws.expRows[j] = append(ws.expRows[j], r)
 			ws.expWeights[j] = append(ws.expWeights[j], p[j])
@@ -451,8 +451,10 @@ func (ws *Workspace) moe(e *MoEWeights, x, out []float32, n, moeIdx int) {
 	}
 }
 
-// softmax replaces x by exp(x − max) / Σ, in float32 with float64 exponentials.
-func softmax(x []float32) {
+// RouterSoftmax replaces router logits x by their probabilities,
+// exp(x − max) / Σ, in float32 with float64 exponentials. Training uses it
+// too, so that both route alike.
+func RouterSoftmax(x []float32) {
 	mx := float32(math.Inf(-1))
 	for _, v := range x {
 		mx = max(mx, v)
@@ -469,9 +471,9 @@ func softmax(x []float32) {
 	}
 }
 
-// topK writes the indices of the len(idx) largest entries of p into idx,
+// TopK writes the indices of the len(idx) largest entries of p into idx,
 // largest first; ties go to the lower index.
-func topK(p []float32, idx []int) {
+func TopK(p []float32, idx []int) {
 	for k := range idx {
 		best := -1
 		for j, v := range p {

@@ -1,7 +1,7 @@
 package train
 
 import (
-	"math"
+	"github.com/jamba-go/jamba/model"
 
 	"github.com/jamba-go/jamba/kernels"
 )
@@ -88,8 +88,8 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 	parallel(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			p := a.probs[r*E : (r+1)*E]
-			softmax(p)
-			topK(p, a.top[r*K:(r+1)*K])
+			model.RouterSoftmax(p)
+			model.TopK(p, a.top[r*K:(r+1)*K])
 		}
 	})
 	if first {
@@ -219,44 +219,4 @@ func (e *Engine) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float
 		}
 	}
 	e.s.linearBackward(dx, g.router, nil, dp, x, w.router, n, E, H)
-}
-
-// softmax replaces x by exp(x − max) / Σ, in float32 with float64
-// exponentials (as the inference forward computes the routing).
-func softmax(x []float32) {
-	mx := float32(math.Inf(-1))
-	for _, v := range x {
-		mx = max(mx, v)
-	}
-	var sum float32
-	for i, v := range x {
-		ev := float32(math.Exp(float64(v - mx)))
-		x[i] = ev
-		sum += ev
-	}
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
-	}
-}
-
-// topK writes the indices of the len(idx) largest entries of p into idx,
-// largest first; ties go to the lower index (as the inference forward).
-func topK(p []float32, idx []int) {
-	for k := range idx {
-		best := -1
-		for j, v := range p {
-			taken := false
-			for _, t := range idx[:k] {
-				if t == j {
-					taken = true
-					break
-				}
-			}
-			if !taken && (best < 0 || v > p[best]) {
-				best = j
-			}
-		}
-		idx[k] = best
-	}
 }
