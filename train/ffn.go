@@ -1,9 +1,8 @@
 package train
 
 import (
-	"github.com/jamba-go/jamba/model"
-
 	"github.com/jamba-go/jamba/kernels"
+	"github.com/jamba-go/jamba/model"
 )
 
 // mlpActs are the saved activations of a SwiGLU MLP over m rows.
