@@ -8,18 +8,18 @@ import (
 )
 
 // Name is the name of the embedded demo model.
-const Name = "hf-gostd-13m"
+const Name = "jamba-gostd-4m"
 
 // The checkpoint files are embedded as strings so that their bytes can be
 // handed out without a copy: they live in the binary's read-only data.
 var (
-	//go:embed hf-gostd-13m/config.json
+	//go:embed jamba-gostd-4m/config.json
 	configJSON string
-	//go:embed hf-gostd-13m/generation_config.json
+	//go:embed jamba-gostd-4m/generation_config.json
 	generationConfigJSON string
-	//go:embed hf-gostd-13m/model.safetensors
+	//go:embed jamba-gostd-4m/model.safetensors
 	modelSafetensors string
-	//go:embed hf-gostd-13m/tokenizer.json
+	//go:embed jamba-gostd-4m/tokenizer.json
 	tokenizerJSON string
 )
 

@@ -162,11 +162,11 @@ func TestGostdPrompt(t *testing.T) {
 // text prompt. Sampling with a seed is reproducible, and greedy generation
 // through the command equals the model's own greedy loop.
 func TestDemoRun(t *testing.T) {
-	out1, stderr, code := run(t, "run", "--max-tokens", "16", "--seed", "7", "func (s *Server) ")
+	out1, stderr, code := run(t, "run", "--max-tokens", "16", "--seed", "7", "for i := 0; i < n; i++ {")
 	if code != 0 {
 		t.Fatalf("run failed: %s", stderr)
 	}
-	out2, _, _ := run(t, "run", "--max-tokens", "16", "--seed", "7", "func (s *Server) ")
+	out2, _, _ := run(t, "run", "--max-tokens", "16", "--seed", "7", "for i := 0; i < n; i++ {")
 	if out1 != out2 || strings.TrimSpace(out1) == "" {
 		t.Errorf("same seed, different text: %q vs %q", out1, out2)
 	}
