@@ -28,8 +28,10 @@ if [ -z "$url" ] || ! grep -q 'msg=ready' "$tmp/serve.log"; then
   cat "$tmp/serve.log" >&2; echo "e2e: jamba serve did not get ready" >&2; exit 1
 fi
 
+model=$(sed -n 's/.*msg=ready model=\([^ ]*\).*/\1/p' "$tmp/serve.log" | head -n 1)
+
 status=0
-JAMBA_URL="$url" JAMBA_BIN="$tmp/jamba" node --test test.mjs || status=$?
+JAMBA_URL="$url" JAMBA_MODEL="$model" JAMBA_BIN="$tmp/jamba" node --test test.mjs || status=$?
 
 # SIGTERM must drain and exit 0.
 kill -TERM "$pid"

@@ -9,7 +9,9 @@ import OpenAI from 'openai';
 const baseURL = process.env.JAMBA_URL;
 if (!baseURL) throw new Error('JAMBA_URL is not set: run e2e/run.sh');
 const client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: 'unused', maxRetries: 0 });
-const model = 'hf-gostd-13m';
+// The served model's id, as `jamba serve` logged it when ready (run.sh).
+const model = process.env.JAMBA_MODEL;
+if (!model) throw new Error('JAMBA_MODEL is not set: run e2e/run.sh');
 
 async function collect(stream) {
   const chunks = [];
