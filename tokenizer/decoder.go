@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -24,23 +23,13 @@ func (s seqDecoder) decode(t []string) []string {
 	return t
 }
 
-type replaceDecoder struct {
-	lit     string
-	re      *regexp.Regexp
-	content string
-}
+// replaceDecoder applies a replacer to every token.
+type replaceDecoder struct{ *replacer }
 
-func (r *replaceDecoder) decode(toks []string) []string {
+func (r replaceDecoder) decode(toks []string) []string {
 	out := make([]string, len(toks))
 	for i, t := range toks {
-		switch {
-		case r.re != nil:
-			out[i] = r.re.ReplaceAllLiteralString(t, r.content)
-		case r.lit == "":
-			out[i] = t
-		default:
-			out[i] = strings.ReplaceAll(t, r.lit, r.content)
-		}
+		out[i] = r.normalize(t)
 	}
 	return out
 }
@@ -293,30 +282,11 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 		}
 		return seq, nil
 	case "Replace":
-		var j struct {
-			Pattern patternJSON `json:"pattern"`
-			Content *string     `json:"content"`
+		r, err := parseReplace(raw)
+		if err != nil {
+			return nil, err
 		}
-		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Replace: %v", err)
-		}
-		if j.Content == nil {
-			return nil, errors.New("Replace: field content: missing")
-		}
-		d := &replaceDecoder{content: *j.Content}
-		switch {
-		case j.Pattern.String != nil:
-			d.lit = *j.Pattern.String
-		case j.Pattern.Regex != nil:
-			re, err := compileRegex(*j.Pattern.Regex)
-			if err != nil {
-				return nil, fmt.Errorf("Replace: field pattern: %w", err)
-			}
-			d.re = re
-		default:
-			return nil, errors.New("Replace: field pattern: want String or Regex")
-		}
-		return d, nil
+		return replaceDecoder{r}, nil
 	case "ByteFallback":
 		return byteFallbackDecoder{}, nil
 	case "Fuse":

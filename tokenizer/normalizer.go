@@ -50,13 +50,15 @@ func (p prependNormalizer) normalize(s string) string {
 	return string(p) + s
 }
 
-type replaceNormalizer struct {
+// replacer is the Replace step of normalizers and decoders: every match of
+// a literal string or a regex becomes content.
+type replacer struct {
 	lit     string
 	re      *regexp.Regexp
 	content string
 }
 
-func (r *replaceNormalizer) normalize(s string) string {
+func (r *replacer) normalize(s string) string {
 	if r.re != nil {
 		return r.re.ReplaceAllLiteralString(s, r.content)
 	}
@@ -64,6 +66,34 @@ func (r *replaceNormalizer) normalize(s string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, r.lit, r.content)
+}
+
+// parseReplace reads a Replace component ({"pattern": {String|Regex}, "content"}).
+func parseReplace(raw json.RawMessage) (*replacer, error) {
+	var j struct {
+		Pattern patternJSON `json:"pattern"`
+		Content *string     `json:"content"`
+	}
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return nil, fmt.Errorf("Replace: %v", err)
+	}
+	if j.Content == nil {
+		return nil, errors.New("Replace: field content: missing")
+	}
+	r := &replacer{content: *j.Content}
+	switch {
+	case j.Pattern.String != nil:
+		r.lit = *j.Pattern.String
+	case j.Pattern.Regex != nil:
+		re, err := compileRegex(*j.Pattern.Regex)
+		if err != nil {
+			return nil, fmt.Errorf("Replace: field pattern: %w", err)
+		}
+		r.re = re
+	default:
+		return nil, errors.New("Replace: field pattern: want String or Regex")
+	}
+	return r, nil
 }
 
 type formNormalizer struct{ f norm.Form }
@@ -164,30 +194,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		}
 		return prependNormalizer(*j.Prepend), nil
 	case "Replace":
-		var j struct {
-			Pattern patternJSON `json:"pattern"`
-			Content *string     `json:"content"`
-		}
-		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Replace: %v", err)
-		}
-		if j.Content == nil {
-			return nil, errors.New("Replace: field content: missing")
-		}
-		r := &replaceNormalizer{content: *j.Content}
-		switch {
-		case j.Pattern.String != nil:
-			r.lit = *j.Pattern.String
-		case j.Pattern.Regex != nil:
-			re, err := compileRegex(*j.Pattern.Regex)
-			if err != nil {
-				return nil, fmt.Errorf("Replace: field pattern: %w", err)
-			}
-			r.re = re
-		default:
-			return nil, errors.New("Replace: field pattern: want String or Regex")
-		}
-		return r, nil
+		return parseReplace(raw)
 	case "NFC":
 		return formNormalizer{norm.NFC}, nil
 	case "NFD":
