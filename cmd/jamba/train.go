@@ -289,7 +289,11 @@ saves), for runs split into legs; Ctrl-C saves too.`, stderr)
 	}
 	if n := len(tr.Metrics); n > 0 {
 		m := tr.Metrics[n-1]
-		fmt.Fprintf(stdout, "step %d loss %.6f val_loss %.6f tokens %d elapsed_s %.1f\n", m.Step, m.Loss, m.ValLoss, m.Tokens, m.Elapsed)
+		val := "" // no validation ran at the last step (a leg that stopped early)
+		if !math.IsNaN(m.ValLoss) {
+			val = fmt.Sprintf(" val_loss %.6f", m.ValLoss)
+		}
+		fmt.Fprintf(stdout, "step %d loss %.6f%s tokens %d elapsed_s %.1f\n", m.Step, m.Loss, val, m.Tokens, m.Elapsed)
 	}
 	if tr.StepsDone() < tr.Opts.Steps {
 		fmt.Fprintf(stderr, "stopped at step %d of %d; continue with: jamba train --resume %s --data ...\n", tr.StepsDone(), tr.Opts.Steps, *output)
