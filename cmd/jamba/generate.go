@@ -5,12 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
+	"github.com/jamba-go/jamba/tokenizer"
 )
 
 func init() {
@@ -76,15 +79,21 @@ special tokens, e.g. BOS); --ids gives the token ids directly. With
 	if (*prompt == "") == (*idsFlag == "") {
 		return fmt.Errorf("%w: give exactly one of --prompt and --ids", errUsage)
 	}
-	return generate(g, *prompt, *idsFlag, *printIDs, stdout, stderr)
+	return generate(g, *prompt, *idsFlag, *printIDs, false, stdout, stderr)
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("run", "[--model DIR] [flags] [PROMPT]", `
 Generates a continuation of PROMPT and streams it to the terminal. Without
 --model it uses the small demo model built into the binary (trained on Go
-source code). Without PROMPT it reads the prompt from stdin.`, stderr)
+source code). Without PROMPT it reads the prompt from stdin.
+
+The prompt's last token is healed: a prompt that ends inside a word or with a
+space ends with a token that rarely stands alone in training text (a lone
+space token, say), so it is dropped and the first generated token must begin
+with its text. The output then continues the prompt as written.`, stderr)
 	g := addGenFlags(fs, 128, 0.7)
+	noHeal := fs.Bool("no-heal", false, "do not heal the prompt's last token (see above)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -99,7 +108,7 @@ source code). Without PROMPT it reads the prompt from stdin.`, stderr)
 	if prompt == "" {
 		return fmt.Errorf("%w: no prompt given (pass it as an argument or on stdin)", errUsage)
 	}
-	return generate(g, prompt, "", false, stdout, stderr)
+	return generate(g, prompt, "", false, !*noHeal, stdout, stderr)
 }
 
 func joinArgs(a []string) string {
@@ -113,7 +122,7 @@ func joinArgs(a []string) string {
 	return s
 }
 
-func generate(g genFlags, prompt, idsFlag string, printIDs bool, stdout, stderr io.Writer) error {
+func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, stderr io.Writer) error {
 	p := g.params()
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -141,7 +150,14 @@ func generate(g genFlags, prompt, idsFlag string, printIDs bool, stdout, stderr 
 			return fmt.Errorf("the prompt encodes to no tokens")
 		}
 	}
-	smp := sample.New(p, m.Config.VocabSize)
+	var smp model.Sampler = sample.New(p, m.Config.VocabSize)
+	healText := ""
+	if heal && tok != nil {
+		var allowed []bool
+		if ids, allowed, healText = healPrompt(tok, ids, m.Config.VocabSize); allowed != nil {
+			smp = &healSampler{inner: smp, allowed: allowed}
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	out := bufio.NewWriter(stdout)
@@ -162,7 +178,18 @@ func generate(g genFlags, prompt, idsFlag string, printIDs bool, stdout, stderr 
 			first = time.Since(start)
 		}
 		if dec != nil {
-			out.WriteString(dec.Add(id))
+			delta := dec.Add(id)
+			// The healed token's own text is already in the prompt.
+			switch {
+			case healText == "":
+			case strings.HasPrefix(delta, healText):
+				delta, healText = delta[len(healText):], ""
+			case strings.HasPrefix(healText, delta):
+				delta, healText = "", healText[len(delta):]
+			default:
+				healText = ""
+			}
+			out.WriteString(delta)
 		} else {
 			fmt.Fprintf(out, "%d ", id)
 		}
@@ -185,3 +212,59 @@ func generate(g genFlags, prompt, idsFlag string, printIDs bool, stdout, stderr 
 	}
 	return nil
 }
+
+// healPrompt drops the last token of ids when other tokens extend its text,
+// returning the shorter prompt, which tokens the first sampled one may be
+// (those whose piece starts with the dropped piece), and the dropped
+// token's text as decoded in context. allowed is nil when nothing is healed.
+func healPrompt(tok *tokenizer.Tokenizer, ids []int, vocab int) ([]int, []bool, string) {
+	if len(ids) < 2 {
+		return ids, nil, ""
+	}
+	last := ids[len(ids)-1]
+	piece, ok := tok.IDToToken(last)
+	if !ok || tok.IsSpecial(last) || strings.HasPrefix(piece, "<0x") {
+		return ids, nil, ""
+	}
+	full, head := tok.Decode(ids, false), tok.Decode(ids[:len(ids)-1], false)
+	if !strings.HasPrefix(full, head) {
+		return ids, nil, ""
+	}
+	allowed := make([]bool, vocab)
+	n := 0
+	for id := range allowed {
+		if p, ok := tok.IDToToken(id); ok && !tok.IsSpecial(id) && strings.HasPrefix(p, piece) {
+			allowed[id] = true
+			n++
+		}
+	}
+	if n < 2 {
+		return ids, nil, ""
+	}
+	return ids[:len(ids)-1], allowed, full[len(head):]
+}
+
+// healSampler restricts the first sampled token to the allowed ones.
+type healSampler struct {
+	inner   model.Sampler
+	allowed []bool
+	done    bool
+	buf     []float32
+}
+
+func (h *healSampler) Sample(logits []float32) int {
+	if h.done {
+		return h.inner.Sample(logits)
+	}
+	h.done = true
+	h.buf = append(h.buf[:0], logits...)
+	for i, ok := range h.allowed {
+		if !ok {
+			h.buf[i] = float32(math.Inf(-1))
+		}
+	}
+	return h.inner.Sample(h.buf)
+}
+
+func (h *healSampler) Accept(id int)          { h.inner.Accept(id) }
+func (h *healSampler) AcceptPrompt(ids []int) { h.inner.AcceptPrompt(ids) }
