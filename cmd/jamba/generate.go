@@ -205,6 +205,7 @@ func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, s
 	if err != nil {
 		return err
 	}
+	out.Flush() // the text, then the statistics on stderr
 	el := time.Since(start)
 	if len(gen) > 1 {
 		fmt.Fprintf(stderr, "[%d prompt tokens, %d generated (%s); prompt %.0f ms, %.1f tokens/s]\n",
