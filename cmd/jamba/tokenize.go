@@ -38,7 +38,7 @@ func openTokenizer(path string) (*tokenizer.Tokenizer, error) {
 // openInput returns the named file, or stdin when name is empty.
 func openInput(name string) (io.ReadCloser, error) {
 	if name == "" {
-		return io.NopCloser(os.Stdin), nil
+		return io.NopCloser(stdin), nil
 	}
 	return os.Open(name)
 }
