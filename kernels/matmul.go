@@ -63,16 +63,27 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	defer p.mu.Unlock()
 	m := &p.matmul
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
-	rowBytes := int(w.Bytes()) / R
-	perThread := (R + 8*p.threads - 1) / (8 * p.threads)
-	work := T * R * C
+	m.plan(p.threads)
+	if w.DType == I8 {
+		p.xq.quantize(x[:T*C], T, C)
+		m.q = &p.xq
+	}
+	p.run(m, m.nchunks, T*R*C)
+	*m = matMulTask{}
+}
+
+// plan chooses the chunking of m's output rows for the given thread count.
+func (m *matMulTask) plan(threads int) {
+	R := m.w.Rows
+	rowBytes := int(m.w.Bytes()) / R
+	perThread := (R + 8*threads - 1) / (8 * threads)
 	switch {
-	case T == 1:
+	case m.T == 1:
 		// About 8 chunks per thread, each a multiple of 4 rows and at
 		// least 32 KiB of weights, so that the hardware prefetcher streams.
 		c := max(perThread, (32<<10+rowBytes-1)/rowBytes)
 		m.chunk = (c + 3) &^ 3
-	case T < fewTokens || w.DType == I8:
+	case m.T < fewTokens || m.w.DType == I8:
 		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
 		// tokens pass over them in groups of 2 or 3.
 		c := max(perThread, (32<<10+rowBytes-1)/rowBytes)
@@ -82,12 +93,43 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 		m.chunk = panelRows
 		m.packed = true
 	}
-	if w.DType == I8 {
-		p.xq.quantize(x[:T*C], T, C)
-		m.q = &p.xq
-	}
 	m.nchunks = (R + m.chunk - 1) / m.chunk
-	p.run(m, m.nchunks, work)
+}
+
+// A Serial multiplies on the calling goroutine alone, with buffers of its
+// own, so that several goroutines may multiply at once: data-parallel
+// training gives each worker one. Its results are bit for bit those of
+// MatMul (which is batch-invariant and thread-count invariant). A Serial
+// is not safe for concurrent use; the zero value is ready.
+type Serial struct {
+	s  scratch
+	xq xQuant
+	m  matMulTask
+	sp [1]*scratch
+}
+
+// MatMul is the package's MatMul run on the calling goroutine.
+func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
+	R, C := w.Rows, w.Cols
+	if T <= 0 || R == 0 {
+		return
+	}
+	_ = dst[T*R-1]
+	if C == 0 {
+		clear(dst[:T*R])
+		return
+	}
+	_ = x[T*C-1]
+	checkStorage(w)
+	s.sp[0] = &s.s
+	m := &s.m
+	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: s.sp[:]}
+	m.plan(1)
+	if w.DType == I8 {
+		s.xq.quantize(x[:T*C], T, C)
+		m.q = &s.xq
+	}
+	m.do(0)
 	*m = matMulTask{}
 }
 
