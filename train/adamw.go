@@ -70,16 +70,20 @@ func (o *AdamW) Update(g []float32, lr float64) {
 	}
 }
 
-// GradNorm returns the L2 norm of g, summed in float64 in a fixed order.
+// GradNorm returns the L2 norm of g, summed in float64 in a fixed order:
+// per block of normBlock values, then the blocks in order (the same for any
+// thread count).
 func GradNorm(g []float32) float64 {
-	chunks, _ := split(len(g), 1<<15)
-	sums := make([]float64, chunks)
-	parallelFor(len(g), 1<<15, func(c, lo, hi int) {
-		var s float64
-		for _, v := range g[lo:hi] {
-			s += float64(v) * float64(v)
+	const normBlock = 1 << 15
+	sums := make([]float64, (len(g)+normBlock-1)/normBlock)
+	parallel(len(sums), 1, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			var s float64
+			for _, v := range g[c*normBlock : min((c+1)*normBlock, len(g))] {
+				s += float64(v) * float64(v)
+			}
+			sums[c] = s
 		}
-		sums[c] = s
 	})
 	var s float64
 	for _, v := range sums {

@@ -32,13 +32,14 @@ func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 	scale := float32(1 / math.Sqrt(float64(d.hd)))
 	group := d.nH / d.nKV
 	nseq := e.nseq()
-	parallel(nseq*d.nH, 1, func(lo, hi int) {
-		var scores []float32
+	nch, _ := e.s.pool.split(nseq*d.nH, 1)
+	bufs := e.chunkBufs(nch, e.maxRow())
+	e.s.pool.parallelFor(nseq*d.nH, 1, func(ci, lo, hi int) {
 		for task := lo; task < hi; task++ {
 			s, hh := task/d.nH, task%d.nH
 			g := hh / group
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
-			sc := grow(&scores, r1-r0)
+			sc := bufs[ci][:r1-r0]
 			for t := r0; t < r1; t++ {
 				qv := a.q[t*qd+hh*d.hd : t*qd+(hh+1)*d.hd]
 				m := t - r0 + 1
@@ -92,12 +93,13 @@ func (e *Engine) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []fl
 	group := d.nH / d.nKV
 	nseq := e.nseq()
 	hd := d.hd
-	parallel(nseq*d.nKV, 1, func(lo, hi int) {
-		var ps []float32
+	nch, _ := e.s.pool.split(nseq*d.nKV, 1)
+	bufs := e.chunkBufs(nch, e.maxRow())
+	e.s.pool.parallelFor(nseq*d.nKV, 1, func(ci, lo, hi int) {
 		for task := lo; task < hi; task++ {
 			s, g := task/d.nKV, task%d.nKV
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
-			p := grow(&ps, r1-r0)
+			p := bufs[ci][:r1-r0]
 			for hh := g * group; hh < (g+1)*group; hh++ {
 				for t := r0; t < r1; t++ {
 					qv := a.q[t*qd+hh*hd : t*qd+(hh+1)*hd]

@@ -24,29 +24,47 @@ func benchConfig() *model.Config {
 // BenchmarkTrainStep measures one forward and backward pass over a batch of
 // 4 rows of 256 tokens on the demo model's shape. It reports tokens/s and
 // the arithmetic rate counted as 6 flops per active parameter per token.
+// "stored" and "recompute" run one engine over all threads; "workers" runs
+// GOMAXPROCS data-parallel workers (at most 4, one per row), and the step
+// includes summing their gradients.
 func BenchmarkTrainStep(b *testing.B) {
-	for _, recompute := range []bool{false, true} {
-		name := "stored"
-		if recompute {
-			name = "recompute"
-		}
+	for _, name := range []string{"stored", "recompute", "workers"} {
 		b.Run(name, func(b *testing.B) {
 			kernels.SetThreads(runtime.GOMAXPROCS(0)) // follow -cpu
 			cfg := benchConfig()
 			p := InitParams(cfg, 1)
-			e, err := NewEngine(p)
-			if err != nil {
-				b.Fatal(err)
-			}
-			e.Recompute = recompute
 			rows := randomRows(1, cfg.VocabSize, 256, 256, 256, 256)
 			tokens := 4 * 256
-			if _, err := e.Backward(rows, 1); err != nil { // warm up: allocate the activations
+			var pass func() error
+			if name == "workers" {
+				ws, err := NewWorkers(p, min(runtime.GOMAXPROCS(0), len(rows)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				pass = func() error {
+					ws.ZeroGrad()
+					_, err := ws.Backward(rows, 1)
+					ws.Grad()
+					return err
+				}
+			} else {
+				e, err := NewEngine(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				e.Recompute = name == "recompute"
+				pass = func() error {
+					e.ZeroGrad()
+					_, err := e.Backward(rows, 1)
+					return err
+				}
+			}
+			if err := pass(); err != nil { // warm up: allocate the activations
 				b.Fatal(err)
 			}
 			b.ResetTimer()
 			for range b.N {
-				if _, err := e.Backward(rows, 1); err != nil {
+				if err := pass(); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -2,7 +2,6 @@ package train
 
 import (
 	"errors"
-	"fmt"
 	"math"
 
 	"github.com/jamba-go/jamba/kernels"
@@ -24,7 +23,8 @@ type Loss struct {
 // states. The Mamba scan stores its state only every scanChunk tokens in
 // either mode and recomputes the states in between during the backward.
 //
-// An Engine is not safe for concurrent use; it runs each pass on all CPUs.
+// An Engine is not safe for concurrent use; it runs each pass on all CPUs
+// unless Serial is set.
 type Engine struct {
 	Config *model.Config
 	Params *Params
@@ -37,6 +37,13 @@ type Engine struct {
 	// ([tokens, V], rows one after the other).
 	KeepLogits bool
 	Logits     []float32
+	// Serial runs every pass on the calling goroutine, its matrix products
+	// through a kernels.Serial of its own, so that several engines can run
+	// at once, one per core (the trainer's data-parallel workers). Each
+	// token's forward values, and so the loss, are the same bits in both
+	// modes; gradients differ by the order of the sums that the default
+	// mode splits across goroutines.
+	Serial bool
 
 	d   dims
 	act activation
@@ -64,9 +71,33 @@ type Engine struct {
 	auxRows  int
 	auxGrad  []float32 // ∂(scale·coef·aux)/∂p for every row and MoE layer
 
-	bw   backScratch
-	s    scratch
-	part partials
+	bw     backScratch
+	s      scratch
+	part   partials
+	target []int // each position's next token, or -1
+	fill   []int
+	chunks [][]float32 // per-goroutine scratch of the parallel loops
+}
+
+// chunkBufs returns a scratch buffer of size floats for each of the chunks
+// of a parallel loop, valid until the next call.
+func (e *Engine) chunkBufs(chunks, size int) [][]float32 {
+	for len(e.chunks) < chunks {
+		e.chunks = append(e.chunks, nil)
+	}
+	for c := range chunks {
+		grow(&e.chunks[c], size)
+	}
+	return e.chunks[:chunks]
+}
+
+// maxRow is the length of the current batch's longest row.
+func (e *Engine) maxRow() int {
+	m := 0
+	for s := 0; s < e.nseq(); s++ {
+		m = max(m, e.seqStart[s+1]-e.seqStart[s])
+	}
+	return m
 }
 
 // dims are the sizes of a config.
@@ -102,7 +133,7 @@ func NewEngine(p *Params) (*Engine, error) {
 
 // ZeroGrad clears the gradient.
 func (e *Engine) ZeroGrad() {
-	parallel(len(e.Grad), 1<<16, func(lo, hi int) { clear(e.Grad[lo:hi]) })
+	pool{serial: e.Serial}.parallel(len(e.Grad), 1<<16, func(lo, hi int) { clear(e.Grad[lo:hi]) })
 }
 
 // Forward computes the loss of a batch without gradients. Rows may differ
@@ -118,21 +149,15 @@ func (e *Engine) Backward(rows [][]int, scale float32) (Loss, error) {
 // ErrShortRow is returned for a batch row with fewer than two tokens.
 var ErrShortRow = errors.New("train: a row needs at least two tokens (one prediction)")
 
+var errEmptyBatch = errors.New("train: empty batch")
+
 func (e *Engine) setBatch(rows [][]int) error {
-	if len(rows) == 0 {
-		return errors.New("train: empty batch")
+	if err := checkBatch(rows, e.d.V); err != nil {
+		return err
 	}
 	e.seqStart = growInts(&e.seqStart, len(rows)+1)
 	e.ids = e.ids[:0]
 	for i, r := range rows {
-		if len(r) < 2 {
-			return fmt.Errorf("row %d has %d tokens: %w", i, len(r), ErrShortRow)
-		}
-		for _, id := range r {
-			if id < 0 || id >= e.d.V {
-				return fmt.Errorf("train: row %d: %w: %d not in [0, %d)", i, model.ErrTokenRange, id, e.d.V)
-			}
-		}
 		e.seqStart[i] = len(e.ids)
 		e.ids = append(e.ids, r...)
 	}
@@ -165,6 +190,47 @@ func (e *Engine) pass(rows [][]int, backward bool, scale float32) (Loss, error) 
 	if err := e.setBatch(rows); err != nil {
 		return Loss{}, err
 	}
+	count := e.predictions()
+	ce := e.forward(backward, scale/float32(count))
+	loss := makeLoss(ce, count, e.auxCount, e.auxPsum, e.auxRows, e.Config.RouterAuxLossCoef)
+	if backward {
+		e.backward(scale, e.auxCount, e.auxRows)
+	}
+	return loss, nil
+}
+
+// predictions is the number of cross-entropy terms of the current batch.
+func (e *Engine) predictions() int { return e.n - e.nseq() }
+
+// makeLoss assembles a Loss from the summed cross-entropy of tokens
+// predictions and the load-balancing statistics (per-expert top-k counts
+// and summed probabilities over rows routed rows, pooled over all MoE
+// layers):
+//
+//	aux = E · Σ_j count[j]/rows · psum[j]/rows
+func makeLoss(ce float64, tokens int, count, psum []float64, rows int, coef float64) Loss {
+	loss := Loss{Tokens: tokens, CE: ce / float64(tokens)}
+	if rows > 0 {
+		var s float64
+		rowsF := float64(rows)
+		for j := range count {
+			s += count[j] / rowsF * (psum[j] / rowsF)
+		}
+		loss.Aux = float64(len(count)) * s
+	}
+	loss.Total = loss.CE + coef*loss.Aux
+	return loss
+}
+
+// forward runs the forward pass over the current batch (setBatch), keeping
+// what the backward needs, and the LM head with the cross-entropy; with
+// backward it also writes the gradient of gscale·Σ CE with respect to the
+// final norm's output into e.dxn and adds the LM head's gradient. It
+// returns the summed cross-entropy (e.rowLoss holds it per token) and
+// leaves this batch's load-balancing statistics in auxCount, auxPsum and
+// auxRows.
+func (e *Engine) forward(backward bool, gscale float32) float64 {
+	e.s.pool = pool{serial: e.Serial}
 	d, n := e.d, e.n
 	if len(e.hs) != d.L+1 {
 		e.hs = make([][]float32, d.L+1)
@@ -190,45 +256,37 @@ func (e *Engine) pass(rows [][]int, backward bool, scale float32) (Loss, error) 
 	// chunk of rows so the [tokens, V] logits need not be stored).
 	e.finalXn = grow(&e.finalXn, n*d.H)
 	e.finalRstd = grow(&e.finalRstd, n)
-	rmsNormForward(e.finalXn, e.finalRstd, e.hs[d.L], e.w.finalNorm, n, d.eps)
-	count := n - e.nseq()
+	rmsNormForward(e.s.pool, e.finalXn, e.finalRstd, e.hs[d.L], e.w.finalNorm, n, d.eps)
 	var dxn []float32
 	if backward {
 		dxn = grow(&e.dxn, n*d.H)
 		clear(dxn)
 	}
-	ce := e.headForwardBackward(dxn, backward, scale/float32(count))
+	return e.headForwardBackward(dxn, backward, gscale)
+}
 
-	var loss Loss
-	loss.Tokens = count
-	loss.CE = ce / float64(count)
-	if e.auxRows > 0 {
-		var s float64
-		rowsF := float64(e.auxRows)
-		for j := range e.auxCount {
-			s += e.auxCount[j] / rowsF * (e.auxPsum[j] / rowsF)
-		}
-		loss.Aux = float64(d.E) * s
-	}
-	coef := e.Config.RouterAuxLossCoef
-	loss.Total = loss.CE + coef*loss.Aux
-	if !backward {
-		return loss, nil
-	}
-
+// backward finishes the backward pass that forward began: it adds scale
+// times the gradient of the loss to Grad. count and rows are the
+// load-balancing statistics that the aux loss is over: this batch's, or
+// those pooled over the batches of several engines that make one pass.
+func (e *Engine) backward(scale float32, count []float64, rows int) {
+	d, n := e.d, e.n
 	// ∂(scale·coef·aux)/∂P[r][j] = scale·coef·E·count[j]/rows², the same for
 	// every row of every MoE layer: only psum carries gradient.
+	coef := e.Config.RouterAuxLossCoef
 	e.auxGrad = grow(&e.auxGrad, d.E)
 	for j := range e.auxGrad {
-		if e.auxRows > 0 {
-			rowsF := float64(e.auxRows)
-			e.auxGrad[j] = float32(float64(scale) * coef * float64(d.E) * e.auxCount[j] / (rowsF * rowsF))
+		e.auxGrad[j] = 0
+		if rows > 0 {
+			rowsF := float64(rows)
+			e.auxGrad[j] = float32(float64(scale) * coef * float64(d.E) * count[j] / (rowsF * rowsF))
 		}
 	}
 
+	dxn := e.dxn[:n*d.H]
 	dcur := grow(&e.dcur, n*d.H)
 	clear(dcur)
-	rmsNormBackward(&e.part, dcur, e.g.finalNorm, dxn, e.hs[d.L], e.finalRstd, e.w.finalNorm, n)
+	rmsNormBackward(e.s.pool, &e.part, dcur, e.g.finalNorm, dxn, e.hs[d.L], e.finalRstd, e.w.finalNorm, n)
 	for i := d.L - 1; i >= 0; i-- {
 		a := e.actsFor(i)
 		if e.Recompute {
@@ -239,7 +297,7 @@ func (e *Engine) pass(rows [][]int, backward bool, scale float32) (Loss, error) 
 
 	// Embedding backward: the padding row gets nothing from the lookup.
 	ge := e.g.embed
-	parallel(d.H, 16, func(lo, hi int) {
+	e.s.pool.parallel(d.H, 16, func(lo, hi int) {
 		for t, id := range e.ids {
 			if id == e.pad {
 				continue
@@ -250,7 +308,6 @@ func (e *Engine) pass(rows [][]int, backward bool, scale float32) (Loss, error) 
 			}
 		}
 	})
-	return loss, nil
 }
 
 func resetF64(b []float64, n int) []float64 {
@@ -286,7 +343,7 @@ func (e *Engine) layerForward(i int, a *layerActs, first bool) {
 	h, out := e.hs[i], e.hs[i+1]
 	a.xn1 = grow(&a.xn1, n*d.H)
 	a.rstd1 = grow(&a.rstd1, n)
-	rmsNormForward(a.xn1, a.rstd1, h, w.inNorm, n, d.eps)
+	rmsNormForward(e.s.pool, a.xn1, a.rstd1, h, w.inNorm, n, d.eps)
 	mix := grow(&e.mixOut, n*d.H)
 	switch c.Mixer(i) {
 	case model.Attention:
@@ -300,7 +357,7 @@ func (e *Engine) layerForward(i int, a *layerActs, first bool) {
 	}
 	a.xn2 = grow(&a.xn2, n*d.H)
 	a.rstd2 = grow(&a.rstd2, n)
-	rmsNormForward(a.xn2, a.rstd2, a.hmid, w.ffNorm, n, d.eps)
+	rmsNormForward(e.s.pool, a.xn2, a.rstd2, a.hmid, w.ffNorm, n, d.eps)
 	switch c.FFN(i) {
 	case model.Dense:
 		e.mlpForward(&a.mlp, w.mlp, a.xn2, mix, n)
@@ -326,7 +383,7 @@ func (e *Engine) layerBackward(i int, a *layerActs, dcur []float32) {
 		e.moeBackward(&a.moe, w, g, a.xn2, dcur, dxn)
 	}
 	// dcur becomes the gradient of hmid: the residual plus the norm's path.
-	rmsNormBackward(&e.part, dcur, g.ffNorm, dxn, a.hmid, a.rstd2, w.ffNorm, n)
+	rmsNormBackward(e.s.pool, &e.part, dcur, g.ffNorm, dxn, a.hmid, a.rstd2, w.ffNorm, n)
 	clear(dxn)
 	switch c.Mixer(i) {
 	case model.Attention:
@@ -334,7 +391,7 @@ func (e *Engine) layerBackward(i int, a *layerActs, dcur []float32) {
 	case model.Mamba:
 		e.mambaBackward(&a.mamba, w, g, a.xn1, dcur, dxn)
 	}
-	rmsNormBackward(&e.part, dcur, g.inNorm, dxn, e.hs[i], a.rstd1, w.inNorm, n)
+	rmsNormBackward(e.s.pool, &e.part, dcur, g.inNorm, dxn, e.hs[i], a.rstd1, w.inNorm, n)
 }
 
 // headRows is how many rows of logits are computed at a time.
@@ -354,7 +411,7 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 		e.Logits = grow(&e.Logits, n*V)
 	}
 	e.rowLoss = growF64(e.rowLoss, n)
-	target := make([]int, n)
+	target := growInts(&e.target, n)
 	for s := 0; s < e.nseq(); s++ {
 		r0, r1 := e.seqStart[s], e.seqStart[s+1]
 		for t := r0; t < r1; t++ {
@@ -374,7 +431,7 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 		if e.KeepLogits {
 			copy(e.Logits[t0*V:], logits)
 		}
-		parallel(m, 4, func(lo, hi int) {
+		e.s.pool.parallel(m, 4, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				row := logits[r*V : (r+1)*V]
 				tg := target[t0+r]

@@ -23,8 +23,13 @@ func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int
 	H, I := e.d.H, e.d.I
 	e.s.linear(g, x, m, w.gate, I, H)
 	e.s.linear(u, x, m, w.up, I, H)
-	parallel(m*I, 1<<12, func(lo, hi int) {
-		e.act.forward(h[lo:hi], g[lo:hi])
+	// Token by token, so that the vector functions' lanes fall on the same
+	// columns whatever the batch and the thread count.
+	e.s.pool.parallel(m, rowChunk(I), func(lo, hi int) {
+		lo, hi = lo*I, hi*I
+		for r := lo; r < hi; r += I {
+			e.act.forward(h[r:r+I], g[r:r+I])
+		}
 		for i := lo; i < hi; i++ {
 			h[i] *= u[i]
 		}
@@ -47,9 +52,12 @@ func (e *Engine) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, dx
 	clear(dh)
 	e.s.linearBackward(dh, gw.down, nil, dout, h, w.down, m, H, I)
 	dg, du := grow(&b.dg, m*I), grow(&b.du, m*I)
-	parallel(m*I, 1<<12, func(lo, hi int) {
-		e.act.grad(dg[lo:hi], g[lo:hi])
-		e.act.forward(du[lo:hi], g[lo:hi])
+	e.s.pool.parallel(m, rowChunk(I), func(lo, hi int) {
+		lo, hi = lo*I, hi*I
+		for r := lo; r < hi; r += I {
+			e.act.grad(dg[r:r+I], g[r:r+I])
+			e.act.forward(du[r:r+I], g[r:r+I])
+		}
 		for i := lo; i < hi; i++ {
 			dg[i] *= dh[i] * u[i]
 			du[i] *= dh[i]
@@ -84,7 +92,7 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 	a.probs = grow(&a.probs, n*E)
 	e.s.linear(a.probs, x, n, w.router, E, H)
 	a.top = growInts(&a.top, n*K)
-	parallel(n, 64, func(lo, hi int) {
+	e.s.pool.parallel(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			p := a.probs[r*E : (r+1)*E]
 			model.RouterSoftmax(p)
@@ -113,7 +121,8 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 	}
 	a.rows = growInts(&a.rows, n*K)
 	a.weight = grow(&a.weight, n*K)
-	fill := make([]int, E)
+	fill := growInts(&e.fill, E)
+	clear(fill)
 	for r := 0; r < n; r++ {
 		for _, j := range a.top[r*K : (r+1)*K] {
 			s := a.expOff[j] + fill[j]
@@ -125,7 +134,8 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 	// slots[r*K+i]: token r's slots in increasing expert order, so that
 	// sums over a token's experts run in the inference forward's order.
 	a.slots = growInts(&a.slots, n*K)
-	filled := make([]int, n)
+	filled := growInts(&e.fill, n)
+	clear(filled)
 	for j := 0; j < E; j++ {
 		for s := a.expOff[j]; s < a.expOff[j+1]; s++ {
 			r := a.rows[s]
@@ -136,7 +146,7 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 	m := n * K
 	a.xin, a.out = grow(&a.xin, m*H), grow(&a.out, m*H)
 	a.g, a.u, a.h = grow(&a.g, m*I), grow(&a.u, m*I), grow(&a.h, m*I)
-	parallel(m, 64, func(lo, hi int) {
+	e.s.pool.parallel(m, 64, func(lo, hi int) {
 		for s := lo; s < hi; s++ {
 			r := a.rows[s]
 			copy(a.xin[s*H:(s+1)*H], x[r*H:(r+1)*H])
@@ -148,7 +158,7 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 			e.swiglu(a.g[s0*I:s1*I], a.u[s0*I:s1*I], a.h[s0*I:s1*I], w.experts[j], a.xin[s0*H:s1*H], a.out[s0*H:s1*H], s1-s0)
 		}
 	}
-	parallel(n, 32, func(lo, hi int) {
+	e.s.pool.parallel(n, 32, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			o := out[r*H : (r+1)*H]
 			clear(o)
@@ -175,7 +185,7 @@ func (e *Engine) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float
 	m := n * K
 	dexp, dxin := grow(&b.dout, m*H), grow(&b.dxin, m*H)
 	for j := 0; j < E; j++ {
-		parallel(a.expOff[j+1]-a.expOff[j], 64, func(lo, hi int) {
+		e.s.pool.parallel(a.expOff[j+1]-a.expOff[j], 64, func(lo, hi int) {
 			for s := a.expOff[j] + lo; s < a.expOff[j]+hi; s++ {
 				r := a.rows[s]
 				do := dout[r*H : (r+1)*H]
@@ -197,7 +207,7 @@ func (e *Engine) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float
 		e.swigluBackward(a.g[s0*I:s1*I], a.u[s0*I:s1*I], a.h[s0*I:s1*I], w.experts[j], g.experts[j],
 			a.xin[s0*H:s1*H], dexp[s0*H:s1*H], dxin[s0*H:s1*H], s1-s0)
 	}
-	parallel(n, 32, func(lo, hi int) {
+	e.s.pool.parallel(n, 32, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			dst := dx[r*H : (r+1)*H]
 			for _, s := range a.slots[r*K : (r+1)*K] {

@@ -125,9 +125,9 @@ func geluTanhGrad(x float32) float32 {
 
 // rmsNormForward normalises each row of len(w) floats of x into y:
 // y = w ⊙ x·r with r = 1/sqrt(mean(x²) + eps), and stores r per row in rstd.
-func rmsNormForward(y, rstd, x, w []float32, rows int, eps float32) {
+func rmsNormForward(p pool, y, rstd, x, w []float32, rows int, eps float32) {
 	n := len(w)
-	parallel(rows, 64, func(lo, hi int) {
+	p.parallel(rows, 64, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			xr, yr := x[t*n:(t+1)*n], y[t*n:(t+1)*n]
 			var ss float32
@@ -146,11 +146,11 @@ func rmsNormForward(y, rstd, x, w []float32, rows int, eps float32) {
 // rmsNormBackward adds the gradients of rmsNormForward: with g = dy ⊙ w,
 // dx = r·g − x·r³·mean(g ⊙ x) (added into dx) and dw += Σ_rows dy ⊙ x·r.
 // Rows run in parallel with per-chunk dw partials in part.
-func rmsNormBackward(part *partials, dx, dw, dy, x, rstd, w []float32, rows int) {
+func rmsNormBackward(p pool, part *partials, dx, dw, dy, x, rstd, w []float32, rows int) {
 	n := len(w)
-	chunks, _ := split(rows, 64)
+	chunks, _ := p.split(rows, 64)
 	part.reset(chunks, n)
-	parallelFor(rows, 64, func(c, lo, hi int) {
+	p.parallelFor(rows, 64, func(c, lo, hi int) {
 		local := part.get(c)
 		for t := lo; t < hi; t++ {
 			xr, dyr, dxr := x[t*n:(t+1)*n], dy[t*n:(t+1)*n], dx[t*n:(t+1)*n]
@@ -166,5 +166,5 @@ func rmsNormBackward(part *partials, dx, dw, dy, x, rstd, w []float32, rows int)
 			}
 		}
 	})
-	part.sumInto(dw)
+	part.sumInto(p, dw)
 }

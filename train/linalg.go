@@ -49,6 +49,48 @@ func parallel(n, minChunk int, fn func(lo, hi int)) {
 	parallelFor(n, minChunk, func(_, lo, hi int) { fn(lo, hi) })
 }
 
+// pool is how an engine spreads the loops of a pass: over GOMAXPROCS
+// goroutines (parallelFor), or, when serial, on the calling goroutine alone
+// as one chunk.
+type pool struct{ serial bool }
+
+// split is split for this pool.
+func (p pool) split(n, minChunk int) (chunks, step int) {
+	if !p.serial {
+		return split(n, minChunk)
+	}
+	if n <= 0 {
+		return 0, 0
+	}
+	return 1, n
+}
+
+// parallelFor is parallelFor for this pool.
+func (p pool) parallelFor(n, minChunk int, fn func(chunk, lo, hi int)) {
+	if !p.serial {
+		parallelFor(n, minChunk, fn)
+		return
+	}
+	if n > 0 {
+		fn(0, 0, n)
+	}
+}
+
+// parallel is parallel for this pool.
+func (p pool) parallel(n, minChunk int, fn func(lo, hi int)) {
+	if !p.serial {
+		parallel(n, minChunk, fn)
+		return
+	}
+	if n > 0 {
+		fn(0, n)
+	}
+}
+
+// rowChunk is the least number of rows of width floats that a goroutine
+// takes in an element-wise loop: about 4096 floats.
+func rowChunk(width int) int { return max(1, (1<<12)/max(width, 1)) }
+
 // partials is a set of per-chunk accumulators of one size, summed in chunk
 // order so that the result does not depend on goroutine timing.
 type partials struct {
@@ -66,9 +108,9 @@ func (p *partials) reset(chunks, size int) {
 func (p *partials) get(c int) []float32 { return p.buf[c*p.size : (c+1)*p.size] }
 
 // sumInto adds every accumulator, in chunk order, to dst.
-func (p *partials) sumInto(dst []float32) {
+func (p *partials) sumInto(pl pool, dst []float32) {
 	chunks := len(p.buf) / max(p.size, 1)
-	parallel(p.size, 1<<12, func(lo, hi int) {
+	pl.parallel(p.size, 1<<12, func(lo, hi int) {
 		for c := 0; c < chunks; c++ {
 			src := p.buf[c*p.size:]
 			for i := lo; i < hi; i++ {
@@ -78,9 +120,11 @@ func (p *partials) sumInto(dst []float32) {
 	})
 }
 
-// matrix wraps a row-major float32 weight [rows, cols] for kernels.MatMul.
-func matrix(w []float32, rows, cols int) *kernels.Matrix {
-	return &kernels.Matrix{Rows: rows, Cols: cols, DType: kernels.F32, F32: w[:rows*cols]}
+// matrix wraps a row-major float32 weight [rows, cols] for kernels.MatMul,
+// in s (valid until the next call).
+func (s *scratch) matrix(w []float32, rows, cols int) *kernels.Matrix {
+	s.mat = kernels.Matrix{Rows: rows, Cols: cols, DType: kernels.F32, F32: w[:rows*cols]}
+	return &s.mat
 }
 
 // linear computes y = x·Wᵀ for n rows: x [n, in], W [out, in], y [n, out].
@@ -91,23 +135,37 @@ func (s *scratch) linear(y, x []float32, n int, w []float32, out, in int) {
 	s.gemm(y, x, n, w, out, in)
 }
 
-// gemm sets dst [m, r] = a [m, k] · bᵀ (b is [r, k]) with kernels.MatMul.
-// MatMul shares out the rows of its weight operand among its threads, 24 at
-// a time; when b has too few rows to keep every thread busy and a has more,
-// gemm computes dstᵀ = b·aᵀ instead (a as the weight operand) and
-// transposes it. The choice depends only on the shapes and the thread
-// count, so results are reproducible.
+// gemm sets dst [m, r] = a [m, k] · bᵀ (b is [r, k]) with kernels.MatMul
+// (kernels.Serial's when the pool is serial). MatMul shares out the rows of
+// its weight operand among its threads, 24 at a time; when b has too few
+// rows to keep every thread busy and a has more, gemm computes dstᵀ = b·aᵀ
+// instead (a as the weight operand) and transposes it. Either way each
+// output is the same dot product summed in the same order (MatMul's order
+// over k), so the choice changes no bit of the result.
 func (s *scratch) gemm(dst, a []float32, m int, b []float32, r, k int) {
 	if m == 0 || r == 0 {
 		return
 	}
-	if r >= m || r >= 2*24*kernels.Threads() {
-		kernels.MatMul(dst[:m*r], a[:m*k], m, matrix(b, r, k))
+	threads := 1
+	if !s.pool.serial {
+		threads = kernels.Threads()
+	}
+	if r >= m || r >= 2*24*threads {
+		s.matMul(dst[:m*r], a[:m*k], m, s.matrix(b, r, k))
 		return
 	}
 	tmp := grow(&s.d, r*m)
-	kernels.MatMul(tmp, b[:r*k], r, matrix(a, m, k))
-	transpose(dst[:m*r], tmp, r, m)
+	s.matMul(tmp, b[:r*k], r, s.matrix(a, m, k))
+	s.pool.transpose(dst[:m*r], tmp, r, m)
+}
+
+// matMul is kernels.MatMul, on the calling goroutine when the pool is serial.
+func (s *scratch) matMul(dst, x []float32, T int, w *kernels.Matrix) {
+	if s.pool.serial {
+		s.ser.MatMul(dst, x, T, w)
+		return
+	}
+	kernels.MatMul(dst, x, T, w)
 }
 
 // linearBias computes y = x·Wᵀ + b (b may be nil).
@@ -123,9 +181,13 @@ func (s *scratch) linearBias(y, x []float32, n int, w, b []float32, out, in int)
 	}
 }
 
-// scratch holds reusable buffers for the backward products.
+// scratch holds reusable buffers for the backward products, and how they
+// run.
 type scratch struct {
 	a, b, c, d []float32
+	pool       pool
+	ser        kernels.Serial // the products of a serial pool
+	mat        kernels.Matrix
 }
 
 func grow(b *[]float32, n int) []float32 {
@@ -145,33 +207,50 @@ func growInts(b *[]int, n int) []int {
 }
 
 // transpose writes the transpose of src [rows, cols] to dst [cols, rows].
-func transpose(dst, src []float32, rows, cols int) {
-	const blk = 32
-	parallel((cols+blk-1)/blk, 4, func(lo, hi int) {
-		for c0 := lo * blk; c0 < min(hi*blk, cols); c0 += blk {
-			c1 := min(c0+blk, cols)
-			for r0 := 0; r0 < rows; r0 += blk {
-				r1 := min(r0+blk, rows)
-				for c := c0; c < c1; c++ {
-					d := dst[c*rows : (c+1)*rows]
-					for r := r0; r < r1; r++ {
-						d[r] = src[r*cols+c]
-					}
+func (p pool) transpose(dst, src []float32, rows, cols int) {
+	nb := (cols + transposeBlock - 1) / transposeBlock
+	if p.serial {
+		transposeBlocks(dst, src, rows, cols, 0, nb)
+		return
+	}
+	parallel(nb, 4, func(lo, hi int) { transposeBlocks(dst, src, rows, cols, lo, hi) })
+}
+
+const transposeBlock = 32
+
+// transposeBlocks is transpose for the blocks lo..hi of transposeBlock
+// columns of src.
+func transposeBlocks(dst, src []float32, rows, cols, lo, hi int) {
+	const blk = transposeBlock
+	for c0 := lo * blk; c0 < min(hi*blk, cols); c0 += blk {
+		c1 := min(c0+blk, cols)
+		for r0 := 0; r0 < rows; r0 += blk {
+			r1 := min(r0+blk, rows)
+			for c := c0; c < c1; c++ {
+				d := dst[c*rows : (c+1)*rows]
+				for r := r0; r < r1; r++ {
+					d[r] = src[r*cols+c]
 				}
 			}
 		}
-	})
+	}
 }
 
 // addInto computes dst[i] += src[i].
-func addInto(dst, src []float32) {
+func (p pool) addInto(dst, src []float32) {
 	src = src[:len(dst)]
-	parallel(len(dst), 1<<14, func(lo, hi int) {
-		d, s := dst[lo:hi], src[lo:hi]
-		for i := range d {
-			d[i] += s[i]
-		}
-	})
+	if p.serial {
+		addRange(dst, src)
+		return
+	}
+	parallel(len(dst), 1<<14, func(lo, hi int) { addRange(dst[lo:hi], src[lo:hi]) })
+}
+
+func addRange(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
 }
 
 // linearBackward is the backward of y = x·Wᵀ (+ b) for n rows given dy
@@ -193,7 +272,7 @@ func (s *scratch) linearBackward(dx, dw, db, dy, x, w []float32, n, out, in int)
 // share an input transpose it once).
 func (s *scratch) transposeInput(x []float32, n, in int) []float32 {
 	xt := grow(&s.b, in*n)
-	transpose(xt, x[:n*in], n, in)
+	s.pool.transpose(xt, x[:n*in], n, in)
 	return xt
 }
 
@@ -213,16 +292,16 @@ func (s *scratch) linearBackwardT(dx, dw, db, dy, xt, w []float32, n, out, in in
 	}
 	if dx != nil {
 		wt := grow(&s.a, in*out)
-		transpose(wt, w[:out*in], out, in)
+		s.pool.transpose(wt, w[:out*in], out, in)
 		tmp := grow(&s.c, n*in)
 		s.gemm(tmp, dy, n, wt, in, out)
-		addInto(dx[:n*in], tmp)
+		s.pool.addInto(dx[:n*in], tmp)
 	}
 	dyt := grow(&s.a, out*n)
-	transpose(dyt, dy, n, out)
+	s.pool.transpose(dyt, dy, n, out)
 	tmp := grow(&s.c, out*in)
 	s.gemm(tmp, dyt, out, xt, in, n)
-	addInto(dw[:out*in], tmp)
+	s.pool.addInto(dw[:out*in], tmp)
 }
 
 // linearBackwardRef is the plain-loop reference of linearBackward.

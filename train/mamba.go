@@ -46,7 +46,7 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 
 	// Causal depthwise conv: tap Kc−1 multiplies the current token.
 	a.convPre, a.xc = grow(&a.convPre, n*Di), grow(&a.xc, n*Di)
-	parallel(Di, 16, func(c0, c1 int) {
+	e.s.pool.parallel(Di, 16, func(c0, c1 int) {
 		for s := 0; s < e.nseq(); s++ {
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
 			for t := r0; t < r1; t++ {
@@ -63,8 +63,15 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 					}
 					a.convPre[t*Di+c] = acc
 				}
-				e.act.forward(a.xc[t*Di+c0:t*Di+c1], a.convPre[t*Di+c0:t*Di+c1])
 			}
+		}
+	})
+	// The activation and the softplus below run token by token, so that the
+	// vector functions' lanes fall on the same channels whatever the batch
+	// and the thread count: a token's values depend on neither.
+	e.s.pool.parallel(n, rowChunk(Di), func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			e.act.forward(a.xc[t*Di:(t+1)*Di], a.convPre[t*Di:(t+1)*Di])
 		}
 	})
 
@@ -80,16 +87,20 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 	if w.dtNorm != nil {
 		a.dtn, a.bn, a.cn = grow(&a.dtn, n*R), grow(&a.bn, n*N), grow(&a.cn, n*N)
 		a.rDt, a.rB, a.rC = grow(&a.rDt, n), grow(&a.rB, n), grow(&a.rC, n)
-		rmsNormForward(a.dtn, a.rDt, a.dtRaw, w.dtNorm, n, d.eps)
-		rmsNormForward(a.bn, a.rB, a.bRaw, w.bNorm, n, d.eps)
-		rmsNormForward(a.cn, a.rC, a.cRaw, w.cNorm, n, d.eps)
+		rmsNormForward(e.s.pool, a.dtn, a.rDt, a.dtRaw, w.dtNorm, n, d.eps)
+		rmsNormForward(e.s.pool, a.bn, a.rB, a.bRaw, w.bNorm, n, d.eps)
+		rmsNormForward(e.s.pool, a.cn, a.rC, a.cRaw, w.cNorm, n, d.eps)
 	} else {
 		a.dtn, a.bn, a.cn = a.dtRaw, a.bRaw, a.cRaw
 	}
 
 	a.deltaPre, a.delta = grow(&a.deltaPre, n*Di), grow(&a.delta, n*Di)
 	e.s.linearBias(a.deltaPre, a.dtn, n, w.dtProj, w.dtBias, Di, R)
-	parallel(n*Di, 1<<12, func(lo, hi int) { softplusVec(a.delta[lo:hi], a.deltaPre[lo:hi]) })
+	e.s.pool.parallel(n, rowChunk(Di), func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			softplusVec(a.delta[t*Di:(t+1)*Di], a.deltaPre[t*Di:(t+1)*Di])
+		}
+	})
 	a.A = grow(&a.A, Di*N)
 	for i, v := range w.aLog {
 		a.A[i] = -float32(math.Exp(float64(v)))
@@ -98,7 +109,7 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 
 	// yg = ySSM ⊙ silu(z)
 	a.yg = grow(&a.yg, n*Di)
-	parallel(n, 16, func(lo, hi int) {
+	e.s.pool.parallel(n, 16, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			yg := a.yg[t*Di : (t+1)*Di]
 			kernels.SiLU(yg, a.xz[t*2*Di+Di:(t+1)*2*Di])
@@ -138,9 +149,11 @@ func (e *Engine) scanForward(a *mambaActs, w *layerWeights) {
 	a.ySSM = grow(&a.ySSM, n*Di)
 	// Channels in parallel: each worker runs its block of channels through
 	// every row with the single-threaded kernels.ScanStep.
-	parallel(Di, 8, func(c0, c1 int) {
+	nch, step := e.s.pool.split(Di, 8)
+	bufs := e.chunkBufs(nch, step*N)
+	e.s.pool.parallelFor(Di, 8, func(ci, c0, c1 int) {
 		nc := c1 - c0
-		h := make([]float32, nc*N)
+		h := bufs[ci][:nc*N]
 		for s := 0; s < e.nseq(); s++ {
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
 			clear(h)
@@ -176,15 +189,16 @@ const scanBlock = 16
 func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta, dbn, dcn []float32) {
 	d, n := e.d, e.n
 	Di, N := d.Di, d.N
-	chunks, _ := split(Di, 8)
+	chunks, _ := e.s.pool.split(Di, 8)
 	e.part.reset(chunks, 2*n*N)
-	parallelFor(Di, 8, func(ci, c0, c1 int) {
+	hsz, asz := (scanChunk+1)*scanBlock*N, scanChunk*scanBlock*N
+	bufs := e.chunkBufs(chunks, hsz+asz+scanBlock*N+scanBlock)
+	e.s.pool.parallelFor(Di, 8, func(ci, c0, c1 int) {
 		acc := e.part.get(ci)
 		dB, dC := acc[:n*N], acc[n*N:]
-		hbuf := make([]float32, (scanChunk+1)*scanBlock*N)
-		abuf := make([]float32, scanChunk*scanBlock*N)
-		dh := make([]float32, scanBlock*N)
-		ybuf := make([]float32, scanBlock)
+		buf := bufs[ci]
+		hbuf, abuf := buf[:hsz], buf[hsz:hsz+asz]
+		dh, ybuf := buf[hsz+asz:hsz+asz+scanBlock*N], buf[hsz+asz+scanBlock*N:]
 		for cb := c0; cb < c1; cb += scanBlock {
 			ce := min(cb+scanBlock, c1)
 			nc := ce - cb
@@ -254,9 +268,9 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 	})
 	tmp := grow(&e.bw.dpre, 2*n*N)
 	clear(tmp)
-	e.part.sumInto(tmp)
-	addInto(dbn[:n*N], tmp[:n*N])
-	addInto(dcn[:n*N], tmp[n*N:])
+	e.part.sumInto(e.s.pool, tmp)
+	e.s.pool.addInto(dbn[:n*N], tmp[:n*N])
+	e.s.pool.addInto(dcn[:n*N], tmp[n*N:])
 }
 
 // mambaBackward adds the gradients of mambaForward given dout, the gradient
@@ -275,8 +289,10 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 	// yg = ySSM ⊙ silu(z): dySSM reuses dyg; dz goes to the gate half of dxz.
 	dxz := grow(&b.dxz, n*2*Di)
 	clear(dxz)
-	parallel(n, 16, func(lo, hi int) {
-		sig := make([]float32, Di)
+	nch, _ := e.s.pool.split(n, 16)
+	bufs := e.chunkBufs(nch, Di)
+	e.s.pool.parallelFor(n, 16, func(ci, lo, hi int) {
+		sig := bufs[ci][:Di]
 		for t := lo; t < hi; t++ {
 			z := a.xz[t*2*Di+Di : (t+1)*2*Di]
 			dz := dxz[t*2*Di+Di : (t+1)*2*Di]
@@ -299,12 +315,17 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 	e.scanBackward(a, w, g, dyg, dxc, ddelta, dbn, dcn)
 
 	// Δ = softplus(dtn·W_dtᵀ + b_dt)
-	parallel(n*Di, 1<<12, func(lo, hi int) {
-		sig := make([]float32, hi-lo)
-		sigmoids(sig, a.deltaPre[lo:hi])
-		for i, v := range a.deltaPre[lo:hi] {
-			if v <= 20 { // softplus is the identity above 20
-				ddelta[lo+i] *= sig[i]
+	nch, _ = e.s.pool.split(n, rowChunk(Di))
+	bufs = e.chunkBufs(nch, Di)
+	e.s.pool.parallelFor(n, rowChunk(Di), func(ci, lo, hi int) {
+		sig := bufs[ci][:Di]
+		for t := lo; t < hi; t++ {
+			pre, dd := a.deltaPre[t*Di:(t+1)*Di], ddelta[t*Di:(t+1)*Di]
+			sigmoids(sig, pre)
+			for i, v := range pre {
+				if v <= 20 { // softplus is the identity above 20
+					dd[i] *= sig[i]
+				}
 			}
 		}
 	})
@@ -319,9 +340,9 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 		clear(ddt)
 		clear(db)
 		clear(dc)
-		rmsNormBackward(&e.part, ddt, g.dtNorm, ddtn, a.dtRaw, a.rDt, w.dtNorm, n)
-		rmsNormBackward(&e.part, db, g.bNorm, dbn, a.bRaw, a.rB, w.bNorm, n)
-		rmsNormBackward(&e.part, dc, g.cNorm, dcn, a.cRaw, a.rC, w.cNorm, n)
+		rmsNormBackward(e.s.pool, &e.part, ddt, g.dtNorm, ddtn, a.dtRaw, a.rDt, w.dtNorm, n)
+		rmsNormBackward(e.s.pool, &e.part, db, g.bNorm, dbn, a.bRaw, a.rB, w.bNorm, n)
+		rmsNormBackward(e.s.pool, &e.part, dc, g.cNorm, dcn, a.cRaw, a.rC, w.cNorm, n)
 	}
 	ddbc := grow(&b.ddbc, n*P)
 	for t := 0; t < n; t++ {
@@ -334,8 +355,10 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 	e.s.linearBackward(dxc, g.xProj, nil, ddbc, a.xc, w.xProj, n, P, Di)
 
 	// xc = act(convPre); convPre = conv(x) + b_conv. Channels are independent.
-	parallel(Di, 16, func(c0, c1 int) {
-		dact := make([]float32, c1-c0)
+	nch, step := e.s.pool.split(Di, 16)
+	bufs = e.chunkBufs(nch, step)
+	e.s.pool.parallelFor(Di, 16, func(ci, c0, c1 int) {
+		dact := bufs[ci][:c1-c0]
 		for s := 0; s < e.nseq(); s++ {
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
 			for t := r0; t < r1; t++ {

@@ -36,6 +36,12 @@ type Options struct {
 	EvalTokens  int     `json:"eval_tokens"` // validation tokens (0: the whole file)
 	SaveEvery   int     `json:"save_every"`  // checkpoint every this many steps (0: only at the end)
 	Recompute   bool    `json:"recompute"`   // recompute activations in the backward pass
+	// Workers is the number of data-parallel workers (see Workers): each
+	// micro-batch's rows are shared among that many single-threaded
+	// engines. 0 or 1: one engine that spreads each operation over all
+	// threads. The result of a run depends on it (the order of the
+	// gradient's sums), so it is saved with the run.
+	Workers int `json:"workers"`
 }
 
 // DefaultOptions returns the defaults of jamba train.
@@ -66,6 +72,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("train: eps %g must be positive", o.Eps)
 	case o.WeightDecay < 0 || o.Clip < 0 || o.EvalEvery < 0 || o.EvalTokens < 0 || o.SaveEvery < 0:
 		return errors.New("train: weight decay, clip, eval and save intervals must not be negative")
+	case o.Workers < 0 || o.Workers > o.Batch:
+		return fmt.Errorf("train: %d workers for batches of %d rows: need 0 to %d", o.Workers, o.Batch, o.Batch)
 	}
 	return nil
 }
@@ -85,15 +93,20 @@ type Metric struct {
 
 // Trainer holds the state of a training run.
 type Trainer struct {
-	Opts    Options
-	Params  *Params
+	Opts   Options
+	Params *Params
+	// Engine runs the passes with Opts.Workers ≤ 1; with more, Workers
+	// does, and Engine is its first engine.
 	Engine  *Engine
+	Workers *Workers
 	Opt     *AdamW
 	Data    *Loader
 	Val     [][]int // validation windows; nil: no validation
 	Metrics []Metric
 	Tokens  int64
 	Elapsed float64
+
+	valCE []float64 // per-window cross-entropy sums of an evaluation
 }
 
 // NewTrainer starts a run at step 0 over p with training tokens data and
@@ -109,16 +122,26 @@ func NewTrainer(p *Params, data, val []int32, opts Options) (*Trainer, error) {
 			}
 		}
 	}
-	e, err := NewEngine(p)
-	if err != nil {
-		return nil, err
+	var e *Engine
+	var ws *Workers
+	var err error
+	if opts.Workers > 1 {
+		if ws, err = NewWorkers(p, opts.Workers); err != nil {
+			return nil, err
+		}
+		ws.SetRecompute(opts.Recompute)
+		e = ws.Engines[0]
+	} else {
+		if e, err = NewEngine(p); err != nil {
+			return nil, err
+		}
+		e.Recompute = opts.Recompute
 	}
-	e.Recompute = opts.Recompute
 	ld, err := NewLoader(data, opts.Seq, opts.Batch, opts.Seed)
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{Opts: opts, Params: p, Engine: e, Data: ld,
+	t := &Trainer{Opts: opts, Params: p, Engine: e, Workers: ws, Data: ld,
 		Opt: NewAdamW(p, opts.Beta1, opts.Beta2, opts.Eps, opts.WeightDecay)}
 	if val != nil {
 		t.Val = Windows(val, opts.Seq, opts.EvalTokens)
@@ -141,14 +164,20 @@ func (t *Trainer) StepsDone() int { return t.Opt.Step }
 // backward, gradient clipping, the AdamW update.
 func (t *Trainer) Step() (Metric, error) {
 	start := time.Now()
-	e := t.Engine
-	e.ZeroGrad()
+	e, ws := t.Engine, t.Workers
+	backward := e.Backward
+	if ws != nil {
+		ws.ZeroGrad()
+		backward = ws.Backward
+	} else {
+		e.ZeroGrad()
+	}
 	var ce, aux float64
 	var tokens int64
 	scale := float32(1 / float64(t.Opts.Accum))
 	for range t.Opts.Accum {
 		rows := t.Data.Next()
-		loss, err := e.Backward(rows, scale)
+		loss, err := backward(rows, scale)
 		if err != nil {
 			return Metric{}, err
 		}
@@ -162,8 +191,12 @@ func (t *Trainer) Step() (Metric, error) {
 		return Metric{}, fmt.Errorf("train: step %d: the loss is %v", t.Opt.Step+1, ce)
 	}
 	lr := t.Schedule().At(t.Opt.Step)
-	norm := ClipGradNorm(e.Grad, t.Opts.Clip)
-	t.Opt.Update(e.Grad, lr)
+	grad := e.Grad
+	if ws != nil {
+		grad = ws.Grad()
+	}
+	norm := ClipGradNorm(grad, t.Opts.Clip)
+	t.Opt.Update(grad, lr)
 	t.Tokens += tokens
 	sec := time.Since(start).Seconds()
 	t.Elapsed += sec
@@ -171,20 +204,35 @@ func (t *Trainer) Step() (Metric, error) {
 		ValLoss: math.NaN(), TokensPerSec: float64(tokens) / sec, Elapsed: t.Elapsed}, nil
 }
 
-// Evaluate returns the mean cross-entropy over the validation windows.
+// Evaluate returns the mean cross-entropy over the validation windows,
+// computed in batches of Opts.Batch windows. Each window's terms are added
+// in token order and the windows' sums in window order, so the result is
+// the same for any number of workers.
 func (t *Trainer) Evaluate() (float64, error) {
 	if len(t.Val) == 0 {
 		return math.NaN(), nil
 	}
-	var sum float64
+	sums := t.valCE[:0]
 	var n int
 	for i := 0; i < len(t.Val); i += t.Opts.Batch {
-		loss, err := t.Engine.Forward(t.Val[i:min(i+t.Opts.Batch, len(t.Val))])
+		rows := t.Val[i:min(i+t.Opts.Batch, len(t.Val))]
+		var err error
+		if t.Workers != nil {
+			sums, err = t.Workers.rowCE(sums, rows)
+		} else if _, err = t.Engine.Forward(rows); err == nil {
+			sums = t.Engine.appendRowCE(sums)
+		}
 		if err != nil {
 			return 0, err
 		}
-		sum += loss.CE * float64(loss.Tokens)
-		n += loss.Tokens
+		for _, r := range rows {
+			n += len(r) - 1
+		}
+	}
+	t.valCE = sums
+	var sum float64
+	for _, v := range sums {
+		sum += v
 	}
 	return sum / float64(n), nil
 }

@@ -72,7 +72,14 @@ moments, step, data position and these options), metrics.csv (one line per
 step) and loss.png (the loss curve). --resume DIR continues such a run
 exactly as if it had not stopped: the options are those saved, except the
 flags given again on the command line. --time-limit ends a leg cleanly (it
-saves), for runs split into legs; Ctrl-C saves too.`, stderr)
+saves), for runs split into legs; Ctrl-C saves too.
+
+--workers runs data-parallel: each worker is a single-threaded engine
+over the shared weights that takes its share of a micro-batch's rows, and
+the gradients are summed. It scales to one worker per core (the default),
+where one engine spreading each operation over the threads stops gaining
+beyond 2 or 3. The result is deterministic for a given worker count, which
+the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	modelDir := fs.String("model", "", "checkpoint to start from ('jamba init' output or any Hugging Face Jamba checkpoint; default: the embedded demo model)")
 	resume := fs.String("resume", "", "checkpoint folder of an earlier 'jamba train' run to continue")
 	var data pathList
@@ -99,6 +106,7 @@ saves), for runs split into legs; Ctrl-C saves too.`, stderr)
 	fs.IntVar(&o.EvalTokens, "eval-tokens", d.EvalTokens, "validation tokens from the start of --val (0: all)")
 	fs.IntVar(&o.SaveEvery, "save-every", d.SaveEvery, "save a checkpoint every this many steps (0: only when stopping)")
 	fs.BoolVar(&o.Recompute, "recompute", d.Recompute, "recompute activations in the backward pass: activation memory of one layer, about a third more time")
+	fs.IntVar(&o.Workers, "workers", 0, "data-parallel workers: single-threaded engines that each take a share of a batch's rows (0: one per thread, at most --batch; 1: one engine spreading each operation over the threads)")
 	stopStep := fs.Int("stop-step", 0, "end this leg after this step (saving), without changing the schedule (0: run to --steps)")
 	timeLimit := fs.Duration("time-limit", 0, "end this leg, saving, after the first step that ends past this duration (e.g. 9m; 0: none)")
 	threads := fs.Int("threads", 0, "CPU threads (0: all)")
@@ -180,6 +188,9 @@ saves), for runs split into legs; Ctrl-C saves too.`, stderr)
 	if *resume != "" {
 		tr, err = train.Resume(*resume, trainTokens, valTokens, func(saved *train.Options) {
 			fs.Visit(func(f *flag.Flag) { copyOption(saved, o, f.Name) })
+			if set["workers"] && saved.Workers == 0 {
+				saved.Workers = autoWorkers(saved.Batch)
+			}
 		})
 		if err != nil {
 			return err
@@ -195,14 +206,21 @@ saves), for runs split into legs; Ctrl-C saves too.`, stderr)
 		if err != nil {
 			return err
 		}
+		if o.Workers == 0 {
+			o.Workers = autoWorkers(o.Batch)
+		}
 		if tr, err = train.NewTrainer(p, trainTokens, valTokens, *o); err != nil {
 			return err
 		}
 	}
 	cfg := tr.Params.Config
 	total, active := cfg.ParamCount()
-	fmt.Fprintf(stderr, "model: %s parameters (%s active per token); %d rows of %d tokens per epoch; %d tokens per step\n",
-		humanCount(total), humanCount(active), tr.Data.RowsPerEpoch(), tr.Opts.Seq, tr.Opts.Seq*tr.Opts.Batch*tr.Opts.Accum)
+	workers := "one engine on all threads"
+	if tr.Workers != nil {
+		workers = fmt.Sprintf("%d data-parallel workers", len(tr.Workers.Engines))
+	}
+	fmt.Fprintf(stderr, "model: %s parameters (%s active per token); %d rows of %d tokens per epoch; %d tokens per step; %s\n",
+		humanCount(total), humanCount(active), tr.Data.RowsPerEpoch(), tr.Opts.Seq, tr.Opts.Seq*tr.Opts.Batch*tr.Opts.Accum, workers)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -339,7 +357,15 @@ func copyOption(dst, src *train.Options, name string) {
 		dst.SaveEvery = src.SaveEvery
 	case "recompute":
 		dst.Recompute = src.Recompute
+	case "workers":
+		dst.Workers = src.Workers
 	}
+}
+
+// autoWorkers is the default worker count: one per thread, at most the
+// rows of a batch.
+func autoWorkers(batch int) int {
+	return max(1, min(runtime.GOMAXPROCS(0), batch))
 }
 
 // copyTokenizerFiles writes the tokenizer and generation-config files into

@@ -1,0 +1,230 @@
+package train
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/jamba-go/jamba/model"
+)
+
+// Workers run the passes of a batch on several engines at once: data
+// parallelism. Each worker is a Serial engine over the same Params (read
+// only during a pass) with its own gradient and activations, on a goroutine
+// of its own, and takes a fixed share of the batch's rows (contiguous,
+// balanced: worker i of w gets rows i·n/w to (i+1)·n/w). A pass is the
+// forward pass of every share, then the load-balancing statistics pooled
+// over all shares (so the aux loss is that of the whole batch, as one engine
+// computes it), then the backward pass of every share. The gradients are
+// summed at the end of the optimizer step, element by element in worker
+// order, so the result depends on the number of workers but not on timing
+// or on the thread count.
+//
+// A token's forward values and its cross-entropy are the same bits as one
+// engine's over the whole batch (MatMul and the per-token vector loops are
+// batch-invariant), so the loss is too: the per-token terms are added in
+// the same order. The gradient differs from one engine's by the order of
+// float32 sums over tokens (each worker sums its own tokens' contributions,
+// then the workers' sums are added).
+type Workers struct {
+	Engines []*Engine
+	errs    []error
+	count   []float64 // pooled load-balancing statistics
+	psum    []float64
+}
+
+// NewWorkers returns n serial engines over p with zero gradients.
+func NewWorkers(p *Params, n int) (*Workers, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("train: %d workers", n)
+	}
+	w := &Workers{Engines: make([]*Engine, n), errs: make([]error, n)}
+	for i := range w.Engines {
+		e, err := NewEngine(p)
+		if err != nil {
+			return nil, err
+		}
+		e.Serial = true
+		w.Engines[i] = e
+	}
+	return w, nil
+}
+
+// SetRecompute sets every engine's Recompute.
+func (w *Workers) SetRecompute(on bool) {
+	for _, e := range w.Engines {
+		e.Recompute = on
+	}
+}
+
+// share returns worker i's rows of n.
+func (w *Workers) share(i, n int) (lo, hi int) {
+	k := len(w.Engines)
+	return i * n / k, (i + 1) * n / k
+}
+
+// each runs fn for every worker on its own goroutine (the first on the
+// caller's) and returns the first error in worker order.
+func (w *Workers) each(fn func(i int, e *Engine) error) error {
+	var wg sync.WaitGroup
+	for i := 1; i < len(w.Engines); i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			w.errs[i] = fn(i, w.Engines[i])
+		}(i)
+	}
+	w.errs[0] = fn(0, w.Engines[0])
+	wg.Wait()
+	for _, err := range w.errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ZeroGrad clears every worker's gradient.
+func (w *Workers) ZeroGrad() {
+	w.each(func(_ int, e *Engine) error { e.ZeroGrad(); return nil })
+}
+
+// Backward computes the loss of a batch, as Engine.Backward does, and adds
+// scale times its gradient to the workers' gradients (each its share's
+// part); Grad sums them.
+func (w *Workers) Backward(rows [][]int, scale float32) (Loss, error) {
+	return w.pass(rows, true, scale)
+}
+
+// Forward computes the loss of a batch without gradients.
+func (w *Workers) Forward(rows [][]int) (Loss, error) { return w.pass(rows, false, 0) }
+
+func (w *Workers) pass(rows [][]int, backward bool, scale float32) (Loss, error) {
+	e0 := w.Engines[0]
+	if err := checkBatch(rows, e0.d.V); err != nil {
+		return Loss{}, err
+	}
+	count := 0
+	for _, r := range rows {
+		count += len(r) - 1
+	}
+	gscale := scale / float32(count)
+	err := w.each(func(i int, e *Engine) error {
+		lo, hi := w.share(i, len(rows))
+		if lo == hi {
+			return nil
+		}
+		if err := e.setBatch(rows[lo:hi]); err != nil {
+			return err
+		}
+		e.forward(backward, gscale)
+		return nil
+	})
+	if err != nil {
+		return Loss{}, err
+	}
+	// The cross-entropy terms in token order, as one engine adds them; the
+	// load-balancing statistics pooled in worker order.
+	var ce float64
+	w.count = resetF64(w.count, e0.d.E)
+	w.psum = resetF64(w.psum, e0.d.E)
+	routed := 0
+	for i, e := range w.Engines {
+		if lo, hi := w.share(i, len(rows)); lo == hi {
+			continue
+		}
+		for _, v := range e.rowLoss {
+			ce += v
+		}
+		for j := range w.count {
+			w.count[j] += e.auxCount[j]
+			w.psum[j] += e.auxPsum[j]
+		}
+		routed += e.auxRows
+	}
+	loss := makeLoss(ce, count, w.count, w.psum, routed, e0.Config.RouterAuxLossCoef)
+	if !backward {
+		return loss, nil
+	}
+	err = w.each(func(i int, e *Engine) error {
+		if lo, hi := w.share(i, len(rows)); lo < hi {
+			e.backward(scale, w.count, routed)
+		}
+		return nil
+	})
+	return loss, err
+}
+
+// Grad adds the other workers' gradients to the first worker's, element by
+// element in worker order, and returns it.
+func (w *Workers) Grad() []float32 {
+	dst := w.Engines[0].Grad
+	parallel(len(dst), 1<<15, func(lo, hi int) {
+		d := dst[lo:hi]
+		for _, e := range w.Engines[1:] {
+			for i, v := range e.Grad[lo:hi] {
+				d[i] += v
+			}
+		}
+	})
+	return dst
+}
+
+// rowCE computes the forward pass of rows and appends each row's summed
+// cross-entropy to dst.
+func (w *Workers) rowCE(dst []float64, rows [][]int) ([]float64, error) {
+	if err := checkBatch(rows, w.Engines[0].d.V); err != nil {
+		return dst, err
+	}
+	err := w.each(func(i int, e *Engine) error {
+		lo, hi := w.share(i, len(rows))
+		if lo == hi {
+			return nil
+		}
+		if err := e.setBatch(rows[lo:hi]); err != nil {
+			return err
+		}
+		e.forward(false, 0)
+		return nil
+	})
+	if err != nil {
+		return dst, err
+	}
+	for i, e := range w.Engines {
+		if lo, hi := w.share(i, len(rows)); lo < hi {
+			dst = e.appendRowCE(dst)
+		}
+	}
+	return dst, nil
+}
+
+// appendRowCE appends the summed cross-entropy of each row of the last
+// pass, the terms added in token order.
+func (e *Engine) appendRowCE(dst []float64) []float64 {
+	for s := 0; s < e.nseq(); s++ {
+		var sum float64
+		for _, v := range e.rowLoss[e.seqStart[s]:e.seqStart[s+1]] {
+			sum += v
+		}
+		dst = append(dst, sum)
+	}
+	return dst
+}
+
+// checkBatch checks that rows is a batch an engine with vocabulary V can
+// run: at least one row, each of at least two tokens in [0, V).
+func checkBatch(rows [][]int, V int) error {
+	if len(rows) == 0 {
+		return errEmptyBatch
+	}
+	for i, r := range rows {
+		if len(r) < 2 {
+			return fmt.Errorf("row %d has %d tokens: %w", i, len(r), ErrShortRow)
+		}
+		for _, id := range r {
+			if id < 0 || id >= V {
+				return fmt.Errorf("train: row %d: %w: %d not in [0, %d)", i, model.ErrTokenRange, id, V)
+			}
+		}
+	}
+	return nil
+}
