@@ -109,6 +109,14 @@ func silu(dst, x []float32) {
 	SiLUGeneric(dst[n:], x[n:])
 }
 
+func softplus(dst, x []float32) {
+	n := vecLen(len(x))
+	if n > 0 {
+		softplusAVX2(&dst[0], &x[0], n)
+	}
+	SoftplusGeneric(dst[n:], x[n:])
+}
+
 func scanStep(h, A, delta, x, B, C, D, y []float32, Di, N int) {
 	if !useAVX2 || N%8 != 0 || Di == 0 || N == 0 {
 		ScanStepGeneric(h, A, delta, x, B, C, D, y, Di, N)

@@ -15,6 +15,7 @@ func mulAdd(y, a, b []float32)                 { mulAddGeneric(y, a, b) }
 func exp(dst, x []float32)                     { ExpGeneric(dst, x) }
 func expSubSum(x []float32, m float32) float32 { return expSubSumGeneric(x, m) }
 func silu(dst, x []float32)                    { SiLUGeneric(dst, x) }
+func softplus(dst, x []float32)                { SoftplusGeneric(dst, x) }
 func sumRead(x []float32) float32              { return sumGeneric(x) }
 
 func scale(x []float32, s float32) {

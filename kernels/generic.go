@@ -67,6 +67,18 @@ func SiLUGeneric(dst, x []float32) {
 	}
 }
 
+// SoftplusGeneric is the plain-Go reference of Softplus.
+func SoftplusGeneric(dst, x []float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		if v > 20 || v != v {
+			dst[i] = v
+			continue
+		}
+		dst[i] = float32(math.Log1p(math.Exp(float64(v))))
+	}
+}
+
 // ConvStepGeneric is the plain-Go reference of ConvStep.
 func ConvStepGeneric(y, state, x, w, bias []float32, Di, K int) {
 	_ = y[Di-1]

@@ -113,6 +113,17 @@ func expSubSumAVX2(x *float32, m float32, n int) float32
 //go:noescape
 func siluAVX2(dst *float32, x *float32, n int)
 
+// softplusAVX2 writes log(1+e^x) to dst over n elements, x itself where
+// x > 20 or x is NaN; n is a multiple of 8. The result is within 4 ulp
+// of the correctly rounded value (TestSoftplus):
+//
+//	for i := 0; i < n; i++ {
+//		dst[i] = float32(math.Log1p(math.Exp(float64(x[i]))))
+//	}
+//
+//go:noescape
+func softplusAVX2(dst *float32, x *float32, n int)
+
 // scanStepAVX2 advances the selective-scan state h[di×n] by one token and
 // writes y[:di]; n is a positive multiple of 8:
 //

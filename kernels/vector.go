@@ -38,6 +38,11 @@ func Softmax(x []float32) {
 // dst may be x.
 func SiLU(dst, x []float32) { silu(dst[:len(x)], x) }
 
+// Softplus sets dst[i] = log(1+e^x[i]) over len(x) elements, and x[i]
+// itself where x[i] > 20 (PyTorch's threshold) or x[i] is NaN; dst may be
+// x. The assembly is within 4 ulp of the correctly rounded value.
+func Softplus(dst, x []float32) { softplus(dst[:len(x)], x) }
+
 // ConvStep advances a causal depthwise convolution of width K over Di
 // channels by one token x[:Di], writing y[:Di]:
 //

@@ -23,11 +23,3 @@ func geluTanh(x float32) float32 {
 	v := float64(x)
 	return float32(0.5 * v * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(v+0.044715*v*v*v))))
 }
-
-// softplus is log(1+eˣ), returning x itself above 20 as PyTorch does.
-func softplus(x float32) float32 {
-	if x > 20 {
-		return x
-	}
-	return float32(math.Log1p(math.Exp(float64(x))))
-}

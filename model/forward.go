@@ -341,7 +341,7 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	delta := grow(&ws.delta, total*Di)
 	kernels.MatMul(delta, dtn, total, w.DtProj)
 	addRows(delta, w.DtBias)
-	softplusInPlace(delta)
+	kernels.Softplus(delta, delta)
 	// Selective scan with the D skip, then the SiLU gate.
 	y := grow(&ws.y, total*Di)
 	for s := 0; s < nseq; s++ {
@@ -382,14 +382,6 @@ func mulInPlace(dst, src []float32) {
 	src = src[:len(dst)]
 	for i := range dst {
 		dst[i] *= src[i]
-	}
-}
-
-// softplusInPlace applies softplus, log(1+eˣ), returning x itself above 20
-// as PyTorch does.
-func softplusInPlace(x []float32) {
-	for i, v := range x {
-		x[i] = softplus(v)
 	}
 }
 

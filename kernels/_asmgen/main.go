@@ -11,6 +11,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 
 	. "github.com/mmcloughlin/avo/build"
@@ -33,6 +34,7 @@ func main() {
 	genExp()
 	genExpSubSum()
 	genSiLU()
+	genSoftplus()
 	genScanStep()
 	for _, d := range floatTypes {
 		genMatVec(d)
@@ -579,6 +581,72 @@ func genSiLU() {
 	VADDPS(k.one, e, e)
 	VDIVPS(e, v, e)
 	VMOVUPS(e, dst)
+	ADDQ(U8(32), x.Base)
+	ADDQ(U8(32), dst.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// genSoftplus writes softplus(x) = log(1+e^x) as m + log1p(e) with
+// m = max(x, 0) and e = e^-|x| ∈ [0, 1], and log1p(e) = 2·atanh(s) with
+// s = e/(2+e) ∈ [0, 1/3]: 2s + 2s³/3 + … + 2s¹⁷/17, whose first omitted
+// term is below 2^-30 of the sum. Above 20 (and for NaN) the result is x,
+// as PyTorch's threshold gives.
+func genSoftplus() {
+	TEXT("softplusAVX2", NOSPLIT, "func(dst, x *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"softplusAVX2 writes log(1+e^x) to dst over n elements, x itself where",
+		"x > 20 or x is NaN; n is a multiple of 8. The result is within 4 ulp",
+		"of the correctly rounded value (TestSoftplus):",
+		"",
+		"\tfor i := 0; i < n; i++ {",
+		"\t\tdst[i] = float32(math.Log1p(math.Exp(float64(x[i]))))",
+		"\t}",
+	)
+	two := fconst("softplus_two", 2)
+	limit := fconst("softplus_limit", 20)
+	var coef [8]Mem
+	for i := range coef {
+		coef[i] = fconst(fmt.Sprintf("softplus_c%d", 2*i+3), float32(2/float64(2*i+3)))
+	}
+	dst := Mem{Base: Load(Param("dst"), GP64())}
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	v, na, e := YMM(), YMM(), YMM()
+	VMOVUPS(x, v)
+	VORPS(k.sign, v, na) // -|x|
+	k.exp8(na, e)
+	d := YMM()
+	VADDPS(two, e, d)
+	sv := YMM()
+	VDIVPS(d, e, sv) // s = e/(2+e)
+	s2 := YMM()
+	VMULPS(sv, sv, s2)
+	p := YMM()
+	VMOVUPS(coef[7], p)
+	for i := 6; i >= 0; i-- {
+		VFMADD213PS(coef[i], s2, p) // p = p·s² + c
+	}
+	t := YMM()
+	VMULPS(s2, sv, t) // s³
+	s2x := YMM()
+	VADDPS(sv, sv, s2x)    // 2s
+	VFMADD213PS(s2x, t, p) // p = s³·p + 2s = log1p(e)
+	m := YMM()
+	VXORPS(m, m, m)
+	VMAXPS(m, v, m) // max(x, 0)
+	VADDPS(m, p, p)
+	mask := YMM()
+	VCMPPS(U8(6), limit, v, mask) // !(x <= 20): x > 20 or NaN
+	VBLENDVPS(mask, v, p, p)
+	VMOVUPS(p, dst)
 	ADDQ(U8(32), x.Base)
 	ADDQ(U8(32), dst.Base)
 	SUBQ(U8(8), n)

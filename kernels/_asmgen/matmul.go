@@ -106,7 +106,7 @@ func (g rowGroup) start(w, ld GPVirtual) {
 
 func (g rowGroup) prefetch() {
 	for _, p := range g.p {
-		PREFETCHT0(Mem{Base: p, Index: g.ld4, Scale: 1})
+		PREFETCHNTA(Mem{Base: p, Index: g.ld4, Scale: 1})
 	}
 }
 
