@@ -14,6 +14,28 @@ import (
 // median. It allocates the buffer and takes about 6 passes' time; it is meant
 // to be called once, next to a measurement that it is a yardstick for.
 func MeasureReadBandwidth(bytes int, threads int) float64 {
+	m := NewReadMeter(bytes, threads)
+	gbs := make([]float64, 5)
+	for i := range gbs {
+		gbs[i] = m.Pass()
+	}
+	slices.Sort(gbs)
+	return gbs[len(gbs)/2]
+}
+
+// A ReadMeter measures read bandwidth one pass at a time, so that the passes
+// can be interleaved with the work they are a yardstick for: on a machine
+// shared with others the bandwidth left to a process changes from second to
+// second, and a yardstick taken at another moment than the work misleads.
+type ReadMeter struct {
+	buf     []float32
+	threads int
+}
+
+// NewReadMeter allocates a buffer of the given size (use at least 4 times
+// the last-level cache) and touches it once; its passes use threads
+// goroutines (threads < 1 means Threads()).
+func NewReadMeter(bytes, threads int) *ReadMeter {
 	if threads < 1 {
 		threads = Threads()
 	}
@@ -22,12 +44,13 @@ func MeasureReadBandwidth(bytes int, threads int) float64 {
 		buf[i] = 1
 	}
 	readPass(buf, threads)
-	times := make([]time.Duration, 5)
-	for i := range times {
-		times[i] = readPass(buf, threads)
-	}
-	slices.Sort(times)
-	return float64(len(buf)*4) / times[len(times)/2].Seconds() / 1e9
+	return &ReadMeter{buf: buf, threads: threads}
+}
+
+// Pass reads the whole buffer once and returns the bandwidth in GB/s.
+func (m *ReadMeter) Pass() float64 {
+	d := readPass(m.buf, m.threads)
+	return float64(len(m.buf)*4) / d.Seconds() / 1e9
 }
 
 // readPass sums buf in threads parts at once and returns the time taken.

@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 )
 
 // MatMul computes dst = x · Wᵀ for T rows of activations:
@@ -79,10 +80,13 @@ func (m *matMulTask) plan(threads int) {
 	perThread := (R + 8*threads - 1) / (8 * threads)
 	switch {
 	case m.T == 1:
-		// About 8 chunks per thread, each a multiple of 4 rows and at
-		// least 32 KiB of weights, so that the hardware prefetcher streams.
-		c := max(perThread, (32<<10+rowBytes-1)/rowBytes)
+		// Guided chunks (see takeRows): each a multiple of 4 rows and at
+		// least 32 KiB of weights, so that the prefetches stream.
+		c := (32<<10 + rowBytes - 1) / rowBytes
 		m.chunk = (c + 3) &^ 3
+		m.guided = threads
+		m.nchunks = (R + m.chunk - 1) / m.chunk // bounds the threads woken
+		return
 	case m.T < fewTokens || m.w.DType == I8:
 		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
 		// tokens pass over them in groups of 2 or 3.
@@ -161,13 +165,30 @@ type matMulTask struct {
 	w              *Matrix
 	chunk, nchunks int
 	packed         bool // T ≥ fewTokens, float weights: gemmPanel
-	scratch        []*scratch
-	q              *xQuant // int8 weights: the rows of x rounded to int16
+	// guided > 0 (the thread count) hands out rows by takeRows instead of
+	// fixed chunks; rows counts the rows handed out.
+	guided  int
+	rows    atomic.Int64
+	scratch []*scratch
+	q       *xQuant // int8 weights: the rows of x rounded to int16
 }
 
 func (m *matMulTask) do(thread int) {
 	R := m.w.Rows
 	s := m.scratch[thread]
+	if m.guided > 0 {
+		for {
+			r0, r1 := m.takeRows()
+			if r0 >= r1 {
+				return
+			}
+			if m.q != nil {
+				matMulI8(s, m.dst, m.x, m.T, m.w, m.q, r0, r1)
+			} else {
+				matVecRows(m.dst[r0:r1], m.w, m.x, r0, r1)
+			}
+		}
+	}
 	for {
 		i := m.next(m.nchunks)
 		if i < 0 {
@@ -184,6 +205,27 @@ func (m *matMulTask) do(thread int) {
 			gemmPanel(s, m.dst, m.x, m.T, m.w, r0, r1)
 		default:
 			matVecTokens(m.dst, m.x, m.T, m.w, r0, r1)
+		}
+	}
+}
+
+// takeRows hands out the next rows of a guided task: a quarter of the
+// remaining rows' share of each thread, rounded up to a multiple of 4 rows
+// and at least m.chunk rows. The chunks shrink as the work runs out, so
+// that the threads finish within a small chunk of each other, while the
+// first chunks are long enough to stream. Which thread computes a row
+// does not change its bits.
+func (m *matMulTask) takeRows() (r0, r1 int) {
+	R := int64(m.w.Rows)
+	for {
+		lo := m.rows.Load()
+		if lo >= R {
+			return 0, 0
+		}
+		c := max(int64(m.chunk), ((R-lo)/int64(4*m.guided)+3)&^3)
+		hi := min(R, lo+c)
+		if m.rows.CompareAndSwap(lo, hi) {
+			return int(lo), int(hi)
 		}
 	}
 }
