@@ -138,10 +138,16 @@ func recvSpin[T any](c chan T) (T, bool) {
 			return v, ok
 		default:
 		}
-		// Let a goroutine waiting for this P run: the helper that the
-		// caller just woke may sit in this P's run queue.
-		runtime.Gosched()
-		if i&63 == 63 {
+		// Now and then let a goroutine waiting for this P run: a helper
+		// that the caller woke from sleep sits in this P's run queue.
+		// Yielding on every poll costs more than the poll (the scheduler
+		// takes a global lock), and a spinning helper needs no yield.
+		if i&15 == 15 {
+			runtime.Gosched()
+		} else {
+			spinPause()
+		}
+		if i&255 == 255 {
 			if start.IsZero() {
 				start = time.Now()
 			} else if time.Since(start) > spinTime {
@@ -149,5 +155,19 @@ func recvSpin[T any](c chan T) (T, bool) {
 				return v, ok
 			}
 		}
+	}
+}
+
+// spinSink keeps spinPause's loop from being removed.
+var spinSink atomic.Int32
+
+// spinPause waits a few dozen cycles without touching shared memory.
+func spinPause() {
+	var x int32
+	for i := range int32(32) {
+		x += i
+	}
+	if x < 0 {
+		spinSink.Store(x)
 	}
 }
