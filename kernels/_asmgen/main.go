@@ -69,14 +69,17 @@ var floatTypes = []dtype{
 }
 
 // load8 loads 8 consecutive weights at m into dst as float32 (exactly:
-// bfloat16 is the top half of a float32).
+// bfloat16 is the top half of a float32). A bfloat16 load is one load
+// that copies the 16 bytes to both halves of dst and one byte shuffle
+// (bf16Shuf) that puts weight j in the top half of lane j and zeros below:
+// one vector-unit operation, where a zero extension and a shift take two.
 func (d dtype) load8(m Mem, dst VecVirtual) {
 	switch d.name {
 	case "f32":
 		VMOVUPS(m, dst)
 	case "bf16":
-		VPMOVZXWD(m, dst)
-		VPSLLD(U8(16), dst, dst)
+		VBROADCASTI128(m, dst)
+		VPSHUFB(bf16ShufOp(), dst, dst)
 	}
 }
 
@@ -434,9 +437,43 @@ func vconst(name string, bits uint32) Mem {
 	return m
 }
 
+// bf16Shuf is the VPSHUFB control of load8 (bytes with the top bit set
+// give zero), and bf16ShufReg the register that holds it in the kernel
+// being written, if any.
+var (
+	bf16Shuf    Mem
+	bf16ShufReg VecVirtual
+)
+
+func bf16ShufOp() Op {
+	if bf16ShufReg != nil {
+		return bf16ShufReg
+	}
+	return bf16Shuf
+}
+
+// keepBF16Shuf loads bf16Shuf into a register for the rest of the kernel
+// being written (for kernels with a register to spare); the returned
+// function ends that.
+func keepBF16Shuf(d dtype) func() {
+	if d.name != "bf16" {
+		return func() {}
+	}
+	bf16ShufReg = YMM()
+	VMOVDQU(bf16Shuf, bf16ShufReg)
+	return func() { bf16ShufReg = nil }
+}
+
 func fconst(name string, v float32) Mem { return vconst(name, math.Float32bits(v)) }
 
 func makeConsts() {
+	bf16Shuf = GLOBL("bf16_shuf", RODATA|NOPTR)
+	for lane := 0; lane < 8; lane++ {
+		// Lane j of each 128-bit half takes bytes 2j and 2j+1 of the
+		// weights broadcast to that half (j counts on in the upper half).
+		b := 2 * lane
+		DATA(4*lane, U32(0x8080|uint32(b)<<16|uint32(b+1)<<24))
+	}
 	k = &expConsts{
 		lo:    fconst("exp_lo", -104),
 		hi:    fconst("exp_hi", 88.8),

@@ -155,6 +155,7 @@ func genMatVec(d dtype) {
 	if d.size > 1 {
 		SHLQ(U8(d.shift()), ld) // bytes per row
 	}
+	defer keepBF16Shuf(d)()
 	// The main loop reads one cache line (L columns) of each of 4 rows; a
 	// loop of 8 columns finishes.
 	L := 64 / d.size
