@@ -25,10 +25,22 @@ type tokenMatcher struct {
 	byFirst [256][]int // indices into toks, longest pattern first
 	toks    []addedToken
 	pats    []string
+
+	// exempt marks the tokens that plain spans do not stop (see
+	// Tokenizer.EncodeSpans): those that are not special and whose text is
+	// white space alone. anyExempt is true when there is one.
+	exempt    []bool
+	anyExempt bool
 }
 
 func newTokenMatcher(toks []addedToken, pats []string) *tokenMatcher {
-	m := &tokenMatcher{toks: toks, pats: pats}
+	m := &tokenMatcher{toks: toks, pats: pats, exempt: make([]bool, len(toks))}
+	for i, t := range toks {
+		if !t.special && strings.TrimFunc(t.content, unicode.IsSpace) == "" {
+			m.exempt[i] = true
+			m.anyExempt = true
+		}
+	}
 	for i, p := range pats {
 		if p == "" {
 			continue
@@ -97,28 +109,41 @@ func newAddedVocab(toks []addedToken, n normalizer) (*addedVocab, error) {
 	return a, nil
 }
 
-func (a *addedVocab) splitRaw(s string) []segment {
+// splitRaw cuts s at the added tokens that are matched before
+// normalization. plain, when not empty, lists the ranges of s where no token
+// may match (see Tokenizer.EncodeSpans).
+func (a *addedVocab) splitRaw(s string, plain []Span) []segment {
 	if a == nil || a.raw == nil {
 		return []segment{{text: s, id: -1, start: 0, first: true}}
 	}
-	return a.raw.split(s, true)
+	return a.raw.split(s, true, plain)
 }
 
-func (a *addedVocab) splitNormalized(s string, first bool) []segment {
+// splitNormalized cuts a normalized segment at the added tokens that are
+// matched after normalization; plain is as for splitRaw, in the
+// coordinates of s.
+func (a *addedVocab) splitNormalized(s string, first bool, plain []Span) []segment {
 	if a == nil || a.norm == nil {
 		return []segment{{text: s, id: -1, start: 0, first: first}}
 	}
-	return a.norm.split(s, first)
+	return a.norm.split(s, first, plain)
 }
 
 // split cuts s into added tokens and the text between them, applying
-// single_word, lstrip and rstrip as Hugging Face does.
-func (m *tokenMatcher) split(s string, first bool) []segment {
+// single_word, lstrip and rstrip as Hugging Face does. A match that
+// plain forbids is not a match (nextPlain).
+func (m *tokenMatcher) split(s string, first bool, plain []Span) []segment {
 	var segs []segment
 	startOffset := 0
 	from := 0
 	for {
-		start, end, k, ok := m.next(s, from)
+		var start, end, k int
+		var ok bool
+		if len(plain) == 0 {
+			start, end, k, ok = m.next(s, from)
+		} else {
+			start, end, k, ok = m.nextPlain(s, from, plain)
+		}
 		if !ok {
 			break
 		}

@@ -327,10 +327,16 @@ const parallelThreshold = 1 << 16
 // encodeRaw encodes without post-processing. When toks is not nil the token
 // strings are appended to it.
 func (t *Tokenizer) encodeRaw(text string, out []int, toks *[]string) []int {
+	return t.encodeRawPlain(text, nil, out, toks)
+}
+
+// encodeRawPlain is encodeRaw where no added token may match across the
+// ranges of plain (cleaned by cleanSpans; nil for none).
+func (t *Tokenizer) encodeRawPlain(text string, plain []Span, out []int, toks *[]string) []int {
 	if out == nil {
 		out = make([]int, 0, len(text)/3+4)
 	}
-	for _, seg := range t.added.splitRaw(text) {
+	for _, seg := range t.added.splitRaw(text, plain) {
 		if seg.id >= 0 {
 			out = append(out, seg.id)
 			if toks != nil {
@@ -342,7 +348,11 @@ func (t *Tokenizer) encodeRaw(text string, out []int, toks *[]string) []int {
 		if t.normalizer != nil {
 			s = t.normalizer.normalize(s)
 		}
-		for _, nseg := range t.added.splitNormalized(s, seg.start == 0) {
+		var nplain []Span
+		if len(plain) > 0 && t.added != nil && t.added.norm != nil {
+			nplain = t.normalizedSpans(seg.text, s, segmentSpans(plain, seg.start, seg.start+len(seg.text)))
+		}
+		for _, nseg := range t.added.splitNormalized(s, seg.start == 0, nplain) {
 			if nseg.id >= 0 {
 				out = append(out, nseg.id)
 				if toks != nil {
