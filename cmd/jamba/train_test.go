@@ -95,6 +95,32 @@ func TestTrainResumeCommand(t *testing.T) {
 	}
 }
 
+// TestTrainWorkers checks --workers: the default is one worker per thread
+// (at most --batch), the count is saved and a resume keeps it unless
+// --workers is given, 1 runs one engine, and more workers than rows is an
+// error.
+func TestTrainWorkers(t *testing.T) {
+	model, data, _, tok := trainFixture(t)
+	common := []string{"train", "--tokenizer", tok, "--data", data, "--seq", "32", "--batch", "3", "--warmup", "1",
+		"--eval-every", "0", "--save-every", "0", "--quiet"}
+	dir := filepath.Join(t.TempDir(), "run")
+	_, stderr, code := run(t, append(common, "--model", model, "--output", dir, "--steps", "4", "--stop-step", "1", "--workers", "3")...)
+	if code != 0 || !strings.Contains(stderr, "3 data-parallel workers") {
+		t.Fatalf("--workers 3: exit %d: %s", code, stderr)
+	}
+	_, stderr, code = run(t, "train", "--resume", dir, "--data", data, "--quiet", "--stop-step", "2")
+	if code != 0 || !strings.Contains(stderr, "3 data-parallel workers") {
+		t.Errorf("resume without --workers: exit %d: %s", code, stderr)
+	}
+	_, stderr, code = run(t, "train", "--resume", dir, "--data", data, "--quiet", "--stop-step", "3", "--workers", "1")
+	if code != 0 || !strings.Contains(stderr, "one engine on all threads") {
+		t.Errorf("resume with --workers 1: exit %d: %s", code, stderr)
+	}
+	if _, stderr, code = run(t, append(common, "--model", model, "--output", t.TempDir(), "--steps", "1", "--workers", "4")...); code == 0 {
+		t.Errorf("4 workers for batches of 3 rows: exit 0: %s", stderr)
+	}
+}
+
 // tensorBytes returns the raw bytes of the named tensors of a file.
 func tensorBytes(t *testing.T, path string, names ...string) []byte {
 	t.Helper()
@@ -130,7 +156,7 @@ func TestTrainUsage(t *testing.T) {
 	}
 	for _, f := range []string{"model", "resume", "data", "val", "output", "tokenizer", "seq", "batch", "accum", "steps", "lr", "min-lr",
 		"warmup", "weight-decay", "beta1", "beta2", "eps", "clip", "seed", "eval-every", "eval-tokens", "save-every", "recompute",
-		"stop-step", "time-limit", "threads", "quiet", "log-every", "cpuprofile"} {
+		"workers", "stop-step", "time-limit", "threads", "quiet", "log-every", "cpuprofile"} {
 		if !strings.Contains(stderr, "  -"+f+" ") && !strings.Contains(stderr, "  -"+f+"\n") {
 			t.Errorf("--help does not explain -%s", f)
 		}
