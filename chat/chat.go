@@ -19,6 +19,11 @@
 // [DecodeMessages] produce from JSON. A map[string]any is accepted too, with
 // its keys sorted.
 //
+// [Template.RenderSpans] also reports where the conversation's strings
+// ended up in the output, so that a tokenizer can read control-token text
+// inside a message as plain text while the template's own markup becomes
+// special tokens.
+//
 // Known differences from Python Jinja: printing None gives the empty string
 // rather than "None" (use |string to get "None"); floats print as Go's %g
 // outside tojson and |string; the tests divisibleby, escaped, filter and
