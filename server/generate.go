@@ -62,11 +62,12 @@ func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiErr
 			in.Extra[k] = v
 		}
 	}
-	text, err := b.Template.Render(in)
+	// Only the template's markup becomes special tokens: the text of a
+	// control token inside a message or tool definition stays text.
+	ids, _, err := b.Template.Encode(b.Tokenizer, in, b.ChatAddSpecial)
 	if err != nil {
 		return nil, nil, badRequest("messages", "the chat template refused the messages: %v", err)
 	}
-	ids := b.Tokenizer.Encode(text, b.ChatAddSpecial)
 	if len(ids) == 0 {
 		return nil, nil, badRequest("messages", "the messages render to no tokens")
 	}
@@ -85,7 +86,9 @@ func (s *Server) completionPrompt(b *Backend, body []byte) (*genParams, []int, *
 	}
 	ids := req.PromptIDs
 	if !req.IsIDs {
-		// An empty prompt is the beginning-of-sequence token alone.
+		// An empty prompt is the beginning-of-sequence token alone. The
+		// client owns the whole prompt here, so the text of special tokens
+		// in it becomes those tokens (unlike chat content).
 		ids = b.Tokenizer.Encode(req.PromptText, true)
 	}
 	if len(ids) == 0 {
