@@ -138,23 +138,26 @@ func (s *chatSession) reset() {
 	s.fed = s.fed[:0]
 }
 
-func (s *chatSession) render(addGen bool) (string, error) {
+// encode renders the conversation and returns its ids. Only the template's
+// markup becomes special tokens: control-token text typed in a message
+// stays text. Templates put the BOS token in the text themselves when they
+// have one; the fallback transcript gets the tokenizer's.
+func (s *chatSession) encode(addGen bool) ([]int, error) {
 	in := chat.Input{Messages: s.msgs, AddGenerationPrompt: addGen}
 	if s.special != nil {
 		in.BOS, in.EOS = s.special["bos_token"], s.special["eos_token"]
 	}
-	return s.tmpl.Render(in)
+	ids, _, err := s.tmpl.Encode(s.tok, in, s.special == nil)
+	return ids, err
 }
 
 // turn adds a user message, generates the answer and streams it to w.
 func (s *chatSession) turn(user string, w io.Writer) error {
 	s.msgs = append(s.msgs, chat.NewMessage("user", user))
-	text, err := s.render(true)
+	ids, err := s.encode(true)
 	if err != nil {
 		return err
 	}
-	// Templates put the BOS token in the text themselves when they have one.
-	ids := s.tok.Encode(text, s.special == nil)
 	// The conversation is re-rendered each turn; when the cache has consumed
 	// a prefix of it, only the rest is fed. Mamba state cannot be rewound, so
 	// any other difference restarts from an empty state.
