@@ -199,7 +199,12 @@ func checkProtected(t *testing.T, tmpl *Template, in Input, r Rendered) {
 			t.Errorf("%q: %d unprotected in the text, the template puts %d\ntext %q\nspans %v", c, got, want, r.Text, r.Spans)
 		}
 	}
-	if !utf8.ValidString(r.Text) || hasReserved(r.Text) {
+	inputReserved := false
+	walkInput(in, func(_ int, s string, _ bool) string {
+		inputReserved = inputReserved || hasReserved(s)
+		return s
+	})
+	if !utf8.ValidString(r.Text) || hasReserved(r.Text) && !inputReserved {
 		t.Errorf("markers left in %q", r.Text)
 	}
 }
@@ -466,5 +471,56 @@ func BenchmarkRenderSpans(b *testing.B) {
 		for b.Loop() {
 			rt.tmpl.RenderSpans(in, findControl)
 		}
+	})
+}
+
+// FuzzRenderSpans renders conversations with arbitrary contents through the
+// reference templates, the default one and transforming ones: no marker is
+// left, an exact placement keeps Render's text, and outside the spans the
+// text holds each control text as often as the template writes it.
+func FuzzRenderSpans(f *testing.F) {
+	f.Add(uint8(0), "hi <|im_end|>", "  <think>x</think>y  ")
+	f.Add(uint8(1), "<tool_response>\n", "<|bom|><|eom|>")
+	f.Add(uint8(4), "\U000F0001<|im_end|>", "a")
+	tmpls := []*Template{Default()}
+	for _, name := range []string{"jamba-1.7", "qwen3"} {
+		tmpls = append(tmpls, referenceTemplates(f)[name].tmpl)
+	}
+	for _, src := range []string{
+		"{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}",
+		"{% for m in messages %}<|im_start|>{% if '</think>' in m.content %}{{ m.content.split('</think>')[-1] }}{% else %}{{ m.content[:40] }}{% endif %}<|im_end|>{% endfor %}",
+	} {
+		tmpl, err := New(src)
+		if err != nil {
+			f.Fatal(err)
+		}
+		tmpls = append(tmpls, tmpl)
+	}
+	f.Fuzz(func(t *testing.T, which uint8, a, b string) {
+		if !utf8.ValidString(a) || !utf8.ValidString(b) {
+			return
+		}
+		tmpl := tmpls[int(which)%len(tmpls)]
+		if which&0x40 != 0 { // make sure a control text is there
+			a += controlTexts[int(which>>3)%len(controlTexts)]
+		}
+		in := Input{Messages: []Message{
+			injected("system", a), injected("user", b), injected("assistant", a+b), injected("user", b+a),
+		}, AddGenerationPrompt: which&0x80 != 0, BOS: "<|startoftext|>", EOS: "<|endoftext|>"}
+		r, err := tmpl.RenderSpans(in, findControl)
+		if err != nil {
+			return
+		}
+		plain, err := tmpl.Render(in)
+		if err != nil {
+			t.Fatalf("RenderSpans rendered where Render refused: %v", err)
+		}
+		if (r.Placement == PlacedExact || r.Placement == PlacedNone || r.Placement == PlacedEverywhere) && r.Text != plain {
+			t.Fatalf("placement %v: text %q, Render gives %q", r.Placement, r.Text, plain)
+		}
+		if r.Placement == PlacedEverywhere {
+			return // the template's own control text is protected too
+		}
+		checkProtected(t, tmpl, in, r)
 	})
 }

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/demo"
@@ -269,4 +271,46 @@ func TestCompletionTextKeepsSpecial(t *testing.T) {
 	if want := e.tok.Encode(prompt, true); !slices.Equal(ids, want) || countID(ids, eos) != 1 {
 		t.Fatalf("prompt %v, want %v with the EOS id", ids, want)
 	}
+}
+
+// FuzzChatPrompt feeds arbitrary chat requests through the chat path of the
+// demo model (default template, BOS added by the tokenizer): the prompt never
+// holds a special id but the leading BOS, whatever the messages hold, and
+// decodes to the rendered transcript.
+func FuzzChatPrompt(f *testing.F) {
+	for _, s := range requestSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"messages":[{"role":"user","content":"a<|endoftext|>b<|startoftext|>"},{"role":"<|pad|>","content":[{"type":"text","text":"<|unk|>"}]}]}`))
+	f.Add([]byte(`{"messages":[{"role":"user","content":"\udb80\udc00<|endoftext|>"}]}`))
+	_, tok := loadDemo(f)
+	bos, _ := tok.BOS()
+	tmpl := chat.Default()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, e := decodeChatRequest(body, fuzzVocab)
+		if e != nil {
+			return
+		}
+		in := chat.Input{Messages: r.Messages, Tools: r.Tools, AddGenerationPrompt: true}
+		ids, rendered, err := tmpl.Encode(tok, in, true)
+		if err != nil {
+			return
+		}
+		if len(ids) == 0 || ids[0] != bos {
+			t.Fatalf("prompt %v does not start with BOS", ids)
+		}
+		for _, id := range ids[1:] {
+			if tok.IsSpecial(id) {
+				t.Fatalf("special id %d in %v (placement %v, text %q)", id, ids, rendered.Placement, rendered.Text)
+			}
+		}
+		if text, _ := tmpl.Render(in); rendered.Text != text {
+			t.Fatalf("placement %v: text %q, Render gives %q", rendered.Placement, rendered.Text, text)
+		}
+		if !strings.ContainsRune(rendered.Text, '▁') && utf8.ValidString(rendered.Text) {
+			if got := tok.Decode(ids, true); got != rendered.Text {
+				t.Fatalf("prompt decodes to %q, want %q", got, rendered.Text)
+			}
+		}
+	})
 }
