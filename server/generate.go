@@ -64,9 +64,12 @@ func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiErr
 	}
 	// Only the template's markup becomes special tokens: the text of a
 	// control token inside a message or tool definition stays text.
-	ids, _, err := b.Template.Encode(b.Tokenizer, in, b.ChatAddSpecial)
+	ids, rendered, err := b.Template.Encode(b.Tokenizer, in, b.ChatAddSpecial)
 	if err != nil {
 		return nil, nil, badRequest("messages", "the chat template refused the messages: %v", err)
+	}
+	if rendered.Placement != chat.PlacedNone {
+		s.log.Debug("control-token text in the messages encoded as text", "placement", rendered.Placement.String(), "spans", len(rendered.Spans))
 	}
 	if len(ids) == 0 {
 		return nil, nil, badRequest("messages", "the messages render to no tokens")
