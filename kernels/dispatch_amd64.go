@@ -149,13 +149,32 @@ func matVecRows(y []float32, w *Matrix, x []float32, r0, r1 int) {
 	rows := r1 - r0
 	_ = y[rows-1]
 	_ = x[C-1]
+	// For a matrix that comes from memory rather than the caches, whole
+	// blocks of 4 rows go to the streams kernel (4 long sequential streams:
+	// 0.97 of the read bandwidth on jamba-small's decode against 0.86 for
+	// 4 rows at a time), the rest to the 4-rows-at-a-time kernel; both
+	// follow the dot order.
+	q := 0
+	if w.Bytes() >= streamsMinBytes {
+		q = rows / 4
+	}
 	switch w.DType {
 	case F32:
 		_ = w.F32[r1*C-1]
-		matVecF32AVX2(&y[0], &w.F32[r0*C], &x[0], rows, n, C)
+		if q > 0 {
+			matVecF32StreamsAVX2(&y[0], &w.F32[r0*C], &x[0], q, n, C)
+		}
+		if rows > 4*q {
+			matVecF32AVX2(&y[4*q], &w.F32[(r0+4*q)*C], &x[0], rows-4*q, n, C)
+		}
 	case BF16:
 		_ = w.BF16[r1*C-1]
-		matVecBF16AVX2(&y[0], &w.BF16[r0*C], &x[0], rows, n, C)
+		if q > 0 {
+			matVecBF16StreamsAVX2(&y[0], &w.BF16[r0*C], &x[0], q, n, C)
+		}
+		if rows > 4*q {
+			matVecBF16AVX2(&y[4*q], &w.BF16[(r0+4*q)*C], &x[0], rows-4*q, n, C)
+		}
 	}
 	finishRows(y, w, x, r0, r1, n)
 }

@@ -157,6 +157,23 @@ func scanStepAVX2(h *float32, A *float32, delta *float32, x *float32, B *float32
 //go:noescape
 func matVecF32AVX2(y *float32, w *float32, x *float32, rows int, cols int, ld int)
 
+// matVecF32StreamsAVX2 writes the products of the 4n rows of w (row stride ld) with x
+// to y in the dot order, reading them as 4 streams of n rows; cols is a
+// multiple of 8:
+//
+//	for r := 0; r < 4*n; r++ {
+//		var acc [8]float32
+//		for c := 0; c < cols; c += 8 {
+//			for l := range acc {
+//				acc[l] = fma(w[r*ld+c+l], x[c+l], acc[l]) // rounded once
+//			}
+//		}
+//		y[r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//	}
+//
+//go:noescape
+func matVecF32StreamsAVX2(y *float32, w *float32, x *float32, n int, cols int, ld int)
+
 // matVecF32T2AVX2 writes the products of rows of w (row stride ld) with 2 rows
 // of x (row stride ldx) to y (row stride ldy) in the dot order; cols is a
 // multiple of 8:
@@ -224,6 +241,23 @@ func packF32AVX2(dst *float32, src *float32, ld int, kc int)
 //
 //go:noescape
 func matVecBF16AVX2(y *float32, w *uint16, x *float32, rows int, cols int, ld int)
+
+// matVecBF16StreamsAVX2 writes the products of the 4n rows of w (row stride ld) with x
+// to y in the dot order, reading them as 4 streams of n rows; cols is a
+// multiple of 8:
+//
+//	for r := 0; r < 4*n; r++ {
+//		var acc [8]float32
+//		for c := 0; c < cols; c += 8 {
+//			for l := range acc {
+//				acc[l] = fma(math.Float32frombits(uint32(w[r*ld+c+l])<<16), x[c+l], acc[l]) // rounded once
+//			}
+//		}
+//		y[r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//	}
+//
+//go:noescape
+func matVecBF16StreamsAVX2(y *float32, w *uint16, x *float32, n int, cols int, ld int)
 
 // matVecBF16T2AVX2 writes the products of rows of w (row stride ld) with 2 rows
 // of x (row stride ldx) to y (row stride ldy) in the dot order; cols is a

@@ -942,6 +942,101 @@ done:
 	VZEROUPPER
 	RET
 
+// func matVecF32StreamsAVX2(y *float32, w *float32, x *float32, n int, cols int, ld int)
+// Requires: AVX, FMA3, MMX+
+TEXT ·matVecF32StreamsAVX2(SB), NOSPLIT, $0-48
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  x+16(FP), DX
+	MOVQ  n+24(FP), BX
+	MOVQ  cols+32(FP), SI
+	MOVQ  ld+40(FP), DI
+	SHLQ  $0x02, DI
+	MOVQ  BX, R8
+	IMULQ DI, R8
+	LEAQ  (R8)(R8*2), R9
+	MOVQ  BX, R10
+	SHLQ  $0x02, R10
+	MOVQ  SI, R11
+	ANDQ  $-16, R11
+
+row:
+	CMPQ   BX, $0x00
+	JE     done
+	MOVQ   CX, R13
+	LEAQ   (CX)(DI*1), R14
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R12, R12
+
+lines:
+	CMPQ        R12, R11
+	JGE         cols8
+	PREFETCHNTA (R14)
+	PREFETCHNTA (R14)(R8*1)
+	PREFETCHNTA (R14)(R8*2)
+	PREFETCHNTA (R14)(R9*1)
+	VMOVUPS     (DX)(R12*4), Y4
+	VMOVUPS     (R13), Y5
+	VFMADD231PS Y4, Y5, Y0
+	VMOVUPS     (R13)(R8*1), Y5
+	VFMADD231PS Y4, Y5, Y1
+	VMOVUPS     (R13)(R8*2), Y5
+	VFMADD231PS Y4, Y5, Y2
+	VMOVUPS     (R13)(R9*1), Y5
+	VFMADD231PS Y4, Y5, Y3
+	VMOVUPS     32(DX)(R12*4), Y4
+	VMOVUPS     32(R13), Y5
+	VFMADD231PS Y4, Y5, Y0
+	VMOVUPS     32(R13)(R8*1), Y5
+	VFMADD231PS Y4, Y5, Y1
+	VMOVUPS     32(R13)(R8*2), Y5
+	VFMADD231PS Y4, Y5, Y2
+	VMOVUPS     32(R13)(R9*1), Y5
+	VFMADD231PS Y4, Y5, Y3
+	ADDQ        $0x40, R13
+	ADDQ        $0x40, R14
+	ADDQ        $0x10, R12
+	JMP         lines
+
+cols8:
+	CMPQ        R12, SI
+	JGE         sum
+	VMOVUPS     (DX)(R12*4), Y4
+	VMOVUPS     (R13), Y5
+	VFMADD231PS Y4, Y5, Y0
+	VMOVUPS     (R13)(R8*1), Y5
+	VFMADD231PS Y4, Y5, Y1
+	VMOVUPS     (R13)(R8*2), Y5
+	VFMADD231PS Y4, Y5, Y2
+	VMOVUPS     (R13)(R9*1), Y5
+	VFMADD231PS Y4, Y5, Y3
+	ADDQ        $0x20, R13
+	ADDQ        $0x08, R12
+	JMP         cols8
+
+sum:
+	VHADDPS      Y1, Y0, Y0
+	VHADDPS      Y3, Y2, Y1
+	VHADDPS      Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTPS   $0x01, X0, (AX)(R10*1)
+	VEXTRACTPS   $0x02, X0, (AX)(R10*2)
+	LEAQ         (AX)(R10*2), R12
+	VEXTRACTPS   $0x03, X0, (R12)(R10*1)
+	ADDQ         $0x04, AX
+	ADDQ         DI, CX
+	DECQ         BX
+	JMP          row
+
+done:
+	VZEROUPPER
+	RET
+
 // func matVecF32T2AVX2(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·matVecF32T2AVX2(SB), NOSPLIT, $0-64
@@ -1472,6 +1567,140 @@ sum1:
 	ADDQ         DI, CX
 	DECQ         BX
 	JMP          rows1
+
+done:
+	VZEROUPPER
+	RET
+
+// func matVecBF16StreamsAVX2(y *float32, w *uint16, x *float32, n int, cols int, ld int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·matVecBF16StreamsAVX2(SB), NOSPLIT, $0-48
+	MOVQ    y+0(FP), AX
+	MOVQ    w+8(FP), CX
+	MOVQ    x+16(FP), DX
+	MOVQ    n+24(FP), BX
+	MOVQ    cols+32(FP), SI
+	MOVQ    ld+40(FP), DI
+	SHLQ    $0x01, DI
+	VMOVDQU bf16_shuf<>+0(SB), Y0
+	MOVQ    BX, R8
+	IMULQ   DI, R8
+	LEAQ    (R8)(R8*2), R9
+	MOVQ    BX, R10
+	SHLQ    $0x02, R10
+	MOVQ    SI, R11
+	ANDQ    $-32, R11
+
+row:
+	CMPQ   BX, $0x00
+	JE     done
+	MOVQ   CX, R13
+	LEAQ   (CX)(DI*1), R14
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	XORQ   R12, R12
+
+lines:
+	CMPQ           R12, R11
+	JGE            cols8
+	PREFETCHNTA    (R14)
+	PREFETCHNTA    (R14)(R8*1)
+	PREFETCHNTA    (R14)(R8*2)
+	PREFETCHNTA    (R14)(R9*1)
+	VMOVUPS        (DX)(R12*4), Y5
+	VBROADCASTI128 (R13), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 (R13)(R8*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 (R13)(R8*2), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y3
+	VBROADCASTI128 (R13)(R9*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y4
+	VMOVUPS        32(DX)(R12*4), Y5
+	VBROADCASTI128 16(R13), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 16(R13)(R8*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 16(R13)(R8*2), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y3
+	VBROADCASTI128 16(R13)(R9*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y4
+	VMOVUPS        64(DX)(R12*4), Y5
+	VBROADCASTI128 32(R13), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 32(R13)(R8*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 32(R13)(R8*2), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y3
+	VBROADCASTI128 32(R13)(R9*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y4
+	VMOVUPS        96(DX)(R12*4), Y5
+	VBROADCASTI128 48(R13), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 48(R13)(R8*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 48(R13)(R8*2), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y3
+	VBROADCASTI128 48(R13)(R9*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y4
+	ADDQ           $0x40, R13
+	ADDQ           $0x40, R14
+	ADDQ           $0x20, R12
+	JMP            lines
+
+cols8:
+	CMPQ           R12, SI
+	JGE            sum
+	VMOVUPS        (DX)(R12*4), Y5
+	VBROADCASTI128 (R13), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y1
+	VBROADCASTI128 (R13)(R8*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y2
+	VBROADCASTI128 (R13)(R8*2), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y3
+	VBROADCASTI128 (R13)(R9*1), Y6
+	VPSHUFB        Y0, Y6, Y6
+	VFMADD231PS    Y5, Y6, Y4
+	ADDQ           $0x10, R13
+	ADDQ           $0x08, R12
+	JMP            cols8
+
+sum:
+	VHADDPS      Y2, Y1, Y1
+	VHADDPS      Y4, Y3, Y2
+	VHADDPS      Y2, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVSS       X1, (AX)
+	VEXTRACTPS   $0x01, X1, (AX)(R10*1)
+	VEXTRACTPS   $0x02, X1, (AX)(R10*2)
+	LEAQ         (AX)(R10*2), R12
+	VEXTRACTPS   $0x03, X1, (R12)(R10*1)
+	ADDQ         $0x04, AX
+	ADDQ         DI, CX
+	DECQ         BX
+	JMP          row
 
 done:
 	VZEROUPPER

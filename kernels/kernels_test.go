@@ -20,6 +20,12 @@ var lengths = []int{0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1
 // path. In the purego build both are the plain-Go path.
 func paths(t *testing.T, f func(t *testing.T)) {
 	t.Run("fast", f)
+	t.Run("streams", func(t *testing.T) {
+		// The matrix-vector kernel for large matrices, on every size.
+		defer func(v int64) { streamsMinBytes = v }(streamsMinBytes)
+		streamsMinBytes = 0
+		f(t)
+	})
 	t.Run("generic", func(t *testing.T) {
 		defer forceGeneric()()
 		f(t)

@@ -230,6 +230,13 @@ func (m *matMulTask) takeRows() (r0, r1 int) {
 	}
 }
 
+// streamsMinBytes is the size from which the assembly reads a matrix for
+// one token as 4 long streams of rows (matVecF32StreamsAVX2 and the bf16
+// one). Below it a matrix is likely to sit in the caches (the small
+// models' layers), where that gains nothing and its scattered stores cost
+// a little. Tests lower it to exercise the streams on small matrices.
+var streamsMinBytes int64 = 1 << 20
+
 // fewTokens is the number of tokens from which MatMul packs float weights
 // into panels; below it, 2 or 3 tokens share each pass over the rows of W
 // (packing costs about as much as 6 tokens' arithmetic on each panel).

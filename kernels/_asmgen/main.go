@@ -38,6 +38,7 @@ func main() {
 	genScanStep()
 	for _, d := range floatTypes {
 		genMatVec(d)
+		genMatVecStreams(d)
 		genMatVecN(d, 2)
 		genMatVecN(d, 3)
 		genPack(d)

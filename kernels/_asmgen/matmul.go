@@ -234,6 +234,120 @@ func genMatVec(d dtype) {
 	RET()
 }
 
+// genMatVecStreams writes a matrix-vector kernel that reads a block of 4n
+// rows as 4 streams of n consecutive rows (rows j·n+i for j < 4, i < n),
+// one row of each stream at a time: each stream reads its rows one after
+// the other, so the memory sees 4 long sequential streams per thread
+// rather than 4 short ones that jump every row. The outputs keep the dot
+// order (one accumulator per row), so they are the bits of genMatVec's.
+func genMatVecStreams(d dtype) {
+	name := "matVec" + d.title + "StreamsAVX2"
+	TEXT(name, NOSPLIT, "func(y *float32, w *"+d.gotyp+", x *float32, n, cols, ld int)")
+	Pragma("noescape")
+	Doc(append([]string{
+		name + " writes the products of the 4n rows of w (row stride ld) with x",
+		"to y in the dot order, reading them as 4 streams of n rows; cols is a",
+		"multiple of 8:",
+		"",
+		"\tfor r := 0; r < 4*n; r++ {",
+	}, append(dotDoc("\t\t", d.widen("w[r*ld+c+l]"), "x[c+l]", "y[r]"), "\t}")...)...)
+	y := Load(Param("y"), GP64()).(GPVirtual)
+	r := Load(Param("w"), GP64()).(GPVirtual)
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64()).(GPVirtual)
+	cols := Load(Param("cols"), GP64())
+	ld := Load(Param("ld"), GP64()).(GPVirtual)
+	if d.size > 1 {
+		SHLQ(U8(d.shift()), ld) // bytes per row
+	}
+	defer keepBF16Shuf(d)()
+	S := GP64() // bytes between the streams: n rows
+	MOVQ(n, S)
+	IMULQ(ld, S)
+	S3 := GP64()
+	LEAQ(Mem{Base: S, Index: S, Scale: 2}, S3)
+	yS := GP64() // bytes between the streams' outputs
+	MOVQ(n, yS)
+	SHLQ(U8(2), yS)
+	L := 64 / d.size
+	nL := GP64()
+	MOVQ(cols, nL)
+	ANDQ(I32(-L), nL)
+	c := GP64()
+	p, pf := GP64(), GP64()
+	xm := func(off int) Mem { return Mem{Base: x, Index: c, Scale: 4, Disp: 4 * off} }
+	at := func(base GPVirtual, j, disp int) Mem {
+		m := Mem{Base: base, Disp: disp}
+		switch j {
+		case 1:
+			m.Index, m.Scale = S, 1
+		case 2:
+			m.Index, m.Scale = S, 2
+		case 3:
+			m.Index, m.Scale = S3, 1
+		}
+		return m
+	}
+
+	Label("row")
+	CMPQ(n, U8(0))
+	JE(LabelRef("done"))
+	MOVQ(r, p)
+	LEAQ(Mem{Base: r, Index: ld, Scale: 1}, pf)
+	acc := []VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	zero(acc...)
+	XORQ(c, c)
+	Label("lines")
+	CMPQ(c, nL)
+	JGE(LabelRef("cols8"))
+	for j := 0; j < 4; j++ {
+		PREFETCHNTA(at(pf, j, 0))
+	}
+	for v := 0; v < L/8; v++ {
+		xv := YMM()
+		VMOVUPS(xm(8*v), xv)
+		for j := 0; j < 4; j++ {
+			t := YMM()
+			d.load8(at(p, j, 8*v*d.size), t)
+			VFMADD231PS(xv, t, acc[j])
+		}
+	}
+	ADDQ(U8(64), p)
+	ADDQ(U8(64), pf)
+	ADDQ(U8(L), c)
+	JMP(LabelRef("lines"))
+	Label("cols8")
+	CMPQ(c, cols)
+	JGE(LabelRef("sum"))
+	{
+		xv := YMM()
+		VMOVUPS(xm(0), xv)
+		for j := 0; j < 4; j++ {
+			t := YMM()
+			d.load8(at(p, j, 0), t)
+			VFMADD231PS(xv, t, acc[j])
+		}
+	}
+	ADDQ(U8(8*d.size), p)
+	ADDQ(U8(8), c)
+	JMP(LabelRef("cols8"))
+	Label("sum")
+	h := hsum4(acc[0], acc[1], acc[2], acc[3])
+	VMOVSS(h, Mem{Base: y})
+	VEXTRACTPS(U8(1), h, Mem{Base: y, Index: yS, Scale: 1})
+	VEXTRACTPS(U8(2), h, Mem{Base: y, Index: yS, Scale: 2})
+	y3 := GP64()
+	LEAQ(Mem{Base: y, Index: yS, Scale: 2}, y3)
+	VEXTRACTPS(U8(3), h, Mem{Base: y3, Index: yS, Scale: 1})
+	ADDQ(U8(4), y)
+	ADDQ(ld, r)
+	DECQ(n)
+	JMP(LabelRef("row"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
 // genMatVecN writes the product of rows of w with nt ≤ 3 rows of x at
 // once, for a few tokens: 4 rows × nt tokens take 12 accumulators, so each
 // weight is loaded and widened once for all nt tokens.
