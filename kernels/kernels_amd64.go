@@ -434,6 +434,24 @@ func dotI8T2AVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows
 //go:noescape
 func dotI8T3AVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
 
+// dotI8StreamsAVX2 writes to tot the exact dot products of the 4·rows rows of int8 w
+// (row stride ld) with int16 x, reading them as 4 streams of rows rows;
+// cols is a multiple of 16, |w| ≤ 128 and |x| ≤ 32767 (ldt and ldx are
+// unused):
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < 4; j++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[(j*rows+i)*ld+c]) * int64(x[c])
+//			}
+//			tot[4*i+j] = float64(s)
+//		}
+//	}
+//
+//go:noescape
+func dotI8StreamsAVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
 // absMaxAVX2 returns the largest |x[i]| for i < n, or NaN if any x[i] is
 // Inf or NaN; n is a multiple of 8:
 //

@@ -3411,6 +3411,223 @@ done:
 	VZEROUPPER
 	RET
 
+// func dotI8StreamsAVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+// Requires: AVX, AVX2, CMOV, MMX+
+TEXT ·dotI8StreamsAVX2(SB), NOSPLIT, $0-64
+	MOVQ  w+16(FP), AX
+	MOVQ  ld+24(FP), CX
+	MOVQ  x+32(FP), DX
+	MOVQ  ldx+40(FP), BX
+	SHLQ  $0x01, BX
+	SHLQ  $0x03, ldt+8(FP)
+	MOVQ  CX, BX
+	SHLQ  $0x02, BX
+	MOVQ  rows+48(FP), SI
+	IMULQ CX, SI
+	MOVQ  CX, BX
+
+rows4:
+	CMPQ    rows+48(FP), $0x01
+	JL      rows1
+	MOVQ    AX, CX
+	LEAQ    (AX)(SI*1), R10
+	LEAQ    (AX)(SI*2), R11
+	LEAQ    (R10)(SI*2), R12
+	MOVQ    tot+0(FP), R8
+	VXORPD  Y0, Y0, Y0
+	VMOVUPD Y0, (R8)
+	XORQ    DI, DI
+
+block4:
+	CMPQ    DI, cols+56(FP)
+	JGE     next4
+	LEAQ    4096(DI), R8
+	CMPQ    R8, cols+56(FP)
+	CMOVQGT cols+56(FP), R8
+	MOVQ    R8, R9
+	SUBQ    DI, R9
+	ANDQ    $-64, R9
+	ADDQ    DI, R9
+	VPXOR   Y0, Y0, Y0
+	VPXOR   Y1, Y1, Y1
+	VPXOR   Y2, Y2, Y2
+	VPXOR   Y3, Y3, Y3
+
+lines4:
+	CMPQ        DI, R9
+	JGE         cols16x4
+	PREFETCHNTA (CX)(BX*1)
+	PREFETCHNTA (R10)(BX*1)
+	PREFETCHNTA (R11)(BX*1)
+	PREFETCHNTA (R12)(BX*1)
+	VMOVDQU     (DX)(DI*2), Y4
+	VPMOVSXBW   (CX), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y0, Y0
+	VPMOVSXBW   (R10), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y1, Y1
+	VPMOVSXBW   (R11), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y2, Y2
+	VPMOVSXBW   (R12), Y5
+	VPMADDWD    Y4, Y5, Y4
+	VPADDD      Y4, Y3, Y3
+	VMOVDQU     32(DX)(DI*2), Y4
+	VPMOVSXBW   16(CX), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y0, Y0
+	VPMOVSXBW   16(R10), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y1, Y1
+	VPMOVSXBW   16(R11), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y2, Y2
+	VPMOVSXBW   16(R12), Y5
+	VPMADDWD    Y4, Y5, Y4
+	VPADDD      Y4, Y3, Y3
+	VMOVDQU     64(DX)(DI*2), Y4
+	VPMOVSXBW   32(CX), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y0, Y0
+	VPMOVSXBW   32(R10), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y1, Y1
+	VPMOVSXBW   32(R11), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y2, Y2
+	VPMOVSXBW   32(R12), Y5
+	VPMADDWD    Y4, Y5, Y4
+	VPADDD      Y4, Y3, Y3
+	VMOVDQU     96(DX)(DI*2), Y4
+	VPMOVSXBW   48(CX), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y0, Y0
+	VPMOVSXBW   48(R10), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y1, Y1
+	VPMOVSXBW   48(R11), Y5
+	VPMADDWD    Y4, Y5, Y5
+	VPADDD      Y5, Y2, Y2
+	VPMOVSXBW   48(R12), Y5
+	VPMADDWD    Y4, Y5, Y4
+	VPADDD      Y4, Y3, Y3
+	ADDQ        $0x40, CX
+	ADDQ        $0x40, R10
+	ADDQ        $0x40, R11
+	ADDQ        $0x40, R12
+	ADDQ        $0x40, DI
+	JMP         lines4
+
+cols16x4:
+	CMPQ      DI, R8
+	JGE       flush4
+	VMOVDQU   (DX)(DI*2), Y4
+	VPMOVSXBW (CX), Y5
+	VPMADDWD  Y4, Y5, Y5
+	VPADDD    Y5, Y0, Y0
+	VPMOVSXBW (R10), Y5
+	VPMADDWD  Y4, Y5, Y5
+	VPADDD    Y5, Y1, Y1
+	VPMOVSXBW (R11), Y5
+	VPMADDWD  Y4, Y5, Y5
+	VPADDD    Y5, Y2, Y2
+	VPMOVSXBW (R12), Y5
+	VPMADDWD  Y4, Y5, Y4
+	VPADDD    Y4, Y3, Y3
+	ADDQ      $0x10, CX
+	ADDQ      $0x10, R10
+	ADDQ      $0x10, R11
+	ADDQ      $0x10, R12
+	ADDQ      $0x10, DI
+	JMP       cols16x4
+
+flush4:
+	MOVQ         tot+0(FP), R8
+	VCVTDQ2PD    X0, Y4
+	VEXTRACTI128 $0x01, Y0, X0
+	VCVTDQ2PD    X0, Y0
+	VADDPD       Y0, Y4, Y4
+	VCVTDQ2PD    X1, Y0
+	VEXTRACTI128 $0x01, Y1, X1
+	VCVTDQ2PD    X1, Y1
+	VADDPD       Y1, Y0, Y0
+	VCVTDQ2PD    X2, Y1
+	VEXTRACTI128 $0x01, Y2, X2
+	VCVTDQ2PD    X2, Y2
+	VADDPD       Y2, Y1, Y1
+	VCVTDQ2PD    X3, Y2
+	VEXTRACTI128 $0x01, Y3, X3
+	VCVTDQ2PD    X3, Y3
+	VADDPD       Y3, Y2, Y2
+	VHADDPD      Y0, Y4, Y0
+	VHADDPD      Y2, Y1, Y1
+	VPERM2F128   $0x20, Y1, Y0, Y2
+	VPERM2F128   $0x31, Y1, Y0, Y0
+	VADDPD       Y0, Y2, Y2
+	VADDPD       (R8), Y2, Y2
+	VMOVUPD      Y2, (R8)
+	JMP          block4
+
+next4:
+	ADDQ $0x20, tot+0(FP)
+	ADDQ BX, AX
+	SUBQ $0x01, rows+48(FP)
+	JMP  rows4
+
+rows1:
+	JMP done
+	CMPQ rows+48(FP), $0x00
+	JE   done
+	MOVQ tot+0(FP), R8
+	MOVQ $0x00000000, (R8)
+	XORQ DI, DI
+
+block1:
+	CMPQ    DI, cols+56(FP)
+	JGE     next1
+	LEAQ    4096(DI), R8
+	CMPQ    R8, cols+56(FP)
+	CMOVQGT cols+56(FP), R8
+	MOVQ    R8, R9
+	SUBQ    DI, R9
+	ANDQ    $-64, R9
+	ADDQ    DI, R9
+	VPXOR   Y0, Y0, Y0
+
+cols16x1:
+	CMPQ      DI, R8
+	JGE       flush1
+	VPMOVSXBW (AX)(DI*1), Y1
+	VMOVDQU   (DX)(DI*2), Y2
+	VPMADDWD  Y2, Y1, Y1
+	VPADDD    Y1, Y0, Y0
+	ADDQ      $0x10, DI
+	JMP       cols16x1
+
+flush1:
+	MOVQ         tot+0(FP), R8
+	VCVTDQ2PD    X0, Y1
+	VEXTRACTI128 $0x01, Y0, X0
+	VCVTDQ2PD    X0, Y0
+	VADDPD       Y0, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPD       X0, X1, X0
+	VHADDPD      X0, X0, X0
+	VADDSD       (R8), X0, X0
+	VMOVSD       X0, (R8)
+	JMP          block1
+
+next1:
+	ADDQ $0x08, tot+0(FP)
+	ADDQ CX, AX
+	DECQ rows+48(FP)
+	JMP  rows1
+
+done:
+	VZEROUPPER
+	RET
+
 // func absMaxAVX2(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·absMaxAVX2(SB), NOSPLIT, $0-20

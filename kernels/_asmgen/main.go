@@ -49,6 +49,7 @@ func main() {
 	for nt := 1; nt <= 3; nt++ {
 		genDotI8(nt)
 	}
+	genDotI8Streams()
 	genAbsMax()
 	genQuantI16()
 

@@ -654,25 +654,57 @@ const i8Block = 4096
 // rows like genMatVec), sign-extended to int16 and multiplied with
 // VPMADDWD. The sums are exact: int32 lanes over blocks of i8Block
 // columns, then float64, which holds every integer below 2^53.
-func genDotI8(nt int) {
+func genDotI8(nt int) { genDotI8Kernel(nt, false) }
+
+// genDotI8Streams writes the one-token int8 kernel that reads a block of
+// 4n rows as 4 streams of n consecutive rows (see genMatVecStreams), one
+// row of each at a time, and writes their sums interleaved: tot[4i+j] is
+// the sum of row j·n+i.
+func genDotI8Streams() { genDotI8Kernel(1, true) }
+
+func genDotI8Kernel(nt int, streams bool) {
 	name := fmt.Sprintf("dotI8T%dAVX2", nt)
-	TEXT(name, NOSPLIT, "func(tot *float64, ldt int, w *int8, ld int, x *int16, ldx, rows, cols int)")
-	Pragma("noescape")
-	Doc(
-		fmt.Sprintf("%s writes to tot (row stride ldt) the exact dot products of rows", name),
-		fmt.Sprintf("of int8 w (row stride ld) with %s of int16 x (row stride ldx); cols is", rowsOf(nt)),
-		"a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:",
-		"",
-		fmt.Sprintf("\tfor t := 0; t < %d; t++ {", nt),
-		"\t\tfor r := 0; r < rows; r++ {",
-		"\t\t\tvar s int64",
-		"\t\t\tfor c := 0; c < cols; c++ {",
-		"\t\t\t\ts += int64(w[r*ld+c]) * int64(x[t*ldx+c])",
-		"\t\t\t}",
-		"\t\t\ttot[t*ldt+r] = float64(s)",
-		"\t\t}",
-		"\t}",
-	)
+	if streams {
+		name = "dotI8StreamsAVX2"
+		TEXT(name, NOSPLIT, "func(tot *float64, ldt int, w *int8, ld int, x *int16, ldx, rows, cols int)")
+		Pragma("noescape")
+		Doc(
+			name+" writes to tot the exact dot products of the 4·rows rows of int8 w",
+			"(row stride ld) with int16 x, reading them as 4 streams of rows rows;",
+			"cols is a multiple of 16, |w| ≤ 128 and |x| ≤ 32767 (ldt and ldx are",
+			"unused):",
+			"",
+			"\tfor i := 0; i < rows; i++ {",
+			"\t\tfor j := 0; j < 4; j++ {",
+			"\t\t\tvar s int64",
+			"\t\t\tfor c := 0; c < cols; c++ {",
+			"\t\t\t\ts += int64(w[(j*rows+i)*ld+c]) * int64(x[c])",
+			"\t\t\t}",
+			"\t\t\ttot[4*i+j] = float64(s)",
+			"\t\t}",
+			"\t}",
+		)
+	} else {
+		TEXT(name, NOSPLIT, "func(tot *float64, ldt int, w *int8, ld int, x *int16, ldx, rows, cols int)")
+		Pragma("noescape")
+	}
+	if !streams {
+		Doc(
+			fmt.Sprintf("%s writes to tot (row stride ldt) the exact dot products of rows", name),
+			fmt.Sprintf("of int8 w (row stride ld) with %s of int16 x (row stride ldx); cols is", rowsOf(nt)),
+			"a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:",
+			"",
+			fmt.Sprintf("\tfor t := 0; t < %d; t++ {", nt),
+			"\t\tfor r := 0; r < rows; r++ {",
+			"\t\t\tvar s int64",
+			"\t\t\tfor c := 0; c < cols; c++ {",
+			"\t\t\t\ts += int64(w[r*ld+c]) * int64(x[t*ldx+c])",
+			"\t\t\t}",
+			"\t\t\ttot[t*ldt+r] = float64(s)",
+			"\t\t}",
+			"\t}",
+		)
+	}
 	totM, ldtM, rowsM, colsM := frameArg("tot"), frameArg("ldt"), frameArg("rows"), frameArg("cols")
 	w := Load(Param("w"), GP64()).(GPVirtual)
 	ld := Load(Param("ld"), GP64()).(GPVirtual)
@@ -681,6 +713,19 @@ func genDotI8(nt int) {
 	SHLQ(U8(1), ldx)
 	SHLQ(U8(3), ldtM)
 	g := newRowGroup(ld)
+	groupRows := 4 // rows handed to one pass of the group loop
+	stride := ld   // bytes between the rows of a group
+	if streams {
+		// A group is row i of each stream: its rows lie rows·ld bytes
+		// apart, the next group starts one row on, and the prefetch
+		// fetches the next row of each stream.
+		S := GP64()
+		MOVQ(rowsM, S)
+		IMULQ(ld, S)
+		stride = S
+		MOVQ(ld, g.ld4)
+		groupRows = 1
+	}
 	xs := []GPVirtual{x, GP64(), GP64()}
 	if nt > 1 {
 		LEAQ(Mem{Base: x, Index: ldx, Scale: 1}, xs[1])
@@ -735,9 +780,9 @@ func genDotI8(nt int) {
 	}
 
 	Label("rows4")
-	CMPQ(rowsM, U8(4))
+	CMPQ(rowsM, U8(groupRows))
 	JL(LabelRef("rows1"))
-	g.start(w, ld)
+	g.start(w, stride)
 	tp := GP64()
 	MOVQ(totM, tp)
 	z := YMM()
@@ -812,10 +857,13 @@ func genDotI8(nt int) {
 	Label("next4")
 	ADDQ(U8(32), totM)
 	ADDQ(g.ld4, w)
-	SUBQ(U8(4), rowsM)
+	SUBQ(U8(groupRows), rowsM)
 	JMP(LabelRef("rows4"))
 
 	Label("rows1")
+	if streams {
+		JMP(LabelRef("done"))
+	}
 	CMPQ(rowsM, U8(0))
 	JE(LabelRef("done"))
 	MOVQ(totM, tp)
