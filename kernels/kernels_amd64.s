@@ -3420,130 +3420,131 @@ TEXT ·dotI8StreamsAVX2(SB), NOSPLIT, $0-64
 	MOVQ  ldx+40(FP), BX
 	SHLQ  $0x01, BX
 	SHLQ  $0x03, ldt+8(FP)
-	MOVQ  CX, BX
-	SHLQ  $0x02, BX
-	MOVQ  rows+48(FP), SI
-	IMULQ CX, SI
-	MOVQ  CX, BX
+	MOVQ  CX, R9
+	SHLQ  $0x02, R9
+	MOVQ  rows+48(FP), R10
+	IMULQ CX, R10
+	MOVQ  CX, R9
+	SHLQ  $0x01, R9
 
 rows4:
 	CMPQ    rows+48(FP), $0x01
 	JL      rows1
-	MOVQ    AX, CX
-	LEAQ    (AX)(SI*1), R10
-	LEAQ    (AX)(SI*2), R11
-	LEAQ    (R10)(SI*2), R12
-	MOVQ    tot+0(FP), R8
+	MOVQ    AX, BX
+	LEAQ    (AX)(R10*1), SI
+	LEAQ    (AX)(R10*2), DI
+	LEAQ    (SI)(R10*2), R8
+	MOVQ    tot+0(FP), R12
 	VXORPD  Y0, Y0, Y0
-	VMOVUPD Y0, (R8)
-	XORQ    DI, DI
+	VMOVUPD Y0, (R12)
+	XORQ    R11, R11
 
 block4:
-	CMPQ    DI, cols+56(FP)
+	CMPQ    R11, cols+56(FP)
 	JGE     next4
-	LEAQ    4096(DI), R8
-	CMPQ    R8, cols+56(FP)
-	CMOVQGT cols+56(FP), R8
-	MOVQ    R8, R9
-	SUBQ    DI, R9
-	ANDQ    $-64, R9
-	ADDQ    DI, R9
+	LEAQ    4096(R11), R12
+	CMPQ    R12, cols+56(FP)
+	CMOVQGT cols+56(FP), R12
+	MOVQ    R12, R13
+	SUBQ    R11, R13
+	ANDQ    $-64, R13
+	ADDQ    R11, R13
 	VPXOR   Y0, Y0, Y0
 	VPXOR   Y1, Y1, Y1
 	VPXOR   Y2, Y2, Y2
 	VPXOR   Y3, Y3, Y3
 
 lines4:
-	CMPQ        DI, R9
+	CMPQ        R11, R13
 	JGE         cols16x4
-	PREFETCHNTA (CX)(BX*1)
-	PREFETCHNTA (R10)(BX*1)
-	PREFETCHNTA (R11)(BX*1)
-	PREFETCHNTA (R12)(BX*1)
-	VMOVDQU     (DX)(DI*2), Y4
-	VPMOVSXBW   (CX), Y5
+	PREFETCHNTA (BX)(R9*1)
+	PREFETCHNTA (SI)(R9*1)
+	PREFETCHNTA (DI)(R9*1)
+	PREFETCHNTA (R8)(R9*1)
+	VMOVDQU     (DX)(R11*2), Y4
+	VPMOVSXBW   (BX), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y0, Y0
-	VPMOVSXBW   (R10), Y5
+	VPMOVSXBW   (SI), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y1, Y1
-	VPMOVSXBW   (R11), Y5
+	VPMOVSXBW   (DI), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y2, Y2
-	VPMOVSXBW   (R12), Y5
+	VPMOVSXBW   (R8), Y5
 	VPMADDWD    Y4, Y5, Y4
 	VPADDD      Y4, Y3, Y3
-	VMOVDQU     32(DX)(DI*2), Y4
-	VPMOVSXBW   16(CX), Y5
+	VMOVDQU     32(DX)(R11*2), Y4
+	VPMOVSXBW   16(BX), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y0, Y0
-	VPMOVSXBW   16(R10), Y5
+	VPMOVSXBW   16(SI), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y1, Y1
-	VPMOVSXBW   16(R11), Y5
+	VPMOVSXBW   16(DI), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y2, Y2
-	VPMOVSXBW   16(R12), Y5
+	VPMOVSXBW   16(R8), Y5
 	VPMADDWD    Y4, Y5, Y4
 	VPADDD      Y4, Y3, Y3
-	VMOVDQU     64(DX)(DI*2), Y4
-	VPMOVSXBW   32(CX), Y5
+	VMOVDQU     64(DX)(R11*2), Y4
+	VPMOVSXBW   32(BX), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y0, Y0
-	VPMOVSXBW   32(R10), Y5
+	VPMOVSXBW   32(SI), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y1, Y1
-	VPMOVSXBW   32(R11), Y5
+	VPMOVSXBW   32(DI), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y2, Y2
-	VPMOVSXBW   32(R12), Y5
+	VPMOVSXBW   32(R8), Y5
 	VPMADDWD    Y4, Y5, Y4
 	VPADDD      Y4, Y3, Y3
-	VMOVDQU     96(DX)(DI*2), Y4
-	VPMOVSXBW   48(CX), Y5
+	VMOVDQU     96(DX)(R11*2), Y4
+	VPMOVSXBW   48(BX), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y0, Y0
-	VPMOVSXBW   48(R10), Y5
+	VPMOVSXBW   48(SI), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y1, Y1
-	VPMOVSXBW   48(R11), Y5
+	VPMOVSXBW   48(DI), Y5
 	VPMADDWD    Y4, Y5, Y5
 	VPADDD      Y5, Y2, Y2
-	VPMOVSXBW   48(R12), Y5
+	VPMOVSXBW   48(R8), Y5
 	VPMADDWD    Y4, Y5, Y4
 	VPADDD      Y4, Y3, Y3
-	ADDQ        $0x40, CX
-	ADDQ        $0x40, R10
-	ADDQ        $0x40, R11
-	ADDQ        $0x40, R12
+	ADDQ        $0x40, BX
+	ADDQ        $0x40, SI
 	ADDQ        $0x40, DI
+	ADDQ        $0x40, R8
+	ADDQ        $0x40, R11
 	JMP         lines4
 
 cols16x4:
-	CMPQ      DI, R8
+	CMPQ      R11, R12
 	JGE       flush4
-	VMOVDQU   (DX)(DI*2), Y4
-	VPMOVSXBW (CX), Y5
+	VMOVDQU   (DX)(R11*2), Y4
+	VPMOVSXBW (BX), Y5
 	VPMADDWD  Y4, Y5, Y5
 	VPADDD    Y5, Y0, Y0
-	VPMOVSXBW (R10), Y5
+	VPMOVSXBW (SI), Y5
 	VPMADDWD  Y4, Y5, Y5
 	VPADDD    Y5, Y1, Y1
-	VPMOVSXBW (R11), Y5
+	VPMOVSXBW (DI), Y5
 	VPMADDWD  Y4, Y5, Y5
 	VPADDD    Y5, Y2, Y2
-	VPMOVSXBW (R12), Y5
+	VPMOVSXBW (R8), Y5
 	VPMADDWD  Y4, Y5, Y4
 	VPADDD    Y4, Y3, Y3
-	ADDQ      $0x10, CX
-	ADDQ      $0x10, R10
-	ADDQ      $0x10, R11
-	ADDQ      $0x10, R12
+	ADDQ      $0x10, BX
+	ADDQ      $0x10, SI
 	ADDQ      $0x10, DI
+	ADDQ      $0x10, R8
+	ADDQ      $0x10, R11
 	JMP       cols16x4
 
 flush4:
-	MOVQ         tot+0(FP), R8
+	MOVQ         tot+0(FP), R12
 	VCVTDQ2PD    X0, Y4
 	VEXTRACTI128 $0x01, Y0, X0
 	VCVTDQ2PD    X0, Y0
@@ -3565,13 +3566,13 @@ flush4:
 	VPERM2F128   $0x20, Y1, Y0, Y2
 	VPERM2F128   $0x31, Y1, Y0, Y0
 	VADDPD       Y0, Y2, Y2
-	VADDPD       (R8), Y2, Y2
-	VMOVUPD      Y2, (R8)
+	VADDPD       (R12), Y2, Y2
+	VMOVUPD      Y2, (R12)
 	JMP          block4
 
 next4:
 	ADDQ $0x20, tot+0(FP)
-	ADDQ BX, AX
+	ADDQ CX, AX
 	SUBQ $0x01, rows+48(FP)
 	JMP  rows4
 
@@ -3579,34 +3580,34 @@ rows1:
 	JMP done
 	CMPQ rows+48(FP), $0x00
 	JE   done
-	MOVQ tot+0(FP), R8
-	MOVQ $0x00000000, (R8)
-	XORQ DI, DI
+	MOVQ tot+0(FP), R12
+	MOVQ $0x00000000, (R12)
+	XORQ R11, R11
 
 block1:
-	CMPQ    DI, cols+56(FP)
+	CMPQ    R11, cols+56(FP)
 	JGE     next1
-	LEAQ    4096(DI), R8
-	CMPQ    R8, cols+56(FP)
-	CMOVQGT cols+56(FP), R8
-	MOVQ    R8, R9
-	SUBQ    DI, R9
-	ANDQ    $-64, R9
-	ADDQ    DI, R9
+	LEAQ    4096(R11), R12
+	CMPQ    R12, cols+56(FP)
+	CMOVQGT cols+56(FP), R12
+	MOVQ    R12, R13
+	SUBQ    R11, R13
+	ANDQ    $-64, R13
+	ADDQ    R11, R13
 	VPXOR   Y0, Y0, Y0
 
 cols16x1:
-	CMPQ      DI, R8
+	CMPQ      R11, R12
 	JGE       flush1
-	VPMOVSXBW (AX)(DI*1), Y1
-	VMOVDQU   (DX)(DI*2), Y2
+	VPMOVSXBW (AX)(R11*1), Y1
+	VMOVDQU   (DX)(R11*2), Y2
 	VPMADDWD  Y2, Y1, Y1
 	VPADDD    Y1, Y0, Y0
-	ADDQ      $0x10, DI
+	ADDQ      $0x10, R11
 	JMP       cols16x1
 
 flush1:
-	MOVQ         tot+0(FP), R8
+	MOVQ         tot+0(FP), R12
 	VCVTDQ2PD    X0, Y1
 	VEXTRACTI128 $0x01, Y0, X0
 	VCVTDQ2PD    X0, Y0
@@ -3614,8 +3615,8 @@ flush1:
 	VEXTRACTF128 $0x01, Y1, X0
 	VADDPD       X0, X1, X0
 	VHADDPD      X0, X0, X0
-	VADDSD       (R8), X0, X0
-	VMOVSD       X0, (R8)
+	VADDSD       (R12), X0, X0
+	VMOVSD       X0, (R12)
 	JMP          block1
 
 next1:
