@@ -209,9 +209,10 @@ func (m *matMulTask) do(thread int) {
 	}
 }
 
-// takeRows hands out the next rows of a guided task: a quarter of the
-// remaining rows' share of each thread, rounded up to a multiple of 4 rows
-// and at least m.chunk rows. The chunks shrink as the work runs out, so
+// takeRows hands out the next rows of a guided task: half of the remaining
+// rows' share of each thread, rounded up to a multiple of 4 rows and at
+// least m.chunk rows. (A quarter made more chunks, each starting its
+// streams cold: about 2% slower on jamba-small's decode.) The chunks shrink as the work runs out, so
 // that the threads finish within a small chunk of each other, while the
 // first chunks are long enough to stream. Which thread computes a row
 // does not change its bits.
@@ -222,7 +223,7 @@ func (m *matMulTask) takeRows() (r0, r1 int) {
 		if lo >= R {
 			return 0, 0
 		}
-		c := max(int64(m.chunk), ((R-lo)/int64(4*m.guided)+3)&^3)
+		c := max(int64(m.chunk), ((R-lo)/int64(2*m.guided)+3)&^3)
 		hi := min(R, lo+c)
 		if m.rows.CompareAndSwap(lo, hi) {
 			return int(lo), int(hi)
