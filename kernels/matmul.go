@@ -49,17 +49,10 @@ import (
 // sums between panels. MatMul allocates nothing once its buffers have
 // grown; concurrent calls are serialised.
 func MatMul(dst, x []float32, T int, w *Matrix) {
+	if !needsWork(dst, x, T, w) {
+		return
+	}
 	R, C := w.Rows, w.Cols
-	if T <= 0 || R == 0 {
-		return
-	}
-	_ = dst[T*R-1]
-	if C == 0 {
-		clear(dst[:T*R])
-		return
-	}
-	_ = x[T*C-1]
-	checkStorage(w)
 	p := lockPool()
 	defer p.mu.Unlock()
 	m := &p.matmul
@@ -114,17 +107,10 @@ type Serial struct {
 
 // MatMul is the package's MatMul run on the calling goroutine.
 func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
-	R, C := w.Rows, w.Cols
-	if T <= 0 || R == 0 {
+	if !needsWork(dst, x, T, w) {
 		return
 	}
-	_ = dst[T*R-1]
-	if C == 0 {
-		clear(dst[:T*R])
-		return
-	}
-	_ = x[T*C-1]
-	checkStorage(w)
+	C := w.Cols
 	s.sp[0] = &s.s
 	m := &s.m
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: s.sp[:]}
@@ -135,6 +121,25 @@ func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
 	}
 	m.do(0)
 	*m = matMulTask{}
+}
+
+// needsWork checks the operands of a product (panicking, as an index out
+// of range would, when dst, x or the weights are too short), does the
+// products without arithmetic (no tokens, rows or columns) and reports
+// whether any is left.
+func needsWork(dst, x []float32, T int, w *Matrix) bool {
+	R, C := w.Rows, w.Cols
+	if T <= 0 || R == 0 {
+		return false
+	}
+	_ = dst[T*R-1]
+	if C == 0 {
+		clear(dst[:T*R])
+		return false
+	}
+	_ = x[T*C-1]
+	checkStorage(w)
+	return true
 }
 
 // checkStorage panics if the weights of w are fewer than Rows×Cols.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -124,17 +123,11 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	fmt.Fprintf(stderr, "decode of %d tokens, interleaved with read-bandwidth passes (%s, %d threads)...\n",
 		*nGen, humanBytes(int64(*bwBytes)), r.Threads)
 	meter := kernels.NewReadMeter(*bwBytes, r.Threads)
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	// The bandwidth left to this process changes with what the machine's
 	// other tenants do, so the yardstick is measured in the same moments as
 	// the decode: a bandwidth pass before every round of decode steps, and
