@@ -74,6 +74,9 @@ func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiErr
 	if len(ids) == 0 {
 		return nil, nil, badRequest("messages", "the messages render to no tokens")
 	}
+	if len(req.Tools) > 0 {
+		req.genParams.tools = b.tools
+	}
 	return &req.genParams, ids, nil
 }
 
@@ -146,6 +149,7 @@ type generation struct {
 	pending []lpEntry
 	lastTok time.Time
 	finish  string
+	calls   []toolCall // parsed out of the output at its end
 }
 
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g *genParams, ids []int, chatAPI bool, start time.Time) {
@@ -212,6 +216,13 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 		s: s, b: b, g: g, chatAPI: chatAPI, start: start, prompt: len(ids),
 		created: time.Now().Unix(), text: newTextStream(b.Tokenizer, ids, g.Stop),
 	}
+	if g.tools != nil {
+		gen.text.tools = newToolStream(g.tools)
+	}
+	events := st.Events()
+	if s.eventFilter != nil {
+		events = s.eventFilter(ctx, events)
+	}
 	if chatAPI {
 		gen.id = newID("chatcmpl-")
 	} else {
@@ -219,9 +230,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 	}
 	var runErr error
 	if g.Stream {
-		runErr = gen.stream(ctx, cancel, w, rc, st)
+		runErr = gen.stream(ctx, cancel, w, rc, events)
 	} else {
-		runErr = gen.respond(ctx, cancel, w, st)
+		runErr = gen.respond(ctx, cancel, w, events)
 	}
 	s.metrics.outputTokens.Add(float64(gen.tokens))
 	endpoint := "/v1/completions"
@@ -241,9 +252,10 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 // run reads the engine's events until the request ends, handing released
 // text (and the log-probabilities of its tokens) to emit and calling ping
 // while waiting. A stop string ends the request at once (cancel frees
-// its engine slot). It returns the engine's or the context's error, or
-// emit's.
-func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, st *engine.Stream, emit func(text string, lps []lpEntry) error, ping func() error) error {
+// its engine slot). Tool calls parsed out of the text end up in
+// gen.calls, with finish reason "tool_calls". It returns the engine's or
+// the context's error, or emit's.
+func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, events <-chan engine.Event, emit func(text string, lps []lpEntry) error, ping func() error) error {
 	var tick <-chan time.Time
 	if ping != nil {
 		t := time.NewTicker(gen.s.cfg.PingInterval)
@@ -261,7 +273,7 @@ func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, st *e
 	}
 	for {
 		select {
-		case ev, ok := <-st.Events():
+		case ev, ok := <-events:
 			if !ok {
 				return errors.New("server: engine stream closed without a terminal event")
 			}
@@ -285,6 +297,7 @@ func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, st *e
 				if stopped {
 					cancel()
 					gen.finish = "stop"
+					gen.endTools()
 					return nil
 				}
 			}
@@ -300,6 +313,7 @@ func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, st *e
 				if stopped {
 					gen.finish = "stop"
 				}
+				gen.endTools()
 				return nil
 			}
 		case <-tick:
@@ -310,6 +324,17 @@ func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, st *e
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// endTools takes the tool calls of the ended text, giving each an id.
+func (gen *generation) endTools() {
+	gen.calls = gen.text.toolCalls()
+	for i := range gen.calls {
+		gen.calls[i].ID = newID("call_")
+	}
+	if len(gen.calls) > 0 {
+		gen.finish = "tool_calls"
 	}
 }
 
@@ -430,8 +455,10 @@ func (gen *generation) completionLogprobs(lps []lpEntry, offset int) *completion
 // Non-streaming responses.
 
 type chatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role string `json:"role"`
+	// Content is null when the message is tool calls alone.
+	Content   *string    `json:"content"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
 }
 
 type chatChoice struct {
@@ -467,10 +494,10 @@ type completionResponse struct {
 }
 
 // respond serves a non-streaming request.
-func (gen *generation) respond(ctx context.Context, cancel context.CancelFunc, w http.ResponseWriter, st *engine.Stream) error {
+func (gen *generation) respond(ctx context.Context, cancel context.CancelFunc, w http.ResponseWriter, events <-chan engine.Event) error {
 	var text []byte
 	var lps []lpEntry
-	err := gen.run(ctx, cancel, st, func(t string, l []lpEntry) error {
+	err := gen.run(ctx, cancel, events, func(t string, l []lpEntry) error {
 		text = append(text, t...)
 		lps = append(lps, l...)
 		return nil
@@ -483,7 +510,11 @@ func (gen *generation) respond(ctx context.Context, cancel context.CancelFunc, w
 		return err
 	}
 	if gen.chatAPI {
-		c := chatChoice{Message: chatMessage{Role: "assistant", Content: string(text)}, FinishReason: gen.finish}
+		content := ptr(string(text))
+		if len(gen.calls) > 0 && len(text) == 0 {
+			content = nil
+		}
+		c := chatChoice{Message: chatMessage{Role: "assistant", Content: content, ToolCalls: gen.calls}, FinishReason: gen.finish}
 		if gen.g.Logprobs {
 			c.Logprobs = gen.chatLogprobs(lps)
 		}
@@ -504,8 +535,9 @@ func (gen *generation) respond(ctx context.Context, cancel context.CancelFunc, w
 // Streaming chunks.
 
 type chatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Content   *string         `json:"content,omitempty"`
+	ToolCalls []toolCallDelta `json:"tool_calls,omitempty"`
 }
 
 type chatChunkChoice struct {
@@ -536,7 +568,7 @@ type completionChunk struct {
 }
 
 // stream serves a streaming request as server-sent events.
-func (gen *generation) stream(ctx context.Context, cancel context.CancelFunc, w http.ResponseWriter, rc *http.ResponseController, st *engine.Stream) error {
+func (gen *generation) stream(ctx context.Context, cancel context.CancelFunc, w http.ResponseWriter, rc *http.ResponseController, events <-chan engine.Event) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -582,7 +614,7 @@ func (gen *generation) stream(ctx context.Context, cancel context.CancelFunc, w 
 		cancel()
 		return err
 	}
-	err := gen.run(ctx, cancel, st, func(text string, lps []lpEntry) error {
+	err := gen.run(ctx, cancel, events, func(text string, lps []lpEntry) error {
 		err := ev.data(chunk(&text, lps, nil))
 		sent += len(text)
 		return err
@@ -595,6 +627,11 @@ func (gen *generation) stream(ctx context.Context, cancel context.CancelFunc, w 
 			}{e})
 		}
 		return err
+	}
+	// Tool calls come whole, one chunk each, before the last chunk.
+	for i, c := range gen.calls {
+		ev.data(chatChunk{ID: gen.id, Object: "chat.completion.chunk", Created: gen.created, Model: gen.g.Model,
+			Choices: []chatChunkChoice{{Delta: chatDelta{ToolCalls: []toolCallDelta{{Index: i, toolCall: c}}}}}, Usage: nullUsage})
 	}
 	fr := gen.finish
 	var last any

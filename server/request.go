@@ -53,6 +53,10 @@ type genParams struct {
 	IgnoreEOS    bool
 	StopTokenIDs []int
 	LogitBias    map[int]float32
+	// tools is the tool-call format to parse out of the output: set for a
+	// chat request with tools (and tool_choice not "none") when the
+	// template has one.
+	tools *toolFormat
 	// Unknown lists the fields the server does not know, ignored.
 	Unknown []string
 }
@@ -606,9 +610,10 @@ func joinTextParts(param string, raw json.RawMessage) (string, *apiError) {
 	return b.String(), nil
 }
 
-// tools checks tools and tool_choice. Tools reach the chat template; the
-// server does not parse tool calls out of the output, so only the choices
-// "auto" and "none" can be honoured.
+// tools checks tools and tool_choice. Tools reach the chat template and
+// the server parses tool calls out of the output (toolcalls.go), but it
+// cannot force one, so only the choices "auto" and "none" can be
+// honoured.
 func (f *fields) tools(r *chatRequest) {
 	raw, hasTools := f.get("tools")
 	var names []string

@@ -19,6 +19,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -94,7 +95,8 @@ type Backend struct {
 	// the like, by name.
 	SpecialTokens map[string]string
 
-	anchor int // an ordinary token to decode others after; -1: none
+	anchor int         // an ordinary token to decode others after; -1: none
+	tools  *toolFormat // the template's tool-call markup; nil: none
 }
 
 // state is the server's phase.
@@ -118,6 +120,9 @@ type Server struct {
 	metrics *metrics
 	created int64
 	mux     map[string]map[string]http.HandlerFunc
+	// eventFilter, when set, stands between the engine's events and the
+	// response (a test seam: tests replace the generated tokens).
+	eventFilter func(context.Context, <-chan engine.Event) <-chan engine.Event
 }
 
 // New returns a server in the loading state: /health answers 503 and the
@@ -183,6 +188,7 @@ func (s *Server) Ready(b Backend) error {
 		return errors.New("server: Backend needs an engine, a tokenizer and a template")
 	}
 	b.anchor = -1
+	b.tools = toolFormatOf(b.Template.Source())
 	if ids := b.Tokenizer.Encode("a", false); len(ids) > 0 {
 		b.anchor = ids[len(ids)-1]
 	}

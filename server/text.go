@@ -23,8 +23,15 @@ type stopMatcher struct {
 // completed it returns the text before it and true; the matcher must not
 // be used after that.
 func (m *stopMatcher) push(s string) (string, bool) {
+	text, _, found := m.scan(s)
+	return text, found
+}
+
+// scan is push that also returns the text after the stop string that
+// completed (of what was received so far).
+func (m *stopMatcher) scan(s string) (text, rest string, found bool) {
 	if len(m.stops) == 0 {
-		return s, false
+		return s, "", false
 	}
 	m.pending += s
 	p := m.pending
@@ -41,7 +48,7 @@ func (m *stopMatcher) push(s string) (string, bool) {
 	}
 	if start >= 0 {
 		m.pending = ""
-		return p[:start], true
+		return p[:start], p[end:], true
 	}
 	keep := 0
 	for _, stop := range m.stops {
@@ -54,7 +61,7 @@ func (m *stopMatcher) push(s string) (string, bool) {
 		}
 	}
 	m.pending = p[len(p)-keep:]
-	return p[:len(p)-keep], false
+	return p[:len(p)-keep], "", false
 }
 
 // flush releases the text held back once no more will come.
@@ -66,11 +73,14 @@ func (m *stopMatcher) flush() string {
 
 // textStream turns generated token ids into released text: the
 // tokenizer's stream decoder (which holds back incomplete UTF-8 and
-// decodes in the context of the prompt) followed by the stop matcher.
+// decodes in the context of the prompt) followed by the stop matcher and,
+// for a chat request with tools, the tool-call parser (which sees the
+// text a stop string cut).
 type textStream struct {
 	dec     *tokenizer.StreamDecoder
 	stop    stopMatcher
 	stopped bool
+	tools   *toolStream // nil: no tool calls parsed
 }
 
 func newTextStream(tok *tokenizer.Tokenizer, prompt []int, stops []string) *textStream {
@@ -86,6 +96,12 @@ func (t *textStream) add(id int) (text string, stopped bool) {
 		return "", true
 	}
 	text, t.stopped = t.stop.push(t.dec.Add(id))
+	if t.tools != nil {
+		text = t.tools.push(text)
+		if t.stopped {
+			text += t.tools.finish()
+		}
+	}
 	return text, t.stopped
 }
 
@@ -96,8 +112,21 @@ func (t *textStream) finish() (text string, stopped bool) {
 		return "", true
 	}
 	text, t.stopped = t.stop.push(t.dec.Flush())
-	if t.stopped {
-		return text, true
+	if !t.stopped {
+		text += t.stop.flush()
 	}
-	return text + t.stop.flush(), false
+	if t.tools != nil {
+		text = t.tools.push(text)
+		text += t.tools.finish()
+	}
+	return text, t.stopped
+}
+
+// toolCalls returns the tool calls parsed out of the text once it has
+// ended (by finish or a stop string); nil when there are none.
+func (t *textStream) toolCalls() []toolCall {
+	if t.tools == nil {
+		return nil
+	}
+	return t.tools.calls
 }
