@@ -40,7 +40,9 @@ import (
 //
 // The output rows are split among the worker threads (see SetThreads); the
 // columns never are. With T = 1 (decoding) each thread streams its rows of
-// W once, 4 at a time. With a few tokens (T < 10: a batch of decoding
+// W once, 4 at a time: from a matrix of 1 MiB on, a chunk of 4n rows as 4
+// sequential streams of n rows (one row of each at a time), below that 4
+// neighbouring rows. With a few tokens (T < 10: a batch of decoding
 // sequences, or the tokens routed to one expert), and with int8 weights
 // for any T, the tokens pass 2 or 3 at a time over chunks of W that stay
 // in the L2 cache. From 10 tokens on (prefill) each thread packs 24 rows ×
