@@ -530,6 +530,28 @@ func (k *expConsts) exp8(x, dst VecVirtual) {
 	VMULPS(ni, p, p)
 }
 
+// mapLoop writes the loop of an element-wise kernel func(dst, x *float32,
+// n int) over whole vectors of 8: f maps the vector of x to the vector
+// stored to dst.
+func mapLoop(f func(v VecVirtual) VecVirtual) {
+	dst := Mem{Base: Load(Param("dst"), GP64())}
+	x := Mem{Base: Load(Param("x"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("loop")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	v := YMM()
+	VMOVUPS(x, v)
+	VMOVUPS(f(v), dst)
+	ADDQ(U8(32), x.Base)
+	ADDQ(U8(32), dst.Base)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
 func genExp() {
 	TEXT("expAVX2", NOSPLIT, "func(dst, x *float32, n int)")
 	Pragma("noescape")
@@ -542,23 +564,11 @@ func genExp() {
 		"\t\tdst[i] = float32(math.Exp(float64(x[i])))",
 		"\t}",
 	)
-	dst := Mem{Base: Load(Param("dst"), GP64())}
-	x := Mem{Base: Load(Param("x"), GP64())}
-	n := Load(Param("n"), GP64())
-	Label("loop")
-	CMPQ(n, U8(8))
-	JL(LabelRef("done"))
-	v, e := YMM(), YMM()
-	VMOVUPS(x, v)
-	k.exp8(v, e)
-	VMOVUPS(e, dst)
-	ADDQ(U8(32), x.Base)
-	ADDQ(U8(32), dst.Base)
-	SUBQ(U8(8), n)
-	JMP(LabelRef("loop"))
-	Label("done")
-	VZEROUPPER()
-	RET()
+	mapLoop(func(v VecVirtual) VecVirtual {
+		e := YMM()
+		k.exp8(v, e)
+		return e
+	})
 }
 
 func genExpSubSum() {
@@ -607,26 +617,14 @@ func genSiLU() {
 		"\t\tdst[i] = x[i] / (1 + float32(math.Exp(float64(-x[i]))))",
 		"\t}",
 	)
-	dst := Mem{Base: Load(Param("dst"), GP64())}
-	x := Mem{Base: Load(Param("x"), GP64())}
-	n := Load(Param("n"), GP64())
-	Label("loop")
-	CMPQ(n, U8(8))
-	JL(LabelRef("done"))
-	v, nv, e := YMM(), YMM(), YMM()
-	VMOVUPS(x, v)
-	VXORPS(k.sign, v, nv)
-	k.exp8(nv, e)
-	VADDPS(k.one, e, e)
-	VDIVPS(e, v, e)
-	VMOVUPS(e, dst)
-	ADDQ(U8(32), x.Base)
-	ADDQ(U8(32), dst.Base)
-	SUBQ(U8(8), n)
-	JMP(LabelRef("loop"))
-	Label("done")
-	VZEROUPPER()
-	RET()
+	mapLoop(func(v VecVirtual) VecVirtual {
+		nv, e := YMM(), YMM()
+		VXORPS(k.sign, v, nv)
+		k.exp8(nv, e)
+		VADDPS(k.one, e, e)
+		VDIVPS(e, v, e)
+		return e
+	})
 }
 
 // genSoftplus writes softplus(x) = log(1+e^x) as m + log1p(e) with
@@ -652,47 +650,35 @@ func genSoftplus() {
 	for i := range coef {
 		coef[i] = fconst(fmt.Sprintf("softplus_c%d", 2*i+3), float32(2/float64(2*i+3)))
 	}
-	dst := Mem{Base: Load(Param("dst"), GP64())}
-	x := Mem{Base: Load(Param("x"), GP64())}
-	n := Load(Param("n"), GP64())
-	Label("loop")
-	CMPQ(n, U8(8))
-	JL(LabelRef("done"))
-	v, na, e := YMM(), YMM(), YMM()
-	VMOVUPS(x, v)
-	VORPS(k.sign, v, na) // -|x|
-	k.exp8(na, e)
-	d := YMM()
-	VADDPS(two, e, d)
-	sv := YMM()
-	VDIVPS(d, e, sv) // s = e/(2+e)
-	s2 := YMM()
-	VMULPS(sv, sv, s2)
-	p := YMM()
-	VMOVUPS(coef[7], p)
-	for i := 6; i >= 0; i-- {
-		VFMADD213PS(coef[i], s2, p) // p = p·s² + c
-	}
-	t := YMM()
-	VMULPS(s2, sv, t) // s³
-	s2x := YMM()
-	VADDPS(sv, sv, s2x)    // 2s
-	VFMADD213PS(s2x, t, p) // p = s³·p + 2s = log1p(e)
-	m := YMM()
-	VXORPS(m, m, m)
-	VMAXPS(m, v, m) // max(x, 0)
-	VADDPS(m, p, p)
-	mask := YMM()
-	VCMPPS(U8(6), limit, v, mask) // !(x <= 20): x > 20 or NaN
-	VBLENDVPS(mask, v, p, p)
-	VMOVUPS(p, dst)
-	ADDQ(U8(32), x.Base)
-	ADDQ(U8(32), dst.Base)
-	SUBQ(U8(8), n)
-	JMP(LabelRef("loop"))
-	Label("done")
-	VZEROUPPER()
-	RET()
+	mapLoop(func(v VecVirtual) VecVirtual {
+		na, e := YMM(), YMM()
+		VORPS(k.sign, v, na) // -|x|
+		k.exp8(na, e)
+		d := YMM()
+		VADDPS(two, e, d)
+		sv := YMM()
+		VDIVPS(d, e, sv) // s = e/(2+e)
+		s2 := YMM()
+		VMULPS(sv, sv, s2)
+		p := YMM()
+		VMOVUPS(coef[7], p)
+		for i := 6; i >= 0; i-- {
+			VFMADD213PS(coef[i], s2, p) // p = p·s² + c
+		}
+		t := YMM()
+		VMULPS(s2, sv, t) // s³
+		s2x := YMM()
+		VADDPS(sv, sv, s2x)    // 2s
+		VFMADD213PS(s2x, t, p) // p = s³·p + 2s = log1p(e)
+		m := YMM()
+		VXORPS(m, m, m)
+		VMAXPS(m, v, m) // max(x, 0)
+		VADDPS(m, p, p)
+		mask := YMM()
+		VCMPPS(U8(6), limit, v, mask) // !(x <= 20): x > 20 or NaN
+		VBLENDVPS(mask, v, p, p)
+		return p
+	})
 }
 
 func genScanStep() {
