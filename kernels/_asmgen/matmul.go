@@ -134,6 +134,21 @@ func frameArg(name string) Mem {
 	return b.Addr
 }
 
+// dot4 adds, for vecs vectors of 8 columns in turn, the products of the x
+// vector at xm(8v) with the weights of 4 rows at row(j, byte offset) to
+// their accumulators, in the dot order.
+func (d dtype) dot4(xm func(off int) Mem, row func(j, disp int) Mem, acc []VecVirtual, vecs int) {
+	for v := 0; v < vecs; v++ {
+		xv := YMM()
+		VMOVUPS(xm(8*v), xv)
+		for j := 0; j < 4; j++ {
+			t := YMM()
+			d.load8(row(j, 8*v*d.size), t)
+			VFMADD231PS(xv, t, acc[j])
+		}
+	}
+}
+
 // genMatVec writes the matrix-vector kernel of decoding: 4 rows at a time,
 // one cache line of each per step, one accumulator per row.
 func genMatVec(d dtype) {
@@ -177,28 +192,15 @@ func genMatVec(d dtype) {
 	CMPQ(c, nL)
 	JGE(LabelRef("cols8x4"))
 	g.prefetch()
-	for v := 0; v < L/8; v++ {
-		xv := YMM()
-		VMOVUPS(xm(8*v), xv)
-		for j := 0; j < 4; j++ {
-			t := YMM()
-			d.load8(Mem{Base: g.p[j], Disp: 8 * v * d.size}, t)
-			VFMADD231PS(xv, t, acc[j])
-		}
-	}
+	groupRow := func(j, disp int) Mem { return Mem{Base: g.p[j], Disp: disp} }
+	d.dot4(xm, groupRow, acc, L/8)
 	g.advance(64)
 	ADDQ(U8(L), c)
 	JMP(LabelRef("lines4"))
 	Label("cols8x4")
 	CMPQ(c, cols)
 	JGE(LabelRef("sum4"))
-	xv := YMM()
-	VMOVUPS(xm(0), xv)
-	for j := 0; j < 4; j++ {
-		t := YMM()
-		d.load8(Mem{Base: g.p[j]}, t)
-		VFMADD231PS(xv, t, acc[j])
-	}
+	d.dot4(xm, groupRow, acc, 1)
 	g.advance(8 * d.size)
 	ADDQ(U8(8), c)
 	JMP(LabelRef("cols8x4"))
@@ -303,15 +305,8 @@ func genMatVecStreams(d dtype) {
 	for j := 0; j < 4; j++ {
 		PREFETCHNTA(at(pf, j, 0))
 	}
-	for v := 0; v < L/8; v++ {
-		xv := YMM()
-		VMOVUPS(xm(8*v), xv)
-		for j := 0; j < 4; j++ {
-			t := YMM()
-			d.load8(at(p, j, 8*v*d.size), t)
-			VFMADD231PS(xv, t, acc[j])
-		}
-	}
+	streamRow := func(j, disp int) Mem { return at(p, j, disp) }
+	d.dot4(xm, streamRow, acc, L/8)
 	ADDQ(U8(64), p)
 	ADDQ(U8(64), pf)
 	ADDQ(U8(L), c)
@@ -319,15 +314,7 @@ func genMatVecStreams(d dtype) {
 	Label("cols8")
 	CMPQ(c, cols)
 	JGE(LabelRef("sum"))
-	{
-		xv := YMM()
-		VMOVUPS(xm(0), xv)
-		for j := 0; j < 4; j++ {
-			t := YMM()
-			d.load8(at(p, j, 0), t)
-			VFMADD231PS(xv, t, acc[j])
-		}
-	}
+	d.dot4(xm, streamRow, acc, 1)
 	ADDQ(U8(8*d.size), p)
 	ADDQ(U8(8), c)
 	JMP(LabelRef("cols8"))
