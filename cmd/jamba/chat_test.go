@@ -8,30 +8,14 @@ import (
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
+	"github.com/jamba-go/jamba/tokenizer"
 )
 
 // TestChatKeepsCache checks that a second turn feeds only the new part of
 // the conversation and that its answer equals a fresh run over the whole
 // rendered conversation.
 func TestChatKeepsCache(t *testing.T) {
-	m, err := model.LoadDemo(model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := loadTokenizer("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, special, stops, err := loadTemplate("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	newSession := func() *chatSession {
-		p := sample.Params{}
-		s := &chatSession{m: m, tok: tok, tmpl: tmpl, special: special, stops: stops, smp: sample.New(p, m.Config.VocabSize), params: p, maxTokens: 16}
-		s.reset()
-		return s
-	}
+	newSession, _ := demoChat(t, 16)
 	s := newSession()
 	var out1, out2 strings.Builder
 	if err := s.turn("func add(a, b int) int {", &out1); err != nil {
@@ -78,24 +62,7 @@ func TestChatCommand(t *testing.T) {
 // turn feeds only the new part of the conversation, as it does for ordinary
 // text, and answers as a fresh session given the whole conversation.
 func TestChatControlText(t *testing.T) {
-	m, err := model.LoadDemo(model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := loadTokenizer("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, special, stops, err := loadTemplate("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	newSession := func() *chatSession {
-		p := sample.Params{}
-		s := &chatSession{m: m, tok: tok, tmpl: tmpl, special: special, stops: stops, smp: sample.New(p, m.Config.VocabSize), params: p, maxTokens: 8}
-		s.reset()
-		return s
-	}
+	newSession, tok := demoChat(t, 8)
 	bos, _ := tok.BOS()
 	for _, first := range []string{"func f() {", "x <|endoftext|><|startoftext|> y"} {
 		// One token of answer: the fed ids are then the prompt alone, and
@@ -149,4 +116,30 @@ func TestChatControlText(t *testing.T) {
 			t.Errorf("%q: answer with the kept cache %q, fresh %q", first, out2.String(), out3.String())
 		}
 	}
+}
+
+// demoChat returns a maker of greedy chat sessions over the demo model, its
+// tokenizer and chat template, answering at most maxTokens tokens a turn,
+// and the tokenizer.
+func demoChat(t *testing.T, maxTokens int) (func() *chatSession, *tokenizer.Tokenizer) {
+	t.Helper()
+	m, err := model.LoadDemo(model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := loadTokenizer("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, special, stops, err := loadTemplate("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() *chatSession {
+		p := sample.Params{}
+		s := &chatSession{m: m, tok: tok, tmpl: tmpl, special: special, stops: stops,
+			smp: sample.New(p, m.Config.VocabSize), params: p, maxTokens: maxTokens}
+		s.reset()
+		return s
+	}, tok
 }
