@@ -2,14 +2,17 @@ package train
 
 import (
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Encoder turns text into token ids; *tokenizer.Tokenizer is one.
@@ -87,23 +90,35 @@ func ReadText(path string) (string, error) {
 // are separated by end-of-text in the packed stream). Files are encoded in
 // parallel; the result is in file order.
 func Tokenize(files []string, enc Encoder, sep int) ([]int32, error) {
-	parts := make([][]int, len(files))
+	texts, err := ReadTexts(files)
+	if err != nil {
+		return nil, err
+	}
+	return TokenizeTexts(texts, enc, sep), nil
+}
+
+// ReadTexts reads every file (see ReadText), in parallel.
+func ReadTexts(files []string) ([]string, error) {
+	texts := make([]string, len(files))
 	errs := make([]error, len(files))
 	parallel(len(files), 1, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			text, err := ReadText(files[i])
-			if err != nil {
-				errs[i] = err
-				continue
-			}
-			parts[i] = enc.Encode(text, false)
+			texts[i], errs[i] = ReadText(files[i])
+		}
+	})
+	return texts, errors.Join(errs...)
+}
+
+// TokenizeTexts is Tokenize over texts already read.
+func TokenizeTexts(texts []string, enc Encoder, sep int) []int32 {
+	parts := make([][]int, len(texts))
+	parallel(len(texts), 1, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			parts[i] = enc.Encode(texts[i], false)
 		}
 	})
 	var out []int32
-	for i, p := range parts {
-		if errs[i] != nil {
-			return nil, errs[i]
-		}
+	for _, p := range parts {
 		for _, id := range p {
 			out = append(out, int32(id))
 		}
@@ -111,7 +126,7 @@ func Tokenize(files []string, enc Encoder, sep int) ([]int32, error) {
 			out = append(out, int32(sep))
 		}
 	}
-	return out, nil
+	return out
 }
 
 // Loader cuts a token stream into rows of Seq tokens and serves them in
@@ -130,6 +145,9 @@ type Loader struct {
 	perm      []int
 	offset    int
 	permEpoch int
+
+	lines *lineRows // nil: rows are cut from Tokens
+	refs  []lineRef // the current epoch's rows in line mode
 }
 
 // NewLoader returns a loader at the start of epoch 0. It fails when the
@@ -156,6 +174,16 @@ func (l *Loader) prepare() {
 	}
 	rng := rand.New(rand.NewPCG(l.Seed, uint64(l.Epoch)))
 	l.offset = 0
+	if l.lines != nil {
+		off := 0
+		if l.Epoch > 0 {
+			off = rng.IntN(l.lines.spacing)
+		}
+		l.refs = l.lines.grid(off)
+		l.perm = rng.Perm(len(l.refs))
+		l.permEpoch = l.Epoch
+		return
+	}
 	if l.Epoch > 0 {
 		l.offset = rng.IntN(l.Seq)
 		if (len(l.Tokens)-l.offset)/l.Seq == 0 {
@@ -175,6 +203,11 @@ func (l *Loader) Next() [][]int {
 			l.Epoch++
 			l.Pos = 0
 			l.prepare()
+		}
+		if l.lines != nil {
+			rows[i] = l.lines.row(l.refs[l.perm[l.Pos]], l.Seq)
+			l.Pos++
+			continue
 		}
 		start := l.offset + l.perm[l.Pos]*l.Seq
 		row := make([]int, l.Seq)
@@ -203,4 +236,124 @@ func Windows(tokens []int32, seq, maxTokens int) [][]int {
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// Row layouts of a run (Options.Rows).
+const (
+	RowsStream = "stream" // consecutive windows of the packed token stream
+	RowsLines  = "lines"  // rows that begin at line starts, encoded as prompts are
+)
+
+// lineRef is where a line-mode row begins: a file and a byte offset in it.
+type lineRef struct {
+	file  int32
+	start int32
+}
+
+// lineRows forms rows that begin at the start of a line and are encoded the
+// way a prompt is: the post-processor's special tokens (BOS) first, then
+// the text from that line on, with the line's indentation and any blank
+// lines before it dropped. A model trained on them sees, at the start of
+// every row, exactly what it sees when prompted with a fragment of code,
+// whereas a window cut from the packed stream starts anywhere, without
+// BOS, and with the normalizer's leading "▁" never attached to the first
+// word (so "func" at the start of a prompt, encoded "▁func", would be a
+// token the model only met in the middle of lines).
+type lineRows struct {
+	texts   []string
+	starts  [][]int32 // per file, the byte offsets of its non-blank line starts
+	enc     Encoder
+	sep     int // appended when a row reaches the end of its file (< 0: none)
+	spacing int // bytes between the grid points that pick an epoch's rows
+}
+
+// SetLines switches the loader to line rows over texts (the training files'
+// contents, in the order their tokens were packed into Tokens) encoded with
+// enc; sep (≥ 0) ends a row that reaches the end of its file. The rows of
+// an epoch start at the first line start at or after each point of a grid
+// spaced so that an epoch holds about as many tokens as Tokens; from the
+// second epoch on the grid is shifted by a random offset, as the stream's
+// windows are. The order stays a pure function of (Seed, Epoch).
+func (l *Loader) SetLines(texts []string, enc Encoder, sep int) error {
+	total := 0
+	lr := &lineRows{texts: texts, enc: enc, sep: sep, starts: make([][]int32, len(texts))}
+	for i, t := range texts {
+		if len(t) > math.MaxInt32 {
+			return fmt.Errorf("train: data: file %d is %d bytes; line rows need files under 2 GiB", i, len(t))
+		}
+		total += len(t)
+		var st []int32
+		for p := 0; p < len(t); {
+			q := p
+			for q < len(t) && (t[q] == ' ' || t[q] == '\t' || t[q] == '\r' || t[q] == '\n') {
+				q++
+			}
+			if q < len(t) && (len(st) == 0 || int(st[len(st)-1]) != q) {
+				st = append(st, int32(q))
+			}
+			nl := strings.IndexByte(t[q:], '\n')
+			if nl < 0 {
+				break
+			}
+			p = q + nl + 1
+		}
+		lr.starts[i] = st
+	}
+	if total == 0 || len(l.Tokens) == 0 {
+		return errors.New("train: data: no text to cut line rows from")
+	}
+	// A row holds Seq-1 tokens of text after BOS; spacing the grid by that
+	// many tokens' worth of bytes makes an epoch about as long as the stream.
+	lr.spacing = max(1, int(float64(l.Seq-1)*float64(total)/float64(len(l.Tokens))))
+	l.lines = lr
+	l.permEpoch = -1
+	return nil
+}
+
+// grid returns the rows of one epoch: for every file, the first line start
+// at or after each of off, off+spacing, off+2·spacing, … (each line once).
+func (r *lineRows) grid(off int) []lineRef {
+	var refs []lineRef
+	for f, st := range r.starts {
+		j := 0
+		for g := off; g < len(r.texts[f]) && j < len(st); g += r.spacing {
+			for j < len(st) && int(st[j]) < g {
+				j++
+			}
+			if j == len(st) {
+				break
+			}
+			if n := len(refs); n > 0 && refs[n-1] == (lineRef{int32(f), st[j]}) {
+				continue
+			}
+			refs = append(refs, lineRef{int32(f), st[j]})
+		}
+	}
+	return refs
+}
+
+// row encodes the row that starts at ref: at most seq tokens.
+func (r *lineRows) row(ref lineRef, seq int) []int {
+	text := r.texts[ref.file][ref.start:]
+	// Encode a prefix long enough for seq tokens and a margin, so that the
+	// tokens kept do not depend on where the prefix was cut (BPE merges are
+	// local); grow it for text that packs many bytes into a token.
+	const margin = 8
+	n := min(len(text), 8*seq)
+	for {
+		for n < len(text) && !utf8.RuneStart(text[n]) {
+			n++
+		}
+		ids := r.enc.Encode(text[:n], true)
+		if n == len(text) {
+			if len(ids) < seq && r.sep >= 0 {
+				ids = append(ids, r.sep)
+			}
+			return ids[:min(len(ids), seq)]
+		}
+		if len(ids) >= seq+margin {
+			return ids[:seq]
+		}
+		n = min(len(text), 2*n)
+	}
 }

@@ -42,6 +42,10 @@ type Options struct {
 	// threads. The result of a run depends on it (the order of the
 	// gradient's sums), so it is saved with the run.
 	Workers int `json:"workers"`
+	// Rows is how training rows are cut: RowsStream ("" in checkpoints
+	// saved before this option) or RowsLines (see Loader.SetLines; the run
+	// then needs its texts through SetText).
+	Rows string `json:"rows,omitempty"`
 }
 
 // DefaultOptions returns the defaults of jamba train.
@@ -72,6 +76,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("train: eps %g must be positive", o.Eps)
 	case o.WeightDecay < 0 || o.Clip < 0 || o.EvalEvery < 0 || o.EvalTokens < 0 || o.SaveEvery < 0:
 		return errors.New("train: weight decay, clip, eval and save intervals must not be negative")
+	case o.Rows != "" && o.Rows != RowsStream && o.Rows != RowsLines:
+		return fmt.Errorf("train: rows %q: want %q or %q", o.Rows, RowsStream, RowsLines)
 	case o.Workers < 0 || o.Workers > o.Batch:
 		return fmt.Errorf("train: %d workers for batches of %d rows: need 0 to %d", o.Workers, o.Batch, o.Batch)
 	}
@@ -160,6 +166,17 @@ func (t *Trainer) Schedule() Schedule {
 // StepsDone is the number of optimizer steps taken.
 func (t *Trainer) StepsDone() int { return t.Opt.Step }
 
+// SetText gives a run with Opts.Rows = RowsLines the texts of its training
+// files, in the order their tokens were packed into the token stream the
+// trainer was made with, and the encoder that made it; sep (≥ 0) ends a row
+// that reaches the end of its file. Runs over the stream ignore it.
+func (t *Trainer) SetText(texts []string, enc Encoder, sep int) error {
+	if t.Opts.Rows != RowsLines {
+		return nil
+	}
+	return t.Data.SetLines(texts, enc, sep)
+}
+
 // Step runs one optimizer step: Accum micro-batches of forward and
 // backward, gradient clipping, the AdamW update.
 func (t *Trainer) Step() (Metric, error) {
@@ -174,6 +191,9 @@ func (t *Trainer) Step() (Metric, error) {
 	}
 	var ce, aux float64
 	var tokens int64
+	if t.Opts.Rows == RowsLines && t.Data.lines == nil {
+		return Metric{}, errors.New("train: line rows need the training texts (Trainer.SetText)")
+	}
 	scale := float32(1 / float64(t.Opts.Accum))
 	for range t.Opts.Accum {
 		rows := t.Data.Next()

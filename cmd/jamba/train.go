@@ -58,6 +58,11 @@ gradient norm to --clip, and updates with AdamW (decoupled weight decay on
 the weight matrices only) at a learning rate that warms up linearly over
 --warmup steps and then follows a cosine down to --min-lr at --steps.
 
+With --rows lines, each row instead starts at the beginning of a line of
+the data and is encoded the way a prompt is (BOS, then the text from that
+line on, its indentation dropped), so that the model learns to continue
+text that starts where prompts start; an epoch holds about as many tokens.
+
 The loss is the mean next-token cross-entropy plus router_aux_loss_coef
 times the MoE load-balancing loss. Every --eval-every steps, and at the last
 step, the mean cross-entropy over the first --eval-tokens tokens of --val
@@ -105,6 +110,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	fs.IntVar(&o.EvalTokens, "eval-tokens", d.EvalTokens, "validation tokens from the start of --val (0: all)")
 	fs.IntVar(&o.SaveEvery, "save-every", d.SaveEvery, "save a checkpoint every this many steps (0: only when stopping)")
 	fs.BoolVar(&o.Recompute, "recompute", d.Recompute, "recompute activations in the backward pass: activation memory of one layer, about a third more time")
+	fs.StringVar(&o.Rows, "rows", train.RowsStream, "how rows are cut: \"stream\" (windows of the packed token stream) or \"lines\" (each row starts at a line start, encoded as a prompt: BOS, then the line without its indentation)")
 	fs.IntVar(&o.Workers, "workers", 0, "data-parallel workers: single-threaded engines that each take a share of a batch's rows (0: one per thread, at most --batch; 1: one engine spreading each operation over the threads)")
 	stopStep := fs.Int("stop-step", 0, "end this leg after this step (saving), without changing the schedule (0: run to --steps)")
 	timeLimit := fs.Duration("time-limit", 0, "end this leg, saving, after the first step that ends past this duration (e.g. 9m; 0: none)")
@@ -169,10 +175,11 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		sep = id
 	}
 	start := time.Now()
-	trainTokens, err := train.Tokenize(files, tok, sep)
+	texts, err := train.ReadTexts(files)
 	if err != nil {
 		return err
 	}
+	trainTokens := train.TokenizeTexts(texts, tok, sep)
 	var valTokens []int32
 	if *val != "" {
 		if valTokens, err = train.Tokenize([]string{*val}, tok, -1); err != nil {
@@ -212,6 +219,10 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 			return err
 		}
 	}
+	if err := tr.SetText(texts, tok, sep); err != nil {
+		return err
+	}
+	texts = nil
 	cfg := tr.Params.Config
 	total, active := cfg.ParamCount()
 	workers := "one engine on all threads"
@@ -352,6 +363,8 @@ func copyOption(dst, src *train.Options, name string) {
 		dst.Recompute = src.Recompute
 	case "workers":
 		dst.Workers = src.Workers
+	case "rows":
+		dst.Rows = src.Rows
 	}
 }
 

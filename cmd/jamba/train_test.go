@@ -43,13 +43,21 @@ func trainFixture(t *testing.T) (model, data, val, tok string) {
 	return model, data, val, tok
 }
 
-// TestTrainResumeCommand runs 6 steps of jamba train in one go and as
+// TestTrainResumeCommand runs 6 steps of jamba train (rows cut from the
+// stream, and rows starting at line starts) in one go and as
 // 3 + --resume + 3, and requires identical checkpoints, byte for byte: the
 // resumed run must continue exactly.
 func TestTrainResumeCommand(t *testing.T) {
 	model, data, val, tok := trainFixture(t)
+	for _, rows := range []string{"stream", "lines"} {
+		t.Run(rows, func(t *testing.T) { testTrainResume(t, model, data, val, tok, rows) })
+	}
+}
+
+func testTrainResume(t *testing.T, model, data, val, tok, rows string) {
 	common := []string{"train", "--tokenizer", tok, "--data", data, "--val", val, "--seq", "32", "--batch", "2", "--accum", "2",
-		"--steps", "6", "--warmup", "2", "--eval-every", "2", "--eval-tokens", "256", "--save-every", "0", "--quiet", "--lr", "3e-3"}
+		"--steps", "6", "--warmup", "2", "--eval-every", "2", "--eval-tokens", "256", "--save-every", "0", "--quiet", "--lr", "3e-3",
+		"--rows", rows}
 	whole := filepath.Join(t.TempDir(), "whole")
 	if _, stderr, code := run(t, append(common, "--model", model, "--output", whole)...); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
