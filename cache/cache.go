@@ -75,6 +75,21 @@ func (s *Seq) Reset() {
 	}
 }
 
+// Reserve makes room for capacity tokens of keys and values in every
+// attention layer, keeping the tokens held, so that appending up to that
+// many allocates nothing.
+func (s *Seq) Reserve(capacity int) {
+	n := capacity * s.shape.KVDim
+	for i := range s.Layers {
+		l := &s.Layers[i]
+		if s.shape.Layers[i] != AttentionLayer || cap(l.K) >= n && cap(l.V) >= n {
+			continue
+		}
+		l.K = append(make([]float32, 0, n), l.K...)
+		l.V = append(make([]float32, 0, n), l.V...)
+	}
+}
+
 // AppendKV appends T tokens of keys and values (T·KVDim floats each) to
 // attention layer i, growing its storage if needed.
 func (s *Seq) AppendKV(i int, k, v []float32) {

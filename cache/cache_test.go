@@ -63,3 +63,34 @@ func TestBytesAt(t *testing.T) {
 		t.Errorf("Mamba state %d bytes, want %d", mamba, want)
 	}
 }
+
+// TestReserve: Reserve keeps the tokens held and makes room for appends
+// without allocating; it leaves Mamba layers and large enough K/V alone.
+func TestReserve(t *testing.T) {
+	sh := Shape{Layers: []LayerKind{MambaLayer, AttentionLayer}, KVDim: 3, Inner: 2, Conv: 3, State: 4}
+	s := New(sh, 1)
+	s.AppendKV(1, []float32{1, 2, 3}, []float32{4, 5, 6})
+	s.Layers[0].SSM[5] = 7
+	s.Reserve(10)
+	if got := s.Layers[1]; cap(got.K) < 30 || cap(got.V) < 30 || len(got.K) != 3 || got.K[2] != 3 || got.V[0] != 4 {
+		t.Fatalf("after Reserve: K %v (cap %d), V %v (cap %d)", got.K, cap(got.K), got.V, cap(got.V))
+	}
+	if s.Layers[0].SSM[5] != 7 || len(s.Layers[0].K) != 0 {
+		t.Error("Reserve touched a Mamba layer")
+	}
+	k, v := make([]float32, 3), make([]float32, 3)
+	// AllocsPerRun calls the function twice (a warm-up, then the run):
+	// 1 + 2×4 tokens fit in the room for 10.
+	if a := testing.AllocsPerRun(1, func() {
+		for range 4 {
+			s.AppendKV(1, k, v)
+		}
+	}); a != 0 {
+		t.Errorf("appending within the reserved room allocated %v times", a)
+	}
+	before := &s.Layers[1].K[0]
+	s.Reserve(5)
+	if &s.Layers[1].K[0] != before {
+		t.Error("Reserve below the capacity reallocated")
+	}
+}

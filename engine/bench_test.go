@@ -19,14 +19,7 @@ import (
 // over the time from the last first token to the last token, so prefill
 // is left out.
 func BenchmarkThroughput(b *testing.B) {
-	m := demo(b)
-	if dir := os.Getenv("JAMBA_BENCH_MODEL"); dir != "" {
-		var err error
-		if m, err = model.Load(dir, model.Options{Quantize: os.Getenv("JAMBA_BENCH_QUANTIZE")}); err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-	}
+	m := benchModel(b)
 	const promptLen, maxTokens = 16, 64
 	for _, n := range []int{1, 2, 4, 8, 16} {
 		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
@@ -83,5 +76,71 @@ func BenchmarkThroughput(b *testing.B) {
 			b.ReportMetric(float64(tokens)/decode.Seconds(), "tokens/s")
 			b.ReportMetric(float64(decode.Milliseconds())/float64(tokens/n), "ms/step")
 		})
+	}
+}
+
+// benchModel is the checkpoint in $JAMBA_BENCH_MODEL ($JAMBA_BENCH_QUANTIZE
+// =int8 to quantize), or the demo model.
+func benchModel(b *testing.B) *model.Model {
+	dir := os.Getenv("JAMBA_BENCH_MODEL")
+	if dir == "" {
+		return demo(b)
+	}
+	m, err := model.Load(dir, model.Options{Quantize: os.Getenv("JAMBA_BENCH_QUANTIZE")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m
+}
+
+// BenchmarkChatTurn measures the time to the first token of a conversation's
+// next turn: a request whose prompt is an earlier request's prompt (history
+// tokens), its 16 output tokens and 32 new tokens, with the earlier
+// request's state reused (the default) and without (NoPrefixReuse). Model
+// as BenchmarkThroughput.
+func BenchmarkChatTurn(b *testing.B) {
+	m := benchModel(b)
+	for _, history := range []int{256, 1024} {
+		for _, reuse := range []bool{true, false} {
+			b.Run(fmt.Sprintf("history=%d/reuse=%v", history, reuse), func(b *testing.B) {
+				e, err := New(m, Config{MaxBatch: 2, NoPrefixReuse: !reuse})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				first := func(p []int) ([]int, time.Duration) {
+					start := time.Now()
+					s, err := e.Submit(context.Background(), Request{Prompt: p, MaxTokens: 16, IgnoreEOS: true})
+					if err != nil {
+						b.Fatal(err)
+					}
+					var ids []int
+					var ttft time.Duration
+					for ev := range s.Events() {
+						if ev.Token >= 0 {
+							if ids == nil {
+								ttft = time.Since(start)
+							}
+							ids = append(ids, ev.Token)
+						}
+					}
+					return ids, ttft
+				}
+				var total time.Duration
+				i := 0
+				for b.Loop() {
+					i++
+					b.StopTimer()
+					p := prompt(i, history)
+					out, _ := first(p)
+					next := append(append(append([]int(nil), p...), out...), prompt(i+1, 33)[1:]...)
+					b.StartTimer()
+					_, ttft := first(next)
+					total += ttft
+				}
+				b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-to-first-token")
+			})
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,14 @@ type Config struct {
 	// EventBuffer is the number of events buffered per request before its
 	// sequence pauses for the consumer. Default 64, at least 2.
 	EventBuffer int
+	// NoPrefixReuse turns off the reuse of finished sequences' states. By
+	// default a slot keeps, after its request ends, the cache of the
+	// tokens it computed (prompt and fed output) until another request
+	// takes it; a new request whose prompt starts with all of those tokens
+	// (and has at least one more) continues from that state instead of
+	// computing them again, as the next turn of a chat does. The result is
+	// the same bits as without reuse.
+	NoPrefixReuse bool
 }
 
 func (c *Config) fill(m *model.Model) error {
@@ -179,6 +188,7 @@ type Event struct {
 type Stream struct {
 	events       chan Event
 	promptTokens int
+	cachedTokens atomic.Int64
 
 	generated atomic.Int64
 }
@@ -189,6 +199,11 @@ func (s *Stream) Events() <-chan Event { return s.events }
 
 // PromptTokens is the number of prompt tokens of the request.
 func (s *Stream) PromptTokens() int { return s.promptTokens }
+
+// CachedTokens is the number of prompt tokens taken from a finished
+// request's state instead of being computed (see Config.NoPrefixReuse); it
+// is known once the request has left the queue.
+func (s *Stream) CachedTokens() int { return int(s.cachedTokens.Load()) }
 
 // Generated is the number of tokens generated so far.
 func (s *Stream) Generated() int { return int(s.generated.Load()) }
@@ -202,6 +217,7 @@ type Stats struct {
 	// Counters since the engine started.
 	Requests        uint64 // requests admitted into the batch
 	PromptTokens    uint64 // prompt tokens computed
+	CachedTokens    uint64 // prompt tokens taken from a finished request's state
 	GeneratedTokens uint64 // tokens sampled and delivered
 	Steps           uint64 // forward calls
 	Cancelled       uint64 // requests ended by their context
@@ -228,6 +244,7 @@ type Engine struct {
 	nActive  atomic.Int64
 	requests atomic.Uint64
 	prompt   atomic.Uint64
+	cached   atomic.Uint64
 	gen      atomic.Uint64
 	steps    atomic.Uint64
 	cancels  atomic.Uint64
@@ -288,7 +305,7 @@ func (e *Engine) Stats() Stats {
 	return Stats{
 		Queued: q, Active: int(e.nActive.Load()),
 		MaxBatch: e.cfg.MaxBatch, MaxQueue: e.cfg.MaxQueue,
-		Requests: e.requests.Load(), PromptTokens: e.prompt.Load(),
+		Requests: e.requests.Load(), PromptTokens: e.prompt.Load(), CachedTokens: e.cached.Load(),
 		GeneratedTokens: e.gen.Load(), Steps: e.steps.Load(),
 		Cancelled: e.cancels.Load(), Failed: e.failures.Load(),
 	}
@@ -485,7 +502,11 @@ type seq struct {
 
 // slot is the reusable state of one running sequence.
 type slot struct {
-	cache   *cache.Seq
+	cache *cache.Seq
+	// ids are the tokens whose state cache holds (cache.Len of them), kept
+	// after the request ends for a later one that continues them; empty
+	// when the state is not to be trusted (a failed step).
+	ids     []int
 	smp     *sample.Sampler
 	tok     [1]int
 	scratch []float32 // biased or masked logits
@@ -620,6 +641,7 @@ func (e *Engine) step() {
 	if err := e.forward(); err != nil {
 		// The caches of every sequence of the step are in an unknown state.
 		for _, s := range e.inStep {
+			s.slot.ids = s.slot.ids[:0]
 			e.failures.Add(1)
 			e.finish(s, Event{Token: -1, Err: err})
 		}
@@ -628,9 +650,13 @@ func (e *Engine) step() {
 	}
 	e.steps.Add(1)
 	for i, s := range e.inStep {
+		sl := s.slot
 		if s.chunk > 0 {
+			sl.ids = append(sl.ids, s.req.Prompt[s.fed:s.fed+s.chunk]...)
 			s.fed += s.chunk
 			e.prompt.Add(uint64(s.chunk))
+		} else {
+			sl.ids = append(sl.ids, sl.tok[0])
 		}
 		if s.samples {
 			e.advance(s, i)
@@ -816,15 +842,42 @@ func (e *Engine) admit() {
 	e.nActive.Store(int64(len(e.active)))
 }
 
-// takeSlot returns a reset slot from the pool, or a new one.
+// takeSlot returns the slot for s: a free one whose state holds the
+// longest proper prefix of s's prompt (s then starts after it); else a free
+// one that holds no state; else a new one while there are fewer than
+// MaxBatch; else the free one left longest ago, reset.
 func (e *Engine) takeSlot(s *seq) *slot {
 	var sl *slot
-	if n := len(e.free); n > 0 {
-		sl = e.free[n-1]
-		e.free = e.free[:n-1]
-		sl.cache.Reset()
+	best, n := -1, 0
+	empty := -1
+	for i, f := range e.free {
+		k := len(f.ids)
+		if k == 0 && empty < 0 {
+			empty = i
+		}
+		if !e.cfg.NoPrefixReuse && k > n && k < len(s.req.Prompt) && f.cache.Len == k && slices.Equal(f.ids, s.req.Prompt[:k]) {
+			best, n = i, k
+		}
+	}
+	if best < 0 && empty < 0 && len(e.free) > 0 && len(e.active)+len(e.free) < e.cfg.MaxBatch {
+		empty = -2 // a new slot: keep the free ones' states
+	}
+	switch {
+	case best >= 0:
+		sl = e.free[best]
+		e.free = slices.Delete(e.free, best, best+1)
 		sl.smp.Reset(s.req.Sampling)
-	} else {
+		s.fed = n
+		s.out.cachedTokens.Store(int64(n))
+		e.cached.Add(uint64(n))
+	case empty != -2 && len(e.free) > 0:
+		i := max(empty, 0)
+		sl = e.free[i]
+		e.free = slices.Delete(e.free, i, i+1)
+		sl.cache.Reset()
+		sl.ids = sl.ids[:0]
+		sl.smp.Reset(s.req.Sampling)
+	default:
 		V := e.m.Config.VocabSize
 		sl = &slot{
 			cache:   e.m.NewCache(s.limit),
@@ -833,6 +886,12 @@ func (e *Engine) takeSlot(s *seq) *slot {
 			topIDs:  make([]int, MaxTopLogprobs),
 			topLP:   make([]float32, MaxTopLogprobs),
 		}
+	}
+	// Room for every token the request may add, so that its steps do not
+	// allocate.
+	sl.cache.Reserve(s.limit)
+	if cap(sl.ids) < s.limit {
+		sl.ids = append(make([]int, 0, s.limit), sl.ids...)
 	}
 	sl.smp.AcceptPrompt(s.req.Prompt)
 	return sl

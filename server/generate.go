@@ -124,6 +124,13 @@ type usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
 	TotalTokens      int `json:"total_tokens"`
+	// PromptTokensDetails.CachedTokens counts the prompt tokens continued
+	// from an earlier request's state instead of being computed.
+	PromptTokensDetails promptTokensDetails `json:"prompt_tokens_details"`
+}
+
+type promptTokensDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 // lpEntry is one generated token with its log-probability, kept until its
@@ -144,6 +151,7 @@ type generation struct {
 	created int64
 	start   time.Time
 	prompt  int
+	st      *engine.Stream
 	tokens  int // completion tokens so far
 	text    *textStream
 	pending []lpEntry
@@ -213,7 +221,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 	rc.SetReadDeadline(time.Time{})
 
 	gen := &generation{
-		s: s, b: b, g: g, chatAPI: chatAPI, start: start, prompt: len(ids),
+		s: s, b: b, g: g, chatAPI: chatAPI, start: start, prompt: len(ids), st: st,
 		created: time.Now().Unix(), text: newTextStream(b.Tokenizer, ids, g.Stop),
 	}
 	if g.tools != nil {
@@ -357,7 +365,8 @@ func (gen *generation) failure(err error) *apiError {
 }
 
 func (gen *generation) usage() *usage {
-	return &usage{PromptTokens: gen.prompt, CompletionTokens: gen.tokens, TotalTokens: gen.prompt + gen.tokens}
+	return &usage{PromptTokens: gen.prompt, CompletionTokens: gen.tokens, TotalTokens: gen.prompt + gen.tokens,
+		PromptTokensDetails: promptTokensDetails{CachedTokens: gen.st.CachedTokens()}}
 }
 
 // tokenText is the text of one token for log-probability reports: what it

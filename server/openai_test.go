@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -293,5 +295,84 @@ func TestOpenAIErrors(t *testing.T) {
 	res, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: demo.Name, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}, MaxTokens: openai.Int(3)})
 	if err != nil || len(res.Choices) != 1 {
 		t.Fatalf("good request after errors: %v", err)
+	}
+}
+
+// TestOpenAIPrefixReuse: a completion whose token prompt continues an
+// earlier one (its prompt and output) reports the tokens it continued in
+// usage.prompt_tokens_details.cached_tokens, and its text is the greedy
+// continuation all the same, streaming and not; /metrics counts them.
+func TestOpenAIPrefixReuse(t *testing.T) {
+	e := newEnv(t, engine.Config{MaxBatch: 2}, Config{})
+	c := e.client()
+	first := []int{1, 859, 785, 462, 546, 480}
+	out, _, finish := greedy(t, first, 12)
+	if finish != "length" {
+		t.Fatalf("the first greedy continuation stopped (%s); pick another prompt", finish)
+	}
+	complete := func(ids []int, stream bool) (string, openai.CompletionUsage) {
+		t.Helper()
+		prompt := make([]int64, len(ids))
+		for i, id := range ids {
+			prompt[i] = int64(id)
+		}
+		p := openai.CompletionNewParams{
+			Model:     demo.Name,
+			Prompt:    openai.CompletionNewParamsPromptUnion{OfArrayOfTokens: prompt},
+			MaxTokens: openai.Int(12), Temperature: openai.Float(0),
+		}
+		if !stream {
+			res, err := c.Completions.New(context.Background(), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Choices[0].Text, res.Usage
+		}
+		p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+		s := c.Completions.NewStreaming(context.Background(), p)
+		var text strings.Builder
+		var u openai.CompletionUsage
+		for s.Next() {
+			ch := s.Current()
+			for _, ch := range ch.Choices {
+				text.WriteString(ch.Text)
+			}
+			if ch.Usage.PromptTokens > 0 {
+				u = ch.Usage
+			}
+		}
+		if err := s.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return text.String(), u
+	}
+	if _, u := complete(first, false); u.PromptTokensDetails.CachedTokens != 0 {
+		t.Fatalf("the first request reports %d cached tokens", u.PromptTokensDetails.CachedTokens)
+	}
+	// The state holds the prompt and the output but its last token (sampled,
+	// never fed).
+	cached := int64(len(first) + len(out) - 1)
+	second := slices.Concat(first, out, []int{462})
+	_, want, _ := greedy(t, second, 12)
+	for _, stream := range []bool{false, true} {
+		text, u := complete(second, stream)
+		if text != want {
+			t.Errorf("stream=%v: %q, want %q", stream, text, want)
+		}
+		if u.PromptTokensDetails.CachedTokens != cached || u.PromptTokens != int64(len(second)) {
+			t.Errorf("stream=%v: usage %+v, want %d cached of %d prompt tokens", stream, u, cached, len(second))
+		}
+		// The second request's own state now holds second and its output:
+		// send the first's continuation again for the streaming round.
+		complete(first, false)
+	}
+	resp, err := e.ts.Client().Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), fmt.Sprintf("jamba_prompt_tokens_cached_total %d", 2*cached)) {
+		t.Errorf("/metrics does not count %d cached tokens:\n%s", 2*cached, body)
 	}
 }

@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"context"
+	"math"
+	"slices"
+	"testing"
+)
+
+// TestPrefixReuse: a request whose prompt continues the tokens of a
+// finished one starts from that request's state. It reports the prompt
+// tokens it did not compute, and its tokens, log-probabilities and top
+// alternatives are the same bits as on an engine that computes the whole
+// prompt. A prompt that leaves a state's tokens, or that ends where a state
+// ends (its last token must still be computed for its logits), computes
+// everything.
+func TestPrefixReuse(t *testing.T) {
+	type result struct {
+		ids    []int
+		lps    []float32
+		tops   []TokenLogprob
+		cached int
+	}
+	run := func(e *Engine, p []int, n int) result {
+		t.Helper()
+		st, err := e.Submit(context.Background(), Request{Prompt: p, MaxTokens: n, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r result
+		for ev := range st.Events() {
+			if ev.Err != nil {
+				t.Fatal(ev.Err)
+			}
+			if ev.Token >= 0 {
+				r.ids = append(r.ids, ev.Token)
+				r.lps = append(r.lps, ev.Logprob)
+				r.tops = append(r.tops, ev.Top...)
+			}
+		}
+		r.cached = st.CachedTokens()
+		return r
+	}
+	same := func(what string, a, b result) {
+		t.Helper()
+		if !slices.Equal(a.ids, b.ids) {
+			t.Fatalf("%s: tokens %v, without reuse %v", what, a.ids, b.ids)
+		}
+		for i := range a.lps {
+			if math.Float32bits(a.lps[i]) != math.Float32bits(b.lps[i]) {
+				t.Fatalf("%s: token %d log-probability %v, without reuse %v", what, i, a.lps[i], b.lps[i])
+			}
+		}
+		if !slices.Equal(a.tops, b.tops) {
+			t.Fatalf("%s: top alternatives differ", what)
+		}
+	}
+	// Prompts of 40 tokens and more in steps of 16: the reused state was
+	// computed in other chunks than the whole prompt is without reuse.
+	cfg := Config{MaxBatch: 2, StepTokens: 16}
+	reuse := newEngine(t, cfg)
+	cfg.NoPrefixReuse = true
+	fresh := newEngine(t, cfg)
+
+	p := prompt(1, 40)
+	first := run(reuse, p, 12)
+	if first.cached != 0 {
+		t.Fatalf("the first request reused %d tokens", first.cached)
+	}
+	// The next turn: the prompt, the output and more. The last output
+	// token was sampled but never fed, so the state holds one fewer.
+	p2 := slices.Concat(p, first.ids, prompt(2, 10)[1:])
+	got := run(reuse, p2, 12)
+	if want := len(p) + len(first.ids) - 1; got.cached != want {
+		t.Errorf("second turn reused %d tokens, want %d", got.cached, want)
+	}
+	want := run(fresh, p2, 12)
+	if want.cached != 0 {
+		t.Errorf("an engine without reuse reused %d tokens", want.cached)
+	}
+	same("second turn", got, want)
+
+	// Exactly the tokens of the last state: nothing to compute logits from.
+	held := slices.Concat(p2, got.ids[:len(got.ids)-1])
+	r := run(reuse, held, 5)
+	if r.cached != 0 {
+		t.Errorf("a prompt equal to a state's tokens reused %d", r.cached)
+	}
+	same("prompt equal to the state", r, run(fresh, held, 5))
+
+	// A prompt that leaves the state's tokens inside them.
+	off := slices.Clone(held)
+	off[len(p)+3] = (off[len(p)+3] + 1) % 4000
+	off = append(off, 77)
+	r = run(reuse, off, 5)
+	if r.cached != 0 {
+		t.Errorf("a diverging prompt reused %d tokens", r.cached)
+	}
+	same("diverging prompt", r, run(fresh, off, 5))
+
+	if st := reuse.Stats(); st.CachedTokens != uint64(got.cached) {
+		t.Errorf("Stats().CachedTokens = %d, want %d", st.CachedTokens, got.cached)
+	}
+}
+
+// TestPrefixReuseLongest: with several finished states, a request continues
+// the longest one its prompt starts with, while another request runs beside
+// it, and the result is the same as without reuse; a request that matches
+// no state takes a new slot rather than a free one's state while the slots
+// are fewer than MaxBatch.
+func TestPrefixReuseLongest(t *testing.T) {
+	cfg := Config{MaxBatch: 3, StepTokens: 24}
+	reuse := newEngine(t, cfg)
+	cfg.NoPrefixReuse = true
+	fresh := newEngine(t, cfg)
+	a := prompt(3, 30)
+	outA, _ := collect(t, submit(t, fresh, a, 4))
+	b := slices.Concat(a, outA, prompt(4, 20)[1:])
+	// Run both at once, so that b cannot continue a's state: two states,
+	// a+outA[:3] and b+outB[:5], the first a prefix of the second.
+	sa, sb := submit(t, reuse, a, 4), submit(t, reuse, b, 6)
+	collect(t, sa)
+	outB, _ := collect(t, sb)
+	if sb.CachedTokens() != 0 {
+		t.Fatalf("b reused %d tokens while a was running", sb.CachedTokens())
+	}
+	// An unrelated request takes the third slot and leaves both states.
+	collect(t, submit(t, reuse, prompt(5, 50), 3))
+	next := slices.Concat(b, outB, []int{42, 43})
+	other := submit(t, reuse, prompt(6, 50), 20)
+	st := submit(t, reuse, next, 8)
+	got, _ := collect(t, st)
+	collect(t, other)
+	if want := len(b) + len(outB) - 1; st.CachedTokens() != want {
+		t.Errorf("reused %d tokens, want the longer state's %d", st.CachedTokens(), want)
+	}
+	want, _ := collect(t, submit(t, fresh, next, 8))
+	if !slices.Equal(got, want) {
+		t.Errorf("tokens %v, without reuse %v", got, want)
+	}
+}
+
+func submit(t *testing.T, e *Engine, p []int, n int) *Stream {
+	t.Helper()
+	st, err := e.Submit(context.Background(), Request{Prompt: p, MaxTokens: n, IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
