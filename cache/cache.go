@@ -127,6 +127,53 @@ func (s *Seq) CopyFrom(src *Seq) error {
 	return nil
 }
 
+// MambaFloats is the size of every Mamba layer's state together (conv
+// windows and SSM states), in floats: what SaveMamba writes.
+func (s *Seq) MambaFloats() int {
+	n := 0
+	for i, k := range s.shape.Layers {
+		if k == MambaLayer {
+			n += len(s.Layers[i].Conv) + len(s.Layers[i].SSM)
+		}
+	}
+	return n
+}
+
+// SaveMamba copies every Mamba layer's conv window and SSM state, in layer
+// order, into dst (at least MambaFloats long): with the attention layers'
+// first Len tokens, that is the whole state at Len tokens, for Rewind.
+func (s *Seq) SaveMamba(dst []float32) {
+	o := 0
+	for i, k := range s.shape.Layers {
+		if k == MambaLayer {
+			l := &s.Layers[i]
+			o += copy(dst[o:], l.Conv)
+			o += copy(dst[o:], l.SSM)
+		}
+	}
+}
+
+// Rewind returns the state to its first n tokens (n ≤ Len): the attention
+// layers keep the keys and values of n tokens, and the Mamba layers take
+// mamba, which SaveMamba wrote when the sequence held those n tokens.
+func (s *Seq) Rewind(n int, mamba []float32) error {
+	if n < 0 || n > s.Len || len(mamba) < s.MambaFloats() {
+		return fmt.Errorf("cache: rewinding %d tokens to %d with %d floats of Mamba state (need %d)", s.Len, n, len(mamba), s.MambaFloats())
+	}
+	o := 0
+	for i, k := range s.shape.Layers {
+		l := &s.Layers[i]
+		if k == AttentionLayer {
+			l.K, l.V = l.K[:n*s.shape.KVDim], l.V[:n*s.shape.KVDim]
+			continue
+		}
+		o += copy(l.Conv, mamba[o:])
+		o += copy(l.SSM, mamba[o:])
+	}
+	s.Len = n
+	return nil
+}
+
 // Bytes is the memory the state holds now (capacity of K/V included).
 func (s *Seq) Bytes() int64 {
 	var n int64

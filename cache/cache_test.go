@@ -1,6 +1,9 @@
 package cache
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func testShape() Shape {
 	return Shape{Layers: []LayerKind{MambaLayer, AttentionLayer, MambaLayer}, KVDim: 4, Inner: 6, Conv: 3, State: 2}
@@ -92,5 +95,53 @@ func TestReserve(t *testing.T) {
 	s.Reserve(5)
 	if &s.Layers[1].K[0] != before {
 		t.Error("Reserve below the capacity reallocated")
+	}
+}
+
+// TestRewind: SaveMamba at n tokens and Rewind(n) from a longer state give
+// back the state of n tokens: the Mamba layers' saved values and the first n
+// tokens of K and V.
+func TestRewind(t *testing.T) {
+	sh := Shape{Layers: []LayerKind{AttentionLayer, MambaLayer, MambaLayer}, KVDim: 2, Inner: 3, Conv: 2, State: 2}
+	s := New(sh, 0)
+	fill := func(step int) {
+		s.AppendKV(0, []float32{float32(step), -float32(step)}, []float32{float32(10 + step), 1})
+		for _, i := range []int{1, 2} {
+			for j := range s.Layers[i].Conv {
+				s.Layers[i].Conv[j] = float32(100*step + j)
+			}
+			for j := range s.Layers[i].SSM {
+				s.Layers[i].SSM[j] = float32(1000*step + j + i)
+			}
+		}
+		s.Len++
+	}
+	fill(1)
+	fill(2)
+	saved := make([]float32, s.MambaFloats())
+	if len(saved) != 2*(2*3+3*2) {
+		t.Fatalf("MambaFloats = %d", len(saved))
+	}
+	s.SaveMamba(saved)
+	want := s.Clone()
+	fill(3)
+	fill(4)
+	if err := s.Rewind(2, saved); err != nil {
+		t.Fatal(err)
+	}
+	if s.Len != 2 {
+		t.Fatalf("Len %d after Rewind(2)", s.Len)
+	}
+	for i := range s.Layers {
+		a, b := s.Layers[i], want.Layers[i]
+		if !slices.Equal(a.K, b.K) || !slices.Equal(a.V, b.V) || !slices.Equal(a.Conv, b.Conv) || !slices.Equal(a.SSM, b.SSM) {
+			t.Errorf("layer %d after Rewind: %+v, want %+v", i, a, b)
+		}
+	}
+	if err := s.Rewind(3, saved); err == nil {
+		t.Error("rewinding forward was accepted")
+	}
+	if err := s.Rewind(1, saved[:3]); err == nil {
+		t.Error("a short Mamba state was accepted")
 	}
 }

@@ -7,54 +7,64 @@ import (
 	"testing"
 )
 
+// result is one request's output and how many prompt tokens it continued.
+type result struct {
+	ids    []int
+	lps    []float32
+	tops   []TokenLogprob
+	cached int
+}
+
+// runLogprobs runs one greedy request past end-of-sequence with log-
+// probabilities and 3 alternatives.
+func runLogprobs(t *testing.T, e *Engine, p []int, n int) result {
+	t.Helper()
+	st, err := e.Submit(context.Background(), Request{Prompt: p, MaxTokens: n, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	for ev := range st.Events() {
+		if ev.Err != nil {
+			t.Fatal(ev.Err)
+		}
+		if ev.Token >= 0 {
+			r.ids = append(r.ids, ev.Token)
+			r.lps = append(r.lps, ev.Logprob)
+			r.tops = append(r.tops, ev.Top...)
+		}
+	}
+	r.cached = st.CachedTokens()
+	return r
+}
+
+// sameResult fails unless a and b have the same tokens, log-probability
+// bits and alternatives.
+func sameResult(t *testing.T, what string, a, b result) {
+	t.Helper()
+	if !slices.Equal(a.ids, b.ids) {
+		t.Fatalf("%s: tokens %v, without reuse %v", what, a.ids, b.ids)
+	}
+	for i := range a.lps {
+		if math.Float32bits(a.lps[i]) != math.Float32bits(b.lps[i]) {
+			t.Fatalf("%s: token %d log-probability %v, without reuse %v", what, i, a.lps[i], b.lps[i])
+		}
+	}
+	if !slices.Equal(a.tops, b.tops) {
+		t.Fatalf("%s: top alternatives differ", what)
+	}
+}
+
 // TestPrefixReuse: a request whose prompt continues the tokens of a
 // finished one starts from that request's state. It reports the prompt
 // tokens it did not compute, and its tokens, log-probabilities and top
 // alternatives are the same bits as on an engine that computes the whole
 // prompt. A prompt that leaves a state's tokens, or that ends where a state
 // ends (its last token must still be computed for its logits), computes
-// everything.
+// everything here, where every prompt is shorter than the first snapshot.
 func TestPrefixReuse(t *testing.T) {
-	type result struct {
-		ids    []int
-		lps    []float32
-		tops   []TokenLogprob
-		cached int
-	}
-	run := func(e *Engine, p []int, n int) result {
-		t.Helper()
-		st, err := e.Submit(context.Background(), Request{Prompt: p, MaxTokens: n, IgnoreEOS: true, Logprobs: true, TopLogprobs: 3})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r result
-		for ev := range st.Events() {
-			if ev.Err != nil {
-				t.Fatal(ev.Err)
-			}
-			if ev.Token >= 0 {
-				r.ids = append(r.ids, ev.Token)
-				r.lps = append(r.lps, ev.Logprob)
-				r.tops = append(r.tops, ev.Top...)
-			}
-		}
-		r.cached = st.CachedTokens()
-		return r
-	}
-	same := func(what string, a, b result) {
-		t.Helper()
-		if !slices.Equal(a.ids, b.ids) {
-			t.Fatalf("%s: tokens %v, without reuse %v", what, a.ids, b.ids)
-		}
-		for i := range a.lps {
-			if math.Float32bits(a.lps[i]) != math.Float32bits(b.lps[i]) {
-				t.Fatalf("%s: token %d log-probability %v, without reuse %v", what, i, a.lps[i], b.lps[i])
-			}
-		}
-		if !slices.Equal(a.tops, b.tops) {
-			t.Fatalf("%s: top alternatives differ", what)
-		}
-	}
+	run := func(e *Engine, p []int, n int) result { t.Helper(); return runLogprobs(t, e, p, n) }
+	same := func(what string, a, b result) { t.Helper(); sameResult(t, what, a, b) }
 	// Prompts of 40 tokens and more in steps of 16: the reused state was
 	// computed in other chunks than the whole prompt is without reuse.
 	cfg := Config{MaxBatch: 2, StepTokens: 16}
@@ -147,4 +157,47 @@ func submit(t *testing.T, e *Engine, p []int, n int) *Stream {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestPrefixReuseSnapshots: a prompt that shares only part of a finished
+// request's tokens continues from the last Mamba snapshot (every 512
+// tokens here) within the shared part, with the same bits as computing it
+// all; so does a repeated prompt. With SnapshotBytes < 0 only whole states
+// are continued.
+func TestPrefixReuseSnapshots(t *testing.T) {
+	cfg := Config{MaxBatch: 2, StepTokens: 100}
+	reuse := newEngine(t, cfg)
+	cfg.NoPrefixReuse = true
+	fresh := newEngine(t, cfg)
+	cfg.NoPrefixReuse, cfg.SnapshotBytes = false, -1
+	whole := newEngine(t, cfg)
+	if every := reuse.snapEvery(704); every != snapQuantum {
+		t.Fatalf("snapshot spacing %d for 704 tokens, want %d", every, snapQuantum)
+	}
+
+	a := prompt(7, 700)
+	runLogprobs(t, reuse, a, 4)
+	runLogprobs(t, whole, a, 4)
+	// Shares 600 tokens: continues from the snapshot at 512.
+	b := slices.Concat(a[:600], prompt(8, 50)[1:])
+	got := runLogprobs(t, reuse, b, 6)
+	if got.cached != 512 {
+		t.Errorf("a prompt sharing 600 tokens continued %d, want 512", got.cached)
+	}
+	sameResult(t, "shared beginning", got, runLogprobs(t, fresh, b, 6))
+	if r := runLogprobs(t, whole, b, 6); r.cached != 0 {
+		t.Errorf("without snapshots a prompt sharing 600 tokens continued %d", r.cached)
+	}
+	// The same prompt again: its state holds it whole, but its last token
+	// must be computed again, so it continues from the snapshot at 512.
+	got = runLogprobs(t, reuse, b, 6)
+	if got.cached != 512 {
+		t.Errorf("a repeated prompt of %d tokens continued %d, want 512", len(b), got.cached)
+	}
+	sameResult(t, "repeated prompt", got, runLogprobs(t, fresh, b, 6))
+	// Sharing fewer tokens than the first snapshot: nothing to continue.
+	c := slices.Concat(a[:200], prompt(9, 30)[1:])
+	if r := runLogprobs(t, reuse, c, 3); r.cached != 0 {
+		t.Errorf("a prompt sharing 200 tokens continued %d", r.cached)
+	}
 }

@@ -50,6 +50,13 @@ POST /v1/completions and POST /v1/chat/completions (streaming with
 batched continuously: up to --max-batch sequences share every forward pass.
 Without --model it serves the demo model built into the binary.
 
+A finished request's slot keeps its state: a later prompt that extends its
+tokens (the next turn of a conversation) continues from it, and one that
+shares only a beginning continues from the last copy of the Mamba state
+(taken every 512 tokens or more, within --snapshot-mib per slot).
+usage.prompt_tokens_details.cached_tokens reports the tokens not computed
+again; the output is the same bits either way.
+
 It binds to loopback unless --addr says otherwise; binding another address
 needs --api-key (or --api-key-file) or --insecure-no-auth. SIGINT or
 SIGTERM drains: /health turns 503, new requests are refused, running ones
@@ -71,6 +78,8 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	maxBatch := fs.Int("max-batch", 8, "sequences served at once (slots), each with its own cache")
 	queue := fs.Int("queue", 64, "requests that may wait for a slot; more are answered 429")
 	ctxLen := fs.Int("context", 0, fmt.Sprintf("tokens per sequence, prompt and output (default: the model's max_position_embeddings, at most %d)", defaultContextCap))
+	noReuse := fs.Bool("no-prefix-reuse", false, "compute every prompt whole, never continuing a finished request's state")
+	snapMiB := fs.Int("snapshot-mib", 64, "memory per slot for copies of the Mamba state taken along each request, for prompts that share only a beginning (0: none)")
 	stepTokens := fs.Int("step-tokens", 512, "tokens per batch step: decode tokens first, then prompt chunks (bounds how long a new prompt delays running streams)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "limit on one generation request (0: none)")
 	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "limit on each write to a client; a client that stops reading is cut off")
@@ -192,7 +201,8 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		if c == 0 {
 			c = min(m.Config.MaxPositionEmbeddings, defaultContextCap)
 		}
-		eng, err = engine.New(m, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch)})
+		eng, err = engine.New(m, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch),
+			NoPrefixReuse: *noReuse, SnapshotBytes: snapshotBytes(*snapMiB)})
 		if err != nil {
 			hs.Close()
 			m.Close()
@@ -327,4 +337,13 @@ func serveTokenizer(dir, path string, log *slog.Logger) (*tokenizer.Tokenizer, e
 	}
 	data, _ := demo.File("tokenizer.json")
 	return tokenizer.LoadBytes(data, nil)
+}
+
+// snapshotBytes turns --snapshot-mib into engine.Config.SnapshotBytes,
+// where 0 is the default and a negative value means none.
+func snapshotBytes(mib int) int64 {
+	if mib <= 0 {
+		return -1
+	}
+	return int64(mib) << 20
 }
