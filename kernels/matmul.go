@@ -294,6 +294,8 @@ type scratch struct {
 	acc   []float32 // partial sums: tokenBlock × panelRows × 8
 	out   []float32 // the outputs of 3 tokens for a panel of fewer than panelRows rows
 	tot   []float64 // int8 weights: exact sums of 3 tokens × a chunk of rows
+	// scores are Attention's attention weights of one query and head.
+	scores []float32
 }
 
 func newScratch() *scratch { return &scratch{} }

@@ -41,6 +41,7 @@ type pool struct {
 	scratch []*scratch    // per thread
 	matmul  matMulTask    // reused by MatMul
 	scan    scanTask      // reused by ScanSeq
+	attn    attnTask      // reused by Attention
 	xq      xQuant        // MatMul's int16 copy of x for int8 weights
 }
 

@@ -50,7 +50,7 @@ type Workspace struct {
 	caches    []*cache.Seq // the state of each sequence of the current call
 
 	h, xn, mix, headIn                     []float32
-	q, k, v, att, scores                   []float32
+	q, k, v, att                           []float32
 	xz, z, xc, dbc, dtn, delta, bBuf, cBuf []float32
 	y                                      []float32
 	gate, up, ffOut                        []float32
@@ -255,42 +255,15 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches
 	kernels.MatMul(v, xn, total, a.V)
 	att := grow(&ws.att, total*qd)
 	scale := float32(1 / math.Sqrt(float64(hd)))
-	group := nH / nKV
 	for s := 0; s < nseq; s++ {
 		r0, r1 := ws.seqStart[s], ws.seqStart[s+1]
 		cs := caches[s]
 		past := cs.Len
 		cs.AppendKV(li, k[r0*kvd:r1*kvd], v[r0*kvd:r1*kvd])
 		K, Vc := cs.Layers[li].K, cs.Layers[li].V
-		// Sized to the cache capacity so that decode steps do not regrow it.
-		scores := grow(&ws.scores, max(past+r1-r0, cap(K)/kvd))
-		for t := 0; t < r1-r0; t++ {
-			n := past + t + 1 // keys visible to this query
-			row := (r0 + t) * qd
-			for hh := 0; hh < nH; hh++ {
-				g := hh / group
-				qv := q[row+hh*hd : row+(hh+1)*hd]
-				sc := scores[:n]
-				mx := float32(math.Inf(-1))
-				for j := 0; j < n; j++ {
-					sv := kernels.Dot(qv, K[j*kvd+g*hd:j*kvd+(g+1)*hd]) * scale
-					sc[j] = sv
-					mx = max(mx, sv)
-				}
-				var sum float32
-				for j := range sc {
-					e := float32(math.Exp(float64(sc[j] - mx)))
-					sc[j] = e
-					sum += e
-				}
-				o := att[row+hh*hd : row+(hh+1)*hd]
-				clear(o)
-				inv := 1 / sum
-				for j := 0; j < n; j++ {
-					kernels.Axpy(sc[j]*inv, Vc[j*kvd+g*hd:j*kvd+(g+1)*hd], o)
-				}
-			}
-		}
+		// Score buffers sized to the cache capacity, so that decode steps
+		// do not regrow them.
+		kernels.Attention(att[r0*qd:r1*qd], q[r0*qd:r1*qd], K, Vc, r1-r0, past, nH, nKV, hd, scale, cap(K)/kvd)
 	}
 	kernels.MatMul(out, att, total, a.O)
 }

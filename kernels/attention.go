@@ -1,0 +1,118 @@
+package kernels
+
+import "math"
+
+// Attention computes causal grouped-query attention without positional
+// encoding, as Jamba's attention layers do, for T new queries of one
+// sequence whose keys and values hold past earlier tokens followed by the
+// T new ones:
+//
+//	out[t,h] = Σ_{j ≤ past+t} softmax_j(scale · q[t,h]·K[j,g]) · V[j,g],  g = h/(nH/nKV)
+//
+// q and out are [T][nH·hd], K and V [past+T][nKV·hd]. Every (query, head)
+// pair is computed on one thread, in the same order whatever T, the other
+// queries and the thread count, so a query's output has the same bits
+// computed alone or with others (chunked prefill, batched serving). The
+// pairs are shared among the threads. maxKeys sizes each thread's score
+// buffer on first use (past+T at least; the cache capacity keeps decode
+// steps from regrowing it).
+func Attention(out, q, K, V []float32, T, past, nH, nKV, hd int, scale float32, maxKeys int) {
+	if T == 0 || nH == 0 {
+		return
+	}
+	qd, kvd := nH*hd, nKV*hd
+	n := past + T
+	if len(q) < T*qd || len(out) < T*qd || len(K) < n*kvd || len(V) < n*kvd || nKV == 0 || nH%nKV != 0 {
+		panic("kernels: Attention: operands too short or heads not grouped evenly")
+	}
+	p := lockPool()
+	defer p.mu.Unlock()
+	for _, s := range p.scratch[:p.threads] {
+		if need := max(n, maxKeys); cap(s.scores) < need {
+			s.scores = make([]float32, need)
+		}
+	}
+	t := &p.attn
+	*t = attnTask{out: out, q: q, K: K, V: V, T: T, past: past, nH: nH, group: nH / nKV, hd: hd, scale: scale}
+	units := T * nH
+	t.chunk = max(1, units/(16*p.threads))
+	t.nchunks = (units + t.chunk - 1) / t.chunk
+	// Work: a dot product and an axpy of hd per visible key and head.
+	p.run(t, t.nchunks, 4*nH*hd*(T*past+T*(T+1)/2))
+	*t = attnTask{}
+}
+
+// attnTask is Attention split by (query, head) pairs.
+type attnTask struct {
+	taskCounter
+	out, q, K, V       []float32
+	T, past, nH, group int
+	hd                 int
+	scale              float32
+	chunk, nchunks     int
+}
+
+func (a *attnTask) do(thread int) {
+	sc := thePool.scratch[thread].scores
+	hd, qd, kvd := a.hd, a.nH*a.hd, a.nH/a.group*a.hd
+	for {
+		i := a.next(a.nchunks)
+		if i < 0 {
+			return
+		}
+		for u := i * a.chunk; u < min((i+1)*a.chunk, a.T*a.nH); u++ {
+			t, h := u/a.nH, u%a.nH
+			g := h / a.group
+			n := a.past + t + 1
+			qv := a.q[t*qd+h*hd : t*qd+(h+1)*hd]
+			s := sc[:n]
+			for j := range s {
+				k := j*kvd + g*hd
+				s[j] = dot(qv, a.K[k:k+hd]) * a.scale
+			}
+			inv := 1 / expSubSum(s, maxOf(s))
+			o := a.out[t*qd+h*hd : t*qd+(h+1)*hd]
+			clear(o)
+			for j, w := range s {
+				k := j*kvd + g*hd
+				axpy(w*inv, a.V[k:k+hd], o)
+			}
+		}
+	}
+}
+
+// AttentionGeneric is the plain reference of Attention: float64 softmax,
+// one query and head at a time.
+func AttentionGeneric(out, q, K, V []float32, T, past, nH, nKV, hd int, scale float32) {
+	qd, kvd, group := nH*hd, nKV*hd, nH/nKV
+	for t := range T {
+		n := past + t + 1
+		for h := range nH {
+			g := h / group
+			qv := q[t*qd+h*hd : t*qd+(h+1)*hd]
+			s := make([]float64, n)
+			mx := -1e300
+			for j := range s {
+				k := j*kvd + g*hd
+				s[j] = float64(DotGeneric(qv, K[k:k+hd])) * float64(scale)
+				mx = max(mx, s[j])
+			}
+			var sum float64
+			for j := range s {
+				s[j] = math.Exp(s[j] - mx)
+				sum += s[j]
+			}
+			o := out[t*qd+h*hd : t*qd+(h+1)*hd]
+			acc := make([]float64, hd)
+			for j, w := range s {
+				k := j*kvd + g*hd
+				for d := range hd {
+					acc[d] += w / sum * float64(V[k+d])
+				}
+			}
+			for d := range hd {
+				o[d] = float32(acc[d])
+			}
+		}
+	}
+}

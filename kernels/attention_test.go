@@ -1,0 +1,79 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"testing"
+)
+
+// attnShapes are (T, past, nH, nKV, hd): one head, groups of 1 to 4 heads,
+// head sizes off the vector width, decode (T = 1) after long and empty
+// pasts, prefill chunks after a past.
+var attnShapes = [][5]int{
+	{1, 0, 1, 1, 1}, {5, 0, 4, 2, 13}, {3, 17, 6, 3, 20}, {1, 100, 8, 2, 128}, {9, 7, 2, 1, 33}, {40, 0, 4, 1, 64},
+}
+
+// TestAttention compares Attention with the float64 reference on random
+// inputs, and checks that writes stay inside out.
+func TestAttention(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, sh := range attnShapes {
+			T, past, nH, nKV, hd := sh[0], sh[1], sh[2], sh[3], sh[4]
+			name := fmt.Sprintf("T=%d past=%d heads=%d/%d hd=%d", T, past, nH, nKV, hd)
+			q, _ := guarded(r, T*nH*hd, 1)
+			K, _ := guarded(r, (past+T)*nKV*hd, 2)
+			V, _ := guarded(r, (past+T)*nKV*hd, 3)
+			out, check := guarded(r, T*nH*hd, 5)
+			want := make([]float32, len(out))
+			// Scores of a few units (q, k in [-1, 1], scale 4/sqrt(hd)), so
+			// that the softmax is far from uniform.
+			scale := float32(4 / math.Sqrt(float64(hd)))
+			Attention(out, q, K, V, T, past, nH, nKV, hd, scale, 0)
+			AttentionGeneric(want, q, K, V, T, past, nH, nKV, hd, scale)
+			check(t)
+			// Outputs are convex combinations of values in [-1, 1]: float32
+			// dot products of up to 128 terms, an exp within 2 ulp and
+			// float32 sums of weights err by about 1e-6; 1e-5 leaves a
+			// margin of ten.
+			for i := range out {
+				if d := math.Abs(float64(out[i] - want[i])); !(d <= 1e-5) {
+					t.Fatalf("%s: out[%d] = %v, reference %v", name, i, out[i], want[i])
+				}
+			}
+		}
+	})
+}
+
+// TestAttentionInvariant: a query's output has the same bits computed with
+// the other queries of its chunk, one at a time as decoding does, and on
+// one thread or two.
+func TestAttentionInvariant(t *testing.T) {
+	r := newRand(t)
+	// Large enough (about 1M multiply-adds) for the pool to use every thread.
+	const T, past, nH, nKV, hd = 23, 30, 4, 2, 64
+	q, _ := guarded(r, T*nH*hd, 0)
+	K, _ := guarded(r, (past+T)*nKV*hd, 0)
+	V, _ := guarded(r, (past+T)*nKV*hd, 0)
+	qd := nH * hd
+	all := make([]float32, T*qd)
+	Attention(all, q, K, V, T, past, nH, nKV, hd, 0.3, 64)
+	for tt := range T {
+		one := make([]float32, qd)
+		Attention(one, q[tt*qd:(tt+1)*qd], K, V, 1, past+tt, nH, nKV, hd, 0.3, 64)
+		for i, v := range one {
+			if math.Float32bits(v) != math.Float32bits(all[tt*qd+i]) {
+				t.Fatalf("query %d alone: out[%d] = %v, in a chunk %v", tt, i, v, all[tt*qd+i])
+			}
+		}
+	}
+	defer SetThreads(Threads())
+	SetThreads(1)
+	single := make([]float32, T*qd)
+	Attention(single, q, K, V, T, past, nH, nKV, hd, 0.3, 64)
+	for i, v := range single {
+		if math.Float32bits(v) != math.Float32bits(all[i]) {
+			t.Fatalf("one thread: out[%d] = %v, two threads %v", i, v, all[i])
+		}
+	}
+}
