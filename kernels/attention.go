@@ -66,17 +66,12 @@ func (a *attnTask) do(thread int) {
 			n := a.past + t + 1
 			qv := a.q[t*qd+h*hd : t*qd+(h+1)*hd]
 			s := sc[:n]
-			for j := range s {
-				k := j*kvd + g*hd
-				s[j] = dot(qv, a.K[k:k+hd]) * a.scale
-			}
-			inv := 1 / expSubSum(s, maxOf(s))
+			matVecStrided(s, a.K[g*hd:], kvd, qv)
+			scale(s, a.scale)
+			scale(s, 1/expSubSum(s, maxOf(s)))
 			o := a.out[t*qd+h*hd : t*qd+(h+1)*hd]
 			clear(o)
-			for j, w := range s {
-				k := j*kvd + g*hd
-				axpy(w*inv, a.V[k:k+hd], o)
-			}
+			weightedSum(o, a.V[g*hd:], kvd, s)
 		}
 	}
 }

@@ -77,3 +77,51 @@ func TestAttentionInvariant(t *testing.T) {
 		}
 	}
 }
+
+// TestWeightedSumAndStridedMatVec: the two building blocks of Attention give
+// the bits of their definitions (axpy per key; the matrix-vector product of
+// the rows packed together) for rows ld floats apart, on lengths around the vector widths, and
+// write nothing outside their outputs.
+func TestWeightedSumAndStridedMatVec(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, C := range lengths {
+			for _, keys := range []int{0, 1, 3, 17} {
+				ld := C + 5
+				w, _ := guarded(r, max(0, (keys-1)*ld+C), 1)
+				p, _ := guarded(r, keys, 2)
+				o, check := guarded(r, C, 3)
+				want := clone(o)
+				for j := range keys {
+					axpy(p[j], w[j*ld:j*ld+C], want)
+				}
+				weightedSum(o, w, ld, p)
+				check(t)
+				for i := range o {
+					if math.Float32bits(o[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("weightedSum C=%d keys=%d: o[%d] = %v, axpy per key %v", C, keys, i, o[i], want[i])
+					}
+				}
+				if C == 0 || keys == 0 {
+					continue
+				}
+				x, _ := guarded(r, C, 4)
+				y, checkY := guarded(r, keys, 5)
+				matVecStrided(y, w, ld, x)
+				checkY(t)
+				// The same rows packed: the matrix-vector product's bits.
+				packed := &Matrix{Rows: keys, Cols: C, DType: F32, F32: make([]float32, keys*C)}
+				for j := range keys {
+					copy(packed.F32[j*C:(j+1)*C], w[j*ld:j*ld+C])
+				}
+				rows := make([]float32, keys)
+				matVecRows(rows, packed, x, 0, keys)
+				for j := range keys {
+					if math.Float32bits(y[j]) != math.Float32bits(rows[j]) {
+						t.Fatalf("matVecStrided C=%d keys=%d: y[%d] = %v, packed rows %v", C, keys, j, y[j], rows[j])
+					}
+				}
+			}
+		}
+	})
+}

@@ -190,3 +190,31 @@ func BenchmarkScan(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAttention times Attention on jamba-small's heads (8 query heads,
+// 2 key-value heads of 128): a decode step at 8K tokens of context and a
+// 512-token prefill chunk after 3584 tokens. GFLOP/s count the score and
+// the weighted-sum multiply-adds (4·hd flops per visible key and head).
+func BenchmarkAttention(b *testing.B) {
+	const nH, nKV, hd = 8, 2, 128
+	for _, c := range []struct{ T, past int }{{1, 8191}, {512, 3584}} {
+		b.Run(fmt.Sprintf("T=%d/past=%d", c.T, c.past), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 2))
+			n := c.past + c.T
+			rnd := func(k int) []float32 {
+				v := make([]float32, k)
+				for i := range v {
+					v[i] = r.Float32()*2 - 1
+				}
+				return v
+			}
+			q, K, V := rnd(c.T*nH*hd), rnd(n*nKV*hd), rnd(n*nKV*hd)
+			out := make([]float32, c.T*nH*hd)
+			keys := float64(c.T*c.past + c.T*(c.T+1)/2)
+			for b.Loop() {
+				Attention(out, q, K, V, c.T, c.past, nH, nKV, hd, 0.09, n)
+			}
+			b.ReportMetric(4*hd*nH*keys*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

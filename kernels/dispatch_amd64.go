@@ -314,3 +314,44 @@ func quantI16(q []int16, x []float32, s float32) {
 	}
 	quantI16Generic(q[n:], x[n:], s)
 }
+
+// matVecStrided sets y[i] = W[i,:]·x for the len(y) rows of W that start
+// ld floats apart in w, len(x) columns each, in the dot order (the bits
+// MatMul gives for those rows).
+func matVecStrided(y, w []float32, ld int, x []float32) {
+	rows, C := len(y), len(x)
+	n := C &^ 7
+	if !useAVX2 || n == 0 || rows == 0 {
+		matVecStridedGeneric(y, w, ld, x)
+		return
+	}
+	_ = w[(rows-1)*ld+C-1]
+	matVecF32AVX2(&y[0], &w[0], &x[0], rows, n, ld)
+	if n < C {
+		// The dot order's tail: the last C%8 products summed on their own.
+		for i := range y {
+			row := Matrix{Rows: 1, Cols: C, DType: F32, F32: w[i*ld : i*ld+C]}
+			y[i] = dotTail(&row, 0, x, n) + y[i]
+		}
+	}
+}
+
+// weightedSum adds Σ_j p[j]·W[j,:] to o, for the len(p) rows of W that start
+// ld floats apart in w, len(o) columns each: for every element, key by key
+// in order, the same operations as len(p) calls of axpy.
+func weightedSum(o, w []float32, ld int, p []float32) {
+	C := len(o)
+	if len(p) == 0 || C == 0 {
+		return
+	}
+	_ = w[(len(p)-1)*ld+C-1]
+	n := vecLen(C)
+	if n > 0 {
+		weightedSumAVX2(&o[0], &w[0], &p[0], len(p), n, ld)
+	}
+	if n < C {
+		for j, pj := range p {
+			AxpyGeneric(pj, w[j*ld+n:j*ld+C], o[n:])
+		}
+	}
+}

@@ -51,3 +51,7 @@ func pack4(dst []float32, w *Matrix, r, k0, kc int) { panic("kernels: no assembl
 func gemmTile(y []float32, ldy int, acc, x []float32, ldx int, p []float32, nt, quads, kc, mode int) {
 	panic("kernels: no assembly")
 }
+
+func matVecStrided(y, w []float32, ld int, x []float32) { matVecStridedGeneric(y, w, ld, x) }
+
+func weightedSum(o, w []float32, ld int, p []float32) { weightedSumGeneric(o, w, ld, p) }

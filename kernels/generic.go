@@ -331,3 +331,19 @@ func forceGeneric() (restore func()) {
 	useAVX2 = false
 	return func() { useAVX2 = old }
 }
+
+// matVecStridedGeneric is matVecStrided in plain Go, in the dot order.
+func matVecStridedGeneric(y, w []float32, ld int, x []float32) {
+	C := len(x)
+	for i := range y {
+		row := Matrix{Rows: 1, Cols: C, DType: F32, F32: w[i*ld : i*ld+C]}
+		y[i] = rowDot(&row, 0, x)
+	}
+}
+
+// weightedSumGeneric is weightedSum in plain Go.
+func weightedSumGeneric(o, w []float32, ld int, p []float32) {
+	for j, pj := range p {
+		AxpyGeneric(pj, w[j*ld:j*ld+len(o)], o)
+	}
+}

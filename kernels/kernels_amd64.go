@@ -23,6 +23,21 @@ func dotAVX2(a *float32, b *float32, n int) float32
 //go:noescape
 func axpyAVX2(alpha float32, x *float32, y *float32, n int)
 
+// weightedSumAVX2 adds to o[:n] the rows of v weighted by p, key by key in
+// order for each element (the same fused multiply-adds as keys calls of
+// axpyAVX2); row j starts ld floats after row j-1; n is a multiple of 8:
+//
+//	for j := 0; j < keys; j++ {
+//		for i := 0; i < n; i++ {
+//			o[i] += p[j] * v[j*ld+i]
+//		}
+//	}
+//
+// It keeps 64 columns of o in registers while it runs over the keys.
+//
+//go:noescape
+func weightedSumAVX2(o *float32, v *float32, p *float32, keys int, n int, ld int)
+
 // sumAVX2 returns the sum of x[:n]; n is a multiple of 32. It reads x in
 // 4 interleaved vector partial sums, to measure read bandwidth:
 //

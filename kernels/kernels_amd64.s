@@ -247,6 +247,92 @@ done:
 	VZEROUPPER
 	RET
 
+// func weightedSumAVX2(o *float32, v *float32, p *float32, keys int, n int, ld int)
+// Requires: AVX, FMA3
+TEXT ·weightedSumAVX2(SB), NOSPLIT, $0-48
+	MOVQ o+0(FP), AX
+	MOVQ v+8(FP), CX
+	MOVQ p+16(FP), DX
+	MOVQ keys+24(FP), BX
+	MOVQ n+32(FP), SI
+	MOVQ ld+40(FP), DI
+	SHLQ $0x02, DI
+
+wide:
+	CMPQ    SI, $0x40
+	JL      narrow
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS 64(AX), Y2
+	VMOVUPS 96(AX), Y3
+	VMOVUPS 128(AX), Y4
+	VMOVUPS 160(AX), Y5
+	VMOVUPS 192(AX), Y6
+	VMOVUPS 224(AX), Y7
+	MOVQ    CX, R8
+	MOVQ    DX, R9
+	MOVQ    BX, R10
+
+widekeys:
+	TESTQ        R10, R10
+	JZ           widestore
+	VBROADCASTSS (R9), Y8
+	VFMADD231PS  (R8), Y8, Y0
+	VFMADD231PS  32(R8), Y8, Y1
+	VFMADD231PS  64(R8), Y8, Y2
+	VFMADD231PS  96(R8), Y8, Y3
+	VFMADD231PS  128(R8), Y8, Y4
+	VFMADD231PS  160(R8), Y8, Y5
+	VFMADD231PS  192(R8), Y8, Y6
+	VFMADD231PS  224(R8), Y8, Y7
+	ADDQ         DI, R8
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JMP          widekeys
+
+widestore:
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y3, 96(AX)
+	VMOVUPS Y4, 128(AX)
+	VMOVUPS Y5, 160(AX)
+	VMOVUPS Y6, 192(AX)
+	VMOVUPS Y7, 224(AX)
+	ADDQ    $0x00000100, AX
+	ADDQ    $0x00000100, CX
+	SUBQ    $0x00000040, SI
+	JMP     wide
+
+narrow:
+	CMPQ    SI, $0x08
+	JL      done
+	VMOVUPS (AX), Y0
+	MOVQ    CX, R8
+	MOVQ    DX, R9
+	MOVQ    BX, R10
+
+narrowkeys:
+	TESTQ        R10, R10
+	JZ           narrowstore
+	VBROADCASTSS (R9), Y8
+	VFMADD231PS  (R8), Y8, Y0
+	ADDQ         DI, R8
+	ADDQ         $0x04, R9
+	DECQ         R10
+	JMP          narrowkeys
+
+narrowstore:
+	VMOVUPS Y0, (AX)
+	ADDQ    $0x00000020, AX
+	ADDQ    $0x00000020, CX
+	SUBQ    $0x00000008, SI
+	JMP     narrow
+
+done:
+	VZEROUPPER
+	RET
+
 // func sumAVX2(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·sumAVX2(SB), NOSPLIT, $0-20

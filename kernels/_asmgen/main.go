@@ -25,6 +25,7 @@ func main() {
 
 	genDot()
 	genAxpy()
+	genWeightedSum()
 	genSum()
 	genSumSq()
 	genScaleMul()
@@ -199,6 +200,77 @@ func genAxpy() {
 	ADDQ(U8(32), y.Base)
 	SUBQ(U8(8), n)
 	JMP(LabelRef("loop8"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genWeightedSum() {
+	TEXT("weightedSumAVX2", NOSPLIT, "func(o, v, p *float32, keys, n, ld int)")
+	Pragma("noescape")
+	Doc(
+		"weightedSumAVX2 adds to o[:n] the rows of v weighted by p, key by key in",
+		"order for each element (the same fused multiply-adds as keys calls of",
+		"axpyAVX2); row j starts ld floats after row j-1; n is a multiple of 8:",
+		"",
+		"\tfor j := 0; j < keys; j++ {",
+		"\t\tfor i := 0; i < n; i++ {",
+		"\t\t\to[i] += p[j] * v[j*ld+i]",
+		"\t\t}",
+		"\t}",
+		"",
+		"It keeps 64 columns of o in registers while it runs over the keys.",
+	)
+	o := Load(Param("o"), GP64())
+	v := Load(Param("v"), GP64())
+	p := Load(Param("p"), GP64())
+	keys := Load(Param("keys"), GP64())
+	n := Load(Param("n"), GP64())
+	ld := Load(Param("ld"), GP64())
+	SHLQ(U8(2), ld)
+	acc := make([]VecVirtual, 8)
+	for i := range acc {
+		acc[i] = YMM()
+	}
+	b := YMM()
+	vp, pp, j := GP64(), GP64(), GP64()
+	// pass runs over the keys for w accumulators of 8 columns.
+	pass := func(name string, w int) {
+		for i := 0; i < w; i++ {
+			VMOVUPS(Mem{Base: o}.Offset(32*i), acc[i])
+		}
+		MOVQ(v, vp)
+		MOVQ(p, pp)
+		MOVQ(keys, j)
+		Label(name + "keys")
+		TESTQ(j, j)
+		JZ(LabelRef(name + "store"))
+		VBROADCASTSS(Mem{Base: pp}, b)
+		for i := 0; i < w; i++ {
+			VFMADD231PS(Mem{Base: vp}.Offset(32*i), b, acc[i])
+		}
+		ADDQ(ld, vp)
+		ADDQ(U8(4), pp)
+		DECQ(j)
+		JMP(LabelRef(name + "keys"))
+		Label(name + "store")
+		for i := 0; i < w; i++ {
+			VMOVUPS(acc[i], Mem{Base: o}.Offset(32*i))
+		}
+		ADDQ(U32(32*w), o)
+		ADDQ(U32(32*w), v)
+		SUBQ(U32(8*w), n)
+	}
+	Label("wide")
+	CMPQ(n, U8(64))
+	JL(LabelRef("narrow"))
+	pass("wide", 8)
+	JMP(LabelRef("wide"))
+	Label("narrow")
+	CMPQ(n, U8(8))
+	JL(LabelRef("done"))
+	pass("narrow", 1)
+	JMP(LabelRef("narrow"))
 	Label("done")
 	VZEROUPPER()
 	RET()
