@@ -205,6 +205,8 @@ func (l *Loader) Next() [][]int {
 			l.prepare()
 		}
 		if l.lines != nil {
+			// Every epoch has a row: SetLines found a non-blank line, and
+			// every file with one starts a row (grid).
 			rows[i] = l.lines.row(l.refs[l.perm[l.Pos]], l.Seq)
 			l.Pos++
 			continue
@@ -299,8 +301,12 @@ func (l *Loader) SetLines(texts []string, enc Encoder, sep int) error {
 		}
 		lr.starts[i] = st
 	}
-	if total == 0 || len(l.Tokens) == 0 {
-		return errors.New("train: data: no text to cut line rows from")
+	lines := 0
+	for _, st := range lr.starts {
+		lines += len(st)
+	}
+	if lines == 0 || len(l.Tokens) == 0 {
+		return errors.New("train: data: no line with anything but white space to start a row at")
 	}
 	// A row holds Seq-1 tokens of text after BOS; spacing the grid by that
 	// many tokens' worth of bytes makes an epoch about as long as the stream.
@@ -311,12 +317,22 @@ func (l *Loader) SetLines(texts []string, enc Encoder, sep int) error {
 }
 
 // grid returns the rows of one epoch: for every file, the first line start
-// at or after each of off, off+spacing, off+2·spacing, … (each line once).
+// at or after each of off, off+spacing, off+2·spacing, … (each line once);
+// a file where none falls (no line starts at or after off) starts one row
+// at its first line, so that every file with a non-blank line has a row in
+// every epoch.
 func (r *lineRows) grid(off int) []lineRef {
 	var refs []lineRef
 	for f, st := range r.starts {
+		if len(st) == 0 {
+			continue
+		}
 		j := 0
-		for g := off; g < len(r.texts[f]) && j < len(st); g += r.spacing {
+		g0 := off
+		if int(st[len(st)-1]) < off {
+			g0 = 0
+		}
+		for g := g0; g < len(r.texts[f]) && j < len(st); g += r.spacing {
 			for j < len(st) && int(st[j]) < g {
 				j++
 			}

@@ -138,6 +138,30 @@ func TestLineRows(t *testing.T) {
 	if shifted < len(a.refs)/2 {
 		t.Errorf("epoch 1 reuses %d of %d row starts of epoch 0", len(a.refs)-shifted, len(a.refs))
 	}
+	// Files shorter than the grid's spacing: each still starts a row in
+	// every epoch, whatever the epoch's offset.
+	small := []string{"a := 1\n", "\n\tb()\n", "// c\nd\n", "x"}
+	sl, err := NewLoader(TokenizeTexts(small, tok, eos), 4, 2, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sl.SetLines(small, tok, eos); err != nil {
+		t.Fatal(err)
+	}
+	for e := range 6 {
+		sl.Epoch, sl.Pos = e, 0
+		sl.prepare()
+		files := map[int32]bool{}
+		for _, ref := range sl.refs {
+			files[ref.file] = true
+		}
+		if len(files) != len(small) {
+			t.Errorf("epoch %d: rows from %d of %d files (%v)", e, len(files), len(small), sl.refs)
+		}
+	}
+	if err := sl.SetLines([]string{" \n\t\n"}, tok, eos); err == nil {
+		t.Error("white space alone was accepted for line rows")
+	}
 	// A run with line rows and no texts stops with an error, not a panic.
 	cfg := tinyConfig(t, nil)
 	o := trainOpts()
@@ -153,4 +177,44 @@ func TestLineRows(t *testing.T) {
 	if err := o.Validate(); err == nil {
 		t.Error(`rows "words" was accepted`)
 	}
+}
+
+// FuzzLineRows: line rows over arbitrary text (any bytes, any line
+// structure) never panic, and every row starts with BOS, holds at most seq
+// tokens, all in the vocabulary, and comes from a line start.
+func FuzzLineRows(f *testing.F) {
+	for _, s := range []string{"", "\n\n\n", "a", "func f() {\n\treturn\n}\n", "\xff\xfe\n\t\t\n日本語\n", strings.Repeat("x", 3000)} {
+		f.Add(s, "second file\n", uint8(8))
+	}
+	tok, err := tokenizer.Load(testutil.Fixture(f, "tokenizers/gostd/tokenizer.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	bos, _ := tok.BOS()
+	eos, _ := tok.EOS()
+	V := tok.VocabSize()
+	f.Fuzz(func(t *testing.T, a, b string, seqByte uint8) {
+		seq := 2 + int(seqByte)%64
+		texts := []string{a, b}
+		stream := TokenizeTexts(texts, tok, eos)
+		l, err := NewLoader(stream, seq, 3, 1)
+		if err != nil {
+			return // fewer tokens than a row
+		}
+		if err := l.SetLines(texts, tok, eos); err != nil {
+			return
+		}
+		for range 2 * max(1, l.RowsPerEpoch()) / 3 {
+			for _, row := range l.Next() {
+				if len(row) == 0 || len(row) > seq || row[0] != bos {
+					t.Fatalf("row %v (seq %d)", row, seq)
+				}
+				for _, id := range row {
+					if id < 0 || id >= V {
+						t.Fatalf("id %d outside the vocabulary", id)
+					}
+				}
+			}
+		}
+	})
 }
