@@ -1,12 +1,18 @@
 // Package cache holds the per-sequence state of a hybrid Jamba model: keys
 // and values for attention layers, and the causal-conv window and SSM state
-// for Mamba layers. It does no arithmetic beyond copying.
+// for Mamba layers. It does no arithmetic beyond copying (and rounding keys
+// and values to bfloat16 when the shape asks for it).
 //
 // Attention state grows with the sequence; Mamba state has a fixed size, so
 // a Jamba sequence needs far less memory than a pure Transformer's.
 package cache
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+
+	"github.com/jamba-go/jamba/kernels"
+)
 
 // Shape describes the state a model needs per sequence.
 type Shape struct {
@@ -15,6 +21,9 @@ type Shape struct {
 	Inner  int         // Mamba inner width Di
 	Conv   int         // conv window kept: d_conv − 1 previous inputs
 	State  int         // SSM state size N
+	// KVBF16 stores keys and values in bfloat16 (K16, V16: half the
+	// memory) instead of float32 (K, V).
+	KVBF16 bool
 }
 
 // LayerKind says which state a layer keeps.
@@ -28,8 +37,10 @@ const (
 // Layer is the state of one decoder layer of one sequence.
 type Layer struct {
 	// Attention layers: K and V hold Len tokens of KVDim floats each,
-	// token-major ([t][head][dim]); their capacity may exceed Len.
-	K, V []float32
+	// token-major ([t][head][dim]); their capacity may exceed Len. With
+	// Shape.KVBF16, K16 and V16 hold them instead, rounded to bfloat16.
+	K, V     []float32
+	K16, V16 []uint16
 	// Mamba layers: Conv holds the last Conv raw conv inputs ([j][Di], oldest
 	// first, zeros before the sequence start); SSM holds h ([Di][N]).
 	Conv, SSM []float32
@@ -51,8 +62,13 @@ func New(shape Shape, capacity int) *Seq {
 	for i, k := range shape.Layers {
 		switch k {
 		case AttentionLayer:
-			s.Layers[i].K = make([]float32, 0, capacity*shape.KVDim)
-			s.Layers[i].V = make([]float32, 0, capacity*shape.KVDim)
+			if shape.KVBF16 {
+				s.Layers[i].K16 = make([]uint16, 0, capacity*shape.KVDim)
+				s.Layers[i].V16 = make([]uint16, 0, capacity*shape.KVDim)
+			} else {
+				s.Layers[i].K = make([]float32, 0, capacity*shape.KVDim)
+				s.Layers[i].V = make([]float32, 0, capacity*shape.KVDim)
+			}
 		case MambaLayer:
 			s.Layers[i].Conv = make([]float32, shape.Conv*shape.Inner)
 			s.Layers[i].SSM = make([]float32, shape.Inner*shape.State)
@@ -70,6 +86,7 @@ func (s *Seq) Reset() {
 	for i := range s.Layers {
 		l := &s.Layers[i]
 		l.K, l.V = l.K[:0], l.V[:0]
+		l.K16, l.V16 = l.K16[:0], l.V16[:0]
 		clear(l.Conv)
 		clear(l.SSM)
 	}
@@ -82,11 +99,20 @@ func (s *Seq) Reserve(capacity int) {
 	n := capacity * s.shape.KVDim
 	for i := range s.Layers {
 		l := &s.Layers[i]
-		if s.shape.Layers[i] != AttentionLayer || cap(l.K) >= n && cap(l.V) >= n {
+		if s.shape.Layers[i] != AttentionLayer {
 			continue
 		}
-		l.K = append(make([]float32, 0, n), l.K...)
-		l.V = append(make([]float32, 0, n), l.V...)
+		if s.shape.KVBF16 {
+			if cap(l.K16) < n || cap(l.V16) < n {
+				l.K16 = append(make([]uint16, 0, n), l.K16...)
+				l.V16 = append(make([]uint16, 0, n), l.V16...)
+			}
+			continue
+		}
+		if cap(l.K) < n || cap(l.V) < n {
+			l.K = append(make([]float32, 0, n), l.K...)
+			l.V = append(make([]float32, 0, n), l.V...)
+		}
 	}
 }
 
@@ -94,6 +120,15 @@ func (s *Seq) Reserve(capacity int) {
 // attention layer i, growing its storage if needed.
 func (s *Seq) AppendKV(i int, k, v []float32) {
 	l := &s.Layers[i]
+	if s.shape.KVBF16 {
+		for _, x := range k {
+			l.K16 = append(l.K16, kernels.F32ToBF16(x))
+		}
+		for _, x := range v {
+			l.V16 = append(l.V16, kernels.F32ToBF16(x))
+		}
+		return
+	}
 	l.K = append(l.K, k...)
 	l.V = append(l.V, v...)
 }
@@ -105,6 +140,7 @@ func (s *Seq) Clone() *Seq {
 	for i, l := range s.Layers {
 		c.Layers[i] = Layer{
 			K: append([]float32(nil), l.K...), V: append([]float32(nil), l.V...),
+			K16: slices.Clone(l.K16), V16: slices.Clone(l.V16),
 			Conv: append([]float32(nil), l.Conv...), SSM: append([]float32(nil), l.SSM...),
 		}
 	}
@@ -113,7 +149,7 @@ func (s *Seq) Clone() *Seq {
 
 // CopyFrom overwrites s with the state of src, which must have the same shape.
 func (s *Seq) CopyFrom(src *Seq) error {
-	if len(src.Layers) != len(s.Layers) || src.shape.KVDim != s.shape.KVDim || src.shape.Inner != s.shape.Inner {
+	if len(src.Layers) != len(s.Layers) || src.shape.KVDim != s.shape.KVDim || src.shape.Inner != s.shape.Inner || src.shape.KVBF16 != s.shape.KVBF16 {
 		return fmt.Errorf("cache: copying between different shapes")
 	}
 	s.Len = src.Len
@@ -121,6 +157,8 @@ func (s *Seq) CopyFrom(src *Seq) error {
 		d, o := &s.Layers[i], &src.Layers[i]
 		d.K = append(d.K[:0], o.K...)
 		d.V = append(d.V[:0], o.V...)
+		d.K16 = append(d.K16[:0], o.K16...)
+		d.V16 = append(d.V16[:0], o.V16...)
 		copy(d.Conv, o.Conv)
 		copy(d.SSM, o.SSM)
 	}
@@ -164,7 +202,11 @@ func (s *Seq) Rewind(n int, mamba []float32) error {
 	for i, k := range s.shape.Layers {
 		l := &s.Layers[i]
 		if k == AttentionLayer {
-			l.K, l.V = l.K[:n*s.shape.KVDim], l.V[:n*s.shape.KVDim]
+			if s.shape.KVBF16 {
+				l.K16, l.V16 = l.K16[:n*s.shape.KVDim], l.V16[:n*s.shape.KVDim]
+			} else {
+				l.K, l.V = l.K[:n*s.shape.KVDim], l.V[:n*s.shape.KVDim]
+			}
 			continue
 		}
 		o += copy(l.Conv, mamba[o:])
@@ -178,7 +220,7 @@ func (s *Seq) Rewind(n int, mamba []float32) error {
 func (s *Seq) Bytes() int64 {
 	var n int64
 	for _, l := range s.Layers {
-		n += int64(cap(l.K)+cap(l.V)+len(l.Conv)+len(l.SSM)) * 4
+		n += int64(cap(l.K)+cap(l.V)+len(l.Conv)+len(l.SSM))*4 + int64(cap(l.K16)+cap(l.V16))*2
 	}
 	return n
 }

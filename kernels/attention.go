@@ -17,12 +17,29 @@ import "math"
 // buffer on first use (past+T at least; the cache capacity keeps decode
 // steps from regrowing it).
 func Attention(out, q, K, V []float32, T, past, nH, nKV, hd int, scale float32, maxKeys int) {
+	if len(K) < (past+T)*nKV*hd || len(V) < (past+T)*nKV*hd {
+		panic("kernels: Attention: keys or values too short")
+	}
+	attention(&attnTask{K: K, V: V}, out, q, T, past, nH, nKV, hd, scale, maxKeys)
+}
+
+// AttentionBF16 is Attention over keys and values stored in bfloat16, widened
+// exactly as they are read (half the memory and half the reads of float32).
+func AttentionBF16(out, q []float32, K, V []uint16, T, past, nH, nKV, hd int, scale float32, maxKeys int) {
+	if len(K) < (past+T)*nKV*hd || len(V) < (past+T)*nKV*hd {
+		panic("kernels: AttentionBF16: keys or values too short")
+	}
+	attention(&attnTask{K16: K, V16: V}, out, q, T, past, nH, nKV, hd, scale, maxKeys)
+}
+
+// attention runs Attention with the keys and values of kv.
+func attention(kv *attnTask, out, q []float32, T, past, nH, nKV, hd int, scale float32, maxKeys int) {
 	if T == 0 || nH == 0 {
 		return
 	}
-	qd, kvd := nH*hd, nKV*hd
+	qd := nH * hd
 	n := past + T
-	if len(q) < T*qd || len(out) < T*qd || len(K) < n*kvd || len(V) < n*kvd || nKV == 0 || nH%nKV != 0 {
+	if len(q) < T*qd || len(out) < T*qd || nKV == 0 || nH%nKV != 0 {
 		panic("kernels: Attention: operands too short or heads not grouped evenly")
 	}
 	p := lockPool()
@@ -33,7 +50,7 @@ func Attention(out, q, K, V []float32, T, past, nH, nKV, hd int, scale float32, 
 		}
 	}
 	t := &p.attn
-	*t = attnTask{out: out, q: q, K: K, V: V, T: T, past: past, nH: nH, group: nH / nKV, hd: hd, scale: scale}
+	*t = attnTask{out: out, q: q, K: kv.K, V: kv.V, K16: kv.K16, V16: kv.V16, T: T, past: past, nH: nH, group: nH / nKV, hd: hd, scale: scale}
 	units := T * nH
 	t.chunk = max(1, units/(16*p.threads))
 	t.nchunks = (units + t.chunk - 1) / t.chunk
@@ -46,6 +63,7 @@ func Attention(out, q, K, V []float32, T, past, nH, nKV, hd int, scale float32, 
 type attnTask struct {
 	taskCounter
 	out, q, K, V       []float32
+	K16, V16           []uint16 // bfloat16 keys and values instead of K, V
 	T, past, nH, group int
 	hd                 int
 	scale              float32
@@ -66,12 +84,20 @@ func (a *attnTask) do(thread int) {
 			n := a.past + t + 1
 			qv := a.q[t*qd+h*hd : t*qd+(h+1)*hd]
 			s := sc[:n]
-			matVecStrided(s, a.K[g*hd:], kvd, qv)
+			if a.K16 != nil {
+				matVecStridedBF16(s, a.K16[g*hd:], kvd, qv)
+			} else {
+				matVecStrided(s, a.K[g*hd:], kvd, qv)
+			}
 			scale(s, a.scale)
 			scale(s, 1/expSubSum(s, maxOf(s)))
 			o := a.out[t*qd+h*hd : t*qd+(h+1)*hd]
 			clear(o)
-			weightedSum(o, a.V[g*hd:], kvd, s)
+			if a.V16 != nil {
+				weightedSumBF16(o, a.V16[g*hd:], kvd, s)
+			} else {
+				weightedSum(o, a.V[g*hd:], kvd, s)
+			}
 		}
 	}
 }

@@ -125,3 +125,42 @@ func TestWeightedSumAndStridedMatVec(t *testing.T) {
 		}
 	})
 }
+
+// toBF16 rounds v to bfloat16, and returns the rounded values widened too.
+func toBF16(v []float32) ([]uint16, []float32) {
+	b, w := make([]uint16, len(v)), make([]float32, len(v))
+	for i, x := range v {
+		b[i] = F32ToBF16(x)
+		w[i] = BF16ToF32(b[i])
+	}
+	return b, w
+}
+
+// TestAttentionBF16: with keys and values in bfloat16, AttentionBF16 gives
+// the bits of Attention over the same values widened to float32 (the
+// widening is exact and the operations are the same), so it inherits its
+// accuracy and its invariance.
+func TestAttentionBF16(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, sh := range attnShapes {
+			T, past, nH, nKV, hd := sh[0], sh[1], sh[2], sh[3], sh[4]
+			q, _ := guarded(r, T*nH*hd, 1)
+			K32, _ := guarded(r, (past+T)*nKV*hd, 2)
+			V32, _ := guarded(r, (past+T)*nKV*hd, 3)
+			K16, Kw := toBF16(K32)
+			V16, Vw := toBF16(V32)
+			out, check := guarded(r, T*nH*hd, 5)
+			want := make([]float32, len(out))
+			scale := float32(4 / math.Sqrt(float64(hd)))
+			AttentionBF16(out, q, K16, V16, T, past, nH, nKV, hd, scale, 0)
+			Attention(want, q, Kw, Vw, T, past, nH, nKV, hd, scale, 0)
+			check(t)
+			for i := range out {
+				if math.Float32bits(out[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("T=%d past=%d heads=%d/%d hd=%d: out[%d] = %v, float32 storage %v", T, past, nH, nKV, hd, i, out[i], want[i])
+				}
+			}
+		}
+	})
+}

@@ -347,11 +347,47 @@ func weightedSum(o, w []float32, ld int, p []float32) {
 	_ = w[(len(p)-1)*ld+C-1]
 	n := vecLen(C)
 	if n > 0 {
-		weightedSumAVX2(&o[0], &w[0], &p[0], len(p), n, ld)
+		weightedSumF32AVX2(&o[0], &w[0], &p[0], len(p), n, ld)
 	}
 	if n < C {
 		for j, pj := range p {
 			AxpyGeneric(pj, w[j*ld+n:j*ld+C], o[n:])
+		}
+	}
+}
+
+// matVecStridedBF16 is matVecStrided for bfloat16 rows.
+func matVecStridedBF16(y []float32, w []uint16, ld int, x []float32) {
+	rows, C := len(y), len(x)
+	n := C &^ 7
+	if !useAVX2 || n == 0 || rows == 0 {
+		matVecStridedBF16Generic(y, w, ld, x)
+		return
+	}
+	_ = w[(rows-1)*ld+C-1]
+	matVecBF16AVX2(&y[0], &w[0], &x[0], rows, n, ld)
+	if n < C {
+		for i := range y {
+			row := Matrix{Rows: 1, Cols: C, DType: BF16, BF16: w[i*ld : i*ld+C]}
+			y[i] = dotTail(&row, 0, x, n) + y[i]
+		}
+	}
+}
+
+// weightedSumBF16 is weightedSum for bfloat16 rows (widened exactly).
+func weightedSumBF16(o []float32, w []uint16, ld int, p []float32) {
+	C := len(o)
+	if len(p) == 0 || C == 0 {
+		return
+	}
+	_ = w[(len(p)-1)*ld+C-1]
+	n := vecLen(C)
+	if n > 0 {
+		weightedSumBF16AVX2(&o[0], &w[0], &p[0], len(p), n, ld)
+	}
+	if n < C {
+		for j, pj := range p {
+			axpyBF16Generic(pj, w[j*ld+n:j*ld+C], o[n:])
 		}
 	}
 }

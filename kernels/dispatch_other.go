@@ -55,3 +55,11 @@ func gemmTile(y []float32, ldy int, acc, x []float32, ldx int, p []float32, nt, 
 func matVecStrided(y, w []float32, ld int, x []float32) { matVecStridedGeneric(y, w, ld, x) }
 
 func weightedSum(o, w []float32, ld int, p []float32) { weightedSumGeneric(o, w, ld, p) }
+
+func matVecStridedBF16(y []float32, w []uint16, ld int, x []float32) {
+	matVecStridedBF16Generic(y, w, ld, x)
+}
+
+func weightedSumBF16(o []float32, w []uint16, ld int, p []float32) {
+	weightedSumBF16Generic(o, w, ld, p)
+}

@@ -347,3 +347,28 @@ func weightedSumGeneric(o, w []float32, ld int, p []float32) {
 		AxpyGeneric(pj, w[j*ld:j*ld+len(o)], o)
 	}
 }
+
+// matVecStridedBF16Generic is matVecStridedBF16 in plain Go, in the dot
+// order.
+func matVecStridedBF16Generic(y []float32, w []uint16, ld int, x []float32) {
+	C := len(x)
+	for i := range y {
+		row := Matrix{Rows: 1, Cols: C, DType: BF16, BF16: w[i*ld : i*ld+C]}
+		y[i] = rowDot(&row, 0, x)
+	}
+}
+
+// axpyBF16Generic adds alpha·x to y, x in bfloat16.
+func axpyBF16Generic(alpha float32, x []uint16, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += alpha * BF16ToF32(v)
+	}
+}
+
+// weightedSumBF16Generic is weightedSumBF16 in plain Go.
+func weightedSumBF16Generic(o []float32, w []uint16, ld int, p []float32) {
+	for j, pj := range p {
+		axpyBF16Generic(pj, w[j*ld:j*ld+len(o)], o)
+	}
+}

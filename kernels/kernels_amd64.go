@@ -23,9 +23,10 @@ func dotAVX2(a *float32, b *float32, n int) float32
 //go:noescape
 func axpyAVX2(alpha float32, x *float32, y *float32, n int)
 
-// weightedSumAVX2 adds to o[:n] the rows of v weighted by p, key by key in
-// order for each element (the same fused multiply-adds as keys calls of
-// axpyAVX2); row j starts ld floats after row j-1; n is a multiple of 8:
+// weightedSumF32AVX2 adds to o[:n] the rows of v weighted by p, key by key in
+// order for each element (for float32 rows, the same fused multiply-adds as
+// keys calls of axpyAVX2); row j starts ld elements after row j-1; n is a
+// multiple of 8:
 //
 //	for j := 0; j < keys; j++ {
 //		for i := 0; i < n; i++ {
@@ -36,7 +37,23 @@ func axpyAVX2(alpha float32, x *float32, y *float32, n int)
 // It keeps 64 columns of o in registers while it runs over the keys.
 //
 //go:noescape
-func weightedSumAVX2(o *float32, v *float32, p *float32, keys int, n int, ld int)
+func weightedSumF32AVX2(o *float32, v *float32, p *float32, keys int, n int, ld int)
+
+// weightedSumBF16AVX2 adds to o[:n] the rows of v weighted by p, key by key in
+// order for each element (for float32 rows, the same fused multiply-adds as
+// keys calls of axpyAVX2); row j starts ld elements after row j-1; n is a
+// multiple of 8:
+//
+//	for j := 0; j < keys; j++ {
+//		for i := 0; i < n; i++ {
+//			o[i] += p[j] * math.Float32frombits(uint32(v[j*ld+i])<<16)
+//		}
+//	}
+//
+// It keeps 64 columns of o in registers while it runs over the keys.
+//
+//go:noescape
+func weightedSumBF16AVX2(o *float32, v *uint16, p *float32, keys int, n int, ld int)
 
 // sumAVX2 returns the sum of x[:n]; n is a multiple of 32. It reads x in
 // 4 interleaved vector partial sums, to measure read bandwidth:

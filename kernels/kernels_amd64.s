@@ -247,9 +247,9 @@ done:
 	VZEROUPPER
 	RET
 
-// func weightedSumAVX2(o *float32, v *float32, p *float32, keys int, n int, ld int)
+// func weightedSumF32AVX2(o *float32, v *float32, p *float32, keys int, n int, ld int)
 // Requires: AVX, FMA3
-TEXT ·weightedSumAVX2(SB), NOSPLIT, $0-48
+TEXT ·weightedSumF32AVX2(SB), NOSPLIT, $0-48
 	MOVQ o+0(FP), AX
 	MOVQ v+8(FP), CX
 	MOVQ p+16(FP), DX
@@ -258,9 +258,9 @@ TEXT ·weightedSumAVX2(SB), NOSPLIT, $0-48
 	MOVQ ld+40(FP), DI
 	SHLQ $0x02, DI
 
-wide:
+f32wide:
 	CMPQ    SI, $0x40
-	JL      narrow
+	JL      f32narrow
 	VMOVUPS (AX), Y0
 	VMOVUPS 32(AX), Y1
 	VMOVUPS 64(AX), Y2
@@ -273,9 +273,9 @@ wide:
 	MOVQ    DX, R9
 	MOVQ    BX, R10
 
-widekeys:
+f32widekeys:
 	TESTQ        R10, R10
-	JZ           widestore
+	JZ           f32widestore
 	VBROADCASTSS (R9), Y8
 	VFMADD231PS  (R8), Y8, Y0
 	VFMADD231PS  32(R8), Y8, Y1
@@ -288,9 +288,9 @@ widekeys:
 	ADDQ         DI, R8
 	ADDQ         $0x04, R9
 	DECQ         R10
-	JMP          widekeys
+	JMP          f32widekeys
 
-widestore:
+f32widestore:
 	VMOVUPS Y0, (AX)
 	VMOVUPS Y1, 32(AX)
 	VMOVUPS Y2, 64(AX)
@@ -302,34 +302,139 @@ widestore:
 	ADDQ    $0x00000100, AX
 	ADDQ    $0x00000100, CX
 	SUBQ    $0x00000040, SI
-	JMP     wide
+	JMP     f32wide
 
-narrow:
+f32narrow:
 	CMPQ    SI, $0x08
-	JL      done
+	JL      f32done
 	VMOVUPS (AX), Y0
 	MOVQ    CX, R8
 	MOVQ    DX, R9
 	MOVQ    BX, R10
 
-narrowkeys:
+f32narrowkeys:
 	TESTQ        R10, R10
-	JZ           narrowstore
+	JZ           f32narrowstore
 	VBROADCASTSS (R9), Y8
 	VFMADD231PS  (R8), Y8, Y0
 	ADDQ         DI, R8
 	ADDQ         $0x04, R9
 	DECQ         R10
-	JMP          narrowkeys
+	JMP          f32narrowkeys
 
-narrowstore:
+f32narrowstore:
 	VMOVUPS Y0, (AX)
 	ADDQ    $0x00000020, AX
 	ADDQ    $0x00000020, CX
 	SUBQ    $0x00000008, SI
-	JMP     narrow
+	JMP     f32narrow
 
-done:
+f32done:
+	VZEROUPPER
+	RET
+
+// func weightedSumBF16AVX2(o *float32, v *uint16, p *float32, keys int, n int, ld int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·weightedSumBF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ    o+0(FP), AX
+	MOVQ    v+8(FP), CX
+	MOVQ    p+16(FP), DX
+	MOVQ    keys+24(FP), BX
+	MOVQ    n+32(FP), SI
+	MOVQ    ld+40(FP), DI
+	SHLQ    $0x01, DI
+	VMOVDQU bf16_shuf<>+0(SB), Y0
+
+bf16wide:
+	CMPQ    SI, $0x40
+	JL      bf16narrow
+	VMOVUPS (AX), Y1
+	VMOVUPS 32(AX), Y2
+	VMOVUPS 64(AX), Y3
+	VMOVUPS 96(AX), Y4
+	VMOVUPS 128(AX), Y5
+	VMOVUPS 160(AX), Y6
+	VMOVUPS 192(AX), Y7
+	VMOVUPS 224(AX), Y8
+	MOVQ    CX, R8
+	MOVQ    DX, R9
+	MOVQ    BX, R10
+
+bf16widekeys:
+	TESTQ          R10, R10
+	JZ             bf16widestore
+	VBROADCASTSS   (R9), Y9
+	VBROADCASTI128 (R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y1
+	VBROADCASTI128 16(R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y2
+	VBROADCASTI128 32(R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y3
+	VBROADCASTI128 48(R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y4
+	VBROADCASTI128 64(R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y5
+	VBROADCASTI128 80(R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y6
+	VBROADCASTI128 96(R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y7
+	VBROADCASTI128 112(R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y8
+	ADDQ           DI, R8
+	ADDQ           $0x04, R9
+	DECQ           R10
+	JMP            bf16widekeys
+
+bf16widestore:
+	VMOVUPS Y1, (AX)
+	VMOVUPS Y2, 32(AX)
+	VMOVUPS Y3, 64(AX)
+	VMOVUPS Y4, 96(AX)
+	VMOVUPS Y5, 128(AX)
+	VMOVUPS Y6, 160(AX)
+	VMOVUPS Y7, 192(AX)
+	VMOVUPS Y8, 224(AX)
+	ADDQ    $0x00000100, AX
+	ADDQ    $0x00000080, CX
+	SUBQ    $0x00000040, SI
+	JMP     bf16wide
+
+bf16narrow:
+	CMPQ    SI, $0x08
+	JL      bf16done
+	VMOVUPS (AX), Y1
+	MOVQ    CX, R8
+	MOVQ    DX, R9
+	MOVQ    BX, R10
+
+bf16narrowkeys:
+	TESTQ          R10, R10
+	JZ             bf16narrowstore
+	VBROADCASTSS   (R9), Y9
+	VBROADCASTI128 (R8), Y10
+	VPSHUFB        Y0, Y10, Y10
+	VFMADD231PS    Y10, Y9, Y1
+	ADDQ           DI, R8
+	ADDQ           $0x04, R9
+	DECQ           R10
+	JMP            bf16narrowkeys
+
+bf16narrowstore:
+	VMOVUPS Y1, (AX)
+	ADDQ    $0x00000020, AX
+	ADDQ    $0x00000010, CX
+	SUBQ    $0x00000008, SI
+	JMP     bf16narrow
+
+bf16done:
 	VZEROUPPER
 	RET
 

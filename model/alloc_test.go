@@ -3,9 +3,16 @@ package model
 import "testing"
 
 // TestDecodeAllocs checks that a decode step allocates nothing once the
-// workspace and the cache have reached their size.
+// workspace and the cache have reached their size, with keys and values
+// cached in float32 and in bfloat16.
 func TestDecodeAllocs(t *testing.T) {
-	m, _ := loadFixture(t, "tiny-moe")
+	for _, kv := range []string{"f32", "bf16"} {
+		t.Run(kv, func(t *testing.T) { testDecodeAllocs(t, kv) })
+	}
+}
+
+func testDecodeAllocs(t *testing.T, kv string) {
+	m, _ := loadFixtureWith(t, "tiny-moe", Options{KVCache: kv})
 	ws := m.NewWorkspace()
 	st := m.NewCache(256)
 	if err := ws.Forward([]SeqInput{{Tokens: []int{1, 5, 9, 13}, Cache: st}}); err != nil {

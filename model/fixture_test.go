@@ -88,8 +88,13 @@ func relErr(got []float32, want []float64) float64 {
 
 func loadFixture(t *testing.T, name string) (*Model, string) {
 	t.Helper()
+	return loadFixtureWith(t, name, Options{})
+}
+
+func loadFixtureWith(t *testing.T, name string, opts Options) (*Model, string) {
+	t.Helper()
 	dir := testutil.Fixture(t, filepath.Join("models", name))
-	m, err := Load(dir, Options{})
+	m, err := Load(dir, opts)
 	if err != nil {
 		t.Fatalf("load %s: %v", name, err)
 	}
@@ -192,56 +197,61 @@ func countKey(m map[string]refTensor, prefix string) int {
 }
 
 // TestChunkedPrefill checks that every way of splitting a prompt into
-// chunks, down to one token at a time, gives the logits of one full pass.
+// chunks, down to one token at a time, gives the logits of one full pass,
+// with keys and values cached in float32 and in bfloat16.
 func TestChunkedPrefill(t *testing.T) {
-	for _, name := range tinyFixtures {
-		t.Run(name, func(t *testing.T) {
-			m, dir := loadFixture(t, name)
-			refs := readRefs(t, filepath.Join(dir, "reference.safetensors"))
-			ids := refs["input_ids"]
-			T := ids.shape[1]
-			row := ints(ids.data[:T])
-			V := m.Config.VocabSize
-			ws := m.NewWorkspace()
-			if err := ws.Forward([]SeqInput{{Tokens: row, AllLogits: true}}); err != nil {
+	for _, kv := range []string{"f32", "bf16"} {
+		for _, name := range tinyFixtures {
+			t.Run(kv+"/"+name, func(t *testing.T) { testChunkedPrefill(t, name, kv) })
+		}
+	}
+}
+
+func testChunkedPrefill(t *testing.T, name, kv string) {
+	m, dir := loadFixtureWith(t, name, Options{KVCache: kv})
+	refs := readRefs(t, filepath.Join(dir, "reference.safetensors"))
+	ids := refs["input_ids"]
+	T := ids.shape[1]
+	row := ints(ids.data[:T])
+	V := m.Config.VocabSize
+	ws := m.NewWorkspace()
+	if err := ws.Forward([]SeqInput{{Tokens: row, AllLogits: true}}); err != nil {
+		t.Fatal(err)
+	}
+	full := append([]float32(nil), ws.Logits(0)...)
+	want := make([]float64, len(full))
+	for i, v := range full {
+		want[i] = float64(v)
+	}
+	splits := [][]int{{1}, {2, 3}, {T / 2}, {T - 1}, {3, 1, 4, 1, 5}}
+	one := make([]int, T)
+	for i := range one {
+		one[i] = 1
+	}
+	splits = append(splits, one)
+	for _, sp := range splits {
+		st := m.NewCache(0)
+		got := make([]float32, 0, len(full))
+		pos := 0
+		for k := 0; pos < T; k++ {
+			n := T - pos
+			if k < len(sp) {
+				n = min(sp[k], T-pos)
+			}
+			if err := ws.Forward([]SeqInput{{Tokens: row[pos : pos+n], Cache: st, AllLogits: true}}); err != nil {
 				t.Fatal(err)
 			}
-			full := append([]float32(nil), ws.Logits(0)...)
-			want := make([]float64, len(full))
-			for i, v := range full {
-				want[i] = float64(v)
-			}
-			splits := [][]int{{1}, {2, 3}, {T / 2}, {T - 1}, {3, 1, 4, 1, 5}}
-			one := make([]int, T)
-			for i := range one {
-				one[i] = 1
-			}
-			splits = append(splits, one)
-			for _, sp := range splits {
-				st := m.NewCache(0)
-				got := make([]float32, 0, len(full))
-				pos := 0
-				for k := 0; pos < T; k++ {
-					n := T - pos
-					if k < len(sp) {
-						n = min(sp[k], T-pos)
-					}
-					if err := ws.Forward([]SeqInput{{Tokens: row[pos : pos+n], Cache: st, AllLogits: true}}); err != nil {
-						t.Fatal(err)
-					}
-					got = append(got, ws.Logits(0)...)
-					pos += n
-				}
-				// The same float32 arithmetic in a different grouping of rows,
-				// and the kernels are batch-invariant: not one bit may differ.
-				if e := relErr(got, want); e > 0 {
-					t.Errorf("split %v: relative error %.3g vs the full pass", sp, e)
-				}
-				if st.Len != T || len(got) != T*V {
-					t.Errorf("split %v: cache length %d, %d logits", sp, st.Len, len(got)/V)
-				}
-			}
-		})
+			got = append(got, ws.Logits(0)...)
+			pos += n
+		}
+		// The same float32 arithmetic in a different grouping of rows,
+		// and the kernels are batch-invariant: not one bit may differ.
+		if e := relErr(got, want); e > 0 {
+			t.Errorf("split %v: relative error %.3g vs the full pass", sp, e)
+		}
+		if st.Len != T || len(got) != T*V {
+			t.Errorf("split %v: cache length %d, %d logits", sp, st.Len, len(got)/V)
+		}
 	}
 }
 

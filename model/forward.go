@@ -260,10 +260,14 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches
 		cs := caches[s]
 		past := cs.Len
 		cs.AppendKV(li, k[r0*kvd:r1*kvd], v[r0*kvd:r1*kvd])
-		K, Vc := cs.Layers[li].K, cs.Layers[li].V
+		l := &cs.Layers[li]
 		// Score buffers sized to the cache capacity, so that decode steps
 		// do not regrow them.
-		kernels.Attention(att[r0*qd:r1*qd], q[r0*qd:r1*qd], K, Vc, r1-r0, past, nH, nKV, hd, scale, cap(K)/kvd)
+		if cs.Shape().KVBF16 {
+			kernels.AttentionBF16(att[r0*qd:r1*qd], q[r0*qd:r1*qd], l.K16, l.V16, r1-r0, past, nH, nKV, hd, scale, cap(l.K16)/kvd)
+		} else {
+			kernels.Attention(att[r0*qd:r1*qd], q[r0*qd:r1*qd], l.K, l.V, r1-r0, past, nH, nKV, hd, scale, cap(l.K)/kvd)
+		}
 	}
 	kernels.MatMul(out, att, total, a.O)
 }

@@ -38,7 +38,8 @@ type Model struct {
 	// Generation holds generation_config.json when the checkpoint has one.
 	Generation GenerationConfig
 
-	set *safetensors.Set
+	set    *safetensors.Set
+	kvBF16 bool // caches keep keys and values in bfloat16 (Options.KVCache)
 }
 
 // GenerationConfig is the subset of generation_config.json the engine uses.
@@ -53,6 +54,11 @@ type Options struct {
 	// quantized at load with one scale per output row; norms, conv, A_log,
 	// D and routers stay in float32.
 	Quantize string
+	// KVCache is "" or "f32" (keys and values kept in float32, exact) or
+	// "bf16": the attention layers' keys and values are rounded to
+	// bfloat16 as they enter the cache, halving its memory and the bytes
+	// attention reads per token.
+	KVCache string
 }
 
 // Load opens the Hugging Face checkpoint in dir: config.json, and
@@ -123,6 +129,13 @@ func (g *GenerationConfig) parse(data []byte) error {
 func (m *Model) finish(opts Options) error {
 	if err := m.bind(m.set); err != nil {
 		return err
+	}
+	switch opts.KVCache {
+	case "", "f32":
+	case "bf16":
+		m.kvBF16 = true
+	default:
+		return fmt.Errorf("model: unknown KV cache type %q (want f32 or bf16)", opts.KVCache)
 	}
 	switch opts.Quantize {
 	case "":
@@ -221,6 +234,7 @@ func (m *Model) CacheShape() cache.Shape {
 	sh := cache.Shape{
 		Layers: make([]cache.LayerKind, c.NumHiddenLayers),
 		KVDim:  c.NumKeyValueHeads * c.HeadDimension(),
+		KVBF16: m.kvBF16,
 		Inner:  c.InnerSize(),
 		Conv:   c.MambaDConv - 1,
 		State:  c.MambaDState,

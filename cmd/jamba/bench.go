@@ -25,6 +25,7 @@ func init() {
 type benchResult struct {
 	Model                  string  `json:"model"`
 	Quantize               string  `json:"quantize"`
+	KVCache                string  `json:"kv_cache"`
 	Threads                int     `json:"threads"`
 	PromptTokens           int     `json:"prompt_tokens"`
 	GenTokens              int     `json:"gen_tokens"`
@@ -55,6 +56,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	nGen := fs.Int("gen-tokens", 64, "decode steps to time")
 	threads := fs.Int("threads", 0, "threads for the kernels (default: all cores)")
 	quant := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
+	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the decode steps to this file (for go tool pprof)")
 	bwBytes := fs.Int("bandwidth-bytes", 1<<30, "buffer size for the bandwidth measurement")
@@ -68,11 +70,11 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	if *threads > 0 {
 		kernels.SetThreads(*threads)
 	}
-	r := benchResult{Model: *dir, Quantize: *quant, Threads: kernels.Threads(), PromptTokens: *nPrompt, GenTokens: *nGen}
+	r := benchResult{Model: *dir, Quantize: *quant, KVCache: *kvCache, Threads: kernels.Threads(), PromptTokens: *nPrompt, GenTokens: *nGen}
 	if r.Model == "" {
 		r.Model = "demo"
 	}
-	m, err := loadModel(*dir, *quant, stderr)
+	m, err := loadModel(*dir, model.Options{Quantize: *quant, KVCache: *kvCache}, stderr)
 	if err != nil {
 		return err
 	}
@@ -162,7 +164,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		return nil
 	}
 	w := stdout
-	fmt.Fprintf(w, "model %s (%s weights, %d threads)\n", r.Model, dtypeName(m, *quant), r.Threads)
+	fmt.Fprintf(w, "model %s (%s weights, %s KV cache, %d threads)\n", r.Model, dtypeName(m, *quant), r.KVCache, r.Threads)
 	fmt.Fprintf(w, "%-28s %12s\n", "measure", "value")
 	fmt.Fprintf(w, "%-28s %12.1f GB/s\n", "read bandwidth", r.BandwidthGBs)
 	fmt.Fprintf(w, "%-28s %12s\n", "active weight bytes/token", humanBytes(r.WeightBytesPerToken))

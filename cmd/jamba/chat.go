@@ -40,7 +40,7 @@ processed. Commands: /reset starts over, /exit (or end of input) quits.`, stderr
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	m, err := loadModel(*g.model, *g.quantize, stderr)
+	m, err := loadModel(*g.model, g.options(), stderr)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 	if err != nil {
 		return err
 	}
-	m, err := loadModel(*dir, *quant, stderr)
+	m, err := loadModel(*dir, model.Options{Quantize: *quant}, stderr)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ func init() {
 type genFlags struct {
 	model       *string
 	quantize    *string
+	kvCache     *string
 	maxTokens   *int
 	temperature *float64
 	topP        *float64
@@ -45,6 +46,7 @@ func addGenFlags(fs interface {
 	return genFlags{
 		model:       fs.String("model", "", "checkpoint folder (default: the embedded demo model)"),
 		quantize:    fs.String("quantize", "", `quantize linear weights at load: "int8"`),
+		kvCache:     fs.String("kv-cache", "f32", kvCacheHelp),
 		maxTokens:   fs.Int("max-tokens", defMax, "tokens to generate at most"),
 		temperature: fs.Float64("temperature", defTemp, "sampling temperature; 0 is greedy"),
 		topP:        fs.Float64("top-p", 1, "nucleus sampling: keep the smallest set of tokens with this much probability (1: off)"),
@@ -54,6 +56,11 @@ func addGenFlags(fs interface {
 		seed:        fs.Uint64("seed", 0, "random seed for sampling (same seed, same output)"),
 		ignoreEOS:   fs.Bool("ignore-eos", false, "keep generating past end-of-sequence tokens"),
 	}
+}
+
+// options are the model load options of the flags.
+func (g genFlags) options() model.Options {
+	return model.Options{Quantize: *g.quantize, KVCache: *g.kvCache}
 }
 
 func (g genFlags) params() sample.Params {
@@ -130,7 +137,7 @@ func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, s
 	if *g.maxTokens <= 0 {
 		return fmt.Errorf("%w: --max-tokens must be positive", errUsage)
 	}
-	m, err := loadModel(*g.model, *g.quantize, stderr)
+	m, err := loadModel(*g.model, g.options(), stderr)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 	"github.com/jamba-go/jamba/train"
 )
@@ -46,7 +47,7 @@ loss_with_aux, tokens (the number of predictions).`, stderr)
 			return fmt.Errorf("%w: --ids row %d has %d token(s); each row needs at least 2 (one prediction)", errUsage, i+1, len(r))
 		}
 	}
-	m, err := loadModel(*dir, "", stderr)
+	m, err := loadModel(*dir, model.Options{}, stderr)
 	if err != nil {
 		return err
 	}

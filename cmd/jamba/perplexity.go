@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"time"
+
+	"github.com/jamba-go/jamba/model"
 )
 
 func init() {
@@ -25,6 +27,7 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 	ctx := fs.Int("ctx", 256, "window length in tokens")
 	maxTokens := fs.Int("max-tokens", 0, "use only the first N tokens of the file (0: all)")
 	quant := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
+	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -43,7 +46,7 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 	if err != nil {
 		return err
 	}
-	m, err := loadModel(*dir, *quant, stderr)
+	m, err := loadModel(*dir, model.Options{Quantize: *quant, KVCache: *kvCache}, stderr)
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 `+server.FixedLimits()+`.`, stderr)
 	modelDir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
 	quantize := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
+	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
 	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the model's; the demo model's when it has none)")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
 	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+demo.Name+")")
@@ -185,7 +186,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}
 	loadDone := make(chan loaded, 1)
 	go func() {
-		m, b, err := loadBackend(*modelDir, *quantize, *tokPath, log)
+		m, b, err := loadBackend(*modelDir, model.Options{Quantize: *quantize, KVCache: *kvCache}, *tokPath, log)
 		loadDone <- loaded{m, b, err}
 	}()
 	var m *model.Model
@@ -273,10 +274,10 @@ func isLoopback(host string) bool {
 }
 
 // loadBackend loads the model, the tokenizer and the chat template.
-func loadBackend(dir, quantize, tokPath string, log *slog.Logger) (*model.Model, server.Backend, error) {
+func loadBackend(dir string, opts model.Options, tokPath string, log *slog.Logger) (*model.Model, server.Backend, error) {
 	var b server.Backend
 	start := time.Now()
-	m, err := loadModel(dir, quantize, io.Discard)
+	m, err := loadModel(dir, opts, io.Discard)
 	if err != nil {
 		return nil, b, err
 	}

@@ -203,7 +203,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		}
 		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", *resume, tr.StepsDone(), tr.Opts.Steps)
 	} else {
-		m, err := loadModel(*modelDir, "", stderr)
+		m, err := loadModel(*modelDir, model.Options{}, stderr)
 		if err != nil {
 			return err
 		}

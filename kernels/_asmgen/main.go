@@ -206,16 +206,24 @@ func genAxpy() {
 }
 
 func genWeightedSum() {
-	TEXT("weightedSumAVX2", NOSPLIT, "func(o, v, p *float32, keys, n, ld int)")
+	for _, d := range floatTypes {
+		genWeightedSumType(d)
+	}
+}
+
+func genWeightedSumType(d dtype) {
+	name := "weightedSum" + d.title + "AVX2"
+	TEXT(name, NOSPLIT, "func(o *float32, v *"+d.gotyp+", p *float32, keys, n, ld int)")
 	Pragma("noescape")
 	Doc(
-		"weightedSumAVX2 adds to o[:n] the rows of v weighted by p, key by key in",
-		"order for each element (the same fused multiply-adds as keys calls of",
-		"axpyAVX2); row j starts ld floats after row j-1; n is a multiple of 8:",
+		name+" adds to o[:n] the rows of v weighted by p, key by key in",
+		"order for each element (for float32 rows, the same fused multiply-adds as",
+		"keys calls of axpyAVX2); row j starts ld elements after row j-1; n is a",
+		"multiple of 8:",
 		"",
 		"\tfor j := 0; j < keys; j++ {",
 		"\t\tfor i := 0; i < n; i++ {",
-		"\t\t\to[i] += p[j] * v[j*ld+i]",
+		"\t\t\to[i] += p[j] * "+d.widen("v[j*ld+i]"),
 		"\t\t}",
 		"\t}",
 		"",
@@ -227,51 +235,59 @@ func genWeightedSum() {
 	keys := Load(Param("keys"), GP64())
 	n := Load(Param("n"), GP64())
 	ld := Load(Param("ld"), GP64())
-	SHLQ(U8(2), ld)
+	SHLQ(U8(d.shift()), ld)
+	defer keepBF16Shuf(d)()
 	acc := make([]VecVirtual, 8)
 	for i := range acc {
 		acc[i] = YMM()
 	}
 	b := YMM()
+	tmp := YMM()
 	vp, pp, j := GP64(), GP64(), GP64()
 	// pass runs over the keys for w accumulators of 8 columns.
-	pass := func(name string, w int) {
+	pass := func(label string, w int) {
 		for i := 0; i < w; i++ {
 			VMOVUPS(Mem{Base: o}.Offset(32*i), acc[i])
 		}
 		MOVQ(v, vp)
 		MOVQ(p, pp)
 		MOVQ(keys, j)
-		Label(name + "keys")
+		Label(label + "keys")
 		TESTQ(j, j)
-		JZ(LabelRef(name + "store"))
+		JZ(LabelRef(label + "store"))
 		VBROADCASTSS(Mem{Base: pp}, b)
 		for i := 0; i < w; i++ {
-			VFMADD231PS(Mem{Base: vp}.Offset(32*i), b, acc[i])
+			m := Mem{Base: vp}.Offset(8 * d.size * i)
+			if d.name == "f32" {
+				VFMADD231PS(m, b, acc[i])
+			} else {
+				d.load8(m, tmp)
+				VFMADD231PS(tmp, b, acc[i])
+			}
 		}
 		ADDQ(ld, vp)
 		ADDQ(U8(4), pp)
 		DECQ(j)
-		JMP(LabelRef(name + "keys"))
-		Label(name + "store")
+		JMP(LabelRef(label + "keys"))
+		Label(label + "store")
 		for i := 0; i < w; i++ {
 			VMOVUPS(acc[i], Mem{Base: o}.Offset(32*i))
 		}
 		ADDQ(U32(32*w), o)
-		ADDQ(U32(32*w), v)
+		ADDQ(U32(8*d.size*w), v)
 		SUBQ(U32(8*w), n)
 	}
-	Label("wide")
+	Label(d.name + "wide")
 	CMPQ(n, U8(64))
-	JL(LabelRef("narrow"))
-	pass("wide", 8)
-	JMP(LabelRef("wide"))
-	Label("narrow")
+	JL(LabelRef(d.name + "narrow"))
+	pass(d.name+"wide", 8)
+	JMP(LabelRef(d.name + "wide"))
+	Label(d.name + "narrow")
 	CMPQ(n, U8(8))
-	JL(LabelRef("done"))
-	pass("narrow", 1)
-	JMP(LabelRef("narrow"))
-	Label("done")
+	JL(LabelRef(d.name + "done"))
+	pass(d.name+"narrow", 1)
+	JMP(LabelRef(d.name + "narrow"))
+	Label(d.name + "done")
 	VZEROUPPER()
 	RET()
 }
