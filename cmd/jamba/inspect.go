@@ -153,8 +153,8 @@ func printInspect(w io.Writer, cfg *model.Config, r inspectReport) {
 		fmt.Fprintf(w, "weights on disk: none found; %s in %s\n", humanBytes(r.WeightBytes), strings.TrimSpace(r.WeightDType+" (config dtype)"))
 	}
 	fmt.Fprintf(w, "\nper sequence at %d tokens of context:\n", r.Context)
-	fmt.Fprintf(w, "  KV cache, 16-bit:        %s\n", humanBytes(r.KVCache16Bytes))
-	fmt.Fprintf(w, "  KV cache, as stored f32: %s\n", humanBytes(r.KVCacheBytes))
+	fmt.Fprintf(w, "  KV cache, 16-bit:        %s (--kv-cache bf16)\n", humanBytes(r.KVCache16Bytes))
+	fmt.Fprintf(w, "  KV cache, f32:           %s (--kv-cache f32, the default)\n", humanBytes(r.KVCacheBytes))
 	fmt.Fprintf(w, "  Mamba conv + SSM state:  %s\n", humanBytes(r.MambaStateBytes))
 	fmt.Fprintf(w, "memory for weights + one sequence: %s\n", humanBytes(r.TotalMemoryBytes))
 }
