@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"testing"
+
+	"github.com/jamba-go/jamba/model"
 )
 
 // result is one request's output and how many prompt tokens it continued.
@@ -200,4 +202,38 @@ func TestPrefixReuseSnapshots(t *testing.T) {
 	if r := runLogprobs(t, reuse, c, 3); r.cached != 0 {
 		t.Errorf("a prompt sharing 200 tokens continued %d", r.cached)
 	}
+}
+
+// TestPrefixReuseBF16KV: with keys and values cached in bfloat16, continuing
+// a whole state and rewinding to a snapshot give the bits of computing the
+// whole prompt, as with float32.
+func TestPrefixReuseBF16KV(t *testing.T) {
+	m, err := model.LoadDemo(model.Options{KVCache: "bf16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(cfg Config) *Engine {
+		e, err := New(m, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	reuse := mk(Config{MaxBatch: 2, StepTokens: 100})
+	fresh := mk(Config{MaxBatch: 2, StepTokens: 100, NoPrefixReuse: true})
+	a := prompt(11, 700)
+	first := runLogprobs(t, reuse, a, 5)
+	next := slices.Concat(a, first.ids, []int{5, 6, 7})
+	got := runLogprobs(t, reuse, next, 5)
+	if want := len(a) + len(first.ids) - 1; got.cached != want {
+		t.Errorf("continued %d tokens, want %d", got.cached, want)
+	}
+	sameResult(t, "whole state, bfloat16 KV", got, runLogprobs(t, fresh, next, 5))
+	b := slices.Concat(a[:600], prompt(12, 20)[1:])
+	got = runLogprobs(t, reuse, b, 5)
+	if got.cached != 512 {
+		t.Errorf("a prompt sharing 600 tokens continued %d, want 512", got.cached)
+	}
+	sameResult(t, "snapshot, bfloat16 KV", got, runLogprobs(t, fresh, b, 5))
 }
