@@ -554,15 +554,21 @@ type snapshot struct {
 // multiple of snapQuantum such that its snapshots fit in SnapshotBytes
 // (and are at most maxSnaps); 0 when none fits or reuse is off.
 func (e *Engine) snapEvery(limit int) int {
-	if e.cfg.NoPrefixReuse || e.cfg.SnapshotBytes < 0 || e.mambaFloats == 0 {
-		return 0
-	}
-	n := min(maxSnaps, int(e.cfg.SnapshotBytes/(4*int64(e.mambaFloats))))
+	n := e.snapBudget()
 	if n < 1 {
 		return 0
 	}
 	per := (limit + n - 1) / n
 	return max(1, (per+snapQuantum-1)/snapQuantum) * snapQuantum
+}
+
+// snapBudget is how many snapshots a slot may hold: SnapshotBytes' worth,
+// at most maxSnaps; 0 when reuse or snapshots are off.
+func (e *Engine) snapBudget() int {
+	if e.cfg.NoPrefixReuse || e.cfg.SnapshotBytes < 0 || e.mambaFloats == 0 {
+		return 0
+	}
+	return min(maxSnaps, int(e.cfg.SnapshotBytes/(4*int64(e.mambaFloats))))
 }
 
 // dropSnaps moves sl's snapshots past position keep to its spare buffers.
@@ -1003,13 +1009,16 @@ func (e *Engine) takeSlot(s *seq) *slot {
 	}
 	sl.every = e.snapEvery(s.limit)
 	if sl.every > 0 {
+		// The copies this request may take, within the slot's budget
+		// together with those it keeps.
 		need := (s.limit-1)/sl.every - sl.cache.Len/sl.every
+		need = min(need, max(0, e.snapBudget()-len(sl.snaps)))
 		for len(sl.spare) < need {
 			sl.spare = append(sl.spare, make([]float32, e.mambaFloats))
 		}
-		if cap(sl.snaps) < len(sl.snaps)+need {
-			sl.snaps = append(make([]snapshot, 0, len(sl.snaps)+need), sl.snaps...)
-		}
+		clear(sl.spare[need:])
+		sl.spare = sl.spare[:need]
+		sl.snaps = slices.Grow(sl.snaps, need)
 	}
 	sl.smp.AcceptPrompt(s.req.Prompt)
 	return sl
