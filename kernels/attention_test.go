@@ -164,3 +164,42 @@ func TestAttentionBF16(t *testing.T) {
 		}
 	})
 }
+
+// TestScanBackStep compares ScanBackStep with the plain loop on random
+// inputs, for the assembly's state size (16) and others, and checks that
+// writes stay inside the outputs.
+func TestScanBackStep(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, N := range []int{16, 8, 5} {
+			for _, nc := range []int{1, 3, 7} {
+				n := nc * N
+				in := func(k, off int) []float32 { v, _ := guarded(r, k, off); return v }
+				cur, prev, av, A := in(n, 1), in(n, 2), in(n, 3), in(n, 4)
+				B, C, s := in(N, 5), in(N, 6), in(3*nc, 7)
+				dh, c1 := guarded(r, n, 1)
+				gA, c2 := guarded(r, n, 2)
+				dB, c3 := guarded(r, N, 3)
+				dC, c4 := guarded(r, N, 4)
+				out, c5 := guarded(r, 2*nc, 5)
+				w := [][]float32{clone(dh), clone(gA), clone(dB), clone(dC), clone(out)}
+				ScanBackStep(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out, nc, N)
+				ScanBackStepGeneric(w[0], cur, prev, av, A, w[1], B, C, w[2], w[3], s, w[4], nc, N)
+				for _, c := range []func(*testing.T){c1, c2, c3, c4, c5} {
+					c(t)
+				}
+				// Inputs in [-1, 1]: every result is a sum of at most 16
+				// products of 4 factors, each below 1 in magnitude; fused
+				// multiply-adds and 8-lane sums move it by a few float32
+				// roundings of such terms, below 1e-5.
+				for k, got := range [][]float32{dh, gA, dB, dC, out} {
+					for i := range got {
+						if d := math.Abs(float64(got[i] - w[k][i])); !(d <= 1e-5) {
+							t.Fatalf("N=%d nc=%d: output %d[%d] = %v, plain loop %v", N, nc, k, i, got[i], w[k][i])
+						}
+					}
+				}
+			}
+		}
+	})
+}

@@ -391,3 +391,11 @@ func weightedSumBF16(o []float32, w []uint16, ld int, p []float32) {
 		}
 	}
 }
+
+func scanBack(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out []float32, nc, N int) {
+	if !useAVX2 || N != 16 {
+		ScanBackStepGeneric(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out, nc, N)
+		return
+	}
+	scanBack16AVX2(&dh[0], &cur[0], &prev[0], &av[0], &A[0], &gA[0], &B[0], &C[0], &dB[0], &dC[0], &s[0], &out[0], nc)
+}

@@ -63,3 +63,7 @@ func matVecStridedBF16(y []float32, w []uint16, ld int, x []float32) {
 func weightedSumBF16(o []float32, w []uint16, ld int, p []float32) {
 	weightedSumBF16Generic(o, w, ld, p)
 }
+
+func scanBack(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out []float32, nc, N int) {
+	ScanBackStepGeneric(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out, nc, N)
+}

@@ -372,3 +372,26 @@ func weightedSumBF16Generic(o []float32, w []uint16, ld int, p []float32) {
 		axpyBF16Generic(pj, w[j*ld:j*ld+len(o)], o)
 	}
 }
+
+// ScanBackStepGeneric is ScanBackStep in plain Go.
+func ScanBackStepGeneric(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out []float32, nc, N int) {
+	for c := range nc {
+		dy, dl, x := s[3*c], s[3*c+1], s[3*c+2]
+		dlx := dl * x
+		o := c * N
+		var su, sb float32
+		for q := range N {
+			i := o + q
+			dC[q] += dy * cur[i]
+			dhq := dh[i] + dy*C[q]
+			ab := av[i]
+			u := dhq * ab * prev[i] * A[i]
+			su += u
+			gA[i] += u * dl
+			sb += dhq * B[q]
+			dB[q] += dhq * dlx
+			dh[i] = dhq * ab
+		}
+		out[2*c], out[2*c+1] = su, sb
+	}
+}

@@ -55,6 +55,31 @@ func weightedSumF32AVX2(o *float32, v *float32, p *float32, keys int, n int, ld 
 //go:noescape
 func weightedSumBF16AVX2(o *float32, v *uint16, p *float32, keys int, n int, ld int)
 
+// scanBack16AVX2 is one token of the selective scan's backward pass over nc
+// channels of state size 16: s holds (dy, Δ, x) per channel, out receives
+// (Σu, Σsb) per channel; dh, gA, dB, dC are updated in place (fused
+// multiply-adds, sums in 8 lanes):
+//
+//	for c := 0; c < nc; c++ {
+//		dy, dl, x := s[3*c], s[3*c+1], s[3*c+2]
+//		var su, sb float32
+//		for q := 0; q < 16; q++ {
+//			i := c*16 + q
+//			dC[q] += dy * cur[i]
+//			dhq := dh[i] + dy*C[q]
+//			u := dhq * av[i] * prev[i] * A[i]
+//			su += u
+//			gA[i] += u * dl
+//			sb += dhq * B[q]
+//			dB[q] += dhq * dl * x
+//			dh[i] = dhq * av[i]
+//		}
+//		out[2*c], out[2*c+1] = su, sb
+//	}
+//
+//go:noescape
+func scanBack16AVX2(dh *float32, cur *float32, prev *float32, av *float32, A *float32, gA *float32, B *float32, C *float32, dB *float32, dC *float32, s *float32, out *float32, nc int)
+
 // sumAVX2 returns the sum of x[:n]; n is a multiple of 32. It reads x in
 // 4 interleaved vector partial sums, to measure read bandwidth:
 //

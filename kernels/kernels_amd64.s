@@ -438,6 +438,95 @@ bf16done:
 	VZEROUPPER
 	RET
 
+// func scanBack16AVX2(dh *float32, cur *float32, prev *float32, av *float32, A *float32, gA *float32, B *float32, C *float32, dB *float32, dC *float32, s *float32, out *float32, nc int)
+// Requires: AVX, FMA3
+TEXT ·scanBack16AVX2(SB), NOSPLIT, $0-104
+	MOVQ dh+0(FP), AX
+	MOVQ cur+8(FP), CX
+	MOVQ prev+16(FP), DX
+	MOVQ av+24(FP), BX
+	MOVQ A+32(FP), SI
+	MOVQ gA+40(FP), DI
+	MOVQ B+48(FP), R8
+	MOVQ C+56(FP), R9
+	MOVQ dB+64(FP), R10
+	MOVQ dC+72(FP), R11
+	MOVQ s+80(FP), R12
+	MOVQ out+88(FP), R13
+	MOVQ nc+96(FP), R14
+
+chan:
+	CMPQ         R14, $0x00
+	JE           done
+	VBROADCASTSS (R12), Y0
+	VBROADCASTSS 4(R12), Y1
+	VBROADCASTSS 8(R12), Y2
+	VMULPS       Y1, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VMOVUPS      (R11), Y5
+	VFMADD231PS  (CX), Y0, Y5
+	VMOVUPS      Y5, (R11)
+	VMOVUPS      (AX), Y5
+	VFMADD231PS  (R9), Y0, Y5
+	VMOVUPS      (BX), Y6
+	VMULPS       Y6, Y5, Y7
+	VMULPS       (DX), Y7, Y7
+	VMULPS       (SI), Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VMOVUPS      (DI), Y8
+	VFMADD231PS  Y7, Y1, Y8
+	VMOVUPS      Y8, (DI)
+	VFMADD231PS  (R8), Y5, Y4
+	VMOVUPS      (R10), Y7
+	VFMADD231PS  Y5, Y2, Y7
+	VMOVUPS      Y7, (R10)
+	VMULPS       Y6, Y5, Y5
+	VMOVUPS      Y5, (AX)
+	VMOVUPS      32(R11), Y5
+	VFMADD231PS  32(CX), Y0, Y5
+	VMOVUPS      Y5, 32(R11)
+	VMOVUPS      32(AX), Y5
+	VFMADD231PS  32(R9), Y0, Y5
+	VMOVUPS      32(BX), Y0
+	VMULPS       Y0, Y5, Y6
+	VMULPS       32(DX), Y6, Y6
+	VMULPS       32(SI), Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVUPS      32(DI), Y7
+	VFMADD231PS  Y6, Y1, Y7
+	VMOVUPS      Y7, 32(DI)
+	VFMADD231PS  32(R8), Y5, Y4
+	VMOVUPS      32(R10), Y1
+	VFMADD231PS  Y5, Y2, Y1
+	VMOVUPS      Y1, 32(R10)
+	VMULPS       Y0, Y5, Y5
+	VMOVUPS      Y5, 32(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (R13)
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, 4(R13)
+	ADDQ         $0x40, AX
+	ADDQ         $0x40, CX
+	ADDQ         $0x40, DX
+	ADDQ         $0x40, BX
+	ADDQ         $0x40, SI
+	ADDQ         $0x40, DI
+	ADDQ         $0x0c, R12
+	ADDQ         $0x08, R13
+	DECQ         R14
+	JMP          chan
+
+done:
+	VZEROUPPER
+	RET
+
 // func sumAVX2(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·sumAVX2(SB), NOSPLIT, $0-20

@@ -145,3 +145,24 @@ func (s *scanTask) do(int) {
 		}
 	}
 }
+
+// ScanBackStep is one token of the selective scan's backward pass over nc
+// channels of state size N, for the trainer: s holds (dy, Δ, x) per channel
+// ([nc][3]); dh, cur (h_t), prev (h_{t−1}), av (exp(Δ·A)), A and gA are
+// [nc][N]; B, C, dB, dC are [N]. It updates dh (to the gradient for h_{t−1}),
+// gA, dB and dC, and writes (Σ_q u, Σ_q sb) per channel to out ([nc][2]):
+//
+//	dC[q] += dy·cur;  dhq := dh + dy·C[q];  u := dhq·av·prev·A
+//	gA += u·Δ;  dB[q] += dhq·Δ·x;  dh = dhq·av;  Σu, Σsb += u, dhq·B[q]
+//
+// The assembly (N = 16) fuses the multiply-adds and sums in 8 lanes, so
+// its results differ from the plain Go loop's in the last bits.
+func ScanBackStep(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out []float32, nc, N int) {
+	if nc == 0 {
+		return
+	}
+	n := nc * N
+	_, _, _, _, _, _ = dh[n-1], cur[n-1], prev[n-1], av[n-1], A[n-1], gA[n-1]
+	_, _, _, _, _, _ = B[N-1], C[N-1], dB[N-1], dC[N-1], s[3*nc-1], out[2*nc-1]
+	scanBack(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out, nc, N)
+}

@@ -192,13 +192,16 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 	chunks, _ := e.s.pool.split(Di, 8)
 	e.part.reset(chunks, 2*n*N)
 	hsz, asz := (scanChunk+1)*scanBlock*N, scanChunk*scanBlock*N
-	bufs := e.chunkBufs(chunks, hsz+asz+scanBlock*N+scanBlock)
+	bufs := e.chunkBufs(chunks, hsz+asz+scanBlock*N+scanBlock+5*scanBlock)
 	e.s.pool.parallelFor(Di, 8, func(ci, c0, c1 int) {
 		acc := e.part.get(ci)
 		dB, dC := acc[:n*N], acc[n*N:]
 		buf := bufs[ci]
 		hbuf, abuf := buf[:hsz], buf[hsz:hsz+asz]
-		dh, ybuf := buf[hsz+asz:hsz+asz+scanBlock*N], buf[hsz+asz+scanBlock*N:]
+		dh, ybuf := buf[hsz+asz:hsz+asz+scanBlock*N], buf[hsz+asz+scanBlock*N:hsz+asz+scanBlock*N+scanBlock]
+		// Per channel of a block: (dy, Δ, x) in, (Σu, Σsb) out.
+		sv := buf[hsz+asz+scanBlock*N+scanBlock:][:3*scanBlock]
+		so := buf[hsz+asz+scanBlock*N+4*scanBlock:][:2*scanBlock]
 		for cb := c0; cb < c1; cb += scanBlock {
 			ce := min(cb+scanBlock, c1)
 			nc := ce - cb
@@ -236,28 +239,17 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 						B, C := a.bn[t*N:(t+1)*N], a.cn[t*N:(t+1)*N]
 						dBt, dCt := dB[t*N:(t+1)*N], dC[t*N:(t+1)*N]
 						for c := cb; c < ce; c++ {
-							dyv, dl, xv := dy[t*Di+c], a.delta[t*Di+c], a.xc[t*Di+c]
+							i := c - cb
+							sv[3*i], sv[3*i+1], sv[3*i+2] = dy[t*Di+c], a.delta[t*Di+c], a.xc[t*Di+c]
+						}
+						// u = dh·Ā·h_{t−1}·A gives dΔ (Σ u) and dA_log (u·Δ);
+						// sb = Σ dh·B gives the B̄x path's dΔ and dxc.
+						kernels.ScanBackStep(dh[:sz], cur, prev, av, a.A[cb*N:ce*N], g.aLog[cb*N:ce*N], B, C, dBt, dCt, sv, so, nc, N)
+						for c := cb; c < ce; c++ {
+							i := c - cb
+							dyv, dl, xv := sv[3*i], sv[3*i+1], sv[3*i+2]
+							su, sb := so[2*i], so[2*i+1]
 							g.d[c] += dyv * xv
-							o := (c - cb) * N
-							dhc := dh[o : o+N]
-							curc, prevc, avc := cur[o:o+N], prev[o:o+N], av[o:o+N]
-							ac, gA := a.A[c*N:(c+1)*N], g.aLog[c*N:(c+1)*N]
-							Bc, Cc, dBc, dCc := B[:N], C[:N], dBt[:N], dCt[:N]
-							dlx := dl * xv
-							// u = dh·Ā·h_{t−1}·A gives dΔ (Σ u) and dA_log (u·Δ);
-							// sb = Σ dh·B gives the B̄x path's dΔ and dxc.
-							var su, sb float32
-							for q := range dhc {
-								dCc[q] += dyv * curc[q]
-								dhq := dhc[q] + dyv*Cc[q]
-								ab := avc[q]
-								u := dhq * ab * prevc[q] * ac[q]
-								su += u
-								gA[q] += u * dl
-								sb += dhq * Bc[q]
-								dBc[q] += dhq * dlx
-								dhc[q] = dhq * ab
-							}
 							dxc[t*Di+c] += dyv*w.d[c] + sb*dl
 							ddelta[t*Di+c] += su + sb*xv
 						}

@@ -26,6 +26,7 @@ func main() {
 	genDot()
 	genAxpy()
 	genWeightedSum()
+	genScanBack16()
 	genSum()
 	genSumSq()
 	genScaleMul()
@@ -767,6 +768,86 @@ func genSoftplus() {
 		VBLENDVPS(mask, v, p, p)
 		return p
 	})
+}
+
+func genScanBack16() {
+	TEXT("scanBack16AVX2", NOSPLIT, "func(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out *float32, nc int)")
+	Pragma("noescape")
+	Doc(
+		"scanBack16AVX2 is one token of the selective scan's backward pass over nc",
+		"channels of state size 16: s holds (dy, Δ, x) per channel, out receives",
+		"(Σu, Σsb) per channel; dh, gA, dB, dC are updated in place (fused",
+		"multiply-adds, sums in 8 lanes):",
+		"",
+		"\tfor c := 0; c < nc; c++ {",
+		"\t\tdy, dl, x := s[3*c], s[3*c+1], s[3*c+2]",
+		"\t\tvar su, sb float32",
+		"\t\tfor q := 0; q < 16; q++ {",
+		"\t\t\ti := c*16 + q",
+		"\t\t\tdC[q] += dy * cur[i]",
+		"\t\t\tdhq := dh[i] + dy*C[q]",
+		"\t\t\tu := dhq * av[i] * prev[i] * A[i]",
+		"\t\t\tsu += u",
+		"\t\t\tgA[i] += u * dl",
+		"\t\t\tsb += dhq * B[q]",
+		"\t\t\tdB[q] += dhq * dl * x",
+		"\t\t\tdh[i] = dhq * av[i]",
+		"\t\t}",
+		"\t\tout[2*c], out[2*c+1] = su, sb",
+		"\t}",
+	)
+	ptr := func(name string) Register { return Load(Param(name), GP64()) }
+	dh, cur, prev, av, A, gA := ptr("dh"), ptr("cur"), ptr("prev"), ptr("av"), ptr("A"), ptr("gA")
+	B, C, dB, dC := ptr("B"), ptr("C"), ptr("dB"), ptr("dC")
+	sp, out := ptr("s"), ptr("out")
+	nc := Load(Param("nc"), GP64())
+	Label("chan")
+	CMPQ(nc, U8(0))
+	JE(LabelRef("done"))
+	dy, dl, dlx := YMM(), YMM(), YMM()
+	VBROADCASTSS(Mem{Base: sp}, dy)
+	VBROADCASTSS(Mem{Base: sp}.Offset(4), dl)
+	VBROADCASTSS(Mem{Base: sp}.Offset(8), dlx)
+	VMULPS(dl, dlx, dlx)
+	accU, accB := YMM(), YMM()
+	zero(accU, accB)
+	for blk := 0; blk < 2; blk++ {
+		o := 32 * blk
+		dhq, t, ab, u := YMM(), YMM(), YMM(), YMM()
+		VMOVUPS(Mem{Base: dC}.Offset(o), t)
+		VFMADD231PS(Mem{Base: cur}.Offset(o), dy, t)
+		VMOVUPS(t, Mem{Base: dC}.Offset(o))
+		VMOVUPS(Mem{Base: dh}.Offset(o), dhq)
+		VFMADD231PS(Mem{Base: C}.Offset(o), dy, dhq)
+		VMOVUPS(Mem{Base: av}.Offset(o), ab)
+		VMULPS(ab, dhq, u)
+		VMULPS(Mem{Base: prev}.Offset(o), u, u)
+		VMULPS(Mem{Base: A}.Offset(o), u, u)
+		VADDPS(u, accU, accU)
+		g := YMM()
+		VMOVUPS(Mem{Base: gA}.Offset(o), g)
+		VFMADD231PS(u, dl, g)
+		VMOVUPS(g, Mem{Base: gA}.Offset(o))
+		VFMADD231PS(Mem{Base: B}.Offset(o), dhq, accB)
+		t2 := YMM()
+		VMOVUPS(Mem{Base: dB}.Offset(o), t2)
+		VFMADD231PS(dhq, dlx, t2)
+		VMOVUPS(t2, Mem{Base: dB}.Offset(o))
+		VMULPS(ab, dhq, dhq)
+		VMOVUPS(dhq, Mem{Base: dh}.Offset(o))
+	}
+	VMOVSS(hsum(accU), Mem{Base: out})
+	VMOVSS(hsum(accB), Mem{Base: out}.Offset(4))
+	for _, r := range []Register{dh, cur, prev, av, A, gA} {
+		ADDQ(U8(64), r)
+	}
+	ADDQ(U8(12), sp)
+	ADDQ(U8(8), out)
+	DECQ(nc)
+	JMP(LabelRef("chan"))
+	Label("done")
+	VZEROUPPER()
+	RET()
 }
 
 func genScanStep() {
