@@ -121,17 +121,9 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 	e.s.linearBias(out, a.yg, n, w.outProj, w.outBias, H, Di)
 }
 
-// softplusVec sets dst[i] = softplus(x[i]) with the vector exponential.
-func softplusVec(dst, x []float32) {
-	kernels.Exp(dst, x)
-	for i, v := range x {
-		if v > 20 {
-			dst[i] = v
-		} else {
-			dst[i] = float32(math.Log1p(float64(dst[i])))
-		}
-	}
-}
+// softplusVec sets dst[i] = softplus(x[i]) with the vector kernel the
+// inference forward uses (x itself above 20, as PyTorch).
+func softplusVec(dst, x []float32) { kernels.Softplus(dst, x) }
 
 // scanForward runs the selective scan of every row, writing ySSM and the
 // state at the start of each chunk of scanChunk tokens.
