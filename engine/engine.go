@@ -394,6 +394,11 @@ func (e *Engine) Submit(ctx context.Context, r Request) (*Stream, error) {
 	if err := e.Validate(&r); err != nil {
 		return nil, err
 	}
+	return e.submit(ctx, r)
+}
+
+// submit queues a validated request.
+func (e *Engine) submit(ctx context.Context, r Request) (*Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

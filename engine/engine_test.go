@@ -400,15 +400,16 @@ func TestDrain(t *testing.T) {
 // request and checks that the others finish normally.
 func TestPanicFailsOneRequest(t *testing.T) {
 	e := newEngine(t, Config{MaxBatch: 4})
-	// A bias on a token outside the vocabulary, put in after validation,
+	// A bias on a token outside the vocabulary, queued past validation,
 	// makes sampling panic with an index out of range.
-	bad := Request{Prompt: prompt(1, 5), MaxTokens: 10, LogitBias: map[int]float32{3: 1}}
-	sb, err := e.Submit(context.Background(), bad)
+	bad := Request{Prompt: prompt(1, 5), MaxTokens: 10, LogitBias: map[int]float32{1 << 20: 1}}
+	if e.Validate(&bad) == nil {
+		t.Fatal("validation accepted a bias outside the vocabulary")
+	}
+	sb, err := e.submit(context.Background(), bad)
 	if err != nil {
 		t.Fatal(err)
 	}
-	delete(bad.LogitBias, 3)
-	bad.LogitBias[1<<20] = 1
 	want, _ := generate(t, prompt(2, 5), 10)
 	sg, _ := e.Submit(context.Background(), Request{Prompt: prompt(2, 5), MaxTokens: 10})
 	if _, last := collect(t, sb); !errors.Is(last.Err, ErrInternal) {
