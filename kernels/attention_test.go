@@ -203,3 +203,35 @@ func TestScanBackStep(t *testing.T) {
 		}
 	})
 }
+
+// TestTransposeCols: every element lands where the definition puts it, for
+// shapes around the 8×8 tiles and column ranges that start off a tile, and
+// nothing outside the destination's columns is written.
+func TestTransposeCols(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, rows := range []int{1, 7, 8, 9, 16, 33} {
+			for _, cols := range []int{1, 8, 13, 32, 40} {
+				for _, cr := range [][2]int{{0, cols}, {cols / 3, cols}, {0, cols / 2}} {
+					c0, c1 := cr[0], cr[1]
+					src, _ := guarded(r, rows*cols, 1)
+					dst, check := guarded(r, cols*rows, 2)
+					before := clone(dst)
+					TransposeCols(dst, src, rows, cols, c0, c1)
+					check(t)
+					for c := range cols {
+						for rr := range rows {
+							want := before[c*rows+rr]
+							if c >= c0 && c < c1 {
+								want = src[rr*cols+c]
+							}
+							if math.Float32bits(dst[c*rows+rr]) != math.Float32bits(want) {
+								t.Fatalf("%d×%d, columns %d..%d: dst[%d][%d] = %v, want %v", rows, cols, c0, c1, c, rr, dst[c*rows+rr], want)
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}

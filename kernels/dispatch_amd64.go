@@ -399,3 +399,17 @@ func scanBack(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out []float32, nc, N in
 	}
 	scanBack16AVX2(&dh[0], &cur[0], &prev[0], &av[0], &A[0], &gA[0], &B[0], &C[0], &dB[0], &dC[0], &s[0], &out[0], nc)
 }
+
+func transposeCols(dst, src []float32, rows, cols, c0, c1 int) {
+	r8, w8 := 0, 0
+	if useAVX2 {
+		r8, w8 = rows&^7, (c1-c0)&^7
+	}
+	if r8 > 0 && w8 > 0 {
+		transposeAVX2(&dst[c0*rows], &src[c0], r8, w8, rows, cols)
+		transposeColsGeneric(dst, src, rows, cols, c0, c0+w8, r8)
+	} else {
+		w8 = 0
+	}
+	transposeColsGeneric(dst, src, rows, cols, c0+w8, c1, 0)
+}

@@ -67,3 +67,7 @@ func weightedSumBF16(o []float32, w []uint16, ld int, p []float32) {
 func scanBack(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out []float32, nc, N int) {
 	ScanBackStepGeneric(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out, nc, N)
 }
+
+func transposeCols(dst, src []float32, rows, cols, c0, c1 int) {
+	transposeColsGeneric(dst, src, rows, cols, c0, c1, 0)
+}

@@ -80,6 +80,19 @@ func weightedSumBF16AVX2(o *float32, v *uint16, p *float32, keys int, n int, ld 
 //go:noescape
 func scanBack16AVX2(dh *float32, cur *float32, prev *float32, av *float32, A *float32, gA *float32, B *float32, C *float32, dB *float32, dC *float32, s *float32, out *float32, nc int)
 
+// transposeAVX2 writes the transpose of the rows×cols block of src (rows
+// lds floats apart) to dst (rows ldd floats apart); rows and cols are
+// multiples of 8. It moves 8×8 tiles through registers:
+//
+//	for r := 0; r < rows; r++ {
+//		for c := 0; c < cols; c++ {
+//			dst[c*ldd+r] = src[r*lds+c]
+//		}
+//	}
+//
+//go:noescape
+func transposeAVX2(dst *float32, src *float32, rows int, cols int, ldd int, lds int)
+
 // sumAVX2 returns the sum of x[:n]; n is a multiple of 32. It reads x in
 // 4 interleaved vector partial sums, to measure read bandwidth:
 //

@@ -527,6 +527,101 @@ done:
 	VZEROUPPER
 	RET
 
+// func transposeAVX2(dst *float32, src *float32, rows int, cols int, ldd int, lds int)
+// Requires: AVX
+TEXT ·transposeAVX2(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ cols+24(FP), BX
+	MOVQ ldd+32(FP), SI
+	MOVQ lds+40(FP), DI
+	SHLQ $0x02, SI
+	SHLQ $0x02, DI
+	XORQ R8, R8
+
+rowtile:
+	CMPQ R8, DX
+	JGE  done
+	XORQ R9, R9
+
+coltile:
+	CMPQ       R9, BX
+	JGE        nextrow
+	MOVQ       R8, R10
+	IMULQ      DI, R10
+	LEAQ       (R10)(R9*4), R10
+	ADDQ       CX, R10
+	MOVQ       R9, R11
+	IMULQ      SI, R11
+	LEAQ       (R11)(R8*4), R11
+	ADDQ       AX, R11
+	VMOVUPS    (R10), Y0
+	ADDQ       DI, R10
+	VMOVUPS    (R10), Y1
+	ADDQ       DI, R10
+	VMOVUPS    (R10), Y2
+	ADDQ       DI, R10
+	VMOVUPS    (R10), Y3
+	ADDQ       DI, R10
+	VMOVUPS    (R10), Y4
+	ADDQ       DI, R10
+	VMOVUPS    (R10), Y5
+	ADDQ       DI, R10
+	VMOVUPS    (R10), Y6
+	ADDQ       DI, R10
+	VMOVUPS    (R10), Y7
+	VUNPCKLPS  Y1, Y0, Y8
+	VUNPCKHPS  Y1, Y0, Y0
+	VUNPCKLPS  Y3, Y2, Y1
+	VUNPCKHPS  Y3, Y2, Y2
+	VUNPCKLPS  Y5, Y4, Y3
+	VUNPCKHPS  Y5, Y4, Y4
+	VUNPCKLPS  Y7, Y6, Y5
+	VUNPCKHPS  Y7, Y6, Y6
+	VSHUFPS    $0x44, Y1, Y8, Y7
+	VSHUFPS    $0xee, Y1, Y8, Y8
+	VSHUFPS    $0x44, Y2, Y0, Y9
+	VSHUFPS    $0xee, Y2, Y0, Y10
+	VSHUFPS    $0x44, Y5, Y3, Y1
+	VSHUFPS    $0xee, Y5, Y3, Y2
+	VSHUFPS    $0x44, Y6, Y4, Y3
+	VSHUFPS    $0xee, Y6, Y4, Y11
+	VPERM2F128 $0x20, Y1, Y7, Y0
+	VPERM2F128 $0x31, Y1, Y7, Y4
+	VPERM2F128 $0x20, Y2, Y8, Y1
+	VPERM2F128 $0x31, Y2, Y8, Y5
+	VPERM2F128 $0x20, Y3, Y9, Y2
+	VPERM2F128 $0x31, Y3, Y9, Y6
+	VPERM2F128 $0x20, Y11, Y10, Y3
+	VPERM2F128 $0x31, Y11, Y10, Y7
+	MOVQ       R11, R10
+	VMOVUPS    Y0, (R10)
+	ADDQ       SI, R10
+	VMOVUPS    Y1, (R10)
+	ADDQ       SI, R10
+	VMOVUPS    Y2, (R10)
+	ADDQ       SI, R10
+	VMOVUPS    Y3, (R10)
+	ADDQ       SI, R10
+	VMOVUPS    Y4, (R10)
+	ADDQ       SI, R10
+	VMOVUPS    Y5, (R10)
+	ADDQ       SI, R10
+	VMOVUPS    Y6, (R10)
+	ADDQ       SI, R10
+	VMOVUPS    Y7, (R10)
+	ADDQ       $0x08, R9
+	JMP        coltile
+
+nextrow:
+	ADDQ $0x08, R8
+	JMP  rowtile
+
+done:
+	VZEROUPPER
+	RET
+
 // func sumAVX2(x *float32, n int) float32
 // Requires: AVX, SSE
 TEXT ·sumAVX2(SB), NOSPLIT, $0-20

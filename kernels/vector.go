@@ -166,3 +166,25 @@ func ScanBackStep(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out []float32, nc, 
 	_, _, _, _, _, _ = B[N-1], C[N-1], dB[N-1], dC[N-1], s[3*nc-1], out[2*nc-1]
 	scanBack(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out, nc, N)
 }
+
+// TransposeCols writes columns c0..c1 of src [rows, cols] into rows c0..c1
+// of dst [cols, rows] (dst[c*rows+r] = src[r*cols+c]). The assembly moves
+// 8×8 tiles; the edges are copied one element at a time.
+func TransposeCols(dst, src []float32, rows, cols, c0, c1 int) {
+	if rows == 0 || c1 <= c0 {
+		return
+	}
+	_, _ = src[(rows-1)*cols+c1-1], dst[(c1-1)*rows+rows-1]
+	transposeCols(dst, src, rows, cols, c0, c1)
+}
+
+// transposeColsGeneric is TransposeCols in plain Go, for the columns c0..c1
+// and the rows r0..rows.
+func transposeColsGeneric(dst, src []float32, rows, cols, c0, c1, r0 int) {
+	for c := c0; c < c1; c++ {
+		d := dst[c*rows : (c+1)*rows]
+		for r := r0; r < rows; r++ {
+			d[r] = src[r*cols+c]
+		}
+	}
+}

@@ -223,16 +223,7 @@ const transposeBlock = 32
 func transposeBlocks(dst, src []float32, rows, cols, lo, hi int) {
 	const blk = transposeBlock
 	for c0 := lo * blk; c0 < min(hi*blk, cols); c0 += blk {
-		c1 := min(c0+blk, cols)
-		for r0 := 0; r0 < rows; r0 += blk {
-			r1 := min(r0+blk, rows)
-			for c := c0; c < c1; c++ {
-				d := dst[c*rows : (c+1)*rows]
-				for r := r0; r < r1; r++ {
-					d[r] = src[r*cols+c]
-				}
-			}
-		}
+		kernels.TransposeCols(dst, src, rows, cols, c0, min(c0+blk, cols))
 	}
 }
 

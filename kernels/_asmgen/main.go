@@ -27,6 +27,7 @@ func main() {
 	genAxpy()
 	genWeightedSum()
 	genScanBack16()
+	genTranspose()
 	genSum()
 	genSumSq()
 	genScaleMul()
@@ -845,6 +846,97 @@ func genScanBack16() {
 	ADDQ(U8(8), out)
 	DECQ(nc)
 	JMP(LabelRef("chan"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+func genTranspose() {
+	TEXT("transposeAVX2", NOSPLIT, "func(dst, src *float32, rows, cols, ldd, lds int)")
+	Pragma("noescape")
+	Doc(
+		"transposeAVX2 writes the transpose of the rows×cols block of src (rows",
+		"lds floats apart) to dst (rows ldd floats apart); rows and cols are",
+		"multiples of 8. It moves 8×8 tiles through registers:",
+		"",
+		"\tfor r := 0; r < rows; r++ {",
+		"\t\tfor c := 0; c < cols; c++ {",
+		"\t\t\tdst[c*ldd+r] = src[r*lds+c]",
+		"\t\t}",
+		"\t}",
+	)
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	rows := Load(Param("rows"), GP64())
+	cols := Load(Param("cols"), GP64())
+	ldd := Load(Param("ldd"), GP64())
+	lds := Load(Param("lds"), GP64())
+	SHLQ(U8(2), ldd)
+	SHLQ(U8(2), lds)
+	// Tile (r0, c0): src + r0·lds + 4·c0, dst + c0·ldd + 4·r0.
+	r0, c0 := GP64(), GP64()
+	sp, dp, p := GP64(), GP64(), GP64()
+	XORQ(r0, r0)
+	Label("rowtile")
+	CMPQ(r0, rows)
+	JGE(LabelRef("done"))
+	XORQ(c0, c0)
+	Label("coltile")
+	CMPQ(c0, cols)
+	JGE(LabelRef("nextrow"))
+	// sp = src + r0·lds + 4·c0
+	MOVQ(r0, sp)
+	IMULQ(lds, sp)
+	LEAQ(Mem{Base: sp, Index: c0, Scale: 4}, sp)
+	ADDQ(src, sp)
+	// dp = dst + c0·ldd + 4·r0
+	MOVQ(c0, dp)
+	IMULQ(ldd, dp)
+	LEAQ(Mem{Base: dp, Index: r0, Scale: 4}, dp)
+	ADDQ(dst, dp)
+	r := make([]VecVirtual, 8)
+	MOVQ(sp, p)
+	for i := range r {
+		r[i] = YMM()
+		VMOVUPS(Mem{Base: p}, r[i])
+		if i < 7 {
+			ADDQ(lds, p)
+		}
+	}
+	t := make([]VecVirtual, 8)
+	for i := range t {
+		t[i] = YMM()
+	}
+	for i := 0; i < 8; i += 2 {
+		VUNPCKLPS(r[i+1], r[i], t[i])
+		VUNPCKHPS(r[i+1], r[i], t[i+1])
+	}
+	u := make([]VecVirtual, 8)
+	for i := range u {
+		u[i] = YMM()
+	}
+	for _, g := range []int{0, 4} {
+		VSHUFPS(U8(0x44), t[g+2], t[g], u[g])
+		VSHUFPS(U8(0xEE), t[g+2], t[g], u[g+1])
+		VSHUFPS(U8(0x44), t[g+3], t[g+1], u[g+2])
+		VSHUFPS(U8(0xEE), t[g+3], t[g+1], u[g+3])
+	}
+	for i := 0; i < 4; i++ {
+		VPERM2F128(U8(0x20), u[4+i], u[i], r[i])
+		VPERM2F128(U8(0x31), u[4+i], u[i], r[4+i])
+	}
+	MOVQ(dp, p)
+	for i := range r {
+		VMOVUPS(r[i], Mem{Base: p})
+		if i < 7 {
+			ADDQ(ldd, p)
+		}
+	}
+	ADDQ(U8(8), c0)
+	JMP(LabelRef("coltile"))
+	Label("nextrow")
+	ADDQ(U8(8), r0)
+	JMP(LabelRef("rowtile"))
 	Label("done")
 	VZEROUPPER()
 	RET()
