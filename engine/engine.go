@@ -75,6 +75,11 @@ type Config struct {
 	// model.Generate, so a sequence served alone is computed exactly as
 	// Generate computes it. It must be at least MaxBatch.
 	StepTokens int
+	// PrefillChunk is the most prompt tokens a step takes while other
+	// sequences are decoding in it: their next token waits for that much
+	// prefill. With nothing decoding a step takes StepTokens of prompts.
+	// Default 128.
+	PrefillChunk int
 	// EventBuffer is the number of events buffered per request before its
 	// sequence pauses for the consumer. Default 64, at least 2.
 	EventBuffer int
@@ -122,6 +127,9 @@ func (c *Config) fill(m *model.Model) error {
 	if c.EventBuffer == 0 {
 		c.EventBuffer = 64
 	}
+	if c.PrefillChunk == 0 {
+		c.PrefillChunk = 128
+	}
 	if c.SnapshotBytes == 0 {
 		c.SnapshotBytes = 64 << 20
 	}
@@ -134,6 +142,8 @@ func (c *Config) fill(m *model.Model) error {
 		return fmt.Errorf("engine: Context must be at least 2 tokens, got %d", c.Context)
 	case c.StepTokens < c.MaxBatch:
 		return fmt.Errorf("engine: StepTokens (%d) must be at least MaxBatch (%d)", c.StepTokens, c.MaxBatch)
+	case c.PrefillChunk < 1:
+		return fmt.Errorf("engine: PrefillChunk must be positive, got %d", c.PrefillChunk)
 	case c.EventBuffer < 2:
 		return fmt.Errorf("engine: EventBuffer must be at least 2, got %d", c.EventBuffer)
 	}
@@ -710,6 +720,12 @@ func (e *Engine) step() {
 		e.batch = append(e.batch, model.SeqInput{Tokens: s.slot.tok[:], Cache: s.slot.cache})
 		e.inStep = append(e.inStep, s)
 		budget--
+	}
+	if len(e.batch) > 0 {
+		// Streams are decoding: give prompts at most PrefillChunk tokens of
+		// this step, so that a long prompt delays their next token by one
+		// such chunk only.
+		budget = min(budget, e.cfg.PrefillChunk)
 	}
 	for _, s := range e.active {
 		if s.fed >= len(s.req.Prompt) || budget <= 0 {

@@ -237,3 +237,32 @@ func TestPrefixReuseBF16KV(t *testing.T) {
 	}
 	sameResult(t, "snapshot, bfloat16 KV", got, runLogprobs(t, fresh, b, 5))
 }
+
+// TestPrefillChunk: while a stream decodes, a new prompt enters the steps
+// PrefillChunk tokens at a time (so the stream waits for one chunk per
+// token at most), and its output is the same as computed alone; alone, a
+// prompt takes whole StepTokens chunks.
+func TestPrefillChunk(t *testing.T) {
+	e := newEngine(t, Config{MaxBatch: 2, StepTokens: 512, PrefillChunk: 16, NoPrefixReuse: true})
+	long := submit(t, e, prompt(21, 10), 400)
+	<-long.Events() // decoding now
+	before := e.Stats().Steps
+	p := prompt(22, 100)
+	st := submit(t, e, p, 5)
+	got, _ := collect(t, st)
+	steps := e.Stats().Steps - before
+	collect(t, long)
+	if steps < 100/16+1 {
+		t.Errorf("a 100-token prompt beside a decoding stream took %d steps, want at least %d chunks of 16", steps, 100/16+1)
+	}
+	want, _ := generate(t, p, 5)
+	if !slices.Equal(got, want) {
+		t.Errorf("chunked beside a stream: %v, alone %v", got, want)
+	}
+	// Alone: one step for the prompt, then one per token.
+	before = e.Stats().Steps
+	collect(t, submit(t, e, prompt(23, 100), 1))
+	if n := e.Stats().Steps - before; n != 1 {
+		t.Errorf("a 100-token prompt alone took %d steps, want 1", n)
+	}
+}

@@ -81,7 +81,8 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	ctxLen := fs.Int("context", 0, fmt.Sprintf("tokens per sequence, prompt and output (default: the model's max_position_embeddings, at most %d)", defaultContextCap))
 	noReuse := fs.Bool("no-prefix-reuse", false, "compute every prompt whole, never continuing a finished request's state")
 	snapMiB := fs.Int("snapshot-mib", 64, "memory per slot for copies of the Mamba state taken along each request, for prompts that share only a beginning (0: none)")
-	stepTokens := fs.Int("step-tokens", 512, "tokens per batch step: decode tokens first, then prompt chunks (bounds how long a new prompt delays running streams)")
+	stepTokens := fs.Int("step-tokens", 512, "tokens per batch step: decode tokens first, then prompt chunks")
+	prefillChunk := fs.Int("prefill-chunk", 128, "prompt tokens per step while other streams decode: bounds how long a new prompt delays their next token")
 	timeout := fs.Duration("timeout", 10*time.Minute, "limit on one generation request (0: none)")
 	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "limit on each write to a client; a client that stops reading is cut off")
 	maxBody := fs.Int64("max-body", 0, "request body limit in bytes (default: 8 MiB, or 64 bytes per context token if more)")
@@ -124,7 +125,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	if !loopback && len(apiKeys) == 0 && !*insecure {
 		return fmt.Errorf("%w: --addr %s is not a loopback address: give --api-key or --api-key-file, or --insecure-no-auth", errUsage, *addr)
 	}
-	for name, v := range map[string]int{"--max-batch": *maxBatch, "--step-tokens": *stepTokens, "--max-conns": *maxConns} {
+	for name, v := range map[string]int{"--max-batch": *maxBatch, "--step-tokens": *stepTokens, "--prefill-chunk": *prefillChunk, "--max-conns": *maxConns} {
 		if v < 1 {
 			return fmt.Errorf("%w: %s must be at least 1", errUsage, name)
 		}
@@ -202,7 +203,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		if c == 0 {
 			c = min(m.Config.MaxPositionEmbeddings, defaultContextCap)
 		}
-		eng, err = engine.New(m, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch),
+		eng, err = engine.New(m, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch), PrefillChunk: *prefillChunk,
 			NoPrefixReuse: *noReuse, SnapshotBytes: snapshotBytes(*snapMiB)})
 		if err != nil {
 			hs.Close()
