@@ -251,6 +251,8 @@ type Stats struct {
 	CachedTokens    uint64 // prompt tokens taken from a finished request's state
 	GeneratedTokens uint64 // tokens sampled and delivered
 	Steps           uint64 // forward calls
+	StepSequences   uint64 // Σ over steps of the sequences in the step
+	StepTokens      uint64 // Σ over steps of the tokens computed in the step
 	Cancelled       uint64 // requests ended by their context
 	Failed          uint64 // requests ended by an error
 }
@@ -278,6 +280,8 @@ type Engine struct {
 	cached   atomic.Uint64
 	gen      atomic.Uint64
 	steps    atomic.Uint64
+	stepSeqs atomic.Uint64
+	stepToks atomic.Uint64
 	cancels  atomic.Uint64
 	failures atomic.Uint64
 
@@ -341,6 +345,7 @@ func (e *Engine) Stats() Stats {
 		MaxBatch: e.cfg.MaxBatch, MaxQueue: e.cfg.MaxQueue,
 		Requests: e.requests.Load(), PromptTokens: e.prompt.Load(), CachedTokens: e.cached.Load(),
 		GeneratedTokens: e.gen.Load(), Steps: e.steps.Load(),
+		StepSequences: e.stepSeqs.Load(), StepTokens: e.stepToks.Load(),
 		Cancelled: e.cancels.Load(), Failed: e.failures.Load(),
 	}
 }
@@ -755,6 +760,12 @@ func (e *Engine) step() {
 		return
 	}
 	e.steps.Add(1)
+	e.stepSeqs.Add(uint64(len(e.batch)))
+	var toks int
+	for _, in := range e.batch {
+		toks += len(in.Tokens)
+	}
+	e.stepToks.Add(uint64(toks))
 	for i, s := range e.inStep {
 		sl := s.slot
 		if s.chunk > 0 {

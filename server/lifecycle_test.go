@@ -169,6 +169,9 @@ func TestMetrics(t *testing.T) {
 		`jamba_http_requests_total{code="400",endpoint="/v1/completions"} 1`,
 		"jamba_queue_depth 0", "jamba_active_sequences 0", "jamba_max_batch 2",
 		"jamba_prompt_tokens_total 2", "jamba_generated_tokens_total 5",
+		// One prompt step of 2 tokens, then 4 decode steps of 1 (the 5th
+		// token is sampled from the 4th's logits): 5 sequences, 6 tokens.
+		"jamba_engine_steps_total 5", "jamba_engine_step_sequences_total 5", "jamba_engine_step_tokens_total 6",
 		"jamba_time_to_first_token_seconds_count 1", "jamba_inter_token_latency_seconds_count 4",
 		"jamba_request_completion_tokens_total 5", "go_goroutines",
 	} {

@@ -79,6 +79,12 @@ func newMetrics(reg *prometheus.Registry, s *Server) (*metrics, error) {
 			Name: "jamba_engine_steps_total", Help: "Forward passes of the engine (one per batch step).",
 		}, func() float64 { return float64(stats().Steps) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "jamba_engine_step_sequences_total", Help: "Sequences in the engine's steps, summed over steps (÷ steps: the mean batch).",
+		}, func() float64 { return float64(stats().StepSequences) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "jamba_engine_step_tokens_total", Help: "Tokens computed in the engine's steps (prompt chunks and decode tokens), summed over steps.",
+		}, func() float64 { return float64(stats().StepTokens) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "jamba_cancelled_requests_total", Help: "Requests ended by cancellation (client gone, stop string, timeout).",
 		}, func() float64 { return float64(stats().Cancelled) }),
 	}
