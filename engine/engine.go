@@ -1043,14 +1043,17 @@ func (e *Engine) takeSlot(s *seq) *slot {
 	if sl.every > 0 {
 		// The copies this request may take, within the slot's budget
 		// together with those it keeps.
-		need := (s.limit-1)/sl.every - sl.cache.Len/sl.every
-		need = min(need, max(0, e.snapBudget()-len(sl.snaps)))
+		room := max(0, e.snapBudget()-len(sl.snaps))
+		need := min((s.limit-1)/sl.every-sl.cache.Len/sl.every, room)
 		for len(sl.spare) < need {
 			sl.spare = append(sl.spare, make([]float32, e.mambaFloats))
 		}
-		clear(sl.spare[need:])
-		sl.spare = sl.spare[:need]
-		sl.snaps = slices.Grow(sl.snaps, need)
+		// Keep spare buffers for later requests, within the budget.
+		if len(sl.spare) > room {
+			clear(sl.spare[room:])
+			sl.spare = sl.spare[:room]
+		}
+		sl.snaps = slices.Grow(sl.snaps, len(sl.spare))
 	}
 	sl.smp.AcceptPrompt(s.req.Prompt)
 	return sl
