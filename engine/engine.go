@@ -603,10 +603,17 @@ func dropSnaps(sl *slot, keep int) {
 }
 
 // snap saves sl's Mamba state when its length is a multiple of its
-// request's spacing, into a buffer reserved at admission.
-func snap(sl *slot) {
+// request's spacing, or when promptEnd (the whole prompt is in), into a
+// buffer reserved at admission. The copy at the end of the prompt lets a
+// later prompt that repeats this one and goes on differently (another
+// continuation, a chat turn whose earlier reply re-tokenizes otherwise)
+// continue from it.
+func snap(sl *slot, promptEnd bool) {
 	n := sl.cache.Len
-	if sl.every == 0 || n%sl.every != 0 || len(sl.spare) == 0 || len(sl.snaps) == cap(sl.snaps) {
+	if sl.every == 0 || n%sl.every != 0 && !promptEnd || len(sl.spare) == 0 || len(sl.snaps) == cap(sl.snaps) {
+		return
+	}
+	if k := len(sl.snaps); k > 0 && sl.snaps[k-1].pos == n {
 		return
 	}
 	buf := sl.spare[len(sl.spare)-1]
@@ -775,7 +782,7 @@ func (e *Engine) step() {
 		} else {
 			sl.ids = append(sl.ids, sl.tok[0])
 		}
-		snap(sl)
+		snap(sl, s.chunk > 0 && s.fed == len(s.req.Prompt))
 		if s.samples {
 			e.advance(s, i)
 		}
@@ -1044,7 +1051,9 @@ func (e *Engine) takeSlot(s *seq) *slot {
 		// The copies this request may take, within the slot's budget
 		// together with those it keeps.
 		room := max(0, e.snapBudget()-len(sl.snaps))
-		need := min((s.limit-1)/sl.every-sl.cache.Len/sl.every, room)
+		// The copies at multiples of the spacing, and one at the end of the
+		// prompt.
+		need := min((s.limit-1)/sl.every-sl.cache.Len/sl.every+1, room)
 		for len(sl.spare) < need {
 			sl.spare = append(sl.spare, make([]float32, e.mambaFloats))
 		}

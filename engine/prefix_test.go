@@ -62,8 +62,10 @@ func sameResult(t *testing.T, what string, a, b result) {
 // tokens it did not compute, and its tokens, log-probabilities and top
 // alternatives are the same bits as on an engine that computes the whole
 // prompt. A prompt that leaves a state's tokens, or that ends where a state
-// ends (its last token must still be computed for its logits), computes
-// everything here, where every prompt is shorter than the first snapshot.
+// ends (its last token must still be computed for its logits), continues
+// from the copy of the state taken at the end of an earlier prompt when it
+// shares that prompt, and computes everything otherwise (every prompt here
+// is shorter than the first copy at a multiple of 512).
 func TestPrefixReuse(t *testing.T) {
 	run := func(e *Engine, p []int, n int) result { t.Helper(); return runLogprobs(t, e, p, n) }
 	same := func(what string, a, b result) { t.Helper(); sameResult(t, what, a, b) }
@@ -92,26 +94,39 @@ func TestPrefixReuse(t *testing.T) {
 	}
 	same("second turn", got, want)
 
-	// Exactly the tokens of the last state: nothing to compute logits from.
+	// Exactly the tokens of the last state: its last token must be
+	// computed again, so the request continues from the copy taken at the
+	// end of the previous prompt.
 	held := slices.Concat(p2, got.ids[:len(got.ids)-1])
 	r := run(reuse, held, 5)
-	if r.cached != 0 {
-		t.Errorf("a prompt equal to a state's tokens reused %d", r.cached)
+	if r.cached != len(p2) {
+		t.Errorf("a prompt equal to a state's tokens continued %d, want the previous prompt's %d", r.cached, len(p2))
 	}
 	same("prompt equal to the state", r, run(fresh, held, 5))
+	total := got.cached + r.cached
 
-	// A prompt that leaves the state's tokens inside them.
+	// A prompt that leaves the state's tokens 3 tokens after the first
+	// prompt: it continues from the copy at that prompt's end.
 	off := slices.Clone(held)
 	off[len(p)+3] = (off[len(p)+3] + 1) % 4000
 	off = append(off, 77)
 	r = run(reuse, off, 5)
-	if r.cached != 0 {
-		t.Errorf("a diverging prompt reused %d tokens", r.cached)
+	if r.cached != len(p) {
+		t.Errorf("a prompt leaving the state after %d tokens continued %d, want %d", len(p)+3, r.cached, len(p))
 	}
 	same("diverging prompt", r, run(fresh, off, 5))
+	total += r.cached
 
-	if st := reuse.Stats(); st.CachedTokens != uint64(got.cached) {
-		t.Errorf("Stats().CachedTokens = %d, want %d", st.CachedTokens, got.cached)
+	// One that leaves it before the first copy: nothing to continue.
+	early := slices.Clone(held)
+	early[5] = (early[5] + 1) % 4000
+	if r = run(reuse, early, 5); r.cached != 0 {
+		t.Errorf("a prompt leaving the state after 5 tokens continued %d", r.cached)
+	}
+	same("early diverging prompt", r, run(fresh, early, 5))
+
+	if st := reuse.Stats(); st.CachedTokens != uint64(total) {
+		t.Errorf("Stats().CachedTokens = %d, want %d", st.CachedTokens, total)
 	}
 }
 

@@ -51,9 +51,10 @@ batched continuously: up to --max-batch sequences share every forward pass.
 Without --model it serves the demo model built into the binary.
 
 A finished request's slot keeps its state: a later prompt that extends its
-tokens (the next turn of a conversation) continues from it, and one that
-shares only a beginning continues from the last copy of the Mamba state
-(taken every 512 tokens or more, within --snapshot-mib per slot).
+tokens continues from it, and one that shares only a beginning continues
+from the last copy of the Mamba state within it (taken at the end of the
+prompt, so the next turn of a chat continues from the previous prompt, and
+every 512 tokens or more, within --snapshot-mib per slot).
 usage.prompt_tokens_details.cached_tokens reports the tokens not computed
 again; the output is the same bits either way.
 
