@@ -97,14 +97,17 @@ func benchModel(b *testing.B) *model.Model {
 // BenchmarkChatTurn measures the time to the first token of a conversation's
 // next turn: a request whose prompt is an earlier request's prompt (history
 // tokens), its 16 output tokens and 32 new tokens, with the earlier
-// request's state reused (the default) and without (NoPrefixReuse). Model
-// as BenchmarkThroughput.
+// request's whole state continued (reuse=state, the default), and without
+// reuse (NoPrefixReuse). reuse=copy sends the earlier prompt and 48 new
+// tokens instead of its output, as when a chat's earlier reply re-tokenizes
+// differently: it continues from the copy taken at that prompt's end.
+// Model as BenchmarkThroughput.
 func BenchmarkChatTurn(b *testing.B) {
 	m := benchModel(b)
 	for _, history := range []int{256, 1024} {
-		for _, reuse := range []bool{true, false} {
-			b.Run(fmt.Sprintf("history=%d/reuse=%v", history, reuse), func(b *testing.B) {
-				e, err := New(m, Config{MaxBatch: 2, NoPrefixReuse: !reuse})
+		for _, reuse := range []string{"state", "copy", "off"} {
+			b.Run(fmt.Sprintf("history=%d/reuse=%s", history, reuse), func(b *testing.B) {
+				e, err := New(m, Config{MaxBatch: 2, NoPrefixReuse: reuse == "off"})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -135,6 +138,9 @@ func BenchmarkChatTurn(b *testing.B) {
 					p := prompt(i, history)
 					out, _ := first(p)
 					next := append(append(append([]int(nil), p...), out...), prompt(i+1, 33)[1:]...)
+					if reuse == "copy" {
+						next = append(append([]int(nil), p...), prompt(i+1, 49)[1:]...)
+					}
 					b.StartTimer()
 					_, ttft := first(next)
 					total += ttft
