@@ -1048,12 +1048,22 @@ func (e *Engine) takeSlot(s *seq) *slot {
 	}
 	sl.every = e.snapEvery(s.limit)
 	if sl.every > 0 {
-		// The copies this request may take, within the slot's budget
-		// together with those it keeps.
-		room := max(0, e.snapBudget()-len(sl.snaps))
-		// The copies at multiples of the spacing, and one at the end of the
-		// prompt.
-		need := min((s.limit-1)/sl.every-sl.cache.Len/sl.every+1, room)
+		// The copies this request may take (at multiples of the spacing, and
+		// one at the end of the prompt), within the slot's budget together
+		// with those it keeps; the oldest kept copies make way if needed,
+		// since a later request most likely continues a recent prompt.
+		budget := e.snapBudget()
+		want := min((s.limit-1)/sl.every-sl.cache.Len/sl.every+1, budget)
+		if over := len(sl.snaps) + want - budget; over > 0 {
+			for _, old := range sl.snaps[:over] {
+				sl.spare = append(sl.spare, old.data)
+			}
+			n := copy(sl.snaps, sl.snaps[over:])
+			clear(sl.snaps[n:])
+			sl.snaps = sl.snaps[:n]
+		}
+		room := max(0, budget-len(sl.snaps))
+		need := min(want, room)
 		for len(sl.spare) < need {
 			sl.spare = append(sl.spare, make([]float32, e.mambaFloats))
 		}

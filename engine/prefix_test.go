@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -279,5 +280,30 @@ func TestPrefillChunk(t *testing.T) {
 	collect(t, submit(t, e, prompt(23, 100), 1))
 	if n := e.Stats().Steps - before; n != 1 {
 		t.Errorf("a 100-token prompt alone took %d steps, want 1", n)
+	}
+}
+
+// TestPrefixReuseEvictsOldCopies: with room for two copies of the Mamba
+// state per slot, a conversation that goes on turn after turn on one slot
+// keeps the newest copies, so every turn continues from the end of the
+// previous prompt.
+func TestPrefixReuseEvictsOldCopies(t *testing.T) {
+	m := demo(t)
+	floats := m.NewCache(1).MambaFloats()
+	e := newEngine(t, Config{MaxBatch: 1, SnapshotBytes: int64(2 * 4 * floats)})
+	if got := e.snapBudget(); got != 2 {
+		t.Fatalf("budget of %d copies, want 2", got)
+	}
+	fresh := newEngine(t, Config{MaxBatch: 1, NoPrefixReuse: true})
+	p := prompt(31, 30)
+	for turn := 1; turn <= 5; turn++ {
+		r := runLogprobs(t, e, p, 3)
+		if want := len(p) - 10; turn > 1 && r.cached != want {
+			t.Errorf("turn %d: continued %d tokens, want the previous prompt's %d", turn, r.cached, want)
+		}
+		sameResult(t, fmt.Sprintf("turn %d", turn), r, runLogprobs(t, fresh, p, 3))
+		// The next turn repeats this prompt and adds 10 other tokens (not
+		// this turn's output).
+		p = slices.Concat(p, prompt(32+turn, 11)[1:])
 	}
 }
