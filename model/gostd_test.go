@@ -105,19 +105,7 @@ func TestInt8Quality(t *testing.T) {
 	dir := testutil.Fixture(t, "models/hf-gostd-13m")
 	refs := readRefs(t, filepath.Join(dir, "reference.safetensors"))
 	ids := ints(refs["input_ids"].data)
-	var losses [2]float64
-	for i, q := range []string{"", "int8"} {
-		m, err := Load(dir, Options{Quantize: q})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws := m.NewWorkspace()
-		if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
-			t.Fatal(err)
-		}
-		s, n := crossEntropy(ws.Logits(0), ids, m.Config.VocabSize)
-		losses[i] = s / float64(n)
-	}
+	losses := [2]float64{meanLoss(t, dir, ids, Options{}), meanLoss(t, dir, ids, Options{Quantize: "int8"})}
 	rel := (losses[1] - losses[0]) / losses[0]
 	t.Logf("loss bf16 %.5f, int8 %.5f (%+.3f%%)", losses[0], losses[1], 100*rel)
 	if math.Abs(rel) > 0.01 {
@@ -134,8 +122,7 @@ func TestKVCacheBF16Quality(t *testing.T) {
 	dir := testutil.Fixture(t, "models/hf-gostd-13m")
 	refs := readRefs(t, filepath.Join(dir, "reference.safetensors"))
 	ids := ints(refs["input_ids"].data)
-	var losses [2]float64
-	for i, kv := range []string{"f32", "bf16"} {
+	for _, kv := range []string{"f32", "bf16"} {
 		m, err := Load(dir, Options{KVCache: kv})
 		if err != nil {
 			t.Fatal(err)
@@ -143,14 +130,9 @@ func TestKVCacheBF16Quality(t *testing.T) {
 		if got := m.NewCache(4).Shape().KVBF16; got != (kv == "bf16") {
 			t.Fatalf("KVCache %q: cache shape KVBF16 = %v", kv, got)
 		}
-		ws := m.NewWorkspace()
-		if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
-			t.Fatal(err)
-		}
-		s, n := crossEntropy(ws.Logits(0), ids, m.Config.VocabSize)
-		losses[i] = s / float64(n)
 		m.Close()
 	}
+	losses := [2]float64{meanLoss(t, dir, ids, Options{KVCache: "f32"}), meanLoss(t, dir, ids, Options{KVCache: "bf16"})}
 	rel := (losses[1] - losses[0]) / losses[0]
 	t.Logf("loss with float32 KV %.5f, bfloat16 KV %.5f (%+.4f%%)", losses[0], losses[1], 100*rel)
 	if math.Abs(rel) > 0.005 {
@@ -159,4 +141,21 @@ func TestKVCacheBF16Quality(t *testing.T) {
 	if _, err := Load(dir, Options{KVCache: "fp8"}); err == nil || !strings.Contains(err.Error(), "fp8") {
 		t.Errorf("KVCache fp8: %v", err)
 	}
+}
+
+// meanLoss is the mean next-token loss of ids in one pass of the model in
+// dir loaded with opts.
+func meanLoss(t *testing.T, dir string, ids []int, opts Options) float64 {
+	t.Helper()
+	m, err := Load(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ws := m.NewWorkspace()
+	if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+		t.Fatal(err)
+	}
+	s, n := crossEntropy(ws.Logits(0), ids, m.Config.VocabSize)
+	return s / float64(n)
 }
