@@ -107,19 +107,7 @@ func (w *Workers) pass(rows [][]int, backward bool, scale float32) (Loss, error)
 	for _, r := range rows {
 		count += len(r) - 1
 	}
-	gscale := scale / float32(count)
-	err := w.each(func(i int, e *Engine) error {
-		lo, hi := w.share(i, len(rows))
-		if lo == hi {
-			return nil
-		}
-		if err := e.setBatch(rows[lo:hi]); err != nil {
-			return err
-		}
-		e.forward(backward, gscale)
-		return nil
-	})
-	if err != nil {
+	if err := w.forwardShares(rows, backward, scale/float32(count)); err != nil {
 		return Loss{}, err
 	}
 	// The cross-entropy terms in token order, as one engine adds them; the
@@ -145,13 +133,29 @@ func (w *Workers) pass(rows [][]int, backward bool, scale float32) (Loss, error)
 	if !backward {
 		return loss, nil
 	}
-	err = w.each(func(i int, e *Engine) error {
+	err := w.each(func(i int, e *Engine) error {
 		if lo, hi := w.share(i, len(rows)); lo < hi {
 			e.backward(scale, w.count, routed)
 		}
 		return nil
 	})
 	return loss, err
+}
+
+// forwardShares runs each worker's forward pass over its share of rows
+// (keeping what the backward pass needs when backward).
+func (w *Workers) forwardShares(rows [][]int, backward bool, gscale float32) error {
+	return w.each(func(i int, e *Engine) error {
+		lo, hi := w.share(i, len(rows))
+		if lo == hi {
+			return nil
+		}
+		if err := e.setBatch(rows[lo:hi]); err != nil {
+			return err
+		}
+		e.forward(backward, gscale)
+		return nil
+	})
 }
 
 // Grad adds the other workers' gradients to the first worker's, element by
@@ -175,18 +179,7 @@ func (w *Workers) rowCE(dst []float64, rows [][]int) ([]float64, error) {
 	if err := checkBatch(rows, w.Engines[0].d.V); err != nil {
 		return dst, err
 	}
-	err := w.each(func(i int, e *Engine) error {
-		lo, hi := w.share(i, len(rows))
-		if lo == hi {
-			return nil
-		}
-		if err := e.setBatch(rows[lo:hi]); err != nil {
-			return err
-		}
-		e.forward(false, 0)
-		return nil
-	})
-	if err != nil {
+	if err := w.forwardShares(rows, false, 0); err != nil {
 		return dst, err
 	}
 	for i, e := range w.Engines {
