@@ -121,3 +121,17 @@ func startCPUProfile(path string) (stop func(), err error) {
 
 // kvCacheHelp documents the --kv-cache flag.
 const kvCacheHelp = `keys and values of the attention layers' cache: "f32" (exact) or "bf16" (half the memory and half the reads at long context; the loss moves by about 0.001%)`
+
+// encodeFile reads a text file and encodes it, without special tokens, with
+// the tokenizer of the model in dir (the demo model's for "").
+func encodeFile(dir, file string) ([]int, error) {
+	text, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := loadTokenizer(dir)
+	if err != nil {
+		return nil, err
+	}
+	return tok.Encode(string(text), false), nil
+}

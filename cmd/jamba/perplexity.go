@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"time"
 
 	"github.com/jamba-go/jamba/model"
@@ -38,11 +37,7 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 	if *ctx < 2 {
 		return fmt.Errorf("%w: --ctx must be at least 2", errUsage)
 	}
-	text, err := os.ReadFile(*file)
-	if err != nil {
-		return err
-	}
-	tok, err := loadTokenizer(*dir)
+	ids, err := encodeFile(*dir, *file)
 	if err != nil {
 		return err
 	}
@@ -51,7 +46,6 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 		return err
 	}
 	defer m.Close()
-	ids := tok.Encode(string(text), false)
 	start := time.Now()
 	loss, n, err := m.LossOverWindows(ids, *ctx, *maxTokens, func(done, total int) {
 		fmt.Fprintf(stderr, "\rwindow %d/%d", done, total)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -70,15 +69,10 @@ chosen together most often.`, stderr)
 			return err
 		}
 	} else {
-		text, err := os.ReadFile(*file)
-		if err != nil {
+		var err error
+		if ids, err = encodeFile(*dir, *file); err != nil {
 			return err
 		}
-		tok, err := loadTokenizer(*dir)
-		if err != nil {
-			return err
-		}
-		ids = tok.Encode(string(text), false)
 	}
 	m, err := loadModel(*dir, model.Options{}, stderr)
 	if err != nil {
