@@ -14,6 +14,7 @@ import (
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
+	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/tokenizer"
 	"github.com/openai/openai-go/v3"
 )
@@ -203,14 +204,7 @@ func TestTextStreamToolsStop(t *testing.T) {
 // TestTextStreamToolsQwen3 decodes Qwen3's own <tool_call> tokens (added
 // tokens that are not special, so kept in the text) through the pipeline.
 func TestTextStreamToolsQwen3(t *testing.T) {
-	dir := filepath.Join("..", "..", "shared", "fixtures", "tokenizers", "qwen3")
-	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fixture missing (CI is set): %v", err)
-		}
-		t.Skipf("fixture missing: %v", err)
-	}
-	tok, err := tokenizer.Load(filepath.Join(dir, "tokenizer.json"))
+	tok, err := tokenizer.Load(testutil.Shared(t, "tokenizers/qwen3/tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
