@@ -684,14 +684,9 @@ func (w *walker) value(v any, content bool) any {
 		}
 		return w.list(l)
 	case reflect.Map:
-		if rv.Type().Key().Kind() != reflect.String {
-			break
+		if m, ok := stringMap(rv); ok {
+			return w.value(m, false)
 		}
-		m := make(map[string]any, rv.Len())
-		for it := rv.MapRange(); it.Next(); {
-			m[it.Key().String()] = it.Value().Interface()
-		}
-		return w.value(m, false)
 	case reflect.String:
 		return w.str(rv.String(), content)
 	}

@@ -131,16 +131,24 @@ func toValue(v any) (jinja.Value, error) {
 		}
 		return jinja.NewList(items), nil
 	case reflect.Map:
-		if rv.Type().Key().Kind() != reflect.String {
-			break
+		if m, ok := stringMap(rv); ok {
+			return toValue(m)
 		}
-		m := make(map[string]any, rv.Len())
-		for it := rv.MapRange(); it.Next(); {
-			m[it.Key().String()] = it.Value().Interface()
-		}
-		return toValue(m)
 	case reflect.String:
 		return jinja.NewString(rv.String()), nil
 	}
 	return jinja.Undefined(), fmt.Errorf("chat: cannot use a value of type %T in a template", v)
+}
+
+// stringMap copies a map whose keys are strings into a map[string]any; ok
+// is false for other key kinds.
+func stringMap(rv reflect.Value) (m map[string]any, ok bool) {
+	if rv.Type().Key().Kind() != reflect.String {
+		return nil, false
+	}
+	m = make(map[string]any, rv.Len())
+	for it := rv.MapRange(); it.Next(); {
+		m[it.Key().String()] = it.Value().Interface()
+	}
+	return m, true
 }
