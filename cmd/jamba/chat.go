@@ -40,24 +40,24 @@ processed. Commands: /reset starts over, /exit (or end of input) quits.`, stderr
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	m, err := loadModel(*g.model, g.options(), stderr)
+	m, err := g.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	tok, err := loadTokenizer(*g.model)
+	tok, err := m.Tokenizer()
 	if err != nil {
 		return err
 	}
-	tmpl, special, stops, err := loadTemplate(*g.model)
+	tmpl, special, stops, err := loadTemplate(m.Dir)
 	if err != nil {
 		return err
 	}
-	s := &chatSession{m: m, tok: tok, tmpl: tmpl, special: special, stops: stops, smp: sample.New(p, m.Config.VocabSize), params: p, maxTokens: *g.maxTokens, system: *system}
+	s := &chatSession{m: m.Model, tok: tok, tmpl: tmpl, special: special, stops: stops, smp: sample.New(p, m.Config.VocabSize), params: p, maxTokens: *g.maxTokens, system: *system}
 	s.reset()
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<24)
-	fmt.Fprintf(stderr, "chatting with %s; /reset to start over, /exit to quit\n", modelName(*g.model))
+	fmt.Fprintf(stderr, "chatting with %s; /reset to start over, /exit to quit\n", m.Name)
 	for {
 		fmt.Fprint(stderr, "> ")
 		if !in.Scan() {
@@ -82,13 +82,6 @@ processed. Commands: /reset starts over, /exit (or end of input) quits.`, stderr
 			return err
 		}
 	}
-}
-
-func modelName(dir string) string {
-	if dir == "" {
-		return "the demo model"
-	}
-	return filepath.Base(filepath.Clean(dir))
 }
 
 // loadTemplate finds the chat template of the model in dir, falling back to

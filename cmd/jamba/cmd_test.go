@@ -253,7 +253,7 @@ func TestPerplexityCommand(t *testing.T) {
 	text := strings.Repeat("package main\n\nfunc main() {\n\tprintln(\"hello\")\n}\n", 20)
 	path := filepath.Join(t.TempDir(), "x.go")
 	os.WriteFile(path, []byte(text), 0o644)
-	out, stderr, code := run(t, "perplexity", "--file", path, "--ctx", "64", "--json")
+	out, stderr, code := run(t, "perplexity", "--file", path, "--context", "64", "--json")
 	if code != 0 {
 		t.Fatalf("perplexity failed: %s", stderr)
 	}

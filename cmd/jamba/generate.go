@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -23,9 +24,7 @@ func init() {
 
 // genFlags are the sampling and length flags shared by generate, run and chat.
 type genFlags struct {
-	model       *string
-	quantize    *string
-	kvCache     *string
+	*modelFlags
 	maxTokens   *int
 	temperature *float64
 	topP        *float64
@@ -36,17 +35,9 @@ type genFlags struct {
 	ignoreEOS   *bool
 }
 
-func addGenFlags(fs interface {
-	String(string, string, string) *string
-	Int(string, int, string) *int
-	Float64(string, float64, string) *float64
-	Uint64(string, uint64, string) *uint64
-	Bool(string, bool, string) *bool
-}, defMax int, defTemp float64) genFlags {
+func addGenFlags(fs *flag.FlagSet, defMax int, defTemp float64) genFlags {
 	return genFlags{
-		model:       fs.String("model", "", "checkpoint folder (default: the embedded demo model)"),
-		quantize:    fs.String("quantize", "", `quantize linear weights at load: "int8"`),
-		kvCache:     fs.String("kv-cache", "f32", kvCacheHelp),
+		modelFlags:  addModelFlags(fs, withCache),
 		maxTokens:   fs.Int("max-tokens", defMax, "tokens to generate at most"),
 		temperature: fs.Float64("temperature", defTemp, "sampling temperature; 0 is greedy"),
 		topP:        fs.Float64("top-p", 1, "nucleus sampling: keep the smallest set of tokens with this much probability (1: off)"),
@@ -58,11 +49,6 @@ func addGenFlags(fs interface {
 	}
 }
 
-// options are the model load options of the flags.
-func (g genFlags) options() model.Options {
-	return model.Options{Quantize: *g.quantize, KVCache: *g.kvCache}
-}
-
 func (g genFlags) params() sample.Params {
 	return sample.Params{
 		Temperature: float32(*g.temperature), TopP: float32(*g.topP), TopK: *g.topK,
@@ -71,7 +57,7 @@ func (g genFlags) params() sample.Params {
 }
 
 func runGenerate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("generate", "--model DIR (--prompt TEXT | --ids 1,2,3) --max-tokens N [flags]", `
+	fs := newFlagSet("generate", "[--model DIR] (--prompt TEXT | --ids 1,2,3) [--max-tokens N] [flags]", `
 Continues a prompt with the hybrid cache and streams the new text to stdout as
 it is produced. --prompt is encoded with the model's tokenizer.json (with its
 special tokens, e.g. BOS); --ids gives the token ids directly. With
@@ -137,12 +123,12 @@ func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, s
 	if *g.maxTokens <= 0 {
 		return fmt.Errorf("%w: --max-tokens must be positive", errUsage)
 	}
-	m, err := loadModel(*g.model, g.options(), stderr)
+	m, err := g.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	tok, tokErr := loadTokenizer(*g.model)
+	tok, tokErr := m.Tokenizer()
 	var ids []int
 	if idsFlag != "" {
 		if ids, err = parseIDs(idsFlag); err != nil {

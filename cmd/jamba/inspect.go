@@ -38,7 +38,7 @@ in total and active per token (every weight read for one token except the
 embedding table), the bytes of the weight files, and the memory that the
 weights plus one sequence's cache need at N tokens of context. The weights
 need not be present: a config.json alone is enough for the counts.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	dir := fs.String("model", "", modelHelp)
 	cfgPath := fs.String("config", "", "a config.json to inspect instead of a checkpoint")
 	ctx := fs.Int("context", 0, "context length for the cache estimate (default: max_position_embeddings)")
 	asJSON := fs.Bool("json", false, "print one JSON object")

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/jamba-go/jamba/chat"
-	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/server"
@@ -66,12 +65,10 @@ finish within --grace, then the process exits 0.
 Fixed limits: request headers at most 64 KiB (431 beyond), read within `+server.ReadHeaderTimeout.String()+`;
 a request within `+server.ReadTimeout.String()+`; idle connections closed after `+server.IdleTimeout.String()+`;
 `+server.FixedLimits()+`.`, stderr)
-	modelDir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
-	quantize := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
-	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
-	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the model's; the demo model's when it has none)")
+	mf := addModelFlags(fs, withCache)
+	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the model's tokenizer.json)")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
-	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+demo.Name+")")
+	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+modelName("")+")")
 	var aliases, keys stringList
 	fs.Var(&aliases, "alias", "another model name requests may use (repeatable)")
 	fs.Var(&keys, "api-key", "require this bearer token on /v1 and /metrics (repeatable)")
@@ -137,10 +134,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 
 	id := *modelID
 	if id == "" {
-		id = demo.Name
-		if *modelDir != "" {
-			id = filepath.Base(filepath.Clean(*modelDir))
-		}
+		id = modelName(*mf.model)
 	}
 	body := *maxBody
 	if body == 0 {
@@ -188,7 +182,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}
 	loadDone := make(chan loaded, 1)
 	go func() {
-		m, b, err := loadBackend(*modelDir, model.Options{Quantize: *quantize, KVCache: *kvCache}, *tokPath, log)
+		m, b, err := loadBackend(mf, *tokPath, log)
 		loadDone <- loaded{m, b, err}
 	}()
 	var m *model.Model
@@ -275,16 +269,21 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// loadBackend loads the model, the tokenizer and the chat template.
-func loadBackend(dir string, opts model.Options, tokPath string, log *slog.Logger) (*model.Model, server.Backend, error) {
+// loadBackend loads the model, the tokenizer (tokPath, else the model's)
+// and the chat template.
+func loadBackend(mf *modelFlags, tokPath string, log *slog.Logger) (*model.Model, server.Backend, error) {
 	var b server.Backend
 	start := time.Now()
-	m, err := loadModel(dir, opts, io.Discard)
+	lm, err := mf.open()
 	if err != nil {
 		return nil, b, err
 	}
-	log.Info("model loaded", "dir", dir, "seconds", time.Since(start).Seconds())
-	tok, err := serveTokenizer(dir, tokPath, log)
+	m, dir := lm.Model, lm.Dir
+	log.Info("model loaded", "model", lm.Name, "seconds", time.Since(start).Seconds())
+	tok, err := lm.Tokenizer()
+	if tokPath != "" {
+		tok, err = tokenizer.Load(tokPath)
+	}
 	if err != nil {
 		m.Close()
 		return nil, b, err
@@ -323,23 +322,6 @@ func loadBackend(dir string, opts model.Options, tokPath string, log *slog.Logge
 	}
 	b.Template = tmpl
 	return m, b, nil
-}
-
-// serveTokenizer loads path, else dir's tokenizer.json, else the demo
-// model's tokenizer.
-func serveTokenizer(dir, path string, log *slog.Logger) (*tokenizer.Tokenizer, error) {
-	if path != "" {
-		return tokenizer.Load(path)
-	}
-	if dir != "" {
-		p := filepath.Join(dir, "tokenizer.json")
-		if _, err := os.Stat(p); err == nil {
-			return tokenizer.Load(p)
-		}
-		log.Warn("the model has no tokenizer.json: text uses the demo model's tokenizer; send token ids for meaningful prompts", "dir", dir)
-	}
-	data, _ := demo.File("tokenizer.json")
-	return tokenizer.LoadBytes(data, nil)
 }
 
 // snapshotBytes turns --snapshot-mib into engine.Config.SnapshotBytes,
