@@ -84,7 +84,7 @@ func BenchmarkThroughput(b *testing.B) {
 func benchModel(b *testing.B) *model.Model {
 	dir := os.Getenv("JAMBA_BENCH_MODEL")
 	if dir == "" {
-		return demo(b)
+		return demoModelFor(b)
 	}
 	m, err := model.Load(dir, model.Options{Quantize: os.Getenv("JAMBA_BENCH_QUANTIZE")})
 	if err != nil {

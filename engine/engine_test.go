@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 )
@@ -17,10 +18,10 @@ var (
 	demoErr   error
 )
 
-// demo returns the embedded demo model, loaded once for the package.
-func demo(t testing.TB) *model.Model {
+// demoModelFor returns the embedded demo model, loaded once for the package.
+func demoModelFor(t testing.TB) *model.Model {
 	t.Helper()
-	demoOnce.Do(func() { demoModel, demoErr = model.LoadDemo(model.Options{}) })
+	demoOnce.Do(func() { demoModel, demoErr = demo.Load(model.Options{}) })
 	if demoErr != nil {
 		t.Fatal(demoErr)
 	}
@@ -29,7 +30,7 @@ func demo(t testing.TB) *model.Model {
 
 func newEngine(t testing.TB, cfg Config) *Engine {
 	t.Helper()
-	e, err := New(demo(t), cfg)
+	e, err := New(demoModelFor(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func collect(t testing.TB, s *Stream) (ids []int, last Event) {
 
 func generate(t testing.TB, p []int, maxTokens int) ([]int, model.StopReason) {
 	t.Helper()
-	out, reason, err := demo(t).Generate(context.Background(), p, model.GenerateOptions{MaxTokens: maxTokens}, nil)
+	out, reason, err := demoModelFor(t).Generate(context.Background(), p, model.GenerateOptions{MaxTokens: maxTokens}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +428,7 @@ func TestPanicFailsOneRequest(t *testing.T) {
 }
 
 func TestCloseEndsEverything(t *testing.T) {
-	e, err := New(demo(t), Config{MaxBatch: 1})
+	e, err := New(demoModelFor(t), Config{MaxBatch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +457,7 @@ func TestCloseEndsEverything(t *testing.T) {
 // and the workspace have their size: the events are values in a buffered
 // channel.
 func TestStepAllocs(t *testing.T) {
-	m := demo(t)
+	m := demoModelFor(t)
 	e := &Engine{m: m, cfg: Config{MaxBatch: 4}, ws: m.NewWorkspace(), wake: make(chan struct{}, 1), idle: make(chan struct{}), done: make(chan struct{})}
 	if err := e.cfg.fill(m); err != nil {
 		t.Fatal(err)
@@ -501,7 +502,7 @@ func TestStepAllocs(t *testing.T) {
 func BenchmarkDecodeStep(b *testing.B) {
 	for _, n := range []int{1, 8} {
 		b.Run("batch="+string(rune('0'+n)), func(b *testing.B) {
-			m := demo(b)
+			m := demoModelFor(b)
 			e := &Engine{m: m, cfg: Config{MaxBatch: n}, ws: m.NewWorkspace(), wake: make(chan struct{}, 1), idle: make(chan struct{}), done: make(chan struct{})}
 			e.cfg.fill(m)
 			var streams []*Stream

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jamba-go/jamba/chat"
+	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 	"github.com/jamba-go/jamba/tokenizer"
@@ -123,7 +124,7 @@ func TestChatControlText(t *testing.T) {
 // and the tokenizer.
 func demoChat(t *testing.T, maxTokens int) (func() *chatSession, *tokenizer.Tokenizer) {
 	t.Helper()
-	m, err := model.LoadDemo(model.Options{})
+	m, err := demo.Load(model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

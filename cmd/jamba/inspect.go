@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/model"
 )
 
@@ -67,7 +68,7 @@ need not be present: a config.json alone is enough for the counts.`, stderr)
 		}
 	default:
 		var m *model.Model
-		m, err = model.LoadDemo(model.Options{})
+		m, err = demo.Load(model.Options{})
 		if err == nil {
 			cfg = m.Config
 			onDisk = m.WeightBytes()

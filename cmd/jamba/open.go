@@ -112,12 +112,12 @@ func (l *loadedModel) Tokenizer() (*tokenizer.Tokenizer, error) {
 // checkpoint folder. Every command that loads a model calls it.
 func openModel(ref string, opts model.Options) (*loadedModel, error) {
 	if ref == "" {
-		m, err := model.LoadDemo(opts)
+		m, err := demo.Load(opts)
 		if err != nil {
 			return nil, err
 		}
 		l := &loadedModel{Model: m, Name: modelName(ref)}
-		l.tok, l.tokErr = demoTokenizer()
+		l.tok, l.tokErr = demo.Tokenizer()
 		if l.tokErr != nil {
 			m.Close()
 			return nil, l.tokErr
@@ -135,12 +135,6 @@ func openModel(ref string, opts model.Options) (*loadedModel, error) {
 		return nil, l.tokErr
 	}
 	return l, nil
-}
-
-// demoTokenizer loads the embedded demo model's tokenizer.
-func demoTokenizer() (*tokenizer.Tokenizer, error) {
-	data, _ := demo.File("tokenizer.json")
-	return tokenizer.LoadBytes(data, nil)
 }
 
 // modelName is the name of the model a --model value opens, known before
@@ -161,7 +155,7 @@ var errNoTokenizer = errors.New("no tokenizer.json")
 // error that wraps errNoTokenizer.
 func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 	if dir == "" {
-		return demoTokenizer()
+		return demo.Tokenizer()
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
 		return nil, fmt.Errorf("%s has %w: give --tokenizer FILE, or token ids where the command takes them", dir, errNoTokenizer)
@@ -173,7 +167,7 @@ func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 // embedded demo model's tokenizer when path is empty.
 func openTokenizer(path string) (*tokenizer.Tokenizer, error) {
 	if path == "" {
-		return demoTokenizer()
+		return demo.Tokenizer()
 	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, "tokenizer.json")

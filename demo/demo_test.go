@@ -1,4 +1,4 @@
-package model
+package demo
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jamba-go/jamba/internal/testutil"
+	"github.com/jamba-go/jamba/model"
 )
 
 // TestDemoBeatsBaseline checks that the demo model trained by this project
@@ -25,7 +26,7 @@ func TestDemoBeatsBaseline(t *testing.T) {
 	for i := range ids {
 		ids[i] = int(int32(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 | uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24))
 	}
-	demo, err := LoadDemo(Options{})
+	m, err := Load(model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestDemoBeatsBaseline(t *testing.T) {
 		t.Fatalf("reference.json: %v", err)
 	}
 	bl := ref.Loss // reproduced by TestGostdWindows
-	dl, _, err := demo.LossOverWindows(ids, 256, 16384, nil)
+	dl, _, err := m.LossOverWindows(ids, 256, 16384, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
