@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 )
