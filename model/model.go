@@ -38,7 +38,8 @@ type Model struct {
 	Generation GenerationConfig
 
 	set    *safetensors.Set
-	kvBF16 bool // caches keep keys and values in bfloat16 (Options.KVCache)
+	act    kernels.Activation // hidden_act
+	kvBF16 bool               // caches keep keys and values in bfloat16 (Options.KVCache)
 }
 
 // GenerationConfig is the subset of generation_config.json the engine uses.
@@ -211,6 +212,7 @@ func (m *Model) finish(opts Options) error {
 // again whenever a weight matrix is replaced.
 func (m *Model) prepare() {
 	c := m.Config
+	m.act, _ = kernels.LookupActivation(c.HiddenAct) // Validate checked it
 	Di, Kc := c.InnerSize(), c.MambaDConv
 	for i := range m.Layers {
 		w := m.Layers[i].Mamba

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 
+	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 )
@@ -46,7 +47,7 @@ type Engine struct {
 	Serial bool
 
 	d   dims
-	act activation
+	act kernels.Activation
 	w   weights // views of Params.Data
 	g   weights // views of Grad
 	pad int     // padding_idx, or -1
@@ -86,7 +87,7 @@ func (e *Engine) chunkBufs(chunks, size int) [][]float32 {
 		e.chunks = append(e.chunks, nil)
 	}
 	for c := range chunks {
-		grow(&e.chunks[c], size)
+		buf.Grow(&e.chunks[c], size)
 	}
 	return e.chunks[:chunks]
 }
@@ -155,7 +156,7 @@ func (e *Engine) setBatch(rows [][]int) error {
 	if err := checkBatch(rows, e.d.V); err != nil {
 		return err
 	}
-	e.seqStart = growInts(&e.seqStart, len(rows)+1)
+	e.seqStart = buf.Grow(&e.seqStart, len(rows)+1)
 	e.ids = e.ids[:0]
 	for i, r := range rows {
 		e.seqStart[i] = len(e.ids)
@@ -236,7 +237,7 @@ func (e *Engine) forward(backward bool, gscale float32) float64 {
 		e.hs = make([][]float32, d.L+1)
 	}
 	for i := range e.hs {
-		grow(&e.hs[i], n*d.H)
+		buf.Grow(&e.hs[i], n*d.H)
 	}
 
 	// Embedding lookup: h = embed_tokens[ids].
@@ -254,12 +255,12 @@ func (e *Engine) forward(backward bool, gscale float32) float64 {
 
 	// Final norm, LM head and cross-entropy (with its backward, fused per
 	// chunk of rows so the [tokens, V] logits need not be stored).
-	e.finalXn = grow(&e.finalXn, n*d.H)
-	e.finalRstd = grow(&e.finalRstd, n)
+	e.finalXn = buf.Grow(&e.finalXn, n*d.H)
+	e.finalRstd = buf.Grow(&e.finalRstd, n)
 	rmsNormForward(e.s.pool, e.finalXn, e.finalRstd, e.hs[d.L], e.w.finalNorm, n, d.eps)
 	var dxn []float32
 	if backward {
-		dxn = grow(&e.dxn, n*d.H)
+		dxn = buf.Grow(&e.dxn, n*d.H)
 		clear(dxn)
 	}
 	return e.headForwardBackward(dxn, backward, gscale)
@@ -274,7 +275,7 @@ func (e *Engine) backward(scale float32, count []float64, rows int) {
 	// ∂(scale·coef·aux)/∂P[r][j] = scale·coef·E·count[j]/rows², the same for
 	// every row of every MoE layer: only psum carries gradient.
 	coef := e.Config.RouterAuxLossCoef
-	e.auxGrad = grow(&e.auxGrad, d.E)
+	e.auxGrad = buf.Grow(&e.auxGrad, d.E)
 	for j := range e.auxGrad {
 		e.auxGrad[j] = 0
 		if rows > 0 {
@@ -284,7 +285,7 @@ func (e *Engine) backward(scale float32, count []float64, rows int) {
 	}
 
 	dxn := e.dxn[:n*d.H]
-	dcur := grow(&e.dcur, n*d.H)
+	dcur := buf.Grow(&e.dcur, n*d.H)
 	clear(dcur)
 	rmsNormBackward(e.s.pool, &e.part, dcur, e.g.finalNorm, dxn, e.hs[d.L], e.finalRstd, e.w.finalNorm, n)
 	for i := d.L - 1; i >= 0; i-- {
@@ -341,22 +342,22 @@ func (e *Engine) layerForward(i int, a *layerActs, first bool) {
 	d, n, c := e.d, e.n, e.Config
 	w := &e.w.layers[i]
 	h, out := e.hs[i], e.hs[i+1]
-	a.xn1 = grow(&a.xn1, n*d.H)
-	a.rstd1 = grow(&a.rstd1, n)
+	a.xn1 = buf.Grow(&a.xn1, n*d.H)
+	a.rstd1 = buf.Grow(&a.rstd1, n)
 	rmsNormForward(e.s.pool, a.xn1, a.rstd1, h, w.inNorm, n, d.eps)
-	mix := grow(&e.mixOut, n*d.H)
+	mix := buf.Grow(&e.mixOut, n*d.H)
 	switch c.Mixer(i) {
 	case model.Attention:
 		e.attnForward(&a.attn, w, a.xn1, mix)
 	case model.Mamba:
 		e.mambaForward(&a.mamba, w, a.xn1, mix)
 	}
-	a.hmid = grow(&a.hmid, n*d.H)
+	a.hmid = buf.Grow(&a.hmid, n*d.H)
 	for j := range a.hmid {
 		a.hmid[j] = h[j] + mix[j]
 	}
-	a.xn2 = grow(&a.xn2, n*d.H)
-	a.rstd2 = grow(&a.rstd2, n)
+	a.xn2 = buf.Grow(&a.xn2, n*d.H)
+	a.rstd2 = buf.Grow(&a.rstd2, n)
 	rmsNormForward(e.s.pool, a.xn2, a.rstd2, a.hmid, w.ffNorm, n, d.eps)
 	switch c.FFN(i) {
 	case model.Dense:
@@ -374,7 +375,7 @@ func (e *Engine) layerForward(i int, a *layerActs, first bool) {
 func (e *Engine) layerBackward(i int, a *layerActs, dcur []float32) {
 	d, n, c := e.d, e.n, e.Config
 	w, g := &e.w.layers[i], &e.g.layers[i]
-	dxn := grow(&e.dxn, n*d.H)
+	dxn := buf.Grow(&e.dxn, n*d.H)
 	clear(dxn)
 	switch c.FFN(i) {
 	case model.Dense:
@@ -408,10 +409,10 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 	d, n := e.d, e.n
 	V, H := d.V, d.H
 	if e.KeepLogits {
-		e.Logits = grow(&e.Logits, n*V)
+		e.Logits = buf.Grow(&e.Logits, n*V)
 	}
-	e.rowLoss = growF64(e.rowLoss, n)
-	target := growInts(&e.target, n)
+	buf.Grow(&e.rowLoss, n)
+	target := buf.Grow(&e.target, n)
 	for s := 0; s < e.nseq(); s++ {
 		r0, r1 := e.seqStart[s], e.seqStart[s+1]
 		for t := r0; t < r1; t++ {
@@ -425,7 +426,7 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 	var logits []float32
 	for t0 := 0; t0 < n; t0 += chunk {
 		m := min(chunk, n-t0)
-		logits = grow(&e.bw.logits, m*V)
+		logits = buf.Grow(&e.bw.logits, m*V)
 		xn := e.finalXn[t0*H : (t0+m)*H]
 		e.s.linear(logits, xn, m, e.w.lmHead, V, H)
 		if e.KeepLogits {
@@ -473,13 +474,6 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 		ce += v
 	}
 	return ce
-}
-
-func growF64(b []float64, n int) []float64 {
-	if cap(b) < n {
-		return make([]float64, n)
-	}
-	return b[:n]
 }
 
 // backScratch holds the gradient buffers of the layer being differentiated
