@@ -42,7 +42,7 @@ func BenchmarkThroughput(b *testing.B) {
 						defer wg.Done()
 						first := true
 						for ev := range s.Events() {
-							if ev.Token < 0 {
+							if !ev.HasToken() {
 								continue
 							}
 							now := time.Now()
@@ -121,7 +121,7 @@ func BenchmarkChatTurn(b *testing.B) {
 					var ids []int
 					var ttft time.Duration
 					for ev := range s.Events() {
-						if ev.Token >= 0 {
+						if ev.HasToken() {
 							if ids == nil {
 								ttft = time.Since(start)
 							}

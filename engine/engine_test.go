@@ -51,7 +51,7 @@ func prompt(i, n int) []int {
 func collect(t testing.TB, s *Stream) (ids []int, last Event) {
 	t.Helper()
 	for ev := range s.Events() {
-		if ev.Token >= 0 {
+		if ev.HasToken() {
 			ids = append(ids, ev.Token)
 		}
 		last = ev
@@ -244,7 +244,7 @@ func TestLogprobs(t *testing.T) {
 	s, _ := e.Submit(context.Background(), Request{Prompt: prompt(2, 8), MaxTokens: 6, Logprobs: true, TopLogprobs: 3})
 	n := 0
 	for ev := range s.Events() {
-		if ev.Token < 0 {
+		if !ev.HasToken() {
 			continue
 		}
 		n++
@@ -413,14 +413,13 @@ func TestPanicFailsOneRequest(t *testing.T) {
 	}
 	want, _ := generate(t, prompt(2, 5), 10)
 	sg, _ := e.Submit(context.Background(), Request{Prompt: prompt(2, 5), MaxTokens: 10})
-	if _, last := collect(t, sb); !errors.Is(last.Err, ErrInternal) {
-		t.Errorf("bad request ended with %+v", last)
+	_, last := collect(t, sb)
+	var pe *PanicError
+	if !errors.Is(last.Err, ErrInternal) || !errors.As(last.Err, &pe) || len(pe.Stack) == 0 {
+		t.Errorf("bad request ended with %+v, want a PanicError with its stack", last)
 	}
 	if got, last := collect(t, sg); !equalIDs(got, want) || last.Err != nil {
 		t.Errorf("good request: got %v %+v, want %v", got, last, want)
-	}
-	if _, _, ok := LastPanic(); !ok {
-		t.Error("no panic recorded")
 	}
 	if e.Err() != nil {
 		t.Errorf("engine died: %v", e.Err())

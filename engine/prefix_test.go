@@ -32,7 +32,7 @@ func runLogprobs(t *testing.T, e *Engine, p []int, n int) result {
 		if ev.Err != nil {
 			t.Fatal(ev.Err)
 		}
-		if ev.Token >= 0 {
+		if ev.HasToken() {
 			r.ids = append(r.ids, ev.Token)
 			r.lps = append(r.lps, ev.Logprob)
 			r.tops = append(r.tops, ev.Top...)

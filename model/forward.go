@@ -18,13 +18,23 @@ type SeqInput struct {
 	// Cache is the sequence's state, advanced by len(Tokens). Nil means a
 	// fresh state used for this call only.
 	Cache *cache.Seq
-	// AllLogits asks for the logits of every new token; otherwise only the
-	// last token's logits are computed.
-	AllLogits bool
-	// NoLogits skips the LM head for this sequence (a prompt chunk that is
-	// not the last): Logits(i) is then empty.
-	NoLogits bool
+	// Logits says which new tokens get logits: the last one's (the
+	// default), every one's, or none.
+	Logits LogitRows
 }
+
+// LogitRows says which of a sequence's new tokens the LM head runs on.
+type LogitRows uint8
+
+const (
+	// LastLogits computes the last new token's logits only.
+	LastLogits LogitRows = iota
+	// AllLogits computes the logits of every new token.
+	AllLogits
+	// NoLogits skips the LM head for the sequence (a prompt chunk that is
+	// not the last): Workspace.Logits is then empty for it.
+	NoLogits
+)
 
 // Workspace holds the scratch memory of forward passes and their outputs. It
 // grows to the largest batch seen and is reused, so a steady decode loop does
@@ -104,14 +114,16 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		}
 		ws.seqStart[i] = total
 		ws.logitOff[i] = len(ws.headRows)
-		switch {
-		case s.NoLogits:
-		case s.AllLogits:
+		switch s.Logits {
+		case NoLogits:
+		case AllLogits:
 			for t := range s.Tokens {
 				ws.headRows = append(ws.headRows, total+t)
 			}
-		default:
+		case LastLogits:
 			ws.headRows = append(ws.headRows, total+len(s.Tokens)-1)
+		default:
+			return fmt.Errorf("model: sequence %d: unknown LogitRows %d", i, s.Logits)
 		}
 		total += len(s.Tokens)
 	}

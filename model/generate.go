@@ -139,7 +139,11 @@ func (m *Model) Prefill(ws *Workspace, st *cache.Seq, tokens []int, chunk int) (
 	var logits []float32
 	for i := 0; i < len(tokens); i += chunk {
 		end := min(i+chunk, len(tokens))
-		if err := ws.Forward([]SeqInput{{Tokens: tokens[i:end], Cache: st, NoLogits: end < len(tokens)}}); err != nil {
+		rows := LastLogits
+		if end < len(tokens) {
+			rows = NoLogits
+		}
+		if err := ws.Forward([]SeqInput{{Tokens: tokens[i:end], Cache: st, Logits: rows}}); err != nil {
 			return nil, err
 		}
 		logits = ws.Logits(0)

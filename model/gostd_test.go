@@ -41,7 +41,7 @@ func TestGostd13m(t *testing.T) {
 	ids := ints(refs["input_ids"].data)
 	V := m.Config.VocabSize
 	ws := m.NewWorkspace()
-	if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	logits := ws.Logits(0)
@@ -153,7 +153,7 @@ func meanLoss(t *testing.T, dir string, ids []int, opts Options) float64 {
 	}
 	defer m.Close()
 	ws := m.NewWorkspace()
-	if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	s, n := crossEntropy(ws.Logits(0), ids, m.Config.VocabSize)

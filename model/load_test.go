@@ -194,7 +194,7 @@ func TestLoadFiles(t *testing.T) {
 	ids := []int{1, 7, 3, 49, 0, 12}
 	logits := func(m *Model) []float32 {
 		ws := m.NewWorkspace()
-		if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+		if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 			t.Fatal(err)
 		}
 		return append([]float32(nil), ws.Logits(0)...)

@@ -135,7 +135,7 @@ func TestLayoutsAgainstReference(t *testing.T) {
 				flat = append(flat, r...)
 			}
 			ws := m.NewWorkspace()
-			if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+			if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 				t.Fatal(err)
 			}
 			// float32 vs float64 on O(1) activations: ~1e-6; 1e-4 is the spec's bar.
@@ -146,7 +146,7 @@ func TestLayoutsAgainstReference(t *testing.T) {
 			var got []float32
 			for _, n := range []int{5, 1, 1, 9, 7} {
 				pos := st.Len
-				if err := ws.Forward([]SeqInput{{Tokens: ids[pos : pos+n], Cache: st, AllLogits: true}}); err != nil {
+				if err := ws.Forward([]SeqInput{{Tokens: ids[pos : pos+n], Cache: st, Logits: AllLogits}}); err != nil {
 					t.Fatal(err)
 				}
 				got = append(got, ws.Logits(0)...)
@@ -175,7 +175,7 @@ func TestLongSequence(t *testing.T) {
 	st := m.NewCache(0)
 	V := m.Config.VocabSize
 	for pos := 0; pos < len(ids); pos += 100 {
-		if err := ws.Forward([]SeqInput{{Tokens: ids[pos : pos+100], Cache: st, AllLogits: true}}); err != nil {
+		if err := ws.Forward([]SeqInput{{Tokens: ids[pos : pos+100], Cache: st, Logits: AllLogits}}); err != nil {
 			t.Fatal(err)
 		}
 		lg := ws.Logits(0)

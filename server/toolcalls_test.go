@@ -250,7 +250,7 @@ func scriptEvents(ids []int, finish engine.FinishReason) func(context.Context, <
 		for _, id := range ids {
 			out <- engine.Event{Token: id}
 		}
-		out <- engine.Event{Token: -1, Finish: finish}
+		out <- engine.Event{Token: engine.NoToken, Finish: finish}
 		close(out)
 		go func() {
 			for range real {

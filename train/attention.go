@@ -22,7 +22,7 @@ type attnActs struct {
 //	q, k, v = x·Wqᵀ, x·Wkᵀ, x·Wvᵀ
 //	o[t, h] = Σ_{j≤t} softmax_j(q[t,h]·k[j,g]·hd^-½) v[j,g]   (g = h / (nH/nKV))
 //	out     = o·Woᵀ
-func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
+func (e *Backprop) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 	d, n := e.d, e.n
 	qd, kvd := d.nH*d.hd, d.nKV*d.hd
 	a.q, a.k, a.v = buf.Grow(&a.q, n*qd), buf.Grow(&a.k, n*kvd), buf.Grow(&a.v, n*kvd)
@@ -79,7 +79,7 @@ func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 //	dq_t += hd^-½ Σ_j dS[t,j]·k_j,  dk_j += hd^-½ Σ_t dS[t,j]·q_t,  dv_j += Σ_t P[t,j]·do_t
 //
 // Work is split by (row, KV head), which owns its keys' and values' gradients.
-func (e *Engine) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []float32) {
+func (e *Backprop) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []float32) {
 	d, n := e.d, e.n
 	qd, kvd := d.nH*d.hd, d.nKV*d.hd
 	b := &e.bw

@@ -13,14 +13,14 @@ type mlpActs struct {
 
 // mlpForward computes the SwiGLU MLP out = (act(x·W_gᵀ) ⊙ x·W_uᵀ)·W_dᵀ
 // for m rows.
-func (e *Engine) mlpForward(a *mlpActs, w mlpWeights, x, out []float32, m int) {
+func (e *Backprop) mlpForward(a *mlpActs, w mlpWeights, x, out []float32, m int) {
 	I := e.d.I
 	a.g, a.u, a.h = buf.Grow(&a.g, m*I), buf.Grow(&a.u, m*I), buf.Grow(&a.h, m*I)
 	e.swiglu(a.g, a.u, a.h, w, x, out, m)
 }
 
 // swiglu is mlpForward on explicit buffers (the experts share concatenated ones).
-func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int) {
+func (e *Backprop) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int) {
 	H, I := e.d.H, e.d.I
 	e.s.linear(g, x, m, w.gate, I, H)
 	e.s.linear(u, x, m, w.up, I, H)
@@ -42,11 +42,11 @@ func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int
 // gradient into dx:
 //
 //	dh = dout·W_d,  dg = dh ⊙ u ⊙ act'(g),  du = dh ⊙ act(g),  dx += dg·W_g + du·W_u
-func (e *Engine) mlpBackward(a *mlpActs, w, gw mlpWeights, x, dout, dx []float32, m int) {
+func (e *Backprop) mlpBackward(a *mlpActs, w, gw mlpWeights, x, dout, dx []float32, m int) {
 	e.swigluBackward(a.g, a.u, a.h, w, gw, x, dout, dx, m)
 }
 
-func (e *Engine) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, dx []float32, m int) {
+func (e *Backprop) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, dx []float32, m int) {
 	H, I := e.d.H, e.d.I
 	b := &e.bw
 	dh := buf.Grow(&b.da, m*I)
@@ -87,7 +87,7 @@ type moeActs struct {
 // (softmax first, no renormalisation) and sums their outputs weighted by the
 // probabilities. With first set it adds the token's choices and
 // probabilities to the load-balancing statistics.
-func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first bool) {
+func (e *Backprop) moeForward(a *moeActs, w *layerWeights, x, out []float32, first bool) {
 	d, n := e.d, e.n
 	E, K, H, I := d.E, d.K, d.H, d.I
 	a.probs = buf.Grow(&a.probs, n*E)
@@ -175,7 +175,7 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 // dout_r·out_s; the load-balancing term adds e.auxGrad[j] to every
 // probability; the softmax backward then gives the router logits' gradient:
 // dlogit = p ⊙ (dp − Σ p·dp).
-func (e *Engine) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float32) {
+func (e *Backprop) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float32) {
 	d, n := e.d, e.n
 	E, K, H, I := d.E, d.K, d.H, d.I
 	b := &e.bw

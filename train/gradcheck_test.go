@@ -177,7 +177,7 @@ func TestFiniteDifferences(t *testing.T) {
 			if tc.name == "dense-tanh-gelu-head-dim-padding" {
 				rows[0][2], rows[1][0] = 0, 0 // the padding id: no lookup gradient
 			}
-			e, err := NewEngine(p)
+			e, err := NewBackprop(p)
 			if err != nil {
 				t.Fatal(err)
 			}

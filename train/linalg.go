@@ -18,7 +18,7 @@ func parallel(n, minChunk int, fn func(lo, hi int)) {
 	parallelFor(n, minChunk, func(_, lo, hi int) { fn(lo, hi) })
 }
 
-// pool is how an engine spreads the loops of a pass: over GOMAXPROCS
+// pool is how a Backprop spreads the loops of a pass: over GOMAXPROCS
 // goroutines (parallelFor), or, when serial, on the calling goroutine alone
 // as one chunk.
 type pool struct{ serial bool }

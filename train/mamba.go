@@ -38,7 +38,7 @@ type mambaActs struct {
 //	h_t       = exp(Δ_t·A) ⊙ h_{t−1} + Δ_t·B_t·xc_t,   A = −exp(A_log)
 //	y_t       = h_t·C_t + D ⊙ xc_t
 //	out       = (y ⊙ silu(z))·W_outᵀ (+ b_out)
-func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
+func (e *Backprop) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 	d, n := e.d, e.n
 	Di, N, R, Kc, H := d.Di, d.N, d.R, d.Kc, d.H
 	P := R + 2*N
@@ -128,7 +128,7 @@ func softplusVec(dst, x []float32) { kernels.Softplus(dst, x) }
 
 // scanForward runs the selective scan of every row, writing ySSM and the
 // state at the start of each chunk of scanChunk tokens.
-func (e *Engine) scanForward(a *mambaActs, w *layerWeights) {
+func (e *Backprop) scanForward(a *mambaActs, w *layerWeights) {
 	d, n := e.d, e.n
 	Di, N := d.Di, d.N
 	a.stateOff = buf.Grow(&a.stateOff, e.nseq()+1)
@@ -179,7 +179,7 @@ const scanBlock = 16
 //
 // Channels run in parallel; B and C are shared by all channels, so their
 // gradients are summed from per-chunk partials.
-func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta, dbn, dcn []float32) {
+func (e *Backprop) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta, dbn, dcn []float32) {
 	d, n := e.d, e.n
 	Di, N := d.Di, d.N
 	chunks, _ := e.s.pool.split(Di, 8)
@@ -260,7 +260,7 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 
 // mambaBackward adds the gradients of mambaForward given dout, the gradient
 // of its output, and adds the input gradient into dx.
-func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []float32) {
+func (e *Backprop) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []float32) {
 	d, n := e.d, e.n
 	Di, N, R, Kc, H := d.Di, d.N, d.R, d.Kc, d.H
 	P := R + 2*N

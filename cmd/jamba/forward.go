@@ -40,7 +40,7 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 	defer m.Close()
 	ws := m.NewWorkspace()
 	ws.CaptureHidden, ws.CaptureRouter = *hidden, *hidden
-	if err := ws.Forward([]model.SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.AllLogits}}); err != nil {
 		return err
 	}
 	c := m.Config

@@ -55,7 +55,7 @@ loss_with_aux, tokens (the number of predictions).`, stderr)
 	if err != nil {
 		return err
 	}
-	e, err := train.NewEngine(p)
+	e, err := train.NewBackprop(p)
 	if err != nil {
 		return err
 	}

@@ -209,7 +209,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	total, active := cfg.ParamCount()
 	workers := "one engine on all threads"
 	if tr.Workers != nil {
-		workers = fmt.Sprintf("%d data-parallel workers", len(tr.Workers.Engines))
+		workers = fmt.Sprintf("%d data-parallel workers", len(tr.Workers.Backprops))
 	}
 	fmt.Fprintf(stderr, "model: %s parameters (%s active per token); %d rows of %d tokens per epoch; %d tokens per step; %s\n",
 		humanCount(total), humanCount(active), tr.Data.RowsPerEpoch(), tr.Opts.Seq, tr.Opts.Seq*tr.Opts.Batch*tr.Opts.Accum, workers)
