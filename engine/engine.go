@@ -67,9 +67,9 @@ type Config struct {
 	// StepTokens is the token budget of one step: decode tokens of the
 	// running sequences first, then prompt chunks of sequences in prefill.
 	// It bounds how long one step, and so every stream's next token, can
-	// be delayed by a new prompt. Default 512, the prefill chunk of
-	// model.Generate, so a sequence served alone is computed exactly as
-	// Generate computes it. It must be at least MaxBatch.
+	// be delayed by a new prompt. Default model.PrefillChunk, the prefill
+	// chunk of model.Generate, so a sequence served alone is computed
+	// exactly as Generate computes it. It must be at least MaxBatch.
 	StepTokens int
 	// PrefillChunk is the most prompt tokens a step takes while other
 	// sequences are decoding in it: their next token waits for that much
@@ -88,7 +88,8 @@ type Config struct {
 	// the same bits as without reuse.
 	NoPrefixReuse bool
 	// SnapshotBytes is the memory per slot for copies of the Mamba state
-	// taken during a request every so many tokens (a multiple of 512, at
+	// taken during a request every so many tokens (a multiple of
+	// model.PrefillChunk, at
 	// most 32 per request): a later request that shares only part of a
 	// finished one's tokens (a repeated prompt, a common beginning, a chat
 	// turn whose earlier reply re-tokenizes differently) continues from the
@@ -99,11 +100,11 @@ type Config struct {
 
 // Snapshots of the Mamba state are taken at multiples of a spacing that is
 // itself a multiple of snapQuantum, at most maxSnaps per request. A prompt
-// chunk ends at each snapshot: 512, the default StepTokens, keeps the
-// chunks of a prompt that starts from nothing as they were (chunks of 256
-// made jamba-small's prefill about 5% slower).
+// chunk ends at each snapshot: model.PrefillChunk, the default StepTokens,
+// keeps the chunks of a prompt that starts from nothing as they were
+// (chunks of 256 made jamba-small's prefill about 5% slower).
 const (
-	snapQuantum = 512
+	snapQuantum = model.PrefillChunk
 	maxSnaps    = 32
 )
 
@@ -118,7 +119,7 @@ func (c *Config) fill(m *model.Model) error {
 		c.Context = m.Config.MaxPositionEmbeddings
 	}
 	if c.StepTokens == 0 {
-		c.StepTokens = max(512, c.MaxBatch)
+		c.StepTokens = max(model.PrefillChunk, c.MaxBatch)
 	}
 	if c.EventBuffer == 0 {
 		c.EventBuffer = 64
@@ -165,6 +166,10 @@ type Request struct {
 	StopTokens []int
 	// LogitBias is added to the logit of each id before sampling.
 	LogitBias map[int]float32
+	// FirstAllowed, when not nil, has one entry per vocabulary id: the
+	// first generated token must be one marked true (token healing, see
+	// textgen.Heal).
+	FirstAllowed []bool
 	// Logprobs asks for the log-probability of each sampled token, and
 	// TopLogprobs for that many most likely alternatives (at most 20).
 	Logprobs    bool
@@ -173,16 +178,6 @@ type Request struct {
 
 // MaxTopLogprobs is the most alternatives an event reports.
 const MaxTopLogprobs = 20
-
-// FinishReason says why a request ended normally.
-type FinishReason string
-
-const (
-	// FinishStop: an end-of-sequence or stop token was sampled.
-	FinishStop FinishReason = "stop"
-	// FinishLength: MaxTokens were generated or the context is full.
-	FinishLength FinishReason = "length"
-)
 
 // TokenLogprob is one token and its log-probability.
 type TokenLogprob struct {
@@ -204,7 +199,7 @@ type Event struct {
 	Top []TokenLogprob
 	// Finish is set on the terminal event of a request that ended
 	// normally.
-	Finish FinishReason
+	Finish model.FinishReason
 	// Err is set on the terminal event of a request that failed or was
 	// cancelled: the context's error, ErrShutdown, ErrNonFinite or an
 	// ErrInternal.
@@ -380,6 +375,9 @@ func (e *Engine) Validate(r *Request) error {
 		if id < 0 || id >= V {
 			return bad("stop token %d is outside the vocabulary [0, %d)", id, V)
 		}
+	}
+	if r.FirstAllowed != nil && len(r.FirstAllowed) != V {
+		return bad("FirstAllowed has %d entries, the vocabulary %d", len(r.FirstAllowed), V)
 	}
 	for id, b := range r.LogitBias {
 		if id < 0 || id >= V {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func collect(t testing.TB, s *Stream) (ids []int, last Event) {
 	return ids, last
 }
 
-func generate(t testing.TB, p []int, maxTokens int) ([]int, model.StopReason) {
+func generate(t testing.TB, p []int, maxTokens int) ([]int, model.FinishReason) {
 	t.Helper()
 	out, reason, err := demoModelFor(t).Generate(context.Background(), p, model.GenerateOptions{MaxTokens: maxTokens}, nil)
 	if err != nil {
@@ -180,7 +181,7 @@ func TestLengthLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, last := collect(t, s)
-	if len(ids) != 6 || last.Finish != FinishLength {
+	if len(ids) != 6 || last.Finish != model.FinishLength {
 		t.Errorf("got %d tokens, finish %q; want 6, length", len(ids), last.Finish)
 	}
 	// A prompt of Context-1 tokens has room for exactly one.
@@ -188,7 +189,7 @@ func TestLengthLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids, last := collect(t, s); len(ids) != 1 || last.Finish != FinishLength {
+	if ids, last := collect(t, s); len(ids) != 1 || last.Finish != model.FinishLength {
 		t.Errorf("got %d tokens, finish %q; want 1, length", len(ids), last.Finish)
 	}
 	for _, r := range []Request{
@@ -222,7 +223,7 @@ func TestStopTokensAndMinTokens(t *testing.T) {
 	for first < len(want) && want[first] != want[4] {
 		first++
 	}
-	if !equalIDs(got, want[:first]) || last.Finish != FinishStop {
+	if !equalIDs(got, want[:first]) || last.Finish != model.FinishStop {
 		t.Errorf("stop token %d: got %v (%q), want %v", want[4], got, last.Finish, want[:first])
 	}
 	// MinTokens masks it until enough tokens are out.
@@ -520,5 +521,44 @@ func BenchmarkDecodeStep(b *testing.B) {
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+// TestFirstAllowed: the first token is the most likely of the allowed ones
+// (greedy), later tokens are unrestricted, and a mask of the wrong size is
+// refused.
+func TestFirstAllowed(t *testing.T) {
+	e := newEngine(t, Config{MaxBatch: 1})
+	p := prompt(3, 9)
+	free, _ := generate(t, p, 4)
+	V := e.VocabSize()
+	allowed := make([]bool, V)
+	for id := range allowed {
+		allowed[id] = id != free[0] // ban the unrestricted choice
+	}
+	st, err := e.Submit(context.Background(), Request{Prompt: p, MaxTokens: 4, IgnoreEOS: true, FirstAllowed: allowed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, last := collect(t, st)
+	if last.Err != nil || len(got) != 4 {
+		t.Fatalf("got %v, %+v", got, last)
+	}
+	// The reference: the model's logits after the prompt, the banned id
+	// excluded.
+	ws := demoModelFor(t).NewWorkspace()
+	if err := ws.Forward([]model.SeqInput{{Tokens: p}}); err != nil {
+		t.Fatal(err)
+	}
+	lg := append([]float32(nil), ws.Logits(0)...)
+	lg[free[0]] = float32(math.Inf(-1))
+	if want := model.Argmax(lg); got[0] != want {
+		t.Errorf("first token %d, want %d (the best allowed)", got[0], want)
+	}
+	if want, _ := generate(t, append(append([]int(nil), p...), got[0]), 3); !equalIDs(got[1:], want) {
+		t.Errorf("tokens after the first %v, want the unrestricted %v", got[1:], want)
+	}
+	if _, err := e.Submit(context.Background(), Request{Prompt: p, FirstAllowed: allowed[:V-1]}); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("a short mask: %v", err)
 	}
 }

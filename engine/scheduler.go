@@ -247,11 +247,19 @@ func (e *Engine) advance(s *seq, i int) {
 	}
 	r := &s.req
 	masked := s.generated < r.MinTokens
-	if len(r.LogitBias) > 0 || masked {
+	healing := s.generated == 0 && r.FirstAllowed != nil
+	if len(r.LogitBias) > 0 || masked || healing {
 		x := sl.scratch[:len(logits)]
 		copy(x, logits)
 		for id, b := range r.LogitBias {
 			x[id] += b
+		}
+		if healing {
+			for id, ok := range r.FirstAllowed {
+				if !ok {
+					x[id] = float32(math.Inf(-1))
+				}
+			}
 		}
 		if masked {
 			ninf := float32(math.Inf(-1))
@@ -275,7 +283,7 @@ func (e *Engine) advance(s *seq, i int) {
 		return
 	}
 	if (!r.IgnoreEOS && e.m.IsEOS(id)) || contains(r.StopTokens, id) {
-		e.finish(s, Event{Token: NoToken, Finish: FinishStop})
+		e.finish(s, Event{Token: NoToken, Finish: model.FinishStop})
 		return
 	}
 	sl.smp.Accept(id)
@@ -298,7 +306,7 @@ func (e *Engine) advance(s *seq, i int) {
 	// The token is fed at the next step: the cache then holds
 	// len(prompt)+generated tokens.
 	if len(r.Prompt)+s.generated >= s.limit {
-		ev.Finish = FinishLength
+		ev.Finish = model.FinishLength
 		e.finish(s, ev)
 		return
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jamba-go/jamba/model"
+
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
@@ -244,7 +246,7 @@ func intsToBytes(ids []int) []byte {
 
 // scriptEvents returns an event filter that sends the tokens of text and
 // then a normal end, draining the engine's own events.
-func scriptEvents(ids []int, finish engine.FinishReason) func(context.Context, <-chan engine.Event) <-chan engine.Event {
+func scriptEvents(ids []int, finish model.FinishReason) func(context.Context, <-chan engine.Event) <-chan engine.Event {
 	return func(ctx context.Context, real <-chan engine.Event) <-chan engine.Event {
 		out := make(chan engine.Event, len(ids)+1)
 		for _, id := range ids {
@@ -275,7 +277,7 @@ func newToolEnv(t *testing.T, template, text string) *testEnv {
 		if got := e.tok.Decode(ids, false); got != text {
 			t.Fatalf("the demo tokenizer decodes %q as %q", text, got)
 		}
-		e.srv.eventFilter = scriptEvents(ids, engine.FinishStop)
+		e.srv.eventFilter = scriptEvents(ids, model.FinishStop)
 	}
 	return e
 }

@@ -53,7 +53,7 @@ A finished request's slot keeps its state: a later prompt that extends its
 tokens continues from it, and one that shares only a beginning continues
 from the last copy of the Mamba state within it (taken at the end of the
 prompt, so the next turn of a chat continues from the previous prompt, and
-every 512 tokens or more, within --snapshot-mib per slot).
+every `+strconv.Itoa(model.PrefillChunk)+` tokens or more, within --snapshot-mib per slot).
 usage.prompt_tokens_details.cached_tokens reports the tokens not computed
 again; the output is the same bits either way.
 
@@ -79,7 +79,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	ctxLen := fs.Int("context", 0, fmt.Sprintf("tokens per sequence, prompt and output (default: the model's max_position_embeddings, at most %d)", defaultContextCap))
 	noReuse := fs.Bool("no-prefix-reuse", false, "compute every prompt whole, never continuing a finished request's state")
 	snapMiB := fs.Int("snapshot-mib", 64, "memory per slot for copies of the Mamba state taken along each request, for prompts that share only a beginning (0: none)")
-	stepTokens := fs.Int("step-tokens", 512, "tokens per batch step: decode tokens first, then prompt chunks")
+	stepTokens := fs.Int("step-tokens", model.PrefillChunk, "tokens per batch step: decode tokens first, then prompt chunks")
 	prefillChunk := fs.Int("prefill-chunk", 128, "prompt tokens per step while other streams decode: bounds how long a new prompt delays their next token")
 	timeout := fs.Duration("timeout", 10*time.Minute, "limit on one generation request (0: none)")
 	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "limit on each write to a client; a client that stops reading is cut off")
