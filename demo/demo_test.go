@@ -18,14 +18,7 @@ func TestDemoBeatsBaseline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two models over 16384 tokens")
 	}
-	raw, err := os.ReadFile(testutil.Shared(t, "tokenizers/gostd/gostd_val.ids.int32"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := make([]int, len(raw)/4)
-	for i := range ids {
-		ids[i] = int(int32(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 | uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24))
-	}
+	ids := testutil.ReadIDs(t, "tokenizers/gostd/gostd_val.ids.int32")
 	m, err := Load(model.Options{})
 	if err != nil {
 		t.Fatal(err)

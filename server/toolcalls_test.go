@@ -5,29 +5,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/jamba-go/jamba/model"
 
+	"github.com/openai/openai-go/v3"
+
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/tokenizer"
-	"github.com/openai/openai-go/v3"
 )
 
 func readTemplate(t testing.TB, name string) *chat.Template {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "testdata", "chat", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := chat.New(string(src))
+	tmpl, err := chat.New(string(testutil.ReadFile(t, "chat/"+name)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +201,7 @@ func TestTextStreamToolsStop(t *testing.T) {
 // TestTextStreamToolsQwen3 decodes Qwen3's own <tool_call> tokens (added
 // tokens that are not special, so kept in the text) through the pipeline.
 func TestTextStreamToolsQwen3(t *testing.T) {
-	tok, err := tokenizer.Load(testutil.Shared(t, "tokenizers/qwen3/tokenizer.json"))
+	tok, err := tokenizer.Load(testutil.Fixture(t, "tokenizers/qwen3/tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
