@@ -64,12 +64,11 @@ type Workspace struct {
 	q, k, v, att                           []float32
 	xz, z, xc, dbc, dtn, delta, bBuf, cBuf []float32
 	y                                      []float32
-	gate, up, ffOut                        []float32
+	gate, up                               []float32
 	routerLogits, probs, expIn, expOut     []float32
 	expRows                                [][]int
 	expWeights                             [][]float32
 	topIdx                                 []int
-	topW                                   []float32
 }
 
 // NewWorkspace returns an empty workspace for m.
