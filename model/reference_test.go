@@ -1,7 +1,6 @@
 package model
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -17,11 +16,7 @@ import (
 // logits [T][V].
 func refForward(t *testing.T, m *Model, dir string, ids []int) [][]float64 {
 	t.Helper()
-	data, err := json.Marshal(m.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ref.ParseConfig(data)
+	c, err := ref.ConfigOf(m.Config)
 	if err != nil {
 		t.Fatal(err)
 	}

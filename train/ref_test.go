@@ -1,7 +1,6 @@
 package train
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/jamba-go/jamba/internal/ref"
@@ -15,11 +14,7 @@ import (
 // lookup, the LM head's part when tied).
 func refLoss(t testing.TB, p *Params, theta []float64, rows [][]int, padRow []float64) (ce, aux float64) {
 	t.Helper()
-	data, err := json.Marshal(p.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := ref.ParseConfig(data)
+	c, err := ref.ConfigOf(p.Config)
 	if err != nil {
 		t.Fatal(err)
 	}

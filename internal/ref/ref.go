@@ -54,6 +54,16 @@ func ParseConfig(data []byte) (*Config, error) {
 	return &c, nil
 }
 
+// ConfigOf converts a config that marshals to config.json's keys (as
+// *model.Config does) into a Config.
+func ConfigOf(cfg json.Marshaler) (*Config, error) {
+	data, err := cfg.MarshalJSON()
+	if err != nil {
+		return nil, fmt.Errorf("ref: config: %w", err)
+	}
+	return ParseConfig(data)
+}
+
 // Weights returns the values of the named tensor in row-major order (a
 // matrix [out, in] as stored), or nil when the checkpoint has no such
 // tensor (an optional bias or norm).
