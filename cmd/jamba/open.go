@@ -101,8 +101,8 @@ type loadedModel struct {
 	tokErr error
 }
 
-// Tokenizer returns the model's tokenizer, or an error naming the folder
-// when the checkpoint has no tokenizer.json.
+// Tokenizer returns the model's tokenizer, or the error of loading it (one
+// naming the folder when the checkpoint has no tokenizer.json).
 func (l *loadedModel) Tokenizer() (*tokenizer.Tokenizer, error) {
 	return l.tok, l.tokErr
 }
@@ -128,12 +128,10 @@ func openModel(ref string, opts model.Options) (*loadedModel, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A missing or broken tokenizer is an error only for what needs it:
+	// token ids work without one.
 	l := &loadedModel{Model: m, Name: modelName(ref), Dir: ref}
 	l.tok, l.tokErr = loadTokenizer(ref)
-	if l.tokErr != nil && !errors.Is(l.tokErr, errNoTokenizer) {
-		m.Close()
-		return nil, l.tokErr
-	}
 	return l, nil
 }
 
@@ -158,7 +156,7 @@ func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 		return demo.Tokenizer()
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
-		return nil, fmt.Errorf("%s has %w: give --tokenizer FILE, or token ids where the command takes them", dir, errNoTokenizer)
+		return nil, fmt.Errorf("%s has %w: give the command a tokenizer (--tokenizer, where it has one) or token ids (--ids)", dir, errNoTokenizer)
 	}
 	return openTokenizer(dir)
 }
