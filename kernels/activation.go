@@ -44,26 +44,20 @@ func ActivationNames() []string {
 }
 
 // Apply sets dst[i] = F(x[i]); dst may be x.
-func (a Activation) Apply(dst, x []float32) {
-	if a.silu {
-		SiLU(dst, x)
-		return
-	}
-	dst = dst[:len(x)]
-	for i, v := range x {
-		dst[i] = a.F(v)
-	}
-}
+func (a Activation) Apply(dst, x []float32) { a.each(dst, x, SiLU, a.F) }
 
 // Derivative sets dst[i] = F'(x[i]); dst must not be x.
-func (a Activation) Derivative(dst, x []float32) {
+func (a Activation) Derivative(dst, x []float32) { a.each(dst, x, siluGrads, a.DF) }
+
+// each runs the vector form vec for SiLU, else f element by element.
+func (a Activation) each(dst, x []float32, vec func(dst, x []float32), f func(float32) float32) {
 	if a.silu {
-		siluGrads(dst, x)
+		vec(dst, x)
 		return
 	}
 	dst = dst[:len(x)]
 	for i, v := range x {
-		dst[i] = a.DF(v)
+		dst[i] = f(v)
 	}
 }
 
