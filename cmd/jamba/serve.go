@@ -20,7 +20,6 @@ import (
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/server"
-	"github.com/jamba-go/jamba/tokenizer"
 )
 
 func init() {
@@ -66,7 +65,7 @@ Fixed limits: request headers at most 64 KiB (431 beyond), read within `+server.
 a request within `+server.ReadTimeout.String()+`; idle connections closed after `+server.IdleTimeout.String()+`;
 `+server.FixedLimits()+`.`, stderr)
 	mf := addModelFlags(fs, withCache)
-	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the model's tokenizer.json)")
+	tokPath := fs.String("tokenizer", "", "tokenizer.json, or a folder holding one, to use instead of the model's")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
 	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+modelName("")+")")
 	var aliases, keys stringList
@@ -282,7 +281,7 @@ func loadBackend(mf *modelFlags, tokPath string, log *slog.Logger) (*model.Model
 	log.Info("model loaded", "model", lm.Name, "seconds", time.Since(start).Seconds())
 	tok, err := lm.Tokenizer()
 	if tokPath != "" {
-		tok, err = tokenizer.Load(tokPath)
+		tok, err = openTokenizer(tokPath)
 	}
 	if err != nil {
 		m.Close()
