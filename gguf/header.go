@@ -63,6 +63,9 @@ func (t TensorInfo) Shape() []int64 {
 	return s
 }
 
+// RowBytes returns the bytes of one contiguous row (RowLen elements).
+func (t TensorInfo) RowBytes() int64 { return t.Type.RowBytes(t.RowLen()) }
+
 // RowLen returns Dims[0], the length of one contiguous row (1 for a tensor
 // without dims).
 func (t TensorInfo) RowLen() int64 {

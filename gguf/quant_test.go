@@ -3,6 +3,7 @@ package gguf
 import (
 	"bytes"
 	"errors"
+	"strconv"
 	"testing"
 )
 
@@ -45,3 +46,31 @@ func TestConvertErrors(t *testing.T) {
 		t.Errorf("TQ2_0: %v", err)
 	}
 }
+
+func TestTypeNames(t *testing.T) {
+	for i := Type(0); i < typeCount+2; i++ {
+		if !i.Known() {
+			if i.BlockSize() != 0 || i.RowBytes(0) != -1 || i.String() != "type("+itoa(int(i))+")" {
+				t.Errorf("unknown type %d: %v %d", i, i, i.BlockSize())
+			}
+			continue
+		}
+		p, ok := ParseType(i.String())
+		if !ok || p != i {
+			t.Errorf("ParseType(%q) = %v, %v", i.String(), p, ok)
+		}
+	}
+	if typ, ok := ParseType("q4_k"); !ok || typ != Q4_K || Q4_K.BitsPerWeight() != 4.5 || Q6_K.BitsPerWeight() != 6.5625 {
+		t.Errorf("q4_k: %v %v", typ, ok)
+	}
+	for ft, name := range fileTypeNames {
+		if p, ok := ParseFileType(name); !ok || p != ft || ft.String() != name {
+			t.Errorf("file type %d %q: %v %v", ft, name, p, ok)
+		}
+	}
+	if FileMostlyQ4_K_M.String() != "Q4_K_M" || FileType(4).String() != "file_type(4)" {
+		t.Errorf("file type names: %v %v", FileMostlyQ4_K_M, FileType(4))
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
