@@ -277,7 +277,7 @@ func parseHeader(data []byte) (*header, *Error) {
 			return fail("", t.Name, fmt.Errorf("%w: offset %d is not a multiple of the alignment %d", ErrOffset, t.Offset, h.alignment))
 		}
 		if t.Offset > dataLen || t.Size > dataLen-t.Offset {
-			return fail("", t.Name, fmt.Errorf("%w: %s %v needs bytes [%d, %d) of the data section, which has %d (file of %d bytes)", ErrTruncated, t.Type, t.Dims, t.Offset, t.Offset+t.Size, dataLen, len(data)))
+			return fail("", t.Name, fmt.Errorf("%w: %s %v needs bytes [%d, %d) of the data section, which has %d (file of %d bytes)", ErrTruncated, t.Type, t.Dims, t.Offset, uint64(t.Offset)+uint64(t.Size), dataLen, len(data)))
 		}
 	}
 	order := make([]int, len(h.tensors))
