@@ -17,7 +17,8 @@
 // Open maps a file read-only (OpenBytes parses bytes in memory) and
 // validates the whole header before anything is used: magic and version,
 // counts and string lengths against the bytes that remain (so no count can
-// cause a large allocation), value types, bools, keys and tensor names
+// cause a large allocation; metadata arrays hold at most MaxArrayLen
+// elements), value types, bools, keys and tensor names
 // (non-empty, unique, names at most 63 bytes as ggml requires), dims (at
 // most 4, row length a multiple of the block size, no overflow), known
 // type ids, general.alignment (a u32 power of two), offsets (aligned,
