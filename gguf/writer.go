@@ -362,10 +362,9 @@ func buildHeader(kvs []KV, tensors []TensorInfo) ([]byte, []TensorInfo, int64, *
 		e.u32(uint32(t.Type))
 		e.u64(uint64(t.Offset))
 	}
-	if len(tensors) > 0 {
-		if pad := alignUp(int64(len(e.b)), align) - int64(len(e.b)); pad > 0 {
-			e.b = append(e.b, make([]byte, pad)...)
-		}
+	// ggml pads the header to the alignment even when no tensor follows.
+	if pad := alignUp(int64(len(e.b)), align) - int64(len(e.b)); pad > 0 {
+		e.b = append(e.b, make([]byte, pad)...)
 	}
 	return e.b, infos, align, nil
 }
