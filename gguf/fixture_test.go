@@ -64,6 +64,15 @@ func TestFixtureFiles(t *testing.T) {
 		if kv, err := f.Ints("jamba.attention.head_count_kv"); err != nil || !reflect.DeepEqual(kv, []int64{0, 0, 0, 0, 2, 0, 0, 0}) {
 			t.Errorf("%s: head_count_kv %v (%v)", c.file, kv, err)
 		}
+		if kv, err := f.PerLayer("jamba.attention.head_count_kv", 8); err != nil || !reflect.DeepEqual(kv, []int64{0, 0, 0, 0, 2, 0, 0, 0}) {
+			t.Errorf("%s: head_count_kv per layer %v (%v)", c.file, kv, err)
+		}
+		if h, err := f.PerLayer("jamba.attention.head_count", 3); err != nil || !reflect.DeepEqual(h, []int64{8, 8, 8}) {
+			t.Errorf("%s: head_count per layer %v (%v)", c.file, h, err)
+		}
+		if _, err := f.PerLayer("jamba.attention.head_count_kv", 7); err == nil || err.Error() != "gguf: "+f.Name()+`: key "jamba.attention.head_count_kv": invalid value: 8 elements for 7 layers` {
+			t.Errorf("per-layer length mismatch: %v", err)
+		}
 		if eps, err := f.Float("jamba.attention.layer_norm_rms_epsilon"); err != nil || float32(eps) != 1e-6 {
 			t.Errorf("%s: rms epsilon %g (%v)", c.file, eps, err)
 		}
