@@ -72,7 +72,7 @@ func testTensors() []Tensor {
 func TestWriterRoundTrip(t *testing.T) {
 	kvs := allValues()
 	tensors := testTensors()
-	for _, align := range []uint32{0, 1, 64, 4096} {
+	for _, align := range []uint32{0, 8, 64, 4096} {
 		k := kvs
 		if align != 0 {
 			k = append([]KV{{AlignmentKey, ValueOf(align)}}, kvs...)
@@ -272,7 +272,8 @@ func TestWriterErrors(t *testing.T) {
 		{"duplicate key", []KV{{"a", ValueOf(uint8(1))}, {"a", ValueOf(uint8(2))}}, ok, ErrKey, `gguf: key "a": invalid key: duplicate key`},
 		{"Go int", []KV{{"n", ValueOf(7)}}, ok, ErrValueType, `gguf: key "n": invalid value type: Go type int`},
 		{"alignment type", []KV{{AlignmentKey, ValueOf(uint64(32))}}, ok, ErrValueType, `gguf: key "general.alignment": invalid value type: u64, want u32`},
-		{"alignment 24", []KV{{AlignmentKey, ValueOf(uint32(24))}}, ok, ErrValue, `gguf: key "general.alignment": invalid value: alignment 24 is not a power of two`},
+		{"alignment 24", []KV{{AlignmentKey, ValueOf(uint32(24))}}, ok, ErrValue, `gguf: key "general.alignment": invalid value: alignment 24 is not a power of two of at least 8 (the format asks for a multiple of 8)`},
+		{"alignment 4", []KV{{AlignmentKey, ValueOf(uint32(4))}}, ok, ErrValue, `gguf: key "general.alignment": invalid value: alignment 4 is not a power of two of at least 8 (the format asks for a multiple of 8)`},
 		{"scalar in array of arrays", []KV{{"a", ValueOf([]Value{ValueOf(uint8(1))})}}, ok, ErrValueType, `gguf: key "a": invalid value type: element 0 of an array of arrays is a u8`},
 		{"arrays too deep", []KV{{"a", deep}}, ok, ErrValueType, `gguf: key "a": element 0: element 0: element 0: element 0: element 0: element 0: element 0: element 0: invalid value type: arrays nested more than 8 deep`},
 		{"empty name", nil, []TensorInfo{{Type: F32}}, ErrTensorName, `gguf: invalid tensor name: tensor 0 has an empty name`},
