@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jamba-go/jamba/internal/atomicfile"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -441,8 +442,7 @@ var metricsHeader = []string{"step", "tokens", "lr", "loss", "aux_loss", "grad_n
 // WriteMetricsCSV writes the metrics log with a header line; an empty
 // val_loss field means no validation at that step.
 func WriteMetricsCSV(path string, ms []Metric) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return err
 	}
@@ -460,13 +460,10 @@ func WriteMetricsCSV(path string, ms []Metric) error {
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
-		f.Close()
+		f.Abort()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return f.Commit()
 }
 
 // ReadMetricsCSV reads a log written by WriteMetricsCSV.
