@@ -212,6 +212,11 @@ func (p *Params) Save(dir string, dtype safetensors.DType) error {
 	if err := p.WriteTensors(filepath.Join(dir, "model.safetensors"), p.Data, dtype, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
+	return p.writeConfig(dir, dtype)
+}
+
+// writeConfig writes dir/config.json for the parameters saved in dtype.
+func (p *Params) writeConfig(dir string, dtype safetensors.DType) error {
 	cfg := *p.Config
 	cfg.DType = "float32"
 	if dtype == safetensors.BF16 {

@@ -1,11 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -81,4 +90,259 @@ func TestOutputNotReplaced(t *testing.T) {
 	if fi, _ := os.Stat(sub); !fi.IsDir() {
 		t.Error("the folder was replaced")
 	}
+}
+
+// TestMain lets the tests run jamba as a child process (to kill it, signal
+// it, or limit its file size): with JAMBA_TEST_MAIN set the test binary is
+// jamba. JAMBA_TEST_FSIZE sets RLIMIT_FSIZE first (a full disk).
+func TestMain(m *testing.M) {
+	if os.Getenv("JAMBA_TEST_MAIN") != "" {
+		if s := os.Getenv("JAMBA_TEST_FSIZE"); s != "" {
+			n, _ := strconv.ParseUint(s, 10, 64)
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+				fmt.Fprintln(os.Stderr, "setrlimit:", err)
+				os.Exit(3)
+			}
+		}
+		os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// child is jamba running as a child process; its stderr is collected and
+// watched line by line.
+type child struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr strings.Builder
+	lines  chan string
+	done   chan struct{}
+	err    error
+}
+
+func startChild(t *testing.T, env []string, args ...string) *child {
+	t.Helper()
+	c := &child{cmd: exec.Command(os.Args[0], args...), lines: make(chan string, 1024), done: make(chan struct{})}
+	c.cmd.Env = append(append(os.Environ(), "JAMBA_TEST_MAIN=1"), env...)
+	pr, err := c.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.stderr.WriteString(sc.Text() + "\n")
+			c.mu.Unlock()
+			select {
+			case c.lines <- sc.Text():
+			default:
+			}
+		}
+		c.err = c.cmd.Wait()
+		close(c.done)
+	}()
+	return c
+}
+
+// waitLine waits for a stderr line containing s; false when the process
+// ended first or after timeout.
+func (c *child) waitLine(s string, timeout time.Duration) bool {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l := <-c.lines:
+			if strings.Contains(l, s) {
+				return true
+			}
+		case <-c.done:
+			return false
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+func (c *child) wait() (int, string) {
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cmd.ProcessState.ExitCode(), c.stderr.String()
+}
+
+// killRun is a small training run with a save at every step.
+type killRun struct {
+	model, data, tok string
+	ref              []byte // model.safetensors of the uninterrupted run
+	steps            int
+	dur              time.Duration // of the uninterrupted run, in process
+}
+
+func (k *killRun) args(out string) []string {
+	return []string{"train", "--model", k.model, "--tokenizer", k.tok, "--data", k.data, "--output", out, "--seq", "32",
+		"--batch", "2", "--steps", strconv.Itoa(k.steps), "--warmup", "1", "--eval-every", "0", "--save-every", "1",
+		"--workers", "1", "--quiet", "--log-every", "1"}
+}
+
+func newKillRun(t *testing.T, steps int) *killRun {
+	model, data, _, tok := trainFixture(t)
+	k := &killRun{model: model, data: data, tok: tok, steps: steps}
+	out := filepath.Join(t.TempDir(), "ref")
+	start := time.Now()
+	if _, stderr, code := run(t, k.args(out)...); code != 0 {
+		t.Fatal(stderr)
+	}
+	k.dur = time.Since(start)
+	var err error
+	if k.ref, err = os.ReadFile(filepath.Join(out, "model.safetensors")); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// resumeAndCompare resumes dir to the end in a child process (as a user
+// would) and reports: "continued" when it finished with the uninterrupted
+// run's weights, "refused" when it stopped with a clear error; a resume
+// that finishes with other weights fails the test.
+func (k *killRun) resumeAndCompare(t *testing.T, dir string) (outcome, stderr string) {
+	t.Helper()
+	c := startChild(t, nil, "train", "--resume", dir, "--data", k.data, "--quiet")
+	code, stderr := c.wait()
+	if code != 0 {
+		if !strings.Contains(stderr, "jamba train: ") {
+			t.Fatalf("resume failed without a clear error (exit %d): %s", code, stderr)
+		}
+		return "refused", stderr
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, k.ref) {
+		t.Fatalf("resume exited 0 with weights that differ from the uninterrupted run's (a mixed resume):\n%s", stderr)
+	}
+	return "continued", stderr
+}
+
+// killCount is how many kill -9 points TestKillDuringSave tries:
+// JAMBA_RELIABILITY_KILLS, or a few in CI.
+func killCount() int {
+	if n, err := strconv.Atoi(os.Getenv("JAMBA_RELIABILITY_KILLS")); err == nil && n > 0 {
+		return n
+	}
+	return 4
+}
+
+// TestKillDuringSave kills jamba train (a save at every step) with
+// SIGKILL at random moments after its first step, then resumes: every
+// resume must either continue to the uninterrupted run's weights bit for
+// bit or refuse with an error, never resume a mix of two saves. With
+// JAMBA_RELIABILITY_KILLS=200 it is the suite's long run (docs/RELIABILITY.md).
+func TestKillDuringSave(t *testing.T) {
+	k := newKillRun(t, 6)
+	// The kills fall in the first 80% of the uninterrupted run's time
+	// after its first step (that run, in process, has no start-up cost).
+	window := k.dur * 8 / 10
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	counts := map[string]int{}
+	n := killCount()
+	for i := range n {
+		dir := filepath.Join(t.TempDir(), "run")
+		c := startChild(t, nil, k.args(dir)...)
+		if !c.waitLine("step 1/", time.Minute) {
+			_, s := c.wait()
+			t.Fatalf("no first step: %s", s)
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(window))))
+		c.cmd.Process.Signal(syscall.SIGKILL)
+		code, _ := c.wait()
+		if code == 0 {
+			counts["finished before the kill"]++
+			continue
+		}
+		// What the kill left: a save cut short shows as a hidden save
+		// folder, a temporary link, or a top that a resume warns about.
+		staged, _ := filepath.Glob(filepath.Join(dir, "checkpoints", ".step-*"))
+		links, _ := filepath.Glob(filepath.Join(dir, ".*.publish"))
+		outcome, stderr := k.resumeAndCompare(t, dir)
+		counts[outcome]++
+		if outcome == "refused" && counts[outcome] == 1 {
+			t.Logf("a refusal: %s", strings.TrimSpace(stderr))
+		}
+		switch {
+		case strings.Contains(stderr, "warning: "):
+			counts["top torn, resumed from the newest complete save"]++
+		case len(staged) > 0 || len(links) > 0:
+			counts["killed inside a save (unfinished save left)"]++
+		}
+		if i%20 == 19 {
+			t.Logf("%d kills: %v", i+1, counts)
+		}
+	}
+	t.Logf("%d kills in a window of %v after the first step: %v", n, window.Round(time.Millisecond), counts)
+}
+
+// TestFullDiskDuringSave: a save that fails for want of space (RLIMIT_FSIZE
+// large enough for the model, too small for the optimizer state) ends the
+// run with an error, and a resume continues exactly from the previous save.
+func TestFullDiskDuringSave(t *testing.T) {
+	k := newKillRun(t, 4)
+	dir := filepath.Join(t.TempDir(), "run")
+	args := k.args(dir)
+	if _, stderr, code := run(t, append(args, "--stop-step", "2")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	limit := len(k.ref) + len(k.ref)/2 // the model fits, the optimizer state (twice its size) does not
+	c := startChild(t, []string{"JAMBA_TEST_FSIZE=" + strconv.Itoa(limit)}, "train", "--resume", dir, "--data", k.data, "--quiet", "--stop-step", "3")
+	code, stderr := c.wait()
+	if code == 0 || !strings.Contains(stderr, "file too large") || !strings.Contains(stderr, "optimizer.safetensors") {
+		t.Fatalf("a save on a full disk: exit %d: %s", code, stderr)
+	}
+	if outcome, stderr := k.resumeAndCompare(t, dir); outcome != "continued" {
+		t.Fatalf("no resume after a full disk: %s", stderr)
+	}
+}
+
+// TestSignalSavesAndResumes: SIGTERM and SIGINT during training both save
+// and exit 0, and the run resumes to the uninterrupted weights bit for
+// bit. A second signal quits at once with 128 + its number.
+func TestSignalSavesAndResumes(t *testing.T) {
+	k := newKillRun(t, 8)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "run")
+			args := k.args(dir)
+			args[slices.Index(args, "--save-every")+1] = "0" // only the save the signal asks for
+			c := startChild(t, nil, args...)
+			if !c.waitLine("step 2/", time.Minute) {
+				_, s := c.wait()
+				t.Fatalf("no second step: %s", s)
+			}
+			c.cmd.Process.Signal(sig)
+			code, stderr := c.wait()
+			if code != 0 || !strings.Contains(stderr, "saved to") {
+				t.Fatalf("after %v: exit %d: %s", sig, code, stderr)
+			}
+			if outcome, stderr := k.resumeAndCompare(t, dir); outcome != "continued" {
+				t.Fatalf("resume after %v: %s", sig, stderr)
+			}
+		})
+	}
+	t.Run("twice", func(t *testing.T) {
+		c := startChild(t, nil, k.args(filepath.Join(t.TempDir(), "run"))...)
+		if !c.waitLine("step 1/", time.Minute) {
+			_, s := c.wait()
+			t.Fatalf("no first step: %s", s)
+		}
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		c.waitLine("send it again", 10*time.Second)
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		code, stderr := c.wait()
+		if code != 143 && code != 0 { // 0: the run ended before the second signal came
+			t.Fatalf("second SIGTERM: exit %d: %s", code, stderr)
+		}
+	})
 }

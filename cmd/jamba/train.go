@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/internal/atomicfile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/tokenizer"
@@ -76,7 +76,15 @@ moments, step, data position and these options), metrics.csv (one line per
 step) and loss.png (the loss curve). --resume DIR continues such a run
 exactly as if it had not stopped: the options are those saved, except the
 flags given again on the command line. --time-limit ends a leg cleanly (it
-saves), for runs split into legs; Ctrl-C saves too.
+saves), for runs split into legs; Ctrl-C and SIGTERM save too (a second
+one quits at once).
+
+Each save is written whole into DIR/checkpoints/step-N/ with a manifest
+(the step and each file's SHA-256), then linked to the top of DIR, whose
+manifest.json is replaced last; the last two saves are kept. A resume
+verifies the files against the manifest: a save cut short (kill -9, a full
+disk) is resumed from the newest complete save, with a warning naming the
+step of each file, never from a mix of two saves.
 
 --workers runs data-parallel: each worker is a single-threaded engine
 over the shared weights that takes its share of a micro-batch's rows, and
@@ -201,7 +209,10 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", *resume, tr.StepsDone(), tr.Opts.Steps)
+		for _, n := range tr.Notes {
+			fmt.Fprintf(stderr, "warning: %s\n", n)
+		}
+		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", tr.Checkpoint, tr.StepsDone(), tr.Opts.Steps)
 	} else {
 		m, err := loadModel(*modelDir, model.Options{}, stderr)
 		if err != nil {
@@ -232,7 +243,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	fmt.Fprintf(stderr, "model: %s parameters (%s active per token); %d rows of %d tokens per epoch; %d tokens per step; %s\n",
 		humanCount(total), humanCount(active), tr.Data.RowsPerEpoch(), tr.Opts.Seq, tr.Opts.Seq*tr.Opts.Batch*tr.Opts.Accum, workers)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := stopContext(stderr, "finishing the step and saving")
 	defer stop()
 	first := tr.StepsDone()
 	last := tr.Opts.Steps
@@ -413,7 +424,7 @@ func copyTokenizerFiles(dirs []string, tokSrc, dst string, cfg *model.Config) er
 				continue
 			}
 		}
-		if err := os.WriteFile(target, data, 0o644); err != nil {
+		if err := atomicfile.WriteFile(target, data); err != nil {
 			return err
 		}
 	}
@@ -454,5 +465,5 @@ func writeGenerationConfig(dir string, cfg *model.Config) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "generation_config.json"), append(data, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, "generation_config.json"), append(data, '\n'))
 }
