@@ -55,9 +55,9 @@ const keepSaves = 2
 
 // manifest lists the files of one save.
 type manifest struct {
-	Format string         `json:"format"`
-	Step   int            `json:"step"`
-	Seq    int64          `json:"seq"` // saves of this folder, in order (prunes and fallbacks go by it)
+	Format string          `json:"format"`
+	Step   int             `json:"step"`
+	Seq    int64           `json:"seq"` // saves of this folder, in order (prunes and fallbacks go by it)
 	Files  []manifestEntry `json:"files"`
 }
 
