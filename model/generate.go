@@ -101,7 +101,9 @@ func (m *Model) Continue(ctx context.Context, ws *Workspace, st *cache.Seq, toke
 	if err != nil {
 		return nil, "", err
 	}
-	out := make([]int, 0, opt.MaxTokens)
+	// At most the room left in the context: MaxTokens comes from the user
+	// and may be absurd.
+	out := make([]int, 0, max(1, min(opt.MaxTokens, limit-st.Len)))
 	tok := make([]int, 1)
 	in := []SeqInput{{Tokens: tok, Cache: st}}
 	for {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -73,11 +74,14 @@ func Load(dir string, opts Options) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Config: cfg, Dir: dir, set: set}
-	if data, err := os.ReadFile(filepath.Join(dir, "generation_config.json")); err == nil {
+	if data, err := safefile.ReadFile(filepath.Join(dir, "generation_config.json"), safefile.MaxConfig); err == nil {
 		if err := m.Generation.parse(data); err != nil {
 			set.Close()
 			return nil, fmt.Errorf("model: %s: %w", filepath.Join(dir, "generation_config.json"), err)
 		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		set.Close()
+		return nil, fmt.Errorf("model: %w", err)
 	}
 	if err := m.finish(opts); err != nil {
 		set.Close()

@@ -418,6 +418,16 @@ func fileStep(path string) (int, bool) {
 	return 0, false
 }
 
+// FindCheckpoint returns the folder that Resume(dir) loads and the notes
+// that say why it is not dir, if so (see findCheckpoint).
+func FindCheckpoint(dir string) (string, []string, error) {
+	cp, notes, err := findCheckpoint(dir)
+	if err != nil {
+		return "", notes, fmt.Errorf("train: resume: %w", err)
+	}
+	return cp, notes, nil
+}
+
 // findCheckpoint returns the folder a resume of dir loads: dir itself when
 // it verifies against its manifest (or has none and no saves, as folders
 // written before manifests existed), else its newest complete save. notes
@@ -432,8 +442,12 @@ func findCheckpoint(dir string) (string, []string, error) {
 	noManifest := errors.Is(topErr, fs.ErrNotExist)
 	saves := listSaves(filepath.Join(dir, checkpointsDir))
 	if noManifest && len(saves) == 0 {
-		// A folder without manifest: a checkpoint from before manifests.
-		// Its model and optimizer state must at least be of one step.
+		// A folder without manifest: a checkpoint from before manifests,
+		// or one whose first save never completed. Its model and
+		// optimizer state must at least be of one step.
+		if _, err := os.Stat(filepath.Join(dir, optimizerFile)); err != nil {
+			return "", nil, fmt.Errorf("no checkpoint in %s: no save has completed there (no %s, no %s)", dir, manifestFile, optimizerFile)
+		}
 		ms, mok := fileStep(filepath.Join(dir, "model.safetensors"))
 		st, ook := fileStep(filepath.Join(dir, optimizerFile))
 		if mok && ook && ms != st {

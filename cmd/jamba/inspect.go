@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 )
 
@@ -51,7 +52,7 @@ need not be present: a config.json alone is enough for the counts.`, stderr)
 	var onDisk int64
 	switch {
 	case *cfgPath != "":
-		data, rerr := os.ReadFile(*cfgPath)
+		data, rerr := safefile.ReadFile(*cfgPath, safefile.MaxConfig)
 		if rerr != nil {
 			return rerr
 		}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/safetensors"
 )
 
@@ -243,20 +244,22 @@ func killCount() int {
 // JAMBA_RELIABILITY_KILLS=200 it is the suite's long run (docs/RELIABILITY.md).
 func TestKillDuringSave(t *testing.T) {
 	k := newKillRun(t, 6)
-	// The kills fall in the first 80% of the uninterrupted run's time
-	// after its first step (that run, in process, has no start-up cost).
-	window := k.dur * 8 / 10
+	// Each kill falls after a random step's line, at a random moment
+	// within about one step and its save (the uninterrupted run's time
+	// per step, in process), so that most land inside a save.
+	perStep := k.dur / time.Duration(k.steps)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	counts := map[string]int{}
 	n := killCount()
 	for i := range n {
 		dir := filepath.Join(t.TempDir(), "run")
 		c := startChild(t, nil, k.args(dir)...)
-		if !c.waitLine("step 1/", time.Minute) {
+		at := 1 + rng.IntN(k.steps)
+		if !c.waitLine(fmt.Sprintf("step %d/", at), time.Minute) {
 			_, s := c.wait()
-			t.Fatalf("no first step: %s", s)
+			t.Fatalf("no step %d: %s", at, s)
 		}
-		time.Sleep(time.Duration(rng.Int64N(int64(window))))
+		time.Sleep(time.Duration(rng.Int64N(int64(perStep) * 3 / 2)))
 		c.cmd.Process.Signal(syscall.SIGKILL)
 		code, _ := c.wait()
 		if code == 0 {
@@ -282,7 +285,7 @@ func TestKillDuringSave(t *testing.T) {
 			t.Logf("%d kills: %v", i+1, counts)
 		}
 	}
-	t.Logf("%d kills in a window of %v after the first step: %v", n, window.Round(time.Millisecond), counts)
+	t.Logf("%d kills, each within %v after a random step's line: %v", n, (perStep * 3 / 2).Round(time.Millisecond), counts)
 }
 
 // TestFullDiskDuringSave: a save that fails for want of space (RLIMIT_FSIZE
@@ -345,4 +348,72 @@ func TestSignalSavesAndResumes(t *testing.T) {
 			t.Fatalf("second SIGTERM: exit %d: %s", code, stderr)
 		}
 	})
+}
+
+// linkModel makes a folder of links to the files of a fixture model, with
+// the named files replaced.
+func linkModel(t *testing.T, fixture string, replace map[string]func(path string) error) string {
+	t.Helper()
+	src := testutil.Fixture(t, fixture)
+	dir := t.TempDir()
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if _, ok := replace[e.Name()]; !ok {
+			os.Symlink(filepath.Join(src, e.Name()), filepath.Join(dir, e.Name()))
+		}
+	}
+	for name, f := range replace {
+		if err := f(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestNonRegularOrHugeModelFiles: config.json, generation_config.json and
+// tokenizer.json that are links to /dev/zero or huge are refused at once
+// by name (a plain read would grow memory without bound).
+func TestNonRegularOrHugeModelFiles(t *testing.T) {
+	toZero := func(p string) error { return os.Symlink("/dev/zero", p) }
+	huge := func(p string) error { // sparse: no disk used
+		f, err := os.Create(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return f.Truncate(300 << 20)
+	}
+	cases := []struct {
+		file string
+		make func(string) error
+		args []string
+		want string
+	}{
+		{"config.json", toZero, []string{"inspect"}, "config.json is a character device"},
+		{"config.json", huge, []string{"inspect"}, "more than the"},
+		{"generation_config.json", toZero, []string{"generate", "--ids", "1,2", "--max-tokens", "1"}, "generation_config.json is a character device"},
+		{"tokenizer.json", toZero, []string{"generate", "--prompt", "hi", "--max-tokens", "1"}, "tokenizer.json is a character device"},
+		{"tokenizer.json", huge, []string{"generate", "--prompt", "hi", "--max-tokens", "1"}, "more than the"},
+	}
+	for _, c := range cases {
+		dir := linkModel(t, "models/hf-gostd-13m", map[string]func(string) error{c.file: c.make})
+		done := make(chan struct{})
+		var stderr string
+		var code int
+		go func() {
+			_, stderr, code = run(t, append([]string{c.args[0], "--model", dir}, c.args[1:]...)...)
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s %s: still reading after 20 s", c.file, c.args[0])
+		}
+		if code == 0 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s as %v: exit %d: %s", c.file, c.args, code, stderr)
+		}
+	}
 }

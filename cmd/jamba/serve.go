@@ -19,6 +19,7 @@ import (
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/server"
 	"github.com/jamba-go/jamba/tokenizer"
@@ -105,7 +106,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 
 	apiKeys := append([]string(nil), keys...)
 	if *keyFile != "" {
-		data, err := os.ReadFile(*keyFile)
+		data, err := safefile.ReadFile(*keyFile, safefile.MaxConfig)
 		if err != nil {
 			return fmt.Errorf("--api-key-file: %w", err)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/internal/atomicfile"
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/tokenizer"
@@ -137,6 +138,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	if *resume != "" && *modelDir != "" {
 		return fmt.Errorf("%w: give --model or --resume, not both", errUsage)
 	}
+	var err error
 	if *output == "" {
 		if *resume == "" {
 			return fmt.Errorf("%w: --output is required", errUsage)
@@ -151,10 +153,17 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	// The tokenizer, and where its files come from.
 	src := *modelDir
 	if *resume != "" {
-		src = *resume
+		// The newest complete save: the top of the folder, or one of its
+		// checkpoints/ when a save was cut short.
+		var notes []string
+		if src, notes, err = train.FindCheckpoint(*resume); err != nil {
+			return err
+		}
+		for _, n := range notes {
+			fmt.Fprintf(stderr, "warning: %s\n", n)
+		}
 	}
 	var tok *tokenizer.Tokenizer
-	var err error
 	tokSrc := filepath.Join(src, "tokenizer.json")
 	switch {
 	case *tokPath != "":
@@ -200,7 +209,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	// The trainer: resumed, or new from a checkpoint.
 	var tr *train.Trainer
 	if *resume != "" {
-		tr, err = train.Resume(*resume, trainTokens, valTokens, func(saved *train.Options) {
+		tr, err = train.Resume(src, trainTokens, valTokens, func(saved *train.Options) {
 			fs.Visit(func(f *flag.Flag) { copyOption(saved, o, f.Name) })
 			if set["workers"] && saved.Workers == 0 {
 				saved.Workers = autoWorkers(saved.Batch)
@@ -208,9 +217,6 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		})
 		if err != nil {
 			return err
-		}
-		for _, n := range tr.Notes {
-			fmt.Fprintf(stderr, "warning: %s\n", n)
 		}
 		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", tr.Checkpoint, tr.StepsDone(), tr.Opts.Steps)
 	} else {
@@ -405,7 +411,7 @@ func copyTokenizerFiles(dirs []string, tokSrc, dst string, cfg *model.Config) er
 			if same, _ := sameFile(tokSrc, target); same {
 				continue
 			}
-			if data, err = os.ReadFile(tokSrc); err != nil {
+			if data, err = safefile.ReadFile(tokSrc, safefile.MaxTokenizer); err != nil {
 				return err
 			}
 		default:
@@ -414,7 +420,7 @@ func copyTokenizerFiles(dirs []string, tokSrc, dst string, cfg *model.Config) er
 				if same, _ := sameFile(from, target); same {
 					break
 				}
-				if data, err = os.ReadFile(from); err == nil {
+				if data, err = safefile.ReadFile(from, safefile.MaxTokenizer); err == nil {
 					break
 				} else if !errors.Is(err, os.ErrNotExist) {
 					return err
