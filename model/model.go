@@ -60,6 +60,10 @@ type Options struct {
 	// bfloat16 as they enter the cache, halving its memory and the bytes
 	// attention reads per token.
 	KVCache string
+	// CheckFinite scans every tensor of the checkpoint for NaN and
+	// infinities at load and fails naming the first (llama.cpp's
+	// --check-tensors).
+	CheckFinite bool
 }
 
 // Load opens the Hugging Face checkpoint in dir: config.json, and
@@ -82,6 +86,12 @@ func Load(dir string, opts Options) (*Model, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		set.Close()
 		return nil, fmt.Errorf("model: %w", err)
+	}
+	if opts.CheckFinite {
+		if err := m.CheckWeightsFinite(); err != nil {
+			set.Close()
+			return nil, err
+		}
 	}
 	if err := m.finish(opts); err != nil {
 		set.Close()

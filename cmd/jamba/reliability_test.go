@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -415,5 +416,57 @@ func TestNonRegularOrHugeModelFiles(t *testing.T) {
 		if code == 0 || !strings.Contains(stderr, c.want) {
 			t.Errorf("%s as %v: exit %d: %s", c.file, c.args, code, stderr)
 		}
+	}
+}
+
+// TestNonFiniteCommands: with a NaN in one weight of layer 2, generate,
+// forward and perplexity fail naming layer 2 (generate used to print token
+// -1 and exit 0), and inspect's scan (on by default) names the tensor.
+func TestNonFiniteCommands(t *testing.T) {
+	src := testutil.Fixture(t, "models/hf-gostd-13m")
+	dir := t.TempDir()
+	for _, name := range []string{"config.json", "tokenizer.json", "generation_config.json"} {
+		os.Symlink(filepath.Join(src, name), filepath.Join(dir, name))
+	}
+	f, err := safetensors.Open(filepath.Join(src, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bad = "model.layers.2.input_layernorm.weight"
+	var ts []safetensors.Tensor
+	for _, name := range f.Names() {
+		tt, _ := f.Tensor(name)
+		v, _ := tt.Float32()
+		if name == bad {
+			v[0] = float32(math.NaN())
+		}
+		data, _ := safetensors.EncodeFloat32(tt.DType, v)
+		ts = append(ts, safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: tt.DType, Shape: tt.Shape}, Data: data})
+	}
+	f.Close()
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(t.TempDir(), "text.txt")
+	os.WriteFile(text, []byte(strings.Repeat("func main() { fmt.Println(\"hello\") }\n", 20)), 0o644)
+	for _, args := range [][]string{
+		{"generate", "--model", dir, "--ids", "1,2,3", "--max-tokens", "3"},
+		{"run", "--model", dir, "--max-tokens", "3", "package main"},
+		{"forward", "--model", dir, "--ids", "1,2,3", "--output", filepath.Join(t.TempDir(), "l.safetensors")},
+		{"perplexity", "--model", dir, "--file", text, "--ctx", "32"},
+	} {
+		stdout, stderr, code := run(t, args...)
+		if code == 0 || !strings.Contains(stderr, "non-finite logits") || !strings.Contains(stderr, "layer 2 (") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %s", args[0], code, stdout, stderr)
+		}
+	}
+	for _, args := range [][]string{{"inspect", "--model", dir}, {"generate", "--model", dir, "--ids", "1,2", "--check-finite"}} {
+		_, stderr, code := run(t, args...)
+		if code == 0 || !strings.Contains(stderr, bad) || !strings.Contains(stderr, "NaN") {
+			t.Errorf("%v: exit %d: %s", args, code, stderr)
+		}
+	}
+	if _, stderr, code := run(t, "inspect", "--model", src); code != 0 || !strings.Contains(stderr, "all finite") {
+		t.Errorf("inspect of a sound model: exit %d: %s", code, stderr)
 	}
 }
