@@ -31,6 +31,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -456,6 +457,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiE
 		if errors.As(err, &mb) {
 			return nil, &apiError{status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest,
 				Message: fmt.Sprintf("the request body is larger than the limit of %d bytes", mb.Limit)}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The body stalled past the server's ReadTimeout: 408, which
+			// clients retry.
+			return nil, &apiError{status: http.StatusRequestTimeout, Type: typeInvalidRequest, Code: ptr("request_timeout"),
+				Message: "the request body was not received within the server's read timeout"}
 		}
 		return nil, badRequest("", "reading the request body failed: %v", err)
 	}

@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -468,5 +472,60 @@ func TestNonFiniteCommands(t *testing.T) {
 	}
 	if _, stderr, code := run(t, "inspect", "--model", src); code != 0 || !strings.Contains(stderr, "all finite") {
 		t.Errorf("inspect of a sound model: exit %d: %s", code, stderr)
+	}
+}
+
+// TestServeBoundLoopbackHost: a server bound to 127.0.0.2 accepts Host
+// 127.0.0.2:PORT (it answered 400), still refuses other names, and with
+// every connection slot held by an idle keep-alive socket answers a new
+// client at once.
+func TestServeBoundLoopbackHost(t *testing.T) {
+	guard := make(chan os.Signal, 1)
+	signal.Notify(guard, syscall.SIGTERM)
+	defer signal.Stop(guard)
+	url, done, _ := startServe(t, "--addr", "127.0.0.2:0", "--max-conns", "32")
+	get := func(host string) int {
+		req, _ := http.NewRequest("GET", url+"/v1/models", nil)
+		if host != "" {
+			req.Host = host
+		}
+		cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	addr := strings.TrimPrefix(url, "http://")
+	if code := get(""); code != 200 {
+		t.Errorf("Host %s: %d, want 200", addr, code)
+	}
+	if code := get("evil.example:" + addr[strings.LastIndex(addr, ":")+1:]); code != 400 {
+		t.Errorf("Host evil.example: %d, want 400", code)
+	}
+	var socks []net.Conn
+	for range 32 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET /health HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		socks = append(socks, c)
+	}
+	start := time.Now()
+	if code := get(""); code != 200 || time.Since(start) > time.Second {
+		t.Errorf("new client under 32 idle sockets: %d after %v", code, time.Since(start))
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }
