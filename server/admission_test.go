@@ -121,3 +121,44 @@ func TestStalledBody(t *testing.T) {
 		t.Fatalf("status %d: %s", resp.StatusCode, data)
 	}
 }
+
+// TestPromptByteBound: a prompt with more bytes than the context can hold
+// is refused by its size before it is tokenized, with the limit quoted;
+// and when every place for prompt work is taken a request gets 429.
+func TestPromptByteBound(t *testing.T) {
+	e := newEnv(t, engine.Config{MaxBatch: 1, MaxQueue: 1, Context: 64}, Config{})
+	b := e.srv.backend.Load()
+	limit := b.promptByteLimit()
+	if b.maxTokBytes < 4 || limit != 2*64*int64(b.maxTokBytes) {
+		t.Fatalf("limit %d, max token bytes %d", limit, b.maxTokBytes)
+	}
+	over := strings.Repeat("x", int(limit)+1)
+	for path, body := range map[string]string{
+		"/v1/completions":      fmt.Sprintf(`{"prompt": %q, "max_tokens": 1}`, over),
+		"/v1/chat/completions": fmt.Sprintf(`{"messages": [{"role": "user", "content": %q}], "max_tokens": 1}`, over),
+	} {
+		resp, data := e.post(path, body)
+		if resp.StatusCode != 400 || !strings.Contains(string(data), "context_length_exceeded") || !strings.Contains(string(data), "bytes of text") {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, data)
+		}
+	}
+	// Under the byte bound, the token count decides as before.
+	resp, data := e.post("/v1/completions", fmt.Sprintf(`{"prompt": %q, "max_tokens": 1}`, strings.Repeat("hello ", 40)))
+	if resp.StatusCode != 400 || !strings.Contains(string(data), "context length is 64 tokens") {
+		t.Errorf("under the byte bound: %d %s", resp.StatusCode, data)
+	}
+	// Every place taken: 429 with Retry-After.
+	for range cap(b.promptSem) {
+		b.promptSem <- struct{}{}
+	}
+	resp, data = e.post("/v1/completions", `{"prompt": "hi", "max_tokens": 1}`)
+	for range cap(b.promptSem) {
+		<-b.promptSem
+	}
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("places taken: %d %s", resp.StatusCode, data)
+	}
+	if resp, data := e.post("/v1/completions", `{"prompt": "hi", "max_tokens": 1}`); resp.StatusCode != 200 {
+		t.Errorf("after: %d %s", resp.StatusCode, data)
+	}
+}

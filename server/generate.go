@@ -32,7 +32,13 @@ func (s *Server) handleGeneration(chatAPI bool, prompt func(b *Backend, body []b
 			writeError(w, e)
 			return
 		}
+		release, e := s.admitPrompt(b)
+		if e != nil {
+			writeError(w, e)
+			return
+		}
 		g, ids, e := prompt(b, body)
+		release()
 		if e != nil {
 			writeError(w, e)
 			return
@@ -49,6 +55,9 @@ func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiErr
 		return nil, nil, e
 	}
 	if e := s.checkModel(&req.genParams); e != nil {
+		return nil, nil, e
+	}
+	if e := b.checkPromptBytes(textBytes(req.Messages)+textBytes(req.Tools), "messages"); e != nil {
 		return nil, nil, e
 	}
 	in := chat.Input{Messages: req.Messages, Tools: req.Tools, AddGenerationPrompt: true, Extra: map[string]any{}}
@@ -92,6 +101,9 @@ func (s *Server) completionPrompt(b *Backend, body []byte) (*genParams, []int, *
 	}
 	ids := req.PromptIDs
 	if !req.IsIDs {
+		if e := b.checkPromptBytes(int64(len(req.PromptText)), "prompt"); e != nil {
+			return nil, nil, e
+		}
 		// An empty prompt is the beginning-of-sequence token alone. The
 		// client owns the whole prompt here, so the text of special tokens
 		// in it becomes those tokens (unlike chat content).

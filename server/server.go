@@ -98,6 +98,9 @@ type Backend struct {
 
 	anchor int         // an ordinary token to decode others after; -1: none
 	tools  *toolFormat // the template's tool-call markup; nil: none
+
+	maxTokBytes int           // the most text bytes one token stands for (promptbound.go)
+	promptSem   chan struct{} // places for requests being decoded and tokenized
 }
 
 // state is the server's phase.
@@ -190,6 +193,9 @@ func (s *Server) Ready(b Backend) error {
 	}
 	b.anchor = -1
 	b.tools = toolFormatOf(b.Template.Source())
+	b.maxTokBytes = maxTokenBytes(b.Tokenizer)
+	ec := b.Engine.Config()
+	b.promptSem = make(chan struct{}, max(1, ec.MaxBatch+ec.MaxQueue))
 	if ids := b.Tokenizer.Encode("a", false); len(ids) > 0 {
 		b.anchor = ids[len(ids)-1]
 	}
