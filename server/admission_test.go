@@ -142,21 +142,46 @@ func TestPromptByteBound(t *testing.T) {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, data)
 		}
 	}
+	// A body larger than any fitting request is refused by its announced
+	// size, unread; the connection still serves the next request.
+	huge := fmt.Sprintf(`{"prompt": %q, "max_tokens": 1}`, strings.Repeat("x", int(b.bodyLimit())))
+	resp, data := e.post("/v1/completions", huge)
+	if resp.StatusCode != 413 || !strings.Contains(string(data), "context_length_exceeded") {
+		t.Errorf("huge body: %d %s", resp.StatusCode, data)
+	}
 	// Under the byte bound, the token count decides as before.
-	resp, data := e.post("/v1/completions", fmt.Sprintf(`{"prompt": %q, "max_tokens": 1}`, strings.Repeat("hello ", 40)))
+	resp, data = e.post("/v1/completions", fmt.Sprintf(`{"prompt": %q, "max_tokens": 1}`, strings.Repeat("hello ", 40)))
 	if resp.StatusCode != 400 || !strings.Contains(string(data), "context length is 64 tokens") {
 		t.Errorf("under the byte bound: %d %s", resp.StatusCode, data)
 	}
-	// Every place taken: 429 with Retry-After.
+	// Every place taken: a request waits for one, unread.
 	for range cap(b.promptSem) {
 		b.promptSem <- struct{}{}
 	}
+	got := make(chan int, 1)
+	go func() {
+		resp, _ := e.post("/v1/completions", `{"prompt": "hi", "max_tokens": 1}`)
+		got <- resp.StatusCode
+	}()
+	select {
+	case code := <-got:
+		t.Fatalf("answered %d while every place was taken", code)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// ... and with the queue full too, the next is 429 with Retry-After.
+	q := int64(b.Engine.Config().MaxQueue)
+	for b.promptWait.Load() < q {
+		time.Sleep(time.Millisecond)
+	}
 	resp, data = e.post("/v1/completions", `{"prompt": "hi", "max_tokens": 1}`)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("places and queue taken: %d %s", resp.StatusCode, data)
+	}
 	for range cap(b.promptSem) {
 		<-b.promptSem
 	}
-	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("places taken: %d %s", resp.StatusCode, data)
+	if code := <-got; code != 200 {
+		t.Errorf("the waiting request: %d", code)
 	}
 	if resp, data := e.post("/v1/completions", `{"prompt": "hi", "max_tokens": 1}`); resp.StatusCode != 200 {
 		t.Errorf("after: %d %s", resp.StatusCode, data)

@@ -27,18 +27,25 @@ func (s *Server) handleGeneration(chatAPI bool, prompt func(b *Backend, body []b
 			writeError(w, e)
 			return
 		}
-		body, e := s.readBody(w, r)
+		release, e := s.admitPrompt(r.Context(), b)
 		if e != nil {
 			writeError(w, e)
 			return
 		}
-		release, e := s.admitPrompt(b)
+		defer func() {
+			if release != nil {
+				release()
+			}
+		}()
+		body, e := s.readBody(w, r, b)
 		if e != nil {
 			writeError(w, e)
 			return
 		}
 		g, ids, e := prompt(b, body)
+		body = nil
 		release()
+		release = nil
 		if e != nil {
 			writeError(w, e)
 			return

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -18,9 +19,10 @@ import (
 //     an unknown token), so a prompt longer than the context times that
 //     cannot fit. The bound is doubled, as normalizers may shrink text
 //     (NFC composes "e" + U+0301 into "é": 3 bytes into 2);
-//   - by count: decoding, rendering and tokenizing hold one of the
-//     engine's admission places (slots + queue) while they run; when all
-//     are taken the request is answered 429 at once.
+//   - by count: reading, decoding, rendering and tokenizing a request
+//     hold one of as many places as the engine has slots; requests wait
+//     for one unread, and when as many wait as the engine's queue holds,
+//     the next is answered 429 at once.
 
 // maxTokenBytes is the most bytes of text one token of tok stands for.
 func maxTokenBytes(tok *tokenizer.Tokenizer) int {
@@ -81,13 +83,42 @@ func textBytes(v any) int64 {
 	return 8 // a number, a boolean or null renders in a few bytes
 }
 
-// admitPrompt takes one of the places for prompt work, or says why not.
-func (s *Server) admitPrompt(b *Backend) (release func(), e *apiError) {
+// admitPrompt takes one of the places for prompt work (reading the body,
+// decoding, rendering, tokenizing): as many as the engine has slots. A
+// request waits for one, unread, as it would in the engine's queue; when
+// as many wait as that queue holds, it is answered 429.
+func (s *Server) admitPrompt(ctx context.Context, b *Backend) (release func(), e *apiError) {
 	select {
 	case b.promptSem <- struct{}{}:
 		return func() { <-b.promptSem }, nil
 	default:
-		return nil, &apiError{status: http.StatusTooManyRequests, Type: typeRateLimit, retryAfter: time.Second,
-			Message: fmt.Sprintf("the server is busy: %d requests are being prepared or served; retry later", cap(b.promptSem))}
 	}
+	queue := int64(b.Engine.Config().MaxQueue)
+	if b.promptWait.Add(1) > queue {
+		b.promptWait.Add(-1)
+		return nil, &apiError{status: http.StatusTooManyRequests, Type: typeRateLimit, retryAfter: time.Second,
+			Message: fmt.Sprintf("the server is busy: %d requests are being prepared and %d more wait; retry later", cap(b.promptSem), queue)}
+	}
+	defer b.promptWait.Add(-1)
+	select {
+	case b.promptSem <- struct{}{}:
+		return func() { <-b.promptSem }, nil
+	case <-ctx.Done():
+		return nil, &apiError{status: http.StatusServiceUnavailable, Type: typeServer, Message: "the request ended while waiting to be read"}
+	}
+}
+
+// bodyLimit is the largest request body that may hold a prompt that fits
+// the context: the prompt's text bound three times over (JSON escapes
+// such as \ud83d\ude00 for a 4-byte emoji), token ids written in up to 8
+// bytes each, a logit_bias entry for every vocabulary id, and 64 KiB for
+// the other fields.
+func (b *Backend) bodyLimit() int64 {
+	ctx := int64(b.Engine.Config().Context)
+	return 3*b.promptByteLimit() + 8*ctx + 24*int64(b.Engine.VocabSize()) + 64<<10
+}
+
+func (b *Backend) bodyTooLarge(n, limit int64) *apiError {
+	return &apiError{status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: ptr("context_length_exceeded"),
+		Message: fmt.Sprintf("the request body has %d bytes, more than the %d that a request fitting this model's context length of %d tokens needs", n, limit, b.Engine.Config().Context)}
 }

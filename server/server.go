@@ -100,7 +100,8 @@ type Backend struct {
 	tools  *toolFormat // the template's tool-call markup; nil: none
 
 	maxTokBytes int           // the most text bytes one token stands for (promptbound.go)
-	promptSem   chan struct{} // places for requests being decoded and tokenized
+	promptSem   chan struct{} // places for requests being read, decoded and tokenized
+	promptWait  *atomic.Int64 // requests waiting for one
 }
 
 // state is the server's phase.
@@ -195,7 +196,8 @@ func (s *Server) Ready(b Backend) error {
 	b.tools = toolFormatOf(b.Template.Source())
 	b.maxTokBytes = maxTokenBytes(b.Tokenizer)
 	ec := b.Engine.Config()
-	b.promptSem = make(chan struct{}, max(1, ec.MaxBatch+ec.MaxQueue))
+	b.promptSem = make(chan struct{}, max(1, ec.MaxBatch))
+	b.promptWait = new(atomic.Int64)
 	if ids := b.Tokenizer.Encode("a", false); len(ids) > 0 {
 		b.anchor = ids[len(ids)-1]
 	}
@@ -451,13 +453,26 @@ func modelNotFound(id string) *apiError {
 	return e.withCode("model_not_found")
 }
 
-// readBody checks the Content-Type and reads the body within the limit.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+// readBody checks the Content-Type and reads the body within the limit:
+// the configured one, or the less that b allows (see Backend.bodyLimit).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, b *Backend) ([]byte, *apiError) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return nil, badRequest("", "Content-Type must be application/json, got %s", quoteName(r.Header.Get("Content-Type")))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	limit := s.cfg.MaxBodyBytes
+	if b != nil {
+		if fit := b.bodyLimit(); fit < limit {
+			if r.ContentLength > fit && r.ContentLength <= limit {
+				// Refused by its announced size, unread: drained (no
+				// memory held) so that the client reads the answer.
+				io.Copy(io.Discard, r.Body)
+				return nil, b.bodyTooLarge(r.ContentLength, fit)
+			}
+			limit = fit
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -211,8 +212,8 @@ func newKillRun(t *testing.T, steps int) *killRun {
 
 // resumeAndCompare resumes dir to the end in a child process (as a user
 // would) and reports: "continued" when it finished with the uninterrupted
-// run's weights, "refused" when it stopped with a clear error; a resume
-// that finishes with other weights fails the test.
+// run's weights, "refused" when it stopped with a clear error, "mixed"
+// when it finished with other weights (a silent resume of a torn save).
 func (k *killRun) resumeAndCompare(t *testing.T, dir string) (outcome, stderr string) {
 	t.Helper()
 	c := startChild(t, nil, "train", "--resume", dir, "--data", k.data, "--quiet")
@@ -228,7 +229,7 @@ func (k *killRun) resumeAndCompare(t *testing.T, dir string) (outcome, stderr st
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, k.ref) {
-		t.Fatalf("resume exited 0 with weights that differ from the uninterrupted run's (a mixed resume):\n%s", stderr)
+		return "mixed", stderr // exit 0 with weights that differ from the uninterrupted run's
 	}
 	return "continued", stderr
 }
@@ -277,8 +278,13 @@ func TestKillDuringSave(t *testing.T) {
 		links, _ := filepath.Glob(filepath.Join(dir, ".*.publish"))
 		outcome, stderr := k.resumeAndCompare(t, dir)
 		counts[outcome]++
-		if outcome == "refused" && counts[outcome] == 1 {
-			t.Logf("a refusal: %s", strings.TrimSpace(stderr))
+		switch {
+		case outcome == "mixed":
+			t.Errorf("kill %d: the resume finished with weights that differ from the uninterrupted run's:\n%s", i+1, stderr)
+		case outcome == "refused" && strings.Contains(stderr, "no save has completed"):
+			counts["refused: killed before the first save completed"]++
+		case outcome == "refused":
+			t.Logf("kill %d: refused: %s", i+1, strings.TrimSpace(stderr))
 		}
 		switch {
 		case strings.Contains(stderr, "warning: "):
@@ -527,5 +533,121 @@ func TestServeBoundLoopbackHost(t *testing.T) {
 	syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	if err := <-done; err != nil {
 		t.Error(err)
+	}
+}
+
+// procStatus returns a field of /proc/PID/status in KiB.
+func procStatus(pid int, field string) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// TestLargePromptFlood sends 24 concurrent requests with a 7.7 MB prompt
+// each (rounds of them: 1 in CI, JAMBA_RELIABILITY_FLOOD_ROUNDS for the
+// suite's long run) to jamba serve in a child process, and requires every
+// one refused as too long for the context, and the server's peak RSS
+// (VmHWM) under 1 GiB. It was 6.2 GB: each prompt was tokenized whole
+// before the context check. Now a body larger than any request that fits
+// the context is refused by its Content-Length, unread.
+func TestLargePromptFlood(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc: RSS not measurable")
+	}
+	// In CI the context is 512 tokens, so that the bodies are refused by
+	// their size, unread (seconds); the long run uses the default context
+	// (8192), where each body is read and decoded before its prompt is
+	// refused by its bytes (about a second of CPU per request).
+	rounds := 1
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--context", "512"}
+	if n, err := strconv.Atoi(os.Getenv("JAMBA_RELIABILITY_FLOOD_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+		args = args[:3]
+	}
+	c := startChild(t, nil, args...)
+	defer func() {
+		c.cmd.Process.Signal(syscall.SIGTERM)
+		c.wait()
+	}()
+	if !c.waitLine("msg=listening", 30*time.Second) {
+		c.cmd.Process.Kill()
+		_, s := c.wait()
+		t.Fatalf("serve did not start: %s", s)
+	}
+	c.mu.Lock()
+	m := listenRE.FindStringSubmatch(c.stderr.String())
+	c.mu.Unlock()
+	if m == nil {
+		t.Fatal("no URL in the log")
+	}
+	url := m[1]
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get(url + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("serve not ready")
+		}
+	}
+	base := procStatus(c.cmd.Process.Pid, "VmRSS")
+	// 7.7 MB of words, as JSON: what one client sends.
+	words := []string{"func", "main", "return", "error", "value", "string", "package", "import"}
+	var sb strings.Builder
+	for i := 0; sb.Len() < 7_700_000; i++ {
+		sb.WriteString(words[i%len(words)])
+		sb.WriteByte(' ')
+	}
+	bodies := map[string][]byte{}
+	bodies["/v1/completions"], _ = json.Marshal(map[string]any{"prompt": sb.String(), "max_tokens": 4})
+	bodies["/v1/chat/completions"], _ = json.Marshal(map[string]any{"messages": []any{map[string]any{"role": "user", "content": sb.String()}}, "max_tokens": 4})
+	statuses := map[int]int{}
+	var mu sync.Mutex
+	began := time.Now()
+	for r := range rounds {
+		var wg sync.WaitGroup
+		for i := range 24 {
+			path := "/v1/completions"
+			if (i+r)%2 == 1 {
+				path = "/v1/chat/completions"
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := http.Post(url+path, "application/json", bytes.NewReader(bodies[path]))
+				code := -1
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					code = resp.StatusCode
+				}
+				mu.Lock()
+				statuses[code]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	peak := procStatus(c.cmd.Process.Pid, "VmHWM")
+	t.Logf("%v: %d rounds of 24 concurrent 7.7 MB prompts in %v: statuses %v; server RSS %d MiB before, peak %d MiB",
+		args[1:], rounds, time.Since(began).Round(time.Millisecond), statuses, base>>10, peak>>10)
+	if statuses[400]+statuses[413] != 24*rounds {
+		t.Errorf("statuses %v: want every request refused (400, or 413 by its size)", statuses)
+	}
+	if peak > 1<<20 {
+		t.Errorf("peak RSS %d MiB, over 1 GiB", peak>>10)
 	}
 }
