@@ -469,7 +469,12 @@ func (gen *generation) completionLogprobs(lps []lpEntry, offset int) *completion
 		top := map[string]float64{}
 		for _, a := range e.top {
 			k := gen.tokenText(a.Token)
-			if _, dup := top[k]; !dup {
+			if lp, dup := top[k]; dup {
+				// Tokens of one text (byte tokens of an incomplete
+				// character all read U+FFFD) share its key: the entry is
+				// the probability of the text, their sum.
+				top[k] = logAddExp(lp, finiteLP(a.Logprob))
+			} else {
 				top[k] = finiteLP(a.Logprob)
 			}
 		}

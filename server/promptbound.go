@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 
@@ -121,4 +122,12 @@ func (b *Backend) bodyLimit() int64 {
 func (b *Backend) bodyTooLarge(n, limit int64) *apiError {
 	return &apiError{status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest, Code: ptr("context_length_exceeded"),
 		Message: fmt.Sprintf("the request body has %d bytes, more than the %d that a request fitting this model's context length of %d tokens needs", n, limit, b.Engine.Config().Context)}
+}
+
+// logAddExp is log(exp(a) + exp(b)) without overflow.
+func logAddExp(a, b float64) float64 {
+	if a < b {
+		a, b = b, a
+	}
+	return a + math.Log1p(math.Exp(b-a))
 }
