@@ -336,3 +336,30 @@ func TestResumeValidatesState(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzTrainState: any training state read from a checkpoint is either
+// refused or safe to resume from: the loader's position is then within its
+// epoch (no index out of range at the next batch).
+func FuzzTrainState(f *testing.F) {
+	f.Add(`{"options":{"seq":16,"batch":3,"accum":2,"steps":6,"lr":0.003,"min_lr":0.0003,"warmup":2,"weight_decay":0.1,"beta1":0.9,"beta2":0.95,"eps":1e-8,"clip":1,"seed":42,"eval_every":0,"eval_tokens":0,"save_every":0,"recompute":false,"workers":0},"step":1,"epoch":0,"pos":6,"seed":42,"tokens":96,"elapsed_s":0.1,"data_tokens":300}`)
+	f.Add(`{"step":-1,"pos":-5}`)
+	f.Add(`{"options":{"seq":2,"batch":1,"accum":1,"steps":1,"lr":1,"eps":1},"step":1,"epoch":1,"pos":1,"data_tokens":300}`)
+	data := make([]int32, 300)
+	f.Fuzz(func(t *testing.T, js string) {
+		var st trainState
+		dec := json.NewDecoder(strings.NewReader(js))
+		dec.DisallowUnknownFields()
+		if dec.Decode(&st) != nil || st.validate("optimizer.safetensors", len(data)) != nil {
+			return
+		}
+		ld, err := NewLoader(data, st.Options.Seq, st.Options.Batch, st.Seed)
+		if err != nil {
+			return
+		}
+		ld.Epoch, ld.Pos = st.Epoch, st.Pos
+		if ld.checkPos() != nil {
+			return
+		}
+		ld.Next()
+	})
+}
