@@ -651,3 +651,22 @@ func TestLargePromptFlood(t *testing.T) {
 		t.Errorf("peak RSS %d MiB, over 1 GiB", peak>>10)
 	}
 }
+
+// TestResumeFallbackSurvivesPruning: a resume from a save in checkpoints/
+// (the top's manifest is gone, as after a save cut short) runs through
+// later saves that prune that very folder, and ends with the uninterrupted
+// run's weights. (The tokenizer files were read from the resumed folder at
+// each save: after its pruning, the next save failed.)
+func TestResumeFallbackSurvivesPruning(t *testing.T) {
+	k := newKillRun(t, 6)
+	dir := filepath.Join(t.TempDir(), "run")
+	if _, stderr, code := run(t, append(k.args(dir), "--stop-step", "2")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	if err := os.Remove(filepath.Join(dir, "manifest.json")); err != nil {
+		t.Fatal(err)
+	}
+	if outcome, stderr := k.resumeAndCompare(t, dir); outcome != "continued" || !strings.Contains(stderr, "resuming from the newest complete save") {
+		t.Fatalf("%s: %s", outcome, stderr)
+	}
+}

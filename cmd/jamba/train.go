@@ -16,9 +16,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/internal/atomicfile"
-	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/tokenizer"
@@ -281,19 +279,25 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		}
 		fmt.Fprintln(stderr, line)
 	}
+	// The tokenizer files are read now: the folder they come from may be
+	// a save that later saves replace.
+	var dirs []string
+	if tokSrc != "" {
+		dirs = append(dirs, filepath.Dir(tokSrc))
+	}
+	if src != "" {
+		dirs = append(dirs, src)
+	}
+	tokFiles, err := readTokenizerFiles(dirs, tokSrc)
+	if err != nil {
+		return err
+	}
 	ro := train.RunOptions{
 		Dir:       *output,
 		StopStep:  *stopStep,
 		TimeLimit: *timeLimit,
 		BeforeSave: func(dir string) error {
-			var dirs []string
-			if tokSrc != "" {
-				dirs = append(dirs, filepath.Dir(tokSrc))
-			}
-			if src != "" {
-				dirs = append(dirs, src)
-			}
-			return copyTokenizerFiles(dirs, tokSrc, dir, cfg)
+			return writeTokenizerFiles(tokFiles, dir, cfg)
 		},
 		OnStep: func(m train.Metric) {
 			if ema == 0 {
@@ -389,67 +393,6 @@ func copyOption(dst, src *train.Options, name string) {
 // rows of a batch.
 func autoWorkers(batch int) int {
 	return max(1, min(runtime.GOMAXPROCS(0), batch))
-}
-
-// copyTokenizerFiles writes the tokenizer and generation-config files into
-// a checkpoint folder: tokSrc as tokenizer.json and the other files of
-// tokenizerFiles from the first of dirs that has them; with no tokSrc (the
-// demo model) the embedded files. A missing generation_config.json is
-// written from the model config's special tokens.
-func copyTokenizerFiles(dirs []string, tokSrc, dst string, cfg *model.Config) error {
-	for _, name := range tokenizerFiles {
-		target := filepath.Join(dst, name)
-		var data []byte
-		var err error
-		switch {
-		case tokSrc == "":
-			var ok bool
-			if data, ok = demo.File(name); !ok {
-				continue
-			}
-		case name == "tokenizer.json":
-			if same, _ := sameFile(tokSrc, target); same {
-				continue
-			}
-			if data, err = safefile.ReadFile(tokSrc, safefile.MaxTokenizer); err != nil {
-				return err
-			}
-		default:
-			for _, d := range dirs {
-				from := filepath.Join(d, name)
-				if same, _ := sameFile(from, target); same {
-					break
-				}
-				if data, err = safefile.ReadFile(from, safefile.MaxTokenizer); err == nil {
-					break
-				} else if !errors.Is(err, os.ErrNotExist) {
-					return err
-				}
-			}
-			if data == nil {
-				continue
-			}
-		}
-		if err := atomicfile.WriteFile(target, data); err != nil {
-			return err
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dst, "generation_config.json")); errors.Is(err, os.ErrNotExist) {
-		return writeGenerationConfig(dst, cfg)
-	}
-	return nil
-}
-
-func sameFile(a, b string) (bool, error) {
-	sa, err := os.Stat(a)
-	if err != nil {
-		return false, err
-	}
-	sb, err := os.Stat(b)
-	if err != nil {
-		return false, err
-	}
-	return os.SameFile(sa, sb), nil
 }
 
 // writeGenerationConfig writes a generation_config.json with the config's
