@@ -90,6 +90,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	maxConns := fs.Int("max-conns", 512, "open connections at most; when all are open, the longest-idle keep-alive connection is closed for a new one")
 	grace := fs.Duration("grace", 30*time.Second, "time running requests get to finish on shutdown")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error (no prompt or output text is logged)")
+	checkFinite := fs.Bool("check-finite", false, "scan every weight for NaN and infinities at load (non-finite logits fail their request either way)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -185,7 +186,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}
 	loadDone := make(chan loaded, 1)
 	go func() {
-		m, b, err := loadBackend(*modelDir, model.Options{Quantize: *quantize, KVCache: *kvCache}, *tokPath, log)
+		m, b, err := loadBackend(*modelDir, model.Options{Quantize: *quantize, KVCache: *kvCache, CheckFinite: *checkFinite}, *tokPath, log)
 		loadDone <- loaded{m, b, err}
 	}()
 	var m *model.Model
