@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/jamba-go/jamba/cache"
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -59,6 +60,10 @@ type Options struct {
 	// bfloat16 as they enter the cache, halving its memory and the bytes
 	// attention reads per token.
 	KVCache string
+	// CheckFinite scans every tensor of the checkpoint for NaN and
+	// infinities at load and fails naming the first (llama.cpp's
+	// --check-tensors).
+	CheckFinite bool
 }
 
 // Load opens the Hugging Face checkpoint in dir: config.json, and
@@ -75,8 +80,11 @@ func Load(dir string, opts Options) (*Model, error) {
 	}
 	var gen []byte
 	genPath := filepath.Join(dir, "generation_config.json")
-	if data, err := os.ReadFile(genPath); err == nil {
+	if data, err := safefile.ReadFile(genPath, safefile.MaxConfig); err == nil {
 		gen = data
+	} else if !errors.Is(err, os.ErrNotExist) {
+		set.Close()
+		return nil, fmt.Errorf("model: %w", err)
 	}
 	m, err := newModel(cfg, set, gen, genPath, opts)
 	if err != nil {
@@ -134,6 +142,12 @@ func newModel(cfg *Config, set *safetensors.Set, gen []byte, genName string, opt
 		if err := m.Generation.parse(gen); err != nil {
 			set.Close()
 			return nil, fmt.Errorf("model: %s: %w", genName, err)
+		}
+	}
+	if opts.CheckFinite {
+		if err := m.CheckWeightsFinite(); err != nil {
+			set.Close()
+			return nil, err
 		}
 	}
 	if err := m.finish(opts); err != nil {

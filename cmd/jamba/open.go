@@ -24,10 +24,11 @@ const kvCacheHelp = `keys and values of the attention layers' cache: "f32" (exac
 // which model, how to hold its weights and cache, and how many threads the
 // kernels use.
 type modelFlags struct {
-	model    *string
-	quantize *string // nil for commands that need the weights as stored
-	kvCache  *string // nil for commands that keep no cache
-	threads  *int
+	model       *string
+	quantize    *string // nil for commands that need the weights as stored
+	kvCache     *string // nil for commands that keep no cache
+	threads     *int
+	checkFinite *bool
 }
 
 // modelFlagSet chooses the optional flags of addModelFlags.
@@ -42,7 +43,8 @@ const (
 	withCache
 )
 
-// addModelFlags defines the shared model flags on fs.
+// addModelFlags defines the shared model flags on fs: --model, --threads
+// and --check-finite, and the optional ones which asks for.
 func addModelFlags(fs *flag.FlagSet, which modelFlagSet) *modelFlags {
 	f := &modelFlags{model: fs.String("model", "", modelHelp)}
 	if which >= withQuantize {
@@ -52,12 +54,13 @@ func addModelFlags(fs *flag.FlagSet, which modelFlagSet) *modelFlags {
 		f.kvCache = fs.String("kv-cache", "f32", kvCacheHelp)
 	}
 	f.threads = fs.Int("threads", 0, "threads for the kernels (default: all cores)")
+	f.checkFinite = fs.Bool("check-finite", false, "scan every weight for NaN and infinities at load (non-finite logits are an error either way)")
 	return f
 }
 
 // options are the model load options the flags give.
 func (f *modelFlags) options() model.Options {
-	var o model.Options
+	o := model.Options{CheckFinite: *f.checkFinite}
 	if f.quantize != nil {
 		o.Quantize = *f.quantize
 	}
