@@ -418,6 +418,17 @@ func fileStep(path string) (int, bool) {
 	return 0, false
 }
 
+// RunFolder is the training folder that dir belongs to: dir itself, or for
+// one of its saves (DIR/checkpoints/step-N) DIR, where a resume from that
+// save goes on saving.
+func RunFolder(dir string) string {
+	clean := filepath.Clean(dir)
+	if parent := filepath.Dir(clean); filepath.Base(parent) == checkpointsDir && strings.HasPrefix(filepath.Base(clean), "step-") {
+		return filepath.Dir(parent)
+	}
+	return dir
+}
+
 // FindCheckpoint returns the folder that Resume(dir) loads and the notes
 // that say why it is not dir, if so (see findCheckpoint).
 func FindCheckpoint(dir string) (string, []string, error) {

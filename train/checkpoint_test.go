@@ -363,3 +363,17 @@ func FuzzTrainState(f *testing.F) {
 		ld.Next()
 	})
 }
+
+func TestRunFolder(t *testing.T) {
+	for in, want := range map[string]string{
+		"run":                               "run",
+		"run/checkpoints/step-00000004":     "run",
+		"/a/run/checkpoints/step-00000004/": "/a/run",
+		"run/checkpoints":                   "run/checkpoints",
+		"run/other/step-00000004":           "run/other/step-00000004",
+	} {
+		if got := RunFolder(in); got != want {
+			t.Errorf("RunFolder(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

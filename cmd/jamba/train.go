@@ -96,7 +96,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	var data pathList
 	fs.Var(&data, "data", "training text: files, .gz files or folders (repeat or separate with commas; required)")
 	val := fs.String("val", "", "held-out text file for the validation loss (none: no validation)")
-	output := fs.String("output", "", "folder for checkpoints, metrics.csv and loss.png (required; default with --resume: the resumed folder)")
+	output := fs.String("output", "", "folder for checkpoints, metrics.csv and loss.png (required; default with --resume: the resumed run's folder)")
 	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the one in the model folder)")
 	d := train.DefaultOptions()
 	o := &train.Options{}
@@ -141,7 +141,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		if *resume == "" {
 			return fmt.Errorf("%w: --output is required", errUsage)
 		}
-		*output = *resume
+		*output = train.RunFolder(*resume)
 	}
 	if *threads > 0 {
 		runtime.GOMAXPROCS(*threads)
