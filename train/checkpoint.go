@@ -159,6 +159,21 @@ func (t *Trainer) SaveCheckpoint(dir string, extra func(dir string) error) error
 	return prune(dir, cps, final)
 }
 
+// publishSave links the files of the complete save in folder save to the
+// top of dir and writes its manifest there, last.
+func publishSave(dir, save string) error {
+	m, err := readManifest(filepath.Join(save, manifestFile))
+	if err != nil {
+		return err
+	}
+	for _, f := range m.Files {
+		if err := publish(filepath.Join(save, f.Name), filepath.Join(dir, f.Name)); err != nil {
+			return err
+		}
+	}
+	return writeManifest(filepath.Join(dir, manifestFile), m)
+}
+
 // writeFiles writes the files of a save into dir.
 func (t *Trainer) writeFiles(dir string, extra func(dir string) error) error {
 	step := strconv.Itoa(t.Opt.Step)

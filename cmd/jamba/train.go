@@ -207,7 +207,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	// The trainer: resumed, or new from a checkpoint.
 	var tr *train.Trainer
 	if *resume != "" {
-		tr, err = train.Resume(src, trainTokens, valTokens, func(saved *train.Options) {
+		tr, err = train.Resume(*resume, trainTokens, valTokens, func(saved *train.Options) {
 			fs.Visit(func(f *flag.Flag) { copyOption(saved, o, f.Name) })
 			if set["workers"] && saved.Workers == 0 {
 				saved.Workers = autoWorkers(saved.Batch)
