@@ -9,10 +9,10 @@ import (
 type DType uint8
 
 const (
-	F32  DType = iota // float32
-	BF16              // bfloat16: the top 16 bits of a float32
-	I8                // int8 with one float32 scale per row
-	Blocks            // block-quantized (Matrix.Format says how)
+	F32    DType = iota // float32
+	BF16                // bfloat16: the top 16 bits of a float32
+	I8                  // int8 with one float32 scale per row
+	Blocks              // block-quantized (Matrix.Format says how)
 )
 
 func (d DType) String() string {
