@@ -19,6 +19,7 @@ import (
 
 	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/gguf"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -33,13 +34,15 @@ type Model struct {
 	LMHead    *kernels.Matrix // [V, H]; the same matrix as Embed when tied
 	Layers    []Layer
 
-	// Dir is the checkpoint folder ("" for the embedded demo model).
+	// Dir is the checkpoint folder, or the .gguf file ("" for the embedded
+	// demo model).
 	Dir string
 	// Generation holds generation_config.json when the checkpoint has one.
 	Generation GenerationConfig
 
 	set    *safetensors.Set
-	kvBF16 bool // caches keep keys and values in bfloat16 (Options.KVCache)
+	gg     *gguf.File // the mapped GGUF file, for a model loaded from one
+	kvBF16 bool       // caches keep keys and values in bfloat16 (Options.KVCache)
 }
 
 // GenerationConfig is the subset of generation_config.json the engine uses.
@@ -201,6 +204,11 @@ func (m *Model) prepare() {
 
 // Close releases the checkpoint mapping. The model must not be used after.
 func (m *Model) Close() error {
+	if m.gg != nil {
+		err := m.gg.Close()
+		m.gg = nil
+		return err
+	}
 	if m.set == nil {
 		return nil
 	}
