@@ -5,7 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/jamba-go/jamba/gguf"
 )
 
 // hfToGGUF builds the vocabulary llama.cpp's converter writes for a
@@ -217,21 +221,80 @@ func TestGGUFVocabErrors(t *testing.T) {
 		v.Tokens = append([]string(nil), base.Tokens...)
 		c.edit(&v)
 		_, err := FromGGUF(v)
-		if err == nil || !contains(err.Error(), c.want) {
+		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
 		}
 	}
 }
 
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
+// The vocabulary of the fixture GGUF files (SentencePiece-style, every score
+// −1000, no space prefix) tokenizes both corpora exactly as llama.cpp's
+// llama-tokenize did (BOS added, no special-token parsing: the corpora hold
+// no control-token text), and decodes back to the text.
+func TestGGUFFixtureIDs(t *testing.T) {
+	path := needFile(t, filepath.Join(sharedDir, "fixtures", "gguf", "gostd-13m-q4_k_m.gguf"))
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tk, err := LoadGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bos, ok := tk.BOS(); !ok || bos != 1 {
+		t.Errorf("BOS = %d, %v", bos, ok)
+	}
+	for _, base := range []string{"multilingual", "gostd_val"} {
+		text, err := os.ReadFile(needFile(t, filepath.Join(sharedDir, "fixtures", "corpus", base+".txt")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := readIDs(t, filepath.Join(sharedDir, "fixtures", "gguf", base+".llama-ids.i32"))
+		got := tk.Encode(string(text), true)
+		if !equalInts(got, want) {
+			t.Errorf("%s: %s", base, firstDiff(got, want))
+		}
+		if dec := tk.Decode(got, true); dec != string(text) {
+			t.Errorf("%s: Decode(Encode(text), skip special) differs from the text", base)
+		}
+		// Streaming gives the same text.
+		n := min(len(got), 5000)
+		d := tk.NewStreamDecoder(true)
+		var sb strings.Builder
+		for _, id := range got[:n] {
+			sb.WriteString(d.Add(id))
+		}
+		sb.WriteString(d.Flush())
+		if whole := tk.Decode(got[:n], true); sb.String() != whole {
+			t.Errorf("%s: streamed text differs from Decode", base)
 		}
 	}
-	return -1
+}
+
+// FuzzGGUFRoundTrip: the SentencePiece-style tokenizer gives back any valid
+// UTF-8 text (control-token text included) and never emits an id outside
+// the vocabulary.
+func FuzzGGUFRoundTrip(f *testing.F) {
+	tk, err := FromGGUF(spmVocab(map[string]float32{"▁": -1, "a": -1, "b": -2, "ab": -3, "▁a": -1, "é": -5, "</": -2}, false))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"", "ab ab", "é</s>a", "\x00\n\t  ", "日本語 a</s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		ids := tk.Encode(s, true)
+		for _, id := range ids {
+			if id < 0 || id >= tk.VocabSize() {
+				t.Fatalf("id %d outside the vocabulary", id)
+			}
+		}
+		if got := tk.Decode(ids[1:], false); got != s {
+			t.Fatalf("Decode(Encode(%q)) = %q", s, got)
+		}
+	})
 }
