@@ -21,6 +21,9 @@ func loadModel(dir string, opts model.Options, stderr io.Writer) (*model.Model, 
 		}
 		return m, nil
 	}
+	if isGGUF(dir) {
+		return model.LoadGGUF(dir, opts)
+	}
 	return model.Load(dir, opts)
 }
 

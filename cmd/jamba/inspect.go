@@ -60,6 +60,8 @@ need not be present: a config.json alone is enough for the counts.`, stderr)
 			ce.File = *cfgPath
 		}
 		name = *cfgPath
+	case isGGUF(*dir):
+		return ggufInspect(*dir, *ctx, *asJSON, stdout)
 	case *dir != "":
 		cfg, err = model.LoadConfig(*dir)
 		if err == nil {

@@ -292,7 +292,17 @@ func loadBackend(dir string, opts model.Options, tokPath string, log *slog.Logge
 	b.Tokenizer = tok
 	b.SpecialTokens = map[string]string{}
 	var tmpl *chat.Template
-	if dir != "" {
+	if isGGUF(dir) {
+		t, toks, err := ggufTemplate(dir)
+		if err != nil {
+			m.Close()
+			return nil, b, err
+		}
+		tmpl = t
+		for k, v := range toks {
+			b.SpecialTokens[k] = v
+		}
+	} else if dir != "" {
 		cfgPath := filepath.Join(dir, "tokenizer_config.json")
 		if _, statErr := os.Stat(cfgPath); statErr == nil {
 			t, toks, err := chat.FromTokenizerConfig(cfgPath)
@@ -330,6 +340,9 @@ func loadBackend(dir string, opts model.Options, tokPath string, log *slog.Logge
 func serveTokenizer(dir, path string, log *slog.Logger) (*tokenizer.Tokenizer, error) {
 	if path != "" {
 		return tokenizer.Load(path)
+	}
+	if isGGUF(dir) {
+		return ggufTokenizer(dir)
 	}
 	if dir != "" {
 		p := filepath.Join(dir, "tokenizer.json")

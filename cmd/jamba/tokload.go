@@ -12,6 +12,9 @@ import (
 // with tokenizer_config.json when present), or the demo model's when dir is
 // empty.
 func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
+	if isGGUF(dir) {
+		return ggufTokenizer(dir)
+	}
 	if dir != "" {
 		if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
 			return nil, fmt.Errorf("%s has no tokenizer.json: pass token ids with --ids instead", dir)

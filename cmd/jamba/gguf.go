@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/jamba-go/jamba/chat"
+	"github.com/jamba-go/jamba/gguf"
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/tokenizer"
+)
+
+// A --model may name a llama.cpp GGUF file instead of a Hugging Face folder:
+// the weights, the config, the tokenizer and the chat template all come from
+// the one file. The hooks below are what the commands call for it.
+
+// isGGUF reports whether a --model value names a GGUF file.
+func isGGUF(path string) bool { return path != "" && model.IsGGUF(path) }
+
+// ggufTokenizer loads the tokenizer of a GGUF file's metadata.
+func ggufTokenizer(path string) (*tokenizer.Tokenizer, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return tokenizer.LoadGGUF(f)
+}
+
+// ggufTemplate returns the chat template of a GGUF file
+// (tokenizer.chat_template; nil when it has none) and the texts of its BOS
+// and EOS tokens for the template's bos_token and eos_token.
+func ggufTemplate(path string) (*chat.Template, map[string]string, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	special := map[string]string{}
+	if toks, err := f.Strings("tokenizer.ggml.tokens"); err == nil {
+		for name, key := range map[string]string{"bos_token": "tokenizer.ggml.bos_token_id", "eos_token": "tokenizer.ggml.eos_token_id"} {
+			if id, err := f.Int(key); err == nil && id >= 0 && id < int64(len(toks)) {
+				special[name] = toks[id]
+			}
+		}
+	}
+	if !f.Has("tokenizer.chat_template") {
+		return nil, special, nil
+	}
+	src, err := f.String("tokenizer.chat_template")
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := chat.New(src)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: tokenizer.chat_template: %w", path, err)
+	}
+	return t, special, nil
+}
+
+// ggufInspect is inspect for a GGUF file: the config from its metadata and
+// one line per tensor with its ggml type and bits per weight.
+func ggufInspect(path string, ctx int, asJSON bool, stdout io.Writer) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cfg, err := model.ConfigFromGGUF(f)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	n := ctx
+	if n <= 0 {
+		n = cfg.MaxPositionEmbeddings
+	}
+	r := buildInspect(cfg, path, n, st.Size())
+	type tensorLine struct {
+		Name  string  `json:"name"`
+		Type  string  `json:"type"`
+		Shape []int64 `json:"shape"` // ggml ne order: innermost first
+		Bits  float64 `json:"bits_per_weight"`
+		Bytes int64   `json:"bytes"`
+	}
+	var lines []tensorLine
+	counts := map[string]int{}
+	var weights, bits float64
+	for _, t := range f.Tensors() {
+		lines = append(lines, tensorLine{t.Name, t.Type.String(), t.Dims, t.Type.BitsPerWeight(), t.Size})
+		counts[t.Type.String()]++
+		weights += float64(t.NumElements())
+		bits += 8 * float64(t.Size)
+	}
+	r.WeightDType = ggufFileType(f)
+	if asJSON {
+		return writeJSONLine(stdout, struct {
+			inspectReport
+			Tensors       []tensorLine `json:"tensors"`
+			BitsPerWeight float64      `json:"bits_per_weight"`
+		}{r, lines, bits / weights})
+	}
+	printInspect(stdout, cfg, r)
+	fmt.Fprintf(stdout, "\nGGUF v%d, %s, %d tensors, %.2f bits per weight overall:", f.Version(), r.WeightDType, len(lines), bits/weights)
+	for _, name := range sortedKeys(counts) {
+		fmt.Fprintf(stdout, " %d %s", counts[name], name)
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stdout, "%-36s %-6s %6s %10s  %s\n", "tensor", "type", "bits", "bytes", "shape (ne)")
+	for _, l := range lines {
+		dims := make([]string, len(l.Shape))
+		for i, d := range l.Shape {
+			dims[i] = fmt.Sprint(d)
+		}
+		fmt.Fprintf(stdout, "%-36s %-6s %6.2f %10d  (%s)\n", l.Name, l.Type, l.Bits, l.Bytes, strings.Join(dims, ", "))
+	}
+	return nil
+}
+
+// fileTypes are llama.cpp's names of general.file_type.
+var fileTypes = map[int64]string{0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+	10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+	17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+
+func ggufFileType(f *gguf.File) string {
+	ft, err := f.Int("general.file_type")
+	if err != nil {
+		return "GGUF"
+	}
+	if s, ok := fileTypes[ft]; ok {
+		return s
+	}
+	return fmt.Sprintf("file type %d", ft)
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
