@@ -298,3 +298,45 @@ func FuzzGGUFRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// A tokenizer converted to a GGUF vocabulary and back: the byte-fallback
+// gostd tokenizer gives the vocabulary the fixture files hold (tokens,
+// types, scores, BOS/EOS), and the byte-level qwen3 one the vocabulary
+// hfToGGUF builds, tokenizing as before.
+func TestToGGUF(t *testing.T) {
+	gostd := loadFixture(t, "gostd")
+	v, err := gostd.ToGGUF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(needFile(t, filepath.Join(sharedDir, "fixtures", "gguf", "gostd-13m-bf16.gguf")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want, err := VocabFromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Model != want.Model || v.Pre != want.Pre || v.BOS != want.BOS || v.EOS != want.EOS || *v.AddBOS != *want.AddBOS {
+		t.Errorf("model %q pre %q bos %d eos %d add_bos %v; fixture %q %q %d %d %v", v.Model, v.Pre, v.BOS, v.EOS, *v.AddBOS, want.Model, want.Pre, want.BOS, want.EOS, *want.AddBOS)
+	}
+	if !equalStrings(v.Tokens, want.Tokens) {
+		t.Errorf("tokens differ from the fixture's")
+	}
+	for i := range want.Types {
+		if v.Types[i] != want.Types[i] || v.Scores[i] != want.Scores[i] {
+			t.Fatalf("token %d %q: type %d score %v, fixture %d %v", i, v.Tokens[i], v.Types[i], v.Scores[i], want.Types[i], want.Scores[i])
+		}
+	}
+
+	qwen := loadFixture(t, "qwen3")
+	qv, err := qwen.ToGGUF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := hfToGGUF(t, tokenizerDir(t, "qwen3"), "qwen2")
+	if qv.Pre != "qwen2" || !equalStrings(qv.Merges, ref.Merges) || !equalStrings(qv.Tokens, ref.Tokens) {
+		t.Errorf("qwen3: pre %q, %d merges (want %d), tokens equal: %v", qv.Pre, len(qv.Merges), len(ref.Merges), equalStrings(qv.Tokens, ref.Tokens))
+	}
+}
