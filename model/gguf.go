@@ -94,6 +94,7 @@ func ConfigFromGGUF(f *gguf.File) (*Config, error) {
 		return nil, ggufKeyError(f, "general.architecture", fmt.Sprintf("%q is not a Jamba model (want jamba)", arch))
 	}
 	c := DefaultConfig()
+	c.UseMambaKernels = false // a folder written from this config runs on any device in transformers
 	var ferr error
 	geti := func(key string, dst *int, required bool) {
 		if ferr != nil {

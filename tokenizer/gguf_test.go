@@ -340,3 +340,47 @@ func TestToGGUF(t *testing.T) {
 		t.Errorf("qwen3: pre %q, %d merges (want %d), tokens equal: %v", qv.Pre, len(qv.Merges), len(ref.Merges), equalStrings(qv.Tokens, ref.Tokens))
 	}
 }
+
+// KVs and VocabFromGGUF are inverses: the fixture's vocabulary written to
+// a file and read back is the same, and its key/values are the fixture's
+// in the fixture's order.
+func TestGGUFVocabKVs(t *testing.T) {
+	f, err := gguf.Open(needFile(t, filepath.Join(sharedDir, "fixtures", "gguf", "gostd-13m-bf16.gguf")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v, err := VocabFromGGUF(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvs := v.KVs()
+	var want []string
+	for _, kv := range f.KVs() {
+		if strings.HasPrefix(kv.Key, "tokenizer.") {
+			want = append(want, kv.Key+"="+kv.Value.String())
+		}
+	}
+	var got []string
+	for _, kv := range kvs {
+		got = append(got, kv.Key+"="+kv.Value.String())
+	}
+	if !equalStrings(got, want) {
+		t.Errorf("key/values:\n got %q\nwant %q", got, want)
+	}
+	data, err := gguf.Marshal(kvs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gguf.OpenBytes("vocab.gguf", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := VocabFromGGUF(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalStrings(back.Tokens, v.Tokens) || back.BOS != v.BOS || back.PAD != v.PAD || *back.AddSpacePrefix != *v.AddSpacePrefix {
+		t.Errorf("vocabulary changed through a file")
+	}
+}

@@ -89,3 +89,41 @@ func LoadGGUF(f *gguf.File) (*Tokenizer, error) {
 	}
 	return t, nil
 }
+
+// KVs returns the tokenizer.ggml.* key/values of v in the order llama.cpp's
+// converter writes them (absent ids and flags left out; a padding id is
+// written when set).
+func (v GGUFVocab) KVs() []gguf.KV {
+	kv := func(k string, x any) gguf.KV { return gguf.KV{Key: k, Value: gguf.ValueOf(x)} }
+	out := []gguf.KV{kv("tokenizer.ggml.model", v.Model)}
+	if v.Pre != "" {
+		out = append(out, kv("tokenizer.ggml.pre", v.Pre))
+	}
+	out = append(out, kv("tokenizer.ggml.tokens", v.Tokens))
+	if v.Scores != nil {
+		out = append(out, kv("tokenizer.ggml.scores", v.Scores))
+	}
+	if v.Types != nil {
+		out = append(out, kv("tokenizer.ggml.token_type", v.Types))
+	}
+	if v.Merges != nil {
+		out = append(out, kv("tokenizer.ggml.merges", v.Merges))
+	}
+	for _, x := range []struct {
+		key string
+		id  int
+	}{{"tokenizer.ggml.bos_token_id", v.BOS}, {"tokenizer.ggml.eos_token_id", v.EOS}, {"tokenizer.ggml.unknown_token_id", v.UNK}, {"tokenizer.ggml.padding_token_id", v.PAD}} {
+		if x.id >= 0 {
+			out = append(out, kv(x.key, uint32(x.id)))
+		}
+	}
+	for _, x := range []struct {
+		key string
+		b   *bool
+	}{{"tokenizer.ggml.add_bos_token", v.AddBOS}, {"tokenizer.ggml.add_eos_token", v.AddEOS}, {"tokenizer.ggml.add_space_prefix", v.AddSpacePrefix}} {
+		if x.b != nil {
+			out = append(out, kv(x.key, *x.b))
+		}
+	}
+	return out
+}

@@ -150,3 +150,5 @@ func sortedKeys(m map[string]int) []string {
 	}
 	return out
 }
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
