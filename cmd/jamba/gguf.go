@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/jamba-go/jamba/chat"
@@ -152,3 +153,39 @@ func sortedKeys(m map[string]int) []string {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// ggufTokenizerSource returns the GGUF file whose tokenizer training uses:
+// the --tokenizer or --model .gguf file, or the tokenizer.gguf of a folder
+// without tokenizer.json (one converted from a GGUF file); "" for none.
+func ggufTokenizerSource(src, tokPath string) string {
+	switch {
+	case tokPath != "":
+		if isGGUF(tokPath) {
+			return tokPath
+		}
+		return ""
+	case isGGUF(src):
+		return src
+	case src != "" && !fileExists(filepath.Join(src, "tokenizer.json")) && fileExists(filepath.Join(src, tokenizerGGUF)):
+		return filepath.Join(src, tokenizerGGUF)
+	}
+	return ""
+}
+
+// saveGGUFTokenizer writes the tokenizer of the GGUF file path into a
+// checkpoint folder (tokenizer.gguf, the chat template) with a
+// generation_config.json.
+func saveGGUFTokenizer(path, dir string, cfg *model.Config) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := writeGGUFTokenizer(f, dir); err != nil {
+		return err
+	}
+	if fileExists(filepath.Join(dir, "generation_config.json")) {
+		return nil
+	}
+	return writeGenerationConfig(dir, cfg)
+}

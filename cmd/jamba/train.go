@@ -148,7 +148,10 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	var tok *tokenizer.Tokenizer
 	var err error
 	tokSrc := filepath.Join(src, "tokenizer.json")
+	ggufTok := ggufTokenizerSource(src, *tokPath) // a GGUF file's tokenizer, kept in tokenizer.gguf
 	switch {
+	case ggufTok != "":
+		tok, err = ggufTokenizer(ggufTok)
 	case *tokPath != "":
 		tokSrc = *tokPath
 		tok, err = tokenizer.Load(*tokPath)
@@ -269,6 +272,9 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		StopStep:  *stopStep,
 		TimeLimit: *timeLimit,
 		BeforeSave: func(dir string) error {
+			if ggufTok != "" {
+				return saveGGUFTokenizer(ggufTok, dir, cfg)
+			}
 			var dirs []string
 			if tokSrc != "" {
 				dirs = append(dirs, filepath.Dir(tokSrc))
