@@ -93,6 +93,21 @@ tokenizer.json).`, stderr)
 // writes for the checkpoint in dir (Jamba's: add_space_prefix false), with
 // the chat template of tokenizer_config.json.
 func tokenizerKVs(dir string) ([]gguf.KV, error) {
+	if src := ggufTokenizerSource(dir, ""); src != "" {
+		// A folder converted from a GGUF file: its tokenizer metadata as it was.
+		f, err := gguf.Open(src)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		var kvs []gguf.KV
+		for _, kv := range f.KVs() {
+			if strings.HasPrefix(kv.Key, "tokenizer.") {
+				kvs = append(kvs, kv)
+			}
+		}
+		return kvs, nil
+	}
 	tok, err := loadTokenizer(dir)
 	if err != nil {
 		return nil, err
