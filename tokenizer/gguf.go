@@ -78,7 +78,7 @@ const maxGGUFTokens = 1 << 22
 // llama.cpp's optional clean-up of spaces before punctuation.
 func FromGGUF(v GGUFVocab) (*Tokenizer, error) {
 	n := len(v.Tokens)
-	if n == 0 {
+	if n == 0 && v.Model != "none" && v.Model != "no_vocab" {
 		return nil, errors.New("tokenizer: tokenizer.ggml.tokens: empty")
 	}
 	if n > maxGGUFTokens {
@@ -142,6 +142,8 @@ func FromGGUF(v GGUFVocab) (*Tokenizer, error) {
 		merges = v.Merges
 	case "":
 		return nil, errors.New("tokenizer: tokenizer.ggml.model: missing")
+	case "none", "no_vocab":
+		return nil, fmt.Errorf("tokenizer: tokenizer.ggml.model is %q: the file has no tokenizer (pass token ids with --ids)", v.Model)
 	default:
 		return nil, fmt.Errorf("tokenizer: tokenizer.ggml.model: %q is not supported (want llama or gpt2)", v.Model)
 	}

@@ -18,6 +18,9 @@ func VocabFromGGUF(f *gguf.File) (GGUFVocab, error) {
 			return v, err
 		}
 	}
+	if v.Model == "none" || v.Model == "no_vocab" {
+		return v, nil
+	}
 	if v.Tokens, err = f.Strings("tokenizer.ggml.tokens"); err != nil {
 		return v, err
 	}

@@ -108,6 +108,18 @@ func tokenizerKVs(dir string) ([]gguf.KV, error) {
 		}
 		return kvs, nil
 	}
+	if !fileExists(filepath.Join(dir, "tokenizer.json")) {
+		// No tokenizer (a `jamba init` checkpoint): llama.cpp's converter
+		// writes the model "none" and the vocabulary size.
+		cfg, err := model.LoadConfig(dir)
+		if err != nil {
+			return nil, err
+		}
+		return []gguf.KV{
+			{Key: "jamba.vocab_size", Value: gguf.ValueOf(uint32(cfg.VocabSize))},
+			{Key: "tokenizer.ggml.model", Value: gguf.ValueOf("none")},
+		}, nil
+	}
 	tok, err := loadTokenizer(dir)
 	if err != nil {
 		return nil, err
