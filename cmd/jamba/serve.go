@@ -339,7 +339,7 @@ func loadBackend(dir string, opts model.Options, tokPath string, log *slog.Logge
 // model's tokenizer.
 func serveTokenizer(dir, path string, log *slog.Logger) (*tokenizer.Tokenizer, error) {
 	if path != "" {
-		return tokenizer.Load(path)
+		return openTokenizer(path)
 	}
 	if isGGUF(dir) {
 		return ggufTokenizer(dir)
