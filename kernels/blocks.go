@@ -29,8 +29,9 @@ const blockChunkFloats = 16 << 10
 
 // blockRows computes the outputs r0..r1 of all T tokens with block-quantized
 // weights: it widens those rows to float32 once, exactly as Row does, and
-// multiplies them with the float32 kernel of one token. Since every float32
-// path sums each output in the same order, the result is bit for bit
+// multiplies them with the float32 kernels (one token, a few tokens, or the
+// packed panel from fewTokens on). Since every float32 path sums each
+// output in the same order, the result is bit for bit
 // MatMul's on a float32 matrix holding the dequantized weights (on the same
 // code path: assembly or pure Go), whatever T, the chunking and the thread.
 func blockRows(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
@@ -43,17 +44,36 @@ func blockRows(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
 	deq := s.deq[:nr*C]
 	w.Format.Dequantize(deq, w.Q[r0*rb:r1*rb])
 	s.deqM = Matrix{Rows: nr, Cols: C, DType: F32, F32: deq}
-	for t := range T {
-		matVecRows(dst[t*R+r0:t*R+r1], &s.deqM, x[t*C:(t+1)*C], 0, nr)
+	defer func() { s.deqM = Matrix{} }()
+	if T == 1 {
+		matVecRows(dst[r0:r1], &s.deqM, x[:C], 0, nr)
+		return
 	}
-	s.deqM = Matrix{}
+	// Several tokens: the float32 kernels for T tokens over these rows,
+	// into a buffer of nr outputs per token, then into place.
+	if len(s.blockOut) < T*nr {
+		s.blockOut = make([]float32, T*nr)
+	}
+	out := s.blockOut[:T*nr]
+	if T >= fewTokens && nr <= panelRows {
+		gemmPanel(s, out, x, T, &s.deqM, 0, nr)
+	} else {
+		matVecTokens(out, x, T, &s.deqM, 0, nr)
+	}
+	for t := range T {
+		copy(dst[t*R+r0:t*R+r1], out[t*nr:(t+1)*nr])
+	}
 }
 
-// planBlocks chooses fixed chunks of rows whose dequantized weights fit
-// blockChunkFloats (at least 4 rows).
+// planBlocks chooses fixed chunks of rows: for a few tokens, rows whose
+// dequantized weights fit blockChunkFloats (at least 4 rows); from
+// fewTokens on, one panel of the packed matrix-matrix kernel.
 func (m *matMulTask) planBlocks() {
 	R, C := m.w.Rows, m.w.Cols
 	c := max(4, (blockChunkFloats/C)&^3)
+	if m.T >= fewTokens {
+		c = panelRows // one packed panel per chunk
+	}
 	m.chunk = min(c, R)
 	m.nchunks = (R + m.chunk - 1) / m.chunk
 }

@@ -312,6 +312,8 @@ type scratch struct {
 	tot   []float64 // int8 weights: exact sums of 3 tokens × a chunk of rows
 	deq   []float32 // block weights: a chunk of rows widened to float32
 	deqM  Matrix    // the float32 matrix over deq
+	// blockOut holds the outputs of T tokens for a chunk of block rows.
+	blockOut []float32
 	// scores are Attention's attention weights of one query and head.
 	scores []float32
 }
