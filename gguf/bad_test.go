@@ -80,6 +80,8 @@ func TestBadFiles(t *testing.T) {
 			`gguf: bad.gguf: key "k": truncated file: string value of 5 bytes at offset 45 runs past the end of the file (46 bytes)`},
 		{"absurd array length", newRaw(3, 0, 1).str("tokens").u32(uint32(TypeArray)).u32(uint32(TypeString)).u64(1 << 62).b, ErrCount,
 			`gguf: bad.gguf: key "tokens": invalid count: array length is 4611686018427387904, but 0 bytes remain (at least 8 bytes each)`},
+		{"array over the element limit", append(newRaw(3, 0, 1).str("k").u32(uint32(TypeArray)).u32(uint32(TypeUint8)).u64(MaxArrayLen+1).b, make([]byte, MaxArrayLen+1)...), ErrCount,
+			`gguf: bad.gguf: key "k": invalid count: array of 16777217 elements (limit 16777216)`},
 		{"array element past end", newRaw(3, 0, 1).str("k").u32(uint32(TypeArray)).u32(uint32(TypeString)).u64(2).str("ab").u64(9).b, ErrTruncated,
 			`gguf: bad.gguf: key "k": element 1: truncated file: string element of 9 bytes at offset 67 runs past the end of the file (67 bytes)`},
 		{"unknown element type", newRaw(3, 0, 1).str("k").u32(uint32(TypeArray)).u32(99).u64(0).b, ErrValueType,

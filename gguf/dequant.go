@@ -6,7 +6,18 @@ import (
 	"math"
 )
 
-// Block layouts (little-endian, as ggml-common.h declares them):
+// The dequantizers below follow ggml-quants.c's dequantize_row_* operation
+// for operation in float32. Every product that feeds a sum is converted to
+// float32 explicitly, which stops the compiler from fusing it into an FMA
+// (Go may fuse x*y+z otherwise, on arm64 for one).
+
+// Dequantize converts the blocks or elements in src, of type t, to float32
+// in dst. len(dst) must be a multiple of t's block size and src must hold
+// exactly len(dst) elements of t. Results equal ggml's reference
+// dequantizers bit for bit.
+//
+// Block layouts (little-endian, as ggml-common.h declares them; RowBytes
+// gives a row's size):
 //
 //	Q4_0  32 elems, 18 B: d f16 | qs[16] (elem j: low nibble of qs[j], elem j+16: high nibble)
 //	Q4_1  32 elems, 20 B: d f16 | m f16 | qs[16]
@@ -19,16 +30,6 @@ import (
 //	Q5_K 256 elems, 176 B: d f16 | dmin f16 | scales[12] | qh[32] | qs[128]
 //	Q6_K 256 elems, 210 B: ql[128] | qh[64] | scales[16] int8 | d f16
 //	Q8_K 256 elems, 292 B: d f32 | qs[256] int8 | bsums[16] int16
-//
-// The dequantizers below follow ggml-quants.c's dequantize_row_* operation
-// for operation in float32. Every product that feeds a sum is converted to
-// float32 explicitly, which stops the compiler from fusing it into an FMA
-// (Go may fuse x*y+z otherwise, on arm64 for one).
-
-// Dequantize converts the blocks or elements in src, of type t, to float32
-// in dst. len(dst) must be a multiple of t's block size and src must hold
-// exactly len(dst) elements of t. Results equal ggml's reference
-// dequantizers bit for bit.
 func Dequantize(t Type, src []byte, dst []float32) error {
 	if !t.CanDequantize() {
 		return fmt.Errorf("%w: cannot convert %s to float32", ErrType, t)

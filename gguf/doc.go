@@ -17,7 +17,8 @@
 // Open maps a file read-only (OpenBytes parses bytes in memory) and
 // validates the whole header before anything is used: magic and version,
 // counts and string lengths against the bytes that remain (so no count can
-// cause a large allocation), value types, bools, keys and tensor names
+// cause a large allocation; metadata arrays hold at most MaxArrayLen
+// elements), value types, bools, keys and tensor names
 // (non-empty, unique, names at most 63 bytes as ggml requires), dims (at
 // most 4, row length a multiple of the block size, no overflow), known
 // type ids, general.alignment (a u32 power of two), offsets (aligned,
@@ -47,5 +48,35 @@
 // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and Q8_K to
 // float32, equal bit for bit to ggml's dequantize_row_* (ggml-quants.c).
 // The other ggml types (IQ*, TQ*, MXFP4, ...) are read and their bytes
-// available, but not converted.
+// available, but not converted. Quantize converts float32 to F32, F16,
+// BF16 and those quantized types with ggml's reference quantizers
+// (quantize_row_*_ref, what llama-quantize runs without an importance
+// matrix), byte for byte; large inputs are split over the processors.
+// Block layouts are listed in dequant.go. FileType names the values of
+// general.file_type ("Q4_K_M").
+//
+// # Writing
+//
+// Create (or NewWriter for an io.Writer) takes the metadata in order and
+// the tensor infos (Name, Type, Dims); the tensors are then written in
+// that order with Write (raw bytes) or WriteFloat32 (quantized to the
+// tensor's type), and Close syncs the temporary file and renames it into
+// place. Files are GGUF v3 laid out as ggml lays them out (tensors packed
+// in order, each aligned and zero-padded), so writing back what the reader
+// returns reproduces llama.cpp's files byte for byte.
+//
+//	kvs := []gguf.KV{
+//		{Key: "general.architecture", Value: gguf.ValueOf("jamba")},
+//		{Key: "jamba.block_count", Value: gguf.ValueOf(uint32(8))},
+//		{Key: "tokenizer.ggml.tokens", Value: gguf.ValueOf(tokens)}, // []string
+//	}
+//	w, err := gguf.Create("out.gguf", kvs, []gguf.TensorInfo{
+//		{Name: "token_embd.weight", Type: gguf.Q4_K, Dims: []int64{256, 4096}},
+//	})
+//	err = w.WriteFloat32("token_embd.weight", embeddings)
+//	err = w.Close()
+//
+// Metadata values are Go values wrapped by ValueOf: uint8 ... float64,
+// bool, string, slices of those for arrays, and []Value for arrays of
+// arrays.
 package gguf

@@ -254,3 +254,39 @@ func payload2value(sel uint8, p []byte) Value {
 	}
 	return ValueOf(a)
 }
+
+// FuzzQuantize quantizes arbitrary float32 bit patterns (NaN, infinities,
+// subnormals, huge values) to every type: no panic, the same bytes for the
+// whole input as block by block, and blocks that dequantize.
+func FuzzQuantize(f *testing.F) {
+	f.Add([]byte{0, 0, 0x80, 0x7f, 1, 0, 0, 0, 0, 0, 0xc0, 0x7f})
+	f.Add(bytes.Repeat([]byte{0x12, 0x34, 0x56, 0x78}, 300))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		x := make([]float32, QK_K)
+		for i := range x {
+			if len(data) >= 4 {
+				x[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[(4*i)%(len(data)-len(data)%4):]))
+			}
+		}
+		for _, typ := range []Type{F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K} {
+			q := make([]byte, typ.RowBytes(QK_K))
+			if err := Quantize(typ, x, q); err != nil {
+				t.Fatalf("%s: %v", typ, err)
+			}
+			bs, bb := typ.BlockSize(), typ.BlockBytes()
+			one := make([]byte, bb)
+			for i := 0; i < QK_K/bs; i++ {
+				if err := Quantize(typ, x[i*bs:(i+1)*bs], one); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(one, q[i*bb:(i+1)*bb]) {
+					t.Fatalf("%s: block %d depends on its neighbours", typ, i)
+				}
+			}
+			y := make([]float32, QK_K)
+			if err := Dequantize(typ, q, y); err != nil {
+				t.Fatalf("%s: %v", typ, err)
+			}
+		}
+	})
+}

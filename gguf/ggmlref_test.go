@@ -18,12 +18,13 @@ import (
 // of llama.cpp as bundled in node-llama-cpp 3.22.1, compiled with gcc -O3
 // for baseline x86-64 as ggml-base is built) on:
 //
-//   - 20 rows of 256 float32 inputs per quantized type (zeros, a constant,
+//   - 23 rows of 256 float32 inputs per quantized type (zeros, a constant,
 //     gaussians at 0.01 and 1000, uniform, all positive, all negative,
 //     outliers, 1e-38 and 1e-18 magnitudes, values near the f16 maximum,
 //     sparse rows, zero sub-blocks of 16 and of 32, integers, half steps,
 //     bf16-rounded weights, sub-blocks below GROUP_MAX_EPS, alternating
-//     signs, a ramp), quantized, and those blocks dequantized;
+//     signs, a ramp, infinities, NaNs, values near the float32 maximum),
+//     quantized, and those blocks dequantized;
 //   - edge blocks per quantized type: four byte patterns (every byte value
 //     over the blocks, all 0xFF, all 0x00, random) with the scale halves d
 //     (and dmin) set to 0, -0, the smallest subnormal, the largest

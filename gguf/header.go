@@ -28,6 +28,13 @@ const (
 	maxStringLen = 1 << 30
 	// maxArrayDepth bounds arrays of arrays.
 	maxArrayDepth = 8
+	// MaxArrayLen bounds the elements of one metadata array: 64 times the
+	// largest vocabularies, so that one corrupt length in a large file
+	// cannot make the reader allocate gigabytes.
+	MaxArrayLen = 1 << 24
+	// preallocCap bounds the capacity reserved from a count before the
+	// items are read; longer lists grow as they are read.
+	preallocCap = 1 << 12
 )
 
 // TensorInfo describes one tensor of a file.
@@ -62,6 +69,9 @@ func (t TensorInfo) Shape() []int64 {
 	}
 	return s
 }
+
+// RowBytes returns the bytes of one contiguous row (RowLen elements).
+func (t TensorInfo) RowBytes() int64 { return t.Type.RowBytes(t.RowLen()) }
 
 // RowLen returns Dims[0], the length of one contiguous row (1 for a tensor
 // without dims).
@@ -202,8 +212,8 @@ func parseHeader(data []byte) (*header, *Error) {
 		return fail("", "", d.err)
 	}
 
-	h.kvs = make([]KV, 0, nKV)
-	h.keys = make(map[string]int, nKV)
+	h.kvs = make([]KV, 0, min(nKV, preallocCap))
+	h.keys = make(map[string]int, min(nKV, preallocCap))
 	for i := 0; i < nKV; i++ {
 		key := d.str(fmt.Sprintf("key %d", i))
 		if d.err != nil {
@@ -242,8 +252,8 @@ func parseHeader(data []byte) (*header, *Error) {
 		h.alignment = int64(a)
 	}
 
-	h.tensors = make([]TensorInfo, 0, nTensors)
-	h.names = make(map[string]int, nTensors)
+	h.tensors = make([]TensorInfo, 0, min(nTensors, preallocCap))
+	h.names = make(map[string]int, min(nTensors, preallocCap))
 	for i := 0; i < nTensors; i++ {
 		t, err := d.tensorInfo(i)
 		if err != nil {
@@ -274,7 +284,7 @@ func parseHeader(data []byte) (*header, *Error) {
 			return fail("", t.Name, fmt.Errorf("%w: offset %d is not a multiple of the alignment %d", ErrOffset, t.Offset, h.alignment))
 		}
 		if t.Offset > dataLen || t.Size > dataLen-t.Offset {
-			return fail("", t.Name, fmt.Errorf("%w: %s %v needs bytes [%d, %d) of the data section, which has %d (file of %d bytes)", ErrTruncated, t.Type, t.Dims, t.Offset, t.Offset+t.Size, dataLen, len(data)))
+			return fail("", t.Name, fmt.Errorf("%w: %s %v needs bytes [%d, %d) of the data section, which has %d (file of %d bytes)", ErrTruncated, t.Type, t.Dims, t.Offset, uint64(t.Offset)+uint64(t.Size), dataLen, len(data)))
 		}
 	}
 	order := make([]int, len(h.tensors))
@@ -436,6 +446,9 @@ func (d *decoder) array(depth int) (Value, error) {
 	if d.err != nil {
 		return Value{}, d.err
 	}
+	if n > MaxArrayLen {
+		return Value{}, fmt.Errorf("%w: array of %d elements (limit %d)", ErrCount, n, MaxArrayLen)
+	}
 	var raw []byte
 	if elem != TypeString && elem != TypeArray {
 		raw = d.take(n*size, "array")
@@ -511,22 +524,23 @@ func (d *decoder) array(depth int) (Value, error) {
 		}
 		return Value{a}, nil
 	case TypeString:
-		a := make([]string, n)
-		for i := range a {
-			a[i] = d.str("string element")
+		a := make([]string, 0, min(n, preallocCap))
+		for i := 0; i < n; i++ {
+			s := d.str("string element")
 			if d.err != nil {
 				return Value{}, fmt.Errorf("element %d: %w", i, d.err)
 			}
+			a = append(a, s)
 		}
 		return Value{a}, nil
 	case TypeArray:
-		a := make([]Value, n)
-		for i := range a {
+		a := make([]Value, 0, min(n, preallocCap))
+		for i := 0; i < n; i++ {
 			v, err := d.array(depth + 1)
 			if err != nil {
 				return Value{}, fmt.Errorf("element %d: %w", i, err)
 			}
-			a[i] = v
+			a = append(a, v)
 		}
 		return Value{a}, nil
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // The quantizers below reproduce ggml-quants.c's quantize_row_*_ref (and
@@ -43,14 +45,34 @@ func Quantize(t Type, src []float32, dst []byte) error {
 		}
 	default:
 		bs, bb := t.BlockSize(), t.BlockBytes()
-		var scratch quantScratch
 		f := blockQuantizers[t]
-		for i := 0; i < len(src)/bs; i++ {
-			f(src[i*bs:(i+1)*bs], dst[i*bb:(i+1)*bb], &scratch)
+		run := func(lo, hi int) {
+			var scratch quantScratch
+			for i := lo; i < hi; i++ {
+				f(src[i*bs:(i+1)*bs], dst[i*bb:(i+1)*bb], &scratch)
+			}
 		}
+		// Blocks are independent, so large inputs are split over the
+		// processors; the bytes do not depend on the split.
+		nb := len(src) / bs
+		workers := min(runtime.GOMAXPROCS(0), nb*bs/parallelElems)
+		if workers <= 1 {
+			run(0, nb)
+			return nil
+		}
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			lo, hi := nb*w/workers, nb*(w+1)/workers
+			wg.Go(func() { run(lo, hi) })
+		}
+		wg.Wait()
 	}
 	return nil
 }
+
+// parallelElems is the number of elements per worker below which Quantize
+// stays on the calling goroutine.
+const parallelElems = 1 << 16
 
 // quantScratch is the per-call working memory of the K-quantizers.
 type quantScratch struct {
@@ -365,6 +387,7 @@ func makeQ3Quants(x []float32, nmax int, L []int8) float32 {
 // scale and the negated min.
 func makeQkx2Quants(x, weights []float32, nmax int, L, Laux []uint8, rmin, rdelta float32, nstep int, useMad bool) (float32, float32) {
 	n := len(x)
+	weights, L, Laux = weights[:n], L[:n], Laux[:n] // one bounds check for the loops below
 	lo, hi := x[0], x[0]
 	sumW := weights[0]
 	sumX := float32(sumW * x[0])
@@ -383,16 +406,8 @@ func makeQkx2Quants(x, weights []float32, nmax int, L, Laux []uint8, rmin, rdelt
 		lo = 0
 	}
 	if hi == lo {
-		for i := range x {
-			L[i] = 0
-		}
+		clear(L)
 		return 0, -lo
-	}
-	errOf := func(diff float32) float32 {
-		if useMad {
-			return fabsf(diff)
-		}
-		return float32(diff * diff)
 	}
 	iscale := float32(nmax) / (hi - lo)
 	scale := 1 / iscale
@@ -401,7 +416,12 @@ func makeQkx2Quants(x, weights []float32, nmax int, L, Laux []uint8, rmin, rdelt
 		l := nearestInt(float32(iscale * (v - lo)))
 		L[i] = uint8(max2(0, min2(nmax, l)))
 		diff := float32(float32(scale*float32(L[i]))+lo) - v
-		bestError += float32(weights[i] * errOf(diff))
+		if useMad {
+			diff = fabsf(diff)
+		} else {
+			diff = float32(diff * diff)
+		}
+		bestError += float32(weights[i] * diff)
 	}
 	if nstep < 1 {
 		return scale, -lo
@@ -413,9 +433,8 @@ func makeQkx2Quants(x, weights []float32, nmax int, L, Laux []uint8, rmin, rdelt
 			l := nearestInt(float32(iscale * (v - lo)))
 			l = max2(0, min2(nmax, l))
 			Laux[i] = uint8(l)
-			w := weights[i]
 			fl := float32(l)
-			wl := float32(w * fl)
+			wl := float32(weights[i] * fl)
 			sumL += wl
 			sumL2 += float32(wl * fl)
 			sumXL += float32(wl * v)
@@ -431,10 +450,15 @@ func makeQkx2Quants(x, weights []float32, nmax int, L, Laux []uint8, rmin, rdelt
 			var curError float32
 			for i, v := range x {
 				diff := float32(float32(thisScale*float32(Laux[i]))+thisMin) - v
-				curError += float32(weights[i] * errOf(diff))
+				if useMad {
+					diff = fabsf(diff)
+				} else {
+					diff = float32(diff * diff)
+				}
+				curError += float32(weights[i] * diff)
 			}
 			if curError < bestError {
-				copy(L[:n], Laux[:n])
+				copy(L, Laux)
 				bestError = curError
 				scale = thisScale
 				lo = thisMin

@@ -417,6 +417,9 @@ func (e *encoder) value(v Value, depth int, withType bool) error {
 		if depth >= maxArrayDepth {
 			return fmt.Errorf("%w: arrays nested more than %d deep", ErrValueType, maxArrayDepth)
 		}
+		if v.Len() > MaxArrayLen {
+			return fmt.Errorf("%w: array of %d elements (limit %d)", ErrCount, v.Len(), MaxArrayLen)
+		}
 		e.u32(uint32(v.ElemType()))
 		e.u64(uint64(v.Len()))
 		switch a := v.v.(type) {
