@@ -123,20 +123,12 @@ func ggufInspect(path string, ctx int, asJSON bool, stdout io.Writer) error {
 	return nil
 }
 
-// fileTypes are llama.cpp's names of general.file_type.
-var fileTypes = map[int64]string{0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-	10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-	17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
-
 func ggufFileType(f *gguf.File) string {
-	ft, err := f.Int("general.file_type")
+	ft, err := f.Uint32(gguf.FileTypeKey)
 	if err != nil {
 		return "GGUF"
 	}
-	if s, ok := fileTypes[ft]; ok {
-		return s
-	}
-	return fmt.Sprintf("file type %d", ft)
+	return gguf.FileType(ft).String()
 }
 
 func sortedKeys(m map[string]int) []string {
