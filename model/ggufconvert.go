@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/jamba-go/jamba/gguf"
 	"github.com/jamba-go/jamba/safetensors"
@@ -228,11 +226,9 @@ func ConvertToGGUF(dir, out string, o GGUFConvertOptions) error {
 				buf[j] = -float32(math.Exp(float64(x)))
 			}
 		}
-		data, err := quantizeParallel(t.typ, buf, int(t.dims[0]))
-		if err == nil {
-			err = w.Write(t.name, data)
-		}
-		if err != nil {
+		// WriteFloat32 quantizes with gguf.Quantize, which spreads a
+		// large tensor over the processors.
+		if err := w.WriteFloat32(t.name, buf); err != nil {
 			w.Abort()
 			return err
 		}
@@ -318,37 +314,4 @@ func (q *quantState) typeOf(t *ggTensor) gguf.Type {
 		}
 	}
 	return typ
-}
-
-// quantizeParallel converts v (rows of rowLen values) to type t on every
-// core: rows are quantized independently, so the bytes are those of one
-// gguf.Quantize over the whole tensor.
-func quantizeParallel(t gguf.Type, v []float32, rowLen int) ([]byte, error) {
-	n := t.RowBytes(int64(len(v)))
-	rb := t.RowBytes(int64(rowLen))
-	if n < 0 || rb <= 0 || len(v)%rowLen != 0 {
-		return nil, fmt.Errorf("model: %d values in rows of %d do not fit type %s", len(v), rowLen, t)
-	}
-	out := make([]byte, n)
-	rows := len(v) / rowLen
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(v)/(1<<16)))
-	per := (rows + workers - 1) / workers
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for k := range workers {
-		r0, r1 := k*per, min(rows, (k+1)*per)
-		if r0 >= r1 {
-			break
-		}
-		wg.Go(func() {
-			errs[k] = gguf.Quantize(t, v[r0*rowLen:r1*rowLen], out[int64(r0)*rb:int64(r1)*rb])
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
