@@ -544,3 +544,20 @@ func absMaxAVX2(x *float32, n int) float32
 //
 //go:noescape
 func quantI16AVX2(dst *int16, x *float32, s float32, n int)
+
+// dequantQ4KAVX2 widens n Q4_K super-blocks: the 128 bytes of 4-bit
+// weights of block i start at q[144*i], its 8 sub-block scales and mins
+// are dm[16*i : 16*i+8] and dm[16*i+8 : 16*i+16], and
+//
+//	for j := 0; j < 4; j++ {
+//		for l := 0; l < 32; l++ {
+//			y[64*j+l] = float32(dm[2*j]*float32(q[32*j+l]&15)) - dm[8+2*j]
+//			y[64*j+32+l] = float32(dm[2*j+1]*float32(q[32*j+l]>>4)) - dm[9+2*j]
+//		}
+//	}
+//
+// with y, q and dm advancing by 256, 144 and 16 per block (the product
+// and the difference each rounded, as ggml's dequantize_row_q4_K).
+//
+//go:noescape
+func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int)

@@ -412,6 +412,8 @@ func init() {
 				}
 			}}
 	}
+	// The kernels' own dequantizers (equal to ggml's, with assembly).
+	formats[gguf.Q4_K].Dequantize = kernels.DequantizeQ4K
 }
 
 // BlockFormat returns the kernels' block format of a quantized GGUF type,

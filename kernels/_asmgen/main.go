@@ -55,6 +55,7 @@ func main() {
 	genDotI8Streams()
 	genAbsMax()
 	genQuantI16()
+	genDequantQ4K()
 
 	Generate()
 }

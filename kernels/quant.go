@@ -1,0 +1,99 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Block dequantizers for the formats the engine multiplies most (see
+// BlockFormat): equal bit for bit to ggml's dequantize_row_* (the tests
+// compare them with package gguf's), with an AVX2 path where it pays.
+
+// F16ToF32 widens an IEEE half to float32 exactly (a NaN stays a NaN, quiet).
+func F16ToF32(h uint16) float32 {
+	sign := uint32(h&0x8000) << 16
+	exp := uint32(h>>10) & 0x1F
+	mant := uint32(h & 0x3FF)
+	switch {
+	case exp == 0x1F:
+		if mant != 0 {
+			return math.Float32frombits(sign | 0x7FC00000 | mant<<13)
+		}
+		return math.Float32frombits(sign | 0x7F800000)
+	case exp != 0:
+		return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
+	case mant == 0:
+		return math.Float32frombits(sign)
+	}
+	e := uint32(113) // subnormal: normalise
+	for mant&0x400 == 0 {
+		mant <<= 1
+		e--
+	}
+	return math.Float32frombits(sign | e<<23 | (mant&0x3FF)<<13)
+}
+
+// Q4_K super-blocks: 256 weights in 144 bytes (d and dmin as halves, 12
+// bytes of 6-bit sub-block scales and mins, 128 bytes of 4-bit weights).
+const (
+	q4kElems = 256
+	q4kBytes = 144
+)
+
+// q4kBatch is how many super-blocks get their scales computed per call of
+// the assembly kernel.
+const q4kBatch = 16
+
+// DequantizeQ4K widens the len(dst)/256 Q4_K super-blocks in src to
+// float32 in dst, as ggml's dequantize_row_q4_K: y = d·sc·q − dmin·m per
+// sub-block of 32, each product and difference rounded to float32.
+func DequantizeQ4K(dst []float32, src []byte) {
+	nb := len(dst) / q4kElems
+	_ = src[nb*q4kBytes-1]
+	var dm [q4kBatch * 16]float32
+	for b0 := 0; b0 < nb; b0 += q4kBatch {
+		n := min(q4kBatch, nb-b0)
+		for i := range n {
+			q4kScales((*[16]float32)(dm[16*i:]), src[(b0+i)*q4kBytes:])
+		}
+		y := dst[b0*q4kElems : (b0+n)*q4kElems]
+		qs := src[b0*q4kBytes : (b0+n)*q4kBytes]
+		if useAVX2 {
+			dequantQ4KAVX2(&y[0], &qs[16], &dm[0], n)
+			continue
+		}
+		for i := range n {
+			dequantQ4KBlock((*[q4kElems]float32)(y[i*q4kElems:]), (*[128]byte)(qs[i*q4kBytes+16:]), (*[16]float32)(dm[16*i:]))
+		}
+	}
+}
+
+// q4kScales computes a super-block's 8 sub-block scales d·sc and mins
+// dmin·m (ggml's get_scale_min_k4).
+func q4kScales(dm *[16]float32, b []byte) {
+	d := F16ToF32(binary.LittleEndian.Uint16(b))
+	dmin := F16ToF32(binary.LittleEndian.Uint16(b[2:]))
+	s := b[4:16]
+	for j := range 8 {
+		var sc, m byte
+		if j < 4 {
+			sc, m = s[j]&63, s[j+4]&63
+		} else {
+			sc, m = (s[j+4]&0xF)|((s[j-4]>>6)<<4), (s[j+4]>>4)|((s[j]>>6)<<4)
+		}
+		dm[j] = d * float32(sc)
+		dm[8+j] = dmin * float32(m)
+	}
+}
+
+// dequantQ4KBlock is the plain-Go kernel of one super-block.
+func dequantQ4KBlock(y *[q4kElems]float32, q *[128]byte, dm *[16]float32) {
+	for j := range 4 {
+		d1, m1, d2, m2 := dm[2*j], dm[8+2*j], dm[2*j+1], dm[9+2*j]
+		for l := range 32 {
+			v := q[32*j+l]
+			y[64*j+l] = float32(d1*float32(v&15)) - m1
+			y[64*j+32+l] = float32(d2*float32(v>>4)) - m2
+		}
+	}
+}
