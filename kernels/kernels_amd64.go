@@ -561,3 +561,29 @@ func quantI16AVX2(dst *int16, x *float32, s float32, n int)
 //
 //go:noescape
 func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int)
+
+// dequantQ8_0AVX2 widens n Q8_0 blocks: the 32 int8 weights of block i
+// start at q[34*i] and its scale is d[i]:
+//
+//	for l := 0; l < 32; l++ {
+//		y[32*i+l] = float32(int8(q[34*i+l])) * d[i]
+//	}
+//
+//go:noescape
+func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int)
+
+// dequantQ6KAVX2 widens n Q6_K super-blocks (210 bytes each, at b: 128
+// bytes of low 4 bits, 64 of high 2 bits) with the 16 scales
+// ds[16*i : 16*i+16] = d·sc of block i: for each half h of 128 weights
+// (ql = b[64h:], qh = b[128+32h:], s = ds[8h:], y advanced by 128h),
+//
+//	for l := 0; l < 32; l++ {
+//		is := l / 16
+//		y[l] = s[is] * float32(int8(ql[l]&15|(qh[l]&3)<<4)-32)
+//		y[l+32] = s[is+2] * float32(int8(ql[l+32]&15|(qh[l]>>2&3)<<4)-32)
+//		y[l+64] = s[is+4] * float32(int8(ql[l]>>4|(qh[l]>>4&3)<<4)-32)
+//		y[l+96] = s[is+6] * float32(int8(ql[l+32]>>4|(qh[l]>>6&3)<<4)-32)
+//	}
+//
+//go:noescape
+func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int)

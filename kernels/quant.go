@@ -97,3 +97,87 @@ func dequantQ4KBlock(y *[q4kElems]float32, q *[128]byte, dm *[16]float32) {
 		}
 	}
 }
+
+// Q8_0 blocks: 32 weights in 34 bytes (d as a half, 32 int8).
+const (
+	q80Elems = 32
+	q80Bytes = 34
+	q80Batch = 64
+)
+
+// DequantizeQ8_0 widens the len(dst)/32 Q8_0 blocks in src to float32 in
+// dst, as ggml's dequantize_row_q8_0: y = q·d, rounded to float32.
+func DequantizeQ8_0(dst []float32, src []byte) {
+	nb := len(dst) / q80Elems
+	_ = src[nb*q80Bytes-1]
+	var d [q80Batch]float32
+	for b0 := 0; b0 < nb; b0 += q80Batch {
+		n := min(q80Batch, nb-b0)
+		for i := range n {
+			d[i] = F16ToF32(binary.LittleEndian.Uint16(src[(b0+i)*q80Bytes:]))
+		}
+		y := dst[b0*q80Elems : (b0+n)*q80Elems]
+		qs := src[b0*q80Bytes : (b0+n)*q80Bytes]
+		if useAVX2 {
+			dequantQ8_0AVX2(&y[0], &qs[2], &d[0], n)
+			continue
+		}
+		for i := range n {
+			yb, qb := (*[32]float32)(y[32*i:]), (*[34]byte)(qs[34*i:])
+			for l := range 32 {
+				yb[l] = float32(int8(qb[2+l])) * d[i]
+			}
+		}
+	}
+}
+
+// Q6_K super-blocks: 256 weights in 210 bytes (128 bytes of low 4 bits, 64
+// of high 2 bits, 16 int8 scales, d as a half).
+const (
+	q6kElems = 256
+	q6kBytes = 210
+	q6kBatch = 16
+)
+
+// DequantizeQ6K widens the len(dst)/256 Q6_K super-blocks in src to
+// float32 in dst, as ggml's dequantize_row_q6_K: y = (d·sc)·q, each product
+// rounded to float32.
+func DequantizeQ6K(dst []float32, src []byte) {
+	nb := len(dst) / q6kElems
+	_ = src[nb*q6kBytes-1]
+	var ds [q6kBatch * 16]float32
+	for b0 := 0; b0 < nb; b0 += q6kBatch {
+		n := min(q6kBatch, nb-b0)
+		for i := range n {
+			b := src[(b0+i)*q6kBytes:]
+			d := F16ToF32(binary.LittleEndian.Uint16(b[208:]))
+			for k := range 16 {
+				ds[16*i+k] = d * float32(int8(b[192+k]))
+			}
+		}
+		y := dst[b0*q6kElems : (b0+n)*q6kElems]
+		bs := src[b0*q6kBytes : (b0+n)*q6kBytes]
+		if useAVX2 {
+			dequantQ6KAVX2(&y[0], &bs[0], &ds[0], n)
+			continue
+		}
+		for i := range n {
+			dequantQ6KBlock((*[q6kElems]float32)(y[i*q6kElems:]), (*[q6kBytes]byte)(bs[i*q6kBytes:]), (*[16]float32)(ds[16*i:]))
+		}
+	}
+}
+
+// dequantQ6KBlock is the plain-Go kernel of one super-block.
+func dequantQ6KBlock(y *[q6kElems]float32, b *[q6kBytes]byte, ds *[16]float32) {
+	for h := range 2 {
+		ql, qh, s := b[64*h:], b[128+32*h:], ds[8*h:]
+		yh := y[128*h:]
+		for l := range 32 {
+			is := l / 16
+			yh[l] = s[is] * float32(int8(ql[l]&15|(qh[l]&3)<<4)-32)
+			yh[l+32] = s[is+2] * float32(int8(ql[l+32]&15|(qh[l]>>2&3)<<4)-32)
+			yh[l+64] = s[is+4] * float32(int8(ql[l]>>4|(qh[l]>>4&3)<<4)-32)
+			yh[l+96] = s[is+6] * float32(int8(ql[l+32]>>4|(qh[l]>>6&3)<<4)-32)
+		}
+	}
+}

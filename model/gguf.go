@@ -414,6 +414,8 @@ func init() {
 	}
 	// The kernels' own dequantizers (equal to ggml's, with assembly).
 	formats[gguf.Q4_K].Dequantize = kernels.DequantizeQ4K
+	formats[gguf.Q6_K].Dequantize = kernels.DequantizeQ6K
+	formats[gguf.Q8_0].Dequantize = kernels.DequantizeQ8_0
 }
 
 // BlockFormat returns the kernels' block format of a quantized GGUF type,

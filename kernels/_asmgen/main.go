@@ -56,6 +56,8 @@ func main() {
 	genAbsMax()
 	genQuantI16()
 	genDequantQ4K()
+	genDequantQ8_0()
+	genDequantQ6K()
 
 	Generate()
 }

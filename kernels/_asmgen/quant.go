@@ -65,3 +65,117 @@ func genDequantQ4K() {
 	VZEROUPPER()
 	RET()
 }
+
+// genDequantQ8_0 writes the kernel that widens Q8_0 blocks with scales the
+// Go wrapper has widened.
+func genDequantQ8_0() {
+	TEXT("dequantQ8_0AVX2", NOSPLIT, "func(y *float32, q *byte, d *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"dequantQ8_0AVX2 widens n Q8_0 blocks: the 32 int8 weights of block i",
+		"start at q[34*i] and its scale is d[i]:",
+		"",
+		"\tfor l := 0; l < 32; l++ {",
+		"\t\ty[32*i+l] = float32(int8(q[34*i+l])) * d[i]",
+		"\t}",
+	)
+	y := Mem{Base: Load(Param("y"), GP64())}
+	q := Mem{Base: Load(Param("q"), GP64())}
+	d := Mem{Base: Load(Param("d"), GP64())}
+	n := Load(Param("n"), GP64())
+	Label("block")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	s := YMM()
+	VBROADCASTSS(d, s)
+	for k := 0; k < 4; k++ {
+		v := YMM()
+		VPMOVSXBD(q.Offset(8*k), v)
+		VCVTDQ2PS(v, v)
+		VMULPS(s, v, v)
+		VMOVUPS(v, y.Offset(32*k))
+	}
+	ADDQ(U8(128), y.Base)
+	ADDQ(U8(34), q.Base)
+	ADDQ(U8(4), d.Base)
+	DECQ(n)
+	JMP(LabelRef("block"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// genDequantQ6K writes the kernel that widens Q6_K super-blocks with
+// scales the Go wrapper has computed.
+func genDequantQ6K() {
+	TEXT("dequantQ6KAVX2", NOSPLIT, "func(y *float32, b *byte, ds *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"dequantQ6KAVX2 widens n Q6_K super-blocks (210 bytes each, at b: 128",
+		"bytes of low 4 bits, 64 of high 2 bits) with the 16 scales",
+		"ds[16*i : 16*i+16] = d·sc of block i: for each half h of 128 weights",
+		"(ql = b[64h:], qh = b[128+32h:], s = ds[8h:], y advanced by 128h),",
+		"",
+		"\tfor l := 0; l < 32; l++ {",
+		"\t\tis := l / 16",
+		"\t\ty[l] = s[is] * float32(int8(ql[l]&15|(qh[l]&3)<<4)-32)",
+		"\t\ty[l+32] = s[is+2] * float32(int8(ql[l+32]&15|(qh[l]>>2&3)<<4)-32)",
+		"\t\ty[l+64] = s[is+4] * float32(int8(ql[l]>>4|(qh[l]>>4&3)<<4)-32)",
+		"\t\ty[l+96] = s[is+6] * float32(int8(ql[l+32]>>4|(qh[l]>>6&3)<<4)-32)",
+		"\t}",
+	)
+	y := Mem{Base: Load(Param("y"), GP64())}
+	b := Mem{Base: Load(Param("b"), GP64())}
+	ds := Mem{Base: Load(Param("ds"), GP64())}
+	n := Load(Param("n"), GP64())
+	m15, m3, c32 := YMM(), YMM(), YMM()
+	VMOVDQU(vconst("q6Mask15", 15), m15)
+	VMOVDQU(vconst("q6Mask3", 3), m3)
+	VMOVDQU(vconst("q6Bias32", 32), c32)
+	Label("block")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	for h := 0; h < 2; h++ {
+		for k := 0; k < 4; k++ {
+			is := k / 2
+			l := 8 * k
+			qa, qb, qh := YMM(), YMM(), YMM()
+			VPMOVZXBD(b.Offset(64*h+l), qa)     // ql[l]
+			VPMOVZXBD(b.Offset(64*h+l+32), qb)  // ql[l+32]
+			VPMOVZXBD(b.Offset(128+32*h+l), qh) // qh[l]
+			for part := 0; part < 4; part++ {
+				lowSrc := qa
+				if part == 1 || part == 3 {
+					lowSrc = qb
+				}
+				lo, hi, s := YMM(), YMM(), YMM()
+				if part < 2 {
+					VPAND(m15, lowSrc, lo)
+				} else {
+					VPSRLD(U8(4), lowSrc, lo)
+				}
+				if part == 0 {
+					VPAND(m3, qh, hi)
+				} else {
+					VPSRLD(U8(2*part), qh, hi)
+					VPAND(m3, hi, hi)
+				}
+				VPSLLD(U8(4), hi, hi)
+				VPOR(hi, lo, lo)
+				VPSUBD(c32, lo, lo)
+				VCVTDQ2PS(lo, lo)
+				VBROADCASTSS(ds.Offset(4*(8*h+is+2*part)), s)
+				VMULPS(s, lo, lo)
+				VMOVUPS(lo, y.Offset(4*(128*h+32*part+l)))
+			}
+		}
+	}
+	ADDQ(U32(4*256), y.Base)
+	ADDQ(U32(210), b.Base)
+	ADDQ(U8(64), ds.Base)
+	DECQ(n)
+	JMP(LabelRef("block"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
