@@ -80,3 +80,38 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// The chat template of tokenizer_config.json goes into the GGUF file
+// (tokenizer.chat_template) and comes back out of it, as does the
+// tokenizer (same ids as the folder's for this byte-fallback vocabulary's
+// GGUF form: llama.cpp's, see fixtures/gguf/README.md).
+func TestGGUFChatTemplate(t *testing.T) {
+	src := testutil.Fixture(t, "models/hf-gostd-13m")
+	dir := t.TempDir()
+	for _, name := range []string{"config.json", "generation_config.json", "model.safetensors", "tokenizer.json"} {
+		if err := os.Symlink(filepath.Join(src, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const tmpl = "{% for m in messages %}<|startoftext|>{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}"
+	cfg, _ := json.Marshal(map[string]any{"chat_template": tmpl, "add_bos_token": true, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"})
+	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644)
+	out := filepath.Join(dir, "m.gguf")
+	if _, stderr, code := run(t, "convert", "--model", dir, "--output", out, "--type", "q8_0"); code != 0 {
+		t.Fatalf("convert: %s", stderr)
+	}
+	got, special, _, err := loadTemplate(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.Source() != tmpl || special["bos_token"] != "<|startoftext|>" || special["eos_token"] != "<|endoftext|>" {
+		t.Errorf("template from the GGUF file: %v, special %v", got, special)
+	}
+	tok, err := loadTokenizer(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := tok.Encode("<|startoftext|>user: hi", false); len(ids) == 0 || ids[0] != 1 {
+		t.Errorf("control token text: %v", ids)
+	}
+}
