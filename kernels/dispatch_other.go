@@ -75,3 +75,4 @@ func transposeCols(dst, src []float32, rows, cols, c0, c1 int) {
 func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int) { panic("kernels: no assembly") }
 func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }
 func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int) { panic("kernels: no assembly") }
+func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }

@@ -572,6 +572,17 @@ func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int)
 //go:noescape
 func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int)
 
+// dequantQ4_0AVX2 widens n Q4_0 blocks: the 16 bytes of 4-bit weights of
+// block i start at q[18*i] and its scale is d[i]:
+//
+//	for j := 0; j < 16; j++ {
+//		y[32*i+j] = float32(int(q[18*i+j]&15)-8) * d[i]
+//		y[32*i+j+16] = float32(int(q[18*i+j]>>4)-8) * d[i]
+//	}
+//
+//go:noescape
+func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int)
+
 // dequantQ6KAVX2 widens n Q6_K super-blocks (210 bytes each, at b: 128
 // bytes of low 4 bits, 64 of high 2 bits) with the 16 scales
 // ds[16*i : 16*i+16] = d·sc of block i: for each half h of 128 weights

@@ -4331,6 +4331,72 @@ done:
 	VZEROUPPER
 	RET
 
+// func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ4_0AVX2(SB), NOSPLIT, $0-32
+	MOVQ    y+0(FP), AX
+	MOVQ    q+8(FP), CX
+	MOVQ    d+16(FP), DX
+	MOVQ    n+24(FP), BX
+	VMOVDQU q4Mask15<>+0(SB), Y0
+	VMOVDQU q4Bias8<>+0(SB), Y1
+
+block:
+	TESTQ        BX, BX
+	JZ           done
+	VBROADCASTSS (DX), Y2
+	VPMOVZXBD    (CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLD       $0x04, Y3, Y3
+	VPSUBD       Y1, Y4, Y4
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y4, Y4
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y4, (AX)
+	VMOVUPS      Y3, 64(AX)
+	VPMOVZXBD    8(CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLD       $0x04, Y3, Y3
+	VPSUBD       Y1, Y4, Y4
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y4, Y4
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y4, 32(AX)
+	VMOVUPS      Y3, 96(AX)
+	ADDQ         $0x80, AX
+	ADDQ         $0x12, CX
+	ADDQ         $0x04, DX
+	DECQ         BX
+	JMP          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA q4Mask15<>+0(SB)/4, $0x0000000f
+DATA q4Mask15<>+4(SB)/4, $0x0000000f
+DATA q4Mask15<>+8(SB)/4, $0x0000000f
+DATA q4Mask15<>+12(SB)/4, $0x0000000f
+DATA q4Mask15<>+16(SB)/4, $0x0000000f
+DATA q4Mask15<>+20(SB)/4, $0x0000000f
+DATA q4Mask15<>+24(SB)/4, $0x0000000f
+DATA q4Mask15<>+28(SB)/4, $0x0000000f
+GLOBL q4Mask15<>(SB), RODATA|NOPTR, $32
+
+DATA q4Bias8<>+0(SB)/4, $0x00000008
+DATA q4Bias8<>+4(SB)/4, $0x00000008
+DATA q4Bias8<>+8(SB)/4, $0x00000008
+DATA q4Bias8<>+12(SB)/4, $0x00000008
+DATA q4Bias8<>+16(SB)/4, $0x00000008
+DATA q4Bias8<>+20(SB)/4, $0x00000008
+DATA q4Bias8<>+24(SB)/4, $0x00000008
+DATA q4Bias8<>+28(SB)/4, $0x00000008
+GLOBL q4Bias8<>(SB), RODATA|NOPTR, $32
+
 // func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int)
 // Requires: AVX, AVX2
 TEXT ·dequantQ6KAVX2(SB), NOSPLIT, $0-32

@@ -181,3 +181,38 @@ func dequantQ6KBlock(y *[q6kElems]float32, b *[q6kBytes]byte, ds *[16]float32) {
 		}
 	}
 }
+
+// Q4_0 blocks: 32 weights in 18 bytes (d as a half, 16 bytes of 4-bit
+// weights: the low nibbles are weights 0-15, the high ones 16-31).
+const (
+	q40Elems = 32
+	q40Bytes = 18
+	q40Batch = 64
+)
+
+// DequantizeQ4_0 widens the len(dst)/32 Q4_0 blocks in src to float32 in
+// dst, as ggml's dequantize_row_q4_0: y = (q−8)·d, rounded to float32.
+func DequantizeQ4_0(dst []float32, src []byte) {
+	nb := len(dst) / q40Elems
+	_ = src[nb*q40Bytes-1]
+	var d [q40Batch]float32
+	for b0 := 0; b0 < nb; b0 += q40Batch {
+		n := min(q40Batch, nb-b0)
+		for i := range n {
+			d[i] = F16ToF32(binary.LittleEndian.Uint16(src[(b0+i)*q40Bytes:]))
+		}
+		y := dst[b0*q40Elems : (b0+n)*q40Elems]
+		qs := src[b0*q40Bytes : (b0+n)*q40Bytes]
+		if useAVX2 {
+			dequantQ4_0AVX2(&y[0], &qs[2], &d[0], n)
+			continue
+		}
+		for i := range n {
+			yb, qb := (*[32]float32)(y[32*i:]), (*[18]byte)(qs[18*i:])
+			for j := range 16 {
+				yb[j] = float32(int(qb[2+j]&15)-8) * d[i]
+				yb[j+16] = float32(int(qb[2+j]>>4)-8) * d[i]
+			}
+		}
+	}
+}

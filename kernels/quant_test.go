@@ -24,6 +24,7 @@ func TestDequantizeBlocks(t *testing.T) {
 		{gguf.Q4_K, DequantizeQ4K, []int{0, 2}, []int{1, 2, 15, 16, 17, 37}},
 		{gguf.Q6_K, DequantizeQ6K, []int{208}, []int{1, 2, 15, 16, 17, 37}},
 		{gguf.Q8_0, DequantizeQ8_0, []int{0}, []int{1, 3, 63, 64, 65, 200}},
+		{gguf.Q4_0, DequantizeQ4_0, []int{0}, []int{1, 3, 63, 64, 65, 200}},
 	} {
 		t.Run(c.typ.String(), func(t *testing.T) { checkDequantize(t, c.typ, c.f, c.half, c.sizes, halves) })
 	}

@@ -416,6 +416,7 @@ func init() {
 	formats[gguf.Q4_K].Dequantize = kernels.DequantizeQ4K
 	formats[gguf.Q6_K].Dequantize = kernels.DequantizeQ6K
 	formats[gguf.Q8_0].Dequantize = kernels.DequantizeQ8_0
+	formats[gguf.Q4_0].Dequantize = kernels.DequantizeQ4_0
 }
 
 // BlockFormat returns the kernels' block format of a quantized GGUF type,

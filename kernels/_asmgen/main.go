@@ -57,6 +57,7 @@ func main() {
 	genQuantI16()
 	genDequantQ4K()
 	genDequantQ8_0()
+	genDequantQ4_0()
 	genDequantQ6K()
 
 	Generate()

@@ -179,3 +179,53 @@ func genDequantQ6K() {
 	VZEROUPPER()
 	RET()
 }
+
+// genDequantQ4_0 writes the kernel that widens Q4_0 blocks with scales the
+// Go wrapper has widened.
+func genDequantQ4_0() {
+	TEXT("dequantQ4_0AVX2", NOSPLIT, "func(y *float32, q *byte, d *float32, n int)")
+	Pragma("noescape")
+	Doc(
+		"dequantQ4_0AVX2 widens n Q4_0 blocks: the 16 bytes of 4-bit weights of",
+		"block i start at q[18*i] and its scale is d[i]:",
+		"",
+		"\tfor j := 0; j < 16; j++ {",
+		"\t\ty[32*i+j] = float32(int(q[18*i+j]&15)-8) * d[i]",
+		"\t\ty[32*i+j+16] = float32(int(q[18*i+j]>>4)-8) * d[i]",
+		"\t}",
+	)
+	y := Mem{Base: Load(Param("y"), GP64())}
+	q := Mem{Base: Load(Param("q"), GP64())}
+	d := Mem{Base: Load(Param("d"), GP64())}
+	n := Load(Param("n"), GP64())
+	m15, c8 := YMM(), YMM()
+	VMOVDQU(vconst("q4Mask15", 15), m15)
+	VMOVDQU(vconst("q4Bias8", 8), c8)
+	Label("block")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	s := YMM()
+	VBROADCASTSS(d, s)
+	for k := 0; k < 2; k++ {
+		v, lo, hi := YMM(), YMM(), YMM()
+		VPMOVZXBD(q.Offset(8*k), v)
+		VPAND(m15, v, lo)
+		VPSRLD(U8(4), v, hi)
+		VPSUBD(c8, lo, lo)
+		VPSUBD(c8, hi, hi)
+		VCVTDQ2PS(lo, lo)
+		VCVTDQ2PS(hi, hi)
+		VMULPS(s, lo, lo)
+		VMULPS(s, hi, hi)
+		VMOVUPS(lo, y.Offset(4*8*k))
+		VMOVUPS(hi, y.Offset(4*(16+8*k)))
+	}
+	ADDQ(U8(128), y.Base)
+	ADDQ(U8(18), q.Base)
+	ADDQ(U8(4), d.Base)
+	DECQ(n)
+	JMP(LabelRef("block"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
