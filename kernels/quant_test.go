@@ -72,3 +72,16 @@ func TestF16ToF32(t *testing.T) {
 		}
 	}
 }
+
+func TestDequantizeAllocs(t *testing.T) {
+	for _, c := range []struct {
+		typ gguf.Type
+		f   func([]float32, []byte)
+	}{{gguf.Q4_0, DequantizeQ4_0}, {gguf.Q4_K, DequantizeQ4K}, {gguf.Q6_K, DequantizeQ6K}, {gguf.Q8_0, DequantizeQ8_0}} {
+		src := make([]byte, 40*c.typ.BlockBytes())
+		dst := make([]float32, 40*c.typ.BlockSize())
+		if n := testing.AllocsPerRun(10, func() { c.f(dst, src) }); n != 0 {
+			t.Errorf("%v: %v allocations", c.typ, n)
+		}
+	}
+}
