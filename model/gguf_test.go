@@ -217,3 +217,21 @@ func readI32(t *testing.T, path string) []int {
 	}
 	return out
 }
+
+// A decode step on a quantized GGUF model allocates nothing (the embedding
+// row and every block matrix are widened into reused buffers).
+func TestGGUFDecodeAllocs(t *testing.T) {
+	for _, typ := range []string{"q4_0", "q4_k_m"} {
+		m := loadGGUFFixture(t, typ)
+		ws := m.NewWorkspace()
+		st := m.NewCache(64)
+		if err := ws.Forward([]SeqInput{{Tokens: []int{1, 5, 9, 13}, Cache: st}}); err != nil {
+			t.Fatal(err)
+		}
+		in := []SeqInput{{Tokens: []int{7}, Cache: st}}
+		ws.Forward(in)
+		if n := testing.AllocsPerRun(10, func() { ws.Forward(in) }); n != 0 {
+			t.Errorf("%s: a decode step allocates %.1f times", typ, n)
+		}
+	}
+}
