@@ -3,6 +3,8 @@ package gguf
 import (
 	"encoding/binary"
 	"errors"
+	"io/fs"
+	"os"
 	"strings"
 	"testing"
 )
@@ -183,5 +185,24 @@ func TestGoodEdgeFiles(t *testing.T) {
 				t.Errorf("%s: %s: %d bytes, %v", c.name, info.Name, len(data), err)
 			}
 		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(dir + "/missing.gguf")
+	if err == nil || err.Error() != "gguf: "+dir+"/missing.gguf: open: no such file or directory" || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("directory: %v", err)
+	}
+	// A file cut inside its data section is refused when mapped, too.
+	b := newRaw(3, 1, 0).tensor("w", F32, 0, 64).data(256).b
+	if err := os.WriteFile(dir+"/cut.gguf", b[:len(b)-10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir + "/cut.gguf"); !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), `cut.gguf: tensor "w": truncated file`) {
+		t.Errorf("cut file: %v", err)
 	}
 }

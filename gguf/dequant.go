@@ -8,8 +8,10 @@ import (
 
 // The dequantizers below follow ggml-quants.c's dequantize_row_* operation
 // for operation in float32. Every product that feeds a sum is converted to
-// float32 explicitly, which stops the compiler from fusing it into an FMA
-// (Go may fuse x*y+z otherwise, on arm64 for one).
+// float32 explicitly, also when it is first assigned to a variable: Go may
+// fuse x*y+z into one FMA, even across statements, unless a conversion
+// rounds the product (it does on arm64; the arm64 build of this package
+// contains no fused multiply-add).
 
 // Dequantize converts the blocks or elements in src, of type t, to float32
 // in dst. len(dst) must be a multiple of t's block size and src must hold
@@ -157,8 +159,8 @@ func dequantQ2_K(b []byte, y []float32) {
 			for h := 0; h < 2; h++ {
 				sc := scales[is]
 				is++
-				dl := d * float32(sc&0xF)
-				ml := dmin * float32(sc>>4)
+				dl := float32(d * float32(sc&0xF))
+				ml := float32(dmin * float32(sc>>4))
 				for l := 0; l < 16; l++ {
 					y[l] = float32(dl*float32((q[l+16*h]>>shift)&3)) - ml
 				}
@@ -230,9 +232,9 @@ func dequantQ4_K(b []byte, y []float32) {
 	scales, q := b[4:16], b[16:144]
 	for j, is := 0, 0; j < QK_K; j, is = j+64, is+2 {
 		sc, m := scaleMinK4(is, scales)
-		d1, m1 := d*float32(sc), dmin*float32(m)
+		d1, m1 := float32(d*float32(sc)), float32(dmin*float32(m))
 		sc, m = scaleMinK4(is+1, scales)
-		d2, m2 := d*float32(sc), dmin*float32(m)
+		d2, m2 := float32(d*float32(sc)), float32(dmin*float32(m))
 		for l := 0; l < 32; l++ {
 			y[l] = float32(d1*float32(q[l]&0xF)) - m1
 		}
@@ -249,9 +251,9 @@ func dequantQ5_K(b []byte, y []float32) {
 	var u1, u2 byte = 1, 2
 	for j, is := 0, 0; j < QK_K; j, is = j+64, is+2 {
 		sc, m := scaleMinK4(is, scales)
-		d1, m1 := d*float32(sc), dmin*float32(m)
+		d1, m1 := float32(d*float32(sc)), float32(dmin*float32(m))
 		sc, m = scaleMinK4(is+1, scales)
-		d2, m2 := d*float32(sc), dmin*float32(m)
+		d2, m2 := float32(d*float32(sc)), float32(dmin*float32(m))
 		for l := 0; l < 32; l++ {
 			v := ql[l] & 0xF
 			if qh[l]&u1 != 0 {

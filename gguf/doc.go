@@ -29,7 +29,7 @@
 //	f, err := gguf.Open("model.gguf")
 //	arch, err := f.String("general.architecture")
 //	n, err := f.Int("jamba.block_count")        // any integer type
-//	kv, err := f.Ints("jamba.attention.head_count_kv")
+//	kv, err := f.PerLayer("jamba.attention.head_count_kv", 8) // scalar or array
 //	eps, err := f.Float("jamba.attention.layer_norm_rms_epsilon")
 //	toks, err := f.Strings("tokenizer.ggml.tokens")
 //	v, ok := f.Value("any.key")                 // Value: Type, ElemType, Any

@@ -225,6 +225,32 @@ func (f *File) Ints(key string) ([]int64, error) {
 	return a, nil
 }
 
+// PerLayer returns the value of a per-layer key for n layers, as
+// llama.cpp's loader reads such keys (get_key_or_arr): an integer scalar
+// applies to every layer, an array of integers must have exactly n
+// elements.
+func (f *File) PerLayer(key string, n int) ([]int64, error) {
+	v, err := f.lookup(key)
+	if err != nil {
+		return nil, err
+	}
+	if x, ok := v.Int(); ok {
+		out := make([]int64, n)
+		for i := range out {
+			out[i] = x
+		}
+		return out, nil
+	}
+	a, ok := v.Ints()
+	if !ok {
+		return nil, f.wrongType(key, v, "an integer or an array of integers")
+	}
+	if len(a) != n {
+		return nil, f.errKey(key, fmt.Errorf("%w: %d elements for %d layers", ErrValue, len(a), n))
+	}
+	return a, nil
+}
+
 // Float32s returns the array of key as a new []float32: f32 elements as
 // they are, f64 elements rounded to nearest.
 func (f *File) Float32s(key string) ([]float32, error) {

@@ -1,8 +1,14 @@
 package gguf
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/jamba-go/jamba/internal/testutil"
@@ -58,6 +64,15 @@ func TestFixtureFiles(t *testing.T) {
 		if kv, err := f.Ints("jamba.attention.head_count_kv"); err != nil || !reflect.DeepEqual(kv, []int64{0, 0, 0, 0, 2, 0, 0, 0}) {
 			t.Errorf("%s: head_count_kv %v (%v)", c.file, kv, err)
 		}
+		if kv, err := f.PerLayer("jamba.attention.head_count_kv", 8); err != nil || !reflect.DeepEqual(kv, []int64{0, 0, 0, 0, 2, 0, 0, 0}) {
+			t.Errorf("%s: head_count_kv per layer %v (%v)", c.file, kv, err)
+		}
+		if h, err := f.PerLayer("jamba.attention.head_count", 3); err != nil || !reflect.DeepEqual(h, []int64{8, 8, 8}) {
+			t.Errorf("%s: head_count per layer %v (%v)", c.file, h, err)
+		}
+		if _, err := f.PerLayer("jamba.attention.head_count_kv", 7); err == nil || err.Error() != "gguf: "+f.Name()+`: key "jamba.attention.head_count_kv": invalid value: 8 elements for 7 layers` {
+			t.Errorf("per-layer length mismatch: %v", err)
+		}
 		if eps, err := f.Float("jamba.attention.layer_norm_rms_epsilon"); err != nil || float32(eps) != 1e-6 {
 			t.Errorf("%s: rms epsilon %g (%v)", c.file, eps, err)
 		}
@@ -90,5 +105,55 @@ func TestFixtureFiles(t *testing.T) {
 		if !ok || !reflect.DeepEqual(info.Dims, []int64{256, 512, 4}) || !reflect.DeepEqual(info.Shape(), []int64{4, 512, 256}) || info.RowBytes() != info.Type.RowBytes(256) {
 			t.Errorf("%s: ffn_gate_exps %+v", c.file, info)
 		}
+	}
+}
+
+// TestFixtureDequantization dequantizes every tensor of the fixture GGUFs
+// and compares the float32 bytes with ggml's: testdata/fixture-dequant.sha256
+// lists, per file and tensor, the SHA-256 of the little-endian float32
+// values that llama.cpp's gguf_init_from_file and ggml's to_float (of the
+// release bundled in node-llama-cpp 3.22.1) give for that tensor.
+func TestFixtureDequantization(t *testing.T) {
+	lines, err := os.ReadFile("testdata/fixture-dequant.sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]*File{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	checked := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(lines)), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) != 3 {
+			t.Fatalf("bad line %q", line)
+		}
+		file, name, want := fields[0], fields[1], fields[2]
+		f := files[file]
+		if f == nil {
+			if f, err = Open(testutil.Shared(t, filepath.Join("gguf", file))); err != nil {
+				t.Fatal(err)
+			}
+			files[file] = f
+		}
+		v, err := f.Float32(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 4*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+		}
+		if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != want {
+			info, _ := f.Info(name)
+			t.Errorf("%s: %s (%s): dequantized values differ from ggml's", file, name, info.Type)
+		}
+		info, _ := f.Info(name)
+		checked[info.Type.String()]++
+	}
+	if len(files) != 4 || checked["Q4_K"] != 45 || checked["Q6_K"] != 7 || checked["Q8_0"] != 51 || checked["Q4_0"] != 50 || checked["BF16"] != 58 || checked["F16"] != 21 {
+		t.Errorf("checked %d files, tensors per type %v", len(files), checked)
 	}
 }

@@ -37,6 +37,14 @@ func checkParsed(t *testing.T, f *File) {
 		tensors = append(tensors, Tensor{TensorInfo: info, Data: data})
 	}
 	b, err := Marshal(f.KVs(), tensors)
+	if f.Alignment() < 8 {
+		// Readable as ggml reads it, but the writer keeps to the format's
+		// multiple of 8.
+		if !errors.Is(err, ErrValue) {
+			t.Fatalf("Marshal with alignment %d: %v", f.Alignment(), err)
+		}
+		return
+	}
 	if err != nil {
 		t.Fatalf("Marshal of a parsed file: %v", err)
 	}

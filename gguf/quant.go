@@ -513,7 +513,7 @@ func quantQ2_K(x []float32, b []byte, s *quantScratch) {
 		if d == 0 {
 			continue
 		}
-		dm := dminAll * float32(scales[j]>>4)
+		dm := float32(dminAll * float32(scales[j]>>4))
 		for ii := 0; ii < 16; ii++ {
 			l := nearestInt((x[16*j+ii] + dm) / d)
 			L[16*j+ii] = uint8(max2(0, min2(3, l)))
@@ -645,7 +645,7 @@ func quantK4K5(x []float32, b []byte, s *quantScratch, nmax int, rmin float32, n
 		if d == 0 {
 			continue
 		}
-		dm := dminAll * float32(m)
+		dm := float32(dminAll * float32(m))
 		for ii := 0; ii < 32; ii++ {
 			l := nearestInt((x[32*j+ii] + dm) / d)
 			L[32*j+ii] = uint8(max2(0, min2(nmax, l)))

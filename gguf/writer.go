@@ -42,8 +42,8 @@ type Writer struct {
 
 // Create starts a GGUF file at path with the given metadata (written in
 // order) and tensors (their Offset and Size are ignored and computed). A
-// general.alignment key, if present, must be a u32 power of two and sets
-// the alignment (default 32).
+// general.alignment key, if present, must be a u32 power of two of at
+// least 8 and sets the alignment (default 32).
 //
 // The data goes to a temporary file beside path, which Close syncs and
 // renames to path once every tensor has been written, so an interrupted
@@ -303,8 +303,8 @@ func buildHeader(kvs []KV, tensors []TensorInfo) ([]byte, []TensorInfo, int64, *
 			if !ok {
 				return nil, nil, 0, &Error{Key: kv.Key, Err: fmt.Errorf("%w: %s, want u32", ErrValueType, kv.Value.TypeName())}
 			}
-			if a == 0 || a&(a-1) != 0 {
-				return nil, nil, 0, &Error{Key: kv.Key, Err: fmt.Errorf("%w: alignment %d is not a power of two", ErrValue, a)}
+			if a < 8 || a&(a-1) != 0 {
+				return nil, nil, 0, &Error{Key: kv.Key, Err: fmt.Errorf("%w: alignment %d is not a power of two of at least 8 (the format asks for a multiple of 8)", ErrValue, a)}
 			}
 			align = int64(a)
 		}
@@ -362,10 +362,9 @@ func buildHeader(kvs []KV, tensors []TensorInfo) ([]byte, []TensorInfo, int64, *
 		e.u32(uint32(t.Type))
 		e.u64(uint64(t.Offset))
 	}
-	if len(tensors) > 0 {
-		if pad := alignUp(int64(len(e.b)), align) - int64(len(e.b)); pad > 0 {
-			e.b = append(e.b, make([]byte, pad)...)
-		}
+	// ggml pads the header to the alignment even when no tensor follows.
+	if pad := alignUp(int64(len(e.b)), align) - int64(len(e.b)); pad > 0 {
+		e.b = append(e.b, make([]byte, pad)...)
 	}
 	return e.b, infos, align, nil
 }

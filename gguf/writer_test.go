@@ -3,10 +3,12 @@ package gguf
 import (
 	"bytes"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/jamba-go/jamba/internal/testutil"
@@ -70,7 +72,7 @@ func testTensors() []Tensor {
 func TestWriterRoundTrip(t *testing.T) {
 	kvs := allValues()
 	tensors := testTensors()
-	for _, align := range []uint32{0, 1, 64, 4096} {
+	for _, align := range []uint32{0, 8, 64, 4096} {
 		k := kvs
 		if align != 0 {
 			k = append([]KV{{AlignmentKey, ValueOf(align)}}, kvs...)
@@ -249,5 +251,65 @@ func TestWriteFloat32Quantizes(t *testing.T) {
 		if got, _ := f.Data("w"); !bytes.Equal(got, want) {
 			t.Errorf("%s: written blocks differ from Quantize", typ)
 		}
+	}
+}
+
+func TestWriterErrors(t *testing.T) {
+	deep := ValueOf([]uint8{1})
+	for i := 0; i < 9; i++ {
+		deep = ValueOf([]Value{deep})
+	}
+	long := strings.Repeat("x", 64)
+	ok := []TensorInfo{{Name: "w", Type: F32, Dims: []int64{4}}}
+	cases := []struct {
+		name    string
+		kvs     []KV
+		tensors []TensorInfo
+		err     error
+		msg     string
+	}{
+		{"empty key", []KV{{"", ValueOf(1)}}, ok, ErrKey, `gguf: invalid key: empty key`},
+		{"duplicate key", []KV{{"a", ValueOf(uint8(1))}, {"a", ValueOf(uint8(2))}}, ok, ErrKey, `gguf: key "a": invalid key: duplicate key`},
+		{"Go int", []KV{{"n", ValueOf(7)}}, ok, ErrValueType, `gguf: key "n": invalid value type: Go type int`},
+		{"alignment type", []KV{{AlignmentKey, ValueOf(uint64(32))}}, ok, ErrValueType, `gguf: key "general.alignment": invalid value type: u64, want u32`},
+		{"alignment 24", []KV{{AlignmentKey, ValueOf(uint32(24))}}, ok, ErrValue, `gguf: key "general.alignment": invalid value: alignment 24 is not a power of two of at least 8 (the format asks for a multiple of 8)`},
+		{"alignment 4", []KV{{AlignmentKey, ValueOf(uint32(4))}}, ok, ErrValue, `gguf: key "general.alignment": invalid value: alignment 4 is not a power of two of at least 8 (the format asks for a multiple of 8)`},
+		{"scalar in array of arrays", []KV{{"a", ValueOf([]Value{ValueOf(uint8(1))})}}, ok, ErrValueType, `gguf: key "a": invalid value type: element 0 of an array of arrays is a u8`},
+		{"arrays too deep", []KV{{"a", deep}}, ok, ErrValueType, `gguf: key "a": element 0: element 0: element 0: element 0: element 0: element 0: element 0: element 0: invalid value type: arrays nested more than 8 deep`},
+		{"empty name", nil, []TensorInfo{{Type: F32}}, ErrTensorName, `gguf: invalid tensor name: tensor 0 has an empty name`},
+		{"long name", nil, []TensorInfo{{Name: long, Type: F32}}, ErrTensorName, `gguf: tensor "` + long + `": invalid tensor name: name of 64 bytes (ggml's limit is 63)`},
+		{"duplicate name", nil, []TensorInfo{{Name: "w", Type: F32}, {Name: "w", Type: F16}}, ErrTensorName, `gguf: tensor "w": invalid tensor name: duplicate tensor name`},
+		{"unknown type", nil, []TensorInfo{{Name: "w", Type: Type(5)}}, ErrType, `gguf: tensor "w": unsupported tensor type: unknown ggml type id 5`},
+		{"five dims", nil, []TensorInfo{{Name: "w", Type: F32, Dims: []int64{1, 1, 1, 1, 1}}}, ErrShape, `gguf: tensor "w": invalid shape: 5 dimensions (limit 4)`},
+		{"negative dim", nil, []TensorInfo{{Name: "w", Type: F32, Dims: []int64{2, -1}}}, ErrShape, `gguf: tensor "w": invalid shape: negative dimension in [2 -1]`},
+		{"partial block", nil, []TensorInfo{{Name: "w", Type: Q6_K, Dims: []int64{16, 512}}}, ErrShape, `gguf: tensor "w": invalid shape: Q6_K rows of 16 elements are not a multiple of the block size 256`},
+	}
+	for _, c := range cases {
+		_, err := NewWriter(io.Discard, c.kvs, c.tensors)
+		if !errors.Is(err, c.err) || err.Error() != c.msg {
+			t.Errorf("%s:\n got  %v\n want %s", c.name, err, c.msg)
+		}
+	}
+	w, err := NewWriter(io.Discard, nil, []TensorInfo{{Name: "w", Type: Q8_0, Dims: []int64{32, 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFloat32("w", make([]float32, 63)); !errors.Is(err, ErrSize) || err.Error() != `gguf: tensor "w": size mismatch: [32 2] needs 64 values, got 63` {
+		t.Errorf("short WriteFloat32: %v", err)
+	}
+	if err := w.Write("x", nil); !errors.Is(err, ErrWriteOrder) || err.Error() != `gguf: tensor "x": tensor written out of order: expected "w" next` {
+		t.Errorf("wrong name: %v", err)
+	}
+	if err := w.WriteFloat32("w", make([]float32, 64)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write("w", make([]byte, 68)); !errors.Is(err, ErrWriteOrder) {
+		t.Errorf("second write: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write("w", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("write after Close: %v", err)
 	}
 }
