@@ -157,19 +157,9 @@ func ConfigFromGGUF(f *gguf.File) (*Config, error) {
 
 	// Attention layers: the per-layer KV head counts (0 for Mamba).
 	key := "jamba.attention.head_count_kv"
-	kv, err := f.Ints(key)
+	kv, err := f.PerLayer(key, L) // a scalar, or one entry per layer
 	if err != nil {
-		v, err2 := f.Int(key)
-		if err2 != nil {
-			return nil, err
-		}
-		kv = make([]int64, L)
-		for i := range kv {
-			kv[i] = v
-		}
-	}
-	if len(kv) != L {
-		return nil, ggufKeyError(f, key, fmt.Sprintf("%d entries for %d layers", len(kv), L))
+		return nil, err
 	}
 	var attn []int
 	c.NumKeyValueHeads = 0
