@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"testing"
 
+	"github.com/jamba-go/jamba/gguf"
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/kernels"
 )
@@ -233,5 +235,99 @@ func TestGGUFDecodeAllocs(t *testing.T) {
 		if n := testing.AllocsPerRun(10, func() { ws.Forward(in) }); n != 0 {
 			t.Errorf("%s: a decode step allocates %.1f times", typ, n)
 		}
+	}
+}
+
+// Bad Jamba GGUF files give one-line errors naming the file and the key or
+// tensor at fault.
+func TestGGUFBadModels(t *testing.T) {
+	src, err := gguf.Open(testutil.Shared(t, "gguf/gostd-13m-q4_0.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	type edit struct {
+		kv     func(kvs []gguf.KV) []gguf.KV
+		tensor func(ts []gguf.Tensor) []gguf.Tensor
+	}
+	setKV := func(key string, v any) func([]gguf.KV) []gguf.KV {
+		return func(kvs []gguf.KV) []gguf.KV {
+			for i := range kvs {
+				if kvs[i].Key == key {
+					kvs[i].Value = gguf.ValueOf(v)
+				}
+			}
+			return kvs
+		}
+	}
+	for _, c := range []struct {
+		name string
+		e    edit
+		want string
+	}{
+		{"arch", edit{kv: setKV("general.architecture", "llama")}, `bad.gguf: general.architecture: "llama" is not a Jamba model`},
+		{"inner", edit{kv: setKV("jamba.ssm.inner_size", uint32(500))}, "bad.gguf: jamba.ssm.inner_size: 500 is not a multiple of embedding_length 256"},
+		{"kv heads", edit{kv: setKV("jamba.attention.head_count_kv", []int32{0, 0, 2})}, `jamba.attention.head_count_kv`},
+		{"kv period", edit{kv: setKV("jamba.attention.head_count_kv", []int32{0, 2, 0, 0, 2, 0, 2, 0})}, "jamba.attention.head_count_kv: attention layers [1 4 6] do not repeat"},
+		{"missing", edit{tensor: func(ts []gguf.Tensor) []gguf.Tensor {
+			var out []gguf.Tensor
+			for _, x := range ts {
+				if x.Name != "blk.3.ssm_d" {
+					out = append(out, x)
+				}
+			}
+			return out
+		}}, "tensor blk.3.ssm_d (model.layers.3.mamba.D): missing from the file"},
+		{"shape", edit{tensor: func(ts []gguf.Tensor) []gguf.Tensor {
+			for i := range ts {
+				if ts[i].Name == "blk.0.ssm_d" {
+					ts[i].Dims = []int64{256}
+					ts[i].Data = ts[i].Data[:1024]
+				}
+			}
+			return ts
+		}}, "tensor blk.0.ssm_d (model.layers.0.mamba.D): shape (ne) [256], the config needs [512]"},
+		{"extra", edit{tensor: func(ts []gguf.Tensor) []gguf.Tensor {
+			return append(ts, gguf.Tensor{TensorInfo: gguf.TensorInfo{Name: "blk.0.lora_a.weight", Type: gguf.F32, Dims: []int64{4}}, Data: make([]byte, 16)})
+		}}, "unexpected tensors in the file: blk.0.lora_a.weight"},
+		{"ssm_a sign", edit{tensor: func(ts []gguf.Tensor) []gguf.Tensor {
+			for i := range ts {
+				if ts[i].Name == "blk.2.ssm_a" {
+					ts[i].Data = make([]byte, len(ts[i].Data)) // zeros: A_log = log(0)
+				}
+			}
+			return ts
+		}}, "blk.2.ssm_a (model.layers.2.mamba.A_log): A[0] = 0; ssm_a holds −exp(A_log), which is negative"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			kvs := src.KVs()
+			if c.e.kv != nil {
+				kvs = c.e.kv(kvs)
+			}
+			var ts []gguf.Tensor
+			for _, info := range src.Tensors() {
+				d, err := src.Data(info.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ts = append(ts, gguf.Tensor{TensorInfo: info, Data: append([]byte(nil), d...)})
+			}
+			if c.e.tensor != nil {
+				ts = c.e.tensor(ts)
+			}
+			data, err := gguf.Marshal(kvs, ts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := gguf.OpenBytes("bad.gguf", data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = modelFromGGUF(f, Options{})
+			t.Log(err)
+			if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %v, want one line containing %q", err, c.want)
+			}
+		})
 	}
 }
