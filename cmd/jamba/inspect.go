@@ -94,6 +94,12 @@ need not be present: a config.json alone is enough for the counts.`, stderr)
 }
 
 func weightFileBytes(dir string) int64 {
+	if isGGUF(dir) {
+		if st, err := os.Stat(dir); err == nil {
+			return st.Size()
+		}
+		return 0
+	}
 	var n int64
 	for _, pat := range []string{"*.safetensors"} {
 		files, _ := filepath.Glob(filepath.Join(dir, pat))
