@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -330,4 +331,39 @@ func TestGGUFBadModels(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzGGUFModel: no GGUF file makes the Jamba loader or a forward pass over
+// what it loads panic; a file it accepts runs.
+func FuzzGGUFModel(f *testing.F) {
+	out := filepath.Join(f.TempDir(), "tiny.gguf")
+	if err := ConvertToGGUF(testutil.Fixture(f, "models/tiny-dense"), out, GGUFConvertOptions{Type: "q8_0",
+		Tokenizer: []gguf.KV{{Key: "tokenizer.ggml.model", Value: gguf.ValueOf("none")}}}); err != nil {
+		f.Fatal(err)
+	}
+	seed, err := os.ReadFile(out)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		gf, err := gguf.OpenBytes("fuzz.gguf", data)
+		if err != nil {
+			return
+		}
+		m, err := modelFromGGUF(gf, Options{})
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error on several lines: %v", err)
+			}
+			return
+		}
+		if m.Config.NumHiddenLayers*m.Config.HiddenSize > 1<<16 {
+			return // a large but valid model: loading is what is checked here
+		}
+		ws := m.NewWorkspace()
+		if err := ws.Forward([]SeqInput{{Tokens: []int{0, m.Config.VocabSize - 1}, AllLogits: true}}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
