@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -175,39 +174,11 @@ func ggufToFolder(path, dir, dtype string) error {
 	if err := p.Save(dir, st); err != nil {
 		return err
 	}
-	if err := writeGenerationConfig(dir, m.Config); err != nil {
-		return err
-	}
-	return writeGGUFTokenizer(m.GGUF(), dir)
-}
-
-// writeGGUFTokenizer writes the tokenizer metadata of a GGUF file into a
-// checkpoint folder: tokenizer.gguf (the tokenizer.* key/values alone) and,
-// when the file has a chat template, tokenizer_config.json holding it with
-// the BOS and EOS texts.
-func writeGGUFTokenizer(f *gguf.File, dir string) error {
-	var kvs []gguf.KV
-	for _, kv := range f.KVs() {
-		if strings.HasPrefix(kv.Key, "tokenizer.") {
-			kvs = append(kvs, kv)
-		}
-	}
-	if err := gguf.WriteFile(filepath.Join(dir, tokenizerGGUF), kvs, nil); err != nil {
-		return err
-	}
-	tmpl, special, err := ggufTemplate(f.Name())
-	if err != nil || tmpl == nil {
-		return err
-	}
-	cfg := map[string]any{"chat_template": tmpl.Source()}
-	for k, v := range special {
-		cfg[k] = v
-	}
-	data, err := json.MarshalIndent(cfg, "", "  ")
+	files, err := ggufTokenizerFiles(path)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), append(data, '\n'), 0o644)
+	return writeTokenizerFiles(files, dir, m.Config)
 }
 
 // tokenizerGGUF is the file a checkpoint folder made from a GGUF file keeps

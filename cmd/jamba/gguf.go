@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -164,20 +165,41 @@ func ggufTokenizerSource(src, tokPath string) string {
 	return ""
 }
 
-// saveGGUFTokenizer writes the tokenizer of the GGUF file path into a
-// checkpoint folder (tokenizer.gguf, the chat template) with a
-// generation_config.json.
-func saveGGUFTokenizer(path, dir string, cfg *model.Config) error {
+// ggufTokenizerFiles returns the files a checkpoint folder keeps the
+// tokenizer of the GGUF file path in: tokenizer.gguf (the file's
+// tokenizer.* key/values alone) and, when it has a chat template,
+// tokenizer_config.json holding it with the BOS and EOS texts.
+func ggufTokenizerFiles(path string) (map[string][]byte, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
-	if err := writeGGUFTokenizer(f, dir); err != nil {
-		return err
+	var kvs []gguf.KV
+	for _, kv := range f.KVs() {
+		if strings.HasPrefix(kv.Key, "tokenizer.") {
+			kvs = append(kvs, kv)
+		}
 	}
-	if fileExists(filepath.Join(dir, "generation_config.json")) {
-		return nil
+	data, err := gguf.Marshal(kvs, nil)
+	if err != nil {
+		return nil, err
 	}
-	return writeGenerationConfig(dir, cfg)
+	files := map[string][]byte{tokenizerGGUF: data}
+	tmpl, special, err := ggufTemplate(path)
+	if err != nil {
+		return nil, err
+	}
+	if tmpl != nil {
+		cfg := map[string]any{"chat_template": tmpl.Source()}
+		for k, v := range special {
+			cfg[k] = v
+		}
+		js, err := json.MarshalIndent(cfg, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		files["tokenizer_config.json"] = append(js, '\n')
+	}
+	return files, nil
 }
