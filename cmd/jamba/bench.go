@@ -51,7 +51,7 @@ reads every active weight once per token, so its limit is
 bandwidth / weight_bytes_per_token (the roofline); prefill is matrix-matrix
 work, reported in GFLOP/s (2 flops per active parameter per token).
 With --json the last line of stdout is one JSON object.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	dir := fs.String("model", "", "checkpoint folder or .gguf file (default: the embedded demo model)")
 	nPrompt := fs.Int("prompt-tokens", 256, "prompt length")
 	nGen := fs.Int("gen-tokens", 64, "decode steps to time")
 	threads := fs.Int("threads", 0, "threads for the kernels (default: all cores)")

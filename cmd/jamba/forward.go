@@ -19,7 +19,7 @@ logits of every position as tensor "logits", F32 [T, V]. With --hidden-states
 it also writes "hidden_states" [L+1, T, H] in Hugging Face's convention (the
 embeddings, the outputs of layers 0..L-2, the final-normed output of the last
 layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	dir := fs.String("model", "", "checkpoint folder or .gguf file (default: the embedded demo model)")
 	idsFlag := fs.String("ids", "", "comma-separated token ids (required)")
 	output := fs.String("output", "", "safetensors file to write (required)")
 	hidden := fs.Bool("hidden-states", false, "also write per-layer hidden states and router logits")

@@ -45,7 +45,7 @@ func addGenFlags(fs interface {
 	Bool(string, bool, string) *bool
 }, defMax int, defTemp float64) genFlags {
 	return genFlags{
-		model:       fs.String("model", "", "checkpoint folder (default: the embedded demo model)"),
+		model:       fs.String("model", "", "checkpoint folder or .gguf file (default: the embedded demo model)"),
 		quantize:    fs.String("quantize", "", `quantize linear weights at load: "int8"`),
 		kvCache:     fs.String("kv-cache", "f32", kvCacheHelp),
 		maxTokens:   fs.Int("max-tokens", defMax, "tokens to generate at most"),

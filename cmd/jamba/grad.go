@@ -31,7 +31,7 @@ name (experts one by one, as stored on disk; with tied embeddings the LM
 head's gradient is part of model.embed_tokens.weight). The losses are
 printed on stdout as "name value" lines: loss (cross-entropy), aux_loss,
 loss_with_aux, tokens (the number of predictions).`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	dir := fs.String("model", "", "checkpoint folder or .gguf file (default: the embedded demo model)")
 	var rows idList
 	fs.Var(&rows, "ids", "comma-separated token ids of one batch row (repeat for more rows; required)")
 	output := fs.String("output", "", "safetensors file to write the gradients to (required)")

@@ -27,7 +27,7 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.
 llama-perplexity does: the text is tokenized with its BOS, cut into chunks of
 N tokens, each chunk's first token is replaced by BOS and only the second half
 of each chunk is scored; the numbers compare with llama-perplexity -c N.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	dir := fs.String("model", "", "checkpoint folder or .gguf file (default: the embedded demo model)")
 	file := fs.String("file", "", "text file to evaluate (required)")
 	ctx := fs.Int("ctx", 256, "window length in tokens")
 	maxTokens := fs.Int("max-tokens", 0, "use only the first N tokens of the file (0: all)")

@@ -47,7 +47,7 @@ expert is equally likely), the layer's load-balancing loss (E·Σ f·P, as in
 training; k at an even load), the same loss pooled over all MoE layers (the
 training objective's aux term), and with top-2 routing the pairs of experts
 chosen together most often.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	dir := fs.String("model", "", "checkpoint folder or .gguf file (default: the embedded demo model)")
 	file := fs.String("file", "", "text file to route")
 	idList := fs.String("ids", "", "token ids to route instead of a file, comma-separated")
 	ctx := fs.Int("ctx", 256, "window length in tokens")

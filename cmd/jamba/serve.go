@@ -66,7 +66,7 @@ finish within --grace, then the process exits 0.
 Fixed limits: request headers at most 64 KiB (431 beyond), read within `+server.ReadHeaderTimeout.String()+`;
 a request within `+server.ReadTimeout.String()+`; idle connections closed after `+server.IdleTimeout.String()+`;
 `+server.FixedLimits()+`.`, stderr)
-	modelDir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	modelDir := fs.String("model", "", "checkpoint folder or .gguf file (default: the embedded demo model)")
 	quantize := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
 	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
 	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the model's; the demo model's when it has none)")

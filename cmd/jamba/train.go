@@ -91,7 +91,7 @@ the gradients are summed. It scales to one worker per core (the default),
 where one engine spreading each operation over the threads stops gaining
 beyond 2 or 3. The result is deterministic for a given worker count, which
 the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
-	modelDir := fs.String("model", "", "checkpoint to start from ('jamba init' output or any Hugging Face Jamba checkpoint; default: the embedded demo model)")
+	modelDir := fs.String("model", "", "checkpoint to start from ('jamba init' output, any Hugging Face Jamba checkpoint, or a .gguf file; default: the embedded demo model)")
 	resume := fs.String("resume", "", "checkpoint folder of an earlier 'jamba train' run to continue")
 	var data pathList
 	fs.Var(&data, "data", "training text: files, .gz files or folders (repeat or separate with commas; required)")
