@@ -56,6 +56,11 @@ func modelFromGGUF(f *gguf.File, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.CheckFinite {
+		if err := checkGGUFFinite(f); err != nil {
+			return nil, err
+		}
+	}
 	m := &Model{Config: cfg, gg: f}
 	if cfg.BOSTokenID != nil {
 		m.Generation.BOSTokenID = cfg.BOSTokenID
@@ -706,6 +711,42 @@ func (m *Model) bindGGUF(f *gguf.File) error {
 			extra = extra[:8]
 		}
 		return fmt.Errorf("model: %w in the file: %s%s", ErrUnexpectedTensors, strings.Join(extra, ", "), more)
+	}
+	return nil
+}
+
+// checkGGUFFinite scans every tensor of f, dequantized, for NaN and
+// infinities, and names the first offending tensor and element.
+func checkGGUFFinite(f *gguf.File) error {
+	var buf []float32
+	for _, t := range f.Tensors() {
+		if !t.Type.CanDequantize() {
+			continue
+		}
+		data, err := f.Data(t.Name)
+		if err != nil {
+			return err
+		}
+		bs, bb := t.Type.BlockSize(), t.Type.BlockBytes()
+		nb := len(data) / bb
+		step := max(1, (1<<16)/bs)
+		for b0 := 0; b0 < nb; b0 += step {
+			n := min(step, nb-b0)
+			if cap(buf) < n*bs {
+				buf = make([]float32, n*bs)
+			}
+			v := buf[:n*bs]
+			if err := gguf.Dequantize(t.Type, data[b0*bb:(b0+n)*bb], v); err != nil {
+				return err
+			}
+			if !Finite(v) {
+				for i, x := range v {
+					if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+						return fmt.Errorf("model: %s: tensor %s: element %d is %v", f.Name(), t.Name, b0*bs+i, x)
+					}
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -76,7 +76,7 @@ func dequantizedCopy(m *Model) *Model {
 func forwardLogits(t *testing.T, m *Model, ids []int) []float32 {
 	t.Helper()
 	ws := m.NewWorkspace()
-	if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	return ws.Logits(0)
@@ -362,7 +362,7 @@ func FuzzGGUFModel(f *testing.F) {
 			return // a large but valid model: loading is what is checked here
 		}
 		ws := m.NewWorkspace()
-		if err := ws.Forward([]SeqInput{{Tokens: []int{0, m.Config.VocabSize - 1}, AllLogits: true}}); err != nil {
+		if err := ws.Forward([]SeqInput{{Tokens: []int{0, m.Config.VocabSize - 1}, Logits: AllLogits}}); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -36,7 +36,7 @@ func (m *Model) LossOverWindows(ids []int, ctx, maxTokens int, progress func(don
 	for w := 0; w < nwin; w += batch {
 		seqs = seqs[:0]
 		for j := w; j < min(w+batch, nwin); j++ {
-			seqs = append(seqs, SeqInput{Tokens: ids[j*ctx : (j+1)*ctx], AllLogits: true})
+			seqs = append(seqs, SeqInput{Tokens: ids[j*ctx : (j+1)*ctx], Logits: AllLogits})
 		}
 		if err := ws.Forward(seqs); err != nil {
 			return 0, 0, err
@@ -107,13 +107,16 @@ func (m *Model) LossLlamaWindows(ids []int, ctx, maxChunks, bos int, progress fu
 				b[0] = bos
 			}
 			bufs[j-c] = b
-			seqs = append(seqs, SeqInput{Tokens: b, AllLogits: true})
+			seqs = append(seqs, SeqInput{Tokens: b, Logits: AllLogits})
 		}
 		if err := ws.Forward(seqs); err != nil {
 			return 0, 0, nil, err
 		}
 		for i, s := range seqs {
 			lg := ws.Logits(i)
+			if !Finite(lg) {
+				return 0, 0, nil, m.LocateNonFinite(s.Tokens, len(s.Tokens)-1)
+			}
 			var cs float64
 			for t := first; t+1 < ctx; t++ {
 				cs += CrossEntropy(lg[t*V:(t+1)*V], s.Tokens[t+1])

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jamba-go/jamba/gguf"
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // hfToGGUF builds the vocabulary llama.cpp's converter writes for a
@@ -81,11 +82,8 @@ func TestGGUFByteLevelMatchesHF(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, base := range []string{"multilingual", "gostd_val"} {
-		text, err := os.ReadFile(needFile(t, filepath.Join(sharedDir, "fixtures", "corpus", base+".txt")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := readIDs(t, filepath.Join(dir, base+".ids.int32"))
+		text := testutil.ReadFile(t, "corpus/"+base+".txt")
+		want := testutil.ReadIDs(t, "tokenizers/qwen3/"+base+".ids.int32")
 		got := tk.Encode(string(text), true) // qwen2: no BOS by default
 		if !equalInts(got, want) {
 			t.Errorf("%s: %s", base, firstDiff(got, want))
@@ -232,7 +230,7 @@ func TestGGUFVocabErrors(t *testing.T) {
 // llama-tokenize did (BOS added, no special-token parsing: the corpora hold
 // no control-token text), and decodes back to the text.
 func TestGGUFFixtureIDs(t *testing.T) {
-	path := needFile(t, filepath.Join(sharedDir, "fixtures", "gguf", "gostd-13m-q4_k_m.gguf"))
+	path := testutil.Fixture(t, "gguf/gostd-13m-q4_k_m.gguf")
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -246,11 +244,8 @@ func TestGGUFFixtureIDs(t *testing.T) {
 		t.Errorf("BOS = %d, %v", bos, ok)
 	}
 	for _, base := range []string{"multilingual", "gostd_val"} {
-		text, err := os.ReadFile(needFile(t, filepath.Join(sharedDir, "fixtures", "corpus", base+".txt")))
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := readIDs(t, filepath.Join(sharedDir, "fixtures", "gguf", base+".llama-ids.i32"))
+		text := testutil.ReadFile(t, "corpus/"+base+".txt")
+		want := testutil.ReadIDs(t, "gguf/"+base+".llama-ids.i32")
 		got := tk.Encode(string(text), true)
 		if !equalInts(got, want) {
 			t.Errorf("%s: %s", base, firstDiff(got, want))
@@ -309,7 +304,7 @@ func TestToGGUF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := gguf.Open(needFile(t, filepath.Join(sharedDir, "fixtures", "gguf", "gostd-13m-bf16.gguf")))
+	f, err := gguf.Open(testutil.Fixture(t, "gguf/gostd-13m-bf16.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +340,7 @@ func TestToGGUF(t *testing.T) {
 // a file and read back is the same, and its key/values are the fixture's
 // in the fixture's order.
 func TestGGUFVocabKVs(t *testing.T) {
-	f, err := gguf.Open(needFile(t, filepath.Join(sharedDir, "fixtures", "gguf", "gostd-13m-bf16.gguf")))
+	f, err := gguf.Open(testutil.Fixture(t, "gguf/gostd-13m-bf16.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}

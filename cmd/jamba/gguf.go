@@ -203,3 +203,15 @@ func ggufTokenizerFiles(path string) (map[string][]byte, error) {
 	}
 	return files, nil
 }
+
+// openGGUF is openModel for a .gguf file: the weights, and the tokenizer
+// of its metadata. Dir is the file itself, where the chat template is read.
+func openGGUF(path string, opts model.Options) (*loadedModel, error) {
+	m, err := model.LoadGGUF(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	l := &loadedModel{Model: m, Name: modelName(path), Dir: path}
+	l.tok, l.tokErr = ggufTokenizer(path)
+	return l, nil
+}

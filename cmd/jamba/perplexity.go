@@ -7,8 +7,6 @@ import (
 	"math"
 	"os"
 	"time"
-
-	"github.com/jamba-go/jamba/model"
 )
 
 func init() {
@@ -16,7 +14,7 @@ func init() {
 }
 
 func runPerplexity(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("perplexity", "--model DIR --file F [--ctx N] [--max-tokens N] [--json]", `
+	fs := newFlagSet("perplexity", "[--model DIR] --file F [--context N] [--max-tokens N] [--json]", `
 Tokenizes F with the model's tokenizer (no special tokens), cuts the ids into
 non-overlapping windows of N tokens from the first one, runs each window from
 an empty state and reports the mean cross-entropy of the N-1 next-token
@@ -27,14 +25,12 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.
 llama-perplexity does: the text is tokenized with its BOS, cut into chunks of
 N tokens, each chunk's first token is replaced by BOS and only the second half
 of each chunk is scored; the numbers compare with llama-perplexity -c N.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder or .gguf file (default: the embedded demo model)")
+	mf := addModelFlags(fs, withCache)
 	file := fs.String("file", "", "text file to evaluate (required)")
-	ctx := fs.Int("ctx", 256, "window length in tokens")
+	ctx := fs.Int("context", 256, "window length in tokens")
 	maxTokens := fs.Int("max-tokens", 0, "use only the first N tokens of the file (0: all)")
 	windows := fs.String("windows", "", `"plain" (every prediction of each window) or "llama" (llama-perplexity's chunks); default: llama for a .gguf model, plain otherwise`)
 	chunks := fs.Int("chunks", 0, "--windows llama: use at most N chunks (llama-perplexity's --chunks; 0: all)")
-	quant := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
-	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -43,29 +39,36 @@ of each chunk is scored; the numbers compare with llama-perplexity -c N.`, stder
 		return fmt.Errorf("%w: --file is required", errUsage)
 	}
 	if *ctx < 2 {
-		return fmt.Errorf("%w: --ctx must be at least 2", errUsage)
+		return fmt.Errorf("%w: --context must be at least 2", errUsage)
 	}
 	if *windows == "" {
 		*windows = "plain"
-		if isGGUF(*dir) {
+		if isGGUF(*mf.model) {
 			*windows = "llama"
 		}
 	}
 	if *windows != "plain" && *windows != "llama" {
 		return fmt.Errorf("%w: --windows must be plain or llama", errUsage)
 	}
-	if *windows == "llama" {
-		return llamaPerplexity(*dir, *file, *ctx, *chunks, model.Options{Quantize: *quant, KVCache: *kvCache}, *asJSON, stdout, stderr)
+	if *windows == "llama" && *ctx < 4 {
+		return fmt.Errorf("%w: --context must be at least 4 with --windows llama", errUsage)
 	}
-	ids, err := encodeFile(*dir, *file)
-	if err != nil {
-		return err
-	}
-	m, err := loadModel(*dir, model.Options{Quantize: *quant, KVCache: *kvCache}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	tok, err := m.Tokenizer()
+	if err != nil {
+		return err
+	}
+	if *windows == "llama" {
+		return llamaPerplexity(m, tok.Encode, tok.BOS, *file, *ctx, *chunks, *asJSON, stdout, stderr)
+	}
+	ids, err := encodeFile(tok, *file)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	loss, n, err := m.LossOverWindows(ids, *ctx, *maxTokens, func(done, total int) {
 		fmt.Fprintf(stderr, "\rwindow %d/%d", done, total)
@@ -86,28 +89,16 @@ of each chunk is scored; the numbers compare with llama-perplexity -c N.`, stder
 }
 
 // llamaPerplexity is perplexity with llama-perplexity's windows.
-func llamaPerplexity(dir, file string, ctx, chunks int, opts model.Options, asJSON bool, stdout, stderr io.Writer) error {
-	if ctx < 4 {
-		return fmt.Errorf("%w: --ctx must be at least 4 with --windows llama", errUsage)
-	}
+func llamaPerplexity(m *loadedModel, encode func(string, bool) []int, bosOf func() (int, bool), file string, ctx, chunks int, asJSON bool, stdout, stderr io.Writer) error {
 	text, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	tok, err := loadTokenizer(dir)
-	if err != nil {
-		return err
-	}
-	ids := tok.Encode(string(text), true)
+	ids := encode(string(text), true)
 	bos := -1
-	if b, ok := tok.BOS(); ok && len(ids) > 0 && ids[0] == b {
+	if b, ok := bosOf(); ok && len(ids) > 0 && ids[0] == b {
 		bos = b // the tokenizer adds BOS: each chunk starts with it
 	}
-	m, err := loadModel(dir, opts, stderr)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
 	start := time.Now()
 	loss, n, _, err := m.LossLlamaWindows(ids, ctx, chunks, bos, func(done, total int) {
 		fmt.Fprintf(stderr, "\rchunk %d/%d", done, total)
