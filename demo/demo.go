@@ -23,18 +23,22 @@ var (
 	tokenizerJSON string
 )
 
-var files = map[string]string{
-	"config.json":            configJSON,
-	"generation_config.json": generationConfigJSON,
-	"model.safetensors":      modelSafetensors,
-	"tokenizer.json":         tokenizerJSON,
-}
-
 // File returns the bytes of one file of the demo checkpoint and whether it
 // exists. The slice aliases read-only memory: callers must not modify it.
 func File(name string) ([]byte, bool) {
-	s, ok := files[name]
-	if !ok {
+	// A switch rather than a package-level map: binaries that never call
+	// File (the GPU test binary, say) then leave the weights out.
+	var s string
+	switch name {
+	case "config.json":
+		s = configJSON
+	case "generation_config.json":
+		s = generationConfigJSON
+	case "model.safetensors":
+		s = modelSafetensors
+	case "tokenizer.json":
+		s = tokenizerJSON
+	default:
 		return nil, false
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s)), true

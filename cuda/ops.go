@@ -1,0 +1,154 @@
+package cuda
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// DType of a device weight matrix.
+type DType uint8
+
+const (
+	F32 DType = iota
+	BF16
+)
+
+func (t DType) size() int64 {
+	if t == BF16 {
+		return 2
+	}
+	return 4
+}
+
+func (t DType) suffix() string {
+	if t == BF16 {
+		return "bf16"
+	}
+	return "f32"
+}
+
+// Matrix is a row-major weight matrix on the device ([Rows][Cols], PyTorch's
+// [out, in]): y = W·x.
+type Matrix struct {
+	Ptr        uint64
+	Rows, Cols int
+	DType      DType
+}
+
+// Bytes is the matrix's storage size.
+func (m *Matrix) Bytes() int64 { return int64(m.Rows) * int64(m.Cols) * m.DType.size() }
+
+// Activation codes of the kernels (act() in jamba.cu).
+const (
+	actSiLU = iota
+	actReLU
+	actGELU
+	actGELUTanh
+)
+
+func actCode(name string) (int, error) {
+	switch name {
+	case "silu", "swish":
+		return actSiLU, nil
+	case "relu":
+		return actReLU, nil
+	case "gelu":
+		return actGELU, nil
+	case "gelu_new", "gelu_pytorch_tanh", "gelu_fast":
+		return actGELUTanh, nil
+	}
+	return 0, fmt.Errorf("cuda: hidden_act %q has no GPU kernel", name)
+}
+
+// gemvNames[dtype][nt] names the matrix-vector kernel for nt rows.
+var gemvNames = func() (t [2][gemvMax + 1]string) {
+	for _, dt := range []DType{F32, BF16} {
+		for nt := 1; nt <= gemvMax; nt *= 2 {
+			t[dt][nt] = fmt.Sprintf("gemv%d_%s", nt, dt.suffix())
+		}
+	}
+	return
+}()
+
+// maxSplits bounds the key splits of attention over long caches.
+const maxSplits = 256
+
+// gemvMax is the most rows of x the matrix-vector kernels take at once.
+const gemvMax = 8
+
+// scratch is the device scratch a matrix product may need: the bf16 halves
+// of x for the split product.
+type scratch struct {
+	hi, lo Buf
+}
+
+func (dev *Device) growScratch(s *scratch, elems int64) error {
+	if s.hi.Bytes >= 2*elems {
+		return nil
+	}
+	dev.Free(&s.hi)
+	dev.Free(&s.lo)
+	var err error
+	if s.hi, err = dev.Alloc(2 * elems); err != nil {
+		return err
+	}
+	s.lo, err = dev.Alloc(2 * elems)
+	return err
+}
+
+// MatMul computes y[n][Rows] = x[n][Cols] · Wᵀ in float32. x must hold at
+// least min(n rounded up to 1, 2, 4 or 8) rows when n ≤ 8.
+//
+// Up to 8 rows use the matrix-vector kernels (float32 arithmetic on the
+// widened weights, as the CPU). More rows use cuBLAS: float32 weights in
+// float32; bfloat16 weights against x split into two bfloat16 halves
+// (hi + lo), each product accumulated in float32, which keeps x to about
+// 16 significant bits instead of bfloat16's 8.
+func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
+	if n <= 0 {
+		return nil
+	}
+	if n <= gemvMax {
+		nt := 1
+		for nt < n {
+			nt *= 2
+		}
+		return dev.launch(gemvNames[w.DType][nt], [2]int{blocks(int64(w.Rows), 8)}, 256,
+			y, w.Ptr, x, ia(w.Rows), ia(w.Cols), ia(n))
+	}
+	one, zero := float32(1), float32(0)
+	b := dev.b
+	m, k := int32(w.Rows), int32(w.Cols)
+	if w.DType == F32 {
+		return cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(n), k,
+			unsafe.Pointer(&one), w.Ptr, cudaR32F, k, x, cudaR32F, k, unsafe.Pointer(&zero), y, cudaR32F, m,
+			cublasCompute32F, cublasGemmDefault))
+	}
+	elems := int64(n) * int64(w.Cols)
+	if err := dev.growScratch(s, elems); err != nil {
+		return err
+	}
+	if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, s.lo.Ptr, x, la(elems)); err != nil {
+		return err
+	}
+	if err := cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(n), k,
+		unsafe.Pointer(&one), w.Ptr, cudaR16BF, k, s.hi.Ptr, cudaR16BF, k, unsafe.Pointer(&zero), y, cudaR32F, m,
+		cublasCompute32F, cublasGemmDefault)); err != nil {
+		return err
+	}
+	return cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(n), k,
+		unsafe.Pointer(&one), w.Ptr, cudaR16BF, k, s.lo.Ptr, cudaR16BF, k, unsafe.Pointer(&one), y, cudaR32F, m,
+		cublasCompute32F, cublasGemmDefault))
+}
+
+// moeGemv computes y[s] = W_{idx[s]} · x[s / xdiv] for slots s < nslots,
+// where W holds E matrices of rows×cols, estride elements apart.
+func (dev *Device) moeGemv(y uint64, W uint64, dt DType, estride int64, idx, x uint64, xdiv, nslots, rows, cols int) error {
+	return dev.launch("gemv_moe_"+dt.suffix(), [2]int{blocks(int64(rows), 8), nslots}, 256,
+		y, W, la(estride), idx, x, ia(xdiv), ia(rows), ia(cols))
+}
+
+// RMSNorm writes out[r] = rmsnorm(h[r] (+= delta[r] when delta ≠ 0)) · w for rows of n.
+func (dev *Device) RMSNorm(out, h, delta, w uint64, rows, n int, eps float32) error {
+	return dev.launch("rmsnorm", [2]int{rows}, 256, out, h, delta, w, ia(n), fa(eps))
+}
