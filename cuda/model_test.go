@@ -199,10 +199,10 @@ func checkModel(t *testing.T, cm *model.Model) {
 
 type cacheSeqCPU struct{ s *cache.Seq }
 
-// fixtureDir finds a fixture model: $JAMBA_FIXTURES/name first (the GPU
-// machine's copy), then the usual places.
+// fixtureDir finds a fixture model: in the folders of $JAMBA_FIXTURES
+// (a list like PATH: the GPU machine's copies) first, then the usual places.
 func fixtureDir(t *testing.T, name string) string {
-	if d := os.Getenv("JAMBA_FIXTURES"); d != "" {
+	for _, d := range filepath.SplitList(os.Getenv("JAMBA_FIXTURES")) {
 		if _, err := os.Stat(filepath.Join(d, name, "config.json")); err == nil {
 			return filepath.Join(d, name)
 		}
