@@ -88,6 +88,9 @@ func median(v []float64) float64 {
 // Bench measures prefill and decode speed of m.
 func Bench(m *Model, o BenchOptions) (*BenchResult, error) {
 	dev := m.Dev
+	if dev.enter() {
+		defer dev.leave()
+	}
 	say := func(format string, a ...any) {
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, format+"\n", a...)

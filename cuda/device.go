@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"unsafe"
 )
 
@@ -31,8 +32,30 @@ type Device struct {
 	SMs      int
 	CC       [2]int // compute capability
 
+	ctx    uintptr
+	pinned bool // an outer call holds the context current on this OS thread
+
 	args [32]uint64
 	ptrs [32]uintptr
+}
+
+// enter makes the device's context current on this goroutine's OS thread
+// and keeps the goroutine there until leave (a CUDA context is current per
+// thread, and Go moves goroutines between threads). It reports whether the
+// caller must call leave: nested calls find the thread already pinned.
+func (dev *Device) enter() bool {
+	if dev.pinned {
+		return false
+	}
+	runtime.LockOSThread()
+	dev.d.cuCtxSetCurrent(dev.ctx)
+	dev.pinned = true
+	return true
+}
+
+func (dev *Device) leave() {
+	dev.pinned = false
+	runtime.UnlockOSThread()
 }
 
 // Open initialises the driver, makes GPU ordinal's primary context current,
@@ -76,11 +99,12 @@ func Open(ordinal int) (*Device, error) {
 		}
 		*a.dst = int(v)
 	}
-	var ctx uintptr
-	if err := d.check("cuDevicePrimaryCtxRetain", d.cuDevicePrimaryCtxRetain(&ctx, h)); err != nil {
+	if err := d.check("cuDevicePrimaryCtxRetain", d.cuDevicePrimaryCtxRetain(&dev.ctx, h)); err != nil {
 		return nil, err
 	}
-	if err := d.check("cuCtxSetCurrent", d.cuCtxSetCurrent(ctx)); err != nil {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.check("cuCtxSetCurrent", d.cuCtxSetCurrent(dev.ctx)); err != nil {
 		return nil, err
 	}
 	b, err := openCublas()
@@ -116,6 +140,9 @@ type Buf struct {
 
 // Alloc returns n bytes of device memory (not cleared).
 func (dev *Device) Alloc(n int64) (Buf, error) {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	if n <= 0 {
 		n = 1
 	}
@@ -130,6 +157,9 @@ func (dev *Device) Alloc(n int64) (Buf, error) {
 
 // Free releases b; freeing a zero Buf does nothing.
 func (dev *Device) Free(b *Buf) {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	if b.Ptr != 0 {
 		dev.d.cuMemFree(b.Ptr)
 	}
@@ -138,12 +168,18 @@ func (dev *Device) Free(b *Buf) {
 
 // MemInfo returns the free and total device memory.
 func (dev *Device) MemInfo() (free, total uint64) {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	dev.d.cuMemGetInfo(&free, &total)
 	return
 }
 
 // Upload copies host bytes to b at byte offset off.
 func (dev *Device) Upload(b Buf, off int64, src unsafe.Pointer, n int64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	if n == 0 {
 		return nil
 	}
@@ -163,6 +199,9 @@ func (dev *Device) UploadF32(b Buf, off int, v []float32) error {
 
 // Download copies n bytes from b at byte offset off to dst.
 func (dev *Device) Download(dst unsafe.Pointer, b Buf, off, n int64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	if n == 0 {
 		return nil
 	}
@@ -182,6 +221,9 @@ func (dev *Device) DownloadF32(dst []float32, b Buf, off int) error {
 
 // Copy copies n bytes between device buffers (ordered with kernels).
 func (dev *Device) Copy(dst uint64, src uint64, n int64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	if n == 0 {
 		return nil
 	}
@@ -190,6 +232,9 @@ func (dev *Device) Copy(dst uint64, src uint64, n int64) error {
 
 // Zero clears n bytes (a multiple of 4) at p.
 func (dev *Device) Zero(p uint64, n int64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	if n == 0 {
 		return nil
 	}
@@ -197,7 +242,12 @@ func (dev *Device) Zero(p uint64, n int64) error {
 }
 
 // Sync waits for all issued work and reports a failure of any of it.
-func (dev *Device) Sync() error { return dev.d.check("cuCtxSynchronize", dev.d.cuCtxSynchronize()) }
+func (dev *Device) Sync() error {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	return dev.d.check("cuCtxSynchronize", dev.d.cuCtxSynchronize())
+}
 
 // fn returns the kernel called name.
 func (dev *Device) fn(name string) (uintptr, error) {
@@ -228,6 +278,9 @@ func (dev *Device) launch(name string, grid [2]int, threads int, args ...uint64)
 
 // launch3 runs kernel name on a 3-D grid.
 func (dev *Device) launch3(name string, grid [3]int, threads int, args ...uint64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	f, err := dev.fn(name)
 	if err != nil {
 		return err
@@ -258,6 +311,9 @@ type Timer struct {
 
 // NewTimer creates the events of a timer.
 func (dev *Device) NewTimer() (*Timer, error) {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	t := &Timer{dev: dev}
 	if err := dev.d.check("cuEventCreate", dev.d.cuEventCreate(&t.start, 0)); err != nil {
 		return nil, err
@@ -275,6 +331,9 @@ func (t *Timer) Start() error {
 
 // Stop records the end event, waits for it and returns the seconds between.
 func (t *Timer) Stop() (float64, error) {
+	if t.dev.enter() {
+		defer t.dev.leave()
+	}
 	d := t.dev.d
 	if err := d.check("cuEventRecord", d.cuEventRecord(t.end, 0)); err != nil {
 		return 0, err

@@ -100,6 +100,9 @@ func (m *Model) grow(rows, head int) error {
 // continuing its own cache, with every weight read once for the batch.
 func (m *Model) Forward(seqs []SeqInput) error {
 	c, w, dev := m.Config, &m.ws, m.Dev
+	if dev.enter() {
+		defer dev.leave()
+	}
 	H, V := c.HiddenSize, c.VocabSize
 	w.logitsValid = false
 	total, nhead := 0, 0
@@ -500,6 +503,9 @@ func (m *Model) Sample(o SampleOptions) ([]int, error) {
 	w, dev := &m.ws, m.Dev
 	if w.nhead == 0 {
 		return nil, nil
+	}
+	if dev.enter() {
+		defer dev.leave()
 	}
 	if err := dev.launch("sample", [2]int{w.nhead}, 1024, w.ids.Ptr, w.logits.Ptr, ia(m.Config.VocabSize),
 		fa(o.Temperature), fa(o.MinP), o.Seed, o.Step); err != nil {

@@ -210,6 +210,9 @@ func (m *Model) alloc(n int64) (Buf, error) {
 // Upload copies the weights of a loaded CPU model to the GPU once: matrices
 // keep their storage type (float32 or bfloat16), vectors are float32.
 func Upload(dev *Device, cm *model.Model) (*Model, error) {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	m, err := newModel(dev, cm.Config)
 	if err != nil {
 		return nil, err

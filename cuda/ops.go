@@ -108,6 +108,9 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 	if n <= 0 {
 		return nil
 	}
+	if dev.enter() {
+		defer dev.leave()
+	}
 	if n <= gemvMax {
 		nt := 1
 		for nt < n {

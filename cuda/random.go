@@ -11,6 +11,9 @@ import (
 // ship, such as the full Jamba-v0.1. Matrices are uniform with the config's
 // initializer standard deviation; norms are 1, A = −1, D = 1.
 func NewRandom(dev *Device, c *model.Config, seed uint64) (*Model, error) {
+	if dev.enter() {
+		defer dev.leave()
+	}
 	m, err := newModel(dev, c)
 	if err != nil {
 		return nil, err
