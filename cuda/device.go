@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"unsafe"
 )
 
@@ -32,8 +33,15 @@ type Device struct {
 	SMs      int
 	CC       [2]int // compute capability
 
-	ctx    uintptr
-	pinned bool // an outer call holds the context current on this OS thread
+	ctx uintptr
+	// gemvRows: products of up to this many rows (≤ 8) use the
+	// matrix-vector kernels, more use cuBLAS ($JAMBA_CUDA_GEMV_ROWS).
+	gemvRows int
+	// moeRows: MoE layers of up to this many rows (≤ 8) read each slot's
+	// expert through the routing on the device; more group rows by expert
+	// on the host ($JAMBA_CUDA_MOE_ROWS).
+	moeRows int
+	pinned  bool // an outer call holds the context current on this OS thread
 
 	args [32]uint64
 	ptrs [32]uintptr
@@ -129,6 +137,13 @@ func Open(ordinal int) (*Device, error) {
 		return nil, fmt.Errorf("%w (GPU %s, compute capability %d.%d)", err, dev.Name, dev.CC[0], dev.CC[1])
 	}
 	dev.fns = map[string]uintptr{}
+	dev.gemvRows, dev.moeRows = gemvMax, gemvMax
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_ROWS")); err == nil && v >= 0 && v <= gemvMax {
+		dev.moeRows = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_GEMV_ROWS")); err == nil && v >= 0 && v <= gemvMax {
+		dev.gemvRows = v
+	}
 	return dev, nil
 }
 

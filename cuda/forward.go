@@ -45,7 +45,7 @@ type workspace struct {
 
 func (w *workspace) bufs() []*Buf {
 	return []*Buf{&w.h, &w.xn, &w.mix, &w.big, &w.att, &w.xc, &w.dbc, &w.dtn, &w.draw, &w.y, &w.act, &w.eo,
-		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.lo}
+		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2}
 }
 
 func (w *workspace) free(dev *Device) {
@@ -394,7 +394,7 @@ func (m *Model) moe(l *layer) error {
 		return err
 	}
 	slots := n * K
-	if n <= gemvMax {
+	if n <= dev.moeRows {
 		if err := dev.moeGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, w.idx.Ptr, w.xn.Ptr, K, slots, 2*I, H); err != nil {
 			return err
 		}

@@ -76,28 +76,28 @@ const maxSplits = 256
 // gemvMax is the most rows of x the matrix-vector kernels take at once.
 const gemvMax = 8
 
-// scratch is the device scratch a matrix product may need: the bf16 halves
-// of x for the split product.
+// scratch is the device scratch a matrix product may need: the bf16
+// halves of x and the stacked product of the split path.
 type scratch struct {
-	hi, lo Buf
+	hi, y2 Buf
 }
 
-func (dev *Device) growScratch(s *scratch, elems int64) error {
-	if s.hi.Bytes >= 2*elems {
+func (dev *Device) growBuf(b *Buf, bytes int64) error {
+	if b.Bytes >= bytes {
 		return nil
 	}
-	dev.Free(&s.hi)
-	dev.Free(&s.lo)
+	dev.Free(b)
 	var err error
-	if s.hi, err = dev.Alloc(2 * elems); err != nil {
-		return err
-	}
-	s.lo, err = dev.Alloc(2 * elems)
+	*b, err = dev.Alloc(bytes)
 	return err
 }
 
+// stackMax is the most rows of x the split product stacks into one cuBLAS
+// call (weights read once); more rows take two calls.
+const stackMax = 256
+
 // MatMul computes y[n][Rows] = x[n][Cols] · Wᵀ in float32. x must hold at
-// least min(n rounded up to 1, 2, 4 or 8) rows when n ≤ 8.
+// least 8 rows (the matrix-vector kernels read whole groups of rows).
 //
 // Up to 8 rows use the matrix-vector kernels (float32 arithmetic on the
 // widened weights, as the CPU). More rows use cuBLAS: float32 weights in
@@ -111,7 +111,7 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 	if dev.enter() {
 		defer dev.leave()
 	}
-	if n <= gemvMax {
+	if n <= dev.gemvRows {
 		nt := 1
 		for nt < n {
 			nt *= 2
@@ -128,10 +128,28 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 			cublasCompute32F, cublasGemmDefault))
 	}
 	elems := int64(n) * int64(w.Cols)
-	if err := dev.growScratch(s, elems); err != nil {
+	if err := dev.growBuf(&s.hi, 4*elems); err != nil {
 		return err
 	}
-	if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, s.lo.Ptr, x, la(elems)); err != nil {
+	if n <= stackMax {
+		// [hi; lo] as 2n rows: one product reads the weights once, then
+		// the two halves of the result are added.
+		if err := dev.growBuf(&s.y2, 8*int64(n)*int64(w.Rows)); err != nil {
+			return err
+		}
+		if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, s.hi.Ptr+uint64(2*elems), x, la(elems)); err != nil {
+			return err
+		}
+		if err := cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(2*n), k,
+			unsafe.Pointer(&one), w.Ptr, cudaR16BF, k, s.hi.Ptr, cudaR16BF, k, unsafe.Pointer(&zero), s.y2.Ptr, cudaR32F, m,
+			cublasCompute32F, cublasGemmDefault)); err != nil {
+			return err
+		}
+		out := int64(n) * int64(w.Rows)
+		return dev.launch("add_halves", [2]int{blocks(out, 256)}, 256, y, s.y2.Ptr, la(out))
+	}
+	lo := s.hi.Ptr + uint64(2*elems)
+	if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, lo, x, la(elems)); err != nil {
 		return err
 	}
 	if err := cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(n), k,
@@ -140,7 +158,7 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		return err
 	}
 	return cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(n), k,
-		unsafe.Pointer(&one), w.Ptr, cudaR16BF, k, s.lo.Ptr, cudaR16BF, k, unsafe.Pointer(&one), y, cudaR32F, m,
+		unsafe.Pointer(&one), w.Ptr, cudaR16BF, k, lo, cudaR16BF, k, unsafe.Pointer(&one), y, cudaR32F, m,
 		cublasCompute32F, cublasGemmDefault))
 }
 

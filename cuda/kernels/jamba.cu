@@ -602,3 +602,9 @@ extern "C" __global__ void fill_f32(float *p, long n, unsigned long long seed, f
         p[i] = v;
     }
 }
+
+// y[i] = y2[i] + y2[n + i]: the two halves of a stacked split product.
+extern "C" __global__ void add_halves(float *y, const float *y2, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = y2[i] + y2[n + i];
+}
