@@ -17,6 +17,7 @@ import (
 type Model struct {
 	Dev    *Device
 	Config *model.Config
+	EOS    []int // end-of-sequence ids (generation_config.json's when uploaded from a checkpoint)
 
 	embed, head Matrix
 	finalNorm   Buf
@@ -221,6 +222,7 @@ func Upload(dev *Device, cm *model.Model) (*Model, error) {
 		m.Close()
 		return nil, err
 	}
+	m.EOS = cm.EOS()
 	return m, nil
 }
 

@@ -1,8 +1,10 @@
 package cuda
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -278,6 +280,19 @@ func TestFixtures(t *testing.T) {
 					t.Logf("sequence %d (%d tokens): GPU vs CPU logits %.3g of the largest", b, T, e)
 				}
 			}
+			// Perplexity windows: the same mean loss as the CPU engine
+			// (float64 sums of float32 logits that agree to ~1e-6).
+			wantLoss, wantN, err := cm.LossOverWindows(ids, T, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotLoss, gotN, err := p.gpu.LossOverWindows(ids, T, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotN != wantN || math.Abs(gotLoss-wantLoss) > 1e-5*wantLoss {
+				t.Errorf("loss over windows: GPU %.8f (%d), CPU %.8f (%d)", gotLoss, gotN, wantLoss, wantN)
+			}
 			var ref struct {
 				Greedy []int `json:"greedy_with_cache"`
 			}
@@ -287,23 +302,9 @@ func TestFixtures(t *testing.T) {
 			if prompt == nil || len(ref.Greedy) == 0 {
 				return
 			}
-			s, err := p.gpu.NewSeq(len(prompt) + len(ref.Greedy))
+			got, _, err := p.gpu.Generate(context.Background(), prompt, model.GenerateOptions{MaxTokens: len(ref.Greedy), IgnoreEOS: true}, nil)
 			if err != nil {
 				t.Fatal(err)
-			}
-			defer s.Free()
-			in := []SeqInput{{Tokens: prompt, Cache: s}}
-			var got []int
-			for len(got) < len(ref.Greedy) {
-				if err := p.gpu.Forward(in); err != nil {
-					t.Fatal(err)
-				}
-				next, err := p.gpu.Sample(SampleOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, next[0])
-				in[0].Tokens = []int{next[0]}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(ref.Greedy) {
 				t.Errorf("greedy on the GPU:\n got %v\nwant %v", got, ref.Greedy)

@@ -80,13 +80,14 @@ special tokens, e.g. BOS); --ids gives the token ids directly. With
 	prompt := fs.String("prompt", "", "prompt text")
 	idsFlag := fs.String("ids", "", "prompt token ids, comma-separated")
 	printIDs := fs.Bool("print-ids", false, "print the generated ids as the last line of stdout")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if (*prompt == "") == (*idsFlag == "") {
 		return fmt.Errorf("%w: give exactly one of --prompt and --ids", errUsage)
 	}
-	return generate(g, *prompt, *idsFlag, *printIDs, false, stdout, stderr)
+	return generate(g, *device, *prompt, *idsFlag, *printIDs, false, stdout, stderr)
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
@@ -101,6 +102,7 @@ space token, say), so it is dropped and the first generated token must begin
 with its text. The output then continues the prompt as written.`, stderr)
 	g := addGenFlags(fs, 128, 0.7)
 	noHeal := fs.Bool("no-heal", false, "do not heal the prompt's last token (see above)")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -115,7 +117,7 @@ with its text. The output then continues the prompt as written.`, stderr)
 	if prompt == "" {
 		return fmt.Errorf("%w: no prompt given (pass it as an argument or on stdin)", errUsage)
 	}
-	return generate(g, prompt, "", false, !*noHeal, stdout, stderr)
+	return generate(g, *device, prompt, "", false, !*noHeal, stdout, stderr)
 }
 
 func joinArgs(a []string) string {
@@ -129,7 +131,7 @@ func joinArgs(a []string) string {
 	return s
 }
 
-func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, stderr io.Writer) error {
+func generate(g genFlags, device, prompt, idsFlag string, printIDs, heal bool, stdout, stderr io.Writer) error {
 	p := g.params()
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -142,6 +144,15 @@ func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, s
 		return err
 	}
 	defer m.Close()
+	run := m.Generate
+	gm, err := onDevice(device, m, g.options(), stderr)
+	if err != nil {
+		return err
+	}
+	if gm != nil {
+		defer gm.Close()
+		run = gm.Generate
+	}
 	tok, tokErr := loadTokenizer(*g.model)
 	var ids []int
 	if idsFlag != "" {
@@ -180,7 +191,7 @@ func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, s
 	}
 	start := time.Now()
 	var first time.Duration
-	gen, reason, err := m.Generate(ctx, ids, model.GenerateOptions{MaxTokens: *g.maxTokens, Sampler: smp, IgnoreEOS: *g.ignoreEOS}, func(id int) error {
+	gen, reason, err := run(ctx, ids, model.GenerateOptions{MaxTokens: *g.maxTokens, Sampler: smp, IgnoreEOS: *g.ignoreEOS}, func(id int) error {
 		if first == 0 {
 			first = time.Since(start)
 		}

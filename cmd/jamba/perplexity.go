@@ -28,6 +28,7 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 	quant := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
 	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -46,8 +47,17 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 		return err
 	}
 	defer m.Close()
+	lossOver := m.LossOverWindows
+	gm, err := onDevice(*device, m, model.Options{Quantize: *quant, KVCache: *kvCache}, stderr)
+	if err != nil {
+		return err
+	}
+	if gm != nil {
+		defer gm.Close()
+		lossOver = gm.LossOverWindows
+	}
 	start := time.Now()
-	loss, n, err := m.LossOverWindows(ids, *ctx, *maxTokens, func(done, total int) {
+	loss, n, err := lossOver(ids, *ctx, *maxTokens, func(done, total int) {
 		fmt.Fprintf(stderr, "\rwindow %d/%d", done, total)
 	})
 	fmt.Fprintln(stderr)
