@@ -1,3 +1,5 @@
+//go:build !nodemo
+
 // Package demo embeds the small model that `jamba run` uses when no --model
 // is given, so that an installed binary works without any download.
 package demo

@@ -88,7 +88,10 @@ func Load(dir string, opts Options) (*Model, error) {
 
 // LoadDemo returns the small demo model embedded in the binary.
 func LoadDemo(opts Options) (*Model, error) {
-	data, _ := demo.File("config.json")
+	data, ok := demo.File("config.json")
+	if !ok {
+		return nil, fmt.Errorf("this build has no demo model (built with -tags nodemo): pass --model DIR")
+	}
 	cfg, err := ParseConfig(data)
 	if err != nil {
 		return nil, fmt.Errorf("demo model: %w", err)
