@@ -37,9 +37,9 @@ type Device struct {
 	// gemvRows: products of up to this many rows (≤ 8) use the
 	// matrix-vector kernels, more use cuBLAS ($JAMBA_CUDA_GEMV_ROWS).
 	gemvRows int
-	// moeRows: MoE layers of up to this many rows (≤ 8) read each slot's
-	// expert through the routing on the device; more group rows by expert
-	// on the host ($JAMBA_CUDA_MOE_ROWS).
+	// moeRows: MoE layers of up to this many rows (≤ 64) group the routing
+	// slots by expert on the device; more group them on the host for
+	// cuBLAS ($JAMBA_CUDA_MOE_ROWS).
 	moeRows int
 	pinned  bool // an outer call holds the context current on this OS thread
 
@@ -138,7 +138,8 @@ func Open(ordinal int) (*Device, error) {
 	}
 	dev.fns = map[string]uintptr{}
 	dev.gemvRows, dev.moeRows = gemvMax, gemvMax
-	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_ROWS")); err == nil && v >= 0 && v <= gemvMax {
+	dev.moeRows = moeMax
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_ROWS")); err == nil && v >= 0 && v <= moeMax {
 		dev.moeRows = v
 	}
 	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_GEMV_ROWS")); err == nil && v >= 0 && v <= gemvMax {

@@ -73,16 +73,16 @@ func (m *Model) grow(rows, head int) error {
 	qd, kvd := int64(c.NumAttentionHeads*c.HeadDimension()), int64(c.NumKeyValueHeads*c.HeadDimension())
 	Di, P, Rk := int64(c.InnerSize()), int64(c.MambaDtRank+2*c.MambaDState), int64(c.MambaDtRank)
 	big := R * max(qd+2*kvd, 2*Di, 2*I)
-	big = max(big, gemvMax*K*2*I)
+	big = max(big, moeMax*K*2*I)
 	sizes := []struct {
 		b *Buf
 		n int64
 	}{
 		{&w.h, R * H}, {&w.xn, R * H}, {&w.mix, R * H}, {&w.big, big}, {&w.att, R * qd},
 		{&w.xc, R * Di}, {&w.dbc, R * P}, {&w.dtn, R * Rk}, {&w.draw, R * Di}, {&w.y, R * Di},
-		{&w.act, max(R*I, gemvMax*K*I)}, {&w.eo, max(R*H, gemvMax*K*H)}, {&w.rlog, R * E},
+		{&w.act, max(R*I, moeMax*K*I)}, {&w.eo, max(R*H, moeMax*K*H)}, {&w.rlog, R * E},
 		{&w.idx, R * K}, {&w.wt, R * K}, {&w.ein, R * H}, {&w.headIn, int64(head) * H},
-		{&w.logits, int64(head) * int64(c.VocabSize)}, {&w.ids, int64(head)}, {&w.moeList, 2 * R * K},
+		{&w.logits, int64(head) * int64(c.VocabSize)}, {&w.ids, int64(head)}, {&w.moeList, 2*max(R, moeMax)*K + E + 1},
 	}
 	for _, s := range sizes {
 		b, err := dev.Alloc(4 * s.n)
@@ -378,11 +378,12 @@ func (m *Model) mlp(l *layer) error {
 	return m.ffn(&l.gu, &l.down, m.ws.xn.Ptr, m.ws.mix.Ptr, m.ws.total)
 }
 
-// moe routes every row to its top-k experts. Up to gemvMax rows, each
-// (row, expert) slot reads its expert's weights directly through the
-// routing indices on the device; more rows are grouped by expert on the
-// host (one copy of the routing back) so each expert's weights are read
-// once by a matrix product over its rows.
+// moe routes every row to its top-k experts. Up to moeRows rows, the
+// routing slots are grouped by expert on the device and each expert's
+// weights are read once per eight of its slots by the matrix-vector
+// kernels; more rows are grouped by expert on the host (one copy of the
+// routing back) so each expert's weights are read once by a matrix product
+// over its rows.
 func (m *Model) moe(l *layer) error {
 	c, w, dev := m.Config, &m.ws, m.Dev
 	n := w.total
@@ -395,13 +396,18 @@ func (m *Model) moe(l *layer) error {
 	}
 	slots := n * K
 	if n <= dev.moeRows {
-		if err := dev.moeGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, w.idx.Ptr, w.xn.Ptr, K, slots, 2*I, H); err != nil {
+		off := w.moeList.Ptr
+		list := off + uint64(4*(E+1))
+		if err := dev.launch("moe_lists", [2]int{1}, 32, off, list, w.idx.Ptr, ia(E), ia(slots)); err != nil {
+			return err
+		}
+		if err := dev.groupedGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, E, off, list, w.xn.Ptr, K, 2*I, H); err != nil {
 			return err
 		}
 		if err := dev.launch("swiglu", [2]int{blocks(int64(slots)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(slots)), ia(m.act)); err != nil {
 			return err
 		}
-		if err := dev.moeGemv(w.eo.Ptr, l.expDown.Ptr, l.expDown.DType, l.dnStride, w.idx.Ptr, w.act.Ptr, 1, slots, H, I); err != nil {
+		if err := dev.groupedGemv(w.eo.Ptr, l.expDown.Ptr, l.expDown.DType, l.dnStride, E, off, list, w.act.Ptr, 1, H, I); err != nil {
 			return err
 		}
 		return dev.launch("moe_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, w.wt.Ptr, ia(K), ia(H), la(int64(n)))

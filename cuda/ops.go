@@ -73,6 +73,18 @@ var gemvNames = func() (t [2][gemvMax + 1]string) {
 // maxSplits bounds the key splits of attention over long caches.
 const maxSplits = 256
 
+// The matrix-vector kernels' layout (RPW and GEMV_WARPS in jamba.cu): each
+// warp computes 4 rows, each block 4 warps.
+const (
+	gemvWarps        = 4
+	gemvRowsPerBlock = 4 * gemvWarps
+)
+
+// moeMax is the most rows an MoE layer routes on the device (grouped
+// matrix-vector kernels, no copy to the host); more rows group on the host
+// for cuBLAS.
+const moeMax = 64
+
 // gemvMax is the most rows of x the matrix-vector kernels take at once.
 const gemvMax = 8
 
@@ -116,7 +128,7 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		for nt < n {
 			nt *= 2
 		}
-		return dev.launch(gemvNames[w.DType][nt], [2]int{blocks(int64(w.Rows), 8)}, 256,
+		return dev.launch(gemvNames[w.DType][nt], [2]int{blocks(int64(w.Rows), gemvRowsPerBlock)}, 32*gemvWarps,
 			y, w.Ptr, x, ia(w.Rows), ia(w.Cols), ia(n))
 	}
 	one, zero := float32(1), float32(0)
@@ -162,11 +174,12 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		cublasCompute32F, cublasGemmDefault))
 }
 
-// moeGemv computes y[s] = W_{idx[s]} · x[s / xdiv] for slots s < nslots,
-// where W holds E matrices of rows×cols, estride elements apart.
-func (dev *Device) moeGemv(y uint64, W uint64, dt DType, estride int64, idx, x uint64, xdiv, nslots, rows, cols int) error {
-	return dev.launch("gemv_moe_"+dt.suffix(), [2]int{blocks(int64(rows), 8), nslots}, 256,
-		y, W, la(estride), idx, x, ia(xdiv), ia(rows), ia(cols))
+// groupedGemv computes y[s] = W_e · x[s / xdiv] for every routing slot s,
+// e its expert, from the per-expert slot lists off/list (moe_lists): W holds
+// E matrices of rows×cols, estride elements apart.
+func (dev *Device) groupedGemv(y uint64, W uint64, dt DType, estride int64, E int, off, list, x uint64, xdiv, rows, cols int) error {
+	return dev.launch("gemv_grouped_"+dt.suffix(), [2]int{blocks(int64(rows), gemvRowsPerBlock), E}, 32*gemvWarps,
+		y, W, la(estride), off, list, x, ia(xdiv), ia(rows), ia(cols))
 }
 
 // RMSNorm writes out[r] = rmsnorm(h[r] (+= delta[r] when delta ≠ 0)) · w for rows of n.

@@ -78,69 +78,93 @@ extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, con
 
 // ---------------------------------------------------------------------------
 // Matrix-vector products for up to NT rows of x: y[t][r] = Σ_c W[r][c]·x[t][c].
-// One warp per output row; the weight row is read once for all NT rows.
-// Used where the product is memory-bound (decode). VEC: cols % 8 == 0 and
-// the matrix 16-byte aligned, so each lane loads 8 bf16 (or 4 f32) at once.
+// Each warp computes RPW consecutive weight rows, so every load of x serves
+// RPW rows and each lane has RPW 16-byte weight loads in flight; the weight
+// rows are read once for all NT rows of x. Used where the product is
+// memory-bound (decode). The vector path needs cols % 8 == 0 and 16-byte
+// aligned rows (8 bf16 or 2×4 f32 per lane and step); other widths take a
+// scalar path. xr[t] points at row t of x (rows past nt repeat the last).
 
-template <int NT>
-__device__ __forceinline__ void dot_row_bf16(float (&acc)[NT], const bf16 *w, const float *x, long ldx, int cols, int lane) {
-    if ((cols & 7) == 0 && (((uintptr_t)w) & 15) == 0) {
-        const uint4 *w4 = (const uint4 *)w;
-        int nv = cols >> 3;
-#pragma unroll 4
-        for (int v = lane; v < nv; v += 32) {
-            uint4 q = __ldg(w4 + v);
-            float wf[8];
-            const bf16 *qb = (const bf16 *)&q;
+#define RPW 4
+#define GEMV_WARPS 4
+
+__device__ __forceinline__ void load8(float (&f)[8], const bf16 *w, int v) {
+    uint4 q = __ldg((const uint4 *)w + v);
+    const bf16 *qb = (const bf16 *)&q;
 #pragma unroll
-            for (int j = 0; j < 8; j++) wf[j] = __bfloat162float(qb[j]);
+    for (int j = 0; j < 8; j++) f[j] = __bfloat162float(qb[j]);
+}
+
+__device__ __forceinline__ void load8(float (&f)[8], const float *w, int v) {
+    float4 a = __ldg((const float4 *)w + 2 * v), b = __ldg((const float4 *)w + 2 * v + 1);
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+    f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+
+template <int NT, typename T>
+__device__ __forceinline__ void gemv_core(float (&acc)[RPW][NT], const T *w0, int nrows, int cols, const float *const (&xr)[NT], int lane) {
+#pragma unroll
+    for (int i = 0; i < RPW; i++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[i][t] = 0.f;
+    bool vec = (cols & 7) == 0 && (((uintptr_t)w0) & 15) == 0;
+    if (vec) {
+        int nv = cols >> 3;
+        for (int v = lane; v < nv; v += 32) {
+            float wf[RPW][8];
+#pragma unroll
+            for (int i = 0; i < RPW; i++) {
+                if (i < nrows)
+                    load8(wf[i], w0 + (long)i * cols, v);
+                else
+#pragma unroll
+                    for (int j = 0; j < 8; j++) wf[i][j] = 0.f;
+            }
 #pragma unroll
             for (int t = 0; t < NT; t++) {
-                const float4 *x4 = (const float4 *)(x + t * ldx + v * 8);
+                const float4 *x4 = (const float4 *)(xr[t] + v * 8);
                 float4 a = x4[0], b = x4[1];
-                acc[t] += wf[0] * a.x + wf[1] * a.y + wf[2] * a.z + wf[3] * a.w +
-                          wf[4] * b.x + wf[5] * b.y + wf[6] * b.z + wf[7] * b.w;
+#pragma unroll
+                for (int i = 0; i < RPW; i++)
+                    acc[i][t] += wf[i][0] * a.x + wf[i][1] * a.y + wf[i][2] * a.z + wf[i][3] * a.w +
+                                 wf[i][4] * b.x + wf[i][5] * b.y + wf[i][6] * b.z + wf[i][7] * b.w;
             }
         }
     } else {
         for (int c = lane; c < cols; c += 32) {
-            float wv = __bfloat162float(w[c]);
 #pragma unroll
-            for (int t = 0; t < NT; t++) acc[t] += wv * x[t * ldx + c];
+            for (int i = 0; i < RPW; i++) {
+                float wv = i < nrows ? ld(w0 + (long)i * cols, c) : 0.f;
+#pragma unroll
+                for (int t = 0; t < NT; t++) acc[i][t] += wv * xr[t][c];
+            }
         }
     }
-}
-
-template <int NT>
-__device__ __forceinline__ void dot_row_f32(float (&acc)[NT], const float *w, const float *x, long ldx, int cols, int lane) {
-    for (int c = lane; c < cols; c += 32) {
-        float wv = w[c];
 #pragma unroll
-        for (int t = 0; t < NT; t++) acc[t] += wv * x[t * ldx + c];
-    }
+    for (int i = 0; i < RPW; i++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[i][t] = warp_sum(acc[i][t]);
 }
 
 template <int NT, typename T>
 __device__ void gemv_impl(float *y, const T *W, const float *x, int rows, int cols, int nt) {
     int lane = threadIdx.x & 31;
-    long r = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (r >= rows) return;
-    float acc[NT];
+    long r0 = ((long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * RPW;
+    if (r0 >= rows) return;
+    int nrows = min((long)RPW, rows - r0);
+    const float *xr[NT];
 #pragma unroll
-    for (int t = 0; t < NT; t++) acc[t] = 0.f;
-    if constexpr (sizeof(T) == 2)
-        dot_row_bf16<NT>(acc, (const bf16 *)W + r * cols, x, cols, cols, lane);
-    else
-        dot_row_f32<NT>(acc, (const float *)W + r * cols, x, cols, cols, lane);
+    for (int t = 0; t < NT; t++) xr[t] = x + (long)min(t, nt - 1) * cols;
+    float acc[RPW][NT];
+    gemv_core<NT, T>(acc, W + r0 * cols, nrows, cols, xr, lane);
+    if (lane == 0)
 #pragma unroll
-    for (int t = 0; t < NT; t++) {
-        float s = warp_sum(acc[t]);
-        if (lane == 0 && t < nt) y[(long)t * rows + r] = s;
-    }
+        for (int i = 0; i < RPW; i++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (i < nrows && t < nt) y[(long)t * rows + r0 + i] = acc[i][t];
 }
 
-// x holds nt ≤ NT rows; rows of x beyond nt must be readable (the caller
-// passes a buffer of at least NT rows).
 #define GEMV(NT)                                                                                        \
     extern "C" __global__ void gemv##NT##_bf16(float *y, const bf16 *W, const float *x, int rows, int cols, int nt) { \
         gemv_impl<NT, bf16>(y, W, x, rows, cols, nt);                                                   \
@@ -153,31 +177,64 @@ GEMV(2)
 GEMV(4)
 GEMV(8)
 
-// Expert products for decode: slot s (token s / k, its (s % k)-th expert
-// e = idx[s]) computes y[s] = W_e · x[(s / k) * xdiv... ]. xrow(s) = s / xdiv:
+// Expert products without a trip to the host. moe_lists (one block) sorts
+// the n·k routing slots by expert: list[off[e] .. off[e+1]) are expert e's
+// slots in increasing order. gemv_grouped (grid x: row groups, y: experts)
+// then computes y[s] = W_e · x[s / xdiv] for each slot s of expert e, eight
+// slots at a time, so each expert's weights are read once per eight slots:
 // xdiv = k reads the token's row, xdiv = 1 the slot's own row.
+extern "C" __global__ void moe_lists(int *off, int *list, const int *idx, int E, int slots) {
+    if (threadIdx.x != 0) return;
+    int o = 0;
+    for (int e = 0; e < E; e++) {
+        off[e] = o;
+        for (int s = 0; s < slots; s++)
+            if (idx[s] == e) list[o++] = s;
+    }
+    off[E] = o;
+}
+
+template <int NT, typename T>
+__device__ __forceinline__ void grouped_chunk(float *y, const T *w0, int nrows, long r0, int rows, int cols,
+                                              const int *sl, int nt, const float *x, int xdiv, int lane) {
+    const float *xr[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) xr[t] = x + (long)(sl[min(t, nt - 1)] / xdiv) * cols;
+    float acc[RPW][NT];
+    gemv_core<NT, T>(acc, w0, nrows, cols, xr, lane);
+    if (lane == 0)
+#pragma unroll
+        for (int i = 0; i < RPW; i++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (i < nrows && t < nt) y[(long)sl[t] * rows + r0 + i] = acc[i][t];
+}
+
 template <typename T>
-__device__ void gemv_moe_impl(float *y, const T *W, long estride, const int *idx, const float *x, int xdiv,
-                              int rows, int cols) {
-    int lane = threadIdx.x & 31;
-    long r = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    int s = blockIdx.y;
-    if (r >= rows) return;
-    const T *w = W + (long)idx[s] * estride + r * cols;
-    const float *xr = x + (long)(s / xdiv) * cols;
-    float acc[1] = {0.f};
-    if constexpr (sizeof(T) == 2)
-        dot_row_bf16<1>(acc, (const bf16 *)w, xr, cols, cols, lane);
-    else
-        dot_row_f32<1>(acc, (const float *)w, xr, cols, cols, lane);
-    float v = warp_sum(acc[0]);
-    if (lane == 0) y[(long)s * rows + r] = v;
+__device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list,
+                                  const float *x, int xdiv, int rows, int cols) {
+    int lane = threadIdx.x & 31, e = blockIdx.y;
+    long r0 = ((long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * RPW;
+    if (r0 >= rows) return;
+    int nrows = min((long)RPW, rows - r0);
+    const T *w0 = W + (long)e * estride + r0 * cols;
+    for (int j = off[e]; j < off[e + 1]; j += 8) {
+        int nt = min(8, off[e + 1] - j);
+        if (nt == 1)
+            grouped_chunk<1, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+        else if (nt == 2)
+            grouped_chunk<2, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+        else if (nt <= 4)
+            grouped_chunk<4, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+        else
+            grouped_chunk<8, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+    }
 }
-extern "C" __global__ void gemv_moe_bf16(float *y, const bf16 *W, long estride, const int *idx, const float *x, int xdiv, int rows, int cols) {
-    gemv_moe_impl(y, W, estride, idx, x, xdiv, rows, cols);
+extern "C" __global__ void gemv_grouped_bf16(float *y, const bf16 *W, long estride, const int *off, const int *list, const float *x, int xdiv, int rows, int cols) {
+    gemv_grouped_impl(y, W, estride, off, list, x, xdiv, rows, cols);
 }
-extern "C" __global__ void gemv_moe_f32(float *y, const float *W, long estride, const int *idx, const float *x, int xdiv, int rows, int cols) {
-    gemv_moe_impl(y, W, estride, idx, x, xdiv, rows, cols);
+extern "C" __global__ void gemv_grouped_f32(float *y, const float *W, long estride, const int *off, const int *list, const float *x, int xdiv, int rows, int cols) {
+    gemv_grouped_impl(y, W, estride, off, list, x, xdiv, rows, cols);
 }
 
 // Splits float32 x into bfloat16 hi = bf16(x) and lo = bf16(x − hi), so that
