@@ -74,10 +74,10 @@ var gemvNames = func() (t [2][gemvMax + 1]string) {
 const maxSplits = 256
 
 // The matrix-vector kernels' layout (RPW and GEMV_WARPS in jamba.cu): each
-// warp computes 4 rows, each block 4 warps.
+// block computes 4 weight rows, its 4 warps splitting the columns.
 const (
 	gemvWarps        = 4
-	gemvRowsPerBlock = 4 * gemvWarps
+	gemvRowsPerBlock = 4
 )
 
 // moeMax is the most rows an MoE layer routes on the device (grouped

@@ -78,7 +78,7 @@ extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, con
 
 // ---------------------------------------------------------------------------
 // Matrix-vector products for up to NT rows of x: y[t][r] = Σ_c W[r][c]·x[t][c].
-// Each warp computes RPW consecutive weight rows, so every load of x serves
+// Each block computes RPW consecutive weight rows, so every load of x serves
 // RPW rows and each lane has RPW 16-byte weight loads in flight; the weight
 // rows are read once for all NT rows of x. Used where the product is
 // memory-bound (decode). The vector path needs cols % 8 == 0 and 16-byte
@@ -101,8 +101,15 @@ __device__ __forceinline__ void load8(float (&f)[8], const float *w, int v) {
     f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
 }
 
+// gemv_core: the block's GEMV_WARPS warps split the columns of the same RPW
+// weight rows (so that many loads are in flight even for short matrices),
+// then sum their partial dot products through shared memory. Returns the
+// sums in red[i][t] (valid after the call, for every thread).
 template <int NT, typename T>
-__device__ __forceinline__ void gemv_core(float (&acc)[RPW][NT], const T *w0, int nrows, int cols, const float *const (&xr)[NT], int lane) {
+__device__ __forceinline__ void gemv_core(float (*red)[NT], const T *w0, int nrows, int cols,
+                                          const float *const (&xr)[NT]) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    float acc[RPW][NT];
 #pragma unroll
     for (int i = 0; i < RPW; i++)
 #pragma unroll
@@ -110,7 +117,7 @@ __device__ __forceinline__ void gemv_core(float (&acc)[RPW][NT], const T *w0, in
     bool vec = (cols & 7) == 0 && (((uintptr_t)w0) & 15) == 0;
     if (vec) {
         int nv = cols >> 3;
-        for (int v = lane; v < nv; v += 32) {
+        for (int v = lane + 32 * wid; v < nv; v += 32 * GEMV_WARPS) {
             float wf[RPW][8];
 #pragma unroll
             for (int i = 0; i < RPW; i++) {
@@ -131,7 +138,7 @@ __device__ __forceinline__ void gemv_core(float (&acc)[RPW][NT], const T *w0, in
             }
         }
     } else {
-        for (int c = lane; c < cols; c += 32) {
+        for (int c = lane + 32 * wid; c < cols; c += 32 * GEMV_WARPS) {
 #pragma unroll
             for (int i = 0; i < RPW; i++) {
                 float wv = i < nrows ? ld(w0 + (long)i * cols, c) : 0.f;
@@ -140,29 +147,38 @@ __device__ __forceinline__ void gemv_core(float (&acc)[RPW][NT], const T *w0, in
             }
         }
     }
+    __shared__ float part[GEMV_WARPS][RPW][8];
 #pragma unroll
     for (int i = 0; i < RPW; i++)
 #pragma unroll
-        for (int t = 0; t < NT; t++) acc[i][t] = warp_sum(acc[i][t]);
+        for (int t = 0; t < NT; t++) {
+            float v = warp_sum(acc[i][t]);
+            if (lane == 0) part[wid][i][t] = v;
+        }
+    __syncthreads();
+    if (threadIdx.x < RPW * NT) {
+        int i = threadIdx.x / NT, t = threadIdx.x % NT;
+        float v = 0.f;
+#pragma unroll
+        for (int q = 0; q < GEMV_WARPS; q++) v += part[q][i][t];
+        red[i][t] = v;
+    }
+    __syncthreads();
 }
 
 template <int NT, typename T>
 __device__ void gemv_impl(float *y, const T *W, const float *x, int rows, int cols, int nt) {
-    int lane = threadIdx.x & 31;
-    long r0 = ((long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * RPW;
-    if (r0 >= rows) return;
+    long r0 = (long)blockIdx.x * RPW;
     int nrows = min((long)RPW, rows - r0);
     const float *xr[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) xr[t] = x + (long)min(t, nt - 1) * cols;
-    float acc[RPW][NT];
-    gemv_core<NT, T>(acc, W + r0 * cols, nrows, cols, xr, lane);
-    if (lane == 0)
-#pragma unroll
-        for (int i = 0; i < RPW; i++)
-#pragma unroll
-            for (int t = 0; t < NT; t++)
-                if (i < nrows && t < nt) y[(long)t * rows + r0 + i] = acc[i][t];
+    __shared__ float red[RPW][NT];
+    gemv_core<NT, T>(red, W + r0 * cols, nrows, cols, xr);
+    if (threadIdx.x < RPW * NT) {
+        int i = threadIdx.x / NT, t = threadIdx.x % NT;
+        if (i < nrows && t < nt) y[(long)t * rows + r0 + i] = red[i][t];
+    }
 }
 
 #define GEMV(NT)                                                                                        \
@@ -196,38 +212,36 @@ extern "C" __global__ void moe_lists(int *off, int *list, const int *idx, int E,
 
 template <int NT, typename T>
 __device__ __forceinline__ void grouped_chunk(float *y, const T *w0, int nrows, long r0, int rows, int cols,
-                                              const int *sl, int nt, const float *x, int xdiv, int lane) {
+                                              const int *sl, int nt, const float *x, int xdiv) {
     const float *xr[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) xr[t] = x + (long)(sl[min(t, nt - 1)] / xdiv) * cols;
-    float acc[RPW][NT];
-    gemv_core<NT, T>(acc, w0, nrows, cols, xr, lane);
-    if (lane == 0)
-#pragma unroll
-        for (int i = 0; i < RPW; i++)
-#pragma unroll
-            for (int t = 0; t < NT; t++)
-                if (i < nrows && t < nt) y[(long)sl[t] * rows + r0 + i] = acc[i][t];
+    __shared__ float red[RPW][NT];
+    gemv_core<NT, T>(red, w0, nrows, cols, xr);
+    if (threadIdx.x < RPW * NT) {
+        int i = threadIdx.x / NT, t = threadIdx.x % NT;
+        if (i < nrows && t < nt) y[(long)sl[t] * rows + r0 + i] = red[i][t];
+    }
+    __syncthreads(); // red is reused by the next chunk
 }
 
 template <typename T>
 __device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list,
                                   const float *x, int xdiv, int rows, int cols) {
-    int lane = threadIdx.x & 31, e = blockIdx.y;
-    long r0 = ((long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * RPW;
-    if (r0 >= rows) return;
+    int e = blockIdx.y;
+    long r0 = (long)blockIdx.x * RPW;
     int nrows = min((long)RPW, rows - r0);
     const T *w0 = W + (long)e * estride + r0 * cols;
     for (int j = off[e]; j < off[e + 1]; j += 8) {
         int nt = min(8, off[e + 1] - j);
         if (nt == 1)
-            grouped_chunk<1, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+            grouped_chunk<1, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv);
         else if (nt == 2)
-            grouped_chunk<2, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+            grouped_chunk<2, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv);
         else if (nt <= 4)
-            grouped_chunk<4, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+            grouped_chunk<4, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv);
         else
-            grouped_chunk<8, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+            grouped_chunk<8, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv);
     }
 }
 extern "C" __global__ void gemv_grouped_bf16(float *y, const bf16 *W, long estride, const int *off, const int *list, const float *x, int xdiv, int rows, int cols) {
