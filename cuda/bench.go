@@ -32,6 +32,8 @@ type BenchResult struct {
 	RooflineFraction    float64            `json:"decode_roofline_fraction"` // batch 1
 	Context             int                `json:"context,omitempty"`
 	ContextDecode       float64            `json:"context_decode_tokens_per_s,omitempty"`
+	LaunchMicros        float64            `json:"launch_us"`         // host time per kernel launch
+	LaunchesPerStep     float64            `json:"launches_per_step"` // kernels per decode step at batch 1
 }
 
 // CopyBandwidth measures device-to-device copy speed over a buffer of n
@@ -104,6 +106,9 @@ func Bench(m *Model, o BenchOptions) (*BenchResult, error) {
 		return nil, err
 	}
 	r.RooflineTokPerS = r.CopyBandwidthGBs * 1e9 / float64(r.ActiveBytesPerToken)
+	if r.LaunchMicros, err = dev.launchCost(2000); err != nil {
+		return nil, err
+	}
 	rng := rand.New(rand.NewPCG(o.Seed, 1))
 	V := m.Config.VocabSize
 	randTokens := func(n int) []int {
@@ -187,12 +192,16 @@ func Bench(m *Model, o BenchOptions) (*BenchResult, error) {
 			}
 		}
 		t0 := time.Now()
+		l0 := dev.Launches
 		for k := 0; k < o.GenTokens; k++ {
 			if err := step(k); err != nil {
 				return 0, err
 			}
 		}
 		// Sample copies the ids back, so every step has finished here.
+		if b == 1 {
+			r.LaunchesPerStep = float64(dev.Launches-l0) / float64(o.GenTokens)
+		}
 		return time.Since(t0).Seconds() / float64(o.GenTokens), nil
 	}
 	for _, b := range o.Batches {
@@ -218,4 +227,25 @@ func Bench(m *Model, o BenchOptions) (*BenchResult, error) {
 		r.ContextDecode = 1 / s
 	}
 	return r, nil
+}
+
+// launchCost is the host time of one kernel launch in microseconds: n
+// launches of a one-element kernel, then a wait.
+func (dev *Device) launchCost(n int) (float64, error) {
+	b, err := dev.Alloc(4)
+	if err != nil {
+		return 0, err
+	}
+	defer dev.Free(&b)
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		if err := dev.launch("add_bias", [2]int{1}, 32, b.Ptr, b.Ptr, ia(1), la(0)); err != nil {
+			return 0, err
+		}
+	}
+	el := time.Since(t0)
+	if err := dev.Sync(); err != nil {
+		return 0, err
+	}
+	return el.Seconds() * 1e6 / float64(n), nil
 }

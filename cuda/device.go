@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strconv"
 	"unsafe"
+
+	"github.com/ebitengine/purego"
 )
 
 //go:generate sh kernels/build.sh
@@ -32,6 +34,7 @@ type Device struct {
 	TotalMem uint64
 	SMs      int
 	CC       [2]int // compute capability
+	Launches int64  // kernels launched so far
 
 	ctx uintptr
 	// gemvRows: products of up to this many rows (≤ 8) use the
@@ -309,8 +312,10 @@ func (dev *Device) launch3(name string, grid [3]int, threads int, args ...uint64
 	if grid[0] == 0 {
 		return nil
 	}
-	code := dev.d.cuLaunchKernel(f, uint32(grid[0]), uint32(gy), uint32(gz), uint32(threads), 1, 1, 0, 0, unsafe.Pointer(&dev.ptrs[0]), nil)
-	if code != 0 {
+	dev.Launches++
+	r1, _, _ := purego.SyscallN(dev.d.launchSym, f, uintptr(grid[0]), uintptr(gy), uintptr(gz), uintptr(threads), 1, 1, 0, 0,
+		uintptr(unsafe.Pointer(&dev.ptrs[0])), 0)
+	if code := int32(r1); code != 0 {
 		return dev.d.check("cuLaunchKernel("+name+")", code)
 	}
 	return nil

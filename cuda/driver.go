@@ -50,6 +50,7 @@ type driver struct {
 	cuModuleLoadData         func(mod *uintptr, image unsafe.Pointer) int32
 	cuModuleGetFunction      func(fn *uintptr, mod uintptr, name string) int32
 	cuLaunchKernel           func(fn uintptr, gx, gy, gz, bx, by, bz, shared uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) int32
+	launchSym                uintptr // cuLaunchKernel, called through purego.SyscallN on the hot path
 	cuStreamCreate           func(s *uintptr, flags uint32) int32
 	cuStreamSynchronize      func(s uintptr) int32
 	cuEventCreate            func(e *uintptr, flags uint32) int32
@@ -120,6 +121,7 @@ func openDriver(names []string) (*driver, error) {
 			return nil, fmt.Errorf("%w: %s lacks %s (driver too old?)", ErrUnavailable, names[0], s.name)
 		}
 	}
+	d.launchSym, _ = purego.Dlsym(lib, "cuLaunchKernel")
 	return d, nil
 }
 
