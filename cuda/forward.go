@@ -82,7 +82,7 @@ func (m *Model) grow(rows, head int) error {
 		{&w.xc, R * Di}, {&w.dbc, R * P}, {&w.dtn, R * Rk}, {&w.draw, R * Di}, {&w.y, R * Di},
 		{&w.act, max(R*I, moeMax*K*I)}, {&w.eo, max(R*H, moeMax*K*H)}, {&w.rlog, R * E},
 		{&w.idx, R * K}, {&w.wt, R * K}, {&w.ein, R * H}, {&w.headIn, int64(head) * H},
-		{&w.logits, int64(head) * int64(c.VocabSize)}, {&w.ids, int64(head)}, {&w.moeList, 2*max(R, moeMax)*K + E + 1},
+		{&w.logits, int64(head) * int64(c.VocabSize)}, {&w.ids, int64(head)}, {&w.moeList, 2*max(R, moeMax)*K + 2*E + 2},
 	}
 	for _, s := range sizes {
 		b, err := dev.Alloc(4 * s.n)
@@ -378,7 +378,8 @@ func (m *Model) mlp(l *layer) error {
 	return m.ffn(&l.gu, &l.down, m.ws.xn.Ptr, m.ws.mix.Ptr, m.ws.total)
 }
 
-// moe routes every row to its top-k experts. Up to moeRows rows, the
+// moe routes every row to its top-k experts. One row reads its k experts
+// through the routing indices on the device. Up to moeRows rows, the
 // routing slots are grouped by expert on the device and each expert's
 // weights are read once per eight of its slots by the matrix-vector
 // kernels; more rows are grouped by expert on the host (one copy of the
@@ -395,19 +396,33 @@ func (m *Model) moe(l *layer) error {
 		return err
 	}
 	slots := n * K
-	if n <= dev.moeRows {
-		off := w.moeList.Ptr
-		list := off + uint64(4*(E+1))
-		if err := dev.launch("moe_lists", [2]int{1}, 32, off, list, w.idx.Ptr, ia(E), ia(slots)); err != nil {
-			return err
-		}
-		if err := dev.groupedGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, E, off, list, w.xn.Ptr, K, 2*I, H); err != nil {
+	if n == 1 {
+		if err := dev.moeGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, w.idx.Ptr, w.xn.Ptr, K, slots, 2*I, H); err != nil {
 			return err
 		}
 		if err := dev.launch("swiglu", [2]int{blocks(int64(slots)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(slots)), ia(m.act)); err != nil {
 			return err
 		}
-		if err := dev.groupedGemv(w.eo.Ptr, l.expDown.Ptr, l.expDown.DType, l.dnStride, E, off, list, w.act.Ptr, 1, H, I); err != nil {
+		if err := dev.moeGemv(w.eo.Ptr, l.expDown.Ptr, l.expDown.DType, l.dnStride, w.idx.Ptr, w.act.Ptr, 1, slots, H, I); err != nil {
+			return err
+		}
+		return dev.launch("moe_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, w.wt.Ptr, ia(K), ia(H), la(int64(n)))
+	}
+	if n <= dev.moeRows {
+		off := w.moeList.Ptr
+		act := off + uint64(4*(E+1))
+		list := act + uint64(4*(E+1))
+		if err := dev.launch("moe_lists", [2]int{1}, 32, off, list, act, w.idx.Ptr, ia(E), ia(slots)); err != nil {
+			return err
+		}
+		active := min(E, slots)
+		if err := dev.groupedGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, E, active, off, list, act, w.xn.Ptr, K, 2*I, H); err != nil {
+			return err
+		}
+		if err := dev.launch("swiglu", [2]int{blocks(int64(slots)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(slots)), ia(m.act)); err != nil {
+			return err
+		}
+		if err := dev.groupedGemv(w.eo.Ptr, l.expDown.Ptr, l.expDown.DType, l.dnStride, E, active, off, list, act, w.act.Ptr, 1, H, I); err != nil {
 			return err
 		}
 		return dev.launch("moe_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, w.wt.Ptr, ia(K), ia(H), la(int64(n)))

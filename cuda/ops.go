@@ -73,12 +73,9 @@ var gemvNames = func() (t [2][gemvMax + 1]string) {
 // maxSplits bounds the key splits of attention over long caches.
 const maxSplits = 256
 
-// The matrix-vector kernels' layout (RPW and GEMV_WARPS in jamba.cu): each
-// block computes 4 weight rows, its 4 warps splitting the columns.
-const (
-	gemvWarps        = 4
-	gemvRowsPerBlock = 4
-)
+// gemvWarps is GEMV_WARPS in jamba.cu: the warps of a matrix-vector block,
+// each computing one weight row (one row of x) or four (several).
+const gemvWarps = 8
 
 // moeMax is the most rows an MoE layer routes on the device (grouped
 // matrix-vector kernels, no copy to the host); more rows group on the host
@@ -128,7 +125,11 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		for nt < n {
 			nt *= 2
 		}
-		return dev.launch(gemvNames[w.DType][nt], [2]int{blocks(int64(w.Rows), gemvRowsPerBlock)}, 32*gemvWarps,
+		rpb := gemvWarps // one row per warp for one row of x, else four
+		if nt > 1 {
+			rpb *= 4
+		}
+		return dev.launch(gemvNames[w.DType][nt], [2]int{blocks(int64(w.Rows), rpb)}, 32*gemvWarps,
 			y, w.Ptr, x, ia(w.Rows), ia(w.Cols), ia(n))
 	}
 	one, zero := float32(1), float32(0)
@@ -174,12 +175,21 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		cublasCompute32F, cublasGemmDefault))
 }
 
+// moeGemv computes y[s] = W_{idx[s]} · x[s / xdiv] for slots s < nslots
+// (one token's experts), where W holds E matrices of rows×cols, estride
+// elements apart.
+func (dev *Device) moeGemv(y uint64, W uint64, dt DType, estride int64, idx, x uint64, xdiv, nslots, rows, cols int) error {
+	return dev.launch("gemv_moe_"+dt.suffix(), [2]int{blocks(int64(rows), gemvWarps), nslots}, 32*gemvWarps,
+		y, W, la(estride), idx, x, ia(xdiv), ia(rows), ia(cols))
+}
+
 // groupedGemv computes y[s] = W_e · x[s / xdiv] for every routing slot s,
-// e its expert, from the per-expert slot lists off/list (moe_lists): W holds
-// E matrices of rows×cols, estride elements apart.
-func (dev *Device) groupedGemv(y uint64, W uint64, dt DType, estride int64, E int, off, list, x uint64, xdiv, rows, cols int) error {
-	return dev.launch("gemv_grouped_"+dt.suffix(), [2]int{blocks(int64(rows), gemvRowsPerBlock), E}, 32*gemvWarps,
-		y, W, la(estride), off, list, x, ia(xdiv), ia(rows), ia(cols))
+// e its expert, from the per-expert slot lists of moe_lists (off, list,
+// act): W holds E matrices of rows×cols, estride elements apart; at most
+// maxActive experts have slots.
+func (dev *Device) groupedGemv(y uint64, W uint64, dt DType, estride int64, E, maxActive int, off, list, act, x uint64, xdiv, rows, cols int) error {
+	return dev.launch("gemv_grouped_"+dt.suffix(), [2]int{blocks(int64(rows), 4*gemvWarps), maxActive}, 32*gemvWarps,
+		y, W, la(estride), off, list, act, ia(E), x, ia(xdiv), ia(rows), ia(cols))
 }
 
 // RMSNorm writes out[r] = rmsnorm(h[r] (+= delta[r] when delta ≠ 0)) · w for rows of n.

@@ -78,15 +78,15 @@ extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, con
 
 // ---------------------------------------------------------------------------
 // Matrix-vector products for up to NT rows of x: y[t][r] = Σ_c W[r][c]·x[t][c].
-// Each block computes RPW consecutive weight rows, so every load of x serves
-// RPW rows and each lane has RPW 16-byte weight loads in flight; the weight
-// rows are read once for all NT rows of x. Used where the product is
-// memory-bound (decode). The vector path needs cols % 8 == 0 and 16-byte
-// aligned rows (8 bf16 or 2×4 f32 per lane and step); other widths take a
-// scalar path. xr[t] points at row t of x (rows past nt repeat the last).
+// Each warp computes R consecutive weight rows (R = 1 for one row of x, so
+// that there are many warps; R = 4 for several, so that every load of x
+// serves 4 weight rows); the weight rows are read once for all NT rows of x.
+// Used where the product is memory-bound (decode). The vector path needs
+// cols % 8 == 0 and 16-byte aligned rows (8 bf16 or 2×4 f32 per lane and
+// step); other widths take a scalar path. xr[t] points at row t of x (rows
+// past nt repeat the last).
 
-#define RPW 4
-#define GEMV_WARPS 4
+#define GEMV_WARPS 8
 
 __device__ __forceinline__ void load8(float (&f)[8], const bf16 *w, int v) {
     uint4 q = __ldg((const uint4 *)w + v);
@@ -101,84 +101,78 @@ __device__ __forceinline__ void load8(float (&f)[8], const float *w, int v) {
     f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
 }
 
-// gemv_core: the block's GEMV_WARPS warps split the columns of the same RPW
-// weight rows (so that many loads are in flight even for short matrices),
-// then sum their partial dot products through shared memory. Returns the
-// sums in red[i][t] (valid after the call, for every thread).
-template <int NT, typename T>
-__device__ __forceinline__ void gemv_core(float (*red)[NT], const T *w0, int nrows, int cols,
-                                          const float *const (&xr)[NT]) {
-    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
-    float acc[RPW][NT];
+// gemv_step accumulates the 8 columns v·8 .. v·8+7 of R weight rows.
+template <int R, int NT, typename T>
+__device__ __forceinline__ void gemv_step(float (&acc)[R][NT], const T *w0, int nrows, int cols, const float *const (&xr)[NT], int v) {
+    float wf[R][8];
 #pragma unroll
-    for (int i = 0; i < RPW; i++)
+    for (int i = 0; i < R; i++) {
+        if (i < nrows)
+            load8(wf[i], w0 + (long)i * cols, v);
+        else
+#pragma unroll
+            for (int j = 0; j < 8; j++) wf[i][j] = 0.f;
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float4 *x4 = (const float4 *)(xr[t] + v * 8);
+        float4 a = x4[0], b = x4[1];
+#pragma unroll
+        for (int i = 0; i < R; i++)
+            acc[i][t] += wf[i][0] * a.x + wf[i][1] * a.y + wf[i][2] * a.z + wf[i][3] * a.w +
+                         wf[i][4] * b.x + wf[i][5] * b.y + wf[i][6] * b.z + wf[i][7] * b.w;
+    }
+}
+
+template <int R, int NT, typename T>
+__device__ __forceinline__ void gemv_core(float (&acc)[R][NT], const T *w0, int nrows, int cols, const float *const (&xr)[NT], int lane) {
+#pragma unroll
+    for (int i = 0; i < R; i++)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[i][t] = 0.f;
     bool vec = (cols & 7) == 0 && (((uintptr_t)w0) & 15) == 0;
     if (vec) {
         int nv = cols >> 3;
-        for (int v = lane + 32 * wid; v < nv; v += 32 * GEMV_WARPS) {
-            float wf[RPW][8];
-#pragma unroll
-            for (int i = 0; i < RPW; i++) {
-                if (i < nrows)
-                    load8(wf[i], w0 + (long)i * cols, v);
-                else
-#pragma unroll
-                    for (int j = 0; j < 8; j++) wf[i][j] = 0.f;
-            }
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                const float4 *x4 = (const float4 *)(xr[t] + v * 8);
-                float4 a = x4[0], b = x4[1];
-#pragma unroll
-                for (int i = 0; i < RPW; i++)
-                    acc[i][t] += wf[i][0] * a.x + wf[i][1] * a.y + wf[i][2] * a.z + wf[i][3] * a.w +
-                                 wf[i][4] * b.x + wf[i][5] * b.y + wf[i][6] * b.z + wf[i][7] * b.w;
-            }
+        if constexpr (R == 1) {
+#pragma unroll 4
+            for (int v = lane; v < nv; v += 32) gemv_step<R, NT, T>(acc, w0, nrows, cols, xr, v);
+        } else {
+            for (int v = lane; v < nv; v += 32) gemv_step<R, NT, T>(acc, w0, nrows, cols, xr, v);
         }
     } else {
-        for (int c = lane + 32 * wid; c < cols; c += 32 * GEMV_WARPS) {
+        for (int c = lane; c < cols; c += 32) {
 #pragma unroll
-            for (int i = 0; i < RPW; i++) {
+            for (int i = 0; i < R; i++) {
                 float wv = i < nrows ? ld(w0 + (long)i * cols, c) : 0.f;
 #pragma unroll
                 for (int t = 0; t < NT; t++) acc[i][t] += wv * xr[t][c];
             }
         }
     }
-    __shared__ float part[GEMV_WARPS][RPW][8];
 #pragma unroll
-    for (int i = 0; i < RPW; i++)
+    for (int i = 0; i < R; i++)
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float v = warp_sum(acc[i][t]);
-            if (lane == 0) part[wid][i][t] = v;
-        }
-    __syncthreads();
-    if (threadIdx.x < RPW * NT) {
-        int i = threadIdx.x / NT, t = threadIdx.x % NT;
-        float v = 0.f;
-#pragma unroll
-        for (int q = 0; q < GEMV_WARPS; q++) v += part[q][i][t];
-        red[i][t] = v;
-    }
-    __syncthreads();
+        for (int t = 0; t < NT; t++) acc[i][t] = warp_sum(acc[i][t]);
 }
 
 template <int NT, typename T>
 __device__ void gemv_impl(float *y, const T *W, const float *x, int rows, int cols, int nt) {
-    long r0 = (long)blockIdx.x * RPW;
-    int nrows = min((long)RPW, rows - r0);
+    constexpr int R = NT == 1 ? 1 : 4;
+    int lane = threadIdx.x & 31;
+    long r0 = ((long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * R;
+    if (r0 >= rows) return; // whole warps leave together
+    int nrows = min((long)R, rows - r0);
     const float *xr[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) xr[t] = x + (long)min(t, nt - 1) * cols;
-    __shared__ float red[RPW][NT];
-    gemv_core<NT, T>(red, W + r0 * cols, nrows, cols, xr);
-    if (threadIdx.x < RPW * NT) {
-        int i = threadIdx.x / NT, t = threadIdx.x % NT;
-        if (i < nrows && t < nt) y[(long)t * rows + r0 + i] = red[i][t];
-    }
+    float acc[R][NT];
+    gemv_core<R, NT, T>(acc, W + r0 * cols, nrows, cols, xr, lane);
+    if (lane == 0)
+#pragma unroll
+        for (int i = 0; i < R; i++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (i < nrows && t < nt) y[(long)t * rows + r0 + i] = acc[i][t];
 }
 
 #define GEMV(NT)                                                                                        \
@@ -193,62 +187,91 @@ GEMV(2)
 GEMV(4)
 GEMV(8)
 
-// Expert products without a trip to the host. moe_lists (one block) sorts
-// the n·k routing slots by expert: list[off[e] .. off[e+1]) are expert e's
-// slots in increasing order. gemv_grouped (grid x: row groups, y: experts)
-// then computes y[s] = W_e · x[s / xdiv] for each slot s of expert e, eight
-// slots at a time, so each expert's weights are read once per eight slots:
-// xdiv = k reads the token's row, xdiv = 1 the slot's own row.
-extern "C" __global__ void moe_lists(int *off, int *list, const int *idx, int E, int slots) {
+// Expert products for one token (decode at batch 1): slot s (its expert
+// e = idx[s]) computes y[s] = W_e · x[s / xdiv], one weight row per warp.
+template <typename T>
+__device__ void gemv_moe_impl(float *y, const T *W, long estride, const int *idx, const float *x, int xdiv,
+                              int rows, int cols) {
+    int lane = threadIdx.x & 31;
+    long r = (long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    int s = blockIdx.y;
+    if (r >= rows) return;
+    const float *xr[1] = {x + (long)(s / xdiv) * cols};
+    float acc[1][1];
+    gemv_core<1, 1, T>(acc, W + (long)idx[s] * estride + r * cols, 1, cols, xr, lane);
+    if (lane == 0) y[(long)s * rows + r] = acc[0][0];
+}
+extern "C" __global__ void gemv_moe_bf16(float *y, const bf16 *W, long estride, const int *idx, const float *x, int xdiv, int rows, int cols) {
+    gemv_moe_impl(y, W, estride, idx, x, xdiv, rows, cols);
+}
+extern "C" __global__ void gemv_moe_f32(float *y, const float *W, long estride, const int *idx, const float *x, int xdiv, int rows, int cols) {
+    gemv_moe_impl(y, W, estride, idx, x, xdiv, rows, cols);
+}
+
+// Expert products for a few tokens, without a trip to the host. moe_lists
+// (one thread) sorts the n·k routing slots by expert: list[off[e] ..
+// off[e+1]) are expert e's slots in increasing order, and act[0 .. act[E])
+// the experts that have any (act[E] their count). gemv_grouped (grid x: row
+// groups, y: up to min(E, slots) active experts) then computes
+// y[s] = W_e · x[s / xdiv] for each slot s of expert e, eight slots at a
+// time, so each expert's weights are read once per eight slots: xdiv = k
+// reads the token's row, xdiv = 1 the slot's own row.
+extern "C" __global__ void moe_lists(int *off, int *list, int *act, const int *idx, int E, int slots) {
     if (threadIdx.x != 0) return;
-    int o = 0;
+    int o = 0, na = 0;
     for (int e = 0; e < E; e++) {
         off[e] = o;
         for (int s = 0; s < slots; s++)
             if (idx[s] == e) list[o++] = s;
+        if (o > off[e]) act[na++] = e;
     }
     off[E] = o;
+    act[E] = na;
 }
 
 template <int NT, typename T>
 __device__ __forceinline__ void grouped_chunk(float *y, const T *w0, int nrows, long r0, int rows, int cols,
-                                              const int *sl, int nt, const float *x, int xdiv) {
+                                              const int *sl, int nt, const float *x, int xdiv, int lane) {
     const float *xr[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) xr[t] = x + (long)(sl[min(t, nt - 1)] / xdiv) * cols;
-    __shared__ float red[RPW][NT];
-    gemv_core<NT, T>(red, w0, nrows, cols, xr);
-    if (threadIdx.x < RPW * NT) {
-        int i = threadIdx.x / NT, t = threadIdx.x % NT;
-        if (i < nrows && t < nt) y[(long)sl[t] * rows + r0 + i] = red[i][t];
-    }
-    __syncthreads(); // red is reused by the next chunk
+    float acc[4][NT];
+    gemv_core<4, NT, T>(acc, w0, nrows, cols, xr, lane);
+    if (lane == 0)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (i < nrows && t < nt) y[(long)sl[t] * rows + r0 + i] = acc[i][t];
 }
 
 template <typename T>
-__device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list,
-                                  const float *x, int xdiv, int rows, int cols) {
-    int e = blockIdx.y;
-    long r0 = (long)blockIdx.x * RPW;
-    int nrows = min((long)RPW, rows - r0);
+__device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list, const int *act,
+                                  int E, const float *x, int xdiv, int rows, int cols) {
+    if ((int)blockIdx.y >= act[E]) return;
+    int e = act[blockIdx.y];
+    int lane = threadIdx.x & 31;
+    long r0 = ((long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * 4;
+    if (r0 >= rows) return;
+    int nrows = min((long)4, rows - r0);
     const T *w0 = W + (long)e * estride + r0 * cols;
     for (int j = off[e]; j < off[e + 1]; j += 8) {
         int nt = min(8, off[e + 1] - j);
         if (nt == 1)
-            grouped_chunk<1, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv);
+            grouped_chunk<1, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
         else if (nt == 2)
-            grouped_chunk<2, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv);
+            grouped_chunk<2, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
         else if (nt <= 4)
-            grouped_chunk<4, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv);
+            grouped_chunk<4, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
         else
-            grouped_chunk<8, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv);
+            grouped_chunk<8, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
     }
 }
-extern "C" __global__ void gemv_grouped_bf16(float *y, const bf16 *W, long estride, const int *off, const int *list, const float *x, int xdiv, int rows, int cols) {
-    gemv_grouped_impl(y, W, estride, off, list, x, xdiv, rows, cols);
+extern "C" __global__ void gemv_grouped_bf16(float *y, const bf16 *W, long estride, const int *off, const int *list, const int *act, int E, const float *x, int xdiv, int rows, int cols) {
+    gemv_grouped_impl(y, W, estride, off, list, act, E, x, xdiv, rows, cols);
 }
-extern "C" __global__ void gemv_grouped_f32(float *y, const float *W, long estride, const int *off, const int *list, const float *x, int xdiv, int rows, int cols) {
-    gemv_grouped_impl(y, W, estride, off, list, x, xdiv, rows, cols);
+extern "C" __global__ void gemv_grouped_f32(float *y, const float *W, long estride, const int *off, const int *list, const int *act, int E, const float *x, int xdiv, int rows, int cols) {
+    gemv_grouped_impl(y, W, estride, off, list, act, E, x, xdiv, rows, cols);
 }
 
 // Splits float32 x into bfloat16 hi = bf16(x) and lo = bf16(x − hi), so that
