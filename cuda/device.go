@@ -38,7 +38,7 @@ type Device struct {
 
 	ctx uintptr
 	// gemvRows: products of up to this many rows (≤ 8) use the
-	// matrix-vector kernels, more use cuBLAS ($JAMBA_CUDA_GEMV_ROWS).
+	// matrix-vector kernels, more use cuBLAS ($JAMBA_CUDA_GEMV_ROWS, default 1).
 	gemvRows int
 	// moeRows: MoE layers of up to this many rows (≤ 64) group the routing
 	// slots by expert on the device; more group them on the host for
@@ -140,7 +140,9 @@ func Open(ordinal int) (*Device, error) {
 		return nil, fmt.Errorf("%w (GPU %s, compute capability %d.%d)", err, dev.Name, dev.CC[0], dev.CC[1])
 	}
 	dev.fns = map[string]uintptr{}
-	dev.gemvRows, dev.moeRows = gemvMax, gemvMax
+	// Measured on an H200: cuBLAS on the split input beats the
+	// matrix-vector kernels from two rows up (docs/GPU.md).
+	dev.gemvRows, dev.moeRows = 1, moeMax
 	dev.moeRows = moeMax
 	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_ROWS")); err == nil && v >= 0 && v <= moeMax {
 		dev.moeRows = v

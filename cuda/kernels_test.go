@@ -58,51 +58,55 @@ func poisoned(t *testing.T, dev *Device, n int) Buf {
 func TestMatMul(t *testing.T) {
 	dev := gpu(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, sh := range []struct{ rows, cols int }{{67, 100}, {67, 104}, {1000, 4096}, {5, 3}} {
-		for _, dt := range []DType{F32, BF16} {
-			for _, n := range []int{1, 2, 3, 5, 8, 9, 33, 300} {
-				wv := randVec(rng, sh.rows*sh.cols)
-				cw := &kernels.Matrix{Rows: sh.rows, Cols: sh.cols, DType: kernels.F32, F32: wv}
-				if dt == BF16 {
-					cw = &kernels.Matrix{Rows: sh.rows, Cols: sh.cols, DType: kernels.BF16, BF16: make([]uint16, len(wv))}
-					for i, v := range wv {
-						cw.BF16[i] = kernels.F32ToBF16(v)
+	defer func(r int) { dev.gemvRows = r }(dev.gemvRows)
+	for _, gr := range []int{1, gemvMax} {
+		dev.gemvRows = gr // both sides of the matrix-vector / cuBLAS boundary
+		for _, sh := range []struct{ rows, cols int }{{67, 100}, {67, 104}, {1000, 4096}, {5, 3}} {
+			for _, dt := range []DType{F32, BF16} {
+				for _, n := range []int{1, 2, 3, 5, 8, 9, 33, 300} {
+					wv := randVec(rng, sh.rows*sh.cols)
+					cw := &kernels.Matrix{Rows: sh.rows, Cols: sh.cols, DType: kernels.F32, F32: wv}
+					if dt == BF16 {
+						cw = &kernels.Matrix{Rows: sh.rows, Cols: sh.cols, DType: kernels.BF16, BF16: make([]uint16, len(wv))}
+						for i, v := range wv {
+							cw.BF16[i] = kernels.F32ToBF16(v)
+						}
 					}
-				}
-				x := randVec(rng, max(n, gemvMax)*sh.cols)
-				want := make([]float32, n*sh.rows)
-				kernels.MatMul(want, x[:n*sh.cols], n, cw)
+					x := randVec(rng, max(n, gemvMax)*sh.cols)
+					want := make([]float32, n*sh.rows)
+					kernels.MatMul(want, x[:n*sh.cols], n, cw)
 
-				m := &Model{Dev: dev}
-				gw, err := m.matrix("w", cw)
-				if err != nil {
-					t.Fatal(err)
-				}
-				xb := upload(t, dev, x)
-				yb := poisoned(t, dev, n*sh.rows)
-				var sc scratch
-				if err := dev.MatMul(yb.Ptr, xb.Ptr, n, &gw, &sc); err != nil {
-					t.Fatal(err)
-				}
-				got := make([]float32, n*sh.rows)
-				if err := dev.DownloadF32(got, yb, 0); err != nil {
-					t.Fatal(err)
-				}
-				m.Close()
-				dev.Free(&sc.hi)
-				dev.Free(&sc.y2)
-				// float32 products in another summation order differ by
-				// a few ulps of the row's magnitude (≲ 1e-6 relative); the
-				// split bf16 path rounds x to 16 significant bits (2^-17
-				// relative each), so 1e-4 leaves room for sums of 4096.
-				tol := 1e-5
-				if dt == BF16 && n > dev.gemvRows {
-					tol = 1e-4
-				}
-				if e := maxRel(got, want); !(e <= tol) {
-					t.Errorf("%dx%d %v n=%d: max rel error %.3g > %g", sh.rows, sh.cols, dt.suffix(), n, e, tol)
-				} else if sh.cols == 4096 {
-					t.Logf("%dx%d %v n=%d: max rel error %.3g", sh.rows, sh.cols, dt.suffix(), n, e)
+					m := &Model{Dev: dev}
+					gw, err := m.matrix("w", cw)
+					if err != nil {
+						t.Fatal(err)
+					}
+					xb := upload(t, dev, x)
+					yb := poisoned(t, dev, n*sh.rows)
+					var sc scratch
+					if err := dev.MatMul(yb.Ptr, xb.Ptr, n, &gw, &sc); err != nil {
+						t.Fatal(err)
+					}
+					got := make([]float32, n*sh.rows)
+					if err := dev.DownloadF32(got, yb, 0); err != nil {
+						t.Fatal(err)
+					}
+					m.Close()
+					dev.Free(&sc.hi)
+					dev.Free(&sc.y2)
+					// float32 products in another summation order differ by
+					// a few ulps of the row's magnitude (≲ 1e-6 relative); the
+					// split bf16 path rounds x to 16 significant bits (2^-17
+					// relative each), so 1e-4 leaves room for sums of 4096.
+					tol := 1e-5
+					if dt == BF16 && n > dev.gemvRows {
+						tol = 1e-4
+					}
+					if e := maxRel(got, want); !(e <= tol) {
+						t.Errorf("%dx%d %v n=%d: max rel error %.3g > %g", sh.rows, sh.cols, dt.suffix(), n, e, tol)
+					} else if sh.cols == 4096 {
+						t.Logf("%dx%d %v n=%d gemv≤%d: max rel error %.3g", sh.rows, sh.cols, dt.suffix(), n, gr, e)
+					}
 				}
 			}
 		}

@@ -60,24 +60,32 @@ func newPair(t *testing.T, cm *model.Model) *pair {
 	return &pair{t: t, cpu: cm, gpu: gm, ws: cm.NewWorkspace()}
 }
 
+// TestAwkwardModel runs checkModel and checkLong on awkward and aligned
+// shapes, float32 and bfloat16 weights, and with the row limits of the
+// matrix-vector and device-grouped expert paths at their default, at 8 and
+// at 0, so that every path meets every batch size.
 func TestAwkwardModel(t *testing.T) {
-	gpu(t)
-	for _, aligned := range []bool{false, true} {
-		for _, dtype := range []string{"f32", "bf16"} {
-			t.Run(fmt.Sprintf("aligned=%v/%s", aligned, dtype), func(t *testing.T) {
-				c := awkwardConfig(aligned)
-				dir := t.TempDir()
-				if err := model.WriteInit(c, dir, dtype, 7, nil); err != nil {
-					t.Fatal(err)
-				}
-				cm, err := model.Load(dir, model.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer cm.Close()
-				checkModel(t, cm)
-				checkLong(t, cm)
-			})
+	dev := gpu(t)
+	defer func(g, m int) { dev.gemvRows, dev.moeRows = g, m }(dev.gemvRows, dev.moeRows)
+	for _, lim := range [][2]int{{dev.gemvRows, dev.moeRows}, {gemvMax, gemvMax}, {0, 0}} {
+		dev.gemvRows, dev.moeRows = lim[0], lim[1]
+		for _, aligned := range []bool{false, true} {
+			for _, dtype := range []string{"f32", "bf16"} {
+				t.Run(fmt.Sprintf("gemv%d/moe%d/aligned=%v/%s", lim[0], lim[1], aligned, dtype), func(t *testing.T) {
+					c := awkwardConfig(aligned)
+					dir := t.TempDir()
+					if err := model.WriteInit(c, dir, dtype, 7, nil); err != nil {
+						t.Fatal(err)
+					}
+					cm, err := model.Load(dir, model.Options{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer cm.Close()
+					checkModel(t, cm)
+					checkLong(t, cm)
+				})
+			}
 		}
 	}
 }

@@ -77,6 +77,10 @@ const maxSplits = 256
 // each computing one weight row (one row of x) or four (several).
 const gemvWarps = 8
 
+// groupWarps is GROUP_WARPS in jamba.cu: the warps of a grouped-expert
+// block, four weight rows each.
+const groupWarps = 4
+
 // moeMax is the most rows an MoE layer routes on the device (grouped
 // matrix-vector kernels, no copy to the host); more rows group on the host
 // for cuBLAS.
@@ -188,7 +192,7 @@ func (dev *Device) moeGemv(y uint64, W uint64, dt DType, estride int64, idx, x u
 // act): W holds E matrices of rows×cols, estride elements apart; at most
 // maxActive experts have slots.
 func (dev *Device) groupedGemv(y uint64, W uint64, dt DType, estride int64, E, maxActive int, off, list, act, x uint64, xdiv, rows, cols int) error {
-	return dev.launch("gemv_grouped_"+dt.suffix(), [2]int{blocks(int64(rows), 4*gemvWarps), maxActive}, 32*gemvWarps,
+	return dev.launch("gemv_grouped_"+dt.suffix(), [2]int{blocks(int64(rows), 4*groupWarps), maxActive}, 32*groupWarps,
 		y, W, la(estride), off, list, act, ia(E), x, ia(xdiv), ia(rows), ia(cols))
 }
 

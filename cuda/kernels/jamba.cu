@@ -245,13 +245,15 @@ __device__ __forceinline__ void grouped_chunk(float *y, const T *w0, int nrows, 
                 if (i < nrows && t < nt) y[(long)sl[t] * rows + r0 + i] = acc[i][t];
 }
 
+#define GROUP_WARPS 4 // warps of a gemv_grouped block, 4 weight rows each
+
 template <typename T>
 __device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list, const int *act,
                                   int E, const float *x, int xdiv, int rows, int cols) {
     if ((int)blockIdx.y >= act[E]) return;
     int e = act[blockIdx.y];
     int lane = threadIdx.x & 31;
-    long r0 = ((long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * 4;
+    long r0 = ((long)blockIdx.x * GROUP_WARPS + (threadIdx.x >> 5)) * 4;
     if (r0 >= rows) return;
     int nrows = min((long)4, rows - r0);
     const T *w0 = W + (long)e * estride + r0 * cols;
