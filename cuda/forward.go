@@ -82,7 +82,7 @@ func (m *Model) grow(rows, head int) error {
 		{&w.xc, R * Di}, {&w.dbc, R * P}, {&w.dtn, R * Rk}, {&w.draw, R * Di}, {&w.y, R * Di},
 		{&w.act, max(R*I, moeMax*K*I)}, {&w.eo, max(R*H, moeMax*K*H)}, {&w.rlog, R * E},
 		{&w.idx, R * K}, {&w.wt, R * K}, {&w.ein, R * H}, {&w.headIn, int64(head) * H},
-		{&w.logits, int64(head) * int64(c.VocabSize)}, {&w.ids, int64(head)}, {&w.moeList, 2*max(R, moeMax)*K + 2*E + 2},
+		{&w.logits, int64(head) * int64(c.VocabSize)}, {&w.ids, int64(head)}, {&w.moeList, 4*max(R, moeMax)*K + 4*E + 8},
 	}
 	for _, s := range sizes {
 		b, err := dev.Alloc(4 * s.n)
@@ -409,20 +409,21 @@ func (m *Model) moe(l *layer) error {
 		return dev.launch("moe_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, w.wt.Ptr, ia(K), ia(H), la(int64(n)))
 	}
 	if n <= dev.moeRows {
+		// off[E+1], then the chunk count and (expert, slot) pairs, then list.
+		maxWork := min(E, slots) + slots/8 + 1
 		off := w.moeList.Ptr
-		act := off + uint64(4*(E+1))
-		list := act + uint64(4*(E+1))
-		if err := dev.launch("moe_lists", [2]int{1}, 32, off, list, act, w.idx.Ptr, ia(E), ia(slots)); err != nil {
+		work := off + uint64(4*(E+2))
+		list := work + uint64(8*maxWork)
+		if err := dev.launch("moe_lists", [2]int{1}, 32, off, list, work, w.idx.Ptr, ia(E), ia(slots)); err != nil {
 			return err
 		}
-		active := min(E, slots)
-		if err := dev.groupedGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, E, active, off, list, act, w.xn.Ptr, K, 2*I, H); err != nil {
+		if err := dev.groupedGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, maxWork, off, list, work, w.xn.Ptr, K, 2*I, H); err != nil {
 			return err
 		}
 		if err := dev.launch("swiglu", [2]int{blocks(int64(slots)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(slots)), ia(m.act)); err != nil {
 			return err
 		}
-		if err := dev.groupedGemv(w.eo.Ptr, l.expDown.Ptr, l.expDown.DType, l.dnStride, E, active, off, list, act, w.act.Ptr, 1, H, I); err != nil {
+		if err := dev.groupedGemv(w.eo.Ptr, l.expDown.Ptr, l.expDown.DType, l.dnStride, maxWork, off, list, work, w.act.Ptr, 1, H, I); err != nil {
 			return err
 		}
 		return dev.launch("moe_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, w.wt.Ptr, ia(K), ia(H), la(int64(n)))

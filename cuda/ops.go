@@ -188,12 +188,12 @@ func (dev *Device) moeGemv(y uint64, W uint64, dt DType, estride int64, idx, x u
 }
 
 // groupedGemv computes y[s] = W_e · x[s / xdiv] for every routing slot s,
-// e its expert, from the per-expert slot lists of moe_lists (off, list,
-// act): W holds E matrices of rows×cols, estride elements apart; at most
-// maxActive experts have slots.
-func (dev *Device) groupedGemv(y uint64, W uint64, dt DType, estride int64, E, maxActive int, off, list, act, x uint64, xdiv, rows, cols int) error {
-	return dev.launch("gemv_grouped_"+dt.suffix(), [2]int{blocks(int64(rows), 4*groupWarps), maxActive}, 32*groupWarps,
-		y, W, la(estride), off, list, act, ia(E), x, ia(xdiv), ia(rows), ia(cols))
+// e its expert, from the per-expert slot lists and chunks of moe_lists
+// (off, list, work): W holds E matrices of rows×cols, estride elements
+// apart; there are at most maxWork chunks.
+func (dev *Device) groupedGemv(y uint64, W uint64, dt DType, estride int64, maxWork int, off, list, work, x uint64, xdiv, rows, cols int) error {
+	return dev.launch("gemv_grouped_"+dt.suffix(), [2]int{blocks(int64(rows), 4*groupWarps), maxWork}, 32*groupWarps,
+		y, W, la(estride), off, list, work, x, ia(xdiv), ia(rows), ia(cols))
 }
 
 // RMSNorm writes out[r] = rmsnorm(h[r] (+= delta[r] when delta ≠ 0)) · w for rows of n.

@@ -210,23 +210,28 @@ extern "C" __global__ void gemv_moe_f32(float *y, const float *W, long estride, 
 
 // Expert products for a few tokens, without a trip to the host. moe_lists
 // (one thread) sorts the n·k routing slots by expert: list[off[e] ..
-// off[e+1]) are expert e's slots in increasing order, and act[0 .. act[E])
-// the experts that have any (act[E] their count). gemv_grouped (grid x: row
-// groups, y: up to min(E, slots) active experts) then computes
-// y[s] = W_e · x[s / xdiv] for each slot s of expert e, eight slots at a
-// time, so each expert's weights are read once per eight slots: xdiv = k
-// reads the token's row, xdiv = 1 the slot's own row.
-extern "C" __global__ void moe_lists(int *off, int *list, int *act, const int *idx, int E, int slots) {
+// off[e+1]) are expert e's slots in increasing order; work[0 .. nwork) are
+// (expert, first slot) pairs of chunks of up to 8 slots (nwork = work[-1]:
+// the entry before work). gemv_grouped (grid x: row groups, y: chunks) then
+// computes y[s] = W_e · x[s / xdiv] for the slots s of its chunk, so each
+// expert's weights are read once per eight slots, and a popular expert's
+// chunks run side by side: xdiv = k reads the token's row, xdiv = 1 the
+// slot's own row.
+extern "C" __global__ void moe_lists(int *off, int *list, int *work, const int *idx, int E, int slots) {
     if (threadIdx.x != 0) return;
-    int o = 0, na = 0;
+    int o = 0, nw = 0;
     for (int e = 0; e < E; e++) {
         off[e] = o;
         for (int s = 0; s < slots; s++)
             if (idx[s] == e) list[o++] = s;
-        if (o > off[e]) act[na++] = e;
+        for (int j = off[e]; j < o; j += 8) {
+            work[2 * nw] = e;
+            work[2 * nw + 1] = j;
+            nw++;
+        }
     }
     off[E] = o;
-    act[E] = na;
+    work[-1] = nw;
 }
 
 template <int NT, typename T>
@@ -248,32 +253,30 @@ __device__ __forceinline__ void grouped_chunk(float *y, const T *w0, int nrows, 
 #define GROUP_WARPS 4 // warps of a gemv_grouped block, 4 weight rows each
 
 template <typename T>
-__device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list, const int *act,
-                                  int E, const float *x, int xdiv, int rows, int cols) {
-    if ((int)blockIdx.y >= act[E]) return;
-    int e = act[blockIdx.y];
+__device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list, const int *work,
+                                  const float *x, int xdiv, int rows, int cols) {
+    if ((int)blockIdx.y >= work[-1]) return;
+    int e = work[2 * blockIdx.y], j = work[2 * blockIdx.y + 1];
     int lane = threadIdx.x & 31;
     long r0 = ((long)blockIdx.x * GROUP_WARPS + (threadIdx.x >> 5)) * 4;
     if (r0 >= rows) return;
     int nrows = min((long)4, rows - r0);
     const T *w0 = W + (long)e * estride + r0 * cols;
-    for (int j = off[e]; j < off[e + 1]; j += 8) {
-        int nt = min(8, off[e + 1] - j);
-        if (nt == 1)
-            grouped_chunk<1, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
-        else if (nt == 2)
-            grouped_chunk<2, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
-        else if (nt <= 4)
-            grouped_chunk<4, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
-        else
-            grouped_chunk<8, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
-    }
+    int nt = min(8, off[e + 1] - j);
+    if (nt == 1)
+        grouped_chunk<1, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+    else if (nt == 2)
+        grouped_chunk<2, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+    else if (nt <= 4)
+        grouped_chunk<4, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+    else
+        grouped_chunk<8, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
 }
-extern "C" __global__ void gemv_grouped_bf16(float *y, const bf16 *W, long estride, const int *off, const int *list, const int *act, int E, const float *x, int xdiv, int rows, int cols) {
-    gemv_grouped_impl(y, W, estride, off, list, act, E, x, xdiv, rows, cols);
+extern "C" __global__ void gemv_grouped_bf16(float *y, const bf16 *W, long estride, const int *off, const int *list, const int *work, const float *x, int xdiv, int rows, int cols) {
+    gemv_grouped_impl(y, W, estride, off, list, work, x, xdiv, rows, cols);
 }
-extern "C" __global__ void gemv_grouped_f32(float *y, const float *W, long estride, const int *off, const int *list, const int *act, int E, const float *x, int xdiv, int rows, int cols) {
-    gemv_grouped_impl(y, W, estride, off, list, act, E, x, xdiv, rows, cols);
+extern "C" __global__ void gemv_grouped_f32(float *y, const float *W, long estride, const int *off, const int *list, const int *work, const float *x, int xdiv, int rows, int cols) {
+    gemv_grouped_impl(y, W, estride, off, list, work, x, xdiv, rows, cols);
 }
 
 // Splits float32 x into bfloat16 hi = bf16(x) and lo = bf16(x − hi), so that
