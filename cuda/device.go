@@ -44,7 +44,10 @@ type Device struct {
 	// slots by expert on the device; more group them on the host for
 	// cuBLAS ($JAMBA_CUDA_MOE_ROWS).
 	moeRows int
-	pinned  bool // an outer call holds the context current on this OS thread
+	// groupedUnroll: 0 for the grouped-expert kernel with a plain column
+	// loop, 1 for the one unrolled twice ($JAMBA_CUDA_GROUPED_UNROLL=2).
+	groupedUnroll int
+	pinned        bool // an outer call holds the context current on this OS thread
 
 	args [32]uint64
 	ptrs [32]uintptr
@@ -144,6 +147,9 @@ func Open(ordinal int) (*Device, error) {
 	// matrix-vector kernels from two rows up (docs/GPU.md).
 	dev.gemvRows, dev.moeRows = 1, moeMax
 	dev.moeRows = moeMax
+	if os.Getenv("JAMBA_CUDA_GROUPED_UNROLL") == "2" {
+		dev.groupedUnroll = 1
+	}
 	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_ROWS")); err == nil && v >= 0 && v <= moeMax {
 		dev.moeRows = v
 	}

@@ -66,12 +66,12 @@ func newPair(t *testing.T, cm *model.Model) *pair {
 // at 0, so that every path meets every batch size.
 func TestAwkwardModel(t *testing.T) {
 	dev := gpu(t)
-	defer func(g, m int) { dev.gemvRows, dev.moeRows = g, m }(dev.gemvRows, dev.moeRows)
-	for _, lim := range [][2]int{{dev.gemvRows, dev.moeRows}, {gemvMax, gemvMax}, {0, 0}} {
-		dev.gemvRows, dev.moeRows = lim[0], lim[1]
+	defer func(g, m, u int) { dev.gemvRows, dev.moeRows, dev.groupedUnroll = g, m, u }(dev.gemvRows, dev.moeRows, dev.groupedUnroll)
+	for _, lim := range [][3]int{{dev.gemvRows, dev.moeRows, 0}, {gemvMax, gemvMax, 1}, {0, 0, 0}} {
+		dev.gemvRows, dev.moeRows, dev.groupedUnroll = lim[0], lim[1], lim[2]
 		for _, aligned := range []bool{false, true} {
 			for _, dtype := range []string{"f32", "bf16"} {
-				t.Run(fmt.Sprintf("gemv%d/moe%d/aligned=%v/%s", lim[0], lim[1], aligned, dtype), func(t *testing.T) {
+				t.Run(fmt.Sprintf("gemv%d/moe%d/unroll%d/aligned=%v/%s", lim[0], lim[1], lim[2]+1, aligned, dtype), func(t *testing.T) {
 					c := awkwardConfig(aligned)
 					dir := t.TempDir()
 					if err := model.WriteInit(c, dir, dtype, 7, nil); err != nil {

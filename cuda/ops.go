@@ -77,6 +77,9 @@ const maxSplits = 256
 // each computing one weight row (one row of x) or four (several).
 const gemvWarps = 8
 
+// groupedNames[unroll-1][dtype] names the grouped-expert kernels.
+var groupedNames = [2][2]string{{"gemv_grouped_f32", "gemv_grouped_bf16"}, {"gemv_grouped_u2_f32", "gemv_grouped_u2_bf16"}}
+
 // groupWarps is GROUP_WARPS in jamba.cu: the warps of a grouped-expert
 // block, four weight rows each.
 const groupWarps = 4
@@ -192,7 +195,7 @@ func (dev *Device) moeGemv(y uint64, W uint64, dt DType, estride int64, idx, x u
 // (off, list, work): W holds E matrices of rows×cols, estride elements
 // apart; there are at most maxWork chunks.
 func (dev *Device) groupedGemv(y uint64, W uint64, dt DType, estride int64, maxWork int, off, list, work, x uint64, xdiv, rows, cols int) error {
-	return dev.launch("gemv_grouped_"+dt.suffix(), [2]int{blocks(int64(rows), 4*groupWarps), maxWork}, 32*groupWarps,
+	return dev.launch(groupedNames[dev.groupedUnroll][dt], [2]int{blocks(int64(rows), 4*groupWarps), maxWork}, 32*groupWarps,
 		y, W, la(estride), off, list, work, x, ia(xdiv), ia(rows), ia(cols))
 }
 

@@ -124,7 +124,7 @@ __device__ __forceinline__ void gemv_step(float (&acc)[R][NT], const T *w0, int 
     }
 }
 
-template <int R, int NT, typename T>
+template <int R, int NT, typename T, int U = 1>
 __device__ __forceinline__ void gemv_core(float (&acc)[R][NT], const T *w0, int nrows, int cols, const float *const (&xr)[NT], int lane) {
 #pragma unroll
     for (int i = 0; i < R; i++)
@@ -135,6 +135,9 @@ __device__ __forceinline__ void gemv_core(float (&acc)[R][NT], const T *w0, int 
         int nv = cols >> 3;
         if constexpr (R == 1) {
 #pragma unroll 4
+            for (int v = lane; v < nv; v += 32) gemv_step<R, NT, T>(acc, w0, nrows, cols, xr, v);
+        } else if constexpr (U == 2) {
+#pragma unroll 2
             for (int v = lane; v < nv; v += 32) gemv_step<R, NT, T>(acc, w0, nrows, cols, xr, v);
         } else {
             for (int v = lane; v < nv; v += 32) gemv_step<R, NT, T>(acc, w0, nrows, cols, xr, v);
@@ -234,14 +237,14 @@ extern "C" __global__ void moe_lists(int *off, int *list, int *work, const int *
     work[-1] = nw;
 }
 
-template <int NT, typename T>
+template <int NT, typename T, int U>
 __device__ __forceinline__ void grouped_chunk(float *y, const T *w0, int nrows, long r0, int rows, int cols,
                                               const int *sl, int nt, const float *x, int xdiv, int lane) {
     const float *xr[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) xr[t] = x + (long)(sl[min(t, nt - 1)] / xdiv) * cols;
     float acc[4][NT];
-    gemv_core<4, NT, T>(acc, w0, nrows, cols, xr, lane);
+    gemv_core<4, NT, T, U>(acc, w0, nrows, cols, xr, lane);
     if (lane == 0)
 #pragma unroll
         for (int i = 0; i < 4; i++)
@@ -252,7 +255,7 @@ __device__ __forceinline__ void grouped_chunk(float *y, const T *w0, int nrows, 
 
 #define GROUP_WARPS 4 // warps of a gemv_grouped block, 4 weight rows each
 
-template <typename T>
+template <typename T, int U>
 __device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list, const int *work,
                                   const float *x, int xdiv, int rows, int cols) {
     if ((int)blockIdx.y >= work[-1]) return;
@@ -264,20 +267,26 @@ __device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int 
     const T *w0 = W + (long)e * estride + r0 * cols;
     int nt = min(8, off[e + 1] - j);
     if (nt == 1)
-        grouped_chunk<1, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+        grouped_chunk<1, T, U>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
     else if (nt == 2)
-        grouped_chunk<2, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+        grouped_chunk<2, T, U>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
     else if (nt <= 4)
-        grouped_chunk<4, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+        grouped_chunk<4, T, U>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
     else
-        grouped_chunk<8, T>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+        grouped_chunk<8, T, U>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
 }
-extern "C" __global__ void gemv_grouped_bf16(float *y, const bf16 *W, long estride, const int *off, const int *list, const int *work, const float *x, int xdiv, int rows, int cols) {
-    gemv_grouped_impl(y, W, estride, off, list, work, x, xdiv, rows, cols);
-}
-extern "C" __global__ void gemv_grouped_f32(float *y, const float *W, long estride, const int *off, const int *list, const int *work, const float *x, int xdiv, int rows, int cols) {
-    gemv_grouped_impl(y, W, estride, off, list, work, x, xdiv, rows, cols);
-}
+// U = 2 unrolls the column loop twice (twice the loads in flight).
+#define GROUPED(U, SUF)                                                                                  \
+    extern "C" __global__ void gemv_grouped##SUF##_bf16(float *y, const bf16 *W, long estride, const int *off, \
+                                                        const int *list, const int *work, const float *x, int xdiv, int rows, int cols) { \
+        gemv_grouped_impl<bf16, U>(y, W, estride, off, list, work, x, xdiv, rows, cols);                  \
+    }                                                                                                    \
+    extern "C" __global__ void gemv_grouped##SUF##_f32(float *y, const float *W, long estride, const int *off, \
+                                                       const int *list, const int *work, const float *x, int xdiv, int rows, int cols) { \
+        gemv_grouped_impl<float, U>(y, W, estride, off, list, work, x, xdiv, rows, cols);                 \
+    }
+GROUPED(1, )
+GROUPED(2, _u2)
 
 // Splits float32 x into bfloat16 hi = bf16(x) and lo = bf16(x − hi), so that
 // W·x = W·hi + W·lo with two bf16 matrix products to about 2^-16 relative.
