@@ -15,7 +15,7 @@ import (
 	"github.com/jamba-go/jamba/safetensors"
 )
 
-// logitTol is the bar for GPU against CPU logits: 1e-3 of the
+// logitTol is the required agreement of GPU and CPU logits: 1e-3 of the
 // largest logit. Both sides do float32 arithmetic over the same weights, so
 // the differences seen are orders of magnitude below it (logged).
 const logitTol = 1e-3
