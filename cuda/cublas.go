@@ -31,6 +31,9 @@ type cublas struct {
 	gemmEx    func(h uintptr, transa, transb int32, m, n, k int32, alpha unsafe.Pointer,
 		A uint64, Atype int32, lda int32, B uint64, Btype int32, ldb int32, beta unsafe.Pointer,
 		C uint64, Ctype int32, ldc int32, compute int32, algo int32) int32
+	gemmStridedBatchedEx func(h uintptr, transa, transb int32, m, n, k int32, alpha unsafe.Pointer,
+		A uint64, Atype int32, lda int32, strideA int64, B uint64, Btype int32, ldb int32, strideB int64, beta unsafe.Pointer,
+		C uint64, Ctype int32, ldc int32, strideC int64, batch int32, compute int32, algo int32) int32
 }
 
 var cublasStatusNames = map[int32]string{
@@ -77,6 +80,7 @@ func openCublas() (*cublas, error) {
 		{&b.create, "cublasCreate_v2"},
 		{&b.setStream, "cublasSetStream_v2"},
 		{&b.gemmEx, "cublasGemmEx"},
+		{&b.gemmStridedBatchedEx, "cublasGemmStridedBatchedEx"},
 	} {
 		if err := bind(lib, s.fn, s.name); err != nil {
 			return nil, fmt.Errorf("%w: the cuBLAS library lacks %s", ErrUnavailable, s.name)

@@ -47,7 +47,11 @@ type Device struct {
 	// groupedUnroll: 0 for the grouped-expert kernel with a plain column
 	// loop, 1 for the one unrolled twice ($JAMBA_CUDA_GROUPED_UNROLL=2).
 	groupedUnroll int
-	pinned        bool // an outer call holds the context current on this OS thread
+	// moeDenseRows: MoE layers of this many rows up to 64 (bf16 experts)
+	// compute every expert over every row with strided-batched cuBLAS
+	// ($JAMBA_CUDA_MOE_DENSE_ROWS; above 64 turns it off).
+	moeDenseRows int
+	pinned       bool // an outer call holds the context current on this OS thread
 
 	args [32]uint64
 	ptrs [32]uintptr
@@ -147,6 +151,10 @@ func Open(ordinal int) (*Device, error) {
 	// matrix-vector kernels from two rows up (docs/GPU.md).
 	dev.gemvRows, dev.moeRows = 1, moeMax
 	dev.moeRows = moeMax
+	dev.moeDenseRows = 16
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_DENSE_ROWS")); err == nil && v >= 2 {
+		dev.moeDenseRows = v
+	}
 	if os.Getenv("JAMBA_CUDA_GROUPED_UNROLL") == "2" {
 		dev.groupedUnroll = 1
 	}

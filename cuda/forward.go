@@ -23,6 +23,7 @@ type workspace struct {
 
 	h, xn, mix, big, att, xc, dbc, dtn, draw, y, act, eo, rlog, idx, wt, ein, headIn Buf
 	logits, ids, meta, moeList, part                                                 Buf
+	gu2, act2, eo2                                                                   Buf // all-experts path (moeDense)
 	sc                                                                               scratch
 
 	host                []byte
@@ -45,7 +46,7 @@ type workspace struct {
 
 func (w *workspace) bufs() []*Buf {
 	return []*Buf{&w.h, &w.xn, &w.mix, &w.big, &w.att, &w.xc, &w.dbc, &w.dtn, &w.draw, &w.y, &w.act, &w.eo,
-		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2}
+		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.gu2, &w.act2, &w.eo2}
 }
 
 func (w *workspace) free(dev *Device) {
@@ -408,6 +409,9 @@ func (m *Model) moe(l *layer) error {
 		}
 		return dev.launch("moe_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, w.wt.Ptr, ia(K), ia(H), la(int64(n)))
 	}
+	if n >= dev.moeDenseRows && n <= moeMax && l.expGU.DType == BF16 {
+		return m.moeDense(l)
+	}
 	if n <= dev.moeRows {
 		// off[E+1], then the chunk count and (expert, slot) pairs, then list.
 		maxWork := min(E, slots) + slots/8 + 1
@@ -546,4 +550,50 @@ func (m *Model) Sample(o SampleOptions) ([]int, error) {
 		out[i] = int(v)
 	}
 	return out, nil
+}
+
+// moeDense computes every expert over every row with two strided-batched
+// cuBLAS products on the split input (each expert's weights read once, at
+// cuBLAS's bandwidth) and keeps each row's top-k results: for decode
+// batches that route to nearly every expert anyway.
+func (m *Model) moeDense(l *layer) error {
+	c, w, dev := m.Config, &m.ws, m.Dev
+	n := w.total
+	H, I, E, K := c.HiddenSize, c.IntermediateSize, c.NumExperts, c.NumExpertsPerTok
+	n2 := 2 * int64(n)
+	for _, g := range []struct {
+		b     *Buf
+		bytes int64
+	}{{&w.gu2, 4 * int64(E) * n2 * int64(2*I)}, {&w.act2, 2 * int64(E) * n2 * int64(I)}, {&w.eo2, 4 * int64(E) * n2 * int64(H)}} {
+		if err := dev.growBuf(g.b, g.bytes); err != nil {
+			return err
+		}
+	}
+	elems := int64(n) * int64(H)
+	if err := dev.growBuf(&w.sc.hi, 4*elems); err != nil {
+		return err
+	}
+	if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, w.sc.hi.Ptr, w.sc.hi.Ptr+uint64(2*elems), w.xn.Ptr, la(elems)); err != nil {
+		return err
+	}
+	one, zero := float32(1), float32(0)
+	b := dev.b
+	if err := cublasCheck("cublasGemmStridedBatchedEx", b.gemmStridedBatchedEx(dev.blas, cublasOpT, cublasOpN,
+		int32(2*I), int32(n2), int32(H), unsafe.Pointer(&one),
+		l.expGU.Ptr, cudaR16BF, int32(H), l.guStride,
+		w.sc.hi.Ptr, cudaR16BF, int32(H), 0, unsafe.Pointer(&zero),
+		w.gu2.Ptr, cudaR32F, int32(2*I), n2*int64(2*I), int32(E), cublasCompute32F, cublasGemmDefault)); err != nil {
+		return err
+	}
+	if err := dev.launch("moe_dense_act", [2]int{blocks(int64(E)*int64(n)*int64(I), 256)}, 256, w.act2.Ptr, w.gu2.Ptr, ia(I), ia(n), ia(E), ia(m.act)); err != nil {
+		return err
+	}
+	if err := cublasCheck("cublasGemmStridedBatchedEx", b.gemmStridedBatchedEx(dev.blas, cublasOpT, cublasOpN,
+		int32(H), int32(n2), int32(I), unsafe.Pointer(&one),
+		l.expDown.Ptr, cudaR16BF, int32(I), l.dnStride,
+		w.act2.Ptr, cudaR16BF, int32(I), n2*int64(I), unsafe.Pointer(&zero),
+		w.eo2.Ptr, cudaR32F, int32(H), n2*int64(H), int32(E), cublasCompute32F, cublasGemmDefault)); err != nil {
+		return err
+	}
+	return dev.launch("moe_dense_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo2.Ptr, w.idx.Ptr, w.wt.Ptr, ia(K), ia(H), ia(n))
 }

@@ -62,16 +62,18 @@ func newPair(t *testing.T, cm *model.Model) *pair {
 
 // TestAwkwardModel runs checkModel and checkLong on awkward and aligned
 // shapes, float32 and bfloat16 weights, and with the row limits of the
-// matrix-vector and device-grouped expert paths at their default, at 8 and
-// at 0, so that every path meets every batch size.
+// matrix-vector, device-grouped and all-experts paths at their defaults and
+// at their extremes, so that every path meets every batch size.
 func TestAwkwardModel(t *testing.T) {
 	dev := gpu(t)
-	defer func(g, m, u int) { dev.gemvRows, dev.moeRows, dev.groupedUnroll = g, m, u }(dev.gemvRows, dev.moeRows, dev.groupedUnroll)
-	for _, lim := range [][3]int{{dev.gemvRows, dev.moeRows, 0}, {gemvMax, gemvMax, 1}, {0, 0, 0}} {
-		dev.gemvRows, dev.moeRows, dev.groupedUnroll = lim[0], lim[1], lim[2]
+	defer func(g, m, u, d int) {
+		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows = g, m, u, d
+	}(dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows)
+	for _, lim := range [][4]int{{dev.gemvRows, dev.moeRows, 0, dev.moeDenseRows}, {gemvMax, gemvMax, 1, moeMax + 1}, {0, 0, 0, 2}} {
+		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows = lim[0], lim[1], lim[2], lim[3]
 		for _, aligned := range []bool{false, true} {
 			for _, dtype := range []string{"f32", "bf16"} {
-				t.Run(fmt.Sprintf("gemv%d/moe%d/unroll%d/aligned=%v/%s", lim[0], lim[1], lim[2]+1, aligned, dtype), func(t *testing.T) {
+				t.Run(fmt.Sprintf("gemv%d/moe%d/unroll%d/dense%d/aligned=%v/%s", lim[0], lim[1], lim[2]+1, lim[3], aligned, dtype), func(t *testing.T) {
 					c := awkwardConfig(aligned)
 					dir := t.TempDir()
 					if err := model.WriteInit(c, dir, dtype, 7, nil); err != nil {

@@ -716,3 +716,35 @@ extern "C" __global__ void add_halves(float *y, const float *y2, long n) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = y2[i] + y2[n + i];
 }
+
+// Every expert over every token (decode batches where nearly all experts are
+// routed to anyway: each expert's weights are read once by cuBLAS at full
+// bandwidth, the unused products cost only arithmetic). gu2 holds, per
+// expert, the gate-up products of the stacked split input: rows 0..n−1 from
+// the hi half, n..2n−1 from the lo half. moe_dense_act adds the halves,
+// applies SwiGLU and splits the result again into bf16 hi (rows t) and lo
+// (rows n + t) of act2 [E][2n][I] for the down products.
+extern "C" __global__ void moe_dense_act(bf16 *act2, const float *gu2, int I, int n, int E, int code) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long)E * n * I) return;
+    long e = i / ((long)n * I);
+    int t = (i / I) % n, c = i % I;
+    const float *g0 = gu2 + (e * 2 * n + t) * 2 * (long)I, *g1 = gu2 + (e * 2 * n + n + t) * 2 * (long)I;
+    float a = act(g0[c] + g1[c], code) * (g0[I + c] + g1[I + c]);
+    bf16 h = __float2bfloat16_rn(a);
+    act2[(e * 2 * n + t) * I + c] = h;
+    act2[(e * 2 * n + n + t) * I + c] = __float2bfloat16_rn(a - __bfloat162float(h));
+}
+
+// out[t] = Σ_j wt[t·k+j] · (eo2[e][t] + eo2[e][n+t]) with e = idx[t·k+j], rows of H.
+extern "C" __global__ void moe_dense_combine(float *out, const float *eo2, const int *idx, const float *wt, int k, int H, int n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long)n * H) return;
+    int t = i / H, c = i % H;
+    float s = 0.f;
+    for (int j = 0; j < k; j++) {
+        long e = idx[t * k + j];
+        s += wt[t * k + j] * (eo2[(e * 2 * n + t) * H + c] + eo2[(e * 2 * n + n + t) * H + c]);
+    }
+    out[i] = s;
+}
