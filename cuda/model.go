@@ -3,7 +3,6 @@ package cuda
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"unsafe"
 
 	"github.com/jamba-go/jamba/kernels"
@@ -258,15 +257,13 @@ func (m *Model) matrix(name string, parts ...*kernels.Matrix) (Matrix, error) {
 		} else {
 			src = unsafe.Pointer(&p.F32[0])
 		}
-		if err := dev(m).Upload(b, off, src, n); err != nil {
+		if err := m.Dev.Upload(b, off, src, n); err != nil {
 			return Matrix{}, err
 		}
 		off += n
 	}
 	return mat, nil
 }
-
-func dev(m *Model) *Device { return m.Dev }
 
 func (m *Model) vector(v []float32) (Buf, error) {
 	if v == nil {
@@ -397,8 +394,6 @@ func (m *Model) WeightBytes() int64 {
 
 // le is the byte order of kernel-visible host buffers.
 var le = binary.LittleEndian
-
-var _ = math.Inf
 
 // fillRandom makes s stand for a sequence of n tokens already consumed:
 // random keys, values and Mamba states, for measuring decode after long
