@@ -8,8 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 //go:generate sh kernels/build.sh
@@ -331,7 +329,7 @@ func (dev *Device) launch3(name string, grid [3]int, threads int, args ...uint64
 		return nil
 	}
 	dev.Launches++
-	r1, _, _ := purego.SyscallN(dev.d.launchSym, f, uintptr(grid[0]), uintptr(gy), uintptr(gz), uintptr(threads), 1, 1, 0, 0,
+	r1 := callN(dev.d.launchSym, f, uintptr(grid[0]), uintptr(gy), uintptr(gz), uintptr(threads), 1, 1, 0, 0,
 		uintptr(unsafe.Pointer(&dev.ptrs[0])), 0)
 	if code := int32(r1); code != 0 {
 		return dev.d.check("cuLaunchKernel("+name+")", code)

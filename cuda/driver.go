@@ -8,8 +8,6 @@ import (
 	"runtime"
 	"sync"
 	"unsafe"
-
-	"github.com/ebitengine/purego"
 )
 
 // ErrUnavailable is wrapped by the error of Open when this machine has no
@@ -121,33 +119,8 @@ func openDriver(names []string) (*driver, error) {
 			return nil, fmt.Errorf("%w: %s lacks %s (driver too old?)", ErrUnavailable, names[0], s.name)
 		}
 	}
-	d.launchSym, _ = purego.Dlsym(lib, "cuLaunchKernel")
+	d.launchSym, _ = dlsym(lib, "cuLaunchKernel")
 	return d, nil
-}
-
-// bind looks name up in lib and makes fn (a pointer to a func variable) call it.
-func bind(lib uintptr, fn any, name string) error {
-	sym, err := purego.Dlsym(lib, name)
-	if err != nil {
-		return err
-	}
-	purego.RegisterFunc(fn, sym)
-	return nil
-}
-
-// dlopenFirst opens the first library of names that loads.
-func dlopenFirst(names []string) (uintptr, error) {
-	var first error
-	for _, n := range names {
-		h, err := purego.Dlopen(n, purego.RTLD_NOW|purego.RTLD_GLOBAL)
-		if err == nil {
-			return h, nil
-		}
-		if first == nil {
-			first = err
-		}
-	}
-	return 0, first
 }
 
 // cuResultNames names the CUresult codes most often seen, for when
