@@ -12,7 +12,7 @@ import (
 
 // TestBenchConfig runs Bench (what `jamba bench --device cuda --config C`
 // runs) on random weights when JAMBA_BENCH_CONFIG names a config.json, for
-// GPU machines that have the test binary but not the jamba command. It
+// machines that have the test binary but not the jamba command. It
 // checks nothing about speed; the numbers go to JAMBA_BENCH_OUT as JSON.
 // Options: JAMBA_BENCH_PROMPT, JAMBA_BENCH_GEN, JAMBA_BENCH_BATCHES (1,8,32),
 // JAMBA_BENCH_CONTEXT.

@@ -67,7 +67,7 @@ func testDevice() (*Device, error) {
 }
 
 // gpu returns the test GPU or skips the test; with JAMBA_REQUIRE_GPU set
-// (the GPU machine's runs) a missing GPU fails instead.
+// (runs on a machine that must have one) a missing GPU fails instead.
 func gpu(t *testing.T) *Device {
 	t.Helper()
 	dev, err := testDevice()

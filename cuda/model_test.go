@@ -212,7 +212,7 @@ func checkModel(t *testing.T, cm *model.Model) {
 type cacheSeqCPU struct{ s *cache.Seq }
 
 // fixtureDir finds a fixture model: in the folders of $JAMBA_FIXTURES
-// (a list like PATH: the GPU machine's copies) first, then the usual places.
+// (a list like PATH, for copies beside a test binary) first, then the usual places.
 func fixtureDir(t *testing.T, name string) string {
 	for _, d := range filepath.SplitList(os.Getenv("JAMBA_FIXTURES")) {
 		if _, err := os.Stat(filepath.Join(d, name, "config.json")); err == nil {
