@@ -524,7 +524,7 @@ type SampleOptions struct {
 
 // Sample picks one token for every logits row of the last Forward call on
 // the GPU and returns the ids (one per row, sequences in order); only the
-// ids cross to the host.
+// ids cross to the host. A row with a NaN or infinite logit gets −1.
 func (m *Model) Sample(o SampleOptions) ([]int, error) {
 	w, dev := &m.ws, m.Dev
 	if w.nhead == 0 {

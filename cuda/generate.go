@@ -49,7 +49,8 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt model.GenerateOp
 			return nil, "", err
 		}
 	}
-	out := make([]int, 0, opt.MaxTokens)
+	// At most the room left in the context: MaxTokens comes from the user.
+	out := make([]int, 0, max(1, min(opt.MaxTokens, limit-len(prompt))))
 	tok := make([]int, 1)
 	in := []SeqInput{{Tokens: tok, Cache: st}}
 	for {
@@ -65,7 +66,14 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt model.GenerateOp
 			if err != nil {
 				return out, "", err
 			}
-			id = smp.Sample(logits)
+			if !model.Finite(logits) {
+				id = -1
+			} else {
+				id = smp.Sample(logits)
+			}
+		}
+		if id < 0 {
+			return out, "", fmt.Errorf("cuda: the logits after %d tokens are not finite (NaN or infinity); run on the CPU to find the layer", st.Len)
 		}
 		if !opt.IgnoreEOS && m.isEOS(id) {
 			return out, model.StopEOS, nil

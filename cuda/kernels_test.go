@@ -151,8 +151,9 @@ func TestRMSNorm(t *testing.T) {
 	}
 }
 
-// TestSample checks greedy ids against the CPU argmax (ties to the lower id)
-// and that temperature draws follow softmax(logits/T).
+// TestSample checks greedy ids against the CPU argmax (ties to the lower id),
+// −1 for rows with a NaN or infinite logit, and that temperature draws
+// follow softmax(logits/T).
 func TestSample(t *testing.T) {
 	dev := gpu(t)
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -160,6 +161,8 @@ func TestSample(t *testing.T) {
 	rows := 5
 	logits := randVec(rng, rows*V)
 	logits[2*V+10], logits[2*V+900] = 50, 50 // a tie: the lower id wins
+	logits[3*V+2] = float32(math.Inf(1))     // non-finite rows give −1
+	logits[4*V+7] = float32(math.NaN())
 	m := &Model{Dev: dev, Config: nil}
 	m.ws.logits = upload(t, dev, logits)
 	ids := make([]int32, 256)
@@ -177,7 +180,7 @@ func TestSample(t *testing.T) {
 		}
 		out := make([]int, len(got))
 		for i, v := range got {
-			out[i] = int(math.Float32bits(v))
+			out[i] = int(int32(math.Float32bits(v)))
 		}
 		return out
 	}
@@ -188,6 +191,9 @@ func TestSample(t *testing.T) {
 			if v > logits[r*V+want] {
 				want = i
 			}
+		}
+		if r >= 3 {
+			want = -1
 		}
 		if got[r] != want {
 			t.Errorf("row %d: greedy %d, argmax %d", r, got[r], want)

@@ -621,7 +621,8 @@ extern "C" __global__ void attn_merge(float *out, const float *part, int nH, int
 // Sampling, one block per row of V logits: ids[r] = argmax over the row of
 // logit/T + Gumbel noise (an exact draw from softmax(logit/T)), among tokens
 // whose probability is at least minp times the largest (minp 0: all).
-// temp 0 is greedy. Ties go to the lower id.
+// temp 0 is greedy. Ties go to the lower id. A row with a NaN or infinite
+// logit gets id −1.
 
 __device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -662,7 +663,16 @@ extern "C" __global__ void sample(int *ids, const float *logits, int V, float te
     const float *l = logits + r * V;
     float bv = -INFINITY;
     int bi = 0x7fffffff;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) argmax_merge(bv, bi, l[i], i);
+    int bad = 0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = l[i];
+        bad |= !isfinite(v);
+        argmax_merge(bv, bi, v, i);
+    }
+    if (__syncthreads_or(bad)) { // NaN or infinite logits: no token, id −1
+        if (threadIdx.x == 0) ids[r] = -1;
+        return;
+    }
     block_argmax(bv, bi, sv, si);
     if (temp <= 0.f) {
         if (threadIdx.x == 0) ids[r] = bi;
