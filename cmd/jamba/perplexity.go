@@ -32,6 +32,7 @@ of each chunk is scored; the numbers compare with llama-perplexity -c N.`, stder
 	windows := fs.String("windows", "", `"plain" (every prediction of each window) or "llama" (llama-perplexity's chunks); default: llama for a .gguf model, plain otherwise`)
 	chunks := fs.Int("chunks", 0, "--windows llama: use at most N chunks (llama-perplexity's --chunks; 0: all)")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -69,8 +70,17 @@ of each chunk is scored; the numbers compare with llama-perplexity -c N.`, stder
 	if err != nil {
 		return err
 	}
+	lossOver := m.LossOverWindows
+	gm, err := onDevice(*device, m.Model, mf.options(), stderr)
+	if err != nil {
+		return err
+	}
+	if gm != nil {
+		defer gm.Close()
+		lossOver = gm.LossOverWindows
+	}
 	start := time.Now()
-	loss, n, err := m.LossOverWindows(ids, *ctx, *maxTokens, func(done, total int) {
+	loss, n, err := lossOver(ids, *ctx, *maxTokens, func(done, total int) {
 		fmt.Fprintf(stderr, "\rwindow %d/%d", done, total)
 	})
 	fmt.Fprintln(stderr)
