@@ -51,6 +51,34 @@ func attention(kv *attnTask, out, q []float32, T, past, nH, nKV, hd int, scale f
 	}
 	t := &p.attn
 	*t = attnTask{out: out, q: q, K: kv.K, V: kv.V, K16: kv.K16, V16: kv.V16, T: T, past: past, nH: nH, group: nH / nKV, hd: hd, scale: scale}
+	if attnTiled {
+		t.tiled = true
+		// As many queries per tile as keep the tile's scores within
+		// attnScoreBudget (at least one, at most attnMaxQueries): the
+		// tile size changes no bit, only how often the keys are read.
+		ldS := (n + 3) &^ 3
+		t.qt = min(attnMaxQueries, T, max(1, attnScoreBudget/(t.group*ldS)))
+		needS := max(t.qt*t.group*ldS, t.group*((max(n, maxKeys)+3)&^3))
+		for _, s := range p.scratch[:p.threads] {
+			if cap(s.attnS) < needS {
+				s.attnS = make([]float32, needS)
+			}
+			if need := t.qt * t.group * hd; cap(s.attnX) < need {
+				s.attnX = make([]float32, need)
+			}
+			if need := attnKeyBlock * (hd &^ 7); cap(s.attnP) < need {
+				s.attnP = make([]float32, need)
+			}
+			if need := attnKeyBlock / 4 * 3 * 32; cap(s.attnAcc) < need {
+				s.attnAcc = make([]float32, need)
+			}
+		}
+		t.chunk = 1
+		t.nchunks = nKV * ((T + t.qt - 1) / t.qt)
+		p.run(t, t.nchunks, 4*nH*hd*(T*past+T*(T+1)/2))
+		*t = attnTask{}
+		return
+	}
 	units := T * nH
 	t.chunk = max(1, units/(16*p.threads))
 	t.nchunks = (units + t.chunk - 1) / t.chunk
@@ -68,9 +96,15 @@ type attnTask struct {
 	hd                 int
 	scale              float32
 	chunk, nchunks     int
+	tiled              bool // doTiled
+	qt                 int  // doTiled: queries per tile
 }
 
 func (a *attnTask) do(thread int) {
+	if a.tiled {
+		a.doTiled(thread)
+		return
+	}
 	sc := thePool.scratch[thread].scores
 	hd, qd, kvd := a.hd, a.nH*a.hd, a.nH/a.group*a.hd
 	for {

@@ -413,3 +413,17 @@ func transposeCols(dst, src []float32, rows, cols, c0, c1 int) {
 	}
 	transposeColsGeneric(dst, src, rows, cols, c0+w8, c1, 0)
 }
+
+// packKeys4 packs 4 rows (row stride ld, from off) of the keys, K or K16,
+// and their first kc columns (a positive multiple of 8) for gemmTile; see
+// packF32AVX2.
+func packKeys4(dst, K []float32, K16 []uint16, off, ld, kc int) {
+	_ = dst[4*kc-1]
+	if K16 != nil {
+		_ = K16[off+3*ld+kc-1]
+		packBF16AVX2(&dst[0], &K16[off], ld, kc)
+		return
+	}
+	_ = K[off+3*ld+kc-1]
+	packF32AVX2(&dst[0], &K[off], ld, kc)
+}

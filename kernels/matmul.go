@@ -296,6 +296,9 @@ type scratch struct {
 	tot   []float64 // int8 weights: exact sums of 3 tokens × a chunk of rows
 	// scores are Attention's attention weights of one query and head.
 	scores []float32
+	// Tiled Attention: the scores (then weights) of a tile's rows, its
+	// queries, a block of packed keys and the gemm tiles' partial sums.
+	attnS, attnX, attnP, attnAcc []float32
 }
 
 func newScratch() *scratch { return &scratch{} }
