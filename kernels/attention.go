@@ -65,6 +65,7 @@ func attention(kv *attnTask, out, q []float32, T, past, nH, nKV, hd int, scale f
 			}
 			if need := t.qt * t.group * hd; cap(s.attnX) < need {
 				s.attnX = make([]float32, need)
+				s.attnO = make([]float32, need)
 			}
 			if need := attnKeyBlock * (hd &^ 7); cap(s.attnP) < need {
 				s.attnP = make([]float32, need)

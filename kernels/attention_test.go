@@ -351,3 +351,38 @@ func TestAttentionTiledAllocs(t *testing.T) {
 		t.Fatalf("decode step: %v allocations", a)
 	}
 }
+
+// TestWeightedSum3: the three-row weighted sum gives each row the bits of
+// one weightedSum call (its definition), on lengths around the vector
+// widths and the 32-column passes, and writes nothing outside its rows.
+func TestWeightedSum3(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, C := range lengths {
+			for _, keys := range []int{0, 1, 3, 17} {
+				ld, ldo, ldp := C+5, C+3, keys+2
+				w, _ := guarded(r, max(0, (keys-1)*ld+C), 1)
+				w16, _ := toBF16(w)
+				p, _ := guarded(r, 2*ldp+keys, 2)
+				for _, bf := range []bool{false, true} {
+					o, check := guarded(r, 2*ldo+C, 3)
+					want := clone(o)
+					for i := range 3 {
+						if bf {
+							weightedSumBF16(want[i*ldo:i*ldo+C], w16, ld, p[i*ldp:i*ldp+keys])
+						} else {
+							weightedSum(want[i*ldo:i*ldo+C], w, ld, p[i*ldp:i*ldp+keys])
+						}
+					}
+					if bf {
+						weightedSum3BF16(o, ldo, C, w16, ld, p, ldp, keys)
+					} else {
+						weightedSum3(o, ldo, C, w, ld, p, ldp, keys)
+					}
+					check(t)
+					same(t, fmt.Sprintf("C=%d keys=%d bf16=%v", C, keys, bf), o, want)
+				}
+			}
+		}
+	})
+}

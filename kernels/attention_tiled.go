@@ -114,31 +114,55 @@ func (a *attnTask) doTiled(thread int) {
 		}
 
 		// 2. Weights.
+		O := s.attnO[:R*hd]
+		clear(O)
 		for r := range R {
 			sr := S[r*ldS : r*ldS+rowKeys(r)]
 			scale(sr, a.scale)
 			scale(sr, 1/expSubSum(sr, maxOf(sr)))
-			t, h := t0+r/a.group, g*a.group+r%a.group
-			clear(a.out[t*qd+h*hd : t*qd+(h+1)*hd])
 		}
 
-		// 3. Values.
+		// 3. Values, into O (rows hd apart), three rows at a time over
+		// the keys they all see, then each row over its own last ones.
 		for k0 := 0; k0 < nmax; k0 += attnKeyBlock {
-			for r := range R {
-				e := min(k0+attnKeyBlock, rowKeys(r))
-				if e <= k0 {
-					continue
+			kb := min(k0+attnKeyBlock, nmax)
+			voff := k0*kvd + g*hd
+			r := 0
+			for ; r+3 <= R; r += 3 {
+				common := min(kb, rowKeys(r))
+				if common > k0 {
+					if a.V16 != nil {
+						weightedSum3BF16(O[r*hd:], hd, hd, a.V16[voff:], kvd, S[r*ldS+k0:], ldS, common-k0)
+					} else {
+						weightedSum3(O[r*hd:], hd, hd, a.V[voff:], kvd, S[r*ldS+k0:], ldS, common-k0)
+					}
 				}
-				t, h := t0+r/a.group, g*a.group+r%a.group
-				o := a.out[t*qd+h*hd : t*qd+(h+1)*hd]
-				p := S[r*ldS+k0 : r*ldS+e]
-				if a.V16 != nil {
-					weightedSumBF16(o, a.V16[k0*kvd+g*hd:], kvd, p)
-				} else {
-					weightedSum(o, a.V[k0*kvd+g*hd:], kvd, p)
+				for i := r; i < r+3; i++ {
+					a.valueRange(O[i*hd:(i+1)*hd], S[i*ldS:], max(k0, common), min(kb, rowKeys(i)), kvd, g)
 				}
 			}
+			for ; r < R; r++ {
+				a.valueRange(O[r*hd:(r+1)*hd], S[r*ldS:], k0, min(kb, rowKeys(r)), kvd, g)
+			}
 		}
+		for r := range R {
+			t, h := t0+r/a.group, g*a.group+r%a.group
+			copy(a.out[t*qd+h*hd:t*qd+(h+1)*hd], O[r*hd:(r+1)*hd])
+		}
+	}
+}
+
+// valueRange adds the values of keys j0..j1 of group g, weighted by
+// p[j0:j1], to o.
+func (a *attnTask) valueRange(o, p []float32, j0, j1, kvd, g int) {
+	if j1 <= j0 {
+		return
+	}
+	off := j0*kvd + g*a.hd
+	if a.V16 != nil {
+		weightedSumBF16(o, a.V16[off:], kvd, p[j0:j1])
+	} else {
+		weightedSum(o, a.V[off:], kvd, p[j0:j1])
 	}
 }
 

@@ -427,3 +427,47 @@ func packKeys4(dst, K []float32, K16 []uint16, off, ld, kc int) {
 	_ = K[off+3*ld+kc-1]
 	packF32AVX2(&dst[0], &K[off], ld, kc)
 }
+
+// weightedSum3 is weightedSum for 3 rows of o (row stride ldo, C columns
+// each) and their 3 rows of weights (row stride ldp, keys each) over the
+// same rows of w: for each row, the bits of one call of weightedSum.
+func weightedSum3(o []float32, ldo, C int, w []float32, ld int, p []float32, ldp, keys int) {
+	if keys == 0 || C == 0 {
+		return
+	}
+	_ = o[2*ldo+C-1]
+	_ = p[2*ldp+keys-1]
+	_ = w[(keys-1)*ld+C-1]
+	n := vecLen(C)
+	if n > 0 {
+		weightedSum3F32AVX2(&o[0], ldo, &w[0], &p[0], ldp, keys, n, ld)
+	}
+	if n < C {
+		for r := range 3 {
+			for j, pj := range p[r*ldp : r*ldp+keys] {
+				AxpyGeneric(pj, w[j*ld+n:j*ld+C], o[r*ldo+n:r*ldo+C])
+			}
+		}
+	}
+}
+
+// weightedSum3BF16 is weightedSum3 for bfloat16 rows (widened exactly).
+func weightedSum3BF16(o []float32, ldo, C int, w []uint16, ld int, p []float32, ldp, keys int) {
+	if keys == 0 || C == 0 {
+		return
+	}
+	_ = o[2*ldo+C-1]
+	_ = p[2*ldp+keys-1]
+	_ = w[(keys-1)*ld+C-1]
+	n := vecLen(C)
+	if n > 0 {
+		weightedSum3BF16AVX2(&o[0], ldo, &w[0], &p[0], ldp, keys, n, ld)
+	}
+	if n < C {
+		for r := range 3 {
+			for j, pj := range p[r*ldp : r*ldp+keys] {
+				axpyBF16Generic(pj, w[j*ld+n:j*ld+C], o[r*ldo+n:r*ldo+C])
+			}
+		}
+	}
+}

@@ -73,3 +73,15 @@ func transposeCols(dst, src []float32, rows, cols, c0, c1 int) {
 }
 
 func packKeys4(dst, K []float32, K16 []uint16, off, ld, kc int) { panic("kernels: no assembly") }
+
+func weightedSum3(o []float32, ldo, C int, w []float32, ld int, p []float32, ldp, keys int) {
+	for r := range 3 {
+		weightedSumGeneric(o[r*ldo:r*ldo+C], w, ld, p[r*ldp:r*ldp+keys])
+	}
+}
+
+func weightedSum3BF16(o []float32, ldo, C int, w []uint16, ld int, p []float32, ldp, keys int) {
+	for r := range 3 {
+		weightedSumBF16Generic(o[r*ldo:r*ldo+C], w, ld, p[r*ldp:r*ldp+keys])
+	}
+}

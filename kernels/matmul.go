@@ -298,7 +298,7 @@ type scratch struct {
 	scores []float32
 	// Tiled Attention: the scores (then weights) of a tile's rows, its
 	// queries, a block of packed keys and the gemm tiles' partial sums.
-	attnS, attnX, attnP, attnAcc []float32
+	attnS, attnX, attnO, attnP, attnAcc []float32
 }
 
 func newScratch() *scratch { return &scratch{} }
