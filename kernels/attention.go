@@ -9,13 +9,14 @@ import "math"
 //
 //	out[t,h] = Σ_{j ≤ past+t} softmax_j(scale · q[t,h]·K[j,g]) · V[j,g],  g = h/(nH/nKV)
 //
-// q and out are [T][nH·hd], K and V [past+T][nKV·hd]. Every (query, head)
-// pair is computed on one thread, in the same order whatever T, the other
-// queries and the thread count, so a query's output has the same bits
-// computed alone or with others (chunked prefill, batched serving). The
-// pairs are shared among the threads. maxKeys sizes each thread's score
-// buffer on first use (past+T at least; the cache capacity keeps decode
-// steps from regrowing it).
+// q and out are [T][nH·hd], K and V [past+T][nKV·hd]. Tiles of queries ×
+// a key-value head's group of query heads are shared among the threads
+// (attention_tiled.go); every (query, head) output is computed in one
+// order whatever T, the tile, the other queries and the thread count, so a
+// query's output has the same bits computed alone or with others (chunked
+// prefill, decoding, batched serving). maxKeys sizes each thread's buffers
+// on first use (past+T at least; the cache capacity keeps decode steps
+// from regrowing them).
 func Attention(out, q, K, V []float32, T, past, nH, nKV, hd int, scale float32, maxKeys int) {
 	if len(K) < (past+T)*nKV*hd || len(V) < (past+T)*nKV*hd {
 		panic("kernels: Attention: keys or values too short")

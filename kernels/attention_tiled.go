@@ -86,21 +86,31 @@ func (a *attnTask) doTiled(thread int) {
 				}
 				continue
 			}
-			quads := (nk + 3) / 4
-			for i := range quads {
-				j := k0 + 4*i
-				dst := s.attnP[i*4*kc : (i+1)*4*kc]
-				if j+4 <= nmax {
-					packKeys4(dst, a.K, a.K16, j*kvd+g*hd, kvd, kc)
-				} else {
-					packKeysPartial(dst, a.K, a.K16, j*kvd+g*hd, kvd, kc, nmax-j)
+			if t1-t0 == 1 {
+				// One query (a decode step): packing would cost as
+				// much as the products; the few-token kernels read
+				// each key in place once for 3 heads (or 1 or 2), in
+				// the same dot order.
+				for r := 0; r < R; r += 3 {
+					keyScores(S[r*ldS+k0:], ldS, a.K, a.K16, k0*kvd+g*hd, kvd, nk, X[r*hd:], hd, min(3, R-r), kc)
 				}
-			}
-			// Rows past a row's last key are computed too (the keys
-			// exist: they are later queries' of the same call) and not
-			// used.
-			for r := 0; r < R; r += 3 {
-				gemmTile(S[r*ldS+k0:], ldS, s.attnAcc, X[r*hd:], hd, s.attnP, min(3, R-r), quads, kc, gemmFinal)
+			} else {
+				quads := (nk + 3) / 4
+				for i := range quads {
+					j := k0 + 4*i
+					dst := s.attnP[i*4*kc : (i+1)*4*kc]
+					if j+4 <= nmax {
+						packKeys4(dst, a.K, a.K16, j*kvd+g*hd, kvd, kc)
+					} else {
+						packKeysPartial(dst, a.K, a.K16, j*kvd+g*hd, kvd, kc, nmax-j)
+					}
+				}
+				// Rows past a row's last key are computed too (the keys
+				// exist: they are later queries' of the same call) and not
+				// used.
+				for r := 0; r < R; r += 3 {
+					gemmTile(S[r*ldS+k0:], ldS, s.attnAcc, X[r*hd:], hd, s.attnP, min(3, R-r), quads, kc, gemmFinal)
+				}
 			}
 			if kc < hd {
 				// The dot order's tail, as matVecStrided adds it.

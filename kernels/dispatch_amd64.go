@@ -471,3 +471,38 @@ func weightedSum3BF16(o []float32, ldo, C int, w []uint16, ld int, p []float32, 
 		}
 	}
 }
+
+// keyScores sets y[t*ldy+j] = K[off+j*ld:][:kc]·x[t*ldx:][:kc] for t < nt
+// (1 to 3) and j < keys, reading the keys (K or K16) in place, each once
+// for the nt rows of x; the dot order over the first kc columns (a positive
+// multiple of 8), the caller adds the tail.
+func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys int, x []float32, ldx, nt, kc int) {
+	if keys == 0 {
+		return
+	}
+	_ = y[(nt-1)*ldy+keys-1]
+	_ = x[(nt-1)*ldx+kc-1]
+	if K16 != nil {
+		_ = K16[off+(keys-1)*ld+kc-1]
+		w := &K16[off]
+		switch nt {
+		case 1:
+			matVecBF16AVX2(&y[0], w, &x[0], keys, kc, ld)
+		case 2:
+			matVecBF16T2AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+		case 3:
+			matVecBF16T3AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+		}
+		return
+	}
+	_ = K[off+(keys-1)*ld+kc-1]
+	w := &K[off]
+	switch nt {
+	case 1:
+		matVecF32AVX2(&y[0], w, &x[0], keys, kc, ld)
+	case 2:
+		matVecF32T2AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+	case 3:
+		matVecF32T3AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+	}
+}

@@ -85,3 +85,7 @@ func weightedSum3BF16(o []float32, ldo, C int, w []uint16, ld int, p []float32, 
 		weightedSumBF16Generic(o[r*ldo:r*ldo+C], w, ld, p[r*ldp:r*ldp+keys])
 	}
 }
+
+func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys int, x []float32, ldx, nt, kc int) {
+	panic("kernels: no assembly")
+}
