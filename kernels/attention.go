@@ -52,6 +52,11 @@ func attention(kv *attnTask, out, q []float32, T, past, nH, nKV, hd int, scale f
 	}
 	t := &p.attn
 	*t = attnTask{out: out, q: q, K: kv.K, V: kv.V, K16: kv.K16, V16: kv.V16, T: T, past: past, nH: nH, group: nH / nKV, hd: hd, scale: scale}
+	if attnTiled && attnSplit && T == 1 && nKV < p.threads && n >= attnSplitKeys {
+		attentionSplit(p, t, maxKeys)
+		*t = attnTask{}
+		return
+	}
 	if attnTiled {
 		t.tiled = true
 		// As many queries per tile as keep the tile's scores within
@@ -100,9 +105,23 @@ type attnTask struct {
 	chunk, nchunks     int
 	tiled              bool // doTiled
 	qt                 int  // doTiled: queries per tile
+	phase              int  // attentionSplit's phase, 0 otherwise
+	S                  []float32
+	ldS                int
 }
 
 func (a *attnTask) do(thread int) {
+	switch a.phase {
+	case phaseScores:
+		a.splitScores()
+		return
+	case phaseWeights:
+		a.splitWeights()
+		return
+	case phaseValues:
+		a.splitValues()
+		return
+	}
 	if a.tiled {
 		a.doTiled(thread)
 		return

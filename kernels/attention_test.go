@@ -386,3 +386,46 @@ func TestWeightedSum3(t *testing.T) {
 		}
 	})
 }
+
+// TestAttentionSplitDecode: a decode step over a long cache with fewer
+// key-value heads than threads (scores by key block, values by column strip
+// across the threads) gives the bits of the one-query path, for 1 to 4
+// threads, float32 and bfloat16 storage, on every path.
+func TestAttentionSplitDecode(t *testing.T) {
+	defer SetThreads(Threads())
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		// (past, nH, nKV, hd): at the threshold, several key blocks with a
+		// partial last one, heads off the vector width and the strips,
+		// groups of 4, 3 and 5 (a three-row pass and its remainder).
+		for _, sh := range [][4]int{{attnSplitKeys - 1, 4, 1, 20}, {3000, 3, 1, 33}, {2100, 10, 2, 72}, {2500, 5, 1, 7}} {
+			past, nH, nKV, hd := sh[0], sh[1], sh[2], sh[3]
+			n, qd := past+1, nH*hd
+			q, _ := guarded(r, qd, 1)
+			K32, _ := guarded(r, n*nKV*hd, 2)
+			V32, _ := guarded(r, n*nKV*hd, 3)
+			K16, _ := toBF16(K32)
+			V16, _ := toBF16(V32)
+			for _, bf := range []bool{false, true} {
+				run := func(out []float32) {
+					if bf {
+						AttentionBF16(out, q, K16, V16, 1, past, nH, nKV, hd, 0.3, n)
+					} else {
+						Attention(out, q, K32, V32, 1, past, nH, nKV, hd, 0.3, n)
+					}
+				}
+				want := make([]float32, qd)
+				attnTiled = false
+				run(want)
+				attnTiled = true
+				for th := 1; th <= 4; th++ {
+					SetThreads(th)
+					out, check := guarded(r, qd, 4)
+					run(out)
+					check(t)
+					same(t, fmt.Sprintf("past=%d heads=%d/%d hd=%d bf16=%v threads=%d", past, nH, nKV, hd, bf, th), out, want)
+				}
+			}
+		}
+	})
+}

@@ -268,3 +268,36 @@ func BenchmarkAttentionContext(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAttentionDecodeOneKV: a decode step on jamba-3b's heads (20
+// query heads over 1 key-value head of 128) at 8K and 32K tokens, bf16 keys
+// and values: the one-query path ("rows"), the tiled path with the group as
+// one unit ("tiled", one thread), and the split step ("split", every
+// thread), alternating.
+func BenchmarkAttentionDecodeOneKV(b *testing.B) {
+	const nH, nKV, hd = 20, 1, 128
+	defer func(t, s bool) { attnTiled, attnSplit = t, s }(attnTiled, attnSplit)
+	for _, ctx := range []int{8192, 32768} {
+		r := rand.New(rand.NewPCG(1, 2))
+		rnd := func(k int) []float32 {
+			v := make([]float32, k)
+			for i := range v {
+				v[i] = r.Float32()*2 - 1
+			}
+			return v
+		}
+		q := rnd(nH * hd)
+		K16, _ := toBF16(rnd(ctx * nKV * hd))
+		V16, _ := toBF16(rnd(ctx * nKV * hd))
+		out := make([]float32, nH*hd)
+		for _, mode := range []string{"rows", "tiled", "split"} {
+			b.Run(fmt.Sprintf("ctx=%d/%s", ctx, mode), func(b *testing.B) {
+				attnTiled, attnSplit = mode != "rows", mode == "split"
+				for b.Loop() {
+					AttentionBF16(out, q, K16, V16, 1, ctx-1, nH, nKV, hd, 0.09, ctx)
+				}
+				b.ReportMetric(4*hd*nH*float64(ctx)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
