@@ -8,7 +8,7 @@ package kernels
 //  1. scores, by (key-value head, block of attnSplitBlock keys): each score
 //     is its own dot product, so where it is computed changes nothing;
 //  2. weights, by head: the softmax of a row, as the other paths do it;
-//  3. values, by (key-value head, strip of 32 columns): an output element
+//  3. values, by (key-value head, strip of 64 columns): an output element
 //     is one chain of fused multiply-adds over the keys in order, and the
 //     chains of different columns are independent (the strips are whole
 //     multiples of 8 columns, so a column is in the vector part or in the
@@ -27,7 +27,7 @@ const attnSplitKeys = 2048
 const attnSplitBlock = 1024
 
 // attnSplitCols is the number of output columns of one values unit.
-const attnSplitCols = 32
+const attnSplitCols = 64
 
 const (
 	phaseScores = 1 + iota
@@ -129,21 +129,29 @@ func (a *attnTask) splitValues() {
 		for h := h0; h < h0+a.group; h++ {
 			clear(a.out[h*hd+c0 : h*hd+c1])
 		}
-		r := 0
-		for ; r+3 <= a.group; r += 3 {
-			o, p := a.out[(h0+r)*hd+c0:], a.S[(h0+r)*a.ldS:]
-			if a.V16 != nil {
-				weightedSum3BF16(o, hd, C, a.V16[g*hd+c0:], kvd, p, a.ldS, n)
-			} else {
-				weightedSum3(o, hd, C, a.V[g*hd+c0:], kvd, p, a.ldS, n)
+		// Key blocks outermost, so that the strip of the block's values
+		// stays in the L1 cache while every head of the group runs over
+		// it; between blocks the partial outputs go through memory,
+		// which rounds nothing.
+		for k0 := 0; k0 < n; k0 += attnKeyBlock {
+			nk := min(attnKeyBlock, n-k0)
+			voff := k0*kvd + g*hd + c0
+			r := 0
+			for ; r+3 <= a.group; r += 3 {
+				o, p := a.out[(h0+r)*hd+c0:], a.S[(h0+r)*a.ldS+k0:]
+				if a.V16 != nil {
+					weightedSum3BF16(o, hd, C, a.V16[voff:], kvd, p, a.ldS, nk)
+				} else {
+					weightedSum3(o, hd, C, a.V[voff:], kvd, p, a.ldS, nk)
+				}
 			}
-		}
-		for ; r < a.group; r++ {
-			o, p := a.out[(h0+r)*hd+c0:(h0+r)*hd+c1], a.S[(h0+r)*a.ldS:(h0+r)*a.ldS+n]
-			if a.V16 != nil {
-				weightedSumBF16(o, a.V16[g*hd+c0:], kvd, p)
-			} else {
-				weightedSum(o, a.V[g*hd+c0:], kvd, p)
+			for ; r < a.group; r++ {
+				o, p := a.out[(h0+r)*hd+c0:(h0+r)*hd+c1], a.S[(h0+r)*a.ldS+k0:(h0+r)*a.ldS+k0+nk]
+				if a.V16 != nil {
+					weightedSumBF16(o, a.V16[voff:], kvd, p)
+				} else {
+					weightedSum(o, a.V[voff:], kvd, p)
+				}
 			}
 		}
 	}
