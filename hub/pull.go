@@ -230,7 +230,7 @@ func (c *Client) fromCache(ref Ref, rc repoCache) (*Snapshot, error) {
 		if c.Offline {
 			hint = "; HF_HUB_OFFLINE is set, so nothing is downloaded: run `jamba pull " + ref.String() + "` where the Hub can be reached"
 		}
-		return fmt.Errorf("%s is not in the cache %s (%s)%s: %w", ref, c.CacheDir, why, hint, ErrNotCached)
+		return &cacheMiss{fmt.Sprintf("%s is not in the cache %s (%s)%s", ref, c.CacheDir, why, hint)}
 	}
 	commit, err := rc.cachedCommit(ref.Revision)
 	if err != nil {
@@ -265,3 +265,9 @@ func (c *Client) fromCache(ref Ref, rc repoCache) (*Snapshot, error) {
 	}
 	return &Snapshot{Ref: ref, Commit: commit, Dir: dir, Files: files, GGUF: p.gguf, Cached: true}, nil
 }
+
+// cacheMiss is an offline lookup the cache cannot answer.
+type cacheMiss struct{ msg string }
+
+func (e *cacheMiss) Error() string        { return e.msg }
+func (e *cacheMiss) Is(target error) bool { return target == ErrNotCached }

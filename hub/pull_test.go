@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jamba-go/jamba/hub/hubtest"
 )
 
 const testCommit = "0123456789abcdef0123456789abcdef01234567"
@@ -31,10 +33,10 @@ func randBytes(n int, seed uint64) []byte {
 
 // tinyRepo is a safetensors model repository with files a model does not
 // need (a README, PyTorch weights) beside those it does.
-func tinyRepo() *fakeRepo {
-	return &fakeRepo{
-		commit: testCommit,
-		files: map[string][]byte{
+func tinyRepo() *hubtest.Repo {
+	return &hubtest.Repo{
+		Commit: testCommit,
+		Files: map[string][]byte{
 			"config.json":           []byte(`{"model_type":"jamba"}`),
 			"tokenizer.json":        []byte(`{"model":{"type":"BPE"}}`),
 			"tokenizer_config.json": []byte(`{"chat_template":"{{ messages }}"}`),
@@ -43,12 +45,12 @@ func tinyRepo() *fakeRepo {
 			"pytorch_model.bin":     randBytes(1000, 2),
 			".gitattributes":        []byte("*.safetensors filter=lfs\n"),
 		},
-		lfs: map[string]bool{"model.safetensors": true, "pytorch_model.bin": true},
+		LFS: map[string]bool{"model.safetensors": true, "pytorch_model.bin": true},
 	}
 }
 
-func testClient(f *fakeHub, cache string) *Client {
-	return &Client{Endpoint: f.hub.URL, CacheDir: cache, ProgressEvery: time.Hour}
+func testClient(f *hubtest.Hub, cache string) *Client {
+	return &Client{Endpoint: f.URL(), CacheDir: cache, ProgressEvery: time.Hour}
 }
 
 // cacheListing describes a cache tree: one line per file, "path ->
@@ -97,29 +99,29 @@ func cacheListing(t *testing.T, root string) []string {
 // git blob id of the others), refs/REV holding the commit hash (absent when
 // rev is the commit), snapshots/COMMIT/FILE as relative links to
 // ../../blobs/ETAG, and .locks/models--ORG--NAME/ETAG.lock at the root.
-func expectedListing(repoName, rev string, r *fakeRepo, files []string) []string {
+func expectedListing(repoName, rev string, r *hubtest.Repo, files []string) []string {
 	folder := "models--" + strings.ReplaceAll(repoName, "/", "--")
 	var lines []string
 	blobs := map[string]bool{}
 	for _, f := range files {
-		e := r.etag(f)
+		e := r.ETag(f)
 		if !blobs[e] {
 			blobs[e] = true
 			lines = append(lines, folder+"/blobs/"+e, ".locks/"+folder+"/"+e+".lock")
 		}
-		lines = append(lines, folder+"/snapshots/"+r.commit+"/"+f+" -> "+strings.Repeat("../", 2+strings.Count(f, "/"))+"blobs/"+e)
+		lines = append(lines, folder+"/snapshots/"+r.Commit+"/"+f+" -> "+strings.Repeat("../", 2+strings.Count(f, "/"))+"blobs/"+e)
 	}
-	if rev != r.commit {
-		lines = append(lines, folder+"/refs/"+rev+" = "+r.commit)
+	if rev != r.Commit {
+		lines = append(lines, folder+"/refs/"+rev+" = "+r.Commit)
 	}
 	sort.Strings(lines)
 	return lines
 }
 
 func TestPullCacheLayoutAndSecondRun(t *testing.T) {
-	f := newFakeHub(t)
+	f := hubtest.New(t)
 	repo := tinyRepo()
-	f.addRepo("jamba-test/tiny", repo)
+	f.AddRepo("jamba-test/tiny", repo)
 	cache := t.TempDir()
 	c := testClient(f, cache)
 	c.Token = "hf_secret"
@@ -136,7 +138,7 @@ func TestPullCacheLayoutAndSecondRun(t *testing.T) {
 	if snap.Path() != filepath.Join(cache, "models--jamba-test--tiny", "snapshots", testCommit) || snap.Cached {
 		t.Fatalf("snapshot %+v", snap)
 	}
-	for name, data := range repo.files {
+	for name, data := range repo.Files {
 		got, err := os.ReadFile(filepath.Join(snap.Dir, name))
 		switch name {
 		case "README.md", "pytorch_model.bin", ".gitattributes":
@@ -149,9 +151,9 @@ func TestPullCacheLayoutAndSecondRun(t *testing.T) {
 			}
 		}
 	}
-	f.mu.Lock()
-	cdnAuth, hubAuth := f.cdnAuth, f.hubAuth
-	f.mu.Unlock()
+	f.Mu.Lock()
+	cdnAuth, hubAuth := f.CDNAuth, f.HubAuth
+	f.Mu.Unlock()
 	if len(cdnAuth) != 0 {
 		t.Errorf("the token went to the CDN host: %v", cdnAuth)
 	}
@@ -160,12 +162,12 @@ func TestPullCacheLayoutAndSecondRun(t *testing.T) {
 	}
 
 	// A second run asks only which commit main is at.
-	f.resetLog()
+	f.ResetLog()
 	snap2, err := c.Pull(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := f.requests(); !slices.Equal(got, []string{"hub GET /api/models/jamba-test/tiny/revision/main"}) {
+	if got := f.Requests(); !slices.Equal(got, []string{"hub GET /api/models/jamba-test/tiny/revision/main"}) {
 		t.Errorf("second run made requests %q, want only the revision check", got)
 	}
 	if !snap2.Cached || snap2.Path() != snap.Path() {
@@ -173,19 +175,19 @@ func TestPullCacheLayoutAndSecondRun(t *testing.T) {
 	}
 
 	// Offline: no request at all, same folder.
-	f.resetLog()
+	f.ResetLog()
 	c.Offline = true
 	snap3, err := c.Pull(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := f.requests(); len(got) != 0 || snap3.Path() != snap.Path() {
+	if got := f.Requests(); len(got) != 0 || snap3.Path() != snap.Path() {
 		t.Errorf("offline run made requests %q, path %s", got, snap3.Path())
 	}
 	// By commit hash, offline, too.
 	byCommit, _ := ParseRef("jamba-test/tiny@" + testCommit)
 	if s, err := c.Pull(context.Background(), byCommit); err != nil || s.Path() != snap.Path() {
-		t.Errorf("offline by commit: %v", err)
+		t.Errorf("offline by Commit: %v", err)
 	}
 	// A revision never fetched is not there offline, and the message says why.
 	other, _ := ParseRef("jamba-test/tiny@v2")
@@ -196,9 +198,9 @@ func TestPullCacheLayoutAndSecondRun(t *testing.T) {
 }
 
 func TestPullByCommitWritesNoRef(t *testing.T) {
-	f := newFakeHub(t)
+	f := hubtest.New(t)
 	repo := tinyRepo()
-	f.addRepo("jamba-test/tiny", repo)
+	f.AddRepo("jamba-test/tiny", repo)
 	cache := t.TempDir()
 	ref, _ := ParseRef("jamba-test/tiny@" + testCommit)
 	if _, err := testClient(f, cache).Pull(context.Background(), ref); err != nil {
@@ -211,23 +213,23 @@ func TestPullByCommitWritesNoRef(t *testing.T) {
 }
 
 func TestPullShardedSafetensors(t *testing.T) {
-	f := newFakeHub(t)
+	f := hubtest.New(t)
 	index, _ := json.Marshal(map[string]any{
 		"metadata":   map[string]any{"total_size": 3},
 		"weight_map": map[string]string{"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"},
 	})
-	repo := &fakeRepo{
-		commit: testCommit,
-		files: map[string][]byte{
+	repo := &hubtest.Repo{
+		Commit: testCommit,
+		Files: map[string][]byte{
 			"config.json":                      []byte(`{}`),
 			"model.safetensors.index.json":     index,
 			"model-00001-of-00002.safetensors": randBytes(70_000, 3),
 			"model-00002-of-00002.safetensors": randBytes(50_000, 4),
 			"consolidated.safetensors":         randBytes(9_000, 5), // not in the index: not needed
 		},
-		lfs: map[string]bool{"model-00001-of-00002.safetensors": true, "model-00002-of-00002.safetensors": true, "consolidated.safetensors": true},
+		LFS: map[string]bool{"model-00001-of-00002.safetensors": true, "model-00002-of-00002.safetensors": true, "consolidated.safetensors": true},
 	}
-	f.addRepo("jamba-test/sharded", repo)
+	f.AddRepo("jamba-test/sharded", repo)
 	cache := t.TempDir()
 	ref, _ := ParseRef("jamba-test/sharded")
 	snap, err := testClient(f, cache).Pull(context.Background(), ref)
@@ -256,13 +258,13 @@ func TestPullShardedSafetensors(t *testing.T) {
 
 // noPartialBlob checks that blobs/ holds no final blob of the file and that
 // no snapshot links to it.
-func noPartialBlob(t *testing.T, cache, repoName string, r *fakeRepo, file string) {
+func noPartialBlob(t *testing.T, cache, repoName string, r *hubtest.Repo, file string) {
 	t.Helper()
 	rc := newRepoCache(cache, repoName)
-	if _, err := os.Stat(rc.blob(r.etag(file))); err == nil {
-		t.Errorf("blobs/%s exists after a failed download", r.etag(file))
+	if _, err := os.Stat(rc.blob(r.ETag(file))); err == nil {
+		t.Errorf("blobs/%s exists after a failed download", r.ETag(file))
 	}
-	if _, err := os.Lstat(rc.snapshotFile(r.commit, file)); err == nil {
+	if _, err := os.Lstat(rc.snapshotFile(r.Commit, file)); err == nil {
 		t.Errorf("snapshot link to %s exists after a failed download", file)
 	}
 	if _, err := os.Stat(rc.refFile("main")); err == nil {
@@ -271,21 +273,21 @@ func noPartialBlob(t *testing.T, cache, repoName string, r *fakeRepo, file strin
 }
 
 func TestPullResumesACutConnection(t *testing.T) {
-	f := newFakeHub(t)
+	f := hubtest.New(t)
 	repo := tinyRepo()
-	f.addRepo("jamba-test/tiny", repo)
-	sum := repo.etag("model.safetensors")
+	f.AddRepo("jamba-test/tiny", repo)
+	sum := repo.ETag("model.safetensors")
 	ref, _ := ParseRef("jamba-test/tiny")
 
 	// Within one run: cut twice, resumed with Range each time.
-	f.cut[sum] = []int64{100_000, 50_000}
+	f.Cut[sum] = []int64{100_000, 50_000}
 	cache := t.TempDir()
 	snap, err := testClient(f, cache).Pull(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var ranges []string
-	for _, r := range f.requests() {
+	for _, r := range f.Requests() {
 		if strings.HasPrefix(r, "cdn GET") {
 			ranges = append(ranges, r[strings.Index(r, "range="):])
 		}
@@ -293,14 +295,14 @@ func TestPullResumesACutConnection(t *testing.T) {
 	if !slices.Equal(ranges, []string{"range=", "range=bytes=100000-", "range=bytes=150000-"}) {
 		t.Errorf("CDN requests %q", ranges)
 	}
-	if data, _ := os.ReadFile(filepath.Join(snap.Dir, "model.safetensors")); string(data) != string(repo.files["model.safetensors"]) {
+	if data, _ := os.ReadFile(filepath.Join(snap.Dir, "model.safetensors")); string(data) != string(repo.Files["model.safetensors"]) {
 		t.Error("resumed file differs")
 	}
 
 	// Across runs: a run without retries fails, keeps the .incomplete
 	// file, and the next run continues it.
-	f.resetLog()
-	f.cut[sum] = []int64{120_000}
+	f.ResetLog()
+	f.Cut[sum] = []int64{120_000}
 	cache = t.TempDir()
 	c := testClient(f, cache)
 	c.Retries = -1
@@ -313,12 +315,12 @@ func TestPullResumesACutConnection(t *testing.T) {
 	if st, err := os.Stat(inc); err != nil || st.Size() != 120_000 {
 		t.Fatalf(".incomplete after the cut: %v", err)
 	}
-	f.resetLog()
+	f.ResetLog()
 	if _, err := c.Pull(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(f.requests(), "cdn GET /lfs/"+sum+" range=bytes=120000-") {
-		t.Errorf("second run did not resume: %q", f.requests())
+	if !slices.Contains(f.Requests(), "cdn GET /lfs/"+sum+" range=bytes=120000-") {
+		t.Errorf("second run did not resume: %q", f.Requests())
 	}
 	if _, err := os.Stat(inc); err == nil {
 		t.Error(".incomplete left after the download finished")
@@ -326,25 +328,25 @@ func TestPullResumesACutConnection(t *testing.T) {
 
 	// A server that ignores Range sends the whole file again; it must not
 	// be appended to the partial one.
-	f.cut[sum] = []int64{120_000}
-	f.noRanges = true
+	f.Cut[sum] = []int64{120_000}
+	f.NoRanges = true
 	cache = t.TempDir()
 	c = testClient(f, cache)
 	snap, err = c.Pull(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if data, _ := os.ReadFile(filepath.Join(snap.Dir, "model.safetensors")); string(data) != string(repo.files["model.safetensors"]) {
+	if data, _ := os.ReadFile(filepath.Join(snap.Dir, "model.safetensors")); string(data) != string(repo.Files["model.safetensors"]) {
 		t.Error("file differs after a server ignored Range")
 	}
 }
 
 func TestPullWrongHash(t *testing.T) {
-	f := newFakeHub(t)
+	f := hubtest.New(t)
 	repo := tinyRepo()
-	f.addRepo("jamba-test/tiny", repo)
-	sum := repo.etag("model.safetensors")
-	f.corrupt[sum] = true
+	f.AddRepo("jamba-test/tiny", repo)
+	sum := repo.ETag("model.safetensors")
+	f.Corrupt[sum] = true
 	cache := t.TempDir()
 	c := testClient(f, cache)
 	ref, _ := ParseRef("jamba-test/tiny")
@@ -356,22 +358,22 @@ func TestPullWrongHash(t *testing.T) {
 	if _, err := os.Stat(newRepoCache(cache, "jamba-test/tiny").blob(sum) + ".incomplete"); err == nil {
 		t.Error("a corrupt .incomplete file was kept; resuming it could never succeed")
 	}
-	f.corrupt[sum] = false
+	f.Corrupt[sum] = false
 	if _, err := c.Pull(context.Background(), ref); err != nil {
 		t.Fatalf("after the server is fixed: %v", err)
 	}
 }
 
 func TestPullGatedNeedsToken(t *testing.T) {
-	f := newFakeHub(t)
+	f := hubtest.New(t)
 	repo := tinyRepo()
-	repo.gated = true
-	f.addRepo("jamba-test/gated", repo)
+	repo.Gated = true
+	f.AddRepo("jamba-test/gated", repo)
 	cache := t.TempDir()
 	c := testClient(f, cache)
 	ref, _ := ParseRef("jamba-test/gated")
 	_, err := c.Pull(context.Background(), ref)
-	want := "accept the license at " + f.hub.URL + "/jamba-test/gated"
+	want := "accept the license at " + f.URL() + "/jamba-test/gated"
 	if !errors.Is(err, ErrAccess) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "HF_TOKEN") || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("gated without a token: %v", err)
 	}
@@ -382,15 +384,15 @@ func TestPullGatedNeedsToken(t *testing.T) {
 	if _, err := c.Pull(context.Background(), ref); !errors.Is(err, ErrAccess) || !strings.Contains(err.Error(), "the token given has no access") {
 		t.Fatalf("gated with a wrong token: %v", err)
 	}
-	c.Token = f.token
+	c.Token = f.Token
 	if _, err := c.Pull(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestPullNotFound(t *testing.T) {
-	f := newFakeHub(t)
-	f.addRepo("jamba-test/tiny", tinyRepo())
+	f := hubtest.New(t)
+	f.AddRepo("jamba-test/tiny", tinyRepo())
 	cache := t.TempDir()
 	c := testClient(f, cache)
 	ref, _ := ParseRef("jamba-test/nothing")
@@ -408,25 +410,25 @@ func TestPullNotFound(t *testing.T) {
 }
 
 func TestPullServerError(t *testing.T) {
-	f := newFakeHub(t)
+	f := hubtest.New(t)
 	repo := tinyRepo()
-	f.addRepo("jamba-test/tiny", repo)
+	f.AddRepo("jamba-test/tiny", repo)
 	cache := t.TempDir()
 	c := testClient(f, cache)
 	c.Retries = -1
 	ref, _ := ParseRef("jamba-test/tiny")
-	f.fail = 502
+	f.Fail = 502
 	if _, err := c.Pull(context.Background(), ref); err == nil || !strings.Contains(err.Error(), "server error HTTP 502") {
 		t.Fatalf("API 502: %v", err)
 	}
-	f.fail = 0
-	f.cdnFail = 503
+	f.Fail = 0
+	f.CDNFail = 503
 	_, err := c.Pull(context.Background(), ref)
 	if err == nil || !strings.Contains(err.Error(), "server error HTTP 503") || !strings.Contains(err.Error(), "model.safetensors") {
 		t.Fatalf("CDN 503: %v", err)
 	}
 	noPartialBlob(t, cache, "jamba-test/tiny", repo, "model.safetensors")
-	f.cdnFail = 0
+	f.CDNFail = 0
 	if _, err := c.Pull(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
@@ -449,9 +451,9 @@ func (e *enospcWriter) Write(p []byte) (int, error) {
 }
 
 func TestPullDiskFull(t *testing.T) {
-	f := newFakeHub(t)
+	f := hubtest.New(t)
 	repo := tinyRepo()
-	f.addRepo("jamba-test/tiny", repo)
+	f.AddRepo("jamba-test/tiny", repo)
 	cache := t.TempDir()
 	c := testClient(f, cache)
 	c.Workers = 1
@@ -475,24 +477,24 @@ func TestPullDiskFull(t *testing.T) {
 		t.Fatalf("disk full: %v", err)
 	}
 	noPartialBlob(t, cache, "jamba-test/tiny", repo, "model.safetensors")
-	f.resetLog()
+	f.ResetLog()
 	if _, err := c.Pull(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
-	for _, r := range f.requests() {
+	for _, r := range f.Requests() {
 		resumed = resumed || (strings.HasPrefix(r, "cdn GET") && strings.Contains(r, "range=bytes="))
 	}
 	if !resumed {
-		t.Errorf("the run after the disk was freed did not resume: %q", f.requests())
+		t.Errorf("the run after the disk was freed did not resume: %q", f.Requests())
 	}
 }
 
 func TestPullGGUF(t *testing.T) {
-	f := newFakeHub(t)
-	repo := &fakeRepo{
-		commit: testCommit,
-		files: map[string][]byte{
+	f := hubtest.New(t)
+	repo := &hubtest.Repo{
+		Commit: testCommit,
+		Files: map[string][]byte{
 			"README.md":                         []byte("x"),
 			"tiny-Q4_K_M.gguf":                  randBytes(5000, 6),
 			"tiny-Q8_0.gguf":                    randBytes(6000, 7),
@@ -500,10 +502,10 @@ func TestPullGGUF(t *testing.T) {
 			"big/tiny-Q2_K-00001-of-00002.gguf": randBytes(3000, 9),
 			"big/tiny-Q2_K-00002-of-00002.gguf": randBytes(2000, 10),
 		},
-		lfs: map[string]bool{"tiny-Q4_K_M.gguf": true, "tiny-Q8_0.gguf": true, "mmproj-tiny-F16.gguf": true,
+		LFS: map[string]bool{"tiny-Q4_K_M.gguf": true, "tiny-Q8_0.gguf": true, "mmproj-tiny-F16.gguf": true,
 			"big/tiny-Q2_K-00001-of-00002.gguf": true, "big/tiny-Q2_K-00002-of-00002.gguf": true},
 	}
-	f.addRepo("jamba-test/tiny-GGUF", repo)
+	f.AddRepo("jamba-test/tiny-GGUF", repo)
 	cache := t.TempDir()
 	c := testClient(f, cache)
 	for _, tc := range []struct{ ref, gguf string }{
@@ -601,8 +603,8 @@ func TestCacheDirFromEnv(t *testing.T) {
 // TestPullPlainProgressLines checks that a pull logged to a file (not a
 // terminal) prints plain lines, never carriage returns.
 func TestPullPlainProgressLines(t *testing.T) {
-	f := newFakeHub(t)
-	f.addRepo("jamba-test/tiny", tinyRepo())
+	f := hubtest.New(t)
+	f.AddRepo("jamba-test/tiny", tinyRepo())
 	var out strings.Builder
 	c := testClient(f, t.TempDir())
 	c.Progress = &out
@@ -621,4 +623,29 @@ func ExampleRef_String() {
 	r, _ := ParseRef("org/name-GGUF@v2:q4_k_m")
 	fmt.Println(r.Repo, r.Revision, r.Quant)
 	// Output: org/name-GGUF v2 q4_k_m
+}
+
+// TestPullUnreachableUsesCache: with the Hub unreachable, a cached revision
+// is used (with a note), as huggingface_hub falls back to its cache; an
+// uncached one fails with the network error.
+func TestPullUnreachableUsesCache(t *testing.T) {
+	f := hubtest.New(t)
+	f.AddRepo("jamba-test/tiny", tinyRepo())
+	cache := t.TempDir()
+	c := testClient(f, cache)
+	ref, _ := ParseRef("jamba-test/tiny")
+	snap, err := c.Pull(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	down := &Client{Endpoint: "http://127.0.0.1:1", CacheDir: cache, Progress: &out}
+	got, err := down.Pull(context.Background(), ref)
+	if err != nil || got.Path() != snap.Path() || !strings.Contains(out.String(), "cannot be reached") {
+		t.Fatalf("unreachable hub with a cached model: %v, %q", err, out.String())
+	}
+	other, _ := ParseRef("jamba-test/other")
+	if _, err := down.Pull(context.Background(), other); err == nil || errors.Is(err, ErrNotCached) {
+		t.Fatalf("unreachable hub, uncached model: %v", err)
+	}
 }

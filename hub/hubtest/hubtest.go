@@ -1,4 +1,7 @@
-package hub
+// Package hubtest is a fake Hugging Face Hub for tests: it speaks the
+// download protocol of huggingface.co on loopback, with a second server
+// standing for the storage host that LFS files redirect to.
+package hubtest
 
 import (
 	"crypto/sha1"
@@ -15,39 +18,42 @@ import (
 	"testing"
 )
 
-// fakeHub speaks the Hub's download protocol on loopback: the revision
-// API, HEAD/GET of resolve/REV/FILE (LFS files redirect to a second server,
-// the "CDN", as huggingface.co redirects to its storage), and Range on the
-// CDN. It can cut a connection mid-file, serve corrupt bytes, fail with a
-// server error, and guard a gated repository with a token.
-type fakeHub struct {
-	t   *testing.T
+// Hub speaks the Hub's download protocol on loopback: the revision API,
+// HEAD/GET of resolve/REV/FILE (LFS files redirect to a second server, the
+// "CDN", as huggingface.co redirects to its storage), and Range on the CDN.
+// It can cut a connection mid-file, serve corrupt bytes, fail with a server
+// error, and guard a gated repository with a token. Tests change the
+// exported fields under Mu.
+type Hub struct {
+	t   testing.TB
 	hub *httptest.Server
 	cdn *httptest.Server
 
-	mu       sync.Mutex
-	repos    map[string]*fakeRepo
+	Mu       sync.Mutex
+	repos    map[string]*Repo
 	log      []string           // "hub GET /api/...", "cdn GET /lfs/... range=bytes=N-"
-	cdnAuth  []string           // Authorization headers the CDN received
-	hubAuth  []string           // Authorization headers the hub received
-	cut      map[string][]int64 // sha → bytes to send before cutting, one entry per cut request
-	corrupt  map[string]bool    // sha → flip a byte
-	fail     int                // status for every API request when non-zero
-	cdnFail  int                // status for every CDN request when non-zero
-	token    string             // the token a gated repository accepts
-	noRanges bool               // the CDN ignores Range
+	CDNAuth  []string           // Authorization headers the CDN received
+	HubAuth  []string           // Authorization headers the hub received
+	Cut      map[string][]int64 // sha256 → bytes to send before cutting, one entry per request
+	Corrupt  map[string]bool    // sha256 → flip a byte
+	Fail     int                // status for every API request when non-zero
+	CDNFail  int                // status for every CDN request when non-zero
+	Token    string             // the token a gated repository accepts
+	NoRanges bool               // the CDN ignores Range
 }
 
-type fakeRepo struct {
-	commit string
-	files  map[string][]byte
-	lfs    map[string]bool
-	gated  bool
+// Repo is one model repository at one commit.
+type Repo struct {
+	Commit string
+	Files  map[string][]byte
+	LFS    map[string]bool // files stored in LFS (served by a redirect to the CDN)
+	Gated  bool            // resolve needs Token
 }
 
-func newFakeHub(t *testing.T) *fakeHub {
+// New starts a fake hub and its CDN, closed when the test ends.
+func New(t testing.TB) *Hub {
 	t.Helper()
-	f := &fakeHub{t: t, repos: map[string]*fakeRepo{}, cut: map[string][]int64{}, corrupt: map[string]bool{}, token: "hf_test_token"}
+	f := &Hub{t: t, repos: map[string]*Repo{}, Cut: map[string][]int64{}, Corrupt: map[string]bool{}, Token: "hf_test_token"}
 	f.cdn = httptest.NewServer(http.HandlerFunc(f.serveCDN))
 	f.hub = httptest.NewServer(http.HandlerFunc(f.serveHub))
 	t.Cleanup(func() {
@@ -57,52 +63,60 @@ func newFakeHub(t *testing.T) *fakeHub {
 	return f
 }
 
-func (f *fakeHub) addRepo(name string, r *fakeRepo) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// URL is the hub's address, for HF_ENDPOINT.
+func (f *Hub) URL() string { return f.hub.URL }
+
+// AddRepo serves r as name ("org/name").
+func (f *Hub) AddRepo(name string, r *Repo) {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	f.repos[name] = r
 }
 
-func (f *fakeHub) requests() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// Requests lists the requests served since the last ResetLog.
+func (f *Hub) Requests() []string {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	return append([]string(nil), f.log...)
 }
 
-func (f *fakeHub) resetLog() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.log, f.cdnAuth, f.hubAuth = nil, nil, nil
+// ResetLog forgets the requests and Authorization headers seen.
+func (f *Hub) ResetLog() {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	f.log, f.CDNAuth, f.HubAuth = nil, nil, nil
 }
 
-func gitBlobID(data []byte) string {
+// GitBlobID is git's id of a blob: the ETag of a file not in LFS.
+func GitBlobID(data []byte) string {
 	h := sha1.New()
 	fmt.Fprintf(h, "blob %d\x00", len(data))
 	h.Write(data)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func sha256Hex(data []byte) string {
+// SHA256 is the hex sha256: the ETag of an LFS file.
+func SHA256(data []byte) string {
 	s := sha256.Sum256(data)
 	return hex.EncodeToString(s[:])
 }
 
-// etag is the blob name huggingface_hub gives a file.
-func (r *fakeRepo) etag(file string) string {
-	if r.lfs[file] {
-		return sha256Hex(r.files[file])
+// ETag is the blob name huggingface_hub gives a file.
+func (r *Repo) ETag(file string) string {
+	if r.LFS[file] {
+		return SHA256(r.Files[file])
 	}
-	return gitBlobID(r.files[file])
+	return GitBlobID(r.Files[file])
 }
 
-func (f *fakeHub) serveHub(w http.ResponseWriter, req *http.Request) {
-	f.mu.Lock()
+func (f *Hub) serveHub(w http.ResponseWriter, req *http.Request) {
+	f.Mu.Lock()
 	f.log = append(f.log, "hub "+req.Method+" "+req.URL.EscapedPath())
 	if a := req.Header.Get("Authorization"); a != "" {
-		f.hubAuth = append(f.hubAuth, a)
+		f.HubAuth = append(f.HubAuth, a)
 	}
-	fail := f.fail
-	f.mu.Unlock()
+	fail := f.Fail
+	f.Mu.Unlock()
 	p := req.URL.EscapedPath()
 	if rest, ok := strings.CutPrefix(p, "/api/models/"); ok {
 		if fail != 0 {
@@ -120,7 +134,7 @@ func (f *fakeHub) serveHub(w http.ResponseWriter, req *http.Request) {
 			http.Error(w, "Repository not found", http.StatusNotFound)
 			return
 		}
-		if rev := parts[3]; rev != "main" && rev != repo.commit {
+		if rev := parts[3]; rev != "main" && rev != repo.Commit {
 			w.Header().Set("X-Error-Code", "RevisionNotFound")
 			http.Error(w, "Invalid rev id", http.StatusNotFound)
 			return
@@ -129,11 +143,11 @@ func (f *fakeHub) serveHub(w http.ResponseWriter, req *http.Request) {
 			RFilename string `json:"rfilename"`
 		}
 		var sibs []sib
-		for name := range repo.files {
+		for name := range repo.Files {
 			sibs = append(sibs, sib{name})
 		}
 		sort.Slice(sibs, func(i, j int) bool { return sibs[i].RFilename < sibs[j].RFilename })
-		json.NewEncoder(w).Encode(map[string]any{"id": parts[0] + "/" + parts[1], "sha": repo.commit, "siblings": sibs})
+		json.NewEncoder(w).Encode(map[string]any{"id": parts[0] + "/" + parts[1], "sha": repo.Commit, "siblings": sibs})
 		return
 	}
 	// /{org}/{name}/resolve/{rev}/{file...}
@@ -148,35 +162,35 @@ func (f *fakeHub) serveHub(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "Repository not found", http.StatusNotFound)
 		return
 	}
-	if repo.gated && req.Header.Get("Authorization") != "Bearer "+f.token {
+	if repo.Gated && req.Header.Get("Authorization") != "Bearer "+f.Token {
 		w.Header().Set("X-Error-Code", "GatedRepo")
 		w.Header().Set("X-Error-Message", "Access to model "+parts[0]+"/"+parts[1]+" is restricted.")
 		http.Error(w, "gated", http.StatusUnauthorized)
 		return
 	}
-	if parts[3] != "main" && parts[3] != repo.commit {
+	if parts[3] != "main" && parts[3] != repo.Commit {
 		w.Header().Set("X-Error-Code", "RevisionNotFound")
 		http.Error(w, "Invalid rev id", http.StatusNotFound)
 		return
 	}
 	file := parts[4]
-	data, ok := repo.files[file]
+	data, ok := repo.Files[file]
 	if !ok {
 		w.Header().Set("X-Error-Code", "EntryNotFound")
 		http.Error(w, "Entry not found", http.StatusNotFound)
 		return
 	}
-	w.Header().Set("X-Repo-Commit", repo.commit)
-	if repo.lfs[file] {
-		sum := sha256Hex(data)
-		w.Header().Set("ETag", `"`+gitBlobID([]byte("pointer "+sum))+`"`) // the pointer file's id
+	w.Header().Set("X-Repo-Commit", repo.Commit)
+	if repo.LFS[file] {
+		sum := SHA256(data)
+		w.Header().Set("ETag", `"`+GitBlobID([]byte("pointer "+sum))+`"`) // the pointer file's id
 		w.Header().Set("X-Linked-Etag", `"`+sum+`"`)
 		w.Header().Set("X-Linked-Size", strconv.Itoa(len(data)))
 		w.Header().Set("Location", f.cdn.URL+"/lfs/"+sum+"?signed=1")
 		w.WriteHeader(http.StatusFound)
 		return
 	}
-	w.Header().Set("ETag", `"`+gitBlobID(data)+`"`)
+	w.Header().Set("ETag", `"`+GitBlobID(data)+`"`)
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
 	if req.Method == http.MethodGet {
@@ -184,33 +198,33 @@ func (f *fakeHub) serveHub(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-func (f *fakeHub) repo(name string) *fakeRepo {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+func (f *Hub) repo(name string) *Repo {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
 	return f.repos[name]
 }
 
-func (f *fakeHub) serveCDN(w http.ResponseWriter, req *http.Request) {
+func (f *Hub) serveCDN(w http.ResponseWriter, req *http.Request) {
 	sum := strings.TrimPrefix(req.URL.Path, "/lfs/")
-	f.mu.Lock()
+	f.Mu.Lock()
 	f.log = append(f.log, "cdn "+req.Method+" "+req.URL.Path+" range="+req.Header.Get("Range"))
 	if a := req.Header.Get("Authorization"); a != "" {
-		f.cdnAuth = append(f.cdnAuth, a)
+		f.CDNAuth = append(f.CDNAuth, a)
 	}
 	var data []byte
 	for _, r := range f.repos {
-		for name, d := range r.files {
-			if r.lfs[name] && sha256Hex(d) == sum {
+		for name, d := range r.Files {
+			if r.LFS[name] && SHA256(d) == sum {
 				data = d
 			}
 		}
 	}
 	var cut int64 = -1
-	if c := f.cut[sum]; len(c) > 0 {
-		cut, f.cut[sum] = c[0], c[1:]
+	if c := f.Cut[sum]; len(c) > 0 {
+		cut, f.Cut[sum] = c[0], c[1:]
 	}
-	corrupt, cdnFail, noRanges := f.corrupt[sum], f.cdnFail, f.noRanges
-	f.mu.Unlock()
+	corrupt, cdnFail, noRanges := f.Corrupt[sum], f.CDNFail, f.NoRanges
+	f.Mu.Unlock()
 	if cdnFail != 0 {
 		http.Error(w, "storage unavailable", cdnFail)
 		return
