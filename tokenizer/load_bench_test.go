@@ -194,8 +194,16 @@ func quoteJSON(s string) string {
 // ~33 MB; see bigTokenizerJSON) from memory.
 func BenchmarkLoad262k(b *testing.B) {
 	data := bigTokenizerJSON(b)
+	_, want, err := slowModel(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	got := fastOnly(b, "262k", data)
+	sameModel(b, "262k", got, want)
+	if len(got.vocab) != bigVocab {
+		b.Fatalf("%d tokens, want %d", len(got.vocab), bigVocab)
+	}
 	b.SetBytes(int64(len(data)))
-	b.ReportMetric(float64(len(data))/1e6, "MB")
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -114,19 +114,11 @@ func isNull(raw json.RawMessage) bool {
 }
 
 func load(data, cfgData []byte) (*Tokenizer, error) {
-	var f fileJSON
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %v", err)
-	}
-	if isNull(f.Model) {
-		return nil, errors.New("field model: missing")
-	}
-	t := &Tokenizer{}
-	m, err := parseModel(f.Model)
+	f, m, err := loadModel(data)
 	if err != nil {
-		return nil, fmt.Errorf("field model: %w", err)
+		return nil, err
 	}
-	t.model = m
+	t := &Tokenizer{model: m}
 	if !isNull(f.Normalizer) {
 		if t.normalizer, err = parseNormalizer(f.Normalizer); err != nil {
 			return nil, fmt.Errorf("field normalizer: %w", err)
@@ -180,6 +172,33 @@ func load(data, cfgData []byte) (*Tokenizer, error) {
 		return nil, &configError{err}
 	}
 	return t, nil
+}
+
+// loadModel reads the document and its model, by the fast path when it
+// can (fastload.go), else with encoding/json, which also words every error.
+func loadModel(data []byte) (fileJSON, *bpe, error) {
+	if f, raw, err := fastFile(data); err == nil && !isNull(raw) {
+		if m, err := fastModel(raw); err == nil {
+			return f, m, nil
+		}
+	}
+	return slowModel(data)
+}
+
+// slowModel is loadModel with encoding/json alone: the reference.
+func slowModel(data []byte) (fileJSON, *bpe, error) {
+	var f fileJSON
+	if err := json.Unmarshal(data, &f); err != nil {
+		return f, nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	if isNull(f.Model) {
+		return f, nil, errors.New("field model: missing")
+	}
+	m, err := parseModel(f.Model)
+	if err != nil {
+		return f, nil, fmt.Errorf("field model: %w", err)
+	}
+	return f, m, nil
 }
 
 func (t *Tokenizer) buildVocab(tokens []addedTokenJSON) error {
