@@ -212,4 +212,3 @@ func BenchmarkLoad262k(b *testing.B) {
 		}
 	}
 }
-
