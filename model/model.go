@@ -37,6 +37,10 @@ type Model struct {
 	Dir string
 	// Generation holds generation_config.json when the checkpoint has one.
 	Generation GenerationConfig
+	// PackedExperts is set when the checkpoint stores each MoE layer's
+	// experts packed, as transformers 5 may save them (PackedGateUp,
+	// PackedDown), rather than one by one.
+	PackedExperts bool
 
 	set    *safetensors.Set
 	kvBF16 bool // caches keep keys and values in bfloat16 (Options.KVCache)
