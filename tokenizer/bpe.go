@@ -187,6 +187,17 @@ func (m *bpe) addMerge(i int, a, b, buf []byte) ([]byte, error) {
 		return buf, fmt.Errorf("field merges[%d]: result %q of merging %q and %q is not in the vocabulary", i, buf, a, b)
 	}
 	m.merges[pairKey(int32(aid), int32(bid))] = mergeVal{int32(i), int32(rid)}
+	// For initChunking: which characters this merge can join.
+	ra, _ := utf8.DecodeLastRune(a)
+	rb, _ := utf8.DecodeRune(b)
+	if ra < 128 && rb < 128 {
+		m.asciiPair[ra*128+rb] = true
+	} else {
+		if m.pairs == nil {
+			m.pairs = map[uint64]struct{}{}
+		}
+		m.pairs[uint64(uint32(ra))<<32|uint64(uint32(rb))] = struct{}{}
+	}
 	return buf, nil
 }
 
@@ -253,25 +264,16 @@ func (m *bpe) initByteLevel() {
 // initChunking computes which adjacent character pairs a merge can join.
 // A long piece can then be cut where no merge can ever cross, and the parts
 // encoded on their own (and cached) with the same result.
+// The pairs themselves (asciiPair, pairs) are noted by addMerge as the
+// merges are read.
 func (m *bpe) initChunking(byteLevel bool) {
 	if byteLevel || m.prefix != "" || m.suffix != "" {
+		m.pairs, m.asciiPair = nil, [128 * 128]bool{}
 		return
 	}
 	m.canChunk = true
-	m.pairs = map[uint64]struct{}{}
 	for c := 0; c < 128; c++ {
 		_, m.asciiSingle[c] = m.vocab[string(rune(c))]
-	}
-	for key := range m.merges {
-		a := m.tokens[int(key>>32)]
-		b := m.tokens[int(uint32(key))]
-		ra, _ := utf8.DecodeLastRuneInString(a)
-		rb, _ := utf8.DecodeRuneInString(b)
-		if ra < 128 && rb < 128 {
-			m.asciiPair[ra*128+rb] = true
-		} else {
-			m.pairs[uint64(uint32(ra))<<32|uint64(uint32(rb))] = struct{}{}
-		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -26,12 +28,6 @@ import (
 
 // errSlowPath makes the loader use the encoding/json path.
 var errSlowPath = errors.New("not handled by the fast path")
-
-// member is one "name": value of a JSON object.
-type member struct {
-	name []byte // as written, with its quotes
-	val  []byte // the raw value
-}
 
 // scanner walks a JSON document, checking its syntax.
 type scanner struct {
@@ -234,54 +230,6 @@ func (s *scanner) number() bool {
 	return true
 }
 
-// members splits a JSON object into its members, checking the syntax of
-// every value. A name with an escape makes it step aside.
-func members(d []byte) ([]member, error) {
-	s := &scanner{d: d}
-	s.ws()
-	if s.i >= len(d) || d[s.i] != '{' {
-		return nil, errSlowPath
-	}
-	s.i++
-	var out []member
-	s.ws()
-	if s.i < len(d) && d[s.i] == '}' {
-		s.i++
-		return out, s.end()
-	}
-	for {
-		s.ws()
-		start := s.i
-		if _, plain, ok := s.str(); !ok || !plain {
-			return nil, errSlowPath
-		}
-		name := d[start:s.i]
-		s.ws()
-		if s.i >= len(d) || d[s.i] != ':' {
-			return nil, errSlowPath
-		}
-		s.i++
-		s.ws()
-		vstart := s.i
-		if !s.value(0) {
-			return nil, errSlowPath
-		}
-		out = append(out, member{name: name, val: d[vstart:s.i]})
-		s.ws()
-		if s.i >= len(d) {
-			return nil, errSlowPath
-		}
-		if d[s.i] == '}' {
-			s.i++
-			return out, s.end()
-		}
-		if d[s.i] != ',' {
-			return nil, errSlowPath
-		}
-		s.i++
-	}
-}
-
 // end checks that only white space follows.
 func (s *scanner) end() error {
 	s.ws()
@@ -291,111 +239,213 @@ func (s *scanner) end() error {
 	return nil
 }
 
-// pick takes out of ms the last member named name (as encoding/json keeps
-// the last of repeated names) and rebuilds the others as an object for
-// encoding/json. A member whose name matches only without regard to case
-// (encoding/json would take it) makes it step aside.
-func pick(ms []member, names ...string) (picked map[string][]byte, rest []byte, err error) {
-	picked = map[string][]byte{}
-	var b bytes.Buffer
-	b.WriteByte('{')
-	first := true
-	for _, m := range ms {
-		name := string(m.name[1 : len(m.name)-1])
-		matched := false
-		for _, n := range names {
-			if name == n {
-				picked[n] = m.val
-				matched = true
-			} else if strings.EqualFold(name, n) {
-				return nil, nil, errSlowPath
-			}
-		}
-		if matched {
-			continue
-		}
-		if !first {
-			b.WriteByte(',')
-		}
-		first = false
-		b.Write(m.name)
-		b.WriteByte(':')
-		b.Write(m.val)
+// object reads the object at s.i, calling fn for each member after its
+// name and colon (and white space); fn reads the value. A name with an
+// escape makes it step aside. name is without quotes, nameRaw with them.
+func (s *scanner) object(fn func(name string, nameRaw []byte) error) error {
+	s.ws()
+	if s.i >= len(s.d) || s.d[s.i] != '{' {
+		return errSlowPath
 	}
-	b.WriteByte('}')
-	return picked, b.Bytes(), nil
+	s.i++
+	s.ws()
+	if s.i < len(s.d) && s.d[s.i] == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		s.ws()
+		start := s.i
+		name, plain, ok := s.str()
+		if !ok || !plain {
+			return errSlowPath
+		}
+		nameRaw := s.d[start:s.i]
+		s.ws()
+		if s.i >= len(s.d) || s.d[s.i] != ':' {
+			return errSlowPath
+		}
+		s.i++
+		s.ws()
+		if err := fn(string(name), nameRaw); err != nil {
+			return err
+		}
+		s.ws()
+		if s.i >= len(s.d) {
+			return errSlowPath
+		}
+		if s.d[s.i] == '}' {
+			s.i++
+			return nil
+		}
+		if s.d[s.i] != ',' {
+			return errSlowPath
+		}
+		s.i++
+	}
 }
 
-// fastFile splits a tokenizer.json into its model object and the rest,
-// decoded by encoding/json.
-func fastFile(data []byte) (f fileJSON, model []byte, err error) {
-	ms, err := members(data)
+// keep skips the value at s.i, checking its syntax, and appends the member
+// to the object text rest (for encoding/json).
+func (s *scanner) keep(rest, nameRaw []byte) ([]byte, error) {
+	start := s.i
+	if !s.value(0) {
+		return rest, errSlowPath
+	}
+	if len(rest) > 1 {
+		rest = append(rest, ',')
+	}
+	rest = append(append(rest, nameRaw...), ':')
+	return append(rest, s.d[start:s.i]...), nil
+}
+
+// fastLoad reads a tokenizer.json in one pass: the model by model, the
+// other members by encoding/json.
+func fastLoad(data []byte) (fileJSON, *bpe, error) {
+	var f fileJSON
+	var m *bpe
+	s := &scanner{d: data}
+	rest := []byte{'{'}
+	err := s.object(func(name string, nameRaw []byte) error {
+		var err error
+		switch {
+		case name == "model":
+			if m != nil {
+				return errSlowPath // repeated: encoding/json keeps the last
+			}
+			m, err = s.model()
+		case strings.EqualFold(name, "model"):
+			return errSlowPath
+		default:
+			rest, err = s.keep(rest, nameRaw)
+		}
+		return err
+	})
 	if err != nil {
 		return f, nil, err
 	}
-	picked, rest, err := pick(ms, "model")
-	if err != nil {
-		return f, nil, err
-	}
-	if err := json.Unmarshal(rest, &f); err != nil {
+	if err := s.end(); err != nil || m == nil {
 		return f, nil, errSlowPath
 	}
-	return f, picked["model"], nil
+	if err := json.Unmarshal(append(rest, '}'), &f); err != nil {
+		return f, nil, errSlowPath
+	}
+	return f, m, nil
 }
 
-// fastModel reads a model object as parseModel does. It returns
-// errSlowPath where it cannot be sure to; any other error is the one
-// parseModel reports.
-func fastModel(raw []byte) (*bpe, error) {
-	ms, err := members(raw)
-	if err != nil {
-		return nil, err
-	}
-	picked, rest, err := pick(ms, "vocab", "merges")
-	if err != nil {
-		return nil, err
-	}
-	var j bpeJSON
-	if err := json.Unmarshal(rest, &j); err != nil {
+// model reads the model object at s.i as parseModel does. The vocabulary
+// must come before the merges, and the merges last, as Hugging Face writes
+// them (the merges need the options and the vocabulary).
+func (s *scanner) model() (*bpe, error) {
+	rest := []byte{'{'}
+	var vocab map[string]int
+	var m *bpe
+	err := s.object(func(name string, nameRaw []byte) error {
+		if m != nil {
+			return errSlowPath // something after the merges
+		}
+		var err error
+		switch {
+		case name == "vocab":
+			if vocab != nil {
+				return errSlowPath
+			}
+			vocab, err = s.vocab()
+			return err
+		case name == "merges":
+			if vocab == nil {
+				return errSlowPath
+			}
+			var j bpeJSON
+			if err := json.Unmarshal(append(rest, '}'), &j); err != nil {
+				return errSlowPath
+			}
+			j.Merges = json.RawMessage("[]") // present; newBPE only asks that
+			mm, err := newBPE(&j)
+			if err != nil {
+				return errSlowPath
+			}
+			mm.vocab = vocab
+			if err := mm.indexVocab(j.UnkToken); err != nil {
+				return errSlowPath
+			}
+			if err := mm.fastMerges(s); err != nil {
+				return errSlowPath
+			}
+			m = mm
+			return nil
+		case strings.EqualFold(name, "vocab") || strings.EqualFold(name, "merges"):
+			return errSlowPath
+		}
+		rest, err = s.keep(rest, nameRaw)
+		return err
+	})
+	if err != nil || m == nil {
 		return nil, errSlowPath
-	}
-	if v, ok := picked["merges"]; ok {
-		j.Merges = v // only its presence matters to newBPE
-	}
-	m, err := newBPE(&j)
-	if err != nil {
-		return nil, err
-	}
-	vocab, ok := picked["vocab"]
-	if !ok || isNull(vocab) {
-		return nil, errSlowPath
-	}
-	if m.vocab, err = fastVocab(vocab); err != nil {
-		return nil, err
-	}
-	if err := m.indexVocab(j.UnkToken); err != nil {
-		return nil, err
-	}
-	if err := m.fastMerges(picked["merges"]); err != nil {
-		return nil, err
 	}
 	return m, nil
 }
 
-// fastVocab reads {"token": id, ...}. Tokens are substrings of one copy
-// of the object's text; only a token with an escape gets its own string.
-func fastVocab(raw []byte) (map[string]int, error) {
-	text := string(raw) // the one copy the tokens point into
-	n := bytes.Count(raw, []byte{':'})
-	vocab := make(map[string]int, n)
-	s := &scanner{d: raw}
-	s.ws()
-	if s.i >= len(raw) || raw[s.i] != '{' {
+// skipObject returns the end of the object or array at i, tracking only
+// strings and nesting (the reader that follows checks the syntax), or -1.
+func skipObject(d []byte, i int) int {
+	depth := 0
+	for i < len(d) {
+		switch d[i] {
+		case '"':
+			i++
+			for {
+				j := bytes.IndexByte(d[i:], '"')
+				if j < 0 {
+					return -1
+				}
+				i += j
+				bs := 0 // backslashes before the quote
+				for k := i - 1; k >= 0 && d[k] == '\\'; k-- {
+					bs++
+				}
+				i++
+				if bs%2 == 0 {
+					break
+				}
+			}
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		}
+		i++
+	}
+	return -1
+}
+
+// vocab reads {"token": id, ...} at s.i. Tokens are substrings of one copy
+// of the object's text; only a token with an escape gets its own string. A
+// repeated token makes it step aside (encoding/json keeps the last id, and
+// the checks of indexVocab must see only that one).
+func (s *scanner) vocab() (map[string]int, error) {
+	base := s.i
+	if base >= len(s.d) || s.d[base] != '{' {
 		return nil, errSlowPath
 	}
+	end := skipObject(s.d, base)
+	if end < 0 {
+		return nil, errSlowPath
+	}
+	raw := s.d[base:end]
+	text := string(raw) // the one copy the tokens point into
+	vocab := make(map[string]int, bytes.Count(raw, []byte{':'}))
+	type escEntry struct{ from, to, id int }
+	var esc []byte
+	var escaped []escEntry
 	s.i++
 	s.ws()
-	if s.i < len(raw) && raw[s.i] == '}' {
+	if s.i < len(s.d) && s.d[s.i] == '}' {
+		s.i++
 		return vocab, nil
 	}
 	for {
@@ -405,15 +455,8 @@ func fastVocab(raw []byte) (map[string]int, error) {
 		if !ok {
 			return nil, errSlowPath
 		}
-		var tok string
-		if plain {
-			off := start + 1
-			tok = text[off : off+len(tokRaw)]
-		} else if err := json.Unmarshal(raw[start:s.i], &tok); err != nil {
-			return nil, errSlowPath
-		}
 		s.ws()
-		if s.i >= len(raw) || raw[s.i] != ':' {
+		if s.i >= len(s.d) || s.d[s.i] != ':' {
 			return nil, errSlowPath
 		}
 		s.i++
@@ -422,15 +465,39 @@ func fastVocab(raw []byte) (map[string]int, error) {
 		if !ok {
 			return nil, errSlowPath
 		}
-		vocab[tok] = id
+		if plain {
+			off := start + 1 - base
+			n := len(vocab)
+			vocab[text[off:off+len(tokRaw)]] = id
+			if len(vocab) == n {
+				return nil, errSlowPath
+			}
+		} else {
+			// Escaped tokens are decoded into esc and become strings
+			// at the end, all in one.
+			from := len(esc)
+			if esc, ok = unescape(esc, tokRaw); !ok {
+				return nil, errSlowPath
+			}
+			escaped = append(escaped, escEntry{from, len(esc), id})
+		}
 		s.ws()
-		if s.i >= len(raw) {
+		if s.i >= len(s.d) {
 			return nil, errSlowPath
 		}
-		if raw[s.i] == '}' {
+		if s.d[s.i] == '}' {
+			s.i++
+			escText := string(esc)
+			for _, e := range escaped {
+				n := len(vocab)
+				vocab[escText[e.from:e.to]] = e.id
+				if len(vocab) == n {
+					return nil, errSlowPath
+				}
+			}
 			return vocab, nil
 		}
-		if raw[s.i] != ',' {
+		if s.d[s.i] != ',' {
 			return nil, errSlowPath
 		}
 		s.i++
@@ -466,27 +533,27 @@ func (s *scanner) smallInt() (int, bool) {
 	return v, true
 }
 
-// fastMerges reads ["a b", ...] or [["a", "b"], ...] and records each
-// merge as addMerge does.
-func (m *bpe) fastMerges(raw []byte) error {
-	if raw == nil || isNull(raw) {
+// fastMerges reads ["a b", ...] or [["a", "b"], ...] at s.i and records
+// each merge as addMerge does.
+func (m *bpe) fastMerges(s *scanner) error {
+	raw := s.d
+	if s.lit("null") {
 		m.merges = map[uint64]mergeVal{}
 		return nil
 	}
-	s := &scanner{d: raw}
-	s.ws()
 	if s.i >= len(raw) || raw[s.i] != '[' {
 		return errSlowPath
 	}
 	s.i++
 	s.ws()
 	if s.i < len(raw) && raw[s.i] == ']' {
+		s.i++
 		m.merges = map[uint64]mergeVal{}
 		return nil
 	}
 	pairs := s.i < len(raw) && raw[s.i] == '['
-	// Each merge has at least one quote pair of its own: a bound for the map.
-	m.merges = make(map[uint64]mergeVal, bytes.Count(raw, []byte{'"'})/4+1)
+	// A merge has at least two tokens: a bound from the vocabulary size.
+	m.merges = make(map[uint64]mergeVal, len(m.vocab)*2)
 	var buf, sa, sb []byte
 	for i := 0; ; i++ {
 		s.ws()
@@ -535,6 +602,7 @@ func (m *bpe) fastMerges(raw []byte) error {
 			return errSlowPath
 		}
 		if raw[s.i] == ']' {
+			s.i++
 			return nil
 		}
 		if raw[s.i] != ',' {
@@ -545,9 +613,8 @@ func (m *bpe) fastMerges(raw []byte) error {
 }
 
 // strValue reads a string's value: its bytes in place when plain, else
-// decoded (by encoding/json) into scratch, which is returned for reuse.
+// decoded into scratch, which is returned for reuse.
 func (s *scanner) strValue(scratch []byte) (val, next []byte, ok bool) {
-	start := s.i
 	raw, plain, ok := s.str()
 	if !ok {
 		return nil, scratch, false
@@ -555,10 +622,80 @@ func (s *scanner) strValue(scratch []byte) (val, next []byte, ok bool) {
 	if plain {
 		return raw, scratch, true
 	}
-	var v string
-	if err := json.Unmarshal(s.d[start:s.i], &v); err != nil {
-		return nil, scratch, false
+	scratch, ok = unescape(scratch[:0], raw)
+	return scratch, scratch, ok
+}
+
+// unescape appends the value of a string's contents (as str returned them:
+// syntax checked) to dst, as encoding/json decodes it: a \u escape of a
+// lone surrogate becomes U+FFFD, a pair one character. Contents with bytes
+// that are not UTF-8 (which encoding/json replaces one by one) are left to
+// it: ok is false.
+func unescape(dst, raw []byte) ([]byte, bool) {
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' {
+			if c < utf8.RuneSelf {
+				dst = append(dst, c)
+				i++
+				continue
+			}
+			r, n := utf8.DecodeRune(raw[i:])
+			if r == utf8.RuneError && n == 1 {
+				return dst, false
+			}
+			dst = append(dst, raw[i:i+n]...)
+			i += n
+			continue
+		}
+		e := raw[i+1]
+		i += 2
+		switch e {
+		case '"', '\\', '/':
+			dst = append(dst, e)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := hex4(raw[i:])
+			i += 4
+			if utf16.IsSurrogate(r) {
+				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+					if d := utf16.DecodeRune(r, hex4(raw[i+2:])); d != unicode.ReplacementChar {
+						dst = utf8.AppendRune(dst, d)
+						i += 6
+						continue
+					}
+				}
+				r = unicode.ReplacementChar
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			return dst, false
+		}
 	}
-	scratch = append(scratch[:0], v...)
-	return scratch, scratch, true
+	return dst, true
+}
+
+// hex4 reads four hex digits (checked by str).
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			r = r<<4 | rune(c-'a'+10)
+		}
+	}
+	return r
 }

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,13 +29,9 @@ func sameModel(t testing.TB, what string, got, want *bpe) {
 // fastOnly reads data by the fast path alone, failing when it steps aside.
 func fastOnly(t testing.TB, what string, data []byte) *bpe {
 	t.Helper()
-	_, raw, err := fastFile(data)
+	_, m, err := fastLoad(data)
 	if err != nil {
-		t.Fatalf("%s: the fast path stepped aside for the document: %v", what, err)
-	}
-	m, err := fastModel(raw)
-	if err != nil {
-		t.Fatalf("%s: the fast path stepped aside for the model: %v", what, err)
+		t.Fatalf("%s: the fast path stepped aside: %v", what, err)
 	}
 	return m
 }
@@ -97,11 +94,7 @@ func FuzzFastLoad(f *testing.F) {
 	f.Add([]byte(minimal(map[string]string{"model": `{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"<unk>":3,"\"":4,"\\n":5},"merges":[["a","b"]],"unk_token":"<unk>"}`})))
 	f.Add([]byte(minimal(map[string]string{"model": `{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"],"continuing_subword_prefix":"##"}`})))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, raw, err := fastFile(data)
-		if err != nil || isNull(raw) {
-			return
-		}
-		got, err := fastModel(raw)
+		_, got, err := fastLoad(data)
 		if err != nil {
 			return
 		}
@@ -111,4 +104,27 @@ func FuzzFastLoad(f *testing.F) {
 		}
 		sameModel(t, "fuzz", got, want)
 	})
+}
+
+// TestUnescape compares unescape with encoding/json on escapes of every
+// kind, surrogate pairs, lone and reversed surrogates, and raw UTF-8.
+func TestUnescape(t *testing.T) {
+	for _, lit := range []string{
+		`"plain"`, `"a\"b\\c\/d"`, `"\b\f\n\r\t"`, `"\u0041\u00e9\u4e2d"`, `"\ud83d\ude00"`,
+		`"\ud83d"`, `"\ude00\ud83d"`, `"\ud83dx"`, `"\ud83d\u0041"`, `"▁\n日本"`, `"\uD83D\uDE00"`, `"\u0000"`,
+	} {
+		var want string
+		if err := json.Unmarshal([]byte(lit), &want); err != nil {
+			t.Fatal(err)
+		}
+		s := &scanner{d: []byte(lit)}
+		raw, _, ok := s.str()
+		if !ok {
+			t.Fatalf("%s: str refused it", lit)
+		}
+		got, ok := unescape(nil, raw)
+		if !ok || string(got) != want {
+			t.Errorf("%s: unescape %q (ok %v), encoding/json %q", lit, got, ok, want)
+		}
+	}
 }

@@ -177,10 +177,8 @@ func load(data, cfgData []byte) (*Tokenizer, error) {
 // loadModel reads the document and its model, by the fast path when it
 // can (fastload.go), else with encoding/json, which also words every error.
 func loadModel(data []byte) (fileJSON, *bpe, error) {
-	if f, raw, err := fastFile(data); err == nil && !isNull(raw) {
-		if m, err := fastModel(raw); err == nil {
-			return f, m, nil
-		}
+	if f, m, err := fastLoad(data); err == nil {
+		return f, m, nil
 	}
 	return slowModel(data)
 }
@@ -204,14 +202,7 @@ func slowModel(data []byte) (fileJSON, *bpe, error) {
 func (t *Tokenizer) buildVocab(tokens []addedTokenJSON) error {
 	m := t.model
 	modelSize := len(m.vocab)
-	t.vocab = make(map[string]int, modelSize+len(tokens))
-	maxID := -1
-	for tok, id := range m.vocab {
-		t.vocab[tok] = id
-		if id > maxID {
-			maxID = id
-		}
-	}
+	maxID := len(m.tokens) - 1 // the largest id of the model vocab (indexVocab)
 	type entry struct {
 		tok addedToken
 		id  int
@@ -280,9 +271,18 @@ func (t *Tokenizer) buildVocab(tokens []addedTokenJSON) error {
 	t.idToTok = make([]string, size)
 	t.hasTok = make([]bool, size)
 	t.special = make([]bool, size)
-	for tok, id := range m.vocab {
-		t.idToTok[id] = tok
-		t.hasTok[id] = true
+	copy(t.idToTok, m.tokens)
+	copy(t.hasTok, m.has)
+	if newCount == 0 {
+		// Every added token is a model token with the same id: the
+		// model's map is the whole vocabulary (neither changes after
+		// loading).
+		t.vocab = m.vocab
+	} else {
+		t.vocab = make(map[string]int, modelSize+newCount)
+		for tok, id := range m.vocab {
+			t.vocab[tok] = id
+		}
 	}
 	var added []addedToken
 	for _, e := range list {
