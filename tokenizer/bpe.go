@@ -169,25 +169,41 @@ func (m *bpe) indexVocab(unk *string) error {
 // addMerge checks merge i, a and b, and records it; buf is scratch space,
 // returned for reuse.
 func (m *bpe) addMerge(i int, a, b, buf []byte) ([]byte, error) {
+	key, rid, buf, err := m.resolveMerge(i, a, b, buf)
+	if err != nil {
+		return buf, err
+	}
+	m.recordMerge(i, key, rid, a, b)
+	return buf, nil
+}
+
+// resolveMerge checks merge i and finds the ids it joins and makes. It
+// only reads the vocabulary, so merges can be resolved in parallel.
+func (m *bpe) resolveMerge(i int, a, b, buf []byte) (key uint64, rid int32, _ []byte, _ error) {
 	aid, ok := m.vocab[string(a)]
 	if !ok {
-		return buf, fmt.Errorf("field merges[%d]: token %q is not in the vocabulary", i, a)
+		return 0, 0, buf, fmt.Errorf("field merges[%d]: token %q is not in the vocabulary", i, a)
 	}
 	bid, ok := m.vocab[string(b)]
 	if !ok {
-		return buf, fmt.Errorf("field merges[%d]: token %q is not in the vocabulary", i, b)
+		return 0, 0, buf, fmt.Errorf("field merges[%d]: token %q is not in the vocabulary", i, b)
 	}
 	plen := len(m.prefix)
 	if len(b) < plen || (plen < len(b) && !utf8.RuneStart(b[plen])) {
-		return buf, fmt.Errorf("field merges[%d]: right side %q is shorter than continuing_subword_prefix %q", i, b, m.prefix)
+		return 0, 0, buf, fmt.Errorf("field merges[%d]: right side %q is shorter than continuing_subword_prefix %q", i, b, m.prefix)
 	}
 	buf = append(append(buf[:0], a...), b[plen:]...)
-	rid, ok := m.vocab[string(buf)]
+	r, ok := m.vocab[string(buf)]
 	if !ok {
-		return buf, fmt.Errorf("field merges[%d]: result %q of merging %q and %q is not in the vocabulary", i, buf, a, b)
+		return 0, 0, buf, fmt.Errorf("field merges[%d]: result %q of merging %q and %q is not in the vocabulary", i, buf, a, b)
 	}
-	m.merges[pairKey(int32(aid), int32(bid))] = mergeVal{int32(i), int32(rid)}
-	// For initChunking: which characters this merge can join.
+	return pairKey(int32(aid), int32(bid)), int32(r), buf, nil
+}
+
+// recordMerge stores merge i (later merges of the same pair replace
+// earlier ones) and notes, for initChunking, which characters it joins.
+func (m *bpe) recordMerge(i int, key uint64, rid int32, a, b []byte) {
+	m.merges[key] = mergeVal{int32(i), rid}
 	ra, _ := utf8.DecodeLastRune(a)
 	rb, _ := utf8.DecodeRune(b)
 	if ra < 128 && rb < 128 {
@@ -198,7 +214,6 @@ func (m *bpe) addMerge(i int, a, b, buf []byte) ([]byte, error) {
 		}
 		m.pairs[uint64(uint32(ra))<<32|uint64(uint32(rb))] = struct{}{}
 	}
-	return buf, nil
 }
 
 // parseMerges reads merges as ["a b", ...] or [["a","b"], ...].

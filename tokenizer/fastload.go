@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -534,11 +537,14 @@ func (s *scanner) smallInt() (int, bool) {
 }
 
 // fastMerges reads ["a b", ...] or [["a", "b"], ...] at s.i and records
-// each merge as addMerge does.
+// each merge as addMerge does. The merges are read first, then resolved
+// against the vocabulary on several goroutines (lookups in a map of
+// hundreds of thousands of tokens are most of the time), then recorded
+// in order.
 func (m *bpe) fastMerges(s *scanner) error {
 	raw := s.d
+	m.merges = map[uint64]mergeVal{}
 	if s.lit("null") {
-		m.merges = map[uint64]mergeVal{}
 		return nil
 	}
 	if s.i >= len(raw) || raw[s.i] != '[' {
@@ -548,25 +554,26 @@ func (m *bpe) fastMerges(s *scanner) error {
 	s.ws()
 	if s.i < len(raw) && raw[s.i] == ']' {
 		s.i++
-		m.merges = map[uint64]mergeVal{}
 		return nil
 	}
 	pairs := s.i < len(raw) && raw[s.i] == '['
-	// A merge has at least two tokens: a bound from the vocabulary size.
-	m.merges = make(map[uint64]mergeVal, len(m.vocab)*2)
-	var buf, sa, sb []byte
-	for i := 0; ; i++ {
+	var list [][2][]byte // a and b: views into the document, or copies of escaped text
+	var sa, sb []byte
+	for {
 		s.ws()
 		var a, b []byte
-		var ok bool
+		var ok, plainA, plainB bool
 		if pairs {
 			if s.i >= len(raw) || raw[s.i] != '[' {
 				return errSlowPath
 			}
 			s.i++
 			s.ws()
-			if a, sa, ok = s.strValue(sa); !ok {
+			if a, sa, plainA, ok = s.strValue(sa); !ok {
 				return errSlowPath
+			}
+			if !plainA {
+				a = append([]byte(nil), a...)
 			}
 			s.ws()
 			if s.i >= len(raw) || raw[s.i] != ',' {
@@ -574,8 +581,11 @@ func (m *bpe) fastMerges(s *scanner) error {
 			}
 			s.i++
 			s.ws()
-			if b, sb, ok = s.strValue(sb); !ok {
+			if b, sb, plainB, ok = s.strValue(sb); !ok {
 				return errSlowPath
+			}
+			if !plainB {
+				b = append([]byte(nil), b...)
 			}
 			s.ws()
 			if s.i >= len(raw) || raw[s.i] != ']' {
@@ -584,8 +594,11 @@ func (m *bpe) fastMerges(s *scanner) error {
 			s.i++
 		} else {
 			var line []byte
-			if line, sa, ok = s.strValue(sa); !ok {
+			if line, sa, plainA, ok = s.strValue(sa); !ok {
 				return errSlowPath
+			}
+			if !plainA {
+				line = append([]byte(nil), line...)
 			}
 			sp := bytes.IndexByte(line, ' ')
 			if sp < 0 || bytes.IndexByte(line[sp+1:], ' ') >= 0 {
@@ -593,37 +606,69 @@ func (m *bpe) fastMerges(s *scanner) error {
 			}
 			a, b = line[:sp], line[sp+1:]
 		}
-		var err error
-		if buf, err = m.addMerge(i, a, b, buf); err != nil {
-			return err
-		}
+		list = append(list, [2][]byte{a, b})
 		s.ws()
 		if s.i >= len(raw) {
 			return errSlowPath
 		}
 		if raw[s.i] == ']' {
 			s.i++
-			return nil
+			break
 		}
 		if raw[s.i] != ',' {
 			return errSlowPath
 		}
 		s.i++
 	}
+
+	type resolved struct {
+		key uint64
+		rid int32
+	}
+	out := make([]resolved, len(list))
+	workers := min(runtime.GOMAXPROCS(0), 8, 1+len(list)/(64<<10))
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*len(list)/workers, (w+1)*len(list)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for i := lo; i < hi && !failed.Load(); i++ {
+				key, rid, b, err := m.resolveMerge(i, list[i][0], list[i][1], buf)
+				buf = b
+				if err != nil {
+					failed.Store(true) // parseModel words the error
+					return
+				}
+				out[i] = resolved{key, rid}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed.Load() {
+		return errSlowPath
+	}
+	m.merges = make(map[uint64]mergeVal, len(list))
+	for i, r := range out {
+		m.recordMerge(i, r.key, r.rid, list[i][0], list[i][1])
+	}
+	return nil
 }
 
 // strValue reads a string's value: its bytes in place when plain, else
-// decoded into scratch, which is returned for reuse.
-func (s *scanner) strValue(scratch []byte) (val, next []byte, ok bool) {
+// decoded into scratch, which is returned for reuse (and plain is false).
+func (s *scanner) strValue(scratch []byte) (val, next []byte, plain, ok bool) {
 	raw, plain, ok := s.str()
 	if !ok {
-		return nil, scratch, false
+		return nil, scratch, false, false
 	}
 	if plain {
-		return raw, scratch, true
+		return raw, scratch, true, true
 	}
 	scratch, ok = unescape(scratch[:0], raw)
-	return scratch, scratch, ok
+	return scratch, scratch, false, ok
 }
 
 // unescape appends the value of a string's contents (as str returned them:

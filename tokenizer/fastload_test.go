@@ -20,6 +20,8 @@ func sameModel(t testing.TB, what string, got, want *bpe) {
 		t.Fatalf("%s: merges differ (%d and %d)", what, len(got.merges), len(want.merges))
 	case got.unkID != want.unkID || got.hasUnk != want.hasUnk || got.byteTok != want.byteTok:
 		t.Fatalf("%s: unknown or byte tokens differ", what)
+	case got.asciiPair != want.asciiPair || !reflect.DeepEqual(got.pairs, want.pairs):
+		t.Fatalf("%s: the character pairs merges join differ", what)
 	case got.fuseUnk != want.fuseUnk || got.byteFallback != want.byteFallback || got.ignoreMerges != want.ignoreMerges ||
 		got.prefix != want.prefix || got.suffix != want.suffix:
 		t.Fatalf("%s: options differ", what)
