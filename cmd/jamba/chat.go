@@ -33,6 +33,7 @@ cache is kept between turns, so only the new part of the conversation is
 processed. Commands: /reset starts over, /exit (or end of input) quits.`, stderr)
 	g := addGenFlags(fs, 512, 0.7)
 	system := fs.String("system", "", "system message")
+	sessionPath := fs.String("session", "", "keep the conversation and the model's state in this file, saved after every turn; an existing file is resumed without computing its history again")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -55,6 +56,11 @@ processed. Commands: /reset starts over, /exit (or end of input) quits.`, stderr
 	}
 	s := &chatSession{m: m, tok: tok, tmpl: tmpl, special: special, stops: stops, smp: sample.New(p, m.Config.VocabSize), params: p, maxTokens: *g.maxTokens, system: *system}
 	s.reset()
+	if *sessionPath != "" {
+		if err := s.openSession(*sessionPath, stderr); err != nil {
+			return err
+		}
+	}
 	in := bufio.NewScanner(stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<24)
 	fmt.Fprintf(stderr, "chatting with %s; /reset to start over, /exit to quit\n", modelName(*g.model))
@@ -72,6 +78,9 @@ processed. Commands: /reset starts over, /exit (or end of input) quits.`, stderr
 			return nil
 		case "/reset":
 			s.reset()
+			if err := s.autosave(*sessionPath); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := s.turn(line, stdout); err != nil {
@@ -79,6 +88,9 @@ processed. Commands: /reset starts over, /exit (or end of input) quits.`, stderr
 				fmt.Fprintln(stdout, "\n[interrupted]")
 				continue
 			}
+			return err
+		}
+		if err := s.autosave(*sessionPath); err != nil {
 			return err
 		}
 	}
@@ -123,6 +135,8 @@ type chatSession struct {
 	ws   *model.Workspace
 	st   *cache.Seq
 	fed  []int // the ids st has consumed
+
+	prefilled int // prompt tokens fed to the model, over the whole session
 }
 
 func (s *chatSession) reset() {
@@ -166,6 +180,7 @@ func (s *chatSession) turn(user string, w io.Writer) error {
 		s.fed = s.fed[:0]
 	}
 	newIDs := ids[len(s.fed):]
+	s.prefilled += len(newIDs)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	s.smp.Reset(s.params)
