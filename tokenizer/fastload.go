@@ -557,23 +557,41 @@ func (m *bpe) fastMerges(s *scanner) error {
 		return nil
 	}
 	pairs := s.i < len(raw) && raw[s.i] == '['
-	var list [][2][]byte // a and b: views into the document, or copies of escaped text
-	var sa, sb []byte
+	if len(raw) >= 1<<31 {
+		return errSlowPath
+	}
+	// a and b of each merge, as places in the document or, for escaped
+	// text, in esc (marked by the top bit of n).
+	type span struct{ off, n uint32 }
+	const inEsc = 1 << 31
+	var list [][2]span
+	var esc, sa []byte
+	str := func() (span, bool) {
+		start := s.i
+		v, next, plain, ok := s.strValue(sa)
+		sa = next
+		if !ok {
+			return span{}, false
+		}
+		if plain {
+			return span{uint32(start + 1), uint32(len(v))}, true
+		}
+		off := len(esc)
+		esc = append(esc, v...)
+		return span{uint32(off), uint32(len(v)) | inEsc}, true
+	}
 	for {
 		s.ws()
-		var a, b []byte
-		var ok, plainA, plainB bool
+		var a, b span
+		var ok bool
 		if pairs {
 			if s.i >= len(raw) || raw[s.i] != '[' {
 				return errSlowPath
 			}
 			s.i++
 			s.ws()
-			if a, sa, plainA, ok = s.strValue(sa); !ok {
+			if a, ok = str(); !ok {
 				return errSlowPath
-			}
-			if !plainA {
-				a = append([]byte(nil), a...)
 			}
 			s.ws()
 			if s.i >= len(raw) || raw[s.i] != ',' {
@@ -581,11 +599,8 @@ func (m *bpe) fastMerges(s *scanner) error {
 			}
 			s.i++
 			s.ws()
-			if b, sb, plainB, ok = s.strValue(sb); !ok {
+			if b, ok = str(); !ok {
 				return errSlowPath
-			}
-			if !plainB {
-				b = append([]byte(nil), b...)
 			}
 			s.ws()
 			if s.i >= len(raw) || raw[s.i] != ']' {
@@ -593,20 +608,25 @@ func (m *bpe) fastMerges(s *scanner) error {
 			}
 			s.i++
 		} else {
-			var line []byte
-			if line, sa, plainA, ok = s.strValue(sa); !ok {
+			var line span
+			if line, ok = str(); !ok {
 				return errSlowPath
 			}
-			if !plainA {
-				line = append([]byte(nil), line...)
+			src := raw
+			if line.n&inEsc != 0 {
+				src = esc
 			}
-			sp := bytes.IndexByte(line, ' ')
-			if sp < 0 || bytes.IndexByte(line[sp+1:], ' ') >= 0 {
+			n := line.n &^ inEsc
+			text := src[line.off : line.off+n]
+			sp := bytes.IndexByte(text, ' ')
+			if sp < 0 || bytes.IndexByte(text[sp+1:], ' ') >= 0 {
 				return errSlowPath // parseMerges words the error
 			}
-			a, b = line[:sp], line[sp+1:]
+			flag := line.n & inEsc
+			a = span{line.off, uint32(sp) | flag}
+			b = span{line.off + uint32(sp) + 1, (n - uint32(sp) - 1) | flag}
 		}
-		list = append(list, [2][]byte{a, b})
+		list = append(list, [2]span{a, b})
 		s.ws()
 		if s.i >= len(raw) {
 			return errSlowPath
@@ -619,6 +639,12 @@ func (m *bpe) fastMerges(s *scanner) error {
 			return errSlowPath
 		}
 		s.i++
+	}
+	bytesOf := func(sp span) []byte {
+		if sp.n&inEsc != 0 {
+			return esc[sp.off : sp.off+sp.n&^inEsc]
+		}
+		return raw[sp.off : sp.off+sp.n]
 	}
 
 	type resolved struct {
@@ -636,7 +662,7 @@ func (m *bpe) fastMerges(s *scanner) error {
 			defer wg.Done()
 			var buf []byte
 			for i := lo; i < hi && !failed.Load(); i++ {
-				key, rid, b, err := m.resolveMerge(i, list[i][0], list[i][1], buf)
+				key, rid, b, err := m.resolveMerge(i, bytesOf(list[i][0]), bytesOf(list[i][1]), buf)
 				buf = b
 				if err != nil {
 					failed.Store(true) // parseModel words the error
@@ -652,7 +678,7 @@ func (m *bpe) fastMerges(s *scanner) error {
 	}
 	m.merges = make(map[uint64]mergeVal, len(list))
 	for i, r := range out {
-		m.recordMerge(i, r.key, r.rid, list[i][0], list[i][1])
+		m.recordMerge(i, r.key, r.rid, bytesOf(list[i][0]), bytesOf(list[i][1]))
 	}
 	return nil
 }

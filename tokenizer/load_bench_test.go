@@ -220,4 +220,3 @@ func BenchmarkLoad262k(b *testing.B) {
 	// the wall time.
 	b.ReportMetric(float64(cpuTime()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 }
-
