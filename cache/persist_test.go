@@ -67,3 +67,22 @@ func TestEncodeDecode(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecode: arbitrary bytes decode to an error or to a state whose
+// every layer has the sizes its shape and token count need.
+func FuzzDecode(f *testing.F) {
+	shape := Shape{Layers: []LayerKind{MambaLayer, AttentionLayer}, KVDim: 2, Inner: 3, Conv: 2, State: 2}
+	var b bytes.Buffer
+	randomSeq(shape, 3, 2).Encode(&b)
+	f.Add(b.Bytes())
+	f.Add([]byte{255, 255, 255, 255, 255, 255, 255, 255})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Decode(bytes.NewReader(data), shape, 0, 64)
+		if err != nil {
+			return
+		}
+		if len(s.Layers[1].K) != s.Len*2 || len(s.Layers[1].V) != s.Len*2 || len(s.Layers[0].Conv) != 6 || len(s.Layers[0].SSM) != 6 {
+			t.Fatalf("decoded sizes do not fit the shape: len %d", s.Len)
+		}
+	})
+}
