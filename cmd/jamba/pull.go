@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -107,8 +108,14 @@ func resolveModelPath(s string, stderr io.Writer) (string, error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	snap, err := hubClient(stderr).Pull(ctx, ref)
+	c := hubClient(stderr)
+	snap, err := c.Pull(ctx, ref)
 	if err != nil {
+		var he *hub.HTTPError
+		if !errors.As(err, &he) && !errors.Is(err, hub.ErrNotCached) && ctx.Err() == nil {
+			// Most likely no network: say that a local folder was looked for too.
+			return "", fmt.Errorf("%s is no local folder, and fetching it from %s failed: %w", s, c.Endpoint, err)
+		}
 		return "", err
 	}
 	resolved[s] = snap.Path()
