@@ -211,9 +211,6 @@ func (p *progress) printLine(s string) {
 		p.bar.Clear()
 	}
 	fmt.Fprintln(p.w, s)
-	if p.bar != nil {
-		p.bar.RenderBlank()
-	}
 }
 
 // finish stops the reporting and prints a summary when anything was
