@@ -14,7 +14,7 @@ import (
 func TestStateDirSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{MaxBatch: 2, StepTokens: 16, StateDir: dir}
-	first, err := New(demo(t), cfg)
+	first, err := New(demoModelFor(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,10 +141,10 @@ func TestPackedExperts(t *testing.T) {
 				ids[i] = (i*7919 + 3) % c.VocabSize
 			}
 			wa, wb := want.NewWorkspace(), got.NewWorkspace()
-			if err := wa.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+			if err := wa.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 				t.Fatal(err)
 			}
-			if err := wb.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+			if err := wb.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 				t.Fatal(err)
 			}
 			la, lb := wa.Logits(0), wb.Logits(0)

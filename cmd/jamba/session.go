@@ -11,33 +11,34 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/chat"
 )
 
-// A chat session file keeps a conversation and the hybrid state that has
-// consumed it (keys and values of the attention layers, conv windows and
-// SSM states of the Mamba layers), so that `jamba chat --session FILE`
-// continues where it stopped without computing the history again:
+// `jamba chat --session FILE` keeps the conversation in FILE and the
+// model's state (the chat engine's slot: keys and values of the attention
+// layers, conv windows and SSM states of the Mamba layers) in FILE.state/,
+// both saved after every turn, so that a later chat continues where this
+// one stopped without computing the history again. The state files are
+// the engine's (engine/persist.go: checksummed, versioned, tied to the
+// model's identity); the conversation file is:
 //
 //	"JAMBACHT"  magic, 8 bytes
 //	uint32      format version (sessionVersion), little-endian
 //	uint32      length of the JSON that follows
-//	JSON        sessionMeta: model identity, messages, the ids the state consumed
-//	bytes       the state (cache.Seq.Encode)
+//	JSON        sessionMeta: model identity and messages
 //	[32]byte    sha256 of everything above
 //
-// It is written to a temporary file, synced, and renamed over the old one
-// after every turn, so a crash leaves the previous turn's file.
+// Each is written to a temporary file, synced, and renamed over the old
+// one. A conversation whose state is missing or refused is still resumed:
+// its history is then computed again on the next turn.
 const (
 	sessionMagic   = "JAMBACHT"
-	sessionVersion = 1
+	sessionVersion = 2
 )
 
 type sessionMeta struct {
 	Model    string           `json:"model"`    // model.Model.Identity
 	Messages []sessionMessage `json:"messages"` // the conversation, system message included
-	Fed      []int            `json:"fed"`      // the ids the state has consumed
 }
 
 type sessionMessage struct {
@@ -45,14 +46,22 @@ type sessionMessage struct {
 	Content string `json:"content"`
 }
 
-// openSession resumes the session in path, or starts one there when the
+// sessionStateDir is the folder of a session's model state ("" for none).
+func sessionStateDir(path string) string {
+	if path == "" {
+		return ""
+	}
+	return path + ".state"
+}
+
+// openSession resumes the session in s.path, or starts one there when the
 // file does not exist yet.
-func (s *chatSession) openSession(path string, stderr io.Writer) error {
-	err := s.loadSession(path)
+func (s *chatSession) openSession(stderr io.Writer) error {
+	err := s.loadSession(s.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		fmt.Fprintf(stderr, "new session %s\n", path)
-		return s.saveSession(path)
+		fmt.Fprintf(stderr, "new session %s\n", s.path)
+		return s.saveSession(s.path)
 	case err != nil:
 		return err
 	}
@@ -62,21 +71,43 @@ func (s *chatSession) openSession(path string, stderr io.Writer) error {
 			turns++
 		}
 	}
-	fmt.Fprintf(stderr, "resumed session %s: %d turns, %d tokens of state\n", path, turns, len(s.fed))
+	loaded, refused := s.eng.LoadedStates()
+	state := "its state"
+	switch {
+	case refused > 0:
+		state = "its state was refused (damaged or of another model): the next turn computes the history"
+	case loaded == 0:
+		state = "no saved state: the next turn computes the history"
+	}
+	fmt.Fprintf(stderr, "resumed session %s: %d turns; %s\n", s.path, turns, state)
 	return nil
 }
 
-// autosave saves the session after a turn when there is one.
-func (s *chatSession) autosave(path string) error {
-	if path == "" {
+// autosave saves the conversation and the model's state after a turn
+// when there is a session. The engine writes its state when it closes and
+// reads it back when it starts, so it is restarted (the weights stay
+// loaded).
+func (s *chatSession) autosave() error {
+	if s.path == "" {
 		return nil
 	}
-	return s.saveSession(path)
+	if err := s.saveSession(s.path); err != nil {
+		return err
+	}
+	if err := s.eng.Close(); err != nil {
+		return fmt.Errorf("saving the state of session %s: %w", s.path, err)
+	}
+	eng, err := newChatEngine(s.model, sessionStateDir(s.path))
+	if err != nil {
+		return err
+	}
+	s.eng = eng
+	return nil
 }
 
-// saveSession writes s to path atomically.
+// saveSession writes the conversation to path atomically.
 func (s *chatSession) saveSession(path string) error {
-	meta := sessionMeta{Model: s.m.Identity(), Fed: s.fed}
+	meta := sessionMeta{Model: s.model.Identity()}
 	for _, msg := range s.msgs {
 		var m sessionMessage
 		for _, kv := range msg {
@@ -95,22 +126,18 @@ func (s *chatSession) saveSession(path string) error {
 		return err
 	}
 	var b bytes.Buffer
-	b.Grow(16 + len(js) + int(s.st.EncodedSize()) + sha256.Size)
 	b.WriteString(sessionMagic)
 	binary.Write(&b, binary.LittleEndian, uint32(sessionVersion))
 	binary.Write(&b, binary.LittleEndian, uint32(len(js)))
 	b.Write(js)
-	if err := s.st.Encode(&b); err != nil {
-		return err
-	}
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
 	return writeFileAtomic(path, b.Bytes())
 }
 
-// loadSession restores the conversation and state saved in path. A file
-// that is truncated, corrupted, of another format version, or made by
-// another model is refused with a message saying which.
+// loadSession restores the conversation saved in path. A file that is
+// truncated, corrupted, of another format version, or made by another
+// model is refused with a message saying which.
 func (s *chatSession) loadSession(path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -119,10 +146,10 @@ func (s *chatSession) loadSession(path string) error {
 	fail := func(format string, a ...any) error {
 		return fmt.Errorf("session %s: %s", path, fmt.Sprintf(format, a...))
 	}
-	if len(data) < 16+sha256.Size || string(data[:8]) != sessionMagic {
-		if len(data) >= 8 && string(data[:8]) != sessionMagic {
-			return fail("not a jamba chat session")
-		}
+	if len(data) >= 8 && string(data[:8]) != sessionMagic {
+		return fail("not a jamba chat session")
+	}
+	if len(data) < 16+sha256.Size {
 		return fail("truncated (%d bytes)", len(data))
 	}
 	body, sum := data[:len(data)-sha256.Size], data[len(data)-sha256.Size:]
@@ -133,30 +160,16 @@ func (s *chatSession) loadSession(path string) error {
 		return fail("format version %d; this jamba reads version %d", v, sessionVersion)
 	}
 	n := int(binary.LittleEndian.Uint32(data[12:]))
-	if n > len(body)-16 {
-		return fail("its header length %d exceeds the file", n)
+	if n != len(body)-16 {
+		return fail("its header length %d does not match the file", n)
 	}
 	var meta sessionMeta
-	if err := json.Unmarshal(body[16:16+n], &meta); err != nil {
+	if err := json.Unmarshal(body[16:], &meta); err != nil {
 		return fail("header: %v", err)
 	}
-	if id := s.m.Identity(); meta.Model != id {
+	if id := s.model.Identity(); meta.Model != id {
 		return fail("made by another model (identity %.12s…, this model is %.12s…): load the model it was made with, or start a new session", meta.Model, id)
 	}
-	st, err := cache.Decode(bytes.NewReader(body[16+n:]), s.m.CacheShape(), 0, s.m.Config.MaxPositionEmbeddings)
-	if err != nil {
-		if errors.Is(err, cache.ErrShape) {
-			return fail("its state has another shape (was it saved with another --kv-cache?): %v", err)
-		}
-		return fail("%v", err)
-	}
-	if st.Len != len(meta.Fed) {
-		return fail("its state holds %d tokens but records %d ids", st.Len, len(meta.Fed))
-	}
-	if err := s.st.CopyFrom(st); err != nil {
-		return fail("%v (was it saved with another --kv-cache?)", err)
-	}
-	s.fed = append(s.fed[:0], meta.Fed...)
 	s.msgs = s.msgs[:0]
 	for _, m := range meta.Messages {
 		s.msgs = append(s.msgs, chat.NewMessage(m.Role, m.Content))
