@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jamba-go/jamba/hub/hubtest"
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // demoHub serves the demo checkpoint as the Hub repository jamba-test/gostd
@@ -110,5 +111,29 @@ func TestPullCommand(t *testing.T) {
 	out, stderr, code = run(t, "inspect", "--model", "jamba-test/gostd")
 	if code != 0 || !strings.Contains(out, "layers") {
 		t.Errorf("inspect --model org/name: exit %d, %s %s", code, out, stderr)
+	}
+}
+
+// TestRunGGUFFromHub runs a GGUF repository's file by its quantization tag
+// (org/name:Q8_0, as llama.cpp's -hf takes it) against a fake hub, and
+// compares the output with the same file run from its local path.
+func TestRunGGUFFromHub(t *testing.T) {
+	src := testutil.Shared(t, "gguf/gostd-13m-q8_0.gguf")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := demoHub(t)
+	h.AddRepo("jamba-test/gostd-13m-GGUF", &hubtest.Repo{Commit: "0123456789abcdef0123456789abcdef01234567",
+		Files: map[string][]byte{"gostd-13m-q8_0.gguf": data, "README.md": []byte("x")},
+		LFS:   map[string]bool{"gostd-13m-q8_0.gguf": true}})
+	flags := []string{"run", "--temperature", "0", "--max-tokens", "8"}
+	want, stderr, code := run(t, append(flags, "--model", src, "func main() {")...)
+	if code != 0 {
+		t.Fatalf("local GGUF: %s", stderr)
+	}
+	got, stderr, code := run(t, append(flags, "jamba-test/gostd-13m-GGUF:Q8_0", "func main() {")...)
+	if code != 0 || got != want || got == "" {
+		t.Fatalf("GGUF from the hub: exit %d, %q, local %q\n%s", code, got, want, stderr)
 	}
 }
