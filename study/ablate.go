@@ -232,7 +232,13 @@ func (o *AblateOptions) run(ctx context.Context, j job, limit time.Duration) (*R
 	dir := filepath.Join(o.Out, "runs", fmt.Sprintf("%s-s%d", fileName(j.v.Name), j.seed))
 	r := &RunResult{Variant: j.v, Seed: j.seed, Total: total, Active: active, Planned: opts.Steps, Dir: dir}
 	t0 := time.Now()
-	if err := tr.Run(ctx, train.RunOptions{Dir: dir, TimeLimit: limit}); err != nil {
+	onStep := func(m train.Metric) {
+		if !math.IsNaN(m.ValLoss) {
+			fmt.Fprintf(o.Log, "  %-12s seed %d: step %d/%d  loss %.4f  held-out %.4f  %.0f tok/s\n",
+				j.v.Name, j.seed, m.Step, opts.Steps, m.Loss, m.ValLoss, m.TokensPerSec)
+		}
+	}
+	if err := tr.Run(ctx, train.RunOptions{Dir: dir, TimeLimit: limit, OnStep: onStep}); err != nil {
 		return nil, err
 	}
 	r.TrainSeconds = time.Since(t0).Seconds()
