@@ -3,7 +3,6 @@ package study
 import (
 	"fmt"
 	"os"
-	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/palette/moreland"
@@ -29,11 +28,10 @@ func (g headGrid) Y(r int) float64    { return float64(r) }
 type flippedTicks struct{ T int }
 
 func (f flippedTicks) Ticks(min, max float64) []plot.Tick {
+	flip := float64(f.T - 1)
 	var out []plot.Tick
-	for _, t := range (plot.DefaultTicks{}).Ticks(min, max) {
-		if t.Label != "" {
-			t.Label = strconv.Itoa(f.T - 1 - int(t.Value))
-		}
+	for _, t := range (plot.DefaultTicks{}).Ticks(flip-max, flip-min) {
+		t.Value = flip - t.Value
 		out = append(out, t)
 	}
 	return out

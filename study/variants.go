@@ -90,11 +90,6 @@ type Shape struct {
 	Experts      int // experts of the MoE variants (top-2)
 }
 
-// DefaultShape is the ablation's default model: 8 layers of width 64.
-func DefaultShape(vocab int) Shape {
-	return Shape{Vocab: vocab, Hidden: 64, Layers: 8, Heads: 4, Intermediate: 192, DState: 16, Experts: 4}
-}
-
 // Config returns the config of variant v with MLP width inter.
 func (s Shape) config(v Variant, inter int) *model.Config {
 	c := model.DefaultConfig()

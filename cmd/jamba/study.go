@@ -62,10 +62,10 @@ func runStudy(args []string, stdout, stderr io.Writer) error {
 // finishes within an hour on two quiet cores with --workers 2.
 func ablateDefaults() train.Options {
 	o := train.DefaultOptions()
-	o.Seq, o.Batch, o.Steps = 128, 16, 500
-	o.LR, o.MinLR, o.Warmup = 3e-3, 3e-4, 50
+	o.Seq, o.Batch, o.Steps = 64, 8, 3000
+	o.LR, o.MinLR, o.Warmup = 3e-3, 3e-4, 100
 	o.WeightDecay = 0.1
-	o.EvalEvery, o.EvalTokens = 50, 8192
+	o.EvalEvery, o.EvalTokens = 250, 4096
 	return o
 }
 
@@ -100,8 +100,8 @@ and loss.png, for 'jamba study attention --model').
 models this small that beats splitting a batch). --time-limit bounds the
 whole ablation: each run gets an equal share of the time left and stops
 early if it runs out (results.csv then shows fewer steps than planned).
-The defaults (19 runs of 500 steps of 2048 tokens) take about an hour on
-two cores.`, stderr)
+The defaults (19 runs of 3000 steps of 512 tokens, models of 156K
+parameters) are sized for about an hour on two quiet cores.`, stderr)
 	out := fs.String("output", "", "folder for results.csv, the plots and the runs' checkpoints (required)")
 	variants := fs.String("variants", "all", "comma-separated variants to train (see above)")
 	seeds := fs.Int("seeds", 3, "seeds 1..N for the variants of --seed-variants; the others run seed 1")
@@ -109,11 +109,11 @@ two cores.`, stderr)
 	taskList := fs.String("tasks", "all", "tasks of the training mix and the evaluation: mqar, induction, selective, fewshot")
 	workers := fs.Int("workers", 0, "runs trained at once, one thread each (0: one per core)")
 	timeLimit := fs.Duration("time-limit", 0, "bound on the whole ablation, e.g. 55m (0: none)")
-	examples := fs.Int("eval-examples", 64, "examples per task and size in the evaluation")
-	hidden := fs.Int("hidden", 64, "hidden size of every model")
+	examples := fs.Int("eval-examples", 32, "examples per task and size in the evaluation")
+	hidden := fs.Int("hidden", 32, "hidden size of every model")
 	layers := fs.Int("layers", 8, "layers of every model (at least 8 for 1:7)")
-	heads := fs.Int("heads", 4, "attention heads")
-	inter := fs.Int("intermediate", 192, "MLP width of the dense 1:7 model (the others are matched to its active parameters)")
+	heads := fs.Int("heads", 2, "attention heads")
+	inter := fs.Int("intermediate", 96, "MLP width of the dense 1:7 model (the others are matched to its active parameters)")
 	var data pathList
 	fs.Var(&data, "data", "train on this text instead of the task mix (files or folders; repeatable)")
 	val := fs.String("val", "", "held-out text for --data (default: the last 5% of the data)")
