@@ -836,12 +836,10 @@ func (e *Engine) advance(s *seq, i int) {
 	}()
 	sl := s.slot
 	logits := e.ws.Logits(i)
-	for _, v := range logits {
-		if v != v {
-			e.failures.Add(1)
-			e.finish(s, Event{Token: -1, Err: ErrNonFinite})
-			return
-		}
+	if !model.Finite(logits) {
+		e.failures.Add(1)
+		e.finish(s, Event{Token: -1, Err: e.nonFinite(sl)})
+		return
 	}
 	r := &s.req
 	masked := s.generated < r.MinTokens
@@ -869,7 +867,7 @@ func (e *Engine) advance(s *seq, i int) {
 	id := sl.smp.Sample(logits)
 	if id < 0 {
 		e.failures.Add(1)
-		e.finish(s, Event{Token: -1, Err: ErrNonFinite})
+		e.finish(s, Event{Token: -1, Err: e.nonFinite(sl)})
 		return
 	}
 	if (!r.IgnoreEOS && e.m.IsEOS(id)) || contains(r.StopTokens, id) {

@@ -62,6 +62,8 @@ type Workspace struct {
 	topIdx                                 []int
 	topW                                   []float32
 	probeW                                 []float32
+
+	trace *finiteTrace // set while locating non-finite values (finite.go)
 }
 
 // NewWorkspace returns an empty workspace for m.
@@ -158,6 +160,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	if ws.CaptureHidden {
 		copy(ws.Hidden[0], h)
 	}
+	if ws.trace != nil {
+		ws.trace.check(stageEmbed, h)
+	}
 	eps := float32(c.RMSNormEps)
 	moeIdx := 0
 	for li := range m.Layers {
@@ -187,6 +192,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		if ws.CaptureHidden && li < len(m.Layers)-1 {
 			copy(ws.Hidden[li+1], h)
 		}
+		if ws.trace != nil {
+			ws.trace.check(li, h)
+		}
 	}
 	for i := range seqs {
 		caches[i].Len += len(seqs[i].Tokens)
@@ -195,6 +203,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	rmsNormRows(xn, h, m.FinalNorm, eps)
 	if ws.CaptureHidden {
 		copy(ws.Hidden[len(m.Layers)], xn)
+	}
+	if ws.trace != nil {
+		ws.trace.check(stageFinalNorm, xn[:total*H])
 	}
 	n := len(ws.headRows)
 	in := grow(&ws.headIn, n*H)
