@@ -304,7 +304,7 @@ func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, event
 			if !ok {
 				return errors.New("server: engine stream closed without a terminal event")
 			}
-			if ev.Token >= 0 {
+			if ev.HasToken() {
 				now := time.Now()
 				if gen.tokens == 0 {
 					gen.s.metrics.ttft.Observe(now.Sub(gen.start).Seconds())
@@ -377,8 +377,8 @@ func (gen *generation) failure(err error) *apiError {
 	case errors.Is(err, engine.ErrNonFinite):
 		return internalError("the model produced non-finite logits")
 	}
-	if v, stack, ok := engine.LastPanic(); ok && errors.Is(err, engine.ErrInternal) {
-		gen.s.log.Error("request failed on a recovered panic", "id", gen.id, "panic", v, "stack", stack)
+	if pe, ok := errors.AsType[*engine.PanicError](err); ok {
+		gen.s.log.Error("request failed on a recovered panic", "id", gen.id, "where", pe.Where, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 	}
 	return internalError("internal error while generating")
 }

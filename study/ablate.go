@@ -228,7 +228,7 @@ func (o *AblateOptions) run(ctx context.Context, j job, limit time.Duration) (*R
 	if err != nil {
 		return nil, err
 	}
-	tr.Engine.Serial = true
+	tr.Backprop.Serial = true
 	dir := filepath.Join(o.Out, "runs", fmt.Sprintf("%s-s%d", fileName(j.v.Name), j.seed))
 	r := &RunResult{Variant: j.v, Seed: j.seed, Total: total, Active: active, Planned: opts.Steps, Dir: dir}
 	t0 := time.Now()
@@ -258,7 +258,7 @@ func (o *AblateOptions) run(ctx context.Context, j job, limit time.Duration) (*R
 		}
 	}
 	t1 := time.Now()
-	if r.Tasks, err = EvalTasks(EngineForwarder{tr.Engine}, o.Tasks, o.EvalExamples, 0x65766131, 16); err != nil {
+	if r.Tasks, err = EvalTasks(EngineForwarder{tr.Backprop}, o.Tasks, o.EvalExamples, 0x65766131, 16); err != nil {
 		return nil, err
 	}
 	r.EvalSeconds = time.Since(t1).Seconds()

@@ -30,7 +30,7 @@ func AttentionMaps(m *model.Model, ids []int) ([]AttentionMap, error) {
 	ws.Probe = &model.Probe{Attention: func(li, s int, w []float32, T, past int) {
 		maps = append(maps, AttentionMap{Layer: li, Heads: c.NumAttentionHeads, T: T, W: append([]float32(nil), w...)})
 	}}
-	if err := ws.Forward([]model.SeqInput{{Tokens: ids, NoLogits: true}}); err != nil {
+	if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.NoLogits}}); err != nil {
 		return nil, err
 	}
 	return maps, nil

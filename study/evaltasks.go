@@ -29,7 +29,7 @@ func (f *ModelForwarder) Logits(seqs [][]int) ([][]float32, error) {
 	}
 	in := make([]model.SeqInput, len(seqs))
 	for i, s := range seqs {
-		in[i] = model.SeqInput{Tokens: s, AllLogits: true}
+		in[i] = model.SeqInput{Tokens: s, Logits: model.AllLogits}
 	}
 	if err := f.ws.Forward(in); err != nil {
 		return nil, err
@@ -41,10 +41,10 @@ func (f *ModelForwarder) Logits(seqs [][]int) ([][]float32, error) {
 	return out, nil
 }
 
-// EngineForwarder runs the training engine's forward pass (with
-// KeepLogits), on the calling goroutine when the engine is serial: the
-// evaluation of a model still in training, without saving it.
-type EngineForwarder struct{ E *train.Engine }
+// EngineForwarder runs the trainer's forward pass (train.Backprop with
+// KeepLogits), on the calling goroutine when it is serial: the evaluation
+// of a model still in training, without saving it.
+type EngineForwarder struct{ E *train.Backprop }
 
 func (f EngineForwarder) Vocab() int { return f.E.Config.VocabSize }
 

@@ -68,7 +68,7 @@ func StateStats(m *model.Model, ids []int) ([]LayerState, error) {
 	ws.Probe = &model.Probe{Mamba: func(li, s int, in model.ScanInputs) {
 		out = append(out, stateOf(li, in))
 	}}
-	if err := ws.Forward([]model.SeqInput{{Tokens: ids, NoLogits: true}}); err != nil {
+	if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.NoLogits}}); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -133,7 +133,7 @@ func LayerImportances(m *model.Model, ids []int) (float64, []LayerImportance, er
 	ws := m.NewWorkspace()
 	V := m.Config.VocabSize
 	run := func() ([]float32, error) {
-		if err := ws.Forward([]model.SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+		if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.AllLogits}}); err != nil {
 			return nil, err
 		}
 		return append([]float32(nil), ws.Logits(0)...), nil

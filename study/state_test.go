@@ -151,13 +151,13 @@ func TestLayerImportance(t *testing.T) {
 	// A probe that reads the mixer outputs without changing them leaves
 	// every logit's bits as they are.
 	ws := m.NewWorkspace()
-	if err := ws.Forward([]model.SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	plain := append([]float32(nil), ws.Logits(0)...)
 	seen := 0
 	ws.Probe = &model.Probe{Mixer: func(int, []float32) { seen++ }}
-	if err := ws.Forward([]model.SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	for i, v := range ws.Logits(0) {

@@ -164,6 +164,7 @@ type patternSplit struct {
 	find   finder
 	b      behavior
 	invert bool
+	name   string // llama.cpp's pre-tokenizer name of a well-known pattern, or ""
 }
 
 func (ps *patternSplit) split(in []piece) []piece {
@@ -316,13 +317,13 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			Pretokenizers []json.RawMessage `json:"pretokenizers"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Sequence: %v", err)
+			return nil, fmt.Errorf("type Sequence: %v", err)
 		}
 		var steps []preTokenizer
 		for i, r := range j.Pretokenizers {
 			s, err := parsePreTokenizer(r)
 			if err != nil {
-				return nil, fmt.Errorf("Sequence.pretokenizers[%d]: %w", i, err)
+				return nil, fmt.Errorf("type Sequence.pretokenizers[%d]: %w", i, err)
 			}
 			steps = append(steps, s...)
 		}
@@ -335,11 +336,11 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			Split          *bool   `json:"split"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Metaspace: %v", err)
+			return nil, fmt.Errorf("type Metaspace: %v", err)
 		}
 		m, err := metaspaceConfig(j.Replacement, j.PrependScheme, j.AddPrefixSpace)
 		if err != nil {
-			return nil, fmt.Errorf("Metaspace: %w", err)
+			return nil, fmt.Errorf("type Metaspace: %w", err)
 		}
 		p := &metaspacePre{repl: m.repl, scheme: m.scheme, split_: true}
 		if j.Split != nil {
@@ -353,11 +354,11 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			Invert   bool        `json:"invert"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Split: %v", err)
+			return nil, fmt.Errorf("type Split: %v", err)
 		}
 		b, err := parseBehavior(j.Behavior)
 		if err != nil {
-			return nil, fmt.Errorf("Split: %w", err)
+			return nil, fmt.Errorf("type Split: %w", err)
 		}
 		ps := &patternSplit{b: b, invert: j.Invert}
 		switch {
@@ -380,11 +381,12 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 		case j.Pattern.Regex != nil:
 			f, err := compileFinder(*j.Pattern.Regex)
 			if err != nil {
-				return nil, fmt.Errorf("Split: field pattern: %w", err)
+				return nil, fmt.Errorf("type Split: field pattern: %w", err)
 			}
 			ps.find = f
+			ps.name = map[string]string{gpt2Pattern: "gpt-2", llama3Pattern: "llama-bpe", qwen2Pattern: "qwen2"}[*j.Pattern.Regex]
 		default:
-			return nil, errors.New("Split: field pattern: want String or Regex")
+			return nil, errors.New("type Split: field pattern: want String or Regex")
 		}
 		return []preTokenizer{ps}, nil
 	case "ByteLevel":
@@ -412,7 +414,7 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			IndividualDigits bool `json:"individual_digits"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Digits: %v", err)
+			return nil, fmt.Errorf("type Digits: %v", err)
 		}
 		b := contiguous
 		if j.IndividualDigits {
@@ -424,12 +426,12 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			Behavior *string `json:"behavior"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Punctuation: %v", err)
+			return nil, fmt.Errorf("type Punctuation: %v", err)
 		}
 		b := isolated
 		if j.Behavior != nil {
 			if b, err = parseBehavior(*j.Behavior); err != nil {
-				return nil, fmt.Errorf("Punctuation: %w", err)
+				return nil, fmt.Errorf("type Punctuation: %w", err)
 			}
 		}
 		return []preTokenizer{&funcSplit{f: isPunct, b: b}}, nil

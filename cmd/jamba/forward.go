@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/jamba-go/jamba/cuda"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -13,17 +14,17 @@ func init() {
 }
 
 func runForward(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("forward", "--model DIR --ids 5,17,300 --output FILE.safetensors", `
+	fs := newFlagSet("forward", "[--model DIR] --ids 5,17,300 --output FILE.safetensors", `
 Runs the model over the given token ids in one pass (no cache) and writes the
 logits of every position as tensor "logits", F32 [T, V]. With --hidden-states
 it also writes "hidden_states" [L+1, T, H] in Hugging Face's convention (the
 embeddings, the outputs of layers 0..L-2, the final-normed output of the last
 layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	mf := addModelFlags(fs, withQuantize)
 	idsFlag := fs.String("ids", "", "comma-separated token ids (required)")
 	output := fs.String("output", "", "safetensors file to write (required)")
 	hidden := fs.Bool("hidden-states", false, "also write per-layer hidden states and router logits")
-	quant := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,14 +35,40 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 	if err != nil {
 		return err
 	}
-	m, err := loadModel(*dir, model.Options{Quantize: *quant}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	gm, err := onDevice(*device, m.Model, mf.options(), stderr)
+	if err != nil {
+		return err
+	}
+	if gm != nil {
+		defer gm.Close()
+		if *hidden {
+			return fmt.Errorf("%w: --hidden-states is CPU-only", errUsage)
+		}
+		seq, err := gm.NewSeq(len(ids))
+		if err != nil {
+			return err
+		}
+		defer seq.Free()
+		if err := gm.Forward([]cuda.SeqInput{{Tokens: ids, Cache: seq, AllLogits: true}}); err != nil {
+			return err
+		}
+		logits, err := gm.Logits(0)
+		if err != nil {
+			return err
+		}
+		if !model.Finite(logits) {
+			return fmt.Errorf("the logits on the GPU are not finite (NaN or infinity); run with --device cpu to find the layer")
+		}
+		return writeLogits(*output, logits, len(ids), m.Config.VocabSize, stderr)
+	}
 	ws := m.NewWorkspace()
 	ws.CaptureHidden, ws.CaptureRouter = *hidden, *hidden
-	if err := ws.Forward([]model.SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.AllLogits}}); err != nil {
 		return err
 	}
 	if !model.Finite(ws.Logits(0)) {
@@ -49,6 +76,9 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 	}
 	c := m.Config
 	T := len(ids)
+	if !*hidden {
+		return writeLogits(*output, ws.Logits(0), T, c.VocabSize, stderr)
+	}
 	tensors := []safetensors.Tensor{f32Tensor("logits", ws.Logits(0), T, c.VocabSize)}
 	if *hidden {
 		var all []float32
@@ -64,6 +94,14 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 		return err
 	}
 	fmt.Fprintf(stderr, "wrote logits [%d, %d] to %s\n", T, c.VocabSize, *output)
+	return nil
+}
+
+func writeLogits(path string, logits []float32, T, V int, stderr io.Writer) error {
+	if err := safetensors.WriteFile(path, []safetensors.Tensor{f32Tensor("logits", logits, T, V)}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote logits [%d, %d] to %s\n", T, V, path)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 )
@@ -41,7 +42,7 @@ weights plus one sequence's cache need at N tokens of context. The weights
 need not be present: a config.json alone is enough for the counts. When
 they are, every tensor is scanned for NaN and infinities first
 (--check-finite=false skips it).`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	dir := fs.String("model", "", modelHelp)
 	cfgPath := fs.String("config", "", "a config.json to inspect instead of a checkpoint")
 	ctx := fs.Int("context", 0, "context length for the cache estimate (default: max_position_embeddings)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -64,6 +65,8 @@ they are, every tensor is scanned for NaN and infinities first
 			ce.File = *cfgPath
 		}
 		name = *cfgPath
+	case isGGUF(*dir):
+		return ggufInspect(*dir, *ctx, *asJSON, stdout)
 	case *dir != "":
 		cfg, err = model.LoadConfig(*dir)
 		if err == nil {
@@ -78,7 +81,7 @@ they are, every tensor is scanned for NaN and infinities first
 		}
 	default:
 		var m *model.Model
-		m, err = model.LoadDemo(model.Options{})
+		m, err = demo.Load(model.Options{})
 		if err == nil {
 			cfg = m.Config
 			onDisk = m.WeightBytes()
@@ -103,6 +106,12 @@ they are, every tensor is scanned for NaN and infinities first
 }
 
 func weightFileBytes(dir string) int64 {
+	if isGGUF(dir) {
+		if st, err := os.Stat(dir); err == nil {
+			return st.Size()
+		}
+		return 0
+	}
 	var n int64
 	for _, pat := range []string{"*.safetensors"} {
 		files, _ := filepath.Glob(filepath.Join(dir, pat))

@@ -20,15 +20,9 @@ import (
 // --prompt (encoded with the model's tokenizer, BOS added as for
 // generation), --file (encoded without special tokens, first maxTokens
 // ids) or --task (one example of a synthetic task).
-func studyInput(dir, ids, prompt, file, task string, size int, seed uint64, maxTokens int) ([]int, string, error) {
-	n := 0
-	for _, s := range []string{ids, prompt, file, task} {
-		if s != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		return nil, "", fmt.Errorf("%w: give exactly one of --ids, --prompt, --file and --task", errUsage)
+func studyInput(m *loadedModel, ids, prompt, file, task string, size int, seed uint64, maxTokens int) ([]int, string, error) {
+	if err := oneInput(ids, prompt, file, task); err != nil {
+		return nil, "", err
 	}
 	var out []int
 	var what string
@@ -40,15 +34,18 @@ func studyInput(dir, ids, prompt, file, task string, size int, seed uint64, maxT
 		}
 		what = fmt.Sprintf("%d given ids", len(out))
 	case prompt != "":
-		tok, err := loadTokenizer(dir)
+		tok, err := m.Tokenizer()
 		if err != nil {
 			return nil, "", err
 		}
 		out = tok.Encode(prompt, true)
 		what = fmt.Sprintf("the prompt (%d tokens)", len(out))
 	case file != "":
-		var err error
-		if out, err = encodeFile(dir, file); err != nil {
+		tok, err := m.Tokenizer()
+		if err != nil {
+			return nil, "", err
+		}
+		if out, err = encodeFile(tok, file); err != nil {
 			return nil, "", err
 		}
 		what = fmt.Sprintf("%s (%d tokens)", file, len(out))
@@ -74,6 +71,20 @@ func studyInput(dir, ids, prompt, file, task string, size int, seed uint64, maxT
 		return nil, "", fmt.Errorf("%w: %d tokens: need at least 2", errUsage, len(out))
 	}
 	return out, what, nil
+}
+
+// oneInput checks that exactly one input flag is given.
+func oneInput(inputs ...string) error {
+	n := 0
+	for _, s := range inputs {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: give exactly one of --ids, --prompt, --file and --task", errUsage)
+	}
+	return nil
 }
 
 func checkIDs(m *model.Model, ids []int) error {
@@ -105,7 +116,7 @@ induction score.
 --output writes one float32 tensor per attention layer,
 "layers.{i}.attention", shape [heads, T, T], zeros above the diagonal.
 --plots writes a heat map of each layer's heads, attention-layer{i}.png.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	mf := addModelFlags(fs, weightsOnly)
 	idList := fs.String("ids", "", "token ids, comma-separated")
 	prompt := fs.String("prompt", "", "text, encoded with the model's tokenizer (BOS added)")
 	file := fs.String("file", "", "text file, encoded without special tokens (first --max-tokens)")
@@ -124,19 +135,22 @@ induction score.
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	ids, what, err := studyInput(*dir, *idList, *prompt, *file, *task, *size, *seed, *maxTokens)
-	if err != nil {
+	if err := oneInput(*idList, *prompt, *file, *task); err != nil {
 		return err
 	}
-	m, err := loadModel(*dir, model.Options{}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	if err := checkIDs(m, ids); err != nil {
+	ids, what, err := studyInput(m, *idList, *prompt, *file, *task, *size, *seed, *maxTokens)
+	if err != nil {
 		return err
 	}
-	maps, err := study.AttentionMaps(m, ids)
+	if err := checkIDs(m.Model, ids); err != nil {
+		return err
+	}
+	maps, err := study.AttentionMaps(m.Model, ids)
 	if err != nil {
 		return err
 	}
@@ -158,7 +172,7 @@ induction score.
 		if *probeLo < 0 || hi > m.Config.VocabSize {
 			return fmt.Errorf("%w: probe ids [%d, %d) outside the vocabulary of %d", errUsage, *probeLo, hi, m.Config.VocabSize)
 		}
-		if probe, err = study.InductionProbe(m, rand.New(rand.NewPCG(*seed, 1)), *probeN, *probeLen, *probeLo, hi); err != nil {
+		if probe, err = study.InductionProbe(m.Model, rand.New(rand.NewPCG(*seed, 1)), *probeN, *probeLen, *probeLo, hi); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
@@ -256,7 +270,7 @@ model (nats), change of the loss, relative change of the logits.
 --plots writes state.png (four panels: dt distribution, decay per state
 dimension, state norm over positions, memory-length distribution, one line
 per Mamba layer) and importance.png.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	mf := addModelFlags(fs, weightsOnly)
 	idList := fs.String("ids", "", "token ids, comma-separated")
 	prompt := fs.String("prompt", "", "text, encoded with the model's tokenizer (BOS added)")
 	file := fs.String("file", "", "text file, encoded without special tokens (first --max-tokens)")
@@ -270,26 +284,29 @@ per Mamba layer) and importance.png.`, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	ids, what, err := studyInput(*dir, *idList, *prompt, *file, *task, *size, *seed, *maxTokens)
-	if err != nil {
+	if err := oneInput(*idList, *prompt, *file, *task); err != nil {
 		return err
 	}
-	m, err := loadModel(*dir, model.Options{}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	if err := checkIDs(m, ids); err != nil {
+	ids, what, err := studyInput(m, *idList, *prompt, *file, *task, *size, *seed, *maxTokens)
+	if err != nil {
 		return err
 	}
-	states, err := study.StateStats(m, ids)
+	if err := checkIDs(m.Model, ids); err != nil {
+		return err
+	}
+	states, err := study.StateStats(m.Model, ids)
 	if err != nil {
 		return err
 	}
 	var base float64
 	var imps []study.LayerImportance
 	if !*noImp {
-		if base, imps, err = study.LayerImportances(m, ids); err != nil {
+		if base, imps, err = study.LayerImportances(m.Model, ids); err != nil {
 			return err
 		}
 	}
@@ -397,7 +414,7 @@ Accuracy is the share of graded tokens the model predicts exactly
 (arg-max); loss is their mean cross-entropy. Models trained by
 'jamba study ablate' know these tasks; any other checkpoint is tested
 in-context on arbitrary ids.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	mf := addModelFlags(fs, weightsOnly)
 	taskList := fs.String("tasks", "all", "comma-separated tasks")
 	examples := fs.Int("examples", 64, "examples per task and size")
 	seed := fs.Uint64("seed", 0x65766131, "seed of the examples (the default is the one jamba study ablate evaluates with)")
@@ -409,7 +426,7 @@ in-context on arbitrary ids.`, stderr)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	m, err := loadModel(*dir, model.Options{}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
@@ -417,12 +434,12 @@ in-context on arbitrary ids.`, stderr)
 	if m.Config.VocabSize < tasks.Vocab {
 		return fmt.Errorf("the model's vocabulary (%d) is smaller than the tasks' (%d)", m.Config.VocabSize, tasks.Vocab)
 	}
-	rs, err := study.EvalTasks(&study.ModelForwarder{M: m}, ts, *examples, *seed, 16)
+	rs, err := study.EvalTasks(&study.ModelForwarder{M: m.Model}, ts, *examples, *seed, 16)
 	if err != nil {
 		return err
 	}
 	if *csvPath != "" {
-		if err := study.WriteResultsCSV(*csvPath, []*study.RunResult{{Variant: study.Variant{Name: modelName(*dir)}, Seed: 0, ValLoss: math.NaN(), Tasks: rs}}); err != nil {
+		if err := study.WriteResultsCSV(*csvPath, []*study.RunResult{{Variant: study.Variant{Name: m.Name}, Seed: 0, ValLoss: math.NaN(), Tasks: rs}}); err != nil {
 			return err
 		}
 	}
