@@ -127,3 +127,47 @@ func TestStudyAblateCommand(t *testing.T) {
 		t.Errorf("bad variant: exit %d, %q", code, stderr)
 	}
 }
+
+// TestStudyAttentionGGUF: the maps of llama.cpp's bf16 GGUF of
+// hf-gostd-13m match those of the Hugging Face checkpoint it was converted
+// from (the same bf16 weights).
+func TestStudyAttentionGGUF(t *testing.T) {
+	hf := testutil.Fixture(t, "models/hf-gostd-13m")
+	gg := testutil.Fixture(t, "gguf/gostd-13m-bf16.gguf")
+	read := func(model string) []float32 {
+		out := filepath.Join(t.TempDir(), "att.safetensors")
+		if _, stderr, code := run(t, "study", "attention", "--model", model, "--ids", "1,300,301,302,300,301", "--output", out, "--probe-n", "0"); code != 0 {
+			t.Fatalf("%s: exit %d: %s", model, code, stderr)
+		}
+		f, err := safetensors.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tt, err := f.Tensor("layers.4.attention")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := tt.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	a, b := read(hf), read(gg)
+	if len(a) != len(b) {
+		t.Fatalf("%d weights from the checkpoint, %d from the GGUF file", len(a), len(b))
+	}
+	var worst float64
+	for i := range a {
+		worst = max(worst, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	// The same bf16 weights, but the GGUF file's tensors reach the kernels
+	// in another storage (its own block type), so the products round in
+	// another order: float32 rounding of weights in [0, 1] (1.8e-7 seen);
+	// 2e-6 leaves a margin of ten and still catches a wrong tensor.
+	if worst > 2e-6 {
+		t.Fatalf("the GGUF file's maps differ from the checkpoint's by up to %g", worst)
+	}
+	t.Logf("largest difference %.2g", worst)
+}
