@@ -139,13 +139,7 @@ func (a *attnTask) do(thread int) {
 			n := a.past + t + 1
 			qv := a.q[t*qd+h*hd : t*qd+(h+1)*hd]
 			s := sc[:n]
-			if a.K16 != nil {
-				matVecStridedBF16(s, a.K16[g*hd:], kvd, qv)
-			} else {
-				matVecStrided(s, a.K[g*hd:], kvd, qv)
-			}
-			scale(s, a.scale)
-			scale(s, 1/expSubSum(s, maxOf(s)))
+			attnProbs(s, a.K, a.K16, g*hd, kvd, qv, a.scale)
 			o := a.out[t*qd+h*hd : t*qd+(h+1)*hd]
 			clear(o)
 			if a.V16 != nil {
@@ -153,6 +147,42 @@ func (a *attnTask) do(thread int) {
 			} else {
 				weightedSum(o, a.V[g*hd:], kvd, s)
 			}
+		}
+	}
+}
+
+// attnProbs sets s[j] to the attention weight of query qv on key j, for the
+// first len(s) keys (rows of K or K16 with stride kvd, from column off):
+// the softmax of the scaled dot products. Attention and AttentionWeights
+// share it, so the weights reported are the very ones the forward pass uses.
+func attnProbs(s, K []float32, K16 []uint16, off, kvd int, qv []float32, sc float32) {
+	if K16 != nil {
+		matVecStridedBF16(s, K16[off:], kvd, qv)
+	} else {
+		matVecStrided(s, K[off:], kvd, qv)
+	}
+	scale(s, sc)
+	scale(s, 1/expSubSum(s, maxOf(s)))
+}
+
+// AttentionWeights writes the attention weights that Attention computes for
+// the same arguments into w, [nH][T][past+T]: w[h][t][j] is the weight of
+// query t (position past+t) of head h on key j, zero for j > past+t (the
+// causal mask). It runs on the calling goroutine; it is for inspection,
+// not for the forward pass. Exactly one of K and K16 is non-nil.
+func AttentionWeights(w, q, K []float32, K16 []uint16, T, past, nH, nKV, hd int, sc float32) {
+	n := past + T
+	qd, kvd := nH*hd, nKV*hd
+	if len(w) < nH*T*n || len(q) < T*qd || nKV == 0 || nH%nKV != 0 ||
+		(K16 == nil && len(K) < n*kvd) || (K16 != nil && len(K16) < n*kvd) {
+		panic("kernels: AttentionWeights: operands too short or heads not grouped evenly")
+	}
+	group := nH / nKV
+	for h := range nH {
+		for t := range T {
+			row := w[(h*T+t)*n : (h*T+t+1)*n]
+			clear(row[past+t+1:])
+			attnProbs(row[:past+t+1], K, K16, h/group*hd, kvd, q[t*qd+h*hd:t*qd+(h+1)*hd], sc)
 		}
 	}
 }
