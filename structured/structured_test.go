@@ -1,0 +1,245 @@
+package structured
+
+import (
+	"errors"
+	"flag"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+var fullSchemas = flag.Bool("schemas.full", false, "run the random-schema tests at their full count (1000 schemas) even under -short")
+
+// schemaCount is how many random schemas a test runs: 1000, or 200
+// under -short unless -schemas.full.
+func schemaCount() int {
+	if testing.Short() && !*fullSchemas {
+		return 200
+	}
+	return 1000
+}
+
+// Every output generated under a random schema parses and validates with
+// an independent JSON Schema validator.
+func TestRandomSchemas(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	v, eos := testVocab(rng)
+	n := schemaCount()
+	ended := 0
+	for i := range n {
+		g := &schemaGen{rng: rng}
+		schema := g.schema(3)
+		gr, err := Compile([]byte(schema))
+		if err != nil {
+			t.Fatalf("schema %d %s: %v", i, schema, err)
+		}
+		ref := validator(t, []byte(schema))
+		ix := NewIndex(gr, v)
+		for range 3 {
+			out, ok := generate(t, ix, eos, rng, rng.IntN(60))
+			if !ok {
+				t.Fatalf("schema %s: no end after %q", schema, out)
+			}
+			ended++
+			checkValid(t, ref, []byte(schema), out)
+		}
+	}
+	t.Logf("%d schemas, %d outputs, all valid", n, ended)
+}
+
+func TestAnyObject(t *testing.T) {
+	g := AnyObject()
+	for _, ok := range []string{`{}`, `{"a":1}`, ` {"a": [1, 2.5e3, true, null, "x\u00e9\n"], "b": {"c": -0.5E-7}}`,
+		`{"k":"日本"}`, `{"a":{"b":{"c":[[],[{}]]}}}`, "{\n\"a\":\t1}"} {
+		if !accepts(g, ok) {
+			t.Errorf("refused %q", ok)
+		}
+	}
+	for _, bad := range []string{``, `[]`, `1`, `{`, `{"a":01}`, `{"a":1,}`, `{"a" 1}`, `{a:1}`, `{"a":1}x`,
+		`{"a":1} `, `{"a":  1}`, `{"a":"\x01"}`, `{"a":"\ud800"}`, "{\"a\":\"\xff\"}", `{"a":"\q"}`, `{"a":1.}`,
+		`{"a":-}`, `{"a":tru}`, `{"a":1234567890123456789}`} {
+		if accepts(g, bad) {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestSchemaFeatures(t *testing.T) {
+	cases := []struct {
+		schema   string
+		ok, bad  []string
+		minCount int
+	}{
+		{`{"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"string"}},"required":["b"]}`,
+			[]string{`{"b":""}`, `{"a":1,"b":"x"}`, `{"a": -3, "b": "x"}`},
+			[]string{`{}`, `{"a":1}`, `{"b":"x","a":1}`, `{"b":1}`, `{"c":1,"b":""}`, `{"a":1.5,"b":""}`}, 0},
+		{`{"type":"array","items":{"enum":["x","y",3]},"minItems":1,"maxItems":2}`,
+			[]string{`["x"]`, `[3,"y"]`}, []string{`[]`, `["x","y",3]`, `["z"]`, `[4]`}, 0},
+		{`{"type":"integer","minimum":-5,"maximum":120}`,
+			[]string{`-5`, `0`, `120`, `99`, `7`}, []string{`-6`, `121`, `-0`, `05`, `1000`, `1.0`}, 0},
+		{`{"type":"integer","exclusiveMinimum":10}`, []string{`11`, `12345`}, []string{`10`, `9`, `-1`}, 0},
+		{`{"type":"string","pattern":"^[a-c]{2}\\d$"}`, []string{`"ab1"`, `"cc9"`}, []string{`"ab"`, `"abc1"`, `"ab12"`, `"x"`}, 0},
+		{`{"type":"string","pattern":"b+"}`, []string{`"b"`, `"abba"`, `"xyzb!"`}, []string{`""`, `"aaa"`}, 0},
+		{`{"type":"string","minLength":2,"maxLength":3}`, []string{`"ab"`, `"日本語"`, `"a\nb"`}, []string{`"a"`, `"abcd"`, `"\u0041"`}, 0},
+		{`{"type":"string","format":"date"}`, []string{`"2024-02-28"`}, []string{`"2024-02-30"`, `"2024-13-01"`, `"24-01-01"`}, 0},
+		{`{"type":["string","null"]}`, []string{`null`, `"s"`}, []string{`1`}, 0},
+		{`{"anyOf":[{"type":"integer"},{"type":"array","items":{"type":"boolean"}}]}`, []string{`12`, `[true,false]`}, []string{`"x"`, `[1]`}, 0},
+		{`{"const":{"a":[1,"b"]}}`, []string{`{"a":[1,"b"]}`}, []string{`{"a":[1, "b"]}`, `{"a":[1]}`}, 0},
+		{`{"$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"next":{"$ref":"#/$defs/node"}},"required":["v"]}},"$ref":"#/$defs/node"}`,
+			[]string{`{"v":1}`, `{"v":1,"next":{"v":2,"next":{"v":3}}}`}, []string{`{"next":{"v":1}}`}, 0},
+		{`{"type":"object","additionalProperties":false}`, []string{`{}`}, []string{`{"a":1}`}, 0},
+		{`{"type":"object","additionalProperties":{"type":"boolean"}}`, []string{`{}`, `{"x":true,"y":false}`}, []string{`{"x":1}`}, 0},
+		{`{"type":"number","minimum":0.5,"maximum":3}`, []string{`1`, `3`}, []string{`0`, `4`, `1.5`}, 0},
+		{`true`, []string{`1`, `"x"`, `[{"a":null}]`}, []string{`x`}, 0},
+	}
+	for _, c := range cases {
+		g, err := Compile([]byte(c.schema))
+		if err != nil {
+			t.Errorf("%s: %v", c.schema, err)
+			continue
+		}
+		for _, ok := range c.ok {
+			if !accepts(g, ok) {
+				t.Errorf("%s refused %s", c.schema, ok)
+			}
+		}
+		for _, bad := range c.bad {
+			if accepts(g, bad) {
+				t.Errorf("%s accepted %s", c.schema, bad)
+			}
+		}
+	}
+}
+
+func TestUnsupported(t *testing.T) {
+	cases := map[string]string{
+		`{"type":"string","foo":1}`:                                 "foo",
+		`{"oneOf":[{"type":"string"}]}`:                             "oneOf",
+		`{"allOf":[{"type":"string"}]}`:                             "allOf",
+		`{"not":{"type":"string"}}`:                                 "not",
+		`{"type":"object","patternProperties":{}}`:                  "patternProperties",
+		`{"type":"array","uniqueItems":true}`:                       "uniqueItems",
+		`{"type":"number","multipleOf":2}`:                          "multipleOf",
+		`{"type":"array","prefixItems":[]}`:                         "prefixItems",
+		`{"type":"string","format":"hostname"}`:                     "format",
+		`{"type":"string","pattern":"\\bword"}`:                     "pattern",
+		`{"type":"object","minProperties":1}`:                       "minProperties",
+		`{"type":"string","minimum":1}`:                             "minimum",
+		`{"type":"object","properties":{},"required":["a"]}`:        "required",
+		`{"$ref":"http://example.com/s.json"}`:                      "$ref",
+		`{"if":{"type":"string"},"then":{"minLength":1}}`:           "if",
+		`{"type":"object","dependentRequired":{}}`:                  "dependentRequired",
+		`{"enum":["a"],"minLength":1}`:                              "minLength",
+		`{"type":"string","pattern":"^a$","minLength":2}`:           "minLength",
+		`{"type":"array","items":[{"type":"string"}]}`:              "items",
+		`{"type":"object","propertyNames":{"pattern":"^a"}}`:        "propertyNames",
+		`{"type":"array","contains":{"type":"string"}}`:             "contains",
+		`{"type":"object","unevaluatedProperties":false}`:           "unevaluatedProperties",
+		`{"anyOf":[{"type":"string"}],"type":"string"}`:             "type",
+		`{"type":"string","pattern":"(?=a)"}`:                       "pattern",
+		`{"type":"integer","minimum":5,"maximum":4}`:                "minimum",
+		`{"type":"string","minLength":3,"maxLength":2}`:             "minLength",
+		`{"type":"string","pattern":"^\"$"}`:                        "pattern",
+		`{"type":"object","properties":{"a":{"$ref":"#"}},"required":["a"]}`: "",
+	}
+	for schema, kw := range cases {
+		_, err := Compile([]byte(schema))
+		var se *SchemaError
+		if !errors.As(err, &se) {
+			t.Errorf("%s: want a SchemaError, got %v", schema, err)
+			continue
+		}
+		if se.Keyword != kw {
+			t.Errorf("%s: keyword %q, want %q (%v)", schema, se.Keyword, kw, err)
+		}
+		if kw != "" && !strings.Contains(err.Error(), kw) {
+			t.Errorf("%s: the message does not name %q: %v", schema, kw, err)
+		}
+	}
+	for _, bad := range []string{``, `{`, `[]`, `1`, `"x"`, `{"a":1,"a":2}`, `false`} {
+		if _, err := Compile([]byte(bad)); err == nil {
+			t.Errorf("%q compiled", bad)
+		}
+	}
+}
+
+// The masks a matcher computes agree with feeding each token's bytes
+// alone, token by token, for a few states of a real generation.
+func TestMaskMatchesBytes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	v, eos := testVocab(rng)
+	for range 40 {
+		g := &schemaGen{rng: rng}
+		schema := g.schema(2)
+		gr, err := Compile([]byte(schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix := NewIndex(gr, v)
+		out, _ := generate(t, ix, eos, rng, rng.IntN(30))
+		// Replay a prefix and compare the mask with a direct check.
+		cut := rng.IntN(len(out) + 1)
+		m := ix.NewMatcher()
+		st := stepper{g: gr}
+		var cur, tmp multi
+		gr.begin(&cur)
+		for i := range cut {
+			st.feed(&cur, int(out[i]), &tmp)
+			cur, tmp = tmp, cur
+			if !m.acceptByte(out[i]) {
+				t.Fatalf("byte %d of %q refused", i, out)
+			}
+		}
+		for id := range v.size {
+			text := v.Text(id)
+			want := len(text) > 0 && id != eos
+			probe := multi{}
+			probe.copyFrom(&cur)
+			for _, c := range text {
+				st.feed(&probe, int(c), &tmp)
+				probe, tmp = tmp, probe
+				if probe.len() == 0 {
+					want = false
+					break
+				}
+			}
+			if id == eos {
+				st.feed(&cur, eof, &tmp)
+				want = tmp.len() > 0
+			}
+			if got := m.Allowed(id); got != want {
+				t.Fatalf("schema %s after %q: token %q allowed %v, want %v", schema, out[:cut], text, got, want)
+			}
+		}
+	}
+}
+
+// acceptByte advances by one byte (tests replay outputs byte by byte).
+func (m *Matcher) acceptByte(c byte) bool {
+	m.st.feed(&m.cur, int(c), &m.tmp)
+	m.cur, m.tmp = m.tmp, m.cur
+	return m.cur.len() > 0
+}
+
+func FuzzCompile(f *testing.F) {
+	for _, s := range []string{`{"type":"object","properties":{"a":{"type":"string","pattern":"^x+$"}},"required":["a"]}`,
+		`{"anyOf":[{"type":"integer","minimum":3},{"enum":[1,"a",null]}]}`, `{"type":"array","items":{"$ref":"#"},"maxItems":2}`,
+		`{"type":"string","format":"date-time"}`, `{"type":["number","boolean"]}`, `{}`} {
+		f.Add([]byte(s), uint64(1))
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	v, eos := testVocab(rng)
+	f.Fuzz(func(t *testing.T, schema []byte, seed uint64) {
+		g, err := Compile(schema)
+		if err != nil {
+			return
+		}
+		ref := validatorOrNil(schema)
+		ix := NewIndex(g, v)
+		r := rand.New(rand.NewPCG(seed, 7))
+		out, ok := generate(t, ix, eos, r, r.IntN(20))
+		if ok {
+			checkValid(t, ref, schema, out)
+		}
+	})
+}
