@@ -173,6 +173,10 @@ type Request struct {
 	// TopLogprobs for that many most likely alternatives (at most 20).
 	Logprobs    bool
 	TopLogprobs int
+	// Constraint, when set, restricts the tokens generated (structured
+	// output); the request ends when it is Done. MinTokens does not apply
+	// then, and end-of-sequence ends the request even with IgnoreEOS.
+	Constraint Constraint
 }
 
 // MaxTopLogprobs is the most alternatives an event reports.
@@ -409,17 +413,10 @@ func (e *Engine) Submit(ctx context.Context, r Request) (*Stream, error) {
 	if err := e.Validate(&r); err != nil {
 		return nil, err
 	}
-	return e.submit(ctx, r)
+	return e.submit(ctx, r, nil)
 }
 
-// submit queues a validated request.
-func (e *Engine) submit(ctx context.Context, r Request) (*Stream, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := e.Err(); err != nil {
-		return nil, err
-	}
+func (e *Engine) newSeq(ctx context.Context, r Request) *seq {
 	s := &seq{
 		req: r,
 		ctx: ctx,
@@ -428,6 +425,23 @@ func (e *Engine) submit(ctx context.Context, r Request) (*Stream, error) {
 	s.limit = e.cfg.Context
 	if r.MaxTokens > 0 {
 		s.limit = min(s.limit, len(r.Prompt)+r.MaxTokens)
+	}
+	return s
+}
+
+// submit queues a validated request with the followers that continue
+// from its prompt (SubmitGroup).
+func (e *Engine) submit(ctx context.Context, r Request, followers []*seq) (*Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := e.Err(); err != nil {
+		return nil, err
+	}
+	s := e.newSeq(ctx, r)
+	s.group = followers
+	for _, f := range followers {
+		f.leader = s
 	}
 	e.mu.Lock()
 	switch {
@@ -540,6 +554,10 @@ type seq struct {
 
 	fed       int // prompt tokens already computed
 	generated int
+	// group are the followers of a leader (SubmitGroup): they take a copy
+	// of its state when its prompt is in. leader is set on a follower.
+	group  []*seq
+	leader *seq
 	chunk     int  // prompt tokens fed this step
 	samples   bool // this step's logits are to be sampled
 }
@@ -740,7 +758,7 @@ func (e *Engine) step() {
 		budget = min(budget, e.cfg.PrefillChunk)
 	}
 	for _, s := range e.active {
-		if s.fed >= len(s.req.Prompt) || budget <= 0 {
+		if s.fed >= len(s.req.Prompt) || budget <= 0 || s.waiting() {
 			continue
 		}
 		n := min(len(s.req.Prompt)-s.fed, budget)
@@ -784,7 +802,14 @@ func (e *Engine) step() {
 		}
 		snap(sl, s.chunk > 0 && s.fed == len(s.req.Prompt))
 		if s.samples {
+			var forked []*seq
+			if len(s.group) > 0 && s.chunk > 0 {
+				forked = e.forkFollowers(s, i)
+			}
 			e.advance(s, i)
+			for _, f := range forked {
+				e.advance(f, i)
+			}
 		}
 	}
 	e.compact()
@@ -844,8 +869,8 @@ func (e *Engine) advance(s *seq, i int) {
 		}
 	}
 	r := &s.req
-	masked := s.generated < r.MinTokens
-	if len(r.LogitBias) > 0 || masked {
+	masked := s.generated < r.MinTokens && r.Constraint == nil
+	if len(r.LogitBias) > 0 || masked || r.Constraint != nil {
 		x := sl.scratch[:len(logits)]
 		copy(x, logits)
 		for id, b := range r.LogitBias {
@@ -864,16 +889,28 @@ func (e *Engine) advance(s *seq, i int) {
 				x[id] = ninf
 			}
 		}
+		if r.Constraint != nil {
+			r.Constraint.Mask(x)
+		}
 		logits = x
 	}
 	id := sl.smp.Sample(logits)
 	if id < 0 {
+		err := ErrNonFinite
+		if r.Constraint != nil {
+			err = ErrConstraint
+		}
 		e.failures.Add(1)
-		e.finish(s, Event{Token: -1, Err: ErrNonFinite})
+		e.finish(s, Event{Token: -1, Err: err})
 		return
 	}
-	if (!r.IgnoreEOS && e.m.IsEOS(id)) || contains(r.StopTokens, id) {
+	if ((!r.IgnoreEOS || r.Constraint != nil) && e.m.IsEOS(id)) || contains(r.StopTokens, id) {
 		e.finish(s, Event{Token: -1, Finish: FinishStop})
+		return
+	}
+	if r.Constraint != nil && !r.Constraint.Accept(id) {
+		e.failures.Add(1)
+		e.finish(s, Event{Token: -1, Err: ErrConstraint})
 		return
 	}
 	sl.smp.Accept(id)
@@ -892,6 +929,11 @@ func (e *Engine) advance(s *seq, i int) {
 				}
 			}
 		}
+	}
+	if r.Constraint != nil && r.Constraint.Done() {
+		ev.Finish = FinishStop
+		e.finish(s, ev)
+		return
 	}
 	// The token is fed at the next step: the cache then holds
 	// len(prompt)+generated tokens.
@@ -932,13 +974,19 @@ func (e *Engine) admit() {
 	}
 	clear(e.queue[len(q):])
 	e.queue = q
-	n := min(len(e.queue), e.cfg.MaxBatch-len(e.active))
+	// In arrival order, while the slots last; a group takes a slot per
+	// choice.
+	n, slots := 0, 0
+	for n < len(e.queue) && len(e.active)+slots+e.queue[n].slotsFor() <= e.cfg.MaxBatch {
+		slots += e.queue[n].slotsFor()
+		n++
+	}
 	admitted := append([]*seq(nil), e.queue[:n]...)
 	e.queue = append(e.queue[:0], e.queue[n:]...)
 	clear(e.queue[len(e.queue):cap(e.queue)])
 	// Count the admitted requests as active before they leave the queue's
 	// lock, so that no one sees them in neither place.
-	e.nActive.Store(int64(len(e.active) + n))
+	e.nActive.Store(int64(len(e.active) + slots))
 	e.mu.Unlock()
 
 	for _, s := range drop {
@@ -949,8 +997,7 @@ func (e *Engine) admit() {
 		} else {
 			e.cancels.Add(1)
 		}
-		s.out.events <- Event{Token: -1, Err: err}
-		close(s.out.events)
+		dropQueued(s, err)
 	}
 	if abort != nil {
 		for _, s := range e.active {
@@ -960,9 +1007,13 @@ func (e *Engine) admit() {
 		e.compact()
 	}
 	for _, s := range admitted {
-		s.slot = e.takeSlot(s)
+		s.slot = e.takeSlot(s, false)
 		e.active = append(e.active, s)
 		e.requests.Add(1)
+		for _, f := range s.group {
+			f.slot = e.takeSlot(f, true)
+			e.active = append(e.active, f)
+		}
 	}
 	e.nActive.Store(int64(len(e.active)))
 }
@@ -973,7 +1024,10 @@ func (e *Engine) admit() {
 // tokens they share (the slot is rewound to it); s then starts after them.
 // Otherwise: a free slot that holds nothing, or a new one while there are
 // fewer than MaxBatch, or else the free one left longest ago, reset.
-func (e *Engine) takeSlot(s *seq) *slot {
+//
+// fresh (a follower, which starts from its leader's state) skips the
+// search for a state to continue.
+func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 	p := s.req.Prompt
 	var sl *slot
 	best, bestPos, bestSnap := -1, 0, -1
@@ -982,7 +1036,7 @@ func (e *Engine) takeSlot(s *seq) *slot {
 		if len(f.ids) == 0 && empty < 0 {
 			empty = i
 		}
-		if e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len != len(f.ids) {
+		if fresh || e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len != len(f.ids) {
 			continue
 		}
 		// At least the prompt's last token is computed, for its logits.
@@ -1099,6 +1153,9 @@ func (e *Engine) finish(s *seq, ev Event) {
 	close(s.out.events)
 	e.free = append(e.free, s.slot)
 	s.slot = nil
+	if len(s.group) > 0 {
+		e.endFollowers(s, ev)
+	}
 }
 
 // compact removes finished sequences from e.active, keeping the order.
@@ -1132,7 +1189,6 @@ func (e *Engine) failAll(err error) {
 	e.queue = nil
 	e.mu.Unlock()
 	for _, s := range q {
-		s.out.events <- Event{Token: -1, Err: err}
-		close(s.out.events)
+		dropQueued(s, err)
 	}
 }
