@@ -556,10 +556,10 @@ type seq struct {
 	generated int
 	// group are the followers of a leader (SubmitGroup): they take a copy
 	// of its state when its prompt is in. leader is set on a follower.
-	group  []*seq
-	leader *seq
-	chunk     int  // prompt tokens fed this step
-	samples   bool // this step's logits are to be sampled
+	group   []*seq
+	leader  *seq
+	chunk   int  // prompt tokens fed this step
+	samples bool // this step's logits are to be sampled
 }
 
 // slot is the reusable state of one running sequence.
