@@ -33,7 +33,8 @@ var ErrConstraint = errors.New("engine: no token can continue the constrained ou
 // from a copy of its state (attention keys and values and Mamba state),
 // sampling their first token from the same logits. The group is admitted
 // at once and takes len(rs) slots, so len(rs) may not exceed
-// Config.MaxBatch. The streams are in the order of rs.
+// Config.MaxBatch. The streams are in the order of rs; each choice runs
+// under its own context derived from ctx, which [Stream.Cancel] ends.
 func (e *Engine) SubmitGroup(ctx context.Context, rs []Request) ([]*Stream, error) {
 	if len(rs) == 0 {
 		return nil, fmt.Errorf("%w: no request in the group", ErrInvalidRequest)
@@ -49,26 +50,37 @@ func (e *Engine) SubmitGroup(ctx context.Context, rs []Request) ([]*Stream, erro
 			return nil, fmt.Errorf("%w: the requests of a group must share their prompt", ErrInvalidRequest)
 		}
 	}
-	if len(rs) == 1 {
-		st, err := e.submit(ctx, rs[0], nil)
-		if err != nil {
-			return nil, err
-		}
-		return []*Stream{st}, nil
-	}
 	followers := make([]*seq, len(rs)-1)
 	for i := range followers {
-		followers[i] = e.newSeq(ctx, rs[i+1])
+		c, cancel := context.WithCancel(ctx)
+		followers[i] = e.newSeq(c, rs[i+1])
+		followers[i].out.cancel = cancel
 	}
-	st, err := e.submit(ctx, rs[0], followers)
+	c, cancel := context.WithCancel(ctx)
+	st, err := e.submit(c, rs[0], followers)
 	if err != nil {
+		cancel()
+		for _, f := range followers {
+			f.out.cancel()
+		}
 		return nil, err
 	}
+	st.cancel = cancel
 	out := []*Stream{st}
 	for _, f := range followers {
 		out = append(out, f.out)
 	}
 	return out, nil
+}
+
+// Cancel ends the request of a stream made by SubmitGroup as its
+// context's cancellation does (for one choice of a group: a stop string
+// ended it). It does nothing for a stream made by Submit, which ends with
+// its context.
+func (s *Stream) Cancel() {
+	if s.cancel != nil {
+		s.cancel()
+	}
 }
 
 // slotsFor is the number of slots s needs: its own and its followers'.

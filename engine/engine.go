@@ -226,6 +226,7 @@ type Stream struct {
 	cachedTokens atomic.Int64
 
 	generated atomic.Int64
+	cancel    context.CancelFunc // SubmitGroup's per-choice context; nil: none
 }
 
 // Events returns the channel of the request's events. It is closed after
