@@ -191,27 +191,28 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout-time.Since(start))
 		defer cancel()
 	}
-	st, err := b.Engine.Submit(ctx, engine.Request{
+	req := engine.Request{
 		Prompt: ids, MaxTokens: g.MaxTokens, MinTokens: minTokens, Sampling: g.Sampling,
 		IgnoreEOS: g.IgnoreEOS, StopTokens: g.StopTokenIDs, LogitBias: g.LogitBias,
 		Logprobs: g.Logprobs, TopLogprobs: g.TopLogprobs,
-	})
-	if err != nil {
-		var e *apiError
-		switch {
-		case errors.Is(err, engine.ErrQueueFull):
-			e = &apiError{status: http.StatusTooManyRequests, Type: typeRateLimit, retryAfter: time.Second,
-				Message: fmt.Sprintf("the server is busy: all %d slots are in use and %d requests are queued; retry later", b.Engine.Config().MaxBatch, b.Engine.Config().MaxQueue)}
-		case errors.Is(err, engine.ErrDraining):
-			e = unavailable("the server is shutting down")
-		case errors.Is(err, engine.ErrInvalidRequest):
-			e = badRequest("", "%v", err)
-		case ctx.Err() != nil:
-			return // the client is gone
-		default:
-			e = unavailable("the engine is not running")
-		}
+	}
+	constraint, e := s.constraints(b, g)
+	if e != nil {
 		writeError(w, e)
+		return
+	}
+	if g.N > 1 {
+		s.generateChoices(ctx, w, b, g, req, constraint, chatAPI, start)
+		return
+	}
+	if constraint != nil {
+		req.Constraint = constraint()
+	}
+	st, err := b.Engine.Submit(ctx, req)
+	if err != nil {
+		if e := submitError(ctx, b, err); e != nil {
+			writeError(w, e)
+		}
 		return
 	}
 	s.metrics.promptTokens.Add(float64(len(ids)))
@@ -255,6 +256,23 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 	} else {
 		s.log.Info("generation", append(attrs, "finish_reason", gen.finish)...)
 	}
+}
+
+// submitError is the API error for a refused submission; nil when the
+// client is gone.
+func submitError(ctx context.Context, b *Backend, err error) *apiError {
+	switch {
+	case errors.Is(err, engine.ErrQueueFull):
+		return &apiError{status: http.StatusTooManyRequests, Type: typeRateLimit, retryAfter: time.Second,
+			Message: fmt.Sprintf("the server is busy: all %d slots are in use and %d requests are queued; retry later", b.Engine.Config().MaxBatch, b.Engine.Config().MaxQueue)}
+	case errors.Is(err, engine.ErrDraining):
+		return unavailable("the server is shutting down")
+	case errors.Is(err, engine.ErrInvalidRequest):
+		return badRequest("", "%v", err)
+	case ctx.Err() != nil:
+		return nil
+	}
+	return unavailable("the engine is not running")
 }
 
 // run reads the engine's events until the request ends, handing released
@@ -357,6 +375,8 @@ func (gen *generation) failure(err error) *apiError {
 		return unavailable("the server shut down before the request finished")
 	case errors.Is(err, engine.ErrNonFinite):
 		return internalError("the model produced non-finite logits")
+	case errors.Is(err, engine.ErrConstraint):
+		return internalError("no token of the vocabulary can continue the response_format's JSON here (the logit bias may have removed them)")
 	}
 	if v, stack, ok := engine.LastPanic(); ok && errors.Is(err, engine.ErrInternal) {
 		gen.s.log.Error("request failed on a recovered panic", "id", gen.id, "panic", v, "stack", stack)

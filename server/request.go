@@ -30,11 +30,11 @@ const (
 // FixedLimits describes the request limits that no flag changes, for
 // help texts.
 func FixedLimits() string {
-	return fmt.Sprintf("n must be 1; stop: at most %d entries of at most %d bytes;\n"+
+	return fmt.Sprintf("n: at most %d and at most --max-batch; best_of is refused; stop: at most %d entries of at most %d bytes;\n"+
 		"logit_bias: at most %d entries, values clamped to ±%d; stop_token_ids: at most %d;\n"+
 		"messages: at most %d; tools: at most %d; top_logprobs (and completions logprobs): at most %d;\n"+
 		"max_tokens defaults to %d for /v1/completions and to the rest of the context for chat",
-		maxStops, maxStopBytes, maxLogitBias, logitBiasLimit, maxStopTokenIDs, maxMessages, maxTools, maxTopLogprobs, defaultMaxTokens)
+		maxChoices, maxStops, maxStopBytes, maxLogitBias, logitBiasLimit, maxStopTokenIDs, maxMessages, maxTools, maxTopLogprobs, defaultMaxTokens)
 }
 
 // genParams are the fields chat and text completions share, decoded and
@@ -53,6 +53,10 @@ type genParams struct {
 	IgnoreEOS    bool
 	StopTokenIDs []int
 	LogitBias    map[int]float32
+	// N is the number of choices (n).
+	N int
+	// format is response_format when it asks for JSON; nil: text.
+	format *responseFormat
 	// tools is the tool-call format to parse out of the output: set for a
 	// chat request with tools (and tool_choice not "none") when the
 	// template has one.
@@ -378,14 +382,9 @@ func (f *fields) common(g *genParams, chatAPI bool) {
 		p.Seed, g.SeedSet = uint64(seed), true
 	}
 
-	var n int64
-	if f.integer("n", &n) && n != 1 {
-		if n < 1 {
-			f.fail(badRequest("n", "n must be at least 1, got %d", n))
-		} else {
-			f.fail(badRequest("n", "n must be 1: this server returns one choice per request, got %d", n))
-		}
-	}
+	g.N = 1
+	f.intIn("n", 1, maxChoices, &g.N)
+	f.bestOf()
 	f.stop(g)
 	f.boolean("ignore_eos", &g.IgnoreEOS)
 	if raw, ok := f.get("stop_token_ids"); ok {
@@ -524,7 +523,7 @@ func decodeChatRequest(body []byte, vocab int) (*chatRequest, *apiError) {
 		}
 	}
 	f.tools(r)
-	f.responseFormat()
+	f.responseFormat(&r.genParams)
 	return r, f.finish(&r.genParams)
 }
 
@@ -693,29 +692,6 @@ func (f *fields) tools(r *chatRequest) {
 	}
 }
 
-// responseFormat accepts {"type": "text"} only: JSON modes need
-// constrained decoding, which this server does not have.
-func (f *fields) responseFormat() {
-	raw, ok := f.get("response_format")
-	if !ok {
-		return
-	}
-	var rf struct {
-		Type *string `json:"type"`
-	}
-	if raw[0] != '{' || json.Unmarshal(raw, &rf) != nil || rf.Type == nil {
-		f.fail(badRequest("response_format", "response_format must be an object with a string type"))
-		return
-	}
-	switch *rf.Type {
-	case "text":
-	case "json_object", "json_schema":
-		f.fail(badRequest("response_format", "response_format %s is not supported: this server has no constrained decoding", quoteName(*rf.Type)))
-	default:
-		f.fail(badRequest("response_format", "response_format.type must be text, json_object or json_schema, got %s", quoteName(*rf.Type)))
-	}
-}
-
 // decodeCompletionRequest decodes and checks a text completion request.
 func decodeCompletionRequest(body []byte, vocab int) (*completionRequest, *apiError) {
 	f, e := parseObject(body, vocab)
@@ -739,10 +715,7 @@ func decodeCompletionRequest(body []byte, vocab int) (*completionRequest, *apiEr
 	if f.str("suffix", &suffix) && suffix != "" {
 		f.fail(badRequest("suffix", "suffix is not supported: this model has no fill-in-the-middle mode"))
 	}
-	var bestOf int64
-	if f.integer("best_of", &bestOf) && bestOf != 1 {
-		f.fail(badRequest("best_of", "best_of must be 1, got %d", bestOf))
-	}
+	f.responseFormat(&r.genParams)
 	raw, ok := f.get("prompt")
 	if f.err == nil {
 		if !ok {

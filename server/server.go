@@ -95,8 +95,9 @@ type Backend struct {
 	// the like, by name.
 	SpecialTokens map[string]string
 
-	anchor int         // an ordinary token to decode others after; -1: none
-	tools  *toolFormat // the template's tool-call markup; nil: none
+	anchor   int         // an ordinary token to decode others after; -1: none
+	tools    *toolFormat // the template's tool-call markup; nil: none
+	grammars *grammars   // response_format's compiled schemas
 }
 
 // state is the server's phase.
@@ -189,6 +190,7 @@ func (s *Server) Ready(b Backend) error {
 	}
 	b.anchor = -1
 	b.tools = toolFormatOf(b.Template.Source())
+	b.grammars = newGrammars()
 	if ids := b.Tokenizer.Encode("a", false); len(ids) > 0 {
 		b.anchor = ids[len(ids)-1]
 	}
