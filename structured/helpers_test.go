@@ -3,10 +3,8 @@ package structured
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"math"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -46,7 +44,7 @@ func generate(t testing.TB, ix *Index, eos int, rng *rand.Rand, budget int) ([]b
 	m := ix.NewMatcher()
 	logits := make([]float32, ix.v.size)
 	var out []byte
-	for step := 0; step < budget+4000; step++ {
+	for step := 0; step < min(budget, 1<<20)+4000; step++ {
 		if m.Done() {
 			return out, true
 		}
@@ -192,128 +190,6 @@ func accepts(g *Grammar, text string) bool {
 	}
 	st.feed(&cur, eof, &tmp)
 	return tmp.len() > 0
-}
-
-// randomSchema writes a random schema of the supported subset.
-type schemaGen struct {
-	rng  *rand.Rand
-	defs []string
-}
-
-var testPatterns = []string{`^[a-z]+$`, `^\d{3}-\d{4}$`, `^[A-Z][a-z]*$`, `ab+c`, `^(red|green|blue)$`,
-	`^[0-9a-f]{4,8}$`, `x`, `^[a-z]{2,5}(-[0-9]+)?$`, `^.{0,6}$`}
-
-func (g *schemaGen) value(depth int) string {
-	r := g.rng
-	switch r.IntN(6) {
-	case 0:
-		return "null"
-	case 1:
-		return []string{"true", "false"}[r.IntN(2)]
-	case 2:
-		return fmt.Sprint(r.IntN(2000) - 1000)
-	case 3:
-		return []string{"1.5", "-0.25", "3e2"}[r.IntN(3)]
-	case 4:
-		return []string{`"a"`, `"b c"`, `"é"`, `"x\"y"`, `""`, `"line\nbreak"`}[r.IntN(6)]
-	}
-	if depth > 0 {
-		return `{"k":` + g.value(depth-1) + `}`
-	}
-	return `[1,"two"]`
-}
-
-func (g *schemaGen) schema(depth int) string {
-	r := g.rng
-	desc := ""
-	if r.IntN(5) == 0 {
-		desc = `"description":"a value",`
-	}
-	kinds := 9
-	if depth <= 0 {
-		kinds = 6
-	}
-	switch r.IntN(kinds) {
-	case 0:
-		var parts []string
-		switch r.IntN(3) {
-		case 1:
-			lo := r.IntN(5)
-			parts = append(parts, fmt.Sprintf(`"minLength":%d,"maxLength":%d`, lo, lo+r.IntN(8)))
-		case 2:
-			if r.IntN(2) == 0 {
-				parts = append(parts, fmt.Sprintf(`"pattern":%q`, testPatterns[r.IntN(len(testPatterns))]))
-			} else {
-				parts = append(parts, fmt.Sprintf(`"format":%q`, Formats[r.IntN(len(Formats))]))
-			}
-		}
-		return "{" + desc + strings.Join(append([]string{`"type":"string"`}, parts...), ",") + "}"
-	case 1:
-		s := `{` + desc + `"type":"integer"`
-		if r.IntN(2) == 0 {
-			lo := r.IntN(2000) - 1000
-			s += fmt.Sprintf(`,"minimum":%d,"maximum":%d`, lo, lo+r.IntN(3000))
-		} else if r.IntN(2) == 0 {
-			s += fmt.Sprintf(`,"exclusiveMinimum":%d`, r.IntN(100)-50)
-		}
-		return s + "}"
-	case 2:
-		if r.IntN(3) == 0 {
-			return fmt.Sprintf(`{"type":"number","minimum":%g,"maximum":%g}`, float64(r.IntN(100))-50.5, float64(r.IntN(100))+50.5)
-		}
-		return `{` + desc + `"type":"number"}`
-	case 3:
-		return []string{`{"type":"boolean"}`, `{"type":"null"}`, `{"type":["string","null"]}`, `{}`}[r.IntN(4)]
-	case 4:
-		n := 1 + r.IntN(5)
-		var vals []string
-		seen := map[string]bool{}
-		for range n {
-			v := g.value(1)
-			if !seen[v] {
-				seen[v] = true
-				vals = append(vals, v)
-			}
-		}
-		return `{` + desc + `"enum":[` + strings.Join(vals, ",") + `]}`
-	case 5:
-		return `{"const":` + g.value(1) + `}`
-	case 6:
-		n := 1 + r.IntN(5)
-		var props, req []string
-		for i := range n {
-			name := []string{"id", "name", "value", "items", "a", "ab", "abc", "x y", "é", "n" + fmt.Sprint(i)}[r.IntN(10)]
-			if strings.Contains(strings.Join(props, ""), `"`+name+`":`) {
-				continue
-			}
-			props = append(props, fmt.Sprintf("%q:%s", name, g.schema(depth-1)))
-			if r.IntN(2) == 0 {
-				req = append(req, fmt.Sprintf("%q", name))
-			}
-		}
-		s := `{` + desc + `"type":"object","properties":{` + strings.Join(props, ",") + `}`
-		if len(req) > 0 {
-			s += `,"required":[` + strings.Join(req, ",") + `]`
-		}
-		if r.IntN(2) == 0 {
-			s += `,"additionalProperties":false`
-		}
-		return s + "}"
-	case 7:
-		s := `{"type":"array","items":` + g.schema(depth-1)
-		if r.IntN(2) == 0 {
-			lo := r.IntN(3)
-			s += fmt.Sprintf(`,"minItems":%d,"maxItems":%d`, lo, lo+r.IntN(4))
-		}
-		return s + "}"
-	default:
-		n := 2 + r.IntN(2)
-		var alts []string
-		for range n {
-			alts = append(alts, g.schema(depth-1))
-		}
-		return `{"anyOf":[` + strings.Join(alts, ",") + `]}`
-	}
 }
 
 // validatorOrNil is validator for fuzzed schemas: nil when the reference

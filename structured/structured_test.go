@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/jamba-go/jamba/internal/schemagen"
 )
 
 var fullSchemas = flag.Bool("schemas.full", false, "run the random-schema tests at their full count (1000 schemas) even under -short")
@@ -27,8 +29,11 @@ func TestRandomSchemas(t *testing.T) {
 	n := schemaCount()
 	ended := 0
 	for i := range n {
-		g := &schemaGen{rng: rng}
-		schema := g.schema(3)
+		// Under a bounded schema every value has a bounded length: random
+		// tokens alone must reach the end.
+		bounded := i%2 == 1
+		g := &schemagen.Gen{Rng: rng, Bounded: bounded}
+		schema := g.Schema(3)
 		gr, err := Compile([]byte(schema))
 		if err != nil {
 			t.Fatalf("schema %d %s: %v", i, schema, err)
@@ -36,7 +41,11 @@ func TestRandomSchemas(t *testing.T) {
 		ref := validator(t, []byte(schema))
 		ix := NewIndex(gr, v)
 		for range 3 {
-			out, ok := generate(t, ix, eos, rng, rng.IntN(60))
+			budget := rng.IntN(60)
+			if bounded {
+				budget = 1 << 30
+			}
+			out, ok := generate(t, ix, eos, rng, budget)
 			if !ok {
 				t.Fatalf("schema %s: no end after %q", schema, out)
 			}
@@ -169,8 +178,8 @@ func TestMaskMatchesBytes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	v, eos := testVocab(rng)
 	for range 40 {
-		g := &schemaGen{rng: rng}
-		schema := g.schema(2)
+		g := &schemagen.Gen{Rng: rng}
+		schema := g.Schema(2)
 		gr, err := Compile([]byte(schema))
 		if err != nil {
 			t.Fatal(err)
