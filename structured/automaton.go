@@ -1,5 +1,7 @@
 package structured
 
+import "math/bits"
+
 // The automaton's state is a set of stacks of frames: one stack per way
 // the text so far can be read (an enum of "ab" and "ac" keeps two after
 // "a"). A frame is one value being generated; its phase says what may
@@ -445,14 +447,7 @@ func (st *stepper) run(dst *multi, s []frame, c int, lvl int) {
 	}
 }
 
-func trailingZeros(b uint64) int {
-	n := 0
-	for b&1 == 0 {
-		b >>= 1
-		n++
-	}
-	return n
-}
+func trailingZeros(b uint64) int { return bits.TrailingZeros64(b) }
 
 type verdict uint8
 
