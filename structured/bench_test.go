@@ -47,7 +47,7 @@ func benchVocab(b *testing.B, name string) (*tokenizer.Tokenizer, *Vocab) {
 // decode step, Mask and Accept, replaying benchDoc's tokens: cold (a new
 // index: every state's token set computed by a trie walk) and warm (the
 // index of an earlier request with the same schema). It reports the mean
-// and the median per token.
+// per token, and the median and 90th percentile of the last pass.
 func BenchmarkConstrainedToken(b *testing.B) {
 	g, err := Compile([]byte(benchSchema))
 	if err != nil {
@@ -68,6 +68,13 @@ func BenchmarkConstrainedToken(b *testing.B) {
 			}
 			b.Run(name+"/"+mode, func(b *testing.B) {
 				ix := NewIndex(g, v)
+				if warm { // an earlier request with this schema
+					m := ix.NewMatcher()
+					for _, id := range ids {
+						m.Mask(logits)
+						m.Accept(id)
+					}
+				}
 				per := make([]time.Duration, 0, len(ids))
 				var total time.Duration
 				for b.Loop() {
@@ -93,6 +100,7 @@ func BenchmarkConstrainedToken(b *testing.B) {
 				slices.Sort(per)
 				b.ReportMetric(float64(total.Nanoseconds())/float64(b.N*len(ids)), "ns/token")
 				b.ReportMetric(float64(per[len(per)/2].Nanoseconds()), "p50-ns/token")
+				b.ReportMetric(float64(per[len(per)*9/10].Nanoseconds()), "p90-ns/token")
 				b.ReportMetric(float64(len(ids)), "tokens")
 			})
 		}
