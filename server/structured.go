@@ -123,7 +123,7 @@ type grammarEntry struct {
 }
 
 // maxGrammars is how many compiled schemas a backend keeps.
-const maxGrammars = 64
+const maxGrammars = 32
 
 func newGrammars() *grammars {
 	return &grammars{order: list.New(), byKey: map[[sha256.Size]byte]*list.Element{}}

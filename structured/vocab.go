@@ -103,7 +103,7 @@ type entry struct {
 }
 
 // maxCacheBytes bounds an index's cache; when full it starts again.
-const maxCacheBytes = 32 << 20
+const maxCacheBytes = 8 << 20
 
 // NewIndex pairs g and v.
 func NewIndex(g *Grammar, v *Vocab) *Index {
