@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"unicode/utf8"
 )
 
 // Vocab is a vocabulary indexed by the bytes of its tokens: a trie laid
@@ -15,9 +16,20 @@ type Vocab struct {
 	size   int
 	toks   [][]byte
 	eos    []int
-	nodes  []trieNode
-	ids    []int32 // token ids in byte order; a node's tokens are ids[lo:hi]
+	all    trie // every token
 	maxLen int
+	// plain marks the tokens that are string content alone: complete
+	// UTF-8 without '"', '\\' or control bytes. Inside a string without
+	// length or pattern they are all allowed, so the walk of such a state
+	// needs only special, the trie of the other tokens.
+	plain   []uint64
+	special trie
+}
+
+// trie is a trie laid out in depth-first order.
+type trie struct {
+	nodes []trieNode
+	ids   []int32 // token ids in byte order; a node's tokens are ids[lo:hi]
 }
 
 type trieNode struct {
@@ -42,14 +54,42 @@ func NewVocab(tokens [][]byte, eos []int) *Vocab {
 			v.eos = append(v.eos, id)
 		}
 	}
-	var order []int32
+	var order, other []int32
+	v.plain = make([]uint64, (len(tokens)+63)/64)
 	for id, t := range tokens {
-		if len(t) > 0 && len(t) <= maxTokenBytes && !slices.Contains(v.eos, id) {
-			order = append(order, int32(id))
+		if len(t) == 0 || len(t) > maxTokenBytes || slices.Contains(v.eos, id) {
+			continue
+		}
+		order = append(order, int32(id))
+		v.maxLen = max(v.maxLen, len(t))
+		if isPlain(t) {
+			v.plain[id>>6] |= 1 << (id & 63)
+		} else {
+			other = append(other, int32(id))
 		}
 	}
+	v.all = buildTrie(tokens, order)
+	v.special = buildTrie(tokens, other)
+	return v
+}
+
+// isPlain reports whether t is string content alone.
+func isPlain(t []byte) bool {
+	if !utf8.Valid(t) {
+		return false
+	}
+	for _, c := range t {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func buildTrie(tokens [][]byte, order []int32) trie {
+	order = slices.Clone(order)
 	slices.SortStableFunc(order, func(a, b int32) int { return bytes.Compare(tokens[a], tokens[b]) })
-	v.ids = order
+	tr := trie{ids: order}
 	var path []int32
 	var prev []byte
 	for i, id := range order {
@@ -59,26 +99,25 @@ func NewVocab(tokens [][]byte, eos []int) *Vocab {
 			l++
 		}
 		for len(path) > l {
-			v.nodes[path[len(path)-1]].skip = int32(len(v.nodes))
+			tr.nodes[path[len(path)-1]].skip = int32(len(tr.nodes))
 			path = path[:len(path)-1]
 		}
 		for d := l; d < len(t); d++ {
-			v.nodes = append(v.nodes, trieNode{b: t[d], depth: uint16(d + 1), lo: int32(i), hi: int32(i)})
-			path = append(path, int32(len(v.nodes)-1))
+			tr.nodes = append(tr.nodes, trieNode{b: t[d], depth: uint16(d + 1), lo: int32(i), hi: int32(i)})
+			path = append(path, int32(len(tr.nodes)-1))
 		}
-		end := &v.nodes[path[len(t)-1]]
+		end := &tr.nodes[path[len(t)-1]]
 		if end.hi == end.lo {
 			end.lo = int32(i)
 		}
 		end.hi = int32(i + 1)
 		prev = t
-		v.maxLen = max(v.maxLen, len(t))
 	}
 	for len(path) > 0 {
-		v.nodes[path[len(path)-1]].skip = int32(len(v.nodes))
+		tr.nodes[path[len(path)-1]].skip = int32(len(tr.nodes))
 		path = path[:len(path)-1]
 	}
-	return v
+	return tr
 }
 
 // Size is the number of token ids (logits).
@@ -263,6 +302,21 @@ func (m *Matcher) lookup() *entry {
 	return e
 }
 
+// inFreeString reports whether some way of reading the output is inside
+// a string without length or pattern, where a character may start: every
+// plain token is allowed there.
+func (m *Matcher) inFreeString() bool {
+	for i := range m.cur.ends {
+		s := m.cur.stack(i)
+		t := &s[len(s)-1]
+		n := &m.ix.g.nodes[t.node]
+		if n.kind == kString && t.ph == 1 && n.minLen == 0 && n.maxLen < 0 && n.re == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // stateKey encodes the current state exactly.
 func (m *Matcher) stateKey(b []byte) []byte {
 	for i := range m.cur.ends {
@@ -286,17 +340,22 @@ func (m *Matcher) compute() *entry {
 	for len(m.levels) <= v.maxLen {
 		m.levels = append(m.levels, multi{})
 	}
+	tr := &v.all
+	if m.inFreeString() {
+		copy(e.mask, v.plain)
+		tr = &v.special
+	}
 	lv := m.levels
 	lv[0] = m.cur
-	for i := 0; i < len(v.nodes); {
-		nd := &v.nodes[i]
+	for i := 0; i < len(tr.nodes); {
+		nd := &tr.nodes[i]
 		d := nd.depth
 		m.st.feed(&lv[d-1], int(nd.b), &lv[d])
 		if lv[d].len() == 0 {
 			i = int(nd.skip)
 			continue
 		}
-		for _, id := range v.ids[nd.lo:nd.hi] {
+		for _, id := range tr.ids[nd.lo:nd.hi] {
 			e.mask[id>>6] |= 1 << (id & 63)
 		}
 		i++
