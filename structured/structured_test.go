@@ -252,3 +252,40 @@ func FuzzCompile(f *testing.F) {
 		}
 	})
 }
+
+// A token whose state is cached costs no allocation: Mask and Accept in
+// the decode loop allocate nothing once an earlier generation has met
+// the states.
+func TestMatcherAllocs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	v, eos := testVocab(rng)
+	g, err := Compile([]byte(`{"type":"object","properties":{"a":{"type":"string"},"b":{"type":"array","items":{"type":"integer"}},"c":{"enum":["x","y"]}},"required":["a","b","c"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := NewIndex(g, v)
+	doc := `{"a": "some text", "b": [1, 22, 333], "c": "y"}`
+	var ids []int
+	for i := 0; i < len(doc); i++ {
+		ids = append(ids, 1+int(doc[i])) // the single-byte tokens of testVocab
+	}
+	logits := make([]float32, v.size)
+	m := ix.NewMatcher()
+	replay := func() {
+		m.Reset()
+		for _, id := range ids {
+			m.Mask(logits)
+			if !m.Accept(id) {
+				t.Fatalf("token %q refused", v.Text(id))
+			}
+		}
+		if !m.Done() {
+			t.Fatal("document not complete")
+		}
+	}
+	replay() // fills the cache and the matcher's buffers
+	if a := testing.AllocsPerRun(20, replay); a != 0 {
+		t.Errorf("%v allocations per generation of %d tokens", a, len(ids))
+	}
+	_ = eos
+}
