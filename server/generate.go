@@ -77,6 +77,11 @@ func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiErr
 	if len(req.Tools) > 0 {
 		req.genParams.tools = b.tools
 	}
+	if req.forced != nil {
+		if e := forceToolCall(b, req); e != nil {
+			return nil, nil, e
+		}
+	}
 	return &req.genParams, ids, nil
 }
 

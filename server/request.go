@@ -70,6 +70,11 @@ type chatRequest struct {
 	genParams
 	Messages []chat.Message
 	Tools    []any // nil: none
+	// toolParams are the tools' parameters schemas (nil: none given), and
+	// forced the tool_choice that requires a call; nil: auto.
+	toolNames  []string
+	toolParams []json.RawMessage
+	forced     *forcedTool
 }
 
 // completionRequest is a decoded POST /v1/completions body: the prompt is
@@ -610,9 +615,9 @@ func joinTextParts(param string, raw json.RawMessage) (string, *apiError) {
 }
 
 // tools checks tools and tool_choice. Tools reach the chat template and
-// the server parses tool calls out of the output (toolcalls.go), but it
-// cannot force one, so only the choices "auto" and "none" can be
-// honoured.
+// the server parses tool calls out of the output (toolcalls.go); a
+// tool_choice of "required" or a named function forces a call
+// (forceToolCall).
 func (f *fields) tools(r *chatRequest) {
 	raw, hasTools := f.get("tools")
 	var names []string
@@ -634,7 +639,8 @@ func (f *fields) tools(r *chatRequest) {
 			var t struct {
 				Type     *string `json:"type"`
 				Function *struct {
-					Name *string `json:"name"`
+					Name       *string         `json:"name"`
+					Parameters json.RawMessage `json:"parameters"`
 				} `json:"function"`
 			}
 			if it[0] != '{' || json.Unmarshal(it, &t) != nil || t.Type == nil || *t.Type != "function" || t.Function == nil || t.Function.Name == nil || *t.Function.Name == "" {
@@ -642,7 +648,9 @@ func (f *fields) tools(r *chatRequest) {
 				return
 			}
 			names = append(names, *t.Function.Name)
+			r.toolParams = append(r.toolParams, t.Function.Parameters)
 		}
+		r.toolNames = names
 		v, err := chat.DecodeJSONOrdered(raw)
 		if err != nil {
 			f.fail(badRequest("tools", "tools is not valid JSON"))
@@ -666,7 +674,7 @@ func (f *fields) tools(r *chatRequest) {
 		case "none":
 			r.Tools = nil
 		case "required":
-			f.fail(badRequest("tool_choice", "tool_choice \"required\" is not supported: this server cannot force a tool call"))
+			r.forced = &forcedTool{}
 		default:
 			f.fail(badRequest("tool_choice", "tool_choice must be \"auto\", \"none\", \"required\" or a named function, got %s", quoteName(s)))
 		}
@@ -682,7 +690,7 @@ func (f *fields) tools(r *chatRequest) {
 		}
 		for _, n := range names {
 			if n == c.Function.Name {
-				f.fail(badRequest("tool_choice", "tool_choice naming a function is not supported: this server cannot force a tool call"))
+				r.forced = &forcedTool{name: n}
 				return
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 
@@ -29,10 +30,12 @@ func (f *fields) bestOf() {
 
 // responseFormat is a response_format that asks for JSON.
 type responseFormat struct {
-	// Type is "json_object" or "json_schema".
+	// Type is "json_object", "json_schema", or "tool_call" (a forced tool
+	// call: Schema between Prefix and Suffix).
 	Type string
 	// Schema is json_schema.schema; nil means any JSON value.
-	Schema []byte
+	Schema         []byte
+	Prefix, Suffix string
 	// key identifies the grammar in the cache.
 	key [sha256.Size]byte
 }
@@ -99,11 +102,72 @@ func (f *fields) responseFormat(g *genParams) {
 		f.fail(badRequest("response_format.type", "response_format.type must be text, json_object or json_schema, got %s", quoteName(*rf.Type)))
 		return
 	}
+	g.format.setKey()
+}
+
+func (rf *responseFormat) setKey() {
 	h := sha256.New()
-	h.Write([]byte(g.format.Type))
-	h.Write([]byte{0})
-	h.Write(g.format.Schema)
-	copy(g.format.key[:], h.Sum(nil))
+	for _, part := range [][]byte{[]byte(rf.Type), []byte(rf.Prefix), []byte(rf.Suffix), rf.Schema} {
+		h.Write([]byte{byte(len(part) >> 24), byte(len(part) >> 16), byte(len(part) >> 8), byte(len(part))})
+		h.Write(part)
+	}
+	copy(rf.key[:], h.Sum(nil))
+}
+
+// forcedTool is a tool_choice that requires a call: of the named
+// function, or of any tool ("required").
+type forcedTool struct{ name string }
+
+// forceToolCall makes the output of a chat request one tool call in the
+// template's markup, with arguments valid under the tool's parameters
+// (as a json_schema response_format would).
+func forceToolCall(b *Backend, req *chatRequest) *apiError {
+	g := &req.genParams
+	switch {
+	case g.format != nil:
+		return badRequest("tool_choice", "tool_choice that requires a call cannot be combined with a JSON response_format")
+	case b.tools == nil:
+		return badRequest("tool_choice", "tool_choice %q cannot be honoured: the chat template shows no tool-call markup this server knows", "required")
+	}
+	var calls []string
+	for i, name := range req.toolNames {
+		if req.forced.name != "" && name != req.forced.name {
+			continue
+		}
+		params := []byte(`{"type":"object"}`)
+		if p := req.toolParams[i]; len(p) > 0 && string(p) != "null" {
+			if _, err := structured.Compile(p); err != nil {
+				param := fmt.Sprintf("tools[%d].function.parameters", i)
+				var se *structured.SchemaError
+				if errors.As(err, &se) && se.Path != "" {
+					param += strings.ReplaceAll(se.Path, "/", ".")
+				}
+				e := badRequest(param, "tool_choice requires a call, so %s must be a supported schema: %v; docs/SERVER.md lists what is supported", param, err)
+				if se != nil && se.Unsupported {
+					e = e.withCode("unsupported_schema")
+				}
+				return e
+			}
+			params = p
+		}
+		nameJSON, _ := json.Marshal(name)
+		calls = append(calls, fmt.Sprintf(`{"type":"object","properties":{"name":{"const":%s},"arguments":%s},"required":["name","arguments"],"additionalProperties":false}`, nameJSON, params))
+	}
+	value := calls[0]
+	if len(calls) > 1 {
+		value = `{"anyOf":[` + strings.Join(calls, ",") + `]}`
+	}
+	if b.tools == jambaToolFormat {
+		// A list of calls; one when a function is named.
+		value = `{"type":"array","items":` + value + `,"minItems":1`
+		if req.forced.name != "" {
+			value += `,"maxItems":1`
+		}
+		value += "}"
+	}
+	g.format = &responseFormat{Type: "tool_call", Schema: []byte(value), Prefix: b.tools.open, Suffix: b.tools.close}
+	g.format.setKey()
+	return nil
 }
 
 // grammars holds a backend's vocabulary index and its compiled schemas,
@@ -161,6 +225,11 @@ func (gs *grammars) index(b *Backend, rf *responseFormat) (*structured.Index, er
 	gs.mu.Unlock()
 	var g *structured.Grammar
 	switch {
+	case rf.Type == "tool_call":
+		var err error
+		if g, err = structured.CompileWrapped(rf.Schema, rf.Prefix, rf.Suffix); err != nil {
+			return nil, err
+		}
 	case rf.Type == "json_object":
 		g = structured.AnyObject()
 	case rf.Schema == nil:

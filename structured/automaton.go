@@ -155,7 +155,15 @@ func (st *stepper) run(dst *multi, s []frame, c int, lvl int) {
 		ws := isWS(c)
 		switch n.kind {
 		case kDoc:
-			if t.ph == 0 {
+			// Phases: 0 before the value (after the prefix, n.lit), 1 after
+			// it (the suffix, n.suffix, then nothing), 2 done.
+			switch {
+			case t.ph == 0 && int(t.k) < len(n.lit):
+				if c != eof && int(n.lit[t.k]) == c {
+					t.k++
+					dst.add(s)
+				}
+			case t.ph == 0:
 				if ws {
 					if t.ws < MaxWhitespace {
 						t.ws++
@@ -166,12 +174,26 @@ func (st *stepper) run(dst *multi, s []frame, c int, lvl int) {
 				if c == eof {
 					return
 				}
-				t.ph, t.ws = 1, 0
+				t.ph, t.ws, t.k = 1, 0, 0
 				st.push(dst, s, n.val, c, lvl)
-				return
-			}
-			if c == eof {
-				dst.add(s)
+			case t.ph == 1 && len(n.suffix) > 0:
+				switch {
+				case ws && t.k == 0:
+					if t.ws < MaxWhitespace {
+						t.ws++
+						dst.add(s)
+					}
+				case c != eof && int(n.suffix[t.k]) == c:
+					t.k++
+					if int(t.k) == len(n.suffix) {
+						t.ph = 2
+					}
+					dst.add(s)
+				}
+			default:
+				if c == eof {
+					dst.add(s)
+				}
 			}
 			return
 

@@ -112,8 +112,10 @@ type node struct {
 	re             *dfa
 	// kInteger
 	lo, hi int64
-	// kLiteral
+	// kLiteral; kDoc: the text before the value
 	lit []byte
+	// kDoc: the text after the value
+	suffix []byte
 	// kUnion
 	alts []int32
 
@@ -166,6 +168,19 @@ func Compile(schema []byte) (*Grammar, error) {
 	}
 	c.nodes[0].val = root
 	return c.finish()
+}
+
+// CompileWrapped compiles schema as Compile does, for an output that is
+// prefix, the value, then suffix (one whitespace byte may stand between
+// the value and each): a tool call in a chat template's markup.
+func CompileWrapped(schema []byte, prefix, suffix string) (*Grammar, error) {
+	g, err := Compile(schema)
+	if err != nil {
+		return nil, err
+	}
+	g.nodes[0].lit = []byte(prefix)
+	g.nodes[0].suffix = []byte(suffix)
+	return g, nil
 }
 
 // AnyObject is the grammar of any JSON object (response_format

@@ -289,3 +289,21 @@ func TestMatcherAllocs(t *testing.T) {
 	}
 	_ = eos
 }
+
+func TestCompileWrapped(t *testing.T) {
+	g, err := CompileWrapped([]byte(`{"type":"object","properties":{"name":{"const":"f"},"arguments":{"type":"object","properties":{"x":{"type":"integer"}},"required":["x"]}},"required":["name","arguments"]}`), "<tool_call>", "</tool_call>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []string{"<tool_call>\n{\"name\":\"f\",\"arguments\":{\"x\":1}}\n</tool_call>", `<tool_call>{"name":"f","arguments":{"x":-2}}</tool_call>`} {
+		if !accepts(g, ok) {
+			t.Errorf("refused %q", ok)
+		}
+	}
+	for _, bad := range []string{`{"name":"f","arguments":{"x":1}}`, `<tool_call>{"name":"f","arguments":{"x":1}}`, `<tool_call>{"name":"g","arguments":{"x":1}}</tool_call>`,
+		`<tool_call>{"name":"f","arguments":{}}</tool_call>`, "<tool_call>\n\n{\"name\":\"f\",\"arguments\":{\"x\":1}}</tool_call>", `<tool_call>{"name":"f","arguments":{"x":1}}</tool_call> `} {
+		if accepts(g, bad) {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}

@@ -261,9 +261,10 @@ func (m *Matcher) Done() bool {
 	if m.dead || m.cur.len() == 0 {
 		return false
 	}
+	doc := &m.ix.g.nodes[0]
 	for i := range m.cur.ends {
 		s := m.cur.stack(i)
-		if len(s) != 1 || s[0].ph != 1 {
+		if len(s) != 1 || s[0].ph != 1 && s[0].ph != 2 || s[0].ph == 1 && len(doc.suffix) > 0 {
 			return false
 		}
 	}
