@@ -1,11 +1,13 @@
 package structured
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/jamba-go/jamba/internal/schemagen"
 )
@@ -306,4 +308,81 @@ func TestCompileWrapped(t *testing.T) {
 			t.Errorf("accepted %q", bad)
 		}
 	}
+}
+
+// FuzzAnyValue checks the JSON automaton against encoding/json: what it
+// accepts is valid JSON, and valid JSON within its limits (whitespace
+// runs of one byte, digit counts, no lone surrogate escapes) is
+// accepted.
+func FuzzAnyValue(f *testing.F) {
+	for _, s := range []string{`{"a": [1, -2.5e+3, true, null, "x\u00e9\n"]}`, `[]`, `"\ud83d\ude00"`, `0`, `-0.0E-0`, `{"":{"":[]}}`, `[1,]`, `01`, "\"\xff\"", `"\u0000"`} {
+		f.Add([]byte(s))
+	}
+	g := AnyValue()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := accepts(g, string(b))
+		if got && !json.Valid(b) {
+			t.Fatalf("accepted invalid JSON %q", b)
+		}
+		if !got && json.Valid(b) && withinLimits(b) {
+			t.Fatalf("refused valid JSON %q", b)
+		}
+	})
+}
+
+// withinLimits reports whether valid JSON b stays within what the
+// automaton generates: compact apart from single whitespace bytes (no
+// '\r'), numbers within the digit limits, no surrogate escapes, no
+// trailing whitespace.
+func withinLimits(b []byte) bool {
+	if !utf8.Valid(b) { // encoding/json lets invalid UTF-8 through
+		return false
+	}
+	if len(b) > 0 && isWS(int(b[len(b)-1])) {
+		return false
+	}
+	inStr, esc := false, false
+	run, digits := 0, 0
+	for i, c := range b {
+		if inStr {
+			switch {
+			case esc:
+				esc = false
+				if c == 'u' && i+1 < len(b) && (b[i+1] == 'd' || b[i+1] == 'D') {
+					return false
+				}
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+			continue
+		}
+		switch {
+		case c == '"':
+			inStr = true
+		case c == '\r':
+			return false
+		}
+		if isWS(int(c)) {
+			run++
+			if run > MaxWhitespace {
+				return false
+			}
+		} else {
+			run = 0
+		}
+		if isDigit(int(c)) {
+			digits++
+			if digits > maxExpDigits { // the smallest digit limit, to be simple
+				return false
+			}
+		} else {
+			digits = 0
+		}
+		if c == '-' && i+2 < len(b) && b[i+1] == '0' && isDigit(int(b[i+2])) {
+			return false
+		}
+	}
+	return true
 }
