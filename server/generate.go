@@ -81,6 +81,8 @@ func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiErr
 		if e := forceToolCall(b, req); e != nil {
 			return nil, nil, e
 		}
+	} else if len(req.Tools) > 0 {
+		constrainToolCalls(b, req)
 	}
 	return &req.genParams, ids, nil
 }

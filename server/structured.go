@@ -129,14 +129,45 @@ func forceToolCall(b *Backend, req *chatRequest) *apiError {
 	case b.tools == nil:
 		return badRequest("tool_choice", "tool_choice %q cannot be honoured: the chat template shows no tool-call markup this server knows", "required")
 	}
+	value, e := toolCallSchema(b, req, req.forced.name, false)
+	if e != nil {
+		return e
+	}
+	g.format = &responseFormat{Type: "tool_call", Schema: []byte(value), Prefix: b.tools.open, Suffix: b.tools.close}
+	g.format.setKey()
+	return nil
+}
+
+// constrainToolCalls holds the tool calls a chat request with tools (and
+// tool_choice "auto") may make to its tools' parameters: the output is
+// free text, but after the template's opening marker only a call block
+// (a tool's name and arguments valid under its parameters) may follow,
+// and after it only more blocks. A tool whose parameters are outside the
+// supported subset gets arguments that are any JSON object.
+func constrainToolCalls(b *Backend, req *chatRequest) {
+	if b.tools == nil || req.format != nil || len(req.toolNames) == 0 {
+		return
+	}
+	value, _ := toolCallSchema(b, req, "", true)
+	req.format = &responseFormat{Type: "tool_text", Schema: []byte(value), Prefix: b.tools.open, Suffix: b.tools.close}
+	req.format.setKey()
+}
+
+// toolCallSchema is the JSON schema of a call block's JSON: a call of the
+// named tool (or any), as a list in Jamba's format. lenient replaces
+// parameters outside the supported subset by any object instead of
+// refusing them.
+func toolCallSchema(b *Backend, req *chatRequest, only string, lenient bool) (string, *apiError) {
 	var calls []string
 	for i, name := range req.toolNames {
-		if req.forced.name != "" && name != req.forced.name {
+		if only != "" && name != only {
 			continue
 		}
 		params := []byte(`{"type":"object"}`)
 		if p := req.toolParams[i]; len(p) > 0 && string(p) != "null" {
-			if _, err := structured.Compile(p); err != nil {
+			if _, err := structured.Compile(p); err != nil && lenient {
+				p = params
+			} else if err != nil {
 				param := fmt.Sprintf("tools[%d].function.parameters", i)
 				var se *structured.SchemaError
 				if errors.As(err, &se) && se.Path != "" {
@@ -146,7 +177,7 @@ func forceToolCall(b *Backend, req *chatRequest) *apiError {
 				if se != nil && se.Unsupported {
 					e = e.withCode("unsupported_schema")
 				}
-				return e
+				return "", e
 			}
 			params = p
 		}
@@ -160,14 +191,12 @@ func forceToolCall(b *Backend, req *chatRequest) *apiError {
 	if b.tools == jambaToolFormat {
 		// A list of calls; one when a function is named.
 		value = `{"type":"array","items":` + value + `,"minItems":1`
-		if req.forced.name != "" {
+		if only != "" {
 			value += `,"maxItems":1`
 		}
 		value += "}"
 	}
-	g.format = &responseFormat{Type: "tool_call", Schema: []byte(value), Prefix: b.tools.open, Suffix: b.tools.close}
-	g.format.setKey()
-	return nil
+	return value, nil
 }
 
 // grammars holds a backend's vocabulary index and its compiled schemas,
@@ -230,6 +259,11 @@ func (gs *grammars) index(b *Backend, rf *responseFormat) (*structured.Index, er
 		if g, err = structured.CompileWrapped(rf.Schema, rf.Prefix, rf.Suffix); err != nil {
 			return nil, err
 		}
+	case rf.Type == "tool_text":
+		var err error
+		if g, err = structured.CompileAfterMarker(rf.Schema, rf.Prefix, rf.Suffix); err != nil {
+			return nil, err
+		}
 	case rf.Type == "json_object":
 		g = structured.AnyObject()
 	case rf.Schema == nil:
@@ -263,6 +297,9 @@ func (s *Server) constraints(b *Backend, g *genParams) (func() engine.Constraint
 		return nil, nil
 	}
 	ix, err := b.grammars.index(b, g.format)
+	if err != nil && g.format.Type == "tool_text" {
+		return nil, nil // tool calls left unconstrained rather than refusing a request that asked for nothing
+	}
 	if err != nil {
 		param := "response_format.json_schema.schema"
 		var se *structured.SchemaError

@@ -110,7 +110,11 @@ func (st *stepper) feed(src *multi, c int, dst *multi) {
 // begin is the state before any output.
 func (g *Grammar) begin(m *multi) {
 	m.reset()
-	m.add([]frame{{node: 0}})
+	f := frame{node: 0}
+	if g.nodes[0].free {
+		f.ph = 3
+	}
+	m.add([]frame{f})
 }
 
 // push opens a value of node id for the byte c, which starts it: one
@@ -156,8 +160,36 @@ func (st *stepper) run(dst *multi, s []frame, c int, lvl int) {
 		switch n.kind {
 		case kDoc:
 			// Phases: 0 before the value (after the prefix, n.lit), 1 after
-			// it (the suffix, n.suffix, then nothing), 2 done.
+			// it (the suffix, n.suffix, then nothing), 2 done; with free
+			// text, 3 is the text before the first prefix, and after 2
+			// may come whitespace and another prefix.
 			switch {
+			case t.ph == 3:
+				if c != eof {
+					k := t.k
+					for k > 0 && int(n.lit[k]) != c {
+						k = n.kmp[k-1]
+					}
+					if int(n.lit[k]) == c {
+						k++
+					}
+					t.k = k
+					if int(k) == len(n.lit) {
+						t.ph = 0
+					}
+				}
+				dst.add(s)
+				return
+			case t.ph == 2 && n.free && c != eof:
+				if ws {
+					if t.ws < MaxWhitespace {
+						t.ws++
+						dst.add(s)
+					}
+					return
+				}
+				t.ph, t.k, t.ws = 0, 0, 0
+				continue
 			case t.ph == 0 && int(t.k) < len(n.lit):
 				if c != eof && int(n.lit[t.k]) == c {
 					t.k++

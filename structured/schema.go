@@ -116,6 +116,10 @@ type node struct {
 	lit []byte
 	// kDoc: the text after the value
 	suffix []byte
+	// kDoc: free text comes first, and the value only after lit, which
+	// free text may hold; kmp is lit's failure function
+	free bool
+	kmp  []int32
 	// kUnion
 	alts []int32
 
@@ -180,6 +184,35 @@ func CompileWrapped(schema []byte, prefix, suffix string) (*Grammar, error) {
 	}
 	g.nodes[0].lit = []byte(prefix)
 	g.nodes[0].suffix = []byte(suffix)
+	return g, nil
+}
+
+// CompileAfterMarker compiles schema for an output of free text in which
+// the value may follow each occurrence of open: free text up to the first
+// open, then blocks of open, the value and close, separated by one
+// whitespace byte at most, until the end. This is how a chat template's
+// tool calls look when the model may call a tool or answer in text: the
+// calls it starts are held to the schema.
+func CompileAfterMarker(schema []byte, open, close string) (*Grammar, error) {
+	if open == "" || close == "" {
+		return nil, fmt.Errorf("structured: empty markers")
+	}
+	g, err := CompileWrapped(schema, open, close)
+	if err != nil {
+		return nil, err
+	}
+	d := &g.nodes[0]
+	d.free = true
+	d.kmp = make([]int32, len(open))
+	for i, k := 1, int32(0); i < len(open); i++ {
+		for k > 0 && open[i] != open[k] {
+			k = d.kmp[k-1]
+		}
+		if open[i] == open[k] {
+			k++
+		}
+		d.kmp[i] = k
+	}
 	return g, nil
 }
 

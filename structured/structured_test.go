@@ -386,3 +386,36 @@ func withinLimits(b []byte) bool {
 	}
 	return true
 }
+
+func TestCompileAfterMarker(t *testing.T) {
+	g, err := CompileAfterMarker([]byte(`{"type":"object","properties":{"name":{"const":"f"},"arguments":{"type":"object","properties":{"x":{"type":"integer"}},"required":["x"]}},"required":["name","arguments"]}`), "<tool_call>", "</tool_call>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []string{"", "just text, <tool_ca and < more", "Let me check.\n<tool_call>\n{\"name\":\"f\",\"arguments\":{\"x\":1}}\n</tool_call>",
+		"<<tool_call>{\"name\":\"f\",\"arguments\":{\"x\":1}}</tool_call>\n<tool_call>{\"name\":\"f\",\"arguments\":{\"x\":2}}</tool_call>"} {
+		if !accepts(g, ok) {
+			t.Errorf("refused %q", ok)
+		}
+	}
+	for _, bad := range []string{"text <tool_call>not json", "<tool_call>{\"name\":\"g\",\"arguments\":{\"x\":1}}</tool_call>",
+		"<tool_call>{\"name\":\"f\",\"arguments\":{\"x\":1}}", "<tool_call>{\"name\":\"f\",\"arguments\":{\"x\":1}}</tool_call> and text",
+		"x<tool_call>{\"name\":\"f\",\"arguments\":{}}</tool_call>"} {
+		if accepts(g, bad) {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+	// Through a matcher: free text never completes, EOS is allowed
+	// outside a call and not inside one.
+	rng := rand.New(rand.NewPCG(1, 1))
+	v, eos := testVocab(rng)
+	m := NewIndex(g, v).NewMatcher()
+	for _, c := range []byte("hi <tool_call>") {
+		if m.Done() || !m.Allowed(eos) || !m.Accept(1+int(c)) {
+			t.Fatalf("at %q", c)
+		}
+	}
+	if m.Allowed(eos) || m.Allowed(1+'x') || !m.Allowed(1+'{') {
+		t.Error("inside the call: EOS or text allowed, or '{' refused")
+	}
+}

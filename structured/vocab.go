@@ -262,6 +262,9 @@ func (m *Matcher) Done() bool {
 		return false
 	}
 	doc := &m.ix.g.nodes[0]
+	if doc.free {
+		return false // more text may always follow
+	}
 	for i := range m.cur.ends {
 		s := m.cur.stack(i)
 		if len(s) != 1 || s[0].ph != 1 && s[0].ph != 2 || s[0].ph == 1 && len(doc.suffix) > 0 {
