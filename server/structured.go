@@ -145,7 +145,9 @@ func forceToolCall(b *Backend, req *chatRequest) *apiError {
 // and after it only more blocks. A tool whose parameters are outside the
 // supported subset gets arguments that are any JSON object.
 func constrainToolCalls(b *Backend, req *chatRequest) {
-	if b.tools == nil || req.format != nil || len(req.toolNames) == 0 {
+	// ignore_eos and min_tokens keep their meaning: the text is then
+	// left free (a constraint ends the request at end-of-sequence).
+	if b.tools == nil || req.format != nil || len(req.toolNames) == 0 || req.IgnoreEOS || req.MinTokens > 0 {
 		return
 	}
 	value, _ := toolCallSchema(b, req, "", true)
