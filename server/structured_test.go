@@ -19,7 +19,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-var schemaCount = flag.Int("structured.schemas", 0, "random schemas for TestStructuredRandomSchemas on the demo model (default 40; 1000 for the full run)")
+var schemaCount = flag.Int("structured.schemas", 0, "random schemas for TestStructuredRandomSchemas (default 40) and TestStructuredFixtureModel (default 12); 1000 for the full run")
 
 // words make random prompts.
 var words = strings.Fields("give me the data as json for a user with name age tags and an id func main return err nil list of items please value")
@@ -188,7 +188,11 @@ func TestStructuredFixtureModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnvModel(t, m, tok, engine.Config{MaxBatch: 2})
-	runRandomSchemas(t, e, 12, 2)
+	n := 12
+	if *schemaCount > 0 {
+		n = *schemaCount
+	}
+	runRandomSchemas(t, e, n, 2)
 }
 
 // newEnvModel is newEnv on another model.
