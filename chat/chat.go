@@ -40,6 +40,8 @@ import (
 	"time"
 
 	"github.com/ardanlabs/jinja"
+
+	"github.com/jamba-go/jamba/internal/safefile"
 )
 
 // Message is one chat message, such as {"role": "user", "content": "Hi"}:
@@ -213,7 +215,7 @@ var ErrNoTemplate = errors.New("chat: the model has no chat template")
 // out. When there is no template the tokens come back with
 // [ErrNoTemplate].
 func FromTokenizerConfig(path string) (*Template, map[string]string, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.MaxConfig)
 	if err != nil {
 		return nil, nil, fmt.Errorf("chat: %w", err)
 	}
@@ -266,7 +268,7 @@ func FromTokenizerConfig(path string) (*Template, map[string]string, error) {
 			}
 		}
 	default:
-		b, err := os.ReadFile(filepath.Join(filepath.Dir(path), "chat_template.jinja"))
+		b, err := safefile.ReadFile(filepath.Join(filepath.Dir(path), "chat_template.jinja"), safefile.MaxConfig)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, tokens, ErrNoTemplate

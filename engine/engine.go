@@ -862,12 +862,10 @@ func (e *Engine) advance(s *seq, i int) {
 	}()
 	sl := s.slot
 	logits := e.ws.Logits(i)
-	for _, v := range logits {
-		if v != v {
-			e.failures.Add(1)
-			e.finish(s, Event{Token: -1, Err: ErrNonFinite})
-			return
-		}
+	if !model.Finite(logits) {
+		e.failures.Add(1)
+		e.finish(s, Event{Token: -1, Err: e.nonFinite(sl)})
+		return
 	}
 	r := &s.req
 	masked := s.generated < r.MinTokens && r.Constraint == nil
@@ -897,9 +895,11 @@ func (e *Engine) advance(s *seq, i int) {
 	}
 	id := sl.smp.Sample(logits)
 	if id < 0 {
-		err := ErrNonFinite
-		if r.Constraint != nil {
-			err = ErrConstraint
+		// Every logit was finite: only the constraint (with the bias)
+		// can have left no token.
+		err := ErrConstraint
+		if r.Constraint == nil {
+			err = e.nonFinite(sl)
 		}
 		e.failures.Add(1)
 		e.finish(s, Event{Token: -1, Err: err})

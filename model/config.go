@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/jamba-go/jamba/internal/safefile"
 )
 
 // MixerKind is the sequence mixer of a decoder layer.
@@ -118,7 +119,7 @@ func (e *ConfigError) Error() string {
 // LoadConfig reads and validates dir/config.json.
 func LoadConfig(dir string) (*Config, error) {
 	path := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.MaxConfig)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}

@@ -59,6 +59,8 @@ type Workspace struct {
 	expWeights                             [][]float32
 	topIdx                                 []int
 	topW                                   []float32
+
+	trace *finiteTrace // set while locating non-finite values (finite.go)
 }
 
 // NewWorkspace returns an empty workspace for m.
@@ -155,6 +157,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	if ws.CaptureHidden {
 		copy(ws.Hidden[0], h)
 	}
+	if ws.trace != nil {
+		ws.trace.check(stageEmbed, h)
+	}
 	eps := float32(c.RMSNormEps)
 	moeIdx := 0
 	for li := range m.Layers {
@@ -181,6 +186,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		if ws.CaptureHidden && li < len(m.Layers)-1 {
 			copy(ws.Hidden[li+1], h)
 		}
+		if ws.trace != nil {
+			ws.trace.check(li, h)
+		}
 	}
 	for i := range seqs {
 		caches[i].Len += len(seqs[i].Tokens)
@@ -189,6 +197,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	rmsNormRows(xn, h, m.FinalNorm, eps)
 	if ws.CaptureHidden {
 		copy(ws.Hidden[len(m.Layers)], xn)
+	}
+	if ws.trace != nil {
+		ws.trace.check(stageFinalNorm, xn[:total*H])
 	}
 	n := len(ws.headRows)
 	in := grow(&ws.headIn, n*H)

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jamba-go/jamba/cache"
 )
@@ -97,14 +98,20 @@ func (m *Model) Continue(ctx context.Context, ws *Workspace, st *cache.Seq, toke
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
+	start := st.Len
 	logits, err := m.Prefill(ws, st, tokens, chunk)
 	if err != nil {
 		return nil, "", err
 	}
-	out := make([]int, 0, opt.MaxTokens)
+	// At most the room left in the context: MaxTokens comes from the user
+	// and may be absurd.
+	out := make([]int, 0, max(1, min(opt.MaxTokens, limit-st.Len)))
 	tok := make([]int, 1)
 	in := []SeqInput{{Tokens: tok, Cache: st}}
 	for {
+		if !Finite(logits) {
+			return out, "", m.LocateNonFinite(append(slices.Clone(tokens), out...), start+len(tokens)+len(out)-1)
+		}
 		id := smp.Sample(logits)
 		if !opt.IgnoreEOS && m.IsEOS(id) {
 			return out, StopEOS, nil

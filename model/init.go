@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jamba-go/jamba/internal/atomicfile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -135,9 +136,5 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, append(data, '\n'))
 }

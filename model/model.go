@@ -19,6 +19,7 @@ import (
 
 	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -59,6 +60,10 @@ type Options struct {
 	// bfloat16 as they enter the cache, halving its memory and the bytes
 	// attention reads per token.
 	KVCache string
+	// CheckFinite scans every tensor of the checkpoint for NaN and
+	// infinities at load and fails naming the first (llama.cpp's
+	// --check-tensors).
+	CheckFinite bool
 }
 
 // Load opens the Hugging Face checkpoint in dir: config.json, and
@@ -73,10 +78,19 @@ func Load(dir string, opts Options) (*Model, error) {
 		return nil, err
 	}
 	m := &Model{Config: cfg, Dir: dir, set: set}
-	if data, err := os.ReadFile(filepath.Join(dir, "generation_config.json")); err == nil {
+	if data, err := safefile.ReadFile(filepath.Join(dir, "generation_config.json"), safefile.MaxConfig); err == nil {
 		if err := m.Generation.parse(data); err != nil {
 			set.Close()
 			return nil, fmt.Errorf("model: %s: %w", filepath.Join(dir, "generation_config.json"), err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		set.Close()
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if opts.CheckFinite {
+		if err := m.CheckWeightsFinite(); err != nil {
+			set.Close()
+			return nil, err
 		}
 	}
 	if err := m.finish(opts); err != nil {

@@ -43,6 +43,9 @@ func (m *Model) LossOverWindows(ids []int, ctx, maxTokens int, progress func(don
 		}
 		for i, s := range seqs {
 			lg := ws.Logits(i)
+			if !Finite(lg) {
+				return 0, 0, m.LocateNonFinite(s.Tokens, len(s.Tokens)-1)
+			}
 			for t := 0; t+1 < len(s.Tokens); t++ {
 				sum += CrossEntropy(lg[t*V:(t+1)*V], s.Tokens[t+1])
 				n++

@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/jamba-go/jamba/internal/atomicfile"
 )
 
 // Writer streams tensors into a safetensors file, one tensor at a time, so
@@ -22,7 +23,7 @@ import (
 // every call returns it.
 type Writer struct {
 	path  string // final path; "" for NewWriter
-	file  *os.File
+	file  *atomicfile.File
 	bw    *bufio.Writer
 	infos []TensorInfo
 	next  int // index of the next tensor to write
@@ -37,9 +38,11 @@ type Writer struct {
 // "pt" is added unless metadata sets "format" itself (the Hugging Face
 // loaders require it).
 //
-// The data goes to path+".tmp", which Close renames to path once every
-// tensor has been written, so an interrupted write never leaves a partial
-// file at path.
+// The data goes to a temporary file beside path, which Close syncs and
+// renames to path once every tensor has been written, so an interrupted
+// write never leaves a partial file at path. A path that names a device or
+// a pipe (/dev/stdout) is written through; one that names a folder or a
+// socket is refused (see package atomicfile).
 //
 // Tensors are laid out contiguously in the given order. To keep every
 // tensor aligned to its element size (which the zero-copy views need),
@@ -52,8 +55,7 @@ func Create(path string, infos []TensorInfo, metadata map[string]string) (*Write
 		}
 		return nil, err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, newError(path, "", err)
 	}
@@ -90,8 +92,7 @@ func (w *Writer) abort(err error) {
 	}
 	w.err = err
 	if w.file != nil {
-		w.file.Close()
-		os.Remove(w.file.Name())
+		w.file.Abort()
 		w.file = nil
 	}
 }
@@ -198,36 +199,15 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	if w.file != nil {
-		if err := w.file.Sync(); err != nil {
-			w.abort(err)
-			return w.err
-		}
-		name := w.file.Name()
-		err := w.file.Close()
+		err := w.file.Commit()
 		w.file = nil
-		if err == nil {
-			err = os.Rename(name, w.path)
-		}
 		if err != nil {
-			os.Remove(name)
 			w.err = newError(w.path, "", err)
 			return w.err
 		}
-		syncDir(filepath.Dir(w.path))
 	}
 	w.done = true
 	return nil
-}
-
-// syncDir makes a rename durable where the platform allows it; errors are
-// ignored (some systems cannot sync directories).
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	d.Sync()
-	d.Close()
 }
 
 // buildHeader checks infos, computes their offsets and returns the padded
@@ -399,13 +379,7 @@ func WriteIndex(dir string, weightMap map[string]string, totalSize int64) error 
 	if err := enc.Encode(index); err != nil {
 		return newError(path, "", err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
-		os.Remove(tmp)
-		return newError(path, "", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, b.Bytes()); err != nil {
 		return newError(path, "", err)
 	}
 	return nil

@@ -27,12 +27,25 @@ func (s *Server) handleGeneration(chatAPI bool, prompt func(b *Backend, body []b
 			writeError(w, e)
 			return
 		}
-		body, e := s.readBody(w, r)
+		release, e := s.admitPrompt(r.Context(), b)
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		defer func() {
+			if release != nil {
+				release()
+			}
+		}()
+		body, e := s.readBody(w, r, b)
 		if e != nil {
 			writeError(w, e)
 			return
 		}
 		g, ids, e := prompt(b, body)
+		body = nil
+		release()
+		release = nil
 		if e != nil {
 			writeError(w, e)
 			return
@@ -49,6 +62,9 @@ func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiErr
 		return nil, nil, e
 	}
 	if e := s.checkModel(&req.genParams); e != nil {
+		return nil, nil, e
+	}
+	if e := b.checkPromptBytes(textBytes(req.Messages)+textBytes(req.Tools), "messages"); e != nil {
 		return nil, nil, e
 	}
 	in := chat.Input{Messages: req.Messages, Tools: req.Tools, AddGenerationPrompt: true, Extra: map[string]any{}}
@@ -99,6 +115,9 @@ func (s *Server) completionPrompt(b *Backend, body []byte) (*genParams, []int, *
 	}
 	ids := req.PromptIDs
 	if !req.IsIDs {
+		if e := b.checkPromptBytes(int64(len(req.PromptText)), "prompt"); e != nil {
+			return nil, nil, e
+		}
 		// An empty prompt is the beginning-of-sequence token alone. The
 		// client owns the whole prompt here, so the text of special tokens
 		// in it becomes those tokens (unlike chat content).
@@ -477,7 +496,12 @@ func (gen *generation) completionLogprobs(lps []lpEntry, offset int) *completion
 		top := map[string]float64{}
 		for _, a := range e.top {
 			k := gen.tokenText(a.Token)
-			if _, dup := top[k]; !dup {
+			if lp, dup := top[k]; dup {
+				// Tokens of one text (byte tokens of an incomplete
+				// character all read U+FFFD) share its key: the entry is
+				// the probability of the text, their sum.
+				top[k] = logAddExp(lp, finiteLP(a.Logprob))
+			} else {
 				top[k] = finiteLP(a.Logprob)
 			}
 		}

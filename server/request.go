@@ -371,7 +371,9 @@ func (f *fields) common(g *genParams, chatAPI bool) {
 	if chatAPI && f.intIn("max_completion_tokens", 1, maxInt, &mct) {
 		g.MaxTokens = mct
 	}
-	f.intIn("min_tokens", 0, maxInt, &g.MinTokens)
+	if f.intIn("min_tokens", 0, maxInt, &g.MinTokens) && g.MaxTokens > 0 && g.MinTokens > g.MaxTokens {
+		f.fail(badRequest("min_tokens", "min_tokens %d is more than max_tokens %d", g.MinTokens, g.MaxTokens))
+	}
 
 	p := &g.Sampling
 	p.Temperature, p.TopP, p.RepetitionPenalty = 1, 1, 1
@@ -566,6 +568,9 @@ func decodeMessages(raw json.RawMessage) ([]chat.Message, *apiError) {
 		if !chatRoles[role] {
 			return nil, badRequest(param+".role", "%s.role must be system, developer, user, assistant or tool, got %s", param, quoteName(role))
 		}
+		if e := checkToolCalls(param, role, m["tool_calls"]); e != nil {
+			return nil, e
+		}
 		c, has := m["content"]
 		switch {
 		case !has || string(c) == "null":
@@ -645,6 +650,10 @@ func (f *fields) tools(r *chatRequest) {
 			}
 			if it[0] != '{' || json.Unmarshal(it, &t) != nil || t.Type == nil || *t.Type != "function" || t.Function == nil || t.Function.Name == nil || *t.Function.Name == "" {
 				f.fail(badRequest(fmt.Sprintf("tools[%d]", i), "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i))
+				return
+			}
+			if p := t.Function.Parameters; len(p) > 0 && string(p) != "null" && p[0] != '{' {
+				f.fail(badRequest(fmt.Sprintf("tools[%d].function.parameters", i), "tools[%d].function.parameters must be a JSON Schema object, got %s", i, kind(p)))
 				return
 			}
 			names = append(names, *t.Function.Name)
@@ -772,5 +781,42 @@ func decodePrompt(raw json.RawMessage, vocab int, r *completionRequest, outer bo
 		ids[i] = int(id)
 	}
 	r.PromptIDs, r.IsIDs = ids, true
+	return nil
+}
+
+// checkToolCalls checks a message's tool_calls: absent or null, or (for
+// an assistant) an array of {"type": "function", "function": {"name":
+// string, "arguments": string or object}} objects.
+func checkToolCalls(param, role string, raw json.RawMessage) *apiError {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	param += ".tool_calls"
+	if role != "assistant" {
+		return badRequest(param, "%s is only allowed in an assistant message", param)
+	}
+	var items []json.RawMessage
+	if raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+		return badRequest(param, "%s must be an array of tool calls, got %s", param, kind(raw))
+	}
+	for j, it := range items {
+		p := fmt.Sprintf("%s[%d]", param, j)
+		var c struct {
+			Type     *string `json:"type"`
+			Function *struct {
+				Name      *string         `json:"name"`
+				Arguments json.RawMessage `json:"arguments"`
+			} `json:"function"`
+		}
+		if it[0] != '{' || json.Unmarshal(it, &c) != nil || c.Function == nil || c.Function.Name == nil {
+			return badRequest(p, "%s must be {\"type\": \"function\", \"function\": {\"name\": ..., \"arguments\": ...}}", p)
+		}
+		if c.Type != nil && *c.Type != "function" {
+			return badRequest(p+".type", "%s.type must be \"function\", got %s", p, quoteName(*c.Type))
+		}
+		if a := c.Function.Arguments; len(a) > 0 && a[0] != '"' && a[0] != '{' {
+			return badRequest(p+".function.arguments", "%s.function.arguments must be a JSON string or an object, got %s", p, kind(a))
+		}
+	}
 	return nil
 }

@@ -31,6 +31,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -98,6 +99,10 @@ type Backend struct {
 	anchor   int         // an ordinary token to decode others after; -1: none
 	tools    *toolFormat // the template's tool-call markup; nil: none
 	grammars *grammars   // response_format's compiled schemas
+
+	maxTokBytes int           // the most text bytes one token stands for (promptbound.go)
+	promptSem   chan struct{} // places for requests being read, decoded and tokenized
+	promptWait  *atomic.Int64 // requests waiting for one
 }
 
 // state is the server's phase.
@@ -191,6 +196,10 @@ func (s *Server) Ready(b Backend) error {
 	b.anchor = -1
 	b.tools = toolFormatOf(b.Template.Source())
 	b.grammars = newGrammars()
+	b.maxTokBytes = maxTokenBytes(b.Tokenizer)
+	ec := b.Engine.Config()
+	b.promptSem = make(chan struct{}, max(1, ec.MaxBatch))
+	b.promptWait = new(atomic.Int64)
 	if ids := b.Tokenizer.Encode("a", false); len(ids) > 0 {
 		b.anchor = ids[len(ids)-1]
 	}
@@ -446,18 +455,37 @@ func modelNotFound(id string) *apiError {
 	return e.withCode("model_not_found")
 }
 
-// readBody checks the Content-Type and reads the body within the limit.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+// readBody checks the Content-Type and reads the body within the limit:
+// the configured one, or the less that b allows (see Backend.bodyLimit).
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, b *Backend) ([]byte, *apiError) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return nil, badRequest("", "Content-Type must be application/json, got %s", quoteName(r.Header.Get("Content-Type")))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	limit := s.cfg.MaxBodyBytes
+	if b != nil {
+		if fit := b.bodyLimit(); fit < limit {
+			if r.ContentLength > fit && r.ContentLength <= limit {
+				// Refused by its announced size, unread: drained (no
+				// memory held) so that the client reads the answer.
+				io.Copy(io.Discard, r.Body)
+				return nil, b.bodyTooLarge(r.ContentLength, fit)
+			}
+			limit = fit
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
 			return nil, &apiError{status: http.StatusRequestEntityTooLarge, Type: typeInvalidRequest,
 				Message: fmt.Sprintf("the request body is larger than the limit of %d bytes", mb.Limit)}
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The body stalled past the server's ReadTimeout: 408, which
+			// clients retry.
+			return nil, &apiError{status: http.StatusRequestTimeout, Type: typeInvalidRequest, Code: ptr("request_timeout"),
+				Message: "the request body was not received within the server's read timeout"}
 		}
 		return nil, badRequest("", "reading the request body failed: %v", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/jamba-go/jamba/internal/safefile"
 )
 
 // Tokenizer encodes text to token ids and decodes ids to text. It is built
@@ -45,12 +47,12 @@ type Tokenizer struct {
 // Load reads the tokenizer.json at path, and tokenizer_config.json from the
 // same directory when it exists.
 func Load(path string) (*Tokenizer, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.MaxTokenizer)
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %w", err)
 	}
 	cfgPath := filepath.Join(filepath.Dir(path), "tokenizer_config.json")
-	cfg, err := os.ReadFile(cfgPath)
+	cfg, err := safefile.ReadFile(cfgPath, safefile.MaxConfig)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("tokenizer: %w", err)

@@ -194,6 +194,18 @@ func (l *Loader) prepare() {
 	l.permEpoch = l.Epoch
 }
 
+// checkPos reports a position past the end of the current epoch's rows
+// (a corrupted or foreign training state).
+func (l *Loader) checkPos() error {
+	if l.Epoch < 0 || l.Pos < 0 {
+		return fmt.Errorf("epoch %d, pos %d: negative", l.Epoch, l.Pos)
+	}
+	if n := l.RowsPerEpoch(); l.Pos > n {
+		return fmt.Errorf("pos %d past the %d rows of epoch %d", l.Pos, n, l.Epoch)
+	}
+	return nil
+}
+
 // Next returns the next batch.
 func (l *Loader) Next() [][]int {
 	rows := make([][]int, l.Batch)
@@ -313,7 +325,7 @@ func (l *Loader) SetLines(texts []string, enc Encoder, sep int) error {
 	lr.spacing = max(1, int(float64(l.Seq-1)*float64(total)/float64(len(l.Tokens))))
 	l.lines = lr
 	l.permEpoch = -1
-	return nil
+	return l.checkPos()
 }
 
 // grid returns the rows of one epoch: for every file, the first line start

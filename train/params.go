@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/jamba-go/jamba/internal/atomicfile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
@@ -211,6 +212,11 @@ func (p *Params) Save(dir string, dtype safetensors.DType) error {
 	if err := p.WriteTensors(filepath.Join(dir, "model.safetensors"), p.Data, dtype, map[string]string{"format": "pt"}); err != nil {
 		return err
 	}
+	return p.writeConfig(dir, dtype)
+}
+
+// writeConfig writes dir/config.json for the parameters saved in dtype.
+func (p *Params) writeConfig(dir string, dtype safetensors.DType) error {
 	cfg := *p.Config
 	cfg.DType = "float32"
 	if dtype == safetensors.BF16 {
@@ -235,11 +241,8 @@ func (p *Params) Save(dir string, dtype safetensors.DType) error {
 	return writeFileAtomic(filepath.Join(dir, "config.json"), append(data, '\n'))
 }
 
-// writeFileAtomic writes data to path through a temporary file and a rename.
+// writeFileAtomic writes data to path through a synced temporary file and a
+// rename.
 func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, data)
 }

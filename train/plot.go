@@ -7,6 +7,8 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/jamba-go/jamba/internal/atomicfile"
 )
 
 // WriteLossPlot draws the training loss (per step, and its moving average
@@ -61,5 +63,17 @@ func WriteLossPlot(path string, ms []Metric) error {
 		p.Legend.Add("validation", l, pts)
 	}
 	p.Legend.Top = true
-	return p.Save(8*vg.Inch, 5*vg.Inch, path)
+	wt, err := p.WriterTo(8*vg.Inch, 5*vg.Inch, "png")
+	if err != nil {
+		return err
+	}
+	f, err := atomicfile.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := wt.WriteTo(f); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Commit()
 }

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/jamba-go/jamba/internal/atomicfile"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -111,6 +113,11 @@ type Trainer struct {
 	Metrics []Metric
 	Tokens  int64
 	Elapsed float64
+
+	// Checkpoint is the folder a resumed run was loaded from, and Notes
+	// say why it is not the one asked for (a save cut short), if so.
+	Checkpoint string
+	Notes      []string
 
 	valCE []float64 // per-window cross-entropy sums of an evaluation
 }
@@ -259,11 +266,11 @@ func (t *Trainer) Evaluate() (float64, error) {
 
 // RunOptions control one leg of a run.
 type RunOptions struct {
-	Dir       string        // checkpoint folder (written at every save)
+	Dir       string        // checkpoint folder (written at every save; see SaveCheckpoint)
 	StopStep  int           // stop after this step (0: Opts.Steps)
 	TimeLimit time.Duration // stop and save after the first step ending past it (0: none)
-	// BeforeSave is called with the folder before each checkpoint is written
-	// (to copy tokenizer files, say); may be nil.
+	// BeforeSave is called with the folder of each new save before its
+	// manifest is written, to add files (the tokenizer's, say); may be nil.
 	BeforeSave func(dir string) error
 	OnStep     func(m Metric) // after each step (and its validation); may be nil
 }
@@ -295,15 +302,7 @@ func (t *Trainer) Run(ctx context.Context, ro RunOptions) error {
 		timeUp := ro.TimeLimit > 0 && time.Since(start) >= ro.TimeLimit
 		done := m.Step >= stop || timeUp || ctx.Err() != nil
 		if done || (t.Opts.SaveEvery > 0 && m.Step%t.Opts.SaveEvery == 0) {
-			if ro.BeforeSave != nil {
-				if err := os.MkdirAll(ro.Dir, 0o755); err != nil {
-					return err
-				}
-				if err := ro.BeforeSave(ro.Dir); err != nil {
-					return err
-				}
-			}
-			if err := t.Save(ro.Dir); err != nil {
+			if err := t.SaveCheckpoint(ro.Dir, ro.BeforeSave); err != nil {
 				return err
 			}
 		}
@@ -332,59 +331,43 @@ const (
 	plotFile      = "loss.png"
 )
 
-// Save writes a checkpoint to dir: model.safetensors (float32, so that a
-// resume continues exactly) and config.json in the Hugging Face layout,
-// optimizer.safetensors (the AdamW moments "m" and "v" in the Params layout,
-// and the step, data position and options in its metadata), metrics.csv and
-// the loss curve loss.png.
-func (t *Trainer) Save(dir string) error {
-	if err := t.Params.Save(dir, safetensors.F32); err != nil {
-		return err
-	}
-	st := trainState{Options: t.Opts, Step: t.Opt.Step, Epoch: t.Data.Epoch, Pos: t.Data.Pos, Seed: t.Data.Seed,
-		Tokens: t.Tokens, Elapsed: t.Elapsed, DataSize: len(t.Data.Tokens)}
-	js, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	n := len(t.Params.Data)
-	infos := []safetensors.TensorInfo{{Name: "m", DType: safetensors.F32, Shape: []int{n}}, {Name: "v", DType: safetensors.F32, Shape: []int{n}}}
-	w, err := safetensors.Create(filepath.Join(dir, optimizerFile), infos, map[string]string{"format": "pt", "jamba_train_state": string(js)})
-	if err != nil {
-		return err
-	}
-	if err := w.WriteFloat32("m", t.Opt.M); err != nil {
-		return err
-	}
-	if err := w.WriteFloat32("v", t.Opt.V); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	if err := WriteMetricsCSV(filepath.Join(dir, metricsFile), t.Metrics); err != nil {
-		return err
-	}
-	return WriteLossPlot(filepath.Join(dir, plotFile), t.Metrics)
-}
+// Save writes a checkpoint of the run to dir: model.safetensors (float32,
+// so that a resume continues exactly) and config.json in the Hugging Face
+// layout, optimizer.safetensors (the AdamW moments "m" and "v" in the
+// Params layout, and the step, data position and options in its
+// metadata), metrics.csv and the loss curve loss.png, as one unit with a
+// manifest (see SaveCheckpoint).
+func (t *Trainer) Save(dir string) error { return t.SaveCheckpoint(dir, nil) }
 
 // Resume loads the checkpoint in dir written by Save and continues its run
 // over the same training and validation tokens. override, if not nil, may
 // change options (more steps, other intervals) before the trainer is built;
 // the data order, batch shape and optimizer settings should stay as saved
 // for the run to continue exactly as it would have.
+//
+// dir is verified against its manifest; a folder whose files are not all of
+// one save (a save cut short by a kill or a full disk) is resumed from its
+// newest complete save instead, or refused when it has none. The
+// Trainer's Checkpoint and Notes say which folder was loaded and why.
 func Resume(dir string, data, val []int32, override func(o *Options)) (*Trainer, error) {
+	cp, notes, err := findCheckpoint(dir)
+	if err != nil {
+		return nil, fmt.Errorf("train: resume: %w", err)
+	}
+	dir = cp
 	f, err := safetensors.Open(filepath.Join(dir, optimizerFile))
 	if err != nil {
 		return nil, fmt.Errorf("train: resume: %w", err)
 	}
 	defer f.Close()
 	var st trainState
-	if err := json.Unmarshal([]byte(f.Metadata()["jamba_train_state"]), &st); err != nil {
-		return nil, fmt.Errorf("train: resume: %s has no training state: %v", f.Name(), err)
+	dec := json.NewDecoder(strings.NewReader(f.Metadata()["jamba_train_state"]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("train: resume: %s has no valid training state: %v", f.Name(), err)
 	}
-	if st.DataSize != len(data) {
-		return nil, fmt.Errorf("train: resume: the checkpoint was trained on %d tokens, the data given has %d (same files and tokenizer needed)", st.DataSize, len(data))
+	if err := st.validate(f.Name(), len(data)); err != nil {
+		return nil, err
 	}
 	m, err := model.Load(dir, model.Options{})
 	if err != nil {
@@ -423,6 +406,10 @@ func Resume(dir string, data, val []int32, override func(o *Options)) (*Trainer,
 	}
 	t.Opt.Step = st.Step
 	t.Data.Epoch, t.Data.Pos, t.Data.Seed = st.Epoch, st.Pos, st.Seed
+	if err := t.Data.checkPos(); err != nil {
+		return nil, fmt.Errorf("train: resume: %s: jamba_train_state: %w", f.Name(), err)
+	}
+	t.Checkpoint, t.Notes = dir, notes
 	t.Tokens, t.Elapsed = st.Tokens, st.Elapsed
 	if ms, err := ReadMetricsCSV(filepath.Join(dir, metricsFile)); err == nil {
 		for _, m := range ms {
@@ -441,8 +428,7 @@ var metricsHeader = []string{"step", "tokens", "lr", "loss", "aux_loss", "grad_n
 // WriteMetricsCSV writes the metrics log with a header line; an empty
 // val_loss field means no validation at that step.
 func WriteMetricsCSV(path string, ms []Metric) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return err
 	}
@@ -460,13 +446,10 @@ func WriteMetricsCSV(path string, ms []Metric) error {
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
-		f.Close()
+		f.Abort()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return f.Commit()
 }
 
 // ReadMetricsCSV reads a log written by WriteMetricsCSV.

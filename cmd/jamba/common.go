@@ -27,10 +27,10 @@ func loadModel(dir string, opts model.Options, stderr io.Writer) (*model.Model, 
 // parseIDs parses a comma-separated list of token ids.
 func parseIDs(s string) ([]int, error) {
 	var ids []int
-	for _, f := range strings.Split(s, ",") {
+	for i, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
-			continue
+			return nil, fmt.Errorf("%w: empty entry %d in --ids %q (ids are separated by single commas)", errUsage, i+1, s)
 		}
 		n, err := strconv.Atoi(f)
 		if err != nil {

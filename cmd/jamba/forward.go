@@ -44,6 +44,9 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 	if err := ws.Forward([]model.SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
 		return err
 	}
+	if !model.Finite(ws.Logits(0)) {
+		return m.LocateNonFinite(ids, len(ids)-1)
+	}
 	c := m.Config
 	T := len(ids)
 	tensors := []safetensors.Tensor{f32Tensor("logits", ws.Logits(0), T, c.VocabSize)}

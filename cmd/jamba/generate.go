@@ -34,6 +34,7 @@ type genFlags struct {
 	repPenalty  *float64
 	seed        *uint64
 	ignoreEOS   *bool
+	checkFinite *bool
 }
 
 func addGenFlags(fs interface {
@@ -55,12 +56,13 @@ func addGenFlags(fs interface {
 		repPenalty:  fs.Float64("repetition-penalty", 1, "penalise tokens already in the sequence (1: off)"),
 		seed:        fs.Uint64("seed", 0, "random seed for sampling (same seed, same output)"),
 		ignoreEOS:   fs.Bool("ignore-eos", false, "keep generating past end-of-sequence tokens"),
+		checkFinite: fs.Bool("check-finite", false, "scan every weight for NaN and infinities at load (non-finite logits are an error either way)"),
 	}
 }
 
 // options are the model load options of the flags.
 func (g genFlags) options() model.Options {
-	return model.Options{Quantize: *g.quantize, KVCache: *g.kvCache}
+	return model.Options{Quantize: *g.quantize, KVCache: *g.kvCache, CheckFinite: *g.checkFinite}
 }
 
 func (g genFlags) params() sample.Params {

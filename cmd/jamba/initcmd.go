@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 )
 
@@ -31,7 +31,7 @@ so memory stays at the size of the largest tensor.`, stderr)
 	if *cfgPath == "" || *out == "" {
 		return fmt.Errorf("%w: --config and --output are required", errUsage)
 	}
-	data, err := os.ReadFile(*cfgPath)
+	data, err := safefile.ReadFile(*cfgPath, safefile.MaxConfig)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 )
 
@@ -37,11 +38,14 @@ Prints the layer layout (mixer and FFN of every layer), the parameter count
 in total and active per token (every weight read for one token except the
 embedding table), the bytes of the weight files, and the memory that the
 weights plus one sequence's cache need at N tokens of context. The weights
-need not be present: a config.json alone is enough for the counts.`, stderr)
+need not be present: a config.json alone is enough for the counts. When
+they are, every tensor is scanned for NaN and infinities first
+(--check-finite=false skips it).`, stderr)
 	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
 	cfgPath := fs.String("config", "", "a config.json to inspect instead of a checkpoint")
 	ctx := fs.Int("context", 0, "context length for the cache estimate (default: max_position_embeddings)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	checkFinite := fs.Bool("check-finite", true, "scan the weights (when present) for NaN and infinities; fails naming the first")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,7 +55,7 @@ need not be present: a config.json alone is enough for the counts.`, stderr)
 	var onDisk int64
 	switch {
 	case *cfgPath != "":
-		data, rerr := os.ReadFile(*cfgPath)
+		data, rerr := safefile.ReadFile(*cfgPath, safefile.MaxConfig)
 		if rerr != nil {
 			return rerr
 		}
@@ -64,6 +68,13 @@ need not be present: a config.json alone is enough for the counts.`, stderr)
 		cfg, err = model.LoadConfig(*dir)
 		if err == nil {
 			onDisk = weightFileBytes(*dir)
+		}
+		if err == nil && onDisk > 0 && *checkFinite {
+			n, ferr := model.CheckDirFinite(*dir)
+			if ferr != nil {
+				return ferr
+			}
+			fmt.Fprintf(stderr, "weights: %d tensors scanned, all finite\n", n)
 		}
 	default:
 		var m *model.Model

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
+	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/server"
 	"github.com/jamba-go/jamba/tokenizer"
@@ -87,9 +87,10 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	timeout := fs.Duration("timeout", 10*time.Minute, "limit on one generation request (0: none)")
 	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "limit on each write to a client; a client that stops reading is cut off")
 	maxBody := fs.Int64("max-body", 0, "request body limit in bytes (default: 8 MiB, or 64 bytes per context token if more)")
-	maxConns := fs.Int("max-conns", 512, "open connections at most")
+	maxConns := fs.Int("max-conns", 512, "open connections at most; when all are open, the longest-idle keep-alive connection is closed for a new one")
 	grace := fs.Duration("grace", 30*time.Second, "time running requests get to finish on shutdown")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error (no prompt or output text is logged)")
+	checkFinite := fs.Bool("check-finite", false, "scan every weight for NaN and infinities at load (non-finite logits fail their request either way)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 
 	apiKeys := append([]string(nil), keys...)
 	if *keyFile != "" {
-		data, err := os.ReadFile(*keyFile)
+		data, err := safefile.ReadFile(*keyFile, safefile.MaxConfig)
 		if err != nil {
 			return fmt.Errorf("--api-key-file: %w", err)
 		}
@@ -158,13 +159,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	if loopback {
 		// Browsers may reach a loopback server through a hostile DNS name
 		// (DNS rebinding): accept only the local names with our port.
-		port := ln.Addr().(*net.TCPAddr).Port
-		for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
-			allowed = append(allowed, h+":"+strconv.Itoa(port))
-			if port == 80 {
-				allowed = append(allowed, h)
-			}
-		}
+		allowed = loopbackHosts(ln.Addr().(*net.TCPAddr))
 	}
 	srv, err := server.New(server.Config{
 		ModelID: id, Aliases: aliases, APIKeys: apiKeys, AllowedHosts: allowed,
@@ -176,8 +171,11 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		return err
 	}
 	hs := srv.HTTPServer()
+	// Idle keep-alive connections give way to new clients (server.ConnLimiter).
+	limiter := server.NewConnLimiter(*maxConns)
+	hs.ConnState = limiter.ConnState
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(server.LimitListener(ln, *maxConns)) }()
+	go func() { serveErr <- hs.Serve(limiter.Listener(ln)) }()
 	log.Info("listening", "url", "http://"+ln.Addr().String(), "model", id, "auth", len(apiKeys) > 0)
 
 	// Load while /health answers 503.
@@ -188,7 +186,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}
 	loadDone := make(chan loaded, 1)
 	go func() {
-		m, b, err := loadBackend(*modelDir, model.Options{Quantize: *quantize, KVCache: *kvCache}, *tokPath, log)
+		m, b, err := loadBackend(*modelDir, model.Options{Quantize: *quantize, KVCache: *kvCache, CheckFinite: *checkFinite}, *tokPath, log)
 		loadDone <- loaded{m, b, err}
 	}()
 	var m *model.Model

@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/internal/atomicfile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/tokenizer"
@@ -76,7 +75,15 @@ moments, step, data position and these options), metrics.csv (one line per
 step) and loss.png (the loss curve). --resume DIR continues such a run
 exactly as if it had not stopped: the options are those saved, except the
 flags given again on the command line. --time-limit ends a leg cleanly (it
-saves), for runs split into legs; Ctrl-C saves too.
+saves), for runs split into legs; Ctrl-C and SIGTERM save too (a second
+one quits at once).
+
+Each save is written whole into DIR/checkpoints/step-N/ with a manifest
+(the step and each file's SHA-256), then linked to the top of DIR, whose
+manifest.json is replaced last; the last two saves are kept. A resume
+verifies the files against the manifest: a save cut short (kill -9, a full
+disk) is resumed from the newest complete save, with a warning naming the
+step of each file, never from a mix of two saves.
 
 --workers runs data-parallel: each worker is a single-threaded engine
 over the shared weights that takes its share of a micro-batch's rows, and
@@ -129,6 +136,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	if *resume != "" && *modelDir != "" {
 		return fmt.Errorf("%w: give --model or --resume, not both", errUsage)
 	}
+	var err error
 	if *output == "" {
 		if *resume == "" {
 			return fmt.Errorf("%w: --output is required", errUsage)
@@ -143,10 +151,17 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	// The tokenizer, and where its files come from.
 	src := *modelDir
 	if *resume != "" {
-		src = *resume
+		// The newest complete save: the top of the folder, or one of its
+		// checkpoints/ when a save was cut short.
+		var notes []string
+		if src, notes, err = train.FindCheckpoint(*resume); err != nil {
+			return err
+		}
+		for _, n := range notes {
+			fmt.Fprintf(stderr, "warning: %s\n", n)
+		}
 	}
 	var tok *tokenizer.Tokenizer
-	var err error
 	tokSrc := filepath.Join(src, "tokenizer.json")
 	switch {
 	case *tokPath != "":
@@ -192,7 +207,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	// The trainer: resumed, or new from a checkpoint.
 	var tr *train.Trainer
 	if *resume != "" {
-		tr, err = train.Resume(*resume, trainTokens, valTokens, func(saved *train.Options) {
+		tr, err = train.Resume(src, trainTokens, valTokens, func(saved *train.Options) {
 			fs.Visit(func(f *flag.Flag) { copyOption(saved, o, f.Name) })
 			if set["workers"] && saved.Workers == 0 {
 				saved.Workers = autoWorkers(saved.Batch)
@@ -201,7 +216,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", *resume, tr.StepsDone(), tr.Opts.Steps)
+		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", tr.Checkpoint, tr.StepsDone(), tr.Opts.Steps)
 	} else {
 		m, err := loadModel(*modelDir, model.Options{}, stderr)
 		if err != nil {
@@ -232,7 +247,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	fmt.Fprintf(stderr, "model: %s parameters (%s active per token); %d rows of %d tokens per epoch; %d tokens per step; %s\n",
 		humanCount(total), humanCount(active), tr.Data.RowsPerEpoch(), tr.Opts.Seq, tr.Opts.Seq*tr.Opts.Batch*tr.Opts.Accum, workers)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := stopContext(stderr, "finishing the step and saving")
 	defer stop()
 	first := tr.StepsDone()
 	last := tr.Opts.Steps
@@ -264,19 +279,25 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		}
 		fmt.Fprintln(stderr, line)
 	}
+	// The tokenizer files are read now: the folder they come from may be
+	// a save that later saves replace.
+	var dirs []string
+	if tokSrc != "" {
+		dirs = append(dirs, filepath.Dir(tokSrc))
+	}
+	if src != "" {
+		dirs = append(dirs, src)
+	}
+	tokFiles, err := readTokenizerFiles(dirs, tokSrc)
+	if err != nil {
+		return err
+	}
 	ro := train.RunOptions{
 		Dir:       *output,
 		StopStep:  *stopStep,
 		TimeLimit: *timeLimit,
 		BeforeSave: func(dir string) error {
-			var dirs []string
-			if tokSrc != "" {
-				dirs = append(dirs, filepath.Dir(tokSrc))
-			}
-			if src != "" {
-				dirs = append(dirs, src)
-			}
-			return copyTokenizerFiles(dirs, tokSrc, dir, cfg)
+			return writeTokenizerFiles(tokFiles, dir, cfg)
 		},
 		OnStep: func(m train.Metric) {
 			if ema == 0 {
@@ -374,67 +395,6 @@ func autoWorkers(batch int) int {
 	return max(1, min(runtime.GOMAXPROCS(0), batch))
 }
 
-// copyTokenizerFiles writes the tokenizer and generation-config files into
-// a checkpoint folder: tokSrc as tokenizer.json and the other files of
-// tokenizerFiles from the first of dirs that has them; with no tokSrc (the
-// demo model) the embedded files. A missing generation_config.json is
-// written from the model config's special tokens.
-func copyTokenizerFiles(dirs []string, tokSrc, dst string, cfg *model.Config) error {
-	for _, name := range tokenizerFiles {
-		target := filepath.Join(dst, name)
-		var data []byte
-		var err error
-		switch {
-		case tokSrc == "":
-			var ok bool
-			if data, ok = demo.File(name); !ok {
-				continue
-			}
-		case name == "tokenizer.json":
-			if same, _ := sameFile(tokSrc, target); same {
-				continue
-			}
-			if data, err = os.ReadFile(tokSrc); err != nil {
-				return err
-			}
-		default:
-			for _, d := range dirs {
-				from := filepath.Join(d, name)
-				if same, _ := sameFile(from, target); same {
-					break
-				}
-				if data, err = os.ReadFile(from); err == nil {
-					break
-				} else if !errors.Is(err, os.ErrNotExist) {
-					return err
-				}
-			}
-			if data == nil {
-				continue
-			}
-		}
-		if err := os.WriteFile(target, data, 0o644); err != nil {
-			return err
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dst, "generation_config.json")); errors.Is(err, os.ErrNotExist) {
-		return writeGenerationConfig(dst, cfg)
-	}
-	return nil
-}
-
-func sameFile(a, b string) (bool, error) {
-	sa, err := os.Stat(a)
-	if err != nil {
-		return false, err
-	}
-	sb, err := os.Stat(b)
-	if err != nil {
-		return false, err
-	}
-	return os.SameFile(sa, sb), nil
-}
-
 // writeGenerationConfig writes a generation_config.json with the config's
 // special tokens, as transformers saves one beside a model.
 func writeGenerationConfig(dir string, cfg *model.Config) error {
@@ -454,5 +414,5 @@ func writeGenerationConfig(dir string, cfg *model.Config) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "generation_config.json"), append(data, '\n'), 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, "generation_config.json"), append(data, '\n'))
 }
