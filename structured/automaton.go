@@ -625,11 +625,27 @@ func feasible(neg bool, v int64, k int32, lo, hi int64) bool {
 }
 
 // integerByte steps an integer within the node's bounds; phases: 0
-// start, 1 after '-', 2 digits. A negative integer does not start with 0.
+// start, 1 after '-', 2 digits, and for a bounded number 3 after '.', 4
+// fraction digits. A negative number does not start with 0.
 func integerByte(t *frame, n *node, c int) verdict {
 	d := isDigit(c)
 	neg := t.u8 == 1
 	switch t.ph {
+	case 3:
+		if !d {
+			return reject
+		}
+		t.ph, t.n = 4, 1
+		return accept
+	case 4:
+		switch {
+		case d && t.n < maxFracDigits:
+			t.n++
+			return accept
+		case d:
+			return reject
+		}
+		return ended
 	case 0:
 		if c == '-' {
 			if n.lo > -1 { // no negative integer within the bounds
@@ -663,6 +679,10 @@ func integerByte(t *frame, n *node, c int) verdict {
 		val := t.m
 		if neg {
 			val = -val
+		}
+		if c == '.' && n.frac && (val >= 0 && val >= n.lo && val <= n.fracHi || val < 0 && val <= n.hi && val >= n.fracLo) {
+			t.ph, t.n = 3, 0
+			return accept
 		}
 		if val < n.lo || val > n.hi {
 			return reject

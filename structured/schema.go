@@ -110,8 +110,12 @@ type node struct {
 	// kString; maxLen < 0: no bound
 	minLen, maxLen int32
 	re             *dfa
-	// kInteger
-	lo, hi int64
+	// kInteger; with frac (a bounded number), an integer part v may take
+	// a fraction when v >= 0 && v <= fracHi or v < 0 && v >= fracLo: then
+	// every fraction keeps the value within the bounds
+	lo, hi         int64
+	frac           bool
+	fracLo, fracHi int64
 	// kLiteral; kDoc: the text before the value
 	lit []byte
 	// kDoc: the text after the value
@@ -682,6 +686,7 @@ func (c *compiler) numberNode(t string, s *object, path string) (int32, error) {
 		return r, nil
 	}
 	lo, hi := new(big.Int).SetInt64(-maxInt), new(big.Int).SetInt64(maxInt)
+	var loReal, hiReal *big.Rat // the largest lower and smallest upper bound
 	bounded := false
 	for _, k := range []string{"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} {
 		r, err := bound(k)
@@ -692,6 +697,16 @@ func (c *compiler) numberNode(t string, s *object, path string) (int32, error) {
 			continue
 		}
 		bounded = true
+		switch k {
+		case "minimum", "exclusiveMinimum":
+			if loReal == nil || r.Cmp(loReal) > 0 {
+				loReal = r
+			}
+		default:
+			if hiReal == nil || r.Cmp(hiReal) < 0 {
+				hiReal = r
+			}
+		}
 		// The integers within the bound.
 		fl := new(big.Int).Div(r.Num(), r.Denom()) // floor, Denom > 0
 		switch k {
@@ -719,8 +734,31 @@ func (c *compiler) numberNode(t string, s *object, path string) (int32, error) {
 	if lo.Cmp(hi) > 0 {
 		return 0, errAt(path, "minimum", false, "the bounds (minimum, maximum, exclusiveMinimum, exclusiveMaximum) leave no integer of at most %d digits", maxIntDigits)
 	}
-	// A bounded number is generated as an integer within the bounds.
-	return c.alloc(node{kind: kInteger, lo: lo.Int64(), hi: hi.Int64()}), nil
+	n := node{kind: kInteger, lo: lo.Int64(), hi: hi.Int64()}
+	if t == "number" {
+		// A bounded number: an integer within the bounds, or an integer
+		// part v with a fraction where all of [v, v+1) (or (v-1, v] below
+		// zero) lies within them.
+		n.frac, n.fracLo, n.fracHi = true, -maxInt, maxInt
+		if loReal != nil {
+			ce := new(big.Int).Div(loReal.Num(), loReal.Denom())
+			if !loReal.IsInt() {
+				ce.Add(ce, big.NewInt(1))
+			}
+			ce.Add(ce, big.NewInt(1))
+			if ce.Cmp(big.NewInt(-maxInt)) > 0 {
+				n.fracLo = min(ce.Int64(), maxInt)
+			}
+		}
+		if hiReal != nil {
+			fl := new(big.Int).Div(hiReal.Num(), hiReal.Denom())
+			fl.Sub(fl, big.NewInt(1))
+			if fl.Cmp(big.NewInt(maxInt)) < 0 {
+				n.fracHi = max(fl.Int64(), -maxInt)
+			}
+		}
+	}
+	return c.alloc(n), nil
 }
 
 func (c *compiler) objectNode(s *object, path string) (int32, error) {

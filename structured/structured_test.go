@@ -100,7 +100,9 @@ func TestSchemaFeatures(t *testing.T) {
 			[]string{`{"v":1}`, `{"v":1,"next":{"v":2,"next":{"v":3}}}`}, []string{`{"next":{"v":1}}`}, 0},
 		{`{"type":"object","additionalProperties":false}`, []string{`{}`}, []string{`{"a":1}`}, 0},
 		{`{"type":"object","additionalProperties":{"type":"boolean"}}`, []string{`{}`, `{"x":true,"y":false}`}, []string{`{"x":1}`}, 0},
-		{`{"type":"number","minimum":0.5,"maximum":3}`, []string{`1`, `3`}, []string{`0`, `4`, `1.5`}, 0},
+		{`{"type":"number","minimum":0.5,"maximum":3}`, []string{`1`, `3`, `1.5`, `2.999`, `1.0`}, []string{`0`, `4`, `3.5`, `0.7`, `3.0`}, 0},
+		{`{"type":"number","minimum":0,"maximum":1}`, []string{`0`, `1`, `0.25`, `0.0001`}, []string{`1.5`, `-0.5`, `2`, `1.0`}, 0},
+		{`{"type":"number","exclusiveMinimum":-2,"exclusiveMaximum":2}`, []string{`-1`, `-1.5`, `1.75`, `0.5`, `0`}, []string{`-2`, `2`, `-2.5`, `2.0`, `-0.5`}, 0},
 		{`true`, []string{`1`, `"x"`, `[{"a":null}]`}, []string{`x`}, 0},
 	}
 	for _, c := range cases {
