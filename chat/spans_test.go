@@ -2,11 +2,11 @@ package chat
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // controlTexts are the control tokens of the templates under test.
@@ -50,20 +50,12 @@ func referenceTemplates(t testing.TB) map[string]struct {
 		{"jamba-1.7", "<|startoftext|>", "<|endoftext|>"},
 		{"qwen3", "", "<|im_end|>"},
 	} {
-		dir := filepath.Join("..", "testdata", "chat")
-		src, err := os.ReadFile(filepath.Join(dir, tc.name+"-chat-template.jinja"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		src := testutil.ReadFile(t, "chat/"+tc.name+"-chat-template.jinja")
 		tmpl, err := New(string(src))
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, err := os.ReadFile(filepath.Join(dir, tc.name+"-reference.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, err := DecodeJSONOrdered(data)
+		v, err := DecodeJSONOrdered(testutil.ReadFile(t, "chat/"+tc.name+"-reference.json"))
 		if err != nil {
 			t.Fatal(err)
 		}

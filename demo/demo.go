@@ -1,10 +1,16 @@
 // Package demo embeds the small model that `jamba run` uses when no --model
 // is given, so that an installed binary works without any download.
+//
+// Only commands and tests import it: the packages below (model, engine,
+// server, train) load any checkpoint and know nothing of this one.
 package demo
 
 import (
 	_ "embed" // for the go:embed directives below
 	"unsafe"
+
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/tokenizer"
 )
 
 // Name is the name of the embedded demo model.
@@ -38,4 +44,16 @@ func File(name string) ([]byte, bool) {
 		return nil, false
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s)), true
+}
+
+// Load returns the demo model; its weights alias the binary's read-only
+// data.
+func Load(opts model.Options) (*model.Model, error) {
+	return model.LoadFiles("demo model "+Name, File, opts)
+}
+
+// Tokenizer returns the demo model's tokenizer.
+func Tokenizer() (*tokenizer.Tokenizer, error) {
+	data, _ := File("tokenizer.json")
+	return tokenizer.LoadBytes(data, nil)
 }

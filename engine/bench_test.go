@@ -42,7 +42,7 @@ func BenchmarkThroughput(b *testing.B) {
 						defer wg.Done()
 						first := true
 						for ev := range s.Events() {
-							if ev.Token < 0 {
+							if !ev.HasToken() {
 								continue
 							}
 							now := time.Now()
@@ -84,7 +84,7 @@ func BenchmarkThroughput(b *testing.B) {
 func benchModel(b *testing.B) *model.Model {
 	dir := os.Getenv("JAMBA_BENCH_MODEL")
 	if dir == "" {
-		return demo(b)
+		return demoModelFor(b)
 	}
 	m, err := model.Load(dir, model.Options{Quantize: os.Getenv("JAMBA_BENCH_QUANTIZE")})
 	if err != nil {
@@ -121,7 +121,7 @@ func BenchmarkChatTurn(b *testing.B) {
 					var ids []int
 					var ttft time.Duration
 					for ev := range s.Events() {
-						if ev.Token >= 0 {
+						if ev.HasToken() {
 							if ids == nil {
 								ttft = time.Since(start)
 							}

@@ -100,7 +100,7 @@ func (e *Engine) forkFollowers(s *seq, i int) []*seq {
 		}
 		if err := f.slot.cache.CopyFrom(s.slot.cache); err != nil {
 			e.failures.Add(1)
-			e.finish(f, Event{Token: -1, Err: fmt.Errorf("%w: %v", ErrInternal, err)})
+			e.finish(f, Event{Token: NoToken, Err: fmt.Errorf("%w: %v", ErrInternal, err)})
 			continue
 		}
 		f.slot.ids = append(f.slot.ids[:0], s.slot.ids...)
@@ -120,7 +120,7 @@ func (e *Engine) endFollowers(s *seq, ev Event) {
 	}
 	for _, f := range s.group {
 		if f.slot != nil && f.waiting() {
-			e.finish(f, Event{Token: -1, Err: err})
+			e.finish(f, Event{Token: NoToken, Err: err})
 		}
 	}
 }
@@ -128,10 +128,10 @@ func (e *Engine) endFollowers(s *seq, ev Event) {
 // dropQueued ends a request that never left the queue, and its
 // followers.
 func dropQueued(s *seq, err error) {
-	s.out.events <- Event{Token: -1, Err: err}
+	s.out.events <- Event{Token: NoToken, Err: err}
 	close(s.out.events)
 	for _, f := range s.group {
-		f.out.events <- Event{Token: -1, Err: err}
+		f.out.events <- Event{Token: NoToken, Err: err}
 		close(f.out.events)
 	}
 }

@@ -24,13 +24,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 )
@@ -71,9 +67,9 @@ type Config struct {
 	// StepTokens is the token budget of one step: decode tokens of the
 	// running sequences first, then prompt chunks of sequences in prefill.
 	// It bounds how long one step, and so every stream's next token, can
-	// be delayed by a new prompt. Default 512, the prefill chunk of
-	// model.Generate, so a sequence served alone is computed exactly as
-	// Generate computes it. It must be at least MaxBatch.
+	// be delayed by a new prompt. Default model.PrefillChunk, the prefill
+	// chunk of model.Generate, so a sequence served alone is computed
+	// exactly as Generate computes it. It must be at least MaxBatch.
 	StepTokens int
 	// PrefillChunk is the most prompt tokens a step takes while other
 	// sequences are decoding in it: their next token waits for that much
@@ -92,7 +88,8 @@ type Config struct {
 	// the same bits as without reuse.
 	NoPrefixReuse bool
 	// SnapshotBytes is the memory per slot for copies of the Mamba state
-	// taken during a request every so many tokens (a multiple of 512, at
+	// taken during a request every so many tokens (a multiple of
+	// model.PrefillChunk, at
 	// most 32 per request): a later request that shares only part of a
 	// finished one's tokens (a repeated prompt, a common beginning, a chat
 	// turn whose earlier reply re-tokenizes differently) continues from the
@@ -103,11 +100,11 @@ type Config struct {
 
 // Snapshots of the Mamba state are taken at multiples of a spacing that is
 // itself a multiple of snapQuantum, at most maxSnaps per request. A prompt
-// chunk ends at each snapshot: 512, the default StepTokens, keeps the
-// chunks of a prompt that starts from nothing as they were (chunks of 256
-// made jamba-small's prefill about 5% slower).
+// chunk ends at each snapshot: model.PrefillChunk, the default StepTokens,
+// keeps the chunks of a prompt that starts from nothing as they were
+// (chunks of 256 made jamba-small's prefill about 5% slower).
 const (
-	snapQuantum = 512
+	snapQuantum = model.PrefillChunk
 	maxSnaps    = 32
 )
 
@@ -122,7 +119,7 @@ func (c *Config) fill(m *model.Model) error {
 		c.Context = m.Config.MaxPositionEmbeddings
 	}
 	if c.StepTokens == 0 {
-		c.StepTokens = max(512, c.MaxBatch)
+		c.StepTokens = max(model.PrefillChunk, c.MaxBatch)
 	}
 	if c.EventBuffer == 0 {
 		c.EventBuffer = 64
@@ -169,6 +166,10 @@ type Request struct {
 	StopTokens []int
 	// LogitBias is added to the logit of each id before sampling.
 	LogitBias map[int]float32
+	// FirstAllowed, when not nil, has one entry per vocabulary id: the
+	// first generated token must be one marked true (token healing, see
+	// textgen.Heal).
+	FirstAllowed []bool
 	// Logprobs asks for the log-probability of each sampled token, and
 	// TopLogprobs for that many most likely alternatives (at most 20).
 	Logprobs    bool
@@ -182,16 +183,6 @@ type Request struct {
 // MaxTopLogprobs is the most alternatives an event reports.
 const MaxTopLogprobs = 20
 
-// FinishReason says why a request ended normally.
-type FinishReason string
-
-const (
-	// FinishStop: an end-of-sequence or stop token was sampled.
-	FinishStop FinishReason = "stop"
-	// FinishLength: MaxTokens were generated or the context is full.
-	FinishLength FinishReason = "length"
-)
-
 // TokenLogprob is one token and its log-probability.
 type TokenLogprob struct {
 	Token   int
@@ -202,8 +193,8 @@ type TokenLogprob struct {
 // carries a token; the terminal event, the last before the channel is
 // closed, has Finish or Err set (and may carry the last token too).
 type Event struct {
-	// Token is the generated id, or -1 when the event has none (an
-	// end-of-sequence, a cancellation or an error).
+	// Token is the generated id, or NoToken when the event has none (an
+	// end-of-sequence, a cancellation or an error): see HasToken.
 	Token int
 	// Logprob is Token's log-probability when Request.Logprobs is set.
 	Logprob float32
@@ -212,12 +203,18 @@ type Event struct {
 	Top []TokenLogprob
 	// Finish is set on the terminal event of a request that ended
 	// normally.
-	Finish FinishReason
+	Finish model.FinishReason
 	// Err is set on the terminal event of a request that failed or was
 	// cancelled: the context's error, ErrShutdown, ErrNonFinite or an
 	// ErrInternal.
 	Err error
 }
+
+// NoToken is the Token of an event that carries none.
+const NoToken = -1
+
+// HasToken reports whether the event carries a generated token.
+func (ev Event) HasToken() bool { return ev.Token != NoToken }
 
 // Stream is the output of one submitted request.
 type Stream struct {
@@ -384,6 +381,9 @@ func (e *Engine) Validate(r *Request) error {
 			return bad("stop token %d is outside the vocabulary [0, %d)", id, V)
 		}
 	}
+	if r.FirstAllowed != nil && len(r.FirstAllowed) != V {
+		return bad("FirstAllowed has %d entries, the vocabulary %d", len(r.FirstAllowed), V)
+	}
 	for id, b := range r.LogitBias {
 		if id < 0 || id >= V {
 			return bad("logit bias token %d is outside the vocabulary [0, %d)", id, V)
@@ -544,652 +544,3 @@ func (e *Engine) Close() error {
 }
 
 var errClosed = errors.New("engine: closed")
-
-// seq is a request inside the engine.
-type seq struct {
-	req   Request
-	ctx   context.Context
-	out   *Stream
-	slot  *slot
-	limit int // total tokens (prompt and output) at which it stops
-
-	fed       int // prompt tokens already computed
-	generated int
-	// group are the followers of a leader (SubmitGroup): they take a copy
-	// of its state when its prompt is in. leader is set on a follower.
-	group   []*seq
-	leader  *seq
-	chunk   int  // prompt tokens fed this step
-	samples bool // this step's logits are to be sampled
-}
-
-// slot is the reusable state of one running sequence.
-type slot struct {
-	cache *cache.Seq
-	// ids are the tokens whose state cache holds (cache.Len of them), kept
-	// after the request ends for a later one that continues them; empty
-	// when the state is not to be trusted (a failed step).
-	ids []int
-	// snaps are copies of the Mamba state at some of those tokens, in
-	// ascending position; spare holds unused copy buffers. every is the
-	// current request's snapshot spacing (0: none).
-	snaps   []snapshot
-	spare   [][]float32
-	every   int
-	smp     *sample.Sampler
-	tok     [1]int
-	scratch []float32 // biased or masked logits
-	topIDs  []int
-	topLP   []float32
-}
-
-// snapshot is the Mamba state of a sequence when it held pos tokens.
-type snapshot struct {
-	pos  int
-	data []float32
-}
-
-// snapEvery is the snapshot spacing of a request of limit tokens: a
-// multiple of snapQuantum such that its snapshots fit in SnapshotBytes
-// (and are at most maxSnaps); 0 when none fits or reuse is off.
-func (e *Engine) snapEvery(limit int) int {
-	n := e.snapBudget()
-	if n < 1 {
-		return 0
-	}
-	per := (limit + n - 1) / n
-	return max(1, (per+snapQuantum-1)/snapQuantum) * snapQuantum
-}
-
-// snapBudget is how many snapshots a slot may hold: SnapshotBytes' worth,
-// at most maxSnaps; 0 when reuse or snapshots are off.
-func (e *Engine) snapBudget() int {
-	if e.cfg.NoPrefixReuse || e.cfg.SnapshotBytes < 0 || e.mambaFloats == 0 {
-		return 0
-	}
-	return min(maxSnaps, int(e.cfg.SnapshotBytes/(4*int64(e.mambaFloats))))
-}
-
-// dropSnaps moves sl's snapshots past position keep to its spare buffers.
-func dropSnaps(sl *slot, keep int) {
-	n := len(sl.snaps)
-	for n > 0 && sl.snaps[n-1].pos > keep {
-		n--
-		sl.spare = append(sl.spare, sl.snaps[n].data)
-		sl.snaps[n] = snapshot{}
-	}
-	sl.snaps = sl.snaps[:n]
-}
-
-// snap saves sl's Mamba state when its length is a multiple of its
-// request's spacing, or when promptEnd (the whole prompt is in), into a
-// buffer reserved at admission. The copy at the end of the prompt lets a
-// later prompt that repeats this one and goes on differently (another
-// continuation, a chat turn whose earlier reply re-tokenizes otherwise)
-// continue from it.
-func snap(sl *slot, promptEnd bool) {
-	n := sl.cache.Len
-	if sl.every == 0 || n%sl.every != 0 && !promptEnd || len(sl.spare) == 0 || len(sl.snaps) == cap(sl.snaps) {
-		return
-	}
-	if k := len(sl.snaps); k > 0 && sl.snaps[k-1].pos == n {
-		return
-	}
-	buf := sl.spare[len(sl.spare)-1]
-	sl.spare = sl.spare[:len(sl.spare)-1]
-	sl.cache.SaveMamba(buf)
-	sl.snaps = append(sl.snaps, snapshot{pos: n, data: buf})
-}
-
-func (e *Engine) run() {
-	defer close(e.done)
-	defer func() {
-		if r := recover(); r != nil {
-			err := fmt.Errorf("%w: scheduler panic: %v", ErrInternal, r)
-			e.fatal.Store(&err)
-			e.failAll(err)
-		}
-	}()
-	for {
-		if !e.wait() {
-			err := errClosed
-			e.fatal.Store(&err)
-			return
-		}
-		e.step()
-	}
-}
-
-// wait blocks until there is work. It returns false when the engine is
-// closed and empty.
-func (e *Engine) wait() bool {
-	for {
-		e.mu.Lock()
-		queued := len(e.queue)
-		if queued == 0 && len(e.active) == 0 {
-			close(e.idle)
-			e.idle = make(chan struct{})
-			if e.closed {
-				e.mu.Unlock()
-				return false
-			}
-			e.abort = nil // nothing left to abort
-		}
-		aborting := e.abort != nil
-		e.mu.Unlock()
-		if aborting || queued > 0 && len(e.active) < e.cfg.MaxBatch || e.runnable() || e.anyCancelled() {
-			return true
-		}
-		if len(e.active) == 0 {
-			<-e.wake
-			continue
-		}
-		// Every running sequence waits for its consumer: poll for room,
-		// cancellation and new requests.
-		t := time.NewTimer(time.Millisecond)
-		select {
-		case <-e.wake:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-// runnable reports whether some active sequence can take part in a step.
-func (e *Engine) runnable() bool {
-	for _, s := range e.active {
-		if s.hasRoom() {
-			return true
-		}
-	}
-	return false
-}
-
-// anyCancelled reports whether a running or queued request's context is
-// done.
-func (e *Engine) anyCancelled() bool {
-	for _, s := range e.active {
-		if s.ctx.Err() != nil {
-			return true
-		}
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, s := range e.queue {
-		if s.ctx.Err() != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// hasRoom reports whether the stream can take one more token event and
-// still keep room for a terminal event.
-func (s *seq) hasRoom() bool { return cap(s.out.events)-len(s.out.events) >= 2 }
-
-// step admits queued requests, drops cancelled ones, and runs one forward
-// over every sequence that can advance.
-func (e *Engine) step() {
-	e.admit()
-	for _, s := range e.active {
-		if err := s.ctx.Err(); err != nil {
-			e.cancels.Add(1)
-			e.finish(s, Event{Token: -1, Err: err})
-		}
-	}
-	e.compact()
-
-	// Decode tokens first, then prompt chunks in arrival order.
-	budget := e.cfg.StepTokens
-	e.batch = e.batch[:0]
-	e.inStep = e.inStep[:0]
-	for _, s := range e.active {
-		if s.fed < len(s.req.Prompt) || !s.hasRoom() {
-			continue
-		}
-		s.chunk, s.samples = 0, true
-		e.batch = append(e.batch, model.SeqInput{Tokens: s.slot.tok[:], Cache: s.slot.cache})
-		e.inStep = append(e.inStep, s)
-		budget--
-	}
-	if len(e.batch) > 0 {
-		// Streams are decoding: give prompts at most PrefillChunk tokens of
-		// this step, so that a long prompt delays their next token by one
-		// such chunk only.
-		budget = min(budget, e.cfg.PrefillChunk)
-	}
-	for _, s := range e.active {
-		if s.fed >= len(s.req.Prompt) || budget <= 0 || s.waiting() {
-			continue
-		}
-		n := min(len(s.req.Prompt)-s.fed, budget)
-		if ev := s.slot.every; ev > 0 {
-			n = min(n, ev-s.fed%ev) // end the chunk at the next snapshot
-		}
-		s.chunk, s.samples = n, s.fed+n == len(s.req.Prompt)
-		e.batch = append(e.batch, model.SeqInput{Tokens: s.req.Prompt[s.fed : s.fed+n], Cache: s.slot.cache})
-		e.inStep = append(e.inStep, s)
-		budget -= n
-	}
-	if len(e.batch) == 0 {
-		return
-	}
-	if err := e.forward(); err != nil {
-		// The caches of every sequence of the step are in an unknown state.
-		for _, s := range e.inStep {
-			s.slot.ids = s.slot.ids[:0]
-			dropSnaps(s.slot, -1)
-			e.failures.Add(1)
-			e.finish(s, Event{Token: -1, Err: err})
-		}
-		e.compact()
-		return
-	}
-	e.steps.Add(1)
-	e.stepSeqs.Add(uint64(len(e.batch)))
-	var toks int
-	for _, in := range e.batch {
-		toks += len(in.Tokens)
-	}
-	e.stepToks.Add(uint64(toks))
-	for i, s := range e.inStep {
-		sl := s.slot
-		if s.chunk > 0 {
-			sl.ids = append(sl.ids, s.req.Prompt[s.fed:s.fed+s.chunk]...)
-			s.fed += s.chunk
-			e.prompt.Add(uint64(s.chunk))
-		} else {
-			sl.ids = append(sl.ids, sl.tok[0])
-		}
-		snap(sl, s.chunk > 0 && s.fed == len(s.req.Prompt))
-		if s.samples {
-			var forked []*seq
-			if len(s.group) > 0 && s.chunk > 0 {
-				forked = e.forkFollowers(s, i)
-			}
-			e.advance(s, i)
-			for _, f := range forked {
-				e.advance(f, i)
-			}
-		}
-	}
-	e.compact()
-}
-
-// forward runs the model on e.batch, turning a panic into an error.
-func (e *Engine) forward() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: forward: %v", ErrInternal, r)
-			e.logPanic(r)
-		}
-	}()
-	if err := e.ws.Forward(e.batch); err != nil {
-		return fmt.Errorf("%w: %v", ErrInternal, err)
-	}
-	return nil
-}
-
-// logPanic keeps the stack of the last recovered panic for debugging.
-func (e *Engine) logPanic(r any) {
-	stack := debug.Stack()
-	lastPanic.Store(&panicInfo{value: fmt.Sprint(r), stack: string(stack)})
-}
-
-type panicInfo struct{ value, stack string }
-
-var lastPanic atomic.Pointer[panicInfo]
-
-// LastPanic returns the value and stack trace of the most recent panic the
-// engine recovered from, for logs; ok is false if there was none.
-func LastPanic() (value, stack string, ok bool) {
-	p := lastPanic.Load()
-	if p == nil {
-		return "", "", false
-	}
-	return p.value, p.stack, true
-}
-
-// advance samples the next token of s from row i of the step's logits and
-// delivers it. A panic fails s alone.
-func (e *Engine) advance(s *seq, i int) {
-	defer func() {
-		if r := recover(); r != nil {
-			e.logPanic(r)
-			e.failures.Add(1)
-			e.finish(s, Event{Token: -1, Err: fmt.Errorf("%w: sampling: %v", ErrInternal, r)})
-		}
-	}()
-	sl := s.slot
-	logits := e.ws.Logits(i)
-	if !model.Finite(logits) {
-		e.failures.Add(1)
-		e.finish(s, Event{Token: -1, Err: e.nonFinite(sl)})
-		return
-	}
-	r := &s.req
-	masked := s.generated < r.MinTokens && r.Constraint == nil
-	if len(r.LogitBias) > 0 || masked || r.Constraint != nil {
-		x := sl.scratch[:len(logits)]
-		copy(x, logits)
-		for id, b := range r.LogitBias {
-			x[id] += b
-		}
-		if masked {
-			ninf := float32(math.Inf(-1))
-			if !r.IgnoreEOS {
-				for _, id := range e.m.EOS() {
-					if id >= 0 && id < len(x) {
-						x[id] = ninf
-					}
-				}
-			}
-			for _, id := range r.StopTokens {
-				x[id] = ninf
-			}
-		}
-		if r.Constraint != nil {
-			r.Constraint.Mask(x)
-		}
-		logits = x
-	}
-	id := sl.smp.Sample(logits)
-	if id < 0 {
-		// Every logit was finite: only the constraint (with the bias)
-		// can have left no token.
-		err := ErrConstraint
-		if r.Constraint == nil {
-			err = e.nonFinite(sl)
-		}
-		e.failures.Add(1)
-		e.finish(s, Event{Token: -1, Err: err})
-		return
-	}
-	if ((!r.IgnoreEOS || r.Constraint != nil) && e.m.IsEOS(id)) || contains(r.StopTokens, id) {
-		e.finish(s, Event{Token: -1, Finish: FinishStop})
-		return
-	}
-	if r.Constraint != nil && !r.Constraint.Accept(id) {
-		e.failures.Add(1)
-		e.finish(s, Event{Token: -1, Err: ErrConstraint})
-		return
-	}
-	sl.smp.Accept(id)
-	s.generated++
-	s.out.generated.Add(1)
-	e.gen.Add(1)
-	ev := Event{Token: id}
-	if r.Logprobs || r.TopLogprobs > 0 {
-		k := r.TopLogprobs
-		ev.Logprob = sl.smp.Logprobs(id, sl.topIDs[:k], sl.topLP[:k])
-		if k > 0 {
-			ev.Top = make([]TokenLogprob, 0, k)
-			for j := range k {
-				if sl.topIDs[j] >= 0 {
-					ev.Top = append(ev.Top, TokenLogprob{Token: sl.topIDs[j], Logprob: sl.topLP[j]})
-				}
-			}
-		}
-	}
-	if r.Constraint != nil && r.Constraint.Done() {
-		ev.Finish = FinishStop
-		e.finish(s, ev)
-		return
-	}
-	// The token is fed at the next step: the cache then holds
-	// len(prompt)+generated tokens.
-	if len(r.Prompt)+s.generated >= s.limit {
-		ev.Finish = FinishLength
-		e.finish(s, ev)
-		return
-	}
-	sl.tok[0] = id
-	s.out.events <- ev
-}
-
-func contains(ids []int, id int) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
-
-// admit moves queued requests into free slots and ends queued requests that
-// were cancelled or must be aborted.
-func (e *Engine) admit() {
-	e.mu.Lock()
-	abort := e.abort
-	if abort != nil {
-		e.abort = nil
-	}
-	q := e.queue[:0]
-	var drop []*seq
-	for _, s := range e.queue {
-		if s.ctx.Err() != nil || abort != nil {
-			drop = append(drop, s)
-		} else {
-			q = append(q, s)
-		}
-	}
-	clear(e.queue[len(q):])
-	e.queue = q
-	// In arrival order, while the slots last; a group takes a slot per
-	// choice.
-	n, slots := 0, 0
-	for n < len(e.queue) && len(e.active)+slots+e.queue[n].slotsFor() <= e.cfg.MaxBatch {
-		slots += e.queue[n].slotsFor()
-		n++
-	}
-	admitted := append([]*seq(nil), e.queue[:n]...)
-	e.queue = append(e.queue[:0], e.queue[n:]...)
-	clear(e.queue[len(e.queue):cap(e.queue)])
-	// Count the admitted requests as active before they leave the queue's
-	// lock, so that no one sees them in neither place.
-	e.nActive.Store(int64(len(e.active) + slots))
-	e.mu.Unlock()
-
-	for _, s := range drop {
-		err := s.ctx.Err()
-		if err == nil {
-			err = abort
-			e.failures.Add(1)
-		} else {
-			e.cancels.Add(1)
-		}
-		dropQueued(s, err)
-	}
-	if abort != nil {
-		for _, s := range e.active {
-			e.failures.Add(1)
-			e.finish(s, Event{Token: -1, Err: abort})
-		}
-		e.compact()
-	}
-	for _, s := range admitted {
-		s.slot = e.takeSlot(s, false)
-		e.active = append(e.active, s)
-		e.requests.Add(1)
-		for _, f := range s.group {
-			f.slot = e.takeSlot(f, true)
-			e.active = append(e.active, f)
-		}
-	}
-	e.nActive.Store(int64(len(e.active)))
-}
-
-// takeSlot returns the slot for s. With prefix reuse, that is the free slot
-// from which s can continue the most prompt tokens: its whole state, if
-// s's prompt extends all its tokens, or else its last snapshot within the
-// tokens they share (the slot is rewound to it); s then starts after them.
-// Otherwise: a free slot that holds nothing, or a new one while there are
-// fewer than MaxBatch, or else the free one left longest ago, reset.
-//
-// fresh (a follower, which starts from its leader's state) skips the
-// search for a state to continue.
-func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
-	p := s.req.Prompt
-	var sl *slot
-	best, bestPos, bestSnap := -1, 0, -1
-	empty := -1
-	for i, f := range e.free {
-		if len(f.ids) == 0 && empty < 0 {
-			empty = i
-		}
-		if fresh || e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len != len(f.ids) {
-			continue
-		}
-		// At least the prompt's last token is computed, for its logits.
-		shared := commonPrefix(f.ids, p[:len(p)-1])
-		pos, at := 0, -1
-		if shared == len(f.ids) {
-			pos = shared
-		} else {
-			for j := len(f.snaps) - 1; j >= 0; j-- {
-				if f.snaps[j].pos <= shared {
-					pos, at = f.snaps[j].pos, j
-					break
-				}
-			}
-		}
-		if pos > bestPos {
-			best, bestPos, bestSnap = i, pos, at
-		}
-	}
-	if best >= 0 && bestSnap >= 0 {
-		f := e.free[best]
-		if f.cache.Rewind(bestPos, f.snaps[bestSnap].data) != nil {
-			best = -1 // cannot happen: the snapshot is of this cache
-		} else {
-			f.ids = f.ids[:bestPos]
-		}
-	}
-	if best < 0 && empty < 0 && len(e.free) > 0 && len(e.active)+len(e.free) < e.cfg.MaxBatch {
-		empty = -2 // a new slot: keep the free ones' states
-	}
-	switch {
-	case best >= 0:
-		sl = e.free[best]
-		e.free = slices.Delete(e.free, best, best+1)
-		dropSnaps(sl, bestPos)
-		sl.smp.Reset(s.req.Sampling)
-		s.fed = bestPos
-		s.out.cachedTokens.Store(int64(bestPos))
-		e.cached.Add(uint64(bestPos))
-	case empty != -2 && len(e.free) > 0:
-		i := max(empty, 0)
-		sl = e.free[i]
-		e.free = slices.Delete(e.free, i, i+1)
-		sl.cache.Reset()
-		sl.ids = sl.ids[:0]
-		dropSnaps(sl, -1)
-		sl.smp.Reset(s.req.Sampling)
-	default:
-		V := e.m.Config.VocabSize
-		sl = &slot{
-			cache:   e.m.NewCache(s.limit),
-			smp:     sample.New(s.req.Sampling, V),
-			scratch: make([]float32, V),
-			topIDs:  make([]int, MaxTopLogprobs),
-			topLP:   make([]float32, MaxTopLogprobs),
-		}
-	}
-	// Room for every token the request may add and for its snapshots, so
-	// that its steps do not allocate.
-	sl.cache.Reserve(s.limit)
-	if cap(sl.ids) < s.limit {
-		sl.ids = append(make([]int, 0, s.limit), sl.ids...)
-	}
-	sl.every = e.snapEvery(s.limit)
-	if sl.every > 0 {
-		// The copies this request may take (at multiples of the spacing, and
-		// one at the end of the prompt), within the slot's budget together
-		// with those it keeps; the oldest kept copies make way if needed,
-		// since a later request most likely continues a recent prompt.
-		budget := e.snapBudget()
-		want := min((s.limit-1)/sl.every-sl.cache.Len/sl.every+1, budget)
-		if over := len(sl.snaps) + want - budget; over > 0 {
-			for _, old := range sl.snaps[:over] {
-				sl.spare = append(sl.spare, old.data)
-			}
-			n := copy(sl.snaps, sl.snaps[over:])
-			clear(sl.snaps[n:])
-			sl.snaps = sl.snaps[:n]
-		}
-		room := max(0, budget-len(sl.snaps))
-		need := min(want, room)
-		for len(sl.spare) < need {
-			sl.spare = append(sl.spare, make([]float32, e.mambaFloats))
-		}
-		// Keep spare buffers for later requests, within the budget.
-		if len(sl.spare) > room {
-			clear(sl.spare[room:])
-			sl.spare = sl.spare[:room]
-		}
-		sl.snaps = slices.Grow(sl.snaps, len(sl.spare))
-	}
-	sl.smp.AcceptPrompt(s.req.Prompt)
-	return sl
-}
-
-// commonPrefix is the number of leading tokens a and b share.
-func commonPrefix(a, b []int) int {
-	n := min(len(a), len(b))
-	for i := range n {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return n
-}
-
-// finish sends s's terminal event, closes its stream and releases its
-// slot. The caller removes it from e.active with compact.
-func (e *Engine) finish(s *seq, ev Event) {
-	if s.slot == nil {
-		return
-	}
-	s.out.events <- ev
-	close(s.out.events)
-	e.free = append(e.free, s.slot)
-	s.slot = nil
-	if len(s.group) > 0 {
-		e.endFollowers(s, ev)
-	}
-}
-
-// compact removes finished sequences from e.active, keeping the order.
-func (e *Engine) compact() {
-	a := e.active[:0]
-	for _, s := range e.active {
-		if s.slot != nil {
-			a = append(a, s)
-		}
-	}
-	clear(e.active[len(a):])
-	e.active = a
-	e.nActive.Store(int64(len(a)))
-}
-
-// failAll ends every request with err; used when the scheduler dies.
-func (e *Engine) failAll(err error) {
-	for _, s := range e.active {
-		if s.slot != nil {
-			func() {
-				defer func() { recover() }()
-				e.finish(s, Event{Token: -1, Err: err})
-			}()
-		}
-	}
-	e.active = nil
-	e.nActive.Store(0)
-	e.mu.Lock()
-	e.draining = true
-	q := e.queue
-	e.queue = nil
-	e.mu.Unlock()
-	for _, s := range q {
-		dropQueued(s, err)
-	}
-}

@@ -3,10 +3,12 @@ package engine
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 )
@@ -17,10 +19,10 @@ var (
 	demoErr   error
 )
 
-// demo returns the embedded demo model, loaded once for the package.
-func demo(t testing.TB) *model.Model {
+// demoModelFor returns the embedded demo model, loaded once for the package.
+func demoModelFor(t testing.TB) *model.Model {
 	t.Helper()
-	demoOnce.Do(func() { demoModel, demoErr = model.LoadDemo(model.Options{}) })
+	demoOnce.Do(func() { demoModel, demoErr = demo.Load(model.Options{}) })
 	if demoErr != nil {
 		t.Fatal(demoErr)
 	}
@@ -29,7 +31,7 @@ func demo(t testing.TB) *model.Model {
 
 func newEngine(t testing.TB, cfg Config) *Engine {
 	t.Helper()
-	e, err := New(demo(t), cfg)
+	e, err := New(demoModelFor(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +52,7 @@ func prompt(i, n int) []int {
 func collect(t testing.TB, s *Stream) (ids []int, last Event) {
 	t.Helper()
 	for ev := range s.Events() {
-		if ev.Token >= 0 {
+		if ev.HasToken() {
 			ids = append(ids, ev.Token)
 		}
 		last = ev
@@ -58,9 +60,9 @@ func collect(t testing.TB, s *Stream) (ids []int, last Event) {
 	return ids, last
 }
 
-func generate(t testing.TB, p []int, maxTokens int) ([]int, model.StopReason) {
+func generate(t testing.TB, p []int, maxTokens int) ([]int, model.FinishReason) {
 	t.Helper()
-	out, reason, err := demo(t).Generate(context.Background(), p, model.GenerateOptions{MaxTokens: maxTokens}, nil)
+	out, reason, err := demoModelFor(t).Generate(context.Background(), p, model.GenerateOptions{MaxTokens: maxTokens}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +181,7 @@ func TestLengthLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, last := collect(t, s)
-	if len(ids) != 6 || last.Finish != FinishLength {
+	if len(ids) != 6 || last.Finish != model.FinishLength {
 		t.Errorf("got %d tokens, finish %q; want 6, length", len(ids), last.Finish)
 	}
 	// A prompt of Context-1 tokens has room for exactly one.
@@ -187,7 +189,7 @@ func TestLengthLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids, last := collect(t, s); len(ids) != 1 || last.Finish != FinishLength {
+	if ids, last := collect(t, s); len(ids) != 1 || last.Finish != model.FinishLength {
 		t.Errorf("got %d tokens, finish %q; want 1, length", len(ids), last.Finish)
 	}
 	for _, r := range []Request{
@@ -221,7 +223,7 @@ func TestStopTokensAndMinTokens(t *testing.T) {
 	for first < len(want) && want[first] != want[4] {
 		first++
 	}
-	if !equalIDs(got, want[:first]) || last.Finish != FinishStop {
+	if !equalIDs(got, want[:first]) || last.Finish != model.FinishStop {
 		t.Errorf("stop token %d: got %v (%q), want %v", want[4], got, last.Finish, want[:first])
 	}
 	// MinTokens masks it until enough tokens are out.
@@ -243,7 +245,7 @@ func TestLogprobs(t *testing.T) {
 	s, _ := e.Submit(context.Background(), Request{Prompt: prompt(2, 8), MaxTokens: 6, Logprobs: true, TopLogprobs: 3})
 	n := 0
 	for ev := range s.Events() {
-		if ev.Token < 0 {
+		if !ev.HasToken() {
 			continue
 		}
 		n++
@@ -412,14 +414,13 @@ func TestPanicFailsOneRequest(t *testing.T) {
 	}
 	want, _ := generate(t, prompt(2, 5), 10)
 	sg, _ := e.Submit(context.Background(), Request{Prompt: prompt(2, 5), MaxTokens: 10})
-	if _, last := collect(t, sb); !errors.Is(last.Err, ErrInternal) {
-		t.Errorf("bad request ended with %+v", last)
+	_, last := collect(t, sb)
+	var pe *PanicError
+	if !errors.Is(last.Err, ErrInternal) || !errors.As(last.Err, &pe) || len(pe.Stack) == 0 {
+		t.Errorf("bad request ended with %+v, want a PanicError with its stack", last)
 	}
 	if got, last := collect(t, sg); !equalIDs(got, want) || last.Err != nil {
 		t.Errorf("good request: got %v %+v, want %v", got, last, want)
-	}
-	if _, _, ok := LastPanic(); !ok {
-		t.Error("no panic recorded")
 	}
 	if e.Err() != nil {
 		t.Errorf("engine died: %v", e.Err())
@@ -427,7 +428,7 @@ func TestPanicFailsOneRequest(t *testing.T) {
 }
 
 func TestCloseEndsEverything(t *testing.T) {
-	e, err := New(demo(t), Config{MaxBatch: 1})
+	e, err := New(demoModelFor(t), Config{MaxBatch: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +457,7 @@ func TestCloseEndsEverything(t *testing.T) {
 // and the workspace have their size: the events are values in a buffered
 // channel.
 func TestStepAllocs(t *testing.T) {
-	m := demo(t)
+	m := demoModelFor(t)
 	e := &Engine{m: m, cfg: Config{MaxBatch: 4}, ws: m.NewWorkspace(), wake: make(chan struct{}, 1), idle: make(chan struct{}), done: make(chan struct{})}
 	if err := e.cfg.fill(m); err != nil {
 		t.Fatal(err)
@@ -501,7 +502,7 @@ func TestStepAllocs(t *testing.T) {
 func BenchmarkDecodeStep(b *testing.B) {
 	for _, n := range []int{1, 8} {
 		b.Run("batch="+string(rune('0'+n)), func(b *testing.B) {
-			m := demo(b)
+			m := demoModelFor(b)
 			e := &Engine{m: m, cfg: Config{MaxBatch: n}, ws: m.NewWorkspace(), wake: make(chan struct{}, 1), idle: make(chan struct{}), done: make(chan struct{})}
 			e.cfg.fill(m)
 			var streams []*Stream
@@ -520,5 +521,44 @@ func BenchmarkDecodeStep(b *testing.B) {
 			}
 			b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+// TestFirstAllowed: the first token is the most likely of the allowed ones
+// (greedy), later tokens are unrestricted, and a mask of the wrong size is
+// refused.
+func TestFirstAllowed(t *testing.T) {
+	e := newEngine(t, Config{MaxBatch: 1})
+	p := prompt(3, 9)
+	free, _ := generate(t, p, 4)
+	V := e.VocabSize()
+	allowed := make([]bool, V)
+	for id := range allowed {
+		allowed[id] = id != free[0] // ban the unrestricted choice
+	}
+	st, err := e.Submit(context.Background(), Request{Prompt: p, MaxTokens: 4, IgnoreEOS: true, FirstAllowed: allowed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, last := collect(t, st)
+	if last.Err != nil || len(got) != 4 {
+		t.Fatalf("got %v, %+v", got, last)
+	}
+	// The reference: the model's logits after the prompt, the banned id
+	// excluded.
+	ws := demoModelFor(t).NewWorkspace()
+	if err := ws.Forward([]model.SeqInput{{Tokens: p}}); err != nil {
+		t.Fatal(err)
+	}
+	lg := append([]float32(nil), ws.Logits(0)...)
+	lg[free[0]] = float32(math.Inf(-1))
+	if want := model.Argmax(lg); got[0] != want {
+		t.Errorf("first token %d, want %d (the best allowed)", got[0], want)
+	}
+	if want, _ := generate(t, append(append([]int(nil), p...), got[0]), 3); !equalIDs(got[1:], want) {
+		t.Errorf("tokens after the first %v, want the unrestricted %v", got[1:], want)
+	}
+	if _, err := e.Submit(context.Background(), Request{Prompt: p, FirstAllowed: allowed[:V-1]}); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("a short mask: %v", err)
 	}
 }

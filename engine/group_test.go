@@ -6,6 +6,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 )
 
@@ -26,7 +27,7 @@ func TestGroupComputesPromptOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids, last := collect(t, st)
-		if last.Finish != FinishLength {
+		if last.Finish != model.FinishLength {
 			t.Fatalf("finish %q, err %v", last.Finish, last.Err)
 		}
 		want = append(want, ids)
@@ -39,7 +40,7 @@ func TestGroupComputesPromptOnce(t *testing.T) {
 	distinct := map[string]bool{}
 	for i, st := range sts {
 		ids, last := collect(t, st)
-		if last.Finish != FinishLength || !equalIDs(ids, want[i]) {
+		if last.Finish != model.FinishLength || !equalIDs(ids, want[i]) {
 			t.Errorf("choice %d: %v (%q %v), alone %v", i, ids, last.Finish, last.Err, want[i])
 		}
 		if st.PromptTokens() != len(p) {
@@ -140,7 +141,7 @@ func TestConstraint(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids, last := collect(t, st)
-	if !equalIDs(ids, want) || last.Finish != FinishStop {
+	if !equalIDs(ids, want) || last.Finish != model.FinishStop {
 		t.Fatalf("got %v %q %v, want %v and stop", ids, last.Finish, last.Err, want)
 	}
 	// A constraint that allows no token of the vocabulary (the demo model

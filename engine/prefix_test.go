@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/model"
 )
 
@@ -31,7 +32,7 @@ func runLogprobs(t *testing.T, e *Engine, p []int, n int) result {
 		if ev.Err != nil {
 			t.Fatal(ev.Err)
 		}
-		if ev.Token >= 0 {
+		if ev.HasToken() {
 			r.ids = append(r.ids, ev.Token)
 			r.lps = append(r.lps, ev.Logprob)
 			r.tops = append(r.tops, ev.Top...)
@@ -224,7 +225,7 @@ func TestPrefixReuseSnapshots(t *testing.T) {
 // a whole state and rewinding to a snapshot give the bits of computing the
 // whole prompt, as with float32.
 func TestPrefixReuseBF16KV(t *testing.T) {
-	m, err := model.LoadDemo(model.Options{KVCache: "bf16"})
+	m, err := demo.Load(model.Options{KVCache: "bf16"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +289,7 @@ func TestPrefillChunk(t *testing.T) {
 // keeps the newest copies, so every turn continues from the end of the
 // previous prompt.
 func TestPrefixReuseEvictsOldCopies(t *testing.T) {
-	m := demo(t)
+	m := demoModelFor(t)
 	floats := m.NewCache(1).MambaFloats()
 	e := newEngine(t, Config{MaxBatch: 1, SnapshotBytes: int64(2 * 4 * floats)})
 	if got := e.snapBudget(); got != 2 {

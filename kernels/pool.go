@@ -172,3 +172,55 @@ func spinPause() {
 		spinSink.Store(x)
 	}
 }
+
+// ParallelChunks returns how ParallelFor cuts n items: the number of
+// chunks, at most Threads() of at least minChunk items each, and their
+// length (the last may be shorter).
+func ParallelChunks(n, minChunk int) (chunks, step int) {
+	if n <= 0 {
+		return 0, 0
+	}
+	minChunk = max(minChunk, 1)
+	workers := max(1, min(Threads(), (n+minChunk-1)/minChunk))
+	step = (n + workers - 1) / workers
+	return (n + step - 1) / step, step
+}
+
+// ParallelFor calls fn(chunk, lo, hi) for each chunk of
+// ParallelChunks(n, minChunk) on the kernels' threads, the caller's among
+// them, and returns when all are done. The cut depends only on n,
+// minChunk and Threads(), so per-chunk partial sums added in chunk order
+// do not depend on timing. fn may call the vector kernels (Dot, Exp,
+// SiLU, ...) but not MatMul, ScanSeq, Attention or ParallelFor, which
+// would wait for the threads that run fn.
+func ParallelFor(n, minChunk int, fn func(chunk, lo, hi int)) {
+	chunks, step := ParallelChunks(n, minChunk)
+	if chunks <= 1 {
+		if n > 0 {
+			fn(0, 0, n)
+		}
+		return
+	}
+	p := lockPool()
+	defer p.mu.Unlock()
+	t := &forTask{fn: fn, n: n, step: step, chunks: chunks}
+	// Every chunk is worth a thread: callers choose minChunk for that.
+	p.run(t, chunks, chunks*minWorkPerThread)
+}
+
+// forTask is ParallelFor's job: threads take chunks in turn.
+type forTask struct {
+	taskCounter
+	fn              func(chunk, lo, hi int)
+	n, step, chunks int
+}
+
+func (t *forTask) do(int) {
+	for {
+		c := t.next(t.chunks)
+		if c < 0 {
+			return
+		}
+		t.fn(c, c*t.step, min((c+1)*t.step, t.n))
+	}
+}

@@ -31,7 +31,7 @@ func TestGenerateHugeMaxTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reason != StopLength || len(out) != 16-3 {
+	if reason != FinishLength || len(out) != 16-3 {
 		t.Errorf("%d tokens, %q: want %d, length", len(out), reason, 16-3)
 	}
 	// The model's workspace and cache are a few MB; 64 MB is far below

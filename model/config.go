@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
-	"sort"
 
 	"github.com/jamba-go/jamba/internal/safefile"
+	"github.com/jamba-go/jamba/kernels"
 )
 
 // MixerKind is the sequence mixer of a decoder layer.
@@ -263,13 +263,8 @@ func (c *Config) Validate() error {
 	if !(c.RMSNormEps > 0) || math.IsInf(c.RMSNormEps, 0) {
 		return &ConfigError{Key: "rms_norm_eps", Msg: fmt.Sprintf("must be a positive finite number, got %v", c.RMSNormEps)}
 	}
-	if _, ok := activations[c.HiddenAct]; !ok {
-		names := make([]string, 0, len(activations))
-		for n := range activations {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return &ConfigError{Key: "hidden_act", Msg: fmt.Sprintf("unsupported activation %q (supported: %v)", c.HiddenAct, names)}
+	if _, ok := kernels.LookupActivation(c.HiddenAct); !ok {
+		return &ConfigError{Key: "hidden_act", Msg: fmt.Sprintf("unsupported activation %q (supported: %v)", c.HiddenAct, kernels.ActivationNames())}
 	}
 	for _, id := range append(c.EOSTokenIDs, derefOr(c.BOSTokenID, 0), derefOr(c.PadTokenID, 0)) {
 		if id < 0 || id >= c.VocabSize {

@@ -132,7 +132,7 @@ func TestFixtureForward(t *testing.T) {
 			seqs := make([]SeqInput, B)
 			for b := range rows {
 				rows[b] = ints(ids.data[b*T : (b+1)*T])
-				seqs[b] = SeqInput{Tokens: rows[b], AllLogits: true}
+				seqs[b] = SeqInput{Tokens: rows[b], Logits: AllLogits}
 			}
 			ws := m.NewWorkspace()
 			ws.CaptureHidden, ws.CaptureRouter = true, true
@@ -215,7 +215,7 @@ func testChunkedPrefill(t *testing.T, name, kv string) {
 	row := ints(ids.data[:T])
 	V := m.Config.VocabSize
 	ws := m.NewWorkspace()
-	if err := ws.Forward([]SeqInput{{Tokens: row, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]SeqInput{{Tokens: row, Logits: AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	full := append([]float32(nil), ws.Logits(0)...)
@@ -238,7 +238,7 @@ func testChunkedPrefill(t *testing.T, name, kv string) {
 			if k < len(sp) {
 				n = min(sp[k], T-pos)
 			}
-			if err := ws.Forward([]SeqInput{{Tokens: row[pos : pos+n], Cache: st, AllLogits: true}}); err != nil {
+			if err := ws.Forward([]SeqInput{{Tokens: row[pos : pos+n], Cache: st, Logits: AllLogits}}); err != nil {
 				t.Fatal(err)
 			}
 			got = append(got, ws.Logits(0)...)
@@ -272,7 +272,7 @@ func TestBatchedSequences(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := ws.Forward([]SeqInput{{Tokens: next, Cache: st, AllLogits: true}}); err != nil {
+		if err := ws.Forward([]SeqInput{{Tokens: next, Cache: st, Logits: AllLogits}}); err != nil {
 			t.Fatal(err)
 		}
 		return append([]float32(nil), ws.Logits(0)...)
@@ -283,7 +283,7 @@ func TestBatchedSequences(t *testing.T) {
 	sa, sc := m.NewCache(0), m.NewCache(0)
 	ws.Forward([]SeqInput{{Tokens: a[:5], Cache: sa}})
 	ws.Forward([]SeqInput{{Tokens: b[:3], Cache: sc}})
-	if err := ws.Forward([]SeqInput{{Tokens: a[5:6], Cache: sa, AllLogits: true}, {Tokens: b[:9], AllLogits: true}, {Tokens: b[3:T], Cache: sc, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]SeqInput{{Tokens: a[5:6], Cache: sa, Logits: AllLogits}, {Tokens: b[:9], Logits: AllLogits}, {Tokens: b[3:T], Cache: sc, Logits: AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	// Every kernel gives a row the same bits whatever else shares the call
@@ -306,13 +306,13 @@ func TestNoLogits(t *testing.T) {
 	m, _ := loadFixture(t, "tiny-dense")
 	ws := m.NewWorkspace()
 	a, b := m.NewCache(0), m.NewCache(0)
-	if err := ws.Forward([]SeqInput{{Tokens: []int{1, 2, 3}, Cache: a, NoLogits: true}, {Tokens: []int{4, 5}, Cache: b}}); err != nil {
+	if err := ws.Forward([]SeqInput{{Tokens: []int{1, 2, 3}, Cache: a, Logits: NoLogits}, {Tokens: []int{4, 5}, Cache: b}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(ws.Logits(0)) != 0 || len(ws.Logits(1)) != m.Config.VocabSize || a.Len != 3 || b.Len != 2 {
 		t.Fatalf("logits %d and %d floats, cache lengths %d and %d", len(ws.Logits(0)), len(ws.Logits(1)), a.Len, b.Len)
 	}
-	if err := ws.Forward([]SeqInput{{Tokens: []int{1, 2, 3}, NoLogits: true}}); err != nil || len(ws.Logits(0)) != 0 {
+	if err := ws.Forward([]SeqInput{{Tokens: []int{1, 2, 3}, Logits: NoLogits}}); err != nil || len(ws.Logits(0)) != 0 {
 		t.Fatalf("a call with no logits at all: %v", err)
 	}
 }

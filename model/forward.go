@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/jamba-go/jamba/cache"
+	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/kernels"
 )
 
@@ -17,13 +18,23 @@ type SeqInput struct {
 	// Cache is the sequence's state, advanced by len(Tokens). Nil means a
 	// fresh state used for this call only.
 	Cache *cache.Seq
-	// AllLogits asks for the logits of every new token; otherwise only the
-	// last token's logits are computed.
-	AllLogits bool
-	// NoLogits skips the LM head for this sequence (a prompt chunk that is
-	// not the last): Logits(i) is then empty.
-	NoLogits bool
+	// Logits says which new tokens get logits: the last one's (the
+	// default), every one's, or none.
+	Logits LogitRows
 }
+
+// LogitRows says which of a sequence's new tokens the LM head runs on.
+type LogitRows uint8
+
+const (
+	// LastLogits computes the last new token's logits only.
+	LastLogits LogitRows = iota
+	// AllLogits computes the logits of every new token.
+	AllLogits
+	// NoLogits skips the LM head for the sequence (a prompt chunk that is
+	// not the last): Workspace.Logits is then empty for it.
+	NoLogits
+)
 
 // Workspace holds the scratch memory of forward passes and their outputs. It
 // grows to the largest batch seen and is reused, so a steady decode loop does
@@ -53,12 +64,11 @@ type Workspace struct {
 	q, k, v, att                           []float32
 	xz, z, xc, dbc, dtn, delta, bBuf, cBuf []float32
 	y                                      []float32
-	gate, up, ffOut                        []float32
+	gate, up                               []float32
 	routerLogits, probs, expIn, expOut     []float32
 	expRows                                [][]int
 	expWeights                             [][]float32
 	topIdx                                 []int
-	topW                                   []float32
 
 	trace *finiteTrace // set while locating non-finite values (finite.go)
 }
@@ -76,22 +86,6 @@ func (ws *Workspace) Logits(i int) []float32 {
 	return ws.logits[ws.logitOff[i]*V : ws.logitOff[i+1]*V]
 }
 
-func grow(b *[]float32, n int) []float32 {
-	if cap(*b) < n {
-		*b = make([]float32, n)
-	}
-	*b = (*b)[:n]
-	return *b
-}
-
-func growInts(b *[]int, n int) []int {
-	if cap(*b) < n {
-		*b = make([]int, n)
-	}
-	*b = (*b)[:n]
-	return *b
-}
-
 // Forward runs the model over a batch of independent sequences, each
 // continuing its own cache. Every sequence's tokens share each weight read
 // (one matrix product per layer for the whole batch).
@@ -99,8 +93,8 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	m, c := ws.m, ws.m.Config
 	H, V := c.HiddenSize, c.VocabSize
 	total := 0
-	ws.seqStart = growInts(&ws.seqStart, len(seqs)+1)
-	ws.logitOff = growInts(&ws.logitOff, len(seqs)+1)
+	ws.seqStart = buf.Grow(&ws.seqStart, len(seqs)+1)
+	ws.logitOff = buf.Grow(&ws.logitOff, len(seqs)+1)
 	ws.headRows = ws.headRows[:0]
 	ws.tmpCaches = ws.tmpCaches[:0]
 	shape := m.CacheShape
@@ -121,14 +115,16 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		}
 		ws.seqStart[i] = total
 		ws.logitOff[i] = len(ws.headRows)
-		switch {
-		case s.NoLogits:
-		case s.AllLogits:
+		switch s.Logits {
+		case NoLogits:
+		case AllLogits:
 			for t := range s.Tokens {
 				ws.headRows = append(ws.headRows, total+t)
 			}
-		default:
+		case LastLogits:
 			ws.headRows = append(ws.headRows, total+len(s.Tokens)-1)
+		default:
+			return fmt.Errorf("model: sequence %d: unknown LogitRows %d", i, s.Logits)
 		}
 		total += len(s.Tokens)
 	}
@@ -146,7 +142,7 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	}
 	caches := ws.caches
 
-	h := grow(&ws.h, total*H)
+	h := buf.Grow(&ws.h, total*H)
 	for i := range seqs {
 		for t, id := range seqs[i].Tokens {
 			r := ws.seqStart[i] + t
@@ -164,9 +160,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	moeIdx := 0
 	for li := range m.Layers {
 		l := &m.Layers[li]
-		xn := grow(&ws.xn, total*H)
+		xn := buf.Grow(&ws.xn, total*H)
 		rmsNormRows(xn, h, l.InputNorm, eps)
-		mix := grow(&ws.mix, total*H)
+		mix := buf.Grow(&ws.mix, total*H)
 		switch l.Mixer {
 		case Attention:
 			ws.attention(l.Attn, li, xn, mix, caches)
@@ -193,7 +189,7 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	for i := range seqs {
 		caches[i].Len += len(seqs[i].Tokens)
 	}
-	xn := grow(&ws.xn, total*H)
+	xn := buf.Grow(&ws.xn, total*H)
 	rmsNormRows(xn, h, m.FinalNorm, eps)
 	if ws.CaptureHidden {
 		copy(ws.Hidden[len(m.Layers)], xn)
@@ -202,11 +198,11 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		ws.trace.check(stageFinalNorm, xn[:total*H])
 	}
 	n := len(ws.headRows)
-	in := grow(&ws.headIn, n*H)
+	in := buf.Grow(&ws.headIn, n*H)
 	for j, r := range ws.headRows {
 		copy(in[j*H:(j+1)*H], xn[r*H:(r+1)*H])
 	}
-	logits := grow(&ws.logits, n*V)
+	logits := buf.Grow(&ws.logits, n*V)
 	if n > 0 {
 		kernels.MatMul(logits, in, n, m.LMHead)
 	}
@@ -258,13 +254,13 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches
 	total := ws.seqStart[nseq]
 	nH, nKV, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDimension()
 	qd, kvd := nH*hd, nKV*hd
-	q := grow(&ws.q, total*qd)
-	k := grow(&ws.k, total*kvd)
-	v := grow(&ws.v, total*kvd)
+	q := buf.Grow(&ws.q, total*qd)
+	k := buf.Grow(&ws.k, total*kvd)
+	v := buf.Grow(&ws.v, total*kvd)
 	kernels.MatMul(q, xn, total, a.Q)
 	kernels.MatMul(k, xn, total, a.K)
 	kernels.MatMul(v, xn, total, a.V)
-	att := grow(&ws.att, total*qd)
+	att := buf.Grow(&ws.att, total*qd)
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	for s := 0; s < nseq; s++ {
 		r0, r1 := ws.seqStart[s], ws.seqStart[s+1]
@@ -291,8 +287,8 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	total := ws.seqStart[nseq]
 	Di, N, Kc, R := c.InnerSize(), c.MambaDState, c.MambaDConv, c.MambaDtRank
 	eps := float32(c.RMSNormEps)
-	x := grow(&ws.xz, total*Di)
-	z := grow(&ws.z, total*Di)
+	x := buf.Grow(&ws.xz, total*Di)
+	z := buf.Grow(&ws.z, total*Di)
 	kernels.MatMul(x, xn, total, w.InX)
 	kernels.MatMul(z, xn, total, w.InZ)
 	if w.InBias != nil {
@@ -300,7 +296,7 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 		addRows(z, w.InZBias)
 	}
 	// Causal depthwise conv continuing each sequence's window, then the activation.
-	xc := grow(&ws.xc, total*Di)
+	xc := buf.Grow(&ws.xc, total*Di)
 	for s := 0; s < nseq; s++ {
 		r0, r1 := ws.seqStart[s], ws.seqStart[s+1]
 		kernels.ConvSeq(xc[r0*Di:r1*Di], caches[s].Layers[li].Conv, x[r0*Di:r1*Di], w.ConvWT, w.ConvB, r1-r0, Di, Kc)
@@ -308,11 +304,11 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	ws.activate(xc)
 	// Selective parameters dt, B, C and their RMSNorms.
 	P := R + 2*N
-	dbc := grow(&ws.dbc, total*P)
+	dbc := buf.Grow(&ws.dbc, total*P)
 	kernels.MatMul(dbc, xc, total, w.XProj)
-	dtn := grow(&ws.dtn, total*R)
-	B := grow(&ws.bBuf, total*N)
-	C := grow(&ws.cBuf, total*N)
+	dtn := buf.Grow(&ws.dtn, total*R)
+	B := buf.Grow(&ws.bBuf, total*N)
+	C := buf.Grow(&ws.cBuf, total*N)
 	for t := 0; t < total; t++ {
 		row := dbc[t*P : (t+1)*P]
 		dt, bt, ct := dtn[t*R:(t+1)*R], B[t*N:(t+1)*N], C[t*N:(t+1)*N]
@@ -326,12 +322,12 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 			copy(ct, row[R+N:])
 		}
 	}
-	delta := grow(&ws.delta, total*Di)
+	delta := buf.Grow(&ws.delta, total*Di)
 	kernels.MatMul(delta, dtn, total, w.DtProj)
 	addRows(delta, w.DtBias)
 	kernels.Softplus(delta, delta)
 	// Selective scan with the D skip, then the SiLU gate.
-	y := grow(&ws.y, total*Di)
+	y := buf.Grow(&ws.y, total*Di)
 	for s := 0; s < nseq; s++ {
 		r0, r1 := ws.seqStart[s], ws.seqStart[s+1]
 		kernels.ScanSeq(caches[s].Layers[li].SSM, w.A, delta[r0*Di:r1*Di], xc[r0*Di:r1*Di],
@@ -347,15 +343,7 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 
 // activate applies hidden_act in place.
 func (ws *Workspace) activate(x []float32) {
-	switch ws.m.Config.HiddenAct {
-	case "silu", "swish":
-		kernels.SiLU(x, x)
-	default:
-		act := activations[ws.m.Config.HiddenAct]
-		for i, v := range x {
-			x[i] = act(v)
-		}
-	}
+	ws.m.act.Apply(x, x)
 }
 
 // addRows adds the vector b to every len(b)-long row of x.
@@ -377,8 +365,8 @@ func mulInPlace(dst, src []float32) {
 func (ws *Workspace) mlp(f *MLPWeights, x, out []float32, n int) {
 	c := ws.m.Config
 	I := c.IntermediateSize
-	g := grow(&ws.gate, n*I)
-	u := grow(&ws.up, n*I)
+	g := buf.Grow(&ws.gate, n*I)
+	u := buf.Grow(&ws.up, n*I)
 	kernels.MatMul(g, x, n, f.Gate)
 	kernels.MatMul(u, x, n, f.Up)
 	ws.activate(g)
@@ -392,18 +380,18 @@ func (ws *Workspace) mlp(f *MLPWeights, x, out []float32, n int) {
 func (ws *Workspace) moe(e *MoEWeights, x, out []float32, n, moeIdx int) {
 	c := ws.m.Config
 	E, K, H := c.NumExperts, c.NumExpertsPerTok, c.HiddenSize
-	logits := grow(&ws.routerLogits, n*E)
+	logits := buf.Grow(&ws.routerLogits, n*E)
 	kernels.MatMul(logits, x, n, e.Router)
 	if ws.CaptureRouter {
 		copy(ws.Router[moeIdx], logits)
 	}
-	probs := grow(&ws.probs, n*E)
+	probs := buf.Grow(&ws.probs, n*E)
 	copy(probs, logits)
 	for j := range ws.expRows {
 		ws.expRows[j] = ws.expRows[j][:0]
 		ws.expWeights[j] = ws.expWeights[j][:0]
 	}
-	top := growInts(&ws.topIdx, K)
+	top := buf.Grow(&ws.topIdx, K)
 	for r := 0; r < n; r++ {
 		p := probs[r*E : (r+1)*E]
 		RouterSoftmax(p)
@@ -419,11 +407,11 @@ func (ws *Workspace) moe(e *MoEWeights, x, out []float32, n, moeIdx int) {
 		if len(rows) == 0 {
 			continue
 		}
-		in := grow(&ws.expIn, len(rows)*H)
+		in := buf.Grow(&ws.expIn, len(rows)*H)
 		for i, r := range rows {
 			copy(in[i*H:(i+1)*H], x[r*H:(r+1)*H])
 		}
-		res := grow(&ws.expOut, len(rows)*H)
+		res := buf.Grow(&ws.expOut, len(rows)*H)
 		ws.mlp(&e.Experts[j], in, res, len(rows))
 		for i, r := range rows {
 			kernels.Axpy(ws.expWeights[j][i], res[i*H:(i+1)*H], out[r*H:(r+1)*H])

@@ -1,8 +1,6 @@
 package model
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/jamba-go/jamba/internal/testutil"
@@ -12,9 +10,7 @@ import (
 // return an error or a config whose derived quantities are consistent.
 func FuzzParseConfig(f *testing.F) {
 	for _, name := range []string{"tiny-dense", "tiny-moe"} {
-		if data, err := os.ReadFile(filepath.Join(testutil.RepoRoot(), "testdata", "models", name, "config.json")); err == nil {
-			f.Add(data)
-		}
+		f.Add(testutil.ReadFile(f, "models/"+name+"/config.json"))
 	}
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"hidden_size": 8, "num_attention_heads": 2, "num_key_value_heads": null, "eos_token_id": [2, 3], "mamba_dt_rank": "auto"}`))

@@ -39,27 +39,36 @@ func Argmax(x []float32) int {
 	return best
 }
 
-// StopReason says why generation ended.
-type StopReason string
+// FinishReason says why a generation ended normally: the OpenAI API's
+// finish_reason values. Generate and the engine both report it.
+type FinishReason string
 
 const (
-	StopEOS    StopReason = "stop"   // an end-of-sequence token was sampled
-	StopLength StopReason = "length" // MaxTokens or the context was reached
+	// FinishStop: an end-of-sequence (or stop) token was sampled.
+	FinishStop FinishReason = "stop"
+	// FinishLength: the most tokens asked for were generated, or the
+	// context is full.
+	FinishLength FinishReason = "length"
 )
+
+// PrefillChunk is the number of prompt tokens a prefill computes per
+// forward call: Generate's default, and the engine's step budget, so that
+// a sequence served alone is computed in the same chunks.
+const PrefillChunk = 512
 
 // GenerateOptions control Generate.
 type GenerateOptions struct {
 	MaxTokens    int     // tokens to generate at most (> 0)
 	Sampler      Sampler // nil: greedy
 	IgnoreEOS    bool    // keep going past end-of-sequence tokens
-	PrefillChunk int     // prompt tokens per forward call (0: 512)
+	PrefillChunk int     // prompt tokens per forward call (0: PrefillChunk)
 	Context      int     // maximum sequence length (0: the config's max_position_embeddings)
 }
 
 // Generate continues prompt one token at a time with a fresh hybrid cache
 // and calls emit with each new token as soon as it is sampled (an EOS token
 // that stops generation is not emitted). It returns the generated ids.
-func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions, emit func(id int) error) ([]int, StopReason, error) {
+func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions, emit func(id int) error) ([]int, FinishReason, error) {
 	limit := opt.Context
 	if limit <= 0 {
 		limit = m.Config.MaxPositionEmbeddings
@@ -72,7 +81,7 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt GenerateOptions,
 // conversation) and then generates like Generate. Every generated token but
 // the last is fed to st as well, so st ends holding the prompt and all but
 // the last generated token.
-func (m *Model) Continue(ctx context.Context, ws *Workspace, st *cache.Seq, tokens []int, opt GenerateOptions, emit func(id int) error) ([]int, StopReason, error) {
+func (m *Model) Continue(ctx context.Context, ws *Workspace, st *cache.Seq, tokens []int, opt GenerateOptions, emit func(id int) error) ([]int, FinishReason, error) {
 	if len(tokens) == 0 {
 		return nil, "", fmt.Errorf("model: empty prompt")
 	}
@@ -92,7 +101,7 @@ func (m *Model) Continue(ctx context.Context, ws *Workspace, st *cache.Seq, toke
 	}
 	chunk := opt.PrefillChunk
 	if chunk <= 0 {
-		chunk = 512
+		chunk = PrefillChunk
 	}
 	smp.AcceptPrompt(tokens)
 	if err := ctx.Err(); err != nil {
@@ -114,7 +123,7 @@ func (m *Model) Continue(ctx context.Context, ws *Workspace, st *cache.Seq, toke
 		}
 		id := smp.Sample(logits)
 		if !opt.IgnoreEOS && m.IsEOS(id) {
-			return out, StopEOS, nil
+			return out, FinishStop, nil
 		}
 		smp.Accept(id)
 		out = append(out, id)
@@ -124,7 +133,7 @@ func (m *Model) Continue(ctx context.Context, ws *Workspace, st *cache.Seq, toke
 			}
 		}
 		if len(out) >= opt.MaxTokens || st.Len+1 >= limit {
-			return out, StopLength, nil
+			return out, FinishLength, nil
 		}
 		if err := ctx.Err(); err != nil {
 			return out, "", err
@@ -146,7 +155,11 @@ func (m *Model) Prefill(ws *Workspace, st *cache.Seq, tokens []int, chunk int) (
 	var logits []float32
 	for i := 0; i < len(tokens); i += chunk {
 		end := min(i+chunk, len(tokens))
-		if err := ws.Forward([]SeqInput{{Tokens: tokens[i:end], Cache: st, NoLogits: end < len(tokens)}}); err != nil {
+		rows := LastLogits
+		if end < len(tokens) {
+			rows = NoLogits
+		}
+		if err := ws.Forward([]SeqInput{{Tokens: tokens[i:end], Cache: st, Logits: rows}}); err != nil {
 			return nil, err
 		}
 		logits = ws.Logits(0)

@@ -41,7 +41,7 @@ func TestGostd13m(t *testing.T) {
 	ids := ints(refs["input_ids"].data)
 	V := m.Config.VocabSize
 	ws := m.NewWorkspace()
-	if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	logits := ws.Logits(0)
@@ -77,14 +77,7 @@ func TestGostdWindows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(testutil.Shared(t, "tokenizers/gostd/gostd_val.ids.int32"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := make([]int, len(raw)/4)
-	for i := range ids {
-		ids[i] = int(int32(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 | uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24))
-	}
+	ids := testutil.ReadIDs(t, "tokenizers/gostd/gostd_val.ids.int32")
 	loss, n, err := m.LossOverWindows(ids, 256, 16384, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +146,7 @@ func meanLoss(t *testing.T, dir string, ids []int, opts Options) float64 {
 	}
 	defer m.Close()
 	ws := m.NewWorkspace()
-	if err := ws.Forward([]SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 		t.Fatal(err)
 	}
 	s, n := crossEntropy(ws.Logits(0), ids, m.Config.VocabSize)

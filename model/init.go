@@ -10,9 +10,17 @@ import (
 	"strings"
 
 	"github.com/jamba-go/jamba/internal/atomicfile"
+	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/safetensors"
 )
+
+// InitRNG is the random stream of an initialisation with this seed:
+// WriteInit and train.InitParams draw the tensors from it in checkpoint
+// order, so the same seed gives the same values.
+func InitRNG(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, 0x6a616d6261)) // "jamba"
+}
 
 // InitTensor fills v (the tensor spec s of config c) with Hugging Face's
 // initialisation for JambaForCausalLM: linear, conv and embedding weights
@@ -79,15 +87,15 @@ func WriteInit(c *Config, dir, dtype string, seed uint64, progress func(done, to
 	if err != nil {
 		return err
 	}
-	rng := rand.New(rand.NewPCG(seed, 0x6a616d6261))
-	var buf []float32
+	rng := InitRNG(seed)
+	var vals []float32
 	var raw []byte
 	var done int64
 	for i, s := range specs {
 		n := infos[i].NumElements()
-		buf = grow(&buf, n)
-		c.InitTensor(s, buf, rng)
-		raw = encodeInto(raw, st, buf)
+		vals = buf.Grow(&vals, n)
+		c.InitTensor(s, vals, rng)
+		raw = encodeInto(raw, st, vals)
 		if err := w.Write(s.Name, raw); err != nil {
 			return err
 		}

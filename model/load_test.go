@@ -172,3 +172,49 @@ func TestInitRoundTrip(t *testing.T) {
 		t.Errorf("token 50 of a 50-token vocabulary: got %v", err)
 	}
 }
+
+// TestLoadFiles loads a checkpoint from memory and from its folder: the
+// same weights give the same logits, bit for bit; a missing file is named.
+func TestLoadFiles(t *testing.T) {
+	dir := writeSmall(t)
+	files := func(name string) ([]byte, bool) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		return b, err == nil
+	}
+	fromDir, err := Load(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fromDir.Close()
+	fromMem, err := LoadFiles("small", files, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fromMem.Close()
+	ids := []int{1, 7, 3, 49, 0, 12}
+	logits := func(m *Model) []float32 {
+		ws := m.NewWorkspace()
+		if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
+			t.Fatal(err)
+		}
+		return append([]float32(nil), ws.Logits(0)...)
+	}
+	a, b := logits(fromDir), logits(fromMem)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("logit %d: %v from the folder, %v from memory", i, a[i], b[i])
+		}
+	}
+	_, err = LoadFiles("small", func(name string) ([]byte, bool) {
+		if name == "model.safetensors" {
+			return nil, false
+		}
+		return files(name)
+	}, Options{})
+	if err == nil || !strings.Contains(err.Error(), "small has no file model.safetensors") {
+		t.Errorf("without model.safetensors: %v", err)
+	}
+	if _, err := LoadFiles("small", func(string) ([]byte, bool) { return nil, false }, Options{}); err == nil || !strings.Contains(err.Error(), "no config.json") {
+		t.Errorf("without config.json: %v", err)
+	}
+}

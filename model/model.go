@@ -18,7 +18,6 @@ import (
 	"sync"
 
 	"github.com/jamba-go/jamba/cache"
-	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/safetensors"
@@ -34,13 +33,14 @@ type Model struct {
 	LMHead    *kernels.Matrix // [V, H]; the same matrix as Embed when tied
 	Layers    []Layer
 
-	// Dir is the checkpoint folder ("" for the embedded demo model).
+	// Dir is the checkpoint folder ("" for a model loaded with LoadFiles).
 	Dir string
 	// Generation holds generation_config.json when the checkpoint has one.
 	Generation GenerationConfig
 
 	set    *safetensors.Set
-	kvBF16 bool // caches keep keys and values in bfloat16 (Options.KVCache)
+	act    kernels.Activation // hidden_act
+	kvBF16 bool               // caches keep keys and values in bfloat16 (Options.KVCache)
 }
 
 // GenerationConfig is the subset of generation_config.json the engine uses.
@@ -67,7 +67,8 @@ type Options struct {
 }
 
 // Load opens the Hugging Face checkpoint in dir: config.json, and
-// model.safetensors or model.safetensors.index.json with its shards.
+// model.safetensors or model.safetensors.index.json with its shards, which
+// are memory-mapped.
 func Load(dir string, opts Options) (*Model, error) {
 	cfg, err := LoadConfig(dir)
 	if err != nil {
@@ -77,15 +78,71 @@ func Load(dir string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Config: cfg, Dir: dir, set: set}
-	if data, err := safefile.ReadFile(filepath.Join(dir, "generation_config.json"), safefile.MaxConfig); err == nil {
-		if err := m.Generation.parse(data); err != nil {
-			set.Close()
-			return nil, fmt.Errorf("model: %s: %w", filepath.Join(dir, "generation_config.json"), err)
-		}
+	var gen []byte
+	genPath := filepath.Join(dir, "generation_config.json")
+	if data, err := safefile.ReadFile(genPath, safefile.MaxConfig); err == nil {
+		gen = data
 	} else if !errors.Is(err, os.ErrNotExist) {
 		set.Close()
 		return nil, fmt.Errorf("model: %w", err)
+	}
+	m, err := newModel(cfg, set, gen, genPath, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w (checkpoint %s)", err, dir)
+	}
+	m.Dir = dir
+	return m, nil
+}
+
+// Files is a checkpoint held in memory, such as a model embedded in a
+// binary: it returns the bytes of the named file (config.json,
+// model.safetensors, ...) and whether the checkpoint has it. The bytes must
+// stay valid and unchanged while the model is in use: the weights alias
+// them.
+type Files func(name string) ([]byte, bool)
+
+// LoadFiles loads a checkpoint from files, with the same layout as a
+// folder for Load: config.json, generation_config.json when present, and
+// model.safetensors or model.safetensors.index.json with its shards. name
+// names the checkpoint in errors.
+func LoadFiles(name string, files Files, opts Options) (*Model, error) {
+	data, ok := files("config.json")
+	if !ok {
+		return nil, fmt.Errorf("model: %s has no config.json", name)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	index, _ := files(safetensors.IndexFileName)
+	set, err := safetensors.NewSet(index, func(file string) (*safetensors.File, error) {
+		b, ok := files(file)
+		if !ok {
+			return nil, fmt.Errorf("%s has no file %s", name, file)
+		}
+		return safetensors.OpenBytes(file, b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	gen, _ := files("generation_config.json")
+	m, err := newModel(cfg, set, gen, "generation_config.json", opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w (checkpoint %s)", err, name)
+	}
+	return m, nil
+}
+
+// newModel binds the weights of set, and the generation config gen (nil
+// when the checkpoint has none; genName names it in errors). On error it
+// closes set.
+func newModel(cfg *Config, set *safetensors.Set, gen []byte, genName string, opts Options) (*Model, error) {
+	m := &Model{Config: cfg, set: set}
+	if gen != nil {
+		if err := m.Generation.parse(gen); err != nil {
+			set.Close()
+			return nil, fmt.Errorf("model: %s: %w", genName, err)
+		}
 	}
 	if opts.CheckFinite {
 		if err := m.CheckWeightsFinite(); err != nil {
@@ -95,36 +152,7 @@ func Load(dir string, opts Options) (*Model, error) {
 	}
 	if err := m.finish(opts); err != nil {
 		set.Close()
-		return nil, fmt.Errorf("%w (checkpoint %s)", err, dir)
-	}
-	return m, nil
-}
-
-// LoadDemo returns the small demo model embedded in the binary.
-func LoadDemo(opts Options) (*Model, error) {
-	data, _ := demo.File("config.json")
-	cfg, err := ParseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("demo model: %w", err)
-	}
-	set, err := safetensors.NewSet(nil, func(name string) (*safetensors.File, error) {
-		b, ok := demo.File(name)
-		if !ok {
-			return nil, fmt.Errorf("demo model has no file %s", name)
-		}
-		return safetensors.OpenBytes(name, b)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("demo model: %w", err)
-	}
-	m := &Model{Config: cfg, set: set}
-	if data, ok := demo.File("generation_config.json"); ok {
-		if err := m.Generation.parse(data); err != nil {
-			return nil, fmt.Errorf("demo model: %w", err)
-		}
-	}
-	if err := m.finish(opts); err != nil {
-		return nil, fmt.Errorf("demo model: %w", err)
+		return nil, err
 	}
 	return m, nil
 }
@@ -198,6 +226,7 @@ func (m *Model) finish(opts Options) error {
 // again whenever a weight matrix is replaced.
 func (m *Model) prepare() {
 	c := m.Config
+	m.act, _ = kernels.LookupActivation(c.HiddenAct) // Validate checked it
 	Di, Kc := c.InnerSize(), c.MambaDConv
 	for i := range m.Layers {
 		w := m.Layers[i].Mamba

@@ -36,7 +36,7 @@ func (m *Model) LossOverWindows(ids []int, ctx, maxTokens int, progress func(don
 	for w := 0; w < nwin; w += batch {
 		seqs = seqs[:0]
 		for j := w; j < min(w+batch, nwin); j++ {
-			seqs = append(seqs, SeqInput{Tokens: ids[j*ctx : (j+1)*ctx], AllLogits: true})
+			seqs = append(seqs, SeqInput{Tokens: ids[j*ctx : (j+1)*ctx], Logits: AllLogits})
 		}
 		if err := ws.Forward(seqs); err != nil {
 			return 0, 0, err

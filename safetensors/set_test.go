@@ -10,6 +10,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // memFiles serves files built with Marshal from memory and records which
@@ -252,12 +255,10 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 }
 
-const modelsDir = "../testdata/models"
-
 // TestShardedFixture reads the 22-shard fixture written by the reference
 // implementation.
 func TestShardedFixture(t *testing.T) {
-	dir := filepath.Join(modelsDir, "tiny-moe")
+	dir := testutil.Fixture(t, "models/tiny-moe")
 	var idx struct {
 		Metadata struct {
 			TotalParameters int64 `json:"total_parameters"`
@@ -342,7 +343,7 @@ func TestShardedFixture(t *testing.T) {
 // TestReferenceFixture reads F64 and I64 tensors written by the reference
 // implementation.
 func TestReferenceFixture(t *testing.T) {
-	dir := filepath.Join(modelsDir, "tiny-dense")
+	dir := testutil.Fixture(t, "models/tiny-dense")
 	var cfg struct {
 		VocabSize int `json:"vocab_size"`
 	}
@@ -402,12 +403,14 @@ func TestReferenceFixture(t *testing.T) {
 }
 
 // TestEmbeddedBF16 serves a BF16 checkpoint from memory, as the embedded
-// demo model is.
+// demo model is: every BF16 tensor is a view of the bytes given, not a
+// copy, and reads as its float32 conversion.
 func TestEmbeddedBF16(t *testing.T) {
-	b, err := os.ReadFile("../demo/hf-gostd-13m/model.safetensors")
+	b, err := os.ReadFile(testutil.Fixture(t, "models/hf-gostd-13m/model.safetensors"))
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
+	lo, hi := uintptr(unsafe.Pointer(&b[0])), uintptr(unsafe.Pointer(&b[len(b)-1]))
 	s, err := NewSet(nil, func(name string) (*File, error) { return OpenBytes(name, b) })
 	if err != nil {
 		t.Fatal(err)
@@ -423,6 +426,9 @@ func TestEmbeddedBF16(t *testing.T) {
 		view, ok := tensor.BF16View()
 		if !ok {
 			t.Fatalf("%s: no BF16 view", name)
+		}
+		if p := uintptr(unsafe.Pointer(&view[0])); p < lo || p > hi {
+			t.Fatalf("%s: the view is a copy, not the bytes given", name)
 		}
 		f, err := tensor.Float32()
 		if err != nil {

@@ -3,19 +3,18 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/openai/openai-go/v3"
 
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/tokenizer"
-	"github.com/openai/openai-go/v3"
 )
 
 // eosTemplate ends every message with the EOS token, so that the template's
@@ -173,22 +172,15 @@ func TestChatOrdinaryIDsUnchanged(t *testing.T) {
 // conversations give Encode of the reference text, and control text in
 // their messages stays text.
 func TestChatQwen3Reference(t *testing.T) {
-	tok, err := tokenizer.Load(testutil.Shared(t, "tokenizers/qwen3/tokenizer.json"))
+	tok, err := tokenizer.Load(testutil.Fixture(t, "tokenizers/qwen3/tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.ReadFile(filepath.Join("..", "testdata", "chat", "qwen3-chat-template.jinja"))
+	tmpl, err := chat.New(string(testutil.ReadFile(t, "chat/qwen3-chat-template.jinja")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl, err := chat.New(string(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join("..", "testdata", "chat", "qwen3-reference.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := testutil.ReadFile(t, "chat/qwen3-reference.json")
 	e := newEnv(t, engine.Config{MaxBatch: 2}, Config{})
 	b := *e.srv.backend.Load()
 	b.Tokenizer, b.Template, b.ChatAddSpecial = tok, tmpl, false

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/internal/testutil"
+	"github.com/jamba-go/jamba/textgen"
 	"github.com/jamba-go/jamba/tokenizer"
 )
 
@@ -133,24 +134,6 @@ func FuzzDecodeCompletionRequest(f *testing.F) {
 	})
 }
 
-// stopReference is the one-shot definition of where stop strings end a
-// text: at the first byte where some stop string has just completed,
-// cutting before the longest one that completes there.
-func stopReference(text string, stops []string) (string, bool) {
-	for end := 1; end <= len(text); end++ {
-		best := ""
-		for _, s := range stops {
-			if len(s) > len(best) && strings.HasSuffix(text[:end], s) {
-				best = s
-			}
-		}
-		if best != "" {
-			return text[:end-len(best)], true
-		}
-	}
-	return text, false
-}
-
 // splitAt cuts text into pieces at the offsets cuts give (each byte of
 // cuts is the length of the next piece, 0 meaning 1).
 func splitAt(text string, cuts []byte) []string {
@@ -164,86 +147,6 @@ func splitAt(text string, cuts []byte) []string {
 		text = text[n:]
 	}
 	return parts
-}
-
-func TestStopMatcher(t *testing.T) {
-	for _, tc := range []struct {
-		text  string
-		stops []string
-		parts []byte
-		want  string
-		stop  bool
-	}{
-		{"hello world", []string{"wor"}, []byte{1, 2, 3}, "hello ", true},
-		{"hello world", []string{"xyz"}, []byte{4}, "hello world", false},
-		{"abcd", []string{"abcd", "bc"}, []byte{2, 2}, "a", true}, // "bc" completes first
-		{"abcd", []string{"abcd", "bc"}, []byte{3}, "a", true},
-		{"abab", []string{"bab", "ab"}, []byte{0, 0, 0, 0}, "", true},
-		{"aab", []string{"ab"}, []byte{0, 0, 0}, "a", true},
-		{"héllo", []string{"é"}, []byte{1, 1}, "h", true},
-		{"stop at the end:END", []string{"END"}, []byte{15, 2, 2}, "stop at the end:", true},
-		{"partial EN", []string{"END"}, []byte{8, 2}, "partial EN", false},
-	} {
-		m := stopMatcher{stops: tc.stops}
-		var out strings.Builder
-		stopped := false
-		for _, p := range splitAt(tc.text, tc.parts) {
-			s, st := m.push(p)
-			out.WriteString(s)
-			if st {
-				stopped = true
-				break
-			}
-		}
-		if !stopped {
-			out.WriteString(m.flush())
-		}
-		if out.String() != tc.want || stopped != tc.stop {
-			t.Errorf("%q with %q: got %q (%v), want %q (%v)", tc.text, tc.stops, out.String(), stopped, tc.want, tc.stop)
-		}
-		if ref, rs := stopReference(tc.text, tc.stops); ref != tc.want || rs != tc.stop {
-			t.Errorf("reference for %q: %q (%v)", tc.text, ref, rs)
-		}
-	}
-}
-
-// FuzzStopMatcher checks that however the text is cut into pieces, the
-// matcher releases exactly the one-shot result, never a byte of a stop
-// string, and never a byte twice.
-func FuzzStopMatcher(f *testing.F) {
-	f.Add("hello world", "wor", "", []byte{1, 2, 3})
-	f.Add("abcd", "abcd", "bc", []byte{2, 2})
-	f.Add("ababab", "bab", "abb", []byte{0, 1, 0, 2})
-	f.Add("日本語のテキスト", "語の", "ト", []byte{2, 5, 1})
-	f.Fuzz(func(t *testing.T, text, s1, s2 string, cuts []byte) {
-		var stops []string
-		for _, s := range []string{s1, s2} {
-			if s != "" && len(s) <= maxStopBytes {
-				stops = append(stops, s)
-			}
-		}
-		want, wantStop := stopReference(text, stops)
-		m := stopMatcher{stops: stops}
-		var out strings.Builder
-		stopped := false
-		for _, p := range splitAt(text, cuts) {
-			s, st := m.push(p)
-			out.WriteString(s)
-			if !strings.HasPrefix(want, out.String()) {
-				t.Fatalf("released %q, which is not a prefix of %q", out.String(), want)
-			}
-			if st {
-				stopped = true
-				break
-			}
-		}
-		if !stopped {
-			out.WriteString(m.flush())
-		}
-		if out.String() != want || stopped != wantStop {
-			t.Fatalf("text %q stops %q: streamed %q (%v), one-shot %q (%v)", text, stops, out.String(), stopped, want, wantStop)
-		}
-	})
 }
 
 // FuzzTextStream feeds token ids one at a time through the text pipeline
@@ -278,7 +181,7 @@ func FuzzTextStream(f *testing.F) {
 		if !strings.HasPrefix(full, base) {
 			return // no continuation to compare with
 		}
-		want, wantStop := stopReference(full[len(base):], stops)
+		want, wantStop := textgen.CutAtStop(full[len(base):], stops)
 
 		ts := newTextStream(tok, prompt, stops)
 		var out strings.Builder

@@ -329,7 +329,7 @@ func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, event
 			if !ok {
 				return errors.New("server: engine stream closed without a terminal event")
 			}
-			if ev.Token >= 0 {
+			if ev.HasToken() {
 				now := time.Now()
 				if gen.tokens == 0 {
 					gen.s.metrics.ttft.Observe(now.Sub(gen.start).Seconds())
@@ -404,8 +404,8 @@ func (gen *generation) failure(err error) *apiError {
 	case errors.Is(err, engine.ErrConstraint):
 		return internalError("no token of the vocabulary can continue the response_format's JSON here (the logit bias may have removed them)")
 	}
-	if v, stack, ok := engine.LastPanic(); ok && errors.Is(err, engine.ErrInternal) {
-		gen.s.log.Error("request failed on a recovered panic", "id", gen.id, "panic", v, "stack", stack)
+	if pe, ok := errors.AsType[*engine.PanicError](err); ok {
+		gen.s.log.Error("request failed on a recovered panic", "id", gen.id, "where", pe.Where, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
 	}
 	return internalError("internal error while generating")
 }

@@ -31,10 +31,9 @@ var (
 func loadDemo(t testing.TB) (*model.Model, *tokenizer.Tokenizer) {
 	t.Helper()
 	demoOnce.Do(func() {
-		demoM, demoErr = model.LoadDemo(model.Options{})
+		demoM, demoErr = demo.Load(model.Options{})
 		if demoErr == nil {
-			data, _ := demo.File("tokenizer.json")
-			demoTok, demoErr = tokenizer.LoadBytes(data, nil)
+			demoTok, demoErr = demo.Tokenizer()
 		}
 	})
 	if demoErr != nil {

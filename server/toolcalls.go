@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+
+	"github.com/jamba-go/jamba/textgen"
 )
 
 // Tool calls in chat output.
@@ -190,7 +192,7 @@ func parseCall(raw json.RawMessage) (toolCall, bool) {
 // depend on how the text was cut.
 type toolStream struct {
 	f      *toolFormat
-	m      stopMatcher
+	m      textgen.StopMatcher
 	ws     string // trailing white space held back
 	in     bool   // the opening marker was seen
 	markup strings.Builder
@@ -198,7 +200,7 @@ type toolStream struct {
 }
 
 func newToolStream(f *toolFormat) *toolStream {
-	return &toolStream{f: f, m: stopMatcher{stops: []string{f.open}}}
+	return &toolStream{f: f, m: textgen.StopMatcher{Stops: []string{f.open}}}
 }
 
 // push adds text and returns the content it releases.
@@ -207,7 +209,7 @@ func (t *toolStream) push(s string) string {
 		t.markup.WriteString(s)
 		return ""
 	}
-	out, rest, found := t.m.scan(s)
+	out, rest, found := t.m.Scan(s)
 	out = t.ws + out
 	body := trimRightWS(out)
 	t.ws = out[len(body):]
@@ -222,7 +224,7 @@ func (t *toolStream) push(s string) string {
 // come; the calls, if any, are in t.calls.
 func (t *toolStream) finish() string {
 	if !t.in {
-		s := t.ws + t.m.flush()
+		s := t.ws + t.m.Flush()
 		t.ws = ""
 		return s
 	}

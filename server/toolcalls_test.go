@@ -5,27 +5,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/jamba-go/jamba/model"
+
+	"github.com/openai/openai-go/v3"
 
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/tokenizer"
-	"github.com/openai/openai-go/v3"
 )
 
 func readTemplate(t testing.TB, name string) *chat.Template {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join("..", "testdata", "chat", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := chat.New(string(src))
+	tmpl, err := chat.New(string(testutil.ReadFile(t, "chat/"+name)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +201,7 @@ func TestTextStreamToolsStop(t *testing.T) {
 // TestTextStreamToolsQwen3 decodes Qwen3's own <tool_call> tokens (added
 // tokens that are not special, so kept in the text) through the pipeline.
 func TestTextStreamToolsQwen3(t *testing.T) {
-	tok, err := tokenizer.Load(testutil.Shared(t, "tokenizers/qwen3/tokenizer.json"))
+	tok, err := tokenizer.Load(testutil.Fixture(t, "tokenizers/qwen3/tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,13 +241,13 @@ func intsToBytes(ids []int) []byte {
 
 // scriptEvents returns an event filter that sends the tokens of text and
 // then a normal end, draining the engine's own events.
-func scriptEvents(ids []int, finish engine.FinishReason) func(context.Context, <-chan engine.Event) <-chan engine.Event {
+func scriptEvents(ids []int, finish model.FinishReason) func(context.Context, <-chan engine.Event) <-chan engine.Event {
 	return func(ctx context.Context, real <-chan engine.Event) <-chan engine.Event {
 		out := make(chan engine.Event, len(ids)+1)
 		for _, id := range ids {
 			out <- engine.Event{Token: id}
 		}
-		out <- engine.Event{Token: -1, Finish: finish}
+		out <- engine.Event{Token: engine.NoToken, Finish: finish}
 		close(out)
 		go func() {
 			for range real {
@@ -275,7 +272,7 @@ func newToolEnv(t *testing.T, template, text string) *testEnv {
 		if got := e.tok.Decode(ids, false); got != text {
 			t.Fatalf("the demo tokenizer decodes %q as %q", text, got)
 		}
-		e.srv.eventFilter = scriptEvents(ids, engine.FinishStop)
+		e.srv.eventFilter = scriptEvents(ids, model.FinishStop)
 	}
 	return e
 }

@@ -3,6 +3,8 @@ package tokenizer
 import (
 	"runtime"
 	"testing"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // BenchmarkEncodeGostdVal encodes ../shared/fixtures/corpus/gostd_val.txt
@@ -12,7 +14,7 @@ func BenchmarkEncodeGostdVal(b *testing.B) {
 	for _, name := range fixtureNames {
 		b.Run(name, func(b *testing.B) {
 			tk := loadFixture(b, name)
-			text := readCorpus(b, "gostd_val.txt")
+			text := string(testutil.ReadFile(b, "corpus/gostd_val.txt"))
 			ids := tk.Encode(text, false) // warm the word cache, as HF's is after its warm-up
 			b.ReportAllocs()
 			b.SetBytes(int64(len(text)))
@@ -35,7 +37,7 @@ func BenchmarkDecodeGostdVal(b *testing.B) {
 	for _, name := range fixtureNames {
 		b.Run(name, func(b *testing.B) {
 			tk := loadFixture(b, name)
-			ids := tk.Encode(readCorpus(b, "gostd_val.txt"), false)
+			ids := tk.Encode(string(testutil.ReadFile(b, "corpus/gostd_val.txt")), false)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

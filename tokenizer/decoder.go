@@ -195,9 +195,6 @@ type wordPieceDecoder struct {
 	cleanup bool
 }
 
-var wordPieceCleanup = strings.NewReplacer(" .", ".", " ?", "?", " !", "!", " ,", ",", " ' ", "'",
-	" n't", "n't", " 'm", "'m", " do not", " don't", " 's", "'s", " 've", "'ve", " 're", "'re")
-
 func (d wordPieceDecoder) decode(toks []string) []string {
 	out := make([]string, len(toks))
 	for i, t := range toks {
@@ -270,13 +267,13 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			Decoders []json.RawMessage `json:"decoders"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Sequence: %v", err)
+			return nil, fmt.Errorf("type Sequence: %v", err)
 		}
 		var seq seqDecoder
 		for i, r := range j.Decoders {
 			d, err := parseDecoder(r)
 			if err != nil {
-				return nil, fmt.Errorf("Sequence.decoders[%d]: %w", i, err)
+				return nil, fmt.Errorf("type Sequence.decoders[%d]: %w", i, err)
 			}
 			seq = append(seq, d)
 		}
@@ -298,13 +295,13 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			Stop    int     `json:"stop"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Strip: %v", err)
+			return nil, fmt.Errorf("type Strip: %v", err)
 		}
 		if j.Content == nil || utf8.RuneCountInString(*j.Content) != 1 {
-			return nil, errors.New("Strip: field content: want one character")
+			return nil, errors.New("type Strip: field content: want one character")
 		}
 		if j.Start < 0 || j.Stop < 0 {
-			return nil, errors.New("Strip: fields start and stop: must not be negative")
+			return nil, errors.New("type Strip: fields start and stop: must not be negative")
 		}
 		c, _ := utf8.DecodeRuneInString(*j.Content)
 		return stripDecoder{c, j.Start, j.Stop}, nil
@@ -315,13 +312,13 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			AddPrefixSpace *bool   `json:"add_prefix_space"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Metaspace: %v", err)
+			return nil, fmt.Errorf("type Metaspace: %v", err)
 		}
 		m, err := metaspaceConfig(j.Replacement, j.PrependScheme, j.AddPrefixSpace)
 		if err != nil {
-			return nil, fmt.Errorf("Metaspace: %w", err)
+			return nil, fmt.Errorf("type Metaspace: %w", err)
 		}
-		return metaspaceDecoder{m.repl, m.scheme}, nil
+		return metaspaceDecoder(m), nil
 	case "ByteLevel":
 		return byteLevelDecoder{}, nil
 	case "WordPiece":

@@ -1,44 +1,20 @@
 package tokenizer
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
-// repoRoot is the module root, relative to this package.
-const repoRoot = ".."
-
-// sharedDir is the shared fixtures folder next to the repository.
-var sharedDir = filepath.Join(repoRoot, "..", "shared")
-
-// needFile returns path if it exists. When it does not, the test fails if
-// the CI environment variable is set and is skipped otherwise.
-func needFile(t testing.TB, path string) string {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("fixture missing (CI is set): %v", err)
-		}
-		t.Skipf("fixture missing: %v", err)
-	}
-	return path
-}
-
-// tokenizerPath returns the tokenizer.json of a fixture: the copy under
-// testdata/tokenizers when there is one, else the one under ../shared.
+// tokenizerDir returns the folder of a tokenizer fixture (see
+// testutil.Fixture).
 func tokenizerDir(t testing.TB, name string) string {
-	local := filepath.Join(repoRoot, "testdata", "tokenizers", name)
-	if _, err := os.Stat(filepath.Join(local, "tokenizer.json")); err == nil {
-		return local
-	}
-	dir := filepath.Join(sharedDir, "fixtures", "tokenizers", name)
-	needFile(t, filepath.Join(dir, "tokenizer.json"))
-	return dir
+	return filepath.Dir(testutil.Fixture(t, "tokenizers/"+name+"/tokenizer.json"))
 }
 
 var (
@@ -147,31 +123,6 @@ func TestReferenceCases(t *testing.T) {
 	}
 }
 
-func readIDs(t testing.TB, path string) []int {
-	t.Helper()
-	data, err := os.ReadFile(needFile(t, path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data)%4 != 0 {
-		t.Fatalf("%s: size %d is not a multiple of 4", path, len(data))
-	}
-	ids := make([]int, len(data)/4)
-	for i := range ids {
-		ids[i] = int(int32(binary.LittleEndian.Uint32(data[4*i:])))
-	}
-	return ids
-}
-
-func readCorpus(t testing.TB, file string) string {
-	t.Helper()
-	data, err := os.ReadFile(needFile(t, filepath.Join(sharedDir, "fixtures", "corpus", file)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
-}
-
 func TestReferenceCorpora(t *testing.T) {
 	for _, name := range fixtureNames {
 		t.Run(name, func(t *testing.T) {
@@ -181,9 +132,9 @@ func TestReferenceCorpora(t *testing.T) {
 				t.Fatal("no corpora")
 			}
 			for _, c := range ref.Corpora {
-				text := readCorpus(t, c.File)
+				text := string(testutil.ReadFile(t, "corpus/"+c.File))
 				base := c.File[:len(c.File)-len(filepath.Ext(c.File))]
-				want := readIDs(t, filepath.Join(sharedDir, "fixtures", "tokenizers", name, base+".ids.int32"))
+				want := testutil.ReadIDs(t, "tokenizers/"+name+"/"+base+".ids.int32")
 				if len(want) != c.Tokens {
 					t.Fatalf("%s: reference has %d ids, reference.json says %d", c.File, len(want), c.Tokens)
 				}

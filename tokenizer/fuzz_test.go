@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // FuzzRoundTrip checks decode(encode(s)) == s for the byte-fallback
@@ -137,7 +139,7 @@ func FuzzSplitPatterns(f *testing.F) {
 func TestSplitPatternsOnCorpus(t *testing.T) {
 	var texts []string
 	for _, f := range []string{"gostd_val.txt", "multilingual.txt"} {
-		texts = append(texts, readCorpus(t, f))
+		texts = append(texts, string(testutil.ReadFile(t, "corpus/"+f)))
 	}
 	for _, p := range []struct {
 		pat  string

@@ -75,10 +75,10 @@ func parseReplace(raw json.RawMessage) (*replacer, error) {
 		Content *string     `json:"content"`
 	}
 	if err := json.Unmarshal(raw, &j); err != nil {
-		return nil, fmt.Errorf("Replace: %v", err)
+		return nil, fmt.Errorf("type Replace: %v", err)
 	}
 	if j.Content == nil {
-		return nil, errors.New("Replace: field content: missing")
+		return nil, errors.New("type Replace: field content: missing")
 	}
 	r := &replacer{content: *j.Content}
 	switch {
@@ -87,11 +87,11 @@ func parseReplace(raw json.RawMessage) (*replacer, error) {
 	case j.Pattern.Regex != nil:
 		re, err := compileRegex(*j.Pattern.Regex)
 		if err != nil {
-			return nil, fmt.Errorf("Replace: field pattern: %w", err)
+			return nil, fmt.Errorf("type Replace: field pattern: %w", err)
 		}
 		r.re = re
 	default:
-		return nil, errors.New("Replace: field pattern: want String or Regex")
+		return nil, errors.New("type Replace: field pattern: want String or Regex")
 	}
 	return r, nil
 }
@@ -174,13 +174,13 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 			Normalizers []json.RawMessage `json:"normalizers"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Sequence: %v", err)
+			return nil, fmt.Errorf("type Sequence: %v", err)
 		}
 		var seq seqNormalizer
 		for i, r := range j.Normalizers {
 			n, err := parseNormalizer(r)
 			if err != nil {
-				return nil, fmt.Errorf("Sequence.normalizers[%d]: %w", i, err)
+				return nil, fmt.Errorf("type Sequence.normalizers[%d]: %w", i, err)
 			}
 			seq = append(seq, n)
 		}
@@ -190,7 +190,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 			Prepend *string `json:"prepend"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil || j.Prepend == nil {
-			return nil, errors.New("Prepend: field prepend: missing or not a string")
+			return nil, errors.New("type Prepend: field prepend: missing or not a string")
 		}
 		return prependNormalizer(*j.Prepend), nil
 	case "Replace":
@@ -211,7 +211,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 			Right *bool `json:"strip_right"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Strip: %v", err)
+			return nil, fmt.Errorf("type Strip: %v", err)
 		}
 		n := stripNormalizer{true, true}
 		if j.Left != nil {

@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 func TestCleanSpans(t *testing.T) {
@@ -62,7 +63,7 @@ func spanTokenizers(t *testing.T) map[string]*Tokenizer {
 	for _, name := range fixtureNames {
 		tks[name] = loadFixture(t, name)
 	}
-	data, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "tokenizers", "rules", "cases.json"))
+	data, err := os.ReadFile(testutil.Fixture(t, "tokenizers/rules/cases.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,13 +120,13 @@ func parsePostProcessor(raw json.RawMessage, t *Tokenizer) (postProcessor, error
 			Processors []json.RawMessage `json:"processors"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Sequence: %v", err)
+			return nil, fmt.Errorf("type Sequence: %v", err)
 		}
 		combined := &templateProcessor{}
 		for i, r := range j.Processors {
 			p, err := parsePostProcessor(r, t)
 			if err != nil {
-				return nil, fmt.Errorf("Sequence.processors[%d]: %w", i, err)
+				return nil, fmt.Errorf("type Sequence.processors[%d]: %w", i, err)
 			}
 			if tp, ok := p.(*templateProcessor); ok {
 				combined.prefix = append(append([]int{}, tp.prefix...), combined.prefix...)

@@ -316,13 +316,13 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			Pretokenizers []json.RawMessage `json:"pretokenizers"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Sequence: %v", err)
+			return nil, fmt.Errorf("type Sequence: %v", err)
 		}
 		var steps []preTokenizer
 		for i, r := range j.Pretokenizers {
 			s, err := parsePreTokenizer(r)
 			if err != nil {
-				return nil, fmt.Errorf("Sequence.pretokenizers[%d]: %w", i, err)
+				return nil, fmt.Errorf("type Sequence.pretokenizers[%d]: %w", i, err)
 			}
 			steps = append(steps, s...)
 		}
@@ -335,11 +335,11 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			Split          *bool   `json:"split"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Metaspace: %v", err)
+			return nil, fmt.Errorf("type Metaspace: %v", err)
 		}
 		m, err := metaspaceConfig(j.Replacement, j.PrependScheme, j.AddPrefixSpace)
 		if err != nil {
-			return nil, fmt.Errorf("Metaspace: %w", err)
+			return nil, fmt.Errorf("type Metaspace: %w", err)
 		}
 		p := &metaspacePre{repl: m.repl, scheme: m.scheme, split_: true}
 		if j.Split != nil {
@@ -353,11 +353,11 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			Invert   bool        `json:"invert"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Split: %v", err)
+			return nil, fmt.Errorf("type Split: %v", err)
 		}
 		b, err := parseBehavior(j.Behavior)
 		if err != nil {
-			return nil, fmt.Errorf("Split: %w", err)
+			return nil, fmt.Errorf("type Split: %w", err)
 		}
 		ps := &patternSplit{b: b, invert: j.Invert}
 		switch {
@@ -380,11 +380,11 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 		case j.Pattern.Regex != nil:
 			f, err := compileFinder(*j.Pattern.Regex)
 			if err != nil {
-				return nil, fmt.Errorf("Split: field pattern: %w", err)
+				return nil, fmt.Errorf("type Split: field pattern: %w", err)
 			}
 			ps.find = f
 		default:
-			return nil, errors.New("Split: field pattern: want String or Regex")
+			return nil, errors.New("type Split: field pattern: want String or Regex")
 		}
 		return []preTokenizer{ps}, nil
 	case "ByteLevel":
@@ -412,7 +412,7 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			IndividualDigits bool `json:"individual_digits"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Digits: %v", err)
+			return nil, fmt.Errorf("type Digits: %v", err)
 		}
 		b := contiguous
 		if j.IndividualDigits {
@@ -424,12 +424,12 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 			Behavior *string `json:"behavior"`
 		}
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return nil, fmt.Errorf("Punctuation: %v", err)
+			return nil, fmt.Errorf("type Punctuation: %v", err)
 		}
 		b := isolated
 		if j.Behavior != nil {
 			if b, err = parseBehavior(*j.Behavior); err != nil {
-				return nil, fmt.Errorf("Punctuation: %w", err)
+				return nil, fmt.Errorf("type Punctuation: %w", err)
 			}
 		}
 		return []preTokenizer{&funcSplit{f: isPunct, b: b}}, nil

@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // TestRules checks small tokenizer.json documents built for rules the
@@ -14,7 +15,7 @@ import (
 // against the output of the Hugging Face library, stored by
 // testdata/tokenizers/rules/gen.mjs.
 func TestRules(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(repoRoot, "testdata", "tokenizers", "rules", "cases.json"))
+	data, err := os.ReadFile(testutil.Fixture(t, "tokenizers/rules/cases.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,11 @@ package tokenizer
 
 import (
 	"math/rand"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // streamAll feeds ids one at a time and checks every delta.
@@ -33,7 +34,7 @@ func TestStreamCorpus(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tk := loadFixture(t, name)
 			for _, file := range []string{"gostd_val", "multilingual"} {
-				ids := readIDs(t, filepath.Join(sharedDir, "fixtures", "tokenizers", name, file+".ids.int32"))
+				ids := testutil.ReadIDs(t, "tokenizers/"+name+"/"+file+".ids.int32")
 				if file == "gostd_val" && testing.Short() {
 					ids = ids[:min(len(ids), 60000)]
 				}

@@ -3,6 +3,7 @@ package train
 import (
 	"math"
 
+	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/kernels"
 )
 
@@ -21,14 +22,14 @@ type attnActs struct {
 //	q, k, v = x·Wqᵀ, x·Wkᵀ, x·Wvᵀ
 //	o[t, h] = Σ_{j≤t} softmax_j(q[t,h]·k[j,g]·hd^-½) v[j,g]   (g = h / (nH/nKV))
 //	out     = o·Woᵀ
-func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
+func (e *Backprop) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 	d, n := e.d, e.n
 	qd, kvd := d.nH*d.hd, d.nKV*d.hd
-	a.q, a.k, a.v = grow(&a.q, n*qd), grow(&a.k, n*kvd), grow(&a.v, n*kvd)
+	a.q, a.k, a.v = buf.Grow(&a.q, n*qd), buf.Grow(&a.k, n*kvd), buf.Grow(&a.v, n*kvd)
 	e.s.linear(a.q, x, n, w.q, qd, d.H)
 	e.s.linear(a.k, x, n, w.k, kvd, d.H)
 	e.s.linear(a.v, x, n, w.v, kvd, d.H)
-	a.o, a.lse = grow(&a.o, n*qd), grow(&a.lse, n*d.nH)
+	a.o, a.lse = buf.Grow(&a.o, n*qd), buf.Grow(&a.lse, n*d.nH)
 	scale := float32(1 / math.Sqrt(float64(d.hd)))
 	group := d.nH / d.nKV
 	nseq := e.nseq()
@@ -78,14 +79,14 @@ func (e *Engine) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 //	dq_t += hd^-½ Σ_j dS[t,j]·k_j,  dk_j += hd^-½ Σ_t dS[t,j]·q_t,  dv_j += Σ_t P[t,j]·do_t
 //
 // Work is split by (row, KV head), which owns its keys' and values' gradients.
-func (e *Engine) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []float32) {
+func (e *Backprop) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []float32) {
 	d, n := e.d, e.n
 	qd, kvd := d.nH*d.hd, d.nKV*d.hd
 	b := &e.bw
-	do := grow(&b.do, n*qd)
+	do := buf.Grow(&b.do, n*qd)
 	clear(do)
 	e.s.linearBackward(do, gw.o, nil, dout, a.o, w.o, n, d.H, qd)
-	dq, dk, dv := grow(&b.dq, n*qd), grow(&b.dk, n*kvd), grow(&b.dv, n*kvd)
+	dq, dk, dv := buf.Grow(&b.dq, n*qd), buf.Grow(&b.dk, n*kvd), buf.Grow(&b.dv, n*kvd)
 	clear(dq)
 	clear(dk)
 	clear(dv)

@@ -48,7 +48,7 @@ func BenchmarkTrainStep(b *testing.B) {
 					return err
 				}
 			} else {
-				e, err := NewEngine(p)
+				e, err := NewBackprop(p)
 				if err != nil {
 					b.Fatal(err)
 				}

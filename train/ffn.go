@@ -1,6 +1,7 @@
 package train
 
 import (
+	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 )
@@ -12,14 +13,14 @@ type mlpActs struct {
 
 // mlpForward computes the SwiGLU MLP out = (act(x·W_gᵀ) ⊙ x·W_uᵀ)·W_dᵀ
 // for m rows.
-func (e *Engine) mlpForward(a *mlpActs, w mlpWeights, x, out []float32, m int) {
+func (e *Backprop) mlpForward(a *mlpActs, w mlpWeights, x, out []float32, m int) {
 	I := e.d.I
-	a.g, a.u, a.h = grow(&a.g, m*I), grow(&a.u, m*I), grow(&a.h, m*I)
+	a.g, a.u, a.h = buf.Grow(&a.g, m*I), buf.Grow(&a.u, m*I), buf.Grow(&a.h, m*I)
 	e.swiglu(a.g, a.u, a.h, w, x, out, m)
 }
 
 // swiglu is mlpForward on explicit buffers (the experts share concatenated ones).
-func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int) {
+func (e *Backprop) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int) {
 	H, I := e.d.H, e.d.I
 	e.s.linear(g, x, m, w.gate, I, H)
 	e.s.linear(u, x, m, w.up, I, H)
@@ -28,7 +29,7 @@ func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int
 	e.s.pool.parallel(m, rowChunk(I), func(lo, hi int) {
 		lo, hi = lo*I, hi*I
 		for r := lo; r < hi; r += I {
-			e.act.forward(h[r:r+I], g[r:r+I])
+			e.act.Apply(h[r:r+I], g[r:r+I])
 		}
 		for i := lo; i < hi; i++ {
 			h[i] *= u[i]
@@ -41,22 +42,22 @@ func (e *Engine) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m int
 // gradient into dx:
 //
 //	dh = dout·W_d,  dg = dh ⊙ u ⊙ act'(g),  du = dh ⊙ act(g),  dx += dg·W_g + du·W_u
-func (e *Engine) mlpBackward(a *mlpActs, w, gw mlpWeights, x, dout, dx []float32, m int) {
+func (e *Backprop) mlpBackward(a *mlpActs, w, gw mlpWeights, x, dout, dx []float32, m int) {
 	e.swigluBackward(a.g, a.u, a.h, w, gw, x, dout, dx, m)
 }
 
-func (e *Engine) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, dx []float32, m int) {
+func (e *Backprop) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, dx []float32, m int) {
 	H, I := e.d.H, e.d.I
 	b := &e.bw
-	dh := grow(&b.da, m*I)
+	dh := buf.Grow(&b.da, m*I)
 	clear(dh)
 	e.s.linearBackward(dh, gw.down, nil, dout, h, w.down, m, H, I)
-	dg, du := grow(&b.dg, m*I), grow(&b.du, m*I)
+	dg, du := buf.Grow(&b.dg, m*I), buf.Grow(&b.du, m*I)
 	e.s.pool.parallel(m, rowChunk(I), func(lo, hi int) {
 		lo, hi = lo*I, hi*I
 		for r := lo; r < hi; r += I {
-			e.act.grad(dg[r:r+I], g[r:r+I])
-			e.act.forward(du[r:r+I], g[r:r+I])
+			e.act.Derivative(dg[r:r+I], g[r:r+I])
+			e.act.Apply(du[r:r+I], g[r:r+I])
 		}
 		for i := lo; i < hi; i++ {
 			dg[i] *= dh[i] * u[i]
@@ -86,12 +87,12 @@ type moeActs struct {
 // (softmax first, no renormalisation) and sums their outputs weighted by the
 // probabilities. With first set it adds the token's choices and
 // probabilities to the load-balancing statistics.
-func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first bool) {
+func (e *Backprop) moeForward(a *moeActs, w *layerWeights, x, out []float32, first bool) {
 	d, n := e.d, e.n
 	E, K, H, I := d.E, d.K, d.H, d.I
-	a.probs = grow(&a.probs, n*E)
+	a.probs = buf.Grow(&a.probs, n*E)
 	e.s.linear(a.probs, x, n, w.router, E, H)
-	a.top = growInts(&a.top, n*K)
+	a.top = buf.Grow(&a.top, n*K)
 	e.s.pool.parallel(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			p := a.probs[r*E : (r+1)*E]
@@ -111,7 +112,7 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 		e.auxRows += n
 	}
 	// Group slots by expert, tokens in order within each expert.
-	a.expOff = growInts(&a.expOff, E+1)
+	a.expOff = buf.Grow(&a.expOff, E+1)
 	clear(a.expOff)
 	for _, j := range a.top {
 		a.expOff[j+1]++
@@ -119,9 +120,9 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 	for j := 0; j < E; j++ {
 		a.expOff[j+1] += a.expOff[j]
 	}
-	a.rows = growInts(&a.rows, n*K)
-	a.weight = grow(&a.weight, n*K)
-	fill := growInts(&e.fill, E)
+	a.rows = buf.Grow(&a.rows, n*K)
+	a.weight = buf.Grow(&a.weight, n*K)
+	fill := buf.Grow(&e.fill, E)
 	clear(fill)
 	for r := 0; r < n; r++ {
 		for _, j := range a.top[r*K : (r+1)*K] {
@@ -133,8 +134,8 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 	}
 	// slots[r*K+i]: token r's slots in increasing expert order, so that
 	// sums over a token's experts run in the inference forward's order.
-	a.slots = growInts(&a.slots, n*K)
-	filled := growInts(&e.fill, n)
+	a.slots = buf.Grow(&a.slots, n*K)
+	filled := buf.Grow(&e.fill, n)
 	clear(filled)
 	for j := 0; j < E; j++ {
 		for s := a.expOff[j]; s < a.expOff[j+1]; s++ {
@@ -144,8 +145,8 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 		}
 	}
 	m := n * K
-	a.xin, a.out = grow(&a.xin, m*H), grow(&a.out, m*H)
-	a.g, a.u, a.h = grow(&a.g, m*I), grow(&a.u, m*I), grow(&a.h, m*I)
+	a.xin, a.out = buf.Grow(&a.xin, m*H), buf.Grow(&a.out, m*H)
+	a.g, a.u, a.h = buf.Grow(&a.g, m*I), buf.Grow(&a.u, m*I), buf.Grow(&a.h, m*I)
 	e.s.pool.parallel(m, 64, func(lo, hi int) {
 		for s := lo; s < hi; s++ {
 			r := a.rows[s]
@@ -174,16 +175,16 @@ func (e *Engine) moeForward(a *moeActs, w *layerWeights, x, out []float32, first
 // dout_r·out_s; the load-balancing term adds e.auxGrad[j] to every
 // probability; the softmax backward then gives the router logits' gradient:
 // dlogit = p ⊙ (dp − Σ p·dp).
-func (e *Engine) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float32) {
+func (e *Backprop) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []float32) {
 	d, n := e.d, e.n
 	E, K, H, I := d.E, d.K, d.H, d.I
 	b := &e.bw
-	dp := grow(&b.dprobs, n*E)
+	dp := buf.Grow(&b.dprobs, n*E)
 	for r := 0; r < n; r++ {
 		copy(dp[r*E:(r+1)*E], e.auxGrad)
 	}
 	m := n * K
-	dexp, dxin := grow(&b.dout, m*H), grow(&b.dxin, m*H)
+	dexp, dxin := buf.Grow(&b.dout, m*H), buf.Grow(&b.dxin, m*H)
 	for j := 0; j < E; j++ {
 		e.s.pool.parallel(a.expOff[j+1]-a.expOff[j], 64, func(lo, hi int) {
 			for s := a.expOff[j] + lo; s < a.expOff[j]+hi; s++ {

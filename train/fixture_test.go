@@ -185,7 +185,7 @@ func TestFixtureGradients(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				e, err := NewEngine(p)
+				e, err := NewBackprop(p)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -143,7 +143,7 @@ func TestReferenceMatchesFixtures(t *testing.T) {
 			for i, v := range p.Data {
 				theta[i] = float64(v)
 			}
-			ce, aux := refLoss(p, theta, fixtureRows(t, dir), nil)
+			ce, aux := refLoss(t, p, theta, fixtureRows(t, dir), nil)
 			ref := readFixtureRef(t, dir)
 			if rel := math.Abs(ce-ref.Loss) / ref.Loss; rel > 1e-6 {
 				t.Errorf("reference CE %.9g, fixture %.9g", ce, ref.Loss)
@@ -177,7 +177,7 @@ func TestFiniteDifferences(t *testing.T) {
 			if tc.name == "dense-tanh-gelu-head-dim-padding" {
 				rows[0][2], rows[1][0] = 0, 0 // the padding id: no lookup gradient
 			}
-			e, err := NewEngine(p)
+			e, err := NewBackprop(p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -192,7 +192,7 @@ func TestFiniteDifferences(t *testing.T) {
 			pad := *cfg.PadTokenID
 			padRow := append([]float64(nil), theta[pad*cfg.HiddenSize:(pad+1)*cfg.HiddenSize]...)
 			total := func() float64 {
-				ce, aux := refLoss(p, theta, rows, padRow)
+				ce, aux := refLoss(t, p, theta, rows, padRow)
 				return ce + cfg.RouterAuxLossCoef*aux
 			}
 			want := total()

@@ -1,55 +1,24 @@
 package train
 
 import (
-	"runtime"
-	"sync"
-
+	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/kernels"
 )
 
-// split cuts n items into at most GOMAXPROCS chunks of at least minChunk
-// items and returns the number of chunks and their length (the last may be
-// shorter).
-func split(n, minChunk int) (chunks, step int) {
-	if n <= 0 {
-		return 0, 0
-	}
-	workers := min(runtime.GOMAXPROCS(0), (n+max(minChunk, 1)-1)/max(minChunk, 1))
-	workers = max(workers, 1)
-	step = (n + workers - 1) / workers
-	return (n + step - 1) / step, step
-}
+// split is how parallelFor cuts n items (kernels.ParallelChunks).
+func split(n, minChunk int) (chunks, step int) { return kernels.ParallelChunks(n, minChunk) }
 
-// parallelFor calls fn(chunk, lo, hi) for the chunks of split(n, minChunk),
-// each on its own goroutine (the first on the caller's), and returns when
-// all are done. The cut depends only on n, minChunk and GOMAXPROCS, so
-// per-chunk partial sums added in chunk order are deterministic.
-func parallelFor(n, minChunk int, fn func(chunk, lo, hi int)) {
-	chunks, step := split(n, minChunk)
-	if chunks <= 1 {
-		if n > 0 {
-			fn(0, 0, n)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	for c := 1; c < chunks; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			fn(c, c*step, min((c+1)*step, n))
-		}(c)
-	}
-	fn(0, 0, step)
-	wg.Wait()
-}
+// parallelFor runs fn over the chunks of split(n, minChunk) on the
+// kernels' threads (kernels.ParallelFor): per-chunk partial sums added in
+// chunk order are deterministic.
+func parallelFor(n, minChunk int, fn func(chunk, lo, hi int)) { kernels.ParallelFor(n, minChunk, fn) }
 
 // parallel is parallelFor without the chunk index.
 func parallel(n, minChunk int, fn func(lo, hi int)) {
 	parallelFor(n, minChunk, func(_, lo, hi int) { fn(lo, hi) })
 }
 
-// pool is how an engine spreads the loops of a pass: over GOMAXPROCS
+// pool is how a Backprop spreads the loops of a pass: over GOMAXPROCS
 // goroutines (parallelFor), or, when serial, on the calling goroutine alone
 // as one chunk.
 type pool struct{ serial bool }
@@ -101,7 +70,7 @@ type partials struct {
 // reset prepares chunks zeroed accumulators of size floats.
 func (p *partials) reset(chunks, size int) {
 	p.size = size
-	clear(grow(&p.buf, chunks*size))
+	clear(buf.Grow(&p.buf, chunks*size))
 }
 
 // get returns chunk c's accumulator.
@@ -154,7 +123,7 @@ func (s *scratch) gemm(dst, a []float32, m int, b []float32, r, k int) {
 		s.matMul(dst[:m*r], a[:m*k], m, s.matrix(b, r, k))
 		return
 	}
-	tmp := grow(&s.d, r*m)
+	tmp := buf.Grow(&s.d, r*m)
 	s.matMul(tmp, b[:r*k], r, s.matrix(a, m, k))
 	s.pool.transpose(dst[:m*r], tmp, r, m)
 }
@@ -188,22 +157,6 @@ type scratch struct {
 	pool       pool
 	ser        kernels.Serial // the products of a serial pool
 	mat        kernels.Matrix
-}
-
-func grow(b *[]float32, n int) []float32 {
-	if cap(*b) < n {
-		*b = make([]float32, n)
-	}
-	*b = (*b)[:n]
-	return *b
-}
-
-func growInts(b *[]int, n int) []int {
-	if cap(*b) < n {
-		*b = make([]int, n)
-	}
-	*b = (*b)[:n]
-	return *b
 }
 
 // transpose writes the transpose of src [rows, cols] to dst [cols, rows].
@@ -262,7 +215,7 @@ func (s *scratch) linearBackward(dx, dw, db, dy, x, w []float32, n, out, in int)
 // stays valid until the next transposeInput (so layers whose projections
 // share an input transpose it once).
 func (s *scratch) transposeInput(x []float32, n, in int) []float32 {
-	xt := grow(&s.b, in*n)
+	xt := buf.Grow(&s.b, in*n)
 	s.pool.transpose(xt, x[:n*in], n, in)
 	return xt
 }
@@ -282,15 +235,15 @@ func (s *scratch) linearBackwardT(dx, dw, db, dy, xt, w []float32, n, out, in in
 		}
 	}
 	if dx != nil {
-		wt := grow(&s.a, in*out)
+		wt := buf.Grow(&s.a, in*out)
 		s.pool.transpose(wt, w[:out*in], out, in)
-		tmp := grow(&s.c, n*in)
+		tmp := buf.Grow(&s.c, n*in)
 		s.gemm(tmp, dy, n, wt, in, out)
 		s.pool.addInto(dx[:n*in], tmp)
 	}
-	dyt := grow(&s.a, out*n)
+	dyt := buf.Grow(&s.a, out*n)
 	s.pool.transpose(dyt, dy, n, out)
-	tmp := grow(&s.c, out*in)
+	tmp := buf.Grow(&s.c, out*in)
 	s.gemm(tmp, dyt, out, xt, in, n)
 	s.pool.addInto(dw[:out*in], tmp)
 }

@@ -3,6 +3,7 @@ package train
 import (
 	"math"
 
+	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/kernels"
 )
 
@@ -37,15 +38,15 @@ type mambaActs struct {
 //	h_t       = exp(Δ_t·A) ⊙ h_{t−1} + Δ_t·B_t·xc_t,   A = −exp(A_log)
 //	y_t       = h_t·C_t + D ⊙ xc_t
 //	out       = (y ⊙ silu(z))·W_outᵀ (+ b_out)
-func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
+func (e *Backprop) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 	d, n := e.d, e.n
 	Di, N, R, Kc, H := d.Di, d.N, d.R, d.Kc, d.H
 	P := R + 2*N
-	a.xz = grow(&a.xz, n*2*Di)
+	a.xz = buf.Grow(&a.xz, n*2*Di)
 	e.s.linearBias(a.xz, x, n, w.inProj, w.inBias, 2*Di, H)
 
 	// Causal depthwise conv: tap Kc−1 multiplies the current token.
-	a.convPre, a.xc = grow(&a.convPre, n*Di), grow(&a.xc, n*Di)
+	a.convPre, a.xc = buf.Grow(&a.convPre, n*Di), buf.Grow(&a.xc, n*Di)
 	e.s.pool.parallel(Di, 16, func(c0, c1 int) {
 		for s := 0; s < e.nseq(); s++ {
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
@@ -71,13 +72,13 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 	// and the thread count: a token's values depend on neither.
 	e.s.pool.parallel(n, rowChunk(Di), func(lo, hi int) {
 		for t := lo; t < hi; t++ {
-			e.act.forward(a.xc[t*Di:(t+1)*Di], a.convPre[t*Di:(t+1)*Di])
+			e.act.Apply(a.xc[t*Di:(t+1)*Di], a.convPre[t*Di:(t+1)*Di])
 		}
 	})
 
-	a.dbc = grow(&a.dbc, n*P)
+	a.dbc = buf.Grow(&a.dbc, n*P)
 	e.s.linear(a.dbc, a.xc, n, w.xProj, P, Di)
-	a.dtRaw, a.bRaw, a.cRaw = grow(&a.dtRaw, n*R), grow(&a.bRaw, n*N), grow(&a.cRaw, n*N)
+	a.dtRaw, a.bRaw, a.cRaw = buf.Grow(&a.dtRaw, n*R), buf.Grow(&a.bRaw, n*N), buf.Grow(&a.cRaw, n*N)
 	for t := 0; t < n; t++ {
 		row := a.dbc[t*P : (t+1)*P]
 		copy(a.dtRaw[t*R:(t+1)*R], row[:R])
@@ -85,8 +86,8 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 		copy(a.cRaw[t*N:(t+1)*N], row[R+N:])
 	}
 	if w.dtNorm != nil {
-		a.dtn, a.bn, a.cn = grow(&a.dtn, n*R), grow(&a.bn, n*N), grow(&a.cn, n*N)
-		a.rDt, a.rB, a.rC = grow(&a.rDt, n), grow(&a.rB, n), grow(&a.rC, n)
+		a.dtn, a.bn, a.cn = buf.Grow(&a.dtn, n*R), buf.Grow(&a.bn, n*N), buf.Grow(&a.cn, n*N)
+		a.rDt, a.rB, a.rC = buf.Grow(&a.rDt, n), buf.Grow(&a.rB, n), buf.Grow(&a.rC, n)
 		rmsNormForward(e.s.pool, a.dtn, a.rDt, a.dtRaw, w.dtNorm, n, d.eps)
 		rmsNormForward(e.s.pool, a.bn, a.rB, a.bRaw, w.bNorm, n, d.eps)
 		rmsNormForward(e.s.pool, a.cn, a.rC, a.cRaw, w.cNorm, n, d.eps)
@@ -94,21 +95,21 @@ func (e *Engine) mambaForward(a *mambaActs, w *layerWeights, x, out []float32) {
 		a.dtn, a.bn, a.cn = a.dtRaw, a.bRaw, a.cRaw
 	}
 
-	a.deltaPre, a.delta = grow(&a.deltaPre, n*Di), grow(&a.delta, n*Di)
+	a.deltaPre, a.delta = buf.Grow(&a.deltaPre, n*Di), buf.Grow(&a.delta, n*Di)
 	e.s.linearBias(a.deltaPre, a.dtn, n, w.dtProj, w.dtBias, Di, R)
 	e.s.pool.parallel(n, rowChunk(Di), func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			softplusVec(a.delta[t*Di:(t+1)*Di], a.deltaPre[t*Di:(t+1)*Di])
 		}
 	})
-	a.A = grow(&a.A, Di*N)
+	a.A = buf.Grow(&a.A, Di*N)
 	for i, v := range w.aLog {
 		a.A[i] = -float32(math.Exp(float64(v)))
 	}
 	e.scanForward(a, w)
 
 	// yg = ySSM ⊙ silu(z)
-	a.yg = grow(&a.yg, n*Di)
+	a.yg = buf.Grow(&a.yg, n*Di)
 	e.s.pool.parallel(n, 16, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			yg := a.yg[t*Di : (t+1)*Di]
@@ -127,18 +128,18 @@ func softplusVec(dst, x []float32) { kernels.Softplus(dst, x) }
 
 // scanForward runs the selective scan of every row, writing ySSM and the
 // state at the start of each chunk of scanChunk tokens.
-func (e *Engine) scanForward(a *mambaActs, w *layerWeights) {
+func (e *Backprop) scanForward(a *mambaActs, w *layerWeights) {
 	d, n := e.d, e.n
 	Di, N := d.Di, d.N
-	a.stateOff = growInts(&a.stateOff, e.nseq()+1)
+	a.stateOff = buf.Grow(&a.stateOff, e.nseq()+1)
 	chunks := 0
 	for s := 0; s < e.nseq(); s++ {
 		a.stateOff[s] = chunks
 		chunks += (e.seqStart[s+1] - e.seqStart[s] + scanChunk - 1) / scanChunk
 	}
 	a.stateOff[e.nseq()] = chunks
-	a.states = grow(&a.states, chunks*Di*N)
-	a.ySSM = grow(&a.ySSM, n*Di)
+	a.states = buf.Grow(&a.states, chunks*Di*N)
+	a.ySSM = buf.Grow(&a.ySSM, n*Di)
 	// Channels in parallel: each worker runs its block of channels through
 	// every row with the single-threaded kernels.ScanStep.
 	nch, step := e.s.pool.split(Di, 8)
@@ -178,7 +179,7 @@ const scanBlock = 16
 //
 // Channels run in parallel; B and C are shared by all channels, so their
 // gradients are summed from per-chunk partials.
-func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta, dbn, dcn []float32) {
+func (e *Backprop) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta, dbn, dcn []float32) {
 	d, n := e.d, e.n
 	Di, N := d.Di, d.N
 	chunks, _ := e.s.pool.split(Di, 8)
@@ -250,7 +251,7 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 			}
 		}
 	})
-	tmp := grow(&e.bw.dpre, 2*n*N)
+	tmp := buf.Grow(&e.bw.dpre, 2*n*N)
 	clear(tmp)
 	e.part.sumInto(e.s.pool, tmp)
 	e.s.pool.addInto(dbn[:n*N], tmp[:n*N])
@@ -259,19 +260,19 @@ func (e *Engine) scanBackward(a *mambaActs, w, g *layerWeights, dy, dxc, ddelta,
 
 // mambaBackward adds the gradients of mambaForward given dout, the gradient
 // of its output, and adds the input gradient into dx.
-func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []float32) {
+func (e *Backprop) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []float32) {
 	d, n := e.d, e.n
 	Di, N, R, Kc, H := d.Di, d.N, d.R, d.Kc, d.H
 	P := R + 2*N
 	b := &e.bw
 
 	// out = yg·W_outᵀ + b_out
-	dyg := grow(&b.dyg, n*Di)
+	dyg := buf.Grow(&b.dyg, n*Di)
 	clear(dyg)
 	e.s.linearBackward(dyg, g.outProj, g.outBias, dout, a.yg, w.outProj, n, H, Di)
 
 	// yg = ySSM ⊙ silu(z): dySSM reuses dyg; dz goes to the gate half of dxz.
-	dxz := grow(&b.dxz, n*2*Di)
+	dxz := buf.Grow(&b.dxz, n*2*Di)
 	clear(dxz)
 	nch, _ := e.s.pool.split(n, 16)
 	bufs := e.chunkBufs(nch, Di)
@@ -281,7 +282,7 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 			z := a.xz[t*2*Di+Di : (t+1)*2*Di]
 			dz := dxz[t*2*Di+Di : (t+1)*2*Di]
 			y, dyr := a.ySSM[t*Di:(t+1)*Di], dyg[t*Di:(t+1)*Di]
-			sigmoids(sig, z)
+			kernels.Sigmoids(sig, z)
 			for c, zv := range z {
 				s := sig[c]
 				dz[c] = dyr[c] * y[c] * (s * (1 + zv*(1-s)))
@@ -290,8 +291,8 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 		}
 	})
 
-	dxc, ddelta := grow(&b.dxc, n*Di), grow(&b.ddelta, n*Di)
-	dbn, dcn := grow(&b.dbn, n*N), grow(&b.dcn, n*N)
+	dxc, ddelta := buf.Grow(&b.dxc, n*Di), buf.Grow(&b.ddelta, n*Di)
+	dbn, dcn := buf.Grow(&b.dbn, n*N), buf.Grow(&b.dcn, n*N)
 	clear(dxc)
 	clear(ddelta)
 	clear(dbn)
@@ -305,7 +306,7 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 		sig := bufs[ci][:Di]
 		for t := lo; t < hi; t++ {
 			pre, dd := a.deltaPre[t*Di:(t+1)*Di], ddelta[t*Di:(t+1)*Di]
-			sigmoids(sig, pre)
+			kernels.Sigmoids(sig, pre)
 			for i, v := range pre {
 				if v <= 20 { // softplus is the identity above 20
 					dd[i] *= sig[i]
@@ -313,14 +314,14 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 			}
 		}
 	})
-	ddtn := grow(&b.ddtn, n*R)
+	ddtn := buf.Grow(&b.ddtn, n*R)
 	clear(ddtn)
 	e.s.linearBackward(ddtn, g.dtProj, g.dtBias, ddelta, a.dtn, w.dtProj, n, Di, R)
 
 	// The inner RMSNorms.
 	ddt, db, dc := ddtn, dbn, dcn
 	if w.dtNorm != nil {
-		ddt, db, dc = grow(&b.ddtRaw, n*R), grow(&b.dbRaw, n*N), grow(&b.dcRaw, n*N)
+		ddt, db, dc = buf.Grow(&b.ddtRaw, n*R), buf.Grow(&b.dbRaw, n*N), buf.Grow(&b.dcRaw, n*N)
 		clear(ddt)
 		clear(db)
 		clear(dc)
@@ -328,7 +329,7 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 		rmsNormBackward(e.s.pool, &e.part, db, g.bNorm, dbn, a.bRaw, a.rB, w.bNorm, n)
 		rmsNormBackward(e.s.pool, &e.part, dc, g.cNorm, dcn, a.cRaw, a.rC, w.cNorm, n)
 	}
-	ddbc := grow(&b.ddbc, n*P)
+	ddbc := buf.Grow(&b.ddbc, n*P)
 	for t := 0; t < n; t++ {
 		row := ddbc[t*P : (t+1)*P]
 		copy(row[:R], ddt[t*R:(t+1)*R])
@@ -346,7 +347,7 @@ func (e *Engine) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx []f
 		for s := 0; s < e.nseq(); s++ {
 			r0, r1 := e.seqStart[s], e.seqStart[s+1]
 			for t := r0; t < r1; t++ {
-				e.act.grad(dact, a.convPre[t*Di+c0:t*Di+c1])
+				e.act.Derivative(dact, a.convPre[t*Di+c0:t*Di+c1])
 				for c := c0; c < c1; c++ {
 					gp := dxc[t*Di+c] * dact[c-c0]
 					if g.convB != nil {

@@ -7,73 +7,73 @@ import (
 	"github.com/jamba-go/jamba/model"
 )
 
-// Workers run the passes of a batch on several engines at once: data
-// parallelism. Each worker is a Serial engine over the same Params (read
+// Workers run the passes of a batch on several Backprops at once: data
+// parallelism. Each worker is a Serial Backprop over the same Params (read
 // only during a pass) with its own gradient and activations, on a goroutine
 // of its own, and takes a fixed share of the batch's rows (contiguous,
 // balanced: worker i of w gets rows i·n/w to (i+1)·n/w). A pass is the
 // forward pass of every share, then the load-balancing statistics pooled
-// over all shares (so the aux loss is that of the whole batch, as one engine
+// over all shares (so the aux loss is that of the whole batch, as one Backprop
 // computes it), then the backward pass of every share. The gradients are
 // summed at the end of the optimizer step, element by element in worker
 // order, so the result depends on the number of workers but not on timing
 // or on the thread count.
 //
 // A token's forward values and its cross-entropy are the same bits as one
-// engine's over the whole batch (MatMul and the per-token vector loops are
+// Backprop's over the whole batch (MatMul and the per-token vector loops are
 // batch-invariant), so the loss is too: the per-token terms are added in
-// the same order. The gradient differs from one engine's by the order of
+// the same order. The gradient differs from one Backprop's by the order of
 // float32 sums over tokens (each worker sums its own tokens' contributions,
 // then the workers' sums are added).
 type Workers struct {
-	Engines []*Engine
-	errs    []error
-	count   []float64 // pooled load-balancing statistics
-	psum    []float64
+	Backprops []*Backprop
+	errs      []error
+	count     []float64 // pooled load-balancing statistics
+	psum      []float64
 }
 
-// NewWorkers returns n serial engines over p with zero gradients.
+// NewWorkers returns n serial Backprops over p with zero gradients.
 func NewWorkers(p *Params, n int) (*Workers, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("train: %d workers", n)
 	}
-	w := &Workers{Engines: make([]*Engine, n), errs: make([]error, n)}
-	for i := range w.Engines {
-		e, err := NewEngine(p)
+	w := &Workers{Backprops: make([]*Backprop, n), errs: make([]error, n)}
+	for i := range w.Backprops {
+		e, err := NewBackprop(p)
 		if err != nil {
 			return nil, err
 		}
 		e.Serial = true
-		w.Engines[i] = e
+		w.Backprops[i] = e
 	}
 	return w, nil
 }
 
-// SetRecompute sets every engine's Recompute.
+// SetRecompute sets every Backprop's Recompute.
 func (w *Workers) SetRecompute(on bool) {
-	for _, e := range w.Engines {
+	for _, e := range w.Backprops {
 		e.Recompute = on
 	}
 }
 
 // share returns worker i's rows of n.
 func (w *Workers) share(i, n int) (lo, hi int) {
-	k := len(w.Engines)
+	k := len(w.Backprops)
 	return i * n / k, (i + 1) * n / k
 }
 
 // each runs fn for every worker on its own goroutine (the first on the
 // caller's) and returns the first error in worker order.
-func (w *Workers) each(fn func(i int, e *Engine) error) error {
+func (w *Workers) each(fn func(i int, e *Backprop) error) error {
 	var wg sync.WaitGroup
-	for i := 1; i < len(w.Engines); i++ {
+	for i := 1; i < len(w.Backprops); i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			w.errs[i] = fn(i, w.Engines[i])
+			w.errs[i] = fn(i, w.Backprops[i])
 		}(i)
 	}
-	w.errs[0] = fn(0, w.Engines[0])
+	w.errs[0] = fn(0, w.Backprops[0])
 	wg.Wait()
 	for _, err := range w.errs {
 		if err != nil {
@@ -85,10 +85,10 @@ func (w *Workers) each(fn func(i int, e *Engine) error) error {
 
 // ZeroGrad clears every worker's gradient.
 func (w *Workers) ZeroGrad() {
-	w.each(func(_ int, e *Engine) error { e.ZeroGrad(); return nil })
+	w.each(func(_ int, e *Backprop) error { e.ZeroGrad(); return nil })
 }
 
-// Backward computes the loss of a batch, as Engine.Backward does, and adds
+// Backward computes the loss of a batch, as Backprop.Backward does, and adds
 // scale times its gradient to the workers' gradients (each its share's
 // part); Grad sums them.
 func (w *Workers) Backward(rows [][]int, scale float32) (Loss, error) {
@@ -99,7 +99,7 @@ func (w *Workers) Backward(rows [][]int, scale float32) (Loss, error) {
 func (w *Workers) Forward(rows [][]int) (Loss, error) { return w.pass(rows, false, 0) }
 
 func (w *Workers) pass(rows [][]int, backward bool, scale float32) (Loss, error) {
-	e0 := w.Engines[0]
+	e0 := w.Backprops[0]
 	if err := checkBatch(rows, e0.d.V); err != nil {
 		return Loss{}, err
 	}
@@ -110,13 +110,13 @@ func (w *Workers) pass(rows [][]int, backward bool, scale float32) (Loss, error)
 	if err := w.forwardShares(rows, backward, scale/float32(count)); err != nil {
 		return Loss{}, err
 	}
-	// The cross-entropy terms in token order, as one engine adds them; the
+	// The cross-entropy terms in token order, as one Backprop adds them; the
 	// load-balancing statistics pooled in worker order.
 	var ce float64
 	w.count = resetF64(w.count, e0.d.E)
 	w.psum = resetF64(w.psum, e0.d.E)
 	routed := 0
-	for i, e := range w.Engines {
+	for i, e := range w.Backprops {
 		if lo, hi := w.share(i, len(rows)); lo == hi {
 			continue
 		}
@@ -133,7 +133,7 @@ func (w *Workers) pass(rows [][]int, backward bool, scale float32) (Loss, error)
 	if !backward {
 		return loss, nil
 	}
-	err := w.each(func(i int, e *Engine) error {
+	err := w.each(func(i int, e *Backprop) error {
 		if lo, hi := w.share(i, len(rows)); lo < hi {
 			e.backward(scale, w.count, routed)
 		}
@@ -145,7 +145,7 @@ func (w *Workers) pass(rows [][]int, backward bool, scale float32) (Loss, error)
 // forwardShares runs each worker's forward pass over its share of rows
 // (keeping what the backward pass needs when backward).
 func (w *Workers) forwardShares(rows [][]int, backward bool, gscale float32) error {
-	return w.each(func(i int, e *Engine) error {
+	return w.each(func(i int, e *Backprop) error {
 		lo, hi := w.share(i, len(rows))
 		if lo == hi {
 			return nil
@@ -161,10 +161,10 @@ func (w *Workers) forwardShares(rows [][]int, backward bool, gscale float32) err
 // Grad adds the other workers' gradients to the first worker's, element by
 // element in worker order, and returns it.
 func (w *Workers) Grad() []float32 {
-	dst := w.Engines[0].Grad
+	dst := w.Backprops[0].Grad
 	parallel(len(dst), 1<<15, func(lo, hi int) {
 		d := dst[lo:hi]
-		for _, e := range w.Engines[1:] {
+		for _, e := range w.Backprops[1:] {
 			for i, v := range e.Grad[lo:hi] {
 				d[i] += v
 			}
@@ -176,13 +176,13 @@ func (w *Workers) Grad() []float32 {
 // rowCE computes the forward pass of rows and appends each row's summed
 // cross-entropy to dst.
 func (w *Workers) rowCE(dst []float64, rows [][]int) ([]float64, error) {
-	if err := checkBatch(rows, w.Engines[0].d.V); err != nil {
+	if err := checkBatch(rows, w.Backprops[0].d.V); err != nil {
 		return dst, err
 	}
 	if err := w.forwardShares(rows, false, 0); err != nil {
 		return dst, err
 	}
-	for i, e := range w.Engines {
+	for i, e := range w.Backprops {
 		if lo, hi := w.share(i, len(rows)); lo < hi {
 			dst = e.appendRowCE(dst)
 		}
@@ -192,7 +192,7 @@ func (w *Workers) rowCE(dst []float64, rows [][]int) ([]float64, error) {
 
 // appendRowCE appends the summed cross-entropy of each row of the last
 // pass, the terms added in token order.
-func (e *Engine) appendRowCE(dst []float64) []float64 {
+func (e *Backprop) appendRowCE(dst []float64) []float64 {
 	for s := 0; s < e.nseq(); s++ {
 		var sum float64
 		for _, v := range e.rowLoss[e.seqStart[s]:e.seqStart[s+1]] {
@@ -203,7 +203,7 @@ func (e *Engine) appendRowCE(dst []float64) []float64 {
 	return dst
 }
 
-// checkBatch checks that rows is a batch an engine with vocabulary V can
+// checkBatch checks that rows is a batch a Backprop with vocabulary V can
 // run: at least one row, each of at least two tokens in [0, V).
 func checkBatch(rows [][]int, V int) error {
 	if len(rows) == 0 {

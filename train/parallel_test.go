@@ -30,7 +30,7 @@ func TestWorkersMatchOneEngine(t *testing.T) {
 			p := randomParams(cfg, uint64(700+ci))
 			lens := append(append([]int(nil), tc.lens...), 9, 23, 4, 11)
 			rows := randomRows(uint64(800+ci), cfg.VocabSize, lens...)
-			one, err := NewEngine(p)
+			one, err := NewBackprop(p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestWorkersResumeIsExact(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if full.Workers == nil || len(full.Workers.Engines) != n {
+		if full.Workers == nil || len(full.Workers.Backprops) != n {
 			t.Fatalf("%d workers asked, trainer has %v", n, full.Workers)
 		}
 		if err := full.Run(t.Context(), RunOptions{Dir: t.TempDir()}); err != nil {

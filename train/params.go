@@ -11,7 +11,6 @@ package train
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 
@@ -93,7 +92,7 @@ func (p *Params) Clone() *Params {
 // rounding to the file's dtype.
 func InitParams(cfg *model.Config, seed uint64) *Params {
 	p := NewParams(cfg)
-	rng := rand.New(rand.NewPCG(seed, 0x6a616d6261))
+	rng := model.InitRNG(seed)
 	for _, t := range p.Tensors {
 		cfg.InitTensor(model.TensorSpec{Name: t.Name, Shape: t.Shape}, p.Data[t.Offset:t.Offset+t.Size], rng)
 	}

@@ -40,7 +40,7 @@ type Options struct {
 	Recompute   bool    `json:"recompute"`   // recompute activations in the backward pass
 	// Workers is the number of data-parallel workers (see Workers): each
 	// micro-batch's rows are shared among that many single-threaded
-	// engines. 0 or 1: one engine that spreads each operation over all
+	// Backprops. 0 or 1: one Backprop that spreads each operation over all
 	// threads. The result of a run depends on it (the order of the
 	// gradient's sums), so it is saved with the run.
 	Workers int `json:"workers"`
@@ -103,16 +103,16 @@ type Metric struct {
 type Trainer struct {
 	Opts   Options
 	Params *Params
-	// Engine runs the passes with Opts.Workers ≤ 1; with more, Workers
-	// does, and Engine is its first engine.
-	Engine  *Engine
-	Workers *Workers
-	Opt     *AdamW
-	Data    *Loader
-	Val     [][]int // validation windows; nil: no validation
-	Metrics []Metric
-	Tokens  int64
-	Elapsed float64
+	// Backprop runs the passes with Opts.Workers ≤ 1; with more, Workers
+	// does, and Backprop is its first Backprop.
+	Backprop *Backprop
+	Workers  *Workers
+	Opt      *AdamW
+	Data     *Loader
+	Val      [][]int // validation windows; nil: no validation
+	Metrics  []Metric
+	Tokens   int64
+	Elapsed  float64
 
 	// Checkpoint is the folder a resumed run was loaded from, and Notes
 	// say why it is not the one asked for (a save cut short), if so.
@@ -135,7 +135,7 @@ func NewTrainer(p *Params, data, val []int32, opts Options) (*Trainer, error) {
 			}
 		}
 	}
-	var e *Engine
+	var e *Backprop
 	var ws *Workers
 	var err error
 	if opts.Workers > 1 {
@@ -143,9 +143,9 @@ func NewTrainer(p *Params, data, val []int32, opts Options) (*Trainer, error) {
 			return nil, err
 		}
 		ws.SetRecompute(opts.Recompute)
-		e = ws.Engines[0]
+		e = ws.Backprops[0]
 	} else {
-		if e, err = NewEngine(p); err != nil {
+		if e, err = NewBackprop(p); err != nil {
 			return nil, err
 		}
 		e.Recompute = opts.Recompute
@@ -154,7 +154,7 @@ func NewTrainer(p *Params, data, val []int32, opts Options) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{Opts: opts, Params: p, Engine: e, Workers: ws, Data: ld,
+	t := &Trainer{Opts: opts, Params: p, Backprop: e, Workers: ws, Data: ld,
 		Opt: NewAdamW(p, opts.Beta1, opts.Beta2, opts.Eps, opts.WeightDecay)}
 	if val != nil {
 		t.Val = Windows(val, opts.Seq, opts.EvalTokens)
@@ -188,7 +188,7 @@ func (t *Trainer) SetText(texts []string, enc Encoder, sep int) error {
 // backward, gradient clipping, the AdamW update.
 func (t *Trainer) Step() (Metric, error) {
 	start := time.Now()
-	e, ws := t.Engine, t.Workers
+	e, ws := t.Backprop, t.Workers
 	backward := e.Backward
 	if ws != nil {
 		ws.ZeroGrad()
@@ -246,8 +246,8 @@ func (t *Trainer) Evaluate() (float64, error) {
 		var err error
 		if t.Workers != nil {
 			sums, err = t.Workers.rowCE(sums, rows)
-		} else if _, err = t.Engine.Forward(rows); err == nil {
-			sums = t.Engine.appendRowCE(sums)
+		} else if _, err = t.Backprop.Forward(rows); err == nil {
+			sums = t.Backprop.appendRowCE(sums)
 		}
 		if err != nil {
 			return 0, err

@@ -44,19 +44,16 @@ type benchResult struct {
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", "--model DIR --prompt-tokens N --gen-tokens M [--threads T] [--quantize int8] [--json]", `
+	fs := newFlagSet("bench", "[--model DIR] [--prompt-tokens N] [--gen-tokens M] [--threads T] [--quantize int8] [--json]", `
 Measures this machine's memory read bandwidth, then the model's prefill of N
 random prompt tokens and M greedy decode steps after it (batch 1). Decode
 reads every active weight once per token, so its limit is
 bandwidth / weight_bytes_per_token (the roofline); prefill is matrix-matrix
 work, reported in GFLOP/s (2 flops per active parameter per token).
 With --json the last line of stdout is one JSON object.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
 	nPrompt := fs.Int("prompt-tokens", 256, "prompt length")
 	nGen := fs.Int("gen-tokens", 64, "decode steps to time")
-	threads := fs.Int("threads", 0, "threads for the kernels (default: all cores)")
-	quant := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
-	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
+	mf := addModelFlags(fs, withCache)
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the decode steps to this file (for go tool pprof)")
 	bwBytes := fs.Int("bandwidth-bytes", 1<<30, "buffer size for the bandwidth measurement")
@@ -67,20 +64,17 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	if *nPrompt < 1 || *nGen < 1 {
 		return fmt.Errorf("%w: --prompt-tokens and --gen-tokens must be positive", errUsage)
 	}
-	if *threads > 0 {
-		kernels.SetThreads(*threads)
-	}
-	r := benchResult{Model: *dir, Quantize: *quant, KVCache: *kvCache, Threads: kernels.Threads(), PromptTokens: *nPrompt, GenTokens: *nGen}
-	if r.Model == "" {
-		r.Model = "demo"
-	}
-	m, err := loadModel(*dir, model.Options{Quantize: *quant, KVCache: *kvCache}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	if *dir != "" {
-		r.WeightFileBytes = weightFileBytes(*dir)
+	r := benchResult{Model: *mf.model, Quantize: *mf.quantize, KVCache: *mf.kvCache, Threads: kernels.Threads(), PromptTokens: *nPrompt, GenTokens: *nGen}
+	if r.Model == "" {
+		r.Model = "demo"
+	}
+	if m.Dir != "" {
+		r.WeightFileBytes = weightFileBytes(m.Dir)
 	}
 	_, r.ActiveParams = m.Config.ParamCount()
 	r.WeightBytesPerToken = m.ActiveWeightBytes()
@@ -164,7 +158,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		return nil
 	}
 	w := stdout
-	fmt.Fprintf(w, "model %s (%s weights, %s KV cache, %d threads)\n", r.Model, dtypeName(m, *quant), r.KVCache, r.Threads)
+	fmt.Fprintf(w, "model %s (%s weights, %s KV cache, %d threads)\n", r.Model, dtypeName(m.Model, r.Quantize), r.KVCache, r.Threads)
 	fmt.Fprintf(w, "%-28s %12s\n", "measure", "value")
 	fmt.Fprintf(w, "%-28s %12.1f GB/s\n", "read bandwidth", r.BandwidthGBs)
 	fmt.Fprintf(w, "%-28s %12s\n", "active weight bytes/token", humanBytes(r.WeightBytesPerToken))

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
@@ -174,7 +175,7 @@ func TestDemoRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("generate failed: %s", stderr)
 	}
-	m, err := model.LoadDemo(model.Options{})
+	m, err := demo.Load(model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestInspectJamba(t *testing.T) {
 	if len(r.Layers) != 32 || r.Layers[4] != "attention+mlp" || r.Layers[1] != "mamba+moe" {
 		t.Errorf("layout %v", r.Layers)
 	}
-	m, err := model.LoadDemo(model.Options{})
+	m, err := demo.Load(model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func TestPerplexityCommand(t *testing.T) {
 	text := strings.Repeat("package main\n\nfunc main() {\n\tprintln(\"hello\")\n}\n", 20)
 	path := filepath.Join(t.TempDir(), "x.go")
 	os.WriteFile(path, []byte(text), 0o644)
-	out, stderr, code := run(t, "perplexity", "--file", path, "--ctx", "64", "--json")
+	out, stderr, code := run(t, "perplexity", "--file", path, "--context", "64", "--json")
 	if code != 0 {
 		t.Fatalf("perplexity failed: %s", stderr)
 	}

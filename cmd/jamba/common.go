@@ -2,27 +2,11 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"runtime/pprof"
 	"strconv"
 	"strings"
-
-	"github.com/jamba-go/jamba/model"
 )
-
-// loadModel opens the checkpoint in dir, or the embedded demo model when dir
-// is empty, reporting what it loaded on stderr.
-func loadModel(dir string, opts model.Options, stderr io.Writer) (*model.Model, error) {
-	if dir == "" {
-		m, err := model.LoadDemo(opts)
-		if err != nil {
-			return nil, err
-		}
-		return m, nil
-	}
-	return model.Load(dir, opts)
-}
 
 // parseIDs parses a comma-separated list of token ids.
 func parseIDs(s string) ([]int, error) {
@@ -117,21 +101,4 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
-}
-
-// kvCacheHelp documents the --kv-cache flag.
-const kvCacheHelp = `keys and values of the attention layers' cache: "f32" (exact) or "bf16" (half the memory and half the reads at long context; the loss moves by about 0.001%)`
-
-// encodeFile reads a text file and encodes it, without special tokens, with
-// the tokenizer of the model in dir (the demo model's for "").
-func encodeFile(dir, file string) ([]int, error) {
-	text, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := loadTokenizer(dir)
-	if err != nil {
-		return nil, err
-	}
-	return tok.Encode(string(text), false), nil
 }

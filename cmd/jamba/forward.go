@@ -13,17 +13,16 @@ func init() {
 }
 
 func runForward(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("forward", "--model DIR --ids 5,17,300 --output FILE.safetensors", `
+	fs := newFlagSet("forward", "[--model DIR] --ids 5,17,300 --output FILE.safetensors", `
 Runs the model over the given token ids in one pass (no cache) and writes the
 logits of every position as tensor "logits", F32 [T, V]. With --hidden-states
 it also writes "hidden_states" [L+1, T, H] in Hugging Face's convention (the
 embeddings, the outputs of layers 0..L-2, the final-normed output of the last
 layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	mf := addModelFlags(fs, withQuantize)
 	idsFlag := fs.String("ids", "", "comma-separated token ids (required)")
 	output := fs.String("output", "", "safetensors file to write (required)")
 	hidden := fs.Bool("hidden-states", false, "also write per-layer hidden states and router logits")
-	quant := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,14 +33,14 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 	if err != nil {
 		return err
 	}
-	m, err := loadModel(*dir, model.Options{Quantize: *quant}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	ws := m.NewWorkspace()
 	ws.CaptureHidden, ws.CaptureRouter = *hidden, *hidden
-	if err := ws.Forward([]model.SeqInput{{Tokens: ids, AllLogits: true}}); err != nil {
+	if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.AllLogits}}); err != nil {
 		return err
 	}
 	if !model.Finite(ws.Logits(0)) {

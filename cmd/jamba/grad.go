@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 	"github.com/jamba-go/jamba/train"
 )
@@ -14,7 +13,7 @@ func init() {
 }
 
 func runGrad(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("grad", "--model DIR --ids 1,2,3 [--ids 4,5,6 ...] --output FILE.safetensors", `
+	fs := newFlagSet("grad", "[--model DIR] --ids 1,2,3 [--ids 4,5,6 ...] --output FILE.safetensors", `
 Computes the training loss of one batch and its gradient with respect to
 every parameter, in float32. Each --ids is one row of the batch. The loss is
 the mean next-token cross-entropy over all rows (position t predicts token
@@ -31,7 +30,7 @@ name (experts one by one, as stored on disk; with tied embeddings the LM
 head's gradient is part of model.embed_tokens.weight). The losses are
 printed on stdout as "name value" lines: loss (cross-entropy), aux_loss,
 loss_with_aux, tokens (the number of predictions).`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	mf := addModelFlags(fs, weightsOnly)
 	var rows idList
 	fs.Var(&rows, "ids", "comma-separated token ids of one batch row (repeat for more rows; required)")
 	output := fs.String("output", "", "safetensors file to write the gradients to (required)")
@@ -47,16 +46,16 @@ loss_with_aux, tokens (the number of predictions).`, stderr)
 			return fmt.Errorf("%w: --ids row %d has %d token(s); each row needs at least 2 (one prediction)", errUsage, i+1, len(r))
 		}
 	}
-	m, err := loadModel(*dir, model.Options{}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
-	p, err := train.ParamsFromModel(m)
+	p, err := train.ParamsFromModel(m.Model)
 	m.Close()
 	if err != nil {
 		return err
 	}
-	e, err := train.NewEngine(p)
+	e, err := train.NewBackprop(p)
 	if err != nil {
 		return err
 	}

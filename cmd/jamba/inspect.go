@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 )
@@ -41,7 +42,7 @@ weights plus one sequence's cache need at N tokens of context. The weights
 need not be present: a config.json alone is enough for the counts. When
 they are, every tensor is scanned for NaN and infinities first
 (--check-finite=false skips it).`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	dir := fs.String("model", "", modelHelp)
 	cfgPath := fs.String("config", "", "a config.json to inspect instead of a checkpoint")
 	ctx := fs.Int("context", 0, "context length for the cache estimate (default: max_position_embeddings)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
@@ -78,7 +79,7 @@ they are, every tensor is scanned for NaN and infinities first
 		}
 	default:
 		var m *model.Model
-		m, err = model.LoadDemo(model.Options{})
+		m, err = demo.Load(model.Options{})
 		if err == nil {
 			cfg = m.Config
 			onDisk = m.WeightBytes()

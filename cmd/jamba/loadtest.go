@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -47,7 +46,7 @@ different, so that no request continues another's state) asking for
 "logprobs": 0, so that each token arrives as its own event.`, stderr)
 	url := fs.String("url", "http://127.0.0.1:8080", "server base URL (the /v1 API is under it)")
 	apiKey := fs.String("api-key", "", "bearer token (default: $JAMBA_API_KEY)")
-	modelID := fs.String("model", "", "model id to request (default: the first one /v1/models lists)")
+	modelID := fs.String("model-id", "", "model id to request (default: the first one /v1/models lists)")
 	levels := fs.String("concurrency", "1,2,4,8,16", "closed-loop levels: comma-separated client counts")
 	requests := fs.Int("requests", 0, "requests per closed-loop level (0: 4 per client, at least 8)")
 	promptTokens := fs.Int("prompt-tokens", 128, "prompt length in tokens")
@@ -57,24 +56,24 @@ different, so that no request continues another's state) asking for
 	seed := fs.Uint64("seed", 1, "seed of the prompts and the arrival times")
 	timeout := fs.Duration("timeout", 5*time.Minute, "limit on one request")
 	asJSON := fs.Bool("json", false, "print one JSON object per level instead of a table")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("loadtest: unexpected argument %q", fs.Arg(0))
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	if *apiKey == "" {
 		*apiKey = os.Getenv("JAMBA_API_KEY")
 	}
 	switch {
 	case *promptTokens < 1 || *maxTokens < 1:
-		return errors.New("loadtest: --prompt-tokens and --max-tokens must be at least 1")
+		return fmt.Errorf("%w: --prompt-tokens and --max-tokens must be at least 1", errUsage)
 	case *rate < 0 || math.IsNaN(*rate) || math.IsInf(*rate, 0):
-		return fmt.Errorf("loadtest: --rate %v must be a positive number (0: closed loop)", *rate)
+		return fmt.Errorf("%w: --rate %v must be a positive number (0: closed loop)", errUsage, *rate)
 	case *rate > 0 && *duration <= 0:
-		return errors.New("loadtest: --duration must be positive with --rate")
+		return fmt.Errorf("%w: --duration must be positive with --rate", errUsage)
 	case *requests < 0:
-		return errors.New("loadtest: --requests must not be negative")
+		return fmt.Errorf("%w: --requests must not be negative", errUsage)
 	}
 	var counts []int
 	if *rate == 0 {
@@ -191,7 +190,7 @@ func (lt *loadTester) firstModel() (string, error) {
 		return "", fmt.Errorf("loadtest: GET %s/v1/models: %s: %s", lt.base, resp.Status, strings.TrimSpace(string(body)))
 	}
 	if err := json.Unmarshal(body, &list); err != nil || len(list.Data) == 0 {
-		return "", fmt.Errorf("loadtest: GET %s/v1/models lists no model (give --model)", lt.base)
+		return "", fmt.Errorf("loadtest: GET %s/v1/models lists no model (give --model-id)", lt.base)
 	}
 	return list.Data[0].ID, nil
 }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"math"
 	"time"
-
-	"github.com/jamba-go/jamba/model"
 )
 
 func init() {
@@ -15,18 +13,16 @@ func init() {
 }
 
 func runPerplexity(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("perplexity", "--model DIR --file F [--ctx N] [--max-tokens N] [--json]", `
+	fs := newFlagSet("perplexity", "[--model DIR] --file F [--context N] [--max-tokens N] [--json]", `
 Tokenizes F with the model's tokenizer (no special tokens), cuts the ids into
 non-overlapping windows of N tokens from the first one, runs each window from
 an empty state and reports the mean cross-entropy of the N-1 next-token
 predictions of every window (nats/token) and its exponential, the perplexity.
 With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	mf := addModelFlags(fs, withCache)
 	file := fs.String("file", "", "text file to evaluate (required)")
-	ctx := fs.Int("ctx", 256, "window length in tokens")
+	ctx := fs.Int("context", 256, "window length in tokens")
 	maxTokens := fs.Int("max-tokens", 0, "use only the first N tokens of the file (0: all)")
-	quant := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
-	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -35,17 +31,21 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 		return fmt.Errorf("%w: --file is required", errUsage)
 	}
 	if *ctx < 2 {
-		return fmt.Errorf("%w: --ctx must be at least 2", errUsage)
+		return fmt.Errorf("%w: --context must be at least 2", errUsage)
 	}
-	ids, err := encodeFile(*dir, *file)
-	if err != nil {
-		return err
-	}
-	m, err := loadModel(*dir, model.Options{Quantize: *quant, KVCache: *kvCache}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	tok, err := m.Tokenizer()
+	if err != nil {
+		return err
+	}
+	ids, err := encodeFile(tok, *file)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	loss, n, err := m.LossOverWindows(ids, *ctx, *maxTokens, func(done, total int) {
 		fmt.Fprintf(stderr, "\rwindow %d/%d", done, total)

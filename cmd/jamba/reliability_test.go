@@ -465,7 +465,7 @@ func TestNonFiniteCommands(t *testing.T) {
 		{"generate", "--model", dir, "--ids", "1,2,3", "--max-tokens", "3"},
 		{"run", "--model", dir, "--max-tokens", "3", "package main"},
 		{"forward", "--model", dir, "--ids", "1,2,3", "--output", filepath.Join(t.TempDir(), "l.safetensors")},
-		{"perplexity", "--model", dir, "--file", text, "--ctx", "32"},
+		{"perplexity", "--model", dir, "--file", text, "--context", "32"},
 	} {
 		stdout, stderr, code := run(t, args...)
 		if code == 0 || !strings.Contains(stderr, "non-finite logits") || !strings.Contains(stderr, "layer 2 (") {

@@ -36,9 +36,9 @@ type routingReport struct {
 }
 
 func runRouting(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("routing", "[--model DIR] (--file F | --ids 1,2,3) [--ctx N] [--max-tokens N] [--json]", `
+	fs := newFlagSet("routing", "[--model DIR] (--file F | --ids 1,2,3) [--context N] [--max-tokens N] [--json]", `
 Runs the model over a text file (tokenized without special tokens, in
-non-overlapping windows of --ctx tokens, each from an empty state, as
+non-overlapping windows of --context tokens, each from an empty state, as
 'jamba perplexity' does) and reports how each MoE layer's router spreads the
 tokens over its experts: each expert's share of the top-k selections, the
 coefficient of variation and the max/min ratio of those shares (0 and 1 for
@@ -47,10 +47,10 @@ expert is equally likely), the layer's load-balancing loss (E·Σ f·P, as in
 training; k at an even load), the same loss pooled over all MoE layers (the
 training objective's aux term), and with top-2 routing the pairs of experts
 chosen together most often.`, stderr)
-	dir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
+	mf := addModelFlags(fs, withQuantize)
 	file := fs.String("file", "", "text file to route")
 	idList := fs.String("ids", "", "token ids to route instead of a file, comma-separated")
-	ctx := fs.Int("ctx", 256, "window length in tokens")
+	ctx := fs.Int("context", 256, "window length in tokens")
 	maxTokens := fs.Int("max-tokens", 16384, "use only the first N tokens of the file (0: all)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object")
 	if err := parseFlags(fs, args); err != nil {
@@ -60,26 +60,28 @@ chosen together most often.`, stderr)
 		return fmt.Errorf("%w: give --file or --ids", errUsage)
 	}
 	if *ctx < 1 {
-		return fmt.Errorf("%w: --ctx must be at least 1", errUsage)
+		return fmt.Errorf("%w: --context must be at least 1", errUsage)
 	}
-	var ids []int
-	if *idList != "" {
-		var err error
-		if ids, err = parseIDs(*idList); err != nil {
-			return err
-		}
-	} else {
-		var err error
-		if ids, err = encodeFile(*dir, *file); err != nil {
-			return err
-		}
-	}
-	m, err := loadModel(*dir, model.Options{}, stderr)
+	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	st := model.NewRoutingStats(m)
+	var ids []int
+	if *idList != "" {
+		if ids, err = parseIDs(*idList); err != nil {
+			return err
+		}
+	} else {
+		tok, err := m.Tokenizer()
+		if err != nil {
+			return err
+		}
+		if ids, err = encodeFile(tok, *file); err != nil {
+			return err
+		}
+	}
+	st := model.NewRoutingStats(m.Model)
 	if len(st.Count) == 0 {
 		return fmt.Errorf("the model has no MoE layer (num_experts %d): nothing to route", m.Config.NumExperts)
 	}

@@ -22,7 +22,7 @@ func TestRoutingCommand(t *testing.T) {
 	}
 	f := filepath.Join(t.TempDir(), "go.txt")
 	os.WriteFile(f, text[:20000], 0o644)
-	stdout, stderr, code := run(t, "routing", "--file", f, "--ctx", "128", "--max-tokens", "1000", "--json")
+	stdout, stderr, code := run(t, "routing", "--file", f, "--context", "128", "--max-tokens", "1000", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

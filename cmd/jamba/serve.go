@@ -11,17 +11,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/jamba-go/jamba/chat"
-	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/server"
-	"github.com/jamba-go/jamba/tokenizer"
 )
 
 func init() {
@@ -54,7 +53,7 @@ A finished request's slot keeps its state: a later prompt that extends its
 tokens continues from it, and one that shares only a beginning continues
 from the last copy of the Mamba state within it (taken at the end of the
 prompt, so the next turn of a chat continues from the previous prompt, and
-every 512 tokens or more, within --snapshot-mib per slot).
+every `+strconv.Itoa(model.PrefillChunk)+` tokens or more, within --snapshot-mib per slot).
 usage.prompt_tokens_details.cached_tokens reports the tokens not computed
 again; the output is the same bits either way.
 
@@ -66,12 +65,10 @@ finish within --grace, then the process exits 0.
 Fixed limits: request headers at most 64 KiB (431 beyond), read within `+server.ReadHeaderTimeout.String()+`;
 a request within `+server.ReadTimeout.String()+`; idle connections closed after `+server.IdleTimeout.String()+`;
 `+server.FixedLimits()+`.`, stderr)
-	modelDir := fs.String("model", "", "checkpoint folder (default: the embedded demo model)")
-	quantize := fs.String("quantize", "", `quantize linear weights at load: "int8"`)
-	kvCache := fs.String("kv-cache", "f32", kvCacheHelp)
-	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the model's; the demo model's when it has none)")
+	mf := addModelFlags(fs, withCache)
+	tokPath := fs.String("tokenizer", "", "tokenizer.json, or a folder holding one, to use instead of the model's")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
-	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+demo.Name+")")
+	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+modelName("")+")")
 	var aliases, keys stringList
 	fs.Var(&aliases, "alias", "another model name requests may use (repeatable)")
 	fs.Var(&keys, "api-key", "require this bearer token on /v1 and /metrics (repeatable)")
@@ -82,7 +79,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	ctxLen := fs.Int("context", 0, fmt.Sprintf("tokens per sequence, prompt and output (default: the model's max_position_embeddings, at most %d)", defaultContextCap))
 	noReuse := fs.Bool("no-prefix-reuse", false, "compute every prompt whole, never continuing a finished request's state")
 	snapMiB := fs.Int("snapshot-mib", 64, "memory per slot for copies of the Mamba state taken along each request, for prompts that share only a beginning (0: none)")
-	stepTokens := fs.Int("step-tokens", 512, "tokens per batch step: decode tokens first, then prompt chunks")
+	stepTokens := fs.Int("step-tokens", model.PrefillChunk, "tokens per batch step: decode tokens first, then prompt chunks")
 	prefillChunk := fs.Int("prefill-chunk", 128, "prompt tokens per step while other streams decode: bounds how long a new prompt delays their next token")
 	timeout := fs.Duration("timeout", 10*time.Minute, "limit on one generation request (0: none)")
 	writeTimeout := fs.Duration("write-timeout", 30*time.Second, "limit on each write to a client; a client that stops reading is cut off")
@@ -90,7 +87,6 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	maxConns := fs.Int("max-conns", 512, "open connections at most; when all are open, the longest-idle keep-alive connection is closed for a new one")
 	grace := fs.Duration("grace", 30*time.Second, "time running requests get to finish on shutdown")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error (no prompt or output text is logged)")
-	checkFinite := fs.Bool("check-finite", false, "scan every weight for NaN and infinities at load (non-finite logits fail their request either way)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -138,10 +134,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 
 	id := *modelID
 	if id == "" {
-		id = demo.Name
-		if *modelDir != "" {
-			id = filepath.Base(filepath.Clean(*modelDir))
-		}
+		id = modelName(*mf.model)
 	}
 	body := *maxBody
 	if body == 0 {
@@ -186,7 +179,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}
 	loadDone := make(chan loaded, 1)
 	go func() {
-		m, b, err := loadBackend(*modelDir, model.Options{Quantize: *quantize, KVCache: *kvCache, CheckFinite: *checkFinite}, *tokPath, log)
+		m, b, err := loadBackend(mf, *tokPath, log)
 		loadDone <- loaded{m, b, err}
 	}()
 	var m *model.Model
@@ -273,16 +266,21 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// loadBackend loads the model, the tokenizer and the chat template.
-func loadBackend(dir string, opts model.Options, tokPath string, log *slog.Logger) (*model.Model, server.Backend, error) {
+// loadBackend loads the model, the tokenizer (tokPath, else the model's)
+// and the chat template.
+func loadBackend(mf *modelFlags, tokPath string, log *slog.Logger) (*model.Model, server.Backend, error) {
 	var b server.Backend
 	start := time.Now()
-	m, err := loadModel(dir, opts, io.Discard)
+	lm, err := mf.open()
 	if err != nil {
 		return nil, b, err
 	}
-	log.Info("model loaded", "dir", dir, "seconds", time.Since(start).Seconds())
-	tok, err := serveTokenizer(dir, tokPath, log)
+	m, dir := lm.Model, lm.Dir
+	log.Info("model loaded", "model", lm.Name, "seconds", time.Since(start).Seconds())
+	tok, err := lm.Tokenizer()
+	if tokPath != "" {
+		tok, err = openTokenizer(tokPath)
+	}
 	if err != nil {
 		m.Close()
 		return nil, b, err
@@ -321,23 +319,6 @@ func loadBackend(dir string, opts model.Options, tokPath string, log *slog.Logge
 	}
 	b.Template = tmpl
 	return m, b, nil
-}
-
-// serveTokenizer loads path, else dir's tokenizer.json, else the demo
-// model's tokenizer.
-func serveTokenizer(dir, path string, log *slog.Logger) (*tokenizer.Tokenizer, error) {
-	if path != "" {
-		return tokenizer.Load(path)
-	}
-	if dir != "" {
-		p := filepath.Join(dir, "tokenizer.json")
-		if _, err := os.Stat(p); err == nil {
-			return tokenizer.Load(p)
-		}
-		log.Warn("the model has no tokenizer.json: text uses the demo model's tokenizer; send token ids for meaningful prompts", "dir", dir)
-	}
-	data, _ := demo.File("tokenizer.json")
-	return tokenizer.LoadBytes(data, nil)
 }
 
 // snapshotBytes turns --snapshot-mib into engine.Config.SnapshotBytes,

@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jamba-go/jamba/internal/testutil"
 )
 
 // lockedBuffer is a bytes.Buffer safe for one writer and one reader.
@@ -203,5 +206,19 @@ func TestServeAPIKeyFile(t *testing.T) {
 	syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	if err := <-done; err != nil {
 		t.Error(err)
+	}
+}
+
+// TestServeWithoutTokenizer: a checkpoint without tokenizer.json is refused
+// at load, naming the folder, as the other commands refuse it; with
+// --tokenizer it serves.
+func TestServeWithoutTokenizer(t *testing.T) {
+	dir := testutil.Fixture(t, "models/tiny-moe")
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err == nil {
+		t.Fatalf("%s has a tokenizer.json: the test needs a checkpoint without one", dir)
+	}
+	err := runServe([]string{"--addr", "127.0.0.1:0", "--model", dir}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "no tokenizer.json") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("serve of a checkpoint without tokenizer.json: %v, want an error naming %s", err, dir)
 	}
 }

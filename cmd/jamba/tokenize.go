@@ -7,32 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
-
-	"github.com/jamba-go/jamba/demo"
-	"github.com/jamba-go/jamba/tokenizer"
 )
 
 func init() {
 	register(&command{name: "tokenize", summary: "print the token ids of a text", run: runTokenize})
 	register(&command{name: "detokenize", summary: "print the text of token ids", run: runDetokenize})
-}
-
-// openTokenizer loads a tokenizer.json (or the one inside a folder), or the
-// embedded demo model's tokenizer when path is empty.
-func openTokenizer(path string) (*tokenizer.Tokenizer, error) {
-	if path == "" {
-		data, ok := demo.File("tokenizer.json")
-		if !ok {
-			return nil, fmt.Errorf("%w: --tokenizer is required", errUsage)
-		}
-		return tokenizer.LoadBytes(data, nil)
-	}
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		path = filepath.Join(path, "tokenizer.json")
-	}
-	return tokenizer.Load(path)
 }
 
 // openInput returns the named file, or stdin when name is empty.

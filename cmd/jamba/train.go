@@ -17,7 +17,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/jamba-go/jamba/internal/atomicfile"
-	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/tokenizer"
 	"github.com/jamba-go/jamba/train"
@@ -45,7 +44,7 @@ func (l *pathList) Set(s string) error {
 var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "generation_config.json"}
 
 func runTrain(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("train", "(--model DIR | --resume DIR) --data PATH [--data PATH ...] --output DIR [flags]", `
+	fs := newFlagSet("train", "[--model DIR | --resume DIR] --data PATH [--data PATH ...] --output DIR [flags]", `
 Trains a model with AdamW on text: from a 'jamba init' checkpoint to train
 from scratch, or from any checkpoint to fine-tune. The data (--data, any
 number of text files, .gz files or folders of them) is tokenized with the
@@ -66,7 +65,7 @@ The loss is the mean next-token cross-entropy plus router_aux_loss_coef
 times the MoE load-balancing loss. Every --eval-every steps, and at the last
 step, the mean cross-entropy over the first --eval-tokens tokens of --val
 is computed in non-overlapping windows of --seq tokens (the same windows as
-'jamba perplexity --ctx SEQ --max-tokens N').
+'jamba perplexity --context SEQ --max-tokens N').
 
 Every --save-every steps and when it stops, the run writes to --output a
 Hugging Face checkpoint (model.safetensors in float32, config.json, the
@@ -91,37 +90,21 @@ the gradients are summed. It scales to one worker per core (the default),
 where one engine spreading each operation over the threads stops gaining
 beyond 2 or 3. The result is deterministic for a given worker count, which
 the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
-	modelDir := fs.String("model", "", "checkpoint to start from ('jamba init' output or any Hugging Face Jamba checkpoint; default: the embedded demo model)")
+	mf := addModelFlags(fs, weightsOnly)
+	fs.Lookup("model").Usage = "checkpoint to start from ('jamba init' output or any Hugging Face Jamba checkpoint; default: the embedded demo model)"
+	modelDir := mf.model
 	resume := fs.String("resume", "", "checkpoint folder of an earlier 'jamba train' run to continue")
 	var data pathList
 	fs.Var(&data, "data", "training text: files, .gz files or folders (repeat or separate with commas; required)")
 	val := fs.String("val", "", "held-out text file for the validation loss (none: no validation)")
 	output := fs.String("output", "", "folder for checkpoints, metrics.csv and loss.png (required; default with --resume: the resumed folder)")
 	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the one in the model folder)")
-	d := train.DefaultOptions()
 	o := &train.Options{}
-	fs.IntVar(&o.Seq, "seq", d.Seq, "tokens per training row (context length)")
-	fs.IntVar(&o.Batch, "batch", d.Batch, "rows per micro-batch")
-	fs.IntVar(&o.Accum, "accum", d.Accum, "micro-batches per optimizer step (gradient accumulation)")
-	fs.IntVar(&o.Steps, "steps", d.Steps, "optimizer steps of the whole run (the cosine ends here)")
-	fs.Float64Var(&o.LR, "lr", d.LR, "peak learning rate")
-	fs.Float64Var(&o.MinLR, "min-lr", d.MinLR, "final learning rate of the cosine schedule")
-	fs.IntVar(&o.Warmup, "warmup", d.Warmup, "steps of linear learning-rate warmup")
-	fs.Float64Var(&o.WeightDecay, "weight-decay", d.WeightDecay, "AdamW decoupled weight decay (weight matrices only, not norms, biases, A_log or D)")
-	fs.Float64Var(&o.Beta1, "beta1", d.Beta1, "AdamW beta1 (first-moment decay)")
-	fs.Float64Var(&o.Beta2, "beta2", d.Beta2, "AdamW beta2 (second-moment decay)")
-	fs.Float64Var(&o.Eps, "eps", d.Eps, "AdamW epsilon")
-	fs.Float64Var(&o.Clip, "clip", d.Clip, "clip the global gradient L2 norm to this (0: no clipping)")
-	fs.Uint64Var(&o.Seed, "seed", d.Seed, "seed of the data order")
-	fs.IntVar(&o.EvalEvery, "eval-every", d.EvalEvery, "validate every this many steps (0: only at the last step)")
-	fs.IntVar(&o.EvalTokens, "eval-tokens", d.EvalTokens, "validation tokens from the start of --val (0: all)")
-	fs.IntVar(&o.SaveEvery, "save-every", d.SaveEvery, "save a checkpoint every this many steps (0: only when stopping)")
-	fs.BoolVar(&o.Recompute, "recompute", d.Recompute, "recompute activations in the backward pass: activation memory of one layer, about a third more time")
-	fs.StringVar(&o.Rows, "rows", train.RowsStream, "how rows are cut: \"stream\" (windows of the packed token stream) or \"lines\" (each row starts at a line start, encoded as a prompt: BOS, then the line without its indentation)")
-	fs.IntVar(&o.Workers, "workers", 0, "data-parallel workers: single-threaded engines that each take a share of a batch's rows (0: one per thread, at most --batch; 1: one engine spreading each operation over the threads)")
+	d := train.DefaultOptions()
+	d.Rows = train.RowsStream
+	bindTrainOptions(fs, o, d)
 	stopStep := fs.Int("stop-step", 0, "end this leg after this step (saving), without changing the schedule (0: run to --steps)")
 	timeLimit := fs.Duration("time-limit", 0, "end this leg, saving, after the first step that ends past this duration (e.g. 9m; 0: none)")
-	threads := fs.Int("threads", 0, "CPU threads (0: all)")
 	quiet := fs.Bool("quiet", false, "no progress bar; print one line per validation instead")
 	logEvery := fs.Int("log-every", 0, "also print a line every this many steps (0: only at validations)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the training steps to this file (for go tool pprof)")
@@ -143,9 +126,8 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		}
 		*output = *resume
 	}
-	if *threads > 0 {
-		runtime.GOMAXPROCS(*threads)
-		kernels.SetThreads(*threads)
+	if err := mf.applyThreads(); err != nil {
+		return err
 	}
 
 	// The tokenizer, and where its files come from.
@@ -208,7 +190,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	var tr *train.Trainer
 	if *resume != "" {
 		tr, err = train.Resume(src, trainTokens, valTokens, func(saved *train.Options) {
-			fs.Visit(func(f *flag.Flag) { copyOption(saved, o, f.Name) })
+			overrideOptions(saved, fs)
 			if set["workers"] && saved.Workers == 0 {
 				saved.Workers = autoWorkers(saved.Batch)
 			}
@@ -218,11 +200,11 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		}
 		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", tr.Checkpoint, tr.StepsDone(), tr.Opts.Steps)
 	} else {
-		m, err := loadModel(*modelDir, model.Options{}, stderr)
+		m, err := mf.open()
 		if err != nil {
 			return err
 		}
-		p, err := train.ParamsFromModel(m)
+		p, err := train.ParamsFromModel(m.Model)
 		m.Close()
 		if err != nil {
 			return err
@@ -242,7 +224,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	total, active := cfg.ParamCount()
 	workers := "one engine on all threads"
 	if tr.Workers != nil {
-		workers = fmt.Sprintf("%d data-parallel workers", len(tr.Workers.Engines))
+		workers = fmt.Sprintf("%d data-parallel workers", len(tr.Workers.Backprops))
 	}
 	fmt.Fprintf(stderr, "model: %s parameters (%s active per token); %d rows of %d tokens per epoch; %d tokens per step; %s\n",
 		humanCount(total), humanCount(active), tr.Data.RowsPerEpoch(), tr.Opts.Seq, tr.Opts.Seq*tr.Opts.Batch*tr.Opts.Accum, workers)
@@ -345,48 +327,43 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	return nil
 }
 
-// copyOption copies the option of flag name from src to dst.
-func copyOption(dst, src *train.Options, name string) {
-	switch name {
-	case "seq":
-		dst.Seq = src.Seq
-	case "batch":
-		dst.Batch = src.Batch
-	case "accum":
-		dst.Accum = src.Accum
-	case "steps":
-		dst.Steps = src.Steps
-	case "lr":
-		dst.LR = src.LR
-	case "min-lr":
-		dst.MinLR = src.MinLR
-	case "warmup":
-		dst.Warmup = src.Warmup
-	case "weight-decay":
-		dst.WeightDecay = src.WeightDecay
-	case "beta1":
-		dst.Beta1 = src.Beta1
-	case "beta2":
-		dst.Beta2 = src.Beta2
-	case "eps":
-		dst.Eps = src.Eps
-	case "clip":
-		dst.Clip = src.Clip
-	case "seed":
-		dst.Seed = src.Seed
-	case "eval-every":
-		dst.EvalEvery = src.EvalEvery
-	case "eval-tokens":
-		dst.EvalTokens = src.EvalTokens
-	case "save-every":
-		dst.SaveEvery = src.SaveEvery
-	case "recompute":
-		dst.Recompute = src.Recompute
-	case "workers":
-		dst.Workers = src.Workers
-	case "rows":
-		dst.Rows = src.Rows
-	}
+// bindTrainOptions defines the flags of the training options on fs,
+// writing into o, with the defaults d. A resumed run binds the saved
+// options the same way and sets the flags given again.
+func bindTrainOptions(fs *flag.FlagSet, o *train.Options, d train.Options) {
+	fs.IntVar(&o.Seq, "seq", d.Seq, "tokens per training row (context length)")
+	fs.IntVar(&o.Batch, "batch", d.Batch, "rows per micro-batch")
+	fs.IntVar(&o.Accum, "accum", d.Accum, "micro-batches per optimizer step (gradient accumulation)")
+	fs.IntVar(&o.Steps, "steps", d.Steps, "optimizer steps of the whole run (the cosine ends here)")
+	fs.Float64Var(&o.LR, "lr", d.LR, "peak learning rate")
+	fs.Float64Var(&o.MinLR, "min-lr", d.MinLR, "final learning rate of the cosine schedule")
+	fs.IntVar(&o.Warmup, "warmup", d.Warmup, "steps of linear learning-rate warmup")
+	fs.Float64Var(&o.WeightDecay, "weight-decay", d.WeightDecay, "AdamW decoupled weight decay (weight matrices only, not norms, biases, A_log or D)")
+	fs.Float64Var(&o.Beta1, "beta1", d.Beta1, "AdamW beta1 (first-moment decay)")
+	fs.Float64Var(&o.Beta2, "beta2", d.Beta2, "AdamW beta2 (second-moment decay)")
+	fs.Float64Var(&o.Eps, "eps", d.Eps, "AdamW epsilon")
+	fs.Float64Var(&o.Clip, "clip", d.Clip, "clip the global gradient L2 norm to this (0: no clipping)")
+	fs.Uint64Var(&o.Seed, "seed", d.Seed, "seed of the data order")
+	fs.IntVar(&o.EvalEvery, "eval-every", d.EvalEvery, "validate every this many steps (0: only at the last step)")
+	fs.IntVar(&o.EvalTokens, "eval-tokens", d.EvalTokens, "validation tokens from the start of --val (0: all)")
+	fs.IntVar(&o.SaveEvery, "save-every", d.SaveEvery, "save a checkpoint every this many steps (0: only when stopping)")
+	fs.BoolVar(&o.Recompute, "recompute", d.Recompute, "recompute activations in the backward pass: activation memory of one layer, about a third more time")
+	fs.StringVar(&o.Rows, "rows", d.Rows, "how rows are cut: \"stream\" (windows of the packed token stream) or \"lines\" (each row starts at a line start, encoded as a prompt: BOS, then the line without its indentation)")
+	fs.IntVar(&o.Workers, "workers", d.Workers, "data-parallel workers: single-threaded engines that each take a share of a batch's rows (0: one per thread, at most --batch; 1: one engine spreading each operation over the threads)")
+}
+
+// overrideOptions sets in saved the training options whose flags fs was
+// given: a resumed run keeps its saved options except those.
+// The values were parsed by flags of the same types, so setting them again
+// cannot fail.
+func overrideOptions(saved *train.Options, fs *flag.FlagSet) {
+	again := flag.NewFlagSet("resume", flag.ContinueOnError)
+	bindTrainOptions(again, saved, *saved)
+	fs.Visit(func(f *flag.Flag) {
+		if again.Lookup(f.Name) != nil {
+			_ = again.Set(f.Name, f.Value.String())
+		}
+	})
 }
 
 // autoWorkers is the default worker count: one per thread, at most the

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/safetensors"
+	"github.com/jamba-go/jamba/train"
 )
 
 // trainFixture writes a tiny config initialised with jamba init, and a data
@@ -168,5 +170,28 @@ func TestTrainUsage(t *testing.T) {
 		if !strings.Contains(stderr, "  -"+f+" ") && !strings.Contains(stderr, "  -"+f+"\n") {
 			t.Errorf("--help does not explain -%s", f)
 		}
+	}
+}
+
+// TestOverrideOptions: a resumed run keeps its saved options except those
+// whose flags are given again, which take the new values.
+func TestOverrideOptions(t *testing.T) {
+	saved := train.DefaultOptions()
+	saved.Seq, saved.LR, saved.Rows, saved.Workers = 64, 3e-4, train.RowsLines, 2
+	want := saved
+	want.LR, want.Recompute, want.Steps = 5e-4, true, 77
+
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	o := &train.Options{}
+	d := train.DefaultOptions()
+	d.Rows = train.RowsStream
+	bindTrainOptions(fs, o, d)
+	fs.String("data", "", "")
+	if err := fs.Parse([]string{"--data", "x", "--lr", "5e-4", "--recompute", "--steps", "77"}); err != nil {
+		t.Fatal(err)
+	}
+	overrideOptions(&saved, fs)
+	if saved != want {
+		t.Errorf("after the override:\n got %+v\nwant %+v", saved, want)
 	}
 }

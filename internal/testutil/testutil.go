@@ -3,6 +3,7 @@
 package testutil
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -50,4 +51,33 @@ func Shared(t testing.TB, rel string) string {
 		Missing(t, rel)
 	}
 	return p
+}
+
+// ReadIDs reads a fixture of token ids stored as little-endian int32 (the
+// reference tools' .ids.int32 files), given relative to fixtures/.
+func ReadIDs(t testing.TB, rel string) []int {
+	t.Helper()
+	path := Fixture(t, rel)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data)%4 != 0 {
+		t.Fatalf("%s: size %d is not a multiple of 4", path, len(data))
+	}
+	ids := make([]int, len(data)/4)
+	for i := range ids {
+		ids[i] = int(int32(binary.LittleEndian.Uint32(data[4*i:])))
+	}
+	return ids
+}
+
+// ReadFile reads a fixture given relative to fixtures/ (see Fixture).
+func ReadFile(t testing.TB, rel string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(Fixture(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

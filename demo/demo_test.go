@@ -1,4 +1,4 @@
-package model
+package demo
 
 import (
 	"encoding/json"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jamba-go/jamba/internal/testutil"
+	"github.com/jamba-go/jamba/model"
 )
 
 // TestDemoBeatsBaseline checks that the demo model trained by this project
@@ -17,15 +18,8 @@ func TestDemoBeatsBaseline(t *testing.T) {
 	if testing.Short() {
 		t.Skip("two models over 16384 tokens")
 	}
-	raw, err := os.ReadFile(testutil.Shared(t, "tokenizers/gostd/gostd_val.ids.int32"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := make([]int, len(raw)/4)
-	for i := range ids {
-		ids[i] = int(int32(uint32(raw[4*i]) | uint32(raw[4*i+1])<<8 | uint32(raw[4*i+2])<<16 | uint32(raw[4*i+3])<<24))
-	}
-	demo, err := LoadDemo(Options{})
+	ids := testutil.ReadIDs(t, "tokenizers/gostd/gostd_val.ids.int32")
+	m, err := Load(model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +34,7 @@ func TestDemoBeatsBaseline(t *testing.T) {
 		t.Fatalf("reference.json: %v", err)
 	}
 	bl := ref.Loss // reproduced by TestGostdWindows
-	dl, _, err := demo.LossOverWindows(ids, 256, 16384, nil)
+	dl, _, err := m.LossOverWindows(ids, 256, 16384, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

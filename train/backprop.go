@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 
+	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 )
@@ -16,16 +17,16 @@ type Loss struct {
 	Tokens int     // number of predicted tokens (the CE terms)
 }
 
-// Engine runs the training forward and backward passes of one model. The
+// Backprop runs the training forward and backward passes of one model. The
 // forward keeps what the backward needs; with Recompute it keeps only each
 // layer's input and recomputes a layer's activations right before its
 // backward, so activation memory is that of one layer plus L+1 hidden
 // states. The Mamba scan stores its state only every scanChunk tokens in
 // either mode and recomputes the states in between during the backward.
 //
-// An Engine is not safe for concurrent use; it runs each pass on all CPUs
+// A Backprop is not safe for concurrent use; it runs each pass on all CPUs
 // unless Serial is set.
-type Engine struct {
+type Backprop struct {
 	Config *model.Config
 	Params *Params
 	// Grad is the gradient in the layout of Params.Data. Backward adds to
@@ -38,7 +39,7 @@ type Engine struct {
 	KeepLogits bool
 	Logits     []float32
 	// Serial runs every pass on the calling goroutine, its matrix products
-	// through a kernels.Serial of its own, so that several engines can run
+	// through a kernels.Serial of its own, so that several Backprops can run
 	// at once, one per core (the trainer's data-parallel workers). Each
 	// token's forward values, and so the loss, are the same bits in both
 	// modes; gradients differ by the order of the sums that the default
@@ -46,7 +47,7 @@ type Engine struct {
 	Serial bool
 
 	d   dims
-	act activation
+	act kernels.Activation
 	w   weights // views of Params.Data
 	g   weights // views of Grad
 	pad int     // padding_idx, or -1
@@ -81,18 +82,18 @@ type Engine struct {
 
 // chunkBufs returns a scratch buffer of size floats for each of the chunks
 // of a parallel loop, valid until the next call.
-func (e *Engine) chunkBufs(chunks, size int) [][]float32 {
+func (e *Backprop) chunkBufs(chunks, size int) [][]float32 {
 	for len(e.chunks) < chunks {
 		e.chunks = append(e.chunks, nil)
 	}
 	for c := range chunks {
-		grow(&e.chunks[c], size)
+		buf.Grow(&e.chunks[c], size)
 	}
 	return e.chunks[:chunks]
 }
 
 // maxRow is the length of the current batch's longest row.
-func (e *Engine) maxRow() int {
+func (e *Backprop) maxRow() int {
 	m := 0
 	for s := 0; s < e.nseq(); s++ {
 		m = max(m, e.seqStart[s+1]-e.seqStart[s])
@@ -109,14 +110,14 @@ type dims struct {
 	eps          float32
 }
 
-// NewEngine returns an engine over p with a zero gradient.
-func NewEngine(p *Params) (*Engine, error) {
+// NewBackprop returns a Backprop over p with a zero gradient.
+func NewBackprop(p *Params) (*Backprop, error) {
 	c := p.Config
 	act, err := lookupActivation(c.HiddenAct)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{Config: c, Params: p, Grad: make([]float32, len(p.Data)), act: act, pad: -1}
+	e := &Backprop{Config: c, Params: p, Grad: make([]float32, len(p.Data)), act: act, pad: -1}
 	if c.PadTokenID != nil {
 		e.pad = *c.PadTokenID
 	}
@@ -132,17 +133,17 @@ func NewEngine(p *Params) (*Engine, error) {
 }
 
 // ZeroGrad clears the gradient.
-func (e *Engine) ZeroGrad() {
+func (e *Backprop) ZeroGrad() {
 	pool{serial: e.Serial}.parallel(len(e.Grad), 1<<16, func(lo, hi int) { clear(e.Grad[lo:hi]) })
 }
 
 // Forward computes the loss of a batch without gradients. Rows may differ
 // in length; each needs at least two tokens (one prediction).
-func (e *Engine) Forward(rows [][]int) (Loss, error) { return e.pass(rows, false, 0) }
+func (e *Backprop) Forward(rows [][]int) (Loss, error) { return e.pass(rows, false, 0) }
 
 // Backward computes the loss of a batch and adds scale times its gradient to
 // Grad (scale 1 for one batch; 1/k for each of k accumulated micro-batches).
-func (e *Engine) Backward(rows [][]int, scale float32) (Loss, error) {
+func (e *Backprop) Backward(rows [][]int, scale float32) (Loss, error) {
 	return e.pass(rows, true, scale)
 }
 
@@ -151,11 +152,11 @@ var ErrShortRow = errors.New("train: a row needs at least two tokens (one predic
 
 var errEmptyBatch = errors.New("train: empty batch")
 
-func (e *Engine) setBatch(rows [][]int) error {
+func (e *Backprop) setBatch(rows [][]int) error {
 	if err := checkBatch(rows, e.d.V); err != nil {
 		return err
 	}
-	e.seqStart = growInts(&e.seqStart, len(rows)+1)
+	e.seqStart = buf.Grow(&e.seqStart, len(rows)+1)
 	e.ids = e.ids[:0]
 	for i, r := range rows {
 		e.seqStart[i] = len(e.ids)
@@ -166,10 +167,10 @@ func (e *Engine) setBatch(rows [][]int) error {
 	return nil
 }
 
-func (e *Engine) nseq() int { return len(e.seqStart) - 1 }
+func (e *Backprop) nseq() int { return len(e.seqStart) - 1 }
 
 // actsFor returns the activation store of layer i.
-func (e *Engine) actsFor(i int) *layerActs {
+func (e *Backprop) actsFor(i int) *layerActs {
 	want := e.d.L
 	if e.Recompute {
 		want = 1
@@ -186,7 +187,7 @@ func (e *Engine) actsFor(i int) *layerActs {
 	return e.acts[i]
 }
 
-func (e *Engine) pass(rows [][]int, backward bool, scale float32) (Loss, error) {
+func (e *Backprop) pass(rows [][]int, backward bool, scale float32) (Loss, error) {
 	if err := e.setBatch(rows); err != nil {
 		return Loss{}, err
 	}
@@ -200,7 +201,7 @@ func (e *Engine) pass(rows [][]int, backward bool, scale float32) (Loss, error) 
 }
 
 // predictions is the number of cross-entropy terms of the current batch.
-func (e *Engine) predictions() int { return e.n - e.nseq() }
+func (e *Backprop) predictions() int { return e.n - e.nseq() }
 
 // makeLoss assembles a Loss from the summed cross-entropy of tokens
 // predictions and the load-balancing statistics (per-expert top-k counts
@@ -229,14 +230,14 @@ func makeLoss(ce float64, tokens int, count, psum []float64, rows int, coef floa
 // returns the summed cross-entropy (e.rowLoss holds it per token) and
 // leaves this batch's load-balancing statistics in auxCount, auxPsum and
 // auxRows.
-func (e *Engine) forward(backward bool, gscale float32) float64 {
+func (e *Backprop) forward(backward bool, gscale float32) float64 {
 	e.s.pool = pool{serial: e.Serial}
 	d, n := e.d, e.n
 	if len(e.hs) != d.L+1 {
 		e.hs = make([][]float32, d.L+1)
 	}
 	for i := range e.hs {
-		grow(&e.hs[i], n*d.H)
+		buf.Grow(&e.hs[i], n*d.H)
 	}
 
 	// Embedding lookup: h = embed_tokens[ids].
@@ -254,12 +255,12 @@ func (e *Engine) forward(backward bool, gscale float32) float64 {
 
 	// Final norm, LM head and cross-entropy (with its backward, fused per
 	// chunk of rows so the [tokens, V] logits need not be stored).
-	e.finalXn = grow(&e.finalXn, n*d.H)
-	e.finalRstd = grow(&e.finalRstd, n)
+	e.finalXn = buf.Grow(&e.finalXn, n*d.H)
+	e.finalRstd = buf.Grow(&e.finalRstd, n)
 	rmsNormForward(e.s.pool, e.finalXn, e.finalRstd, e.hs[d.L], e.w.finalNorm, n, d.eps)
 	var dxn []float32
 	if backward {
-		dxn = grow(&e.dxn, n*d.H)
+		dxn = buf.Grow(&e.dxn, n*d.H)
 		clear(dxn)
 	}
 	return e.headForwardBackward(dxn, backward, gscale)
@@ -268,13 +269,13 @@ func (e *Engine) forward(backward bool, gscale float32) float64 {
 // backward finishes the backward pass that forward began: it adds scale
 // times the gradient of the loss to Grad. count and rows are the
 // load-balancing statistics that the aux loss is over: this batch's, or
-// those pooled over the batches of several engines that make one pass.
-func (e *Engine) backward(scale float32, count []float64, rows int) {
+// those pooled over the batches of several Backprops that make one pass.
+func (e *Backprop) backward(scale float32, count []float64, rows int) {
 	d, n := e.d, e.n
 	// ∂(scale·coef·aux)/∂P[r][j] = scale·coef·E·count[j]/rows², the same for
 	// every row of every MoE layer: only psum carries gradient.
 	coef := e.Config.RouterAuxLossCoef
-	e.auxGrad = grow(&e.auxGrad, d.E)
+	e.auxGrad = buf.Grow(&e.auxGrad, d.E)
 	for j := range e.auxGrad {
 		e.auxGrad[j] = 0
 		if rows > 0 {
@@ -284,7 +285,7 @@ func (e *Engine) backward(scale float32, count []float64, rows int) {
 	}
 
 	dxn := e.dxn[:n*d.H]
-	dcur := grow(&e.dcur, n*d.H)
+	dcur := buf.Grow(&e.dcur, n*d.H)
 	clear(dcur)
 	rmsNormBackward(e.s.pool, &e.part, dcur, e.g.finalNorm, dxn, e.hs[d.L], e.finalRstd, e.w.finalNorm, n)
 	for i := d.L - 1; i >= 0; i-- {
@@ -337,26 +338,26 @@ type layerActs struct {
 //
 // first is false when the layer is recomputed for the backward, so the
 // load-balancing statistics are not counted twice.
-func (e *Engine) layerForward(i int, a *layerActs, first bool) {
+func (e *Backprop) layerForward(i int, a *layerActs, first bool) {
 	d, n, c := e.d, e.n, e.Config
 	w := &e.w.layers[i]
 	h, out := e.hs[i], e.hs[i+1]
-	a.xn1 = grow(&a.xn1, n*d.H)
-	a.rstd1 = grow(&a.rstd1, n)
+	a.xn1 = buf.Grow(&a.xn1, n*d.H)
+	a.rstd1 = buf.Grow(&a.rstd1, n)
 	rmsNormForward(e.s.pool, a.xn1, a.rstd1, h, w.inNorm, n, d.eps)
-	mix := grow(&e.mixOut, n*d.H)
+	mix := buf.Grow(&e.mixOut, n*d.H)
 	switch c.Mixer(i) {
 	case model.Attention:
 		e.attnForward(&a.attn, w, a.xn1, mix)
 	case model.Mamba:
 		e.mambaForward(&a.mamba, w, a.xn1, mix)
 	}
-	a.hmid = grow(&a.hmid, n*d.H)
+	a.hmid = buf.Grow(&a.hmid, n*d.H)
 	for j := range a.hmid {
 		a.hmid[j] = h[j] + mix[j]
 	}
-	a.xn2 = grow(&a.xn2, n*d.H)
-	a.rstd2 = grow(&a.rstd2, n)
+	a.xn2 = buf.Grow(&a.xn2, n*d.H)
+	a.rstd2 = buf.Grow(&a.rstd2, n)
 	rmsNormForward(e.s.pool, a.xn2, a.rstd2, a.hmid, w.ffNorm, n, d.eps)
 	switch c.FFN(i) {
 	case model.Dense:
@@ -371,10 +372,10 @@ func (e *Engine) layerForward(i int, a *layerActs, first bool) {
 
 // layerBackward turns dcur, the gradient of layer i's output, into the
 // gradient of its input, adding the weight gradients.
-func (e *Engine) layerBackward(i int, a *layerActs, dcur []float32) {
+func (e *Backprop) layerBackward(i int, a *layerActs, dcur []float32) {
 	d, n, c := e.d, e.n, e.Config
 	w, g := &e.w.layers[i], &e.g.layers[i]
-	dxn := grow(&e.dxn, n*d.H)
+	dxn := buf.Grow(&e.dxn, n*d.H)
 	clear(dxn)
 	switch c.FFN(i) {
 	case model.Dense:
@@ -395,7 +396,7 @@ func (e *Engine) layerBackward(i int, a *layerActs, dcur []float32) {
 }
 
 // headRows is how many rows of logits are computed at a time.
-func (e *Engine) headRows() int {
+func (e *Backprop) headRows() int {
 	return max(16, min(e.n, (1<<22)/max(e.d.V, 1)))
 }
 
@@ -404,14 +405,14 @@ func (e *Engine) headRows() int {
 // predicts t+1; a row's last position predicts nothing), and with backward
 // the gradient of gscale·Σ CE into dxn and the LM head (or the tied
 // embedding). It returns the summed cross-entropy.
-func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float32) float64 {
+func (e *Backprop) headForwardBackward(dxn []float32, backward bool, gscale float32) float64 {
 	d, n := e.d, e.n
 	V, H := d.V, d.H
 	if e.KeepLogits {
-		e.Logits = grow(&e.Logits, n*V)
+		e.Logits = buf.Grow(&e.Logits, n*V)
 	}
-	e.rowLoss = growF64(e.rowLoss, n)
-	target := growInts(&e.target, n)
+	buf.Grow(&e.rowLoss, n)
+	target := buf.Grow(&e.target, n)
 	for s := 0; s < e.nseq(); s++ {
 		r0, r1 := e.seqStart[s], e.seqStart[s+1]
 		for t := r0; t < r1; t++ {
@@ -425,7 +426,7 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 	var logits []float32
 	for t0 := 0; t0 < n; t0 += chunk {
 		m := min(chunk, n-t0)
-		logits = grow(&e.bw.logits, m*V)
+		logits = buf.Grow(&e.bw.logits, m*V)
 		xn := e.finalXn[t0*H : (t0+m)*H]
 		e.s.linear(logits, xn, m, e.w.lmHead, V, H)
 		if e.KeepLogits {
@@ -473,13 +474,6 @@ func (e *Engine) headForwardBackward(dxn []float32, backward bool, gscale float3
 		ce += v
 	}
 	return ce
-}
-
-func growF64(b []float64, n int) []float64 {
-	if cap(b) < n {
-		return make([]float64, n)
-	}
-	return b[:n]
 }
 
 // backScratch holds the gradient buffers of the layer being differentiated

@@ -19,7 +19,7 @@ import (
 // 1e-5 of the largest |logit| is a tight bar.
 func TestLogitsMatchInference(t *testing.T) {
 	check := func(t *testing.T, m *model.Model, p *Params, rows [][]int) {
-		e, err := NewEngine(p)
+		e, err := NewBackprop(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func TestLogitsMatchInference(t *testing.T) {
 		V := p.Config.VocabSize
 		off := 0
 		for i, r := range rows {
-			if err := ws.Forward([]model.SeqInput{{Tokens: r, AllLogits: true}}); err != nil {
+			if err := ws.Forward([]model.SeqInput{{Tokens: r, Logits: model.AllLogits}}); err != nil {
 				t.Fatal(err)
 			}
 			want := ws.Logits(0)
@@ -96,7 +96,7 @@ func TestRecomputeIsExact(t *testing.T) {
 	var grads [2][]float32
 	var losses [2]Loss
 	for i, rc := range []bool{false, true} {
-		e, err := NewEngine(p)
+		e, err := NewBackprop(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func TestBackwardScaleAndAccumulation(t *testing.T) {
 	cfg := tinyConfig(t, nil)
 	p := randomParams(cfg, 9)
 	rows := randomRows(10, cfg.VocabSize, 12, 12)
-	e, err := NewEngine(p)
+	e, err := NewBackprop(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestLinearBackward(t *testing.T) {
 // TestBatchErrors checks the errors for malformed batches.
 func TestBatchErrors(t *testing.T) {
 	cfg := tinyConfig(t, nil)
-	e, err := NewEngine(randomParams(cfg, 1))
+	e, err := NewBackprop(randomParams(cfg, 1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/jamba-go/jamba/demo"
+	"github.com/jamba-go/jamba/kernels"
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/tokenizer"
+)
+
+// modelHelp documents --model wherever a command takes one.
+const modelHelp = "checkpoint folder (default: the embedded demo model)"
+
+// kvCacheHelp documents the --kv-cache flag.
+const kvCacheHelp = `keys and values of the attention layers' cache: "f32" (exact) or "bf16" (half the memory and half the reads at long context; the loss moves by about 0.001%)`
+
+// modelFlags are the flags every command that loads a model shares:
+// which model, how to hold its weights and cache, and how many threads the
+// kernels use.
+type modelFlags struct {
+	model       *string
+	quantize    *string // nil for commands that need the weights as stored
+	kvCache     *string // nil for commands that keep no cache
+	threads     *int
+	checkFinite *bool
+}
+
+// modelFlagSet chooses the optional flags of addModelFlags.
+type modelFlagSet int
+
+const (
+	// weightsOnly: --model and --threads (training, gradients).
+	weightsOnly modelFlagSet = iota
+	// withQuantize adds --quantize (one forward pass, no cache).
+	withQuantize
+	// withCache adds --quantize and --kv-cache (generation and evaluation).
+	withCache
+)
+
+// addModelFlags defines the shared model flags on fs: --model, --threads
+// and --check-finite, and the optional ones which asks for.
+func addModelFlags(fs *flag.FlagSet, which modelFlagSet) *modelFlags {
+	f := &modelFlags{model: fs.String("model", "", modelHelp)}
+	if which >= withQuantize {
+		f.quantize = fs.String("quantize", "", `quantize linear weights at load: "int8"`)
+	}
+	if which >= withCache {
+		f.kvCache = fs.String("kv-cache", "f32", kvCacheHelp)
+	}
+	f.threads = fs.Int("threads", 0, "threads for the kernels (default: all cores)")
+	f.checkFinite = fs.Bool("check-finite", false, "scan every weight for NaN and infinities at load (non-finite logits are an error either way)")
+	return f
+}
+
+// options are the model load options the flags give.
+func (f *modelFlags) options() model.Options {
+	o := model.Options{CheckFinite: *f.checkFinite}
+	if f.quantize != nil {
+		o.Quantize = *f.quantize
+	}
+	if f.kvCache != nil {
+		o.KVCache = *f.kvCache
+	}
+	return o
+}
+
+// applyThreads sets the kernels' thread count when --threads was given.
+func (f *modelFlags) applyThreads() error {
+	switch n := *f.threads; {
+	case n < 0:
+		return fmt.Errorf("%w: --threads must not be negative", errUsage)
+	case n > 0:
+		runtime.GOMAXPROCS(n)
+		kernels.SetThreads(n)
+	}
+	return nil
+}
+
+// open applies --threads and opens the --model with openModel.
+func (f *modelFlags) open() (*loadedModel, error) {
+	if err := f.applyThreads(); err != nil {
+		return nil, err
+	}
+	return openModel(*f.model, f.options())
+}
+
+// loadedModel is a model opened from a --model value, with its tokenizer.
+type loadedModel struct {
+	*model.Model
+	// Name names the model to people and in /v1/models: the folder's
+	// name, or the demo model's.
+	Name string
+	// Dir is the folder holding the checkpoint's other files
+	// (tokenizer_config.json and the like); "" for the embedded demo model.
+	Dir string
+
+	tok    *tokenizer.Tokenizer
+	tokErr error
+}
+
+// Tokenizer returns the model's tokenizer, or the error of loading it (one
+// naming the folder when the checkpoint has no tokenizer.json).
+func (l *loadedModel) Tokenizer() (*tokenizer.Tokenizer, error) {
+	return l.tok, l.tokErr
+}
+
+// openModel is where a --model value becomes a loaded model and its
+// tokenizer: "" is the embedded demo model, anything else a Hugging Face
+// checkpoint folder. Every command that loads a model calls it.
+func openModel(ref string, opts model.Options) (*loadedModel, error) {
+	if ref == "" {
+		m, err := demo.Load(opts)
+		if err != nil {
+			return nil, err
+		}
+		l := &loadedModel{Model: m, Name: modelName(ref)}
+		l.tok, l.tokErr = demo.Tokenizer()
+		if l.tokErr != nil {
+			m.Close()
+			return nil, l.tokErr
+		}
+		return l, nil
+	}
+	m, err := model.Load(ref, opts)
+	if err != nil {
+		return nil, err
+	}
+	// A missing or broken tokenizer is an error only for what needs it:
+	// token ids work without one.
+	l := &loadedModel{Model: m, Name: modelName(ref), Dir: ref}
+	l.tok, l.tokErr = loadTokenizer(ref)
+	return l, nil
+}
+
+// modelName is the name of the model a --model value opens, known before
+// it is loaded: the demo model's name, or the folder's.
+func modelName(ref string) string {
+	if ref == "" {
+		return demo.Name
+	}
+	return filepath.Base(filepath.Clean(ref))
+}
+
+// errNoTokenizer marks a checkpoint folder without a tokenizer.json.
+var errNoTokenizer = errors.New("no tokenizer.json")
+
+// loadTokenizer loads the tokenizer of the checkpoint folder dir
+// (tokenizer.json, with tokenizer_config.json when present), or the demo
+// model's when dir is empty. A folder without tokenizer.json gives an
+// error that wraps errNoTokenizer.
+func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
+	if dir == "" {
+		return demo.Tokenizer()
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
+		return nil, fmt.Errorf("%s has %w: give the command a tokenizer (--tokenizer, where it has one) or token ids (--ids)", dir, errNoTokenizer)
+	}
+	return openTokenizer(dir)
+}
+
+// openTokenizer loads a tokenizer.json (or the one inside a folder), or the
+// embedded demo model's tokenizer when path is empty.
+func openTokenizer(path string) (*tokenizer.Tokenizer, error) {
+	if path == "" {
+		return demo.Tokenizer()
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "tokenizer.json")
+	}
+	return tokenizer.Load(path)
+}
+
+// encodeFile reads a text file and encodes it, without special tokens.
+func encodeFile(tok *tokenizer.Tokenizer, file string) ([]int, error) {
+	text, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return tok.Encode(string(text), false), nil
+}
