@@ -1,20 +1,11 @@
-// Package demo embeds the small model that `jamba run` uses when no --model
-// is given, so that an installed binary works without any download.
-//
-// Only commands and tests import it: the packages below (model, engine,
-// server, train) load any checkpoint and know nothing of this one.
+//go:build !nodemo
+
 package demo
 
 import (
 	_ "embed" // for the go:embed directives below
 	"unsafe"
-
-	"github.com/jamba-go/jamba/model"
-	"github.com/jamba-go/jamba/tokenizer"
 )
-
-// Name is the name of the embedded demo model.
-const Name = "jamba-gostd-4m"
 
 // The checkpoint files are embedded as strings so that their bytes can be
 // handed out without a copy: they live in the binary's read-only data.
@@ -29,31 +20,23 @@ var (
 	tokenizerJSON string
 )
 
-var files = map[string]string{
-	"config.json":            configJSON,
-	"generation_config.json": generationConfigJSON,
-	"model.safetensors":      modelSafetensors,
-	"tokenizer.json":         tokenizerJSON,
-}
-
 // File returns the bytes of one file of the demo checkpoint and whether it
 // exists. The slice aliases read-only memory: callers must not modify it.
 func File(name string) ([]byte, bool) {
-	s, ok := files[name]
-	if !ok {
+	// A switch rather than a package-level map: binaries that never call
+	// File (the GPU test binary, say) then leave the weights out.
+	var s string
+	switch name {
+	case "config.json":
+		s = configJSON
+	case "generation_config.json":
+		s = generationConfigJSON
+	case "model.safetensors":
+		s = modelSafetensors
+	case "tokenizer.json":
+		s = tokenizerJSON
+	default:
 		return nil, false
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s)), true
-}
-
-// Load returns the demo model; its weights alias the binary's read-only
-// data.
-func Load(opts model.Options) (*model.Model, error) {
-	return model.LoadFiles("demo model "+Name, File, opts)
-}
-
-// Tokenizer returns the demo model's tokenizer.
-func Tokenizer() (*tokenizer.Tokenizer, error) {
-	data, _ := File("tokenizer.json")
-	return tokenizer.LoadBytes(data, nil)
 }

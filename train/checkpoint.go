@@ -159,6 +159,21 @@ func (t *Trainer) SaveCheckpoint(dir string, extra func(dir string) error) error
 	return prune(dir, cps, final)
 }
 
+// publishSave links the files of the complete save in folder save to the
+// top of dir and writes its manifest there, last.
+func publishSave(dir, save string) error {
+	m, err := readManifest(filepath.Join(save, manifestFile))
+	if err != nil {
+		return err
+	}
+	for _, f := range m.Files {
+		if err := publish(filepath.Join(save, f.Name), filepath.Join(dir, f.Name)); err != nil {
+			return err
+		}
+	}
+	return writeManifest(filepath.Join(dir, manifestFile), m)
+}
+
 // writeFiles writes the files of a save into dir.
 func (t *Trainer) writeFiles(dir string, extra func(dir string) error) error {
 	step := strconv.Itoa(t.Opt.Step)
@@ -416,6 +431,17 @@ func fileStep(path string) (int, bool) {
 		return ms[len(ms)-1].Step, true
 	}
 	return 0, false
+}
+
+// RunFolder is the training folder that dir belongs to: dir itself, or for
+// one of its saves (DIR/checkpoints/step-N) DIR, where a resume from that
+// save goes on saving.
+func RunFolder(dir string) string {
+	clean := filepath.Clean(dir)
+	if parent := filepath.Dir(clean); filepath.Base(parent) == checkpointsDir && strings.HasPrefix(filepath.Base(clean), "step-") {
+		return filepath.Dir(parent)
+	}
+	return dir
 }
 
 // FindCheckpoint returns the folder that Resume(dir) loads and the notes

@@ -121,6 +121,11 @@ func TestCheckpointCutAtEveryPoint(t *testing.T) {
 			default:
 				t.Fatalf("resumed state is neither step 1 nor step 2 (step %d)", r.Opt.Step)
 			}
+			// The top of the folder is a sound checkpoint of the resumed
+			// step again, even before the run saves.
+			if m, err := verify(dir); err != nil || m.Step != r.Opt.Step {
+				t.Errorf("after the resume the top is not the resumed save: %v", err)
+			}
 			if point == "published 3" { // the model (first file) is of step 2, the optimizer state of step 1
 				joined := strings.Join(r.Notes, "\n")
 				if !strings.Contains(joined, "model.safetensors is from step 2, not the one saved at step 1") {
@@ -362,4 +367,18 @@ func FuzzTrainState(f *testing.F) {
 		}
 		ld.Next()
 	})
+}
+
+func TestRunFolder(t *testing.T) {
+	for in, want := range map[string]string{
+		"run":                               "run",
+		"run/checkpoints/step-00000004":     "run",
+		"/a/run/checkpoints/step-00000004/": "/a/run",
+		"run/checkpoints":                   "run/checkpoints",
+		"run/other/step-00000004":           "run/other/step-00000004",
+	} {
+		if got := RunFolder(in); got != want {
+			t.Errorf("RunFolder(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

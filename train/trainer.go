@@ -354,6 +354,15 @@ func Resume(dir string, data, val []int32, override func(o *Options)) (*Trainer,
 	if err != nil {
 		return nil, fmt.Errorf("train: resume: %w", err)
 	}
+	if cp != dir {
+		// The top of dir is not the newest complete save: make it so
+		// now, so that the folder is a sound checkpoint even if this leg
+		// has no step left to take.
+		if err := publishSave(dir, cp); err != nil {
+			return nil, fmt.Errorf("train: resume: restoring %s from %s: %w", dir, cp, err)
+		}
+		notes = append(notes, fmt.Sprintf("%s restored from %s", dir, cp))
+	}
 	dir = cp
 	f, err := safetensors.Open(filepath.Join(dir, optimizerFile))
 	if err != nil {

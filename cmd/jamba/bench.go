@@ -58,8 +58,22 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the decode steps to this file (for go tool pprof)")
 	bwBytes := fs.Int("bandwidth-bytes", 1<<30, "buffer size for the bandwidth measurement")
 	seed := fs.Uint64("seed", 1, "seed of the random prompt")
+	device := addDeviceFlag(fs)
+	config := fs.String("config", "", "with --device cuda: a config.json whose shape gets random bf16 weights made on the GPU (no checkpoint)")
+	batches := fs.String("batches", "1,8,32", "with --device cuda: decode batch sizes to time, comma-separated")
+	ctxTokens := fs.Int("context", 0, "with --device cuda: also time decode at batch 1 after this many tokens of (random) context")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	switch *device {
+	case "cuda":
+		return benchCUDA(*mf.model, *config, *nPrompt, *nGen, *batches, *ctxTokens, *seed, *asJSON, stdout, stderr)
+	case "", "cpu":
+		if *config != "" {
+			return fmt.Errorf("%w: --config needs --device cuda", errUsage)
+		}
+	default:
+		return fmt.Errorf("%w: --device %q (want cpu or cuda)", errUsage, *device)
 	}
 	if *nPrompt < 1 || *nGen < 1 {
 		return fmt.Errorf("%w: --prompt-tokens and --gen-tokens must be positive", errUsage)

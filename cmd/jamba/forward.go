@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/jamba-go/jamba/cuda"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -23,6 +24,7 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 	idsFlag := fs.String("ids", "", "comma-separated token ids (required)")
 	output := fs.String("output", "", "safetensors file to write (required)")
 	hidden := fs.Bool("hidden-states", false, "also write per-layer hidden states and router logits")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -38,6 +40,32 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 		return err
 	}
 	defer m.Close()
+	gm, err := onDevice(*device, m.Model, mf.options(), stderr)
+	if err != nil {
+		return err
+	}
+	if gm != nil {
+		defer gm.Close()
+		if *hidden {
+			return fmt.Errorf("%w: --hidden-states is CPU-only", errUsage)
+		}
+		seq, err := gm.NewSeq(len(ids))
+		if err != nil {
+			return err
+		}
+		defer seq.Free()
+		if err := gm.Forward([]cuda.SeqInput{{Tokens: ids, Cache: seq, AllLogits: true}}); err != nil {
+			return err
+		}
+		logits, err := gm.Logits(0)
+		if err != nil {
+			return err
+		}
+		if !model.Finite(logits) {
+			return fmt.Errorf("the logits on the GPU are not finite (NaN or infinity); run with --device cpu to find the layer")
+		}
+		return writeLogits(*output, logits, len(ids), m.Config.VocabSize, stderr)
+	}
 	ws := m.NewWorkspace()
 	ws.CaptureHidden, ws.CaptureRouter = *hidden, *hidden
 	if err := ws.Forward([]model.SeqInput{{Tokens: ids, Logits: model.AllLogits}}); err != nil {
@@ -48,6 +76,9 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 	}
 	c := m.Config
 	T := len(ids)
+	if !*hidden {
+		return writeLogits(*output, ws.Logits(0), T, c.VocabSize, stderr)
+	}
 	tensors := []safetensors.Tensor{f32Tensor("logits", ws.Logits(0), T, c.VocabSize)}
 	if *hidden {
 		var all []float32
@@ -63,6 +94,14 @@ layer) and "router_logits.<j>" [T, E] for each MoE layer.`, stderr)
 		return err
 	}
 	fmt.Fprintf(stderr, "wrote logits [%d, %d] to %s\n", T, c.VocabSize, *output)
+	return nil
+}
+
+func writeLogits(path string, logits []float32, T, V int, stderr io.Writer) error {
+	if err := safetensors.WriteFile(path, []safetensors.Tensor{f32Tensor("logits", logits, T, V)}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "wrote logits [%d, %d] to %s\n", T, V, path)
 	return nil
 }
 

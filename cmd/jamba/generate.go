@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jamba-go/jamba/engine"
+	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 	"github.com/jamba-go/jamba/textgen"
 )
@@ -64,13 +65,14 @@ special tokens, e.g. BOS); --ids gives the token ids directly. With
 	prompt := fs.String("prompt", "", "prompt text")
 	idsFlag := fs.String("ids", "", "prompt token ids, comma-separated")
 	printIDs := fs.Bool("print-ids", false, "print the generated ids as the last line of stdout")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if (*prompt == "") == (*idsFlag == "") {
 		return fmt.Errorf("%w: give exactly one of --prompt and --ids", errUsage)
 	}
-	return generate(g, *prompt, *idsFlag, *printIDs, false, stdout, stderr)
+	return generate(g, *device, *prompt, *idsFlag, *printIDs, false, stdout, stderr)
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
@@ -85,6 +87,7 @@ space token, say), so it is dropped and the first generated token must begin
 with its text. The output then continues the prompt as written.`, stderr)
 	g := addGenFlags(fs, 128, 0.7)
 	noHeal := fs.Bool("no-heal", false, "do not heal the prompt's last token (see above)")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -99,7 +102,7 @@ with its text. The output then continues the prompt as written.`, stderr)
 	if prompt == "" {
 		return fmt.Errorf("%w: no prompt given (pass it as an argument or on stdin)", errUsage)
 	}
-	return generate(g, prompt, "", false, !*noHeal, stdout, stderr)
+	return generate(g, *device, prompt, "", false, !*noHeal, stdout, stderr)
 }
 
 func joinArgs(a []string) string {
@@ -113,7 +116,7 @@ func joinArgs(a []string) string {
 	return s
 }
 
-func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, stderr io.Writer) error {
+func generate(g genFlags, device, prompt, idsFlag string, printIDs, heal bool, stdout, stderr io.Writer) error {
 	p := g.params()
 	if err := p.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -153,21 +156,25 @@ func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, s
 		ts = textgen.NewStream(tok, req.Prompt, nil, false)
 		ts.DropPrefix(healed)
 	}
-	// One request: the engine's context is what it needs, and it keeps
-	// nothing for a next one.
-	eng, err := engine.New(m.Model, engine.Config{MaxBatch: 1, MaxQueue: 1,
-		Context: min(len(req.Prompt)+*g.maxTokens, m.Config.MaxPositionEmbeddings), NoPrefixReuse: true})
+	gm, err := onDevice(device, m.Model, g.options(), stderr)
 	if err != nil {
 		return err
 	}
-	defer eng.Close()
+	if gm != nil {
+		defer gm.Close()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	start := time.Now()
 	var first time.Duration
-	r, err := streamReply(ctx, eng, req, ts, out, func() { first = time.Since(start) })
+	var r reply
+	if gm != nil {
+		r, err = deviceReply(ctx, gm, req, m.Config.VocabSize, ts, out, func() { first = time.Since(start) })
+	} else {
+		r, err = engineReply(ctx, m.Model, req, *g.maxTokens, ts, out, func() { first = time.Since(start) })
+	}
 	fmt.Fprintln(out)
 	if printIDs {
 		fmt.Fprintln(out, joinIDs(r.ids))
@@ -182,4 +189,16 @@ func generate(g genFlags, prompt, idsFlag string, printIDs, heal bool, stdout, s
 			len(req.Prompt), n, r.finish, first.Seconds()*1000, float64(n-1)/(el-first).Seconds())
 	}
 	return nil
+}
+
+// engineReply runs one request through an engine made for it: its context is
+// what the request needs, and it keeps nothing for a next one.
+func engineReply(ctx context.Context, m *model.Model, req engine.Request, maxTokens int, ts *textgen.Stream, out *bufio.Writer, first func()) (reply, error) {
+	eng, err := engine.New(m, engine.Config{MaxBatch: 1, MaxQueue: 1,
+		Context: min(len(req.Prompt)+maxTokens, m.Config.MaxPositionEmbeddings), NoPrefixReuse: true})
+	if err != nil {
+		return reply{}, err
+	}
+	defer eng.Close()
+	return streamReply(ctx, eng, req, ts, out, first)
 }

@@ -24,6 +24,7 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 	ctx := fs.Int("context", 256, "window length in tokens")
 	maxTokens := fs.Int("max-tokens", 0, "use only the first N tokens of the file (0: all)")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -46,8 +47,17 @@ With --json the last line of stdout is {"loss", "perplexity", "tokens"}.`, stder
 	if err != nil {
 		return err
 	}
+	lossOver := m.LossOverWindows
+	gm, err := onDevice(*device, m.Model, mf.options(), stderr)
+	if err != nil {
+		return err
+	}
+	if gm != nil {
+		defer gm.Close()
+		lossOver = gm.LossOverWindows
+	}
 	start := time.Now()
-	loss, n, err := m.LossOverWindows(ids, *ctx, *maxTokens, func(done, total int) {
+	loss, n, err := lossOver(ids, *ctx, *maxTokens, func(done, total int) {
 		fmt.Fprintf(stderr, "\rwindow %d/%d", done, total)
 	})
 	fmt.Fprintln(stderr)

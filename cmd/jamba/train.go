@@ -97,7 +97,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	var data pathList
 	fs.Var(&data, "data", "training text: files, .gz files or folders (repeat or separate with commas; required)")
 	val := fs.String("val", "", "held-out text file for the validation loss (none: no validation)")
-	output := fs.String("output", "", "folder for checkpoints, metrics.csv and loss.png (required; default with --resume: the resumed folder)")
+	output := fs.String("output", "", "folder for checkpoints, metrics.csv and loss.png (required; default with --resume: the resumed run's folder)")
 	tokPath := fs.String("tokenizer", "", "tokenizer.json to use (default: the one in the model folder)")
 	o := &train.Options{}
 	d := train.DefaultOptions()
@@ -124,7 +124,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 		if *resume == "" {
 			return fmt.Errorf("%w: --output is required", errUsage)
 		}
-		*output = *resume
+		*output = train.RunFolder(*resume)
 	}
 	if err := mf.applyThreads(); err != nil {
 		return err
@@ -189,7 +189,7 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	// The trainer: resumed, or new from a checkpoint.
 	var tr *train.Trainer
 	if *resume != "" {
-		tr, err = train.Resume(src, trainTokens, valTokens, func(saved *train.Options) {
+		tr, err = train.Resume(*resume, trainTokens, valTokens, func(saved *train.Options) {
 			overrideOptions(saved, fs)
 			if set["workers"] && saved.Workers == 0 {
 				saved.Workers = autoWorkers(saved.Batch)

@@ -1,0 +1,386 @@
+package cuda
+
+import (
+	_ "embed" // the kernels' fatbin
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"strconv"
+	"unsafe"
+)
+
+//go:generate sh kernels/build.sh
+
+// fatbin holds the kernels compiled by kernels/build.sh.
+//
+//go:embed kernels/jamba.fatbin
+var fatbin []byte
+
+// Device is one CUDA GPU with its context, cuBLAS handle and loaded kernels.
+// Work is issued on the legacy default stream, in order; a Device is not safe
+// for concurrent use.
+type Device struct {
+	d    *driver
+	b    *cublas
+	blas uintptr
+	mod  uintptr
+	fns  map[string]uintptr
+
+	Name     string
+	Ordinal  int
+	TotalMem uint64
+	SMs      int
+	CC       [2]int // compute capability
+	Launches int64  // kernels launched so far
+
+	ctx uintptr
+	// gemvRows: products of up to this many rows (≤ 8) use the
+	// matrix-vector kernels, more use cuBLAS ($JAMBA_CUDA_GEMV_ROWS, default 1).
+	gemvRows int
+	// moeRows: MoE layers of up to this many rows (≤ 64) group the routing
+	// slots by expert on the device; more group them on the host for
+	// cuBLAS ($JAMBA_CUDA_MOE_ROWS).
+	moeRows int
+	// groupedUnroll: 0 for the grouped-expert kernel with a plain column
+	// loop, 1 for the one unrolled twice ($JAMBA_CUDA_GROUPED_UNROLL=2).
+	groupedUnroll int
+	// moeDenseRows: MoE layers of this many rows up to 64 (bf16 experts)
+	// compute every expert over every row with strided-batched cuBLAS
+	// ($JAMBA_CUDA_MOE_DENSE_ROWS; above 64 turns it off).
+	moeDenseRows int
+	pinned       bool // an outer call holds the context current on this OS thread
+
+	args [32]uint64
+	ptrs [32]uintptr
+}
+
+// enter makes the device's context current on this goroutine's OS thread
+// and keeps the goroutine there until leave (a CUDA context is current per
+// thread, and Go moves goroutines between threads). It reports whether the
+// caller must call leave: nested calls find the thread already pinned.
+func (dev *Device) enter() bool {
+	if dev.pinned {
+		return false
+	}
+	runtime.LockOSThread()
+	dev.d.cuCtxSetCurrent(dev.ctx)
+	dev.pinned = true
+	return true
+}
+
+func (dev *Device) leave() {
+	dev.pinned = false
+	runtime.UnlockOSThread()
+}
+
+// Open initialises the driver, makes GPU ordinal's primary context current,
+// creates a cuBLAS handle and loads the kernels. Without an NVIDIA driver or
+// cuBLAS it returns an error wrapping ErrUnavailable that says what is missing.
+func Open(ordinal int) (*Device, error) {
+	d, err := loadDriver()
+	if err != nil {
+		return nil, err
+	}
+	if code := d.cuInit(0); code != 0 {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, d.check("cuInit", code))
+	}
+	var n int32
+	if err := d.check("cuDeviceGetCount", d.cuDeviceGetCount(&n)); err != nil {
+		return nil, err
+	}
+	if ordinal < 0 || ordinal >= int(n) {
+		return nil, fmt.Errorf("%w: GPU %d requested, the driver sees %d", ErrUnavailable, ordinal, n)
+	}
+	dev := &Device{d: d, Ordinal: ordinal}
+	var h int32
+	if err := d.check("cuDeviceGet", d.cuDeviceGet(&h, int32(ordinal))); err != nil {
+		return nil, err
+	}
+	var name [256]byte
+	if err := d.check("cuDeviceGetName", d.cuDeviceGetName(&name[0], int32(len(name)), h)); err != nil {
+		return nil, err
+	}
+	dev.Name = goString(&name[0])
+	if err := d.check("cuDeviceTotalMem", d.cuDeviceTotalMem(&dev.TotalMem, h)); err != nil {
+		return nil, err
+	}
+	for _, a := range []struct {
+		attr int32
+		dst  *int
+	}{{16, &dev.SMs}, {75, &dev.CC[0]}, {76, &dev.CC[1]}} {
+		var v int32
+		if err := d.check("cuDeviceGetAttribute", d.cuDeviceGetAttribute(&v, a.attr, h)); err != nil {
+			return nil, err
+		}
+		*a.dst = int(v)
+	}
+	if err := d.check("cuDevicePrimaryCtxRetain", d.cuDevicePrimaryCtxRetain(&dev.ctx, h)); err != nil {
+		return nil, err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := d.check("cuCtxSetCurrent", d.cuCtxSetCurrent(dev.ctx)); err != nil {
+		return nil, err
+	}
+	b, err := openCublas()
+	if err != nil {
+		return nil, err
+	}
+	dev.b = b
+	if err := cublasCheck("cublasCreate", b.create(&dev.blas)); err != nil {
+		return nil, err
+	}
+	image := fatbin
+	if p := os.Getenv("JAMBA_CUDA_KERNELS"); p != "" {
+		if image, err = os.ReadFile(p); err != nil {
+			return nil, fmt.Errorf("cuda: JAMBA_CUDA_KERNELS: %v", err)
+		}
+	}
+	if len(image) == 0 {
+		return nil, fmt.Errorf("%w: this binary was built without the CUDA kernels (run go generate ./cuda where nvcc is installed, or set JAMBA_CUDA_KERNELS to a fatbin)", ErrUnavailable)
+	}
+	// The driver reads the image during the call only.
+	if err := d.check("cuModuleLoadData", d.cuModuleLoadData(&dev.mod, unsafe.Pointer(&image[0]))); err != nil {
+		return nil, fmt.Errorf("%w (GPU %s, compute capability %d.%d)", err, dev.Name, dev.CC[0], dev.CC[1])
+	}
+	dev.fns = map[string]uintptr{}
+	// Measured on an H200: cuBLAS on the split input beats the
+	// matrix-vector kernels from two rows up (docs/GPU.md).
+	dev.gemvRows, dev.moeRows = 1, moeMax
+	dev.moeRows = moeMax
+	// Measured on an H200 (docs/GPU.md): at 16 rows the grouped kernels
+	// were 4% faster, at 32 the all-experts path 27%.
+	dev.moeDenseRows = 24
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_DENSE_ROWS")); err == nil && v >= 2 {
+		dev.moeDenseRows = v
+	}
+	if os.Getenv("JAMBA_CUDA_GROUPED_UNROLL") == "2" {
+		dev.groupedUnroll = 1
+	}
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_ROWS")); err == nil && v >= 0 && v <= moeMax {
+		dev.moeRows = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_GEMV_ROWS")); err == nil && v >= 0 && v <= gemvMax {
+		dev.gemvRows = v
+	}
+	return dev, nil
+}
+
+// Buf is a device allocation.
+type Buf struct {
+	Ptr   uint64
+	Bytes int64
+}
+
+// Alloc returns n bytes of device memory (not cleared).
+func (dev *Device) Alloc(n int64) (Buf, error) {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	if n <= 0 {
+		n = 1
+	}
+	var p uint64
+	if code := dev.d.cuMemAlloc(&p, uint64(n)); code != 0 {
+		var free, total uint64
+		dev.d.cuMemGetInfo(&free, &total)
+		return Buf{}, fmt.Errorf("%w (asked %d bytes, %d of %d free)", dev.d.check("cuMemAlloc", code), n, free, total)
+	}
+	return Buf{Ptr: p, Bytes: n}, nil
+}
+
+// Free releases b; freeing a zero Buf does nothing.
+func (dev *Device) Free(b *Buf) {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	if b.Ptr != 0 {
+		dev.d.cuMemFree(b.Ptr)
+	}
+	*b = Buf{}
+}
+
+// MemInfo returns the free and total device memory.
+func (dev *Device) MemInfo() (free, total uint64) {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	dev.d.cuMemGetInfo(&free, &total)
+	return
+}
+
+// Upload copies host bytes to b at byte offset off.
+func (dev *Device) Upload(b Buf, off int64, src unsafe.Pointer, n int64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	if n == 0 {
+		return nil
+	}
+	if off < 0 || off+n > b.Bytes {
+		return fmt.Errorf("cuda: upload of %d bytes at %d into a buffer of %d", n, off, b.Bytes)
+	}
+	return dev.d.check("cuMemcpyHtoD", dev.d.cuMemcpyHtoD(b.Ptr+uint64(off), src, uint64(n)))
+}
+
+// UploadF32 copies v to b at float offset off.
+func (dev *Device) UploadF32(b Buf, off int, v []float32) error {
+	if len(v) == 0 {
+		return nil
+	}
+	return dev.Upload(b, int64(off)*4, unsafe.Pointer(&v[0]), int64(len(v))*4)
+}
+
+// Download copies n bytes from b at byte offset off to dst.
+func (dev *Device) Download(dst unsafe.Pointer, b Buf, off, n int64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	if n == 0 {
+		return nil
+	}
+	if off < 0 || off+n > b.Bytes {
+		return fmt.Errorf("cuda: download of %d bytes at %d from a buffer of %d", n, off, b.Bytes)
+	}
+	return dev.d.check("cuMemcpyDtoH", dev.d.cuMemcpyDtoH(dst, b.Ptr+uint64(off), uint64(n)))
+}
+
+// DownloadF32 copies len(dst) floats from b at float offset off.
+func (dev *Device) DownloadF32(dst []float32, b Buf, off int) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	return dev.Download(unsafe.Pointer(&dst[0]), b, int64(off)*4, int64(len(dst))*4)
+}
+
+// Copy copies n bytes between device buffers (ordered with kernels).
+func (dev *Device) Copy(dst uint64, src uint64, n int64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	if n == 0 {
+		return nil
+	}
+	return dev.d.check("cuMemcpyDtoDAsync", dev.d.cuMemcpyDtoDAsync(dst, src, uint64(n), 0))
+}
+
+// Zero clears n bytes (a multiple of 4) at p.
+func (dev *Device) Zero(p uint64, n int64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	if n == 0 {
+		return nil
+	}
+	return dev.d.check("cuMemsetD32Async", dev.d.cuMemsetD32Async(p, 0, uint64(n/4), 0))
+}
+
+// Sync waits for all issued work and reports a failure of any of it.
+func (dev *Device) Sync() error {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	return dev.d.check("cuCtxSynchronize", dev.d.cuCtxSynchronize())
+}
+
+// fn returns the kernel called name.
+func (dev *Device) fn(name string) (uintptr, error) {
+	if f, ok := dev.fns[name]; ok {
+		return f, nil
+	}
+	var f uintptr
+	if err := dev.d.check("cuModuleGetFunction("+name+")", dev.d.cuModuleGetFunction(&f, dev.mod, name)); err != nil {
+		return 0, err
+	}
+	dev.fns[name] = f
+	return f, nil
+}
+
+// Kernel arguments travel as 8-byte slots: the driver reads as many bytes
+// of each as the kernel's parameter has (little-endian, so 4-byte ints and
+// floats sit in the low half).
+func pa(b Buf) uint64     { return b.Ptr }
+func ia(v int) uint64     { return uint64(uint32(int32(v))) }
+func la(v int64) uint64   { return uint64(v) }
+func fa(v float32) uint64 { return uint64(math.Float32bits(v)) }
+func pp(p uint64) uint64  { return p }
+
+// launch runs kernel name on a grid of blocks of threads.
+func (dev *Device) launch(name string, grid [2]int, threads int, args ...uint64) error {
+	return dev.launch3(name, [3]int{grid[0], grid[1], 1}, threads, args...)
+}
+
+// launch3 runs kernel name on a 3-D grid.
+func (dev *Device) launch3(name string, grid [3]int, threads int, args ...uint64) error {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	f, err := dev.fn(name)
+	if err != nil {
+		return err
+	}
+	for i, a := range args {
+		dev.args[i] = a
+		dev.ptrs[i] = uintptr(unsafe.Pointer(&dev.args[i]))
+	}
+	gy, gz := max(grid[1], 1), max(grid[2], 1)
+	if grid[0] == 0 {
+		return nil
+	}
+	dev.Launches++
+	r1 := callN(dev.d.launchSym, f, uintptr(grid[0]), uintptr(gy), uintptr(gz), uintptr(threads), 1, 1, 0, 0,
+		uintptr(unsafe.Pointer(&dev.ptrs[0])), 0)
+	if code := int32(r1); code != 0 {
+		return dev.d.check("cuLaunchKernel("+name+")", code)
+	}
+	return nil
+}
+
+// blocks is the number of blocks of t threads covering n items.
+func blocks(n int64, t int) int { return int((n + int64(t) - 1) / int64(t)) }
+
+// Timer measures device time between two points of the stream.
+type Timer struct {
+	dev        *Device
+	start, end uintptr
+}
+
+// NewTimer creates the events of a timer.
+func (dev *Device) NewTimer() (*Timer, error) {
+	if dev.enter() {
+		defer dev.leave()
+	}
+	t := &Timer{dev: dev}
+	if err := dev.d.check("cuEventCreate", dev.d.cuEventCreate(&t.start, 0)); err != nil {
+		return nil, err
+	}
+	if err := dev.d.check("cuEventCreate", dev.d.cuEventCreate(&t.end, 0)); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Start records the start event.
+func (t *Timer) Start() error {
+	return t.dev.d.check("cuEventRecord", t.dev.d.cuEventRecord(t.start, 0))
+}
+
+// Stop records the end event, waits for it and returns the seconds between.
+func (t *Timer) Stop() (float64, error) {
+	if t.dev.enter() {
+		defer t.dev.leave()
+	}
+	d := t.dev.d
+	if err := d.check("cuEventRecord", d.cuEventRecord(t.end, 0)); err != nil {
+		return 0, err
+	}
+	if err := d.check("cuEventSynchronize", d.cuEventSynchronize(t.end)); err != nil {
+		return 0, err
+	}
+	var ms float32
+	if err := d.check("cuEventElapsedTime", d.cuEventElapsedTime(&ms, t.start, t.end)); err != nil {
+		return 0, err
+	}
+	return float64(ms) / 1e3, nil
+}

@@ -1,0 +1,760 @@
+// Kernels of the CUDA backend. Every kernel is extern "C" so that the Go side
+// finds it by name in the fatbin (cuModuleGetFunction). Arithmetic is float32;
+// weights are float32 or bfloat16 (widened exactly on load).
+//
+// Build: cuda/kernels/build.sh (nvcc, sm_90 machine code + compute_90 PTX).
+
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ float ld(const float *p, long i) { return p[i]; }
+__device__ __forceinline__ float ld(const bf16 *p, long i) { return __bfloat162float(p[i]); }
+
+// Activation codes: 0 silu, 1 relu, 2 gelu (erf), 3 gelu (tanh).
+__device__ __forceinline__ float act(float x, int code) {
+    switch (code) {
+    case 1: return fmaxf(x, 0.f);
+    case 2: return (float)(0.5 * (double)x * (1.0 + erf((double)x * 0.70710678118654752440)));
+    case 3: {
+        double v = x;
+        return (float)(0.5 * v * (1.0 + tanh(0.79788456080286535588 * (v + 0.044715 * v * v * v))));
+    }
+    default: return x / (1.f + expf(-x));
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// block_sum returns the sum of v over the block (blockDim.x a multiple of 32,
+// at most 1024) to every thread. red must hold 32 floats.
+__device__ float block_sum(float v, float *red) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    float s = 0.f;
+    for (int i = 0; i < nw; i++) s += red[i];
+    return s;
+}
+
+// ---------------------------------------------------------------------------
+// Embedding gather: h[r] = E[tok[r]], widened to float32.
+
+template <typename T>
+__device__ void embed_impl(float *h, const T *E, const int *tok, int H) {
+    int r = blockIdx.x;
+    const T *row = E + (long)tok[r] * H;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) h[(long)r * H + i] = ld(row, i);
+}
+extern "C" __global__ void embed_f32(float *h, const float *E, const int *tok, int H) { embed_impl(h, E, tok, H); }
+extern "C" __global__ void embed_bf16(float *h, const bf16 *E, const int *tok, int H) { embed_impl(h, E, tok, H); }
+
+// ---------------------------------------------------------------------------
+// RMSNorm of each row of n floats; with delta != 0, h += delta first (the
+// residual add), written back. One block per row.
+extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, const float *w, int n, float eps) {
+    __shared__ float red[32];
+    long r = blockIdx.x;
+    float *x = h + r * n;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = x[i];
+        if (delta) {
+            v += delta[r * n + i];
+            x[i] = v;
+        }
+        ss += v * v;
+    }
+    ss = block_sum(ss, red);
+    float s = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
+    for (int i = threadIdx.x; i < n; i += blockDim.x) out[r * n + i] = w[i] * (x[i] * s);
+}
+
+// ---------------------------------------------------------------------------
+// Matrix-vector products for up to NT rows of x: y[t][r] = Σ_c W[r][c]·x[t][c].
+// Each warp computes R consecutive weight rows (R = 1 for one row of x, so
+// that there are many warps; R = 4 for several, so that every load of x
+// serves 4 weight rows); the weight rows are read once for all NT rows of x.
+// Used where the product is memory-bound (decode). The vector path needs
+// cols % 8 == 0 and 16-byte aligned rows (8 bf16 or 2×4 f32 per lane and
+// step); other widths take a scalar path. xr[t] points at row t of x (rows
+// past nt repeat the last).
+
+#define GEMV_WARPS 8
+
+__device__ __forceinline__ void load8(float (&f)[8], const bf16 *w, int v) {
+    uint4 q = __ldg((const uint4 *)w + v);
+    const bf16 *qb = (const bf16 *)&q;
+#pragma unroll
+    for (int j = 0; j < 8; j++) f[j] = __bfloat162float(qb[j]);
+}
+
+__device__ __forceinline__ void load8(float (&f)[8], const float *w, int v) {
+    float4 a = __ldg((const float4 *)w + 2 * v), b = __ldg((const float4 *)w + 2 * v + 1);
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+    f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+
+// gemv_step accumulates the 8 columns v·8 .. v·8+7 of R weight rows.
+template <int R, int NT, typename T>
+__device__ __forceinline__ void gemv_step(float (&acc)[R][NT], const T *w0, int nrows, int cols, const float *const (&xr)[NT], int v) {
+    float wf[R][8];
+#pragma unroll
+    for (int i = 0; i < R; i++) {
+        if (i < nrows)
+            load8(wf[i], w0 + (long)i * cols, v);
+        else
+#pragma unroll
+            for (int j = 0; j < 8; j++) wf[i][j] = 0.f;
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float4 *x4 = (const float4 *)(xr[t] + v * 8);
+        float4 a = x4[0], b = x4[1];
+#pragma unroll
+        for (int i = 0; i < R; i++)
+            acc[i][t] += wf[i][0] * a.x + wf[i][1] * a.y + wf[i][2] * a.z + wf[i][3] * a.w +
+                         wf[i][4] * b.x + wf[i][5] * b.y + wf[i][6] * b.z + wf[i][7] * b.w;
+    }
+}
+
+template <int R, int NT, typename T, int U = 1>
+__device__ __forceinline__ void gemv_core(float (&acc)[R][NT], const T *w0, int nrows, int cols, const float *const (&xr)[NT], int lane) {
+#pragma unroll
+    for (int i = 0; i < R; i++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[i][t] = 0.f;
+    bool vec = (cols & 7) == 0 && (((uintptr_t)w0) & 15) == 0;
+    if (vec) {
+        int nv = cols >> 3;
+        if constexpr (R == 1) {
+#pragma unroll 4
+            for (int v = lane; v < nv; v += 32) gemv_step<R, NT, T>(acc, w0, nrows, cols, xr, v);
+        } else if constexpr (U == 2) {
+#pragma unroll 2
+            for (int v = lane; v < nv; v += 32) gemv_step<R, NT, T>(acc, w0, nrows, cols, xr, v);
+        } else {
+            for (int v = lane; v < nv; v += 32) gemv_step<R, NT, T>(acc, w0, nrows, cols, xr, v);
+        }
+    } else {
+        for (int c = lane; c < cols; c += 32) {
+#pragma unroll
+            for (int i = 0; i < R; i++) {
+                float wv = i < nrows ? ld(w0 + (long)i * cols, c) : 0.f;
+#pragma unroll
+                for (int t = 0; t < NT; t++) acc[i][t] += wv * xr[t][c];
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < R; i++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[i][t] = warp_sum(acc[i][t]);
+}
+
+template <int NT, typename T>
+__device__ void gemv_impl(float *y, const T *W, const float *x, int rows, int cols, int nt) {
+    constexpr int R = NT == 1 ? 1 : 4;
+    int lane = threadIdx.x & 31;
+    long r0 = ((long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * R;
+    if (r0 >= rows) return; // whole warps leave together
+    int nrows = min((long)R, rows - r0);
+    const float *xr[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) xr[t] = x + (long)min(t, nt - 1) * cols;
+    float acc[R][NT];
+    gemv_core<R, NT, T>(acc, W + r0 * cols, nrows, cols, xr, lane);
+    if (lane == 0)
+#pragma unroll
+        for (int i = 0; i < R; i++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (i < nrows && t < nt) y[(long)t * rows + r0 + i] = acc[i][t];
+}
+
+#define GEMV(NT)                                                                                        \
+    extern "C" __global__ void gemv##NT##_bf16(float *y, const bf16 *W, const float *x, int rows, int cols, int nt) { \
+        gemv_impl<NT, bf16>(y, W, x, rows, cols, nt);                                                   \
+    }                                                                                                   \
+    extern "C" __global__ void gemv##NT##_f32(float *y, const float *W, const float *x, int rows, int cols, int nt) { \
+        gemv_impl<NT, float>(y, W, x, rows, cols, nt);                                                  \
+    }
+GEMV(1)
+GEMV(2)
+GEMV(4)
+GEMV(8)
+
+// Expert products for one token (decode at batch 1): slot s (its expert
+// e = idx[s]) computes y[s] = W_e · x[s / xdiv], one weight row per warp.
+template <typename T>
+__device__ void gemv_moe_impl(float *y, const T *W, long estride, const int *idx, const float *x, int xdiv,
+                              int rows, int cols) {
+    int lane = threadIdx.x & 31;
+    long r = (long)blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    int s = blockIdx.y;
+    if (r >= rows) return;
+    const float *xr[1] = {x + (long)(s / xdiv) * cols};
+    float acc[1][1];
+    gemv_core<1, 1, T>(acc, W + (long)idx[s] * estride + r * cols, 1, cols, xr, lane);
+    if (lane == 0) y[(long)s * rows + r] = acc[0][0];
+}
+extern "C" __global__ void gemv_moe_bf16(float *y, const bf16 *W, long estride, const int *idx, const float *x, int xdiv, int rows, int cols) {
+    gemv_moe_impl(y, W, estride, idx, x, xdiv, rows, cols);
+}
+extern "C" __global__ void gemv_moe_f32(float *y, const float *W, long estride, const int *idx, const float *x, int xdiv, int rows, int cols) {
+    gemv_moe_impl(y, W, estride, idx, x, xdiv, rows, cols);
+}
+
+// Expert products for a few tokens, without a trip to the host. moe_lists
+// (one thread) sorts the n·k routing slots by expert: list[off[e] ..
+// off[e+1]) are expert e's slots in increasing order; work[0 .. nwork) are
+// (expert, first slot) pairs of chunks of up to 8 slots (nwork = work[-1]:
+// the entry before work). gemv_grouped (grid x: row groups, y: chunks) then
+// computes y[s] = W_e · x[s / xdiv] for the slots s of its chunk, so each
+// expert's weights are read once per eight slots, and a popular expert's
+// chunks run side by side: xdiv = k reads the token's row, xdiv = 1 the
+// slot's own row.
+extern "C" __global__ void moe_lists(int *off, int *list, int *work, const int *idx, int E, int slots) {
+    if (threadIdx.x != 0) return;
+    int o = 0, nw = 0;
+    for (int e = 0; e < E; e++) {
+        off[e] = o;
+        for (int s = 0; s < slots; s++)
+            if (idx[s] == e) list[o++] = s;
+        for (int j = off[e]; j < o; j += 8) {
+            work[2 * nw] = e;
+            work[2 * nw + 1] = j;
+            nw++;
+        }
+    }
+    off[E] = o;
+    work[-1] = nw;
+}
+
+template <int NT, typename T, int U>
+__device__ __forceinline__ void grouped_chunk(float *y, const T *w0, int nrows, long r0, int rows, int cols,
+                                              const int *sl, int nt, const float *x, int xdiv, int lane) {
+    const float *xr[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) xr[t] = x + (long)(sl[min(t, nt - 1)] / xdiv) * cols;
+    float acc[4][NT];
+    gemv_core<4, NT, T, U>(acc, w0, nrows, cols, xr, lane);
+    if (lane == 0)
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int t = 0; t < NT; t++)
+                if (i < nrows && t < nt) y[(long)sl[t] * rows + r0 + i] = acc[i][t];
+}
+
+#define GROUP_WARPS 4 // warps of a gemv_grouped block, 4 weight rows each
+
+template <typename T, int U>
+__device__ void gemv_grouped_impl(float *y, const T *W, long estride, const int *off, const int *list, const int *work,
+                                  const float *x, int xdiv, int rows, int cols) {
+    if ((int)blockIdx.y >= work[-1]) return;
+    int e = work[2 * blockIdx.y], j = work[2 * blockIdx.y + 1];
+    int lane = threadIdx.x & 31;
+    long r0 = ((long)blockIdx.x * GROUP_WARPS + (threadIdx.x >> 5)) * 4;
+    if (r0 >= rows) return;
+    int nrows = min((long)4, rows - r0);
+    const T *w0 = W + (long)e * estride + r0 * cols;
+    int nt = min(8, off[e + 1] - j);
+    if (nt == 1)
+        grouped_chunk<1, T, U>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+    else if (nt == 2)
+        grouped_chunk<2, T, U>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+    else if (nt <= 4)
+        grouped_chunk<4, T, U>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+    else
+        grouped_chunk<8, T, U>(y, w0, nrows, r0, rows, cols, list + j, nt, x, xdiv, lane);
+}
+// U = 2 unrolls the column loop twice (twice the loads in flight).
+#define GROUPED(U, SUF)                                                                                  \
+    extern "C" __global__ void gemv_grouped##SUF##_bf16(float *y, const bf16 *W, long estride, const int *off, \
+                                                        const int *list, const int *work, const float *x, int xdiv, int rows, int cols) { \
+        gemv_grouped_impl<bf16, U>(y, W, estride, off, list, work, x, xdiv, rows, cols);                  \
+    }                                                                                                    \
+    extern "C" __global__ void gemv_grouped##SUF##_f32(float *y, const float *W, long estride, const int *off, \
+                                                       const int *list, const int *work, const float *x, int xdiv, int rows, int cols) { \
+        gemv_grouped_impl<float, U>(y, W, estride, off, list, work, x, xdiv, rows, cols);                 \
+    }
+GROUPED(1, )
+GROUPED(2, _u2)
+
+// Splits float32 x into bfloat16 hi = bf16(x) and lo = bf16(x − hi), so that
+// W·x = W·hi + W·lo with two bf16 matrix products to about 2^-16 relative.
+extern "C" __global__ void split_bf16(bf16 *hi, bf16 *lo, const float *x, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float v = x[i];
+    bf16 h = __float2bfloat16_rn(v);
+    hi[i] = h;
+    lo[i] = __float2bfloat16_rn(v - __bfloat162float(h));
+}
+
+// y[r][c] += b[c] for rows of n.
+extern "C" __global__ void add_bias(float *y, const float *b, int n, long total) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < total) y[i] += b[i % n];
+}
+
+// ---------------------------------------------------------------------------
+// SwiGLU: out[r][i] = act(gu[r][i]) · gu[r][I + i].
+extern "C" __global__ void swiglu(float *out, const float *gu, int I, long rows, int code) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * I) return;
+    long r = i / I, c = i % I;
+    const float *g = gu + r * 2 * I;
+    out[i] = act(g[c], code) * g[I + c];
+}
+
+// ---------------------------------------------------------------------------
+// Router: softmax over E logits (float32, as the CPU), top-k (ties: lower
+// index), one thread per token. idx/wt get k entries per token.
+extern "C" __global__ void route(int *idx, float *wt, const float *logits, int E, int k, int n) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    const float *l = logits + (long)t * E;
+    float mx = -INFINITY;
+    for (int j = 0; j < E; j++) mx = fmaxf(mx, l[j]);
+    float sum = 0.f;
+    for (int j = 0; j < E; j++) sum += (float)exp((double)(l[j] - mx));
+    float inv = 1.f / sum;
+    unsigned long long taken[4] = {0, 0, 0, 0}; // E ≤ 256
+    for (int q = 0; q < k; q++) {
+        int best = -1;
+        float bv = 0.f;
+        for (int j = 0; j < E; j++) {
+            if (taken[j >> 6] >> (j & 63) & 1) continue;
+            float v = (float)exp((double)(l[j] - mx)) * inv;
+            if (best < 0 || v > bv) {
+                best = j;
+                bv = v;
+            }
+        }
+        taken[best >> 6] |= 1ull << (best & 63);
+        idx[t * k + q] = best;
+        wt[t * k + q] = bv;
+    }
+}
+
+// out[t] = Σ_j wt[t*k+j] · eo[t*k+j] for rows of H.
+extern "C" __global__ void moe_combine(float *out, const float *eo, const float *wt, int k, int H, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n * H) return;
+    long t = i / H, c = i % H;
+    float s = 0.f;
+    for (int j = 0; j < k; j++) s += wt[t * k + j] * eo[(t * k + j) * H + c];
+    out[i] = s;
+}
+
+// dst[i] = src[rows[i]] for n rows of cols floats.
+extern "C" __global__ void gather_rows(float *dst, const float *src, const int *rows, int cols, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n * cols) return;
+    long r = i / cols, c = i % cols;
+    dst[i] = src[(long)rows[r] * cols + c];
+}
+
+// out[rows[i]] += wt[i] · src[i] for n rows of cols floats (rows distinct).
+extern "C" __global__ void scatter_add(float *out, const float *src, const int *rows, const float *wt, int cols, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n * cols) return;
+    long r = i / cols, c = i % cols;
+    out[(long)rows[r] * cols + c] += wt[r] * src[i];
+}
+
+// ---------------------------------------------------------------------------
+// Mamba. Per-call metadata: for each row r of the batch, rseq[r] (its
+// sequence) and rpos[r] (its absolute position); for each sequence s,
+// sstart[s] (its first row) and its state pointers.
+
+// Causal depthwise conv over the batch, continuing each sequence's window:
+// xc[r][c] = act(bias[c] + Σ_k wT[k][c] · in(pos − (K−1) + k, c)), where in()
+// is the row's own sequence: a new row (x, row stride ldx) or the conv state
+// (conv[s] holds the K−1 previous inputs, oldest first).
+extern "C" __global__ void conv_fwd(float *xc, const float *x, long ldx, const float *wT, const float *bias,
+                                    float *const *conv, const int *rseq, const int *rpos, const int *sstart,
+                                    int Di, int K, long rows, int code) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * Di) return;
+    long r = i / Di;
+    int c = i % Di;
+    int s = rseq[r], r0 = sstart[s];
+    int p = rpos[r], P = rpos[r0];
+    float acc = bias ? bias[c] : 0.f;
+    for (int k = 0; k < K; k++) {
+        int q = p - (K - 1) + k;
+        float v;
+        if (q >= P)
+            v = x[(long)(r0 + q - P) * ldx + c];
+        else
+            v = conv[s][(long)(q - P + K - 1) * Di + c];
+        acc += wT[(long)k * Di + c] * v;
+    }
+    xc[i] = act(acc, code);
+}
+
+// After conv_fwd: each sequence's window becomes its last K−1 inputs.
+extern "C" __global__ void conv_state(float *const *conv, const float *x, long ldx, const int *sstart,
+                                      const int *rpos, int Di, int K, int nseq) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long)nseq * Di || K < 2) return;
+    int s = i / Di, c = i % Di;
+    int r0 = sstart[s], n = sstart[s + 1] - r0;
+    float *st = conv[s];
+    float v[8]; // K ≤ 9
+    for (int j = 0; j < K - 1; j++) {
+        // position of window slot j after the call: n new inputs appended.
+        int q = n + j - (K - 1); // index into the new inputs, < 0 means old state
+        v[j] = q >= 0 ? x[(long)(r0 + q) * ldx + c] : st[(long)(q + K - 1) * Di + c];
+    }
+    for (int j = 0; j < K - 1; j++) st[(long)j * Di + c] = v[j];
+    (void)rpos;
+}
+
+// RMSNorms of dt (R), B (N) and C (N) in each row of dbc (stride R+2N):
+// dt goes to dtn [rows][R]; B and C are normalised in place. One block per row.
+extern "C" __global__ void dbc_norm(float *dtn, float *dbc, const float *wdt, const float *wb, const float *wc,
+                                    int R, int N, float eps) {
+    __shared__ float red[32];
+    long r = blockIdx.x;
+    int P = R + 2 * N;
+    float *row = dbc + r * P;
+    float *outp[3] = {dtn + r * R, row + R, row + R + N};
+    const float *in[3] = {row, row + R, row + R + N};
+    const float *w[3] = {wdt, wb, wc};
+    int len[3] = {R, N, N};
+    for (int part = 0; part < 3; part++) {
+        float ss = 0.f;
+        for (int i = threadIdx.x; i < len[part]; i += blockDim.x) ss += in[part][i] * in[part][i];
+        ss = block_sum(ss, red);
+        float s = (float)(1.0 / sqrt((double)(ss / (float)len[part] + eps)));
+        __syncthreads();
+        float v[4];
+        int m = 0;
+        for (int i = threadIdx.x; i < len[part]; i += blockDim.x) v[m++ & 3] = w[part][i] * (in[part][i] * s);
+        __syncthreads(); // all reads of this part happen before the in-place writes
+        m = 0;
+        for (int i = threadIdx.x; i < len[part]; i += blockDim.x) outp[part][i] = v[m++ & 3];
+        __syncthreads();
+    }
+}
+
+// Copies dt into dtn unnormalised (models without inner norms).
+extern "C" __global__ void dt_copy(float *dtn, const float *dbc, int R, int P, long rows) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * R) return;
+    dtn[i] = dbc[(i / R) * P + i % R];
+}
+
+// Selective scan with fused softplus(dt + dt_bias), D skip and SiLU gate:
+//   d = softplus(draw[r][c] + dtb[c]);  h[n] = exp(d·A[c][n])·h[n] + d·x·B[r][n]
+//   y[r][c] = (Σ_n h[n]·C[r][n] + D[c]·x) · silu(z[r][c])
+// lpc lanes (a power of two ≥ N, ≤ 32) share one channel; each sequence's
+// rows run in order from its SSM state ssm[s] ([Di][N]), written back at the end.
+extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dtb, const float *x,
+                                    const float *z, long ldz, const float *bc, int P, int R,
+                                    const float *A, const float *D, float *const *ssm, const int *sstart,
+                                    int Di, int N, int lpc, int nseq) {
+    long g = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    long ch = g / lpc;
+    int n = g % lpc;
+    if (ch >= (long)nseq * Di) return; // whole groups leave together: lpc divides 32
+    int lane = threadIdx.x & 31;
+    unsigned mask = lpc == 32 ? 0xffffffffu : ((1u << lpc) - 1) << (lane / lpc * lpc);
+    int s = ch / Di, c = ch % Di;
+    bool on = n < N;
+    float *h = ssm[s] + (long)c * N;
+    float hn = on ? h[n] : 0.f;
+    float a = on ? A[(long)c * N + n] : 0.f;
+    float bias = dtb[c], dd = D[c];
+    int r0 = sstart[s], r1 = sstart[s + 1];
+    for (int r = r0; r < r1; r++) {
+        float raw = draw[(long)r * Di + c] + bias;
+        float d = raw > 20.f ? raw : log1pf(expf(raw));
+        float xv = x[(long)r * Di + c];
+        float bn = on ? bc[(long)r * P + R + n] : 0.f;
+        float cn = on ? bc[(long)r * P + R + N + n] : 0.f;
+        hn = on ? expf(d * a) * hn + (d * xv) * bn : 0.f;
+        float v = hn * cn;
+        for (int o = lpc >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(mask, v, o);
+        if (n == 0) {
+            float zv = z[(long)r * ldz + c];
+            y[(long)r * Di + c] = (v + dd * xv) * (zv / (1.f + expf(-zv)));
+        }
+    }
+    if (on) h[n] = hn;
+}
+
+// ---------------------------------------------------------------------------
+// Attention. kv_append copies each row's k and v (from the fused qkv rows,
+// stride ld, k at column qd, v at qd + kvd) into its sequence's cache at the
+// row's position.
+extern "C" __global__ void kv_append(float *const *Kc, float *const *Vc, const float *qkv, long ld, int qd, int kvd,
+                                     const int *rseq, const int *rpos, long rows) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * kvd) return;
+    long r = i / kvd;
+    int c = i % kvd;
+    int s = rseq[r];
+    long p = rpos[r];
+    Kc[s][p * kvd + c] = qkv[r * ld + qd + c];
+    Vc[s][p * kvd + c] = qkv[r * ld + qd + kvd + c];
+}
+
+// Causal grouped-query attention for row r and head h (grid x = rows, y =
+// heads, z = splits of the keys): keys 0..rpos[r] of the row's sequence.
+// 8 warps split a block's keys; each keeps an online softmax (max, sum and
+// hd ≤ 256 accumulators in registers) and the warps merge at the end. With
+// one split the block writes out (row stride nH·hd); with several (long
+// contexts, few rows: flash-decoding) each writes its partial max, sum and
+// accumulators to part[(r·nH + h)·splits + z][hd + 2] for attn_merge.
+#define ATT_WARPS 8
+extern "C" __global__ void __launch_bounds__(ATT_WARPS * 32)
+attention(float *out, float *part, const float *qkv, long ld, float *const *Kc, float *const *Vc, const int *rseq,
+          const int *rpos, int nH, int nKV, int hd, float scale) {
+    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
+    __shared__ float sm_acc[ATT_WARPS][256];
+    long r = blockIdx.x;
+    int h = blockIdx.y, z = blockIdx.z, splits = gridDim.z;
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    int kvd = nKV * hd, kh = h / (nH / nKV);
+    const float *q = qkv + r * ld + (long)h * hd;
+    int s = rseq[r];
+    int nk = rpos[r] + 1;
+    int chunk = (nk + splits - 1) / splits;
+    int j0 = z * chunk, j1 = min(nk, j0 + chunk);
+    const float *K = Kc[s] + (long)kh * hd;
+    const float *V = Vc[s] + (long)kh * hd;
+    float qr[8], acc[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int d = lane + 32 * i;
+        qr[i] = d < hd ? q[d] : 0.f;
+        acc[i] = 0.f;
+    }
+    float m = -INFINITY, l = 0.f;
+    for (int j = j0 + w; j < j1; j += ATT_WARPS) {
+        const float *kr = K + (long)j * kvd;
+        float dot = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int d = lane + 32 * i;
+            if (d < hd) dot += qr[i] * kr[d];
+        }
+        dot = warp_sum(dot) * scale;
+        float mn = fmaxf(m, dot);
+        float corr = expf(m - mn), p = expf(dot - mn);
+        l = l * corr + p;
+        const float *vr = V + (long)j * kvd;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int d = lane + 32 * i;
+            acc[i] = acc[i] * corr + (d < hd ? p * vr[d] : 0.f);
+        }
+        m = mn;
+    }
+    if (lane == 0) {
+        sm_m[w] = m;
+        sm_l[w] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; i++) sm_acc[w][lane + 32 * i] = acc[i];
+    __syncthreads();
+    float M = -INFINITY;
+    for (int i = 0; i < ATT_WARPS; i++) M = fmaxf(M, sm_m[i]);
+    float L = 0.f;
+    for (int i = 0; i < ATT_WARPS; i++)
+        if (sm_m[i] != -INFINITY) L += sm_l[i] * expf(sm_m[i] - M);
+    if (splits == 1) {
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            float o = 0.f;
+            for (int i = 0; i < ATT_WARPS; i++)
+                if (sm_m[i] != -INFINITY) o += sm_acc[i][d] * expf(sm_m[i] - M);
+            out[r * (long)nH * hd + (long)h * hd + d] = o / L;
+        }
+        return;
+    }
+    float *pp = part + ((r * nH + h) * (long)splits + z) * (hd + 2);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.f;
+        for (int i = 0; i < ATT_WARPS; i++)
+            if (sm_m[i] != -INFINITY) o += sm_acc[i][d] * expf(sm_m[i] - M);
+        pp[2 + d] = o;
+    }
+    if (threadIdx.x == 0) {
+        pp[0] = M; // -inf when the split had no keys
+        pp[1] = L;
+    }
+}
+
+// Merges the splits of attention: one block per (row, head).
+extern "C" __global__ void attn_merge(float *out, const float *part, int nH, int hd, int splits) {
+    long rh = blockIdx.x;
+    const float *p = part + rh * splits * (long)(hd + 2);
+    float M = -INFINITY;
+    for (int z = 0; z < splits; z++) M = fmaxf(M, p[z * (long)(hd + 2)]);
+    float L = 0.f;
+    for (int z = 0; z < splits; z++) {
+        float mz = p[z * (long)(hd + 2)];
+        if (mz != -INFINITY) L += p[z * (long)(hd + 2) + 1] * expf(mz - M);
+    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.f;
+        for (int z = 0; z < splits; z++) {
+            float mz = p[z * (long)(hd + 2)];
+            if (mz != -INFINITY) o += p[z * (long)(hd + 2) + 2 + d] * expf(mz - M);
+        }
+        out[rh * hd + d] = o / L;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Sampling, one block per row of V logits: ids[r] = argmax over the row of
+// logit/T + Gumbel noise (an exact draw from softmax(logit/T)), among tokens
+// whose probability is at least minp times the largest (minp 0: all).
+// temp 0 is greedy. Ties go to the lower id. A row with a NaN or infinite
+// logit gets id −1.
+
+__device__ __forceinline__ unsigned long long mix64(unsigned long long z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+__device__ void argmax_merge(float &bv, int &bi, float v, int i) {
+    if (v > bv || (v == bv && i < bi)) {
+        bv = v;
+        bi = i;
+    }
+}
+
+__device__ void block_argmax(float &bv, int &bi, float *sv, int *si) {
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        argmax_merge(bv, bi, ov, oi);
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) {
+        sv[w] = bv;
+        si[w] = bi;
+    }
+    __syncthreads();
+    bv = sv[0];
+    bi = si[0];
+    for (int i = 1; i < (int)(blockDim.x >> 5); i++) argmax_merge(bv, bi, sv[i], si[i]);
+}
+
+extern "C" __global__ void sample(int *ids, const float *logits, int V, float temp, float minp,
+                                  unsigned long long seed, unsigned long long step) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    long r = blockIdx.x;
+    const float *l = logits + r * V;
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    int bad = 0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = l[i];
+        bad |= !isfinite(v);
+        argmax_merge(bv, bi, v, i);
+    }
+    if (__syncthreads_or(bad)) { // NaN or infinite logits: no token, id −1
+        if (threadIdx.x == 0) ids[r] = -1;
+        return;
+    }
+    block_argmax(bv, bi, sv, si);
+    if (temp <= 0.f) {
+        if (threadIdx.x == 0) ids[r] = bi;
+        return;
+    }
+    float mx = bv;
+    float floor = minp > 0.f ? mx + temp * logf(minp) : -INFINITY;
+    bv = -INFINITY;
+    bi = 0x7fffffff;
+    unsigned long long base = mix64(seed ^ mix64(step * 0x9e3779b97f4a7c15ull + r));
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = l[i];
+        if (v < floor) continue;
+        unsigned long long b = mix64(base + (unsigned long long)i);
+        float u = ((float)(b >> 40) + 0.5f) * (1.f / 16777216.f); // (0, 1)
+        argmax_merge(bv, bi, v / temp - logf(-logf(u)), i);
+    }
+    block_argmax(bv, bi, sv, si);
+    if (threadIdx.x == 0) ids[r] = bi;
+}
+
+// ---------------------------------------------------------------------------
+// Random weights for benchmarks: uniform in [-a, a] from a counter hash, or a
+// constant when a == 0 (with value c).
+extern "C" __global__ void fill_bf16(bf16 *p, long n, unsigned long long seed, float a, float c) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i < n; i += (long)gridDim.x * blockDim.x) {
+        float v = c;
+        if (a != 0.f) {
+            unsigned long long b = mix64(seed + (unsigned long long)i * 0x9e3779b97f4a7c15ull);
+            v = a * (((float)(b >> 40) * (1.f / 8388608.f)) - 1.f);
+        }
+        p[i] = __float2bfloat16_rn(v);
+    }
+}
+
+extern "C" __global__ void fill_f32(float *p, long n, unsigned long long seed, float a, float c) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i < n; i += (long)gridDim.x * blockDim.x) {
+        float v = c;
+        if (a != 0.f) {
+            unsigned long long b = mix64(seed + (unsigned long long)i * 0x9e3779b97f4a7c15ull);
+            v = a * (((float)(b >> 40) * (1.f / 8388608.f)) - 1.f);
+        }
+        p[i] = v;
+    }
+}
+
+// y[i] = y2[i] + y2[n + i]: the two halves of a stacked split product.
+extern "C" __global__ void add_halves(float *y, const float *y2, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = y2[i] + y2[n + i];
+}
+
+// Every expert over every token (decode batches where nearly all experts are
+// routed to anyway: each expert's weights are read once by cuBLAS at full
+// bandwidth, the unused products cost only arithmetic). gu2 holds, per
+// expert, the gate-up products of the stacked split input: rows 0..n−1 from
+// the hi half, n..2n−1 from the lo half. moe_dense_act adds the halves,
+// applies SwiGLU and splits the result again into bf16 hi (rows t) and lo
+// (rows n + t) of act2 [E][2n][I] for the down products.
+extern "C" __global__ void moe_dense_act(bf16 *act2, const float *gu2, int I, int n, int E, int code) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long)E * n * I) return;
+    long e = i / ((long)n * I);
+    int t = (i / I) % n, c = i % I;
+    const float *g0 = gu2 + (e * 2 * n + t) * 2 * (long)I, *g1 = gu2 + (e * 2 * n + n + t) * 2 * (long)I;
+    float a = act(g0[c] + g1[c], code) * (g0[I + c] + g1[I + c]);
+    bf16 h = __float2bfloat16_rn(a);
+    act2[(e * 2 * n + t) * I + c] = h;
+    act2[(e * 2 * n + n + t) * I + c] = __float2bfloat16_rn(a - __bfloat162float(h));
+}
+
+// out[t] = Σ_j wt[t·k+j] · (eo2[e][t] + eo2[e][n+t]) with e = idx[t·k+j], rows of H.
+extern "C" __global__ void moe_dense_combine(float *out, const float *eo2, const int *idx, const float *wt, int k, int H, int n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long)n * H) return;
+    int t = i / H, c = i % H;
+    float s = 0.f;
+    for (int j = 0; j < k; j++) {
+        long e = idx[t * k + j];
+        s += wt[t * k + j] * (eo2[(e * 2 * n + t) * H + c] + eo2[(e * 2 * n + n + t) * H + c]);
+    }
+    out[i] = s;
+}
