@@ -71,3 +71,8 @@ func scanBack(dh, cur, prev, av, A, gA, B, C, dB, dC, s, out []float32, nc, N in
 func transposeCols(dst, src []float32, rows, cols, c0, c1 int) {
 	transposeColsGeneric(dst, src, rows, cols, c0, c1, 0)
 }
+
+func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int) { panic("kernels: no assembly") }
+func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }
+func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int) { panic("kernels: no assembly") }
+func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }

@@ -544,3 +544,57 @@ func absMaxAVX2(x *float32, n int) float32
 //
 //go:noescape
 func quantI16AVX2(dst *int16, x *float32, s float32, n int)
+
+// dequantQ4KAVX2 widens n Q4_K super-blocks: the 128 bytes of 4-bit
+// weights of block i start at q[144*i], its 8 sub-block scales and mins
+// are dm[16*i : 16*i+8] and dm[16*i+8 : 16*i+16], and
+//
+//	for j := 0; j < 4; j++ {
+//		for l := 0; l < 32; l++ {
+//			y[64*j+l] = float32(dm[2*j]*float32(q[32*j+l]&15)) - dm[8+2*j]
+//			y[64*j+32+l] = float32(dm[2*j+1]*float32(q[32*j+l]>>4)) - dm[9+2*j]
+//		}
+//	}
+//
+// with y, q and dm advancing by 256, 144 and 16 per block (the product
+// and the difference each rounded, as ggml's dequantize_row_q4_K).
+//
+//go:noescape
+func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int)
+
+// dequantQ8_0AVX2 widens n Q8_0 blocks: the 32 int8 weights of block i
+// start at q[34*i] and its scale is d[i]:
+//
+//	for l := 0; l < 32; l++ {
+//		y[32*i+l] = float32(int8(q[34*i+l])) * d[i]
+//	}
+//
+//go:noescape
+func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int)
+
+// dequantQ4_0AVX2 widens n Q4_0 blocks: the 16 bytes of 4-bit weights of
+// block i start at q[18*i] and its scale is d[i]:
+//
+//	for j := 0; j < 16; j++ {
+//		y[32*i+j] = float32(int(q[18*i+j]&15)-8) * d[i]
+//		y[32*i+j+16] = float32(int(q[18*i+j]>>4)-8) * d[i]
+//	}
+//
+//go:noescape
+func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int)
+
+// dequantQ6KAVX2 widens n Q6_K super-blocks (210 bytes each, at b: 128
+// bytes of low 4 bits, 64 of high 2 bits) with the 16 scales
+// ds[16*i : 16*i+16] = d·sc of block i: for each half h of 128 weights
+// (ql = b[64h:], qh = b[128+32h:], s = ds[8h:], y advanced by 128h),
+//
+//	for l := 0; l < 32; l++ {
+//		is := l / 16
+//		y[l] = s[is] * float32(int8(ql[l]&15|(qh[l]&3)<<4)-32)
+//		y[l+32] = s[is+2] * float32(int8(ql[l+32]&15|(qh[l]>>2&3)<<4)-32)
+//		y[l+64] = s[is+4] * float32(int8(ql[l]>>4|(qh[l]>>4&3)<<4)-32)
+//		y[l+96] = s[is+6] * float32(int8(ql[l+32]>>4|(qh[l]>>6&3)<<4)-32)
+//	}
+//
+//go:noescape
+func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int)

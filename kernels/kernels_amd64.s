@@ -4068,3 +4068,721 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ4KAVX2(SB), NOSPLIT, $0-32
+	MOVQ    y+0(FP), AX
+	MOVQ    q+8(FP), CX
+	MOVQ    dm+16(FP), DX
+	MOVQ    n+24(FP), BX
+	VMOVDQU q4Mask<>+0(SB), Y0
+
+block:
+	TESTQ        BX, BX
+	JZ           done
+	VBROADCASTSS (DX), Y1
+	VBROADCASTSS 32(DX), Y2
+	VBROADCASTSS 4(DX), Y3
+	VBROADCASTSS 36(DX), Y4
+	VPMOVZXBD    (CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, (AX)
+	VMOVUPS      Y5, 128(AX)
+	VPMOVZXBD    8(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 32(AX)
+	VMOVUPS      Y5, 160(AX)
+	VPMOVZXBD    16(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 64(AX)
+	VMOVUPS      Y5, 192(AX)
+	VPMOVZXBD    24(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 96(AX)
+	VMOVUPS      Y5, 224(AX)
+	VBROADCASTSS 8(DX), Y1
+	VBROADCASTSS 40(DX), Y2
+	VBROADCASTSS 12(DX), Y3
+	VBROADCASTSS 44(DX), Y4
+	VPMOVZXBD    32(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 256(AX)
+	VMOVUPS      Y5, 384(AX)
+	VPMOVZXBD    40(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 288(AX)
+	VMOVUPS      Y5, 416(AX)
+	VPMOVZXBD    48(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 320(AX)
+	VMOVUPS      Y5, 448(AX)
+	VPMOVZXBD    56(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 352(AX)
+	VMOVUPS      Y5, 480(AX)
+	VBROADCASTSS 16(DX), Y1
+	VBROADCASTSS 48(DX), Y2
+	VBROADCASTSS 20(DX), Y3
+	VBROADCASTSS 52(DX), Y4
+	VPMOVZXBD    64(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 512(AX)
+	VMOVUPS      Y5, 640(AX)
+	VPMOVZXBD    72(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 544(AX)
+	VMOVUPS      Y5, 672(AX)
+	VPMOVZXBD    80(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 576(AX)
+	VMOVUPS      Y5, 704(AX)
+	VPMOVZXBD    88(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 608(AX)
+	VMOVUPS      Y5, 736(AX)
+	VBROADCASTSS 24(DX), Y1
+	VBROADCASTSS 56(DX), Y2
+	VBROADCASTSS 28(DX), Y3
+	VBROADCASTSS 60(DX), Y4
+	VPMOVZXBD    96(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 768(AX)
+	VMOVUPS      Y5, 896(AX)
+	VPMOVZXBD    104(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 800(AX)
+	VMOVUPS      Y5, 928(AX)
+	VPMOVZXBD    112(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 832(AX)
+	VMOVUPS      Y5, 960(AX)
+	VPMOVZXBD    120(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLD       $0x04, Y5, Y5
+	VCVTDQ2PS    Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y1, Y6, Y6
+	VMULPS       Y3, Y5, Y5
+	VSUBPS       Y2, Y6, Y6
+	VSUBPS       Y4, Y5, Y5
+	VMOVUPS      Y6, 864(AX)
+	VMOVUPS      Y5, 992(AX)
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x40, DX
+	DECQ         BX
+	JMP          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA q4Mask<>+0(SB)/4, $0x0000000f
+DATA q4Mask<>+4(SB)/4, $0x0000000f
+DATA q4Mask<>+8(SB)/4, $0x0000000f
+DATA q4Mask<>+12(SB)/4, $0x0000000f
+DATA q4Mask<>+16(SB)/4, $0x0000000f
+DATA q4Mask<>+20(SB)/4, $0x0000000f
+DATA q4Mask<>+24(SB)/4, $0x0000000f
+DATA q4Mask<>+28(SB)/4, $0x0000000f
+GLOBL q4Mask<>(SB), RODATA|NOPTR, $32
+
+// func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ8_0AVX2(SB), NOSPLIT, $0-32
+	MOVQ y+0(FP), AX
+	MOVQ q+8(FP), CX
+	MOVQ d+16(FP), DX
+	MOVQ n+24(FP), BX
+
+block:
+	TESTQ        BX, BX
+	JZ           done
+	VBROADCASTSS (DX), Y0
+	VPMOVSXBD    (CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, (AX)
+	VPMOVSXBD    8(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 32(AX)
+	VPMOVSXBD    16(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 64(AX)
+	VPMOVSXBD    24(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y0, Y1, Y1
+	VMOVUPS      Y1, 96(AX)
+	ADDQ         $0x80, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x04, DX
+	DECQ         BX
+	JMP          block
+
+done:
+	VZEROUPPER
+	RET
+
+// func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ4_0AVX2(SB), NOSPLIT, $0-32
+	MOVQ    y+0(FP), AX
+	MOVQ    q+8(FP), CX
+	MOVQ    d+16(FP), DX
+	MOVQ    n+24(FP), BX
+	VMOVDQU q4Mask15<>+0(SB), Y0
+	VMOVDQU q4Bias8<>+0(SB), Y1
+
+block:
+	TESTQ        BX, BX
+	JZ           done
+	VBROADCASTSS (DX), Y2
+	VPMOVZXBD    (CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLD       $0x04, Y3, Y3
+	VPSUBD       Y1, Y4, Y4
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y4, Y4
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y4, (AX)
+	VMOVUPS      Y3, 64(AX)
+	VPMOVZXBD    8(CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLD       $0x04, Y3, Y3
+	VPSUBD       Y1, Y4, Y4
+	VPSUBD       Y1, Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y4, Y4
+	VMULPS       Y2, Y3, Y3
+	VMOVUPS      Y4, 32(AX)
+	VMOVUPS      Y3, 96(AX)
+	ADDQ         $0x80, AX
+	ADDQ         $0x12, CX
+	ADDQ         $0x04, DX
+	DECQ         BX
+	JMP          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA q4Mask15<>+0(SB)/4, $0x0000000f
+DATA q4Mask15<>+4(SB)/4, $0x0000000f
+DATA q4Mask15<>+8(SB)/4, $0x0000000f
+DATA q4Mask15<>+12(SB)/4, $0x0000000f
+DATA q4Mask15<>+16(SB)/4, $0x0000000f
+DATA q4Mask15<>+20(SB)/4, $0x0000000f
+DATA q4Mask15<>+24(SB)/4, $0x0000000f
+DATA q4Mask15<>+28(SB)/4, $0x0000000f
+GLOBL q4Mask15<>(SB), RODATA|NOPTR, $32
+
+DATA q4Bias8<>+0(SB)/4, $0x00000008
+DATA q4Bias8<>+4(SB)/4, $0x00000008
+DATA q4Bias8<>+8(SB)/4, $0x00000008
+DATA q4Bias8<>+12(SB)/4, $0x00000008
+DATA q4Bias8<>+16(SB)/4, $0x00000008
+DATA q4Bias8<>+20(SB)/4, $0x00000008
+DATA q4Bias8<>+24(SB)/4, $0x00000008
+DATA q4Bias8<>+28(SB)/4, $0x00000008
+GLOBL q4Bias8<>(SB), RODATA|NOPTR, $32
+
+// func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int)
+// Requires: AVX, AVX2
+TEXT ·dequantQ6KAVX2(SB), NOSPLIT, $0-32
+	MOVQ    y+0(FP), AX
+	MOVQ    b+8(FP), CX
+	MOVQ    ds+16(FP), DX
+	MOVQ    n+24(FP), BX
+	VMOVDQU q6Mask15<>+0(SB), Y0
+	VMOVDQU q6Mask3<>+0(SB), Y1
+	VMOVDQU q6Bias32<>+0(SB), Y2
+
+block:
+	TESTQ        BX, BX
+	JZ           done
+	VPMOVZXBD    (CX), Y3
+	VPMOVZXBD    32(CX), Y4
+	VPMOVZXBD    128(CX), Y5
+	VPAND        Y0, Y3, Y6
+	VPAND        Y1, Y5, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, (AX)
+	VPAND        Y0, Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        Y1, Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 8(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 128(AX)
+	VPSRLD       $0x04, Y3, Y3
+	VPSRLD       $0x04, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPSLLD       $0x04, Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 16(DX), Y6
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y3, 256(AX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSRLD       $0x06, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 24(DX), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 384(AX)
+	VPMOVZXBD    8(CX), Y3
+	VPMOVZXBD    40(CX), Y4
+	VPMOVZXBD    136(CX), Y5
+	VPAND        Y0, Y3, Y6
+	VPAND        Y1, Y5, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 32(AX)
+	VPAND        Y0, Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        Y1, Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 8(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 160(AX)
+	VPSRLD       $0x04, Y3, Y3
+	VPSRLD       $0x04, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPSLLD       $0x04, Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 16(DX), Y6
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y3, 288(AX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSRLD       $0x06, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 24(DX), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 416(AX)
+	VPMOVZXBD    16(CX), Y3
+	VPMOVZXBD    48(CX), Y4
+	VPMOVZXBD    144(CX), Y5
+	VPAND        Y0, Y3, Y6
+	VPAND        Y1, Y5, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 4(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 64(AX)
+	VPAND        Y0, Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        Y1, Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 12(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 192(AX)
+	VPSRLD       $0x04, Y3, Y3
+	VPSRLD       $0x04, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPSLLD       $0x04, Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 20(DX), Y6
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y3, 320(AX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSRLD       $0x06, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 28(DX), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 448(AX)
+	VPMOVZXBD    24(CX), Y3
+	VPMOVZXBD    56(CX), Y4
+	VPMOVZXBD    152(CX), Y5
+	VPAND        Y0, Y3, Y6
+	VPAND        Y1, Y5, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 4(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 96(AX)
+	VPAND        Y0, Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        Y1, Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 12(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 224(AX)
+	VPSRLD       $0x04, Y3, Y3
+	VPSRLD       $0x04, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPSLLD       $0x04, Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 20(DX), Y6
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y3, 352(AX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSRLD       $0x06, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 28(DX), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 480(AX)
+	VPMOVZXBD    64(CX), Y3
+	VPMOVZXBD    96(CX), Y4
+	VPMOVZXBD    160(CX), Y5
+	VPAND        Y0, Y3, Y6
+	VPAND        Y1, Y5, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 512(AX)
+	VPAND        Y0, Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        Y1, Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 40(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 640(AX)
+	VPSRLD       $0x04, Y3, Y3
+	VPSRLD       $0x04, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPSLLD       $0x04, Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 48(DX), Y6
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y3, 768(AX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSRLD       $0x06, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 56(DX), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 896(AX)
+	VPMOVZXBD    72(CX), Y3
+	VPMOVZXBD    104(CX), Y4
+	VPMOVZXBD    168(CX), Y5
+	VPAND        Y0, Y3, Y6
+	VPAND        Y1, Y5, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 32(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 544(AX)
+	VPAND        Y0, Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        Y1, Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 40(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 672(AX)
+	VPSRLD       $0x04, Y3, Y3
+	VPSRLD       $0x04, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPSLLD       $0x04, Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 48(DX), Y6
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y3, 800(AX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSRLD       $0x06, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 56(DX), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 928(AX)
+	VPMOVZXBD    80(CX), Y3
+	VPMOVZXBD    112(CX), Y4
+	VPMOVZXBD    176(CX), Y5
+	VPAND        Y0, Y3, Y6
+	VPAND        Y1, Y5, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 36(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 576(AX)
+	VPAND        Y0, Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        Y1, Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 44(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 704(AX)
+	VPSRLD       $0x04, Y3, Y3
+	VPSRLD       $0x04, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPSLLD       $0x04, Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 52(DX), Y6
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y3, 832(AX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSRLD       $0x06, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 60(DX), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 960(AX)
+	VPMOVZXBD    88(CX), Y3
+	VPMOVZXBD    120(CX), Y4
+	VPMOVZXBD    184(CX), Y5
+	VPAND        Y0, Y3, Y6
+	VPAND        Y1, Y5, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 36(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 608(AX)
+	VPAND        Y0, Y4, Y6
+	VPSRLD       $0x02, Y5, Y7
+	VPAND        Y1, Y7, Y7
+	VPSLLD       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBD       Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS 44(DX), Y7
+	VMULPS       Y7, Y6, Y6
+	VMOVUPS      Y6, 736(AX)
+	VPSRLD       $0x04, Y3, Y3
+	VPSRLD       $0x04, Y5, Y6
+	VPAND        Y1, Y6, Y6
+	VPSLLD       $0x04, Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 52(DX), Y6
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y3, 864(AX)
+	VPSRLD       $0x04, Y4, Y3
+	VPSRLD       $0x06, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSLLD       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS 60(DX), Y4
+	VMULPS       Y4, Y3, Y3
+	VMOVUPS      Y3, 992(AX)
+	ADDQ         $0x00000400, AX
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x40, DX
+	DECQ         BX
+	JMP          block
+
+done:
+	VZEROUPPER
+	RET
+
+DATA q6Mask15<>+0(SB)/4, $0x0000000f
+DATA q6Mask15<>+4(SB)/4, $0x0000000f
+DATA q6Mask15<>+8(SB)/4, $0x0000000f
+DATA q6Mask15<>+12(SB)/4, $0x0000000f
+DATA q6Mask15<>+16(SB)/4, $0x0000000f
+DATA q6Mask15<>+20(SB)/4, $0x0000000f
+DATA q6Mask15<>+24(SB)/4, $0x0000000f
+DATA q6Mask15<>+28(SB)/4, $0x0000000f
+GLOBL q6Mask15<>(SB), RODATA|NOPTR, $32
+
+DATA q6Mask3<>+0(SB)/4, $0x00000003
+DATA q6Mask3<>+4(SB)/4, $0x00000003
+DATA q6Mask3<>+8(SB)/4, $0x00000003
+DATA q6Mask3<>+12(SB)/4, $0x00000003
+DATA q6Mask3<>+16(SB)/4, $0x00000003
+DATA q6Mask3<>+20(SB)/4, $0x00000003
+DATA q6Mask3<>+24(SB)/4, $0x00000003
+DATA q6Mask3<>+28(SB)/4, $0x00000003
+GLOBL q6Mask3<>(SB), RODATA|NOPTR, $32
+
+DATA q6Bias32<>+0(SB)/4, $0x00000020
+DATA q6Bias32<>+4(SB)/4, $0x00000020
+DATA q6Bias32<>+8(SB)/4, $0x00000020
+DATA q6Bias32<>+12(SB)/4, $0x00000020
+DATA q6Bias32<>+16(SB)/4, $0x00000020
+DATA q6Bias32<>+20(SB)/4, $0x00000020
+DATA q6Bias32<>+24(SB)/4, $0x00000020
+DATA q6Bias32<>+28(SB)/4, $0x00000020
+GLOBL q6Bias32<>(SB), RODATA|NOPTR, $32

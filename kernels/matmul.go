@@ -37,6 +37,10 @@ import (
 //     about 1/130 of the error the int8 rounding of the weights already
 //     makes. A row of x holding Inf or NaN, or so small that its scale
 //     overflows, is multiplied in float32 instead (rowDotI8Float).
+//   - block-quantized weights (Blocks): each chunk of rows is widened to
+//     float32 by its BlockFormat and multiplied by the float32 path, so the
+//     outputs are bit for bit those of the dequantized float32 matrix
+//     (activations stay float32: no rounding of x).
 //
 // The output rows are split among the worker threads (see SetThreads); the
 // columns never are. With T = 1 (decoding) each thread streams its rows of
@@ -71,6 +75,10 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 // plan chooses the chunking of m's output rows for the given thread count.
 func (m *matMulTask) plan(threads int) {
 	R := m.w.Rows
+	if m.w.DType == Blocks {
+		m.planBlocks()
+		return
+	}
 	rowBytes := int(m.w.Bytes()) / R
 	perThread := (R + 8*threads - 1) / (8 * threads)
 	switch {
@@ -158,6 +166,12 @@ func checkStorage(w *Matrix) {
 		if len(w.Scales) < w.Rows {
 			got = -1
 		}
+	case Blocks:
+		if w.validateBlocks() != nil {
+			got = -1
+		} else {
+			got = n
+		}
 	}
 	if got < n {
 		panic(fmt.Sprintf("kernels: %v matrix %dx%d has short storage", w.DType, w.Rows, w.Cols))
@@ -204,6 +218,8 @@ func (m *matMulTask) do(thread int) {
 		r0 := i * m.chunk
 		r1 := min(r0+m.chunk, R)
 		switch {
+		case m.w.DType == Blocks:
+			blockRows(s, m.dst, m.x, m.T, m.w, r0, r1)
 		case m.q != nil:
 			matMulI8(s, m.dst, m.x, m.T, m.w, m.q, r0, r1)
 		case m.T == 1:
@@ -294,6 +310,10 @@ type scratch struct {
 	acc   []float32 // partial sums: tokenBlock × panelRows × 8
 	out   []float32 // the outputs of 3 tokens for a panel of fewer than panelRows rows
 	tot   []float64 // int8 weights: exact sums of 3 tokens × a chunk of rows
+	deq   []float32 // block weights: a chunk of rows widened to float32
+	deqM  Matrix    // the float32 matrix over deq
+	// blockOut holds the outputs of T tokens for a chunk of block rows.
+	blockOut []float32
 	// scores are Attention's attention weights of one query and head.
 	scores []float32
 }

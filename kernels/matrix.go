@@ -9,9 +9,10 @@ import (
 type DType uint8
 
 const (
-	F32  DType = iota // float32
-	BF16              // bfloat16: the top 16 bits of a float32
-	I8                // int8 with one float32 scale per row
+	F32    DType = iota // float32
+	BF16                // bfloat16: the top 16 bits of a float32
+	I8                  // int8 with one float32 scale per row
+	Blocks              // block-quantized (Matrix.Format says how)
 )
 
 func (d DType) String() string {
@@ -22,6 +23,8 @@ func (d DType) String() string {
 		return "bf16"
 	case I8:
 		return "int8"
+	case Blocks:
+		return "blocks"
 	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
@@ -37,6 +40,19 @@ type Matrix struct {
 	BF16       []uint16
 	I8         []int8
 	Scales     []float32 // I8 only: one per row, w = Scales[r]·I8[r*Cols+c]
+	// Blocks only: the rows one after the other, each Cols/Format.Elems
+	// blocks of Format.Bytes bytes.
+	Q      []byte
+	Format *BlockFormat
+}
+
+// TypeName names the storage of m: "f32", "bf16", "int8" or the block
+// format's name.
+func (m *Matrix) TypeName() string {
+	if m.DType == Blocks && m.Format != nil {
+		return m.Format.Name
+	}
+	return m.DType.String()
 }
 
 // Bytes is the storage size of the matrix weights (scales included).
@@ -47,6 +63,8 @@ func (m *Matrix) Bytes() int64 {
 		return 2 * n
 	case I8:
 		return n + 4*int64(m.Rows)
+	case Blocks:
+		return int64(len(m.Q))
 	}
 	return 4 * n
 }
@@ -66,13 +84,16 @@ func (m *Matrix) Row(dst []float32, r int) []float32 {
 		for i, v := range m.I8[r*c : (r+1)*c] {
 			dst[i] = s * float32(v)
 		}
+	case Blocks:
+		rb := m.Format.rowBytes(c)
+		m.Format.Dequantize(dst[:c], m.Q[r*rb:(r+1)*rb])
 	}
 	return dst[:c]
 }
 
 // Slice returns the sub-matrix of rows [r0, r1), sharing storage.
 func (m *Matrix) Slice(r0, r1 int) *Matrix {
-	s := &Matrix{Rows: r1 - r0, Cols: m.Cols, DType: m.DType}
+	s := &Matrix{Rows: r1 - r0, Cols: m.Cols, DType: m.DType, Format: m.Format}
 	a, b := r0*m.Cols, r1*m.Cols
 	switch m.DType {
 	case F32:
@@ -82,6 +103,9 @@ func (m *Matrix) Slice(r0, r1 int) *Matrix {
 	case I8:
 		s.I8 = m.I8[a:b]
 		s.Scales = m.Scales[r0:r1]
+	case Blocks:
+		rb := m.Format.rowBytes(m.Cols)
+		s.Q = m.Q[r0*rb : r1*rb]
 	}
 	return s
 }
@@ -100,6 +124,8 @@ func (m *Matrix) Validate() error {
 		if len(m.Scales) != m.Rows {
 			return fmt.Errorf("kernels: int8 matrix %dx%d has %d scales", m.Rows, m.Cols, len(m.Scales))
 		}
+	case Blocks:
+		return m.validateBlocks()
 	default:
 		return fmt.Errorf("kernels: unknown dtype %v", m.DType)
 	}

@@ -41,7 +41,7 @@ func TestGenerateHugeMaxTokens(t *testing.T) {
 	}
 }
 
-// nanCheckpoint writes a copy of the tiny-dense fixture (one file) with a
+// nanCheckpoint writes a random checkpoint of the tiny-moe config (one file) with a
 // NaN in one weight of the named tensor.
 func nanCheckpoint(t *testing.T, tensor string) string {
 	t.Helper()

@@ -128,6 +128,9 @@ func (m *Model) layerKind(li int) string {
 // infinities and returns an error naming the first offending tensor and
 // element.
 func (m *Model) CheckWeightsFinite() error {
+	if m.gg != nil {
+		return checkGGUFFinite(m.gg)
+	}
 	if m.set == nil {
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/jamba-go/jamba/cache"
+	"github.com/jamba-go/jamba/gguf"
 	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/safetensors"
@@ -33,12 +34,14 @@ type Model struct {
 	LMHead    *kernels.Matrix // [V, H]; the same matrix as Embed when tied
 	Layers    []Layer
 
-	// Dir is the checkpoint folder ("" for a model loaded with LoadFiles).
+	// Dir is the checkpoint folder, or the .gguf file ("" for a model
+	// loaded with LoadFiles).
 	Dir string
 	// Generation holds generation_config.json when the checkpoint has one.
 	Generation GenerationConfig
 
 	set    *safetensors.Set
+	gg     *gguf.File         // the mapped GGUF file, for a model loaded from one
 	act    kernels.Activation // hidden_act
 	kvBF16 bool               // caches keep keys and values in bfloat16 (Options.KVCache)
 }
@@ -244,6 +247,11 @@ func (m *Model) prepare() {
 
 // Close releases the checkpoint mapping. The model must not be used after.
 func (m *Model) Close() error {
+	if m.gg != nil {
+		err := m.gg.Close()
+		m.gg = nil
+		return err
+	}
 	if m.set == nil {
 		return nil
 	}

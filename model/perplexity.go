@@ -70,3 +70,65 @@ func CrossEntropy(logits []float32, target int) float64 {
 	}
 	return math.Log(z) + mx - float64(logits[target])
 }
+
+// LossLlamaWindows measures the loss as llama.cpp's llama-perplexity does:
+// ids (the whole text tokenized with its BOS) are cut into non-overlapping
+// chunks of ctx tokens from the first one (at most maxChunks, 0: all full
+// chunks); each chunk's first token is replaced by bos (when bos ≥ 0), the
+// chunk is run from an empty state, and only its second half is scored:
+// the logits at positions ctx/2 … ctx−2 against the tokens at ctx/2+1 …
+// ctx−1. It returns the mean negative log-likelihood over all scored
+// tokens, their number, and each chunk's mean.
+func (m *Model) LossLlamaWindows(ids []int, ctx, maxChunks, bos int, progress func(done, total int)) (float64, int, []float64, error) {
+	if ctx < 4 {
+		return 0, 0, nil, fmt.Errorf("model: chunks of %d tokens score nothing (need at least 4)", ctx)
+	}
+	nchunk := len(ids) / ctx
+	if maxChunks > 0 {
+		nchunk = min(nchunk, maxChunks)
+	}
+	if nchunk == 0 {
+		return 0, 0, nil, fmt.Errorf("model: %d tokens are fewer than one chunk of %d", len(ids), ctx)
+	}
+	V := m.Config.VocabSize
+	batch := max(1, min(nchunk, (64<<20)/(ctx*V)))
+	ws := m.NewWorkspace()
+	seqs := make([]SeqInput, 0, batch)
+	bufs := make([][]int, batch)
+	per := make([]float64, 0, nchunk)
+	first := ctx / 2
+	var sum float64
+	var n int
+	for c := 0; c < nchunk; c += batch {
+		seqs = seqs[:0]
+		for j := c; j < min(c+batch, nchunk); j++ {
+			b := append(bufs[j-c][:0], ids[j*ctx:(j+1)*ctx]...)
+			if bos >= 0 {
+				b[0] = bos
+			}
+			bufs[j-c] = b
+			seqs = append(seqs, SeqInput{Tokens: b, Logits: AllLogits})
+		}
+		if err := ws.Forward(seqs); err != nil {
+			return 0, 0, nil, err
+		}
+		for i, s := range seqs {
+			lg := ws.Logits(i)
+			if !Finite(lg) {
+				return 0, 0, nil, m.LocateNonFinite(s.Tokens, len(s.Tokens)-1)
+			}
+			var cs float64
+			for t := first; t+1 < ctx; t++ {
+				cs += CrossEntropy(lg[t*V:(t+1)*V], s.Tokens[t+1])
+			}
+			k := ctx - 1 - first
+			per = append(per, cs/float64(k))
+			sum += cs
+			n += k
+		}
+		if progress != nil {
+			progress(min(c+batch, nchunk), nchunk)
+		}
+	}
+	return sum / float64(n), n, per, nil
+}

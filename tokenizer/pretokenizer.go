@@ -164,6 +164,7 @@ type patternSplit struct {
 	find   finder
 	b      behavior
 	invert bool
+	name   string // llama.cpp's pre-tokenizer name of a well-known pattern, or ""
 }
 
 func (ps *patternSplit) split(in []piece) []piece {
@@ -383,6 +384,7 @@ func parsePreTokenizer(raw json.RawMessage) ([]preTokenizer, error) {
 				return nil, fmt.Errorf("type Split: field pattern: %w", err)
 			}
 			ps.find = f
+			ps.name = map[string]string{gpt2Pattern: "gpt-2", llama3Pattern: "llama-bpe", qwen2Pattern: "qwen2"}[*j.Pattern.Regex]
 		default:
 			return nil, errors.New("type Split: field pattern: want String or Regex")
 		}

@@ -42,6 +42,9 @@ type Tokenizer struct {
 	// contains ByteFallback and ByteLevel.
 	byteFallbackDecode bool
 	byteLevelDecode    bool
+
+	// gg is set for a tokenizer made from GGUF metadata (FromGGUF).
+	gg *ggVocab
 }
 
 // Load reads the tokenizer.json at path, and tokenizer_config.json from the
@@ -380,6 +383,9 @@ func (t *Tokenizer) encodeSegment(s string, first bool, out []int) []int {
 	if s == "" {
 		return out
 	}
+	if t.gg != nil && t.gg.spm {
+		return t.spmEncode(s, out)
+	}
 	pieces := []piece{{s, first}}
 	for _, st := range t.preSteps {
 		pieces = st.split(pieces)
@@ -487,6 +493,9 @@ func (t *Tokenizer) SpecialTokens() []int {
 // Decode returns the text of ids. With skipSpecial, special added tokens are
 // left out. Ids outside the vocabulary are ignored, as Hugging Face does.
 func (t *Tokenizer) Decode(ids []int, skipSpecial bool) string {
+	if t.gg != nil {
+		return t.ggDecode(ids, skipSpecial)
+	}
 	toks := make([]string, 0, len(ids))
 	for _, id := range ids {
 		tok, ok := t.IDToToken(id)

@@ -331,7 +331,7 @@ func TestResumeValidatesState(t *testing.T) {
 			}
 		})
 	}
-	// The unedited state resumes (the edit helper itself is sound).
+	// The unedited state resumes (rewriteState itself leaves a sound state).
 	tr, data := ckptTrainer(t)
 	step(t, tr)
 	dir := t.TempDir()

@@ -188,7 +188,7 @@ func dtypeName(m *model.Model, quant string) string {
 	if quant != "" {
 		return quant
 	}
-	return m.LMHead.DType.String()
+	return m.LMHead.TypeName()
 }
 
 // peakRSS reads the process's peak resident set size (VmHWM) on Linux; 0 elsewhere.

@@ -97,7 +97,12 @@ quits.`, stderr)
 // chat.Default. stops are texts that end an assistant turn for the fallback
 // transcript format (which has no end-of-turn token).
 func loadTemplate(dir string) (*chat.Template, map[string]string, []string, error) {
-	if dir != "" {
+	if isGGUF(dir) {
+		t, special, err := ggufTemplate(dir)
+		if err != nil || t != nil {
+			return t, special, nil, err
+		}
+	} else if dir != "" {
 		t, special, err := chat.FromTokenizerConfig(filepath.Join(dir, "tokenizer_config.json"))
 		if err == nil {
 			return t, special, nil, nil

@@ -65,6 +65,8 @@ they are, every tensor is scanned for NaN and infinities first
 			ce.File = *cfgPath
 		}
 		name = *cfgPath
+	case isGGUF(*dir):
+		return ggufInspect(*dir, *ctx, *asJSON, stdout)
 	case *dir != "":
 		cfg, err = model.LoadConfig(*dir)
 		if err == nil {
@@ -104,6 +106,12 @@ they are, every tensor is scanned for NaN and infinities first
 }
 
 func weightFileBytes(dir string) int64 {
+	if isGGUF(dir) {
+		if st, err := os.Stat(dir); err == nil {
+			return st.Size()
+		}
+		return 0
+	}
 	var n int64
 	for _, pat := range []string{"*.safetensors"} {
 		files, _ := filepath.Glob(filepath.Join(dir, pat))

@@ -15,7 +15,7 @@ import (
 )
 
 // modelHelp documents --model wherever a command takes one.
-const modelHelp = "checkpoint folder (default: the embedded demo model)"
+const modelHelp = "checkpoint folder or .gguf file (default: the embedded demo model)"
 
 // kvCacheHelp documents the --kv-cache flag.
 const kvCacheHelp = `keys and values of the attention layers' cache: "f32" (exact) or "bf16" (half the memory and half the reads at long context; the loss moves by about 0.001%)`
@@ -127,6 +127,9 @@ func openModel(ref string, opts model.Options) (*loadedModel, error) {
 		}
 		return l, nil
 	}
+	if isGGUF(ref) {
+		return openGGUF(ref, opts)
+	}
 	m, err := model.Load(ref, opts)
 	if err != nil {
 		return nil, err
@@ -158,6 +161,9 @@ func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 	if dir == "" {
 		return demo.Tokenizer()
 	}
+	if src := ggufTokenizerSource(dir, ""); src != "" {
+		return ggufTokenizer(src) // a .gguf file, or a folder converted from one
+	}
 	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
 		return nil, fmt.Errorf("%s has %w: give the command a tokenizer (--tokenizer, where it has one) or token ids (--ids)", dir, errNoTokenizer)
 	}
@@ -169,6 +175,9 @@ func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
 func openTokenizer(path string) (*tokenizer.Tokenizer, error) {
 	if path == "" {
 		return demo.Tokenizer()
+	}
+	if isGGUF(path) {
+		return ggufTokenizer(path)
 	}
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, "tokenizer.json")

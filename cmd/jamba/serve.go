@@ -288,7 +288,17 @@ func loadBackend(mf *modelFlags, tokPath string, log *slog.Logger) (*model.Model
 	b.Tokenizer = tok
 	b.SpecialTokens = map[string]string{}
 	var tmpl *chat.Template
-	if dir != "" {
+	if isGGUF(dir) {
+		t, toks, err := ggufTemplate(dir)
+		if err != nil {
+			m.Close()
+			return nil, b, err
+		}
+		tmpl = t
+		for k, v := range toks {
+			b.SpecialTokens[k] = v
+		}
+	} else if dir != "" {
 		cfgPath := filepath.Join(dir, "tokenizer_config.json")
 		if _, statErr := os.Stat(cfgPath); statErr == nil {
 			t, toks, err := chat.FromTokenizerConfig(cfgPath)

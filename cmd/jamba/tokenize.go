@@ -58,12 +58,13 @@ func writeJSONLine(w io.Writer, v any) error {
 }
 
 func runTokenize(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("tokenize", "--tokenizer FILE [--no-special] [--file PATH] [--jsonl]", `
+	fs := newFlagSet("tokenize", "--tokenizer FILE|--model F.gguf [--no-special] [--file PATH] [--jsonl]", `
 Reads text from standard input (or --file) and prints its token ids as a JSON
 array. Special tokens of the post-processor (BOS and the like) are added
 unless --no-special. With --jsonl each input line is a JSON string and each
 output line the JSON array of its ids.`, stderr)
-	tokPath := fs.String("tokenizer", "", "tokenizer.json, or a folder holding one (default: the embedded demo model's)")
+	tokPath := fs.String("tokenizer", "", "tokenizer.json, a folder holding one, or a .gguf file (default: the embedded demo model's)")
+	modelPath := fs.String("model", "", "the same as --tokenizer: a model folder or .gguf file whose tokenizer to use")
 	noSpecial := fs.Bool("no-special", false, "do not add the post-processor's special tokens")
 	file := fs.String("file", "", "read the text from this file instead of standard input")
 	jsonl := fs.Bool("jsonl", false, "one JSON string per input line, one JSON array per output line")
@@ -72,6 +73,11 @@ output line the JSON array of its ids.`, stderr)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *tokPath == "" {
+		*tokPath = *modelPath
+	} else if *modelPath != "" {
+		return fmt.Errorf("%w: give --tokenizer or --model, not both", errUsage)
 	}
 	tk, err := openTokenizer(*tokPath)
 	if err != nil {
@@ -108,12 +114,13 @@ func nonNil(ids []int) []int {
 }
 
 func runDetokenize(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("detokenize", "--tokenizer FILE [--skip-special] [--file PATH] [--jsonl]", `
+	fs := newFlagSet("detokenize", "--tokenizer FILE|--model F.gguf [--skip-special] [--file PATH] [--jsonl]", `
 Reads a JSON array of token ids from standard input (or --file) and prints
 their text. With --jsonl each input line is a JSON array of ids and each
 output line the JSON string of its text. Ids outside the vocabulary are an
 error.`, stderr)
-	tokPath := fs.String("tokenizer", "", "tokenizer.json, or a folder holding one (default: the embedded demo model's)")
+	tokPath := fs.String("tokenizer", "", "tokenizer.json, a folder holding one, or a .gguf file (default: the embedded demo model's)")
+	modelPath := fs.String("model", "", "the same as --tokenizer: a model folder or .gguf file whose tokenizer to use")
 	skip := fs.Bool("skip-special", false, "leave out special tokens")
 	file := fs.String("file", "", "read the ids from this file instead of standard input")
 	jsonl := fs.Bool("jsonl", false, "one JSON array per input line, one JSON string per output line")
@@ -122,6 +129,11 @@ error.`, stderr)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if *tokPath == "" {
+		*tokPath = *modelPath
+	} else if *modelPath != "" {
+		return fmt.Errorf("%w: give --tokenizer or --model, not both", errUsage)
 	}
 	tk, err := openTokenizer(*tokPath)
 	if err != nil {

@@ -91,7 +91,7 @@ where one engine spreading each operation over the threads stops gaining
 beyond 2 or 3. The result is deterministic for a given worker count, which
 the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	mf := addModelFlags(fs, weightsOnly)
-	fs.Lookup("model").Usage = "checkpoint to start from ('jamba init' output or any Hugging Face Jamba checkpoint; default: the embedded demo model)"
+	fs.Lookup("model").Usage = "checkpoint to start from ('jamba init' output, any Hugging Face Jamba checkpoint, or a .gguf file; default: the embedded demo model)"
 	modelDir := mf.model
 	resume := fs.String("resume", "", "checkpoint folder of an earlier 'jamba train' run to continue")
 	var data pathList
@@ -145,7 +145,10 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	}
 	var tok *tokenizer.Tokenizer
 	tokSrc := filepath.Join(src, "tokenizer.json")
+	ggufTok := ggufTokenizerSource(src, *tokPath) // a GGUF file's tokenizer, kept in tokenizer.gguf
 	switch {
+	case ggufTok != "":
+		tok, err = ggufTokenizer(ggufTok)
 	case *tokPath != "":
 		tokSrc = *tokPath
 		tok, err = tokenizer.Load(*tokPath)
@@ -270,7 +273,12 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	if src != "" {
 		dirs = append(dirs, src)
 	}
-	tokFiles, err := readTokenizerFiles(dirs, tokSrc)
+	var tokFiles map[string][]byte
+	if ggufTok != "" {
+		tokFiles, err = ggufTokenizerFiles(ggufTok) // a GGUF file's tokenizer: tokenizer.gguf
+	} else {
+		tokFiles, err = readTokenizerFiles(dirs, tokSrc)
+	}
 	if err != nil {
 		return err
 	}

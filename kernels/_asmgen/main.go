@@ -55,6 +55,10 @@ func main() {
 	genDotI8Streams()
 	genAbsMax()
 	genQuantI16()
+	genDequantQ4K()
+	genDequantQ8_0()
+	genDequantQ4_0()
+	genDequantQ6K()
 
 	Generate()
 }
