@@ -96,6 +96,12 @@ type Config struct {
 	// last copy within the shared part. Default 64 MiB; negative: none,
 	// so only whole states are continued.
 	SnapshotBytes int64
+	// StateDir, when set, keeps the finished requests' states across
+	// restarts: Close writes them there and New reads them back (see
+	// persist.go), so that a restarted server continues earlier
+	// conversations. StateBytes bounds what is written (0: no bound).
+	StateDir   string
+	StateBytes int64
 }
 
 // Snapshots of the Mamba state are taken at multiples of a spacing that is
@@ -293,8 +299,11 @@ type Engine struct {
 	ws     *model.Workspace
 	active []*seq
 	free   []*slot
-	batch  []model.SeqInput
-	inStep []*seq
+
+	statesLoaded, statesRefused int      // from StateDir at start
+	stateFiles                  []string // the files loaded
+	batch                       []model.SeqInput
+	inStep                      []*seq
 }
 
 // New starts an engine for m. The model must stay open until Close returns.
@@ -311,9 +320,17 @@ func New(m *model.Model, cfg Config) (*Engine, error) {
 		ws:   m.NewWorkspace(),
 	}
 	e.mambaFloats = m.NewCache(1).MambaFloats()
+	if cfg.StateDir != "" && !cfg.NoPrefixReuse {
+		e.statesLoaded, e.statesRefused = e.loadStates()
+	}
 	go e.run()
 	return e, nil
 }
+
+// LoadedStates reports how many saved states New read from StateDir and
+// how many files there it refused (truncated, corrupted, of another
+// version or made by another model).
+func (e *Engine) LoadedStates() (loaded, refused int) { return e.statesLoaded, e.statesRefused }
 
 // Config returns the engine's limits with defaults filled in.
 func (e *Engine) Config() Config { return e.cfg }
@@ -539,6 +556,10 @@ func (e *Engine) Close() error {
 	<-e.done
 	if err := e.Err(); err != nil && !errors.Is(err, errClosed) {
 		return err
+	}
+	if e.cfg.StateDir != "" && !e.cfg.NoPrefixReuse {
+		// The scheduler has ended: the free slots are ours to read.
+		return e.saveStates()
 	}
 	return nil
 }

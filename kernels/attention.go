@@ -9,13 +9,14 @@ import "math"
 //
 //	out[t,h] = Σ_{j ≤ past+t} softmax_j(scale · q[t,h]·K[j,g]) · V[j,g],  g = h/(nH/nKV)
 //
-// q and out are [T][nH·hd], K and V [past+T][nKV·hd]. Every (query, head)
-// pair is computed on one thread, in the same order whatever T, the other
-// queries and the thread count, so a query's output has the same bits
-// computed alone or with others (chunked prefill, batched serving). The
-// pairs are shared among the threads. maxKeys sizes each thread's score
-// buffer on first use (past+T at least; the cache capacity keeps decode
-// steps from regrowing it).
+// q and out are [T][nH·hd], K and V [past+T][nKV·hd]. Tiles of queries ×
+// a key-value head's group of query heads are shared among the threads
+// (attention_tiled.go); every (query, head) output is computed in one
+// order whatever T, the tile, the other queries and the thread count, so a
+// query's output has the same bits computed alone or with others (chunked
+// prefill, decoding, batched serving). maxKeys sizes each thread's buffers
+// on first use (past+T at least; the cache capacity keeps decode steps
+// from regrowing them).
 func Attention(out, q, K, V []float32, T, past, nH, nKV, hd int, scale float32, maxKeys int) {
 	if len(K) < (past+T)*nKV*hd || len(V) < (past+T)*nKV*hd {
 		panic("kernels: Attention: keys or values too short")
@@ -51,6 +52,40 @@ func attention(kv *attnTask, out, q []float32, T, past, nH, nKV, hd int, scale f
 	}
 	t := &p.attn
 	*t = attnTask{out: out, q: q, K: kv.K, V: kv.V, K16: kv.K16, V16: kv.V16, T: T, past: past, nH: nH, group: nH / nKV, hd: hd, scale: scale}
+	if attnTiled && attnSplit && T == 1 && nKV < p.threads && n >= attnSplitKeys {
+		attentionSplit(p, t, maxKeys)
+		*t = attnTask{}
+		return
+	}
+	if attnTiled {
+		t.tiled = true
+		// As many queries per tile as keep the tile's scores within
+		// attnScoreBudget (at least one, at most attnMaxQueries): the
+		// tile size changes no bit, only how often the keys are read.
+		ldS := (n + 3) &^ 3
+		t.qt = min(attnMaxQueries, T, max(1, attnScoreBudget/(t.group*ldS)))
+		needS := max(t.qt*t.group*ldS, t.group*((max(n, maxKeys)+3)&^3))
+		for _, s := range p.scratch[:p.threads] {
+			if cap(s.attnS) < needS {
+				s.attnS = make([]float32, needS)
+			}
+			if need := t.qt * t.group * hd; cap(s.attnX) < need {
+				s.attnX = make([]float32, need)
+				s.attnO = make([]float32, need)
+			}
+			if need := attnKeyBlock * (hd &^ 7); cap(s.attnP) < need {
+				s.attnP = make([]float32, need)
+			}
+			if need := attnKeyBlock / 4 * 3 * 32; cap(s.attnAcc) < need {
+				s.attnAcc = make([]float32, need)
+			}
+		}
+		t.chunk = 1
+		t.nchunks = nKV * ((T + t.qt - 1) / t.qt)
+		p.run(t, t.nchunks, 4*nH*hd*(T*past+T*(T+1)/2))
+		*t = attnTask{}
+		return
+	}
 	units := T * nH
 	t.chunk = max(1, units/(16*p.threads))
 	t.nchunks = (units + t.chunk - 1) / t.chunk
@@ -68,9 +103,29 @@ type attnTask struct {
 	hd                 int
 	scale              float32
 	chunk, nchunks     int
+	tiled              bool // doTiled
+	qt                 int  // doTiled: queries per tile
+	phase              int  // attentionSplit's phase, 0 otherwise
+	S                  []float32
+	ldS                int
 }
 
 func (a *attnTask) do(thread int) {
+	switch a.phase {
+	case phaseScores:
+		a.splitScores()
+		return
+	case phaseWeights:
+		a.splitWeights()
+		return
+	case phaseValues:
+		a.splitValues()
+		return
+	}
+	if a.tiled {
+		a.doTiled(thread)
+		return
+	}
 	sc := thePool.scratch[thread].scores
 	hd, qd, kvd := a.hd, a.nH*a.hd, a.nH/a.group*a.hd
 	for {
@@ -84,13 +139,7 @@ func (a *attnTask) do(thread int) {
 			n := a.past + t + 1
 			qv := a.q[t*qd+h*hd : t*qd+(h+1)*hd]
 			s := sc[:n]
-			if a.K16 != nil {
-				matVecStridedBF16(s, a.K16[g*hd:], kvd, qv)
-			} else {
-				matVecStrided(s, a.K[g*hd:], kvd, qv)
-			}
-			scale(s, a.scale)
-			scale(s, 1/expSubSum(s, maxOf(s)))
+			attnProbs(s, a.K, a.K16, g*hd, kvd, qv, a.scale)
 			o := a.out[t*qd+h*hd : t*qd+(h+1)*hd]
 			clear(o)
 			if a.V16 != nil {
@@ -98,6 +147,42 @@ func (a *attnTask) do(thread int) {
 			} else {
 				weightedSum(o, a.V[g*hd:], kvd, s)
 			}
+		}
+	}
+}
+
+// attnProbs sets s[j] to the attention weight of query qv on key j, for the
+// first len(s) keys (rows of K or K16 with stride kvd, from column off):
+// the softmax of the scaled dot products. Attention and AttentionWeights
+// share it, so the weights reported are the very ones the forward pass uses.
+func attnProbs(s, K []float32, K16 []uint16, off, kvd int, qv []float32, sc float32) {
+	if K16 != nil {
+		matVecStridedBF16(s, K16[off:], kvd, qv)
+	} else {
+		matVecStrided(s, K[off:], kvd, qv)
+	}
+	scale(s, sc)
+	scale(s, 1/expSubSum(s, maxOf(s)))
+}
+
+// AttentionWeights writes the attention weights that Attention computes for
+// the same arguments into w, [nH][T][past+T]: w[h][t][j] is the weight of
+// query t (position past+t) of head h on key j, zero for j > past+t (the
+// causal mask). It runs on the calling goroutine; it is for inspection,
+// not for the forward pass. Exactly one of K and K16 is non-nil.
+func AttentionWeights(w, q, K []float32, K16 []uint16, T, past, nH, nKV, hd int, sc float32) {
+	n := past + T
+	qd, kvd := nH*hd, nKV*hd
+	if len(w) < nH*T*n || len(q) < T*qd || nKV == 0 || nH%nKV != 0 ||
+		(K16 == nil && len(K) < n*kvd) || (K16 != nil && len(K16) < n*kvd) {
+		panic("kernels: AttentionWeights: operands too short or heads not grouped evenly")
+	}
+	group := nH / nKV
+	for h := range nH {
+		for t := range T {
+			row := w[(h*T+t)*n : (h*T+t+1)*n]
+			clear(row[past+t+1:])
+			attnProbs(row[:past+t+1], K, K16, h/group*hd, kvd, q[t*qd+h*hd:t*qd+(h+1)*hd], sc)
 		}
 	}
 }

@@ -235,3 +235,197 @@ func TestTransposeCols(t *testing.T) {
 		}
 	})
 }
+
+// tiledShapes are (T, past, nH, nKV, hd) for the tiled path: more queries
+// than a tile, key counts across key blocks (256) and off multiples of 4,
+// head sizes below, at and off the vector width, groups of 1 to 4 heads
+// (one and two gemm row triples and their remainders).
+var tiledShapes = [][5]int{
+	{1, 0, 1, 1, 8}, {3, 0, 2, 2, 5}, {17, 0, 4, 1, 16}, {37, 261, 4, 2, 20},
+	{1, 511, 8, 2, 64}, {2, 255, 3, 1, 33}, {20, 3, 6, 2, 128}, {5, 300, 2, 1, 7},
+}
+
+// TestAttentionTiled: the tiled path gives every output the bits of the
+// one-(query, head)-at-a-time path, for float32 and bfloat16 keys and
+// values, on the assembly and plain-Go paths, and writes nothing outside
+// out; and every chunking of the queries (a prompt continued from a
+// cached prefix, chunked prefill, decoding) gives the bits of one pass.
+func TestAttentionTiled(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, sh := range tiledShapes {
+			T, past, nH, nKV, hd := sh[0], sh[1], sh[2], sh[3], sh[4]
+			n, qd := past+T, nH*hd
+			q, _ := guarded(r, T*qd, 1)
+			K32, _ := guarded(r, n*nKV*hd, 2)
+			V32, _ := guarded(r, n*nKV*hd, 3)
+			K16, Kw := toBF16(K32)
+			V16, Vw := toBF16(V32)
+			scale := float32(4 / math.Sqrt(float64(hd)))
+			for _, bf := range []bool{false, true} {
+				name := fmt.Sprintf("T=%d past=%d heads=%d/%d hd=%d bf16=%v", T, past, nH, nKV, hd, bf)
+				run := func(out, q []float32, T, past int) {
+					if bf {
+						AttentionBF16(out, q, K16, V16, T, past, nH, nKV, hd, scale, n)
+					} else {
+						Attention(out, q, K32, V32, T, past, nH, nKV, hd, scale, n)
+					}
+				}
+				want := make([]float32, T*qd)
+				attnTiled = false
+				run(want, q, T, past)
+				attnTiled = true
+				if bf {
+					// bf16 storage is float32 storage of the widened values.
+					w32 := make([]float32, T*qd)
+					Attention(w32, q, Kw, Vw, T, past, nH, nKV, hd, scale, n)
+					same(t, name+" float32 storage", w32, want)
+				}
+				out, check := guarded(r, T*qd, 5)
+				run(out, q, T, past)
+				check(t)
+				same(t, name+" tiled", out, want)
+				// Chunks of 1, 2, 5 and 16 queries after the past.
+				for _, c := range []int{1, 2, 5, 16} {
+					got := make([]float32, T*qd)
+					for t0 := 0; t0 < T; t0 += c {
+						t1 := min(t0+c, T)
+						run(got[t0*qd:t1*qd], q[t0*qd:t1*qd], t1-t0, past+t0)
+					}
+					same(t, fmt.Sprintf("%s chunks of %d", name, c), got, want)
+				}
+			}
+		}
+	})
+}
+
+// same fails t unless got and want have the same bits.
+func same(t *testing.T, name string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: out[%d] = %v, want %v", name, i, got[i], want[i])
+		}
+	}
+}
+
+// TestAttentionTiledThreads: the tiled path's bits do not depend on the
+// thread count.
+func TestAttentionTiledThreads(t *testing.T) {
+	r := newRand(t)
+	const T, past, nH, nKV, hd = 40, 290, 8, 2, 64
+	n, qd := past+T, nH*hd
+	q, _ := guarded(r, T*qd, 0)
+	K, _ := guarded(r, n*nKV*hd, 0)
+	V, _ := guarded(r, n*nKV*hd, 0)
+	defer SetThreads(Threads())
+	var first []float32
+	for th := 1; th <= 4; th++ {
+		SetThreads(th)
+		out := make([]float32, T*qd)
+		Attention(out, q, K, V, T, past, nH, nKV, hd, 0.2, n)
+		if first == nil {
+			first = out
+			continue
+		}
+		same(t, fmt.Sprintf("%d threads", th), out, first)
+	}
+}
+
+// TestAttentionTiledAllocs: after the first call has sized the buffers for
+// the cache's capacity, prefill chunks and decode steps allocate nothing.
+func TestAttentionTiledAllocs(t *testing.T) {
+	r := newRand(t)
+	const nH, nKV, hd, capKeys = 4, 2, 32, 600
+	qd := nH * hd
+	q, _ := guarded(r, 16*qd, 0)
+	K, _ := guarded(r, capKeys*nKV*hd, 0)
+	V, _ := guarded(r, capKeys*nKV*hd, 0)
+	out := make([]float32, 16*qd)
+	Attention(out, q, K, V, 16, 0, nH, nKV, hd, 0.2, capKeys)
+	past := 16
+	if a := testing.AllocsPerRun(20, func() {
+		Attention(out[:qd], q[:qd], K, V, 1, past, nH, nKV, hd, 0.2, capKeys)
+		past++
+	}); a != 0 {
+		t.Fatalf("decode step: %v allocations", a)
+	}
+}
+
+// TestWeightedSum3: the three-row weighted sum gives each row the bits of
+// one weightedSum call (its definition), on lengths around the vector
+// widths and the 32-column passes, and writes nothing outside its rows.
+func TestWeightedSum3(t *testing.T) {
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, C := range lengths {
+			for _, keys := range []int{0, 1, 3, 17} {
+				ld, ldo, ldp := C+5, C+3, keys+2
+				w, _ := guarded(r, max(0, (keys-1)*ld+C), 1)
+				w16, _ := toBF16(w)
+				p, _ := guarded(r, 2*ldp+keys, 2)
+				for _, bf := range []bool{false, true} {
+					o, check := guarded(r, 2*ldo+C, 3)
+					want := clone(o)
+					for i := range 3 {
+						if bf {
+							weightedSumBF16(want[i*ldo:i*ldo+C], w16, ld, p[i*ldp:i*ldp+keys])
+						} else {
+							weightedSum(want[i*ldo:i*ldo+C], w, ld, p[i*ldp:i*ldp+keys])
+						}
+					}
+					if bf {
+						weightedSum3BF16(o, ldo, C, w16, ld, p, ldp, keys)
+					} else {
+						weightedSum3(o, ldo, C, w, ld, p, ldp, keys)
+					}
+					check(t)
+					same(t, fmt.Sprintf("C=%d keys=%d bf16=%v", C, keys, bf), o, want)
+				}
+			}
+		}
+	})
+}
+
+// TestAttentionSplitDecode: a decode step over a long cache with fewer
+// key-value heads than threads (scores by key block, values by column strip
+// across the threads) gives the bits of the one-query path, for 1 to 4
+// threads, float32 and bfloat16 storage, on every path.
+func TestAttentionSplitDecode(t *testing.T) {
+	defer SetThreads(Threads())
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		// (past, nH, nKV, hd): at the threshold, several key blocks with a
+		// partial last one, heads off the vector width and the strips,
+		// groups of 4, 3 and 5 (a three-row pass and its remainder).
+		for _, sh := range [][4]int{{attnSplitKeys - 1, 4, 1, 20}, {3000, 3, 1, 33}, {2100, 10, 2, 72}, {2500, 5, 1, 7}} {
+			past, nH, nKV, hd := sh[0], sh[1], sh[2], sh[3]
+			n, qd := past+1, nH*hd
+			q, _ := guarded(r, qd, 1)
+			K32, _ := guarded(r, n*nKV*hd, 2)
+			V32, _ := guarded(r, n*nKV*hd, 3)
+			K16, _ := toBF16(K32)
+			V16, _ := toBF16(V32)
+			for _, bf := range []bool{false, true} {
+				run := func(out []float32) {
+					if bf {
+						AttentionBF16(out, q, K16, V16, 1, past, nH, nKV, hd, 0.3, n)
+					} else {
+						Attention(out, q, K32, V32, 1, past, nH, nKV, hd, 0.3, n)
+					}
+				}
+				want := make([]float32, qd)
+				attnTiled = false
+				run(want)
+				attnTiled = true
+				for th := 1; th <= 4; th++ {
+					SetThreads(th)
+					out, check := guarded(r, qd, 4)
+					run(out)
+					check(t)
+					same(t, fmt.Sprintf("past=%d heads=%d/%d hd=%d bf16=%v threads=%d", past, nH, nKV, hd, bf, th), out, want)
+				}
+			}
+		}
+	})
+}

@@ -218,3 +218,86 @@ func BenchmarkAttention(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAttentionContext compares the tiled attention ("tiled") with
+// the one-(query, head)-at-a-time path ("rows") on jamba-small's heads at
+// 1K, 8K and 32K tokens of context, float32 and bfloat16 keys and values:
+// a prefill chunk of 64 queries ending at the context length, and a decode
+// step at it. The two run alternately within each count, so a neighbour's
+// load hits both; compare medians over -count runs. GFLOP/s as in
+// BenchmarkAttention.
+func BenchmarkAttentionContext(b *testing.B) {
+	const nH, nKV, hd = 8, 2, 128
+	defer func(v bool) { attnTiled = v }(attnTiled)
+	for _, ctx := range []int{1024, 8192, 32768} {
+		r := rand.New(rand.NewPCG(1, 2))
+		rnd := func(k int) []float32 {
+			v := make([]float32, k)
+			for i := range v {
+				v[i] = r.Float32()*2 - 1
+			}
+			return v
+		}
+		q, K, V := rnd(64*nH*hd), rnd(ctx*nKV*hd), rnd(ctx*nKV*hd)
+		K16, _ := toBF16(K)
+		V16, _ := toBF16(V)
+		out := make([]float32, 64*nH*hd)
+		for _, kv := range []string{"f32", "bf16"} {
+			for _, T := range []int{64, 1} {
+				phase := "prefill"
+				if T == 1 {
+					phase = "decode"
+				}
+				past := ctx - T
+				keys := float64(T*past + T*(T+1)/2)
+				for _, tiled := range []bool{false, true} {
+					name := map[bool]string{false: "rows", true: "tiled"}[tiled]
+					b.Run(fmt.Sprintf("ctx=%d/kv=%s/%s/%s", ctx, kv, phase, name), func(b *testing.B) {
+						attnTiled = tiled
+						for b.Loop() {
+							if kv == "bf16" {
+								AttentionBF16(out, q, K16, V16, T, past, nH, nKV, hd, 0.09, ctx)
+							} else {
+								Attention(out, q, K, V, T, past, nH, nKV, hd, 0.09, ctx)
+							}
+						}
+						b.ReportMetric(4*hd*nH*keys*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+					})
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkAttentionDecodeOneKV: a decode step on jamba-3b's heads (20
+// query heads over 1 key-value head of 128) at 8K and 32K tokens, bf16 keys
+// and values: the one-query path ("rows"), the tiled path with the group as
+// one unit ("tiled", one thread), and the split step ("split", every
+// thread), alternating.
+func BenchmarkAttentionDecodeOneKV(b *testing.B) {
+	const nH, nKV, hd = 20, 1, 128
+	defer func(t, s bool) { attnTiled, attnSplit = t, s }(attnTiled, attnSplit)
+	for _, ctx := range []int{8192, 32768} {
+		r := rand.New(rand.NewPCG(1, 2))
+		rnd := func(k int) []float32 {
+			v := make([]float32, k)
+			for i := range v {
+				v[i] = r.Float32()*2 - 1
+			}
+			return v
+		}
+		q := rnd(nH * hd)
+		K16, _ := toBF16(rnd(ctx * nKV * hd))
+		V16, _ := toBF16(rnd(ctx * nKV * hd))
+		out := make([]float32, nH*hd)
+		for _, mode := range []string{"rows", "tiled", "split"} {
+			b.Run(fmt.Sprintf("ctx=%d/%s", ctx, mode), func(b *testing.B) {
+				attnTiled, attnSplit = mode != "rows", mode == "split"
+				for b.Loop() {
+					AttentionBF16(out, q, K16, V16, 1, ctx-1, nH, nKV, hd, 0.09, ctx)
+				}
+				b.ReportMetric(4*hd*nH*float64(ctx)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}

@@ -413,3 +413,96 @@ func transposeCols(dst, src []float32, rows, cols, c0, c1 int) {
 	}
 	transposeColsGeneric(dst, src, rows, cols, c0+w8, c1, 0)
 }
+
+// packKeys4 packs 4 rows (row stride ld, from off) of the keys, K or K16,
+// and their first kc columns (a positive multiple of 8) for gemmTile; see
+// packF32AVX2.
+func packKeys4(dst, K []float32, K16 []uint16, off, ld, kc int) {
+	_ = dst[4*kc-1]
+	if K16 != nil {
+		_ = K16[off+3*ld+kc-1]
+		packBF16AVX2(&dst[0], &K16[off], ld, kc)
+		return
+	}
+	_ = K[off+3*ld+kc-1]
+	packF32AVX2(&dst[0], &K[off], ld, kc)
+}
+
+// weightedSum3 is weightedSum for 3 rows of o (row stride ldo, C columns
+// each) and their 3 rows of weights (row stride ldp, keys each) over the
+// same rows of w: for each row, the bits of one call of weightedSum.
+func weightedSum3(o []float32, ldo, C int, w []float32, ld int, p []float32, ldp, keys int) {
+	if keys == 0 || C == 0 {
+		return
+	}
+	_ = o[2*ldo+C-1]
+	_ = p[2*ldp+keys-1]
+	_ = w[(keys-1)*ld+C-1]
+	n := vecLen(C)
+	if n > 0 {
+		weightedSum3F32AVX2(&o[0], ldo, &w[0], &p[0], ldp, keys, n, ld)
+	}
+	if n < C {
+		for r := range 3 {
+			for j, pj := range p[r*ldp : r*ldp+keys] {
+				AxpyGeneric(pj, w[j*ld+n:j*ld+C], o[r*ldo+n:r*ldo+C])
+			}
+		}
+	}
+}
+
+// weightedSum3BF16 is weightedSum3 for bfloat16 rows (widened exactly).
+func weightedSum3BF16(o []float32, ldo, C int, w []uint16, ld int, p []float32, ldp, keys int) {
+	if keys == 0 || C == 0 {
+		return
+	}
+	_ = o[2*ldo+C-1]
+	_ = p[2*ldp+keys-1]
+	_ = w[(keys-1)*ld+C-1]
+	n := vecLen(C)
+	if n > 0 {
+		weightedSum3BF16AVX2(&o[0], ldo, &w[0], &p[0], ldp, keys, n, ld)
+	}
+	if n < C {
+		for r := range 3 {
+			for j, pj := range p[r*ldp : r*ldp+keys] {
+				axpyBF16Generic(pj, w[j*ld+n:j*ld+C], o[r*ldo+n:r*ldo+C])
+			}
+		}
+	}
+}
+
+// keyScores sets y[t*ldy+j] = K[off+j*ld:][:kc]·x[t*ldx:][:kc] for t < nt
+// (1 to 3) and j < keys, reading the keys (K or K16) in place, each once
+// for the nt rows of x; the dot order over the first kc columns (a positive
+// multiple of 8), the caller adds the tail.
+func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys int, x []float32, ldx, nt, kc int) {
+	if keys == 0 {
+		return
+	}
+	_ = y[(nt-1)*ldy+keys-1]
+	_ = x[(nt-1)*ldx+kc-1]
+	if K16 != nil {
+		_ = K16[off+(keys-1)*ld+kc-1]
+		w := &K16[off]
+		switch nt {
+		case 1:
+			matVecBF16AVX2(&y[0], w, &x[0], keys, kc, ld)
+		case 2:
+			matVecBF16T2AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+		case 3:
+			matVecBF16T3AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+		}
+		return
+	}
+	_ = K[off+(keys-1)*ld+kc-1]
+	w := &K[off]
+	switch nt {
+	case 1:
+		matVecF32AVX2(&y[0], w, &x[0], keys, kc, ld)
+	case 2:
+		matVecF32T2AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+	case 3:
+		matVecF32T3AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+	}
+}

@@ -72,6 +72,24 @@ func transposeCols(dst, src []float32, rows, cols, c0, c1 int) {
 	transposeColsGeneric(dst, src, rows, cols, c0, c1, 0)
 }
 
+func packKeys4(dst, K []float32, K16 []uint16, off, ld, kc int) { panic("kernels: no assembly") }
+
+func weightedSum3(o []float32, ldo, C int, w []float32, ld int, p []float32, ldp, keys int) {
+	for r := range 3 {
+		weightedSumGeneric(o[r*ldo:r*ldo+C], w, ld, p[r*ldp:r*ldp+keys])
+	}
+}
+
+func weightedSum3BF16(o []float32, ldo, C int, w []uint16, ld int, p []float32, ldp, keys int) {
+	for r := range 3 {
+		weightedSumBF16Generic(o[r*ldo:r*ldo+C], w, ld, p[r*ldp:r*ldp+keys])
+	}
+}
+
+func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys int, x []float32, ldx, nt, kc int) {
+	panic("kernels: no assembly")
+}
+
 func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int) { panic("kernels: no assembly") }
 func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }
 func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int) { panic("kernels: no assembly") }

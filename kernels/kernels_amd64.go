@@ -55,6 +55,44 @@ func weightedSumF32AVX2(o *float32, v *float32, p *float32, keys int, n int, ld 
 //go:noescape
 func weightedSumBF16AVX2(o *float32, v *uint16, p *float32, keys int, n int, ld int)
 
+// weightedSum3F32AVX2 adds to each of 3 rows of o (row stride ldo) the rows of
+// v weighted by its row of p (row stride ldp), key by key in order for each
+// element (for each row of o, the same fused multiply-adds as one call of
+// weightedSumF32AVX2); row j of v starts ld elements after row j-1; n is a
+// multiple of 8:
+//
+//	for r := 0; r < 3; r++ {
+//		for j := 0; j < keys; j++ {
+//			for i := 0; i < n; i++ {
+//				o[r*ldo+i] += p[r*ldp+j] * v[j*ld+i]
+//			}
+//		}
+//	}
+//
+// It keeps 3 rows × 32 columns of o in registers while it runs over the keys.
+//
+//go:noescape
+func weightedSum3F32AVX2(o *float32, ldo int, v *float32, p *float32, ldp int, keys int, n int, ld int)
+
+// weightedSum3BF16AVX2 adds to each of 3 rows of o (row stride ldo) the rows of
+// v weighted by its row of p (row stride ldp), key by key in order for each
+// element (for each row of o, the same fused multiply-adds as one call of
+// weightedSumBF16AVX2); row j of v starts ld elements after row j-1; n is a
+// multiple of 8:
+//
+//	for r := 0; r < 3; r++ {
+//		for j := 0; j < keys; j++ {
+//			for i := 0; i < n; i++ {
+//				o[r*ldo+i] += p[r*ldp+j] * math.Float32frombits(uint32(v[j*ld+i])<<16)
+//			}
+//		}
+//	}
+//
+// It keeps 3 rows × 32 columns of o in registers while it runs over the keys.
+//
+//go:noescape
+func weightedSum3BF16AVX2(o *float32, ldo int, v *uint16, p *float32, ldp int, keys int, n int, ld int)
+
 // scanBack16AVX2 is one token of the selective scan's backward pass over nc
 // channels of state size 16: s holds (dy, Δ, x) per channel, out receives
 // (Σu, Σsb) per channel; dh, gA, dB, dC are updated in place (fused

@@ -438,6 +438,253 @@ bf16done:
 	VZEROUPPER
 	RET
 
+// func weightedSum3F32AVX2(o *float32, ldo int, v *float32, p *float32, ldp int, keys int, n int, ld int)
+// Requires: AVX, FMA3
+TEXT ·weightedSum3F32AVX2(SB), NOSPLIT, $0-64
+	MOVQ o+0(FP), AX
+	MOVQ ldo+8(FP), CX
+	SHLQ $0x02, CX
+	MOVQ v+16(FP), DX
+	MOVQ p+24(FP), BX
+	MOVQ ldp+32(FP), SI
+	SHLQ $0x02, SI
+	MOVQ keys+40(FP), DI
+	MOVQ n+48(FP), R8
+	MOVQ ld+56(FP), R9
+	SHLQ $0x02, R9
+
+f32w3wide:
+	CMPQ    R8, $0x20
+	JL      f32w3narrow
+	MOVQ    AX, R13
+	ADDQ    CX, R13
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS 64(AX), Y2
+	VMOVUPS 96(AX), Y3
+	VMOVUPS (R13), Y4
+	VMOVUPS 32(R13), Y5
+	VMOVUPS 64(R13), Y6
+	VMOVUPS 96(R13), Y7
+	VMOVUPS (R13)(CX*1), Y8
+	VMOVUPS 32(R13)(CX*1), Y9
+	VMOVUPS 64(R13)(CX*1), Y10
+	VMOVUPS 96(R13)(CX*1), Y11
+	MOVQ    DX, R10
+	MOVQ    BX, R11
+	MOVQ    DI, R12
+
+f32w3widekeys:
+	TESTQ        R12, R12
+	JZ           f32w3widestore
+	VBROADCASTSS (R11), Y12
+	VBROADCASTSS (R11)(SI*1), Y13
+	VBROADCASTSS (R11)(SI*2), Y14
+	VMOVUPS      (R10), Y15
+	VFMADD231PS  Y15, Y12, Y0
+	VFMADD231PS  Y15, Y13, Y4
+	VFMADD231PS  Y15, Y14, Y8
+	VMOVUPS      32(R10), Y15
+	VFMADD231PS  Y15, Y12, Y1
+	VFMADD231PS  Y15, Y13, Y5
+	VFMADD231PS  Y15, Y14, Y9
+	VMOVUPS      64(R10), Y15
+	VFMADD231PS  Y15, Y12, Y2
+	VFMADD231PS  Y15, Y13, Y6
+	VFMADD231PS  Y15, Y14, Y10
+	VMOVUPS      96(R10), Y15
+	VFMADD231PS  Y15, Y12, Y3
+	VFMADD231PS  Y15, Y13, Y7
+	VFMADD231PS  Y15, Y14, Y11
+	ADDQ         R9, R10
+	ADDQ         $0x04, R11
+	DECQ         R12
+	JMP          f32w3widekeys
+
+f32w3widestore:
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y3, 96(AX)
+	VMOVUPS Y4, (R13)
+	VMOVUPS Y5, 32(R13)
+	VMOVUPS Y6, 64(R13)
+	VMOVUPS Y7, 96(R13)
+	VMOVUPS Y8, (R13)(CX*1)
+	VMOVUPS Y9, 32(R13)(CX*1)
+	VMOVUPS Y10, 64(R13)(CX*1)
+	VMOVUPS Y11, 96(R13)(CX*1)
+	ADDQ    $0x00000080, AX
+	ADDQ    $0x00000080, DX
+	SUBQ    $0x00000020, R8
+	JMP     f32w3wide
+
+f32w3narrow:
+	CMPQ    R8, $0x08
+	JL      f32w3done
+	MOVQ    AX, R13
+	ADDQ    CX, R13
+	VMOVUPS (AX), Y0
+	VMOVUPS (R13), Y4
+	VMOVUPS (R13)(CX*1), Y8
+	MOVQ    DX, R10
+	MOVQ    BX, R11
+	MOVQ    DI, R12
+
+f32w3narrowkeys:
+	TESTQ        R12, R12
+	JZ           f32w3narrowstore
+	VBROADCASTSS (R11), Y12
+	VBROADCASTSS (R11)(SI*1), Y13
+	VBROADCASTSS (R11)(SI*2), Y14
+	VMOVUPS      (R10), Y15
+	VFMADD231PS  Y15, Y12, Y0
+	VFMADD231PS  Y15, Y13, Y4
+	VFMADD231PS  Y15, Y14, Y8
+	ADDQ         R9, R10
+	ADDQ         $0x04, R11
+	DECQ         R12
+	JMP          f32w3narrowkeys
+
+f32w3narrowstore:
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y4, (R13)
+	VMOVUPS Y8, (R13)(CX*1)
+	ADDQ    $0x00000020, AX
+	ADDQ    $0x00000020, DX
+	SUBQ    $0x00000008, R8
+	JMP     f32w3narrow
+
+f32w3done:
+	VZEROUPPER
+	RET
+
+// func weightedSum3BF16AVX2(o *float32, ldo int, v *uint16, p *float32, ldp int, keys int, n int, ld int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·weightedSum3BF16AVX2(SB), NOSPLIT, $0-64
+	MOVQ o+0(FP), AX
+	MOVQ ldo+8(FP), CX
+	SHLQ $0x02, CX
+	MOVQ v+16(FP), DX
+	MOVQ p+24(FP), BX
+	MOVQ ldp+32(FP), SI
+	SHLQ $0x02, SI
+	MOVQ keys+40(FP), DI
+	MOVQ n+48(FP), R8
+	MOVQ ld+56(FP), R9
+	SHLQ $0x01, R9
+
+bf16w3wide:
+	CMPQ    R8, $0x20
+	JL      bf16w3narrow
+	MOVQ    AX, R13
+	ADDQ    CX, R13
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS 64(AX), Y2
+	VMOVUPS 96(AX), Y3
+	VMOVUPS (R13), Y4
+	VMOVUPS 32(R13), Y5
+	VMOVUPS 64(R13), Y6
+	VMOVUPS 96(R13), Y7
+	VMOVUPS (R13)(CX*1), Y8
+	VMOVUPS 32(R13)(CX*1), Y9
+	VMOVUPS 64(R13)(CX*1), Y10
+	VMOVUPS 96(R13)(CX*1), Y11
+	MOVQ    DX, R10
+	MOVQ    BX, R11
+	MOVQ    DI, R12
+
+bf16w3widekeys:
+	TESTQ          R12, R12
+	JZ             bf16w3widestore
+	VBROADCASTSS   (R11), Y12
+	VBROADCASTSS   (R11)(SI*1), Y13
+	VBROADCASTSS   (R11)(SI*2), Y14
+	VBROADCASTI128 (R10), Y15
+	VPSHUFB        bf16_shuf<>+0(SB), Y15, Y15
+	VFMADD231PS    Y15, Y12, Y0
+	VFMADD231PS    Y15, Y13, Y4
+	VFMADD231PS    Y15, Y14, Y8
+	VBROADCASTI128 16(R10), Y15
+	VPSHUFB        bf16_shuf<>+0(SB), Y15, Y15
+	VFMADD231PS    Y15, Y12, Y1
+	VFMADD231PS    Y15, Y13, Y5
+	VFMADD231PS    Y15, Y14, Y9
+	VBROADCASTI128 32(R10), Y15
+	VPSHUFB        bf16_shuf<>+0(SB), Y15, Y15
+	VFMADD231PS    Y15, Y12, Y2
+	VFMADD231PS    Y15, Y13, Y6
+	VFMADD231PS    Y15, Y14, Y10
+	VBROADCASTI128 48(R10), Y15
+	VPSHUFB        bf16_shuf<>+0(SB), Y15, Y15
+	VFMADD231PS    Y15, Y12, Y3
+	VFMADD231PS    Y15, Y13, Y7
+	VFMADD231PS    Y15, Y14, Y11
+	ADDQ           R9, R10
+	ADDQ           $0x04, R11
+	DECQ           R12
+	JMP            bf16w3widekeys
+
+bf16w3widestore:
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y1, 32(AX)
+	VMOVUPS Y2, 64(AX)
+	VMOVUPS Y3, 96(AX)
+	VMOVUPS Y4, (R13)
+	VMOVUPS Y5, 32(R13)
+	VMOVUPS Y6, 64(R13)
+	VMOVUPS Y7, 96(R13)
+	VMOVUPS Y8, (R13)(CX*1)
+	VMOVUPS Y9, 32(R13)(CX*1)
+	VMOVUPS Y10, 64(R13)(CX*1)
+	VMOVUPS Y11, 96(R13)(CX*1)
+	ADDQ    $0x00000080, AX
+	ADDQ    $0x00000040, DX
+	SUBQ    $0x00000020, R8
+	JMP     bf16w3wide
+
+bf16w3narrow:
+	CMPQ    R8, $0x08
+	JL      bf16w3done
+	MOVQ    AX, R13
+	ADDQ    CX, R13
+	VMOVUPS (AX), Y0
+	VMOVUPS (R13), Y4
+	VMOVUPS (R13)(CX*1), Y8
+	MOVQ    DX, R10
+	MOVQ    BX, R11
+	MOVQ    DI, R12
+
+bf16w3narrowkeys:
+	TESTQ          R12, R12
+	JZ             bf16w3narrowstore
+	VBROADCASTSS   (R11), Y12
+	VBROADCASTSS   (R11)(SI*1), Y13
+	VBROADCASTSS   (R11)(SI*2), Y14
+	VBROADCASTI128 (R10), Y15
+	VPSHUFB        bf16_shuf<>+0(SB), Y15, Y15
+	VFMADD231PS    Y15, Y12, Y0
+	VFMADD231PS    Y15, Y13, Y4
+	VFMADD231PS    Y15, Y14, Y8
+	ADDQ           R9, R10
+	ADDQ           $0x04, R11
+	DECQ           R12
+	JMP            bf16w3narrowkeys
+
+bf16w3narrowstore:
+	VMOVUPS Y0, (AX)
+	VMOVUPS Y4, (R13)
+	VMOVUPS Y8, (R13)(CX*1)
+	ADDQ    $0x00000020, AX
+	ADDQ    $0x00000010, DX
+	SUBQ    $0x00000008, R8
+	JMP     bf16w3narrow
+
+bf16w3done:
+	VZEROUPPER
+	RET
+
 // func scanBack16AVX2(dh *float32, cur *float32, prev *float32, av *float32, A *float32, gA *float32, B *float32, C *float32, dB *float32, dC *float32, s *float32, out *float32, nc int)
 // Requires: AVX, FMA3
 TEXT ·scanBack16AVX2(SB), NOSPLIT, $0-104

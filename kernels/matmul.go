@@ -316,6 +316,9 @@ type scratch struct {
 	blockOut []float32
 	// scores are Attention's attention weights of one query and head.
 	scores []float32
+	// Tiled Attention: the scores (then weights) of a tile's rows, its
+	// queries, a block of packed keys and the gemm tiles' partial sums.
+	attnS, attnX, attnO, attnP, attnAcc []float32
 }
 
 func newScratch() *scratch { return &scratch{} }

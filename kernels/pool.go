@@ -42,6 +42,7 @@ type pool struct {
 	matmul  matMulTask    // reused by MatMul
 	scan    scanTask      // reused by ScanSeq
 	attn    attnTask      // reused by Attention
+	attnS   []float32     // attentionSplit's scores of every head
 	xq      xQuant        // MatMul's int16 copy of x for int8 weights
 }
 

@@ -81,6 +81,11 @@ type Config struct {
 	UseMambapy            bool    `json:"use_mambapy"`
 	UseAssociativeScan    bool    `json:"use_associative_scan"`
 	DType                 string  `json:"dtype,omitempty"` // "dtype" or legacy "torch_dtype"
+	// LayerTypes is the mixer of each layer as transformers 5 may save it
+	// ("full_attention" or "linear_attention", also "attention" or
+	// "mamba"); when present it decides the layout, else the attention
+	// period and offset do.
+	LayerTypes []string `json:"layer_types,omitempty"`
 }
 
 // DefaultConfig returns JambaConfig's defaults (the Jamba-v0.1 shape).
@@ -190,6 +195,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	p.boolean("use_associative_scan", &c.UseAssociativeScan)
 	p.str("torch_dtype", &c.DType)
 	p.str("dtype", &c.DType)
+	p.strList("layer_types", &c.LayerTypes)
 	var legacyLogits bool
 	p.boolean("calc_logits_for_entire_prompt", &legacyLogits) // legacy; inert
 	if p.err != nil {
@@ -254,6 +260,16 @@ func (c *Config) Validate() error {
 	if c.AttnLayerOffset < 0 || c.AttnLayerOffset >= c.AttnLayerPeriod {
 		return &ConfigError{Key: "attn_layer_offset / attn_layer_period", Msg: fmt.Sprintf("offset %d must be in [0, %d)", c.AttnLayerOffset, c.AttnLayerPeriod)}
 	}
+	if c.LayerTypes != nil {
+		if len(c.LayerTypes) != c.NumHiddenLayers {
+			return &ConfigError{Key: "layer_types / num_hidden_layers", Msg: fmt.Sprintf("%d layer types for %d layers", len(c.LayerTypes), c.NumHiddenLayers)}
+		}
+		for i, t := range c.LayerTypes {
+			if _, ok := layerTypes[t]; !ok {
+				return &ConfigError{Key: fmt.Sprintf("layer_types[%d]", i), Msg: fmt.Sprintf("unknown layer type %q (want \"full_attention\" or \"linear_attention\")", t)}
+			}
+		}
+	}
 	if c.ExpertLayerOffset < 0 || c.ExpertLayerOffset >= c.ExpertLayerPeriod {
 		return &ConfigError{Key: "expert_layer_offset / expert_layer_period", Msg: fmt.Sprintf("offset %d must be in [0, %d)", c.ExpertLayerOffset, c.ExpertLayerPeriod)}
 	}
@@ -307,8 +323,19 @@ func (c *Config) HeadDimension() int {
 // InnerSize is the Mamba inner width mamba_expand × hidden_size.
 func (c *Config) InnerSize() int { return c.MambaExpand * c.HiddenSize }
 
-// Mixer returns the mixer kind of layer i.
+// layerTypes are the spellings of layer_types: transformers 5's and the
+// layers_block_type names.
+var layerTypes = map[string]MixerKind{
+	"full_attention": Attention, "attention": Attention,
+	"linear_attention": Mamba, "mamba": Mamba,
+}
+
+// Mixer returns the mixer kind of layer i: from layer_types when the config
+// has them, else from the attention period and offset.
 func (c *Config) Mixer(i int) MixerKind {
+	if c.LayerTypes != nil {
+		return layerTypes[c.LayerTypes[i]]
+	}
 	if i%c.AttnLayerPeriod == c.AttnLayerOffset {
 		return Attention
 	}
@@ -460,6 +487,19 @@ func (p *configParser) intOrList(key string, dst *[]int) {
 		out = append(out, n)
 	}
 	*dst = out
+}
+
+func (p *configParser) strList(key string, dst *[]string) {
+	v, ok := p.get(key)
+	if !ok || isNull(v) {
+		return
+	}
+	var list []string
+	if err := json.Unmarshal(v, &list); err != nil {
+		p.fail(key, "a list of strings", v)
+		return
+	}
+	*dst = list
 }
 
 func (p *configParser) number(key string, dst *float64) {

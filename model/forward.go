@@ -47,6 +47,8 @@ type Workspace struct {
 	// [tokens·H] (the embeddings, the outputs of layers 0..L−2, and the
 	// final-normed output of the last layer), tokens in batch order.
 	CaptureHidden bool
+	// Probe, when set, observes the pass from inside (see Probe).
+	Probe *Probe
 	// CaptureRouter makes Forward keep the router logits of every MoE layer,
 	// [tokens·E] each, in layer order.
 	CaptureRouter bool
@@ -69,6 +71,7 @@ type Workspace struct {
 	expRows                                [][]int
 	expWeights                             [][]float32
 	topIdx                                 []int
+	probeW                                 []float32
 
 	trace *finiteTrace // set while locating non-finite values (finite.go)
 }
@@ -168,6 +171,9 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 			ws.attention(l.Attn, li, xn, mix, caches)
 		case Mamba:
 			ws.mamba(l.Mamba, li, xn, mix, caches)
+		}
+		if ws.Probe != nil && ws.Probe.Mixer != nil {
+			ws.Probe.Mixer(li, mix[:total*H])
 		}
 		addTo(h, mix)
 		rmsNormRows(xn, h, l.PreFFNorm, eps)
@@ -270,6 +276,9 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches
 		l := &cs.Layers[li]
 		// Score buffers sized to the cache capacity, so that decode steps
 		// do not regrow them.
+		if ws.Probe != nil && ws.Probe.Attention != nil {
+			ws.probeAttention(li, s, q[r0*qd:r1*qd], l, r1-r0, past, scale)
+		}
 		if cs.Shape().KVBF16 {
 			kernels.AttentionBF16(att[r0*qd:r1*qd], q[r0*qd:r1*qd], l.K16, l.V16, r1-r0, past, nH, nKV, hd, scale, cap(l.K16)/kvd)
 		} else {
@@ -277,6 +286,20 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches
 		}
 	}
 	kernels.MatMul(out, att, total, a.O)
+}
+
+// probeAttention hands the attention weights of one sequence's new
+// queries q in layer li to the probe.
+func (ws *Workspace) probeAttention(li, s int, q []float32, l *cache.Layer, T, past int, scale float32) {
+	c := ws.m.Config
+	nH, nKV, hd := c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDimension()
+	w := buf.Grow(&ws.probeW, nH*T*(past+T))
+	if l.K16 != nil {
+		kernels.AttentionWeights(w, q, nil, l.K16, T, past, nH, nKV, hd, scale)
+	} else {
+		kernels.AttentionWeights(w, q, l.K, nil, T, past, nH, nKV, hd, scale)
+	}
+	ws.Probe.Attention(li, s, w, T, past)
 }
 
 // mamba runs the Mamba mixer with Jamba's dt/B/C RMSNorms for every sequence,
@@ -330,6 +353,10 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	y := buf.Grow(&ws.y, total*Di)
 	for s := 0; s < nseq; s++ {
 		r0, r1 := ws.seqStart[s], ws.seqStart[s+1]
+		if ws.Probe != nil && ws.Probe.Mamba != nil {
+			ws.Probe.Mamba(li, s, ScanInputs{T: r1 - r0, Di: Di, N: N, State: caches[s].Layers[li].SSM, A: w.A, D: w.D,
+				Delta: delta[r0*Di : r1*Di], X: xc[r0*Di : r1*Di], B: B[r0*N : r1*N], C: C[r0*N : r1*N]})
+		}
 		kernels.ScanSeq(caches[s].Layers[li].SSM, w.A, delta[r0*Di:r1*Di], xc[r0*Di:r1*Di],
 			B[r0*N:r1*N], C[r0*N:r1*N], w.D, y[r0*Di:r1*Di], r1-r0, Di, N)
 	}

@@ -39,6 +39,10 @@ type Model struct {
 	Dir string
 	// Generation holds generation_config.json when the checkpoint has one.
 	Generation GenerationConfig
+	// PackedExperts is set when the checkpoint stores each MoE layer's
+	// experts packed, as transformers 5 may save them (PackedGateUp,
+	// PackedDown), rather than one by one.
+	PackedExperts bool
 
 	set    *safetensors.Set
 	gg     *gguf.File         // the mapped GGUF file, for a model loaded from one

@@ -211,6 +211,57 @@ func (b *binder) unused() error {
 	return fmt.Errorf("model: %w in the checkpoint: %s%s (does config.json match the weights?)", ErrUnexpectedTensors, strings.Join(extra, ", "), more)
 }
 
+// The names, under a MoE layer's "feed_forward.", of the experts packed as
+// transformers 5 holds them in memory and may save them:
+// gate_up_proj [E, 2I, H] (each expert's gate rows, then its up rows) and
+// down_proj [E, H, I]. Checkpoints on the Hub store each expert apart.
+const (
+	PackedGateUp = "experts.gate_up_proj"
+	PackedDown   = "experts.down_proj"
+)
+
+// has reports whether the checkpoint holds a tensor.
+func (b *binder) has(name string) bool {
+	_, ok := b.set.Info(name)
+	return ok
+}
+
+// packedExperts binds the experts of one MoE layer from the packed
+// tensors, each expert's matrices a view into them (no copy for F32 and
+// BF16).
+func (b *binder) packedExperts(f string, c *Config, experts []MLPWeights) {
+	E, I, H := c.NumExperts, c.IntermediateSize, c.HiddenSize
+	gu, dn := f+PackedGateUp, f+PackedDown
+	b.specs[gu] = []int{E, 2 * I, H}
+	b.specs[dn] = []int{E, H, I}
+	gate, down := b.matrix(gu), b.matrix(dn)
+	if gate == nil || down == nil {
+		return
+	}
+	for j := range experts {
+		g := j * 2 * I * H // first element of expert j in gate_up_proj
+		d := j * H * I
+		experts[j] = MLPWeights{
+			Gate: subMatrix(gate, g, I, H),
+			Up:   subMatrix(gate, g+I*H, I, H),
+			Down: subMatrix(down, d, H, I),
+		}
+	}
+}
+
+// subMatrix views rows×cols elements of m's storage from element off.
+func subMatrix(m *kernels.Matrix, off, rows, cols int) *kernels.Matrix {
+	s := &kernels.Matrix{Rows: rows, Cols: cols, DType: m.DType}
+	n := rows * cols
+	switch m.DType {
+	case kernels.BF16:
+		s.BF16 = m.BF16[off : off+n : off+n]
+	default:
+		s.F32 = m.F32[off : off+n : off+n]
+	}
+	return s
+}
+
 // bind builds the layers of m from the checkpoint tensors.
 func (m *Model) bind(set *safetensors.Set) error {
 	c := m.Config
@@ -265,9 +316,14 @@ func (m *Model) bind(set *safetensors.Set) error {
 			l.MLP = &MLPWeights{Gate: b.matrix(f + "gate_proj.weight"), Up: b.matrix(f + "up_proj.weight"), Down: b.matrix(f + "down_proj.weight")}
 		case MoE:
 			moe := &MoEWeights{Router: b.matrix(f + "router.weight"), Experts: make([]MLPWeights, c.NumExperts)}
-			for j := range moe.Experts {
-				e := fmt.Sprintf("%sexperts.%d.", f, j)
-				moe.Experts[j] = MLPWeights{Gate: b.matrix(e + "gate_proj.weight"), Up: b.matrix(e + "up_proj.weight"), Down: b.matrix(e + "down_proj.weight")}
+			if b.has(f + PackedGateUp) {
+				b.packedExperts(f, c, moe.Experts)
+				m.PackedExperts = true
+			} else {
+				for j := range moe.Experts {
+					e := fmt.Sprintf("%sexperts.%d.", f, j)
+					moe.Experts[j] = MLPWeights{Gate: b.matrix(e + "gate_proj.weight"), Up: b.matrix(e + "up_proj.weight"), Down: b.matrix(e + "down_proj.weight")}
+				}
 			}
 			l.MoE = moe
 		}

@@ -72,11 +72,43 @@ type bpeJSON struct {
 
 func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
+// parseModel reads the "model" object of tokenizer.json with
+// encoding/json. It is the reference for fastModel, which reads the
+// vocabulary and merges of the same object without a value per entry.
 func parseModel(raw json.RawMessage) (*bpe, error) {
 	var j bpeJSON
 	if err := json.Unmarshal(raw, &j); err != nil {
 		return nil, fmt.Errorf("invalid: %v", err)
 	}
+	m, err := newBPE(&j)
+	if err != nil {
+		return nil, err
+	}
+	if isNull(j.Vocab) {
+		return nil, errors.New("field vocab: missing")
+	}
+	if err := json.Unmarshal(j.Vocab, &m.vocab); err != nil {
+		return nil, fmt.Errorf("field vocab: %v", err)
+	}
+	if err := m.indexVocab(j.UnkToken); err != nil {
+		return nil, err
+	}
+	merges, err := parseMerges(j.Merges)
+	if err != nil {
+		return nil, err
+	}
+	m.merges = make(map[uint64]mergeVal, len(merges))
+	var buf []byte
+	for i, mg := range merges {
+		if buf, err = m.addMerge(i, []byte(mg[0]), []byte(mg[1]), buf); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// newBPE checks the model's type and takes its options.
+func newBPE(j *bpeJSON) (*bpe, error) {
 	if j.Type == "" && j.Merges == nil {
 		return nil, errors.New("field type: missing")
 	}
@@ -90,16 +122,16 @@ func parseModel(raw json.RawMessage) (*bpe, error) {
 	if j.EndOfWordSuffix != nil {
 		m.suffix = *j.EndOfWordSuffix
 	}
-	if isNull(j.Vocab) {
-		return nil, errors.New("field vocab: missing")
-	}
-	if err := json.Unmarshal(j.Vocab, &m.vocab); err != nil {
-		return nil, fmt.Errorf("field vocab: %v", err)
-	}
+	return m, nil
+}
+
+// indexVocab checks the ids of m.vocab and builds the id → token tables,
+// the unknown token and the byte-fallback tokens.
+func (m *bpe) indexVocab(unk *string) error {
 	size := 0
 	for tok, id := range m.vocab {
 		if id < 0 || id >= maxID {
-			return nil, fmt.Errorf("field vocab: token %q has id %d out of range", tok, id)
+			return fmt.Errorf("field vocab: token %q has id %d out of range", tok, id)
 		}
 		if id+1 > size {
 			size = id + 1
@@ -109,53 +141,79 @@ func parseModel(raw json.RawMessage) (*bpe, error) {
 	m.has = make([]bool, size)
 	for tok, id := range m.vocab {
 		if m.has[id] {
-			return nil, fmt.Errorf("field vocab: id %d is given to both %q and %q", id, m.tokens[id], tok)
+			return fmt.Errorf("field vocab: id %d is given to both %q and %q", id, m.tokens[id], tok)
 		}
 		m.tokens[id] = tok
 		m.has[id] = true
 	}
-	if j.UnkToken != nil {
-		id, ok := m.vocab[*j.UnkToken]
+	if unk != nil {
+		id, ok := m.vocab[*unk]
 		if !ok {
-			return nil, fmt.Errorf("field unk_token: %q is not in the vocabulary", *j.UnkToken)
+			return fmt.Errorf("field unk_token: %q is not in the vocabulary", *unk)
 		}
 		m.unkID, m.hasUnk = id, true
 	}
+	name := []byte("<0x00>")
 	for b := 0; b < 256; b++ {
 		m.byteTok[b] = -1
-		if id, ok := m.vocab[fmt.Sprintf("<0x%02X>", b)]; ok {
+		name[3], name[4] = "0123456789ABCDEF"[b>>4], "0123456789ABCDEF"[b&15]
+		if id, ok := m.vocab[string(name)]; ok {
 			m.byteTok[b] = int32(id)
 		} else if m.byteFallback {
-			return nil, fmt.Errorf("field byte_fallback: true but token <0x%02X> is not in the vocabulary", b)
+			return fmt.Errorf("field byte_fallback: true but token <0x%02X> is not in the vocabulary", b)
 		}
 	}
-	merges, err := parseMerges(j.Merges)
+	return nil
+}
+
+// addMerge checks merge i, a and b, and records it; buf is scratch space,
+// returned for reuse.
+func (m *bpe) addMerge(i int, a, b, buf []byte) ([]byte, error) {
+	key, rid, buf, err := m.resolveMerge(i, a, b, buf)
 	if err != nil {
-		return nil, err
+		return buf, err
 	}
-	m.merges = make(map[uint64]mergeVal, len(merges))
+	m.recordMerge(i, key, rid, a, b)
+	return buf, nil
+}
+
+// resolveMerge checks merge i and finds the ids it joins and makes. It
+// only reads the vocabulary, so merges can be resolved in parallel.
+func (m *bpe) resolveMerge(i int, a, b, buf []byte) (key uint64, rid int32, _ []byte, _ error) {
+	aid, ok := m.vocab[string(a)]
+	if !ok {
+		return 0, 0, buf, fmt.Errorf("field merges[%d]: token %q is not in the vocabulary", i, a)
+	}
+	bid, ok := m.vocab[string(b)]
+	if !ok {
+		return 0, 0, buf, fmt.Errorf("field merges[%d]: token %q is not in the vocabulary", i, b)
+	}
 	plen := len(m.prefix)
-	for i, mg := range merges {
-		a, b := mg[0], mg[1]
-		aid, ok := m.vocab[a]
-		if !ok {
-			return nil, fmt.Errorf("field merges[%d]: token %q is not in the vocabulary", i, a)
-		}
-		bid, ok := m.vocab[b]
-		if !ok {
-			return nil, fmt.Errorf("field merges[%d]: token %q is not in the vocabulary", i, b)
-		}
-		if len(b) < plen || (plen < len(b) && !utf8.RuneStart(b[plen])) {
-			return nil, fmt.Errorf("field merges[%d]: right side %q is shorter than continuing_subword_prefix %q", i, b, m.prefix)
-		}
-		res := a + b[plen:]
-		rid, ok := m.vocab[res]
-		if !ok {
-			return nil, fmt.Errorf("field merges[%d]: result %q of merging %q and %q is not in the vocabulary", i, res, a, b)
-		}
-		m.merges[pairKey(int32(aid), int32(bid))] = mergeVal{int32(i), int32(rid)}
+	if len(b) < plen || (plen < len(b) && !utf8.RuneStart(b[plen])) {
+		return 0, 0, buf, fmt.Errorf("field merges[%d]: right side %q is shorter than continuing_subword_prefix %q", i, b, m.prefix)
 	}
-	return m, nil
+	buf = append(append(buf[:0], a...), b[plen:]...)
+	r, ok := m.vocab[string(buf)]
+	if !ok {
+		return 0, 0, buf, fmt.Errorf("field merges[%d]: result %q of merging %q and %q is not in the vocabulary", i, buf, a, b)
+	}
+	return pairKey(int32(aid), int32(bid)), int32(r), buf, nil
+}
+
+// recordMerge stores merge i (later merges of the same pair replace
+// earlier ones) and notes, for initChunking, which characters it joins.
+func (m *bpe) recordMerge(i int, key uint64, rid int32, a, b []byte) {
+	m.merges[key] = mergeVal{int32(i), rid}
+	ra, _ := utf8.DecodeLastRune(a)
+	rb, _ := utf8.DecodeRune(b)
+	if ra < 128 && rb < 128 {
+		m.asciiPair[ra*128+rb] = true
+	} else {
+		if m.pairs == nil {
+			m.pairs = map[uint64]struct{}{}
+		}
+		m.pairs[uint64(uint32(ra))<<32|uint64(uint32(rb))] = struct{}{}
+	}
 }
 
 // parseMerges reads merges as ["a b", ...] or [["a","b"], ...].
@@ -221,25 +279,16 @@ func (m *bpe) initByteLevel() {
 // initChunking computes which adjacent character pairs a merge can join.
 // A long piece can then be cut where no merge can ever cross, and the parts
 // encoded on their own (and cached) with the same result.
+// The pairs themselves (asciiPair, pairs) are noted by addMerge as the
+// merges are read.
 func (m *bpe) initChunking(byteLevel bool) {
 	if byteLevel || m.prefix != "" || m.suffix != "" {
+		m.pairs, m.asciiPair = nil, [128 * 128]bool{}
 		return
 	}
 	m.canChunk = true
-	m.pairs = map[uint64]struct{}{}
 	for c := 0; c < 128; c++ {
 		_, m.asciiSingle[c] = m.vocab[string(rune(c))]
-	}
-	for key := range m.merges {
-		a := m.tokens[int(key>>32)]
-		b := m.tokens[int(uint32(key))]
-		ra, _ := utf8.DecodeLastRuneInString(a)
-		rb, _ := utf8.DecodeRuneInString(b)
-		if ra < 128 && rb < 128 {
-			m.asciiPair[ra*128+rb] = true
-		} else {
-			m.pairs[uint64(uint32(ra))<<32|uint64(uint32(rb))] = struct{}{}
-		}
 	}
 }
 

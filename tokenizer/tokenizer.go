@@ -119,19 +119,11 @@ func isNull(raw json.RawMessage) bool {
 }
 
 func load(data, cfgData []byte) (*Tokenizer, error) {
-	var f fileJSON
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %v", err)
-	}
-	if isNull(f.Model) {
-		return nil, errors.New("field model: missing")
-	}
-	t := &Tokenizer{}
-	m, err := parseModel(f.Model)
+	f, m, err := loadModel(data)
 	if err != nil {
-		return nil, fmt.Errorf("field model: %w", err)
+		return nil, err
 	}
-	t.model = m
+	t := &Tokenizer{model: m}
 	if !isNull(f.Normalizer) {
 		if t.normalizer, err = parseNormalizer(f.Normalizer); err != nil {
 			return nil, fmt.Errorf("field normalizer: %w", err)
@@ -187,17 +179,35 @@ func load(data, cfgData []byte) (*Tokenizer, error) {
 	return t, nil
 }
 
+// loadModel reads the document and its model, by the fast path when it
+// can (fastload.go), else with encoding/json, which also words every error.
+func loadModel(data []byte) (fileJSON, *bpe, error) {
+	if f, m, err := fastLoad(data); err == nil {
+		return f, m, nil
+	}
+	return slowModel(data)
+}
+
+// slowModel is loadModel with encoding/json alone: the reference.
+func slowModel(data []byte) (fileJSON, *bpe, error) {
+	var f fileJSON
+	if err := json.Unmarshal(data, &f); err != nil {
+		return f, nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	if isNull(f.Model) {
+		return f, nil, errors.New("field model: missing")
+	}
+	m, err := parseModel(f.Model)
+	if err != nil {
+		return f, nil, fmt.Errorf("field model: %w", err)
+	}
+	return f, m, nil
+}
+
 func (t *Tokenizer) buildVocab(tokens []addedTokenJSON) error {
 	m := t.model
 	modelSize := len(m.vocab)
-	t.vocab = make(map[string]int, modelSize+len(tokens))
-	maxID := -1
-	for tok, id := range m.vocab {
-		t.vocab[tok] = id
-		if id > maxID {
-			maxID = id
-		}
-	}
+	maxID := len(m.tokens) - 1 // the largest id of the model vocab (indexVocab)
 	type entry struct {
 		tok addedToken
 		id  int
@@ -266,9 +276,18 @@ func (t *Tokenizer) buildVocab(tokens []addedTokenJSON) error {
 	t.idToTok = make([]string, size)
 	t.hasTok = make([]bool, size)
 	t.special = make([]bool, size)
-	for tok, id := range m.vocab {
-		t.idToTok[id] = tok
-		t.hasTok[id] = true
+	copy(t.idToTok, m.tokens)
+	copy(t.hasTok, m.has)
+	if newCount == 0 {
+		// Every added token is a model token with the same id: the
+		// model's map is the whole vocabulary (neither changes after
+		// loading).
+		t.vocab = m.vocab
+	} else {
+		t.vocab = make(map[string]int, modelSize+newCount)
+		for tok, id := range m.vocab {
+			t.vocab[tok] = id
+		}
 	}
 	var added []addedToken
 	for _, e := range list {

@@ -202,12 +202,12 @@ func demoChat(t *testing.T, maxTokens int) (func() *chatSession, *tokenizer.Toke
 		t.Fatal(err)
 	}
 	return func() *chatSession {
-		eng, err := newChatEngine(m)
+		eng, err := newChatEngine(m, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { eng.Close() })
-		s := &chatSession{eng: eng, tok: tok, tmpl: tmpl, special: special, stops: stops, maxTokens: maxTokens}
+		s := &chatSession{eng: eng, tok: tok, tmpl: tmpl, special: special, stops: stops, maxTokens: maxTokens, model: m}
 		s.reset()
 		return s
 	}, tok

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jamba-go/jamba/engine"
+	"github.com/jamba-go/jamba/hub"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 	"github.com/jamba-go/jamba/textgen"
@@ -76,10 +77,15 @@ special tokens, e.g. BOS); --ids gives the token ids directly. With
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "[--model DIR] [flags] [PROMPT]", `
+	fs := newFlagSet("run", "[--model DIR] [flags] [PROMPT] | [flags] ORG/NAME PROMPT", `
 Generates a continuation of PROMPT and streams it to the terminal. Without
 --model it uses the small demo model built into the binary (trained on Go
 source code). Without PROMPT it reads the prompt from stdin.
+
+As with ollama, the model can come first: 'jamba run org/name "Hello"'
+downloads org/name from the Hugging Face Hub on first use (see 'jamba pull').
+A first word of the form org/name followed by more words is taken as a model;
+quote a prompt that starts with such a word.
 
 The prompt's last token is healed: a prompt that ends inside a word or with a
 space ends with a token that rarely stands alone in training text (a lone
@@ -91,7 +97,15 @@ with its text. The output then continues the prompt as written.`, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	prompt := joinArgs(fs.Args())
+	rest := fs.Args()
+	if *g.model == "" && len(rest) >= 2 && hub.LooksLikeRef(rest[0]) {
+		p, err := resolveModelPath(rest[0], stderr)
+		if err != nil {
+			return err
+		}
+		*g.model, rest = p, rest[1:]
+	}
+	prompt := joinArgs(rest)
 	if prompt == "" {
 		data, err := io.ReadAll(stdin)
 		if err != nil {

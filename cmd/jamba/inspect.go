@@ -11,6 +11,7 @@ import (
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/safetensors"
 )
 
 func init() {
@@ -24,6 +25,8 @@ type inspectReport struct {
 	ParamsTotal      int64    `json:"params_total"`
 	ParamsActive     int64    `json:"params_active"`
 	WeightDType      string   `json:"weight_dtype"`
+	LayoutFrom       string   `json:"layout_from"`              // "layer_types" or "attn_layer_period"
+	Experts          string   `json:"experts_stored,omitempty"` // "packed" (transformers 5) or "per_expert"; "" without weights
 	BytesOnDisk      int64    `json:"bytes_on_disk"`
 	Context          int      `json:"context"`
 	KVCache16Bytes   int64    `json:"kv_cache_16bit_bytes"`
@@ -54,6 +57,7 @@ they are, every tensor is scanned for NaN and infinities first
 	var err error
 	name := *dir
 	var onDisk int64
+	var experts string
 	switch {
 	case *cfgPath != "":
 		data, rerr := safefile.ReadFile(*cfgPath, safefile.MaxConfig)
@@ -71,6 +75,9 @@ they are, every tensor is scanned for NaN and infinities first
 		cfg, err = model.LoadConfig(*dir)
 		if err == nil {
 			onDisk = weightFileBytes(*dir)
+		}
+		if err == nil {
+			experts = expertStorage(*dir, cfg)
 		}
 		if err == nil && onDisk > 0 && *checkFinite {
 			n, ferr := model.CheckDirFinite(*dir)
@@ -96,6 +103,7 @@ they are, every tensor is scanned for NaN and infinities first
 		n = cfg.MaxPositionEmbeddings
 	}
 	r := buildInspect(cfg, name, n, onDisk)
+	r.Experts = experts
 	if *asJSON {
 		b, _ := json.Marshal(r)
 		fmt.Fprintln(stdout, string(b))
@@ -124,9 +132,34 @@ func weightFileBytes(dir string) int64 {
 	return n
 }
 
+// expertStorage says how the checkpoint in dir stores its MoE experts:
+// "packed" (transformers 5's experts.gate_up_proj and experts.down_proj),
+// "per_expert" (experts.N.*, as on the Hub), or "" when it cannot tell.
+func expertStorage(dir string, cfg *model.Config) string {
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return ""
+	}
+	defer set.Close()
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		if cfg.FFN(i) != model.MoE {
+			continue
+		}
+		f := fmt.Sprintf("model.layers.%d.feed_forward.", i)
+		if _, ok := set.Info(f + model.PackedGateUp); ok {
+			return "packed"
+		}
+		return "per_expert"
+	}
+	return ""
+}
+
 func buildInspect(cfg *model.Config, name string, ctx int, onDisk int64) inspectReport {
 	total, active := cfg.ParamCount()
-	r := inspectReport{Model: name, ParamsTotal: total, ParamsActive: active, BytesOnDisk: onDisk, Context: ctx}
+	r := inspectReport{Model: name, ParamsTotal: total, ParamsActive: active, BytesOnDisk: onDisk, Context: ctx, LayoutFrom: "attn_layer_period"}
+	if cfg.LayerTypes != nil {
+		r.LayoutFrom = "layer_types"
+	}
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
 		r.Layers = append(r.Layers, cfg.Mixer(i).String()+"+"+cfg.FFN(i).String())
 	}
@@ -153,6 +186,18 @@ func printInspect(w io.Writer, cfg *model.Config, r inspectReport) {
 		cfg.HiddenSize, cfg.IntermediateSize, cfg.NumHiddenLayers, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDimension(), cfg.VocabSize)
 	fmt.Fprintf(w, "mamba: inner %d, state %d, conv %d, dt rank %d; experts %d (top-%d)\n\n",
 		cfg.InnerSize(), cfg.MambaDState, cfg.MambaDConv, cfg.MambaDtRank, cfg.NumExperts, cfg.NumExpertsPerTok)
+	switch r.Experts {
+	case "packed":
+		fmt.Fprintf(w, "experts stored packed, as transformers 5 saves them (experts.gate_up_proj [E, 2I, H], experts.down_proj [E, H, I])\n")
+	case "per_expert":
+		fmt.Fprintf(w, "experts stored one by one (experts.N.gate_proj / up_proj / down_proj)\n")
+	}
+	if r.LayoutFrom == "layer_types" {
+		fmt.Fprintf(w, "layer layout from layer_types\n")
+	}
+	if r.Experts != "" || r.LayoutFrom == "layer_types" {
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "layer  mixer      ffn\n")
 	var nAttn, nMoE int
 	for i := 0; i < cfg.NumHiddenLayers; i++ {

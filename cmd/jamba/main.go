@@ -95,11 +95,15 @@ func newFlagSet(name, usageLine, help string, stderr io.Writer) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: jamba %s %s\n\n%s\n\nFlags:\n", name, usageLine, strings.TrimSpace(help))
 		fs.PrintDefaults()
+		if fs.Lookup("model") != nil && name != "loadtest" {
+			fmt.Fprintf(fs.Output(), "\n%s\n", modelFlagNote)
+		}
 	}
 	return fs
 }
 
-// parseFlags parses args, mapping parse failures to errUsage.
+// parseFlags parses args, mapping parse failures to errUsage, and turns a
+// Hugging Face name given to --model into the local path of its files.
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -107,7 +111,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return nil
+	return resolveModelFlag(fs)
 }
 
 // stdin is where commands read interactive input; tests replace it.

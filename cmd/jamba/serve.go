@@ -79,6 +79,8 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	ctxLen := fs.Int("context", 0, fmt.Sprintf("tokens per sequence, prompt and output (default: the model's max_position_embeddings, at most %d)", defaultContextCap))
 	noReuse := fs.Bool("no-prefix-reuse", false, "compute every prompt whole, never continuing a finished request's state")
 	snapMiB := fs.Int("snapshot-mib", 64, "memory per slot for copies of the Mamba state taken along each request, for prompts that share only a beginning (0: none)")
+	stateDir := fs.String("state-dir", "", "keep the finished requests' states in this folder across restarts: written at shutdown, read at start, so a restarted server continues earlier conversations without computing them again")
+	stateMiB := fs.Int("state-mib", 4096, "most MiB written to --state-dir (the most recently used states first)")
 	stepTokens := fs.Int("step-tokens", model.PrefillChunk, "tokens per batch step: decode tokens first, then prompt chunks")
 	prefillChunk := fs.Int("prefill-chunk", 128, "prompt tokens per step while other streams decode: bounds how long a new prompt delays their next token")
 	timeout := fs.Duration("timeout", 10*time.Minute, "limit on one generation request (0: none)")
@@ -196,13 +198,17 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 			c = min(m.Config.MaxPositionEmbeddings, defaultContextCap)
 		}
 		eng, err = engine.New(m, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch), PrefillChunk: *prefillChunk,
-			NoPrefixReuse: *noReuse, SnapshotBytes: snapshotBytes(*snapMiB)})
+			NoPrefixReuse: *noReuse, SnapshotBytes: snapshotBytes(*snapMiB), StateDir: *stateDir, StateBytes: int64(*stateMiB) << 20})
 		if err != nil {
 			hs.Close()
 			m.Close()
 			return err
 		}
 		l.b.Engine = eng
+		if *stateDir != "" {
+			loaded, refused := eng.LoadedStates()
+			log.Info("states from --state-dir", "dir", *stateDir, "loaded", loaded, "refused", refused)
+		}
 		if err := srv.Ready(l.b); err != nil {
 			hs.Close()
 			eng.Close()
@@ -245,7 +251,9 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		time.Sleep(100 * time.Millisecond)
 		hs.Close()
 	}
-	eng.Close()
+	if err := eng.Close(); err != nil {
+		log.Warn("closing the engine", "error", err)
+	}
 	log.Info("stopped")
 	return nil
 }

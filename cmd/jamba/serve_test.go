@@ -209,6 +209,70 @@ func TestServeAPIKeyFile(t *testing.T) {
 	}
 }
 
+// TestServeStateDir: a server stopped with SIGTERM writes its finished
+// requests' states to --state-dir; the next server on that folder loads
+// them, and a request continuing an earlier prompt reports it cached.
+func TestServeStateDir(t *testing.T) {
+	guard := make(chan os.Signal, 1)
+	signal.Notify(guard, syscall.SIGTERM)
+	defer signal.Stop(guard)
+
+	dir := t.TempDir()
+	p := []int{1, 120, 340, 560, 780, 900, 1200, 33, 44, 55, 66, 77}
+	ids := func(extra ...int) string {
+		b, _ := json.Marshal(append(append([]int(nil), p...), extra...))
+		return string(b)
+	}
+	complete := func(url, prompt string) int {
+		t.Helper()
+		resp, err := http.Post(url+"/v1/completions", "application/json",
+			strings.NewReader(`{"prompt":`+prompt+`,"max_tokens":1,"temperature":0}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Usage struct {
+				Details struct {
+					Cached int `json:"cached_tokens"`
+				} `json:"prompt_tokens_details"`
+			} `json:"usage"`
+		}
+		if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&r) != nil {
+			t.Fatalf("completion: %s", resp.Status)
+		}
+		return r.Usage.Details.Cached
+	}
+	stop := func(done <-chan error, logs *lockedBuffer) {
+		t.Helper()
+		syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("serve returned %v\n%s", err, logs)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("serve still running after SIGTERM:\n%s", logs)
+		}
+	}
+
+	url, done, logs := startServe(t, "--max-batch", "2", "--grace", "1s", "--state-dir", dir)
+	// One token of output: the state then holds exactly the prompt.
+	if c := complete(url, ids()); c != 0 {
+		t.Fatalf("first request: %d cached", c)
+	}
+	stop(done, logs)
+
+	url, done, logs = startServe(t, "--max-batch", "2", "--grace", "1s", "--state-dir", dir)
+	if !strings.Contains(logs.String(), "loaded=1 refused=0") {
+		t.Errorf("logs after the restart:\n%s", logs)
+	}
+	if c := complete(url, ids(901, 902)); c != len(p) {
+		t.Errorf("after the restart the continuing request had %d tokens cached, want %d", c, len(p))
+	}
+	stop(done, logs)
+}
+
 // TestServeWithoutTokenizer: a checkpoint without tokenizer.json is refused
 // at load, naming the folder, as the other commands refuse it; with
 // --tokenizer it serves.

@@ -215,6 +215,121 @@ func genWeightedSum() {
 	for _, d := range floatTypes {
 		genWeightedSumType(d)
 	}
+	for _, d := range floatTypes {
+		genWeightedSum3Type(d)
+	}
+}
+
+// genWeightedSum3Type writes the weighted sum of 3 rows of weights over the
+// same values (3 queries or heads of a tile): each value vector is loaded
+// once for 3 fused multiply-adds, whose operations per output element are
+// those of weightedSum.
+func genWeightedSum3Type(d dtype) {
+	name := "weightedSum3" + d.title + "AVX2"
+	TEXT(name, NOSPLIT, "func(o *float32, ldo int, v *"+d.gotyp+", p *float32, ldp, keys, n, ld int)")
+	Pragma("noescape")
+	Doc(
+		name+" adds to each of 3 rows of o (row stride ldo) the rows of",
+		"v weighted by its row of p (row stride ldp), key by key in order for each",
+		"element (for each row of o, the same fused multiply-adds as one call of",
+		"weightedSum"+d.title+"AVX2); row j of v starts ld elements after row j-1; n is a",
+		"multiple of 8:",
+		"",
+		"\tfor r := 0; r < 3; r++ {",
+		"\t\tfor j := 0; j < keys; j++ {",
+		"\t\t\tfor i := 0; i < n; i++ {",
+		"\t\t\t\to[r*ldo+i] += p[r*ldp+j] * "+d.widen("v[j*ld+i]"),
+		"\t\t\t}",
+		"\t\t}",
+		"\t}",
+		"",
+		"It keeps 3 rows × 32 columns of o in registers while it runs over the keys.",
+	)
+	o := Load(Param("o"), GP64())
+	ldo := Load(Param("ldo"), GP64())
+	SHLQ(U8(2), ldo)
+	v := Load(Param("v"), GP64())
+	p := Load(Param("p"), GP64())
+	ldp := Load(Param("ldp"), GP64())
+	SHLQ(U8(2), ldp)
+	keys := Load(Param("keys"), GP64())
+	n := Load(Param("n"), GP64())
+	ld := Load(Param("ld"), GP64())
+	SHLQ(U8(d.shift()), ld)
+	acc := make([][]VecVirtual, 3)
+	for r := range acc {
+		acc[r] = make([]VecVirtual, 4)
+		for i := range acc[r] {
+			acc[r][i] = YMM()
+		}
+	}
+	b := []VecVirtual{YMM(), YMM(), YMM()}
+	tmp := YMM()
+	vp, pp, j, o2 := GP64(), GP64(), GP64(), GP64()
+	// row r of o (or p) is at base + r·ld: rows 0 and 1 by offset from
+	// one register, row 2 from base + 2·ld.
+	pass := func(label string, w int) {
+		MOVQ(o, o2)
+		ADDQ(ldo, o2)
+		for r := 0; r < 3; r++ {
+			for i := 0; i < w; i++ {
+				VMOVUPS(rowMem(o, o2, ldo, r).Offset(32*i), acc[r][i])
+			}
+		}
+		MOVQ(v, vp)
+		MOVQ(p, pp)
+		MOVQ(keys, j)
+		Label(label + "keys")
+		TESTQ(j, j)
+		JZ(LabelRef(label + "store"))
+		VBROADCASTSS(Mem{Base: pp}, b[0])
+		VBROADCASTSS(Mem{Base: pp, Index: ldp, Scale: 1}, b[1])
+		VBROADCASTSS(Mem{Base: pp, Index: ldp, Scale: 2}, b[2])
+		for i := 0; i < w; i++ {
+			d.load8(Mem{Base: vp}.Offset(8*d.size*i), tmp)
+			for r := 0; r < 3; r++ {
+				VFMADD231PS(tmp, b[r], acc[r][i])
+			}
+		}
+		ADDQ(ld, vp)
+		ADDQ(U8(4), pp)
+		DECQ(j)
+		JMP(LabelRef(label + "keys"))
+		Label(label + "store")
+		for r := 0; r < 3; r++ {
+			for i := 0; i < w; i++ {
+				VMOVUPS(acc[r][i], rowMem(o, o2, ldo, r).Offset(32*i))
+			}
+		}
+		ADDQ(U32(32*w), o)
+		ADDQ(U32(8*d.size*w), v)
+		SUBQ(U32(8*w), n)
+	}
+	Label(d.name + "w3wide")
+	CMPQ(n, U8(32))
+	JL(LabelRef(d.name + "w3narrow"))
+	pass(d.name+"w3wide", 4)
+	JMP(LabelRef(d.name + "w3wide"))
+	Label(d.name + "w3narrow")
+	CMPQ(n, U8(8))
+	JL(LabelRef(d.name + "w3done"))
+	pass(d.name+"w3narrow", 1)
+	JMP(LabelRef(d.name + "w3narrow"))
+	Label(d.name + "w3done")
+	VZEROUPPER()
+	RET()
+}
+
+// rowMem is row r (0, 1 or 2) of a matrix at base with row stride ld
+// bytes, where base1 = base + ld.
+func rowMem(base, base1, ld Register, r int) Mem {
+	switch r {
+	case 0:
+		return Mem{Base: base}
+	case 1:
+		return Mem{Base: base1}
+	}
+	return Mem{Base: base1, Index: ld, Scale: 1}
 }
 
 func genWeightedSumType(d dtype) {

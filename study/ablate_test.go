@@ -1,0 +1,108 @@
+package study
+
+import (
+	"context"
+	"encoding/csv"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/study/tasks"
+	"github.com/jamba-go/jamba/train"
+)
+
+func tinyAblation(t *testing.T) AblateOptions {
+	t.Helper()
+	all := Variants(8)
+	vs, err := SelectVariants(all, "mamba,1:7,1:3+moe,1:7-nonorm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := train.DefaultOptions()
+	o.Seq, o.Batch, o.Steps, o.Warmup, o.EvalEvery, o.EvalTokens = 40, 2, 3, 1, 2, 80
+	return AblateOptions{
+		Shape:    Shape{Vocab: tasks.Vocab, Hidden: 16, Layers: 8, Heads: 2, Intermediate: 24, DState: 4, Experts: 4},
+		Variants: vs, Seeds: 2, SeedVariants: []string{"mamba"},
+		Train: o, Tasks: tasks.All(), EvalExamples: 3, Workers: 2, Out: t.TempDir(),
+	}
+}
+
+// TestAblateTiny runs the whole driver on a budget of seconds: four
+// variants, a second seed for one, and checks the bookkeeping: every run's
+// tokens equal, active parameters matched, a line per run, task and size
+// in results.csv, the plots and a loadable checkpoint per run.
+func TestAblateTiny(t *testing.T) {
+	opts := tinyAblation(t)
+	rs, err := Ablate(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 5 {
+		t.Fatalf("%d runs, want 4 variants + 1 more seed", len(rs))
+	}
+	sizes := 0
+	for _, task := range opts.Tasks {
+		sizes += len(task.Sweep())
+	}
+	_, ref := opts.Shape.Config(Variant{AttnPeriod: 8, AttnOffset: 4}).ParamCount()
+	for _, r := range rs {
+		if !r.Complete() || r.Tokens != int64(opts.Train.Steps*opts.Train.Batch*opts.Train.Seq) {
+			t.Errorf("%s seed %d: %d of %d steps, %d tokens", r.Variant.Name, r.Seed, r.Steps, r.Planned, r.Tokens)
+		}
+		// The MLP width moves in steps of 8: one step changes the active
+		// count by 8·3·H per dense-equivalent MLP, 12 of them with MoE
+		// (4 dense + 4×2 experts) — 4608 at H = 16, under 6% of ~80k.
+		if d := math.Abs(float64(r.Active-ref)) / float64(ref); d > 0.06 {
+			t.Errorf("%s: %d active parameters, reference %d", r.Variant.Name, r.Active, ref)
+		}
+		if math.IsNaN(r.ValLoss) || len(r.Tasks) != sizes {
+			t.Errorf("%s: val loss %v, %d task results (want %d)", r.Variant.Name, r.ValLoss, len(r.Tasks), sizes)
+		}
+		m, err := model.Load(r.Dir, model.Options{})
+		if err != nil {
+			t.Fatalf("%s: checkpoint: %v", r.Variant.Name, err)
+		}
+		if r.Variant.NoInnerNorms == m.Config.MambaInnerLayernorms || (r.Variant.MoE != (m.Config.NumExperts > 1)) {
+			t.Errorf("%s: saved config does not match the variant", r.Variant.Name)
+		}
+		m.Close()
+	}
+	f, err := os.Open(filepath.Join(opts.Out, "results.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 1+len(rs)*sizes {
+		t.Fatalf("results.csv has %d lines, want %d", len(lines), 1+len(rs)*sizes)
+	}
+	for _, name := range []string{"loss.png", "tasks.png"} {
+		if st, err := os.Stat(filepath.Join(opts.Out, name)); err != nil || st.Size() == 0 {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestAblateTimeLimit: a budget that ends at once stops every run after
+// its first step, and the results say so.
+func TestAblateTimeLimit(t *testing.T) {
+	opts := tinyAblation(t)
+	opts.Variants = opts.Variants[:2]
+	opts.Seeds = 1
+	opts.Train.Steps = 20000 // far more than a second's worth
+	opts.TimeLimit = 1       // nanosecond: every run gets the one-second floor
+	rs, err := Ablate(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Complete() || r.Steps < 1 || math.IsNaN(r.ValLoss) {
+			t.Errorf("%s: %d of %d steps, val loss %v", r.Variant.Name, r.Steps, r.Planned, r.ValLoss)
+		}
+	}
+}
