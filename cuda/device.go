@@ -300,11 +300,9 @@ func (dev *Device) fn(name string) (uintptr, error) {
 // Kernel arguments travel as 8-byte slots: the driver reads as many bytes
 // of each as the kernel's parameter has (little-endian, so 4-byte ints and
 // floats sit in the low half).
-func pa(b Buf) uint64     { return b.Ptr }
 func ia(v int) uint64     { return uint64(uint32(int32(v))) }
 func la(v int64) uint64   { return uint64(v) }
 func fa(v float32) uint64 { return uint64(math.Float32bits(v)) }
-func pp(p uint64) uint64  { return p }
 
 // launch runs kernel name on a grid of blocks of threads.
 func (dev *Device) launch(name string, grid [2]int, threads int, args ...uint64) error {

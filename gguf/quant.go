@@ -126,9 +126,6 @@ func nearestInt(f float32) int {
 
 func putHalf(b []byte, f float32) { binary.LittleEndian.PutUint16(b, Float32ToF16(f)) }
 
-// fp16Round is GGML_FP16_TO_FP32(GGML_FP32_TO_FP16(f)).
-func fp16Round(f float32) float32 { return F16ToFloat32(Float32ToF16(f)) }
-
 func quantQ4_0(x []float32, b []byte, _ *quantScratch) {
 	var amax, max float32
 	for _, v := range x {

@@ -58,14 +58,6 @@ func (t ValueType) size() int {
 	return -1
 }
 
-func (t ValueType) isInt() bool {
-	switch t {
-	case TypeUint8, TypeInt8, TypeUint16, TypeInt16, TypeUint32, TypeInt32, TypeUint64, TypeInt64:
-		return true
-	}
-	return false
-}
-
 // Value is one metadata value. Its Go representation (Any) is one of
 // uint8, int8, uint16, int16, uint32, int32, float32, bool, string, uint64,
 // int64, float64, a slice of one of those for an array, or []Value for an

@@ -68,7 +68,7 @@ func TestFullDisk(t *testing.T) {
 		}
 		return nil
 	})
-	defer SetWriteHook(old)
+	defer func() { SetWriteHook(old) }()
 	err := WriteFile(p, []byte("much more than four bytes"))
 	if !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("err = %v, want ENOSPC", err)

@@ -13,7 +13,7 @@ import (
 // its own context is wrong).
 func solve(t *testing.T, task Task, ex Example, p int) int {
 	ctx := ex.Tokens[:p]
-	switch task.(type) {
+	switch f := task.(type) {
 	case MQAR:
 		// The value after the same key in the pairs part (before Sep).
 		key := ctx[p-1]
@@ -49,7 +49,6 @@ func solve(t *testing.T, task Task, ex Example, p int) int {
 		}
 	case FewShot:
 		// The label shown for an earlier input of the query's class.
-		f := task.(FewShot)
 		L := f.inLen()
 		query := ctx[p-1-L : p-1]
 		cls := f.Class(query)
