@@ -108,7 +108,8 @@ test('stop strings cut the output the same way streaming and not', async () => {
 
 test('errors come back as API errors', async () => {
   await assert.rejects(
-    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], n: 2 }),
+    // run.sh starts the server with --max-batch 4: 5 choices cannot run at once.
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], n: 5 }),
     (err) => err instanceof OpenAI.BadRequestError && err.status === 400 && err.param === 'n',
   );
   await assert.rejects(
@@ -148,4 +149,102 @@ test('an aborted stream frees its slot', async () => {
     assert.ok(Date.now() < deadline, 'the slot is still busy a second after the abort');
     await new Promise((r) => setTimeout(r, 20));
   }
+});
+
+async function promptTokensComputed() {
+  const metrics = await (await fetch(`${baseURL}/metrics`)).text();
+  return Number(/^jamba_prompt_tokens_total (\S+)$/m.exec(metrics)[1]);
+}
+
+test('n choices compute the prompt once', async () => {
+  // A prompt no earlier test sent, so none of it is continued from a
+  // finished request's state.
+  const prompt = 'type choiceTest struct { a, b int }\nfunc (c choiceTest) sum() int {';
+  const before = await promptTokensComputed();
+  const res = await client.completions.create({ model, prompt, n: 4, max_tokens: 8, seed: 3 });
+  assert.equal(res.choices.length, 4);
+  assert.deepEqual(res.choices.map((c) => c.index), [0, 1, 2, 3]);
+  assert.equal(res.usage.completion_tokens, 32);
+  assert.equal(res.usage.total_tokens, res.usage.prompt_tokens + 32);
+  assert.equal(await promptTokensComputed() - before, res.usage.prompt_tokens);
+  // Choice i is what one request with seed 3+i gives.
+  const one = await client.completions.create({ model, prompt, max_tokens: 8, seed: 5 });
+  assert.equal(res.choices[2].text, one.choices[0].text);
+
+  const chunks = await collect(await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'hi' }], n: 2, max_tokens: 5, seed: 1, stream: true,
+  }));
+  const texts = ['', ''];
+  for (const c of chunks) for (const ch of c.choices) texts[ch.index] += ch.delta.content ?? '';
+  const whole = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'hi' }], n: 2, max_tokens: 5, seed: 1,
+  });
+  assert.deepEqual(texts, whole.choices.map((c) => c.message.content));
+  await assert.rejects(
+    client.completions.create({ model, prompt: 'x', best_of: 2 }),
+    (err) => err instanceof OpenAI.BadRequestError && err.param === 'best_of',
+  );
+});
+
+test('logit_bias: +100 makes a token win, -100 removes it', async () => {
+  const prompt = 'func main() {';
+  const params = { model, prompt, max_tokens: 3, temperature: 0, logprobs: 0 };
+  const forced = await client.completions.create({ ...params, logit_bias: { 300: 100 } });
+  const toks = forced.choices[0].logprobs.tokens;
+  assert.equal(toks.length, 3);
+  assert.ok(toks.every((t) => t === toks[0]), `not one token three times: ${JSON.stringify(toks)}`);
+  // The greedy first token's id, from jamba generate; banned, another
+  // token comes first.
+  const out = execFileSync(process.env.JAMBA_BIN,
+    ['generate', '--prompt', prompt, '--max-tokens', '1', '--print-ids'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const first = Number(out.split('\n').at(-2));
+  const greedy = await client.completions.create(params);
+  const banned = await client.completions.create({ ...params, logit_bias: { [first]: -100 } });
+  assert.notEqual(banned.choices[0].logprobs.tokens[0], greedy.choices[0].logprobs.tokens[0]);
+});
+
+test('response_format json_schema: every choice is valid', async () => {
+  const schema = {
+    type: 'object',
+    properties: {
+      name: { type: 'string', maxLength: 12 },
+      age: { type: 'integer', minimum: 0, maximum: 120 },
+      role: { enum: ['admin', 'user'] },
+      tags: { type: 'array', items: { type: 'string', maxLength: 6 }, maxItems: 3 },
+    },
+    required: ['name', 'age', 'role'],
+    additionalProperties: false,
+  };
+  const res = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'a user as JSON' }], n: 3, seed: 4,
+    response_format: { type: 'json_schema', json_schema: { name: 'user', schema, strict: true } },
+  });
+  assert.equal(res.choices.length, 3);
+  for (const c of res.choices) {
+    assert.equal(c.finish_reason, 'stop');
+    const v = JSON.parse(c.message.content);
+    assert.deepEqual(Object.keys(v).filter((k) => !(k in schema.properties)), []);
+    assert.equal(typeof v.name, 'string');
+    assert.ok(v.name.length <= 12);
+    assert.ok(Number.isInteger(v.age) && v.age >= 0 && v.age <= 120);
+    assert.ok(['admin', 'user'].includes(v.role));
+    if (v.tags !== undefined) assert.ok(Array.isArray(v.tags) && v.tags.length <= 3);
+  }
+  const obj = await client.chat.completions.create({
+    model, messages: [{ role: 'user', content: 'json' }], max_tokens: 300, seed: 2,
+    response_format: { type: 'json_object' },
+  });
+  if (obj.choices[0].finish_reason === 'stop') {
+    const v = JSON.parse(obj.choices[0].message.content);
+    assert.equal(typeof v, 'object');
+    assert.ok(v !== null && !Array.isArray(v));
+  }
+  await assert.rejects(
+    client.chat.completions.create({
+      model, messages: [{ role: 'user', content: 'x' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'array', uniqueItems: true } } },
+    }),
+    (err) => err instanceof OpenAI.BadRequestError && err.code === 'unsupported_schema' && /uniqueItems/.test(err.message),
+  );
 });

@@ -180,6 +180,10 @@ type Request struct {
 	// TopLogprobs for that many most likely alternatives (at most 20).
 	Logprobs    bool
 	TopLogprobs int
+	// Constraint, when set, restricts the tokens generated (structured
+	// output); the request ends when it is Done. MinTokens does not apply
+	// then, and end-of-sequence ends the request even with IgnoreEOS.
+	Constraint Constraint
 }
 
 // MaxTopLogprobs is the most alternatives an event reports.
@@ -225,6 +229,7 @@ type Stream struct {
 	cachedTokens atomic.Int64
 
 	generated atomic.Int64
+	cancel    context.CancelFunc // SubmitGroup's per-choice context; nil: none
 }
 
 // Events returns the channel of the request's events. It is closed after
@@ -426,17 +431,10 @@ func (e *Engine) Submit(ctx context.Context, r Request) (*Stream, error) {
 	if err := e.Validate(&r); err != nil {
 		return nil, err
 	}
-	return e.submit(ctx, r)
+	return e.submit(ctx, r, nil)
 }
 
-// submit queues a validated request.
-func (e *Engine) submit(ctx context.Context, r Request) (*Stream, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := e.Err(); err != nil {
-		return nil, err
-	}
+func (e *Engine) newSeq(ctx context.Context, r Request) *seq {
 	s := &seq{
 		req: r,
 		ctx: ctx,
@@ -445,6 +443,23 @@ func (e *Engine) submit(ctx context.Context, r Request) (*Stream, error) {
 	s.limit = e.cfg.Context
 	if r.MaxTokens > 0 {
 		s.limit = min(s.limit, len(r.Prompt)+r.MaxTokens)
+	}
+	return s
+}
+
+// submit queues a validated request with the followers that continue
+// from its prompt (SubmitGroup).
+func (e *Engine) submit(ctx context.Context, r Request, followers []*seq) (*Stream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := e.Err(); err != nil {
+		return nil, err
+	}
+	s := e.newSeq(ctx, r)
+	s.group = followers
+	for _, f := range followers {
+		f.leader = s
 	}
 	e.mu.Lock()
 	switch {

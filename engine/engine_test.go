@@ -408,7 +408,7 @@ func TestPanicFailsOneRequest(t *testing.T) {
 	if e.Validate(&bad) == nil {
 		t.Fatal("validation accepted a bias outside the vocabulary")
 	}
-	sb, err := e.submit(context.Background(), bad)
+	sb, err := e.submit(context.Background(), bad, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

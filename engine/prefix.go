@@ -95,7 +95,10 @@ func snap(sl *slot, promptEnd bool) {
 // tokens they share (the slot is rewound to it); s then starts after them.
 // Otherwise: a free slot that holds nothing, or a new one while there are
 // fewer than MaxBatch, or else the free one left longest ago, reset.
-func (e *Engine) takeSlot(s *seq) *slot {
+//
+// fresh (a follower, which starts from its leader's state) skips the
+// search for a state to continue.
+func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 	p := s.req.Prompt
 	var sl *slot
 	best, bestPos, bestSnap := -1, 0, -1
@@ -104,7 +107,7 @@ func (e *Engine) takeSlot(s *seq) *slot {
 		if len(f.ids) == 0 && empty < 0 {
 			empty = i
 		}
-		if e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len != len(f.ids) {
+		if fresh || e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len != len(f.ids) {
 			continue
 		}
 		// At least the prompt's last token is computed, for its logits.

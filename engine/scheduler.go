@@ -25,8 +25,12 @@ type seq struct {
 
 	fed       int // prompt tokens already computed
 	generated int
-	chunk     int  // prompt tokens fed this step
-	samples   bool // this step's logits are to be sampled
+	// group are the followers of a leader (SubmitGroup): they take a copy
+	// of its state when its prompt is in. leader is set on a follower.
+	group   []*seq
+	leader  *seq
+	chunk   int  // prompt tokens fed this step
+	samples bool // this step's logits are to be sampled
 }
 
 func (e *Engine) run() {
@@ -147,7 +151,7 @@ func (e *Engine) step() {
 		budget = min(budget, e.cfg.PrefillChunk)
 	}
 	for _, s := range e.active {
-		if s.fed >= len(s.req.Prompt) || budget <= 0 {
+		if s.fed >= len(s.req.Prompt) || budget <= 0 || s.waiting() {
 			continue
 		}
 		n := min(len(s.req.Prompt)-s.fed, budget)
@@ -191,7 +195,14 @@ func (e *Engine) step() {
 		}
 		snap(sl, s.chunk > 0 && s.fed == len(s.req.Prompt))
 		if s.samples {
+			var forked []*seq
+			if len(s.group) > 0 && s.chunk > 0 {
+				forked = e.forkFollowers(s, i)
+			}
 			e.advance(s, i)
+			for _, f := range forked {
+				e.advance(f, i)
+			}
 		}
 	}
 	e.compact()
@@ -244,9 +255,9 @@ func (e *Engine) advance(s *seq, i int) {
 		return
 	}
 	r := &s.req
-	masked := s.generated < r.MinTokens
+	masked := s.generated < r.MinTokens && r.Constraint == nil
 	healing := s.generated == 0 && r.FirstAllowed != nil
-	if len(r.LogitBias) > 0 || masked || healing {
+	if len(r.LogitBias) > 0 || masked || healing || r.Constraint != nil {
 		x := sl.scratch[:len(logits)]
 		copy(x, logits)
 		for id, b := range r.LogitBias {
@@ -272,16 +283,30 @@ func (e *Engine) advance(s *seq, i int) {
 				x[id] = ninf
 			}
 		}
+		if r.Constraint != nil {
+			r.Constraint.Mask(x)
+		}
 		logits = x
 	}
 	id := sl.smp.Sample(logits)
 	if id < 0 {
+		// Every logit was finite: only the constraint (with the bias)
+		// can have left no token.
+		err := ErrConstraint
+		if r.Constraint == nil {
+			err = e.nonFinite(sl)
+		}
 		e.failures.Add(1)
-		e.finish(s, Event{Token: NoToken, Err: e.nonFinite(sl)})
+		e.finish(s, Event{Token: NoToken, Err: err})
 		return
 	}
-	if (!r.IgnoreEOS && e.m.IsEOS(id)) || contains(r.StopTokens, id) {
+	if ((!r.IgnoreEOS || r.Constraint != nil) && e.m.IsEOS(id)) || contains(r.StopTokens, id) {
 		e.finish(s, Event{Token: NoToken, Finish: model.FinishStop})
+		return
+	}
+	if r.Constraint != nil && !r.Constraint.Accept(id) {
+		e.failures.Add(1)
+		e.finish(s, Event{Token: NoToken, Err: ErrConstraint})
 		return
 	}
 	sl.smp.Accept(id)
@@ -300,6 +325,11 @@ func (e *Engine) advance(s *seq, i int) {
 				}
 			}
 		}
+	}
+	if r.Constraint != nil && r.Constraint.Done() {
+		ev.Finish = model.FinishStop
+		e.finish(s, ev)
+		return
 	}
 	// The token is fed at the next step: the cache then holds
 	// len(prompt)+generated tokens.
@@ -340,13 +370,19 @@ func (e *Engine) admit() {
 	}
 	clear(e.queue[len(q):])
 	e.queue = q
-	n := min(len(e.queue), e.cfg.MaxBatch-len(e.active))
+	// In arrival order, while the slots last; a group takes a slot per
+	// choice.
+	n, slots := 0, 0
+	for n < len(e.queue) && len(e.active)+slots+e.queue[n].slotsFor() <= e.cfg.MaxBatch {
+		slots += e.queue[n].slotsFor()
+		n++
+	}
 	admitted := append([]*seq(nil), e.queue[:n]...)
 	e.queue = append(e.queue[:0], e.queue[n:]...)
 	clear(e.queue[len(e.queue):cap(e.queue)])
 	// Count the admitted requests as active before they leave the queue's
 	// lock, so that no one sees them in neither place.
-	e.nActive.Store(int64(len(e.active) + n))
+	e.nActive.Store(int64(len(e.active) + slots))
 	e.mu.Unlock()
 
 	for _, s := range drop {
@@ -357,8 +393,7 @@ func (e *Engine) admit() {
 		} else {
 			e.cancels.Add(1)
 		}
-		s.out.events <- Event{Token: NoToken, Err: err}
-		close(s.out.events)
+		dropQueued(s, err)
 	}
 	if abort != nil {
 		for _, s := range e.active {
@@ -368,9 +403,13 @@ func (e *Engine) admit() {
 		e.compact()
 	}
 	for _, s := range admitted {
-		s.slot = e.takeSlot(s)
+		s.slot = e.takeSlot(s, false)
 		e.active = append(e.active, s)
 		e.requests.Add(1)
+		for _, f := range s.group {
+			f.slot = e.takeSlot(f, true)
+			e.active = append(e.active, f)
+		}
 	}
 	e.nActive.Store(int64(len(e.active)))
 }
@@ -385,6 +424,9 @@ func (e *Engine) finish(s *seq, ev Event) {
 	close(s.out.events)
 	e.free = append(e.free, s.slot)
 	s.slot = nil
+	if len(s.group) > 0 {
+		e.endFollowers(s, ev)
+	}
 }
 
 // compact removes finished sequences from e.active, keeping the order.
@@ -418,7 +460,6 @@ func (e *Engine) failAll(err error) {
 	e.queue = nil
 	e.mu.Unlock()
 	for _, s := range q {
-		s.out.events <- Event{Token: NoToken, Err: err}
-		close(s.out.events)
+		dropQueued(s, err)
 	}
 }

@@ -26,6 +26,9 @@ var requestSeeds = []string{
 	`{"prompt":[[1,2]],"stop":"a"}`,
 	`{"prompt":["text"],"presence_penalty":-2,"frequency_penalty":2,"repetition_penalty":1.5}`,
 	`{"messages":[{"role":"user","content":"a\ud800"}],"max_tokens":1e309}`,
+	`{"messages":[{"role":"user","content":"x"}],"n":3,"response_format":{"type":"json_schema","json_schema":{"name":"a","schema":{"type":"object","properties":{"a":{"type":"string"}}},"strict":true}}}`,
+	`{"prompt":"x","n":2,"best_of":2,"response_format":{"type":"json_object"}}`,
+	`{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":{"type":"function","function":{"name":"f"}}}`,
 	`{"a":1,"a":2}`,
 	`[]`, `{`, `{"messages":[{}]}`, `{"prompt":[4096]}`, ``,
 }
@@ -65,6 +68,12 @@ func checkDecoded(t *testing.T, g *genParams, e *apiError) bool {
 		if id < 0 || id >= fuzzVocab || b < -logitBiasLimit || b > logitBiasLimit {
 			t.Fatalf("logit bias %d: %v", id, b)
 		}
+	}
+	if g.N < 1 || g.N > maxChoices {
+		t.Fatalf("n = %d", g.N)
+	}
+	if f := g.format; f != nil && f.Type != "json_object" && f.Type != "json_schema" {
+		t.Fatalf("response_format type %q", f.Type)
 	}
 	for _, id := range g.StopTokenIDs {
 		if id < 0 || id >= fuzzVocab {

@@ -93,6 +93,13 @@ func (s *Server) chatPrompt(b *Backend, body []byte) (*genParams, []int, *apiErr
 	if len(req.Tools) > 0 {
 		req.genParams.tools = b.tools
 	}
+	if req.forced != nil {
+		if e := forceToolCall(b, req); e != nil {
+			return nil, nil, e
+		}
+	} else if len(req.Tools) > 0 {
+		constrainToolCalls(b, req)
+	}
 	return &req.genParams, ids, nil
 }
 
@@ -210,27 +217,28 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout-time.Since(start))
 		defer cancel()
 	}
-	st, err := b.Engine.Submit(ctx, engine.Request{
+	req := engine.Request{
 		Prompt: ids, MaxTokens: g.MaxTokens, MinTokens: minTokens, Sampling: g.Sampling,
 		IgnoreEOS: g.IgnoreEOS, StopTokens: g.StopTokenIDs, LogitBias: g.LogitBias,
 		Logprobs: g.Logprobs, TopLogprobs: g.TopLogprobs,
-	})
-	if err != nil {
-		var e *apiError
-		switch {
-		case errors.Is(err, engine.ErrQueueFull):
-			e = &apiError{status: http.StatusTooManyRequests, Type: typeRateLimit, retryAfter: time.Second,
-				Message: fmt.Sprintf("the server is busy: all %d slots are in use and %d requests are queued; retry later", b.Engine.Config().MaxBatch, b.Engine.Config().MaxQueue)}
-		case errors.Is(err, engine.ErrDraining):
-			e = unavailable("the server is shutting down")
-		case errors.Is(err, engine.ErrInvalidRequest):
-			e = badRequest("", "%v", err)
-		case ctx.Err() != nil:
-			return // the client is gone
-		default:
-			e = unavailable("the engine is not running")
-		}
+	}
+	constraint, e := s.constraints(b, g)
+	if e != nil {
 		writeError(w, e)
+		return
+	}
+	if g.N > 1 {
+		s.generateChoices(ctx, w, b, g, req, constraint, chatAPI, start)
+		return
+	}
+	if constraint != nil {
+		req.Constraint = constraint()
+	}
+	st, err := b.Engine.Submit(ctx, req)
+	if err != nil {
+		if e := submitError(ctx, b, err); e != nil {
+			writeError(w, e)
+		}
 		return
 	}
 	s.metrics.promptTokens.Add(float64(len(ids)))
@@ -274,6 +282,23 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 	} else {
 		s.log.Info("generation", append(attrs, "finish_reason", gen.finish)...)
 	}
+}
+
+// submitError is the API error for a refused submission; nil when the
+// client is gone.
+func submitError(ctx context.Context, b *Backend, err error) *apiError {
+	switch {
+	case errors.Is(err, engine.ErrQueueFull):
+		return &apiError{status: http.StatusTooManyRequests, Type: typeRateLimit, retryAfter: time.Second,
+			Message: fmt.Sprintf("the server is busy: all %d slots are in use and %d requests are queued; retry later", b.Engine.Config().MaxBatch, b.Engine.Config().MaxQueue)}
+	case errors.Is(err, engine.ErrDraining):
+		return unavailable("the server is shutting down")
+	case errors.Is(err, engine.ErrInvalidRequest):
+		return badRequest("", "%v", err)
+	case ctx.Err() != nil:
+		return nil
+	}
+	return unavailable("the engine is not running")
 }
 
 // run reads the engine's events until the request ends, handing released
@@ -376,6 +401,8 @@ func (gen *generation) failure(err error) *apiError {
 		return unavailable("the server shut down before the request finished")
 	case errors.Is(err, engine.ErrNonFinite):
 		return internalError("the model produced non-finite logits")
+	case errors.Is(err, engine.ErrConstraint):
+		return internalError("no token of the vocabulary can continue the response_format's JSON here (the logit bias may have removed them)")
 	}
 	if pe, ok := errors.AsType[*engine.PanicError](err); ok {
 		gen.s.log.Error("request failed on a recovered panic", "id", gen.id, "where", pe.Where, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))

@@ -266,7 +266,7 @@ func TestOpenAIErrors(t *testing.T) {
 		param  string
 		code   string
 	}{
-		{"n", openai.ChatCompletionNewParams{Model: demo.Name, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}, N: openai.Int(2)}, 400, "n", ""},
+		{"n", openai.ChatCompletionNewParams{Model: demo.Name, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}, N: openai.Int(3)}, 400, "n", ""},
 		{"model", openai.ChatCompletionNewParams{Model: "gpt-4o", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}, 404, "model", "model_not_found"},
 		{"context", openai.ChatCompletionNewParams{Model: demo.Name, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(long)}}, 400, "messages", "context_length_exceeded"},
 		{"max tokens", openai.ChatCompletionNewParams{Model: demo.Name, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}, MaxCompletionTokens: openai.Int(60)}, 400, "max_tokens", "context_length_exceeded"},

@@ -112,11 +112,11 @@ func (s *Server) admitPrompt(ctx context.Context, b *Backend) (release func(), e
 // bodyLimit is the largest request body that may hold a prompt that fits
 // the context: the prompt's text bound three times over (JSON escapes
 // such as \ud83d\ude00 for a 4-byte emoji), token ids written in up to 8
-// bytes each, a logit_bias entry for every vocabulary id, and 64 KiB for
-// the other fields.
+// bytes each, a logit_bias entry for every vocabulary id, a
+// response_format schema, and 64 KiB for the other fields.
 func (b *Backend) bodyLimit() int64 {
 	ctx := int64(b.Engine.Config().Context)
-	return 3*b.promptByteLimit() + 8*ctx + 24*int64(b.Engine.VocabSize()) + 64<<10
+	return 3*b.promptByteLimit() + 8*ctx + 24*int64(b.Engine.VocabSize()) + maxSchemaBytes + 64<<10
 }
 
 func (b *Backend) bodyTooLarge(n, limit int64) *apiError {

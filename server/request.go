@@ -27,11 +27,11 @@ const (
 // FixedLimits describes the request limits that no flag changes, for
 // help texts.
 func FixedLimits() string {
-	return fmt.Sprintf("n must be 1; stop: at most %d entries of at most %d bytes;\n"+
+	return fmt.Sprintf("n: at most %d and at most --max-batch; best_of is refused; stop: at most %d entries of at most %d bytes;\n"+
 		"logit_bias: at most %d entries, values clamped to ±%d; stop_token_ids: at most %d;\n"+
 		"messages: at most %d; tools: at most %d; top_logprobs (and completions logprobs): at most %d;\n"+
 		"max_tokens defaults to %d for /v1/completions and to the rest of the context for chat",
-		maxStops, maxStopBytes, maxLogitBias, logitBiasLimit, maxStopTokenIDs, maxMessages, maxTools, maxTopLogprobs, defaultMaxTokens)
+		maxChoices, maxStops, maxStopBytes, maxLogitBias, logitBiasLimit, maxStopTokenIDs, maxMessages, maxTools, maxTopLogprobs, defaultMaxTokens)
 }
 
 // genParams are the fields chat and text completions share, decoded and
@@ -50,6 +50,10 @@ type genParams struct {
 	IgnoreEOS    bool
 	StopTokenIDs []int
 	LogitBias    map[int]float32
+	// N is the number of choices (n).
+	N int
+	// format is response_format when it asks for JSON; nil: text.
+	format *responseFormat
 	// tools is the tool-call format to parse out of the output: set for a
 	// chat request with tools (and tool_choice not "none") when the
 	// template has one.
@@ -63,6 +67,11 @@ type chatRequest struct {
 	genParams
 	Messages []chat.Message
 	Tools    []any // nil: none
+	// toolParams are the tools' parameters schemas (nil: none given), and
+	// forced the tool_choice that requires a call; nil: auto.
+	toolNames  []string
+	toolParams []json.RawMessage
+	forced     *forcedTool
 }
 
 // completionRequest is a decoded POST /v1/completions body: the prompt is
@@ -124,14 +133,9 @@ func (f *fields) common(g *genParams, chatAPI bool) {
 		p.Seed, g.SeedSet = uint64(seed), true
 	}
 
-	var n int64
-	if f.integer("n", &n) && n != 1 {
-		if n < 1 {
-			f.fail(badRequest("n", "n must be at least 1, got %d", n))
-		} else {
-			f.fail(badRequest("n", "n must be 1: this server returns one choice per request, got %d", n))
-		}
-	}
+	g.N = 1
+	f.intIn("n", 1, maxChoices, &g.N)
+	f.bestOf()
 	f.stop(g)
 	f.boolean("ignore_eos", &g.IgnoreEOS)
 	if raw, ok := f.get("stop_token_ids"); ok {
@@ -270,7 +274,7 @@ func decodeChatRequest(body []byte, vocab int) (*chatRequest, *apiError) {
 		}
 	}
 	f.tools(r)
-	f.responseFormat()
+	f.responseFormat(&r.genParams)
 	return r, f.finish(&r.genParams)
 }
 
@@ -360,9 +364,9 @@ func joinTextParts(param string, raw json.RawMessage) (string, *apiError) {
 }
 
 // tools checks tools and tool_choice. Tools reach the chat template and
-// the server parses tool calls out of the output (toolcalls.go), but it
-// cannot force one, so only the choices "auto" and "none" can be
-// honoured.
+// the server parses tool calls out of the output (toolcalls.go); a
+// tool_choice of "required" or a named function forces a call
+// (forceToolCall).
 func (f *fields) tools(r *chatRequest) {
 	raw, hasTools := f.get("tools")
 	var names []string
@@ -397,7 +401,9 @@ func (f *fields) tools(r *chatRequest) {
 				return
 			}
 			names = append(names, *t.Function.Name)
+			r.toolParams = append(r.toolParams, t.Function.Parameters)
 		}
+		r.toolNames = names
 		v, err := chat.DecodeJSONOrdered(raw)
 		if err != nil {
 			f.fail(badRequest("tools", "tools is not valid JSON"))
@@ -421,7 +427,7 @@ func (f *fields) tools(r *chatRequest) {
 		case "none":
 			r.Tools = nil
 		case "required":
-			f.fail(badRequest("tool_choice", "tool_choice \"required\" is not supported: this server cannot force a tool call"))
+			r.forced = &forcedTool{}
 		default:
 			f.fail(badRequest("tool_choice", "tool_choice must be \"auto\", \"none\", \"required\" or a named function, got %s", quoteName(s)))
 		}
@@ -437,36 +443,13 @@ func (f *fields) tools(r *chatRequest) {
 		}
 		for _, n := range names {
 			if n == c.Function.Name {
-				f.fail(badRequest("tool_choice", "tool_choice naming a function is not supported: this server cannot force a tool call"))
+				r.forced = &forcedTool{name: n}
 				return
 			}
 		}
 		f.fail(badRequest("tool_choice", "tool_choice names %s, which is not among the tools", quoteName(c.Function.Name)))
 	default:
 		f.fail(badRequest("tool_choice", "tool_choice must be a string or an object, got %s", kind(choice)))
-	}
-}
-
-// responseFormat accepts {"type": "text"} only: JSON modes need
-// constrained decoding, which this server does not have.
-func (f *fields) responseFormat() {
-	raw, ok := f.get("response_format")
-	if !ok {
-		return
-	}
-	var rf struct {
-		Type *string `json:"type"`
-	}
-	if raw[0] != '{' || json.Unmarshal(raw, &rf) != nil || rf.Type == nil {
-		f.fail(badRequest("response_format", "response_format must be an object with a string type"))
-		return
-	}
-	switch *rf.Type {
-	case "text":
-	case "json_object", "json_schema":
-		f.fail(badRequest("response_format", "response_format %s is not supported: this server has no constrained decoding", quoteName(*rf.Type)))
-	default:
-		f.fail(badRequest("response_format", "response_format.type must be text, json_object or json_schema, got %s", quoteName(*rf.Type)))
 	}
 }
 
@@ -493,10 +476,7 @@ func decodeCompletionRequest(body []byte, vocab int) (*completionRequest, *apiEr
 	if f.str("suffix", &suffix) && suffix != "" {
 		f.fail(badRequest("suffix", "suffix is not supported: this model has no fill-in-the-middle mode"))
 	}
-	var bestOf int64
-	if f.integer("best_of", &bestOf) && bestOf != 1 {
-		f.fail(badRequest("best_of", "best_of must be 1, got %d", bestOf))
-	}
+	f.responseFormat(&r.genParams)
 	raw, ok := f.get("prompt")
 	if f.err == nil {
 		if !ok {

@@ -96,8 +96,9 @@ type Backend struct {
 	// the like, by name.
 	SpecialTokens map[string]string
 
-	anchor int         // an ordinary token to decode others after; -1: none
-	tools  *toolFormat // the template's tool-call markup; nil: none
+	anchor   int         // an ordinary token to decode others after; -1: none
+	tools    *toolFormat // the template's tool-call markup; nil: none
+	grammars *grammars   // response_format's compiled schemas
 
 	maxTokBytes int           // the most text bytes one token stands for (promptbound.go)
 	promptSem   chan struct{} // places for requests being read, decoded and tokenized
@@ -194,6 +195,7 @@ func (s *Server) Ready(b Backend) error {
 	}
 	b.anchor = -1
 	b.tools = toolFormatOf(b.Template.Source())
+	b.grammars = newGrammars()
 	b.maxTokBytes = maxTokenBytes(b.Tokenizer)
 	ec := b.Engine.Config()
 	b.promptSem = make(chan struct{}, max(1, ec.MaxBatch))
