@@ -74,9 +74,10 @@ tokenizer.json).`, stderr)
 	if err != nil {
 		return err
 	}
+	progress := newCountProgress(stderr, "tensor")
 	err = model.ConvertToGGUF(*src, *out, model.GGUFConvertOptions{Type: *typ, Name: *name, Tokenizer: kvs,
-		Progress: func(done, total int) { fmt.Fprintf(stderr, "\rtensor %d/%d", done, total) }})
-	fmt.Fprintln(stderr)
+		Progress: progress.update})
+	progress.end()
 	if err != nil {
 		return err
 	}

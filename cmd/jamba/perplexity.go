@@ -80,10 +80,9 @@ of each chunk is scored; the numbers compare with llama-perplexity -c N.`, stder
 		lossOver = gm.LossOverWindows
 	}
 	start := time.Now()
-	loss, n, err := lossOver(ids, *ctx, *maxTokens, func(done, total int) {
-		fmt.Fprintf(stderr, "\rwindow %d/%d", done, total)
-	})
-	fmt.Fprintln(stderr)
+	progress := newCountProgress(stderr, "window")
+	loss, n, err := lossOver(ids, *ctx, *maxTokens, progress.update)
+	progress.end()
 	if err != nil {
 		return err
 	}
@@ -110,10 +109,9 @@ func llamaPerplexity(m *loadedModel, encode func(string, bool) []int, bosOf func
 		bos = b // the tokenizer adds BOS: each chunk starts with it
 	}
 	start := time.Now()
-	loss, n, _, err := m.LossLlamaWindows(ids, ctx, chunks, bos, func(done, total int) {
-		fmt.Fprintf(stderr, "\rchunk %d/%d", done, total)
-	})
-	fmt.Fprintln(stderr)
+	progress := newCountProgress(stderr, "chunk")
+	loss, n, _, err := m.LossLlamaWindows(ids, ctx, chunks, bos, progress.update)
+	progress.end()
 	if err != nil {
 		return err
 	}
