@@ -233,7 +233,7 @@ func (m *Model) matrix(name string, parts ...*kernels.Matrix) (Matrix, error) {
 		dt = BF16
 	case kernels.F32:
 	default:
-		return Matrix{}, fmt.Errorf("cuda: %s: %v weights have no GPU kernels (load without --quantize)", name, parts[0].DType)
+		return Matrix{}, fmt.Errorf("cuda: %s: %v weights have no GPU kernels (float32 and bfloat16 only: load without --quantize; a quantized GGUF file can be turned into a folder with jamba convert --model F.gguf --output DIR)", name, parts[0].DType)
 	}
 	rows := 0
 	for _, p := range parts {
