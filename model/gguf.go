@@ -622,83 +622,44 @@ func viewU16(b []byte) ([]uint16, bool) {
 
 // bindGGUF builds the layers of m from the file's tensors.
 func (m *Model) bindGGUF(f *gguf.File) error {
-	c := m.Config
 	b := &ggBinder{f: f, specs: map[string][]int{}, used: map[string]bool{}}
-	for _, s := range c.Spec() {
+	for _, s := range m.Config.Spec() {
 		b.specs[s.Name] = s.Shape
 	}
-	m.Embed = b.matrix("model.embed_tokens.weight")
-	m.Layers = make([]Layer, c.NumHiddenLayers)
-	for i := range m.Layers {
-		p := fmt.Sprintf("model.layers.%d.", i)
-		l := &m.Layers[i]
-		l.Mixer, l.FFN = c.Mixer(i), c.FFN(i)
-		l.InputNorm = b.vector(p + "input_layernorm.weight")
-		l.PreFFNorm = b.vector(p + "pre_ff_layernorm.weight")
-		switch l.Mixer {
-		case Attention:
-			a := p + "self_attn."
-			l.Attn = &AttnWeights{Q: b.matrix(a + "q_proj.weight"), K: b.matrix(a + "k_proj.weight"),
-				V: b.matrix(a + "v_proj.weight"), O: b.matrix(a + "o_proj.weight")}
-		case Mamba:
-			q := p + "mamba."
-			w := &MambaWeights{}
-			w.InProj = b.matrix(q + "in_proj.weight")
-			if c.MambaProjBias {
-				w.InBias = b.vector(q + "in_proj.bias")
-				w.OutBias = b.vector(q + "out_proj.bias")
-			}
-			w.ConvW = b.vector(q + "conv1d.weight")
-			if c.MambaConvBias {
-				w.ConvB = b.vector(q + "conv1d.bias")
-			}
-			w.XProj = b.matrix(q + "x_proj.weight")
-			if c.MambaInnerLayernorms {
-				w.DtNorm = b.vector(q + "dt_layernorm.weight")
-				w.BNorm = b.vector(q + "b_layernorm.weight")
-				w.CNorm = b.vector(q + "c_layernorm.weight")
-			}
-			w.DtProj = b.matrix(q + "dt_proj.weight")
-			w.DtBias = b.vector(q + "dt_proj.bias")
-			w.A = b.vector(q + "A_log") // ssm_a: A itself
-			w.D = b.vector(q + "D")
-			w.OutProj = b.matrix(q + "out_proj.weight")
-			if w.A != nil {
-				w.ALog = make([]float32, len(w.A))
-				for j, a := range w.A {
-					if !(a < 0) {
-						b.fail(q+"A_log", fmt.Sprintf("blk.%d.ssm_a", i), fmt.Sprintf("A[%d] = %v; ssm_a holds −exp(A_log), which is negative", j, a))
-						break
-					}
-					w.ALog[j] = float32(math.Log(-float64(a)))
-				}
-			}
-			l.Mamba = w
-		}
-		fp := p + "feed_forward."
-		switch l.FFN {
-		case Dense:
-			l.MLP = &MLPWeights{Gate: b.matrix(fp + "gate_proj.weight"), Up: b.matrix(fp + "up_proj.weight"), Down: b.matrix(fp + "down_proj.weight")}
-		case MoE:
-			moe := &MoEWeights{Router: b.matrix(fp + "router.weight"), Experts: make([]MLPWeights, c.NumExperts)}
-			for j := range moe.Experts {
-				e := fmt.Sprintf("%sexperts.%d.", fp, j)
-				moe.Experts[j] = MLPWeights{Gate: b.matrix(e + "gate_proj.weight"), Up: b.matrix(e + "up_proj.weight"), Down: b.matrix(e + "down_proj.weight")}
-			}
-			l.MoE = moe
-		}
+	return m.bindLayers(b)
+}
+
+// mambaA reads A as llama.cpp stores it (ssm_a = -exp(A_log)) and derives
+// A_log for training and saving.
+func (b *ggBinder) mambaA(q string, i int) (a, aLog []float32) {
+	a = b.vector(q + "A_log") // ssm_a: A itself
+	if a == nil {
+		return nil, nil
 	}
-	m.FinalNorm = b.vector("model.final_layernorm.weight")
-	if c.TieWordEmbeddings {
-		m.LMHead = m.Embed
-	} else {
-		m.LMHead = b.matrix("lm_head.weight")
+	aLog = make([]float32, len(a))
+	for j, v := range a {
+		if !(v < 0) {
+			b.fail(q+"A_log", fmt.Sprintf("blk.%d.ssm_a", i), fmt.Sprintf("A[%d] = %v; ssm_a holds −exp(A_log), which is negative", j, v))
+			break
+		}
+		aLog[j] = float32(math.Log(-float64(v)))
 	}
+	return a, aLog
+}
+
+// experts binds the experts of one layer; a GGUF file stacks each
+// projection of all experts in one tensor, which matrix slices.
+func (b *ggBinder) experts(f string, out []MLPWeights) bool {
+	bindExperts(b, f, out)
+	return false
+}
+
+func (b *ggBinder) done() error {
 	if b.err != nil {
 		return b.err
 	}
 	var extra []string
-	for _, t := range f.Tensors() {
+	for _, t := range b.f.Tensors() {
 		if !b.used[t.Name] {
 			extra = append(extra, t.Name)
 		}

@@ -79,13 +79,14 @@ var ErrUnexpectedTensors = errors.New("unexpected tensors")
 // against the config's Spec and remembers which names were used.
 type binder struct {
 	set   *safetensors.Set
+	cfg   *Config
 	specs map[string][]int
 	used  map[string]bool
 	err   error
 }
 
 func newBinder(set *safetensors.Set, cfg *Config) *binder {
-	b := &binder{set: set, specs: map[string][]int{}, used: map[string]bool{}}
+	b := &binder{set: set, cfg: cfg, specs: map[string][]int{}, used: map[string]bool{}}
 	for _, s := range cfg.Spec() {
 		b.specs[s.Name] = s.Shape
 	}
@@ -229,7 +230,8 @@ func (b *binder) has(name string) bool {
 // packedExperts binds the experts of one MoE layer from the packed
 // tensors, each expert's matrices a view into them (no copy for F32 and
 // BF16).
-func (b *binder) packedExperts(f string, c *Config, experts []MLPWeights) {
+func (b *binder) packedExperts(f string, experts []MLPWeights) {
+	c := b.cfg
 	E, I, H := c.NumExperts, c.IntermediateSize, c.HiddenSize
 	gu, dn := f+PackedGateUp, f+PackedDown
 	b.specs[gu] = []int{E, 2 * I, H}
@@ -262,10 +264,32 @@ func subMatrix(m *kernels.Matrix, off, rows, cols int) *kernels.Matrix {
 	return s
 }
 
+// weightSource is where bindLayers finds a checkpoint's tensors by their
+// Hugging Face names: a safetensors set (binder) or a GGUF file (ggBinder).
+// Both record the first failure and return nil from then on.
+type weightSource interface {
+	matrix(name string) *kernels.Matrix
+	vector(name string) []float32
+	// mambaA returns A and A_log of the Mamba mixer whose names start with
+	// q (layer i): one is stored, the other derived.
+	mambaA(q string, i int) (a, aLog []float32)
+	// experts binds the experts of the MoE block whose names start with f
+	// and reports whether they were stored packed (transformers 5).
+	experts(f string, out []MLPWeights) (packed bool)
+	// done returns the first failure, or an error naming the tensors no
+	// layer took.
+	done() error
+}
+
 // bind builds the layers of m from the checkpoint tensors.
 func (m *Model) bind(set *safetensors.Set) error {
+	return m.bindLayers(newBinder(set, m.Config))
+}
+
+// bindLayers builds the layers of m from src, the one walk over the
+// config's layer layout for every checkpoint format.
+func (m *Model) bindLayers(b weightSource) error {
 	c := m.Config
-	b := newBinder(set, c)
 	m.Embed = b.matrix("model.embed_tokens.weight")
 	m.Layers = make([]Layer, c.NumHiddenLayers)
 	for i := range m.Layers {
@@ -299,15 +323,9 @@ func (m *Model) bind(set *safetensors.Set) error {
 			}
 			w.DtProj = b.matrix(q + "dt_proj.weight")
 			w.DtBias = b.vector(q + "dt_proj.bias")
-			w.ALog = b.vector(q + "A_log")
+			w.A, w.ALog = b.mambaA(q, i)
 			w.D = b.vector(q + "D")
 			w.OutProj = b.matrix(q + "out_proj.weight")
-			if w.ALog != nil {
-				w.A = make([]float32, len(w.ALog))
-				for j, v := range w.ALog {
-					w.A[j] = -float32(math.Exp(float64(v)))
-				}
-			}
 			l.Mamba = w
 		}
 		f := p + "feed_forward."
@@ -316,14 +334,8 @@ func (m *Model) bind(set *safetensors.Set) error {
 			l.MLP = &MLPWeights{Gate: b.matrix(f + "gate_proj.weight"), Up: b.matrix(f + "up_proj.weight"), Down: b.matrix(f + "down_proj.weight")}
 		case MoE:
 			moe := &MoEWeights{Router: b.matrix(f + "router.weight"), Experts: make([]MLPWeights, c.NumExperts)}
-			if b.has(f + PackedGateUp) {
-				b.packedExperts(f, c, moe.Experts)
+			if b.experts(f, moe.Experts) {
 				m.PackedExperts = true
-			} else {
-				for j := range moe.Experts {
-					e := fmt.Sprintf("%sexperts.%d.", f, j)
-					moe.Experts[j] = MLPWeights{Gate: b.matrix(e + "gate_proj.weight"), Up: b.matrix(e + "up_proj.weight"), Down: b.matrix(e + "down_proj.weight")}
-				}
 			}
 			l.MoE = moe
 		}
@@ -334,10 +346,44 @@ func (m *Model) bind(set *safetensors.Set) error {
 	} else {
 		m.LMHead = b.matrix("lm_head.weight")
 	}
+	return b.done()
+}
+
+// mambaA reads A_log as stored and derives A = -exp(A_log).
+func (b *binder) mambaA(q string, _ int) (a, aLog []float32) {
+	aLog = b.vector(q + "A_log")
+	if aLog != nil {
+		a = make([]float32, len(aLog))
+		for j, v := range aLog {
+			a[j] = -float32(math.Exp(float64(v)))
+		}
+	}
+	return a, aLog
+}
+
+// experts binds per-expert tensors, or the packed pair transformers 5 saves.
+func (b *binder) experts(f string, out []MLPWeights) bool {
+	if b.has(f + PackedGateUp) {
+		b.packedExperts(f, out)
+		return true
+	}
+	bindExperts(b, f, out)
+	return false
+}
+
+func (b *binder) done() error {
 	if b.err != nil {
 		return b.err
 	}
 	return b.unused()
+}
+
+// bindExperts binds the experts stored one by one under f.
+func bindExperts(b weightSource, f string, out []MLPWeights) {
+	for j := range out {
+		e := fmt.Sprintf("%sexperts.%d.", f, j)
+		out[j] = MLPWeights{Gate: b.matrix(e + "gate_proj.weight"), Up: b.matrix(e + "up_proj.weight"), Down: b.matrix(e + "down_proj.weight")}
+	}
 }
 
 // Matrices calls fn for every linear weight of the model with its checkpoint
