@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/jamba-go/jamba/internal/atomicfile"
 )
 
 // Version is the GGUF version the writer produces.
@@ -30,7 +30,7 @@ type Tensor struct {
 // multiple. Errors are sticky: after the first one every call returns it.
 type Writer struct {
 	path    string // final path; "" for NewWriter
-	file    *os.File
+	file    *atomicfile.File
 	bw      *bufio.Writer
 	tensors []TensorInfo
 	align   int64
@@ -47,14 +47,17 @@ type Writer struct {
 //
 // The data goes to a temporary file beside path, which Close syncs and
 // renames to path once every tensor has been written, so an interrupted
-// write never leaves a partial file at path.
+// write never leaves a partial file at path. A symbolic link stays a link
+// (its target is written), a device or pipe (/dev/stdout) is written
+// through, and a folder or socket is refused, as for every output file of
+// the project (package internal/atomicfile).
 func Create(path string, kvs []KV, tensors []TensorInfo) (*Writer, error) {
 	hdr, infos, align, err := buildHeader(kvs, tensors)
 	if err != nil {
 		err.File = path
 		return nil, err
 	}
-	f, ferr := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	f, ferr := atomicfile.Create(path)
 	if ferr != nil {
 		return nil, &Error{File: path, Err: ferr}
 	}
@@ -91,8 +94,7 @@ func (w *Writer) abort(err error) {
 	}
 	w.err = err
 	if w.file != nil {
-		w.file.Close()
-		os.Remove(w.file.Name())
+		w.file.Abort()
 		w.file = nil
 	}
 }
@@ -192,39 +194,15 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	if w.file != nil {
-		if err := w.file.Sync(); err != nil {
-			w.abort(err)
-			return w.err
-		}
-		name := w.file.Name()
-		err := w.file.Close()
+		err := w.file.Commit()
 		w.file = nil
-		if err == nil {
-			err = os.Chmod(name, 0o644)
-		}
-		if err == nil {
-			err = os.Rename(name, w.path)
-		}
 		if err != nil {
-			os.Remove(name)
 			w.err = &Error{File: w.path, Err: err}
 			return w.err
 		}
-		syncDir(filepath.Dir(w.path))
 	}
 	w.done = true
 	return nil
-}
-
-// syncDir makes a rename durable where the platform allows it; errors are
-// ignored (some systems cannot sync directories).
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	d.Sync()
-	d.Close()
 }
 
 // WriteFile writes a whole GGUF file atomically (see Create).

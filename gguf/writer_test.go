@@ -313,3 +313,32 @@ func TestWriterErrors(t *testing.T) {
 		t.Errorf("write after Close: %v", err)
 	}
 }
+
+// TestWriterKeepsLink: writing through a symbolic link writes its target
+// and leaves the link a link; a folder as the path is refused.
+func TestWriterKeepsLink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "real.gguf")
+	link := filepath.Join(dir, "link.gguf")
+	if err := os.WriteFile(target, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	tensors := testTensors()
+	if err := WriteFile(link, allValues(), tensors); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v, %v", fi, err)
+	}
+	f, err := Open(target)
+	if err != nil {
+		t.Fatalf("the link's target is not the written file: %v", err)
+	}
+	f.Close()
+	if err := WriteFile(dir, allValues(), tensors); err == nil {
+		t.Errorf("writing to a folder succeeded")
+	}
+}
