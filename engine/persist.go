@@ -8,9 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/jamba-go/jamba/cache"
+	"github.com/jamba-go/jamba/internal/atomicfile"
 	"github.com/jamba-go/jamba/sample"
 )
 
@@ -77,8 +77,8 @@ func (e *Engine) saveStates() error {
 		b.Write(sum[:])
 		// Older slots get lower numbers: loading keeps their order.
 		name := filepath.Join(dir, fmt.Sprintf("slot-%s-%03d%s", id[:12], i, stateExt))
-		if err := writeAtomic(name, b.Bytes()); err != nil {
-			return err
+		if err := atomicfile.WriteFile(name, b.Bytes()); err != nil {
+			return fmt.Errorf("engine state: %w", err)
 		}
 		keep[name] = true
 	}
@@ -166,29 +166,4 @@ func (e *Engine) readState(path, identity string) (*slot, error) {
 		topIDs:  make([]int, MaxTopLogprobs),
 		topLP:   make([]float32, MaxTopLogprobs),
 	}, nil
-}
-
-// writeAtomic writes data to a temporary file beside path, syncs it and
-// renames it over path.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+strings.TrimSuffix(filepath.Base(path), stateExt)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("engine state %s: %w", path, err)
-	}
-	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/jamba-go/jamba/internal/atomicfile"
 )
 
 // CacheDir is the cache huggingface_hub uses: $HF_HUB_CACHE, else
@@ -112,7 +114,7 @@ func (c repoCache) writeRef(rev, commit string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomic(p, []byte(commit))
+	return atomicfile.WriteFile(p, []byte(commit))
 }
 
 // link makes snapshots/COMMIT/FILE a relative symlink to blobs/ETAG,
@@ -134,31 +136,6 @@ func (c repoCache) link(commit, file, etag string) error {
 	if err := os.Rename(tmp, dst); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("linking %s: %w", dst, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to a temporary file beside p, syncs it and
-// renames it over p.
-func writeFileAtomic(p string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", p, err)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jamba-go/jamba/internal/atomicfile"
 	"github.com/jamba-go/jamba/study/tasks"
 	"github.com/jamba-go/jamba/train"
 )
@@ -281,8 +282,7 @@ func fileName(s string) string {
 // final validation loss, and the task's loss, accuracy and format rate.
 // The file is written atomically.
 func WriteResultsCSV(path string, rs []*RunResult) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return err
 	}
@@ -304,13 +304,10 @@ func WriteResultsCSV(path string, rs []*RunResult) error {
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {
-		f.Close()
+		f.Abort()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return f.Commit()
 }
 
 // WriteSummary prints a table of the runs: per variant, the mean and range

@@ -2,7 +2,6 @@ package study
 
 import (
 	"fmt"
-	"os"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/palette/moreland"
@@ -10,6 +9,8 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"github.com/jamba-go/jamba/internal/atomicfile"
 )
 
 // headGrid is one head's map as a plotter.GridXYZ: column = key, row =
@@ -88,16 +89,13 @@ func PlotAttention(path string, a *AttentionMap, scores []HeadScores) error {
 
 // writePNG writes a canvas as a PNG file, atomically.
 func writePNG(path string, img *vgimg.Canvas) error {
-	f, err := os.Create(path + ".tmp")
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return err
 	}
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
-		f.Close()
+		f.Abort()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return f.Commit()
 }

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/jamba-go/jamba/chat"
+	"github.com/jamba-go/jamba/internal/atomicfile"
 )
 
 // `jamba chat --session FILE` keeps the conversation in FILE and the
@@ -132,7 +132,10 @@ func (s *chatSession) saveSession(path string) error {
 	b.Write(js)
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
-	return writeFileAtomic(path, b.Bytes())
+	if err := atomicfile.WriteFile(path, b.Bytes()); err != nil {
+		return fmt.Errorf("saving the session: %w", err)
+	}
+	return nil
 }
 
 // loadSession restores the conversation saved in path. A file that is
@@ -173,35 +176,6 @@ func (s *chatSession) loadSession(path string) error {
 	s.msgs = s.msgs[:0]
 	for _, m := range meta.Messages {
 		s.msgs = append(s.msgs, chat.NewMessage(m.Role, m.Content))
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it,
-// renames it over path and syncs the folder.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
