@@ -27,5 +27,8 @@ func (m *Model) Identity() string {
 			fmt.Fprintf(h, "\n%s %s %v %d %d", n, info.DType, info.Shape, info.Begin, info.End)
 		}
 	}
+	if m.identityExtra != "" {
+		fmt.Fprintf(h, "\nmerged %s", m.identityExtra)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }

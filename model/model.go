@@ -48,6 +48,10 @@ type Model struct {
 	gg     *gguf.File         // the mapped GGUF file, for a model loaded from one
 	act    kernels.Activation // hidden_act
 	kvBF16 bool               // caches keep keys and values in bfloat16 (Options.KVCache)
+	// identityExtra names what was merged into the weights after loading
+	// (MergedWith), part of Identity.
+	identityExtra string
+	shared        bool // a ShareWeights copy: Close leaves the mapping alone
 }
 
 // GenerationConfig is the subset of generation_config.json the engine uses.
@@ -251,6 +255,9 @@ func (m *Model) prepare() {
 
 // Close releases the checkpoint mapping. The model must not be used after.
 func (m *Model) Close() error {
+	if m.shared {
+		return nil
+	}
 	if m.gg != nil {
 		err := m.gg.Close()
 		m.gg = nil

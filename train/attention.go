@@ -29,6 +29,9 @@ func (e *Backprop) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 	e.s.linear(a.q, x, n, w.q, qd, d.H)
 	e.s.linear(a.k, x, n, w.k, kvd, d.H)
 	e.s.linear(a.v, x, n, w.v, kvd, d.H)
+	e.loraForward(w.q, a.q, x, n)
+	e.loraForward(w.k, a.k, x, n)
+	e.loraForward(w.v, a.v, x, n)
 	a.o, a.lse = buf.Grow(&a.o, n*qd), buf.Grow(&a.lse, n*d.nH)
 	scale := float32(1 / math.Sqrt(float64(d.hd)))
 	group := d.nH / d.nKV
@@ -69,6 +72,7 @@ func (e *Backprop) attnForward(a *attnActs, w *layerWeights, x, out []float32) {
 		}
 	})
 	e.s.linear(out, a.o, n, w.o, d.H, qd)
+	e.loraForward(w.o, out, a.o, n)
 }
 
 // attnBackward adds the gradients of attnForward given dout, the gradient
@@ -86,6 +90,7 @@ func (e *Backprop) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []
 	do := buf.Grow(&b.do, n*qd)
 	clear(do)
 	e.s.linearBackward(do, gw.o, nil, dout, a.o, w.o, n, d.H, qd)
+	e.loraBackward(w.o, do, dout, a.o, n)
 	dq, dk, dv := buf.Grow(&b.dq, n*qd), buf.Grow(&b.dk, n*kvd), buf.Grow(&b.dv, n*kvd)
 	clear(dq)
 	clear(dk)
@@ -129,4 +134,7 @@ func (e *Backprop) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []
 	e.s.linearBackwardT(dx, gw.q, nil, dq, xt, w.q, n, qd, d.H)
 	e.s.linearBackwardT(dx, gw.k, nil, dk, xt, w.k, n, kvd, d.H)
 	e.s.linearBackwardT(dx, gw.v, nil, dv, xt, w.v, n, kvd, d.H)
+	e.loraBackward(w.q, dx, dq, x, n)
+	e.loraBackward(w.k, dx, dk, x, n)
+	e.loraBackward(w.v, dx, dv, x, n)
 }

@@ -46,6 +46,8 @@ type Backprop struct {
 	// mode splits across goroutines.
 	Serial bool
 
+	lora *loraRun // the adapter trained instead of Params (SetLoRA), or nil
+
 	d   dims
 	act kernels.Activation
 	w   weights // views of Params.Data
@@ -135,6 +137,9 @@ func NewBackprop(p *Params) (*Backprop, error) {
 // ZeroGrad clears the gradient.
 func (e *Backprop) ZeroGrad() {
 	pool{serial: e.Serial}.parallel(len(e.Grad), 1<<16, func(lo, hi int) { clear(e.Grad[lo:hi]) })
+	if e.lora != nil {
+		clear(e.lora.grad)
+	}
 }
 
 // Forward computes the loss of a batch without gradients. Rows may differ
@@ -232,6 +237,9 @@ func makeLoss(ce float64, tokens int, count, psum []float64, rows int, coef floa
 // auxRows.
 func (e *Backprop) forward(backward bool, gscale float32) float64 {
 	e.s.pool = pool{serial: e.Serial}
+	if e.lora != nil {
+		e.lora.train = backward
+	}
 	d, n := e.d, e.n
 	if len(e.hs) != d.L+1 {
 		e.hs = make([][]float32, d.L+1)

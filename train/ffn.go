@@ -24,6 +24,8 @@ func (e *Backprop) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m i
 	H, I := e.d.H, e.d.I
 	e.s.linear(g, x, m, w.gate, I, H)
 	e.s.linear(u, x, m, w.up, I, H)
+	e.loraForward(w.gate, g, x, m)
+	e.loraForward(w.up, u, x, m)
 	// Token by token, so that the vector functions' lanes fall on the same
 	// columns whatever the batch and the thread count.
 	e.s.pool.parallel(m, rowChunk(I), func(lo, hi int) {
@@ -36,6 +38,7 @@ func (e *Backprop) swiglu(g, u, h []float32, w mlpWeights, x, out []float32, m i
 		}
 	})
 	e.s.linear(out, h, m, w.down, H, I)
+	e.loraForward(w.down, out, h, m)
 }
 
 // mlpBackward adds the gradients of mlpForward given dout and adds the input
@@ -52,6 +55,7 @@ func (e *Backprop) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, 
 	dh := buf.Grow(&b.da, m*I)
 	clear(dh)
 	e.s.linearBackward(dh, gw.down, nil, dout, h, w.down, m, H, I)
+	e.loraBackward(w.down, dh, dout, h, m)
 	dg, du := buf.Grow(&b.dg, m*I), buf.Grow(&b.du, m*I)
 	e.s.pool.parallel(m, rowChunk(I), func(lo, hi int) {
 		lo, hi = lo*I, hi*I
@@ -67,6 +71,8 @@ func (e *Backprop) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, 
 	xt := e.s.transposeInput(x, m, H)
 	e.s.linearBackwardT(dx, gw.gate, nil, dg, xt, w.gate, m, I, H)
 	e.s.linearBackwardT(dx, gw.up, nil, du, xt, w.up, m, I, H)
+	e.loraBackward(w.gate, dx, dg, x, m)
+	e.loraBackward(w.up, dx, du, x, m)
 }
 
 // moeActs are the saved activations of a mixture-of-experts block.
@@ -92,6 +98,7 @@ func (e *Backprop) moeForward(a *moeActs, w *layerWeights, x, out []float32, fir
 	E, K, H, I := d.E, d.K, d.H, d.I
 	a.probs = buf.Grow(&a.probs, n*E)
 	e.s.linear(a.probs, x, n, w.router, E, H)
+	e.loraForward(w.router, a.probs, x, n)
 	a.top = buf.Grow(&a.top, n*K)
 	e.s.pool.parallel(n, 64, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
@@ -229,4 +236,5 @@ func (e *Backprop) moeBackward(a *moeActs, w, g *layerWeights, x, dout, dx []flo
 		}
 	}
 	e.s.linearBackward(dx, g.router, nil, dp, x, w.router, n, E, H)
+	e.loraBackward(w.router, dx, dp, x, n)
 }

@@ -157,6 +157,9 @@ type scratch struct {
 	pool       pool
 	ser        kernels.Serial // the products of a serial pool
 	mat        kernels.Matrix
+	// frozen skips the weight and bias gradients of linearBackward (the
+	// base weights under a LoRA adapter): only dx is computed.
+	frozen bool
 }
 
 // transpose writes the transpose of src [rows, cols] to dst [cols, rows].
@@ -208,6 +211,10 @@ func (s *scratch) linearBackward(dx, dw, db, dy, x, w []float32, n, out, in int)
 	if n == 0 {
 		return
 	}
+	if s.frozen {
+		s.linearBackwardT(dx, nil, nil, dy, nil, w, n, out, in)
+		return
+	}
 	s.linearBackwardT(dx, dw, db, dy, s.transposeInput(x, n, in), w, n, out, in)
 }
 
@@ -225,6 +232,9 @@ func (s *scratch) linearBackwardT(dx, dw, db, dy, xt, w []float32, n, out, in in
 	if n == 0 {
 		return
 	}
+	if s.frozen {
+		dw, db = nil, nil
+	}
 	dy = dy[:n*out]
 	if db != nil {
 		for t := 0; t < n; t++ {
@@ -240,6 +250,9 @@ func (s *scratch) linearBackwardT(dx, dw, db, dy, xt, w []float32, n, out, in in
 		tmp := buf.Grow(&s.c, n*in)
 		s.gemm(tmp, dy, n, wt, in, out)
 		s.pool.addInto(dx[:n*in], tmp)
+	}
+	if dw == nil {
+		return
 	}
 	dyt := buf.Grow(&s.a, out*n)
 	s.pool.transpose(dyt, dy, n, out)

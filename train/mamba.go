@@ -44,6 +44,7 @@ func (e *Backprop) mambaForward(a *mambaActs, w *layerWeights, x, out []float32)
 	P := R + 2*N
 	a.xz = buf.Grow(&a.xz, n*2*Di)
 	e.s.linearBias(a.xz, x, n, w.inProj, w.inBias, 2*Di, H)
+	e.loraForward(w.inProj, a.xz, x, n)
 
 	// Causal depthwise conv: tap Kc−1 multiplies the current token.
 	a.convPre, a.xc = buf.Grow(&a.convPre, n*Di), buf.Grow(&a.xc, n*Di)
@@ -78,6 +79,7 @@ func (e *Backprop) mambaForward(a *mambaActs, w *layerWeights, x, out []float32)
 
 	a.dbc = buf.Grow(&a.dbc, n*P)
 	e.s.linear(a.dbc, a.xc, n, w.xProj, P, Di)
+	e.loraForward(w.xProj, a.dbc, a.xc, n)
 	a.dtRaw, a.bRaw, a.cRaw = buf.Grow(&a.dtRaw, n*R), buf.Grow(&a.bRaw, n*N), buf.Grow(&a.cRaw, n*N)
 	for t := 0; t < n; t++ {
 		row := a.dbc[t*P : (t+1)*P]
@@ -97,6 +99,7 @@ func (e *Backprop) mambaForward(a *mambaActs, w *layerWeights, x, out []float32)
 
 	a.deltaPre, a.delta = buf.Grow(&a.deltaPre, n*Di), buf.Grow(&a.delta, n*Di)
 	e.s.linearBias(a.deltaPre, a.dtn, n, w.dtProj, w.dtBias, Di, R)
+	e.loraForward(w.dtProj, a.deltaPre, a.dtn, n)
 	e.s.pool.parallel(n, rowChunk(Di), func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			softplusVec(a.delta[t*Di:(t+1)*Di], a.deltaPre[t*Di:(t+1)*Di])
@@ -120,6 +123,7 @@ func (e *Backprop) mambaForward(a *mambaActs, w *layerWeights, x, out []float32)
 		}
 	})
 	e.s.linearBias(out, a.yg, n, w.outProj, w.outBias, H, Di)
+	e.loraForward(w.outProj, out, a.yg, n)
 }
 
 // softplusVec sets dst[i] = softplus(x[i]) with the vector kernel the
@@ -270,6 +274,7 @@ func (e *Backprop) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx [
 	dyg := buf.Grow(&b.dyg, n*Di)
 	clear(dyg)
 	e.s.linearBackward(dyg, g.outProj, g.outBias, dout, a.yg, w.outProj, n, H, Di)
+	e.loraBackward(w.outProj, dyg, dout, a.yg, n)
 
 	// yg = ySSM ⊙ silu(z): dySSM reuses dyg; dz goes to the gate half of dxz.
 	dxz := buf.Grow(&b.dxz, n*2*Di)
@@ -317,6 +322,7 @@ func (e *Backprop) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx [
 	ddtn := buf.Grow(&b.ddtn, n*R)
 	clear(ddtn)
 	e.s.linearBackward(ddtn, g.dtProj, g.dtBias, ddelta, a.dtn, w.dtProj, n, Di, R)
+	e.loraBackward(w.dtProj, ddtn, ddelta, a.dtn, n)
 
 	// The inner RMSNorms.
 	ddt, db, dc := ddtn, dbn, dcn
@@ -338,6 +344,7 @@ func (e *Backprop) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx [
 	}
 	// [dt;B;C] = xc·W_xᵀ
 	e.s.linearBackward(dxc, g.xProj, nil, ddbc, a.xc, w.xProj, n, P, Di)
+	e.loraBackward(w.xProj, dxc, ddbc, a.xc, n)
 
 	// xc = act(convPre); convPre = conv(x) + b_conv. Channels are independent.
 	nch, step := e.s.pool.split(Di, 16)
@@ -367,4 +374,5 @@ func (e *Backprop) mambaBackward(a *mambaActs, w, g *layerWeights, x, dout, dx [
 
 	// [x ; z] = u·W_inᵀ + b_in
 	e.s.linearBackward(dx, g.inProj, g.inBias, dxz, x, w.inProj, n, 2*Di, H)
+	e.loraBackward(w.inProj, dx, dxz, x, n)
 }

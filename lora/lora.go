@@ -1,0 +1,532 @@
+// Package lora reads, writes and applies LoRA adapters in the layout of
+// Hugging Face PEFT: a folder with adapter_config.json and
+// adapter_model.safetensors, the low-rank factors of each adapted linear
+// layer stored as
+//
+//	base_model.model.<module>.lora_A.weight   [r, in]
+//	base_model.model.<module>.lora_B.weight   [out, r]
+//
+// where <module> is the module path of transformers' JambaForCausalLM
+// (model.layers.3.mamba.in_proj, model.layers.4.self_attn.q_proj,
+// model.layers.1.feed_forward.router, ...). The adapted weight is
+//
+//	W' = W + (lora_alpha / r) · B · A
+//
+// (lora_alpha / √r with use_rslora). Experts are adapted one by one, under
+// the module paths of transformers 4, whose experts are a list of MLPs:
+// model.layers.1.feed_forward.experts.2.gate_proj. transformers 5 packs
+// each layer's experts into two parameters, which PEFT adapts only through
+// target_parameters, a different layout; adapters with target_parameters
+// are refused with a message saying so.
+package lora
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jamba-go/jamba/internal/atomicfile"
+	"github.com/jamba-go/jamba/internal/safefile"
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/safetensors"
+)
+
+// File names of an adapter folder.
+const (
+	ConfigFile  = "adapter_config.json"
+	WeightsFile = "adapter_model.safetensors"
+	keyPrefix   = "base_model.model."
+)
+
+// Targets are the module names an adapter may target: the last part of a
+// module path, as PEFT's target_modules matches them, plus "experts" for
+// the gate_proj, up_proj and down_proj of every expert.
+var Targets = []string{"in_proj", "x_proj", "dt_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj",
+	"gate_proj", "up_proj", "down_proj", "router", "experts"}
+
+// Config is the part of PEFT's LoraConfig this package reads and writes.
+type Config struct {
+	Rank       int      `json:"r"`
+	Alpha      float64  `json:"lora_alpha"`
+	Dropout    float64  `json:"lora_dropout"`
+	Targets    []string `json:"target_modules"`
+	UseRSLoRA  bool     `json:"use_rslora"`
+	BaseModel  string   `json:"base_model_name_or_path"`
+	ConfigPath string   `json:"-"` // where it was read from, for errors
+}
+
+// Scale is the factor of B·A in the adapted weight.
+func (c *Config) Scale() float64 {
+	if c.UseRSLoRA {
+		return c.Alpha / math.Sqrt(float64(c.Rank))
+	}
+	return c.Alpha / float64(c.Rank)
+}
+
+// Validate checks the rank, alpha, dropout and targets.
+func (c *Config) Validate() error {
+	switch {
+	case c.Rank < 1 || c.Rank > 1<<16:
+		return fmt.Errorf("lora: rank %d: need 1 to 65536", c.Rank)
+	case math.IsNaN(c.Alpha) || math.IsInf(c.Alpha, 0) || c.Alpha <= 0:
+		return fmt.Errorf("lora: alpha %v: need a positive number", c.Alpha)
+	case !(c.Dropout >= 0 && c.Dropout < 1):
+		return fmt.Errorf("lora: dropout %v: need 0 ≤ p < 1", c.Dropout)
+	case len(c.Targets) == 0:
+		return errors.New("lora: no target modules")
+	}
+	for _, t := range c.Targets {
+		if !slices.Contains(Targets, t) {
+			return fmt.Errorf("lora: unknown target module %q (known: %s)", t, strings.Join(Targets, ","))
+		}
+	}
+	return nil
+}
+
+// ParseTargets splits a comma-separated list of targets ("all" for every
+// one).
+func ParseTargets(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return slices.Clone(Targets), nil
+	}
+	var out []string
+	for _, t := range strings.Split(s, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if !slices.Contains(Targets, t) {
+			return nil, fmt.Errorf("lora: unknown target module %q (known: %s, or all)", t, strings.Join(Targets, ","))
+		}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("lora: no target modules")
+	}
+	return out, nil
+}
+
+// Module is one adapted linear layer: W [Out, In] gets scale·B·A.
+type Module struct {
+	Name    string // module path: model.layers.3.mamba.in_proj
+	Out, In int
+	AOff    int // offset of A [r, In] in Adapter.Data
+	BOff    int // offset of B [Out, r] in Adapter.Data
+}
+
+// Weight is the name of the base tensor the module adapts.
+func (m *Module) Weight() string { return m.Name + ".weight" }
+
+// KeyA and KeyB are the module's tensor names in adapter_model.safetensors.
+func (m *Module) KeyA() string { return keyPrefix + m.Name + ".lora_A.weight" }
+func (m *Module) KeyB() string { return keyPrefix + m.Name + ".lora_B.weight" }
+
+// Adapter is a LoRA adapter for one model: its config and the factors of
+// every module in one flat slice (A then B for each module, in the base's
+// tensor order).
+type Adapter struct {
+	Config  Config
+	Modules []Module
+	Data    []float32
+}
+
+// A returns module i's A [r, In].
+func (a *Adapter) A(i int) []float32 {
+	m := &a.Modules[i]
+	return a.Data[m.AOff : m.AOff+a.Config.Rank*m.In]
+}
+
+// B returns module i's B [Out, r].
+func (a *Adapter) B(i int) []float32 {
+	m := &a.Modules[i]
+	return a.Data[m.BOff : m.BOff+m.Out*a.Config.Rank]
+}
+
+// Size is the adapter's number of parameters.
+func (a *Adapter) Size() int { return len(a.Data) }
+
+// TargetOf returns the target name that the base tensor name falls under
+// ("" when none does): the last part of its module path, or "experts".
+func TargetOf(name string) string { return target(name) }
+
+func target(name string) string {
+	if !strings.HasPrefix(name, "model.layers.") || !strings.HasSuffix(name, ".weight") {
+		return ""
+	}
+	mod := strings.TrimSuffix(name, ".weight")
+	parts := strings.Split(mod, ".")
+	leaf := parts[len(parts)-1]
+	if strings.Contains(mod, ".feed_forward.experts.") {
+		switch leaf {
+		case "gate_proj", "up_proj", "down_proj":
+			return "experts"
+		}
+		return ""
+	}
+	switch leaf {
+	case "in_proj", "x_proj", "dt_proj", "out_proj":
+		if strings.Contains(mod, ".mamba.") {
+			return leaf
+		}
+	case "q_proj", "k_proj", "v_proj", "o_proj":
+		if strings.Contains(mod, ".self_attn.") {
+			return leaf
+		}
+	case "gate_proj", "up_proj", "down_proj", "router":
+		if strings.Contains(mod, ".feed_forward.") {
+			return leaf
+		}
+	}
+	return ""
+}
+
+// New returns a zero adapter of c for a model of config cfg: a module for
+// every linear layer a target of c names. It fails when no layer of the
+// model matches.
+func New(cfg *model.Config, c Config) (*Adapter, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Adapter{Config: c}
+	off := 0
+	for _, s := range cfg.Spec() {
+		t := target(s.Name)
+		if t == "" || len(s.Shape) != 2 || !slices.Contains(c.Targets, t) {
+			continue
+		}
+		m := Module{Name: strings.TrimSuffix(s.Name, ".weight"), Out: s.Shape[0], In: s.Shape[1]}
+		m.AOff = off
+		off += c.Rank * m.In
+		m.BOff = off
+		off += m.Out * c.Rank
+		a.Modules = append(a.Modules, m)
+	}
+	if len(a.Modules) == 0 {
+		return nil, fmt.Errorf("lora: no layer of the model matches the target modules %s", strings.Join(c.Targets, ","))
+	}
+	a.Data = make([]float32, off)
+	return a, nil
+}
+
+// Init sets every A as PEFT does (kaiming_uniform_ with a = √5: uniform in
+// ±1/√in) from a generator seeded with seed, and every B to zero, so that
+// the adapter starts as the identity.
+func (a *Adapter) Init(seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0x4c6f5241))
+	for i := range a.Modules {
+		bound := 1 / math.Sqrt(float64(a.Modules[i].In))
+		for j := range a.A(i) {
+			a.A(i)[j] = float32((2*rng.Float64() - 1) * bound)
+		}
+		clear(a.B(i))
+	}
+}
+
+// Delta adds scale·B·A of module i to w [Out, In] (float64 accumulation).
+func (a *Adapter) Delta(i int, w []float32) {
+	m := &a.Modules[i]
+	r := a.Config.Rank
+	A, B := a.A(i), a.B(i)
+	s := a.Config.Scale()
+	acc := make([]float64, m.In)
+	for o := 0; o < m.Out; o++ {
+		clear(acc)
+		for k := 0; k < r; k++ {
+			b := float64(B[o*r+k])
+			if b == 0 {
+				continue
+			}
+			for j, v := range A[k*m.In : (k+1)*m.In] {
+				acc[j] += b * float64(v)
+			}
+		}
+		row := w[o*m.In : (o+1)*m.In]
+		for j, v := range acc {
+			row[j] = float32(float64(row[j]) + s*v)
+		}
+	}
+}
+
+// peftConfig is adapter_config.json as PEFT writes it (the keys this
+// package reads or writes; others are ignored on reading).
+type peftConfig struct {
+	PeftType          string          `json:"peft_type"`
+	TaskType          string          `json:"task_type"`
+	R                 int             `json:"r"`
+	LoraAlpha         float64         `json:"lora_alpha"`
+	LoraDropout       float64         `json:"lora_dropout"`
+	TargetModules     json.RawMessage `json:"target_modules"`
+	Bias              string          `json:"bias"`
+	FanInFanOut       bool            `json:"fan_in_fan_out"`
+	UseRSLoRA         bool            `json:"use_rslora"`
+	UseDoRA           bool            `json:"use_dora"`
+	BaseModel         string          `json:"base_model_name_or_path"`
+	InferenceMode     bool            `json:"inference_mode"`
+	InitLoraWeights   bool            `json:"init_lora_weights"`
+	ModulesToSave     json.RawMessage `json:"modules_to_save"`
+	RankPattern       json.RawMessage `json:"rank_pattern"`
+	AlphaPattern      json.RawMessage `json:"alpha_pattern"`
+	TargetParameters  json.RawMessage `json:"target_parameters"`
+	LayersToTransform json.RawMessage `json:"layers_to_transform"`
+	Revision          *string         `json:"revision"`
+}
+
+// Save writes the adapter as a PEFT folder in dir: adapter_config.json and
+// adapter_model.safetensors (float32), each written atomically.
+func (a *Adapter) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tm, _ := json.Marshal(a.Config.Targets)
+	pc := peftConfig{PeftType: "LORA", TaskType: "CAUSAL_LM", R: a.Config.Rank, LoraAlpha: a.Config.Alpha,
+		LoraDropout: a.Config.Dropout, TargetModules: tm, Bias: "none", UseRSLoRA: a.Config.UseRSLoRA,
+		BaseModel: a.Config.BaseModel, InferenceMode: true, InitLoraWeights: true,
+		ModulesToSave: json.RawMessage("null"), RankPattern: json.RawMessage("{}"), AlphaPattern: json.RawMessage("{}"),
+		TargetParameters: json.RawMessage("null"), LayersToTransform: json.RawMessage("null")}
+	// target_modules as PEFT matches it: experts are modules named
+	// gate_proj, up_proj and down_proj under feed_forward.experts.N.
+	var tmods []string
+	for _, t := range a.Config.Targets {
+		if t == "experts" {
+			continue
+		}
+		tmods = append(tmods, t)
+	}
+	if slices.Contains(a.Config.Targets, "experts") {
+		for _, t := range []string{"gate_proj", "up_proj", "down_proj"} {
+			if !slices.Contains(tmods, t) {
+				tmods = append(tmods, t)
+			}
+		}
+	}
+	pc.TargetModules, _ = json.Marshal(tmods)
+	data, err := json.MarshalIndent(pc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := a.WriteWeights(filepath.Join(dir, WeightsFile), nil); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, ConfigFile), append(data, '\n'))
+}
+
+// Infos lists the adapter's tensors as WriteWeights writes them.
+func (a *Adapter) Infos() []safetensors.TensorInfo {
+	var infos []safetensors.TensorInfo
+	r := a.Config.Rank
+	for _, m := range a.Modules {
+		infos = append(infos, safetensors.TensorInfo{Name: m.KeyA(), DType: safetensors.F32, Shape: []int{r, m.In}},
+			safetensors.TensorInfo{Name: m.KeyB(), DType: safetensors.F32, Shape: []int{m.Out, r}})
+	}
+	return infos
+}
+
+// WriteWeights writes the factors to path (atomically) as a float32
+// safetensors file under PEFT's names, with metadata (may be nil).
+func (a *Adapter) WriteWeights(path string, metadata map[string]string) error {
+	md := map[string]string{"format": "pt"}
+	for k, v := range metadata {
+		md[k] = v
+	}
+	w, err := safetensors.Create(path, a.Infos(), md)
+	if err != nil {
+		return err
+	}
+	for i, m := range a.Modules {
+		if err := w.WriteFloat32(m.KeyA(), a.A(i)); err != nil {
+			w.Close()
+			return err
+		}
+		if err := w.WriteFloat32(m.KeyB(), a.B(i)); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	return w.Close()
+}
+
+// ReadConfig reads and checks dir/adapter_config.json. It refuses what this
+// package does not implement, naming the key: other PEFT types, DoRA,
+// trained biases, fan_in_fan_out, per-module ranks or alphas, extra saved
+// modules, target_parameters and regular-expression targets.
+func ReadConfig(dir string) (Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	data, err := safefile.ReadFile(path, safefile.MaxConfig)
+	if err != nil {
+		return Config{}, fmt.Errorf("lora: %w", err)
+	}
+	var pc peftConfig
+	if err := json.Unmarshal(data, &pc); err != nil {
+		return Config{}, fmt.Errorf("lora: %s: %v", path, err)
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("lora: %s: %s", path, fmt.Sprintf(format, a...))
+	}
+	empty := func(raw json.RawMessage) bool {
+		s := strings.TrimSpace(string(raw))
+		return s == "" || s == "null" || s == "{}" || s == "[]"
+	}
+	switch {
+	case pc.PeftType != "LORA":
+		return Config{}, bad("peft_type %q: only LORA adapters are supported", pc.PeftType)
+	case pc.UseDoRA:
+		return Config{}, bad("use_dora: DoRA adapters are not supported")
+	case pc.Bias != "" && pc.Bias != "none":
+		return Config{}, bad("bias %q: adapters that train biases are not supported (only \"none\")", pc.Bias)
+	case pc.FanInFanOut:
+		return Config{}, bad("fan_in_fan_out: true is for Conv1D layers (GPT-2); Jamba's layers are Linear")
+	case !empty(pc.ModulesToSave):
+		return Config{}, bad("modules_to_save: adapters that save whole modules are not supported")
+	case !empty(pc.RankPattern) || !empty(pc.AlphaPattern):
+		return Config{}, bad("rank_pattern / alpha_pattern: per-module ranks and alphas are not supported")
+	case !empty(pc.TargetParameters):
+		return Config{}, bad("target_parameters: adapters of packed expert parameters (transformers 5) are not supported; adapt experts one by one (transformers 4 module paths feed_forward.experts.N.gate_proj)")
+	case !empty(pc.LayersToTransform):
+		return Config{}, bad("layers_to_transform is not supported")
+	}
+	c := Config{Rank: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, UseRSLoRA: pc.UseRSLoRA,
+		BaseModel: pc.BaseModel, ConfigPath: path}
+	var list []string
+	if err := json.Unmarshal(pc.TargetModules, &list); err != nil {
+		var s string
+		if json.Unmarshal(pc.TargetModules, &s) == nil {
+			return Config{}, bad("target_modules %q: a regular expression; give a list of module names", s)
+		}
+		return Config{}, bad("target_modules: want a list of module names")
+	}
+	c.Targets = list
+	if c.Rank < 1 || c.Rank > 1<<16 {
+		return Config{}, bad("r %d: need 1 to 65536", c.Rank)
+	}
+	if math.IsNaN(c.Alpha) || math.IsInf(c.Alpha, 0) || c.Alpha == 0 {
+		return Config{}, bad("lora_alpha %v: need a non-zero number", c.Alpha)
+	}
+	return c, nil
+}
+
+// Load reads the PEFT adapter in dir for a model of config cfg. Every
+// lora_A must have its lora_B and both must fit the base tensor they adapt;
+// tensors may be F32, BF16, F16 or F64. The adapter's modules are those of
+// its weights file (a target_modules entry that matches nothing in the file
+// adapts nothing, as in PEFT).
+func Load(dir string, cfg *model.Config) (*Adapter, error) {
+	c, err := ReadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, WeightsFile)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("lora: %s: no %s (a .bin adapter? convert it to safetensors)", dir, WeightsFile)
+		}
+		return nil, fmt.Errorf("lora: %w", err)
+	}
+	defer f.Close()
+	shapes := map[string][]int{}
+	order := map[string]int{}
+	for i, s := range cfg.Spec() {
+		shapes[s.Name] = s.Shape
+		order[s.Name] = i
+	}
+	type pair struct{ a, b string }
+	mods := map[string]*pair{}
+	for _, name := range f.Names() {
+		rest, ok := strings.CutPrefix(name, keyPrefix)
+		var mod, which string
+		if ok {
+			switch {
+			case strings.HasSuffix(rest, ".lora_A.weight"):
+				mod, which = strings.TrimSuffix(rest, ".lora_A.weight"), "A"
+			case strings.HasSuffix(rest, ".lora_B.weight"):
+				mod, which = strings.TrimSuffix(rest, ".lora_B.weight"), "B"
+			}
+		}
+		if which == "" {
+			return nil, fmt.Errorf("lora: %s: tensor %s is not a LoRA factor (want base_model.model.<module>.lora_A.weight or lora_B.weight)", path, name)
+		}
+		if target(mod+".weight") == "" {
+			return nil, fmt.Errorf("lora: %s: tensor %s: %s is not an adaptable linear layer of a Jamba model", path, name, mod)
+		}
+		if _, ok := shapes[mod+".weight"]; !ok {
+			return nil, fmt.Errorf("lora: %s: tensor %s: the model has no %s.weight (an adapter for another model?)", path, name, mod)
+		}
+		p := mods[mod]
+		if p == nil {
+			p = &pair{}
+			mods[mod] = p
+		}
+		if which == "A" {
+			p.a = name
+		} else {
+			p.b = name
+		}
+	}
+	if len(mods) == 0 {
+		return nil, fmt.Errorf("lora: %s holds no LoRA factors", path)
+	}
+	names := make([]string, 0, len(mods))
+	for m, p := range mods {
+		if p.a == "" || p.b == "" {
+			return nil, fmt.Errorf("lora: %s: module %s has only one of lora_A and lora_B", path, m)
+		}
+		names = append(names, m)
+	}
+	sort.Slice(names, func(i, j int) bool { return order[names[i]+".weight"] < order[names[j]+".weight"] })
+	a := &Adapter{Config: c}
+	r := c.Rank
+	off := 0
+	for _, name := range names {
+		sh := shapes[name+".weight"]
+		m := Module{Name: name, Out: sh[0], In: sh[1], AOff: off}
+		off += r * m.In
+		m.BOff = off
+		off += m.Out * r
+		a.Modules = append(a.Modules, m)
+	}
+	a.Data = make([]float32, off)
+	for i, m := range a.Modules {
+		for _, x := range []struct {
+			key   string
+			shape []int
+			dst   []float32
+		}{{m.KeyA(), []int{r, m.In}, a.A(i)}, {m.KeyB(), []int{m.Out, r}, a.B(i)}} {
+			info, _ := f.Info(x.key)
+			if !slices.Equal(info.Shape, x.shape) {
+				return nil, fmt.Errorf("lora: %s: tensor %s has shape %v, want %v (r = %d, base %s.weight %v)",
+					path, x.key, info.Shape, x.shape, r, m.Name, []int{m.Out, m.In})
+			}
+			t, err := f.Tensor(x.key)
+			if err != nil {
+				return nil, fmt.Errorf("lora: %w", err)
+			}
+			v, err := t.Float32()
+			if err != nil {
+				return nil, fmt.Errorf("lora: %s: tensor %s: %w", path, x.key, err)
+			}
+			for j, f := range v {
+				if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+					return nil, fmt.Errorf("lora: %s: tensor %s: element %d is %v", path, x.key, j, f)
+				}
+			}
+			copy(x.dst, v)
+		}
+	}
+	return a, nil
+}
+
+// Describe summarises an adapter for logs: rank, alpha, modules, size.
+func (a *Adapter) Describe() string {
+	return "rank " + strconv.Itoa(a.Config.Rank) + ", alpha " + strconv.FormatFloat(a.Config.Alpha, 'g', -1, 64) +
+		", " + strconv.Itoa(len(a.Modules)) + " modules, " + strconv.Itoa(a.Size()) + " parameters"
+}
