@@ -287,6 +287,14 @@ func (a *Adapter) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if err := a.WriteWeights(filepath.Join(dir, WeightsFile), nil); err != nil {
+		return err
+	}
+	return a.WriteConfig(dir)
+}
+
+// WriteConfig writes dir/adapter_config.json (atomically).
+func (a *Adapter) WriteConfig(dir string) error {
 	tm, _ := json.Marshal(a.Config.Targets)
 	pc := peftConfig{PeftType: "LORA", TaskType: "CAUSAL_LM", R: a.Config.Rank, LoraAlpha: a.Config.Alpha,
 		LoraDropout: a.Config.Dropout, TargetModules: tm, Bias: "none", UseRSLoRA: a.Config.UseRSLoRA,
@@ -312,9 +320,6 @@ func (a *Adapter) Save(dir string) error {
 	pc.TargetModules, _ = json.Marshal(tmods)
 	data, err := json.MarshalIndent(pc, "", "  ")
 	if err != nil {
-		return err
-	}
-	if err := a.WriteWeights(filepath.Join(dir, WeightsFile), nil); err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(dir, ConfigFile), append(data, '\n'))

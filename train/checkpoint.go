@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/jamba-go/jamba/internal/atomicfile"
+	"github.com/jamba-go/jamba/lora"
 	"github.com/jamba-go/jamba/safetensors"
 )
 
@@ -177,11 +178,11 @@ func publishSave(dir, save string) error {
 // writeFiles writes the files of a save into dir.
 func (t *Trainer) writeFiles(dir string, extra func(dir string) error) error {
 	step := strconv.Itoa(t.Opt.Step)
-	if err := t.Params.WriteTensors(filepath.Join(dir, "model.safetensors"), t.Params.Data, safetensors.F32,
-		map[string]string{"format": "pt", stepMetaKey: step}); err != nil {
-		return err
-	}
-	if err := t.Params.writeConfig(dir, safetensors.F32); err != nil {
+	if t.LoRA != nil {
+		if err := t.writeAdapter(dir, map[string]string{stepMetaKey: step}); err != nil {
+			return err
+		}
+	} else if err := t.writeModel(dir, step); err != nil {
 		return err
 	}
 	if extra != nil {
@@ -196,6 +197,15 @@ func (t *Trainer) writeFiles(dir string, extra func(dir string) error) error {
 		return err
 	}
 	return WriteLossPlot(filepath.Join(dir, plotFile), t.Metrics)
+}
+
+// writeModel writes the parameters and config.json into dir.
+func (t *Trainer) writeModel(dir, step string) error {
+	if err := t.Params.WriteTensors(filepath.Join(dir, "model.safetensors"), t.Params.Data, safetensors.F32,
+		map[string]string{"format": "pt", stepMetaKey: step}); err != nil {
+		return err
+	}
+	return t.Params.writeConfig(dir, safetensors.F32)
 }
 
 // makeManifest hashes and syncs every regular file of dir.
@@ -404,7 +414,7 @@ func describeStep(path string) string {
 // metrics log.
 func fileStep(path string) (int, bool) {
 	switch filepath.Base(path) {
-	case "model.safetensors":
+	case "model.safetensors", lora.WeightsFile:
 		f, err := safetensors.Open(path)
 		if err != nil {
 			return 0, false
@@ -567,7 +577,7 @@ func (t *Trainer) writeOptimizer(path string) error {
 	if err != nil {
 		return err
 	}
-	n := len(t.Params.Data)
+	n := len(t.trained().Data)
 	infos := []safetensors.TensorInfo{{Name: "m", DType: safetensors.F32, Shape: []int{n}}, {Name: "v", DType: safetensors.F32, Shape: []int{n}}}
 	w, err := safetensors.Create(path, infos, map[string]string{"format": "pt", "jamba_train_state": string(js)})
 	if err != nil {

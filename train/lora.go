@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/lora"
@@ -215,4 +216,14 @@ func (e *Backprop) loraBackward(w, dx, dy, x []float32, n int) {
 	for i, v := range dxd {
 		dx[i] += v * st.mask[i]
 	}
+}
+
+// writeAdapter writes the run's adapter into dir as a PEFT folder, with
+// metadata in its weights file.
+func (t *Trainer) writeAdapter(dir string, metadata map[string]string) error {
+	ad := t.LoRA.Adapter
+	if err := ad.WriteWeights(filepath.Join(dir, lora.WeightsFile), metadata); err != nil {
+		return err
+	}
+	return ad.WriteConfig(dir)
 }

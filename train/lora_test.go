@@ -1,8 +1,10 @@
 package train
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -284,5 +286,201 @@ func TestLoRAFixtureFiniteDifferences(t *testing.T) {
 			}
 			t.Logf("%d modules, loss %.6f, %d directions, worst error %.2e", len(ad.Modules), loss.Total, checked, worst)
 		})
+	}
+}
+
+// TestLoRAResumeIsExact trains an adapter (dropout on, two data-parallel
+// workers) for 8 steps in one run and as 4 + resume + 4, and requires
+// bit-identical adapters, moments and metrics, an untouched base, a
+// falling training loss, and a saved folder that lora.Load reads back.
+func TestLoRAResumeIsExact(t *testing.T) {
+	cfg := tinyConfig(t, nil)
+	data := patternTokens(700, cfg.VocabSize, 1)
+	val := patternTokens(100, cfg.VocabSize, 2)
+	baseDir := t.TempDir()
+	base := InitParams(cfg, 3)
+	if err := base.Save(baseDir, "F32"); err != nil {
+		t.Fatal(err)
+	}
+	opts := trainOpts()
+	opts.LR, opts.MinLR = 3e-2, 3e-3
+	opts.Workers = 2
+	opts.LoRA = &LoRAOptions{Rank: 2, Alpha: 4, Dropout: 0.1, Targets: lora.Targets, Base: baseDir}
+
+	full, err := NewTrainer(InitParams(cfg, 3), data, val, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirA := t.TempDir()
+	if err := full.Run(context.Background(), RunOptions{Dir: dirA}); err != nil {
+		t.Fatal(err)
+	}
+	dirB := t.TempDir()
+	first, err := NewTrainer(InitParams(cfg, 3), data, val, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Run(context.Background(), RunOptions{Dir: dirB, StopStep: 4}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := Resume(dirB, data, val, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Run(context.Background(), RunOptions{Dir: dirB}); err != nil {
+		t.Fatal(err)
+	}
+	for name, pair := range map[string][2][]float32{
+		"adapter": {full.LoRA.Adapter.Data, second.LoRA.Adapter.Data},
+		"m":       {full.Opt.M, second.Opt.M},
+		"v":       {full.Opt.V, second.Opt.V},
+		"base":    {base.Data, second.Params.Data},
+	} {
+		if len(pair[0]) != len(pair[1]) {
+			t.Fatalf("%s: %d and %d values", name, len(pair[0]), len(pair[1]))
+		}
+		for i := range pair[0] {
+			if math.Float32bits(pair[0][i]) != math.Float32bits(pair[1][i]) {
+				t.Fatalf("%s[%d]: %g in one run, %g with a resume", name, i, pair[0][i], pair[1][i])
+			}
+		}
+	}
+	if len(full.Opt.M) != len(full.LoRA.Adapter.Data) {
+		t.Fatalf("the optimizer holds %d moments for %d adapter parameters", len(full.Opt.M), len(full.LoRA.Adapter.Data))
+	}
+	for i, a := range full.Metrics {
+		b := second.Metrics[i]
+		if a.Loss != b.Loss || a.GradNorm != b.GradNorm || !(a.ValLoss == b.ValLoss || math.IsNaN(a.ValLoss) && math.IsNaN(b.ValLoss)) {
+			t.Errorf("step %d: %+v in one run, %+v with a resume", a.Step, a, b)
+		}
+	}
+	if first, last := full.Metrics[1].ValLoss, full.Metrics[len(full.Metrics)-1].ValLoss; !(last < first) {
+		t.Errorf("validation loss %g after the first steps, %g at the end", first, last)
+	}
+	ad, err := lora.Load(dirA, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range ad.Data {
+		if v != full.LoRA.Adapter.Data[i] {
+			t.Fatalf("saved adapter value %d: %g, trained %g", i, v, full.LoRA.Adapter.Data[i])
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dirA, "model.safetensors")); err == nil {
+		t.Errorf("a LoRA run saved the whole model")
+	}
+}
+
+// TestLoRADropout checks the dropout of the adapters' input: the masks are
+// a function of the seed (same seed, same bits; another seed, another
+// loss), recomputed activations draw the same ones, evaluation passes use
+// none, and the gradient of the loss under fixed masks matches central
+// differences of the float32 engine's loss under the same masks. That loss
+// is float32 (rounding about 1e-6 of a loss near 6), so the step is 1e-2
+// along a unit direction: rounding then costs about 1e-4 of the derivative
+// and truncation O(h²) as much, hence the 1e-2 bar (a missing mask or
+// scale moves the derivative by O(p) = 30%).
+func TestLoRADropout(t *testing.T) {
+	cfg := tinyConfig(t, nil)
+	p := randomParams(cfg, 7)
+	rows := randomRows(8, cfg.VocabSize, 9, 7)
+	ad := randomAdapter(t, cfg, 3, 6, 0.3, 9)
+	l := NewLoRA(cfg, ad)
+	run := func(recompute bool, seed uint64) (Loss, []float32) {
+		e, err := NewBackprop(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Recompute = recompute
+		if err := e.SetLoRA(l); err != nil {
+			t.Fatal(err)
+		}
+		e.SetDropoutSeed(seed)
+		loss, err := e.Backward(rows, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loss, append([]float32(nil), e.LoRAGrad()...)
+	}
+	l1, g1 := run(false, 1)
+	l2, g2 := run(true, 1)
+	l3, _ := run(false, 2)
+	if l1.Total != l2.Total {
+		t.Errorf("recomputed: loss %v, stored %v", l2.Total, l1.Total)
+	}
+	for i := range g1 {
+		if g1[i] != g2[i] {
+			t.Fatalf("recomputed activations: gradient %d differs", i)
+		}
+	}
+	if l1.Total == l3.Total {
+		t.Errorf("two dropout seeds give the same loss %v", l1.Total)
+	}
+	// Evaluation: no dropout, so the loss is that of the merged weights.
+	e, _ := NewBackprop(p)
+	if err := e.SetLoRA(l); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := e.Forward(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fac := make([]float64, len(ad.Data))
+	for i, v := range ad.Data {
+		fac[i] = float64(v)
+	}
+	ce, aux := refLoss(t, p, mergedTheta(p, ad, fac), rows, nil)
+	if want := ce + cfg.RouterAuxLossCoef*aux; math.Abs(ev.Total-want)/want > 1e-5 {
+		t.Errorf("evaluation loss %.9g, merged reference %.9g", ev.Total, want)
+	}
+	// Central differences under the masks of seed 1: the loss of a pass
+	// with a backward (dropout on), computed with a zero scale.
+	lossAt := func() float64 {
+		e, _ := NewBackprop(p)
+		if err := e.SetLoRA(l); err != nil {
+			t.Fatal(err)
+		}
+		e.SetDropoutSeed(1)
+		loss, err := e.Backward(rows, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loss.Total
+	}
+	rng := rand.New(rand.NewPCG(4, 4))
+	orig := append([]float32(nil), ad.Data...)
+	for _, target := range []string{"in_proj", "x_proj", "dt_proj", "out_proj", "q_proj", "o_proj", "router", "experts", "gate_proj", "down_proj"} {
+		v := make([]float64, len(ad.Data))
+		var vn float64
+		for _, m := range ad.Modules {
+			if lora.TargetOf(m.Weight()) == target {
+				for k := m.AOff; k < m.BOff+m.Out*ad.Config.Rank; k++ {
+					v[k] = rng.NormFloat64()
+					vn += v[k] * v[k]
+				}
+			}
+		}
+		if vn == 0 {
+			continue
+		}
+		var dot float64
+		for k := range v {
+			v[k] /= math.Sqrt(vn)
+			dot += v[k] * float64(g1[k])
+		}
+		const h = 1e-2
+		for k := range ad.Data {
+			ad.Data[k] = float32(float64(orig[k]) + h*v[k])
+		}
+		lp := lossAt()
+		for k := range ad.Data {
+			ad.Data[k] = float32(float64(orig[k]) - h*v[k])
+		}
+		lm := lossAt()
+		copy(ad.Data, orig)
+		fd := (lp - lm) / (2 * h)
+		if math.Abs(dot-fd) > 1e-2*max(math.Abs(fd), 1e-3) {
+			t.Errorf("%s: directional derivative %.6g, finite differences %.6g", target, dot, fd)
+		}
 	}
 }

@@ -161,11 +161,11 @@ func (w *Workers) forwardShares(rows [][]int, backward bool, gscale float32) err
 // Grad adds the other workers' gradients to the first worker's, element by
 // element in worker order, and returns it.
 func (w *Workers) Grad() []float32 {
-	dst := w.Backprops[0].Grad
+	dst := w.Backprops[0].trainGrad()
 	parallel(len(dst), 1<<15, func(lo, hi int) {
 		d := dst[lo:hi]
 		for _, e := range w.Backprops[1:] {
-			for i, v := range e.Grad[lo:hi] {
+			for i, v := range e.trainGrad()[lo:hi] {
 				d[i] += v
 			}
 		}

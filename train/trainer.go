@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jamba-go/jamba/internal/atomicfile"
+	"github.com/jamba-go/jamba/lora"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
 )
@@ -48,6 +49,27 @@ type Options struct {
 	// saved before this option) or RowsLines (see Loader.SetLines; the run
 	// then needs its texts through SetText).
 	Rows string `json:"rows,omitempty"`
+	// LoRA, when set, trains a LoRA adapter over the frozen model
+	// instead of the model itself.
+	LoRA *LoRAOptions `json:"lora,omitempty"`
+}
+
+// LoRAOptions describe the adapter of a LoRA run and its base model.
+type LoRAOptions struct {
+	Rank    int      `json:"rank"`
+	Alpha   float64  `json:"alpha"`
+	Dropout float64  `json:"dropout"`
+	Targets []string `json:"targets"`
+	// Base is the base model's --model value ("" for the embedded demo
+	// model) and BaseQuantize how it was loaded ("" or "int8"): a resume
+	// loads it again the same way.
+	Base         string `json:"base"`
+	BaseQuantize string `json:"base_quantize,omitempty"`
+}
+
+// Config is the adapter config of o.
+func (o *LoRAOptions) Config() lora.Config {
+	return lora.Config{Rank: o.Rank, Alpha: o.Alpha, Dropout: o.Dropout, Targets: o.Targets, BaseModel: o.Base}
 }
 
 // DefaultOptions returns the defaults of jamba train.
@@ -83,6 +105,12 @@ func (o *Options) Validate() error {
 	case o.Workers < 0 || o.Workers > o.Batch:
 		return fmt.Errorf("train: %d workers for batches of %d rows: need 0 to %d", o.Workers, o.Batch, o.Batch)
 	}
+	if o.LoRA != nil {
+		c := o.LoRA.Config()
+		if err := c.Validate(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -108,6 +136,9 @@ type Trainer struct {
 	Backprop *Backprop
 	Workers  *Workers
 	Opt      *AdamW
+	// LoRA is the adapter a LoRA run trains (Opts.LoRA); Params are then
+	// the frozen base.
+	LoRA     *LoRA
 	Data     *Loader
 	Val      [][]int // validation windows; nil: no validation
 	Metrics  []Metric
@@ -154,8 +185,25 @@ func NewTrainer(p *Params, data, val []int32, opts Options) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{Opts: opts, Params: p, Backprop: e, Workers: ws, Data: ld,
-		Opt: NewAdamW(p, opts.Beta1, opts.Beta2, opts.Eps, opts.WeightDecay)}
+	t := &Trainer{Opts: opts, Params: p, Backprop: e, Workers: ws, Data: ld}
+	if opts.LoRA != nil {
+		ad, err := lora.New(p.Config, opts.LoRA.Config())
+		if err != nil {
+			return nil, err
+		}
+		ad.Init(opts.Seed)
+		t.LoRA = NewLoRA(p.Config, ad)
+		bps := []*Backprop{e}
+		if ws != nil {
+			bps = ws.Backprops
+		}
+		for _, b := range bps {
+			if err := b.SetLoRA(t.LoRA); err != nil {
+				return nil, err
+			}
+		}
+	}
+	t.Opt = NewAdamW(t.trained(), opts.Beta1, opts.Beta2, opts.Eps, opts.WeightDecay)
 	if val != nil {
 		t.Val = Windows(val, opts.Seq, opts.EvalTokens)
 		if len(t.Val) == 0 {
@@ -163,6 +211,15 @@ func NewTrainer(p *Params, data, val []int32, opts Options) (*Trainer, error) {
 		}
 	}
 	return t, nil
+}
+
+// trained are the parameters the run trains: the adapter's in a LoRA run,
+// else the model's.
+func (t *Trainer) trained() *Params {
+	if t.LoRA != nil {
+		return t.LoRA.Params
+	}
+	return t.Params
 }
 
 // Schedule returns the run's learning-rate schedule.
@@ -202,7 +259,18 @@ func (t *Trainer) Step() (Metric, error) {
 		return Metric{}, errors.New("train: line rows need the training texts (Trainer.SetText)")
 	}
 	scale := float32(1 / float64(t.Opts.Accum))
-	for range t.Opts.Accum {
+	for k := range t.Opts.Accum {
+		if t.LoRA != nil {
+			// The dropout masks: a function of (seed, step, micro-batch).
+			seed := mix64(t.Opts.Seed ^ mix64(uint64(t.Opt.Step)<<20+uint64(k)))
+			if ws != nil {
+				for i, b := range ws.Backprops {
+					b.SetDropoutSeed(seed + uint64(i)<<48)
+				}
+			} else {
+				e.SetDropoutSeed(seed)
+			}
+		}
 		rows := t.Data.Next()
 		loss, err := backward(rows, scale)
 		if err != nil {
@@ -218,7 +286,7 @@ func (t *Trainer) Step() (Metric, error) {
 		return Metric{}, fmt.Errorf("train: step %d: the loss is %v", t.Opt.Step+1, ce)
 	}
 	lr := t.Schedule().At(t.Opt.Step)
-	grad := e.Grad
+	grad := e.trainGrad()
 	if ws != nil {
 		grad = ws.Grad()
 	}
@@ -350,6 +418,15 @@ func (t *Trainer) Save(dir string) error { return t.SaveCheckpoint(dir, nil) }
 // newest complete save instead, or refused when it has none. The
 // Trainer's Checkpoint and Notes say which folder was loaded and why.
 func Resume(dir string, data, val []int32, override func(o *Options)) (*Trainer, error) {
+	return ResumeWith(dir, data, val, override, nil)
+}
+
+// BaseLoader loads the base model of a LoRA run as float32 parameters.
+type BaseLoader func(o *LoRAOptions) (*Params, error)
+
+// ResumeWith is Resume with the loader of a LoRA run's base model (nil:
+// LoadParams of its folder).
+func ResumeWith(dir string, data, val []int32, override func(o *Options), loadBase BaseLoader) (*Trainer, error) {
 	cp, notes, err := findCheckpoint(dir)
 	if err != nil {
 		return nil, fmt.Errorf("train: resume: %w", err)
@@ -378,22 +455,51 @@ func Resume(dir string, data, val []int32, override func(o *Options)) (*Trainer,
 	if err := st.validate(f.Name(), len(data)); err != nil {
 		return nil, err
 	}
-	m, err := model.Load(dir, model.Options{})
-	if err != nil {
-		return nil, err
-	}
-	p, err := ParamsFromModel(m)
-	m.Close()
-	if err != nil {
-		return nil, err
+	var p *Params
+	if lo := st.Options.LoRA; lo != nil {
+		if loadBase == nil {
+			loadBase = func(o *LoRAOptions) (*Params, error) {
+				if o.Base == "" || o.BaseQuantize != "" {
+					return nil, fmt.Errorf("train: resume: the base model %q (quantize %q) needs the command's loader", o.Base, o.BaseQuantize)
+				}
+				return LoadParams(o.Base)
+			}
+		}
+		if p, err = loadBase(lo); err != nil {
+			return nil, fmt.Errorf("train: resume: the base model of the adapter: %w", err)
+		}
+	} else {
+		m, err := model.Load(dir, model.Options{})
+		if err != nil {
+			return nil, err
+		}
+		p, err = ParamsFromModel(m)
+		m.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
 	opts := st.Options
 	if override != nil {
 		override(&opts)
 	}
+	if (opts.LoRA == nil) != (st.Options.LoRA == nil) {
+		return nil, errors.New("train: resume: a run cannot switch between LoRA and full training")
+	}
 	t, err := NewTrainer(p, data, val, opts)
 	if err != nil {
 		return nil, err
+	}
+	if t.LoRA != nil {
+		ad, err := lora.Load(dir, p.Config)
+		if err != nil {
+			return nil, fmt.Errorf("train: resume: %w", err)
+		}
+		if len(ad.Data) != len(t.LoRA.Adapter.Data) || len(ad.Modules) != len(t.LoRA.Adapter.Modules) {
+			return nil, fmt.Errorf("train: resume: the adapter in %s has %d modules, %d parameters; the run's options make %d, %d",
+				dir, len(ad.Modules), len(ad.Data), len(t.LoRA.Adapter.Modules), len(t.LoRA.Adapter.Data))
+		}
+		copy(t.LoRA.Adapter.Data, ad.Data)
 	}
 	for _, name := range []string{"m", "v"} {
 		tt, err := f.Tensor(name)
@@ -404,8 +510,8 @@ func Resume(dir string, data, val []int32, override func(o *Options)) (*Trainer,
 		if err != nil {
 			return nil, err
 		}
-		if len(v) != len(p.Data) {
-			return nil, fmt.Errorf("train: resume: %s: %s has %d values, the model %d", f.Name(), name, len(v), len(p.Data))
+		if n := len(t.trained().Data); len(v) != n {
+			return nil, fmt.Errorf("train: resume: %s: %s has %d values, the trained parameters %d", f.Name(), name, len(v), n)
 		}
 		if name == "m" {
 			t.Opt.M = v
