@@ -138,12 +138,12 @@ type Trainer struct {
 	Opt      *AdamW
 	// LoRA is the adapter a LoRA run trains (Opts.LoRA); Params are then
 	// the frozen base.
-	LoRA     *LoRA
-	Data     *Loader
-	Val      [][]int // validation windows; nil: no validation
-	Metrics  []Metric
-	Tokens   int64
-	Elapsed  float64
+	LoRA    *LoRA
+	Data    *Loader
+	Val     [][]int // validation windows; nil: no validation
+	Metrics []Metric
+	Tokens  int64
+	Elapsed float64
 
 	// Checkpoint is the folder a resumed run was loaded from, and Notes
 	// say why it is not the one asked for (a save cut short), if so.
