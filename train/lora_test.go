@@ -484,3 +484,105 @@ func TestLoRADropout(t *testing.T) {
 		}
 	}
 }
+
+// TestLoRAMergedInference checks that the inference forward of a model
+// with the adapter merged (lora.Merge, after a save and lora.Load round
+// trip) gives the training forward's logits with the adapter applied on the
+// fly, within 1e-5 of the largest logit (float32 sums in another order:
+// the merged W + s·B·A against x·Wᵀ + s·(x·Aᵀ)·Bᵀ), on both tiny fixtures;
+// that the base model loaded beside it (ShareWeights) keeps its own
+// logits; and that Merge refuses an adapter of another shape.
+func TestLoRAMergedInference(t *testing.T) {
+	for fi, name := range []string{"tiny-moe", "tiny-dense"} {
+		t.Run(name, func(t *testing.T) {
+			dir := testutil.Fixture(t, filepath.Join("models", name))
+			base, err := model.Load(dir, model.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer base.Close()
+			p, err := ParamsFromModel(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ad := randomAdapter(t, p.Config, 4, 8, 0, uint64(60+fi))
+			adDir := t.TempDir()
+			if err := ad.Save(adDir); err != nil {
+				t.Fatal(err)
+			}
+			loaded, err := lora.Load(adDir, p.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			merged := base.ShareWeights()
+			if err := lora.Merge(merged, loaded); err != nil {
+				t.Fatal(err)
+			}
+			if merged.Identity() == base.Identity() {
+				t.Errorf("the merged model has the base's identity")
+			}
+			rows := fixtureRows(t, dir)
+			e, err := NewBackprop(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.SetLoRA(NewLoRA(p.Config, ad)); err != nil {
+				t.Fatal(err)
+			}
+			e.KeepLogits = true
+			if _, err := e.Forward(rows); err != nil {
+				t.Fatal(err)
+			}
+			eb, _ := NewBackprop(p)
+			eb.KeepLogits = true
+			if _, err := eb.Forward(rows); err != nil {
+				t.Fatal(err)
+			}
+			V := p.Config.VocabSize
+			off := 0
+			for i, r := range rows {
+				for _, c := range []struct {
+					name string
+					m    *model.Model
+					want []float32
+				}{{"merged", merged, e.Logits}, {"base", base, eb.Logits}} {
+					ws := c.m.NewWorkspace()
+					if err := ws.Forward([]model.SeqInput{{Tokens: r, Logits: model.AllLogits}}); err != nil {
+						t.Fatal(err)
+					}
+					got := ws.Logits(0)
+					want := c.want[off*V : (off+len(r))*V]
+					var diff, scale float64
+					for j, w := range want {
+						diff = max(diff, math.Abs(float64(got[j]-w)))
+						scale = max(scale, math.Abs(float64(w)))
+					}
+					if diff > 1e-5*scale {
+						t.Errorf("%s, row %d: max |logit difference| %.3g, max |logit| %.3g", c.name, i, diff, scale)
+					}
+				}
+				off += len(r)
+			}
+			// The adapter changes the logits (it is not a no-op).
+			var moved float64
+			for j := range e.Logits {
+				moved = max(moved, math.Abs(float64(e.Logits[j]-eb.Logits[j])))
+			}
+			if moved < 1e-3 {
+				t.Errorf("the adapter moves the logits by only %g", moved)
+			}
+		})
+	}
+	other, err := lora.New(tinyConfig(t, nil), lora.Config{Rank: 2, Alpha: 2, Targets: []string{"in_proj"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(testutil.Fixture(t, filepath.Join("models", "tiny-dense")), model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := lora.Merge(m.ShareWeights(), other); err == nil {
+		t.Errorf("an adapter of another model merged without an error")
+	}
+}

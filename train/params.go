@@ -112,7 +112,14 @@ func LoadParams(dir string) (*Params, error) {
 
 // ParamsFromModel copies the weights of a loaded (not quantized) model into
 // float32 parameters.
-func ParamsFromModel(m *model.Model) (*Params, error) {
+func ParamsFromModel(m *model.Model) (*Params, error) { return paramsFromModel(m, false) }
+
+// FrozenParamsFromModel is ParamsFromModel for a base that stays frozen (a
+// LoRA run): int8-quantized weights are taken too, dequantized, so that
+// training sees the values the quantized model computes with.
+func FrozenParamsFromModel(m *model.Model) (*Params, error) { return paramsFromModel(m, true) }
+
+func paramsFromModel(m *model.Model, quantized bool) (*Params, error) {
 	p := NewParams(m.Config)
 	src := modelTensors(m)
 	for _, t := range p.Tensors {
@@ -124,7 +131,7 @@ func ParamsFromModel(m *model.Model) (*Params, error) {
 		switch {
 		case s.mat != nil:
 			w := s.mat
-			if w.DType == kernels.I8 {
+			if w.DType == kernels.I8 && !quantized {
 				return nil, fmt.Errorf("train: tensor %s is int8-quantized; load the model without quantization", t.Name)
 			}
 			if w.Rows*w.Cols != t.Size {

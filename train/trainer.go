@@ -65,11 +65,18 @@ type LoRAOptions struct {
 	// loads it again the same way.
 	Base         string `json:"base"`
 	BaseQuantize string `json:"base_quantize,omitempty"`
+	// BaseName is adapter_config.json's base_model_name_or_path (default:
+	// Base).
+	BaseName string `json:"base_name,omitempty"`
 }
 
 // Config is the adapter config of o.
 func (o *LoRAOptions) Config() lora.Config {
-	return lora.Config{Rank: o.Rank, Alpha: o.Alpha, Dropout: o.Dropout, Targets: o.Targets, BaseModel: o.Base}
+	name := o.BaseName
+	if name == "" {
+		name = o.Base
+	}
+	return lora.Config{Rank: o.Rank, Alpha: o.Alpha, Dropout: o.Dropout, Targets: o.Targets, BaseModel: name}
 }
 
 // DefaultOptions returns the defaults of jamba train.

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/kernels"
+	"github.com/jamba-go/jamba/lora"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/tokenizer"
 )
@@ -29,6 +31,11 @@ type modelFlags struct {
 	kvCache     *string // nil for commands that keep no cache
 	threads     *int
 	checkFinite *bool
+	// lora are the --lora values: adapter folders merged into the model
+	// at load, and for serve name=DIR adapters served beside it.
+	lora       pathList
+	namedLoRA  bool // the command serves name=DIR adapters (serve)
+	loraMerged string
 }
 
 // modelFlagSet chooses the optional flags of addModelFlags.
@@ -52,6 +59,9 @@ func addModelFlags(fs *flag.FlagSet, which modelFlagSet) *modelFlags {
 	}
 	if which >= withCache {
 		f.kvCache = fs.String("kv-cache", "f32", kvCacheHelp)
+	}
+	if which >= withQuantize {
+		fs.Var(&f.lora, "lora", "LoRA adapter folder (PEFT's adapter_config.json and adapter_model.safetensors, from 'jamba train --lora-rank' or PEFT) merged into the model's weights at load")
 	}
 	f.threads = fs.Int("threads", 0, "threads for the kernels (default: all cores)")
 	f.checkFinite = fs.Bool("check-finite", false, "scan every weight for NaN and infinities at load (non-finite logits are an error either way)")
@@ -82,12 +92,38 @@ func (f *modelFlags) applyThreads() error {
 	return nil
 }
 
-// open applies --threads and opens the --model with openModel.
+// open applies --threads, opens the --model with openModel and merges the
+// --lora adapter (one without a name) into it.
 func (f *modelFlags) open() (*loadedModel, error) {
 	if err := f.applyThreads(); err != nil {
 		return nil, err
 	}
-	return openModel(*f.model, f.options())
+	var merge []string
+	for _, v := range f.lora {
+		if name, _, ok := strings.Cut(v, "="); ok && f.namedLoRA && name != "" && !strings.ContainsAny(name, `/\`) {
+			continue
+		}
+		merge = append(merge, v)
+	}
+	if len(merge) > 1 {
+		return nil, fmt.Errorf("%w: --lora: one adapter to merge (got %d)", errUsage, len(merge))
+	}
+	m, err := openModel(*f.model, f.options())
+	if err != nil {
+		return nil, err
+	}
+	if len(merge) == 1 {
+		ad, err := lora.Load(merge[0], m.Config)
+		if err == nil {
+			err = lora.Merge(m.Model, ad)
+		}
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		f.loraMerged = merge[0]
+	}
+	return m, nil
 }
 
 // loadedModel is a model opened from a --model value, with its tokenizer.

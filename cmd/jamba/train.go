@@ -17,6 +17,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/jamba-go/jamba/internal/atomicfile"
+	"github.com/jamba-go/jamba/lora"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/tokenizer"
 	"github.com/jamba-go/jamba/train"
@@ -89,7 +90,17 @@ over the shared weights that takes its share of a micro-batch's rows, and
 the gradients are summed. It scales to one worker per core (the default),
 where one engine spreading each operation over the threads stops gaining
 beyond 2 or 3. The result is deterministic for a given worker count, which
-the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
+the checkpoint records (a resume keeps it unless --workers is given).
+
+--lora-rank R trains a LoRA adapter instead of the model: every layer named
+by --lora-targets gets W + (alpha/R)·B·A with A [R, in] (PEFT's
+initialisation: uniform in ±1/√in) and B [out, R] (zeros), the model stays
+frozen (it may be a .gguf file, or int8 with --quantize), and only A and B
+are trained, with exact gradients and dropout --lora-dropout on the
+adapters' input. The saves are PEFT adapter folders (adapter_config.json,
+adapter_model.safetensors) that 'jamba run --lora DIR' and the other
+commands, 'jamba merge' and peft.PeftModel.from_pretrained load; --resume
+loads the base model again from the path the run recorded.`, stderr)
 	mf := addModelFlags(fs, weightsOnly)
 	fs.Lookup("model").Usage = "checkpoint to start from ('jamba init' output, any Hugging Face Jamba checkpoint, or a .gguf file; default: the embedded demo model)"
 	modelDir := mf.model
@@ -103,6 +114,12 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	d := train.DefaultOptions()
 	d.Rows = train.RowsStream
 	bindTrainOptions(fs, o, d)
+	loraRank := fs.Int("lora-rank", 0, "train a LoRA adapter of this rank over the frozen model instead of the model (0: train the model itself)")
+	loraAlpha := fs.Float64("lora-alpha", 0, "LoRA alpha: the adapter's update is scaled by alpha/rank (default: the rank, a scale of 1)")
+	loraDropout := fs.Float64("lora-dropout", 0, "dropout probability on the adapters' input during training")
+	loraTargets := fs.String("lora-targets", strings.Join(defaultLoRATargets, ","), "layers to adapt, comma-separated, or all: "+strings.Join(lora.Targets, ",")+
+		" (experts: every expert's gate_proj, up_proj and down_proj, one adapter each)")
+	quantize := fs.String("quantize", "", `with --lora-rank: hold the frozen base as "int8" quantizes it (QLoRA-style: the adapter trains over the quantized weights' values)`)
 	stopStep := fs.Int("stop-step", 0, "end this leg after this step (saving), without changing the schedule (0: run to --steps)")
 	timeLimit := fs.Duration("time-limit", 0, "end this leg, saving, after the first step that ends past this duration (e.g. 9m; 0: none)")
 	quiet := fs.Bool("quiet", false, "no progress bar; print one line per validation instead")
@@ -118,6 +135,47 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	}
 	if *resume != "" && *modelDir != "" {
 		return fmt.Errorf("%w: give --model or --resume, not both", errUsage)
+	}
+	if *resume != "" {
+		for _, f := range []string{"lora-rank", "lora-alpha", "lora-dropout", "lora-targets", "quantize"} {
+			if set[f] {
+				return fmt.Errorf("%w: --%s comes from the checkpoint on --resume", errUsage, f)
+			}
+		}
+	}
+	if *loraRank < 0 {
+		return fmt.Errorf("%w: --lora-rank must not be negative", errUsage)
+	}
+	if *loraRank == 0 {
+		for _, f := range []string{"lora-alpha", "lora-dropout", "lora-targets", "quantize"} {
+			if set[f] {
+				return fmt.Errorf("%w: --%s needs --lora-rank", errUsage, f)
+			}
+		}
+	} else {
+		targets, err := lora.ParseTargets(*loraTargets)
+		if err != nil {
+			return fmt.Errorf("%w: --lora-targets: %v", errUsage, err)
+		}
+		alpha := *loraAlpha
+		if !set["lora-alpha"] {
+			alpha = float64(*loraRank)
+		}
+		base := *modelDir
+		if base != "" {
+			if base, err = filepath.Abs(base); err != nil {
+				return err
+			}
+		}
+		o.LoRA = &train.LoRAOptions{Rank: *loraRank, Alpha: alpha, Dropout: *loraDropout, Targets: targets,
+			Base: base, BaseQuantize: *quantize, BaseName: base}
+		if base == "" {
+			o.LoRA.BaseName = modelName("")
+		}
+		c := o.LoRA.Config()
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 	}
 	var err error
 	if *output == "" {
@@ -192,23 +250,31 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	// The trainer: resumed, or new from a checkpoint.
 	var tr *train.Trainer
 	if *resume != "" {
-		tr, err = train.Resume(*resume, trainTokens, valTokens, func(saved *train.Options) {
+		tr, err = train.ResumeWith(*resume, trainTokens, valTokens, func(saved *train.Options) {
 			overrideOptions(saved, fs)
 			if set["workers"] && saved.Workers == 0 {
 				saved.Workers = autoWorkers(saved.Batch)
 			}
-		})
+		}, loadLoRABase)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", tr.Checkpoint, tr.StepsDone(), tr.Opts.Steps)
 	} else {
-		m, err := mf.open()
-		if err != nil {
-			return err
+		var p *train.Params
+		if o.LoRA != nil {
+			if err := mf.applyThreads(); err != nil {
+				return err
+			}
+			p, err = loadLoRABase(o.LoRA)
+		} else {
+			var m *loadedModel
+			if m, err = mf.open(); err != nil {
+				return err
+			}
+			p, err = train.ParamsFromModel(m.Model)
+			m.Close()
 		}
-		p, err := train.ParamsFromModel(m.Model)
-		m.Close()
 		if err != nil {
 			return err
 		}
@@ -231,6 +297,12 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	}
 	fmt.Fprintf(stderr, "model: %s parameters (%s active per token); %d rows of %d tokens per epoch; %d tokens per step; %s\n",
 		humanCount(total), humanCount(active), tr.Data.RowsPerEpoch(), tr.Opts.Seq, tr.Opts.Seq*tr.Opts.Batch*tr.Opts.Accum, workers)
+	if tr.LoRA != nil {
+		ad := tr.LoRA.Adapter
+		fmt.Fprintf(stderr, "LoRA: %s trained parameters (%.2f%% of the model) in %d layers (%s); rank %d, alpha %g, dropout %g; the model is frozen\n",
+			humanCount(int64(ad.Size())), 100*float64(ad.Size())/float64(total), len(ad.Modules), strings.Join(tr.Opts.LoRA.Targets, ","),
+			ad.Config.Rank, ad.Config.Alpha, ad.Config.Dropout)
+	}
 
 	ctx, stop := stopContext(stderr, "finishing the step and saving")
 	defer stop()
@@ -331,8 +403,29 @@ the checkpoint records (a resume keeps it unless --workers is given).`, stderr)
 	if tr.StepsDone() < tr.Opts.Steps {
 		fmt.Fprintf(stderr, "stopped at step %d of %d; continue with: jamba train --resume %s --data ...\n", tr.StepsDone(), tr.Opts.Steps, *output)
 	}
+	if tr.LoRA != nil {
+		fmt.Fprintf(stderr, "adapter (adapter_config.json, adapter_model.safetensors), metrics.csv and loss.png in %s; use it with --lora %s\n", *output, *output)
+		return nil
+	}
 	fmt.Fprintf(stderr, "checkpoint, metrics.csv and loss.png in %s\n", *output)
 	return nil
+}
+
+// defaultLoRATargets are the layers --lora-targets adapts by default: every
+// projection of the Mamba, attention and dense MLP layers (not the routers
+// or the experts).
+var defaultLoRATargets = []string{"in_proj", "x_proj", "dt_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// loadLoRABase loads the frozen base of a LoRA run as float32 parameters:
+// its --model (a folder, a .gguf file or the demo model) loaded as the run
+// was started, quantized when it was.
+func loadLoRABase(o *train.LoRAOptions) (*train.Params, error) {
+	m, err := openModel(o.Base, model.Options{Quantize: o.BaseQuantize})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	return train.FrozenParamsFromModel(m.Model)
 }
 
 // bindTrainOptions defines the flags of the training options on fs,
