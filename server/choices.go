@@ -27,7 +27,7 @@ func (s *Server) generateChoices(ctx context.Context, w http.ResponseWriter, b *
 			reqs[i].Constraint = constraint()
 		}
 	}
-	sts, err := b.Engine.SubmitGroup(ctx, reqs)
+	sts, err := b.engineFor(g.Model).SubmitGroup(ctx, reqs)
 	if err != nil {
 		if e := submitError(ctx, b, err); e != nil {
 			writeError(w, e)

@@ -58,6 +58,13 @@ var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newEnv(t testing.TB, ec engine.Config, sc Config) *testEnv {
 	t.Helper()
+	return newEnvAdapters(t, ec, sc, nil)
+}
+
+// newEnvAdapters is newEnv with adapter engines served beside the demo
+// model (Backend.Adapters); the caller closes them.
+func newEnvAdapters(t testing.TB, ec engine.Config, sc Config, adapters map[string]*engine.Engine) *testEnv {
+	t.Helper()
 	m, tok := loadDemo(t)
 	eng, err := engine.New(m, ec)
 	if err != nil {
@@ -74,7 +81,7 @@ func newEnv(t testing.TB, ec engine.Config, sc Config) *testEnv {
 		t.Fatal(err)
 	}
 	b := Backend{Engine: eng, Tokenizer: tok, Template: chat.Default(), ChatAddSpecial: true,
-		SpecialTokens: map[string]string{"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}}
+		SpecialTokens: map[string]string{"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}, Adapters: adapters}
 	if err := srv.Ready(b); err != nil {
 		t.Fatal(err)
 	}

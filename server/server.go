@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,12 @@ type Config struct {
 // Backend is what a ready server serves: the engine and the text side of
 // the model.
 type Backend struct {
-	Engine    *engine.Engine
+	Engine *engine.Engine
+	// Adapters are more models served beside the base, by name: engines
+	// over the base with a LoRA adapter merged (the same tokenizer, vocabulary
+	// and context). A request's model field picks one; /v1/models lists
+	// them with the base as parent.
+	Adapters  map[string]*engine.Engine
 	Tokenizer *tokenizer.Tokenizer
 	// Template renders chat requests. The rendered text is encoded with
 	// the tokenizer's special tokens added when ChatAddSpecial is set
@@ -192,6 +198,16 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Ready(b Backend) error {
 	if b.Engine == nil || b.Tokenizer == nil || b.Template == nil {
 		return errors.New("server: Backend needs an engine, a tokenizer and a template")
+	}
+	for name, e := range b.Adapters {
+		switch {
+		case e == nil:
+			return fmt.Errorf("server: adapter %q has no engine", name)
+		case name == s.cfg.ModelID || slicesContains(s.cfg.Aliases, name):
+			return fmt.Errorf("server: adapter %q has the name of the base model", name)
+		case e.VocabSize() != b.Engine.VocabSize() || e.Config().Context != b.Engine.Config().Context || e.Config().MaxBatch != b.Engine.Config().MaxBatch:
+			return fmt.Errorf("server: adapter %q: its engine's vocabulary, context or batch differs from the base's", name)
+		}
 	}
 	b.anchor = -1
 	b.tools = toolFormatOf(b.Template.Source())
@@ -374,10 +390,41 @@ func (s *Server) ready() (*Backend, *apiError) {
 		return nil, unavailable("the server is shutting down")
 	}
 	b := s.backend.Load()
-	if err := b.Engine.Err(); err != nil {
+	if err := b.err(); err != nil {
 		return nil, unavailable("the engine has stopped")
 	}
 	return b, nil
+}
+
+// err is the first error of the backend's engines (nil while all run).
+func (b *Backend) err() error {
+	if err := b.Engine.Err(); err != nil {
+		return err
+	}
+	for _, e := range b.Adapters {
+		if err := e.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// engineFor is the engine that serves the model named id: an adapter's,
+// or the base's.
+func (b *Backend) engineFor(id string) *engine.Engine {
+	if e, ok := b.Adapters[id]; ok {
+		return e
+	}
+	return b.Engine
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -395,7 +442,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		unavailable("Shutting down")
 		return
 	}
-	if err := s.backend.Load().Engine.Err(); err != nil {
+	if err := s.backend.Load().err(); err != nil {
 		unavailable("Engine stopped")
 		return
 	}
@@ -410,12 +457,17 @@ type modelObject struct {
 	Created       int64  `json:"created"`
 	OwnedBy       string `json:"owned_by"`
 	ContextLength int    `json:"context_length,omitempty"`
+	// Parent is the base model of a LoRA adapter (as vLLM lists them).
+	Parent string `json:"parent,omitempty"`
 }
 
 func (s *Server) model(id string) modelObject {
 	m := modelObject{ID: id, Object: "model", Created: s.created, OwnedBy: "jamba"}
 	if b := s.backend.Load(); b != nil {
 		m.ContextLength = b.Engine.Config().Context
+		if _, ok := b.Adapters[id]; ok {
+			m.Parent = s.cfg.ModelID
+		}
 	}
 	return m
 }
@@ -424,6 +476,16 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	list := []modelObject{s.model(s.cfg.ModelID)}
 	for _, a := range s.cfg.Aliases {
 		list = append(list, s.model(a))
+	}
+	if b := s.backend.Load(); b != nil {
+		names := make([]string, 0, len(b.Adapters))
+		for name := range b.Adapters {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			list = append(list, s.model(name))
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": list})
 }
@@ -436,10 +498,15 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request, id string) 
 	writeJSON(w, http.StatusOK, s.model(id))
 }
 
-// serves reports whether id names the model.
+// serves reports whether id names the model or one of its adapters.
 func (s *Server) serves(id string) bool {
 	if id == s.cfg.ModelID {
 		return true
+	}
+	if b := s.backend.Load(); b != nil {
+		if _, ok := b.Adapters[id]; ok {
+			return true
+		}
 	}
 	for _, a := range s.cfg.Aliases {
 		if id == a {

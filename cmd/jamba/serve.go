@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/internal/safefile"
+	"github.com/jamba-go/jamba/lora"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/server"
 )
@@ -66,6 +68,8 @@ Fixed limits: request headers at most 64 KiB (431 beyond), read within `+server.
 a request within `+server.ReadTimeout.String()+`; idle connections closed after `+server.IdleTimeout.String()+`;
 `+server.FixedLimits()+`.`, stderr)
 	mf := addModelFlags(fs, withCache)
+	mf.namedLoRA = true
+	fs.Lookup("lora").Usage = "LoRA adapter folder (PEFT layout): DIR merges it into the served model; NAME=DIR serves it beside the model as the model NAME (repeatable; one engine with its own --max-batch slots per adapter, sharing the weights it does not adapt)"
 	tokPath := fs.String("tokenizer", "", "tokenizer.json, or a folder holding one, to use instead of the model's")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
 	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+modelName("")+")")
@@ -186,6 +190,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}()
 	var m *model.Model
 	var eng *engine.Engine
+	var adapters map[string]*engine.Engine
 	select {
 	case l := <-loadDone:
 		if l.err != nil {
@@ -205,6 +210,15 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 			return err
 		}
 		l.b.Engine = eng
+		if l.b.Adapters, err = adapterEngines(m, mf.lora, id, aliases, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c,
+			StepTokens: max(*stepTokens, *maxBatch), PrefillChunk: *prefillChunk, NoPrefixReuse: *noReuse,
+			SnapshotBytes: snapshotBytes(*snapMiB)}, log); err != nil {
+			hs.Close()
+			eng.Close()
+			m.Close()
+			return err
+		}
+		adapters = l.b.Adapters
 		if *stateDir != "" {
 			loaded, refused := eng.LoadedStates()
 			log.Info("states from --state-dir", "dir", *stateDir, "loaded", loaded, "refused", refused)
@@ -212,6 +226,9 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		if err := srv.Ready(l.b); err != nil {
 			hs.Close()
 			eng.Close()
+			for _, e := range adapters {
+				e.Close()
+			}
 			m.Close()
 			return err
 		}
@@ -226,6 +243,11 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		return err
 	}
 	defer m.Close()
+	defer func() { // before m.Close: the adapters' models share its mapping
+		for _, e := range adapters {
+			e.Close()
+		}
+	}()
 
 	select {
 	case s := <-sig:
@@ -242,8 +264,14 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	defer cancel()
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- hs.Shutdown(ctx) }()
+	for _, e := range adapters {
+		go e.Drain(ctx)
+	}
 	if err := eng.Drain(ctx); err != nil {
 		log.Warn("grace period over; running requests were ended", "error", err)
+	}
+	for _, e := range adapters {
+		e.Drain(ctx)
 	}
 	if err := <-shutdown; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		// Handlers are ending their streams after the engine's abort;
@@ -256,6 +284,54 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// adapterEngines starts an engine for every NAME=DIR value of --lora: the
+// base m with the adapter merged into a copy of the matrices it adapts
+// (the others are shared), under the engine config of the base (without
+// --state-dir, whose states are the base's).
+func adapterEngines(m *model.Model, values []string, id string, aliases []string, cfg engine.Config, log *slog.Logger) (map[string]*engine.Engine, error) {
+	out := map[string]*engine.Engine{}
+	closeAll := func() {
+		for _, e := range out {
+			e.Close()
+		}
+	}
+	for _, v := range values {
+		name, dir, ok := strings.Cut(v, "=")
+		if !ok || name == "" || strings.ContainsAny(name, `/\`) {
+			continue // merged into the base at load
+		}
+		if dir == "" {
+			closeAll()
+			return nil, fmt.Errorf("%w: --lora %s: no folder after =", errUsage, v)
+		}
+		if _, dup := out[name]; dup || name == id || slices.Contains(aliases, name) {
+			closeAll()
+			return nil, fmt.Errorf("%w: --lora %s: the name %q is already served", errUsage, v, name)
+		}
+		ad, err := lora.Load(dir, m.Config)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		am := m.ShareWeights()
+		if err := lora.Merge(am, ad); err != nil {
+			closeAll()
+			return nil, err
+		}
+		e, err := engine.New(am, cfg)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		out[name] = e
+		log.Info("adapter loaded", "model", name, "lora", dir, "adapter", ad.Describe())
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 func durationOrNone(d time.Duration) time.Duration {
