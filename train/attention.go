@@ -130,7 +130,7 @@ func (e *Backprop) attnBackward(a *attnActs, w, gw *layerWeights, x, dout, dx []
 			}
 		}
 	})
-	xt := e.s.transposeInput(x, n, d.H)
+	xt := e.s.transposeInputIfNeeded(x, n, d.H)
 	e.s.linearBackwardT(dx, gw.q, nil, dq, xt, w.q, n, qd, d.H)
 	e.s.linearBackwardT(dx, gw.k, nil, dk, xt, w.k, n, kvd, d.H)
 	e.s.linearBackwardT(dx, gw.v, nil, dv, xt, w.v, n, kvd, d.H)

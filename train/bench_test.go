@@ -2,7 +2,10 @@ package train
 
 import (
 	"runtime"
+	"strings"
 	"testing"
+
+	"github.com/jamba-go/jamba/lora"
 
 	"github.com/jamba-go/jamba/kernels"
 
@@ -26,9 +29,10 @@ func benchConfig() *model.Config {
 // the arithmetic rate counted as 6 flops per active parameter per token.
 // "stored" and "recompute" run one engine over all threads; "workers" runs
 // GOMAXPROCS data-parallel workers (at most 4, one per row), and the step
-// includes summing their gradients.
+// includes summing their gradients. "lora" and "lora-workers" are "stored"
+// and "workers" training a rank-8 LoRA adapter over the frozen model.
 func BenchmarkTrainStep(b *testing.B) {
-	for _, name := range []string{"stored", "recompute", "workers"} {
+	for _, name := range []string{"stored", "recompute", "workers", "lora", "lora-workers"} {
 		b.Run(name, func(b *testing.B) {
 			kernels.SetThreads(runtime.GOMAXPROCS(0)) // follow -cpu
 			cfg := benchConfig()
@@ -36,10 +40,29 @@ func BenchmarkTrainStep(b *testing.B) {
 			rows := randomRows(1, cfg.VocabSize, 256, 256, 256, 256)
 			tokens := 4 * 256
 			var pass func() error
-			if name == "workers" {
+			// lora: a rank-8 adapter of every Mamba, attention and dense
+			// MLP projection (jamba train --lora-rank 8), the model frozen.
+			var lr *LoRA
+			if strings.HasPrefix(name, "lora") {
+				ad, err := lora.New(cfg, lora.Config{Rank: 8, Alpha: 16, Targets: []string{"in_proj", "x_proj", "dt_proj", "out_proj",
+					"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ad.Init(1)
+				lr = NewLoRA(cfg, ad)
+			}
+			if strings.HasSuffix(name, "workers") {
 				ws, err := NewWorkers(p, min(runtime.GOMAXPROCS(0), len(rows)))
 				if err != nil {
 					b.Fatal(err)
+				}
+				if lr != nil {
+					for _, e := range ws.Backprops {
+						if err := e.SetLoRA(lr); err != nil {
+							b.Fatal(err)
+						}
+					}
 				}
 				pass = func() error {
 					ws.ZeroGrad()
@@ -53,6 +76,11 @@ func BenchmarkTrainStep(b *testing.B) {
 					b.Fatal(err)
 				}
 				e.Recompute = name == "recompute"
+				if lr != nil {
+					if err := e.SetLoRA(lr); err != nil {
+						b.Fatal(err)
+					}
+				}
 				pass = func() error {
 					e.ZeroGrad()
 					_, err := e.Backward(rows, 1)

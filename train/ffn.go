@@ -68,7 +68,7 @@ func (e *Backprop) swigluBackward(g, u, h []float32, w, gw mlpWeights, x, dout, 
 			du[i] *= dh[i]
 		}
 	})
-	xt := e.s.transposeInput(x, m, H)
+	xt := e.s.transposeInputIfNeeded(x, m, H)
 	e.s.linearBackwardT(dx, gw.gate, nil, dg, xt, w.gate, m, I, H)
 	e.s.linearBackwardT(dx, gw.up, nil, du, xt, w.up, m, I, H)
 	e.loraBackward(w.gate, dx, dg, x, m)

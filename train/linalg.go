@@ -227,6 +227,15 @@ func (s *scratch) transposeInput(x []float32, n, in int) []float32 {
 	return xt
 }
 
+// transposeInputIfNeeded is transposeInput, or nil when the weights are
+// frozen (their gradients, the only use of xᵀ, are not computed).
+func (s *scratch) transposeInputIfNeeded(x []float32, n, in int) []float32 {
+	if s.frozen {
+		return nil
+	}
+	return s.transposeInput(x, n, in)
+}
+
 // linearBackwardT is linearBackward given xᵀ [in, n] instead of x.
 func (s *scratch) linearBackwardT(dx, dw, db, dy, xt, w []float32, n, out, in int) {
 	if n == 0 {
