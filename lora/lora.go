@@ -279,6 +279,13 @@ type peftConfig struct {
 	TargetParameters  json.RawMessage `json:"target_parameters"`
 	LayersToTransform json.RawMessage `json:"layers_to_transform"`
 	Revision          *string         `json:"revision"`
+	// Refused when set (read only): a trained bias on lora_B, QA-LoRA's
+	// pooled inputs, activated LoRA, repeated layers, trained token rows.
+	LoraBias         bool            `json:"lora_bias,omitempty"`
+	UseQALoRA        bool            `json:"use_qalora,omitempty"`
+	ALoRATokens      json.RawMessage `json:"alora_invocation_tokens,omitempty"`
+	LayerReplication json.RawMessage `json:"layer_replication,omitempty"`
+	TrainableTokens  json.RawMessage `json:"trainable_token_indices,omitempty"`
 }
 
 // Save writes the adapter as a PEFT folder in dir: adapter_config.json and
@@ -398,6 +405,16 @@ func ReadConfig(dir string) (Config, error) {
 		return Config{}, bad("target_parameters: adapters of packed expert parameters (transformers 5) are not supported; adapt experts one by one (transformers 4 module paths feed_forward.experts.N.gate_proj)")
 	case !empty(pc.LayersToTransform):
 		return Config{}, bad("layers_to_transform is not supported")
+	case pc.LoraBias:
+		return Config{}, bad("lora_bias: adapters with a trained lora_B bias are not supported")
+	case pc.UseQALoRA:
+		return Config{}, bad("use_qalora: QA-LoRA adapters are not supported")
+	case !empty(pc.ALoRATokens):
+		return Config{}, bad("alora_invocation_tokens: activated LoRA is not supported")
+	case !empty(pc.LayerReplication):
+		return Config{}, bad("layer_replication is not supported")
+	case !empty(pc.TrainableTokens):
+		return Config{}, bad("trainable_token_indices: adapters that train embedding rows are not supported")
 	}
 	c := Config{Rank: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, UseRSLoRA: pc.UseRSLoRA,
 		BaseModel: pc.BaseModel, ConfigPath: path}

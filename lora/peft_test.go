@@ -1,0 +1,140 @@
+package lora
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/safetensors"
+)
+
+// peftIDs are the token ids of the PEFT fixtures' reference logits.
+var peftIDs = []int{1, 17, 300, 5, 42, 99, 250, 7, 8, 123, 311, 64, 2, 77, 190, 45, 12, 260, 31, 150, 9, 288, 101, 56}
+
+// TestPEFTAdapterLogits loads an adapter made by PEFT 0.21 (transformers
+// 5.17, float64 weights: testdata/lora/peft-tiny-moe-all, a rank-4 adapter
+// of every linear layer PEFT finds in tiny-moe but the LM head: Mamba,
+// attention, dense MLP projections and routers, with random factors) and
+// compares the merged model's logits with PEFT's float64 logits, adapted
+// and base, within 1e-4 of the largest logit. Our forward is float32 (the
+// base logits agree to about 1e-6 relative; the merged weights add one
+// float32 rounding of W + s·B·A), so 1e-4 leaves a margin of about 30×
+// while a wrong scale, a transposed factor or a module left out moves the
+// logits by O(1) (the adapter moves them by 1.4× the largest logit).
+//
+// PEFT's forward on transformers 5.17's Mamba path (CPU, no Mamba kernels)
+// leaves the dt_proj adapters out: its logits are those of the other 41
+// modules merged (to 7e-6), and with dt_proj merged too they differ by
+// 0.27 of the largest logit. W + s·B·A for every module is LoRA's
+// definition and what PEFT's merge_and_unload writes, so Merge keeps the
+// dt_proj adapters; the comparison leaves them out, and the test requires
+// that they do change the logits (so that the exclusion is needed, not a
+// tolerance in disguise).
+func TestPEFTAdapterLogits(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "lora", "peft-tiny-moe-all")
+	base, err := model.Load(filepath.Join("..", "testdata", "models", "tiny-moe"), model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	ad, err := Load(dir, base.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ad.Config.Rank != 4 || ad.Config.Scale() != 2 || len(ad.Modules) != 48 {
+		t.Fatalf("adapter: %s, scale %g", ad.Describe(), ad.Config.Scale())
+	}
+	all := base.ShareWeights()
+	if err := Merge(all, ad); err != nil {
+		t.Fatal(err)
+	}
+	noDt := *ad
+	noDt.Modules = nil
+	for _, m := range ad.Modules {
+		if !strings.HasSuffix(m.Name, ".dt_proj") {
+			noDt.Modules = append(noDt.Modules, m)
+		}
+	}
+	if len(noDt.Modules) != 41 {
+		t.Fatalf("%d modules besides dt_proj", len(noDt.Modules))
+	}
+	merged := base.ShareWeights()
+	if err := Merge(merged, &noDt); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, "reference_logits.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, c := range []struct {
+		name, ref string
+		m         *model.Model
+		match     bool
+	}{{"adapted (dt_proj left out)", "adapted", merged, true}, {"base", "base", base, true}, {"adapted (every module)", "adapted", all, false}} {
+		tt, err := f.Tensor(c.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := tt.Float64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws := c.m.NewWorkspace()
+		if err := ws.Forward([]model.SeqInput{{Tokens: peftIDs, Logits: model.AllLogits}}); err != nil {
+			t.Fatal(err)
+		}
+		got := ws.Logits(0)
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d logits, reference %d", c.name, len(got), len(want))
+		}
+		var diff, scale float64
+		for i, w := range want {
+			diff = max(diff, math.Abs(float64(got[i])-w))
+			scale = max(scale, math.Abs(w))
+		}
+		t.Logf("%s: max |ours − PEFT| %.3g, %.2e of the largest logit %.3f", c.name, diff, diff/scale, scale)
+		if c.match && diff > 1e-4*scale {
+			t.Errorf("%s: max |logit difference| %.3g, largest logit %.3g", c.name, diff, scale)
+		}
+		if !c.match && diff < 1e-2*scale {
+			t.Errorf("%s: the dt_proj adapters change nothing (%.3g): the exclusion above is not needed", c.name, diff)
+		}
+	}
+}
+
+// TestReadConfigRefuses checks that adapter configs this package cannot
+// apply exactly are refused with the key named.
+func TestReadConfigRefuses(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join("..", "testdata", "lora", "peft-tiny-moe-all", ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ from, to, key string }{
+		{`"peft_type": "LORA"`, `"peft_type": "IA3"`, "peft_type"},
+		{`"use_dora": false`, `"use_dora": true`, "use_dora"},
+		{`"bias": "none"`, `"bias": "all"`, "bias"},
+		{`"target_parameters": null`, `"target_parameters": ["experts.gate_up_proj"]`, "target_parameters"},
+		{`"lora_bias": false`, `"lora_bias": true`, "lora_bias"},
+		{`"rank_pattern": {}`, `"rank_pattern": {"q_proj": 8}`, "rank_pattern"},
+		{`"fan_in_fan_out": false`, `"fan_in_fan_out": true`, "fan_in_fan_out"},
+		{`"r": 4`, `"r": 0`, "r 0"},
+		{`"target_modules": [`, `"target_modules": ".*proj", "x": [`, "target_modules"},
+	} {
+		s := strings.Replace(string(good), c.from, c.to, 1)
+		if s == string(good) {
+			t.Fatalf("%s: %q not in the fixture's config", c.key, c.from)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, ConfigFile), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadConfig(dir)
+		if err == nil || !strings.Contains(err.Error(), c.key) {
+			t.Errorf("%s: error %v", c.key, err)
+		}
+	}
+}
