@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end test: builds jamba, starts `jamba serve` (the embedded demo
-# model) on an ephemeral loopback port, and drives it with the official
+# model, and the LoRA adapter testdata/lora/gostd-nethttp beside it as the
+# model "nethttp") on an ephemeral loopback port, and drives it with the official
 # openai npm package (pinned in package-lock.json). Needs Go, Node 20+ and
 # the npm registry.
 set -euo pipefail
@@ -16,7 +17,8 @@ trap cleanup EXIT
 (cd .. && go build -o "$tmp/jamba" ./cmd/jamba)
 npm ci --no-audit --no-fund --loglevel=error
 
-"$tmp/jamba" serve --addr 127.0.0.1:0 --max-batch 4 2>"$tmp/serve.log" &
+adapter_dir=$(cd ../testdata/lora/gostd-nethttp && pwd)
+"$tmp/jamba" serve --addr 127.0.0.1:0 --max-batch 4 --lora "nethttp=$adapter_dir" 2>"$tmp/serve.log" &
 pid=$!
 for _ in $(seq 1 300); do
   grep -q 'msg=ready' "$tmp/serve.log" && break
@@ -31,7 +33,8 @@ fi
 model=$(sed -n 's/.*msg=ready model=\([^ ]*\).*/\1/p' "$tmp/serve.log" | head -n 1)
 
 status=0
-JAMBA_URL="$url" JAMBA_MODEL="$model" JAMBA_BIN="$tmp/jamba" node --test test.mjs || status=$?
+JAMBA_URL="$url" JAMBA_MODEL="$model" JAMBA_BIN="$tmp/jamba" JAMBA_ADAPTER=nethttp JAMBA_ADAPTER_DIR="$adapter_dir" \
+  node --test test.mjs || status=$?
 
 # SIGTERM must drain and exit 0.
 kill -TERM "$pid"

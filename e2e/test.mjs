@@ -19,10 +19,45 @@ async function collect(stream) {
   return chunks;
 }
 
-test('models lists the served model', async () => {
+// The LoRA adapter served beside it (jamba serve --lora NAME=DIR).
+const adapter = process.env.JAMBA_ADAPTER;
+const adapterDir = process.env.JAMBA_ADAPTER_DIR;
+
+test('models lists the served model and its adapter', async () => {
   const ids = [];
-  for await (const m of client.models.list()) ids.push(m.id);
-  assert.deepEqual(ids, [model]);
+  const parents = [];
+  for await (const m of client.models.list()) {
+    ids.push(m.id);
+    parents.push(m.parent ?? null);
+  }
+  assert.deepEqual(ids, adapter ? [model, adapter] : [model]);
+  if (adapter) assert.deepEqual(parents, [null, model]);
+});
+
+test('an adapter by name: jamba generate --lora, and not the base', async () => {
+  if (!adapter) return;
+  const prompt = 'func (w *response) ';
+  const res = await client.completions.create({ model: adapter, prompt, max_tokens: 24, temperature: 0, logprobs: 0 });
+  assert.equal(res.model, adapter);
+  assert.equal(res.usage.completion_tokens, 24);
+  if (process.env.JAMBA_BIN) {
+    const out = execFileSync(process.env.JAMBA_BIN,
+      ['generate', '--lora', adapterDir, '--prompt', prompt, '--max-tokens', '24', '--print-ids'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const lines = out.split('\n');
+    assert.equal(res.choices[0].text, lines.slice(0, -2).join('\n'));
+  }
+  const base = await client.completions.create({ model, prompt, max_tokens: 24, temperature: 0, logprobs: 0 });
+  assert.equal(base.model, model);
+  const a = res.choices[0].logprobs.token_logprobs;
+  const b = base.choices[0].logprobs.token_logprobs;
+  assert.ok(res.choices[0].text !== base.choices[0].text || a.some((v, i) => Math.abs(v - b[i]) > 1e-3),
+    'the adapter answers as the base does');
+  // Streaming chat on the adapter.
+  const chunks = await collect(await client.chat.completions.create({
+    model: adapter, messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, stream: true,
+  }));
+  assert.ok(chunks.every((c) => c.model === adapter));
 });
 
 test('completion equals jamba generate, streaming and not', async () => {
