@@ -15,9 +15,9 @@
 // (lora_alpha / √r with use_rslora). Experts are adapted one by one, under
 // the module paths of transformers 4, whose experts are a list of MLPs:
 // model.layers.1.feed_forward.experts.2.gate_proj. transformers 5 packs
-// each layer's experts into two parameters, which PEFT adapts only through
-// target_parameters, a different layout; adapters with target_parameters
-// are refused with a message saying so.
+// each layer's experts into two parameters, which PEFT adapts through
+// target_parameters (one factor pair per packed parameter); Load reads
+// such adapters as the per-expert adapters they amount to.
 package lora
 
 import (
@@ -401,8 +401,6 @@ func ReadConfig(dir string) (Config, error) {
 		return Config{}, bad("modules_to_save: adapters that save whole modules are not supported")
 	case !empty(pc.RankPattern) || !empty(pc.AlphaPattern):
 		return Config{}, bad("rank_pattern / alpha_pattern: per-module ranks and alphas are not supported")
-	case !empty(pc.TargetParameters):
-		return Config{}, bad("target_parameters: adapters of packed expert parameters (transformers 5) are not supported; adapt experts one by one (transformers 4 module paths feed_forward.experts.N.gate_proj)")
 	case !empty(pc.LayersToTransform):
 		return Config{}, bad("layers_to_transform is not supported")
 	case pc.LoraBias:
@@ -415,6 +413,17 @@ func ReadConfig(dir string) (Config, error) {
 		return Config{}, bad("layer_replication is not supported")
 	case !empty(pc.TrainableTokens):
 		return Config{}, bad("trainable_token_indices: adapters that train embedding rows are not supported")
+	}
+	if !empty(pc.TargetParameters) {
+		var tp []string
+		if err := json.Unmarshal(pc.TargetParameters, &tp); err != nil {
+			return Config{}, bad("target_parameters: want a list of parameter names")
+		}
+		for _, p := range tp {
+			if p != "experts.gate_up_proj" && p != "experts.down_proj" {
+				return Config{}, bad("target_parameters %q: only the packed experts' experts.gate_up_proj and experts.down_proj are supported", p)
+			}
+		}
 	}
 	c := Config{Rank: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, UseRSLoRA: pc.UseRSLoRA,
 		BaseModel: pc.BaseModel, ConfigPath: path}
@@ -441,6 +450,15 @@ func ReadConfig(dir string) (Config, error) {
 // tensors may be F32, BF16, F16 or F64. The adapter's modules are those of
 // its weights file (a target_modules entry that matches nothing in the file
 // adapts nothing, as in PEFT).
+//
+// Adapters of transformers 5's packed experts (PEFT's target_parameters
+// experts.gate_up_proj and experts.down_proj: one lora_A [r·E, in] and
+// lora_B [out, r·E] per parameter, under feed_forward.experts and, when
+// both are adapted, feed_forward.experts.base_layer) are read as the
+// per-expert adapters they amount to: expert e's factors are rows
+// e·r…(e+1)·r of lora_A and columns e, E+e, 2E+e, … of lora_B (the layout
+// PEFT 0.21's fixture shows: testdata/lora/peft-tiny-moe-experts), and its
+// gate_up delta splits into the gate rows, then the up rows.
 func Load(dir string, cfg *model.Config) (*Adapter, error) {
 	c, err := ReadConfig(dir)
 	if err != nil {
@@ -477,11 +495,13 @@ func Load(dir string, cfg *model.Config) (*Adapter, error) {
 		if which == "" {
 			return nil, fmt.Errorf("lora: %s: tensor %s is not a LoRA factor (want base_model.model.<module>.lora_A.weight or lora_B.weight)", path, name)
 		}
-		if target(mod+".weight") == "" {
-			return nil, fmt.Errorf("lora: %s: tensor %s: %s is not an adaptable linear layer of a Jamba model", path, name, mod)
-		}
-		if _, ok := shapes[mod+".weight"]; !ok {
-			return nil, fmt.Errorf("lora: %s: tensor %s: the model has no %s.weight (an adapter for another model?)", path, name, mod)
+		if !packedExperts(mod) {
+			if target(mod+".weight") == "" {
+				return nil, fmt.Errorf("lora: %s: tensor %s: %s is not an adaptable linear layer of a Jamba model", path, name, mod)
+			}
+			if _, ok := shapes[mod+".weight"]; !ok {
+				return nil, fmt.Errorf("lora: %s: tensor %s: the model has no %s.weight (an adapter for another model?)", path, name, mod)
+			}
 		}
 		p := mods[mod]
 		if p == nil {
@@ -497,54 +517,124 @@ func Load(dir string, cfg *model.Config) (*Adapter, error) {
 	if len(mods) == 0 {
 		return nil, fmt.Errorf("lora: %s holds no LoRA factors", path)
 	}
-	names := make([]string, 0, len(mods))
-	for m, p := range mods {
-		if p.a == "" || p.b == "" {
-			return nil, fmt.Errorf("lora: %s: module %s has only one of lora_A and lora_B", path, m)
-		}
-		names = append(names, m)
-	}
-	sort.Slice(names, func(i, j int) bool { return order[names[i]+".weight"] < order[names[j]+".weight"] })
-	a := &Adapter{Config: c}
 	r := c.Rank
+	// read returns a tensor of the file as float32, checking its shape.
+	read := func(key string, shape []int, what string) ([]float32, error) {
+		info, _ := f.Info(key)
+		if !slices.Equal(info.Shape, shape) {
+			return nil, fmt.Errorf("lora: %s: tensor %s has shape %v, want %v (%s)", path, key, info.Shape, shape, what)
+		}
+		t, err := f.Tensor(key)
+		if err != nil {
+			return nil, fmt.Errorf("lora: %w", err)
+		}
+		v, err := t.Float32()
+		if err != nil {
+			return nil, fmt.Errorf("lora: %s: tensor %s: %w", path, key, err)
+		}
+		for j, x := range v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return nil, fmt.Errorf("lora: %s: tensor %s: element %d is %v", path, key, j, x)
+			}
+		}
+		return v, nil
+	}
+	type loaded struct {
+		name    string
+		out, in int
+		a, b    []float32
+	}
+	var all []loaded
+	for mod, p := range mods {
+		if p.a == "" || p.b == "" {
+			return nil, fmt.Errorf("lora: %s: module %s has only one of lora_A and lora_B", path, mod)
+		}
+		if !packedExperts(mod) {
+			sh := shapes[mod+".weight"]
+			what := fmt.Sprintf("r = %d, base %s.weight %v", r, mod, sh)
+			a, err := read(p.a, []int{r, sh[1]}, what)
+			if err != nil {
+				return nil, err
+			}
+			b, err := read(p.b, []int{sh[0], r}, what)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, loaded{mod, sh[0], sh[1], a, b})
+			continue
+		}
+		// Packed experts: which parameter is told by the shapes
+		// (gate_up_proj [E, 2I, H], down_proj [E, H, I]).
+		layer := mod[:strings.Index(mod, ".feed_forward.experts")]
+		E, I, H := cfg.NumExperts, cfg.IntermediateSize, cfg.HiddenSize
+		if _, ok := shapes[layer+".feed_forward.router.weight"]; !ok {
+			return nil, fmt.Errorf("lora: %s: tensor %s: %s has no experts in this model", path, p.a, layer)
+		}
+		ia, _ := f.Info(p.a)
+		if len(ia.Shape) != 2 {
+			return nil, fmt.Errorf("lora: %s: tensor %s has shape %v, want [r·E, in]", path, p.a, ia.Shape)
+		}
+		in, out := ia.Shape[1], 2*I
+		if in == I {
+			out = H
+		} else if in != H {
+			return nil, fmt.Errorf("lora: %s: tensor %s has %d columns: neither gate_up_proj's %d nor down_proj's %d", path, p.a, in, H, I)
+		}
+		what := fmt.Sprintf("r = %d, %d experts", r, E)
+		a, err := read(p.a, []int{r * E, in}, what)
+		if err != nil {
+			return nil, err
+		}
+		b, err := read(p.b, []int{out, r * E}, what)
+		if err != nil {
+			return nil, err
+		}
+		for e := range E {
+			ae := make([]float32, r*in)
+			be := make([]float32, out*r)
+			for k := range r {
+				row := e*r + k // A: expert e's r rows one after the other
+				copy(ae[k*in:(k+1)*in], a[row*in:(row+1)*in])
+				col := k*E + e // B: its columns interleaved with the other experts'
+				for o := range out {
+					be[o*r+k] = b[o*r*E+col]
+				}
+			}
+			q := fmt.Sprintf("%s.feed_forward.experts.%d.", layer, e)
+			if out == H {
+				all = append(all, loaded{q + "down_proj", H, I, ae, be})
+			} else {
+				all = append(all, loaded{q + "gate_proj", I, H, ae, be[:I*r]}, loaded{q + "up_proj", I, H, ae, be[I*r:]})
+			}
+		}
+	}
+	for _, l := range all {
+		if _, ok := order[l.name+".weight"]; !ok {
+			return nil, fmt.Errorf("lora: %s: the model has no %s.weight", path, l.name)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return order[all[i].name+".weight"] < order[all[j].name+".weight"] })
+	a := &Adapter{Config: c}
 	off := 0
-	for _, name := range names {
-		sh := shapes[name+".weight"]
-		m := Module{Name: name, Out: sh[0], In: sh[1], AOff: off}
+	for _, l := range all {
+		m := Module{Name: l.name, Out: l.out, In: l.in, AOff: off}
 		off += r * m.In
 		m.BOff = off
 		off += m.Out * r
 		a.Modules = append(a.Modules, m)
 	}
 	a.Data = make([]float32, off)
-	for i, m := range a.Modules {
-		for _, x := range []struct {
-			key   string
-			shape []int
-			dst   []float32
-		}{{m.KeyA(), []int{r, m.In}, a.A(i)}, {m.KeyB(), []int{m.Out, r}, a.B(i)}} {
-			info, _ := f.Info(x.key)
-			if !slices.Equal(info.Shape, x.shape) {
-				return nil, fmt.Errorf("lora: %s: tensor %s has shape %v, want %v (r = %d, base %s.weight %v)",
-					path, x.key, info.Shape, x.shape, r, m.Name, []int{m.Out, m.In})
-			}
-			t, err := f.Tensor(x.key)
-			if err != nil {
-				return nil, fmt.Errorf("lora: %w", err)
-			}
-			v, err := t.Float32()
-			if err != nil {
-				return nil, fmt.Errorf("lora: %s: tensor %s: %w", path, x.key, err)
-			}
-			for j, f := range v {
-				if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-					return nil, fmt.Errorf("lora: %s: tensor %s: element %d is %v", path, x.key, j, f)
-				}
-			}
-			copy(x.dst, v)
-		}
+	for i, l := range all {
+		copy(a.A(i), l.a)
+		copy(a.B(i), l.b)
 	}
 	return a, nil
+}
+
+// packedExperts reports whether a module path is PEFT's wrapper of
+// transformers 5's packed expert parameters.
+func packedExperts(mod string) bool {
+	return strings.HasSuffix(mod, ".feed_forward.experts") || strings.HasSuffix(mod, ".feed_forward.experts.base_layer")
 }
 
 // Describe summarises an adapter for logs: rank, alpha, modules, size.

@@ -11,98 +11,128 @@ import (
 	"github.com/jamba-go/jamba/safetensors"
 )
 
-// peftIDs are the token ids of the PEFT fixtures' reference logits.
-var peftIDs = []int{1, 17, 300, 5, 42, 99, 250, 7, 8, 123, 311, 64, 2, 77, 190, 45, 12, 260, 31, 150, 9, 288, 101, 56}
+// peftIDs are the token ids of the PEFT fixtures' reference logits
+// (tiny-dense's taken modulo its vocabulary).
+var (
+	peftIDs      = []int{1, 17, 300, 5, 42, 99, 250, 7, 8, 123, 311, 64, 2, 77, 190, 45, 12, 260, 31, 150, 9, 288, 101, 56}
+	peftDenseIDs = []int{1, 17, 44, 5, 42, 99, 250, 7, 8, 123, 55, 64, 2, 77, 190, 45, 12, 4, 31, 150, 9, 32, 101, 56}
+)
 
-// TestPEFTAdapterLogits loads an adapter made by PEFT 0.21 (transformers
-// 5.17, float64 weights: testdata/lora/peft-tiny-moe-all, a rank-4 adapter
-// of every linear layer PEFT finds in tiny-moe but the LM head: Mamba,
-// attention, dense MLP projections and routers, with random factors) and
-// compares the merged model's logits with PEFT's float64 logits, adapted
-// and base, within 1e-4 of the largest logit. Our forward is float32 (the
-// base logits agree to about 1e-6 relative; the merged weights add one
-// float32 rounding of W + s·B·A), so 1e-4 leaves a margin of about 30×
-// while a wrong scale, a transposed factor or a module left out moves the
-// logits by O(1) (the adapter moves them by 1.4× the largest logit).
+// TestPEFTAdapterLogits loads adapters made by PEFT 0.21 on transformers
+// 5.17 (float64 weights, random factors, rank 4, alpha 8; testdata/lora/):
+//
+//   - peft-tiny-moe-all: every linear layer of tiny-moe PEFT finds but the
+//     LM head (Mamba, attention, dense MLP projections, routers), 48 modules;
+//   - peft-tiny-dense-all: the same on tiny-dense (no routers), 28 modules;
+//   - peft-tiny-moe-experts: q_proj, v_proj and the packed experts through
+//     target_parameters (experts.gate_up_proj, experts.down_proj), read as
+//     per-expert adapters;
+//
+// and compares the merged model's logits with PEFT's float64 logits,
+// adapted and base, within 1e-4 of the largest logit. Our forward is
+// float32 (the base logits agree to about 2e-6 relative; the merged
+// weights add one float32 rounding of W + s·B·A), so 1e-4 leaves a margin
+// of about 30× while a wrong scale, a transposed factor, a misplaced
+// expert block or a module left out moves the logits by O(1) (each adapter
+// moves them by about the largest logit).
 //
 // PEFT's forward on transformers 5.17's Mamba path (CPU, no Mamba kernels)
-// leaves the dt_proj adapters out: its logits are those of the other 41
-// modules merged (to 7e-6), and with dt_proj merged too they differ by
-// 0.27 of the largest logit. W + s·B·A for every module is LoRA's
+// leaves the dt_proj adapters out: its logits are those of the other
+// modules merged (to 2e-6), and with dt_proj merged too they differ by
+// 0.1–0.3 of the largest logit. W + s·B·A for every module is LoRA's
 // definition and what PEFT's merge_and_unload writes, so Merge keeps the
 // dt_proj adapters; the comparison leaves them out, and the test requires
 // that they do change the logits (so that the exclusion is needed, not a
 // tolerance in disguise).
 func TestPEFTAdapterLogits(t *testing.T) {
-	dir := filepath.Join("..", "testdata", "lora", "peft-tiny-moe-all")
-	base, err := model.Load(filepath.Join("..", "testdata", "models", "tiny-moe"), model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer base.Close()
-	ad, err := Load(dir, base.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ad.Config.Rank != 4 || ad.Config.Scale() != 2 || len(ad.Modules) != 48 {
-		t.Fatalf("adapter: %s, scale %g", ad.Describe(), ad.Config.Scale())
-	}
-	all := base.ShareWeights()
-	if err := Merge(all, ad); err != nil {
-		t.Fatal(err)
-	}
-	noDt := *ad
-	noDt.Modules = nil
-	for _, m := range ad.Modules {
-		if !strings.HasSuffix(m.Name, ".dt_proj") {
-			noDt.Modules = append(noDt.Modules, m)
-		}
-	}
-	if len(noDt.Modules) != 41 {
-		t.Fatalf("%d modules besides dt_proj", len(noDt.Modules))
-	}
-	merged := base.ShareWeights()
-	if err := Merge(merged, &noDt); err != nil {
-		t.Fatal(err)
-	}
-	f, err := safetensors.Open(filepath.Join(dir, "reference_logits.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, c := range []struct {
-		name, ref string
-		m         *model.Model
-		match     bool
-	}{{"adapted (dt_proj left out)", "adapted", merged, true}, {"base", "base", base, true}, {"adapted (every module)", "adapted", all, false}} {
-		tt, err := f.Tensor(c.ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := tt.Float64()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ws := c.m.NewWorkspace()
-		if err := ws.Forward([]model.SeqInput{{Tokens: peftIDs, Logits: model.AllLogits}}); err != nil {
-			t.Fatal(err)
-		}
-		got := ws.Logits(0)
-		if len(got) != len(want) {
-			t.Fatalf("%s: %d logits, reference %d", c.name, len(got), len(want))
-		}
-		var diff, scale float64
-		for i, w := range want {
-			diff = max(diff, math.Abs(float64(got[i])-w))
-			scale = max(scale, math.Abs(w))
-		}
-		t.Logf("%s: max |ours − PEFT| %.3g, %.2e of the largest logit %.3f", c.name, diff, diff/scale, scale)
-		if c.match && diff > 1e-4*scale {
-			t.Errorf("%s: max |logit difference| %.3g, largest logit %.3g", c.name, diff, scale)
-		}
-		if !c.match && diff < 1e-2*scale {
-			t.Errorf("%s: the dt_proj adapters change nothing (%.3g): the exclusion above is not needed", c.name, diff)
-		}
+	for _, fx := range []struct {
+		adapter, model string
+		ids            []int
+		modules, dt    int
+	}{
+		{"peft-tiny-moe-all", "tiny-moe", peftIDs, 48, 7},
+		{"peft-tiny-dense-all", "tiny-dense", peftDenseIDs, 28, 0},
+		{"peft-tiny-moe-experts", "tiny-moe", peftIDs, 2 + 4*4*3, 0},
+	} {
+		t.Run(fx.adapter, func(t *testing.T) {
+			dir := filepath.Join("..", "testdata", "lora", fx.adapter)
+			base, err := model.Load(filepath.Join("..", "testdata", "models", fx.model), model.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer base.Close()
+			ad, err := Load(dir, base.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			noDt := *ad
+			noDt.Modules = nil
+			for _, m := range ad.Modules {
+				if !strings.HasSuffix(m.Name, ".dt_proj") {
+					noDt.Modules = append(noDt.Modules, m)
+				}
+			}
+			dt := len(ad.Modules) - len(noDt.Modules)
+			if ad.Config.Rank != 4 || ad.Config.Scale() != 2 || len(ad.Modules) != fx.modules || (fx.dt > 0 && dt != fx.dt) {
+				t.Fatalf("adapter: %s, scale %g, %d dt_proj modules", ad.Describe(), ad.Config.Scale(), dt)
+			}
+			merged := base.ShareWeights()
+			if err := Merge(merged, &noDt); err != nil {
+				t.Fatal(err)
+			}
+			all := base.ShareWeights()
+			if err := Merge(all, ad); err != nil {
+				t.Fatal(err)
+			}
+			f, err := safetensors.Open(filepath.Join(dir, "reference_logits.safetensors"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			cases := []struct {
+				name, ref string
+				m         *model.Model
+				match     bool
+			}{{"adapted", "adapted", merged, true}, {"base", "base", base, true}}
+			if dt > 0 {
+				cases[0].name = "adapted, dt_proj left out"
+				cases = append(cases, struct {
+					name, ref string
+					m         *model.Model
+					match     bool
+				}{"adapted, every module", "adapted", all, false})
+			}
+			for _, c := range cases {
+				tt, err := f.Tensor(c.ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := tt.Float64()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ws := c.m.NewWorkspace()
+				if err := ws.Forward([]model.SeqInput{{Tokens: fx.ids, Logits: model.AllLogits}}); err != nil {
+					t.Fatal(err)
+				}
+				got := ws.Logits(0)
+				if len(got) != len(want) {
+					t.Fatalf("%s: %d logits, reference %d", c.name, len(got), len(want))
+				}
+				var diff, scale float64
+				for i, w := range want {
+					diff = max(diff, math.Abs(float64(got[i])-w))
+					scale = max(scale, math.Abs(w))
+				}
+				t.Logf("%s: max |ours − PEFT| %.3g, %.2e of the largest logit %.3f", c.name, diff, diff/scale, scale)
+				if c.match && diff > 1e-4*scale {
+					t.Errorf("%s: max |logit difference| %.3g, largest logit %.3g", c.name, diff, scale)
+				}
+				if !c.match && diff < 1e-2*scale {
+					t.Errorf("%s: the dt_proj adapters change nothing (%.3g): the exclusion above is not needed", c.name, diff)
+				}
+			}
+		})
 	}
 }
 
@@ -117,7 +147,7 @@ func TestReadConfigRefuses(t *testing.T) {
 		{`"peft_type": "LORA"`, `"peft_type": "IA3"`, "peft_type"},
 		{`"use_dora": false`, `"use_dora": true`, "use_dora"},
 		{`"bias": "none"`, `"bias": "all"`, "bias"},
-		{`"target_parameters": null`, `"target_parameters": ["experts.gate_up_proj"]`, "target_parameters"},
+		{`"target_parameters": null`, `"target_parameters": ["mamba.A_log"]`, "target_parameters"},
 		{`"lora_bias": false`, `"lora_bias": true`, "lora_bias"},
 		{`"rank_pattern": {}`, `"rank_pattern": {"q_proj": 8}`, "rank_pattern"},
 		{`"fan_in_fan_out": false`, `"fan_in_fan_out": true`, "fan_in_fan_out"},
