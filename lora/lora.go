@@ -302,6 +302,15 @@ func (a *Adapter) Save(dir string) error {
 
 // WriteConfig writes dir/adapter_config.json (atomically).
 func (a *Adapter) WriteConfig(dir string) error {
+	data, err := a.ConfigJSON()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, ConfigFile), data)
+}
+
+// ConfigJSON is the adapter's adapter_config.json.
+func (a *Adapter) ConfigJSON() ([]byte, error) {
 	tm, _ := json.Marshal(a.Config.Targets)
 	pc := peftConfig{PeftType: "LORA", TaskType: "CAUSAL_LM", R: a.Config.Rank, LoraAlpha: a.Config.Alpha,
 		LoraDropout: a.Config.Dropout, TargetModules: tm, Bias: "none", UseRSLoRA: a.Config.UseRSLoRA,
@@ -327,9 +336,9 @@ func (a *Adapter) WriteConfig(dir string) error {
 	pc.TargetModules, _ = json.Marshal(tmods)
 	data, err := json.MarshalIndent(pc, "", "  ")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, ConfigFile), append(data, '\n'))
+	return append(data, '\n'), nil
 }
 
 // Infos lists the adapter's tensors as WriteWeights writes them.
@@ -377,6 +386,12 @@ func ReadConfig(dir string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("lora: %w", err)
 	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig is ReadConfig of the bytes of an adapter_config.json; path
+// names it in errors.
+func ParseConfig(data []byte, path string) (Config, error) {
 	var pc peftConfig
 	if err := json.Unmarshal(data, &pc); err != nil {
 		return Config{}, fmt.Errorf("lora: %s: %v", path, err)
@@ -473,6 +488,28 @@ func Load(dir string, cfg *model.Config) (*Adapter, error) {
 		return nil, fmt.Errorf("lora: %w", err)
 	}
 	defer f.Close()
+	return load(c, f, path, cfg)
+}
+
+// LoadBytes is Load of an adapter held in memory: the bytes of its
+// adapter_config.json and adapter_model.safetensors; name names it in
+// errors.
+func LoadBytes(name string, config, weights []byte, cfg *model.Config) (*Adapter, error) {
+	c, err := ParseConfig(config, filepath.Join(name, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(name, WeightsFile)
+	f, err := safetensors.OpenBytes(path, weights)
+	if err != nil {
+		return nil, fmt.Errorf("lora: %w", err)
+	}
+	defer f.Close()
+	return load(c, f, path, cfg)
+}
+
+// load reads the factors of an adapter of config c from f (at path).
+func load(c Config, f *safetensors.File, path string, cfg *model.Config) (*Adapter, error) {
 	shapes := map[string][]int{}
 	order := map[string]int{}
 	for i, s := range cfg.Spec() {
