@@ -44,3 +44,7 @@ func (m *Model) MergedWith(desc string) {
 	}
 	m.identityExtra += desc
 }
+
+// Merges names what was merged into the weights after loading (MergedWith),
+// or "" when they are the checkpoint's.
+func (m *Model) Merges() string { return m.identityExtra }

@@ -38,6 +38,11 @@ func onDevice(device string, m *model.Model, opts model.Options, stderr io.Write
 	if opts.KVCache == "bf16" {
 		return nil, fmt.Errorf("%w: --kv-cache bf16 is CPU-only; the GPU keeps keys and values in float32", errUsage)
 	}
+	if m.Merges() != "" {
+		// The merged matrices are float32 beside the base's bfloat16
+		// ones, which the GPU's fused uploads do not mix.
+		return nil, fmt.Errorf("%w: --lora is CPU-only; for the GPU, merge the adapter with 'jamba merge --lora DIR --output MERGED' and load MERGED", errUsage)
+	}
 	dev, err := cuda.Open(0)
 	if err != nil {
 		return nil, err
