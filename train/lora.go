@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/jamba-go/jamba/internal/buf"
 	"github.com/jamba-go/jamba/lora"
 	"github.com/jamba-go/jamba/model"
 )
@@ -123,6 +122,17 @@ func (r *loraRun) site(w []float32) *loraSite {
 	return r.sites[&w[0]]
 }
 
+// grow is buf.Grow with room to spare: an expert's adapter sees a number
+// of rows that changes with the routing from pass to pass, so its buffers
+// grow to half again what a pass needs and stop reallocating soon.
+func grow(b *[]float32, n int) []float32 {
+	if cap(*b) < n {
+		*b = make([]float32, n, n+n/2)
+	}
+	*b = (*b)[:n]
+	return *b
+}
+
 // mix64 is splitmix64's finaliser.
 func mix64(x uint64) uint64 {
 	x += 0x9e3779b97f4a7c15
@@ -145,7 +155,7 @@ func (e *Backprop) loraForward(w, y, x []float32, n int) {
 	xin := x[:n*st.in]
 	st.mask = st.mask[:0]
 	if p := cfg.Dropout; p > 0 && r.train {
-		st.mask = buf.Grow(&st.mask, n*st.in)
+		st.mask = grow(&st.mask, n*st.in)
 		keep := float32(1 / (1 - p))
 		// A value is dropped when its hash, as a fraction of 2⁶⁴, is
 		// below p: a function of (seed, layer, row, column), so that a
@@ -162,15 +172,15 @@ func (e *Backprop) loraForward(w, y, x []float32, n int) {
 				}
 			}
 		}
-		xd := buf.Grow(&r.xd, n*st.in)
+		xd := grow(&r.xd, n*st.in)
 		for i, v := range xin {
 			xd[i] = v * st.mask[i]
 		}
 		xin = xd
 	}
-	st.u = buf.Grow(&st.u, n*st.r)
+	st.u = grow(&st.u, n*st.r)
 	r.s.linear(st.u, xin, n, st.a, st.r, st.in)
-	tmp := buf.Grow(&r.tmp, n*st.out)
+	tmp := grow(&r.tmp, n*st.out)
 	r.s.linear(tmp, st.u, n, st.b, st.out, st.r)
 	s := float32(cfg.Scale())
 	for i, v := range tmp {
@@ -191,16 +201,16 @@ func (e *Backprop) loraBackward(w, dx, dy, x []float32, n int) {
 	r := e.lora
 	r.s.pool = e.s.pool
 	s := float32(r.l.Adapter.Config.Scale())
-	dys := buf.Grow(&r.dys, n*st.out)
+	dys := grow(&r.dys, n*st.out)
 	for i, v := range dy[:n*st.out] {
 		dys[i] = s * v
 	}
-	du := buf.Grow(&r.du, n*st.r)
+	du := grow(&r.du, n*st.r)
 	clear(du)
 	r.s.linearBackward(du, st.gb, nil, dys, st.u, st.b, n, st.out, st.r)
 	xin := x[:n*st.in]
 	if len(st.mask) > 0 {
-		xd := buf.Grow(&r.xd, n*st.in)
+		xd := grow(&r.xd, n*st.in)
 		for i, v := range xin {
 			xd[i] = v * st.mask[i]
 		}
@@ -210,7 +220,7 @@ func (e *Backprop) loraBackward(w, dx, dy, x []float32, n int) {
 		r.s.linearBackward(dx, st.ga, nil, du, xin, st.a, n, st.r, st.in)
 		return
 	}
-	dxd := buf.Grow(&r.dxd, n*st.in)
+	dxd := grow(&r.dxd, n*st.in)
 	clear(dxd)
 	r.s.linearBackward(dxd, st.ga, nil, du, xin, st.a, n, st.r, st.in)
 	for i, v := range dxd {

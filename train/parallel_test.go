@@ -156,11 +156,19 @@ func TestWorkersResumeIsExact(t *testing.T) {
 // small bookkeeping once the first step has grown the buffers: under 2% of
 // what the first step allocated.
 func TestWorkersAllocation(t *testing.T) {
+	t.Run("full", func(t *testing.T) { testWorkersAllocation(t, nil) })
+	t.Run("lora", func(t *testing.T) {
+		testWorkersAllocation(t, &LoRAOptions{Rank: 4, Alpha: 8, Dropout: 0.1, Targets: []string{"in_proj", "x_proj", "dt_proj", "out_proj", "q_proj", "o_proj", "router", "experts"}})
+	})
+}
+
+func testWorkersAllocation(t *testing.T, lo *LoRAOptions) {
 	cfg := tinyConfig(t, func(c *model.Config) { c.HiddenSize, c.IntermediateSize = 32, 64 })
 	data := patternTokens(20000, cfg.VocabSize, 1)
 	opts := trainOpts()
 	opts.Seq, opts.Batch, opts.Accum, opts.Workers = 64, 4, 2, 2
 	opts.Steps, opts.EvalEvery, opts.SaveEvery = 20, 0, 0
+	opts.LoRA = lo
 	tr, err := NewTrainer(InitParams(cfg, 3), data, nil, opts)
 	if err != nil {
 		t.Fatal(err)
