@@ -17,12 +17,23 @@ import (
 )
 
 // ckptTrainer is a tiny run that saves nothing by itself.
-func ckptTrainer(t *testing.T) (*Trainer, []int32) {
+func ckptTrainer(t *testing.T) (*Trainer, []int32) { return ckptTrainerLoRA(t, false) }
+
+// ckptTrainerLoRA is ckptTrainer, training a LoRA adapter (dropout on) over
+// a base saved in a temporary folder when lora is set.
+func ckptTrainerLoRA(t *testing.T, lora bool) (*Trainer, []int32) {
 	t.Helper()
 	cfg := tinyConfig(t, nil)
 	data := patternTokens(300, cfg.VocabSize, 1)
 	o := trainOpts()
 	o.Steps, o.EvalEvery, o.SaveEvery = 6, 0, 0
+	if lora {
+		base := t.TempDir()
+		if err := InitParams(cfg, 3).Save(base, safetensors.F32); err != nil {
+			t.Fatal(err)
+		}
+		o.LoRA = &LoRAOptions{Rank: 2, Alpha: 4, Dropout: 0.1, Targets: []string{"in_proj", "q_proj", "router", "experts"}, Base: base}
+	}
 	tr, err := NewTrainer(InitParams(cfg, 3), data, nil, o)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +59,7 @@ type snapshot struct {
 }
 
 func snap(tr *Trainer) snapshot {
-	return snapshot{tr.Opt.Step, slices.Clone(tr.Params.Data), slices.Clone(tr.Opt.M), slices.Clone(tr.Opt.V), tr.Data.Epoch, tr.Data.Pos}
+	return snapshot{tr.Opt.Step, slices.Clone(tr.trained().Data), slices.Clone(tr.Opt.M), slices.Clone(tr.Opt.V), tr.Data.Epoch, tr.Data.Pos}
 }
 
 func sameBits(a, b []float32) bool {
@@ -65,7 +76,7 @@ func sameBits(a, b []float32) bool {
 
 func (s snapshot) matches(tr *Trainer) bool {
 	return s.step == tr.Opt.Step && s.epoch == tr.Data.Epoch && s.pos == tr.Data.Pos &&
-		sameBits(s.params, tr.Params.Data) && sameBits(s.m, tr.Opt.M) && sameBits(s.v, tr.Opt.V)
+		sameBits(s.params, tr.trained().Data) && sameBits(s.m, tr.Opt.M) && sameBits(s.v, tr.Opt.V)
 }
 
 var errCrash = errors.New("simulated crash")
@@ -74,65 +85,74 @@ var errCrash = errors.New("simulated crash")
 // points, as a kill there would (nothing cleaned up), over a folder that
 // holds the save of step 1. A resume must give exactly step 1 or exactly
 // step 2, never a mix; where the top folder holds files of both steps, the
-// notes name the step of each.
+// notes name the step of each. The same for a LoRA run, whose save is the
+// adapter's PEFT files with the optimizer state.
 func TestCheckpointCutAtEveryPoint(t *testing.T) {
 	points := []string{"files written", "staged", "renamed", "manifest"}
 	for i := range 6 { // the save has 5 files (no tokenizer here): publish points 0..4
 		points = append(points, fmt.Sprintf("published %d", i))
 	}
-	for _, point := range points {
-		t.Run(point, func(t *testing.T) {
-			tr, data := ckptTrainer(t)
-			dir := t.TempDir()
-			step(t, tr)
-			if err := tr.Save(dir); err != nil {
-				t.Fatal(err)
+	for _, lora := range []bool{false, true} {
+		for _, point := range points {
+			name := point
+			if lora {
+				name = "lora/" + point
 			}
-			s1 := snap(tr)
-			step(t, tr)
-			s2 := snap(tr)
-			hit := false
-			saveHook = func(p string) error {
-				if p == point {
-					hit = true
-					return errCrash
-				}
-				return nil
-			}
-			err := tr.Save(dir)
-			saveHook = nil
-			if !hit {
-				if err != nil {
-					t.Fatal(err) // the save has fewer files: it completes
-				}
-			} else if !errors.Is(err, errCrash) {
-				t.Fatalf("save: %v, want the simulated crash", err)
-			}
-			r, err := Resume(dir, data, nil, nil)
-			if err != nil {
-				t.Fatalf("resume: %v", err)
-			}
-			switch {
-			case s2.matches(r):
-			case s1.matches(r):
-				if hit && (slices.Contains([]string{"renamed", "manifest"}, point) || strings.HasPrefix(point, "published")) {
-					t.Errorf("resumed step 1 though step 2 was complete in checkpoints/ (%v)", r.Notes)
-				}
-			default:
-				t.Fatalf("resumed state is neither step 1 nor step 2 (step %d)", r.Opt.Step)
-			}
-			// The top of the folder is a sound checkpoint of the resumed
-			// step again, even before the run saves.
-			if m, err := verify(dir); err != nil || m.Step != r.Opt.Step {
-				t.Errorf("after the resume the top is not the resumed save: %v", err)
-			}
-			if point == "published 3" { // the model (first file) is of step 2, the optimizer state of step 1
-				joined := strings.Join(r.Notes, "\n")
-				if !strings.Contains(joined, "model.safetensors is from step 2, not the one saved at step 1") {
-					t.Errorf("notes do not name the model's step: %s", joined)
-				}
-			}
-		})
+			t.Run(name, func(t *testing.T) { testCheckpointCut(t, point, lora) })
+		}
+	}
+}
+
+func testCheckpointCut(t *testing.T, point string, lora bool) {
+	tr, data := ckptTrainerLoRA(t, lora)
+	dir := t.TempDir()
+	step(t, tr)
+	if err := tr.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	s1 := snap(tr)
+	step(t, tr)
+	s2 := snap(tr)
+	hit := false
+	saveHook = func(p string) error {
+		if p == point {
+			hit = true
+			return errCrash
+		}
+		return nil
+	}
+	err := tr.Save(dir)
+	saveHook = nil
+	if !hit {
+		if err != nil {
+			t.Fatal(err) // the save has fewer files: it completes
+		}
+	} else if !errors.Is(err, errCrash) {
+		t.Fatalf("save: %v, want the simulated crash", err)
+	}
+	r, err := Resume(dir, data, nil, nil)
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	switch {
+	case s2.matches(r):
+	case s1.matches(r):
+		if hit && (slices.Contains([]string{"renamed", "manifest"}, point) || strings.HasPrefix(point, "published")) {
+			t.Errorf("resumed step 1 though step 2 was complete in checkpoints/ (%v)", r.Notes)
+		}
+	default:
+		t.Fatalf("resumed state is neither step 1 nor step 2 (step %d)", r.Opt.Step)
+	}
+	// The top of the folder is a sound checkpoint of the resumed
+	// step again, even before the run saves.
+	if m, err := verify(dir); err != nil || m.Step != r.Opt.Step {
+		t.Errorf("after the resume the top is not the resumed save: %v", err)
+	}
+	if point == "published 3" && !lora { // the model (first file) is of step 2, the optimizer state of step 1
+		joined := strings.Join(r.Notes, "\n")
+		if !strings.Contains(joined, "model.safetensors is from step 2, not the one saved at step 1") {
+			t.Errorf("notes do not name the model's step: %s", joined)
+		}
 	}
 }
 
