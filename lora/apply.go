@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
@@ -66,4 +67,56 @@ func Merge(m *model.Model, a *Adapter) error {
 	}
 	m.MergedWith("lora:" + a.Hash())
 	return nil
+}
+
+// LowRankFor returns the adapter in the form m's forward pass applies on
+// the fly to the sequences that ask for it (model.SeqInput.Adapter),
+// leaving m itself unchanged: many adapters can then share one model and
+// one batch. A Mamba in_proj's factors are split as the forward pass splits
+// the matrix (the x rows, then the gate rows of B).
+func LowRankFor(m *model.Model, a *Adapter) (*model.LowRank, error) {
+	idx := map[string]int{}
+	for i, mod := range a.Modules {
+		idx[mod.Weight()] = i
+	}
+	lr := &model.LowRank{Scale: float32(a.Config.Scale()), Mods: map[*kernels.Matrix]model.LowRankMod{}, Name: a.Hash()}
+	r := a.Config.Rank
+	f32 := func(v []float32, rows, cols int) *kernels.Matrix {
+		return &kernels.Matrix{Rows: rows, Cols: cols, DType: kernels.F32, F32: append([]float32(nil), v...)}
+	}
+	var err error
+	done := 0
+	m.Matrices(true, func(name string, w **kernels.Matrix) {
+		i, ok := idx[name]
+		if !ok || err != nil {
+			return
+		}
+		mod := &a.Modules[i]
+		if (*w).Rows != mod.Out || (*w).Cols != mod.In {
+			err = fmt.Errorf("lora: %s is %d×%d in the model, the adapter's factors make %d×%d", name, (*w).Rows, (*w).Cols, mod.Out, mod.In)
+			return
+		}
+		A, B := f32(a.A(i), r, mod.In), a.B(i)
+		done++
+		if strings.HasSuffix(name, ".mamba.in_proj.weight") {
+			var layer int
+			if _, e := fmt.Sscanf(name, "model.layers.%d.", &layer); e != nil || layer >= len(m.Layers) || m.Layers[layer].Mamba == nil {
+				err = fmt.Errorf("lora: %s: no such Mamba layer", name)
+				return
+			}
+			mw := m.Layers[layer].Mamba
+			di := mod.Out / 2
+			lr.Mods[mw.InX] = model.LowRankMod{A: A, B: f32(B[:di*r], di, r)}
+			lr.Mods[mw.InZ] = model.LowRankMod{A: A, B: f32(B[di*r:], di, r)}
+			return
+		}
+		lr.Mods[*w] = model.LowRankMod{A: A, B: f32(B, mod.Out, r)}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if done != len(a.Modules) {
+		return nil, fmt.Errorf("lora: the model has %d of the adapter's %d modules", done, len(a.Modules))
+	}
+	return lr, nil
 }

@@ -21,6 +21,10 @@ type SeqInput struct {
 	// Logits says which new tokens get logits: the last one's (the
 	// default), every one's, or none.
 	Logits LogitRows
+	// Adapter, when set, is a LoRA adapter of this model applied to this
+	// sequence alone (see LowRank); its cache must hold states computed
+	// with the same adapter.
+	Adapter *LowRank
 }
 
 // LogitRows says which of a sequence's new tokens the LM head runs on.
@@ -74,6 +78,12 @@ type Workspace struct {
 	probeW                                 []float32
 
 	trace *finiteTrace // set while locating non-finite values (finite.go)
+
+	// The adapters of the current call: each token's (nil: none), and
+	// whether any sequence has one; scratch of their products.
+	tokAdapter   []*LowRank
+	anyAdapter   bool
+	loraU, loraT []float32
 }
 
 // NewWorkspace returns an empty workspace for m.
@@ -133,6 +143,20 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 	}
 	ws.seqStart[len(seqs)] = total
 	ws.logitOff[len(seqs)] = len(ws.headRows)
+	ws.anyAdapter = false
+	for i := range seqs {
+		if seqs[i].Adapter != nil {
+			ws.anyAdapter = true
+		}
+	}
+	if ws.anyAdapter {
+		ws.tokAdapter = ws.tokAdapter[:0]
+		for i := range seqs {
+			for range seqs[i].Tokens {
+				ws.tokAdapter = append(ws.tokAdapter, seqs[i].Adapter)
+			}
+		}
+	}
 	ws.caches = ws.caches[:0]
 	tmp := 0
 	for i := range seqs {
@@ -179,7 +203,7 @@ func (ws *Workspace) Forward(seqs []SeqInput) error {
 		rmsNormRows(xn, h, l.PreFFNorm, eps)
 		switch l.FFN {
 		case Dense:
-			ws.mlp(l.MLP, xn, mix, total)
+			ws.mlp(l.MLP, xn, mix, total, nil)
 		case MoE:
 			ws.moe(l.MoE, xn, mix, total, moeIdx)
 			moeIdx++
@@ -266,6 +290,9 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches
 	kernels.MatMul(q, xn, total, a.Q)
 	kernels.MatMul(k, xn, total, a.K)
 	kernels.MatMul(v, xn, total, a.V)
+	ws.adapt(q, xn, total, a.Q, nil)
+	ws.adapt(k, xn, total, a.K, nil)
+	ws.adapt(v, xn, total, a.V, nil)
 	att := buf.Grow(&ws.att, total*qd)
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	for s := 0; s < nseq; s++ {
@@ -286,6 +313,7 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches
 		}
 	}
 	kernels.MatMul(out, att, total, a.O)
+	ws.adapt(out, att, total, a.O, nil)
 }
 
 // probeAttention hands the attention weights of one sequence's new
@@ -314,6 +342,8 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	z := buf.Grow(&ws.z, total*Di)
 	kernels.MatMul(x, xn, total, w.InX)
 	kernels.MatMul(z, xn, total, w.InZ)
+	ws.adapt(x, xn, total, w.InX, nil)
+	ws.adapt(z, xn, total, w.InZ, nil)
 	if w.InBias != nil {
 		addRows(x, w.InXBias)
 		addRows(z, w.InZBias)
@@ -329,6 +359,7 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	P := R + 2*N
 	dbc := buf.Grow(&ws.dbc, total*P)
 	kernels.MatMul(dbc, xc, total, w.XProj)
+	ws.adapt(dbc, xc, total, w.XProj, nil)
 	dtn := buf.Grow(&ws.dtn, total*R)
 	B := buf.Grow(&ws.bBuf, total*N)
 	C := buf.Grow(&ws.cBuf, total*N)
@@ -347,6 +378,7 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	}
 	delta := buf.Grow(&ws.delta, total*Di)
 	kernels.MatMul(delta, dtn, total, w.DtProj)
+	ws.adapt(delta, dtn, total, w.DtProj, nil)
 	addRows(delta, w.DtBias)
 	kernels.Softplus(delta, delta)
 	// Selective scan with the D skip, then the SiLU gate.
@@ -363,6 +395,7 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	kernels.SiLU(z, z)
 	mulInPlace(y, z)
 	kernels.MatMul(out, y, total, w.OutProj)
+	ws.adapt(out, y, total, w.OutProj, nil)
 	if w.OutBias != nil {
 		addRows(out[:total*c.HiddenSize], w.OutBias)
 	}
@@ -388,17 +421,21 @@ func mulInPlace(dst, src []float32) {
 	}
 }
 
-// mlp computes the SwiGLU MLP down(act(gate(x)) ⊙ up(x)) for n rows.
-func (ws *Workspace) mlp(f *MLPWeights, x, out []float32, n int) {
+// mlp computes the SwiGLU MLP down(act(gate(x)) ⊙ up(x)) for n rows, row i
+// being token rows[i] of the batch (rows nil: token i), for the adapters.
+func (ws *Workspace) mlp(f *MLPWeights, x, out []float32, n int, rows []int) {
 	c := ws.m.Config
 	I := c.IntermediateSize
 	g := buf.Grow(&ws.gate, n*I)
 	u := buf.Grow(&ws.up, n*I)
 	kernels.MatMul(g, x, n, f.Gate)
 	kernels.MatMul(u, x, n, f.Up)
+	ws.adapt(g, x, n, f.Gate, rows)
+	ws.adapt(u, x, n, f.Up, rows)
 	ws.activate(g)
 	mulInPlace(g, u)
 	kernels.MatMul(out, g, n, f.Down)
+	ws.adapt(out, g, n, f.Down, rows)
 }
 
 // moe routes each row to its top-k experts (softmax first, no
@@ -409,6 +446,7 @@ func (ws *Workspace) moe(e *MoEWeights, x, out []float32, n, moeIdx int) {
 	E, K, H := c.NumExperts, c.NumExpertsPerTok, c.HiddenSize
 	logits := buf.Grow(&ws.routerLogits, n*E)
 	kernels.MatMul(logits, x, n, e.Router)
+	ws.adapt(logits, x, n, e.Router, nil)
 	if ws.CaptureRouter {
 		copy(ws.Router[moeIdx], logits)
 	}
@@ -439,7 +477,7 @@ func (ws *Workspace) moe(e *MoEWeights, x, out []float32, n, moeIdx int) {
 			copy(in[i*H:(i+1)*H], x[r*H:(r+1)*H])
 		}
 		res := buf.Grow(&ws.expOut, len(rows)*H)
-		ws.mlp(&e.Experts[j], in, res, len(rows))
+		ws.mlp(&e.Experts[j], in, res, len(rows), rows)
 		for i, r := range rows {
 			kernels.Axpy(ws.expWeights[j][i], res[i*H:(i+1)*H], out[r*H:(r+1)*H])
 		}
