@@ -184,6 +184,11 @@ type Request struct {
 	// output); the request ends when it is Done. MinTokens does not apply
 	// then, and end-of-sequence ends the request even with IgnoreEOS.
 	Constraint Constraint
+	// Adapter, when set, is a LoRA adapter of the engine's model applied to
+	// this request on the fly (model.LowRank): requests of different
+	// adapters and of none share the batch. A finished request's state is
+	// continued only by later requests of the same adapter.
+	Adapter *model.LowRank
 }
 
 // MaxTopLogprobs is the most alternatives an event reports.

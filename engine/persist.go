@@ -53,7 +53,7 @@ func (e *Engine) saveStates() error {
 	var used int64
 	for i := len(e.free) - 1; i >= 0; i-- {
 		sl := e.free[i]
-		if len(sl.ids) == 0 || sl.cache.Len != len(sl.ids) {
+		if len(sl.ids) == 0 || sl.cache.Len != len(sl.ids) || sl.adapter != nil { // the base model's states only
 			continue
 		}
 		size := sl.cache.EncodedSize() + int64(4*len(sl.ids))

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/jamba-go/jamba/cache"
+	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 )
 
@@ -29,6 +30,8 @@ type slot struct {
 	scratch []float32 // biased or masked logits
 	topIDs  []int
 	topLP   []float32
+	// adapter is the LoRA adapter the state was computed with (nil: none).
+	adapter *model.LowRank
 }
 
 // snapshot is the Mamba state of a sequence when it held pos tokens.
@@ -107,7 +110,7 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 		if len(f.ids) == 0 && empty < 0 {
 			empty = i
 		}
-		if fresh || e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len != len(f.ids) {
+		if fresh || e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len != len(f.ids) || f.adapter != s.req.Adapter {
 			continue
 		}
 		// At least the prompt's last token is computed, for its logits.
@@ -200,6 +203,7 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 		sl.snaps = slices.Grow(sl.snaps, len(sl.spare))
 	}
 	sl.smp.AcceptPrompt(s.req.Prompt)
+	sl.adapter = s.req.Adapter
 	return sl
 }
 

@@ -140,7 +140,7 @@ func (e *Engine) step() {
 			continue
 		}
 		s.chunk, s.samples = 0, true
-		e.batch = append(e.batch, model.SeqInput{Tokens: s.slot.tok[:], Cache: s.slot.cache})
+		e.batch = append(e.batch, model.SeqInput{Tokens: s.slot.tok[:], Cache: s.slot.cache, Adapter: s.req.Adapter})
 		e.inStep = append(e.inStep, s)
 		budget--
 	}
@@ -159,7 +159,7 @@ func (e *Engine) step() {
 			n = min(n, ev-s.fed%ev) // end the chunk at the next snapshot
 		}
 		s.chunk, s.samples = n, s.fed+n == len(s.req.Prompt)
-		e.batch = append(e.batch, model.SeqInput{Tokens: s.req.Prompt[s.fed : s.fed+n], Cache: s.slot.cache})
+		e.batch = append(e.batch, model.SeqInput{Tokens: s.req.Prompt[s.fed : s.fed+n], Cache: s.slot.cache, Adapter: s.req.Adapter})
 		e.inStep = append(e.inStep, s)
 		budget -= n
 	}

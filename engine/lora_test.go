@@ -1,0 +1,114 @@
+package engine
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/jamba-go/jamba/lora"
+	"github.com/jamba-go/jamba/model"
+)
+
+// greedyWith decodes n tokens greedily from p through a Workspace, with
+// the adapter lr applied on the fly (nil: the base), stopping at an
+// end-of-sequence token as the engine does.
+func greedyWith(t *testing.T, m *model.Model, lr *model.LowRank, p []int, n int) []int {
+	t.Helper()
+	ws := m.NewWorkspace()
+	c := m.NewCache(len(p) + n)
+	toks := p
+	var out []int
+	eos := map[int]bool{}
+	for _, id := range m.EOS() {
+		eos[id] = true
+	}
+	for range n {
+		if err := ws.Forward([]model.SeqInput{{Tokens: toks, Cache: c, Adapter: lr}}); err != nil {
+			t.Fatal(err)
+		}
+		next := model.Argmax(ws.Logits(0))
+		if eos[next] {
+			break
+		}
+		out = append(out, next)
+		toks = []int{next}
+	}
+	return out
+}
+
+// TestAdapterRequests runs requests with a LoRA adapter (the demo model's
+// net/http adapter in testdata, applied on the fly) beside requests without
+// one in one engine: each gives the greedy tokens of a plain decode with
+// its adapter, alone and batched together; a finished request's state is
+// continued only by a later request of the same adapter (an adapter
+// request whose prompt continues a base request's text computes it again).
+func TestAdapterRequests(t *testing.T) {
+	m := demoModelFor(t)
+	ad, err := lora.Load(filepath.Join("..", "testdata", "lora", "gostd-nethttp"), m.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, err := lora.LowRankFor(m, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, Config{MaxBatch: 4})
+	ctx := context.Background()
+	const n = 24
+	run := func(p []int, a *model.LowRank, cached bool, what string) []int {
+		t.Helper()
+		s, err := e.Submit(ctx, Request{Prompt: p, MaxTokens: n, Adapter: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, last := collect(t, s)
+		if want := greedyWith(t, m, a, p, n); last.Err != nil || !equalIDs(ids, want) {
+			t.Errorf("%s: %v (%v), want %v", what, ids, last.Err, want)
+		}
+		if got := s.CachedTokens() > 0; got != cached {
+			t.Errorf("%s: %d prompt tokens continued from an earlier state", what, s.CachedTokens())
+		}
+		return ids
+	}
+	cat := func(parts ...[]int) []int {
+		var out []int
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	p := prompt(2, 40)
+	if equalIDs(greedyWith(t, m, nil, p, n), greedyWith(t, m, lr, p, n)) {
+		t.Fatalf("the adapter does not change the greedy tokens")
+	}
+	b := run(p, nil, false, "base")
+	// A prompt that continues the base's finished state, with the adapter:
+	// computed again.
+	q := cat(p, b, []int{5})
+	a := run(q, lr, false, "adapter continuing the base's text")
+	// The adapter continuing its own state, and the base its own.
+	run(cat(q, a, []int{6}), lr, true, "adapter continuing the adapter's text")
+	run(cat(p, b, []int{7}), nil, true, "base continuing the base's text")
+	want := map[*model.LowRank][]int{nil: greedyWith(t, m, nil, p, n), lr: greedyWith(t, m, lr, p, n)}
+	submit := func(a *model.LowRank) *Stream {
+		s, err := e.Submit(ctx, Request{Prompt: p, MaxTokens: n, Adapter: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Together in one batch.
+	s1, s2, s3 := submit(lr), submit(nil), submit(lr)
+	for i, c := range []struct {
+		a *model.LowRank
+		s *Stream
+	}{{lr, s1}, {nil, s2}, {lr, s3}} {
+		ids, last := collect(t, c.s)
+		if last.Err != nil || !equalIDs(ids, want[c.a]) {
+			t.Errorf("batched request %d: %v (%v), want %v", i, ids, last.Err, want[c.a])
+		}
+	}
+	if st := e.Stats(); st.StepSequences <= st.Steps {
+		t.Errorf("the batched requests never shared a step: %+v", st)
+	}
+}
