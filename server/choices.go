@@ -19,6 +19,7 @@ func (s *Server) generateChoices(ctx context.Context, w http.ResponseWriter, b *
 		writeError(w, badRequest("n", "n is %d and this server runs at most %d sequences at once (--max-batch)", g.N, slots))
 		return
 	}
+	req.Adapter = b.adapterFor(g.Model)
 	reqs := make([]engine.Request, g.N)
 	for i := range reqs {
 		reqs[i] = req
@@ -27,7 +28,7 @@ func (s *Server) generateChoices(ctx context.Context, w http.ResponseWriter, b *
 			reqs[i].Constraint = constraint()
 		}
 	}
-	sts, err := b.engineFor(g.Model).SubmitGroup(ctx, reqs)
+	sts, err := b.Engine.SubmitGroup(ctx, reqs)
 	if err != nil {
 		if e := submitError(ctx, b, err); e != nil {
 			writeError(w, e)

@@ -234,7 +234,8 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, b *Backend, g 
 	if constraint != nil {
 		req.Constraint = constraint()
 	}
-	st, err := b.engineFor(g.Model).Submit(ctx, req)
+	req.Adapter = b.adapterFor(g.Model)
+	st, err := b.Engine.Submit(ctx, req)
 	if err != nil {
 		if e := submitError(ctx, b, err); e != nil {
 			writeError(w, e)

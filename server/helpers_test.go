@@ -61,9 +61,9 @@ func newEnv(t testing.TB, ec engine.Config, sc Config) *testEnv {
 	return newEnvAdapters(t, ec, sc, nil)
 }
 
-// newEnvAdapters is newEnv with adapter engines served beside the demo
-// model (Backend.Adapters); the caller closes them.
-func newEnvAdapters(t testing.TB, ec engine.Config, sc Config, adapters map[string]*engine.Engine) *testEnv {
+// newEnvAdapters is newEnv with LoRA adapters of the demo model served
+// beside it (Backend.Adapters).
+func newEnvAdapters(t testing.TB, ec engine.Config, sc Config, adapters map[string]*model.LowRank) *testEnv {
 	t.Helper()
 	m, tok := loadDemo(t)
 	eng, err := engine.New(m, ec)

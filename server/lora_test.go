@@ -16,38 +16,57 @@ import (
 )
 
 // demoAdapter is the LoRA adapter of the demo model in testdata (a
-// fine-tune on net/http, docs/TRAINING.md), merged into a copy of the demo
-// model that shares its other weights.
-func demoAdapter(t testing.TB) *model.Model {
+// fine-tune on net/http, docs/TRAINING.md), as the forward pass applies it
+// on the fly.
+func demoAdapter(t testing.TB) *model.LowRank {
 	t.Helper()
 	m, _ := loadDemo(t)
 	ad, err := lora.Load("../testdata/lora/gostd-nethttp", m.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	am := m.ShareWeights()
-	if err := lora.Merge(am, ad); err != nil {
+	lr, err := lora.LowRankFor(m, ad)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return am
+	return lr
+}
+
+// greedyAdapter is greedy decoding of n tokens from p with the adapter lr
+// (a plain Workspace loop), stopping at end-of-sequence.
+func greedyAdapter(t testing.TB, lr *model.LowRank, p []int, n int) []int {
+	t.Helper()
+	m, _ := loadDemo(t)
+	ws := m.NewWorkspace()
+	c := m.NewCache(len(p) + n)
+	toks := p
+	var out []int
+	for range n {
+		if err := ws.Forward([]model.SeqInput{{Tokens: toks, Cache: c, Adapter: lr}}); err != nil {
+			t.Fatal(err)
+		}
+		next := model.Argmax(ws.Logits(0))
+		if slices.Contains(m.EOS(), next) {
+			break
+		}
+		out = append(out, next)
+		toks = []int{next}
+	}
+	return out
 }
 
 // TestOpenAIAdapterByName serves the demo model and an adapter of it
 // (jamba serve --lora nethttp=DIR) and drives both with the official Go
 // client: /v1/models lists the adapter with its parent; a greedy
-// completion that names the adapter gives the merged model's own greedy
-// tokens (model.Generate) and reports the adapter as its model, with
-// log-probabilities that differ from the base's for the same prompt; the
-// base still answers with its own tokens; n = 2 works on the adapter.
+// completion that names the adapter gives the adapted model's greedy
+// tokens and reports the adapter as its model, with log-probabilities that
+// differ from the base's for the same prompt; the base still answers with
+// its own tokens; n = 2 works on the adapter, and requests of both run in
+// the same engine at once.
 func TestOpenAIAdapterByName(t *testing.T) {
-	am := demoAdapter(t)
-	ec := engine.Config{MaxBatch: 2}
-	aeng, err := engine.New(am, ec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer aeng.Close()
-	e := newEnvAdapters(t, ec, Config{}, map[string]*engine.Engine{"nethttp": aeng})
+	lr := demoAdapter(t)
+	ec := engine.Config{MaxBatch: 4}
+	e := newEnvAdapters(t, ec, Config{}, map[string]*model.LowRank{"nethttp": lr})
 	c := e.client()
 	ctx := context.Background()
 
@@ -71,10 +90,7 @@ func TestOpenAIAdapterByName(t *testing.T) {
 
 	prompt := "func (w *response) "
 	pids := e.tok.Encode(prompt, true)
-	want, _, err := am.Generate(ctx, pids, model.GenerateOptions{MaxTokens: 24}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := greedyAdapter(t, lr, pids, 24)
 	wantText := strings.TrimPrefix(e.tok.Decode(append(append([]int(nil), pids...), want...), true), e.tok.Decode(pids, true))
 	baseIDs, baseText, _ := greedy(t, pids, 24)
 	lps := map[string][]float64{}
@@ -120,5 +136,39 @@ func TestOpenAIAdapterByName(t *testing.T) {
 	if err != nil || len(res.Choices) != 2 {
 		t.Fatalf("n = 2 on the adapter: %v, %+v", err, res)
 	}
-	waitIdle(t, aeng)
+	// Both models at once: the same texts as one at a time.
+	texts := make([]string, 4)
+	errs := make(chan error, 4)
+	for i := range texts {
+		go func() {
+			name := demo.Name
+			if i%2 == 0 {
+				name = "nethttp"
+			}
+			r, err := c.Completions.New(ctx, openai.CompletionNewParams{
+				Model:     openai.CompletionNewParamsModel(name),
+				Prompt:    openai.CompletionNewParamsPromptUnion{OfString: openai.String(prompt)},
+				MaxTokens: openai.Int(24), Temperature: openai.Float(0),
+			})
+			if err == nil {
+				texts[i] = r.Choices[0].Text
+			}
+			errs <- err
+		}()
+	}
+	for range texts {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, got := range texts {
+		w := wantText
+		if i%2 == 1 {
+			w = baseText
+		}
+		if got != w {
+			t.Errorf("concurrent request %d: %q, want %q", i, got, w)
+		}
+	}
+	waitIdle(t, e.eng)
 }

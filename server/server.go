@@ -41,6 +41,7 @@ import (
 
 	"github.com/jamba-go/jamba/chat"
 	"github.com/jamba-go/jamba/engine"
+	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/tokenizer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -86,11 +87,12 @@ type Config struct {
 // the model.
 type Backend struct {
 	Engine *engine.Engine
-	// Adapters are more models served beside the base, by name: engines
-	// over the base with a LoRA adapter merged (the same tokenizer, vocabulary
-	// and context). A request's model field picks one; /v1/models lists
-	// them with the base as parent.
-	Adapters  map[string]*engine.Engine
+	// Adapters are more models served beside the base, by name: LoRA
+	// adapters of the engine's model, applied on the fly to the requests
+	// that name them (engine.Request.Adapter), batched with all others. A
+	// request's model field picks one; /v1/models lists them with the base
+	// as parent.
+	Adapters map[string]*model.LowRank
 	Tokenizer *tokenizer.Tokenizer
 	// Template renders chat requests. The rendered text is encoded with
 	// the tokenizer's special tokens added when ChatAddSpecial is set
@@ -199,14 +201,12 @@ func (s *Server) Ready(b Backend) error {
 	if b.Engine == nil || b.Tokenizer == nil || b.Template == nil {
 		return errors.New("server: Backend needs an engine, a tokenizer and a template")
 	}
-	for name, e := range b.Adapters {
+	for name, a := range b.Adapters {
 		switch {
-		case e == nil:
-			return fmt.Errorf("server: adapter %q has no engine", name)
+		case a == nil:
+			return fmt.Errorf("server: adapter %q is nil", name)
 		case name == s.cfg.ModelID || slicesContains(s.cfg.Aliases, name):
 			return fmt.Errorf("server: adapter %q has the name of the base model", name)
-		case e.VocabSize() != b.Engine.VocabSize() || e.Config().Context != b.Engine.Config().Context || e.Config().MaxBatch != b.Engine.Config().MaxBatch:
-			return fmt.Errorf("server: adapter %q: its engine's vocabulary, context or batch differs from the base's", name)
 		}
 	}
 	b.anchor = -1
@@ -396,27 +396,12 @@ func (s *Server) ready() (*Backend, *apiError) {
 	return b, nil
 }
 
-// err is the first error of the backend's engines (nil while all run).
-func (b *Backend) err() error {
-	if err := b.Engine.Err(); err != nil {
-		return err
-	}
-	for _, e := range b.Adapters {
-		if err := e.Err(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// err is the engine's error (nil while it runs).
+func (b *Backend) err() error { return b.Engine.Err() }
 
-// engineFor is the engine that serves the model named id: an adapter's,
-// or the base's.
-func (b *Backend) engineFor(id string) *engine.Engine {
-	if e, ok := b.Adapters[id]; ok {
-		return e
-	}
-	return b.Engine
-}
+// adapterFor is the LoRA adapter of the model named id, or nil for the
+// base (its id or an alias).
+func (b *Backend) adapterFor(id string) *model.LowRank { return b.Adapters[id] }
 
 func slicesContains(list []string, s string) bool {
 	for _, v := range list {

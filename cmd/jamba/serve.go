@@ -69,7 +69,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 `+server.FixedLimits()+`.`, stderr)
 	mf := addModelFlags(fs, withCache)
 	mf.namedLoRA = true
-	fs.Lookup("lora").Usage = "LoRA adapter folder (PEFT layout): DIR merges it into the served model; NAME=DIR serves it beside the model as the model NAME (repeatable; one engine with its own --max-batch slots per adapter, sharing the weights it does not adapt)"
+	fs.Lookup("lora").Usage = "LoRA adapter folder (PEFT layout): DIR merges it into the served model; NAME=DIR serves it beside the model as the model NAME (repeatable; applied on the fly to the requests that name it, batched with all others)"
 	tokPath := fs.String("tokenizer", "", "tokenizer.json, or a folder holding one, to use instead of the model's")
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
 	modelID := fs.String("model-id", "", "model id served in /v1/models (default: the folder name, or "+modelName("")+")")
@@ -190,7 +190,6 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}()
 	var m *model.Model
 	var eng *engine.Engine
-	var adapters map[string]*engine.Engine
 	select {
 	case l := <-loadDone:
 		if l.err != nil {
@@ -210,15 +209,12 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 			return err
 		}
 		l.b.Engine = eng
-		if l.b.Adapters, err = adapterEngines(m, mf.lora, id, aliases, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c,
-			StepTokens: max(*stepTokens, *maxBatch), PrefillChunk: *prefillChunk, NoPrefixReuse: *noReuse,
-			SnapshotBytes: snapshotBytes(*snapMiB)}, log); err != nil {
+		if l.b.Adapters, err = loadAdapters(m, mf.lora, id, aliases, log); err != nil {
 			hs.Close()
 			eng.Close()
 			m.Close()
 			return err
 		}
-		adapters = l.b.Adapters
 		if *stateDir != "" {
 			loaded, refused := eng.LoadedStates()
 			log.Info("states from --state-dir", "dir", *stateDir, "loaded", loaded, "refused", refused)
@@ -226,9 +222,6 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		if err := srv.Ready(l.b); err != nil {
 			hs.Close()
 			eng.Close()
-			for _, e := range adapters {
-				e.Close()
-			}
 			m.Close()
 			return err
 		}
@@ -243,11 +236,6 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		return err
 	}
 	defer m.Close()
-	defer func() { // before m.Close: the adapters' models share its mapping
-		for _, e := range adapters {
-			e.Close()
-		}
-	}()
 
 	select {
 	case s := <-sig:
@@ -264,14 +252,8 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	defer cancel()
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- hs.Shutdown(ctx) }()
-	for _, e := range adapters {
-		go e.Drain(ctx)
-	}
 	if err := eng.Drain(ctx); err != nil {
 		log.Warn("grace period over; running requests were ended", "error", err)
-	}
-	for _, e := range adapters {
-		e.Drain(ctx)
 	}
 	if err := <-shutdown; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		// Handlers are ending their streams after the engine's abort;
@@ -286,46 +268,30 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	return nil
 }
 
-// adapterEngines starts an engine for every NAME=DIR value of --lora: the
-// base m with the adapter merged into a copy of the matrices it adapts
-// (the others are shared), under the engine config of the base (without
-// --state-dir, whose states are the base's).
-func adapterEngines(m *model.Model, values []string, id string, aliases []string, cfg engine.Config, log *slog.Logger) (map[string]*engine.Engine, error) {
-	out := map[string]*engine.Engine{}
-	closeAll := func() {
-		for _, e := range out {
-			e.Close()
-		}
-	}
+// loadAdapters loads every NAME=DIR value of --lora as a LoRA adapter of
+// m, applied on the fly to the requests whose model is NAME.
+func loadAdapters(m *model.Model, values []string, id string, aliases []string, log *slog.Logger) (map[string]*model.LowRank, error) {
+	out := map[string]*model.LowRank{}
 	for _, v := range values {
 		name, dir, ok := strings.Cut(v, "=")
 		if !ok || name == "" || strings.ContainsAny(name, `/\`) {
 			continue // merged into the base at load
 		}
 		if dir == "" {
-			closeAll()
 			return nil, fmt.Errorf("%w: --lora %s: no folder after =", errUsage, v)
 		}
 		if _, dup := out[name]; dup || name == id || slices.Contains(aliases, name) {
-			closeAll()
 			return nil, fmt.Errorf("%w: --lora %s: the name %q is already served", errUsage, v, name)
 		}
 		ad, err := lora.Load(dir, m.Config)
 		if err != nil {
-			closeAll()
 			return nil, err
 		}
-		am := m.ShareWeights()
-		if err := lora.Merge(am, ad); err != nil {
-			closeAll()
-			return nil, err
-		}
-		e, err := engine.New(am, cfg)
+		lr, err := lora.LowRankFor(m, ad)
 		if err != nil {
-			closeAll()
 			return nil, err
 		}
-		out[name] = e
+		out[name] = lr
 		log.Info("adapter loaded", "model", name, "lora", dir, "adapter", ad.Describe())
 	}
 	if len(out) == 0 {
