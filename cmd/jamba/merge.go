@@ -86,11 +86,17 @@ the merged weights, so it is close to, not exactly, the adapted model.`, stderr)
 			tokSrc = filepath.Join(m.Dir, "tokenizer.json")
 		}
 	}
-	if tokSrc != "" || *modelRef == "" {
-		files, err := readTokenizerFiles(dirs, tokSrc)
-		if err != nil {
-			return err
-		}
+	var files map[string][]byte
+	switch {
+	case m.Dir != "" && isGGUF(m.Dir):
+		files, err = ggufTokenizerFiles(m.Dir) // the GGUF file's tokenizer
+	case tokSrc != "" || *modelRef == "":
+		files, err = readTokenizerFiles(dirs, tokSrc)
+	}
+	if err != nil {
+		return err
+	}
+	if files != nil {
 		if err := writeTokenizerFiles(files, *output, m.Config); err != nil {
 			return err
 		}
