@@ -13,8 +13,9 @@ import (
 //
 // to y = x·Wᵀ for those sequences' rows. Factors are keyed by the base
 // model's own matrices (the pointers its layers hold, InX and InZ apart for
-// a Mamba in_proj), so one LowRank belongs to one loaded Model. Package
-// lora builds them (lora.LowRankFor).
+// a Mamba in_proj), so one LowRank belongs to one loaded Model and must be
+// built after any change of its matrices (a merge recomputes InX and
+// InZ). Package lora builds them (lora.LowRankFor).
 type LowRank struct {
 	Scale float32
 	Mods  map[*kernels.Matrix]LowRankMod
