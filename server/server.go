@@ -92,7 +92,7 @@ type Backend struct {
 	// that name them (engine.Request.Adapter), batched with all others. A
 	// request's model field picks one; /v1/models lists them with the base
 	// as parent.
-	Adapters map[string]*model.LowRank
+	Adapters  map[string]*model.LowRank
 	Tokenizer *tokenizer.Tokenizer
 	// Template renders chat requests. The rendered text is encoded with
 	// the tokenizer's special tokens added when ChatAddSpecial is set
