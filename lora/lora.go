@@ -138,6 +138,8 @@ type Adapter struct {
 	Config  Config
 	Modules []Module
 	Data    []float32
+	// Experts is the number of experts of each MoE layer of the model.
+	Experts int
 }
 
 // A returns module i's A [r, In].
@@ -193,30 +195,62 @@ func target(name string) string {
 // New returns a zero adapter of c for a model of config cfg: a module for
 // every linear layer a target of c names. It fails when no layer of the
 // model matches.
+//
+// Experts are adapted in PEFT's form for transformers 5's packed experts
+// (target_parameters experts.gate_up_proj and experts.down_proj): an
+// expert's gate_proj and up_proj share one A (the rows of one gate_up
+// matrix), each with its own rows of B, and its down_proj has its own A
+// and B. WriteWeights then saves them packed, as PEFT does.
 func New(cfg *model.Config, c Config) (*Adapter, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Adapter{Config: c}
-	off := 0
+	a := &Adapter{Config: c, Experts: cfg.NumExperts}
 	for _, s := range cfg.Spec() {
 		t := target(s.Name)
 		if t == "" || len(s.Shape) != 2 || !slices.Contains(c.Targets, t) {
 			continue
 		}
-		m := Module{Name: strings.TrimSuffix(s.Name, ".weight"), Out: s.Shape[0], In: s.Shape[1]}
-		m.AOff = off
-		off += c.Rank * m.In
-		m.BOff = off
-		off += m.Out * c.Rank
-		a.Modules = append(a.Modules, m)
+		a.Modules = append(a.Modules, Module{Name: strings.TrimSuffix(s.Name, ".weight"), Out: s.Shape[0], In: s.Shape[1]})
 	}
 	if len(a.Modules) == 0 {
 		return nil, fmt.Errorf("lora: no layer of the model matches the target modules %s", strings.Join(c.Targets, ","))
 	}
-	a.Data = make([]float32, off)
+	a.Data = make([]float32, a.layout(func(m *Module) bool { return expertKind(m.Name) == "up_proj" }))
 	return a, nil
 }
+
+// layout assigns the offsets of a.Modules' factors in order, A then B of
+// each module, except that a module for which sharesA holds takes the A of
+// the module before it; it returns the total size.
+func (a *Adapter) layout(sharesA func(m *Module) bool) int {
+	r, off := a.Config.Rank, 0
+	for i := range a.Modules {
+		m := &a.Modules[i]
+		if i > 0 && sharesA(m) && a.Modules[i-1].In == m.In {
+			m.AOff = a.Modules[i-1].AOff
+		} else {
+			m.AOff = off
+			off += r * m.In
+		}
+		m.BOff = off
+		off += m.Out * r
+	}
+	return off
+}
+
+// expertKind is "gate_proj", "up_proj" or "down_proj" for a module of an
+// expert (feed_forward.experts.N.*), "" otherwise.
+func expertKind(name string) string {
+	if !strings.Contains(name, ".feed_forward.experts.") {
+		return ""
+	}
+	return name[strings.LastIndex(name, ".")+1:]
+}
+
+// SharesA reports whether module i uses the A of module i−1 (an expert's
+// up_proj, packed with its gate_proj).
+func (a *Adapter) SharesA(i int) bool { return i > 0 && a.Modules[i].AOff == a.Modules[i-1].AOff }
 
 // Init sets every A as PEFT does (kaiming_uniform_ with a = √5: uniform in
 // ±1/√in) from a generator seeded with seed, and every B to zero, so that
@@ -317,8 +351,10 @@ func (a *Adapter) ConfigJSON() ([]byte, error) {
 		BaseModel: a.Config.BaseModel, InferenceMode: true, InitLoraWeights: true,
 		ModulesToSave: json.RawMessage("null"), RankPattern: json.RawMessage("{}"), AlphaPattern: json.RawMessage("{}"),
 		TargetParameters: json.RawMessage("null"), LayersToTransform: json.RawMessage("null")}
-	// target_modules as PEFT matches it: experts are modules named
-	// gate_proj, up_proj and down_proj under feed_forward.experts.N.
+	// target_modules as PEFT matches it. Experts written packed are
+	// PEFT's target_parameters; written one by one (an adapter read from
+	// transformers 4's layout) they are modules named gate_proj, up_proj
+	// and down_proj under feed_forward.experts.N.
 	var tmods []string
 	for _, t := range a.Config.Targets {
 		if t == "experts" {
@@ -326,14 +362,25 @@ func (a *Adapter) ConfigJSON() ([]byte, error) {
 		}
 		tmods = append(tmods, t)
 	}
-	if slices.Contains(a.Config.Targets, "experts") {
+	packed, single := false, false
+	for _, ok := range a.packedLayers() {
+		packed = packed || ok
+		single = single || !ok
+	}
+	if single {
 		for _, t := range []string{"gate_proj", "up_proj", "down_proj"} {
 			if !slices.Contains(tmods, t) {
 				tmods = append(tmods, t)
 			}
 		}
 	}
+	if packed {
+		pc.TargetParameters = json.RawMessage(`["experts.gate_up_proj", "experts.down_proj"]`)
+	}
 	pc.TargetModules, _ = json.Marshal(tmods)
+	if len(tmods) == 0 {
+		pc.TargetModules = json.RawMessage("null")
+	}
 	data, err := json.MarshalIndent(pc, "", "  ")
 	if err != nil {
 		return nil, err
@@ -344,12 +391,118 @@ func (a *Adapter) ConfigJSON() ([]byte, error) {
 // Infos lists the adapter's tensors as WriteWeights writes them.
 func (a *Adapter) Infos() []safetensors.TensorInfo {
 	var infos []safetensors.TensorInfo
-	r := a.Config.Rank
-	for _, m := range a.Modules {
-		infos = append(infos, safetensors.TensorInfo{Name: m.KeyA(), DType: safetensors.F32, Shape: []int{r, m.In}},
-			safetensors.TensorInfo{Name: m.KeyB(), DType: safetensors.F32, Shape: []int{m.Out, r}})
+	for _, t := range a.tensors(false) {
+		infos = append(infos, safetensors.TensorInfo{Name: t.name, DType: safetensors.F32, Shape: t.shape})
 	}
 	return infos
+}
+
+// outTensor is one tensor of adapter_model.safetensors.
+type outTensor struct {
+	name  string
+	shape []int
+	data  []float32
+}
+
+// tensors lists the tensors of adapter_model.safetensors in order (with
+// their values when data is set): lora_A and lora_B of each module, except
+// that the experts of a MoE layer whose every expert has gate_proj, up_proj
+// sharing A, and down_proj are written packed, as PEFT writes adapters of
+// transformers 5's experts.gate_up_proj [E, 2I, H] and experts.down_proj
+// [E, H, I] (target_parameters): under feed_forward.experts.base_layer
+// (gate_up) and feed_forward.experts (down), lora_A [r·E, in] with expert
+// e's rows at e·r…(e+1)·r and lora_B [out, r·E] with its columns at e,
+// E+e, 2E+e, … (Load reads them back).
+func (a *Adapter) tensors(data bool) []outTensor {
+	var out []outTensor
+	r, E := a.Config.Rank, a.Experts
+	packed := a.packedLayers()
+	for i := 0; i < len(a.Modules); i++ {
+		m := &a.Modules[i]
+		if layer, ok := expertLayer(m.Name); ok && packed[layer] {
+			// The layer's 3E modules, gate, up, down per expert in order.
+			n := 3 * E
+			mods := a.Modules[i : i+n]
+			H, I := mods[2].Out, mods[2].In
+			gu := []outTensor{{name: keyPrefix + layer + ".feed_forward.experts.base_layer.lora_A.weight", shape: []int{r * E, H}},
+				{name: keyPrefix + layer + ".feed_forward.experts.base_layer.lora_B.weight", shape: []int{2 * I, r * E}}}
+			dn := []outTensor{{name: keyPrefix + layer + ".feed_forward.experts.lora_A.weight", shape: []int{r * E, I}},
+				{name: keyPrefix + layer + ".feed_forward.experts.lora_B.weight", shape: []int{H, r * E}}}
+			if data {
+				gu[0].data, gu[1].data = make([]float32, r*E*H), make([]float32, 2*I*r*E)
+				dn[0].data, dn[1].data = make([]float32, r*E*I), make([]float32, H*r*E)
+				for e := range E {
+					g, u, d := i+3*e, i+3*e+1, i+3*e+2
+					copy(gu[0].data[e*r*H:], a.A(g))
+					copy(dn[0].data[e*r*I:], a.A(d))
+					for k := range r {
+						col := k*E + e
+						for o := range I {
+							gu[1].data[o*r*E+col] = a.B(g)[o*r+k]
+							gu[1].data[(I+o)*r*E+col] = a.B(u)[o*r+k]
+						}
+						for o := range H {
+							dn[1].data[o*r*E+col] = a.B(d)[o*r+k]
+						}
+					}
+				}
+			}
+			out = append(out, gu...)
+			out = append(out, dn...)
+			i += n - 1
+			continue
+		}
+		ta := outTensor{name: m.KeyA(), shape: []int{r, m.In}}
+		tb := outTensor{name: m.KeyB(), shape: []int{m.Out, r}}
+		if data {
+			ta.data, tb.data = a.A(i), a.B(i)
+		}
+		out = append(out, ta, tb)
+	}
+	return out
+}
+
+// expertLayer returns "model.layers.N" for a module of an expert.
+func expertLayer(name string) (string, bool) {
+	i := strings.Index(name, ".feed_forward.experts.")
+	if i < 0 {
+		return "", false
+	}
+	return name[:i], true
+}
+
+// packedLayers returns the MoE layers whose experts the adapter holds in
+// PEFT's packed form: for every expert e of the layer, in order, the
+// modules experts.e.gate_proj, up_proj (sharing gate_proj's A) and
+// down_proj, one after the other.
+func (a *Adapter) packedLayers() map[string]bool {
+	out := map[string]bool{}
+	E := a.Experts
+	if E < 1 {
+		return out
+	}
+	for i := 0; i < len(a.Modules); i++ {
+		layer, ok := expertLayer(a.Modules[i].Name)
+		if !ok {
+			continue
+		}
+		good := i+3*E <= len(a.Modules)
+		for e := 0; good && e < E; e++ {
+			q := fmt.Sprintf("%s.feed_forward.experts.%d.", layer, e)
+			g, u, d := i+3*e, i+3*e+1, i+3*e+2
+			good = a.Modules[g].Name == q+"gate_proj" && a.Modules[u].Name == q+"up_proj" && a.Modules[d].Name == q+"down_proj" &&
+				a.SharesA(u)
+		}
+		out[layer] = good
+		// Skip the layer's expert modules.
+		for i+1 < len(a.Modules) {
+			if l, ok := expertLayer(a.Modules[i+1].Name); !ok || l != layer {
+				break
+			}
+			i++
+		}
+	}
+	return out
 }
 
 // WriteWeights writes the factors to path (atomically) as a float32
@@ -363,12 +516,8 @@ func (a *Adapter) WriteWeights(path string, metadata map[string]string) error {
 	if err != nil {
 		return err
 	}
-	for i, m := range a.Modules {
-		if err := w.WriteFloat32(m.KeyA(), a.A(i)); err != nil {
-			w.Close()
-			return err
-		}
-		if err := w.WriteFloat32(m.KeyB(), a.B(i)); err != nil {
+	for _, t := range a.tensors(true) {
+		if err := w.WriteFloat32(t.name, t.data); err != nil {
 			w.Close()
 			return err
 		}
@@ -580,6 +729,7 @@ func load(c Config, f *safetensors.File, path string, cfg *model.Config) (*Adapt
 		name    string
 		out, in int
 		a, b    []float32
+		shared  bool // an expert's up_proj sharing its gate_proj's A (packed)
 	}
 	var all []loaded
 	for mod, p := range mods {
@@ -597,7 +747,7 @@ func load(c Config, f *safetensors.File, path string, cfg *model.Config) (*Adapt
 			if err != nil {
 				return nil, err
 			}
-			all = append(all, loaded{mod, sh[0], sh[1], a, b})
+			all = append(all, loaded{mod, sh[0], sh[1], a, b, false})
 			continue
 		}
 		// Packed experts: which parameter is told by the shapes
@@ -639,9 +789,9 @@ func load(c Config, f *safetensors.File, path string, cfg *model.Config) (*Adapt
 			}
 			q := fmt.Sprintf("%s.feed_forward.experts.%d.", layer, e)
 			if out == H {
-				all = append(all, loaded{q + "down_proj", H, I, ae, be})
+				all = append(all, loaded{q + "down_proj", H, I, ae, be, false})
 			} else {
-				all = append(all, loaded{q + "gate_proj", I, H, ae, be[:I*r]}, loaded{q + "up_proj", I, H, ae, be[I*r:]})
+				all = append(all, loaded{q + "gate_proj", I, H, ae, be[:I*r], false}, loaded{q + "up_proj", I, H, ae, be[I*r:], true})
 			}
 		}
 	}
@@ -651,16 +801,13 @@ func load(c Config, f *safetensors.File, path string, cfg *model.Config) (*Adapt
 		}
 	}
 	sort.Slice(all, func(i, j int) bool { return order[all[i].name+".weight"] < order[all[j].name+".weight"] })
-	a := &Adapter{Config: c}
-	off := 0
+	a := &Adapter{Config: c, Experts: cfg.NumExperts}
+	shared := map[string]bool{}
 	for _, l := range all {
-		m := Module{Name: l.name, Out: l.out, In: l.in, AOff: off}
-		off += r * m.In
-		m.BOff = off
-		off += m.Out * r
-		a.Modules = append(a.Modules, m)
+		a.Modules = append(a.Modules, Module{Name: l.name, Out: l.out, In: l.in})
+		shared[l.name] = l.shared
 	}
-	a.Data = make([]float32, off)
+	a.Data = make([]float32, a.layout(func(m *Module) bool { return shared[m.Name] }))
 	for i, l := range all {
 		copy(a.A(i), l.a)
 		copy(a.B(i), l.b)

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -165,6 +166,150 @@ func TestReadConfigRefuses(t *testing.T) {
 		_, err := ReadConfig(dir)
 		if err == nil || !strings.Contains(err.Error(), c.key) {
 			t.Errorf("%s: error %v", c.key, err)
+		}
+	}
+}
+
+// TestSaveLoadRoundTrip saves adapters of every target of tiny-moe with
+// random factors and reads them back: the same modules and bits, experts
+// written packed as PEFT writes transformers 5's (target_parameters, keys
+// under feed_forward.experts and experts.base_layer, no per-expert keys),
+// and, for an adapter read from per-expert files (separate A for gate and
+// up), per-expert keys again.
+func TestSaveLoadRoundTrip(t *testing.T) {
+	cfg, err := model.LoadConfig(filepath.Join("..", "testdata", "models", "tiny-moe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := New(cfg, Config{Rank: 3, Alpha: 5, Targets: Targets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ad.Data {
+		ad.Data[i] = float32(math.Sin(float64(i)))
+	}
+	dir := t.TempDir()
+	if err := ad.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	cj, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cj), `"experts.gate_up_proj"`) {
+		t.Errorf("adapter_config.json has no target_parameters for the experts:\n%s", cj)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := f.Names()
+	f.Close()
+	packed := 0
+	for _, n := range names {
+		if strings.Contains(n, ".experts.0.") {
+			t.Errorf("per-expert key %s in a packed adapter", n)
+		}
+		if strings.HasSuffix(n, "experts.base_layer.lora_A.weight") {
+			packed++
+		}
+	}
+	if packed != 4 {
+		t.Errorf("%d packed gate_up adapters, want one per MoE layer (4)", packed)
+	}
+	back, err := Load(dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Modules) != len(ad.Modules) || len(back.Data) != len(ad.Data) {
+		t.Fatalf("read back %s, saved %s", back.Describe(), ad.Describe())
+	}
+	for i, m := range ad.Modules {
+		if back.Modules[i] != m {
+			t.Fatalf("module %d: read back %+v, saved %+v", i, back.Modules[i], m)
+		}
+	}
+	for i, v := range ad.Data {
+		if back.Data[i] != v {
+			t.Fatalf("value %d: read back %v, saved %v", i, back.Data[i], v)
+		}
+	}
+	// Per-expert A for gate and up (transformers 4's layout, as PEFT
+	// makes it there): written one by one.
+	single := *ad
+	single.Modules = append([]Module(nil), ad.Modules...)
+	single.Data = make([]float32, single.layout(func(*Module) bool { return false }))
+	for i := range single.Data {
+		single.Data[i] = float32(math.Cos(float64(i)))
+	}
+	dir2 := t.TempDir()
+	if err := single.Save(dir2); err != nil {
+		t.Fatal(err)
+	}
+	back2, err := Load(dir2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range single.Data {
+		if back2.Data[i] != v {
+			t.Fatalf("per-expert adapter, value %d: read back %v, saved %v", i, back2.Data[i], v)
+		}
+	}
+	if cj, _ := os.ReadFile(filepath.Join(dir2, ConfigFile)); strings.Contains(string(cj), "gate_up_proj") {
+		t.Errorf("a per-expert adapter was saved with target_parameters")
+	}
+}
+
+// TestPackedExpertsAsPEFT reads PEFT's packed-experts adapter
+// (testdata/lora/peft-tiny-moe-experts) and writes it again: every tensor
+// of PEFT's file comes back under the same name and shape with the same
+// values (float32 of PEFT's float64), and no other tensor is written, so
+// the packed layout Save writes is PEFT's.
+func TestPackedExpertsAsPEFT(t *testing.T) {
+	cfg, err := model.LoadConfig(filepath.Join("..", "testdata", "models", "tiny-moe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join("..", "testdata", "lora", "peft-tiny-moe-experts")
+	ad, err := Load(src, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := ad.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	a, err := safetensors.Open(filepath.Join(src, WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if a.Len() != b.Len() {
+		t.Errorf("PEFT's file has %d tensors, ours %d", a.Len(), b.Len())
+	}
+	for _, name := range a.Names() {
+		ta, err := a.Tensor(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb, err := b.Tensor(name)
+		if err != nil {
+			t.Fatalf("%s: not written (%v)", name, err)
+		}
+		if !slices.Equal(ta.Shape, tb.Shape) {
+			t.Fatalf("%s: shape %v, PEFT's %v", name, tb.Shape, ta.Shape)
+		}
+		va, _ := ta.Float32()
+		vb, _ := tb.Float32()
+		for i := range va {
+			if va[i] != vb[i] {
+				t.Fatalf("%s: value %d is %v, PEFT's %v", name, i, vb[i], va[i])
+			}
 		}
 	}
 }

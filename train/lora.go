@@ -28,11 +28,15 @@ type LoRA struct {
 func NewLoRA(cfg *model.Config, ad *lora.Adapter) *LoRA {
 	p := &Params{Config: cfg, Data: ad.Data, index: map[string]int{}}
 	r := ad.Config.Rank
-	for _, m := range ad.Modules {
-		for _, t := range []Tensor{
+	for i, m := range ad.Modules {
+		ts := []Tensor{
 			{Name: m.KeyA(), Shape: []int{r, m.In}, Offset: m.AOff, Size: r * m.In},
 			{Name: m.KeyB(), Shape: []int{m.Out, r}, Offset: m.BOff, Size: m.Out * r},
-		} {
+		}
+		if ad.SharesA(i) {
+			ts = ts[1:] // an expert's up_proj: its A is its gate_proj's
+		}
+		for _, t := range ts {
 			p.index[t.Name] = len(p.Tensors)
 			p.Tensors = append(p.Tensors, t)
 		}
