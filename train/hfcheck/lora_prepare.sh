@@ -8,7 +8,9 @@
 #   peft-dt/  the same targets and dt_proj. PEFT's forward on transformers
 #             5.17's CPU Mamba path leaves dt_proj adapters out
 #             (lora/peft_test.go), so this one is compared with PEFT's
-#             merge_and_unload, which merges every module as we do.
+#             merge_and_unload, which merges every module as we do;
+#   peft-experts/  q_proj, v_proj and the experts, saved packed as PEFT
+#             saves adapters of transformers 5's experts (target_parameters).
 # The text is encoded by a byte-level tokenizer
 # (testdata/lora/bytes-tokenizer.json: ids 3..258), which fits tiny-moe's
 # 320-token vocabulary. Run from the repository root; writes
@@ -32,8 +34,10 @@ adapter() { # folder targets
 }
 adapter peft in_proj,x_proj,out_proj,q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,router
 adapter peft-dt in_proj,x_proj,dt_proj,out_proj,q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,router
+adapter peft-experts q_proj,v_proj,experts
 $jamba forward --model testdata/models/tiny-moe --lora "$out/peft" --ids "$ids" --output "$out/logits_lora.safetensors"
 $jamba forward --model testdata/models/tiny-moe --lora "$out/peft-dt" --ids "$ids" --output "$out/logits_lora_dt.safetensors"
+$jamba forward --model testdata/models/tiny-moe --lora "$out/peft-experts" --ids "$ids" --output "$out/logits_lora_experts.safetensors"
 $jamba forward --model testdata/models/tiny-moe --ids "$ids" --output "$out/logits_base.safetensors"
 echo "[$ids]" > "$out/ids.json"
 cp -r testdata/models/tiny-moe "$out/base"
