@@ -12,12 +12,13 @@
 //
 //	W' = W + (lora_alpha / r) · B · A
 //
-// (lora_alpha / √r with use_rslora). Experts are adapted one by one, under
-// the module paths of transformers 4, whose experts are a list of MLPs:
-// model.layers.1.feed_forward.experts.2.gate_proj. transformers 5 packs
-// each layer's experts into two parameters, which PEFT adapts through
-// target_parameters (one factor pair per packed parameter); Load reads
-// such adapters as the per-expert adapters they amount to.
+// (lora_alpha / √r with use_rslora). An Adapter holds experts one by one,
+// under the module paths of transformers 4, whose experts are a list of
+// MLPs (model.layers.1.feed_forward.experts.2.gate_proj). transformers 5
+// packs each layer's experts into two parameters, which PEFT adapts through
+// target_parameters (one factor pair per packed parameter, an expert's gate
+// and up rows sharing A): New builds expert adapters in that form, Save
+// writes them packed as PEFT does, and Load reads both forms.
 package lora
 
 import (
