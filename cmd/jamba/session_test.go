@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"io"
 	"os"
@@ -18,11 +19,9 @@ var sessionTurns = []string{"func add(a, b int) int {", "package main", "// Sum 
 func atSession(t *testing.T, s *chatSession, path string) *chatSession {
 	t.Helper()
 	s.eng.Close()
-	eng, err := newChatEngine(s.model, sessionStateDir(path))
-	if err != nil {
+	if err := s.start(path); err != nil {
 		t.Fatal(err)
 	}
-	s.eng, s.path = eng, path
 	t.Cleanup(func() { s.eng.Close() })
 	if err := s.openSession(io.Discard); err != nil {
 		t.Fatal(err)
@@ -76,8 +75,8 @@ func TestChatSessionResume(t *testing.T) {
 	first.eng.Close()
 
 	resumed := atSession(t, newSession(), path)
-	if loaded, refused := resumed.eng.LoadedStates(); loaded != 1 || refused != 0 || len(resumed.msgs) != len(first.msgs) {
-		t.Fatalf("resumed %d states (%d refused) and %d messages, saved %d messages", loaded, refused, len(resumed.msgs), len(first.msgs))
+	if idx, err := resumed.store.Index(context.Background()); err != nil || len(idx) == 0 || len(resumed.msgs) != len(first.msgs) {
+		t.Fatalf("resumed %d states (%v) and %d messages, saved %d messages", len(idx), err, len(resumed.msgs), len(first.msgs))
 	}
 	for i, u := range sessionTurns[2:] {
 		var out strings.Builder
