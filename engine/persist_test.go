@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"github.com/jamba-go/jamba/model"
 )
 
 // memStore is a StateStore in memory, as a test's shared medium.
@@ -211,4 +213,35 @@ func TestExportForget(t *testing.T) {
 	if r := runLogprobs(t, e, next, 2); r.cached != 0 {
 		t.Errorf("after Forget: %d cached", r.cached)
 	}
+}
+
+// FuzzDecodeState: any bytes given as a stored value are refused with an
+// error or decoded into a state of exactly the tokens asked for; nothing
+// panics or allocates past the context.
+func FuzzDecodeState(f *testing.F) {
+	m := demoModelFor(f)
+	e, err := New(m, Config{MaxBatch: 1, Context: 64})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer e.Close()
+	want := []int{1, 5, 9}
+	sq := m.NewCache(8)
+	ws := m.NewWorkspace()
+	if err := ws.Forward([]model.SeqInput{{Tokens: want, Cache: sq}}); err != nil {
+		f.Fatal(err)
+	}
+	good, err := encodeState(e.identity, want, sq)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add([]byte(stateMagic))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := e.decodeState(data, want, 8)
+		if err == nil && st.Len != len(want) {
+			t.Fatalf("decoded a state of %d tokens for %d", st.Len, len(want))
+		}
+	})
 }
