@@ -468,8 +468,10 @@ func (e *Engine) runTasks() {
 	}
 }
 
-// Export writes the states the free slots hold (whole states, as the
-// writer does) to store: a chat saved under another name.
+// Export writes the states the free slots hold to store, as the writer
+// does: each slot's whole state and the state at its last copy of the
+// Mamba state (the end of the prompt, for a chat's slot). A chat saved
+// under another name uses it.
 func (e *Engine) Export(ctx context.Context, store StateStore) error {
 	var errs []error
 	err := e.task(ctx, func() {
@@ -477,13 +479,22 @@ func (e *Engine) Export(ctx context.Context, store StateStore) error {
 			if !persistable(sl) {
 				continue
 			}
-			data, err := encodeState(e.identity, sl.ids, sl.cache)
-			if err == nil {
-				err = store.Put(ctx, StoredState{Key: StateKey(e.identity, sl.ids), Tokens: len(sl.ids), Size: int64(len(data))}, data)
+			put := func(ids []int, sq *cache.Seq) {
+				data, err := encodeState(e.identity, ids, sq)
+				if err == nil {
+					err = store.Put(ctx, StoredState{Key: StateKey(e.identity, ids), Tokens: len(ids), Size: int64(len(data))}, data)
+				}
+				if err != nil {
+					errs = append(errs, err)
+				}
 			}
-			if err != nil {
-				errs = append(errs, err)
+			if k := len(sl.snaps); k > 0 && sl.snaps[k-1].pos < len(sl.ids) {
+				sn := sl.snaps[k-1]
+				if v, err := sl.cache.View(sn.pos, sn.data); err == nil {
+					put(sl.ids[:sn.pos], v)
+				}
 			}
+			put(sl.ids, sl.cache)
 		}
 	})
 	if err != nil {

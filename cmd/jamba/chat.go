@@ -321,7 +321,15 @@ func (s *chatSession) set(arg string, w io.Writer) error {
 		}
 	}
 	if err == nil {
-		err = p.Validate()
+		// The zero top_p and repetition_penalty mean "off" (engine.Validate).
+		v := p
+		if v.TopP == 0 {
+			v.TopP = 1
+		}
+		if v.RepetitionPenalty == 0 {
+			v.RepetitionPenalty = 1
+		}
+		err = v.Validate()
 	}
 	if err != nil {
 		return fmt.Errorf("/set %s %s: %v", name, value, err)
