@@ -35,14 +35,13 @@ func atSession(t *testing.T, s *chatSession, path string) *chatSession {
 // computes exactly the prompt tokens the uninterrupted chat computed for
 // it: no token of the history is computed again.
 //
-// Replies are one token long: the state then holds exactly the rendered
-// conversation and each turn of the uninterrupted chat continues the
-// whole of it (a longer reply may re-tokenize differently, and the chat
-// then continues from a copy of the state inside the engine, which a
-// restart does not keep). The test checks that the uninterrupted chat does
-// continue.
+// Replies are six tokens long, and re-tokenize otherwise in the next
+// turn's prompt (the demo's BPE merges across them): the uninterrupted chat
+// continues from its copy of the state at the end of the previous prompt,
+// the resumed one from the same state stored beside the whole one. The
+// test checks that the uninterrupted chat does continue.
 func TestChatSessionResume(t *testing.T) {
-	newSession, _ := demoChat(t, 1)
+	newSession, _ := demoChat(t, 6)
 	whole := newSession()
 	var want []string
 	var wantComputed []int
@@ -92,6 +91,50 @@ func TestChatSessionResume(t *testing.T) {
 		if err := resumed.autosave(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestChatSessionDamagedState: a session whose state files are damaged is
+// resumed with a message naming the refusal, and its next turn computes
+// the history and answers as an uninterrupted chat does.
+func TestChatSessionDamagedState(t *testing.T) {
+	newSession, _ := demoChat(t, 6)
+	path := filepath.Join(t.TempDir(), "chat.session")
+	first := atSession(t, newSession(), path)
+	var out strings.Builder
+	if err := first.turn(sessionTurns[0], &out); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.autosave(); err != nil {
+		t.Fatal(err)
+	}
+	first.eng.Close()
+	files, _ := filepath.Glob(filepath.Join(path+".state", "state-*.jstate"))
+	if len(files) == 0 {
+		t.Fatal("no state files")
+	}
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		data[len(data)-40] ^= 1
+		os.WriteFile(f, data, 0o644)
+	}
+	var msgs strings.Builder
+	s := newSession()
+	s.errw = &msgs
+	resumed := atSession(t, s, path)
+	var got strings.Builder
+	if err := resumed.turn(sessionTurns[1], &got); err != nil {
+		t.Fatal(err)
+	}
+	if resumed.cached != 0 || !strings.Contains(msgs.String(), "checksum mismatch") {
+		t.Errorf("damaged state: %d tokens continued; messages %q", resumed.cached, msgs.String())
+	}
+	whole := newSession()
+	var w1, w2 strings.Builder
+	whole.turn(sessionTurns[0], &w1)
+	whole.turn(sessionTurns[1], &w2)
+	if got.String() != w2.String() {
+		t.Errorf("after a damaged state: %q, uninterrupted %q", got.String(), w2.String())
 	}
 }
 
