@@ -124,16 +124,18 @@ func prefixKeys(identity string, ids []int, lens []int) []string {
 
 // encodeState writes the value of a state of ids (sq holding exactly them).
 func encodeState(identity string, ids []int, sq *cache.Seq) ([]byte, error) {
-	var b bytes.Buffer
-	b.Grow(int(sq.EncodedSize()) + 4*len(ids) + len(identity) + 64)
-	b.WriteString(stateMagic)
-	binary.Write(&b, binary.LittleEndian, uint32(stateVersion))
-	binary.Write(&b, binary.LittleEndian, uint32(len(identity)))
-	b.WriteString(identity)
-	binary.Write(&b, binary.LittleEndian, uint32(len(ids)))
+	head := make([]byte, 0, 20+len(identity)+4*len(ids))
+	head = append(head, stateMagic...)
+	head = binary.LittleEndian.AppendUint32(head, stateVersion)
+	head = binary.LittleEndian.AppendUint32(head, uint32(len(identity)))
+	head = append(head, identity...)
+	head = binary.LittleEndian.AppendUint32(head, uint32(len(ids)))
 	for _, t := range ids {
-		binary.Write(&b, binary.LittleEndian, uint32(t))
+		head = binary.LittleEndian.AppendUint32(head, uint32(t))
 	}
+	var b bytes.Buffer
+	b.Grow(len(head) + int(sq.EncodedSize()) + sha256.Size)
+	b.Write(head)
 	if err := sq.Encode(&b); err != nil {
 		return nil, err
 	}
@@ -169,10 +171,10 @@ func (e *Engine) decodeState(data []byte, want []int, capacity int) (*cache.Seq,
 	if err := binary.Read(r, binary.LittleEndian, &n); err != nil || int(n) != len(want) || int64(n)*4 > int64(r.Len()) {
 		return nil, fmt.Errorf("holds %d tokens, want %d", n, len(want))
 	}
+	ids := make([]byte, 4*len(want))
+	r.Read(ids)
 	for i := range want {
-		var t uint32
-		binary.Read(r, binary.LittleEndian, &t)
-		if int(t) != want[i] {
+		if t := binary.LittleEndian.Uint32(ids[4*i:]); int64(t) != int64(want[i]) {
 			return nil, fmt.Errorf("token %d is %d, want %d", i, t, want[i])
 		}
 	}
