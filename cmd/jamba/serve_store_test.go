@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -213,5 +214,15 @@ func TestServeRedisReplicas(t *testing.T) {
 	rs.Start()
 	if !strings.Contains(aLogs.String(), "state store") {
 		t.Errorf("A did not log the store's failure:\n%s", aLogs)
+	}
+	resp, err := http.Get(b + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// B's turns 1, 3 and 5 each read the state A stored.
+	if m := regexp.MustCompile(`(?m)^jamba_state_store_loads_total (\d+)$`).FindSubmatch(body); m == nil || string(m[1]) != "3" {
+		t.Errorf("B's jamba_state_store_loads_total: %q, want 3", m)
 	}
 }
