@@ -105,6 +105,8 @@ const chatCommandList = `  /help, /?                 this list
 // a turn; a value on sig during a turn stops it.
 func (s *chatSession) interact(in io.Reader, stdout, stderr io.Writer, sig <-chan os.Signal) error {
 	lines := make(chan string)
+	stop := make(chan struct{})
+	defer close(stop)
 	var readErr error
 	go func() {
 		defer close(lines)
@@ -112,7 +114,11 @@ func (s *chatSession) interact(in io.Reader, stdout, stderr io.Writer, sig <-cha
 		for {
 			l, err := r.ReadString('\n')
 			if l != "" {
-				lines <- strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r")
+				select {
+				case lines <- strings.TrimSuffix(strings.TrimSuffix(l, "\n"), "\r"):
+				case <-stop:
+					return
+				}
 			}
 			if err != nil {
 				if err != io.EOF {

@@ -90,7 +90,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	snapMiB := fs.Int("snapshot-mib", 64, "memory per slot for copies of the Mamba state taken along each request, for prompts that share only a beginning (0: none)")
 	stateDir := fs.String("state-dir", "", "write the states of finished requests to this folder as they are made, so that a restarted server (even a killed one) continues earlier conversations without computing them again")
 	stateStore := fs.String("state-store", "", "share the states of finished requests through a Redis server, redis://[[USER]:PASSWORD@]HOST:PORT/DB (rediss:// for TLS), so that replicas behind a load balancer continue each other's conversations")
-	stateMiB := fs.Int("state-mib", 4096, "most MiB of states kept in --state-dir or --state-store (the least recently used make room)")
+	stateMiB := fs.Int("state-mib", 4096, "most MiB of states kept in --state-dir or --state-store, the least recently used making room (0: no bound)")
 	stateTTL := fs.Duration("state-ttl", 0, "drop a stored state not used for this long (0: only --state-mib drops states)")
 	stepTokens := fs.Int("step-tokens", model.PrefillChunk, "tokens per batch step: decode tokens first, then prompt chunks")
 	prefillChunk := fs.Int("prefill-chunk", 128, "prompt tokens per step while other streams decode: bounds how long a new prompt delays their next token")
