@@ -96,6 +96,8 @@ func snap(sl *slot, promptEnd bool) {
 // from which s can continue the most prompt tokens: its whole state, if
 // s's prompt extends all its tokens, or else its last snapshot within the
 // tokens they share (the slot is rewound to it); s then starts after them.
+// When the stored state read at Submit (s.pre) continues more tokens, it
+// becomes the cache of a slot taken as follows.
 // Otherwise: a free slot that holds nothing, or a new one while there are
 // fewer than MaxBatch, or else the free one left longest ago, reset.
 //
@@ -130,14 +132,6 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 			best, bestPos, bestSnap = i, pos, at
 		}
 	}
-	if best >= 0 && bestSnap >= 0 {
-		f := e.free[best]
-		if f.cache.Rewind(bestPos, f.snaps[bestSnap].data) != nil {
-			best = -1 // cannot happen: the snapshot is of this cache
-		} else {
-			f.ids = f.ids[:bestPos]
-		}
-	}
 	pre := s.pre
 	s.pre = nil
 	if fresh || pre != nil && pre.n <= bestPos {
@@ -145,6 +139,14 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 	}
 	if pre != nil {
 		best = -1 // the stored state continues more of the prompt
+	}
+	if best >= 0 && bestSnap >= 0 {
+		f := e.free[best]
+		if f.cache.Rewind(bestPos, f.snaps[bestSnap].data) != nil {
+			best = -1 // cannot happen: the snapshot is of this cache
+		} else {
+			f.ids = f.ids[:bestPos]
+		}
 	}
 	if best < 0 && empty < 0 && len(e.free) > 0 && len(e.active)+len(e.free)+e.inTransit < e.cfg.MaxBatch {
 		empty = -2 // a new slot: keep the free ones' states
