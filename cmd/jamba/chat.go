@@ -164,6 +164,14 @@ func (s *chatSession) interact(in io.Reader, stdout, stderr io.Writer, sig <-cha
 		if inMulti {
 			if rest, ok := strings.CutSuffix(line, `"""`); ok {
 				multi = append(multi, rest)
+				// The lines of the quotes themselves, when empty, are not
+				// part of the message.
+				if multi[0] == "" {
+					multi = multi[1:]
+				}
+				if n := len(multi); n > 0 && multi[n-1] == "" {
+					multi = multi[:n-1]
+				}
 				line, multi, inMulti = strings.Join(multi, "\n"), nil, false
 			} else {
 				multi = append(multi, line)

@@ -209,7 +209,7 @@ func TestChatTerminalCommands(t *testing.T) {
 	term.send("/load " + saved)
 	term.wait("loaded " + saved + ": 1 turns")
 	answers := term.out.String()
-	term.send("package main")
+	term.send(`"""`, "package main", "", `"""`)
 	term.sync()
 	got := strings.TrimPrefix(term.out.String(), answers)
 	// The saved state holds at least the first prompt: none of it is
@@ -228,11 +228,14 @@ func TestChatTerminalCommands(t *testing.T) {
 		fresh.msgs = append(fresh.msgs, chat.NewMessage(m.Role, m.Content))
 	}
 	var want strings.Builder
-	if err := fresh.turn("package main", &want); err != nil {
+	if err := fresh.turn("package main\n", &want); err != nil {
 		t.Fatal(err)
 	}
 	if got != want.String() {
 		t.Errorf("answer after /load %q, a fresh chat over the same conversation %q", got, want.String())
+	}
+	if last := readSession(t, session); len(last) != 5 || last[3] != (sessionMessage{"user", "package main\n"}) {
+		t.Errorf("the conversation after the quoted message: %q", last)
 	}
 }
 
