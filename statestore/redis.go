@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,7 +51,13 @@ func init() { redis.SetLogger(quietLog{}) }
 func OpenRedis(url string, opts Options) (*Redis, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("--state-store %q: %w", url, err)
+		// The URL may hold a password: only its redacted form is shown.
+		shown := "(not a URL)"
+		if u, perr := neturl.Parse(url); perr == nil {
+			shown = u.Redacted()
+		}
+		msg := strings.ReplaceAll(err.Error(), url, shown)
+		return nil, fmt.Errorf("state store %s: %s", shown, msg)
 	}
 	// States are large: a write of a few hundred MiB must not time out
 	// on a fast network. Commands are not retried: a miss costs less.

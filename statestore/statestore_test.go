@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,5 +174,8 @@ func TestRedis(t *testing.T) {
 
 	if _, err := OpenRedis("http://127.0.0.1:1", Options{}); err == nil {
 		t.Error("an http:// URL was taken")
+	}
+	if _, err := OpenRedis("http://user:s3cret@127.0.0.1:1", Options{}); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("a bad URL with a password: %v", err)
 	}
 }

@@ -180,7 +180,7 @@ func TestServeFlags(t *testing.T) {
 	if err := runServe([]string{"--state-dir", t.TempDir(), "--state-store", "redis://127.0.0.1:1/0"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("--state-dir with --state-store: %v", err)
 	}
-	if err := runServe([]string{"--state-store", "http://127.0.0.1:1"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--state-store") {
+	if err := runServe([]string{"--state-store", "http://127.0.0.1:1"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "state store") {
 		t.Errorf("an http:// state store: %v", err)
 	}
 }
