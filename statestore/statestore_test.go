@@ -179,3 +179,47 @@ func TestRedis(t *testing.T) {
 		t.Errorf("a bad URL with a password: %v", err)
 	}
 }
+
+// FuzzParseName: a folder's file names (anything may be there) are taken
+// only with a positive token count and a valid key, which Dir's own name
+// for them reads back as.
+func FuzzParseName(f *testing.F) {
+	f.Add("state-12-" + key(1) + ".jstate")
+	f.Add("state--1-" + key(1) + ".jstate")
+	f.Add("state-12-../x.jstate")
+	f.Fuzz(func(t *testing.T, name string) {
+		tokens, k, ok := parseName(name)
+		if !ok {
+			return
+		}
+		if tokens <= 0 || !validKey(k) {
+			t.Fatalf("%q gave %d tokens, key %q", name, tokens, k)
+		}
+		d := &Dir{dir: "d"}
+		written := filepath.Base(d.name(engine.StoredState{Key: k, Tokens: tokens}))
+		if t2, k2, ok := parseName(written); !ok || t2 != tokens || k2 != k {
+			t.Fatalf("%q (%d tokens, key %q) is written %q, which reads back as %d, %q, %v", name, tokens, k, written, t2, k2, ok)
+		}
+	})
+}
+
+// FuzzParseEntry: an index entry of Redis (anything another client
+// wrote) is taken only with a valid key, a positive token count and a
+// size that is not negative, and then reads back as written.
+func FuzzParseEntry(f *testing.F) {
+	f.Add(key(1), "12 300 1700000000000")
+	f.Add(key(1), "-1 300 5")
+	f.Add("x", "1 1 1")
+	f.Fuzz(func(t *testing.T, k, v string) {
+		e, ok := parseEntry(k, v)
+		if !ok {
+			return
+		}
+		if e.Tokens <= 0 || e.Size < 0 || !validKey(e.Key) {
+			t.Fatalf("%q %q taken as %+v", k, v, e)
+		}
+		if again, ok := parseEntry(k, entryValue(e.StoredState, e.used)); !ok || again != e {
+			t.Fatalf("%+v reads back as %+v", e, again)
+		}
+	})
+}
