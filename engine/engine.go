@@ -325,6 +325,7 @@ type Engine struct {
 	tasks      []func()
 
 	stateLoads, stateSaves, stateErrors, stateRefused atomic.Uint64
+	storeDownUntil                                    atomic.Int64 // unix ns; see storeBackoff
 
 	batch  []model.SeqInput
 	inStep []*seq

@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net"
 	"slices"
 	"sort"
 	"time"
@@ -50,8 +51,15 @@ import (
 const (
 	stateMagic   = "JAMBASLT"
 	stateVersion = 1
-	// storeTimeout bounds one store operation of the engine.
-	storeTimeout = time.Minute
+	// A store that does not answer must not hold requests up: finding
+	// the candidates (Index) may take storeIndexTimeout, reading or
+	// writing a state storeDataTimeout. A store that timed out is left
+	// alone for storeBackoff: requests neither look it up nor wait for
+	// their states to be written. A store that refuses at once (down)
+	// costs nothing and is tried every time.
+	storeIndexTimeout = 2 * time.Second
+	storeDataTimeout  = 10 * time.Second
+	storeBackoff      = 10 * time.Second
 )
 
 // StateStore keeps encoded states by key. Its methods are called from
@@ -200,13 +208,18 @@ type preloaded struct {
 // free slots hold, and reads it. nil when there is none or the store
 // fails; a refused value is deleted from the store.
 func (e *Engine) lookup(ctx context.Context, prompt []int, capacity int) *preloaded {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	index, err := e.cfg.Store.Index(ctx)
+	if !e.storeAvailable() {
+		return nil
+	}
+	ictx, cancel := context.WithTimeout(ctx, storeIndexTimeout)
+	index, err := e.cfg.Store.Index(ictx)
+	cancel()
 	if err != nil {
 		e.storeError(fmt.Errorf("state store index: %w", err))
 		return nil
 	}
+	ctx, cancel = context.WithTimeout(ctx, storeDataTimeout)
+	defer cancel()
 	e.mu.Lock()
 	local := make([]StoredState, 0, len(e.localKeys))
 	for k, n := range e.localKeys {
@@ -262,7 +275,15 @@ func (e *Engine) lookup(ctx context.Context, prompt []int, capacity int) *preloa
 	return nil
 }
 
+// storeAvailable is false for storeBackoff after the store timed out.
+func (e *Engine) storeAvailable() bool { return time.Now().UnixNano() >= e.storeDownUntil.Load() }
+
 func (e *Engine) storeError(err error) {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		e.storeDownUntil.Store(time.Now().Add(storeBackoff).UnixNano())
+		err = fmt.Errorf("%w (not used for the next %v)", err, storeBackoff)
+	}
 	e.stateErrors.Add(1)
 	if e.cfg.OnStoreError != nil {
 		e.cfg.OnStoreError(err)
@@ -341,7 +362,7 @@ func (e *Engine) writer() {
 // prompt (when a copy of the Mamba state was taken there), unless the
 // store has them already; sl.stored is then the whole state's key.
 func (e *Engine) storeSlot(sl *slot, prompt int) {
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), storeDataTimeout)
 	defer cancel()
 	lens := []int{len(sl.ids)}
 	var at []float32
@@ -384,7 +405,7 @@ func (e *Engine) storeSlot(sl *slot, prompt int) {
 func (e *Engine) persist(s *seq, sl *slot, ev Event) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.jobs) >= e.cfg.MaxBatch || e.writerStop {
+	if len(e.jobs) >= e.cfg.MaxBatch || e.writerStop || !e.storeAvailable() {
 		return false
 	}
 	e.writes.Add(1)

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jamba-go/jamba/model"
 )
@@ -18,11 +20,27 @@ type memStore struct {
 	n    map[string]int
 	puts int
 	fail error // every call fails with it when set (a store that is down)
+	hang bool  // every call waits for its context to end (a store that hangs)
+}
+
+// hung waits out ctx when the store hangs.
+func (s *memStore) hung(ctx context.Context) error {
+	s.mu.Lock()
+	h := s.hang
+	s.mu.Unlock()
+	if !h {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 func newMemStore() *memStore { return &memStore{m: map[string][]byte{}, n: map[string]int{}} }
 
-func (s *memStore) Index(context.Context) ([]StoredState, error) {
+func (s *memStore) Index(ctx context.Context) ([]StoredState, error) {
+	if err := s.hung(ctx); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -35,7 +53,10 @@ func (s *memStore) Index(context.Context) ([]StoredState, error) {
 	return out, nil
 }
 
-func (s *memStore) Get(_ context.Context, key string) ([]byte, error) {
+func (s *memStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := s.hung(ctx); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -48,7 +69,10 @@ func (s *memStore) Get(_ context.Context, key string) ([]byte, error) {
 	return slices.Clone(v), nil
 }
 
-func (s *memStore) Put(_ context.Context, st StoredState, data []byte) error {
+func (s *memStore) Put(ctx context.Context, st StoredState, data []byte) error {
+	if err := s.hung(ctx); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -185,6 +209,41 @@ func TestStoreRefusesBadStates(t *testing.T) {
 	sameResult(t, "a store that is down", runLogprobs(t, e, next, 6), want)
 	if st := e.Stats(); st.StateErrors < 2 {
 		t.Errorf("a store that is down: %d errors counted", st.StateErrors)
+	}
+}
+
+// TestStoreHangs: a store that does not answer holds the first request up
+// for storeIndexTimeout at most, and is then left alone: the next
+// requests neither look it up nor wait for a write, and answer the same.
+func TestStoreHangs(t *testing.T) {
+	p := prompt(9, 20)
+	fresh := newEngine(t, Config{MaxBatch: 1, StepTokens: 16, NoPrefixReuse: true})
+	want := runLogprobs(t, fresh, p, 4)
+
+	store := newMemStore()
+	store.hang = true
+	var mu sync.Mutex
+	var errs []string
+	e := newEngine(t, Config{MaxBatch: 1, StepTokens: 16, Store: store, OnStoreError: func(err error) {
+		mu.Lock()
+		errs = append(errs, err.Error())
+		mu.Unlock()
+	}})
+	start := time.Now()
+	sameResult(t, "the first request on a hung store", runLogprobs(t, e, p, 4), want)
+	// The timeout, and a margin for this shared machine.
+	if el := time.Since(start); el > storeIndexTimeout+time.Second {
+		t.Errorf("the first request took %v with a hung store", el)
+	}
+	start = time.Now()
+	sameResult(t, "the next request", runLogprobs(t, e, p, 4), want)
+	if el := time.Since(start); el > storeIndexTimeout/2 {
+		t.Errorf("the next request took %v: it waited for the hung store again", el)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(errs) != 1 || !strings.Contains(errs[0], "not used for the next") {
+		t.Errorf("errors reported: %q", errs)
 	}
 }
 

@@ -64,6 +64,7 @@ func OpenRedis(url string, opts Options) (*Redis, error) {
 	o.ReadTimeout, o.WriteTimeout = 30*time.Second, 30*time.Second
 	o.MaxRetries = -1
 	o.DialTimeout = 2 * time.Second
+	o.ContextTimeoutEnabled = true // the engine's deadlines bound each command
 	return &Redis{c: redis.NewClient(o), opts: opts, addr: o.Addr}, nil
 }
 

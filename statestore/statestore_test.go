@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,6 +178,41 @@ func TestRedis(t *testing.T) {
 	}
 	if _, err := OpenRedis("http://user:s3cret@127.0.0.1:1", Options{}); err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("a bad URL with a password: %v", err)
+	}
+}
+
+// TestRedisHung: a server that accepts connections and never answers
+// fails each command at the caller's deadline, not at the client's
+// 30-second socket timeouts.
+func TestRedisHung(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	s, err := OpenRedis("redis://"+ln.Addr().String()+"/0", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := s.Index(ctx); err == nil {
+		t.Fatal("Index on a server that never answers: no error")
+	}
+	// The deadline, with a margin for this shared machine.
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("Index returned after %v with a deadline of 300 ms", el)
 	}
 }
 
