@@ -46,6 +46,9 @@ type Dir struct {
 	dir  string
 	opts Options
 	mu   sync.Mutex // orders this process's Puts (the budget's accounting)
+
+	tokensMu sync.Mutex
+	tokens   map[string]int // key → tokens, as the last Index saw them
 }
 
 const (
@@ -158,13 +161,29 @@ func (d *Dir) Index(ctx context.Context) ([]engine.StoredState, error) {
 		return nil, err
 	}
 	out := make([]engine.StoredState, len(es))
+	tokens := make(map[string]int, len(es))
 	for i, e := range es {
 		out[i] = e.StoredState
+		tokens[e.Key] = e.Tokens
 	}
+	d.tokensMu.Lock()
+	d.tokens = tokens
+	d.tokensMu.Unlock()
 	return out, nil
 }
 
+// find locates key's file: by its name when the last Index listed it,
+// else by listing the folder.
 func (d *Dir) find(key string) (dirEntry, error) {
+	d.tokensMu.Lock()
+	n, ok := d.tokens[key]
+	d.tokensMu.Unlock()
+	if ok {
+		st := engine.StoredState{Key: key, Tokens: n}
+		if _, err := os.Lstat(d.name(st)); err == nil {
+			return dirEntry{StoredState: st, path: d.name(st)}, nil
+		}
+	}
 	es, err := d.entries()
 	if err != nil {
 		return dirEntry{}, err
