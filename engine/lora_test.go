@@ -112,3 +112,62 @@ func TestAdapterRequests(t *testing.T) {
 		t.Errorf("the batched requests never shared a step: %+v", st)
 	}
 }
+
+// TestAdapterStatesNotStored: with a state store, a request with an
+// adapter writes nothing to it (the store keys states by the model alone),
+// and one whose prompt continues a stored base state does not read it; a
+// base request still stores and reads.
+func TestAdapterStatesNotStored(t *testing.T) {
+	m := demoModelFor(t)
+	ad, err := lora.Load(filepath.Join("..", "testdata", "lora", "gostd-nethttp"), m.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr, err := lora.LowRankFor(m, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := newMemStore()
+	ctx := context.Background()
+	const n = 8
+	p := prompt(4, 30)
+	run := func(e *Engine, p []int, a *model.LowRank) *Stream {
+		t.Helper()
+		s, err := e.Submit(ctx, Request{Prompt: p, MaxTokens: n, Adapter: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, last := collect(t, s)
+		if want := greedyWith(t, m, a, p, n); last.Err != nil || !equalIDs(ids, want) {
+			t.Errorf("%v (%v), want %v", ids, last.Err, want)
+		}
+		return s
+	}
+	e := newEngine(t, Config{MaxBatch: 1, StepTokens: 16, Store: store})
+	run(e, p, lr)
+	store.mu.Lock()
+	puts := store.puts
+	store.mu.Unlock()
+	if puts != 0 {
+		t.Fatalf("an adapter request stored %d states", puts)
+	}
+	run(e, p, nil)
+	store.mu.Lock()
+	puts = store.puts
+	store.mu.Unlock()
+	if puts == 0 {
+		t.Fatalf("a base request stored nothing")
+	}
+	// A second engine on the same store: the base continues the stored
+	// state, the adapter computes its prompt.
+	longer := append(append([]int(nil), p...), greedyWith(t, m, nil, p, n)...)
+	longer = append(longer, 9)
+	e2 := newEngine(t, Config{MaxBatch: 1, StepTokens: 16, Store: store})
+	if s := run(e2, longer, lr); s.CachedTokens() != 0 {
+		t.Errorf("the adapter request continued %d tokens of a base state", s.CachedTokens())
+	}
+	e3 := newEngine(t, Config{MaxBatch: 1, StepTokens: 16, Store: store})
+	if s := run(e3, longer, nil); s.CachedTokens() == 0 {
+		t.Errorf("the base request did not continue its stored state")
+	}
+}
