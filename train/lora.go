@@ -84,7 +84,13 @@ func (e *Backprop) SetLoRA(l *LoRA) error {
 			return fmt.Errorf("train: the adapter's module %s is %d×%d, the model's %v", m.Name, m.Out, m.In, t.Shape)
 		}
 		rk := ad.Config.Rank
-		r.sites[&e.Params.Data[t.Offset]] = &loraSite{id: uint64(i + 1),
+		id := uint64(i + 1)
+		if ad.SharesA(i) {
+			// An expert's up_proj shares its gate_proj's A, and its input:
+			// the same dropout mask, as PEFT's one adapter of gate_up.
+			id = uint64(i)
+		}
+		r.sites[&e.Params.Data[t.Offset]] = &loraSite{id: id,
 			a: ad.A(i), b: ad.B(i), ga: r.grad[m.AOff : m.AOff+rk*m.In], gb: r.grad[m.BOff : m.BOff+m.Out*rk],
 			out: m.Out, in: m.In, r: rk}
 	}
