@@ -411,10 +411,11 @@ loads the base model again from the path the run recorded.`, stderr)
 	return nil
 }
 
-// defaultLoRATargets are the layers --lora-targets adapts by default: every
-// projection of the Mamba, attention and dense MLP layers (not the routers
-// or the experts).
-var defaultLoRATargets = []string{"in_proj", "x_proj", "dt_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+// defaultLoRATargets are the layers --lora-targets adapts by default: the
+// projections of the Mamba, attention and dense MLP layers but dt_proj (as
+// AI21's own LoRA examples; PEFT's forward on transformers 5's CPU Mamba
+// path does not apply a dt_proj adapter), not the routers or the experts.
+var defaultLoRATargets = []string{"in_proj", "x_proj", "out_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 // loadLoRABase loads the frozen base of a LoRA run as float32 parameters:
 // its --model (a folder, a .gguf file or the demo model) loaded as the run
