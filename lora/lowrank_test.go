@@ -95,3 +95,43 @@ func TestLowRankOnTheFly(t *testing.T) {
 		}
 	}
 }
+
+// TestLowRankDecodeAllocs: a decode step of a batch mixing the base and two
+// adapters applied on the fly allocates nothing once warm, as a decode step
+// of the base alone (model.TestDecodeAllocs).
+func TestLowRankDecodeAllocs(t *testing.T) {
+	base, err := model.Load(filepath.Join("..", "testdata", "models", "tiny-moe"), model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer base.Close()
+	var lrs []*model.LowRank
+	for _, name := range []string{"peft-tiny-moe-all", "peft-tiny-moe-experts"} {
+		ad, err := Load(filepath.Join("..", "testdata", "lora", name), base.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lr, err := LowRankFor(base, ad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lrs = append(lrs, lr)
+	}
+	ws := base.NewWorkspace()
+	in := []model.SeqInput{{Tokens: []int{7}}, {Tokens: []int{8}, Adapter: lrs[0]}, {Tokens: []int{9}, Adapter: lrs[1]}, {Tokens: []int{10}, Adapter: lrs[0]}}
+	for i := range in {
+		in[i].Cache = base.NewCache(256)
+		if err := ws.Forward([]model.SeqInput{{Tokens: []int{1, 5, 9, 13}, Cache: in[i].Cache, Adapter: in[i].Adapter}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws.Forward(in) // warm the decode-sized buffers
+	allocs := testing.AllocsPerRun(50, func() {
+		if err := ws.Forward(in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a decode step with adapters allocates %.1f times", allocs)
+	}
+}
