@@ -28,7 +28,9 @@ file written atomically. The result loads anywhere the base does, without
 
 --dtype chooses the weights' type: "auto" (the base's: bfloat16 stays
 bfloat16, anything else float32), "f32" or "bf16". A bfloat16 result rounds
-the merged weights, so it is close to, not exactly, the adapted model.`, stderr)
+the merged weights, so it is close to, not exactly, the adapted model.
+The whole model is held in float32 while it is written (4 bytes per
+parameter of memory).`, stderr)
 	modelRef := fs.String("model", "", modelHelp)
 	loraDir := fs.String("lora", "", "LoRA adapter folder (required)")
 	output := fs.String("output", "", "folder to write the merged checkpoint to (required)")
