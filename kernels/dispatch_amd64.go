@@ -506,3 +506,33 @@ func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys in
 		matVecF32T3AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
 	}
 }
+
+// blockDotRows sets y[i] to the fused product of row i of the blocks in w
+// (rb bytes each) with the quantized activations q, d, s: the assembly
+// when the CPU has AVX2, which gives the bits of blockDotRowsGeneric.
+func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int8, d, s []float32) {
+	n := len(y)
+	if !useAVX2 || n == 0 {
+		blockDotRowsGeneric(y, k, w, rb, q, d, s)
+		return
+	}
+	// The kernels read n·rb bytes of w, rb/bytes·elems of q and the
+	// matching scales; check them once.
+	g := dotGeometry[k]
+	nb := rb / g.bytes * g.elems / q8Block
+	_, _, _ = w[n*rb-1], q[nb*q8Block-1], d[nb-1]
+	switch k {
+	case DotQ8_0:
+		dotQ8_0AVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
+	case DotQ4_0:
+		dotQ4_0AVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
+	case DotQ4K:
+		_ = s[nb-1]
+		dotQ4KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
+	case DotQ5K:
+		_ = s[nb-1]
+		dotQ5KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
+	case DotQ6K:
+		dotQ6KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
+	}
+}

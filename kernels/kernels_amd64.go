@@ -636,3 +636,48 @@ func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int)
 //
 //go:noescape
 func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int)
+
+// dotQ8_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ8_0Generic(w[r*rb:(r+1)*rb], q[:rb/34*32], d[:rb/34])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+
+// dotQ4_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ4_0Generic(w[r*rb:(r+1)*rb], q[:rb/18*32], d[:rb/18])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+
+// dotQ4KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ4KGeneric(w[r*rb:(r+1)*rb], q[:rb/144*256], d[:rb/144*8], s[:rb/144*8])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32)
+
+// dotQ5KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ5KGeneric(w[r*rb:(r+1)*rb], q[:rb/176*256], d[:rb/176*8], s[:rb/176*8])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32)
+
+// dotQ6KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ6KGeneric(w[r*rb:(r+1)*rb], q[:rb/210*256], d[:rb/210*8])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)

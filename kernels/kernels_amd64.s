@@ -5033,3 +5033,704 @@ DATA q6Bias32<>+20(SB)/4, $0x00000020
 DATA q6Bias32<>+24(SB)/4, $0x00000020
 DATA q6Bias32<>+28(SB)/4, $0x00000020
 GLOBL q6Bias32<>(SB), RODATA|NOPTR, $32
+
+DATA bdMask0F<>+0(SB)/4, $0x0f0f0f0f
+DATA bdMask0F<>+4(SB)/4, $0x0f0f0f0f
+DATA bdMask0F<>+8(SB)/4, $0x0f0f0f0f
+DATA bdMask0F<>+12(SB)/4, $0x0f0f0f0f
+DATA bdMask0F<>+16(SB)/4, $0x0f0f0f0f
+DATA bdMask0F<>+20(SB)/4, $0x0f0f0f0f
+DATA bdMask0F<>+24(SB)/4, $0x0f0f0f0f
+DATA bdMask0F<>+28(SB)/4, $0x0f0f0f0f
+GLOBL bdMask0F<>(SB), RODATA|NOPTR, $32
+
+DATA bdEight<>+0(SB)/4, $0x08080808
+DATA bdEight<>+4(SB)/4, $0x08080808
+DATA bdEight<>+8(SB)/4, $0x08080808
+DATA bdEight<>+12(SB)/4, $0x08080808
+DATA bdEight<>+16(SB)/4, $0x08080808
+DATA bdEight<>+20(SB)/4, $0x08080808
+DATA bdEight<>+24(SB)/4, $0x08080808
+DATA bdEight<>+28(SB)/4, $0x08080808
+GLOBL bdEight<>(SB), RODATA|NOPTR, $32
+
+DATA bdOnes16<>+0(SB)/4, $0x00010001
+DATA bdOnes16<>+4(SB)/4, $0x00010001
+DATA bdOnes16<>+8(SB)/4, $0x00010001
+DATA bdOnes16<>+12(SB)/4, $0x00010001
+DATA bdOnes16<>+16(SB)/4, $0x00010001
+DATA bdOnes16<>+20(SB)/4, $0x00010001
+DATA bdOnes16<>+24(SB)/4, $0x00010001
+DATA bdOnes16<>+28(SB)/4, $0x00010001
+GLOBL bdOnes16<>(SB), RODATA|NOPTR, $32
+
+DATA bdMask10<>+0(SB)/4, $0x10101010
+DATA bdMask10<>+4(SB)/4, $0x10101010
+DATA bdMask10<>+8(SB)/4, $0x10101010
+DATA bdMask10<>+12(SB)/4, $0x10101010
+DATA bdMask10<>+16(SB)/4, $0x10101010
+DATA bdMask10<>+20(SB)/4, $0x10101010
+DATA bdMask10<>+24(SB)/4, $0x10101010
+DATA bdMask10<>+28(SB)/4, $0x10101010
+GLOBL bdMask10<>(SB), RODATA|NOPTR, $32
+
+DATA bdMask03<>+0(SB)/4, $0x03030303
+DATA bdMask03<>+4(SB)/4, $0x03030303
+DATA bdMask03<>+8(SB)/4, $0x03030303
+DATA bdMask03<>+12(SB)/4, $0x03030303
+DATA bdMask03<>+16(SB)/4, $0x03030303
+DATA bdMask03<>+20(SB)/4, $0x03030303
+DATA bdMask03<>+24(SB)/4, $0x03030303
+DATA bdMask03<>+28(SB)/4, $0x03030303
+GLOBL bdMask03<>(SB), RODATA|NOPTR, $32
+
+DATA bdMask30<>+0(SB)/4, $0x30303030
+DATA bdMask30<>+4(SB)/4, $0x30303030
+DATA bdMask30<>+8(SB)/4, $0x30303030
+DATA bdMask30<>+12(SB)/4, $0x30303030
+DATA bdMask30<>+16(SB)/4, $0x30303030
+DATA bdMask30<>+20(SB)/4, $0x30303030
+DATA bdMask30<>+24(SB)/4, $0x30303030
+DATA bdMask30<>+28(SB)/4, $0x30303030
+GLOBL bdMask30<>(SB), RODATA|NOPTR, $32
+
+DATA bdBias32<>+0(SB)/4, $0x20202020
+DATA bdBias32<>+4(SB)/4, $0x20202020
+DATA bdBias32<>+8(SB)/4, $0x20202020
+DATA bdBias32<>+12(SB)/4, $0x20202020
+DATA bdBias32<>+16(SB)/4, $0x20202020
+DATA bdBias32<>+20(SB)/4, $0x20202020
+DATA bdBias32<>+24(SB)/4, $0x20202020
+DATA bdBias32<>+28(SB)/4, $0x20202020
+GLOBL bdBias32<>(SB), RODATA|NOPTR, $32
+
+// func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ8_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ8_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dotQ8_0AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ8_0AVX2_end
+	MOVWLZX      (CX), R8
+	VMOVD        R8, X1
+	VCVTPH2PS    X1, X1
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VMOVDQU      2(CX), Y2
+	VPSIGNB      Y2, Y2, Y3
+	VMOVDQU      (SI), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y3
+	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	ADDQ         $0x22, CX
+	ADDQ         $0x20, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x22, BX
+	JMP          dotQ8_0AVX2_block
+
+dotQ8_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ8_0AVX2_row
+
+dotQ8_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ    y+0(FP), AX
+	MOVQ    w+8(FP), CX
+	MOVQ    rows+16(FP), DX
+	VMOVDQU bdMask0F<>+0(SB), Y0
+	VMOVDQU bdEight<>+0(SB), Y1
+
+dotQ4_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ4_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y2, Y2, Y2
+
+dotQ4_0AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ4_0AVX2_end
+	MOVWLZX      (CX), R8
+	VMOVD        R8, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI128  $0x01, X4, Y5, Y4
+	VPAND        Y0, Y4, Y4
+	VPSUBB       Y1, Y4, Y4
+	VPSIGNB      Y4, Y4, Y6
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y6
+	VPMADDWD     bdOnes16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y3, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	ADDQ         $0x12, CX
+	ADDQ         $0x20, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x12, BX
+	JMP          dotQ4_0AVX2_block
+
+dotQ4_0AVX2_end:
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VMOVSS       X2, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ4_0AVX2_row
+
+dotQ4_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4KAVX2(SB), NOSPLIT, $32-56
+	MOVQ    y+0(FP), AX
+	MOVQ    w+8(FP), CX
+	MOVQ    rows+16(FP), DX
+	VMOVDQU bdMask0F<>+0(SB), Y0
+
+dotQ4KAVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ4KAVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   s+48(FP), R8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ4KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ4KAVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X3, Y3
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	MOVL         (CX), R9
+	VMOVD        R9, X5
+	VCVTPH2PS    X5, X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       (DI), Y3, Y3
+	VMOVUPS      Y3, (SP)
+	VMULPS       Y5, Y4, Y4
+	VMULPS       (DI), Y4, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VBROADCASTSS (SP), Y5
+	VPMADDUBSW   (SI), Y4, Y4
+	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VBROADCASTSS 4(SP), Y4
+	VPMADDUBSW   32(SI), Y3, Y3
+	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      48(CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VBROADCASTSS 8(SP), Y5
+	VPMADDUBSW   64(SI), Y4, Y4
+	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VBROADCASTSS 12(SP), Y4
+	VPMADDUBSW   96(SI), Y3, Y3
+	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      80(CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VBROADCASTSS 16(SP), Y5
+	VPMADDUBSW   128(SI), Y4, Y4
+	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VBROADCASTSS 20(SP), Y4
+	VPMADDUBSW   160(SI), Y3, Y3
+	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      112(CX), Y3
+	VPAND        Y0, Y3, Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        Y0, Y3, Y3
+	VBROADCASTSS 24(SP), Y5
+	VPMADDUBSW   192(SI), Y4, Y4
+	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VBROADCASTSS 28(SP), Y4
+	VPMADDUBSW   224(SI), Y3, Y3
+	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, DI
+	ADDQ         $0x20, R8
+	SUBQ         $0x00000090, BX
+	JMP          dotQ4KAVX2_block
+
+dotQ4KAVX2_end:
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X1, X1
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ4KAVX2_row
+
+dotQ4KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5KAVX2(SB), NOSPLIT, $32-56
+	MOVQ    y+0(FP), AX
+	MOVQ    w+8(FP), CX
+	MOVQ    rows+16(FP), DX
+	VMOVDQU bdMask0F<>+0(SB), Y0
+
+dotQ5KAVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5KAVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   s+48(FP), R8
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ5KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ5KAVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X3, Y3
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	MOVL         (CX), R9
+	VMOVD        R9, X5
+	VCVTPH2PS    X5, X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       (DI), Y3, Y3
+	VMOVUPS      Y3, (SP)
+	VMULPS       Y5, Y4, Y4
+	VMULPS       (DI), Y4, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VMOVDQU      bdMask10<>+0(SB), Y4
+	VMOVDQU      48(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSLLW       $0x04, Y3, Y7
+	VPAND        Y4, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSLLW       $0x03, Y3, Y7
+	VPAND        Y4, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VBROADCASTSS (SP), Y7
+	VPMADDUBSW   (SI), Y6, Y6
+	VPMADDWD     bdOnes16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 4(SP), Y6
+	VPMADDUBSW   32(SI), Y5, Y5
+	VPMADDWD     bdOnes16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU      80(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSLLW       $0x02, Y3, Y7
+	VPAND        Y4, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSLLW       $0x01, Y3, Y7
+	VPAND        Y4, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VBROADCASTSS 8(SP), Y7
+	VPMADDUBSW   64(SI), Y6, Y6
+	VPMADDWD     bdOnes16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 12(SP), Y6
+	VPMADDUBSW   96(SI), Y5, Y5
+	VPMADDWD     bdOnes16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU      112(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VMOVDQA      Y3, Y7
+	VPAND        Y4, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSRLW       $0x01, Y3, Y7
+	VPAND        Y4, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VBROADCASTSS 16(SP), Y7
+	VPMADDUBSW   128(SI), Y6, Y6
+	VPMADDWD     bdOnes16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 20(SP), Y6
+	VPMADDUBSW   160(SI), Y5, Y5
+	VPMADDWD     bdOnes16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU      144(CX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x02, Y3, Y7
+	VPAND        Y4, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSRLW       $0x03, Y3, Y3
+	VPAND        Y4, Y3, Y3
+	VPOR         Y3, Y5, Y5
+	VBROADCASTSS 24(SP), Y3
+	VPMADDUBSW   192(SI), Y6, Y4
+	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VBROADCASTSS 28(SP), Y3
+	VPMADDUBSW   224(SI), Y5, Y4
+	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, DI
+	ADDQ         $0x20, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dotQ5KAVX2_block
+
+dotQ5KAVX2_end:
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X1, X1
+	VMOVSS       X1, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ5KAVX2_row
+
+dotQ5KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6KAVX2(SB), NOSPLIT, $64-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ6KAVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ6KAVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dotQ6KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ6KAVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X1
+	VCVTPH2PS    X1, X1
+	VBROADCASTSS X1, Y1
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VPMOVSXBW    192(CX), Y1
+	VMOVDQU      Y1, 32(SP)
+	VMOVDQU      bdMask0F<>+0(SB), Y1
+	VMOVDQU      bdMask03<>+0(SB), Y2
+	VMOVDQU      bdMask30<>+0(SB), Y3
+	VMOVDQU      (CX), Y4
+	VMOVDQU      32(CX), Y5
+	VMOVDQU      128(CX), Y6
+	VPAND        Y1, Y4, Y7
+	VPAND        Y2, Y6, Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdBias32<>+0(SB), Y7, Y7
+	VPSIGNB      Y7, Y7, Y8
+	VMOVDQU      (SI), Y9
+	VPSIGNB      Y7, Y9, Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VPBROADCASTW 32(SP), Y7
+	VPBROADCASTW 34(SP), Y9
+	VPBLENDD     $0xf0, Y9, Y7, Y7
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS (SP), Y7
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VPAND        Y1, Y5, Y7
+	VPSLLW       $0x02, Y6, Y8
+	VPAND        Y3, Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdBias32<>+0(SB), Y7, Y7
+	VPSIGNB      Y7, Y7, Y8
+	VMOVDQU      32(SI), Y9
+	VPSIGNB      Y7, Y9, Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	VPBROADCASTW 36(SP), Y7
+	VPBROADCASTW 38(SP), Y9
+	VPBLENDD     $0xf0, Y9, Y7, Y7
+	VPMADDWD     Y7, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS 4(SP), Y7
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y1, Y4, Y4
+	VPAND        Y3, Y6, Y7
+	VPOR         Y7, Y4, Y4
+	VPSUBB       bdBias32<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y7
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y7
+	VPBROADCASTW 40(SP), Y4
+	VPBROADCASTW 42(SP), Y8
+	VPBLENDD     $0xf0, Y8, Y4, Y4
+	VPMADDWD     Y4, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 8(SP), Y4
+	VMULPS       Y4, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VPSRLW       $0x04, Y5, Y4
+	VPAND        Y1, Y4, Y4
+	VPSRLW       $0x02, Y6, Y5
+	VPAND        Y3, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdBias32<>+0(SB), Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VMOVDQU      96(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	VPBROADCASTW 44(SP), Y4
+	VPBROADCASTW 46(SP), Y6
+	VPBLENDD     $0xf0, Y6, Y4, Y4
+	VPMADDWD     Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS 12(SP), Y4
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VMOVDQU      64(CX), Y4
+	VMOVDQU      96(CX), Y5
+	VMOVDQU      160(CX), Y6
+	VPAND        Y1, Y4, Y7
+	VPAND        Y2, Y6, Y2
+	VPSLLW       $0x04, Y2, Y2
+	VPOR         Y2, Y7, Y7
+	VPSUBB       bdBias32<>+0(SB), Y7, Y7
+	VPSIGNB      Y7, Y7, Y2
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y7, Y8, Y8
+	VPMADDUBSW   Y8, Y2, Y2
+	VPBROADCASTW 48(SP), Y7
+	VPBROADCASTW 50(SP), Y8
+	VPBLENDD     $0xf0, Y8, Y7, Y7
+	VPMADDWD     Y7, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS 16(SP), Y7
+	VMULPS       Y7, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPAND        Y1, Y5, Y2
+	VPSLLW       $0x02, Y6, Y7
+	VPAND        Y3, Y7, Y7
+	VPOR         Y7, Y2, Y2
+	VPSUBB       bdBias32<>+0(SB), Y2, Y2
+	VPSIGNB      Y2, Y2, Y7
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y2, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y7
+	VPBROADCASTW 52(SP), Y2
+	VPBROADCASTW 54(SP), Y8
+	VPBLENDD     $0xf0, Y8, Y2, Y2
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS 20(SP), Y2
+	VMULPS       Y2, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VPSRLW       $0x04, Y4, Y2
+	VPAND        Y1, Y2, Y2
+	VPAND        Y3, Y6, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBB       bdBias32<>+0(SB), Y2, Y2
+	VPSIGNB      Y2, Y2, Y4
+	VMOVDQU      192(SI), Y7
+	VPSIGNB      Y2, Y7, Y7
+	VPMADDUBSW   Y7, Y4, Y4
+	VPBROADCASTW 56(SP), Y2
+	VPBROADCASTW 58(SP), Y7
+	VPBLENDD     $0xf0, Y7, Y2, Y2
+	VPMADDWD     Y2, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS 24(SP), Y2
+	VMULPS       Y2, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y5, Y2
+	VPAND        Y1, Y2, Y2
+	VPSRLW       $0x02, Y6, Y1
+	VPAND        Y3, Y1, Y1
+	VPOR         Y1, Y2, Y2
+	VPSUBB       bdBias32<>+0(SB), Y2, Y2
+	VPSIGNB      Y2, Y2, Y1
+	VMOVDQU      224(SI), Y3
+	VPSIGNB      Y2, Y3, Y3
+	VPMADDUBSW   Y3, Y1, Y1
+	VPBROADCASTW 60(SP), Y2
+	VPBROADCASTW 62(SP), Y3
+	VPBLENDD     $0xf0, Y3, Y2, Y2
+	VPMADDWD     Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS 28(SP), Y2
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dotQ6KAVX2_block
+
+dotQ6KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ6KAVX2_row
+
+dotQ6KAVX2_done:
+	VZEROUPPER
+	RET

@@ -64,9 +64,13 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	m := &p.matmul
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
 	m.plan(p.threads)
-	if w.DType == I8 {
+	switch {
+	case w.DType == I8:
 		p.xq.quantize(x[:T*C], T, C)
 		m.q = &p.xq
+	case m.fused:
+		p.xb.quantize(x[:T*C], T, C)
+		m.xb = &p.xb
 	}
 	p.run(m, m.nchunks, T*R*C)
 	*m = matMulTask{}
@@ -75,7 +79,8 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 // plan chooses the chunking of m's output rows for the given thread count.
 func (m *matMulTask) plan(threads int) {
 	R := m.w.Rows
-	if m.w.DType == Blocks {
+	m.fused = fused(m.w)
+	if m.w.DType == Blocks && !m.fused {
 		m.planBlocks()
 		return
 	}
@@ -90,7 +95,7 @@ func (m *matMulTask) plan(threads int) {
 		m.guided = threads
 		m.nchunks = (R + m.chunk - 1) / m.chunk // bounds the threads woken
 		return
-	case m.T < fewTokens || m.w.DType == I8:
+	case m.T < fewTokens || m.w.DType == I8 || m.fused:
 		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
 		// tokens pass over them in groups of 2 or 3.
 		c := max(perThread, (32<<10+rowBytes-1)/rowBytes)
@@ -111,6 +116,7 @@ func (m *matMulTask) plan(threads int) {
 type Serial struct {
 	s  scratch
 	xq xQuant
+	xb xQ8
 	m  matMulTask
 	sp [1]*scratch
 }
@@ -125,9 +131,13 @@ func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
 	m := &s.m
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: s.sp[:]}
 	m.plan(1)
-	if w.DType == I8 {
+	switch {
+	case w.DType == I8:
 		s.xq.quantize(x[:T*C], T, C)
 		m.q = &s.xq
+	case m.fused:
+		s.xb.quantize(x[:T*C], T, C)
+		m.xb = &s.xb
 	}
 	m.do(0)
 	*m = matMulTask{}
@@ -192,6 +202,8 @@ type matMulTask struct {
 	rows    atomic.Int64
 	scratch []*scratch
 	q       *xQuant // int8 weights: the rows of x rounded to int16
+	fused   bool    // block weights with a fused kernel (BlockFormat.Dot)
+	xb      *xQ8    // fused: the rows of x rounded to 8-bit blocks
 }
 
 func (m *matMulTask) do(thread int) {
@@ -203,9 +215,12 @@ func (m *matMulTask) do(thread int) {
 			if r0 >= r1 {
 				return
 			}
-			if m.q != nil {
+			switch {
+			case m.xb != nil:
+				fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
+			case m.q != nil:
 				matMulI8(s, m.dst, m.x, m.T, m.w, m.q, r0, r1)
-			} else {
+			default:
 				matVecRows(m.dst[r0:r1], m.w, m.x, r0, r1)
 			}
 		}
@@ -218,6 +233,8 @@ func (m *matMulTask) do(thread int) {
 		r0 := i * m.chunk
 		r1 := min(r0+m.chunk, R)
 		switch {
+		case m.xb != nil:
+			fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
 		case m.w.DType == Blocks:
 			blockRows(s, m.dst, m.x, m.T, m.w, r0, r1)
 		case m.q != nil:
