@@ -7,12 +7,15 @@ import (
 
 // Fused block products. A block format with a Dot kernel is multiplied
 // straight from its blocks, without a float32 copy of the weights: each
-// row of x is rounded once per product to 8-bit blocks of 32 values (q8,
-// below), and each output is a sum over blocks of integer dot products of
-// the weights' small integers with those bytes, scaled by the blocks'
-// float scales. This is how llama.cpp multiplies quantized weights; it
-// reads 4.5 to 8.5 bits per weight instead of 32 and does the inner
-// arithmetic in 8- and 16-bit integers (VPMADDUBSW, VPMADDWD).
+// row of x is rounded once per product to 16-bit integers in blocks of 32
+// values with one float32 scale each (xQ16, below), and each output is a
+// sum over blocks of exact integer dot products of the weights' small
+// integers with those values (VPMADDWD), scaled by the blocks' float
+// scales. llama.cpp does the same with 8-bit activation blocks
+// (VPMADDUBSW); 16 bits cost a few more instructions per block, which a
+// memory-bound decode hides, and move each activation by at most 1/65534
+// of its block's largest magnitude instead of 1/254, so that the rounding
+// rarely changes a mixture-of-experts routing decision.
 //
 // The order of every output is fixed (it is that of the plain-Go kernels
 // below, dotQ8_0Generic and its siblings, and the assembly performs the
@@ -23,8 +26,9 @@ import (
 // Per output, with 8 float32 lanes acc[l] from zero: for each block b of
 // 32 columns, with its combined scale s_b (weights' scale times the
 // activation block's, each product rounded) and the exact integer lane sums
-// L_l = Σ_{i=4l}^{4l+3} w_i·q_i (w the block's integer weights, q the
-// activation bytes), acc[l] += float32(s_b·float32(L_l)) (product and sum
+// L_l = Σ_{i ∈ {2l, 2l+1, 16+2l, 17+2l}} w_i·q_i (w the block's integer
+// weights, q the activations: the lanes of VPMADDWD over the block's two
+// halves, added), acc[l] += float32(s_b·float32(L_l)) (product and sum
 // each rounded); the output is reduce8(acc), less reduce8 of an 8-lane sum
 // of the blocks' minimum terms for Q4_K and Q5_K.
 
@@ -64,12 +68,13 @@ func fused(w *Matrix) bool {
 // q8Block is the number of activations that share one scale.
 const q8Block = 32
 
-// xQ8 holds the rows of x rounded to 8-bit blocks for the fused kernels:
+// xQ8 holds the rows of x rounded to 16-bit blocks for the fused kernels:
 // x[t*C+c] ≈ d[t*C/32+c/32]·q[t*C+c], and s holds each block's Σ q (as a
-// float32, exact). A row with ok[t] false (it holds Inf or NaN) is
-// multiplied through the dequantized weights in float32 instead.
+// float32, exact: at most 32·32767). A row with ok[t] false (it holds Inf
+// or NaN) is multiplied through the dequantized weights in float32
+// instead.
 type xQ8 struct {
-	q    []int8
+	q    []int16
 	d, s []float32
 	ok   []bool
 }
@@ -78,7 +83,7 @@ type xQ8 struct {
 func (a *xQ8) quantize(x []float32, T, C int) {
 	nb := C / q8Block
 	if cap(a.q) < T*C {
-		a.q = make([]int8, T*C)
+		a.q = make([]int16, T*C)
 	}
 	if cap(a.d) < T*nb {
 		a.d = make([]float32, T*nb)
@@ -93,12 +98,12 @@ func (a *xQ8) quantize(x []float32, T, C int) {
 	}
 }
 
-// quantizeQ8Row rounds x to blocks of 32 bytes: per block, with
-// m = max|x|, d = m/127 and q = round(x·(127/m)) (ties to even), so that
-// each value moves by at most about d/2. A block whose 127/m overflows (m
-// below 2^-120) is stored as zeros. It returns false, leaving the rest
-// unset, when x holds an Inf or a NaN.
-func quantizeQ8Row(q []int8, d, s, x []float32) bool {
+// quantizeQ8Row rounds x to blocks of 32 int16: per block, with
+// m = max|x|, d = m/32767 and q = round(x·(32767/m)) (ties to even), so
+// that each value moves by at most about d/2. A block whose 32767/m
+// overflows (m below 2^-113) is stored as zeros. It returns false, leaving
+// the rest unset, when x holds an Inf or a NaN.
+func quantizeQ8Row(q []int16, d, s, x []float32) bool {
 	for b := range d {
 		xb := x[q8Block*b : q8Block*(b+1)]
 		qb := q[q8Block*b : q8Block*(b+1)]
@@ -110,7 +115,7 @@ func quantizeQ8Row(q []int8, d, s, x []float32) bool {
 			}
 			m = max(m, v)
 		}
-		id := 127 / m
+		id := qMax / m
 		if m == 0 || id > math.MaxFloat32 {
 			clear(qb)
 			d[b], s[b] = 0, 0
@@ -119,11 +124,11 @@ func quantizeQ8Row(q []int8, d, s, x []float32) bool {
 		var sum int32
 		for i, v := range xb {
 			r := math.RoundToEven(float64(v * id))
-			r = max(-127, min(127, r))
-			qb[i] = int8(r)
+			r = max(-qMax, min(qMax, r))
+			qb[i] = int16(r)
 			sum += int32(r)
 		}
-		d[b], s[b] = m/127, float32(sum)
+		d[b], s[b] = m/qMax, float32(sum)
 	}
 	return true
 }
@@ -147,7 +152,7 @@ func fusedRows(s *scratch, dst, x []float32, T int, w *Matrix, a *xQ8, r0, r1 in
 
 // blockDotRowsGeneric sets y[i] to the fused product of row i of the
 // blocks in w (rb bytes each) with the quantized activations q, d, s.
-func blockDotRowsGeneric(y []float32, k BlockDot, w []byte, rb int, q []int8, d, s []float32) {
+func blockDotRowsGeneric(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []float32) {
 	g := dotGeometry[k]
 	nb := rb / g.bytes * g.elems / q8Block
 	q, d, s = q[:nb*q8Block], d[:nb], s[:nb]
@@ -170,13 +175,16 @@ func blockDotRowsGeneric(y []float32, k BlockDot, w []byte, rb int, q []int8, d,
 
 func half(b []byte) float32 { return F16ToF32(binary.LittleEndian.Uint16(b)) }
 
+// qMax is the largest activation integer.
+const qMax = 32767
+
 // addLanes adds one block to the 8 lanes: acc[l] += s·L_l, with
-// L_l = Σ_{i=4l}^{4l+3} w[i]·q[i] exact.
-func addLanes(acc *[8]float32, s float32, w *[32]int32, q []int8) {
+// L_l = Σ w[i]·q[i] over i = 2l, 2l+1, 16+2l, 17+2l, exact.
+func addLanes(acc *[8]float32, s float32, w *[32]int32, q []int16) {
 	q = q[:32]
 	for l := range 8 {
 		var L int32
-		for i := 4 * l; i < 4*l+4; i++ {
+		for _, i := range [4]int{2 * l, 2*l + 1, 16 + 2*l, 17 + 2*l} {
 			L += w[i] * int32(q[i])
 		}
 		acc[l] += float32(s * float32(L))
@@ -185,7 +193,7 @@ func addLanes(acc *[8]float32, s float32, w *[32]int32, q []int8) {
 
 // dotQ8_0Generic is the fused product of a row of Q8_0 blocks with q8
 // activations.
-func dotQ8_0Generic(w []byte, q []int8, d []float32) float32 {
+func dotQ8_0Generic(w []byte, q []int16, d []float32) float32 {
 	var acc [8]float32
 	var wi [32]int32
 	for b := range d {
@@ -200,7 +208,7 @@ func dotQ8_0Generic(w []byte, q []int8, d []float32) float32 {
 
 // dotQ4_0Generic is the fused product of a row of Q4_0 blocks (weights
 // nibble−8, the low nibbles first) with q8 activations.
-func dotQ4_0Generic(w []byte, q []int8, d []float32) float32 {
+func dotQ4_0Generic(w []byte, q []int16, d []float32) float32 {
 	var acc [8]float32
 	var wi [32]int32
 	for b := range d {
@@ -232,17 +240,17 @@ func q4kScaleMins(s []byte) (sc, m [8]byte) {
 // activations: per sub-block j of 32 (activation block b), the weights
 // w = d·sc_j·q − dmin·m_j give A = (d·sc_j)·d_b on the lanes and
 // M = (dmin·m_j)·d_b times the block's Σ q on lane j of the minimum sums.
-func dotQ4KGeneric(w []byte, q []int8, d, s []float32) float32 {
+func dotQ4KGeneric(w []byte, q []int16, d, s []float32) float32 {
 	return dotK45(w, q, d, s, false)
 }
 
 // dotQ5KGeneric is dotQ4KGeneric for Q5_K, whose weights have a fifth
 // bit (bit j of qh[i] for sub-block j).
-func dotQ5KGeneric(w []byte, q []int8, d, s []float32) float32 {
+func dotQ5KGeneric(w []byte, q []int16, d, s []float32) float32 {
 	return dotK45(w, q, d, s, true)
 }
 
-func dotK45(w []byte, q []int8, d, s []float32, five bool) float32 {
+func dotK45(w []byte, q []int16, d, s []float32, five bool) float32 {
 	var acc, macc [8]float32
 	var wi [32]int32
 	bs, off := 144, 16
@@ -276,8 +284,9 @@ func dotK45(w []byte, q []int8, d, s []float32, five bool) float32 {
 // dotQ6KGeneric is the fused product of a row of Q6_K super-blocks with q8
 // activations: per group of 32 (half h, group g: activation block b) the
 // 16-weight scales sc enter the integer lane sums,
-// L_l = Σ sc_{i/16}·(q6_i−32)·q_i, and D = d·d_b scales them.
-func dotQ6KGeneric(w []byte, q []int8, d []float32) float32 {
+// L_l = Σ sc_{i/16}·(q6_i−32)·q_i (at most 4·128·32·32767 < 2^31; its
+// conversion to float32 rounds), and D = d·d_b scales them.
+func dotQ6KGeneric(w []byte, q []int16, d []float32) float32 {
 	var acc [8]float32
 	for sb := 0; sb < len(d)/8; sb++ {
 		blk := w[210*sb : 210*(sb+1)]
@@ -289,7 +298,7 @@ func dotQ6KGeneric(w []byte, q []int8, d []float32) float32 {
 				qb := q[32*b : 32*b+32]
 				for l := range 8 {
 					var L int32
-					for i := 4 * l; i < 4*l+4; i++ {
+					for _, i := range [4]int{2 * l, 2*l + 1, 16 + 2*l, 17 + 2*l} {
 						ql := blk[64*h+32*(g&1)+i]
 						if g >= 2 {
 							ql >>= 4

@@ -82,6 +82,12 @@ func dotRef(f *BlockFormat, row []byte, cols int, a *xQ8, t int) (ref, bound flo
 		x := float64(a.d[t*nb+c/32]) * float64(a.q[t*cols+c])
 		ref += float64(w[c]) * x
 		mag += math.Abs(float64(w[c]) * x)
+		if f.Dot == DotQ4K || f.Dot == DotQ5K {
+			// The kernel sums d·sc·q·x and dmin·m·x apart: both count.
+			blk := row[c/256*f.Bytes:]
+			_, m := q4kScaleMins(blk[4:16])
+			mag += 2 * math.Abs(float64(half(blk[2:]))*float64(m[c%256/32])*x)
+		}
 	}
 	const u = 1.0 / (1 << 24)
 	// The dequantized weights round d·sc·q − dmin·m (ggml) where the
@@ -199,7 +205,7 @@ func TestQuantizeQ8Row(t *testing.T) {
 	}
 	clear(x[32:64])
 	x[65] = -1e9
-	q := make([]int8, 160)
+	q := make([]int16, 160)
 	d, s := make([]float32, 5), make([]float32, 5)
 	if !quantizeQ8Row(q, d, s, x) {
 		t.Fatal("finite row refused")
@@ -216,8 +222,8 @@ func TestQuantizeQ8Row(t *testing.T) {
 			t.Fatalf("block %d: s = %v, Σq = %d", b, s[b], sum)
 		}
 	}
-	if d[1] != 0 || s[1] != 0 || q[2*32-1] != 0 || q[65] != -127 {
-		t.Fatalf("zero block: d %v s %v; the block maximum gives %d, want -127", d[1], s[1], q[65])
+	if d[1] != 0 || s[1] != 0 || q[2*32-1] != 0 || q[65] != -32767 {
+		t.Fatalf("zero block: d %v s %v; the block maximum gives %d, want -32767", d[1], s[1], q[65])
 	}
 	for _, bad := range []float32{float32(math.Inf(1)), float32(math.NaN())} {
 		y := clone(x)

@@ -510,7 +510,7 @@ func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys in
 // blockDotRows sets y[i] to the fused product of row i of the blocks in w
 // (rb bytes each) with the quantized activations q, d, s: the assembly
 // when the CPU has AVX2, which gives the bits of blockDotRowsGeneric.
-func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int8, d, s []float32) {
+func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []float32) {
 	n := len(y)
 	if !useAVX2 || n == 0 {
 		blockDotRowsGeneric(y, k, w, rb, q, d, s)

@@ -95,6 +95,6 @@ func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: n
 func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int) { panic("kernels: no assembly") }
 func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }
 
-func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int8, d, s []float32) {
+func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []float32) {
 	blockDotRowsGeneric(y, k, w, rb, q, d, s)
 }

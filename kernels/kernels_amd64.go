@@ -644,7 +644,7 @@ func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int)
 // bit for bit (see blockdot.go). The rows follow each other in memory.
 //
 //go:noescape
-func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 
 // dotQ4_0AVX2 computes, for each of rows rows of rb bytes at w,
 //
@@ -653,7 +653,7 @@ func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
 // bit for bit (see blockdot.go). The rows follow each other in memory.
 //
 //go:noescape
-func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 
 // dotQ4KAVX2 computes, for each of rows rows of rb bytes at w,
 //
@@ -662,7 +662,7 @@ func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
 // bit for bit (see blockdot.go). The rows follow each other in memory.
 //
 //go:noescape
-func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32)
+func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
 
 // dotQ5KAVX2 computes, for each of rows rows of rb bytes at w,
 //
@@ -671,7 +671,7 @@ func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *f
 // bit for bit (see blockdot.go). The rows follow each other in memory.
 //
 //go:noescape
-func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32)
+func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
 
 // dotQ6KAVX2 computes, for each of rows rows of rb bytes at w,
 //
@@ -680,4 +680,4 @@ func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *f
 // bit for bit (see blockdot.go). The rows follow each other in memory.
 //
 //go:noescape
-func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)

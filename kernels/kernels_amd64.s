@@ -5034,77 +5034,77 @@ DATA q6Bias32<>+24(SB)/4, $0x00000020
 DATA q6Bias32<>+28(SB)/4, $0x00000020
 GLOBL q6Bias32<>(SB), RODATA|NOPTR, $32
 
-DATA bdMask0F<>+0(SB)/4, $0x0f0f0f0f
-DATA bdMask0F<>+4(SB)/4, $0x0f0f0f0f
-DATA bdMask0F<>+8(SB)/4, $0x0f0f0f0f
-DATA bdMask0F<>+12(SB)/4, $0x0f0f0f0f
-DATA bdMask0F<>+16(SB)/4, $0x0f0f0f0f
-DATA bdMask0F<>+20(SB)/4, $0x0f0f0f0f
-DATA bdMask0F<>+24(SB)/4, $0x0f0f0f0f
-DATA bdMask0F<>+28(SB)/4, $0x0f0f0f0f
+DATA bdMask0F<>+0(SB)/4, $0x000f000f
+DATA bdMask0F<>+4(SB)/4, $0x000f000f
+DATA bdMask0F<>+8(SB)/4, $0x000f000f
+DATA bdMask0F<>+12(SB)/4, $0x000f000f
+DATA bdMask0F<>+16(SB)/4, $0x000f000f
+DATA bdMask0F<>+20(SB)/4, $0x000f000f
+DATA bdMask0F<>+24(SB)/4, $0x000f000f
+DATA bdMask0F<>+28(SB)/4, $0x000f000f
 GLOBL bdMask0F<>(SB), RODATA|NOPTR, $32
 
-DATA bdEight<>+0(SB)/4, $0x08080808
-DATA bdEight<>+4(SB)/4, $0x08080808
-DATA bdEight<>+8(SB)/4, $0x08080808
-DATA bdEight<>+12(SB)/4, $0x08080808
-DATA bdEight<>+16(SB)/4, $0x08080808
-DATA bdEight<>+20(SB)/4, $0x08080808
-DATA bdEight<>+24(SB)/4, $0x08080808
-DATA bdEight<>+28(SB)/4, $0x08080808
+DATA bdEight<>+0(SB)/4, $0x00080008
+DATA bdEight<>+4(SB)/4, $0x00080008
+DATA bdEight<>+8(SB)/4, $0x00080008
+DATA bdEight<>+12(SB)/4, $0x00080008
+DATA bdEight<>+16(SB)/4, $0x00080008
+DATA bdEight<>+20(SB)/4, $0x00080008
+DATA bdEight<>+24(SB)/4, $0x00080008
+DATA bdEight<>+28(SB)/4, $0x00080008
 GLOBL bdEight<>(SB), RODATA|NOPTR, $32
 
-DATA bdOnes16<>+0(SB)/4, $0x00010001
-DATA bdOnes16<>+4(SB)/4, $0x00010001
-DATA bdOnes16<>+8(SB)/4, $0x00010001
-DATA bdOnes16<>+12(SB)/4, $0x00010001
-DATA bdOnes16<>+16(SB)/4, $0x00010001
-DATA bdOnes16<>+20(SB)/4, $0x00010001
-DATA bdOnes16<>+24(SB)/4, $0x00010001
-DATA bdOnes16<>+28(SB)/4, $0x00010001
-GLOBL bdOnes16<>(SB), RODATA|NOPTR, $32
-
-DATA bdMask10<>+0(SB)/4, $0x10101010
-DATA bdMask10<>+4(SB)/4, $0x10101010
-DATA bdMask10<>+8(SB)/4, $0x10101010
-DATA bdMask10<>+12(SB)/4, $0x10101010
-DATA bdMask10<>+16(SB)/4, $0x10101010
-DATA bdMask10<>+20(SB)/4, $0x10101010
-DATA bdMask10<>+24(SB)/4, $0x10101010
-DATA bdMask10<>+28(SB)/4, $0x10101010
+DATA bdMask10<>+0(SB)/4, $0x00100010
+DATA bdMask10<>+4(SB)/4, $0x00100010
+DATA bdMask10<>+8(SB)/4, $0x00100010
+DATA bdMask10<>+12(SB)/4, $0x00100010
+DATA bdMask10<>+16(SB)/4, $0x00100010
+DATA bdMask10<>+20(SB)/4, $0x00100010
+DATA bdMask10<>+24(SB)/4, $0x00100010
+DATA bdMask10<>+28(SB)/4, $0x00100010
 GLOBL bdMask10<>(SB), RODATA|NOPTR, $32
 
-DATA bdMask03<>+0(SB)/4, $0x03030303
-DATA bdMask03<>+4(SB)/4, $0x03030303
-DATA bdMask03<>+8(SB)/4, $0x03030303
-DATA bdMask03<>+12(SB)/4, $0x03030303
-DATA bdMask03<>+16(SB)/4, $0x03030303
-DATA bdMask03<>+20(SB)/4, $0x03030303
-DATA bdMask03<>+24(SB)/4, $0x03030303
-DATA bdMask03<>+28(SB)/4, $0x03030303
-GLOBL bdMask03<>(SB), RODATA|NOPTR, $32
+DATA bdByte0F<>+0(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+4(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+8(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+12(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+16(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+20(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+24(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+28(SB)/4, $0x0f0f0f0f
+GLOBL bdByte0F<>(SB), RODATA|NOPTR, $32
 
-DATA bdMask30<>+0(SB)/4, $0x30303030
-DATA bdMask30<>+4(SB)/4, $0x30303030
-DATA bdMask30<>+8(SB)/4, $0x30303030
-DATA bdMask30<>+12(SB)/4, $0x30303030
-DATA bdMask30<>+16(SB)/4, $0x30303030
-DATA bdMask30<>+20(SB)/4, $0x30303030
-DATA bdMask30<>+24(SB)/4, $0x30303030
-DATA bdMask30<>+28(SB)/4, $0x30303030
-GLOBL bdMask30<>(SB), RODATA|NOPTR, $32
+DATA bdByte03<>+0(SB)/4, $0x03030303
+DATA bdByte03<>+4(SB)/4, $0x03030303
+DATA bdByte03<>+8(SB)/4, $0x03030303
+DATA bdByte03<>+12(SB)/4, $0x03030303
+DATA bdByte03<>+16(SB)/4, $0x03030303
+DATA bdByte03<>+20(SB)/4, $0x03030303
+DATA bdByte03<>+24(SB)/4, $0x03030303
+DATA bdByte03<>+28(SB)/4, $0x03030303
+GLOBL bdByte03<>(SB), RODATA|NOPTR, $32
 
-DATA bdBias32<>+0(SB)/4, $0x20202020
-DATA bdBias32<>+4(SB)/4, $0x20202020
-DATA bdBias32<>+8(SB)/4, $0x20202020
-DATA bdBias32<>+12(SB)/4, $0x20202020
-DATA bdBias32<>+16(SB)/4, $0x20202020
-DATA bdBias32<>+20(SB)/4, $0x20202020
-DATA bdBias32<>+24(SB)/4, $0x20202020
-DATA bdBias32<>+28(SB)/4, $0x20202020
-GLOBL bdBias32<>(SB), RODATA|NOPTR, $32
+DATA bdByte30<>+0(SB)/4, $0x30303030
+DATA bdByte30<>+4(SB)/4, $0x30303030
+DATA bdByte30<>+8(SB)/4, $0x30303030
+DATA bdByte30<>+12(SB)/4, $0x30303030
+DATA bdByte30<>+16(SB)/4, $0x30303030
+DATA bdByte30<>+20(SB)/4, $0x30303030
+DATA bdByte30<>+24(SB)/4, $0x30303030
+DATA bdByte30<>+28(SB)/4, $0x30303030
+GLOBL bdByte30<>(SB), RODATA|NOPTR, $32
 
-// func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+DATA bdByte20<>+0(SB)/4, $0x20202020
+DATA bdByte20<>+4(SB)/4, $0x20202020
+DATA bdByte20<>+8(SB)/4, $0x20202020
+DATA bdByte20<>+12(SB)/4, $0x20202020
+DATA bdByte20<>+16(SB)/4, $0x20202020
+DATA bdByte20<>+20(SB)/4, $0x20202020
+DATA bdByte20<>+24(SB)/4, $0x20202020
+DATA bdByte20<>+28(SB)/4, $0x20202020
+GLOBL bdByte20<>(SB), RODATA|NOPTR, $32
+
+// func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
@@ -5127,17 +5127,16 @@ dotQ8_0AVX2_block:
 	VCVTPH2PS    X1, X1
 	VMULSS       (DI), X1, X1
 	VBROADCASTSS X1, Y1
-	VMOVDQU      2(CX), Y2
-	VPSIGNB      Y2, Y2, Y3
-	VMOVDQU      (SI), Y4
-	VPSIGNB      Y2, Y4, Y4
-	VPMADDUBSW   Y4, Y3, Y3
-	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y1, Y3, Y3
-	VADDPS       Y3, Y0, Y0
+	VPMOVSXBW    2(CX), Y2
+	VPMOVSXBW    18(CX), Y3
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
 	ADDQ         $0x22, CX
-	ADDQ         $0x20, SI
+	ADDQ         $0x40, SI
 	ADDQ         $0x04, DI
 	SUBQ         $0x22, BX
 	JMP          dotQ8_0AVX2_block
@@ -5156,7 +5155,7 @@ dotQ8_0AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+// func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-48
 	MOVQ    y+0(FP), AX
@@ -5181,21 +5180,19 @@ dotQ4_0AVX2_block:
 	VCVTPH2PS    X3, X3
 	VMULSS       (DI), X3, X3
 	VBROADCASTSS X3, Y3
-	VMOVDQU      2(CX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
+	VPMOVZXBW    2(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
 	VPAND        Y0, Y4, Y4
-	VPSUBB       Y1, Y4, Y4
-	VPSIGNB      Y4, Y4, Y6
-	VMOVDQU      (SI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	VPMADDWD     bdOnes16<>+0(SB), Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y3, Y6, Y6
-	VADDPS       Y6, Y2, Y2
+	VPSUBW       Y1, Y4, Y4
+	VPSUBW       Y1, Y5, Y5
+	VPMADDWD     (SI), Y4, Y4
+	VPMADDWD     32(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
 	ADDQ         $0x12, CX
-	ADDQ         $0x20, SI
+	ADDQ         $0x40, SI
 	ADDQ         $0x04, DI
 	SUBQ         $0x12, BX
 	JMP          dotQ4_0AVX2_block
@@ -5214,7 +5211,7 @@ dotQ4_0AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32)
+// func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·dotQ4KAVX2(SB), NOSPLIT, $32-56
 	MOVQ    y+0(FP), AX
@@ -5275,72 +5272,88 @@ dotQ4KAVX2_block:
 	VMULPS       (DI), Y4, Y4
 	VMULPS       (R8), Y4, Y4
 	VADDPS       Y4, Y2, Y2
-	VMOVDQU      16(CX), Y3
-	VPAND        Y0, Y3, Y4
+	VPMOVZXBW    16(CX), Y3
+	VPMOVZXBW    32(CX), Y4
+	VPAND        Y0, Y3, Y5
+	VPAND        Y0, Y4, Y6
+	VBROADCASTSS (SP), Y7
+	VPMADDWD     (SI), Y5, Y5
+	VPMADDWD     32(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y1, Y1
 	VPSRLW       $0x04, Y3, Y3
-	VPAND        Y0, Y3, Y3
-	VBROADCASTSS (SP), Y5
-	VPMADDUBSW   (SI), Y4, Y4
-	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y5, Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	VBROADCASTSS 4(SP), Y4
-	VPMADDUBSW   32(SI), Y3, Y3
-	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VBROADCASTSS 4(SP), Y5
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y4, Y3, Y3
+	VMULPS       Y5, Y3, Y3
 	VADDPS       Y3, Y1, Y1
-	VMOVDQU      48(CX), Y3
-	VPAND        Y0, Y3, Y4
+	VPMOVZXBW    48(CX), Y3
+	VPMOVZXBW    64(CX), Y4
+	VPAND        Y0, Y3, Y5
+	VPAND        Y0, Y4, Y6
+	VBROADCASTSS 8(SP), Y7
+	VPMADDWD     128(SI), Y5, Y5
+	VPMADDWD     160(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y1, Y1
 	VPSRLW       $0x04, Y3, Y3
-	VPAND        Y0, Y3, Y3
-	VBROADCASTSS 8(SP), Y5
-	VPMADDUBSW   64(SI), Y4, Y4
-	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y5, Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	VBROADCASTSS 12(SP), Y4
-	VPMADDUBSW   96(SI), Y3, Y3
-	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VBROADCASTSS 12(SP), Y5
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y4, Y3, Y3
+	VMULPS       Y5, Y3, Y3
 	VADDPS       Y3, Y1, Y1
-	VMOVDQU      80(CX), Y3
-	VPAND        Y0, Y3, Y4
+	VPMOVZXBW    80(CX), Y3
+	VPMOVZXBW    96(CX), Y4
+	VPAND        Y0, Y3, Y5
+	VPAND        Y0, Y4, Y6
+	VBROADCASTSS 16(SP), Y7
+	VPMADDWD     256(SI), Y5, Y5
+	VPMADDWD     288(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y1, Y1
 	VPSRLW       $0x04, Y3, Y3
-	VPAND        Y0, Y3, Y3
-	VBROADCASTSS 16(SP), Y5
-	VPMADDUBSW   128(SI), Y4, Y4
-	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y5, Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	VBROADCASTSS 20(SP), Y4
-	VPMADDUBSW   160(SI), Y3, Y3
-	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VPMADDWD     320(SI), Y3, Y3
+	VPMADDWD     352(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y4, Y3, Y3
+	VMULPS       Y5, Y3, Y3
 	VADDPS       Y3, Y1, Y1
-	VMOVDQU      112(CX), Y3
-	VPAND        Y0, Y3, Y4
+	VPMOVZXBW    112(CX), Y3
+	VPMOVZXBW    128(CX), Y4
+	VPAND        Y0, Y3, Y5
+	VPAND        Y0, Y4, Y6
+	VBROADCASTSS 24(SP), Y7
+	VPMADDWD     384(SI), Y5, Y5
+	VPMADDWD     416(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y1, Y1
 	VPSRLW       $0x04, Y3, Y3
-	VPAND        Y0, Y3, Y3
-	VBROADCASTSS 24(SP), Y5
-	VPMADDUBSW   192(SI), Y4, Y4
-	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y5, Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	VBROADCASTSS 28(SP), Y4
-	VPMADDUBSW   224(SI), Y3, Y3
-	VPMADDWD     bdOnes16<>+0(SB), Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VBROADCASTSS 28(SP), Y5
+	VPMADDWD     448(SI), Y3, Y3
+	VPMADDWD     480(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y4, Y3, Y3
+	VMULPS       Y5, Y3, Y3
 	VADDPS       Y3, Y1, Y1
 	ADDQ         $0x00000090, CX
-	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000200, SI
 	ADDQ         $0x20, DI
 	ADDQ         $0x20, R8
 	SUBQ         $0x00000090, BX
@@ -5365,7 +5378,7 @@ dotQ4KAVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32)
+// func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·dotQ5KAVX2(SB), NOSPLIT, $32-56
 	MOVQ    y+0(FP), AX
@@ -5426,98 +5439,139 @@ dotQ5KAVX2_block:
 	VMULPS       (DI), Y4, Y4
 	VMULPS       (R8), Y4, Y4
 	VADDPS       Y4, Y2, Y2
-	VMOVDQU      16(CX), Y3
-	VMOVDQU      bdMask10<>+0(SB), Y4
-	VMOVDQU      48(CX), Y5
-	VPAND        Y0, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y0, Y5, Y5
-	VPSLLW       $0x04, Y3, Y7
-	VPAND        Y4, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VPSLLW       $0x03, Y3, Y7
-	VPAND        Y4, Y7, Y7
-	VPOR         Y7, Y5, Y5
-	VBROADCASTSS (SP), Y7
-	VPMADDUBSW   (SI), Y6, Y6
-	VPMADDWD     bdOnes16<>+0(SB), Y6, Y6
+	VPMOVZXBW    16(CX), Y3
+	VPMOVZXBW    32(CX), Y4
+	VMOVDQU      bdMask10<>+0(SB), Y5
+	VPMOVZXBW    48(CX), Y6
+	VPMOVZXBW    64(CX), Y7
+	VPAND        Y0, Y6, Y8
+	VPAND        Y0, Y7, Y9
+	VPSLLW       $0x04, Y3, Y10
+	VPAND        Y5, Y10, Y10
+	VPOR         Y10, Y8, Y8
+	VPSLLW       $0x04, Y4, Y10
+	VPAND        Y5, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VBROADCASTSS (SP), Y10
+	VPMADDWD     (SI), Y8, Y8
+	VPMADDWD     32(SI), Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y10, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPSLLW       $0x03, Y3, Y8
+	VPAND        Y5, Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x03, Y4, Y8
+	VPAND        Y5, Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 4(SP), Y8
+	VPMADDWD     64(SI), Y6, Y6
+	VPMADDWD     96(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
 	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
+	VMULPS       Y8, Y6, Y6
 	VADDPS       Y6, Y1, Y1
-	VBROADCASTSS 4(SP), Y6
-	VPMADDUBSW   32(SI), Y5, Y5
-	VPMADDWD     bdOnes16<>+0(SB), Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y6, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VMOVDQU      80(CX), Y5
-	VPAND        Y0, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y0, Y5, Y5
-	VPSLLW       $0x02, Y3, Y7
-	VPAND        Y4, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VPSLLW       $0x01, Y3, Y7
-	VPAND        Y4, Y7, Y7
-	VPOR         Y7, Y5, Y5
-	VBROADCASTSS 8(SP), Y7
-	VPMADDUBSW   64(SI), Y6, Y6
-	VPMADDWD     bdOnes16<>+0(SB), Y6, Y6
+	VPMOVZXBW    80(CX), Y6
+	VPMOVZXBW    96(CX), Y7
+	VPAND        Y0, Y6, Y8
+	VPAND        Y0, Y7, Y9
+	VPSLLW       $0x02, Y3, Y10
+	VPAND        Y5, Y10, Y10
+	VPOR         Y10, Y8, Y8
+	VPSLLW       $0x02, Y4, Y10
+	VPAND        Y5, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VBROADCASTSS 8(SP), Y10
+	VPMADDWD     128(SI), Y8, Y8
+	VPMADDWD     160(SI), Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y10, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPSLLW       $0x01, Y3, Y8
+	VPAND        Y5, Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x01, Y4, Y8
+	VPAND        Y5, Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 12(SP), Y8
+	VPMADDWD     192(SI), Y6, Y6
+	VPMADDWD     224(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
 	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
+	VMULPS       Y8, Y6, Y6
 	VADDPS       Y6, Y1, Y1
-	VBROADCASTSS 12(SP), Y6
-	VPMADDUBSW   96(SI), Y5, Y5
-	VPMADDWD     bdOnes16<>+0(SB), Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y6, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VMOVDQU      112(CX), Y5
-	VPAND        Y0, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y0, Y5, Y5
-	VMOVDQA      Y3, Y7
-	VPAND        Y4, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VPSRLW       $0x01, Y3, Y7
-	VPAND        Y4, Y7, Y7
-	VPOR         Y7, Y5, Y5
-	VBROADCASTSS 16(SP), Y7
-	VPMADDUBSW   128(SI), Y6, Y6
-	VPMADDWD     bdOnes16<>+0(SB), Y6, Y6
+	VPMOVZXBW    112(CX), Y6
+	VPMOVZXBW    128(CX), Y7
+	VPAND        Y0, Y6, Y8
+	VPAND        Y0, Y7, Y9
+	VMOVDQA      Y3, Y10
+	VPAND        Y5, Y10, Y10
+	VPOR         Y10, Y8, Y8
+	VMOVDQA      Y4, Y10
+	VPAND        Y5, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VBROADCASTSS 16(SP), Y10
+	VPMADDWD     256(SI), Y8, Y8
+	VPMADDWD     288(SI), Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y10, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPSRLW       $0x01, Y3, Y8
+	VPAND        Y5, Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSRLW       $0x01, Y4, Y8
+	VPAND        Y5, Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 20(SP), Y8
+	VPMADDWD     320(SI), Y6, Y6
+	VPMADDWD     352(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
 	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
+	VMULPS       Y8, Y6, Y6
 	VADDPS       Y6, Y1, Y1
-	VBROADCASTSS 20(SP), Y6
-	VPMADDUBSW   160(SI), Y5, Y5
-	VPMADDWD     bdOnes16<>+0(SB), Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y6, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VMOVDQU      144(CX), Y5
-	VPAND        Y0, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y0, Y5, Y5
-	VPSRLW       $0x02, Y3, Y7
-	VPAND        Y4, Y7, Y7
-	VPOR         Y7, Y6, Y6
+	VPMOVZXBW    144(CX), Y6
+	VPMOVZXBW    160(CX), Y7
+	VPAND        Y0, Y6, Y8
+	VPAND        Y0, Y7, Y9
+	VPSRLW       $0x02, Y3, Y10
+	VPAND        Y5, Y10, Y10
+	VPOR         Y10, Y8, Y8
+	VPSRLW       $0x02, Y4, Y10
+	VPAND        Y5, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VBROADCASTSS 24(SP), Y10
+	VPMADDWD     384(SI), Y8, Y8
+	VPMADDWD     416(SI), Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y10, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
 	VPSRLW       $0x03, Y3, Y3
-	VPAND        Y4, Y3, Y3
-	VPOR         Y3, Y5, Y5
-	VBROADCASTSS 24(SP), Y3
-	VPMADDUBSW   192(SI), Y6, Y4
-	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y3, Y4, Y4
-	VADDPS       Y4, Y1, Y1
+	VPAND        Y5, Y3, Y3
+	VPOR         Y3, Y6, Y6
+	VPSRLW       $0x03, Y4, Y3
+	VPAND        Y5, Y3, Y3
+	VPOR         Y3, Y7, Y7
 	VBROADCASTSS 28(SP), Y3
-	VPMADDUBSW   224(SI), Y5, Y4
-	VPMADDWD     bdOnes16<>+0(SB), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y3, Y4, Y4
-	VADDPS       Y4, Y1, Y1
+	VPMADDWD     448(SI), Y6, Y6
+	VPMADDWD     480(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y3, Y6, Y6
+	VADDPS       Y6, Y1, Y1
 	ADDQ         $0x000000b0, CX
-	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000200, SI
 	ADDQ         $0x20, DI
 	ADDQ         $0x20, R8
 	SUBQ         $0x000000b0, BX
@@ -5542,7 +5596,7 @@ dotQ5KAVX2_done:
 	VZEROUPPER
 	RET
 
-// func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32)
+// func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·dotQ6KAVX2(SB), NOSPLIT, $64-48
 	MOVQ y+0(FP), AX
@@ -5568,9 +5622,9 @@ dotQ6KAVX2_block:
 	VMOVUPS      Y1, (SP)
 	VPMOVSXBW    192(CX), Y1
 	VMOVDQU      Y1, 32(SP)
-	VMOVDQU      bdMask0F<>+0(SB), Y1
-	VMOVDQU      bdMask03<>+0(SB), Y2
-	VMOVDQU      bdMask30<>+0(SB), Y3
+	VMOVDQU      bdByte0F<>+0(SB), Y1
+	VMOVDQU      bdByte03<>+0(SB), Y2
+	VMOVDQU      bdByte30<>+0(SB), Y3
 	VMOVDQU      (CX), Y4
 	VMOVDQU      32(CX), Y5
 	VMOVDQU      128(CX), Y6
@@ -5578,70 +5632,78 @@ dotQ6KAVX2_block:
 	VPAND        Y2, Y6, Y8
 	VPSLLW       $0x04, Y8, Y8
 	VPOR         Y8, Y7, Y7
-	VPSUBB       bdBias32<>+0(SB), Y7, Y7
-	VPSIGNB      Y7, Y7, Y8
-	VMOVDQU      (SI), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y8
-	VPBROADCASTW 32(SP), Y7
-	VPBROADCASTW 34(SP), Y9
-	VPBLENDD     $0xf0, Y9, Y7, Y7
-	VPMADDWD     Y7, Y8, Y8
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPMOVSXBW    X7, Y8
+	VEXTRACTI128 $0x01, Y7, X7
+	VPMOVSXBW    X7, Y7
+	VPBROADCASTW 32(SP), Y9
+	VPBROADCASTW 34(SP), Y10
+	VPMULLW      Y9, Y8, Y8
+	VPMULLW      Y10, Y7, Y7
+	VBROADCASTSS (SP), Y9
+	VPMADDWD     (SI), Y8, Y8
+	VPMADDWD     32(SI), Y7, Y7
+	VPADDD       Y7, Y8, Y8
 	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS (SP), Y7
-	VMULPS       Y7, Y8, Y8
+	VMULPS       Y9, Y8, Y8
 	VADDPS       Y8, Y0, Y0
 	VPAND        Y1, Y5, Y7
 	VPSLLW       $0x02, Y6, Y8
 	VPAND        Y3, Y8, Y8
 	VPOR         Y8, Y7, Y7
-	VPSUBB       bdBias32<>+0(SB), Y7, Y7
-	VPSIGNB      Y7, Y7, Y8
-	VMOVDQU      32(SI), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y8
-	VPBROADCASTW 36(SP), Y7
-	VPBROADCASTW 38(SP), Y9
-	VPBLENDD     $0xf0, Y9, Y7, Y7
-	VPMADDWD     Y7, Y8, Y8
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPMOVSXBW    X7, Y8
+	VEXTRACTI128 $0x01, Y7, X7
+	VPMOVSXBW    X7, Y7
+	VPBROADCASTW 36(SP), Y9
+	VPBROADCASTW 38(SP), Y10
+	VPMULLW      Y9, Y8, Y8
+	VPMULLW      Y10, Y7, Y7
+	VBROADCASTSS 4(SP), Y9
+	VPMADDWD     64(SI), Y8, Y8
+	VPMADDWD     96(SI), Y7, Y7
+	VPADDD       Y7, Y8, Y8
 	VCVTDQ2PS    Y8, Y8
-	VBROADCASTSS 4(SP), Y7
-	VMULPS       Y7, Y8, Y8
+	VMULPS       Y9, Y8, Y8
 	VADDPS       Y8, Y0, Y0
 	VPSRLW       $0x04, Y4, Y4
 	VPAND        Y1, Y4, Y4
 	VPAND        Y3, Y6, Y7
 	VPOR         Y7, Y4, Y4
-	VPSUBB       bdBias32<>+0(SB), Y4, Y4
-	VPSIGNB      Y4, Y4, Y7
-	VMOVDQU      64(SI), Y8
-	VPSIGNB      Y4, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y7
-	VPBROADCASTW 40(SP), Y4
-	VPBROADCASTW 42(SP), Y8
-	VPBLENDD     $0xf0, Y8, Y4, Y4
-	VPMADDWD     Y4, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y7
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 40(SP), Y8
+	VPBROADCASTW 42(SP), Y9
+	VPMULLW      Y8, Y7, Y7
+	VPMULLW      Y9, Y4, Y4
+	VBROADCASTSS 8(SP), Y8
+	VPMADDWD     128(SI), Y7, Y7
+	VPMADDWD     160(SI), Y4, Y4
+	VPADDD       Y4, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 8(SP), Y4
-	VMULPS       Y4, Y7, Y7
+	VMULPS       Y8, Y7, Y7
 	VADDPS       Y7, Y0, Y0
 	VPSRLW       $0x04, Y5, Y4
 	VPAND        Y1, Y4, Y4
 	VPSRLW       $0x02, Y6, Y5
 	VPAND        Y3, Y5, Y5
 	VPOR         Y5, Y4, Y4
-	VPSUBB       bdBias32<>+0(SB), Y4, Y4
-	VPSIGNB      Y4, Y4, Y5
-	VMOVDQU      96(SI), Y6
-	VPSIGNB      Y4, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y5
-	VPBROADCASTW 44(SP), Y4
-	VPBROADCASTW 46(SP), Y6
-	VPBLENDD     $0xf0, Y6, Y4, Y4
-	VPMADDWD     Y4, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 44(SP), Y6
+	VPBROADCASTW 46(SP), Y7
+	VPMULLW      Y6, Y5, Y5
+	VPMULLW      Y7, Y4, Y4
+	VBROADCASTSS 12(SP), Y6
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS 12(SP), Y4
-	VMULPS       Y4, Y5, Y5
+	VMULPS       Y6, Y5, Y5
 	VADDPS       Y5, Y0, Y0
 	VMOVDQU      64(CX), Y4
 	VMOVDQU      96(CX), Y5
@@ -5650,73 +5712,81 @@ dotQ6KAVX2_block:
 	VPAND        Y2, Y6, Y2
 	VPSLLW       $0x04, Y2, Y2
 	VPOR         Y2, Y7, Y7
-	VPSUBB       bdBias32<>+0(SB), Y7, Y7
-	VPSIGNB      Y7, Y7, Y2
-	VMOVDQU      128(SI), Y8
-	VPSIGNB      Y7, Y8, Y8
-	VPMADDUBSW   Y8, Y2, Y2
-	VPBROADCASTW 48(SP), Y7
-	VPBROADCASTW 50(SP), Y8
-	VPBLENDD     $0xf0, Y8, Y7, Y7
-	VPMADDWD     Y7, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPMOVSXBW    X7, Y2
+	VEXTRACTI128 $0x01, Y7, X7
+	VPMOVSXBW    X7, Y7
+	VPBROADCASTW 48(SP), Y8
+	VPBROADCASTW 50(SP), Y9
+	VPMULLW      Y8, Y2, Y2
+	VPMULLW      Y9, Y7, Y7
+	VBROADCASTSS 16(SP), Y8
+	VPMADDWD     256(SI), Y2, Y2
+	VPMADDWD     288(SI), Y7, Y7
+	VPADDD       Y7, Y2, Y2
 	VCVTDQ2PS    Y2, Y2
-	VBROADCASTSS 16(SP), Y7
-	VMULPS       Y7, Y2, Y2
+	VMULPS       Y8, Y2, Y2
 	VADDPS       Y2, Y0, Y0
 	VPAND        Y1, Y5, Y2
 	VPSLLW       $0x02, Y6, Y7
 	VPAND        Y3, Y7, Y7
 	VPOR         Y7, Y2, Y2
-	VPSUBB       bdBias32<>+0(SB), Y2, Y2
-	VPSIGNB      Y2, Y2, Y7
-	VMOVDQU      160(SI), Y8
-	VPSIGNB      Y2, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y7
-	VPBROADCASTW 52(SP), Y2
-	VPBROADCASTW 54(SP), Y8
-	VPBLENDD     $0xf0, Y8, Y2, Y2
-	VPMADDWD     Y2, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y7
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 52(SP), Y8
+	VPBROADCASTW 54(SP), Y9
+	VPMULLW      Y8, Y7, Y7
+	VPMULLW      Y9, Y2, Y2
+	VBROADCASTSS 20(SP), Y8
+	VPMADDWD     320(SI), Y7, Y7
+	VPMADDWD     352(SI), Y2, Y2
+	VPADDD       Y2, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS 20(SP), Y2
-	VMULPS       Y2, Y7, Y7
+	VMULPS       Y8, Y7, Y7
 	VADDPS       Y7, Y0, Y0
 	VPSRLW       $0x04, Y4, Y2
 	VPAND        Y1, Y2, Y2
 	VPAND        Y3, Y6, Y4
 	VPOR         Y4, Y2, Y2
-	VPSUBB       bdBias32<>+0(SB), Y2, Y2
-	VPSIGNB      Y2, Y2, Y4
-	VMOVDQU      192(SI), Y7
-	VPSIGNB      Y2, Y7, Y7
-	VPMADDUBSW   Y7, Y4, Y4
-	VPBROADCASTW 56(SP), Y2
-	VPBROADCASTW 58(SP), Y7
-	VPBLENDD     $0xf0, Y7, Y2, Y2
-	VPMADDWD     Y2, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y4
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 56(SP), Y7
+	VPBROADCASTW 58(SP), Y8
+	VPMULLW      Y7, Y4, Y4
+	VPMULLW      Y8, Y2, Y2
+	VBROADCASTSS 24(SP), Y7
+	VPMADDWD     384(SI), Y4, Y4
+	VPMADDWD     416(SI), Y2, Y2
+	VPADDD       Y2, Y4, Y4
 	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS 24(SP), Y2
-	VMULPS       Y2, Y4, Y4
+	VMULPS       Y7, Y4, Y4
 	VADDPS       Y4, Y0, Y0
 	VPSRLW       $0x04, Y5, Y2
 	VPAND        Y1, Y2, Y2
 	VPSRLW       $0x02, Y6, Y1
 	VPAND        Y3, Y1, Y1
 	VPOR         Y1, Y2, Y2
-	VPSUBB       bdBias32<>+0(SB), Y2, Y2
-	VPSIGNB      Y2, Y2, Y1
-	VMOVDQU      224(SI), Y3
-	VPSIGNB      Y2, Y3, Y3
-	VPMADDUBSW   Y3, Y1, Y1
-	VPBROADCASTW 60(SP), Y2
-	VPBROADCASTW 62(SP), Y3
-	VPBLENDD     $0xf0, Y3, Y2, Y2
-	VPMADDWD     Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y1
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 60(SP), Y3
+	VPBROADCASTW 62(SP), Y4
+	VPMULLW      Y3, Y1, Y1
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS 28(SP), Y3
+	VPMADDWD     448(SI), Y1, Y1
+	VPMADDWD     480(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
 	VCVTDQ2PS    Y1, Y1
-	VBROADCASTSS 28(SP), Y2
-	VMULPS       Y2, Y1, Y1
+	VMULPS       Y3, Y1, Y1
 	VADDPS       Y1, Y0, Y0
 	ADDQ         $0x000000d2, CX
-	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000200, SI
 	ADDQ         $0x20, DI
 	SUBQ         $0x000000d2, BX
 	JMP          dotQ6KAVX2_block

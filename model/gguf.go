@@ -412,6 +412,13 @@ func init() {
 	formats[gguf.Q6_K].Dequantize = kernels.DequantizeQ6K
 	formats[gguf.Q8_0].Dequantize = kernels.DequantizeQ8_0
 	formats[gguf.Q4_0].Dequantize = kernels.DequantizeQ4_0
+	// Fused products straight from the blocks (activations rounded to
+	// 8-bit blocks, as llama.cpp does).
+	formats[gguf.Q8_0].Dot = kernels.DotQ8_0
+	formats[gguf.Q4_0].Dot = kernels.DotQ4_0
+	formats[gguf.Q4_K].Dot = kernels.DotQ4K
+	formats[gguf.Q5_K].Dot = kernels.DotQ5K
+	formats[gguf.Q6_K].Dot = kernels.DotQ6K
 }
 
 // BlockFormat returns the kernels' block format of a quantized GGUF type,

@@ -84,9 +84,9 @@ func forwardLogits(t *testing.T, m *Model, ids []int) []float32 {
 
 // TestGGUFFixtures loads every fixture file and checks its config, the
 // logits of the 512 reference ids against our float32 forward on the
-// dequantized weights (bit for bit: the block kernels widen the weights
-// and multiply in float32) and against llama.cpp's, and the greedy
-// continuations against llama.cpp's.
+// dequantized weights (within 0.1% of the largest logit: the fused block
+// kernels round activations to 16-bit blocks; bf16 bit for bit) and
+// against llama.cpp's, and the greedy continuations against llama.cpp's.
 func TestGGUFFixtures(t *testing.T) {
 	hf, err := Load(testutil.Fixture(t, "models/hf-gostd-13m"), Options{})
 	if err != nil {
@@ -107,10 +107,22 @@ func TestGGUFFixtures(t *testing.T) {
 			// The first 64 positions suffice: every matrix is used at each.
 			deq := forwardLogits(t, dequantizedCopy(m), ids[:64])
 			blk := forwardLogits(t, m, ids[:64])
+			// Fused block products round the activations to 16-bit blocks
+			// (each value moves by at most 1/65534 of its block's largest);
+			// float weights (bf16) multiply exactly, bit for bit the
+			// dequantized path. Measured: 0.001% of the largest logit. The
+			// bar, 0.1%, is far above that rounding and far below the ~2%
+			// jump of a mixture-of-experts routing decision that the
+			// rounding would flip (8-bit activation blocks flip one in about
+			// 64 positions here).
+			var dd, dm float64
 			for i := range deq {
-				if math.Float32bits(blk[i]) != math.Float32bits(deq[i]) {
-					t.Fatalf("logit %d: %v from blocks, %v from the dequantized float32 weights", i, blk[i], deq[i])
-				}
+				dd = math.Max(dd, math.Abs(float64(blk[i])-float64(deq[i])))
+				dm = math.Max(dm, math.Abs(float64(deq[i])))
+			}
+			t.Logf("%s: max |blocks − dequantized f32| = %.4f of max |logit| %.2f: %.3f%%", typ, dd, dm, 100*dd/dm)
+			if typ == "bf16" && dd != 0 || dd > 0.001*dm {
+				t.Fatalf("logits from the blocks differ from the dequantized float32 forward by %.4f (max |logit| %.2f)", dd, dm)
 			}
 			// llama.cpp rounds activations inside its products (to bf16 for
 			// BF16 weights, to 8-bit blocks for quantized ones), which moves

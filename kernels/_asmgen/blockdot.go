@@ -7,17 +7,16 @@ import (
 )
 
 // The fused block kernels multiply rows of ggml's quantized blocks with
-// activations rounded to 8-bit blocks of 32 (q, with one float32 scale d
-// per block and, for Q4_K and Q5_K, the block's Σ q as a float32 s). They
-// follow package kernels' plain-Go kernels (dotQ8_0Generic and its
-// siblings in blockdot.go) operation for operation: the integer lane sums
-// L_l = Σ_{i=4l}^{4l+3} w_i·q_i come from VPMADDUBSW (unsigned × signed
-// bytes into int16 pairs, which cannot saturate for these weights) and
-// VPMADDWD (pairs into int32 lanes), each block's lanes are converted to
-// float32 (exact), multiplied by the block's scale and added to 8 lane
-// accumulators (VMULPS then VADDPS: two roundings, as the Go code), and
-// the lanes are reduced by hsum1's tree. So the assembly and the Go code
-// give the same bits.
+// activations rounded to int16 in blocks of 32 (q, with one float32 scale
+// d per block and, for Q4_K and Q5_K, the block's Σ q as a float32 s).
+// They follow package kernels' plain-Go kernels (dotQ8_0Generic and its
+// siblings in blockdot.go) operation for operation: the weights of a block
+// are widened to int16, VPMADDWD multiplies each half of 16 with the
+// activations into 8 int32 lanes of pairs, and the two halves' lanes are
+// added (exact); each block's lanes are converted to float32, multiplied
+// by the block's scale and added to 8 lane accumulators (VMULPS then
+// VADDPS: two roundings, as the Go code), and the lanes are reduced by
+// hsum1's tree. So the assembly and the Go code give the same bits.
 
 // blockRowsDoc is the Go loop of a fused kernel over rows.
 func blockRowsDoc(name, gen string, args string) []string {
@@ -44,46 +43,34 @@ func scaleHalf(m, f Mem) VecVirtual {
 	return y
 }
 
-// signedLanes adds a block of 32 signed weights wv (int8, at most 128 in
-// magnitude) times the signed activations at q to acc, scaled by sc:
-// acc += float32(sc·float32(L)).
-func signedLanes(wv VecVirtual, q Mem, ones Op, sc VecVirtual, acc VecVirtual) {
-	aw, sx := YMM(), YMM()
-	VPSIGNB(wv, wv, aw)    // |w|
-	VMOVDQU(q, sx)         // q
-	VPSIGNB(wv, sx, sx)    // q·sign(w)
-	VPMADDUBSW(sx, aw, aw) // int16 pairs
-	VPMADDWD(ones, aw, aw) // int32 lanes of 4
-	VCVTDQ2PS(aw, aw)      // exact
-	VMULPS(sc, aw, aw)     // rounded
-	VADDPS(aw, acc, acc)   // rounded
-}
-
-// unsignedLanes is signedLanes for weights 0..63 in wv: no sign trick.
-func unsignedLanes(wv VecVirtual, q Mem, ones Op, sc Op, acc VecVirtual) {
-	p := YMM()
-	VPMADDUBSW(q, wv, p)
-	VPMADDWD(ones, p, p)
-	VCVTDQ2PS(p, p)
-	VMULPS(sc, p, p)
-	VADDPS(p, acc, acc)
+// halvesLanes multiplies the int16 weights of a block's two halves (w0:
+// elements 0-15, w1: 16-31) with the 32 activations at q, adds the two
+// halves' lanes and adds them, scaled by sc, to acc:
+// acc += float32(sc·float32(L)). w0 and w1 are overwritten.
+func halvesLanes(w0, w1 VecVirtual, q Mem, sc Op, acc VecVirtual) {
+	VPMADDWD(q, w0, w0)
+	VPMADDWD(q.Offset(32), w1, w1)
+	VPADDD(w1, w0, w0)
+	VCVTDQ2PS(w0, w0)
+	VMULPS(sc, w0, w0)
+	VADDPS(w0, acc, acc)
 }
 
 func genBlockDot() {
-	b0F := vconst("bdMask0F", 0x0F0F0F0F)
-	b08 := vconst("bdEight", 0x08080808)
-	ones := vconst("bdOnes16", 0x00010001)
-	b10 := vconst("bdMask10", 0x10101010)
-	b03 := vconst("bdMask03", 0x03030303)
-	b30 := vconst("bdMask30", 0x30303030)
-	b20 := vconst("bdBias32", 0x20202020)
+	w0F := vconst("bdMask0F", 0x000F000F)
+	w08 := vconst("bdEight", 0x00080008)
+	w10 := vconst("bdMask10", 0x00100010)
+	b0F := vconst("bdByte0F", 0x0F0F0F0F)
+	b03 := vconst("bdByte03", 0x03030303)
+	b30 := vconst("bdByte30", 0x30303030)
+	b20 := vconst("bdByte20", 0x20202020)
 
 	// Q8_0 and Q4_0: blocks of 32.
 	for _, k := range []struct {
 		name, gen string
 		bytes     int
 	}{{"dotQ8_0AVX2", "dotQ8_0Generic", 34}, {"dotQ4_0AVX2", "dotQ4_0Generic", 18}} {
-		TEXT(k.name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int8, d *float32)")
+		TEXT(k.name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d *float32)")
 		Pragma("noescape")
 		Doc(blockRowsDoc(k.name, k.gen, "q[:rb/"+itoa(k.bytes)+"*32], d[:rb/"+itoa(k.bytes)+"]")...)
 		y := Load(Param("y"), GP64())
@@ -92,8 +79,8 @@ func genBlockDot() {
 		var m0F, eight VecVirtual
 		if k.bytes == 18 {
 			m0F, eight = YMM(), YMM()
-			VMOVDQU(b0F, m0F)
-			VMOVDQU(b08, eight)
+			VMOVDQU(w0F, m0F)
+			VMOVDQU(w08, eight)
 		}
 		Label(k.name + "_row")
 		TESTQ(rows, rows)
@@ -107,20 +94,20 @@ func genBlockDot() {
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(k.name + "_end"))
 		sc := scaleHalf(Mem{Base: w}, Mem{Base: dp})
-		wv := YMM()
+		a, b := YMM(), YMM()
 		if k.bytes == 34 {
-			VMOVDQU(Mem{Base: w, Disp: 2}, wv)
+			VPMOVSXBW(Mem{Base: w, Disp: 2}, a)
+			VPMOVSXBW(Mem{Base: w, Disp: 18}, b)
 		} else {
-			lo, hi := XMM(), XMM()
-			VMOVDQU(Mem{Base: w, Disp: 2}, lo)
-			VPSRLW(U8(4), lo, hi)
-			VINSERTI128(U8(1), hi, lo.AsY(), wv)
-			VPAND(m0F, wv, wv)
-			VPSUBB(eight, wv, wv)
+			VPMOVZXBW(Mem{Base: w, Disp: 2}, a)
+			VPSRLW(U8(4), a, b)
+			VPAND(m0F, a, a)
+			VPSUBW(eight, a, a)
+			VPSUBW(eight, b, b)
 		}
-		signedLanes(wv, Mem{Base: qp}, ones, sc, acc)
+		halvesLanes(a, b, Mem{Base: qp}, sc, acc)
 		ADDQ(U8(k.bytes), w)
-		ADDQ(U8(32), qp)
+		ADDQ(U8(64), qp)
 		ADDQ(U8(4), dp)
 		SUBQ(U8(k.bytes), n)
 		JMP(LabelRef(k.name + "_block"))
@@ -140,7 +127,7 @@ func genBlockDot() {
 		bytes     int
 	}{{"dotQ4KAVX2", "dotQ4KGeneric", 144}, {"dotQ5KAVX2", "dotQ5KGeneric", 176}} {
 		five := k.bytes == 176
-		TEXT(k.name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32)")
+		TEXT(k.name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)")
 		Pragma("noescape")
 		Doc(blockRowsDoc(k.name, k.gen, "q[:rb/"+itoa(k.bytes)+"*256], d[:rb/"+itoa(k.bytes)+"*8], s[:rb/"+itoa(k.bytes)+"*8]")...)
 		aLoc := AllocLocal(32)
@@ -148,7 +135,7 @@ func genBlockDot() {
 		w := Load(Param("w"), GP64())
 		rows := Load(Param("rows"), GP64())
 		m0F := YMM()
-		VMOVDQU(b0F, m0F)
+		VMOVDQU(w0F, m0F)
 		Label(k.name + "_row")
 		TESTQ(rows, rows)
 		JZ(LabelRef(k.name + "_done"))
@@ -212,43 +199,51 @@ func genBlockDot() {
 		VMULPS(Mem{Base: sp}, mn, mn) // ·Σq
 		VADDPS(mn, macc, macc)
 		off := 16
-		var qh, m10 VecVirtual
+		var qh0, qh1, m10 VecVirtual
 		if five {
 			off = 48
-			qh, m10 = YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: 16}, qh)
-			VMOVDQU(b10, m10)
+			qh0, qh1, m10 = YMM(), YMM(), YMM()
+			VPMOVZXBW(Mem{Base: w, Disp: 16}, qh0)
+			VPMOVZXBW(Mem{Base: w, Disp: 32}, qh1)
+			VMOVDQU(w10, m10)
 		}
 		for j := 0; j < 4; j++ {
-			raw, lo, hi := YMM(), YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: off + 32*j}, raw)
-			VPAND(m0F, raw, lo)
-			VPSRLW(U8(4), raw, hi)
-			VPAND(m0F, hi, hi)
-			if five {
-				for part, v := range []VecVirtual{lo, hi} {
-					bit := 2*j + part // to bit 4 of each byte
-					b := YMM()
-					switch {
-					case bit < 4:
-						VPSLLW(U8(4-bit), qh, b)
-					case bit > 4:
-						VPSRLW(U8(bit-4), qh, b)
-					default:
-						VMOVDQA(qh, b)
-					}
-					VPAND(m10, b, b)
-					VPOR(b, v, v)
+			r0, r1 := YMM(), YMM()
+			VPMOVZXBW(Mem{Base: w, Disp: off + 32*j}, r0)
+			VPMOVZXBW(Mem{Base: w, Disp: off + 32*j + 16}, r1)
+			for part := 0; part < 2; part++ {
+				a, b := YMM(), YMM()
+				if part == 0 {
+					VPAND(m0F, r0, a)
+					VPAND(m0F, r1, b)
+				} else {
+					VPSRLW(U8(4), r0, a)
+					VPSRLW(U8(4), r1, b)
 				}
-			}
-			for part, v := range []VecVirtual{lo, hi} {
-				a := YMM()
-				VBROADCASTSS(aLoc.Offset(4*(2*j+part)), a)
-				unsignedLanes(v, Mem{Base: qp, Disp: 64*j + 32*part}, ones, a, acc)
+				if five {
+					bit := 2*j + part // to bit 4 of each word
+					for i, v := range []VecVirtual{a, b} {
+						src := []VecVirtual{qh0, qh1}[i]
+						t := YMM()
+						switch {
+						case bit < 4:
+							VPSLLW(U8(4-bit), src, t)
+						case bit > 4:
+							VPSRLW(U8(bit-4), src, t)
+						default:
+							VMOVDQA(src, t)
+						}
+						VPAND(m10, t, t)
+						VPOR(t, v, v)
+					}
+				}
+				s := YMM()
+				VBROADCASTSS(aLoc.Offset(4*(2*j+part)), s)
+				halvesLanes(a, b, Mem{Base: qp, Disp: 64 * (2*j + part)}, s, acc)
 			}
 		}
 		ADDQ(U32(k.bytes), w)
-		ADDQ(U32(256), qp)
+		ADDQ(U32(512), qp)
 		ADDQ(U8(32), dp)
 		ADDQ(U8(32), sp)
 		SUBQ(U32(k.bytes), n)
@@ -268,7 +263,7 @@ func genBlockDot() {
 	// Q6_K: super-blocks of 256, 6-bit weights, int8 scales per 16.
 	{
 		name := "dotQ6KAVX2"
-		TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int8, d *float32)")
+		TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d *float32)")
 		Pragma("noescape")
 		Doc(blockRowsDoc(name, "dotQ6KGeneric", "q[:rb/210*256], d[:rb/210*8]")...)
 		dLoc := AllocLocal(32)
@@ -337,26 +332,23 @@ func genBlockDot() {
 				}
 				VPOR(b, v, v)
 				VPSUBB(b20, v, v) // q6 − 32
-				aw, sx := YMM(), YMM()
-				VPSIGNB(v, v, aw)
-				VMOVDQU(Mem{Base: qp, Disp: 128*hh + 32*g}, sx)
-				VPSIGNB(v, sx, sx)
-				VPMADDUBSW(sx, aw, aw)
-				s0, s1 := YMM(), YMM()
+				w0, w1, hi := YMM(), YMM(), XMM()
+				VPMOVSXBW(v.AsX(), w0)
+				VEXTRACTI128(U8(1), v, hi)
+				VPMOVSXBW(hi, w1)
 				j := 8*hh + 2*g
+				s0, s1 := YMM(), YMM()
 				VPBROADCASTW(sLoc.Offset(2*j), s0)
 				VPBROADCASTW(sLoc.Offset(2*j+2), s1)
-				VPBLENDD(U8(0xF0), s1, s0, s0)
-				VPMADDWD(s0, aw, aw) // Σ sc·(q6−32)·q per lane
-				VCVTDQ2PS(aw, aw)
+				VPMULLW(s0, w0, w0) // sc·(q6−32), at most 4096
+				VPMULLW(s1, w1, w1)
 				dd := YMM()
 				VBROADCASTSS(dLoc.Offset(4*(4*hh+g)), dd)
-				VMULPS(dd, aw, aw)
-				VADDPS(aw, acc, acc)
+				halvesLanes(w0, w1, Mem{Base: qp, Disp: 256*hh + 64*g}, dd, acc)
 			}
 		}
 		ADDQ(U32(210), w)
-		ADDQ(U32(256), qp)
+		ADDQ(U32(512), qp)
 		ADDQ(U8(32), dp)
 		SUBQ(U32(210), n)
 		JMP(LabelRef(name + "_block"))
