@@ -77,6 +77,25 @@ type xQ8 struct {
 	q    []int16
 	d, s []float32
 	ok   []bool
+	// For the assembly's several-token kernels, the finite rows in groups
+	// of up to groupTokens, interleaved (packGroup).
+	groups     []xGroup
+	gq         []int16
+	gd, gs     []float32
+	groupBlock int // the format's block size when the groups were packed
+}
+
+// groupTokens is the most tokens a fused kernel multiplies at once.
+const groupTokens = 4
+
+// xGroup is nt tokens' activations interleaved: block b of token t at
+// q[(b*nt+t)*32:], and its scale (and Σ q) at d[b*nt+t] for blocks of 32
+// weights or d[(b/8*nt+t)*8+b%8] for super-blocks of 256.
+type xGroup struct {
+	tokens [groupTokens]int
+	nt     int
+	q      []int16
+	d, s   []float32
 }
 
 // quantize rounds the T rows of C columns (a multiple of 32) of x.
@@ -95,6 +114,56 @@ func (a *xQ8) quantize(x []float32, T, C int) {
 	a.q, a.d, a.s, a.ok = a.q[:T*C], a.d[:T*nb], a.s[:T*nb], a.ok[:T]
 	for t := range T {
 		a.ok[t] = quantizeQ8Row(a.q[t*C:(t+1)*C], a.d[t*nb:(t+1)*nb], a.s[t*nb:(t+1)*nb], x[t*C:(t+1)*C])
+	}
+	a.groups = a.groups[:0]
+}
+
+// group packs the finite rows of a (T rows of C columns) in groups of up
+// to groupTokens tokens for weights in blocks of elems (32 or 256).
+func (a *xQ8) group(T, C, elems int) {
+	nb := C / q8Block
+	if cap(a.gq) < T*C {
+		a.gq = make([]int16, T*C)
+	}
+	if cap(a.gd) < T*nb {
+		a.gd = make([]float32, T*nb)
+		a.gs = make([]float32, T*nb)
+	}
+	if cap(a.groups) < (T+groupTokens-1)/groupTokens {
+		a.groups = make([]xGroup, 0, (T+groupTokens-1)/groupTokens)
+	}
+	a.groups, a.groupBlock = a.groups[:0], elems
+	var g xGroup
+	used := 0
+	flush := func() {
+		n := g.nt
+		g.q, g.d, g.s = a.gq[used*C:(used+n)*C], a.gd[used*nb:(used+n)*nb], a.gs[used*nb:(used+n)*nb]
+		for i, t := range g.tokens[:n] {
+			for b := range nb {
+				copy(g.q[(b*n+i)*q8Block:(b*n+i+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
+				j := b*n + i
+				if elems == 256 {
+					j = (b/8*n+i)*8 + b%8
+				}
+				g.d[j], g.s[j] = a.d[t*nb+b], a.s[t*nb+b]
+			}
+		}
+		used += n
+		a.groups = append(a.groups, g)
+		g = xGroup{}
+	}
+	for t := range T {
+		if !a.ok[t] {
+			continue
+		}
+		g.tokens[g.nt] = t
+		g.nt++
+		if g.nt == groupTokens {
+			flush()
+		}
+	}
+	if g.nt > 0 {
+		flush()
 	}
 }
 
@@ -140,6 +209,29 @@ func fusedRows(s *scratch, dst, x []float32, T int, w *Matrix, a *xQ8, r0, r1 in
 	rb := w.Format.rowBytes(C)
 	nb := C / q8Block
 	q := w.Q[r0*rb : r1*rb]
+	if T > 1 && useAVX2 {
+		// Groups of tokens share each widened weight block.
+		for t := range T {
+			if !a.ok[t] {
+				blockRows(s, dst[t*R:(t+1)*R], x[t*C:(t+1)*C], 1, w, r0, r1)
+			}
+		}
+		nr := r1 - r0
+		if len(s.blockOut) < groupTokens*nr {
+			s.blockOut = make([]float32, groupTokens*nr)
+		}
+		for _, g := range a.groups {
+			out := s.blockOut[:g.nt*nr]
+			blockDotRowsN(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s)
+			for i, t := range g.tokens[:g.nt] {
+				y := dst[t*R+r0 : t*R+r1]
+				for r := range y {
+					y[r] = out[r*g.nt+i]
+				}
+			}
+		}
+		return
+	}
 	for t := range T {
 		out := dst[t*R : (t+1)*R]
 		if !a.ok[t] {

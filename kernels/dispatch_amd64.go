@@ -536,3 +536,35 @@ func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []f
 		dotQ6KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
 	}
 }
+
+// blockDotRowsN computes y[i*nt+t] for the nt tokens of a group packed by
+// xQ8.group, bit for bit blockDotRows of each token.
+func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, s []float32) {
+	n := len(y) / nt
+	if n == 0 {
+		return
+	}
+	g := dotGeometry[k]
+	nb := rb / g.bytes * g.elems / q8Block
+	_, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nb-1], s[nt*nb-1]
+	_ = y[n*nt-1]
+	var f func(y *float32, w *byte, rows, rb int, q *int16, d *float32)
+	var fk func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)
+	switch k {
+	case DotQ8_0:
+		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX2, dotQ8_0x2AVX2, dotQ8_0x3AVX2, dotQ8_0x4AVX2}[nt-1]
+	case DotQ4_0:
+		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX2, dotQ4_0x2AVX2, dotQ4_0x3AVX2, dotQ4_0x4AVX2}[nt-1]
+	case DotQ6K:
+		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ6KAVX2, dotQ6Kx2AVX2, dotQ6Kx3AVX2, dotQ6Kx4AVX2}[nt-1]
+	case DotQ4K:
+		fk = [...]func(*float32, *byte, int, int, *int16, *float32, *float32){dotQ4KAVX2, dotQ4Kx2AVX2, dotQ4Kx3AVX2, dotQ4Kx4AVX2}[nt-1]
+	case DotQ5K:
+		fk = [...]func(*float32, *byte, int, int, *int16, *float32, *float32){dotQ5KAVX2, dotQ5Kx2AVX2, dotQ5Kx3AVX2, dotQ5Kx4AVX2}[nt-1]
+	}
+	if f != nil {
+		f(&y[0], &w[0], n, rb, &q[0], &d[0])
+	} else {
+		fk(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
+	}
+}

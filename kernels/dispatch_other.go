@@ -98,3 +98,7 @@ func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: n
 func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []float32) {
 	blockDotRowsGeneric(y, k, w, rb, q, d, s)
 }
+
+func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, s []float32) {
+	panic("kernels: no assembly")
+}

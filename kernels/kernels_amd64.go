@@ -681,3 +681,123 @@ func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *
 //
 //go:noescape
 func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ8_0Generic of each token.
+//
+//go:noescape
+func dotQ8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4_0Generic of each token.
+//
+//go:noescape
+func dotQ4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4KGeneric of each token.
+//
+//go:noescape
+func dotQ4Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5KGeneric of each token.
+//
+//go:noescape
+func dotQ5Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ6KGeneric of each token.
+//
+//go:noescape
+func dotQ6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ8_0Generic of each token.
+//
+//go:noescape
+func dotQ8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4_0Generic of each token.
+//
+//go:noescape
+func dotQ4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4KGeneric of each token.
+//
+//go:noescape
+func dotQ4Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5KGeneric of each token.
+//
+//go:noescape
+func dotQ5Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ6KGeneric of each token.
+//
+//go:noescape
+func dotQ6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ8_0Generic of each token.
+//
+//go:noescape
+func dotQ8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4_0Generic of each token.
+//
+//go:noescape
+func dotQ4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4KGeneric of each token.
+//
+//go:noescape
+func dotQ4Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5KGeneric of each token.
+//
+//go:noescape
+func dotQ5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ6KGeneric of each token.
+//
+//go:noescape
+func dotQ6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)

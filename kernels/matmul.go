@@ -70,6 +70,9 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 		m.q = &p.xq
 	case m.fused:
 		p.xb.quantize(x[:T*C], T, C)
+		if T > 1 && useAVX2 {
+			p.xb.group(T, C, w.Format.Elems)
+		}
 		m.xb = &p.xb
 	}
 	p.run(m, m.nchunks, T*R*C)
@@ -137,6 +140,9 @@ func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
 		m.q = &s.xq
 	case m.fused:
 		s.xb.quantize(x[:T*C], T, C)
+		if T > 1 && useAVX2 {
+			s.xb.group(T, C, w.Format.Elems)
+		}
 		m.xb = &s.xb
 	}
 	m.do(0)

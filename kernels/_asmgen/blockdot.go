@@ -19,25 +19,29 @@ import (
 // hsum1's tree. So the assembly and the Go code give the same bits.
 
 // blockRowsDoc is the Go loop of a fused kernel over rows.
-func blockRowsDoc(name, gen string, args string) []string {
+func blockRowsDoc(name, gen string, args string, nt int) []string {
+	if nt == 1 {
+		return []string{
+			name + " computes, for each of rows rows of rb bytes at w,",
+			"",
+			"\ty[r] = " + gen + "(w[r*rb:(r+1)*rb], " + args + ")",
+			"",
+			"bit for bit (see blockdot.go). The rows follow each other in memory.",
+		}
+	}
 	return []string{
-		name + " computes, for each of rows rows of rb bytes at w,",
-		"",
-		"\ty[r] = " + gen + "(w[r*rb:(r+1)*rb], " + args + ")",
-		"",
-		"bit for bit (see blockdot.go). The rows follow each other in memory.",
+		name + " is the kernel for one token, computing y[r*" + itoa(nt) + "+t] for " + itoa(nt) + " tokens t",
+		"at once (each weight block widened once for all of them), with the",
+		"tokens' activations interleaved (see packGroup): bit for bit",
+		gen + " of each token.",
 	}
 }
 
-// scaleHalf loads the float16 at m, converts it and multiplies it by the
-// float32 at f, and returns it broadcast to 8 lanes.
-func scaleHalf(m, f Mem) VecVirtual {
-	t := GP32()
-	MOVWLZX(m, t)
+// scaleVec returns the float32 at f times the converted half in the low
+// lane of hx, broadcast.
+func scaleVec(hx VecVirtual, f Mem) VecVirtual {
 	x := XMM()
-	VMOVD(t, x)
-	VCVTPH2PS(x, x)
-	VMULSS(f, x, x)
+	VMULSS(f, hx, x)
 	y := YMM()
 	VBROADCASTSS(x, y)
 	return y
@@ -46,54 +50,91 @@ func scaleHalf(m, f Mem) VecVirtual {
 // halvesLanes multiplies the int16 weights of a block's two halves (w0:
 // elements 0-15, w1: 16-31) with the 32 activations at q, adds the two
 // halves' lanes and adds them, scaled by sc, to acc:
-// acc += float32(sc·float32(L)). w0 and w1 are overwritten.
+// acc += float32(sc·float32(L)).
 func halvesLanes(w0, w1 VecVirtual, q Mem, sc Op, acc VecVirtual) {
-	VPMADDWD(q, w0, w0)
-	VPMADDWD(q.Offset(32), w1, w1)
-	VPADDD(w1, w0, w0)
-	VCVTDQ2PS(w0, w0)
-	VMULPS(sc, w0, w0)
-	VADDPS(w0, acc, acc)
+	p0, p1 := YMM(), YMM()
+	VPMADDWD(q, w0, p0)
+	VPMADDWD(q.Offset(32), w1, p1)
+	VPADDD(p1, p0, p0)
+	VCVTDQ2PS(p0, p0)
+	VMULPS(sc, p0, p0)
+	VADDPS(p0, acc, acc)
 }
 
-func genBlockDot() {
-	w0F := vconst("bdMask0F", 0x000F000F)
-	w08 := vconst("bdEight", 0x00080008)
-	w10 := vconst("bdMask10", 0x00100010)
-	b0F := vconst("bdByte0F", 0x0F0F0F0F)
-	b03 := vconst("bdByte03", 0x03030303)
-	b30 := vconst("bdByte30", 0x30303030)
-	b20 := vconst("bdByte20", 0x20202020)
+// kernelName is the name of the fused kernel of base for nt tokens.
+func kernelName(base string, nt int) string {
+	if nt == 1 {
+		return base + "AVX2"
+	}
+	return base + "x" + itoa(nt) + "AVX2"
+}
 
-	// Q8_0 and Q4_0: blocks of 32.
+// storeAcc stores the nt results of a row (acc less the minimum sums at
+// mLoc, if any) to y and advances y.
+func storeAcc(y Register, acc []VecVirtual, mLoc *Mem) {
+	for t, a := range acc {
+		r := hsum1(a)
+		if mLoc != nil {
+			m := YMM()
+			VMOVUPS(mLoc.Offset(32*t), m)
+			VSUBSS(hsum1(m), r, r)
+		}
+		VMOVSS(r, Mem{Base: y, Disp: 4 * t})
+	}
+	ADDQ(U8(4*len(acc)), y)
+}
+
+// The constants of the fused kernels: word masks and bytes.
+var w0F, w08, w10, b0F, b03, b30, b20 Mem
+
+func genBlockDot() {
+	w0F = vconst("bdMask0F", 0x000F000F)
+	w08 = vconst("bdEight", 0x00080008)
+	w10 = vconst("bdMask10", 0x00100010)
+	b0F = vconst("bdByte0F", 0x0F0F0F0F)
+	b03 = vconst("bdByte03", 0x03030303)
+	b30 = vconst("bdByte30", 0x30303030)
+	b20 = vconst("bdByte20", 0x20202020)
+	for nt := 1; nt <= 4; nt++ {
+		genBlockDot32(nt)
+		genBlockDotK45(nt)
+		genBlockDotQ6K(nt)
+	}
+}
+
+// Q8_0 and Q4_0: blocks of 32; the activations of block b and token t at
+// q[(b*nt+t)*32], their scale at d[b*nt+t].
+func genBlockDot32(nt int) {
 	for _, k := range []struct {
-		name, gen string
+		base, gen string
 		bytes     int
-	}{{"dotQ8_0AVX2", "dotQ8_0Generic", 34}, {"dotQ4_0AVX2", "dotQ4_0Generic", 18}} {
-		TEXT(k.name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d *float32)")
+	}{{"dotQ8_0", "dotQ8_0Generic", 34}, {"dotQ4_0", "dotQ4_0Generic", 18}} {
+		name := kernelName(k.base, nt)
+		TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d *float32)")
 		Pragma("noescape")
-		Doc(blockRowsDoc(k.name, k.gen, "q[:rb/"+itoa(k.bytes)+"*32], d[:rb/"+itoa(k.bytes)+"]")...)
+		Doc(blockRowsDoc(name, k.gen, "q[:rb/"+itoa(k.bytes)+"*32], d[:rb/"+itoa(k.bytes)+"]", nt)...)
 		y := Load(Param("y"), GP64())
 		w := Load(Param("w"), GP64())
 		rows := Load(Param("rows"), GP64())
-		var m0F, eight VecVirtual
-		if k.bytes == 18 {
-			m0F, eight = YMM(), YMM()
-			VMOVDQU(w0F, m0F)
-			VMOVDQU(w08, eight)
-		}
-		Label(k.name + "_row")
+		Label(name + "_row")
 		TESTQ(rows, rows)
-		JZ(LabelRef(k.name + "_done"))
+		JZ(LabelRef(name + "_done"))
 		n := Load(Param("rb"), GP64())
 		qp := Load(Param("q"), GP64())
 		dp := Load(Param("d"), GP64())
-		acc := YMM()
-		VXORPS(acc, acc, acc)
-		Label(k.name + "_block")
+		acc := make([]VecVirtual, nt)
+		for t := range acc {
+			acc[t] = YMM()
+			VXORPS(acc[t], acc[t], acc[t])
+		}
+		Label(name + "_block")
 		CMPQ(n, Imm(0))
-		JLE(LabelRef(k.name + "_end"))
-		sc := scaleHalf(Mem{Base: w}, Mem{Base: dp})
+		JLE(LabelRef(name + "_end"))
+		h := GP32()
+		MOVWLZX(Mem{Base: w}, h)
+		hx := XMM()
+		VMOVD(h, hx)
+		VCVTPH2PS(hx, hx)
 		a, b := YMM(), YMM()
 		if k.bytes == 34 {
 			VPMOVSXBW(Mem{Base: w, Disp: 2}, a)
@@ -101,124 +142,137 @@ func genBlockDot() {
 		} else {
 			VPMOVZXBW(Mem{Base: w, Disp: 2}, a)
 			VPSRLW(U8(4), a, b)
-			VPAND(m0F, a, a)
-			VPSUBW(eight, a, a)
-			VPSUBW(eight, b, b)
+			VPAND(w0F, a, a)
+			VPSUBW(w08, a, a)
+			VPSUBW(w08, b, b)
 		}
-		halvesLanes(a, b, Mem{Base: qp}, sc, acc)
+		for t := 0; t < nt; t++ {
+			sc := scaleVec(hx, Mem{Base: dp, Disp: 4 * t})
+			halvesLanes(a, b, Mem{Base: qp, Disp: 64 * t}, sc, acc[t])
+		}
 		ADDQ(U8(k.bytes), w)
-		ADDQ(U8(64), qp)
-		ADDQ(U8(4), dp)
+		ADDQ(U32(64*nt), qp)
+		ADDQ(U8(4*nt), dp)
 		SUBQ(U8(k.bytes), n)
-		JMP(LabelRef(k.name + "_block"))
-		Label(k.name + "_end")
-		VMOVSS(hsum1(acc), Mem{Base: y})
-		ADDQ(U8(4), y)
+		JMP(LabelRef(name + "_block"))
+		Label(name + "_end")
+		storeAcc(y, acc, nil)
 		DECQ(rows)
-		JMP(LabelRef(k.name + "_row"))
-		Label(k.name + "_done")
+		JMP(LabelRef(name + "_row"))
+		Label(name + "_done")
 		VZEROUPPER()
 		RET()
 	}
+}
 
-	// Q4_K and Q5_K: super-blocks of 256 with 6-bit scales and mins.
+// Q4_K and Q5_K: super-blocks of 256 with 6-bit scales and mins; the
+// activations of block b and token t at q[(b*nt+t)*32], the scales and
+// sums of super-block sb and token t at d[(sb*nt+t)*8:] and s[(sb*nt+t)*8:].
+func genBlockDotK45(nt int) {
 	for _, k := range []struct {
-		name, gen string
+		base, gen string
 		bytes     int
-	}{{"dotQ4KAVX2", "dotQ4KGeneric", 144}, {"dotQ5KAVX2", "dotQ5KGeneric", 176}} {
+	}{{"dotQ4K", "dotQ4KGeneric", 144}, {"dotQ5K", "dotQ5KGeneric", 176}} {
 		five := k.bytes == 176
-		TEXT(k.name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)")
+		name := kernelName(k.base, nt)
+		TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)")
 		Pragma("noescape")
-		Doc(blockRowsDoc(k.name, k.gen, "q[:rb/"+itoa(k.bytes)+"*256], d[:rb/"+itoa(k.bytes)+"*8], s[:rb/"+itoa(k.bytes)+"*8]")...)
-		aLoc := AllocLocal(32)
+		Doc(blockRowsDoc(name, k.gen, "q[:rb/"+itoa(k.bytes)+"*256], d[:rb/"+itoa(k.bytes)+"*8], s[:rb/"+itoa(k.bytes)+"*8]", nt)...)
+		aLoc := AllocLocal(32 * nt) // A_j per token
+		mLoc := AllocLocal(32 * nt) // the minimum sums per token
 		y := Load(Param("y"), GP64())
 		w := Load(Param("w"), GP64())
 		rows := Load(Param("rows"), GP64())
-		m0F := YMM()
-		VMOVDQU(w0F, m0F)
-		Label(k.name + "_row")
+		Label(name + "_row")
 		TESTQ(rows, rows)
-		JZ(LabelRef(k.name + "_done"))
+		JZ(LabelRef(name + "_done"))
 		n := Load(Param("rb"), GP64())
 		qp := Load(Param("q"), GP64())
 		dp := Load(Param("d"), GP64())
 		sp := Load(Param("s"), GP64())
-		acc, macc := YMM(), YMM()
-		VXORPS(acc, acc, acc)
-		VXORPS(macc, macc, macc)
-		Label(k.name + "_block")
+		acc := make([]VecVirtual, nt)
+		for t := range acc {
+			acc[t] = YMM()
+			VXORPS(acc[t], acc[t], acc[t])
+			VMOVUPS(acc[t], mLoc.Offset(32*t))
+		}
+		Label(name + "_block")
 		CMPQ(n, Imm(0))
-		JLE(LabelRef(k.name + "_end"))
-		// The 8 scales and 8 mins (ggml's get_scale_min_k4, 4 at a time).
-		u0, u1, u2, t := GP32(), GP32(), GP32(), GP32()
-		MOVL(Mem{Base: w, Disp: 4}, u0)
-		MOVL(Mem{Base: w, Disp: 8}, u1)
-		MOVL(Mem{Base: w, Disp: 12}, u2)
-		m3 := GP32() // mins 4..7: (u2>>4)&0x0f… | ((u1>>6)&0x03…)<<4
-		MOVL(u2, m3)
-		SHRL(U8(4), m3)
-		ANDL(U32(0x0f0f0f0f), m3)
-		MOVL(u1, t)
-		SHRL(U8(6), t)
-		ANDL(U32(0x03030303), t)
-		SHLL(U8(4), t)
-		ORL(t, m3)
-		ANDL(U32(0x3f3f3f3f), u1) // mins 0..3
-		MOVL(u0, t)               // scales 4..7: u2&0x0f… | ((u0>>6)&0x03…)<<4
-		SHRL(U8(6), t)
-		ANDL(U32(0x03030303), t)
-		SHLL(U8(4), t)
-		ANDL(U32(0x0f0f0f0f), u2)
-		ORL(t, u2)
-		ANDL(U32(0x3f3f3f3f), u0) // scales 0..3
-		scx, mnx := XMM(), XMM()
-		VMOVD(u0, scx)
-		VPINSRD(U8(1), u2, scx, scx)
-		VMOVD(u1, mnx)
-		VPINSRD(U8(1), m3, mnx, mnx)
-		sc, mn := YMM(), YMM()
-		VPMOVZXBD(scx, sc)
-		VPMOVZXBD(mnx, mn)
-		VCVTDQ2PS(sc, sc)
-		VCVTDQ2PS(mn, mn)
-		// d and dmin.
-		h := GP32()
-		MOVL(Mem{Base: w}, h)
-		dx := XMM()
-		VMOVD(h, dx)
-		VCVTPH2PS(dx, dx)
-		dd, dmin := YMM(), YMM()
-		VBROADCASTSS(dx, dd)
-		VMOVSHDUP(dx, dx)
-		VBROADCASTSS(dx, dmin)
-		VMULPS(dd, sc, sc)            // d·sc_j
-		VMULPS(Mem{Base: dp}, sc, sc) // ·d_b
-		VMOVUPS(sc, aLoc)             // A_j
-		VMULPS(dmin, mn, mn)          // dmin·m_j
-		VMULPS(Mem{Base: dp}, mn, mn) // ·d_b
-		VMULPS(Mem{Base: sp}, mn, mn) // ·Σq
-		VADDPS(mn, macc, macc)
+		JLE(LabelRef(name + "_end"))
+		{
+			// The 8 scales and 8 mins (ggml's get_scale_min_k4, 4 at a time).
+			u0, u1, u2, t := GP32(), GP32(), GP32(), GP32()
+			MOVL(Mem{Base: w, Disp: 4}, u0)
+			MOVL(Mem{Base: w, Disp: 8}, u1)
+			MOVL(Mem{Base: w, Disp: 12}, u2)
+			m3 := GP32() // mins 4..7: (u2>>4)&0x0f… | ((u1>>6)&0x03…)<<4
+			MOVL(u2, m3)
+			SHRL(U8(4), m3)
+			ANDL(U32(0x0f0f0f0f), m3)
+			MOVL(u1, t)
+			SHRL(U8(6), t)
+			ANDL(U32(0x03030303), t)
+			SHLL(U8(4), t)
+			ORL(t, m3)
+			ANDL(U32(0x3f3f3f3f), u1) // mins 0..3
+			MOVL(u0, t)               // scales 4..7: u2&0x0f… | ((u0>>6)&0x03…)<<4
+			SHRL(U8(6), t)
+			ANDL(U32(0x03030303), t)
+			SHLL(U8(4), t)
+			ANDL(U32(0x0f0f0f0f), u2)
+			ORL(t, u2)
+			ANDL(U32(0x3f3f3f3f), u0) // scales 0..3
+			scx, mnx := XMM(), XMM()
+			VMOVD(u0, scx)
+			VPINSRD(U8(1), u2, scx, scx)
+			VMOVD(u1, mnx)
+			VPINSRD(U8(1), m3, mnx, mnx)
+			sc, mn := YMM(), YMM()
+			VPMOVZXBD(scx, sc)
+			VPMOVZXBD(mnx, mn)
+			VCVTDQ2PS(sc, sc)
+			VCVTDQ2PS(mn, mn)
+			// d and dmin.
+			h := GP32()
+			MOVL(Mem{Base: w}, h)
+			dx := XMM()
+			VMOVD(h, dx)
+			VCVTPH2PS(dx, dx)
+			dd, dmin := YMM(), YMM()
+			VBROADCASTSS(dx, dd)
+			VMOVSHDUP(dx, dx)
+			VBROADCASTSS(dx, dmin)
+			VMULPS(dd, sc, sc)   // d·sc_j
+			VMULPS(dmin, mn, mn) // dmin·m_j
+			for t := 0; t < nt; t++ {
+				a, m := YMM(), YMM()
+				VMULPS(Mem{Base: dp, Disp: 32 * t}, sc, a) // ·d_b
+				VMOVUPS(a, aLoc.Offset(32*t))              // A_j
+				VMULPS(Mem{Base: dp, Disp: 32 * t}, mn, m) // ·d_b
+				VMULPS(Mem{Base: sp, Disp: 32 * t}, m, m)  // ·Σq
+				VADDPS(mLoc.Offset(32*t), m, m)
+				VMOVUPS(m, mLoc.Offset(32*t))
+			}
+		}
 		off := 16
-		var qh0, qh1, m10 VecVirtual
+		var qh0, qh1 VecVirtual
 		if five {
 			off = 48
-			qh0, qh1, m10 = YMM(), YMM(), YMM()
+			qh0, qh1 = YMM(), YMM()
 			VPMOVZXBW(Mem{Base: w, Disp: 16}, qh0)
 			VPMOVZXBW(Mem{Base: w, Disp: 32}, qh1)
-			VMOVDQU(w10, m10)
 		}
 		for j := 0; j < 4; j++ {
-			r0, r1 := YMM(), YMM()
-			VPMOVZXBW(Mem{Base: w, Disp: off + 32*j}, r0)
-			VPMOVZXBW(Mem{Base: w, Disp: off + 32*j + 16}, r1)
 			for part := 0; part < 2; part++ {
 				a, b := YMM(), YMM()
+				VPMOVZXBW(Mem{Base: w, Disp: off + 32*j}, a)
+				VPMOVZXBW(Mem{Base: w, Disp: off + 32*j + 16}, b)
 				if part == 0 {
-					VPAND(m0F, r0, a)
-					VPAND(m0F, r1, b)
+					VPAND(w0F, a, a)
+					VPAND(w0F, b, b)
 				} else {
-					VPSRLW(U8(4), r0, a)
-					VPSRLW(U8(4), r1, b)
+					VPSRLW(U8(4), a, a)
+					VPSRLW(U8(4), b, b)
 				}
 				if five {
 					bit := 2*j + part // to bit 4 of each word
@@ -233,134 +287,136 @@ func genBlockDot() {
 						default:
 							VMOVDQA(src, t)
 						}
-						VPAND(m10, t, t)
+						VPAND(w10, t, t)
 						VPOR(t, v, v)
 					}
 				}
-				s := YMM()
-				VBROADCASTSS(aLoc.Offset(4*(2*j+part)), s)
-				halvesLanes(a, b, Mem{Base: qp, Disp: 64 * (2*j + part)}, s, acc)
+				sb := 2*j + part
+				for t := 0; t < nt; t++ {
+					s := YMM()
+					VBROADCASTSS(aLoc.Offset(32*t+4*sb), s)
+					halvesLanes(a, b, Mem{Base: qp, Disp: 64 * (sb*nt + t)}, s, acc[t])
+				}
 			}
 		}
 		ADDQ(U32(k.bytes), w)
-		ADDQ(U32(512), qp)
-		ADDQ(U8(32), dp)
-		ADDQ(U8(32), sp)
+		ADDQ(U32(512*nt), qp)
+		ADDQ(U32(32*nt), dp)
+		ADDQ(U32(32*nt), sp)
 		SUBQ(U32(k.bytes), n)
-		JMP(LabelRef(k.name + "_block"))
-		Label(k.name + "_end")
-		r := hsum1(acc)
-		VSUBSS(hsum1(macc), r, r)
-		VMOVSS(r, Mem{Base: y})
-		ADDQ(U8(4), y)
-		DECQ(rows)
-		JMP(LabelRef(k.name + "_row"))
-		Label(k.name + "_done")
-		VZEROUPPER()
-		RET()
-	}
-
-	// Q6_K: super-blocks of 256, 6-bit weights, int8 scales per 16.
-	{
-		name := "dotQ6KAVX2"
-		TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d *float32)")
-		Pragma("noescape")
-		Doc(blockRowsDoc(name, "dotQ6KGeneric", "q[:rb/210*256], d[:rb/210*8]")...)
-		dLoc := AllocLocal(32)
-		sLoc := AllocLocal(32)
-		y := Load(Param("y"), GP64())
-		w := Load(Param("w"), GP64())
-		rows := Load(Param("rows"), GP64())
-		Label(name + "_row")
-		TESTQ(rows, rows)
-		JZ(LabelRef(name + "_done"))
-		n := Load(Param("rb"), GP64())
-		qp := Load(Param("q"), GP64())
-		dp := Load(Param("d"), GP64())
-		acc := YMM()
-		VXORPS(acc, acc, acc)
-		Label(name + "_block")
-		CMPQ(n, Imm(0))
-		JLE(LabelRef(name + "_end"))
-		{
-			h := GP32()
-			MOVWLZX(Mem{Base: w, Disp: 208}, h)
-			dx := XMM()
-			VMOVD(h, dx)
-			VCVTPH2PS(dx, dx)
-			dd := YMM()
-			VBROADCASTSS(dx, dd)
-			VMULPS(Mem{Base: dp}, dd, dd) // D_b = d·d_b
-			VMOVUPS(dd, dLoc)
-			s16 := YMM()
-			VPMOVSXBW(Mem{Base: w, Disp: 192}, s16)
-			VMOVDQU(s16, sLoc)
-		}
-		m0F, m03, m30 := YMM(), YMM(), YMM()
-		VMOVDQU(b0F, m0F)
-		VMOVDQU(b03, m03)
-		VMOVDQU(b30, m30)
-		for hh := 0; hh < 2; hh++ {
-			ql0, ql1, qhv := YMM(), YMM(), YMM()
-			VMOVDQU(Mem{Base: w, Disp: 64 * hh}, ql0)
-			VMOVDQU(Mem{Base: w, Disp: 64*hh + 32}, ql1)
-			VMOVDQU(Mem{Base: w, Disp: 128 + 32*hh}, qhv)
-			for g := 0; g < 4; g++ {
-				v, b := YMM(), YMM()
-				src := ql0
-				if g&1 == 1 {
-					src = ql1
-				}
-				if g < 2 {
-					VPAND(m0F, src, v)
-				} else {
-					VPSRLW(U8(4), src, v)
-					VPAND(m0F, v, v)
-				}
-				switch g {
-				case 0:
-					VPAND(m03, qhv, b)
-					VPSLLW(U8(4), b, b)
-				case 1:
-					VPSLLW(U8(2), qhv, b)
-					VPAND(m30, b, b)
-				case 2:
-					VPAND(m30, qhv, b)
-				case 3:
-					VPSRLW(U8(2), qhv, b)
-					VPAND(m30, b, b)
-				}
-				VPOR(b, v, v)
-				VPSUBB(b20, v, v) // q6 − 32
-				w0, w1, hi := YMM(), YMM(), XMM()
-				VPMOVSXBW(v.AsX(), w0)
-				VEXTRACTI128(U8(1), v, hi)
-				VPMOVSXBW(hi, w1)
-				j := 8*hh + 2*g
-				s0, s1 := YMM(), YMM()
-				VPBROADCASTW(sLoc.Offset(2*j), s0)
-				VPBROADCASTW(sLoc.Offset(2*j+2), s1)
-				VPMULLW(s0, w0, w0) // sc·(q6−32), at most 4096
-				VPMULLW(s1, w1, w1)
-				dd := YMM()
-				VBROADCASTSS(dLoc.Offset(4*(4*hh+g)), dd)
-				halvesLanes(w0, w1, Mem{Base: qp, Disp: 256*hh + 64*g}, dd, acc)
-			}
-		}
-		ADDQ(U32(210), w)
-		ADDQ(U32(512), qp)
-		ADDQ(U8(32), dp)
-		SUBQ(U32(210), n)
 		JMP(LabelRef(name + "_block"))
 		Label(name + "_end")
-		VMOVSS(hsum1(acc), Mem{Base: y})
-		ADDQ(U8(4), y)
+		storeAcc(y, acc, &mLoc)
 		DECQ(rows)
 		JMP(LabelRef(name + "_row"))
 		Label(name + "_done")
 		VZEROUPPER()
 		RET()
 	}
+}
+
+// Q6_K: super-blocks of 256, 6-bit weights, int8 scales per 16; the
+// activations laid out as for Q4_K (d per super-block and token).
+func genBlockDotQ6K(nt int) {
+	name := kernelName("dotQ6K", nt)
+	TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d *float32)")
+	Pragma("noescape")
+	Doc(blockRowsDoc(name, "dotQ6KGeneric", "q[:rb/210*256], d[:rb/210*8]", nt)...)
+	dLoc := AllocLocal(32 * nt)
+	sLoc := AllocLocal(32)
+	y := Load(Param("y"), GP64())
+	w := Load(Param("w"), GP64())
+	rows := Load(Param("rows"), GP64())
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	n := Load(Param("rb"), GP64())
+	qp := Load(Param("q"), GP64())
+	dp := Load(Param("d"), GP64())
+	acc := make([]VecVirtual, nt)
+	for t := range acc {
+		acc[t] = YMM()
+		VXORPS(acc[t], acc[t], acc[t])
+	}
+	Label(name + "_block")
+	CMPQ(n, Imm(0))
+	JLE(LabelRef(name + "_end"))
+	{
+		h := GP32()
+		MOVWLZX(Mem{Base: w, Disp: 208}, h)
+		dx := XMM()
+		VMOVD(h, dx)
+		VCVTPH2PS(dx, dx)
+		dd := YMM()
+		VBROADCASTSS(dx, dd)
+		for t := 0; t < nt; t++ {
+			v := YMM()
+			VMULPS(Mem{Base: dp, Disp: 32 * t}, dd, v) // D_b = d·d_b
+			VMOVUPS(v, dLoc.Offset(32*t))
+		}
+		s16 := YMM()
+		VPMOVSXBW(Mem{Base: w, Disp: 192}, s16)
+		VMOVDQU(s16, sLoc)
+	}
+	for hh := 0; hh < 2; hh++ {
+		for g := 0; g < 4; g++ {
+			v, b := YMM(), YMM()
+			src := Mem{Base: w, Disp: 64 * hh}
+			if g&1 == 1 {
+				src = src.Offset(32)
+			}
+			if g < 2 {
+				VMOVDQU(src, v)
+			} else {
+				VMOVDQU(src, v)
+				VPSRLW(U8(4), v, v)
+			}
+			VPAND(b0F, v, v)
+			VMOVDQU(Mem{Base: w, Disp: 128 + 32*hh}, b)
+			switch g {
+			case 0:
+				VPAND(b03, b, b)
+				VPSLLW(U8(4), b, b)
+			case 1:
+				VPSLLW(U8(2), b, b)
+				VPAND(b30, b, b)
+			case 2:
+				VPAND(b30, b, b)
+			case 3:
+				VPSRLW(U8(2), b, b)
+				VPAND(b30, b, b)
+			}
+			VPOR(b, v, v)
+			VPSUBB(b20, v, v) // q6 − 32
+			w0, w1, hi := YMM(), YMM(), XMM()
+			VPMOVSXBW(v.AsX(), w0)
+			VEXTRACTI128(U8(1), v, hi)
+			VPMOVSXBW(hi, w1)
+			j := 8*hh + 2*g
+			s0 := YMM()
+			VPBROADCASTW(sLoc.Offset(2*j), s0)
+			VPMULLW(s0, w0, w0) // sc·(q6−32), at most 4096
+			VPBROADCASTW(sLoc.Offset(2*j+2), s0)
+			VPMULLW(s0, w1, w1)
+			for t := 0; t < nt; t++ {
+				dd := YMM()
+				VBROADCASTSS(dLoc.Offset(32*t+4*(4*hh+g)), dd)
+				halvesLanes(w0, w1, Mem{Base: qp, Disp: 64 * ((4*hh+g)*nt + t)}, dd, acc[t])
+			}
+		}
+	}
+	ADDQ(U32(210), w)
+	ADDQ(U32(512*nt), qp)
+	ADDQ(U32(32*nt), dp)
+	SUBQ(U32(210), n)
+	JMP(LabelRef(name + "_block"))
+	Label(name + "_end")
+	storeAcc(y, acc, nil)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
 }
 
 func itoa(n int) string {
