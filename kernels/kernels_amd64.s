@@ -5120,11 +5120,40 @@ dotQ8_0AVX2_row:
 	VXORPS Y0, Y0, Y0
 
 dotQ8_0AVX2_block:
+	CMPQ         BX, $0x00000044
+	JL           dotQ8_0AVX2_tail
+	VCVTPH2PS    (CX), X1
+	VPMOVSXBW    2(CX), Y2
+	VPMOVSXBW    18(CX), Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTPH2PS    34(CX), X1
+	VPMOVSXBW    36(CX), Y2
+	VPMOVSXBW    52(CX), Y3
+	VMULSS       4(DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     64(SI), Y2, Y2
+	VPMADDWD     96(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x44, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x44, BX
+	JMP          dotQ8_0AVX2_block
+
+dotQ8_0AVX2_tail:
 	CMPQ         BX, $0x00
 	JLE          dotQ8_0AVX2_end
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X1
-	VCVTPH2PS    X1, X1
+	VCVTPH2PS    (CX), X1
 	VPMOVSXBW    2(CX), Y2
 	VPMOVSXBW    18(CX), Y3
 	VMULSS       (DI), X1, X1
@@ -5136,10 +5165,6 @@ dotQ8_0AVX2_block:
 	VMULPS       Y1, Y2, Y2
 	VADDPS       Y2, Y0, Y0
 	ADDQ         $0x22, CX
-	ADDQ         $0x00000040, SI
-	ADDQ         $0x04, DI
-	SUBQ         $0x22, BX
-	JMP          dotQ8_0AVX2_block
 
 dotQ8_0AVX2_end:
 	VHADDPS      Y0, Y0, Y0
@@ -5171,11 +5196,46 @@ dotQ4_0AVX2_row:
 	VXORPS Y0, Y0, Y0
 
 dotQ4_0AVX2_block:
+	CMPQ         BX, $0x00000024
+	JL           dotQ4_0AVX2_tail
+	VCVTPH2PS    (CX), X1
+	VPMOVZXBW    2(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTPH2PS    18(CX), X1
+	VPMOVZXBW    20(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VMULSS       4(DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     64(SI), Y2, Y2
+	VPMADDWD     96(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x24, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x24, BX
+	JMP          dotQ4_0AVX2_block
+
+dotQ4_0AVX2_tail:
 	CMPQ         BX, $0x00
 	JLE          dotQ4_0AVX2_end
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X1
-	VCVTPH2PS    X1, X1
+	VCVTPH2PS    (CX), X1
 	VPMOVZXBW    2(CX), Y2
 	VPSRLW       $0x04, Y2, Y3
 	VPAND        bdMask0F<>+0(SB), Y2, Y2
@@ -5190,10 +5250,6 @@ dotQ4_0AVX2_block:
 	VMULPS       Y1, Y2, Y2
 	VADDPS       Y2, Y0, Y0
 	ADDQ         $0x12, CX
-	ADDQ         $0x00000040, SI
-	ADDQ         $0x04, DI
-	SUBQ         $0x12, BX
-	JMP          dotQ4_0AVX2_block
 
 dotQ4_0AVX2_end:
 	VHADDPS      Y0, Y0, Y0
@@ -5256,9 +5312,7 @@ dotQ4KAVX2_block:
 	VPMOVZXBD    X2, Y2
 	VCVTDQ2PS    Y1, Y1
 	VCVTDQ2PS    Y2, Y2
-	MOVL         (CX), R9
-	VMOVD        R9, X3
-	VCVTPH2PS    X3, X3
+	VCVTPH2PS    (CX), X3
 	VBROADCASTSS X3, Y4
 	VMOVSHDUP    X3, X3
 	VBROADCASTSS X3, Y3
@@ -5432,9 +5486,7 @@ dotQ5KAVX2_block:
 	VPMOVZXBD    X2, Y2
 	VCVTDQ2PS    Y1, Y1
 	VCVTDQ2PS    Y2, Y2
-	MOVL         (CX), R9
-	VMOVD        R9, X3
-	VCVTPH2PS    X3, X3
+	VCVTPH2PS    (CX), X3
 	VBROADCASTSS X3, Y4
 	VMOVSHDUP    X3, X3
 	VBROADCASTSS X3, Y3
@@ -5844,11 +5896,56 @@ dotQ8_0x2AVX2_row:
 	VXORPS Y1, Y1, Y1
 
 dotQ8_0x2AVX2_block:
+	CMPQ         BX, $0x00000044
+	JL           dotQ8_0x2AVX2_tail
+	VCVTPH2PS    (CX), X2
+	VPMOVSXBW    2(CX), Y3
+	VPMOVSXBW    18(CX), Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VCVTPH2PS    34(CX), X2
+	VPMOVSXBW    36(CX), Y3
+	VPMOVSXBW    52(CX), Y4
+	VMULSS       8(DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     128(SI), Y3, Y6
+	VPMADDWD     160(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       12(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x44, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x44, BX
+	JMP          dotQ8_0x2AVX2_block
+
+dotQ8_0x2AVX2_tail:
 	CMPQ         BX, $0x00
 	JLE          dotQ8_0x2AVX2_end
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X2
-	VCVTPH2PS    X2, X2
+	VCVTPH2PS    (CX), X2
 	VPMOVSXBW    2(CX), Y3
 	VPMOVSXBW    18(CX), Y4
 	VMULSS       (DI), X2, X5
@@ -5868,10 +5965,6 @@ dotQ8_0x2AVX2_block:
 	VMULPS       Y2, Y3, Y3
 	VADDPS       Y3, Y1, Y1
 	ADDQ         $0x22, CX
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x08, DI
-	SUBQ         $0x22, BX
-	JMP          dotQ8_0x2AVX2_block
 
 dotQ8_0x2AVX2_end:
 	VHADDPS      Y0, Y0, Y0
@@ -5909,11 +6002,62 @@ dotQ4_0x2AVX2_row:
 	VXORPS Y1, Y1, Y1
 
 dotQ4_0x2AVX2_block:
+	CMPQ         BX, $0x00000024
+	JL           dotQ4_0x2AVX2_tail
+	VCVTPH2PS    (CX), X2
+	VPMOVZXBW    2(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VCVTPH2PS    18(CX), X2
+	VPMOVZXBW    20(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VMULSS       8(DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     128(SI), Y3, Y6
+	VPMADDWD     160(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       12(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x24, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x24, BX
+	JMP          dotQ4_0x2AVX2_block
+
+dotQ4_0x2AVX2_tail:
 	CMPQ         BX, $0x00
 	JLE          dotQ4_0x2AVX2_end
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X2
-	VCVTPH2PS    X2, X2
+	VCVTPH2PS    (CX), X2
 	VPMOVZXBW    2(CX), Y3
 	VPSRLW       $0x04, Y3, Y4
 	VPAND        bdMask0F<>+0(SB), Y3, Y3
@@ -5936,10 +6080,6 @@ dotQ4_0x2AVX2_block:
 	VMULPS       Y2, Y3, Y3
 	VADDPS       Y3, Y1, Y1
 	ADDQ         $0x12, CX
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x08, DI
-	SUBQ         $0x12, BX
-	JMP          dotQ4_0x2AVX2_block
 
 dotQ4_0x2AVX2_end:
 	VHADDPS      Y0, Y0, Y0
@@ -6009,9 +6149,7 @@ dotQ4Kx2AVX2_block:
 	VPMOVZXBD    X3, Y3
 	VCVTDQ2PS    Y2, Y2
 	VCVTDQ2PS    Y3, Y3
-	MOVL         (CX), R9
-	VMOVD        R9, X4
-	VCVTPH2PS    X4, X4
+	VCVTPH2PS    (CX), X4
 	VBROADCASTSS X4, Y5
 	VMOVSHDUP    X4, X4
 	VBROADCASTSS X4, Y4
@@ -6260,9 +6398,7 @@ dotQ5Kx2AVX2_block:
 	VPMOVZXBD    X3, Y3
 	VCVTDQ2PS    Y2, Y2
 	VCVTDQ2PS    Y3, Y3
-	MOVL         (CX), R9
-	VMOVD        R9, X4
-	VCVTPH2PS    X4, X4
+	VCVTPH2PS    (CX), X4
 	VBROADCASTSS X4, Y5
 	VMOVSHDUP    X4, X4
 	VBROADCASTSS X4, Y4
@@ -6810,11 +6946,72 @@ dotQ8_0x3AVX2_row:
 	VXORPS Y2, Y2, Y2
 
 dotQ8_0x3AVX2_block:
+	CMPQ         BX, $0x00000044
+	JL           dotQ8_0x3AVX2_tail
+	VCVTPH2PS    (CX), X3
+	VPMOVSXBW    2(CX), Y4
+	VPMOVSXBW    18(CX), Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VCVTPH2PS    34(CX), X3
+	VPMOVSXBW    36(CX), Y4
+	VPMOVSXBW    52(CX), Y5
+	VMULSS       12(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     192(SI), Y4, Y7
+	VPMADDWD     224(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       16(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     256(SI), Y4, Y7
+	VPMADDWD     288(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       20(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     320(SI), Y4, Y4
+	VPMADDWD     352(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x44, CX
+	ADDQ         $0x00000180, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x44, BX
+	JMP          dotQ8_0x3AVX2_block
+
+dotQ8_0x3AVX2_tail:
 	CMPQ         BX, $0x00
 	JLE          dotQ8_0x3AVX2_end
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X3
-	VCVTPH2PS    X3, X3
+	VCVTPH2PS    (CX), X3
 	VPMOVSXBW    2(CX), Y4
 	VPMOVSXBW    18(CX), Y5
 	VMULSS       (DI), X3, X6
@@ -6842,10 +7039,6 @@ dotQ8_0x3AVX2_block:
 	VMULPS       Y3, Y4, Y4
 	VADDPS       Y4, Y2, Y2
 	ADDQ         $0x22, CX
-	ADDQ         $0x000000c0, SI
-	ADDQ         $0x0c, DI
-	SUBQ         $0x22, BX
-	JMP          dotQ8_0x3AVX2_block
 
 dotQ8_0x3AVX2_end:
 	VHADDPS      Y0, Y0, Y0
@@ -6889,11 +7082,78 @@ dotQ4_0x3AVX2_row:
 	VXORPS Y2, Y2, Y2
 
 dotQ4_0x3AVX2_block:
+	CMPQ         BX, $0x00000024
+	JL           dotQ4_0x3AVX2_tail
+	VCVTPH2PS    (CX), X3
+	VPMOVZXBW    2(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VCVTPH2PS    18(CX), X3
+	VPMOVZXBW    20(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VMULSS       12(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     192(SI), Y4, Y7
+	VPMADDWD     224(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       16(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     256(SI), Y4, Y7
+	VPMADDWD     288(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       20(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     320(SI), Y4, Y4
+	VPMADDWD     352(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x24, CX
+	ADDQ         $0x00000180, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x24, BX
+	JMP          dotQ4_0x3AVX2_block
+
+dotQ4_0x3AVX2_tail:
 	CMPQ         BX, $0x00
 	JLE          dotQ4_0x3AVX2_end
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X3
-	VCVTPH2PS    X3, X3
+	VCVTPH2PS    (CX), X3
 	VPMOVZXBW    2(CX), Y4
 	VPSRLW       $0x04, Y4, Y5
 	VPAND        bdMask0F<>+0(SB), Y4, Y4
@@ -6924,10 +7184,6 @@ dotQ4_0x3AVX2_block:
 	VMULPS       Y3, Y4, Y4
 	VADDPS       Y4, Y2, Y2
 	ADDQ         $0x12, CX
-	ADDQ         $0x000000c0, SI
-	ADDQ         $0x0c, DI
-	SUBQ         $0x12, BX
-	JMP          dotQ4_0x3AVX2_block
 
 dotQ4_0x3AVX2_end:
 	VHADDPS      Y0, Y0, Y0
@@ -7004,9 +7260,7 @@ dotQ4Kx3AVX2_block:
 	VPMOVZXBD    X4, Y4
 	VCVTDQ2PS    Y3, Y3
 	VCVTDQ2PS    Y4, Y4
-	MOVL         (CX), R9
-	VMOVD        R9, X5
-	VCVTPH2PS    X5, X5
+	VCVTPH2PS    (CX), X5
 	VBROADCASTSS X5, Y6
 	VMOVSHDUP    X5, X5
 	VBROADCASTSS X5, Y5
@@ -7330,9 +7584,7 @@ dotQ5Kx3AVX2_block:
 	VPMOVZXBD    X4, Y4
 	VCVTDQ2PS    Y3, Y3
 	VCVTDQ2PS    Y4, Y4
-	MOVL         (CX), R9
-	VMOVD        R9, X5
-	VCVTPH2PS    X5, X5
+	VCVTPH2PS    (CX), X5
 	VBROADCASTSS X5, Y6
 	VMOVSHDUP    X5, X5
 	VBROADCASTSS X5, Y5
@@ -8018,11 +8270,88 @@ dotQ8_0x4AVX2_row:
 	VXORPS Y3, Y3, Y3
 
 dotQ8_0x4AVX2_block:
+	CMPQ         BX, $0x00000044
+	JL           dotQ8_0x4AVX2_tail
+	VCVTPH2PS    (CX), X4
+	VPMOVSXBW    2(CX), Y5
+	VPMOVSXBW    18(CX), Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VCVTPH2PS    34(CX), X4
+	VPMOVSXBW    36(CX), Y5
+	VPMOVSXBW    52(CX), Y6
+	VMULSS       16(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     256(SI), Y5, Y8
+	VPMADDWD     288(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       20(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     320(SI), Y5, Y8
+	VPMADDWD     352(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       24(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     384(SI), Y5, Y8
+	VPMADDWD     416(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       28(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     448(SI), Y5, Y5
+	VPMADDWD     480(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x44, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x44, BX
+	JMP          dotQ8_0x4AVX2_block
+
+dotQ8_0x4AVX2_tail:
 	CMPQ         BX, $0x00
 	JLE          dotQ8_0x4AVX2_end
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
+	VCVTPH2PS    (CX), X4
 	VPMOVSXBW    2(CX), Y5
 	VPMOVSXBW    18(CX), Y6
 	VMULSS       (DI), X4, X7
@@ -8058,10 +8387,6 @@ dotQ8_0x4AVX2_block:
 	VMULPS       Y4, Y5, Y5
 	VADDPS       Y5, Y3, Y3
 	ADDQ         $0x22, CX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x10, DI
-	SUBQ         $0x22, BX
-	JMP          dotQ8_0x4AVX2_block
 
 dotQ8_0x4AVX2_end:
 	VHADDPS      Y0, Y0, Y0
@@ -8111,11 +8436,94 @@ dotQ4_0x4AVX2_row:
 	VXORPS Y3, Y3, Y3
 
 dotQ4_0x4AVX2_block:
+	CMPQ         BX, $0x00000024
+	JL           dotQ4_0x4AVX2_tail
+	VCVTPH2PS    (CX), X4
+	VPMOVZXBW    2(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y6, Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VCVTPH2PS    18(CX), X4
+	VPMOVZXBW    20(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y6, Y6
+	VMULSS       16(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     256(SI), Y5, Y8
+	VPMADDWD     288(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       20(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     320(SI), Y5, Y8
+	VPMADDWD     352(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       24(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     384(SI), Y5, Y8
+	VPMADDWD     416(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       28(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     448(SI), Y5, Y5
+	VPMADDWD     480(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x24, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x24, BX
+	JMP          dotQ4_0x4AVX2_block
+
+dotQ4_0x4AVX2_tail:
 	CMPQ         BX, $0x00
 	JLE          dotQ4_0x4AVX2_end
-	MOVWLZX      (CX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
+	VCVTPH2PS    (CX), X4
 	VPMOVZXBW    2(CX), Y5
 	VPSRLW       $0x04, Y5, Y6
 	VPAND        bdMask0F<>+0(SB), Y5, Y5
@@ -8154,10 +8562,6 @@ dotQ4_0x4AVX2_block:
 	VMULPS       Y4, Y5, Y5
 	VADDPS       Y5, Y3, Y3
 	ADDQ         $0x12, CX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x10, DI
-	SUBQ         $0x12, BX
-	JMP          dotQ4_0x4AVX2_block
 
 dotQ4_0x4AVX2_end:
 	VHADDPS      Y0, Y0, Y0
@@ -8241,9 +8645,7 @@ dotQ4Kx4AVX2_block:
 	VPMOVZXBD    X5, Y5
 	VCVTDQ2PS    Y4, Y4
 	VCVTDQ2PS    Y5, Y5
-	MOVL         (CX), R9
-	VMOVD        R9, X6
-	VCVTPH2PS    X6, X6
+	VCVTPH2PS    (CX), X6
 	VBROADCASTSS X6, Y7
 	VMOVSHDUP    X6, X6
 	VBROADCASTSS X6, Y6
@@ -8642,9 +9044,7 @@ dotQ5Kx4AVX2_block:
 	VPMOVZXBD    X5, Y5
 	VCVTDQ2PS    Y4, Y4
 	VCVTDQ2PS    Y5, Y5
-	MOVL         (CX), R9
-	VMOVD        R9, X6
-	VCVTPH2PS    X6, X6
+	VCVTPH2PS    (CX), X6
 	VBROADCASTSS X6, Y7
 	VMOVSHDUP    X6, X6
 	VBROADCASTSS X6, Y6

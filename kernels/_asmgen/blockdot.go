@@ -127,34 +127,44 @@ func genBlockDot32(nt int) {
 			acc[t] = YMM()
 			VXORPS(acc[t], acc[t], acc[t])
 		}
+		// Two blocks per pass (the same additions in the same order as
+		// one at a time), then the last one.
+		body := func(i int) {
+			// The scale is the block's first half; the 3 after it
+			// (weights) are converted too and not used.
+			hx := XMM()
+			VCVTPH2PS(Mem{Base: w, Disp: k.bytes * i}, hx)
+			a, b := YMM(), YMM()
+			if k.bytes == 34 {
+				VPMOVSXBW(Mem{Base: w, Disp: 34*i + 2}, a)
+				VPMOVSXBW(Mem{Base: w, Disp: 34*i + 18}, b)
+			} else {
+				VPMOVZXBW(Mem{Base: w, Disp: 18*i + 2}, a)
+				VPSRLW(U8(4), a, b)
+				VPAND(w0F, a, a)
+				VPSUBW(w08, a, a)
+				VPSUBW(w08, b, b)
+			}
+			for t := 0; t < nt; t++ {
+				sc := scaleVec(hx, Mem{Base: dp, Disp: 4 * (nt*i + t)})
+				halvesLanes(a, b, Mem{Base: qp, Disp: 64 * (nt*i + t)}, sc, acc[t])
+			}
+		}
 		Label(name + "_block")
+		CMPQ(n, U32(2*k.bytes))
+		JL(LabelRef(name + "_tail"))
+		body(0)
+		body(1)
+		ADDQ(U8(2*k.bytes), w)
+		ADDQ(U32(128*nt), qp)
+		ADDQ(U8(8*nt), dp)
+		SUBQ(U8(2*k.bytes), n)
+		JMP(LabelRef(name + "_block"))
+		Label(name + "_tail")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
-		h := GP32()
-		MOVWLZX(Mem{Base: w}, h)
-		hx := XMM()
-		VMOVD(h, hx)
-		VCVTPH2PS(hx, hx)
-		a, b := YMM(), YMM()
-		if k.bytes == 34 {
-			VPMOVSXBW(Mem{Base: w, Disp: 2}, a)
-			VPMOVSXBW(Mem{Base: w, Disp: 18}, b)
-		} else {
-			VPMOVZXBW(Mem{Base: w, Disp: 2}, a)
-			VPSRLW(U8(4), a, b)
-			VPAND(w0F, a, a)
-			VPSUBW(w08, a, a)
-			VPSUBW(w08, b, b)
-		}
-		for t := 0; t < nt; t++ {
-			sc := scaleVec(hx, Mem{Base: dp, Disp: 4 * t})
-			halvesLanes(a, b, Mem{Base: qp, Disp: 64 * t}, sc, acc[t])
-		}
+		body(0)
 		ADDQ(U8(k.bytes), w)
-		ADDQ(U32(64*nt), qp)
-		ADDQ(U8(4*nt), dp)
-		SUBQ(U8(k.bytes), n)
-		JMP(LabelRef(name + "_block"))
 		Label(name + "_end")
 		storeAcc(y, acc, nil)
 		DECQ(rows)
@@ -233,11 +243,8 @@ func genBlockDotK45(nt int) {
 			VCVTDQ2PS(sc, sc)
 			VCVTDQ2PS(mn, mn)
 			// d and dmin.
-			h := GP32()
-			MOVL(Mem{Base: w}, h)
-			dx := XMM()
-			VMOVD(h, dx)
-			VCVTPH2PS(dx, dx)
+			dx := XMM() // d, dmin and 2 halves of scales, not used
+			VCVTPH2PS(Mem{Base: w}, dx)
 			dd, dmin := YMM(), YMM()
 			VBROADCASTSS(dx, dd)
 			VMOVSHDUP(dx, dx)
