@@ -44,6 +44,11 @@ const (
 	DotQ4K           // ggml Q4_K: 256 weights in 144 bytes
 	DotQ5K           // ggml Q5_K: 256 weights in 176 bytes
 	DotQ6K           // ggml Q6_K: 256 weights in 210 bytes
+	// DotF16: IEEE halves, 8 per "block" of 16 bytes, multiplied exactly
+	// as the float32 matrix of the same values (the activations stay
+	// float32, the dot order is MatMul's): not quantized, only stored in
+	// half the bytes.
+	DotF16
 )
 
 // dotGeometry is the block size and bytes of each kernel, which the
@@ -54,6 +59,58 @@ var dotGeometry = [...]struct{ elems, bytes int }{
 	DotQ4K:  {256, 144},
 	DotQ5K:  {256, 176},
 	DotQ6K:  {256, 210},
+	DotF16:  {8, 16},
+}
+
+// DequantizeF16 widens the len(dst) halves in src to float32 (exactly).
+func DequantizeF16(dst []float32, src []byte) {
+	_ = src[2*len(dst)-1]
+	for i := range dst {
+		dst[i] = F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+	}
+}
+
+// f16Rows computes the outputs r0..r1 of all T tokens with float16
+// weights (DotF16): up to 4 tokens per pass over those rows with the
+// assembly, each output in the dot order (bit for bit the float32 path on
+// the widened weights); without it, each row widened and multiplied by
+// rowDot.
+func f16Rows(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
+	R, C := w.Rows, w.Cols
+	rb := 2 * C
+	q := w.Q[r0*rb : r1*rb]
+	nr := r1 - r0
+	if useAVX2 {
+		if len(s.blockOut) < groupTokens*nr {
+			s.blockOut = make([]float32, groupTokens*nr)
+		}
+		for t0 := 0; t0 < T; t0 += groupTokens {
+			nt := min(groupTokens, T-t0)
+			out := s.blockOut[:nt*nr]
+			matVecF16(out, q, nr, C, x[t0*C:(t0+nt)*C], nt)
+			if nt == 1 {
+				copy(dst[t0*R+r0:t0*R+r1], out)
+				continue
+			}
+			for i := range nt {
+				y := dst[(t0+i)*R+r0 : (t0+i)*R+r1]
+				for r := range y {
+					y[r] = out[r*nt+i]
+				}
+			}
+		}
+		return
+	}
+	if len(s.deq) < C {
+		s.deq = make([]float32, C)
+	}
+	row := Matrix{Rows: 1, Cols: C, DType: F32, F32: s.deq[:C]}
+	for r := r0; r < r1; r++ {
+		DequantizeF16(row.F32, q[(r-r0)*rb:(r-r0+1)*rb])
+		for t := range T {
+			dst[t*R+r] = rowDot(&row, 0, x[t*C:(t+1)*C])
+		}
+	}
 }
 
 // fused reports whether w is multiplied by a fused block kernel.

@@ -312,7 +312,7 @@ func TestMatMulFusedBlocks(t *testing.T) {
 
 func TestMatMulFusedAllocs(t *testing.T) {
 	r := newRand(t)
-	for _, f := range dotFormats {
+	for _, f := range append([]*BlockFormat{f16Format}, dotFormats...) {
 		w := randDotBlocks(r, f, 64, 512)
 		for _, T := range []int{1, 5, 40} {
 			x := make([]float32, T*512)
@@ -340,4 +340,41 @@ func TestFusedGeometry(t *testing.T) {
 			t.Errorf("%s not fused", f.Name)
 		}
 	}
+}
+
+var f16Format = &BlockFormat{Name: "F16", Elems: 8, Bytes: 16, Dequantize: DequantizeF16, Dot: DotF16}
+
+// Float16 weights multiply bit for bit as the float32 matrix of their
+// values, on every path, token count (the 1-4 token kernels and their
+// remainders) and thread count, and Serial the same.
+func TestMatMulF16(t *testing.T) {
+	defer SetThreads(0)
+	paths(t, func(t *testing.T) {
+		r := newRand(t)
+		for _, T := range []int{1, 2, 3, 4, 5, 7, 10, 33} {
+			for _, sh := range []struct{ R, C int }{{1, 8}, {3, 16}, {7, 24}, {37, 200}, {130, 1032}} {
+				w := &Matrix{Rows: sh.R, Cols: sh.C, DType: Blocks, Format: f16Format, Q: make([]byte, 2*sh.R*sh.C)}
+				for i := 0; i < len(w.Q); i += 2 {
+					h := uint16(r.IntN(0x7c00)) | uint16(r.IntN(2))<<15 // finite
+					binary.LittleEndian.PutUint16(w.Q[i:], h)
+				}
+				f := dequantized(w)
+				x, _ := guarded(r, T*sh.C, 1)
+				got, check := guarded(r, T*sh.R, 2)
+				SetThreads(1 + T%3)
+				MatMul(got, x, T, w)
+				check(t)
+				want := make([]float32, T*sh.R)
+				MatMul(want, x, T, f)
+				var s Serial
+				ser := make([]float32, T*sh.R)
+				s.MatMul(ser, x, T, w)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) || math.Float32bits(ser[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("T=%d %dx%d: out[%d] = %v (serial %v), float32 weights give %v", T, sh.R, sh.C, i, got[i], ser[i], want[i])
+					}
+				}
+			}
+		}
+	})
 }

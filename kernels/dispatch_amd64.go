@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // useAVX2 selects the AVX2/FMA kernels. It is set once at init from the CPU
 // features; tests clear it to run the plain-Go path on the same inputs.
@@ -566,5 +570,25 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 		f(&y[0], &w[0], n, rb, &q[0], &d[0])
 	} else {
 		fk(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
+	}
+}
+
+// matVecF16 computes y[r*nt+t] = row r of the rows×cols halves in w times
+// token t of x (cols floats each), nt ≤ 4, in the dot order.
+func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
+	if rows == 0 {
+		return
+	}
+	_, _, _ = y[rows*nt-1], w[rows*cols*2-1], x[nt*cols-1]
+	p := (*uint16)(unsafe.Pointer(&w[0]))
+	switch nt {
+	case 1:
+		matVecF16AVX2(&y[0], p, rows, cols, &x[0], cols)
+	case 2:
+		matVecF16x2AVX2(&y[0], p, rows, cols, &x[0], cols)
+	case 3:
+		matVecF16x3AVX2(&y[0], p, rows, cols, &x[0], cols)
+	default:
+		matVecF16x4AVX2(&y[0], p, rows, cols, &x[0], cols)
 	}
 }

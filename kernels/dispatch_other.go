@@ -102,3 +102,7 @@ func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []f
 func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, s []float32) {
 	panic("kernels: no assembly")
 }
+
+func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
+	panic("kernels: no assembly")
+}

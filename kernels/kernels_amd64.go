@@ -637,6 +637,70 @@ func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int)
 //go:noescape
 func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int)
 
+// matVecF16AVX2 computes, for each of rows rows of cols (a multiple of 8)
+// float16 weights at w and each of 1 tokens t (x advancing by ldx
+// floats per token), y[r*1+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot
+// order (the widening of the weights is exact):
+//
+//	var acc [8]float32
+//	for c := 0; c < cols; c += 8 {
+//		for l := range acc {
+//			acc[l] = fma(float32(W[r,c+l]), x[t*ldx+c+l], acc[l]) // rounded once
+//		}
+//	}
+//	y[r*1+t] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//
+//go:noescape
+func matVecF16AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x2AVX2 computes, for each of rows rows of cols (a multiple of 8)
+// float16 weights at w and each of 2 tokens t (x advancing by ldx
+// floats per token), y[r*2+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot
+// order (the widening of the weights is exact):
+//
+//	var acc [8]float32
+//	for c := 0; c < cols; c += 8 {
+//		for l := range acc {
+//			acc[l] = fma(float32(W[r,c+l]), x[t*ldx+c+l], acc[l]) // rounded once
+//		}
+//	}
+//	y[r*2+t] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//
+//go:noescape
+func matVecF16x2AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x3AVX2 computes, for each of rows rows of cols (a multiple of 8)
+// float16 weights at w and each of 3 tokens t (x advancing by ldx
+// floats per token), y[r*3+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot
+// order (the widening of the weights is exact):
+//
+//	var acc [8]float32
+//	for c := 0; c < cols; c += 8 {
+//		for l := range acc {
+//			acc[l] = fma(float32(W[r,c+l]), x[t*ldx+c+l], acc[l]) // rounded once
+//		}
+//	}
+//	y[r*3+t] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//
+//go:noescape
+func matVecF16x3AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x4AVX2 computes, for each of rows rows of cols (a multiple of 8)
+// float16 weights at w and each of 4 tokens t (x advancing by ldx
+// floats per token), y[r*4+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot
+// order (the widening of the weights is exact):
+//
+//	var acc [8]float32
+//	for c := 0; c < cols; c += 8 {
+//		for l := range acc {
+//			acc[l] = fma(float32(W[r,c+l]), x[t*ldx+c+l], acc[l]) // rounded once
+//		}
+//	}
+//	y[r*4+t] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//
+//go:noescape
+func matVecF16x4AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
 // dotQ8_0AVX2 computes, for each of rows rows of rb bytes at w,
 //
 //	y[r] = dotQ8_0Generic(w[r*rb:(r+1)*rb], q[:rb/34*32], d[:rb/34])

@@ -5104,6 +5104,211 @@ DATA bdByte20<>+24(SB)/4, $0x20202020
 DATA bdByte20<>+28(SB)/4, $0x20202020
 GLOBL bdByte20<>(SB), RODATA|NOPTR, $32
 
+// func matVecF16AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+
+matVecF16AVX2_row:
+	TESTQ  DX, DX
+	JZ     matVecF16AVX2_done
+	MOVQ   cols+24(FP), BX
+	MOVQ   x+32(FP), SI
+	VXORPS Y0, Y0, Y0
+
+matVecF16AVX2_col:
+	CMPQ        BX, $0x00
+	JLE         matVecF16AVX2_end
+	VCVTPH2PS   (CX), Y1
+	VFMADD231PS (SI), Y1, Y0
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, SI
+	SUBQ        $0x08, BX
+	JMP         matVecF16AVX2_col
+
+matVecF16AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          matVecF16AVX2_row
+
+matVecF16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x2AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matVecF16x2AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+
+matVecF16x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     matVecF16x2AVX2_done
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+matVecF16x2AVX2_col:
+	CMPQ        SI, $0x00
+	JLE         matVecF16x2AVX2_end
+	VCVTPH2PS   (CX), Y2
+	VFMADD231PS (DI), Y2, Y0
+	VFMADD231PS (DI)(BX*1), Y2, Y1
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, SI
+	JMP         matVecF16x2AVX2_col
+
+matVecF16x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          matVecF16x2AVX2_row
+
+matVecF16x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x3AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matVecF16x3AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+
+matVecF16x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     matVecF16x3AVX2_done
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+matVecF16x3AVX2_col:
+	CMPQ        SI, $0x00
+	JLE         matVecF16x3AVX2_end
+	VCVTPH2PS   (CX), Y3
+	VFMADD231PS (DI), Y3, Y0
+	VFMADD231PS (DI)(BX*1), Y3, Y1
+	VFMADD231PS (DI)(BX*2), Y3, Y2
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, SI
+	JMP         matVecF16x3AVX2_col
+
+matVecF16x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          matVecF16x3AVX2_row
+
+matVecF16x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x4AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matVecF16x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+
+matVecF16x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     matVecF16x4AVX2_done
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	LEAQ   (DI)(BX*2), R8
+	ADDQ   BX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+matVecF16x4AVX2_col:
+	CMPQ        SI, $0x00
+	JLE         matVecF16x4AVX2_end
+	VCVTPH2PS   (CX), Y4
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS (DI)(BX*1), Y4, Y1
+	VFMADD231PS (DI)(BX*2), Y4, Y2
+	VFMADD231PS (R8), Y4, Y3
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, DI
+	ADDQ        $0x20, R8
+	SUBQ        $0x08, SI
+	JMP         matVecF16x4AVX2_col
+
+matVecF16x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          matVecF16x4AVX2_row
+
+matVecF16x4AVX2_done:
+	VZEROUPPER
+	RET
+
 // func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-48

@@ -68,6 +68,7 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	case w.DType == I8:
 		p.xq.quantize(x[:T*C], T, C)
 		m.q = &p.xq
+	case m.fused && w.Format.Dot == DotF16:
 	case m.fused:
 		p.xb.quantize(x[:T*C], T, C)
 		if T > 1 && useAVX2 {
@@ -138,6 +139,7 @@ func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
 	case w.DType == I8:
 		s.xq.quantize(x[:T*C], T, C)
 		m.q = &s.xq
+	case m.fused && w.Format.Dot == DotF16:
 	case m.fused:
 		s.xb.quantize(x[:T*C], T, C)
 		if T > 1 && useAVX2 {
@@ -224,6 +226,8 @@ func (m *matMulTask) do(thread int) {
 			switch {
 			case m.xb != nil:
 				fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
+			case m.fused:
+				f16Rows(s, m.dst, m.x, m.T, m.w, r0, r1)
 			case m.q != nil:
 				matMulI8(s, m.dst, m.x, m.T, m.w, m.q, r0, r1)
 			default:
@@ -241,6 +245,8 @@ func (m *matMulTask) do(thread int) {
 		switch {
 		case m.xb != nil:
 			fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
+		case m.fused:
+			f16Rows(s, m.dst, m.x, m.T, m.w, r0, r1)
 		case m.w.DType == Blocks:
 			blockRows(s, m.dst, m.x, m.T, m.w, r0, r1)
 		case m.q != nil:

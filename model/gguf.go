@@ -25,9 +25,11 @@ import (
 //     told by the per-layer attention.head_count_kv (0: a Mamba layer).
 //
 // Quantized weights (Q8_0, Q4_K, ...) stay in their blocks in the file's
-// memory mapping (kernels.Blocks, widened to float32 row by row as they are
-// multiplied); F32 and BF16 weights are used in place; F16 weights are
-// widened to float32 at load (exactly).
+// memory mapping (kernels.Blocks: Q8_0, Q4_0, Q4_K, Q5_K and Q6_K
+// multiplied straight from the blocks by fused kernels, the other types
+// widened to float32 row by row as they are multiplied); F32, BF16 and F16
+// weights are used in place (F16 rows that are no multiple of 8 halves are
+// widened to float32 at load, exactly).
 
 // IsGGUF reports whether path names a GGUF file (by its extension).
 func IsGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
@@ -421,6 +423,10 @@ func init() {
 	formats[gguf.Q6_K].Dot = kernels.DotQ6K
 }
 
+// f16Format is the storage of F16 matrices: halves, widened exactly in
+// the products (8 per kernel block).
+var f16Format = &kernels.BlockFormat{Name: "F16", Elems: 8, Bytes: 16, Dequantize: kernels.DequantizeF16, Dot: kernels.DotF16}
+
 // BlockFormat returns the kernels' block format of a quantized GGUF type,
 // or nil when the type cannot be used as matrix storage.
 func BlockFormat(t gguf.Type) *kernels.BlockFormat { return formats[t] }
@@ -521,7 +527,8 @@ func equalDims(a, b []int64) bool {
 }
 
 // matrix binds a 2-D weight: F32 and BF16 in place (when aligned), F16
-// widened to float32, quantized types as blocks in place.
+// in place when its rows are whole groups of 8 (else widened to float32),
+// quantized types as blocks in place.
 func (b *ggBinder) matrix(name string) *kernels.Matrix {
 	info, data, ok := b.take(name)
 	if !ok {
@@ -550,6 +557,18 @@ func (b *ggBinder) matrix(name string) *kernels.Matrix {
 		}
 		m.DType, m.BF16 = kernels.BF16, v
 		return m
+	case gguf.F16:
+		// Kept in the mapping when whole groups of 8 halves make the rows
+		// (the assembly widens 8 at a time); multiplied bit for bit as the
+		// float32 matrix of the same values.
+		if cols%f16Format.Elems == 0 {
+			m.DType, m.Q, m.Format = kernels.Blocks, data, f16Format
+			if err := m.Validate(); err != nil {
+				b.fail(name, info.Name, err.Error())
+				return nil
+			}
+			return m
+		}
 	default:
 		if f := formats[info.Type]; f != nil {
 			m.DType, m.Q, m.Format = kernels.Blocks, data, f

@@ -379,3 +379,42 @@ func FuzzGGUFModel(f *testing.F) {
 		}
 	})
 }
+
+// Files of the types the fixtures lack, written by ConvertToGGUF: F16
+// multiplies bit for bit as our float32 forward on the same values, and
+// Q5_K_M (Q5_K blocks, fused products) within the bar of TestGGUFFixtures.
+func TestGGUFWrittenTypes(t *testing.T) {
+	dir := testutil.Fixture(t, "models/hf-gostd-13m")
+	refs := readRefs(t, testutil.Shared(t, "gguf/gostd-13m-bf16.ref.safetensors"))
+	ids := ints(refs["logits_input_ids"].data)[:48]
+	for _, typ := range []string{"f16", "q5_k_m"} {
+		t.Run(typ, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), typ+".gguf")
+			if err := ConvertToGGUF(dir, out, GGUFConvertOptions{Type: typ}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := LoadGGUF(out, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			kinds := map[string]int{}
+			m.Matrices(true, func(_ string, w **kernels.Matrix) { kinds[(*w).TypeName()]++ })
+			t.Logf("%s: matrices %v", typ, kinds)
+			if typ == "f16" && kinds["F16"] == 0 || typ == "q5_k_m" && kinds["Q5_K"] == 0 {
+				t.Fatalf("%s file bound no matrix of its type: %v", typ, kinds)
+			}
+			deq := forwardLogits(t, dequantizedCopy(m), ids)
+			got := forwardLogits(t, m, ids)
+			var dd, dm float64
+			for i := range deq {
+				dd = math.Max(dd, math.Abs(float64(got[i])-float64(deq[i])))
+				dm = math.Max(dm, math.Abs(float64(deq[i])))
+			}
+			t.Logf("%s: max |file − dequantized f32| = %.2g of max |logit| %.2f", typ, dd, dm)
+			if typ == "f16" && dd != 0 || dd > 0.001*dm {
+				t.Errorf("%s: logits differ from the dequantized float32 forward by %.3g (max |logit| %.2f)", typ, dd, dm)
+			}
+		})
+	}
+}

@@ -95,6 +95,7 @@ func genBlockDot() {
 	b03 = vconst("bdByte03", 0x03030303)
 	b30 = vconst("bdByte30", 0x30303030)
 	b20 = vconst("bdByte20", 0x20202020)
+	genMatVecF16()
 	for nt := 1; nt <= 4; nt++ {
 		genBlockDot32(nt)
 		genBlockDotK45(nt)
@@ -434,5 +435,75 @@ func itoa(n int) string {
 		if n == 0 {
 			return s
 		}
+	}
+}
+
+// genMatVecF16 writes the kernels of float16 weights (ggml's F16 tensors),
+// for nt = 1 to 4 tokens: each 8 weights widened by one VCVTPH2PS (exact)
+// and multiplied into the tokens' 8-lane accumulators in the dot order of
+// the float32 kernels, so that the outputs are bit for bit those of the
+// float32 matrix of the same values.
+func genMatVecF16() {
+	for nt := 1; nt <= 4; nt++ {
+		name := kernelName("matVecF16", nt)
+		TEXT(name, NOSPLIT, "func(y *float32, w *uint16, rows, cols int, x *float32, ldx int)")
+		Pragma("noescape")
+		Doc(append([]string{name + " computes, for each of rows rows of cols (a multiple of 8)",
+			"float16 weights at w and each of " + itoa(nt) + " tokens t (x advancing by ldx",
+			"floats per token), y[r*" + itoa(nt) + "+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot",
+			"order (the widening of the weights is exact):",
+			""}, dotDoc("\t", "float32(W[r,c+l])", "x[t*ldx+c+l]", "y[r*"+itoa(nt)+"+t]")...)...)
+		y := Load(Param("y"), GP64())
+		w := Load(Param("w"), GP64())
+		rows := Load(Param("rows"), GP64())
+		ld := Load(Param("ldx"), GP64())
+		SHLQ(U8(2), ld)
+		Label(name + "_row")
+		TESTQ(rows, rows)
+		JZ(LabelRef(name + "_done"))
+		n := Load(Param("cols"), GP64())
+		xp := Load(Param("x"), GP64())
+		var x3 GPVirtual
+		if nt == 4 {
+			x3 = GP64()
+			LEAQ(Mem{Base: xp, Index: ld, Scale: 2}, x3)
+			ADDQ(ld, x3)
+		}
+		acc := make([]VecVirtual, nt)
+		for t := range acc {
+			acc[t] = YMM()
+			VXORPS(acc[t], acc[t], acc[t])
+		}
+		Label(name + "_col")
+		CMPQ(n, Imm(0))
+		JLE(LabelRef(name + "_end"))
+		wv := YMM()
+		VCVTPH2PS(Mem{Base: w}, wv)
+		for t := 0; t < nt; t++ {
+			m := Mem{Base: xp}
+			switch t {
+			case 1:
+				m = Mem{Base: xp, Index: ld, Scale: 1}
+			case 2:
+				m = Mem{Base: xp, Index: ld, Scale: 2}
+			case 3:
+				m = Mem{Base: x3}
+			}
+			VFMADD231PS(m, wv, acc[t])
+		}
+		ADDQ(U8(16), w)
+		ADDQ(U8(32), xp)
+		if nt == 4 {
+			ADDQ(U8(32), x3)
+		}
+		SUBQ(U8(8), n)
+		JMP(LabelRef(name + "_col"))
+		Label(name + "_end")
+		storeAcc(y, acc, nil)
+		DECQ(rows)
+		JMP(LabelRef(name + "_row"))
+		Label(name + "_done")
+		VZEROUPPER()
+		RET()
 	}
 }
