@@ -44,6 +44,7 @@ const (
 	DotQ4K           // ggml Q4_K: 256 weights in 144 bytes
 	DotQ5K           // ggml Q5_K: 256 weights in 176 bytes
 	DotQ6K           // ggml Q6_K: 256 weights in 210 bytes
+	DotQ5_0          // ggml Q5_0: 32 weights, f16 d, 32 high bits, 16 bytes of nibbles (22 bytes)
 	// DotF16: IEEE halves, 8 per "block" of 16 bytes, multiplied exactly
 	// as the float32 matrix of the same values (the activations stay
 	// float32, the dot order is MatMul's): not quantized, only stored in
@@ -60,6 +61,7 @@ var dotGeometry = [...]struct{ elems, bytes int }{
 	DotQ5K:  {256, 176},
 	DotQ6K:  {256, 210},
 	DotF16:  {8, 16},
+	DotQ5_0: {32, 22},
 }
 
 // DequantizeF16 widens the len(dst) halves in src to float32 (exactly).
@@ -318,6 +320,8 @@ func blockDotRowsGeneric(y []float32, k BlockDot, w []byte, rb int, q []int16, d
 			y[i] = dotQ5KGeneric(row, q, d, s)
 		case DotQ6K:
 			y[i] = dotQ6KGeneric(row, q, d)
+		case DotQ5_0:
+			y[i] = dotQ5_0Generic(row, q, d)
 		}
 	}
 }
@@ -365,6 +369,24 @@ func dotQ4_0Generic(w []byte, q []int16, d []float32) float32 {
 		for i := range 16 {
 			wi[i] = int32(blk[2+i]&15) - 8
 			wi[16+i] = int32(blk[2+i]>>4) - 8
+		}
+		addLanes(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
+	}
+	return reduce8(&acc)
+}
+
+// dotQ5_0Generic is the fused product of a row of Q5_0 blocks (weights
+// nibble + 16·high bit − 16; the high bits of weights 0-31 are bits 0-31 of
+// the little-endian qh) with the activations.
+func dotQ5_0Generic(w []byte, q []int16, d []float32) float32 {
+	var acc [8]float32
+	var wi [32]int32
+	for b := range d {
+		blk := w[22*b : 22*b+22]
+		qh := binary.LittleEndian.Uint32(blk[2:])
+		for i := range 16 {
+			wi[i] = int32(blk[6+i]&15|byte(qh>>i&1)<<4) - 16
+			wi[16+i] = int32(blk[6+i]>>4|byte(qh>>(16+i)&1)<<4) - 16
 		}
 		addLanes(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
 	}

@@ -14,6 +14,22 @@ var dotFormats = []*BlockFormat{
 	{Name: "Q4_K", Elems: 256, Bytes: 144, Dequantize: DequantizeQ4K, Dot: DotQ4K},
 	{Name: "Q5_K", Elems: 256, Bytes: 176, Dequantize: dequantQ5KTest, Dot: DotQ5K},
 	{Name: "Q6_K", Elems: 256, Bytes: 210, Dequantize: DequantizeQ6K, Dot: DotQ6K},
+	{Name: "Q5_0", Elems: 32, Bytes: 22, Dequantize: dequantQ5_0Test, Dot: DotQ5_0},
+}
+
+// dequantQ5_0Test is ggml's dequantize_row_q5_0.
+func dequantQ5_0Test(dst []float32, src []byte) {
+	for b := 0; b < len(dst)/32; b++ {
+		blk := src[22*b : 22*b+22]
+		d := half(blk)
+		qh := binary.LittleEndian.Uint32(blk[2:])
+		for j := range 16 {
+			x0 := int32(blk[6+j]&15|byte((qh>>j)<<4)&0x10) - 16
+			x1 := int32(blk[6+j]>>4|byte(qh>>(j+12))&0x10) - 16
+			dst[32*b+j] = float32(x0) * d
+			dst[32*b+j+16] = float32(x1) * d
+		}
+	}
 }
 
 // dequantQ5KTest is ggml's dequantize_row_q5_K (float32, each product and
@@ -56,7 +72,7 @@ func randDotBlocks(r *rand.Rand, f *BlockFormat, rows, cols int) *Matrix {
 	for b := 0; b < len(m.Q); b += f.Bytes {
 		blk := m.Q[b : b+f.Bytes]
 		switch f.Dot {
-		case DotQ8_0, DotQ4_0, DotQ4K, DotQ5K:
+		case DotQ8_0, DotQ4_0, DotQ4K, DotQ5K, DotQ5_0:
 			binary.LittleEndian.PutUint16(blk, scale())
 			if f.Dot == DotQ4K || f.Dot == DotQ5K {
 				binary.LittleEndian.PutUint16(blk[2:], scale())
@@ -170,7 +186,7 @@ func TestBlockDotEveryValue(t *testing.T) {
 					blk[i] = byte(v + i)
 				}
 				switch f.Dot {
-				case DotQ8_0, DotQ4_0:
+				case DotQ8_0, DotQ4_0, DotQ5_0:
 					binary.LittleEndian.PutUint16(blk, 0x3c00) // 1
 				case DotQ4K, DotQ5K:
 					binary.LittleEndian.PutUint32(blk, 0x3c003c00)

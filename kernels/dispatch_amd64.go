@@ -538,6 +538,8 @@ func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []f
 		dotQ5KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
 	case DotQ6K:
 		dotQ6KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
+	case DotQ5_0:
+		dotQ5_0AVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
 	}
 }
 
@@ -559,6 +561,8 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX2, dotQ8_0x2AVX2, dotQ8_0x3AVX2, dotQ8_0x4AVX2}[nt-1]
 	case DotQ4_0:
 		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX2, dotQ4_0x2AVX2, dotQ4_0x3AVX2, dotQ4_0x4AVX2}[nt-1]
+	case DotQ5_0:
+		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ5_0AVX2, dotQ5_0x2AVX2, dotQ5_0x3AVX2, dotQ5_0x4AVX2}[nt-1]
 	case DotQ6K:
 		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ6KAVX2, dotQ6Kx2AVX2, dotQ6Kx3AVX2, dotQ6Kx4AVX2}[nt-1]
 	case DotQ4K:

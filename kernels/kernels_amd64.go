@@ -719,6 +719,15 @@ func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 //go:noescape
 func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 
+// dotQ5_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ5_0Generic(w[r*rb:(r+1)*rb], q[:rb/22*32], d[:rb/22])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ5_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
 // dotQ4KAVX2 computes, for each of rows rows of rb bytes at w,
 //
 //	y[r] = dotQ4KGeneric(w[r*rb:(r+1)*rb], q[:rb/144*256], d[:rb/144*8], s[:rb/144*8])
@@ -762,6 +771,14 @@ func dotQ8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 //go:noescape
 func dotQ4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 
+// dotQ5_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5_0Generic of each token.
+//
+//go:noescape
+func dotQ5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
 // dotQ4Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
 // at once (each weight block widened once for all of them), with the
 // tokens' activations interleaved (see packGroup): bit for bit
@@ -802,6 +819,14 @@ func dotQ8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 //go:noescape
 func dotQ4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 
+// dotQ5_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5_0Generic of each token.
+//
+//go:noescape
+func dotQ5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
 // dotQ4Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
 // at once (each weight block widened once for all of them), with the
 // tokens' activations interleaved (see packGroup): bit for bit
@@ -841,6 +866,14 @@ func dotQ8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 //
 //go:noescape
 func dotQ4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5_0Generic of each token.
+//
+//go:noescape
+func dotQ5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 
 // dotQ4Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
 // at once (each weight block widened once for all of them), with the

@@ -5104,6 +5104,26 @@ DATA bdByte20<>+24(SB)/4, $0x20202020
 DATA bdByte20<>+28(SB)/4, $0x20202020
 GLOBL bdByte20<>(SB), RODATA|NOPTR, $32
 
+DATA bdSixteen<>+0(SB)/4, $0x00100010
+DATA bdSixteen<>+4(SB)/4, $0x00100010
+DATA bdSixteen<>+8(SB)/4, $0x00100010
+DATA bdSixteen<>+12(SB)/4, $0x00100010
+DATA bdSixteen<>+16(SB)/4, $0x00100010
+DATA bdSixteen<>+20(SB)/4, $0x00100010
+DATA bdSixteen<>+24(SB)/4, $0x00100010
+DATA bdSixteen<>+28(SB)/4, $0x00100010
+GLOBL bdSixteen<>(SB), RODATA|NOPTR, $32
+
+DATA bdBits<>+0(SB)/4, $0x00020001
+DATA bdBits<>+4(SB)/4, $0x00080004
+DATA bdBits<>+8(SB)/4, $0x00200010
+DATA bdBits<>+12(SB)/4, $0x00800040
+DATA bdBits<>+16(SB)/4, $0x02000100
+DATA bdBits<>+20(SB)/4, $0x08000400
+DATA bdBits<>+24(SB)/4, $0x20001000
+DATA bdBits<>+28(SB)/4, $0x80004000
+GLOBL bdBits<>(SB), RODATA|NOPTR, $32
+
 // func matVecF16AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
 // Requires: AVX, F16C, FMA3
 TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-48
@@ -5467,6 +5487,121 @@ dotQ4_0AVX2_end:
 	JMP          dotQ4_0AVX2_row
 
 dotQ4_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dotQ5_0AVX2_block:
+	CMPQ         BX, $0x0000002c
+	JL           dotQ5_0AVX2_tail
+	VCVTPH2PS    (CX), X1
+	VPMOVZXBW    6(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 2(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBW       bdSixteen<>+0(SB), Y2, Y2
+	VPBROADCASTW 4(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTPH2PS    22(CX), X1
+	VPMOVZXBW    28(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 24(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBW       bdSixteen<>+0(SB), Y2, Y2
+	VPBROADCASTW 26(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VMULSS       4(DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     64(SI), Y2, Y2
+	VPMADDWD     96(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x2c, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x2c, BX
+	JMP          dotQ5_0AVX2_block
+
+dotQ5_0AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ5_0AVX2_end
+	VCVTPH2PS    (CX), X1
+	VPMOVZXBW    6(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 2(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBW       bdSixteen<>+0(SB), Y2, Y2
+	VPBROADCASTW 4(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x16, CX
+
+dotQ5_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ5_0AVX2_row
+
+dotQ5_0AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -6302,6 +6437,151 @@ dotQ4_0x2AVX2_end:
 	JMP          dotQ4_0x2AVX2_row
 
 dotQ4_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0x2AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotQ5_0x2AVX2_block:
+	CMPQ         BX, $0x0000002c
+	JL           dotQ5_0x2AVX2_tail
+	VCVTPH2PS    (CX), X2
+	VPMOVZXBW    6(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPBROADCASTW 2(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VPBROADCASTW 4(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VCVTPH2PS    22(CX), X2
+	VPMOVZXBW    28(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPBROADCASTW 24(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VPBROADCASTW 26(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VMULSS       8(DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     128(SI), Y3, Y6
+	VPMADDWD     160(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       12(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x2c, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x2c, BX
+	JMP          dotQ5_0x2AVX2_block
+
+dotQ5_0x2AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ5_0x2AVX2_end
+	VCVTPH2PS    (CX), X2
+	VPMOVZXBW    6(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPBROADCASTW 2(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VPBROADCASTW 4(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x16, CX
+
+dotQ5_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dotQ5_0x2AVX2_row
+
+dotQ5_0x2AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -7411,6 +7691,181 @@ dotQ4_0x3AVX2_end:
 	JMP          dotQ4_0x3AVX2_row
 
 dotQ4_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0x3AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ5_0x3AVX2_block:
+	CMPQ         BX, $0x0000002c
+	JL           dotQ5_0x3AVX2_tail
+	VCVTPH2PS    (CX), X3
+	VPMOVZXBW    6(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 2(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VPBROADCASTW 4(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VCVTPH2PS    22(CX), X3
+	VPMOVZXBW    28(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 24(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VPBROADCASTW 26(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VMULSS       12(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     192(SI), Y4, Y7
+	VPMADDWD     224(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       16(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     256(SI), Y4, Y7
+	VPMADDWD     288(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       20(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     320(SI), Y4, Y4
+	VPMADDWD     352(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x2c, CX
+	ADDQ         $0x00000180, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x2c, BX
+	JMP          dotQ5_0x3AVX2_block
+
+dotQ5_0x3AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ5_0x3AVX2_end
+	VCVTPH2PS    (CX), X3
+	VPMOVZXBW    6(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 2(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VPBROADCASTW 4(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x16, CX
+
+dotQ5_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dotQ5_0x3AVX2_row
+
+dotQ5_0x3AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -8794,6 +9249,211 @@ dotQ4_0x4AVX2_end:
 	JMP          dotQ4_0x4AVX2_row
 
 dotQ4_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotQ5_0x4AVX2_block:
+	CMPQ         BX, $0x0000002c
+	JL           dotQ5_0x4AVX2_tail
+	VCVTPH2PS    (CX), X4
+	VPMOVZXBW    6(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPBROADCASTW 2(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VPBROADCASTW 4(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBW       bdSixteen<>+0(SB), Y6, Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VCVTPH2PS    22(CX), X4
+	VPMOVZXBW    28(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPBROADCASTW 24(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VPBROADCASTW 26(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBW       bdSixteen<>+0(SB), Y6, Y6
+	VMULSS       16(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     256(SI), Y5, Y8
+	VPMADDWD     288(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       20(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     320(SI), Y5, Y8
+	VPMADDWD     352(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       24(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     384(SI), Y5, Y8
+	VPMADDWD     416(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       28(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     448(SI), Y5, Y5
+	VPMADDWD     480(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x2c, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x2c, BX
+	JMP          dotQ5_0x4AVX2_block
+
+dotQ5_0x4AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ5_0x4AVX2_end
+	VCVTPH2PS    (CX), X4
+	VPMOVZXBW    6(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPBROADCASTW 2(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VPBROADCASTW 4(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBW       bdSixteen<>+0(SB), Y6, Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x16, CX
+
+dotQ5_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dotQ5_0x4AVX2_row
+
+dotQ5_0x4AVX2_done:
 	VZEROUPPER
 	RET
 

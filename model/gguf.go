@@ -421,6 +421,7 @@ func init() {
 	formats[gguf.Q4_K].Dot = kernels.DotQ4K
 	formats[gguf.Q5_K].Dot = kernels.DotQ5K
 	formats[gguf.Q6_K].Dot = kernels.DotQ6K
+	formats[gguf.Q5_0].Dot = kernels.DotQ5_0
 }
 
 // f16Format is the storage of F16 matrices: halves, widened exactly in

@@ -382,12 +382,13 @@ func FuzzGGUFModel(f *testing.F) {
 
 // Files of the types the fixtures lack, written by ConvertToGGUF: F16
 // multiplies bit for bit as our float32 forward on the same values, and
-// Q5_K_M (Q5_K blocks, fused products) within the bar of TestGGUFFixtures.
+// Q5_K_M and Q5_0 (Q5_K and Q5_0 blocks, fused products) within the bar
+// of TestGGUFFixtures.
 func TestGGUFWrittenTypes(t *testing.T) {
 	dir := testutil.Fixture(t, "models/hf-gostd-13m")
 	refs := readRefs(t, testutil.Shared(t, "gguf/gostd-13m-bf16.ref.safetensors"))
 	ids := ints(refs["logits_input_ids"].data)[:48]
-	for _, typ := range []string{"f16", "q5_k_m"} {
+	for _, typ := range []string{"f16", "q5_k_m", "q5_0"} {
 		t.Run(typ, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), typ+".gguf")
 			if err := ConvertToGGUF(dir, out, GGUFConvertOptions{Type: typ}); err != nil {
@@ -401,7 +402,7 @@ func TestGGUFWrittenTypes(t *testing.T) {
 			kinds := map[string]int{}
 			m.Matrices(true, func(_ string, w **kernels.Matrix) { kinds[(*w).TypeName()]++ })
 			t.Logf("%s: matrices %v", typ, kinds)
-			if typ == "f16" && kinds["F16"] == 0 || typ == "q5_k_m" && kinds["Q5_K"] == 0 {
+			if typ == "f16" && kinds["F16"] == 0 || typ == "q5_k_m" && kinds["Q5_K"] == 0 || typ == "q5_0" && kinds["Q5_0"] == 0 {
 				t.Fatalf("%s file bound no matrix of its type: %v", typ, kinds)
 			}
 			deq := forwardLogits(t, dequantizedCopy(m), ids)

@@ -85,7 +85,7 @@ func storeAcc(y Register, acc []VecVirtual, mLoc *Mem) {
 }
 
 // The constants of the fused kernels: word masks and bytes.
-var w0F, w08, w10, b0F, b03, b30, b20 Mem
+var w0F, w08, w10, b0F, b03, b30, b20, w16, wBits Mem
 
 func genBlockDot() {
 	w0F = vconst("bdMask0F", 0x000F000F)
@@ -95,6 +95,11 @@ func genBlockDot() {
 	b03 = vconst("bdByte03", 0x03030303)
 	b30 = vconst("bdByte30", 0x30303030)
 	b20 = vconst("bdByte20", 0x20202020)
+	w16 = vconst("bdSixteen", 0x00100010)
+	wBits = GLOBL("bdBits", RODATA|NOPTR) // word i: 1<<i
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32(uint32(1)<<(2*i)|uint32(2)<<(2*i)<<16))
+	}
 	genMatVecF16()
 	for nt := 1; nt <= 4; nt++ {
 		genBlockDot32(nt)
@@ -109,7 +114,7 @@ func genBlockDot32(nt int) {
 	for _, k := range []struct {
 		base, gen string
 		bytes     int
-	}{{"dotQ8_0", "dotQ8_0Generic", 34}, {"dotQ4_0", "dotQ4_0Generic", 18}} {
+	}{{"dotQ8_0", "dotQ8_0Generic", 34}, {"dotQ4_0", "dotQ4_0Generic", 18}, {"dotQ5_0", "dotQ5_0Generic", 22}} {
 		name := kernelName(k.base, nt)
 		TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d *float32)")
 		Pragma("noescape")
@@ -136,10 +141,26 @@ func genBlockDot32(nt int) {
 			hx := XMM()
 			VCVTPH2PS(Mem{Base: w, Disp: k.bytes * i}, hx)
 			a, b := YMM(), YMM()
-			if k.bytes == 34 {
+			switch k.bytes {
+			case 34:
 				VPMOVSXBW(Mem{Base: w, Disp: 34*i + 2}, a)
 				VPMOVSXBW(Mem{Base: w, Disp: 34*i + 18}, b)
-			} else {
+			case 22:
+				// Nibbles, then the high bits: each half of qh broadcast
+				// to 16 words, word i tested against 1<<i, 16 where set.
+				VPMOVZXBW(Mem{Base: w, Disp: 22*i + 6}, a)
+				VPSRLW(U8(4), a, b)
+				VPAND(w0F, a, a)
+				for hi, v := range []VecVirtual{a, b} {
+					h := YMM()
+					VPBROADCASTW(Mem{Base: w, Disp: 22*i + 2 + 2*hi}, h)
+					VPAND(wBits, h, h)
+					VPCMPEQW(wBits, h, h)
+					VPAND(w10, h, h)
+					VPOR(h, v, v)
+					VPSUBW(w16, v, v)
+				}
+			default:
 				VPMOVZXBW(Mem{Base: w, Disp: 18*i + 2}, a)
 				VPSRLW(U8(4), a, b)
 				VPAND(w0F, a, a)
