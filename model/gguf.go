@@ -738,3 +738,27 @@ func checkGGUFFinite(f *gguf.File) error {
 	}
 	return nil
 }
+
+// quantizeQ4 quantizes w to Q4_K blocks with ggml's reference quantizer
+// (the blocks llama-quantize writes without an importance matrix), or to
+// Q5_0 when its rows are whole blocks of 32 but not of 256, or to int8.
+func quantizeQ4(w *kernels.Matrix) *kernels.Matrix {
+	t := gguf.Q4_K
+	switch {
+	case w.Cols%256 == 0:
+	case w.Cols%32 == 0:
+		t = gguf.Q5_0
+	default:
+		return kernels.QuantizeI8(w)
+	}
+	f := formats[t]
+	rb := w.Cols / f.Elems * f.Bytes
+	q := &kernels.Matrix{Rows: w.Rows, Cols: w.Cols, DType: kernels.Blocks, Format: f, Q: make([]byte, w.Rows*rb)}
+	row := make([]float32, w.Cols)
+	for r := range w.Rows {
+		if err := gguf.Quantize(t, w.Row(row, r), q.Q[r*rb:(r+1)*rb]); err != nil {
+			panic(err) // the sizes are whole blocks by construction
+		}
+	}
+	return q
+}
