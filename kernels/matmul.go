@@ -37,10 +37,20 @@ import (
 //     about 1/130 of the error the int8 rounding of the weights already
 //     makes. A row of x holding Inf or NaN, or so small that its scale
 //     overflows, is multiplied in float32 instead (rowDotI8Float).
-//   - block-quantized weights (Blocks): each chunk of rows is widened to
-//     float32 by its BlockFormat and multiplied by the float32 path, so the
-//     outputs are bit for bit those of the dequantized float32 matrix
-//     (activations stay float32: no rounding of x).
+//   - block-quantized weights (Blocks) whose format has a fused kernel
+//     (BlockFormat.Dot: ggml's Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): each
+//     row of x is rounded to int16 in blocks of 32 with one scale each
+//     (each value moves by at most 1/65534 of its block's largest
+//     magnitude), and each output is a fixed sequence over the weight
+//     blocks of exact integer lane sums, each scaled and added to 8 float32
+//     lanes (blockdot.go gives the order; the assembly and the plain Go
+//     give the same bits). A row of x with Inf or NaN is multiplied as
+//     below instead;
+//   - F16 weights (DotF16): widened exactly, the float32 order;
+//   - other block weights: each chunk of rows is widened to float32 by its
+//     BlockFormat and multiplied by the float32 path, so the outputs are
+//     bit for bit those of the dequantized float32 matrix (activations
+//     stay float32: no rounding of x).
 //
 // The output rows are split among the worker threads (see SetThreads); the
 // columns never are. With T = 1 (decoding) each thread streams its rows of
