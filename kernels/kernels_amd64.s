@@ -5132,6 +5132,65 @@ TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-48
 	MOVQ rows+16(FP), DX
 	MOVQ ldx+40(FP), BX
 	SHLQ $0x02, BX
+	MOVQ cols+24(FP), BX
+	SHLQ $0x01, BX
+
+matVecF16AVX2_rows4:
+	CMPQ   DX, $0x04
+	JL     matVecF16AVX2_row
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	LEAQ   (CX)(BX*2), R8
+	ADDQ   BX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+matVecF16AVX2_col4:
+	CMPQ        SI, $0x00
+	JLE         matVecF16AVX2_end4
+	VMOVUPS     (DI), Y4
+	VCVTPH2PS   (CX), Y5
+	VFMADD231PS Y4, Y5, Y0
+	VCVTPH2PS   (CX)(BX*1), Y5
+	VFMADD231PS Y4, Y5, Y1
+	VCVTPH2PS   (CX)(BX*2), Y5
+	VFMADD231PS Y4, Y5, Y2
+	VCVTPH2PS   (R8), Y5
+	VFMADD231PS Y4, Y5, Y3
+	ADDQ        $0x10, CX
+	ADDQ        $0x10, R8
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, SI
+	JMP         matVecF16AVX2_col4
+
+matVecF16AVX2_end4:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	LEAQ         (CX)(BX*2), CX
+	ADDQ         BX, CX
+	SUBQ         $0x04, DX
+	JMP          matVecF16AVX2_rows4
 
 matVecF16AVX2_row:
 	TESTQ  DX, DX

@@ -479,6 +479,51 @@ func genMatVecF16() {
 		rows := Load(Param("rows"), GP64())
 		ld := Load(Param("ldx"), GP64())
 		SHLQ(U8(2), ld)
+		if nt == 1 {
+			// Four rows at a time, each with its own accumulator (four
+			// independent chains of multiply-adds; the order of each
+			// output is unchanged), then the rows left one by one.
+			st := Load(Param("cols"), GP64())
+			SHLQ(U8(1), st) // bytes per row
+			Label(name + "_rows4")
+			CMPQ(rows, Imm(4))
+			JL(LabelRef(name + "_row"))
+			n := Load(Param("cols"), GP64())
+			xp := Load(Param("x"), GP64())
+			w3 := GP64()
+			LEAQ(Mem{Base: w, Index: st, Scale: 2}, w3)
+			ADDQ(st, w3)
+			acc := make([]VecVirtual, 4)
+			for k := range acc {
+				acc[k] = YMM()
+				VXORPS(acc[k], acc[k], acc[k])
+			}
+			Label(name + "_col4")
+			CMPQ(n, Imm(0))
+			JLE(LabelRef(name + "_end4"))
+			xv := YMM()
+			VMOVUPS(Mem{Base: xp}, xv)
+			for k := range acc {
+				m := []Mem{{Base: w}, {Base: w, Index: st, Scale: 1}, {Base: w, Index: st, Scale: 2}, {Base: w3}}[k]
+				wv := YMM()
+				VCVTPH2PS(m, wv)
+				VFMADD231PS(xv, wv, acc[k])
+			}
+			ADDQ(U8(16), w)
+			ADDQ(U8(16), w3)
+			ADDQ(U8(32), xp)
+			SUBQ(U8(8), n)
+			JMP(LabelRef(name + "_col4"))
+			Label(name + "_end4")
+			for k, a := range acc {
+				VMOVSS(hsum1(a), Mem{Base: y, Disp: 4 * k})
+			}
+			ADDQ(U8(16), y)
+			LEAQ(Mem{Base: w, Index: st, Scale: 2}, w) // past the 3 other rows
+			ADDQ(st, w)
+			SUBQ(Imm(4), rows)
+			JMP(LabelRef(name + "_rows4"))
+		}
 		Label(name + "_row")
 		TESTQ(rows, rows)
 		JZ(LabelRef(name + "_done"))
