@@ -301,3 +301,36 @@ func BenchmarkAttentionDecodeOneKV(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatMulFused times the fused block kernels on an expert's
+// up-projection shape (3584×1024) for one token (decode, with the
+// bandwidth yardstick) and 256 (prefill, in GFLOP/s), beside bf16.
+func BenchmarkMatMulFused(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 4))
+	const R, C = 3584, 1024
+	for _, f := range append([]*BlockFormat{nil}, dotFormats...) {
+		var w *Matrix
+		name := "BF16"
+		if f == nil {
+			w = randMatrix(r, BF16, R, C, 0)
+		} else {
+			w = randDotBlocks(r, f, R, C)
+			name = f.Name
+		}
+		for _, T := range []int{1, 4, 256} {
+			x := make([]float32, T*C)
+			for i := range x {
+				x[i] = r.Float32()*2 - 1
+			}
+			dst := make([]float32, T*R)
+			b.Run(fmt.Sprintf("%s/T=%d", name, T), func(b *testing.B) {
+				for b.Loop() {
+					MatMul(dst, x, T, w)
+				}
+				flops := 2 * float64(T) * R * C * float64(b.N)
+				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(float64(w.Bytes())*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+		}
+	}
+}

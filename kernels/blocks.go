@@ -14,6 +14,10 @@ type BlockFormat struct {
 	// (len(dst) is a multiple of Elems and src holds exactly those blocks).
 	// It must be deterministic: the same bytes give the same floats.
 	Dequantize func(dst []float32, src []byte)
+	// Dot, when set (and Elems and Bytes are its block's), multiplies
+	// the blocks directly with activations rounded to 8-bit blocks, as
+	// llama.cpp does (see blockdot.go); NoDot widens rows to float32.
+	Dot BlockDot
 }
 
 // BitsPerWeight is the storage cost of one weight.

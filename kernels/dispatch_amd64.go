@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // useAVX2 selects the AVX2/FMA kernels. It is set once at init from the CPU
 // features; tests clear it to run the plain-Go path on the same inputs.
@@ -504,5 +508,91 @@ func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys in
 		matVecF32T2AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
 	case 3:
 		matVecF32T3AVX2(&y[0], ldy, w, &x[0], ldx, keys, kc, ld)
+	}
+}
+
+// blockDotRows sets y[i] to the fused product of row i of the blocks in w
+// (rb bytes each) with the quantized activations q, d, s: the assembly
+// when the CPU has AVX2, which gives the bits of blockDotRowsGeneric.
+func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []float32) {
+	n := len(y)
+	if !useAVX2 || n == 0 {
+		blockDotRowsGeneric(y, k, w, rb, q, d, s)
+		return
+	}
+	// The kernels read n·rb bytes of w, rb/bytes·elems of q and the
+	// matching scales; check them once.
+	g := dotGeometry[k]
+	nb := rb / g.bytes * g.elems / q8Block
+	_, _, _ = w[n*rb-1], q[nb*q8Block-1], d[nb-1]
+	switch k {
+	case DotQ8_0:
+		dotQ8_0AVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
+	case DotQ4_0:
+		dotQ4_0AVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
+	case DotQ4K:
+		_ = s[nb-1]
+		dotQ4KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
+	case DotQ5K:
+		_ = s[nb-1]
+		dotQ5KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
+	case DotQ6K:
+		dotQ6KAVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
+	case DotQ5_0:
+		dotQ5_0AVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
+	}
+}
+
+// blockDotRowsN computes y[i*nt+t] for the nt tokens of a group packed by
+// xQ8.group, bit for bit blockDotRows of each token.
+func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, s []float32) {
+	n := len(y) / nt
+	if n == 0 {
+		return
+	}
+	g := dotGeometry[k]
+	nb := rb / g.bytes * g.elems / q8Block
+	_, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nb-1], s[nt*nb-1]
+	_ = y[n*nt-1]
+	var f func(y *float32, w *byte, rows, rb int, q *int16, d *float32)
+	var fk func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)
+	switch k {
+	case DotQ8_0:
+		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX2, dotQ8_0x2AVX2, dotQ8_0x3AVX2, dotQ8_0x4AVX2}[nt-1]
+	case DotQ4_0:
+		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX2, dotQ4_0x2AVX2, dotQ4_0x3AVX2, dotQ4_0x4AVX2}[nt-1]
+	case DotQ5_0:
+		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ5_0AVX2, dotQ5_0x2AVX2, dotQ5_0x3AVX2, dotQ5_0x4AVX2}[nt-1]
+	case DotQ6K:
+		f = [...]func(*float32, *byte, int, int, *int16, *float32){dotQ6KAVX2, dotQ6Kx2AVX2, dotQ6Kx3AVX2, dotQ6Kx4AVX2}[nt-1]
+	case DotQ4K:
+		fk = [...]func(*float32, *byte, int, int, *int16, *float32, *float32){dotQ4KAVX2, dotQ4Kx2AVX2, dotQ4Kx3AVX2, dotQ4Kx4AVX2}[nt-1]
+	case DotQ5K:
+		fk = [...]func(*float32, *byte, int, int, *int16, *float32, *float32){dotQ5KAVX2, dotQ5Kx2AVX2, dotQ5Kx3AVX2, dotQ5Kx4AVX2}[nt-1]
+	}
+	if f != nil {
+		f(&y[0], &w[0], n, rb, &q[0], &d[0])
+	} else {
+		fk(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
+	}
+}
+
+// matVecF16 computes y[r*nt+t] = row r of the rows×cols halves in w times
+// token t of x (cols floats each), nt ≤ 4, in the dot order.
+func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
+	if rows == 0 {
+		return
+	}
+	_, _, _ = y[rows*nt-1], w[rows*cols*2-1], x[nt*cols-1]
+	p := (*uint16)(unsafe.Pointer(&w[0]))
+	switch nt {
+	case 1:
+		matVecF16AVX2(&y[0], p, rows, cols, &x[0], cols)
+	case 2:
+		matVecF16x2AVX2(&y[0], p, rows, cols, &x[0], cols)
+	case 3:
+		matVecF16x3AVX2(&y[0], p, rows, cols, &x[0], cols)
+	default:
+		matVecF16x4AVX2(&y[0], p, rows, cols, &x[0], cols)
 	}
 }

@@ -94,3 +94,15 @@ func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int) { panic("kernels: n
 func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }
 func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int) { panic("kernels: no assembly") }
 func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }
+
+func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []float32) {
+	blockDotRowsGeneric(y, k, w, rb, q, d, s)
+}
+
+func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, s []float32) {
+	panic("kernels: no assembly")
+}
+
+func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
+	panic("kernels: no assembly")
+}

@@ -67,6 +67,22 @@ func TestMatMulBatchInvariant(t *testing.T) {
 					checkInvariance(t, r, randMatrix(r, dt, s.rows, s.cols, s.rows%3), pool)
 				}
 			}
+			if kc != 256 {
+				return // the block paths have no panels
+			}
+			// Block weights, on rows of whole blocks: the fused kernels
+			// (one token and groups of 2-4) and F16.
+			for _, f := range append([]*BlockFormat{f16Format}, dotFormats...) {
+				for _, s := range []struct{ rows, cols int }{{13, 512}} {
+					w := randDotBlocks(r, f, s.rows, s.cols)
+					if f.Dot == DotF16 {
+						for i := 0; i < len(w.Q); i += 2 {
+							w.Q[i+1] &= 0x7b // finite halves
+						}
+					}
+					checkInvariance(t, r, w, invariancePool(r, maxT, s.cols))
+				}
+			}
 		})
 	}
 }
@@ -110,10 +126,35 @@ func checkInvariance(t *testing.T, r *rand.Rand, w *Matrix, pool [][]float32) {
 					for j, v := range got {
 						if math.Float32bits(v) != math.Float32bits(want[idx[i]][j]) {
 							t.Fatalf("%v %dx%d, %d threads, T=%d (shuffled %v): row %d (pool row %d) output %d = %v (%#x), alone %v (%#x)",
-								w.DType, R, C, threads, T, shuffled, i, idx[i], j,
+								w.TypeName(), R, C, threads, T, shuffled, i, idx[i], j,
 								v, math.Float32bits(v), want[idx[i]][j], math.Float32bits(want[idx[i]][j]))
 						}
 					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulBlocksExact checks that the fused block kernels give the same
+// bits with and without the assembly (exact integer sums, the same
+// roundings in the same order), for 1 token and the groups of 2-4.
+func TestMatMulBlocksExact(t *testing.T) {
+	r := newRand(t)
+	for _, f := range dotFormats {
+		w := randDotBlocks(r, f, 37, 512)
+		for _, T := range []int{1, 3, 4, 9} {
+			x, _ := guarded(r, T*512, 0)
+			fast := make([]float32, T*37)
+			MatMul(fast, x, T, w)
+			slow := make([]float32, T*37)
+			func() {
+				defer forceGeneric()()
+				MatMul(slow, x, T, w)
+			}()
+			for i := range fast {
+				if math.Float32bits(fast[i]) != math.Float32bits(slow[i]) && !(isNaN(fast[i]) && isNaN(slow[i])) {
+					t.Fatalf("%s T=%d: output %d = %v with the assembly, %v without", f.Name, T, i, fast[i], slow[i])
 				}
 			}
 		}

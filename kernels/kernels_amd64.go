@@ -636,3 +636,265 @@ func dequantQ4_0AVX2(y *float32, q *byte, d *float32, n int)
 //
 //go:noescape
 func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int)
+
+// matVecF16AVX2 computes, for each of rows rows of cols (a multiple of 8)
+// float16 weights at w and each of 1 tokens t (x advancing by ldx
+// floats per token), y[r*1+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot
+// order (the widening of the weights is exact):
+//
+//	var acc [8]float32
+//	for c := 0; c < cols; c += 8 {
+//		for l := range acc {
+//			acc[l] = fma(float32(W[r,c+l]), x[t*ldx+c+l], acc[l]) // rounded once
+//		}
+//	}
+//	y[r*1+t] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//
+//go:noescape
+func matVecF16AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x2AVX2 computes, for each of rows rows of cols (a multiple of 8)
+// float16 weights at w and each of 2 tokens t (x advancing by ldx
+// floats per token), y[r*2+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot
+// order (the widening of the weights is exact):
+//
+//	var acc [8]float32
+//	for c := 0; c < cols; c += 8 {
+//		for l := range acc {
+//			acc[l] = fma(float32(W[r,c+l]), x[t*ldx+c+l], acc[l]) // rounded once
+//		}
+//	}
+//	y[r*2+t] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//
+//go:noescape
+func matVecF16x2AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x3AVX2 computes, for each of rows rows of cols (a multiple of 8)
+// float16 weights at w and each of 3 tokens t (x advancing by ldx
+// floats per token), y[r*3+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot
+// order (the widening of the weights is exact):
+//
+//	var acc [8]float32
+//	for c := 0; c < cols; c += 8 {
+//		for l := range acc {
+//			acc[l] = fma(float32(W[r,c+l]), x[t*ldx+c+l], acc[l]) // rounded once
+//		}
+//	}
+//	y[r*3+t] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//
+//go:noescape
+func matVecF16x3AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x4AVX2 computes, for each of rows rows of cols (a multiple of 8)
+// float16 weights at w and each of 4 tokens t (x advancing by ldx
+// floats per token), y[r*4+t] = Σ_c W[r,c]·x[t*ldx+c] in the dot
+// order (the widening of the weights is exact):
+//
+//	var acc [8]float32
+//	for c := 0; c < cols; c += 8 {
+//		for l := range acc {
+//			acc[l] = fma(float32(W[r,c+l]), x[t*ldx+c+l], acc[l]) // rounded once
+//		}
+//	}
+//	y[r*4+t] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//
+//go:noescape
+func matVecF16x4AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// dotQ8_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ8_0Generic(w[r*rb:(r+1)*rb], q[:rb/34*32], d[:rb/34])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ4_0Generic(w[r*rb:(r+1)*rb], q[:rb/18*32], d[:rb/18])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ5_0Generic(w[r*rb:(r+1)*rb], q[:rb/22*32], d[:rb/22])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ5_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ4KGeneric(w[r*rb:(r+1)*rb], q[:rb/144*256], d[:rb/144*8], s[:rb/144*8])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ5KGeneric(w[r*rb:(r+1)*rb], q[:rb/176*256], d[:rb/176*8], s[:rb/176*8])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dotQ6KGeneric(w[r*rb:(r+1)*rb], q[:rb/210*256], d[:rb/210*8])
+//
+// bit for bit (see blockdot.go). The rows follow each other in memory.
+//
+//go:noescape
+func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ8_0Generic of each token.
+//
+//go:noescape
+func dotQ8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4_0Generic of each token.
+//
+//go:noescape
+func dotQ4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5_0Generic of each token.
+//
+//go:noescape
+func dotQ5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4KGeneric of each token.
+//
+//go:noescape
+func dotQ4Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5KGeneric of each token.
+//
+//go:noescape
+func dotQ5Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ6KGeneric of each token.
+//
+//go:noescape
+func dotQ6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ8_0Generic of each token.
+//
+//go:noescape
+func dotQ8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4_0Generic of each token.
+//
+//go:noescape
+func dotQ4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5_0Generic of each token.
+//
+//go:noescape
+func dotQ5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4KGeneric of each token.
+//
+//go:noescape
+func dotQ4Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5KGeneric of each token.
+//
+//go:noescape
+func dotQ5Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ6KGeneric of each token.
+//
+//go:noescape
+func dotQ6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ8_0Generic of each token.
+//
+//go:noescape
+func dotQ8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4_0Generic of each token.
+//
+//go:noescape
+func dotQ4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5_0Generic of each token.
+//
+//go:noescape
+func dotQ5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ4KGeneric of each token.
+//
+//go:noescape
+func dotQ4Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ5KGeneric of each token.
+//
+//go:noescape
+func dotQ5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block widened once for all of them), with the
+// tokens' activations interleaved (see packGroup): bit for bit
+// dotQ6KGeneric of each token.
+//
+//go:noescape
+func dotQ6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)

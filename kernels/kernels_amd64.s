@@ -5033,3 +5033,5741 @@ DATA q6Bias32<>+20(SB)/4, $0x00000020
 DATA q6Bias32<>+24(SB)/4, $0x00000020
 DATA q6Bias32<>+28(SB)/4, $0x00000020
 GLOBL q6Bias32<>(SB), RODATA|NOPTR, $32
+
+DATA bdMask0F<>+0(SB)/4, $0x000f000f
+DATA bdMask0F<>+4(SB)/4, $0x000f000f
+DATA bdMask0F<>+8(SB)/4, $0x000f000f
+DATA bdMask0F<>+12(SB)/4, $0x000f000f
+DATA bdMask0F<>+16(SB)/4, $0x000f000f
+DATA bdMask0F<>+20(SB)/4, $0x000f000f
+DATA bdMask0F<>+24(SB)/4, $0x000f000f
+DATA bdMask0F<>+28(SB)/4, $0x000f000f
+GLOBL bdMask0F<>(SB), RODATA|NOPTR, $32
+
+DATA bdEight<>+0(SB)/4, $0x00080008
+DATA bdEight<>+4(SB)/4, $0x00080008
+DATA bdEight<>+8(SB)/4, $0x00080008
+DATA bdEight<>+12(SB)/4, $0x00080008
+DATA bdEight<>+16(SB)/4, $0x00080008
+DATA bdEight<>+20(SB)/4, $0x00080008
+DATA bdEight<>+24(SB)/4, $0x00080008
+DATA bdEight<>+28(SB)/4, $0x00080008
+GLOBL bdEight<>(SB), RODATA|NOPTR, $32
+
+DATA bdMask10<>+0(SB)/4, $0x00100010
+DATA bdMask10<>+4(SB)/4, $0x00100010
+DATA bdMask10<>+8(SB)/4, $0x00100010
+DATA bdMask10<>+12(SB)/4, $0x00100010
+DATA bdMask10<>+16(SB)/4, $0x00100010
+DATA bdMask10<>+20(SB)/4, $0x00100010
+DATA bdMask10<>+24(SB)/4, $0x00100010
+DATA bdMask10<>+28(SB)/4, $0x00100010
+GLOBL bdMask10<>(SB), RODATA|NOPTR, $32
+
+DATA bdByte0F<>+0(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+4(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+8(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+12(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+16(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+20(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+24(SB)/4, $0x0f0f0f0f
+DATA bdByte0F<>+28(SB)/4, $0x0f0f0f0f
+GLOBL bdByte0F<>(SB), RODATA|NOPTR, $32
+
+DATA bdByte03<>+0(SB)/4, $0x03030303
+DATA bdByte03<>+4(SB)/4, $0x03030303
+DATA bdByte03<>+8(SB)/4, $0x03030303
+DATA bdByte03<>+12(SB)/4, $0x03030303
+DATA bdByte03<>+16(SB)/4, $0x03030303
+DATA bdByte03<>+20(SB)/4, $0x03030303
+DATA bdByte03<>+24(SB)/4, $0x03030303
+DATA bdByte03<>+28(SB)/4, $0x03030303
+GLOBL bdByte03<>(SB), RODATA|NOPTR, $32
+
+DATA bdByte30<>+0(SB)/4, $0x30303030
+DATA bdByte30<>+4(SB)/4, $0x30303030
+DATA bdByte30<>+8(SB)/4, $0x30303030
+DATA bdByte30<>+12(SB)/4, $0x30303030
+DATA bdByte30<>+16(SB)/4, $0x30303030
+DATA bdByte30<>+20(SB)/4, $0x30303030
+DATA bdByte30<>+24(SB)/4, $0x30303030
+DATA bdByte30<>+28(SB)/4, $0x30303030
+GLOBL bdByte30<>(SB), RODATA|NOPTR, $32
+
+DATA bdByte20<>+0(SB)/4, $0x20202020
+DATA bdByte20<>+4(SB)/4, $0x20202020
+DATA bdByte20<>+8(SB)/4, $0x20202020
+DATA bdByte20<>+12(SB)/4, $0x20202020
+DATA bdByte20<>+16(SB)/4, $0x20202020
+DATA bdByte20<>+20(SB)/4, $0x20202020
+DATA bdByte20<>+24(SB)/4, $0x20202020
+DATA bdByte20<>+28(SB)/4, $0x20202020
+GLOBL bdByte20<>(SB), RODATA|NOPTR, $32
+
+DATA bdSixteen<>+0(SB)/4, $0x00100010
+DATA bdSixteen<>+4(SB)/4, $0x00100010
+DATA bdSixteen<>+8(SB)/4, $0x00100010
+DATA bdSixteen<>+12(SB)/4, $0x00100010
+DATA bdSixteen<>+16(SB)/4, $0x00100010
+DATA bdSixteen<>+20(SB)/4, $0x00100010
+DATA bdSixteen<>+24(SB)/4, $0x00100010
+DATA bdSixteen<>+28(SB)/4, $0x00100010
+GLOBL bdSixteen<>(SB), RODATA|NOPTR, $32
+
+DATA bdBits<>+0(SB)/4, $0x00020001
+DATA bdBits<>+4(SB)/4, $0x00080004
+DATA bdBits<>+8(SB)/4, $0x00200010
+DATA bdBits<>+12(SB)/4, $0x00800040
+DATA bdBits<>+16(SB)/4, $0x02000100
+DATA bdBits<>+20(SB)/4, $0x08000400
+DATA bdBits<>+24(SB)/4, $0x20001000
+DATA bdBits<>+28(SB)/4, $0x80004000
+GLOBL bdBits<>(SB), RODATA|NOPTR, $32
+
+// func matVecF16AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matVecF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+	MOVQ cols+24(FP), BX
+	SHLQ $0x01, BX
+
+matVecF16AVX2_rows4:
+	CMPQ   DX, $0x04
+	JL     matVecF16AVX2_row
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	LEAQ   (CX)(BX*2), R8
+	ADDQ   BX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+matVecF16AVX2_col4:
+	CMPQ        SI, $0x00
+	JLE         matVecF16AVX2_end4
+	VMOVUPS     (DI), Y4
+	VCVTPH2PS   (CX), Y5
+	VFMADD231PS Y4, Y5, Y0
+	VCVTPH2PS   (CX)(BX*1), Y5
+	VFMADD231PS Y4, Y5, Y1
+	VCVTPH2PS   (CX)(BX*2), Y5
+	VFMADD231PS Y4, Y5, Y2
+	VCVTPH2PS   (R8), Y5
+	VFMADD231PS Y4, Y5, Y3
+	ADDQ        $0x10, CX
+	ADDQ        $0x10, R8
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, SI
+	JMP         matVecF16AVX2_col4
+
+matVecF16AVX2_end4:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	LEAQ         (CX)(BX*2), CX
+	ADDQ         BX, CX
+	SUBQ         $0x04, DX
+	JMP          matVecF16AVX2_rows4
+
+matVecF16AVX2_row:
+	TESTQ  DX, DX
+	JZ     matVecF16AVX2_done
+	MOVQ   cols+24(FP), BX
+	MOVQ   x+32(FP), SI
+	VXORPS Y0, Y0, Y0
+
+matVecF16AVX2_col:
+	CMPQ        BX, $0x00
+	JLE         matVecF16AVX2_end
+	VCVTPH2PS   (CX), Y1
+	VFMADD231PS (SI), Y1, Y0
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, SI
+	SUBQ        $0x08, BX
+	JMP         matVecF16AVX2_col
+
+matVecF16AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          matVecF16AVX2_row
+
+matVecF16AVX2_done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x2AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matVecF16x2AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+
+matVecF16x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     matVecF16x2AVX2_done
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+matVecF16x2AVX2_col:
+	CMPQ        SI, $0x00
+	JLE         matVecF16x2AVX2_end
+	VCVTPH2PS   (CX), Y2
+	VFMADD231PS (DI), Y2, Y0
+	VFMADD231PS (DI)(BX*1), Y2, Y1
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, SI
+	JMP         matVecF16x2AVX2_col
+
+matVecF16x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          matVecF16x2AVX2_row
+
+matVecF16x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x3AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matVecF16x3AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+
+matVecF16x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     matVecF16x3AVX2_done
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+matVecF16x3AVX2_col:
+	CMPQ        SI, $0x00
+	JLE         matVecF16x3AVX2_end
+	VCVTPH2PS   (CX), Y3
+	VFMADD231PS (DI), Y3, Y0
+	VFMADD231PS (DI)(BX*1), Y3, Y1
+	VFMADD231PS (DI)(BX*2), Y3, Y2
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, DI
+	SUBQ        $0x08, SI
+	JMP         matVecF16x3AVX2_col
+
+matVecF16x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          matVecF16x3AVX2_row
+
+matVecF16x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x4AVX2(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, F16C, FMA3
+TEXT ·matVecF16x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+
+matVecF16x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     matVecF16x4AVX2_done
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	LEAQ   (DI)(BX*2), R8
+	ADDQ   BX, R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+matVecF16x4AVX2_col:
+	CMPQ        SI, $0x00
+	JLE         matVecF16x4AVX2_end
+	VCVTPH2PS   (CX), Y4
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS (DI)(BX*1), Y4, Y1
+	VFMADD231PS (DI)(BX*2), Y4, Y2
+	VFMADD231PS (R8), Y4, Y3
+	ADDQ        $0x10, CX
+	ADDQ        $0x20, DI
+	ADDQ        $0x20, R8
+	SUBQ        $0x08, SI
+	JMP         matVecF16x4AVX2_col
+
+matVecF16x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          matVecF16x4AVX2_row
+
+matVecF16x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ8_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ8_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dotQ8_0AVX2_block:
+	CMPQ         BX, $0x00000044
+	JL           dotQ8_0AVX2_tail
+	VCVTPH2PS    (CX), X1
+	VPMOVSXBW    2(CX), Y2
+	VPMOVSXBW    18(CX), Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTPH2PS    34(CX), X1
+	VPMOVSXBW    36(CX), Y2
+	VPMOVSXBW    52(CX), Y3
+	VMULSS       4(DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     64(SI), Y2, Y2
+	VPMADDWD     96(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x44, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x44, BX
+	JMP          dotQ8_0AVX2_block
+
+dotQ8_0AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ8_0AVX2_end
+	VCVTPH2PS    (CX), X1
+	VPMOVSXBW    2(CX), Y2
+	VPMOVSXBW    18(CX), Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x22, CX
+
+dotQ8_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ8_0AVX2_row
+
+dotQ8_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ4_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ4_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dotQ4_0AVX2_block:
+	CMPQ         BX, $0x00000024
+	JL           dotQ4_0AVX2_tail
+	VCVTPH2PS    (CX), X1
+	VPMOVZXBW    2(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTPH2PS    18(CX), X1
+	VPMOVZXBW    20(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VMULSS       4(DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     64(SI), Y2, Y2
+	VPMADDWD     96(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x24, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x24, BX
+	JMP          dotQ4_0AVX2_block
+
+dotQ4_0AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ4_0AVX2_end
+	VCVTPH2PS    (CX), X1
+	VPMOVZXBW    2(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y2, Y2
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x12, CX
+
+dotQ4_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ4_0AVX2_row
+
+dotQ4_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dotQ5_0AVX2_block:
+	CMPQ         BX, $0x0000002c
+	JL           dotQ5_0AVX2_tail
+	VCVTPH2PS    (CX), X1
+	VPMOVZXBW    6(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 2(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBW       bdSixteen<>+0(SB), Y2, Y2
+	VPBROADCASTW 4(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTPH2PS    22(CX), X1
+	VPMOVZXBW    28(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 24(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBW       bdSixteen<>+0(SB), Y2, Y2
+	VPBROADCASTW 26(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VMULSS       4(DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     64(SI), Y2, Y2
+	VPMADDWD     96(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x2c, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x2c, BX
+	JMP          dotQ5_0AVX2_block
+
+dotQ5_0AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ5_0AVX2_end
+	VCVTPH2PS    (CX), X1
+	VPMOVZXBW    6(CX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 2(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBW       bdSixteen<>+0(SB), Y2, Y2
+	VPBROADCASTW 4(CX), Y4
+	VPAND        bdBits<>+0(SB), Y4, Y4
+	VPCMPEQW     bdBits<>+0(SB), Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x16, CX
+
+dotQ5_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ5_0AVX2_row
+
+dotQ5_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4KAVX2(SB), NOSPLIT, $64-56
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ4KAVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ4KAVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+
+dotQ4KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ4KAVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VMOVD        R10, X2
+	VPINSRD      $0x01, R13, X2, X2
+	VPMOVZXBD    X1, Y1
+	VPMOVZXBD    X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y4
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       Y4, Y1, Y1
+	VMULPS       Y3, Y2, Y2
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VMULPS       (DI), Y2, Y1
+	VMULPS       (R8), Y1, Y1
+	VADDPS       32(SP), Y1, Y1
+	VMOVUPS      Y1, 32(SP)
+	VPMOVZXBW    16(CX), Y1
+	VPMOVZXBW    32(CX), Y2
+	VPAND        bdMask0F<>+0(SB), Y1, Y1
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VBROADCASTSS (SP), Y3
+	VPMADDWD     (SI), Y1, Y1
+	VPMADDWD     32(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VPMOVZXBW    16(CX), Y1
+	VPMOVZXBW    32(CX), Y2
+	VPSRLW       $0x04, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VBROADCASTSS 4(SP), Y3
+	VPMADDWD     64(SI), Y1, Y1
+	VPMADDWD     96(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VPMOVZXBW    48(CX), Y1
+	VPMOVZXBW    64(CX), Y2
+	VPAND        bdMask0F<>+0(SB), Y1, Y1
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 8(SP), Y3
+	VPMADDWD     128(SI), Y1, Y1
+	VPMADDWD     160(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VPMOVZXBW    48(CX), Y1
+	VPMOVZXBW    64(CX), Y2
+	VPSRLW       $0x04, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VBROADCASTSS 12(SP), Y3
+	VPMADDWD     192(SI), Y1, Y1
+	VPMADDWD     224(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VPMOVZXBW    80(CX), Y1
+	VPMOVZXBW    96(CX), Y2
+	VPAND        bdMask0F<>+0(SB), Y1, Y1
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 16(SP), Y3
+	VPMADDWD     256(SI), Y1, Y1
+	VPMADDWD     288(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VPMOVZXBW    80(CX), Y1
+	VPMOVZXBW    96(CX), Y2
+	VPSRLW       $0x04, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VBROADCASTSS 20(SP), Y3
+	VPMADDWD     320(SI), Y1, Y1
+	VPMADDWD     352(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VPMOVZXBW    112(CX), Y1
+	VPMOVZXBW    128(CX), Y2
+	VPAND        bdMask0F<>+0(SB), Y1, Y1
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 24(SP), Y3
+	VPMADDWD     384(SI), Y1, Y1
+	VPMADDWD     416(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VPMOVZXBW    112(CX), Y1
+	VPMOVZXBW    128(CX), Y2
+	VPSRLW       $0x04, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VBROADCASTSS 28(SP), Y3
+	VPMADDWD     448(SI), Y1, Y1
+	VPMADDWD     480(SI), Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000020, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x00000090, BX
+	JMP          dotQ4KAVX2_block
+
+dotQ4KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      32(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ4KAVX2_row
+
+dotQ4KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5KAVX2(SB), NOSPLIT, $64-56
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5KAVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ5KAVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+
+dotQ5KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ5KAVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VMOVD        R10, X2
+	VPINSRD      $0x01, R13, X2, X2
+	VPMOVZXBD    X1, Y1
+	VPMOVZXBD    X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y4
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       Y4, Y1, Y1
+	VMULPS       Y3, Y2, Y2
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VMULPS       (DI), Y2, Y1
+	VMULPS       (R8), Y1, Y1
+	VADDPS       32(SP), Y1, Y1
+	VMOVUPS      Y1, 32(SP)
+	VPMOVZXBW    16(CX), Y1
+	VPMOVZXBW    32(CX), Y2
+	VPMOVZXBW    48(CX), Y3
+	VPMOVZXBW    64(CX), Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y1, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSLLW       $0x04, Y2, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS (SP), Y5
+	VPMADDWD     (SI), Y3, Y3
+	VPMADDWD     32(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VPMOVZXBW    48(CX), Y3
+	VPMOVZXBW    64(CX), Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPSLLW       $0x03, Y1, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSLLW       $0x03, Y2, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 4(SP), Y5
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VPMOVZXBW    80(CX), Y3
+	VPMOVZXBW    96(CX), Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPSLLW       $0x02, Y1, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSLLW       $0x02, Y2, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 8(SP), Y5
+	VPMADDWD     128(SI), Y3, Y3
+	VPMADDWD     160(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VPMOVZXBW    80(CX), Y3
+	VPMOVZXBW    96(CX), Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPSLLW       $0x01, Y1, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSLLW       $0x01, Y2, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 12(SP), Y5
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VPMOVZXBW    112(CX), Y3
+	VPMOVZXBW    128(CX), Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VMOVDQA      Y1, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VMOVDQA      Y2, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 16(SP), Y5
+	VPMADDWD     256(SI), Y3, Y3
+	VPMADDWD     288(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VPMOVZXBW    112(CX), Y3
+	VPMOVZXBW    128(CX), Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x01, Y1, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSRLW       $0x01, Y2, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VPMADDWD     320(SI), Y3, Y3
+	VPMADDWD     352(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VPMOVZXBW    144(CX), Y3
+	VPMOVZXBW    160(CX), Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPSRLW       $0x02, Y1, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSRLW       $0x02, Y2, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 24(SP), Y5
+	VPMADDWD     384(SI), Y3, Y3
+	VPMADDWD     416(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VPMOVZXBW    144(CX), Y3
+	VPMOVZXBW    160(CX), Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x03, Y1, Y1
+	VPAND        bdMask10<>+0(SB), Y1, Y1
+	VPOR         Y1, Y3, Y3
+	VPSRLW       $0x03, Y2, Y1
+	VPAND        bdMask10<>+0(SB), Y1, Y1
+	VPOR         Y1, Y4, Y4
+	VBROADCASTSS 28(SP), Y1
+	VPMADDWD     448(SI), Y3, Y2
+	VPMADDWD     480(SI), Y4, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000020, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dotQ5KAVX2_block
+
+dotQ5KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      32(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ5KAVX2_row
+
+dotQ5KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6KAVX2(SB), NOSPLIT, $64-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ6KAVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ6KAVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dotQ6KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ6KAVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X1
+	VCVTPH2PS    X1, X1
+	VBROADCASTSS X1, Y1
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VPMOVSXBW    192(CX), Y1
+	VMOVDQU      Y1, 32(SP)
+	VMOVDQU      (CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      128(CX), Y2
+	VPAND        bdByte03<>+0(SB), Y2, Y2
+	VPSLLW       $0x04, Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPMOVSXBW    X1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	VPMOVSXBW    X1, Y1
+	VPBROADCASTW 32(SP), Y3
+	VPMULLW      Y3, Y2, Y2
+	VPBROADCASTW 34(SP), Y3
+	VPMULLW      Y3, Y1, Y1
+	VBROADCASTSS (SP), Y3
+	VPMADDWD     (SI), Y2, Y2
+	VPMADDWD     32(SI), Y1, Y1
+	VPADDD       Y1, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VMOVDQU      32(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      128(CX), Y2
+	VPSLLW       $0x02, Y2, Y2
+	VPAND        bdByte30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPMOVSXBW    X1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	VPMOVSXBW    X1, Y1
+	VPBROADCASTW 36(SP), Y3
+	VPMULLW      Y3, Y2, Y2
+	VPBROADCASTW 38(SP), Y3
+	VPMULLW      Y3, Y1, Y1
+	VBROADCASTSS 4(SP), Y3
+	VPMADDWD     64(SI), Y2, Y2
+	VPMADDWD     96(SI), Y1, Y1
+	VPADDD       Y1, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VMOVDQU      (CX), Y1
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      128(CX), Y2
+	VPAND        bdByte30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPMOVSXBW    X1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	VPMOVSXBW    X1, Y1
+	VPBROADCASTW 40(SP), Y3
+	VPMULLW      Y3, Y2, Y2
+	VPBROADCASTW 42(SP), Y3
+	VPMULLW      Y3, Y1, Y1
+	VBROADCASTSS 8(SP), Y3
+	VPMADDWD     128(SI), Y2, Y2
+	VPMADDWD     160(SI), Y1, Y1
+	VPADDD       Y1, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VMOVDQU      32(CX), Y1
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      128(CX), Y2
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        bdByte30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPMOVSXBW    X1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	VPMOVSXBW    X1, Y1
+	VPBROADCASTW 44(SP), Y3
+	VPMULLW      Y3, Y2, Y2
+	VPBROADCASTW 46(SP), Y3
+	VPMULLW      Y3, Y1, Y1
+	VBROADCASTSS 12(SP), Y3
+	VPMADDWD     192(SI), Y2, Y2
+	VPMADDWD     224(SI), Y1, Y1
+	VPADDD       Y1, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VMOVDQU      64(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      160(CX), Y2
+	VPAND        bdByte03<>+0(SB), Y2, Y2
+	VPSLLW       $0x04, Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPMOVSXBW    X1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	VPMOVSXBW    X1, Y1
+	VPBROADCASTW 48(SP), Y3
+	VPMULLW      Y3, Y2, Y2
+	VPBROADCASTW 50(SP), Y3
+	VPMULLW      Y3, Y1, Y1
+	VBROADCASTSS 16(SP), Y3
+	VPMADDWD     256(SI), Y2, Y2
+	VPMADDWD     288(SI), Y1, Y1
+	VPADDD       Y1, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VMOVDQU      96(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      160(CX), Y2
+	VPSLLW       $0x02, Y2, Y2
+	VPAND        bdByte30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPMOVSXBW    X1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	VPMOVSXBW    X1, Y1
+	VPBROADCASTW 52(SP), Y3
+	VPMULLW      Y3, Y2, Y2
+	VPBROADCASTW 54(SP), Y3
+	VPMULLW      Y3, Y1, Y1
+	VBROADCASTSS 20(SP), Y3
+	VPMADDWD     320(SI), Y2, Y2
+	VPMADDWD     352(SI), Y1, Y1
+	VPADDD       Y1, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VMOVDQU      64(CX), Y1
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      160(CX), Y2
+	VPAND        bdByte30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPMOVSXBW    X1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	VPMOVSXBW    X1, Y1
+	VPBROADCASTW 56(SP), Y3
+	VPMULLW      Y3, Y2, Y2
+	VPBROADCASTW 58(SP), Y3
+	VPMULLW      Y3, Y1, Y1
+	VBROADCASTSS 24(SP), Y3
+	VPMADDWD     384(SI), Y2, Y2
+	VPMADDWD     416(SI), Y1, Y1
+	VPADDD       Y1, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VMOVDQU      96(CX), Y1
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      160(CX), Y2
+	VPSRLW       $0x02, Y2, Y2
+	VPAND        bdByte30<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPMOVSXBW    X1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	VPMOVSXBW    X1, Y1
+	VPBROADCASTW 60(SP), Y3
+	VPMULLW      Y3, Y2, Y2
+	VPBROADCASTW 62(SP), Y3
+	VPMULLW      Y3, Y1, Y1
+	VBROADCASTSS 28(SP), Y3
+	VPMADDWD     448(SI), Y2, Y2
+	VPMADDWD     480(SI), Y1, Y1
+	VPADDD       Y1, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000020, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dotQ6KAVX2_block
+
+dotQ6KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dotQ6KAVX2_row
+
+dotQ6KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ8_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ8_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotQ8_0x2AVX2_block:
+	CMPQ         BX, $0x00000044
+	JL           dotQ8_0x2AVX2_tail
+	VCVTPH2PS    (CX), X2
+	VPMOVSXBW    2(CX), Y3
+	VPMOVSXBW    18(CX), Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VCVTPH2PS    34(CX), X2
+	VPMOVSXBW    36(CX), Y3
+	VPMOVSXBW    52(CX), Y4
+	VMULSS       8(DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     128(SI), Y3, Y6
+	VPMADDWD     160(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       12(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x44, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x44, BX
+	JMP          dotQ8_0x2AVX2_block
+
+dotQ8_0x2AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ8_0x2AVX2_end
+	VCVTPH2PS    (CX), X2
+	VPMOVSXBW    2(CX), Y3
+	VPMOVSXBW    18(CX), Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x22, CX
+
+dotQ8_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dotQ8_0x2AVX2_row
+
+dotQ8_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0x2AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ4_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ4_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotQ4_0x2AVX2_block:
+	CMPQ         BX, $0x00000024
+	JL           dotQ4_0x2AVX2_tail
+	VCVTPH2PS    (CX), X2
+	VPMOVZXBW    2(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VCVTPH2PS    18(CX), X2
+	VPMOVZXBW    20(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VMULSS       8(DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     128(SI), Y3, Y6
+	VPMADDWD     160(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       12(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x24, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x24, BX
+	JMP          dotQ4_0x2AVX2_block
+
+dotQ4_0x2AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ4_0x2AVX2_end
+	VCVTPH2PS    (CX), X2
+	VPMOVZXBW    2(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y3, Y3
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x12, CX
+
+dotQ4_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dotQ4_0x2AVX2_row
+
+dotQ4_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0x2AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotQ5_0x2AVX2_block:
+	CMPQ         BX, $0x0000002c
+	JL           dotQ5_0x2AVX2_tail
+	VCVTPH2PS    (CX), X2
+	VPMOVZXBW    6(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPBROADCASTW 2(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VPBROADCASTW 4(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VCVTPH2PS    22(CX), X2
+	VPMOVZXBW    28(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPBROADCASTW 24(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VPBROADCASTW 26(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VMULSS       8(DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     128(SI), Y3, Y6
+	VPMADDWD     160(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       12(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x2c, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x2c, BX
+	JMP          dotQ5_0x2AVX2_block
+
+dotQ5_0x2AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ5_0x2AVX2_end
+	VCVTPH2PS    (CX), X2
+	VPMOVZXBW    6(CX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPBROADCASTW 2(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBW       bdSixteen<>+0(SB), Y3, Y3
+	VPBROADCASTW 4(CX), Y5
+	VPAND        bdBits<>+0(SB), Y5, Y5
+	VPCMPEQW     bdBits<>+0(SB), Y5, Y5
+	VPAND        bdMask10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x16, CX
+
+dotQ5_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dotQ5_0x2AVX2_row
+
+dotQ5_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4Kx2AVX2(SB), NOSPLIT, $128-56
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ4Kx2AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ4Kx2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 64(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 96(SP)
+
+dotQ4Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ4Kx2AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VMOVD        R10, X3
+	VPINSRD      $0x01, R13, X3, X3
+	VPMOVZXBD    X2, Y2
+	VPMOVZXBD    X3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y5
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       Y5, Y2, Y2
+	VMULPS       Y4, Y3, Y3
+	VMULPS       (DI), Y2, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       (DI), Y3, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       64(SP), Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VMULPS       32(DI), Y3, Y2
+	VMULPS       32(R8), Y2, Y2
+	VADDPS       96(SP), Y2, Y2
+	VMOVUPS      Y2, 96(SP)
+	VPMOVZXBW    16(CX), Y2
+	VPMOVZXBW    32(CX), Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VBROADCASTSS (SP), Y4
+	VPMADDWD     (SI), Y2, Y5
+	VPMADDWD     32(SI), Y3, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 32(SP), Y4
+	VPMADDWD     64(SI), Y2, Y2
+	VPMADDWD     96(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VPMOVZXBW    16(CX), Y2
+	VPMOVZXBW    32(CX), Y3
+	VPSRLW       $0x04, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VBROADCASTSS 4(SP), Y4
+	VPMADDWD     128(SI), Y2, Y5
+	VPMADDWD     160(SI), Y3, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 36(SP), Y4
+	VPMADDWD     192(SI), Y2, Y2
+	VPMADDWD     224(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VPMOVZXBW    48(CX), Y2
+	VPMOVZXBW    64(CX), Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 8(SP), Y4
+	VPMADDWD     256(SI), Y2, Y5
+	VPMADDWD     288(SI), Y3, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 40(SP), Y4
+	VPMADDWD     320(SI), Y2, Y2
+	VPMADDWD     352(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VPMOVZXBW    48(CX), Y2
+	VPMOVZXBW    64(CX), Y3
+	VPSRLW       $0x04, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VBROADCASTSS 12(SP), Y4
+	VPMADDWD     384(SI), Y2, Y5
+	VPMADDWD     416(SI), Y3, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 44(SP), Y4
+	VPMADDWD     448(SI), Y2, Y2
+	VPMADDWD     480(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VPMOVZXBW    80(CX), Y2
+	VPMOVZXBW    96(CX), Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 16(SP), Y4
+	VPMADDWD     512(SI), Y2, Y5
+	VPMADDWD     544(SI), Y3, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 48(SP), Y4
+	VPMADDWD     576(SI), Y2, Y2
+	VPMADDWD     608(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VPMOVZXBW    80(CX), Y2
+	VPMOVZXBW    96(CX), Y3
+	VPSRLW       $0x04, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VBROADCASTSS 20(SP), Y4
+	VPMADDWD     640(SI), Y2, Y5
+	VPMADDWD     672(SI), Y3, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 52(SP), Y4
+	VPMADDWD     704(SI), Y2, Y2
+	VPMADDWD     736(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VPMOVZXBW    112(CX), Y2
+	VPMOVZXBW    128(CX), Y3
+	VPAND        bdMask0F<>+0(SB), Y2, Y2
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 24(SP), Y4
+	VPMADDWD     768(SI), Y2, Y5
+	VPMADDWD     800(SI), Y3, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 56(SP), Y4
+	VPMADDWD     832(SI), Y2, Y2
+	VPMADDWD     864(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VPMOVZXBW    112(CX), Y2
+	VPMOVZXBW    128(CX), Y3
+	VPSRLW       $0x04, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VBROADCASTSS 28(SP), Y4
+	VPMADDWD     896(SI), Y2, Y5
+	VPMADDWD     928(SI), Y3, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VPMADDWD     960(SI), Y2, Y2
+	VPMADDWD     992(SI), Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y4, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000040, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x00000090, BX
+	JMP          dotQ4Kx2AVX2_block
+
+dotQ4Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVUPS      64(SP), Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      96(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dotQ4Kx2AVX2_row
+
+dotQ4Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5Kx2AVX2(SB), NOSPLIT, $128-56
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5Kx2AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ5Kx2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 64(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 96(SP)
+
+dotQ5Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ5Kx2AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VMOVD        R10, X3
+	VPINSRD      $0x01, R13, X3, X3
+	VPMOVZXBD    X2, Y2
+	VPMOVZXBD    X3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y5
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       Y5, Y2, Y2
+	VMULPS       Y4, Y3, Y3
+	VMULPS       (DI), Y2, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       (DI), Y3, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       64(SP), Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VMULPS       32(DI), Y3, Y2
+	VMULPS       32(R8), Y2, Y2
+	VADDPS       96(SP), Y2, Y2
+	VMOVUPS      Y2, 96(SP)
+	VPMOVZXBW    16(CX), Y2
+	VPMOVZXBW    32(CX), Y3
+	VPMOVZXBW    48(CX), Y4
+	VPMOVZXBW    64(CX), Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y2, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSLLW       $0x04, Y3, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS (SP), Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 32(SP), Y6
+	VPMADDWD     64(SI), Y4, Y4
+	VPMADDWD     96(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VPMOVZXBW    48(CX), Y4
+	VPMOVZXBW    64(CX), Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPSLLW       $0x03, Y2, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSLLW       $0x03, Y3, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 4(SP), Y6
+	VPMADDWD     128(SI), Y4, Y7
+	VPMADDWD     160(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 36(SP), Y6
+	VPMADDWD     192(SI), Y4, Y4
+	VPMADDWD     224(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VPMOVZXBW    80(CX), Y4
+	VPMOVZXBW    96(CX), Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPSLLW       $0x02, Y2, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSLLW       $0x02, Y3, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 8(SP), Y6
+	VPMADDWD     256(SI), Y4, Y7
+	VPMADDWD     288(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 40(SP), Y6
+	VPMADDWD     320(SI), Y4, Y4
+	VPMADDWD     352(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VPMOVZXBW    80(CX), Y4
+	VPMOVZXBW    96(CX), Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPSLLW       $0x01, Y2, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSLLW       $0x01, Y3, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 12(SP), Y6
+	VPMADDWD     384(SI), Y4, Y7
+	VPMADDWD     416(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 44(SP), Y6
+	VPMADDWD     448(SI), Y4, Y4
+	VPMADDWD     480(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VPMOVZXBW    112(CX), Y4
+	VPMOVZXBW    128(CX), Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VMOVDQA      Y2, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VMOVDQA      Y3, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 16(SP), Y6
+	VPMADDWD     512(SI), Y4, Y7
+	VPMADDWD     544(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VPMADDWD     576(SI), Y4, Y4
+	VPMADDWD     608(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VPMOVZXBW    112(CX), Y4
+	VPMOVZXBW    128(CX), Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPSRLW       $0x01, Y2, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSRLW       $0x01, Y3, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 20(SP), Y6
+	VPMADDWD     640(SI), Y4, Y7
+	VPMADDWD     672(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 52(SP), Y6
+	VPMADDWD     704(SI), Y4, Y4
+	VPMADDWD     736(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VPMOVZXBW    144(CX), Y4
+	VPMOVZXBW    160(CX), Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, Y2, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSRLW       $0x02, Y3, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 24(SP), Y6
+	VPMADDWD     768(SI), Y4, Y7
+	VPMADDWD     800(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VPMADDWD     832(SI), Y4, Y4
+	VPMADDWD     864(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VPMOVZXBW    144(CX), Y4
+	VPMOVZXBW    160(CX), Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPSRLW       $0x03, Y2, Y2
+	VPAND        bdMask10<>+0(SB), Y2, Y2
+	VPOR         Y2, Y4, Y4
+	VPSRLW       $0x03, Y3, Y2
+	VPAND        bdMask10<>+0(SB), Y2, Y2
+	VPOR         Y2, Y5, Y5
+	VBROADCASTSS 28(SP), Y2
+	VPMADDWD     896(SI), Y4, Y3
+	VPMADDWD     928(SI), Y5, Y6
+	VPADDD       Y6, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VBROADCASTSS 60(SP), Y2
+	VPMADDWD     960(SI), Y4, Y3
+	VPMADDWD     992(SI), Y5, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000040, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dotQ5Kx2AVX2_block
+
+dotQ5Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVUPS      64(SP), Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      96(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dotQ5Kx2AVX2_row
+
+dotQ5Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6Kx2AVX2(SB), NOSPLIT, $96-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ6Kx2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ6Kx2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotQ6Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ6Kx2AVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS X2, Y2
+	VMULPS       (DI), Y2, Y3
+	VMOVUPS      Y3, (SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VPMOVSXBW    192(CX), Y2
+	VMOVDQU      Y2, 64(SP)
+	VMOVDQU      (CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      128(CX), Y3
+	VPAND        bdByte03<>+0(SB), Y3, Y3
+	VPSLLW       $0x04, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 64(SP), Y4
+	VPMULLW      Y4, Y3, Y3
+	VPBROADCASTW 66(SP), Y4
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS (SP), Y4
+	VPMADDWD     (SI), Y3, Y5
+	VPMADDWD     32(SI), Y2, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 32(SP), Y4
+	VPMADDWD     64(SI), Y3, Y3
+	VPMADDWD     96(SI), Y2, Y2
+	VPADDD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      32(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      128(CX), Y3
+	VPSLLW       $0x02, Y3, Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 68(SP), Y4
+	VPMULLW      Y4, Y3, Y3
+	VPBROADCASTW 70(SP), Y4
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS 4(SP), Y4
+	VPMADDWD     128(SI), Y3, Y5
+	VPMADDWD     160(SI), Y2, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 36(SP), Y4
+	VPMADDWD     192(SI), Y3, Y3
+	VPMADDWD     224(SI), Y2, Y2
+	VPADDD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      (CX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      128(CX), Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 72(SP), Y4
+	VPMULLW      Y4, Y3, Y3
+	VPBROADCASTW 74(SP), Y4
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS 8(SP), Y4
+	VPMADDWD     256(SI), Y3, Y5
+	VPMADDWD     288(SI), Y2, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 40(SP), Y4
+	VPMADDWD     320(SI), Y3, Y3
+	VPMADDWD     352(SI), Y2, Y2
+	VPADDD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      32(CX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      128(CX), Y3
+	VPSRLW       $0x02, Y3, Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 76(SP), Y4
+	VPMULLW      Y4, Y3, Y3
+	VPBROADCASTW 78(SP), Y4
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS 12(SP), Y4
+	VPMADDWD     384(SI), Y3, Y5
+	VPMADDWD     416(SI), Y2, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 44(SP), Y4
+	VPMADDWD     448(SI), Y3, Y3
+	VPMADDWD     480(SI), Y2, Y2
+	VPADDD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      64(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      160(CX), Y3
+	VPAND        bdByte03<>+0(SB), Y3, Y3
+	VPSLLW       $0x04, Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 80(SP), Y4
+	VPMULLW      Y4, Y3, Y3
+	VPBROADCASTW 82(SP), Y4
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS 16(SP), Y4
+	VPMADDWD     512(SI), Y3, Y5
+	VPMADDWD     544(SI), Y2, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 48(SP), Y4
+	VPMADDWD     576(SI), Y3, Y3
+	VPMADDWD     608(SI), Y2, Y2
+	VPADDD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      96(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      160(CX), Y3
+	VPSLLW       $0x02, Y3, Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 84(SP), Y4
+	VPMULLW      Y4, Y3, Y3
+	VPBROADCASTW 86(SP), Y4
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS 20(SP), Y4
+	VPMADDWD     640(SI), Y3, Y5
+	VPMADDWD     672(SI), Y2, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 52(SP), Y4
+	VPMADDWD     704(SI), Y3, Y3
+	VPMADDWD     736(SI), Y2, Y2
+	VPADDD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      64(CX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      160(CX), Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 88(SP), Y4
+	VPMULLW      Y4, Y3, Y3
+	VPBROADCASTW 90(SP), Y4
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS 24(SP), Y4
+	VPMADDWD     768(SI), Y3, Y5
+	VPMADDWD     800(SI), Y2, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 56(SP), Y4
+	VPMADDWD     832(SI), Y3, Y3
+	VPMADDWD     864(SI), Y2, Y2
+	VPADDD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVDQU      96(CX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      160(CX), Y3
+	VPSRLW       $0x02, Y3, Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPMOVSXBW    X2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	VPMOVSXBW    X2, Y2
+	VPBROADCASTW 92(SP), Y4
+	VPMULLW      Y4, Y3, Y3
+	VPBROADCASTW 94(SP), Y4
+	VPMULLW      Y4, Y2, Y2
+	VBROADCASTSS 28(SP), Y4
+	VPMADDWD     896(SI), Y3, Y5
+	VPMADDWD     928(SI), Y2, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VPMADDWD     960(SI), Y3, Y3
+	VPMADDWD     992(SI), Y2, Y2
+	VPADDD       Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000040, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dotQ6Kx2AVX2_block
+
+dotQ6Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dotQ6Kx2AVX2_row
+
+dotQ6Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ8_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ8_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ8_0x3AVX2_block:
+	CMPQ         BX, $0x00000044
+	JL           dotQ8_0x3AVX2_tail
+	VCVTPH2PS    (CX), X3
+	VPMOVSXBW    2(CX), Y4
+	VPMOVSXBW    18(CX), Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VCVTPH2PS    34(CX), X3
+	VPMOVSXBW    36(CX), Y4
+	VPMOVSXBW    52(CX), Y5
+	VMULSS       12(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     192(SI), Y4, Y7
+	VPMADDWD     224(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       16(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     256(SI), Y4, Y7
+	VPMADDWD     288(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       20(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     320(SI), Y4, Y4
+	VPMADDWD     352(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x44, CX
+	ADDQ         $0x00000180, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x44, BX
+	JMP          dotQ8_0x3AVX2_block
+
+dotQ8_0x3AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ8_0x3AVX2_end
+	VCVTPH2PS    (CX), X3
+	VPMOVSXBW    2(CX), Y4
+	VPMOVSXBW    18(CX), Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x22, CX
+
+dotQ8_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dotQ8_0x3AVX2_row
+
+dotQ8_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0x3AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ4_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ4_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ4_0x3AVX2_block:
+	CMPQ         BX, $0x00000024
+	JL           dotQ4_0x3AVX2_tail
+	VCVTPH2PS    (CX), X3
+	VPMOVZXBW    2(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VCVTPH2PS    18(CX), X3
+	VPMOVZXBW    20(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VMULSS       12(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     192(SI), Y4, Y7
+	VPMADDWD     224(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       16(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     256(SI), Y4, Y7
+	VPMADDWD     288(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       20(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     320(SI), Y4, Y4
+	VPMADDWD     352(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x24, CX
+	ADDQ         $0x00000180, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x24, BX
+	JMP          dotQ4_0x3AVX2_block
+
+dotQ4_0x3AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ4_0x3AVX2_end
+	VCVTPH2PS    (CX), X3
+	VPMOVZXBW    2(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y4, Y4
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x12, CX
+
+dotQ4_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dotQ4_0x3AVX2_row
+
+dotQ4_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0x3AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ5_0x3AVX2_block:
+	CMPQ         BX, $0x0000002c
+	JL           dotQ5_0x3AVX2_tail
+	VCVTPH2PS    (CX), X3
+	VPMOVZXBW    6(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 2(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VPBROADCASTW 4(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VCVTPH2PS    22(CX), X3
+	VPMOVZXBW    28(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 24(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VPBROADCASTW 26(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VMULSS       12(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     192(SI), Y4, Y7
+	VPMADDWD     224(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       16(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     256(SI), Y4, Y7
+	VPMADDWD     288(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       20(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     320(SI), Y4, Y4
+	VPMADDWD     352(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x2c, CX
+	ADDQ         $0x00000180, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x2c, BX
+	JMP          dotQ5_0x3AVX2_block
+
+dotQ5_0x3AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ5_0x3AVX2_end
+	VCVTPH2PS    (CX), X3
+	VPMOVZXBW    6(CX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 2(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBW       bdSixteen<>+0(SB), Y4, Y4
+	VPBROADCASTW 4(CX), Y6
+	VPAND        bdBits<>+0(SB), Y6, Y6
+	VPCMPEQW     bdBits<>+0(SB), Y6, Y6
+	VPAND        bdMask10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x16, CX
+
+dotQ5_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dotQ5_0x3AVX2_row
+
+dotQ5_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4Kx3AVX2(SB), NOSPLIT, $192-56
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ4Kx3AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ4Kx3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 96(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 128(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 160(SP)
+
+dotQ4Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ4Kx3AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X3, Y3
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y5, Y4, Y4
+	VMULPS       (DI), Y3, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       (DI), Y4, Y5
+	VMULPS       (R8), Y5, Y5
+	VADDPS       96(SP), Y5, Y5
+	VMOVUPS      Y5, 96(SP)
+	VMULPS       32(DI), Y3, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       32(DI), Y4, Y5
+	VMULPS       32(R8), Y5, Y5
+	VADDPS       128(SP), Y5, Y5
+	VMOVUPS      Y5, 128(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VMULPS       64(DI), Y4, Y3
+	VMULPS       64(R8), Y3, Y3
+	VADDPS       160(SP), Y3, Y3
+	VMOVUPS      Y3, 160(SP)
+	VPMOVZXBW    16(CX), Y3
+	VPMOVZXBW    32(CX), Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VBROADCASTSS (SP), Y5
+	VPMADDWD     (SI), Y3, Y6
+	VPMADDWD     32(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 32(SP), Y5
+	VPMADDWD     64(SI), Y3, Y6
+	VPMADDWD     96(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 64(SP), Y5
+	VPMADDWD     128(SI), Y3, Y3
+	VPMADDWD     160(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VPMOVZXBW    16(CX), Y3
+	VPMOVZXBW    32(CX), Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VBROADCASTSS 4(SP), Y5
+	VPMADDWD     192(SI), Y3, Y6
+	VPMADDWD     224(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 36(SP), Y5
+	VPMADDWD     256(SI), Y3, Y6
+	VPMADDWD     288(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 68(SP), Y5
+	VPMADDWD     320(SI), Y3, Y3
+	VPMADDWD     352(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VPMOVZXBW    48(CX), Y3
+	VPMOVZXBW    64(CX), Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 8(SP), Y5
+	VPMADDWD     384(SI), Y3, Y6
+	VPMADDWD     416(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 40(SP), Y5
+	VPMADDWD     448(SI), Y3, Y6
+	VPMADDWD     480(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 72(SP), Y5
+	VPMADDWD     512(SI), Y3, Y3
+	VPMADDWD     544(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VPMOVZXBW    48(CX), Y3
+	VPMOVZXBW    64(CX), Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VBROADCASTSS 12(SP), Y5
+	VPMADDWD     576(SI), Y3, Y6
+	VPMADDWD     608(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 44(SP), Y5
+	VPMADDWD     640(SI), Y3, Y6
+	VPMADDWD     672(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 76(SP), Y5
+	VPMADDWD     704(SI), Y3, Y3
+	VPMADDWD     736(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VPMOVZXBW    80(CX), Y3
+	VPMOVZXBW    96(CX), Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 16(SP), Y5
+	VPMADDWD     768(SI), Y3, Y6
+	VPMADDWD     800(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 48(SP), Y5
+	VPMADDWD     832(SI), Y3, Y6
+	VPMADDWD     864(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 80(SP), Y5
+	VPMADDWD     896(SI), Y3, Y3
+	VPMADDWD     928(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VPMOVZXBW    80(CX), Y3
+	VPMOVZXBW    96(CX), Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VPMADDWD     960(SI), Y3, Y6
+	VPMADDWD     992(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 52(SP), Y5
+	VPMADDWD     1024(SI), Y3, Y6
+	VPMADDWD     1056(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 84(SP), Y5
+	VPMADDWD     1088(SI), Y3, Y3
+	VPMADDWD     1120(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VPMOVZXBW    112(CX), Y3
+	VPMOVZXBW    128(CX), Y4
+	VPAND        bdMask0F<>+0(SB), Y3, Y3
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 24(SP), Y5
+	VPMADDWD     1152(SI), Y3, Y6
+	VPMADDWD     1184(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 56(SP), Y5
+	VPMADDWD     1216(SI), Y3, Y6
+	VPMADDWD     1248(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 88(SP), Y5
+	VPMADDWD     1280(SI), Y3, Y3
+	VPMADDWD     1312(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VPMOVZXBW    112(CX), Y3
+	VPMOVZXBW    128(CX), Y4
+	VPSRLW       $0x04, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VBROADCASTSS 28(SP), Y5
+	VPMADDWD     1344(SI), Y3, Y6
+	VPMADDWD     1376(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 60(SP), Y5
+	VPMADDWD     1408(SI), Y3, Y6
+	VPMADDWD     1440(SI), Y4, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 92(SP), Y5
+	VPMADDWD     1472(SI), Y3, Y3
+	VPMADDWD     1504(SI), Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y5, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000600, SI
+	ADDQ         $0x00000060, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x00000090, BX
+	JMP          dotQ4Kx3AVX2_block
+
+dotQ4Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVUPS      96(SP), Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VSUBSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      128(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dotQ4Kx3AVX2_row
+
+dotQ4Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5Kx3AVX2(SB), NOSPLIT, $192-56
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5Kx3AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ5Kx3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 96(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 128(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 160(SP)
+
+dotQ5Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ5Kx3AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X3, Y3
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y5, Y4, Y4
+	VMULPS       (DI), Y3, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       (DI), Y4, Y5
+	VMULPS       (R8), Y5, Y5
+	VADDPS       96(SP), Y5, Y5
+	VMOVUPS      Y5, 96(SP)
+	VMULPS       32(DI), Y3, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       32(DI), Y4, Y5
+	VMULPS       32(R8), Y5, Y5
+	VADDPS       128(SP), Y5, Y5
+	VMOVUPS      Y5, 128(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VMULPS       64(DI), Y4, Y3
+	VMULPS       64(R8), Y3, Y3
+	VADDPS       160(SP), Y3, Y3
+	VMOVUPS      Y3, 160(SP)
+	VPMOVZXBW    16(CX), Y3
+	VPMOVZXBW    32(CX), Y4
+	VPMOVZXBW    48(CX), Y5
+	VPMOVZXBW    64(CX), Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPAND        bdMask0F<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y3, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSLLW       $0x04, Y4, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VBROADCASTSS (SP), Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 32(SP), Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 64(SP), Y7
+	VPMADDWD     128(SI), Y5, Y5
+	VPMADDWD     160(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VPMOVZXBW    48(CX), Y5
+	VPMOVZXBW    64(CX), Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPSLLW       $0x03, Y3, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSLLW       $0x03, Y4, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VBROADCASTSS 4(SP), Y7
+	VPMADDWD     192(SI), Y5, Y8
+	VPMADDWD     224(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 36(SP), Y7
+	VPMADDWD     256(SI), Y5, Y8
+	VPMADDWD     288(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 68(SP), Y7
+	VPMADDWD     320(SI), Y5, Y5
+	VPMADDWD     352(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VPMOVZXBW    80(CX), Y5
+	VPMOVZXBW    96(CX), Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPAND        bdMask0F<>+0(SB), Y6, Y6
+	VPSLLW       $0x02, Y3, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSLLW       $0x02, Y4, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VBROADCASTSS 8(SP), Y7
+	VPMADDWD     384(SI), Y5, Y8
+	VPMADDWD     416(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 40(SP), Y7
+	VPMADDWD     448(SI), Y5, Y8
+	VPMADDWD     480(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 72(SP), Y7
+	VPMADDWD     512(SI), Y5, Y5
+	VPMADDWD     544(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VPMOVZXBW    80(CX), Y5
+	VPMOVZXBW    96(CX), Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPSLLW       $0x01, Y3, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSLLW       $0x01, Y4, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VBROADCASTSS 12(SP), Y7
+	VPMADDWD     576(SI), Y5, Y8
+	VPMADDWD     608(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 44(SP), Y7
+	VPMADDWD     640(SI), Y5, Y8
+	VPMADDWD     672(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 76(SP), Y7
+	VPMADDWD     704(SI), Y5, Y5
+	VPMADDWD     736(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VPMOVZXBW    112(CX), Y5
+	VPMOVZXBW    128(CX), Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPAND        bdMask0F<>+0(SB), Y6, Y6
+	VMOVDQA      Y3, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VMOVDQA      Y4, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VBROADCASTSS 16(SP), Y7
+	VPMADDWD     768(SI), Y5, Y8
+	VPMADDWD     800(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 48(SP), Y7
+	VPMADDWD     832(SI), Y5, Y8
+	VPMADDWD     864(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 80(SP), Y7
+	VPMADDWD     896(SI), Y5, Y5
+	VPMADDWD     928(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VPMOVZXBW    112(CX), Y5
+	VPMOVZXBW    128(CX), Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x01, Y3, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSRLW       $0x01, Y4, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VBROADCASTSS 20(SP), Y7
+	VPMADDWD     960(SI), Y5, Y8
+	VPMADDWD     992(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 52(SP), Y7
+	VPMADDWD     1024(SI), Y5, Y8
+	VPMADDWD     1056(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 84(SP), Y7
+	VPMADDWD     1088(SI), Y5, Y5
+	VPMADDWD     1120(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VPMOVZXBW    144(CX), Y5
+	VPMOVZXBW    160(CX), Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPAND        bdMask0F<>+0(SB), Y6, Y6
+	VPSRLW       $0x02, Y3, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSRLW       $0x02, Y4, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VBROADCASTSS 24(SP), Y7
+	VPMADDWD     1152(SI), Y5, Y8
+	VPMADDWD     1184(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 56(SP), Y7
+	VPMADDWD     1216(SI), Y5, Y8
+	VPMADDWD     1248(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 88(SP), Y7
+	VPMADDWD     1280(SI), Y5, Y5
+	VPMADDWD     1312(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y7, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VPMOVZXBW    144(CX), Y5
+	VPMOVZXBW    160(CX), Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x03, Y3, Y3
+	VPAND        bdMask10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y5, Y5
+	VPSRLW       $0x03, Y4, Y3
+	VPAND        bdMask10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y6, Y6
+	VBROADCASTSS 28(SP), Y3
+	VPMADDWD     1344(SI), Y5, Y4
+	VPMADDWD     1376(SI), Y6, Y7
+	VPADDD       Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 60(SP), Y3
+	VPMADDWD     1408(SI), Y5, Y4
+	VPMADDWD     1440(SI), Y6, Y7
+	VPADDD       Y7, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VBROADCASTSS 92(SP), Y3
+	VPMADDWD     1472(SI), Y5, Y4
+	VPMADDWD     1504(SI), Y6, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000600, SI
+	ADDQ         $0x00000060, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dotQ5Kx3AVX2_block
+
+dotQ5Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVUPS      96(SP), Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VSUBSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      128(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dotQ5Kx3AVX2_row
+
+dotQ5Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6Kx3AVX2(SB), NOSPLIT, $128-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ6Kx3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ6Kx3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ6Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ6Kx3AVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X3
+	VCVTPH2PS    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       (DI), Y3, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       32(DI), Y3, Y4
+	VMOVUPS      Y4, 32(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VPMOVSXBW    192(CX), Y3
+	VMOVDQU      Y3, 96(SP)
+	VMOVDQU      (CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPAND        bdByte03<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPMOVSXBW    X3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	VPMOVSXBW    X3, Y3
+	VPBROADCASTW 96(SP), Y5
+	VPMULLW      Y5, Y4, Y4
+	VPBROADCASTW 98(SP), Y5
+	VPMULLW      Y5, Y3, Y3
+	VBROADCASTSS (SP), Y5
+	VPMADDWD     (SI), Y4, Y6
+	VPMADDWD     32(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 32(SP), Y5
+	VPMADDWD     64(SI), Y4, Y6
+	VPMADDWD     96(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 64(SP), Y5
+	VPMADDWD     128(SI), Y4, Y4
+	VPMADDWD     160(SI), Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      32(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPMOVSXBW    X3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	VPMOVSXBW    X3, Y3
+	VPBROADCASTW 100(SP), Y5
+	VPMULLW      Y5, Y4, Y4
+	VPBROADCASTW 102(SP), Y5
+	VPMULLW      Y5, Y3, Y3
+	VBROADCASTSS 4(SP), Y5
+	VPMADDWD     192(SI), Y4, Y6
+	VPMADDWD     224(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 36(SP), Y5
+	VPMADDWD     256(SI), Y4, Y6
+	VPMADDWD     288(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 68(SP), Y5
+	VPMADDWD     320(SI), Y4, Y4
+	VPMADDWD     352(SI), Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      (CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPMOVSXBW    X3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	VPMOVSXBW    X3, Y3
+	VPBROADCASTW 104(SP), Y5
+	VPMULLW      Y5, Y4, Y4
+	VPBROADCASTW 106(SP), Y5
+	VPMULLW      Y5, Y3, Y3
+	VBROADCASTSS 8(SP), Y5
+	VPMADDWD     384(SI), Y4, Y6
+	VPMADDWD     416(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 40(SP), Y5
+	VPMADDWD     448(SI), Y4, Y6
+	VPMADDWD     480(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 72(SP), Y5
+	VPMADDWD     512(SI), Y4, Y4
+	VPMADDWD     544(SI), Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      32(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPMOVSXBW    X3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	VPMOVSXBW    X3, Y3
+	VPBROADCASTW 108(SP), Y5
+	VPMULLW      Y5, Y4, Y4
+	VPBROADCASTW 110(SP), Y5
+	VPMULLW      Y5, Y3, Y3
+	VBROADCASTSS 12(SP), Y5
+	VPMADDWD     576(SI), Y4, Y6
+	VPMADDWD     608(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 44(SP), Y5
+	VPMADDWD     640(SI), Y4, Y6
+	VPMADDWD     672(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 76(SP), Y5
+	VPMADDWD     704(SI), Y4, Y4
+	VPMADDWD     736(SI), Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      64(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y4
+	VPAND        bdByte03<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPMOVSXBW    X3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	VPMOVSXBW    X3, Y3
+	VPBROADCASTW 112(SP), Y5
+	VPMULLW      Y5, Y4, Y4
+	VPBROADCASTW 114(SP), Y5
+	VPMULLW      Y5, Y3, Y3
+	VBROADCASTSS 16(SP), Y5
+	VPMADDWD     768(SI), Y4, Y6
+	VPMADDWD     800(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 48(SP), Y5
+	VPMADDWD     832(SI), Y4, Y6
+	VPMADDWD     864(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 80(SP), Y5
+	VPMADDWD     896(SI), Y4, Y4
+	VPMADDWD     928(SI), Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      96(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPMOVSXBW    X3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	VPMOVSXBW    X3, Y3
+	VPBROADCASTW 116(SP), Y5
+	VPMULLW      Y5, Y4, Y4
+	VPBROADCASTW 118(SP), Y5
+	VPMULLW      Y5, Y3, Y3
+	VBROADCASTSS 20(SP), Y5
+	VPMADDWD     960(SI), Y4, Y6
+	VPMADDWD     992(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 52(SP), Y5
+	VPMADDWD     1024(SI), Y4, Y6
+	VPMADDWD     1056(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 84(SP), Y5
+	VPMADDWD     1088(SI), Y4, Y4
+	VPMADDWD     1120(SI), Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      64(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPMOVSXBW    X3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	VPMOVSXBW    X3, Y3
+	VPBROADCASTW 120(SP), Y5
+	VPMULLW      Y5, Y4, Y4
+	VPBROADCASTW 122(SP), Y5
+	VPMULLW      Y5, Y3, Y3
+	VBROADCASTSS 24(SP), Y5
+	VPMADDWD     1152(SI), Y4, Y6
+	VPMADDWD     1184(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 56(SP), Y5
+	VPMADDWD     1216(SI), Y4, Y6
+	VPMADDWD     1248(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 88(SP), Y5
+	VPMADDWD     1280(SI), Y4, Y4
+	VPMADDWD     1312(SI), Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VMOVDQU      96(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPMOVSXBW    X3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	VPMOVSXBW    X3, Y3
+	VPBROADCASTW 124(SP), Y5
+	VPMULLW      Y5, Y4, Y4
+	VPBROADCASTW 126(SP), Y5
+	VPMULLW      Y5, Y3, Y3
+	VBROADCASTSS 28(SP), Y5
+	VPMADDWD     1344(SI), Y4, Y6
+	VPMADDWD     1376(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 60(SP), Y5
+	VPMADDWD     1408(SI), Y4, Y6
+	VPMADDWD     1440(SI), Y3, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 92(SP), Y5
+	VPMADDWD     1472(SI), Y4, Y4
+	VPMADDWD     1504(SI), Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000600, SI
+	ADDQ         $0x00000060, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dotQ6Kx3AVX2_block
+
+dotQ6Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dotQ6Kx3AVX2_row
+
+dotQ6Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ8_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ8_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotQ8_0x4AVX2_block:
+	CMPQ         BX, $0x00000044
+	JL           dotQ8_0x4AVX2_tail
+	VCVTPH2PS    (CX), X4
+	VPMOVSXBW    2(CX), Y5
+	VPMOVSXBW    18(CX), Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VCVTPH2PS    34(CX), X4
+	VPMOVSXBW    36(CX), Y5
+	VPMOVSXBW    52(CX), Y6
+	VMULSS       16(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     256(SI), Y5, Y8
+	VPMADDWD     288(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       20(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     320(SI), Y5, Y8
+	VPMADDWD     352(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       24(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     384(SI), Y5, Y8
+	VPMADDWD     416(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       28(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     448(SI), Y5, Y5
+	VPMADDWD     480(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x44, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x44, BX
+	JMP          dotQ8_0x4AVX2_block
+
+dotQ8_0x4AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ8_0x4AVX2_end
+	VCVTPH2PS    (CX), X4
+	VPMOVSXBW    2(CX), Y5
+	VPMOVSXBW    18(CX), Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x22, CX
+
+dotQ8_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dotQ8_0x4AVX2_row
+
+dotQ8_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_0x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ4_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ4_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotQ4_0x4AVX2_block:
+	CMPQ         BX, $0x00000024
+	JL           dotQ4_0x4AVX2_tail
+	VCVTPH2PS    (CX), X4
+	VPMOVZXBW    2(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y6, Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VCVTPH2PS    18(CX), X4
+	VPMOVZXBW    20(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y6, Y6
+	VMULSS       16(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     256(SI), Y5, Y8
+	VPMADDWD     288(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       20(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     320(SI), Y5, Y8
+	VPMADDWD     352(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       24(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     384(SI), Y5, Y8
+	VPMADDWD     416(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       28(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     448(SI), Y5, Y5
+	VPMADDWD     480(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x24, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x24, BX
+	JMP          dotQ4_0x4AVX2_block
+
+dotQ4_0x4AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ4_0x4AVX2_end
+	VCVTPH2PS    (CX), X4
+	VPMOVZXBW    2(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y5, Y5
+	VPSUBW       bdEight<>+0(SB), Y6, Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x12, CX
+
+dotQ4_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dotQ4_0x4AVX2_row
+
+dotQ4_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5_0x4AVX2(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ5_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotQ5_0x4AVX2_block:
+	CMPQ         BX, $0x0000002c
+	JL           dotQ5_0x4AVX2_tail
+	VCVTPH2PS    (CX), X4
+	VPMOVZXBW    6(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPBROADCASTW 2(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VPBROADCASTW 4(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBW       bdSixteen<>+0(SB), Y6, Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VCVTPH2PS    22(CX), X4
+	VPMOVZXBW    28(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPBROADCASTW 24(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VPBROADCASTW 26(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBW       bdSixteen<>+0(SB), Y6, Y6
+	VMULSS       16(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     256(SI), Y5, Y8
+	VPMADDWD     288(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       20(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     320(SI), Y5, Y8
+	VPMADDWD     352(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       24(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     384(SI), Y5, Y8
+	VPMADDWD     416(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       28(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     448(SI), Y5, Y5
+	VPMADDWD     480(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x2c, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x2c, BX
+	JMP          dotQ5_0x4AVX2_block
+
+dotQ5_0x4AVX2_tail:
+	CMPQ         BX, $0x00
+	JLE          dotQ5_0x4AVX2_end
+	VCVTPH2PS    (CX), X4
+	VPMOVZXBW    6(CX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VPBROADCASTW 2(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBW       bdSixteen<>+0(SB), Y5, Y5
+	VPBROADCASTW 4(CX), Y7
+	VPAND        bdBits<>+0(SB), Y7, Y7
+	VPCMPEQW     bdBits<>+0(SB), Y7, Y7
+	VPAND        bdMask10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBW       bdSixteen<>+0(SB), Y6, Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     (SI), Y5, Y8
+	VPMADDWD     32(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     64(SI), Y5, Y8
+	VPMADDWD     96(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VPMADDWD     128(SI), Y5, Y8
+	VPMADDWD     160(SI), Y6, Y9
+	VPADDD       Y9, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x16, CX
+
+dotQ5_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dotQ5_0x4AVX2_row
+
+dotQ5_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4Kx4AVX2(SB), NOSPLIT, $256-56
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ4Kx4AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ4Kx4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 128(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 160(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 192(SP)
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS Y3, 224(SP)
+
+dotQ4Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ4Kx4AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X4
+	VPINSRD      $0x01, R11, X4, X4
+	VMOVD        R10, X5
+	VPINSRD      $0x01, R13, X5, X5
+	VPMOVZXBD    X4, Y4
+	VPMOVZXBD    X5, Y5
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y7
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS       Y7, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       (DI), Y4, Y6
+	VMOVUPS      Y6, (SP)
+	VMULPS       (DI), Y5, Y6
+	VMULPS       (R8), Y6, Y6
+	VADDPS       128(SP), Y6, Y6
+	VMOVUPS      Y6, 128(SP)
+	VMULPS       32(DI), Y4, Y6
+	VMOVUPS      Y6, 32(SP)
+	VMULPS       32(DI), Y5, Y6
+	VMULPS       32(R8), Y6, Y6
+	VADDPS       160(SP), Y6, Y6
+	VMOVUPS      Y6, 160(SP)
+	VMULPS       64(DI), Y4, Y6
+	VMOVUPS      Y6, 64(SP)
+	VMULPS       64(DI), Y5, Y6
+	VMULPS       64(R8), Y6, Y6
+	VADDPS       192(SP), Y6, Y6
+	VMOVUPS      Y6, 192(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VMULPS       96(DI), Y5, Y4
+	VMULPS       96(R8), Y4, Y4
+	VADDPS       224(SP), Y4, Y4
+	VMOVUPS      Y4, 224(SP)
+	VPMOVZXBW    16(CX), Y4
+	VPMOVZXBW    32(CX), Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VBROADCASTSS (SP), Y6
+	VPMADDWD     (SI), Y4, Y7
+	VPMADDWD     32(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 32(SP), Y6
+	VPMADDWD     64(SI), Y4, Y7
+	VPMADDWD     96(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 64(SP), Y6
+	VPMADDWD     128(SI), Y4, Y7
+	VPMADDWD     160(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 96(SP), Y6
+	VPMADDWD     192(SI), Y4, Y4
+	VPMADDWD     224(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VPMOVZXBW    16(CX), Y4
+	VPMOVZXBW    32(CX), Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VBROADCASTSS 4(SP), Y6
+	VPMADDWD     256(SI), Y4, Y7
+	VPMADDWD     288(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 36(SP), Y6
+	VPMADDWD     320(SI), Y4, Y7
+	VPMADDWD     352(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 68(SP), Y6
+	VPMADDWD     384(SI), Y4, Y7
+	VPMADDWD     416(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 100(SP), Y6
+	VPMADDWD     448(SI), Y4, Y4
+	VPMADDWD     480(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VPMOVZXBW    48(CX), Y4
+	VPMOVZXBW    64(CX), Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VBROADCASTSS 8(SP), Y6
+	VPMADDWD     512(SI), Y4, Y7
+	VPMADDWD     544(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 40(SP), Y6
+	VPMADDWD     576(SI), Y4, Y7
+	VPMADDWD     608(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 72(SP), Y6
+	VPMADDWD     640(SI), Y4, Y7
+	VPMADDWD     672(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 104(SP), Y6
+	VPMADDWD     704(SI), Y4, Y4
+	VPMADDWD     736(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VPMOVZXBW    48(CX), Y4
+	VPMOVZXBW    64(CX), Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VBROADCASTSS 12(SP), Y6
+	VPMADDWD     768(SI), Y4, Y7
+	VPMADDWD     800(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 44(SP), Y6
+	VPMADDWD     832(SI), Y4, Y7
+	VPMADDWD     864(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 76(SP), Y6
+	VPMADDWD     896(SI), Y4, Y7
+	VPMADDWD     928(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 108(SP), Y6
+	VPMADDWD     960(SI), Y4, Y4
+	VPMADDWD     992(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VPMOVZXBW    80(CX), Y4
+	VPMOVZXBW    96(CX), Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VBROADCASTSS 16(SP), Y6
+	VPMADDWD     1024(SI), Y4, Y7
+	VPMADDWD     1056(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VPMADDWD     1088(SI), Y4, Y7
+	VPMADDWD     1120(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 80(SP), Y6
+	VPMADDWD     1152(SI), Y4, Y7
+	VPMADDWD     1184(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 112(SP), Y6
+	VPMADDWD     1216(SI), Y4, Y4
+	VPMADDWD     1248(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VPMOVZXBW    80(CX), Y4
+	VPMOVZXBW    96(CX), Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VBROADCASTSS 20(SP), Y6
+	VPMADDWD     1280(SI), Y4, Y7
+	VPMADDWD     1312(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 52(SP), Y6
+	VPMADDWD     1344(SI), Y4, Y7
+	VPMADDWD     1376(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 84(SP), Y6
+	VPMADDWD     1408(SI), Y4, Y7
+	VPMADDWD     1440(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 116(SP), Y6
+	VPMADDWD     1472(SI), Y4, Y4
+	VPMADDWD     1504(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VPMOVZXBW    112(CX), Y4
+	VPMOVZXBW    128(CX), Y5
+	VPAND        bdMask0F<>+0(SB), Y4, Y4
+	VPAND        bdMask0F<>+0(SB), Y5, Y5
+	VBROADCASTSS 24(SP), Y6
+	VPMADDWD     1536(SI), Y4, Y7
+	VPMADDWD     1568(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VPMADDWD     1600(SI), Y4, Y7
+	VPMADDWD     1632(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 88(SP), Y6
+	VPMADDWD     1664(SI), Y4, Y7
+	VPMADDWD     1696(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 120(SP), Y6
+	VPMADDWD     1728(SI), Y4, Y4
+	VPMADDWD     1760(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VPMOVZXBW    112(CX), Y4
+	VPMOVZXBW    128(CX), Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VBROADCASTSS 28(SP), Y6
+	VPMADDWD     1792(SI), Y4, Y7
+	VPMADDWD     1824(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 60(SP), Y6
+	VPMADDWD     1856(SI), Y4, Y7
+	VPMADDWD     1888(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 92(SP), Y6
+	VPMADDWD     1920(SI), Y4, Y7
+	VPMADDWD     1952(SI), Y5, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 124(SP), Y6
+	VPMADDWD     1984(SI), Y4, Y4
+	VPMADDWD     2016(SI), Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000800, SI
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x00000090, BX
+	JMP          dotQ4Kx4AVX2_block
+
+dotQ4Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVUPS      128(SP), Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VSUBSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      192(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      224(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dotQ4Kx4AVX2_row
+
+dotQ4Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ5Kx4AVX2(SB), NOSPLIT, $256-56
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ5Kx4AVX2_row:
+	TESTQ   DX, DX
+	JZ      dotQ5Kx4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 128(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 160(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 192(SP)
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS Y3, 224(SP)
+
+dotQ5Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ5Kx4AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X4
+	VPINSRD      $0x01, R11, X4, X4
+	VMOVD        R10, X5
+	VPINSRD      $0x01, R13, X5, X5
+	VPMOVZXBD    X4, Y4
+	VPMOVZXBD    X5, Y5
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y7
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS       Y7, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       (DI), Y4, Y6
+	VMOVUPS      Y6, (SP)
+	VMULPS       (DI), Y5, Y6
+	VMULPS       (R8), Y6, Y6
+	VADDPS       128(SP), Y6, Y6
+	VMOVUPS      Y6, 128(SP)
+	VMULPS       32(DI), Y4, Y6
+	VMOVUPS      Y6, 32(SP)
+	VMULPS       32(DI), Y5, Y6
+	VMULPS       32(R8), Y6, Y6
+	VADDPS       160(SP), Y6, Y6
+	VMOVUPS      Y6, 160(SP)
+	VMULPS       64(DI), Y4, Y6
+	VMOVUPS      Y6, 64(SP)
+	VMULPS       64(DI), Y5, Y6
+	VMULPS       64(R8), Y6, Y6
+	VADDPS       192(SP), Y6, Y6
+	VMOVUPS      Y6, 192(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VMULPS       96(DI), Y5, Y4
+	VMULPS       96(R8), Y4, Y4
+	VADDPS       224(SP), Y4, Y4
+	VMOVUPS      Y4, 224(SP)
+	VPMOVZXBW    16(CX), Y4
+	VPMOVZXBW    32(CX), Y5
+	VPMOVZXBW    48(CX), Y6
+	VPMOVZXBW    64(CX), Y7
+	VPAND        bdMask0F<>+0(SB), Y6, Y6
+	VPAND        bdMask0F<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y4, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x04, Y5, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS (SP), Y8
+	VPMADDWD     (SI), Y6, Y9
+	VPMADDWD     32(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 32(SP), Y8
+	VPMADDWD     64(SI), Y6, Y9
+	VPMADDWD     96(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 64(SP), Y8
+	VPMADDWD     128(SI), Y6, Y9
+	VPMADDWD     160(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 96(SP), Y8
+	VPMADDWD     192(SI), Y6, Y6
+	VPMADDWD     224(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y8, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VPMOVZXBW    48(CX), Y6
+	VPMOVZXBW    64(CX), Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPSLLW       $0x03, Y4, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x03, Y5, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 4(SP), Y8
+	VPMADDWD     256(SI), Y6, Y9
+	VPMADDWD     288(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 36(SP), Y8
+	VPMADDWD     320(SI), Y6, Y9
+	VPMADDWD     352(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 68(SP), Y8
+	VPMADDWD     384(SI), Y6, Y9
+	VPMADDWD     416(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 100(SP), Y8
+	VPMADDWD     448(SI), Y6, Y6
+	VPMADDWD     480(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y8, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VPMOVZXBW    80(CX), Y6
+	VPMOVZXBW    96(CX), Y7
+	VPAND        bdMask0F<>+0(SB), Y6, Y6
+	VPAND        bdMask0F<>+0(SB), Y7, Y7
+	VPSLLW       $0x02, Y4, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x02, Y5, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 8(SP), Y8
+	VPMADDWD     512(SI), Y6, Y9
+	VPMADDWD     544(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 40(SP), Y8
+	VPMADDWD     576(SI), Y6, Y9
+	VPMADDWD     608(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 72(SP), Y8
+	VPMADDWD     640(SI), Y6, Y9
+	VPMADDWD     672(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 104(SP), Y8
+	VPMADDWD     704(SI), Y6, Y6
+	VPMADDWD     736(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y8, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VPMOVZXBW    80(CX), Y6
+	VPMOVZXBW    96(CX), Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPSLLW       $0x01, Y4, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSLLW       $0x01, Y5, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 12(SP), Y8
+	VPMADDWD     768(SI), Y6, Y9
+	VPMADDWD     800(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 44(SP), Y8
+	VPMADDWD     832(SI), Y6, Y9
+	VPMADDWD     864(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 76(SP), Y8
+	VPMADDWD     896(SI), Y6, Y9
+	VPMADDWD     928(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 108(SP), Y8
+	VPMADDWD     960(SI), Y6, Y6
+	VPMADDWD     992(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y8, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VPMOVZXBW    112(CX), Y6
+	VPMOVZXBW    128(CX), Y7
+	VPAND        bdMask0F<>+0(SB), Y6, Y6
+	VPAND        bdMask0F<>+0(SB), Y7, Y7
+	VMOVDQA      Y4, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VMOVDQA      Y5, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 16(SP), Y8
+	VPMADDWD     1024(SI), Y6, Y9
+	VPMADDWD     1056(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 48(SP), Y8
+	VPMADDWD     1088(SI), Y6, Y9
+	VPMADDWD     1120(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 80(SP), Y8
+	VPMADDWD     1152(SI), Y6, Y9
+	VPMADDWD     1184(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 112(SP), Y8
+	VPMADDWD     1216(SI), Y6, Y6
+	VPMADDWD     1248(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y8, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VPMOVZXBW    112(CX), Y6
+	VPMOVZXBW    128(CX), Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPSRLW       $0x01, Y4, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSRLW       $0x01, Y5, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 20(SP), Y8
+	VPMADDWD     1280(SI), Y6, Y9
+	VPMADDWD     1312(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 52(SP), Y8
+	VPMADDWD     1344(SI), Y6, Y9
+	VPMADDWD     1376(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 84(SP), Y8
+	VPMADDWD     1408(SI), Y6, Y9
+	VPMADDWD     1440(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 116(SP), Y8
+	VPMADDWD     1472(SI), Y6, Y6
+	VPMADDWD     1504(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y8, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VPMOVZXBW    144(CX), Y6
+	VPMOVZXBW    160(CX), Y7
+	VPAND        bdMask0F<>+0(SB), Y6, Y6
+	VPAND        bdMask0F<>+0(SB), Y7, Y7
+	VPSRLW       $0x02, Y4, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSRLW       $0x02, Y5, Y8
+	VPAND        bdMask10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VBROADCASTSS 24(SP), Y8
+	VPMADDWD     1536(SI), Y6, Y9
+	VPMADDWD     1568(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 56(SP), Y8
+	VPMADDWD     1600(SI), Y6, Y9
+	VPMADDWD     1632(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 88(SP), Y8
+	VPMADDWD     1664(SI), Y6, Y9
+	VPMADDWD     1696(SI), Y7, Y10
+	VPADDD       Y10, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 120(SP), Y8
+	VPMADDWD     1728(SI), Y6, Y6
+	VPMADDWD     1760(SI), Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y8, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VPMOVZXBW    144(CX), Y6
+	VPMOVZXBW    160(CX), Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPSRLW       $0x04, Y7, Y7
+	VPSRLW       $0x03, Y4, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y6, Y6
+	VPSRLW       $0x03, Y5, Y4
+	VPAND        bdMask10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y7, Y7
+	VBROADCASTSS 28(SP), Y4
+	VPMADDWD     1792(SI), Y6, Y5
+	VPMADDWD     1824(SI), Y7, Y8
+	VPADDD       Y8, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VPMADDWD     1856(SI), Y6, Y5
+	VPMADDWD     1888(SI), Y7, Y8
+	VPADDD       Y8, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 92(SP), Y4
+	VPMADDWD     1920(SI), Y6, Y5
+	VPMADDWD     1952(SI), Y7, Y8
+	VPADDD       Y8, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VBROADCASTSS 124(SP), Y4
+	VPMADDWD     1984(SI), Y6, Y5
+	VPMADDWD     2016(SI), Y7, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000800, SI
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dotQ5Kx4AVX2_block
+
+dotQ5Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVUPS      128(SP), Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VSUBSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      192(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      224(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dotQ5Kx4AVX2_row
+
+dotQ5Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6Kx4AVX2(SB), NOSPLIT, $160-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dotQ6Kx4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dotQ6Kx4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotQ6Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dotQ6Kx4AVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       (DI), Y4, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       32(DI), Y4, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       64(DI), Y4, Y5
+	VMOVUPS      Y5, 64(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VPMOVSXBW    192(CX), Y4
+	VMOVDQU      Y4, 128(SP)
+	VMOVDQU      (CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      128(CX), Y5
+	VPAND        bdByte03<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 128(SP), Y6
+	VPMULLW      Y6, Y5, Y5
+	VPBROADCASTW 130(SP), Y6
+	VPMULLW      Y6, Y4, Y4
+	VBROADCASTSS (SP), Y6
+	VPMADDWD     (SI), Y5, Y7
+	VPMADDWD     32(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 32(SP), Y6
+	VPMADDWD     64(SI), Y5, Y7
+	VPMADDWD     96(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 64(SP), Y6
+	VPMADDWD     128(SI), Y5, Y7
+	VPMADDWD     160(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 96(SP), Y6
+	VPMADDWD     192(SI), Y5, Y5
+	VPMADDWD     224(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      32(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      128(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 132(SP), Y6
+	VPMULLW      Y6, Y5, Y5
+	VPBROADCASTW 134(SP), Y6
+	VPMULLW      Y6, Y4, Y4
+	VBROADCASTSS 4(SP), Y6
+	VPMADDWD     256(SI), Y5, Y7
+	VPMADDWD     288(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 36(SP), Y6
+	VPMADDWD     320(SI), Y5, Y7
+	VPMADDWD     352(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 68(SP), Y6
+	VPMADDWD     384(SI), Y5, Y7
+	VPMADDWD     416(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 100(SP), Y6
+	VPMADDWD     448(SI), Y5, Y5
+	VPMADDWD     480(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      (CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      128(CX), Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 136(SP), Y6
+	VPMULLW      Y6, Y5, Y5
+	VPBROADCASTW 138(SP), Y6
+	VPMULLW      Y6, Y4, Y4
+	VBROADCASTSS 8(SP), Y6
+	VPMADDWD     512(SI), Y5, Y7
+	VPMADDWD     544(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 40(SP), Y6
+	VPMADDWD     576(SI), Y5, Y7
+	VPMADDWD     608(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 72(SP), Y6
+	VPMADDWD     640(SI), Y5, Y7
+	VPMADDWD     672(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 104(SP), Y6
+	VPMADDWD     704(SI), Y5, Y5
+	VPMADDWD     736(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      32(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      128(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 140(SP), Y6
+	VPMULLW      Y6, Y5, Y5
+	VPBROADCASTW 142(SP), Y6
+	VPMULLW      Y6, Y4, Y4
+	VBROADCASTSS 12(SP), Y6
+	VPMADDWD     768(SI), Y5, Y7
+	VPMADDWD     800(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 44(SP), Y6
+	VPMADDWD     832(SI), Y5, Y7
+	VPMADDWD     864(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 76(SP), Y6
+	VPMADDWD     896(SI), Y5, Y7
+	VPMADDWD     928(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 108(SP), Y6
+	VPMADDWD     960(SI), Y5, Y5
+	VPMADDWD     992(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      64(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      160(CX), Y5
+	VPAND        bdByte03<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 144(SP), Y6
+	VPMULLW      Y6, Y5, Y5
+	VPBROADCASTW 146(SP), Y6
+	VPMULLW      Y6, Y4, Y4
+	VBROADCASTSS 16(SP), Y6
+	VPMADDWD     1024(SI), Y5, Y7
+	VPMADDWD     1056(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VPMADDWD     1088(SI), Y5, Y7
+	VPMADDWD     1120(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 80(SP), Y6
+	VPMADDWD     1152(SI), Y5, Y7
+	VPMADDWD     1184(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 112(SP), Y6
+	VPMADDWD     1216(SI), Y5, Y5
+	VPMADDWD     1248(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      96(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      160(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 148(SP), Y6
+	VPMULLW      Y6, Y5, Y5
+	VPBROADCASTW 150(SP), Y6
+	VPMULLW      Y6, Y4, Y4
+	VBROADCASTSS 20(SP), Y6
+	VPMADDWD     1280(SI), Y5, Y7
+	VPMADDWD     1312(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 52(SP), Y6
+	VPMADDWD     1344(SI), Y5, Y7
+	VPMADDWD     1376(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 84(SP), Y6
+	VPMADDWD     1408(SI), Y5, Y7
+	VPMADDWD     1440(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 116(SP), Y6
+	VPMADDWD     1472(SI), Y5, Y5
+	VPMADDWD     1504(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      64(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      160(CX), Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 152(SP), Y6
+	VPMULLW      Y6, Y5, Y5
+	VPBROADCASTW 154(SP), Y6
+	VPMULLW      Y6, Y4, Y4
+	VBROADCASTSS 24(SP), Y6
+	VPMADDWD     1536(SI), Y5, Y7
+	VPMADDWD     1568(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VPMADDWD     1600(SI), Y5, Y7
+	VPMADDWD     1632(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 88(SP), Y6
+	VPMADDWD     1664(SI), Y5, Y7
+	VPMADDWD     1696(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 120(SP), Y6
+	VPMADDWD     1728(SI), Y5, Y5
+	VPMADDWD     1760(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VMOVDQU      96(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      160(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPMOVSXBW    X4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	VPMOVSXBW    X4, Y4
+	VPBROADCASTW 156(SP), Y6
+	VPMULLW      Y6, Y5, Y5
+	VPBROADCASTW 158(SP), Y6
+	VPMULLW      Y6, Y4, Y4
+	VBROADCASTSS 28(SP), Y6
+	VPMADDWD     1792(SI), Y5, Y7
+	VPMADDWD     1824(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 60(SP), Y6
+	VPMADDWD     1856(SI), Y5, Y7
+	VPMADDWD     1888(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 92(SP), Y6
+	VPMADDWD     1920(SI), Y5, Y7
+	VPMADDWD     1952(SI), Y4, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 124(SP), Y6
+	VPMADDWD     1984(SI), Y5, Y5
+	VPMADDWD     2016(SI), Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000800, SI
+	ADDQ         $0x00000080, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dotQ6Kx4AVX2_block
+
+dotQ6Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dotQ6Kx4AVX2_row
+
+dotQ6Kx4AVX2_done:
+	VZEROUPPER
+	RET

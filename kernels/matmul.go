@@ -37,10 +37,20 @@ import (
 //     about 1/130 of the error the int8 rounding of the weights already
 //     makes. A row of x holding Inf or NaN, or so small that its scale
 //     overflows, is multiplied in float32 instead (rowDotI8Float).
-//   - block-quantized weights (Blocks): each chunk of rows is widened to
-//     float32 by its BlockFormat and multiplied by the float32 path, so the
-//     outputs are bit for bit those of the dequantized float32 matrix
-//     (activations stay float32: no rounding of x).
+//   - block-quantized weights (Blocks) whose format has a fused kernel
+//     (BlockFormat.Dot: ggml's Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): each
+//     row of x is rounded to int16 in blocks of 32 with one scale each
+//     (each value moves by at most 1/65534 of its block's largest
+//     magnitude), and each output is a fixed sequence over the weight
+//     blocks of exact integer lane sums, each scaled and added to 8 float32
+//     lanes (blockdot.go gives the order; the assembly and the plain Go
+//     give the same bits). A row of x with Inf or NaN is multiplied as
+//     below instead;
+//   - F16 weights (DotF16): widened exactly, the float32 order;
+//   - other block weights: each chunk of rows is widened to float32 by its
+//     BlockFormat and multiplied by the float32 path, so the outputs are
+//     bit for bit those of the dequantized float32 matrix (activations
+//     stay float32: no rounding of x).
 //
 // The output rows are split among the worker threads (see SetThreads); the
 // columns never are. With T = 1 (decoding) each thread streams its rows of
@@ -64,9 +74,17 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	m := &p.matmul
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
 	m.plan(p.threads)
-	if w.DType == I8 {
+	switch {
+	case w.DType == I8:
 		p.xq.quantize(x[:T*C], T, C)
 		m.q = &p.xq
+	case m.fused && w.Format.Dot == DotF16:
+	case m.fused:
+		p.xb.quantize(x[:T*C], T, C)
+		if T > 1 && useAVX2 {
+			p.xb.group(T, C, w.Format.Elems)
+		}
+		m.xb = &p.xb
 	}
 	p.run(m, m.nchunks, T*R*C)
 	*m = matMulTask{}
@@ -75,7 +93,8 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 // plan chooses the chunking of m's output rows for the given thread count.
 func (m *matMulTask) plan(threads int) {
 	R := m.w.Rows
-	if m.w.DType == Blocks {
+	m.fused = fused(m.w)
+	if m.w.DType == Blocks && !m.fused {
 		m.planBlocks()
 		return
 	}
@@ -90,7 +109,7 @@ func (m *matMulTask) plan(threads int) {
 		m.guided = threads
 		m.nchunks = (R + m.chunk - 1) / m.chunk // bounds the threads woken
 		return
-	case m.T < fewTokens || m.w.DType == I8:
+	case m.T < fewTokens || m.w.DType == I8 || m.fused:
 		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
 		// tokens pass over them in groups of 2 or 3.
 		c := max(perThread, (32<<10+rowBytes-1)/rowBytes)
@@ -111,6 +130,7 @@ func (m *matMulTask) plan(threads int) {
 type Serial struct {
 	s  scratch
 	xq xQuant
+	xb xQ8
 	m  matMulTask
 	sp [1]*scratch
 }
@@ -125,9 +145,17 @@ func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
 	m := &s.m
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: s.sp[:]}
 	m.plan(1)
-	if w.DType == I8 {
+	switch {
+	case w.DType == I8:
 		s.xq.quantize(x[:T*C], T, C)
 		m.q = &s.xq
+	case m.fused && w.Format.Dot == DotF16:
+	case m.fused:
+		s.xb.quantize(x[:T*C], T, C)
+		if T > 1 && useAVX2 {
+			s.xb.group(T, C, w.Format.Elems)
+		}
+		m.xb = &s.xb
 	}
 	m.do(0)
 	*m = matMulTask{}
@@ -192,6 +220,8 @@ type matMulTask struct {
 	rows    atomic.Int64
 	scratch []*scratch
 	q       *xQuant // int8 weights: the rows of x rounded to int16
+	fused   bool    // block weights with a fused kernel (BlockFormat.Dot)
+	xb      *xQ8    // fused: the rows of x rounded to 8-bit blocks
 }
 
 func (m *matMulTask) do(thread int) {
@@ -203,9 +233,14 @@ func (m *matMulTask) do(thread int) {
 			if r0 >= r1 {
 				return
 			}
-			if m.q != nil {
+			switch {
+			case m.xb != nil:
+				fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
+			case m.fused:
+				f16Rows(s, m.dst, m.x, m.T, m.w, r0, r1)
+			case m.q != nil:
 				matMulI8(s, m.dst, m.x, m.T, m.w, m.q, r0, r1)
-			} else {
+			default:
 				matVecRows(m.dst[r0:r1], m.w, m.x, r0, r1)
 			}
 		}
@@ -218,6 +253,10 @@ func (m *matMulTask) do(thread int) {
 		r0 := i * m.chunk
 		r1 := min(r0+m.chunk, R)
 		switch {
+		case m.xb != nil:
+			fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
+		case m.fused:
+			f16Rows(s, m.dst, m.x, m.T, m.w, r0, r1)
 		case m.w.DType == Blocks:
 			blockRows(s, m.dst, m.x, m.T, m.w, r0, r1)
 		case m.q != nil:

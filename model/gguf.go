@@ -25,9 +25,11 @@ import (
 //     told by the per-layer attention.head_count_kv (0: a Mamba layer).
 //
 // Quantized weights (Q8_0, Q4_K, ...) stay in their blocks in the file's
-// memory mapping (kernels.Blocks, widened to float32 row by row as they are
-// multiplied); F32 and BF16 weights are used in place; F16 weights are
-// widened to float32 at load (exactly).
+// memory mapping (kernels.Blocks: Q8_0, Q4_0, Q4_K, Q5_K and Q6_K
+// multiplied straight from the blocks by fused kernels, the other types
+// widened to float32 row by row as they are multiplied); F32, BF16 and F16
+// weights are used in place (F16 rows that are no multiple of 8 halves are
+// widened to float32 at load, exactly).
 
 // IsGGUF reports whether path names a GGUF file (by its extension).
 func IsGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
@@ -412,7 +414,19 @@ func init() {
 	formats[gguf.Q6_K].Dequantize = kernels.DequantizeQ6K
 	formats[gguf.Q8_0].Dequantize = kernels.DequantizeQ8_0
 	formats[gguf.Q4_0].Dequantize = kernels.DequantizeQ4_0
+	// Fused products straight from the blocks (activations rounded to
+	// 8-bit blocks, as llama.cpp does).
+	formats[gguf.Q8_0].Dot = kernels.DotQ8_0
+	formats[gguf.Q4_0].Dot = kernels.DotQ4_0
+	formats[gguf.Q4_K].Dot = kernels.DotQ4K
+	formats[gguf.Q5_K].Dot = kernels.DotQ5K
+	formats[gguf.Q6_K].Dot = kernels.DotQ6K
+	formats[gguf.Q5_0].Dot = kernels.DotQ5_0
 }
+
+// f16Format is the storage of F16 matrices: halves, widened exactly in
+// the products (8 per kernel block).
+var f16Format = &kernels.BlockFormat{Name: "F16", Elems: 8, Bytes: 16, Dequantize: kernels.DequantizeF16, Dot: kernels.DotF16}
 
 // BlockFormat returns the kernels' block format of a quantized GGUF type,
 // or nil when the type cannot be used as matrix storage.
@@ -514,7 +528,8 @@ func equalDims(a, b []int64) bool {
 }
 
 // matrix binds a 2-D weight: F32 and BF16 in place (when aligned), F16
-// widened to float32, quantized types as blocks in place.
+// in place when its rows are whole groups of 8 (else widened to float32),
+// quantized types as blocks in place.
 func (b *ggBinder) matrix(name string) *kernels.Matrix {
 	info, data, ok := b.take(name)
 	if !ok {
@@ -543,6 +558,18 @@ func (b *ggBinder) matrix(name string) *kernels.Matrix {
 		}
 		m.DType, m.BF16 = kernels.BF16, v
 		return m
+	case gguf.F16:
+		// Kept in the mapping when whole groups of 8 halves make the rows
+		// (the assembly widens 8 at a time); multiplied bit for bit as the
+		// float32 matrix of the same values.
+		if cols%f16Format.Elems == 0 {
+			m.DType, m.Q, m.Format = kernels.Blocks, data, f16Format
+			if err := m.Validate(); err != nil {
+				b.fail(name, info.Name, err.Error())
+				return nil
+			}
+			return m
+		}
 	default:
 		if f := formats[info.Type]; f != nil {
 			m.DType, m.Q, m.Format = kernels.Blocks, data, f
@@ -710,4 +737,28 @@ func checkGGUFFinite(f *gguf.File) error {
 		}
 	}
 	return nil
+}
+
+// quantizeQ4 quantizes w to Q4_K blocks with ggml's reference quantizer
+// (the blocks llama-quantize writes without an importance matrix), or to
+// Q5_0 when its rows are whole blocks of 32 but not of 256, or to int8.
+func quantizeQ4(w *kernels.Matrix) *kernels.Matrix {
+	t := gguf.Q4_K
+	switch {
+	case w.Cols%256 == 0:
+	case w.Cols%32 == 0:
+		t = gguf.Q5_0
+	default:
+		return kernels.QuantizeI8(w)
+	}
+	f := formats[t]
+	rb := w.Cols / f.Elems * f.Bytes
+	q := &kernels.Matrix{Rows: w.Rows, Cols: w.Cols, DType: kernels.Blocks, Format: f, Q: make([]byte, w.Rows*rb)}
+	row := make([]float32, w.Cols)
+	for r := range w.Rows {
+		if err := gguf.Quantize(t, w.Row(row, r), q.Q[r*rb:(r+1)*rb]); err != nil {
+			panic(err) // the sizes are whole blocks by construction
+		}
+	}
+	return q
 }

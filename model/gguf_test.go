@@ -84,9 +84,9 @@ func forwardLogits(t *testing.T, m *Model, ids []int) []float32 {
 
 // TestGGUFFixtures loads every fixture file and checks its config, the
 // logits of the 512 reference ids against our float32 forward on the
-// dequantized weights (bit for bit: the block kernels widen the weights
-// and multiply in float32) and against llama.cpp's, and the greedy
-// continuations against llama.cpp's.
+// dequantized weights (within 0.1% of the largest logit: the fused block
+// kernels round activations to 16-bit blocks; bf16 bit for bit) and
+// against llama.cpp's, and the greedy continuations against llama.cpp's.
 func TestGGUFFixtures(t *testing.T) {
 	hf, err := Load(testutil.Fixture(t, "models/hf-gostd-13m"), Options{})
 	if err != nil {
@@ -107,10 +107,22 @@ func TestGGUFFixtures(t *testing.T) {
 			// The first 64 positions suffice: every matrix is used at each.
 			deq := forwardLogits(t, dequantizedCopy(m), ids[:64])
 			blk := forwardLogits(t, m, ids[:64])
+			// Fused block products round the activations to 16-bit blocks
+			// (each value moves by at most 1/65534 of its block's largest);
+			// float weights (bf16) multiply exactly, bit for bit the
+			// dequantized path. Measured: 0.001% of the largest logit. The
+			// bar, 0.1%, is far above that rounding and far below the ~2%
+			// jump of a mixture-of-experts routing decision that the
+			// rounding would flip (8-bit activation blocks flip one in about
+			// 64 positions here).
+			var dd, dm float64
 			for i := range deq {
-				if math.Float32bits(blk[i]) != math.Float32bits(deq[i]) {
-					t.Fatalf("logit %d: %v from blocks, %v from the dequantized float32 weights", i, blk[i], deq[i])
-				}
+				dd = math.Max(dd, math.Abs(float64(blk[i])-float64(deq[i])))
+				dm = math.Max(dm, math.Abs(float64(deq[i])))
+			}
+			t.Logf("%s: max |blocks − dequantized f32| = %.4f of max |logit| %.2f: %.3f%%", typ, dd, dm, 100*dd/dm)
+			if typ == "bf16" && dd != 0 || dd > 0.001*dm {
+				t.Fatalf("logits from the blocks differ from the dequantized float32 forward by %.4f (max |logit| %.2f)", dd, dm)
 			}
 			// llama.cpp rounds activations inside its products (to bf16 for
 			// BF16 weights, to 8-bit blocks for quantized ones), which moves
@@ -366,4 +378,44 @@ func FuzzGGUFModel(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Files of the types the fixtures lack, written by ConvertToGGUF: F16
+// multiplies bit for bit as our float32 forward on the same values, and
+// Q5_K_M and Q5_0 (Q5_K and Q5_0 blocks, fused products) within the bar
+// of TestGGUFFixtures.
+func TestGGUFWrittenTypes(t *testing.T) {
+	dir := testutil.Fixture(t, "models/hf-gostd-13m")
+	refs := readRefs(t, testutil.Shared(t, "gguf/gostd-13m-bf16.ref.safetensors"))
+	ids := ints(refs["logits_input_ids"].data)[:48]
+	for _, typ := range []string{"f16", "q5_k_m", "q5_0"} {
+		t.Run(typ, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), typ+".gguf")
+			if err := ConvertToGGUF(dir, out, GGUFConvertOptions{Type: typ}); err != nil {
+				t.Fatal(err)
+			}
+			m, err := LoadGGUF(out, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			kinds := map[string]int{}
+			m.Matrices(true, func(_ string, w **kernels.Matrix) { kinds[(*w).TypeName()]++ })
+			t.Logf("%s: matrices %v", typ, kinds)
+			if typ == "f16" && kinds["F16"] == 0 || typ == "q5_k_m" && kinds["Q5_K"] == 0 || typ == "q5_0" && kinds["Q5_0"] == 0 {
+				t.Fatalf("%s file bound no matrix of its type: %v", typ, kinds)
+			}
+			deq := forwardLogits(t, dequantizedCopy(m), ids)
+			got := forwardLogits(t, m, ids)
+			var dd, dm float64
+			for i := range deq {
+				dd = math.Max(dd, math.Abs(float64(got[i])-float64(deq[i])))
+				dm = math.Max(dm, math.Abs(float64(deq[i])))
+			}
+			t.Logf("%s: max |file − dequantized f32| = %.2g of max |logit| %.2f", typ, dd, dm)
+			if typ == "f16" && dd != 0 || dd > 0.001*dm {
+				t.Errorf("%s: logits differ from the dequantized float32 forward by %.3g (max |logit| %.2f)", typ, dd, dm)
+			}
+		})
+	}
 }

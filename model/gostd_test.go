@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/jamba-go/jamba/internal/testutil"
+	"github.com/jamba-go/jamba/kernels"
 )
 
 // TestGostd13m checks the trained hf-gostd-13m model (bf16 weights): the
@@ -106,6 +107,34 @@ func TestInt8Quality(t *testing.T) {
 	}
 }
 
+// TestQ4Quality measures what 4-bit weights (--quantize q4: Q4_K blocks,
+// Q5_0 or int8 where a row is no multiple of 256) cost on hf-gostd-13m
+// over the 512 reference tokens, and checks that the matrices took those
+// types.
+func TestQ4Quality(t *testing.T) {
+	dir := testutil.Fixture(t, "models/hf-gostd-13m")
+	refs := readRefs(t, filepath.Join(dir, "reference.safetensors"))
+	ids := ints(refs["input_ids"].data)
+	kinds := map[string]int{}
+	losses := [2]float64{meanLoss(t, dir, ids, Options{}), meanLoss(t, dir, ids, Options{Quantize: "q4"}, func(m *Model) {
+		m.Matrices(false, func(_ string, w **kernels.Matrix) { kinds[(*w).TypeName()]++ })
+	})}
+	t.Logf("q4 matrices: %v", kinds)
+	// dt_proj's rows of 16 are no whole block: int8.
+	if kinds["Q4_K"] == 0 || kinds["f32"]+kinds["bf16"] != 0 {
+		t.Errorf("q4 left float matrices or made no Q4_K: %v", kinds)
+	}
+	rel := (losses[1] - losses[0]) / losses[0]
+	t.Logf("loss bf16 %.5f, q4 %.5f (%+.3f%%)", losses[0], losses[1], 100*rel)
+	// llama.cpp's Q4_K_M of this model moves its perplexity by 0.4%
+	// (docs/GGUF.md: 157.66 against 157.05); q4 quantizes the attention
+	// values and the down projections to 4 bits too (Q4_K_M keeps some in
+	// 6), so its bar is 5 times that loss change.
+	if math.Abs(rel) > 0.02 {
+		t.Errorf("q4 changes the loss by %.3f%%, more than 2%%", 100*rel)
+	}
+}
+
 // TestKVCacheBF16Quality: keys and values cached in bfloat16 change the
 // loss of hf-gostd-13m over its 512 reference tokens by less than 0.5%,
 // half the bar of int8 weights (TestInt8Quality): both round stored values,
@@ -138,13 +167,16 @@ func TestKVCacheBF16Quality(t *testing.T) {
 
 // meanLoss is the mean next-token loss of ids in one pass of the model in
 // dir loaded with opts.
-func meanLoss(t *testing.T, dir string, ids []int, opts Options) float64 {
+func meanLoss(t *testing.T, dir string, ids []int, opts Options, inspect ...func(*Model)) float64 {
 	t.Helper()
 	m, err := Load(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	for _, f := range inspect {
+		f(m)
+	}
 	ws := m.NewWorkspace()
 	if err := ws.Forward([]SeqInput{{Tokens: ids, Logits: AllLogits}}); err != nil {
 		t.Fatal(err)

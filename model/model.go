@@ -62,9 +62,12 @@ type GenerationConfig struct {
 
 // Options control how a model is loaded.
 type Options struct {
-	// Quantize is "" (keep the file's dtype) or "int8": linear weights are
-	// quantized at load with one scale per output row; norms, conv, A_log,
-	// D and routers stay in float32.
+	// Quantize is "" (keep the file's dtype), "int8" (linear weights
+	// quantized at load with one scale per output row) or "q4" (ggml's
+	// Q4_K blocks, 4.5 bits per weight, for matrices whose rows are whole
+	// blocks of 256; Q5_0 for whole blocks of 32, as llama.cpp's Q4_K_M
+	// does; int8 otherwise); norms, conv, A_log, D and routers stay in
+	// float32.
 	Quantize string
 	// KVCache is "" or "f32" (keys and values kept in float32, exact) or
 	// "bf16": the attention layers' keys and values are rounded to
@@ -192,7 +195,7 @@ func (m *Model) finish(opts Options) error {
 	}
 	switch opts.Quantize {
 	case "":
-	case "int8":
+	case "int8", "q4":
 		type job struct {
 			name string
 			w    **kernels.Matrix
@@ -209,7 +212,11 @@ func (m *Model) finish(opts Options) error {
 		for range runtime.GOMAXPROCS(0) {
 			wg.Go(func() {
 				for j := range next {
-					*j.w = kernels.QuantizeI8(*j.w)
+					if opts.Quantize == "q4" {
+						*j.w = quantizeQ4(*j.w)
+					} else {
+						*j.w = kernels.QuantizeI8(*j.w)
+					}
 					// The file's copy is no longer read: let its pages go so
 					// resident memory holds the int8 copy only.
 					m.set.Release(j.name)
@@ -227,7 +234,7 @@ func (m *Model) finish(opts Options) error {
 			m.LMHead = m.Embed
 		}
 	default:
-		return fmt.Errorf("model: unknown quantization %q (want int8)", opts.Quantize)
+		return fmt.Errorf("model: unknown quantization %q (want int8 or q4)", opts.Quantize)
 	}
 	m.prepare()
 	return nil

@@ -44,7 +44,7 @@ type benchResult struct {
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", "[--model DIR] [--prompt-tokens N] [--gen-tokens M] [--threads T] [--quantize int8] [--json]", `
+	fs := newFlagSet("bench", "[--model DIR] [--prompt-tokens N] [--gen-tokens M] [--threads T] [--quantize int8|q4] [--json]", `
 Measures this machine's memory read bandwidth, then the model's prefill of N
 random prompt tokens and M greedy decode steps after it (batch 1). Decode
 reads every active weight once per token, so its limit is

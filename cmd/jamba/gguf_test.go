@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,5 +115,46 @@ func TestGGUFChatTemplate(t *testing.T) {
 	}
 	if ids := tok.Encode("<|startoftext|>user: hi", false); len(ids) == 0 || ids[0] != 1 {
 		t.Errorf("control token text: %v", ids)
+	}
+}
+
+// `jamba bench --json` on a GGUF file reports the keys it reports for a
+// Hugging Face folder, and its peak RSS leaves out the bandwidth probe's
+// buffer (256 MiB here, more than the 13M model and its buffers use).
+func TestBenchGGUFJSON(t *testing.T) {
+	keys := func(model string) (map[string]any, []string) {
+		out, stderr, code := run(t, "bench", "--model", model, "--prompt-tokens", "8", "--gen-tokens", "2",
+			"--threads", "2", "--bandwidth-bytes", fmt.Sprint(256<<20), "--json")
+		if code != 0 {
+			t.Fatalf("bench %s: exit %d: %s", model, code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var r map[string]any
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+			t.Fatalf("bench %s: last line not JSON: %v", model, err)
+		}
+		var k []string
+		for key := range r {
+			k = append(k, key)
+		}
+		slices.Sort(k)
+		return r, k
+	}
+	_, hk := keys(testutil.Fixture(t, "models/hf-gostd-13m"))
+	// The first run's probe buffer raised this process's peak: give its
+	// memory back and reset the peak (Linux: 5 to clear_refs).
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Skipf("cannot reset the peak RSS: %v", err)
+	}
+	r, gk := keys(testutil.Shared(t, "gguf/gostd-13m-q4_k_m.gguf"))
+	if !slices.Equal(hk, gk) {
+		t.Errorf("GGUF keys %v, folder keys %v", gk, hk)
+	}
+	if rss := r["peak_rss_bytes"].(float64); rss <= 0 || rss >= 256<<20 {
+		t.Errorf("peak_rss_bytes %v: not the model's alone (the probe buffer is 256 MiB)", rss)
+	}
+	if r["decode_tokens_per_s"].(float64) <= 0 || r["weight_file_bytes"].(float64) <= 0 {
+		t.Errorf("bench result %v", r)
 	}
 }

@@ -55,7 +55,7 @@ const (
 func addModelFlags(fs *flag.FlagSet, which modelFlagSet) *modelFlags {
 	f := &modelFlags{model: fs.String("model", "", modelHelp)}
 	if which >= withQuantize {
-		f.quantize = fs.String("quantize", "", `quantize linear weights at load: "int8"`)
+		f.quantize = fs.String("quantize", "", `quantize linear weights at load: "int8" (one scale per row) or "q4" (4.5-bit Q4_K blocks, as llama.cpp's Q4_K_M)`)
 	}
 	if which >= withCache {
 		f.kvCache = fs.String("kv-cache", "f32", kvCacheHelp)

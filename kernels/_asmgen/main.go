@@ -59,6 +59,7 @@ func main() {
 	genDequantQ8_0()
 	genDequantQ4_0()
 	genDequantQ6K()
+	genBlockDot()
 
 	Generate()
 }
