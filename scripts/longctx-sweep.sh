@@ -8,9 +8,19 @@
 # one goes first alternates from pair to pair), so both see the same load:
 #
 #   llama-bench -m F.gguf -t 2 -r 1 -p N -n 0            prefill of N tokens
-#   llama-bench -m F.gguf -t 2 -r 1 -p 0 -n 32 -d N      32 decode steps after N
+#   llama-bench -m F.gguf -t 2 -r 1 -p 0 -n 32 -d N --progress
+#                                                         32 decode steps after N
 #   jamba bench --model F.gguf --threads 2 --context N --gen-tokens 32 --json
 #                                                         both, from one prefill
+#
+# llama-bench's "-d N" run first computes the N tokens of context with the
+# same call as its "-p N" test (test_prompt on an empty cache), and --progress
+# says when that starts ("depth run") and ends ("generation run"); every line
+# of stderr is saved with its time, so the depth run gives llama.cpp's prefill
+# of N tokens as well. From PP_UNTIL tokens up the "-p N -n 0" run is left out
+# and the prefill comes from the depth run: at 32K tokens a prefill takes
+# minutes, and "-p N" runs one more as its warm-up. Below it both are run, which
+# shows that the two agree.
 #
 # The model: ../shared/bench/jamba-small.json, random bf16 weights from
 # `jamba init`, written as a BF16 GGUF by `jamba convert`. Both engines read that
@@ -25,8 +35,8 @@
 #   KV        this engine's --kv-cache types      [bf16] (llama.cpp keeps its default, F16)
 #   THREADS   threads of both engines             [2]
 #   GEN       decode steps                        [32]
-#   NOWARMUP  from this context up, llama-bench's prefill runs without its
-#             warm-up (which is a whole second prefill of N tokens)  [16384]
+#   PP_UNTIL  contexts from this one up take llama.cpp's prefill from the
+#             depth run                          [16384]
 #   JAMBA     a built jamba binary                [built from this checkout into OUT_DIR]
 #   PROFILE_AT  a context whose first run of this engine also writes a CPU
 #             profile of its prefill, OUT_DIR/prefill-N.pprof (sampling costs
@@ -51,7 +61,7 @@ ONCE=${ONCE:-}
 KV=${KV:-bf16}
 THREADS=${THREADS:-2}
 GEN=${GEN:-32}
-NOWARMUP=${NOWARMUP:-16384}
+PP_UNTIL=${PP_UNTIL:-16384}
 PROFILE_AT=${PROFILE_AT:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
@@ -80,13 +90,14 @@ fi
 	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "jamba: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet || echo '+changes')"
 	echo "llama-bench: $LLAMA_BENCH"
-	echo "model: $GGUF ($(stat -c %s "$GGUF") bytes)"
+	echo "model: $GGUF ($(stat -L -c %s "$GGUF") bytes)"
 	echo "threads: $THREADS, gen: $GEN, kv: $KV, pairs: $PAIRS, contexts: $CONTEXTS, once: $ONCE"
 } >"$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
-# timed NAME CMD...: runs CMD with stdout into NAME.json and /usr/bin/time -v
-# into NAME.time; a run that exists already is kept (a sweep can resume).
+# timed NAME CMD...: runs CMD with stdout into NAME.json, /usr/bin/time -v
+# into NAME.time and stderr, each line after its Unix time, into NAME.log; a
+# run that exists already is kept (a sweep can resume).
 timed() {
 	local name=$1
 	shift
@@ -95,20 +106,26 @@ timed() {
 		return
 	fi
 	echo "== $name ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)): $*" >&2
-	if /usr/bin/time -v -o "$OUT/$name.time" "$@" >"$OUT/$name.json.part"; then
+	if /usr/bin/time -v -o "$OUT/$name.time" "$@" >"$OUT/$name.json.part" 2> >(stamp >"$OUT/$name.log"); then
 		mv "$OUT/$name.json.part" "$OUT/$name.json"
 	else
 		echo "== $name failed" >&2
 	fi
 }
 
+stamp() {
+	local line
+	while IFS= read -r line; do
+		printf '%s %s\n' "$(date +%s.%N)" "$line"
+	done
+}
+
 llama() {
-	local n=$1 tag=$2 warm=()
-	if ((n >= NOWARMUP)); then
-		warm=(--no-warmup)
+	local n=$1 tag=$2
+	if ((n < PP_UNTIL)); then
+		timed "llama-pp-$n-$tag" "$LLAMA_BENCH" -m "$GGUF" -t "$THREADS" -r 1 -p "$n" -n 0 -o jsonl
 	fi
-	timed "llama-pp-$n-$tag" "$LLAMA_BENCH" -m "$GGUF" -t "$THREADS" -r 1 -p "$n" -n 0 "${warm[@]}" -o jsonl
-	timed "llama-tg-$n-$tag" "$LLAMA_BENCH" -m "$GGUF" -t "$THREADS" -r 1 -p 0 -n "$GEN" -d "$n" -o jsonl
+	timed "llama-tg-$n-$tag" "$LLAMA_BENCH" -m "$GGUF" -t "$THREADS" -r 1 -p 0 -n "$GEN" -d "$n" --progress -o jsonl
 }
 
 ours() {
