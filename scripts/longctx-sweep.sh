@@ -38,6 +38,7 @@
 #   PP_UNTIL  contexts from this one up take llama.cpp's prefill from the
 #             depth run                          [16384]
 #   JAMBA     a built jamba binary                [built from this checkout into OUT_DIR]
+#   SWAP      1: this engine goes first in the odd pairs  [0]
 #   PROFILE_AT  a context whose first run of this engine also writes a CPU
 #             profile of its prefill, OUT_DIR/prefill-N.pprof (sampling costs
 #             about 1%)                            []
@@ -63,6 +64,7 @@ THREADS=${THREADS:-2}
 GEN=${GEN:-32}
 PP_UNTIL=${PP_UNTIL:-16384}
 PROFILE_AT=${PROFILE_AT:-}
+SWAP=${SWAP:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
 
@@ -142,7 +144,7 @@ ours() {
 
 for ((p = 1; p <= PAIRS; p++)); do
 	for n in $CONTEXTS; do
-		if ((p % 2)); then
+		if (((p + SWAP) % 2)); then
 			llama "$n" "p$p"
 			ours "$n" "p$p"
 		else
