@@ -38,6 +38,7 @@
 #   PP_UNTIL  contexts from this one up take llama.cpp's prefill from the
 #             depth run                          [16384]
 #   JAMBA     a built jamba binary                [built from this checkout into OUT_DIR]
+#   ONLY      "jamba" or "llama": run only that engine   []
 #   SWAP      1: this engine goes first in the odd pairs  [0]
 #   PROFILE_AT  a context whose first run of this engine also writes a CPU
 #             profile of its prefill, OUT_DIR/prefill-N.pprof (sampling costs
@@ -65,6 +66,7 @@ GEN=${GEN:-32}
 PP_UNTIL=${PP_UNTIL:-16384}
 PROFILE_AT=${PROFILE_AT:-}
 SWAP=${SWAP:-0}
+ONLY=${ONLY:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$ROOT/../shared}
 
@@ -124,6 +126,9 @@ stamp() {
 
 llama() {
 	local n=$1 tag=$2
+	if [[ $ONLY == jamba ]]; then
+		return
+	fi
 	if ((n < PP_UNTIL)); then
 		timed "llama-pp-$n-$tag" "$LLAMA_BENCH" -m "$GGUF" -t "$THREADS" -r 1 -p "$n" -n 0 -o jsonl
 	fi
@@ -132,6 +137,9 @@ llama() {
 
 ours() {
 	local n=$1 tag=$2 kv prof
+	if [[ $ONLY == llama ]]; then
+		return
+	fi
 	for kv in $KV; do
 		prof=()
 		if [[ $n == "$PROFILE_AT" && ! -f $OUT/prefill-$n.pprof ]]; then
