@@ -49,6 +49,7 @@ var fileRE = regexp.MustCompile(`^(llama-pp|llama-tg|jamba-(\w+))-(\d+)-(\w+)\.j
 func main() {
 	in := flag.String("in", "", "the sweep's output folder (required)")
 	png := flag.String("png", "", "write the curves to this PNG file")
+	note := flag.String("note", "", "a line under the figure's titles (the machine, its load)")
 	flag.Parse()
 	if *in == "" {
 		fmt.Fprintln(os.Stderr, "usage: longctxplot -in DIR [-png FILE]")
@@ -62,7 +63,7 @@ func main() {
 		err = table(os.Stdout, runs)
 	}
 	if err == nil && *png != "" {
-		err = draw2(*png, runs)
+		err = draw2(*png, runs, *note)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "longctxplot:", err)
@@ -392,7 +393,7 @@ var colours = []color.Color{
 
 // draw2 draws prefill (left) and decode (right) against context, log2
 // axis: each run a dot, the medians joined by a line.
-func draw2(path string, runs []*run) error {
+func draw2(path string, runs []*run, note string) error {
 	names := append([]string{"llama.cpp"}, engines(runs)...)
 	var plots [1][2]*plot.Plot
 	for i, what := range []struct {
@@ -401,6 +402,9 @@ func draw2(path string, runs []*run) error {
 	}{{"Prefill of N tokens", prefillOf}, {"Decode at batch 1 after N tokens", decodeOf}} {
 		p := plot.New()
 		p.Title.Text = what.title
+		if note != "" {
+			p.Title.Text += "\n" + note
+		}
 		p.X.Label.Text = "context N (tokens)"
 		p.Y.Label.Text = "tokens/s"
 		p.X.Scale = plot.LogScale{}
@@ -450,7 +454,13 @@ func draw2(path string, runs []*run) error {
 			p.Add(l, pts, sc)
 			p.Legend.Add(name, l, pts)
 		}
-		p.Legend.Top = false
+		// Room above the curves for the legend.
+		var top float64
+		for _, r := range runs {
+			top = max(top, what.val(r))
+		}
+		p.Y.Max = top * 1.3
+		p.Legend.Top = true
 		p.Legend.Left = true
 		plots[0][i] = p
 	}
