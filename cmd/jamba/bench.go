@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
 )
@@ -28,6 +30,8 @@ type benchResult struct {
 	KVCache                string  `json:"kv_cache"`
 	Threads                int     `json:"threads"`
 	PromptTokens           int     `json:"prompt_tokens"`
+	PrefillChunk           int     `json:"prefill_chunk"`
+	Context                int     `json:"context"` // tokens in the cache before the timed decode steps
 	GenTokens              int     `json:"gen_tokens"`
 	PrefillSeconds         float64 `json:"prefill_seconds"`
 	PrefillTokensPerS      float64 `json:"prefill_tokens_per_s"`
@@ -41,30 +45,52 @@ type benchResult struct {
 	DecodeRooflineFraction float64 `json:"decode_roofline_fraction"`
 	PeakRSSBytes           int64   `json:"peak_rss_bytes"`
 	WeightFileBytes        int64   `json:"weight_file_bytes"`
+	// What `jamba inspect --context` predicts for the largest cache of the
+	// run: the weights as loaded, the attention layers' keys and values in
+	// the --kv-cache type, the Mamba layers' state.
+	WeightBytes       int64 `json:"weight_bytes"`
+	KVCacheBytes      int64 `json:"kv_cache_bytes"`
+	MambaStateBytes   int64 `json:"mamba_state_bytes"`
+	PredictedRSSBytes int64 `json:"predicted_bytes"`
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", "[--model DIR] [--prompt-tokens N] [--gen-tokens M] [--threads T] [--quantize int8|q4] [--json]", `
+	fs := newFlagSet("bench", "[--model DIR|F.gguf] [--prompt-tokens N] [--context D] [--gen-tokens M] [--threads T] [--kv-cache f32|bf16] [--quantize int8|q4] [--json]", `
 Measures this machine's memory read bandwidth, then the model's prefill of N
 random prompt tokens and M greedy decode steps after it (batch 1). Decode
 reads every active weight once per token, so its limit is
 bandwidth / weight_bytes_per_token (the roofline); prefill is matrix-matrix
 work, reported in GFLOP/s (2 flops per active parameter per token).
+
+--context D times the decode steps after D tokens of (random) context, as
+llama-bench's "-p 0 -n M -d D" does; without --prompt-tokens the prompt is
+those D tokens, so one run gives the prefill of D tokens and the decode at
+depth D (llama-bench's "-p D -n 0" and "-p 0 -n M -d D"). The prompt goes
+through the model in chunks of --prefill-chunk tokens, as generation and the
+server do; a long prefill reports its progress on stderr.
+
+The peak RSS is read before the bandwidth buffer exists, and is printed
+next to what 'jamba inspect --context' predicts: weights + KV cache (in the
+--kv-cache type) + Mamba state.
 With --json the last line of stdout is one JSON object.`, stderr)
-	nPrompt := fs.Int("prompt-tokens", 256, "prompt length")
+	nPrompt := fs.Int("prompt-tokens", 256, "prompt length (default: --context when that is set)")
 	nGen := fs.Int("gen-tokens", 64, "decode steps to time")
 	mf := addModelFlags(fs, withCache)
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the decode steps to this file (for go tool pprof)")
+	prefillProfile := fs.String("prefill-cpuprofile", "", "write a CPU profile of the prefill to this file")
 	bwBytes := fs.Int("bandwidth-bytes", 1<<30, "buffer size for the bandwidth measurement")
 	seed := fs.Uint64("seed", 1, "seed of the random prompt")
+	chunk := fs.Int("prefill-chunk", model.PrefillChunk, "prompt tokens per forward call")
 	device := addDeviceFlag(fs)
 	config := fs.String("config", "", "with --device cuda: a config.json whose shape gets random bf16 weights made on the GPU (no checkpoint)")
 	batches := fs.String("batches", "1,8,32", "with --device cuda: decode batch sizes to time, comma-separated")
-	ctxTokens := fs.Int("context", 0, "with --device cuda: also time decode at batch 1 after this many tokens of (random) context")
+	ctxTokens := fs.Int("context", 0, "time decode at batch 1 after this many tokens of (random) context")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	promptSet := false
+	fs.Visit(func(f *flag.Flag) { promptSet = promptSet || f.Name == "prompt-tokens" })
 	switch *device {
 	case "cuda":
 		return benchCUDA(*mf.model, *config, *nPrompt, *nGen, *batches, *ctxTokens, *seed, *asJSON, stdout, stderr)
@@ -75,15 +101,33 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	default:
 		return fmt.Errorf("%w: --device %q (want cpu or cuda)", errUsage, *device)
 	}
+	if *ctxTokens < 0 || *chunk < 1 {
+		return fmt.Errorf("%w: --context must not be negative, --prefill-chunk must be positive", errUsage)
+	}
+	if *ctxTokens > 0 && !promptSet {
+		*nPrompt = *ctxTokens
+	}
 	if *nPrompt < 1 || *nGen < 1 {
 		return fmt.Errorf("%w: --prompt-tokens and --gen-tokens must be positive", errUsage)
+	}
+	depth := *ctxTokens
+	if depth == 0 {
+		depth = *nPrompt
 	}
 	m, err := mf.open()
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	r := benchResult{Model: *mf.model, Quantize: *mf.quantize, KVCache: *mf.kvCache, Threads: kernels.Threads(), PromptTokens: *nPrompt, GenTokens: *nGen}
+	if limit := m.Config.MaxPositionEmbeddings; limit > 0 && max(*nPrompt, depth)+*nGen+2 > limit {
+		return fmt.Errorf("%w: %d tokens of context and %d decode steps exceed the model's max_position_embeddings (%d)", errUsage, max(*nPrompt, depth), *nGen, limit)
+	}
+	kvType := *mf.kvCache
+	if kvType == "" {
+		kvType = "f32"
+	}
+	r := benchResult{Model: *mf.model, Quantize: *mf.quantize, KVCache: kvType, Threads: kernels.Threads(),
+		PromptTokens: *nPrompt, PrefillChunk: *chunk, Context: depth, GenTokens: *nGen}
 	if r.Model == "" {
 		r.Model = "demo"
 	}
@@ -92,28 +136,51 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	}
 	_, r.ActiveParams = m.Config.ParamCount()
 	r.WeightBytesPerToken = m.ActiveWeightBytes()
+	r.WeightBytes = m.WeightBytes()
+	kvBytes := int64(4)
+	if kvType == "bf16" {
+		kvBytes = 2
+	}
+	r.KVCacheBytes, r.MambaStateBytes = m.CacheShape().BytesAt(int64(max(*nPrompt, depth)+*nGen+2), kvBytes)
+	r.PredictedRSSBytes = r.WeightBytes + r.KVCacheBytes + r.MambaStateBytes
 
 	rng := rand.New(rand.NewPCG(*seed, 0))
-	prompt := make([]int, *nPrompt)
-	for i := range prompt {
-		prompt[i] = 3 + rng.IntN(m.Config.VocabSize-3)
+	randomTokens := func(n int) []int {
+		t := make([]int, n)
+		for i := range t {
+			t[i] = 3 + rng.IntN(m.Config.VocabSize-3)
+		}
+		return t
 	}
+	prompt := randomTokens(*nPrompt)
 	// Warm-up: fault the weights in and size the buffers.
 	fmt.Fprintf(stderr, "warming up...\n")
 	if _, _, err := m.Generate(context.Background(), prompt[:min(16, len(prompt))], model.GenerateOptions{MaxTokens: 2, IgnoreEOS: true}, nil); err != nil {
 		return err
 	}
 	ws := m.NewWorkspace()
-	st := m.NewCache(*nPrompt + *nGen + 2)
-	fmt.Fprintf(stderr, "prefill of %d tokens...\n", *nPrompt)
-	start := time.Now()
-	logits, err := m.Prefill(ws, st, prompt, 0)
+	st := m.NewCache(max(*nPrompt, depth) + *nGen + 2)
+	stopPrefillProfile, err := startCPUProfile(*prefillProfile)
 	if err != nil {
 		return err
 	}
-	r.PrefillSeconds = time.Since(start).Seconds()
+	secs, logits, err := benchPrefill(ws, st, prompt, *chunk, stderr)
+	stopPrefillProfile()
+	if err != nil {
+		return err
+	}
+	r.PrefillSeconds = secs
 	r.PrefillTokensPerS = float64(*nPrompt) / r.PrefillSeconds
 	r.PrefillGFLOPS = 2 * float64(r.ActiveParams) * float64(*nPrompt) / r.PrefillSeconds / 1e9
+	if depth != *nPrompt {
+		// The decode runs after its own context: the prompt's cache is
+		// emptied and refilled with depth other tokens.
+		st.Reset()
+		fmt.Fprintf(stderr, "filling %d tokens of context...\n", depth)
+		if _, logits, err = benchPrefill(ws, st, randomTokens(depth), *chunk, stderr); err != nil {
+			return err
+		}
+	}
 
 	in := []model.SeqInput{{Tokens: []int{model.Argmax(logits)}, Cache: st}}
 	step := func() (float64, error) {
@@ -130,8 +197,8 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		return err
 	}
 	r.PeakRSSBytes = peakRSS()
-	fmt.Fprintf(stderr, "decode of %d tokens, interleaved with read-bandwidth passes (%s, %d threads)...\n",
-		*nGen, humanBytes(int64(*bwBytes)), r.Threads)
+	fmt.Fprintf(stderr, "decode of %d tokens after %d of context, interleaved with read-bandwidth passes (%s, %d threads)...\n",
+		*nGen, depth, humanBytes(int64(*bwBytes)), r.Threads)
 	meter := kernels.NewReadMeter(*bwBytes, r.Threads)
 	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
@@ -176,12 +243,40 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	fmt.Fprintf(w, "%-28s %12s\n", "measure", "value")
 	fmt.Fprintf(w, "%-28s %12.1f GB/s\n", "read bandwidth", r.BandwidthGBs)
 	fmt.Fprintf(w, "%-28s %12s\n", "active weight bytes/token", humanBytes(r.WeightBytesPerToken))
-	fmt.Fprintf(w, "%-28s %12.1f tok/s  (%.1f GFLOP/s)\n", fmt.Sprintf("prefill (%d tokens)", *nPrompt), r.PrefillTokensPerS, r.PrefillGFLOPS)
-	fmt.Fprintf(w, "%-28s %12.2f tok/s  (%.2f ms/token, median of %d)\n", "decode (batch 1)", r.DecodeTokensPerS, r.DecodeMsPerToken, *nGen)
+	fmt.Fprintf(w, "%-28s %12.1f tok/s  (%.1f GFLOP/s, %.1f s)\n", fmt.Sprintf("prefill (%d tokens)", *nPrompt), r.PrefillTokensPerS, r.PrefillGFLOPS, r.PrefillSeconds)
+	fmt.Fprintf(w, "%-28s %12.2f tok/s  (%.2f ms/token, median of %d)\n", fmt.Sprintf("decode after %d (batch 1)", depth), r.DecodeTokensPerS, r.DecodeMsPerToken, *nGen)
 	fmt.Fprintf(w, "%-28s %12.2f tok/s\n", "decode roofline", r.DecodeRooflineTokPerS)
 	fmt.Fprintf(w, "%-28s %12.2f\n", "fraction of roofline", r.DecodeRooflineFraction)
-	fmt.Fprintf(w, "%-28s %12s\n", "peak RSS", humanBytes(r.PeakRSSBytes))
+	fmt.Fprintf(w, "%-28s %12s  (predicted: weights %s + KV %s (%s) + Mamba state %s = %s; measured %.2fx)\n", "peak RSS",
+		humanBytes(r.PeakRSSBytes), humanBytes(r.WeightBytes), humanBytes(r.KVCacheBytes), r.KVCache,
+		humanBytes(r.MambaStateBytes), humanBytes(r.PredictedRSSBytes), float64(r.PeakRSSBytes)/float64(r.PredictedRSSBytes))
 	return nil
+}
+
+// benchPrefill feeds tokens to st chunk by chunk, as Model.Prefill does,
+// and reports on stderr how far it got every few seconds (a prefill of 128K
+// tokens takes minutes). It returns the seconds taken and the last
+// token's logits.
+func benchPrefill(ws *model.Workspace, st *cache.Seq, tokens []int, chunk int, stderr io.Writer) (float64, []float32, error) {
+	fmt.Fprintf(stderr, "prefill of %d tokens (chunks of %d)...\n", len(tokens), chunk)
+	p := newRateProgress(stderr, "prefill", len(tokens))
+	start := time.Now()
+	var logits []float32
+	for i := 0; i < len(tokens); i += chunk {
+		end := min(i+chunk, len(tokens))
+		rows := model.LastLogits
+		if end < len(tokens) {
+			rows = model.NoLogits
+		}
+		if err := ws.Forward([]model.SeqInput{{Tokens: tokens[i:end], Cache: st, Logits: rows}}); err != nil {
+			return 0, nil, err
+		}
+		logits = ws.Logits(0)
+		p.update(end)
+	}
+	secs := time.Since(start).Seconds()
+	p.end()
+	return secs, logits, nil
 }
 
 func dtypeName(m *model.Model, quant string) string {

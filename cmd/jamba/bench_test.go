@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestBenchContext: --context D times decode after D tokens; without
+// --prompt-tokens the prompt is those D tokens (one prefill, both numbers),
+// with a different --prompt-tokens the context is filled separately. The
+// KV type is in the result, and the predicted memory is what 'jamba
+// inspect --context' gives for the cache bench holds.
+func TestBenchContext(t *testing.T) {
+	type res struct {
+		KVCache        string  `json:"kv_cache"`
+		PromptTokens   int     `json:"prompt_tokens"`
+		PrefillChunk   int     `json:"prefill_chunk"`
+		Context        int     `json:"context"`
+		GenTokens      int     `json:"gen_tokens"`
+		PrefillTokPerS float64 `json:"prefill_tokens_per_s"`
+		DecodeTokPerS  float64 `json:"decode_tokens_per_s"`
+		PeakRSS        int64   `json:"peak_rss_bytes"`
+		WeightBytes    int64   `json:"weight_bytes"`
+		KVBytes        int64   `json:"kv_cache_bytes"`
+		MambaBytes     int64   `json:"mamba_state_bytes"`
+		PredictedBytes int64   `json:"predicted_bytes"`
+	}
+	bench := func(args ...string) (res, string) {
+		t.Helper()
+		args = append([]string{"bench", "--gen-tokens", "2", "--bandwidth-bytes", "1048576", "--json"}, args...)
+		out, stderr, code := run(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		var r res
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+			t.Fatalf("%v: %v in %q", args, err, out)
+		}
+		return r, stderr
+	}
+	inspect := func(ctx string) (kv16, kv32, mamba, weights int64) {
+		t.Helper()
+		out, stderr, code := run(t, "inspect", "--context", ctx, "--json")
+		if code != 0 {
+			t.Fatalf("inspect: exit %d: %s", code, stderr)
+		}
+		var r struct {
+			KV16    int64 `json:"kv_cache_16bit_bytes"`
+			KV32    int64 `json:"kv_cache_bytes"`
+			Mamba   int64 `json:"mamba_state_bytes"`
+			Weights int64 `json:"weight_bytes"`
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.KV16, r.KV32, r.Mamba, r.Weights
+	}
+
+	r, stderr := bench("--context", "300", "--prefill-chunk", "128", "--kv-cache", "bf16")
+	if r.KVCache != "bf16" || r.PromptTokens != 300 || r.Context != 300 || r.PrefillChunk != 128 || r.GenTokens != 2 {
+		t.Errorf("--context 300: got %+v", r)
+	}
+	if !strings.Contains(stderr, "prefill 300/300 tokens") || strings.Contains(stderr, "filling") {
+		t.Errorf("--context 300: progress %q", stderr)
+	}
+	if !(r.PrefillTokPerS > 0 && r.DecodeTokPerS > 0 && r.PeakRSS > 0) {
+		t.Errorf("--context 300: speeds or RSS missing: %+v", r)
+	}
+	// bench holds a cache of context + gen + 2 tokens (the untimed step).
+	kv16, _, mamba, weights := inspect("304")
+	if r.KVBytes != kv16 || r.MambaBytes != mamba || r.WeightBytes != weights || r.PredictedBytes != kv16+mamba+weights {
+		t.Errorf("predicted memory %d = %d + %d + %d, inspect says KV %d, state %d, weights %d",
+			r.PredictedBytes, r.WeightBytes, r.KVBytes, r.MambaBytes, kv16, mamba, weights)
+	}
+
+	r, stderr = bench("--prompt-tokens", "40", "--context", "200")
+	if r.KVCache != "f32" || r.PromptTokens != 40 || r.Context != 200 {
+		t.Errorf("--prompt-tokens 40 --context 200: got %+v", r)
+	}
+	if !strings.Contains(stderr, "filling 200 tokens of context") || !strings.Contains(stderr, "prefill 200/200 tokens") {
+		t.Errorf("--prompt-tokens 40 --context 200: progress %q", stderr)
+	}
+	_, kv32, _, _ := inspect("204")
+	if r.KVBytes != kv32 {
+		t.Errorf("f32 KV predicted %d, inspect says %d", r.KVBytes, kv32)
+	}
+
+	for _, args := range [][]string{
+		{"bench", "--context", "-1"},
+		{"bench", "--prefill-chunk", "0"},
+		{"bench", "--context", "100000000"},
+	} {
+		if _, stderr, code := run(t, args...); code != 2 || !strings.Contains(stderr, "usage error") {
+			t.Errorf("%v: exit %d, %q (want a usage error)", args, code, stderr)
+		}
+	}
+}
