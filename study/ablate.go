@@ -40,6 +40,11 @@ type AblateOptions struct {
 	// on and its held-out part; otherwise the model trains on a task mix
 	// drawn from the seed and validates on a mix drawn from seed 0.
 	Data, Val []int32
+	// AllTokens trains a task mix on the cross-entropy of every token, as
+	// on text; by default the loss (in training and held out) counts only
+	// the graded answers, the one part of a task sequence that can be
+	// predicted (keys and copied sequences are random).
+	AllTokens bool
 	// EvalExamples is the number of examples per task and size.
 	EvalExamples int
 	// Workers is the number of runs trained at once, each on one thread.
@@ -217,17 +222,23 @@ func (o *AblateOptions) run(ctx context.Context, j job, limit time.Duration) (*R
 	opts.Workers = 1
 	opts.SaveEvery = 0
 	data, val := o.Data, o.Val
+	var dataMask, valMask []bool
 	if data == nil {
 		// One epoch's worth of rows: the loader serves them in a seeded
 		// order, each row once, so rows stay aligned with example starts.
 		rows := opts.Steps*opts.Batch*opts.Accum + 1
-		data = tasks.Stream(rand.New(rand.NewPCG(uint64(j.seed), 0x7461736b)), o.Tasks, opts.Seq, rows)
+		data, dataMask = tasks.StreamGraded(rand.New(rand.NewPCG(uint64(j.seed), 0x7461736b)), o.Tasks, opts.Seq, rows)
 		valRows := max(1, opts.EvalTokens/opts.Seq)
-		val = tasks.Stream(rand.New(rand.NewPCG(0, 0x76616c)), o.Tasks, opts.Seq, valRows)
+		val, valMask = tasks.StreamGraded(rand.New(rand.NewPCG(0, 0x76616c)), o.Tasks, opts.Seq, valRows)
 	}
 	tr, err := train.NewTrainer(p, data, val, opts)
 	if err != nil {
 		return nil, err
+	}
+	if dataMask != nil && !o.AllTokens {
+		if err := tr.SetLossMask(dataMask, valMask); err != nil {
+			return nil, err
+		}
 	}
 	tr.Backprop.Serial = true
 	dir := filepath.Join(o.Out, "runs", fmt.Sprintf("%s-s%d", fileName(j.v.Name), j.seed))

@@ -118,6 +118,7 @@ parameters) are sized for about an hour on two quiet cores.`, stderr)
 	fs.Var(&data, "data", "train on this text instead of the task mix (files or folders; repeatable)")
 	val := fs.String("val", "", "held-out text for --data (default: the last 5% of the data)")
 	tokPath := fs.String("tokenizer", "", "tokenizer.json for --data (default: the demo model's)")
+	allTokens := fs.Bool("all-tokens", false, "train the task mix on every token's loss, not only the answers'")
 	d := ablateDefaults()
 	o := d
 	fs.IntVar(&o.Seq, "seq", d.Seq, "tokens per training row")
@@ -168,7 +169,7 @@ parameters) are sized for about an hour on two quiet cores.`, stderr)
 	kernels.SetThreads(1)
 	shape := study.Shape{Vocab: tasks.Vocab, Hidden: *hidden, Layers: *layers, Heads: *heads, Intermediate: *inter, DState: 16, Experts: 4}
 	opts := study.AblateOptions{Shape: shape, Variants: vs, Seeds: *seeds, SeedVariants: sv, Train: o, Tasks: ts,
-		EvalExamples: *examples, Workers: *workers, TimeLimit: *timeLimit, Out: *out, Log: stderr}
+		EvalExamples: *examples, Workers: *workers, TimeLimit: *timeLimit, Out: *out, Log: stderr, AllTokens: *allTokens}
 	if len(data) > 0 {
 		if err := ablateText(&opts, data, *val, *tokPath, stderr); err != nil {
 			return err
