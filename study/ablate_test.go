@@ -74,6 +74,15 @@ func TestAblateTiny(t *testing.T) {
 		// passes summing in different orders; per-token differences are
 		// about 1e-6, so 1e-4 relative is ample and far below what counting
 		// other tokens would change (their loss is that of random ids).
+		// The best induction head lies in an attention layer; pure Mamba has
+		// none.
+		if m.Config.AttnLayerPeriod > m.Config.NumHiddenLayers {
+			if !math.IsNaN(r.Induction) {
+				t.Errorf("%s: induction score %v without attention", r.Variant.Name, r.Induction)
+			}
+		} else if !(r.Induction >= 0 && r.Induction <= 1) || m.Config.Mixer(r.InductionLayer) != model.Attention {
+			t.Errorf("%s: induction score %v at layer %d", r.Variant.Name, r.Induction, r.InductionLayer)
+		}
 		if want := answerLoss(t, m, opts); math.Abs(r.ValLoss-want) > 1e-4*want {
 			t.Errorf("%s: held-out loss %.6f, answers' loss from the checkpoint %.6f", r.Variant.Name, r.ValLoss, want)
 		}
