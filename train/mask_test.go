@@ -213,3 +213,106 @@ func TestLossMaskProperties(t *testing.T) {
 		t.Error("a mask row shorter than its row: no error")
 	}
 }
+
+// TestTrainerLossMask checks that a trainer hands each batch its rows' mask:
+// the first step's loss is the masked loss of the loader's first batch
+// under the initial parameters (the same bits with one Backprop or two
+// workers), and validation is the mean cross-entropy of the masked targets
+// of the validation windows, recomputed from the logits.
+func TestTrainerLossMask(t *testing.T) {
+	cfg := tinyConfig(t, nil)
+	data := patternTokens(400, cfg.VocabSize, 1)
+	val := patternTokens(96, cfg.VocabSize, 2)
+	every3 := func(n int) []bool {
+		m := make([]bool, n)
+		for i := range m {
+			m[i] = i%3 == 1
+		}
+		return m
+	}
+	dm, vm := every3(len(data)), every3(len(val))
+	for _, workers := range []int{0, 2} {
+		opts := trainOpts()
+		opts.Accum, opts.Workers = 1, workers
+		p := InitParams(cfg, 5)
+		p0 := p.Clone()
+		tr, err := NewTrainer(p, data, val, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.SetLossMask(dm[:10], vm); err == nil {
+			t.Error("a mask shorter than the data: no error")
+		}
+		if err := tr.SetLossMask(dm, vm); err != nil {
+			t.Fatal(err)
+		}
+
+		// Validation before any step, from the logits.
+		got, err := tr.Evaluate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := NewBackprop(p0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.KeepLogits = true
+		var sum float64
+		var n int
+		V := cfg.VocabSize
+		for w, row := range tr.Val {
+			if _, err := e.Forward([][]int{row}); err != nil {
+				t.Fatal(err)
+			}
+			for p := 1; p < len(row); p++ {
+				if !vm[w*opts.Seq+p] {
+					continue
+				}
+				lg := e.Logits[(p-1)*V : p*V]
+				mx := math.Inf(-1)
+				for _, v := range lg {
+					mx = max(mx, float64(v))
+				}
+				var z float64
+				for _, v := range lg {
+					z += math.Exp(float64(v) - mx)
+				}
+				sum += mx + math.Log(z) - float64(lg[row[p]])
+				n++
+			}
+		}
+		// float32 logits, float64 sums in both: the terms agree to about
+		// 1e-7, their means to far better than 1e-6.
+		if want := sum / float64(n); math.Abs(got-want) > 1e-6*want {
+			t.Errorf("%d workers: masked validation %.9f, from the logits %.9f", workers, got, want)
+		}
+
+		// The first step's loss: the loader's first batch with its mask.
+		ld, err := NewLoader(data, opts.Seq, opts.Batch, opts.Seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ld.Mask = dm
+		rows := ld.Next()
+		ref, err := NewBackprop(p0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref.LossMask = ld.RowMask
+		want, err := ref.Forward(rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := tr.Step()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Loss != want.CE {
+			t.Errorf("%d workers: first step's loss %v, masked loss of its batch %v", workers, m.Loss, want.CE)
+		}
+		// The mask does not outlive the step: a plain pass of other rows runs.
+		if _, err := tr.Backprop.Forward([][]int{{1, 2, 3}}); err != nil {
+			t.Errorf("%d workers: a pass after the step: %v", workers, err)
+		}
+	}
+}

@@ -165,11 +165,14 @@ func (w *Workers) forwardShares(rows [][]int, backward bool, gscale float32) err
 		if w.LossMask != nil {
 			e.LossMask = w.LossMask[lo:hi]
 		}
-		if err := e.setBatch(rows[lo:hi]); err != nil {
-			return err
+		err := e.setBatch(rows[lo:hi])
+		if err == nil {
+			e.forward(backward, gscale)
 		}
-		e.forward(backward, gscale)
-		return nil
+		// The share's mask served this forward only (the backward reads
+		// none); a later pass of the Backprop alone must not find it.
+		e.LossMask = nil
+		return err
 	})
 }
 

@@ -227,6 +227,7 @@ func (t *Trainer) Step() (Metric, error) {
 		return Metric{}, errors.New("train: line rows need the training texts (Trainer.SetText)")
 	}
 	scale := float32(1 / float64(t.Opts.Accum))
+	defer t.setMask(nil)
 	for range t.Opts.Accum {
 		rows := t.Data.Next()
 		t.setMask(t.Data.RowMask)
@@ -240,7 +241,6 @@ func (t *Trainer) Step() (Metric, error) {
 			tokens += int64(len(r))
 		}
 	}
-	t.setMask(nil)
 	if math.IsNaN(ce) || math.IsInf(ce, 0) {
 		return Metric{}, fmt.Errorf("train: step %d: the loss is %v", t.Opt.Step+1, ce)
 	}
