@@ -24,7 +24,7 @@ func tinyAblation(t *testing.T) AblateOptions {
 	o := train.DefaultOptions()
 	o.Seq, o.Batch, o.Steps, o.Warmup, o.EvalEvery, o.EvalTokens = 40, 2, 3, 1, 2, 80
 	return AblateOptions{
-		Shape:    Shape{Vocab: tasks.Vocab, Hidden: 16, Layers: 8, Heads: 2, Intermediate: 24, DState: 4, Experts: 4},
+		Shape:    Shape{Vocab: tasks.Vocab, Hidden: 16, Layers: 8, Heads: 2, Intermediate: 24, DState: 4, Experts: 4, TieEmbeddings: true},
 		Variants: vs, Seeds: 2, SeedVariants: []string{"mamba"},
 		Train: o, Tasks: tasks.All(), EvalExamples: 3, Workers: 2, Out: t.TempDir(),
 	}
@@ -65,7 +65,7 @@ func TestAblateTiny(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: checkpoint: %v", r.Variant.Name, err)
 		}
-		if r.Variant.NoInnerNorms == m.Config.MambaInnerLayernorms || (r.Variant.MoE != (m.Config.NumExperts > 1)) {
+		if r.Variant.NoInnerNorms == m.Config.MambaInnerLayernorms || (r.Variant.MoE != (m.Config.NumExperts > 1)) || !m.Config.TieWordEmbeddings {
 			t.Errorf("%s: saved config does not match the variant", r.Variant.Name)
 		}
 		// The held-out loss is the mean cross-entropy of the answers only:
