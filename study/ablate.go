@@ -397,7 +397,21 @@ func WriteSummary(w io.Writer, rs []*RunResult) error {
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintf(w, "mean [min, max] over seeds; accuracy averaged over each task's sizes; induction head: the best head's\n"+
+		"score on %d induction examples of %d ids (a head spreading its weight evenly over the past: %.3f)\n",
+		inductionExamples, inductionLength, inductionBaseline())
 	return nil
+}
+
+// inductionBaseline is the induction score of an even spread on the
+// examples every run's induction score is taken on.
+func inductionBaseline() float64 {
+	rng := rand.New(rand.NewPCG(inductionSeed, 0))
+	seqs := make([][]int, inductionExamples)
+	for i := range seqs {
+		seqs[i] = tasks.Induction{}.Generate(rng, inductionLength).Tokens
+	}
+	return UniformInductionScore(seqs)
 }
 
 // meanAccuracy is a task's accuracy averaged over its sizes.
