@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jamba-go/jamba/internal/atomicfile"
+	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/study/tasks"
 	"github.com/jamba-go/jamba/train"
 )
@@ -40,6 +41,11 @@ type AblateOptions struct {
 	// on and its held-out part; otherwise the model trains on a task mix
 	// drawn from the seed and validates on a mix drawn from seed 0.
 	Data, Val []int32
+	// AllTokens trains a task mix on the cross-entropy of every token, as
+	// on text; by default the loss (in training and held out) counts only
+	// the graded answers, the one part of a task sequence that can be
+	// predicted (keys and copied sequences are random).
+	AllTokens bool
 	// EvalExamples is the number of examples per task and size.
 	EvalExamples int
 	// Workers is the number of runs trained at once, each on one thread.
@@ -67,8 +73,21 @@ type RunResult struct {
 	ValLoss        float64
 	Metrics        []train.Metric
 	Tasks          []TaskResult
-	Dir            string
+	// Induction is the best induction score of any attention head on the
+	// induction task (inductionProbe examples), at layer InductionLayer,
+	// head InductionHead; NaN without attention layers.
+	Induction                     float64
+	InductionLayer, InductionHead int
+	Dir                           string
 }
+
+// The induction score of every run: inductionExamples examples of the
+// induction task of size inductionLength, from a fixed seed.
+const (
+	inductionExamples = 8
+	inductionLength   = 24
+	inductionSeed     = 0x696e64
+)
 
 // Complete reports whether the run did all its planned steps.
 func (r *RunResult) Complete() bool { return r.Steps == r.Planned }
@@ -149,8 +168,8 @@ func Ablate(ctx context.Context, o AblateOptions) ([]*RunResult, error) {
 					if !r.Complete() {
 						note = fmt.Sprintf(" (stopped at step %d of %d by the time limit)", r.Steps, r.Planned)
 					}
-					fmt.Fprintf(o.Log, "[%d/%d] %-12s seed %d: val loss %.4f, %s, %.0fs training + %.0fs evaluation%s\n",
-						finished, len(js), r.Variant.Name, r.Seed, r.ValLoss, summary(r.Tasks), r.TrainSeconds, r.EvalSeconds, note)
+					fmt.Fprintf(o.Log, "[%d/%d] %-12s seed %d: val loss %.4f, %s, induction head %.2f, %.0fs training + %.0fs evaluation%s\n",
+						finished, len(js), r.Variant.Name, r.Seed, r.ValLoss, summary(r.Tasks), r.Induction, r.TrainSeconds, r.EvalSeconds, note)
 				}
 				mu.Unlock()
 			}
@@ -217,17 +236,23 @@ func (o *AblateOptions) run(ctx context.Context, j job, limit time.Duration) (*R
 	opts.Workers = 1
 	opts.SaveEvery = 0
 	data, val := o.Data, o.Val
+	var dataMask, valMask []bool
 	if data == nil {
 		// One epoch's worth of rows: the loader serves them in a seeded
 		// order, each row once, so rows stay aligned with example starts.
 		rows := opts.Steps*opts.Batch*opts.Accum + 1
-		data = tasks.Stream(rand.New(rand.NewPCG(uint64(j.seed), 0x7461736b)), o.Tasks, opts.Seq, rows)
+		data, dataMask = tasks.StreamGraded(rand.New(rand.NewPCG(uint64(j.seed), 0x7461736b)), o.Tasks, opts.Seq, rows)
 		valRows := max(1, opts.EvalTokens/opts.Seq)
-		val = tasks.Stream(rand.New(rand.NewPCG(0, 0x76616c)), o.Tasks, opts.Seq, valRows)
+		val, valMask = tasks.StreamGraded(rand.New(rand.NewPCG(0, 0x76616c)), o.Tasks, opts.Seq, valRows)
 	}
 	tr, err := train.NewTrainer(p, data, val, opts)
 	if err != nil {
 		return nil, err
+	}
+	if dataMask != nil && !o.AllTokens {
+		if err := tr.SetLossMask(dataMask, valMask); err != nil {
+			return nil, err
+		}
 	}
 	tr.Backprop.Serial = true
 	dir := filepath.Join(o.Out, "runs", fmt.Sprintf("%s-s%d", fileName(j.v.Name), j.seed))
@@ -262,6 +287,21 @@ func (o *AblateOptions) run(ctx context.Context, j job, limit time.Duration) (*R
 	if r.Tasks, err = EvalTasks(EngineForwarder{tr.Backprop}, o.Tasks, o.EvalExamples, 0x65766131, 16); err != nil {
 		return nil, err
 	}
+	r.Induction, r.InductionLayer, r.InductionHead = math.NaN(), -1, -1
+	if cfg.AttnLayerPeriod <= cfg.NumHiddenLayers {
+		m, err := model.Load(dir, model.Options{})
+		if err != nil {
+			return nil, err
+		}
+		hs, err := TaskInductionScores(m, rand.New(rand.NewPCG(inductionSeed, 0)), inductionExamples, inductionLength)
+		m.Close()
+		if err != nil {
+			return nil, err
+		}
+		if b, ok := BestInductionHead(hs); ok {
+			r.Induction, r.InductionLayer, r.InductionHead = b.Induction, b.Layer, b.Head
+		}
+	}
 	r.EvalSeconds = time.Since(t1).Seconds()
 	return r, nil
 }
@@ -288,7 +328,7 @@ func WriteResultsCSV(path string, rs []*RunResult) error {
 	}
 	w := csv.NewWriter(f)
 	w.Write([]string{"variant", "seed", "params_total", "params_active", "steps", "planned_steps", "tokens", "train_s",
-		"val_loss", "task", "size_name", "size", "examples", "task_loss", "accuracy", "format_rate"})
+		"val_loss", "induction_score", "induction_layer", "induction_head", "task", "size_name", "size", "examples", "task_loss", "accuracy", "format_rate"})
 	ff := func(v float64) string {
 		if math.IsNaN(v) {
 			return ""
@@ -299,7 +339,7 @@ func WriteResultsCSV(path string, rs []*RunResult) error {
 		for _, t := range r.Tasks {
 			w.Write([]string{r.Variant.Name, strconv.Itoa(r.Seed), strconv.FormatInt(r.Total, 10), strconv.FormatInt(r.Active, 10),
 				strconv.Itoa(r.Steps), strconv.Itoa(r.Planned), strconv.FormatInt(r.Tokens, 10), ff(r.TrainSeconds), ff(r.ValLoss),
-				t.Task, t.SizeName, strconv.Itoa(t.Size), strconv.Itoa(t.Examples), ff(t.Loss), ff(t.Accuracy), ff(t.Format)})
+				ff(r.Induction), strconv.Itoa(r.InductionLayer), strconv.Itoa(r.InductionHead), t.Task, t.SizeName, strconv.Itoa(t.Size), strconv.Itoa(t.Examples), ff(t.Loss), ff(t.Accuracy), ff(t.Format)})
 		}
 	}
 	w.Flush()
@@ -324,13 +364,13 @@ func WriteSummary(w io.Writer, rs []*RunResult) error {
 			}
 		}
 	}
-	fmt.Fprintf(w, "%-12s %5s %9s %-21s", "variant", "seeds", "active", "held-out loss")
+	fmt.Fprintf(w, "%-12s %5s %9s %-21s %-17s", "variant", "seeds", "active", "held-out loss", "induction head")
 	for _, t := range taskNames {
 		fmt.Fprintf(w, " %-17s", t)
 	}
 	fmt.Fprintln(w)
 	for _, name := range variantOrder(rs) {
-		var loss []float64
+		var loss, ind []float64
 		acc := map[string][]float64{}
 		var active int64
 		for _, r := range rs {
@@ -339,19 +379,39 @@ func WriteSummary(w io.Writer, rs []*RunResult) error {
 			}
 			active = r.Active
 			loss = append(loss, r.ValLoss)
+			ind = append(ind, r.Induction)
 			for _, t := range taskNames {
 				acc[t] = append(acc[t], meanAccuracy(r.Tasks, t))
 			}
 		}
 		m, lo, hi := spread(loss)
 		fmt.Fprintf(w, "%-12s %5d %9d %-21s", name, len(loss), active, fmt.Sprintf("%.3f [%.3f, %.3f]", m, lo, hi))
+		if im, ilo, ihi := spread(ind); math.IsNaN(im) {
+			fmt.Fprintf(w, " %-17s", "-")
+		} else {
+			fmt.Fprintf(w, " %-17s", fmt.Sprintf("%.2f [%.2f, %.2f]", im, ilo, ihi))
+		}
 		for _, t := range taskNames {
 			m, lo, hi := spread(acc[t])
 			fmt.Fprintf(w, " %-17s", fmt.Sprintf("%.2f [%.2f, %.2f]", m, lo, hi))
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintf(w, "mean [min, max] over seeds; accuracy averaged over each task's sizes; induction head: the best head's\n"+
+		"score on %d induction examples of %d ids (a head spreading its weight evenly over the past: %.3f)\n",
+		inductionExamples, inductionLength, inductionBaseline())
 	return nil
+}
+
+// inductionBaseline is the induction score of an even spread on the
+// examples every run's induction score is taken on.
+func inductionBaseline() float64 {
+	rng := rand.New(rand.NewPCG(inductionSeed, 0))
+	seqs := make([][]int, inductionExamples)
+	for i := range seqs {
+		seqs[i] = tasks.Induction{}.Generate(rng, inductionLength).Tokens
+	}
+	return UniformInductionScore(seqs)
 }
 
 // meanAccuracy is a task's accuracy averaged over its sizes.

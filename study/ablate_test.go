@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,7 +24,7 @@ func tinyAblation(t *testing.T) AblateOptions {
 	o := train.DefaultOptions()
 	o.Seq, o.Batch, o.Steps, o.Warmup, o.EvalEvery, o.EvalTokens = 40, 2, 3, 1, 2, 80
 	return AblateOptions{
-		Shape:    Shape{Vocab: tasks.Vocab, Hidden: 16, Layers: 8, Heads: 2, Intermediate: 24, DState: 4, Experts: 4},
+		Shape:    Shape{Vocab: tasks.Vocab, Hidden: 16, Layers: 8, Heads: 2, Intermediate: 24, DState: 4, Experts: 4, TieEmbeddings: true},
 		Variants: vs, Seeds: 2, SeedVariants: []string{"mamba"},
 		Train: o, Tasks: tasks.All(), EvalExamples: 3, Workers: 2, Out: t.TempDir(),
 	}
@@ -64,8 +65,26 @@ func TestAblateTiny(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: checkpoint: %v", r.Variant.Name, err)
 		}
-		if r.Variant.NoInnerNorms == m.Config.MambaInnerLayernorms || (r.Variant.MoE != (m.Config.NumExperts > 1)) {
+		if r.Variant.NoInnerNorms == m.Config.MambaInnerLayernorms || (r.Variant.MoE != (m.Config.NumExperts > 1)) || !m.Config.TieWordEmbeddings {
 			t.Errorf("%s: saved config does not match the variant", r.Variant.Name)
+		}
+		// The held-out loss is the mean cross-entropy of the answers only:
+		// recomputed from the saved checkpoint with the inference forward
+		// (model, not train) over the same held-out rows. Both are float32
+		// passes summing in different orders; per-token differences are
+		// about 1e-6, so 1e-4 relative is ample and far below what counting
+		// other tokens would change (their loss is that of random ids).
+		// The best induction head lies in an attention layer; pure Mamba has
+		// none.
+		if m.Config.AttnLayerPeriod > m.Config.NumHiddenLayers {
+			if !math.IsNaN(r.Induction) {
+				t.Errorf("%s: induction score %v without attention", r.Variant.Name, r.Induction)
+			}
+		} else if !(r.Induction >= 0 && r.Induction <= 1) || m.Config.Mixer(r.InductionLayer) != model.Attention {
+			t.Errorf("%s: induction score %v at layer %d", r.Variant.Name, r.Induction, r.InductionLayer)
+		}
+		if want := answerLoss(t, m, opts); math.Abs(r.ValLoss-want) > 1e-4*want {
+			t.Errorf("%s: held-out loss %.6f, answers' loss from the checkpoint %.6f", r.Variant.Name, r.ValLoss, want)
 		}
 		m.Close()
 	}
@@ -86,6 +105,48 @@ func TestAblateTiny(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
+}
+
+// answerLoss is the mean cross-entropy of the graded answers of the
+// ablation's held-out rows under model m.
+func answerLoss(t *testing.T, m *model.Model, o AblateOptions) float64 {
+	t.Helper()
+	seq := o.Train.Seq
+	ids, graded := tasks.StreamGraded(rand.New(rand.NewPCG(0, 0x76616c)), o.Tasks, seq, max(1, o.Train.EvalTokens/seq))
+	f := &ModelForwarder{M: m}
+	V := f.Vocab()
+	var sum float64
+	var n int
+	for r := 0; r*seq < len(ids); r++ {
+		row := make([]int, seq)
+		for j := range row {
+			row[j] = int(ids[r*seq+j])
+		}
+		lg, err := f.Logits([][]int{row})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := 1; p < seq; p++ {
+			if !graded[r*seq+p] {
+				continue
+			}
+			l := lg[0][(p-1)*V : p*V]
+			mx := math.Inf(-1)
+			for _, v := range l {
+				mx = max(mx, float64(v))
+			}
+			var z float64
+			for _, v := range l {
+				z += math.Exp(float64(v) - mx)
+			}
+			sum += mx + math.Log(z) - float64(l[row[p]])
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no answers in the held-out rows")
+	}
+	return sum / float64(n)
 }
 
 // TestAblateTimeLimit: a budget that ends at once stops every run after

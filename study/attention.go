@@ -7,6 +7,7 @@ import (
 
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
+	"github.com/jamba-go/jamba/study/tasks"
 )
 
 // AttentionMap is the attention of one attention layer over one sequence.
@@ -167,6 +168,54 @@ func InductionProbe(m *model.Model, rng *rand.Rand, n, length, lo, hi int) ([]He
 		maps = append(maps, ms...)
 	}
 	return ScoreHeads(maps, mapSeqs), nil
+}
+
+// TaskInductionScores scores every attention head of m on n examples of the
+// induction task of size length (BOS, length distinct ids, Sep, the same
+// ids: the format the ablation's models are trained on), pooled.
+func TaskInductionScores(m *model.Model, rng *rand.Rand, n, length int) ([]HeadScores, error) {
+	var maps []AttentionMap
+	var mapSeqs [][]int
+	for range n {
+		s := tasks.Induction{}.Generate(rng, length).Tokens
+		ms, err := AttentionMaps(m, s)
+		if err != nil {
+			return nil, err
+		}
+		for range ms {
+			mapSeqs = append(mapSeqs, s)
+		}
+		maps = append(maps, ms...)
+	}
+	return ScoreHeads(maps, mapSeqs), nil
+}
+
+// BestInductionHead returns the head with the highest induction score
+// (ok false when there is no head).
+func BestInductionHead(hs []HeadScores) (best HeadScores, ok bool) {
+	for _, h := range hs {
+		if !ok || h.Induction > best.Induction {
+			best, ok = h, true
+		}
+	}
+	return best, ok
+}
+
+// UniformInductionScore is the induction score of a head that spreads its
+// weight evenly over the past, on the same sequences: the mean of 1/(t+1)
+// over the queries that have an induction target.
+func UniformInductionScore(seqs [][]int) float64 {
+	var s float64
+	var n int
+	for _, ids := range seqs {
+		for t, j := range InductionTargets(ids) {
+			if t > 0 && j >= 0 {
+				s += 1 / float64(t+1)
+				n++
+			}
+		}
+	}
+	return s / float64(max(n, 1))
 }
 
 // WriteAttentionSafetensors writes each map as a float32 tensor

@@ -72,6 +72,13 @@ func TestScoreHeadsHandBuilt(t *testing.T) {
 			t.Errorf("head %d: got %+v, want %+v", i, g, w)
 		}
 	}
+	// The baseline the docs compare with is the uniform head's score.
+	if u := UniformInductionScore([][]int{seq}); math.Abs(u-uInd/L) > 1e-15 {
+		t.Errorf("UniformInductionScore %v, uniform head %v", u, uInd/L)
+	}
+	if b, ok := BestInductionHead(got); !ok || b.Head != 0 {
+		t.Errorf("best induction head %+v, want head 0", b)
+	}
 }
 
 // fixtureInputs returns a fixture model and its reference input ids (row

@@ -88,6 +88,11 @@ type Shape struct {
 	Intermediate int
 	DState       int
 	Experts      int // experts of the MoE variants (top-2)
+	// TieEmbeddings shares the embedding table with the LM head.
+	TieEmbeddings bool
+	// InitRange is the standard deviation of the initial weights (0: the
+	// config's default, Hugging Face's 0.02).
+	InitRange float64
 }
 
 // Config returns the config of variant v with MLP width inter.
@@ -110,6 +115,10 @@ func (s Shape) config(v Variant, inter int) *model.Config {
 	}
 	c.MambaInnerLayernorms = !v.NoInnerNorms
 	c.UseMambaKernels = false
+	c.TieWordEmbeddings = s.TieEmbeddings
+	if s.InitRange > 0 {
+		c.InitializerRange = s.InitRange
+	}
 	return c
 }
 

@@ -2,6 +2,7 @@ package train
 
 import (
 	"errors"
+	"fmt"
 	"math"
 
 	"github.com/jamba-go/jamba/internal/buf"
@@ -38,6 +39,13 @@ type Backprop struct {
 	// ([tokens, V], rows one after the other).
 	KeepLogits bool
 	Logits     []float32
+	// LossMask, when set, restricts the cross-entropy to chosen targets for
+	// the next passes: LossMask[r][t] says whether token t of row r (t ≥ 1)
+	// is a target, predicted from position t−1; rows and masks must have
+	// the same lengths. The loss is then the mean over the chosen targets
+	// only (0 when a batch has none), and so is its gradient. nil: every
+	// next token is a target.
+	LossMask [][]bool
 	// Serial runs every pass on the calling goroutine, its matrix products
 	// through a kernels.Serial of its own, so that several Backprops can run
 	// at once, one per core (the trainer's data-parallel workers). Each
@@ -161,6 +169,9 @@ func (e *Backprop) setBatch(rows [][]int) error {
 	if err := checkBatch(rows, e.d.V); err != nil {
 		return err
 	}
+	if err := checkMask(e.LossMask, rows); err != nil {
+		return err
+	}
 	e.seqStart = buf.Grow(&e.seqStart, len(rows)+1)
 	e.ids = e.ids[:0]
 	for i, r := range rows {
@@ -197,7 +208,7 @@ func (e *Backprop) pass(rows [][]int, backward bool, scale float32) (Loss, error
 		return Loss{}, err
 	}
 	count := e.predictions()
-	ce := e.forward(backward, scale/float32(count))
+	ce := e.forward(backward, scale/float32(max(count, 1)))
 	loss := makeLoss(ce, count, e.auxCount, e.auxPsum, e.auxRows, e.Config.RouterAuxLossCoef)
 	if backward {
 		e.backward(scale, e.auxCount, e.auxRows)
@@ -206,7 +217,42 @@ func (e *Backprop) pass(rows [][]int, backward bool, scale float32) (Loss, error
 }
 
 // predictions is the number of cross-entropy terms of the current batch.
-func (e *Backprop) predictions() int { return e.n - e.nseq() }
+func (e *Backprop) predictions() int {
+	if e.LossMask == nil {
+		return e.n - e.nseq()
+	}
+	return maskCount(e.LossMask)
+}
+
+// maskCount is the number of targets a loss mask chooses (position 0 of a
+// row predicts nothing and never counts).
+func maskCount(mask [][]bool) int {
+	n := 0
+	for _, m := range mask {
+		for t := 1; t < len(m); t++ {
+			if m[t] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// checkMask checks that a loss mask (nil: none) matches a batch's rows.
+func checkMask(mask [][]bool, rows [][]int) error {
+	if mask == nil {
+		return nil
+	}
+	if len(mask) != len(rows) {
+		return fmt.Errorf("train: a loss mask of %d rows for a batch of %d", len(mask), len(rows))
+	}
+	for i := range rows {
+		if len(mask[i]) != len(rows[i]) {
+			return fmt.Errorf("train: row %d has %d tokens, its loss mask %d", i, len(rows[i]), len(mask[i]))
+		}
+	}
+	return nil
+}
 
 // makeLoss assembles a Loss from the summed cross-entropy of tokens
 // predictions and the load-balancing statistics (per-expert top-k counts
@@ -215,7 +261,7 @@ func (e *Backprop) predictions() int { return e.n - e.nseq() }
 //
 //	aux = E · Σ_j count[j]/rows · psum[j]/rows
 func makeLoss(ce float64, tokens int, count, psum []float64, rows int, coef float64) Loss {
-	loss := Loss{Tokens: tokens, CE: ce / float64(tokens)}
+	loss := Loss{Tokens: tokens, CE: ce / float64(max(tokens, 1))}
 	if rows > 0 {
 		var s float64
 		rowsF := float64(rows)
@@ -425,7 +471,7 @@ func (e *Backprop) headForwardBackward(dxn []float32, backward bool, gscale floa
 		r0, r1 := e.seqStart[s], e.seqStart[s+1]
 		for t := r0; t < r1; t++ {
 			target[t] = -1
-			if t+1 < r1 {
+			if t+1 < r1 && (e.LossMask == nil || e.LossMask[s][t+1-r0]) {
 				target[t] = e.ids[t+1]
 			}
 		}

@@ -136,7 +136,12 @@ func TokenizeTexts(texts []string, enc Encoder, sep int) []int32 {
 // the cutting starts, so windows differ between epochs. The position
 // (Epoch, Pos) is therefore the loader's whole random state.
 type Loader struct {
-	Tokens     []int32
+	Tokens []int32
+	// Mask, when set (one entry per token of Tokens), marks the tokens that
+	// are loss targets; Next then leaves each row's share of it in
+	// RowMask.
+	Mask       []bool
+	RowMask    [][]bool
 	Seq, Batch int
 	Seed       uint64
 	Epoch      int // current epoch, from 0
@@ -209,6 +214,10 @@ func (l *Loader) checkPos() error {
 // Next returns the next batch.
 func (l *Loader) Next() [][]int {
 	rows := make([][]int, l.Batch)
+	l.RowMask = nil
+	if l.Mask != nil {
+		l.RowMask = make([][]bool, l.Batch)
+	}
 	for i := range rows {
 		l.prepare()
 		if l.Pos >= len(l.perm) {
@@ -229,6 +238,9 @@ func (l *Loader) Next() [][]int {
 			row[j] = int(id)
 		}
 		rows[i] = row
+		if l.Mask != nil {
+			l.RowMask[i] = l.Mask[start : start+l.Seq]
+		}
 		l.Pos++
 	}
 	return rows
@@ -248,6 +260,19 @@ func Windows(tokens []int32, seq, maxTokens int) [][]int {
 			row[j] = int(id)
 		}
 		rows = append(rows, row)
+	}
+	return rows
+}
+
+// WindowMasks cuts a loss mask aligned with a token stream the way Windows
+// cuts the stream.
+func WindowMasks(mask []bool, seq, maxTokens int) [][]bool {
+	if maxTokens > 0 && maxTokens < len(mask) {
+		mask = mask[:maxTokens]
+	}
+	var rows [][]bool
+	for s := 0; s+seq <= len(mask); s += seq {
+		rows = append(rows, mask[s:s+seq])
 	}
 	return rows
 }

@@ -27,9 +27,13 @@ import (
 // then the workers' sums are added).
 type Workers struct {
 	Backprops []*Backprop
-	errs      []error
-	count     []float64 // pooled load-balancing statistics
-	psum      []float64
+	// LossMask restricts the loss of the next passes to chosen targets, as
+	// Backprop.LossMask does, for the whole batch (each worker gets its
+	// share's rows).
+	LossMask [][]bool
+	errs     []error
+	count    []float64 // pooled load-balancing statistics
+	psum     []float64
 }
 
 // NewWorkers returns n serial Backprops over p with zero gradients.
@@ -103,11 +107,18 @@ func (w *Workers) pass(rows [][]int, backward bool, scale float32) (Loss, error)
 	if err := checkBatch(rows, e0.d.V); err != nil {
 		return Loss{}, err
 	}
-	count := 0
-	for _, r := range rows {
-		count += len(r) - 1
+	if err := checkMask(w.LossMask, rows); err != nil {
+		return Loss{}, err
 	}
-	if err := w.forwardShares(rows, backward, scale/float32(count)); err != nil {
+	count := 0
+	if w.LossMask != nil {
+		count = maskCount(w.LossMask)
+	} else {
+		for _, r := range rows {
+			count += len(r) - 1
+		}
+	}
+	if err := w.forwardShares(rows, backward, scale/float32(max(count, 1))); err != nil {
 		return Loss{}, err
 	}
 	// The cross-entropy terms in token order, as one Backprop adds them; the
@@ -150,11 +161,18 @@ func (w *Workers) forwardShares(rows [][]int, backward bool, gscale float32) err
 		if lo == hi {
 			return nil
 		}
-		if err := e.setBatch(rows[lo:hi]); err != nil {
-			return err
+		e.LossMask = nil
+		if w.LossMask != nil {
+			e.LossMask = w.LossMask[lo:hi]
 		}
-		e.forward(backward, gscale)
-		return nil
+		err := e.setBatch(rows[lo:hi])
+		if err == nil {
+			e.forward(backward, gscale)
+		}
+		// The share's mask served this forward only (the backward reads
+		// none); a later pass of the Backprop alone must not find it.
+		e.LossMask = nil
+		return err
 	})
 }
 
@@ -177,6 +195,9 @@ func (w *Workers) Grad() []float32 {
 // cross-entropy to dst.
 func (w *Workers) rowCE(dst []float64, rows [][]int) ([]float64, error) {
 	if err := checkBatch(rows, w.Backprops[0].d.V); err != nil {
+		return dst, err
+	}
+	if err := checkMask(w.LossMask, rows); err != nil {
 		return dst, err
 	}
 	if err := w.forwardShares(rows, false, 0); err != nil {

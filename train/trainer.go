@@ -157,7 +157,32 @@ type Trainer struct {
 	Checkpoint string
 	Notes      []string
 
-	valCE []float64 // per-window cross-entropy sums of an evaluation
+	valCE   []float64 // per-window cross-entropy sums of an evaluation
+	valMask [][]bool  // the validation windows' loss masks (nil: every token)
+}
+
+// SetLossMask restricts the loss, in training and in validation, to the
+// tokens that data and val (one entry per token of the streams the trainer
+// was made with; val may be nil without validation data) mark: every
+// other token is context only (the answers of a synthetic task, say, among
+// random keys no model can predict). The masks are not saved with a
+// checkpoint; a resumed run sets them again.
+func (t *Trainer) SetLossMask(data, val []bool) error {
+	if t.Opts.Rows == RowsLines {
+		return errors.New("train: a loss mask needs stream rows")
+	}
+	if len(data) != len(t.Data.Tokens) {
+		return fmt.Errorf("train: a loss mask of %d entries for %d training tokens", len(data), len(t.Data.Tokens))
+	}
+	var vm [][]bool
+	if t.Val != nil {
+		vm = WindowMasks(val, t.Opts.Seq, t.Opts.EvalTokens)
+		if len(vm) != len(t.Val) {
+			return fmt.Errorf("train: a validation loss mask of %d entries does not match the validation tokens", len(val))
+		}
+	}
+	t.Data.Mask, t.valMask = data, vm
+	return nil
 }
 
 // NewTrainer starts a run at step 0 over p with training tokens data and
@@ -266,6 +291,7 @@ func (t *Trainer) Step() (Metric, error) {
 		return Metric{}, errors.New("train: line rows need the training texts (Trainer.SetText)")
 	}
 	scale := float32(1 / float64(t.Opts.Accum))
+	defer t.setMask(nil)
 	for k := range t.Opts.Accum {
 		if t.LoRA != nil {
 			// The dropout masks: a function of (seed, step, micro-batch).
@@ -279,6 +305,7 @@ func (t *Trainer) Step() (Metric, error) {
 			}
 		}
 		rows := t.Data.Next()
+		t.setMask(t.Data.RowMask)
 		loss, err := backward(rows, scale)
 		if err != nil {
 			return Metric{}, err
@@ -318,6 +345,11 @@ func (t *Trainer) Evaluate() (float64, error) {
 	var n int
 	for i := 0; i < len(t.Val); i += t.Opts.Batch {
 		rows := t.Val[i:min(i+t.Opts.Batch, len(t.Val))]
+		var mask [][]bool
+		if t.valMask != nil {
+			mask = t.valMask[i : i+len(rows)]
+		}
+		t.setMask(mask)
 		var err error
 		if t.Workers != nil {
 			sums, err = t.Workers.rowCE(sums, rows)
@@ -327,16 +359,30 @@ func (t *Trainer) Evaluate() (float64, error) {
 		if err != nil {
 			return 0, err
 		}
-		for _, r := range rows {
-			n += len(r) - 1
+		if mask != nil {
+			n += maskCount(mask)
+		} else {
+			for _, r := range rows {
+				n += len(r) - 1
+			}
 		}
 	}
+	t.setMask(nil)
 	t.valCE = sums
 	var sum float64
 	for _, v := range sums {
 		sum += v
 	}
-	return sum / float64(n), nil
+	return sum / float64(max(n, 1)), nil
+}
+
+// setMask hands the loss mask of the next pass to whichever runs it.
+func (t *Trainer) setMask(mask [][]bool) {
+	if t.Workers != nil {
+		t.Workers.LossMask = mask
+	} else {
+		t.Backprop.LossMask = mask
+	}
 }
 
 // RunOptions control one leg of a run.

@@ -128,6 +128,22 @@ func TestStudyAblateCommand(t *testing.T) {
 	}
 }
 
+// TestStudyTasksOffset scores the demo model (a text model) with the tasks'
+// ids moved among its word pieces, and refuses an offset past its
+// vocabulary.
+func TestStudyTasksOffset(t *testing.T) {
+	stdout, stderr, code := run(t, "study", "tasks", "--offset", "1000", "--bos-id", "1", "--tasks", "induction", "--examples", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "induction") {
+		t.Errorf("no induction line: %q", stdout)
+	}
+	if _, stderr, code := run(t, "study", "tasks", "--offset", "100000", "--tasks", "induction", "--examples", "2"); code == 0 || !strings.Contains(stderr, "vocabulary") {
+		t.Errorf("offset past the vocabulary: exit %d, %q", code, stderr)
+	}
+}
+
 // TestStudyAttentionGGUF: the maps of llama.cpp's bf16 GGUF of
 // hf-gostd-13m match those of the Hugging Face checkpoint it was converted
 // from (the same bf16 weights).

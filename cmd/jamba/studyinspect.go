@@ -391,7 +391,7 @@ per Mamba layer) and importance.png.`, stderr)
 }
 
 func runStudyTasks(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("study tasks", "--model DIR [--tasks LIST] [--examples N] [--csv F]", `
+	fs := newFlagSet("study tasks", "--model DIR [--tasks LIST] [--examples N] [--offset N] [--csv F]", `
 Scores a model on the synthetic in-context tasks at every size of their
 sweeps. The tasks use token ids 0-127 as their own vocabulary (no
 tokenizer): 0 pad, 1 BOS, 2 separator, 3 copy marker, 4 noise, content
@@ -413,14 +413,23 @@ from 8 on.
 Accuracy is the share of graded tokens the model predicts exactly
 (arg-max); loss is their mean cross-entropy. Models trained by
 'jamba study ablate' know these tasks; any other checkpoint is tested
-in-context on arbitrary ids.`, stderr)
+in-context on arbitrary ids. A text model's lowest ids are usually
+control and byte tokens it never saw in running text: --offset N feeds
+task id j as model id j+N (the content then lies among ordinary word
+pieces), and --bos-id its own start token for the tasks' BOS. Predictions
+are still taken over the model's whole vocabulary.`, stderr)
 	mf := addModelFlags(fs, weightsOnly)
 	taskList := fs.String("tasks", "all", "comma-separated tasks")
 	examples := fs.Int("examples", 64, "examples per task and size")
 	seed := fs.Uint64("seed", 0x65766131, "seed of the examples (the default is the one jamba study ablate evaluates with)")
 	csvPath := fs.String("csv", "", "also write the results to this CSV file")
+	offset := fs.Int("offset", 0, "feed task id j as model id j+N")
+	bosID := fs.Int("bos-id", -1, "model id for the tasks' BOS (default: shifted like the rest)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *offset < 0 {
+		return fmt.Errorf("%w: --offset %d must not be negative", errUsage, *offset)
 	}
 	ts, err := tasks.ByName(*taskList)
 	if err != nil {
@@ -431,10 +440,16 @@ in-context on arbitrary ids.`, stderr)
 		return err
 	}
 	defer m.Close()
-	if m.Config.VocabSize < tasks.Vocab {
-		return fmt.Errorf("the model's vocabulary (%d) is smaller than the tasks' (%d)", m.Config.VocabSize, tasks.Vocab)
+	if m.Config.VocabSize < tasks.Vocab+*offset {
+		return fmt.Errorf("the model's vocabulary (%d) is smaller than the tasks' %d ids from offset %d", m.Config.VocabSize, tasks.Vocab, *offset)
 	}
-	rs, err := study.EvalTasks(&study.ModelForwarder{M: m.Model}, ts, *examples, *seed, 16)
+	var f study.Forwarder = &study.ModelForwarder{M: m.Model}
+	if *offset != 0 || *bosID >= 0 {
+		if f, err = study.NewMappedForwarder(f, study.OffsetMap(tasks.Vocab, *offset, *bosID)); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
+	rs, err := study.EvalTasks(f, ts, *examples, *seed, 16)
 	if err != nil {
 		return err
 	}

@@ -87,9 +87,17 @@ func Forward(c *Config, w Weights, ids []int) [][]float64 {
 // of the embedding table, so that perturbing that row of the table shows
 // only the gradient transformers gives it.
 func Loss(c *Config, w Weights, rows [][]int, pad int, padRow []float64) (ce, aux float64) {
+	return MaskedLoss(c, w, rows, nil, pad, padRow)
+}
+
+// MaskedLoss is Loss with the cross-entropy restricted to the targets that
+// mask chooses (mask[r][t]: token t of row r, predicted from position t−1;
+// nil: all): the mean over those only, 0 when there are none. The
+// load-balancing loss is over every token, as before.
+func MaskedLoss(c *Config, w Weights, rows [][]int, mask [][]bool, pad int, padRow []float64) (ce, aux float64) {
 	st := &moeStats{count: make([]float64, c.NumExperts), psum: make([]float64, c.NumExperts)}
 	var terms int
-	for _, ids := range rows {
+	for r, ids := range rows {
 		var embed func(id int) []float64
 		if padRow != nil {
 			embed = func(id int) []float64 {
@@ -101,6 +109,9 @@ func Loss(c *Config, w Weights, rows [][]int, pad int, padRow []float64) (ce, au
 		}
 		h := forward(c, w, ids, embed, st)
 		for t := 0; t+1 < len(ids); t++ {
+			if mask != nil && !mask[r][t+1] {
+				continue
+			}
 			lg := logits(c, w, h[t])
 			mx := math.Inf(-1)
 			for _, v := range lg {
@@ -121,7 +132,7 @@ func Loss(c *Config, w Weights, rows [][]int, pad int, padRow []float64) (ce, au
 		}
 		aux *= float64(c.NumExperts)
 	}
-	return ce / float64(terms), aux
+	return ce / float64(max(terms, 1)), aux
 }
 
 // moeStats gathers the router's choices for the load-balancing loss.

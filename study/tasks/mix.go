@@ -10,7 +10,17 @@ import (
 // those that fit in the rest of the row, and fills what no example fits
 // with Pad. Every example starts with BOS, so a model sees where one ends.
 func Row(rng *rand.Rand, ts []Task, seq int) []int {
+	row, _ := RowGraded(rng, ts, seq)
+	return row
+}
+
+// RowGraded is Row that also returns which of the row's tokens are graded
+// answers (the examples' Graded positions): the targets of a loss
+// restricted to answers. It draws the same row as Row from the same
+// random state.
+func RowGraded(rng *rand.Rand, ts []Task, seq int) ([]int, []bool) {
 	row := make([]int, 0, seq)
+	graded := make([]bool, seq)
 	for {
 		rest := seq - len(row)
 		var fit []Task
@@ -25,25 +35,39 @@ func Row(rng *rand.Rand, ts []Task, seq int) []int {
 		t := fit[rng.IntN(len(fit))]
 		hi := Fit(t, rest)
 		n := t.MinSize() + rng.IntN(hi-t.MinSize()+1)
-		row = append(row, t.Generate(rng, n).Tokens...)
+		ex := t.Generate(rng, n)
+		for _, p := range ex.Graded {
+			graded[len(row)+p] = true
+		}
+		row = append(row, ex.Tokens...)
 	}
 	for len(row) < seq {
 		row = append(row, Pad)
 	}
-	return row
+	return row, graded
 }
 
 // Stream returns rows training rows of seq tokens (see Row) one after the
 // other, as a token stream whose windows of seq tokens from the start are
 // the rows.
 func Stream(rng *rand.Rand, ts []Task, seq, rows int) []int32 {
+	out, _ := StreamGraded(rng, ts, seq, rows)
+	return out
+}
+
+// StreamGraded is Stream that also returns, token by token, whether the
+// token is a graded answer (see RowGraded).
+func StreamGraded(rng *rand.Rand, ts []Task, seq, rows int) ([]int32, []bool) {
 	out := make([]int32, 0, seq*rows)
+	graded := make([]bool, 0, seq*rows)
 	for range rows {
-		for _, id := range Row(rng, ts, seq) {
+		row, g := RowGraded(rng, ts, seq)
+		for _, id := range row {
 			out = append(out, int32(id))
 		}
+		graded = append(graded, g...)
 	}
-	return out
+	return out, graded
 }
 
 // Score accumulates a task's loss and accuracy over examples.

@@ -181,3 +181,68 @@ func TestScore(t *testing.T) {
 		t.Fatal("format rate of a task without labels should be NaN")
 	}
 }
+
+// recorder wraps a task and keeps every example it generates.
+type recorder struct {
+	Task
+	got *[]Example
+}
+
+func (r recorder) Generate(rng *rand.Rand, n int) Example {
+	ex := r.Task.Generate(rng, n)
+	*r.got = append(*r.got, ex)
+	return ex
+}
+
+// TestRowGraded checks the answer mask of packed rows: the same rows as
+// Stream from the same seed, and the mask true exactly at the graded
+// positions of the examples the row was packed from (found by laying the
+// recorded examples end to end), each holding its example's answer.
+func TestRowGraded(t *testing.T) {
+	for _, seq := range []int{16, 64, 129} {
+		plain := Stream(rand.New(rand.NewPCG(7, uint64(seq))), All(), seq, 30)
+		var got []Example
+		var ts []Task
+		for _, task := range All() {
+			ts = append(ts, recorder{task, &got})
+		}
+		ids, mask := StreamGraded(rand.New(rand.NewPCG(7, uint64(seq))), ts, seq, 30)
+		if len(ids) != len(plain) || len(mask) != len(ids) {
+			t.Fatalf("seq %d: %d tokens and %d mask entries, Stream %d", seq, len(ids), len(mask), len(plain))
+		}
+		for i := range ids {
+			if ids[i] != plain[i] {
+				t.Fatalf("seq %d: token %d is %d, Stream's %d", seq, i, ids[i], plain[i])
+			}
+		}
+		want := make([]bool, len(ids))
+		pos, row := 0, 0
+		answers := 0
+		for _, ex := range got {
+			// An example that does not fit the rest of the row is never
+			// drawn, so a new row starts where the next example's BOS is.
+			if pos+len(ex.Tokens) > (row+1)*seq || ids[pos] != BOS {
+				row++
+				pos = row * seq
+			}
+			for j, id := range ex.Tokens {
+				if int(ids[pos+j]) != id {
+					t.Fatalf("seq %d: example at %d differs from the row at %d", seq, pos, pos+j)
+				}
+			}
+			for _, g := range ex.Graded {
+				want[pos+g] = true
+				answers++
+			}
+			pos += len(ex.Tokens)
+		}
+		if answers == 0 {
+			t.Fatalf("seq %d: no answers", seq)
+		}
+		for i := range want {
+			if mask[i] != want[i] {
+				t.Fatalf("seq %d: token %d (id %d): mask %v, graded %v", seq, i, ids[i], mask[i], want[i])
+			}
+		}
+	}
+}
