@@ -237,3 +237,31 @@ func (sh Shape) BytesAt(ctx int64, kvBytes int64) (kv, mamba int64) {
 	}
 	return kv, mamba
 }
+
+// View returns the state s held at its first n tokens (n ≤ Len) when mamba
+// is what SaveMamba wrote then: the attention layers' first n tokens of s
+// and Mamba layers backed by mamba. It shares memory with s and mamba, for
+// reading (Encode) while neither changes.
+func (s *Seq) View(n int, mamba []float32) (*Seq, error) {
+	if n < 0 || n > s.Len || len(mamba) < s.MambaFloats() {
+		return nil, fmt.Errorf("cache: a view of %d of %d tokens with %d floats of Mamba state (need %d)", n, s.Len, len(mamba), s.MambaFloats())
+	}
+	v := &Seq{shape: s.shape, Len: n, Layers: make([]Layer, len(s.Layers))}
+	o, kv := 0, n*s.shape.KVDim
+	for i, k := range s.shape.Layers {
+		l := &s.Layers[i]
+		if k == AttentionLayer {
+			if s.shape.KVBF16 {
+				v.Layers[i].K16, v.Layers[i].V16 = l.K16[:kv:kv], l.V16[:kv:kv]
+			} else {
+				v.Layers[i].K, v.Layers[i].V = l.K[:kv:kv], l.V[:kv:kv]
+			}
+			continue
+		}
+		c, h := len(l.Conv), len(l.SSM)
+		v.Layers[i].Conv = mamba[o : o+c : o+c]
+		v.Layers[i].SSM = mamba[o+c : o+c+h : o+c+h]
+		o += c + h
+	}
+	return v, nil
+}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 )
@@ -126,6 +127,24 @@ func TestRewind(t *testing.T) {
 	want := s.Clone()
 	fill(3)
 	fill(4)
+	// A view at 2 tokens encodes as the state at 2 tokens did.
+	v, err := s.View(2, saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotEnc, wantEnc bytes.Buffer
+	if err := v.Encode(&gotEnc); err != nil {
+		t.Fatal(err)
+	}
+	if err := want.Encode(&wantEnc); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gotEnc.Bytes(), wantEnc.Bytes()) {
+		t.Error("the view at 2 tokens encodes otherwise than the state at 2 tokens")
+	}
+	if _, err := s.View(5, saved); err == nil {
+		t.Error("a view past Len was given")
+	}
 	if err := s.Rewind(2, saved); err != nil {
 		t.Fatal(err)
 	}

@@ -101,18 +101,32 @@ func benchModel(b *testing.B) *model.Model {
 // reuse (NoPrefixReuse). reuse=copy sends the earlier prompt and 48 new
 // tokens instead of its output, as when a chat's earlier reply re-tokenizes
 // differently: it continues from the copy taken at that prompt's end.
+// reuse=stored runs the next turn on a second engine that shares a
+// Config.Store (in memory: the cost of finding, checking and decoding a
+// stored state, without the medium's) with the first.
 // Model as BenchmarkThroughput.
 func BenchmarkChatTurn(b *testing.B) {
 	m := benchModel(b)
 	for _, history := range []int{256, 1024} {
-		for _, reuse := range []string{"state", "copy", "off"} {
+		for _, reuse := range []string{"state", "copy", "stored", "off"} {
 			b.Run(fmt.Sprintf("history=%d/reuse=%s", history, reuse), func(b *testing.B) {
-				e, err := New(m, Config{MaxBatch: 2, NoPrefixReuse: reuse == "off"})
+				cfg := Config{MaxBatch: 2, NoPrefixReuse: reuse == "off"}
+				if reuse == "stored" {
+					cfg.Store = newMemStore()
+				}
+				e, err := New(m, cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer e.Close()
-				first := func(p []int) ([]int, time.Duration) {
+				replica := e
+				if reuse == "stored" {
+					if replica, err = New(m, cfg); err != nil {
+						b.Fatal(err)
+					}
+					defer replica.Close()
+				}
+				run := func(e *Engine, p []int) ([]int, time.Duration) {
 					start := time.Now()
 					s, err := e.Submit(context.Background(), Request{Prompt: p, MaxTokens: 16, IgnoreEOS: true})
 					if err != nil {
@@ -136,13 +150,13 @@ func BenchmarkChatTurn(b *testing.B) {
 					i++
 					b.StopTimer()
 					p := prompt(i, history)
-					out, _ := first(p)
+					out, _ := run(e, p)
 					next := append(append(append([]int(nil), p...), out...), prompt(i+1, 33)[1:]...)
 					if reuse == "copy" {
 						next = append(append([]int(nil), p...), prompt(i+1, 49)[1:]...)
 					}
 					b.StartTimer()
-					_, ttft := first(next)
+					_, ttft := run(replica, next)
 					total += ttft
 				}
 				b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-to-first-token")

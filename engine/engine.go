@@ -96,12 +96,16 @@ type Config struct {
 	// last copy within the shared part. Default 64 MiB; negative: none,
 	// so only whole states are continued.
 	SnapshotBytes int64
-	// StateDir, when set, keeps the finished requests' states across
-	// restarts: Close writes them there and New reads them back (see
-	// persist.go), so that a restarted server continues earlier
-	// conversations. StateBytes bounds what is written (0: no bound).
-	StateDir   string
-	StateBytes int64
+	// Store, when set, keeps the states finished requests leave in their
+	// slots beyond the engine's memory and lifetime: each is written there
+	// before the request's terminal event is sent, and a request whose
+	// prompt continues a stored state that no free slot holds reads it
+	// instead of computing those tokens (see persist.go). A folder keeps
+	// them across restarts, a shared Redis server across replicas.
+	Store StateStore
+	// OnStoreError, when set, is called with each failure of the store and
+	// each stored state refused (the engine carries on without them).
+	OnStoreError func(error)
 }
 
 // Snapshots of the Mamba state are taken at multiples of a spacing that is
@@ -263,6 +267,10 @@ type Stats struct {
 	StepTokens      uint64 // Σ over steps of the tokens computed in the step
 	Cancelled       uint64 // requests ended by their context
 	Failed          uint64 // requests ended by an error
+	// Config.Store: states read from it and written to it, values it
+	// held that were refused (corrupted, of another model or version),
+	// and its failures (refusals included).
+	StateLoads, StateSaves, StateRefused, StateErrors uint64
 }
 
 // Engine schedules requests on one model. Its methods are safe for
@@ -300,10 +308,27 @@ type Engine struct {
 	active []*seq
 	free   []*slot
 
-	statesLoaded, statesRefused int      // from StateDir at start
-	stateFiles                  []string // the files loaded
-	batch                       []model.SeqInput
-	inStep                      []*seq
+	identity string // the model's, for stored states
+
+	// Stored states (Config.Store), under mu: the finished requests whose
+	// states the writer goroutine is storing, the slots it is done with,
+	// how many slots it holds, the keys of stored states that free slots
+	// hold, and functions the scheduler is to run between steps (task).
+	jobs       []persistJob
+	jobsCond   *sync.Cond
+	writerStop bool
+	writerDone chan struct{}
+	writes     sync.WaitGroup // jobs whose terminal event is not sent yet
+	returned   []*slot
+	inTransit  int
+	localKeys  map[string]localKey
+	tasks      []func()
+
+	stateLoads, stateSaves, stateErrors, stateRefused atomic.Uint64
+	storeDownUntil                                    atomic.Int64 // unix ns; see storeBackoff
+
+	batch  []model.SeqInput
+	inStep []*seq
 }
 
 // New starts an engine for m. The model must stay open until Close returns.
@@ -320,17 +345,19 @@ func New(m *model.Model, cfg Config) (*Engine, error) {
 		ws:   m.NewWorkspace(),
 	}
 	e.mambaFloats = m.NewCache(1).MambaFloats()
-	if cfg.StateDir != "" && !cfg.NoPrefixReuse {
-		e.statesLoaded, e.statesRefused = e.loadStates()
+	if cfg.NoPrefixReuse {
+		e.cfg.Store = nil
+	}
+	e.identity = m.Identity()
+	if e.cfg.Store != nil {
+		e.localKeys = map[string]localKey{}
+		e.jobsCond = sync.NewCond(&e.mu)
+		e.writerDone = make(chan struct{})
+		go e.writer()
 	}
 	go e.run()
 	return e, nil
 }
-
-// LoadedStates reports how many saved states New read from StateDir and
-// how many files there it refused (truncated, corrupted, of another
-// version or made by another model).
-func (e *Engine) LoadedStates() (loaded, refused int) { return e.statesLoaded, e.statesRefused }
 
 // Config returns the engine's limits with defaults filled in.
 func (e *Engine) Config() Config { return e.cfg }
@@ -366,6 +393,8 @@ func (e *Engine) Stats() Stats {
 		GeneratedTokens: e.gen.Load(), Steps: e.steps.Load(),
 		StepSequences: e.stepSeqs.Load(), StepTokens: e.stepToks.Load(),
 		Cancelled: e.cancels.Load(), Failed: e.failures.Load(),
+		StateLoads: e.stateLoads.Load(), StateSaves: e.stateSaves.Load(),
+		StateRefused: e.stateRefused.Load(), StateErrors: e.stateErrors.Load(),
 	}
 }
 
@@ -457,6 +486,9 @@ func (e *Engine) submit(ctx context.Context, r Request, followers []*seq) (*Stre
 		return nil, err
 	}
 	s := e.newSeq(ctx, r)
+	if e.cfg.Store != nil {
+		s.pre = e.lookup(ctx, r.Prompt, s.limit)
+	}
 	s.group = followers
 	for _, f := range followers {
 		f.leader = s
@@ -498,8 +530,14 @@ func (e *Engine) Drain(ctx context.Context) error {
 	e.mu.Unlock()
 	e.signal()
 	idle := e.waitIdle()
+	written := make(chan struct{})
+	go func() {
+		<-idle
+		e.writes.Wait() // the terminal events that wait for a store
+		close(written)
+	}()
 	select {
-	case <-idle:
+	case <-written:
 		if err := e.Err(); err != nil && !errors.Is(err, errClosed) {
 			return err
 		}
@@ -507,6 +545,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		e.Abort(ErrShutdown)
 		<-idle
+		e.writes.Wait()
 		return ctx.Err()
 	}
 }
@@ -554,12 +593,16 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 	e.signal()
 	<-e.done
+	if e.cfg.Store != nil {
+		// The writer stores what it was given, then ends.
+		e.mu.Lock()
+		e.writerStop = true
+		e.jobsCond.Broadcast()
+		e.mu.Unlock()
+		<-e.writerDone
+	}
 	if err := e.Err(); err != nil && !errors.Is(err, errClosed) {
 		return err
-	}
-	if e.cfg.StateDir != "" && !e.cfg.NoPrefixReuse {
-		// The scheduler has ended: the free slots are ours to read.
-		return e.saveStates()
 	}
 	return nil
 }

@@ -21,9 +21,12 @@ type slot struct {
 	// snaps are copies of the Mamba state at some of those tokens, in
 	// ascending position; spare holds unused copy buffers. every is the
 	// current request's snapshot spacing (0: none).
-	snaps   []snapshot
-	spare   [][]float32
-	every   int
+	snaps []snapshot
+	spare [][]float32
+	every int
+	// stored is the key of the whole state in Config.Store, when the
+	// store holds what the slot holds ("" otherwise).
+	stored  string
 	smp     *sample.Sampler
 	tok     [1]int
 	scratch []float32 // biased or masked logits
@@ -93,6 +96,8 @@ func snap(sl *slot, promptEnd bool) {
 // from which s can continue the most prompt tokens: its whole state, if
 // s's prompt extends all its tokens, or else its last snapshot within the
 // tokens they share (the slot is rewound to it); s then starts after them.
+// When the stored state read at Submit (s.pre) continues more tokens, it
+// becomes the cache of a slot taken as follows.
 // Otherwise: a free slot that holds nothing, or a new one while there are
 // fewer than MaxBatch, or else the free one left longest ago, reset.
 //
@@ -127,6 +132,14 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 			best, bestPos, bestSnap = i, pos, at
 		}
 	}
+	pre := s.pre
+	s.pre = nil
+	if fresh || pre != nil && pre.n <= bestPos {
+		pre = nil
+	}
+	if pre != nil {
+		best = -1 // the stored state continues more of the prompt
+	}
 	if best >= 0 && bestSnap >= 0 {
 		f := e.free[best]
 		if f.cache.Rewind(bestPos, f.snaps[bestSnap].data) != nil {
@@ -135,35 +148,40 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 			f.ids = f.ids[:bestPos]
 		}
 	}
-	if best < 0 && empty < 0 && len(e.free) > 0 && len(e.active)+len(e.free) < e.cfg.MaxBatch {
+	if best < 0 && empty < 0 && len(e.free) > 0 && len(e.active)+len(e.free)+e.inTransit < e.cfg.MaxBatch {
 		empty = -2 // a new slot: keep the free ones' states
 	}
 	switch {
 	case best >= 0:
-		sl = e.free[best]
-		e.free = slices.Delete(e.free, best, best+1)
+		sl = e.removeFree(best)
 		dropSnaps(sl, bestPos)
 		sl.smp.Reset(s.req.Sampling)
 		s.fed = bestPos
 		s.out.cachedTokens.Store(int64(bestPos))
 		e.cached.Add(uint64(bestPos))
+	case pre != nil:
+		if empty != -2 && len(e.free) > 0 {
+			sl = e.removeFree(max(empty, 0))
+			dropSnaps(sl, -1)
+			sl.smp.Reset(s.req.Sampling)
+		} else {
+			sl = e.newSlot(s.req.Sampling)
+		}
+		sl.cache = pre.st
+		sl.ids = append(sl.ids[:0], p[:pre.n]...)
+		sl.stored = pre.key
+		s.fed = pre.n
+		s.out.cachedTokens.Store(int64(pre.n))
+		e.cached.Add(uint64(pre.n))
 	case empty != -2 && len(e.free) > 0:
-		i := max(empty, 0)
-		sl = e.free[i]
-		e.free = slices.Delete(e.free, i, i+1)
+		sl = e.removeFree(max(empty, 0))
 		sl.cache.Reset()
 		sl.ids = sl.ids[:0]
 		dropSnaps(sl, -1)
 		sl.smp.Reset(s.req.Sampling)
 	default:
-		V := e.m.Config.VocabSize
-		sl = &slot{
-			cache:   e.m.NewCache(s.limit),
-			smp:     sample.New(s.req.Sampling, V),
-			scratch: make([]float32, V),
-			topIDs:  make([]int, MaxTopLogprobs),
-			topLP:   make([]float32, MaxTopLogprobs),
-		}
+		sl = e.newSlot(s.req.Sampling)
+		sl.cache = e.m.NewCache(s.limit)
 	}
 	// Room for every token the request may add and for its snapshots, so
 	// that its steps do not allocate.

@@ -31,6 +31,8 @@ type seq struct {
 	leader  *seq
 	chunk   int  // prompt tokens fed this step
 	samples bool // this step's logits are to be sampled
+	// pre is a stored state the prompt continues, read at Submit.
+	pre *preloaded
 }
 
 func (e *Engine) run() {
@@ -67,7 +69,7 @@ func (e *Engine) wait() bool {
 			}
 			e.abort = nil // nothing left to abort
 		}
-		aborting := e.abort != nil
+		aborting := e.abort != nil || len(e.tasks) > 0
 		e.mu.Unlock()
 		if aborting || queued > 0 && len(e.active) < e.cfg.MaxBatch || e.runnable() || e.anyCancelled() {
 			return true
@@ -122,6 +124,10 @@ func (s *seq) hasRoom() bool { return cap(s.out.events)-len(s.out.events) >= 2 }
 // step admits queued requests, drops cancelled ones, and runs one forward
 // over every sequence that can advance.
 func (e *Engine) step() {
+	if e.cfg.Store != nil {
+		e.takeReturned()
+	}
+	e.runTasks()
 	e.admit()
 	for _, s := range e.active {
 		if err := s.ctx.Err(); err != nil {
@@ -417,13 +423,21 @@ func (e *Engine) admit() {
 // finish sends s's terminal event, closes its stream and releases its
 // slot. The caller removes it from e.active with compact.
 func (e *Engine) finish(s *seq, ev Event) {
-	if s.slot == nil {
+	sl := s.slot
+	if sl == nil {
 		return
 	}
-	s.out.events <- ev
-	close(s.out.events)
-	e.free = append(e.free, s.slot)
 	s.slot = nil
+	if e.cfg.Store == nil || !persistable(sl) || !e.persist(s, sl, ev) {
+		s.out.events <- ev
+		close(s.out.events)
+		e.free = append(e.free, sl)
+		if e.cfg.Store != nil {
+			e.mu.Lock()
+			e.addLocal(sl)
+			e.mu.Unlock()
+		}
+	}
 	if len(s.group) > 0 {
 		e.endFollowers(s, ev)
 	}

@@ -348,6 +348,12 @@ func (gen *generation) run(ctx context.Context, cancel context.CancelFunc, event
 				}
 				if stopped {
 					cancel()
+					// The engine ends the request at its next step and
+					// stores its state (Config.Store) before closing the
+					// stream: wait for that, so that the client's next
+					// request, here or at a replica, finds it.
+					for range events {
+					}
 					gen.finish = "stop"
 					gen.endTools()
 					return nil

@@ -132,7 +132,7 @@ func TestChatCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("chat failed: %s", stderr)
 	}
-	if strings.Count(out, "\n") < 2 || !strings.Contains(stderr, "/reset") {
+	if strings.Count(out, "\n") < 2 || !strings.Contains(stderr, "(conversation cleared)") {
 		t.Errorf("chat output %q, stderr %q", out, stderr)
 	}
 }
@@ -202,12 +202,11 @@ func demoChat(t *testing.T, maxTokens int) (func() *chatSession, *tokenizer.Toke
 		t.Fatal(err)
 	}
 	return func() *chatSession {
-		eng, err := newChatEngine(m, "")
-		if err != nil {
+		s := &chatSession{tok: tok, tmpl: tmpl, special: special, stops: stops, maxTokens: maxTokens, model: m}
+		if err := s.start(""); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { eng.Close() })
-		s := &chatSession{eng: eng, tok: tok, tmpl: tmpl, special: special, stops: stops, maxTokens: maxTokens, model: m}
+		t.Cleanup(func() { s.eng.Close() })
 		s.reset()
 		return s
 	}, tok

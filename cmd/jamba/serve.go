@@ -21,6 +21,7 @@ import (
 	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/server"
+	"github.com/jamba-go/jamba/statestore"
 )
 
 func init() {
@@ -57,6 +58,14 @@ every `+strconv.Itoa(model.PrefillChunk)+` tokens or more, within --snapshot-mib
 usage.prompt_tokens_details.cached_tokens reports the tokens not computed
 again; the output is the same bits either way.
 
+With --state-dir or --state-store the states go further: each finished
+request's state (and the state at the end of its prompt) is written to the
+folder or the Redis server before its response ends, and a prompt that
+continues a stored state that no slot holds reads it instead of computing
+it. A restarted server, even a killed one, and every replica sharing the
+Redis server continue each other's conversations. A stored state that is
+missing, damaged or of another model is a miss, never a wrong answer.
+
 It binds to loopback unless --addr says otherwise; binding another address
 needs --api-key (or --api-key-file) or --insecure-no-auth. SIGINT or
 SIGTERM drains: /health turns 503, new requests are refused, running ones
@@ -79,8 +88,10 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	ctxLen := fs.Int("context", 0, fmt.Sprintf("tokens per sequence, prompt and output (default: the model's max_position_embeddings, at most %d)", defaultContextCap))
 	noReuse := fs.Bool("no-prefix-reuse", false, "compute every prompt whole, never continuing a finished request's state")
 	snapMiB := fs.Int("snapshot-mib", 64, "memory per slot for copies of the Mamba state taken along each request, for prompts that share only a beginning (0: none)")
-	stateDir := fs.String("state-dir", "", "keep the finished requests' states in this folder across restarts: written at shutdown, read at start, so a restarted server continues earlier conversations without computing them again")
-	stateMiB := fs.Int("state-mib", 4096, "most MiB written to --state-dir (the most recently used states first)")
+	stateDir := fs.String("state-dir", "", "write the states of finished requests to this folder as they are made, so that a restarted server (even a killed one) continues earlier conversations without computing them again")
+	stateStore := fs.String("state-store", "", "share the states of finished requests through a Redis server, redis://[[USER]:PASSWORD@]HOST:PORT/DB (rediss:// for TLS), so that replicas behind a load balancer continue each other's conversations")
+	stateMiB := fs.Int("state-mib", 4096, "most MiB of states kept in --state-dir or --state-store, the least recently used making room (0: no bound)")
+	stateTTL := fs.Duration("state-ttl", 0, "drop a stored state not used for this long (0: only --state-mib drops states)")
 	stepTokens := fs.Int("step-tokens", model.PrefillChunk, "tokens per batch step: decode tokens first, then prompt chunks")
 	prefillChunk := fs.Int("prefill-chunk", 128, "prompt tokens per step while other streams decode: bounds how long a new prompt delays their next token")
 	timeout := fs.Duration("timeout", 10*time.Minute, "limit on one generation request (0: none)")
@@ -130,9 +141,17 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 			return fmt.Errorf("%w: %s must be at least 1", errUsage, name)
 		}
 	}
-	if *queue < 0 || *ctxLen < 0 || *maxBody < 0 {
-		return fmt.Errorf("%w: --queue, --context and --max-body must not be negative", errUsage)
+	if *queue < 0 || *ctxLen < 0 || *maxBody < 0 || *stateMiB < 0 || *stateTTL < 0 {
+		return fmt.Errorf("%w: --queue, --context, --max-body, --state-mib and --state-ttl must not be negative", errUsage)
 	}
+	if *stateDir != "" && *stateStore != "" {
+		return fmt.Errorf("%w: give --state-dir or --state-store, not both", errUsage)
+	}
+	store, closeStore, err := openStateStore(*stateDir, *stateStore, statestore.Options{Budget: int64(*stateMiB) << 20, TTL: *stateTTL}, *noReuse, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 
 	id := *modelID
 	if id == "" {
@@ -198,17 +217,14 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 			c = min(m.Config.MaxPositionEmbeddings, defaultContextCap)
 		}
 		eng, err = engine.New(m, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch), PrefillChunk: *prefillChunk,
-			NoPrefixReuse: *noReuse, SnapshotBytes: snapshotBytes(*snapMiB), StateDir: *stateDir, StateBytes: int64(*stateMiB) << 20})
+			NoPrefixReuse: *noReuse, SnapshotBytes: snapshotBytes(*snapMiB), Store: store,
+			OnStoreError: func(err error) { log.Warn("state store", "error", err) }})
 		if err != nil {
 			hs.Close()
 			m.Close()
 			return err
 		}
 		l.b.Engine = eng
-		if *stateDir != "" {
-			loaded, refused := eng.LoadedStates()
-			log.Info("states from --state-dir", "dir", *stateDir, "loaded", loaded, "refused", refused)
-		}
 		if err := srv.Ready(l.b); err != nil {
 			hs.Close()
 			eng.Close()
@@ -256,6 +272,42 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openStateStore opens --state-dir or --state-store; nil when neither is
+// given (or prefix reuse is off).
+func openStateStore(dir, url string, opts statestore.Options, noReuse bool, log *slog.Logger) (engine.StateStore, func(), error) {
+	none := func() {}
+	switch {
+	case noReuse && (dir != "" || url != ""):
+		log.Warn("--no-prefix-reuse: --state-dir and --state-store are not used")
+		return nil, none, nil
+	case dir != "":
+		d, err := statestore.OpenDir(dir, opts)
+		if err != nil {
+			return nil, none, fmt.Errorf("--state-dir: %w", err)
+		}
+		idx, err := d.Index(context.Background())
+		if err != nil {
+			return nil, none, fmt.Errorf("--state-dir: %w", err)
+		}
+		log.Info("state folder", "dir", dir, "states", len(idx), "budget", humanBytes(opts.Budget), "ttl", opts.TTL)
+		return d, none, nil
+	case url != "":
+		r, err := statestore.OpenRedis(url, opts)
+		if err != nil {
+			return nil, none, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := r.Ping(ctx); err != nil {
+			log.Warn("the state store does not answer: prompts are computed whole until it does", "addr", r.Addr(), "error", err)
+		} else {
+			log.Info("state store", "addr", r.Addr(), "budget", humanBytes(opts.Budget), "ttl", opts.TTL)
+		}
+		return r, func() { r.Close() }, nil
+	}
+	return nil, none, nil
 }
 
 func durationOrNone(d time.Duration) time.Duration {

@@ -166,7 +166,7 @@ func TestServeFlags(t *testing.T) {
 	if err := runServe([]string{"--help"}, io.Discard, &out); err == nil || !strings.Contains(err.Error(), "help") {
 		t.Fatalf("--help: %v", err)
 	}
-	for _, flag := range []string{"-max-batch", "-queue", "-context", "-step-tokens", "-timeout", "-write-timeout", "-max-body", "-max-conns", "-grace", "-api-key", "-api-key-file", "-insecure-no-auth", "-addr"} {
+	for _, flag := range []string{"-max-batch", "-queue", "-context", "-step-tokens", "-timeout", "-write-timeout", "-max-body", "-max-conns", "-grace", "-api-key", "-api-key-file", "-insecure-no-auth", "-addr", "-state-dir", "-state-store", "-state-mib", "-state-ttl"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("--help lacks %s", flag)
 		}
@@ -176,6 +176,12 @@ func TestServeFlags(t *testing.T) {
 	}
 	if err := runServe([]string{"--max-batch", "0"}, io.Discard, io.Discard); err == nil {
 		t.Error("--max-batch 0 accepted")
+	}
+	if err := runServe([]string{"--state-dir", t.TempDir(), "--state-store", "redis://127.0.0.1:1/0"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("--state-dir with --state-store: %v", err)
+	}
+	if err := runServe([]string{"--state-store", "http://127.0.0.1:1"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "state store") {
+		t.Errorf("an http:// state store: %v", err)
 	}
 }
 
@@ -209,8 +215,8 @@ func TestServeAPIKeyFile(t *testing.T) {
 	}
 }
 
-// TestServeStateDir: a server stopped with SIGTERM writes its finished
-// requests' states to --state-dir; the next server on that folder loads
+// TestServeStateDir: a server stopped with SIGTERM has its finished
+// requests' states in --state-dir; the next server on that folder finds
 // them, and a request continuing an earlier prompt reports it cached.
 func TestServeStateDir(t *testing.T) {
 	guard := make(chan os.Signal, 1)
@@ -264,7 +270,7 @@ func TestServeStateDir(t *testing.T) {
 	stop(done, logs)
 
 	url, done, logs = startServe(t, "--max-batch", "2", "--grace", "1s", "--state-dir", dir)
-	if !strings.Contains(logs.String(), "loaded=1 refused=0") {
+	if !strings.Contains(logs.String(), "states=1") {
 		t.Errorf("logs after the restart:\n%s", logs)
 	}
 	if c := complete(url, ids(901, 902)); c != len(p) {

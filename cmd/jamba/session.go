@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -9,9 +10,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/jamba-go/jamba/chat"
+	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/internal/atomicfile"
+	"github.com/jamba-go/jamba/statestore"
 )
 
 // `jamba chat --session FILE` keeps the conversation in FILE and the
@@ -19,8 +23,9 @@ import (
 // layers, conv windows and SSM states of the Mamba layers) in FILE.state/,
 // both saved after every turn, so that a later chat continues where this
 // one stopped without computing the history again. The state files are
-// the engine's (engine/persist.go: checksummed, versioned, tied to the
-// model's identity); the conversation file is:
+// the engine's stored states (engine/persist.go: checksummed, versioned,
+// tied to the model's identity; statestore.Dir), the last turn's only;
+// the conversation file is:
 //
 //	"JAMBACHT"  magic, 8 bytes
 //	uint32      format version (sessionVersion), little-endian
@@ -54,6 +59,99 @@ func sessionStateDir(path string) string {
 	return path + ".state"
 }
 
+// chatStateEntries is how many states a session's folder keeps: the last
+// turn's whole state and the state at the end of its prompt.
+const chatStateEntries = 2
+
+// chatStore is the chat engine's state store: the session's folder
+// (FILE.state/ of --session), read and written, and the folder of a
+// session opened with /load, read only. Either may be absent.
+type chatStore struct {
+	mu      sync.Mutex
+	session *statestore.Dir
+	loaded  *statestore.Dir
+}
+
+func (c *chatStore) dirs() []*statestore.Dir {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ds []*statestore.Dir
+	for _, d := range []*statestore.Dir{c.session, c.loaded} {
+		if d != nil {
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+func (c *chatStore) Index(ctx context.Context) ([]engine.StoredState, error) {
+	var all []engine.StoredState
+	for _, d := range c.dirs() {
+		idx, err := d.Index(ctx)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, idx...)
+	}
+	return all, nil
+}
+
+func (c *chatStore) Get(ctx context.Context, key string) ([]byte, error) {
+	for _, d := range c.dirs() {
+		data, err := d.Get(ctx, key)
+		if !errors.Is(err, engine.ErrStateNotFound) {
+			return data, err
+		}
+	}
+	return nil, engine.ErrStateNotFound
+}
+
+func (c *chatStore) Put(ctx context.Context, st engine.StoredState, data []byte) error {
+	c.mu.Lock()
+	d := c.session
+	c.mu.Unlock()
+	if d == nil {
+		return nil // the engine's slot keeps it
+	}
+	return d.Put(ctx, st, data)
+}
+
+func (c *chatStore) Delete(ctx context.Context, key string) error {
+	var errs []error
+	for _, d := range c.dirs() {
+		errs = append(errs, d.Delete(ctx, key))
+	}
+	return errors.Join(errs...)
+}
+
+// openStateDir opens the state folder of the session in path.
+func openStateDir(path string) (*statestore.Dir, error) {
+	d, err := statestore.OpenDir(sessionStateDir(path), statestore.Options{MaxEntries: chatStateEntries})
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// start makes the session's store (with the state folder of path, when
+// given) and its engine.
+func (s *chatSession) start(path string) error {
+	s.store = &chatStore{}
+	if path != "" {
+		d, err := openStateDir(path)
+		if err != nil {
+			return err
+		}
+		s.store.session, s.path = d, path
+	}
+	eng, err := newChatEngine(s.model, s.store, s.errw)
+	if err != nil {
+		return err
+	}
+	s.eng = eng
+	return nil
+}
+
 // openSession resumes the session in s.path, or starts one there when the
 // file does not exist yet.
 func (s *chatSession) openSession(stderr io.Writer) error {
@@ -65,43 +163,80 @@ func (s *chatSession) openSession(stderr io.Writer) error {
 	case err != nil:
 		return err
 	}
-	turns := 0
-	for _, m := range s.msgs {
-		if v, _ := m[0].Value.(string); v == "user" {
-			turns++
-		}
-	}
-	loaded, refused := s.eng.LoadedStates()
 	state := "its state"
-	switch {
-	case refused > 0:
-		state = "its state was refused (damaged or of another model): the next turn computes the history"
-	case loaded == 0:
+	if idx, _ := s.store.Index(context.Background()); len(idx) == 0 {
 		state = "no saved state: the next turn computes the history"
 	}
-	fmt.Fprintf(stderr, "resumed session %s: %d turns; %s\n", s.path, turns, state)
+	fmt.Fprintf(stderr, "resumed session %s: %d turns; %s\n", s.path, s.turns(), state)
 	return nil
 }
 
-// autosave saves the conversation and the model's state after a turn
-// when there is a session. The engine writes its state when it closes and
-// reads it back when it starts, so it is restarted (the weights stay
-// loaded).
+// autosave saves the conversation after a turn when there is a session.
+// The engine has written the turn's state to the session's folder before
+// the answer ended.
 func (s *chatSession) autosave() error {
 	if s.path == "" {
 		return nil
 	}
-	if err := s.saveSession(s.path); err != nil {
+	return s.saveSession(s.path)
+}
+
+// clear forgets the conversation and every state of it: the engine's,
+// the session's folder and what /load brought.
+func (s *chatSession) clear() error {
+	s.reset()
+	if err := s.eng.Forget(context.Background()); err != nil {
 		return err
 	}
-	if err := s.eng.Close(); err != nil {
-		return fmt.Errorf("saving the state of session %s: %w", s.path, err)
+	s.store.mu.Lock()
+	d := s.store.session
+	s.store.loaded = nil
+	s.store.mu.Unlock()
+	if d != nil {
+		if err := d.Clear(); err != nil {
+			return fmt.Errorf("clearing the state of session %s: %w", s.path, err)
+		}
 	}
-	eng, err := newChatEngine(s.model, sessionStateDir(s.path))
+	return s.autosave()
+}
+
+// saveAs writes the conversation to path and the engine's state to
+// path.state/ (what --session FILE would have written).
+func (s *chatSession) saveAs(path string) error {
+	d, err := openStateDir(path)
 	if err != nil {
 		return err
 	}
-	s.eng = eng
+	if err := d.Clear(); err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	if err := s.eng.Export(context.Background(), d); err != nil {
+		return fmt.Errorf("saving the state to %s: %w", d.Path(), err)
+	}
+	return s.saveSession(path)
+}
+
+// load continues the conversation saved in path: its messages replace the
+// current ones and its state folder is read from (the next turn continues
+// its state, not computing the history).
+func (s *chatSession) load(path string) error {
+	msgs := s.msgs
+	if err := s.loadSession(path); err != nil {
+		s.msgs = msgs
+		return err
+	}
+	s.system = ""
+	if len(s.msgs) > 0 && role(s.msgs[0]) == "system" {
+		v, _ := s.msgs[0].Get("content")
+		s.system, _ = v.(string)
+	}
+	var d *statestore.Dir
+	if fi, err := os.Stat(sessionStateDir(path)); err == nil && fi.IsDir() {
+		d, _ = statestore.OpenDir(sessionStateDir(path), statestore.Options{})
+	}
+	s.store.mu.Lock()
+	s.store.loaded = d
+	s.store.mu.Unlock()
 	return nil
 }
 
@@ -173,7 +308,7 @@ func (s *chatSession) loadSession(path string) error {
 	if id := s.model.Identity(); meta.Model != id {
 		return fail("made by another model (identity %.12s…, this model is %.12s…): load the model it was made with, or start a new session", meta.Model, id)
 	}
-	s.msgs = s.msgs[:0]
+	s.msgs = nil
 	for _, m := range meta.Messages {
 		s.msgs = append(s.msgs, chat.NewMessage(m.Role, m.Content))
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"io"
 	"os"
@@ -18,11 +19,9 @@ var sessionTurns = []string{"func add(a, b int) int {", "package main", "// Sum 
 func atSession(t *testing.T, s *chatSession, path string) *chatSession {
 	t.Helper()
 	s.eng.Close()
-	eng, err := newChatEngine(s.model, sessionStateDir(path))
-	if err != nil {
+	if err := s.start(path); err != nil {
 		t.Fatal(err)
 	}
-	s.eng, s.path = eng, path
 	t.Cleanup(func() { s.eng.Close() })
 	if err := s.openSession(io.Discard); err != nil {
 		t.Fatal(err)
@@ -36,14 +35,13 @@ func atSession(t *testing.T, s *chatSession, path string) *chatSession {
 // computes exactly the prompt tokens the uninterrupted chat computed for
 // it: no token of the history is computed again.
 //
-// Replies are one token long: the state then holds exactly the rendered
-// conversation and each turn of the uninterrupted chat continues the
-// whole of it (a longer reply may re-tokenize differently, and the chat
-// then continues from a copy of the state inside the engine, which a
-// restart does not keep). The test checks that the uninterrupted chat does
-// continue.
+// Replies are six tokens long, and re-tokenize otherwise in the next
+// turn's prompt (the demo's BPE merges across them): the uninterrupted chat
+// continues from its copy of the state at the end of the previous prompt,
+// the resumed one from the same state stored beside the whole one. The
+// test checks that the uninterrupted chat does continue.
 func TestChatSessionResume(t *testing.T) {
-	newSession, _ := demoChat(t, 1)
+	newSession, _ := demoChat(t, 6)
 	whole := newSession()
 	var want []string
 	var wantComputed []int
@@ -76,8 +74,8 @@ func TestChatSessionResume(t *testing.T) {
 	first.eng.Close()
 
 	resumed := atSession(t, newSession(), path)
-	if loaded, refused := resumed.eng.LoadedStates(); loaded != 1 || refused != 0 || len(resumed.msgs) != len(first.msgs) {
-		t.Fatalf("resumed %d states (%d refused) and %d messages, saved %d messages", loaded, refused, len(resumed.msgs), len(first.msgs))
+	if idx, err := resumed.store.Index(context.Background()); err != nil || len(idx) == 0 || len(resumed.msgs) != len(first.msgs) {
+		t.Fatalf("resumed %d states (%v) and %d messages, saved %d messages", len(idx), err, len(resumed.msgs), len(first.msgs))
 	}
 	for i, u := range sessionTurns[2:] {
 		var out strings.Builder
@@ -93,6 +91,50 @@ func TestChatSessionResume(t *testing.T) {
 		if err := resumed.autosave(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestChatSessionDamagedState: a session whose state files are damaged is
+// resumed with a message naming the refusal, and its next turn computes
+// the history and answers as an uninterrupted chat does.
+func TestChatSessionDamagedState(t *testing.T) {
+	newSession, _ := demoChat(t, 6)
+	path := filepath.Join(t.TempDir(), "chat.session")
+	first := atSession(t, newSession(), path)
+	var out strings.Builder
+	if err := first.turn(sessionTurns[0], &out); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.autosave(); err != nil {
+		t.Fatal(err)
+	}
+	first.eng.Close()
+	files, _ := filepath.Glob(filepath.Join(path+".state", "state-*.jstate"))
+	if len(files) == 0 {
+		t.Fatal("no state files")
+	}
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		data[len(data)-40] ^= 1
+		os.WriteFile(f, data, 0o644)
+	}
+	var msgs strings.Builder
+	s := newSession()
+	s.errw = &msgs
+	resumed := atSession(t, s, path)
+	var got strings.Builder
+	if err := resumed.turn(sessionTurns[1], &got); err != nil {
+		t.Fatal(err)
+	}
+	if resumed.cached != 0 || !strings.Contains(msgs.String(), "checksum mismatch") {
+		t.Errorf("damaged state: %d tokens continued; messages %q", resumed.cached, msgs.String())
+	}
+	whole := newSession()
+	var w1, w2 strings.Builder
+	whole.turn(sessionTurns[0], &w1)
+	whole.turn(sessionTurns[1], &w2)
+	if got.String() != w2.String() {
+		t.Errorf("after a damaged state: %q, uninterrupted %q", got.String(), w2.String())
 	}
 }
 
