@@ -13,6 +13,7 @@ import (
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
+	"github.com/jamba-go/jamba/sample"
 )
 
 // logitTol is the required agreement of GPU and CPU logits: 1e-3 of the
@@ -330,6 +331,17 @@ func TestFixtures(t *testing.T) {
 			}
 			if fmt.Sprint(got) != fmt.Sprint(ref.Greedy) {
 				t.Errorf("greedy on the GPU:\n got %v\nwant %v", got, ref.Greedy)
+			}
+			// A sampler with top-k 1 takes the same tokens through the GPU's
+			// top-k kernel (Generate samples on the GPU for samplers
+			// without penalties).
+			smp := sample.New(sample.Params{Temperature: 1, TopK: 1, Seed: 3}, cm.Config.VocabSize)
+			got, _, err = p.gpu.Generate(context.Background(), prompt, model.GenerateOptions{MaxTokens: len(ref.Greedy), IgnoreEOS: true, Sampler: smp}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(ref.Greedy) {
+				t.Errorf("top-k 1 on the GPU:\n got %v\nwant %v", got, ref.Greedy)
 			}
 		})
 	}
