@@ -14,6 +14,7 @@ type BenchOptions struct {
 	Batches      []int // decode batch sizes
 	Context      int   // if > 0: also decode at batch 1 after a (random) context of this many tokens
 	Seed         uint64
+	Profile      bool      // also split the decode step's device time by stage
 	Progress     io.Writer // nil: quiet
 }
 
@@ -34,6 +35,9 @@ type BenchResult struct {
 	ContextDecode       float64            `json:"context_decode_tokens_per_s,omitempty"`
 	LaunchMicros        float64            `json:"launch_us"`         // host time per kernel launch
 	LaunchesPerStep     float64            `json:"launches_per_step"` // kernels per decode step at batch 1
+	// ProfileMs: by batch size, the device milliseconds of a decode step
+	// by stage (events between the stages; with Profile).
+	ProfileMs map[string]map[string]float64 `json:"profile_ms,omitempty"`
 }
 
 // CopyBandwidth measures device-to-device copy speed over a buffer of n
@@ -178,6 +182,7 @@ func Bench(m *Model, o BenchOptions) (*BenchResult, error) {
 			if err := m.Forward(in); err != nil {
 				return err
 			}
+			m.mark("sample")
 			// The next tokens are drawn on the GPU (their cost is part of
 			// the step) but fed from a random table: greedy decoding of
 			// random weights collapses onto a few tokens, whose identical
@@ -206,7 +211,21 @@ func Bench(m *Model, o BenchOptions) (*BenchResult, error) {
 		if b == 1 {
 			r.LaunchesPerStep = float64(dev.Launches-l0) / float64(o.GenTokens)
 		}
-		return time.Since(t0).Seconds() / float64(o.GenTokens), nil
+		el := time.Since(t0).Seconds() / float64(o.GenTokens)
+		if o.Profile && past == 0 {
+			p, err := m.profileSteps(4, step)
+			if err != nil {
+				return 0, err
+			}
+			if r.ProfileMs == nil {
+				r.ProfileMs = map[string]map[string]float64{}
+			}
+			r.ProfileMs[fmt.Sprint(b)] = p
+			for _, s := range stageNames(p) {
+				say("  %-16s %8.3f ms", s, p[s])
+			}
+		}
+		return el, nil
 	}
 	for _, b := range o.Batches {
 		say("decode at batch %d...", b)

@@ -15,7 +15,7 @@ import (
 // machines that have the test binary but not the jamba command. It
 // checks nothing about speed; the numbers go to JAMBA_BENCH_OUT as JSON.
 // Options: JAMBA_BENCH_PROMPT, JAMBA_BENCH_GEN, JAMBA_BENCH_BATCHES (1,8,32),
-// JAMBA_BENCH_CONTEXT.
+// JAMBA_BENCH_CONTEXT, JAMBA_BENCH_PROFILE (non-empty: stage times).
 func TestBenchConfig(t *testing.T) {
 	path := os.Getenv("JAMBA_BENCH_CONFIG")
 	if path == "" {
@@ -37,7 +37,7 @@ func TestBenchConfig(t *testing.T) {
 		return d
 	}
 	o := BenchOptions{PromptTokens: env("JAMBA_BENCH_PROMPT", 2048), GenTokens: env("JAMBA_BENCH_GEN", 32),
-		Context: env("JAMBA_BENCH_CONTEXT", 0), Seed: 1, Progress: os.Stderr}
+		Context: env("JAMBA_BENCH_CONTEXT", 0), Seed: 1, Progress: os.Stderr, Profile: os.Getenv("JAMBA_BENCH_PROFILE") != ""}
 	for _, s := range strings.Split(os.Getenv("JAMBA_BENCH_BATCHES"), ",") {
 		if b, err := strconv.Atoi(s); err == nil {
 			o.Batches = append(o.Batches, b)

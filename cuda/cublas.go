@@ -25,6 +25,9 @@ var cublasNames = []string{"libcublas.so.13", "libcublas.so.12", "libcublas.so.1
 // cublas holds the cuBLAS entry points the backend uses.
 type cublas struct {
 	lib uintptr
+	// gemmSym, gemmBatchedSym: cublasGemmEx and cublasGemmStridedBatchedEx
+	// for the per-token path (Device.gemm, Device.gemmBatched).
+	gemmSym, gemmBatchedSym uintptr
 
 	create    func(h *uintptr) int32
 	setStream func(h uintptr, s uintptr) int32
@@ -86,5 +89,41 @@ func openCublas() (*cublas, error) {
 			return nil, fmt.Errorf("%w: the cuBLAS library lacks %s", ErrUnavailable, s.name)
 		}
 	}
+	b.gemmSym, _ = dlsym(lib, "cublasGemmEx")
+	b.gemmBatchedSym, _ = dlsym(lib, "cublasGemmStridedBatchedEx")
 	return b, nil
+}
+
+// sysCall calls the C function fn with the first n words of dev.sys as its
+// arguments and returns its int result (a CUresult or cublasStatus_t).
+func (dev *Device) sysCall(fn uintptr, n int) int32 { return int32(callArgs(fn, dev.sys[:n])) }
+
+// i32 is an int argument word of sysCall (the callee reads the low 32 bits).
+func i32(v int32) uintptr { return uintptr(uint32(v)) }
+
+// gemm is cublasGemmEx (column-major C = alpha·op(A)·op(B) + beta·C) with
+// float32 alpha 1 and beta 0 or 1, without allocating.
+func (dev *Device) gemm(transa, transb, m, n, k int32, A uint64, Atype, lda int32, B uint64, Btype, ldb int32, accumulate bool,
+	C uint64, Ctype, ldc int32, compute int32) error {
+	beta := &dev.zero
+	if accumulate {
+		beta = &dev.one
+	}
+	a := &dev.sys
+	a[0], a[1], a[2], a[3], a[4], a[5] = dev.blas, i32(transa), i32(transb), i32(m), i32(n), i32(k)
+	a[6], a[7], a[8], a[9] = uintptr(unsafe.Pointer(&dev.one)), uintptr(A), i32(Atype), i32(lda)
+	a[10], a[11], a[12], a[13] = uintptr(B), i32(Btype), i32(ldb), uintptr(unsafe.Pointer(beta))
+	a[14], a[15], a[16], a[17], a[18] = uintptr(C), i32(Ctype), i32(ldc), i32(compute), i32(cublasGemmDefault)
+	return cublasCheck("cublasGemmEx", dev.sysCall(dev.b.gemmSym, 19))
+}
+
+// gemmBatched is cublasGemmStridedBatchedEx with alpha 1 and beta 0.
+func (dev *Device) gemmBatched(transa, transb, m, n, k int32, A uint64, Atype, lda int32, strideA int64, B uint64, Btype, ldb int32,
+	strideB int64, C uint64, Ctype, ldc int32, strideC int64, batch, compute int32) error {
+	a := &dev.sys
+	a[0], a[1], a[2], a[3], a[4], a[5] = dev.blas, i32(transa), i32(transb), i32(m), i32(n), i32(k)
+	a[6], a[7], a[8], a[9], a[10] = uintptr(unsafe.Pointer(&dev.one)), uintptr(A), i32(Atype), i32(lda), uintptr(strideA)
+	a[11], a[12], a[13], a[14], a[15] = uintptr(B), i32(Btype), i32(ldb), uintptr(strideB), uintptr(unsafe.Pointer(&dev.zero))
+	a[16], a[17], a[18], a[19], a[20], a[21], a[22] = uintptr(C), i32(Ctype), i32(ldc), uintptr(strideC), i32(batch), i32(compute), i32(cublasGemmDefault)
+	return cublasCheck("cublasGemmStridedBatchedEx", dev.sysCall(dev.b.gemmBatchedSym, 23))
 }

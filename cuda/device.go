@@ -49,10 +49,39 @@ type Device struct {
 	// compute every expert over every row with strided-batched cuBLAS
 	// ($JAMBA_CUDA_MOE_DENSE_ROWS; above 64 turns it off).
 	moeDenseRows int
+	// mmaRows: products of more than gemvRows and up to this many rows
+	// of x (bf16 weights) use the tensor-core kernel mma_bf16 instead of
+	// cuBLAS ($JAMBA_CUDA_MMA_ROWS, ≤ 64).
+	mmaRows int
+	// moeMMARows: MoE layers of 2 up to this many rows (bf16 experts) run
+	// their routed slots through mma_bf16 ($JAMBA_CUDA_MOE_MMA_ROWS, ≤ 64).
+	moeMMARows int
+	// moeMMAMin: the fewest rows that take that path
+	// ($JAMBA_CUDA_MOE_MMA_MIN); fewer use the grouped kernels.
+	moeMMAMin int
+	// mmaBlocks: mma_bf16 splits its columns until it has this many
+	// blocks per multiprocessor ($JAMBA_CUDA_MMA_BLOCKS).
+	mmaBlocks int
+	// mmaDeep: mma_bf16_deep, 8 steps of weights in flight for
+	// experts of up to 8 slots (default; $JAMBA_CUDA_MMA_DEEP=0: 4).
+	mmaDeep bool
+	// mmaWide: mma_bf16_wide, 32 weight rows a warp ($JAMBA_CUDA_MMA_WIDE=1).
+	mmaWide bool
+	// mmaWideRows: the MoE's tensor-core path uses mma_bf16_wide from
+	// this many rows ($JAMBA_CUDA_MMA_WIDE_ROWS).
+	mmaWideRows int
+	// scanChanSeqs: decode steps of at least this many sequences scan
+	// with one thread per channel ($JAMBA_CUDA_SCAN_CHAN; default off).
+	scanChanSeqs int
 	pinned       bool // an outer call holds the context current on this OS thread
 
 	args [32]uint64
 	ptrs [32]uintptr
+	// sys holds the argument words of sysCall, and one and zero the
+	// scalars cuBLAS reads through pointers: on the heap with the Device,
+	// so that the per-token calls allocate nothing.
+	sys       [24]uintptr
+	one, zero float32
 }
 
 // enter makes the device's context current on this goroutine's OS thread
@@ -64,7 +93,8 @@ func (dev *Device) enter() bool {
 		return false
 	}
 	runtime.LockOSThread()
-	dev.d.cuCtxSetCurrent(dev.ctx)
+	dev.sys[0] = dev.ctx
+	dev.sysCall(dev.d.ctxSetSym, 1)
 	dev.pinned = true
 	return true
 }
@@ -92,7 +122,7 @@ func Open(ordinal int) (*Device, error) {
 	if ordinal < 0 || ordinal >= int(n) {
 		return nil, fmt.Errorf("%w: GPU %d requested, the driver sees %d", ErrUnavailable, ordinal, n)
 	}
-	dev := &Device{d: d, Ordinal: ordinal}
+	dev := &Device{d: d, Ordinal: ordinal, one: 1}
 	var h int32
 	if err := d.check("cuDeviceGet", d.cuDeviceGet(&h, int32(ordinal))); err != nil {
 		return nil, err
@@ -154,6 +184,36 @@ func Open(ordinal int) (*Device, error) {
 	dev.moeDenseRows = 24
 	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_DENSE_ROWS")); err == nil && v >= 2 {
 		dev.moeDenseRows = v
+	}
+	// Measured on an H200 (docs/GPU.md): the tensor-core kernel is the
+	// fastest for the experts from two rows up, cuBLAS for the other
+	// products (the kernel re-reads x from L2 for every 16 weight rows).
+	// At 8 rows the grouped kernels were 1-3% faster, at 16 and 32 the
+	// tensor-core kernel 3-4%, and at 64 its 32-rows-a-warp form 5-6%
+	// faster than the all-experts path (docs/GPU.md).
+	dev.mmaRows, dev.moeMMAMin, dev.moeMMARows, dev.mmaBlocks, dev.mmaWideRows = 0, 12, mmaMax, 8, 33
+	// One thread per channel was 15% slower than lanes per channel at 32
+	// sequences (docs/GPU.md): off unless asked for.
+	dev.scanChanSeqs = 1 << 30
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MMA_WIDE_ROWS")); err == nil && v >= 2 {
+		dev.mmaWideRows = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_SCAN_CHAN")); err == nil && v >= 1 {
+		dev.scanChanSeqs = v
+	}
+	dev.mmaDeep = os.Getenv("JAMBA_CUDA_MMA_DEEP") != "0"
+	dev.mmaWide = os.Getenv("JAMBA_CUDA_MMA_WIDE") == "1"
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MMA_ROWS")); err == nil && v >= 0 && v <= mmaMax {
+		dev.mmaRows = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_MMA_ROWS")); err == nil && v >= 0 && v <= mmaMax {
+		dev.moeMMARows = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MOE_MMA_MIN")); err == nil && v >= 2 {
+		dev.moeMMAMin = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MMA_BLOCKS")); err == nil && v >= 1 {
+		dev.mmaBlocks = v
 	}
 	if os.Getenv("JAMBA_CUDA_GROUPED_UNROLL") == "2" {
 		dev.groupedUnroll = 1
@@ -221,7 +281,10 @@ func (dev *Device) Upload(b Buf, off int64, src unsafe.Pointer, n int64) error {
 	if off < 0 || off+n > b.Bytes {
 		return fmt.Errorf("cuda: upload of %d bytes at %d into a buffer of %d", n, off, b.Bytes)
 	}
-	return dev.d.check("cuMemcpyHtoD", dev.d.cuMemcpyHtoD(b.Ptr+uint64(off), src, uint64(n)))
+	dev.sys[0], dev.sys[1], dev.sys[2] = uintptr(b.Ptr+uint64(off)), uintptr(src), uintptr(n)
+	code := dev.sysCall(dev.d.htodSym, 3)
+	runtime.KeepAlive(src)
+	return dev.d.check("cuMemcpyHtoD", code)
 }
 
 // UploadF32 copies v to b at float offset off.
@@ -243,7 +306,10 @@ func (dev *Device) Download(dst unsafe.Pointer, b Buf, off, n int64) error {
 	if off < 0 || off+n > b.Bytes {
 		return fmt.Errorf("cuda: download of %d bytes at %d from a buffer of %d", n, off, b.Bytes)
 	}
-	return dev.d.check("cuMemcpyDtoH", dev.d.cuMemcpyDtoH(dst, b.Ptr+uint64(off), uint64(n)))
+	dev.sys[0], dev.sys[1], dev.sys[2] = uintptr(dst), uintptr(b.Ptr+uint64(off)), uintptr(n)
+	code := dev.sysCall(dev.d.dtohSym, 3)
+	runtime.KeepAlive(dst)
+	return dev.d.check("cuMemcpyDtoH", code)
 }
 
 // DownloadF32 copies len(dst) floats from b at float offset off.
@@ -262,7 +328,8 @@ func (dev *Device) Copy(dst uint64, src uint64, n int64) error {
 	if n == 0 {
 		return nil
 	}
-	return dev.d.check("cuMemcpyDtoDAsync", dev.d.cuMemcpyDtoDAsync(dst, src, uint64(n), 0))
+	dev.sys[0], dev.sys[1], dev.sys[2], dev.sys[3] = uintptr(dst), uintptr(src), uintptr(n), 0
+	return dev.d.check("cuMemcpyDtoDAsync", dev.sysCall(dev.d.dtodSym, 4))
 }
 
 // Zero clears n bytes (a multiple of 4) at p.
@@ -273,7 +340,8 @@ func (dev *Device) Zero(p uint64, n int64) error {
 	if n == 0 {
 		return nil
 	}
-	return dev.d.check("cuMemsetD32Async", dev.d.cuMemsetD32Async(p, 0, uint64(n/4), 0))
+	dev.sys[0], dev.sys[1], dev.sys[2], dev.sys[3] = uintptr(p), 0, uintptr(n/4), 0
+	return dev.d.check("cuMemsetD32Async", dev.sysCall(dev.d.memsetSym, 4))
 }
 
 // Sync waits for all issued work and reports a failure of any of it.
@@ -327,9 +395,10 @@ func (dev *Device) launch3(name string, grid [3]int, threads int, args ...uint64
 		return nil
 	}
 	dev.Launches++
-	r1 := callN(dev.d.launchSym, f, uintptr(grid[0]), uintptr(gy), uintptr(gz), uintptr(threads), 1, 1, 0, 0,
-		uintptr(unsafe.Pointer(&dev.ptrs[0])), 0)
-	if code := int32(r1); code != 0 {
+	a := &dev.sys
+	a[0], a[1], a[2], a[3], a[4], a[5] = f, uintptr(grid[0]), uintptr(gy), uintptr(gz), uintptr(threads), 1
+	a[6], a[7], a[8], a[9], a[10] = 1, 0, 0, uintptr(unsafe.Pointer(&dev.ptrs[0])), 0
+	if code := dev.sysCall(dev.d.launchSym, 11); code != 0 {
 		return dev.d.check("cuLaunchKernel("+name+")", code)
 	}
 	return nil

@@ -13,5 +13,5 @@ func dlopenFirst([]string) (uintptr, error)  { return 0, errNoDlopen }
 func dlsym(uintptr, string) (uintptr, error) { return 0, errNoDlopen }
 func bind(uintptr, any, string) error        { return errNoDlopen }
 
-// callN is never reached: Open fails first.
-func callN(uintptr, ...uintptr) uintptr { panic(errNoDlopen) }
+// callArgs is never reached: Open fails first.
+func callArgs(uintptr, []uintptr) uintptr { panic(errNoDlopen) }

@@ -31,8 +31,11 @@ func bind(lib uintptr, fn any, name string) error {
 	return nil
 }
 
-// callN calls the C function fn (the launch hot path, without reflection).
-func callN(fn uintptr, args ...uintptr) uintptr {
+// callArgs calls the C function fn with the words of args (integers and
+// pointers) as its arguments, without reflection. args is passed on as it
+// is, so a slice of memory that already lives on the heap (Device.sys)
+// costs no allocation, unlike a variadic call.
+func callArgs(fn uintptr, args []uintptr) uintptr {
 	r1, _, _ := purego.SyscallN(fn, args...)
 	return r1
 }

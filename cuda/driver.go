@@ -48,13 +48,16 @@ type driver struct {
 	cuModuleLoadData         func(mod *uintptr, image unsafe.Pointer) int32
 	cuModuleGetFunction      func(fn *uintptr, mod uintptr, name string) int32
 	cuLaunchKernel           func(fn uintptr, gx, gy, gz, bx, by, bz, shared uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) int32
-	launchSym                uintptr // cuLaunchKernel, called through purego.SyscallN on the hot path
-	cuStreamCreate           func(s *uintptr, flags uint32) int32
-	cuStreamSynchronize      func(s uintptr) int32
-	cuEventCreate            func(e *uintptr, flags uint32) int32
-	cuEventRecord            func(e, s uintptr) int32
-	cuEventSynchronize       func(e uintptr) int32
-	cuEventElapsedTime       func(ms *float32, start, end uintptr) int32
+	// Entry points of the per-token path, called through callArgs
+	// (no reflection, no allocation).
+	launchSym, ctxSetSym, htodSym, dtohSym, dtodSym, memsetSym uintptr
+	cuStreamCreate                                             func(s *uintptr, flags uint32) int32
+	cuStreamSynchronize                                        func(s uintptr) int32
+	cuEventCreate                                              func(e *uintptr, flags uint32) int32
+	cuEventRecord                                              func(e, s uintptr) int32
+	cuEventSynchronize                                         func(e uintptr) int32
+	cuEventElapsedTime                                         func(ms *float32, start, end uintptr) int32
+	cuEventDestroy                                             func(e uintptr) int32
 }
 
 // driverNames are the file names tried for the driver library, in order.
@@ -113,13 +116,20 @@ func openDriver(names []string) (*driver, error) {
 		{&d.cuEventRecord, "cuEventRecord"},
 		{&d.cuEventSynchronize, "cuEventSynchronize"},
 		{&d.cuEventElapsedTime, "cuEventElapsedTime"},
+		{&d.cuEventDestroy, "cuEventDestroy_v2"},
 	}
 	for _, s := range syms {
 		if err := bind(lib, s.fn, s.name); err != nil {
 			return nil, fmt.Errorf("%w: %s lacks %s (driver too old?)", ErrUnavailable, names[0], s.name)
 		}
 	}
-	d.launchSym, _ = dlsym(lib, "cuLaunchKernel")
+	for _, s := range []struct {
+		sym  *uintptr
+		name string
+	}{{&d.launchSym, "cuLaunchKernel"}, {&d.ctxSetSym, "cuCtxSetCurrent"}, {&d.htodSym, "cuMemcpyHtoD_v2"},
+		{&d.dtohSym, "cuMemcpyDtoH_v2"}, {&d.dtodSym, "cuMemcpyDtoDAsync_v2"}, {&d.memsetSym, "cuMemsetD32Async"}} {
+		*s.sym, _ = dlsym(lib, s.name) // present: bound above
+	}
 	return d, nil
 }
 

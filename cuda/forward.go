@@ -24,6 +24,7 @@ type workspace struct {
 	h, xn, mix, big, att, xc, dbc, dtn, draw, y, act, eo, rlog, idx, wt, ein, headIn Buf
 	logits, ids, meta, moeList, part                                                 Buf
 	gu2, act2, eo2                                                                   Buf // all-experts path (moeDense)
+	mpart                                                                            Buf // column splits of the MoE's mma_bf16
 	sc                                                                               scratch
 
 	host                []byte
@@ -46,7 +47,7 @@ type workspace struct {
 
 func (w *workspace) bufs() []*Buf {
 	return []*Buf{&w.h, &w.xn, &w.mix, &w.big, &w.att, &w.xc, &w.dbc, &w.dtn, &w.draw, &w.y, &w.act, &w.eo,
-		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.gu2, &w.act2, &w.eo2}
+		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.gu2, &w.act2, &w.eo2, &w.mpart}
 }
 
 func (w *workspace) free(dev *Device) {
@@ -150,6 +151,7 @@ func (m *Model) Forward(seqs []SeqInput) error {
 			err = e
 		}
 	}
+	m.mark("embed")
 	if m.embed.DType == BF16 {
 		run(dev.launch("embed_bf16", [2]int{total}, 256, w.h.Ptr, m.embed.Ptr, tok, ia(H)))
 	} else {
@@ -158,14 +160,17 @@ func (m *Model) Forward(seqs []SeqInput) error {
 	delta := uint64(0)
 	for li := range m.layers {
 		l := &m.layers[li]
+		m.mark("norm")
 		run(dev.RMSNorm(w.xn.Ptr, w.h.Ptr, delta, l.inNorm.Ptr, total, H, m.eps))
 		if l.mixer == model.Attention {
 			run(m.attention(l, tok, rseq, rpos))
 		} else {
 			run(m.mamba(l, rseq, rpos, sstart))
 		}
+		m.mark("norm")
 		run(dev.RMSNorm(w.xn.Ptr, w.h.Ptr, w.mix.Ptr, l.ffNorm.Ptr, total, H, m.eps))
 		if l.ffn == model.Dense {
+			m.mark("mlp")
 			run(m.mlp(l))
 		} else {
 			run(m.moe(l))
@@ -175,6 +180,7 @@ func (m *Model) Forward(seqs []SeqInput) error {
 			return fmt.Errorf("layer %d: %w", li, err)
 		}
 	}
+	m.mark("head")
 	run(dev.RMSNorm(w.xn.Ptr, w.h.Ptr, delta, m.finalNorm.Ptr, total, H, m.eps))
 	if nhead > 0 {
 		run(dev.launch("gather_rows", [2]int{blocks(int64(nhead)*int64(H), 256)}, 256, w.headIn.Ptr, w.xn.Ptr, meta+uint64(w.offHead), ia(H), la(int64(nhead))))
@@ -268,10 +274,12 @@ func (m *Model) attention(l *layer, tok, rseq, rpos uint64) error {
 	hd := c.HeadDimension()
 	qd, kvd := c.NumAttentionHeads*hd, c.NumKeyValueHeads*hd
 	ld := qd + 2*kvd
+	m.mark("attn.proj")
 	if err := dev.MatMul(w.big.Ptr, w.xn.Ptr, n, &l.qkv, &w.sc); err != nil {
 		return err
 	}
 	kp, vp := m.ptrs(l)
+	m.mark("attn.core")
 	if err := dev.launch("kv_append", [2]int{blocks(int64(n)*int64(kvd), 256)}, 256,
 		kp, vp, w.big.Ptr, la(int64(ld)), ia(qd), ia(kvd), rseq, rpos, la(int64(n))); err != nil {
 		return err
@@ -303,6 +311,7 @@ func (m *Model) attention(l *layer, tok, rseq, rpos uint64) error {
 			return err
 		}
 	}
+	m.mark("attn.proj")
 	return dev.MatMul(w.mix.Ptr, w.att.Ptr, n, &l.o, &w.sc)
 }
 
@@ -312,6 +321,7 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 	Di, N, K, R := c.InnerSize(), c.MambaDState, c.MambaDConv, c.MambaDtRank
 	P := R + 2*N
 	xz := w.big.Ptr
+	m.mark("mamba.in_proj")
 	if err := dev.MatMul(xz, w.xn.Ptr, int(n), &l.inProj, &w.sc); err != nil {
 		return err
 	}
@@ -321,6 +331,7 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 		}
 	}
 	convp, ssmp := m.ptrs(l)
+	m.mark("mamba.conv")
 	if err := dev.launch("conv_fwd", [2]int{blocks(n*int64(Di), 256)}, 256,
 		w.xc.Ptr, xz, la(int64(2*Di)), l.convWT.Ptr, l.convB.Ptr, convp, rseq, rpos, sstart, ia(Di), ia(K), la(n), ia(m.act)); err != nil {
 		return err
@@ -329,6 +340,7 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 		convp, xz, la(int64(2*Di)), sstart, rpos, ia(Di), ia(K), ia(w.nseq)); err != nil {
 		return err
 	}
+	m.mark("mamba.x_dt_proj")
 	if err := dev.MatMul(w.dbc.Ptr, w.xc.Ptr, int(n), &l.xProj, &w.sc); err != nil {
 		return err
 	}
@@ -347,11 +359,23 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 		lpc *= 2
 	}
 	threads := int64(w.nseq) * int64(Di) * int64(lpc)
-	if err := dev.launch("scan_fwd", [2]int{blocks(threads, 256)}, 256,
+	if threads >= 1<<31 {
+		return fmt.Errorf("cuda: %d sequences of %d Mamba channels exceed the scan kernel's 32-bit indices", w.nseq, Di)
+	}
+	m.mark("mamba.scan")
+	if N <= 16 && w.total == w.nseq && w.nseq >= dev.scanChanSeqs {
+		// A decode step of several sequences: one thread per channel.
+		if err := dev.launch("scan_chan", [2]int{blocks(int64(w.nseq)*int64(Di), 128)}, 128,
+			w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), w.dbc.Ptr, ia(P), ia(R),
+			l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(w.nseq)); err != nil {
+			return err
+		}
+	} else if err := dev.launch("scan_fwd", [2]int{blocks(threads, 256)}, 256,
 		w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), w.dbc.Ptr, ia(P), ia(R),
 		l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(lpc), ia(w.nseq)); err != nil {
 		return err
 	}
+	m.mark("mamba.out_proj")
 	if err := dev.MatMul(w.mix.Ptr, w.y.Ptr, int(n), &l.outProj, &w.sc); err != nil {
 		return err
 	}
@@ -390,6 +414,7 @@ func (m *Model) moe(l *layer) error {
 	c, w, dev := m.Config, &m.ws, m.Dev
 	n := w.total
 	H, I, E, K := c.HiddenSize, c.IntermediateSize, c.NumExperts, c.NumExpertsPerTok
+	m.mark("moe.route")
 	if err := dev.MatMul(w.rlog.Ptr, w.xn.Ptr, n, &l.router, &w.sc); err != nil {
 		return err
 	}
@@ -397,6 +422,7 @@ func (m *Model) moe(l *layer) error {
 		return err
 	}
 	slots := n * K
+	m.mark("moe.experts")
 	if n == 1 {
 		if err := dev.moeGemv(w.big.Ptr, l.expGU.Ptr, l.expGU.DType, l.guStride, w.idx.Ptr, w.xn.Ptr, K, slots, 2*I, H); err != nil {
 			return err
@@ -408,6 +434,9 @@ func (m *Model) moe(l *layer) error {
 			return err
 		}
 		return dev.launch("moe_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, w.wt.Ptr, ia(K), ia(H), la(int64(n)))
+	}
+	if n >= dev.moeMMAMin && n <= dev.moeMMARows && dev.mmaFits(&l.expGU) && dev.mmaFits(&l.expDown) {
+		return m.moeMMA(l)
 	}
 	if n >= dev.moeDenseRows && n <= moeMax && l.expGU.DType == BF16 {
 		return m.moeDense(l)
@@ -514,9 +543,13 @@ func (m *Model) Logits(i int) ([]float32, error) {
 	return w.hostLogits[w.headOff[i]*V : w.headOff[i+1]*V], nil
 }
 
-// SampleOptions choose the next token on the GPU. Temperature 0 is greedy.
+// SampleOptions choose the next token on the GPU, with the CPU sampler's
+// filters in its order (sample.Sampler; penalties excepted). Temperature 0
+// is greedy.
 type SampleOptions struct {
 	Temperature float32
+	TopK        int     // keep the k most likely ids (ties: lower id first); ≤ 0: all
+	TopP        float32 // then the most likely of those up to this probability mass; 0 or 1: all
 	MinP        float32 // keep tokens with probability ≥ MinP × the largest (0: all)
 	Seed        uint64
 	Step        uint64 // varies the draw between calls
@@ -533,7 +566,13 @@ func (m *Model) Sample(o SampleOptions) ([]int, error) {
 	if dev.enter() {
 		defer dev.leave()
 	}
-	if err := dev.launch("sample", [2]int{w.nhead}, 1024, w.ids.Ptr, w.logits.Ptr, ia(m.Config.VocabSize),
+	V := m.Config.VocabSize
+	if o.Temperature > 0 && (o.TopK > 0 && o.TopK < V || o.TopP > 0 && o.TopP < 1) {
+		if err := dev.launch("sample_top", [2]int{w.nhead}, 1024, w.ids.Ptr, w.logits.Ptr, ia(V),
+			fa(o.Temperature), ia(o.TopK), fa(o.TopP), fa(o.MinP), o.Seed, o.Step); err != nil {
+			return nil, err
+		}
+	} else if err := dev.launch("sample", [2]int{w.nhead}, 1024, w.ids.Ptr, w.logits.Ptr, ia(V),
 		fa(o.Temperature), fa(o.MinP), o.Seed, o.Step); err != nil {
 		return nil, err
 	}
@@ -576,24 +615,54 @@ func (m *Model) moeDense(l *layer) error {
 	if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, w.sc.hi.Ptr, w.sc.hi.Ptr+uint64(2*elems), w.xn.Ptr, la(elems)); err != nil {
 		return err
 	}
-	one, zero := float32(1), float32(0)
-	b := dev.b
-	if err := cublasCheck("cublasGemmStridedBatchedEx", b.gemmStridedBatchedEx(dev.blas, cublasOpT, cublasOpN,
-		int32(2*I), int32(n2), int32(H), unsafe.Pointer(&one),
+	if err := dev.gemmBatched(cublasOpT, cublasOpN, int32(2*I), int32(n2), int32(H),
 		l.expGU.Ptr, cudaR16BF, int32(H), l.guStride,
-		w.sc.hi.Ptr, cudaR16BF, int32(H), 0, unsafe.Pointer(&zero),
-		w.gu2.Ptr, cudaR32F, int32(2*I), n2*int64(2*I), int32(E), cublasCompute32F, cublasGemmDefault)); err != nil {
+		w.sc.hi.Ptr, cudaR16BF, int32(H), 0,
+		w.gu2.Ptr, cudaR32F, int32(2*I), n2*int64(2*I), int32(E), cublasCompute32F); err != nil {
 		return err
 	}
 	if err := dev.launch("moe_dense_act", [2]int{blocks(int64(E)*int64(n)*int64(I), 256)}, 256, w.act2.Ptr, w.gu2.Ptr, ia(I), ia(n), ia(E), ia(m.act)); err != nil {
 		return err
 	}
-	if err := cublasCheck("cublasGemmStridedBatchedEx", b.gemmStridedBatchedEx(dev.blas, cublasOpT, cublasOpN,
-		int32(H), int32(n2), int32(I), unsafe.Pointer(&one),
+	if err := dev.gemmBatched(cublasOpT, cublasOpN, int32(H), int32(n2), int32(I),
 		l.expDown.Ptr, cudaR16BF, int32(I), l.dnStride,
-		w.act2.Ptr, cudaR16BF, int32(I), n2*int64(I), unsafe.Pointer(&zero),
-		w.eo2.Ptr, cudaR32F, int32(H), n2*int64(H), int32(E), cublasCompute32F, cublasGemmDefault)); err != nil {
+		w.act2.Ptr, cudaR16BF, int32(I), n2*int64(I),
+		w.eo2.Ptr, cudaR32F, int32(H), n2*int64(H), int32(E), cublasCompute32F); err != nil {
 		return err
 	}
 	return dev.launch("moe_dense_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo2.Ptr, w.idx.Ptr, w.wt.Ptr, ia(K), ia(H), ia(n))
+}
+
+// moeMMA runs the routed slots of a decode batch through the tensor-core
+// kernel: moe_lists groups the slots by expert on the device, and each
+// expert's weights are read once for all its slots (up to 32 at a time).
+func (m *Model) moeMMA(l *layer) error {
+	c, w, dev := m.Config, &m.ws, m.Dev
+	n := w.total
+	H, I, E, K := c.HiddenSize, c.IntermediateSize, c.NumExperts, c.NumExpertsPerTok
+	slots := n * K
+	maxWork := min(E, slots) + slots/8 + 1
+	off := w.moeList.Ptr
+	work := off + uint64(4*(E+2))
+	list := work + uint64(8*maxWork)
+	if err := dev.launch("moe_lists", [2]int{1}, 32, off, list, work, w.idx.Ptr, ia(E), ia(slots)); err != nil {
+		return err
+	}
+	// The split input (bf16 [n][2][H]) goes to ein, the split activations
+	// (bf16 [slots][2][I]) to act: both fit the float32 sizes of grow.
+	if err := dev.launch("split_rows", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.ein.Ptr, w.xn.Ptr, ia(H), la(int64(n))); err != nil {
+		return err
+	}
+	active := min(E, slots)
+	wide := dev.mmaWide || n >= dev.mmaWideRows
+	if err := dev.mma(w.big.Ptr, l.expGU.Ptr, l.guStride, E, active, off, list, w.ein.Ptr, K, 2*I, H, 0, int64(slots), &w.mpart, wide); err != nil {
+		return err
+	}
+	if err := dev.launch("swiglu_split", [2]int{blocks(int64(slots)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(slots)), ia(m.act)); err != nil {
+		return err
+	}
+	if err := dev.mma(w.eo.Ptr, l.expDown.Ptr, l.dnStride, E, active, off, list, w.act.Ptr, 1, H, I, 0, int64(slots), &w.mpart, wide); err != nil {
+		return err
+	}
+	return dev.launch("moe_combine", [2]int{blocks(int64(n)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, w.wt.Ptr, ia(K), ia(H), la(int64(n)))
 }

@@ -5,12 +5,15 @@ import (
 	"fmt"
 
 	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/sample"
 )
 
 // Generate continues prompt like model.Model.Generate, on the GPU. With a
-// nil or greedy sampler the next token is chosen on the GPU and only its id
-// crosses to the host; any other sampler (top-k, top-p, penalties…) gets
-// the last row of logits copied back each step.
+// nil or greedy sampler, or a *sample.Sampler without penalties, the next
+// token is chosen on the GPU (temperature, top-k, top-p, min-p; its own
+// random draws from the sampler's seed) and only its id crosses to the
+// host; any other sampler (penalties, custom ones) gets the last row of
+// logits copied back each step.
 func (m *Model) Generate(ctx context.Context, prompt []int, opt model.GenerateOptions, emit func(id int) error) ([]int, model.FinishReason, error) {
 	if len(prompt) == 0 {
 		return nil, "", fmt.Errorf("cuda: empty prompt")
@@ -33,6 +36,13 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt model.GenerateOp
 	smp := opt.Sampler
 	_, greedy := smp.(model.Greedy)
 	greedy = greedy || smp == nil
+	onGPU, so := greedy, SampleOptions{}
+	if ps, ok := smp.(*sample.Sampler); ok {
+		if p := ps.Params(); (p.RepetitionPenalty == 0 || p.RepetitionPenalty == 1) && p.PresencePenalty == 0 && p.FrequencyPenalty == 0 {
+			onGPU = true
+			so = SampleOptions{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, MinP: p.MinP, Seed: p.Seed}
+		}
+	}
 	if smp != nil {
 		smp.AcceptPrompt(prompt)
 	}
@@ -55,8 +65,9 @@ func (m *Model) Generate(ctx context.Context, prompt []int, opt model.GenerateOp
 	in := []SeqInput{{Tokens: tok, Cache: st}}
 	for {
 		var id int
-		if greedy {
-			ids, err := m.Sample(SampleOptions{})
+		if onGPU {
+			so.Step = uint64(len(out))
+			ids, err := m.Sample(so)
 			if err != nil {
 				return out, "", err
 			}

@@ -3,9 +3,12 @@ package cuda
 import (
 	"math"
 	"math/rand/v2"
+	"sort"
 	"testing"
 
 	"github.com/jamba-go/jamba/kernels"
+	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/sample"
 )
 
 func randVec(rng *rand.Rand, n int) []float32 {
@@ -52,15 +55,22 @@ func poisoned(t *testing.T, dev *Device, n int) Buf {
 }
 
 // TestMatMul compares every matrix-product path (matrix-vector kernels up
-// to 8 rows, cuBLAS beyond; float32 and bfloat16 weights; widths that are
-// and are not multiples of 8) with the CPU kernel, on fresh random inputs
-// and a NaN-poisoned output.
+// to 8 rows, the tensor-core kernel up to 64 with and without column
+// splits, cuBLAS beyond; float32 and bfloat16 weights; widths that are and
+// are not multiples of 8) with the CPU kernel, on fresh random inputs and
+// a NaN-poisoned output.
 func TestMatMul(t *testing.T) {
 	dev := gpu(t)
 	rng := rand.New(rand.NewPCG(1, 2))
-	defer func(r int) { dev.gemvRows = r }(dev.gemvRows)
-	for _, gr := range []int{1, gemvMax} {
-		dev.gemvRows = gr // both sides of the matrix-vector / cuBLAS boundary
+	defer func(r, m, b int, d, w bool) {
+		dev.gemvRows, dev.mmaRows, dev.mmaBlocks, dev.mmaDeep, dev.mmaWide = r, m, b, d, w
+	}(dev.gemvRows, dev.mmaRows, dev.mmaBlocks, dev.mmaDeep, dev.mmaWide)
+	for _, set := range [][4]int{{1, 0, 8, 0}, {gemvMax, 0, 8, 0}, {1, mmaMax, 8, 0}, {1, mmaMax, 1000, 0}, {1, mmaMax, 8, 1}, {1, mmaMax, 8, 2}} {
+		// both sides of the matrix-vector / tensor-core / cuBLAS
+		// boundaries; the tensor-core kernel (4 steps in flight, 8, and
+		// 32 rows a warp) with and without column splits
+		dev.gemvRows, dev.mmaRows, dev.mmaBlocks, dev.mmaDeep, dev.mmaWide = set[0], set[1], set[2], set[3] == 1, set[3] == 2
+		gr := set[0]
 		for _, sh := range []struct{ rows, cols int }{{67, 100}, {67, 104}, {1000, 4096}, {5, 3}} {
 			for _, dt := range []DType{F32, BF16} {
 				for _, n := range []int{1, 2, 3, 5, 8, 9, 33, 300} {
@@ -96,8 +106,9 @@ func TestMatMul(t *testing.T) {
 					dev.Free(&sc.y2)
 					// float32 products in another summation order differ by
 					// a few ulps of the row's magnitude (≲ 1e-6 relative); the
-					// split bf16 path rounds x to 16 significant bits (2^-17
-					// relative each), so 1e-4 leaves room for sums of 4096.
+					// split bf16 paths (cuBLAS and the tensor-core kernel)
+					// round x to 16 significant bits (2^-17 relative each), so
+					// 1e-4 leaves room for sums of 4096.
 					tol := 1e-5
 					if dt == BF16 && n > dev.gemvRows {
 						tol = 1e-4
@@ -105,7 +116,7 @@ func TestMatMul(t *testing.T) {
 					if e := maxRel(got, want); !(e <= tol) {
 						t.Errorf("%dx%d %v n=%d: max rel error %.3g > %g", sh.rows, sh.cols, dt.suffix(), n, e, tol)
 					} else if sh.cols == 4096 {
-						t.Logf("%dx%d %v n=%d gemv≤%d: max rel error %.3g", sh.rows, sh.cols, dt.suffix(), n, gr, e)
+						t.Logf("%dx%d %v n=%d gemv≤%d mma≤%d/%d deep=%d: max rel error %.3g", sh.rows, sh.cols, dt.suffix(), n, gr, set[1], set[2], set[3], e)
 					}
 				}
 			}
@@ -236,5 +247,236 @@ func TestSample(t *testing.T) {
 		if id != 1 && id != 3 {
 			t.Fatalf("min-p let token %d through", id)
 		}
+	}
+}
+
+// TestMMAExperts compares the tensor-core kernel over per-expert slot
+// lists (the MoE path of decode batches) with the CPU product of each
+// slot's expert and row: 200 weight rows (not a multiple of 16), 1064
+// columns (eight unrolled steps of 128, one of 32, a last of 8), experts
+// with 37 slots (two passes), none, 6 and 1, x rows shared by two slots
+// (xdiv 2) and one each, with and without column splits.
+func TestMMAExperts(t *testing.T) {
+	dev := gpu(t)
+	defer func(b int, d, w bool) { dev.mmaBlocks, dev.mmaDeep, dev.mmaWide = b, d, w }(dev.mmaBlocks, dev.mmaDeep, dev.mmaWide)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const E, rows, cols = 4, 200, 1064
+	counts := []int{37, 0, 6, 1}
+	slots := 0
+	for _, c := range counts {
+		slots += c
+	}
+	// A random expert for each slot, with the counts above.
+	var expertOf []int
+	for e, c := range counts {
+		for range c {
+			expertOf = append(expertOf, e)
+		}
+	}
+	rng.Shuffle(len(expertOf), func(i, j int) { expertOf[i], expertOf[j] = expertOf[j], expertOf[i] })
+	off := make([]int32, E+1)
+	var list []int32
+	for e := range E {
+		off[e] = int32(len(list))
+		for s, x := range expertOf {
+			if x == e {
+				list = append(list, int32(s))
+			}
+		}
+	}
+	off[E] = int32(len(list))
+	ints := make([]float32, 0, E+1+slots) // int32 bits in a float buffer for upload
+	for _, v := range append(off, list...) {
+		ints = append(ints, math.Float32frombits(uint32(v)))
+	}
+	lists := upload(t, dev, ints)
+
+	wv := randVec(rng, E*rows*cols)
+	cw := make([]*kernels.Matrix, E)
+	all := &kernels.Matrix{Rows: E * rows, Cols: cols, DType: kernels.BF16, BF16: make([]uint16, len(wv))}
+	for i, v := range wv {
+		all.BF16[i] = kernels.F32ToBF16(v)
+	}
+	for e := range E {
+		cw[e] = &kernels.Matrix{Rows: rows, Cols: cols, DType: kernels.BF16, BF16: all.BF16[e*rows*cols : (e+1)*rows*cols]}
+	}
+	m := &Model{Dev: dev}
+	defer m.Close()
+	gw, err := m.matrix("experts", all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, xdiv := range []int{2, 1} {
+		// no column splits, then the most; 4 steps in flight, 8, and 32 rows a warp
+		for _, mb := range []int{0, 1000, -1, -2, -1002} {
+			dev.mmaBlocks, dev.mmaDeep, dev.mmaWide = max(mb, 0)+max(-mb-2, 0), mb == -1, mb <= -2
+			nx := (slots + xdiv - 1) / xdiv
+			x := randVec(rng, nx*cols)
+			xb := upload(t, dev, x)
+			xs := poisoned(t, dev, nx*cols) // nx·2·cols bf16
+			if err := dev.launch("split_rows", [2]int{blocks(int64(nx*cols), 256)}, 256, xs.Ptr, xb.Ptr, ia(cols), la(int64(nx))); err != nil {
+				t.Fatal(err)
+			}
+			yb := poisoned(t, dev, slots*rows)
+			var part Buf
+			if err := dev.mma(yb.Ptr, gw.Ptr, int64(rows*cols), E, 3, lists.Ptr, lists.Ptr+uint64(4*(E+1)), xs.Ptr, xdiv, rows, cols, 0, int64(slots), &part, dev.mmaWide); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, slots*rows)
+			if err := dev.DownloadF32(got, yb, 0); err != nil {
+				t.Fatal(err)
+			}
+			dev.Free(&part)
+			want := make([]float32, slots*rows)
+			for s, e := range expertOf {
+				r := s / xdiv
+				kernels.MatMul(want[s*rows:(s+1)*rows], x[r*cols:(r+1)*cols], 1, cw[e])
+			}
+			// x to 16 significant bits (the split), float32 sums of 1064
+			// terms: as TestMatMul's split path.
+			if e := maxRel(got, want); !(e <= 1e-4) {
+				t.Errorf("xdiv %d, %d blocks/SM, deep %v, wide %v: max rel error %.3g", xdiv, dev.mmaBlocks, dev.mmaDeep, dev.mmaWide, e)
+			} else {
+				t.Logf("xdiv %d, %d blocks/SM, deep %v, wide %v: max rel error %.3g", xdiv, dev.mmaBlocks, dev.mmaDeep, dev.mmaWide, e)
+			}
+		}
+	}
+}
+
+// sampleRef is the CPU sampler's filtering (sample.Sampler: temperature,
+// top-k, top-p, min-p, in that order, ids ordered by logit descending and
+// id ascending) in plain float64: the probability of each id kept.
+func sampleRef(l []float32, o SampleOptions) map[int]float64 {
+	inv := 1 / o.Temperature
+	x := make([]float32, len(l))
+	ids := make([]int, len(l))
+	for i, v := range l {
+		x[i] = v * inv
+		ids[i] = i
+	}
+	sort.Slice(ids, func(a, b int) bool {
+		va, vb := x[ids[a]], x[ids[b]]
+		return va > vb || va == vb && ids[a] < ids[b]
+	})
+	if o.TopK > 0 && o.TopK < len(ids) {
+		ids = ids[:o.TopK]
+	}
+	maxv := x[ids[0]]
+	p := make(map[int]float64, len(ids))
+	sum := 0.0
+	for _, id := range ids {
+		p[id] = math.Exp(float64(x[id] - maxv))
+		sum += p[id]
+	}
+	if o.TopP > 0 && o.TopP < 1 {
+		target, acc := float64(o.TopP)*sum, 0.0
+		for n, id := range ids {
+			acc += p[id]
+			if acc >= target {
+				for _, drop := range ids[n+1:] {
+					delete(p, drop)
+				}
+				break
+			}
+		}
+	}
+	sum = 0
+	for id, v := range p {
+		if v < float64(o.MinP) {
+			delete(p, id)
+			continue
+		}
+		sum += v
+	}
+	for id := range p {
+		p[id] /= sum
+	}
+	return p
+}
+
+// TestSampleTop draws with top-k, top-p and min-p on the GPU (Model.Sample)
+// and checks every draw against the CPU sampler's kept set and the
+// frequencies against its probabilities, on logits with many ties at the
+// thresholds (quarter steps), and the kept set alone on a vocabulary of
+// 50257 untied logits. The reference filter is checked against
+// sample.Sampler's own draws first.
+func TestSampleTop(t *testing.T) {
+	dev, _ := testDevice() // the CPU half runs without a GPU
+	for _, tc := range []struct {
+		V, rows, steps int
+		ties           bool
+		o              SampleOptions
+	}{
+		{1000, 256, 40, true, SampleOptions{Temperature: 1, TopK: 1}},
+		{1000, 256, 40, true, SampleOptions{Temperature: 0.7, TopK: 37}},
+		{1000, 256, 40, true, SampleOptions{Temperature: 1.3, TopP: 0.6}},
+		{1000, 256, 40, true, SampleOptions{Temperature: 0.9, TopK: 200, TopP: 0.9, MinP: 0.02}},
+		{50257, 64, 4, false, SampleOptions{Temperature: 1, TopK: 50, TopP: 0.95}},
+		{50257, 64, 4, false, SampleOptions{Temperature: 0.6, TopP: 0.5}},
+	} {
+		rng := rand.New(rand.NewPCG(uint64(tc.V), uint64(tc.o.TopK)))
+		row := randVec(rng, tc.V)
+		if tc.ties {
+			for i := range row {
+				row[i] = float32(math.Round(float64(row[i])*4)) / 4
+			}
+		}
+		ref := sampleRef(row, tc.o)
+		cpu := sample.New(sample.Params{Temperature: tc.o.Temperature, TopK: tc.o.TopK, TopP: tc.o.TopP, MinP: tc.o.MinP, Seed: 1}, tc.V)
+		for range 50000 / tc.V * 10 {
+			if id := cpu.Sample(row); ref[id] == 0 {
+				t.Fatalf("%+v: the CPU sampler drew %d, outside the reference's kept set", tc.o, id)
+			}
+		}
+		if dev == nil {
+			continue
+		}
+		rep := make([]float32, tc.rows*tc.V)
+		for r := 0; r < tc.rows; r++ {
+			copy(rep[r*tc.V:], row)
+		}
+		m := &Model{Dev: dev, Config: &model.Config{VocabSize: tc.V}}
+		m.ws.logits = upload(t, dev, rep)
+		m.ws.ids = upload(t, dev, make([]float32, tc.rows))
+		m.ws.nhead = tc.rows
+		count := map[int]float64{}
+		n := 0
+		for step := 0; step < tc.steps; step++ {
+			o := tc.o
+			o.Seed, o.Step = 7, uint64(step)
+			ids, err := m.Sample(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range ids {
+				if ref[id] == 0 {
+					t.Fatalf("%+v: drew %d, which the CPU sampler filters out", tc.o, id)
+				}
+				count[id]++
+				n++
+			}
+		}
+		dev.Free(&m.ws.logits)
+		dev.Free(&m.ws.ids)
+		if !tc.ties {
+			t.Logf("V=%d %+v: %d draws, all kept (%d ids kept)", tc.V, tc.o, n, len(ref))
+			continue
+		}
+		worst := 0.0
+		for id, p := range ref {
+			// 5 standard errors of a frequency over n draws.
+			se := math.Sqrt(p * (1 - p) / float64(n))
+			d := math.Abs(count[id]/float64(n) - p)
+			if d > 5*se+1e-9 {
+				t.Errorf("%+v: id %d drawn with frequency %.4f, the CPU sampler's probability %.4f", tc.o, id, count[id]/float64(n), p)
+			}
+			if se > 0 {
+				worst = max(worst, d/se)
+			}
+		}
+		t.Logf("V=%d %+v: %d draws over %d kept ids, largest deviation %.2f standard errors", tc.V, tc.o, n, len(ref), worst)
+	}
+	if dev == nil {
+		gpu(t) // skips, or fails under JAMBA_REQUIRE_GPU
 	}
 }

@@ -27,7 +27,8 @@ type Model struct {
 	nMamba      int
 	allocs      []Buf // every weight allocation, for Close
 
-	ws workspace
+	ws   workspace
+	prof *profiler // stage timing of a measurement, else nil
 }
 
 type layer struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/safetensors"
+	"github.com/jamba-go/jamba/sample"
 )
 
 // logitTol is the required agreement of GPU and CPU logits: 1e-3 of the
@@ -66,14 +67,26 @@ func newPair(t *testing.T, cm *model.Model) *pair {
 // at their extremes, so that every path meets every batch size.
 func TestAwkwardModel(t *testing.T) {
 	dev := gpu(t)
-	defer func(g, m, u, d int) {
-		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows = g, m, u, d
-	}(dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows)
-	for _, lim := range [][4]int{{dev.gemvRows, dev.moeRows, 0, dev.moeDenseRows}, {gemvMax, gemvMax, 1, moeMax + 1}, {0, 0, 0, 2}} {
-		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows = lim[0], lim[1], lim[2], lim[3]
+	defer func(g, m, u, d, mm, me, mn, sc int, wide bool) {
+		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows, dev.mmaRows, dev.moeMMARows, dev.moeMMAMin, dev.scanChanSeqs, dev.mmaWide = g, m, u, d, mm, me, mn, sc, wide
+	}(dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows, dev.mmaRows, dev.moeMMARows, dev.moeMMAMin, dev.scanChanSeqs, dev.mmaWide)
+	dev.moeMMAMin = 2
+	// The tensor-core kernels for 2–64 rows where the widths allow (the
+	// experts' default), then the matrix-vector and grouped kernels, then
+	// cuBLAS and the all-experts path.
+	for _, lim := range [][7]int{{dev.gemvRows, dev.moeRows, 0, dev.moeDenseRows, mmaMax, mmaMax, 0}, {dev.gemvRows, dev.moeRows, 0, dev.moeDenseRows, mmaMax, mmaMax, 1},
+		{gemvMax, gemvMax, 1, moeMax + 1, 0, 0, 0}, {0, 0, 0, 2, 0, 0, 0}} {
+		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows, dev.mmaRows, dev.moeMMARows = lim[0], lim[1], lim[2], lim[3], lim[4], lim[5]
+		dev.mmaWide = lim[6] == 1
+		// Decode steps of the batch of three: one thread per channel in
+		// the first two settings, lanes per channel in the others.
+		dev.scanChanSeqs = 1
+		if lim[4] == 0 {
+			dev.scanChanSeqs = 1 << 30
+		}
 		for _, aligned := range []bool{false, true} {
 			for _, dtype := range []string{"f32", "bf16"} {
-				t.Run(fmt.Sprintf("gemv%d/moe%d/unroll%d/dense%d/aligned=%v/%s", lim[0], lim[1], lim[2]+1, lim[3], aligned, dtype), func(t *testing.T) {
+				t.Run(fmt.Sprintf("gemv%d/moe%d/unroll%d/dense%d/mma%d/moemma%d/wide%d/aligned=%v/%s", lim[0], lim[1], lim[2]+1, lim[3], lim[4], lim[5], lim[6], aligned, dtype), func(t *testing.T) {
 					c := awkwardConfig(aligned)
 					dir := t.TempDir()
 					if err := model.WriteInit(c, dir, dtype, 7, nil); err != nil {
@@ -319,6 +332,17 @@ func TestFixtures(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(ref.Greedy) {
 				t.Errorf("greedy on the GPU:\n got %v\nwant %v", got, ref.Greedy)
 			}
+			// A sampler with top-k 1 takes the same tokens through the GPU's
+			// top-k kernel (Generate samples on the GPU for samplers
+			// without penalties).
+			smp := sample.New(sample.Params{Temperature: 1, TopK: 1, Seed: 3}, cm.Config.VocabSize)
+			got, _, err = p.gpu.Generate(context.Background(), prompt, model.GenerateOptions{MaxTokens: len(ref.Greedy), IgnoreEOS: true, Sampler: smp}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(ref.Greedy) {
+				t.Errorf("top-k 1 on the GPU:\n got %v\nwant %v", got, ref.Greedy)
+			}
 		})
 	}
 }
@@ -365,4 +389,63 @@ func logitRows(all bool) model.LogitRows {
 		return model.AllLogits
 	}
 	return model.LastLogits
+}
+
+// TestDecodeAllocs: a steady decode step (Forward over one token per
+// sequence, then Sample, or Logits for samplers on the host) allocates
+// nothing on the host once the buffers have grown, at batch 1 and 4 and
+// through the matrix-vector, tensor-core and grouped-expert paths.
+func TestDecodeAllocs(t *testing.T) {
+	dev := gpu(t)
+	c := awkwardConfig(true)
+	dir := t.TempDir()
+	if err := model.WriteInit(c, dir, "bf16", 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	cm, err := model.Load(dir, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Close()
+	gm, err := Upload(dev, cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gm.Close()
+	for _, b := range []int{1, 4} {
+		in := make([]SeqInput, b)
+		for i := range in {
+			s, err := gm.NewSeq(256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Free()
+			in[i] = SeqInput{Tokens: []int{5 + i}, Cache: s}
+		}
+		k := 0
+		step := func() {
+			if err := gm.Forward(in); err != nil {
+				t.Fatal(err)
+			}
+			ids, err := gm.Sample(SampleOptions{Temperature: 0.8, TopK: 20, TopP: 0.9, Seed: 1, Step: uint64(k)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := gm.Logits(0); err != nil {
+				t.Fatal(err)
+			}
+			for i := range in {
+				in[i].Tokens[0] = ids[i]
+			}
+			k++
+		}
+		for range 3 {
+			step()
+		}
+		if a := testing.AllocsPerRun(20, step); a != 0 {
+			t.Errorf("batch %d: %.1f allocations per decode step", b, a)
+		} else {
+			t.Logf("batch %d: no allocations per decode step", b)
+		}
+	}
 }

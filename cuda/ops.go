@@ -1,9 +1,6 @@
 package cuda
 
-import (
-	"fmt"
-	"unsafe"
-)
+import "fmt"
 
 // DType of a device weight matrix.
 type DType uint8
@@ -70,6 +67,10 @@ var gemvNames = func() (t [2][gemvMax + 1]string) {
 	return
 }()
 
+// moeGemvNames[dtype] names the one-token expert kernels (constants: a
+// name built per call would allocate in the decode loop).
+var moeGemvNames = [2]string{"gemv_moe_f32", "gemv_moe_bf16"}
+
 // maxSplits bounds the key splits of attention over long caches.
 const maxSplits = 256
 
@@ -88,6 +89,9 @@ const groupWarps = 4
 // matrix-vector kernels, no copy to the host); more rows group on the host
 // for cuBLAS.
 const moeMax = 64
+
+// mmaMax bounds the rows of the tensor-core matrix-vector path.
+const mmaMax = 64
 
 // gemvMax is the most rows of x the matrix-vector kernels take at once.
 const gemvMax = 8
@@ -127,6 +131,16 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 	if dev.enter() {
 		defer dev.leave()
 	}
+	if n <= dev.mmaRows && dev.mmaFits(w) && n > dev.gemvRows {
+		elems := int64(n) * int64(w.Cols)
+		if err := dev.growBuf(&s.hi, 4*elems); err != nil {
+			return err
+		}
+		if err := dev.launch("split_rows", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, x, ia(w.Cols), la(int64(n))); err != nil {
+			return err
+		}
+		return dev.mma(y, w.Ptr, 0, 1, 1, 0, 0, s.hi.Ptr, 1, w.Rows, w.Cols, n, int64(n), &s.y2, dev.mmaWide)
+	}
 	if n <= dev.gemvRows {
 		nt := 1
 		for nt < n {
@@ -139,13 +153,9 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		return dev.launch(gemvNames[w.DType][nt], [2]int{blocks(int64(w.Rows), rpb)}, 32*gemvWarps,
 			y, w.Ptr, x, ia(w.Rows), ia(w.Cols), ia(n))
 	}
-	one, zero := float32(1), float32(0)
-	b := dev.b
 	m, k := int32(w.Rows), int32(w.Cols)
 	if w.DType == F32 {
-		return cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(n), k,
-			unsafe.Pointer(&one), w.Ptr, cudaR32F, k, x, cudaR32F, k, unsafe.Pointer(&zero), y, cudaR32F, m,
-			cublasCompute32F, cublasGemmDefault))
+		return dev.gemm(cublasOpT, cublasOpN, m, int32(n), k, w.Ptr, cudaR32F, k, x, cudaR32F, k, false, y, cudaR32F, m, cublasCompute32F)
 	}
 	elems := int64(n) * int64(w.Cols)
 	if err := dev.growBuf(&s.hi, 4*elems); err != nil {
@@ -160,9 +170,8 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, s.hi.Ptr+uint64(2*elems), x, la(elems)); err != nil {
 			return err
 		}
-		if err := cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(2*n), k,
-			unsafe.Pointer(&one), w.Ptr, cudaR16BF, k, s.hi.Ptr, cudaR16BF, k, unsafe.Pointer(&zero), s.y2.Ptr, cudaR32F, m,
-			cublasCompute32F, cublasGemmDefault)); err != nil {
+		if err := dev.gemm(cublasOpT, cublasOpN, m, int32(2*n), k, w.Ptr, cudaR16BF, k, s.hi.Ptr, cudaR16BF, k, false,
+			s.y2.Ptr, cudaR32F, m, cublasCompute32F); err != nil {
 			return err
 		}
 		out := int64(n) * int64(w.Rows)
@@ -172,21 +181,17 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 	if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, lo, x, la(elems)); err != nil {
 		return err
 	}
-	if err := cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(n), k,
-		unsafe.Pointer(&one), w.Ptr, cudaR16BF, k, s.hi.Ptr, cudaR16BF, k, unsafe.Pointer(&zero), y, cudaR32F, m,
-		cublasCompute32F, cublasGemmDefault)); err != nil {
+	if err := dev.gemm(cublasOpT, cublasOpN, m, int32(n), k, w.Ptr, cudaR16BF, k, s.hi.Ptr, cudaR16BF, k, false, y, cudaR32F, m, cublasCompute32F); err != nil {
 		return err
 	}
-	return cublasCheck("cublasGemmEx", b.gemmEx(dev.blas, cublasOpT, cublasOpN, m, int32(n), k,
-		unsafe.Pointer(&one), w.Ptr, cudaR16BF, k, lo, cudaR16BF, k, unsafe.Pointer(&one), y, cudaR32F, m,
-		cublasCompute32F, cublasGemmDefault))
+	return dev.gemm(cublasOpT, cublasOpN, m, int32(n), k, w.Ptr, cudaR16BF, k, lo, cudaR16BF, k, true, y, cudaR32F, m, cublasCompute32F)
 }
 
 // moeGemv computes y[s] = W_{idx[s]} · x[s / xdiv] for slots s < nslots
 // (one token's experts), where W holds E matrices of rows×cols, estride
 // elements apart.
 func (dev *Device) moeGemv(y uint64, W uint64, dt DType, estride int64, idx, x uint64, xdiv, nslots, rows, cols int) error {
-	return dev.launch("gemv_moe_"+dt.suffix(), [2]int{blocks(int64(rows), gemvWarps), nslots}, 32*gemvWarps,
+	return dev.launch(moeGemvNames[dt], [2]int{blocks(int64(rows), gemvWarps), nslots}, 32*gemvWarps,
 		y, W, la(estride), idx, x, ia(xdiv), ia(rows), ia(cols))
 }
 
@@ -199,7 +204,53 @@ func (dev *Device) groupedGemv(y uint64, W uint64, dt DType, estride int64, maxW
 		y, W, la(estride), off, list, work, x, ia(xdiv), ia(rows), ia(cols))
 }
 
+// mmaWarps is MMA_WARPS in jamba.cu: the warps of an mma_bf16 block, 16
+// weight rows each.
+const mmaWarps = 4
+
+// mmaFits reports whether the tensor-core kernel takes w: bfloat16 rows of
+// a multiple of 8 columns (16-byte loads).
+func (dev *Device) mmaFits(w *Matrix) bool { return w.DType == BF16 && w.Cols%8 == 0 }
+
+// mma runs mma_bf16: y[s][r] = W_e[r] · x[s / xdiv] for the slots of each
+// of experts matrices (estride elements apart; off, list from moe_lists,
+// or off = 0 for one matrix over slots 0 .. n−1), x split into xs by
+// split_rows; total is the number of slots (rows of y), active the number
+// of matrices expected to have slots; wide picks mma_bf16_wide. When the weight
+// rows give too few blocks to keep the GPU's memory busy, the columns are
+// split over several blocks whose partial sums go through part.
+func (dev *Device) mma(y, W uint64, estride int64, experts, active int, off, list, xs uint64, xdiv, rows, cols, n int, total int64, part *Buf, wide bool) error {
+	name, mt := "mma_bf16", 1
+	switch {
+	case wide:
+		name, mt = "mma_bf16_wide", 2
+	case dev.mmaDeep:
+		name = "mma_bf16_deep"
+	}
+	rb := blocks(int64(rows), 16*mmaWarps*mt)
+	splits, have := 1, rb*active
+	if target := dev.mmaBlocks * dev.SMs; have < target {
+		splits = max(1, min((target+have-1)/have, cols/256))
+	}
+	kchunk := (cols + splits - 1) / splits
+	kchunk = (kchunk + 127) &^ 127
+	splits = (cols + kchunk - 1) / kchunk
+	if splits > 1 {
+		if err := dev.growBuf(part, 4*int64(splits)*total*int64(rows)); err != nil {
+			return err
+		}
+	}
+	if err := dev.launch3(name, [3]int{rb, experts, splits}, 32*mmaWarps,
+		y, part.Ptr, W, la(estride), off, list, xs, ia(xdiv), ia(rows), ia(cols), ia(n), la(total), ia(kchunk)); err != nil {
+		return err
+	}
+	if splits == 1 {
+		return nil
+	}
+	return dev.launch("sum_parts", [2]int{blocks(total*int64(rows), 256)}, 256, y, part.Ptr, la(total*int64(rows)), ia(splits))
+}
+
 // RMSNorm writes out[r] = rmsnorm(h[r] (+= delta[r] when delta ≠ 0)) · w for rows of n.
 func (dev *Device) RMSNorm(out, h, delta, w uint64, rows, n int, eps float32) error {
-	return dev.launch("rmsnorm", [2]int{rows}, 256, out, h, delta, w, ia(n), fa(eps))
+	return dev.launch("rmsnorm", [2]int{rows}, 512, out, h, delta, w, ia(n), fa(eps))
 }

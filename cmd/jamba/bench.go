@@ -86,6 +86,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	config := fs.String("config", "", "with --device cuda: a config.json whose shape gets random bf16 weights made on the GPU (no checkpoint)")
 	batches := fs.String("batches", "1,8,32", "with --device cuda: decode batch sizes to time, comma-separated")
 	ctxTokens := fs.Int("context", 0, "time decode at batch 1 after this many tokens of (random) context")
+	stages := fs.Bool("stages", false, "with --device cuda: also split each batch's decode step by stage (device time between CUDA events)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	fs.Visit(func(f *flag.Flag) { promptSet = promptSet || f.Name == "prompt-tokens" })
 	switch *device {
 	case "cuda":
-		return benchCUDA(*mf.model, *config, *nPrompt, *nGen, *batches, *ctxTokens, *seed, *asJSON, stdout, stderr)
+		return benchCUDA(*mf.model, *config, *nPrompt, *nGen, *batches, *ctxTokens, *seed, *stages, *asJSON, stdout, stderr)
 	case "", "cpu":
 		if *config != "" {
 			return fmt.Errorf("%w: --config needs --device cuda", errUsage)

@@ -53,7 +53,7 @@ func onDevice(device string, m *model.Model, opts model.Options, stderr io.Write
 
 // benchCUDA is `jamba bench --device cuda`: the model's weights, or random
 // ones made on the GPU for --config, then cuda.Bench.
-func benchCUDA(dir, config string, prompt, gen int, batches string, ctxTokens int, seed uint64, asJSON bool, stdout, stderr io.Writer) error {
+func benchCUDA(dir, config string, prompt, gen int, batches string, ctxTokens int, seed uint64, stages, asJSON bool, stdout, stderr io.Writer) error {
 	var bs []int
 	for _, s := range strings.Split(batches, ",") {
 		b, err := strconv.Atoi(strings.TrimSpace(s))
@@ -97,7 +97,7 @@ func benchCUDA(dir, config string, prompt, gen int, batches string, ctxTokens in
 		}
 	}
 	defer gm.Close()
-	r, err := cuda.Bench(gm, cuda.BenchOptions{PromptTokens: prompt, GenTokens: gen, Batches: bs, Context: ctxTokens, Seed: seed, Progress: stderr})
+	r, err := cuda.Bench(gm, cuda.BenchOptions{PromptTokens: prompt, GenTokens: gen, Batches: bs, Context: ctxTokens, Seed: seed, Profile: stages, Progress: stderr})
 	if err != nil {
 		return err
 	}
@@ -126,6 +126,15 @@ func benchCUDA(dir, config string, prompt, gen int, batches string, ctxTokens in
 	for _, b := range keys {
 		k := strconv.Itoa(b)
 		fmt.Fprintf(w, "%-30s %12.1f tok/s (%.2f ms/step)\n", fmt.Sprintf("decode, batch %d", b), r.Decode[k], r.DecodeMsPerStep[k])
+		p := r.ProfileMs[k]
+		names := make([]string, 0, len(p))
+		for s := range p {
+			names = append(names, s)
+		}
+		sort.Slice(names, func(i, j int) bool { return p[names[i]] > p[names[j]] })
+		for _, s := range names {
+			fmt.Fprintf(w, "    %-26s %12.3f ms\n", s, p[s])
+		}
 	}
 	fmt.Fprintf(w, "%-30s %12.1f tok/s\n", "decode roofline (batch 1)", r.RooflineTokPerS)
 	fmt.Fprintf(w, "%-30s %12.2f\n", "fraction of roofline", r.RooflineFraction)

@@ -57,11 +57,42 @@ extern "C" __global__ void embed_bf16(float *h, const bf16 *E, const int *tok, i
 
 // ---------------------------------------------------------------------------
 // RMSNorm of each row of n floats; with delta != 0, h += delta first (the
-// residual add), written back. One block per row.
+// residual add), written back. One block per row. Rows of up to
+// NORM_VALS·blockDim.x floats stay in registers, every load issued before
+// the first store (the norm of a decode step is latency-bound); longer rows
+// take the loops at the end.
+#define NORM_VALS 16
 extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, const float *w, int n, float eps) {
     __shared__ float red[32];
     long r = blockIdx.x;
     float *x = h + r * n;
+    if (n <= NORM_VALS * (int)blockDim.x) {
+        float v[NORM_VALS], d[NORM_VALS];
+#pragma unroll
+        for (int j = 0; j < NORM_VALS; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            v[j] = i < n ? x[i] : 0.f;
+            d[j] = delta && i < n ? delta[r * n + i] : 0.f;
+        }
+        float ss = 0.f;
+#pragma unroll
+        for (int j = 0; j < NORM_VALS; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (delta && i < n) {
+                v[j] += d[j];
+                x[i] = v[j];
+            }
+            ss += v[j] * v[j];
+        }
+        ss = block_sum(ss, red);
+        float s = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
+#pragma unroll
+        for (int j = 0; j < NORM_VALS; j++) {
+            int i = threadIdx.x + j * blockDim.x;
+            if (i < n) out[r * n + i] = w[i] * (v[j] * s);
+        }
+        return;
+    }
     float ss = 0.f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = x[i];
@@ -212,7 +243,7 @@ extern "C" __global__ void gemv_moe_f32(float *y, const float *W, long estride, 
 }
 
 // Expert products for a few tokens, without a trip to the host. moe_lists
-// (one thread) sorts the n·k routing slots by expert: list[off[e] ..
+// (one warp) sorts the n·k routing slots by expert: list[off[e] ..
 // off[e+1]) are expert e's slots in increasing order; work[0 .. nwork) are
 // (expert, first slot) pairs of chunks of up to 8 slots (nwork = work[-1]:
 // the entry before work). gemv_grouped (grid x: row groups, y: chunks) then
@@ -221,20 +252,40 @@ extern "C" __global__ void gemv_moe_f32(float *y, const float *W, long estride, 
 // chunks run side by side: xdiv = k reads the token's row, xdiv = 1 the
 // slot's own row.
 extern "C" __global__ void moe_lists(int *off, int *list, int *work, const int *idx, int E, int slots) {
-    if (threadIdx.x != 0) return;
-    int o = 0, nw = 0;
-    for (int e = 0; e < E; e++) {
+    // One warp: lane e counts and lists the slots of experts e, e+32, ...
+    // (E ≤ 256); lane 0 lays the experts out in order between the passes.
+    __shared__ int cnt[256], start[257], wstart[257];
+    int lane = threadIdx.x;
+    if (lane >= 32) return;
+    for (int e = lane; e < E; e += 32) {
+        int n = 0;
+        for (int s = 0; s < slots; s++) n += idx[s] == e;
+        cnt[e] = n;
+    }
+    __syncwarp();
+    if (lane == 0) {
+        int o = 0, w = 0;
+        for (int e = 0; e < E; e++) {
+            start[e] = o;
+            wstart[e] = w;
+            o += cnt[e];
+            w += (cnt[e] + 7) / 8;
+        }
+        off[E] = o;
+        work[-1] = w;
+    }
+    __syncwarp();
+    for (int e = lane; e < E; e += 32) {
+        int o = start[e], w = wstart[e];
         off[e] = o;
         for (int s = 0; s < slots; s++)
             if (idx[s] == e) list[o++] = s;
-        for (int j = off[e]; j < o; j += 8) {
-            work[2 * nw] = e;
-            work[2 * nw + 1] = j;
-            nw++;
+        for (int j = start[e]; j < o; j += 8) {
+            work[2 * w] = e;
+            work[2 * w + 1] = j;
+            w++;
         }
     }
-    off[E] = o;
-    work[-1] = nw;
 }
 
 template <int NT, typename T, int U>
@@ -464,13 +515,16 @@ extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dt
                                     const float *z, long ldz, const float *bc, int P, int R,
                                     const float *A, const float *D, float *const *ssm, const int *sstart,
                                     int Di, int N, int lpc, int nseq) {
-    long g = (long)blockIdx.x * blockDim.x + threadIdx.x;
-    long ch = g / lpc;
-    int n = g % lpc;
-    if (ch >= (long)nseq * Di) return; // whole groups leave together: lpc divides 32
+    // 32-bit index arithmetic (nseq·Di·lpc < 2^31, checked by the caller):
+    // the decode step of a batch runs this once per row, and 64-bit
+    // divisions would dominate it.
+    int g = blockIdx.x * blockDim.x + threadIdx.x;
+    int ch = g / lpc;
+    int n = g & (lpc - 1);
+    if (ch >= nseq * Di) return; // whole groups leave together: lpc divides 32
     int lane = threadIdx.x & 31;
-    unsigned mask = lpc == 32 ? 0xffffffffu : ((1u << lpc) - 1) << (lane / lpc * lpc);
-    int s = ch / Di, c = ch % Di;
+    unsigned mask = lpc == 32 ? 0xffffffffu : ((1u << lpc) - 1) << (lane & ~(lpc - 1));
+    int s = ch / Di, c = ch - s * Di;
     bool on = n < N;
     float *h = ssm[s] + (long)c * N;
     float hn = on ? h[n] : 0.f;
@@ -492,6 +546,48 @@ extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dt
         }
     }
     if (on) h[n] = hn;
+}
+
+// The same scan with one thread per (sequence, channel) and the N ≤ 16
+// states in registers, for decode batches: scan_fwd's lanes per channel
+// would each repeat the softplus, the gate and the index arithmetic, which
+// makes it compute-bound there (measured: 8% of the memory bandwidth at 32
+// sequences). The sum over the states runs in order.
+extern "C" __global__ void scan_chan(float *y, const float *draw, const float *dtb, const float *x,
+                                     const float *z, long ldz, const float *bc, int P, int R,
+                                     const float *A, const float *D, float *const *ssm, const int *sstart,
+                                     int Di, int N, int nseq) {
+    int g = blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= nseq * Di) return;
+    int s = g / Di, c = g - s * Di;
+    float h[16], a[16];
+    float *hp = ssm[s] + (long)c * N;
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+        h[n] = n < N ? hp[n] : 0.f;
+        a[n] = n < N ? A[(long)c * N + n] : 0.f;
+    }
+    float bias = dtb[c], dd = D[c];
+    int r0 = sstart[s], r1 = sstart[s + 1];
+    for (int r = r0; r < r1; r++) {
+        float raw = draw[(long)r * Di + c] + bias;
+        float d = raw > 20.f ? raw : log1pf(expf(raw));
+        float xv = x[(long)r * Di + c];
+        const float *B = bc + (long)r * P + R, *C = B + N;
+        float v = 0.f;
+#pragma unroll
+        for (int n = 0; n < 16; n++) {
+            if (n < N) {
+                h[n] = expf(d * a[n]) * h[n] + (d * xv) * B[n];
+                v += h[n] * C[n];
+            }
+        }
+        float zv = z[(long)r * ldz + c];
+        y[(long)r * Di + c] = (v + dd * xv) * (zv / (1.f + expf(-zv)));
+    }
+#pragma unroll
+    for (int n = 0; n < 16; n++)
+        if (n < N) hp[n] = h[n];
 }
 
 // ---------------------------------------------------------------------------
@@ -757,4 +853,418 @@ extern "C" __global__ void moe_dense_combine(float *out, const float *eo2, const
         s += wt[t * k + j] * (eo2[(e * 2 * n + t) * H + c] + eo2[(e * 2 * n + n + t) * H + c]);
     }
     out[i] = s;
+}
+
+// ---------------------------------------------------------------------------
+// Tensor-core products for a few rows of x (decode batches), weights read
+// once: y[s][r] = W_e[r] · x[s / xdiv] for every slot s of expert e. With
+// off ≠ null the slots of expert e = blockIdx.y are list[off[e] ..
+// off[e+1]) (moe_lists); with off = null there is one matrix and the slots
+// are 0 .. n−1. x arrives split into bfloat16 halves, xs[row][2][cols]
+// (hi = bf16(x), then lo = bf16(x − hi), split_rows), so the product keeps x
+// to about 16 significant bits as the split cuBLAS path does.
+//
+// Each warp computes 16 weight rows with mma.m16n8k16 (bf16 in, float32
+// accumulation): the 8 columns of the B tile are 4 slots × (hi, lo), and
+// the two halves of a slot are added at the end. Inside each step of 32
+// columns the k order is permuted alike in both operands, so that every
+// thread loads 8 consecutive columns of a weight row (and of x) with one
+// 16-byte load: thread (g, c) of the warp holds columns 8c .. 8c+7 of rows
+// g and g+8, the first four feeding the first mma and the last four the
+// second. cols must be a multiple of 8 (16-byte rows). The columns may be
+// split over gridDim.z blocks (kchunk each, a multiple of 32) that write
+// partial sums to part[z][total][rows], added in order by sum_parts.
+#define MMA_WARPS 4
+
+__device__ __forceinline__ void mma16816(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                         uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// mma_step multiplies one 32-column step: a (row g) and b (row g+8) of the
+// weights, xv[j] the x columns of tile j.
+template <int NT>
+__device__ __forceinline__ void mma_step(float (&acc)[NT][4], uint4 a, uint4 b, const uint4 (&xv)[NT]) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        mma16816(acc[j], a.x, b.x, a.y, b.y, xv[j].x, xv[j].y);
+        mma16816(acc[j], a.z, b.z, a.w, b.w, xv[j].z, xv[j].w);
+    }
+}
+
+// mma_pass computes slots p .. p+min(4·NT, m−p)−1 of the list (sl, or the
+// identity) for the warp's 16·MT rows from r0, columns k0 .. k1, into out
+// (row stride rows), loading U steps of 32 columns of weights at once. With
+// MT = 2 each load of x serves two tiles of 16 weight rows.
+template <int NT, int U, int MT>
+__device__ __forceinline__ void mma_pass(float *out, const bf16 *W, int rows, int cols, long r0, const bf16 *xs,
+                                         const int *sl, int p, int m, int xdiv, int k0, int k1, int lane) {
+    int g = lane >> 2, c = lane & 3;
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    const uint4 *xb[NT];
+    bool xok[NT];
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        int t = p + j * 4 + (g >> 1);
+        xok[j] = t < m;
+        int s = sl ? sl[min(t, m - 1)] : min(t, m - 1);
+        xb[j] = (const uint4 *)(xs + ((long)(s / xdiv) * 2 + (g & 1)) * cols + 8 * c);
+    }
+    long ra[MT], rb[MT];
+    bool oka[MT], okb[MT];
+    const uint4 *wa[MT], *wb[MT];
+#pragma unroll
+    for (int t = 0; t < MT; t++) {
+        ra[t] = r0 + 16 * t + g;
+        rb[t] = ra[t] + 8;
+        oka[t] = ra[t] < rows;
+        okb[t] = rb[t] < rows;
+        wa[t] = (const uint4 *)(W + min(ra[t], (long)rows - 1) * cols + 8 * c);
+        wb[t] = (const uint4 *)(W + min(rb[t], (long)rows - 1) * cols + 8 * c);
+    }
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int j = 0; j < NT; j++) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.f;
+    int k = k0;
+    for (; k + 32 * U <= k1; k += 32 * U) {
+        uint4 a[MT][U], b[MT][U];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                int v = (k + 32 * u) >> 3;
+                a[t][u] = oka[t] ? __ldg(wa[t] + v) : zero;
+                b[t][u] = okb[t] ? __ldg(wb[t] + v) : zero;
+            }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            int v = (k + 32 * u) >> 3;
+            uint4 xv[NT];
+#pragma unroll
+            for (int j = 0; j < NT; j++) xv[j] = xok[j] ? xb[j][v] : zero;
+#pragma unroll
+            for (int t = 0; t < MT; t++) mma_step<NT>(acc[t], a[t][u], b[t][u], xv);
+        }
+    }
+    for (; k < k1; k += 32) {
+        bool in = k + 8 * c < k1; // k1 is a multiple of 8: a thread's 8 columns are all in or all out
+        int v = k >> 3;
+        uint4 xv[NT];
+#pragma unroll
+        for (int j = 0; j < NT; j++) xv[j] = xok[j] && in ? xb[j][v] : zero;
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            uint4 a = oka[t] && in ? __ldg(wa[t] + v) : zero;
+            uint4 b = okb[t] && in ? __ldg(wb[t] + v) : zero;
+            mma_step<NT>(acc[t], a, b, xv);
+        }
+    }
+    // Thread (g, c) holds columns 2c (hi) and 2c+1 (lo) of slot p + 4j + c, rows g and g+8 of each tile.
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        int q = p + j * 4 + c;
+        if (q >= m) continue;
+        long s = sl ? sl[q] : q;
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            if (oka[t]) out[s * rows + ra[t]] = acc[t][j][0] + acc[t][j][1];
+            if (okb[t]) out[s * rows + rb[t]] = acc[t][j][2] + acc[t][j][3];
+        }
+    }
+}
+
+// U1: the weight steps in flight for up to 8 slots (2 tiles of x); 4 for
+// more. MT: 16-row tiles per warp.
+template <int U1, int MT>
+__device__ void mma_impl(float *y, float *part, const bf16 *W, long estride, const int *off, const int *list, const bf16 *xs, int xdiv,
+                         int rows, int cols, int n, long total, int kchunk) {
+    int lane = threadIdx.x & 31;
+    long r0 = ((long)blockIdx.x * MMA_WARPS + (threadIdx.x >> 5)) * 16 * MT;
+    if (r0 >= rows) return;
+    const int *sl = nullptr;
+    int m = n;
+    if (off) {
+        int e = blockIdx.y;
+        sl = list + off[e];
+        m = off[e + 1] - off[e];
+        W += (long)e * estride;
+    }
+    int k0 = blockIdx.z * kchunk, k1 = min(cols, k0 + kchunk);
+    float *out = gridDim.z > 1 ? part + (long)blockIdx.z * total * rows : y;
+    constexpr int U2 = MT > 1 ? 2 : 4;
+    for (int p = 0; p < m; p += 32) {
+        int rem = m - p;
+        if (rem > 16)
+            mma_pass<8, U2, MT>(out, W, rows, cols, r0, xs, sl, p, m, xdiv, k0, k1, lane);
+        else if (rem > 8)
+            mma_pass<4, U2, MT>(out, W, rows, cols, r0, xs, sl, p, m, xdiv, k0, k1, lane);
+        else if (rem > 4)
+            mma_pass<2, U1, MT>(out, W, rows, cols, r0, xs, sl, p, m, xdiv, k0, k1, lane);
+        else
+            mma_pass<1, U1, MT>(out, W, rows, cols, r0, xs, sl, p, m, xdiv, k0, k1, lane);
+    }
+}
+
+#define MMA_KERNEL(NAME, U1, MT)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(MMA_WARPS * 32)                                                \
+    NAME(float *y, float *part, const bf16 *W, long estride, const int *off, const int *list, const bf16 *xs,    \
+         int xdiv, int rows, int cols, int n, long total, int kchunk) {                                         \
+        mma_impl<U1, MT>(y, part, W, estride, off, list, xs, xdiv, rows, cols, n, total, kchunk);               \
+    }
+MMA_KERNEL(mma_bf16, 4, 1)      // 16 rows a warp, 4 steps in flight
+MMA_KERNEL(mma_bf16_deep, 8, 1) // 16 rows a warp, 8 steps in flight for few slots
+MMA_KERNEL(mma_bf16_wide, 4, 2) // 32 rows a warp: x read once for both tiles
+
+// y[i] = Σ_z part[z·n + i], z in order: the column splits of mma_bf16.
+extern "C" __global__ void sum_parts(float *y, const float *part, long n, int splits) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = part[i];
+    for (int z = 1; z < splits; z++) s += part[(long)z * n + i];
+    y[i] = s;
+}
+
+// xs[r][0][c] = bf16(x[r][c]), xs[r][1][c] = bf16(x[r][c] − xs[r][0][c]):
+// the split input of mma_bf16, rows of cols.
+extern "C" __global__ void split_rows(bf16 *xs, const float *x, int cols, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n * cols) return;
+    long r = i / cols, c = i % cols;
+    float v = x[i];
+    bf16 h = __float2bfloat16_rn(v);
+    xs[(2 * r) * cols + c] = h;
+    xs[(2 * r + 1) * cols + c] = __float2bfloat16_rn(v - __bfloat162float(h));
+}
+
+// SwiGLU into the split form of mma_bf16: a = act(gu[r][i]) · gu[r][I + i],
+// as[r][0][i] = bf16(a), as[r][1][i] = bf16(a − as[r][0][i]).
+extern "C" __global__ void swiglu_split(bf16 *as, const float *gu, int I, long rows, int code) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * I) return;
+    long r = i / I, c = i % I;
+    const float *g = gu + r * 2 * I;
+    float a = act(g[c], code) * g[I + c];
+    bf16 h = __float2bfloat16_rn(a);
+    as[(2 * r) * I + c] = h;
+    as[(2 * r + 1) * I + c] = __float2bfloat16_rn(a - __bfloat162float(h));
+}
+
+// ---------------------------------------------------------------------------
+// Sampling with top-k and top-p, one block per row of V logits, in the CPU
+// sampler's order (sample.Sampler): x = logit · (1/T); top-k keeps the k
+// first ids in the order (x descending, id ascending); top-p keeps the
+// shortest prefix of those, in the same order, whose probability mass
+// reaches p of theirs; min-p drops ids whose probability is below minp times
+// the largest; the id is then drawn from softmax(x) over what is kept, by
+// the Gumbel-max trick as in sample. Thresholds are found by radix selection
+// over the order-preserving keys of x (four passes of 8 bits), and ties at
+// a threshold are cut by id with a scan over contiguous chunks. topk ≤ 0 or
+// ≥ V and topp ≥ 1 (or ≤ 0) are off. A row with a NaN or infinite logit
+// gets id −1. blockDim.x must be 1024.
+
+__device__ __forceinline__ unsigned fkey(float v) {
+    unsigned b = __float_as_uint(v);
+    return b ^ ((b >> 31) ? 0xffffffffu : 0x80000000u);
+}
+
+// block_scan_excl returns the exclusive prefix sum of v over the block's
+// threads in order and the total (through tot). sh holds 32 ints.
+__device__ int block_scan_excl(int v, int *sh, int *tot) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    int x = v;
+    for (int o = 1; o < 32; o <<= 1) {
+        int y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    __syncthreads();
+    if (lane == 31) sh[w] = x;
+    __syncthreads();
+    int before = 0, all = 0;
+    for (int i = 0; i < nw; i++) {
+        if (i < w) before += sh[i];
+        all += sh[i];
+    }
+    *tot = all;
+    return before + x - v;
+}
+
+struct TopState {
+    float inv;          // 1/T
+    unsigned kt;        // top-k threshold key (ids with a larger key are in)
+    int kcut;           // ids with key == kt are in when id ≤ kcut
+    unsigned pt;        // top-p threshold key
+    int pcut;
+};
+
+__device__ __forceinline__ bool top_kept(const TopState &s, unsigned key, int i) {
+    return (key > s.kt || (key == s.kt && i <= s.kcut)) && (key > s.pt || (key == s.pt && i <= s.pcut));
+}
+
+// tie_cut returns the id of the n-th (from 1) id i in ascending order with
+// fkey(x_i) == key and top_kept so far (st), or V−1 when there are fewer.
+__device__ int tie_cut(const float *l, int V, const TopState &st, unsigned key, int n, int *sh, int *res) {
+    int C = (V + blockDim.x - 1) / blockDim.x;
+    int i0 = threadIdx.x * C, i1 = min(V, i0 + C);
+    int cnt = 0;
+    for (int i = i0; i < i1; i++) {
+        unsigned k = fkey(l[i] * st.inv);
+        cnt += k == key && top_kept(st, k, i);
+    }
+    int tot;
+    int before = block_scan_excl(cnt, sh, &tot);
+    if (threadIdx.x == 0) *res = V - 1;
+    __syncthreads();
+    if (before < n && n <= before + cnt) {
+        int seen = before;
+        for (int i = i0; i < i1; i++) {
+            unsigned k = fkey(l[i] * st.inv);
+            if (k == key && top_kept(st, k, i) && ++seen == n) {
+                *res = i;
+                break;
+            }
+        }
+    }
+    __syncthreads();
+    int r = *res;
+    __syncthreads();
+    return r;
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+sample_top(int *ids, const float *logits, int V, float temp, int topk, float topp, float minp,
+           unsigned long long seed, unsigned long long step) {
+    __shared__ unsigned hist[256];
+    __shared__ double mass[256];
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ int sh[32];
+    __shared__ int res;
+    __shared__ unsigned sdigit;
+    __shared__ double srem;
+    long r = blockIdx.x;
+    const float *l = logits + r * V;
+    TopState st;
+    st.inv = 1.f / temp;
+    st.kt = 0; st.kcut = V; st.pt = 0; st.pcut = V; // everything in
+    int bad = 0;
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = l[i];
+        bad |= !isfinite(v);
+        mx = fmaxf(mx, v * st.inv);
+    }
+    if (__syncthreads_or(bad)) {
+        if (threadIdx.x == 0) ids[r] = -1;
+        return;
+    }
+    // The largest x (kept by every filter).
+    {
+        int bi = 0;
+        block_argmax(mx, bi, sv, si);
+    }
+    if (topk > 0 && topk < V) {
+        unsigned prefix = 0, mask = 0;
+        int want = topk;
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            for (int b = threadIdx.x; b < 256; b += blockDim.x) hist[b] = 0;
+            __syncthreads();
+            for (int i = threadIdx.x; i < V; i += blockDim.x) {
+                unsigned k = fkey(l[i] * st.inv);
+                if ((k & mask) == prefix) atomicAdd(&hist[(k >> shift) & 255], 1u);
+            }
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                int acc = 0, d = 0;
+                for (int b = 255; b >= 0; b--) {
+                    if (acc + (int)hist[b] >= want) {
+                        d = b;
+                        break;
+                    }
+                    acc += hist[b];
+                }
+                sdigit = d;
+                srem = want - acc;
+            }
+            __syncthreads();
+            prefix |= sdigit << shift;
+            mask |= 255u << shift;
+            want = (int)srem;
+            __syncthreads();
+        }
+        st.kt = prefix;
+        st.kcut = V; // provisional: every tie, for tie_cut's count
+        st.kcut = tie_cut(l, V, st, prefix, want, sh, &res);
+    }
+    if (topp > 0.f && topp < 1.f) {
+        double total = 0.0;
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            float x = l[i] * st.inv;
+            if (top_kept(st, fkey(x), i)) total += exp((double)(x - mx));
+        }
+        for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+        if (threadIdx.x == 0) srem = 0;
+        __syncthreads();
+        if ((threadIdx.x & 31) == 0) atomicAdd(&srem, total);
+        __syncthreads();
+        double want = (double)topp * srem;
+        __syncthreads();
+        unsigned prefix = 0, mask = 0;
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            for (int b = threadIdx.x; b < 256; b += blockDim.x) mass[b] = 0.0;
+            __syncthreads();
+            for (int i = threadIdx.x; i < V; i += blockDim.x) {
+                float x = l[i] * st.inv;
+                unsigned k = fkey(x);
+                if ((k & mask) == prefix && top_kept(st, k, i)) atomicAdd(&mass[(k >> shift) & 255], exp((double)(x - mx)));
+            }
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                double acc = 0.0;
+                int d = -1, low = 0;
+                for (int b = 255; b >= 0; b--) {
+                    if (mass[b] > 0.0) low = b;
+                    if (acc + mass[b] >= want && mass[b] > 0.0) {
+                        d = b;
+                        break;
+                    }
+                    acc += mass[b];
+                }
+                if (d < 0) { // rounding left the target above the whole mass: keep all
+                    d = low;
+                    acc -= mass[low];
+                }
+                sdigit = d;
+                srem = want - acc;
+            }
+            __syncthreads();
+            prefix |= sdigit << shift;
+            mask |= 255u << shift;
+            want = srem;
+            __syncthreads();
+        }
+        // Ties at the threshold, each of the same probability, in id order
+        // until the mass is reached.
+        unsigned b = prefix ^ ((prefix >> 31) ? 0x80000000u : 0xffffffffu);
+        double each = exp((double)(__uint_as_float(b) - mx));
+        int n = max(1, (int)ceil(want / each - 1e-9));
+        st.pt = prefix;
+        st.pcut = tie_cut(l, V, st, prefix, n, sh, &res);
+    }
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    unsigned long long base = mix64(seed ^ mix64(step * 0x9e3779b97f4a7c15ull + r));
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float x = l[i] * st.inv;
+        if (!top_kept(st, fkey(x), i)) continue;
+        if (minp > 0.f && exp((double)(x - mx)) < (double)minp) continue;
+        unsigned long long h = mix64(base + (unsigned long long)i);
+        float u = ((float)(h >> 40) + 0.5f) * (1.f / 16777216.f); // (0, 1)
+        argmax_merge(bv, bi, x - logf(-logf(u)), i);
+    }
+    block_argmax(bv, bi, sv, si);
+    if (threadIdx.x == 0) ids[r] = bi;
 }
