@@ -34,7 +34,9 @@ def ours(name):
 
 
 def load_base():
-    m = JambaForCausalLM.from_pretrained(os.path.join(args.dir, "base"), dtype=torch.float32, use_mamba_kernels=False)
+    m = JambaForCausalLM.from_pretrained(os.path.join(args.dir, "base"), dtype=torch.float32, use_mamba_kernels=False,
+                                         # the grouped experts path has no float64 kernel
+                                         experts_implementation="eager")
     return m.to(torch.float64).eval()
 
 
@@ -71,6 +73,9 @@ import transformers, peft  # noqa: E402
 
 res["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
 a, b, c = res["peft"], res["peft-dt"], res["peft-experts"]
+# Ours computes in float32 over 24 positions and 4 layers; float32 rounding
+# alone leaves ~1e-6 of the largest logit (the base check), so 1e-4 is
+# that margin times 100 and still far below an adapter's own effect (>1e-3).
 res["pass"] = (res["base_max_abs_diff_rel"] < 1e-4
                and a["peft_forward_max_abs_diff_rel"] < 1e-4 and a["merge_and_unload_max_abs_diff_rel"] < 1e-4
                and b["merge_and_unload_max_abs_diff_rel"] < 1e-4
