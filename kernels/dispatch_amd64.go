@@ -3,14 +3,50 @@
 package kernels
 
 import (
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
 
-// useAVX2 selects the AVX2/FMA kernels. It is set once at init from the CPU
-// features; tests clear it to run the plain-Go path on the same inputs.
-var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// useAVX2 selects the AVX2/FMA kernels and useAVX512 (which implies
+// useAVX2) the AVX-512 ones. They are set once at init from the CPU
+// features, capped by JAMBA_CPU (see CPUPath); tests lower them to run the
+// other paths on the same inputs (forcePath).
+var useAVX2, useAVX512 = func() (bool, bool) {
+	p := pathFromEnv(bestPath)
+	return p >= pathAVX2, p >= pathAVX512
+}()
+
+// bestPath is the best path the CPU supports.
+var bestPath = func() int {
+	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
+		return pathGeneric
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI {
+		return pathAVX512
+	}
+	return pathAVX2
+}()
+
+// cpuFeatures lists the CPU's features that the paths need, for
+// choosePath's warning.
+func cpuFeatures() string {
+	var f []string
+	for _, c := range []struct {
+		name string
+		has  bool
+	}{{"avx2", cpu.X86.HasAVX2}, {"fma", cpu.X86.HasFMA}, {"avx512f", cpu.X86.HasAVX512F}, {"avx512bw", cpu.X86.HasAVX512BW},
+		{"avx512vl", cpu.X86.HasAVX512VL}, {"avx512dq", cpu.X86.HasAVX512DQ}, {"avx512vnni", cpu.X86.HasAVX512VNNI}} {
+		if c.has {
+			f = append(f, c.name)
+		}
+	}
+	if len(f) == 0 {
+		return "the CPU has none of avx2, fma, avx512f/bw/vl/dq, avx512vnni"
+	}
+	return "the CPU has " + strings.Join(f, " ")
+}
 
 // The wrappers below send the largest multiple of 8 elements to the assembly
 // kernel and finish the tail in Go.
