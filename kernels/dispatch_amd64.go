@@ -561,6 +561,20 @@ func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []f
 	g := dotGeometry[k]
 	nb := rb / g.bytes * g.elems / q8Block
 	_, _, _ = w[n*rb-1], q[nb*q8Block-1], d[nb-1]
+	if useAVX512 && n >= 2 {
+		// Pairs of rows, then the odd last row on its own (the same bits).
+		m := n &^ 1
+		var sp *float32
+		if k == DotQ4K || k == DotQ5K {
+			_ = s[nb-1]
+			sp = &s[0]
+		}
+		blockDot512(k, 1, &y[0], &w[0], m, rb, &q[0], &d[0], sp)
+		if m == n {
+			return
+		}
+		y, w, n = y[m:], w[m*rb:], 1
+	}
 	switch k {
 	case DotQ8_0:
 		dotQ8_0AVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
@@ -590,6 +604,15 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 	nb := rb / g.bytes * g.elems / q8Block
 	_, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nb-1], s[nt*nb-1]
 	_ = y[n*nt-1]
+	if useAVX512 && n >= 2 {
+		// Pairs of rows, then the odd last row on its own (the same bits).
+		m := n &^ 1
+		blockDot512(k, nt, &y[0], &w[0], m, rb, &q[0], &d[0], &s[0])
+		if m == n {
+			return
+		}
+		y, w, n = y[m*nt:], w[m*rb:], 1
+	}
 	var f func(y *float32, w *byte, rows, rb int, q *int16, d *float32)
 	var fk func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)
 	switch k {
@@ -610,6 +633,25 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 		f(&y[0], &w[0], n, rb, &q[0], &d[0])
 	} else {
 		fk(&y[0], &w[0], n, rb, &q[0], &d[0], &s[0])
+	}
+}
+
+// blockDot512 runs the AVX-512 fused kernel of k for nt tokens over rows
+// (even) rows; s is used by Q4_K and Q5_K only.
+func blockDot512(k BlockDot, nt int, y *float32, w *byte, rows, rb int, q *int16, d, s *float32) {
+	switch k {
+	case DotQ8_0:
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX512, dotQ8_0x2AVX512, dotQ8_0x3AVX512, dotQ8_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+	case DotQ4_0:
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX512, dotQ4_0x2AVX512, dotQ4_0x3AVX512, dotQ4_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+	case DotQ5_0:
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ5_0AVX512, dotQ5_0x2AVX512, dotQ5_0x3AVX512, dotQ5_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+	case DotQ6K:
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ6KAVX512, dotQ6Kx2AVX512, dotQ6Kx3AVX512, dotQ6Kx4AVX512}[nt-1](y, w, rows, rb, q, d)
+	case DotQ4K:
+		[...]func(*float32, *byte, int, int, *int16, *float32, *float32){dotQ4KAVX512, dotQ4Kx2AVX512, dotQ4Kx3AVX512, dotQ4Kx4AVX512}[nt-1](y, w, rows, rb, q, d, s)
+	case DotQ5K:
+		[...]func(*float32, *byte, int, int, *int16, *float32, *float32){dotQ5KAVX512, dotQ5Kx2AVX512, dotQ5Kx3AVX512, dotQ5Kx4AVX512}[nt-1](y, w, rows, rb, q, d, s)
 	}
 }
 

@@ -898,3 +898,171 @@ func dotQ5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s
 //
 //go:noescape
 func dotQ6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0AVX512 is dotQ8_0AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0AVX512 is dotQ4_0AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0AVX512 is dotQ5_0AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4KAVX512 is dotQ4KAVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5KAVX512 is dotQ5KAVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6KAVX512 is dotQ6KAVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ6KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x2AVX512 is dotQ8_0x2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x2AVX512 is dotQ4_0x2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x2AVX512 is dotQ5_0x2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx2AVX512 is dotQ4Kx2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx2AVX512 is dotQ5Kx2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx2AVX512 is dotQ6Kx2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ6Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x3AVX512 is dotQ8_0x3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x3AVX512 is dotQ4_0x3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x3AVX512 is dotQ5_0x3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx3AVX512 is dotQ4Kx3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx3AVX512 is dotQ5Kx3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx3AVX512 is dotQ6Kx3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ6Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x4AVX512 is dotQ8_0x4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x4AVX512 is dotQ4_0x4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x4AVX512 is dotQ5_0x4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx4AVX512 is dotQ4Kx4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx4AVX512 is dotQ5Kx4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx4AVX512 is dotQ6Kx4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ6Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)

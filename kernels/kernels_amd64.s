@@ -10771,3 +10771,6347 @@ dotQ6Kx4AVX2_end:
 dotQ6Kx4AVX2_done:
 	VZEROUPPER
 	RET
+
+DATA bdzMask0F<>+0(SB)/4, $0x000f000f
+DATA bdzMask0F<>+4(SB)/4, $0x000f000f
+DATA bdzMask0F<>+8(SB)/4, $0x000f000f
+DATA bdzMask0F<>+12(SB)/4, $0x000f000f
+DATA bdzMask0F<>+16(SB)/4, $0x000f000f
+DATA bdzMask0F<>+20(SB)/4, $0x000f000f
+DATA bdzMask0F<>+24(SB)/4, $0x000f000f
+DATA bdzMask0F<>+28(SB)/4, $0x000f000f
+DATA bdzMask0F<>+32(SB)/4, $0x000f000f
+DATA bdzMask0F<>+36(SB)/4, $0x000f000f
+DATA bdzMask0F<>+40(SB)/4, $0x000f000f
+DATA bdzMask0F<>+44(SB)/4, $0x000f000f
+DATA bdzMask0F<>+48(SB)/4, $0x000f000f
+DATA bdzMask0F<>+52(SB)/4, $0x000f000f
+DATA bdzMask0F<>+56(SB)/4, $0x000f000f
+DATA bdzMask0F<>+60(SB)/4, $0x000f000f
+GLOBL bdzMask0F<>(SB), RODATA|NOPTR, $64
+
+DATA bdzEight<>+0(SB)/4, $0x00080008
+DATA bdzEight<>+4(SB)/4, $0x00080008
+DATA bdzEight<>+8(SB)/4, $0x00080008
+DATA bdzEight<>+12(SB)/4, $0x00080008
+DATA bdzEight<>+16(SB)/4, $0x00080008
+DATA bdzEight<>+20(SB)/4, $0x00080008
+DATA bdzEight<>+24(SB)/4, $0x00080008
+DATA bdzEight<>+28(SB)/4, $0x00080008
+DATA bdzEight<>+32(SB)/4, $0x00080008
+DATA bdzEight<>+36(SB)/4, $0x00080008
+DATA bdzEight<>+40(SB)/4, $0x00080008
+DATA bdzEight<>+44(SB)/4, $0x00080008
+DATA bdzEight<>+48(SB)/4, $0x00080008
+DATA bdzEight<>+52(SB)/4, $0x00080008
+DATA bdzEight<>+56(SB)/4, $0x00080008
+DATA bdzEight<>+60(SB)/4, $0x00080008
+GLOBL bdzEight<>(SB), RODATA|NOPTR, $64
+
+DATA bdzMask10<>+0(SB)/4, $0x00100010
+DATA bdzMask10<>+4(SB)/4, $0x00100010
+DATA bdzMask10<>+8(SB)/4, $0x00100010
+DATA bdzMask10<>+12(SB)/4, $0x00100010
+DATA bdzMask10<>+16(SB)/4, $0x00100010
+DATA bdzMask10<>+20(SB)/4, $0x00100010
+DATA bdzMask10<>+24(SB)/4, $0x00100010
+DATA bdzMask10<>+28(SB)/4, $0x00100010
+DATA bdzMask10<>+32(SB)/4, $0x00100010
+DATA bdzMask10<>+36(SB)/4, $0x00100010
+DATA bdzMask10<>+40(SB)/4, $0x00100010
+DATA bdzMask10<>+44(SB)/4, $0x00100010
+DATA bdzMask10<>+48(SB)/4, $0x00100010
+DATA bdzMask10<>+52(SB)/4, $0x00100010
+DATA bdzMask10<>+56(SB)/4, $0x00100010
+DATA bdzMask10<>+60(SB)/4, $0x00100010
+GLOBL bdzMask10<>(SB), RODATA|NOPTR, $64
+
+DATA bdzByte0F<>+0(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+4(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+8(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+12(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+16(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+20(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+24(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+28(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+32(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+36(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+40(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+44(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+48(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+52(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+56(SB)/4, $0x0f0f0f0f
+DATA bdzByte0F<>+60(SB)/4, $0x0f0f0f0f
+GLOBL bdzByte0F<>(SB), RODATA|NOPTR, $64
+
+DATA bdzByte03<>+0(SB)/4, $0x03030303
+DATA bdzByte03<>+4(SB)/4, $0x03030303
+DATA bdzByte03<>+8(SB)/4, $0x03030303
+DATA bdzByte03<>+12(SB)/4, $0x03030303
+DATA bdzByte03<>+16(SB)/4, $0x03030303
+DATA bdzByte03<>+20(SB)/4, $0x03030303
+DATA bdzByte03<>+24(SB)/4, $0x03030303
+DATA bdzByte03<>+28(SB)/4, $0x03030303
+DATA bdzByte03<>+32(SB)/4, $0x03030303
+DATA bdzByte03<>+36(SB)/4, $0x03030303
+DATA bdzByte03<>+40(SB)/4, $0x03030303
+DATA bdzByte03<>+44(SB)/4, $0x03030303
+DATA bdzByte03<>+48(SB)/4, $0x03030303
+DATA bdzByte03<>+52(SB)/4, $0x03030303
+DATA bdzByte03<>+56(SB)/4, $0x03030303
+DATA bdzByte03<>+60(SB)/4, $0x03030303
+GLOBL bdzByte03<>(SB), RODATA|NOPTR, $64
+
+DATA bdzByte30<>+0(SB)/4, $0x30303030
+DATA bdzByte30<>+4(SB)/4, $0x30303030
+DATA bdzByte30<>+8(SB)/4, $0x30303030
+DATA bdzByte30<>+12(SB)/4, $0x30303030
+DATA bdzByte30<>+16(SB)/4, $0x30303030
+DATA bdzByte30<>+20(SB)/4, $0x30303030
+DATA bdzByte30<>+24(SB)/4, $0x30303030
+DATA bdzByte30<>+28(SB)/4, $0x30303030
+DATA bdzByte30<>+32(SB)/4, $0x30303030
+DATA bdzByte30<>+36(SB)/4, $0x30303030
+DATA bdzByte30<>+40(SB)/4, $0x30303030
+DATA bdzByte30<>+44(SB)/4, $0x30303030
+DATA bdzByte30<>+48(SB)/4, $0x30303030
+DATA bdzByte30<>+52(SB)/4, $0x30303030
+DATA bdzByte30<>+56(SB)/4, $0x30303030
+DATA bdzByte30<>+60(SB)/4, $0x30303030
+GLOBL bdzByte30<>(SB), RODATA|NOPTR, $64
+
+DATA bdzByte20<>+0(SB)/4, $0x20202020
+DATA bdzByte20<>+4(SB)/4, $0x20202020
+DATA bdzByte20<>+8(SB)/4, $0x20202020
+DATA bdzByte20<>+12(SB)/4, $0x20202020
+DATA bdzByte20<>+16(SB)/4, $0x20202020
+DATA bdzByte20<>+20(SB)/4, $0x20202020
+DATA bdzByte20<>+24(SB)/4, $0x20202020
+DATA bdzByte20<>+28(SB)/4, $0x20202020
+DATA bdzByte20<>+32(SB)/4, $0x20202020
+DATA bdzByte20<>+36(SB)/4, $0x20202020
+DATA bdzByte20<>+40(SB)/4, $0x20202020
+DATA bdzByte20<>+44(SB)/4, $0x20202020
+DATA bdzByte20<>+48(SB)/4, $0x20202020
+DATA bdzByte20<>+52(SB)/4, $0x20202020
+DATA bdzByte20<>+56(SB)/4, $0x20202020
+DATA bdzByte20<>+60(SB)/4, $0x20202020
+GLOBL bdzByte20<>(SB), RODATA|NOPTR, $64
+
+DATA bdzBits<>+0(SB)/4, $0x00020001
+DATA bdzBits<>+4(SB)/4, $0x00080004
+DATA bdzBits<>+8(SB)/4, $0x00200010
+DATA bdzBits<>+12(SB)/4, $0x00800040
+DATA bdzBits<>+16(SB)/4, $0x02000100
+DATA bdzBits<>+20(SB)/4, $0x08000400
+DATA bdzBits<>+24(SB)/4, $0x20001000
+DATA bdzBits<>+28(SB)/4, $0x80004000
+DATA bdzBits<>+32(SB)/4, $0x00020001
+DATA bdzBits<>+36(SB)/4, $0x00080004
+DATA bdzBits<>+40(SB)/4, $0x00200010
+DATA bdzBits<>+44(SB)/4, $0x00800040
+DATA bdzBits<>+48(SB)/4, $0x02000100
+DATA bdzBits<>+52(SB)/4, $0x08000400
+DATA bdzBits<>+56(SB)/4, $0x20001000
+DATA bdzBits<>+60(SB)/4, $0x80004000
+GLOBL bdzBits<>(SB), RODATA|NOPTR, $64
+
+// func dotQ8_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ8_0AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ8_0AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ8_0AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+
+dotQ8_0AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ8_0AVX512_end
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VMOVDQU32       2(CX), X3
+	VINSERTI32X4    $0x01, 2(SI), Y3, Y3
+	VPMOVSXBW       Y3, Z5
+	VMOVDQU32       18(CX), X4
+	VINSERTI32X4    $0x01, 18(SI), Y4, Y4
+	VPMOVSXBW       Y4, Z6
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z2, Z7, Z7
+	VBROADCASTI64X4 (R8), Z2
+	VBROADCASTI64X4 32(R8), Z8
+	VPMADDWD        Z2, Z5, Z2
+	VPDPWSSD        Z8, Z6, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z7, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x04, R9
+	SUBQ            $0x22, DI
+	JMP             dotQ8_0AVX512_block
+
+dotQ8_0AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ8_0AVX512_row
+
+dotQ8_0AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ4_0AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ4_0AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ4_0AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+
+dotQ4_0AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ4_0AVX512_end
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VMOVDQU32       2(CX), X3
+	VINSERTI32X4    $0x01, 2(SI), Y3, Y3
+	VPMOVZXBW       Y3, Z4
+	VPSRLW          $0x04, Z4, Z5
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z4
+	VPSUBW          bdzEight<>+0(SB), Z4, Z4
+	VPSUBW          bdzEight<>+0(SB), Z5, Z5
+	VBROADCASTSS    (R9), Z6
+	VMULPS          Z2, Z6, Z6
+	VBROADCASTI64X4 (R8), Z2
+	VBROADCASTI64X4 32(R8), Z7
+	VPMADDWD        Z2, Z4, Z2
+	VPDPWSSD        Z7, Z5, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z6, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x04, R9
+	SUBQ            $0x12, DI
+	JMP             dotQ4_0AVX512_block
+
+dotQ4_0AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ4_0AVX512_row
+
+dotQ4_0AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ5_0AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ5_0AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ5_0AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+
+dotQ5_0AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ5_0AVX512_end
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VMOVDQU32       6(CX), X3
+	VINSERTI32X4    $0x01, 6(SI), Y3, Y3
+	VPMOVZXBW       Y3, Z4
+	VPSRLW          $0x04, Z4, Z5
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z4
+	VPBROADCASTW    2(CX), Y6
+	VPBROADCASTW    2(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z6, Z7
+	VPTESTNMW       bdzBits<>+0(SB), Z7, K1
+	VPSUBW          bdzMask10<>+0(SB), Z4, K1, Z4
+	VPBROADCASTW    4(CX), Y6
+	VPBROADCASTW    4(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z6, Z7
+	VPTESTNMW       bdzBits<>+0(SB), Z7, K1
+	VPSUBW          bdzMask10<>+0(SB), Z5, K1, Z5
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z2, Z7, Z7
+	VBROADCASTI64X4 (R8), Z2
+	VBROADCASTI64X4 32(R8), Z8
+	VPMADDWD        Z2, Z4, Z2
+	VPDPWSSD        Z8, Z5, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z7, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x04, R9
+	SUBQ            $0x16, DI
+	JMP             dotQ5_0AVX512_block
+
+dotQ5_0AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ5_0AVX512_row
+
+dotQ5_0AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ4KAVX512(SB), NOSPLIT, $128-56
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ4KAVX512_row:
+	CMPQ    DX, $0x02
+	JL      dotQ4KAVX512_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VMOVUPS Z0, 64(SP)
+
+dotQ4KAVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ4KAVX512_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X1
+	VPINSRD         $0x01, R13, X1, X1
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X1, Y1
+	VPMOVZXBD       X2, Y2
+	VCVTDQ2PS       Y1, Y1
+	VCVTDQ2PS       Y2, Y2
+	VCVTPH2PS       (CX), X3
+	VBROADCASTSS    X3, Y4
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y4, Y1, Y1
+	VMULPS          Y3, Y2, Y2
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X3
+	VPINSRD         $0x01, R13, X3, X3
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X3, Y3
+	VPMOVZXBD       X4, Y4
+	VCVTDQ2PS       Y3, Y3
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (SI), X5
+	VBROADCASTSS    X5, Y13
+	VMOVSHDUP       X5, X5
+	VBROADCASTSS    X5, Y14
+	VMULPS          Y13, Y3, Y3
+	VMULPS          Y14, Y4, Y4
+	VINSERTF64X4    $0x01, Y3, Z1, Z3
+	VINSERTF64X4    $0x01, Y4, Z2, Z4
+	VBROADCASTF64X4 (R9), Z13
+	VMULPS          Z13, Z3, Z3
+	VMOVUPS         Z3, (SP)
+	VMULPS          Z13, Z4, Z3
+	VBROADCASTF64X4 (R10), Z4
+	VMULPS          Z4, Z3, Z3
+	VADDPS          64(SP), Z3, Z3
+	VMOVUPS         Z3, 64(SP)
+	VMOVDQU32       16(CX), X5
+	VINSERTI32X4    $0x01, 16(SI), Y5, Y5
+	VPMOVZXBW       Y5, Z3
+	VMOVDQU32       32(CX), X6
+	VINSERTI32X4    $0x01, 32(SI), Y6, Y6
+	VPMOVZXBW       Y6, Z4
+	VPANDD          bdzMask0F<>+0(SB), Z3, Z13
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z14
+	VBROADCASTSS    (SP), Z15
+	VBROADCASTSS    32(SP), K1, Z15
+	VBROADCASTI64X4 (R8), Z16
+	VBROADCASTI64X4 32(R8), Z17
+	VPMADDWD        Z16, Z13, Z13
+	VPDPWSSD        Z17, Z14, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z15, Z13, Z13
+	VADDPS          Z13, Z0, Z0
+	VPSRLW          $0x04, Z3, Z3
+	VPSRLW          $0x04, Z4, Z4
+	VBROADCASTSS    4(SP), Z13
+	VBROADCASTSS    36(SP), K1, Z13
+	VBROADCASTI64X4 64(R8), Z14
+	VBROADCASTI64X4 96(R8), Z15
+	VPMADDWD        Z14, Z3, Z3
+	VPDPWSSD        Z15, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z13, Z3, Z3
+	VADDPS          Z3, Z0, Z0
+	VMOVDQU32       48(CX), X7
+	VINSERTI32X4    $0x01, 48(SI), Y7, Y7
+	VPMOVZXBW       Y7, Z3
+	VMOVDQU32       64(CX), X8
+	VINSERTI32X4    $0x01, 64(SI), Y8, Y8
+	VPMOVZXBW       Y8, Z4
+	VPANDD          bdzMask0F<>+0(SB), Z3, Z13
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z14
+	VBROADCASTSS    8(SP), Z15
+	VBROADCASTSS    40(SP), K1, Z15
+	VBROADCASTI64X4 128(R8), Z16
+	VBROADCASTI64X4 160(R8), Z17
+	VPMADDWD        Z16, Z13, Z13
+	VPDPWSSD        Z17, Z14, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z15, Z13, Z13
+	VADDPS          Z13, Z0, Z0
+	VPSRLW          $0x04, Z3, Z3
+	VPSRLW          $0x04, Z4, Z4
+	VBROADCASTSS    12(SP), Z13
+	VBROADCASTSS    44(SP), K1, Z13
+	VBROADCASTI64X4 192(R8), Z14
+	VBROADCASTI64X4 224(R8), Z15
+	VPMADDWD        Z14, Z3, Z3
+	VPDPWSSD        Z15, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z13, Z3, Z3
+	VADDPS          Z3, Z0, Z0
+	VMOVDQU32       80(CX), X9
+	VINSERTI32X4    $0x01, 80(SI), Y9, Y9
+	VPMOVZXBW       Y9, Z3
+	VMOVDQU32       96(CX), X10
+	VINSERTI32X4    $0x01, 96(SI), Y10, Y10
+	VPMOVZXBW       Y10, Z4
+	VPANDD          bdzMask0F<>+0(SB), Z3, Z13
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z14
+	VBROADCASTSS    16(SP), Z15
+	VBROADCASTSS    48(SP), K1, Z15
+	VBROADCASTI64X4 256(R8), Z16
+	VBROADCASTI64X4 288(R8), Z17
+	VPMADDWD        Z16, Z13, Z13
+	VPDPWSSD        Z17, Z14, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z15, Z13, Z13
+	VADDPS          Z13, Z0, Z0
+	VPSRLW          $0x04, Z3, Z3
+	VPSRLW          $0x04, Z4, Z4
+	VBROADCASTSS    20(SP), Z13
+	VBROADCASTSS    52(SP), K1, Z13
+	VBROADCASTI64X4 320(R8), Z14
+	VBROADCASTI64X4 352(R8), Z15
+	VPMADDWD        Z14, Z3, Z3
+	VPDPWSSD        Z15, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z13, Z3, Z3
+	VADDPS          Z3, Z0, Z0
+	VMOVDQU32       112(CX), X11
+	VINSERTI32X4    $0x01, 112(SI), Y11, Y11
+	VPMOVZXBW       Y11, Z3
+	VMOVDQU32       128(CX), X12
+	VINSERTI32X4    $0x01, 128(SI), Y12, Y12
+	VPMOVZXBW       Y12, Z4
+	VPANDD          bdzMask0F<>+0(SB), Z3, Z13
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z14
+	VBROADCASTSS    24(SP), Z15
+	VBROADCASTSS    56(SP), K1, Z15
+	VBROADCASTI64X4 384(R8), Z16
+	VBROADCASTI64X4 416(R8), Z17
+	VPMADDWD        Z16, Z13, Z13
+	VPDPWSSD        Z17, Z14, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          Z15, Z13, Z13
+	VADDPS          Z13, Z0, Z0
+	VPSRLW          $0x04, Z3, Z3
+	VPSRLW          $0x04, Z4, Z4
+	VBROADCASTSS    28(SP), Z13
+	VBROADCASTSS    60(SP), K1, Z13
+	VBROADCASTI64X4 448(R8), Z14
+	VBROADCASTI64X4 480(R8), Z15
+	VPMADDWD        Z14, Z3, Z3
+	VPDPWSSD        Z15, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z13, Z3, Z3
+	VADDPS          Z3, Z0, Z0
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x00000020, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x00000090, DI
+	JMP             dotQ4KAVX512_block
+
+dotQ4KAVX512_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVUPS       64(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ4KAVX512_row
+
+dotQ4KAVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ5KAVX512(SB), NOSPLIT, $128-56
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ5KAVX512_row:
+	CMPQ    DX, $0x02
+	JL      dotQ5KAVX512_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VMOVUPS Z0, 64(SP)
+
+dotQ5KAVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ5KAVX512_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X1
+	VPINSRD         $0x01, R13, X1, X1
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X1, Y1
+	VPMOVZXBD       X2, Y2
+	VCVTDQ2PS       Y1, Y1
+	VCVTDQ2PS       Y2, Y2
+	VCVTPH2PS       (CX), X3
+	VBROADCASTSS    X3, Y4
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y4, Y1, Y1
+	VMULPS          Y3, Y2, Y2
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X3
+	VPINSRD         $0x01, R13, X3, X3
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X3, Y3
+	VPMOVZXBD       X4, Y4
+	VCVTDQ2PS       Y3, Y3
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (SI), X5
+	VBROADCASTSS    X5, Y15
+	VMOVSHDUP       X5, X5
+	VBROADCASTSS    X5, Y16
+	VMULPS          Y15, Y3, Y3
+	VMULPS          Y16, Y4, Y4
+	VINSERTF64X4    $0x01, Y3, Z1, Z3
+	VINSERTF64X4    $0x01, Y4, Z2, Z4
+	VBROADCASTF64X4 (R9), Z15
+	VMULPS          Z15, Z3, Z3
+	VMOVUPS         Z3, (SP)
+	VMULPS          Z15, Z4, Z3
+	VBROADCASTF64X4 (R10), Z4
+	VMULPS          Z4, Z3, Z3
+	VADDPS          64(SP), Z3, Z3
+	VMOVUPS         Z3, 64(SP)
+	VMOVDQU32       16(CX), X5
+	VINSERTI32X4    $0x01, 16(SI), Y5, Y5
+	VPMOVZXBW       Y5, Z3
+	VMOVDQU32       32(CX), X6
+	VINSERTI32X4    $0x01, 32(SI), Y6, Y6
+	VPMOVZXBW       Y6, Z4
+	VMOVDQU32       48(CX), X7
+	VINSERTI32X4    $0x01, 48(SI), Y7, Y7
+	VPMOVZXBW       Y7, Z15
+	VMOVDQU32       64(CX), X8
+	VINSERTI32X4    $0x01, 64(SI), Y8, Y8
+	VPMOVZXBW       Y8, Z16
+	VPANDD          bdzMask0F<>+0(SB), Z15, Z17
+	VPANDD          bdzMask0F<>+0(SB), Z16, Z18
+	VPSLLW          $0x04, Z3, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSLLW          $0x04, Z4, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VBROADCASTSS    (SP), Z19
+	VBROADCASTSS    32(SP), K1, Z19
+	VBROADCASTI64X4 (R8), Z20
+	VBROADCASTI64X4 32(R8), Z21
+	VPMADDWD        Z20, Z17, Z17
+	VPDPWSSD        Z21, Z18, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z19, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VPSRLW          $0x04, Z15, Z15
+	VPSRLW          $0x04, Z16, Z16
+	VPSLLW          $0x03, Z3, Z17
+	VPANDD          bdzMask10<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSLLW          $0x03, Z4, Z17
+	VPANDD          bdzMask10<>+0(SB), Z17, Z17
+	VPORD           Z17, Z16, Z16
+	VBROADCASTSS    4(SP), Z17
+	VBROADCASTSS    36(SP), K1, Z17
+	VBROADCASTI64X4 64(R8), Z18
+	VBROADCASTI64X4 96(R8), Z19
+	VPMADDWD        Z18, Z15, Z15
+	VPDPWSSD        Z19, Z16, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z17, Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VMOVDQU32       80(CX), X9
+	VINSERTI32X4    $0x01, 80(SI), Y9, Y9
+	VPMOVZXBW       Y9, Z15
+	VMOVDQU32       96(CX), X10
+	VINSERTI32X4    $0x01, 96(SI), Y10, Y10
+	VPMOVZXBW       Y10, Z16
+	VPANDD          bdzMask0F<>+0(SB), Z15, Z17
+	VPANDD          bdzMask0F<>+0(SB), Z16, Z18
+	VPSLLW          $0x02, Z3, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSLLW          $0x02, Z4, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VBROADCASTSS    8(SP), Z19
+	VBROADCASTSS    40(SP), K1, Z19
+	VBROADCASTI64X4 128(R8), Z20
+	VBROADCASTI64X4 160(R8), Z21
+	VPMADDWD        Z20, Z17, Z17
+	VPDPWSSD        Z21, Z18, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z19, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VPSRLW          $0x04, Z15, Z15
+	VPSRLW          $0x04, Z16, Z16
+	VPSLLW          $0x01, Z3, Z17
+	VPANDD          bdzMask10<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSLLW          $0x01, Z4, Z17
+	VPANDD          bdzMask10<>+0(SB), Z17, Z17
+	VPORD           Z17, Z16, Z16
+	VBROADCASTSS    12(SP), Z17
+	VBROADCASTSS    44(SP), K1, Z17
+	VBROADCASTI64X4 192(R8), Z18
+	VBROADCASTI64X4 224(R8), Z19
+	VPMADDWD        Z18, Z15, Z15
+	VPDPWSSD        Z19, Z16, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z17, Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VMOVDQU32       112(CX), X11
+	VINSERTI32X4    $0x01, 112(SI), Y11, Y11
+	VPMOVZXBW       Y11, Z15
+	VMOVDQU32       128(CX), X12
+	VINSERTI32X4    $0x01, 128(SI), Y12, Y12
+	VPMOVZXBW       Y12, Z16
+	VPANDD          bdzMask0F<>+0(SB), Z15, Z17
+	VPANDD          bdzMask0F<>+0(SB), Z16, Z18
+	VMOVDQA32       Z3, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VMOVDQA32       Z4, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VBROADCASTSS    16(SP), Z19
+	VBROADCASTSS    48(SP), K1, Z19
+	VBROADCASTI64X4 256(R8), Z20
+	VBROADCASTI64X4 288(R8), Z21
+	VPMADDWD        Z20, Z17, Z17
+	VPDPWSSD        Z21, Z18, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z19, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VPSRLW          $0x04, Z15, Z15
+	VPSRLW          $0x04, Z16, Z16
+	VPSRLW          $0x01, Z3, Z17
+	VPANDD          bdzMask10<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSRLW          $0x01, Z4, Z17
+	VPANDD          bdzMask10<>+0(SB), Z17, Z17
+	VPORD           Z17, Z16, Z16
+	VBROADCASTSS    20(SP), Z17
+	VBROADCASTSS    52(SP), K1, Z17
+	VBROADCASTI64X4 320(R8), Z18
+	VBROADCASTI64X4 352(R8), Z19
+	VPMADDWD        Z18, Z15, Z15
+	VPDPWSSD        Z19, Z16, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z17, Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VMOVDQU32       144(CX), X13
+	VINSERTI32X4    $0x01, 144(SI), Y13, Y13
+	VPMOVZXBW       Y13, Z15
+	VMOVDQU32       160(CX), X14
+	VINSERTI32X4    $0x01, 160(SI), Y14, Y14
+	VPMOVZXBW       Y14, Z16
+	VPANDD          bdzMask0F<>+0(SB), Z15, Z17
+	VPANDD          bdzMask0F<>+0(SB), Z16, Z18
+	VPSRLW          $0x02, Z3, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSRLW          $0x02, Z4, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VBROADCASTSS    24(SP), Z19
+	VBROADCASTSS    56(SP), K1, Z19
+	VBROADCASTI64X4 384(R8), Z20
+	VBROADCASTI64X4 416(R8), Z21
+	VPMADDWD        Z20, Z17, Z17
+	VPDPWSSD        Z21, Z18, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z19, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VPSRLW          $0x04, Z15, Z15
+	VPSRLW          $0x04, Z16, Z16
+	VPSRLW          $0x03, Z3, Z3
+	VPANDD          bdzMask10<>+0(SB), Z3, Z3
+	VPORD           Z3, Z15, Z15
+	VPSRLW          $0x03, Z4, Z3
+	VPANDD          bdzMask10<>+0(SB), Z3, Z3
+	VPORD           Z3, Z16, Z16
+	VBROADCASTSS    28(SP), Z3
+	VBROADCASTSS    60(SP), K1, Z3
+	VBROADCASTI64X4 448(R8), Z4
+	VBROADCASTI64X4 480(R8), Z17
+	VPMADDWD        Z4, Z15, Z4
+	VPDPWSSD        Z17, Z16, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z3, Z4, Z4
+	VADDPS          Z4, Z0, Z0
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x00000020, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dotQ5KAVX512_block
+
+dotQ5KAVX512_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVUPS       64(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ5KAVX512_row
+
+dotQ5KAVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ6KAVX512(SB), NOSPLIT, $128-48
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVL  $0xffff0000, AX
+	KMOVD AX, K2
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ6KAVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ6KAVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+
+dotQ6KAVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ6KAVX512_end
+	VPBROADCASTW    208(CX), X1
+	VPBROADCASTW    208(SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTF64X4 (R9), Z3
+	VMULPS          Z2, Z3, Z3
+	VMOVUPS         Z3, (SP)
+	VPMOVSXBW       192(CX), Y2
+	VPMOVSXBW       192(SI), Y3
+	VMOVDQU16       Y2, 64(SP)
+	VMOVDQU16       Y3, 96(SP)
+	VMOVDQU8        (CX), Y4
+	VINSERTI64X4    $0x01, (SI), Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU8        128(CX), Y5
+	VINSERTI64X4    $0x01, 128(SI), Z5, Z5
+	VPANDD          bdzByte03<>+0(SB), Z5, Z5
+	VPSLLW          $0x04, Z5, Z5
+	VPORD           Z5, Z4, Z4
+	VPSUBB          bdzByte20<>+0(SB), Z4, Z4
+	VSHUFI64X2      $0xd8, Z4, Z4, Z4
+	VPMOVSXBW       Y4, Z2
+	VEXTRACTI64X4   $0x01, Z4, Y3
+	VPMOVSXBW       Y3, Z3
+	VPBROADCASTW    64(SP), Z20
+	VPBROADCASTW    96(SP), K2, Z20
+	VPMULLW         Z20, Z2, Z2
+	VPBROADCASTW    66(SP), Z20
+	VPBROADCASTW    98(SP), K2, Z20
+	VPMULLW         Z20, Z3, Z3
+	VBROADCASTSS    (SP), Z20
+	VBROADCASTSS    32(SP), K1, Z20
+	VBROADCASTI64X4 (R8), Z21
+	VBROADCASTI64X4 32(R8), Z22
+	VPMADDWD        Z21, Z2, Z2
+	VPDPWSSD        Z22, Z3, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z20, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	VMOVDQU8        32(CX), Y6
+	VINSERTI64X4    $0x01, 32(SI), Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU8        128(CX), Y7
+	VINSERTI64X4    $0x01, 128(SI), Z7, Z7
+	VPSLLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z6, Z6
+	VPSUBB          bdzByte20<>+0(SB), Z6, Z6
+	VSHUFI64X2      $0xd8, Z6, Z6, Z6
+	VPMOVSXBW       Y6, Z2
+	VEXTRACTI64X4   $0x01, Z6, Y3
+	VPMOVSXBW       Y3, Z3
+	VPBROADCASTW    68(SP), Z20
+	VPBROADCASTW    100(SP), K2, Z20
+	VPMULLW         Z20, Z2, Z2
+	VPBROADCASTW    70(SP), Z20
+	VPBROADCASTW    102(SP), K2, Z20
+	VPMULLW         Z20, Z3, Z3
+	VBROADCASTSS    4(SP), Z20
+	VBROADCASTSS    36(SP), K1, Z20
+	VBROADCASTI64X4 64(R8), Z21
+	VBROADCASTI64X4 96(R8), Z22
+	VPMADDWD        Z21, Z2, Z2
+	VPDPWSSD        Z22, Z3, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z20, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	VMOVDQU8        (CX), Y8
+	VINSERTI64X4    $0x01, (SI), Z8, Z8
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VMOVDQU8        128(CX), Y9
+	VINSERTI64X4    $0x01, 128(SI), Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z8, Z8
+	VPSUBB          bdzByte20<>+0(SB), Z8, Z8
+	VSHUFI64X2      $0xd8, Z8, Z8, Z8
+	VPMOVSXBW       Y8, Z2
+	VEXTRACTI64X4   $0x01, Z8, Y3
+	VPMOVSXBW       Y3, Z3
+	VPBROADCASTW    72(SP), Z20
+	VPBROADCASTW    104(SP), K2, Z20
+	VPMULLW         Z20, Z2, Z2
+	VPBROADCASTW    74(SP), Z20
+	VPBROADCASTW    106(SP), K2, Z20
+	VPMULLW         Z20, Z3, Z3
+	VBROADCASTSS    8(SP), Z20
+	VBROADCASTSS    40(SP), K1, Z20
+	VBROADCASTI64X4 128(R8), Z21
+	VBROADCASTI64X4 160(R8), Z22
+	VPMADDWD        Z21, Z2, Z2
+	VPDPWSSD        Z22, Z3, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z20, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	VMOVDQU8        32(CX), Y10
+	VINSERTI64X4    $0x01, 32(SI), Z10, Z10
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
+	VMOVDQU8        128(CX), Y11
+	VINSERTI64X4    $0x01, 128(SI), Z11, Z11
+	VPSRLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VPSUBB          bdzByte20<>+0(SB), Z10, Z10
+	VSHUFI64X2      $0xd8, Z10, Z10, Z10
+	VPMOVSXBW       Y10, Z2
+	VEXTRACTI64X4   $0x01, Z10, Y3
+	VPMOVSXBW       Y3, Z3
+	VPBROADCASTW    76(SP), Z20
+	VPBROADCASTW    108(SP), K2, Z20
+	VPMULLW         Z20, Z2, Z2
+	VPBROADCASTW    78(SP), Z20
+	VPBROADCASTW    110(SP), K2, Z20
+	VPMULLW         Z20, Z3, Z3
+	VBROADCASTSS    12(SP), Z20
+	VBROADCASTSS    44(SP), K1, Z20
+	VBROADCASTI64X4 192(R8), Z21
+	VBROADCASTI64X4 224(R8), Z22
+	VPMADDWD        Z21, Z2, Z2
+	VPDPWSSD        Z22, Z3, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z20, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	VMOVDQU8        64(CX), Y12
+	VINSERTI64X4    $0x01, 64(SI), Z12, Z12
+	VPANDD          bdzByte0F<>+0(SB), Z12, Z12
+	VMOVDQU8        160(CX), Y13
+	VINSERTI64X4    $0x01, 160(SI), Z13, Z13
+	VPANDD          bdzByte03<>+0(SB), Z13, Z13
+	VPSLLW          $0x04, Z13, Z13
+	VPORD           Z13, Z12, Z12
+	VPSUBB          bdzByte20<>+0(SB), Z12, Z12
+	VSHUFI64X2      $0xd8, Z12, Z12, Z12
+	VPMOVSXBW       Y12, Z2
+	VEXTRACTI64X4   $0x01, Z12, Y3
+	VPMOVSXBW       Y3, Z3
+	VPBROADCASTW    80(SP), Z20
+	VPBROADCASTW    112(SP), K2, Z20
+	VPMULLW         Z20, Z2, Z2
+	VPBROADCASTW    82(SP), Z20
+	VPBROADCASTW    114(SP), K2, Z20
+	VPMULLW         Z20, Z3, Z3
+	VBROADCASTSS    16(SP), Z20
+	VBROADCASTSS    48(SP), K1, Z20
+	VBROADCASTI64X4 256(R8), Z21
+	VBROADCASTI64X4 288(R8), Z22
+	VPMADDWD        Z21, Z2, Z2
+	VPDPWSSD        Z22, Z3, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z20, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	VMOVDQU8        96(CX), Y14
+	VINSERTI64X4    $0x01, 96(SI), Z14, Z14
+	VPANDD          bdzByte0F<>+0(SB), Z14, Z14
+	VMOVDQU8        160(CX), Y15
+	VINSERTI64X4    $0x01, 160(SI), Z15, Z15
+	VPSLLW          $0x02, Z15, Z15
+	VPANDD          bdzByte30<>+0(SB), Z15, Z15
+	VPORD           Z15, Z14, Z14
+	VPSUBB          bdzByte20<>+0(SB), Z14, Z14
+	VSHUFI64X2      $0xd8, Z14, Z14, Z14
+	VPMOVSXBW       Y14, Z2
+	VEXTRACTI64X4   $0x01, Z14, Y3
+	VPMOVSXBW       Y3, Z3
+	VPBROADCASTW    84(SP), Z20
+	VPBROADCASTW    116(SP), K2, Z20
+	VPMULLW         Z20, Z2, Z2
+	VPBROADCASTW    86(SP), Z20
+	VPBROADCASTW    118(SP), K2, Z20
+	VPMULLW         Z20, Z3, Z3
+	VBROADCASTSS    20(SP), Z20
+	VBROADCASTSS    52(SP), K1, Z20
+	VBROADCASTI64X4 320(R8), Z21
+	VBROADCASTI64X4 352(R8), Z22
+	VPMADDWD        Z21, Z2, Z2
+	VPDPWSSD        Z22, Z3, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z20, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	VMOVDQU8        64(CX), Y16
+	VINSERTI64X4    $0x01, 64(SI), Z16, Z16
+	VPSRLW          $0x04, Z16, Z16
+	VPANDD          bdzByte0F<>+0(SB), Z16, Z16
+	VMOVDQU8        160(CX), Y17
+	VINSERTI64X4    $0x01, 160(SI), Z17, Z17
+	VPANDD          bdzByte30<>+0(SB), Z17, Z17
+	VPORD           Z17, Z16, Z16
+	VPSUBB          bdzByte20<>+0(SB), Z16, Z16
+	VSHUFI64X2      $0xd8, Z16, Z16, Z16
+	VPMOVSXBW       Y16, Z2
+	VEXTRACTI64X4   $0x01, Z16, Y3
+	VPMOVSXBW       Y3, Z3
+	VPBROADCASTW    88(SP), Z20
+	VPBROADCASTW    120(SP), K2, Z20
+	VPMULLW         Z20, Z2, Z2
+	VPBROADCASTW    90(SP), Z20
+	VPBROADCASTW    122(SP), K2, Z20
+	VPMULLW         Z20, Z3, Z3
+	VBROADCASTSS    24(SP), Z20
+	VBROADCASTSS    56(SP), K1, Z20
+	VBROADCASTI64X4 384(R8), Z21
+	VBROADCASTI64X4 416(R8), Z22
+	VPMADDWD        Z21, Z2, Z2
+	VPDPWSSD        Z22, Z3, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z20, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	VMOVDQU8        96(CX), Y18
+	VINSERTI64X4    $0x01, 96(SI), Z18, Z18
+	VPSRLW          $0x04, Z18, Z18
+	VPANDD          bdzByte0F<>+0(SB), Z18, Z18
+	VMOVDQU8        160(CX), Y19
+	VINSERTI64X4    $0x01, 160(SI), Z19, Z19
+	VPSRLW          $0x02, Z19, Z19
+	VPANDD          bdzByte30<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VPSUBB          bdzByte20<>+0(SB), Z18, Z18
+	VSHUFI64X2      $0xd8, Z18, Z18, Z18
+	VPMOVSXBW       Y18, Z2
+	VEXTRACTI64X4   $0x01, Z18, Y3
+	VPMOVSXBW       Y3, Z3
+	VPBROADCASTW    92(SP), Z20
+	VPBROADCASTW    124(SP), K2, Z20
+	VPMULLW         Z20, Z2, Z2
+	VPBROADCASTW    94(SP), Z20
+	VPBROADCASTW    126(SP), K2, Z20
+	VPMULLW         Z20, Z3, Z3
+	VBROADCASTSS    28(SP), Z20
+	VBROADCASTSS    60(SP), K1, Z20
+	VBROADCASTI64X4 448(R8), Z21
+	VBROADCASTI64X4 480(R8), Z22
+	VPMADDWD        Z21, Z2, Z2
+	VPDPWSSD        Z22, Z3, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z20, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x00000020, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dotQ6KAVX512_block
+
+dotQ6KAVX512_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ6KAVX512_row
+
+dotQ6KAVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ8_0x2AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ8_0x2AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ8_0x2AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dotQ8_0x2AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ8_0x2AVX512_end
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VMOVDQU32       2(CX), X4
+	VINSERTI32X4    $0x01, 2(SI), Y4, Y4
+	VPMOVSXBW       Y4, Z6
+	VMOVDQU32       18(CX), X5
+	VINSERTI32X4    $0x01, 18(SI), Y5, Y5
+	VPMOVSXBW       Y5, Z7
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z3, Z8, Z8
+	VBROADCASTI64X4 (R8), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDWD        Z9, Z6, Z9
+	VPDPWSSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z3, Z8, Z8
+	VBROADCASTI64X4 64(R8), Z3
+	VBROADCASTI64X4 96(R8), Z9
+	VPMADDWD        Z3, Z6, Z3
+	VPDPWSSD        Z9, Z7, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z8, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x08, R9
+	SUBQ            $0x22, DI
+	JMP             dotQ8_0x2AVX512_block
+
+dotQ8_0x2AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ8_0x2AVX512_row
+
+dotQ8_0x2AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ4_0x2AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ4_0x2AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ4_0x2AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dotQ4_0x2AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ4_0x2AVX512_end
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VMOVDQU32       2(CX), X4
+	VINSERTI32X4    $0x01, 2(SI), Y4, Y4
+	VPMOVZXBW       Y4, Z5
+	VPSRLW          $0x04, Z5, Z6
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z5
+	VPSUBW          bdzEight<>+0(SB), Z5, Z5
+	VPSUBW          bdzEight<>+0(SB), Z6, Z6
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z3, Z7, Z7
+	VBROADCASTI64X4 (R8), Z8
+	VBROADCASTI64X4 32(R8), Z9
+	VPMADDWD        Z8, Z5, Z8
+	VPDPWSSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z7, Z8, Z8
+	VADDPS          Z8, Z0, Z0
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z3, Z7, Z7
+	VBROADCASTI64X4 64(R8), Z3
+	VBROADCASTI64X4 96(R8), Z8
+	VPMADDWD        Z3, Z5, Z3
+	VPDPWSSD        Z8, Z6, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z7, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x08, R9
+	SUBQ            $0x12, DI
+	JMP             dotQ4_0x2AVX512_block
+
+dotQ4_0x2AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ4_0x2AVX512_row
+
+dotQ4_0x2AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ5_0x2AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ5_0x2AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ5_0x2AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dotQ5_0x2AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ5_0x2AVX512_end
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VMOVDQU32       6(CX), X4
+	VINSERTI32X4    $0x01, 6(SI), Y4, Y4
+	VPMOVZXBW       Y4, Z5
+	VPSRLW          $0x04, Z5, Z6
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z5
+	VPBROADCASTW    2(CX), Y7
+	VPBROADCASTW    2(SI), Y8
+	VINSERTI64X4    $0x01, Y8, Z7, Z8
+	VPTESTNMW       bdzBits<>+0(SB), Z8, K1
+	VPSUBW          bdzMask10<>+0(SB), Z5, K1, Z5
+	VPBROADCASTW    4(CX), Y7
+	VPBROADCASTW    4(SI), Y8
+	VINSERTI64X4    $0x01, Y8, Z7, Z8
+	VPTESTNMW       bdzBits<>+0(SB), Z8, K1
+	VPSUBW          bdzMask10<>+0(SB), Z6, K1, Z6
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z3, Z8, Z8
+	VBROADCASTI64X4 (R8), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDWD        Z9, Z5, Z9
+	VPDPWSSD        Z10, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z3, Z8, Z8
+	VBROADCASTI64X4 64(R8), Z3
+	VBROADCASTI64X4 96(R8), Z9
+	VPMADDWD        Z3, Z5, Z3
+	VPDPWSSD        Z9, Z6, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z8, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x08, R9
+	SUBQ            $0x16, DI
+	JMP             dotQ5_0x2AVX512_block
+
+dotQ5_0x2AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ5_0x2AVX512_row
+
+dotQ5_0x2AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ4Kx2AVX512(SB), NOSPLIT, $256-56
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ4Kx2AVX512_row:
+	CMPQ    DX, $0x02
+	JL      dotQ4Kx2AVX512_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z1, 192(SP)
+
+dotQ4Kx2AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ4Kx2AVX512_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X2
+	VPINSRD         $0x01, R13, X2, X2
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X2, Y2
+	VPMOVZXBD       X3, Y3
+	VCVTDQ2PS       Y2, Y2
+	VCVTDQ2PS       Y3, Y3
+	VCVTPH2PS       (CX), X4
+	VBROADCASTSS    X4, Y5
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y5, Y2, Y2
+	VMULPS          Y4, Y3, Y3
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X4
+	VPINSRD         $0x01, R13, X4, X4
+	VMOVD           R12, X5
+	VPINSRD         $0x01, R15, X5, X5
+	VPMOVZXBD       X4, Y4
+	VPMOVZXBD       X5, Y5
+	VCVTDQ2PS       Y4, Y4
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (SI), X6
+	VBROADCASTSS    X6, Y14
+	VMOVSHDUP       X6, X6
+	VBROADCASTSS    X6, Y15
+	VMULPS          Y14, Y4, Y4
+	VMULPS          Y15, Y5, Y5
+	VINSERTF64X4    $0x01, Y4, Z2, Z4
+	VINSERTF64X4    $0x01, Y5, Z3, Z5
+	VBROADCASTF64X4 (R9), Z14
+	VMULPS          Z14, Z4, Z15
+	VMOVUPS         Z15, (SP)
+	VMULPS          Z14, Z5, Z14
+	VBROADCASTF64X4 (R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          128(SP), Z14, Z14
+	VMOVUPS         Z14, 128(SP)
+	VBROADCASTF64X4 32(R9), Z14
+	VMULPS          Z14, Z4, Z4
+	VMOVUPS         Z4, 64(SP)
+	VMULPS          Z14, Z5, Z4
+	VBROADCASTF64X4 32(R10), Z5
+	VMULPS          Z5, Z4, Z4
+	VADDPS          192(SP), Z4, Z4
+	VMOVUPS         Z4, 192(SP)
+	VMOVDQU32       16(CX), X6
+	VINSERTI32X4    $0x01, 16(SI), Y6, Y6
+	VPMOVZXBW       Y6, Z4
+	VMOVDQU32       32(CX), X7
+	VINSERTI32X4    $0x01, 32(SI), Y7, Y7
+	VPMOVZXBW       Y7, Z5
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z14
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z15
+	VBROADCASTSS    (SP), Z16
+	VBROADCASTSS    32(SP), K1, Z16
+	VBROADCASTI64X4 (R8), Z17
+	VBROADCASTI64X4 32(R8), Z18
+	VPMADDWD        Z17, Z14, Z17
+	VPDPWSSD        Z18, Z15, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VBROADCASTSS    64(SP), Z16
+	VBROADCASTSS    96(SP), K1, Z16
+	VBROADCASTI64X4 64(R8), Z17
+	VBROADCASTI64X4 96(R8), Z18
+	VPMADDWD        Z17, Z14, Z14
+	VPDPWSSD        Z18, Z15, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          Z16, Z14, Z14
+	VADDPS          Z14, Z1, Z1
+	VPSRLW          $0x04, Z4, Z4
+	VPSRLW          $0x04, Z5, Z5
+	VBROADCASTSS    4(SP), Z14
+	VBROADCASTSS    36(SP), K1, Z14
+	VBROADCASTI64X4 128(R8), Z15
+	VBROADCASTI64X4 160(R8), Z16
+	VPMADDWD        Z15, Z4, Z15
+	VPDPWSSD        Z16, Z5, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z14, Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VBROADCASTSS    68(SP), Z14
+	VBROADCASTSS    100(SP), K1, Z14
+	VBROADCASTI64X4 192(R8), Z15
+	VBROADCASTI64X4 224(R8), Z16
+	VPMADDWD        Z15, Z4, Z4
+	VPDPWSSD        Z16, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z14, Z4, Z4
+	VADDPS          Z4, Z1, Z1
+	VMOVDQU32       48(CX), X8
+	VINSERTI32X4    $0x01, 48(SI), Y8, Y8
+	VPMOVZXBW       Y8, Z4
+	VMOVDQU32       64(CX), X9
+	VINSERTI32X4    $0x01, 64(SI), Y9, Y9
+	VPMOVZXBW       Y9, Z5
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z14
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z15
+	VBROADCASTSS    8(SP), Z16
+	VBROADCASTSS    40(SP), K1, Z16
+	VBROADCASTI64X4 256(R8), Z17
+	VBROADCASTI64X4 288(R8), Z18
+	VPMADDWD        Z17, Z14, Z17
+	VPDPWSSD        Z18, Z15, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VBROADCASTSS    72(SP), Z16
+	VBROADCASTSS    104(SP), K1, Z16
+	VBROADCASTI64X4 320(R8), Z17
+	VBROADCASTI64X4 352(R8), Z18
+	VPMADDWD        Z17, Z14, Z14
+	VPDPWSSD        Z18, Z15, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          Z16, Z14, Z14
+	VADDPS          Z14, Z1, Z1
+	VPSRLW          $0x04, Z4, Z4
+	VPSRLW          $0x04, Z5, Z5
+	VBROADCASTSS    12(SP), Z14
+	VBROADCASTSS    44(SP), K1, Z14
+	VBROADCASTI64X4 384(R8), Z15
+	VBROADCASTI64X4 416(R8), Z16
+	VPMADDWD        Z15, Z4, Z15
+	VPDPWSSD        Z16, Z5, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z14, Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VBROADCASTSS    76(SP), Z14
+	VBROADCASTSS    108(SP), K1, Z14
+	VBROADCASTI64X4 448(R8), Z15
+	VBROADCASTI64X4 480(R8), Z16
+	VPMADDWD        Z15, Z4, Z4
+	VPDPWSSD        Z16, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z14, Z4, Z4
+	VADDPS          Z4, Z1, Z1
+	VMOVDQU32       80(CX), X10
+	VINSERTI32X4    $0x01, 80(SI), Y10, Y10
+	VPMOVZXBW       Y10, Z4
+	VMOVDQU32       96(CX), X11
+	VINSERTI32X4    $0x01, 96(SI), Y11, Y11
+	VPMOVZXBW       Y11, Z5
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z14
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z15
+	VBROADCASTSS    16(SP), Z16
+	VBROADCASTSS    48(SP), K1, Z16
+	VBROADCASTI64X4 512(R8), Z17
+	VBROADCASTI64X4 544(R8), Z18
+	VPMADDWD        Z17, Z14, Z17
+	VPDPWSSD        Z18, Z15, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VBROADCASTSS    80(SP), Z16
+	VBROADCASTSS    112(SP), K1, Z16
+	VBROADCASTI64X4 576(R8), Z17
+	VBROADCASTI64X4 608(R8), Z18
+	VPMADDWD        Z17, Z14, Z14
+	VPDPWSSD        Z18, Z15, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          Z16, Z14, Z14
+	VADDPS          Z14, Z1, Z1
+	VPSRLW          $0x04, Z4, Z4
+	VPSRLW          $0x04, Z5, Z5
+	VBROADCASTSS    20(SP), Z14
+	VBROADCASTSS    52(SP), K1, Z14
+	VBROADCASTI64X4 640(R8), Z15
+	VBROADCASTI64X4 672(R8), Z16
+	VPMADDWD        Z15, Z4, Z15
+	VPDPWSSD        Z16, Z5, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z14, Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VBROADCASTSS    84(SP), Z14
+	VBROADCASTSS    116(SP), K1, Z14
+	VBROADCASTI64X4 704(R8), Z15
+	VBROADCASTI64X4 736(R8), Z16
+	VPMADDWD        Z15, Z4, Z4
+	VPDPWSSD        Z16, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z14, Z4, Z4
+	VADDPS          Z4, Z1, Z1
+	VMOVDQU32       112(CX), X12
+	VINSERTI32X4    $0x01, 112(SI), Y12, Y12
+	VPMOVZXBW       Y12, Z4
+	VMOVDQU32       128(CX), X13
+	VINSERTI32X4    $0x01, 128(SI), Y13, Y13
+	VPMOVZXBW       Y13, Z5
+	VPANDD          bdzMask0F<>+0(SB), Z4, Z14
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z15
+	VBROADCASTSS    24(SP), Z16
+	VBROADCASTSS    56(SP), K1, Z16
+	VBROADCASTI64X4 768(R8), Z17
+	VBROADCASTI64X4 800(R8), Z18
+	VPMADDWD        Z17, Z14, Z17
+	VPDPWSSD        Z18, Z15, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VBROADCASTSS    88(SP), Z16
+	VBROADCASTSS    120(SP), K1, Z16
+	VBROADCASTI64X4 832(R8), Z17
+	VBROADCASTI64X4 864(R8), Z18
+	VPMADDWD        Z17, Z14, Z14
+	VPDPWSSD        Z18, Z15, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          Z16, Z14, Z14
+	VADDPS          Z14, Z1, Z1
+	VPSRLW          $0x04, Z4, Z4
+	VPSRLW          $0x04, Z5, Z5
+	VBROADCASTSS    28(SP), Z14
+	VBROADCASTSS    60(SP), K1, Z14
+	VBROADCASTI64X4 896(R8), Z15
+	VBROADCASTI64X4 928(R8), Z16
+	VPMADDWD        Z15, Z4, Z15
+	VPDPWSSD        Z16, Z5, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z14, Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VBROADCASTSS    92(SP), Z14
+	VBROADCASTSS    124(SP), K1, Z14
+	VBROADCASTI64X4 960(R8), Z15
+	VBROADCASTI64X4 992(R8), Z16
+	VPMADDWD        Z15, Z4, Z4
+	VPDPWSSD        Z16, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z14, Z4, Z4
+	VADDPS          Z4, Z1, Z1
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x00000090, DI
+	JMP             dotQ4Kx2AVX512_block
+
+dotQ4Kx2AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVUPS       128(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVUPS       192(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ4Kx2AVX512_row
+
+dotQ4Kx2AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ5Kx2AVX512(SB), NOSPLIT, $256-56
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ5Kx2AVX512_row:
+	CMPQ    DX, $0x02
+	JL      dotQ5Kx2AVX512_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z1, 192(SP)
+
+dotQ5Kx2AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ5Kx2AVX512_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X2
+	VPINSRD         $0x01, R13, X2, X2
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X2, Y2
+	VPMOVZXBD       X3, Y3
+	VCVTDQ2PS       Y2, Y2
+	VCVTDQ2PS       Y3, Y3
+	VCVTPH2PS       (CX), X4
+	VBROADCASTSS    X4, Y5
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y5, Y2, Y2
+	VMULPS          Y4, Y3, Y3
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X4
+	VPINSRD         $0x01, R13, X4, X4
+	VMOVD           R12, X5
+	VPINSRD         $0x01, R15, X5, X5
+	VPMOVZXBD       X4, Y4
+	VPMOVZXBD       X5, Y5
+	VCVTDQ2PS       Y4, Y4
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (SI), X6
+	VBROADCASTSS    X6, Y16
+	VMOVSHDUP       X6, X6
+	VBROADCASTSS    X6, Y17
+	VMULPS          Y16, Y4, Y4
+	VMULPS          Y17, Y5, Y5
+	VINSERTF64X4    $0x01, Y4, Z2, Z4
+	VINSERTF64X4    $0x01, Y5, Z3, Z5
+	VBROADCASTF64X4 (R9), Z16
+	VMULPS          Z16, Z4, Z17
+	VMOVUPS         Z17, (SP)
+	VMULPS          Z16, Z5, Z16
+	VBROADCASTF64X4 (R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          128(SP), Z16, Z16
+	VMOVUPS         Z16, 128(SP)
+	VBROADCASTF64X4 32(R9), Z16
+	VMULPS          Z16, Z4, Z4
+	VMOVUPS         Z4, 64(SP)
+	VMULPS          Z16, Z5, Z4
+	VBROADCASTF64X4 32(R10), Z5
+	VMULPS          Z5, Z4, Z4
+	VADDPS          192(SP), Z4, Z4
+	VMOVUPS         Z4, 192(SP)
+	VMOVDQU32       16(CX), X6
+	VINSERTI32X4    $0x01, 16(SI), Y6, Y6
+	VPMOVZXBW       Y6, Z4
+	VMOVDQU32       32(CX), X7
+	VINSERTI32X4    $0x01, 32(SI), Y7, Y7
+	VPMOVZXBW       Y7, Z5
+	VMOVDQU32       48(CX), X8
+	VINSERTI32X4    $0x01, 48(SI), Y8, Y8
+	VPMOVZXBW       Y8, Z16
+	VMOVDQU32       64(CX), X9
+	VINSERTI32X4    $0x01, 64(SI), Y9, Y9
+	VPMOVZXBW       Y9, Z17
+	VPANDD          bdzMask0F<>+0(SB), Z16, Z18
+	VPANDD          bdzMask0F<>+0(SB), Z17, Z19
+	VPSLLW          $0x04, Z4, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z18, Z18
+	VPSLLW          $0x04, Z5, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VBROADCASTSS    (SP), Z20
+	VBROADCASTSS    32(SP), K1, Z20
+	VBROADCASTI64X4 (R8), Z21
+	VBROADCASTI64X4 32(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z0, Z0
+	VBROADCASTSS    64(SP), Z20
+	VBROADCASTSS    96(SP), K1, Z20
+	VBROADCASTI64X4 64(R8), Z21
+	VBROADCASTI64X4 96(R8), Z22
+	VPMADDWD        Z21, Z18, Z18
+	VPDPWSSD        Z22, Z19, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z20, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VPSRLW          $0x04, Z16, Z16
+	VPSRLW          $0x04, Z17, Z17
+	VPSLLW          $0x03, Z4, Z18
+	VPANDD          bdzMask10<>+0(SB), Z18, Z18
+	VPORD           Z18, Z16, Z16
+	VPSLLW          $0x03, Z5, Z18
+	VPANDD          bdzMask10<>+0(SB), Z18, Z18
+	VPORD           Z18, Z17, Z17
+	VBROADCASTSS    4(SP), Z18
+	VBROADCASTSS    36(SP), K1, Z18
+	VBROADCASTI64X4 128(R8), Z19
+	VBROADCASTI64X4 160(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z0, Z0
+	VBROADCASTSS    68(SP), Z18
+	VBROADCASTSS    100(SP), K1, Z18
+	VBROADCASTI64X4 192(R8), Z19
+	VBROADCASTI64X4 224(R8), Z20
+	VPMADDWD        Z19, Z16, Z16
+	VPDPWSSD        Z20, Z17, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z18, Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VMOVDQU32       80(CX), X10
+	VINSERTI32X4    $0x01, 80(SI), Y10, Y10
+	VPMOVZXBW       Y10, Z16
+	VMOVDQU32       96(CX), X11
+	VINSERTI32X4    $0x01, 96(SI), Y11, Y11
+	VPMOVZXBW       Y11, Z17
+	VPANDD          bdzMask0F<>+0(SB), Z16, Z18
+	VPANDD          bdzMask0F<>+0(SB), Z17, Z19
+	VPSLLW          $0x02, Z4, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z18, Z18
+	VPSLLW          $0x02, Z5, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VBROADCASTSS    8(SP), Z20
+	VBROADCASTSS    40(SP), K1, Z20
+	VBROADCASTI64X4 256(R8), Z21
+	VBROADCASTI64X4 288(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z0, Z0
+	VBROADCASTSS    72(SP), Z20
+	VBROADCASTSS    104(SP), K1, Z20
+	VBROADCASTI64X4 320(R8), Z21
+	VBROADCASTI64X4 352(R8), Z22
+	VPMADDWD        Z21, Z18, Z18
+	VPDPWSSD        Z22, Z19, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z20, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VPSRLW          $0x04, Z16, Z16
+	VPSRLW          $0x04, Z17, Z17
+	VPSLLW          $0x01, Z4, Z18
+	VPANDD          bdzMask10<>+0(SB), Z18, Z18
+	VPORD           Z18, Z16, Z16
+	VPSLLW          $0x01, Z5, Z18
+	VPANDD          bdzMask10<>+0(SB), Z18, Z18
+	VPORD           Z18, Z17, Z17
+	VBROADCASTSS    12(SP), Z18
+	VBROADCASTSS    44(SP), K1, Z18
+	VBROADCASTI64X4 384(R8), Z19
+	VBROADCASTI64X4 416(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z0, Z0
+	VBROADCASTSS    76(SP), Z18
+	VBROADCASTSS    108(SP), K1, Z18
+	VBROADCASTI64X4 448(R8), Z19
+	VBROADCASTI64X4 480(R8), Z20
+	VPMADDWD        Z19, Z16, Z16
+	VPDPWSSD        Z20, Z17, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z18, Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VMOVDQU32       112(CX), X12
+	VINSERTI32X4    $0x01, 112(SI), Y12, Y12
+	VPMOVZXBW       Y12, Z16
+	VMOVDQU32       128(CX), X13
+	VINSERTI32X4    $0x01, 128(SI), Y13, Y13
+	VPMOVZXBW       Y13, Z17
+	VPANDD          bdzMask0F<>+0(SB), Z16, Z18
+	VPANDD          bdzMask0F<>+0(SB), Z17, Z19
+	VMOVDQA32       Z4, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z18, Z18
+	VMOVDQA32       Z5, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VBROADCASTSS    16(SP), Z20
+	VBROADCASTSS    48(SP), K1, Z20
+	VBROADCASTI64X4 512(R8), Z21
+	VBROADCASTI64X4 544(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z0, Z0
+	VBROADCASTSS    80(SP), Z20
+	VBROADCASTSS    112(SP), K1, Z20
+	VBROADCASTI64X4 576(R8), Z21
+	VBROADCASTI64X4 608(R8), Z22
+	VPMADDWD        Z21, Z18, Z18
+	VPDPWSSD        Z22, Z19, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z20, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VPSRLW          $0x04, Z16, Z16
+	VPSRLW          $0x04, Z17, Z17
+	VPSRLW          $0x01, Z4, Z18
+	VPANDD          bdzMask10<>+0(SB), Z18, Z18
+	VPORD           Z18, Z16, Z16
+	VPSRLW          $0x01, Z5, Z18
+	VPANDD          bdzMask10<>+0(SB), Z18, Z18
+	VPORD           Z18, Z17, Z17
+	VBROADCASTSS    20(SP), Z18
+	VBROADCASTSS    52(SP), K1, Z18
+	VBROADCASTI64X4 640(R8), Z19
+	VBROADCASTI64X4 672(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z0, Z0
+	VBROADCASTSS    84(SP), Z18
+	VBROADCASTSS    116(SP), K1, Z18
+	VBROADCASTI64X4 704(R8), Z19
+	VBROADCASTI64X4 736(R8), Z20
+	VPMADDWD        Z19, Z16, Z16
+	VPDPWSSD        Z20, Z17, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z18, Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VMOVDQU32       144(CX), X14
+	VINSERTI32X4    $0x01, 144(SI), Y14, Y14
+	VPMOVZXBW       Y14, Z16
+	VMOVDQU32       160(CX), X15
+	VINSERTI32X4    $0x01, 160(SI), Y15, Y15
+	VPMOVZXBW       Y15, Z17
+	VPANDD          bdzMask0F<>+0(SB), Z16, Z18
+	VPANDD          bdzMask0F<>+0(SB), Z17, Z19
+	VPSRLW          $0x02, Z4, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z18, Z18
+	VPSRLW          $0x02, Z5, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VBROADCASTSS    24(SP), Z20
+	VBROADCASTSS    56(SP), K1, Z20
+	VBROADCASTI64X4 768(R8), Z21
+	VBROADCASTI64X4 800(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z0, Z0
+	VBROADCASTSS    88(SP), Z20
+	VBROADCASTSS    120(SP), K1, Z20
+	VBROADCASTI64X4 832(R8), Z21
+	VBROADCASTI64X4 864(R8), Z22
+	VPMADDWD        Z21, Z18, Z18
+	VPDPWSSD        Z22, Z19, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z20, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VPSRLW          $0x04, Z16, Z16
+	VPSRLW          $0x04, Z17, Z17
+	VPSRLW          $0x03, Z4, Z4
+	VPANDD          bdzMask10<>+0(SB), Z4, Z4
+	VPORD           Z4, Z16, Z16
+	VPSRLW          $0x03, Z5, Z4
+	VPANDD          bdzMask10<>+0(SB), Z4, Z4
+	VPORD           Z4, Z17, Z17
+	VBROADCASTSS    28(SP), Z4
+	VBROADCASTSS    60(SP), K1, Z4
+	VBROADCASTI64X4 896(R8), Z5
+	VBROADCASTI64X4 928(R8), Z18
+	VPMADDWD        Z5, Z16, Z5
+	VPDPWSSD        Z18, Z17, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z4, Z5, Z5
+	VADDPS          Z5, Z0, Z0
+	VBROADCASTSS    92(SP), Z4
+	VBROADCASTSS    124(SP), K1, Z4
+	VBROADCASTI64X4 960(R8), Z5
+	VBROADCASTI64X4 992(R8), Z18
+	VPMADDWD        Z5, Z16, Z5
+	VPDPWSSD        Z18, Z17, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z4, Z5, Z5
+	VADDPS          Z5, Z1, Z1
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x00000040, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dotQ5Kx2AVX512_block
+
+dotQ5Kx2AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVUPS       128(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVUPS       192(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ5Kx2AVX512_row
+
+dotQ5Kx2AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ6Kx2AVX512(SB), NOSPLIT, $192-48
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVL  $0xffff0000, AX
+	KMOVD AX, K2
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ6Kx2AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ6Kx2AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dotQ6Kx2AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ6Kx2AVX512_end
+	VPBROADCASTW    208(CX), X2
+	VPBROADCASTW    208(SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTF64X4 (R9), Z4
+	VMULPS          Z3, Z4, Z4
+	VMOVUPS         Z4, (SP)
+	VBROADCASTF64X4 32(R9), Z4
+	VMULPS          Z3, Z4, Z4
+	VMOVUPS         Z4, 64(SP)
+	VPMOVSXBW       192(CX), Y3
+	VPMOVSXBW       192(SI), Y4
+	VMOVDQU16       Y3, 128(SP)
+	VMOVDQU16       Y4, 160(SP)
+	VMOVDQU8        (CX), Y5
+	VINSERTI64X4    $0x01, (SI), Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z6
+	VPANDD          bdzByte03<>+0(SB), Z6, Z6
+	VPSLLW          $0x04, Z6, Z6
+	VPORD           Z6, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VSHUFI64X2      $0xd8, Z5, Z5, Z5
+	VPMOVSXBW       Y5, Z3
+	VEXTRACTI64X4   $0x01, Z5, Y4
+	VPMOVSXBW       Y4, Z4
+	VPBROADCASTW    128(SP), Z21
+	VPBROADCASTW    160(SP), K2, Z21
+	VPMULLW         Z21, Z3, Z3
+	VPBROADCASTW    130(SP), Z21
+	VPBROADCASTW    162(SP), K2, Z21
+	VPMULLW         Z21, Z4, Z4
+	VBROADCASTSS    (SP), Z21
+	VBROADCASTSS    32(SP), K1, Z21
+	VBROADCASTI64X4 (R8), Z22
+	VBROADCASTI64X4 32(R8), Z23
+	VPMADDWD        Z22, Z3, Z22
+	VPDPWSSD        Z23, Z4, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    64(SP), Z21
+	VBROADCASTSS    96(SP), K1, Z21
+	VBROADCASTI64X4 64(R8), Z22
+	VBROADCASTI64X4 96(R8), Z23
+	VPMADDWD        Z22, Z3, Z3
+	VPDPWSSD        Z23, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z21, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	VMOVDQU8        32(CX), Y7
+	VINSERTI64X4    $0x01, 32(SI), Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z8
+	VPSLLW          $0x02, Z8, Z8
+	VPANDD          bdzByte30<>+0(SB), Z8, Z8
+	VPORD           Z8, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VSHUFI64X2      $0xd8, Z7, Z7, Z7
+	VPMOVSXBW       Y7, Z3
+	VEXTRACTI64X4   $0x01, Z7, Y4
+	VPMOVSXBW       Y4, Z4
+	VPBROADCASTW    132(SP), Z21
+	VPBROADCASTW    164(SP), K2, Z21
+	VPMULLW         Z21, Z3, Z3
+	VPBROADCASTW    134(SP), Z21
+	VPBROADCASTW    166(SP), K2, Z21
+	VPMULLW         Z21, Z4, Z4
+	VBROADCASTSS    4(SP), Z21
+	VBROADCASTSS    36(SP), K1, Z21
+	VBROADCASTI64X4 128(R8), Z22
+	VBROADCASTI64X4 160(R8), Z23
+	VPMADDWD        Z22, Z3, Z22
+	VPDPWSSD        Z23, Z4, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    68(SP), Z21
+	VBROADCASTSS    100(SP), K1, Z21
+	VBROADCASTI64X4 192(R8), Z22
+	VBROADCASTI64X4 224(R8), Z23
+	VPMADDWD        Z22, Z3, Z3
+	VPDPWSSD        Z23, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z21, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	VMOVDQU8        (CX), Y9
+	VINSERTI64X4    $0x01, (SI), Z9, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z10
+	VPANDD          bdzByte30<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VSHUFI64X2      $0xd8, Z9, Z9, Z9
+	VPMOVSXBW       Y9, Z3
+	VEXTRACTI64X4   $0x01, Z9, Y4
+	VPMOVSXBW       Y4, Z4
+	VPBROADCASTW    136(SP), Z21
+	VPBROADCASTW    168(SP), K2, Z21
+	VPMULLW         Z21, Z3, Z3
+	VPBROADCASTW    138(SP), Z21
+	VPBROADCASTW    170(SP), K2, Z21
+	VPMULLW         Z21, Z4, Z4
+	VBROADCASTSS    8(SP), Z21
+	VBROADCASTSS    40(SP), K1, Z21
+	VBROADCASTI64X4 256(R8), Z22
+	VBROADCASTI64X4 288(R8), Z23
+	VPMADDWD        Z22, Z3, Z22
+	VPDPWSSD        Z23, Z4, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    72(SP), Z21
+	VBROADCASTSS    104(SP), K1, Z21
+	VBROADCASTI64X4 320(R8), Z22
+	VBROADCASTI64X4 352(R8), Z23
+	VPMADDWD        Z22, Z3, Z3
+	VPDPWSSD        Z23, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z21, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	VMOVDQU8        32(CX), Y11
+	VINSERTI64X4    $0x01, 32(SI), Z11, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z12
+	VPSRLW          $0x02, Z12, Z12
+	VPANDD          bdzByte30<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VSHUFI64X2      $0xd8, Z11, Z11, Z11
+	VPMOVSXBW       Y11, Z3
+	VEXTRACTI64X4   $0x01, Z11, Y4
+	VPMOVSXBW       Y4, Z4
+	VPBROADCASTW    140(SP), Z21
+	VPBROADCASTW    172(SP), K2, Z21
+	VPMULLW         Z21, Z3, Z3
+	VPBROADCASTW    142(SP), Z21
+	VPBROADCASTW    174(SP), K2, Z21
+	VPMULLW         Z21, Z4, Z4
+	VBROADCASTSS    12(SP), Z21
+	VBROADCASTSS    44(SP), K1, Z21
+	VBROADCASTI64X4 384(R8), Z22
+	VBROADCASTI64X4 416(R8), Z23
+	VPMADDWD        Z22, Z3, Z22
+	VPDPWSSD        Z23, Z4, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    76(SP), Z21
+	VBROADCASTSS    108(SP), K1, Z21
+	VBROADCASTI64X4 448(R8), Z22
+	VBROADCASTI64X4 480(R8), Z23
+	VPMADDWD        Z22, Z3, Z3
+	VPDPWSSD        Z23, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z21, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	VMOVDQU8        64(CX), Y13
+	VINSERTI64X4    $0x01, 64(SI), Z13, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        160(CX), Y14
+	VINSERTI64X4    $0x01, 160(SI), Z14, Z14
+	VPANDD          bdzByte03<>+0(SB), Z14, Z14
+	VPSLLW          $0x04, Z14, Z14
+	VPORD           Z14, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VSHUFI64X2      $0xd8, Z13, Z13, Z13
+	VPMOVSXBW       Y13, Z3
+	VEXTRACTI64X4   $0x01, Z13, Y4
+	VPMOVSXBW       Y4, Z4
+	VPBROADCASTW    144(SP), Z21
+	VPBROADCASTW    176(SP), K2, Z21
+	VPMULLW         Z21, Z3, Z3
+	VPBROADCASTW    146(SP), Z21
+	VPBROADCASTW    178(SP), K2, Z21
+	VPMULLW         Z21, Z4, Z4
+	VBROADCASTSS    16(SP), Z21
+	VBROADCASTSS    48(SP), K1, Z21
+	VBROADCASTI64X4 512(R8), Z22
+	VBROADCASTI64X4 544(R8), Z23
+	VPMADDWD        Z22, Z3, Z22
+	VPDPWSSD        Z23, Z4, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    80(SP), Z21
+	VBROADCASTSS    112(SP), K1, Z21
+	VBROADCASTI64X4 576(R8), Z22
+	VBROADCASTI64X4 608(R8), Z23
+	VPMADDWD        Z22, Z3, Z3
+	VPDPWSSD        Z23, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z21, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	VMOVDQU8        96(CX), Y15
+	VINSERTI64X4    $0x01, 96(SI), Z15, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        160(CX), Y16
+	VINSERTI64X4    $0x01, 160(SI), Z16, Z16
+	VPSLLW          $0x02, Z16, Z16
+	VPANDD          bdzByte30<>+0(SB), Z16, Z16
+	VPORD           Z16, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VSHUFI64X2      $0xd8, Z15, Z15, Z15
+	VPMOVSXBW       Y15, Z3
+	VEXTRACTI64X4   $0x01, Z15, Y4
+	VPMOVSXBW       Y4, Z4
+	VPBROADCASTW    148(SP), Z21
+	VPBROADCASTW    180(SP), K2, Z21
+	VPMULLW         Z21, Z3, Z3
+	VPBROADCASTW    150(SP), Z21
+	VPBROADCASTW    182(SP), K2, Z21
+	VPMULLW         Z21, Z4, Z4
+	VBROADCASTSS    20(SP), Z21
+	VBROADCASTSS    52(SP), K1, Z21
+	VBROADCASTI64X4 640(R8), Z22
+	VBROADCASTI64X4 672(R8), Z23
+	VPMADDWD        Z22, Z3, Z22
+	VPDPWSSD        Z23, Z4, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    84(SP), Z21
+	VBROADCASTSS    116(SP), K1, Z21
+	VBROADCASTI64X4 704(R8), Z22
+	VBROADCASTI64X4 736(R8), Z23
+	VPMADDWD        Z22, Z3, Z3
+	VPDPWSSD        Z23, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z21, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	VMOVDQU8        64(CX), Y17
+	VINSERTI64X4    $0x01, 64(SI), Z17, Z17
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        160(CX), Y18
+	VINSERTI64X4    $0x01, 160(SI), Z18, Z18
+	VPANDD          bdzByte30<>+0(SB), Z18, Z18
+	VPORD           Z18, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VSHUFI64X2      $0xd8, Z17, Z17, Z17
+	VPMOVSXBW       Y17, Z3
+	VEXTRACTI64X4   $0x01, Z17, Y4
+	VPMOVSXBW       Y4, Z4
+	VPBROADCASTW    152(SP), Z21
+	VPBROADCASTW    184(SP), K2, Z21
+	VPMULLW         Z21, Z3, Z3
+	VPBROADCASTW    154(SP), Z21
+	VPBROADCASTW    186(SP), K2, Z21
+	VPMULLW         Z21, Z4, Z4
+	VBROADCASTSS    24(SP), Z21
+	VBROADCASTSS    56(SP), K1, Z21
+	VBROADCASTI64X4 768(R8), Z22
+	VBROADCASTI64X4 800(R8), Z23
+	VPMADDWD        Z22, Z3, Z22
+	VPDPWSSD        Z23, Z4, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    88(SP), Z21
+	VBROADCASTSS    120(SP), K1, Z21
+	VBROADCASTI64X4 832(R8), Z22
+	VBROADCASTI64X4 864(R8), Z23
+	VPMADDWD        Z22, Z3, Z3
+	VPDPWSSD        Z23, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z21, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	VMOVDQU8        96(CX), Y19
+	VINSERTI64X4    $0x01, 96(SI), Z19, Z19
+	VPSRLW          $0x04, Z19, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        160(CX), Y20
+	VINSERTI64X4    $0x01, 160(SI), Z20, Z20
+	VPSRLW          $0x02, Z20, Z20
+	VPANDD          bdzByte30<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VSHUFI64X2      $0xd8, Z19, Z19, Z19
+	VPMOVSXBW       Y19, Z3
+	VEXTRACTI64X4   $0x01, Z19, Y4
+	VPMOVSXBW       Y4, Z4
+	VPBROADCASTW    156(SP), Z21
+	VPBROADCASTW    188(SP), K2, Z21
+	VPMULLW         Z21, Z3, Z3
+	VPBROADCASTW    158(SP), Z21
+	VPBROADCASTW    190(SP), K2, Z21
+	VPMULLW         Z21, Z4, Z4
+	VBROADCASTSS    28(SP), Z21
+	VBROADCASTSS    60(SP), K1, Z21
+	VBROADCASTI64X4 896(R8), Z22
+	VBROADCASTI64X4 928(R8), Z23
+	VPMADDWD        Z22, Z3, Z22
+	VPDPWSSD        Z23, Z4, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    92(SP), Z21
+	VBROADCASTSS    124(SP), K1, Z21
+	VBROADCASTI64X4 960(R8), Z22
+	VBROADCASTI64X4 992(R8), Z23
+	VPMADDWD        Z22, Z3, Z3
+	VPDPWSSD        Z23, Z4, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z21, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x00000040, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dotQ6Kx2AVX512_block
+
+dotQ6Kx2AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ6Kx2AVX512_row
+
+dotQ6Kx2AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ8_0x3AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ8_0x3AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ8_0x3AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dotQ8_0x3AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ8_0x3AVX512_end
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VMOVDQU32       2(CX), X5
+	VINSERTI32X4    $0x01, 2(SI), Y5, Y5
+	VPMOVSXBW       Y5, Z7
+	VMOVDQU32       18(CX), X6
+	VINSERTI32X4    $0x01, 18(SI), Y6, Y6
+	VPMOVSXBW       Y6, Z8
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z4, Z9, Z9
+	VBROADCASTI64X4 (R8), Z10
+	VBROADCASTI64X4 32(R8), Z11
+	VPMADDWD        Z10, Z7, Z10
+	VPDPWSSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z9, Z10, Z10
+	VADDPS          Z10, Z0, Z0
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z4, Z9, Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VBROADCASTI64X4 96(R8), Z11
+	VPMADDWD        Z10, Z7, Z10
+	VPDPWSSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z9, Z10, Z10
+	VADDPS          Z10, Z1, Z1
+	VBROADCASTSS    8(R9), Z9
+	VMULPS          Z4, Z9, Z9
+	VBROADCASTI64X4 128(R8), Z4
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDWD        Z4, Z7, Z4
+	VPDPWSSD        Z10, Z8, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z9, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x000000c0, R8
+	ADDQ            $0x0c, R9
+	SUBQ            $0x22, DI
+	JMP             dotQ8_0x3AVX512_block
+
+dotQ8_0x3AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ8_0x3AVX512_row
+
+dotQ8_0x3AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ4_0x3AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ4_0x3AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ4_0x3AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dotQ4_0x3AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ4_0x3AVX512_end
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VMOVDQU32       2(CX), X5
+	VINSERTI32X4    $0x01, 2(SI), Y5, Y5
+	VPMOVZXBW       Y5, Z6
+	VPSRLW          $0x04, Z6, Z7
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z6
+	VPSUBW          bdzEight<>+0(SB), Z6, Z6
+	VPSUBW          bdzEight<>+0(SB), Z7, Z7
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z4, Z8, Z8
+	VBROADCASTI64X4 (R8), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDWD        Z9, Z6, Z9
+	VPDPWSSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z4, Z8, Z8
+	VBROADCASTI64X4 64(R8), Z9
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDWD        Z9, Z6, Z9
+	VPDPWSSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VBROADCASTSS    8(R9), Z8
+	VMULPS          Z4, Z8, Z8
+	VBROADCASTI64X4 128(R8), Z4
+	VBROADCASTI64X4 160(R8), Z9
+	VPMADDWD        Z4, Z6, Z4
+	VPDPWSSD        Z9, Z7, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z8, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x000000c0, R8
+	ADDQ            $0x0c, R9
+	SUBQ            $0x12, DI
+	JMP             dotQ4_0x3AVX512_block
+
+dotQ4_0x3AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ4_0x3AVX512_row
+
+dotQ4_0x3AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ5_0x3AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ5_0x3AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ5_0x3AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dotQ5_0x3AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ5_0x3AVX512_end
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VMOVDQU32       6(CX), X5
+	VINSERTI32X4    $0x01, 6(SI), Y5, Y5
+	VPMOVZXBW       Y5, Z6
+	VPSRLW          $0x04, Z6, Z7
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z6
+	VPBROADCASTW    2(CX), Y8
+	VPBROADCASTW    2(SI), Y9
+	VINSERTI64X4    $0x01, Y9, Z8, Z9
+	VPTESTNMW       bdzBits<>+0(SB), Z9, K1
+	VPSUBW          bdzMask10<>+0(SB), Z6, K1, Z6
+	VPBROADCASTW    4(CX), Y8
+	VPBROADCASTW    4(SI), Y9
+	VINSERTI64X4    $0x01, Y9, Z8, Z9
+	VPTESTNMW       bdzBits<>+0(SB), Z9, K1
+	VPSUBW          bdzMask10<>+0(SB), Z7, K1, Z7
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z4, Z9, Z9
+	VBROADCASTI64X4 (R8), Z10
+	VBROADCASTI64X4 32(R8), Z11
+	VPMADDWD        Z10, Z6, Z10
+	VPDPWSSD        Z11, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z9, Z10, Z10
+	VADDPS          Z10, Z0, Z0
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z4, Z9, Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VBROADCASTI64X4 96(R8), Z11
+	VPMADDWD        Z10, Z6, Z10
+	VPDPWSSD        Z11, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z9, Z10, Z10
+	VADDPS          Z10, Z1, Z1
+	VBROADCASTSS    8(R9), Z9
+	VMULPS          Z4, Z9, Z9
+	VBROADCASTI64X4 128(R8), Z4
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDWD        Z4, Z6, Z4
+	VPDPWSSD        Z10, Z7, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z9, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x000000c0, R8
+	ADDQ            $0x0c, R9
+	SUBQ            $0x16, DI
+	JMP             dotQ5_0x3AVX512_block
+
+dotQ5_0x3AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ5_0x3AVX512_row
+
+dotQ5_0x3AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ4Kx3AVX512(SB), NOSPLIT, $384-56
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ4Kx3AVX512_row:
+	CMPQ    DX, $0x02
+	JL      dotQ4Kx3AVX512_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VMOVUPS Z0, 192(SP)
+	VMOVUPS Z1, 256(SP)
+	VMOVUPS Z2, 320(SP)
+
+dotQ4Kx3AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ4Kx3AVX512_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X3
+	VPINSRD         $0x01, R13, X3, X3
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X3, Y3
+	VPMOVZXBD       X4, Y4
+	VCVTDQ2PS       Y3, Y3
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (CX), X5
+	VBROADCASTSS    X5, Y6
+	VMOVSHDUP       X5, X5
+	VBROADCASTSS    X5, Y5
+	VMULPS          Y6, Y3, Y3
+	VMULPS          Y5, Y4, Y4
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X5
+	VPINSRD         $0x01, R13, X5, X5
+	VMOVD           R12, X6
+	VPINSRD         $0x01, R15, X6, X6
+	VPMOVZXBD       X5, Y5
+	VPMOVZXBD       X6, Y6
+	VCVTDQ2PS       Y5, Y5
+	VCVTDQ2PS       Y6, Y6
+	VCVTPH2PS       (SI), X7
+	VBROADCASTSS    X7, Y15
+	VMOVSHDUP       X7, X7
+	VBROADCASTSS    X7, Y16
+	VMULPS          Y15, Y5, Y5
+	VMULPS          Y16, Y6, Y6
+	VINSERTF64X4    $0x01, Y5, Z3, Z5
+	VINSERTF64X4    $0x01, Y6, Z4, Z6
+	VBROADCASTF64X4 (R9), Z15
+	VMULPS          Z15, Z5, Z16
+	VMOVUPS         Z16, (SP)
+	VMULPS          Z15, Z6, Z15
+	VBROADCASTF64X4 (R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          192(SP), Z15, Z15
+	VMOVUPS         Z15, 192(SP)
+	VBROADCASTF64X4 32(R9), Z15
+	VMULPS          Z15, Z5, Z16
+	VMOVUPS         Z16, 64(SP)
+	VMULPS          Z15, Z6, Z15
+	VBROADCASTF64X4 32(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          256(SP), Z15, Z15
+	VMOVUPS         Z15, 256(SP)
+	VBROADCASTF64X4 64(R9), Z15
+	VMULPS          Z15, Z5, Z5
+	VMOVUPS         Z5, 128(SP)
+	VMULPS          Z15, Z6, Z5
+	VBROADCASTF64X4 64(R10), Z6
+	VMULPS          Z6, Z5, Z5
+	VADDPS          320(SP), Z5, Z5
+	VMOVUPS         Z5, 320(SP)
+	VMOVDQU32       16(CX), X7
+	VINSERTI32X4    $0x01, 16(SI), Y7, Y7
+	VPMOVZXBW       Y7, Z5
+	VMOVDQU32       32(CX), X8
+	VINSERTI32X4    $0x01, 32(SI), Y8, Y8
+	VPMOVZXBW       Y8, Z6
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z15
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z16
+	VBROADCASTSS    (SP), Z17
+	VBROADCASTSS    32(SP), K1, Z17
+	VBROADCASTI64X4 (R8), Z18
+	VBROADCASTI64X4 32(R8), Z19
+	VPMADDWD        Z18, Z15, Z18
+	VPDPWSSD        Z19, Z16, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z17, Z18, Z18
+	VADDPS          Z18, Z0, Z0
+	VBROADCASTSS    64(SP), Z17
+	VBROADCASTSS    96(SP), K1, Z17
+	VBROADCASTI64X4 64(R8), Z18
+	VBROADCASTI64X4 96(R8), Z19
+	VPMADDWD        Z18, Z15, Z18
+	VPDPWSSD        Z19, Z16, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z17, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VBROADCASTSS    128(SP), Z17
+	VBROADCASTSS    160(SP), K1, Z17
+	VBROADCASTI64X4 128(R8), Z18
+	VBROADCASTI64X4 160(R8), Z19
+	VPMADDWD        Z18, Z15, Z15
+	VPDPWSSD        Z19, Z16, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z17, Z15, Z15
+	VADDPS          Z15, Z2, Z2
+	VPSRLW          $0x04, Z5, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VBROADCASTSS    4(SP), Z15
+	VBROADCASTSS    36(SP), K1, Z15
+	VBROADCASTI64X4 192(R8), Z16
+	VBROADCASTI64X4 224(R8), Z17
+	VPMADDWD        Z16, Z5, Z16
+	VPDPWSSD        Z17, Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z15, Z16, Z16
+	VADDPS          Z16, Z0, Z0
+	VBROADCASTSS    68(SP), Z15
+	VBROADCASTSS    100(SP), K1, Z15
+	VBROADCASTI64X4 256(R8), Z16
+	VBROADCASTI64X4 288(R8), Z17
+	VPMADDWD        Z16, Z5, Z16
+	VPDPWSSD        Z17, Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z15, Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VBROADCASTSS    132(SP), Z15
+	VBROADCASTSS    164(SP), K1, Z15
+	VBROADCASTI64X4 320(R8), Z16
+	VBROADCASTI64X4 352(R8), Z17
+	VPMADDWD        Z16, Z5, Z5
+	VPDPWSSD        Z17, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z15, Z5, Z5
+	VADDPS          Z5, Z2, Z2
+	VMOVDQU32       48(CX), X9
+	VINSERTI32X4    $0x01, 48(SI), Y9, Y9
+	VPMOVZXBW       Y9, Z5
+	VMOVDQU32       64(CX), X10
+	VINSERTI32X4    $0x01, 64(SI), Y10, Y10
+	VPMOVZXBW       Y10, Z6
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z15
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z16
+	VBROADCASTSS    8(SP), Z17
+	VBROADCASTSS    40(SP), K1, Z17
+	VBROADCASTI64X4 384(R8), Z18
+	VBROADCASTI64X4 416(R8), Z19
+	VPMADDWD        Z18, Z15, Z18
+	VPDPWSSD        Z19, Z16, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z17, Z18, Z18
+	VADDPS          Z18, Z0, Z0
+	VBROADCASTSS    72(SP), Z17
+	VBROADCASTSS    104(SP), K1, Z17
+	VBROADCASTI64X4 448(R8), Z18
+	VBROADCASTI64X4 480(R8), Z19
+	VPMADDWD        Z18, Z15, Z18
+	VPDPWSSD        Z19, Z16, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z17, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VBROADCASTSS    136(SP), Z17
+	VBROADCASTSS    168(SP), K1, Z17
+	VBROADCASTI64X4 512(R8), Z18
+	VBROADCASTI64X4 544(R8), Z19
+	VPMADDWD        Z18, Z15, Z15
+	VPDPWSSD        Z19, Z16, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z17, Z15, Z15
+	VADDPS          Z15, Z2, Z2
+	VPSRLW          $0x04, Z5, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VBROADCASTSS    12(SP), Z15
+	VBROADCASTSS    44(SP), K1, Z15
+	VBROADCASTI64X4 576(R8), Z16
+	VBROADCASTI64X4 608(R8), Z17
+	VPMADDWD        Z16, Z5, Z16
+	VPDPWSSD        Z17, Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z15, Z16, Z16
+	VADDPS          Z16, Z0, Z0
+	VBROADCASTSS    76(SP), Z15
+	VBROADCASTSS    108(SP), K1, Z15
+	VBROADCASTI64X4 640(R8), Z16
+	VBROADCASTI64X4 672(R8), Z17
+	VPMADDWD        Z16, Z5, Z16
+	VPDPWSSD        Z17, Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z15, Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VBROADCASTSS    140(SP), Z15
+	VBROADCASTSS    172(SP), K1, Z15
+	VBROADCASTI64X4 704(R8), Z16
+	VBROADCASTI64X4 736(R8), Z17
+	VPMADDWD        Z16, Z5, Z5
+	VPDPWSSD        Z17, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z15, Z5, Z5
+	VADDPS          Z5, Z2, Z2
+	VMOVDQU32       80(CX), X11
+	VINSERTI32X4    $0x01, 80(SI), Y11, Y11
+	VPMOVZXBW       Y11, Z5
+	VMOVDQU32       96(CX), X12
+	VINSERTI32X4    $0x01, 96(SI), Y12, Y12
+	VPMOVZXBW       Y12, Z6
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z15
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z16
+	VBROADCASTSS    16(SP), Z17
+	VBROADCASTSS    48(SP), K1, Z17
+	VBROADCASTI64X4 768(R8), Z18
+	VBROADCASTI64X4 800(R8), Z19
+	VPMADDWD        Z18, Z15, Z18
+	VPDPWSSD        Z19, Z16, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z17, Z18, Z18
+	VADDPS          Z18, Z0, Z0
+	VBROADCASTSS    80(SP), Z17
+	VBROADCASTSS    112(SP), K1, Z17
+	VBROADCASTI64X4 832(R8), Z18
+	VBROADCASTI64X4 864(R8), Z19
+	VPMADDWD        Z18, Z15, Z18
+	VPDPWSSD        Z19, Z16, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z17, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VBROADCASTSS    144(SP), Z17
+	VBROADCASTSS    176(SP), K1, Z17
+	VBROADCASTI64X4 896(R8), Z18
+	VBROADCASTI64X4 928(R8), Z19
+	VPMADDWD        Z18, Z15, Z15
+	VPDPWSSD        Z19, Z16, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z17, Z15, Z15
+	VADDPS          Z15, Z2, Z2
+	VPSRLW          $0x04, Z5, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VBROADCASTSS    20(SP), Z15
+	VBROADCASTSS    52(SP), K1, Z15
+	VBROADCASTI64X4 960(R8), Z16
+	VBROADCASTI64X4 992(R8), Z17
+	VPMADDWD        Z16, Z5, Z16
+	VPDPWSSD        Z17, Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z15, Z16, Z16
+	VADDPS          Z16, Z0, Z0
+	VBROADCASTSS    84(SP), Z15
+	VBROADCASTSS    116(SP), K1, Z15
+	VBROADCASTI64X4 1024(R8), Z16
+	VBROADCASTI64X4 1056(R8), Z17
+	VPMADDWD        Z16, Z5, Z16
+	VPDPWSSD        Z17, Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z15, Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VBROADCASTSS    148(SP), Z15
+	VBROADCASTSS    180(SP), K1, Z15
+	VBROADCASTI64X4 1088(R8), Z16
+	VBROADCASTI64X4 1120(R8), Z17
+	VPMADDWD        Z16, Z5, Z5
+	VPDPWSSD        Z17, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z15, Z5, Z5
+	VADDPS          Z5, Z2, Z2
+	VMOVDQU32       112(CX), X13
+	VINSERTI32X4    $0x01, 112(SI), Y13, Y13
+	VPMOVZXBW       Y13, Z5
+	VMOVDQU32       128(CX), X14
+	VINSERTI32X4    $0x01, 128(SI), Y14, Y14
+	VPMOVZXBW       Y14, Z6
+	VPANDD          bdzMask0F<>+0(SB), Z5, Z15
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z16
+	VBROADCASTSS    24(SP), Z17
+	VBROADCASTSS    56(SP), K1, Z17
+	VBROADCASTI64X4 1152(R8), Z18
+	VBROADCASTI64X4 1184(R8), Z19
+	VPMADDWD        Z18, Z15, Z18
+	VPDPWSSD        Z19, Z16, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z17, Z18, Z18
+	VADDPS          Z18, Z0, Z0
+	VBROADCASTSS    88(SP), Z17
+	VBROADCASTSS    120(SP), K1, Z17
+	VBROADCASTI64X4 1216(R8), Z18
+	VBROADCASTI64X4 1248(R8), Z19
+	VPMADDWD        Z18, Z15, Z18
+	VPDPWSSD        Z19, Z16, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z17, Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VBROADCASTSS    152(SP), Z17
+	VBROADCASTSS    184(SP), K1, Z17
+	VBROADCASTI64X4 1280(R8), Z18
+	VBROADCASTI64X4 1312(R8), Z19
+	VPMADDWD        Z18, Z15, Z15
+	VPDPWSSD        Z19, Z16, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          Z17, Z15, Z15
+	VADDPS          Z15, Z2, Z2
+	VPSRLW          $0x04, Z5, Z5
+	VPSRLW          $0x04, Z6, Z6
+	VBROADCASTSS    28(SP), Z15
+	VBROADCASTSS    60(SP), K1, Z15
+	VBROADCASTI64X4 1344(R8), Z16
+	VBROADCASTI64X4 1376(R8), Z17
+	VPMADDWD        Z16, Z5, Z16
+	VPDPWSSD        Z17, Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z15, Z16, Z16
+	VADDPS          Z16, Z0, Z0
+	VBROADCASTSS    92(SP), Z15
+	VBROADCASTSS    124(SP), K1, Z15
+	VBROADCASTI64X4 1408(R8), Z16
+	VBROADCASTI64X4 1440(R8), Z17
+	VPMADDWD        Z16, Z5, Z16
+	VPDPWSSD        Z17, Z6, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z15, Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VBROADCASTSS    156(SP), Z15
+	VBROADCASTSS    188(SP), K1, Z15
+	VBROADCASTI64X4 1472(R8), Z16
+	VBROADCASTI64X4 1504(R8), Z17
+	VPMADDWD        Z16, Z5, Z5
+	VPDPWSSD        Z17, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z15, Z5, Z5
+	VADDPS          Z5, Z2, Z2
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000600, R8
+	ADDQ            $0x00000060, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x00000090, DI
+	JMP             dotQ4Kx3AVX512_block
+
+dotQ4Kx3AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVUPS       192(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVUPS       256(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVUPS       320(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ4Kx3AVX512_row
+
+dotQ4Kx3AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ5Kx3AVX512(SB), NOSPLIT, $384-56
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ5Kx3AVX512_row:
+	CMPQ    DX, $0x02
+	JL      dotQ5Kx3AVX512_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VMOVUPS Z0, 192(SP)
+	VMOVUPS Z1, 256(SP)
+	VMOVUPS Z2, 320(SP)
+
+dotQ5Kx3AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ5Kx3AVX512_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X3
+	VPINSRD         $0x01, R13, X3, X3
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X3, Y3
+	VPMOVZXBD       X4, Y4
+	VCVTDQ2PS       Y3, Y3
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (CX), X5
+	VBROADCASTSS    X5, Y6
+	VMOVSHDUP       X5, X5
+	VBROADCASTSS    X5, Y5
+	VMULPS          Y6, Y3, Y3
+	VMULPS          Y5, Y4, Y4
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X5
+	VPINSRD         $0x01, R13, X5, X5
+	VMOVD           R12, X6
+	VPINSRD         $0x01, R15, X6, X6
+	VPMOVZXBD       X5, Y5
+	VPMOVZXBD       X6, Y6
+	VCVTDQ2PS       Y5, Y5
+	VCVTDQ2PS       Y6, Y6
+	VCVTPH2PS       (SI), X7
+	VBROADCASTSS    X7, Y17
+	VMOVSHDUP       X7, X7
+	VBROADCASTSS    X7, Y18
+	VMULPS          Y17, Y5, Y5
+	VMULPS          Y18, Y6, Y6
+	VINSERTF64X4    $0x01, Y5, Z3, Z5
+	VINSERTF64X4    $0x01, Y6, Z4, Z6
+	VBROADCASTF64X4 (R9), Z17
+	VMULPS          Z17, Z5, Z18
+	VMOVUPS         Z18, (SP)
+	VMULPS          Z17, Z6, Z17
+	VBROADCASTF64X4 (R10), Z18
+	VMULPS          Z18, Z17, Z17
+	VADDPS          192(SP), Z17, Z17
+	VMOVUPS         Z17, 192(SP)
+	VBROADCASTF64X4 32(R9), Z17
+	VMULPS          Z17, Z5, Z18
+	VMOVUPS         Z18, 64(SP)
+	VMULPS          Z17, Z6, Z17
+	VBROADCASTF64X4 32(R10), Z18
+	VMULPS          Z18, Z17, Z17
+	VADDPS          256(SP), Z17, Z17
+	VMOVUPS         Z17, 256(SP)
+	VBROADCASTF64X4 64(R9), Z17
+	VMULPS          Z17, Z5, Z5
+	VMOVUPS         Z5, 128(SP)
+	VMULPS          Z17, Z6, Z5
+	VBROADCASTF64X4 64(R10), Z6
+	VMULPS          Z6, Z5, Z5
+	VADDPS          320(SP), Z5, Z5
+	VMOVUPS         Z5, 320(SP)
+	VMOVDQU32       16(CX), X7
+	VINSERTI32X4    $0x01, 16(SI), Y7, Y7
+	VPMOVZXBW       Y7, Z5
+	VMOVDQU32       32(CX), X8
+	VINSERTI32X4    $0x01, 32(SI), Y8, Y8
+	VPMOVZXBW       Y8, Z6
+	VMOVDQU32       48(CX), X9
+	VINSERTI32X4    $0x01, 48(SI), Y9, Y9
+	VPMOVZXBW       Y9, Z17
+	VMOVDQU32       64(CX), X10
+	VINSERTI32X4    $0x01, 64(SI), Y10, Y10
+	VPMOVZXBW       Y10, Z18
+	VPANDD          bdzMask0F<>+0(SB), Z17, Z19
+	VPANDD          bdzMask0F<>+0(SB), Z18, Z20
+	VPSLLW          $0x04, Z5, Z21
+	VPANDD          bdzMask10<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSLLW          $0x04, Z6, Z21
+	VPANDD          bdzMask10<>+0(SB), Z21, Z21
+	VPORD           Z21, Z20, Z20
+	VBROADCASTSS    (SP), Z21
+	VBROADCASTSS    32(SP), K1, Z21
+	VBROADCASTI64X4 (R8), Z22
+	VBROADCASTI64X4 32(R8), Z23
+	VPMADDWD        Z22, Z19, Z22
+	VPDPWSSD        Z23, Z20, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    64(SP), Z21
+	VBROADCASTSS    96(SP), K1, Z21
+	VBROADCASTI64X4 64(R8), Z22
+	VBROADCASTI64X4 96(R8), Z23
+	VPMADDWD        Z22, Z19, Z22
+	VPDPWSSD        Z23, Z20, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z1, Z1
+	VBROADCASTSS    128(SP), Z21
+	VBROADCASTSS    160(SP), K1, Z21
+	VBROADCASTI64X4 128(R8), Z22
+	VBROADCASTI64X4 160(R8), Z23
+	VPMADDWD        Z22, Z19, Z19
+	VPDPWSSD        Z23, Z20, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z21, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VPSRLW          $0x04, Z17, Z17
+	VPSRLW          $0x04, Z18, Z18
+	VPSLLW          $0x03, Z5, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSLLW          $0x03, Z6, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VBROADCASTSS    4(SP), Z19
+	VBROADCASTSS    36(SP), K1, Z19
+	VBROADCASTI64X4 192(R8), Z20
+	VBROADCASTI64X4 224(R8), Z21
+	VPMADDWD        Z20, Z17, Z20
+	VPDPWSSD        Z21, Z18, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z19, Z20, Z20
+	VADDPS          Z20, Z0, Z0
+	VBROADCASTSS    68(SP), Z19
+	VBROADCASTSS    100(SP), K1, Z19
+	VBROADCASTI64X4 256(R8), Z20
+	VBROADCASTI64X4 288(R8), Z21
+	VPMADDWD        Z20, Z17, Z20
+	VPDPWSSD        Z21, Z18, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z19, Z20, Z20
+	VADDPS          Z20, Z1, Z1
+	VBROADCASTSS    132(SP), Z19
+	VBROADCASTSS    164(SP), K1, Z19
+	VBROADCASTI64X4 320(R8), Z20
+	VBROADCASTI64X4 352(R8), Z21
+	VPMADDWD        Z20, Z17, Z17
+	VPDPWSSD        Z21, Z18, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z19, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VMOVDQU32       80(CX), X11
+	VINSERTI32X4    $0x01, 80(SI), Y11, Y11
+	VPMOVZXBW       Y11, Z17
+	VMOVDQU32       96(CX), X12
+	VINSERTI32X4    $0x01, 96(SI), Y12, Y12
+	VPMOVZXBW       Y12, Z18
+	VPANDD          bdzMask0F<>+0(SB), Z17, Z19
+	VPANDD          bdzMask0F<>+0(SB), Z18, Z20
+	VPSLLW          $0x02, Z5, Z21
+	VPANDD          bdzMask10<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSLLW          $0x02, Z6, Z21
+	VPANDD          bdzMask10<>+0(SB), Z21, Z21
+	VPORD           Z21, Z20, Z20
+	VBROADCASTSS    8(SP), Z21
+	VBROADCASTSS    40(SP), K1, Z21
+	VBROADCASTI64X4 384(R8), Z22
+	VBROADCASTI64X4 416(R8), Z23
+	VPMADDWD        Z22, Z19, Z22
+	VPDPWSSD        Z23, Z20, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    72(SP), Z21
+	VBROADCASTSS    104(SP), K1, Z21
+	VBROADCASTI64X4 448(R8), Z22
+	VBROADCASTI64X4 480(R8), Z23
+	VPMADDWD        Z22, Z19, Z22
+	VPDPWSSD        Z23, Z20, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z1, Z1
+	VBROADCASTSS    136(SP), Z21
+	VBROADCASTSS    168(SP), K1, Z21
+	VBROADCASTI64X4 512(R8), Z22
+	VBROADCASTI64X4 544(R8), Z23
+	VPMADDWD        Z22, Z19, Z19
+	VPDPWSSD        Z23, Z20, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z21, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VPSRLW          $0x04, Z17, Z17
+	VPSRLW          $0x04, Z18, Z18
+	VPSLLW          $0x01, Z5, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSLLW          $0x01, Z6, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VBROADCASTSS    12(SP), Z19
+	VBROADCASTSS    44(SP), K1, Z19
+	VBROADCASTI64X4 576(R8), Z20
+	VBROADCASTI64X4 608(R8), Z21
+	VPMADDWD        Z20, Z17, Z20
+	VPDPWSSD        Z21, Z18, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z19, Z20, Z20
+	VADDPS          Z20, Z0, Z0
+	VBROADCASTSS    76(SP), Z19
+	VBROADCASTSS    108(SP), K1, Z19
+	VBROADCASTI64X4 640(R8), Z20
+	VBROADCASTI64X4 672(R8), Z21
+	VPMADDWD        Z20, Z17, Z20
+	VPDPWSSD        Z21, Z18, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z19, Z20, Z20
+	VADDPS          Z20, Z1, Z1
+	VBROADCASTSS    140(SP), Z19
+	VBROADCASTSS    172(SP), K1, Z19
+	VBROADCASTI64X4 704(R8), Z20
+	VBROADCASTI64X4 736(R8), Z21
+	VPMADDWD        Z20, Z17, Z17
+	VPDPWSSD        Z21, Z18, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z19, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VMOVDQU32       112(CX), X13
+	VINSERTI32X4    $0x01, 112(SI), Y13, Y13
+	VPMOVZXBW       Y13, Z17
+	VMOVDQU32       128(CX), X14
+	VINSERTI32X4    $0x01, 128(SI), Y14, Y14
+	VPMOVZXBW       Y14, Z18
+	VPANDD          bdzMask0F<>+0(SB), Z17, Z19
+	VPANDD          bdzMask0F<>+0(SB), Z18, Z20
+	VMOVDQA32       Z5, Z21
+	VPANDD          bdzMask10<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VMOVDQA32       Z6, Z21
+	VPANDD          bdzMask10<>+0(SB), Z21, Z21
+	VPORD           Z21, Z20, Z20
+	VBROADCASTSS    16(SP), Z21
+	VBROADCASTSS    48(SP), K1, Z21
+	VBROADCASTI64X4 768(R8), Z22
+	VBROADCASTI64X4 800(R8), Z23
+	VPMADDWD        Z22, Z19, Z22
+	VPDPWSSD        Z23, Z20, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    80(SP), Z21
+	VBROADCASTSS    112(SP), K1, Z21
+	VBROADCASTI64X4 832(R8), Z22
+	VBROADCASTI64X4 864(R8), Z23
+	VPMADDWD        Z22, Z19, Z22
+	VPDPWSSD        Z23, Z20, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z1, Z1
+	VBROADCASTSS    144(SP), Z21
+	VBROADCASTSS    176(SP), K1, Z21
+	VBROADCASTI64X4 896(R8), Z22
+	VBROADCASTI64X4 928(R8), Z23
+	VPMADDWD        Z22, Z19, Z19
+	VPDPWSSD        Z23, Z20, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z21, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VPSRLW          $0x04, Z17, Z17
+	VPSRLW          $0x04, Z18, Z18
+	VPSRLW          $0x01, Z5, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSRLW          $0x01, Z6, Z19
+	VPANDD          bdzMask10<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VBROADCASTSS    20(SP), Z19
+	VBROADCASTSS    52(SP), K1, Z19
+	VBROADCASTI64X4 960(R8), Z20
+	VBROADCASTI64X4 992(R8), Z21
+	VPMADDWD        Z20, Z17, Z20
+	VPDPWSSD        Z21, Z18, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z19, Z20, Z20
+	VADDPS          Z20, Z0, Z0
+	VBROADCASTSS    84(SP), Z19
+	VBROADCASTSS    116(SP), K1, Z19
+	VBROADCASTI64X4 1024(R8), Z20
+	VBROADCASTI64X4 1056(R8), Z21
+	VPMADDWD        Z20, Z17, Z20
+	VPDPWSSD        Z21, Z18, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z19, Z20, Z20
+	VADDPS          Z20, Z1, Z1
+	VBROADCASTSS    148(SP), Z19
+	VBROADCASTSS    180(SP), K1, Z19
+	VBROADCASTI64X4 1088(R8), Z20
+	VBROADCASTI64X4 1120(R8), Z21
+	VPMADDWD        Z20, Z17, Z17
+	VPDPWSSD        Z21, Z18, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z19, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VMOVDQU32       144(CX), X15
+	VINSERTI32X4    $0x01, 144(SI), Y15, Y15
+	VPMOVZXBW       Y15, Z17
+	VMOVDQU32       160(CX), X16
+	VINSERTI32X4    $0x01, 160(SI), Y16, Y16
+	VPMOVZXBW       Y16, Z18
+	VPANDD          bdzMask0F<>+0(SB), Z17, Z19
+	VPANDD          bdzMask0F<>+0(SB), Z18, Z20
+	VPSRLW          $0x02, Z5, Z21
+	VPANDD          bdzMask10<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSRLW          $0x02, Z6, Z21
+	VPANDD          bdzMask10<>+0(SB), Z21, Z21
+	VPORD           Z21, Z20, Z20
+	VBROADCASTSS    24(SP), Z21
+	VBROADCASTSS    56(SP), K1, Z21
+	VBROADCASTI64X4 1152(R8), Z22
+	VBROADCASTI64X4 1184(R8), Z23
+	VPMADDWD        Z22, Z19, Z22
+	VPDPWSSD        Z23, Z20, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z0, Z0
+	VBROADCASTSS    88(SP), Z21
+	VBROADCASTSS    120(SP), K1, Z21
+	VBROADCASTI64X4 1216(R8), Z22
+	VBROADCASTI64X4 1248(R8), Z23
+	VPMADDWD        Z22, Z19, Z22
+	VPDPWSSD        Z23, Z20, Z22
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          Z21, Z22, Z22
+	VADDPS          Z22, Z1, Z1
+	VBROADCASTSS    152(SP), Z21
+	VBROADCASTSS    184(SP), K1, Z21
+	VBROADCASTI64X4 1280(R8), Z22
+	VBROADCASTI64X4 1312(R8), Z23
+	VPMADDWD        Z22, Z19, Z19
+	VPDPWSSD        Z23, Z20, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z21, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VPSRLW          $0x04, Z17, Z17
+	VPSRLW          $0x04, Z18, Z18
+	VPSRLW          $0x03, Z5, Z5
+	VPANDD          bdzMask10<>+0(SB), Z5, Z5
+	VPORD           Z5, Z17, Z17
+	VPSRLW          $0x03, Z6, Z5
+	VPANDD          bdzMask10<>+0(SB), Z5, Z5
+	VPORD           Z5, Z18, Z18
+	VBROADCASTSS    28(SP), Z5
+	VBROADCASTSS    60(SP), K1, Z5
+	VBROADCASTI64X4 1344(R8), Z6
+	VBROADCASTI64X4 1376(R8), Z19
+	VPMADDWD        Z6, Z17, Z6
+	VPDPWSSD        Z19, Z18, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z5, Z6, Z6
+	VADDPS          Z6, Z0, Z0
+	VBROADCASTSS    92(SP), Z5
+	VBROADCASTSS    124(SP), K1, Z5
+	VBROADCASTI64X4 1408(R8), Z6
+	VBROADCASTI64X4 1440(R8), Z19
+	VPMADDWD        Z6, Z17, Z6
+	VPDPWSSD        Z19, Z18, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z5, Z6, Z6
+	VADDPS          Z6, Z1, Z1
+	VBROADCASTSS    156(SP), Z5
+	VBROADCASTSS    188(SP), K1, Z5
+	VBROADCASTI64X4 1472(R8), Z6
+	VBROADCASTI64X4 1504(R8), Z19
+	VPMADDWD        Z6, Z17, Z6
+	VPDPWSSD        Z19, Z18, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z5, Z6, Z6
+	VADDPS          Z6, Z2, Z2
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000600, R8
+	ADDQ            $0x00000060, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dotQ5Kx3AVX512_block
+
+dotQ5Kx3AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVUPS       192(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVUPS       256(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVUPS       320(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ5Kx3AVX512_row
+
+dotQ5Kx3AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ6Kx3AVX512(SB), NOSPLIT, $256-48
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVL  $0xffff0000, AX
+	KMOVD AX, K2
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ6Kx3AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ6Kx3AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dotQ6Kx3AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ6Kx3AVX512_end
+	VPBROADCASTW    208(CX), X3
+	VPBROADCASTW    208(SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTF64X4 (R9), Z5
+	VMULPS          Z4, Z5, Z5
+	VMOVUPS         Z5, (SP)
+	VBROADCASTF64X4 32(R9), Z5
+	VMULPS          Z4, Z5, Z5
+	VMOVUPS         Z5, 64(SP)
+	VBROADCASTF64X4 64(R9), Z5
+	VMULPS          Z4, Z5, Z5
+	VMOVUPS         Z5, 128(SP)
+	VPMOVSXBW       192(CX), Y4
+	VPMOVSXBW       192(SI), Y5
+	VMOVDQU16       Y4, 192(SP)
+	VMOVDQU16       Y5, 224(SP)
+	VMOVDQU8        (CX), Y6
+	VINSERTI64X4    $0x01, (SI), Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU8        128(CX), Y7
+	VINSERTI64X4    $0x01, 128(SI), Z7, Z7
+	VPANDD          bdzByte03<>+0(SB), Z7, Z7
+	VPSLLW          $0x04, Z7, Z7
+	VPORD           Z7, Z6, Z6
+	VPSUBB          bdzByte20<>+0(SB), Z6, Z6
+	VSHUFI64X2      $0xd8, Z6, Z6, Z6
+	VPMOVSXBW       Y6, Z4
+	VEXTRACTI64X4   $0x01, Z6, Y5
+	VPMOVSXBW       Y5, Z5
+	VPBROADCASTW    192(SP), Z22
+	VPBROADCASTW    224(SP), K2, Z22
+	VPMULLW         Z22, Z4, Z4
+	VPBROADCASTW    194(SP), Z22
+	VPBROADCASTW    226(SP), K2, Z22
+	VPMULLW         Z22, Z5, Z5
+	VBROADCASTSS    (SP), Z22
+	VBROADCASTSS    32(SP), K1, Z22
+	VBROADCASTI64X4 (R8), Z23
+	VBROADCASTI64X4 32(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    64(SP), Z22
+	VBROADCASTSS    96(SP), K1, Z22
+	VBROADCASTI64X4 64(R8), Z23
+	VBROADCASTI64X4 96(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    128(SP), Z22
+	VBROADCASTSS    160(SP), K1, Z22
+	VBROADCASTI64X4 128(R8), Z23
+	VBROADCASTI64X4 160(R8), Z24
+	VPMADDWD        Z23, Z4, Z4
+	VPDPWSSD        Z24, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z22, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	VMOVDQU8        32(CX), Y8
+	VINSERTI64X4    $0x01, 32(SI), Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VMOVDQU8        128(CX), Y9
+	VINSERTI64X4    $0x01, 128(SI), Z9, Z9
+	VPSLLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z8, Z8
+	VPSUBB          bdzByte20<>+0(SB), Z8, Z8
+	VSHUFI64X2      $0xd8, Z8, Z8, Z8
+	VPMOVSXBW       Y8, Z4
+	VEXTRACTI64X4   $0x01, Z8, Y5
+	VPMOVSXBW       Y5, Z5
+	VPBROADCASTW    196(SP), Z22
+	VPBROADCASTW    228(SP), K2, Z22
+	VPMULLW         Z22, Z4, Z4
+	VPBROADCASTW    198(SP), Z22
+	VPBROADCASTW    230(SP), K2, Z22
+	VPMULLW         Z22, Z5, Z5
+	VBROADCASTSS    4(SP), Z22
+	VBROADCASTSS    36(SP), K1, Z22
+	VBROADCASTI64X4 192(R8), Z23
+	VBROADCASTI64X4 224(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    68(SP), Z22
+	VBROADCASTSS    100(SP), K1, Z22
+	VBROADCASTI64X4 256(R8), Z23
+	VBROADCASTI64X4 288(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    132(SP), Z22
+	VBROADCASTSS    164(SP), K1, Z22
+	VBROADCASTI64X4 320(R8), Z23
+	VBROADCASTI64X4 352(R8), Z24
+	VPMADDWD        Z23, Z4, Z4
+	VPDPWSSD        Z24, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z22, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	VMOVDQU8        (CX), Y10
+	VINSERTI64X4    $0x01, (SI), Z10, Z10
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
+	VMOVDQU8        128(CX), Y11
+	VINSERTI64X4    $0x01, 128(SI), Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VPSUBB          bdzByte20<>+0(SB), Z10, Z10
+	VSHUFI64X2      $0xd8, Z10, Z10, Z10
+	VPMOVSXBW       Y10, Z4
+	VEXTRACTI64X4   $0x01, Z10, Y5
+	VPMOVSXBW       Y5, Z5
+	VPBROADCASTW    200(SP), Z22
+	VPBROADCASTW    232(SP), K2, Z22
+	VPMULLW         Z22, Z4, Z4
+	VPBROADCASTW    202(SP), Z22
+	VPBROADCASTW    234(SP), K2, Z22
+	VPMULLW         Z22, Z5, Z5
+	VBROADCASTSS    8(SP), Z22
+	VBROADCASTSS    40(SP), K1, Z22
+	VBROADCASTI64X4 384(R8), Z23
+	VBROADCASTI64X4 416(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    72(SP), Z22
+	VBROADCASTSS    104(SP), K1, Z22
+	VBROADCASTI64X4 448(R8), Z23
+	VBROADCASTI64X4 480(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    136(SP), Z22
+	VBROADCASTSS    168(SP), K1, Z22
+	VBROADCASTI64X4 512(R8), Z23
+	VBROADCASTI64X4 544(R8), Z24
+	VPMADDWD        Z23, Z4, Z4
+	VPDPWSSD        Z24, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z22, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	VMOVDQU8        32(CX), Y12
+	VINSERTI64X4    $0x01, 32(SI), Z12, Z12
+	VPSRLW          $0x04, Z12, Z12
+	VPANDD          bdzByte0F<>+0(SB), Z12, Z12
+	VMOVDQU8        128(CX), Y13
+	VINSERTI64X4    $0x01, 128(SI), Z13, Z13
+	VPSRLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z12, Z12
+	VPSUBB          bdzByte20<>+0(SB), Z12, Z12
+	VSHUFI64X2      $0xd8, Z12, Z12, Z12
+	VPMOVSXBW       Y12, Z4
+	VEXTRACTI64X4   $0x01, Z12, Y5
+	VPMOVSXBW       Y5, Z5
+	VPBROADCASTW    204(SP), Z22
+	VPBROADCASTW    236(SP), K2, Z22
+	VPMULLW         Z22, Z4, Z4
+	VPBROADCASTW    206(SP), Z22
+	VPBROADCASTW    238(SP), K2, Z22
+	VPMULLW         Z22, Z5, Z5
+	VBROADCASTSS    12(SP), Z22
+	VBROADCASTSS    44(SP), K1, Z22
+	VBROADCASTI64X4 576(R8), Z23
+	VBROADCASTI64X4 608(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    76(SP), Z22
+	VBROADCASTSS    108(SP), K1, Z22
+	VBROADCASTI64X4 640(R8), Z23
+	VBROADCASTI64X4 672(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    140(SP), Z22
+	VBROADCASTSS    172(SP), K1, Z22
+	VBROADCASTI64X4 704(R8), Z23
+	VBROADCASTI64X4 736(R8), Z24
+	VPMADDWD        Z23, Z4, Z4
+	VPDPWSSD        Z24, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z22, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	VMOVDQU8        64(CX), Y14
+	VINSERTI64X4    $0x01, 64(SI), Z14, Z14
+	VPANDD          bdzByte0F<>+0(SB), Z14, Z14
+	VMOVDQU8        160(CX), Y15
+	VINSERTI64X4    $0x01, 160(SI), Z15, Z15
+	VPANDD          bdzByte03<>+0(SB), Z15, Z15
+	VPSLLW          $0x04, Z15, Z15
+	VPORD           Z15, Z14, Z14
+	VPSUBB          bdzByte20<>+0(SB), Z14, Z14
+	VSHUFI64X2      $0xd8, Z14, Z14, Z14
+	VPMOVSXBW       Y14, Z4
+	VEXTRACTI64X4   $0x01, Z14, Y5
+	VPMOVSXBW       Y5, Z5
+	VPBROADCASTW    208(SP), Z22
+	VPBROADCASTW    240(SP), K2, Z22
+	VPMULLW         Z22, Z4, Z4
+	VPBROADCASTW    210(SP), Z22
+	VPBROADCASTW    242(SP), K2, Z22
+	VPMULLW         Z22, Z5, Z5
+	VBROADCASTSS    16(SP), Z22
+	VBROADCASTSS    48(SP), K1, Z22
+	VBROADCASTI64X4 768(R8), Z23
+	VBROADCASTI64X4 800(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    80(SP), Z22
+	VBROADCASTSS    112(SP), K1, Z22
+	VBROADCASTI64X4 832(R8), Z23
+	VBROADCASTI64X4 864(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    144(SP), Z22
+	VBROADCASTSS    176(SP), K1, Z22
+	VBROADCASTI64X4 896(R8), Z23
+	VBROADCASTI64X4 928(R8), Z24
+	VPMADDWD        Z23, Z4, Z4
+	VPDPWSSD        Z24, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z22, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	VMOVDQU8        96(CX), Y16
+	VINSERTI64X4    $0x01, 96(SI), Z16, Z16
+	VPANDD          bdzByte0F<>+0(SB), Z16, Z16
+	VMOVDQU8        160(CX), Y17
+	VINSERTI64X4    $0x01, 160(SI), Z17, Z17
+	VPSLLW          $0x02, Z17, Z17
+	VPANDD          bdzByte30<>+0(SB), Z17, Z17
+	VPORD           Z17, Z16, Z16
+	VPSUBB          bdzByte20<>+0(SB), Z16, Z16
+	VSHUFI64X2      $0xd8, Z16, Z16, Z16
+	VPMOVSXBW       Y16, Z4
+	VEXTRACTI64X4   $0x01, Z16, Y5
+	VPMOVSXBW       Y5, Z5
+	VPBROADCASTW    212(SP), Z22
+	VPBROADCASTW    244(SP), K2, Z22
+	VPMULLW         Z22, Z4, Z4
+	VPBROADCASTW    214(SP), Z22
+	VPBROADCASTW    246(SP), K2, Z22
+	VPMULLW         Z22, Z5, Z5
+	VBROADCASTSS    20(SP), Z22
+	VBROADCASTSS    52(SP), K1, Z22
+	VBROADCASTI64X4 960(R8), Z23
+	VBROADCASTI64X4 992(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    84(SP), Z22
+	VBROADCASTSS    116(SP), K1, Z22
+	VBROADCASTI64X4 1024(R8), Z23
+	VBROADCASTI64X4 1056(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    148(SP), Z22
+	VBROADCASTSS    180(SP), K1, Z22
+	VBROADCASTI64X4 1088(R8), Z23
+	VBROADCASTI64X4 1120(R8), Z24
+	VPMADDWD        Z23, Z4, Z4
+	VPDPWSSD        Z24, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z22, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	VMOVDQU8        64(CX), Y18
+	VINSERTI64X4    $0x01, 64(SI), Z18, Z18
+	VPSRLW          $0x04, Z18, Z18
+	VPANDD          bdzByte0F<>+0(SB), Z18, Z18
+	VMOVDQU8        160(CX), Y19
+	VINSERTI64X4    $0x01, 160(SI), Z19, Z19
+	VPANDD          bdzByte30<>+0(SB), Z19, Z19
+	VPORD           Z19, Z18, Z18
+	VPSUBB          bdzByte20<>+0(SB), Z18, Z18
+	VSHUFI64X2      $0xd8, Z18, Z18, Z18
+	VPMOVSXBW       Y18, Z4
+	VEXTRACTI64X4   $0x01, Z18, Y5
+	VPMOVSXBW       Y5, Z5
+	VPBROADCASTW    216(SP), Z22
+	VPBROADCASTW    248(SP), K2, Z22
+	VPMULLW         Z22, Z4, Z4
+	VPBROADCASTW    218(SP), Z22
+	VPBROADCASTW    250(SP), K2, Z22
+	VPMULLW         Z22, Z5, Z5
+	VBROADCASTSS    24(SP), Z22
+	VBROADCASTSS    56(SP), K1, Z22
+	VBROADCASTI64X4 1152(R8), Z23
+	VBROADCASTI64X4 1184(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    88(SP), Z22
+	VBROADCASTSS    120(SP), K1, Z22
+	VBROADCASTI64X4 1216(R8), Z23
+	VBROADCASTI64X4 1248(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    152(SP), Z22
+	VBROADCASTSS    184(SP), K1, Z22
+	VBROADCASTI64X4 1280(R8), Z23
+	VBROADCASTI64X4 1312(R8), Z24
+	VPMADDWD        Z23, Z4, Z4
+	VPDPWSSD        Z24, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z22, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	VMOVDQU8        96(CX), Y20
+	VINSERTI64X4    $0x01, 96(SI), Z20, Z20
+	VPSRLW          $0x04, Z20, Z20
+	VPANDD          bdzByte0F<>+0(SB), Z20, Z20
+	VMOVDQU8        160(CX), Y21
+	VINSERTI64X4    $0x01, 160(SI), Z21, Z21
+	VPSRLW          $0x02, Z21, Z21
+	VPANDD          bdzByte30<>+0(SB), Z21, Z21
+	VPORD           Z21, Z20, Z20
+	VPSUBB          bdzByte20<>+0(SB), Z20, Z20
+	VSHUFI64X2      $0xd8, Z20, Z20, Z20
+	VPMOVSXBW       Y20, Z4
+	VEXTRACTI64X4   $0x01, Z20, Y5
+	VPMOVSXBW       Y5, Z5
+	VPBROADCASTW    220(SP), Z22
+	VPBROADCASTW    252(SP), K2, Z22
+	VPMULLW         Z22, Z4, Z4
+	VPBROADCASTW    222(SP), Z22
+	VPBROADCASTW    254(SP), K2, Z22
+	VPMULLW         Z22, Z5, Z5
+	VBROADCASTSS    28(SP), Z22
+	VBROADCASTSS    60(SP), K1, Z22
+	VBROADCASTI64X4 1344(R8), Z23
+	VBROADCASTI64X4 1376(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    92(SP), Z22
+	VBROADCASTSS    124(SP), K1, Z22
+	VBROADCASTI64X4 1408(R8), Z23
+	VBROADCASTI64X4 1440(R8), Z24
+	VPMADDWD        Z23, Z4, Z23
+	VPDPWSSD        Z24, Z5, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    156(SP), Z22
+	VBROADCASTSS    188(SP), K1, Z22
+	VBROADCASTI64X4 1472(R8), Z23
+	VBROADCASTI64X4 1504(R8), Z24
+	VPMADDWD        Z23, Z4, Z4
+	VPDPWSSD        Z24, Z5, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z22, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000600, R8
+	ADDQ            $0x00000060, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dotQ6Kx3AVX512_block
+
+dotQ6Kx3AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ6Kx3AVX512_row
+
+dotQ6Kx3AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ8_0x4AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ8_0x4AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ8_0x4AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dotQ8_0x4AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ8_0x4AVX512_end
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VMOVDQU32       2(CX), X6
+	VINSERTI32X4    $0x01, 2(SI), Y6, Y6
+	VPMOVSXBW       Y6, Z8
+	VMOVDQU32       18(CX), X7
+	VINSERTI32X4    $0x01, 18(SI), Y7, Y7
+	VPMOVSXBW       Y7, Z9
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z5, Z10, Z10
+	VBROADCASTI64X4 (R8), Z11
+	VBROADCASTI64X4 32(R8), Z12
+	VPMADDWD        Z11, Z8, Z11
+	VPDPWSSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z10, Z11, Z11
+	VADDPS          Z11, Z0, Z0
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z5, Z10, Z10
+	VBROADCASTI64X4 64(R8), Z11
+	VBROADCASTI64X4 96(R8), Z12
+	VPMADDWD        Z11, Z8, Z11
+	VPDPWSSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z10, Z11, Z11
+	VADDPS          Z11, Z1, Z1
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z5, Z10, Z10
+	VBROADCASTI64X4 128(R8), Z11
+	VBROADCASTI64X4 160(R8), Z12
+	VPMADDWD        Z11, Z8, Z11
+	VPDPWSSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z10, Z11, Z11
+	VADDPS          Z11, Z2, Z2
+	VBROADCASTSS    12(R9), Z10
+	VMULPS          Z5, Z10, Z10
+	VBROADCASTI64X4 192(R8), Z5
+	VBROADCASTI64X4 224(R8), Z11
+	VPMADDWD        Z5, Z8, Z5
+	VPDPWSSD        Z11, Z9, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z10, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x10, R9
+	SUBQ            $0x22, DI
+	JMP             dotQ8_0x4AVX512_block
+
+dotQ8_0x4AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ8_0x4AVX512_row
+
+dotQ8_0x4AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ4_0x4AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ4_0x4AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ4_0x4AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dotQ4_0x4AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ4_0x4AVX512_end
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VMOVDQU32       2(CX), X6
+	VINSERTI32X4    $0x01, 2(SI), Y6, Y6
+	VPMOVZXBW       Y6, Z7
+	VPSRLW          $0x04, Z7, Z8
+	VPANDD          bdzMask0F<>+0(SB), Z7, Z7
+	VPSUBW          bdzEight<>+0(SB), Z7, Z7
+	VPSUBW          bdzEight<>+0(SB), Z8, Z8
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z5, Z9, Z9
+	VBROADCASTI64X4 (R8), Z10
+	VBROADCASTI64X4 32(R8), Z11
+	VPMADDWD        Z10, Z7, Z10
+	VPDPWSSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z9, Z10, Z10
+	VADDPS          Z10, Z0, Z0
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z5, Z9, Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VBROADCASTI64X4 96(R8), Z11
+	VPMADDWD        Z10, Z7, Z10
+	VPDPWSSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z9, Z10, Z10
+	VADDPS          Z10, Z1, Z1
+	VBROADCASTSS    8(R9), Z9
+	VMULPS          Z5, Z9, Z9
+	VBROADCASTI64X4 128(R8), Z10
+	VBROADCASTI64X4 160(R8), Z11
+	VPMADDWD        Z10, Z7, Z10
+	VPDPWSSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          Z9, Z10, Z10
+	VADDPS          Z10, Z2, Z2
+	VBROADCASTSS    12(R9), Z9
+	VMULPS          Z5, Z9, Z9
+	VBROADCASTI64X4 192(R8), Z5
+	VBROADCASTI64X4 224(R8), Z10
+	VPMADDWD        Z5, Z7, Z5
+	VPDPWSSD        Z10, Z8, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z9, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x10, R9
+	SUBQ            $0x12, DI
+	JMP             dotQ4_0x4AVX512_block
+
+dotQ4_0x4AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ4_0x4AVX512_row
+
+dotQ4_0x4AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ5_0x4AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dotQ5_0x4AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ5_0x4AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dotQ5_0x4AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ5_0x4AVX512_end
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VMOVDQU32       6(CX), X6
+	VINSERTI32X4    $0x01, 6(SI), Y6, Y6
+	VPMOVZXBW       Y6, Z7
+	VPSRLW          $0x04, Z7, Z8
+	VPANDD          bdzMask0F<>+0(SB), Z7, Z7
+	VPBROADCASTW    2(CX), Y9
+	VPBROADCASTW    2(SI), Y10
+	VINSERTI64X4    $0x01, Y10, Z9, Z10
+	VPTESTNMW       bdzBits<>+0(SB), Z10, K1
+	VPSUBW          bdzMask10<>+0(SB), Z7, K1, Z7
+	VPBROADCASTW    4(CX), Y9
+	VPBROADCASTW    4(SI), Y10
+	VINSERTI64X4    $0x01, Y10, Z9, Z10
+	VPTESTNMW       bdzBits<>+0(SB), Z10, K1
+	VPSUBW          bdzMask10<>+0(SB), Z8, K1, Z8
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z5, Z10, Z10
+	VBROADCASTI64X4 (R8), Z11
+	VBROADCASTI64X4 32(R8), Z12
+	VPMADDWD        Z11, Z7, Z11
+	VPDPWSSD        Z12, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z10, Z11, Z11
+	VADDPS          Z11, Z0, Z0
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z5, Z10, Z10
+	VBROADCASTI64X4 64(R8), Z11
+	VBROADCASTI64X4 96(R8), Z12
+	VPMADDWD        Z11, Z7, Z11
+	VPDPWSSD        Z12, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z10, Z11, Z11
+	VADDPS          Z11, Z1, Z1
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z5, Z10, Z10
+	VBROADCASTI64X4 128(R8), Z11
+	VBROADCASTI64X4 160(R8), Z12
+	VPMADDWD        Z11, Z7, Z11
+	VPDPWSSD        Z12, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          Z10, Z11, Z11
+	VADDPS          Z11, Z2, Z2
+	VBROADCASTSS    12(R9), Z10
+	VMULPS          Z5, Z10, Z10
+	VBROADCASTI64X4 192(R8), Z5
+	VBROADCASTI64X4 224(R8), Z11
+	VPMADDWD        Z5, Z7, Z5
+	VPDPWSSD        Z11, Z8, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z10, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x10, R9
+	SUBQ            $0x16, DI
+	JMP             dotQ5_0x4AVX512_block
+
+dotQ5_0x4AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ5_0x4AVX512_row
+
+dotQ5_0x4AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ4Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ4Kx4AVX512(SB), NOSPLIT, $512-56
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ4Kx4AVX512_row:
+	CMPQ    DX, $0x02
+	JL      dotQ4Kx4AVX512_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VMOVUPS Z0, 256(SP)
+	VMOVUPS Z1, 320(SP)
+	VMOVUPS Z2, 384(SP)
+	VMOVUPS Z3, 448(SP)
+
+dotQ4Kx4AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ4Kx4AVX512_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X4
+	VPINSRD         $0x01, R13, X4, X4
+	VMOVD           R12, X5
+	VPINSRD         $0x01, R15, X5, X5
+	VPMOVZXBD       X4, Y4
+	VPMOVZXBD       X5, Y5
+	VCVTDQ2PS       Y4, Y4
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (CX), X6
+	VBROADCASTSS    X6, Y7
+	VMOVSHDUP       X6, X6
+	VBROADCASTSS    X6, Y6
+	VMULPS          Y7, Y4, Y4
+	VMULPS          Y6, Y5, Y5
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X6
+	VPINSRD         $0x01, R13, X6, X6
+	VMOVD           R12, X7
+	VPINSRD         $0x01, R15, X7, X7
+	VPMOVZXBD       X6, Y6
+	VPMOVZXBD       X7, Y7
+	VCVTDQ2PS       Y6, Y6
+	VCVTDQ2PS       Y7, Y7
+	VCVTPH2PS       (SI), X8
+	VBROADCASTSS    X8, Y16
+	VMOVSHDUP       X8, X8
+	VBROADCASTSS    X8, Y17
+	VMULPS          Y16, Y6, Y6
+	VMULPS          Y17, Y7, Y7
+	VINSERTF64X4    $0x01, Y6, Z4, Z6
+	VINSERTF64X4    $0x01, Y7, Z5, Z7
+	VBROADCASTF64X4 (R9), Z16
+	VMULPS          Z16, Z6, Z17
+	VMOVUPS         Z17, (SP)
+	VMULPS          Z16, Z7, Z16
+	VBROADCASTF64X4 (R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          256(SP), Z16, Z16
+	VMOVUPS         Z16, 256(SP)
+	VBROADCASTF64X4 32(R9), Z16
+	VMULPS          Z16, Z6, Z17
+	VMOVUPS         Z17, 64(SP)
+	VMULPS          Z16, Z7, Z16
+	VBROADCASTF64X4 32(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          320(SP), Z16, Z16
+	VMOVUPS         Z16, 320(SP)
+	VBROADCASTF64X4 64(R9), Z16
+	VMULPS          Z16, Z6, Z17
+	VMOVUPS         Z17, 128(SP)
+	VMULPS          Z16, Z7, Z16
+	VBROADCASTF64X4 64(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          384(SP), Z16, Z16
+	VMOVUPS         Z16, 384(SP)
+	VBROADCASTF64X4 96(R9), Z16
+	VMULPS          Z16, Z6, Z6
+	VMOVUPS         Z6, 192(SP)
+	VMULPS          Z16, Z7, Z6
+	VBROADCASTF64X4 96(R10), Z7
+	VMULPS          Z7, Z6, Z6
+	VADDPS          448(SP), Z6, Z6
+	VMOVUPS         Z6, 448(SP)
+	VMOVDQU32       16(CX), X8
+	VINSERTI32X4    $0x01, 16(SI), Y8, Y8
+	VPMOVZXBW       Y8, Z6
+	VMOVDQU32       32(CX), X9
+	VINSERTI32X4    $0x01, 32(SI), Y9, Y9
+	VPMOVZXBW       Y9, Z7
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z16
+	VPANDD          bdzMask0F<>+0(SB), Z7, Z17
+	VBROADCASTSS    (SP), Z18
+	VBROADCASTSS    32(SP), K1, Z18
+	VBROADCASTI64X4 (R8), Z19
+	VBROADCASTI64X4 32(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z0, Z0
+	VBROADCASTSS    64(SP), Z18
+	VBROADCASTSS    96(SP), K1, Z18
+	VBROADCASTI64X4 64(R8), Z19
+	VBROADCASTI64X4 96(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z1, Z1
+	VBROADCASTSS    128(SP), Z18
+	VBROADCASTSS    160(SP), K1, Z18
+	VBROADCASTI64X4 128(R8), Z19
+	VBROADCASTI64X4 160(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VBROADCASTSS    192(SP), Z18
+	VBROADCASTSS    224(SP), K1, Z18
+	VBROADCASTI64X4 192(R8), Z19
+	VBROADCASTI64X4 224(R8), Z20
+	VPMADDWD        Z19, Z16, Z16
+	VPDPWSSD        Z20, Z17, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z18, Z16, Z16
+	VADDPS          Z16, Z3, Z3
+	VPSRLW          $0x04, Z6, Z6
+	VPSRLW          $0x04, Z7, Z7
+	VBROADCASTSS    4(SP), Z16
+	VBROADCASTSS    36(SP), K1, Z16
+	VBROADCASTI64X4 256(R8), Z17
+	VBROADCASTI64X4 288(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VBROADCASTSS    68(SP), Z16
+	VBROADCASTSS    100(SP), K1, Z16
+	VBROADCASTI64X4 320(R8), Z17
+	VBROADCASTI64X4 352(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z1, Z1
+	VBROADCASTSS    132(SP), Z16
+	VBROADCASTSS    164(SP), K1, Z16
+	VBROADCASTI64X4 384(R8), Z17
+	VBROADCASTI64X4 416(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VBROADCASTSS    196(SP), Z16
+	VBROADCASTSS    228(SP), K1, Z16
+	VBROADCASTI64X4 448(R8), Z17
+	VBROADCASTI64X4 480(R8), Z18
+	VPMADDWD        Z17, Z6, Z6
+	VPDPWSSD        Z18, Z7, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z16, Z6, Z6
+	VADDPS          Z6, Z3, Z3
+	VMOVDQU32       48(CX), X10
+	VINSERTI32X4    $0x01, 48(SI), Y10, Y10
+	VPMOVZXBW       Y10, Z6
+	VMOVDQU32       64(CX), X11
+	VINSERTI32X4    $0x01, 64(SI), Y11, Y11
+	VPMOVZXBW       Y11, Z7
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z16
+	VPANDD          bdzMask0F<>+0(SB), Z7, Z17
+	VBROADCASTSS    8(SP), Z18
+	VBROADCASTSS    40(SP), K1, Z18
+	VBROADCASTI64X4 512(R8), Z19
+	VBROADCASTI64X4 544(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z0, Z0
+	VBROADCASTSS    72(SP), Z18
+	VBROADCASTSS    104(SP), K1, Z18
+	VBROADCASTI64X4 576(R8), Z19
+	VBROADCASTI64X4 608(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z1, Z1
+	VBROADCASTSS    136(SP), Z18
+	VBROADCASTSS    168(SP), K1, Z18
+	VBROADCASTI64X4 640(R8), Z19
+	VBROADCASTI64X4 672(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VBROADCASTSS    200(SP), Z18
+	VBROADCASTSS    232(SP), K1, Z18
+	VBROADCASTI64X4 704(R8), Z19
+	VBROADCASTI64X4 736(R8), Z20
+	VPMADDWD        Z19, Z16, Z16
+	VPDPWSSD        Z20, Z17, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z18, Z16, Z16
+	VADDPS          Z16, Z3, Z3
+	VPSRLW          $0x04, Z6, Z6
+	VPSRLW          $0x04, Z7, Z7
+	VBROADCASTSS    12(SP), Z16
+	VBROADCASTSS    44(SP), K1, Z16
+	VBROADCASTI64X4 768(R8), Z17
+	VBROADCASTI64X4 800(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VBROADCASTSS    76(SP), Z16
+	VBROADCASTSS    108(SP), K1, Z16
+	VBROADCASTI64X4 832(R8), Z17
+	VBROADCASTI64X4 864(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z1, Z1
+	VBROADCASTSS    140(SP), Z16
+	VBROADCASTSS    172(SP), K1, Z16
+	VBROADCASTI64X4 896(R8), Z17
+	VBROADCASTI64X4 928(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VBROADCASTSS    204(SP), Z16
+	VBROADCASTSS    236(SP), K1, Z16
+	VBROADCASTI64X4 960(R8), Z17
+	VBROADCASTI64X4 992(R8), Z18
+	VPMADDWD        Z17, Z6, Z6
+	VPDPWSSD        Z18, Z7, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z16, Z6, Z6
+	VADDPS          Z6, Z3, Z3
+	VMOVDQU32       80(CX), X12
+	VINSERTI32X4    $0x01, 80(SI), Y12, Y12
+	VPMOVZXBW       Y12, Z6
+	VMOVDQU32       96(CX), X13
+	VINSERTI32X4    $0x01, 96(SI), Y13, Y13
+	VPMOVZXBW       Y13, Z7
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z16
+	VPANDD          bdzMask0F<>+0(SB), Z7, Z17
+	VBROADCASTSS    16(SP), Z18
+	VBROADCASTSS    48(SP), K1, Z18
+	VBROADCASTI64X4 1024(R8), Z19
+	VBROADCASTI64X4 1056(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z0, Z0
+	VBROADCASTSS    80(SP), Z18
+	VBROADCASTSS    112(SP), K1, Z18
+	VBROADCASTI64X4 1088(R8), Z19
+	VBROADCASTI64X4 1120(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z1, Z1
+	VBROADCASTSS    144(SP), Z18
+	VBROADCASTSS    176(SP), K1, Z18
+	VBROADCASTI64X4 1152(R8), Z19
+	VBROADCASTI64X4 1184(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VBROADCASTSS    208(SP), Z18
+	VBROADCASTSS    240(SP), K1, Z18
+	VBROADCASTI64X4 1216(R8), Z19
+	VBROADCASTI64X4 1248(R8), Z20
+	VPMADDWD        Z19, Z16, Z16
+	VPDPWSSD        Z20, Z17, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z18, Z16, Z16
+	VADDPS          Z16, Z3, Z3
+	VPSRLW          $0x04, Z6, Z6
+	VPSRLW          $0x04, Z7, Z7
+	VBROADCASTSS    20(SP), Z16
+	VBROADCASTSS    52(SP), K1, Z16
+	VBROADCASTI64X4 1280(R8), Z17
+	VBROADCASTI64X4 1312(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VBROADCASTSS    84(SP), Z16
+	VBROADCASTSS    116(SP), K1, Z16
+	VBROADCASTI64X4 1344(R8), Z17
+	VBROADCASTI64X4 1376(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z1, Z1
+	VBROADCASTSS    148(SP), Z16
+	VBROADCASTSS    180(SP), K1, Z16
+	VBROADCASTI64X4 1408(R8), Z17
+	VBROADCASTI64X4 1440(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VBROADCASTSS    212(SP), Z16
+	VBROADCASTSS    244(SP), K1, Z16
+	VBROADCASTI64X4 1472(R8), Z17
+	VBROADCASTI64X4 1504(R8), Z18
+	VPMADDWD        Z17, Z6, Z6
+	VPDPWSSD        Z18, Z7, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z16, Z6, Z6
+	VADDPS          Z6, Z3, Z3
+	VMOVDQU32       112(CX), X14
+	VINSERTI32X4    $0x01, 112(SI), Y14, Y14
+	VPMOVZXBW       Y14, Z6
+	VMOVDQU32       128(CX), X15
+	VINSERTI32X4    $0x01, 128(SI), Y15, Y15
+	VPMOVZXBW       Y15, Z7
+	VPANDD          bdzMask0F<>+0(SB), Z6, Z16
+	VPANDD          bdzMask0F<>+0(SB), Z7, Z17
+	VBROADCASTSS    24(SP), Z18
+	VBROADCASTSS    56(SP), K1, Z18
+	VBROADCASTI64X4 1536(R8), Z19
+	VBROADCASTI64X4 1568(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z0, Z0
+	VBROADCASTSS    88(SP), Z18
+	VBROADCASTSS    120(SP), K1, Z18
+	VBROADCASTI64X4 1600(R8), Z19
+	VBROADCASTI64X4 1632(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z1, Z1
+	VBROADCASTSS    152(SP), Z18
+	VBROADCASTSS    184(SP), K1, Z18
+	VBROADCASTI64X4 1664(R8), Z19
+	VBROADCASTI64X4 1696(R8), Z20
+	VPMADDWD        Z19, Z16, Z19
+	VPDPWSSD        Z20, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          Z18, Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VBROADCASTSS    216(SP), Z18
+	VBROADCASTSS    248(SP), K1, Z18
+	VBROADCASTI64X4 1728(R8), Z19
+	VBROADCASTI64X4 1760(R8), Z20
+	VPMADDWD        Z19, Z16, Z16
+	VPDPWSSD        Z20, Z17, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          Z18, Z16, Z16
+	VADDPS          Z16, Z3, Z3
+	VPSRLW          $0x04, Z6, Z6
+	VPSRLW          $0x04, Z7, Z7
+	VBROADCASTSS    28(SP), Z16
+	VBROADCASTSS    60(SP), K1, Z16
+	VBROADCASTI64X4 1792(R8), Z17
+	VBROADCASTI64X4 1824(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VBROADCASTSS    92(SP), Z16
+	VBROADCASTSS    124(SP), K1, Z16
+	VBROADCASTI64X4 1856(R8), Z17
+	VBROADCASTI64X4 1888(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z1, Z1
+	VBROADCASTSS    156(SP), Z16
+	VBROADCASTSS    188(SP), K1, Z16
+	VBROADCASTI64X4 1920(R8), Z17
+	VBROADCASTI64X4 1952(R8), Z18
+	VPMADDWD        Z17, Z6, Z17
+	VPDPWSSD        Z18, Z7, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          Z16, Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VBROADCASTSS    220(SP), Z16
+	VBROADCASTSS    252(SP), K1, Z16
+	VBROADCASTI64X4 1984(R8), Z17
+	VBROADCASTI64X4 2016(R8), Z18
+	VPMADDWD        Z17, Z6, Z6
+	VPDPWSSD        Z18, Z7, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          Z16, Z6, Z6
+	VADDPS          Z6, Z3, Z3
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000800, R8
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x00000090, DI
+	JMP             dotQ4Kx4AVX512_block
+
+dotQ4Kx4AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVUPS       256(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVUPS       320(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVUPS       384(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVUPS       448(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ4Kx4AVX512_row
+
+dotQ4Kx4AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ5Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dotQ5Kx4AVX512(SB), NOSPLIT, $512-56
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ5Kx4AVX512_row:
+	CMPQ    DX, $0x02
+	JL      dotQ5Kx4AVX512_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VMOVUPS Z0, 256(SP)
+	VMOVUPS Z1, 320(SP)
+	VMOVUPS Z2, 384(SP)
+	VMOVUPS Z3, 448(SP)
+
+dotQ5Kx4AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ5Kx4AVX512_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X4
+	VPINSRD         $0x01, R13, X4, X4
+	VMOVD           R12, X5
+	VPINSRD         $0x01, R15, X5, X5
+	VPMOVZXBD       X4, Y4
+	VPMOVZXBD       X5, Y5
+	VCVTDQ2PS       Y4, Y4
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (CX), X6
+	VBROADCASTSS    X6, Y7
+	VMOVSHDUP       X6, X6
+	VBROADCASTSS    X6, Y6
+	VMULPS          Y7, Y4, Y4
+	VMULPS          Y6, Y5, Y5
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X6
+	VPINSRD         $0x01, R13, X6, X6
+	VMOVD           R12, X7
+	VPINSRD         $0x01, R15, X7, X7
+	VPMOVZXBD       X6, Y6
+	VPMOVZXBD       X7, Y7
+	VCVTDQ2PS       Y6, Y6
+	VCVTDQ2PS       Y7, Y7
+	VCVTPH2PS       (SI), X8
+	VBROADCASTSS    X8, Y18
+	VMOVSHDUP       X8, X8
+	VBROADCASTSS    X8, Y19
+	VMULPS          Y18, Y6, Y6
+	VMULPS          Y19, Y7, Y7
+	VINSERTF64X4    $0x01, Y6, Z4, Z6
+	VINSERTF64X4    $0x01, Y7, Z5, Z7
+	VBROADCASTF64X4 (R9), Z18
+	VMULPS          Z18, Z6, Z19
+	VMOVUPS         Z19, (SP)
+	VMULPS          Z18, Z7, Z18
+	VBROADCASTF64X4 (R10), Z19
+	VMULPS          Z19, Z18, Z18
+	VADDPS          256(SP), Z18, Z18
+	VMOVUPS         Z18, 256(SP)
+	VBROADCASTF64X4 32(R9), Z18
+	VMULPS          Z18, Z6, Z19
+	VMOVUPS         Z19, 64(SP)
+	VMULPS          Z18, Z7, Z18
+	VBROADCASTF64X4 32(R10), Z19
+	VMULPS          Z19, Z18, Z18
+	VADDPS          320(SP), Z18, Z18
+	VMOVUPS         Z18, 320(SP)
+	VBROADCASTF64X4 64(R9), Z18
+	VMULPS          Z18, Z6, Z19
+	VMOVUPS         Z19, 128(SP)
+	VMULPS          Z18, Z7, Z18
+	VBROADCASTF64X4 64(R10), Z19
+	VMULPS          Z19, Z18, Z18
+	VADDPS          384(SP), Z18, Z18
+	VMOVUPS         Z18, 384(SP)
+	VBROADCASTF64X4 96(R9), Z18
+	VMULPS          Z18, Z6, Z6
+	VMOVUPS         Z6, 192(SP)
+	VMULPS          Z18, Z7, Z6
+	VBROADCASTF64X4 96(R10), Z7
+	VMULPS          Z7, Z6, Z6
+	VADDPS          448(SP), Z6, Z6
+	VMOVUPS         Z6, 448(SP)
+	VMOVDQU32       16(CX), X8
+	VINSERTI32X4    $0x01, 16(SI), Y8, Y8
+	VPMOVZXBW       Y8, Z6
+	VMOVDQU32       32(CX), X9
+	VINSERTI32X4    $0x01, 32(SI), Y9, Y9
+	VPMOVZXBW       Y9, Z7
+	VMOVDQU32       48(CX), X10
+	VINSERTI32X4    $0x01, 48(SI), Y10, Y10
+	VPMOVZXBW       Y10, Z18
+	VMOVDQU32       64(CX), X11
+	VINSERTI32X4    $0x01, 64(SI), Y11, Y11
+	VPMOVZXBW       Y11, Z19
+	VPANDD          bdzMask0F<>+0(SB), Z18, Z20
+	VPANDD          bdzMask0F<>+0(SB), Z19, Z21
+	VPSLLW          $0x04, Z6, Z22
+	VPANDD          bdzMask10<>+0(SB), Z22, Z22
+	VPORD           Z22, Z20, Z20
+	VPSLLW          $0x04, Z7, Z22
+	VPANDD          bdzMask10<>+0(SB), Z22, Z22
+	VPORD           Z22, Z21, Z21
+	VBROADCASTSS    (SP), Z22
+	VBROADCASTSS    32(SP), K1, Z22
+	VBROADCASTI64X4 (R8), Z23
+	VBROADCASTI64X4 32(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    64(SP), Z22
+	VBROADCASTSS    96(SP), K1, Z22
+	VBROADCASTI64X4 64(R8), Z23
+	VBROADCASTI64X4 96(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    128(SP), Z22
+	VBROADCASTSS    160(SP), K1, Z22
+	VBROADCASTI64X4 128(R8), Z23
+	VBROADCASTI64X4 160(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z2, Z2
+	VBROADCASTSS    192(SP), Z22
+	VBROADCASTSS    224(SP), K1, Z22
+	VBROADCASTI64X4 192(R8), Z23
+	VBROADCASTI64X4 224(R8), Z24
+	VPMADDWD        Z23, Z20, Z20
+	VPDPWSSD        Z24, Z21, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z22, Z20, Z20
+	VADDPS          Z20, Z3, Z3
+	VPSRLW          $0x04, Z18, Z18
+	VPSRLW          $0x04, Z19, Z19
+	VPSLLW          $0x03, Z6, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z18, Z18
+	VPSLLW          $0x03, Z7, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VBROADCASTSS    4(SP), Z20
+	VBROADCASTSS    36(SP), K1, Z20
+	VBROADCASTI64X4 256(R8), Z21
+	VBROADCASTI64X4 288(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z0, Z0
+	VBROADCASTSS    68(SP), Z20
+	VBROADCASTSS    100(SP), K1, Z20
+	VBROADCASTI64X4 320(R8), Z21
+	VBROADCASTI64X4 352(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z1, Z1
+	VBROADCASTSS    132(SP), Z20
+	VBROADCASTSS    164(SP), K1, Z20
+	VBROADCASTI64X4 384(R8), Z21
+	VBROADCASTI64X4 416(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z2, Z2
+	VBROADCASTSS    196(SP), Z20
+	VBROADCASTSS    228(SP), K1, Z20
+	VBROADCASTI64X4 448(R8), Z21
+	VBROADCASTI64X4 480(R8), Z22
+	VPMADDWD        Z21, Z18, Z18
+	VPDPWSSD        Z22, Z19, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z20, Z18, Z18
+	VADDPS          Z18, Z3, Z3
+	VMOVDQU32       80(CX), X12
+	VINSERTI32X4    $0x01, 80(SI), Y12, Y12
+	VPMOVZXBW       Y12, Z18
+	VMOVDQU32       96(CX), X13
+	VINSERTI32X4    $0x01, 96(SI), Y13, Y13
+	VPMOVZXBW       Y13, Z19
+	VPANDD          bdzMask0F<>+0(SB), Z18, Z20
+	VPANDD          bdzMask0F<>+0(SB), Z19, Z21
+	VPSLLW          $0x02, Z6, Z22
+	VPANDD          bdzMask10<>+0(SB), Z22, Z22
+	VPORD           Z22, Z20, Z20
+	VPSLLW          $0x02, Z7, Z22
+	VPANDD          bdzMask10<>+0(SB), Z22, Z22
+	VPORD           Z22, Z21, Z21
+	VBROADCASTSS    8(SP), Z22
+	VBROADCASTSS    40(SP), K1, Z22
+	VBROADCASTI64X4 512(R8), Z23
+	VBROADCASTI64X4 544(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    72(SP), Z22
+	VBROADCASTSS    104(SP), K1, Z22
+	VBROADCASTI64X4 576(R8), Z23
+	VBROADCASTI64X4 608(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    136(SP), Z22
+	VBROADCASTSS    168(SP), K1, Z22
+	VBROADCASTI64X4 640(R8), Z23
+	VBROADCASTI64X4 672(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z2, Z2
+	VBROADCASTSS    200(SP), Z22
+	VBROADCASTSS    232(SP), K1, Z22
+	VBROADCASTI64X4 704(R8), Z23
+	VBROADCASTI64X4 736(R8), Z24
+	VPMADDWD        Z23, Z20, Z20
+	VPDPWSSD        Z24, Z21, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z22, Z20, Z20
+	VADDPS          Z20, Z3, Z3
+	VPSRLW          $0x04, Z18, Z18
+	VPSRLW          $0x04, Z19, Z19
+	VPSLLW          $0x01, Z6, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z18, Z18
+	VPSLLW          $0x01, Z7, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VBROADCASTSS    12(SP), Z20
+	VBROADCASTSS    44(SP), K1, Z20
+	VBROADCASTI64X4 768(R8), Z21
+	VBROADCASTI64X4 800(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z0, Z0
+	VBROADCASTSS    76(SP), Z20
+	VBROADCASTSS    108(SP), K1, Z20
+	VBROADCASTI64X4 832(R8), Z21
+	VBROADCASTI64X4 864(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z1, Z1
+	VBROADCASTSS    140(SP), Z20
+	VBROADCASTSS    172(SP), K1, Z20
+	VBROADCASTI64X4 896(R8), Z21
+	VBROADCASTI64X4 928(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z2, Z2
+	VBROADCASTSS    204(SP), Z20
+	VBROADCASTSS    236(SP), K1, Z20
+	VBROADCASTI64X4 960(R8), Z21
+	VBROADCASTI64X4 992(R8), Z22
+	VPMADDWD        Z21, Z18, Z18
+	VPDPWSSD        Z22, Z19, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z20, Z18, Z18
+	VADDPS          Z18, Z3, Z3
+	VMOVDQU32       112(CX), X14
+	VINSERTI32X4    $0x01, 112(SI), Y14, Y14
+	VPMOVZXBW       Y14, Z18
+	VMOVDQU32       128(CX), X15
+	VINSERTI32X4    $0x01, 128(SI), Y15, Y15
+	VPMOVZXBW       Y15, Z19
+	VPANDD          bdzMask0F<>+0(SB), Z18, Z20
+	VPANDD          bdzMask0F<>+0(SB), Z19, Z21
+	VMOVDQA32       Z6, Z22
+	VPANDD          bdzMask10<>+0(SB), Z22, Z22
+	VPORD           Z22, Z20, Z20
+	VMOVDQA32       Z7, Z22
+	VPANDD          bdzMask10<>+0(SB), Z22, Z22
+	VPORD           Z22, Z21, Z21
+	VBROADCASTSS    16(SP), Z22
+	VBROADCASTSS    48(SP), K1, Z22
+	VBROADCASTI64X4 1024(R8), Z23
+	VBROADCASTI64X4 1056(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    80(SP), Z22
+	VBROADCASTSS    112(SP), K1, Z22
+	VBROADCASTI64X4 1088(R8), Z23
+	VBROADCASTI64X4 1120(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    144(SP), Z22
+	VBROADCASTSS    176(SP), K1, Z22
+	VBROADCASTI64X4 1152(R8), Z23
+	VBROADCASTI64X4 1184(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z2, Z2
+	VBROADCASTSS    208(SP), Z22
+	VBROADCASTSS    240(SP), K1, Z22
+	VBROADCASTI64X4 1216(R8), Z23
+	VBROADCASTI64X4 1248(R8), Z24
+	VPMADDWD        Z23, Z20, Z20
+	VPDPWSSD        Z24, Z21, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z22, Z20, Z20
+	VADDPS          Z20, Z3, Z3
+	VPSRLW          $0x04, Z18, Z18
+	VPSRLW          $0x04, Z19, Z19
+	VPSRLW          $0x01, Z6, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z18, Z18
+	VPSRLW          $0x01, Z7, Z20
+	VPANDD          bdzMask10<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VBROADCASTSS    20(SP), Z20
+	VBROADCASTSS    52(SP), K1, Z20
+	VBROADCASTI64X4 1280(R8), Z21
+	VBROADCASTI64X4 1312(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z0, Z0
+	VBROADCASTSS    84(SP), Z20
+	VBROADCASTSS    116(SP), K1, Z20
+	VBROADCASTI64X4 1344(R8), Z21
+	VBROADCASTI64X4 1376(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z1, Z1
+	VBROADCASTSS    148(SP), Z20
+	VBROADCASTSS    180(SP), K1, Z20
+	VBROADCASTI64X4 1408(R8), Z21
+	VBROADCASTI64X4 1440(R8), Z22
+	VPMADDWD        Z21, Z18, Z21
+	VPDPWSSD        Z22, Z19, Z21
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          Z20, Z21, Z21
+	VADDPS          Z21, Z2, Z2
+	VBROADCASTSS    212(SP), Z20
+	VBROADCASTSS    244(SP), K1, Z20
+	VBROADCASTI64X4 1472(R8), Z21
+	VBROADCASTI64X4 1504(R8), Z22
+	VPMADDWD        Z21, Z18, Z18
+	VPDPWSSD        Z22, Z19, Z18
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          Z20, Z18, Z18
+	VADDPS          Z18, Z3, Z3
+	VMOVDQU32       144(CX), X16
+	VINSERTI32X4    $0x01, 144(SI), Y16, Y16
+	VPMOVZXBW       Y16, Z18
+	VMOVDQU32       160(CX), X17
+	VINSERTI32X4    $0x01, 160(SI), Y17, Y17
+	VPMOVZXBW       Y17, Z19
+	VPANDD          bdzMask0F<>+0(SB), Z18, Z20
+	VPANDD          bdzMask0F<>+0(SB), Z19, Z21
+	VPSRLW          $0x02, Z6, Z22
+	VPANDD          bdzMask10<>+0(SB), Z22, Z22
+	VPORD           Z22, Z20, Z20
+	VPSRLW          $0x02, Z7, Z22
+	VPANDD          bdzMask10<>+0(SB), Z22, Z22
+	VPORD           Z22, Z21, Z21
+	VBROADCASTSS    24(SP), Z22
+	VBROADCASTSS    56(SP), K1, Z22
+	VBROADCASTI64X4 1536(R8), Z23
+	VBROADCASTI64X4 1568(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z0, Z0
+	VBROADCASTSS    88(SP), Z22
+	VBROADCASTSS    120(SP), K1, Z22
+	VBROADCASTI64X4 1600(R8), Z23
+	VBROADCASTI64X4 1632(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z1, Z1
+	VBROADCASTSS    152(SP), Z22
+	VBROADCASTSS    184(SP), K1, Z22
+	VBROADCASTI64X4 1664(R8), Z23
+	VBROADCASTI64X4 1696(R8), Z24
+	VPMADDWD        Z23, Z20, Z23
+	VPDPWSSD        Z24, Z21, Z23
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          Z22, Z23, Z23
+	VADDPS          Z23, Z2, Z2
+	VBROADCASTSS    216(SP), Z22
+	VBROADCASTSS    248(SP), K1, Z22
+	VBROADCASTI64X4 1728(R8), Z23
+	VBROADCASTI64X4 1760(R8), Z24
+	VPMADDWD        Z23, Z20, Z20
+	VPDPWSSD        Z24, Z21, Z20
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          Z22, Z20, Z20
+	VADDPS          Z20, Z3, Z3
+	VPSRLW          $0x04, Z18, Z18
+	VPSRLW          $0x04, Z19, Z19
+	VPSRLW          $0x03, Z6, Z6
+	VPANDD          bdzMask10<>+0(SB), Z6, Z6
+	VPORD           Z6, Z18, Z18
+	VPSRLW          $0x03, Z7, Z6
+	VPANDD          bdzMask10<>+0(SB), Z6, Z6
+	VPORD           Z6, Z19, Z19
+	VBROADCASTSS    28(SP), Z6
+	VBROADCASTSS    60(SP), K1, Z6
+	VBROADCASTI64X4 1792(R8), Z7
+	VBROADCASTI64X4 1824(R8), Z20
+	VPMADDWD        Z7, Z18, Z7
+	VPDPWSSD        Z20, Z19, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z6, Z7, Z7
+	VADDPS          Z7, Z0, Z0
+	VBROADCASTSS    92(SP), Z6
+	VBROADCASTSS    124(SP), K1, Z6
+	VBROADCASTI64X4 1856(R8), Z7
+	VBROADCASTI64X4 1888(R8), Z20
+	VPMADDWD        Z7, Z18, Z7
+	VPDPWSSD        Z20, Z19, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z6, Z7, Z7
+	VADDPS          Z7, Z1, Z1
+	VBROADCASTSS    156(SP), Z6
+	VBROADCASTSS    188(SP), K1, Z6
+	VBROADCASTI64X4 1920(R8), Z7
+	VBROADCASTI64X4 1952(R8), Z20
+	VPMADDWD        Z7, Z18, Z7
+	VPDPWSSD        Z20, Z19, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z6, Z7, Z7
+	VADDPS          Z7, Z2, Z2
+	VBROADCASTSS    220(SP), Z6
+	VBROADCASTSS    252(SP), K1, Z6
+	VBROADCASTI64X4 1984(R8), Z7
+	VBROADCASTI64X4 2016(R8), Z20
+	VPMADDWD        Z7, Z18, Z7
+	VPDPWSSD        Z20, Z19, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z6, Z7, Z7
+	VADDPS          Z7, Z3, Z3
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000800, R8
+	ADDQ            $0x00000080, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dotQ5Kx4AVX512_block
+
+dotQ5Kx4AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVUPS       256(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVUPS       320(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVUPS       384(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVUPS       448(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ5Kx4AVX512_row
+
+dotQ5Kx4AVX512_done:
+	VZEROUPPER
+	RET
+
+// func dotQ6Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dotQ6Kx4AVX512(SB), NOSPLIT, $320-48
+	MOVL  $0x0000ff00, AX
+	KMOVW AX, K1
+	MOVL  $0xffff0000, AX
+	KMOVD AX, K2
+	MOVQ  y+0(FP), AX
+	MOVQ  w+8(FP), CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  rb+24(FP), BX
+
+dotQ6Kx4AVX512_row:
+	CMPQ   DX, $0x02
+	JL     dotQ6Kx4AVX512_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dotQ6Kx4AVX512_block:
+	CMPQ            DI, $0x00
+	JLE             dotQ6Kx4AVX512_end
+	VPBROADCASTW    208(CX), X4
+	VPBROADCASTW    208(SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTF64X4 (R9), Z6
+	VMULPS          Z5, Z6, Z6
+	VMOVUPS         Z6, (SP)
+	VBROADCASTF64X4 32(R9), Z6
+	VMULPS          Z5, Z6, Z6
+	VMOVUPS         Z6, 64(SP)
+	VBROADCASTF64X4 64(R9), Z6
+	VMULPS          Z5, Z6, Z6
+	VMOVUPS         Z6, 128(SP)
+	VBROADCASTF64X4 96(R9), Z6
+	VMULPS          Z5, Z6, Z6
+	VMOVUPS         Z6, 192(SP)
+	VPMOVSXBW       192(CX), Y5
+	VPMOVSXBW       192(SI), Y6
+	VMOVDQU16       Y5, 256(SP)
+	VMOVDQU16       Y6, 288(SP)
+	VMOVDQU8        (CX), Y7
+	VINSERTI64X4    $0x01, (SI), Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z8
+	VPANDD          bdzByte03<>+0(SB), Z8, Z8
+	VPSLLW          $0x04, Z8, Z8
+	VPORD           Z8, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VSHUFI64X2      $0xd8, Z7, Z7, Z7
+	VPMOVSXBW       Y7, Z5
+	VEXTRACTI64X4   $0x01, Z7, Y6
+	VPMOVSXBW       Y6, Z6
+	VPBROADCASTW    256(SP), Z23
+	VPBROADCASTW    288(SP), K2, Z23
+	VPMULLW         Z23, Z5, Z5
+	VPBROADCASTW    258(SP), Z23
+	VPBROADCASTW    290(SP), K2, Z23
+	VPMULLW         Z23, Z6, Z6
+	VBROADCASTSS    (SP), Z23
+	VBROADCASTSS    32(SP), K1, Z23
+	VBROADCASTI64X4 (R8), Z24
+	VBROADCASTI64X4 32(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z0, Z0
+	VBROADCASTSS    64(SP), Z23
+	VBROADCASTSS    96(SP), K1, Z23
+	VBROADCASTI64X4 64(R8), Z24
+	VBROADCASTI64X4 96(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z1, Z1
+	VBROADCASTSS    128(SP), Z23
+	VBROADCASTSS    160(SP), K1, Z23
+	VBROADCASTI64X4 128(R8), Z24
+	VBROADCASTI64X4 160(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z2, Z2
+	VBROADCASTSS    192(SP), Z23
+	VBROADCASTSS    224(SP), K1, Z23
+	VBROADCASTI64X4 192(R8), Z24
+	VBROADCASTI64X4 224(R8), Z25
+	VPMADDWD        Z24, Z5, Z5
+	VPDPWSSD        Z25, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z23, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	VMOVDQU8        32(CX), Y9
+	VINSERTI64X4    $0x01, 32(SI), Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z10
+	VPSLLW          $0x02, Z10, Z10
+	VPANDD          bdzByte30<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VSHUFI64X2      $0xd8, Z9, Z9, Z9
+	VPMOVSXBW       Y9, Z5
+	VEXTRACTI64X4   $0x01, Z9, Y6
+	VPMOVSXBW       Y6, Z6
+	VPBROADCASTW    260(SP), Z23
+	VPBROADCASTW    292(SP), K2, Z23
+	VPMULLW         Z23, Z5, Z5
+	VPBROADCASTW    262(SP), Z23
+	VPBROADCASTW    294(SP), K2, Z23
+	VPMULLW         Z23, Z6, Z6
+	VBROADCASTSS    4(SP), Z23
+	VBROADCASTSS    36(SP), K1, Z23
+	VBROADCASTI64X4 256(R8), Z24
+	VBROADCASTI64X4 288(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z0, Z0
+	VBROADCASTSS    68(SP), Z23
+	VBROADCASTSS    100(SP), K1, Z23
+	VBROADCASTI64X4 320(R8), Z24
+	VBROADCASTI64X4 352(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z1, Z1
+	VBROADCASTSS    132(SP), Z23
+	VBROADCASTSS    164(SP), K1, Z23
+	VBROADCASTI64X4 384(R8), Z24
+	VBROADCASTI64X4 416(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z2, Z2
+	VBROADCASTSS    196(SP), Z23
+	VBROADCASTSS    228(SP), K1, Z23
+	VBROADCASTI64X4 448(R8), Z24
+	VBROADCASTI64X4 480(R8), Z25
+	VPMADDWD        Z24, Z5, Z5
+	VPDPWSSD        Z25, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z23, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	VMOVDQU8        (CX), Y11
+	VINSERTI64X4    $0x01, (SI), Z11, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z12
+	VPANDD          bdzByte30<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VSHUFI64X2      $0xd8, Z11, Z11, Z11
+	VPMOVSXBW       Y11, Z5
+	VEXTRACTI64X4   $0x01, Z11, Y6
+	VPMOVSXBW       Y6, Z6
+	VPBROADCASTW    264(SP), Z23
+	VPBROADCASTW    296(SP), K2, Z23
+	VPMULLW         Z23, Z5, Z5
+	VPBROADCASTW    266(SP), Z23
+	VPBROADCASTW    298(SP), K2, Z23
+	VPMULLW         Z23, Z6, Z6
+	VBROADCASTSS    8(SP), Z23
+	VBROADCASTSS    40(SP), K1, Z23
+	VBROADCASTI64X4 512(R8), Z24
+	VBROADCASTI64X4 544(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z0, Z0
+	VBROADCASTSS    72(SP), Z23
+	VBROADCASTSS    104(SP), K1, Z23
+	VBROADCASTI64X4 576(R8), Z24
+	VBROADCASTI64X4 608(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z1, Z1
+	VBROADCASTSS    136(SP), Z23
+	VBROADCASTSS    168(SP), K1, Z23
+	VBROADCASTI64X4 640(R8), Z24
+	VBROADCASTI64X4 672(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z2, Z2
+	VBROADCASTSS    200(SP), Z23
+	VBROADCASTSS    232(SP), K1, Z23
+	VBROADCASTI64X4 704(R8), Z24
+	VBROADCASTI64X4 736(R8), Z25
+	VPMADDWD        Z24, Z5, Z5
+	VPDPWSSD        Z25, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z23, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	VMOVDQU8        32(CX), Y13
+	VINSERTI64X4    $0x01, 32(SI), Z13, Z13
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        128(CX), Y14
+	VINSERTI64X4    $0x01, 128(SI), Z14, Z14
+	VPSRLW          $0x02, Z14, Z14
+	VPANDD          bdzByte30<>+0(SB), Z14, Z14
+	VPORD           Z14, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VSHUFI64X2      $0xd8, Z13, Z13, Z13
+	VPMOVSXBW       Y13, Z5
+	VEXTRACTI64X4   $0x01, Z13, Y6
+	VPMOVSXBW       Y6, Z6
+	VPBROADCASTW    268(SP), Z23
+	VPBROADCASTW    300(SP), K2, Z23
+	VPMULLW         Z23, Z5, Z5
+	VPBROADCASTW    270(SP), Z23
+	VPBROADCASTW    302(SP), K2, Z23
+	VPMULLW         Z23, Z6, Z6
+	VBROADCASTSS    12(SP), Z23
+	VBROADCASTSS    44(SP), K1, Z23
+	VBROADCASTI64X4 768(R8), Z24
+	VBROADCASTI64X4 800(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z0, Z0
+	VBROADCASTSS    76(SP), Z23
+	VBROADCASTSS    108(SP), K1, Z23
+	VBROADCASTI64X4 832(R8), Z24
+	VBROADCASTI64X4 864(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z1, Z1
+	VBROADCASTSS    140(SP), Z23
+	VBROADCASTSS    172(SP), K1, Z23
+	VBROADCASTI64X4 896(R8), Z24
+	VBROADCASTI64X4 928(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z2, Z2
+	VBROADCASTSS    204(SP), Z23
+	VBROADCASTSS    236(SP), K1, Z23
+	VBROADCASTI64X4 960(R8), Z24
+	VBROADCASTI64X4 992(R8), Z25
+	VPMADDWD        Z24, Z5, Z5
+	VPDPWSSD        Z25, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z23, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	VMOVDQU8        64(CX), Y15
+	VINSERTI64X4    $0x01, 64(SI), Z15, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        160(CX), Y16
+	VINSERTI64X4    $0x01, 160(SI), Z16, Z16
+	VPANDD          bdzByte03<>+0(SB), Z16, Z16
+	VPSLLW          $0x04, Z16, Z16
+	VPORD           Z16, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VSHUFI64X2      $0xd8, Z15, Z15, Z15
+	VPMOVSXBW       Y15, Z5
+	VEXTRACTI64X4   $0x01, Z15, Y6
+	VPMOVSXBW       Y6, Z6
+	VPBROADCASTW    272(SP), Z23
+	VPBROADCASTW    304(SP), K2, Z23
+	VPMULLW         Z23, Z5, Z5
+	VPBROADCASTW    274(SP), Z23
+	VPBROADCASTW    306(SP), K2, Z23
+	VPMULLW         Z23, Z6, Z6
+	VBROADCASTSS    16(SP), Z23
+	VBROADCASTSS    48(SP), K1, Z23
+	VBROADCASTI64X4 1024(R8), Z24
+	VBROADCASTI64X4 1056(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z0, Z0
+	VBROADCASTSS    80(SP), Z23
+	VBROADCASTSS    112(SP), K1, Z23
+	VBROADCASTI64X4 1088(R8), Z24
+	VBROADCASTI64X4 1120(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z1, Z1
+	VBROADCASTSS    144(SP), Z23
+	VBROADCASTSS    176(SP), K1, Z23
+	VBROADCASTI64X4 1152(R8), Z24
+	VBROADCASTI64X4 1184(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z2, Z2
+	VBROADCASTSS    208(SP), Z23
+	VBROADCASTSS    240(SP), K1, Z23
+	VBROADCASTI64X4 1216(R8), Z24
+	VBROADCASTI64X4 1248(R8), Z25
+	VPMADDWD        Z24, Z5, Z5
+	VPDPWSSD        Z25, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z23, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	VMOVDQU8        96(CX), Y17
+	VINSERTI64X4    $0x01, 96(SI), Z17, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        160(CX), Y18
+	VINSERTI64X4    $0x01, 160(SI), Z18, Z18
+	VPSLLW          $0x02, Z18, Z18
+	VPANDD          bdzByte30<>+0(SB), Z18, Z18
+	VPORD           Z18, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VSHUFI64X2      $0xd8, Z17, Z17, Z17
+	VPMOVSXBW       Y17, Z5
+	VEXTRACTI64X4   $0x01, Z17, Y6
+	VPMOVSXBW       Y6, Z6
+	VPBROADCASTW    276(SP), Z23
+	VPBROADCASTW    308(SP), K2, Z23
+	VPMULLW         Z23, Z5, Z5
+	VPBROADCASTW    278(SP), Z23
+	VPBROADCASTW    310(SP), K2, Z23
+	VPMULLW         Z23, Z6, Z6
+	VBROADCASTSS    20(SP), Z23
+	VBROADCASTSS    52(SP), K1, Z23
+	VBROADCASTI64X4 1280(R8), Z24
+	VBROADCASTI64X4 1312(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z0, Z0
+	VBROADCASTSS    84(SP), Z23
+	VBROADCASTSS    116(SP), K1, Z23
+	VBROADCASTI64X4 1344(R8), Z24
+	VBROADCASTI64X4 1376(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z1, Z1
+	VBROADCASTSS    148(SP), Z23
+	VBROADCASTSS    180(SP), K1, Z23
+	VBROADCASTI64X4 1408(R8), Z24
+	VBROADCASTI64X4 1440(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z2, Z2
+	VBROADCASTSS    212(SP), Z23
+	VBROADCASTSS    244(SP), K1, Z23
+	VBROADCASTI64X4 1472(R8), Z24
+	VBROADCASTI64X4 1504(R8), Z25
+	VPMADDWD        Z24, Z5, Z5
+	VPDPWSSD        Z25, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z23, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	VMOVDQU8        64(CX), Y19
+	VINSERTI64X4    $0x01, 64(SI), Z19, Z19
+	VPSRLW          $0x04, Z19, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        160(CX), Y20
+	VINSERTI64X4    $0x01, 160(SI), Z20, Z20
+	VPANDD          bdzByte30<>+0(SB), Z20, Z20
+	VPORD           Z20, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VSHUFI64X2      $0xd8, Z19, Z19, Z19
+	VPMOVSXBW       Y19, Z5
+	VEXTRACTI64X4   $0x01, Z19, Y6
+	VPMOVSXBW       Y6, Z6
+	VPBROADCASTW    280(SP), Z23
+	VPBROADCASTW    312(SP), K2, Z23
+	VPMULLW         Z23, Z5, Z5
+	VPBROADCASTW    282(SP), Z23
+	VPBROADCASTW    314(SP), K2, Z23
+	VPMULLW         Z23, Z6, Z6
+	VBROADCASTSS    24(SP), Z23
+	VBROADCASTSS    56(SP), K1, Z23
+	VBROADCASTI64X4 1536(R8), Z24
+	VBROADCASTI64X4 1568(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z0, Z0
+	VBROADCASTSS    88(SP), Z23
+	VBROADCASTSS    120(SP), K1, Z23
+	VBROADCASTI64X4 1600(R8), Z24
+	VBROADCASTI64X4 1632(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z1, Z1
+	VBROADCASTSS    152(SP), Z23
+	VBROADCASTSS    184(SP), K1, Z23
+	VBROADCASTI64X4 1664(R8), Z24
+	VBROADCASTI64X4 1696(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z2, Z2
+	VBROADCASTSS    216(SP), Z23
+	VBROADCASTSS    248(SP), K1, Z23
+	VBROADCASTI64X4 1728(R8), Z24
+	VBROADCASTI64X4 1760(R8), Z25
+	VPMADDWD        Z24, Z5, Z5
+	VPDPWSSD        Z25, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z23, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	VMOVDQU8        96(CX), Y21
+	VINSERTI64X4    $0x01, 96(SI), Z21, Z21
+	VPSRLW          $0x04, Z21, Z21
+	VPANDD          bdzByte0F<>+0(SB), Z21, Z21
+	VMOVDQU8        160(CX), Y22
+	VINSERTI64X4    $0x01, 160(SI), Z22, Z22
+	VPSRLW          $0x02, Z22, Z22
+	VPANDD          bdzByte30<>+0(SB), Z22, Z22
+	VPORD           Z22, Z21, Z21
+	VPSUBB          bdzByte20<>+0(SB), Z21, Z21
+	VSHUFI64X2      $0xd8, Z21, Z21, Z21
+	VPMOVSXBW       Y21, Z5
+	VEXTRACTI64X4   $0x01, Z21, Y6
+	VPMOVSXBW       Y6, Z6
+	VPBROADCASTW    284(SP), Z23
+	VPBROADCASTW    316(SP), K2, Z23
+	VPMULLW         Z23, Z5, Z5
+	VPBROADCASTW    286(SP), Z23
+	VPBROADCASTW    318(SP), K2, Z23
+	VPMULLW         Z23, Z6, Z6
+	VBROADCASTSS    28(SP), Z23
+	VBROADCASTSS    60(SP), K1, Z23
+	VBROADCASTI64X4 1792(R8), Z24
+	VBROADCASTI64X4 1824(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z0, Z0
+	VBROADCASTSS    92(SP), Z23
+	VBROADCASTSS    124(SP), K1, Z23
+	VBROADCASTI64X4 1856(R8), Z24
+	VBROADCASTI64X4 1888(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z1, Z1
+	VBROADCASTSS    156(SP), Z23
+	VBROADCASTSS    188(SP), K1, Z23
+	VBROADCASTI64X4 1920(R8), Z24
+	VBROADCASTI64X4 1952(R8), Z25
+	VPMADDWD        Z24, Z5, Z24
+	VPDPWSSD        Z25, Z6, Z24
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          Z23, Z24, Z24
+	VADDPS          Z24, Z2, Z2
+	VBROADCASTSS    220(SP), Z23
+	VBROADCASTSS    252(SP), K1, Z23
+	VBROADCASTI64X4 1984(R8), Z24
+	VBROADCASTI64X4 2016(R8), Z25
+	VPMADDWD        Z24, Z5, Z5
+	VPDPWSSD        Z25, Z6, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z23, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000800, R8
+	ADDQ            $0x00000080, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dotQ6Kx4AVX512_block
+
+dotQ6Kx4AVX512_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dotQ6Kx4AVX512_row
+
+dotQ6Kx4AVX512_done:
+	VZEROUPPER
+	RET

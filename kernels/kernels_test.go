@@ -39,6 +39,19 @@ func paths(t *testing.T, f func(t *testing.T)) {
 	})
 }
 
+// asmPaths runs f on each assembly path the CPU supports (capped by
+// JAMBA_CPU), best first, for tests that compare a path with the plain Go;
+// without assembly it runs f once on the plain Go.
+func asmPaths(t *testing.T, f func(t *testing.T)) {
+	top := currentPath()
+	for p := top; p >= min(top, pathAVX2); p-- {
+		t.Run(pathNames[p], func(t *testing.T) {
+			defer forcePath(p)()
+			f(t)
+		})
+	}
+}
+
 // guard is the value stored around test slices to detect writes out of
 // range: a NaN with a payload no kernel produces.
 var guard = math.Float32frombits(0x7fc0dead)

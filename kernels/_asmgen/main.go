@@ -60,6 +60,7 @@ func main() {
 	genDequantQ4_0()
 	genDequantQ6K()
 	genBlockDot()
+	genBlockDot512()
 
 	Generate()
 }
