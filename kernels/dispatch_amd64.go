@@ -278,6 +278,10 @@ func gemmTile(y []float32, ldy int, acc, x []float32, ldx int, p []float32, nt, 
 	_ = acc[quads*nt*32-1]
 	_ = x[(nt-1)*ldx+kc-1]
 	_ = p[quads*4*kc-1]
+	if useAVX512 {
+		[...]func(*float32, int, *float32, *float32, int, *float32, int, int, int){gemm1x4AVX512, gemm2x4AVX512, gemm3x4AVX512}[nt-1](&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)
+		return
+	}
 	switch nt {
 	case 1:
 		gemm1x4AVX2(&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)

@@ -491,6 +491,24 @@ func gemm2x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *floa
 //go:noescape
 func gemm3x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
 
+// gemm1x4AVX512 is gemm1x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm1x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// gemm2x4AVX512 is gemm2x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm2x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// gemm3x4AVX512 is gemm3x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm3x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
 // dotI8T1AVX2 writes to tot (row stride ldt) the exact dot products of rows
 // of int8 w (row stride ld) with 1 row of int16 x (row stride ldx); cols is
 // a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -503,4 +505,133 @@ func genBlockDotQ6Kx512(nt int) {
 		JMP(LabelRef(name + "_block"))
 		Label(name + "_end")
 	}, func(y Register) { storePair(y, acc, nil) })
+}
+
+// gemmIdx gathers lane 0 and lane 8 of two registers (the four rows' sums
+// after treePair) into lanes 0-3, for VPERMT2PS.
+var gemmIdx Mem
+
+// genGemm512 writes gemm{nt}x4AVX512, gemm{nt}x4AVX2 on 512-bit registers:
+// each zmm holds the 8 lanes of two rows of a group (the packed panel
+// already has them side by side), the x vector of a token is broadcast to
+// both halves, so each fused multiply-add serves two outputs with the
+// operations of the dot order; two groups of 4 rows per pass when there
+// are two (up to 12 accumulators, enough independent chains to keep both
+// FMA units busy). The bits are those of the AVX2 kernel.
+func genGemm512(nt int) {
+	if gemmIdx.Symbol.Name == "" {
+		gemmIdx = GLOBL("gemmIdx512", RODATA|NOPTR)
+		for i, v := range []uint32{0, 8, 16, 24} {
+			DATA(4*i, U32(v))
+		}
+		for i := 4; i < 16; i++ {
+			DATA(4*i, U32(0))
+		}
+	}
+	name := fmt.Sprintf("gemm%dx4AVX512", nt)
+	TEXT(name, NOSPLIT, "func(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads, kc, mode int)")
+	Pragma("noescape")
+	Doc(name+fmt.Sprintf(" is gemm%dx4AVX2 on 512-bit registers, with the same bits;", nt),
+		"it needs AVX-512 F, BW, VL and DQ.")
+	y := Load(Param("y"), GP64())
+	ldy := Load(Param("ldy"), GP64())
+	acc := Load(Param("acc"), GP64())
+	x := Load(Param("x"), GP64())
+	ldx := Load(Param("ldx"), GP64())
+	p := Load(Param("p"), GP64())
+	quads := Load(Param("quads"), GP64())
+	kc := Load(Param("kc"), GP64())
+	mode := Load(Param("mode"), GP64())
+	SHLQ(U8(2), ldy)
+	SHLQ(U8(2), ldx)
+	panel := GP64() // bytes of one packed group: 16·kc
+	MOVQ(kc, panel)
+	SHLQ(U8(4), panel)
+	xk, n, p1 := GP64(), GP64(), GP64()
+	xmem := []Mem{{Base: xk}, {Base: xk, Index: ldx, Scale: 1}, {Base: xk, Index: ldx, Scale: 2}}
+	ymem := []Mem{{Base: y}, {Base: y, Index: ldy, Scale: 1}, {Base: y, Index: ldy, Scale: 2}}
+	for _, nq := range []int{2, 1} {
+		l := func(s string) string { return fmt.Sprintf("%s_%d", s, nq) }
+		Label(l("quad"))
+		CMPQ(quads, U8(nq))
+		if nq == 2 {
+			JL(LabelRef("quad_1"))
+		} else {
+			JL(LabelRef("done"))
+		}
+		// a[(qq*nt+t)*2+h]: group qq, token t, rows 2h and 2h+1.
+		a := make([]VecVirtual, 2*nt*nq)
+		for i := range a {
+			a[i] = ZMM()
+		}
+		TESTQ(U32(1), mode)
+		JZ(LabelRef(l("zero")))
+		for i, r := range a {
+			VMOVUPS(Mem{Base: acc, Disp: 64 * i}, r)
+		}
+		JMP(LabelRef(l("start")))
+		Label(l("zero"))
+		zeroZ(a...)
+		Label(l("start"))
+		for off := 0; off < 128*nt*nq; off += 64 {
+			PREFETCHT0(Mem{Base: acc, Disp: 128*nt*nq + off})
+		}
+		MOVQ(x, xk)
+		MOVQ(kc, n)
+		if nq == 2 {
+			LEAQ(Mem{Base: p, Index: panel, Scale: 1}, p1)
+		}
+		Label(l("k"))
+		xr := make([]VecVirtual, nt)
+		for t := range xr {
+			xr[t] = ZMM()
+			VBROADCASTF64X4(xmem[t], xr[t])
+		}
+		for qq := 0; qq < nq; qq++ {
+			base := []Register{p, p1}[qq]
+			for h := 0; h < 2; h++ {
+				wv := ZMM()
+				VMOVUPS(Mem{Base: base, Disp: 64 * h}, wv)
+				for t := range xr {
+					VFMADD231PS(xr[t], wv, a[(qq*nt+t)*2+h])
+				}
+			}
+		}
+		ADDQ(U8(32), xk)
+		ADDQ(U32(128), p)
+		if nq == 2 {
+			ADDQ(U32(128), p1)
+		}
+		SUBQ(U8(8), n)
+		JNZ(LabelRef(l("k")))
+		if nq == 2 {
+			MOVQ(p1, p)
+		}
+		TESTQ(U32(2), mode)
+		JNZ(LabelRef(l("final")))
+		for i, r := range a {
+			VMOVUPS(r, Mem{Base: acc, Disp: 64 * i})
+		}
+		JMP(LabelRef(l("next")))
+		Label(l("final"))
+		idx := ZMM()
+		VMOVDQU32(gemmIdx, idx)
+		for qq := 0; qq < nq; qq++ {
+			for t := 0; t < nt; t++ {
+				a0, a1 := a[(qq*nt+t)*2], a[(qq*nt+t)*2+1]
+				treePair(a0)
+				treePair(a1)
+				VPERMT2PS(a1, idx, a0)
+				VMOVUPS(a0.AsX(), ymem[t].Offset(16*qq))
+			}
+		}
+		Label(l("next"))
+		ADDQ(U8(16*nq), y)
+		ADDQ(U32(128*nt*nq), acc)
+		SUBQ(U8(nq), quads)
+		JMP(LabelRef(l("quad")))
+	}
+	Label("done")
+	VZEROUPPER()
+	RET()
 }

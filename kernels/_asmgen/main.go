@@ -50,6 +50,9 @@ func main() {
 		genGemm(nt)
 	}
 	for nt := 1; nt <= 3; nt++ {
+		genGemm512(nt)
+	}
+	for nt := 1; nt <= 3; nt++ {
 		genDotI8(nt)
 	}
 	genDotI8Streams()
