@@ -307,30 +307,34 @@ func dotI8(tot []float64, ldt int, w *Matrix, xq []int16, nt, r0, r1 int) int {
 	_ = xq[(nt-1)*C+n-1]
 	_ = w.I8[r1*C-1]
 	t, wp, xp := &tot[0], &w.I8[r0*C], &xq[0]
+	streams, t1, t2, t3 := dotI8StreamsAVX2, dotI8T1AVX2, dotI8T2AVX2, dotI8T3AVX2
+	if useAVX512 {
+		streams, t1, t2, t3 = dotI8StreamsAVX512, dotI8T1AVX512, dotI8T2AVX512, dotI8T3AVX512
+	}
 	if q := rows / 4; nt == 1 && q > 0 && w.Bytes() >= streamsMinBytes && len(tot) >= rows+4*q {
 		// Whole blocks of 4 rows as 4 streams (see matVecRows); the
 		// kernel interleaves the sums, which land after the rows' own
 		// slots and are put in order here. The sums are exact integers,
 		// so the order of the columns does not matter anyway.
 		tmp := tot[rows : rows+4*q]
-		dotI8StreamsAVX2(&tmp[0], 0, wp, C, xp, C, q, n)
+		streams(&tmp[0], 0, wp, C, xp, C, q, n)
 		for i := range q {
 			for j := range 4 {
 				tot[j*q+i] = tmp[4*i+j]
 			}
 		}
 		if rows > 4*q {
-			dotI8T1AVX2(&tot[4*q], ldt, &w.I8[(r0+4*q)*C], C, xp, C, rows-4*q, n)
+			t1(&tot[4*q], ldt, &w.I8[(r0+4*q)*C], C, xp, C, rows-4*q, n)
 		}
 		return n
 	}
 	switch nt {
 	case 1:
-		dotI8T1AVX2(t, ldt, wp, C, xp, C, rows, n)
+		t1(t, ldt, wp, C, xp, C, rows, n)
 	case 2:
-		dotI8T2AVX2(t, ldt, wp, C, xp, C, rows, n)
+		t2(t, ldt, wp, C, xp, C, rows, n)
 	case 3:
-		dotI8T3AVX2(t, ldt, wp, C, xp, C, rows, n)
+		t3(t, ldt, wp, C, xp, C, rows, n)
 	}
 	return n
 }

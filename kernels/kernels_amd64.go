@@ -578,6 +578,83 @@ func dotI8T3AVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows
 //go:noescape
 func dotI8StreamsAVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
 
+// dotI8T1AVX512 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 1 row of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
+//
+//	for t := 0; t < 1; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
+//			}
+//			tot[t*ldt+r] = float64(s)
+//		}
+//	}
+//
+// (VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)
+//
+//go:noescape
+func dotI8T1AVX512(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
+// dotI8T2AVX512 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 2 rows of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
+//
+//	for t := 0; t < 2; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
+//			}
+//			tot[t*ldt+r] = float64(s)
+//		}
+//	}
+//
+// (VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)
+//
+//go:noescape
+func dotI8T2AVX512(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
+// dotI8T3AVX512 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 3 rows of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
+//
+//	for t := 0; t < 3; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
+//			}
+//			tot[t*ldt+r] = float64(s)
+//		}
+//	}
+//
+// (VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)
+//
+//go:noescape
+func dotI8T3AVX512(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
+// dotI8StreamsAVX512 writes to tot the exact dot products of the 4·rows rows of int8 w
+// (row stride ld) with int16 x, reading them as 4 streams of rows rows;
+// cols is a multiple of 16, |w| ≤ 128 and |x| ≤ 32767 (ldt and ldx are
+// unused):
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < 4; j++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[(j*rows+i)*ld+c]) * int64(x[c])
+//			}
+//			tot[4*i+j] = float64(s)
+//		}
+//	}
+//
+// (VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)
+//
+//go:noescape
+func dotI8StreamsAVX512(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
 // absMaxAVX2 returns the largest |x[i]| for i < n, or NaN if any x[i] is
 // Inf or NaN; n is a multiple of 8:
 //

@@ -56,6 +56,7 @@ func main() {
 		genDotI8(nt)
 	}
 	genDotI8Streams()
+	genDotI8VNNI()
 	genAbsMax()
 	genQuantI16()
 	genDequantQ4K()
