@@ -671,6 +671,15 @@ func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 	}
 	_, _, _ = y[rows*nt-1], w[rows*cols*2-1], x[nt*cols-1]
 	p := (*uint16)(unsafe.Pointer(&w[0]))
+	if useAVX512 && rows >= 2 {
+		// Pairs of rows, then the odd last row on its own (the same bits).
+		m := rows &^ 1
+		[...]func(*float32, *uint16, int, int, *float32, int){matVecF16AVX512, matVecF16x2AVX512, matVecF16x3AVX512, matVecF16x4AVX512}[nt-1](&y[0], p, m, cols, &x[0], cols)
+		if m == rows {
+			return
+		}
+		y, p, rows = y[m*nt:], (*uint16)(unsafe.Pointer(&w[m*cols*2])), 1
+	}
 	switch nt {
 	case 1:
 		matVecF16AVX2(&y[0], p, rows, cols, &x[0], cols)

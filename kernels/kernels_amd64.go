@@ -994,6 +994,30 @@ func dotQ5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s
 //go:noescape
 func dotQ6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 
+// matVecF16AVX512 is matVecF16AVX2 for an even number of rows,
+// with the same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF16AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x2AVX512 is matVecF16x2AVX2 for an even number of rows,
+// with the same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF16x2AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x3AVX512 is matVecF16x3AVX2 for an even number of rows,
+// with the same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF16x3AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x4AVX512 is matVecF16x4AVX2 for an even number of rows,
+// with the same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF16x4AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
 // dotQ8_0AVX512 is dotQ8_0AVX2 for an even number of rows
 // (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
 // DQ and VNNI.

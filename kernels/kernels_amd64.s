@@ -12634,6 +12634,666 @@ DATA bdzBits<>+56(SB)/4, $0x20001000
 DATA bdzBits<>+60(SB)/4, $0x80004000
 GLOBL bdzBits<>(SB), RODATA|NOPTR, $64
 
+// func matVecF16AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·matVecF16AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+	MOVQ cols+24(FP), BX
+	SHLQ $0x01, BX
+	LEAQ (BX)(BX*2), SI
+
+rows_4:
+	CMPQ   DX, $0x08
+	JL     rows_1
+	LEAQ   (CX)(BX*4), DI
+	MOVQ   cols+24(FP), R8
+	MOVQ   x+32(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+col_4:
+	CMPQ            R8, $0x00
+	JLE             end_4
+	VBROADCASTF64X4 (R9), Z4
+	VMOVDQU32       (CX), X5
+	VINSERTI32X4    $0x01, (CX)(BX*1), Y5, Y5
+	VCVTPH2PS       Y5, Z6
+	VFMADD231PS     Z4, Z6, Z0
+	VMOVDQU32       (CX)(BX*2), X7
+	VINSERTI32X4    $0x01, (CX)(SI*1), Y7, Y7
+	VCVTPH2PS       Y7, Z6
+	VFMADD231PS     Z4, Z6, Z1
+	VMOVDQU32       (DI), X8
+	VINSERTI32X4    $0x01, (DI)(BX*1), Y8, Y8
+	VCVTPH2PS       Y8, Z6
+	VFMADD231PS     Z4, Z6, Z2
+	VMOVDQU32       (DI)(BX*2), X9
+	VINSERTI32X4    $0x01, (DI)(SI*1), Y9, Y9
+	VCVTPH2PS       Y9, Z6
+	VFMADD231PS     Z4, Z6, Z3
+	ADDQ            $0x10, CX
+	ADDQ            $0x10, DI
+	ADDQ            $0x20, R9
+	SUBQ            $0x08, R8
+	JMP             col_4
+
+end_4:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 4(AX)
+	ADDQ          $0x08, AX
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, (AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 4(AX)
+	ADDQ          $0x08, AX
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, (AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 4(AX)
+	ADDQ          $0x08, AX
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VMOVSS        X3, (AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 4(AX)
+	ADDQ          $0x08, AX
+	LEAQ          (CX)(SI*2), CX
+	ADDQ          BX, CX
+	SUBQ          $0x08, DX
+	JMP           rows_4
+
+rows_1:
+	CMPQ   DX, $0x02
+	JL     done
+	LEAQ   (CX)(BX*4), DI
+	MOVQ   cols+24(FP), SI
+	MOVQ   x+32(FP), DI
+	VPXORD Z10, Z10, Z10
+
+col_1:
+	CMPQ            SI, $0x00
+	JLE             end_1
+	VBROADCASTF64X4 (DI), Z0
+	VMOVDQU32       (CX), X11
+	VINSERTI32X4    $0x01, (CX)(BX*1), Y11, Y11
+	VCVTPH2PS       Y11, Z1
+	VFMADD231PS     Z0, Z1, Z10
+	ADDQ            $0x10, CX
+	ADDQ            $0x20, DI
+	SUBQ            $0x08, SI
+	JMP             col_1
+
+end_1:
+	VPERMILPS     $0xb1, Z10, Z0
+	VADDPS        Z0, Z10, Z10
+	VPERMILPS     $0x4e, Z10, Z0
+	VADDPS        Z0, Z10, Z10
+	VSHUFF32X4    $0xb1, Z10, Z10, Z0
+	VADDPS        Z0, Z10, Z10
+	VMOVSS        X10, (AX)
+	VEXTRACTF32X4 $0x02, Z10, X0
+	VMOVSS        X0, 4(AX)
+	ADDQ          $0x08, AX
+	ADDQ          BX, CX
+	SUBQ          $0x02, DX
+	JMP           rows_1
+
+done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x2AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·matVecF16x2AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+	MOVQ cols+24(FP), SI
+	SHLQ $0x01, SI
+	LEAQ (SI)(SI*2), DI
+
+rows_2:
+	CMPQ   DX, $0x04
+	JL     rows_1
+	LEAQ   (CX)(SI*4), R8
+	MOVQ   cols+24(FP), R8
+	MOVQ   x+32(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+col_2:
+	CMPQ            R8, $0x00
+	JLE             end_2
+	VBROADCASTF64X4 (R9), Z4
+	VBROADCASTF64X4 (R9)(BX*1), Z5
+	VMOVDQU32       (CX), X6
+	VINSERTI32X4    $0x01, (CX)(SI*1), Y6, Y6
+	VCVTPH2PS       Y6, Z7
+	VFMADD231PS     Z4, Z7, Z0
+	VFMADD231PS     Z5, Z7, Z1
+	VMOVDQU32       (CX)(SI*2), X8
+	VINSERTI32X4    $0x01, (CX)(DI*1), Y8, Y8
+	VCVTPH2PS       Y8, Z7
+	VFMADD231PS     Z4, Z7, Z2
+	VFMADD231PS     Z5, Z7, Z3
+	ADDQ            $0x10, CX
+	ADDQ            $0x20, R9
+	SUBQ            $0x08, R8
+	JMP             col_2
+
+end_2:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 12(AX)
+	ADDQ          $0x10, AX
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, (AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 8(AX)
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VMOVSS        X3, 4(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 12(AX)
+	ADDQ          $0x10, AX
+	ADDQ          DI, CX
+	SUBQ          $0x04, DX
+	JMP           rows_2
+
+rows_1:
+	CMPQ   DX, $0x02
+	JL     done
+	LEAQ   (CX)(SI*4), R8
+	MOVQ   cols+24(FP), DI
+	MOVQ   x+32(FP), R8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+
+col_1:
+	CMPQ            DI, $0x00
+	JLE             end_1
+	VBROADCASTF64X4 (R8), Z0
+	VBROADCASTF64X4 (R8)(BX*1), Z1
+	VMOVDQU32       (CX), X11
+	VINSERTI32X4    $0x01, (CX)(SI*1), Y11, Y11
+	VCVTPH2PS       Y11, Z2
+	VFMADD231PS     Z0, Z2, Z9
+	VFMADD231PS     Z1, Z2, Z10
+	ADDQ            $0x10, CX
+	ADDQ            $0x20, R8
+	SUBQ            $0x08, DI
+	JMP             col_1
+
+end_1:
+	VPERMILPS     $0xb1, Z9, Z0
+	VADDPS        Z0, Z9, Z9
+	VPERMILPS     $0x4e, Z9, Z0
+	VADDPS        Z0, Z9, Z9
+	VSHUFF32X4    $0xb1, Z9, Z9, Z0
+	VADDPS        Z0, Z9, Z9
+	VMOVSS        X9, (AX)
+	VEXTRACTF32X4 $0x02, Z9, X0
+	VMOVSS        X0, 8(AX)
+	VPERMILPS     $0xb1, Z10, Z0
+	VADDPS        Z0, Z10, Z10
+	VPERMILPS     $0x4e, Z10, Z0
+	VADDPS        Z0, Z10, Z10
+	VSHUFF32X4    $0xb1, Z10, Z10, Z0
+	VADDPS        Z0, Z10, Z10
+	VMOVSS        X10, 4(AX)
+	VEXTRACTF32X4 $0x02, Z10, X0
+	VMOVSS        X0, 12(AX)
+	ADDQ          $0x10, AX
+	ADDQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           rows_1
+
+done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x3AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·matVecF16x3AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+	MOVQ cols+24(FP), SI
+	SHLQ $0x01, SI
+	LEAQ (SI)(SI*2), DI
+
+rows_2:
+	CMPQ   DX, $0x04
+	JL     rows_1
+	LEAQ   (CX)(SI*4), R8
+	MOVQ   cols+24(FP), R8
+	MOVQ   x+32(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+
+col_2:
+	CMPQ            R8, $0x00
+	JLE             end_2
+	VBROADCASTF64X4 (R9), Z6
+	VBROADCASTF64X4 (R9)(BX*1), Z7
+	VBROADCASTF64X4 (R9)(BX*2), Z8
+	VMOVDQU32       (CX), X9
+	VINSERTI32X4    $0x01, (CX)(SI*1), Y9, Y9
+	VCVTPH2PS       Y9, Z10
+	VFMADD231PS     Z6, Z10, Z0
+	VFMADD231PS     Z7, Z10, Z1
+	VFMADD231PS     Z8, Z10, Z2
+	VMOVDQU32       (CX)(SI*2), X11
+	VINSERTI32X4    $0x01, (CX)(DI*1), Y11, Y11
+	VCVTPH2PS       Y11, Z10
+	VFMADD231PS     Z6, Z10, Z3
+	VFMADD231PS     Z7, Z10, Z4
+	VFMADD231PS     Z8, Z10, Z5
+	ADDQ            $0x10, CX
+	ADDQ            $0x20, R9
+	SUBQ            $0x08, R8
+	JMP             col_2
+
+end_2:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X6
+	VMOVSS        X6, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X6
+	VMOVSS        X6, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X6
+	VMOVSS        X6, 20(AX)
+	ADDQ          $0x18, AX
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVSS        X3, (AX)
+	VEXTRACTF32X4 $0x02, Z3, X6
+	VMOVSS        X6, 12(AX)
+	VPERMILPS     $0xb1, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VMOVSS        X4, 4(AX)
+	VEXTRACTF32X4 $0x02, Z4, X6
+	VMOVSS        X6, 16(AX)
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VMOVSS        X5, 8(AX)
+	VEXTRACTF32X4 $0x02, Z5, X6
+	VMOVSS        X6, 20(AX)
+	ADDQ          $0x18, AX
+	ADDQ          DI, CX
+	SUBQ          $0x04, DX
+	JMP           rows_2
+
+rows_1:
+	CMPQ   DX, $0x02
+	JL     done
+	LEAQ   (CX)(SI*4), R8
+	MOVQ   cols+24(FP), DI
+	MOVQ   x+32(FP), R8
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+
+col_1:
+	CMPQ            DI, $0x00
+	JLE             end_1
+	VBROADCASTF64X4 (R8), Z0
+	VBROADCASTF64X4 (R8)(BX*1), Z1
+	VBROADCASTF64X4 (R8)(BX*2), Z2
+	VMOVDQU32       (CX), X15
+	VINSERTI32X4    $0x01, (CX)(SI*1), Y15, Y15
+	VCVTPH2PS       Y15, Z3
+	VFMADD231PS     Z0, Z3, Z12
+	VFMADD231PS     Z1, Z3, Z13
+	VFMADD231PS     Z2, Z3, Z14
+	ADDQ            $0x10, CX
+	ADDQ            $0x20, R8
+	SUBQ            $0x08, DI
+	JMP             col_1
+
+end_1:
+	VPERMILPS     $0xb1, Z12, Z0
+	VADDPS        Z0, Z12, Z12
+	VPERMILPS     $0x4e, Z12, Z0
+	VADDPS        Z0, Z12, Z12
+	VSHUFF32X4    $0xb1, Z12, Z12, Z0
+	VADDPS        Z0, Z12, Z12
+	VMOVSS        X12, (AX)
+	VEXTRACTF32X4 $0x02, Z12, X0
+	VMOVSS        X0, 12(AX)
+	VPERMILPS     $0xb1, Z13, Z0
+	VADDPS        Z0, Z13, Z13
+	VPERMILPS     $0x4e, Z13, Z0
+	VADDPS        Z0, Z13, Z13
+	VSHUFF32X4    $0xb1, Z13, Z13, Z0
+	VADDPS        Z0, Z13, Z13
+	VMOVSS        X13, 4(AX)
+	VEXTRACTF32X4 $0x02, Z13, X0
+	VMOVSS        X0, 16(AX)
+	VPERMILPS     $0xb1, Z14, Z0
+	VADDPS        Z0, Z14, Z14
+	VPERMILPS     $0x4e, Z14, Z0
+	VADDPS        Z0, Z14, Z14
+	VSHUFF32X4    $0xb1, Z14, Z14, Z0
+	VADDPS        Z0, Z14, Z14
+	VMOVSS        X14, 8(AX)
+	VEXTRACTF32X4 $0x02, Z14, X0
+	VMOVSS        X0, 20(AX)
+	ADDQ          $0x18, AX
+	ADDQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           rows_1
+
+done:
+	VZEROUPPER
+	RET
+
+// func matVecF16x4AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·matVecF16x4AVX512(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ ldx+40(FP), BX
+	SHLQ $0x02, BX
+	MOVQ cols+24(FP), SI
+	SHLQ $0x01, SI
+	LEAQ (SI)(SI*2), DI
+
+rows_2:
+	CMPQ   DX, $0x04
+	JL     rows_1
+	LEAQ   (CX)(SI*4), R8
+	MOVQ   cols+24(FP), R8
+	MOVQ   x+32(FP), R9
+	LEAQ   (R9)(BX*2), R10
+	ADDQ   BX, R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+col_2:
+	CMPQ            R8, $0x00
+	JLE             end_2
+	VBROADCASTF64X4 (R9), Z8
+	VBROADCASTF64X4 (R9)(BX*1), Z9
+	VBROADCASTF64X4 (R9)(BX*2), Z10
+	VBROADCASTF64X4 (R10), Z11
+	VMOVDQU32       (CX), X12
+	VINSERTI32X4    $0x01, (CX)(SI*1), Y12, Y12
+	VCVTPH2PS       Y12, Z13
+	VFMADD231PS     Z8, Z13, Z0
+	VFMADD231PS     Z9, Z13, Z1
+	VFMADD231PS     Z10, Z13, Z2
+	VFMADD231PS     Z11, Z13, Z3
+	VMOVDQU32       (CX)(SI*2), X14
+	VINSERTI32X4    $0x01, (CX)(DI*1), Y14, Y14
+	VCVTPH2PS       Y14, Z13
+	VFMADD231PS     Z8, Z13, Z4
+	VFMADD231PS     Z9, Z13, Z5
+	VFMADD231PS     Z10, Z13, Z6
+	VFMADD231PS     Z11, Z13, Z7
+	ADDQ            $0x10, CX
+	ADDQ            $0x20, R9
+	ADDQ            $0x20, R10
+	SUBQ            $0x08, R8
+	JMP             col_2
+
+end_2:
+	VPERMILPS     $0xb1, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X8
+	VMOVSS        X8, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X8
+	VMOVSS        X8, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X8
+	VMOVSS        X8, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X8
+	VMOVSS        X8, 28(AX)
+	ADDQ          $0x20, AX
+	VPERMILPS     $0xb1, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VMOVSS        X4, (AX)
+	VEXTRACTF32X4 $0x02, Z4, X8
+	VMOVSS        X8, 16(AX)
+	VPERMILPS     $0xb1, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VMOVSS        X5, 4(AX)
+	VEXTRACTF32X4 $0x02, Z5, X8
+	VMOVSS        X8, 20(AX)
+	VPERMILPS     $0xb1, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VMOVSS        X6, 8(AX)
+	VEXTRACTF32X4 $0x02, Z6, X8
+	VMOVSS        X8, 24(AX)
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VMOVSS        X7, 12(AX)
+	VEXTRACTF32X4 $0x02, Z7, X8
+	VMOVSS        X8, 28(AX)
+	ADDQ          $0x20, AX
+	ADDQ          DI, CX
+	SUBQ          $0x04, DX
+	JMP           rows_2
+
+rows_1:
+	CMPQ   DX, $0x02
+	JL     done
+	LEAQ   (CX)(SI*4), R8
+	MOVQ   cols+24(FP), DI
+	MOVQ   x+32(FP), R8
+	LEAQ   (R8)(BX*2), R9
+	ADDQ   BX, R9
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+
+col_1:
+	CMPQ            DI, $0x00
+	JLE             end_1
+	VBROADCASTF64X4 (R8), Z0
+	VBROADCASTF64X4 (R8)(BX*1), Z1
+	VBROADCASTF64X4 (R8)(BX*2), Z2
+	VBROADCASTF64X4 (R9), Z3
+	VMOVDQU32       (CX), X19
+	VINSERTI32X4    $0x01, (CX)(SI*1), Y19, Y19
+	VCVTPH2PS       Y19, Z4
+	VFMADD231PS     Z0, Z4, Z15
+	VFMADD231PS     Z1, Z4, Z16
+	VFMADD231PS     Z2, Z4, Z17
+	VFMADD231PS     Z3, Z4, Z18
+	ADDQ            $0x10, CX
+	ADDQ            $0x20, R8
+	ADDQ            $0x20, R9
+	SUBQ            $0x08, DI
+	JMP             col_1
+
+end_1:
+	VPERMILPS     $0xb1, Z15, Z0
+	VADDPS        Z0, Z15, Z15
+	VPERMILPS     $0x4e, Z15, Z0
+	VADDPS        Z0, Z15, Z15
+	VSHUFF32X4    $0xb1, Z15, Z15, Z0
+	VADDPS        Z0, Z15, Z15
+	VMOVSS        X15, (AX)
+	VEXTRACTF32X4 $0x02, Z15, X0
+	VMOVSS        X0, 16(AX)
+	VPERMILPS     $0xb1, Z16, Z0
+	VADDPS        Z0, Z16, Z16
+	VPERMILPS     $0x4e, Z16, Z0
+	VADDPS        Z0, Z16, Z16
+	VSHUFF32X4    $0xb1, Z16, Z16, Z0
+	VADDPS        Z0, Z16, Z16
+	VMOVSS        X16, 4(AX)
+	VEXTRACTF32X4 $0x02, Z16, X0
+	VMOVSS        X0, 20(AX)
+	VPERMILPS     $0xb1, Z17, Z0
+	VADDPS        Z0, Z17, Z17
+	VPERMILPS     $0x4e, Z17, Z0
+	VADDPS        Z0, Z17, Z17
+	VSHUFF32X4    $0xb1, Z17, Z17, Z0
+	VADDPS        Z0, Z17, Z17
+	VMOVSS        X17, 8(AX)
+	VEXTRACTF32X4 $0x02, Z17, X0
+	VMOVSS        X0, 24(AX)
+	VPERMILPS     $0xb1, Z18, Z0
+	VADDPS        Z0, Z18, Z18
+	VPERMILPS     $0x4e, Z18, Z0
+	VADDPS        Z0, Z18, Z18
+	VSHUFF32X4    $0xb1, Z18, Z18, Z0
+	VADDPS        Z0, Z18, Z18
+	VMOVSS        X18, 12(AX)
+	VEXTRACTF32X4 $0x02, Z18, X0
+	VMOVSS        X0, 28(AX)
+	ADDQ          $0x20, AX
+	ADDQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           rows_1
+
+done:
+	VZEROUPPER
+	RET
+
 // func dotQ8_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 // Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dotQ8_0AVX512(SB), NOSPLIT, $0-48

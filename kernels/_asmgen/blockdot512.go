@@ -145,6 +145,9 @@ func genBlockDot512() {
 		DATA(4*i, U32(uint32(1)<<(2*j)|uint32(2)<<(2*j)<<16))
 	}
 	for nt := 1; nt <= 4; nt++ {
+		genMatVecF16x512(nt)
+	}
+	for nt := 1; nt <= 4; nt++ {
 		genBlockDot32x512(nt)
 		genBlockDotK45x512(nt)
 		genBlockDotQ6Kx512(nt)
@@ -630,6 +633,118 @@ func genGemm512(nt int) {
 		ADDQ(U32(128*nt*nq), acc)
 		SUBQ(U8(nq), quads)
 		JMP(LabelRef(l("quad")))
+	}
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// genMatVecF16x512 writes matVecF16…AVX512, the float16 kernels on 512-bit
+// registers: a zmm holds the 8 lanes of two rows (8 halves of each
+// widened by one VCVTPH2PS), each token's 8 x values are broadcast to both
+// halves, so each fused multiply-add serves two outputs in the dot order.
+// Several pairs of rows per pass (8 rows for one token, 4 for more) keep
+// enough independent chains of multiply-adds in flight.
+func genMatVecF16x512(nt int) {
+	name := kernelName512("matVecF16", nt)
+	TEXT(name, NOSPLIT, "func(y *float32, w *uint16, rows, cols int, x *float32, ldx int)")
+	Pragma("noescape")
+	Doc(name+" is "+kernelName("matVecF16", nt)+" for an even number of rows,",
+		"with the same bits; it needs AVX-512 F, BW, VL and DQ.")
+	y := Load(Param("y"), GP64())
+	w := Load(Param("w"), GP64())
+	rows := Load(Param("rows"), GP64())
+	ld := Load(Param("ldx"), GP64())
+	SHLQ(U8(2), ld)
+	st := Load(Param("cols"), GP64())
+	SHLQ(U8(1), st) // bytes per row
+	st3 := GP64()
+	LEAQ(Mem{Base: st, Index: st, Scale: 2}, st3)
+	w4 := GP64()
+	passes := []int{4, 1}
+	if nt > 1 {
+		passes = []int{2, 1}
+	}
+	for i, np := range passes {
+		l := func(s string) string { return fmt.Sprintf("%s_%d", s, np) }
+		Label(l("rows"))
+		CMPQ(rows, U8(2*np))
+		if i+1 < len(passes) {
+			JL(LabelRef(fmt.Sprintf("rows_%d", passes[i+1])))
+		} else {
+			JL(LabelRef("done"))
+		}
+		LEAQ(Mem{Base: w, Index: st, Scale: 4}, w4)
+		row := []Mem{{Base: w}, {Base: w, Index: st, Scale: 1}, {Base: w, Index: st, Scale: 2}, {Base: w, Index: st3, Scale: 1},
+			{Base: w4}, {Base: w4, Index: st, Scale: 1}, {Base: w4, Index: st, Scale: 2}, {Base: w4, Index: st3, Scale: 1}}
+		n := Load(Param("cols"), GP64())
+		xp := Load(Param("x"), GP64())
+		var x3 GPVirtual
+		if nt == 4 {
+			x3 = GP64()
+			LEAQ(Mem{Base: xp, Index: ld, Scale: 2}, x3)
+			ADDQ(ld, x3)
+		}
+		acc := make([][]VecVirtual, np)
+		for pp := range acc {
+			acc[pp] = make([]VecVirtual, nt)
+			for t := range acc[pp] {
+				acc[pp][t] = ZMM()
+			}
+			zeroZ(acc[pp]...)
+		}
+		Label(l("col"))
+		CMPQ(n, Imm(0))
+		JLE(LabelRef(l("end")))
+		xr := make([]VecVirtual, nt)
+		for t := range xr {
+			m := Mem{Base: xp}
+			switch t {
+			case 1:
+				m = Mem{Base: xp, Index: ld, Scale: 1}
+			case 2:
+				m = Mem{Base: xp, Index: ld, Scale: 2}
+			case 3:
+				m = Mem{Base: x3}
+			}
+			xr[t] = ZMM()
+			VBROADCASTF64X4(m, xr[t])
+		}
+		for pp := range acc {
+			h, wz := YMM(), ZMM()
+			VMOVDQU32(row[2*pp], h.AsX())
+			VINSERTI32X4(U8(1), row[2*pp+1], h, h)
+			VCVTPH2PS(h, wz)
+			for t := range xr {
+				VFMADD231PS(xr[t], wz, acc[pp][t])
+			}
+		}
+		ADDQ(U8(16), w)
+		if np == 4 {
+			ADDQ(U8(16), w4)
+		}
+		ADDQ(U8(32), xp)
+		if nt == 4 {
+			ADDQ(U8(32), x3)
+		}
+		SUBQ(U8(8), n)
+		JMP(LabelRef(l("col")))
+		Label(l("end"))
+		for pp := range acc {
+			storePair(y, acc[pp], nil)
+		}
+		// w is at the start of the second row: past the others.
+		switch np {
+		case 4:
+			LEAQ(Mem{Base: w, Index: st3, Scale: 2}, w)
+			ADDQ(st, w)
+		case 2:
+			ADDQ(st3, w)
+		default:
+			ADDQ(st, w)
+		}
+		SUBQ(U8(2*np), rows)
+		JMP(LabelRef(l("rows")))
 	}
 	Label("done")
 	VZEROUPPER()
