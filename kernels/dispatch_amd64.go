@@ -231,21 +231,39 @@ func matVecN(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0, r1 int
 	}
 	_ = dst[(nt-1)*ldd+r1-1]
 	_ = x[(nt-1)*ldx+C-1]
-	y, xp, rows := &dst[r0], &x[0], r1-r0
-	switch w.DType {
-	case F32:
+	y, xp, rows, k0 := &dst[r0], &x[0], r1-r0, r0
+	if m := rows &^ 3; useAVX512 && m > 0 {
+		// Groups of 4 rows, then the last rows%4 on their own (the same
+		// bits).
+		switch w.DType {
+		case F32:
+			_ = w.F32[r1*C-1]
+			[...]func(*float32, int, *float32, *float32, int, int, int, int){matVecF32T2AVX512, matVecF32T3AVX512}[nt-2](y, ldd, &w.F32[r0*C], xp, ldx, m, n, C)
+		case BF16:
+			_ = w.BF16[r1*C-1]
+			[...]func(*float32, int, *uint16, *float32, int, int, int, int){matVecBF16T2AVX512, matVecBF16T3AVX512}[nt-2](y, ldd, &w.BF16[r0*C], xp, ldx, m, n, C)
+		}
+		rows -= m
+		k0 += m
+		if rows > 0 {
+			y = &dst[k0]
+		}
+	}
+	switch {
+	case rows == 0:
+	case w.DType == F32:
 		_ = w.F32[r1*C-1]
 		if nt == 2 {
-			matVecF32T2AVX2(y, ldd, &w.F32[r0*C], xp, ldx, rows, n, C)
+			matVecF32T2AVX2(y, ldd, &w.F32[k0*C], xp, ldx, rows, n, C)
 		} else {
-			matVecF32T3AVX2(y, ldd, &w.F32[r0*C], xp, ldx, rows, n, C)
+			matVecF32T3AVX2(y, ldd, &w.F32[k0*C], xp, ldx, rows, n, C)
 		}
-	case BF16:
+	case w.DType == BF16:
 		_ = w.BF16[r1*C-1]
 		if nt == 2 {
-			matVecBF16T2AVX2(y, ldd, &w.BF16[r0*C], xp, ldx, rows, n, C)
+			matVecBF16T2AVX2(y, ldd, &w.BF16[k0*C], xp, ldx, rows, n, C)
 		} else {
-			matVecBF16T3AVX2(y, ldd, &w.BF16[r0*C], xp, ldx, rows, n, C)
+			matVecBF16T3AVX2(y, ldd, &w.BF16[k0*C], xp, ldx, rows, n, C)
 		}
 	}
 	for t := 0; t < nt; t++ {

@@ -509,6 +509,30 @@ func gemm2x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *fl
 //go:noescape
 func gemm3x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
 
+// matVecF32T2AVX512 is matVecF32T2AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF32T2AVX512(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecF32T3AVX512 is matVecF32T3AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF32T3AVX512(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecBF16T2AVX512 is matVecBF16T2AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecBF16T2AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecBF16T3AVX512 is matVecBF16T3AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecBF16T3AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
 // dotI8T1AVX2 writes to tot (row stride ldt) the exact dot products of rows
 // of int8 w (row stride ld) with 1 row of int16 x (row stride ldx); cols is
 // a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:

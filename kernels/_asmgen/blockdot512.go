@@ -514,6 +514,165 @@ func genBlockDotQ6Kx512(nt int) {
 // after treePair) into lanes 0-3, for VPERMT2PS.
 var gemmIdx Mem
 
+// gemmIdxConst writes gemmIdx, once.
+func gemmIdxConst() {
+	if gemmIdx.Symbol.Name != "" {
+		return
+	}
+	gemmIdx = GLOBL("gemmIdx512", RODATA|NOPTR)
+	for i, v := range []uint32{0, 8, 16, 24} {
+		DATA(4*i, U32(v))
+	}
+	for i := 4; i < 16; i++ {
+		DATA(4*i, U32(0))
+	}
+}
+
+// store4 stores the sums of four rows, rows 0 and 1 in a0 and rows 2 and
+// 3 in a1 (8 lanes each, reduced by hsum1's tree), to the 4 floats at m;
+// it overwrites a0 and a1.
+func store4(a0, a1 VecVirtual, m Mem) {
+	idx := ZMM()
+	VMOVDQU32(gemmIdx, idx)
+	treePair(a0)
+	treePair(a1)
+	VPERMT2PS(a1, idx, a0)
+	VMOVUPS(a0.AsX(), m)
+}
+
+// bf16Shuf512 is the VPSHUFB control that widens bfloat16 weights: with
+// the 8 weights of a row in each 128-bit lane, lanes 0 and 2 take weights
+// 0-3, lanes 1 and 3 weights 4-7, each in the top half of a float32.
+var bf16Shuf512 Mem
+
+// genMatVecN512 writes matVec{F32,BF16}T{2,3}AVX512, the few-token
+// kernels on 512-bit registers: 4 rows at a time as two pairs of rows per
+// zmm, each token's x broadcast to both halves, so each fused
+// multiply-add serves two outputs in the dot order (the bits of the AVX2
+// kernel). bfloat16 weights of two rows are widened by two 16-byte
+// broadcast loads (the second one merged into the high half) and one
+// byte shuffle.
+func genMatVecN512(d dtype, nt int) {
+	gemmIdxConst()
+	if bf16Shuf512.Symbol.Name == "" {
+		bf16Shuf512 = GLOBL("bf16Shuf512", RODATA|NOPTR)
+		for k := 0; k < 4; k++ {
+			for i := 0; i < 4; i++ {
+				c := (k%2)*4 + i
+				DATA(16*k+4*i, U32(0x8080|uint32(2*c)<<16|uint32(2*c+1)<<24))
+			}
+		}
+	}
+	name := fmt.Sprintf("matVec%sT%dAVX512", d.title, nt)
+	TEXT(name, NOSPLIT, "func(y *float32, ldy int, w *"+d.gotyp+", x *float32, ldx, rows, cols, ld int)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is matVec%sT%dAVX2 for a multiple of 4 rows, with the", name, d.title, nt),
+		"same bits; it needs AVX-512 F, BW, VL and DQ.")
+	yM, ldyM, rowsM, colsM, ldM := frameArg("y"), frameArg("ldy"), frameArg("rows"), frameArg("cols"), frameArg("ld")
+	w := Load(Param("w"), GP64()).(GPVirtual)
+	x := Load(Param("x"), GP64()).(GPVirtual)
+	ldx := Load(Param("ldx"), GP64()).(GPVirtual)
+	SHLQ(U8(2), ldyM)
+	SHLQ(U8(2), ldx)
+	if d.size > 1 {
+		SHLQ(U8(d.shift()), ldM)
+	}
+	L := 64 / d.size
+	nL := GP64()
+	MOVQ(colsM, nL)
+	ANDQ(I32(-L), nL)
+	g := newRowGroup(ldM)
+	c := GP64()
+	xs := []GPVirtual{x, GP64(), GP64()}
+	LEAQ(Mem{Base: x, Index: ldx, Scale: 1}, xs[1])
+	if nt > 2 {
+		LEAQ(Mem{Base: x, Index: ldx, Scale: 2}, xs[2])
+	}
+	xmem := func(t, off int) Mem { return Mem{Base: xs[t], Index: c, Scale: 4, Disp: 4 * off} }
+	var shuf VecVirtual
+	hiRow := K()
+	if d.name == "bf16" {
+		shuf = ZMM()
+		VMOVDQU32(bf16Shuf512, shuf)
+		m := GP32()
+		MOVL(U32(0xff00), m)
+		KMOVW(m, hiRow)
+	}
+	pair := func(m0, m1 Mem, dst VecVirtual) {
+		if d.name == "f32" {
+			VMOVUPS(m0, dst.AsY())
+			VINSERTF64X4(U8(1), m1, dst, dst)
+			return
+		}
+		VBROADCASTI32X4(m0, dst)
+		VBROADCASTI32X4(m1, hiRow, dst)
+		VPSHUFB(shuf, dst, dst)
+	}
+
+	Label("rows4")
+	CMPQ(rowsM, U8(4))
+	JL(LabelRef("done"))
+	ld := GP64()
+	MOVQ(ldM, ld)
+	g.start(w, ld)
+	acc := make([][]VecVirtual, 2)
+	for pp := range acc {
+		acc[pp] = make([]VecVirtual, nt)
+		for t := range acc[pp] {
+			acc[pp][t] = ZMM()
+		}
+		zeroZ(acc[pp]...)
+	}
+	XORQ(c, c)
+	step := func(v int) {
+		xr := make([]VecVirtual, nt)
+		for t := range xr {
+			xr[t] = ZMM()
+			VBROADCASTF64X4(xmem(t, 8*v), xr[t])
+		}
+		for pp := 0; pp < 2; pp++ {
+			wz := ZMM()
+			pair(Mem{Base: g.p[2*pp], Disp: 8 * v * d.size}, Mem{Base: g.p[2*pp+1], Disp: 8 * v * d.size}, wz)
+			for t := range xr {
+				VFMADD231PS(xr[t], wz, acc[pp][t])
+			}
+		}
+	}
+	Label("lines")
+	CMPQ(c, nL)
+	JGE(LabelRef("cols8"))
+	g.prefetch()
+	for v := 0; v < L/8; v++ {
+		step(v)
+	}
+	g.advance(64)
+	ADDQ(U8(L), c)
+	JMP(LabelRef("lines"))
+	Label("cols8")
+	CMPQ(c, colsM)
+	JGE(LabelRef("sum"))
+	step(0)
+	g.advance(8 * d.size)
+	ADDQ(U8(8), c)
+	JMP(LabelRef("cols8"))
+	Label("sum")
+	yt := GP64()
+	MOVQ(yM, yt)
+	for t := 0; t < nt; t++ {
+		store4(acc[0][t], acc[1][t], Mem{Base: yt})
+		if t+1 < nt {
+			ADDQ(ldyM, yt)
+		}
+	}
+	ADDQ(U8(16), yM)
+	ADDQ(g.ld4, w)
+	SUBQ(U8(4), rowsM)
+	JMP(LabelRef("rows4"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
 // genGemm512 writes gemm{nt}x4AVX512, gemm{nt}x4AVX2 on 512-bit registers:
 // each zmm holds the 8 lanes of two rows of a group (the packed panel
 // already has them side by side), the x vector of a token is broadcast to
@@ -522,15 +681,7 @@ var gemmIdx Mem
 // are two (up to 12 accumulators, enough independent chains to keep both
 // FMA units busy). The bits are those of the AVX2 kernel.
 func genGemm512(nt int) {
-	if gemmIdx.Symbol.Name == "" {
-		gemmIdx = GLOBL("gemmIdx512", RODATA|NOPTR)
-		for i, v := range []uint32{0, 8, 16, 24} {
-			DATA(4*i, U32(v))
-		}
-		for i := 4; i < 16; i++ {
-			DATA(4*i, U32(0))
-		}
-	}
+	gemmIdxConst()
 	name := fmt.Sprintf("gemm%dx4AVX512", nt)
 	TEXT(name, NOSPLIT, "func(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads, kc, mode int)")
 	Pragma("noescape")
@@ -617,15 +768,9 @@ func genGemm512(nt int) {
 		}
 		JMP(LabelRef(l("next")))
 		Label(l("final"))
-		idx := ZMM()
-		VMOVDQU32(gemmIdx, idx)
 		for qq := 0; qq < nq; qq++ {
 			for t := 0; t < nt; t++ {
-				a0, a1 := a[(qq*nt+t)*2], a[(qq*nt+t)*2+1]
-				treePair(a0)
-				treePair(a1)
-				VPERMT2PS(a1, idx, a0)
-				VMOVUPS(a0.AsX(), ymem[t].Offset(16*qq))
+				store4(a[(qq*nt+t)*2], a[(qq*nt+t)*2+1], ymem[t].Offset(16*qq))
 			}
 		}
 		Label(l("next"))

@@ -52,6 +52,10 @@ func main() {
 	for nt := 1; nt <= 3; nt++ {
 		genGemm512(nt)
 	}
+	for _, d := range floatTypes {
+		genMatVecN512(d, 2)
+		genMatVecN512(d, 3)
+	}
 	for nt := 1; nt <= 3; nt++ {
 		genDotI8(nt)
 	}
