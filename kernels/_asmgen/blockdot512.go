@@ -52,7 +52,7 @@ func vconst64(name string, bits uint32) Mem {
 	return m
 }
 
-var z0F, z08, z10, zBits, zB0F, zB03, zB30, zB20 Mem
+var z0F, z08, z10, zBits, zB0F, zB03, zB30, zB20, zLow16 Mem
 
 // pairBytes returns a ymm with the 16 bytes at m0 in its low half and the
 // 16 at m1 in its high half.
@@ -139,6 +139,7 @@ func genBlockDot512() {
 	zB03 = vconst64("bdzByte03", 0x03030303)
 	zB30 = vconst64("bdzByte30", 0x30303030)
 	zB20 = vconst64("bdzByte20", 0x20202020)
+	zLow16 = vconst64("bdzLow16", 0x0000FFFF)
 	zBits = GLOBL("bdzBits", RODATA|NOPTR) // word i: 1<<(i%16)
 	for i := 0; i < 16; i++ {
 		j := i % 8
@@ -411,14 +412,15 @@ func genBlockDotQ6Kx512(nt int) {
 	Pragma("noescape")
 	Doc(blockRowsDoc512(name, kernelName("dotQ6K", nt))...)
 	dLoc := AllocLocal(64 * nt) // D_b of both rows per token
-	sLoc := AllocLocal(64)      // the 16-weight scales of both rows, as words
-	hiRow, hiWords := K(), K()  // lanes 8-15; words 16-31
+	// The 16-weight scales of row r, then row r+1, each as a dword that
+	// holds it in both words (so that a dword broadcast, a load, spreads
+	// it over 16 words).
+	sLoc := AllocLocal(128)
+	hiRow := K() // lanes 8-15
 	{
 		m := GP32()
 		MOVL(U32(0xff00), m)
 		KMOVW(m, hiRow)
-		MOVL(U32(0xffff0000), m)
-		KMOVD(m, hiWords)
 	}
 	acc := make([]VecVirtual, nt)
 	rowPairLoop(name, func(w, w1, rb Register) {
@@ -441,11 +443,14 @@ func genBlockDotQ6Kx512(nt int) {
 				VMULPS(dd, v, v) // D_b = d·d_b
 				VMOVUPS(v, dLoc.Offset(64*t))
 			}
-			s0, s1 := YMM(), YMM()
-			VPMOVSXBW(Mem{Base: w, Disp: 192}, s0)
-			VPMOVSXBW(Mem{Base: w1, Disp: 192}, s1)
-			VMOVDQU16(s0, sLoc)
-			VMOVDQU16(s1, sLoc.Offset(32))
+			for i, base := range []Register{w, w1} {
+				sc, t := ZMM(), ZMM()
+				VPMOVSXBD(Mem{Base: base, Disp: 192}, sc)
+				VPSLLD(U8(16), sc, t)
+				VPANDD(zLow16, sc, sc)
+				VPORD(t, sc, sc)
+				VMOVDQU32(sc, sLoc.Offset(64*i))
+			}
 		}
 		for hh := 0; hh < 2; hh++ {
 			for g := 0; g < 4; g++ {
@@ -486,11 +491,11 @@ func genBlockDotQ6Kx512(nt int) {
 				VPMOVSXBW(hi, w1v)
 				j := 8*hh + 2*g
 				s := ZMM()
-				VPBROADCASTW(sLoc.Offset(2*j), s)
-				VPBROADCASTW(sLoc.Offset(32+2*j), hiWords, s)
+				VPBROADCASTD(sLoc.Offset(4*j), s)
+				VPBROADCASTD(sLoc.Offset(64+4*j), hiRow, s)
 				VPMULLW(s, w0, w0) // sc·(q6−32), at most 4096
-				VPBROADCASTW(sLoc.Offset(2*j+2), s)
-				VPBROADCASTW(sLoc.Offset(32+2*j+2), hiWords, s)
+				VPBROADCASTD(sLoc.Offset(4*j+4), s)
+				VPBROADCASTD(sLoc.Offset(64+4*j+4), hiRow, s)
 				VPMULLW(s, w1v, w1v)
 				for t := 0; t < nt; t++ {
 					dd := ZMM()
