@@ -11,7 +11,7 @@ import (
 const (
 	pathGeneric = iota // the plain-Go references
 	pathAVX2           // AVX2 + FMA assembly
-	pathAVX512         // AVX-512 F/BW/VL/DQ + VNNI assembly for the fused block kernels
+	pathAVX512         // AVX-512 F/BW/VL/DQ + VNNI assembly for the matrix kernels
 )
 
 var pathNames = [...]string{pathGeneric: "generic", pathAVX2: "avx2", pathAVX512: "avx512"}
