@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -302,13 +303,13 @@ func BenchmarkAttentionDecodeOneKV(b *testing.B) {
 	}
 }
 
-// BenchmarkMatMulFused times the fused block kernels on an expert's
-// up-projection shape (3584×1024) for one token (decode, with the
-// bandwidth yardstick) and 256 (prefill, in GFLOP/s), beside bf16.
+// BenchmarkMatMulFused times the fused block kernels (and F16) on an
+// expert's up-projection shape (3584×1024) for one token (decode), 4 and
+// 256 (prefill), in GFLOP/s and GB/s of weights, beside bf16.
 func BenchmarkMatMulFused(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 4))
 	const R, C = 3584, 1024
-	for _, f := range append([]*BlockFormat{nil}, dotFormats...) {
+	for _, f := range append([]*BlockFormat{nil, f16Format}, dotFormats...) {
 		var w *Matrix
 		name := "BF16"
 		if f == nil {
@@ -316,6 +317,11 @@ func BenchmarkMatMulFused(b *testing.B) {
 		} else {
 			w = randDotBlocks(r, f, R, C)
 			name = f.Name
+		}
+		if f == f16Format {
+			for i := 0; i < len(w.Q); i += 2 { // normal halves of magnitude about 2^-7
+				binary.LittleEndian.PutUint16(w.Q[i:], uint16(0x2000+r.IntN(0x400))|uint16(r.IntN(2))<<15)
+			}
 		}
 		for _, T := range []int{1, 4, 256} {
 			x := make([]float32, T*C)

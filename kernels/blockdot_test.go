@@ -124,6 +124,10 @@ func quantizedX(x []float32, T, C int) *xQ8 {
 // blocks (one to several super-blocks), odd row counts, random bytes with
 // edge scales, and activations with zero, tiny and huge blocks.
 func TestBlockDotKernels(t *testing.T) {
+	asmPaths(t, testBlockDotKernels)
+}
+
+func testBlockDotKernels(t *testing.T) {
 	for _, f := range dotFormats {
 		t.Run(f.Name, func(t *testing.T) {
 			r := newRand(t)
@@ -177,33 +181,45 @@ func isNaN(v float32) bool { return v != v }
 // Every weight value of each format reaches the kernels: one block whose
 // weights take all their values (every byte, nibble and high bit), with
 // ones as activations, against the float64 sum.
+// Two rows (the bytes from v and from v+128), so that the kernels of row
+// pairs see every value in both rows.
 func TestBlockDotEveryValue(t *testing.T) {
+	asmPaths(t, testBlockDotEveryValue)
+}
+
+func testBlockDotEveryValue(t *testing.T) {
 	for _, f := range dotFormats {
 		t.Run(f.Name, func(t *testing.T) {
 			for v := range 256 {
-				blk := make([]byte, f.Bytes)
-				for i := range blk {
+				blk := make([]byte, 2*f.Bytes)
+				for i := range f.Bytes {
 					blk[i] = byte(v + i)
+					blk[f.Bytes+i] = byte(v + 128 + i)
 				}
-				switch f.Dot {
-				case DotQ8_0, DotQ4_0, DotQ5_0:
-					binary.LittleEndian.PutUint16(blk, 0x3c00) // 1
-				case DotQ4K, DotQ5K:
-					binary.LittleEndian.PutUint32(blk, 0x3c003c00)
-				case DotQ6K:
-					binary.LittleEndian.PutUint16(blk[208:], 0x3c00)
+				for r := range 2 {
+					b := blk[r*f.Bytes:]
+					switch f.Dot {
+					case DotQ8_0, DotQ4_0, DotQ5_0:
+						binary.LittleEndian.PutUint16(b, 0x3c00) // 1
+					case DotQ4K, DotQ5K:
+						binary.LittleEndian.PutUint32(b, 0x3c003c00)
+					case DotQ6K:
+						binary.LittleEndian.PutUint16(b[208:], 0x3c00)
+					}
 				}
 				x := make([]float32, f.Elems)
 				for i := range x {
 					x[i] = float32(i%5) - 2
 				}
 				a := quantizedX(x, 1, f.Elems)
-				var got, want [1]float32
+				var got, want [2]float32
 				blockDotRowsGeneric(want[:], f.Dot, blk, f.Bytes, a.q, a.d, a.s)
 				blockDotRows(got[:], f.Dot, blk, f.Bytes, a.q, a.d, a.s)
-				ref, bound := dotRef(f, blk, f.Elems, a, 0)
-				if got != want || math.Abs(float64(want[0])-ref) > bound {
-					t.Fatalf("bytes from %d: assembly %v, Go %v, float64 %v", v, got[0], want[0], ref)
+				for r := range 2 {
+					ref, bound := dotRef(f, blk[r*f.Bytes:(r+1)*f.Bytes], f.Elems, a, 0)
+					if got[r] != want[r] || math.Abs(float64(want[r])-ref) > bound {
+						t.Fatalf("row %d, bytes from %d: assembly %v, Go %v, float64 %v", r, v+128*r, got[r], want[r], ref)
+					}
 				}
 			}
 		})

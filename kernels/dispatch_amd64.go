@@ -3,14 +3,50 @@
 package kernels
 
 import (
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
 
-// useAVX2 selects the AVX2/FMA kernels. It is set once at init from the CPU
-// features; tests clear it to run the plain-Go path on the same inputs.
-var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// useAVX2 selects the AVX2/FMA kernels and useAVX512 (which implies
+// useAVX2) the AVX-512 ones. They are set once at init from the CPU
+// features, capped by JAMBA_CPU (see CPUPath); tests lower them to run the
+// other paths on the same inputs (forcePath).
+var useAVX2, useAVX512 = func() (bool, bool) {
+	p := pathFromEnv(bestPath)
+	return p >= pathAVX2, p >= pathAVX512
+}()
+
+// bestPath is the best path the CPU supports.
+var bestPath = func() int {
+	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
+		return pathGeneric
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VNNI {
+		return pathAVX512
+	}
+	return pathAVX2
+}()
+
+// cpuFeatures lists the CPU's features that the paths need, for
+// choosePath's warning.
+func cpuFeatures() string {
+	var f []string
+	for _, c := range []struct {
+		name string
+		has  bool
+	}{{"avx2", cpu.X86.HasAVX2}, {"fma", cpu.X86.HasFMA}, {"avx512f", cpu.X86.HasAVX512F}, {"avx512bw", cpu.X86.HasAVX512BW},
+		{"avx512vl", cpu.X86.HasAVX512VL}, {"avx512dq", cpu.X86.HasAVX512DQ}, {"avx512vnni", cpu.X86.HasAVX512VNNI}} {
+		if c.has {
+			f = append(f, c.name)
+		}
+	}
+	if len(f) == 0 {
+		return "the CPU has none of avx2, fma, avx512f/bw/vl/dq, avx512vnni"
+	}
+	return "the CPU has " + strings.Join(f, " ")
+}
 
 // The wrappers below send the largest multiple of 8 elements to the assembly
 // kernel and finish the tail in Go.
@@ -195,21 +231,39 @@ func matVecN(dst []float32, ldd int, w *Matrix, x []float32, ldx, nt, r0, r1 int
 	}
 	_ = dst[(nt-1)*ldd+r1-1]
 	_ = x[(nt-1)*ldx+C-1]
-	y, xp, rows := &dst[r0], &x[0], r1-r0
-	switch w.DType {
-	case F32:
+	y, xp, rows, k0 := &dst[r0], &x[0], r1-r0, r0
+	if m := rows &^ 3; useAVX512 && m > 0 {
+		// Groups of 4 rows, then the last rows%4 on their own (the same
+		// bits).
+		switch w.DType {
+		case F32:
+			_ = w.F32[r1*C-1]
+			[...]func(*float32, int, *float32, *float32, int, int, int, int){matVecF32T2AVX512, matVecF32T3AVX512}[nt-2](y, ldd, &w.F32[r0*C], xp, ldx, m, n, C)
+		case BF16:
+			_ = w.BF16[r1*C-1]
+			[...]func(*float32, int, *uint16, *float32, int, int, int, int){matVecBF16T2AVX512, matVecBF16T3AVX512}[nt-2](y, ldd, &w.BF16[r0*C], xp, ldx, m, n, C)
+		}
+		rows -= m
+		k0 += m
+		if rows > 0 {
+			y = &dst[k0]
+		}
+	}
+	switch {
+	case rows == 0:
+	case w.DType == F32:
 		_ = w.F32[r1*C-1]
 		if nt == 2 {
-			matVecF32T2AVX2(y, ldd, &w.F32[r0*C], xp, ldx, rows, n, C)
+			matVecF32T2AVX2(y, ldd, &w.F32[k0*C], xp, ldx, rows, n, C)
 		} else {
-			matVecF32T3AVX2(y, ldd, &w.F32[r0*C], xp, ldx, rows, n, C)
+			matVecF32T3AVX2(y, ldd, &w.F32[k0*C], xp, ldx, rows, n, C)
 		}
-	case BF16:
+	case w.DType == BF16:
 		_ = w.BF16[r1*C-1]
 		if nt == 2 {
-			matVecBF16T2AVX2(y, ldd, &w.BF16[r0*C], xp, ldx, rows, n, C)
+			matVecBF16T2AVX2(y, ldd, &w.BF16[k0*C], xp, ldx, rows, n, C)
 		} else {
-			matVecBF16T3AVX2(y, ldd, &w.BF16[r0*C], xp, ldx, rows, n, C)
+			matVecBF16T3AVX2(y, ldd, &w.BF16[k0*C], xp, ldx, rows, n, C)
 		}
 	}
 	for t := 0; t < nt; t++ {
@@ -242,6 +296,10 @@ func gemmTile(y []float32, ldy int, acc, x []float32, ldx int, p []float32, nt, 
 	_ = acc[quads*nt*32-1]
 	_ = x[(nt-1)*ldx+kc-1]
 	_ = p[quads*4*kc-1]
+	if useAVX512 {
+		[...]func(*float32, int, *float32, *float32, int, *float32, int, int, int){gemm1x4AVX512, gemm2x4AVX512, gemm3x4AVX512}[nt-1](&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)
+		return
+	}
 	switch nt {
 	case 1:
 		gemm1x4AVX2(&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)
@@ -267,30 +325,34 @@ func dotI8(tot []float64, ldt int, w *Matrix, xq []int16, nt, r0, r1 int) int {
 	_ = xq[(nt-1)*C+n-1]
 	_ = w.I8[r1*C-1]
 	t, wp, xp := &tot[0], &w.I8[r0*C], &xq[0]
+	streams, t1, t2, t3 := dotI8StreamsAVX2, dotI8T1AVX2, dotI8T2AVX2, dotI8T3AVX2
+	if useAVX512 {
+		streams, t1, t2, t3 = dotI8StreamsAVX512, dotI8T1AVX512, dotI8T2AVX512, dotI8T3AVX512
+	}
 	if q := rows / 4; nt == 1 && q > 0 && w.Bytes() >= streamsMinBytes && len(tot) >= rows+4*q {
 		// Whole blocks of 4 rows as 4 streams (see matVecRows); the
 		// kernel interleaves the sums, which land after the rows' own
 		// slots and are put in order here. The sums are exact integers,
 		// so the order of the columns does not matter anyway.
 		tmp := tot[rows : rows+4*q]
-		dotI8StreamsAVX2(&tmp[0], 0, wp, C, xp, C, q, n)
+		streams(&tmp[0], 0, wp, C, xp, C, q, n)
 		for i := range q {
 			for j := range 4 {
 				tot[j*q+i] = tmp[4*i+j]
 			}
 		}
 		if rows > 4*q {
-			dotI8T1AVX2(&tot[4*q], ldt, &w.I8[(r0+4*q)*C], C, xp, C, rows-4*q, n)
+			t1(&tot[4*q], ldt, &w.I8[(r0+4*q)*C], C, xp, C, rows-4*q, n)
 		}
 		return n
 	}
 	switch nt {
 	case 1:
-		dotI8T1AVX2(t, ldt, wp, C, xp, C, rows, n)
+		t1(t, ldt, wp, C, xp, C, rows, n)
 	case 2:
-		dotI8T2AVX2(t, ldt, wp, C, xp, C, rows, n)
+		t2(t, ldt, wp, C, xp, C, rows, n)
 	case 3:
-		dotI8T3AVX2(t, ldt, wp, C, xp, C, rows, n)
+		t3(t, ldt, wp, C, xp, C, rows, n)
 	}
 	return n
 }
@@ -525,6 +587,20 @@ func blockDotRows(y []float32, k BlockDot, w []byte, rb int, q []int16, d, s []f
 	g := dotGeometry[k]
 	nb := rb / g.bytes * g.elems / q8Block
 	_, _, _ = w[n*rb-1], q[nb*q8Block-1], d[nb-1]
+	if useAVX512 && n >= 2 {
+		// Pairs of rows, then the odd last row on its own (the same bits).
+		m := n &^ 1
+		var sp *float32
+		if k == DotQ4K || k == DotQ5K {
+			_ = s[nb-1]
+			sp = &s[0]
+		}
+		blockDot512(k, 1, &y[0], &w[0], m, rb, &q[0], &d[0], sp)
+		if m == n {
+			return
+		}
+		y, w, n = y[m:], w[m*rb:], 1
+	}
 	switch k {
 	case DotQ8_0:
 		dotQ8_0AVX2(&y[0], &w[0], n, rb, &q[0], &d[0])
@@ -554,6 +630,15 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 	nb := rb / g.bytes * g.elems / q8Block
 	_, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nb-1], s[nt*nb-1]
 	_ = y[n*nt-1]
+	if useAVX512 && n >= 2 {
+		// Pairs of rows, then the odd last row on its own (the same bits).
+		m := n &^ 1
+		blockDot512(k, nt, &y[0], &w[0], m, rb, &q[0], &d[0], &s[0])
+		if m == n {
+			return
+		}
+		y, w, n = y[m*nt:], w[m*rb:], 1
+	}
 	var f func(y *float32, w *byte, rows, rb int, q *int16, d *float32)
 	var fk func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)
 	switch k {
@@ -577,6 +662,25 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 	}
 }
 
+// blockDot512 runs the AVX-512 fused kernel of k for nt tokens over rows
+// (even) rows; s is used by Q4_K and Q5_K only.
+func blockDot512(k BlockDot, nt int, y *float32, w *byte, rows, rb int, q *int16, d, s *float32) {
+	switch k {
+	case DotQ8_0:
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX512, dotQ8_0x2AVX512, dotQ8_0x3AVX512, dotQ8_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+	case DotQ4_0:
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX512, dotQ4_0x2AVX512, dotQ4_0x3AVX512, dotQ4_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+	case DotQ5_0:
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ5_0AVX512, dotQ5_0x2AVX512, dotQ5_0x3AVX512, dotQ5_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+	case DotQ6K:
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ6KAVX512, dotQ6Kx2AVX512, dotQ6Kx3AVX512, dotQ6Kx4AVX512}[nt-1](y, w, rows, rb, q, d)
+	case DotQ4K:
+		[...]func(*float32, *byte, int, int, *int16, *float32, *float32){dotQ4KAVX512, dotQ4Kx2AVX512, dotQ4Kx3AVX512, dotQ4Kx4AVX512}[nt-1](y, w, rows, rb, q, d, s)
+	case DotQ5K:
+		[...]func(*float32, *byte, int, int, *int16, *float32, *float32){dotQ5KAVX512, dotQ5Kx2AVX512, dotQ5Kx3AVX512, dotQ5Kx4AVX512}[nt-1](y, w, rows, rb, q, d, s)
+	}
+}
+
 // matVecF16 computes y[r*nt+t] = row r of the rows×cols halves in w times
 // token t of x (cols floats each), nt ≤ 4, in the dot order.
 func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
@@ -585,6 +689,15 @@ func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 	}
 	_, _, _ = y[rows*nt-1], w[rows*cols*2-1], x[nt*cols-1]
 	p := (*uint16)(unsafe.Pointer(&w[0]))
+	if useAVX512 && rows >= 2 {
+		// Pairs of rows, then the odd last row on its own (the same bits).
+		m := rows &^ 1
+		[...]func(*float32, *uint16, int, int, *float32, int){matVecF16AVX512, matVecF16x2AVX512, matVecF16x3AVX512, matVecF16x4AVX512}[nt-1](&y[0], p, m, cols, &x[0], cols)
+		if m == rows {
+			return
+		}
+		y, p, rows = y[m*nt:], (*uint16)(unsafe.Pointer(&w[m*cols*2])), 1
+	}
 	switch nt {
 	case 1:
 		matVecF16AVX2(&y[0], p, rows, cols, &x[0], cols)

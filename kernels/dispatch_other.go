@@ -6,6 +6,15 @@ package kernels
 // tests can save and restore it in every build.
 var useAVX2 = false
 
+// useAVX512 is likewise always false.
+var useAVX512 = pathFromEnv(bestPath) > pathAVX2
+
+// bestPath is the plain Go's: this build has no assembly.
+const bestPath = pathGeneric
+
+// cpuFeatures is empty: this build has no assembly.
+func cpuFeatures() string { return "no assembly in this build" }
+
 func dot(a, b []float32) float32               { return DotGeneric(a, b) }
 func axpy(alpha float32, x, y []float32)       { AxpyGeneric(alpha, x, y) }
 func sumSq(x []float32) float32                { return sumSqGeneric(x) }

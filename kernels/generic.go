@@ -324,14 +324,6 @@ func quantI16Generic(q []int16, x []float32, s float32) {
 	}
 }
 
-// forceGeneric makes the kernels take their plain-Go path until the returned
-// function is called; tests use it as defer forceGeneric()().
-func forceGeneric() (restore func()) {
-	old := useAVX2
-	useAVX2 = false
-	return func() { useAVX2 = old }
-}
-
 // matVecStridedGeneric is matVecStrided in plain Go, in the dot order.
 func matVecStridedGeneric(y, w []float32, ld int, x []float32) {
 	C := len(x)

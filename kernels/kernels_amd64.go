@@ -491,6 +491,48 @@ func gemm2x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *floa
 //go:noescape
 func gemm3x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
 
+// gemm1x4AVX512 is gemm1x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm1x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// gemm2x4AVX512 is gemm2x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm2x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// gemm3x4AVX512 is gemm3x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm3x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// matVecF32T2AVX512 is matVecF32T2AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF32T2AVX512(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecF32T3AVX512 is matVecF32T3AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF32T3AVX512(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecBF16T2AVX512 is matVecBF16T2AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecBF16T2AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
+// matVecBF16T3AVX512 is matVecBF16T3AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecBF16T3AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
 // dotI8T1AVX2 writes to tot (row stride ldt) the exact dot products of rows
 // of int8 w (row stride ld) with 1 row of int16 x (row stride ldx); cols is
 // a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
@@ -559,6 +601,83 @@ func dotI8T3AVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows
 //
 //go:noescape
 func dotI8StreamsAVX2(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
+// dotI8T1AVX512 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 1 row of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
+//
+//	for t := 0; t < 1; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
+//			}
+//			tot[t*ldt+r] = float64(s)
+//		}
+//	}
+//
+// (VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)
+//
+//go:noescape
+func dotI8T1AVX512(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
+// dotI8T2AVX512 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 2 rows of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
+//
+//	for t := 0; t < 2; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
+//			}
+//			tot[t*ldt+r] = float64(s)
+//		}
+//	}
+//
+// (VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)
+//
+//go:noescape
+func dotI8T2AVX512(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
+// dotI8T3AVX512 writes to tot (row stride ldt) the exact dot products of rows
+// of int8 w (row stride ld) with 3 rows of int16 x (row stride ldx); cols is
+// a multiple of 16, |w| ≤ 128 and |x| ≤ 32767:
+//
+//	for t := 0; t < 3; t++ {
+//		for r := 0; r < rows; r++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[r*ld+c]) * int64(x[t*ldx+c])
+//			}
+//			tot[t*ldt+r] = float64(s)
+//		}
+//	}
+//
+// (VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)
+//
+//go:noescape
+func dotI8T3AVX512(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
+
+// dotI8StreamsAVX512 writes to tot the exact dot products of the 4·rows rows of int8 w
+// (row stride ld) with int16 x, reading them as 4 streams of rows rows;
+// cols is a multiple of 16, |w| ≤ 128 and |x| ≤ 32767 (ldt and ldx are
+// unused):
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < 4; j++ {
+//			var s int64
+//			for c := 0; c < cols; c++ {
+//				s += int64(w[(j*rows+i)*ld+c]) * int64(x[c])
+//			}
+//			tot[4*i+j] = float64(s)
+//		}
+//	}
+//
+// (VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)
+//
+//go:noescape
+func dotI8StreamsAVX512(tot *float64, ldt int, w *int8, ld int, x *int16, ldx int, rows int, cols int)
 
 // absMaxAVX2 returns the largest |x[i]| for i < n, or NaN if any x[i] is
 // Inf or NaN; n is a multiple of 8:
@@ -898,3 +1017,195 @@ func dotQ5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s
 //
 //go:noescape
 func dotQ6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// matVecF16AVX512 is matVecF16AVX2 for an even number of rows,
+// with the same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF16AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x2AVX512 is matVecF16x2AVX2 for an even number of rows,
+// with the same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF16x2AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x3AVX512 is matVecF16x3AVX2 for an even number of rows,
+// with the same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF16x3AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// matVecF16x4AVX512 is matVecF16x4AVX2 for an even number of rows,
+// with the same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func matVecF16x4AVX512(y *float32, w *uint16, rows int, cols int, x *float32, ldx int)
+
+// dotQ8_0AVX512 is dotQ8_0AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0AVX512 is dotQ4_0AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0AVX512 is dotQ5_0AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4KAVX512 is dotQ4KAVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5KAVX512 is dotQ5KAVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6KAVX512 is dotQ6KAVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ6KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x2AVX512 is dotQ8_0x2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x2AVX512 is dotQ4_0x2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x2AVX512 is dotQ5_0x2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx2AVX512 is dotQ4Kx2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx2AVX512 is dotQ5Kx2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx2AVX512 is dotQ6Kx2AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ6Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x3AVX512 is dotQ8_0x3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x3AVX512 is dotQ4_0x3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x3AVX512 is dotQ5_0x3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx3AVX512 is dotQ4Kx3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx3AVX512 is dotQ5Kx3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx3AVX512 is dotQ6Kx3AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ6Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x4AVX512 is dotQ8_0x4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x4AVX512 is dotQ4_0x4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x4AVX512 is dotQ5_0x4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4Kx4AVX512 is dotQ4Kx4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ4Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ5Kx4AVX512 is dotQ5Kx4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ5Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
+
+// dotQ6Kx4AVX512 is dotQ6Kx4AVX2 for an even number of rows
+// (two rows per pass), with the same bits; it needs AVX-512 F, BW, VL,
+// DQ and VNNI.
+//
+//go:noescape
+func dotQ6Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)

@@ -16,8 +16,9 @@ const u = 1.0 / (1 << 24)
 // tails, and a long odd length.
 var lengths = []int{0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1023, 1031}
 
-// paths runs f on the assembly path (when the CPU has it) and on the plain-Go
-// path. In the purego build both are the plain-Go path.
+// paths runs f on the best assembly path (when the CPU has it, capped by
+// JAMBA_CPU), on every lower assembly path and on the plain-Go path. In
+// the purego build they are all the plain-Go path.
 func paths(t *testing.T, f func(t *testing.T)) {
 	t.Run("fast", f)
 	t.Run("streams", func(t *testing.T) {
@@ -26,10 +27,29 @@ func paths(t *testing.T, f func(t *testing.T)) {
 		streamsMinBytes = 0
 		f(t)
 	})
+	if useAVX512 {
+		t.Run("avx2", func(t *testing.T) {
+			defer forcePath(pathAVX2)()
+			f(t)
+		})
+	}
 	t.Run("generic", func(t *testing.T) {
 		defer forceGeneric()()
 		f(t)
 	})
+}
+
+// asmPaths runs f on each assembly path the CPU supports (capped by
+// JAMBA_CPU), best first, for tests that compare a path with the plain Go;
+// without assembly it runs f once on the plain Go.
+func asmPaths(t *testing.T, f func(t *testing.T)) {
+	top := currentPath()
+	for p := top; p >= min(top, pathAVX2); p-- {
+		t.Run(pathNames[p], func(t *testing.T) {
+			defer forcePath(p)()
+			f(t)
+		})
+	}
 }
 
 // guard is the value stored around test slices to detect writes out of

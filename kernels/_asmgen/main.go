@@ -50,9 +50,17 @@ func main() {
 		genGemm(nt)
 	}
 	for nt := 1; nt <= 3; nt++ {
+		genGemm512(nt)
+	}
+	for _, d := range floatTypes {
+		genMatVecN512(d, 2)
+		genMatVecN512(d, 3)
+	}
+	for nt := 1; nt <= 3; nt++ {
 		genDotI8(nt)
 	}
 	genDotI8Streams()
+	genDotI8VNNI()
 	genAbsMax()
 	genQuantI16()
 	genDequantQ4K()
@@ -60,6 +68,7 @@ func main() {
 	genDequantQ4_0()
 	genDequantQ6K()
 	genBlockDot()
+	genBlockDot512()
 
 	Generate()
 }

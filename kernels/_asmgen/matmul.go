@@ -641,23 +641,45 @@ const i8Block = 4096
 // rows like genMatVec), sign-extended to int16 and multiplied with
 // VPMADDWD. The sums are exact: int32 lanes over blocks of i8Block
 // columns, then float64, which holds every integer below 2^53.
-func genDotI8(nt int) { genDotI8Kernel(nt, false) }
+func genDotI8(nt int) { genDotI8Kernel(nt, false, false) }
+
+// genDotI8VNNI writes the same kernels with VPDPWSSD (AVX-512 VNNI, on
+// 256-bit registers) in place of each VPMADDWD and VPADDD: the same
+// exact int32 sums, one instruction instead of two.
+func genDotI8VNNI() {
+	for nt := 1; nt <= 3; nt++ {
+		genDotI8Kernel(nt, false, true)
+	}
+	genDotI8Kernel(1, true, true)
+}
 
 // genDotI8Streams writes the one-token int8 kernel that reads a block of
 // 4n rows as 4 streams of n consecutive rows (see genMatVecStreams), one
 // row of each at a time, and writes their sums interleaved: tot[4i+j] is
 // the sum of row j·n+i.
-func genDotI8Streams() { genDotI8Kernel(1, true) }
+func genDotI8Streams() { genDotI8Kernel(1, true, false) }
 
 // prefetchRowsI8 is log2 of how many rows ahead in each stream the int8
 // streams kernel prefetches: int8 rows are half as long as bf16 ones, so
 // one row ahead would keep half as many bytes in flight.
 const prefetchRowsI8 = 1
 
-func genDotI8Kernel(nt int, streams bool) {
-	name := fmt.Sprintf("dotI8T%dAVX2", nt)
+// vnniDoc is the last line of the doc comment of an int8 kernel.
+func vnniDoc(vnni bool) string {
+	if vnni {
+		return "(VPDPWSSD on 256-bit registers: it needs AVX-512 VNNI and VL.)"
+	}
+	return ""
+}
+
+func genDotI8Kernel(nt int, streams, vnni bool) {
+	suffix := "AVX2"
+	if vnni {
+		suffix = "AVX512"
+	}
+	name := fmt.Sprintf("dotI8T%d%s", nt, suffix)
 	if streams {
-		name = "dotI8StreamsAVX2"
+		name = "dotI8Streams" + suffix
 		TEXT(name, NOSPLIT, "func(tot *float64, ldt int, w *int8, ld int, x *int16, ldx, rows, cols int)")
 		Pragma("noescape")
 		Doc(
@@ -675,6 +697,7 @@ func genDotI8Kernel(nt int, streams bool) {
 			"\t\t\ttot[4*i+j] = float64(s)",
 			"\t\t}",
 			"\t}",
+			vnniDoc(vnni),
 		)
 	} else {
 		TEXT(name, NOSPLIT, "func(tot *float64, ldt int, w *int8, ld int, x *int16, ldx, rows, cols int)")
@@ -695,6 +718,7 @@ func genDotI8Kernel(nt int, streams bool) {
 			"\t\t\ttot[t*ldt+r] = float64(s)",
 			"\t\t}",
 			"\t}",
+			vnniDoc(vnni),
 		)
 	}
 	totM, ldtM, rowsM, colsM := frameArg("tot"), frameArg("ldt"), frameArg("rows"), frameArg("cols")
@@ -745,6 +769,14 @@ func genDotI8Kernel(nt int, streams bool) {
 	// tokens are in registers; the third is read from memory, which leaves
 	// a register for the products.
 	madd := func(xr []VecVirtual, t, off int, wv, a VecVirtual) {
+		if vnni {
+			if t < len(xr) {
+				VPDPWSSD(xr[t], wv, a)
+			} else {
+				VPDPWSSD(xm(t, off), wv, a)
+			}
+			return
+		}
 		p := YMM()
 		if t < len(xr) {
 			VPMADDWD(xr[t], wv, p)
