@@ -29,6 +29,7 @@ type benchResult struct {
 	Quantize               string  `json:"quantize"`
 	KVCache                string  `json:"kv_cache"`
 	Threads                int     `json:"threads"`
+	CPUPath                string  `json:"cpu_path"` // the kernels' path: avx512, avx2 or generic (JAMBA_CPU forces one)
 	PromptTokens           int     `json:"prompt_tokens"`
 	PrefillChunk           int     `json:"prefill_chunk"`
 	Context                int     `json:"context"` // tokens in the cache before the timed decode steps
@@ -127,7 +128,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	if kvType == "" {
 		kvType = "f32"
 	}
-	r := benchResult{Model: *mf.model, Quantize: *mf.quantize, KVCache: kvType, Threads: kernels.Threads(),
+	r := benchResult{Model: *mf.model, Quantize: *mf.quantize, KVCache: kvType, Threads: kernels.Threads(), CPUPath: kernels.CPUPath(),
 		PromptTokens: *nPrompt, PrefillChunk: *chunk, Context: depth, GenTokens: *nGen}
 	if r.Model == "" {
 		r.Model = "demo"
@@ -240,7 +241,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		return nil
 	}
 	w := stdout
-	fmt.Fprintf(w, "model %s (%s weights, %s KV cache, %d threads)\n", r.Model, dtypeName(m.Model, r.Quantize), r.KVCache, r.Threads)
+	fmt.Fprintf(w, "model %s (%s weights, %s KV cache, %d threads, %s kernels)\n", r.Model, dtypeName(m.Model, r.Quantize), r.KVCache, r.Threads, r.CPUPath)
 	fmt.Fprintf(w, "%-28s %12s\n", "measure", "value")
 	fmt.Fprintf(w, "%-28s %12.1f GB/s\n", "read bandwidth", r.BandwidthGBs)
 	fmt.Fprintf(w, "%-28s %12s\n", "active weight bytes/token", humanBytes(r.WeightBytesPerToken))
