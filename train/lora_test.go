@@ -586,3 +586,146 @@ func TestLoRAMergedInference(t *testing.T) {
 		t.Errorf("an adapter of another model merged without an error")
 	}
 }
+
+// TestLoRALossMask checks that a LoRA run honours the loss mask. On the
+// Backprop and on workers, the adapter's gradient under a mask is that of
+// the float64 reference's masked loss of the merged weights (a directional
+// derivative along the gradient itself: (L(f+h·ĝ)−L(f−h·ĝ))/2h = |g|; the
+// step and the 1e-3 bar are TestLoRAFiniteDifferences'), and the workers'
+// masked cross-entropy is one Backprop's bit for bit with the gradient up
+// to the order of float32 sums (TestWorkersMatchOneEngine's 1e-5). Through
+// a trainer (one Backprop, two workers), the first step's loss and the
+// validation after it are the reference's masked loss over the chosen
+// targets only (float32 forward against float64: 1e-5 relative, as in
+// TestFiniteDifferences).
+func TestLoRALossMask(t *testing.T) {
+	cfg := tinyConfig(t, nil)
+	pad := *cfg.PadTokenID
+	H := cfg.HiddenSize
+	// refCE is the reference's masked cross-entropy and aux loss of the
+	// merged weights of p and the factors fac (adapter ad's layout).
+	refCE := func(p *Params, ad *lora.Adapter, fac []float64, rows [][]int, mask [][]bool) (float64, float64) {
+		theta := mergedTheta(p, ad, fac)
+		return refMaskedLoss(t, p, theta, rows, mask, theta[pad*H:(pad+1)*H])
+	}
+	f64 := func(v []float32) []float64 {
+		out := make([]float64, len(v))
+		for i, x := range v {
+			out[i] = float64(x)
+		}
+		return out
+	}
+
+	p := randomParams(cfg, 51)
+	rows := randomRows(52, cfg.VocabSize, 9, 6, 8)
+	mask := randomMask(53, rows)
+	ad := randomAdapter(t, cfg, 2, 4, 0, 54)
+	l := NewLoRA(cfg, ad)
+	e, err := NewBackprop(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetLoRA(l); err != nil {
+		t.Fatal(err)
+	}
+	e.LossMask = mask
+	one, err := e.Backward(rows, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := f64(e.LoRAGrad())
+	if one.Tokens != maskCount(mask) {
+		t.Fatalf("%d targets, the mask chooses %d", one.Tokens, maskCount(mask))
+	}
+	fac := f64(ad.Data)
+	if ce, _ := refCE(p, ad, fac, rows, mask); math.Abs(one.CE-ce) > 1e-5*ce {
+		t.Errorf("masked LoRA loss %.9g, float64 reference %.9g", one.CE, ce)
+	}
+	var norm float64
+	for _, v := range g {
+		norm += v * v
+	}
+	norm = math.Sqrt(norm)
+	const h = 1e-5
+	total := func(sign float64) float64 {
+		f := make([]float64, len(fac))
+		for i := range f {
+			f[i] = fac[i] + sign*h*g[i]/norm
+		}
+		ce, aux := refCE(p, ad, f, rows, mask)
+		return ce + cfg.RouterAuxLossCoef*aux
+	}
+	if dd := (total(1) - total(-1)) / (2 * h); math.Abs(dd-norm) > 1e-3*norm {
+		t.Errorf("directional derivative of the masked loss %.6g, |gradient| %.6g", dd, norm)
+	}
+	ws, err := NewWorkers(p, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range ws.Backprops {
+		if err := b.SetLoRA(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws.LossMask = mask
+	two, err := ws.Backward(rows, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if two.CE != one.CE || two.Tokens != one.Tokens {
+		t.Errorf("2 workers: CE %v over %d targets, one Backprop %v over %d", two.CE, two.Tokens, one.CE, one.Tokens)
+	}
+	if rel, _ := relL2(ws.Grad(), g); rel > 1e-5 {
+		t.Errorf("2 workers: adapter gradient differs from one Backprop's by %.3g relative L2", rel)
+	}
+
+	// Through a trainer: every third token is a target.
+	data := patternTokens(400, cfg.VocabSize, 1)
+	val := patternTokens(96, cfg.VocabSize, 2)
+	every3 := func(n int) []bool {
+		m := make([]bool, n)
+		for i := range m {
+			m[i] = i%3 == 1
+		}
+		return m
+	}
+	dm, vm := every3(len(data)), every3(len(val))
+	for _, workers := range []int{0, 2} {
+		opts := trainOpts()
+		opts.Accum, opts.Workers = 1, workers
+		opts.LoRA = &LoRAOptions{Rank: 2, Alpha: 4, Targets: lora.Targets}
+		base := InitParams(cfg, 5)
+		tr, err := NewTrainer(base, data, val, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.SetLossMask(dm, vm); err != nil {
+			t.Fatal(err)
+		}
+		// Non-zero factors, so that the adapter changes the loss.
+		copy(tr.LoRA.Adapter.Data, randomAdapter(t, cfg, 2, 4, 0, 55).Data)
+		ld, err := NewLoader(data, opts.Seq, opts.Batch, opts.Seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ld.Mask = dm
+		batch := ld.Next()
+		want, _ := refCE(base, tr.LoRA.Adapter, f64(tr.LoRA.Adapter.Data), batch, ld.RowMask)
+		full, _ := refCE(base, tr.LoRA.Adapter, f64(tr.LoRA.Adapter.Data), batch, nil)
+		m, err := tr.Step()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(m.Loss-want) > 1e-5*want {
+			t.Errorf("%d workers: first step's loss %.9g, reference masked loss %.9g (unmasked %.9g)", workers, m.Loss, want, full)
+		}
+		got, err := tr.Evaluate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ = refCE(base, tr.LoRA.Adapter, f64(tr.LoRA.Adapter.Data), tr.Val, WindowMasks(vm, opts.Seq, opts.EvalTokens))
+		if math.Abs(got-want) > 1e-5*want {
+			t.Errorf("%d workers: masked validation after a step %.9g, reference %.9g", workers, got, want)
+		}
+	}
+}
