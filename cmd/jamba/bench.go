@@ -56,7 +56,7 @@ type benchResult struct {
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", "[--model DIR|F.gguf] [--prompt-tokens N] [--context D] [--gen-tokens M] [--threads T] [--kv-cache f32|bf16] [--quantize int8|q4] [--json]", `
+	fs := newFlagSet("bench", "[--model DIR|F.gguf] [--prompt-tokens N] [--context D] [--gen-tokens M] [--threads T] [--kv-cache f32|bf16] [--quantize int8|q4] [--json]\n       jamba bench --device cuda [--model DIR | --config C.json] [--prompt-tokens N] [--context D] [--gen-tokens M] [--batches 1,8,32] [--stages] [--json]", `
 Measures this machine's memory read bandwidth, then the model's prefill of N
 random prompt tokens and M greedy decode steps after it (batch 1). Decode
 reads every active weight once per token, so its limit is
@@ -73,8 +73,17 @@ server do; a long prefill reports its progress on stderr.
 The peak RSS is read before the bandwidth buffer exists, and is printed
 next to what 'jamba inspect --context' predicts: weights + KV cache (in the
 --kv-cache type) + Mamba state.
+
+With --device cuda the model runs on GPU 0 in its file's type (float32 or
+bfloat16), or with random bf16 weights in the shape of --config: one prefill
+of --prompt-tokens tokens, decode at each of the --batches sizes, and with
+--context D also decode at batch 1 after D tokens (the prompt stays
+--prompt-tokens). --stages splits each batch's decode step by stage. The
+CPU's flags --quantize, --kv-cache bf16, --lora, --prefill-chunk,
+--cpuprofile, --prefill-cpuprofile and --bandwidth-bytes are refused there,
+as --config, --batches and --stages are without it.
 With --json the last line of stdout is one JSON object.`, stderr)
-	nPrompt := fs.Int("prompt-tokens", 256, "prompt length (default: --context when that is set)")
+	nPrompt := fs.Int("prompt-tokens", 256, "prompt length (on the CPU, default: --context when that is set)")
 	nGen := fs.Int("gen-tokens", 64, "decode steps to time")
 	mf := addModelFlags(fs, withCache)
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
@@ -91,22 +100,32 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	promptSet := false
-	fs.Visit(func(f *flag.Flag) { promptSet = promptSet || f.Name == "prompt-tokens" })
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *ctxTokens < 0 || *chunk < 1 {
+		return fmt.Errorf("%w: --context must not be negative, --prefill-chunk must be positive", errUsage)
+	}
 	switch *device {
 	case "cuda":
-		return benchCUDA(*mf.model, *config, *nPrompt, *nGen, *batches, *ctxTokens, *seed, *stages, *asJSON, stdout, stderr)
+		if *mf.kvCache == "f32" {
+			delete(set, "kv-cache") // the GPU's own type
+		}
+		for _, name := range []string{"quantize", "kv-cache", "lora", "prefill-chunk", "cpuprofile", "prefill-cpuprofile", "bandwidth-bytes"} {
+			if set[name] {
+				return fmt.Errorf("%w: --%s is CPU-only; bench --device cuda runs the weights in their file's type, float32 or bfloat16 (see jamba bench --help)", errUsage, name)
+			}
+		}
+		return benchCUDA(*mf.model, *config, *nPrompt, *nGen, *batches, *ctxTokens, *seed, *stages, *mf.checkFinite, *asJSON, stdout, stderr)
 	case "", "cpu":
-		if *config != "" {
-			return fmt.Errorf("%w: --config needs --device cuda", errUsage)
+		for _, name := range []string{"config", "batches", "stages"} {
+			if set[name] {
+				return fmt.Errorf("%w: --%s needs --device cuda", errUsage, name)
+			}
 		}
 	default:
 		return fmt.Errorf("%w: --device %q (want cpu or cuda)", errUsage, *device)
 	}
-	if *ctxTokens < 0 || *chunk < 1 {
-		return fmt.Errorf("%w: --context must not be negative, --prefill-chunk must be positive", errUsage)
-	}
-	if *ctxTokens > 0 && !promptSet {
+	if *ctxTokens > 0 && !set["prompt-tokens"] {
 		*nPrompt = *ctxTokens
 	}
 	if *nPrompt < 1 || *nGen < 1 {

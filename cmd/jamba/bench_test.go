@@ -97,3 +97,33 @@ func TestBenchContext(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchDeviceFlags: the flags of one device are refused, naming the
+// flag, with the other (before any GPU is looked for), and --help shows
+// both forms.
+func TestBenchDeviceFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--device", "cuda", "--quantize", "q4"}, "--quantize"},
+		{[]string{"--device", "cuda", "--kv-cache", "bf16"}, "--kv-cache"},
+		{[]string{"--device", "cuda", "--prefill-chunk", "64"}, "--prefill-chunk"},
+		{[]string{"--device", "cuda", "--cpuprofile", "p.out"}, "--cpuprofile"},
+		{[]string{"--device", "cuda", "--context", "-1"}, "--context"},
+		{[]string{"--stages"}, "--stages"},
+		{[]string{"--batches", "1,8"}, "--batches"},
+		{[]string{"--config", "c.json"}, "--config"},
+	} {
+		args := append([]string{"bench"}, c.args...)
+		if _, stderr, code := run(t, args...); code != 2 || !strings.Contains(stderr, "usage error") || !strings.Contains(stderr, c.flag) {
+			t.Errorf("%v: exit %d, %q (want a usage error naming %s)", args, code, stderr, c.flag)
+		}
+	}
+	_, stderr, _ := run(t, "bench", "--help")
+	for _, want := range []string{"--quantize int8|q4", "jamba bench --device cuda", "--stages", "--context D"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("bench --help lacks %q", want)
+		}
+	}
+}

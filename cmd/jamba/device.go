@@ -53,7 +53,7 @@ func onDevice(device string, m *model.Model, opts model.Options, stderr io.Write
 
 // benchCUDA is `jamba bench --device cuda`: the model's weights, or random
 // ones made on the GPU for --config, then cuda.Bench.
-func benchCUDA(dir, config string, prompt, gen int, batches string, ctxTokens int, seed uint64, stages, asJSON bool, stdout, stderr io.Writer) error {
+func benchCUDA(dir, config string, prompt, gen int, batches string, ctxTokens int, seed uint64, stages, checkFinite, asJSON bool, stdout, stderr io.Writer) error {
 	var bs []int
 	for _, s := range strings.Split(batches, ",") {
 		b, err := strconv.Atoi(strings.TrimSpace(s))
@@ -84,7 +84,7 @@ func benchCUDA(dir, config string, prompt, gen int, batches string, ctxTokens in
 		}
 		name = config
 	} else {
-		m, err := openModel(dir, model.Options{})
+		m, err := openModel(dir, model.Options{CheckFinite: checkFinite})
 		if err != nil {
 			return err
 		}
