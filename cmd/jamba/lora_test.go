@@ -75,10 +75,20 @@ func TestLoRACommands(t *testing.T) {
 			t.Errorf("%v: exit %d, %s", bad, code, stderr)
 		}
 	}
-	// An adapter of another model is refused, naming the tensor.
+	// An adapter of another model is refused, naming the flag and the tensor.
 	_, stderr, code := run(t, "forward", "--lora", whole, "--ids", ids, "--output", filepath.Join(dir, "w.safetensors"))
-	if code == 0 || !strings.Contains(stderr, "lora_") {
+	if code == 0 || !strings.Contains(stderr, "lora_") || !strings.Contains(stderr, "--lora "+whole) {
 		t.Errorf("an adapter of another model: exit %d, %s", code, stderr)
+	}
+	// A missing adapter folder is named with its flag, by every command.
+	missing := filepath.Join(dir, "no-adapter")
+	for _, bad := range [][]string{
+		{"merge", "--lora", missing, "--output", filepath.Join(dir, "m")},
+		{"forward", "--lora", missing, "--ids", ids, "--output", filepath.Join(dir, "w.safetensors")},
+	} {
+		if _, stderr, code := run(t, bad...); code == 0 || !strings.Contains(stderr, "--lora "+missing) {
+			t.Errorf("%v: exit %d, %s", bad, code, stderr)
+		}
 	}
 }
 

@@ -17,7 +17,7 @@ func init() {
 }
 
 func runMerge(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("merge", "[--model DIR] --lora DIR --output DIR", `
+	fs := newFlagSet("merge", "[--model DIR|F.gguf] --lora DIR --output DIR [--dtype auto|f32|bf16]", `
 Merges a LoRA adapter (a PEFT folder: adapter_config.json and
 adapter_model.safetensors, from 'jamba train --lora-rank' or PEFT) into the
 model: every adapted weight becomes W + (alpha/r)·B·A, computed in float64
@@ -51,7 +51,7 @@ parameter of memory).`, stderr)
 	defer m.Close()
 	ad, err := lora.Load(*loraDir, m.Config)
 	if err != nil {
-		return err
+		return fmt.Errorf("--lora %s: %w", *loraDir, err)
 	}
 	var dt safetensors.DType
 	switch *dtype {
@@ -68,7 +68,7 @@ parameter of memory).`, stderr)
 		return fmt.Errorf("%w: --dtype %q: want auto, f32 or bf16", errUsage, *dtype)
 	}
 	if err := lora.Merge(m.Model, ad); err != nil {
-		return err
+		return fmt.Errorf("--lora %s: %w", *loraDir, err)
 	}
 	p, err := train.ParamsFromModel(m.Model)
 	if err != nil {

@@ -119,7 +119,7 @@ func (f *modelFlags) open() (*loadedModel, error) {
 		}
 		if err != nil {
 			m.Close()
-			return nil, err
+			return nil, fmt.Errorf("--lora %s: %w", merge[0], err)
 		}
 		f.loraMerged = merge[0]
 	}

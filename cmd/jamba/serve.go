@@ -301,11 +301,11 @@ func loadAdapters(m *model.Model, values []string, id string, aliases []string, 
 		}
 		ad, err := lora.Load(dir, m.Config)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--lora %s: %w", v, err)
 		}
 		lr, err := lora.LowRankFor(m, ad)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--lora %s: %w", v, err)
 		}
 		out[name] = lr
 		log.Info("adapter loaded", "model", name, "lora", dir, "adapter", ad.Describe())
