@@ -61,7 +61,7 @@ type LoRAOptions struct {
 	Dropout float64  `json:"dropout"`
 	Targets []string `json:"targets"`
 	// Base is the base model's --model value ("" for the embedded demo
-	// model) and BaseQuantize how it was loaded ("" or "int8"): a resume
+	// model) and BaseQuantize how it was loaded ("", "int8" or "q4"): a resume
 	// loads it again the same way.
 	Base         string `json:"base"`
 	BaseQuantize string `json:"base_quantize,omitempty"`

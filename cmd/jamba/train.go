@@ -95,12 +95,12 @@ the checkpoint records (a resume keeps it unless --workers is given).
 --lora-rank R trains a LoRA adapter instead of the model: every layer named
 by --lora-targets gets W + (alpha/R)·B·A with A [R, in] (PEFT's
 initialisation: uniform in ±1/√in) and B [out, R] (zeros), the model stays
-frozen (it may be a .gguf file, or int8 with --quantize), and only A and B
-are trained, with exact gradients and dropout --lora-dropout on the
-adapters' input. The saves are PEFT adapter folders (adapter_config.json,
-adapter_model.safetensors) that 'jamba run --lora DIR' and the other
-commands, 'jamba merge' and peft.PeftModel.from_pretrained load; --resume
-loads the base model again from the path the run recorded.`, stderr)
+frozen (it may be a .gguf file, or quantized with --quantize int8|q4), and
+only A and B are trained, with exact gradients and dropout --lora-dropout on
+the adapters' input. The saves are PEFT adapter folders
+(adapter_config.json, adapter_model.safetensors) that 'jamba run --lora DIR'
+and the other commands, 'jamba merge' and peft.PeftModel.from_pretrained
+load; --resume loads the base model again from the path the run recorded.`, stderr)
 	mf := addModelFlags(fs, weightsOnly)
 	fs.Lookup("model").Usage = "checkpoint to start from ('jamba init' output, any Hugging Face Jamba checkpoint, or a .gguf file; default: the embedded demo model)"
 	modelDir := mf.model
@@ -119,7 +119,7 @@ loads the base model again from the path the run recorded.`, stderr)
 	loraDropout := fs.Float64("lora-dropout", 0, "dropout probability on the adapters' input during training")
 	loraTargets := fs.String("lora-targets", strings.Join(defaultLoRATargets, ","), "layers to adapt, comma-separated, or all: "+strings.Join(lora.Targets, ",")+
 		" (experts: every expert's gate_proj, up_proj and down_proj, in PEFT's packed form for transformers 5's experts)")
-	quantize := fs.String("quantize", "", `with --lora-rank: "int8" quantizes the frozen base at load (QLoRA-style: the adapter trains over the quantized weights' values)`)
+	quantize := fs.String("quantize", "", `with --lora-rank: "int8" or "q4" quantizes the frozen base at load (QLoRA-style: the adapter trains over the quantized weights' values)`)
 	stopStep := fs.Int("stop-step", 0, "end this leg after this step (saving), without changing the schedule (0: run to --steps)")
 	timeLimit := fs.Duration("time-limit", 0, "end this leg, saving, after the first step that ends past this duration (e.g. 9m; 0: none)")
 	quiet := fs.Bool("quiet", false, "no progress bar; print one line per validation instead")
