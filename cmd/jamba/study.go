@@ -152,6 +152,9 @@ work.`, stderr)
 	if *layers < 8 {
 		return fmt.Errorf("%w: --layers %d: need at least 8 for the 1:7 layout", errUsage, *layers)
 	}
+	if !(*initRange >= 0) {
+		return fmt.Errorf("%w: --init-range %g must not be negative", errUsage, *initRange)
+	}
 	if *hidden < 1 || *heads < 1 || *hidden%*heads != 0 {
 		return fmt.Errorf("%w: --hidden %d must be a positive multiple of --heads %d", errUsage, *hidden, *heads)
 	}

@@ -126,6 +126,9 @@ func TestStudyAblateCommand(t *testing.T) {
 	if _, stderr, code := run(t, "study", "ablate", "--output", out, "--variants", "2:9"); code != 2 || !strings.Contains(stderr, "unknown variant") {
 		t.Errorf("bad variant: exit %d, %q", code, stderr)
 	}
+	if _, stderr, code := run(t, "study", "ablate", "--output", out, "--init-range", "-0.1"); code != 2 || !strings.Contains(stderr, "--init-range") {
+		t.Errorf("negative --init-range: exit %d, %q", code, stderr)
+	}
 }
 
 // TestStudyTasksOffset scores the demo model (a text model) with the tasks'

@@ -391,7 +391,7 @@ per Mamba layer) and importance.png.`, stderr)
 }
 
 func runStudyTasks(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("study tasks", "--model DIR [--tasks LIST] [--examples N] [--offset N] [--csv F]", `
+	fs := newFlagSet("study tasks", "--model DIR [--tasks LIST] [--examples N] [--offset N] [--bos-id ID] [--csv F]", `
 Scores a model on the synthetic in-context tasks at every size of their
 sweeps. The tasks use token ids 0-127 as their own vocabulary (no
 tokenizer): 0 pad, 1 BOS, 2 separator, 3 copy marker, 4 noise, content
