@@ -154,30 +154,26 @@ func InductionProbe(m *model.Model, rng *rand.Rand, n, length, lo, hi int) ([]He
 	if b := m.Config.BOSTokenID; b != nil && *b < m.Config.VocabSize {
 		bos = *b
 	}
-	seqs := RepeatedRandom(rng, n, length, lo, hi, bos)
-	var maps []AttentionMap
-	var mapSeqs [][]int
-	for _, s := range seqs {
-		ms, err := AttentionMaps(m, s)
-		if err != nil {
-			return nil, err
-		}
-		for range ms {
-			mapSeqs = append(mapSeqs, s)
-		}
-		maps = append(maps, ms...)
-	}
-	return ScoreHeads(maps, mapSeqs), nil
+	return pooledScores(m, RepeatedRandom(rng, n, length, lo, hi, bos))
 }
 
 // TaskInductionScores scores every attention head of m on n examples of the
 // induction task of size length (BOS, length distinct ids, Sep, the same
 // ids: the format the ablation's models are trained on), pooled.
 func TaskInductionScores(m *model.Model, rng *rand.Rand, n, length int) ([]HeadScores, error) {
+	seqs := make([][]int, n)
+	for i := range seqs {
+		seqs[i] = tasks.Induction{}.Generate(rng, length).Tokens
+	}
+	return pooledScores(m, seqs)
+}
+
+// pooledScores scores every attention head of m on the attention maps of
+// all of seqs, pooled.
+func pooledScores(m *model.Model, seqs [][]int) ([]HeadScores, error) {
 	var maps []AttentionMap
 	var mapSeqs [][]int
-	for range n {
-		s := tasks.Induction{}.Generate(rng, length).Tokens
+	for _, s := range seqs {
 		ms, err := AttentionMaps(m, s)
 		if err != nil {
 			return nil, err
