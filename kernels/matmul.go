@@ -73,21 +73,30 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	defer p.mu.Unlock()
 	m := &p.matmul
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
-	m.plan(p.threads)
-	switch {
-	case w.DType == I8:
-		p.xq.quantize(x[:T*C], T, C)
-		m.q = &p.xq
-	case m.fused && w.Format.Dot == DotF16:
-	case m.fused:
-		p.xb.quantize(x[:T*C], T, C)
-		if T > 1 && useAVX2 {
-			p.xb.group(T, C, w.Format.Elems)
-		}
-		m.xb = &p.xb
-	}
+	m.prepare(p.threads, &p.xq, &p.xb)
 	p.run(m, m.nchunks, T*R*C)
 	*m = matMulTask{}
+}
+
+// prepare plans m for the given thread count and quantizes the
+// activations into xq (int8 weights) or xb (weights with a fused block
+// kernel) when the weights' kernels read them so.
+func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8) {
+	m.plan(threads)
+	x, T, w := m.x, m.T, m.w
+	C := w.Cols
+	switch {
+	case w.DType == I8:
+		xq.quantize(x[:T*C], T, C)
+		m.q = xq
+	case m.fused && w.Format.Dot == DotF16:
+	case m.fused:
+		xb.quantize(x[:T*C], T, C)
+		if T > 1 && useAVX2 {
+			xb.group(T, C, w.Format.Elems)
+		}
+		m.xb = xb
+	}
 }
 
 // plan chooses the chunking of m's output rows for the given thread count.
@@ -140,23 +149,10 @@ func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
 	if !needsWork(dst, x, T, w) {
 		return
 	}
-	C := w.Cols
 	s.sp[0] = &s.s
 	m := &s.m
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: s.sp[:]}
-	m.plan(1)
-	switch {
-	case w.DType == I8:
-		s.xq.quantize(x[:T*C], T, C)
-		m.q = &s.xq
-	case m.fused && w.Format.Dot == DotF16:
-	case m.fused:
-		s.xb.quantize(x[:T*C], T, C)
-		if T > 1 && useAVX2 {
-			s.xb.group(T, C, w.Format.Elems)
-		}
-		m.xb = &s.xb
-	}
+	m.prepare(1, &s.xq, &s.xb)
 	m.do(0)
 	*m = matMulTask{}
 }
