@@ -682,14 +682,7 @@ func TestLoRALossMask(t *testing.T) {
 	// Through a trainer: every third token is a target.
 	data := patternTokens(400, cfg.VocabSize, 1)
 	val := patternTokens(96, cfg.VocabSize, 2)
-	every3 := func(n int) []bool {
-		m := make([]bool, n)
-		for i := range m {
-			m[i] = i%3 == 1
-		}
-		return m
-	}
-	dm, vm := every3(len(data)), every3(len(val))
+	dm, vm := everyThird(len(data)), everyThird(len(val))
 	for _, workers := range []int{0, 2} {
 		opts := trainOpts()
 		opts.Accum, opts.Workers = 1, workers

@@ -44,6 +44,16 @@ func randomMask(seed uint64, rows [][]int) [][]bool {
 	return m
 }
 
+// everyThird is a loss mask of n tokens that chooses every third one
+// (positions 1, 4, 7, ...).
+func everyThird(n int) []bool {
+	m := make([]bool, n)
+	for i := range m {
+		m[i] = i%3 == 1
+	}
+	return m
+}
+
 // TestLossMaskFiniteDifferences checks the gradient of a loss restricted to
 // chosen targets against float64 central differences of the reference's
 // masked loss, on the hybrid MoE layout (the aux loss still over every
@@ -223,14 +233,7 @@ func TestTrainerLossMask(t *testing.T) {
 	cfg := tinyConfig(t, nil)
 	data := patternTokens(400, cfg.VocabSize, 1)
 	val := patternTokens(96, cfg.VocabSize, 2)
-	every3 := func(n int) []bool {
-		m := make([]bool, n)
-		for i := range m {
-			m[i] = i%3 == 1
-		}
-		return m
-	}
-	dm, vm := every3(len(data)), every3(len(val))
+	dm, vm := everyThird(len(data)), everyThird(len(val))
 	for _, workers := range []int{0, 2} {
 		opts := trainOpts()
 		opts.Accum, opts.Workers = 1, workers
