@@ -83,6 +83,30 @@ func randomRows(seed uint64, V int, lens ...int) [][]int {
 	return rows
 }
 
+// checkTensorGrad compares a tensor's gradient with its finite
+// differences: a relative L2 error above 1e-3 is an error (the bar of
+// TestFiniteDifferences, see there), and where the differences are all
+// zero ours must stay below 1e-6. It returns the relative error (0 for a
+// zero tensor).
+func checkTensorGrad(t *testing.T, name string, got []float32, want []float64) float64 {
+	t.Helper()
+	rel, maxAbs := relL2(got, want)
+	var norm float64
+	for _, w := range want {
+		norm = max(norm, math.Abs(w))
+	}
+	if norm < 1e-9 {
+		if maxAbs > 1e-6 {
+			t.Errorf("%s: finite differences give zero, ours has max |g| = %g", name, maxAbs)
+		}
+		return 0
+	}
+	if rel > 1e-3 {
+		t.Errorf("%s: relative L2 error %.3g against finite differences", name, rel)
+	}
+	return rel
+}
+
 type gradCase struct {
 	name string
 	mod  func(c *model.Config)
@@ -235,21 +259,7 @@ func TestFiniteDifferences(t *testing.T) {
 			worst := 0.0
 			for _, tn := range p.Tensors {
 				got, want := got[tn.Offset:tn.Offset+tn.Size], fd[tn.Offset:tn.Offset+tn.Size]
-				rel, maxAbs := relL2(got, want)
-				var norm float64
-				for _, w := range want {
-					norm = max(norm, math.Abs(w))
-				}
-				if norm < 1e-9 {
-					if maxAbs > 1e-6 {
-						t.Errorf("%s: finite differences give zero, ours has max |g| = %g", tn.Name, maxAbs)
-					}
-					continue
-				}
-				worst = max(worst, rel)
-				if rel > 1e-3 {
-					t.Errorf("%s: relative L2 error %.3g against finite differences", tn.Name, rel)
-				}
+				worst = max(worst, checkTensorGrad(t, tn.Name, got, want))
 			}
 			t.Logf("%d of %d parameters, loss %.6f, worst relative L2 error %.2e", len(idx), len(theta), loss.Total, worst)
 		})
