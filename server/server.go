@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -205,7 +206,7 @@ func (s *Server) Ready(b Backend) error {
 		switch {
 		case a == nil:
 			return fmt.Errorf("server: adapter %q is nil", name)
-		case name == s.cfg.ModelID || slicesContains(s.cfg.Aliases, name):
+		case name == s.cfg.ModelID || slices.Contains(s.cfg.Aliases, name):
 			return fmt.Errorf("server: adapter %q has the name of the base model", name)
 		}
 	}
@@ -403,15 +404,6 @@ func (b *Backend) err() error { return b.Engine.Err() }
 // base (its id or an alias).
 func (b *Backend) adapterFor(id string) *model.LowRank { return b.Adapters[id] }
 
-func slicesContains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	unavailable := func(msg string) {
 		w.Header().Set("Retry-After", "5")
@@ -502,7 +494,7 @@ func (s *Server) serves(id string) bool {
 }
 
 func modelNotFound(id string) *apiError {
-	e := notFound("the model %s does not exist; this server serves only its own model (see GET /v1/models)", quoteName(id))
+	e := notFound("the model %s does not exist; this server serves only the models GET /v1/models lists (its model, aliases and adapters)", quoteName(id))
 	e.Param = ptr("model")
 	return e.withCode("model_not_found")
 }
