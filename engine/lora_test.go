@@ -36,14 +36,10 @@ func greedyWith(t *testing.T, m *model.Model, lr *model.LowRank, p []int, n int)
 	return out
 }
 
-// TestAdapterRequests runs requests with a LoRA adapter (the demo model's
-// net/http adapter in testdata, applied on the fly) beside requests without
-// one in one engine: each gives the greedy tokens of a plain decode with
-// its adapter, alone and batched together; a finished request's state is
-// continued only by a later request of the same adapter (an adapter
-// request whose prompt continues a base request's text computes it again).
-func TestAdapterRequests(t *testing.T) {
-	m := demoModelFor(t)
+// netHTTPAdapter is the demo model's net/http adapter in testdata, in the
+// form applied on the fly.
+func netHTTPAdapter(t *testing.T, m *model.Model) *model.LowRank {
+	t.Helper()
 	ad, err := lora.Load(filepath.Join("..", "testdata", "lora", "gostd-nethttp"), m.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +48,18 @@ func TestAdapterRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return lr
+}
+
+// TestAdapterRequests runs requests with a LoRA adapter (the demo model's
+// net/http adapter in testdata, applied on the fly) beside requests without
+// one in one engine: each gives the greedy tokens of a plain decode with
+// its adapter, alone and batched together; a finished request's state is
+// continued only by a later request of the same adapter (an adapter
+// request whose prompt continues a base request's text computes it again).
+func TestAdapterRequests(t *testing.T) {
+	m := demoModelFor(t)
+	lr := netHTTPAdapter(t, m)
 	e := newEngine(t, Config{MaxBatch: 4})
 	ctx := context.Background()
 	const n = 24
@@ -119,14 +127,7 @@ func TestAdapterRequests(t *testing.T) {
 // base request still stores and reads.
 func TestAdapterStatesNotStored(t *testing.T) {
 	m := demoModelFor(t)
-	ad, err := lora.Load(filepath.Join("..", "testdata", "lora", "gostd-nethttp"), m.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lr, err := lora.LowRankFor(m, ad)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lr := netHTTPAdapter(t, m)
 	store := newMemStore()
 	ctx := context.Background()
 	const n = 8
