@@ -115,6 +115,9 @@ With --json the last line of stdout is one JSON object.`, stderr)
 				return fmt.Errorf("%w: --%s is CPU-only; bench --device cuda runs the weights in their file's type, float32 or bfloat16 (see jamba bench --help)", errUsage, name)
 			}
 		}
+		if set["model"] && *config != "" {
+			return fmt.Errorf("%w: give --model or --config, not both", errUsage)
+		}
 		return benchCUDA(*mf.model, *config, *nPrompt, *nGen, *batches, *ctxTokens, *seed, *stages, *mf.checkFinite, *asJSON, stdout, stderr)
 	case "", "cpu":
 		for _, name := range []string{"config", "batches", "stages"} {

@@ -111,6 +111,7 @@ func TestBenchDeviceFlags(t *testing.T) {
 		{[]string{"--device", "cuda", "--prefill-chunk", "64"}, "--prefill-chunk"},
 		{[]string{"--device", "cuda", "--cpuprofile", "p.out"}, "--cpuprofile"},
 		{[]string{"--device", "cuda", "--context", "-1"}, "--context"},
+		{[]string{"--device", "cuda", "--model", "m", "--config", "c.json"}, "--config"},
 		{[]string{"--stages"}, "--stages"},
 		{[]string{"--batches", "1,8"}, "--batches"},
 		{[]string{"--config", "c.json"}, "--config"},
