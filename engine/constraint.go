@@ -28,11 +28,11 @@ type Constraint interface {
 var ErrConstraint = errors.New("engine: no token can continue the constrained output")
 
 // SubmitGroup queues the choices of one request: requests with the same
-// prompt, each with its own sampling parameters, seed and constraint. The
-// prompt is computed once, by the first; when it is in, the others start
-// from a copy of its state (attention keys and values and Mamba state),
-// sampling their first token from the same logits. The group is admitted
-// at once and takes len(rs) slots, so len(rs) may not exceed
+// prompt and adapter, each with its own sampling parameters, seed and
+// constraint. The prompt is computed once, by the first; when it is in,
+// the others start from a copy of its state (attention keys and values and
+// Mamba state), sampling their first token from the same logits. The group
+// is admitted at once and takes len(rs) slots, so len(rs) may not exceed
 // Config.MaxBatch. The streams are in the order of rs; each choice runs
 // under its own context derived from ctx, which [Stream.Cancel] ends.
 func (e *Engine) SubmitGroup(ctx context.Context, rs []Request) ([]*Stream, error) {
@@ -48,6 +48,11 @@ func (e *Engine) SubmitGroup(ctx context.Context, rs []Request) ([]*Stream, erro
 		}
 		if i > 0 && !slices.Equal(rs[i].Prompt, rs[0].Prompt) {
 			return nil, fmt.Errorf("%w: the requests of a group must share their prompt", ErrInvalidRequest)
+		}
+		// The followers continue the leader's state and its first logits:
+		// those of its adapter.
+		if i > 0 && rs[i].Adapter != rs[0].Adapter {
+			return nil, fmt.Errorf("%w: the requests of a group must share their adapter", ErrInvalidRequest)
 		}
 	}
 	followers := make([]*seq, len(rs)-1)

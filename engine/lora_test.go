@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -170,5 +171,36 @@ func TestAdapterStatesNotStored(t *testing.T) {
 	e3 := newEngine(t, Config{MaxBatch: 1, StepTokens: 16, Store: store})
 	if s := run(e3, longer, nil); s.CachedTokens() == 0 {
 		t.Errorf("the base request did not continue its stored state")
+	}
+}
+
+// TestAdapterGroup: the choices of a group with an adapter each give the
+// adapter's greedy tokens (the followers continue the leader's state,
+// computed with it); a group whose requests name different adapters is
+// refused, since a follower would continue another adapter's state.
+func TestAdapterGroup(t *testing.T) {
+	m := demoModelFor(t)
+	lr := netHTTPAdapter(t, m)
+	e := newEngine(t, Config{MaxBatch: 3})
+	ctx := context.Background()
+	const n = 16
+	p := prompt(3, 30)
+	r := Request{Prompt: p, MaxTokens: n, Adapter: lr}
+	base := r
+	base.Adapter = nil
+	for _, g := range [][]Request{{r, base}, {base, r}} {
+		if _, err := e.SubmitGroup(ctx, g); !errors.Is(err, ErrInvalidRequest) {
+			t.Errorf("a group of the base and an adapter: %v", err)
+		}
+	}
+	sts, err := e.SubmitGroup(ctx, []Request{r, r, r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := greedyWith(t, m, lr, p, n)
+	for i, st := range sts {
+		if ids, last := collect(t, st); last.Err != nil || !equalIDs(ids, want) {
+			t.Errorf("choice %d: %v (%v), want %v", i, ids, last.Err, want)
+		}
 	}
 }
