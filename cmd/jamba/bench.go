@@ -115,6 +115,9 @@ With --json the last line of stdout is one JSON object.`, stderr)
 				return fmt.Errorf("%w: --%s is CPU-only; bench --device cuda runs the weights in their file's type, float32 or bfloat16 (see jamba bench --help)", errUsage, name)
 			}
 		}
+		if *nGen < 1 || *nPrompt < 0 {
+			return fmt.Errorf("%w: --gen-tokens must be positive, --prompt-tokens must not be negative", errUsage)
+		}
 		if set["model"] && *config != "" {
 			return fmt.Errorf("%w: give --model or --config, not both", errUsage)
 		}

@@ -112,6 +112,8 @@ func TestBenchDeviceFlags(t *testing.T) {
 		{[]string{"--device", "cuda", "--cpuprofile", "p.out"}, "--cpuprofile"},
 		{[]string{"--device", "cuda", "--context", "-1"}, "--context"},
 		{[]string{"--device", "cuda", "--model", "m", "--config", "c.json"}, "--config"},
+		{[]string{"--device", "cuda", "--gen-tokens", "0"}, "--gen-tokens"},
+		{[]string{"--device", "cuda", "--prompt-tokens", "-1"}, "--prompt-tokens"},
 		{[]string{"--stages"}, "--stages"},
 		{[]string{"--batches", "1,8"}, "--batches"},
 		{[]string{"--config", "c.json"}, "--config"},
