@@ -124,6 +124,7 @@ func TestAdapterRequests(t *testing.T) {
 
 // TestAdapterStatesNotStored: with a state store, a request with an
 // adapter writes nothing to it (the store keys states by the model alone),
+// nor to an export of the free slots,
 // and one whose prompt continues a stored base state does not read it; a
 // base request still stores and reads.
 func TestAdapterStatesNotStored(t *testing.T) {
@@ -152,6 +153,14 @@ func TestAdapterStatesNotStored(t *testing.T) {
 	store.mu.Unlock()
 	if puts != 0 {
 		t.Fatalf("an adapter request stored %d states", puts)
+	}
+	// Nor does an export of the free slots (a chat's save) take its state.
+	exported := newMemStore()
+	if err := e.Export(ctx, exported); err != nil {
+		t.Fatal(err)
+	}
+	if exported.puts != 0 {
+		t.Fatalf("an export stored %d states of an adapter request", exported.puts)
 	}
 	run(e, p, nil)
 	store.mu.Lock()
