@@ -305,3 +305,37 @@ func TestTrainerLossMask(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateErrorDropsMask: an evaluation that fails (a validation mask
+// of the wrong shape) leaves no mask behind for the next pass.
+func TestEvaluateErrorDropsMask(t *testing.T) {
+	cfg := tinyConfig(t, nil)
+	data := patternTokens(200, cfg.VocabSize, 1)
+	val := patternTokens(64, cfg.VocabSize, 2)
+	for _, workers := range []int{0, 2} {
+		opts := trainOpts()
+		opts.Workers = workers
+		tr, err := NewTrainer(InitParams(cfg, 5), data, val, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.SetLossMask(everyThird(len(data)), everyThird(len(val))); err != nil {
+			t.Fatal(err)
+		}
+		for i := range tr.valMask {
+			tr.valMask[i] = tr.valMask[i][1:]
+		}
+		if _, err := tr.Evaluate(); err == nil {
+			t.Fatalf("%d workers: a validation mask of the wrong shape: no error", workers)
+		}
+		rows := [][]int{{1, 2, 3}}
+		if tr.Workers != nil {
+			_, err = tr.Workers.Forward(rows)
+		} else {
+			_, err = tr.Backprop.Forward(rows)
+		}
+		if err != nil {
+			t.Errorf("%d workers: a pass after the failed evaluation: %v", workers, err)
+		}
+	}
+}

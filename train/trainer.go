@@ -343,6 +343,7 @@ func (t *Trainer) Evaluate() (float64, error) {
 	}
 	sums := t.valCE[:0]
 	var n int
+	defer t.setMask(nil) // the masks serve this evaluation only, also on an error
 	for i := 0; i < len(t.Val); i += t.Opts.Batch {
 		rows := t.Val[i:min(i+t.Opts.Batch, len(t.Val))]
 		var mask [][]bool
@@ -367,7 +368,6 @@ func (t *Trainer) Evaluate() (float64, error) {
 			}
 		}
 	}
-	t.setMask(nil)
 	t.valCE = sums
 	var sum float64
 	for _, v := range sums {
