@@ -263,10 +263,7 @@ load; --resume loads the base model again from the path the run recorded.`, stde
 	} else {
 		var p *train.Params
 		if o.LoRA != nil {
-			if err := mf.applyThreads(); err != nil {
-				return err
-			}
-			p, err = loadLoRABase(o.LoRA)
+			p, err = loadLoRABase(o.LoRA) // --threads is applied above
 		} else {
 			var m *loadedModel
 			if m, err = mf.open(); err != nil {
