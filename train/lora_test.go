@@ -80,13 +80,7 @@ func TestLoRAFiniteDifferences(t *testing.T) {
 			rows := randomRows(uint64(200+ci), cfg.VocabSize, tc.lens...)
 			ad := randomAdapter(t, cfg, 2, 3, 0, uint64(300+ci))
 			l := NewLoRA(cfg, ad)
-			e, err := NewBackprop(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.SetLoRA(l); err != nil {
-				t.Fatal(err)
-			}
+			e := loraBackprop(t, p, l)
 			loss, err := e.Backward(rows, 1)
 			if err != nil {
 				t.Fatal(err)
@@ -193,13 +187,7 @@ func TestLoRAFixtureFiniteDifferences(t *testing.T) {
 			rows := fixtureRows(t, dir)
 			ad := randomAdapter(t, cfg, 4, 8, 0, uint64(40+fi))
 			l := NewLoRA(cfg, ad)
-			e, err := NewBackprop(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := e.SetLoRA(l); err != nil {
-				t.Fatal(err)
-			}
+			e := loraBackprop(t, p, l)
 			loss, err := e.Backward(rows, 1)
 			if err != nil {
 				t.Fatal(err)
@@ -607,13 +595,7 @@ func TestLoRALossMask(t *testing.T) {
 	mask := randomMask(53, rows)
 	ad := randomAdapter(t, cfg, 2, 4, 0, 54)
 	l := NewLoRA(cfg, ad)
-	e, err := NewBackprop(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.SetLoRA(l); err != nil {
-		t.Fatal(err)
-	}
+	e := loraBackprop(t, p, l)
 	e.LossMask = mask
 	one, err := e.Backward(rows, 1)
 	if err != nil {
@@ -707,4 +689,17 @@ func TestLoRALossMask(t *testing.T) {
 			t.Errorf("%d workers: masked validation after a step %.9g, reference %.9g", workers, got, want)
 		}
 	}
+}
+
+// loraBackprop is a Backprop of p training the adapter l.
+func loraBackprop(t *testing.T, p *Params, l *LoRA) *Backprop {
+	t.Helper()
+	e, err := NewBackprop(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetLoRA(l); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
