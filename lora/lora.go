@@ -83,6 +83,11 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("lora: dropout %v: need 0 ≤ p < 1", c.Dropout)
 	case len(c.Targets) == 0:
 		return errors.New("lora: no target modules")
+	case c.Dropout > 0 && slices.Contains(c.Targets, "experts"):
+		// PEFT adapts transformers 5's packed experts through
+		// target_parameters, whose wrapper refuses any dropout: such an
+		// adapter could not be loaded by peft.PeftModel.from_pretrained.
+		return fmt.Errorf("lora: dropout %v with target experts: PEFT's adapters on the packed experts (target_parameters) take no dropout; use dropout 0 or leave experts out", c.Dropout)
 	}
 	for _, t := range c.Targets {
 		if !slices.Contains(Targets, t) {

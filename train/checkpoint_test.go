@@ -32,7 +32,7 @@ func ckptTrainerLoRA(t *testing.T, lora bool) (*Trainer, []int32) {
 		if err := InitParams(cfg, 3).Save(base, safetensors.F32); err != nil {
 			t.Fatal(err)
 		}
-		o.LoRA = &LoRAOptions{Rank: 2, Alpha: 4, Dropout: 0.1, Targets: []string{"in_proj", "q_proj", "router", "experts"}, Base: base}
+		o.LoRA = &LoRAOptions{Rank: 2, Alpha: 4, Dropout: 0.1, Targets: []string{"in_proj", "q_proj", "router"}, Base: base}
 	}
 	tr, err := NewTrainer(InitParams(cfg, 3), data, nil, o)
 	if err != nil {

@@ -13,12 +13,28 @@ import (
 	"github.com/jamba-go/jamba/model"
 )
 
+// dropoutTargets is every target but the experts, whose adapters take no
+// dropout (lora.Config.Validate).
+func dropoutTargets() []string {
+	var ts []string
+	for _, t := range lora.Targets {
+		if t != "experts" {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
 // randomAdapter is an adapter of every target on cfg with O(1)-scaled
 // random A and B (B non-zero, unlike a fresh adapter, so that A's gradient
 // is not zero).
 func randomAdapter(t testing.TB, cfg *model.Config, rank int, alpha, dropout float64, seed uint64) *lora.Adapter {
 	t.Helper()
-	ad, err := lora.New(cfg, lora.Config{Rank: rank, Alpha: alpha, Dropout: dropout, Targets: lora.Targets})
+	targets := lora.Targets
+	if dropout > 0 {
+		targets = dropoutTargets()
+	}
+	ad, err := lora.New(cfg, lora.Config{Rank: rank, Alpha: alpha, Dropout: dropout, Targets: targets})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +295,7 @@ func TestLoRAResumeIsExact(t *testing.T) {
 	opts := trainOpts()
 	opts.LR, opts.MinLR = 3e-2, 3e-3
 	opts.Workers = 2
-	opts.LoRA = &LoRAOptions{Rank: 2, Alpha: 4, Dropout: 0.1, Targets: lora.Targets, Base: baseDir}
+	opts.LoRA = &LoRAOptions{Rank: 2, Alpha: 4, Dropout: 0.1, Targets: dropoutTargets(), Base: baseDir}
 
 	full, err := NewTrainer(InitParams(cfg, 3), data, val, opts)
 	if err != nil {

@@ -19,7 +19,7 @@ func TestLoRACommands(t *testing.T) {
 	model, data, val, tok := trainFixture(t)
 	common := []string{"train", "--tokenizer", tok, "--data", data, "--val", val, "--seq", "32", "--batch", "2",
 		"--steps", "6", "--warmup", "2", "--eval-every", "3", "--eval-tokens", "256", "--save-every", "0", "--quiet", "--lr", "1e-2",
-		"--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout", "0.1", "--lora-targets", "all", "--workers", "2"}
+		"--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout", "0.1", "--lora-targets", "in_proj,x_proj,dt_proj,out_proj,q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,router", "--workers", "2"}
 	whole := filepath.Join(t.TempDir(), "whole")
 	if _, stderr, code := run(t, append(common, "--model", model, "--output", whole)...); code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -66,6 +66,7 @@ func TestLoRACommands(t *testing.T) {
 	for _, bad := range [][]string{
 		{"train", "--model", model, "--tokenizer", tok, "--data", data, "--output", filepath.Join(dir, "x"), "--lora-alpha", "4"},
 		{"train", "--model", model, "--tokenizer", tok, "--data", data, "--output", filepath.Join(dir, "x"), "--lora-rank", "2", "--lora-targets", "lm_head"},
+		{"train", "--model", model, "--tokenizer", tok, "--data", data, "--output", filepath.Join(dir, "x"), "--lora-rank", "2", "--lora-targets", "experts", "--lora-dropout", "0.1"},
 		{"train", "--resume", legs, "--data", data, "--lora-rank", "8"},
 		{"merge", "--model", model, "--output", filepath.Join(dir, "y")},
 		{"forward", "--model", model, "--lora", whole, "--lora", whole, "--ids", ids, "--output", filepath.Join(dir, "z.safetensors")},

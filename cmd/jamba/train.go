@@ -116,7 +116,7 @@ load; --resume loads the base model again from the path the run recorded.`, stde
 	bindTrainOptions(fs, o, d)
 	loraRank := fs.Int("lora-rank", 0, "train a LoRA adapter of this rank over the frozen model instead of the model (0: train the model itself)")
 	loraAlpha := fs.Float64("lora-alpha", 0, "LoRA alpha: the adapter's update is scaled by alpha/rank (default: the rank, a scale of 1)")
-	loraDropout := fs.Float64("lora-dropout", 0, "dropout probability on the adapters' input during training")
+	loraDropout := fs.Float64("lora-dropout", 0, "dropout probability on the adapters' input during training (0 when experts are targeted: PEFT refuses dropout there)")
 	loraTargets := fs.String("lora-targets", strings.Join(defaultLoRATargets, ","), "layers to adapt, comma-separated, or all: "+strings.Join(lora.Targets, ",")+
 		" (experts: every expert's gate_proj, up_proj and down_proj, in PEFT's packed form for transformers 5's experts)")
 	quantize := fs.String("quantize", "", `with --lora-rank: "int8" or "q4" quantizes the frozen base at load (QLoRA-style: the adapter trains over the quantized weights' values)`)
