@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/jamba-go/jamba/cuda"
-	"github.com/jamba-go/jamba/demo"
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/internal/testutil"
 	"github.com/jamba-go/jamba/model"
@@ -79,11 +78,7 @@ var metricRE = regexp.MustCompile(`(?m)^(jamba_engine_steps_total|jamba_engine_s
 // text.
 func TestServeCUDA(t *testing.T) {
 	needGPU(t)
-	// $JAMBA_FIXTURES first: a test binary built elsewhere.
-	dir := filepath.Join(os.Getenv("JAMBA_FIXTURES"), "hf-gostd-13m")
-	if _, err := os.Stat(filepath.Join(dir, "config.json")); os.Getenv("JAMBA_FIXTURES") == "" || err != nil {
-		dir = testutil.Fixture(t, "models/hf-gostd-13m")
-	}
+	dir := gostdFixture(t)
 	_, gurl := startServeChild(t, "--model", dir, "--device", "cuda", "--max-batch", "4")
 	_, curl := startServeChild(t, "--model", dir, "--max-batch", "4")
 	prompts := []string{"func main() {\n", "package strings\n\nimport (\n", "// Copyright 2009 The Go Authors.", "type Reader struct {\n\tr"}
@@ -138,18 +133,49 @@ func TestServeCUDA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Cached == 0 || g.Text != c.Text {
-		t.Errorf("continued prompt of %d tokens: GPU cached %d, text %q; CPU %q", g.Prompt, g.Cached, g.Text, c.Text)
+	if g.Cached != c.Cached || g.Text != c.Text {
+		t.Errorf("continued prompt of %d tokens: GPU cached %d, text %q; CPU cached %d, text %q", g.Prompt, g.Cached, g.Text, c.Cached, c.Text)
 	} else {
-		t.Logf("continued prompt: %d of %d tokens cached on the GPU; text %q as the CPU's", g.Cached, g.Prompt, g.Text)
+		t.Logf("continued prompt: %d of %d tokens cached on the GPU (as on the CPU); text %q as the CPU's", g.Cached, g.Prompt, g.Text)
+	}
+
+	// A second chat turn continues the first's prompt (its copy of the
+	// Mamba state on the GPU, or the whole state).
+	msgs := []map[string]string{{"role": "user", "content": "func main() {"}}
+	var gc, cc respUsage
+	for turn := range 2 {
+		body := map[string]any{"messages": msgs, "max_tokens": 16, "temperature": 0}
+		gc = postJSON(t, gurl, "/v1/chat/completions", body)
+		cc = postJSON(t, curl, "/v1/chat/completions", body)
+		if gc.Text != cc.Text || gc.Cached != cc.Cached {
+			t.Errorf("chat turn %d: GPU %q (cached %d), CPU %q (cached %d)", turn, gc.Text, gc.Cached, cc.Text, cc.Cached)
+		}
+		msgs = append(msgs, map[string]string{"role": "assistant", "content": gc.Text}, map[string]string{"role": "user", "content": "type T struct {"})
+	}
+	if gc.Cached == 0 {
+		t.Errorf("the second chat turn computed its whole prompt on the GPU (%d tokens)", gc.Prompt)
+	} else {
+		t.Logf("second chat turn: %d of %d prompt tokens cached on the GPU; answer %q as the CPU's", gc.Cached, gc.Prompt, gc.Text)
 	}
 }
 
+// gostdFixture is the hf-gostd-13m fixture model: in $JAMBA_FIXTURES
+// first (a test binary built elsewhere), then testdata.
+func gostdFixture(t *testing.T) string {
+	dir := filepath.Join(os.Getenv("JAMBA_FIXTURES"), "hf-gostd-13m")
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); os.Getenv("JAMBA_FIXTURES") == "" || err != nil {
+		dir = testutil.Fixture(t, "models/hf-gostd-13m")
+	}
+	return dir
+}
+
 // TestChatCUDA: two chat turns on the GPU engine, the second continuing
-// the first's state, give the CPU chat's answers.
+// the first's state, give the CPU chat's answers (hf-gostd-13m, which has
+// no chat template: the plain transcript).
 func TestChatCUDA(t *testing.T) {
 	dev := needGPU(t)
-	m, err := demo.Load(model.Options{})
+	dir := gostdFixture(t)
+	m, err := model.Load(dir, model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +185,11 @@ func TestChatCUDA(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gm.Close()
-	tok, err := loadTokenizer("")
+	tok, err := loadTokenizer(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl, special, stops, err := loadTemplate("")
+	tmpl, special, stops, err := loadTemplate(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +201,7 @@ func TestChatCUDA(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.reset()
-		for _, q := range []string{"Write a loop.", "And a function."} {
+		for _, q := range []string{"func main() {", "type T struct {"} {
 			var out strings.Builder
 			if err := s.turn(q, &out); err != nil {
 				t.Fatal(err)
