@@ -271,7 +271,7 @@ func (e *Engine) argmax() []int {
 // constraint or log-probabilities.
 func (s *seq) plainGreedy() bool {
 	r, p := &s.req, s.req.Sampling
-	return p.Temperature == 0 && (p.RepetitionPenalty == 0 || p.RepetitionPenalty == 1) && p.PresencePenalty == 0 && p.FrequencyPenalty == 0 &&
+	return p.Temperature <= 0 && (p.RepetitionPenalty == 0 || p.RepetitionPenalty == 1) && p.PresencePenalty == 0 && p.FrequencyPenalty == 0 &&
 		len(r.LogitBias) == 0 && !(s.generated < r.MinTokens && r.Constraint == nil) && !(s.generated == 0 && r.FirstAllowed != nil) &&
 		r.Constraint == nil && !r.Logprobs && r.TopLogprobs == 0
 }
