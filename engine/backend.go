@@ -25,7 +25,7 @@ type Backend interface {
 	// computes them for every sequence, NoLogits or not).
 	Forward(batch []Input) error
 	// Logits returns the logits of sequence i of the last Forward, on the
-	// host, valid until the next Forward. The engine may change them.
+	// host, valid until the next Forward; the engine only reads them.
 	Logits(i int) ([]float32, error)
 	// Argmax returns, for every sequence of the last Forward (indexed as
 	// the batch), the id of its largest logit (the lower id on ties), or
