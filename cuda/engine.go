@@ -8,10 +8,13 @@ import (
 
 // EngineBackend is m as the serving engine's backend (engine.NewOn): the
 // sequences' states (Seq) live in GPU memory, a batch of them is one
-// Forward, copies of states and of their Mamba layers (prefix reuse,
-// parallel choices) are device-to-device, and greedy choices are made on
-// the GPU (only the ids are copied back; other samplers read the logits
-// on the host). The engine closes the backend, not m.
+// Forward, and copies of states and of their Mamba layers (prefix reuse,
+// parallel choices) are device-to-device. The next tokens of requests
+// without penalties, logit bias, masks or log-probabilities are chosen on
+// the GPU, greedy or sampled (the sampling kernels, from the request's
+// seed: not the CPU sampler's random sequence), and only the ids are
+// copied back; the others read the step's logits on the host. The engine
+// closes the backend, not m.
 func EngineBackend(m *Model) engine.Backend { return &backend{m: m} }
 
 type backend struct {
@@ -66,18 +69,47 @@ func (b *backend) Forward(batch []engine.Input) error {
 // call after it.
 func (b *backend) Logits(i int) ([]float32, error) { return b.m.Logits(i) }
 
-func (b *backend) Argmax() ([]int, error) {
-	ids, err := b.m.Sample(SampleOptions{})
+// Choose runs the sampling kernels on the rows of the chosen sequences:
+// one launch for all rows when every choice is greedy, else one launch
+// per chosen row with its request's parameters, seed and step; then one
+// copy of the ids to the host.
+func (b *backend) Choose(cs []engine.Choice) ([]int, error) {
+	m, w := b.m, &b.m.ws
+	if len(cs) != w.nseq || w.nhead == 0 {
+		return nil, nil
+	}
+	if m.Dev.enter() {
+		defer m.Dev.leave()
+	}
+	greedy := true
+	for _, c := range cs {
+		greedy = greedy && (!c.Device || c.Params.Temperature <= 0)
+	}
+	if greedy {
+		if err := m.sampleRows(0, w.nhead, SampleOptions{}); err != nil {
+			return nil, err
+		}
+	} else {
+		for i, c := range cs {
+			if !c.Device || w.headOff[i+1] == w.headOff[i] {
+				continue
+			}
+			p := c.Params
+			o := SampleOptions{Temperature: max(p.Temperature, 0), TopK: p.TopK, TopP: p.TopP, MinP: p.MinP, Seed: p.Seed, Step: uint64(c.Step)}
+			if err := m.sampleRows(w.headOff[i], 1, o); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ids, err := m.downloadIDs()
 	if err != nil {
 		return nil, err
 	}
 	// One id per logits row; sequences without logits get -1.
 	b.ids = b.ids[:0]
-	row := 0
-	for i := range b.m.ws.nseq {
-		if b.m.ws.headOff[i+1] > b.m.ws.headOff[i] {
-			b.ids = append(b.ids, ids[row])
-			row++
+	for i := range w.nseq {
+		if w.headOff[i+1] > w.headOff[i] {
+			b.ids = append(b.ids, ids[w.headOff[i]])
 		} else {
 			b.ids = append(b.ids, -1)
 		}

@@ -89,7 +89,7 @@ var engineFixtures = []string{"tiny-dense", "tiny-moe", "hf-gostd-13m"}
 // continuing a finished one's whole state and one continuing the copy of
 // the Mamba state taken at the end of a prompt (cached tokens reported,
 // the same tokens as computed whole), parallel choices from copies of one
-// state, and a sampled request (its logits read on the host).
+// state, and requests sampled on the GPU beside greedy ones.
 func TestEngineGPU(t *testing.T) {
 	dev := gpu(t)
 	for _, name := range engineFixtures {
@@ -230,15 +230,51 @@ func TestEngineGPU(t *testing.T) {
 				agree(t, cm, fmt.Sprintf("choice %d", i), rs[1].Prompt, ids, got[1])
 			}
 
-			// A sampled request reads its logits on the host: the CPU
-			// sampler's draws from the same seed over logits within 1e-5.
-			sr := engine.Request{Prompt: rs[1].Prompt, MaxTokens: 16, IgnoreEOS: true, Sampling: sample.Params{Temperature: 0.8, TopK: 20, Seed: 9}, Logprobs: true}
-			sg, _ := engineRun(t, ge, []engine.Request{sr})
-			sc, _ := engineRun(t, cpu, []engine.Request{sr})
-			if len(sg[0]) != 16 {
-				t.Errorf("sampled request: %d tokens", len(sg[0]))
+			// Sampled requests are drawn on the GPU, per request (its own
+			// parameters, seed and step), in the same steps as greedy ones:
+			// top-k 1 gives the greedy ids; a draw with temperature 0.8 and
+			// top-k 20 is the same from the same seed, and every token is
+			// within the CPU's 20 most likely (up to ties within 1e-3).
+			sr := engine.Request{Prompt: rs[1].Prompt, MaxTokens: 16, IgnoreEOS: true, Sampling: sample.Params{Temperature: 0.8, TopK: 20, Seed: 9}}
+			k1 := rs[0]
+			k1.Sampling = sample.Params{Temperature: 1, TopK: 1, Seed: 3}
+			mixed := []engine.Request{rs[0], k1, sr}
+			cold2, err := engine.NewOn(cm, EngineBackend(gm), engine.Config{MaxBatch: 4, Context: 1024, NoPrefixReuse: true})
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Logf("sampled (T 0.8, top-k 20): GPU %v, CPU %v", sg[0], sc[0])
+			gotMixed, _ := engineRun(t, cold2, mixed)
+			again, _ := engineRun(t, cold2, mixed)
+			if err := cold2.Close(); err != nil {
+				t.Fatal(err)
+			}
+			agree(t, cm, "top-k 1 drawn on the GPU vs greedy", k1.Prompt, gotMixed[1], got[0])
+			if !slices.Equal(gotMixed[2], again[2]) || len(gotMixed[2]) != 16 {
+				t.Errorf("sampled on the GPU twice from one seed: %v, %v", gotMixed[2], again[2])
+			}
+			ws := cm.NewWorkspace()
+			ids := append(slices.Clone(sr.Prompt), gotMixed[2]...)
+			if err := ws.Forward([]model.SeqInput{{Tokens: ids, Cache: cm.NewCache(len(ids)), Logits: model.AllLogits}}); err != nil {
+				t.Fatal(err)
+			}
+			all := ws.Logits(0)
+			for k, id := range gotMixed[2] {
+				row := all[(len(sr.Prompt)-1+k)*V : (len(sr.Prompt)+k)*V]
+				var top float64
+				for _, x := range row {
+					top = max(top, math.Abs(float64(x)))
+				}
+				above := 0
+				for _, x := range row {
+					if float64(x) > float64(row[id])+logitTol*top {
+						above++
+					}
+				}
+				if above >= 20 {
+					t.Errorf("sampled token %d (%d) has %d more likely ids on the CPU: outside the top 20", k, id, above)
+				}
+			}
+			t.Logf("sampled on the GPU (T 0.8, top-k 20, seed 9): %v, the same twice, every token in the CPU's top 20; top-k 1 equal to greedy", gotMixed[2])
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/model"
+	"github.com/jamba-go/jamba/sample"
 )
 
 // Backend runs the model's forward passes for an engine. Only the engine's
@@ -27,12 +28,16 @@ type Backend interface {
 	// Logits returns the logits of sequence i of the last Forward, on the
 	// host, valid until the next Forward; the engine only reads them.
 	Logits(i int) ([]float32, error)
-	// Argmax returns, for every sequence of the last Forward (indexed as
-	// the batch), the id of its largest logit (the lower id on ties), or
-	// -1 when one of its logits is NaN or infinite (and for NoLogits
-	// sequences); nil when the backend leaves this to the engine (which
-	// then reads Logits). Only the ids need to cross to the host.
-	Argmax() ([]int, error)
+	// Choose picks on the device the next token of every sequence of the
+	// last Forward whose Choice (indexed as the batch) has Device set:
+	// the id of its largest logit when greedy (temperature ≤ 0; the lower
+	// id on ties), else a draw from softmax(logits/T) after top-k, top-p
+	// and min-p in the CPU sampler's order, from Params.Seed and Step (not
+	// the CPU sampler's random sequence); −1 when one of its logits is NaN
+	// or infinite. Other entries of the result are not meaningful. nil when
+	// the backend leaves every choice to the engine (which then samples
+	// from Logits, as on the CPU). Only the ids need to cross to the host.
+	Choose(choices []Choice) ([]int, error)
 	// SnapshotBytes is the size of one copy of a sequence's Mamba state
 	// (0 for a model without Mamba layers).
 	SnapshotBytes() int64
@@ -49,6 +54,14 @@ type Input struct {
 	// chunk that is not the last): a backend may skip its logits, and
 	// Logits and Argmax are not asked for them.
 	NoLogits bool
+}
+
+// Choice asks a Backend to choose one sequence's next token on its device
+// (Backend.Choose).
+type Choice struct {
+	Device bool          // choose this sequence's token on the device
+	Params sample.Params // temperature, top-k, top-p, min-p and seed; no penalties
+	Step   int           // tokens the request has generated: varies the draw
 }
 
 // State is one sequence's state on a backend: the keys and values of its
@@ -117,7 +130,7 @@ func (b *cpuBackend) Forward(batch []Input) error {
 }
 
 func (b *cpuBackend) Logits(i int) ([]float32, error) { return b.ws.Logits(i), nil }
-func (b *cpuBackend) Argmax() ([]int, error)          { return nil, nil }
+func (b *cpuBackend) Choose([]Choice) ([]int, error)  { return nil, nil }
 func (b *cpuBackend) SnapshotBytes() int64            { return 4 * int64(b.floats) }
 func (b *cpuBackend) Close()                          {}
 

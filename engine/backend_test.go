@@ -21,7 +21,8 @@ type hostDevice struct {
 	*cpuBackend
 	ids      []int
 	noLogits []bool
-	argmaxes int // Argmax calls
+	chooses  int // Choose calls
+	sampled  int // sampled (not greedy) tokens chosen
 	mu       sync.Mutex
 	live     int // states made and not freed
 }
@@ -70,19 +71,22 @@ func (h *hostDevice) Logits(i int) ([]float32, error) {
 	return h.cpuBackend.Logits(i)
 }
 
-func (h *hostDevice) Argmax() ([]int, error) {
-	h.argmaxes++
+// Choose takes the argmax of greedy choices and, for sampled ones, one
+// draw of a sampler seeded by the request's seed and step: deterministic,
+// but not the CPU sampler's sequence (as on a device).
+func (h *hostDevice) Choose(cs []Choice) ([]int, error) {
+	h.chooses++
 	h.ids = h.ids[:0]
-	for i, no := range h.noLogits {
+	for i, c := range cs {
 		id := -1
-		if !no {
+		if c.Device && !h.noLogits[i] {
 			l, _ := h.cpuBackend.Logits(i)
 			if model.Finite(l) {
-				id = 0
-				for j, x := range l {
-					if x > l[id] {
-						id = j
-					}
+				p := c.Params
+				p.Seed = p.Seed*1000003 + uint64(c.Step)
+				id = sample.New(p, len(l)).Sample(l)
+				if p.Temperature > 0 {
+					h.sampled++
 				}
 			}
 		}
@@ -143,12 +147,26 @@ func TestOtherBackend(t *testing.T) {
 	want, _ := runAll(t, cpu, rs)
 	got, _ := runAll(t, dev, rs)
 	for i := range rs {
-		if !slices.Equal(got[i], want[i]) {
+		// Request 2's draws are the backend's (its own random sequence).
+		if i != 2 && !slices.Equal(got[i], want[i]) {
 			t.Errorf("request %d: %v, the CPU engine %v", i, got[i], want[i])
 		}
 	}
-	if h.argmaxes == 0 {
-		t.Error("greedy requests never took the backend's argmax")
+	// The backend's draws follow the request's seed and step.
+	h2 := &hostDevice{cpuBackend: newCPUBackend(m)}
+	dev2, err := NewOn(m, h2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := runAll(t, dev2, rs[2:3])
+	if err := dev2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got[2]) != 15 || !slices.Equal(again[0], got[2]) {
+		t.Errorf("sampled on the backend: %v, again alone %v", got[2], again[0])
+	}
+	if h.chooses == 0 || h.sampled == 0 {
+		t.Errorf("the backend chose %d times, %d sampled tokens", h.chooses, h.sampled)
 	}
 	if st := dev.Stats(); st.StepSequences <= st.Steps {
 		t.Errorf("no step batched several sequences: %+v", st)
@@ -175,6 +193,15 @@ func TestOtherBackend(t *testing.T) {
 	// The last token of a request that ends at its length is not fed.
 	if w := len(rs[0].Prompt) + len(got[0]) - 1; cached[0] != w || cached[1] != len(rs[1].Prompt) {
 		t.Errorf("cached tokens %v, want [%d %d]", cached, w, len(rs[1].Prompt))
+	}
+
+	// Top-k 1 draws the greedy token on the backend too.
+	tk := Request{Prompt: prompt(4, 6), MaxTokens: 8, IgnoreEOS: true, Sampling: sample.Params{Temperature: 1, TopK: 1, Seed: 3}}
+	g1, _ := runAll(t, dev, []Request{tk})
+	tk.Sampling = sample.Params{}
+	c1, _ := runAll(t, cpu, []Request{tk})
+	if !slices.Equal(g1[0], c1[0]) {
+		t.Errorf("top-k 1 on the backend: %v, greedy on the CPU %v", g1[0], c1[0])
 	}
 
 	// Parallel choices take copies of the leader's state.
@@ -240,8 +267,8 @@ func (h *nanDevice) Logits(i int) ([]float32, error) {
 	return l, err
 }
 
-func (h *nanDevice) Argmax() ([]int, error) {
-	ids, err := h.hostDevice.Argmax()
+func (h *nanDevice) Choose(cs []Choice) ([]int, error) {
+	ids, err := h.hostDevice.Choose(cs)
 	for i := range ids {
 		ids[i] = -1
 	}

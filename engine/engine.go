@@ -336,8 +336,9 @@ type Engine struct {
 	stateLoads, stateSaves, stateErrors, stateRefused atomic.Uint64
 	storeDownUntil                                    atomic.Int64 // unix ns; see storeBackoff
 
-	batch  []Input
-	inStep []*seq
+	batch   []Input
+	inStep  []*seq
+	choices []Choice // of the step's sequences, for Backend.Choose
 	states []State // every state made, freed when the scheduler ends
 }
 

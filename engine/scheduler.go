@@ -191,7 +191,7 @@ func (e *Engine) step() {
 		toks += len(in.Tokens)
 	}
 	e.stepToks.Add(uint64(toks))
-	ids := e.argmax()
+	ids := e.choose()
 	for i, s := range e.inStep {
 		sl := s.slot
 		if s.chunk > 0 {
@@ -246,40 +246,46 @@ func (e *PanicError) Error() string { return fmt.Sprintf("%v: %s: %v", ErrIntern
 
 func (e *PanicError) Unwrap() error { return ErrInternal }
 
-// argmax returns the backend's greedy choice for every sequence of the
-// step when some sequence samples greedily with nothing to change its
-// logits (see plainGreedy), and the backend chooses on its device; nil
-// otherwise (the CPU: advance samples from the logits, as always).
-func (e *Engine) argmax() []int {
+// choose has the backend choose on its device the next token of the
+// step's sequences that sample from their logits as they are (onDevice),
+// and returns the ids; nil when there are none or the backend leaves
+// them to the engine (the CPU: advance samples from the logits, as
+// always).
+func (e *Engine) choose() []int {
 	if e.cpu != nil {
 		return nil
 	}
+	e.choices = e.choices[:0]
+	some := false
 	for _, s := range e.inStep {
-		if s.samples && s.plainGreedy() {
-			ids, err := e.be.Argmax()
-			if err != nil || len(ids) != len(e.inStep) {
-				return nil // the logits still decide, through the host
-			}
-			return ids
-		}
+		c := Choice{Device: s.samples && s.onDevice(), Params: s.req.Sampling, Step: s.generated}
+		some = some || c.Device
+		e.choices = append(e.choices, c)
 	}
-	return nil
+	if !some {
+		return nil
+	}
+	ids, err := e.be.Choose(e.choices)
+	if err != nil || len(ids) != len(e.inStep) {
+		return nil // the logits still decide, through the host
+	}
+	return ids
 }
 
-// plainGreedy reports whether s's next token is the argmax of its logits
-// as they are: greedy sampling without penalties, bias, masks, a
-// constraint or log-probabilities.
-func (s *seq) plainGreedy() bool {
+// onDevice reports whether s's next token may be chosen on the backend's
+// device: sampled from its logits as they are, with no penalties, bias,
+// masks, constraint or log-probabilities.
+func (s *seq) onDevice() bool {
 	r, p := &s.req, s.req.Sampling
-	return p.Temperature <= 0 && (p.RepetitionPenalty == 0 || p.RepetitionPenalty == 1) && p.PresencePenalty == 0 && p.FrequencyPenalty == 0 &&
+	return (p.RepetitionPenalty == 0 || p.RepetitionPenalty == 1) && p.PresencePenalty == 0 && p.FrequencyPenalty == 0 &&
 		len(r.LogitBias) == 0 && !(s.generated < r.MinTokens && r.Constraint == nil) && !(s.generated == 0 && r.FirstAllowed != nil) &&
 		r.Constraint == nil && !r.Logprobs && r.TopLogprobs == 0
 }
 
 // advance samples the next token of s from row i of the step's logits and
-// delivers it; ids, when not nil, are the backend's greedy choices of the
-// step's rows, taken by a sequence that samples plainly greedily. A panic
-// fails s alone.
+// delivers it; ids, when not nil, are the backend's choices of the step's
+// sequences (choose), taken by the sequence they were made for and, when
+// greedy, by the followers forked from it. A panic fails s alone.
 func (e *Engine) advance(s *seq, i int, ids []int) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -289,7 +295,7 @@ func (e *Engine) advance(s *seq, i int, ids []int) {
 	}()
 	sl := s.slot
 	r := &s.req
-	if ids != nil && s.plainGreedy() {
+	if ids != nil && e.choices[i].Device && s.onDevice() && (e.inStep[i] == s || s.req.Sampling.Temperature <= 0 && e.choices[i].Params.Temperature <= 0) {
 		if id := ids[i]; id >= 0 {
 			e.deliver(s, id)
 		} else {
