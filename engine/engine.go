@@ -339,7 +339,6 @@ type Engine struct {
 	batch   []Input
 	inStep  []*seq
 	choices []Choice // of the step's sequences, for Backend.Choose
-	states  []State  // every state made, freed when the scheduler ends
 }
 
 // ErrCPUOnly wraps the refusal of what only the CPU backend does: saved
