@@ -7761,7 +7761,7 @@ matVecF16x4AVX2_done:
 	RET
 
 // func dotQ8_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -7778,6 +7778,8 @@ dotQ8_0AVX2_row:
 dotQ8_0AVX2_block:
 	CMPQ         BX, $0x00000044
 	JL           dotQ8_0AVX2_tail
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
 	VCVTPH2PS    (CX), X1
 	VPMOVSXBW    2(CX), Y2
 	VPMOVSXBW    18(CX), Y3
@@ -7837,7 +7839,7 @@ dotQ8_0AVX2_done:
 	RET
 
 // func dotQ4_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -7854,6 +7856,7 @@ dotQ4_0AVX2_row:
 dotQ4_0AVX2_block:
 	CMPQ         BX, $0x00000024
 	JL           dotQ4_0AVX2_tail
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X1
 	VPMOVZXBW    2(CX), Y2
 	VPSRLW       $0x04, Y2, Y3
@@ -7922,7 +7925,7 @@ dotQ4_0AVX2_done:
 	RET
 
 // func dotQ5_0AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ5_0AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -7939,6 +7942,7 @@ dotQ5_0AVX2_row:
 dotQ5_0AVX2_block:
 	CMPQ         BX, $0x0000002c
 	JL           dotQ5_0AVX2_tail
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X1
 	VPMOVZXBW    6(CX), Y2
 	VPSRLW       $0x04, Y2, Y3
@@ -8037,7 +8041,7 @@ dotQ5_0AVX2_done:
 	RET
 
 // func dotQ4KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4KAVX2(SB), NOSPLIT, $64-56
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -8056,6 +8060,9 @@ dotQ4KAVX2_row:
 dotQ4KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ4KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -8211,7 +8218,7 @@ dotQ4KAVX2_done:
 	RET
 
 // func dotQ5KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ5KAVX2(SB), NOSPLIT, $64-56
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -8230,6 +8237,9 @@ dotQ5KAVX2_row:
 dotQ5KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ5KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -8435,7 +8445,7 @@ dotQ5KAVX2_done:
 	RET
 
 // func dotQ6KAVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6KAVX2(SB), NOSPLIT, $64-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -8452,6 +8462,10 @@ dotQ6KAVX2_row:
 dotQ6KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ6KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X1
 	VCVTPH2PS    X1, X1
@@ -8651,7 +8665,7 @@ dotQ6KAVX2_done:
 	RET
 
 // func dotQ8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -8669,6 +8683,8 @@ dotQ8_0x2AVX2_row:
 dotQ8_0x2AVX2_block:
 	CMPQ         BX, $0x00000044
 	JL           dotQ8_0x2AVX2_tail
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
 	VCVTPH2PS    (CX), X2
 	VPMOVSXBW    2(CX), Y3
 	VPMOVSXBW    18(CX), Y4
@@ -8757,7 +8773,7 @@ dotQ8_0x2AVX2_done:
 	RET
 
 // func dotQ4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0x2AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -8775,6 +8791,7 @@ dotQ4_0x2AVX2_row:
 dotQ4_0x2AVX2_block:
 	CMPQ         BX, $0x00000024
 	JL           dotQ4_0x2AVX2_tail
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X2
 	VPMOVZXBW    2(CX), Y3
 	VPSRLW       $0x04, Y3, Y4
@@ -8872,7 +8889,7 @@ dotQ4_0x2AVX2_done:
 	RET
 
 // func dotQ5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ5_0x2AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -8890,6 +8907,7 @@ dotQ5_0x2AVX2_row:
 dotQ5_0x2AVX2_block:
 	CMPQ         BX, $0x0000002c
 	JL           dotQ5_0x2AVX2_tail
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X2
 	VPMOVZXBW    6(CX), Y3
 	VPSRLW       $0x04, Y3, Y4
@@ -9017,7 +9035,7 @@ dotQ5_0x2AVX2_done:
 	RET
 
 // func dotQ4Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4Kx2AVX2(SB), NOSPLIT, $128-56
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -9038,6 +9056,9 @@ dotQ4Kx2AVX2_row:
 dotQ4Kx2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ4Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -9266,7 +9287,7 @@ dotQ4Kx2AVX2_done:
 	RET
 
 // func dotQ5Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ5Kx2AVX2(SB), NOSPLIT, $128-56
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -9287,6 +9308,9 @@ dotQ5Kx2AVX2_row:
 dotQ5Kx2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ5Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -9565,7 +9589,7 @@ dotQ5Kx2AVX2_done:
 	RET
 
 // func dotQ6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6Kx2AVX2(SB), NOSPLIT, $96-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -9583,6 +9607,10 @@ dotQ6Kx2AVX2_row:
 dotQ6Kx2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ6Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X2
 	VCVTPH2PS    X2, X2
@@ -9845,7 +9873,7 @@ dotQ6Kx2AVX2_done:
 	RET
 
 // func dotQ8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -9864,6 +9892,8 @@ dotQ8_0x3AVX2_row:
 dotQ8_0x3AVX2_block:
 	CMPQ         BX, $0x00000044
 	JL           dotQ8_0x3AVX2_tail
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
 	VCVTPH2PS    (CX), X3
 	VPMOVSXBW    2(CX), Y4
 	VPMOVSXBW    18(CX), Y5
@@ -9981,7 +10011,7 @@ dotQ8_0x3AVX2_done:
 	RET
 
 // func dotQ4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0x3AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -10000,6 +10030,7 @@ dotQ4_0x3AVX2_row:
 dotQ4_0x3AVX2_block:
 	CMPQ         BX, $0x00000024
 	JL           dotQ4_0x3AVX2_tail
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X3
 	VPMOVZXBW    2(CX), Y4
 	VPSRLW       $0x04, Y4, Y5
@@ -10126,7 +10157,7 @@ dotQ4_0x3AVX2_done:
 	RET
 
 // func dotQ5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ5_0x3AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -10145,6 +10176,7 @@ dotQ5_0x3AVX2_row:
 dotQ5_0x3AVX2_block:
 	CMPQ         BX, $0x0000002c
 	JL           dotQ5_0x3AVX2_tail
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X3
 	VPMOVZXBW    6(CX), Y4
 	VPSRLW       $0x04, Y4, Y5
@@ -10301,7 +10333,7 @@ dotQ5_0x3AVX2_done:
 	RET
 
 // func dotQ4Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4Kx3AVX2(SB), NOSPLIT, $192-56
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -10324,6 +10356,9 @@ dotQ4Kx3AVX2_row:
 dotQ4Kx3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ4Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -10625,7 +10660,7 @@ dotQ4Kx3AVX2_done:
 	RET
 
 // func dotQ5Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ5Kx3AVX2(SB), NOSPLIT, $192-56
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -10648,6 +10683,9 @@ dotQ5Kx3AVX2_row:
 dotQ5Kx3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ5Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -10999,7 +11037,7 @@ dotQ5Kx3AVX2_done:
 	RET
 
 // func dotQ6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6Kx3AVX2(SB), NOSPLIT, $128-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -11018,6 +11056,10 @@ dotQ6Kx3AVX2_row:
 dotQ6Kx3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ6Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X3
 	VCVTPH2PS    X3, X3
@@ -11343,7 +11385,7 @@ dotQ6Kx3AVX2_done:
 	RET
 
 // func dotQ8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -11363,6 +11405,8 @@ dotQ8_0x4AVX2_row:
 dotQ8_0x4AVX2_block:
 	CMPQ         BX, $0x00000044
 	JL           dotQ8_0x4AVX2_tail
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
 	VCVTPH2PS    (CX), X4
 	VPMOVSXBW    2(CX), Y5
 	VPMOVSXBW    18(CX), Y6
@@ -11509,7 +11553,7 @@ dotQ8_0x4AVX2_done:
 	RET
 
 // func dotQ4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4_0x4AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -11529,6 +11573,7 @@ dotQ4_0x4AVX2_row:
 dotQ4_0x4AVX2_block:
 	CMPQ         BX, $0x00000024
 	JL           dotQ4_0x4AVX2_tail
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X4
 	VPMOVZXBW    2(CX), Y5
 	VPSRLW       $0x04, Y5, Y6
@@ -11684,7 +11729,7 @@ dotQ4_0x4AVX2_done:
 	RET
 
 // func dotQ5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ5_0x4AVX2(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -11704,6 +11749,7 @@ dotQ5_0x4AVX2_row:
 dotQ5_0x4AVX2_block:
 	CMPQ         BX, $0x0000002c
 	JL           dotQ5_0x4AVX2_tail
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X4
 	VPMOVZXBW    6(CX), Y5
 	VPSRLW       $0x04, Y5, Y6
@@ -11889,7 +11935,7 @@ dotQ5_0x4AVX2_done:
 	RET
 
 // func dotQ4Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ4Kx4AVX2(SB), NOSPLIT, $256-56
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -11914,6 +11960,9 @@ dotQ4Kx4AVX2_row:
 dotQ4Kx4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ4Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -12288,7 +12337,7 @@ dotQ4Kx4AVX2_done:
 	RET
 
 // func dotQ5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ5Kx4AVX2(SB), NOSPLIT, $256-56
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -12313,6 +12362,9 @@ dotQ5Kx4AVX2_row:
 dotQ5Kx4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ5Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -12737,7 +12789,7 @@ dotQ5Kx4AVX2_done:
 	RET
 
 // func dotQ6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dotQ6Kx4AVX2(SB), NOSPLIT, $160-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -12757,6 +12809,10 @@ dotQ6Kx4AVX2_row:
 dotQ6Kx4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dotQ6Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X4
 	VCVTPH2PS    X4, X4
@@ -13967,7 +14023,7 @@ done:
 	RET
 
 // func dotQ8_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ8_0AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -13986,6 +14042,8 @@ dotQ8_0AVX512_row:
 dotQ8_0AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ8_0AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y2
@@ -14032,7 +14090,7 @@ dotQ8_0AVX512_done:
 	RET
 
 // func dotQ4_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ4_0AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -14051,6 +14109,8 @@ dotQ4_0AVX512_row:
 dotQ4_0AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ4_0AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y2
@@ -14098,7 +14158,7 @@ dotQ4_0AVX512_done:
 	RET
 
 // func dotQ5_0AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ5_0AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -14117,6 +14177,8 @@ dotQ5_0AVX512_row:
 dotQ5_0AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ5_0AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y2
@@ -14172,7 +14234,7 @@ dotQ5_0AVX512_done:
 	RET
 
 // func dotQ4KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ4KAVX512(SB), NOSPLIT, $128-56
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -14195,6 +14257,12 @@ dotQ4KAVX512_row:
 dotQ4KAVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ4KAVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -14419,7 +14487,7 @@ dotQ4KAVX512_done:
 	RET
 
 // func dotQ5KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ5KAVX512(SB), NOSPLIT, $128-56
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -14442,6 +14510,12 @@ dotQ5KAVX512_row:
 dotQ5KAVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ5KAVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -14720,7 +14794,7 @@ dotQ5KAVX512_done:
 	RET
 
 // func dotQ6KAVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ6KAVX512(SB), NOSPLIT, $192-48
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -14741,6 +14815,14 @@ dotQ6KAVX512_row:
 dotQ6KAVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ6KAVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X1
 	VPBROADCASTW    208(SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y2
@@ -15011,7 +15093,7 @@ dotQ6KAVX512_done:
 	RET
 
 // func dotQ8_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ8_0x2AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -15031,6 +15113,8 @@ dotQ8_0x2AVX512_row:
 dotQ8_0x2AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ8_0x2AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X2
 	VPBROADCASTW    (SI), X3
 	VINSERTI32X4    $0x01, X3, Y2, Y3
@@ -15095,7 +15179,7 @@ dotQ8_0x2AVX512_done:
 	RET
 
 // func dotQ4_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ4_0x2AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -15115,6 +15199,8 @@ dotQ4_0x2AVX512_row:
 dotQ4_0x2AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ4_0x2AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X2
 	VPBROADCASTW    (SI), X3
 	VINSERTI32X4    $0x01, X3, Y2, Y3
@@ -15180,7 +15266,7 @@ dotQ4_0x2AVX512_done:
 	RET
 
 // func dotQ5_0x2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ5_0x2AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -15200,6 +15286,8 @@ dotQ5_0x2AVX512_row:
 dotQ5_0x2AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ5_0x2AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X2
 	VPBROADCASTW    (SI), X3
 	VINSERTI32X4    $0x01, X3, Y2, Y3
@@ -15273,7 +15361,7 @@ dotQ5_0x2AVX512_done:
 	RET
 
 // func dotQ4Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ4Kx2AVX512(SB), NOSPLIT, $256-56
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -15298,6 +15386,12 @@ dotQ4Kx2AVX512_row:
 dotQ4Kx2AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ4Kx2AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -15619,7 +15713,7 @@ dotQ4Kx2AVX512_done:
 	RET
 
 // func dotQ5Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ5Kx2AVX512(SB), NOSPLIT, $256-56
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -15644,6 +15738,12 @@ dotQ5Kx2AVX512_row:
 dotQ5Kx2AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ5Kx2AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -16019,7 +16119,7 @@ dotQ5Kx2AVX512_done:
 	RET
 
 // func dotQ6Kx2AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ6Kx2AVX512(SB), NOSPLIT, $256-48
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -16041,6 +16141,14 @@ dotQ6Kx2AVX512_row:
 dotQ6Kx2AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ6Kx2AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X2
 	VPBROADCASTW    208(SI), X3
 	VINSERTI32X4    $0x01, X3, Y2, Y3
@@ -16395,7 +16503,7 @@ dotQ6Kx2AVX512_done:
 	RET
 
 // func dotQ8_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ8_0x3AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -16416,6 +16524,8 @@ dotQ8_0x3AVX512_row:
 dotQ8_0x3AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ8_0x3AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X3
 	VPBROADCASTW    (SI), X4
 	VINSERTI32X4    $0x01, X4, Y3, Y4
@@ -16498,7 +16608,7 @@ dotQ8_0x3AVX512_done:
 	RET
 
 // func dotQ4_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ4_0x3AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -16519,6 +16629,8 @@ dotQ4_0x3AVX512_row:
 dotQ4_0x3AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ4_0x3AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X3
 	VPBROADCASTW    (SI), X4
 	VINSERTI32X4    $0x01, X4, Y3, Y4
@@ -16602,7 +16714,7 @@ dotQ4_0x3AVX512_done:
 	RET
 
 // func dotQ5_0x3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ5_0x3AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -16623,6 +16735,8 @@ dotQ5_0x3AVX512_row:
 dotQ5_0x3AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ5_0x3AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X3
 	VPBROADCASTW    (SI), X4
 	VINSERTI32X4    $0x01, X4, Y3, Y4
@@ -16714,7 +16828,7 @@ dotQ5_0x3AVX512_done:
 	RET
 
 // func dotQ4Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ4Kx3AVX512(SB), NOSPLIT, $384-56
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -16741,6 +16855,12 @@ dotQ4Kx3AVX512_row:
 dotQ4Kx3AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ4Kx3AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -17159,7 +17279,7 @@ dotQ4Kx3AVX512_done:
 	RET
 
 // func dotQ5Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ5Kx3AVX512(SB), NOSPLIT, $384-56
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -17186,6 +17306,12 @@ dotQ5Kx3AVX512_row:
 dotQ5Kx3AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ5Kx3AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -17658,7 +17784,7 @@ dotQ5Kx3AVX512_done:
 	RET
 
 // func dotQ6Kx3AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ6Kx3AVX512(SB), NOSPLIT, $320-48
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -17681,6 +17807,14 @@ dotQ6Kx3AVX512_row:
 dotQ6Kx3AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ6Kx3AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X3
 	VPBROADCASTW    208(SI), X4
 	VINSERTI32X4    $0x01, X4, Y3, Y4
@@ -18119,7 +18253,7 @@ dotQ6Kx3AVX512_done:
 	RET
 
 // func dotQ8_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ8_0x4AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -18141,6 +18275,8 @@ dotQ8_0x4AVX512_row:
 dotQ8_0x4AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ8_0x4AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X4
 	VPBROADCASTW    (SI), X5
 	VINSERTI32X4    $0x01, X5, Y4, Y5
@@ -18241,7 +18377,7 @@ dotQ8_0x4AVX512_done:
 	RET
 
 // func dotQ4_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ4_0x4AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -18263,6 +18399,8 @@ dotQ4_0x4AVX512_row:
 dotQ4_0x4AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ4_0x4AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X4
 	VPBROADCASTW    (SI), X5
 	VINSERTI32X4    $0x01, X5, Y4, Y5
@@ -18364,7 +18502,7 @@ dotQ4_0x4AVX512_done:
 	RET
 
 // func dotQ5_0x4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ5_0x4AVX512(SB), NOSPLIT, $0-48
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -18386,6 +18524,8 @@ dotQ5_0x4AVX512_row:
 dotQ5_0x4AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ5_0x4AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X4
 	VPBROADCASTW    (SI), X5
 	VINSERTI32X4    $0x01, X5, Y4, Y5
@@ -18495,7 +18635,7 @@ dotQ5_0x4AVX512_done:
 	RET
 
 // func dotQ4Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ4Kx4AVX512(SB), NOSPLIT, $512-56
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -18524,6 +18664,12 @@ dotQ4Kx4AVX512_row:
 dotQ4Kx4AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ4Kx4AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -19039,7 +19185,7 @@ dotQ4Kx4AVX512_done:
 	RET
 
 // func dotQ5Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32, s *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dotQ5Kx4AVX512(SB), NOSPLIT, $512-56
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -19068,6 +19214,12 @@ dotQ5Kx4AVX512_row:
 dotQ5Kx4AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ5Kx4AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -19637,7 +19789,7 @@ dotQ5Kx4AVX512_done:
 	RET
 
 // func dotQ6Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dotQ6Kx4AVX512(SB), NOSPLIT, $384-48
 	MOVL  $0x0000ff00, AX
 	KMOVW AX, K1
@@ -19661,6 +19813,14 @@ dotQ6Kx4AVX512_row:
 dotQ6Kx4AVX512_block:
 	CMPQ            DI, $0x00
 	JLE             dotQ6Kx4AVX512_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X4
 	VPBROADCASTW    208(SI), X5
 	VINSERTI32X4    $0x01, X5, Y4, Y5

@@ -246,6 +246,17 @@ func genMatVec(d dtype) {
 // measured alike; a row ahead, 0.7–0.9.)
 const streamPrefetch = 1024
 
+// prefetchAhead prefetches (PREFETCHT0) the lines streamPrefetch bytes
+// ahead of each row pointer that a loop step reading the given number of
+// bytes of each row will need: one per 64 bytes, at least one.
+func prefetchAhead(bytes int, rows ...Register) {
+	for _, r := range rows {
+		for off := 0; off < bytes || off == 0; off += 64 {
+			PREFETCHT0(Mem{Base: r, Disp: streamPrefetch + off})
+		}
+	}
+}
+
 // genMatVecStreams writes a matrix-vector kernel that reads a block of 4n
 // rows as 4 streams of n consecutive rows (rows j·n+i for j < 4, i < n),
 // one row of each stream at a time: each stream reads its rows one after
