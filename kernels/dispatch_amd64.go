@@ -709,3 +709,44 @@ func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 		matVecF16x4AVX2(&y[0], p, rows, cols, &x[0], cols)
 	}
 }
+
+// kernel8 is the signature of the 8-bit activation kernels.
+type kernel8 = func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32, nc *int32)
+
+// kernels8 holds the 8-bit activation kernels by format, path (AVX2,
+// VNNI) and token count.
+var kernels8 = [...][2][groupTokens]kernel8{
+	DotQ8_0: {{dot8Q8_0AVX2, dot8Q8_0x2AVX2, dot8Q8_0x3AVX2, dot8Q8_0x4AVX2}, {dot8Q8_0VNNI, dot8Q8_0x2VNNI, dot8Q8_0x3VNNI, dot8Q8_0x4VNNI}},
+	DotQ4_0: {{dot8Q4_0AVX2, dot8Q4_0x2AVX2, dot8Q4_0x3AVX2, dot8Q4_0x4AVX2}, {dot8Q4_0VNNI, dot8Q4_0x2VNNI, dot8Q4_0x3VNNI, dot8Q4_0x4VNNI}},
+	DotQ5_0: {{dot8Q5_0AVX2, dot8Q5_0x2AVX2, dot8Q5_0x3AVX2, dot8Q5_0x4AVX2}, {dot8Q5_0VNNI, dot8Q5_0x2VNNI, dot8Q5_0x3VNNI, dot8Q5_0x4VNNI}},
+	DotQ4K:  {{dot8Q4KAVX2, dot8Q4Kx2AVX2, dot8Q4Kx3AVX2, dot8Q4Kx4AVX2}, {dot8Q4KVNNI, dot8Q4Kx2VNNI, dot8Q4Kx3VNNI, dot8Q4Kx4VNNI}},
+	DotQ5K:  {{dot8Q5KAVX2, dot8Q5Kx2AVX2, dot8Q5Kx3AVX2, dot8Q5Kx4AVX2}, {dot8Q5KVNNI, dot8Q5Kx2VNNI, dot8Q5Kx3VNNI, dot8Q5Kx4VNNI}},
+	DotQ6K:  {{dot8Q6KAVX2, dot8Q6Kx2AVX2, dot8Q6Kx3AVX2, dot8Q6Kx4AVX2}, {dot8Q6KVNNI, dot8Q6Kx2VNNI, dot8Q6Kx3VNNI, dot8Q6Kx4VNNI}},
+}
+
+// blockDot8Rows sets y[i*nt+t] to the 8-bit product of row i of the blocks
+// in w (rb bytes each) with token t of the nt tokens' activations q, d, s,
+// nc (interleaved as xGroup8 when nt > 1): the AVX-512 VNNI kernels, the
+// AVX2 ones or the plain Go, all with the bits of blockDot8RowsGeneric.
+func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s []float32, nc []int32) {
+	n := len(y) / nt
+	if n == 0 {
+		return
+	}
+	if !useAVX2 {
+		if nt != 1 {
+			panic("kernels: grouped 8-bit activations without assembly")
+		}
+		blockDot8RowsGeneric(y, k, w, rb, q, d, s)
+		return
+	}
+	g := dotGeometry[k]
+	nb := rb / g.bytes * g.elems / q8Block
+	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nb-1], s[nt*nb-1], nc[8*nt*nb-1]
+	_ = y[n*nt-1]
+	path := 0
+	if useAVX512 {
+		path = 1
+	}
+	kernels8[k][path][nt-1](&y[0], &w[0], n, rb, &q[0], &d[0], &s[0], &nc[0])
+}

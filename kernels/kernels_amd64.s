@@ -20185,3 +20185,8609 @@ dotQ6Kx4AVX512_end:
 dotQ6Kx4AVX512_done:
 	VZEROUPPER
 	RET
+
+DATA b8Ones16<>+0(SB)/4, $0x00010001
+DATA b8Ones16<>+4(SB)/4, $0x00010001
+DATA b8Ones16<>+8(SB)/4, $0x00010001
+DATA b8Ones16<>+12(SB)/4, $0x00010001
+DATA b8Ones16<>+16(SB)/4, $0x00010001
+DATA b8Ones16<>+20(SB)/4, $0x00010001
+DATA b8Ones16<>+24(SB)/4, $0x00010001
+DATA b8Ones16<>+28(SB)/4, $0x00010001
+GLOBL b8Ones16<>(SB), RODATA|NOPTR, $32
+
+DATA b8Byte80<>+0(SB)/4, $0x80808080
+DATA b8Byte80<>+4(SB)/4, $0x80808080
+DATA b8Byte80<>+8(SB)/4, $0x80808080
+DATA b8Byte80<>+12(SB)/4, $0x80808080
+DATA b8Byte80<>+16(SB)/4, $0x80808080
+DATA b8Byte80<>+20(SB)/4, $0x80808080
+DATA b8Byte80<>+24(SB)/4, $0x80808080
+DATA b8Byte80<>+28(SB)/4, $0x80808080
+GLOBL b8Byte80<>(SB), RODATA|NOPTR, $32
+
+DATA b8Byte08<>+0(SB)/4, $0x08080808
+DATA b8Byte08<>+4(SB)/4, $0x08080808
+DATA b8Byte08<>+8(SB)/4, $0x08080808
+DATA b8Byte08<>+12(SB)/4, $0x08080808
+DATA b8Byte08<>+16(SB)/4, $0x08080808
+DATA b8Byte08<>+20(SB)/4, $0x08080808
+DATA b8Byte08<>+24(SB)/4, $0x08080808
+DATA b8Byte08<>+28(SB)/4, $0x08080808
+GLOBL b8Byte08<>(SB), RODATA|NOPTR, $32
+
+DATA b8Byte10<>+0(SB)/4, $0x10101010
+DATA b8Byte10<>+4(SB)/4, $0x10101010
+DATA b8Byte10<>+8(SB)/4, $0x10101010
+DATA b8Byte10<>+12(SB)/4, $0x10101010
+DATA b8Byte10<>+16(SB)/4, $0x10101010
+DATA b8Byte10<>+20(SB)/4, $0x10101010
+DATA b8Byte10<>+24(SB)/4, $0x10101010
+DATA b8Byte10<>+28(SB)/4, $0x10101010
+GLOBL b8Byte10<>(SB), RODATA|NOPTR, $32
+
+DATA b8Byte01<>+0(SB)/4, $0x01010101
+DATA b8Byte01<>+4(SB)/4, $0x01010101
+DATA b8Byte01<>+8(SB)/4, $0x01010101
+DATA b8Byte01<>+12(SB)/4, $0x01010101
+DATA b8Byte01<>+16(SB)/4, $0x01010101
+DATA b8Byte01<>+20(SB)/4, $0x01010101
+DATA b8Byte01<>+24(SB)/4, $0x01010101
+DATA b8Byte01<>+28(SB)/4, $0x01010101
+GLOBL b8Byte01<>(SB), RODATA|NOPTR, $32
+
+DATA b8BitMask<>+0(SB)/4, $0x08040201
+DATA b8BitMask<>+4(SB)/4, $0x80402010
+DATA b8BitMask<>+8(SB)/4, $0x08040201
+DATA b8BitMask<>+12(SB)/4, $0x80402010
+DATA b8BitMask<>+16(SB)/4, $0x08040201
+DATA b8BitMask<>+20(SB)/4, $0x80402010
+DATA b8BitMask<>+24(SB)/4, $0x08040201
+DATA b8BitMask<>+28(SB)/4, $0x80402010
+GLOBL b8BitMask<>(SB), RODATA|NOPTR, $32
+
+DATA b8ShufQh<>+0(SB)/4, $0x00000000
+DATA b8ShufQh<>+4(SB)/4, $0x00000000
+DATA b8ShufQh<>+8(SB)/4, $0x01010101
+DATA b8ShufQh<>+12(SB)/4, $0x01010101
+DATA b8ShufQh<>+16(SB)/4, $0x02020202
+DATA b8ShufQh<>+20(SB)/4, $0x02020202
+DATA b8ShufQh<>+24(SB)/4, $0x03030303
+DATA b8ShufQh<>+28(SB)/4, $0x03030303
+GLOBL b8ShufQh<>(SB), RODATA|NOPTR, $32
+
+DATA b8PermQ6K0<>+0(SB)/4, $0x00000000
+DATA b8PermQ6K0<>+4(SB)/4, $0x00000000
+DATA b8PermQ6K0<>+8(SB)/4, $0x00000000
+DATA b8PermQ6K0<>+12(SB)/4, $0x00000000
+DATA b8PermQ6K0<>+16(SB)/4, $0x00000001
+DATA b8PermQ6K0<>+20(SB)/4, $0x00000001
+DATA b8PermQ6K0<>+24(SB)/4, $0x00000001
+DATA b8PermQ6K0<>+28(SB)/4, $0x00000001
+GLOBL b8PermQ6K0<>(SB), RODATA|NOPTR, $32
+
+DATA b8PermQ6K1<>+0(SB)/4, $0x00000002
+DATA b8PermQ6K1<>+4(SB)/4, $0x00000002
+DATA b8PermQ6K1<>+8(SB)/4, $0x00000002
+DATA b8PermQ6K1<>+12(SB)/4, $0x00000002
+DATA b8PermQ6K1<>+16(SB)/4, $0x00000003
+DATA b8PermQ6K1<>+20(SB)/4, $0x00000003
+DATA b8PermQ6K1<>+24(SB)/4, $0x00000003
+DATA b8PermQ6K1<>+28(SB)/4, $0x00000003
+GLOBL b8PermQ6K1<>(SB), RODATA|NOPTR, $32
+
+DATA b8PermQ6K2<>+0(SB)/4, $0x00000004
+DATA b8PermQ6K2<>+4(SB)/4, $0x00000004
+DATA b8PermQ6K2<>+8(SB)/4, $0x00000004
+DATA b8PermQ6K2<>+12(SB)/4, $0x00000004
+DATA b8PermQ6K2<>+16(SB)/4, $0x00000005
+DATA b8PermQ6K2<>+20(SB)/4, $0x00000005
+DATA b8PermQ6K2<>+24(SB)/4, $0x00000005
+DATA b8PermQ6K2<>+28(SB)/4, $0x00000005
+GLOBL b8PermQ6K2<>(SB), RODATA|NOPTR, $32
+
+DATA b8PermQ6K3<>+0(SB)/4, $0x00000006
+DATA b8PermQ6K3<>+4(SB)/4, $0x00000006
+DATA b8PermQ6K3<>+8(SB)/4, $0x00000006
+DATA b8PermQ6K3<>+12(SB)/4, $0x00000006
+DATA b8PermQ6K3<>+16(SB)/4, $0x00000007
+DATA b8PermQ6K3<>+20(SB)/4, $0x00000007
+DATA b8PermQ6K3<>+24(SB)/4, $0x00000007
+DATA b8PermQ6K3<>+28(SB)/4, $0x00000007
+GLOBL b8PermQ6K3<>(SB), RODATA|NOPTR, $32
+
+// func dot8Q8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q8_0AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dot8Q8_0AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0AVX2_end
+	VCVTPH2PS    (CX), X1
+	VMOVDQU      2(CX), Y2
+	VPABSB       Y2, Y3
+	VMOVDQU      (SI), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0AVX2_block
+
+dot8Q8_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q8_0AVX2_row
+
+dot8Q8_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q4_0AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dot8Q4_0AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0AVX2_end
+	VCVTPH2PS    (CX), X1
+	VMOVDQU      2(CX), X3
+	VPSRLW       $0x04, X3, X2
+	VINSERTI128  $0x01, X2, Y3, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VPSUBB       b8Byte08<>+0(SB), Y2, Y2
+	VPABSB       Y2, Y4
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0AVX2_block
+
+dot8Q4_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q4_0AVX2_row
+
+dot8Q4_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q5_0AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dot8Q5_0AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0AVX2_end
+	VCVTPH2PS    (CX), X1
+	VMOVDQU      6(CX), X3
+	VPSRLW       $0x04, X3, X2
+	VINSERTI128  $0x01, X2, Y3, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VPBROADCASTD 2(CX), Y4
+	VPSHUFB      b8ShufQh<>+0(SB), Y4, Y4
+	VPAND        b8BitMask<>+0(SB), Y4, Y4
+	VPMINUB      b8Byte01<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBB       b8Byte10<>+0(SB), Y2, Y2
+	VPABSB       Y2, Y4
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0AVX2_block
+
+dot8Q5_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q5_0AVX2_row
+
+dot8Q5_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q4KAVX2(SB), NOSPLIT, $64-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4KAVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4KAVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+
+dot8Q4KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4KAVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VMOVD        R10, X2
+	VPINSRD      $0x01, R13, X2, X2
+	VPMOVZXBD    X1, Y1
+	VPMOVZXBD    X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y4
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       Y4, Y1, Y1
+	VMULPS       Y3, Y2, Y2
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VMULPS       (DI), Y2, Y1
+	VMULPS       (R8), Y1, Y1
+	VADDPS       32(SP), Y1, Y1
+	VMOVUPS      Y1, 32(SP)
+	VMOVDQU      16(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y2
+	VBROADCASTSS (SP), Y3
+	VPMADDUBSW   (SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VBROADCASTSS 4(SP), Y2
+	VPMADDUBSW   32(SI), Y1, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      48(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y2
+	VBROADCASTSS 8(SP), Y3
+	VPMADDUBSW   64(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VBROADCASTSS 12(SP), Y2
+	VPMADDUBSW   96(SI), Y1, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      80(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y2
+	VBROADCASTSS 16(SP), Y3
+	VPMADDUBSW   128(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VBROADCASTSS 20(SP), Y2
+	VPMADDUBSW   160(SI), Y1, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      112(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y2
+	VBROADCASTSS 24(SP), Y3
+	VPMADDUBSW   192(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VBROADCASTSS 28(SP), Y2
+	VPMADDUBSW   224(SI), Y1, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000020, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4KAVX2_block
+
+dot8Q4KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      32(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q4KAVX2_row
+
+dot8Q4KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q5KAVX2(SB), NOSPLIT, $64-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5KAVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5KAVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+
+dot8Q5KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5KAVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VMOVD        R10, X2
+	VPINSRD      $0x01, R13, X2, X2
+	VPMOVZXBD    X1, Y1
+	VPMOVZXBD    X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y4
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       Y4, Y1, Y1
+	VMULPS       Y3, Y2, Y2
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VMULPS       (DI), Y2, Y1
+	VMULPS       (R8), Y1, Y1
+	VADDPS       32(SP), Y1, Y1
+	VMOVUPS      Y1, 32(SP)
+	VMOVDQU      48(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y2
+	VMOVDQU      16(CX), Y3
+	VPSLLW       $0x04, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VBROADCASTSS (SP), Y3
+	VPMADDUBSW   (SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      16(CX), Y2
+	VPSLLW       $0x03, Y2, Y2
+	VPAND        b8Byte10<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VBROADCASTSS 4(SP), Y2
+	VPMADDUBSW   32(SI), Y1, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      80(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y2
+	VMOVDQU      16(CX), Y3
+	VPSLLW       $0x02, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VBROADCASTSS 8(SP), Y3
+	VPMADDUBSW   64(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      16(CX), Y2
+	VPSLLW       $0x01, Y2, Y2
+	VPAND        b8Byte10<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VBROADCASTSS 12(SP), Y2
+	VPMADDUBSW   96(SI), Y1, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      112(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y2
+	VMOVDQU      16(CX), Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VBROADCASTSS 16(SP), Y3
+	VPMADDUBSW   128(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      16(CX), Y2
+	VPSRLW       $0x01, Y2, Y2
+	VPAND        b8Byte10<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VBROADCASTSS 20(SP), Y2
+	VPMADDUBSW   160(SI), Y1, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      144(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y2
+	VMOVDQU      16(CX), Y3
+	VPSRLW       $0x02, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VBROADCASTSS 24(SP), Y3
+	VPMADDUBSW   192(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      16(CX), Y2
+	VPSRLW       $0x03, Y2, Y2
+	VPAND        b8Byte10<>+0(SB), Y2, Y2
+	VPOR         Y2, Y1, Y1
+	VBROADCASTSS 28(SP), Y2
+	VPMADDUBSW   224(SI), Y1, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000020, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5KAVX2_block
+
+dot8Q5KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      32(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q5KAVX2_row
+
+dot8Q5KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q6KAVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6KAVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6KAVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dot8Q6KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6KAVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X1
+	VCVTPH2PS    X1, X1
+	VBROADCASTSS X1, Y1
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VPMOVSXBD    192(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VPMOVSXBD    200(CX), Y2
+	VCVTDQ2PS    Y2, Y2
+	VMOVDQU      (CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPAND        bdByte03<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      b8PermQ6K0<>+0(SB), Y5
+	VPERMPS      Y1, Y5, Y5
+	VBROADCASTSS (SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y6, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU      32(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      b8PermQ6K1<>+0(SB), Y5
+	VPERMPS      Y1, Y5, Y5
+	VBROADCASTSS 4(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      32(SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y6, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU      (CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      b8PermQ6K2<>+0(SB), Y5
+	VPERMPS      Y1, Y5, Y5
+	VBROADCASTSS 8(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      64(SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y6, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU      32(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      b8PermQ6K3<>+0(SB), Y5
+	VPERMPS      Y1, Y5, Y5
+	VBROADCASTSS 12(SP), Y1
+	VMULPS       Y5, Y1, Y1
+	VMOVDQU      96(SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU      64(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      160(CX), Y3
+	VPAND        bdByte03<>+0(SB), Y3, Y3
+	VPSLLW       $0x04, Y3, Y3
+	VPOR         Y3, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPABSB       Y1, Y3
+	VMOVDQU      b8PermQ6K0<>+0(SB), Y4
+	VPERMPS      Y2, Y4, Y4
+	VBROADCASTSS 16(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU      128(SI), Y4
+	VPSIGNB      Y1, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y5, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      96(CX), Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      160(CX), Y3
+	VPSLLW       $0x02, Y3, Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPABSB       Y1, Y3
+	VMOVDQU      b8PermQ6K1<>+0(SB), Y4
+	VPERMPS      Y2, Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU      160(SI), Y4
+	VPSIGNB      Y1, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y5, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      64(CX), Y1
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      160(CX), Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPABSB       Y1, Y3
+	VMOVDQU      b8PermQ6K2<>+0(SB), Y4
+	VPERMPS      Y2, Y4, Y4
+	VBROADCASTSS 24(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU      192(SI), Y4
+	VPSIGNB      Y1, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y5, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VMOVDQU      96(CX), Y1
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU      160(CX), Y3
+	VPSRLW       $0x02, Y3, Y3
+	VPAND        bdByte30<>+0(SB), Y3, Y3
+	VPOR         Y3, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPABSB       Y1, Y3
+	VMOVDQU      b8PermQ6K3<>+0(SB), Y4
+	VPERMPS      Y2, Y4, Y4
+	VBROADCASTSS 28(SP), Y2
+	VMULPS       Y4, Y2, Y2
+	VMOVDQU      224(SI), Y4
+	VPSIGNB      Y1, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y1
+	VPMADDWD     b8Ones16<>+0(SB), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000020, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6KAVX2_block
+
+dot8Q6KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q6KAVX2_row
+
+dot8Q6KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q8_0x2AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q8_0x2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x2AVX2_end
+	VCVTPH2PS    (CX), X2
+	VMOVDQU      2(CX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VMULSS       (DI), X2, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VMOVDQU      32(SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x2AVX2_block
+
+dot8Q8_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q8_0x2AVX2_row
+
+dot8Q8_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q4_0x2AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q4_0x2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x2AVX2_end
+	VCVTPH2PS    (CX), X2
+	VMOVDQU      2(CX), X4
+	VPSRLW       $0x04, X4, X3
+	VINSERTI128  $0x01, X3, Y4, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VPSUBB       b8Byte08<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y5
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VMULSS       (DI), X2, X4
+	VBROADCASTSS X4, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x2AVX2_block
+
+dot8Q4_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q4_0x2AVX2_row
+
+dot8Q4_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q5_0x2AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q5_0x2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x2AVX2_end
+	VCVTPH2PS    (CX), X2
+	VMOVDQU      6(CX), X4
+	VPSRLW       $0x04, X4, X3
+	VINSERTI128  $0x01, X3, Y4, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VPBROADCASTD 2(CX), Y5
+	VPSHUFB      b8ShufQh<>+0(SB), Y5, Y5
+	VPAND        b8BitMask<>+0(SB), Y5, Y5
+	VPMINUB      b8Byte01<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBB       b8Byte10<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y5
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VMULSS       (DI), X2, X4
+	VBROADCASTSS X4, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x2AVX2_block
+
+dot8Q5_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q5_0x2AVX2_row
+
+dot8Q5_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q4Kx2AVX2(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx2AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 64(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 96(SP)
+
+dot8Q4Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx2AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VMOVD        R10, X3
+	VPINSRD      $0x01, R13, X3, X3
+	VPMOVZXBD    X2, Y2
+	VPMOVZXBD    X3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y5
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       Y5, Y2, Y2
+	VMULPS       Y4, Y3, Y3
+	VMULPS       (DI), Y2, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       (DI), Y3, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       64(SP), Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VMULPS       32(DI), Y3, Y2
+	VMULPS       32(R8), Y2, Y2
+	VADDPS       96(SP), Y2, Y2
+	VMOVUPS      Y2, 96(SP)
+	VMOVDQU      16(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VBROADCASTSS (SP), Y4
+	VPMADDUBSW   (SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 32(SP), Y4
+	VPMADDUBSW   32(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 4(SP), Y3
+	VPMADDUBSW   64(SI), Y2, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 36(SP), Y3
+	VPMADDUBSW   96(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      48(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VBROADCASTSS 8(SP), Y4
+	VPMADDUBSW   128(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 40(SP), Y4
+	VPMADDUBSW   160(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 12(SP), Y3
+	VPMADDUBSW   192(SI), Y2, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 44(SP), Y3
+	VPMADDUBSW   224(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      80(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VBROADCASTSS 16(SP), Y4
+	VPMADDUBSW   256(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 48(SP), Y4
+	VPMADDUBSW   288(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 20(SP), Y3
+	VPMADDUBSW   320(SI), Y2, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 52(SP), Y3
+	VPMADDUBSW   352(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      112(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VBROADCASTSS 24(SP), Y4
+	VPMADDUBSW   384(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 56(SP), Y4
+	VPMADDUBSW   416(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 28(SP), Y3
+	VPMADDUBSW   448(SI), Y2, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 60(SP), Y3
+	VPMADDUBSW   480(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000040, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx2AVX2_block
+
+dot8Q4Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVUPS      64(SP), Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      96(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q4Kx2AVX2_row
+
+dot8Q4Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q5Kx2AVX2(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx2AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 64(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 96(SP)
+
+dot8Q5Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx2AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VMOVD        R10, X3
+	VPINSRD      $0x01, R13, X3, X3
+	VPMOVZXBD    X2, Y2
+	VPMOVZXBD    X3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y5
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       Y5, Y2, Y2
+	VMULPS       Y4, Y3, Y3
+	VMULPS       (DI), Y2, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       (DI), Y3, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       64(SP), Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VMULPS       32(DI), Y3, Y2
+	VMULPS       32(R8), Y2, Y2
+	VADDPS       96(SP), Y2, Y2
+	VMOVUPS      Y2, 96(SP)
+	VMOVDQU      48(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU      16(CX), Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VBROADCASTSS (SP), Y4
+	VPMADDUBSW   (SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 32(SP), Y4
+	VPMADDUBSW   32(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPSLLW       $0x03, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VBROADCASTSS 4(SP), Y3
+	VPMADDUBSW   64(SI), Y2, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 36(SP), Y3
+	VPMADDUBSW   96(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      80(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU      16(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VBROADCASTSS 8(SP), Y4
+	VPMADDUBSW   128(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 40(SP), Y4
+	VPMADDUBSW   160(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPSLLW       $0x01, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VBROADCASTSS 12(SP), Y3
+	VPMADDUBSW   192(SI), Y2, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 44(SP), Y3
+	VPMADDUBSW   224(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      112(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU      16(CX), Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VBROADCASTSS 16(SP), Y4
+	VPMADDUBSW   256(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 48(SP), Y4
+	VPMADDUBSW   288(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPSRLW       $0x01, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VBROADCASTSS 20(SP), Y3
+	VPMADDUBSW   320(SI), Y2, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 52(SP), Y3
+	VPMADDUBSW   352(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      144(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU      16(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VBROADCASTSS 24(SP), Y4
+	VPMADDUBSW   384(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 56(SP), Y4
+	VPMADDUBSW   416(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPSRLW       $0x03, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VBROADCASTSS 28(SP), Y3
+	VPMADDUBSW   448(SI), Y2, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 60(SP), Y3
+	VPMADDUBSW   480(SI), Y2, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000040, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx2AVX2_block
+
+dot8Q5Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVUPS      64(SP), Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      96(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q5Kx2AVX2_row
+
+dot8Q5Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q6Kx2AVX2(SB), NOSPLIT, $64-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q6Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx2AVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS X2, Y2
+	VMULPS       (DI), Y2, Y3
+	VMOVUPS      Y3, (SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VPMOVSXBD    192(CX), Y2
+	VCVTDQ2PS    Y2, Y2
+	VPMOVSXBD    200(CX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMOVDQU      (CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      128(CX), Y5
+	VPAND        bdByte03<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      b8PermQ6K0<>+0(SB), Y6
+	VPERMPS      Y2, Y6, Y6
+	VBROADCASTSS (SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 32(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y7, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU      32(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      128(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      b8PermQ6K1<>+0(SB), Y6
+	VPERMPS      Y2, Y6, Y6
+	VBROADCASTSS 4(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 36(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      96(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y7, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU      (CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      128(CX), Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      b8PermQ6K2<>+0(SB), Y6
+	VPERMPS      Y2, Y6, Y6
+	VBROADCASTSS 8(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 40(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      160(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y7, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU      32(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      128(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      b8PermQ6K3<>+0(SB), Y6
+	VPERMPS      Y2, Y6, Y6
+	VBROADCASTSS 12(SP), Y2
+	VMULPS       Y6, Y2, Y2
+	VMOVDQU      192(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y2, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 44(SP), Y2
+	VMULPS       Y6, Y2, Y2
+	VMOVDQU      224(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU      64(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      160(CX), Y4
+	VPAND        bdByte03<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPABSB       Y2, Y4
+	VMOVDQU      b8PermQ6K0<>+0(SB), Y5
+	VPERMPS      Y3, Y5, Y5
+	VBROADCASTSS 16(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      256(SI), Y7
+	VPSIGNB      Y2, Y7, Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      288(SI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y6, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      96(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      160(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPABSB       Y2, Y4
+	VMOVDQU      b8PermQ6K1<>+0(SB), Y5
+	VPERMPS      Y3, Y5, Y5
+	VBROADCASTSS 20(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      320(SI), Y7
+	VPSIGNB      Y2, Y7, Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 52(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      352(SI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y6, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      64(CX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      160(CX), Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPABSB       Y2, Y4
+	VMOVDQU      b8PermQ6K2<>+0(SB), Y5
+	VPERMPS      Y3, Y5, Y5
+	VBROADCASTSS 24(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      384(SI), Y7
+	VPSIGNB      Y2, Y7, Y7
+	VPMADDUBSW   Y7, Y4, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      416(SI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y6, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	VMOVDQU      96(CX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      160(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPABSB       Y2, Y4
+	VMOVDQU      b8PermQ6K3<>+0(SB), Y5
+	VPERMPS      Y3, Y5, Y5
+	VBROADCASTSS 28(SP), Y3
+	VMULPS       Y5, Y3, Y3
+	VMOVDQU      448(SI), Y6
+	VPSIGNB      Y2, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y3, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 60(SP), Y3
+	VMULPS       Y5, Y3, Y3
+	VMOVDQU      480(SI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y3, Y2, Y2
+	VADDPS       Y2, Y1, Y1
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000040, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx2AVX2_block
+
+dot8Q6Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q6Kx2AVX2_row
+
+dot8Q6Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q8_0x3AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q8_0x3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x3AVX2_end
+	VCVTPH2PS    (CX), X3
+	VMOVDQU      2(CX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VMULSS       (DI), X3, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VMULSS       4(DI), X3, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VMOVDQU      64(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x3AVX2_block
+
+dot8Q8_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q8_0x3AVX2_row
+
+dot8Q8_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q4_0x3AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q4_0x3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x3AVX2_end
+	VCVTPH2PS    (CX), X3
+	VMOVDQU      2(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI128  $0x01, X4, Y5, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPSUBB       b8Byte08<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VMULSS       (DI), X3, X5
+	VBROADCASTSS X5, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VMULSS       4(DI), X3, X5
+	VBROADCASTSS X5, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x3AVX2_block
+
+dot8Q4_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q4_0x3AVX2_row
+
+dot8Q4_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q5_0x3AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q5_0x3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x3AVX2_end
+	VCVTPH2PS    (CX), X3
+	VMOVDQU      6(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI128  $0x01, X4, Y5, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPBROADCASTD 2(CX), Y6
+	VPSHUFB      b8ShufQh<>+0(SB), Y6, Y6
+	VPAND        b8BitMask<>+0(SB), Y6, Y6
+	VPMINUB      b8Byte01<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBB       b8Byte10<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VMULSS       (DI), X3, X5
+	VBROADCASTSS X5, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VMULSS       4(DI), X3, X5
+	VBROADCASTSS X5, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x3AVX2_block
+
+dot8Q5_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q5_0x3AVX2_row
+
+dot8Q5_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q4Kx3AVX2(SB), NOSPLIT, $192-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx3AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 96(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 128(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 160(SP)
+
+dot8Q4Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx3AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X3, Y3
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y5, Y4, Y4
+	VMULPS       (DI), Y3, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       (DI), Y4, Y5
+	VMULPS       (R8), Y5, Y5
+	VADDPS       96(SP), Y5, Y5
+	VMOVUPS      Y5, 96(SP)
+	VMULPS       32(DI), Y3, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       32(DI), Y4, Y5
+	VMULPS       32(R8), Y5, Y5
+	VADDPS       128(SP), Y5, Y5
+	VMOVUPS      Y5, 128(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VMULPS       64(DI), Y4, Y3
+	VMULPS       64(R8), Y3, Y3
+	VADDPS       160(SP), Y3, Y3
+	VMOVUPS      Y3, 160(SP)
+	VMOVDQU      16(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y4
+	VBROADCASTSS (SP), Y5
+	VPMADDUBSW   (SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 32(SP), Y5
+	VPMADDUBSW   32(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 64(SP), Y5
+	VPMADDUBSW   64(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(SP), Y4
+	VPMADDUBSW   96(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 36(SP), Y4
+	VPMADDUBSW   128(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 68(SP), Y4
+	VPMADDUBSW   160(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      48(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y4
+	VBROADCASTSS 8(SP), Y5
+	VPMADDUBSW   192(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 40(SP), Y5
+	VPMADDUBSW   224(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 72(SP), Y5
+	VPMADDUBSW   256(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 12(SP), Y4
+	VPMADDUBSW   288(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 44(SP), Y4
+	VPMADDUBSW   320(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 76(SP), Y4
+	VPMADDUBSW   352(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      80(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y4
+	VBROADCASTSS 16(SP), Y5
+	VPMADDUBSW   384(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 48(SP), Y5
+	VPMADDUBSW   416(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 80(SP), Y5
+	VPMADDUBSW   448(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 20(SP), Y4
+	VPMADDUBSW   480(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 52(SP), Y4
+	VPMADDUBSW   512(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 84(SP), Y4
+	VPMADDUBSW   544(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      112(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y4
+	VBROADCASTSS 24(SP), Y5
+	VPMADDUBSW   576(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 56(SP), Y5
+	VPMADDUBSW   608(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 88(SP), Y5
+	VPMADDUBSW   640(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 28(SP), Y4
+	VPMADDUBSW   672(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VPMADDUBSW   704(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 92(SP), Y4
+	VPMADDUBSW   736(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x00000060, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx3AVX2_block
+
+dot8Q4Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVUPS      96(SP), Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VSUBSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      128(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q4Kx3AVX2_row
+
+dot8Q4Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q5Kx3AVX2(SB), NOSPLIT, $192-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx3AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 96(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 128(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 160(SP)
+
+dot8Q5Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx3AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X3, Y3
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y5, Y4, Y4
+	VMULPS       (DI), Y3, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       (DI), Y4, Y5
+	VMULPS       (R8), Y5, Y5
+	VADDPS       96(SP), Y5, Y5
+	VMOVUPS      Y5, 96(SP)
+	VMULPS       32(DI), Y3, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       32(DI), Y4, Y5
+	VMULPS       32(R8), Y5, Y5
+	VADDPS       128(SP), Y5, Y5
+	VMOVUPS      Y5, 128(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VMULPS       64(DI), Y4, Y3
+	VMULPS       64(R8), Y3, Y3
+	VADDPS       160(SP), Y3, Y3
+	VMOVUPS      Y3, 160(SP)
+	VMOVDQU      48(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS (SP), Y5
+	VPMADDUBSW   (SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 32(SP), Y5
+	VPMADDUBSW   32(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 64(SP), Y5
+	VPMADDUBSW   64(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      16(CX), Y4
+	VPSLLW       $0x03, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VBROADCASTSS 4(SP), Y4
+	VPMADDUBSW   96(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 36(SP), Y4
+	VPMADDUBSW   128(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 68(SP), Y4
+	VPMADDUBSW   160(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      80(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 8(SP), Y5
+	VPMADDUBSW   192(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 40(SP), Y5
+	VPMADDUBSW   224(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 72(SP), Y5
+	VPMADDUBSW   256(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      16(CX), Y4
+	VPSLLW       $0x01, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VBROADCASTSS 12(SP), Y4
+	VPMADDUBSW   288(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 44(SP), Y4
+	VPMADDUBSW   320(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 76(SP), Y4
+	VPMADDUBSW   352(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      112(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y4
+	VMOVDQU      16(CX), Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 16(SP), Y5
+	VPMADDUBSW   384(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 48(SP), Y5
+	VPMADDUBSW   416(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 80(SP), Y5
+	VPMADDUBSW   448(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      16(CX), Y4
+	VPSRLW       $0x01, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VBROADCASTSS 20(SP), Y4
+	VPMADDUBSW   480(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 52(SP), Y4
+	VPMADDUBSW   512(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 84(SP), Y4
+	VPMADDUBSW   544(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      144(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 24(SP), Y5
+	VPMADDUBSW   576(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 56(SP), Y5
+	VPMADDUBSW   608(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 88(SP), Y5
+	VPMADDUBSW   640(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      16(CX), Y4
+	VPSRLW       $0x03, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VBROADCASTSS 28(SP), Y4
+	VPMADDUBSW   672(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VPMADDUBSW   704(SI), Y3, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 92(SP), Y4
+	VPMADDUBSW   736(SI), Y3, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x00000060, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx3AVX2_block
+
+dot8Q5Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVUPS      96(SP), Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VSUBSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      128(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q5Kx3AVX2_row
+
+dot8Q5Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q6Kx3AVX2(SB), NOSPLIT, $96-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q6Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx3AVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X3
+	VCVTPH2PS    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       (DI), Y3, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       32(DI), Y3, Y4
+	VMOVUPS      Y4, 32(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VPMOVSXBD    192(CX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VPMOVSXBD    200(CX), Y4
+	VCVTDQ2PS    Y4, Y4
+	VMOVDQU      (CX), Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      128(CX), Y6
+	VPAND        bdByte03<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y6
+	VMOVDQU      b8PermQ6K0<>+0(SB), Y7
+	VPERMPS      Y3, Y7, Y7
+	VBROADCASTSS (SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      (SI), Y9
+	VPSIGNB      Y5, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 32(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      32(SI), Y9
+	VPSIGNB      Y5, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 64(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU      32(CX), Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      128(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y6
+	VMOVDQU      b8PermQ6K1<>+0(SB), Y7
+	VPERMPS      Y3, Y7, Y7
+	VBROADCASTSS 4(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      96(SI), Y9
+	VPSIGNB      Y5, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 36(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      128(SI), Y9
+	VPSIGNB      Y5, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 68(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      160(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU      (CX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      128(CX), Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y6
+	VMOVDQU      b8PermQ6K2<>+0(SB), Y7
+	VPERMPS      Y3, Y7, Y7
+	VBROADCASTSS 8(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      192(SI), Y9
+	VPSIGNB      Y5, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 40(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      224(SI), Y9
+	VPSIGNB      Y5, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 72(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      256(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y8, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU      32(CX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      128(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y6
+	VMOVDQU      b8PermQ6K3<>+0(SB), Y7
+	VPERMPS      Y3, Y7, Y7
+	VBROADCASTSS 12(SP), Y3
+	VMULPS       Y7, Y3, Y3
+	VMOVDQU      288(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y3, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 44(SP), Y3
+	VMULPS       Y7, Y3, Y3
+	VMOVDQU      320(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y3, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 76(SP), Y3
+	VMULPS       Y7, Y3, Y3
+	VMOVDQU      352(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU      64(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y5
+	VPAND        bdByte03<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y5
+	VMOVDQU      b8PermQ6K0<>+0(SB), Y6
+	VPERMPS      Y4, Y6, Y6
+	VBROADCASTSS 16(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      384(SI), Y8
+	VPSIGNB      Y3, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 48(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      416(SI), Y8
+	VPSIGNB      Y3, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 80(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      448(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y7, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      96(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y5
+	VMOVDQU      b8PermQ6K1<>+0(SB), Y6
+	VPERMPS      Y4, Y6, Y6
+	VBROADCASTSS 20(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      480(SI), Y8
+	VPSIGNB      Y3, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 52(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      512(SI), Y8
+	VPSIGNB      Y3, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 84(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      544(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y7, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      64(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y5
+	VMOVDQU      b8PermQ6K2<>+0(SB), Y6
+	VPERMPS      Y4, Y6, Y6
+	VBROADCASTSS 24(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      576(SI), Y8
+	VPSIGNB      Y3, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 56(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      608(SI), Y8
+	VPSIGNB      Y3, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 88(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      640(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y7, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVDQU      96(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPAND        bdByte30<>+0(SB), Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y5
+	VMOVDQU      b8PermQ6K3<>+0(SB), Y6
+	VPERMPS      Y4, Y6, Y6
+	VBROADCASTSS 28(SP), Y4
+	VMULPS       Y6, Y4, Y4
+	VMOVDQU      672(SI), Y7
+	VPSIGNB      Y3, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VMULPS       Y6, Y4, Y4
+	VMOVDQU      704(SI), Y7
+	VPSIGNB      Y3, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 92(SP), Y4
+	VMULPS       Y6, Y4, Y4
+	VMOVDQU      736(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x00000060, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx3AVX2_block
+
+dot8Q6Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q6Kx3AVX2_row
+
+dot8Q6Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q8_0x4AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q8_0x4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x4AVX2_end
+	VCVTPH2PS    (CX), X4
+	VMOVDQU      2(CX), Y5
+	VPABSB       Y5, Y6
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VMULSS       (DI), X4, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VMULSS       4(DI), X4, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VMULSS       8(DI), X4, X8
+	VBROADCASTSS X8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VMOVDQU      96(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x4AVX2_block
+
+dot8Q8_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q8_0x4AVX2_row
+
+dot8Q8_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q4_0x4AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q4_0x4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x4AVX2_end
+	VCVTPH2PS    (CX), X4
+	VMOVDQU      2(CX), X6
+	VPSRLW       $0x04, X6, X5
+	VINSERTI128  $0x01, X5, Y6, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VPSUBB       b8Byte08<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y7
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VMULSS       (DI), X4, X6
+	VBROADCASTSS X6, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y9, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VMULSS       4(DI), X4, X6
+	VBROADCASTSS X6, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y9, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VMULSS       8(DI), X4, X6
+	VBROADCASTSS X6, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y9, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x4AVX2_block
+
+dot8Q4_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q4_0x4AVX2_row
+
+dot8Q4_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q5_0x4AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q5_0x4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x4AVX2_end
+	VCVTPH2PS    (CX), X4
+	VMOVDQU      6(CX), X6
+	VPSRLW       $0x04, X6, X5
+	VINSERTI128  $0x01, X5, Y6, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VPBROADCASTD 2(CX), Y7
+	VPSHUFB      b8ShufQh<>+0(SB), Y7, Y7
+	VPAND        b8BitMask<>+0(SB), Y7, Y7
+	VPMINUB      b8Byte01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBB       b8Byte10<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y7
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VMULSS       (DI), X4, X6
+	VBROADCASTSS X6, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y9, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VMULSS       4(DI), X4, X6
+	VBROADCASTSS X6, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y9, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VMULSS       8(DI), X4, X6
+	VBROADCASTSS X6, Y9
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y9, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x4AVX2_block
+
+dot8Q5_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q5_0x4AVX2_row
+
+dot8Q5_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q4Kx4AVX2(SB), NOSPLIT, $256-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx4AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 128(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 160(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 192(SP)
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS Y3, 224(SP)
+
+dot8Q4Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx4AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X4
+	VPINSRD      $0x01, R11, X4, X4
+	VMOVD        R10, X5
+	VPINSRD      $0x01, R13, X5, X5
+	VPMOVZXBD    X4, Y4
+	VPMOVZXBD    X5, Y5
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y7
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS       Y7, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       (DI), Y4, Y6
+	VMOVUPS      Y6, (SP)
+	VMULPS       (DI), Y5, Y6
+	VMULPS       (R8), Y6, Y6
+	VADDPS       128(SP), Y6, Y6
+	VMOVUPS      Y6, 128(SP)
+	VMULPS       32(DI), Y4, Y6
+	VMOVUPS      Y6, 32(SP)
+	VMULPS       32(DI), Y5, Y6
+	VMULPS       32(R8), Y6, Y6
+	VADDPS       160(SP), Y6, Y6
+	VMOVUPS      Y6, 160(SP)
+	VMULPS       64(DI), Y4, Y6
+	VMOVUPS      Y6, 64(SP)
+	VMULPS       64(DI), Y5, Y6
+	VMULPS       64(R8), Y6, Y6
+	VADDPS       192(SP), Y6, Y6
+	VMOVUPS      Y6, 192(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VMULPS       96(DI), Y5, Y4
+	VMULPS       96(R8), Y4, Y4
+	VADDPS       224(SP), Y4, Y4
+	VMOVUPS      Y4, 224(SP)
+	VMOVDQU      16(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VBROADCASTSS (SP), Y6
+	VPMADDUBSW   (SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 32(SP), Y6
+	VPMADDUBSW   32(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 64(SP), Y6
+	VPMADDUBSW   64(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 96(SP), Y6
+	VPMADDUBSW   96(SI), Y5, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 4(SP), Y5
+	VPMADDUBSW   128(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 36(SP), Y5
+	VPMADDUBSW   160(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 68(SP), Y5
+	VPMADDUBSW   192(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 100(SP), Y5
+	VPMADDUBSW   224(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      48(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VBROADCASTSS 8(SP), Y6
+	VPMADDUBSW   256(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 40(SP), Y6
+	VPMADDUBSW   288(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 72(SP), Y6
+	VPMADDUBSW   320(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 104(SP), Y6
+	VPMADDUBSW   352(SI), Y5, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 12(SP), Y5
+	VPMADDUBSW   384(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 44(SP), Y5
+	VPMADDUBSW   416(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 76(SP), Y5
+	VPMADDUBSW   448(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 108(SP), Y5
+	VPMADDUBSW   480(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      80(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VBROADCASTSS 16(SP), Y6
+	VPMADDUBSW   512(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VPMADDUBSW   544(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 80(SP), Y6
+	VPMADDUBSW   576(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 112(SP), Y6
+	VPMADDUBSW   608(SI), Y5, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VPMADDUBSW   640(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 52(SP), Y5
+	VPMADDUBSW   672(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 84(SP), Y5
+	VPMADDUBSW   704(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 116(SP), Y5
+	VPMADDUBSW   736(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      112(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VBROADCASTSS 24(SP), Y6
+	VPMADDUBSW   768(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VPMADDUBSW   800(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 88(SP), Y6
+	VPMADDUBSW   832(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 120(SP), Y6
+	VPMADDUBSW   864(SI), Y5, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 28(SP), Y5
+	VPMADDUBSW   896(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 60(SP), Y5
+	VPMADDUBSW   928(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 92(SP), Y5
+	VPMADDUBSW   960(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 124(SP), Y5
+	VPMADDUBSW   992(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx4AVX2_block
+
+dot8Q4Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVUPS      128(SP), Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VSUBSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      192(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      224(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q4Kx4AVX2_row
+
+dot8Q4Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q5Kx4AVX2(SB), NOSPLIT, $256-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx4AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 128(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 160(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 192(SP)
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS Y3, 224(SP)
+
+dot8Q5Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx4AVX2_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X4
+	VPINSRD      $0x01, R11, X4, X4
+	VMOVD        R10, X5
+	VPINSRD      $0x01, R13, X5, X5
+	VPMOVZXBD    X4, Y4
+	VPMOVZXBD    X5, Y5
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y7
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS       Y7, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       (DI), Y4, Y6
+	VMOVUPS      Y6, (SP)
+	VMULPS       (DI), Y5, Y6
+	VMULPS       (R8), Y6, Y6
+	VADDPS       128(SP), Y6, Y6
+	VMOVUPS      Y6, 128(SP)
+	VMULPS       32(DI), Y4, Y6
+	VMOVUPS      Y6, 32(SP)
+	VMULPS       32(DI), Y5, Y6
+	VMULPS       32(R8), Y6, Y6
+	VADDPS       160(SP), Y6, Y6
+	VMOVUPS      Y6, 160(SP)
+	VMULPS       64(DI), Y4, Y6
+	VMOVUPS      Y6, 64(SP)
+	VMULPS       64(DI), Y5, Y6
+	VMULPS       64(R8), Y6, Y6
+	VADDPS       192(SP), Y6, Y6
+	VMOVUPS      Y6, 192(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VMULPS       96(DI), Y5, Y4
+	VMULPS       96(R8), Y4, Y4
+	VADDPS       224(SP), Y4, Y4
+	VMOVUPS      Y4, 224(SP)
+	VMOVDQU      48(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU      16(CX), Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPAND        b8Byte10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS (SP), Y6
+	VPMADDUBSW   (SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 32(SP), Y6
+	VPMADDUBSW   32(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 64(SP), Y6
+	VPMADDUBSW   64(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 96(SP), Y6
+	VPMADDUBSW   96(SI), Y5, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x03, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 4(SP), Y5
+	VPMADDUBSW   128(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 36(SP), Y5
+	VPMADDUBSW   160(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 68(SP), Y5
+	VPMADDUBSW   192(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 100(SP), Y5
+	VPMADDUBSW   224(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      80(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU      16(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        b8Byte10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 8(SP), Y6
+	VPMADDUBSW   256(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 40(SP), Y6
+	VPMADDUBSW   288(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 72(SP), Y6
+	VPMADDUBSW   320(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 104(SP), Y6
+	VPMADDUBSW   352(SI), Y5, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x01, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 12(SP), Y5
+	VPMADDUBSW   384(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 44(SP), Y5
+	VPMADDUBSW   416(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 76(SP), Y5
+	VPMADDUBSW   448(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 108(SP), Y5
+	VPMADDUBSW   480(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      112(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU      16(CX), Y6
+	VPAND        b8Byte10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 16(SP), Y6
+	VPMADDUBSW   512(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VPMADDUBSW   544(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 80(SP), Y6
+	VPMADDUBSW   576(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 112(SP), Y6
+	VPMADDUBSW   608(SI), Y5, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x01, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VPMADDUBSW   640(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 52(SP), Y5
+	VPMADDUBSW   672(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 84(SP), Y5
+	VPMADDUBSW   704(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 116(SP), Y5
+	VPMADDUBSW   736(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      144(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU      16(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        b8Byte10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VBROADCASTSS 24(SP), Y6
+	VPMADDUBSW   768(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VPMADDUBSW   800(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 88(SP), Y6
+	VPMADDUBSW   832(SI), Y5, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 120(SP), Y6
+	VPMADDUBSW   864(SI), Y5, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x03, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VBROADCASTSS 28(SP), Y5
+	VPMADDUBSW   896(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 60(SP), Y5
+	VPMADDUBSW   928(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 92(SP), Y5
+	VPMADDUBSW   960(SI), Y4, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 124(SP), Y5
+	VPMADDUBSW   992(SI), Y4, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx4AVX2_block
+
+dot8Q5Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVUPS      128(SP), Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VSUBSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      192(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      224(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q5Kx4AVX2_row
+
+dot8Q5Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dot8Q6Kx4AVX2(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q6Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx4AVX2_end
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       (DI), Y4, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       32(DI), Y4, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       64(DI), Y4, Y5
+	VMOVUPS      Y5, 64(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VPMOVSXBD    192(CX), Y4
+	VCVTDQ2PS    Y4, Y4
+	VPMOVSXBD    200(CX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VMOVDQU      (CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU      128(CX), Y7
+	VPAND        bdByte03<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       bdByte20<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y7
+	VMOVDQU      b8PermQ6K0<>+0(SB), Y8
+	VPERMPS      Y4, Y8, Y8
+	VBROADCASTSS (SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      (SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y0, Y0
+	VBROADCASTSS 32(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      32(SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y1, Y1
+	VBROADCASTSS 64(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      64(SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y2, Y2
+	VBROADCASTSS 96(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y9, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU      32(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU      128(CX), Y7
+	VPSLLW       $0x02, Y7, Y7
+	VPAND        bdByte30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       bdByte20<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y7
+	VMOVDQU      b8PermQ6K1<>+0(SB), Y8
+	VPERMPS      Y4, Y8, Y8
+	VBROADCASTSS 4(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      128(SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y0, Y0
+	VBROADCASTSS 36(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      160(SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y1, Y1
+	VBROADCASTSS 68(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      192(SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y2, Y2
+	VBROADCASTSS 100(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      224(SI), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y9, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU      (CX), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU      128(CX), Y7
+	VPAND        bdByte30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       bdByte20<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y7
+	VMOVDQU      b8PermQ6K2<>+0(SB), Y8
+	VPERMPS      Y4, Y8, Y8
+	VBROADCASTSS 8(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      256(SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y0, Y0
+	VBROADCASTSS 40(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      288(SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y1, Y1
+	VBROADCASTSS 72(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      320(SI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     b8Ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VMULPS       Y9, Y10, Y10
+	VADDPS       Y10, Y2, Y2
+	VBROADCASTSS 104(SP), Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      352(SI), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y9, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU      32(CX), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU      128(CX), Y7
+	VPSRLW       $0x02, Y7, Y7
+	VPAND        bdByte30<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       bdByte20<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y7
+	VMOVDQU      b8PermQ6K3<>+0(SB), Y8
+	VPERMPS      Y4, Y8, Y8
+	VBROADCASTSS 12(SP), Y4
+	VMULPS       Y8, Y4, Y4
+	VMOVDQU      384(SI), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y4, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 44(SP), Y4
+	VMULPS       Y8, Y4, Y4
+	VMOVDQU      416(SI), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y4, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 76(SP), Y4
+	VMULPS       Y8, Y4, Y4
+	VMOVDQU      448(SI), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y4, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 108(SP), Y4
+	VMULPS       Y8, Y4, Y4
+	VMOVDQU      480(SI), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y4, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU      64(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      160(CX), Y6
+	VPAND        bdByte03<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMOVDQU      b8PermQ6K0<>+0(SB), Y7
+	VPERMPS      Y5, Y7, Y7
+	VBROADCASTSS 16(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      512(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 48(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      544(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 80(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      576(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 112(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      608(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y8, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      96(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      160(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMOVDQU      b8PermQ6K1<>+0(SB), Y7
+	VPERMPS      Y5, Y7, Y7
+	VBROADCASTSS 20(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      640(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 52(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      672(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 84(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      704(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 116(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      736(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y8, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      64(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      160(CX), Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMOVDQU      b8PermQ6K2<>+0(SB), Y7
+	VPERMPS      Y5, Y7, Y7
+	VBROADCASTSS 24(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      768(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 56(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      800(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 88(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      832(SI), Y9
+	VPSIGNB      Y4, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     b8Ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 120(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      864(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y8, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVDQU      96(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      160(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMOVDQU      b8PermQ6K3<>+0(SB), Y7
+	VPERMPS      Y5, Y7, Y7
+	VBROADCASTSS 28(SP), Y5
+	VMULPS       Y7, Y5, Y5
+	VMOVDQU      896(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y5, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 60(SP), Y5
+	VMULPS       Y7, Y5, Y5
+	VMOVDQU      928(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y5, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 92(SP), Y5
+	VMULPS       Y7, Y5, Y5
+	VMOVDQU      960(SI), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y5, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VBROADCASTSS 124(SP), Y5
+	VMULPS       Y7, Y5, Y5
+	VMOVDQU      992(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y3, Y3
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000080, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx4AVX2_block
+
+dot8Q6Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q6Kx4AVX2_row
+
+dot8Q6Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q8_0VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+
+dot8Q8_0VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0VNNI_end
+	VCVTPH2PS    (CX), X1
+	VMOVDQU32    2(CX), Y2
+	VPXORD       b8Byte80<>+0(SB), Y2, Y2
+	VMOVDQU32    (R8), Y3
+	VPDPBUSD     (SI), Y2, Y3
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0VNNI_block
+
+dot8Q8_0VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q8_0VNNI_row
+
+dot8Q8_0VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4_0VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+
+dot8Q4_0VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0VNNI_end
+	VCVTPH2PS    (CX), X1
+	VMOVDQU32    2(CX), X3
+	VPSRLW       $0x04, X3, X2
+	VINSERTI32X4 $0x01, X2, Y3, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VPSUBB       b8Byte08<>+0(SB), Y2, Y2
+	VPXORD       b8Byte80<>+0(SB), Y2, Y2
+	VMOVDQU32    (R8), Y4
+	VPDPBUSD     (SI), Y2, Y4
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0VNNI_block
+
+dot8Q4_0VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q4_0VNNI_row
+
+dot8Q4_0VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5_0VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+
+dot8Q5_0VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0VNNI_end
+	VCVTPH2PS    (CX), X1
+	VMOVDQU32    6(CX), X3
+	VPSRLW       $0x04, X3, X2
+	VINSERTI32X4 $0x01, X2, Y3, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VPBROADCASTD 2(CX), Y4
+	VPSHUFB      b8ShufQh<>+0(SB), Y4, Y4
+	VPANDD       b8BitMask<>+0(SB), Y4, Y4
+	VPMINUB      b8Byte01<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPORD        Y4, Y2, Y2
+	VPSUBB       b8Byte10<>+0(SB), Y2, Y2
+	VPXORD       b8Byte80<>+0(SB), Y2, Y2
+	VMOVDQU32    (R8), Y4
+	VPDPBUSD     (SI), Y2, Y4
+	VMULSS       (DI), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0VNNI_block
+
+dot8Q5_0VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q5_0VNNI_row
+
+dot8Q5_0VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4KVNNI(SB), NOSPLIT, $64-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4KVNNI_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4KVNNI_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+
+dot8Q4KVNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4KVNNI_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VMOVD        R10, X2
+	VPINSRD      $0x01, R13, X2, X2
+	VPMOVZXBD    X1, Y1
+	VPMOVZXBD    X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y4
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       Y4, Y1, Y1
+	VMULPS       Y3, Y2, Y2
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VMULPS       (DI), Y2, Y1
+	VMULPS       (R8), Y1, Y1
+	VADDPS       32(SP), Y1, Y1
+	VMOVUPS      Y1, 32(SP)
+	VMOVDQU32    16(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y2
+	VBROADCASTSS (SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     (SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VBROADCASTSS 4(SP), Y2
+	VXORPS       Y3, Y3, Y3
+	VPDPBUSD     32(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    48(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y2
+	VBROADCASTSS 8(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     64(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VBROADCASTSS 12(SP), Y2
+	VXORPS       Y3, Y3, Y3
+	VPDPBUSD     96(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    80(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y2
+	VBROADCASTSS 16(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     128(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VBROADCASTSS 20(SP), Y2
+	VXORPS       Y3, Y3, Y3
+	VPDPBUSD     160(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    112(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y2
+	VBROADCASTSS 24(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     192(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VBROADCASTSS 28(SP), Y2
+	VXORPS       Y3, Y3, Y3
+	VPDPBUSD     224(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000020, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4KVNNI_block
+
+dot8Q4KVNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      32(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q4KVNNI_row
+
+dot8Q4KVNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5KVNNI(SB), NOSPLIT, $64-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5KVNNI_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5KVNNI_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+
+dot8Q5KVNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5KVNNI_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VMOVD        R10, X2
+	VPINSRD      $0x01, R13, X2, X2
+	VPMOVZXBD    X1, Y1
+	VPMOVZXBD    X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y4
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       Y4, Y1, Y1
+	VMULPS       Y3, Y2, Y2
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VMULPS       (DI), Y2, Y1
+	VMULPS       (R8), Y1, Y1
+	VADDPS       32(SP), Y1, Y1
+	VMOVUPS      Y1, 32(SP)
+	VMOVDQU32    48(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y2
+	VMOVDQU32    16(CX), Y3
+	VPSLLW       $0x04, Y3, Y3
+	VPANDD       b8Byte10<>+0(SB), Y3, Y3
+	VPORD        Y3, Y2, Y2
+	VBROADCASTSS (SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     (SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU32    16(CX), Y2
+	VPSLLW       $0x03, Y2, Y2
+	VPANDD       b8Byte10<>+0(SB), Y2, Y2
+	VPORD        Y2, Y1, Y1
+	VBROADCASTSS 4(SP), Y2
+	VXORPS       Y3, Y3, Y3
+	VPDPBUSD     32(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    80(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y2
+	VMOVDQU32    16(CX), Y3
+	VPSLLW       $0x02, Y3, Y3
+	VPANDD       b8Byte10<>+0(SB), Y3, Y3
+	VPORD        Y3, Y2, Y2
+	VBROADCASTSS 8(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     64(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU32    16(CX), Y2
+	VPSLLW       $0x01, Y2, Y2
+	VPANDD       b8Byte10<>+0(SB), Y2, Y2
+	VPORD        Y2, Y1, Y1
+	VBROADCASTSS 12(SP), Y2
+	VXORPS       Y3, Y3, Y3
+	VPDPBUSD     96(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    112(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y2
+	VMOVDQU32    16(CX), Y3
+	VPANDD       b8Byte10<>+0(SB), Y3, Y3
+	VPORD        Y3, Y2, Y2
+	VBROADCASTSS 16(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     128(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU32    16(CX), Y2
+	VPSRLW       $0x01, Y2, Y2
+	VPANDD       b8Byte10<>+0(SB), Y2, Y2
+	VPORD        Y2, Y1, Y1
+	VBROADCASTSS 20(SP), Y2
+	VXORPS       Y3, Y3, Y3
+	VPDPBUSD     160(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    144(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y2
+	VMOVDQU32    16(CX), Y3
+	VPSRLW       $0x02, Y3, Y3
+	VPANDD       b8Byte10<>+0(SB), Y3, Y3
+	VPORD        Y3, Y2, Y2
+	VBROADCASTSS 24(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     192(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU32    16(CX), Y2
+	VPSRLW       $0x03, Y2, Y2
+	VPANDD       b8Byte10<>+0(SB), Y2, Y2
+	VPORD        Y2, Y1, Y1
+	VBROADCASTSS 28(SP), Y2
+	VXORPS       Y3, Y3, Y3
+	VPDPBUSD     224(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000020, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5KVNNI_block
+
+dot8Q5KVNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      32(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q5KVNNI_row
+
+dot8Q5KVNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q6KVNNI(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6KVNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6KVNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+
+dot8Q6KVNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6KVNNI_end
+	MOVWLZX      208(CX), R9
+	VMOVD        R9, X1
+	VCVTPH2PS    X1, X1
+	VBROADCASTSS X1, Y1
+	VMULPS       (DI), Y1, Y1
+	VMOVUPS      Y1, (SP)
+	VPMOVSXBD    192(CX), Y1
+	VCVTDQ2PS    Y1, Y1
+	VPMOVSXBD    200(CX), Y2
+	VCVTDQ2PS    Y2, Y2
+	VMOVDQU32    (CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    128(CX), Y4
+	VPANDD       bdByte03<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    b8PermQ6K0<>+0(SB), Y4
+	VPERMPS      Y1, Y4, Y4
+	VBROADCASTSS (SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    (R8), Y4
+	VPDPBUSD     (SI), Y3, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VMOVDQU32    32(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    128(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPANDD       bdByte30<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    b8PermQ6K1<>+0(SB), Y4
+	VPERMPS      Y1, Y4, Y4
+	VBROADCASTSS 4(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    32(R8), Y4
+	VPDPBUSD     32(SI), Y3, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VMOVDQU32    (CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    128(CX), Y4
+	VPANDD       bdByte30<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    b8PermQ6K2<>+0(SB), Y4
+	VPERMPS      Y1, Y4, Y4
+	VBROADCASTSS 8(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    64(R8), Y4
+	VPDPBUSD     64(SI), Y3, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VMOVDQU32    32(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    128(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPANDD       bdByte30<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    b8PermQ6K3<>+0(SB), Y4
+	VPERMPS      Y1, Y4, Y4
+	VBROADCASTSS 12(SP), Y1
+	VMULPS       Y4, Y1, Y1
+	VMOVDQU32    96(R8), Y4
+	VPDPBUSD     96(SI), Y3, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y1, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VMOVDQU32    64(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU32    160(CX), Y3
+	VPANDD       bdByte03<>+0(SB), Y3, Y3
+	VPSLLW       $0x04, Y3, Y3
+	VPORD        Y3, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPXORD       b8Byte80<>+0(SB), Y1, Y1
+	VMOVDQU32    b8PermQ6K0<>+0(SB), Y3
+	VPERMPS      Y2, Y3, Y3
+	VBROADCASTSS 16(SP), Y4
+	VMULPS       Y3, Y4, Y4
+	VMOVDQU32    128(R8), Y3
+	VPDPBUSD     128(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    96(CX), Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU32    160(CX), Y3
+	VPSLLW       $0x02, Y3, Y3
+	VPANDD       bdByte30<>+0(SB), Y3, Y3
+	VPORD        Y3, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPXORD       b8Byte80<>+0(SB), Y1, Y1
+	VMOVDQU32    b8PermQ6K1<>+0(SB), Y3
+	VPERMPS      Y2, Y3, Y3
+	VBROADCASTSS 20(SP), Y4
+	VMULPS       Y3, Y4, Y4
+	VMOVDQU32    160(R8), Y3
+	VPDPBUSD     160(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    64(CX), Y1
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU32    160(CX), Y3
+	VPANDD       bdByte30<>+0(SB), Y3, Y3
+	VPORD        Y3, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPXORD       b8Byte80<>+0(SB), Y1, Y1
+	VMOVDQU32    b8PermQ6K2<>+0(SB), Y3
+	VPERMPS      Y2, Y3, Y3
+	VBROADCASTSS 24(SP), Y4
+	VMULPS       Y3, Y4, Y4
+	VMOVDQU32    192(R8), Y3
+	VPDPBUSD     192(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y4, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VMOVDQU32    96(CX), Y1
+	VPSRLW       $0x04, Y1, Y1
+	VPANDD       bdByte0F<>+0(SB), Y1, Y1
+	VMOVDQU32    160(CX), Y3
+	VPSRLW       $0x02, Y3, Y3
+	VPANDD       bdByte30<>+0(SB), Y3, Y3
+	VPORD        Y3, Y1, Y1
+	VPSUBB       bdByte20<>+0(SB), Y1, Y1
+	VPXORD       b8Byte80<>+0(SB), Y1, Y1
+	VMOVDQU32    b8PermQ6K3<>+0(SB), Y3
+	VPERMPS      Y2, Y3, Y3
+	VBROADCASTSS 28(SP), Y2
+	VMULPS       Y3, Y2, Y2
+	VMOVDQU32    224(R8), Y3
+	VPDPBUSD     224(SI), Y1, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y2, Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000020, DI
+	ADDQ         $0x00000100, R8
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6KVNNI_block
+
+dot8Q6KVNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q6KVNNI_row
+
+dot8Q6KVNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q8_0x2VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x2VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x2VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q8_0x2VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x2VNNI_end
+	VCVTPH2PS    (CX), X2
+	VMOVDQU32    2(CX), Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    (R8), Y4
+	VPDPBUSD     (SI), Y3, Y4
+	VMULSS       (DI), X2, X5
+	VBROADCASTSS X5, Y5
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VMOVDQU32    32(R8), Y4
+	VPDPBUSD     32(SI), Y3, Y4
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y2, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x2VNNI_block
+
+dot8Q8_0x2VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q8_0x2VNNI_row
+
+dot8Q8_0x2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4_0x2VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x2VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x2VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q4_0x2VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x2VNNI_end
+	VCVTPH2PS    (CX), X2
+	VMOVDQU32    2(CX), X4
+	VPSRLW       $0x04, X4, X3
+	VINSERTI32X4 $0x01, X3, Y4, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VPSUBB       b8Byte08<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    (R8), Y5
+	VPDPBUSD     (SI), Y3, Y5
+	VMULSS       (DI), X2, X4
+	VBROADCASTSS X4, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VMOVDQU32    32(R8), Y5
+	VPDPBUSD     32(SI), Y3, Y5
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y2, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x2VNNI_block
+
+dot8Q4_0x2VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q4_0x2VNNI_row
+
+dot8Q4_0x2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5_0x2VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x2VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x2VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q5_0x2VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x2VNNI_end
+	VCVTPH2PS    (CX), X2
+	VMOVDQU32    6(CX), X4
+	VPSRLW       $0x04, X4, X3
+	VINSERTI32X4 $0x01, X3, Y4, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VPBROADCASTD 2(CX), Y5
+	VPSHUFB      b8ShufQh<>+0(SB), Y5, Y5
+	VPANDD       b8BitMask<>+0(SB), Y5, Y5
+	VPMINUB      b8Byte01<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPORD        Y5, Y3, Y3
+	VPSUBB       b8Byte10<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    (R8), Y5
+	VPDPBUSD     (SI), Y3, Y5
+	VMULSS       (DI), X2, X4
+	VBROADCASTSS X4, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VMOVDQU32    32(R8), Y5
+	VPDPBUSD     32(SI), Y3, Y5
+	VMULSS       4(DI), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y2, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x2VNNI_block
+
+dot8Q5_0x2VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q5_0x2VNNI_row
+
+dot8Q5_0x2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4Kx2VNNI(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx2VNNI_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx2VNNI_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 64(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 96(SP)
+
+dot8Q4Kx2VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx2VNNI_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VMOVD        R10, X3
+	VPINSRD      $0x01, R13, X3, X3
+	VPMOVZXBD    X2, Y2
+	VPMOVZXBD    X3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y5
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       Y5, Y2, Y2
+	VMULPS       Y4, Y3, Y3
+	VMULPS       (DI), Y2, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       (DI), Y3, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       64(SP), Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VMULPS       32(DI), Y3, Y2
+	VMULPS       32(R8), Y2, Y2
+	VADDPS       96(SP), Y2, Y2
+	VMOVUPS      Y2, 96(SP)
+	VMOVDQU32    16(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y3
+	VBROADCASTSS (SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     (SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 32(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     32(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 4(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     64(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 36(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     96(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    48(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y3
+	VBROADCASTSS 8(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     128(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 40(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     160(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 12(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     192(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 44(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     224(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    80(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y3
+	VBROADCASTSS 16(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     256(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 48(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     288(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 20(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     320(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 52(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     352(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    112(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y3
+	VBROADCASTSS 24(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     384(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 56(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     416(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VBROADCASTSS 28(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     448(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 60(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     480(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000040, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx2VNNI_block
+
+dot8Q4Kx2VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVUPS      64(SP), Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      96(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q4Kx2VNNI_row
+
+dot8Q4Kx2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5Kx2VNNI(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx2VNNI_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx2VNNI_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 64(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 96(SP)
+
+dot8Q5Kx2VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx2VNNI_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VMOVD        R10, X3
+	VPINSRD      $0x01, R13, X3, X3
+	VPMOVZXBD    X2, Y2
+	VPMOVZXBD    X3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y5
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       Y5, Y2, Y2
+	VMULPS       Y4, Y3, Y3
+	VMULPS       (DI), Y2, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       (DI), Y3, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       64(SP), Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VMULPS       32(DI), Y3, Y2
+	VMULPS       32(R8), Y2, Y2
+	VADDPS       96(SP), Y2, Y2
+	VMOVUPS      Y2, 96(SP)
+	VMOVDQU32    48(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU32    16(CX), Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPANDD       b8Byte10<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VBROADCASTSS (SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     (SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 32(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     32(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU32    16(CX), Y3
+	VPSLLW       $0x03, Y3, Y3
+	VPANDD       b8Byte10<>+0(SB), Y3, Y3
+	VPORD        Y3, Y2, Y2
+	VBROADCASTSS 4(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     64(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 36(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     96(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    80(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU32    16(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPANDD       b8Byte10<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VBROADCASTSS 8(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     128(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 40(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     160(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU32    16(CX), Y3
+	VPSLLW       $0x01, Y3, Y3
+	VPANDD       b8Byte10<>+0(SB), Y3, Y3
+	VPORD        Y3, Y2, Y2
+	VBROADCASTSS 12(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     192(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 44(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     224(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    112(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU32    16(CX), Y4
+	VPANDD       b8Byte10<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VBROADCASTSS 16(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     256(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 48(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     288(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU32    16(CX), Y3
+	VPSRLW       $0x01, Y3, Y3
+	VPANDD       b8Byte10<>+0(SB), Y3, Y3
+	VPORD        Y3, Y2, Y2
+	VBROADCASTSS 20(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     320(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 52(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     352(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    144(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU32    16(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPANDD       b8Byte10<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VBROADCASTSS 24(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     384(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 56(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     416(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU32    16(CX), Y3
+	VPSRLW       $0x03, Y3, Y3
+	VPANDD       b8Byte10<>+0(SB), Y3, Y3
+	VPORD        Y3, Y2, Y2
+	VBROADCASTSS 28(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     448(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VBROADCASTSS 60(SP), Y3
+	VXORPS       Y4, Y4, Y4
+	VPDPBUSD     480(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000040, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx2VNNI_block
+
+dot8Q5Kx2VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVUPS      64(SP), Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      96(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q5Kx2VNNI_row
+
+dot8Q5Kx2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q6Kx2VNNI(SB), NOSPLIT, $64-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx2VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx2VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q6Kx2VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx2VNNI_end
+	MOVWLZX      208(CX), R9
+	VMOVD        R9, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS X2, Y2
+	VMULPS       (DI), Y2, Y3
+	VMOVUPS      Y3, (SP)
+	VMULPS       32(DI), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VPMOVSXBD    192(CX), Y2
+	VCVTDQ2PS    Y2, Y2
+	VPMOVSXBD    200(CX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VMOVDQU32    (CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    128(CX), Y5
+	VPANDD       bdByte03<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    b8PermQ6K0<>+0(SB), Y5
+	VPERMPS      Y2, Y5, Y5
+	VBROADCASTSS (SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    (R8), Y7
+	VPDPBUSD     (SI), Y4, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 32(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    32(R8), Y5
+	VPDPBUSD     32(SI), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU32    32(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    128(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPANDD       bdByte30<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    b8PermQ6K1<>+0(SB), Y5
+	VPERMPS      Y2, Y5, Y5
+	VBROADCASTSS 4(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    64(R8), Y7
+	VPDPBUSD     64(SI), Y4, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 36(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    96(R8), Y5
+	VPDPBUSD     96(SI), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU32    (CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    128(CX), Y5
+	VPANDD       bdByte30<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    b8PermQ6K2<>+0(SB), Y5
+	VPERMPS      Y2, Y5, Y5
+	VBROADCASTSS 8(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    128(R8), Y7
+	VPDPBUSD     128(SI), Y4, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 40(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    160(R8), Y5
+	VPDPBUSD     160(SI), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU32    32(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    128(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPANDD       bdByte30<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    b8PermQ6K3<>+0(SB), Y5
+	VPERMPS      Y2, Y5, Y5
+	VBROADCASTSS 12(SP), Y2
+	VMULPS       Y5, Y2, Y2
+	VMOVDQU32    192(R8), Y6
+	VPDPBUSD     192(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y2, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 44(SP), Y2
+	VMULPS       Y5, Y2, Y2
+	VMOVDQU32    224(R8), Y5
+	VPDPBUSD     224(SI), Y4, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y2, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU32    64(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU32    160(CX), Y4
+	VPANDD       bdByte03<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPORD        Y4, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPXORD       b8Byte80<>+0(SB), Y2, Y2
+	VMOVDQU32    b8PermQ6K0<>+0(SB), Y4
+	VPERMPS      Y3, Y4, Y4
+	VBROADCASTSS 16(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    256(R8), Y6
+	VPDPBUSD     256(SI), Y2, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 48(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    288(R8), Y4
+	VPDPBUSD     288(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    96(CX), Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU32    160(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPANDD       bdByte30<>+0(SB), Y4, Y4
+	VPORD        Y4, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPXORD       b8Byte80<>+0(SB), Y2, Y2
+	VMOVDQU32    b8PermQ6K1<>+0(SB), Y4
+	VPERMPS      Y3, Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    320(R8), Y6
+	VPDPBUSD     320(SI), Y2, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 52(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    352(R8), Y4
+	VPDPBUSD     352(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    64(CX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU32    160(CX), Y4
+	VPANDD       bdByte30<>+0(SB), Y4, Y4
+	VPORD        Y4, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPXORD       b8Byte80<>+0(SB), Y2, Y2
+	VMOVDQU32    b8PermQ6K2<>+0(SB), Y4
+	VPERMPS      Y3, Y4, Y4
+	VBROADCASTSS 24(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    384(R8), Y6
+	VPDPBUSD     384(SI), Y2, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 56(SP), Y5
+	VMULPS       Y4, Y5, Y5
+	VMOVDQU32    416(R8), Y4
+	VPDPBUSD     416(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y5, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VMOVDQU32    96(CX), Y2
+	VPSRLW       $0x04, Y2, Y2
+	VPANDD       bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU32    160(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPANDD       bdByte30<>+0(SB), Y4, Y4
+	VPORD        Y4, Y2, Y2
+	VPSUBB       bdByte20<>+0(SB), Y2, Y2
+	VPXORD       b8Byte80<>+0(SB), Y2, Y2
+	VMOVDQU32    b8PermQ6K3<>+0(SB), Y4
+	VPERMPS      Y3, Y4, Y4
+	VBROADCASTSS 28(SP), Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVDQU32    448(R8), Y5
+	VPDPBUSD     448(SI), Y2, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 60(SP), Y3
+	VMULPS       Y4, Y3, Y3
+	VMOVDQU32    480(R8), Y4
+	VPDPBUSD     480(SI), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       Y3, Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x00000040, DI
+	ADDQ         $0x00000200, R8
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx2VNNI_block
+
+dot8Q6Kx2VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q6Kx2VNNI_row
+
+dot8Q6Kx2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q8_0x3VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x3VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x3VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q8_0x3VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x3VNNI_end
+	VCVTPH2PS    (CX), X3
+	VMOVDQU32    2(CX), Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    (R8), Y5
+	VPDPBUSD     (SI), Y4, Y5
+	VMULSS       (DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VMOVDQU32    32(R8), Y5
+	VPDPBUSD     32(SI), Y4, Y5
+	VMULSS       4(DI), X3, X6
+	VBROADCASTSS X6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VMOVDQU32    64(R8), Y5
+	VPDPBUSD     64(SI), Y4, Y5
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y3, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x3VNNI_block
+
+dot8Q8_0x3VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q8_0x3VNNI_row
+
+dot8Q8_0x3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4_0x3VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x3VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x3VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q4_0x3VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x3VNNI_end
+	VCVTPH2PS    (CX), X3
+	VMOVDQU32    2(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI32X4 $0x01, X4, Y5, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VPSUBB       b8Byte08<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    (R8), Y6
+	VPDPBUSD     (SI), Y4, Y6
+	VMULSS       (DI), X3, X5
+	VBROADCASTSS X5, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMOVDQU32    32(R8), Y6
+	VPDPBUSD     32(SI), Y4, Y6
+	VMULSS       4(DI), X3, X5
+	VBROADCASTSS X5, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VMOVDQU32    64(R8), Y6
+	VPDPBUSD     64(SI), Y4, Y6
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y3, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x3VNNI_block
+
+dot8Q4_0x3VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q4_0x3VNNI_row
+
+dot8Q4_0x3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5_0x3VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x3VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x3VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q5_0x3VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x3VNNI_end
+	VCVTPH2PS    (CX), X3
+	VMOVDQU32    6(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI32X4 $0x01, X4, Y5, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VPBROADCASTD 2(CX), Y6
+	VPSHUFB      b8ShufQh<>+0(SB), Y6, Y6
+	VPANDD       b8BitMask<>+0(SB), Y6, Y6
+	VPMINUB      b8Byte01<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPORD        Y6, Y4, Y4
+	VPSUBB       b8Byte10<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    (R8), Y6
+	VPDPBUSD     (SI), Y4, Y6
+	VMULSS       (DI), X3, X5
+	VBROADCASTSS X5, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMOVDQU32    32(R8), Y6
+	VPDPBUSD     32(SI), Y4, Y6
+	VMULSS       4(DI), X3, X5
+	VBROADCASTSS X5, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VMOVDQU32    64(R8), Y6
+	VPDPBUSD     64(SI), Y4, Y6
+	VMULSS       8(DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y3, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x3VNNI_block
+
+dot8Q5_0x3VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q5_0x3VNNI_row
+
+dot8Q5_0x3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4Kx3VNNI(SB), NOSPLIT, $192-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx3VNNI_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx3VNNI_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 96(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 128(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 160(SP)
+
+dot8Q4Kx3VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx3VNNI_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X3, Y3
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y5, Y4, Y4
+	VMULPS       (DI), Y3, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       (DI), Y4, Y5
+	VMULPS       (R8), Y5, Y5
+	VADDPS       96(SP), Y5, Y5
+	VMOVUPS      Y5, 96(SP)
+	VMULPS       32(DI), Y3, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       32(DI), Y4, Y5
+	VMULPS       32(R8), Y5, Y5
+	VADDPS       128(SP), Y5, Y5
+	VMOVUPS      Y5, 128(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VMULPS       64(DI), Y4, Y3
+	VMULPS       64(R8), Y3, Y3
+	VADDPS       160(SP), Y3, Y3
+	VMOVUPS      Y3, 160(SP)
+	VMOVDQU32    16(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y4
+	VBROADCASTSS (SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     (SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 32(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     32(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 64(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     64(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     96(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 36(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     128(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 68(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     160(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    48(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y4
+	VBROADCASTSS 8(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     192(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 40(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     224(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 72(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     256(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 12(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     288(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 44(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     320(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 76(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     352(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    80(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y4
+	VBROADCASTSS 16(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     384(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 48(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     416(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 80(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     448(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 20(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     480(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 52(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     512(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 84(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     544(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    112(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y4
+	VBROADCASTSS 24(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     576(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 56(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     608(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 88(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     640(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VBROADCASTSS 28(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     672(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     704(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 92(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     736(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x00000060, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx3VNNI_block
+
+dot8Q4Kx3VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVUPS      96(SP), Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VSUBSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      128(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q4Kx3VNNI_row
+
+dot8Q4Kx3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5Kx3VNNI(SB), NOSPLIT, $192-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx3VNNI_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx3VNNI_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 96(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 128(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 160(SP)
+
+dot8Q5Kx3VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx3VNNI_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X3, Y3
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y5, Y4, Y4
+	VMULPS       (DI), Y3, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       (DI), Y4, Y5
+	VMULPS       (R8), Y5, Y5
+	VADDPS       96(SP), Y5, Y5
+	VMOVUPS      Y5, 96(SP)
+	VMULPS       32(DI), Y3, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       32(DI), Y4, Y5
+	VMULPS       32(R8), Y5, Y5
+	VADDPS       128(SP), Y5, Y5
+	VMOVUPS      Y5, 128(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VMULPS       64(DI), Y4, Y3
+	VMULPS       64(R8), Y3, Y3
+	VADDPS       160(SP), Y3, Y3
+	VMOVUPS      Y3, 160(SP)
+	VMOVDQU32    48(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y4
+	VMOVDQU32    16(CX), Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPANDD       b8Byte10<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VBROADCASTSS (SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     (SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 32(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     32(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 64(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     64(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    16(CX), Y4
+	VPSLLW       $0x03, Y4, Y4
+	VPANDD       b8Byte10<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VBROADCASTSS 4(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     96(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 36(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     128(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 68(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     160(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    80(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y4
+	VMOVDQU32    16(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPANDD       b8Byte10<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VBROADCASTSS 8(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     192(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 40(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     224(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 72(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     256(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    16(CX), Y4
+	VPSLLW       $0x01, Y4, Y4
+	VPANDD       b8Byte10<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VBROADCASTSS 12(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     288(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 44(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     320(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 76(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     352(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    112(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y4
+	VMOVDQU32    16(CX), Y5
+	VPANDD       b8Byte10<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VBROADCASTSS 16(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     384(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 48(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     416(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 80(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     448(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    16(CX), Y4
+	VPSRLW       $0x01, Y4, Y4
+	VPANDD       b8Byte10<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VBROADCASTSS 20(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     480(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 52(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     512(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 84(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     544(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    144(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y4
+	VMOVDQU32    16(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPANDD       b8Byte10<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VBROADCASTSS 24(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     576(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 56(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     608(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 88(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     640(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    16(CX), Y4
+	VPSRLW       $0x03, Y4, Y4
+	VPANDD       b8Byte10<>+0(SB), Y4, Y4
+	VPORD        Y4, Y3, Y3
+	VBROADCASTSS 28(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     672(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     704(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VBROADCASTSS 92(SP), Y4
+	VXORPS       Y5, Y5, Y5
+	VPDPBUSD     736(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x00000060, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx3VNNI_block
+
+dot8Q5Kx3VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVUPS      96(SP), Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VSUBSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      128(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q5Kx3VNNI_row
+
+dot8Q5Kx3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q6Kx3VNNI(SB), NOSPLIT, $96-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx3VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx3VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q6Kx3VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx3VNNI_end
+	MOVWLZX      208(CX), R9
+	VMOVD        R9, X3
+	VCVTPH2PS    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       (DI), Y3, Y4
+	VMOVUPS      Y4, (SP)
+	VMULPS       32(DI), Y3, Y4
+	VMOVUPS      Y4, 32(SP)
+	VMULPS       64(DI), Y3, Y3
+	VMOVUPS      Y3, 64(SP)
+	VPMOVSXBD    192(CX), Y3
+	VCVTDQ2PS    Y3, Y3
+	VPMOVSXBD    200(CX), Y4
+	VCVTDQ2PS    Y4, Y4
+	VMOVDQU32    (CX), Y5
+	VPANDD       bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU32    128(CX), Y6
+	VPANDD       bdByte03<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPORD        Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPXORD       b8Byte80<>+0(SB), Y5, Y5
+	VMOVDQU32    b8PermQ6K0<>+0(SB), Y6
+	VPERMPS      Y3, Y6, Y6
+	VBROADCASTSS (SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    (R8), Y8
+	VPDPBUSD     (SI), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 32(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    32(R8), Y8
+	VPDPBUSD     32(SI), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 64(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    64(R8), Y6
+	VPDPBUSD     64(SI), Y5, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VMOVDQU32    32(CX), Y5
+	VPANDD       bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU32    128(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPANDD       bdByte30<>+0(SB), Y6, Y6
+	VPORD        Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPXORD       b8Byte80<>+0(SB), Y5, Y5
+	VMOVDQU32    b8PermQ6K1<>+0(SB), Y6
+	VPERMPS      Y3, Y6, Y6
+	VBROADCASTSS 4(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    96(R8), Y8
+	VPDPBUSD     96(SI), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 36(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    128(R8), Y8
+	VPDPBUSD     128(SI), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 68(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    160(R8), Y6
+	VPDPBUSD     160(SI), Y5, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VMOVDQU32    (CX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPANDD       bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU32    128(CX), Y6
+	VPANDD       bdByte30<>+0(SB), Y6, Y6
+	VPORD        Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPXORD       b8Byte80<>+0(SB), Y5, Y5
+	VMOVDQU32    b8PermQ6K2<>+0(SB), Y6
+	VPERMPS      Y3, Y6, Y6
+	VBROADCASTSS 8(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    192(R8), Y8
+	VPDPBUSD     192(SI), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 40(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    224(R8), Y8
+	VPDPBUSD     224(SI), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 72(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    256(R8), Y6
+	VPDPBUSD     256(SI), Y5, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VMOVDQU32    32(CX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPANDD       bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU32    128(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPANDD       bdByte30<>+0(SB), Y6, Y6
+	VPORD        Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPXORD       b8Byte80<>+0(SB), Y5, Y5
+	VMOVDQU32    b8PermQ6K3<>+0(SB), Y6
+	VPERMPS      Y3, Y6, Y6
+	VBROADCASTSS 12(SP), Y3
+	VMULPS       Y6, Y3, Y3
+	VMOVDQU32    288(R8), Y7
+	VPDPBUSD     288(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y3, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 44(SP), Y3
+	VMULPS       Y6, Y3, Y3
+	VMOVDQU32    320(R8), Y7
+	VPDPBUSD     320(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y3, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 76(SP), Y3
+	VMULPS       Y6, Y3, Y3
+	VMOVDQU32    352(R8), Y6
+	VPDPBUSD     352(SI), Y5, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y3, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VMOVDQU32    64(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    160(CX), Y5
+	VPANDD       bdByte03<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPORD        Y5, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    b8PermQ6K0<>+0(SB), Y5
+	VPERMPS      Y4, Y5, Y5
+	VBROADCASTSS 16(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    384(R8), Y7
+	VPDPBUSD     384(SI), Y3, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    416(R8), Y7
+	VPDPBUSD     416(SI), Y3, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 80(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    448(R8), Y5
+	VPDPBUSD     448(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    96(CX), Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    160(CX), Y5
+	VPSLLW       $0x02, Y5, Y5
+	VPANDD       bdByte30<>+0(SB), Y5, Y5
+	VPORD        Y5, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    b8PermQ6K1<>+0(SB), Y5
+	VPERMPS      Y4, Y5, Y5
+	VBROADCASTSS 20(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    480(R8), Y7
+	VPDPBUSD     480(SI), Y3, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 52(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    512(R8), Y7
+	VPDPBUSD     512(SI), Y3, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 84(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    544(R8), Y5
+	VPDPBUSD     544(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    64(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    160(CX), Y5
+	VPANDD       bdByte30<>+0(SB), Y5, Y5
+	VPORD        Y5, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    b8PermQ6K2<>+0(SB), Y5
+	VPERMPS      Y4, Y5, Y5
+	VBROADCASTSS 24(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    576(R8), Y7
+	VPDPBUSD     576(SI), Y3, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    608(R8), Y7
+	VPDPBUSD     608(SI), Y3, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 88(SP), Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU32    640(R8), Y5
+	VPDPBUSD     640(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y6, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	VMOVDQU32    96(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPANDD       bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU32    160(CX), Y5
+	VPSRLW       $0x02, Y5, Y5
+	VPANDD       bdByte30<>+0(SB), Y5, Y5
+	VPORD        Y5, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPXORD       b8Byte80<>+0(SB), Y3, Y3
+	VMOVDQU32    b8PermQ6K3<>+0(SB), Y5
+	VPERMPS      Y4, Y5, Y5
+	VBROADCASTSS 28(SP), Y4
+	VMULPS       Y5, Y4, Y4
+	VMOVDQU32    672(R8), Y6
+	VPDPBUSD     672(SI), Y3, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y4, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 60(SP), Y4
+	VMULPS       Y5, Y4, Y4
+	VMOVDQU32    704(R8), Y6
+	VPDPBUSD     704(SI), Y3, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y4, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 92(SP), Y4
+	VMULPS       Y5, Y4, Y4
+	VMOVDQU32    736(R8), Y5
+	VPDPBUSD     736(SI), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x00000060, DI
+	ADDQ         $0x00000300, R8
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx3VNNI_block
+
+dot8Q6Kx3VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q6Kx3VNNI_row
+
+dot8Q6Kx3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q8_0x4VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x4VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x4VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q8_0x4VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x4VNNI_end
+	VCVTPH2PS    (CX), X4
+	VMOVDQU32    2(CX), Y5
+	VPXORD       b8Byte80<>+0(SB), Y5, Y5
+	VMOVDQU32    (R8), Y6
+	VPDPBUSD     (SI), Y5, Y6
+	VMULSS       (DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VMOVDQU32    32(R8), Y6
+	VPDPBUSD     32(SI), Y5, Y6
+	VMULSS       4(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VMOVDQU32    64(R8), Y6
+	VPDPBUSD     64(SI), Y5, Y6
+	VMULSS       8(DI), X4, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VMOVDQU32    96(R8), Y6
+	VPDPBUSD     96(SI), Y5, Y6
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y4, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x4VNNI_block
+
+dot8Q8_0x4VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q8_0x4VNNI_row
+
+dot8Q8_0x4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4_0x4VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x4VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x4VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q4_0x4VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x4VNNI_end
+	VCVTPH2PS    (CX), X4
+	VMOVDQU32    2(CX), X6
+	VPSRLW       $0x04, X6, X5
+	VINSERTI32X4 $0x01, X5, Y6, Y5
+	VPANDD       bdByte0F<>+0(SB), Y5, Y5
+	VPSUBB       b8Byte08<>+0(SB), Y5, Y5
+	VPXORD       b8Byte80<>+0(SB), Y5, Y5
+	VMOVDQU32    (R8), Y7
+	VPDPBUSD     (SI), Y5, Y7
+	VMULSS       (DI), X4, X6
+	VBROADCASTSS X6, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMOVDQU32    32(R8), Y7
+	VPDPBUSD     32(SI), Y5, Y7
+	VMULSS       4(DI), X4, X6
+	VBROADCASTSS X6, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMOVDQU32    64(R8), Y7
+	VPDPBUSD     64(SI), Y5, Y7
+	VMULSS       8(DI), X4, X6
+	VBROADCASTSS X6, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VMOVDQU32    96(R8), Y7
+	VPDPBUSD     96(SI), Y5, Y7
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x4VNNI_block
+
+dot8Q4_0x4VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q4_0x4VNNI_row
+
+dot8Q4_0x4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5_0x4VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x4VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x4VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q5_0x4VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x4VNNI_end
+	VCVTPH2PS    (CX), X4
+	VMOVDQU32    6(CX), X6
+	VPSRLW       $0x04, X6, X5
+	VINSERTI32X4 $0x01, X5, Y6, Y5
+	VPANDD       bdByte0F<>+0(SB), Y5, Y5
+	VPBROADCASTD 2(CX), Y7
+	VPSHUFB      b8ShufQh<>+0(SB), Y7, Y7
+	VPANDD       b8BitMask<>+0(SB), Y7, Y7
+	VPMINUB      b8Byte01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPORD        Y7, Y5, Y5
+	VPSUBB       b8Byte10<>+0(SB), Y5, Y5
+	VPXORD       b8Byte80<>+0(SB), Y5, Y5
+	VMOVDQU32    (R8), Y7
+	VPDPBUSD     (SI), Y5, Y7
+	VMULSS       (DI), X4, X6
+	VBROADCASTSS X6, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VMOVDQU32    32(R8), Y7
+	VPDPBUSD     32(SI), Y5, Y7
+	VMULSS       4(DI), X4, X6
+	VBROADCASTSS X6, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VMOVDQU32    64(R8), Y7
+	VPDPBUSD     64(SI), Y5, Y7
+	VMULSS       8(DI), X4, X6
+	VBROADCASTSS X6, Y8
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VMOVDQU32    96(R8), Y7
+	VPDPBUSD     96(SI), Y5, Y7
+	VMULSS       12(DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x4VNNI_block
+
+dot8Q5_0x4VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q5_0x4VNNI_row
+
+dot8Q5_0x4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4Kx4VNNI(SB), NOSPLIT, $256-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx4VNNI_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx4VNNI_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 128(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 160(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 192(SP)
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS Y3, 224(SP)
+
+dot8Q4Kx4VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx4VNNI_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X4
+	VPINSRD      $0x01, R11, X4, X4
+	VMOVD        R10, X5
+	VPINSRD      $0x01, R13, X5, X5
+	VPMOVZXBD    X4, Y4
+	VPMOVZXBD    X5, Y5
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y7
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS       Y7, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       (DI), Y4, Y6
+	VMOVUPS      Y6, (SP)
+	VMULPS       (DI), Y5, Y6
+	VMULPS       (R8), Y6, Y6
+	VADDPS       128(SP), Y6, Y6
+	VMOVUPS      Y6, 128(SP)
+	VMULPS       32(DI), Y4, Y6
+	VMOVUPS      Y6, 32(SP)
+	VMULPS       32(DI), Y5, Y6
+	VMULPS       32(R8), Y6, Y6
+	VADDPS       160(SP), Y6, Y6
+	VMOVUPS      Y6, 160(SP)
+	VMULPS       64(DI), Y4, Y6
+	VMOVUPS      Y6, 64(SP)
+	VMULPS       64(DI), Y5, Y6
+	VMULPS       64(R8), Y6, Y6
+	VADDPS       192(SP), Y6, Y6
+	VMOVUPS      Y6, 192(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VMULPS       96(DI), Y5, Y4
+	VMULPS       96(R8), Y4, Y4
+	VADDPS       224(SP), Y4, Y4
+	VMOVUPS      Y4, 224(SP)
+	VMOVDQU32    16(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y5
+	VBROADCASTSS (SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     (SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 32(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     32(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 64(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     64(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 96(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     96(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 4(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     128(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 36(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     160(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 68(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     192(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 100(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     224(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    48(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y5
+	VBROADCASTSS 8(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     256(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 40(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     288(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 72(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     320(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 104(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     352(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 12(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     384(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 44(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     416(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 76(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     448(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 108(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     480(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    80(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y5
+	VBROADCASTSS 16(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     512(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     544(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 80(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     576(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 112(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     608(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     640(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 52(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     672(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 84(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     704(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 116(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     736(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    112(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y5
+	VBROADCASTSS 24(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     768(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     800(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 88(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     832(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 120(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     864(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VBROADCASTSS 28(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     896(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 60(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     928(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 92(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     960(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 124(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     992(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx4VNNI_block
+
+dot8Q4Kx4VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVUPS      128(SP), Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VSUBSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      192(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      224(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q4Kx4VNNI_row
+
+dot8Q4Kx4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5Kx4VNNI(SB), NOSPLIT, $256-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx4VNNI_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx4VNNI_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 128(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 160(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 192(SP)
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS Y3, 224(SP)
+
+dot8Q5Kx4VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx4VNNI_end
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X4
+	VPINSRD      $0x01, R11, X4, X4
+	VMOVD        R10, X5
+	VPINSRD      $0x01, R13, X5, X5
+	VPMOVZXBD    X4, Y4
+	VPMOVZXBD    X5, Y5
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y7
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS       Y7, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       (DI), Y4, Y6
+	VMOVUPS      Y6, (SP)
+	VMULPS       (DI), Y5, Y6
+	VMULPS       (R8), Y6, Y6
+	VADDPS       128(SP), Y6, Y6
+	VMOVUPS      Y6, 128(SP)
+	VMULPS       32(DI), Y4, Y6
+	VMOVUPS      Y6, 32(SP)
+	VMULPS       32(DI), Y5, Y6
+	VMULPS       32(R8), Y6, Y6
+	VADDPS       160(SP), Y6, Y6
+	VMOVUPS      Y6, 160(SP)
+	VMULPS       64(DI), Y4, Y6
+	VMOVUPS      Y6, 64(SP)
+	VMULPS       64(DI), Y5, Y6
+	VMULPS       64(R8), Y6, Y6
+	VADDPS       192(SP), Y6, Y6
+	VMOVUPS      Y6, 192(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VMULPS       96(DI), Y5, Y4
+	VMULPS       96(R8), Y4, Y4
+	VADDPS       224(SP), Y4, Y4
+	VMOVUPS      Y4, 224(SP)
+	VMOVDQU32    48(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU32    16(CX), Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPANDD       b8Byte10<>+0(SB), Y6, Y6
+	VPORD        Y6, Y5, Y5
+	VBROADCASTSS (SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     (SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 32(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     32(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 64(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     64(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 96(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     96(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    16(CX), Y5
+	VPSLLW       $0x03, Y5, Y5
+	VPANDD       b8Byte10<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VBROADCASTSS 4(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     128(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 36(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     160(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 68(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     192(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 100(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     224(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    80(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU32    16(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPANDD       b8Byte10<>+0(SB), Y6, Y6
+	VPORD        Y6, Y5, Y5
+	VBROADCASTSS 8(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     256(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 40(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     288(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 72(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     320(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 104(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     352(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    16(CX), Y5
+	VPSLLW       $0x01, Y5, Y5
+	VPANDD       b8Byte10<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VBROADCASTSS 12(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     384(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 44(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     416(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 76(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     448(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 108(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     480(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    112(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU32    16(CX), Y6
+	VPANDD       b8Byte10<>+0(SB), Y6, Y6
+	VPORD        Y6, Y5, Y5
+	VBROADCASTSS 16(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     512(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 48(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     544(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 80(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     576(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 112(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     608(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    16(CX), Y5
+	VPSRLW       $0x01, Y5, Y5
+	VPANDD       b8Byte10<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VBROADCASTSS 20(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     640(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 52(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     672(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 84(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     704(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 116(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     736(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    144(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU32    16(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPANDD       b8Byte10<>+0(SB), Y6, Y6
+	VPORD        Y6, Y5, Y5
+	VBROADCASTSS 24(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     768(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 56(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     800(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 88(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     832(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 120(SP), Y6
+	VXORPS       Y7, Y7, Y7
+	VPDPBUSD     864(SI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    16(CX), Y5
+	VPSRLW       $0x03, Y5, Y5
+	VPANDD       b8Byte10<>+0(SB), Y5, Y5
+	VPORD        Y5, Y4, Y4
+	VBROADCASTSS 28(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     896(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y0, Y0
+	VBROADCASTSS 60(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     928(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y1, Y1
+	VBROADCASTSS 92(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     960(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VBROADCASTSS 124(SP), Y5
+	VXORPS       Y6, Y6, Y6
+	VPDPBUSD     992(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx4VNNI_block
+
+dot8Q5Kx4VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVUPS      128(SP), Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VSUBSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      192(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      224(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q5Kx4VNNI_row
+
+dot8Q5Kx4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q6Kx4VNNI(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx4VNNI_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx4VNNI_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	MOVQ   nc+56(FP), R8
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q6Kx4VNNI_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx4VNNI_end
+	MOVWLZX      208(CX), R9
+	VMOVD        R9, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       (DI), Y4, Y5
+	VMOVUPS      Y5, (SP)
+	VMULPS       32(DI), Y4, Y5
+	VMOVUPS      Y5, 32(SP)
+	VMULPS       64(DI), Y4, Y5
+	VMOVUPS      Y5, 64(SP)
+	VMULPS       96(DI), Y4, Y4
+	VMOVUPS      Y4, 96(SP)
+	VPMOVSXBD    192(CX), Y4
+	VCVTDQ2PS    Y4, Y4
+	VPMOVSXBD    200(CX), Y5
+	VCVTDQ2PS    Y5, Y5
+	VMOVDQU32    (CX), Y6
+	VPANDD       bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU32    128(CX), Y7
+	VPANDD       bdByte03<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPORD        Y7, Y6, Y6
+	VPSUBB       bdByte20<>+0(SB), Y6, Y6
+	VPXORD       b8Byte80<>+0(SB), Y6, Y6
+	VMOVDQU32    b8PermQ6K0<>+0(SB), Y7
+	VPERMPS      Y4, Y7, Y7
+	VBROADCASTSS (SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    (R8), Y9
+	VPDPBUSD     (SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 32(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    32(R8), Y9
+	VPDPBUSD     32(SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 64(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    64(R8), Y9
+	VPDPBUSD     64(SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 96(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    96(R8), Y7
+	VPDPBUSD     96(SI), Y6, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VMOVDQU32    32(CX), Y6
+	VPANDD       bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU32    128(CX), Y7
+	VPSLLW       $0x02, Y7, Y7
+	VPANDD       bdByte30<>+0(SB), Y7, Y7
+	VPORD        Y7, Y6, Y6
+	VPSUBB       bdByte20<>+0(SB), Y6, Y6
+	VPXORD       b8Byte80<>+0(SB), Y6, Y6
+	VMOVDQU32    b8PermQ6K1<>+0(SB), Y7
+	VPERMPS      Y4, Y7, Y7
+	VBROADCASTSS 4(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    128(R8), Y9
+	VPDPBUSD     128(SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 36(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    160(R8), Y9
+	VPDPBUSD     160(SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 68(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    192(R8), Y9
+	VPDPBUSD     192(SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 100(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    224(R8), Y7
+	VPDPBUSD     224(SI), Y6, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VMOVDQU32    (CX), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPANDD       bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU32    128(CX), Y7
+	VPANDD       bdByte30<>+0(SB), Y7, Y7
+	VPORD        Y7, Y6, Y6
+	VPSUBB       bdByte20<>+0(SB), Y6, Y6
+	VPXORD       b8Byte80<>+0(SB), Y6, Y6
+	VMOVDQU32    b8PermQ6K2<>+0(SB), Y7
+	VPERMPS      Y4, Y7, Y7
+	VBROADCASTSS 8(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    256(R8), Y9
+	VPDPBUSD     256(SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y0, Y0
+	VBROADCASTSS 40(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    288(R8), Y9
+	VPDPBUSD     288(SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y1, Y1
+	VBROADCASTSS 72(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    320(R8), Y9
+	VPDPBUSD     320(SI), Y6, Y9
+	VCVTDQ2PS    Y9, Y9
+	VMULPS       Y8, Y9, Y9
+	VADDPS       Y9, Y2, Y2
+	VBROADCASTSS 104(SP), Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU32    352(R8), Y7
+	VPDPBUSD     352(SI), Y6, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y8, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VMOVDQU32    32(CX), Y6
+	VPSRLW       $0x04, Y6, Y6
+	VPANDD       bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU32    128(CX), Y7
+	VPSRLW       $0x02, Y7, Y7
+	VPANDD       bdByte30<>+0(SB), Y7, Y7
+	VPORD        Y7, Y6, Y6
+	VPSUBB       bdByte20<>+0(SB), Y6, Y6
+	VPXORD       b8Byte80<>+0(SB), Y6, Y6
+	VMOVDQU32    b8PermQ6K3<>+0(SB), Y7
+	VPERMPS      Y4, Y7, Y7
+	VBROADCASTSS 12(SP), Y4
+	VMULPS       Y7, Y4, Y4
+	VMOVDQU32    384(R8), Y8
+	VPDPBUSD     384(SI), Y6, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y4, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 44(SP), Y4
+	VMULPS       Y7, Y4, Y4
+	VMOVDQU32    416(R8), Y8
+	VPDPBUSD     416(SI), Y6, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y4, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 76(SP), Y4
+	VMULPS       Y7, Y4, Y4
+	VMOVDQU32    448(R8), Y8
+	VPDPBUSD     448(SI), Y6, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y4, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VBROADCASTSS 108(SP), Y4
+	VMULPS       Y7, Y4, Y4
+	VMOVDQU32    480(R8), Y7
+	VPDPBUSD     480(SI), Y6, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y4, Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	VMOVDQU32    64(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    160(CX), Y6
+	VPANDD       bdByte03<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPORD        Y6, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    b8PermQ6K0<>+0(SB), Y6
+	VPERMPS      Y5, Y6, Y6
+	VBROADCASTSS 16(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    512(R8), Y8
+	VPDPBUSD     512(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 48(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    544(R8), Y8
+	VPDPBUSD     544(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 80(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    576(R8), Y8
+	VPDPBUSD     576(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VBROADCASTSS 112(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    608(R8), Y6
+	VPDPBUSD     608(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    96(CX), Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    160(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPANDD       bdByte30<>+0(SB), Y6, Y6
+	VPORD        Y6, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    b8PermQ6K1<>+0(SB), Y6
+	VPERMPS      Y5, Y6, Y6
+	VBROADCASTSS 20(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    640(R8), Y8
+	VPDPBUSD     640(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 52(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    672(R8), Y8
+	VPDPBUSD     672(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 84(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    704(R8), Y8
+	VPDPBUSD     704(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VBROADCASTSS 116(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    736(R8), Y6
+	VPDPBUSD     736(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    64(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    160(CX), Y6
+	VPANDD       bdByte30<>+0(SB), Y6, Y6
+	VPORD        Y6, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    b8PermQ6K2<>+0(SB), Y6
+	VPERMPS      Y5, Y6, Y6
+	VBROADCASTSS 24(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    768(R8), Y8
+	VPDPBUSD     768(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y0, Y0
+	VBROADCASTSS 56(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    800(R8), Y8
+	VPDPBUSD     800(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y1, Y1
+	VBROADCASTSS 88(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    832(R8), Y8
+	VPDPBUSD     832(SI), Y4, Y8
+	VCVTDQ2PS    Y8, Y8
+	VMULPS       Y7, Y8, Y8
+	VADDPS       Y8, Y2, Y2
+	VBROADCASTSS 120(SP), Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU32    864(R8), Y6
+	VPDPBUSD     864(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y7, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	VMOVDQU32    96(CX), Y4
+	VPSRLW       $0x04, Y4, Y4
+	VPANDD       bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU32    160(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPANDD       bdByte30<>+0(SB), Y6, Y6
+	VPORD        Y6, Y4, Y4
+	VPSUBB       bdByte20<>+0(SB), Y4, Y4
+	VPXORD       b8Byte80<>+0(SB), Y4, Y4
+	VMOVDQU32    b8PermQ6K3<>+0(SB), Y6
+	VPERMPS      Y5, Y6, Y6
+	VBROADCASTSS 28(SP), Y5
+	VMULPS       Y6, Y5, Y5
+	VMOVDQU32    896(R8), Y7
+	VPDPBUSD     896(SI), Y4, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y5, Y7, Y7
+	VADDPS       Y7, Y0, Y0
+	VBROADCASTSS 60(SP), Y5
+	VMULPS       Y6, Y5, Y5
+	VMOVDQU32    928(R8), Y7
+	VPDPBUSD     928(SI), Y4, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y5, Y7, Y7
+	VADDPS       Y7, Y1, Y1
+	VBROADCASTSS 92(SP), Y5
+	VMULPS       Y6, Y5, Y5
+	VMOVDQU32    960(R8), Y7
+	VPDPBUSD     960(SI), Y4, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y5, Y7, Y7
+	VADDPS       Y7, Y2, Y2
+	VBROADCASTSS 124(SP), Y5
+	VMULPS       Y6, Y5, Y5
+	VMOVDQU32    992(R8), Y6
+	VPDPBUSD     992(SI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       Y5, Y6, Y6
+	VADDPS       Y6, Y3, Y3
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x00000400, R8
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx4VNNI_block
+
+dot8Q6Kx4VNNI_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q6Kx4VNNI_row
+
+dot8Q6Kx4VNNI_done:
+	VZEROUPPER
+	RET

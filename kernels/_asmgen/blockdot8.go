@@ -1,0 +1,502 @@
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The 8-bit activation kernels (package kernels' act8.go) multiply rows of
+// ggml's quantized blocks with activations rounded to int8 in blocks of 32
+// (q, one float32 scale d per block, for Q4_K and Q5_K the block's Σ q as
+// a float32 s, and nc: per block 8 int32 lanes −128·Σ_{4l..4l+3} q). Each
+// block's 32 weights are made 32 bytes in element order (signed weights for
+// Q8_0, Q4_0, Q5_0 and Q6_K, unsigned 4- and 5-bit values for Q4_K and
+// Q5_K), and the exact int32 lane sums L_l = Σ_{i=4l..4l+3} w_i·q_i come
+// from
+//
+//   - AVX2, signed weights: VPSIGNB moves the weights' signs onto the
+//     activations, VPMADDUBSW multiplies |w| with them into int16 pairs
+//     (at most 2·128·127, no saturation), VPMADDWD with ones adds pairs;
+//   - AVX2, unsigned weights: VPMADDUBSW and VPMADDWD with ones;
+//   - AVX-512 VNNI, signed weights: VPDPBUSD of w+128 (w XOR 0x80, unsigned)
+//     with q, into a register loaded with nc (which removes the 128·Σq);
+//   - AVX-512 VNNI, unsigned weights: VPDPBUSD into zero.
+//
+// The lanes are converted to float32, multiplied by the block's scale (a
+// broadcast, or Q6_K's per-lane vector) and added to 8 lane accumulators,
+// then reduced by hsum1's tree, operation for operation as the Go code, so
+// every path gives the same bits. The VNNI kernels keep few live vector
+// registers and use instructions with an EVEX form where it differs.
+
+type fmt8 struct {
+	base, gen string
+	bytes     int
+	signed    bool
+}
+
+var formats8 = []fmt8{
+	{"dot8Q8_0", "dot8Q8_0Generic", 34, true},
+	{"dot8Q4_0", "dot8Q4_0Generic", 18, true},
+	{"dot8Q5_0", "dot8Q5_0Generic", 22, true},
+	{"dot8Q4K", "dot8Q4KGeneric", 144, false},
+	{"dot8Q5K", "dot8Q5KGeneric", 176, false},
+	{"dot8Q6K", "dot8Q6KGeneric", 210, true},
+}
+
+var c8Ones16, c8B80, c8B08, c8B10, c8B01, c8BitMask, c8ShufQh Mem
+var c8Perm [4]Mem
+
+// k8 is the kernel being written: its path decides the instructions.
+type k8 struct {
+	vnni bool
+}
+
+func (k k8) and(a Op, b, dst VecVirtual) {
+	if k.vnni {
+		VPANDD(a, b, dst)
+	} else {
+		VPAND(a, b, dst)
+	}
+}
+
+func (k k8) or(a Op, b, dst VecVirtual) {
+	if k.vnni {
+		VPORD(a, b, dst)
+	} else {
+		VPOR(a, b, dst)
+	}
+}
+
+func (k k8) load(m Mem, v VecVirtual) {
+	if k.vnni {
+		VMOVDQU32(m, v)
+	} else {
+		VMOVDQU(m, v)
+	}
+}
+
+// lanes32 returns the int32 lane sums of the 32 weight bytes prepared by
+// prep (see prepW) with the 32 activations at qm; nm is the block's nc.
+func (k k8) lanes32(p prepW, qm, nm Mem, signed bool) VecVirtual {
+	out := YMM()
+	switch {
+	case k.vnni && signed:
+		VMOVDQU32(nm, out)
+		VPDPBUSD(qm, p.u, out)
+	case k.vnni:
+		VXORPS(out, out, out) // a zero idiom the allocator knows
+		VPDPBUSD(qm, p.u, out)
+	case signed:
+		t := YMM()
+		VMOVDQU(qm, t)
+		VPSIGNB(p.s, t, t)
+		VPMADDUBSW(t, p.u, out)
+		VPMADDWD(c8Ones16, out, out)
+	default:
+		VPMADDUBSW(qm, p.u, out)
+		VPMADDWD(c8Ones16, out, out)
+	}
+	return out
+}
+
+// prepW is a block's weights as the lanes need them: u the unsigned
+// operand (|w|, w XOR 0x80 or the unsigned values), s the signed weights
+// (AVX2, signed formats only).
+type prepW struct{ u, s VecVirtual }
+
+func (k k8) prep(w VecVirtual, signed bool) prepW {
+	if !signed {
+		return prepW{u: w}
+	}
+	u := YMM()
+	if k.vnni {
+		VPXORD(c8B80, w, u)
+		return prepW{u: u}
+	}
+	VPABSB(w, u)
+	return prepW{u: u, s: w}
+}
+
+// addScaled adds float32(sc·float32(L)) to acc.
+func addScaled(L VecVirtual, sc Op, acc VecVirtual) {
+	VCVTDQ2PS(L, L)
+	VMULPS(sc, L, L)
+	VADDPS(L, acc, acc)
+}
+
+func kernelName8(base string, nt int, vnni bool) string {
+	s := base
+	if nt > 1 {
+		s += "x" + itoa(nt)
+	}
+	if vnni {
+		return s + "VNNI"
+	}
+	return s + "AVX2"
+}
+
+func genBlockDot8() {
+	c8Ones16 = vconst("b8Ones16", 0x00010001)
+	c8B80 = vconst("b8Byte80", 0x80808080)
+	c8B08 = vconst("b8Byte08", 0x08080808)
+	c8B10 = vconst("b8Byte10", 0x10101010)
+	c8B01 = vconst("b8Byte01", 0x01010101)
+	c8BitMask = GLOBL("b8BitMask", RODATA|NOPTR) // byte i: 1<<(i%8)
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32([2]uint32{0x08040201, 0x80402010}[i%2]))
+	}
+	c8ShufQh = GLOBL("b8ShufQh", RODATA|NOPTR) // byte i: i/8 (in-lane)
+	for i := 0; i < 8; i++ {
+		DATA(4*i, U32(uint32(i/2)*0x01010101))
+	}
+	for g := 0; g < 4; g++ {
+		c8Perm[g] = GLOBL("b8PermQ6K"+itoa(g), RODATA|NOPTR)
+		for l := 0; l < 8; l++ {
+			DATA(4*l, U32(uint32(2*g+l/4)))
+		}
+	}
+	for _, vnni := range []bool{false, true} {
+		for nt := 1; nt <= 4; nt++ {
+			for _, f := range formats8 {
+				switch f.bytes {
+				case 144, 176:
+					genDot8K45(f, nt, k8{vnni})
+				case 210:
+					genDot8Q6K(f, nt, k8{vnni})
+				default:
+					genDot8Blocks32(f, nt, k8{vnni})
+				}
+			}
+		}
+	}
+}
+
+const sig8 = "func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32, nc *int32)"
+
+func doc8(name string, f fmt8, nt int, k k8) {
+	var lines []string
+	if nt == 1 {
+		lines = []string{
+			name + " computes, for each of rows rows of rb bytes at w,",
+			"",
+			"\ty[r] = " + f.gen + "(w[r*rb:(r+1)*rb], q, d, s)",
+			"",
+			"bit for bit (see act8.go; nc is unused by the plain Go). The rows",
+			"follow each other in memory.",
+		}
+	} else {
+		lines = []string{
+			name + " is the kernel for one token, computing y[r*" + itoa(nt) + "+t] for " + itoa(nt) + " tokens t",
+			"at once (each weight block prepared once for all of them), with the",
+			"tokens' activations interleaved (see xAct8.group): bit for bit",
+			f.gen + " of each token.",
+		}
+	}
+	if k.vnni {
+		lines = append(lines, "It needs AVX-512 VNNI and VL.")
+	}
+	Doc(lines...)
+}
+
+// Q8_0, Q4_0, Q5_0: blocks of 32; block b of token t at q[(b*nt+t)*32],
+// nc[(b*nt+t)*8], d[b*nt+t].
+func genDot8Blocks32(f fmt8, nt int, k k8) {
+	name := kernelName8(f.base, nt, k.vnni)
+	TEXT(name, NOSPLIT, sig8)
+	Pragma("noescape")
+	doc8(name, f, nt, k)
+	y := Load(Param("y"), GP64())
+	w := Load(Param("w"), GP64())
+	rows := Load(Param("rows"), GP64())
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	n := Load(Param("rb"), GP64())
+	qp := Load(Param("q"), GP64())
+	dp := Load(Param("d"), GP64())
+	var ncp Register
+	if k.vnni {
+		ncp = Load(Param("nc"), GP64())
+	}
+	acc := make([]VecVirtual, nt)
+	for t := range acc {
+		acc[t] = YMM()
+		VXORPS(acc[t], acc[t], acc[t])
+	}
+	Label(name + "_block")
+	CMPQ(n, Imm(0))
+	JLE(LabelRef(name + "_end"))
+	hx := XMM()
+	VCVTPH2PS(Mem{Base: w}, hx) // d, then 3 halves of weights (not used)
+	wv := YMM()
+	switch f.bytes {
+	case 34:
+		k.load(Mem{Base: w, Disp: 2}, wv)
+	default:
+		// Nibbles: the 16 bytes in both halves, the high half shifted.
+		off := 2
+		if f.bytes == 22 {
+			off = 6
+		}
+		lo := XMM()
+		if k.vnni {
+			VMOVDQU32(Mem{Base: w, Disp: off}, lo)
+		} else {
+			VMOVDQU(Mem{Base: w, Disp: off}, lo)
+		}
+		hi := XMM()
+		VPSRLW(U8(4), lo, hi)
+		if k.vnni {
+			VINSERTI32X4(U8(1), hi, lo.AsY(), wv)
+		} else {
+			VINSERTI128(U8(1), hi, lo.AsY(), wv)
+		}
+		k.and(b0F, wv, wv)
+		if f.bytes == 18 {
+			VPSUBB(c8B08, wv, wv)
+		} else {
+			// The high bits: byte i of the 4 at w+2 gets bit i.
+			h := YMM()
+			VPBROADCASTD(Mem{Base: w, Disp: 2}, h)
+			VPSHUFB(c8ShufQh, h, h)
+			k.and(c8BitMask, h, h)
+			VPMINUB(c8B01, h, h)
+			VPSLLW(U8(4), h, h)
+			k.or(h, wv, wv)
+			VPSUBB(c8B10, wv, wv)
+		}
+	}
+	p := k.prep(wv, true)
+	for t := 0; t < nt; t++ {
+		var nm Mem
+		if k.vnni {
+			nm = Mem{Base: ncp, Disp: 32 * t}
+		}
+		L := k.lanes32(p, Mem{Base: qp, Disp: 32 * t}, nm, true)
+		addScaled(L, scaleVec(hx, Mem{Base: dp, Disp: 4 * t}), acc[t])
+	}
+	ADDQ(U8(f.bytes), w)
+	ADDQ(U32(32*nt), qp)
+	ADDQ(U8(4*nt), dp)
+	if k.vnni {
+		ADDQ(U32(32*nt), ncp)
+	}
+	SUBQ(U8(f.bytes), n)
+	JMP(LabelRef(name + "_block"))
+	Label(name + "_end")
+	storeAcc(y, acc, nil)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// Q4_K and Q5_K: super-blocks of 256; the activations of block b and
+// token t at q[(b*nt+t)*32], the scales and sums of super-block sb and
+// token t at d[(sb*nt+t)*8:] and s[(sb*nt+t)*8:].
+func genDot8K45(f fmt8, nt int, k k8) {
+	five := f.bytes == 176
+	name := kernelName8(f.base, nt, k.vnni)
+	TEXT(name, NOSPLIT, sig8)
+	Pragma("noescape")
+	doc8(name, f, nt, k)
+	aLoc := AllocLocal(32 * nt)
+	mLoc := AllocLocal(32 * nt)
+	y := Load(Param("y"), GP64())
+	w := Load(Param("w"), GP64())
+	rows := Load(Param("rows"), GP64())
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	n := Load(Param("rb"), GP64())
+	qp := Load(Param("q"), GP64())
+	dp := Load(Param("d"), GP64())
+	sp := Load(Param("s"), GP64())
+	acc := make([]VecVirtual, nt)
+	for t := range acc {
+		acc[t] = YMM()
+		VXORPS(acc[t], acc[t], acc[t])
+		VMOVUPS(acc[t], mLoc.Offset(32*t))
+	}
+	Label(name + "_block")
+	CMPQ(n, Imm(0))
+	JLE(LabelRef(name + "_end"))
+	{
+		sc, mn := k45Scales(w)
+		for t := 0; t < nt; t++ {
+			a, m := YMM(), YMM()
+			VMULPS(Mem{Base: dp, Disp: 32 * t}, sc, a)
+			VMOVUPS(a, aLoc.Offset(32*t))
+			VMULPS(Mem{Base: dp, Disp: 32 * t}, mn, m)
+			VMULPS(Mem{Base: sp, Disp: 32 * t}, m, m)
+			VADDPS(mLoc.Offset(32*t), m, m)
+			VMOVUPS(m, mLoc.Offset(32*t))
+		}
+	}
+	off := 16
+	if five {
+		off = 48
+	}
+	for j := 0; j < 4; j++ {
+		raw := YMM()
+		k.load(Mem{Base: w, Disp: off + 32*j}, raw)
+		for part := 0; part < 2; part++ {
+			v := YMM()
+			if part == 0 {
+				k.and(b0F, raw, v)
+			} else {
+				VPSRLW(U8(4), raw, v)
+				k.and(b0F, v, v)
+			}
+			if five {
+				// Bit sb of qh[i] to bit 4 of byte i.
+				bit := 2*j + part
+				h := YMM()
+				k.load(Mem{Base: w, Disp: 16}, h)
+				switch {
+				case bit < 4:
+					VPSLLW(U8(4-bit), h, h)
+				case bit > 4:
+					VPSRLW(U8(bit-4), h, h)
+				}
+				k.and(c8B10, h, h)
+				k.or(h, v, v)
+			}
+			sb := 2*j + part
+			p := k.prep(v, false)
+			for t := 0; t < nt; t++ {
+				s := YMM()
+				VBROADCASTSS(aLoc.Offset(32*t+4*sb), s)
+				L := k.lanes32(p, Mem{Base: qp, Disp: 32 * (sb*nt + t)}, Mem{}, false)
+				addScaled(L, s, acc[t])
+			}
+		}
+	}
+	ADDQ(U32(f.bytes), w)
+	ADDQ(U32(256*nt), qp)
+	ADDQ(U32(32*nt), dp)
+	ADDQ(U32(32*nt), sp)
+	SUBQ(U32(f.bytes), n)
+	JMP(LabelRef(name + "_block"))
+	Label(name + "_end")
+	storeAcc(y, acc, &mLoc)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// Q6_K: super-blocks of 256, weights q6−32, int8 scales per 16 weights:
+// the lane scale of block b (half h, group g) is D·float32(sc), D = d·d_b,
+// sc the scale of the lane's 16 weights (lanes 0-3: sc[8h+2g], 4-7:
+// sc[8h+2g+1]).
+func genDot8Q6K(f fmt8, nt int, k k8) {
+	name := kernelName8(f.base, nt, k.vnni)
+	TEXT(name, NOSPLIT, sig8)
+	Pragma("noescape")
+	doc8(name, f, nt, k)
+	dLoc := AllocLocal(32 * nt)
+	y := Load(Param("y"), GP64())
+	w := Load(Param("w"), GP64())
+	rows := Load(Param("rows"), GP64())
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef(name + "_done"))
+	n := Load(Param("rb"), GP64())
+	qp := Load(Param("q"), GP64())
+	dp := Load(Param("d"), GP64())
+	var ncp Register
+	if k.vnni {
+		ncp = Load(Param("nc"), GP64())
+	}
+	acc := make([]VecVirtual, nt)
+	for t := range acc {
+		acc[t] = YMM()
+		VXORPS(acc[t], acc[t], acc[t])
+	}
+	Label(name + "_block")
+	CMPQ(n, Imm(0))
+	JLE(LabelRef(name + "_end"))
+	h := GP32()
+	MOVWLZX(Mem{Base: w, Disp: 208}, h)
+	dx := XMM()
+	VMOVD(h, dx)
+	VCVTPH2PS(dx, dx)
+	dd := YMM()
+	VBROADCASTSS(dx, dd)
+	for t := 0; t < nt; t++ {
+		v := YMM()
+		VMULPS(Mem{Base: dp, Disp: 32 * t}, dd, v) // D_b = d·d_b
+		VMOVUPS(v, dLoc.Offset(32*t))
+	}
+	var scH [2]VecVirtual
+	for hh := range scH {
+		scH[hh] = YMM()
+		VPMOVSXBD(Mem{Base: w, Disp: 192 + 8*hh}, scH[hh])
+		VCVTDQ2PS(scH[hh], scH[hh])
+	}
+	for hh := 0; hh < 2; hh++ {
+		for g := 0; g < 4; g++ {
+			v, b := YMM(), YMM()
+			src := Mem{Base: w, Disp: 64 * hh}
+			if g&1 == 1 {
+				src = src.Offset(32)
+			}
+			k.load(src, v)
+			if g >= 2 {
+				VPSRLW(U8(4), v, v)
+			}
+			k.and(b0F, v, v)
+			k.load(Mem{Base: w, Disp: 128 + 32*hh}, b)
+			switch g {
+			case 0:
+				k.and(b03, b, b)
+				VPSLLW(U8(4), b, b)
+			case 1:
+				VPSLLW(U8(2), b, b)
+				k.and(b30, b, b)
+			case 2:
+				k.and(b30, b, b)
+			case 3:
+				VPSRLW(U8(2), b, b)
+				k.and(b30, b, b)
+			}
+			k.or(b, v, v)
+			VPSUBB(b20, v, v) // q6 − 32
+			p := k.prep(v, true)
+			scf := YMM()
+			k.load(c8Perm[g], scf)
+			VPERMPS(scH[hh], scf, scf)
+			blk := 4*hh + g
+			for t := 0; t < nt; t++ {
+				s := YMM()
+				VBROADCASTSS(dLoc.Offset(32*t+4*blk), s)
+				VMULPS(scf, s, s)
+				var nm Mem
+				if k.vnni {
+					nm = Mem{Base: ncp, Disp: 32 * (blk*nt + t)}
+				}
+				L := k.lanes32(p, Mem{Base: qp, Disp: 32 * (blk*nt + t)}, nm, true)
+				addScaled(L, s, acc[t])
+			}
+		}
+	}
+	ADDQ(U32(210), w)
+	ADDQ(U32(256*nt), qp)
+	ADDQ(U32(32*nt), dp)
+	if k.vnni {
+		ADDQ(U32(256*nt), ncp)
+	}
+	SUBQ(U32(210), n)
+	JMP(LabelRef(name + "_block"))
+	Label(name + "_end")
+	storeAcc(y, acc, nil)
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}

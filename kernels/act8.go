@@ -1,0 +1,413 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// 8-bit activations (opt-in, SetActivationBits(8)). The fused block
+// products of blockdot.go round each row of x to int16 blocks; this path
+// rounds it to int8 blocks instead, as llama.cpp does, so that the
+// products take one byte multiply-add instruction per 32 weights
+// (VPDPBUSD with AVX-512 VNNI; VPMADDUBSW and VPMADDWD with AVX2) instead
+// of two word ones and a sum.
+//
+// Activations. Each row of x is cut into blocks of 32 values, for every
+// format (also the K-formats, whose llama.cpp route uses one scale per
+// 256 values, Q8_K: one per 32 is finer and keeps the kernels' structure).
+// Per block, with m = max|x_i|: d = m/127 and q_i = round(x_i·(127/m)),
+// ties to even, clamped to ±127 (ggml's quantize_row_q8_0 as its AVX2 code
+// computes it: the product with 127/m, then rounding to nearest). A block
+// with m = 0, or whose 127/m overflows (m below about 3.7e-37), is all zeros with
+// d = 0. Each value moves by at most d/2 = m/254. A row holding an Inf or
+// a NaN is multiplied through the dequantized float32 weights instead.
+//
+// Products. The block's weights are small integers w_i (Q8_0: the bytes;
+// Q4_0: nibble − 8; Q5_0: nibble + 16·high bit − 16; Q4_K: the nibbles;
+// Q5_K: nibble + 16·high bit; Q6_K: q6 − 32). Per output, with 8 float32
+// lanes acc[l] from zero, for each block b of 32 columns in order:
+//
+//	L_l = Σ_{i=4l}^{4l+3} w_i·q_i             (exact int32: 4 consecutive products)
+//	acc[l] += float32(s_{b,l}·float32(L_l))  (product and sum each rounded)
+//
+// with the scale s_{b,l} (d_b the activation block's):
+//
+//	Q8_0, Q4_0, Q5_0: float32(d_w·d_b), d_w the block's half
+//	Q4_K, Q5_K:       float32(float32(d·sc_j)·d_b), sub-block j
+//	Q6_K:             float32(float32(d·d_b)·float32(sc)), sc the int8
+//	                  scale of the lane's 16 weights (lanes 0-3: the first
+//	                  16, lanes 4-7: the last 16)
+//
+// The output is reduce8(acc); Q4_K and Q5_K subtract reduce8 of the
+// minimum lanes macc[j] += float32(float32(float32(dmin·m_j)·d_b)·Σ_b q),
+// as the 16-bit path. |L_l| ≤ 4·128·127 < 2^24, so its conversion is
+// exact. The assembly (AVX2 and VNNI) does these operations with these
+// roundings, so every path gives the bits of the plain Go below, and an
+// output depends on its row of x and the weights only (batch-invariant).
+
+// actBits is the activation width of the fused block products: 16 or 8.
+var actBits atomic.Int32
+
+func init() { actBits.Store(16) }
+
+// SetActivationBits chooses how MatMul rounds the activations of weights
+// with a fused block kernel (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): 16,
+// the default, to int16 blocks of 32 (each value within 1/65534 of its
+// block's largest magnitude); 8, to int8 blocks of 32 as llama.cpp does
+// (within 1/254), for faster products. F16, int8 and float weights are
+// not affected. Other values are an error. It applies to the products
+// that start after it returns.
+func SetActivationBits(bits int) error {
+	if bits != 8 && bits != 16 {
+		return fmt.Errorf("kernels: activation bits %d: want 8 or 16", bits)
+	}
+	actBits.Store(int32(bits))
+	return nil
+}
+
+// ActivationBits reports the activation width set by SetActivationBits.
+func ActivationBits() int { return int(actBits.Load()) }
+
+// act8Max is the largest 8-bit activation.
+const act8Max = 127
+
+// xAct8 holds the rows of x rounded to int8 blocks of 32: x[t*C+c] ≈
+// d[t*C/32+c/32]·q[t*C+c]; s holds each block's Σ q (exact in float32),
+// nc each block's 8 lanes −128·Σ_{i=4l}^{4l+3} q_i (for the VNNI kernels,
+// which multiply w+128). Rows with ok[t] false hold an Inf or a NaN.
+type xAct8 struct {
+	q      []int8
+	d, s   []float32
+	nc     []int32
+	ok     []bool
+	groups []xGroup8
+	gq     []int8
+	gd, gs []float32
+	gnc    []int32
+}
+
+// xGroup8 is nt tokens' 8-bit activations interleaved as xGroup's: block
+// b of token t at q[(b*nt+t)*32:] and nc[(b*nt+t)*8:], its scale (and Σ q)
+// at d[b*nt+t] for blocks of 32 weights or d[(b/8*nt+t)*8+b%8] for
+// super-blocks of 256.
+type xGroup8 struct {
+	tokens [groupTokens]int
+	nt     int
+	q      []int8
+	d, s   []float32
+	nc     []int32
+}
+
+// quantize rounds the T rows of C columns (a multiple of 32) of x.
+func (a *xAct8) quantize(x []float32, T, C int) {
+	nb := C / q8Block
+	if cap(a.q) < T*C {
+		a.q = make([]int8, T*C)
+	}
+	if cap(a.d) < T*nb {
+		a.d = make([]float32, T*nb)
+		a.s = make([]float32, T*nb)
+		a.nc = make([]int32, 8*T*nb)
+	}
+	if cap(a.ok) < T {
+		a.ok = make([]bool, T)
+	}
+	a.q, a.d, a.s, a.nc, a.ok = a.q[:T*C], a.d[:T*nb], a.s[:T*nb], a.nc[:8*T*nb], a.ok[:T]
+	for t := range T {
+		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nb:(t+1)*nb], a.s[t*nb:(t+1)*nb], a.nc[8*t*nb:8*(t+1)*nb], x[t*C:(t+1)*C])
+	}
+	a.groups = a.groups[:0]
+}
+
+// group packs the finite rows in groups of up to groupTokens tokens for
+// weights in blocks of elems (32 or 256), as xQ8.group.
+func (a *xAct8) group(T, C, elems int) {
+	nb := C / q8Block
+	if cap(a.gq) < T*C {
+		a.gq = make([]int8, T*C)
+	}
+	if cap(a.gd) < T*nb {
+		a.gd = make([]float32, T*nb)
+		a.gs = make([]float32, T*nb)
+		a.gnc = make([]int32, 8*T*nb)
+	}
+	if cap(a.groups) < (T+groupTokens-1)/groupTokens {
+		a.groups = make([]xGroup8, 0, (T+groupTokens-1)/groupTokens)
+	}
+	a.groups = a.groups[:0]
+	var g xGroup8
+	used := 0
+	flush := func() {
+		n := g.nt
+		g.q, g.d, g.s = a.gq[used*C:(used+n)*C], a.gd[used*nb:(used+n)*nb], a.gs[used*nb:(used+n)*nb]
+		g.nc = a.gnc[8*used*nb : 8*(used+n)*nb]
+		for i, t := range g.tokens[:n] {
+			for b := range nb {
+				j := b*n + i
+				copy(g.q[j*q8Block:(j+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
+				copy(g.nc[8*j:8*j+8], a.nc[8*(t*nb+b):8*(t*nb+b)+8])
+				if elems == 256 {
+					j = (b/8*n+i)*8 + b%8
+				}
+				g.d[j], g.s[j] = a.d[t*nb+b], a.s[t*nb+b]
+			}
+		}
+		used += n
+		a.groups = append(a.groups, g)
+		g = xGroup8{}
+	}
+	for t := range T {
+		if !a.ok[t] {
+			continue
+		}
+		g.tokens[g.nt] = t
+		g.nt++
+		if g.nt == groupTokens {
+			flush()
+		}
+	}
+	if g.nt > 0 {
+		flush()
+	}
+}
+
+// quantizeAct8Row rounds x to int8 blocks of 32 (see the top of this
+// file), setting each block's scale d, Σ q in s and the VNNI corrections
+// in nc (8 per block). It returns false, leaving the rest unset, when x
+// holds an Inf or a NaN.
+func quantizeAct8Row(q []int8, d, s []float32, nc []int32, x []float32) bool {
+	for b := range d {
+		xb := x[q8Block*b : q8Block*(b+1)]
+		qb := q[q8Block*b : q8Block*(b+1)]
+		var m float32
+		for _, v := range xb {
+			v = float32(math.Abs(float64(v)))
+			if !(v <= math.MaxFloat32) {
+				return false
+			}
+			m = max(m, v)
+		}
+		id := act8Max / m
+		nb := nc[8*b : 8*b+8]
+		if m == 0 || id > math.MaxFloat32 {
+			clear(qb)
+			clear(nb)
+			d[b], s[b] = 0, 0
+			continue
+		}
+		var sum int32
+		for i, v := range xb {
+			r := math.RoundToEven(float64(v * id))
+			r = max(-act8Max, min(act8Max, r))
+			qb[i] = int8(r)
+			sum += int32(r)
+		}
+		for l := range nb {
+			nb[l] = -128 * (int32(qb[4*l]) + int32(qb[4*l+1]) + int32(qb[4*l+2]) + int32(qb[4*l+3]))
+		}
+		d[b], s[b] = m/act8Max, float32(sum)
+	}
+	return true
+}
+
+// fusedRows8 is fusedRows for 8-bit activations.
+func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1 int) {
+	R, C := w.Rows, w.Cols
+	rb := w.Format.rowBytes(C)
+	nb := C / q8Block
+	q := w.Q[r0*rb : r1*rb]
+	if T > 1 && useAVX2 {
+		for t := range T {
+			if !a.ok[t] {
+				blockRows(s, dst[t*R:(t+1)*R], x[t*C:(t+1)*C], 1, w, r0, r1)
+			}
+		}
+		nr := r1 - r0
+		if len(s.blockOut) < groupTokens*nr {
+			s.blockOut = make([]float32, groupTokens*nr)
+		}
+		for _, g := range a.groups {
+			out := s.blockOut[:g.nt*nr]
+			blockDot8Rows(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s, g.nc)
+			for i, t := range g.tokens[:g.nt] {
+				y := dst[t*R+r0 : t*R+r1]
+				for r := range y {
+					y[r] = out[r*g.nt+i]
+				}
+			}
+		}
+		return
+	}
+	for t := range T {
+		out := dst[t*R : (t+1)*R]
+		if !a.ok[t] {
+			blockRows(s, out, x[t*C:(t+1)*C], 1, w, r0, r1)
+			continue
+		}
+		blockDot8Rows(out[r0:r1], w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nb:(t+1)*nb], a.s[t*nb:(t+1)*nb], a.nc[8*t*nb:8*(t+1)*nb])
+	}
+}
+
+// blockDot8RowsGeneric sets y[i] to the 8-bit product of row i of the
+// blocks in w (rb bytes each) with one token's activations q, d, s.
+func blockDot8RowsGeneric(y []float32, k BlockDot, w []byte, rb int, q []int8, d, s []float32) {
+	g := dotGeometry[k]
+	nb := rb / g.bytes * g.elems / q8Block
+	q, d, s = q[:nb*q8Block], d[:nb], s[:nb]
+	for i := range y {
+		row := w[i*rb : (i+1)*rb]
+		switch k {
+		case DotQ8_0:
+			y[i] = dot8Q8_0Generic(row, q, d, s)
+		case DotQ4_0:
+			y[i] = dot8Q4_0Generic(row, q, d, s)
+		case DotQ5_0:
+			y[i] = dot8Q5_0Generic(row, q, d, s)
+		case DotQ4K:
+			y[i] = dot8Q4KGeneric(row, q, d, s)
+		case DotQ5K:
+			y[i] = dot8Q5KGeneric(row, q, d, s)
+		case DotQ6K:
+			y[i] = dot8Q6KGeneric(row, q, d, s)
+		}
+	}
+}
+
+// addLanes8 adds one block to the 8 lanes: acc[l] += sc[l]·L_l with
+// L_l = Σ_{i=4l}^{4l+3} w[i]·q[i], exact.
+func addLanes8(acc *[8]float32, sc *[8]float32, w *[32]int32, q []int8) {
+	q = q[:32]
+	for l := range 8 {
+		L := w[4*l]*int32(q[4*l]) + w[4*l+1]*int32(q[4*l+1]) + w[4*l+2]*int32(q[4*l+2]) + w[4*l+3]*int32(q[4*l+3])
+		acc[l] += float32(sc[l] * float32(L))
+	}
+}
+
+func splat8(v float32) (s [8]float32) {
+	for i := range s {
+		s[i] = v
+	}
+	return s
+}
+
+// dot8Q8_0Generic is the 8-bit product of a row of Q8_0 blocks (s unused).
+func dot8Q8_0Generic(w []byte, q []int8, d, s []float32) float32 {
+	var acc [8]float32
+	var wi [32]int32
+	for b := range d {
+		blk := w[34*b : 34*b+34]
+		for i := range wi {
+			wi[i] = int32(int8(blk[2+i]))
+		}
+		sc := splat8(float32(half(blk) * d[b]))
+		addLanes8(&acc, &sc, &wi, q[32*b:])
+	}
+	return reduce8(&acc)
+}
+
+// dot8Q4_0Generic is the 8-bit product of a row of Q4_0 blocks (s unused).
+func dot8Q4_0Generic(w []byte, q []int8, d, s []float32) float32 {
+	var acc [8]float32
+	var wi [32]int32
+	for b := range d {
+		blk := w[18*b : 18*b+18]
+		for i := range 16 {
+			wi[i] = int32(blk[2+i]&15) - 8
+			wi[16+i] = int32(blk[2+i]>>4) - 8
+		}
+		sc := splat8(float32(half(blk) * d[b]))
+		addLanes8(&acc, &sc, &wi, q[32*b:])
+	}
+	return reduce8(&acc)
+}
+
+// dot8Q5_0Generic is the 8-bit product of a row of Q5_0 blocks (s unused).
+func dot8Q5_0Generic(w []byte, q []int8, d, s []float32) float32 {
+	var acc [8]float32
+	var wi [32]int32
+	for b := range d {
+		blk := w[22*b : 22*b+22]
+		qh := binary.LittleEndian.Uint32(blk[2:])
+		for i := range 16 {
+			wi[i] = int32(blk[6+i]&15|byte(qh>>i&1)<<4) - 16
+			wi[16+i] = int32(blk[6+i]>>4|byte(qh>>(16+i)&1)<<4) - 16
+		}
+		sc := splat8(float32(half(blk) * d[b]))
+		addLanes8(&acc, &sc, &wi, q[32*b:])
+	}
+	return reduce8(&acc)
+}
+
+// dot8Q4KGeneric is the 8-bit product of a row of Q4_K super-blocks.
+func dot8Q4KGeneric(w []byte, q []int8, d, s []float32) float32 {
+	return dot8K45(w, q, d, s, false)
+}
+
+// dot8Q5KGeneric is the 8-bit product of a row of Q5_K super-blocks.
+func dot8Q5KGeneric(w []byte, q []int8, d, s []float32) float32 {
+	return dot8K45(w, q, d, s, true)
+}
+
+func dot8K45(w []byte, q []int8, d, s []float32, five bool) float32 {
+	var acc, macc [8]float32
+	var wi [32]int32
+	bs, off := 144, 16
+	if five {
+		bs, off = 176, 48
+	}
+	for sb := 0; sb < len(d)/8; sb++ {
+		blk := w[bs*sb : bs*(sb+1)]
+		dd, dmin := half(blk), half(blk[2:])
+		sc, m := q4kScaleMins(blk[4:16])
+		for j := range 8 {
+			b := 8*sb + j
+			A := splat8(float32(float32(dd*float32(sc[j])) * d[b]))
+			M := float32(float32(dmin*float32(m[j])) * d[b])
+			macc[j] += float32(M * s[b])
+			qs := blk[off+32*(j/2) : off+32*(j/2)+32]
+			sh := 4 * (j % 2)
+			for i := range wi {
+				v := int32(qs[i]>>sh) & 15
+				if five && blk[16+i]>>j&1 != 0 {
+					v += 16
+				}
+				wi[i] = v
+			}
+			addLanes8(&acc, &A, &wi, q[32*b:])
+		}
+	}
+	return reduce8(&acc) - reduce8(&macc)
+}
+
+// dot8Q6KGeneric is the 8-bit product of a row of Q6_K super-blocks (s
+// unused).
+func dot8Q6KGeneric(w []byte, q []int8, d, s []float32) float32 {
+	var acc [8]float32
+	var wi [32]int32
+	for sb := 0; sb < len(d)/8; sb++ {
+		blk := w[210*sb : 210*(sb+1)]
+		dd := half(blk[208:])
+		for h := range 2 {
+			for g := range 4 {
+				b := 8*sb + 4*h + g
+				D := float32(dd * d[b])
+				for i := range wi {
+					ql := blk[64*h+32*(g&1)+i]
+					if g >= 2 {
+						ql >>= 4
+					}
+					qh := blk[128+32*h+i] >> (2 * g) & 3
+					wi[i] = int32(ql&15|qh<<4) - 32
+				}
+				var sc [8]float32
+				for l := range sc {
+					sc[l] = float32(D * float32(int8(blk[192+8*h+2*g+l/4])))
+				}
+				addLanes8(&acc, &sc, &wi, q[32*b:])
+			}
+		}
+	}
+	return reduce8(&acc)
+}
