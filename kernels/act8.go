@@ -73,65 +73,76 @@ func ActivationBits() int { return int(actBits.Load()) }
 // act8Max is the largest 8-bit activation.
 const act8Max = 127
 
-// xAct8 holds the rows of x rounded to int8 blocks of 32: x[t*C+c] ≈
-// d[t*C/32+c/32]·q[t*C+c]; s holds each block's Σ q (exact in float32),
-// nc each block's 8 lanes −128·Σ_{i=4l}^{4l+3} q_i (for the VNNI kernels,
-// which multiply w+128). Rows with ok[t] false hold an Inf or a NaN.
+// xAct8 holds the rows of x rounded to int8 blocks of elems values (32 or
+// 256, the weights' block): x[t*C+c] ≈ d[(t*C+c)/elems]·q[t*C+c]. Per
+// block of 32 values b, s[b] holds Σ q (exact in float32) and aux[8b:8b+8]
+// what some kernels need: for elems = 32 the lanes −128·Σ_{i=4l}^{4l+3}
+// q_i (the VNNI kernels multiply w+128 with q), for 256 the 32 bytes
+// q_i+128, four per int32, little-endian (Q6_K's kernels multiply them
+// with w = q6−32). Rows with ok[t] false hold an Inf or a NaN.
 type xAct8 struct {
+	elems  int
 	q      []int8
 	d, s   []float32
-	nc     []int32
+	aux    []int32
 	ok     []bool
 	groups []xGroup8
 	gq     []int8
 	gd, gs []float32
-	gnc    []int32
+	gaux   []int32
 }
 
-// xGroup8 is nt tokens' 8-bit activations interleaved as xGroup's: block
-// b of token t at q[(b*nt+t)*32:] and nc[(b*nt+t)*8:], its scale (and Σ q)
-// at d[b*nt+t] for blocks of 32 weights or d[(b/8*nt+t)*8+b%8] for
-// super-blocks of 256.
+// xGroup8 is nt tokens' 8-bit activations interleaved: block of 32 b of
+// token t at q[(b*nt+t)*32:] and aux[(b*nt+t)*8:]; for blocks of 32
+// weights its scale and Σ q at d[b*nt+t] and s[b*nt+t], for super-blocks
+// of 256 the scale of super-block sb at d[sb*nt+t] and Σ q at
+// s[(b/8*nt+t)*8+b%8].
 type xGroup8 struct {
 	tokens [groupTokens]int
 	nt     int
 	q      []int8
 	d, s   []float32
-	nc     []int32
+	aux    []int32
 }
 
-// quantize rounds the T rows of C columns (a multiple of 32) of x.
-func (a *xAct8) quantize(x []float32, T, C int) {
-	nb := C / q8Block
+// quantize rounds the T rows of C columns (a multiple of elems) of x in
+// blocks of elems (32 or 256).
+func (a *xAct8) quantize(x []float32, T, C, elems int) {
+	nb, nd := C/q8Block, C/elems
 	if cap(a.q) < T*C {
 		a.q = make([]int8, T*C)
 	}
-	if cap(a.d) < T*nb {
-		a.d = make([]float32, T*nb)
+	if cap(a.s) < T*nb {
 		a.s = make([]float32, T*nb)
-		a.nc = make([]int32, 8*T*nb)
+		a.aux = make([]int32, 8*T*nb)
+	}
+	if cap(a.d) < T*nd {
+		a.d = make([]float32, T*nd)
 	}
 	if cap(a.ok) < T {
 		a.ok = make([]bool, T)
 	}
-	a.q, a.d, a.s, a.nc, a.ok = a.q[:T*C], a.d[:T*nb], a.s[:T*nb], a.nc[:8*T*nb], a.ok[:T]
+	a.elems = elems
+	a.q, a.d, a.s, a.aux, a.ok = a.q[:T*C], a.d[:T*nd], a.s[:T*nb], a.aux[:8*T*nb], a.ok[:T]
 	for t := range T {
-		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nb:(t+1)*nb], a.s[t*nb:(t+1)*nb], a.nc[8*t*nb:8*(t+1)*nb], x[t*C:(t+1)*C])
+		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[8*t*nb:8*(t+1)*nb], x[t*C:(t+1)*C])
 	}
 	a.groups = a.groups[:0]
 }
 
-// group packs the finite rows in groups of up to groupTokens tokens for
-// weights in blocks of elems (32 or 256), as xQ8.group.
-func (a *xAct8) group(T, C, elems int) {
-	nb := C / q8Block
+// group packs the finite rows in groups of up to groupTokens tokens
+// (xGroup8).
+func (a *xAct8) group(T, C int) {
+	nb, nd := C/q8Block, C/a.elems
 	if cap(a.gq) < T*C {
 		a.gq = make([]int8, T*C)
 	}
-	if cap(a.gd) < T*nb {
-		a.gd = make([]float32, T*nb)
+	if cap(a.gs) < T*nb {
 		a.gs = make([]float32, T*nb)
-		a.gnc = make([]int32, 8*T*nb)
+		a.gaux = make([]int32, 8*T*nb)
+	}
+	if cap(a.gd) < T*nd {
+		a.gd = make([]float32, T*nd)
 	}
 	if cap(a.groups) < (T+groupTokens-1)/groupTokens {
 		a.groups = make([]xGroup8, 0, (T+groupTokens-1)/groupTokens)
@@ -141,17 +152,20 @@ func (a *xAct8) group(T, C, elems int) {
 	used := 0
 	flush := func() {
 		n := g.nt
-		g.q, g.d, g.s = a.gq[used*C:(used+n)*C], a.gd[used*nb:(used+n)*nb], a.gs[used*nb:(used+n)*nb]
-		g.nc = a.gnc[8*used*nb : 8*(used+n)*nb]
+		g.q, g.d, g.s = a.gq[used*C:(used+n)*C], a.gd[used*nd:(used+n)*nd], a.gs[used*nb:(used+n)*nb]
+		g.aux = a.gaux[8*used*nb : 8*(used+n)*nb]
 		for i, t := range g.tokens[:n] {
 			for b := range nb {
 				j := b*n + i
 				copy(g.q[j*q8Block:(j+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
-				copy(g.nc[8*j:8*j+8], a.nc[8*(t*nb+b):8*(t*nb+b)+8])
-				if elems == 256 {
+				copy(g.aux[8*j:8*j+8], a.aux[8*(t*nb+b):8*(t*nb+b)+8])
+				if a.elems == 256 {
 					j = (b/8*n+i)*8 + b%8
 				}
-				g.d[j], g.s[j] = a.d[t*nb+b], a.s[t*nb+b]
+				g.s[j] = a.s[t*nb+b]
+			}
+			for b := range nd {
+				g.d[b*n+i] = a.d[t*nd+b]
 			}
 		}
 		used += n
@@ -173,14 +187,15 @@ func (a *xAct8) group(T, C, elems int) {
 	}
 }
 
-// quantizeAct8Row rounds x to int8 blocks of 32 (see the top of this
-// file), setting each block's scale d, Σ q in s and the VNNI corrections
-// in nc (8 per block). It returns false, leaving the rest unset, when x
-// holds an Inf or a NaN.
-func quantizeAct8Row(q []int8, d, s []float32, nc []int32, x []float32) bool {
+// quantizeAct8Row rounds x to int8 in len(x)/len(d) values per scale (see
+// the top of this file), and sets each block of 32's Σ q in s and the
+// VNNI terms in aux (xAct8). It returns false, leaving the rest unset,
+// when x holds an Inf or a NaN.
+func quantizeAct8Row(q []int8, d, s []float32, aux []int32, x []float32) bool {
+	elems := len(x) / len(d)
 	for b := range d {
-		xb := x[q8Block*b : q8Block*(b+1)]
-		qb := q[q8Block*b : q8Block*(b+1)]
+		xb := x[elems*b : elems*(b+1)]
+		qb := q[elems*b : elems*(b+1)]
 		var m float32
 		for _, v := range xb {
 			v = float32(math.Abs(float64(v)))
@@ -190,24 +205,36 @@ func quantizeAct8Row(q []int8, d, s []float32, nc []int32, x []float32) bool {
 			m = max(m, v)
 		}
 		id := act8Max / m
-		nb := nc[8*b : 8*b+8]
 		if m == 0 || id > math.MaxFloat32 {
 			clear(qb)
-			clear(nb)
-			d[b], s[b] = 0, 0
+			d[b] = 0
 			continue
 		}
-		var sum int32
 		for i, v := range xb {
 			r := math.RoundToEven(float64(v * id))
-			r = max(-act8Max, min(act8Max, r))
-			qb[i] = int8(r)
-			sum += int32(r)
+			qb[i] = int8(max(-act8Max, min(act8Max, r)))
 		}
-		for l := range nb {
-			nb[l] = -128 * (int32(qb[4*l]) + int32(qb[4*l+1]) + int32(qb[4*l+2]) + int32(qb[4*l+3]))
+		d[b] = m / act8Max
+	}
+	for b := range s {
+		qb := q[q8Block*b : q8Block*(b+1)]
+		var sum int32
+		for _, v := range qb {
+			sum += int32(v)
 		}
-		d[b], s[b] = m/act8Max, float32(sum)
+		s[b] = float32(sum)
+		ab := aux[8*b : 8*b+8]
+		for l := range ab {
+			if elems == 32 {
+				ab[l] = -128 * (int32(qb[4*l]) + int32(qb[4*l+1]) + int32(qb[4*l+2]) + int32(qb[4*l+3]))
+			} else {
+				u := uint32(0x80808080)
+				for i := range 4 {
+					u ^= uint32(uint8(qb[4*l+i])) << (8 * i)
+				}
+				ab[l] = int32(u)
+			}
+		}
 	}
 	return true
 }
@@ -216,7 +243,7 @@ func quantizeAct8Row(q []int8, d, s []float32, nc []int32, x []float32) bool {
 func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1 int) {
 	R, C := w.Rows, w.Cols
 	rb := w.Format.rowBytes(C)
-	nb := C / q8Block
+	nb, nd := C/q8Block, C/a.elems
 	q := w.Q[r0*rb : r1*rb]
 	if T > 1 && useAVX2 {
 		for t := range T {
@@ -230,7 +257,7 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 		}
 		for _, g := range a.groups {
 			out := s.blockOut[:g.nt*nr]
-			blockDot8Rows(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s, g.nc)
+			blockDot8Rows(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s, g.aux)
 			for i, t := range g.tokens[:g.nt] {
 				y := dst[t*R+r0 : t*R+r1]
 				for r := range y {
@@ -246,16 +273,17 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 			blockRows(s, out, x[t*C:(t+1)*C], 1, w, r0, r1)
 			continue
 		}
-		blockDot8Rows(out[r0:r1], w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nb:(t+1)*nb], a.s[t*nb:(t+1)*nb], a.nc[8*t*nb:8*(t+1)*nb])
+		blockDot8Rows(out[r0:r1], w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[8*t*nb:8*(t+1)*nb])
 	}
 }
 
 // blockDot8RowsGeneric sets y[i] to the 8-bit product of row i of the
-// blocks in w (rb bytes each) with one token's activations q, d, s.
+// blocks in w (rb bytes each) with one token's activations q, d, s (one
+// d per block of the format, one s per 32 values).
 func blockDot8RowsGeneric(y []float32, k BlockDot, w []byte, rb int, q []int8, d, s []float32) {
 	g := dotGeometry[k]
 	nb := rb / g.bytes * g.elems / q8Block
-	q, d, s = q[:nb*q8Block], d[:nb], s[:nb]
+	q, d, s = q[:nb*q8Block], d[:rb/g.bytes], s[:nb]
 	for i := range y {
 		row := w[i*rb : (i+1)*rb]
 		switch k {
@@ -352,30 +380,33 @@ func dot8Q5KGeneric(w []byte, q []int8, d, s []float32) float32 {
 
 func dot8K45(w []byte, q []int8, d, s []float32, five bool) float32 {
 	var acc, macc [8]float32
-	var wi [32]int32
 	bs, off := 144, 16
 	if five {
 		bs, off = 176, 48
 	}
-	for sb := 0; sb < len(d)/8; sb++ {
+	for sb := range d {
 		blk := w[bs*sb : bs*(sb+1)]
 		dd, dmin := half(blk), half(blk[2:])
 		sc, m := q4kScaleMins(blk[4:16])
+		var I [8]int32
 		for j := range 8 {
 			b := 8*sb + j
-			A := splat8(float32(float32(dd*float32(sc[j])) * d[b]))
-			M := float32(float32(dmin*float32(m[j])) * d[b])
+			M := float32(float32(dmin*float32(m[j])) * d[sb])
 			macc[j] += float32(M * s[b])
 			qs := blk[off+32*(j/2) : off+32*(j/2)+32]
 			sh := 4 * (j % 2)
-			for i := range wi {
+			qb := q[32*b : 32*b+32]
+			for i := range 32 {
 				v := int32(qs[i]>>sh) & 15
 				if five && blk[16+i]>>j&1 != 0 {
 					v += 16
 				}
-				wi[i] = v
+				I[i/4] += int32(sc[j]) * v * int32(qb[i])
 			}
-			addLanes8(&acc, &A, &wi, q[32*b:])
+		}
+		D := float32(dd * d[sb])
+		for l := range acc {
+			acc[l] += float32(D * float32(I[l]))
 		}
 	}
 	return reduce8(&acc) - reduce8(&macc)
@@ -385,28 +416,28 @@ func dot8K45(w []byte, q []int8, d, s []float32, five bool) float32 {
 // unused).
 func dot8Q6KGeneric(w []byte, q []int8, d, s []float32) float32 {
 	var acc [8]float32
-	var wi [32]int32
-	for sb := 0; sb < len(d)/8; sb++ {
+	for sb := range d {
 		blk := w[210*sb : 210*(sb+1)]
-		dd := half(blk[208:])
+		var I [8]int32
 		for h := range 2 {
 			for g := range 4 {
 				b := 8*sb + 4*h + g
-				D := float32(dd * d[b])
-				for i := range wi {
+				qb := q[32*b : 32*b+32]
+				for i := range 32 {
 					ql := blk[64*h+32*(g&1)+i]
 					if g >= 2 {
 						ql >>= 4
 					}
 					qh := blk[128+32*h+i] >> (2 * g) & 3
-					wi[i] = int32(ql&15|qh<<4) - 32
+					v := int32(ql&15|qh<<4) - 32
+					sc := int32(int8(blk[192+8*h+2*g+i/16]))
+					I[i/4] += sc * v * int32(qb[i])
 				}
-				var sc [8]float32
-				for l := range sc {
-					sc[l] = float32(D * float32(int8(blk[192+8*h+2*g+l/4])))
-				}
-				addLanes8(&acc, &sc, &wi, q[32*b:])
 			}
+		}
+		D := float32(half(blk[208:]) * d[sb])
+		for l := range acc {
+			acc[l] += float32(D * float32(I[l]))
 		}
 	}
 	return reduce8(&acc)

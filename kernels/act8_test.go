@@ -16,7 +16,7 @@ func dotRef8(f *BlockFormat, row []byte, cols int, a *xAct8, t int) (ref, bound 
 	nb := cols / 32
 	var mag float64
 	for c := range cols {
-		x := float64(a.d[t*nb+c/32]) * float64(a.q[t*cols+c])
+		x := float64(a.d[(t*cols+c)/a.elems]) * float64(a.q[t*cols+c])
 		ref += float64(w[c]) * x
 		mag += math.Abs(float64(w[c]) * x)
 		if f.Dot == DotQ4K || f.Dot == DotQ5K {
@@ -29,9 +29,9 @@ func dotRef8(f *BlockFormat, row []byte, cols int, a *xAct8, t int) (ref, bound 
 	return ref, float64(nb+12) * u * mag
 }
 
-func act8X(x []float32, T, C int) *xAct8 {
+func act8X(x []float32, T, C, elems int) *xAct8 {
 	var a xAct8
-	a.quantize(x, T, C)
+	a.quantize(x, T, C, elems)
 	return &a
 }
 
@@ -76,16 +76,16 @@ func TestAct8Kernels(t *testing.T) {
 						rb := f.rowBytes(C)
 						for _, T := range []int{1, 2, 3, 4, 5} {
 							x := act8Input(r, T, C)
-							a := act8X(x, T, C)
-							nb := C / 32
+							a := act8X(x, T, C, f.Elems)
+							nb, nd := C/32, C/f.Elems
 							want := make([]float32, T*rows)
 							for tk := range T {
-								blockDot8RowsGeneric(want[tk*rows:(tk+1)*rows], f.Dot, w.Q, rb, a.q[tk*C:], a.d[tk*nb:], a.s[tk*nb:])
+								blockDot8RowsGeneric(want[tk*rows:(tk+1)*rows], f.Dot, w.Q, rb, a.q[tk*C:], a.d[tk*nd:], a.s[tk*nb:])
 							}
 							// One token at a time, then the groups.
 							for tk := range T {
 								got, check := guarded(r, rows, 3)
-								blockDot8Rows(got, f.Dot, w.Q, rb, 1, a.q[tk*C:(tk+1)*C], a.d[tk*nb:(tk+1)*nb], a.s[tk*nb:(tk+1)*nb], a.nc[8*tk*nb:8*(tk+1)*nb])
+								blockDot8Rows(got, f.Dot, w.Q, rb, 1, a.q[tk*C:(tk+1)*C], a.d[tk*nd:(tk+1)*nd], a.s[tk*nb:(tk+1)*nb], a.aux[8*tk*nb:8*(tk+1)*nb])
 								check(t)
 								for i := range rows {
 									if math.Float32bits(got[i]) != math.Float32bits(want[tk*rows+i]) {
@@ -94,10 +94,10 @@ func TestAct8Kernels(t *testing.T) {
 								}
 							}
 							if useAVX2 {
-								a.group(T, C, f.Elems)
+								a.group(T, C)
 								for _, g := range a.groups {
 									got, check := guarded(r, rows*g.nt, 1)
-									blockDot8Rows(got, f.Dot, w.Q, rb, g.nt, g.q, g.d, g.s, g.nc)
+									blockDot8Rows(got, f.Dot, w.Q, rb, g.nt, g.q, g.d, g.s, g.aux)
 									check(t)
 									for i := range rows {
 										for j, tk := range g.tokens[:g.nt] {
@@ -136,7 +136,7 @@ func TestAct8EveryValue(t *testing.T) {
 				for i := range x {
 					x[i] = float32(i*37%255) - 127 // all of −127…127 within 255 values
 				}
-				a := act8X(x, 1, f.Elems)
+				a := act8X(x, 1, f.Elems, f.Elems)
 				for v := range 256 {
 					blk := make([]byte, f.Bytes)
 					for i := range blk {
@@ -152,7 +152,7 @@ func TestAct8EveryValue(t *testing.T) {
 					}
 					var got, want [1]float32
 					blockDot8RowsGeneric(want[:], f.Dot, blk, f.Bytes, a.q, a.d, a.s)
-					blockDot8Rows(got[:], f.Dot, blk, f.Bytes, 1, a.q, a.d, a.s, a.nc)
+					blockDot8Rows(got[:], f.Dot, blk, f.Bytes, 1, a.q, a.d, a.s, a.aux)
 					ref, bound := dotRef8(f, blk, f.Elems, a, 0)
 					if got[0] != want[0] || math.Abs(float64(want[0])-ref) > bound {
 						t.Fatalf("bytes from %d: assembly %v, Go %v, float64 %v", v, got[0], want[0], ref)
@@ -254,7 +254,7 @@ func TestMatMulAct8(t *testing.T) {
 					var s Serial
 					ser := make([]float32, T*R)
 					s.MatMul(ser, x, T, w)
-					a := act8X(x, T, C)
+					a := act8X(x, T, C, f.Elems)
 					one := make([]float32, R)
 					flt := make([]float32, R)
 					for tk := range T {
@@ -272,14 +272,14 @@ func TestMatMulAct8(t *testing.T) {
 								continue
 							}
 							var want [1]float32
-							blockDot8RowsGeneric(want[:], f.Dot, w.Q[i*f.rowBytes(C):], f.rowBytes(C), a.q[tk*C:], a.d[tk*C/32:], a.s[tk*C/32:])
+							blockDot8RowsGeneric(want[:], f.Dot, w.Q[i*f.rowBytes(C):], f.rowBytes(C), a.q[tk*C:], a.d[tk*C/f.Elems:], a.s[tk*C/32:])
 							if math.Float32bits(g) != math.Float32bits(want[0]) {
 								t.Fatalf("%s: token %d row %d: MatMul %v, kernel %v", f.Name, tk, i, g, want[0])
 							}
 							var bound float64
 							for c := range C {
 								wv := math.Abs(float64(deq.F32[i*C+c]))
-								bound += wv * (float64(a.d[tk*C/32+c/32])*0.5001 + float64(C+20)/(1<<24)*math.Abs(float64(x[tk*C+c])))
+								bound += wv * (float64(a.d[(tk*C+c)/f.Elems])*0.5001 + float64(C+20)/(1<<24)*math.Abs(float64(x[tk*C+c])))
 							}
 							if d := math.Abs(float64(g - flt[i])); d > bound {
 								t.Fatalf("%s T=%d R=%d C=%d: token %d row %d: %v, float32 weights give %v (|diff| %g > %g)", f.Name, T, R, C, tk, i, g, flt[i], d, bound)

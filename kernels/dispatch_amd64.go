@@ -726,7 +726,7 @@ var kernels8 = [...][2][groupTokens]kernel8{
 
 // blockDot8Rows sets y[i*nt+t] to the 8-bit product of row i of the blocks
 // in w (rb bytes each) with token t of the nt tokens' activations q, d, s,
-// nc (interleaved as xGroup8 when nt > 1): the AVX-512 VNNI kernels, the
+// nc (xAct8's aux; interleaved as xGroup8 when nt > 1): the AVX-512 VNNI kernels, the
 // AVX2 ones or the plain Go, all with the bits of blockDot8RowsGeneric.
 func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s []float32, nc []int32) {
 	n := len(y) / nt
@@ -742,7 +742,7 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 	}
 	g := dotGeometry[k]
 	nb := rb / g.bytes * g.elems / q8Block
-	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nb-1], s[nt*nb-1], nc[8*nt*nb-1]
+	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*(rb/g.bytes)-1], s[nt*nb-1], nc[8*nt*nb-1]
 	_ = y[n*nt-1]
 	path := 0
 	if useAVX512 {

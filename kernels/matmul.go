@@ -92,9 +92,9 @@ func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8, xa *xAct8) {
 		m.q = xq
 	case m.fused && w.Format.Dot == DotF16:
 	case m.fused && actBits.Load() == 8:
-		xa.quantize(x[:T*C], T, C)
+		xa.quantize(x[:T*C], T, C, w.Format.Elems)
 		if T > 1 && useAVX2 {
-			xa.group(T, C, w.Format.Elems)
+			xa.group(T, C)
 		}
 		m.xa = xa
 	case m.fused:

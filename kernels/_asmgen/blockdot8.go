@@ -44,8 +44,9 @@ var formats8 = []fmt8{
 	{"dot8Q6K", "dot8Q6KGeneric", 210, true},
 }
 
+var c8PermW [8]Mem
+
 var c8Ones16, c8B80, c8B08, c8B10, c8B01, c8BitMask, c8ShufQh Mem
-var c8Perm [4]Mem
 
 // k8 is the kernel being written: its path decides the instructions.
 type k8 struct {
@@ -150,10 +151,10 @@ func genBlockDot8() {
 	for i := 0; i < 8; i++ {
 		DATA(4*i, U32(uint32(i/2)*0x01010101))
 	}
-	for g := 0; g < 4; g++ {
-		c8Perm[g] = GLOBL("b8PermQ6K"+itoa(g), RODATA|NOPTR)
-		for l := 0; l < 8; l++ {
-			DATA(4*l, U32(uint32(2*g+l/4)))
+	for j := range c8PermW { // words 0-7: index 2j, 8-15: 2j+1
+		c8PermW[j] = GLOBL("b8PermW"+itoa(j), RODATA|NOPTR)
+		for i := 0; i < 8; i++ {
+			DATA(4*i, U32(uint32(2*j+i/4)*0x00010001))
 		}
 	}
 	for _, vnni := range []bool{false, true} {
@@ -293,17 +294,66 @@ func genDot8Blocks32(f fmt8, nt int, k k8) {
 	RET()
 }
 
-// Q4_K and Q5_K: super-blocks of 256; the activations of block b and
-// token t at q[(b*nt+t)*32], the scales and sums of super-block sb and
-// token t at d[(sb*nt+t)*8:] and s[(sb*nt+t)*8:].
+// k45ScalesInt returns the 8 six-bit scales of the Q4_K or Q5_K
+// super-block at w as bytes in the low 8 bytes of an XMM, dmin·m_j
+// (j = 0..7) as float32 lanes and d broadcast.
+func k45ScalesInt(w Register) (scx, mn, dd VecVirtual) {
+	u0, u1, u2, t := GP32(), GP32(), GP32(), GP32()
+	MOVL(Mem{Base: w, Disp: 4}, u0)
+	MOVL(Mem{Base: w, Disp: 8}, u1)
+	MOVL(Mem{Base: w, Disp: 12}, u2)
+	m3 := GP32()
+	MOVL(u2, m3)
+	SHRL(U8(4), m3)
+	ANDL(U32(0x0f0f0f0f), m3)
+	MOVL(u1, t)
+	SHRL(U8(6), t)
+	ANDL(U32(0x03030303), t)
+	SHLL(U8(4), t)
+	ORL(t, m3)
+	ANDL(U32(0x3f3f3f3f), u1)
+	MOVL(u0, t)
+	SHRL(U8(6), t)
+	ANDL(U32(0x03030303), t)
+	SHLL(U8(4), t)
+	ANDL(U32(0x0f0f0f0f), u2)
+	ORL(t, u2)
+	ANDL(U32(0x3f3f3f3f), u0)
+	scx = XMM()
+	mnx := XMM()
+	VMOVD(u0, scx)
+	VPINSRD(U8(1), u2, scx, scx)
+	VMOVD(u1, mnx)
+	VPINSRD(U8(1), m3, mnx, mnx)
+	mn = YMM()
+	VPMOVZXBD(mnx, mn)
+	VCVTDQ2PS(mn, mn)
+	dx := XMM()
+	VCVTPH2PS(Mem{Base: w}, dx)
+	dmin := YMM()
+	dd = YMM()
+	VBROADCASTSS(dx, dd)
+	VMOVSHDUP(dx, dx)
+	VBROADCASTSS(dx, dmin)
+	VMULPS(dmin, mn, mn)
+	return scx, mn, dd
+}
+
+// Q4_K and Q5_K: super-blocks of 256 with activations in blocks of 256
+// (Q8_K-like): block of 32 b of token t at q[(b*nt+t)*32], the scale of
+// super-block sb at d[sb*nt+t] and the sums at s[(sb*nt+t)*8:]. The
+// integer lanes I_l = Σ_j sc_j·L_{j,l} of a super-block are summed exactly
+// (VPMADDUBSW, then VPMADDWD with sc_j and VPADDD, or VPDPWSSD), then
+// converted, scaled by D = d·d_sb and added once per super-block.
 func genDot8K45(f fmt8, nt int, k k8) {
 	five := f.bytes == 176
 	name := kernelName8(f.base, nt, k.vnni)
 	TEXT(name, NOSPLIT, sig8)
 	Pragma("noescape")
 	doc8(name, f, nt, k)
-	aLoc := AllocLocal(32 * nt)
+	dLoc := AllocLocal(32 * nt)
 	mLoc := AllocLocal(32 * nt)
+	scLoc := AllocLocal(16)
 	y := Load(Param("y"), GP64())
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -324,16 +374,29 @@ func genDot8K45(f fmt8, nt int, k k8) {
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
 	{
-		sc, mn := k45Scales(w)
+		scx, mn, dd := k45ScalesInt(w)
+		scw := XMM()
+		VPMOVZXBW(scx, scw)
+		if k.vnni {
+			VMOVDQU32(scw, scLoc)
+		} else {
+			VMOVDQU(scw, scLoc)
+		}
 		for t := 0; t < nt; t++ {
-			a, m := YMM(), YMM()
-			VMULPS(Mem{Base: dp, Disp: 32 * t}, sc, a)
-			VMOVUPS(a, aLoc.Offset(32*t))
-			VMULPS(Mem{Base: dp, Disp: 32 * t}, mn, m)
-			VMULPS(Mem{Base: sp, Disp: 32 * t}, m, m)
+			ds, m := YMM(), YMM()
+			VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, ds)
+			VMULPS(ds, mn, m)                         // dmin·m_j·d_sb
+			VMULPS(Mem{Base: sp, Disp: 32 * t}, m, m) // ·Σq
 			VADDPS(mLoc.Offset(32*t), m, m)
 			VMOVUPS(m, mLoc.Offset(32*t))
+			VMULPS(ds, dd, ds) // D = d·d_sb
+			VMOVUPS(ds, dLoc.Offset(32*t))
 		}
+	}
+	I := make([]VecVirtual, nt)
+	for t := range I {
+		I[t] = YMM()
+		VXORPS(I[t], I[t], I[t])
 	}
 	off := 16
 	if five {
@@ -350,33 +413,39 @@ func genDot8K45(f fmt8, nt int, k k8) {
 				VPSRLW(U8(4), raw, v)
 				k.and(b0F, v, v)
 			}
+			sb := 2*j + part
 			if five {
-				// Bit sb of qh[i] to bit 4 of byte i.
-				bit := 2*j + part
 				h := YMM()
 				k.load(Mem{Base: w, Disp: 16}, h)
 				switch {
-				case bit < 4:
-					VPSLLW(U8(4-bit), h, h)
-				case bit > 4:
-					VPSRLW(U8(bit-4), h, h)
+				case sb < 4:
+					VPSLLW(U8(4-sb), h, h)
+				case sb > 4:
+					VPSRLW(U8(sb-4), h, h)
 				}
 				k.and(c8B10, h, h)
 				k.or(h, v, v)
 			}
-			sb := 2*j + part
-			p := k.prep(v, false)
+			sc := YMM()
+			VPBROADCASTW(scLoc.Offset(2*sb), sc)
 			for t := 0; t < nt; t++ {
-				s := YMM()
-				VBROADCASTSS(aLoc.Offset(32*t+4*sb), s)
-				L := k.lanes32(p, Mem{Base: qp, Disp: 32 * (sb*nt + t)}, Mem{}, false)
-				addScaled(L, s, acc[t])
+				p := YMM()
+				VPMADDUBSW(Mem{Base: qp, Disp: 32 * (sb*nt + t)}, v, p)
+				if k.vnni {
+					VPDPWSSD(sc, p, I[t])
+				} else {
+					VPMADDWD(sc, p, p)
+					VPADDD(p, I[t], I[t])
+				}
 			}
 		}
 	}
+	for t := 0; t < nt; t++ {
+		addScaled(I[t], dLoc.Offset(32*t), acc[t])
+	}
 	ADDQ(U32(f.bytes), w)
 	ADDQ(U32(256*nt), qp)
-	ADDQ(U32(32*nt), dp)
+	ADDQ(U8(4*nt), dp)
 	ADDQ(U32(32*nt), sp)
 	SUBQ(U32(f.bytes), n)
 	JMP(LabelRef(name + "_block"))
@@ -389,16 +458,22 @@ func genDot8K45(f fmt8, nt int, k k8) {
 	RET()
 }
 
-// Q6_K: super-blocks of 256, weights q6−32, int8 scales per 16 weights:
-// the lane scale of block b (half h, group g) is D·float32(sc), D = d·d_b,
-// sc the scale of the lane's 16 weights (lanes 0-3: sc[8h+2g], 4-7:
-// sc[8h+2g+1]).
+// Q6_K: super-blocks of 256, weights w = q6−32, int8 scales per 16
+// weights; activations as for Q4_K, and aux[(b*nt+t)*8:] the 32 bytes
+// q+128 of block b (unsigned). Per block (half h, group g) the scale word
+// vector holds sc[8h+2g] in words 0-7 and sc[8h+2g+1] in words 8-15, so
+// that VPMADDWD (VPDPWSSD) gives lane l its scale times its pair sums.
+// VPMADDUBSW multiplies q+128 with w (pairs at most 2·255·32: no
+// saturation); the block's 128·w pairs, times the scales, are summed once
+// for all tokens (corr) and subtracted from each token's lanes at the end
+// of the super-block, so the lanes hold Σ sc·w·q exactly.
 func genDot8Q6K(f fmt8, nt int, k k8) {
 	name := kernelName8(f.base, nt, k.vnni)
 	TEXT(name, NOSPLIT, sig8)
 	Pragma("noescape")
 	doc8(name, f, nt, k)
 	dLoc := AllocLocal(32 * nt)
+	scLoc := AllocLocal(32)
 	y := Load(Param("y"), GP64())
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -406,12 +481,8 @@ func genDot8Q6K(f fmt8, nt int, k k8) {
 	TESTQ(rows, rows)
 	JZ(LabelRef(name + "_done"))
 	n := Load(Param("rb"), GP64())
-	qp := Load(Param("q"), GP64())
+	ap := Load(Param("nc"), GP64())
 	dp := Load(Param("d"), GP64())
-	var ncp Register
-	if k.vnni {
-		ncp = Load(Param("nc"), GP64())
-	}
 	acc := make([]VecVirtual, nt)
 	for t := range acc {
 		acc[t] = YMM()
@@ -420,24 +491,34 @@ func genDot8Q6K(f fmt8, nt int, k k8) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
-	h := GP32()
-	MOVWLZX(Mem{Base: w, Disp: 208}, h)
-	dx := XMM()
-	VMOVD(h, dx)
-	VCVTPH2PS(dx, dx)
-	dd := YMM()
-	VBROADCASTSS(dx, dd)
-	for t := 0; t < nt; t++ {
-		v := YMM()
-		VMULPS(Mem{Base: dp, Disp: 32 * t}, dd, v) // D_b = d·d_b
-		VMOVUPS(v, dLoc.Offset(32*t))
+	var s16 VecVirtual
+	{
+		h := GP32()
+		MOVWLZX(Mem{Base: w, Disp: 208}, h)
+		dx := XMM()
+		VMOVD(h, dx)
+		VCVTPH2PS(dx, dx)
+		dd := YMM()
+		VBROADCASTSS(dx, dd)
+		for t := 0; t < nt; t++ {
+			v := YMM()
+			VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, v)
+			VMULPS(v, dd, v) // D = d·d_sb
+			VMOVUPS(v, dLoc.Offset(32*t))
+		}
+		s16 = YMM()
+		VPMOVSXBW(Mem{Base: w, Disp: 192}, s16)
+		if !k.vnni {
+			VMOVDQU(s16, scLoc)
+		}
 	}
-	var scH [2]VecVirtual
-	for hh := range scH {
-		scH[hh] = YMM()
-		VPMOVSXBD(Mem{Base: w, Disp: 192 + 8*hh}, scH[hh])
-		VCVTDQ2PS(scH[hh], scH[hh])
+	I := make([]VecVirtual, nt)
+	for t := range I {
+		I[t] = YMM()
+		VXORPS(I[t], I[t], I[t])
 	}
+	corr := YMM()
+	VXORPS(corr, corr, corr)
 	for hh := 0; hh < 2; hh++ {
 		for g := 0; g < 4; g++ {
 			v, b := YMM(), YMM()
@@ -465,31 +546,49 @@ func genDot8Q6K(f fmt8, nt int, k k8) {
 				k.and(b30, b, b)
 			}
 			k.or(b, v, v)
-			VPSUBB(b20, v, v) // q6 − 32
-			p := k.prep(v, true)
-			scf := YMM()
-			k.load(c8Perm[g], scf)
-			VPERMPS(scH[hh], scf, scf)
+			VPSUBB(b20, v, v) // w = q6 − 32
+			j := 8*hh + 2*g
+			sc := YMM()
+			if k.vnni {
+				k.load(c8PermW[j/2], sc)
+				VPERMW(s16, sc, sc)
+			} else {
+				s1 := XMM()
+				VPBROADCASTW(scLoc.Offset(2*j), sc)
+				VPBROADCASTW(scLoc.Offset(2*j+2), s1)
+				VINSERTI128(U8(1), s1, sc, sc)
+			}
+			// corr += sc·(128·w pairs)
+			c := YMM()
+			k.load(c8B80, c)
+			VPMADDUBSW(v, c, c)
+			if k.vnni {
+				VPDPWSSD(sc, c, corr)
+			} else {
+				VPMADDWD(sc, c, c)
+				VPADDD(c, corr, corr)
+			}
 			blk := 4*hh + g
 			for t := 0; t < nt; t++ {
-				s := YMM()
-				VBROADCASTSS(dLoc.Offset(32*t+4*blk), s)
-				VMULPS(scf, s, s)
-				var nm Mem
+				x, p := YMM(), YMM()
+				k.load(Mem{Base: ap, Disp: 32 * (blk*nt + t)}, x)
+				VPMADDUBSW(v, x, p)
 				if k.vnni {
-					nm = Mem{Base: ncp, Disp: 32 * (blk*nt + t)}
+					VPDPWSSD(sc, p, I[t])
+				} else {
+					VPMADDWD(sc, p, p)
+					VPADDD(p, I[t], I[t])
 				}
-				L := k.lanes32(p, Mem{Base: qp, Disp: 32 * (blk*nt + t)}, nm, true)
-				addScaled(L, s, acc[t])
 			}
 		}
 	}
-	ADDQ(U32(210), w)
-	ADDQ(U32(256*nt), qp)
-	ADDQ(U32(32*nt), dp)
-	if k.vnni {
-		ADDQ(U32(256*nt), ncp)
+	for t := 0; t < nt; t++ {
+		VPSUBD(corr, I[t], I[t])
+		addScaled(I[t], dLoc.Offset(32*t), acc[t])
 	}
+	ADDQ(U32(210), w)
+	ADDQ(U32(256*nt), ap)
+	ADDQ(U8(4*nt), dp)
 	SUBQ(U32(210), n)
 	JMP(LabelRef(name + "_block"))
 	Label(name + "_end")
