@@ -10,40 +10,46 @@ import (
 // 8-bit activations (opt-in, SetActivationBits(8)). The fused block
 // products of blockdot.go round each row of x to int16 blocks; this path
 // rounds it to int8 blocks instead, as llama.cpp does, so that the
-// products take one byte multiply-add instruction per 32 weights
-// (VPDPBUSD with AVX-512 VNNI; VPMADDUBSW and VPMADDWD with AVX2) instead
-// of two word ones and a sum.
+// products multiply bytes (VPDPBUSD and VPMADDUBSW: 32 products per
+// instruction where VPMADDWD does 16) and, for the K-formats, sum a whole
+// super-block in integers before one conversion to float32.
 //
-// Activations. Each row of x is cut into blocks of 32 values, for every
-// format (also the K-formats, whose llama.cpp route uses one scale per
-// 256 values, Q8_K: one per 32 is finer and keeps the kernels' structure).
-// Per block, with m = max|x_i|: d = m/127 and q_i = round(x_i·(127/m)),
-// ties to even, clamped to ±127 (ggml's quantize_row_q8_0 as its AVX2 code
-// computes it: the product with 127/m, then rounding to nearest). A block
-// with m = 0, or whose 127/m overflows (m below about 3.7e-37), is all zeros with
-// d = 0. Each value moves by at most d/2 = m/254. A row holding an Inf or
-// a NaN is multiplied through the dequantized float32 weights instead.
+// Activations. Each row of x is cut into blocks of E values: E = 32 for
+// Q8_0, Q4_0 and Q5_0 (ggml's Q8_0), E = 256 for Q4_K, Q5_K and Q6_K (as
+// ggml's Q8_K). Per block, with m = max|x_i|: d = m/127 and
+// q_i = round(x_i·(127/m)), ties to even, clamped to ±127 (ggml's
+// quantize_row_q8_0 as its AVX2 code computes it: the product with 127/m,
+// then rounding to nearest; ggml's Q8_K uses the signed maximum, so that
+// its q may reach −128, and a rounding away from zero: ours is the
+// symmetric Q8_0 rule at both sizes). A block with m = 0, or whose 127/m
+// overflows (m below about 3.7e-37), is all zeros with d = 0. Each value
+// moves by at most d/2 = m/254. A row holding an Inf or a NaN is
+// multiplied through the dequantized float32 weights instead.
 //
-// Products. The block's weights are small integers w_i (Q8_0: the bytes;
-// Q4_0: nibble − 8; Q5_0: nibble + 16·high bit − 16; Q4_K: the nibbles;
-// Q5_K: nibble + 16·high bit; Q6_K: q6 − 32). Per output, with 8 float32
-// lanes acc[l] from zero, for each block b of 32 columns in order:
+// Products. A block of 32 weights holds small integers w_i (Q8_0: the
+// bytes; Q4_0: nibble − 8; Q5_0: nibble + 16·high bit − 16; Q4_K: the
+// nibbles; Q5_K: nibble + 16·high bit; Q6_K: q6 − 32), and its lanes are
+// L_l = Σ_{i=4l}^{4l+3} w_i·q_i (exact: 4 consecutive products). Per
+// output, with 8 float32 lanes acc[l] from zero:
 //
-//	L_l = Σ_{i=4l}^{4l+3} w_i·q_i             (exact int32: 4 consecutive products)
-//	acc[l] += float32(s_{b,l}·float32(L_l))  (product and sum each rounded)
+//   - Q8_0, Q4_0, Q5_0, for each block b in order:
+//     acc[l] += float32(s_b·float32(L_l)), s_b = float32(d_w·d_b) with d_w
+//     the block's half (product and sum each rounded).
+//   - Q4_K, Q5_K, for each super-block in order: the exact integers
+//     I_l = Σ_j sc_j·L_{j,l} over its 8 sub-blocks j (6-bit scales sc_j),
+//     then acc[l] += float32(D·float32(I_l)) with D = float32(d·d_sb);
+//     the minimum terms go to 8 more lanes,
+//     macc[j] += float32(float32(float32(dmin·m_j)·d_sb)·Σ_j q), and the
+//     output is reduce8(acc) − reduce8(macc).
+//   - Q6_K, for each super-block in order: I_l = Σ_b sc_{b,l}·L_{b,l}
+//     over its 8 blocks of 32, sc_{b,l} the int8 scale of the lane's 16
+//     weights (lanes 0-3: the block's first 16, 4-7: its last 16), then
+//     acc[l] += float32(D·float32(I_l)), D = float32(d·d_sb).
 //
-// with the scale s_{b,l} (d_b the activation block's):
-//
-//	Q8_0, Q4_0, Q5_0: float32(d_w·d_b), d_w the block's half
-//	Q4_K, Q5_K:       float32(float32(d·sc_j)·d_b), sub-block j
-//	Q6_K:             float32(float32(d·d_b)·float32(sc)), sc the int8
-//	                  scale of the lane's 16 weights (lanes 0-3: the first
-//	                  16, lanes 4-7: the last 16)
-//
-// The output is reduce8(acc); Q4_K and Q5_K subtract reduce8 of the
-// minimum lanes macc[j] += float32(float32(float32(dmin·m_j)·d_b)·Σ_b q),
-// as the 16-bit path. |L_l| ≤ 4·128·127 < 2^24, so its conversion is
-// exact. The assembly (AVX2 and VNNI) does these operations with these
+// The output is reduce8(acc) (less the minimum lanes). Bounds: |L_l| ≤
+// 4·128·127 < 2^16; |I_l| ≤ 8·63·4·31·127 (Q5_K) or 8·128·4·32·127
+// (Q6_K), both below 2^24, so every conversion to float32 is exact. The
+// assembly (AVX2 and AVX-512 VNNI) does these operations with these
 // roundings, so every path gives the bits of the plain Go below, and an
 // output depends on its row of x and the weights only (batch-invariant).
 

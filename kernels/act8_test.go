@@ -325,3 +325,40 @@ func TestSetActivationBits(t *testing.T) {
 		t.Fatal("8 bits not set")
 	}
 }
+
+// Blocks of 256 (the K-formats): one scale per 256 values (within half a
+// step), Σ q per 32 and aux holding q+128 as bytes.
+func TestQuantizeAct8Row256(t *testing.T) {
+	r := newRand(t)
+	x := make([]float32, 512)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	x[300] = -50
+	q := make([]int8, 512)
+	d, s, aux := make([]float32, 2), make([]float32, 16), make([]int32, 128)
+	if !quantizeAct8Row(q, d, s, aux, x) {
+		t.Fatal("finite row refused")
+	}
+	if q[300] != -127 || d[1] != 50.0/127 {
+		t.Fatalf("maximum of the second block: q %d, d %v", q[300], d[1])
+	}
+	for i := range x {
+		b := i / 256
+		if e := math.Abs(float64(x[i]) - float64(d[b])*float64(q[i])); e > float64(d[b])*(0.5+1e-5) {
+			t.Fatalf("x[%d] = %v, d·q = %v·%d: error %g above d/2", i, x[i], d[b], q[i], e)
+		}
+		if u := byte(uint32(aux[i/4]) >> (8 * (i % 4))); u != byte(q[i])^0x80 {
+			t.Fatalf("aux byte %d = %#x, q = %d", i, u, q[i])
+		}
+	}
+	for b := range s {
+		var sum int
+		for _, v := range q[32*b : 32*b+32] {
+			sum += int(v)
+		}
+		if float32(sum) != s[b] {
+			t.Fatalf("block %d: s = %v, Σq = %d", b, s[b], sum)
+		}
+	}
+}
