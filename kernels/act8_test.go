@@ -127,7 +127,8 @@ func TestAct8Kernels(t *testing.T) {
 
 // Every weight value of each format reaches the 8-bit kernels: one block
 // per starting byte (all bytes, nibbles and high bits), activations
-// −127…127, against the float64 sum.
+// −127…127, against the float64 sum; two rows (bytes from v and v+128), so
+// that the row-pair kernels see every value in both rows.
 func TestAct8EveryValue(t *testing.T) {
 	asmPaths(t, func(t *testing.T) {
 		for _, f := range dotFormats {
@@ -138,24 +139,29 @@ func TestAct8EveryValue(t *testing.T) {
 				}
 				a := act8X(x, 1, f.Elems, f.Elems)
 				for v := range 256 {
-					blk := make([]byte, f.Bytes)
-					for i := range blk {
-						blk[i] = byte(v + i)
+					blk := make([]byte, 2*f.Bytes)
+					for r := range 2 {
+						b := blk[r*f.Bytes : (r+1)*f.Bytes]
+						for i := range b {
+							b[i] = byte(v + 128*r + i)
+						}
+						switch f.Dot {
+						case DotQ8_0, DotQ4_0, DotQ5_0:
+							binary.LittleEndian.PutUint16(b, 0x3c00)
+						case DotQ4K, DotQ5K:
+							binary.LittleEndian.PutUint32(b, 0x3c003c00)
+						case DotQ6K:
+							binary.LittleEndian.PutUint16(b[208:], 0x3c00)
+						}
 					}
-					switch f.Dot {
-					case DotQ8_0, DotQ4_0, DotQ5_0:
-						binary.LittleEndian.PutUint16(blk, 0x3c00)
-					case DotQ4K, DotQ5K:
-						binary.LittleEndian.PutUint32(blk, 0x3c003c00)
-					case DotQ6K:
-						binary.LittleEndian.PutUint16(blk[208:], 0x3c00)
-					}
-					var got, want [1]float32
+					var got, want [2]float32
 					blockDot8RowsGeneric(want[:], f.Dot, blk, f.Bytes, a.q, a.d, a.s)
 					blockDot8Rows(got[:], f.Dot, blk, f.Bytes, 1, a.q, a.d, a.s, a.aux)
-					ref, bound := dotRef8(f, blk, f.Elems, a, 0)
-					if got[0] != want[0] || math.Abs(float64(want[0])-ref) > bound {
-						t.Fatalf("bytes from %d: assembly %v, Go %v, float64 %v", v, got[0], want[0], ref)
+					for r := range 2 {
+						ref, bound := dotRef8(f, blk[r*f.Bytes:(r+1)*f.Bytes], f.Elems, a, 0)
+						if got[r] != want[r] || math.Abs(float64(want[r])-ref) > bound {
+							t.Fatalf("row %d, bytes from %d: assembly %v, Go %v, float64 %v", r, v+128*r, got[r], want[r], ref)
+						}
 					}
 				}
 			})

@@ -713,8 +713,8 @@ func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 // kernel8 is the signature of the 8-bit activation kernels.
 type kernel8 = func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32, nc *int32)
 
-// kernels8 holds the 8-bit activation kernels by format, path (AVX2,
-// VNNI) and token count.
+// kernels8 holds the 8-bit activation kernels by format, path (AVX2; AVX-512
+// VNNI, which takes an even number of rows) and token count.
 var kernels8 = [...][2][groupTokens]kernel8{
 	DotQ8_0: {{dot8Q8_0AVX2, dot8Q8_0x2AVX2, dot8Q8_0x3AVX2, dot8Q8_0x4AVX2}, {dot8Q8_0VNNI, dot8Q8_0x2VNNI, dot8Q8_0x3VNNI, dot8Q8_0x4VNNI}},
 	DotQ4_0: {{dot8Q4_0AVX2, dot8Q4_0x2AVX2, dot8Q4_0x3AVX2, dot8Q4_0x4AVX2}, {dot8Q4_0VNNI, dot8Q4_0x2VNNI, dot8Q4_0x3VNNI, dot8Q4_0x4VNNI}},
@@ -744,9 +744,14 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 	nb := rb / g.bytes * g.elems / q8Block
 	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*(rb/g.bytes)-1], s[nt*nb-1], nc[8*nt*nb-1]
 	_ = y[n*nt-1]
-	path := 0
-	if useAVX512 {
-		path = 1
+	if useAVX512 && n >= 2 {
+		// Pairs of rows, then the odd last row on its own (the same bits).
+		m := n &^ 1
+		kernels8[k][1][nt-1](&y[0], &w[0], m, rb, &q[0], &d[0], &s[0], &nc[0])
+		if m == n {
+			return
+		}
+		y, w, n = y[m*nt:], w[m*rb:], 1
 	}
-	kernels8[k][path][nt-1](&y[0], &w[0], n, rb, &q[0], &d[0], &s[0], &nc[0])
+	kernels8[k][0][nt-1](&y[0], &w[0], n, rb, &q[0], &d[0], &s[0], &nc[0])
 }

@@ -24138,3459 +24138,4925 @@ dot8Q6Kx4AVX2_done:
 	VZEROUPPER
 	RET
 
+DATA b8zByte80<>+0(SB)/4, $0x80808080
+DATA b8zByte80<>+4(SB)/4, $0x80808080
+DATA b8zByte80<>+8(SB)/4, $0x80808080
+DATA b8zByte80<>+12(SB)/4, $0x80808080
+DATA b8zByte80<>+16(SB)/4, $0x80808080
+DATA b8zByte80<>+20(SB)/4, $0x80808080
+DATA b8zByte80<>+24(SB)/4, $0x80808080
+DATA b8zByte80<>+28(SB)/4, $0x80808080
+DATA b8zByte80<>+32(SB)/4, $0x80808080
+DATA b8zByte80<>+36(SB)/4, $0x80808080
+DATA b8zByte80<>+40(SB)/4, $0x80808080
+DATA b8zByte80<>+44(SB)/4, $0x80808080
+DATA b8zByte80<>+48(SB)/4, $0x80808080
+DATA b8zByte80<>+52(SB)/4, $0x80808080
+DATA b8zByte80<>+56(SB)/4, $0x80808080
+DATA b8zByte80<>+60(SB)/4, $0x80808080
+GLOBL b8zByte80<>(SB), RODATA|NOPTR, $64
+
+DATA b8zByte08<>+0(SB)/4, $0x08080808
+DATA b8zByte08<>+4(SB)/4, $0x08080808
+DATA b8zByte08<>+8(SB)/4, $0x08080808
+DATA b8zByte08<>+12(SB)/4, $0x08080808
+DATA b8zByte08<>+16(SB)/4, $0x08080808
+DATA b8zByte08<>+20(SB)/4, $0x08080808
+DATA b8zByte08<>+24(SB)/4, $0x08080808
+DATA b8zByte08<>+28(SB)/4, $0x08080808
+DATA b8zByte08<>+32(SB)/4, $0x08080808
+DATA b8zByte08<>+36(SB)/4, $0x08080808
+DATA b8zByte08<>+40(SB)/4, $0x08080808
+DATA b8zByte08<>+44(SB)/4, $0x08080808
+DATA b8zByte08<>+48(SB)/4, $0x08080808
+DATA b8zByte08<>+52(SB)/4, $0x08080808
+DATA b8zByte08<>+56(SB)/4, $0x08080808
+DATA b8zByte08<>+60(SB)/4, $0x08080808
+GLOBL b8zByte08<>(SB), RODATA|NOPTR, $64
+
+DATA b8zByte10<>+0(SB)/4, $0x10101010
+DATA b8zByte10<>+4(SB)/4, $0x10101010
+DATA b8zByte10<>+8(SB)/4, $0x10101010
+DATA b8zByte10<>+12(SB)/4, $0x10101010
+DATA b8zByte10<>+16(SB)/4, $0x10101010
+DATA b8zByte10<>+20(SB)/4, $0x10101010
+DATA b8zByte10<>+24(SB)/4, $0x10101010
+DATA b8zByte10<>+28(SB)/4, $0x10101010
+DATA b8zByte10<>+32(SB)/4, $0x10101010
+DATA b8zByte10<>+36(SB)/4, $0x10101010
+DATA b8zByte10<>+40(SB)/4, $0x10101010
+DATA b8zByte10<>+44(SB)/4, $0x10101010
+DATA b8zByte10<>+48(SB)/4, $0x10101010
+DATA b8zByte10<>+52(SB)/4, $0x10101010
+DATA b8zByte10<>+56(SB)/4, $0x10101010
+DATA b8zByte10<>+60(SB)/4, $0x10101010
+GLOBL b8zByte10<>(SB), RODATA|NOPTR, $64
+
+DATA b8zByte01<>+0(SB)/4, $0x01010101
+DATA b8zByte01<>+4(SB)/4, $0x01010101
+DATA b8zByte01<>+8(SB)/4, $0x01010101
+DATA b8zByte01<>+12(SB)/4, $0x01010101
+DATA b8zByte01<>+16(SB)/4, $0x01010101
+DATA b8zByte01<>+20(SB)/4, $0x01010101
+DATA b8zByte01<>+24(SB)/4, $0x01010101
+DATA b8zByte01<>+28(SB)/4, $0x01010101
+DATA b8zByte01<>+32(SB)/4, $0x01010101
+DATA b8zByte01<>+36(SB)/4, $0x01010101
+DATA b8zByte01<>+40(SB)/4, $0x01010101
+DATA b8zByte01<>+44(SB)/4, $0x01010101
+DATA b8zByte01<>+48(SB)/4, $0x01010101
+DATA b8zByte01<>+52(SB)/4, $0x01010101
+DATA b8zByte01<>+56(SB)/4, $0x01010101
+DATA b8zByte01<>+60(SB)/4, $0x01010101
+GLOBL b8zByte01<>(SB), RODATA|NOPTR, $64
+
+DATA b8zBitMask<>+0(SB)/4, $0x08040201
+DATA b8zBitMask<>+4(SB)/4, $0x80402010
+DATA b8zBitMask<>+8(SB)/4, $0x08040201
+DATA b8zBitMask<>+12(SB)/4, $0x80402010
+DATA b8zBitMask<>+16(SB)/4, $0x08040201
+DATA b8zBitMask<>+20(SB)/4, $0x80402010
+DATA b8zBitMask<>+24(SB)/4, $0x08040201
+DATA b8zBitMask<>+28(SB)/4, $0x80402010
+DATA b8zBitMask<>+32(SB)/4, $0x08040201
+DATA b8zBitMask<>+36(SB)/4, $0x80402010
+DATA b8zBitMask<>+40(SB)/4, $0x08040201
+DATA b8zBitMask<>+44(SB)/4, $0x80402010
+DATA b8zBitMask<>+48(SB)/4, $0x08040201
+DATA b8zBitMask<>+52(SB)/4, $0x80402010
+DATA b8zBitMask<>+56(SB)/4, $0x08040201
+DATA b8zBitMask<>+60(SB)/4, $0x80402010
+GLOBL b8zBitMask<>(SB), RODATA|NOPTR, $64
+
+DATA b8zShufQh<>+0(SB)/4, $0x00000000
+DATA b8zShufQh<>+4(SB)/4, $0x00000000
+DATA b8zShufQh<>+8(SB)/4, $0x01010101
+DATA b8zShufQh<>+12(SB)/4, $0x01010101
+DATA b8zShufQh<>+16(SB)/4, $0x02020202
+DATA b8zShufQh<>+20(SB)/4, $0x02020202
+DATA b8zShufQh<>+24(SB)/4, $0x03030303
+DATA b8zShufQh<>+28(SB)/4, $0x03030303
+DATA b8zShufQh<>+32(SB)/4, $0x00000000
+DATA b8zShufQh<>+36(SB)/4, $0x00000000
+DATA b8zShufQh<>+40(SB)/4, $0x01010101
+DATA b8zShufQh<>+44(SB)/4, $0x01010101
+DATA b8zShufQh<>+48(SB)/4, $0x02020202
+DATA b8zShufQh<>+52(SB)/4, $0x02020202
+DATA b8zShufQh<>+56(SB)/4, $0x03030303
+DATA b8zShufQh<>+60(SB)/4, $0x03030303
+GLOBL b8zShufQh<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK0<>+0(SB)/4, $0x00000000
+DATA b8zPermK0<>+4(SB)/4, $0x00000000
+DATA b8zPermK0<>+8(SB)/4, $0x00000000
+DATA b8zPermK0<>+12(SB)/4, $0x00000000
+DATA b8zPermK0<>+16(SB)/4, $0x00000000
+DATA b8zPermK0<>+20(SB)/4, $0x00000000
+DATA b8zPermK0<>+24(SB)/4, $0x00000000
+DATA b8zPermK0<>+28(SB)/4, $0x00000000
+DATA b8zPermK0<>+32(SB)/4, $0x00100010
+DATA b8zPermK0<>+36(SB)/4, $0x00100010
+DATA b8zPermK0<>+40(SB)/4, $0x00100010
+DATA b8zPermK0<>+44(SB)/4, $0x00100010
+DATA b8zPermK0<>+48(SB)/4, $0x00100010
+DATA b8zPermK0<>+52(SB)/4, $0x00100010
+DATA b8zPermK0<>+56(SB)/4, $0x00100010
+DATA b8zPermK0<>+60(SB)/4, $0x00100010
+GLOBL b8zPermK0<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ60<>+0(SB)/4, $0x00000000
+DATA b8zPermQ60<>+4(SB)/4, $0x00000000
+DATA b8zPermQ60<>+8(SB)/4, $0x00000000
+DATA b8zPermQ60<>+12(SB)/4, $0x00000000
+DATA b8zPermQ60<>+16(SB)/4, $0x00010001
+DATA b8zPermQ60<>+20(SB)/4, $0x00010001
+DATA b8zPermQ60<>+24(SB)/4, $0x00010001
+DATA b8zPermQ60<>+28(SB)/4, $0x00010001
+DATA b8zPermQ60<>+32(SB)/4, $0x00100010
+DATA b8zPermQ60<>+36(SB)/4, $0x00100010
+DATA b8zPermQ60<>+40(SB)/4, $0x00100010
+DATA b8zPermQ60<>+44(SB)/4, $0x00100010
+DATA b8zPermQ60<>+48(SB)/4, $0x00110011
+DATA b8zPermQ60<>+52(SB)/4, $0x00110011
+DATA b8zPermQ60<>+56(SB)/4, $0x00110011
+DATA b8zPermQ60<>+60(SB)/4, $0x00110011
+GLOBL b8zPermQ60<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK1<>+0(SB)/4, $0x00010001
+DATA b8zPermK1<>+4(SB)/4, $0x00010001
+DATA b8zPermK1<>+8(SB)/4, $0x00010001
+DATA b8zPermK1<>+12(SB)/4, $0x00010001
+DATA b8zPermK1<>+16(SB)/4, $0x00010001
+DATA b8zPermK1<>+20(SB)/4, $0x00010001
+DATA b8zPermK1<>+24(SB)/4, $0x00010001
+DATA b8zPermK1<>+28(SB)/4, $0x00010001
+DATA b8zPermK1<>+32(SB)/4, $0x00110011
+DATA b8zPermK1<>+36(SB)/4, $0x00110011
+DATA b8zPermK1<>+40(SB)/4, $0x00110011
+DATA b8zPermK1<>+44(SB)/4, $0x00110011
+DATA b8zPermK1<>+48(SB)/4, $0x00110011
+DATA b8zPermK1<>+52(SB)/4, $0x00110011
+DATA b8zPermK1<>+56(SB)/4, $0x00110011
+DATA b8zPermK1<>+60(SB)/4, $0x00110011
+GLOBL b8zPermK1<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ61<>+0(SB)/4, $0x00020002
+DATA b8zPermQ61<>+4(SB)/4, $0x00020002
+DATA b8zPermQ61<>+8(SB)/4, $0x00020002
+DATA b8zPermQ61<>+12(SB)/4, $0x00020002
+DATA b8zPermQ61<>+16(SB)/4, $0x00030003
+DATA b8zPermQ61<>+20(SB)/4, $0x00030003
+DATA b8zPermQ61<>+24(SB)/4, $0x00030003
+DATA b8zPermQ61<>+28(SB)/4, $0x00030003
+DATA b8zPermQ61<>+32(SB)/4, $0x00120012
+DATA b8zPermQ61<>+36(SB)/4, $0x00120012
+DATA b8zPermQ61<>+40(SB)/4, $0x00120012
+DATA b8zPermQ61<>+44(SB)/4, $0x00120012
+DATA b8zPermQ61<>+48(SB)/4, $0x00130013
+DATA b8zPermQ61<>+52(SB)/4, $0x00130013
+DATA b8zPermQ61<>+56(SB)/4, $0x00130013
+DATA b8zPermQ61<>+60(SB)/4, $0x00130013
+GLOBL b8zPermQ61<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK2<>+0(SB)/4, $0x00020002
+DATA b8zPermK2<>+4(SB)/4, $0x00020002
+DATA b8zPermK2<>+8(SB)/4, $0x00020002
+DATA b8zPermK2<>+12(SB)/4, $0x00020002
+DATA b8zPermK2<>+16(SB)/4, $0x00020002
+DATA b8zPermK2<>+20(SB)/4, $0x00020002
+DATA b8zPermK2<>+24(SB)/4, $0x00020002
+DATA b8zPermK2<>+28(SB)/4, $0x00020002
+DATA b8zPermK2<>+32(SB)/4, $0x00120012
+DATA b8zPermK2<>+36(SB)/4, $0x00120012
+DATA b8zPermK2<>+40(SB)/4, $0x00120012
+DATA b8zPermK2<>+44(SB)/4, $0x00120012
+DATA b8zPermK2<>+48(SB)/4, $0x00120012
+DATA b8zPermK2<>+52(SB)/4, $0x00120012
+DATA b8zPermK2<>+56(SB)/4, $0x00120012
+DATA b8zPermK2<>+60(SB)/4, $0x00120012
+GLOBL b8zPermK2<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ62<>+0(SB)/4, $0x00040004
+DATA b8zPermQ62<>+4(SB)/4, $0x00040004
+DATA b8zPermQ62<>+8(SB)/4, $0x00040004
+DATA b8zPermQ62<>+12(SB)/4, $0x00040004
+DATA b8zPermQ62<>+16(SB)/4, $0x00050005
+DATA b8zPermQ62<>+20(SB)/4, $0x00050005
+DATA b8zPermQ62<>+24(SB)/4, $0x00050005
+DATA b8zPermQ62<>+28(SB)/4, $0x00050005
+DATA b8zPermQ62<>+32(SB)/4, $0x00140014
+DATA b8zPermQ62<>+36(SB)/4, $0x00140014
+DATA b8zPermQ62<>+40(SB)/4, $0x00140014
+DATA b8zPermQ62<>+44(SB)/4, $0x00140014
+DATA b8zPermQ62<>+48(SB)/4, $0x00150015
+DATA b8zPermQ62<>+52(SB)/4, $0x00150015
+DATA b8zPermQ62<>+56(SB)/4, $0x00150015
+DATA b8zPermQ62<>+60(SB)/4, $0x00150015
+GLOBL b8zPermQ62<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK3<>+0(SB)/4, $0x00030003
+DATA b8zPermK3<>+4(SB)/4, $0x00030003
+DATA b8zPermK3<>+8(SB)/4, $0x00030003
+DATA b8zPermK3<>+12(SB)/4, $0x00030003
+DATA b8zPermK3<>+16(SB)/4, $0x00030003
+DATA b8zPermK3<>+20(SB)/4, $0x00030003
+DATA b8zPermK3<>+24(SB)/4, $0x00030003
+DATA b8zPermK3<>+28(SB)/4, $0x00030003
+DATA b8zPermK3<>+32(SB)/4, $0x00130013
+DATA b8zPermK3<>+36(SB)/4, $0x00130013
+DATA b8zPermK3<>+40(SB)/4, $0x00130013
+DATA b8zPermK3<>+44(SB)/4, $0x00130013
+DATA b8zPermK3<>+48(SB)/4, $0x00130013
+DATA b8zPermK3<>+52(SB)/4, $0x00130013
+DATA b8zPermK3<>+56(SB)/4, $0x00130013
+DATA b8zPermK3<>+60(SB)/4, $0x00130013
+GLOBL b8zPermK3<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ63<>+0(SB)/4, $0x00060006
+DATA b8zPermQ63<>+4(SB)/4, $0x00060006
+DATA b8zPermQ63<>+8(SB)/4, $0x00060006
+DATA b8zPermQ63<>+12(SB)/4, $0x00060006
+DATA b8zPermQ63<>+16(SB)/4, $0x00070007
+DATA b8zPermQ63<>+20(SB)/4, $0x00070007
+DATA b8zPermQ63<>+24(SB)/4, $0x00070007
+DATA b8zPermQ63<>+28(SB)/4, $0x00070007
+DATA b8zPermQ63<>+32(SB)/4, $0x00160016
+DATA b8zPermQ63<>+36(SB)/4, $0x00160016
+DATA b8zPermQ63<>+40(SB)/4, $0x00160016
+DATA b8zPermQ63<>+44(SB)/4, $0x00160016
+DATA b8zPermQ63<>+48(SB)/4, $0x00170017
+DATA b8zPermQ63<>+52(SB)/4, $0x00170017
+DATA b8zPermQ63<>+56(SB)/4, $0x00170017
+DATA b8zPermQ63<>+60(SB)/4, $0x00170017
+GLOBL b8zPermQ63<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK4<>+0(SB)/4, $0x00040004
+DATA b8zPermK4<>+4(SB)/4, $0x00040004
+DATA b8zPermK4<>+8(SB)/4, $0x00040004
+DATA b8zPermK4<>+12(SB)/4, $0x00040004
+DATA b8zPermK4<>+16(SB)/4, $0x00040004
+DATA b8zPermK4<>+20(SB)/4, $0x00040004
+DATA b8zPermK4<>+24(SB)/4, $0x00040004
+DATA b8zPermK4<>+28(SB)/4, $0x00040004
+DATA b8zPermK4<>+32(SB)/4, $0x00140014
+DATA b8zPermK4<>+36(SB)/4, $0x00140014
+DATA b8zPermK4<>+40(SB)/4, $0x00140014
+DATA b8zPermK4<>+44(SB)/4, $0x00140014
+DATA b8zPermK4<>+48(SB)/4, $0x00140014
+DATA b8zPermK4<>+52(SB)/4, $0x00140014
+DATA b8zPermK4<>+56(SB)/4, $0x00140014
+DATA b8zPermK4<>+60(SB)/4, $0x00140014
+GLOBL b8zPermK4<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ64<>+0(SB)/4, $0x00080008
+DATA b8zPermQ64<>+4(SB)/4, $0x00080008
+DATA b8zPermQ64<>+8(SB)/4, $0x00080008
+DATA b8zPermQ64<>+12(SB)/4, $0x00080008
+DATA b8zPermQ64<>+16(SB)/4, $0x00090009
+DATA b8zPermQ64<>+20(SB)/4, $0x00090009
+DATA b8zPermQ64<>+24(SB)/4, $0x00090009
+DATA b8zPermQ64<>+28(SB)/4, $0x00090009
+DATA b8zPermQ64<>+32(SB)/4, $0x00180018
+DATA b8zPermQ64<>+36(SB)/4, $0x00180018
+DATA b8zPermQ64<>+40(SB)/4, $0x00180018
+DATA b8zPermQ64<>+44(SB)/4, $0x00180018
+DATA b8zPermQ64<>+48(SB)/4, $0x00190019
+DATA b8zPermQ64<>+52(SB)/4, $0x00190019
+DATA b8zPermQ64<>+56(SB)/4, $0x00190019
+DATA b8zPermQ64<>+60(SB)/4, $0x00190019
+GLOBL b8zPermQ64<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK5<>+0(SB)/4, $0x00050005
+DATA b8zPermK5<>+4(SB)/4, $0x00050005
+DATA b8zPermK5<>+8(SB)/4, $0x00050005
+DATA b8zPermK5<>+12(SB)/4, $0x00050005
+DATA b8zPermK5<>+16(SB)/4, $0x00050005
+DATA b8zPermK5<>+20(SB)/4, $0x00050005
+DATA b8zPermK5<>+24(SB)/4, $0x00050005
+DATA b8zPermK5<>+28(SB)/4, $0x00050005
+DATA b8zPermK5<>+32(SB)/4, $0x00150015
+DATA b8zPermK5<>+36(SB)/4, $0x00150015
+DATA b8zPermK5<>+40(SB)/4, $0x00150015
+DATA b8zPermK5<>+44(SB)/4, $0x00150015
+DATA b8zPermK5<>+48(SB)/4, $0x00150015
+DATA b8zPermK5<>+52(SB)/4, $0x00150015
+DATA b8zPermK5<>+56(SB)/4, $0x00150015
+DATA b8zPermK5<>+60(SB)/4, $0x00150015
+GLOBL b8zPermK5<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ65<>+0(SB)/4, $0x000a000a
+DATA b8zPermQ65<>+4(SB)/4, $0x000a000a
+DATA b8zPermQ65<>+8(SB)/4, $0x000a000a
+DATA b8zPermQ65<>+12(SB)/4, $0x000a000a
+DATA b8zPermQ65<>+16(SB)/4, $0x000b000b
+DATA b8zPermQ65<>+20(SB)/4, $0x000b000b
+DATA b8zPermQ65<>+24(SB)/4, $0x000b000b
+DATA b8zPermQ65<>+28(SB)/4, $0x000b000b
+DATA b8zPermQ65<>+32(SB)/4, $0x001a001a
+DATA b8zPermQ65<>+36(SB)/4, $0x001a001a
+DATA b8zPermQ65<>+40(SB)/4, $0x001a001a
+DATA b8zPermQ65<>+44(SB)/4, $0x001a001a
+DATA b8zPermQ65<>+48(SB)/4, $0x001b001b
+DATA b8zPermQ65<>+52(SB)/4, $0x001b001b
+DATA b8zPermQ65<>+56(SB)/4, $0x001b001b
+DATA b8zPermQ65<>+60(SB)/4, $0x001b001b
+GLOBL b8zPermQ65<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK6<>+0(SB)/4, $0x00060006
+DATA b8zPermK6<>+4(SB)/4, $0x00060006
+DATA b8zPermK6<>+8(SB)/4, $0x00060006
+DATA b8zPermK6<>+12(SB)/4, $0x00060006
+DATA b8zPermK6<>+16(SB)/4, $0x00060006
+DATA b8zPermK6<>+20(SB)/4, $0x00060006
+DATA b8zPermK6<>+24(SB)/4, $0x00060006
+DATA b8zPermK6<>+28(SB)/4, $0x00060006
+DATA b8zPermK6<>+32(SB)/4, $0x00160016
+DATA b8zPermK6<>+36(SB)/4, $0x00160016
+DATA b8zPermK6<>+40(SB)/4, $0x00160016
+DATA b8zPermK6<>+44(SB)/4, $0x00160016
+DATA b8zPermK6<>+48(SB)/4, $0x00160016
+DATA b8zPermK6<>+52(SB)/4, $0x00160016
+DATA b8zPermK6<>+56(SB)/4, $0x00160016
+DATA b8zPermK6<>+60(SB)/4, $0x00160016
+GLOBL b8zPermK6<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ66<>+0(SB)/4, $0x000c000c
+DATA b8zPermQ66<>+4(SB)/4, $0x000c000c
+DATA b8zPermQ66<>+8(SB)/4, $0x000c000c
+DATA b8zPermQ66<>+12(SB)/4, $0x000c000c
+DATA b8zPermQ66<>+16(SB)/4, $0x000d000d
+DATA b8zPermQ66<>+20(SB)/4, $0x000d000d
+DATA b8zPermQ66<>+24(SB)/4, $0x000d000d
+DATA b8zPermQ66<>+28(SB)/4, $0x000d000d
+DATA b8zPermQ66<>+32(SB)/4, $0x001c001c
+DATA b8zPermQ66<>+36(SB)/4, $0x001c001c
+DATA b8zPermQ66<>+40(SB)/4, $0x001c001c
+DATA b8zPermQ66<>+44(SB)/4, $0x001c001c
+DATA b8zPermQ66<>+48(SB)/4, $0x001d001d
+DATA b8zPermQ66<>+52(SB)/4, $0x001d001d
+DATA b8zPermQ66<>+56(SB)/4, $0x001d001d
+DATA b8zPermQ66<>+60(SB)/4, $0x001d001d
+GLOBL b8zPermQ66<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK7<>+0(SB)/4, $0x00070007
+DATA b8zPermK7<>+4(SB)/4, $0x00070007
+DATA b8zPermK7<>+8(SB)/4, $0x00070007
+DATA b8zPermK7<>+12(SB)/4, $0x00070007
+DATA b8zPermK7<>+16(SB)/4, $0x00070007
+DATA b8zPermK7<>+20(SB)/4, $0x00070007
+DATA b8zPermK7<>+24(SB)/4, $0x00070007
+DATA b8zPermK7<>+28(SB)/4, $0x00070007
+DATA b8zPermK7<>+32(SB)/4, $0x00170017
+DATA b8zPermK7<>+36(SB)/4, $0x00170017
+DATA b8zPermK7<>+40(SB)/4, $0x00170017
+DATA b8zPermK7<>+44(SB)/4, $0x00170017
+DATA b8zPermK7<>+48(SB)/4, $0x00170017
+DATA b8zPermK7<>+52(SB)/4, $0x00170017
+DATA b8zPermK7<>+56(SB)/4, $0x00170017
+DATA b8zPermK7<>+60(SB)/4, $0x00170017
+GLOBL b8zPermK7<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ67<>+0(SB)/4, $0x000e000e
+DATA b8zPermQ67<>+4(SB)/4, $0x000e000e
+DATA b8zPermQ67<>+8(SB)/4, $0x000e000e
+DATA b8zPermQ67<>+12(SB)/4, $0x000e000e
+DATA b8zPermQ67<>+16(SB)/4, $0x000f000f
+DATA b8zPermQ67<>+20(SB)/4, $0x000f000f
+DATA b8zPermQ67<>+24(SB)/4, $0x000f000f
+DATA b8zPermQ67<>+28(SB)/4, $0x000f000f
+DATA b8zPermQ67<>+32(SB)/4, $0x001e001e
+DATA b8zPermQ67<>+36(SB)/4, $0x001e001e
+DATA b8zPermQ67<>+40(SB)/4, $0x001e001e
+DATA b8zPermQ67<>+44(SB)/4, $0x001e001e
+DATA b8zPermQ67<>+48(SB)/4, $0x001f001f
+DATA b8zPermQ67<>+52(SB)/4, $0x001f001f
+DATA b8zPermQ67<>+56(SB)/4, $0x001f001f
+DATA b8zPermQ67<>+60(SB)/4, $0x001f001f
+GLOBL b8zPermQ67<>(SB), RODATA|NOPTR, $64
+
 // func dot8Q8_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q8_0VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q8_0VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q8_0VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
 
 dot8Q8_0VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q8_0VNNI_end
-	VCVTPH2PS    (CX), X1
-	VMOVDQU32    2(CX), Y2
-	VPXORD       b8Byte80<>+0(SB), Y2, Y2
-	VMOVDQU32    (R8), Y3
-	VPDPBUSD     (SI), Y2, Y3
-	VMULSS       (DI), X1, X1
-	VBROADCASTSS X1, Y1
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y1, Y3, Y3
-	VADDPS       Y3, Y0, Y0
-	ADDQ         $0x22, CX
-	ADDQ         $0x00000020, SI
-	ADDQ         $0x04, DI
-	ADDQ         $0x00000020, R8
-	SUBQ         $0x22, BX
-	JMP          dot8Q8_0VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0VNNI_end
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VMOVDQU8        2(CX), Y3
+	VINSERTI64X4    $0x01, 2(SI), Z3, Z4
+	VPXORD          b8zByte80<>+0(SB), Z4, Z4
+	VBROADCASTSS    (R9), Z5
+	VMULPS          Z2, Z5, Z5
+	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 (R8), Z6
+	VPDPBUSD        Z6, Z4, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z5, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000020, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0VNNI_block
 
 dot8Q8_0VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          dot8Q8_0VNNI_row
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0VNNI_row
 
 dot8Q8_0VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q4_0VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q4_0VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
 
 dot8Q4_0VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0VNNI_end
-	VCVTPH2PS    (CX), X1
-	VMOVDQU32    2(CX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI32X4 $0x01, X2, Y3, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VPSUBB       b8Byte08<>+0(SB), Y2, Y2
-	VPXORD       b8Byte80<>+0(SB), Y2, Y2
-	VMOVDQU32    (R8), Y4
-	VPDPBUSD     (SI), Y2, Y4
-	VMULSS       (DI), X1, X1
-	VBROADCASTSS X1, Y1
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y1, Y4, Y4
-	VADDPS       Y4, Y0, Y0
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000020, SI
-	ADDQ         $0x04, DI
-	ADDQ         $0x00000020, R8
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0VNNI_end
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTI32X4 2(CX), Y3
+	VBROADCASTI32X4 2(SI), Y4
+	VINSERTI64X4    $0x01, Y4, Z3, Z4
+	VPSRLW          $0x04, Z4, K1, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSUBB          b8zByte08<>+0(SB), Z4, Z4
+	VPXORD          b8zByte80<>+0(SB), Z4, Z4
+	VBROADCASTSS    (R9), Z5
+	VMULPS          Z2, Z5, Z5
+	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 (R8), Z6
+	VPDPBUSD        Z6, Z4, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z5, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000020, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0VNNI_block
 
 dot8Q4_0VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          dot8Q4_0VNNI_row
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0VNNI_row
 
 dot8Q4_0VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q5_0VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q5_0VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q5_0VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
 
 dot8Q5_0VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q5_0VNNI_end
-	VCVTPH2PS    (CX), X1
-	VMOVDQU32    6(CX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI32X4 $0x01, X2, Y3, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VPBROADCASTD 2(CX), Y4
-	VPSHUFB      b8ShufQh<>+0(SB), Y4, Y4
-	VPANDD       b8BitMask<>+0(SB), Y4, Y4
-	VPMINUB      b8Byte01<>+0(SB), Y4, Y4
-	VPSLLW       $0x04, Y4, Y4
-	VPORD        Y4, Y2, Y2
-	VPSUBB       b8Byte10<>+0(SB), Y2, Y2
-	VPXORD       b8Byte80<>+0(SB), Y2, Y2
-	VMOVDQU32    (R8), Y4
-	VPDPBUSD     (SI), Y2, Y4
-	VMULSS       (DI), X1, X1
-	VBROADCASTSS X1, Y1
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y1, Y4, Y4
-	VADDPS       Y4, Y0, Y0
-	ADDQ         $0x16, CX
-	ADDQ         $0x00000020, SI
-	ADDQ         $0x04, DI
-	ADDQ         $0x00000020, R8
-	SUBQ         $0x16, BX
-	JMP          dot8Q5_0VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0VNNI_end
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTI32X4 6(CX), Y3
+	VBROADCASTI32X4 6(SI), Y4
+	VINSERTI64X4    $0x01, Y4, Z3, Z4
+	VPSRLW          $0x04, Z4, K1, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPBROADCASTD    2(CX), Y3
+	VPBROADCASTD    2(SI), Y5
+	VINSERTI64X4    $0x01, Y5, Z3, Z5
+	VPSHUFB         b8zShufQh<>+0(SB), Z5, Z5
+	VPANDD          b8zBitMask<>+0(SB), Z5, Z5
+	VPMINUB         b8zByte01<>+0(SB), Z5, Z5
+	VPSLLW          $0x04, Z5, Z5
+	VPORD           Z5, Z4, Z4
+	VPSUBB          b8zByte10<>+0(SB), Z4, Z4
+	VPXORD          b8zByte80<>+0(SB), Z4, Z4
+	VBROADCASTSS    (R9), Z5
+	VMULPS          Z2, Z5, Z5
+	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 (R8), Z6
+	VPDPBUSD        Z6, Z4, Z2
+	VCVTDQ2PS       Z2, Z2
+	VMULPS          Z5, Z2, Z2
+	VADDPS          Z2, Z0, Z0
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000020, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0VNNI_block
 
 dot8Q5_0VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          dot8Q5_0VNNI_row
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0VNNI_row
 
 dot8Q5_0VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q4KVNNI(SB), NOSPLIT, $80-64
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4KVNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q4KVNNI_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4KVNNI_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	MOVQ    s+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, 32(SP)
+	CMPQ    DX, $0x02
+	JL      dot8Q4KVNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VMOVUPS Z0, 64(SP)
 
 dot8Q4KVNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4KVNNI_end
-	MOVL         4(CX), R9
-	MOVL         8(CX), R10
-	MOVL         12(CX), R11
-	MOVL         R11, R13
-	SHRL         $0x04, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R13
-	ANDL         $0x3f3f3f3f, R10
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R11
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	VMOVD        R9, X1
-	VPINSRD      $0x01, R11, X1, X1
-	VMOVD        R10, X2
-	VPINSRD      $0x01, R13, X2, X2
-	VPMOVZXBD    X2, Y2
-	VCVTDQ2PS    Y2, Y2
-	VCVTPH2PS    (CX), X3
-	VBROADCASTSS X3, Y4
-	VMOVSHDUP    X3, X3
-	VBROADCASTSS X3, Y3
-	VMULPS       Y3, Y2, Y2
-	VPMOVZXBW    X1, X1
-	VMOVDQU32    X1, 64(SP)
-	VBROADCASTSS (DI), Y1
-	VMULPS       Y1, Y2, Y2
-	VMULPS       (R8), Y2, Y2
-	VADDPS       32(SP), Y2, Y2
-	VMOVUPS      Y2, 32(SP)
-	VMULPS       Y1, Y4, Y1
-	VMOVUPS      Y1, (SP)
-	VXORPS       Y1, Y1, Y1
-	VMOVDQU32    16(CX), Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y3
-	VPBROADCASTW 64(SP), Y4
-	VPMADDUBSW   (SI), Y3, Y3
-	VPDPWSSD     Y4, Y3, Y1
-	VPSRLW       $0x04, Y2, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VPBROADCASTW 66(SP), Y3
-	VPMADDUBSW   32(SI), Y2, Y2
-	VPDPWSSD     Y3, Y2, Y1
-	VMOVDQU32    48(CX), Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y3
-	VPBROADCASTW 68(SP), Y4
-	VPMADDUBSW   64(SI), Y3, Y3
-	VPDPWSSD     Y4, Y3, Y1
-	VPSRLW       $0x04, Y2, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VPBROADCASTW 70(SP), Y3
-	VPMADDUBSW   96(SI), Y2, Y2
-	VPDPWSSD     Y3, Y2, Y1
-	VMOVDQU32    80(CX), Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y3
-	VPBROADCASTW 72(SP), Y4
-	VPMADDUBSW   128(SI), Y3, Y3
-	VPDPWSSD     Y4, Y3, Y1
-	VPSRLW       $0x04, Y2, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VPBROADCASTW 74(SP), Y3
-	VPMADDUBSW   160(SI), Y2, Y2
-	VPDPWSSD     Y3, Y2, Y1
-	VMOVDQU32    112(CX), Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y3
-	VPBROADCASTW 76(SP), Y4
-	VPMADDUBSW   192(SI), Y3, Y3
-	VPDPWSSD     Y4, Y3, Y1
-	VPSRLW       $0x04, Y2, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VPBROADCASTW 78(SP), Y3
-	VPMADDUBSW   224(SI), Y2, Y2
-	VPDPWSSD     Y3, Y2, Y1
-	VCVTDQ2PS    Y1, Y1
-	VMULPS       (SP), Y1, Y1
-	VADDPS       Y1, Y0, Y0
-	ADDQ         $0x00000090, CX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x04, DI
-	ADDQ         $0x00000020, R8
-	SUBQ         $0x00000090, BX
-	JMP          dot8Q4KVNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q4KVNNI_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X6
+	VPINSRD         $0x01, R13, X6, X6
+	VMOVD           R12, X1
+	VPINSRD         $0x01, R15, X1, X1
+	VPMOVZXBD       X1, Y4
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (CX), X1
+	VBROADCASTSS    X1, Y5
+	VMOVSHDUP       X1, X1
+	VBROADCASTSS    X1, Y1
+	VMULPS          Y1, Y4, Y4
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X7
+	VPINSRD         $0x01, R13, X7, X7
+	VMOVD           R12, X1
+	VPINSRD         $0x01, R15, X1, X1
+	VPMOVZXBD       X1, Y2
+	VCVTDQ2PS       Y2, Y2
+	VCVTPH2PS       (SI), X1
+	VBROADCASTSS    X1, Y3
+	VMOVSHDUP       X1, X1
+	VBROADCASTSS    X1, Y1
+	VMULPS          Y1, Y2, Y2
+	VPMOVZXBW       X6, X6
+	VPMOVZXBW       X7, X7
+	VINSERTI64X4    $0x01, Y7, Z6, Z1
+	VINSERTF64X4    $0x01, Y2, Z4, Z2
+	VINSERTF64X4    $0x01, Y3, Z5, Z3
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z8, Z2, Z2
+	VBROADCASTF32X8 (R10), Z10
+	VMULPS          Z10, Z2, Z2
+	VADDPS          64(SP), Z2, Z2
+	VMOVUPS         Z2, 64(SP)
+	VMULPS          Z8, Z3, Z8
+	VMOVUPS         Z8, (SP)
+	VPXORD          Z9, Z9, Z9
+	VMOVDQU8        16(CX), Y4
+	VINSERTI64X4    $0x01, 16(SI), Z4, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z3
+	VMOVDQU64       b8zPermK0<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 (R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VPSRLW          $0x04, Z2, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z2
+	VMOVDQU64       b8zPermK1<>+0(SB), Z3
+	VPERMW          Z1, Z3, Z3
+	VBROADCASTI64X4 32(R8), Z8
+	VPMADDUBSW      Z8, Z2, Z2
+	VPDPWSSD        Z3, Z2, Z9
+	VMOVDQU8        48(CX), Y4
+	VINSERTI64X4    $0x01, 48(SI), Z4, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z3
+	VMOVDQU64       b8zPermK2<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 64(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VPSRLW          $0x04, Z2, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z2
+	VMOVDQU64       b8zPermK3<>+0(SB), Z3
+	VPERMW          Z1, Z3, Z3
+	VBROADCASTI64X4 96(R8), Z8
+	VPMADDUBSW      Z8, Z2, Z2
+	VPDPWSSD        Z3, Z2, Z9
+	VMOVDQU8        80(CX), Y4
+	VINSERTI64X4    $0x01, 80(SI), Z4, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z3
+	VMOVDQU64       b8zPermK4<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 128(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VPSRLW          $0x04, Z2, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z2
+	VMOVDQU64       b8zPermK5<>+0(SB), Z3
+	VPERMW          Z1, Z3, Z3
+	VBROADCASTI64X4 160(R8), Z8
+	VPMADDUBSW      Z8, Z2, Z2
+	VPDPWSSD        Z3, Z2, Z9
+	VMOVDQU8        112(CX), Y4
+	VINSERTI64X4    $0x01, 112(SI), Z4, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z3
+	VMOVDQU64       b8zPermK6<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 192(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VPSRLW          $0x04, Z2, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z2
+	VMOVDQU64       b8zPermK7<>+0(SB), Z3
+	VPERMW          Z1, Z3, Z3
+	VBROADCASTI64X4 224(R8), Z1
+	VPMADDUBSW      Z1, Z2, Z1
+	VPDPWSSD        Z3, Z1, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          (SP), Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4KVNNI_block
 
 dot8Q4KVNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      32(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          dot8Q4KVNNI_row
+	VPERMILPS     $0xb1, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VMOVUPS       64(SP), Z1
+	VPERMILPS     $0xb1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSUBPS        Z1, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4KVNNI_row
 
 dot8Q4KVNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q5KVNNI(SB), NOSPLIT, $80-64
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5KVNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q5KVNNI_row:
-	TESTQ   DX, DX
-	JZ      dot8Q5KVNNI_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	MOVQ    s+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, 32(SP)
+	CMPQ    DX, $0x02
+	JL      dot8Q5KVNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VMOVUPS Z0, 64(SP)
 
 dot8Q5KVNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q5KVNNI_end
-	MOVL         4(CX), R9
-	MOVL         8(CX), R10
-	MOVL         12(CX), R11
-	MOVL         R11, R13
-	SHRL         $0x04, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R13
-	ANDL         $0x3f3f3f3f, R10
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R11
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	VMOVD        R9, X1
-	VPINSRD      $0x01, R11, X1, X1
-	VMOVD        R10, X2
-	VPINSRD      $0x01, R13, X2, X2
-	VPMOVZXBD    X2, Y2
-	VCVTDQ2PS    Y2, Y2
-	VCVTPH2PS    (CX), X3
-	VBROADCASTSS X3, Y4
-	VMOVSHDUP    X3, X3
-	VBROADCASTSS X3, Y3
-	VMULPS       Y3, Y2, Y2
-	VPMOVZXBW    X1, X1
-	VMOVDQU32    X1, 64(SP)
-	VBROADCASTSS (DI), Y1
-	VMULPS       Y1, Y2, Y2
-	VMULPS       (R8), Y2, Y2
-	VADDPS       32(SP), Y2, Y2
-	VMOVUPS      Y2, 32(SP)
-	VMULPS       Y1, Y4, Y1
-	VMOVUPS      Y1, (SP)
-	VXORPS       Y1, Y1, Y1
-	VMOVDQU32    48(CX), Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y3
-	VMOVDQU32    16(CX), Y4
-	VPSLLW       $0x04, Y4, Y4
-	VPANDD       b8Byte10<>+0(SB), Y4, Y4
-	VPORD        Y4, Y3, Y3
-	VPBROADCASTW 64(SP), Y4
-	VPMADDUBSW   (SI), Y3, Y3
-	VPDPWSSD     Y4, Y3, Y1
-	VPSRLW       $0x04, Y2, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VMOVDQU32    16(CX), Y3
-	VPSLLW       $0x03, Y3, Y3
-	VPANDD       b8Byte10<>+0(SB), Y3, Y3
-	VPORD        Y3, Y2, Y2
-	VPBROADCASTW 66(SP), Y3
-	VPMADDUBSW   32(SI), Y2, Y2
-	VPDPWSSD     Y3, Y2, Y1
-	VMOVDQU32    80(CX), Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y3
-	VMOVDQU32    16(CX), Y4
-	VPSLLW       $0x02, Y4, Y4
-	VPANDD       b8Byte10<>+0(SB), Y4, Y4
-	VPORD        Y4, Y3, Y3
-	VPBROADCASTW 68(SP), Y4
-	VPMADDUBSW   64(SI), Y3, Y3
-	VPDPWSSD     Y4, Y3, Y1
-	VPSRLW       $0x04, Y2, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VMOVDQU32    16(CX), Y3
-	VPSLLW       $0x01, Y3, Y3
-	VPANDD       b8Byte10<>+0(SB), Y3, Y3
-	VPORD        Y3, Y2, Y2
-	VPBROADCASTW 70(SP), Y3
-	VPMADDUBSW   96(SI), Y2, Y2
-	VPDPWSSD     Y3, Y2, Y1
-	VMOVDQU32    112(CX), Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y3
-	VMOVDQU32    16(CX), Y4
-	VPANDD       b8Byte10<>+0(SB), Y4, Y4
-	VPORD        Y4, Y3, Y3
-	VPBROADCASTW 72(SP), Y4
-	VPMADDUBSW   128(SI), Y3, Y3
-	VPDPWSSD     Y4, Y3, Y1
-	VPSRLW       $0x04, Y2, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VMOVDQU32    16(CX), Y3
-	VPSRLW       $0x01, Y3, Y3
-	VPANDD       b8Byte10<>+0(SB), Y3, Y3
-	VPORD        Y3, Y2, Y2
-	VPBROADCASTW 74(SP), Y3
-	VPMADDUBSW   160(SI), Y2, Y2
-	VPDPWSSD     Y3, Y2, Y1
-	VMOVDQU32    144(CX), Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y3
-	VMOVDQU32    16(CX), Y4
-	VPSRLW       $0x02, Y4, Y4
-	VPANDD       b8Byte10<>+0(SB), Y4, Y4
-	VPORD        Y4, Y3, Y3
-	VPBROADCASTW 76(SP), Y4
-	VPMADDUBSW   192(SI), Y3, Y3
-	VPDPWSSD     Y4, Y3, Y1
-	VPSRLW       $0x04, Y2, Y2
-	VPANDD       bdByte0F<>+0(SB), Y2, Y2
-	VMOVDQU32    16(CX), Y3
-	VPSRLW       $0x03, Y3, Y3
-	VPANDD       b8Byte10<>+0(SB), Y3, Y3
-	VPORD        Y3, Y2, Y2
-	VPBROADCASTW 78(SP), Y3
-	VPMADDUBSW   224(SI), Y2, Y2
-	VPDPWSSD     Y3, Y2, Y1
-	VCVTDQ2PS    Y1, Y1
-	VMULPS       (SP), Y1, Y1
-	VADDPS       Y1, Y0, Y0
-	ADDQ         $0x000000b0, CX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x04, DI
-	ADDQ         $0x00000020, R8
-	SUBQ         $0x000000b0, BX
-	JMP          dot8Q5KVNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q5KVNNI_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X6
+	VPINSRD         $0x01, R13, X6, X6
+	VMOVD           R12, X1
+	VPINSRD         $0x01, R15, X1, X1
+	VPMOVZXBD       X1, Y4
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (CX), X1
+	VBROADCASTSS    X1, Y5
+	VMOVSHDUP       X1, X1
+	VBROADCASTSS    X1, Y1
+	VMULPS          Y1, Y4, Y4
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X7
+	VPINSRD         $0x01, R13, X7, X7
+	VMOVD           R12, X1
+	VPINSRD         $0x01, R15, X1, X1
+	VPMOVZXBD       X1, Y2
+	VCVTDQ2PS       Y2, Y2
+	VCVTPH2PS       (SI), X1
+	VBROADCASTSS    X1, Y3
+	VMOVSHDUP       X1, X1
+	VBROADCASTSS    X1, Y1
+	VMULPS          Y1, Y2, Y2
+	VPMOVZXBW       X6, X6
+	VPMOVZXBW       X7, X7
+	VINSERTI64X4    $0x01, Y7, Z6, Z1
+	VINSERTF64X4    $0x01, Y2, Z4, Z2
+	VINSERTF64X4    $0x01, Y3, Z5, Z3
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z8, Z2, Z2
+	VBROADCASTF32X8 (R10), Z10
+	VMULPS          Z10, Z2, Z2
+	VADDPS          64(SP), Z2, Z2
+	VMOVUPS         Z2, 64(SP)
+	VMULPS          Z8, Z3, Z8
+	VMOVUPS         Z8, (SP)
+	VPXORD          Z9, Z9, Z9
+	VMOVDQU8        16(CX), Y4
+	VINSERTI64X4    $0x01, 16(SI), Z4, Z2
+	VMOVDQU8        48(CX), Y4
+	VINSERTI64X4    $0x01, 48(SI), Z4, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z8
+	VPSLLW          $0x04, Z2, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z8, Z8
+	VMOVDQU64       b8zPermK0<>+0(SB), Z10
+	VPERMW          Z1, Z10, Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z10, Z8, Z9
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSLLW          $0x03, Z2, Z8
+	VPANDD          b8zByte10<>+0(SB), Z8, Z8
+	VPORD           Z8, Z3, Z3
+	VMOVDQU64       b8zPermK1<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VMOVDQU8        80(CX), Y4
+	VINSERTI64X4    $0x01, 80(SI), Z4, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z8
+	VPSLLW          $0x02, Z2, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z8, Z8
+	VMOVDQU64       b8zPermK2<>+0(SB), Z10
+	VPERMW          Z1, Z10, Z10
+	VBROADCASTI64X4 64(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z10, Z8, Z9
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSLLW          $0x01, Z2, Z8
+	VPANDD          b8zByte10<>+0(SB), Z8, Z8
+	VPORD           Z8, Z3, Z3
+	VMOVDQU64       b8zPermK3<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VMOVDQU8        112(CX), Y4
+	VINSERTI64X4    $0x01, 112(SI), Z4, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z8
+	VMOVDQA64       Z2, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z8, Z8
+	VMOVDQU64       b8zPermK4<>+0(SB), Z10
+	VPERMW          Z1, Z10, Z10
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z10, Z8, Z9
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSRLW          $0x01, Z2, Z8
+	VPANDD          b8zByte10<>+0(SB), Z8, Z8
+	VPORD           Z8, Z3, Z3
+	VMOVDQU64       b8zPermK5<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VMOVDQU8        144(CX), Y4
+	VINSERTI64X4    $0x01, 144(SI), Z4, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z8
+	VPSRLW          $0x02, Z2, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z8, Z8
+	VMOVDQU64       b8zPermK6<>+0(SB), Z10
+	VPERMW          Z1, Z10, Z10
+	VBROADCASTI64X4 192(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z10, Z8, Z9
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSRLW          $0x03, Z2, Z2
+	VPANDD          b8zByte10<>+0(SB), Z2, Z2
+	VPORD           Z2, Z3, Z3
+	VMOVDQU64       b8zPermK7<>+0(SB), Z2
+	VPERMW          Z1, Z2, Z2
+	VBROADCASTI64X4 224(R8), Z1
+	VPMADDUBSW      Z1, Z3, Z1
+	VPDPWSSD        Z2, Z1, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          (SP), Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5KVNNI_block
 
 dot8Q5KVNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      32(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          dot8Q5KVNNI_row
+	VPERMILPS     $0xb1, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VMOVUPS       64(SP), Z1
+	VPERMILPS     $0xb1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSUBPS        Z1, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5KVNNI_row
 
 dot8Q5KVNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q6KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q6KVNNI(SB), NOSPLIT, $64-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q6KVNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q6KVNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   nc+56(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
+	CMPQ   DX, $0x02
+	JL     dot8Q6KVNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
 
 dot8Q6KVNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q6KVNNI_end
-	MOVWLZX      208(CX), R8
-	VMOVD        R8, X1
-	VCVTPH2PS    X1, X1
-	VBROADCASTSS X1, Y1
-	VBROADCASTSS (DI), Y2
-	VMULPS       Y2, Y1, Y2
-	VMOVUPS      Y2, (SP)
-	VPMOVSXBW    192(CX), Y1
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VMOVDQU32    (CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    128(CX), Y5
-	VPANDD       bdByte03<>+0(SB), Y5, Y5
-	VPSLLW       $0x04, Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPSUBB       bdByte20<>+0(SB), Y4, Y4
-	VMOVDQU32    b8PermW0<>+0(SB), Y5
-	VPERMW       Y1, Y5, Y5
-	VMOVDQU32    b8Byte80<>+0(SB), Y6
-	VPMADDUBSW   Y4, Y6, Y6
-	VPDPWSSD     Y5, Y6, Y3
-	VMOVDQU32    (SI), Y6
-	VPMADDUBSW   Y4, Y6, Y4
-	VPDPWSSD     Y5, Y4, Y2
-	VMOVDQU32    32(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    128(CX), Y5
-	VPSLLW       $0x02, Y5, Y5
-	VPANDD       bdByte30<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPSUBB       bdByte20<>+0(SB), Y4, Y4
-	VMOVDQU32    b8PermW1<>+0(SB), Y5
-	VPERMW       Y1, Y5, Y5
-	VMOVDQU32    b8Byte80<>+0(SB), Y6
-	VPMADDUBSW   Y4, Y6, Y6
-	VPDPWSSD     Y5, Y6, Y3
-	VMOVDQU32    32(SI), Y6
-	VPMADDUBSW   Y4, Y6, Y4
-	VPDPWSSD     Y5, Y4, Y2
-	VMOVDQU32    (CX), Y4
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    128(CX), Y5
-	VPANDD       bdByte30<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPSUBB       bdByte20<>+0(SB), Y4, Y4
-	VMOVDQU32    b8PermW2<>+0(SB), Y5
-	VPERMW       Y1, Y5, Y5
-	VMOVDQU32    b8Byte80<>+0(SB), Y6
-	VPMADDUBSW   Y4, Y6, Y6
-	VPDPWSSD     Y5, Y6, Y3
-	VMOVDQU32    64(SI), Y6
-	VPMADDUBSW   Y4, Y6, Y4
-	VPDPWSSD     Y5, Y4, Y2
-	VMOVDQU32    32(CX), Y4
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    128(CX), Y5
-	VPSRLW       $0x02, Y5, Y5
-	VPANDD       bdByte30<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPSUBB       bdByte20<>+0(SB), Y4, Y4
-	VMOVDQU32    b8PermW3<>+0(SB), Y5
-	VPERMW       Y1, Y5, Y5
-	VMOVDQU32    b8Byte80<>+0(SB), Y6
-	VPMADDUBSW   Y4, Y6, Y6
-	VPDPWSSD     Y5, Y6, Y3
-	VMOVDQU32    96(SI), Y6
-	VPMADDUBSW   Y4, Y6, Y4
-	VPDPWSSD     Y5, Y4, Y2
-	VMOVDQU32    64(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    160(CX), Y5
-	VPANDD       bdByte03<>+0(SB), Y5, Y5
-	VPSLLW       $0x04, Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPSUBB       bdByte20<>+0(SB), Y4, Y4
-	VMOVDQU32    b8PermW4<>+0(SB), Y5
-	VPERMW       Y1, Y5, Y5
-	VMOVDQU32    b8Byte80<>+0(SB), Y6
-	VPMADDUBSW   Y4, Y6, Y6
-	VPDPWSSD     Y5, Y6, Y3
-	VMOVDQU32    128(SI), Y6
-	VPMADDUBSW   Y4, Y6, Y4
-	VPDPWSSD     Y5, Y4, Y2
-	VMOVDQU32    96(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    160(CX), Y5
-	VPSLLW       $0x02, Y5, Y5
-	VPANDD       bdByte30<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPSUBB       bdByte20<>+0(SB), Y4, Y4
-	VMOVDQU32    b8PermW5<>+0(SB), Y5
-	VPERMW       Y1, Y5, Y5
-	VMOVDQU32    b8Byte80<>+0(SB), Y6
-	VPMADDUBSW   Y4, Y6, Y6
-	VPDPWSSD     Y5, Y6, Y3
-	VMOVDQU32    160(SI), Y6
-	VPMADDUBSW   Y4, Y6, Y4
-	VPDPWSSD     Y5, Y4, Y2
-	VMOVDQU32    64(CX), Y4
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    160(CX), Y5
-	VPANDD       bdByte30<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPSUBB       bdByte20<>+0(SB), Y4, Y4
-	VMOVDQU32    b8PermW6<>+0(SB), Y5
-	VPERMW       Y1, Y5, Y5
-	VMOVDQU32    b8Byte80<>+0(SB), Y6
-	VPMADDUBSW   Y4, Y6, Y6
-	VPDPWSSD     Y5, Y6, Y3
-	VMOVDQU32    192(SI), Y6
-	VPMADDUBSW   Y4, Y6, Y4
-	VPDPWSSD     Y5, Y4, Y2
-	VMOVDQU32    96(CX), Y4
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    160(CX), Y5
-	VPSRLW       $0x02, Y5, Y5
-	VPANDD       bdByte30<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPSUBB       bdByte20<>+0(SB), Y4, Y4
-	VMOVDQU32    b8PermW7<>+0(SB), Y5
-	VPERMW       Y1, Y5, Y5
-	VMOVDQU32    b8Byte80<>+0(SB), Y1
-	VPMADDUBSW   Y4, Y1, Y1
-	VPDPWSSD     Y5, Y1, Y3
-	VMOVDQU32    224(SI), Y1
-	VPMADDUBSW   Y4, Y1, Y1
-	VPDPWSSD     Y5, Y1, Y2
-	VPSUBD       Y3, Y2, Y2
-	VCVTDQ2PS    Y2, Y2
-	VMULPS       (SP), Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	ADDQ         $0x000000d2, CX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x04, DI
-	SUBQ         $0x000000d2, BX
-	JMP          dot8Q6KVNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q6KVNNI_end
+	VPBROADCASTW    208(CX), X1
+	VPBROADCASTW    208(SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTSS    (R9), Z5
+	VMULPS          Z5, Z2, Z5
+	VMOVUPS         Z5, (SP)
+	VPMOVSXBW       192(CX), Y6
+	VPMOVSXBW       192(SI), Y2
+	VINSERTI64X4    $0x01, Y2, Z6, Z2
+	VPXORD          Z3, Z3, Z3
+	VPXORD          Z4, Z4, Z4
+	VMOVDQU8        (CX), Y6
+	VINSERTI64X4    $0x01, (SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z7
+	VPANDD          bdzByte03<>+0(SB), Z7, Z7
+	VPSLLW          $0x04, Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 (R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        32(CX), Y6
+	VINSERTI64X4    $0x01, 32(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z7
+	VPSLLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 32(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        (CX), Y6
+	VINSERTI64X4    $0x01, (SI), Z6, Z5
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 64(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        32(CX), Y6
+	VINSERTI64X4    $0x01, 32(SI), Z6, Z5
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z7
+	VPSRLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 96(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        64(CX), Y6
+	VINSERTI64X4    $0x01, 64(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        160(CX), Y6
+	VINSERTI64X4    $0x01, 160(SI), Z6, Z7
+	VPANDD          bdzByte03<>+0(SB), Z7, Z7
+	VPSLLW          $0x04, Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 128(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        96(CX), Y6
+	VINSERTI64X4    $0x01, 96(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        160(CX), Y6
+	VINSERTI64X4    $0x01, 160(SI), Z6, Z7
+	VPSLLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 160(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        64(CX), Y6
+	VINSERTI64X4    $0x01, 64(SI), Z6, Z5
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        160(CX), Y6
+	VINSERTI64X4    $0x01, 160(SI), Z6, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 192(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        96(CX), Y6
+	VINSERTI64X4    $0x01, 96(SI), Z6, Z5
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        160(CX), Y6
+	VINSERTI64X4    $0x01, 160(SI), Z6, Z7
+	VPSRLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z2
+	VPMADDUBSW      Z5, Z2, Z2
+	VPDPWSSD        Z7, Z2, Z4
+	VBROADCASTI64X4 224(R8), Z2
+	VPMADDUBSW      Z5, Z2, Z2
+	VPDPWSSD        Z7, Z2, Z3
+	VPSUBD          Z4, Z3, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          (SP), Z3, Z3
+	VADDPS          Z3, Z0, Z0
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x04, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6KVNNI_block
 
 dot8Q6KVNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          dot8Q6KVNNI_row
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6KVNNI_row
 
 dot8Q6KVNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q8_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q8_0x2VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q8_0x2VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q8_0x2VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x2VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
 
 dot8Q8_0x2VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q8_0x2VNNI_end
-	VCVTPH2PS    (CX), X2
-	VMOVDQU32    2(CX), Y3
-	VPXORD       b8Byte80<>+0(SB), Y3, Y3
-	VMOVDQU32    (R8), Y4
-	VPDPBUSD     (SI), Y3, Y4
-	VMULSS       (DI), X2, X5
-	VBROADCASTSS X5, Y5
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y5, Y4, Y4
-	VADDPS       Y4, Y0, Y0
-	VMOVDQU32    32(R8), Y4
-	VPDPBUSD     32(SI), Y3, Y4
-	VMULSS       4(DI), X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y2, Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	ADDQ         $0x22, CX
-	ADDQ         $0x00000040, SI
-	ADDQ         $0x08, DI
-	ADDQ         $0x00000040, R8
-	SUBQ         $0x22, BX
-	JMP          dot8Q8_0x2VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x2VNNI_end
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VMOVDQU8        2(CX), Y4
+	VINSERTI64X4    $0x01, 2(SI), Z4, Z5
+	VPXORD          b8zByte80<>+0(SB), Z5, Z5
+	VBROADCASTSS    (R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 (R10), Z7
+	VBROADCASTI64X4 (R8), Z8
+	VPDPBUSD        Z8, Z5, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z6, Z7, Z7
+	VADDPS          Z7, Z0, Z0
+	VBROADCASTSS    4(R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 32(R10), Z3
+	VBROADCASTI64X4 32(R8), Z7
+	VPDPBUSD        Z7, Z5, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z6, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x2VNNI_block
 
 dot8Q8_0x2VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	ADDQ         $0x08, AX
-	DECQ         DX
-	JMP          dot8Q8_0x2VNNI_row
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x2VNNI_row
 
 dot8Q8_0x2VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q4_0x2VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q4_0x2VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0x2VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x2VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
 
 dot8Q4_0x2VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x2VNNI_end
-	VCVTPH2PS    (CX), X2
-	VMOVDQU32    2(CX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI32X4 $0x01, X3, Y4, Y3
-	VPANDD       bdByte0F<>+0(SB), Y3, Y3
-	VPSUBB       b8Byte08<>+0(SB), Y3, Y3
-	VPXORD       b8Byte80<>+0(SB), Y3, Y3
-	VMOVDQU32    (R8), Y5
-	VPDPBUSD     (SI), Y3, Y5
-	VMULSS       (DI), X2, X4
-	VBROADCASTSS X4, Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y6, Y5, Y5
-	VADDPS       Y5, Y0, Y0
-	VMOVDQU32    32(R8), Y5
-	VPDPBUSD     32(SI), Y3, Y5
-	VMULSS       4(DI), X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y2, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000040, SI
-	ADDQ         $0x08, DI
-	ADDQ         $0x00000040, R8
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x2VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x2VNNI_end
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI32X4 2(CX), Y4
+	VBROADCASTI32X4 2(SI), Y5
+	VINSERTI64X4    $0x01, Y5, Z4, Z5
+	VPSRLW          $0x04, Z5, K1, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSUBB          b8zByte08<>+0(SB), Z5, Z5
+	VPXORD          b8zByte80<>+0(SB), Z5, Z5
+	VBROADCASTSS    (R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 (R10), Z7
+	VBROADCASTI64X4 (R8), Z8
+	VPDPBUSD        Z8, Z5, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z6, Z7, Z7
+	VADDPS          Z7, Z0, Z0
+	VBROADCASTSS    4(R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 32(R10), Z3
+	VBROADCASTI64X4 32(R8), Z7
+	VPDPBUSD        Z7, Z5, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z6, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x2VNNI_block
 
 dot8Q4_0x2VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	ADDQ         $0x08, AX
-	DECQ         DX
-	JMP          dot8Q4_0x2VNNI_row
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x2VNNI_row
 
 dot8Q4_0x2VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q5_0x2VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q5_0x2VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q5_0x2VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x2VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
 
 dot8Q5_0x2VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q5_0x2VNNI_end
-	VCVTPH2PS    (CX), X2
-	VMOVDQU32    6(CX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI32X4 $0x01, X3, Y4, Y3
-	VPANDD       bdByte0F<>+0(SB), Y3, Y3
-	VPBROADCASTD 2(CX), Y5
-	VPSHUFB      b8ShufQh<>+0(SB), Y5, Y5
-	VPANDD       b8BitMask<>+0(SB), Y5, Y5
-	VPMINUB      b8Byte01<>+0(SB), Y5, Y5
-	VPSLLW       $0x04, Y5, Y5
-	VPORD        Y5, Y3, Y3
-	VPSUBB       b8Byte10<>+0(SB), Y3, Y3
-	VPXORD       b8Byte80<>+0(SB), Y3, Y3
-	VMOVDQU32    (R8), Y5
-	VPDPBUSD     (SI), Y3, Y5
-	VMULSS       (DI), X2, X4
-	VBROADCASTSS X4, Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y6, Y5, Y5
-	VADDPS       Y5, Y0, Y0
-	VMOVDQU32    32(R8), Y5
-	VPDPBUSD     32(SI), Y3, Y5
-	VMULSS       4(DI), X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y2, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	ADDQ         $0x16, CX
-	ADDQ         $0x00000040, SI
-	ADDQ         $0x08, DI
-	ADDQ         $0x00000040, R8
-	SUBQ         $0x16, BX
-	JMP          dot8Q5_0x2VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x2VNNI_end
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI32X4 6(CX), Y4
+	VBROADCASTI32X4 6(SI), Y5
+	VINSERTI64X4    $0x01, Y5, Z4, Z5
+	VPSRLW          $0x04, Z5, K1, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPBROADCASTD    2(CX), Y4
+	VPBROADCASTD    2(SI), Y6
+	VINSERTI64X4    $0x01, Y6, Z4, Z6
+	VPSHUFB         b8zShufQh<>+0(SB), Z6, Z6
+	VPANDD          b8zBitMask<>+0(SB), Z6, Z6
+	VPMINUB         b8zByte01<>+0(SB), Z6, Z6
+	VPSLLW          $0x04, Z6, Z6
+	VPORD           Z6, Z5, Z5
+	VPSUBB          b8zByte10<>+0(SB), Z5, Z5
+	VPXORD          b8zByte80<>+0(SB), Z5, Z5
+	VBROADCASTSS    (R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 (R10), Z7
+	VBROADCASTI64X4 (R8), Z8
+	VPDPBUSD        Z8, Z5, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          Z6, Z7, Z7
+	VADDPS          Z7, Z0, Z0
+	VBROADCASTSS    4(R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 32(R10), Z3
+	VBROADCASTI64X4 32(R8), Z7
+	VPDPBUSD        Z7, Z5, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          Z6, Z3, Z3
+	VADDPS          Z3, Z1, Z1
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x2VNNI_block
 
 dot8Q5_0x2VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	ADDQ         $0x08, AX
-	DECQ         DX
-	JMP          dot8Q5_0x2VNNI_row
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x2VNNI_row
 
 dot8Q5_0x2VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q4Kx2VNNI(SB), NOSPLIT, $144-64
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4Kx2VNNI(SB), NOSPLIT, $256-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q4Kx2VNNI_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4Kx2VNNI_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	MOVQ    s+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, 64(SP)
-	VXORPS  Y1, Y1, Y1
-	VMOVUPS Y1, 96(SP)
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx2VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z1, 192(SP)
 
 dot8Q4Kx2VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4Kx2VNNI_end
-	MOVL         4(CX), R9
-	MOVL         8(CX), R10
-	MOVL         12(CX), R11
-	MOVL         R11, R13
-	SHRL         $0x04, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R13
-	ANDL         $0x3f3f3f3f, R10
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R11
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	VMOVD        R9, X2
-	VPINSRD      $0x01, R11, X2, X2
-	VMOVD        R10, X3
-	VPINSRD      $0x01, R13, X3, X3
-	VPMOVZXBD    X3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VCVTPH2PS    (CX), X4
-	VBROADCASTSS X4, Y5
-	VMOVSHDUP    X4, X4
-	VBROADCASTSS X4, Y4
-	VMULPS       Y4, Y3, Y3
-	VPMOVZXBW    X2, X2
-	VMOVDQU32    X2, 128(SP)
-	VBROADCASTSS (DI), Y2
-	VMULPS       Y2, Y3, Y4
-	VMULPS       (R8), Y4, Y4
-	VADDPS       64(SP), Y4, Y4
-	VMOVUPS      Y4, 64(SP)
-	VMULPS       Y2, Y5, Y2
-	VMOVUPS      Y2, (SP)
-	VBROADCASTSS 4(DI), Y2
-	VMULPS       Y2, Y3, Y3
-	VMULPS       32(R8), Y3, Y3
-	VADDPS       96(SP), Y3, Y3
-	VMOVUPS      Y3, 96(SP)
-	VMULPS       Y2, Y5, Y2
-	VMOVUPS      Y2, 32(SP)
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VMOVDQU32    16(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y5
-	VPBROADCASTW 128(SP), Y6
-	VPMADDUBSW   (SI), Y5, Y7
-	VPDPWSSD     Y6, Y7, Y2
-	VPMADDUBSW   32(SI), Y5, Y5
-	VPDPWSSD     Y6, Y5, Y3
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VPBROADCASTW 130(SP), Y5
-	VPMADDUBSW   64(SI), Y4, Y6
-	VPDPWSSD     Y5, Y6, Y2
-	VPMADDUBSW   96(SI), Y4, Y4
-	VPDPWSSD     Y5, Y4, Y3
-	VMOVDQU32    48(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y5
-	VPBROADCASTW 132(SP), Y6
-	VPMADDUBSW   128(SI), Y5, Y7
-	VPDPWSSD     Y6, Y7, Y2
-	VPMADDUBSW   160(SI), Y5, Y5
-	VPDPWSSD     Y6, Y5, Y3
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VPBROADCASTW 134(SP), Y5
-	VPMADDUBSW   192(SI), Y4, Y6
-	VPDPWSSD     Y5, Y6, Y2
-	VPMADDUBSW   224(SI), Y4, Y4
-	VPDPWSSD     Y5, Y4, Y3
-	VMOVDQU32    80(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y5
-	VPBROADCASTW 136(SP), Y6
-	VPMADDUBSW   256(SI), Y5, Y7
-	VPDPWSSD     Y6, Y7, Y2
-	VPMADDUBSW   288(SI), Y5, Y5
-	VPDPWSSD     Y6, Y5, Y3
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VPBROADCASTW 138(SP), Y5
-	VPMADDUBSW   320(SI), Y4, Y6
-	VPDPWSSD     Y5, Y6, Y2
-	VPMADDUBSW   352(SI), Y4, Y4
-	VPDPWSSD     Y5, Y4, Y3
-	VMOVDQU32    112(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y5
-	VPBROADCASTW 140(SP), Y6
-	VPMADDUBSW   384(SI), Y5, Y7
-	VPDPWSSD     Y6, Y7, Y2
-	VPMADDUBSW   416(SI), Y5, Y5
-	VPDPWSSD     Y6, Y5, Y3
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VPBROADCASTW 142(SP), Y5
-	VPMADDUBSW   448(SI), Y4, Y6
-	VPDPWSSD     Y5, Y6, Y2
-	VPMADDUBSW   480(SI), Y4, Y4
-	VPDPWSSD     Y5, Y4, Y3
-	VCVTDQ2PS    Y2, Y2
-	VMULPS       (SP), Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       32(SP), Y3, Y3
-	VADDPS       Y3, Y1, Y1
-	ADDQ         $0x00000090, CX
-	ADDQ         $0x00000200, SI
-	ADDQ         $0x08, DI
-	ADDQ         $0x00000040, R8
-	SUBQ         $0x00000090, BX
-	JMP          dot8Q4Kx2VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx2VNNI_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X7
+	VPINSRD         $0x01, R13, X7, X7
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X2, Y5
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (CX), X2
+	VBROADCASTSS    X2, Y6
+	VMOVSHDUP       X2, X2
+	VBROADCASTSS    X2, Y2
+	VMULPS          Y2, Y5, Y5
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X8
+	VPINSRD         $0x01, R13, X8, X8
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X2, Y3
+	VCVTDQ2PS       Y3, Y3
+	VCVTPH2PS       (SI), X2
+	VBROADCASTSS    X2, Y4
+	VMOVSHDUP       X2, X2
+	VBROADCASTSS    X2, Y2
+	VMULPS          Y2, Y3, Y3
+	VPMOVZXBW       X7, X7
+	VPMOVZXBW       X8, X8
+	VINSERTI64X4    $0x01, Y8, Z7, Z2
+	VINSERTF64X4    $0x01, Y3, Z5, Z3
+	VINSERTF64X4    $0x01, Y4, Z6, Z4
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z9, Z3, Z10
+	VBROADCASTF32X8 (R10), Z11
+	VMULPS          Z11, Z10, Z10
+	VADDPS          128(SP), Z10, Z10
+	VMOVUPS         Z10, 128(SP)
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z9, Z3, Z3
+	VBROADCASTF32X8 32(R10), Z10
+	VMULPS          Z10, Z3, Z3
+	VADDPS          192(SP), Z3, Z3
+	VMOVUPS         Z3, 192(SP)
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, 64(SP)
+	VPXORD          Z12, Z12, Z12
+	VPXORD          Z13, Z13, Z13
+	VMOVDQU8        16(CX), Y5
+	VINSERTI64X4    $0x01, 16(SI), Z5, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zPermK0<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 (R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VMOVDQU64       b8zPermK1<>+0(SB), Z4
+	VPERMW          Z2, Z4, Z4
+	VBROADCASTI64X4 64(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z9
+	VPDPWSSD        Z4, Z9, Z12
+	VBROADCASTI64X4 96(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z3
+	VPDPWSSD        Z4, Z3, Z13
+	VMOVDQU8        48(CX), Y5
+	VINSERTI64X4    $0x01, 48(SI), Z5, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zPermK2<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 128(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VMOVDQU64       b8zPermK3<>+0(SB), Z4
+	VPERMW          Z2, Z4, Z4
+	VBROADCASTI64X4 192(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z9
+	VPDPWSSD        Z4, Z9, Z12
+	VBROADCASTI64X4 224(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z3
+	VPDPWSSD        Z4, Z3, Z13
+	VMOVDQU8        80(CX), Y5
+	VINSERTI64X4    $0x01, 80(SI), Z5, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zPermK4<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 256(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 288(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VMOVDQU64       b8zPermK5<>+0(SB), Z4
+	VPERMW          Z2, Z4, Z4
+	VBROADCASTI64X4 320(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z9
+	VPDPWSSD        Z4, Z9, Z12
+	VBROADCASTI64X4 352(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z3
+	VPDPWSSD        Z4, Z3, Z13
+	VMOVDQU8        112(CX), Y5
+	VINSERTI64X4    $0x01, 112(SI), Z5, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zPermK6<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 384(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 416(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VMOVDQU64       b8zPermK7<>+0(SB), Z4
+	VPERMW          Z2, Z4, Z4
+	VBROADCASTI64X4 448(R8), Z2
+	VPMADDUBSW      Z2, Z3, Z2
+	VPDPWSSD        Z4, Z2, Z12
+	VBROADCASTI64X4 480(R8), Z2
+	VPMADDUBSW      Z2, Z3, Z2
+	VPDPWSSD        Z4, Z2, Z13
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          (SP), Z12, Z12
+	VADDPS          Z12, Z0, Z0
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          64(SP), Z13, Z13
+	VADDPS          Z13, Z1, Z1
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx2VNNI_block
 
 dot8Q4Kx2VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVUPS      64(SP), Y2
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X3
-	VADDPS       X3, X2, X2
-	VSUBSS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      96(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	ADDQ         $0x08, AX
-	DECQ         DX
-	JMP          dot8Q4Kx2VNNI_row
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVUPS       128(SP), Z2
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSUBPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VMOVUPS       192(SP), Z2
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSUBPS        Z2, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx2VNNI_row
 
 dot8Q4Kx2VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q5Kx2VNNI(SB), NOSPLIT, $144-64
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5Kx2VNNI(SB), NOSPLIT, $256-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q5Kx2VNNI_row:
-	TESTQ   DX, DX
-	JZ      dot8Q5Kx2VNNI_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	MOVQ    s+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, 64(SP)
-	VXORPS  Y1, Y1, Y1
-	VMOVUPS Y1, 96(SP)
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx2VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z1, 192(SP)
 
 dot8Q5Kx2VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q5Kx2VNNI_end
-	MOVL         4(CX), R9
-	MOVL         8(CX), R10
-	MOVL         12(CX), R11
-	MOVL         R11, R13
-	SHRL         $0x04, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R13
-	ANDL         $0x3f3f3f3f, R10
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R11
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	VMOVD        R9, X2
-	VPINSRD      $0x01, R11, X2, X2
-	VMOVD        R10, X3
-	VPINSRD      $0x01, R13, X3, X3
-	VPMOVZXBD    X3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VCVTPH2PS    (CX), X4
-	VBROADCASTSS X4, Y5
-	VMOVSHDUP    X4, X4
-	VBROADCASTSS X4, Y4
-	VMULPS       Y4, Y3, Y3
-	VPMOVZXBW    X2, X2
-	VMOVDQU32    X2, 128(SP)
-	VBROADCASTSS (DI), Y2
-	VMULPS       Y2, Y3, Y4
-	VMULPS       (R8), Y4, Y4
-	VADDPS       64(SP), Y4, Y4
-	VMOVUPS      Y4, 64(SP)
-	VMULPS       Y2, Y5, Y2
-	VMOVUPS      Y2, (SP)
-	VBROADCASTSS 4(DI), Y2
-	VMULPS       Y2, Y3, Y3
-	VMULPS       32(R8), Y3, Y3
-	VADDPS       96(SP), Y3, Y3
-	VMOVUPS      Y3, 96(SP)
-	VMULPS       Y2, Y5, Y2
-	VMOVUPS      Y2, 32(SP)
-	VXORPS       Y2, Y2, Y2
-	VXORPS       Y3, Y3, Y3
-	VMOVDQU32    48(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y5
-	VMOVDQU32    16(CX), Y6
-	VPSLLW       $0x04, Y6, Y6
-	VPANDD       b8Byte10<>+0(SB), Y6, Y6
-	VPORD        Y6, Y5, Y5
-	VPBROADCASTW 128(SP), Y6
-	VPMADDUBSW   (SI), Y5, Y7
-	VPDPWSSD     Y6, Y7, Y2
-	VPMADDUBSW   32(SI), Y5, Y5
-	VPDPWSSD     Y6, Y5, Y3
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    16(CX), Y5
-	VPSLLW       $0x03, Y5, Y5
-	VPANDD       b8Byte10<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPBROADCASTW 130(SP), Y5
-	VPMADDUBSW   64(SI), Y4, Y6
-	VPDPWSSD     Y5, Y6, Y2
-	VPMADDUBSW   96(SI), Y4, Y4
-	VPDPWSSD     Y5, Y4, Y3
-	VMOVDQU32    80(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y5
-	VMOVDQU32    16(CX), Y6
-	VPSLLW       $0x02, Y6, Y6
-	VPANDD       b8Byte10<>+0(SB), Y6, Y6
-	VPORD        Y6, Y5, Y5
-	VPBROADCASTW 132(SP), Y6
-	VPMADDUBSW   128(SI), Y5, Y7
-	VPDPWSSD     Y6, Y7, Y2
-	VPMADDUBSW   160(SI), Y5, Y5
-	VPDPWSSD     Y6, Y5, Y3
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    16(CX), Y5
-	VPSLLW       $0x01, Y5, Y5
-	VPANDD       b8Byte10<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPBROADCASTW 134(SP), Y5
-	VPMADDUBSW   192(SI), Y4, Y6
-	VPDPWSSD     Y5, Y6, Y2
-	VPMADDUBSW   224(SI), Y4, Y4
-	VPDPWSSD     Y5, Y4, Y3
-	VMOVDQU32    112(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y5
-	VMOVDQU32    16(CX), Y6
-	VPANDD       b8Byte10<>+0(SB), Y6, Y6
-	VPORD        Y6, Y5, Y5
-	VPBROADCASTW 136(SP), Y6
-	VPMADDUBSW   256(SI), Y5, Y7
-	VPDPWSSD     Y6, Y7, Y2
-	VPMADDUBSW   288(SI), Y5, Y5
-	VPDPWSSD     Y6, Y5, Y3
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    16(CX), Y5
-	VPSRLW       $0x01, Y5, Y5
-	VPANDD       b8Byte10<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPBROADCASTW 138(SP), Y5
-	VPMADDUBSW   320(SI), Y4, Y6
-	VPDPWSSD     Y5, Y6, Y2
-	VPMADDUBSW   352(SI), Y4, Y4
-	VPDPWSSD     Y5, Y4, Y3
-	VMOVDQU32    144(CX), Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y5
-	VMOVDQU32    16(CX), Y6
-	VPSRLW       $0x02, Y6, Y6
-	VPANDD       b8Byte10<>+0(SB), Y6, Y6
-	VPORD        Y6, Y5, Y5
-	VPBROADCASTW 140(SP), Y6
-	VPMADDUBSW   384(SI), Y5, Y7
-	VPDPWSSD     Y6, Y7, Y2
-	VPMADDUBSW   416(SI), Y5, Y5
-	VPDPWSSD     Y6, Y5, Y3
-	VPSRLW       $0x04, Y4, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VMOVDQU32    16(CX), Y5
-	VPSRLW       $0x03, Y5, Y5
-	VPANDD       b8Byte10<>+0(SB), Y5, Y5
-	VPORD        Y5, Y4, Y4
-	VPBROADCASTW 142(SP), Y5
-	VPMADDUBSW   448(SI), Y4, Y6
-	VPDPWSSD     Y5, Y6, Y2
-	VPMADDUBSW   480(SI), Y4, Y4
-	VPDPWSSD     Y5, Y4, Y3
-	VCVTDQ2PS    Y2, Y2
-	VMULPS       (SP), Y2, Y2
-	VADDPS       Y2, Y0, Y0
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       32(SP), Y3, Y3
-	VADDPS       Y3, Y1, Y1
-	ADDQ         $0x000000b0, CX
-	ADDQ         $0x00000200, SI
-	ADDQ         $0x08, DI
-	ADDQ         $0x00000040, R8
-	SUBQ         $0x000000b0, BX
-	JMP          dot8Q5Kx2VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx2VNNI_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X7
+	VPINSRD         $0x01, R13, X7, X7
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X2, Y5
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (CX), X2
+	VBROADCASTSS    X2, Y6
+	VMOVSHDUP       X2, X2
+	VBROADCASTSS    X2, Y2
+	VMULPS          Y2, Y5, Y5
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X8
+	VPINSRD         $0x01, R13, X8, X8
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X2, Y3
+	VCVTDQ2PS       Y3, Y3
+	VCVTPH2PS       (SI), X2
+	VBROADCASTSS    X2, Y4
+	VMOVSHDUP       X2, X2
+	VBROADCASTSS    X2, Y2
+	VMULPS          Y2, Y3, Y3
+	VPMOVZXBW       X7, X7
+	VPMOVZXBW       X8, X8
+	VINSERTI64X4    $0x01, Y8, Z7, Z2
+	VINSERTF64X4    $0x01, Y3, Z5, Z3
+	VINSERTF64X4    $0x01, Y4, Z6, Z4
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z9, Z3, Z10
+	VBROADCASTF32X8 (R10), Z11
+	VMULPS          Z11, Z10, Z10
+	VADDPS          128(SP), Z10, Z10
+	VMOVUPS         Z10, 128(SP)
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z9, Z3, Z3
+	VBROADCASTF32X8 32(R10), Z10
+	VMULPS          Z10, Z3, Z3
+	VADDPS          192(SP), Z3, Z3
+	VMOVUPS         Z3, 192(SP)
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, 64(SP)
+	VPXORD          Z12, Z12, Z12
+	VPXORD          Z13, Z13, Z13
+	VMOVDQU8        16(CX), Y5
+	VINSERTI64X4    $0x01, 16(SI), Z5, Z3
+	VMOVDQU8        48(CX), Y5
+	VINSERTI64X4    $0x01, 48(SI), Z5, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z9
+	VPSLLW          $0x04, Z3, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VMOVDQU64       b8zPermK0<>+0(SB), Z10
+	VPERMW          Z2, Z10, Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPMADDUBSW      Z11, Z9, Z11
+	VPDPWSSD        Z10, Z11, Z12
+	VBROADCASTI64X4 32(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z13
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSLLW          $0x03, Z3, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z4, Z4
+	VMOVDQU64       b8zPermK1<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VMOVDQU8        80(CX), Y5
+	VINSERTI64X4    $0x01, 80(SI), Z5, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z9
+	VPSLLW          $0x02, Z3, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VMOVDQU64       b8zPermK2<>+0(SB), Z10
+	VPERMW          Z2, Z10, Z10
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z11
+	VPDPWSSD        Z10, Z11, Z12
+	VBROADCASTI64X4 160(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z13
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSLLW          $0x01, Z3, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z4, Z4
+	VMOVDQU64       b8zPermK3<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 192(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 224(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VMOVDQU8        112(CX), Y5
+	VINSERTI64X4    $0x01, 112(SI), Z5, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z9
+	VMOVDQA64       Z3, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VMOVDQU64       b8zPermK4<>+0(SB), Z10
+	VPERMW          Z2, Z10, Z10
+	VBROADCASTI64X4 256(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z11
+	VPDPWSSD        Z10, Z11, Z12
+	VBROADCASTI64X4 288(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z13
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSRLW          $0x01, Z3, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z4, Z4
+	VMOVDQU64       b8zPermK5<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 320(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 352(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VMOVDQU8        144(CX), Y5
+	VINSERTI64X4    $0x01, 144(SI), Z5, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z9
+	VPSRLW          $0x02, Z3, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VMOVDQU64       b8zPermK6<>+0(SB), Z10
+	VPERMW          Z2, Z10, Z10
+	VBROADCASTI64X4 384(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z11
+	VPDPWSSD        Z10, Z11, Z12
+	VBROADCASTI64X4 416(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z13
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSRLW          $0x03, Z3, Z3
+	VPANDD          b8zByte10<>+0(SB), Z3, Z3
+	VPORD           Z3, Z4, Z4
+	VMOVDQU64       b8zPermK7<>+0(SB), Z3
+	VPERMW          Z2, Z3, Z3
+	VBROADCASTI64X4 448(R8), Z2
+	VPMADDUBSW      Z2, Z4, Z2
+	VPDPWSSD        Z3, Z2, Z12
+	VBROADCASTI64X4 480(R8), Z2
+	VPMADDUBSW      Z2, Z4, Z2
+	VPDPWSSD        Z3, Z2, Z13
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          (SP), Z12, Z12
+	VADDPS          Z12, Z0, Z0
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          64(SP), Z13, Z13
+	VADDPS          Z13, Z1, Z1
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx2VNNI_block
 
 dot8Q5Kx2VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVUPS      64(SP), Y2
-	VHADDPS      Y2, Y2, Y2
-	VHADDPS      Y2, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X3
-	VADDPS       X3, X2, X2
-	VSUBSS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      96(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	ADDQ         $0x08, AX
-	DECQ         DX
-	JMP          dot8Q5Kx2VNNI_row
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVUPS       128(SP), Z2
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSUBPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VMOVUPS       192(SP), Z2
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSUBPS        Z2, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx2VNNI_row
 
 dot8Q5Kx2VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q6Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q6Kx2VNNI(SB), NOSPLIT, $96-64
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dot8Q6Kx2VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q6Kx2VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q6Kx2VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   nc+56(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx2VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
 
 dot8Q6Kx2VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q6Kx2VNNI_end
-	MOVWLZX      208(CX), R8
-	VMOVD        R8, X2
-	VCVTPH2PS    X2, X2
-	VBROADCASTSS X2, Y2
-	VBROADCASTSS (DI), Y3
-	VMULPS       Y3, Y2, Y3
-	VMOVUPS      Y3, (SP)
-	VBROADCASTSS 4(DI), Y3
-	VMULPS       Y3, Y2, Y3
-	VMOVUPS      Y3, 32(SP)
-	VPMOVSXBW    192(CX), Y2
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VMOVDQU32    (CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    128(CX), Y7
-	VPANDD       bdByte03<>+0(SB), Y7, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPSUBB       bdByte20<>+0(SB), Y6, Y6
-	VMOVDQU32    b8PermW0<>+0(SB), Y7
-	VPERMW       Y2, Y7, Y7
-	VMOVDQU32    b8Byte80<>+0(SB), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y5
-	VMOVDQU32    (SI), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VMOVDQU32    32(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y6
-	VPDPWSSD     Y7, Y6, Y4
-	VMOVDQU32    32(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    128(CX), Y7
-	VPSLLW       $0x02, Y7, Y7
-	VPANDD       bdByte30<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPSUBB       bdByte20<>+0(SB), Y6, Y6
-	VMOVDQU32    b8PermW1<>+0(SB), Y7
-	VPERMW       Y2, Y7, Y7
-	VMOVDQU32    b8Byte80<>+0(SB), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y5
-	VMOVDQU32    64(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VMOVDQU32    96(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y6
-	VPDPWSSD     Y7, Y6, Y4
-	VMOVDQU32    (CX), Y6
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    128(CX), Y7
-	VPANDD       bdByte30<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPSUBB       bdByte20<>+0(SB), Y6, Y6
-	VMOVDQU32    b8PermW2<>+0(SB), Y7
-	VPERMW       Y2, Y7, Y7
-	VMOVDQU32    b8Byte80<>+0(SB), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y5
-	VMOVDQU32    128(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VMOVDQU32    160(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y6
-	VPDPWSSD     Y7, Y6, Y4
-	VMOVDQU32    32(CX), Y6
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    128(CX), Y7
-	VPSRLW       $0x02, Y7, Y7
-	VPANDD       bdByte30<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPSUBB       bdByte20<>+0(SB), Y6, Y6
-	VMOVDQU32    b8PermW3<>+0(SB), Y7
-	VPERMW       Y2, Y7, Y7
-	VMOVDQU32    b8Byte80<>+0(SB), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y5
-	VMOVDQU32    192(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VMOVDQU32    224(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y6
-	VPDPWSSD     Y7, Y6, Y4
-	VMOVDQU32    64(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    160(CX), Y7
-	VPANDD       bdByte03<>+0(SB), Y7, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPSUBB       bdByte20<>+0(SB), Y6, Y6
-	VMOVDQU32    b8PermW4<>+0(SB), Y7
-	VPERMW       Y2, Y7, Y7
-	VMOVDQU32    b8Byte80<>+0(SB), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y5
-	VMOVDQU32    256(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VMOVDQU32    288(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y6
-	VPDPWSSD     Y7, Y6, Y4
-	VMOVDQU32    96(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    160(CX), Y7
-	VPSLLW       $0x02, Y7, Y7
-	VPANDD       bdByte30<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPSUBB       bdByte20<>+0(SB), Y6, Y6
-	VMOVDQU32    b8PermW5<>+0(SB), Y7
-	VPERMW       Y2, Y7, Y7
-	VMOVDQU32    b8Byte80<>+0(SB), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y5
-	VMOVDQU32    320(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VMOVDQU32    352(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y6
-	VPDPWSSD     Y7, Y6, Y4
-	VMOVDQU32    64(CX), Y6
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    160(CX), Y7
-	VPANDD       bdByte30<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPSUBB       bdByte20<>+0(SB), Y6, Y6
-	VMOVDQU32    b8PermW6<>+0(SB), Y7
-	VPERMW       Y2, Y7, Y7
-	VMOVDQU32    b8Byte80<>+0(SB), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y5
-	VMOVDQU32    384(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VMOVDQU32    416(SI), Y8
-	VPMADDUBSW   Y6, Y8, Y6
-	VPDPWSSD     Y7, Y6, Y4
-	VMOVDQU32    96(CX), Y6
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    160(CX), Y7
-	VPSRLW       $0x02, Y7, Y7
-	VPANDD       bdByte30<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPSUBB       bdByte20<>+0(SB), Y6, Y6
-	VMOVDQU32    b8PermW7<>+0(SB), Y7
-	VPERMW       Y2, Y7, Y7
-	VMOVDQU32    b8Byte80<>+0(SB), Y2
-	VPMADDUBSW   Y6, Y2, Y2
-	VPDPWSSD     Y7, Y2, Y5
-	VMOVDQU32    448(SI), Y2
-	VPMADDUBSW   Y6, Y2, Y2
-	VPDPWSSD     Y7, Y2, Y3
-	VMOVDQU32    480(SI), Y2
-	VPMADDUBSW   Y6, Y2, Y2
-	VPDPWSSD     Y7, Y2, Y4
-	VPSUBD       Y5, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       (SP), Y3, Y3
-	VADDPS       Y3, Y0, Y0
-	VPSUBD       Y5, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       32(SP), Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	ADDQ         $0x000000d2, CX
-	ADDQ         $0x00000200, SI
-	ADDQ         $0x08, DI
-	SUBQ         $0x000000d2, BX
-	JMP          dot8Q6Kx2VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx2VNNI_end
+	VPBROADCASTW    208(CX), X2
+	VPBROADCASTW    208(SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z7, Z3, Z7
+	VMOVUPS         Z7, (SP)
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z7, Z3, Z7
+	VMOVUPS         Z7, 64(SP)
+	VPMOVSXBW       192(CX), Y8
+	VPMOVSXBW       192(SI), Y3
+	VINSERTI64X4    $0x01, Y3, Z8, Z3
+	VPXORD          Z4, Z4, Z4
+	VPXORD          Z5, Z5, Z5
+	VPXORD          Z6, Z6, Z6
+	VMOVDQU8        (CX), Y8
+	VINSERTI64X4    $0x01, (SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z9
+	VPANDD          bdzByte03<>+0(SB), Z9, Z9
+	VPSLLW          $0x04, Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 (R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        32(CX), Y8
+	VINSERTI64X4    $0x01, 32(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z9
+	VPSLLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 64(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        (CX), Y8
+	VINSERTI64X4    $0x01, (SI), Z8, Z7
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 128(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        32(CX), Y8
+	VINSERTI64X4    $0x01, 32(SI), Z8, Z7
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z9
+	VPSRLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 192(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 224(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        64(CX), Y8
+	VINSERTI64X4    $0x01, 64(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        160(CX), Y8
+	VINSERTI64X4    $0x01, 160(SI), Z8, Z9
+	VPANDD          bdzByte03<>+0(SB), Z9, Z9
+	VPSLLW          $0x04, Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 256(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 288(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        96(CX), Y8
+	VINSERTI64X4    $0x01, 96(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        160(CX), Y8
+	VINSERTI64X4    $0x01, 160(SI), Z8, Z9
+	VPSLLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 320(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 352(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        64(CX), Y8
+	VINSERTI64X4    $0x01, 64(SI), Z8, Z7
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        160(CX), Y8
+	VINSERTI64X4    $0x01, 160(SI), Z8, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 384(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 416(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        96(CX), Y8
+	VINSERTI64X4    $0x01, 96(SI), Z8, Z7
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        160(CX), Y8
+	VINSERTI64X4    $0x01, 160(SI), Z8, Z9
+	VPSRLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z3
+	VPMADDUBSW      Z7, Z3, Z3
+	VPDPWSSD        Z9, Z3, Z6
+	VBROADCASTI64X4 448(R8), Z3
+	VPMADDUBSW      Z7, Z3, Z3
+	VPDPWSSD        Z9, Z3, Z4
+	VBROADCASTI64X4 480(R8), Z3
+	VPMADDUBSW      Z7, Z3, Z3
+	VPDPWSSD        Z9, Z3, Z5
+	VPSUBD          Z6, Z4, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          (SP), Z4, Z4
+	VADDPS          Z4, Z0, Z0
+	VPSUBD          Z6, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          64(SP), Z5, Z5
+	VADDPS          Z5, Z1, Z1
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x08, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx2VNNI_block
 
 dot8Q6Kx2VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	ADDQ         $0x08, AX
-	DECQ         DX
-	JMP          dot8Q6Kx2VNNI_row
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx2VNNI_row
 
 dot8Q6Kx2VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q8_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q8_0x3VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q8_0x3VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q8_0x3VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x3VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
 
 dot8Q8_0x3VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q8_0x3VNNI_end
-	VCVTPH2PS    (CX), X3
-	VMOVDQU32    2(CX), Y4
-	VPXORD       b8Byte80<>+0(SB), Y4, Y4
-	VMOVDQU32    (R8), Y5
-	VPDPBUSD     (SI), Y4, Y5
-	VMULSS       (DI), X3, X6
-	VBROADCASTSS X6, Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y6, Y5, Y5
-	VADDPS       Y5, Y0, Y0
-	VMOVDQU32    32(R8), Y5
-	VPDPBUSD     32(SI), Y4, Y5
-	VMULSS       4(DI), X3, X6
-	VBROADCASTSS X6, Y6
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y6, Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VMOVDQU32    64(R8), Y5
-	VPDPBUSD     64(SI), Y4, Y5
-	VMULSS       8(DI), X3, X3
-	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y3, Y5, Y5
-	VADDPS       Y5, Y2, Y2
-	ADDQ         $0x22, CX
-	ADDQ         $0x00000060, SI
-	ADDQ         $0x0c, DI
-	ADDQ         $0x00000060, R8
-	SUBQ         $0x22, BX
-	JMP          dot8Q8_0x3VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x3VNNI_end
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VMOVDQU8        2(CX), Y5
+	VINSERTI64X4    $0x01, 2(SI), Z5, Z6
+	VPXORD          b8zByte80<>+0(SB), Z6, Z6
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 (R10), Z8
+	VBROADCASTI64X4 (R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z7, Z8, Z8
+	VADDPS          Z8, Z0, Z0
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 32(R10), Z8
+	VBROADCASTI64X4 32(R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z7, Z8, Z8
+	VADDPS          Z8, Z1, Z1
+	VBROADCASTSS    8(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 64(R10), Z4
+	VBROADCASTI64X4 64(R8), Z8
+	VPDPBUSD        Z8, Z6, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z7, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000060, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x3VNNI_block
 
 dot8Q8_0x3VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	ADDQ         $0x0c, AX
-	DECQ         DX
-	JMP          dot8Q8_0x3VNNI_row
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x3VNNI_row
 
 dot8Q8_0x3VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q4_0x3VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q4_0x3VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0x3VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x3VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
 
 dot8Q4_0x3VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x3VNNI_end
-	VCVTPH2PS    (CX), X3
-	VMOVDQU32    2(CX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI32X4 $0x01, X4, Y5, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VPSUBB       b8Byte08<>+0(SB), Y4, Y4
-	VPXORD       b8Byte80<>+0(SB), Y4, Y4
-	VMOVDQU32    (R8), Y6
-	VPDPBUSD     (SI), Y4, Y6
-	VMULSS       (DI), X3, X5
-	VBROADCASTSS X5, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y0, Y0
-	VMOVDQU32    32(R8), Y6
-	VPDPBUSD     32(SI), Y4, Y6
-	VMULSS       4(DI), X3, X5
-	VBROADCASTSS X5, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y1, Y1
-	VMOVDQU32    64(R8), Y6
-	VPDPBUSD     64(SI), Y4, Y6
-	VMULSS       8(DI), X3, X3
-	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y3, Y6, Y6
-	VADDPS       Y6, Y2, Y2
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000060, SI
-	ADDQ         $0x0c, DI
-	ADDQ         $0x00000060, R8
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x3VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x3VNNI_end
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI32X4 2(CX), Y5
+	VBROADCASTI32X4 2(SI), Y6
+	VINSERTI64X4    $0x01, Y6, Z5, Z6
+	VPSRLW          $0x04, Z6, K1, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSUBB          b8zByte08<>+0(SB), Z6, Z6
+	VPXORD          b8zByte80<>+0(SB), Z6, Z6
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 (R10), Z8
+	VBROADCASTI64X4 (R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z7, Z8, Z8
+	VADDPS          Z8, Z0, Z0
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 32(R10), Z8
+	VBROADCASTI64X4 32(R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z7, Z8, Z8
+	VADDPS          Z8, Z1, Z1
+	VBROADCASTSS    8(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 64(R10), Z4
+	VBROADCASTI64X4 64(R8), Z8
+	VPDPBUSD        Z8, Z6, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z7, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000060, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x3VNNI_block
 
 dot8Q4_0x3VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	ADDQ         $0x0c, AX
-	DECQ         DX
-	JMP          dot8Q4_0x3VNNI_row
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x3VNNI_row
 
 dot8Q4_0x3VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q5_0x3VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q5_0x3VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q5_0x3VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x3VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
 
 dot8Q5_0x3VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q5_0x3VNNI_end
-	VCVTPH2PS    (CX), X3
-	VMOVDQU32    6(CX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI32X4 $0x01, X4, Y5, Y4
-	VPANDD       bdByte0F<>+0(SB), Y4, Y4
-	VPBROADCASTD 2(CX), Y6
-	VPSHUFB      b8ShufQh<>+0(SB), Y6, Y6
-	VPANDD       b8BitMask<>+0(SB), Y6, Y6
-	VPMINUB      b8Byte01<>+0(SB), Y6, Y6
-	VPSLLW       $0x04, Y6, Y6
-	VPORD        Y6, Y4, Y4
-	VPSUBB       b8Byte10<>+0(SB), Y4, Y4
-	VPXORD       b8Byte80<>+0(SB), Y4, Y4
-	VMOVDQU32    (R8), Y6
-	VPDPBUSD     (SI), Y4, Y6
-	VMULSS       (DI), X3, X5
-	VBROADCASTSS X5, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y0, Y0
-	VMOVDQU32    32(R8), Y6
-	VPDPBUSD     32(SI), Y4, Y6
-	VMULSS       4(DI), X3, X5
-	VBROADCASTSS X5, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y1, Y1
-	VMOVDQU32    64(R8), Y6
-	VPDPBUSD     64(SI), Y4, Y6
-	VMULSS       8(DI), X3, X3
-	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y3, Y6, Y6
-	VADDPS       Y6, Y2, Y2
-	ADDQ         $0x16, CX
-	ADDQ         $0x00000060, SI
-	ADDQ         $0x0c, DI
-	ADDQ         $0x00000060, R8
-	SUBQ         $0x16, BX
-	JMP          dot8Q5_0x3VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x3VNNI_end
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI32X4 6(CX), Y5
+	VBROADCASTI32X4 6(SI), Y6
+	VINSERTI64X4    $0x01, Y6, Z5, Z6
+	VPSRLW          $0x04, Z6, K1, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPBROADCASTD    2(CX), Y5
+	VPBROADCASTD    2(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z5, Z7
+	VPSHUFB         b8zShufQh<>+0(SB), Z7, Z7
+	VPANDD          b8zBitMask<>+0(SB), Z7, Z7
+	VPMINUB         b8zByte01<>+0(SB), Z7, Z7
+	VPSLLW          $0x04, Z7, Z7
+	VPORD           Z7, Z6, Z6
+	VPSUBB          b8zByte10<>+0(SB), Z6, Z6
+	VPXORD          b8zByte80<>+0(SB), Z6, Z6
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 (R10), Z8
+	VBROADCASTI64X4 (R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z7, Z8, Z8
+	VADDPS          Z8, Z0, Z0
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 32(R10), Z8
+	VBROADCASTI64X4 32(R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          Z7, Z8, Z8
+	VADDPS          Z8, Z1, Z1
+	VBROADCASTSS    8(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 64(R10), Z4
+	VBROADCASTI64X4 64(R8), Z8
+	VPDPBUSD        Z8, Z6, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          Z7, Z4, Z4
+	VADDPS          Z4, Z2, Z2
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000060, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x3VNNI_block
 
 dot8Q5_0x3VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	ADDQ         $0x0c, AX
-	DECQ         DX
-	JMP          dot8Q5_0x3VNNI_row
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x3VNNI_row
 
 dot8Q5_0x3VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q4Kx3VNNI(SB), NOSPLIT, $208-64
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4Kx3VNNI(SB), NOSPLIT, $384-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q4Kx3VNNI_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4Kx3VNNI_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	MOVQ    s+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, 96(SP)
-	VXORPS  Y1, Y1, Y1
-	VMOVUPS Y1, 128(SP)
-	VXORPS  Y2, Y2, Y2
-	VMOVUPS Y2, 160(SP)
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx3VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VMOVUPS Z0, 192(SP)
+	VMOVUPS Z1, 256(SP)
+	VMOVUPS Z2, 320(SP)
 
 dot8Q4Kx3VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4Kx3VNNI_end
-	MOVL         4(CX), R9
-	MOVL         8(CX), R10
-	MOVL         12(CX), R11
-	MOVL         R11, R13
-	SHRL         $0x04, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R13
-	ANDL         $0x3f3f3f3f, R10
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R11
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	VMOVD        R9, X3
-	VPINSRD      $0x01, R11, X3, X3
-	VMOVD        R10, X4
-	VPINSRD      $0x01, R13, X4, X4
-	VPMOVZXBD    X4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VCVTPH2PS    (CX), X5
-	VBROADCASTSS X5, Y6
-	VMOVSHDUP    X5, X5
-	VBROADCASTSS X5, Y5
-	VMULPS       Y5, Y4, Y4
-	VPMOVZXBW    X3, X3
-	VMOVDQU32    X3, 192(SP)
-	VBROADCASTSS (DI), Y3
-	VMULPS       Y3, Y4, Y5
-	VMULPS       (R8), Y5, Y5
-	VADDPS       96(SP), Y5, Y5
-	VMOVUPS      Y5, 96(SP)
-	VMULPS       Y3, Y6, Y3
-	VMOVUPS      Y3, (SP)
-	VBROADCASTSS 4(DI), Y3
-	VMULPS       Y3, Y4, Y5
-	VMULPS       32(R8), Y5, Y5
-	VADDPS       128(SP), Y5, Y5
-	VMOVUPS      Y5, 128(SP)
-	VMULPS       Y3, Y6, Y3
-	VMOVUPS      Y3, 32(SP)
-	VBROADCASTSS 8(DI), Y3
-	VMULPS       Y3, Y4, Y4
-	VMULPS       64(R8), Y4, Y4
-	VADDPS       160(SP), Y4, Y4
-	VMOVUPS      Y4, 160(SP)
-	VMULPS       Y3, Y6, Y3
-	VMOVUPS      Y3, 64(SP)
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VMOVDQU32    16(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y7
-	VPBROADCASTW 192(SP), Y8
-	VPMADDUBSW   (SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y3
-	VPMADDUBSW   32(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y4
-	VPMADDUBSW   64(SI), Y7, Y7
-	VPDPWSSD     Y8, Y7, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VPBROADCASTW 194(SP), Y7
-	VPMADDUBSW   96(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VPMADDUBSW   128(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y4
-	VPMADDUBSW   160(SI), Y6, Y6
-	VPDPWSSD     Y7, Y6, Y5
-	VMOVDQU32    48(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y7
-	VPBROADCASTW 196(SP), Y8
-	VPMADDUBSW   192(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y3
-	VPMADDUBSW   224(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y4
-	VPMADDUBSW   256(SI), Y7, Y7
-	VPDPWSSD     Y8, Y7, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VPBROADCASTW 198(SP), Y7
-	VPMADDUBSW   288(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VPMADDUBSW   320(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y4
-	VPMADDUBSW   352(SI), Y6, Y6
-	VPDPWSSD     Y7, Y6, Y5
-	VMOVDQU32    80(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y7
-	VPBROADCASTW 200(SP), Y8
-	VPMADDUBSW   384(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y3
-	VPMADDUBSW   416(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y4
-	VPMADDUBSW   448(SI), Y7, Y7
-	VPDPWSSD     Y8, Y7, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VPBROADCASTW 202(SP), Y7
-	VPMADDUBSW   480(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VPMADDUBSW   512(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y4
-	VPMADDUBSW   544(SI), Y6, Y6
-	VPDPWSSD     Y7, Y6, Y5
-	VMOVDQU32    112(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y7
-	VPBROADCASTW 204(SP), Y8
-	VPMADDUBSW   576(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y3
-	VPMADDUBSW   608(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y4
-	VPMADDUBSW   640(SI), Y7, Y7
-	VPDPWSSD     Y8, Y7, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VPBROADCASTW 206(SP), Y7
-	VPMADDUBSW   672(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VPMADDUBSW   704(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y4
-	VPMADDUBSW   736(SI), Y6, Y6
-	VPDPWSSD     Y7, Y6, Y5
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       (SP), Y3, Y3
-	VADDPS       Y3, Y0, Y0
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       32(SP), Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       64(SP), Y5, Y5
-	VADDPS       Y5, Y2, Y2
-	ADDQ         $0x00000090, CX
-	ADDQ         $0x00000300, SI
-	ADDQ         $0x0c, DI
-	ADDQ         $0x00000060, R8
-	SUBQ         $0x00000090, BX
-	JMP          dot8Q4Kx3VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx3VNNI_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X8
+	VPINSRD         $0x01, R13, X8, X8
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X3, Y6
+	VCVTDQ2PS       Y6, Y6
+	VCVTPH2PS       (CX), X3
+	VBROADCASTSS    X3, Y7
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y3, Y6, Y6
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X9
+	VPINSRD         $0x01, R13, X9, X9
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X3, Y4
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (SI), X3
+	VBROADCASTSS    X3, Y5
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y3, Y4, Y4
+	VPMOVZXBW       X8, X8
+	VPMOVZXBW       X9, X9
+	VINSERTI64X4    $0x01, Y9, Z8, Z3
+	VINSERTF64X4    $0x01, Y4, Z6, Z4
+	VINSERTF64X4    $0x01, Y5, Z7, Z5
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z10, Z4, Z11
+	VBROADCASTF32X8 (R10), Z12
+	VMULPS          Z12, Z11, Z11
+	VADDPS          192(SP), Z11, Z11
+	VMOVUPS         Z11, 192(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, (SP)
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z10, Z4, Z11
+	VBROADCASTF32X8 32(R10), Z12
+	VMULPS          Z12, Z11, Z11
+	VADDPS          256(SP), Z11, Z11
+	VMOVUPS         Z11, 256(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, 64(SP)
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z10, Z4, Z4
+	VBROADCASTF32X8 64(R10), Z11
+	VMULPS          Z11, Z4, Z4
+	VADDPS          320(SP), Z4, Z4
+	VMOVUPS         Z4, 320(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, 128(SP)
+	VPXORD          Z13, Z13, Z13
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VMOVDQU8        16(CX), Y6
+	VINSERTI64X4    $0x01, 16(SI), Z6, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zPermK0<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 32(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 64(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU64       b8zPermK1<>+0(SB), Z5
+	VPERMW          Z3, Z5, Z5
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z13
+	VBROADCASTI64X4 128(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z14
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z5, Z4, Z15
+	VMOVDQU8        48(CX), Y6
+	VINSERTI64X4    $0x01, 48(SI), Z6, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zPermK2<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 192(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 224(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 256(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU64       b8zPermK3<>+0(SB), Z5
+	VPERMW          Z3, Z5, Z5
+	VBROADCASTI64X4 288(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z13
+	VBROADCASTI64X4 320(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z14
+	VBROADCASTI64X4 352(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z5, Z4, Z15
+	VMOVDQU8        80(CX), Y6
+	VINSERTI64X4    $0x01, 80(SI), Z6, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zPermK4<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 384(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 416(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 448(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU64       b8zPermK5<>+0(SB), Z5
+	VPERMW          Z3, Z5, Z5
+	VBROADCASTI64X4 480(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z13
+	VBROADCASTI64X4 512(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z14
+	VBROADCASTI64X4 544(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z5, Z4, Z15
+	VMOVDQU8        112(CX), Y6
+	VINSERTI64X4    $0x01, 112(SI), Z6, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zPermK6<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 576(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 608(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 640(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU64       b8zPermK7<>+0(SB), Z5
+	VPERMW          Z3, Z5, Z5
+	VBROADCASTI64X4 672(R8), Z3
+	VPMADDUBSW      Z3, Z4, Z3
+	VPDPWSSD        Z5, Z3, Z13
+	VBROADCASTI64X4 704(R8), Z3
+	VPMADDUBSW      Z3, Z4, Z3
+	VPDPWSSD        Z5, Z3, Z14
+	VBROADCASTI64X4 736(R8), Z3
+	VPMADDUBSW      Z3, Z4, Z3
+	VPDPWSSD        Z5, Z3, Z15
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          (SP), Z13, Z13
+	VADDPS          Z13, Z0, Z0
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          64(SP), Z14, Z14
+	VADDPS          Z14, Z1, Z1
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          128(SP), Z15, Z15
+	VADDPS          Z15, Z2, Z2
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000300, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx3VNNI_block
 
 dot8Q4Kx3VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	VMOVUPS      96(SP), Y3
-	VHADDPS      Y3, Y3, Y3
-	VHADDPS      Y3, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X4
-	VADDPS       X4, X3, X3
-	VSUBSS       X3, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      128(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X3
-	VADDPS       X3, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      160(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	ADDQ         $0x0c, AX
-	DECQ         DX
-	JMP          dot8Q4Kx3VNNI_row
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVUPS       192(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVUPS       256(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VMOVUPS       320(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx3VNNI_row
 
 dot8Q4Kx3VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q5Kx3VNNI(SB), NOSPLIT, $208-64
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5Kx3VNNI(SB), NOSPLIT, $384-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q5Kx3VNNI_row:
-	TESTQ   DX, DX
-	JZ      dot8Q5Kx3VNNI_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	MOVQ    s+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, 96(SP)
-	VXORPS  Y1, Y1, Y1
-	VMOVUPS Y1, 128(SP)
-	VXORPS  Y2, Y2, Y2
-	VMOVUPS Y2, 160(SP)
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx3VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VMOVUPS Z0, 192(SP)
+	VMOVUPS Z1, 256(SP)
+	VMOVUPS Z2, 320(SP)
 
 dot8Q5Kx3VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q5Kx3VNNI_end
-	MOVL         4(CX), R9
-	MOVL         8(CX), R10
-	MOVL         12(CX), R11
-	MOVL         R11, R13
-	SHRL         $0x04, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R13
-	ANDL         $0x3f3f3f3f, R10
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R11
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	VMOVD        R9, X3
-	VPINSRD      $0x01, R11, X3, X3
-	VMOVD        R10, X4
-	VPINSRD      $0x01, R13, X4, X4
-	VPMOVZXBD    X4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VCVTPH2PS    (CX), X5
-	VBROADCASTSS X5, Y6
-	VMOVSHDUP    X5, X5
-	VBROADCASTSS X5, Y5
-	VMULPS       Y5, Y4, Y4
-	VPMOVZXBW    X3, X3
-	VMOVDQU32    X3, 192(SP)
-	VBROADCASTSS (DI), Y3
-	VMULPS       Y3, Y4, Y5
-	VMULPS       (R8), Y5, Y5
-	VADDPS       96(SP), Y5, Y5
-	VMOVUPS      Y5, 96(SP)
-	VMULPS       Y3, Y6, Y3
-	VMOVUPS      Y3, (SP)
-	VBROADCASTSS 4(DI), Y3
-	VMULPS       Y3, Y4, Y5
-	VMULPS       32(R8), Y5, Y5
-	VADDPS       128(SP), Y5, Y5
-	VMOVUPS      Y5, 128(SP)
-	VMULPS       Y3, Y6, Y3
-	VMOVUPS      Y3, 32(SP)
-	VBROADCASTSS 8(DI), Y3
-	VMULPS       Y3, Y4, Y4
-	VMULPS       64(R8), Y4, Y4
-	VADDPS       160(SP), Y4, Y4
-	VMOVUPS      Y4, 160(SP)
-	VMULPS       Y3, Y6, Y3
-	VMOVUPS      Y3, 64(SP)
-	VXORPS       Y3, Y3, Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VMOVDQU32    48(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y7
-	VMOVDQU32    16(CX), Y8
-	VPSLLW       $0x04, Y8, Y8
-	VPANDD       b8Byte10<>+0(SB), Y8, Y8
-	VPORD        Y8, Y7, Y7
-	VPBROADCASTW 192(SP), Y8
-	VPMADDUBSW   (SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y3
-	VPMADDUBSW   32(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y4
-	VPMADDUBSW   64(SI), Y7, Y7
-	VPDPWSSD     Y8, Y7, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    16(CX), Y7
-	VPSLLW       $0x03, Y7, Y7
-	VPANDD       b8Byte10<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPBROADCASTW 194(SP), Y7
-	VPMADDUBSW   96(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VPMADDUBSW   128(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y4
-	VPMADDUBSW   160(SI), Y6, Y6
-	VPDPWSSD     Y7, Y6, Y5
-	VMOVDQU32    80(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y7
-	VMOVDQU32    16(CX), Y8
-	VPSLLW       $0x02, Y8, Y8
-	VPANDD       b8Byte10<>+0(SB), Y8, Y8
-	VPORD        Y8, Y7, Y7
-	VPBROADCASTW 196(SP), Y8
-	VPMADDUBSW   192(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y3
-	VPMADDUBSW   224(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y4
-	VPMADDUBSW   256(SI), Y7, Y7
-	VPDPWSSD     Y8, Y7, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    16(CX), Y7
-	VPSLLW       $0x01, Y7, Y7
-	VPANDD       b8Byte10<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPBROADCASTW 198(SP), Y7
-	VPMADDUBSW   288(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VPMADDUBSW   320(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y4
-	VPMADDUBSW   352(SI), Y6, Y6
-	VPDPWSSD     Y7, Y6, Y5
-	VMOVDQU32    112(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y7
-	VMOVDQU32    16(CX), Y8
-	VPANDD       b8Byte10<>+0(SB), Y8, Y8
-	VPORD        Y8, Y7, Y7
-	VPBROADCASTW 200(SP), Y8
-	VPMADDUBSW   384(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y3
-	VPMADDUBSW   416(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y4
-	VPMADDUBSW   448(SI), Y7, Y7
-	VPDPWSSD     Y8, Y7, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    16(CX), Y7
-	VPSRLW       $0x01, Y7, Y7
-	VPANDD       b8Byte10<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPBROADCASTW 202(SP), Y7
-	VPMADDUBSW   480(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VPMADDUBSW   512(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y4
-	VPMADDUBSW   544(SI), Y6, Y6
-	VPDPWSSD     Y7, Y6, Y5
-	VMOVDQU32    144(CX), Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y7
-	VMOVDQU32    16(CX), Y8
-	VPSRLW       $0x02, Y8, Y8
-	VPANDD       b8Byte10<>+0(SB), Y8, Y8
-	VPORD        Y8, Y7, Y7
-	VPBROADCASTW 204(SP), Y8
-	VPMADDUBSW   576(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y3
-	VPMADDUBSW   608(SI), Y7, Y9
-	VPDPWSSD     Y8, Y9, Y4
-	VPMADDUBSW   640(SI), Y7, Y7
-	VPDPWSSD     Y8, Y7, Y5
-	VPSRLW       $0x04, Y6, Y6
-	VPANDD       bdByte0F<>+0(SB), Y6, Y6
-	VMOVDQU32    16(CX), Y7
-	VPSRLW       $0x03, Y7, Y7
-	VPANDD       b8Byte10<>+0(SB), Y7, Y7
-	VPORD        Y7, Y6, Y6
-	VPBROADCASTW 206(SP), Y7
-	VPMADDUBSW   672(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y3
-	VPMADDUBSW   704(SI), Y6, Y8
-	VPDPWSSD     Y7, Y8, Y4
-	VPMADDUBSW   736(SI), Y6, Y6
-	VPDPWSSD     Y7, Y6, Y5
-	VCVTDQ2PS    Y3, Y3
-	VMULPS       (SP), Y3, Y3
-	VADDPS       Y3, Y0, Y0
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       32(SP), Y4, Y4
-	VADDPS       Y4, Y1, Y1
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       64(SP), Y5, Y5
-	VADDPS       Y5, Y2, Y2
-	ADDQ         $0x000000b0, CX
-	ADDQ         $0x00000300, SI
-	ADDQ         $0x0c, DI
-	ADDQ         $0x00000060, R8
-	SUBQ         $0x000000b0, BX
-	JMP          dot8Q5Kx3VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx3VNNI_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X8
+	VPINSRD         $0x01, R13, X8, X8
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X3, Y6
+	VCVTDQ2PS       Y6, Y6
+	VCVTPH2PS       (CX), X3
+	VBROADCASTSS    X3, Y7
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y3, Y6, Y6
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X9
+	VPINSRD         $0x01, R13, X9, X9
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X3, Y4
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (SI), X3
+	VBROADCASTSS    X3, Y5
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y3, Y4, Y4
+	VPMOVZXBW       X8, X8
+	VPMOVZXBW       X9, X9
+	VINSERTI64X4    $0x01, Y9, Z8, Z3
+	VINSERTF64X4    $0x01, Y4, Z6, Z4
+	VINSERTF64X4    $0x01, Y5, Z7, Z5
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z10, Z4, Z11
+	VBROADCASTF32X8 (R10), Z12
+	VMULPS          Z12, Z11, Z11
+	VADDPS          192(SP), Z11, Z11
+	VMOVUPS         Z11, 192(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, (SP)
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z10, Z4, Z11
+	VBROADCASTF32X8 32(R10), Z12
+	VMULPS          Z12, Z11, Z11
+	VADDPS          256(SP), Z11, Z11
+	VMOVUPS         Z11, 256(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, 64(SP)
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z10, Z4, Z4
+	VBROADCASTF32X8 64(R10), Z11
+	VMULPS          Z11, Z4, Z4
+	VADDPS          320(SP), Z4, Z4
+	VMOVUPS         Z4, 320(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, 128(SP)
+	VPXORD          Z13, Z13, Z13
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VMOVDQU8        16(CX), Y6
+	VINSERTI64X4    $0x01, 16(SI), Z6, Z4
+	VMOVDQU8        48(CX), Y6
+	VINSERTI64X4    $0x01, 48(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z10
+	VPSLLW          $0x04, Z4, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VMOVDQU64       b8zPermK0<>+0(SB), Z11
+	VPERMW          Z3, Z11, Z11
+	VBROADCASTI64X4 (R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z13
+	VBROADCASTI64X4 32(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 64(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z10
+	VPDPWSSD        Z11, Z10, Z15
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSLLW          $0x03, Z4, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z5, Z5
+	VMOVDQU64       b8zPermK1<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 96(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 160(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VMOVDQU8        80(CX), Y6
+	VINSERTI64X4    $0x01, 80(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z10
+	VPSLLW          $0x02, Z4, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VMOVDQU64       b8zPermK2<>+0(SB), Z11
+	VPERMW          Z3, Z11, Z11
+	VBROADCASTI64X4 192(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z13
+	VBROADCASTI64X4 224(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 256(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z10
+	VPDPWSSD        Z11, Z10, Z15
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSLLW          $0x01, Z4, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z5, Z5
+	VMOVDQU64       b8zPermK3<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 288(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 320(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 352(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VMOVDQU8        112(CX), Y6
+	VINSERTI64X4    $0x01, 112(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z10
+	VMOVDQA64       Z4, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VMOVDQU64       b8zPermK4<>+0(SB), Z11
+	VPERMW          Z3, Z11, Z11
+	VBROADCASTI64X4 384(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z13
+	VBROADCASTI64X4 416(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 448(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z10
+	VPDPWSSD        Z11, Z10, Z15
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSRLW          $0x01, Z4, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z5, Z5
+	VMOVDQU64       b8zPermK5<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 480(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 512(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 544(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VMOVDQU8        144(CX), Y6
+	VINSERTI64X4    $0x01, 144(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z10
+	VPSRLW          $0x02, Z4, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VMOVDQU64       b8zPermK6<>+0(SB), Z11
+	VPERMW          Z3, Z11, Z11
+	VBROADCASTI64X4 576(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z13
+	VBROADCASTI64X4 608(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 640(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z10
+	VPDPWSSD        Z11, Z10, Z15
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSRLW          $0x03, Z4, Z4
+	VPANDD          b8zByte10<>+0(SB), Z4, Z4
+	VPORD           Z4, Z5, Z5
+	VMOVDQU64       b8zPermK7<>+0(SB), Z4
+	VPERMW          Z3, Z4, Z4
+	VBROADCASTI64X4 672(R8), Z3
+	VPMADDUBSW      Z3, Z5, Z3
+	VPDPWSSD        Z4, Z3, Z13
+	VBROADCASTI64X4 704(R8), Z3
+	VPMADDUBSW      Z3, Z5, Z3
+	VPDPWSSD        Z4, Z3, Z14
+	VBROADCASTI64X4 736(R8), Z3
+	VPMADDUBSW      Z3, Z5, Z3
+	VPDPWSSD        Z4, Z3, Z15
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          (SP), Z13, Z13
+	VADDPS          Z13, Z0, Z0
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          64(SP), Z14, Z14
+	VADDPS          Z14, Z1, Z1
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          128(SP), Z15, Z15
+	VADDPS          Z15, Z2, Z2
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000300, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx3VNNI_block
 
 dot8Q5Kx3VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	VMOVUPS      96(SP), Y3
-	VHADDPS      Y3, Y3, Y3
-	VHADDPS      Y3, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X4
-	VADDPS       X4, X3, X3
-	VSUBSS       X3, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      128(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X3
-	VADDPS       X3, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      160(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	ADDQ         $0x0c, AX
-	DECQ         DX
-	JMP          dot8Q5Kx3VNNI_row
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVUPS       192(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVUPS       256(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VMOVUPS       320(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx3VNNI_row
 
 dot8Q5Kx3VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q6Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q6Kx3VNNI(SB), NOSPLIT, $128-64
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dot8Q6Kx3VNNI(SB), NOSPLIT, $192-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q6Kx3VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q6Kx3VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   nc+56(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx3VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
 
 dot8Q6Kx3VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q6Kx3VNNI_end
-	MOVWLZX      208(CX), R8
-	VMOVD        R8, X3
-	VCVTPH2PS    X3, X3
-	VBROADCASTSS X3, Y3
-	VBROADCASTSS (DI), Y4
-	VMULPS       Y4, Y3, Y4
-	VMOVUPS      Y4, (SP)
-	VBROADCASTSS 4(DI), Y4
-	VMULPS       Y4, Y3, Y4
-	VMOVUPS      Y4, 32(SP)
-	VBROADCASTSS 8(DI), Y4
-	VMULPS       Y4, Y3, Y4
-	VMOVUPS      Y4, 64(SP)
-	VPMOVSXBW    192(CX), Y3
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VMOVDQU32    (CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    128(CX), Y9
-	VPANDD       bdByte03<>+0(SB), Y9, Y9
-	VPSLLW       $0x04, Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPSUBB       bdByte20<>+0(SB), Y8, Y8
-	VMOVDQU32    b8PermW0<>+0(SB), Y9
-	VPERMW       Y3, Y9, Y9
-	VMOVDQU32    b8Byte80<>+0(SB), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y7
-	VMOVDQU32    (SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VMOVDQU32    32(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VMOVDQU32    64(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y8
-	VPDPWSSD     Y9, Y8, Y6
-	VMOVDQU32    32(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    128(CX), Y9
-	VPSLLW       $0x02, Y9, Y9
-	VPANDD       bdByte30<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPSUBB       bdByte20<>+0(SB), Y8, Y8
-	VMOVDQU32    b8PermW1<>+0(SB), Y9
-	VPERMW       Y3, Y9, Y9
-	VMOVDQU32    b8Byte80<>+0(SB), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y7
-	VMOVDQU32    96(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VMOVDQU32    128(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VMOVDQU32    160(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y8
-	VPDPWSSD     Y9, Y8, Y6
-	VMOVDQU32    (CX), Y8
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    128(CX), Y9
-	VPANDD       bdByte30<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPSUBB       bdByte20<>+0(SB), Y8, Y8
-	VMOVDQU32    b8PermW2<>+0(SB), Y9
-	VPERMW       Y3, Y9, Y9
-	VMOVDQU32    b8Byte80<>+0(SB), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y7
-	VMOVDQU32    192(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VMOVDQU32    224(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VMOVDQU32    256(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y8
-	VPDPWSSD     Y9, Y8, Y6
-	VMOVDQU32    32(CX), Y8
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    128(CX), Y9
-	VPSRLW       $0x02, Y9, Y9
-	VPANDD       bdByte30<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPSUBB       bdByte20<>+0(SB), Y8, Y8
-	VMOVDQU32    b8PermW3<>+0(SB), Y9
-	VPERMW       Y3, Y9, Y9
-	VMOVDQU32    b8Byte80<>+0(SB), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y7
-	VMOVDQU32    288(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VMOVDQU32    320(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VMOVDQU32    352(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y8
-	VPDPWSSD     Y9, Y8, Y6
-	VMOVDQU32    64(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    160(CX), Y9
-	VPANDD       bdByte03<>+0(SB), Y9, Y9
-	VPSLLW       $0x04, Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPSUBB       bdByte20<>+0(SB), Y8, Y8
-	VMOVDQU32    b8PermW4<>+0(SB), Y9
-	VPERMW       Y3, Y9, Y9
-	VMOVDQU32    b8Byte80<>+0(SB), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y7
-	VMOVDQU32    384(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VMOVDQU32    416(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VMOVDQU32    448(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y8
-	VPDPWSSD     Y9, Y8, Y6
-	VMOVDQU32    96(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    160(CX), Y9
-	VPSLLW       $0x02, Y9, Y9
-	VPANDD       bdByte30<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPSUBB       bdByte20<>+0(SB), Y8, Y8
-	VMOVDQU32    b8PermW5<>+0(SB), Y9
-	VPERMW       Y3, Y9, Y9
-	VMOVDQU32    b8Byte80<>+0(SB), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y7
-	VMOVDQU32    480(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VMOVDQU32    512(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VMOVDQU32    544(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y8
-	VPDPWSSD     Y9, Y8, Y6
-	VMOVDQU32    64(CX), Y8
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    160(CX), Y9
-	VPANDD       bdByte30<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPSUBB       bdByte20<>+0(SB), Y8, Y8
-	VMOVDQU32    b8PermW6<>+0(SB), Y9
-	VPERMW       Y3, Y9, Y9
-	VMOVDQU32    b8Byte80<>+0(SB), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y7
-	VMOVDQU32    576(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VMOVDQU32    608(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VMOVDQU32    640(SI), Y10
-	VPMADDUBSW   Y8, Y10, Y8
-	VPDPWSSD     Y9, Y8, Y6
-	VMOVDQU32    96(CX), Y8
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    160(CX), Y9
-	VPSRLW       $0x02, Y9, Y9
-	VPANDD       bdByte30<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPSUBB       bdByte20<>+0(SB), Y8, Y8
-	VMOVDQU32    b8PermW7<>+0(SB), Y9
-	VPERMW       Y3, Y9, Y9
-	VMOVDQU32    b8Byte80<>+0(SB), Y3
-	VPMADDUBSW   Y8, Y3, Y3
-	VPDPWSSD     Y9, Y3, Y7
-	VMOVDQU32    672(SI), Y3
-	VPMADDUBSW   Y8, Y3, Y3
-	VPDPWSSD     Y9, Y3, Y4
-	VMOVDQU32    704(SI), Y3
-	VPMADDUBSW   Y8, Y3, Y3
-	VPDPWSSD     Y9, Y3, Y5
-	VMOVDQU32    736(SI), Y3
-	VPMADDUBSW   Y8, Y3, Y3
-	VPDPWSSD     Y9, Y3, Y6
-	VPSUBD       Y7, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       (SP), Y4, Y4
-	VADDPS       Y4, Y0, Y0
-	VPSUBD       Y7, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       32(SP), Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VPSUBD       Y7, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       64(SP), Y6, Y6
-	VADDPS       Y6, Y2, Y2
-	ADDQ         $0x000000d2, CX
-	ADDQ         $0x00000300, SI
-	ADDQ         $0x0c, DI
-	SUBQ         $0x000000d2, BX
-	JMP          dot8Q6Kx3VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx3VNNI_end
+	VPBROADCASTW    208(CX), X3
+	VPBROADCASTW    208(SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, 64(SP)
+	VBROADCASTSS    8(R9), Z9
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, 128(SP)
+	VPMOVSXBW       192(CX), Y10
+	VPMOVSXBW       192(SI), Y4
+	VINSERTI64X4    $0x01, Y4, Z10, Z4
+	VPXORD          Z5, Z5, Z5
+	VPXORD          Z6, Z6, Z6
+	VPXORD          Z7, Z7, Z7
+	VPXORD          Z8, Z8, Z8
+	VMOVDQU8        (CX), Y10
+	VINSERTI64X4    $0x01, (SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z11
+	VPANDD          bdzByte03<>+0(SB), Z11, Z11
+	VPSLLW          $0x04, Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 (R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 32(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 64(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        32(CX), Y10
+	VINSERTI64X4    $0x01, 32(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z11
+	VPSLLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 96(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 128(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 160(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        (CX), Y10
+	VINSERTI64X4    $0x01, (SI), Z10, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 192(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 224(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 256(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        32(CX), Y10
+	VINSERTI64X4    $0x01, 32(SI), Z10, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z11
+	VPSRLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 288(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 320(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 352(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        64(CX), Y10
+	VINSERTI64X4    $0x01, 64(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        160(CX), Y10
+	VINSERTI64X4    $0x01, 160(SI), Z10, Z11
+	VPANDD          bdzByte03<>+0(SB), Z11, Z11
+	VPSLLW          $0x04, Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 384(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 416(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 448(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        96(CX), Y10
+	VINSERTI64X4    $0x01, 96(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        160(CX), Y10
+	VINSERTI64X4    $0x01, 160(SI), Z10, Z11
+	VPSLLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 480(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 512(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 544(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        64(CX), Y10
+	VINSERTI64X4    $0x01, 64(SI), Z10, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        160(CX), Y10
+	VINSERTI64X4    $0x01, 160(SI), Z10, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 576(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 608(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 640(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        96(CX), Y10
+	VINSERTI64X4    $0x01, 96(SI), Z10, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        160(CX), Y10
+	VINSERTI64X4    $0x01, 160(SI), Z10, Z11
+	VPSRLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z4
+	VPMADDUBSW      Z9, Z4, Z4
+	VPDPWSSD        Z11, Z4, Z8
+	VBROADCASTI64X4 672(R8), Z4
+	VPMADDUBSW      Z9, Z4, Z4
+	VPDPWSSD        Z11, Z4, Z5
+	VBROADCASTI64X4 704(R8), Z4
+	VPMADDUBSW      Z9, Z4, Z4
+	VPDPWSSD        Z11, Z4, Z6
+	VBROADCASTI64X4 736(R8), Z4
+	VPMADDUBSW      Z9, Z4, Z4
+	VPDPWSSD        Z11, Z4, Z7
+	VPSUBD          Z8, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          (SP), Z5, Z5
+	VADDPS          Z5, Z0, Z0
+	VPSUBD          Z8, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          64(SP), Z6, Z6
+	VADDPS          Z6, Z1, Z1
+	VPSUBD          Z8, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          128(SP), Z7, Z7
+	VADDPS          Z7, Z2, Z2
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000300, R8
+	ADDQ            $0x0c, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx3VNNI_block
 
 dot8Q6Kx3VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	ADDQ         $0x0c, AX
-	DECQ         DX
-	JMP          dot8Q6Kx3VNNI_row
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx3VNNI_row
 
 dot8Q6Kx3VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q8_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q8_0x4VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q8_0x4VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q8_0x4VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x4VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
 
 dot8Q8_0x4VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q8_0x4VNNI_end
-	VCVTPH2PS    (CX), X4
-	VMOVDQU32    2(CX), Y5
-	VPXORD       b8Byte80<>+0(SB), Y5, Y5
-	VMOVDQU32    (R8), Y6
-	VPDPBUSD     (SI), Y5, Y6
-	VMULSS       (DI), X4, X7
-	VBROADCASTSS X7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y0, Y0
-	VMOVDQU32    32(R8), Y6
-	VPDPBUSD     32(SI), Y5, Y6
-	VMULSS       4(DI), X4, X7
-	VBROADCASTSS X7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y1, Y1
-	VMOVDQU32    64(R8), Y6
-	VPDPBUSD     64(SI), Y5, Y6
-	VMULSS       8(DI), X4, X7
-	VBROADCASTSS X7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y2, Y2
-	VMOVDQU32    96(R8), Y6
-	VPDPBUSD     96(SI), Y5, Y6
-	VMULSS       12(DI), X4, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y4, Y6, Y6
-	VADDPS       Y6, Y3, Y3
-	ADDQ         $0x22, CX
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x10, DI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x22, BX
-	JMP          dot8Q8_0x4VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x4VNNI_end
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VMOVDQU8        2(CX), Y6
+	VINSERTI64X4    $0x01, 2(SI), Z6, Z7
+	VPXORD          b8zByte80<>+0(SB), Z7, Z7
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 (R10), Z9
+	VBROADCASTI64X4 (R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 32(R10), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VBROADCASTSS    8(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 64(R10), Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z2, Z2
+	VBROADCASTSS    12(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 96(R10), Z5
+	VBROADCASTI64X4 96(R8), Z9
+	VPDPBUSD        Z9, Z7, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z8, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x4VNNI_block
 
 dot8Q8_0x4VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	ADDQ         $0x10, AX
-	DECQ         DX
-	JMP          dot8Q8_0x4VNNI_row
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x4VNNI_row
 
 dot8Q8_0x4VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q4_0x4VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q4_0x4VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0x4VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x4VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
 
 dot8Q4_0x4VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x4VNNI_end
-	VCVTPH2PS    (CX), X4
-	VMOVDQU32    2(CX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI32X4 $0x01, X5, Y6, Y5
-	VPANDD       bdByte0F<>+0(SB), Y5, Y5
-	VPSUBB       b8Byte08<>+0(SB), Y5, Y5
-	VPXORD       b8Byte80<>+0(SB), Y5, Y5
-	VMOVDQU32    (R8), Y7
-	VPDPBUSD     (SI), Y5, Y7
-	VMULSS       (DI), X4, X6
-	VBROADCASTSS X6, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y0, Y0
-	VMOVDQU32    32(R8), Y7
-	VPDPBUSD     32(SI), Y5, Y7
-	VMULSS       4(DI), X4, X6
-	VBROADCASTSS X6, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y1, Y1
-	VMOVDQU32    64(R8), Y7
-	VPDPBUSD     64(SI), Y5, Y7
-	VMULSS       8(DI), X4, X6
-	VBROADCASTSS X6, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y2, Y2
-	VMOVDQU32    96(R8), Y7
-	VPDPBUSD     96(SI), Y5, Y7
-	VMULSS       12(DI), X4, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y4, Y7, Y7
-	VADDPS       Y7, Y3, Y3
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x10, DI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x4VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x4VNNI_end
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTI32X4 2(CX), Y6
+	VBROADCASTI32X4 2(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z6, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSUBB          b8zByte08<>+0(SB), Z7, Z7
+	VPXORD          b8zByte80<>+0(SB), Z7, Z7
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 (R10), Z9
+	VBROADCASTI64X4 (R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 32(R10), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VBROADCASTSS    8(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 64(R10), Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z2, Z2
+	VBROADCASTSS    12(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 96(R10), Z5
+	VBROADCASTI64X4 96(R8), Z9
+	VPDPBUSD        Z9, Z7, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z8, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x4VNNI_block
 
 dot8Q4_0x4VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	ADDQ         $0x10, AX
-	DECQ         DX
-	JMP          dot8Q4_0x4VNNI_row
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x4VNNI_row
 
 dot8Q4_0x4VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
 TEXT ·dot8Q5_0x4VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q5_0x4VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q5_0x4VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	MOVQ   nc+56(FP), R8
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x4VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
 
 dot8Q5_0x4VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q5_0x4VNNI_end
-	VCVTPH2PS    (CX), X4
-	VMOVDQU32    6(CX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI32X4 $0x01, X5, Y6, Y5
-	VPANDD       bdByte0F<>+0(SB), Y5, Y5
-	VPBROADCASTD 2(CX), Y7
-	VPSHUFB      b8ShufQh<>+0(SB), Y7, Y7
-	VPANDD       b8BitMask<>+0(SB), Y7, Y7
-	VPMINUB      b8Byte01<>+0(SB), Y7, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPORD        Y7, Y5, Y5
-	VPSUBB       b8Byte10<>+0(SB), Y5, Y5
-	VPXORD       b8Byte80<>+0(SB), Y5, Y5
-	VMOVDQU32    (R8), Y7
-	VPDPBUSD     (SI), Y5, Y7
-	VMULSS       (DI), X4, X6
-	VBROADCASTSS X6, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y0, Y0
-	VMOVDQU32    32(R8), Y7
-	VPDPBUSD     32(SI), Y5, Y7
-	VMULSS       4(DI), X4, X6
-	VBROADCASTSS X6, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y1, Y1
-	VMOVDQU32    64(R8), Y7
-	VPDPBUSD     64(SI), Y5, Y7
-	VMULSS       8(DI), X4, X6
-	VBROADCASTSS X6, Y8
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y2, Y2
-	VMOVDQU32    96(R8), Y7
-	VPDPBUSD     96(SI), Y5, Y7
-	VMULSS       12(DI), X4, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y4, Y7, Y7
-	VADDPS       Y7, Y3, Y3
-	ADDQ         $0x16, CX
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x10, DI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x16, BX
-	JMP          dot8Q5_0x4VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x4VNNI_end
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTI32X4 6(CX), Y6
+	VBROADCASTI32X4 6(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z6, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPBROADCASTD    2(CX), Y6
+	VPBROADCASTD    2(SI), Y8
+	VINSERTI64X4    $0x01, Y8, Z6, Z8
+	VPSHUFB         b8zShufQh<>+0(SB), Z8, Z8
+	VPANDD          b8zBitMask<>+0(SB), Z8, Z8
+	VPMINUB         b8zByte01<>+0(SB), Z8, Z8
+	VPSLLW          $0x04, Z8, Z8
+	VPORD           Z8, Z7, Z7
+	VPSUBB          b8zByte10<>+0(SB), Z7, Z7
+	VPXORD          b8zByte80<>+0(SB), Z7, Z7
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 (R10), Z9
+	VBROADCASTI64X4 (R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 32(R10), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VBROADCASTSS    8(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 64(R10), Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          Z8, Z9, Z9
+	VADDPS          Z9, Z2, Z2
+	VBROADCASTSS    12(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 96(R10), Z5
+	VBROADCASTI64X4 96(R8), Z9
+	VPDPBUSD        Z9, Z7, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          Z8, Z5, Z5
+	VADDPS          Z5, Z3, Z3
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x4VNNI_block
 
 dot8Q5_0x4VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	ADDQ         $0x10, AX
-	DECQ         DX
-	JMP          dot8Q5_0x4VNNI_row
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x4VNNI_row
 
 dot8Q5_0x4VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q4Kx4VNNI(SB), NOSPLIT, $272-64
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q4Kx4VNNI(SB), NOSPLIT, $512-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q4Kx4VNNI_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4Kx4VNNI_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	MOVQ    s+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, 128(SP)
-	VXORPS  Y1, Y1, Y1
-	VMOVUPS Y1, 160(SP)
-	VXORPS  Y2, Y2, Y2
-	VMOVUPS Y2, 192(SP)
-	VXORPS  Y3, Y3, Y3
-	VMOVUPS Y3, 224(SP)
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx4VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VMOVUPS Z0, 256(SP)
+	VMOVUPS Z1, 320(SP)
+	VMOVUPS Z2, 384(SP)
+	VMOVUPS Z3, 448(SP)
 
 dot8Q4Kx4VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4Kx4VNNI_end
-	MOVL         4(CX), R9
-	MOVL         8(CX), R10
-	MOVL         12(CX), R11
-	MOVL         R11, R13
-	SHRL         $0x04, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R13
-	ANDL         $0x3f3f3f3f, R10
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R11
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	VMOVD        R9, X4
-	VPINSRD      $0x01, R11, X4, X4
-	VMOVD        R10, X5
-	VPINSRD      $0x01, R13, X5, X5
-	VPMOVZXBD    X5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VCVTPH2PS    (CX), X6
-	VBROADCASTSS X6, Y7
-	VMOVSHDUP    X6, X6
-	VBROADCASTSS X6, Y6
-	VMULPS       Y6, Y5, Y5
-	VPMOVZXBW    X4, X4
-	VMOVDQU32    X4, 256(SP)
-	VBROADCASTSS (DI), Y4
-	VMULPS       Y4, Y5, Y6
-	VMULPS       (R8), Y6, Y6
-	VADDPS       128(SP), Y6, Y6
-	VMOVUPS      Y6, 128(SP)
-	VMULPS       Y4, Y7, Y4
-	VMOVUPS      Y4, (SP)
-	VBROADCASTSS 4(DI), Y4
-	VMULPS       Y4, Y5, Y6
-	VMULPS       32(R8), Y6, Y6
-	VADDPS       160(SP), Y6, Y6
-	VMOVUPS      Y6, 160(SP)
-	VMULPS       Y4, Y7, Y4
-	VMOVUPS      Y4, 32(SP)
-	VBROADCASTSS 8(DI), Y4
-	VMULPS       Y4, Y5, Y6
-	VMULPS       64(R8), Y6, Y6
-	VADDPS       192(SP), Y6, Y6
-	VMOVUPS      Y6, 192(SP)
-	VMULPS       Y4, Y7, Y4
-	VMOVUPS      Y4, 64(SP)
-	VBROADCASTSS 12(DI), Y4
-	VMULPS       Y4, Y5, Y5
-	VMULPS       96(R8), Y5, Y5
-	VADDPS       224(SP), Y5, Y5
-	VMOVUPS      Y5, 224(SP)
-	VMULPS       Y4, Y7, Y4
-	VMOVUPS      Y4, 96(SP)
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VMOVDQU32    16(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y9
-	VPBROADCASTW 256(SP), Y10
-	VPMADDUBSW   (SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y4
-	VPMADDUBSW   32(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y5
-	VPMADDUBSW   64(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y6
-	VPMADDUBSW   96(SI), Y9, Y9
-	VPDPWSSD     Y10, Y9, Y7
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VPBROADCASTW 258(SP), Y9
-	VPMADDUBSW   128(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VPMADDUBSW   160(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VPMADDUBSW   192(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y6
-	VPMADDUBSW   224(SI), Y8, Y8
-	VPDPWSSD     Y9, Y8, Y7
-	VMOVDQU32    48(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y9
-	VPBROADCASTW 260(SP), Y10
-	VPMADDUBSW   256(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y4
-	VPMADDUBSW   288(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y5
-	VPMADDUBSW   320(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y6
-	VPMADDUBSW   352(SI), Y9, Y9
-	VPDPWSSD     Y10, Y9, Y7
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VPBROADCASTW 262(SP), Y9
-	VPMADDUBSW   384(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VPMADDUBSW   416(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VPMADDUBSW   448(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y6
-	VPMADDUBSW   480(SI), Y8, Y8
-	VPDPWSSD     Y9, Y8, Y7
-	VMOVDQU32    80(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y9
-	VPBROADCASTW 264(SP), Y10
-	VPMADDUBSW   512(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y4
-	VPMADDUBSW   544(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y5
-	VPMADDUBSW   576(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y6
-	VPMADDUBSW   608(SI), Y9, Y9
-	VPDPWSSD     Y10, Y9, Y7
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VPBROADCASTW 266(SP), Y9
-	VPMADDUBSW   640(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VPMADDUBSW   672(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VPMADDUBSW   704(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y6
-	VPMADDUBSW   736(SI), Y8, Y8
-	VPDPWSSD     Y9, Y8, Y7
-	VMOVDQU32    112(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y9
-	VPBROADCASTW 268(SP), Y10
-	VPMADDUBSW   768(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y4
-	VPMADDUBSW   800(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y5
-	VPMADDUBSW   832(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y6
-	VPMADDUBSW   864(SI), Y9, Y9
-	VPDPWSSD     Y10, Y9, Y7
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VPBROADCASTW 270(SP), Y9
-	VPMADDUBSW   896(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VPMADDUBSW   928(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VPMADDUBSW   960(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y6
-	VPMADDUBSW   992(SI), Y8, Y8
-	VPDPWSSD     Y9, Y8, Y7
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       (SP), Y4, Y4
-	VADDPS       Y4, Y0, Y0
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       32(SP), Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       64(SP), Y6, Y6
-	VADDPS       Y6, Y2, Y2
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       96(SP), Y7, Y7
-	VADDPS       Y7, Y3, Y3
-	ADDQ         $0x00000090, CX
-	ADDQ         $0x00000400, SI
-	ADDQ         $0x10, DI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x00000090, BX
-	JMP          dot8Q4Kx4VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx4VNNI_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X9
+	VPINSRD         $0x01, R13, X9, X9
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X4, Y7
+	VCVTDQ2PS       Y7, Y7
+	VCVTPH2PS       (CX), X4
+	VBROADCASTSS    X4, Y8
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y4, Y7, Y7
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X10
+	VPINSRD         $0x01, R13, X10, X10
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X4, Y5
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (SI), X4
+	VBROADCASTSS    X4, Y6
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y4, Y5, Y5
+	VPMOVZXBW       X9, X9
+	VPMOVZXBW       X10, X10
+	VINSERTI64X4    $0x01, Y10, Z9, Z4
+	VINSERTF64X4    $0x01, Y5, Z7, Z5
+	VINSERTF64X4    $0x01, Y6, Z8, Z6
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 (R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          256(SP), Z12, Z12
+	VMOVUPS         Z12, 256(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, (SP)
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 32(R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          320(SP), Z12, Z12
+	VMOVUPS         Z12, 320(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 64(SP)
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 64(R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          384(SP), Z12, Z12
+	VMOVUPS         Z12, 384(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 128(SP)
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z11, Z5, Z5
+	VBROADCASTF32X8 96(R10), Z12
+	VMULPS          Z12, Z5, Z5
+	VADDPS          448(SP), Z5, Z5
+	VMOVUPS         Z5, 448(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 192(SP)
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VMOVDQU8        16(CX), Y7
+	VINSERTI64X4    $0x01, 16(SI), Z7, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zPermK0<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 (R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 32(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 64(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 96(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermK1<>+0(SB), Z6
+	VPERMW          Z4, Z6, Z6
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z14
+	VBROADCASTI64X4 160(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z15
+	VBROADCASTI64X4 192(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z16
+	VBROADCASTI64X4 224(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z6, Z5, Z17
+	VMOVDQU8        48(CX), Y7
+	VINSERTI64X4    $0x01, 48(SI), Z7, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zPermK2<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 256(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 288(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 320(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 352(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermK3<>+0(SB), Z6
+	VPERMW          Z4, Z6, Z6
+	VBROADCASTI64X4 384(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z14
+	VBROADCASTI64X4 416(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z15
+	VBROADCASTI64X4 448(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z16
+	VBROADCASTI64X4 480(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z6, Z5, Z17
+	VMOVDQU8        80(CX), Y7
+	VINSERTI64X4    $0x01, 80(SI), Z7, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zPermK4<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 512(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 544(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 576(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 608(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermK5<>+0(SB), Z6
+	VPERMW          Z4, Z6, Z6
+	VBROADCASTI64X4 640(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z14
+	VBROADCASTI64X4 672(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z15
+	VBROADCASTI64X4 704(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z16
+	VBROADCASTI64X4 736(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z6, Z5, Z17
+	VMOVDQU8        112(CX), Y7
+	VINSERTI64X4    $0x01, 112(SI), Z7, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zPermK6<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 768(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 800(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 832(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 864(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermK7<>+0(SB), Z6
+	VPERMW          Z4, Z6, Z6
+	VBROADCASTI64X4 896(R8), Z4
+	VPMADDUBSW      Z4, Z5, Z4
+	VPDPWSSD        Z6, Z4, Z14
+	VBROADCASTI64X4 928(R8), Z4
+	VPMADDUBSW      Z4, Z5, Z4
+	VPDPWSSD        Z6, Z4, Z15
+	VBROADCASTI64X4 960(R8), Z4
+	VPMADDUBSW      Z4, Z5, Z4
+	VPDPWSSD        Z6, Z4, Z16
+	VBROADCASTI64X4 992(R8), Z4
+	VPMADDUBSW      Z4, Z5, Z4
+	VPDPWSSD        Z6, Z4, Z17
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          (SP), Z14, Z14
+	VADDPS          Z14, Z0, Z0
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          64(SP), Z15, Z15
+	VADDPS          Z15, Z1, Z1
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          128(SP), Z16, Z16
+	VADDPS          Z16, Z2, Z2
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          192(SP), Z17, Z17
+	VADDPS          Z17, Z3, Z3
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx4VNNI_block
 
 dot8Q4Kx4VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVUPS      128(SP), Y4
-	VHADDPS      Y4, Y4, Y4
-	VHADDPS      Y4, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VADDPS       X5, X4, X4
-	VSUBSS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      160(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X4
-	VADDPS       X4, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      192(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      224(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	ADDQ         $0x10, AX
-	DECQ         DX
-	JMP          dot8Q4Kx4VNNI_row
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVUPS       256(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVUPS       320(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVUPS       384(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VMOVUPS       448(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx4VNNI_row
 
 dot8Q4Kx4VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q5Kx4VNNI(SB), NOSPLIT, $272-64
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+TEXT ·dot8Q5Kx4VNNI(SB), NOSPLIT, $512-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q5Kx4VNNI_row:
-	TESTQ   DX, DX
-	JZ      dot8Q5Kx4VNNI_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	MOVQ    s+48(FP), R8
-	VXORPS  Y0, Y0, Y0
-	VMOVUPS Y0, 128(SP)
-	VXORPS  Y1, Y1, Y1
-	VMOVUPS Y1, 160(SP)
-	VXORPS  Y2, Y2, Y2
-	VMOVUPS Y2, 192(SP)
-	VXORPS  Y3, Y3, Y3
-	VMOVUPS Y3, 224(SP)
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx4VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VMOVUPS Z0, 256(SP)
+	VMOVUPS Z1, 320(SP)
+	VMOVUPS Z2, 384(SP)
+	VMOVUPS Z3, 448(SP)
 
 dot8Q5Kx4VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q5Kx4VNNI_end
-	MOVL         4(CX), R9
-	MOVL         8(CX), R10
-	MOVL         12(CX), R11
-	MOVL         R11, R13
-	SHRL         $0x04, R13
-	ANDL         $0x0f0f0f0f, R13
-	MOVL         R10, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R13
-	ANDL         $0x3f3f3f3f, R10
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ANDL         $0x0f0f0f0f, R11
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	VMOVD        R9, X4
-	VPINSRD      $0x01, R11, X4, X4
-	VMOVD        R10, X5
-	VPINSRD      $0x01, R13, X5, X5
-	VPMOVZXBD    X5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VCVTPH2PS    (CX), X6
-	VBROADCASTSS X6, Y7
-	VMOVSHDUP    X6, X6
-	VBROADCASTSS X6, Y6
-	VMULPS       Y6, Y5, Y5
-	VPMOVZXBW    X4, X4
-	VMOVDQU32    X4, 256(SP)
-	VBROADCASTSS (DI), Y4
-	VMULPS       Y4, Y5, Y6
-	VMULPS       (R8), Y6, Y6
-	VADDPS       128(SP), Y6, Y6
-	VMOVUPS      Y6, 128(SP)
-	VMULPS       Y4, Y7, Y4
-	VMOVUPS      Y4, (SP)
-	VBROADCASTSS 4(DI), Y4
-	VMULPS       Y4, Y5, Y6
-	VMULPS       32(R8), Y6, Y6
-	VADDPS       160(SP), Y6, Y6
-	VMOVUPS      Y6, 160(SP)
-	VMULPS       Y4, Y7, Y4
-	VMOVUPS      Y4, 32(SP)
-	VBROADCASTSS 8(DI), Y4
-	VMULPS       Y4, Y5, Y6
-	VMULPS       64(R8), Y6, Y6
-	VADDPS       192(SP), Y6, Y6
-	VMOVUPS      Y6, 192(SP)
-	VMULPS       Y4, Y7, Y4
-	VMOVUPS      Y4, 64(SP)
-	VBROADCASTSS 12(DI), Y4
-	VMULPS       Y4, Y5, Y5
-	VMULPS       96(R8), Y5, Y5
-	VADDPS       224(SP), Y5, Y5
-	VMOVUPS      Y5, 224(SP)
-	VMULPS       Y4, Y7, Y4
-	VMOVUPS      Y4, 96(SP)
-	VXORPS       Y4, Y4, Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VMOVDQU32    48(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y9
-	VMOVDQU32    16(CX), Y10
-	VPSLLW       $0x04, Y10, Y10
-	VPANDD       b8Byte10<>+0(SB), Y10, Y10
-	VPORD        Y10, Y9, Y9
-	VPBROADCASTW 256(SP), Y10
-	VPMADDUBSW   (SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y4
-	VPMADDUBSW   32(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y5
-	VPMADDUBSW   64(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y6
-	VPMADDUBSW   96(SI), Y9, Y9
-	VPDPWSSD     Y10, Y9, Y7
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    16(CX), Y9
-	VPSLLW       $0x03, Y9, Y9
-	VPANDD       b8Byte10<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPBROADCASTW 258(SP), Y9
-	VPMADDUBSW   128(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VPMADDUBSW   160(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VPMADDUBSW   192(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y6
-	VPMADDUBSW   224(SI), Y8, Y8
-	VPDPWSSD     Y9, Y8, Y7
-	VMOVDQU32    80(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y9
-	VMOVDQU32    16(CX), Y10
-	VPSLLW       $0x02, Y10, Y10
-	VPANDD       b8Byte10<>+0(SB), Y10, Y10
-	VPORD        Y10, Y9, Y9
-	VPBROADCASTW 260(SP), Y10
-	VPMADDUBSW   256(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y4
-	VPMADDUBSW   288(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y5
-	VPMADDUBSW   320(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y6
-	VPMADDUBSW   352(SI), Y9, Y9
-	VPDPWSSD     Y10, Y9, Y7
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    16(CX), Y9
-	VPSLLW       $0x01, Y9, Y9
-	VPANDD       b8Byte10<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPBROADCASTW 262(SP), Y9
-	VPMADDUBSW   384(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VPMADDUBSW   416(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VPMADDUBSW   448(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y6
-	VPMADDUBSW   480(SI), Y8, Y8
-	VPDPWSSD     Y9, Y8, Y7
-	VMOVDQU32    112(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y9
-	VMOVDQU32    16(CX), Y10
-	VPANDD       b8Byte10<>+0(SB), Y10, Y10
-	VPORD        Y10, Y9, Y9
-	VPBROADCASTW 264(SP), Y10
-	VPMADDUBSW   512(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y4
-	VPMADDUBSW   544(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y5
-	VPMADDUBSW   576(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y6
-	VPMADDUBSW   608(SI), Y9, Y9
-	VPDPWSSD     Y10, Y9, Y7
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    16(CX), Y9
-	VPSRLW       $0x01, Y9, Y9
-	VPANDD       b8Byte10<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPBROADCASTW 266(SP), Y9
-	VPMADDUBSW   640(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VPMADDUBSW   672(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VPMADDUBSW   704(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y6
-	VPMADDUBSW   736(SI), Y8, Y8
-	VPDPWSSD     Y9, Y8, Y7
-	VMOVDQU32    144(CX), Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y9
-	VMOVDQU32    16(CX), Y10
-	VPSRLW       $0x02, Y10, Y10
-	VPANDD       b8Byte10<>+0(SB), Y10, Y10
-	VPORD        Y10, Y9, Y9
-	VPBROADCASTW 268(SP), Y10
-	VPMADDUBSW   768(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y4
-	VPMADDUBSW   800(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y5
-	VPMADDUBSW   832(SI), Y9, Y11
-	VPDPWSSD     Y10, Y11, Y6
-	VPMADDUBSW   864(SI), Y9, Y9
-	VPDPWSSD     Y10, Y9, Y7
-	VPSRLW       $0x04, Y8, Y8
-	VPANDD       bdByte0F<>+0(SB), Y8, Y8
-	VMOVDQU32    16(CX), Y9
-	VPSRLW       $0x03, Y9, Y9
-	VPANDD       b8Byte10<>+0(SB), Y9, Y9
-	VPORD        Y9, Y8, Y8
-	VPBROADCASTW 270(SP), Y9
-	VPMADDUBSW   896(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y4
-	VPMADDUBSW   928(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y5
-	VPMADDUBSW   960(SI), Y8, Y10
-	VPDPWSSD     Y9, Y10, Y6
-	VPMADDUBSW   992(SI), Y8, Y8
-	VPDPWSSD     Y9, Y8, Y7
-	VCVTDQ2PS    Y4, Y4
-	VMULPS       (SP), Y4, Y4
-	VADDPS       Y4, Y0, Y0
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       32(SP), Y5, Y5
-	VADDPS       Y5, Y1, Y1
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       64(SP), Y6, Y6
-	VADDPS       Y6, Y2, Y2
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       96(SP), Y7, Y7
-	VADDPS       Y7, Y3, Y3
-	ADDQ         $0x000000b0, CX
-	ADDQ         $0x00000400, SI
-	ADDQ         $0x10, DI
-	ADDQ         $0x00000080, R8
-	SUBQ         $0x000000b0, BX
-	JMP          dot8Q5Kx4VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx4VNNI_end
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X9
+	VPINSRD         $0x01, R13, X9, X9
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X4, Y7
+	VCVTDQ2PS       Y7, Y7
+	VCVTPH2PS       (CX), X4
+	VBROADCASTSS    X4, Y8
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y4, Y7, Y7
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X10
+	VPINSRD         $0x01, R13, X10, X10
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X4, Y5
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (SI), X4
+	VBROADCASTSS    X4, Y6
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y4, Y5, Y5
+	VPMOVZXBW       X9, X9
+	VPMOVZXBW       X10, X10
+	VINSERTI64X4    $0x01, Y10, Z9, Z4
+	VINSERTF64X4    $0x01, Y5, Z7, Z5
+	VINSERTF64X4    $0x01, Y6, Z8, Z6
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 (R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          256(SP), Z12, Z12
+	VMOVUPS         Z12, 256(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, (SP)
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 32(R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          320(SP), Z12, Z12
+	VMOVUPS         Z12, 320(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 64(SP)
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 64(R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          384(SP), Z12, Z12
+	VMOVUPS         Z12, 384(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 128(SP)
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z11, Z5, Z5
+	VBROADCASTF32X8 96(R10), Z12
+	VMULPS          Z12, Z5, Z5
+	VADDPS          448(SP), Z5, Z5
+	VMOVUPS         Z5, 448(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 192(SP)
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VMOVDQU8        16(CX), Y7
+	VINSERTI64X4    $0x01, 16(SI), Z7, Z5
+	VMOVDQU8        48(CX), Y7
+	VINSERTI64X4    $0x01, 48(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z11
+	VPSLLW          $0x04, Z5, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VMOVDQU64       b8zPermK0<>+0(SB), Z12
+	VPERMW          Z4, Z12, Z12
+	VBROADCASTI64X4 (R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z14
+	VBROADCASTI64X4 32(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 64(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 96(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z11
+	VPDPWSSD        Z12, Z11, Z17
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSLLW          $0x03, Z5, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z6, Z6
+	VMOVDQU64       b8zPermK1<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 128(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 160(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 192(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 224(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VMOVDQU8        80(CX), Y7
+	VINSERTI64X4    $0x01, 80(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z11
+	VPSLLW          $0x02, Z5, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VMOVDQU64       b8zPermK2<>+0(SB), Z12
+	VPERMW          Z4, Z12, Z12
+	VBROADCASTI64X4 256(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z14
+	VBROADCASTI64X4 288(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 320(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 352(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z11
+	VPDPWSSD        Z12, Z11, Z17
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSLLW          $0x01, Z5, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z6, Z6
+	VMOVDQU64       b8zPermK3<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 384(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 416(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 448(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 480(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VMOVDQU8        112(CX), Y7
+	VINSERTI64X4    $0x01, 112(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z11
+	VMOVDQA64       Z5, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VMOVDQU64       b8zPermK4<>+0(SB), Z12
+	VPERMW          Z4, Z12, Z12
+	VBROADCASTI64X4 512(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z14
+	VBROADCASTI64X4 544(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 576(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 608(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z11
+	VPDPWSSD        Z12, Z11, Z17
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSRLW          $0x01, Z5, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z6, Z6
+	VMOVDQU64       b8zPermK5<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 640(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 672(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 704(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 736(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VMOVDQU8        144(CX), Y7
+	VINSERTI64X4    $0x01, 144(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z11
+	VPSRLW          $0x02, Z5, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VMOVDQU64       b8zPermK6<>+0(SB), Z12
+	VPERMW          Z4, Z12, Z12
+	VBROADCASTI64X4 768(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z14
+	VBROADCASTI64X4 800(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 832(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 864(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z11
+	VPDPWSSD        Z12, Z11, Z17
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSRLW          $0x03, Z5, Z5
+	VPANDD          b8zByte10<>+0(SB), Z5, Z5
+	VPORD           Z5, Z6, Z6
+	VMOVDQU64       b8zPermK7<>+0(SB), Z5
+	VPERMW          Z4, Z5, Z5
+	VBROADCASTI64X4 896(R8), Z4
+	VPMADDUBSW      Z4, Z6, Z4
+	VPDPWSSD        Z5, Z4, Z14
+	VBROADCASTI64X4 928(R8), Z4
+	VPMADDUBSW      Z4, Z6, Z4
+	VPDPWSSD        Z5, Z4, Z15
+	VBROADCASTI64X4 960(R8), Z4
+	VPMADDUBSW      Z4, Z6, Z4
+	VPDPWSSD        Z5, Z4, Z16
+	VBROADCASTI64X4 992(R8), Z4
+	VPMADDUBSW      Z4, Z6, Z4
+	VPDPWSSD        Z5, Z4, Z17
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          (SP), Z14, Z14
+	VADDPS          Z14, Z0, Z0
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          64(SP), Z15, Z15
+	VADDPS          Z15, Z1, Z1
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          128(SP), Z16, Z16
+	VADDPS          Z16, Z2, Z2
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          192(SP), Z17, Z17
+	VADDPS          Z17, Z3, Z3
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx4VNNI_block
 
 dot8Q5Kx4VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVUPS      128(SP), Y4
-	VHADDPS      Y4, Y4, Y4
-	VHADDPS      Y4, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VADDPS       X5, X4, X4
-	VSUBSS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      160(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X4
-	VADDPS       X4, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      192(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVUPS      224(SP), Y1
-	VHADDPS      Y1, Y1, Y1
-	VHADDPS      Y1, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VSUBSS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	ADDQ         $0x10, AX
-	DECQ         DX
-	JMP          dot8Q5Kx4VNNI_row
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVUPS       256(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVUPS       320(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVUPS       384(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VMOVUPS       448(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx4VNNI_row
 
 dot8Q5Kx4VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q6Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C
-TEXT ·dot8Q6Kx4VNNI(SB), NOSPLIT, $160-64
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+TEXT ·dot8Q6Kx4VNNI(SB), NOSPLIT, $256-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
 
 dot8Q6Kx4VNNI_row:
-	TESTQ  DX, DX
-	JZ     dot8Q6Kx4VNNI_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   nc+56(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx4VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
 
 dot8Q6Kx4VNNI_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q6Kx4VNNI_end
-	MOVWLZX      208(CX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	VBROADCASTSS (DI), Y5
-	VMULPS       Y5, Y4, Y5
-	VMOVUPS      Y5, (SP)
-	VBROADCASTSS 4(DI), Y5
-	VMULPS       Y5, Y4, Y5
-	VMOVUPS      Y5, 32(SP)
-	VBROADCASTSS 8(DI), Y5
-	VMULPS       Y5, Y4, Y5
-	VMOVUPS      Y5, 64(SP)
-	VBROADCASTSS 12(DI), Y5
-	VMULPS       Y5, Y4, Y5
-	VMOVUPS      Y5, 96(SP)
-	VPMOVSXBW    192(CX), Y4
-	VXORPS       Y5, Y5, Y5
-	VXORPS       Y6, Y6, Y6
-	VXORPS       Y7, Y7, Y7
-	VXORPS       Y8, Y8, Y8
-	VXORPS       Y9, Y9, Y9
-	VMOVDQU32    (CX), Y10
-	VPANDD       bdByte0F<>+0(SB), Y10, Y10
-	VMOVDQU32    128(CX), Y11
-	VPANDD       bdByte03<>+0(SB), Y11, Y11
-	VPSLLW       $0x04, Y11, Y11
-	VPORD        Y11, Y10, Y10
-	VPSUBB       bdByte20<>+0(SB), Y10, Y10
-	VMOVDQU32    b8PermW0<>+0(SB), Y11
-	VPERMW       Y4, Y11, Y11
-	VMOVDQU32    b8Byte80<>+0(SB), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y9
-	VMOVDQU32    (SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y5
-	VMOVDQU32    32(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y6
-	VMOVDQU32    64(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y7
-	VMOVDQU32    96(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y10
-	VPDPWSSD     Y11, Y10, Y8
-	VMOVDQU32    32(CX), Y10
-	VPANDD       bdByte0F<>+0(SB), Y10, Y10
-	VMOVDQU32    128(CX), Y11
-	VPSLLW       $0x02, Y11, Y11
-	VPANDD       bdByte30<>+0(SB), Y11, Y11
-	VPORD        Y11, Y10, Y10
-	VPSUBB       bdByte20<>+0(SB), Y10, Y10
-	VMOVDQU32    b8PermW1<>+0(SB), Y11
-	VPERMW       Y4, Y11, Y11
-	VMOVDQU32    b8Byte80<>+0(SB), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y9
-	VMOVDQU32    128(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y5
-	VMOVDQU32    160(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y6
-	VMOVDQU32    192(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y7
-	VMOVDQU32    224(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y10
-	VPDPWSSD     Y11, Y10, Y8
-	VMOVDQU32    (CX), Y10
-	VPSRLW       $0x04, Y10, Y10
-	VPANDD       bdByte0F<>+0(SB), Y10, Y10
-	VMOVDQU32    128(CX), Y11
-	VPANDD       bdByte30<>+0(SB), Y11, Y11
-	VPORD        Y11, Y10, Y10
-	VPSUBB       bdByte20<>+0(SB), Y10, Y10
-	VMOVDQU32    b8PermW2<>+0(SB), Y11
-	VPERMW       Y4, Y11, Y11
-	VMOVDQU32    b8Byte80<>+0(SB), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y9
-	VMOVDQU32    256(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y5
-	VMOVDQU32    288(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y6
-	VMOVDQU32    320(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y7
-	VMOVDQU32    352(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y10
-	VPDPWSSD     Y11, Y10, Y8
-	VMOVDQU32    32(CX), Y10
-	VPSRLW       $0x04, Y10, Y10
-	VPANDD       bdByte0F<>+0(SB), Y10, Y10
-	VMOVDQU32    128(CX), Y11
-	VPSRLW       $0x02, Y11, Y11
-	VPANDD       bdByte30<>+0(SB), Y11, Y11
-	VPORD        Y11, Y10, Y10
-	VPSUBB       bdByte20<>+0(SB), Y10, Y10
-	VMOVDQU32    b8PermW3<>+0(SB), Y11
-	VPERMW       Y4, Y11, Y11
-	VMOVDQU32    b8Byte80<>+0(SB), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y9
-	VMOVDQU32    384(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y5
-	VMOVDQU32    416(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y6
-	VMOVDQU32    448(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y7
-	VMOVDQU32    480(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y10
-	VPDPWSSD     Y11, Y10, Y8
-	VMOVDQU32    64(CX), Y10
-	VPANDD       bdByte0F<>+0(SB), Y10, Y10
-	VMOVDQU32    160(CX), Y11
-	VPANDD       bdByte03<>+0(SB), Y11, Y11
-	VPSLLW       $0x04, Y11, Y11
-	VPORD        Y11, Y10, Y10
-	VPSUBB       bdByte20<>+0(SB), Y10, Y10
-	VMOVDQU32    b8PermW4<>+0(SB), Y11
-	VPERMW       Y4, Y11, Y11
-	VMOVDQU32    b8Byte80<>+0(SB), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y9
-	VMOVDQU32    512(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y5
-	VMOVDQU32    544(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y6
-	VMOVDQU32    576(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y7
-	VMOVDQU32    608(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y10
-	VPDPWSSD     Y11, Y10, Y8
-	VMOVDQU32    96(CX), Y10
-	VPANDD       bdByte0F<>+0(SB), Y10, Y10
-	VMOVDQU32    160(CX), Y11
-	VPSLLW       $0x02, Y11, Y11
-	VPANDD       bdByte30<>+0(SB), Y11, Y11
-	VPORD        Y11, Y10, Y10
-	VPSUBB       bdByte20<>+0(SB), Y10, Y10
-	VMOVDQU32    b8PermW5<>+0(SB), Y11
-	VPERMW       Y4, Y11, Y11
-	VMOVDQU32    b8Byte80<>+0(SB), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y9
-	VMOVDQU32    640(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y5
-	VMOVDQU32    672(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y6
-	VMOVDQU32    704(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y7
-	VMOVDQU32    736(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y10
-	VPDPWSSD     Y11, Y10, Y8
-	VMOVDQU32    64(CX), Y10
-	VPSRLW       $0x04, Y10, Y10
-	VPANDD       bdByte0F<>+0(SB), Y10, Y10
-	VMOVDQU32    160(CX), Y11
-	VPANDD       bdByte30<>+0(SB), Y11, Y11
-	VPORD        Y11, Y10, Y10
-	VPSUBB       bdByte20<>+0(SB), Y10, Y10
-	VMOVDQU32    b8PermW6<>+0(SB), Y11
-	VPERMW       Y4, Y11, Y11
-	VMOVDQU32    b8Byte80<>+0(SB), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y9
-	VMOVDQU32    768(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y5
-	VMOVDQU32    800(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y6
-	VMOVDQU32    832(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y12
-	VPDPWSSD     Y11, Y12, Y7
-	VMOVDQU32    864(SI), Y12
-	VPMADDUBSW   Y10, Y12, Y10
-	VPDPWSSD     Y11, Y10, Y8
-	VMOVDQU32    96(CX), Y10
-	VPSRLW       $0x04, Y10, Y10
-	VPANDD       bdByte0F<>+0(SB), Y10, Y10
-	VMOVDQU32    160(CX), Y11
-	VPSRLW       $0x02, Y11, Y11
-	VPANDD       bdByte30<>+0(SB), Y11, Y11
-	VPORD        Y11, Y10, Y10
-	VPSUBB       bdByte20<>+0(SB), Y10, Y10
-	VMOVDQU32    b8PermW7<>+0(SB), Y11
-	VPERMW       Y4, Y11, Y11
-	VMOVDQU32    b8Byte80<>+0(SB), Y4
-	VPMADDUBSW   Y10, Y4, Y4
-	VPDPWSSD     Y11, Y4, Y9
-	VMOVDQU32    896(SI), Y4
-	VPMADDUBSW   Y10, Y4, Y4
-	VPDPWSSD     Y11, Y4, Y5
-	VMOVDQU32    928(SI), Y4
-	VPMADDUBSW   Y10, Y4, Y4
-	VPDPWSSD     Y11, Y4, Y6
-	VMOVDQU32    960(SI), Y4
-	VPMADDUBSW   Y10, Y4, Y4
-	VPDPWSSD     Y11, Y4, Y7
-	VMOVDQU32    992(SI), Y4
-	VPMADDUBSW   Y10, Y4, Y4
-	VPDPWSSD     Y11, Y4, Y8
-	VPSUBD       Y9, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULPS       (SP), Y5, Y5
-	VADDPS       Y5, Y0, Y0
-	VPSUBD       Y9, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULPS       32(SP), Y6, Y6
-	VADDPS       Y6, Y1, Y1
-	VPSUBD       Y9, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VMULPS       64(SP), Y7, Y7
-	VADDPS       Y7, Y2, Y2
-	VPSUBD       Y9, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VMULPS       96(SP), Y8, Y8
-	VADDPS       Y8, Y3, Y3
-	ADDQ         $0x000000d2, CX
-	ADDQ         $0x00000400, SI
-	ADDQ         $0x10, DI
-	SUBQ         $0x000000d2, BX
-	JMP          dot8Q6Kx4VNNI_block
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx4VNNI_end
+	VPBROADCASTW    208(CX), X4
+	VPBROADCASTW    208(SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z11, Z5, Z11
+	VMOVUPS         Z11, (SP)
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z11, Z5, Z11
+	VMOVUPS         Z11, 64(SP)
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z11, Z5, Z11
+	VMOVUPS         Z11, 128(SP)
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z11, Z5, Z11
+	VMOVUPS         Z11, 192(SP)
+	VPMOVSXBW       192(CX), Y12
+	VPMOVSXBW       192(SI), Y5
+	VINSERTI64X4    $0x01, Y5, Z12, Z5
+	VPXORD          Z6, Z6, Z6
+	VPXORD          Z7, Z7, Z7
+	VPXORD          Z8, Z8, Z8
+	VPXORD          Z9, Z9, Z9
+	VPXORD          Z10, Z10, Z10
+	VMOVDQU8        (CX), Y12
+	VINSERTI64X4    $0x01, (SI), Z12, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z13
+	VPANDD          bdzByte03<>+0(SB), Z13, Z13
+	VPSLLW          $0x04, Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 (R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 32(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 64(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 96(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        32(CX), Y12
+	VINSERTI64X4    $0x01, 32(SI), Z12, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z13
+	VPSLLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 128(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 160(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 192(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 224(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        (CX), Y12
+	VINSERTI64X4    $0x01, (SI), Z12, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 256(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 288(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 320(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 352(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        32(CX), Y12
+	VINSERTI64X4    $0x01, 32(SI), Z12, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z13
+	VPSRLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 384(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 416(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 448(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 480(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        64(CX), Y12
+	VINSERTI64X4    $0x01, 64(SI), Z12, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        160(CX), Y12
+	VINSERTI64X4    $0x01, 160(SI), Z12, Z13
+	VPANDD          bdzByte03<>+0(SB), Z13, Z13
+	VPSLLW          $0x04, Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 512(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 544(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 576(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 608(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        96(CX), Y12
+	VINSERTI64X4    $0x01, 96(SI), Z12, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        160(CX), Y12
+	VINSERTI64X4    $0x01, 160(SI), Z12, Z13
+	VPSLLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 640(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 672(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 704(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 736(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        64(CX), Y12
+	VINSERTI64X4    $0x01, 64(SI), Z12, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        160(CX), Y12
+	VINSERTI64X4    $0x01, 160(SI), Z12, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 768(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 800(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 832(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 864(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        96(CX), Y12
+	VINSERTI64X4    $0x01, 96(SI), Z12, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        160(CX), Y12
+	VINSERTI64X4    $0x01, 160(SI), Z12, Z13
+	VPSRLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z10
+	VBROADCASTI64X4 896(R8), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z6
+	VBROADCASTI64X4 928(R8), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z7
+	VBROADCASTI64X4 960(R8), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z8
+	VBROADCASTI64X4 992(R8), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z9
+	VPSUBD          Z10, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          (SP), Z6, Z6
+	VADDPS          Z6, Z0, Z0
+	VPSUBD          Z10, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          64(SP), Z7, Z7
+	VADDPS          Z7, Z1, Z1
+	VPSUBD          Z10, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          128(SP), Z8, Z8
+	VADDPS          Z8, Z2, Z2
+	VPSUBD          Z10, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          192(SP), Z9, Z9
+	VADDPS          Z9, Z3, Z3
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x10, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx4VNNI_block
 
 dot8Q6Kx4VNNI_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	ADDQ         $0x10, AX
-	DECQ         DX
-	JMP          dot8Q6Kx4VNNI_row
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx4VNNI_row
 
 dot8Q6Kx4VNNI_done:
 	VZEROUPPER

@@ -138,6 +138,7 @@ func kernelName8(base string, nt int, vnni bool) string {
 }
 
 func genBlockDot8() {
+	defer genBlockDot8x512()
 	c8Ones16 = vconst("b8Ones16", 0x00010001)
 	c8B80 = vconst("b8Byte80", 0x80808080)
 	c8B08 = vconst("b8Byte08", 0x08080808)
@@ -157,7 +158,7 @@ func genBlockDot8() {
 			DATA(4*i, U32(uint32(2*j+i/4)*0x00010001))
 		}
 	}
-	for _, vnni := range []bool{false, true} {
+	for _, vnni := range []bool{false} {
 		for nt := 1; nt <= 4; nt++ {
 			for _, f := range formats8 {
 				switch f.bytes {
