@@ -33,8 +33,9 @@ import (
 // output, with 8 float32 lanes acc[l] from zero:
 //
 //   - Q8_0, Q4_0, Q5_0, for each block b in order:
-//     acc[l] += float32(s_b·float32(L_l)), s_b = float32(d_w·d_b) with d_w
-//     the block's half (product and sum each rounded).
+//     acc[l] = fma32(s_b, float32(L_l), acc[l]), s_b = float32(d_w·d_b)
+//     with d_w the block's half: the product and sum rounded once
+//     (VFMADD231PS; fma32 computes it exactly in Go).
 //   - Q4_K, Q5_K, for each super-block in order: the exact integers
 //     I_l = Σ_j sc_j·L_{j,l} over its 8 sub-blocks j (6-bit scales sc_j),
 //     then acc[l] += float32(D·float32(I_l)) with D = float32(d·d_sb);
@@ -309,21 +310,33 @@ func blockDot8RowsGeneric(y []float32, k BlockDot, w []byte, rb int, q []int8, d
 	}
 }
 
-// addLanes8 adds one block to the 8 lanes: acc[l] += sc[l]·L_l with
-// L_l = Σ_{i=4l}^{4l+3} w[i]·q[i], exact.
-func addLanes8(acc *[8]float32, sc *[8]float32, w *[32]int32, q []int8) {
+// addLanes8 adds one block to the 8 lanes: acc[l] = fma32(sc, L_l,
+// acc[l]) with L_l = Σ_{i=4l}^{4l+3} w[i]·q[i], exact.
+func addLanes8(acc *[8]float32, sc float32, w *[32]int32, q []int8) {
 	q = q[:32]
 	for l := range 8 {
 		L := w[4*l]*int32(q[4*l]) + w[4*l+1]*int32(q[4*l+1]) + w[4*l+2]*int32(q[4*l+2]) + w[4*l+3]*int32(q[4*l+3])
-		acc[l] += float32(sc[l] * float32(L))
+		acc[l] = fma32(sc, float32(L), acc[l])
 	}
 }
 
-func splat8(v float32) (s [8]float32) {
-	for i := range s {
-		s[i] = v
+// fma32 is a·b + c rounded once to float32, as VFMADD231PS computes it.
+// The product is exact in float64; the sum is rounded to odd in float64
+// (RNE, then moved to the odd neighbour on the side of the exact error
+// when inexact and even), and rounding that to float32 gives the correctly
+// rounded result, since 53 ≥ 2·24 + 2 bits (Boldo and Melquiond,
+// "Emulation of FMA and correctly rounded sums", IEEE TC 2008).
+func fma32(a, b, c float32) float32 {
+	p, z := float64(a)*float64(b), float64(c)
+	s := p + z
+	if math.IsInf(s, 0) || s != s {
+		return float32(s)
 	}
-	return s
+	bb := s - p
+	if e := (p - (s - bb)) + (z - bb); e != 0 && math.Float64bits(s)&1 == 0 {
+		s = math.Nextafter(s, math.Copysign(math.Inf(1), e))
+	}
+	return float32(s)
 }
 
 // dot8Q8_0Generic is the 8-bit product of a row of Q8_0 blocks (s unused).
@@ -335,8 +348,7 @@ func dot8Q8_0Generic(w []byte, q []int8, d, s []float32) float32 {
 		for i := range wi {
 			wi[i] = int32(int8(blk[2+i]))
 		}
-		sc := splat8(float32(half(blk) * d[b]))
-		addLanes8(&acc, &sc, &wi, q[32*b:])
+		addLanes8(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
 	}
 	return reduce8(&acc)
 }
@@ -351,8 +363,7 @@ func dot8Q4_0Generic(w []byte, q []int8, d, s []float32) float32 {
 			wi[i] = int32(blk[2+i]&15) - 8
 			wi[16+i] = int32(blk[2+i]>>4) - 8
 		}
-		sc := splat8(float32(half(blk) * d[b]))
-		addLanes8(&acc, &sc, &wi, q[32*b:])
+		addLanes8(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
 	}
 	return reduce8(&acc)
 }
@@ -368,8 +379,7 @@ func dot8Q5_0Generic(w []byte, q []int8, d, s []float32) float32 {
 			wi[i] = int32(blk[6+i]&15|byte(qh>>i&1)<<4) - 16
 			wi[16+i] = int32(blk[6+i]>>4|byte(qh>>(16+i)&1)<<4) - 16
 		}
-		sc := splat8(float32(half(blk) * d[b]))
-		addLanes8(&acc, &sc, &wi, q[32*b:])
+		addLanes8(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
 	}
 	return reduce8(&acc)
 }

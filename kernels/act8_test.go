@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"testing"
 )
@@ -365,6 +366,73 @@ func TestQuantizeAct8Row256(t *testing.T) {
 		}
 		if float32(sum) != s[b] {
 			t.Fatalf("block %d: s = %v, Σq = %d", b, s[b], sum)
+		}
+	}
+}
+
+// fma32 rounds a·b + c once: against the exact sum (math/big) rounded to
+// float32, on random operands, sums near a float32 midpoint (where
+// rounding twice goes wrong), cancellations, subnormal and overflowing
+// results; and against the hardware (the 8-bit kernels' VFMADD231PS) by
+// TestAct8Kernels.
+func TestFMA32(t *testing.T) {
+	r := newRand(t)
+	exact := func(a, b, c float32) float32 {
+		x := new(big.Float).SetPrec(300).SetFloat64(float64(a))
+		x.Mul(x, new(big.Float).SetPrec(300).SetFloat64(float64(b)))
+		x.Add(x, new(big.Float).SetPrec(300).SetFloat64(float64(c)))
+		f, _ := x.Float32()
+		return f
+	}
+	sig := func() float32 { return 1 + float32(r.IntN(1<<23))/(1<<23) } // [1, 2)
+	sign := func() float32 { return float32(1 - 2*r.IntN(2)) }
+	check := func(a, b, c float32) {
+		t.Helper()
+		if got, want := fma32(a, b, c), exact(a, b, c); math.Float32bits(got) != math.Float32bits(want) && !(got == 0 && want == 0 && math.Signbit(float64(got)) == math.Signbit(float64(want))) {
+			t.Fatalf("fma32(%g, %g, %g) = %g, exact %g", a, b, c, got, want)
+		}
+	}
+	naive := 0
+	for range 200000 {
+		var a, b, c float32
+		switch r.IntN(4) {
+		case 0: // anything
+			a = sign() * sig() * float32(math.Ldexp(1, r.IntN(60)-30))
+			b = sign() * sig() * float32(math.Ldexp(1, r.IntN(60)-30))
+			c = sign() * sig() * float32(math.Ldexp(1, r.IntN(60)-30))
+		case 1: // a·b = half an ulp of c less k²·2^-70: the float64 sum is a midpoint
+			k := float32(1 + r.IntN(300))
+			c = sig()
+			a = 1 + k/(1<<23)
+			b = (1 - k/(1<<23)) / (1 << 24)
+			if r.IntN(2) == 0 {
+				a, c = -a, -c
+			}
+		case 2: // cancellation
+			a, b = sign()*sig(), sig()
+			c = -a * b * (1 + float32(r.IntN(5)-2)/(1<<23))
+		default: // subnormal and overflowing results
+			a = sign() * sig() * float32(math.Ldexp(1, -70-r.IntN(10)))
+			b = sig() * float32(math.Ldexp(1, -60-r.IntN(10)))
+			c = sign() * float32(math.Ldexp(1, -126-r.IntN(20)))
+			if r.IntN(2) == 0 {
+				a, b, c = sig()*float32(math.Ldexp(1, 100)), sig()*float32(math.Ldexp(1, 27)), sign()*math.MaxFloat32
+			}
+		}
+		check(a, b, c)
+		if float32(float64(a)*float64(b)+float64(c)) != exact(a, b, c) {
+			naive++
+		}
+	}
+	if naive == 0 {
+		t.Error("no case where rounding twice goes wrong: the test cases are too easy")
+	}
+	t.Logf("%d cases where float32(float64 sum) would be wrong", naive)
+	inf := float32(math.Inf(1))
+	for _, c := range [][3]float32{{inf, 0, 1}, {inf, 2, -inf}, {inf, 1, 1}, {0, 0, -0.0}, {1, 0, float32(math.Copysign(0, -1))}} {
+		got, want := fma32(c[0], c[1], c[2]), c[0]*c[1]+c[2]
+		if math.Float32bits(got) != math.Float32bits(want) && !(isNaN(got) && isNaN(want)) {
+			t.Errorf("fma32(%v, %v, %v) = %v, want %v", c[0], c[1], c[2], got, want)
 		}
 	}
 }

@@ -20337,7 +20337,7 @@ DATA b8PermW7<>+28(SB)/4, $0x000f000f
 GLOBL b8PermW7<>(SB), RODATA|NOPTR, $32
 
 // func dot8Q8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q8_0AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -20355,17 +20355,17 @@ dot8Q8_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0AVX2_end
 	VCVTPH2PS    (CX), X1
+	VBROADCASTSS X1, Y1
 	VMOVDQU      2(CX), Y2
 	VPABSB       Y2, Y3
 	VMOVDQU      (SI), Y4
 	VPSIGNB      Y2, Y4, Y4
 	VPMADDUBSW   Y4, Y3, Y2
 	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
-	VMULSS       (DI), X1, X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS (DI), Y3
+	VMULPS       Y1, Y3, Y3
 	VCVTDQ2PS    Y2, Y2
-	VMULPS       Y1, Y2, Y2
-	VADDPS       Y2, Y0, Y0
+	VFMADD231PS  Y3, Y2, Y0
 	ADDQ         $0x22, CX
 	ADDQ         $0x00000020, SI
 	ADDQ         $0x04, DI
@@ -20387,7 +20387,7 @@ dot8Q8_0AVX2_done:
 	RET
 
 // func dot8Q4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q4_0AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -20405,6 +20405,7 @@ dot8Q4_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0AVX2_end
 	VCVTPH2PS    (CX), X1
+	VBROADCASTSS X1, Y1
 	VMOVDQU      2(CX), X3
 	VPSRLW       $0x04, X3, X2
 	VINSERTI128  $0x01, X2, Y3, Y2
@@ -20415,11 +20416,10 @@ dot8Q4_0AVX2_block:
 	VPSIGNB      Y2, Y5, Y5
 	VPMADDUBSW   Y5, Y4, Y2
 	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
-	VMULSS       (DI), X1, X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS (DI), Y4
+	VMULPS       Y1, Y4, Y4
 	VCVTDQ2PS    Y2, Y2
-	VMULPS       Y1, Y2, Y2
-	VADDPS       Y2, Y0, Y0
+	VFMADD231PS  Y4, Y2, Y0
 	ADDQ         $0x12, CX
 	ADDQ         $0x00000020, SI
 	ADDQ         $0x04, DI
@@ -20441,7 +20441,7 @@ dot8Q4_0AVX2_done:
 	RET
 
 // func dot8Q5_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q5_0AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -20459,6 +20459,7 @@ dot8Q5_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0AVX2_end
 	VCVTPH2PS    (CX), X1
+	VBROADCASTSS X1, Y1
 	VMOVDQU      6(CX), X3
 	VPSRLW       $0x04, X3, X2
 	VINSERTI128  $0x01, X2, Y3, Y2
@@ -20475,11 +20476,10 @@ dot8Q5_0AVX2_block:
 	VPSIGNB      Y2, Y5, Y5
 	VPMADDUBSW   Y5, Y4, Y2
 	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
-	VMULSS       (DI), X1, X1
-	VBROADCASTSS X1, Y1
+	VBROADCASTSS (DI), Y4
+	VMULPS       Y1, Y4, Y4
 	VCVTDQ2PS    Y2, Y2
-	VMULPS       Y1, Y2, Y2
-	VADDPS       Y2, Y0, Y0
+	VFMADD231PS  Y4, Y2, Y0
 	ADDQ         $0x16, CX
 	ADDQ         $0x00000020, SI
 	ADDQ         $0x04, DI
@@ -21007,7 +21007,7 @@ dot8Q6KAVX2_done:
 	RET
 
 // func dot8Q8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q8_0x2AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21026,26 +21026,25 @@ dot8Q8_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x2AVX2_end
 	VCVTPH2PS    (CX), X2
+	VBROADCASTSS X2, Y2
 	VMOVDQU      2(CX), Y3
 	VPABSB       Y3, Y4
 	VMOVDQU      (SI), Y5
 	VPSIGNB      Y3, Y5, Y5
 	VPMADDUBSW   Y5, Y4, Y5
 	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VMULSS       (DI), X2, X6
-	VBROADCASTSS X6, Y6
+	VBROADCASTSS (DI), Y6
+	VMULPS       Y2, Y6, Y6
 	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y6, Y5, Y5
-	VADDPS       Y5, Y0, Y0
+	VFMADD231PS  Y6, Y5, Y0
 	VMOVDQU      32(SI), Y5
 	VPSIGNB      Y3, Y5, Y5
 	VPMADDUBSW   Y5, Y4, Y3
 	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
-	VMULSS       4(DI), X2, X2
-	VBROADCASTSS X2, Y2
+	VBROADCASTSS 4(DI), Y4
+	VMULPS       Y2, Y4, Y4
 	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y2, Y3, Y3
-	VADDPS       Y3, Y1, Y1
+	VFMADD231PS  Y4, Y3, Y1
 	ADDQ         $0x22, CX
 	ADDQ         $0x00000040, SI
 	ADDQ         $0x08, DI
@@ -21072,7 +21071,7 @@ dot8Q8_0x2AVX2_done:
 	RET
 
 // func dot8Q4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q4_0x2AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21091,6 +21090,7 @@ dot8Q4_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x2AVX2_end
 	VCVTPH2PS    (CX), X2
+	VBROADCASTSS X2, Y2
 	VMOVDQU      2(CX), X4
 	VPSRLW       $0x04, X4, X3
 	VINSERTI128  $0x01, X3, Y4, Y3
@@ -21101,20 +21101,18 @@ dot8Q4_0x2AVX2_block:
 	VPSIGNB      Y3, Y6, Y6
 	VPMADDUBSW   Y6, Y5, Y6
 	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VMULSS       (DI), X2, X4
-	VBROADCASTSS X4, Y7
+	VBROADCASTSS (DI), Y7
+	VMULPS       Y2, Y7, Y7
 	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y0, Y0
+	VFMADD231PS  Y7, Y6, Y0
 	VMOVDQU      32(SI), Y6
 	VPSIGNB      Y3, Y6, Y6
 	VPMADDUBSW   Y6, Y5, Y3
 	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
-	VMULSS       4(DI), X2, X2
-	VBROADCASTSS X2, Y2
+	VBROADCASTSS 4(DI), Y5
+	VMULPS       Y2, Y5, Y5
 	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y2, Y3, Y3
-	VADDPS       Y3, Y1, Y1
+	VFMADD231PS  Y5, Y3, Y1
 	ADDQ         $0x12, CX
 	ADDQ         $0x00000040, SI
 	ADDQ         $0x08, DI
@@ -21141,7 +21139,7 @@ dot8Q4_0x2AVX2_done:
 	RET
 
 // func dot8Q5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q5_0x2AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21160,6 +21158,7 @@ dot8Q5_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x2AVX2_end
 	VCVTPH2PS    (CX), X2
+	VBROADCASTSS X2, Y2
 	VMOVDQU      6(CX), X4
 	VPSRLW       $0x04, X4, X3
 	VINSERTI128  $0x01, X3, Y4, Y3
@@ -21176,20 +21175,18 @@ dot8Q5_0x2AVX2_block:
 	VPSIGNB      Y3, Y6, Y6
 	VPMADDUBSW   Y6, Y5, Y6
 	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VMULSS       (DI), X2, X4
-	VBROADCASTSS X4, Y7
+	VBROADCASTSS (DI), Y7
+	VMULPS       Y2, Y7, Y7
 	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y0, Y0
+	VFMADD231PS  Y7, Y6, Y0
 	VMOVDQU      32(SI), Y6
 	VPSIGNB      Y3, Y6, Y6
 	VPMADDUBSW   Y6, Y5, Y3
 	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
-	VMULSS       4(DI), X2, X2
-	VBROADCASTSS X2, Y2
+	VBROADCASTSS 4(DI), Y5
+	VMULPS       Y2, Y5, Y5
 	VCVTDQ2PS    Y3, Y3
-	VMULPS       Y2, Y3, Y3
-	VADDPS       Y3, Y1, Y1
+	VFMADD231PS  Y5, Y3, Y1
 	ADDQ         $0x16, CX
 	ADDQ         $0x00000040, SI
 	ADDQ         $0x08, DI
@@ -21864,7 +21861,7 @@ dot8Q6Kx2AVX2_done:
 	RET
 
 // func dot8Q8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q8_0x3AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21884,35 +21881,33 @@ dot8Q8_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x3AVX2_end
 	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
 	VMOVDQU      2(CX), Y4
 	VPABSB       Y4, Y5
 	VMOVDQU      (SI), Y6
 	VPSIGNB      Y4, Y6, Y6
 	VPMADDUBSW   Y6, Y5, Y6
 	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VMULSS       (DI), X3, X7
-	VBROADCASTSS X7, Y7
+	VBROADCASTSS (DI), Y7
+	VMULPS       Y3, Y7, Y7
 	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y0, Y0
+	VFMADD231PS  Y7, Y6, Y0
 	VMOVDQU      32(SI), Y6
 	VPSIGNB      Y4, Y6, Y6
 	VPMADDUBSW   Y6, Y5, Y6
 	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VMULSS       4(DI), X3, X7
-	VBROADCASTSS X7, Y7
+	VBROADCASTSS 4(DI), Y7
+	VMULPS       Y3, Y7, Y7
 	VCVTDQ2PS    Y6, Y6
-	VMULPS       Y7, Y6, Y6
-	VADDPS       Y6, Y1, Y1
+	VFMADD231PS  Y7, Y6, Y1
 	VMOVDQU      64(SI), Y6
 	VPSIGNB      Y4, Y6, Y6
 	VPMADDUBSW   Y6, Y5, Y4
 	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VMULSS       8(DI), X3, X3
-	VBROADCASTSS X3, Y3
+	VBROADCASTSS 8(DI), Y5
+	VMULPS       Y3, Y5, Y5
 	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y3, Y4, Y4
-	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  Y5, Y4, Y2
 	ADDQ         $0x22, CX
 	ADDQ         $0x00000060, SI
 	ADDQ         $0x0c, DI
@@ -21944,7 +21939,7 @@ dot8Q8_0x3AVX2_done:
 	RET
 
 // func dot8Q4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q4_0x3AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21964,6 +21959,7 @@ dot8Q4_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x3AVX2_end
 	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
 	VMOVDQU      2(CX), X5
 	VPSRLW       $0x04, X5, X4
 	VINSERTI128  $0x01, X4, Y5, Y4
@@ -21974,29 +21970,26 @@ dot8Q4_0x3AVX2_block:
 	VPSIGNB      Y4, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y7
 	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VMULSS       (DI), X3, X5
-	VBROADCASTSS X5, Y8
+	VBROADCASTSS (DI), Y8
+	VMULPS       Y3, Y8, Y8
 	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y0, Y0
+	VFMADD231PS  Y8, Y7, Y0
 	VMOVDQU      32(SI), Y7
 	VPSIGNB      Y4, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y7
 	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VMULSS       4(DI), X3, X5
-	VBROADCASTSS X5, Y8
+	VBROADCASTSS 4(DI), Y8
+	VMULPS       Y3, Y8, Y8
 	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y1, Y1
+	VFMADD231PS  Y8, Y7, Y1
 	VMOVDQU      64(SI), Y7
 	VPSIGNB      Y4, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y4
 	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VMULSS       8(DI), X3, X3
-	VBROADCASTSS X3, Y3
+	VBROADCASTSS 8(DI), Y6
+	VMULPS       Y3, Y6, Y6
 	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y3, Y4, Y4
-	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  Y6, Y4, Y2
 	ADDQ         $0x12, CX
 	ADDQ         $0x00000060, SI
 	ADDQ         $0x0c, DI
@@ -22028,7 +22021,7 @@ dot8Q4_0x3AVX2_done:
 	RET
 
 // func dot8Q5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q5_0x3AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -22048,6 +22041,7 @@ dot8Q5_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x3AVX2_end
 	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
 	VMOVDQU      6(CX), X5
 	VPSRLW       $0x04, X5, X4
 	VINSERTI128  $0x01, X4, Y5, Y4
@@ -22064,29 +22058,26 @@ dot8Q5_0x3AVX2_block:
 	VPSIGNB      Y4, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y7
 	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VMULSS       (DI), X3, X5
-	VBROADCASTSS X5, Y8
+	VBROADCASTSS (DI), Y8
+	VMULPS       Y3, Y8, Y8
 	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y0, Y0
+	VFMADD231PS  Y8, Y7, Y0
 	VMOVDQU      32(SI), Y7
 	VPSIGNB      Y4, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y7
 	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VMULSS       4(DI), X3, X5
-	VBROADCASTSS X5, Y8
+	VBROADCASTSS 4(DI), Y8
+	VMULPS       Y3, Y8, Y8
 	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y1, Y1
+	VFMADD231PS  Y8, Y7, Y1
 	VMOVDQU      64(SI), Y7
 	VPSIGNB      Y4, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y4
 	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VMULSS       8(DI), X3, X3
-	VBROADCASTSS X3, Y3
+	VBROADCASTSS 8(DI), Y6
+	VMULPS       Y3, Y6, Y6
 	VCVTDQ2PS    Y4, Y4
-	VMULPS       Y3, Y4, Y4
-	VADDPS       Y4, Y2, Y2
+	VFMADD231PS  Y6, Y4, Y2
 	ADDQ         $0x16, CX
 	ADDQ         $0x00000060, SI
 	ADDQ         $0x0c, DI
@@ -22908,7 +22899,7 @@ dot8Q6Kx3AVX2_done:
 	RET
 
 // func dot8Q8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q8_0x4AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -22929,44 +22920,41 @@ dot8Q8_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x4AVX2_end
 	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
 	VMOVDQU      2(CX), Y5
 	VPABSB       Y5, Y6
 	VMOVDQU      (SI), Y7
 	VPSIGNB      Y5, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y7
 	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VMULSS       (DI), X4, X8
-	VBROADCASTSS X8, Y8
+	VBROADCASTSS (DI), Y8
+	VMULPS       Y4, Y8, Y8
 	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y0, Y0
+	VFMADD231PS  Y8, Y7, Y0
 	VMOVDQU      32(SI), Y7
 	VPSIGNB      Y5, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y7
 	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VMULSS       4(DI), X4, X8
-	VBROADCASTSS X8, Y8
+	VBROADCASTSS 4(DI), Y8
+	VMULPS       Y4, Y8, Y8
 	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y1, Y1
+	VFMADD231PS  Y8, Y7, Y1
 	VMOVDQU      64(SI), Y7
 	VPSIGNB      Y5, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y7
 	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VMULSS       8(DI), X4, X8
-	VBROADCASTSS X8, Y8
+	VBROADCASTSS 8(DI), Y8
+	VMULPS       Y4, Y8, Y8
 	VCVTDQ2PS    Y7, Y7
-	VMULPS       Y8, Y7, Y7
-	VADDPS       Y7, Y2, Y2
+	VFMADD231PS  Y8, Y7, Y2
 	VMOVDQU      96(SI), Y7
 	VPSIGNB      Y5, Y7, Y7
 	VPMADDUBSW   Y7, Y6, Y5
 	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VMULSS       12(DI), X4, X4
-	VBROADCASTSS X4, Y4
+	VBROADCASTSS 12(DI), Y6
+	VMULPS       Y4, Y6, Y6
 	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y5, Y5
-	VADDPS       Y5, Y3, Y3
+	VFMADD231PS  Y6, Y5, Y3
 	ADDQ         $0x22, CX
 	ADDQ         $0x00000080, SI
 	ADDQ         $0x10, DI
@@ -23003,7 +22991,7 @@ dot8Q8_0x4AVX2_done:
 	RET
 
 // func dot8Q4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q4_0x4AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -23024,6 +23012,7 @@ dot8Q4_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x4AVX2_end
 	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
 	VMOVDQU      2(CX), X6
 	VPSRLW       $0x04, X6, X5
 	VINSERTI128  $0x01, X5, Y6, Y5
@@ -23034,38 +23023,34 @@ dot8Q4_0x4AVX2_block:
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y7, Y8
 	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VMULSS       (DI), X4, X6
-	VBROADCASTSS X6, Y9
+	VBROADCASTSS (DI), Y9
+	VMULPS       Y4, Y9, Y9
 	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y9, Y8, Y8
-	VADDPS       Y8, Y0, Y0
+	VFMADD231PS  Y9, Y8, Y0
 	VMOVDQU      32(SI), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y7, Y8
 	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VMULSS       4(DI), X4, X6
-	VBROADCASTSS X6, Y9
+	VBROADCASTSS 4(DI), Y9
+	VMULPS       Y4, Y9, Y9
 	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y9, Y8, Y8
-	VADDPS       Y8, Y1, Y1
+	VFMADD231PS  Y9, Y8, Y1
 	VMOVDQU      64(SI), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y7, Y8
 	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VMULSS       8(DI), X4, X6
-	VBROADCASTSS X6, Y9
+	VBROADCASTSS 8(DI), Y9
+	VMULPS       Y4, Y9, Y9
 	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y9, Y8, Y8
-	VADDPS       Y8, Y2, Y2
+	VFMADD231PS  Y9, Y8, Y2
 	VMOVDQU      96(SI), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y7, Y5
 	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VMULSS       12(DI), X4, X4
-	VBROADCASTSS X4, Y4
+	VBROADCASTSS 12(DI), Y7
+	VMULPS       Y4, Y7, Y7
 	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y5, Y5
-	VADDPS       Y5, Y3, Y3
+	VFMADD231PS  Y7, Y5, Y3
 	ADDQ         $0x12, CX
 	ADDQ         $0x00000080, SI
 	ADDQ         $0x10, DI
@@ -23102,7 +23087,7 @@ dot8Q4_0x4AVX2_done:
 	RET
 
 // func dot8Q5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dot8Q5_0x4AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -23123,6 +23108,7 @@ dot8Q5_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x4AVX2_end
 	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
 	VMOVDQU      6(CX), X6
 	VPSRLW       $0x04, X6, X5
 	VINSERTI128  $0x01, X5, Y6, Y5
@@ -23139,38 +23125,34 @@ dot8Q5_0x4AVX2_block:
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y7, Y8
 	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VMULSS       (DI), X4, X6
-	VBROADCASTSS X6, Y9
+	VBROADCASTSS (DI), Y9
+	VMULPS       Y4, Y9, Y9
 	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y9, Y8, Y8
-	VADDPS       Y8, Y0, Y0
+	VFMADD231PS  Y9, Y8, Y0
 	VMOVDQU      32(SI), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y7, Y8
 	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VMULSS       4(DI), X4, X6
-	VBROADCASTSS X6, Y9
+	VBROADCASTSS 4(DI), Y9
+	VMULPS       Y4, Y9, Y9
 	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y9, Y8, Y8
-	VADDPS       Y8, Y1, Y1
+	VFMADD231PS  Y9, Y8, Y1
 	VMOVDQU      64(SI), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y7, Y8
 	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VMULSS       8(DI), X4, X6
-	VBROADCASTSS X6, Y9
+	VBROADCASTSS 8(DI), Y9
+	VMULPS       Y4, Y9, Y9
 	VCVTDQ2PS    Y8, Y8
-	VMULPS       Y9, Y8, Y8
-	VADDPS       Y8, Y2, Y2
+	VFMADD231PS  Y9, Y8, Y2
 	VMOVDQU      96(SI), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y7, Y5
 	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VMULSS       12(DI), X4, X4
-	VBROADCASTSS X4, Y4
+	VBROADCASTSS 12(DI), Y7
+	VMULPS       Y4, Y7, Y7
 	VCVTDQ2PS    Y5, Y5
-	VMULPS       Y4, Y5, Y5
-	VADDPS       Y5, Y3, Y3
+	VFMADD231PS  Y7, Y5, Y3
 	ADDQ         $0x16, CX
 	ADDQ         $0x00000080, SI
 	ADDQ         $0x10, DI
@@ -24568,8 +24550,7 @@ dot8Q8_0VNNI_block:
 	VBROADCASTI64X4 (R8), Z6
 	VPDPBUSD        Z6, Z4, Z2
 	VCVTDQ2PS       Z2, Z2
-	VMULPS          Z5, Z2, Z2
-	VADDPS          Z2, Z0, Z0
+	VFMADD231PS     Z5, Z2, Z0
 	ADDQ            $0x22, CX
 	ADDQ            $0x22, SI
 	ADDQ            $0x00000020, R8
@@ -24637,8 +24618,7 @@ dot8Q4_0VNNI_block:
 	VBROADCASTI64X4 (R8), Z6
 	VPDPBUSD        Z6, Z4, Z2
 	VCVTDQ2PS       Z2, Z2
-	VMULPS          Z5, Z2, Z2
-	VADDPS          Z2, Z0, Z0
+	VFMADD231PS     Z5, Z2, Z0
 	ADDQ            $0x12, CX
 	ADDQ            $0x12, SI
 	ADDQ            $0x00000020, R8
@@ -24714,8 +24694,7 @@ dot8Q5_0VNNI_block:
 	VBROADCASTI64X4 (R8), Z6
 	VPDPBUSD        Z6, Z4, Z2
 	VCVTDQ2PS       Z2, Z2
-	VMULPS          Z5, Z2, Z2
-	VADDPS          Z2, Z0, Z0
+	VFMADD231PS     Z5, Z2, Z0
 	ADDQ            $0x16, CX
 	ADDQ            $0x16, SI
 	ADDQ            $0x00000020, R8
@@ -25392,16 +25371,14 @@ dot8Q8_0x2VNNI_block:
 	VBROADCASTI64X4 (R8), Z8
 	VPDPBUSD        Z8, Z5, Z7
 	VCVTDQ2PS       Z7, Z7
-	VMULPS          Z6, Z7, Z7
-	VADDPS          Z7, Z0, Z0
+	VFMADD231PS     Z6, Z7, Z0
 	VBROADCASTSS    4(R9), Z6
 	VMULPS          Z3, Z6, Z6
 	VBROADCASTI64X4 32(R10), Z3
 	VBROADCASTI64X4 32(R8), Z7
 	VPDPBUSD        Z7, Z5, Z3
 	VCVTDQ2PS       Z3, Z3
-	VMULPS          Z6, Z3, Z3
-	VADDPS          Z3, Z1, Z1
+	VFMADD231PS     Z6, Z3, Z1
 	ADDQ            $0x22, CX
 	ADDQ            $0x22, SI
 	ADDQ            $0x00000040, R8
@@ -25479,16 +25456,14 @@ dot8Q4_0x2VNNI_block:
 	VBROADCASTI64X4 (R8), Z8
 	VPDPBUSD        Z8, Z5, Z7
 	VCVTDQ2PS       Z7, Z7
-	VMULPS          Z6, Z7, Z7
-	VADDPS          Z7, Z0, Z0
+	VFMADD231PS     Z6, Z7, Z0
 	VBROADCASTSS    4(R9), Z6
 	VMULPS          Z3, Z6, Z6
 	VBROADCASTI64X4 32(R10), Z3
 	VBROADCASTI64X4 32(R8), Z7
 	VPDPBUSD        Z7, Z5, Z3
 	VCVTDQ2PS       Z3, Z3
-	VMULPS          Z6, Z3, Z3
-	VADDPS          Z3, Z1, Z1
+	VFMADD231PS     Z6, Z3, Z1
 	ADDQ            $0x12, CX
 	ADDQ            $0x12, SI
 	ADDQ            $0x00000040, R8
@@ -25574,16 +25549,14 @@ dot8Q5_0x2VNNI_block:
 	VBROADCASTI64X4 (R8), Z8
 	VPDPBUSD        Z8, Z5, Z7
 	VCVTDQ2PS       Z7, Z7
-	VMULPS          Z6, Z7, Z7
-	VADDPS          Z7, Z0, Z0
+	VFMADD231PS     Z6, Z7, Z0
 	VBROADCASTSS    4(R9), Z6
 	VMULPS          Z3, Z6, Z6
 	VBROADCASTI64X4 32(R10), Z3
 	VBROADCASTI64X4 32(R8), Z7
 	VPDPBUSD        Z7, Z5, Z3
 	VCVTDQ2PS       Z3, Z3
-	VMULPS          Z6, Z3, Z3
-	VADDPS          Z3, Z1, Z1
+	VFMADD231PS     Z6, Z3, Z1
 	ADDQ            $0x16, CX
 	ADDQ            $0x16, SI
 	ADDQ            $0x00000040, R8
@@ -26422,24 +26395,21 @@ dot8Q8_0x3VNNI_block:
 	VBROADCASTI64X4 (R8), Z9
 	VPDPBUSD        Z9, Z6, Z8
 	VCVTDQ2PS       Z8, Z8
-	VMULPS          Z7, Z8, Z8
-	VADDPS          Z8, Z0, Z0
+	VFMADD231PS     Z7, Z8, Z0
 	VBROADCASTSS    4(R9), Z7
 	VMULPS          Z4, Z7, Z7
 	VBROADCASTI64X4 32(R10), Z8
 	VBROADCASTI64X4 32(R8), Z9
 	VPDPBUSD        Z9, Z6, Z8
 	VCVTDQ2PS       Z8, Z8
-	VMULPS          Z7, Z8, Z8
-	VADDPS          Z8, Z1, Z1
+	VFMADD231PS     Z7, Z8, Z1
 	VBROADCASTSS    8(R9), Z7
 	VMULPS          Z4, Z7, Z7
 	VBROADCASTI64X4 64(R10), Z4
 	VBROADCASTI64X4 64(R8), Z8
 	VPDPBUSD        Z8, Z6, Z4
 	VCVTDQ2PS       Z4, Z4
-	VMULPS          Z7, Z4, Z4
-	VADDPS          Z4, Z2, Z2
+	VFMADD231PS     Z7, Z4, Z2
 	ADDQ            $0x22, CX
 	ADDQ            $0x22, SI
 	ADDQ            $0x00000060, R8
@@ -26527,24 +26497,21 @@ dot8Q4_0x3VNNI_block:
 	VBROADCASTI64X4 (R8), Z9
 	VPDPBUSD        Z9, Z6, Z8
 	VCVTDQ2PS       Z8, Z8
-	VMULPS          Z7, Z8, Z8
-	VADDPS          Z8, Z0, Z0
+	VFMADD231PS     Z7, Z8, Z0
 	VBROADCASTSS    4(R9), Z7
 	VMULPS          Z4, Z7, Z7
 	VBROADCASTI64X4 32(R10), Z8
 	VBROADCASTI64X4 32(R8), Z9
 	VPDPBUSD        Z9, Z6, Z8
 	VCVTDQ2PS       Z8, Z8
-	VMULPS          Z7, Z8, Z8
-	VADDPS          Z8, Z1, Z1
+	VFMADD231PS     Z7, Z8, Z1
 	VBROADCASTSS    8(R9), Z7
 	VMULPS          Z4, Z7, Z7
 	VBROADCASTI64X4 64(R10), Z4
 	VBROADCASTI64X4 64(R8), Z8
 	VPDPBUSD        Z8, Z6, Z4
 	VCVTDQ2PS       Z4, Z4
-	VMULPS          Z7, Z4, Z4
-	VADDPS          Z4, Z2, Z2
+	VFMADD231PS     Z7, Z4, Z2
 	ADDQ            $0x12, CX
 	ADDQ            $0x12, SI
 	ADDQ            $0x00000060, R8
@@ -26640,24 +26607,21 @@ dot8Q5_0x3VNNI_block:
 	VBROADCASTI64X4 (R8), Z9
 	VPDPBUSD        Z9, Z6, Z8
 	VCVTDQ2PS       Z8, Z8
-	VMULPS          Z7, Z8, Z8
-	VADDPS          Z8, Z0, Z0
+	VFMADD231PS     Z7, Z8, Z0
 	VBROADCASTSS    4(R9), Z7
 	VMULPS          Z4, Z7, Z7
 	VBROADCASTI64X4 32(R10), Z8
 	VBROADCASTI64X4 32(R8), Z9
 	VPDPBUSD        Z9, Z6, Z8
 	VCVTDQ2PS       Z8, Z8
-	VMULPS          Z7, Z8, Z8
-	VADDPS          Z8, Z1, Z1
+	VFMADD231PS     Z7, Z8, Z1
 	VBROADCASTSS    8(R9), Z7
 	VMULPS          Z4, Z7, Z7
 	VBROADCASTI64X4 64(R10), Z4
 	VBROADCASTI64X4 64(R8), Z8
 	VPDPBUSD        Z8, Z6, Z4
 	VCVTDQ2PS       Z4, Z4
-	VMULPS          Z7, Z4, Z4
-	VADDPS          Z4, Z2, Z2
+	VFMADD231PS     Z7, Z4, Z2
 	ADDQ            $0x16, CX
 	ADDQ            $0x16, SI
 	ADDQ            $0x00000060, R8
@@ -27658,32 +27622,28 @@ dot8Q8_0x4VNNI_block:
 	VBROADCASTI64X4 (R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z0, Z0
+	VFMADD231PS     Z8, Z9, Z0
 	VBROADCASTSS    4(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 32(R10), Z9
 	VBROADCASTI64X4 32(R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z1, Z1
+	VFMADD231PS     Z8, Z9, Z1
 	VBROADCASTSS    8(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 64(R10), Z9
 	VBROADCASTI64X4 64(R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z2, Z2
+	VFMADD231PS     Z8, Z9, Z2
 	VBROADCASTSS    12(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 96(R10), Z5
 	VBROADCASTI64X4 96(R8), Z9
 	VPDPBUSD        Z9, Z7, Z5
 	VCVTDQ2PS       Z5, Z5
-	VMULPS          Z8, Z5, Z5
-	VADDPS          Z5, Z3, Z3
+	VFMADD231PS     Z8, Z5, Z3
 	ADDQ            $0x22, CX
 	ADDQ            $0x22, SI
 	ADDQ            $0x00000080, R8
@@ -27781,32 +27741,28 @@ dot8Q4_0x4VNNI_block:
 	VBROADCASTI64X4 (R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z0, Z0
+	VFMADD231PS     Z8, Z9, Z0
 	VBROADCASTSS    4(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 32(R10), Z9
 	VBROADCASTI64X4 32(R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z1, Z1
+	VFMADD231PS     Z8, Z9, Z1
 	VBROADCASTSS    8(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 64(R10), Z9
 	VBROADCASTI64X4 64(R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z2, Z2
+	VFMADD231PS     Z8, Z9, Z2
 	VBROADCASTSS    12(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 96(R10), Z5
 	VBROADCASTI64X4 96(R8), Z9
 	VPDPBUSD        Z9, Z7, Z5
 	VCVTDQ2PS       Z5, Z5
-	VMULPS          Z8, Z5, Z5
-	VADDPS          Z5, Z3, Z3
+	VFMADD231PS     Z8, Z5, Z3
 	ADDQ            $0x12, CX
 	ADDQ            $0x12, SI
 	ADDQ            $0x00000080, R8
@@ -27912,32 +27868,28 @@ dot8Q5_0x4VNNI_block:
 	VBROADCASTI64X4 (R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z0, Z0
+	VFMADD231PS     Z8, Z9, Z0
 	VBROADCASTSS    4(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 32(R10), Z9
 	VBROADCASTI64X4 32(R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z1, Z1
+	VFMADD231PS     Z8, Z9, Z1
 	VBROADCASTSS    8(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 64(R10), Z9
 	VBROADCASTI64X4 64(R8), Z10
 	VPDPBUSD        Z10, Z7, Z9
 	VCVTDQ2PS       Z9, Z9
-	VMULPS          Z8, Z9, Z9
-	VADDPS          Z9, Z2, Z2
+	VFMADD231PS     Z8, Z9, Z2
 	VBROADCASTSS    12(R9), Z8
 	VMULPS          Z5, Z8, Z8
 	VBROADCASTI64X4 96(R10), Z5
 	VBROADCASTI64X4 96(R8), Z9
 	VPDPBUSD        Z9, Z7, Z5
 	VCVTDQ2PS       Z5, Z5
-	VMULPS          Z8, Z5, Z5
-	VADDPS          Z5, Z3, Z3
+	VFMADD231PS     Z8, Z5, Z3
 	ADDQ            $0x16, CX
 	ADDQ            $0x16, SI
 	ADDQ            $0x00000080, R8

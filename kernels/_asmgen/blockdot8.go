@@ -126,6 +126,12 @@ func addScaled(L VecVirtual, sc Op, acc VecVirtual) {
 	VADDPS(L, acc, acc)
 }
 
+// fmaScaled sets acc to sc·float32(L) + acc, rounded once.
+func fmaScaled(L VecVirtual, sc Op, acc VecVirtual) {
+	VCVTDQ2PS(L, L)
+	VFMADD231PS(sc, L, acc)
+}
+
 func kernelName8(base string, nt int, vnni bool) string {
 	s := base
 	if nt > 1 {
@@ -231,6 +237,8 @@ func genDot8Blocks32(f fmt8, nt int, k k8) {
 	JLE(LabelRef(name + "_end"))
 	hx := XMM()
 	VCVTPH2PS(Mem{Base: w}, hx) // d, then 3 halves of weights (not used)
+	hb := YMM()
+	VBROADCASTSS(hx, hb)
 	wv := YMM()
 	switch f.bytes {
 	case 34:
@@ -276,7 +284,10 @@ func genDot8Blocks32(f fmt8, nt int, k k8) {
 			nm = Mem{Base: ncp, Disp: 32 * t}
 		}
 		L := k.lanes32(p, Mem{Base: qp, Disp: 32 * t}, nm, true)
-		addScaled(L, scaleVec(hx, Mem{Base: dp, Disp: 4 * t}), acc[t])
+		sc := YMM()
+		VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, sc)
+		VMULPS(hb, sc, sc) // float32(half·d_b)
+		fmaScaled(L, sc, acc[t])
 	}
 	ADDQ(U8(f.bytes), w)
 	ADDQ(U32(32*nt), qp)

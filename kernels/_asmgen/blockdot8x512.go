@@ -149,7 +149,7 @@ func genDot8Blocks32x512(f fmt8, nt int) {
 			VBROADCASTI64X4(Mem{Base: ncp, Disp: 32 * t}, L)
 			VBROADCASTI64X4(Mem{Base: qp, Disp: 32 * t}, qz)
 			VPDPBUSD(qz, wv, L)
-			addScaled(L, sc, acc[t])
+			fmaScaled(L, sc, acc[t])
 		}
 		ADDQ(U8(f.bytes), w)
 		ADDQ(U8(f.bytes), w1)
