@@ -200,16 +200,13 @@ func (a *xAct8) group(T, C int) {
 // when x holds an Inf or a NaN.
 func quantizeAct8Row(q []int8, d, s []float32, aux []int32, x []float32) bool {
 	elems := len(x) / len(d)
+	var t [256]int16
 	for b := range d {
 		xb := x[elems*b : elems*(b+1)]
 		qb := q[elems*b : elems*(b+1)]
-		var m float32
-		for _, v := range xb {
-			v = float32(math.Abs(float64(v)))
-			if !(v <= math.MaxFloat32) {
-				return false
-			}
-			m = max(m, v)
+		m := absMax(xb) // NaN if xb holds an Inf or a NaN
+		if m != m {
+			return false
 		}
 		id := act8Max / m
 		if m == 0 || id > math.MaxFloat32 {
@@ -217,31 +214,30 @@ func quantizeAct8Row(q []int8, d, s []float32, aux []int32, x []float32) bool {
 			d[b] = 0
 			continue
 		}
-		for i, v := range xb {
-			r := math.RoundToEven(float64(v * id))
-			qb[i] = int8(max(-act8Max, min(act8Max, r)))
+		// round(x·id), ties to even: |x·id| ≤ m·(127/m), which rounds to
+		// at most 127, so the int16 values fit int8.
+		tb := t[:elems]
+		quantI16(tb, xb, id)
+		for i, v := range tb {
+			qb[i] = int8(v)
 		}
 		d[b] = m / act8Max
 	}
 	for b := range s {
 		qb := q[q8Block*b : q8Block*(b+1)]
-		var sum int32
-		for _, v := range qb {
-			sum += int32(v)
-		}
-		s[b] = float32(sum)
 		ab := aux[8*b : 8*b+8]
+		var sum int32
 		for l := range ab {
+			q0, q1, q2, q3 := qb[4*l], qb[4*l+1], qb[4*l+2], qb[4*l+3]
+			g := int32(q0) + int32(q1) + int32(q2) + int32(q3)
+			sum += g
 			if elems == 32 {
-				ab[l] = -128 * (int32(qb[4*l]) + int32(qb[4*l+1]) + int32(qb[4*l+2]) + int32(qb[4*l+3]))
+				ab[l] = -128 * g
 			} else {
-				u := uint32(0x80808080)
-				for i := range 4 {
-					u ^= uint32(uint8(qb[4*l+i])) << (8 * i)
-				}
-				ab[l] = int32(u)
+				ab[l] = int32(0x80808080 ^ (uint32(uint8(q0)) | uint32(uint8(q1))<<8 | uint32(uint8(q2))<<16 | uint32(uint8(q3))<<24))
 			}
 		}
+		s[b] = float32(sum)
 	}
 	return true
 }

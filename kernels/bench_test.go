@@ -371,3 +371,29 @@ func BenchmarkMatMulAct8(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQuantizeAct8 times the rounding of 64 rows of 4096 activations
+// for the fused block products: 16-bit blocks (xQ8) and 8-bit blocks of
+// 32 and 256 (xAct8).
+func BenchmarkQuantizeAct8(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 6))
+	const T, C = 64, 4096
+	x := make([]float32, T*C)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	b.Run("int16", func(b *testing.B) {
+		var a xQ8
+		for b.Loop() {
+			a.quantize(x, T, C)
+		}
+	})
+	for _, e := range []int{32, 256} {
+		b.Run(fmt.Sprintf("int8/%d", e), func(b *testing.B) {
+			var a xAct8
+			for b.Loop() {
+				a.quantize(x, T, C, e)
+			}
+		})
+	}
+}
