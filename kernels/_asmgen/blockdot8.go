@@ -7,27 +7,28 @@ import (
 )
 
 // The 8-bit activation kernels (package kernels' act8.go) multiply rows of
-// ggml's quantized blocks with activations rounded to int8 in blocks of 32
-// (q, one float32 scale d per block, for Q4_K and Q5_K the block's Σ q as
-// a float32 s, and nc: per block 8 int32 lanes −128·Σ_{4l..4l+3} q). Each
-// block's 32 weights are made 32 bytes in element order (signed weights for
-// Q8_0, Q4_0, Q5_0 and Q6_K, unsigned 4- and 5-bit values for Q4_K and
-// Q5_K), and the exact int32 lane sums L_l = Σ_{i=4l..4l+3} w_i·q_i come
-// from
+// ggml's quantized blocks with activations rounded to int8: q, with one
+// float32 scale d per block of 32 (Q8_0, Q4_0, Q5_0) or 256 (Q4_K, Q5_K,
+// Q6_K), s the Σ q of each block of 32 (the K-formats' minimum terms) and
+// nc what some kernels need (xAct8's aux: −128·Σ of 4 q for the blocks of
+// 32, q+128 as bytes for the K-formats). Each block's 32 weights are made
+// 32 bytes in element order (signed weights for Q8_0, Q4_0, Q5_0 and Q6_K,
+// unsigned 4- and 5-bit values for Q4_K and Q5_K). This file writes the
+// AVX2 kernels, one row at a time; blockdot8x512.go the AVX-512 VNNI ones,
+// two rows at a time. Both compute, operation for operation, what the Go
+// code does:
 //
-//   - AVX2, signed weights: VPSIGNB moves the weights' signs onto the
-//     activations, VPMADDUBSW multiplies |w| with them into int16 pairs
-//     (at most 2·128·127, no saturation), VPMADDWD with ones adds pairs;
-//   - AVX2, unsigned weights: VPMADDUBSW and VPMADDWD with ones;
-//   - AVX-512 VNNI, signed weights: VPDPBUSD of w+128 (w XOR 0x80, unsigned)
-//     with q, into a register loaded with nc (which removes the 128·Σq);
-//   - AVX-512 VNNI, unsigned weights: VPDPBUSD into zero.
+//   - Q8_0, Q4_0, Q5_0: the lanes L_l = Σ_{i=4l..4l+3} w_i·q_i of a block
+//     (signedLanes), converted to float32 and added by one fused
+//     multiply-add with the scale half·d_b to 8 lane accumulators;
+//   - Q4_K, Q5_K: VPMADDUBSW of the unsigned weights with q, VPMADDWD with
+//     the sub-block's 6-bit scale broadcast as words, VPADDD: a super-block's
+//     exact integer lanes, then one conversion, product with d·d_sb and sum;
+//   - Q6_K: VPMADDUBSW of q+128 with w = q6−32 (pairs at most 2·255·32),
+//     VPMADDWD with the 16-weight scales, VPADDD, less the block's
+//     128·Σ w pairs times the scales (summed once for all tokens).
 //
-// The lanes are converted to float32, multiplied by the block's scale (a
-// broadcast, or Q6_K's per-lane vector) and added to 8 lane accumulators,
-// then reduced by hsum1's tree, operation for operation as the Go code, so
-// every path gives the same bits. The VNNI kernels keep few live vector
-// registers and use instructions with an EVEX form where it differs.
+// The lanes are reduced by hsum1's tree at the end of a row.
 
 type fmt8 struct {
 	base, gen string
@@ -44,79 +45,20 @@ var formats8 = []fmt8{
 	{"dot8Q6K", "dot8Q6KGeneric", 210, true},
 }
 
-var c8PermW [8]Mem
-
 var c8Ones16, c8B80, c8B08, c8B10, c8B01, c8BitMask, c8ShufQh Mem
 
-// k8 is the kernel being written: its path decides the instructions.
-type k8 struct {
-	vnni bool
-}
-
-func (k k8) and(a Op, b, dst VecVirtual) {
-	if k.vnni {
-		VPANDD(a, b, dst)
-	} else {
-		VPAND(a, b, dst)
-	}
-}
-
-func (k k8) or(a Op, b, dst VecVirtual) {
-	if k.vnni {
-		VPORD(a, b, dst)
-	} else {
-		VPOR(a, b, dst)
-	}
-}
-
-func (k k8) load(m Mem, v VecVirtual) {
-	if k.vnni {
-		VMOVDQU32(m, v)
-	} else {
-		VMOVDQU(m, v)
-	}
-}
-
-// lanes32 returns the int32 lane sums of the 32 weight bytes prepared by
-// prep (see prepW) with the 32 activations at qm; nm is the block's nc.
-func (k k8) lanes32(p prepW, qm, nm Mem, signed bool) VecVirtual {
-	out := YMM()
-	switch {
-	case k.vnni && signed:
-		VMOVDQU32(nm, out)
-		VPDPBUSD(qm, p.u, out)
-	case k.vnni:
-		VXORPS(out, out, out) // a zero idiom the allocator knows
-		VPDPBUSD(qm, p.u, out)
-	case signed:
-		t := YMM()
-		VMOVDQU(qm, t)
-		VPSIGNB(p.s, t, t)
-		VPMADDUBSW(t, p.u, out)
-		VPMADDWD(c8Ones16, out, out)
-	default:
-		VPMADDUBSW(qm, p.u, out)
-		VPMADDWD(c8Ones16, out, out)
-	}
+// signedLanes returns the int32 lane sums L_l = Σ_{i=4l}^{4l+3} w_i·q_i of
+// the 32 signed weight bytes in w (wabs: their magnitudes) with the 32
+// activations at qm: VPSIGNB moves the weights' signs onto the
+// activations, VPMADDUBSW multiplies |w| with them into int16 pairs (at
+// most 2·128·127: no saturation), VPMADDWD with ones adds the pairs.
+func signedLanes(w, wabs VecVirtual, qm Mem) VecVirtual {
+	out, t := YMM(), YMM()
+	VMOVDQU(qm, t)
+	VPSIGNB(w, t, t)
+	VPMADDUBSW(t, wabs, out)
+	VPMADDWD(c8Ones16, out, out)
 	return out
-}
-
-// prepW is a block's weights as the lanes need them: u the unsigned
-// operand (|w|, w XOR 0x80 or the unsigned values), s the signed weights
-// (AVX2, signed formats only).
-type prepW struct{ u, s VecVirtual }
-
-func (k k8) prep(w VecVirtual, signed bool) prepW {
-	if !signed {
-		return prepW{u: w}
-	}
-	u := YMM()
-	if k.vnni {
-		VPXORD(c8B80, w, u)
-		return prepW{u: u}
-	}
-	VPABSB(w, u)
-	return prepW{u: u, s: w}
 }
 
 // addScaled adds float32(sc·float32(L)) to acc.
@@ -132,6 +74,8 @@ func fmaScaled(L VecVirtual, sc Op, acc VecVirtual) {
 	VFMADD231PS(sc, L, acc)
 }
 
+// kernelName8 names the 8-bit kernel of base for nt tokens: the AVX2 one,
+// or the AVX-512 VNNI one (blockdot8x512.go).
 func kernelName8(base string, nt int, vnni bool) string {
 	s := base
 	if nt > 1 {
@@ -158,23 +102,15 @@ func genBlockDot8() {
 	for i := 0; i < 8; i++ {
 		DATA(4*i, U32(uint32(i/2)*0x01010101))
 	}
-	for j := range c8PermW { // words 0-7: index 2j, 8-15: 2j+1
-		c8PermW[j] = GLOBL("b8PermW"+itoa(j), RODATA|NOPTR)
-		for i := 0; i < 8; i++ {
-			DATA(4*i, U32(uint32(2*j+i/4)*0x00010001))
-		}
-	}
-	for _, vnni := range []bool{false} {
-		for nt := 1; nt <= 4; nt++ {
-			for _, f := range formats8 {
-				switch f.bytes {
-				case 144, 176:
-					genDot8K45(f, nt, k8{vnni})
-				case 210:
-					genDot8Q6K(f, nt, k8{vnni})
-				default:
-					genDot8Blocks32(f, nt, k8{vnni})
-				}
+	for nt := 1; nt <= 4; nt++ {
+		for _, f := range formats8 {
+			switch f.bytes {
+			case 144, 176:
+				genDot8K45(f, nt)
+			case 210:
+				genDot8Q6K(f, nt)
+			default:
+				genDot8Blocks32(f, nt)
 			}
 		}
 	}
@@ -182,7 +118,7 @@ func genBlockDot8() {
 
 const sig8 = "func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32, nc *int32)"
 
-func doc8(name string, f fmt8, nt int, k k8) {
+func doc8(name string, f fmt8, nt int) {
 	var lines []string
 	if nt == 1 {
 		lines = []string{
@@ -201,19 +137,16 @@ func doc8(name string, f fmt8, nt int, k k8) {
 			f.gen + " of each token.",
 		}
 	}
-	if k.vnni {
-		lines = append(lines, "It needs AVX-512 VNNI and VL.")
-	}
 	Doc(lines...)
 }
 
 // Q8_0, Q4_0, Q5_0: blocks of 32; block b of token t at q[(b*nt+t)*32],
 // nc[(b*nt+t)*8], d[b*nt+t].
-func genDot8Blocks32(f fmt8, nt int, k k8) {
-	name := kernelName8(f.base, nt, k.vnni)
+func genDot8Blocks32(f fmt8, nt int) {
+	name := kernelName8(f.base, nt, false)
 	TEXT(name, NOSPLIT, sig8)
 	Pragma("noescape")
-	doc8(name, f, nt, k)
+	doc8(name, f, nt)
 	y := Load(Param("y"), GP64())
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -223,10 +156,6 @@ func genDot8Blocks32(f fmt8, nt int, k k8) {
 	n := Load(Param("rb"), GP64())
 	qp := Load(Param("q"), GP64())
 	dp := Load(Param("d"), GP64())
-	var ncp Register
-	if k.vnni {
-		ncp = Load(Param("nc"), GP64())
-	}
 	acc := make([]VecVirtual, nt)
 	for t := range acc {
 		acc[t] = YMM()
@@ -242,7 +171,7 @@ func genDot8Blocks32(f fmt8, nt int, k k8) {
 	wv := YMM()
 	switch f.bytes {
 	case 34:
-		k.load(Mem{Base: w, Disp: 2}, wv)
+		VMOVDQU(Mem{Base: w, Disp: 2}, wv)
 	default:
 		// Nibbles: the 16 bytes in both halves, the high half shifted.
 		off := 2
@@ -250,19 +179,11 @@ func genDot8Blocks32(f fmt8, nt int, k k8) {
 			off = 6
 		}
 		lo := XMM()
-		if k.vnni {
-			VMOVDQU32(Mem{Base: w, Disp: off}, lo)
-		} else {
-			VMOVDQU(Mem{Base: w, Disp: off}, lo)
-		}
+		VMOVDQU(Mem{Base: w, Disp: off}, lo)
 		hi := XMM()
 		VPSRLW(U8(4), lo, hi)
-		if k.vnni {
-			VINSERTI32X4(U8(1), hi, lo.AsY(), wv)
-		} else {
-			VINSERTI128(U8(1), hi, lo.AsY(), wv)
-		}
-		k.and(b0F, wv, wv)
+		VINSERTI128(U8(1), hi, lo.AsY(), wv)
+		VPAND(b0F, wv, wv)
 		if f.bytes == 18 {
 			VPSUBB(c8B08, wv, wv)
 		} else {
@@ -270,20 +191,17 @@ func genDot8Blocks32(f fmt8, nt int, k k8) {
 			h := YMM()
 			VPBROADCASTD(Mem{Base: w, Disp: 2}, h)
 			VPSHUFB(c8ShufQh, h, h)
-			k.and(c8BitMask, h, h)
+			VPAND(c8BitMask, h, h)
 			VPMINUB(c8B01, h, h)
 			VPSLLW(U8(4), h, h)
-			k.or(h, wv, wv)
+			VPOR(h, wv, wv)
 			VPSUBB(c8B10, wv, wv)
 		}
 	}
-	p := k.prep(wv, true)
+	wabs := YMM()
+	VPABSB(wv, wabs)
 	for t := 0; t < nt; t++ {
-		var nm Mem
-		if k.vnni {
-			nm = Mem{Base: ncp, Disp: 32 * t}
-		}
-		L := k.lanes32(p, Mem{Base: qp, Disp: 32 * t}, nm, true)
+		L := signedLanes(wv, wabs, Mem{Base: qp, Disp: 32 * t})
 		sc := YMM()
 		VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, sc)
 		VMULPS(hb, sc, sc) // float32(half·d_b)
@@ -292,9 +210,6 @@ func genDot8Blocks32(f fmt8, nt int, k k8) {
 	ADDQ(U8(f.bytes), w)
 	ADDQ(U32(32*nt), qp)
 	ADDQ(U8(4*nt), dp)
-	if k.vnni {
-		ADDQ(U32(32*nt), ncp)
-	}
 	SUBQ(U8(f.bytes), n)
 	JMP(LabelRef(name + "_block"))
 	Label(name + "_end")
@@ -357,12 +272,12 @@ func k45ScalesInt(w Register) (scx, mn, dd VecVirtual) {
 // integer lanes I_l = Σ_j sc_j·L_{j,l} of a super-block are summed exactly
 // (VPMADDUBSW, then VPMADDWD with sc_j and VPADDD, or VPDPWSSD), then
 // converted, scaled by D = d·d_sb and added once per super-block.
-func genDot8K45(f fmt8, nt int, k k8) {
+func genDot8K45(f fmt8, nt int) {
 	five := f.bytes == 176
-	name := kernelName8(f.base, nt, k.vnni)
+	name := kernelName8(f.base, nt, false)
 	TEXT(name, NOSPLIT, sig8)
 	Pragma("noescape")
-	doc8(name, f, nt, k)
+	doc8(name, f, nt)
 	dLoc := AllocLocal(32 * nt)
 	mLoc := AllocLocal(32 * nt)
 	scLoc := AllocLocal(16)
@@ -389,11 +304,7 @@ func genDot8K45(f fmt8, nt int, k k8) {
 		scx, mn, dd := k45ScalesInt(w)
 		scw := XMM()
 		VPMOVZXBW(scx, scw)
-		if k.vnni {
-			VMOVDQU32(scw, scLoc)
-		} else {
-			VMOVDQU(scw, scLoc)
-		}
+		VMOVDQU(scw, scLoc)
 		for t := 0; t < nt; t++ {
 			ds, m := YMM(), YMM()
 			VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, ds)
@@ -416,39 +327,35 @@ func genDot8K45(f fmt8, nt int, k k8) {
 	}
 	for j := 0; j < 4; j++ {
 		raw := YMM()
-		k.load(Mem{Base: w, Disp: off + 32*j}, raw)
+		VMOVDQU(Mem{Base: w, Disp: off + 32*j}, raw)
 		for part := 0; part < 2; part++ {
 			v := YMM()
 			if part == 0 {
-				k.and(b0F, raw, v)
+				VPAND(b0F, raw, v)
 			} else {
 				VPSRLW(U8(4), raw, v)
-				k.and(b0F, v, v)
+				VPAND(b0F, v, v)
 			}
 			sb := 2*j + part
 			if five {
 				h := YMM()
-				k.load(Mem{Base: w, Disp: 16}, h)
+				VMOVDQU(Mem{Base: w, Disp: 16}, h)
 				switch {
 				case sb < 4:
 					VPSLLW(U8(4-sb), h, h)
 				case sb > 4:
 					VPSRLW(U8(sb-4), h, h)
 				}
-				k.and(c8B10, h, h)
-				k.or(h, v, v)
+				VPAND(c8B10, h, h)
+				VPOR(h, v, v)
 			}
 			sc := YMM()
 			VPBROADCASTW(scLoc.Offset(2*sb), sc)
 			for t := 0; t < nt; t++ {
 				p := YMM()
 				VPMADDUBSW(Mem{Base: qp, Disp: 32 * (sb*nt + t)}, v, p)
-				if k.vnni {
-					VPDPWSSD(sc, p, I[t])
-				} else {
-					VPMADDWD(sc, p, p)
-					VPADDD(p, I[t], I[t])
-				}
+				VPMADDWD(sc, p, p)
+				VPADDD(p, I[t], I[t])
 			}
 		}
 	}
@@ -479,11 +386,11 @@ func genDot8K45(f fmt8, nt int, k k8) {
 // saturation); the block's 128·w pairs, times the scales, are summed once
 // for all tokens (corr) and subtracted from each token's lanes at the end
 // of the super-block, so the lanes hold Σ sc·w·q exactly.
-func genDot8Q6K(f fmt8, nt int, k k8) {
-	name := kernelName8(f.base, nt, k.vnni)
+func genDot8Q6K(f fmt8, nt int) {
+	name := kernelName8(f.base, nt, false)
 	TEXT(name, NOSPLIT, sig8)
 	Pragma("noescape")
-	doc8(name, f, nt, k)
+	doc8(name, f, nt)
 	dLoc := AllocLocal(32 * nt)
 	scLoc := AllocLocal(32)
 	y := Load(Param("y"), GP64())
@@ -520,9 +427,7 @@ func genDot8Q6K(f fmt8, nt int, k k8) {
 		}
 		s16 = YMM()
 		VPMOVSXBW(Mem{Base: w, Disp: 192}, s16)
-		if !k.vnni {
-			VMOVDQU(s16, scLoc)
-		}
+		VMOVDQU(s16, scLoc)
 	}
 	I := make([]VecVirtual, nt)
 	for t := range I {
@@ -538,59 +443,46 @@ func genDot8Q6K(f fmt8, nt int, k k8) {
 			if g&1 == 1 {
 				src = src.Offset(32)
 			}
-			k.load(src, v)
+			VMOVDQU(src, v)
 			if g >= 2 {
 				VPSRLW(U8(4), v, v)
 			}
-			k.and(b0F, v, v)
-			k.load(Mem{Base: w, Disp: 128 + 32*hh}, b)
+			VPAND(b0F, v, v)
+			VMOVDQU(Mem{Base: w, Disp: 128 + 32*hh}, b)
 			switch g {
 			case 0:
-				k.and(b03, b, b)
+				VPAND(b03, b, b)
 				VPSLLW(U8(4), b, b)
 			case 1:
 				VPSLLW(U8(2), b, b)
-				k.and(b30, b, b)
+				VPAND(b30, b, b)
 			case 2:
-				k.and(b30, b, b)
+				VPAND(b30, b, b)
 			case 3:
 				VPSRLW(U8(2), b, b)
-				k.and(b30, b, b)
+				VPAND(b30, b, b)
 			}
-			k.or(b, v, v)
+			VPOR(b, v, v)
 			VPSUBB(b20, v, v) // w = q6 − 32
 			j := 8*hh + 2*g
 			sc := YMM()
-			if k.vnni {
-				k.load(c8PermW[j/2], sc)
-				VPERMW(s16, sc, sc)
-			} else {
-				s1 := XMM()
-				VPBROADCASTW(scLoc.Offset(2*j), sc)
-				VPBROADCASTW(scLoc.Offset(2*j+2), s1)
-				VINSERTI128(U8(1), s1, sc, sc)
-			}
+			s1 := XMM()
+			VPBROADCASTW(scLoc.Offset(2*j), sc)
+			VPBROADCASTW(scLoc.Offset(2*j+2), s1)
+			VINSERTI128(U8(1), s1, sc, sc)
 			// corr += sc·(128·w pairs)
 			c := YMM()
-			k.load(c8B80, c)
+			VMOVDQU(c8B80, c)
 			VPMADDUBSW(v, c, c)
-			if k.vnni {
-				VPDPWSSD(sc, c, corr)
-			} else {
-				VPMADDWD(sc, c, c)
-				VPADDD(c, corr, corr)
-			}
+			VPMADDWD(sc, c, c)
+			VPADDD(c, corr, corr)
 			blk := 4*hh + g
 			for t := 0; t < nt; t++ {
 				x, p := YMM(), YMM()
-				k.load(Mem{Base: ap, Disp: 32 * (blk*nt + t)}, x)
+				VMOVDQU(Mem{Base: ap, Disp: 32 * (blk*nt + t)}, x)
 				VPMADDUBSW(v, x, p)
-				if k.vnni {
-					VPDPWSSD(sc, p, I[t])
-				} else {
-					VPMADDWD(sc, p, p)
-					VPADDD(p, I[t], I[t])
-				}
+				VPMADDWD(sc, p, p)
+				VPADDD(p, I[t], I[t])
 			}
 		}
 	}
