@@ -18,7 +18,7 @@ import (
 var z8B80, z8B08, z8B10, z8B01, z8BitMask, z8ShufQh Mem
 var z8PermK, z8PermQ6 [8]Mem
 
-// vconst64Bytes is a 64-byte constant whose 32-bit words are words[i%len].
+// vconst64Words is a 64-byte constant whose 32-bit word i is words[i%len(words)].
 func vconst64Words(name string, words ...uint32) Mem {
 	m := GLOBL(name, RODATA|NOPTR)
 	for i := 0; i < 16; i++ {
@@ -312,11 +312,8 @@ func genDot8Q6Kx512(f fmt8, nt int) {
 		zeroZ(append(I, corr)...)
 		for hh := 0; hh < 2; hh++ {
 			for g := 0; g < 4; g++ {
-				src := Disp(64 * hh)
-				if g&1 == 1 {
-					src += 32
-				}
-				v := rowsZ(Mem{Base: w, Disp: int(src)}, Mem{Base: w1, Disp: int(src)})
+				src := 64*hh + 32*(g&1)
+				v := rowsZ(Mem{Base: w, Disp: src}, Mem{Base: w1, Disp: src})
 				if g >= 2 {
 					VPSRLW(U8(4), v, v)
 				}
@@ -366,6 +363,3 @@ func genDot8Q6Kx512(f fmt8, nt int) {
 		Label(name + "_end")
 	}, func(y Register) { storePair(y, acc, nil) })
 }
-
-// Disp is a displacement, for arithmetic before it becomes a Mem's.
-type Disp int
