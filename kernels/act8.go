@@ -62,9 +62,10 @@ func init() { actBits.Store(16) }
 // SetActivationBits chooses how MatMul rounds the activations of weights
 // with a fused block kernel (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): 16,
 // the default, to int16 blocks of 32 (each value within 1/65534 of its
-// block's largest magnitude); 8, to int8 blocks of 32 as llama.cpp does
-// (within 1/254), for faster products. F16, int8 and float weights are
-// not affected. Other values are an error. It applies to the products
+// block's largest magnitude); 8, to int8 blocks of 32 (Q8_0, Q4_0, Q5_0)
+// or 256 (Q4_K, Q5_K, Q6_K) as llama.cpp does (within 1/254 of the
+// block's largest magnitude), for faster products. F16, int8 and float
+// weights are not affected. Other values are an error. It applies to the products
 // that start after it returns.
 func SetActivationBits(bits int) error {
 	if bits != 8 && bits != 16 {

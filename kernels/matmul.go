@@ -45,7 +45,9 @@ import (
 //     blocks of exact integer lane sums, each scaled and added to 8 float32
 //     lanes (blockdot.go gives the order; the assembly and the plain Go
 //     give the same bits). A row of x with Inf or NaN is multiplied as
-//     below instead;
+//     below instead. With SetActivationBits(8) the rows are rounded to
+//     int8 instead, in blocks of 32 or (K-formats) 256, as llama.cpp does
+//     (act8.go gives that order);
 //   - F16 weights (DotF16): widened exactly, the float32 order;
 //   - other block weights: each chunk of rows is widened to float32 by its
 //     BlockFormat and multiplied by the float32 path, so the outputs are
