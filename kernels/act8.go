@@ -106,7 +106,7 @@ type xAct8 struct {
 // of 256 the scale of super-block sb at d[sb*nt+t] and Σ q at
 // s[(b/8*nt+t)*8+b%8].
 type xGroup8 struct {
-	tokens [groupTokens]int
+	tokens [groupTokens8]int
 	nt     int
 	q      []int8
 	d, s   []float32
@@ -138,9 +138,13 @@ func (a *xAct8) quantize(x []float32, T, C, elems int) {
 	a.groups = a.groups[:0]
 }
 
-// group packs the finite rows in groups of up to groupTokens tokens
-// (xGroup8).
-func (a *xAct8) group(T, C int) {
+// groupTokens8 is the most tokens the AVX-512 VNNI 8-bit kernels multiply
+// at once (they hold two rows per register, so 8 tokens' accumulators and
+// integer lanes fit the 32 registers); the AVX2 ones take groupTokens.
+const groupTokens8 = 8
+
+// group packs the finite rows in groups of up to maxNT tokens (xGroup8).
+func (a *xAct8) group(T, C, maxNT int) {
 	nb, nd := C/q8Block, C/a.elems
 	if cap(a.gq) < T*C {
 		a.gq = make([]int8, T*C)
@@ -152,8 +156,8 @@ func (a *xAct8) group(T, C int) {
 	if cap(a.gd) < T*nd {
 		a.gd = make([]float32, T*nd)
 	}
-	if cap(a.groups) < (T+groupTokens-1)/groupTokens {
-		a.groups = make([]xGroup8, 0, (T+groupTokens-1)/groupTokens)
+	if cap(a.groups) < T {
+		a.groups = make([]xGroup8, 0, T)
 	}
 	a.groups = a.groups[:0]
 	var g xGroup8
@@ -186,7 +190,7 @@ func (a *xAct8) group(T, C int) {
 		}
 		g.tokens[g.nt] = t
 		g.nt++
-		if g.nt == groupTokens {
+		if g.nt == maxNT {
 			flush()
 		}
 	}
@@ -256,8 +260,8 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 			}
 		}
 		nr := r1 - r0
-		if len(s.blockOut) < groupTokens*nr {
-			s.blockOut = make([]float32, groupTokens*nr)
+		if len(s.blockOut) < groupTokens8*nr {
+			s.blockOut = make([]float32, groupTokens8*nr)
 		}
 		for _, g := range a.groups {
 			out := s.blockOut[:g.nt*nr]

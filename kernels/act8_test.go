@@ -75,7 +75,7 @@ func TestAct8Kernels(t *testing.T) {
 						C := nblk * f.Elems
 						w := randDotBlocks(r, f, rows, C)
 						rb := f.rowBytes(C)
-						for _, T := range []int{1, 2, 3, 4, 5} {
+						for _, T := range []int{1, 2, 3, 4, 5, 8, 13} {
 							x := act8Input(r, T, C)
 							a := act8X(x, T, C, f.Elems)
 							nb, nd := C/32, C/f.Elems
@@ -94,8 +94,13 @@ func TestAct8Kernels(t *testing.T) {
 									}
 								}
 							}
-							if useAVX2 {
-								a.group(T, C)
+							// Groups of up to 4 tokens, and of up to 8 for the
+							// AVX-512 kernels, which take them on even rows.
+							for _, maxNT := range []int{groupTokens, groupTokens8} {
+								if !useAVX2 || maxNT > groupTokens && (!useAVX512 || rows%2 != 0) {
+									continue
+								}
+								a.group(T, C, maxNT)
 								for _, g := range a.groups {
 									got, check := guarded(r, rows*g.nt, 1)
 									blockDot8Rows(got, f.Dot, w.Q, rb, g.nt, g.q, g.d, g.s, g.aux)
@@ -237,8 +242,8 @@ func TestMatMulAct8(t *testing.T) {
 	paths(t, func(t *testing.T) {
 		r := newRand(t)
 		for _, f := range dotFormats {
-			for _, T := range []int{1, 2, 3, 4, 5, 10, 33} {
-				for _, sh := range []struct{ R, nb int }{{1, 1}, {7, 2}, {37, 3}, {130, 1}} {
+			for _, T := range []int{1, 2, 3, 4, 5, 8, 10, 33} {
+				for _, sh := range []struct{ R, nb int }{{1, 1}, {7, 2}, {37, 3}, {130, 1}, {66, 2}} {
 					R, C := sh.R, sh.nb*f.Elems
 					w := randDotBlocks(r, f, R, C)
 					for b := 0; b < len(w.Q); b += f.Bytes { // ordinary scales only

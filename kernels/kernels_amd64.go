@@ -1581,3 +1581,171 @@ func dot8Q5Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //
 //go:noescape
 func dot8Q6Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x5VNNI is dot8Q8_0x5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x5VNNI is dot8Q4_0x5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x5VNNI is dot8Q5_0x5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx5VNNI is dot8Q4Kx5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx5VNNI is dot8Q5Kx5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx5VNNI is dot8Q6Kx5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x6VNNI is dot8Q8_0x6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x6VNNI is dot8Q4_0x6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x6VNNI is dot8Q5_0x6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx6VNNI is dot8Q4Kx6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx6VNNI is dot8Q5Kx6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx6VNNI is dot8Q6Kx6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x7VNNI is dot8Q8_0x7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x7VNNI is dot8Q4_0x7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x7VNNI is dot8Q5_0x7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx7VNNI is dot8Q4Kx7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx7VNNI is dot8Q5Kx7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx7VNNI is dot8Q6Kx7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x8VNNI is dot8Q8_0x8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x8VNNI is dot8Q4_0x8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x8VNNI is dot8Q5_0x8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx8VNNI is dot8Q4Kx8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx8VNNI is dot8Q5Kx8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx8VNNI is dot8Q6Kx8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)

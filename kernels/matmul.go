@@ -96,7 +96,15 @@ func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8, xa *xAct8) {
 	case m.fused && actBits.Load() == 8:
 		xa.quantize(x[:T*C], T, C, w.Format.Elems)
 		if T > 1 && useAVX2 {
-			xa.group(T, C)
+			// Up to 8 tokens per pass for the AVX-512 row-pair kernels:
+			// every chunk of rows is then even (chunks are multiples of 4
+			// rows), so no odd row is left to the AVX2 kernels, which take
+			// at most 4.
+			nt := groupTokens
+			if useAVX512 && w.Rows%2 == 0 {
+				nt = groupTokens8
+			}
+			xa.group(T, C, nt)
 		}
 		m.xa = xa
 	case m.fused:

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/mmcloughlin/avo/attr"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -14,6 +16,10 @@ import (
 // sum serves both rows. The integer lanes and the float32 operations of
 // each row are those of the one-row kernels (blockdot8.go), so the bits
 // are the plain Go's; an odd last row runs the AVX2 kernel.
+
+// groupTokens8 is the most tokens an AVX-512 VNNI 8-bit kernel multiplies
+// at once (package kernels' groupTokens8; the AVX2 ones take up to 4).
+const groupTokens8 = 8
 
 var z8B80, z8B08, z8B10, z8B01, z8BitMask, z8ShufQh Mem
 var z8PermK, z8PermQ6 [8]Mem
@@ -50,7 +56,7 @@ func genBlockDot8x512() {
 		}
 		z8PermQ6[j] = vconst64Words("b8zPermQ6"+itoa(j), w[:]...)
 	}
-	for nt := 1; nt <= 4; nt++ {
+	for nt := 1; nt <= groupTokens8; nt++ {
 		for _, f := range formats8 {
 			switch f.bytes {
 			case 144, 176:
@@ -68,6 +74,16 @@ func doc8x512(name string, f fmt8, nt int) {
 	Doc(name+" is "+kernelName8(f.base, nt, false)+" for an even number of rows",
 		"(two rows per 512-bit register), with the same bits; it needs AVX-512 F,",
 		"BW, VL and VNNI.")
+}
+
+// splitFor is the TEXT flag of a kernel with frame bytes of locals:
+// NOSPLIT while the frame fits the linker's limit for NOSPLIT chains, else
+// none (the function then checks the stack and may grow it).
+func splitFor(frame int) attr.Attribute {
+	if frame <= 512 {
+		return NOSPLIT
+	}
+	return 0
 }
 
 // rowsZ returns the 32 bytes at m0 (row r) and m1 (row r+1) in the low and
@@ -166,7 +182,7 @@ func genDot8Blocks32x512(f fmt8, nt int) {
 func genDot8K45x512(f fmt8, nt int) {
 	five := f.bytes == 176
 	name := kernelName8(f.base, nt, true)
-	TEXT(name, NOSPLIT, sig8)
+	TEXT(name, splitFor(2*64*nt), sig8)
 	Pragma("noescape")
 	doc8x512(name, f, nt)
 	dLoc := AllocLocal(64 * nt)
@@ -273,7 +289,7 @@ func genDot8K45x512(f fmt8, nt int) {
 // Q6_K, as genDot8Q6K.
 func genDot8Q6Kx512(f fmt8, nt int) {
 	name := kernelName8(f.base, nt, true)
-	TEXT(name, NOSPLIT, sig8)
+	TEXT(name, splitFor(64*nt), sig8)
 	Pragma("noescape")
 	doc8x512(name, f, nt)
 	dLoc := AllocLocal(64 * nt)
