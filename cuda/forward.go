@@ -566,16 +566,30 @@ func (m *Model) Sample(o SampleOptions) ([]int, error) {
 	if dev.enter() {
 		defer dev.leave()
 	}
-	V := m.Config.VocabSize
-	if o.Temperature > 0 && (o.TopK > 0 && o.TopK < V || o.TopP > 0 && o.TopP < 1) {
-		if err := dev.launch("sample_top", [2]int{w.nhead}, 1024, w.ids.Ptr, w.logits.Ptr, ia(V),
-			fa(o.Temperature), ia(o.TopK), fa(o.TopP), fa(o.MinP), o.Seed, o.Step); err != nil {
-			return nil, err
-		}
-	} else if err := dev.launch("sample", [2]int{w.nhead}, 1024, w.ids.Ptr, w.logits.Ptr, ia(V),
-		fa(o.Temperature), fa(o.MinP), o.Seed, o.Step); err != nil {
+	if err := m.sampleRows(0, w.nhead, o); err != nil {
 		return nil, err
 	}
+	return m.downloadIDs()
+}
+
+// sampleRows launches the sampling kernel for logits rows [row, row+n) of
+// the last Forward, writing their ids on the device.
+func (m *Model) sampleRows(row, n int, o SampleOptions) error {
+	w, dev := &m.ws, m.Dev
+	V := m.Config.VocabSize
+	ids, logits := w.ids.Ptr+4*uint64(row), w.logits.Ptr+4*uint64(row)*uint64(V)
+	if o.Temperature > 0 && (o.TopK > 0 && o.TopK < V || o.TopP > 0 && o.TopP < 1) {
+		return dev.launch("sample_top", [2]int{n}, 1024, ids, logits, ia(V),
+			fa(o.Temperature), ia(o.TopK), fa(o.TopP), fa(o.MinP), o.Seed, o.Step)
+	}
+	return dev.launch("sample", [2]int{n}, 1024, ids, logits, ia(V),
+		fa(o.Temperature), fa(o.MinP), o.Seed, o.Step)
+}
+
+// downloadIDs copies the ids of every logits row of the last Forward to
+// the host.
+func (m *Model) downloadIDs() ([]int, error) {
+	w, dev := &m.ws, m.Dev
 	if cap(w.hostIDs) < w.nhead {
 		w.hostIDs = make([]int32, w.nhead)
 		w.ids32 = make([]int, w.nhead)

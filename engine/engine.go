@@ -1,11 +1,12 @@
 // Package engine serves many generation requests at once on one model with
 // continuous batching.
 //
-// One scheduler goroutine owns the model's [model.Workspace] and a pool of
-// per-sequence caches. Requests wait in a bounded queue, join the running
-// batch between two steps when a slot is free, and leave it as soon as they
-// finish, fail or are cancelled. Each step is one [model.Workspace.Forward]
-// call over every active sequence: the next token of each decoding sequence
+// One scheduler goroutine owns the model's [Backend] (the model itself on
+// the CPU, or its weights on a GPU) and a pool of per-sequence states.
+// Requests wait in a bounded queue, join the running batch between two
+// steps when a slot is free, and leave it as soon as they finish, fail or
+// are cancelled. Each step is one [Backend.Forward] call over every active
+// sequence: the next token of each decoding sequence
 // and a chunk of the prompt of each sequence still in prefill, within a
 // token budget per step, so the weights are read once for all of them and a
 // long prompt does not stall the others for longer than one chunk.
@@ -306,10 +307,13 @@ type Engine struct {
 	cancels  atomic.Uint64
 	failures atomic.Uint64
 
-	mambaFloats int // size of one sequence's Mamba state
+	snapBytes int64 // size of one copy of a sequence's Mamba state
 
-	// Owned by the scheduler goroutine.
-	ws     *model.Workspace
+	// Owned by the scheduler goroutine. cpu is be when the model runs on
+	// the CPU, nil on another backend (whose states cannot be stored,
+	// and which takes no LoRA adapters).
+	be     Backend
+	cpu    *cpuBackend
 	active []*seq
 	free   []*slot
 
@@ -332,14 +336,31 @@ type Engine struct {
 	stateLoads, stateSaves, stateErrors, stateRefused atomic.Uint64
 	storeDownUntil                                    atomic.Int64 // unix ns; see storeBackoff
 
-	batch  []model.SeqInput
-	inStep []*seq
+	batch   []Input
+	inStep  []*seq
+	choices []Choice // of the step's sequences, for Backend.Choose
 }
 
-// New starts an engine for m. The model must stay open until Close returns.
-func New(m *model.Model, cfg Config) (*Engine, error) {
+// ErrCPUOnly wraps the refusal of what only the CPU backend does: saved
+// states (Config.Store, Export) and LoRA adapters.
+var ErrCPUOnly = errors.New("engine: only on the CPU")
+
+// New starts an engine for m on the CPU. The model must stay open until
+// Close returns.
+func New(m *model.Model, cfg Config) (*Engine, error) { return NewOn(m, nil, cfg) }
+
+// NewOn starts an engine for m computed by b (nil: m itself, on the CPU),
+// which must hold m's weights: m gives the engine the configuration, the
+// end-of-sequence ids and the identity. The engine closes b when its
+// scheduler ends; m and b must stay open until Close returns. Saved states
+// (Config.Store) and LoRA adapters are refused on a backend other than the
+// CPU's (ErrCPUOnly).
+func NewOn(m *model.Model, b Backend, cfg Config) (*Engine, error) {
 	if err := cfg.fill(m); err != nil {
 		return nil, err
+	}
+	if cfg.NoPrefixReuse {
+		cfg.Store = nil
 	}
 	e := &Engine{
 		m:    m,
@@ -347,12 +368,15 @@ func New(m *model.Model, cfg Config) (*Engine, error) {
 		wake: make(chan struct{}, 1),
 		idle: make(chan struct{}),
 		done: make(chan struct{}),
-		ws:   m.NewWorkspace(),
 	}
-	e.mambaFloats = m.NewCache(1).MambaFloats()
-	if cfg.NoPrefixReuse {
-		e.cfg.Store = nil
+	if b == nil {
+		e.cpu = newCPUBackend(m)
+		b = e.cpu
+	} else if cfg.Store != nil {
+		return nil, fmt.Errorf("%w: saved states (Config.Store) are kept from CPU states; on this backend turn them off", ErrCPUOnly)
 	}
+	e.be = b
+	e.snapBytes = b.SnapshotBytes()
 	e.identity = m.Identity()
 	if e.cfg.Store != nil {
 		e.localKeys = map[string]localKey{}
@@ -421,6 +445,8 @@ func (e *Engine) Validate(r *Request) error {
 		return bad("MinTokens must not be negative, got %d", r.MinTokens)
 	case r.TopLogprobs < 0 || r.TopLogprobs > MaxTopLogprobs:
 		return bad("TopLogprobs must be in [0, %d], got %d", MaxTopLogprobs, r.TopLogprobs)
+	case r.Adapter != nil && e.cpu == nil:
+		return fmt.Errorf("%w: %w: LoRA adapters are applied on the CPU only", ErrInvalidRequest, ErrCPUOnly)
 	}
 	for i, id := range r.Prompt {
 		if id < 0 || id >= V {

@@ -458,14 +458,15 @@ func TestCloseEndsEverything(t *testing.T) {
 // channel.
 func TestStepAllocs(t *testing.T) {
 	m := demoModelFor(t)
-	e := &Engine{m: m, cfg: Config{MaxBatch: 4}, ws: m.NewWorkspace(), wake: make(chan struct{}, 1), idle: make(chan struct{}), done: make(chan struct{})}
+	cpu := newCPUBackend(m)
+	e := &Engine{m: m, cfg: Config{MaxBatch: 4}, be: cpu, cpu: cpu, wake: make(chan struct{}, 1), idle: make(chan struct{}), done: make(chan struct{})}
 	if err := e.cfg.fill(m); err != nil {
 		t.Fatal(err)
 	}
 	// The workspace's attention scores grow with the longest sequence
 	// seen; one long forward first keeps that growth, which belongs to
 	// the model, out of the count.
-	if err := e.ws.Forward([]model.SeqInput{{Tokens: prompt(0, 256)}}); err != nil {
+	if err := e.cpu.ws.Forward([]model.SeqInput{{Tokens: prompt(0, 256)}}); err != nil {
 		t.Fatal(err)
 	}
 	var streams []*Stream
@@ -503,7 +504,8 @@ func BenchmarkDecodeStep(b *testing.B) {
 	for _, n := range []int{1, 8} {
 		b.Run("batch="+string(rune('0'+n)), func(b *testing.B) {
 			m := demoModelFor(b)
-			e := &Engine{m: m, cfg: Config{MaxBatch: n}, ws: m.NewWorkspace(), wake: make(chan struct{}, 1), idle: make(chan struct{}), done: make(chan struct{})}
+			cpu := newCPUBackend(m)
+			e := &Engine{m: m, cfg: Config{MaxBatch: n}, be: cpu, cpu: cpu, wake: make(chan struct{}, 1), idle: make(chan struct{}), done: make(chan struct{})}
 			e.cfg.fill(m)
 			var streams []*Stream
 			for i := range n {

@@ -12,6 +12,11 @@ func (e *Engine) nonFinite(sl *slot) error {
 	if len(sl.ids) == 0 {
 		return ErrNonFinite
 	}
+	if e.cpu == nil {
+		// Locating the layer runs the tokens through the CPU model again:
+		// too slow to do unasked after a device's step.
+		return fmt.Errorf("%w: after %d tokens (run them on the CPU to find the layer)", ErrNonFinite, len(sl.ids))
+	}
 	ids := slices.Clone(sl.ids)
 	return fmt.Errorf("%w: %v", ErrNonFinite, e.m.LocateNonFinite(ids, len(ids)-1))
 }

@@ -331,7 +331,7 @@ type persistJob struct {
 // States computed with a LoRA adapter stay in their slot: the store keys
 // states by the model's identity alone.
 func persistable(sl *slot) bool {
-	return len(sl.ids) > 0 && sl.cache.Len == len(sl.ids) && sl.adapter == nil
+	return len(sl.ids) > 0 && sl.cache != nil && sl.cache.Len() == len(sl.ids) && sl.adapter == nil
 }
 
 // writer stores the states of finished requests, one job at a time, then
@@ -372,7 +372,7 @@ func (e *Engine) storeSlot(sl *slot, prompt int) {
 	var at []float32
 	for _, sn := range sl.snaps {
 		if sn.pos == prompt && prompt < len(sl.ids) {
-			lens, at = []int{prompt, len(sl.ids)}, sn.data
+			lens, at = []int{prompt, len(sl.ids)}, sn.data.(hostSnapshot)
 		}
 	}
 	keys := prefixKeys(e.identity, sl.ids, lens)
@@ -394,11 +394,11 @@ func (e *Engine) storeSlot(sl *slot, prompt int) {
 		return true
 	}
 	if at != nil {
-		if v, err := sl.cache.View(prompt, at); err == nil {
+		if v, err := hostSeq(sl).View(prompt, at); err == nil {
 			put(keys[0], sl.ids[:prompt], v)
 		}
 	}
-	if put(whole, sl.ids, sl.cache) {
+	if put(whole, sl.ids, hostSeq(sl)) {
 		sl.stored = whole
 	}
 }
@@ -438,6 +438,9 @@ func (e *Engine) takeReturned() {
 		e.free = e.free[1:]
 	}
 }
+
+// hostSeq is the cache.Seq of a slot of the CPU backend (persistable).
+func hostSeq(sl *slot) *cache.Seq { return sl.cache.(*cpuState).c }
 
 // removeFree takes free slot i out of the free list. Called by the
 // scheduler.
@@ -500,6 +503,9 @@ func (e *Engine) runTasks() {
 // Mamba state (the end of the prompt, for a chat's slot). A chat saved
 // under another name uses it.
 func (e *Engine) Export(ctx context.Context, store StateStore) error {
+	if e.cpu == nil {
+		return fmt.Errorf("%w: the states are not on the host (saving them is not done on this backend)", ErrCPUOnly)
+	}
 	var errs []error
 	err := e.task(ctx, func() {
 		for _, sl := range e.free {
@@ -517,11 +523,11 @@ func (e *Engine) Export(ctx context.Context, store StateStore) error {
 			}
 			if k := len(sl.snaps); k > 0 && sl.snaps[k-1].pos < len(sl.ids) {
 				sn := sl.snaps[k-1]
-				if v, err := sl.cache.View(sn.pos, sn.data); err == nil {
+				if v, err := hostSeq(sl).View(sn.pos, sn.data.(hostSnapshot)); err == nil {
 					put(sl.ids[:sn.pos], v)
 				}
 			}
-			put(sl.ids, sl.cache)
+			put(sl.ids, hostSeq(sl))
 		}
 	})
 	if err != nil {
@@ -540,8 +546,8 @@ func (e *Engine) Forget(ctx context.Context) error {
 		for _, sl := range e.free {
 			e.dropLocal(sl)
 			sl.ids = sl.ids[:0]
-			if sl.cache != nil {
-				sl.cache.Reset()
+			if sl.cache != nil && sl.cache.Reset() != nil {
+				freeSlot(sl) // a new state is made when the slot is taken
 			}
 			dropSnaps(sl, -1)
 		}

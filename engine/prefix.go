@@ -7,14 +7,13 @@ package engine
 import (
 	"slices"
 
-	"github.com/jamba-go/jamba/cache"
 	"github.com/jamba-go/jamba/model"
 	"github.com/jamba-go/jamba/sample"
 )
 
 // slot is the reusable state of one running sequence.
 type slot struct {
-	cache *cache.Seq
+	cache State
 	// ids are the tokens whose state cache holds (cache.Len of them), kept
 	// after the request ends for a later one that continues them; empty
 	// when the state is not to be trusted (a failed step).
@@ -23,7 +22,7 @@ type slot struct {
 	// ascending position; spare holds unused copy buffers. every is the
 	// current request's snapshot spacing (0: none).
 	snaps []snapshot
-	spare [][]float32
+	spare []Snapshot
 	every int
 	// stored is the key of the whole state in Config.Store, when the
 	// store holds what the slot holds ("" otherwise).
@@ -40,7 +39,7 @@ type slot struct {
 // snapshot is the Mamba state of a sequence when it held pos tokens.
 type snapshot struct {
 	pos  int
-	data []float32
+	data Snapshot
 }
 
 // snapEvery is the snapshot spacing of a request of limit tokens: a
@@ -58,10 +57,10 @@ func (e *Engine) snapEvery(limit int) int {
 // snapBudget is how many snapshots a slot may hold: SnapshotBytes' worth,
 // at most maxSnaps; 0 when reuse or snapshots are off.
 func (e *Engine) snapBudget() int {
-	if e.cfg.NoPrefixReuse || e.cfg.SnapshotBytes < 0 || e.mambaFloats == 0 {
+	if e.cfg.NoPrefixReuse || e.cfg.SnapshotBytes < 0 || e.snapBytes == 0 {
 		return 0
 	}
-	return min(maxSnaps, int(e.cfg.SnapshotBytes/(4*int64(e.mambaFloats))))
+	return min(maxSnaps, int(e.cfg.SnapshotBytes/e.snapBytes))
 }
 
 // dropSnaps moves sl's snapshots past position keep to its spare buffers.
@@ -82,7 +81,7 @@ func dropSnaps(sl *slot, keep int) {
 // continuation, a chat turn whose earlier reply re-tokenizes otherwise)
 // continue from it.
 func snap(sl *slot, promptEnd bool) {
-	n := sl.cache.Len
+	n := sl.cache.Len()
 	if sl.every == 0 || n%sl.every != 0 && !promptEnd || len(sl.spare) == 0 || len(sl.snaps) == cap(sl.snaps) {
 		return
 	}
@@ -91,7 +90,10 @@ func snap(sl *slot, promptEnd bool) {
 	}
 	buf := sl.spare[len(sl.spare)-1]
 	sl.spare = sl.spare[:len(sl.spare)-1]
-	sl.cache.SaveMamba(buf)
+	if sl.cache.SaveMamba(buf) != nil {
+		sl.spare = append(sl.spare, buf) // no copy: a later request computes more
+		return
+	}
 	sl.snaps = append(sl.snaps, snapshot{pos: n, data: buf})
 }
 
@@ -106,7 +108,10 @@ func snap(sl *slot, promptEnd bool) {
 //
 // fresh (a follower, which starts from its leader's state) skips the
 // search for a state to continue.
-func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
+//
+// An error (a backend out of memory) comes with a slot all the same, that
+// holds nothing to continue: the request fails, and the slot is free.
+func (e *Engine) takeSlot(s *seq, fresh bool) (*slot, error) {
 	p := s.req.Prompt
 	var sl *slot
 	best, bestPos, bestSnap := -1, 0, -1
@@ -115,7 +120,7 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 		if len(f.ids) == 0 && empty < 0 {
 			empty = i
 		}
-		if fresh || e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len != len(f.ids) || f.adapter != s.req.Adapter {
+		if fresh || e.cfg.NoPrefixReuse || len(f.ids) == 0 || f.cache.Len() != len(f.ids) || f.adapter != s.req.Adapter {
 			continue
 		}
 		// At least the prompt's last token is computed, for its logits.
@@ -170,7 +175,7 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 		} else {
 			sl = e.newSlot(s.req.Sampling)
 		}
-		sl.cache = pre.st
+		sl.cache = &cpuState{pre.st}
 		sl.ids = append(sl.ids[:0], p[:pre.n]...)
 		sl.stored = pre.key
 		s.fed = pre.n
@@ -178,17 +183,28 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 		e.cached.Add(uint64(pre.n))
 	case empty != -2 && len(e.free) > 0:
 		sl = e.removeFree(max(empty, 0))
-		sl.cache.Reset()
 		sl.ids = sl.ids[:0]
 		dropSnaps(sl, -1)
 		sl.smp.Reset(s.req.Sampling)
+		if sl.cache != nil {
+			if err := sl.cache.Reset(); err != nil {
+				return sl, err
+			}
+		} else if err := e.newState(sl, s.limit); err != nil {
+			return sl, err
+		}
 	default:
 		sl = e.newSlot(s.req.Sampling)
-		sl.cache = e.m.NewCache(s.limit)
+		if err := e.newState(sl, s.limit); err != nil {
+			return sl, err
+		}
 	}
 	// Room for every token the request may add and for its snapshots, so
 	// that its steps do not allocate.
-	sl.cache.Reserve(s.limit)
+	if err := sl.cache.Reserve(s.limit); err != nil {
+		sl.ids = sl.ids[:0]
+		return sl, err
+	}
 	if cap(sl.ids) < s.limit {
 		sl.ids = append(make([]int, 0, s.limit), sl.ids...)
 	}
@@ -199,7 +215,7 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 		// with those it keeps; the oldest kept copies make way if needed,
 		// since a later request most likely continues a recent prompt.
 		budget := e.snapBudget()
-		want := min((s.limit-1)/sl.every-sl.cache.Len/sl.every+1, budget)
+		want := min((s.limit-1)/sl.every-sl.cache.Len()/sl.every+1, budget)
 		if over := len(sl.snaps) + want - budget; over > 0 {
 			for _, old := range sl.snaps[:over] {
 				sl.spare = append(sl.spare, old.data)
@@ -211,10 +227,17 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 		room := max(0, budget-len(sl.snaps))
 		need := min(want, room)
 		for len(sl.spare) < need {
-			sl.spare = append(sl.spare, make([]float32, e.mambaFloats))
+			buf, err := sl.cache.NewSnapshot()
+			if err != nil {
+				break // fewer copies: a later request computes more
+			}
+			sl.spare = append(sl.spare, buf)
 		}
 		// Keep spare buffers for later requests, within the budget.
 		if len(sl.spare) > room {
+			for _, b := range sl.spare[room:] {
+				b.Free()
+			}
 			clear(sl.spare[room:])
 			sl.spare = sl.spare[:room]
 		}
@@ -222,7 +245,19 @@ func (e *Engine) takeSlot(s *seq, fresh bool) *slot {
 	}
 	sl.smp.AcceptPrompt(s.req.Prompt)
 	sl.adapter = s.req.Adapter
-	return sl
+	return sl, nil
+}
+
+// newState gives sl a new empty state with room for capacity tokens; on
+// failure sl has none.
+func (e *Engine) newState(sl *slot, capacity int) error {
+	st, err := e.be.NewState(capacity)
+	if err != nil {
+		sl.cache = nil
+		return err
+	}
+	sl.cache = st
+	return nil
 }
 
 // commonPrefix is the number of leading tokens a and b share.

@@ -37,6 +37,7 @@ type seq struct {
 
 func (e *Engine) run() {
 	defer close(e.done)
+	defer e.release()
 	defer func() {
 		if r := recover(); r != nil {
 			err := fmt.Errorf("%w: scheduler panic: %v", ErrInternal, r)
@@ -146,7 +147,7 @@ func (e *Engine) step() {
 			continue
 		}
 		s.chunk, s.samples = 0, true
-		e.batch = append(e.batch, model.SeqInput{Tokens: s.slot.tok[:], Cache: s.slot.cache, Adapter: s.req.Adapter})
+		e.batch = append(e.batch, Input{Tokens: s.slot.tok[:], State: s.slot.cache, Adapter: s.req.Adapter})
 		e.inStep = append(e.inStep, s)
 		budget--
 	}
@@ -165,7 +166,7 @@ func (e *Engine) step() {
 			n = min(n, ev-s.fed%ev) // end the chunk at the next snapshot
 		}
 		s.chunk, s.samples = n, s.fed+n == len(s.req.Prompt)
-		e.batch = append(e.batch, model.SeqInput{Tokens: s.req.Prompt[s.fed : s.fed+n], Cache: s.slot.cache, Adapter: s.req.Adapter})
+		e.batch = append(e.batch, Input{Tokens: s.req.Prompt[s.fed : s.fed+n], State: s.slot.cache, Adapter: s.req.Adapter, NoLogits: !s.samples})
 		e.inStep = append(e.inStep, s)
 		budget -= n
 	}
@@ -190,6 +191,7 @@ func (e *Engine) step() {
 		toks += len(in.Tokens)
 	}
 	e.stepToks.Add(uint64(toks))
+	ids := e.choose()
 	for i, s := range e.inStep {
 		sl := s.slot
 		if s.chunk > 0 {
@@ -205,9 +207,9 @@ func (e *Engine) step() {
 			if len(s.group) > 0 && s.chunk > 0 {
 				forked = e.forkFollowers(s, i)
 			}
-			e.advance(s, i)
+			e.advance(s, i, ids)
 			for _, f := range forked {
-				e.advance(f, i)
+				e.advance(f, i, ids)
 			}
 		}
 	}
@@ -221,7 +223,7 @@ func (e *Engine) forward() (err error) {
 			err = newPanicError("forward", r)
 		}
 	}()
-	if err := e.ws.Forward(e.batch); err != nil {
+	if err := e.be.Forward(e.batch); err != nil {
 		return fmt.Errorf("%w: %v", ErrInternal, err)
 	}
 	return nil
@@ -244,9 +246,47 @@ func (e *PanicError) Error() string { return fmt.Sprintf("%v: %s: %v", ErrIntern
 
 func (e *PanicError) Unwrap() error { return ErrInternal }
 
+// choose has the backend choose on its device the next token of the
+// step's sequences that sample from their logits as they are (onDevice),
+// and returns the ids; nil when there are none or the backend leaves
+// them to the engine (the CPU: advance samples from the logits, as
+// always).
+func (e *Engine) choose() []int {
+	if e.cpu != nil {
+		return nil
+	}
+	e.choices = e.choices[:0]
+	some := false
+	for _, s := range e.inStep {
+		c := Choice{Device: s.samples && s.onDevice(), Params: s.req.Sampling, Step: s.generated}
+		some = some || c.Device
+		e.choices = append(e.choices, c)
+	}
+	if !some {
+		return nil
+	}
+	ids, err := e.be.Choose(e.choices)
+	if err != nil || len(ids) != len(e.inStep) {
+		return nil // the logits still decide, through the host
+	}
+	return ids
+}
+
+// onDevice reports whether s's next token may be chosen on the backend's
+// device: sampled from its logits as they are, with no penalties, bias,
+// masks, constraint or log-probabilities.
+func (s *seq) onDevice() bool {
+	r, p := &s.req, s.req.Sampling
+	return (p.RepetitionPenalty == 0 || p.RepetitionPenalty == 1) && p.PresencePenalty == 0 && p.FrequencyPenalty == 0 &&
+		len(r.LogitBias) == 0 && !(s.generated < r.MinTokens && r.Constraint == nil) && !(s.generated == 0 && r.FirstAllowed != nil) &&
+		r.Constraint == nil && !r.Logprobs && r.TopLogprobs == 0
+}
+
 // advance samples the next token of s from row i of the step's logits and
-// delivers it. A panic fails s alone.
-func (e *Engine) advance(s *seq, i int) {
+// delivers it; ids, when not nil, are the backend's choices of the step's
+// sequences (choose), taken by the sequence they were made for and, when
+// greedy, by the followers forked from it. A panic fails s alone.
+func (e *Engine) advance(s *seq, i int, ids []int) {
 	defer func() {
 		if r := recover(); r != nil {
 			e.failures.Add(1)
@@ -254,13 +294,27 @@ func (e *Engine) advance(s *seq, i int) {
 		}
 	}()
 	sl := s.slot
-	logits := e.ws.Logits(i)
+	r := &s.req
+	if ids != nil && e.choices[i].Device && s.onDevice() && (e.inStep[i] == s || s.req.Sampling.Temperature <= 0 && e.choices[i].Params.Temperature <= 0) {
+		if id := ids[i]; id >= 0 {
+			e.deliver(s, id)
+		} else {
+			e.failures.Add(1)
+			e.finish(s, Event{Token: NoToken, Err: e.nonFinite(sl)})
+		}
+		return
+	}
+	logits, err := e.be.Logits(i)
+	if err != nil {
+		e.failures.Add(1)
+		e.finish(s, Event{Token: NoToken, Err: fmt.Errorf("%w: %v", ErrInternal, err)})
+		return
+	}
 	if !model.Finite(logits) {
 		e.failures.Add(1)
 		e.finish(s, Event{Token: NoToken, Err: e.nonFinite(sl)})
 		return
 	}
-	r := &s.req
 	masked := s.generated < r.MinTokens && r.Constraint == nil
 	healing := s.generated == 0 && r.FirstAllowed != nil
 	if len(r.LogitBias) > 0 || masked || healing || r.Constraint != nil {
@@ -306,6 +360,12 @@ func (e *Engine) advance(s *seq, i int) {
 		e.finish(s, Event{Token: NoToken, Err: err})
 		return
 	}
+	e.deliver(s, id)
+}
+
+// deliver ends s or sends id, the token sampled for it.
+func (e *Engine) deliver(s *seq, id int) {
+	sl, r := s.slot, &s.req
 	if ((!r.IgnoreEOS || r.Constraint != nil) && e.m.IsEOS(id)) || contains(r.StopTokens, id) {
 		e.finish(s, Event{Token: NoToken, Finish: model.FinishStop})
 		return
@@ -408,14 +468,32 @@ func (e *Engine) admit() {
 		}
 		e.compact()
 	}
+	var failed []*seq
+	var errs []error
 	for _, s := range admitted {
-		s.slot = e.takeSlot(s, false)
+		var err error
+		s.slot, err = e.takeSlot(s, false)
 		e.active = append(e.active, s)
 		e.requests.Add(1)
-		for _, f := range s.group {
-			f.slot = e.takeSlot(f, true)
-			e.active = append(e.active, f)
+		if err != nil {
+			failed, errs = append(failed, s), append(errs, err)
 		}
+		for _, f := range s.group {
+			f.slot, err = e.takeSlot(f, true)
+			e.active = append(e.active, f)
+			if err != nil {
+				failed, errs = append(failed, f), append(errs, err)
+			}
+		}
+	}
+	// A state the backend could not make (out of memory) fails its
+	// request, once every follower has its slot.
+	for i, s := range failed {
+		e.failures.Add(1)
+		e.finish(s, Event{Token: NoToken, Err: fmt.Errorf("%w: %v", ErrInternal, errs[i])})
+	}
+	if len(failed) > 0 {
+		e.compact()
 	}
 	e.nActive.Store(int64(len(e.active)))
 }

@@ -89,7 +89,13 @@ func f16Rows(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
 		for t0 := 0; t0 < T; t0 += groupTokens {
 			nt := min(groupTokens, T-t0)
 			out := s.blockOut[:nt*nr]
-			matVecF16(out, q, nr, C, x[t0*C:(t0+nt)*C], nt)
+			if nt == 1 && w.Bytes() >= streamsMinBytes {
+				// A matrix from memory: 4 long streams of rows, as
+				// matVecRows reads bfloat16 ones (the same bits).
+				matVecF16Streams(out, q, nr, C, x[t0*C:(t0+1)*C])
+			} else {
+				matVecF16(out, q, nr, C, x[t0*C:(t0+nt)*C], nt)
+			}
 			if nt == 1 {
 				copy(dst[t0*R+r0:t0*R+r1], out)
 				continue

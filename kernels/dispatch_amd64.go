@@ -681,6 +681,22 @@ func blockDot512(k BlockDot, nt int, y *float32, w *byte, rows, rb int, q *int16
 	}
 }
 
+// matVecF16Streams computes y[r] = row r of the rows×cols halves in w
+// times x, in the dot order, reading whole blocks of 4 rows as 4 streams
+// (matVecF16StreamsAVX2) and the rest as matVecF16 does.
+func matVecF16Streams(y []float32, w []byte, rows, cols int, x []float32) {
+	q := rows / 4
+	if q == 0 {
+		matVecF16(y, w, rows, cols, x, 1)
+		return
+	}
+	_, _, _ = y[rows-1], w[rows*cols*2-1], x[cols-1]
+	matVecF16StreamsAVX2(&y[0], (*uint16)(unsafe.Pointer(&w[0])), &x[0], q, cols, cols)
+	if rows > 4*q {
+		matVecF16(y[4*q:], w[4*q*cols*2:], rows-4*q, cols, x, 1)
+	}
+}
+
 // matVecF16 computes y[r*nt+t] = row r of the rows×cols halves in w times
 // token t of x (cols floats each), nt ≤ 4, in the dot order.
 func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {

@@ -112,6 +112,10 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 	panic("kernels: no assembly")
 }
 
+func matVecF16Streams(y []float32, w []byte, rows, cols int, x []float32) {
+	panic("kernels: no assembly")
+}
+
 func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 	panic("kernels: no assembly")
 }

@@ -419,6 +419,23 @@ func matVecBF16T3AVX2(y *float32, ldy int, w *uint16, x *float32, ldx int, rows 
 //go:noescape
 func packBF16AVX2(dst *float32, src *uint16, ld int, kc int)
 
+// matVecF16StreamsAVX2 writes the products of the 4n rows of w (row stride ld) with x
+// to y in the dot order, reading them as 4 streams of n rows; cols is a
+// multiple of 8:
+//
+//	for r := 0; r < 4*n; r++ {
+//		var acc [8]float32
+//		for c := 0; c < cols; c += 8 {
+//			for l := range acc {
+//				acc[l] = fma(float16to32(w[r*ld+c+l]), x[c+l], acc[l]) // rounded once
+//			}
+//		}
+//		y[r] = reduce8(acc) // ((a0+a1)+(a2+a3)) + ((a4+a5)+(a6+a7))
+//	}
+//
+//go:noescape
+func matVecF16StreamsAVX2(y *float32, w *uint16, x *float32, n int, cols int, ld int)
+
 // gemm1x4AVX2 multiplies 1 row of x (row stride ldx) by quads packed groups
 // of 4 weight rows (see packF32AVX2; kc columns each, a positive multiple of
 // 8), in the dot order. The 8 lanes of each output start at zero, or with

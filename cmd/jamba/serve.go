@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jamba-go/jamba/chat"
+	"github.com/jamba-go/jamba/cuda"
 	"github.com/jamba-go/jamba/engine"
 	"github.com/jamba-go/jamba/internal/safefile"
 	"github.com/jamba-go/jamba/lora"
@@ -104,8 +105,19 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 	maxConns := fs.Int("max-conns", 512, "open connections at most; when all are open, the longest-idle keep-alive connection is closed for a new one")
 	grace := fs.Duration("grace", 30*time.Second, "time running requests get to finish on shutdown")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error (no prompt or output text is logged)")
+	device := addDeviceFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *device == "cuda" {
+		if *stateDir != "" || *stateStore != "" {
+			return fmt.Errorf("%w: --state-dir and --state-store are CPU-only (the stored states are the host's); with --device cuda the slots keep their states in GPU memory only", errUsage)
+		}
+		for _, v := range mf.lora {
+			if name, _, ok := strings.Cut(v, "="); ok && name != "" && !strings.ContainsAny(name, `/\`) {
+				return fmt.Errorf("%w: --lora %s: adapters served beside the model are CPU-only; for the GPU, merge it with 'jamba merge' and serve the result", errUsage, v)
+			}
+		}
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
@@ -220,7 +232,18 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 		if c == 0 {
 			c = min(m.Config.MaxPositionEmbeddings, defaultContextCap)
 		}
-		eng, err = engine.New(m, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch), PrefillChunk: *prefillChunk,
+		gm, err := onDevice(*device, m, mf.options(), stderr)
+		if err != nil {
+			hs.Close()
+			m.Close()
+			return err
+		}
+		var be engine.Backend
+		if gm != nil {
+			defer gm.Close() // after the engine's Close
+			be = cuda.EngineBackend(gm)
+		}
+		eng, err = engine.NewOn(m, be, engine.Config{MaxBatch: *maxBatch, MaxQueue: *queue, Context: c, StepTokens: max(*stepTokens, *maxBatch), PrefillChunk: *prefillChunk,
 			NoPrefixReuse: *noReuse, SnapshotBytes: snapshotBytes(*snapMiB), Store: store,
 			OnStoreError: func(err error) { log.Warn("state store", "error", err) }})
 		if err != nil {
@@ -242,7 +265,7 @@ a request within `+server.ReadTimeout.String()+`; idle connections closed after 
 			return err
 		}
 		kv, mamba := m.CacheShape().BytesAt(int64(c), 4)
-		log.Info("ready", "model", id, "context", c, "max_batch", *maxBatch, "queue", *queue, "step_tokens", max(*stepTokens, *maxBatch),
+		log.Info("ready", "model", id, "device", *device, "context", c, "max_batch", *maxBatch, "queue", *queue, "step_tokens", max(*stepTokens, *maxBatch),
 			"weights", humanBytes(m.WeightBytes()), "state_per_sequence_at_full_context", humanBytes(kv+mamba))
 	case s := <-sig:
 		log.Info("signal while loading; exiting", "signal", s.String())

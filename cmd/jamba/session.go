@@ -144,7 +144,7 @@ func (s *chatSession) start(path string) error {
 		}
 		s.store.session, s.path = d, path
 	}
-	eng, err := newChatEngine(s.model, s.store, s.errw)
+	eng, err := newChatEngine(s.model, s.backend, s.store, s.errw)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,9 @@ func (s *chatSession) openSession(stderr io.Writer) error {
 		return err
 	}
 	state := "its state"
-	if idx, _ := s.store.Index(context.Background()); len(idx) == 0 {
+	if s.backend != nil {
+		state = "the next turn computes the history (states are saved on the CPU only)"
+	} else if idx, _ := s.store.Index(context.Background()); len(idx) == 0 {
 		state = "no saved state: the next turn computes the history"
 	}
 	fmt.Fprintf(stderr, "resumed session %s: %d turns; %s\n", s.path, s.turns(), state)
@@ -203,6 +205,11 @@ func (s *chatSession) clear() error {
 // saveAs writes the conversation to path and the engine's state to
 // path.state/ (what --session FILE would have written).
 func (s *chatSession) saveAs(path string) error {
+	if s.backend != nil {
+		// The state is in the device's memory: the conversation alone is
+		// saved, and computed again when it is loaded.
+		return s.saveSession(path)
+	}
 	d, err := openStateDir(path)
 	if err != nil {
 		return err

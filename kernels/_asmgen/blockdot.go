@@ -175,6 +175,7 @@ func genBlockDot32(nt int) {
 		Label(name + "_block")
 		CMPQ(n, U32(2*k.bytes))
 		JL(LabelRef(name + "_tail"))
+		prefetchAhead(2*k.bytes, w)
 		body(0)
 		body(1)
 		ADDQ(U8(2*k.bytes), w)
@@ -231,6 +232,7 @@ func genBlockDotK45(nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
+		prefetchAhead(k.bytes, w)
 		{
 			// The 8 scales and 8 mins (ggml's get_scale_min_k4, 4 at a time).
 			u0, u1, u2, t := GP32(), GP32(), GP32(), GP32()
@@ -370,6 +372,7 @@ func genBlockDotQ6K(nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
+	prefetchAhead(210, w)
 	{
 		h := GP32()
 		MOVWLZX(Mem{Base: w, Disp: 208}, h)

@@ -201,6 +201,7 @@ func genBlockDot32x512(nt int) {
 			Label(name + "_block")
 			CMPQ(n, Imm(0))
 			JLE(LabelRef(name + "_end"))
+			prefetchAhead(k.bytes, w, w1)
 			h := halfPair(Mem{Base: w}, Mem{Base: w1})
 			a, b := ZMM(), ZMM()
 			switch k.bytes {
@@ -328,6 +329,7 @@ func genBlockDotK45x512(nt int) {
 			Label(name + "_block")
 			CMPQ(n, Imm(0))
 			JLE(LabelRef(name + "_end"))
+			prefetchAhead(k.bytes, w, w1)
 			{
 				sc0, mn0 := k45Scales(w)
 				sc1, mn1 := k45Scales(w1)
@@ -435,6 +437,7 @@ func genBlockDotQ6Kx512(nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
+		prefetchAhead(210, w, w1)
 		{
 			dd := halfPair(Mem{Base: w, Disp: 208}, Mem{Base: w1, Disp: 208})
 			for t := 0; t < nt; t++ {

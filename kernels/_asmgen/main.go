@@ -46,6 +46,7 @@ func main() {
 		genMatVecN(d, 3)
 		genPack(d)
 	}
+	genMatVecStreams(f16Type)
 	for nt := 1; nt <= 3; nt++ {
 		genGemm(nt)
 	}
@@ -88,6 +89,11 @@ var floatTypes = []dtype{
 	{"bf16", "BF16", "uint16", 2},
 }
 
+// f16Type is IEEE half precision (GGUF's F16), widened exactly by
+// VCVTPH2PS; only the streams kernel uses it here (the other float16
+// kernels are in blockdot.go).
+var f16Type = dtype{"f16", "F16", "uint16", 2}
+
 // load8 loads 8 consecutive weights at m into dst as float32 (exactly:
 // bfloat16 is the top half of a float32). A bfloat16 load is one load
 // that copies the 16 bytes to both halves of dst and one byte shuffle
@@ -100,6 +106,8 @@ func (d dtype) load8(m Mem, dst VecVirtual) {
 	case "bf16":
 		VBROADCASTI128(m, dst)
 		VPSHUFB(bf16ShufOp(), dst, dst)
+	case "f16":
+		VCVTPH2PS(m, dst)
 	}
 }
 
@@ -107,6 +115,9 @@ func (d dtype) load8(m Mem, dst VecVirtual) {
 func (d dtype) widen(v string) string {
 	if d.name == "bf16" {
 		return "math.Float32frombits(uint32(" + v + ")<<16)"
+	}
+	if d.name == "f16" {
+		return "float16to32(" + v + ")"
 	}
 	return v
 }
