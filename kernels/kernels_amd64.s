@@ -20524,7 +20524,7 @@ DATA b8ShufQh<>+28(SB)/4, $0x03030303
 GLOBL b8ShufQh<>(SB), RODATA|NOPTR, $32
 
 // func dot8Q8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q8_0AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -20541,6 +20541,7 @@ dot8Q8_0AVX2_row:
 dot8Q8_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X1
 	VBROADCASTSS X1, Y1
 	VMOVDQU      2(CX), Y2
@@ -20574,7 +20575,7 @@ dot8Q8_0AVX2_done:
 	RET
 
 // func dot8Q4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q4_0AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -20591,6 +20592,7 @@ dot8Q4_0AVX2_row:
 dot8Q4_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X1
 	VBROADCASTSS X1, Y1
 	VMOVDQU      2(CX), X3
@@ -20628,7 +20630,7 @@ dot8Q4_0AVX2_done:
 	RET
 
 // func dot8Q5_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q5_0AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -20645,6 +20647,7 @@ dot8Q5_0AVX2_row:
 dot8Q5_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X1
 	VBROADCASTSS X1, Y1
 	VMOVDQU      6(CX), X3
@@ -20688,7 +20691,7 @@ dot8Q5_0AVX2_done:
 	RET
 
 // func dot8Q4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q4KAVX2(SB), NOSPLIT, $80-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -20707,6 +20710,9 @@ dot8Q4KAVX2_row:
 dot8Q4KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -20826,7 +20832,7 @@ dot8Q4KAVX2_done:
 	RET
 
 // func dot8Q5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q5KAVX2(SB), NOSPLIT, $80-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -20845,6 +20851,9 @@ dot8Q5KAVX2_row:
 dot8Q5KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -20995,7 +21004,7 @@ dot8Q5KAVX2_done:
 	RET
 
 // func dot8Q6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q6KAVX2(SB), NOSPLIT, $64-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21012,6 +21021,10 @@ dot8Q6KAVX2_row:
 dot8Q6KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q6KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X1
 	VCVTPH2PS    X1, X1
@@ -21194,7 +21207,7 @@ dot8Q6KAVX2_done:
 	RET
 
 // func dot8Q8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q8_0x2AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21212,6 +21225,7 @@ dot8Q8_0x2AVX2_row:
 dot8Q8_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x2AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X2
 	VBROADCASTSS X2, Y2
 	VMOVDQU      2(CX), Y3
@@ -21258,7 +21272,7 @@ dot8Q8_0x2AVX2_done:
 	RET
 
 // func dot8Q4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q4_0x2AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21276,6 +21290,7 @@ dot8Q4_0x2AVX2_row:
 dot8Q4_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x2AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X2
 	VBROADCASTSS X2, Y2
 	VMOVDQU      2(CX), X4
@@ -21326,7 +21341,7 @@ dot8Q4_0x2AVX2_done:
 	RET
 
 // func dot8Q5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q5_0x2AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21344,6 +21359,7 @@ dot8Q5_0x2AVX2_row:
 dot8Q5_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x2AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X2
 	VBROADCASTSS X2, Y2
 	VMOVDQU      6(CX), X4
@@ -21400,7 +21416,7 @@ dot8Q5_0x2AVX2_done:
 	RET
 
 // func dot8Q4Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q4Kx2AVX2(SB), NOSPLIT, $144-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21421,6 +21437,9 @@ dot8Q4Kx2AVX2_row:
 dot8Q4Kx2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -21586,7 +21605,7 @@ dot8Q4Kx2AVX2_done:
 	RET
 
 // func dot8Q5Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q5Kx2AVX2(SB), NOSPLIT, $144-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21607,6 +21626,9 @@ dot8Q5Kx2AVX2_row:
 dot8Q5Kx2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -21803,7 +21825,7 @@ dot8Q5Kx2AVX2_done:
 	RET
 
 // func dot8Q6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q6Kx2AVX2(SB), NOSPLIT, $96-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -21821,6 +21843,10 @@ dot8Q6Kx2AVX2_row:
 dot8Q6Kx2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q6Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X2
 	VCVTPH2PS    X2, X2
@@ -22048,7 +22074,7 @@ dot8Q6Kx2AVX2_done:
 	RET
 
 // func dot8Q8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q8_0x3AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -22067,6 +22093,7 @@ dot8Q8_0x3AVX2_row:
 dot8Q8_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x3AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X3
 	VBROADCASTSS X3, Y3
 	VMOVDQU      2(CX), Y4
@@ -22126,7 +22153,7 @@ dot8Q8_0x3AVX2_done:
 	RET
 
 // func dot8Q4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q4_0x3AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -22145,6 +22172,7 @@ dot8Q4_0x3AVX2_row:
 dot8Q4_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x3AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X3
 	VBROADCASTSS X3, Y3
 	VMOVDQU      2(CX), X5
@@ -22208,7 +22236,7 @@ dot8Q4_0x3AVX2_done:
 	RET
 
 // func dot8Q5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q5_0x3AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -22227,6 +22255,7 @@ dot8Q5_0x3AVX2_row:
 dot8Q5_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x3AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X3
 	VBROADCASTSS X3, Y3
 	VMOVDQU      6(CX), X5
@@ -22296,7 +22325,7 @@ dot8Q5_0x3AVX2_done:
 	RET
 
 // func dot8Q4Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q4Kx3AVX2(SB), NOSPLIT, $208-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -22319,6 +22348,9 @@ dot8Q4Kx3AVX2_row:
 dot8Q4Kx3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -22530,7 +22562,7 @@ dot8Q4Kx3AVX2_done:
 	RET
 
 // func dot8Q5Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q5Kx3AVX2(SB), NOSPLIT, $208-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -22553,6 +22585,9 @@ dot8Q5Kx3AVX2_row:
 dot8Q5Kx3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -22795,7 +22830,7 @@ dot8Q5Kx3AVX2_done:
 	RET
 
 // func dot8Q6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q6Kx3AVX2(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -22814,6 +22849,10 @@ dot8Q6Kx3AVX2_row:
 dot8Q6Kx3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q6Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X3
 	VCVTPH2PS    X3, X3
@@ -23086,7 +23125,7 @@ dot8Q6Kx3AVX2_done:
 	RET
 
 // func dot8Q8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q8_0x4AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -23106,6 +23145,7 @@ dot8Q8_0x4AVX2_row:
 dot8Q8_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x4AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X4
 	VBROADCASTSS X4, Y4
 	VMOVDQU      2(CX), Y5
@@ -23178,7 +23218,7 @@ dot8Q8_0x4AVX2_done:
 	RET
 
 // func dot8Q4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q4_0x4AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -23198,6 +23238,7 @@ dot8Q4_0x4AVX2_row:
 dot8Q4_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x4AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X4
 	VBROADCASTSS X4, Y4
 	VMOVDQU      2(CX), X6
@@ -23274,7 +23315,7 @@ dot8Q4_0x4AVX2_done:
 	RET
 
 // func dot8Q5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q5_0x4AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -23294,6 +23335,7 @@ dot8Q5_0x4AVX2_row:
 dot8Q5_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x4AVX2_end
+	PREFETCHT0   1024(CX)
 	VCVTPH2PS    (CX), X4
 	VBROADCASTSS X4, Y4
 	VMOVDQU      6(CX), X6
@@ -23376,7 +23418,7 @@ dot8Q5_0x4AVX2_done:
 	RET
 
 // func dot8Q4Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q4Kx4AVX2(SB), NOSPLIT, $272-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -23401,6 +23443,9 @@ dot8Q4Kx4AVX2_row:
 dot8Q4Kx4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -23658,7 +23703,7 @@ dot8Q4Kx4AVX2_done:
 	RET
 
 // func dot8Q5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q5Kx4AVX2(SB), NOSPLIT, $272-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -23683,6 +23728,9 @@ dot8Q5Kx4AVX2_row:
 dot8Q5Kx4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -23971,7 +24019,7 @@ dot8Q5Kx4AVX2_done:
 	RET
 
 // func dot8Q6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C
+// Requires: AVX, AVX2, F16C, MMX+
 TEXT ·dot8Q6Kx4AVX2(SB), NOSPLIT, $160-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -23991,6 +24039,10 @@ dot8Q6Kx4AVX2_row:
 dot8Q6Kx4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q6Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X4
 	VCVTPH2PS    X4, X4
@@ -24704,7 +24756,7 @@ DATA b8zPermQ67<>+60(SB)/4, $0x001f001f
 GLOBL b8zPermQ67<>(SB), RODATA|NOPTR, $64
 
 // func dot8Q8_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q8_0VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -24724,6 +24776,8 @@ dot8Q8_0VNNI_row:
 dot8Q8_0VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y2
@@ -24766,7 +24820,7 @@ dot8Q8_0VNNI_done:
 	RET
 
 // func dot8Q4_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -24788,6 +24842,8 @@ dot8Q4_0VNNI_row:
 dot8Q4_0VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y2
@@ -24834,7 +24890,7 @@ dot8Q4_0VNNI_done:
 	RET
 
 // func dot8Q5_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -24856,6 +24912,8 @@ dot8Q5_0VNNI_row:
 dot8Q5_0VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y2
@@ -24910,7 +24968,7 @@ dot8Q5_0VNNI_done:
 	RET
 
 // func dot8Q4KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q4KVNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -24931,6 +24989,12 @@ dot8Q4KVNNI_row:
 dot8Q4KVNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4KVNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -25104,7 +25168,7 @@ dot8Q4KVNNI_done:
 	RET
 
 // func dot8Q5KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q5KVNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -25125,6 +25189,12 @@ dot8Q5KVNNI_row:
 dot8Q5KVNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5KVNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -25324,7 +25394,7 @@ dot8Q5KVNNI_done:
 	RET
 
 // func dot8Q6KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q6KVNNI(SB), NOSPLIT, $64-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -25343,6 +25413,14 @@ dot8Q6KVNNI_row:
 dot8Q6KVNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q6KVNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X1
 	VPBROADCASTW    208(SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y2
@@ -25524,7 +25602,7 @@ dot8Q6KVNNI_done:
 	RET
 
 // func dot8Q8_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q8_0x2VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -25545,6 +25623,8 @@ dot8Q8_0x2VNNI_row:
 dot8Q8_0x2VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0x2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X2
 	VPBROADCASTW    (SI), X3
 	VINSERTI32X4    $0x01, X3, Y2, Y3
@@ -25603,7 +25683,7 @@ dot8Q8_0x2VNNI_done:
 	RET
 
 // func dot8Q4_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0x2VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -25626,6 +25706,8 @@ dot8Q4_0x2VNNI_row:
 dot8Q4_0x2VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0x2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X2
 	VPBROADCASTW    (SI), X3
 	VINSERTI32X4    $0x01, X3, Y2, Y3
@@ -25688,7 +25770,7 @@ dot8Q4_0x2VNNI_done:
 	RET
 
 // func dot8Q5_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0x2VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -25711,6 +25793,8 @@ dot8Q5_0x2VNNI_row:
 dot8Q5_0x2VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0x2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X2
 	VPBROADCASTW    (SI), X3
 	VINSERTI32X4    $0x01, X3, Y2, Y3
@@ -25781,7 +25865,7 @@ dot8Q5_0x2VNNI_done:
 	RET
 
 // func dot8Q4Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q4Kx2VNNI(SB), NOSPLIT, $256-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -25804,6 +25888,12 @@ dot8Q4Kx2VNNI_row:
 dot8Q4Kx2VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4Kx2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -26030,7 +26120,7 @@ dot8Q4Kx2VNNI_done:
 	RET
 
 // func dot8Q5Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q5Kx2VNNI(SB), NOSPLIT, $256-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -26053,6 +26143,12 @@ dot8Q5Kx2VNNI_row:
 dot8Q5Kx2VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5Kx2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -26305,7 +26401,7 @@ dot8Q5Kx2VNNI_done:
 	RET
 
 // func dot8Q6Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q6Kx2VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -26325,6 +26421,14 @@ dot8Q6Kx2VNNI_row:
 dot8Q6Kx2VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q6Kx2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X2
 	VPBROADCASTW    208(SI), X3
 	VINSERTI32X4    $0x01, X3, Y2, Y3
@@ -26547,7 +26651,7 @@ dot8Q6Kx2VNNI_done:
 	RET
 
 // func dot8Q8_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q8_0x3VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -26569,6 +26673,8 @@ dot8Q8_0x3VNNI_row:
 dot8Q8_0x3VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0x3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X3
 	VPBROADCASTW    (SI), X4
 	VINSERTI32X4    $0x01, X4, Y3, Y4
@@ -26643,7 +26749,7 @@ dot8Q8_0x3VNNI_done:
 	RET
 
 // func dot8Q4_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0x3VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -26667,6 +26773,8 @@ dot8Q4_0x3VNNI_row:
 dot8Q4_0x3VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0x3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X3
 	VPBROADCASTW    (SI), X4
 	VINSERTI32X4    $0x01, X4, Y3, Y4
@@ -26745,7 +26853,7 @@ dot8Q4_0x3VNNI_done:
 	RET
 
 // func dot8Q5_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0x3VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -26769,6 +26877,8 @@ dot8Q5_0x3VNNI_row:
 dot8Q5_0x3VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0x3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X3
 	VPBROADCASTW    (SI), X4
 	VINSERTI32X4    $0x01, X4, Y3, Y4
@@ -26855,7 +26965,7 @@ dot8Q5_0x3VNNI_done:
 	RET
 
 // func dot8Q4Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q4Kx3VNNI(SB), NOSPLIT, $384-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -26880,6 +26990,12 @@ dot8Q4Kx3VNNI_row:
 dot8Q4Kx3VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4Kx3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -27159,7 +27275,7 @@ dot8Q4Kx3VNNI_done:
 	RET
 
 // func dot8Q5Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q5Kx3VNNI(SB), NOSPLIT, $384-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -27184,6 +27300,12 @@ dot8Q5Kx3VNNI_row:
 dot8Q5Kx3VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5Kx3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -27489,7 +27611,7 @@ dot8Q5Kx3VNNI_done:
 	RET
 
 // func dot8Q6Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q6Kx3VNNI(SB), NOSPLIT, $192-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -27510,6 +27632,14 @@ dot8Q6Kx3VNNI_row:
 dot8Q6Kx3VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q6Kx3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X3
 	VPBROADCASTW    208(SI), X4
 	VINSERTI32X4    $0x01, X4, Y3, Y4
@@ -27773,7 +27903,7 @@ dot8Q6Kx3VNNI_done:
 	RET
 
 // func dot8Q8_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q8_0x4VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -27796,6 +27926,8 @@ dot8Q8_0x4VNNI_row:
 dot8Q8_0x4VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0x4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X4
 	VPBROADCASTW    (SI), X5
 	VINSERTI32X4    $0x01, X5, Y4, Y5
@@ -27886,7 +28018,7 @@ dot8Q8_0x4VNNI_done:
 	RET
 
 // func dot8Q4_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0x4VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -27911,6 +28043,8 @@ dot8Q4_0x4VNNI_row:
 dot8Q4_0x4VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0x4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X4
 	VPBROADCASTW    (SI), X5
 	VINSERTI32X4    $0x01, X5, Y4, Y5
@@ -28005,7 +28139,7 @@ dot8Q4_0x4VNNI_done:
 	RET
 
 // func dot8Q5_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0x4VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -28030,6 +28164,8 @@ dot8Q5_0x4VNNI_row:
 dot8Q5_0x4VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0x4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X4
 	VPBROADCASTW    (SI), X5
 	VINSERTI32X4    $0x01, X5, Y4, Y5
@@ -28132,7 +28268,7 @@ dot8Q5_0x4VNNI_done:
 	RET
 
 // func dot8Q4Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q4Kx4VNNI(SB), NOSPLIT, $512-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -28159,6 +28295,12 @@ dot8Q4Kx4VNNI_row:
 dot8Q4Kx4VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4Kx4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -28491,7 +28633,7 @@ dot8Q4Kx4VNNI_done:
 	RET
 
 // func dot8Q5Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q5Kx4VNNI(SB), NOSPLIT, $512-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -28518,6 +28660,12 @@ dot8Q5Kx4VNNI_row:
 dot8Q5Kx4VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5Kx4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -28876,7 +29024,7 @@ dot8Q5Kx4VNNI_done:
 	RET
 
 // func dot8Q6Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q6Kx4VNNI(SB), NOSPLIT, $256-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -28898,6 +29046,14 @@ dot8Q6Kx4VNNI_row:
 dot8Q6Kx4VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q6Kx4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X4
 	VPBROADCASTW    208(SI), X5
 	VINSERTI32X4    $0x01, X5, Y4, Y5
@@ -29202,7 +29358,7 @@ dot8Q6Kx4VNNI_done:
 	RET
 
 // func dot8Q8_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q8_0x5VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -29226,6 +29382,8 @@ dot8Q8_0x5VNNI_row:
 dot8Q8_0x5VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0x5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X5
 	VPBROADCASTW    (SI), X6
 	VINSERTI32X4    $0x01, X6, Y5, Y6
@@ -29332,7 +29490,7 @@ dot8Q8_0x5VNNI_done:
 	RET
 
 // func dot8Q4_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0x5VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -29358,6 +29516,8 @@ dot8Q4_0x5VNNI_row:
 dot8Q4_0x5VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0x5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X5
 	VPBROADCASTW    (SI), X6
 	VINSERTI32X4    $0x01, X6, Y5, Y6
@@ -29468,7 +29628,7 @@ dot8Q4_0x5VNNI_done:
 	RET
 
 // func dot8Q5_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0x5VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -29494,6 +29654,8 @@ dot8Q5_0x5VNNI_row:
 dot8Q5_0x5VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0x5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X5
 	VPBROADCASTW    (SI), X6
 	VINSERTI32X4    $0x01, X6, Y5, Y6
@@ -29612,7 +29774,7 @@ dot8Q5_0x5VNNI_done:
 	RET
 
 // func dot8Q4Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q4Kx5VNNI(SB), $640-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -29641,6 +29803,12 @@ dot8Q4Kx5VNNI_row:
 dot8Q4Kx5VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4Kx5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -30026,7 +30194,7 @@ dot8Q4Kx5VNNI_done:
 	RET
 
 // func dot8Q5Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q5Kx5VNNI(SB), $640-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -30055,6 +30223,12 @@ dot8Q5Kx5VNNI_row:
 dot8Q5Kx5VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5Kx5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -30466,7 +30640,7 @@ dot8Q5Kx5VNNI_done:
 	RET
 
 // func dot8Q6Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q6Kx5VNNI(SB), NOSPLIT, $320-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -30489,6 +30663,14 @@ dot8Q6Kx5VNNI_row:
 dot8Q6Kx5VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q6Kx5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X5
 	VPBROADCASTW    208(SI), X6
 	VINSERTI32X4    $0x01, X6, Y5, Y6
@@ -30834,7 +31016,7 @@ dot8Q6Kx5VNNI_done:
 	RET
 
 // func dot8Q8_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q8_0x6VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -30859,6 +31041,8 @@ dot8Q8_0x6VNNI_row:
 dot8Q8_0x6VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0x6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X6
 	VPBROADCASTW    (SI), X7
 	VINSERTI32X4    $0x01, X7, Y6, Y7
@@ -30981,7 +31165,7 @@ dot8Q8_0x6VNNI_done:
 	RET
 
 // func dot8Q4_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0x6VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -31008,6 +31192,8 @@ dot8Q4_0x6VNNI_row:
 dot8Q4_0x6VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0x6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X6
 	VPBROADCASTW    (SI), X7
 	VINSERTI32X4    $0x01, X7, Y6, Y7
@@ -31134,7 +31320,7 @@ dot8Q4_0x6VNNI_done:
 	RET
 
 // func dot8Q5_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0x6VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -31161,6 +31347,8 @@ dot8Q5_0x6VNNI_row:
 dot8Q5_0x6VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0x6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X6
 	VPBROADCASTW    (SI), X7
 	VINSERTI32X4    $0x01, X7, Y6, Y7
@@ -31295,7 +31483,7 @@ dot8Q5_0x6VNNI_done:
 	RET
 
 // func dot8Q4Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q4Kx6VNNI(SB), $768-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -31326,6 +31514,12 @@ dot8Q4Kx6VNNI_row:
 dot8Q4Kx6VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4Kx6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -31764,7 +31958,7 @@ dot8Q4Kx6VNNI_done:
 	RET
 
 // func dot8Q5Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q5Kx6VNNI(SB), $768-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -31795,6 +31989,12 @@ dot8Q5Kx6VNNI_row:
 dot8Q5Kx6VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5Kx6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -32259,7 +32459,7 @@ dot8Q5Kx6VNNI_done:
 	RET
 
 // func dot8Q6Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q6Kx6VNNI(SB), NOSPLIT, $384-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -32283,6 +32483,14 @@ dot8Q6Kx6VNNI_row:
 dot8Q6Kx6VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q6Kx6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X6
 	VPBROADCASTW    208(SI), X7
 	VINSERTI32X4    $0x01, X7, Y6, Y7
@@ -32669,7 +32877,7 @@ dot8Q6Kx6VNNI_done:
 	RET
 
 // func dot8Q8_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q8_0x7VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -32695,6 +32903,8 @@ dot8Q8_0x7VNNI_row:
 dot8Q8_0x7VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0x7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X7
 	VPBROADCASTW    (SI), X8
 	VINSERTI32X4    $0x01, X8, Y7, Y8
@@ -32833,7 +33043,7 @@ dot8Q8_0x7VNNI_done:
 	RET
 
 // func dot8Q4_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0x7VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -32861,6 +33071,8 @@ dot8Q4_0x7VNNI_row:
 dot8Q4_0x7VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0x7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X7
 	VPBROADCASTW    (SI), X8
 	VINSERTI32X4    $0x01, X8, Y7, Y8
@@ -33003,7 +33215,7 @@ dot8Q4_0x7VNNI_done:
 	RET
 
 // func dot8Q5_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0x7VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -33031,6 +33243,8 @@ dot8Q5_0x7VNNI_row:
 dot8Q5_0x7VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0x7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X7
 	VPBROADCASTW    (SI), X8
 	VINSERTI32X4    $0x01, X8, Y7, Y8
@@ -33181,7 +33395,7 @@ dot8Q5_0x7VNNI_done:
 	RET
 
 // func dot8Q4Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q4Kx7VNNI(SB), $896-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -33214,6 +33428,12 @@ dot8Q4Kx7VNNI_row:
 dot8Q4Kx7VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4Kx7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -33705,7 +33925,7 @@ dot8Q4Kx7VNNI_done:
 	RET
 
 // func dot8Q5Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q5Kx7VNNI(SB), $896-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -33738,6 +33958,12 @@ dot8Q5Kx7VNNI_row:
 dot8Q5Kx7VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5Kx7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -34255,7 +34481,7 @@ dot8Q5Kx7VNNI_done:
 	RET
 
 // func dot8Q6Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q6Kx7VNNI(SB), NOSPLIT, $448-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -34280,6 +34506,14 @@ dot8Q6Kx7VNNI_row:
 dot8Q6Kx7VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q6Kx7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X7
 	VPBROADCASTW    208(SI), X8
 	VINSERTI32X4    $0x01, X8, Y7, Y8
@@ -34707,7 +34941,7 @@ dot8Q6Kx7VNNI_done:
 	RET
 
 // func dot8Q8_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q8_0x8VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -34734,6 +34968,8 @@ dot8Q8_0x8VNNI_row:
 dot8Q8_0x8VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0x8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X8
 	VPBROADCASTW    (SI), X9
 	VINSERTI32X4    $0x01, X9, Y8, Y9
@@ -34888,7 +35124,7 @@ dot8Q8_0x8VNNI_done:
 	RET
 
 // func dot8Q4_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0x8VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -34917,6 +35153,8 @@ dot8Q4_0x8VNNI_row:
 dot8Q4_0x8VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0x8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X8
 	VPBROADCASTW    (SI), X9
 	VINSERTI32X4    $0x01, X9, Y8, Y9
@@ -35075,7 +35313,7 @@ dot8Q4_0x8VNNI_done:
 	RET
 
 // func dot8Q5_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0x8VNNI(SB), NOSPLIT, $0-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -35104,6 +35342,8 @@ dot8Q5_0x8VNNI_row:
 dot8Q5_0x8VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0x8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
 	VPBROADCASTW    (CX), X8
 	VPBROADCASTW    (SI), X9
 	VINSERTI32X4    $0x01, X9, Y8, Y9
@@ -35270,7 +35510,7 @@ dot8Q5_0x8VNNI_done:
 	RET
 
 // func dot8Q4Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q4Kx8VNNI(SB), $1024-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -35305,6 +35545,12 @@ dot8Q4Kx8VNNI_row:
 dot8Q4Kx8VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4Kx8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -35849,7 +36095,7 @@ dot8Q4Kx8VNNI_done:
 	RET
 
 // func dot8Q5Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
 TEXT ·dot8Q5Kx8VNNI(SB), $1024-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -35884,6 +36130,12 @@ dot8Q5Kx8VNNI_row:
 dot8Q5Kx8VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5Kx8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
 	MOVL            4(CX), R11
 	MOVL            8(CX), R12
 	MOVL            12(CX), R13
@@ -36454,7 +36706,7 @@ dot8Q5Kx8VNNI_done:
 	RET
 
 // func dot8Q6Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q6Kx8VNNI(SB), NOSPLIT, $512-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -36480,6 +36732,14 @@ dot8Q6Kx8VNNI_row:
 dot8Q6Kx8VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q6Kx8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
 	VPBROADCASTW    208(CX), X8
 	VPBROADCASTW    208(SI), X9
 	VINSERTI32X4    $0x01, X9, Y8, Y9

@@ -164,6 +164,7 @@ func genDot8Blocks32(f fmt8, nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
+	prefetchAhead(f.bytes, w)
 	hx := XMM()
 	VCVTPH2PS(Mem{Base: w}, hx) // d, then 3 halves of weights (not used)
 	hb := YMM()
@@ -300,6 +301,7 @@ func genDot8K45(f fmt8, nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
+	prefetchAhead(f.bytes, w)
 	{
 		scx, mn, dd := k45ScalesInt(w)
 		scw := XMM()
@@ -410,6 +412,7 @@ func genDot8Q6K(f fmt8, nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
+	prefetchAhead(210, w)
 	var s16 VecVirtual
 	{
 		h := GP32()

@@ -122,6 +122,7 @@ func genDot8Blocks32x512(f fmt8, nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
+		prefetchAhead(f.bytes, w, w1)
 		h := halfPair(Mem{Base: w}, Mem{Base: w1})
 		var wv VecVirtual
 		switch f.bytes {
@@ -204,6 +205,7 @@ func genDot8K45x512(f fmt8, nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
+		prefetchAhead(f.bytes, w, w1)
 		scz, mnz, ddz := ZMM(), ZMM(), ZMM()
 		{
 			scx0, mn0, dd0 := k45ScalesInt(w)
@@ -306,6 +308,7 @@ func genDot8Q6Kx512(f fmt8, nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
+		prefetchAhead(210, w, w1)
 		ddz := halfPair(Mem{Base: w, Disp: 208}, Mem{Base: w1, Disp: 208})
 		for t := 0; t < nt; t++ {
 			ds := ZMM()
