@@ -397,3 +397,60 @@ func BenchmarkMatMulFused(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatMulAct8 compares the 16-bit (default) and 8-bit activation
+// routes of the fused block kernels (SetActivationBits) on a 2048×4096
+// matrix (jamba-small's width) for 1, 4 and 64 tokens.
+func BenchmarkMatMulAct8(b *testing.B) {
+	defer SetActivationBits(16)
+	r := rand.New(rand.NewPCG(1, 5))
+	const R, C = 2048, 4096
+	for _, f := range dotFormats {
+		w := randDotBlocks(r, f, R, C)
+		for _, T := range []int{1, 4, 64} {
+			x := make([]float32, T*C)
+			for i := range x {
+				x[i] = r.Float32()*2 - 1
+			}
+			dst := make([]float32, T*R)
+			for _, bits := range []int{16, 8} {
+				b.Run(fmt.Sprintf("%s/T=%d/bits=%d", f.Name, T, bits), func(b *testing.B) {
+					if err := SetActivationBits(bits); err != nil {
+						b.Fatal(err)
+					}
+					for b.Loop() {
+						MatMul(dst, x, T, w)
+					}
+					flops := 2 * float64(T) * R * C * float64(b.N)
+					b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkQuantizeAct8 times the rounding of 64 rows of 4096 activations
+// for the fused block products: 16-bit blocks (xQ8) and 8-bit blocks of
+// 32 and 256 (xAct8).
+func BenchmarkQuantizeAct8(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 6))
+	const T, C = 64, 4096
+	x := make([]float32, T*C)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	b.Run("int16", func(b *testing.B) {
+		var a xQ8
+		for b.Loop() {
+			a.quantize(x, T, C)
+		}
+	})
+	for _, e := range []int{32, 256} {
+		b.Run(fmt.Sprintf("int8/%d", e), func(b *testing.B) {
+			var a xAct8
+			for b.Loop() {
+				a.quantize(x, T, C, e)
+			}
+		})
+	}
+}

@@ -15,8 +15,9 @@ type BlockFormat struct {
 	// It must be deterministic: the same bytes give the same floats.
 	Dequantize func(dst []float32, src []byte)
 	// Dot, when set (and Elems and Bytes are its block's), multiplies
-	// the blocks directly with activations rounded to 8-bit blocks, as
-	// llama.cpp does (see blockdot.go); NoDot widens rows to float32.
+	// the blocks directly with activations rounded to 16-bit blocks (see
+	// blockdot.go), or to 8-bit ones as llama.cpp does after
+	// SetActivationBits(8) (act8.go); NoDot widens rows to float32.
 	Dot BlockDot
 }
 

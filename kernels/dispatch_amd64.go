@@ -725,3 +725,63 @@ func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 		matVecF16x4AVX2(&y[0], p, rows, cols, &x[0], cols)
 	}
 }
+
+// kernel8 is the signature of the 8-bit activation kernels.
+type kernel8 = func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32, nc *int32)
+
+// kernels8 and kernels8VNNI hold the 8-bit activation kernels by format
+// and token count: AVX2 (one row at a time, up to 4 tokens) and AVX-512
+// VNNI (an even number of rows, up to 8 tokens).
+var kernels8 = [...][groupTokens]kernel8{
+	DotQ8_0: {dot8Q8_0AVX2, dot8Q8_0x2AVX2, dot8Q8_0x3AVX2, dot8Q8_0x4AVX2},
+	DotQ4_0: {dot8Q4_0AVX2, dot8Q4_0x2AVX2, dot8Q4_0x3AVX2, dot8Q4_0x4AVX2},
+	DotQ5_0: {dot8Q5_0AVX2, dot8Q5_0x2AVX2, dot8Q5_0x3AVX2, dot8Q5_0x4AVX2},
+	DotQ4K:  {dot8Q4KAVX2, dot8Q4Kx2AVX2, dot8Q4Kx3AVX2, dot8Q4Kx4AVX2},
+	DotQ5K:  {dot8Q5KAVX2, dot8Q5Kx2AVX2, dot8Q5Kx3AVX2, dot8Q5Kx4AVX2},
+	DotQ6K:  {dot8Q6KAVX2, dot8Q6Kx2AVX2, dot8Q6Kx3AVX2, dot8Q6Kx4AVX2},
+}
+
+var kernels8VNNI = [...][groupTokens8]kernel8{
+	DotQ8_0: {dot8Q8_0VNNI, dot8Q8_0x2VNNI, dot8Q8_0x3VNNI, dot8Q8_0x4VNNI, dot8Q8_0x5VNNI, dot8Q8_0x6VNNI, dot8Q8_0x7VNNI, dot8Q8_0x8VNNI},
+	DotQ4_0: {dot8Q4_0VNNI, dot8Q4_0x2VNNI, dot8Q4_0x3VNNI, dot8Q4_0x4VNNI, dot8Q4_0x5VNNI, dot8Q4_0x6VNNI, dot8Q4_0x7VNNI, dot8Q4_0x8VNNI},
+	DotQ5_0: {dot8Q5_0VNNI, dot8Q5_0x2VNNI, dot8Q5_0x3VNNI, dot8Q5_0x4VNNI, dot8Q5_0x5VNNI, dot8Q5_0x6VNNI, dot8Q5_0x7VNNI, dot8Q5_0x8VNNI},
+	DotQ4K:  {dot8Q4KVNNI, dot8Q4Kx2VNNI, dot8Q4Kx3VNNI, dot8Q4Kx4VNNI, dot8Q4Kx5VNNI, dot8Q4Kx6VNNI, dot8Q4Kx7VNNI, dot8Q4Kx8VNNI},
+	DotQ5K:  {dot8Q5KVNNI, dot8Q5Kx2VNNI, dot8Q5Kx3VNNI, dot8Q5Kx4VNNI, dot8Q5Kx5VNNI, dot8Q5Kx6VNNI, dot8Q5Kx7VNNI, dot8Q5Kx8VNNI},
+	DotQ6K:  {dot8Q6KVNNI, dot8Q6Kx2VNNI, dot8Q6Kx3VNNI, dot8Q6Kx4VNNI, dot8Q6Kx5VNNI, dot8Q6Kx6VNNI, dot8Q6Kx7VNNI, dot8Q6Kx8VNNI},
+}
+
+// blockDot8Rows sets y[i*nt+t] to the 8-bit product of row i of the blocks
+// in w (rb bytes each) with token t of the nt tokens' activations q, d, s
+// (nt ≤ 4, or ≤ 8 for an even number of rows with AVX-512 VNNI),
+// nc (xAct8's aux; interleaved as xGroup8 when nt > 1): the AVX-512 VNNI kernels, the
+// AVX2 ones or the plain Go, all with the bits of blockDot8RowsGeneric.
+func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s []float32, nc []int32) {
+	n := len(y) / nt
+	if n == 0 {
+		return
+	}
+	if !useAVX2 {
+		if nt != 1 {
+			panic("kernels: grouped 8-bit activations without assembly")
+		}
+		blockDot8RowsGeneric(y, k, w, rb, q, d, s)
+		return
+	}
+	g := dotGeometry[k]
+	nb := rb / g.bytes * g.elems / q8Block
+	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*(rb/g.bytes)-1], s[nt*nb-1], nc[8*nt*nb-1]
+	_ = y[n*nt-1]
+	if useAVX512 && n >= 2 {
+		// Pairs of rows, then the odd last row on its own (the same bits).
+		m := n &^ 1
+		kernels8VNNI[k][nt-1](&y[0], &w[0], m, rb, &q[0], &d[0], &s[0], &nc[0])
+		if m == n {
+			return
+		}
+		y, w, n = y[m*nt:], w[m*rb:], 1
+	}
+	if nt > groupTokens {
+		panic("kernels: an odd row for more than 4 tokens of 8-bit activations")
+	}
+	kernels8[k][nt-1](&y[0], &w[0], n, rb, &q[0], &d[0], &s[0], &nc[0])
+}

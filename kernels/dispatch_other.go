@@ -119,3 +119,7 @@ func matVecF16Streams(y []float32, w []byte, rows, cols int, x []float32) {
 func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 	panic("kernels: no assembly")
 }
+
+func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s []float32, nc []int32) {
+	blockDot8RowsGeneric(y, k, w, rb, q, d, s)
+}

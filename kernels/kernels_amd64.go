@@ -1226,3 +1226,543 @@ func dotQ5Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32,
 //
 //go:noescape
 func dotQ6Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dot8Q8_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dot8Q8_0Generic(w[r*rb:(r+1)*rb], q, d, s)
+//
+// bit for bit (see act8.go; nc is unused by the plain Go). The rows
+// follow each other in memory.
+//
+//go:noescape
+func dot8Q8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dot8Q4_0Generic(w[r*rb:(r+1)*rb], q, d, s)
+//
+// bit for bit (see act8.go; nc is unused by the plain Go). The rows
+// follow each other in memory.
+//
+//go:noescape
+func dot8Q4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0AVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dot8Q5_0Generic(w[r*rb:(r+1)*rb], q, d, s)
+//
+// bit for bit (see act8.go; nc is unused by the plain Go). The rows
+// follow each other in memory.
+//
+//go:noescape
+func dot8Q5_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dot8Q4KGeneric(w[r*rb:(r+1)*rb], q, d, s)
+//
+// bit for bit (see act8.go; nc is unused by the plain Go). The rows
+// follow each other in memory.
+//
+//go:noescape
+func dot8Q4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dot8Q5KGeneric(w[r*rb:(r+1)*rb], q, d, s)
+//
+// bit for bit (see act8.go; nc is unused by the plain Go). The rows
+// follow each other in memory.
+//
+//go:noescape
+func dot8Q5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6KAVX2 computes, for each of rows rows of rb bytes at w,
+//
+//	y[r] = dot8Q6KGeneric(w[r*rb:(r+1)*rb], q, d, s)
+//
+// bit for bit (see act8.go; nc is unused by the plain Go). The rows
+// follow each other in memory.
+//
+//go:noescape
+func dot8Q6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q8_0Generic of each token.
+//
+//go:noescape
+func dot8Q8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4_0Generic of each token.
+//
+//go:noescape
+func dot8Q4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5_0Generic of each token.
+//
+//go:noescape
+func dot8Q5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4KGeneric of each token.
+//
+//go:noescape
+func dot8Q4Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5KGeneric of each token.
+//
+//go:noescape
+func dot8Q5Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q6KGeneric of each token.
+//
+//go:noescape
+func dot8Q6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q8_0Generic of each token.
+//
+//go:noescape
+func dot8Q8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4_0Generic of each token.
+//
+//go:noescape
+func dot8Q4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5_0Generic of each token.
+//
+//go:noescape
+func dot8Q5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4KGeneric of each token.
+//
+//go:noescape
+func dot8Q4Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5KGeneric of each token.
+//
+//go:noescape
+func dot8Q5Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q6KGeneric of each token.
+//
+//go:noescape
+func dot8Q6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q8_0Generic of each token.
+//
+//go:noescape
+func dot8Q8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4_0Generic of each token.
+//
+//go:noescape
+func dot8Q4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5_0Generic of each token.
+//
+//go:noescape
+func dot8Q5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4KGeneric of each token.
+//
+//go:noescape
+func dot8Q4Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5KGeneric of each token.
+//
+//go:noescape
+func dot8Q5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q6KGeneric of each token.
+//
+//go:noescape
+func dot8Q6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0VNNI is dot8Q8_0AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0VNNI is dot8Q4_0AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0VNNI is dot8Q5_0AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4KVNNI is dot8Q4KAVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5KVNNI is dot8Q5KAVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6KVNNI is dot8Q6KAVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x2VNNI is dot8Q8_0x2AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x2VNNI is dot8Q4_0x2AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x2VNNI is dot8Q5_0x2AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx2VNNI is dot8Q4Kx2AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx2VNNI is dot8Q5Kx2AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx2VNNI is dot8Q6Kx2AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x3VNNI is dot8Q8_0x3AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x3VNNI is dot8Q4_0x3AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x3VNNI is dot8Q5_0x3AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx3VNNI is dot8Q4Kx3AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx3VNNI is dot8Q5Kx3AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx3VNNI is dot8Q6Kx3AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x4VNNI is dot8Q8_0x4AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x4VNNI is dot8Q4_0x4AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x4VNNI is dot8Q5_0x4AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx4VNNI is dot8Q4Kx4AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx4VNNI is dot8Q5Kx4AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx4VNNI is dot8Q6Kx4AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x5VNNI is dot8Q8_0x5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x5VNNI is dot8Q4_0x5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x5VNNI is dot8Q5_0x5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx5VNNI is dot8Q4Kx5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx5VNNI is dot8Q5Kx5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx5VNNI is dot8Q6Kx5AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x6VNNI is dot8Q8_0x6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x6VNNI is dot8Q4_0x6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x6VNNI is dot8Q5_0x6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx6VNNI is dot8Q4Kx6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx6VNNI is dot8Q5Kx6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx6VNNI is dot8Q6Kx6AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x7VNNI is dot8Q8_0x7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x7VNNI is dot8Q4_0x7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x7VNNI is dot8Q5_0x7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx7VNNI is dot8Q4Kx7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx7VNNI is dot8Q5Kx7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx7VNNI is dot8Q6Kx7AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x8VNNI is dot8Q8_0x8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q8_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x8VNNI is dot8Q4_0x8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x8VNNI is dot8Q5_0x8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4Kx8VNNI is dot8Q4Kx8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5Kx8VNNI is dot8Q5Kx8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q5Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q6Kx8VNNI is dot8Q6Kx8AVX2 for an even number of rows
+// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
+// BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q6Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)

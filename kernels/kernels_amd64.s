@@ -20452,3 +20452,16757 @@ dotQ6Kx4AVX512_end:
 dotQ6Kx4AVX512_done:
 	VZEROUPPER
 	RET
+
+DATA b8Ones16<>+0(SB)/4, $0x00010001
+DATA b8Ones16<>+4(SB)/4, $0x00010001
+DATA b8Ones16<>+8(SB)/4, $0x00010001
+DATA b8Ones16<>+12(SB)/4, $0x00010001
+DATA b8Ones16<>+16(SB)/4, $0x00010001
+DATA b8Ones16<>+20(SB)/4, $0x00010001
+DATA b8Ones16<>+24(SB)/4, $0x00010001
+DATA b8Ones16<>+28(SB)/4, $0x00010001
+GLOBL b8Ones16<>(SB), RODATA|NOPTR, $32
+
+DATA b8Byte80<>+0(SB)/4, $0x80808080
+DATA b8Byte80<>+4(SB)/4, $0x80808080
+DATA b8Byte80<>+8(SB)/4, $0x80808080
+DATA b8Byte80<>+12(SB)/4, $0x80808080
+DATA b8Byte80<>+16(SB)/4, $0x80808080
+DATA b8Byte80<>+20(SB)/4, $0x80808080
+DATA b8Byte80<>+24(SB)/4, $0x80808080
+DATA b8Byte80<>+28(SB)/4, $0x80808080
+GLOBL b8Byte80<>(SB), RODATA|NOPTR, $32
+
+DATA b8Byte08<>+0(SB)/4, $0x08080808
+DATA b8Byte08<>+4(SB)/4, $0x08080808
+DATA b8Byte08<>+8(SB)/4, $0x08080808
+DATA b8Byte08<>+12(SB)/4, $0x08080808
+DATA b8Byte08<>+16(SB)/4, $0x08080808
+DATA b8Byte08<>+20(SB)/4, $0x08080808
+DATA b8Byte08<>+24(SB)/4, $0x08080808
+DATA b8Byte08<>+28(SB)/4, $0x08080808
+GLOBL b8Byte08<>(SB), RODATA|NOPTR, $32
+
+DATA b8Byte10<>+0(SB)/4, $0x10101010
+DATA b8Byte10<>+4(SB)/4, $0x10101010
+DATA b8Byte10<>+8(SB)/4, $0x10101010
+DATA b8Byte10<>+12(SB)/4, $0x10101010
+DATA b8Byte10<>+16(SB)/4, $0x10101010
+DATA b8Byte10<>+20(SB)/4, $0x10101010
+DATA b8Byte10<>+24(SB)/4, $0x10101010
+DATA b8Byte10<>+28(SB)/4, $0x10101010
+GLOBL b8Byte10<>(SB), RODATA|NOPTR, $32
+
+DATA b8Byte01<>+0(SB)/4, $0x01010101
+DATA b8Byte01<>+4(SB)/4, $0x01010101
+DATA b8Byte01<>+8(SB)/4, $0x01010101
+DATA b8Byte01<>+12(SB)/4, $0x01010101
+DATA b8Byte01<>+16(SB)/4, $0x01010101
+DATA b8Byte01<>+20(SB)/4, $0x01010101
+DATA b8Byte01<>+24(SB)/4, $0x01010101
+DATA b8Byte01<>+28(SB)/4, $0x01010101
+GLOBL b8Byte01<>(SB), RODATA|NOPTR, $32
+
+DATA b8BitMask<>+0(SB)/4, $0x08040201
+DATA b8BitMask<>+4(SB)/4, $0x80402010
+DATA b8BitMask<>+8(SB)/4, $0x08040201
+DATA b8BitMask<>+12(SB)/4, $0x80402010
+DATA b8BitMask<>+16(SB)/4, $0x08040201
+DATA b8BitMask<>+20(SB)/4, $0x80402010
+DATA b8BitMask<>+24(SB)/4, $0x08040201
+DATA b8BitMask<>+28(SB)/4, $0x80402010
+GLOBL b8BitMask<>(SB), RODATA|NOPTR, $32
+
+DATA b8ShufQh<>+0(SB)/4, $0x00000000
+DATA b8ShufQh<>+4(SB)/4, $0x00000000
+DATA b8ShufQh<>+8(SB)/4, $0x01010101
+DATA b8ShufQh<>+12(SB)/4, $0x01010101
+DATA b8ShufQh<>+16(SB)/4, $0x02020202
+DATA b8ShufQh<>+20(SB)/4, $0x02020202
+DATA b8ShufQh<>+24(SB)/4, $0x03030303
+DATA b8ShufQh<>+28(SB)/4, $0x03030303
+GLOBL b8ShufQh<>(SB), RODATA|NOPTR, $32
+
+// func dot8Q8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q8_0AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dot8Q8_0AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X1
+	VBROADCASTSS X1, Y1
+	VMOVDQU      2(CX), Y2
+	VPABSB       Y2, Y3
+	VMOVDQU      (SI), Y4
+	VPSIGNB      Y2, Y4, Y4
+	VPMADDUBSW   Y4, Y3, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VBROADCASTSS (DI), Y3
+	VMULPS       Y1, Y3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y3, Y2, Y0
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0AVX2_block
+
+dot8Q8_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q8_0AVX2_row
+
+dot8Q8_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q4_0AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dot8Q4_0AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X1
+	VBROADCASTSS X1, Y1
+	VMOVDQU      2(CX), X3
+	VPSRLW       $0x04, X3, X2
+	VINSERTI128  $0x01, X2, Y3, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VPSUBB       b8Byte08<>+0(SB), Y2, Y2
+	VPABSB       Y2, Y4
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VBROADCASTSS (DI), Y4
+	VMULPS       Y1, Y4, Y4
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y4, Y2, Y0
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0AVX2_block
+
+dot8Q4_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q4_0AVX2_row
+
+dot8Q4_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q5_0AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dot8Q5_0AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X1
+	VBROADCASTSS X1, Y1
+	VMOVDQU      6(CX), X3
+	VPSRLW       $0x04, X3, X2
+	VINSERTI128  $0x01, X2, Y3, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VPBROADCASTD 2(CX), Y4
+	VPSHUFB      b8ShufQh<>+0(SB), Y4, Y4
+	VPAND        b8BitMask<>+0(SB), Y4, Y4
+	VPMINUB      b8Byte01<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y2, Y2
+	VPSUBB       b8Byte10<>+0(SB), Y2, Y2
+	VPABSB       Y2, Y4
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y2, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y2
+	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
+	VBROADCASTSS (DI), Y4
+	VMULPS       Y1, Y4, Y4
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y4, Y2, Y0
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000020, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0AVX2_block
+
+dot8Q5_0AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q5_0AVX2_row
+
+dot8Q5_0AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q4KAVX2(SB), NOSPLIT, $80-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4KAVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4KAVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+
+dot8Q4KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VMOVD        R10, X2
+	VPINSRD      $0x01, R13, X2, X2
+	VPMOVZXBD    X2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y4
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       Y3, Y2, Y2
+	VPMOVZXBW    X1, X1
+	VMOVDQU      X1, 64(SP)
+	VBROADCASTSS (DI), Y1
+	VMULPS       Y1, Y2, Y2
+	VMULPS       (R8), Y2, Y2
+	VADDPS       32(SP), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VMULPS       Y1, Y4, Y1
+	VMOVUPS      Y1, (SP)
+	VXORPS       Y1, Y1, Y1
+	VMOVDQU      16(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VPBROADCASTW 64(SP), Y4
+	VPMADDUBSW   (SI), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 66(SP), Y3
+	VPMADDUBSW   32(SI), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      48(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VPBROADCASTW 68(SP), Y4
+	VPMADDUBSW   64(SI), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 70(SP), Y3
+	VPMADDUBSW   96(SI), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      80(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VPBROADCASTW 72(SP), Y4
+	VPMADDUBSW   128(SI), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 74(SP), Y3
+	VPMADDUBSW   160(SI), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      112(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VPBROADCASTW 76(SP), Y4
+	VPMADDUBSW   192(SI), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VPBROADCASTW 78(SP), Y3
+	VPMADDUBSW   224(SI), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       (SP), Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x04, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4KAVX2_block
+
+dot8Q4KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      32(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q4KAVX2_row
+
+dot8Q4KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q5KAVX2(SB), NOSPLIT, $80-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5KAVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5KAVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 32(SP)
+
+dot8Q5KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X1
+	VPINSRD      $0x01, R11, X1, X1
+	VMOVD        R10, X2
+	VPINSRD      $0x01, R13, X2, X2
+	VPMOVZXBD    X2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y4
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VMULPS       Y3, Y2, Y2
+	VPMOVZXBW    X1, X1
+	VMOVDQU      X1, 64(SP)
+	VBROADCASTSS (DI), Y1
+	VMULPS       Y1, Y2, Y2
+	VMULPS       (R8), Y2, Y2
+	VADDPS       32(SP), Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	VMULPS       Y1, Y4, Y1
+	VMOVUPS      Y1, (SP)
+	VXORPS       Y1, Y1, Y1
+	VMOVDQU      48(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU      16(CX), Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPBROADCASTW 64(SP), Y4
+	VPMADDUBSW   (SI), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPSLLW       $0x03, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPBROADCASTW 66(SP), Y3
+	VPMADDUBSW   32(SI), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      80(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU      16(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPBROADCASTW 68(SP), Y4
+	VPMADDUBSW   64(SI), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPSLLW       $0x01, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPBROADCASTW 70(SP), Y3
+	VPMADDUBSW   96(SI), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      112(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU      16(CX), Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPBROADCASTW 72(SP), Y4
+	VPMADDUBSW   128(SI), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPSRLW       $0x01, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPBROADCASTW 74(SP), Y3
+	VPMADDUBSW   160(SI), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VMOVDQU      144(CX), Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y3
+	VMOVDQU      16(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        b8Byte10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPBROADCASTW 76(SP), Y4
+	VPMADDUBSW   192(SI), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        bdByte0F<>+0(SB), Y2, Y2
+	VMOVDQU      16(CX), Y3
+	VPSRLW       $0x03, Y3, Y3
+	VPAND        b8Byte10<>+0(SB), Y3, Y3
+	VPOR         Y3, Y2, Y2
+	VPBROADCASTW 78(SP), Y3
+	VPMADDUBSW   224(SI), Y2, Y2
+	VPMADDWD     Y3, Y2, Y2
+	VPADDD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       (SP), Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x04, DI
+	ADDQ         $0x00000020, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5KAVX2_block
+
+dot8Q5KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      32(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q5KAVX2_row
+
+dot8Q5KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q6KAVX2(SB), NOSPLIT, $64-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6KAVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6KAVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   nc+56(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+
+dot8Q6KAVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6KAVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X1
+	VCVTPH2PS    X1, X1
+	VBROADCASTSS X1, Y1
+	VBROADCASTSS (DI), Y2
+	VMULPS       Y2, Y1, Y2
+	VMOVUPS      Y2, (SP)
+	VPMOVSXBW    192(CX), Y1
+	VMOVDQU      Y1, 32(SP)
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VMOVDQU      (CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPAND        bdByte03<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPBROADCASTW 32(SP), Y4
+	VPBROADCASTW 34(SP), X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VMOVDQU      b8Byte80<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      (SI), Y5
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      32(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPBROADCASTW 36(SP), Y4
+	VPBROADCASTW 38(SP), X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VMOVDQU      b8Byte80<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      32(SI), Y5
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      (CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPBROADCASTW 40(SP), Y4
+	VPBROADCASTW 42(SP), X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VMOVDQU      b8Byte80<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      64(SI), Y5
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      32(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      128(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPBROADCASTW 44(SP), Y4
+	VPBROADCASTW 46(SP), X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VMOVDQU      b8Byte80<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      96(SI), Y5
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      64(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y4
+	VPAND        bdByte03<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPBROADCASTW 48(SP), Y4
+	VPBROADCASTW 50(SP), X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VMOVDQU      b8Byte80<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      128(SI), Y5
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      96(CX), Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y4
+	VPSLLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPBROADCASTW 52(SP), Y4
+	VPBROADCASTW 54(SP), X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VMOVDQU      b8Byte80<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      160(SI), Y5
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      64(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPBROADCASTW 56(SP), Y4
+	VPBROADCASTW 58(SP), X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VMOVDQU      b8Byte80<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      192(SI), Y5
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      96(CX), Y3
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VMOVDQU      160(CX), Y4
+	VPSRLW       $0x02, Y4, Y4
+	VPAND        bdByte30<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bdByte20<>+0(SB), Y3, Y3
+	VPBROADCASTW 60(SP), Y4
+	VPBROADCASTW 62(SP), X5
+	VINSERTI128  $0x01, X5, Y4, Y4
+	VMOVDQU      b8Byte80<>+0(SB), Y5
+	VPMADDUBSW   Y3, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y2, Y2
+	VMOVDQU      224(SI), Y5
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSUBD       Y2, Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       (SP), Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x04, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6KAVX2_block
+
+dot8Q6KAVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JMP          dot8Q6KAVX2_row
+
+dot8Q6KAVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q8_0x2AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q8_0x2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x2AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      2(CX), Y3
+	VPABSB       Y3, Y4
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS (DI), Y6
+	VMULPS       Y2, Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y6, Y5, Y0
+	VMOVDQU      32(SI), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(DI), Y4
+	VMULPS       Y2, Y4, Y4
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y4, Y3, Y1
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x2AVX2_block
+
+dot8Q8_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q8_0x2AVX2_row
+
+dot8Q8_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q4_0x2AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q4_0x2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x2AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      2(CX), X4
+	VPSRLW       $0x04, X4, X3
+	VINSERTI128  $0x01, X3, Y4, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VPSUBB       b8Byte08<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y5
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS (DI), Y7
+	VMULPS       Y2, Y7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y7, Y6, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(DI), Y5
+	VMULPS       Y2, Y5, Y5
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y5, Y3, Y1
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x2AVX2_block
+
+dot8Q4_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q4_0x2AVX2_row
+
+dot8Q4_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q5_0x2AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q5_0x2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x2AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      6(CX), X4
+	VPSRLW       $0x04, X4, X3
+	VINSERTI128  $0x01, X3, Y4, Y3
+	VPAND        bdByte0F<>+0(SB), Y3, Y3
+	VPBROADCASTD 2(CX), Y5
+	VPSHUFB      b8ShufQh<>+0(SB), Y5, Y5
+	VPAND        b8BitMask<>+0(SB), Y5, Y5
+	VPMINUB      b8Byte01<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, Y5, Y5
+	VPOR         Y5, Y3, Y3
+	VPSUBB       b8Byte10<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y5
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS (DI), Y7
+	VMULPS       Y2, Y7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y7, Y6, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(DI), Y5
+	VMULPS       Y2, Y5, Y5
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y5, Y3, Y1
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x2AVX2_block
+
+dot8Q5_0x2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q5_0x2AVX2_row
+
+dot8Q5_0x2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q4Kx2AVX2(SB), NOSPLIT, $144-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx2AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 64(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 96(SP)
+
+dot8Q4Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VMOVD        R10, X3
+	VPINSRD      $0x01, R13, X3, X3
+	VPMOVZXBD    X3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y5
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       Y4, Y3, Y3
+	VPMOVZXBW    X2, X2
+	VMOVDQU      X2, 128(SP)
+	VBROADCASTSS (DI), Y2
+	VMULPS       Y2, Y3, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       64(SP), Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VMULPS       Y2, Y5, Y2
+	VMOVUPS      Y2, (SP)
+	VBROADCASTSS 4(DI), Y2
+	VMULPS       Y2, Y3, Y3
+	VMULPS       32(R8), Y3, Y3
+	VADDPS       96(SP), Y3, Y3
+	VMOVUPS      Y3, 96(SP)
+	VMULPS       Y2, Y5, Y2
+	VMOVUPS      Y2, 32(SP)
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VMOVDQU      16(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VPBROADCASTW 128(SP), Y6
+	VPMADDUBSW   (SI), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   32(SI), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 130(SP), Y5
+	VPMADDUBSW   64(SI), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   96(SI), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      48(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VPBROADCASTW 132(SP), Y6
+	VPMADDUBSW   128(SI), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   160(SI), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 134(SP), Y5
+	VPMADDUBSW   192(SI), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   224(SI), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      80(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VPBROADCASTW 136(SP), Y6
+	VPMADDUBSW   256(SI), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   288(SI), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 138(SP), Y5
+	VPMADDUBSW   320(SI), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   352(SI), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      112(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VPBROADCASTW 140(SP), Y6
+	VPMADDUBSW   384(SI), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   416(SI), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPBROADCASTW 142(SP), Y5
+	VPMADDUBSW   448(SI), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   480(SI), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       (SP), Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       32(SP), Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x08, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx2AVX2_block
+
+dot8Q4Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVUPS      64(SP), Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      96(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q4Kx2AVX2_row
+
+dot8Q4Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q5Kx2AVX2(SB), NOSPLIT, $144-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx2AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 64(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 96(SP)
+
+dot8Q5Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X2
+	VPINSRD      $0x01, R11, X2, X2
+	VMOVD        R10, X3
+	VPINSRD      $0x01, R13, X3, X3
+	VPMOVZXBD    X3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y5
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VMULPS       Y4, Y3, Y3
+	VPMOVZXBW    X2, X2
+	VMOVDQU      X2, 128(SP)
+	VBROADCASTSS (DI), Y2
+	VMULPS       Y2, Y3, Y4
+	VMULPS       (R8), Y4, Y4
+	VADDPS       64(SP), Y4, Y4
+	VMOVUPS      Y4, 64(SP)
+	VMULPS       Y2, Y5, Y2
+	VMOVUPS      Y2, (SP)
+	VBROADCASTSS 4(DI), Y2
+	VMULPS       Y2, Y3, Y3
+	VMULPS       32(R8), Y3, Y3
+	VADDPS       96(SP), Y3, Y3
+	VMOVUPS      Y3, 96(SP)
+	VMULPS       Y2, Y5, Y2
+	VMOVUPS      Y2, 32(SP)
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VMOVDQU      48(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU      16(CX), Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPAND        b8Byte10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPBROADCASTW 128(SP), Y6
+	VPMADDUBSW   (SI), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   32(SI), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x03, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTW 130(SP), Y5
+	VPMADDUBSW   64(SI), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   96(SI), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      80(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU      16(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        b8Byte10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPBROADCASTW 132(SP), Y6
+	VPMADDUBSW   128(SI), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   160(SI), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSLLW       $0x01, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTW 134(SP), Y5
+	VPMADDUBSW   192(SI), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   224(SI), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      112(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU      16(CX), Y6
+	VPAND        b8Byte10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPBROADCASTW 136(SP), Y6
+	VPMADDUBSW   256(SI), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   288(SI), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x01, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTW 138(SP), Y5
+	VPMADDUBSW   320(SI), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   352(SI), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      144(CX), Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y5
+	VMOVDQU      16(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        b8Byte10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPBROADCASTW 140(SP), Y6
+	VPMADDUBSW   384(SI), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   416(SI), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VMOVDQU      16(CX), Y5
+	VPSRLW       $0x03, Y5, Y5
+	VPAND        b8Byte10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTW 142(SP), Y5
+	VPMADDUBSW   448(SI), Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   480(SI), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       (SP), Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       32(SP), Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x08, DI
+	ADDQ         $0x00000040, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx2AVX2_block
+
+dot8Q5Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVUPS      64(SP), Y2
+	VHADDPS      Y2, Y2, Y2
+	VHADDPS      Y2, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VSUBSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      96(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q5Kx2AVX2_row
+
+dot8Q5Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q6Kx2AVX2(SB), NOSPLIT, $96-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx2AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx2AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   nc+56(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dot8Q6Kx2AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx2AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS X2, Y2
+	VBROADCASTSS (DI), Y3
+	VMULPS       Y3, Y2, Y3
+	VMOVUPS      Y3, (SP)
+	VBROADCASTSS 4(DI), Y3
+	VMULPS       Y3, Y2, Y3
+	VMOVUPS      Y3, 32(SP)
+	VPMOVSXBW    192(CX), Y2
+	VMOVDQU      Y2, 64(SP)
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VMOVDQU      (CX), Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      128(CX), Y6
+	VPAND        bdByte03<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPBROADCASTW 64(SP), Y6
+	VPBROADCASTW 66(SP), X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VMOVDQU      b8Byte80<>+0(SB), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      (SI), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      32(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VMOVDQU      32(CX), Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      128(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPBROADCASTW 68(SP), Y6
+	VPBROADCASTW 70(SP), X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VMOVDQU      b8Byte80<>+0(SB), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      64(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      96(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VMOVDQU      (CX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      128(CX), Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPBROADCASTW 72(SP), Y6
+	VPBROADCASTW 74(SP), X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VMOVDQU      b8Byte80<>+0(SB), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      128(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      160(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VMOVDQU      32(CX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      128(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPBROADCASTW 76(SP), Y6
+	VPBROADCASTW 78(SP), X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VMOVDQU      b8Byte80<>+0(SB), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      192(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      224(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VMOVDQU      64(CX), Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      160(CX), Y6
+	VPAND        bdByte03<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPBROADCASTW 80(SP), Y6
+	VPBROADCASTW 82(SP), X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VMOVDQU      b8Byte80<>+0(SB), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      256(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      288(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VMOVDQU      96(CX), Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      160(CX), Y6
+	VPSLLW       $0x02, Y6, Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPBROADCASTW 84(SP), Y6
+	VPBROADCASTW 86(SP), X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VMOVDQU      b8Byte80<>+0(SB), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      320(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      352(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VMOVDQU      64(CX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      160(CX), Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPBROADCASTW 88(SP), Y6
+	VPBROADCASTW 90(SP), X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VMOVDQU      b8Byte80<>+0(SB), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      384(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      416(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VMOVDQU      96(CX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VMOVDQU      160(CX), Y6
+	VPSRLW       $0x02, Y6, Y6
+	VPAND        bdByte30<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bdByte20<>+0(SB), Y5, Y5
+	VPBROADCASTW 92(SP), Y6
+	VPBROADCASTW 94(SP), X7
+	VINSERTI128  $0x01, X7, Y6, Y6
+	VMOVDQU      b8Byte80<>+0(SB), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      448(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      480(SI), Y7
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSUBD       Y4, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       (SP), Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VPSUBD       Y4, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       32(SP), Y3, Y3
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000200, SI
+	ADDQ         $0x08, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx2AVX2_block
+
+dot8Q6Kx2AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	ADDQ         $0x08, AX
+	DECQ         DX
+	JMP          dot8Q6Kx2AVX2_row
+
+dot8Q6Kx2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q8_0x3AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q8_0x3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x3AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(CX), Y4
+	VPABSB       Y4, Y5
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS (DI), Y7
+	VMULPS       Y3, Y7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y7, Y6, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 4(DI), Y7
+	VMULPS       Y3, Y7, Y7
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y7, Y6, Y1
+	VMOVDQU      64(SI), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 8(DI), Y5
+	VMULPS       Y3, Y5, Y5
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y5, Y4, Y2
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x3AVX2_block
+
+dot8Q8_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q8_0x3AVX2_row
+
+dot8Q8_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q4_0x3AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q4_0x3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x3AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI128  $0x01, X4, Y5, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPSUBB       b8Byte08<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS (DI), Y8
+	VMULPS       Y3, Y8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 4(DI), Y8
+	VMULPS       Y3, Y8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 8(DI), Y6
+	VMULPS       Y3, Y6, Y6
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y6, Y4, Y2
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x3AVX2_block
+
+dot8Q4_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q4_0x3AVX2_row
+
+dot8Q4_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q5_0x3AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q5_0x3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x3AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      6(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI128  $0x01, X4, Y5, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPBROADCASTD 2(CX), Y6
+	VPSHUFB      b8ShufQh<>+0(SB), Y6, Y6
+	VPAND        b8BitMask<>+0(SB), Y6, Y6
+	VPMINUB      b8Byte01<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBB       b8Byte10<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS (DI), Y8
+	VMULPS       Y3, Y8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 4(DI), Y8
+	VMULPS       Y3, Y8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 8(DI), Y6
+	VMULPS       Y3, Y6, Y6
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y6, Y4, Y2
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000060, SI
+	ADDQ         $0x0c, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x3AVX2_block
+
+dot8Q5_0x3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q5_0x3AVX2_row
+
+dot8Q5_0x3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q4Kx3AVX2(SB), NOSPLIT, $208-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx3AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 96(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 128(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 160(SP)
+
+dot8Q4Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVZXBW    X3, X3
+	VMOVDQU      X3, 192(SP)
+	VBROADCASTSS (DI), Y3
+	VMULPS       Y3, Y4, Y5
+	VMULPS       (R8), Y5, Y5
+	VADDPS       96(SP), Y5, Y5
+	VMOVUPS      Y5, 96(SP)
+	VMULPS       Y3, Y6, Y3
+	VMOVUPS      Y3, (SP)
+	VBROADCASTSS 4(DI), Y3
+	VMULPS       Y3, Y4, Y5
+	VMULPS       32(R8), Y5, Y5
+	VADDPS       128(SP), Y5, Y5
+	VMOVUPS      Y5, 128(SP)
+	VMULPS       Y3, Y6, Y3
+	VMOVUPS      Y3, 32(SP)
+	VBROADCASTSS 8(DI), Y3
+	VMULPS       Y3, Y4, Y4
+	VMULPS       64(R8), Y4, Y4
+	VADDPS       160(SP), Y4, Y4
+	VMOVUPS      Y4, 160(SP)
+	VMULPS       Y3, Y6, Y3
+	VMOVUPS      Y3, 64(SP)
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VMOVDQU      16(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y7
+	VPBROADCASTW 192(SP), Y8
+	VPMADDUBSW   (SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   32(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   64(SI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VPBROADCASTW 194(SP), Y7
+	VPMADDUBSW   96(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   128(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   160(SI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      48(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y7
+	VPBROADCASTW 196(SP), Y8
+	VPMADDUBSW   192(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   224(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   256(SI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VPBROADCASTW 198(SP), Y7
+	VPMADDUBSW   288(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   320(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   352(SI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      80(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y7
+	VPBROADCASTW 200(SP), Y8
+	VPMADDUBSW   384(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   416(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   448(SI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VPBROADCASTW 202(SP), Y7
+	VPMADDUBSW   480(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   512(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   544(SI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      112(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y7
+	VPBROADCASTW 204(SP), Y8
+	VPMADDUBSW   576(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   608(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   640(SI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VPBROADCASTW 206(SP), Y7
+	VPMADDUBSW   672(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   704(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   736(SI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       (SP), Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       32(SP), Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       64(SP), Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x0c, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx3AVX2_block
+
+dot8Q4Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVUPS      96(SP), Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VSUBSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      128(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q4Kx3AVX2_row
+
+dot8Q4Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q5Kx3AVX2(SB), NOSPLIT, $208-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx3AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 96(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 128(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 160(SP)
+
+dot8Q5Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X3
+	VPINSRD      $0x01, R11, X3, X3
+	VMOVD        R10, X4
+	VPINSRD      $0x01, R13, X4, X4
+	VPMOVZXBD    X4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y6
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VMULPS       Y5, Y4, Y4
+	VPMOVZXBW    X3, X3
+	VMOVDQU      X3, 192(SP)
+	VBROADCASTSS (DI), Y3
+	VMULPS       Y3, Y4, Y5
+	VMULPS       (R8), Y5, Y5
+	VADDPS       96(SP), Y5, Y5
+	VMOVUPS      Y5, 96(SP)
+	VMULPS       Y3, Y6, Y3
+	VMOVUPS      Y3, (SP)
+	VBROADCASTSS 4(DI), Y3
+	VMULPS       Y3, Y4, Y5
+	VMULPS       32(R8), Y5, Y5
+	VADDPS       128(SP), Y5, Y5
+	VMOVUPS      Y5, 128(SP)
+	VMULPS       Y3, Y6, Y3
+	VMOVUPS      Y3, 32(SP)
+	VBROADCASTSS 8(DI), Y3
+	VMULPS       Y3, Y4, Y4
+	VMULPS       64(R8), Y4, Y4
+	VADDPS       160(SP), Y4, Y4
+	VMOVUPS      Y4, 160(SP)
+	VMULPS       Y3, Y6, Y3
+	VMOVUPS      Y3, 64(SP)
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VMOVDQU      48(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y7
+	VMOVDQU      16(CX), Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPAND        b8Byte10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPBROADCASTW 192(SP), Y8
+	VPMADDUBSW   (SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   32(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   64(SI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU      16(CX), Y7
+	VPSLLW       $0x03, Y7, Y7
+	VPAND        b8Byte10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPBROADCASTW 194(SP), Y7
+	VPMADDUBSW   96(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   128(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   160(SI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      80(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y7
+	VMOVDQU      16(CX), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        b8Byte10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPBROADCASTW 196(SP), Y8
+	VPMADDUBSW   192(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   224(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   256(SI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU      16(CX), Y7
+	VPSLLW       $0x01, Y7, Y7
+	VPAND        b8Byte10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPBROADCASTW 198(SP), Y7
+	VPMADDUBSW   288(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   320(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   352(SI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      112(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y7
+	VMOVDQU      16(CX), Y8
+	VPAND        b8Byte10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPBROADCASTW 200(SP), Y8
+	VPMADDUBSW   384(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   416(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   448(SI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU      16(CX), Y7
+	VPSRLW       $0x01, Y7, Y7
+	VPAND        b8Byte10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPBROADCASTW 202(SP), Y7
+	VPMADDUBSW   480(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   512(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   544(SI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      144(CX), Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y7
+	VMOVDQU      16(CX), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        b8Byte10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPBROADCASTW 204(SP), Y8
+	VPMADDUBSW   576(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   608(SI), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   640(SI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VMOVDQU      16(CX), Y7
+	VPSRLW       $0x03, Y7, Y7
+	VPAND        b8Byte10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPBROADCASTW 206(SP), Y7
+	VPMADDUBSW   672(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   704(SI), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   736(SI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       (SP), Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       32(SP), Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       64(SP), Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x0c, DI
+	ADDQ         $0x00000060, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx3AVX2_block
+
+dot8Q5Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVUPS      96(SP), Y3
+	VHADDPS      Y3, Y3, Y3
+	VHADDPS      Y3, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VSUBSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      128(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q5Kx3AVX2_row
+
+dot8Q5Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q6Kx3AVX2(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx3AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx3AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   nc+56(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dot8Q6Kx3AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx3AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X3
+	VCVTPH2PS    X3, X3
+	VBROADCASTSS X3, Y3
+	VBROADCASTSS (DI), Y4
+	VMULPS       Y4, Y3, Y4
+	VMOVUPS      Y4, (SP)
+	VBROADCASTSS 4(DI), Y4
+	VMULPS       Y4, Y3, Y4
+	VMOVUPS      Y4, 32(SP)
+	VBROADCASTSS 8(DI), Y4
+	VMULPS       Y4, Y3, Y4
+	VMOVUPS      Y4, 64(SP)
+	VPMOVSXBW    192(CX), Y3
+	VMOVDQU      Y3, 96(SP)
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VMOVDQU      (CX), Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VMOVDQU      128(CX), Y8
+	VPAND        bdByte03<>+0(SB), Y8, Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPBROADCASTW 96(SP), Y8
+	VPBROADCASTW 98(SP), X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VMOVDQU      b8Byte80<>+0(SB), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y6, Y6
+	VMOVDQU      (SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      32(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      64(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      32(CX), Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VMOVDQU      128(CX), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        bdByte30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPBROADCASTW 100(SP), Y8
+	VPBROADCASTW 102(SP), X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VMOVDQU      b8Byte80<>+0(SB), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y6, Y6
+	VMOVDQU      96(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      128(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      160(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      (CX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VMOVDQU      128(CX), Y8
+	VPAND        bdByte30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPBROADCASTW 104(SP), Y8
+	VPBROADCASTW 106(SP), X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VMOVDQU      b8Byte80<>+0(SB), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y6, Y6
+	VMOVDQU      192(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      224(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      256(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      32(CX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VMOVDQU      128(CX), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        bdByte30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPBROADCASTW 108(SP), Y8
+	VPBROADCASTW 110(SP), X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VMOVDQU      b8Byte80<>+0(SB), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y6, Y6
+	VMOVDQU      288(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      320(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      352(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      64(CX), Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VMOVDQU      160(CX), Y8
+	VPAND        bdByte03<>+0(SB), Y8, Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPBROADCASTW 112(SP), Y8
+	VPBROADCASTW 114(SP), X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VMOVDQU      b8Byte80<>+0(SB), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y6, Y6
+	VMOVDQU      384(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      416(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      448(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      96(CX), Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VMOVDQU      160(CX), Y8
+	VPSLLW       $0x02, Y8, Y8
+	VPAND        bdByte30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPBROADCASTW 116(SP), Y8
+	VPBROADCASTW 118(SP), X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VMOVDQU      b8Byte80<>+0(SB), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y6, Y6
+	VMOVDQU      480(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      512(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      544(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      64(CX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VMOVDQU      160(CX), Y8
+	VPAND        bdByte30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPBROADCASTW 120(SP), Y8
+	VPBROADCASTW 122(SP), X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VMOVDQU      b8Byte80<>+0(SB), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y6, Y6
+	VMOVDQU      576(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      608(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      640(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VMOVDQU      96(CX), Y7
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VMOVDQU      160(CX), Y8
+	VPSRLW       $0x02, Y8, Y8
+	VPAND        bdByte30<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bdByte20<>+0(SB), Y7, Y7
+	VPBROADCASTW 124(SP), Y8
+	VPBROADCASTW 126(SP), X9
+	VINSERTI128  $0x01, X9, Y8, Y8
+	VMOVDQU      b8Byte80<>+0(SB), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y6, Y6
+	VMOVDQU      672(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      704(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      736(SI), Y9
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSUBD       Y6, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       (SP), Y3, Y3
+	VADDPS       Y3, Y0, Y0
+	VPSUBD       Y6, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       32(SP), Y4, Y4
+	VADDPS       Y4, Y1, Y1
+	VPSUBD       Y6, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       64(SP), Y5, Y5
+	VADDPS       Y5, Y2, Y2
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000300, SI
+	ADDQ         $0x0c, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx3AVX2_block
+
+dot8Q6Kx3AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	ADDQ         $0x0c, AX
+	DECQ         DX
+	JMP          dot8Q6Kx3AVX2_row
+
+dot8Q6Kx3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q8_0x4AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q8_0x4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x4AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      2(CX), Y5
+	VPABSB       Y5, Y6
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS (DI), Y8
+	VMULPS       Y4, Y8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 4(DI), Y8
+	VMULPS       Y4, Y8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 8(DI), Y8
+	VMULPS       Y4, Y8, Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y2
+	VMOVDQU      96(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 12(DI), Y6
+	VMULPS       Y4, Y6, Y6
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y6, Y5, Y3
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x4AVX2_block
+
+dot8Q8_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q8_0x4AVX2_row
+
+dot8Q8_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q4_0x4AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q4_0x4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x4AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      2(CX), X6
+	VPSRLW       $0x04, X6, X5
+	VINSERTI128  $0x01, X5, Y6, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VPSUBB       b8Byte08<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y7
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS (DI), Y9
+	VMULPS       Y4, Y9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 4(DI), Y9
+	VMULPS       Y4, Y9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 8(DI), Y9
+	VMULPS       Y4, Y9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 12(DI), Y7
+	VMULPS       Y4, Y7, Y7
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y7, Y5, Y3
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x4AVX2_block
+
+dot8Q4_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q4_0x4AVX2_row
+
+dot8Q4_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q5_0x4AVX2(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q5_0x4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x4AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      6(CX), X6
+	VPSRLW       $0x04, X6, X5
+	VINSERTI128  $0x01, X5, Y6, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VPBROADCASTD 2(CX), Y7
+	VPSHUFB      b8ShufQh<>+0(SB), Y7, Y7
+	VPAND        b8BitMask<>+0(SB), Y7, Y7
+	VPMINUB      b8Byte01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBB       b8Byte10<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y7
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS (DI), Y9
+	VMULPS       Y4, Y9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 4(DI), Y9
+	VMULPS       Y4, Y9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 8(DI), Y9
+	VMULPS       Y4, Y9, Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 12(DI), Y7
+	VMULPS       Y4, Y7, Y7
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y7, Y5, Y3
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x4AVX2_block
+
+dot8Q5_0x4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q5_0x4AVX2_row
+
+dot8Q5_0x4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q4Kx4AVX2(SB), NOSPLIT, $272-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4Kx4AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4Kx4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 128(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 160(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 192(SP)
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS Y3, 224(SP)
+
+dot8Q4Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X4
+	VPINSRD      $0x01, R11, X4, X4
+	VMOVD        R10, X5
+	VPINSRD      $0x01, R13, X5, X5
+	VPMOVZXBD    X5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y7
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS       Y6, Y5, Y5
+	VPMOVZXBW    X4, X4
+	VMOVDQU      X4, 256(SP)
+	VBROADCASTSS (DI), Y4
+	VMULPS       Y4, Y5, Y6
+	VMULPS       (R8), Y6, Y6
+	VADDPS       128(SP), Y6, Y6
+	VMOVUPS      Y6, 128(SP)
+	VMULPS       Y4, Y7, Y4
+	VMOVUPS      Y4, (SP)
+	VBROADCASTSS 4(DI), Y4
+	VMULPS       Y4, Y5, Y6
+	VMULPS       32(R8), Y6, Y6
+	VADDPS       160(SP), Y6, Y6
+	VMOVUPS      Y6, 160(SP)
+	VMULPS       Y4, Y7, Y4
+	VMOVUPS      Y4, 32(SP)
+	VBROADCASTSS 8(DI), Y4
+	VMULPS       Y4, Y5, Y6
+	VMULPS       64(R8), Y6, Y6
+	VADDPS       192(SP), Y6, Y6
+	VMOVUPS      Y6, 192(SP)
+	VMULPS       Y4, Y7, Y4
+	VMOVUPS      Y4, 64(SP)
+	VBROADCASTSS 12(DI), Y4
+	VMULPS       Y4, Y5, Y5
+	VMULPS       96(R8), Y5, Y5
+	VADDPS       224(SP), Y5, Y5
+	VMOVUPS      Y5, 224(SP)
+	VMULPS       Y4, Y7, Y4
+	VMOVUPS      Y4, 96(SP)
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	VMOVDQU      16(CX), Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y9
+	VPBROADCASTW 256(SP), Y10
+	VPMADDUBSW   (SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   32(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   64(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   96(SI), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VPBROADCASTW 258(SP), Y9
+	VPMADDUBSW   128(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   160(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   192(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   224(SI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      48(CX), Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y9
+	VPBROADCASTW 260(SP), Y10
+	VPMADDUBSW   256(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   288(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   320(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   352(SI), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VPBROADCASTW 262(SP), Y9
+	VPMADDUBSW   384(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   416(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   448(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   480(SI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      80(CX), Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y9
+	VPBROADCASTW 264(SP), Y10
+	VPMADDUBSW   512(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   544(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   576(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   608(SI), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VPBROADCASTW 266(SP), Y9
+	VPMADDUBSW   640(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   672(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   704(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   736(SI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      112(CX), Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y9
+	VPBROADCASTW 268(SP), Y10
+	VPMADDUBSW   768(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   800(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   832(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   864(SI), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VPBROADCASTW 270(SP), Y9
+	VPMADDUBSW   896(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   928(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   960(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   992(SI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       (SP), Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       32(SP), Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       64(SP), Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       96(SP), Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	ADDQ         $0x00000090, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x10, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x00000090, BX
+	JMP          dot8Q4Kx4AVX2_block
+
+dot8Q4Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVUPS      128(SP), Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VSUBSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      192(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      224(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q4Kx4AVX2_row
+
+dot8Q4Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q5Kx4AVX2(SB), NOSPLIT, $272-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5Kx4AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5Kx4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	MOVQ    s+48(FP), R8
+	VXORPS  Y0, Y0, Y0
+	VMOVUPS Y0, 128(SP)
+	VXORPS  Y1, Y1, Y1
+	VMOVUPS Y1, 160(SP)
+	VXORPS  Y2, Y2, Y2
+	VMOVUPS Y2, 192(SP)
+	VXORPS  Y3, Y3, Y3
+	VMOVUPS Y3, 224(SP)
+
+dot8Q5Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	MOVL         4(CX), R9
+	MOVL         8(CX), R10
+	MOVL         12(CX), R11
+	MOVL         R11, R13
+	SHRL         $0x04, R13
+	ANDL         $0x0f0f0f0f, R13
+	MOVL         R10, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R13
+	ANDL         $0x3f3f3f3f, R10
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ANDL         $0x0f0f0f0f, R11
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	VMOVD        R9, X4
+	VPINSRD      $0x01, R11, X4, X4
+	VMOVD        R10, X5
+	VPINSRD      $0x01, R13, X5, X5
+	VPMOVZXBD    X5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y7
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VMULPS       Y6, Y5, Y5
+	VPMOVZXBW    X4, X4
+	VMOVDQU      X4, 256(SP)
+	VBROADCASTSS (DI), Y4
+	VMULPS       Y4, Y5, Y6
+	VMULPS       (R8), Y6, Y6
+	VADDPS       128(SP), Y6, Y6
+	VMOVUPS      Y6, 128(SP)
+	VMULPS       Y4, Y7, Y4
+	VMOVUPS      Y4, (SP)
+	VBROADCASTSS 4(DI), Y4
+	VMULPS       Y4, Y5, Y6
+	VMULPS       32(R8), Y6, Y6
+	VADDPS       160(SP), Y6, Y6
+	VMOVUPS      Y6, 160(SP)
+	VMULPS       Y4, Y7, Y4
+	VMOVUPS      Y4, 32(SP)
+	VBROADCASTSS 8(DI), Y4
+	VMULPS       Y4, Y5, Y6
+	VMULPS       64(R8), Y6, Y6
+	VADDPS       192(SP), Y6, Y6
+	VMOVUPS      Y6, 192(SP)
+	VMULPS       Y4, Y7, Y4
+	VMOVUPS      Y4, 64(SP)
+	VBROADCASTSS 12(DI), Y4
+	VMULPS       Y4, Y5, Y5
+	VMULPS       96(R8), Y5, Y5
+	VADDPS       224(SP), Y5, Y5
+	VMOVUPS      Y5, 224(SP)
+	VMULPS       Y4, Y7, Y4
+	VMOVUPS      Y4, 96(SP)
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	VMOVDQU      48(CX), Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y9
+	VMOVDQU      16(CX), Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPAND        b8Byte10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTW 256(SP), Y10
+	VPMADDUBSW   (SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   32(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   64(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   96(SI), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VMOVDQU      16(CX), Y9
+	VPSLLW       $0x03, Y9, Y9
+	VPAND        b8Byte10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPBROADCASTW 258(SP), Y9
+	VPMADDUBSW   128(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   160(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   192(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   224(SI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      80(CX), Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y9
+	VMOVDQU      16(CX), Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPAND        b8Byte10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTW 260(SP), Y10
+	VPMADDUBSW   256(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   288(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   320(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   352(SI), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VMOVDQU      16(CX), Y9
+	VPSLLW       $0x01, Y9, Y9
+	VPAND        b8Byte10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPBROADCASTW 262(SP), Y9
+	VPMADDUBSW   384(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   416(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   448(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   480(SI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      112(CX), Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y9
+	VMOVDQU      16(CX), Y10
+	VPAND        b8Byte10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTW 264(SP), Y10
+	VPMADDUBSW   512(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   544(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   576(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   608(SI), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VMOVDQU      16(CX), Y9
+	VPSRLW       $0x01, Y9, Y9
+	VPAND        b8Byte10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPBROADCASTW 266(SP), Y9
+	VPMADDUBSW   640(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   672(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   704(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   736(SI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VMOVDQU      144(CX), Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y9
+	VMOVDQU      16(CX), Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPAND        b8Byte10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPBROADCASTW 268(SP), Y10
+	VPMADDUBSW   768(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   800(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   832(SI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   864(SI), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VMOVDQU      16(CX), Y9
+	VPSRLW       $0x03, Y9, Y9
+	VPAND        b8Byte10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPBROADCASTW 270(SP), Y9
+	VPMADDUBSW   896(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   928(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   960(SI), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   992(SI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       (SP), Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       32(SP), Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       64(SP), Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       96(SP), Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	ADDQ         $0x000000b0, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x10, DI
+	ADDQ         $0x00000080, R8
+	SUBQ         $0x000000b0, BX
+	JMP          dot8Q5Kx4AVX2_block
+
+dot8Q5Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVUPS      128(SP), Y4
+	VHADDPS      Y4, Y4, Y4
+	VHADDPS      Y4, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VSUBSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      160(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      192(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      224(SP), Y1
+	VHADDPS      Y1, Y1, Y1
+	VHADDPS      Y1, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VSUBSS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q5Kx4AVX2_row
+
+dot8Q5Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, MMX+
+TEXT ·dot8Q6Kx4AVX2(SB), NOSPLIT, $160-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q6Kx4AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q6Kx4AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   nc+56(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dot8Q6Kx4AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q6Kx4AVX2_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1088(CX)
+	PREFETCHT0   1152(CX)
+	PREFETCHT0   1216(CX)
+	MOVWLZX      208(CX), R8
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VBROADCASTSS X4, Y4
+	VBROADCASTSS (DI), Y5
+	VMULPS       Y5, Y4, Y5
+	VMOVUPS      Y5, (SP)
+	VBROADCASTSS 4(DI), Y5
+	VMULPS       Y5, Y4, Y5
+	VMOVUPS      Y5, 32(SP)
+	VBROADCASTSS 8(DI), Y5
+	VMULPS       Y5, Y4, Y5
+	VMOVUPS      Y5, 64(SP)
+	VBROADCASTSS 12(DI), Y5
+	VMULPS       Y5, Y4, Y5
+	VMOVUPS      Y5, 96(SP)
+	VPMOVSXBW    192(CX), Y4
+	VMOVDQU      Y4, 128(SP)
+	VXORPS       Y4, Y4, Y4
+	VXORPS       Y5, Y5, Y5
+	VXORPS       Y6, Y6, Y6
+	VXORPS       Y7, Y7, Y7
+	VXORPS       Y8, Y8, Y8
+	VMOVDQU      (CX), Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VMOVDQU      128(CX), Y10
+	VPAND        bdByte03<>+0(SB), Y10, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bdByte20<>+0(SB), Y9, Y9
+	VPBROADCASTW 128(SP), Y10
+	VPBROADCASTW 130(SP), X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VMOVDQU      b8Byte80<>+0(SB), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VMOVDQU      (SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      32(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      64(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      96(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VMOVDQU      32(CX), Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VMOVDQU      128(CX), Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPAND        bdByte30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bdByte20<>+0(SB), Y9, Y9
+	VPBROADCASTW 132(SP), Y10
+	VPBROADCASTW 134(SP), X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VMOVDQU      b8Byte80<>+0(SB), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VMOVDQU      128(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      160(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      192(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      224(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VMOVDQU      (CX), Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VMOVDQU      128(CX), Y10
+	VPAND        bdByte30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bdByte20<>+0(SB), Y9, Y9
+	VPBROADCASTW 136(SP), Y10
+	VPBROADCASTW 138(SP), X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VMOVDQU      b8Byte80<>+0(SB), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VMOVDQU      256(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      288(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      320(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      352(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VMOVDQU      32(CX), Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VMOVDQU      128(CX), Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPAND        bdByte30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bdByte20<>+0(SB), Y9, Y9
+	VPBROADCASTW 140(SP), Y10
+	VPBROADCASTW 142(SP), X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VMOVDQU      b8Byte80<>+0(SB), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VMOVDQU      384(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      416(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      448(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      480(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VMOVDQU      64(CX), Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VMOVDQU      160(CX), Y10
+	VPAND        bdByte03<>+0(SB), Y10, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bdByte20<>+0(SB), Y9, Y9
+	VPBROADCASTW 144(SP), Y10
+	VPBROADCASTW 146(SP), X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VMOVDQU      b8Byte80<>+0(SB), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VMOVDQU      512(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      544(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      576(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      608(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VMOVDQU      96(CX), Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VMOVDQU      160(CX), Y10
+	VPSLLW       $0x02, Y10, Y10
+	VPAND        bdByte30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bdByte20<>+0(SB), Y9, Y9
+	VPBROADCASTW 148(SP), Y10
+	VPBROADCASTW 150(SP), X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VMOVDQU      b8Byte80<>+0(SB), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VMOVDQU      640(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      672(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      704(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      736(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VMOVDQU      64(CX), Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VMOVDQU      160(CX), Y10
+	VPAND        bdByte30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bdByte20<>+0(SB), Y9, Y9
+	VPBROADCASTW 152(SP), Y10
+	VPBROADCASTW 154(SP), X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VMOVDQU      b8Byte80<>+0(SB), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VMOVDQU      768(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      800(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      832(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      864(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VMOVDQU      96(CX), Y9
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VMOVDQU      160(CX), Y10
+	VPSRLW       $0x02, Y10, Y10
+	VPAND        bdByte30<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bdByte20<>+0(SB), Y9, Y9
+	VPBROADCASTW 156(SP), Y10
+	VPBROADCASTW 158(SP), X11
+	VINSERTI128  $0x01, X11, Y10, Y10
+	VMOVDQU      b8Byte80<>+0(SB), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VMOVDQU      896(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      928(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      960(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      992(SI), Y11
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSUBD       Y8, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULPS       (SP), Y4, Y4
+	VADDPS       Y4, Y0, Y0
+	VPSUBD       Y8, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULPS       32(SP), Y5, Y5
+	VADDPS       Y5, Y1, Y1
+	VPSUBD       Y8, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULPS       64(SP), Y6, Y6
+	VADDPS       Y6, Y2, Y2
+	VPSUBD       Y8, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       96(SP), Y7, Y7
+	VADDPS       Y7, Y3, Y3
+	ADDQ         $0x000000d2, CX
+	ADDQ         $0x00000400, SI
+	ADDQ         $0x10, DI
+	SUBQ         $0x000000d2, BX
+	JMP          dot8Q6Kx4AVX2_block
+
+dot8Q6Kx4AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	ADDQ         $0x10, AX
+	DECQ         DX
+	JMP          dot8Q6Kx4AVX2_row
+
+dot8Q6Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+DATA b8zByte80<>+0(SB)/4, $0x80808080
+DATA b8zByte80<>+4(SB)/4, $0x80808080
+DATA b8zByte80<>+8(SB)/4, $0x80808080
+DATA b8zByte80<>+12(SB)/4, $0x80808080
+DATA b8zByte80<>+16(SB)/4, $0x80808080
+DATA b8zByte80<>+20(SB)/4, $0x80808080
+DATA b8zByte80<>+24(SB)/4, $0x80808080
+DATA b8zByte80<>+28(SB)/4, $0x80808080
+DATA b8zByte80<>+32(SB)/4, $0x80808080
+DATA b8zByte80<>+36(SB)/4, $0x80808080
+DATA b8zByte80<>+40(SB)/4, $0x80808080
+DATA b8zByte80<>+44(SB)/4, $0x80808080
+DATA b8zByte80<>+48(SB)/4, $0x80808080
+DATA b8zByte80<>+52(SB)/4, $0x80808080
+DATA b8zByte80<>+56(SB)/4, $0x80808080
+DATA b8zByte80<>+60(SB)/4, $0x80808080
+GLOBL b8zByte80<>(SB), RODATA|NOPTR, $64
+
+DATA b8zByte08<>+0(SB)/4, $0x08080808
+DATA b8zByte08<>+4(SB)/4, $0x08080808
+DATA b8zByte08<>+8(SB)/4, $0x08080808
+DATA b8zByte08<>+12(SB)/4, $0x08080808
+DATA b8zByte08<>+16(SB)/4, $0x08080808
+DATA b8zByte08<>+20(SB)/4, $0x08080808
+DATA b8zByte08<>+24(SB)/4, $0x08080808
+DATA b8zByte08<>+28(SB)/4, $0x08080808
+DATA b8zByte08<>+32(SB)/4, $0x08080808
+DATA b8zByte08<>+36(SB)/4, $0x08080808
+DATA b8zByte08<>+40(SB)/4, $0x08080808
+DATA b8zByte08<>+44(SB)/4, $0x08080808
+DATA b8zByte08<>+48(SB)/4, $0x08080808
+DATA b8zByte08<>+52(SB)/4, $0x08080808
+DATA b8zByte08<>+56(SB)/4, $0x08080808
+DATA b8zByte08<>+60(SB)/4, $0x08080808
+GLOBL b8zByte08<>(SB), RODATA|NOPTR, $64
+
+DATA b8zByte10<>+0(SB)/4, $0x10101010
+DATA b8zByte10<>+4(SB)/4, $0x10101010
+DATA b8zByte10<>+8(SB)/4, $0x10101010
+DATA b8zByte10<>+12(SB)/4, $0x10101010
+DATA b8zByte10<>+16(SB)/4, $0x10101010
+DATA b8zByte10<>+20(SB)/4, $0x10101010
+DATA b8zByte10<>+24(SB)/4, $0x10101010
+DATA b8zByte10<>+28(SB)/4, $0x10101010
+DATA b8zByte10<>+32(SB)/4, $0x10101010
+DATA b8zByte10<>+36(SB)/4, $0x10101010
+DATA b8zByte10<>+40(SB)/4, $0x10101010
+DATA b8zByte10<>+44(SB)/4, $0x10101010
+DATA b8zByte10<>+48(SB)/4, $0x10101010
+DATA b8zByte10<>+52(SB)/4, $0x10101010
+DATA b8zByte10<>+56(SB)/4, $0x10101010
+DATA b8zByte10<>+60(SB)/4, $0x10101010
+GLOBL b8zByte10<>(SB), RODATA|NOPTR, $64
+
+DATA b8zByte01<>+0(SB)/4, $0x01010101
+DATA b8zByte01<>+4(SB)/4, $0x01010101
+DATA b8zByte01<>+8(SB)/4, $0x01010101
+DATA b8zByte01<>+12(SB)/4, $0x01010101
+DATA b8zByte01<>+16(SB)/4, $0x01010101
+DATA b8zByte01<>+20(SB)/4, $0x01010101
+DATA b8zByte01<>+24(SB)/4, $0x01010101
+DATA b8zByte01<>+28(SB)/4, $0x01010101
+DATA b8zByte01<>+32(SB)/4, $0x01010101
+DATA b8zByte01<>+36(SB)/4, $0x01010101
+DATA b8zByte01<>+40(SB)/4, $0x01010101
+DATA b8zByte01<>+44(SB)/4, $0x01010101
+DATA b8zByte01<>+48(SB)/4, $0x01010101
+DATA b8zByte01<>+52(SB)/4, $0x01010101
+DATA b8zByte01<>+56(SB)/4, $0x01010101
+DATA b8zByte01<>+60(SB)/4, $0x01010101
+GLOBL b8zByte01<>(SB), RODATA|NOPTR, $64
+
+DATA b8zBitMask<>+0(SB)/4, $0x08040201
+DATA b8zBitMask<>+4(SB)/4, $0x80402010
+DATA b8zBitMask<>+8(SB)/4, $0x08040201
+DATA b8zBitMask<>+12(SB)/4, $0x80402010
+DATA b8zBitMask<>+16(SB)/4, $0x08040201
+DATA b8zBitMask<>+20(SB)/4, $0x80402010
+DATA b8zBitMask<>+24(SB)/4, $0x08040201
+DATA b8zBitMask<>+28(SB)/4, $0x80402010
+DATA b8zBitMask<>+32(SB)/4, $0x08040201
+DATA b8zBitMask<>+36(SB)/4, $0x80402010
+DATA b8zBitMask<>+40(SB)/4, $0x08040201
+DATA b8zBitMask<>+44(SB)/4, $0x80402010
+DATA b8zBitMask<>+48(SB)/4, $0x08040201
+DATA b8zBitMask<>+52(SB)/4, $0x80402010
+DATA b8zBitMask<>+56(SB)/4, $0x08040201
+DATA b8zBitMask<>+60(SB)/4, $0x80402010
+GLOBL b8zBitMask<>(SB), RODATA|NOPTR, $64
+
+DATA b8zShufQh<>+0(SB)/4, $0x00000000
+DATA b8zShufQh<>+4(SB)/4, $0x00000000
+DATA b8zShufQh<>+8(SB)/4, $0x01010101
+DATA b8zShufQh<>+12(SB)/4, $0x01010101
+DATA b8zShufQh<>+16(SB)/4, $0x02020202
+DATA b8zShufQh<>+20(SB)/4, $0x02020202
+DATA b8zShufQh<>+24(SB)/4, $0x03030303
+DATA b8zShufQh<>+28(SB)/4, $0x03030303
+DATA b8zShufQh<>+32(SB)/4, $0x00000000
+DATA b8zShufQh<>+36(SB)/4, $0x00000000
+DATA b8zShufQh<>+40(SB)/4, $0x01010101
+DATA b8zShufQh<>+44(SB)/4, $0x01010101
+DATA b8zShufQh<>+48(SB)/4, $0x02020202
+DATA b8zShufQh<>+52(SB)/4, $0x02020202
+DATA b8zShufQh<>+56(SB)/4, $0x03030303
+DATA b8zShufQh<>+60(SB)/4, $0x03030303
+GLOBL b8zShufQh<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK0<>+0(SB)/4, $0x00000000
+DATA b8zPermK0<>+4(SB)/4, $0x00000000
+DATA b8zPermK0<>+8(SB)/4, $0x00000000
+DATA b8zPermK0<>+12(SB)/4, $0x00000000
+DATA b8zPermK0<>+16(SB)/4, $0x00000000
+DATA b8zPermK0<>+20(SB)/4, $0x00000000
+DATA b8zPermK0<>+24(SB)/4, $0x00000000
+DATA b8zPermK0<>+28(SB)/4, $0x00000000
+DATA b8zPermK0<>+32(SB)/4, $0x00100010
+DATA b8zPermK0<>+36(SB)/4, $0x00100010
+DATA b8zPermK0<>+40(SB)/4, $0x00100010
+DATA b8zPermK0<>+44(SB)/4, $0x00100010
+DATA b8zPermK0<>+48(SB)/4, $0x00100010
+DATA b8zPermK0<>+52(SB)/4, $0x00100010
+DATA b8zPermK0<>+56(SB)/4, $0x00100010
+DATA b8zPermK0<>+60(SB)/4, $0x00100010
+GLOBL b8zPermK0<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ60<>+0(SB)/4, $0x00000000
+DATA b8zPermQ60<>+4(SB)/4, $0x00000000
+DATA b8zPermQ60<>+8(SB)/4, $0x00000000
+DATA b8zPermQ60<>+12(SB)/4, $0x00000000
+DATA b8zPermQ60<>+16(SB)/4, $0x00010001
+DATA b8zPermQ60<>+20(SB)/4, $0x00010001
+DATA b8zPermQ60<>+24(SB)/4, $0x00010001
+DATA b8zPermQ60<>+28(SB)/4, $0x00010001
+DATA b8zPermQ60<>+32(SB)/4, $0x00100010
+DATA b8zPermQ60<>+36(SB)/4, $0x00100010
+DATA b8zPermQ60<>+40(SB)/4, $0x00100010
+DATA b8zPermQ60<>+44(SB)/4, $0x00100010
+DATA b8zPermQ60<>+48(SB)/4, $0x00110011
+DATA b8zPermQ60<>+52(SB)/4, $0x00110011
+DATA b8zPermQ60<>+56(SB)/4, $0x00110011
+DATA b8zPermQ60<>+60(SB)/4, $0x00110011
+GLOBL b8zPermQ60<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK1<>+0(SB)/4, $0x00010001
+DATA b8zPermK1<>+4(SB)/4, $0x00010001
+DATA b8zPermK1<>+8(SB)/4, $0x00010001
+DATA b8zPermK1<>+12(SB)/4, $0x00010001
+DATA b8zPermK1<>+16(SB)/4, $0x00010001
+DATA b8zPermK1<>+20(SB)/4, $0x00010001
+DATA b8zPermK1<>+24(SB)/4, $0x00010001
+DATA b8zPermK1<>+28(SB)/4, $0x00010001
+DATA b8zPermK1<>+32(SB)/4, $0x00110011
+DATA b8zPermK1<>+36(SB)/4, $0x00110011
+DATA b8zPermK1<>+40(SB)/4, $0x00110011
+DATA b8zPermK1<>+44(SB)/4, $0x00110011
+DATA b8zPermK1<>+48(SB)/4, $0x00110011
+DATA b8zPermK1<>+52(SB)/4, $0x00110011
+DATA b8zPermK1<>+56(SB)/4, $0x00110011
+DATA b8zPermK1<>+60(SB)/4, $0x00110011
+GLOBL b8zPermK1<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ61<>+0(SB)/4, $0x00020002
+DATA b8zPermQ61<>+4(SB)/4, $0x00020002
+DATA b8zPermQ61<>+8(SB)/4, $0x00020002
+DATA b8zPermQ61<>+12(SB)/4, $0x00020002
+DATA b8zPermQ61<>+16(SB)/4, $0x00030003
+DATA b8zPermQ61<>+20(SB)/4, $0x00030003
+DATA b8zPermQ61<>+24(SB)/4, $0x00030003
+DATA b8zPermQ61<>+28(SB)/4, $0x00030003
+DATA b8zPermQ61<>+32(SB)/4, $0x00120012
+DATA b8zPermQ61<>+36(SB)/4, $0x00120012
+DATA b8zPermQ61<>+40(SB)/4, $0x00120012
+DATA b8zPermQ61<>+44(SB)/4, $0x00120012
+DATA b8zPermQ61<>+48(SB)/4, $0x00130013
+DATA b8zPermQ61<>+52(SB)/4, $0x00130013
+DATA b8zPermQ61<>+56(SB)/4, $0x00130013
+DATA b8zPermQ61<>+60(SB)/4, $0x00130013
+GLOBL b8zPermQ61<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK2<>+0(SB)/4, $0x00020002
+DATA b8zPermK2<>+4(SB)/4, $0x00020002
+DATA b8zPermK2<>+8(SB)/4, $0x00020002
+DATA b8zPermK2<>+12(SB)/4, $0x00020002
+DATA b8zPermK2<>+16(SB)/4, $0x00020002
+DATA b8zPermK2<>+20(SB)/4, $0x00020002
+DATA b8zPermK2<>+24(SB)/4, $0x00020002
+DATA b8zPermK2<>+28(SB)/4, $0x00020002
+DATA b8zPermK2<>+32(SB)/4, $0x00120012
+DATA b8zPermK2<>+36(SB)/4, $0x00120012
+DATA b8zPermK2<>+40(SB)/4, $0x00120012
+DATA b8zPermK2<>+44(SB)/4, $0x00120012
+DATA b8zPermK2<>+48(SB)/4, $0x00120012
+DATA b8zPermK2<>+52(SB)/4, $0x00120012
+DATA b8zPermK2<>+56(SB)/4, $0x00120012
+DATA b8zPermK2<>+60(SB)/4, $0x00120012
+GLOBL b8zPermK2<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ62<>+0(SB)/4, $0x00040004
+DATA b8zPermQ62<>+4(SB)/4, $0x00040004
+DATA b8zPermQ62<>+8(SB)/4, $0x00040004
+DATA b8zPermQ62<>+12(SB)/4, $0x00040004
+DATA b8zPermQ62<>+16(SB)/4, $0x00050005
+DATA b8zPermQ62<>+20(SB)/4, $0x00050005
+DATA b8zPermQ62<>+24(SB)/4, $0x00050005
+DATA b8zPermQ62<>+28(SB)/4, $0x00050005
+DATA b8zPermQ62<>+32(SB)/4, $0x00140014
+DATA b8zPermQ62<>+36(SB)/4, $0x00140014
+DATA b8zPermQ62<>+40(SB)/4, $0x00140014
+DATA b8zPermQ62<>+44(SB)/4, $0x00140014
+DATA b8zPermQ62<>+48(SB)/4, $0x00150015
+DATA b8zPermQ62<>+52(SB)/4, $0x00150015
+DATA b8zPermQ62<>+56(SB)/4, $0x00150015
+DATA b8zPermQ62<>+60(SB)/4, $0x00150015
+GLOBL b8zPermQ62<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK3<>+0(SB)/4, $0x00030003
+DATA b8zPermK3<>+4(SB)/4, $0x00030003
+DATA b8zPermK3<>+8(SB)/4, $0x00030003
+DATA b8zPermK3<>+12(SB)/4, $0x00030003
+DATA b8zPermK3<>+16(SB)/4, $0x00030003
+DATA b8zPermK3<>+20(SB)/4, $0x00030003
+DATA b8zPermK3<>+24(SB)/4, $0x00030003
+DATA b8zPermK3<>+28(SB)/4, $0x00030003
+DATA b8zPermK3<>+32(SB)/4, $0x00130013
+DATA b8zPermK3<>+36(SB)/4, $0x00130013
+DATA b8zPermK3<>+40(SB)/4, $0x00130013
+DATA b8zPermK3<>+44(SB)/4, $0x00130013
+DATA b8zPermK3<>+48(SB)/4, $0x00130013
+DATA b8zPermK3<>+52(SB)/4, $0x00130013
+DATA b8zPermK3<>+56(SB)/4, $0x00130013
+DATA b8zPermK3<>+60(SB)/4, $0x00130013
+GLOBL b8zPermK3<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ63<>+0(SB)/4, $0x00060006
+DATA b8zPermQ63<>+4(SB)/4, $0x00060006
+DATA b8zPermQ63<>+8(SB)/4, $0x00060006
+DATA b8zPermQ63<>+12(SB)/4, $0x00060006
+DATA b8zPermQ63<>+16(SB)/4, $0x00070007
+DATA b8zPermQ63<>+20(SB)/4, $0x00070007
+DATA b8zPermQ63<>+24(SB)/4, $0x00070007
+DATA b8zPermQ63<>+28(SB)/4, $0x00070007
+DATA b8zPermQ63<>+32(SB)/4, $0x00160016
+DATA b8zPermQ63<>+36(SB)/4, $0x00160016
+DATA b8zPermQ63<>+40(SB)/4, $0x00160016
+DATA b8zPermQ63<>+44(SB)/4, $0x00160016
+DATA b8zPermQ63<>+48(SB)/4, $0x00170017
+DATA b8zPermQ63<>+52(SB)/4, $0x00170017
+DATA b8zPermQ63<>+56(SB)/4, $0x00170017
+DATA b8zPermQ63<>+60(SB)/4, $0x00170017
+GLOBL b8zPermQ63<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK4<>+0(SB)/4, $0x00040004
+DATA b8zPermK4<>+4(SB)/4, $0x00040004
+DATA b8zPermK4<>+8(SB)/4, $0x00040004
+DATA b8zPermK4<>+12(SB)/4, $0x00040004
+DATA b8zPermK4<>+16(SB)/4, $0x00040004
+DATA b8zPermK4<>+20(SB)/4, $0x00040004
+DATA b8zPermK4<>+24(SB)/4, $0x00040004
+DATA b8zPermK4<>+28(SB)/4, $0x00040004
+DATA b8zPermK4<>+32(SB)/4, $0x00140014
+DATA b8zPermK4<>+36(SB)/4, $0x00140014
+DATA b8zPermK4<>+40(SB)/4, $0x00140014
+DATA b8zPermK4<>+44(SB)/4, $0x00140014
+DATA b8zPermK4<>+48(SB)/4, $0x00140014
+DATA b8zPermK4<>+52(SB)/4, $0x00140014
+DATA b8zPermK4<>+56(SB)/4, $0x00140014
+DATA b8zPermK4<>+60(SB)/4, $0x00140014
+GLOBL b8zPermK4<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ64<>+0(SB)/4, $0x00080008
+DATA b8zPermQ64<>+4(SB)/4, $0x00080008
+DATA b8zPermQ64<>+8(SB)/4, $0x00080008
+DATA b8zPermQ64<>+12(SB)/4, $0x00080008
+DATA b8zPermQ64<>+16(SB)/4, $0x00090009
+DATA b8zPermQ64<>+20(SB)/4, $0x00090009
+DATA b8zPermQ64<>+24(SB)/4, $0x00090009
+DATA b8zPermQ64<>+28(SB)/4, $0x00090009
+DATA b8zPermQ64<>+32(SB)/4, $0x00180018
+DATA b8zPermQ64<>+36(SB)/4, $0x00180018
+DATA b8zPermQ64<>+40(SB)/4, $0x00180018
+DATA b8zPermQ64<>+44(SB)/4, $0x00180018
+DATA b8zPermQ64<>+48(SB)/4, $0x00190019
+DATA b8zPermQ64<>+52(SB)/4, $0x00190019
+DATA b8zPermQ64<>+56(SB)/4, $0x00190019
+DATA b8zPermQ64<>+60(SB)/4, $0x00190019
+GLOBL b8zPermQ64<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK5<>+0(SB)/4, $0x00050005
+DATA b8zPermK5<>+4(SB)/4, $0x00050005
+DATA b8zPermK5<>+8(SB)/4, $0x00050005
+DATA b8zPermK5<>+12(SB)/4, $0x00050005
+DATA b8zPermK5<>+16(SB)/4, $0x00050005
+DATA b8zPermK5<>+20(SB)/4, $0x00050005
+DATA b8zPermK5<>+24(SB)/4, $0x00050005
+DATA b8zPermK5<>+28(SB)/4, $0x00050005
+DATA b8zPermK5<>+32(SB)/4, $0x00150015
+DATA b8zPermK5<>+36(SB)/4, $0x00150015
+DATA b8zPermK5<>+40(SB)/4, $0x00150015
+DATA b8zPermK5<>+44(SB)/4, $0x00150015
+DATA b8zPermK5<>+48(SB)/4, $0x00150015
+DATA b8zPermK5<>+52(SB)/4, $0x00150015
+DATA b8zPermK5<>+56(SB)/4, $0x00150015
+DATA b8zPermK5<>+60(SB)/4, $0x00150015
+GLOBL b8zPermK5<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ65<>+0(SB)/4, $0x000a000a
+DATA b8zPermQ65<>+4(SB)/4, $0x000a000a
+DATA b8zPermQ65<>+8(SB)/4, $0x000a000a
+DATA b8zPermQ65<>+12(SB)/4, $0x000a000a
+DATA b8zPermQ65<>+16(SB)/4, $0x000b000b
+DATA b8zPermQ65<>+20(SB)/4, $0x000b000b
+DATA b8zPermQ65<>+24(SB)/4, $0x000b000b
+DATA b8zPermQ65<>+28(SB)/4, $0x000b000b
+DATA b8zPermQ65<>+32(SB)/4, $0x001a001a
+DATA b8zPermQ65<>+36(SB)/4, $0x001a001a
+DATA b8zPermQ65<>+40(SB)/4, $0x001a001a
+DATA b8zPermQ65<>+44(SB)/4, $0x001a001a
+DATA b8zPermQ65<>+48(SB)/4, $0x001b001b
+DATA b8zPermQ65<>+52(SB)/4, $0x001b001b
+DATA b8zPermQ65<>+56(SB)/4, $0x001b001b
+DATA b8zPermQ65<>+60(SB)/4, $0x001b001b
+GLOBL b8zPermQ65<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK6<>+0(SB)/4, $0x00060006
+DATA b8zPermK6<>+4(SB)/4, $0x00060006
+DATA b8zPermK6<>+8(SB)/4, $0x00060006
+DATA b8zPermK6<>+12(SB)/4, $0x00060006
+DATA b8zPermK6<>+16(SB)/4, $0x00060006
+DATA b8zPermK6<>+20(SB)/4, $0x00060006
+DATA b8zPermK6<>+24(SB)/4, $0x00060006
+DATA b8zPermK6<>+28(SB)/4, $0x00060006
+DATA b8zPermK6<>+32(SB)/4, $0x00160016
+DATA b8zPermK6<>+36(SB)/4, $0x00160016
+DATA b8zPermK6<>+40(SB)/4, $0x00160016
+DATA b8zPermK6<>+44(SB)/4, $0x00160016
+DATA b8zPermK6<>+48(SB)/4, $0x00160016
+DATA b8zPermK6<>+52(SB)/4, $0x00160016
+DATA b8zPermK6<>+56(SB)/4, $0x00160016
+DATA b8zPermK6<>+60(SB)/4, $0x00160016
+GLOBL b8zPermK6<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ66<>+0(SB)/4, $0x000c000c
+DATA b8zPermQ66<>+4(SB)/4, $0x000c000c
+DATA b8zPermQ66<>+8(SB)/4, $0x000c000c
+DATA b8zPermQ66<>+12(SB)/4, $0x000c000c
+DATA b8zPermQ66<>+16(SB)/4, $0x000d000d
+DATA b8zPermQ66<>+20(SB)/4, $0x000d000d
+DATA b8zPermQ66<>+24(SB)/4, $0x000d000d
+DATA b8zPermQ66<>+28(SB)/4, $0x000d000d
+DATA b8zPermQ66<>+32(SB)/4, $0x001c001c
+DATA b8zPermQ66<>+36(SB)/4, $0x001c001c
+DATA b8zPermQ66<>+40(SB)/4, $0x001c001c
+DATA b8zPermQ66<>+44(SB)/4, $0x001c001c
+DATA b8zPermQ66<>+48(SB)/4, $0x001d001d
+DATA b8zPermQ66<>+52(SB)/4, $0x001d001d
+DATA b8zPermQ66<>+56(SB)/4, $0x001d001d
+DATA b8zPermQ66<>+60(SB)/4, $0x001d001d
+GLOBL b8zPermQ66<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermK7<>+0(SB)/4, $0x00070007
+DATA b8zPermK7<>+4(SB)/4, $0x00070007
+DATA b8zPermK7<>+8(SB)/4, $0x00070007
+DATA b8zPermK7<>+12(SB)/4, $0x00070007
+DATA b8zPermK7<>+16(SB)/4, $0x00070007
+DATA b8zPermK7<>+20(SB)/4, $0x00070007
+DATA b8zPermK7<>+24(SB)/4, $0x00070007
+DATA b8zPermK7<>+28(SB)/4, $0x00070007
+DATA b8zPermK7<>+32(SB)/4, $0x00170017
+DATA b8zPermK7<>+36(SB)/4, $0x00170017
+DATA b8zPermK7<>+40(SB)/4, $0x00170017
+DATA b8zPermK7<>+44(SB)/4, $0x00170017
+DATA b8zPermK7<>+48(SB)/4, $0x00170017
+DATA b8zPermK7<>+52(SB)/4, $0x00170017
+DATA b8zPermK7<>+56(SB)/4, $0x00170017
+DATA b8zPermK7<>+60(SB)/4, $0x00170017
+GLOBL b8zPermK7<>(SB), RODATA|NOPTR, $64
+
+DATA b8zPermQ67<>+0(SB)/4, $0x000e000e
+DATA b8zPermQ67<>+4(SB)/4, $0x000e000e
+DATA b8zPermQ67<>+8(SB)/4, $0x000e000e
+DATA b8zPermQ67<>+12(SB)/4, $0x000e000e
+DATA b8zPermQ67<>+16(SB)/4, $0x000f000f
+DATA b8zPermQ67<>+20(SB)/4, $0x000f000f
+DATA b8zPermQ67<>+24(SB)/4, $0x000f000f
+DATA b8zPermQ67<>+28(SB)/4, $0x000f000f
+DATA b8zPermQ67<>+32(SB)/4, $0x001e001e
+DATA b8zPermQ67<>+36(SB)/4, $0x001e001e
+DATA b8zPermQ67<>+40(SB)/4, $0x001e001e
+DATA b8zPermQ67<>+44(SB)/4, $0x001e001e
+DATA b8zPermQ67<>+48(SB)/4, $0x001f001f
+DATA b8zPermQ67<>+52(SB)/4, $0x001f001f
+DATA b8zPermQ67<>+56(SB)/4, $0x001f001f
+DATA b8zPermQ67<>+60(SB)/4, $0x001f001f
+GLOBL b8zPermQ67<>(SB), RODATA|NOPTR, $64
+
+// func dot8Q8_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q8_0VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+
+dot8Q8_0VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VMOVDQU8        2(CX), Y3
+	VINSERTI64X4    $0x01, 2(SI), Z3, Z4
+	VPXORD          b8zByte80<>+0(SB), Z4, Z4
+	VBROADCASTSS    (R9), Z5
+	VMULPS          Z2, Z5, Z5
+	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 (R8), Z6
+	VPDPBUSD        Z6, Z4, Z2
+	VCVTDQ2PS       Z2, Z2
+	VFMADD231PS     Z5, Z2, Z0
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000020, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0VNNI_block
+
+dot8Q8_0VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0VNNI_row
+
+dot8Q8_0VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4_0VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+
+dot8Q4_0VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTI32X4 2(CX), Y3
+	VBROADCASTI32X4 2(SI), Y4
+	VINSERTI64X4    $0x01, Y4, Z3, Z4
+	VPSRLW          $0x04, Z4, K1, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSUBB          b8zByte08<>+0(SB), Z4, Z4
+	VPXORD          b8zByte80<>+0(SB), Z4, Z4
+	VBROADCASTSS    (R9), Z5
+	VMULPS          Z2, Z5, Z5
+	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 (R8), Z6
+	VPDPBUSD        Z6, Z4, Z2
+	VCVTDQ2PS       Z2, Z2
+	VFMADD231PS     Z5, Z2, Z0
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000020, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0VNNI_block
+
+dot8Q4_0VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0VNNI_row
+
+dot8Q4_0VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5_0VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+
+dot8Q5_0VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X1
+	VPBROADCASTW    (SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTI32X4 6(CX), Y3
+	VBROADCASTI32X4 6(SI), Y4
+	VINSERTI64X4    $0x01, Y4, Z3, Z4
+	VPSRLW          $0x04, Z4, K1, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPBROADCASTD    2(CX), Y3
+	VPBROADCASTD    2(SI), Y5
+	VINSERTI64X4    $0x01, Y5, Z3, Z5
+	VPSHUFB         b8zShufQh<>+0(SB), Z5, Z5
+	VPANDD          b8zBitMask<>+0(SB), Z5, Z5
+	VPMINUB         b8zByte01<>+0(SB), Z5, Z5
+	VPSLLW          $0x04, Z5, Z5
+	VPORD           Z5, Z4, Z4
+	VPSUBB          b8zByte10<>+0(SB), Z4, Z4
+	VPXORD          b8zByte80<>+0(SB), Z4, Z4
+	VBROADCASTSS    (R9), Z5
+	VMULPS          Z2, Z5, Z5
+	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 (R8), Z6
+	VPDPBUSD        Z6, Z4, Z2
+	VCVTDQ2PS       Z2, Z2
+	VFMADD231PS     Z5, Z2, Z0
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000020, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0VNNI_block
+
+dot8Q5_0VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0VNNI_row
+
+dot8Q5_0VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q4KVNNI(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4KVNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q4KVNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VMOVUPS Z0, 64(SP)
+
+dot8Q4KVNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4KVNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X6
+	VPINSRD         $0x01, R13, X6, X6
+	VMOVD           R12, X1
+	VPINSRD         $0x01, R15, X1, X1
+	VPMOVZXBD       X1, Y4
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (CX), X1
+	VBROADCASTSS    X1, Y5
+	VMOVSHDUP       X1, X1
+	VBROADCASTSS    X1, Y1
+	VMULPS          Y1, Y4, Y4
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X7
+	VPINSRD         $0x01, R13, X7, X7
+	VMOVD           R12, X1
+	VPINSRD         $0x01, R15, X1, X1
+	VPMOVZXBD       X1, Y2
+	VCVTDQ2PS       Y2, Y2
+	VCVTPH2PS       (SI), X1
+	VBROADCASTSS    X1, Y3
+	VMOVSHDUP       X1, X1
+	VBROADCASTSS    X1, Y1
+	VMULPS          Y1, Y2, Y2
+	VPMOVZXBW       X6, X6
+	VPMOVZXBW       X7, X7
+	VINSERTI64X4    $0x01, Y7, Z6, Z1
+	VINSERTF64X4    $0x01, Y2, Z4, Z2
+	VINSERTF64X4    $0x01, Y3, Z5, Z3
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z8, Z2, Z2
+	VBROADCASTF32X8 (R10), Z10
+	VMULPS          Z10, Z2, Z2
+	VADDPS          64(SP), Z2, Z2
+	VMOVUPS         Z2, 64(SP)
+	VMULPS          Z8, Z3, Z8
+	VMOVUPS         Z8, (SP)
+	VPXORD          Z9, Z9, Z9
+	VMOVDQU8        16(CX), Y4
+	VINSERTI64X4    $0x01, 16(SI), Z4, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z3
+	VMOVDQU64       b8zPermK0<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 (R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VPSRLW          $0x04, Z2, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z2
+	VMOVDQU64       b8zPermK1<>+0(SB), Z3
+	VPERMW          Z1, Z3, Z3
+	VBROADCASTI64X4 32(R8), Z8
+	VPMADDUBSW      Z8, Z2, Z2
+	VPDPWSSD        Z3, Z2, Z9
+	VMOVDQU8        48(CX), Y4
+	VINSERTI64X4    $0x01, 48(SI), Z4, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z3
+	VMOVDQU64       b8zPermK2<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 64(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VPSRLW          $0x04, Z2, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z2
+	VMOVDQU64       b8zPermK3<>+0(SB), Z3
+	VPERMW          Z1, Z3, Z3
+	VBROADCASTI64X4 96(R8), Z8
+	VPMADDUBSW      Z8, Z2, Z2
+	VPDPWSSD        Z3, Z2, Z9
+	VMOVDQU8        80(CX), Y4
+	VINSERTI64X4    $0x01, 80(SI), Z4, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z3
+	VMOVDQU64       b8zPermK4<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 128(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VPSRLW          $0x04, Z2, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z2
+	VMOVDQU64       b8zPermK5<>+0(SB), Z3
+	VPERMW          Z1, Z3, Z3
+	VBROADCASTI64X4 160(R8), Z8
+	VPMADDUBSW      Z8, Z2, Z2
+	VPDPWSSD        Z3, Z2, Z9
+	VMOVDQU8        112(CX), Y4
+	VINSERTI64X4    $0x01, 112(SI), Z4, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z3
+	VMOVDQU64       b8zPermK6<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 192(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VPSRLW          $0x04, Z2, Z2
+	VPANDD          bdzByte0F<>+0(SB), Z2, Z2
+	VMOVDQU64       b8zPermK7<>+0(SB), Z3
+	VPERMW          Z1, Z3, Z3
+	VBROADCASTI64X4 224(R8), Z1
+	VPMADDUBSW      Z1, Z2, Z1
+	VPDPWSSD        Z3, Z1, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          (SP), Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4KVNNI_block
+
+dot8Q4KVNNI_end:
+	VPERMILPS     $0xb1, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VMOVUPS       64(SP), Z1
+	VPERMILPS     $0xb1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSUBPS        Z1, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4KVNNI_row
+
+dot8Q4KVNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q5KVNNI(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5KVNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q5KVNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VMOVUPS Z0, 64(SP)
+
+dot8Q5KVNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5KVNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X6
+	VPINSRD         $0x01, R13, X6, X6
+	VMOVD           R12, X1
+	VPINSRD         $0x01, R15, X1, X1
+	VPMOVZXBD       X1, Y4
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (CX), X1
+	VBROADCASTSS    X1, Y5
+	VMOVSHDUP       X1, X1
+	VBROADCASTSS    X1, Y1
+	VMULPS          Y1, Y4, Y4
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X7
+	VPINSRD         $0x01, R13, X7, X7
+	VMOVD           R12, X1
+	VPINSRD         $0x01, R15, X1, X1
+	VPMOVZXBD       X1, Y2
+	VCVTDQ2PS       Y2, Y2
+	VCVTPH2PS       (SI), X1
+	VBROADCASTSS    X1, Y3
+	VMOVSHDUP       X1, X1
+	VBROADCASTSS    X1, Y1
+	VMULPS          Y1, Y2, Y2
+	VPMOVZXBW       X6, X6
+	VPMOVZXBW       X7, X7
+	VINSERTI64X4    $0x01, Y7, Z6, Z1
+	VINSERTF64X4    $0x01, Y2, Z4, Z2
+	VINSERTF64X4    $0x01, Y3, Z5, Z3
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z8, Z2, Z2
+	VBROADCASTF32X8 (R10), Z10
+	VMULPS          Z10, Z2, Z2
+	VADDPS          64(SP), Z2, Z2
+	VMOVUPS         Z2, 64(SP)
+	VMULPS          Z8, Z3, Z8
+	VMOVUPS         Z8, (SP)
+	VPXORD          Z9, Z9, Z9
+	VMOVDQU8        16(CX), Y4
+	VINSERTI64X4    $0x01, 16(SI), Z4, Z2
+	VMOVDQU8        48(CX), Y4
+	VINSERTI64X4    $0x01, 48(SI), Z4, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z8
+	VPSLLW          $0x04, Z2, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z8, Z8
+	VMOVDQU64       b8zPermK0<>+0(SB), Z10
+	VPERMW          Z1, Z10, Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z10, Z8, Z9
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSLLW          $0x03, Z2, Z8
+	VPANDD          b8zByte10<>+0(SB), Z8, Z8
+	VPORD           Z8, Z3, Z3
+	VMOVDQU64       b8zPermK1<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VMOVDQU8        80(CX), Y4
+	VINSERTI64X4    $0x01, 80(SI), Z4, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z8
+	VPSLLW          $0x02, Z2, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z8, Z8
+	VMOVDQU64       b8zPermK2<>+0(SB), Z10
+	VPERMW          Z1, Z10, Z10
+	VBROADCASTI64X4 64(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z10, Z8, Z9
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSLLW          $0x01, Z2, Z8
+	VPANDD          b8zByte10<>+0(SB), Z8, Z8
+	VPORD           Z8, Z3, Z3
+	VMOVDQU64       b8zPermK3<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VMOVDQU8        112(CX), Y4
+	VINSERTI64X4    $0x01, 112(SI), Z4, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z8
+	VMOVDQA64       Z2, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z8, Z8
+	VMOVDQU64       b8zPermK4<>+0(SB), Z10
+	VPERMW          Z1, Z10, Z10
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z10, Z8, Z9
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSRLW          $0x01, Z2, Z8
+	VPANDD          b8zByte10<>+0(SB), Z8, Z8
+	VPORD           Z8, Z3, Z3
+	VMOVDQU64       b8zPermK5<>+0(SB), Z8
+	VPERMW          Z1, Z8, Z8
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDUBSW      Z10, Z3, Z3
+	VPDPWSSD        Z8, Z3, Z9
+	VMOVDQU8        144(CX), Y4
+	VINSERTI64X4    $0x01, 144(SI), Z4, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z8
+	VPSRLW          $0x02, Z2, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z8, Z8
+	VMOVDQU64       b8zPermK6<>+0(SB), Z10
+	VPERMW          Z1, Z10, Z10
+	VBROADCASTI64X4 192(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z10, Z8, Z9
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSRLW          $0x03, Z2, Z2
+	VPANDD          b8zByte10<>+0(SB), Z2, Z2
+	VPORD           Z2, Z3, Z3
+	VMOVDQU64       b8zPermK7<>+0(SB), Z2
+	VPERMW          Z1, Z2, Z2
+	VBROADCASTI64X4 224(R8), Z1
+	VPMADDUBSW      Z1, Z3, Z1
+	VPDPWSSD        Z2, Z1, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          (SP), Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x04, R9
+	ADDQ            $0x00000020, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5KVNNI_block
+
+dot8Q5KVNNI_end:
+	VPERMILPS     $0xb1, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z1
+	VADDPS        Z1, Z0, Z0
+	VMOVUPS       64(SP), Z1
+	VPERMILPS     $0xb1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSUBPS        Z1, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5KVNNI_row
+
+dot8Q5KVNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q6KVNNI(SB), NOSPLIT, $64-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q6KVNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q6KVNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+
+dot8Q6KVNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q6KVNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
+	VPBROADCASTW    208(CX), X1
+	VPBROADCASTW    208(SI), X2
+	VINSERTI32X4    $0x01, X2, Y1, Y2
+	VCVTPH2PS       Y2, Z2
+	VBROADCASTSS    (R9), Z5
+	VMULPS          Z5, Z2, Z5
+	VMOVUPS         Z5, (SP)
+	VPMOVSXBW       192(CX), Y6
+	VPMOVSXBW       192(SI), Y2
+	VINSERTI64X4    $0x01, Y2, Z6, Z2
+	VPXORD          Z3, Z3, Z3
+	VPXORD          Z4, Z4, Z4
+	VMOVDQU8        (CX), Y6
+	VINSERTI64X4    $0x01, (SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z7
+	VPANDD          bdzByte03<>+0(SB), Z7, Z7
+	VPSLLW          $0x04, Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 (R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        32(CX), Y6
+	VINSERTI64X4    $0x01, 32(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z7
+	VPSLLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 32(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        (CX), Y6
+	VINSERTI64X4    $0x01, (SI), Z6, Z5
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 64(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        32(CX), Y6
+	VINSERTI64X4    $0x01, 32(SI), Z6, Z5
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        128(CX), Y6
+	VINSERTI64X4    $0x01, 128(SI), Z6, Z7
+	VPSRLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 96(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        64(CX), Y6
+	VINSERTI64X4    $0x01, 64(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        160(CX), Y6
+	VINSERTI64X4    $0x01, 160(SI), Z6, Z7
+	VPANDD          bdzByte03<>+0(SB), Z7, Z7
+	VPSLLW          $0x04, Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 128(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        96(CX), Y6
+	VINSERTI64X4    $0x01, 96(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        160(CX), Y6
+	VINSERTI64X4    $0x01, 160(SI), Z6, Z7
+	VPSLLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 160(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        64(CX), Y6
+	VINSERTI64X4    $0x01, 64(SI), Z6, Z5
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        160(CX), Y6
+	VINSERTI64X4    $0x01, 160(SI), Z6, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z5, Z8, Z8
+	VPDPWSSD        Z7, Z8, Z4
+	VBROADCASTI64X4 192(R8), Z8
+	VPMADDUBSW      Z5, Z8, Z5
+	VPDPWSSD        Z7, Z5, Z3
+	VMOVDQU8        96(CX), Y6
+	VINSERTI64X4    $0x01, 96(SI), Z6, Z5
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU8        160(CX), Y6
+	VINSERTI64X4    $0x01, 160(SI), Z6, Z7
+	VPSRLW          $0x02, Z7, Z7
+	VPANDD          bdzByte30<>+0(SB), Z7, Z7
+	VPORD           Z7, Z5, Z5
+	VPSUBB          bdzByte20<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z7
+	VPERMW          Z2, Z7, Z7
+	VMOVDQU64       b8zByte80<>+0(SB), Z2
+	VPMADDUBSW      Z5, Z2, Z2
+	VPDPWSSD        Z7, Z2, Z4
+	VBROADCASTI64X4 224(R8), Z2
+	VPMADDUBSW      Z5, Z2, Z2
+	VPDPWSSD        Z7, Z2, Z3
+	VPSUBD          Z4, Z3, Z3
+	VCVTDQ2PS       Z3, Z3
+	VMULPS          (SP), Z3, Z3
+	VADDPS          Z3, Z0, Z0
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x04, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6KVNNI_block
+
+dot8Q6KVNNI_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          $0x08, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6KVNNI_row
+
+dot8Q6KVNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x2VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q8_0x2VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x2VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dot8Q8_0x2VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VMOVDQU8        2(CX), Y4
+	VINSERTI64X4    $0x01, 2(SI), Z4, Z5
+	VPXORD          b8zByte80<>+0(SB), Z5, Z5
+	VBROADCASTSS    (R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 (R10), Z7
+	VBROADCASTI64X4 (R8), Z8
+	VPDPBUSD        Z8, Z5, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     Z6, Z7, Z0
+	VBROADCASTSS    4(R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 32(R10), Z3
+	VBROADCASTI64X4 32(R8), Z7
+	VPDPBUSD        Z7, Z5, Z3
+	VCVTDQ2PS       Z3, Z3
+	VFMADD231PS     Z6, Z3, Z1
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x2VNNI_block
+
+dot8Q8_0x2VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x2VNNI_row
+
+dot8Q8_0x2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x2VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4_0x2VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x2VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dot8Q4_0x2VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI32X4 2(CX), Y4
+	VBROADCASTI32X4 2(SI), Y5
+	VINSERTI64X4    $0x01, Y5, Z4, Z5
+	VPSRLW          $0x04, Z5, K1, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSUBB          b8zByte08<>+0(SB), Z5, Z5
+	VPXORD          b8zByte80<>+0(SB), Z5, Z5
+	VBROADCASTSS    (R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 (R10), Z7
+	VBROADCASTI64X4 (R8), Z8
+	VPDPBUSD        Z8, Z5, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     Z6, Z7, Z0
+	VBROADCASTSS    4(R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 32(R10), Z3
+	VBROADCASTI64X4 32(R8), Z7
+	VPDPBUSD        Z7, Z5, Z3
+	VCVTDQ2PS       Z3, Z3
+	VFMADD231PS     Z6, Z3, Z1
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x2VNNI_block
+
+dot8Q4_0x2VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x2VNNI_row
+
+dot8Q4_0x2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x2VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5_0x2VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x2VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dot8Q5_0x2VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X2
+	VPBROADCASTW    (SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTI32X4 6(CX), Y4
+	VBROADCASTI32X4 6(SI), Y5
+	VINSERTI64X4    $0x01, Y5, Z4, Z5
+	VPSRLW          $0x04, Z5, K1, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPBROADCASTD    2(CX), Y4
+	VPBROADCASTD    2(SI), Y6
+	VINSERTI64X4    $0x01, Y6, Z4, Z6
+	VPSHUFB         b8zShufQh<>+0(SB), Z6, Z6
+	VPANDD          b8zBitMask<>+0(SB), Z6, Z6
+	VPMINUB         b8zByte01<>+0(SB), Z6, Z6
+	VPSLLW          $0x04, Z6, Z6
+	VPORD           Z6, Z5, Z5
+	VPSUBB          b8zByte10<>+0(SB), Z5, Z5
+	VPXORD          b8zByte80<>+0(SB), Z5, Z5
+	VBROADCASTSS    (R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 (R10), Z7
+	VBROADCASTI64X4 (R8), Z8
+	VPDPBUSD        Z8, Z5, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     Z6, Z7, Z0
+	VBROADCASTSS    4(R9), Z6
+	VMULPS          Z3, Z6, Z6
+	VBROADCASTI64X4 32(R10), Z3
+	VBROADCASTI64X4 32(R8), Z7
+	VPDPBUSD        Z7, Z5, Z3
+	VCVTDQ2PS       Z3, Z3
+	VFMADD231PS     Z6, Z3, Z1
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000040, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x2VNNI_block
+
+dot8Q5_0x2VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x2VNNI_row
+
+dot8Q5_0x2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q4Kx2VNNI(SB), NOSPLIT, $256-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4Kx2VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx2VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z1, 192(SP)
+
+dot8Q4Kx2VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X7
+	VPINSRD         $0x01, R13, X7, X7
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X2, Y5
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (CX), X2
+	VBROADCASTSS    X2, Y6
+	VMOVSHDUP       X2, X2
+	VBROADCASTSS    X2, Y2
+	VMULPS          Y2, Y5, Y5
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X8
+	VPINSRD         $0x01, R13, X8, X8
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X2, Y3
+	VCVTDQ2PS       Y3, Y3
+	VCVTPH2PS       (SI), X2
+	VBROADCASTSS    X2, Y4
+	VMOVSHDUP       X2, X2
+	VBROADCASTSS    X2, Y2
+	VMULPS          Y2, Y3, Y3
+	VPMOVZXBW       X7, X7
+	VPMOVZXBW       X8, X8
+	VINSERTI64X4    $0x01, Y8, Z7, Z2
+	VINSERTF64X4    $0x01, Y3, Z5, Z3
+	VINSERTF64X4    $0x01, Y4, Z6, Z4
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z9, Z3, Z10
+	VBROADCASTF32X8 (R10), Z11
+	VMULPS          Z11, Z10, Z10
+	VADDPS          128(SP), Z10, Z10
+	VMOVUPS         Z10, 128(SP)
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z9, Z3, Z3
+	VBROADCASTF32X8 32(R10), Z10
+	VMULPS          Z10, Z3, Z3
+	VADDPS          192(SP), Z3, Z3
+	VMOVUPS         Z3, 192(SP)
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, 64(SP)
+	VPXORD          Z12, Z12, Z12
+	VPXORD          Z13, Z13, Z13
+	VMOVDQU8        16(CX), Y5
+	VINSERTI64X4    $0x01, 16(SI), Z5, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zPermK0<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 (R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VMOVDQU64       b8zPermK1<>+0(SB), Z4
+	VPERMW          Z2, Z4, Z4
+	VBROADCASTI64X4 64(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z9
+	VPDPWSSD        Z4, Z9, Z12
+	VBROADCASTI64X4 96(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z3
+	VPDPWSSD        Z4, Z3, Z13
+	VMOVDQU8        48(CX), Y5
+	VINSERTI64X4    $0x01, 48(SI), Z5, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zPermK2<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 128(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VMOVDQU64       b8zPermK3<>+0(SB), Z4
+	VPERMW          Z2, Z4, Z4
+	VBROADCASTI64X4 192(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z9
+	VPDPWSSD        Z4, Z9, Z12
+	VBROADCASTI64X4 224(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z3
+	VPDPWSSD        Z4, Z3, Z13
+	VMOVDQU8        80(CX), Y5
+	VINSERTI64X4    $0x01, 80(SI), Z5, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zPermK4<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 256(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 288(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VMOVDQU64       b8zPermK5<>+0(SB), Z4
+	VPERMW          Z2, Z4, Z4
+	VBROADCASTI64X4 320(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z9
+	VPDPWSSD        Z4, Z9, Z12
+	VBROADCASTI64X4 352(R8), Z9
+	VPMADDUBSW      Z9, Z3, Z3
+	VPDPWSSD        Z4, Z3, Z13
+	VMOVDQU8        112(CX), Y5
+	VINSERTI64X4    $0x01, 112(SI), Z5, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zPermK6<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 384(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 416(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VPSRLW          $0x04, Z3, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VMOVDQU64       b8zPermK7<>+0(SB), Z4
+	VPERMW          Z2, Z4, Z4
+	VBROADCASTI64X4 448(R8), Z2
+	VPMADDUBSW      Z2, Z3, Z2
+	VPDPWSSD        Z4, Z2, Z12
+	VBROADCASTI64X4 480(R8), Z2
+	VPMADDUBSW      Z2, Z3, Z2
+	VPDPWSSD        Z4, Z2, Z13
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          (SP), Z12, Z12
+	VADDPS          Z12, Z0, Z0
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          64(SP), Z13, Z13
+	VADDPS          Z13, Z1, Z1
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx2VNNI_block
+
+dot8Q4Kx2VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVUPS       128(SP), Z2
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSUBPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VMOVUPS       192(SP), Z2
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSUBPS        Z2, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx2VNNI_row
+
+dot8Q4Kx2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q5Kx2VNNI(SB), NOSPLIT, $256-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5Kx2VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx2VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z1, 192(SP)
+
+dot8Q5Kx2VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X7
+	VPINSRD         $0x01, R13, X7, X7
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X2, Y5
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (CX), X2
+	VBROADCASTSS    X2, Y6
+	VMOVSHDUP       X2, X2
+	VBROADCASTSS    X2, Y2
+	VMULPS          Y2, Y5, Y5
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X8
+	VPINSRD         $0x01, R13, X8, X8
+	VMOVD           R12, X2
+	VPINSRD         $0x01, R15, X2, X2
+	VPMOVZXBD       X2, Y3
+	VCVTDQ2PS       Y3, Y3
+	VCVTPH2PS       (SI), X2
+	VBROADCASTSS    X2, Y4
+	VMOVSHDUP       X2, X2
+	VBROADCASTSS    X2, Y2
+	VMULPS          Y2, Y3, Y3
+	VPMOVZXBW       X7, X7
+	VPMOVZXBW       X8, X8
+	VINSERTI64X4    $0x01, Y8, Z7, Z2
+	VINSERTF64X4    $0x01, Y3, Z5, Z3
+	VINSERTF64X4    $0x01, Y4, Z6, Z4
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z9, Z3, Z10
+	VBROADCASTF32X8 (R10), Z11
+	VMULPS          Z11, Z10, Z10
+	VADDPS          128(SP), Z10, Z10
+	VMOVUPS         Z10, 128(SP)
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z9, Z3, Z3
+	VBROADCASTF32X8 32(R10), Z10
+	VMULPS          Z10, Z3, Z3
+	VADDPS          192(SP), Z3, Z3
+	VMOVUPS         Z3, 192(SP)
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, 64(SP)
+	VPXORD          Z12, Z12, Z12
+	VPXORD          Z13, Z13, Z13
+	VMOVDQU8        16(CX), Y5
+	VINSERTI64X4    $0x01, 16(SI), Z5, Z3
+	VMOVDQU8        48(CX), Y5
+	VINSERTI64X4    $0x01, 48(SI), Z5, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z9
+	VPSLLW          $0x04, Z3, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VMOVDQU64       b8zPermK0<>+0(SB), Z10
+	VPERMW          Z2, Z10, Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPMADDUBSW      Z11, Z9, Z11
+	VPDPWSSD        Z10, Z11, Z12
+	VBROADCASTI64X4 32(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z13
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSLLW          $0x03, Z3, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z4, Z4
+	VMOVDQU64       b8zPermK1<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VMOVDQU8        80(CX), Y5
+	VINSERTI64X4    $0x01, 80(SI), Z5, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z9
+	VPSLLW          $0x02, Z3, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VMOVDQU64       b8zPermK2<>+0(SB), Z10
+	VPERMW          Z2, Z10, Z10
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z11
+	VPDPWSSD        Z10, Z11, Z12
+	VBROADCASTI64X4 160(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z13
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSLLW          $0x01, Z3, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z4, Z4
+	VMOVDQU64       b8zPermK3<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 192(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 224(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VMOVDQU8        112(CX), Y5
+	VINSERTI64X4    $0x01, 112(SI), Z5, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z9
+	VMOVDQA64       Z3, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VMOVDQU64       b8zPermK4<>+0(SB), Z10
+	VPERMW          Z2, Z10, Z10
+	VBROADCASTI64X4 256(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z11
+	VPDPWSSD        Z10, Z11, Z12
+	VBROADCASTI64X4 288(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z13
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSRLW          $0x01, Z3, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z4, Z4
+	VMOVDQU64       b8zPermK5<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 320(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z9, Z10, Z12
+	VBROADCASTI64X4 352(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z9, Z4, Z13
+	VMOVDQU8        144(CX), Y5
+	VINSERTI64X4    $0x01, 144(SI), Z5, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z9
+	VPSRLW          $0x02, Z3, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VMOVDQU64       b8zPermK6<>+0(SB), Z10
+	VPERMW          Z2, Z10, Z10
+	VBROADCASTI64X4 384(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z11
+	VPDPWSSD        Z10, Z11, Z12
+	VBROADCASTI64X4 416(R8), Z11
+	VPMADDUBSW      Z11, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z13
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSRLW          $0x03, Z3, Z3
+	VPANDD          b8zByte10<>+0(SB), Z3, Z3
+	VPORD           Z3, Z4, Z4
+	VMOVDQU64       b8zPermK7<>+0(SB), Z3
+	VPERMW          Z2, Z3, Z3
+	VBROADCASTI64X4 448(R8), Z2
+	VPMADDUBSW      Z2, Z4, Z2
+	VPDPWSSD        Z3, Z2, Z12
+	VBROADCASTI64X4 480(R8), Z2
+	VPMADDUBSW      Z2, Z4, Z2
+	VPDPWSSD        Z3, Z2, Z13
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          (SP), Z12, Z12
+	VADDPS          Z12, Z0, Z0
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          64(SP), Z13, Z13
+	VADDPS          Z13, Z1, Z1
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x08, R9
+	ADDQ            $0x00000040, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx2VNNI_block
+
+dot8Q5Kx2VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z2
+	VADDPS        Z2, Z0, Z0
+	VMOVUPS       128(SP), Z2
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSUBPS        Z2, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z2
+	VADDPS        Z2, Z1, Z1
+	VMOVUPS       192(SP), Z2
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSUBPS        Z2, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx2VNNI_row
+
+dot8Q5Kx2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q6Kx2VNNI(SB), NOSPLIT, $128-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q6Kx2VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx2VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+dot8Q6Kx2VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx2VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
+	VPBROADCASTW    208(CX), X2
+	VPBROADCASTW    208(SI), X3
+	VINSERTI32X4    $0x01, X3, Y2, Y3
+	VCVTPH2PS       Y3, Z3
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z7, Z3, Z7
+	VMOVUPS         Z7, (SP)
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z7, Z3, Z7
+	VMOVUPS         Z7, 64(SP)
+	VPMOVSXBW       192(CX), Y8
+	VPMOVSXBW       192(SI), Y3
+	VINSERTI64X4    $0x01, Y3, Z8, Z3
+	VPXORD          Z4, Z4, Z4
+	VPXORD          Z5, Z5, Z5
+	VPXORD          Z6, Z6, Z6
+	VMOVDQU8        (CX), Y8
+	VINSERTI64X4    $0x01, (SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z9
+	VPANDD          bdzByte03<>+0(SB), Z9, Z9
+	VPSLLW          $0x04, Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 (R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 32(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        32(CX), Y8
+	VINSERTI64X4    $0x01, 32(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z9
+	VPSLLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 64(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        (CX), Y8
+	VINSERTI64X4    $0x01, (SI), Z8, Z7
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 128(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        32(CX), Y8
+	VINSERTI64X4    $0x01, 32(SI), Z8, Z7
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        128(CX), Y8
+	VINSERTI64X4    $0x01, 128(SI), Z8, Z9
+	VPSRLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 192(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 224(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        64(CX), Y8
+	VINSERTI64X4    $0x01, 64(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        160(CX), Y8
+	VINSERTI64X4    $0x01, 160(SI), Z8, Z9
+	VPANDD          bdzByte03<>+0(SB), Z9, Z9
+	VPSLLW          $0x04, Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 256(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 288(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        96(CX), Y8
+	VINSERTI64X4    $0x01, 96(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        160(CX), Y8
+	VINSERTI64X4    $0x01, 160(SI), Z8, Z9
+	VPSLLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 320(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 352(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        64(CX), Y8
+	VINSERTI64X4    $0x01, 64(SI), Z8, Z7
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        160(CX), Y8
+	VINSERTI64X4    $0x01, 160(SI), Z8, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z6
+	VBROADCASTI64X4 384(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z10
+	VPDPWSSD        Z9, Z10, Z4
+	VBROADCASTI64X4 416(R8), Z10
+	VPMADDUBSW      Z7, Z10, Z7
+	VPDPWSSD        Z9, Z7, Z5
+	VMOVDQU8        96(CX), Y8
+	VINSERTI64X4    $0x01, 96(SI), Z8, Z7
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU8        160(CX), Y8
+	VINSERTI64X4    $0x01, 160(SI), Z8, Z9
+	VPSRLW          $0x02, Z9, Z9
+	VPANDD          bdzByte30<>+0(SB), Z9, Z9
+	VPORD           Z9, Z7, Z7
+	VPSUBB          bdzByte20<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z9
+	VPERMW          Z3, Z9, Z9
+	VMOVDQU64       b8zByte80<>+0(SB), Z3
+	VPMADDUBSW      Z7, Z3, Z3
+	VPDPWSSD        Z9, Z3, Z6
+	VBROADCASTI64X4 448(R8), Z3
+	VPMADDUBSW      Z7, Z3, Z3
+	VPDPWSSD        Z9, Z3, Z4
+	VBROADCASTI64X4 480(R8), Z3
+	VPMADDUBSW      Z7, Z3, Z3
+	VPDPWSSD        Z9, Z3, Z5
+	VPSUBD          Z6, Z4, Z4
+	VCVTDQ2PS       Z4, Z4
+	VMULPS          (SP), Z4, Z4
+	VADDPS          Z4, Z0, Z0
+	VPSUBD          Z6, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          64(SP), Z5, Z5
+	VADDPS          Z5, Z1, Z1
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x08, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx2VNNI_block
+
+dot8Q6Kx2VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X2
+	VMOVSS        X2, 8(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X2
+	VMOVSS        X2, 12(AX)
+	ADDQ          $0x10, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx2VNNI_row
+
+dot8Q6Kx2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x3VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q8_0x3VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x3VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dot8Q8_0x3VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VMOVDQU8        2(CX), Y5
+	VINSERTI64X4    $0x01, 2(SI), Z5, Z6
+	VPXORD          b8zByte80<>+0(SB), Z6, Z6
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 (R10), Z8
+	VBROADCASTI64X4 (R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z7, Z8, Z0
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 32(R10), Z8
+	VBROADCASTI64X4 32(R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z7, Z8, Z1
+	VBROADCASTSS    8(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 64(R10), Z4
+	VBROADCASTI64X4 64(R8), Z8
+	VPDPBUSD        Z8, Z6, Z4
+	VCVTDQ2PS       Z4, Z4
+	VFMADD231PS     Z7, Z4, Z2
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000060, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x3VNNI_block
+
+dot8Q8_0x3VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x3VNNI_row
+
+dot8Q8_0x3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x3VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4_0x3VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x3VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dot8Q4_0x3VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI32X4 2(CX), Y5
+	VBROADCASTI32X4 2(SI), Y6
+	VINSERTI64X4    $0x01, Y6, Z5, Z6
+	VPSRLW          $0x04, Z6, K1, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSUBB          b8zByte08<>+0(SB), Z6, Z6
+	VPXORD          b8zByte80<>+0(SB), Z6, Z6
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 (R10), Z8
+	VBROADCASTI64X4 (R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z7, Z8, Z0
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 32(R10), Z8
+	VBROADCASTI64X4 32(R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z7, Z8, Z1
+	VBROADCASTSS    8(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 64(R10), Z4
+	VBROADCASTI64X4 64(R8), Z8
+	VPDPBUSD        Z8, Z6, Z4
+	VCVTDQ2PS       Z4, Z4
+	VFMADD231PS     Z7, Z4, Z2
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000060, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x3VNNI_block
+
+dot8Q4_0x3VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x3VNNI_row
+
+dot8Q4_0x3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x3VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5_0x3VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x3VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dot8Q5_0x3VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X3
+	VPBROADCASTW    (SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTI32X4 6(CX), Y5
+	VBROADCASTI32X4 6(SI), Y6
+	VINSERTI64X4    $0x01, Y6, Z5, Z6
+	VPSRLW          $0x04, Z6, K1, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPBROADCASTD    2(CX), Y5
+	VPBROADCASTD    2(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z5, Z7
+	VPSHUFB         b8zShufQh<>+0(SB), Z7, Z7
+	VPANDD          b8zBitMask<>+0(SB), Z7, Z7
+	VPMINUB         b8zByte01<>+0(SB), Z7, Z7
+	VPSLLW          $0x04, Z7, Z7
+	VPORD           Z7, Z6, Z6
+	VPSUBB          b8zByte10<>+0(SB), Z6, Z6
+	VPXORD          b8zByte80<>+0(SB), Z6, Z6
+	VBROADCASTSS    (R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 (R10), Z8
+	VBROADCASTI64X4 (R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z7, Z8, Z0
+	VBROADCASTSS    4(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 32(R10), Z8
+	VBROADCASTI64X4 32(R8), Z9
+	VPDPBUSD        Z9, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z7, Z8, Z1
+	VBROADCASTSS    8(R9), Z7
+	VMULPS          Z4, Z7, Z7
+	VBROADCASTI64X4 64(R10), Z4
+	VBROADCASTI64X4 64(R8), Z8
+	VPDPBUSD        Z8, Z6, Z4
+	VCVTDQ2PS       Z4, Z4
+	VFMADD231PS     Z7, Z4, Z2
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000060, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x3VNNI_block
+
+dot8Q5_0x3VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x3VNNI_row
+
+dot8Q5_0x3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q4Kx3VNNI(SB), NOSPLIT, $384-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4Kx3VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx3VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VMOVUPS Z0, 192(SP)
+	VMOVUPS Z1, 256(SP)
+	VMOVUPS Z2, 320(SP)
+
+dot8Q4Kx3VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X8
+	VPINSRD         $0x01, R13, X8, X8
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X3, Y6
+	VCVTDQ2PS       Y6, Y6
+	VCVTPH2PS       (CX), X3
+	VBROADCASTSS    X3, Y7
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y3, Y6, Y6
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X9
+	VPINSRD         $0x01, R13, X9, X9
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X3, Y4
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (SI), X3
+	VBROADCASTSS    X3, Y5
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y3, Y4, Y4
+	VPMOVZXBW       X8, X8
+	VPMOVZXBW       X9, X9
+	VINSERTI64X4    $0x01, Y9, Z8, Z3
+	VINSERTF64X4    $0x01, Y4, Z6, Z4
+	VINSERTF64X4    $0x01, Y5, Z7, Z5
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z10, Z4, Z11
+	VBROADCASTF32X8 (R10), Z12
+	VMULPS          Z12, Z11, Z11
+	VADDPS          192(SP), Z11, Z11
+	VMOVUPS         Z11, 192(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, (SP)
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z10, Z4, Z11
+	VBROADCASTF32X8 32(R10), Z12
+	VMULPS          Z12, Z11, Z11
+	VADDPS          256(SP), Z11, Z11
+	VMOVUPS         Z11, 256(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, 64(SP)
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z10, Z4, Z4
+	VBROADCASTF32X8 64(R10), Z11
+	VMULPS          Z11, Z4, Z4
+	VADDPS          320(SP), Z4, Z4
+	VMOVUPS         Z4, 320(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, 128(SP)
+	VPXORD          Z13, Z13, Z13
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VMOVDQU8        16(CX), Y6
+	VINSERTI64X4    $0x01, 16(SI), Z6, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zPermK0<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 32(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 64(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU64       b8zPermK1<>+0(SB), Z5
+	VPERMW          Z3, Z5, Z5
+	VBROADCASTI64X4 96(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z13
+	VBROADCASTI64X4 128(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z14
+	VBROADCASTI64X4 160(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z5, Z4, Z15
+	VMOVDQU8        48(CX), Y6
+	VINSERTI64X4    $0x01, 48(SI), Z6, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zPermK2<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 192(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 224(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 256(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU64       b8zPermK3<>+0(SB), Z5
+	VPERMW          Z3, Z5, Z5
+	VBROADCASTI64X4 288(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z13
+	VBROADCASTI64X4 320(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z14
+	VBROADCASTI64X4 352(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z5, Z4, Z15
+	VMOVDQU8        80(CX), Y6
+	VINSERTI64X4    $0x01, 80(SI), Z6, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zPermK4<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 384(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 416(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 448(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU64       b8zPermK5<>+0(SB), Z5
+	VPERMW          Z3, Z5, Z5
+	VBROADCASTI64X4 480(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z13
+	VBROADCASTI64X4 512(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z10
+	VPDPWSSD        Z5, Z10, Z14
+	VBROADCASTI64X4 544(R8), Z10
+	VPMADDUBSW      Z10, Z4, Z4
+	VPDPWSSD        Z5, Z4, Z15
+	VMOVDQU8        112(CX), Y6
+	VINSERTI64X4    $0x01, 112(SI), Z6, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zPermK6<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 576(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 608(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 640(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VPSRLW          $0x04, Z4, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VMOVDQU64       b8zPermK7<>+0(SB), Z5
+	VPERMW          Z3, Z5, Z5
+	VBROADCASTI64X4 672(R8), Z3
+	VPMADDUBSW      Z3, Z4, Z3
+	VPDPWSSD        Z5, Z3, Z13
+	VBROADCASTI64X4 704(R8), Z3
+	VPMADDUBSW      Z3, Z4, Z3
+	VPDPWSSD        Z5, Z3, Z14
+	VBROADCASTI64X4 736(R8), Z3
+	VPMADDUBSW      Z3, Z4, Z3
+	VPDPWSSD        Z5, Z3, Z15
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          (SP), Z13, Z13
+	VADDPS          Z13, Z0, Z0
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          64(SP), Z14, Z14
+	VADDPS          Z14, Z1, Z1
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          128(SP), Z15, Z15
+	VADDPS          Z15, Z2, Z2
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000300, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx3VNNI_block
+
+dot8Q4Kx3VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVUPS       192(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVUPS       256(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VMOVUPS       320(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx3VNNI_row
+
+dot8Q4Kx3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q5Kx3VNNI(SB), NOSPLIT, $384-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5Kx3VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx3VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VMOVUPS Z0, 192(SP)
+	VMOVUPS Z1, 256(SP)
+	VMOVUPS Z2, 320(SP)
+
+dot8Q5Kx3VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X8
+	VPINSRD         $0x01, R13, X8, X8
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X3, Y6
+	VCVTDQ2PS       Y6, Y6
+	VCVTPH2PS       (CX), X3
+	VBROADCASTSS    X3, Y7
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y3, Y6, Y6
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X9
+	VPINSRD         $0x01, R13, X9, X9
+	VMOVD           R12, X3
+	VPINSRD         $0x01, R15, X3, X3
+	VPMOVZXBD       X3, Y4
+	VCVTDQ2PS       Y4, Y4
+	VCVTPH2PS       (SI), X3
+	VBROADCASTSS    X3, Y5
+	VMOVSHDUP       X3, X3
+	VBROADCASTSS    X3, Y3
+	VMULPS          Y3, Y4, Y4
+	VPMOVZXBW       X8, X8
+	VPMOVZXBW       X9, X9
+	VINSERTI64X4    $0x01, Y9, Z8, Z3
+	VINSERTF64X4    $0x01, Y4, Z6, Z4
+	VINSERTF64X4    $0x01, Y5, Z7, Z5
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z10, Z4, Z11
+	VBROADCASTF32X8 (R10), Z12
+	VMULPS          Z12, Z11, Z11
+	VADDPS          192(SP), Z11, Z11
+	VMOVUPS         Z11, 192(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, (SP)
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z10, Z4, Z11
+	VBROADCASTF32X8 32(R10), Z12
+	VMULPS          Z12, Z11, Z11
+	VADDPS          256(SP), Z11, Z11
+	VMOVUPS         Z11, 256(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, 64(SP)
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z10, Z4, Z4
+	VBROADCASTF32X8 64(R10), Z11
+	VMULPS          Z11, Z4, Z4
+	VADDPS          320(SP), Z4, Z4
+	VMOVUPS         Z4, 320(SP)
+	VMULPS          Z10, Z5, Z10
+	VMOVUPS         Z10, 128(SP)
+	VPXORD          Z13, Z13, Z13
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VMOVDQU8        16(CX), Y6
+	VINSERTI64X4    $0x01, 16(SI), Z6, Z4
+	VMOVDQU8        48(CX), Y6
+	VINSERTI64X4    $0x01, 48(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z10
+	VPSLLW          $0x04, Z4, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VMOVDQU64       b8zPermK0<>+0(SB), Z11
+	VPERMW          Z3, Z11, Z11
+	VBROADCASTI64X4 (R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z13
+	VBROADCASTI64X4 32(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 64(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z10
+	VPDPWSSD        Z11, Z10, Z15
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSLLW          $0x03, Z4, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z5, Z5
+	VMOVDQU64       b8zPermK1<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 96(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 160(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VMOVDQU8        80(CX), Y6
+	VINSERTI64X4    $0x01, 80(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z10
+	VPSLLW          $0x02, Z4, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VMOVDQU64       b8zPermK2<>+0(SB), Z11
+	VPERMW          Z3, Z11, Z11
+	VBROADCASTI64X4 192(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z13
+	VBROADCASTI64X4 224(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 256(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z10
+	VPDPWSSD        Z11, Z10, Z15
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSLLW          $0x01, Z4, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z5, Z5
+	VMOVDQU64       b8zPermK3<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 288(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 320(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 352(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VMOVDQU8        112(CX), Y6
+	VINSERTI64X4    $0x01, 112(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z10
+	VMOVDQA64       Z4, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VMOVDQU64       b8zPermK4<>+0(SB), Z11
+	VPERMW          Z3, Z11, Z11
+	VBROADCASTI64X4 384(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z13
+	VBROADCASTI64X4 416(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 448(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z10
+	VPDPWSSD        Z11, Z10, Z15
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSRLW          $0x01, Z4, Z10
+	VPANDD          b8zByte10<>+0(SB), Z10, Z10
+	VPORD           Z10, Z5, Z5
+	VMOVDQU64       b8zPermK5<>+0(SB), Z10
+	VPERMW          Z3, Z10, Z10
+	VBROADCASTI64X4 480(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z13
+	VBROADCASTI64X4 512(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z10, Z11, Z14
+	VBROADCASTI64X4 544(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z10, Z5, Z15
+	VMOVDQU8        144(CX), Y6
+	VINSERTI64X4    $0x01, 144(SI), Z6, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z10
+	VPSRLW          $0x02, Z4, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VMOVDQU64       b8zPermK6<>+0(SB), Z11
+	VPERMW          Z3, Z11, Z11
+	VBROADCASTI64X4 576(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z13
+	VBROADCASTI64X4 608(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 640(R8), Z12
+	VPMADDUBSW      Z12, Z10, Z10
+	VPDPWSSD        Z11, Z10, Z15
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSRLW          $0x03, Z4, Z4
+	VPANDD          b8zByte10<>+0(SB), Z4, Z4
+	VPORD           Z4, Z5, Z5
+	VMOVDQU64       b8zPermK7<>+0(SB), Z4
+	VPERMW          Z3, Z4, Z4
+	VBROADCASTI64X4 672(R8), Z3
+	VPMADDUBSW      Z3, Z5, Z3
+	VPDPWSSD        Z4, Z3, Z13
+	VBROADCASTI64X4 704(R8), Z3
+	VPMADDUBSW      Z3, Z5, Z3
+	VPDPWSSD        Z4, Z3, Z14
+	VBROADCASTI64X4 736(R8), Z3
+	VPMADDUBSW      Z3, Z5, Z3
+	VPDPWSSD        Z4, Z3, Z15
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          (SP), Z13, Z13
+	VADDPS          Z13, Z0, Z0
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          64(SP), Z14, Z14
+	VADDPS          Z14, Z1, Z1
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          128(SP), Z15, Z15
+	VADDPS          Z15, Z2, Z2
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000300, R8
+	ADDQ            $0x0c, R9
+	ADDQ            $0x00000060, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx3VNNI_block
+
+dot8Q5Kx3VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z3
+	VADDPS        Z3, Z0, Z0
+	VMOVUPS       192(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z3
+	VADDPS        Z3, Z1, Z1
+	VMOVUPS       256(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z3
+	VADDPS        Z3, Z2, Z2
+	VMOVUPS       320(SP), Z3
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSUBPS        Z3, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx3VNNI_row
+
+dot8Q5Kx3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q6Kx3VNNI(SB), NOSPLIT, $192-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q6Kx3VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx3VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dot8Q6Kx3VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx3VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
+	VPBROADCASTW    208(CX), X3
+	VPBROADCASTW    208(SI), X4
+	VINSERTI32X4    $0x01, X4, Y3, Y4
+	VCVTPH2PS       Y4, Z4
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, 64(SP)
+	VBROADCASTSS    8(R9), Z9
+	VMULPS          Z9, Z4, Z9
+	VMOVUPS         Z9, 128(SP)
+	VPMOVSXBW       192(CX), Y10
+	VPMOVSXBW       192(SI), Y4
+	VINSERTI64X4    $0x01, Y4, Z10, Z4
+	VPXORD          Z5, Z5, Z5
+	VPXORD          Z6, Z6, Z6
+	VPXORD          Z7, Z7, Z7
+	VPXORD          Z8, Z8, Z8
+	VMOVDQU8        (CX), Y10
+	VINSERTI64X4    $0x01, (SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z11
+	VPANDD          bdzByte03<>+0(SB), Z11, Z11
+	VPSLLW          $0x04, Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 (R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 32(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 64(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        32(CX), Y10
+	VINSERTI64X4    $0x01, 32(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z11
+	VPSLLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 96(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 128(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 160(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        (CX), Y10
+	VINSERTI64X4    $0x01, (SI), Z10, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 192(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 224(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 256(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        32(CX), Y10
+	VINSERTI64X4    $0x01, 32(SI), Z10, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        128(CX), Y10
+	VINSERTI64X4    $0x01, 128(SI), Z10, Z11
+	VPSRLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 288(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 320(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 352(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        64(CX), Y10
+	VINSERTI64X4    $0x01, 64(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        160(CX), Y10
+	VINSERTI64X4    $0x01, 160(SI), Z10, Z11
+	VPANDD          bdzByte03<>+0(SB), Z11, Z11
+	VPSLLW          $0x04, Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 384(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 416(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 448(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        96(CX), Y10
+	VINSERTI64X4    $0x01, 96(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        160(CX), Y10
+	VINSERTI64X4    $0x01, 160(SI), Z10, Z11
+	VPSLLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 480(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 512(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 544(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        64(CX), Y10
+	VINSERTI64X4    $0x01, 64(SI), Z10, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        160(CX), Y10
+	VINSERTI64X4    $0x01, 160(SI), Z10, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z8
+	VBROADCASTI64X4 576(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z5
+	VBROADCASTI64X4 608(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z12
+	VPDPWSSD        Z11, Z12, Z6
+	VBROADCASTI64X4 640(R8), Z12
+	VPMADDUBSW      Z9, Z12, Z9
+	VPDPWSSD        Z11, Z9, Z7
+	VMOVDQU8        96(CX), Y10
+	VINSERTI64X4    $0x01, 96(SI), Z10, Z9
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU8        160(CX), Y10
+	VINSERTI64X4    $0x01, 160(SI), Z10, Z11
+	VPSRLW          $0x02, Z11, Z11
+	VPANDD          bdzByte30<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VPSUBB          bdzByte20<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VMOVDQU64       b8zByte80<>+0(SB), Z4
+	VPMADDUBSW      Z9, Z4, Z4
+	VPDPWSSD        Z11, Z4, Z8
+	VBROADCASTI64X4 672(R8), Z4
+	VPMADDUBSW      Z9, Z4, Z4
+	VPDPWSSD        Z11, Z4, Z5
+	VBROADCASTI64X4 704(R8), Z4
+	VPMADDUBSW      Z9, Z4, Z4
+	VPDPWSSD        Z11, Z4, Z6
+	VBROADCASTI64X4 736(R8), Z4
+	VPMADDUBSW      Z9, Z4, Z4
+	VPDPWSSD        Z11, Z4, Z7
+	VPSUBD          Z8, Z5, Z5
+	VCVTDQ2PS       Z5, Z5
+	VMULPS          (SP), Z5, Z5
+	VADDPS          Z5, Z0, Z0
+	VPSUBD          Z8, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          64(SP), Z6, Z6
+	VADDPS          Z6, Z1, Z1
+	VPSUBD          Z8, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          128(SP), Z7, Z7
+	VADDPS          Z7, Z2, Z2
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000300, R8
+	ADDQ            $0x0c, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx3VNNI_block
+
+dot8Q6Kx3VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X3
+	VMOVSS        X3, 12(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X3
+	VMOVSS        X3, 16(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X3
+	VMOVSS        X3, 20(AX)
+	ADDQ          $0x18, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx3VNNI_row
+
+dot8Q6Kx3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x4VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q8_0x4VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x4VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dot8Q8_0x4VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VMOVDQU8        2(CX), Y6
+	VINSERTI64X4    $0x01, 2(SI), Z6, Z7
+	VPXORD          b8zByte80<>+0(SB), Z7, Z7
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 (R10), Z9
+	VBROADCASTI64X4 (R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 32(R10), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z1
+	VBROADCASTSS    8(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 64(R10), Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z2
+	VBROADCASTSS    12(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 96(R10), Z5
+	VBROADCASTI64X4 96(R8), Z9
+	VPDPBUSD        Z9, Z7, Z5
+	VCVTDQ2PS       Z5, Z5
+	VFMADD231PS     Z8, Z5, Z3
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x4VNNI_block
+
+dot8Q8_0x4VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x4VNNI_row
+
+dot8Q8_0x4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x4VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4_0x4VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x4VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dot8Q4_0x4VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTI32X4 2(CX), Y6
+	VBROADCASTI32X4 2(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z6, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSUBB          b8zByte08<>+0(SB), Z7, Z7
+	VPXORD          b8zByte80<>+0(SB), Z7, Z7
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 (R10), Z9
+	VBROADCASTI64X4 (R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 32(R10), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z1
+	VBROADCASTSS    8(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 64(R10), Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z2
+	VBROADCASTSS    12(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 96(R10), Z5
+	VBROADCASTI64X4 96(R8), Z9
+	VPDPBUSD        Z9, Z7, Z5
+	VCVTDQ2PS       Z5, Z5
+	VFMADD231PS     Z8, Z5, Z3
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x4VNNI_block
+
+dot8Q4_0x4VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x4VNNI_row
+
+dot8Q4_0x4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x4VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5_0x4VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x4VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dot8Q5_0x4VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X4
+	VPBROADCASTW    (SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTI32X4 6(CX), Y6
+	VBROADCASTI32X4 6(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z6, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPBROADCASTD    2(CX), Y6
+	VPBROADCASTD    2(SI), Y8
+	VINSERTI64X4    $0x01, Y8, Z6, Z8
+	VPSHUFB         b8zShufQh<>+0(SB), Z8, Z8
+	VPANDD          b8zBitMask<>+0(SB), Z8, Z8
+	VPMINUB         b8zByte01<>+0(SB), Z8, Z8
+	VPSLLW          $0x04, Z8, Z8
+	VPORD           Z8, Z7, Z7
+	VPSUBB          b8zByte10<>+0(SB), Z7, Z7
+	VPXORD          b8zByte80<>+0(SB), Z7, Z7
+	VBROADCASTSS    (R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 (R10), Z9
+	VBROADCASTI64X4 (R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z0
+	VBROADCASTSS    4(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 32(R10), Z9
+	VBROADCASTI64X4 32(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z1
+	VBROADCASTSS    8(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 64(R10), Z9
+	VBROADCASTI64X4 64(R8), Z10
+	VPDPBUSD        Z10, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z8, Z9, Z2
+	VBROADCASTSS    12(R9), Z8
+	VMULPS          Z5, Z8, Z8
+	VBROADCASTI64X4 96(R10), Z5
+	VBROADCASTI64X4 96(R8), Z9
+	VPDPBUSD        Z9, Z7, Z5
+	VCVTDQ2PS       Z5, Z5
+	VFMADD231PS     Z8, Z5, Z3
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x4VNNI_block
+
+dot8Q5_0x4VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x4VNNI_row
+
+dot8Q5_0x4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q4Kx4VNNI(SB), NOSPLIT, $512-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4Kx4VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx4VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VMOVUPS Z0, 256(SP)
+	VMOVUPS Z1, 320(SP)
+	VMOVUPS Z2, 384(SP)
+	VMOVUPS Z3, 448(SP)
+
+dot8Q4Kx4VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X9
+	VPINSRD         $0x01, R13, X9, X9
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X4, Y7
+	VCVTDQ2PS       Y7, Y7
+	VCVTPH2PS       (CX), X4
+	VBROADCASTSS    X4, Y8
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y4, Y7, Y7
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X10
+	VPINSRD         $0x01, R13, X10, X10
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X4, Y5
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (SI), X4
+	VBROADCASTSS    X4, Y6
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y4, Y5, Y5
+	VPMOVZXBW       X9, X9
+	VPMOVZXBW       X10, X10
+	VINSERTI64X4    $0x01, Y10, Z9, Z4
+	VINSERTF64X4    $0x01, Y5, Z7, Z5
+	VINSERTF64X4    $0x01, Y6, Z8, Z6
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 (R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          256(SP), Z12, Z12
+	VMOVUPS         Z12, 256(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, (SP)
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 32(R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          320(SP), Z12, Z12
+	VMOVUPS         Z12, 320(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 64(SP)
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 64(R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          384(SP), Z12, Z12
+	VMOVUPS         Z12, 384(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 128(SP)
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z11, Z5, Z5
+	VBROADCASTF32X8 96(R10), Z12
+	VMULPS          Z12, Z5, Z5
+	VADDPS          448(SP), Z5, Z5
+	VMOVUPS         Z5, 448(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 192(SP)
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VMOVDQU8        16(CX), Y7
+	VINSERTI64X4    $0x01, 16(SI), Z7, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zPermK0<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 (R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 32(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 64(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 96(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermK1<>+0(SB), Z6
+	VPERMW          Z4, Z6, Z6
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z14
+	VBROADCASTI64X4 160(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z15
+	VBROADCASTI64X4 192(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z16
+	VBROADCASTI64X4 224(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z6, Z5, Z17
+	VMOVDQU8        48(CX), Y7
+	VINSERTI64X4    $0x01, 48(SI), Z7, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zPermK2<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 256(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 288(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 320(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 352(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermK3<>+0(SB), Z6
+	VPERMW          Z4, Z6, Z6
+	VBROADCASTI64X4 384(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z14
+	VBROADCASTI64X4 416(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z15
+	VBROADCASTI64X4 448(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z16
+	VBROADCASTI64X4 480(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z6, Z5, Z17
+	VMOVDQU8        80(CX), Y7
+	VINSERTI64X4    $0x01, 80(SI), Z7, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zPermK4<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 512(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 544(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 576(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 608(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermK5<>+0(SB), Z6
+	VPERMW          Z4, Z6, Z6
+	VBROADCASTI64X4 640(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z14
+	VBROADCASTI64X4 672(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z15
+	VBROADCASTI64X4 704(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z11
+	VPDPWSSD        Z6, Z11, Z16
+	VBROADCASTI64X4 736(R8), Z11
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z6, Z5, Z17
+	VMOVDQU8        112(CX), Y7
+	VINSERTI64X4    $0x01, 112(SI), Z7, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zPermK6<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 768(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 800(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 832(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 864(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VPSRLW          $0x04, Z5, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VMOVDQU64       b8zPermK7<>+0(SB), Z6
+	VPERMW          Z4, Z6, Z6
+	VBROADCASTI64X4 896(R8), Z4
+	VPMADDUBSW      Z4, Z5, Z4
+	VPDPWSSD        Z6, Z4, Z14
+	VBROADCASTI64X4 928(R8), Z4
+	VPMADDUBSW      Z4, Z5, Z4
+	VPDPWSSD        Z6, Z4, Z15
+	VBROADCASTI64X4 960(R8), Z4
+	VPMADDUBSW      Z4, Z5, Z4
+	VPDPWSSD        Z6, Z4, Z16
+	VBROADCASTI64X4 992(R8), Z4
+	VPMADDUBSW      Z4, Z5, Z4
+	VPDPWSSD        Z6, Z4, Z17
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          (SP), Z14, Z14
+	VADDPS          Z14, Z0, Z0
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          64(SP), Z15, Z15
+	VADDPS          Z15, Z1, Z1
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          128(SP), Z16, Z16
+	VADDPS          Z16, Z2, Z2
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          192(SP), Z17, Z17
+	VADDPS          Z17, Z3, Z3
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx4VNNI_block
+
+dot8Q4Kx4VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVUPS       256(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVUPS       320(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVUPS       384(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VMOVUPS       448(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx4VNNI_row
+
+dot8Q4Kx4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q5Kx4VNNI(SB), NOSPLIT, $512-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5Kx4VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx4VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VMOVUPS Z0, 256(SP)
+	VMOVUPS Z1, 320(SP)
+	VMOVUPS Z2, 384(SP)
+	VMOVUPS Z3, 448(SP)
+
+dot8Q5Kx4VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X9
+	VPINSRD         $0x01, R13, X9, X9
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X4, Y7
+	VCVTDQ2PS       Y7, Y7
+	VCVTPH2PS       (CX), X4
+	VBROADCASTSS    X4, Y8
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y4, Y7, Y7
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X10
+	VPINSRD         $0x01, R13, X10, X10
+	VMOVD           R12, X4
+	VPINSRD         $0x01, R15, X4, X4
+	VPMOVZXBD       X4, Y5
+	VCVTDQ2PS       Y5, Y5
+	VCVTPH2PS       (SI), X4
+	VBROADCASTSS    X4, Y6
+	VMOVSHDUP       X4, X4
+	VBROADCASTSS    X4, Y4
+	VMULPS          Y4, Y5, Y5
+	VPMOVZXBW       X9, X9
+	VPMOVZXBW       X10, X10
+	VINSERTI64X4    $0x01, Y10, Z9, Z4
+	VINSERTF64X4    $0x01, Y5, Z7, Z5
+	VINSERTF64X4    $0x01, Y6, Z8, Z6
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 (R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          256(SP), Z12, Z12
+	VMOVUPS         Z12, 256(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, (SP)
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 32(R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          320(SP), Z12, Z12
+	VMOVUPS         Z12, 320(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 64(SP)
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z11, Z5, Z12
+	VBROADCASTF32X8 64(R10), Z13
+	VMULPS          Z13, Z12, Z12
+	VADDPS          384(SP), Z12, Z12
+	VMOVUPS         Z12, 384(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 128(SP)
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z11, Z5, Z5
+	VBROADCASTF32X8 96(R10), Z12
+	VMULPS          Z12, Z5, Z5
+	VADDPS          448(SP), Z5, Z5
+	VMOVUPS         Z5, 448(SP)
+	VMULPS          Z11, Z6, Z11
+	VMOVUPS         Z11, 192(SP)
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VMOVDQU8        16(CX), Y7
+	VINSERTI64X4    $0x01, 16(SI), Z7, Z5
+	VMOVDQU8        48(CX), Y7
+	VINSERTI64X4    $0x01, 48(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z11
+	VPSLLW          $0x04, Z5, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VMOVDQU64       b8zPermK0<>+0(SB), Z12
+	VPERMW          Z4, Z12, Z12
+	VBROADCASTI64X4 (R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z14
+	VBROADCASTI64X4 32(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 64(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 96(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z11
+	VPDPWSSD        Z12, Z11, Z17
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSLLW          $0x03, Z5, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z6, Z6
+	VMOVDQU64       b8zPermK1<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 128(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 160(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 192(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 224(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VMOVDQU8        80(CX), Y7
+	VINSERTI64X4    $0x01, 80(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z11
+	VPSLLW          $0x02, Z5, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VMOVDQU64       b8zPermK2<>+0(SB), Z12
+	VPERMW          Z4, Z12, Z12
+	VBROADCASTI64X4 256(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z14
+	VBROADCASTI64X4 288(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 320(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 352(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z11
+	VPDPWSSD        Z12, Z11, Z17
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSLLW          $0x01, Z5, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z6, Z6
+	VMOVDQU64       b8zPermK3<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 384(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 416(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 448(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 480(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VMOVDQU8        112(CX), Y7
+	VINSERTI64X4    $0x01, 112(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z11
+	VMOVDQA64       Z5, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VMOVDQU64       b8zPermK4<>+0(SB), Z12
+	VPERMW          Z4, Z12, Z12
+	VBROADCASTI64X4 512(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z14
+	VBROADCASTI64X4 544(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 576(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 608(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z11
+	VPDPWSSD        Z12, Z11, Z17
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSRLW          $0x01, Z5, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z6, Z6
+	VMOVDQU64       b8zPermK5<>+0(SB), Z11
+	VPERMW          Z4, Z11, Z11
+	VBROADCASTI64X4 640(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z14
+	VBROADCASTI64X4 672(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z15
+	VBROADCASTI64X4 704(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z11, Z12, Z16
+	VBROADCASTI64X4 736(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z11, Z6, Z17
+	VMOVDQU8        144(CX), Y7
+	VINSERTI64X4    $0x01, 144(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z11
+	VPSRLW          $0x02, Z5, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VMOVDQU64       b8zPermK6<>+0(SB), Z12
+	VPERMW          Z4, Z12, Z12
+	VBROADCASTI64X4 768(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z14
+	VBROADCASTI64X4 800(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 832(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 864(R8), Z13
+	VPMADDUBSW      Z13, Z11, Z11
+	VPDPWSSD        Z12, Z11, Z17
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSRLW          $0x03, Z5, Z5
+	VPANDD          b8zByte10<>+0(SB), Z5, Z5
+	VPORD           Z5, Z6, Z6
+	VMOVDQU64       b8zPermK7<>+0(SB), Z5
+	VPERMW          Z4, Z5, Z5
+	VBROADCASTI64X4 896(R8), Z4
+	VPMADDUBSW      Z4, Z6, Z4
+	VPDPWSSD        Z5, Z4, Z14
+	VBROADCASTI64X4 928(R8), Z4
+	VPMADDUBSW      Z4, Z6, Z4
+	VPDPWSSD        Z5, Z4, Z15
+	VBROADCASTI64X4 960(R8), Z4
+	VPMADDUBSW      Z4, Z6, Z4
+	VPDPWSSD        Z5, Z4, Z16
+	VBROADCASTI64X4 992(R8), Z4
+	VPMADDUBSW      Z4, Z6, Z4
+	VPDPWSSD        Z5, Z4, Z17
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          (SP), Z14, Z14
+	VADDPS          Z14, Z0, Z0
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          64(SP), Z15, Z15
+	VADDPS          Z15, Z1, Z1
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          128(SP), Z16, Z16
+	VADDPS          Z16, Z2, Z2
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          192(SP), Z17, Z17
+	VADDPS          Z17, Z3, Z3
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x10, R9
+	ADDQ            $0x00000080, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx4VNNI_block
+
+dot8Q5Kx4VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z4
+	VADDPS        Z4, Z0, Z0
+	VMOVUPS       256(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z4
+	VADDPS        Z4, Z1, Z1
+	VMOVUPS       320(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z4
+	VADDPS        Z4, Z2, Z2
+	VMOVUPS       384(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z4
+	VADDPS        Z4, Z3, Z3
+	VMOVUPS       448(SP), Z4
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSUBPS        Z4, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx4VNNI_row
+
+dot8Q5Kx4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q6Kx4VNNI(SB), NOSPLIT, $256-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q6Kx4VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx4VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dot8Q6Kx4VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx4VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
+	VPBROADCASTW    208(CX), X4
+	VPBROADCASTW    208(SI), X5
+	VINSERTI32X4    $0x01, X5, Y4, Y5
+	VCVTPH2PS       Y5, Z5
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z11, Z5, Z11
+	VMOVUPS         Z11, (SP)
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z11, Z5, Z11
+	VMOVUPS         Z11, 64(SP)
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z11, Z5, Z11
+	VMOVUPS         Z11, 128(SP)
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z11, Z5, Z11
+	VMOVUPS         Z11, 192(SP)
+	VPMOVSXBW       192(CX), Y12
+	VPMOVSXBW       192(SI), Y5
+	VINSERTI64X4    $0x01, Y5, Z12, Z5
+	VPXORD          Z6, Z6, Z6
+	VPXORD          Z7, Z7, Z7
+	VPXORD          Z8, Z8, Z8
+	VPXORD          Z9, Z9, Z9
+	VPXORD          Z10, Z10, Z10
+	VMOVDQU8        (CX), Y12
+	VINSERTI64X4    $0x01, (SI), Z12, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z13
+	VPANDD          bdzByte03<>+0(SB), Z13, Z13
+	VPSLLW          $0x04, Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 (R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 32(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 64(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 96(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        32(CX), Y12
+	VINSERTI64X4    $0x01, 32(SI), Z12, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z13
+	VPSLLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 128(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 160(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 192(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 224(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        (CX), Y12
+	VINSERTI64X4    $0x01, (SI), Z12, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 256(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 288(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 320(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 352(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        32(CX), Y12
+	VINSERTI64X4    $0x01, 32(SI), Z12, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        128(CX), Y12
+	VINSERTI64X4    $0x01, 128(SI), Z12, Z13
+	VPSRLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 384(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 416(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 448(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 480(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        64(CX), Y12
+	VINSERTI64X4    $0x01, 64(SI), Z12, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        160(CX), Y12
+	VINSERTI64X4    $0x01, 160(SI), Z12, Z13
+	VPANDD          bdzByte03<>+0(SB), Z13, Z13
+	VPSLLW          $0x04, Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 512(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 544(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 576(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 608(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        96(CX), Y12
+	VINSERTI64X4    $0x01, 96(SI), Z12, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        160(CX), Y12
+	VINSERTI64X4    $0x01, 160(SI), Z12, Z13
+	VPSLLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 640(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 672(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 704(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 736(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        64(CX), Y12
+	VINSERTI64X4    $0x01, 64(SI), Z12, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        160(CX), Y12
+	VINSERTI64X4    $0x01, 160(SI), Z12, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z10
+	VBROADCASTI64X4 768(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z6
+	VBROADCASTI64X4 800(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z7
+	VBROADCASTI64X4 832(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z14
+	VPDPWSSD        Z13, Z14, Z8
+	VBROADCASTI64X4 864(R8), Z14
+	VPMADDUBSW      Z11, Z14, Z11
+	VPDPWSSD        Z13, Z11, Z9
+	VMOVDQU8        96(CX), Y12
+	VINSERTI64X4    $0x01, 96(SI), Z12, Z11
+	VPSRLW          $0x04, Z11, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VMOVDQU8        160(CX), Y12
+	VINSERTI64X4    $0x01, 160(SI), Z12, Z13
+	VPSRLW          $0x02, Z13, Z13
+	VPANDD          bdzByte30<>+0(SB), Z13, Z13
+	VPORD           Z13, Z11, Z11
+	VPSUBB          bdzByte20<>+0(SB), Z11, Z11
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VMOVDQU64       b8zByte80<>+0(SB), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z10
+	VBROADCASTI64X4 896(R8), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z6
+	VBROADCASTI64X4 928(R8), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z7
+	VBROADCASTI64X4 960(R8), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z8
+	VBROADCASTI64X4 992(R8), Z5
+	VPMADDUBSW      Z11, Z5, Z5
+	VPDPWSSD        Z13, Z5, Z9
+	VPSUBD          Z10, Z6, Z6
+	VCVTDQ2PS       Z6, Z6
+	VMULPS          (SP), Z6, Z6
+	VADDPS          Z6, Z0, Z0
+	VPSUBD          Z10, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          64(SP), Z7, Z7
+	VADDPS          Z7, Z1, Z1
+	VPSUBD          Z10, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          128(SP), Z8, Z8
+	VADDPS          Z8, Z2, Z2
+	VPSUBD          Z10, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          192(SP), Z9, Z9
+	VADDPS          Z9, Z3, Z3
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000400, R8
+	ADDQ            $0x10, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx4VNNI_block
+
+dot8Q6Kx4VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X4
+	VMOVSS        X4, 16(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X4
+	VMOVSS        X4, 20(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X4
+	VMOVSS        X4, 24(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X4
+	VMOVSS        X4, 28(AX)
+	ADDQ          $0x20, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx4VNNI_row
+
+dot8Q6Kx4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x5VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q8_0x5VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x5VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+dot8Q8_0x5VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X5
+	VPBROADCASTW    (SI), X6
+	VINSERTI32X4    $0x01, X6, Y5, Y6
+	VCVTPH2PS       Y6, Z6
+	VMOVDQU8        2(CX), Y7
+	VINSERTI64X4    $0x01, 2(SI), Z7, Z8
+	VPXORD          b8zByte80<>+0(SB), Z8, Z8
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 (R10), Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z0
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 32(R10), Z10
+	VBROADCASTI64X4 32(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z1
+	VBROADCASTSS    8(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 64(R10), Z10
+	VBROADCASTI64X4 64(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z2
+	VBROADCASTSS    12(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 96(R10), Z10
+	VBROADCASTI64X4 96(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z3
+	VBROADCASTSS    16(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 128(R10), Z6
+	VBROADCASTI64X4 128(R8), Z10
+	VPDPBUSD        Z10, Z8, Z6
+	VCVTDQ2PS       Z6, Z6
+	VFMADD231PS     Z9, Z6, Z4
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x000000a0, R8
+	ADDQ            $0x14, R9
+	ADDQ            $0x000000a0, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x5VNNI_block
+
+dot8Q8_0x5VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X5
+	VMOVSS        X5, 20(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X5
+	VMOVSS        X5, 24(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X5
+	VMOVSS        X5, 28(AX)
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X5
+	VMOVSS        X5, 32(AX)
+	VPERMILPS     $0xb1, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X5
+	VMOVSS        X5, 36(AX)
+	ADDQ          $0x28, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x5VNNI_row
+
+dot8Q8_0x5VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x5VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4_0x5VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x5VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+dot8Q4_0x5VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X5
+	VPBROADCASTW    (SI), X6
+	VINSERTI32X4    $0x01, X6, Y5, Y6
+	VCVTPH2PS       Y6, Z6
+	VBROADCASTI32X4 2(CX), Y7
+	VBROADCASTI32X4 2(SI), Y8
+	VINSERTI64X4    $0x01, Y8, Z7, Z8
+	VPSRLW          $0x04, Z8, K1, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSUBB          b8zByte08<>+0(SB), Z8, Z8
+	VPXORD          b8zByte80<>+0(SB), Z8, Z8
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 (R10), Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z0
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 32(R10), Z10
+	VBROADCASTI64X4 32(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z1
+	VBROADCASTSS    8(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 64(R10), Z10
+	VBROADCASTI64X4 64(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z2
+	VBROADCASTSS    12(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 96(R10), Z10
+	VBROADCASTI64X4 96(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z3
+	VBROADCASTSS    16(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 128(R10), Z6
+	VBROADCASTI64X4 128(R8), Z10
+	VPDPBUSD        Z10, Z8, Z6
+	VCVTDQ2PS       Z6, Z6
+	VFMADD231PS     Z9, Z6, Z4
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x000000a0, R8
+	ADDQ            $0x14, R9
+	ADDQ            $0x000000a0, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x5VNNI_block
+
+dot8Q4_0x5VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X5
+	VMOVSS        X5, 20(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X5
+	VMOVSS        X5, 24(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X5
+	VMOVSS        X5, 28(AX)
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X5
+	VMOVSS        X5, 32(AX)
+	VPERMILPS     $0xb1, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X5
+	VMOVSS        X5, 36(AX)
+	ADDQ          $0x28, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x5VNNI_row
+
+dot8Q4_0x5VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x5VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5_0x5VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x5VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+dot8Q5_0x5VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X5
+	VPBROADCASTW    (SI), X6
+	VINSERTI32X4    $0x01, X6, Y5, Y6
+	VCVTPH2PS       Y6, Z6
+	VBROADCASTI32X4 6(CX), Y7
+	VBROADCASTI32X4 6(SI), Y8
+	VINSERTI64X4    $0x01, Y8, Z7, Z8
+	VPSRLW          $0x04, Z8, K1, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPBROADCASTD    2(CX), Y7
+	VPBROADCASTD    2(SI), Y9
+	VINSERTI64X4    $0x01, Y9, Z7, Z9
+	VPSHUFB         b8zShufQh<>+0(SB), Z9, Z9
+	VPANDD          b8zBitMask<>+0(SB), Z9, Z9
+	VPMINUB         b8zByte01<>+0(SB), Z9, Z9
+	VPSLLW          $0x04, Z9, Z9
+	VPORD           Z9, Z8, Z8
+	VPSUBB          b8zByte10<>+0(SB), Z8, Z8
+	VPXORD          b8zByte80<>+0(SB), Z8, Z8
+	VBROADCASTSS    (R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 (R10), Z10
+	VBROADCASTI64X4 (R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z0
+	VBROADCASTSS    4(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 32(R10), Z10
+	VBROADCASTI64X4 32(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z1
+	VBROADCASTSS    8(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 64(R10), Z10
+	VBROADCASTI64X4 64(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z2
+	VBROADCASTSS    12(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 96(R10), Z10
+	VBROADCASTI64X4 96(R8), Z11
+	VPDPBUSD        Z11, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z9, Z10, Z3
+	VBROADCASTSS    16(R9), Z9
+	VMULPS          Z6, Z9, Z9
+	VBROADCASTI64X4 128(R10), Z6
+	VBROADCASTI64X4 128(R8), Z10
+	VPDPBUSD        Z10, Z8, Z6
+	VCVTDQ2PS       Z6, Z6
+	VFMADD231PS     Z9, Z6, Z4
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x000000a0, R8
+	ADDQ            $0x14, R9
+	ADDQ            $0x000000a0, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x5VNNI_block
+
+dot8Q5_0x5VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X5
+	VMOVSS        X5, 20(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X5
+	VMOVSS        X5, 24(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X5
+	VMOVSS        X5, 28(AX)
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X5
+	VMOVSS        X5, 32(AX)
+	VPERMILPS     $0xb1, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X5
+	VMOVSS        X5, 36(AX)
+	ADDQ          $0x28, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x5VNNI_row
+
+dot8Q5_0x5VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q4Kx5VNNI(SB), $640-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4Kx5VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx5VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VMOVUPS Z0, 320(SP)
+	VMOVUPS Z1, 384(SP)
+	VMOVUPS Z2, 448(SP)
+	VMOVUPS Z3, 512(SP)
+	VMOVUPS Z4, 576(SP)
+
+dot8Q4Kx5VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X10
+	VPINSRD         $0x01, R13, X10, X10
+	VMOVD           R12, X5
+	VPINSRD         $0x01, R15, X5, X5
+	VPMOVZXBD       X5, Y8
+	VCVTDQ2PS       Y8, Y8
+	VCVTPH2PS       (CX), X5
+	VBROADCASTSS    X5, Y9
+	VMOVSHDUP       X5, X5
+	VBROADCASTSS    X5, Y5
+	VMULPS          Y5, Y8, Y8
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X11
+	VPINSRD         $0x01, R13, X11, X11
+	VMOVD           R12, X5
+	VPINSRD         $0x01, R15, X5, X5
+	VPMOVZXBD       X5, Y6
+	VCVTDQ2PS       Y6, Y6
+	VCVTPH2PS       (SI), X5
+	VBROADCASTSS    X5, Y7
+	VMOVSHDUP       X5, X5
+	VBROADCASTSS    X5, Y5
+	VMULPS          Y5, Y6, Y6
+	VPMOVZXBW       X10, X10
+	VPMOVZXBW       X11, X11
+	VINSERTI64X4    $0x01, Y11, Z10, Z5
+	VINSERTF64X4    $0x01, Y6, Z8, Z6
+	VINSERTF64X4    $0x01, Y7, Z9, Z7
+	VBROADCASTSS    (R9), Z12
+	VMULPS          Z12, Z6, Z13
+	VBROADCASTF32X8 (R10), Z14
+	VMULPS          Z14, Z13, Z13
+	VADDPS          320(SP), Z13, Z13
+	VMOVUPS         Z13, 320(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, (SP)
+	VBROADCASTSS    4(R9), Z12
+	VMULPS          Z12, Z6, Z13
+	VBROADCASTF32X8 32(R10), Z14
+	VMULPS          Z14, Z13, Z13
+	VADDPS          384(SP), Z13, Z13
+	VMOVUPS         Z13, 384(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, 64(SP)
+	VBROADCASTSS    8(R9), Z12
+	VMULPS          Z12, Z6, Z13
+	VBROADCASTF32X8 64(R10), Z14
+	VMULPS          Z14, Z13, Z13
+	VADDPS          448(SP), Z13, Z13
+	VMOVUPS         Z13, 448(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, 128(SP)
+	VBROADCASTSS    12(R9), Z12
+	VMULPS          Z12, Z6, Z13
+	VBROADCASTF32X8 96(R10), Z14
+	VMULPS          Z14, Z13, Z13
+	VADDPS          512(SP), Z13, Z13
+	VMOVUPS         Z13, 512(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, 192(SP)
+	VBROADCASTSS    16(R9), Z12
+	VMULPS          Z12, Z6, Z6
+	VBROADCASTF32X8 128(R10), Z13
+	VMULPS          Z13, Z6, Z6
+	VADDPS          576(SP), Z6, Z6
+	VMOVUPS         Z6, 576(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, 256(SP)
+	VPXORD          Z15, Z15, Z15
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VPXORD          Z18, Z18, Z18
+	VPXORD          Z19, Z19, Z19
+	VMOVDQU8        16(CX), Y8
+	VINSERTI64X4    $0x01, 16(SI), Z8, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z7
+	VMOVDQU64       b8zPermK0<>+0(SB), Z12
+	VPERMW          Z5, Z12, Z12
+	VBROADCASTI64X4 (R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 32(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 64(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z17
+	VBROADCASTI64X4 96(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z18
+	VBROADCASTI64X4 128(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z12, Z7, Z19
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU64       b8zPermK1<>+0(SB), Z7
+	VPERMW          Z5, Z7, Z7
+	VBROADCASTI64X4 160(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z15
+	VBROADCASTI64X4 192(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z16
+	VBROADCASTI64X4 224(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z17
+	VBROADCASTI64X4 256(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z18
+	VBROADCASTI64X4 288(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z7, Z6, Z19
+	VMOVDQU8        48(CX), Y8
+	VINSERTI64X4    $0x01, 48(SI), Z8, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z7
+	VMOVDQU64       b8zPermK2<>+0(SB), Z12
+	VPERMW          Z5, Z12, Z12
+	VBROADCASTI64X4 320(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 352(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 384(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z17
+	VBROADCASTI64X4 416(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z18
+	VBROADCASTI64X4 448(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z12, Z7, Z19
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU64       b8zPermK3<>+0(SB), Z7
+	VPERMW          Z5, Z7, Z7
+	VBROADCASTI64X4 480(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z15
+	VBROADCASTI64X4 512(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z16
+	VBROADCASTI64X4 544(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z17
+	VBROADCASTI64X4 576(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z18
+	VBROADCASTI64X4 608(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z7, Z6, Z19
+	VMOVDQU8        80(CX), Y8
+	VINSERTI64X4    $0x01, 80(SI), Z8, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z7
+	VMOVDQU64       b8zPermK4<>+0(SB), Z12
+	VPERMW          Z5, Z12, Z12
+	VBROADCASTI64X4 640(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 672(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 704(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z17
+	VBROADCASTI64X4 736(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z18
+	VBROADCASTI64X4 768(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z12, Z7, Z19
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU64       b8zPermK5<>+0(SB), Z7
+	VPERMW          Z5, Z7, Z7
+	VBROADCASTI64X4 800(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z15
+	VBROADCASTI64X4 832(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z16
+	VBROADCASTI64X4 864(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z17
+	VBROADCASTI64X4 896(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z12
+	VPDPWSSD        Z7, Z12, Z18
+	VBROADCASTI64X4 928(R8), Z12
+	VPMADDUBSW      Z12, Z6, Z6
+	VPDPWSSD        Z7, Z6, Z19
+	VMOVDQU8        112(CX), Y8
+	VINSERTI64X4    $0x01, 112(SI), Z8, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z7
+	VMOVDQU64       b8zPermK6<>+0(SB), Z12
+	VPERMW          Z5, Z12, Z12
+	VBROADCASTI64X4 960(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 992(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 1024(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z17
+	VBROADCASTI64X4 1056(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z18
+	VBROADCASTI64X4 1088(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z12, Z7, Z19
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU64       b8zPermK7<>+0(SB), Z7
+	VPERMW          Z5, Z7, Z7
+	VBROADCASTI64X4 1120(R8), Z5
+	VPMADDUBSW      Z5, Z6, Z5
+	VPDPWSSD        Z7, Z5, Z15
+	VBROADCASTI64X4 1152(R8), Z5
+	VPMADDUBSW      Z5, Z6, Z5
+	VPDPWSSD        Z7, Z5, Z16
+	VBROADCASTI64X4 1184(R8), Z5
+	VPMADDUBSW      Z5, Z6, Z5
+	VPDPWSSD        Z7, Z5, Z17
+	VBROADCASTI64X4 1216(R8), Z5
+	VPMADDUBSW      Z5, Z6, Z5
+	VPDPWSSD        Z7, Z5, Z18
+	VBROADCASTI64X4 1248(R8), Z5
+	VPMADDUBSW      Z5, Z6, Z5
+	VPDPWSSD        Z7, Z5, Z19
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          (SP), Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          64(SP), Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          128(SP), Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          192(SP), Z18, Z18
+	VADDPS          Z18, Z3, Z3
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          256(SP), Z19, Z19
+	VADDPS          Z19, Z4, Z4
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000500, R8
+	ADDQ            $0x14, R9
+	ADDQ            $0x000000a0, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx5VNNI_block
+
+dot8Q4Kx5VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVUPS       320(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X5
+	VMOVSS        X5, 20(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVUPS       384(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X5
+	VMOVSS        X5, 24(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVUPS       448(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X5
+	VMOVSS        X5, 28(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVUPS       512(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X5
+	VMOVSS        X5, 32(AX)
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VMOVUPS       576(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X5
+	VMOVSS        X5, 36(AX)
+	ADDQ          $0x28, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx5VNNI_row
+
+dot8Q4Kx5VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q5Kx5VNNI(SB), $640-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5Kx5VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx5VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VMOVUPS Z0, 320(SP)
+	VMOVUPS Z1, 384(SP)
+	VMOVUPS Z2, 448(SP)
+	VMOVUPS Z3, 512(SP)
+	VMOVUPS Z4, 576(SP)
+
+dot8Q5Kx5VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X10
+	VPINSRD         $0x01, R13, X10, X10
+	VMOVD           R12, X5
+	VPINSRD         $0x01, R15, X5, X5
+	VPMOVZXBD       X5, Y8
+	VCVTDQ2PS       Y8, Y8
+	VCVTPH2PS       (CX), X5
+	VBROADCASTSS    X5, Y9
+	VMOVSHDUP       X5, X5
+	VBROADCASTSS    X5, Y5
+	VMULPS          Y5, Y8, Y8
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X11
+	VPINSRD         $0x01, R13, X11, X11
+	VMOVD           R12, X5
+	VPINSRD         $0x01, R15, X5, X5
+	VPMOVZXBD       X5, Y6
+	VCVTDQ2PS       Y6, Y6
+	VCVTPH2PS       (SI), X5
+	VBROADCASTSS    X5, Y7
+	VMOVSHDUP       X5, X5
+	VBROADCASTSS    X5, Y5
+	VMULPS          Y5, Y6, Y6
+	VPMOVZXBW       X10, X10
+	VPMOVZXBW       X11, X11
+	VINSERTI64X4    $0x01, Y11, Z10, Z5
+	VINSERTF64X4    $0x01, Y6, Z8, Z6
+	VINSERTF64X4    $0x01, Y7, Z9, Z7
+	VBROADCASTSS    (R9), Z12
+	VMULPS          Z12, Z6, Z13
+	VBROADCASTF32X8 (R10), Z14
+	VMULPS          Z14, Z13, Z13
+	VADDPS          320(SP), Z13, Z13
+	VMOVUPS         Z13, 320(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, (SP)
+	VBROADCASTSS    4(R9), Z12
+	VMULPS          Z12, Z6, Z13
+	VBROADCASTF32X8 32(R10), Z14
+	VMULPS          Z14, Z13, Z13
+	VADDPS          384(SP), Z13, Z13
+	VMOVUPS         Z13, 384(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, 64(SP)
+	VBROADCASTSS    8(R9), Z12
+	VMULPS          Z12, Z6, Z13
+	VBROADCASTF32X8 64(R10), Z14
+	VMULPS          Z14, Z13, Z13
+	VADDPS          448(SP), Z13, Z13
+	VMOVUPS         Z13, 448(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, 128(SP)
+	VBROADCASTSS    12(R9), Z12
+	VMULPS          Z12, Z6, Z13
+	VBROADCASTF32X8 96(R10), Z14
+	VMULPS          Z14, Z13, Z13
+	VADDPS          512(SP), Z13, Z13
+	VMOVUPS         Z13, 512(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, 192(SP)
+	VBROADCASTSS    16(R9), Z12
+	VMULPS          Z12, Z6, Z6
+	VBROADCASTF32X8 128(R10), Z13
+	VMULPS          Z13, Z6, Z6
+	VADDPS          576(SP), Z6, Z6
+	VMOVUPS         Z6, 576(SP)
+	VMULPS          Z12, Z7, Z12
+	VMOVUPS         Z12, 256(SP)
+	VPXORD          Z15, Z15, Z15
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VPXORD          Z18, Z18, Z18
+	VPXORD          Z19, Z19, Z19
+	VMOVDQU8        16(CX), Y8
+	VINSERTI64X4    $0x01, 16(SI), Z8, Z6
+	VMOVDQU8        48(CX), Y8
+	VINSERTI64X4    $0x01, 48(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z12
+	VPSLLW          $0x04, Z6, Z13
+	VPANDD          b8zByte10<>+0(SB), Z13, Z13
+	VPORD           Z13, Z12, Z12
+	VMOVDQU64       b8zPermK0<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VBROADCASTI64X4 (R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z15
+	VBROADCASTI64X4 32(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 64(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 96(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 128(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z12
+	VPDPWSSD        Z13, Z12, Z19
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSLLW          $0x03, Z6, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z7, Z7
+	VMOVDQU64       b8zPermK1<>+0(SB), Z12
+	VPERMW          Z5, Z12, Z12
+	VBROADCASTI64X4 160(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 192(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 224(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z17
+	VBROADCASTI64X4 256(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z18
+	VBROADCASTI64X4 288(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z12, Z7, Z19
+	VMOVDQU8        80(CX), Y8
+	VINSERTI64X4    $0x01, 80(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z12
+	VPSLLW          $0x02, Z6, Z13
+	VPANDD          b8zByte10<>+0(SB), Z13, Z13
+	VPORD           Z13, Z12, Z12
+	VMOVDQU64       b8zPermK2<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VBROADCASTI64X4 320(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z15
+	VBROADCASTI64X4 352(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 384(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 416(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 448(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z12
+	VPDPWSSD        Z13, Z12, Z19
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSLLW          $0x01, Z6, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z7, Z7
+	VMOVDQU64       b8zPermK3<>+0(SB), Z12
+	VPERMW          Z5, Z12, Z12
+	VBROADCASTI64X4 480(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 512(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 544(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z17
+	VBROADCASTI64X4 576(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z18
+	VBROADCASTI64X4 608(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z12, Z7, Z19
+	VMOVDQU8        112(CX), Y8
+	VINSERTI64X4    $0x01, 112(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z12
+	VMOVDQA64       Z6, Z13
+	VPANDD          b8zByte10<>+0(SB), Z13, Z13
+	VPORD           Z13, Z12, Z12
+	VMOVDQU64       b8zPermK4<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VBROADCASTI64X4 640(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z15
+	VBROADCASTI64X4 672(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 704(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 736(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 768(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z12
+	VPDPWSSD        Z13, Z12, Z19
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSRLW          $0x01, Z6, Z12
+	VPANDD          b8zByte10<>+0(SB), Z12, Z12
+	VPORD           Z12, Z7, Z7
+	VMOVDQU64       b8zPermK5<>+0(SB), Z12
+	VPERMW          Z5, Z12, Z12
+	VBROADCASTI64X4 800(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z15
+	VBROADCASTI64X4 832(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z16
+	VBROADCASTI64X4 864(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z17
+	VBROADCASTI64X4 896(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z12, Z13, Z18
+	VBROADCASTI64X4 928(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z12, Z7, Z19
+	VMOVDQU8        144(CX), Y8
+	VINSERTI64X4    $0x01, 144(SI), Z8, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z12
+	VPSRLW          $0x02, Z6, Z13
+	VPANDD          b8zByte10<>+0(SB), Z13, Z13
+	VPORD           Z13, Z12, Z12
+	VMOVDQU64       b8zPermK6<>+0(SB), Z13
+	VPERMW          Z5, Z13, Z13
+	VBROADCASTI64X4 960(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z15
+	VBROADCASTI64X4 992(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 1024(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 1056(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 1088(R8), Z14
+	VPMADDUBSW      Z14, Z12, Z12
+	VPDPWSSD        Z13, Z12, Z19
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSRLW          $0x03, Z6, Z6
+	VPANDD          b8zByte10<>+0(SB), Z6, Z6
+	VPORD           Z6, Z7, Z7
+	VMOVDQU64       b8zPermK7<>+0(SB), Z6
+	VPERMW          Z5, Z6, Z6
+	VBROADCASTI64X4 1120(R8), Z5
+	VPMADDUBSW      Z5, Z7, Z5
+	VPDPWSSD        Z6, Z5, Z15
+	VBROADCASTI64X4 1152(R8), Z5
+	VPMADDUBSW      Z5, Z7, Z5
+	VPDPWSSD        Z6, Z5, Z16
+	VBROADCASTI64X4 1184(R8), Z5
+	VPMADDUBSW      Z5, Z7, Z5
+	VPDPWSSD        Z6, Z5, Z17
+	VBROADCASTI64X4 1216(R8), Z5
+	VPMADDUBSW      Z5, Z7, Z5
+	VPDPWSSD        Z6, Z5, Z18
+	VBROADCASTI64X4 1248(R8), Z5
+	VPMADDUBSW      Z5, Z7, Z5
+	VPDPWSSD        Z6, Z5, Z19
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          (SP), Z15, Z15
+	VADDPS          Z15, Z0, Z0
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          64(SP), Z16, Z16
+	VADDPS          Z16, Z1, Z1
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          128(SP), Z17, Z17
+	VADDPS          Z17, Z2, Z2
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          192(SP), Z18, Z18
+	VADDPS          Z18, Z3, Z3
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          256(SP), Z19, Z19
+	VADDPS          Z19, Z4, Z4
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000500, R8
+	ADDQ            $0x14, R9
+	ADDQ            $0x000000a0, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx5VNNI_block
+
+dot8Q5Kx5VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z5
+	VADDPS        Z5, Z0, Z0
+	VMOVUPS       320(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X5
+	VMOVSS        X5, 20(AX)
+	VPERMILPS     $0xb1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z5
+	VADDPS        Z5, Z1, Z1
+	VMOVUPS       384(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X5
+	VMOVSS        X5, 24(AX)
+	VPERMILPS     $0xb1, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z5
+	VADDPS        Z5, Z2, Z2
+	VMOVUPS       448(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X5
+	VMOVSS        X5, 28(AX)
+	VPERMILPS     $0xb1, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z5
+	VADDPS        Z5, Z3, Z3
+	VMOVUPS       512(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X5
+	VMOVSS        X5, 32(AX)
+	VPERMILPS     $0xb1, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z5
+	VADDPS        Z5, Z4, Z4
+	VMOVUPS       576(SP), Z5
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSUBPS        Z5, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X5
+	VMOVSS        X5, 36(AX)
+	ADDQ          $0x28, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx5VNNI_row
+
+dot8Q5Kx5VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q6Kx5VNNI(SB), NOSPLIT, $320-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q6Kx5VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx5VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+dot8Q6Kx5VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx5VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
+	VPBROADCASTW    208(CX), X5
+	VPBROADCASTW    208(SI), X6
+	VINSERTI32X4    $0x01, X6, Y5, Y6
+	VCVTPH2PS       Y6, Z6
+	VBROADCASTSS    (R9), Z13
+	VMULPS          Z13, Z6, Z13
+	VMOVUPS         Z13, (SP)
+	VBROADCASTSS    4(R9), Z13
+	VMULPS          Z13, Z6, Z13
+	VMOVUPS         Z13, 64(SP)
+	VBROADCASTSS    8(R9), Z13
+	VMULPS          Z13, Z6, Z13
+	VMOVUPS         Z13, 128(SP)
+	VBROADCASTSS    12(R9), Z13
+	VMULPS          Z13, Z6, Z13
+	VMOVUPS         Z13, 192(SP)
+	VBROADCASTSS    16(R9), Z13
+	VMULPS          Z13, Z6, Z13
+	VMOVUPS         Z13, 256(SP)
+	VPMOVSXBW       192(CX), Y14
+	VPMOVSXBW       192(SI), Y6
+	VINSERTI64X4    $0x01, Y6, Z14, Z6
+	VPXORD          Z7, Z7, Z7
+	VPXORD          Z8, Z8, Z8
+	VPXORD          Z9, Z9, Z9
+	VPXORD          Z10, Z10, Z10
+	VPXORD          Z11, Z11, Z11
+	VPXORD          Z12, Z12, Z12
+	VMOVDQU8        (CX), Y14
+	VINSERTI64X4    $0x01, (SI), Z14, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        128(CX), Y14
+	VINSERTI64X4    $0x01, 128(SI), Z14, Z15
+	VPANDD          bdzByte03<>+0(SB), Z15, Z15
+	VPSLLW          $0x04, Z15, Z15
+	VPORD           Z15, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z15
+	VPERMW          Z6, Z15, Z15
+	VMOVDQU64       b8zByte80<>+0(SB), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z12
+	VBROADCASTI64X4 (R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z7
+	VBROADCASTI64X4 32(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z8
+	VBROADCASTI64X4 64(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z9
+	VBROADCASTI64X4 96(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z10
+	VBROADCASTI64X4 128(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z13
+	VPDPWSSD        Z15, Z13, Z11
+	VMOVDQU8        32(CX), Y14
+	VINSERTI64X4    $0x01, 32(SI), Z14, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        128(CX), Y14
+	VINSERTI64X4    $0x01, 128(SI), Z14, Z15
+	VPSLLW          $0x02, Z15, Z15
+	VPANDD          bdzByte30<>+0(SB), Z15, Z15
+	VPORD           Z15, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z15
+	VPERMW          Z6, Z15, Z15
+	VMOVDQU64       b8zByte80<>+0(SB), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z12
+	VBROADCASTI64X4 160(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z7
+	VBROADCASTI64X4 192(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z8
+	VBROADCASTI64X4 224(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z9
+	VBROADCASTI64X4 256(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z10
+	VBROADCASTI64X4 288(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z13
+	VPDPWSSD        Z15, Z13, Z11
+	VMOVDQU8        (CX), Y14
+	VINSERTI64X4    $0x01, (SI), Z14, Z13
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        128(CX), Y14
+	VINSERTI64X4    $0x01, 128(SI), Z14, Z15
+	VPANDD          bdzByte30<>+0(SB), Z15, Z15
+	VPORD           Z15, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z15
+	VPERMW          Z6, Z15, Z15
+	VMOVDQU64       b8zByte80<>+0(SB), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z12
+	VBROADCASTI64X4 320(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z7
+	VBROADCASTI64X4 352(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z8
+	VBROADCASTI64X4 384(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z9
+	VBROADCASTI64X4 416(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z10
+	VBROADCASTI64X4 448(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z13
+	VPDPWSSD        Z15, Z13, Z11
+	VMOVDQU8        32(CX), Y14
+	VINSERTI64X4    $0x01, 32(SI), Z14, Z13
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        128(CX), Y14
+	VINSERTI64X4    $0x01, 128(SI), Z14, Z15
+	VPSRLW          $0x02, Z15, Z15
+	VPANDD          bdzByte30<>+0(SB), Z15, Z15
+	VPORD           Z15, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z15
+	VPERMW          Z6, Z15, Z15
+	VMOVDQU64       b8zByte80<>+0(SB), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z12
+	VBROADCASTI64X4 480(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z7
+	VBROADCASTI64X4 512(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z8
+	VBROADCASTI64X4 544(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z9
+	VBROADCASTI64X4 576(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z10
+	VBROADCASTI64X4 608(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z13
+	VPDPWSSD        Z15, Z13, Z11
+	VMOVDQU8        64(CX), Y14
+	VINSERTI64X4    $0x01, 64(SI), Z14, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        160(CX), Y14
+	VINSERTI64X4    $0x01, 160(SI), Z14, Z15
+	VPANDD          bdzByte03<>+0(SB), Z15, Z15
+	VPSLLW          $0x04, Z15, Z15
+	VPORD           Z15, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z15
+	VPERMW          Z6, Z15, Z15
+	VMOVDQU64       b8zByte80<>+0(SB), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z12
+	VBROADCASTI64X4 640(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z7
+	VBROADCASTI64X4 672(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z8
+	VBROADCASTI64X4 704(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z9
+	VBROADCASTI64X4 736(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z10
+	VBROADCASTI64X4 768(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z13
+	VPDPWSSD        Z15, Z13, Z11
+	VMOVDQU8        96(CX), Y14
+	VINSERTI64X4    $0x01, 96(SI), Z14, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        160(CX), Y14
+	VINSERTI64X4    $0x01, 160(SI), Z14, Z15
+	VPSLLW          $0x02, Z15, Z15
+	VPANDD          bdzByte30<>+0(SB), Z15, Z15
+	VPORD           Z15, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z15
+	VPERMW          Z6, Z15, Z15
+	VMOVDQU64       b8zByte80<>+0(SB), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z12
+	VBROADCASTI64X4 800(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z7
+	VBROADCASTI64X4 832(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z8
+	VBROADCASTI64X4 864(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z9
+	VBROADCASTI64X4 896(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z10
+	VBROADCASTI64X4 928(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z13
+	VPDPWSSD        Z15, Z13, Z11
+	VMOVDQU8        64(CX), Y14
+	VINSERTI64X4    $0x01, 64(SI), Z14, Z13
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        160(CX), Y14
+	VINSERTI64X4    $0x01, 160(SI), Z14, Z15
+	VPANDD          bdzByte30<>+0(SB), Z15, Z15
+	VPORD           Z15, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z15
+	VPERMW          Z6, Z15, Z15
+	VMOVDQU64       b8zByte80<>+0(SB), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z12
+	VBROADCASTI64X4 960(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z7
+	VBROADCASTI64X4 992(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z8
+	VBROADCASTI64X4 1024(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z9
+	VBROADCASTI64X4 1056(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z16
+	VPDPWSSD        Z15, Z16, Z10
+	VBROADCASTI64X4 1088(R8), Z16
+	VPMADDUBSW      Z13, Z16, Z13
+	VPDPWSSD        Z15, Z13, Z11
+	VMOVDQU8        96(CX), Y14
+	VINSERTI64X4    $0x01, 96(SI), Z14, Z13
+	VPSRLW          $0x04, Z13, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VMOVDQU8        160(CX), Y14
+	VINSERTI64X4    $0x01, 160(SI), Z14, Z15
+	VPSRLW          $0x02, Z15, Z15
+	VPANDD          bdzByte30<>+0(SB), Z15, Z15
+	VPORD           Z15, Z13, Z13
+	VPSUBB          bdzByte20<>+0(SB), Z13, Z13
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z15
+	VPERMW          Z6, Z15, Z15
+	VMOVDQU64       b8zByte80<>+0(SB), Z6
+	VPMADDUBSW      Z13, Z6, Z6
+	VPDPWSSD        Z15, Z6, Z12
+	VBROADCASTI64X4 1120(R8), Z6
+	VPMADDUBSW      Z13, Z6, Z6
+	VPDPWSSD        Z15, Z6, Z7
+	VBROADCASTI64X4 1152(R8), Z6
+	VPMADDUBSW      Z13, Z6, Z6
+	VPDPWSSD        Z15, Z6, Z8
+	VBROADCASTI64X4 1184(R8), Z6
+	VPMADDUBSW      Z13, Z6, Z6
+	VPDPWSSD        Z15, Z6, Z9
+	VBROADCASTI64X4 1216(R8), Z6
+	VPMADDUBSW      Z13, Z6, Z6
+	VPDPWSSD        Z15, Z6, Z10
+	VBROADCASTI64X4 1248(R8), Z6
+	VPMADDUBSW      Z13, Z6, Z6
+	VPDPWSSD        Z15, Z6, Z11
+	VPSUBD          Z12, Z7, Z7
+	VCVTDQ2PS       Z7, Z7
+	VMULPS          (SP), Z7, Z7
+	VADDPS          Z7, Z0, Z0
+	VPSUBD          Z12, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          64(SP), Z8, Z8
+	VADDPS          Z8, Z1, Z1
+	VPSUBD          Z12, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          128(SP), Z9, Z9
+	VADDPS          Z9, Z2, Z2
+	VPSUBD          Z12, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          192(SP), Z10, Z10
+	VADDPS          Z10, Z3, Z3
+	VPSUBD          Z12, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          256(SP), Z11, Z11
+	VADDPS          Z11, Z4, Z4
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000500, R8
+	ADDQ            $0x14, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx5VNNI_block
+
+dot8Q6Kx5VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X5
+	VMOVSS        X5, 20(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X5
+	VMOVSS        X5, 24(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X5
+	VMOVSS        X5, 28(AX)
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X5
+	VMOVSS        X5, 32(AX)
+	VPERMILPS     $0xb1, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X5
+	VMOVSS        X5, 36(AX)
+	ADDQ          $0x28, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx5VNNI_row
+
+dot8Q6Kx5VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x6VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q8_0x6VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x6VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+
+dot8Q8_0x6VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X6
+	VPBROADCASTW    (SI), X7
+	VINSERTI32X4    $0x01, X7, Y6, Y7
+	VCVTPH2PS       Y7, Z7
+	VMOVDQU8        2(CX), Y8
+	VINSERTI64X4    $0x01, 2(SI), Z8, Z9
+	VPXORD          b8zByte80<>+0(SB), Z9, Z9
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 (R10), Z11
+	VBROADCASTI64X4 (R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z0
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 32(R10), Z11
+	VBROADCASTI64X4 32(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z1
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 64(R10), Z11
+	VBROADCASTI64X4 64(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z2
+	VBROADCASTSS    12(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 96(R10), Z11
+	VBROADCASTI64X4 96(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z3
+	VBROADCASTSS    16(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 128(R10), Z11
+	VBROADCASTI64X4 128(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z4
+	VBROADCASTSS    20(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 160(R10), Z7
+	VBROADCASTI64X4 160(R8), Z11
+	VPDPBUSD        Z11, Z9, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     Z10, Z7, Z5
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x000000c0, R8
+	ADDQ            $0x18, R9
+	ADDQ            $0x000000c0, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x6VNNI_block
+
+dot8Q8_0x6VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X6
+	VMOVSS        X6, 24(AX)
+	VPERMILPS     $0xb1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X6
+	VMOVSS        X6, 28(AX)
+	VPERMILPS     $0xb1, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X6
+	VMOVSS        X6, 32(AX)
+	VPERMILPS     $0xb1, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X6
+	VMOVSS        X6, 36(AX)
+	VPERMILPS     $0xb1, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X6
+	VMOVSS        X6, 40(AX)
+	VPERMILPS     $0xb1, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X6
+	VMOVSS        X6, 44(AX)
+	ADDQ          $0x30, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x6VNNI_row
+
+dot8Q8_0x6VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x6VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4_0x6VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x6VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+
+dot8Q4_0x6VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X6
+	VPBROADCASTW    (SI), X7
+	VINSERTI32X4    $0x01, X7, Y6, Y7
+	VCVTPH2PS       Y7, Z7
+	VBROADCASTI32X4 2(CX), Y8
+	VBROADCASTI32X4 2(SI), Y9
+	VINSERTI64X4    $0x01, Y9, Z8, Z9
+	VPSRLW          $0x04, Z9, K1, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPSUBB          b8zByte08<>+0(SB), Z9, Z9
+	VPXORD          b8zByte80<>+0(SB), Z9, Z9
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 (R10), Z11
+	VBROADCASTI64X4 (R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z0
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 32(R10), Z11
+	VBROADCASTI64X4 32(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z1
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 64(R10), Z11
+	VBROADCASTI64X4 64(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z2
+	VBROADCASTSS    12(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 96(R10), Z11
+	VBROADCASTI64X4 96(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z3
+	VBROADCASTSS    16(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 128(R10), Z11
+	VBROADCASTI64X4 128(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z4
+	VBROADCASTSS    20(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 160(R10), Z7
+	VBROADCASTI64X4 160(R8), Z11
+	VPDPBUSD        Z11, Z9, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     Z10, Z7, Z5
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x000000c0, R8
+	ADDQ            $0x18, R9
+	ADDQ            $0x000000c0, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x6VNNI_block
+
+dot8Q4_0x6VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X6
+	VMOVSS        X6, 24(AX)
+	VPERMILPS     $0xb1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X6
+	VMOVSS        X6, 28(AX)
+	VPERMILPS     $0xb1, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X6
+	VMOVSS        X6, 32(AX)
+	VPERMILPS     $0xb1, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X6
+	VMOVSS        X6, 36(AX)
+	VPERMILPS     $0xb1, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X6
+	VMOVSS        X6, 40(AX)
+	VPERMILPS     $0xb1, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X6
+	VMOVSS        X6, 44(AX)
+	ADDQ          $0x30, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x6VNNI_row
+
+dot8Q4_0x6VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x6VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5_0x6VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x6VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+
+dot8Q5_0x6VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X6
+	VPBROADCASTW    (SI), X7
+	VINSERTI32X4    $0x01, X7, Y6, Y7
+	VCVTPH2PS       Y7, Z7
+	VBROADCASTI32X4 6(CX), Y8
+	VBROADCASTI32X4 6(SI), Y9
+	VINSERTI64X4    $0x01, Y9, Z8, Z9
+	VPSRLW          $0x04, Z9, K1, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPBROADCASTD    2(CX), Y8
+	VPBROADCASTD    2(SI), Y10
+	VINSERTI64X4    $0x01, Y10, Z8, Z10
+	VPSHUFB         b8zShufQh<>+0(SB), Z10, Z10
+	VPANDD          b8zBitMask<>+0(SB), Z10, Z10
+	VPMINUB         b8zByte01<>+0(SB), Z10, Z10
+	VPSLLW          $0x04, Z10, Z10
+	VPORD           Z10, Z9, Z9
+	VPSUBB          b8zByte10<>+0(SB), Z9, Z9
+	VPXORD          b8zByte80<>+0(SB), Z9, Z9
+	VBROADCASTSS    (R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 (R10), Z11
+	VBROADCASTI64X4 (R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z0
+	VBROADCASTSS    4(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 32(R10), Z11
+	VBROADCASTI64X4 32(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z1
+	VBROADCASTSS    8(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 64(R10), Z11
+	VBROADCASTI64X4 64(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z2
+	VBROADCASTSS    12(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 96(R10), Z11
+	VBROADCASTI64X4 96(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z3
+	VBROADCASTSS    16(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 128(R10), Z11
+	VBROADCASTI64X4 128(R8), Z12
+	VPDPBUSD        Z12, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VFMADD231PS     Z10, Z11, Z4
+	VBROADCASTSS    20(R9), Z10
+	VMULPS          Z7, Z10, Z10
+	VBROADCASTI64X4 160(R10), Z7
+	VBROADCASTI64X4 160(R8), Z11
+	VPDPBUSD        Z11, Z9, Z7
+	VCVTDQ2PS       Z7, Z7
+	VFMADD231PS     Z10, Z7, Z5
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x000000c0, R8
+	ADDQ            $0x18, R9
+	ADDQ            $0x000000c0, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x6VNNI_block
+
+dot8Q5_0x6VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X6
+	VMOVSS        X6, 24(AX)
+	VPERMILPS     $0xb1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X6
+	VMOVSS        X6, 28(AX)
+	VPERMILPS     $0xb1, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X6
+	VMOVSS        X6, 32(AX)
+	VPERMILPS     $0xb1, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X6
+	VMOVSS        X6, 36(AX)
+	VPERMILPS     $0xb1, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X6
+	VMOVSS        X6, 40(AX)
+	VPERMILPS     $0xb1, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X6
+	VMOVSS        X6, 44(AX)
+	ADDQ          $0x30, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x6VNNI_row
+
+dot8Q5_0x6VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q4Kx6VNNI(SB), $768-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4Kx6VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx6VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VMOVUPS Z0, 384(SP)
+	VMOVUPS Z1, 448(SP)
+	VMOVUPS Z2, 512(SP)
+	VMOVUPS Z3, 576(SP)
+	VMOVUPS Z4, 640(SP)
+	VMOVUPS Z5, 704(SP)
+
+dot8Q4Kx6VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X11
+	VPINSRD         $0x01, R13, X11, X11
+	VMOVD           R12, X6
+	VPINSRD         $0x01, R15, X6, X6
+	VPMOVZXBD       X6, Y9
+	VCVTDQ2PS       Y9, Y9
+	VCVTPH2PS       (CX), X6
+	VBROADCASTSS    X6, Y10
+	VMOVSHDUP       X6, X6
+	VBROADCASTSS    X6, Y6
+	VMULPS          Y6, Y9, Y9
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X12
+	VPINSRD         $0x01, R13, X12, X12
+	VMOVD           R12, X6
+	VPINSRD         $0x01, R15, X6, X6
+	VPMOVZXBD       X6, Y7
+	VCVTDQ2PS       Y7, Y7
+	VCVTPH2PS       (SI), X6
+	VBROADCASTSS    X6, Y8
+	VMOVSHDUP       X6, X6
+	VBROADCASTSS    X6, Y6
+	VMULPS          Y6, Y7, Y7
+	VPMOVZXBW       X11, X11
+	VPMOVZXBW       X12, X12
+	VINSERTI64X4    $0x01, Y12, Z11, Z6
+	VINSERTF64X4    $0x01, Y7, Z9, Z7
+	VINSERTF64X4    $0x01, Y8, Z10, Z8
+	VBROADCASTSS    (R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 (R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          384(SP), Z14, Z14
+	VMOVUPS         Z14, 384(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, (SP)
+	VBROADCASTSS    4(R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 32(R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          448(SP), Z14, Z14
+	VMOVUPS         Z14, 448(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 64(SP)
+	VBROADCASTSS    8(R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 64(R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          512(SP), Z14, Z14
+	VMOVUPS         Z14, 512(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 128(SP)
+	VBROADCASTSS    12(R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 96(R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          576(SP), Z14, Z14
+	VMOVUPS         Z14, 576(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 192(SP)
+	VBROADCASTSS    16(R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 128(R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          640(SP), Z14, Z14
+	VMOVUPS         Z14, 640(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 256(SP)
+	VBROADCASTSS    20(R9), Z13
+	VMULPS          Z13, Z7, Z7
+	VBROADCASTF32X8 160(R10), Z14
+	VMULPS          Z14, Z7, Z7
+	VADDPS          704(SP), Z7, Z7
+	VMOVUPS         Z7, 704(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 320(SP)
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VPXORD          Z18, Z18, Z18
+	VPXORD          Z19, Z19, Z19
+	VPXORD          Z20, Z20, Z20
+	VPXORD          Z21, Z21, Z21
+	VMOVDQU8        16(CX), Y9
+	VINSERTI64X4    $0x01, 16(SI), Z9, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z8
+	VMOVDQU64       b8zPermK0<>+0(SB), Z13
+	VPERMW          Z6, Z13, Z13
+	VBROADCASTI64X4 (R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 32(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 64(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 96(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z19
+	VBROADCASTI64X4 128(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z20
+	VBROADCASTI64X4 160(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z13, Z8, Z21
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermK1<>+0(SB), Z8
+	VPERMW          Z6, Z8, Z8
+	VBROADCASTI64X4 192(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z16
+	VBROADCASTI64X4 224(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z17
+	VBROADCASTI64X4 256(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z18
+	VBROADCASTI64X4 288(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z19
+	VBROADCASTI64X4 320(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z20
+	VBROADCASTI64X4 352(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z8, Z7, Z21
+	VMOVDQU8        48(CX), Y9
+	VINSERTI64X4    $0x01, 48(SI), Z9, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z8
+	VMOVDQU64       b8zPermK2<>+0(SB), Z13
+	VPERMW          Z6, Z13, Z13
+	VBROADCASTI64X4 384(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 416(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 448(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 480(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z19
+	VBROADCASTI64X4 512(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z20
+	VBROADCASTI64X4 544(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z13, Z8, Z21
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermK3<>+0(SB), Z8
+	VPERMW          Z6, Z8, Z8
+	VBROADCASTI64X4 576(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z16
+	VBROADCASTI64X4 608(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z17
+	VBROADCASTI64X4 640(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z18
+	VBROADCASTI64X4 672(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z19
+	VBROADCASTI64X4 704(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z20
+	VBROADCASTI64X4 736(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z8, Z7, Z21
+	VMOVDQU8        80(CX), Y9
+	VINSERTI64X4    $0x01, 80(SI), Z9, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z8
+	VMOVDQU64       b8zPermK4<>+0(SB), Z13
+	VPERMW          Z6, Z13, Z13
+	VBROADCASTI64X4 768(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 800(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 832(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 864(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z19
+	VBROADCASTI64X4 896(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z20
+	VBROADCASTI64X4 928(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z13, Z8, Z21
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermK5<>+0(SB), Z8
+	VPERMW          Z6, Z8, Z8
+	VBROADCASTI64X4 960(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z16
+	VBROADCASTI64X4 992(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z17
+	VBROADCASTI64X4 1024(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z18
+	VBROADCASTI64X4 1056(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z19
+	VBROADCASTI64X4 1088(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z13
+	VPDPWSSD        Z8, Z13, Z20
+	VBROADCASTI64X4 1120(R8), Z13
+	VPMADDUBSW      Z13, Z7, Z7
+	VPDPWSSD        Z8, Z7, Z21
+	VMOVDQU8        112(CX), Y9
+	VINSERTI64X4    $0x01, 112(SI), Z9, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z8
+	VMOVDQU64       b8zPermK6<>+0(SB), Z13
+	VPERMW          Z6, Z13, Z13
+	VBROADCASTI64X4 1152(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 1184(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 1216(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 1248(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z19
+	VBROADCASTI64X4 1280(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z20
+	VBROADCASTI64X4 1312(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z13, Z8, Z21
+	VPSRLW          $0x04, Z7, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VMOVDQU64       b8zPermK7<>+0(SB), Z8
+	VPERMW          Z6, Z8, Z8
+	VBROADCASTI64X4 1344(R8), Z6
+	VPMADDUBSW      Z6, Z7, Z6
+	VPDPWSSD        Z8, Z6, Z16
+	VBROADCASTI64X4 1376(R8), Z6
+	VPMADDUBSW      Z6, Z7, Z6
+	VPDPWSSD        Z8, Z6, Z17
+	VBROADCASTI64X4 1408(R8), Z6
+	VPMADDUBSW      Z6, Z7, Z6
+	VPDPWSSD        Z8, Z6, Z18
+	VBROADCASTI64X4 1440(R8), Z6
+	VPMADDUBSW      Z6, Z7, Z6
+	VPDPWSSD        Z8, Z6, Z19
+	VBROADCASTI64X4 1472(R8), Z6
+	VPMADDUBSW      Z6, Z7, Z6
+	VPDPWSSD        Z8, Z6, Z20
+	VBROADCASTI64X4 1504(R8), Z6
+	VPMADDUBSW      Z6, Z7, Z6
+	VPDPWSSD        Z8, Z6, Z21
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          (SP), Z16, Z16
+	VADDPS          Z16, Z0, Z0
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          64(SP), Z17, Z17
+	VADDPS          Z17, Z1, Z1
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          128(SP), Z18, Z18
+	VADDPS          Z18, Z2, Z2
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          192(SP), Z19, Z19
+	VADDPS          Z19, Z3, Z3
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          256(SP), Z20, Z20
+	VADDPS          Z20, Z4, Z4
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          320(SP), Z21, Z21
+	VADDPS          Z21, Z5, Z5
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000600, R8
+	ADDQ            $0x18, R9
+	ADDQ            $0x000000c0, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx6VNNI_block
+
+dot8Q4Kx6VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVUPS       384(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X6
+	VMOVSS        X6, 24(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVUPS       448(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X6
+	VMOVSS        X6, 28(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVUPS       512(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X6
+	VMOVSS        X6, 32(AX)
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVUPS       576(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X6
+	VMOVSS        X6, 36(AX)
+	VPERMILPS     $0xb1, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VMOVUPS       640(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X6
+	VMOVSS        X6, 40(AX)
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VMOVUPS       704(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X6
+	VMOVSS        X6, 44(AX)
+	ADDQ          $0x30, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx6VNNI_row
+
+dot8Q4Kx6VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q5Kx6VNNI(SB), $768-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5Kx6VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx6VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VMOVUPS Z0, 384(SP)
+	VMOVUPS Z1, 448(SP)
+	VMOVUPS Z2, 512(SP)
+	VMOVUPS Z3, 576(SP)
+	VMOVUPS Z4, 640(SP)
+	VMOVUPS Z5, 704(SP)
+
+dot8Q5Kx6VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X11
+	VPINSRD         $0x01, R13, X11, X11
+	VMOVD           R12, X6
+	VPINSRD         $0x01, R15, X6, X6
+	VPMOVZXBD       X6, Y9
+	VCVTDQ2PS       Y9, Y9
+	VCVTPH2PS       (CX), X6
+	VBROADCASTSS    X6, Y10
+	VMOVSHDUP       X6, X6
+	VBROADCASTSS    X6, Y6
+	VMULPS          Y6, Y9, Y9
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X12
+	VPINSRD         $0x01, R13, X12, X12
+	VMOVD           R12, X6
+	VPINSRD         $0x01, R15, X6, X6
+	VPMOVZXBD       X6, Y7
+	VCVTDQ2PS       Y7, Y7
+	VCVTPH2PS       (SI), X6
+	VBROADCASTSS    X6, Y8
+	VMOVSHDUP       X6, X6
+	VBROADCASTSS    X6, Y6
+	VMULPS          Y6, Y7, Y7
+	VPMOVZXBW       X11, X11
+	VPMOVZXBW       X12, X12
+	VINSERTI64X4    $0x01, Y12, Z11, Z6
+	VINSERTF64X4    $0x01, Y7, Z9, Z7
+	VINSERTF64X4    $0x01, Y8, Z10, Z8
+	VBROADCASTSS    (R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 (R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          384(SP), Z14, Z14
+	VMOVUPS         Z14, 384(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, (SP)
+	VBROADCASTSS    4(R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 32(R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          448(SP), Z14, Z14
+	VMOVUPS         Z14, 448(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 64(SP)
+	VBROADCASTSS    8(R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 64(R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          512(SP), Z14, Z14
+	VMOVUPS         Z14, 512(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 128(SP)
+	VBROADCASTSS    12(R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 96(R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          576(SP), Z14, Z14
+	VMOVUPS         Z14, 576(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 192(SP)
+	VBROADCASTSS    16(R9), Z13
+	VMULPS          Z13, Z7, Z14
+	VBROADCASTF32X8 128(R10), Z15
+	VMULPS          Z15, Z14, Z14
+	VADDPS          640(SP), Z14, Z14
+	VMOVUPS         Z14, 640(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 256(SP)
+	VBROADCASTSS    20(R9), Z13
+	VMULPS          Z13, Z7, Z7
+	VBROADCASTF32X8 160(R10), Z14
+	VMULPS          Z14, Z7, Z7
+	VADDPS          704(SP), Z7, Z7
+	VMOVUPS         Z7, 704(SP)
+	VMULPS          Z13, Z8, Z13
+	VMOVUPS         Z13, 320(SP)
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VPXORD          Z18, Z18, Z18
+	VPXORD          Z19, Z19, Z19
+	VPXORD          Z20, Z20, Z20
+	VPXORD          Z21, Z21, Z21
+	VMOVDQU8        16(CX), Y9
+	VINSERTI64X4    $0x01, 16(SI), Z9, Z7
+	VMOVDQU8        48(CX), Y9
+	VINSERTI64X4    $0x01, 48(SI), Z9, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z13
+	VPSLLW          $0x04, Z7, Z14
+	VPANDD          b8zByte10<>+0(SB), Z14, Z14
+	VPORD           Z14, Z13, Z13
+	VMOVDQU64       b8zPermK0<>+0(SB), Z14
+	VPERMW          Z6, Z14, Z14
+	VBROADCASTI64X4 (R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z16
+	VBROADCASTI64X4 32(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 64(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 96(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 128(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 160(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z13
+	VPDPWSSD        Z14, Z13, Z21
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSLLW          $0x03, Z7, Z13
+	VPANDD          b8zByte10<>+0(SB), Z13, Z13
+	VPORD           Z13, Z8, Z8
+	VMOVDQU64       b8zPermK1<>+0(SB), Z13
+	VPERMW          Z6, Z13, Z13
+	VBROADCASTI64X4 192(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 224(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 256(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 288(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z19
+	VBROADCASTI64X4 320(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z20
+	VBROADCASTI64X4 352(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z13, Z8, Z21
+	VMOVDQU8        80(CX), Y9
+	VINSERTI64X4    $0x01, 80(SI), Z9, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z13
+	VPSLLW          $0x02, Z7, Z14
+	VPANDD          b8zByte10<>+0(SB), Z14, Z14
+	VPORD           Z14, Z13, Z13
+	VMOVDQU64       b8zPermK2<>+0(SB), Z14
+	VPERMW          Z6, Z14, Z14
+	VBROADCASTI64X4 384(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z16
+	VBROADCASTI64X4 416(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 448(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 480(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 512(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 544(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z13
+	VPDPWSSD        Z14, Z13, Z21
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSLLW          $0x01, Z7, Z13
+	VPANDD          b8zByte10<>+0(SB), Z13, Z13
+	VPORD           Z13, Z8, Z8
+	VMOVDQU64       b8zPermK3<>+0(SB), Z13
+	VPERMW          Z6, Z13, Z13
+	VBROADCASTI64X4 576(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 608(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 640(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 672(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z19
+	VBROADCASTI64X4 704(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z20
+	VBROADCASTI64X4 736(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z13, Z8, Z21
+	VMOVDQU8        112(CX), Y9
+	VINSERTI64X4    $0x01, 112(SI), Z9, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z13
+	VMOVDQA64       Z7, Z14
+	VPANDD          b8zByte10<>+0(SB), Z14, Z14
+	VPORD           Z14, Z13, Z13
+	VMOVDQU64       b8zPermK4<>+0(SB), Z14
+	VPERMW          Z6, Z14, Z14
+	VBROADCASTI64X4 768(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z16
+	VBROADCASTI64X4 800(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 832(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 864(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 896(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 928(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z13
+	VPDPWSSD        Z14, Z13, Z21
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSRLW          $0x01, Z7, Z13
+	VPANDD          b8zByte10<>+0(SB), Z13, Z13
+	VPORD           Z13, Z8, Z8
+	VMOVDQU64       b8zPermK5<>+0(SB), Z13
+	VPERMW          Z6, Z13, Z13
+	VBROADCASTI64X4 960(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z16
+	VBROADCASTI64X4 992(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z17
+	VBROADCASTI64X4 1024(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z18
+	VBROADCASTI64X4 1056(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z19
+	VBROADCASTI64X4 1088(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z13, Z14, Z20
+	VBROADCASTI64X4 1120(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z13, Z8, Z21
+	VMOVDQU8        144(CX), Y9
+	VINSERTI64X4    $0x01, 144(SI), Z9, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z13
+	VPSRLW          $0x02, Z7, Z14
+	VPANDD          b8zByte10<>+0(SB), Z14, Z14
+	VPORD           Z14, Z13, Z13
+	VMOVDQU64       b8zPermK6<>+0(SB), Z14
+	VPERMW          Z6, Z14, Z14
+	VBROADCASTI64X4 1152(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z16
+	VBROADCASTI64X4 1184(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 1216(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 1248(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 1280(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 1312(R8), Z15
+	VPMADDUBSW      Z15, Z13, Z13
+	VPDPWSSD        Z14, Z13, Z21
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSRLW          $0x03, Z7, Z7
+	VPANDD          b8zByte10<>+0(SB), Z7, Z7
+	VPORD           Z7, Z8, Z8
+	VMOVDQU64       b8zPermK7<>+0(SB), Z7
+	VPERMW          Z6, Z7, Z7
+	VBROADCASTI64X4 1344(R8), Z6
+	VPMADDUBSW      Z6, Z8, Z6
+	VPDPWSSD        Z7, Z6, Z16
+	VBROADCASTI64X4 1376(R8), Z6
+	VPMADDUBSW      Z6, Z8, Z6
+	VPDPWSSD        Z7, Z6, Z17
+	VBROADCASTI64X4 1408(R8), Z6
+	VPMADDUBSW      Z6, Z8, Z6
+	VPDPWSSD        Z7, Z6, Z18
+	VBROADCASTI64X4 1440(R8), Z6
+	VPMADDUBSW      Z6, Z8, Z6
+	VPDPWSSD        Z7, Z6, Z19
+	VBROADCASTI64X4 1472(R8), Z6
+	VPMADDUBSW      Z6, Z8, Z6
+	VPDPWSSD        Z7, Z6, Z20
+	VBROADCASTI64X4 1504(R8), Z6
+	VPMADDUBSW      Z6, Z8, Z6
+	VPDPWSSD        Z7, Z6, Z21
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          (SP), Z16, Z16
+	VADDPS          Z16, Z0, Z0
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          64(SP), Z17, Z17
+	VADDPS          Z17, Z1, Z1
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          128(SP), Z18, Z18
+	VADDPS          Z18, Z2, Z2
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          192(SP), Z19, Z19
+	VADDPS          Z19, Z3, Z3
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          256(SP), Z20, Z20
+	VADDPS          Z20, Z4, Z4
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          320(SP), Z21, Z21
+	VADDPS          Z21, Z5, Z5
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000600, R8
+	ADDQ            $0x18, R9
+	ADDQ            $0x000000c0, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx6VNNI_block
+
+dot8Q5Kx6VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z6
+	VADDPS        Z6, Z0, Z0
+	VMOVUPS       384(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X6
+	VMOVSS        X6, 24(AX)
+	VPERMILPS     $0xb1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z6
+	VADDPS        Z6, Z1, Z1
+	VMOVUPS       448(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X6
+	VMOVSS        X6, 28(AX)
+	VPERMILPS     $0xb1, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z6
+	VADDPS        Z6, Z2, Z2
+	VMOVUPS       512(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X6
+	VMOVSS        X6, 32(AX)
+	VPERMILPS     $0xb1, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z6
+	VADDPS        Z6, Z3, Z3
+	VMOVUPS       576(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X6
+	VMOVSS        X6, 36(AX)
+	VPERMILPS     $0xb1, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z6
+	VADDPS        Z6, Z4, Z4
+	VMOVUPS       640(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X6
+	VMOVSS        X6, 40(AX)
+	VPERMILPS     $0xb1, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z6
+	VADDPS        Z6, Z5, Z5
+	VMOVUPS       704(SP), Z6
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSUBPS        Z6, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X6
+	VMOVSS        X6, 44(AX)
+	ADDQ          $0x30, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx6VNNI_row
+
+dot8Q5Kx6VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q6Kx6VNNI(SB), NOSPLIT, $384-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q6Kx6VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx6VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+
+dot8Q6Kx6VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx6VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
+	VPBROADCASTW    208(CX), X6
+	VPBROADCASTW    208(SI), X7
+	VINSERTI32X4    $0x01, X7, Y6, Y7
+	VCVTPH2PS       Y7, Z7
+	VBROADCASTSS    (R9), Z15
+	VMULPS          Z15, Z7, Z15
+	VMOVUPS         Z15, (SP)
+	VBROADCASTSS    4(R9), Z15
+	VMULPS          Z15, Z7, Z15
+	VMOVUPS         Z15, 64(SP)
+	VBROADCASTSS    8(R9), Z15
+	VMULPS          Z15, Z7, Z15
+	VMOVUPS         Z15, 128(SP)
+	VBROADCASTSS    12(R9), Z15
+	VMULPS          Z15, Z7, Z15
+	VMOVUPS         Z15, 192(SP)
+	VBROADCASTSS    16(R9), Z15
+	VMULPS          Z15, Z7, Z15
+	VMOVUPS         Z15, 256(SP)
+	VBROADCASTSS    20(R9), Z15
+	VMULPS          Z15, Z7, Z15
+	VMOVUPS         Z15, 320(SP)
+	VPMOVSXBW       192(CX), Y16
+	VPMOVSXBW       192(SI), Y7
+	VINSERTI64X4    $0x01, Y7, Z16, Z7
+	VPXORD          Z8, Z8, Z8
+	VPXORD          Z9, Z9, Z9
+	VPXORD          Z10, Z10, Z10
+	VPXORD          Z11, Z11, Z11
+	VPXORD          Z12, Z12, Z12
+	VPXORD          Z13, Z13, Z13
+	VPXORD          Z14, Z14, Z14
+	VMOVDQU8        (CX), Y16
+	VINSERTI64X4    $0x01, (SI), Z16, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        128(CX), Y16
+	VINSERTI64X4    $0x01, 128(SI), Z16, Z17
+	VPANDD          bdzByte03<>+0(SB), Z17, Z17
+	VPSLLW          $0x04, Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z17
+	VPERMW          Z7, Z17, Z17
+	VMOVDQU64       b8zByte80<>+0(SB), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z14
+	VBROADCASTI64X4 (R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z8
+	VBROADCASTI64X4 32(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z9
+	VBROADCASTI64X4 64(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z10
+	VBROADCASTI64X4 96(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z11
+	VBROADCASTI64X4 128(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z12
+	VBROADCASTI64X4 160(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z15
+	VPDPWSSD        Z17, Z15, Z13
+	VMOVDQU8        32(CX), Y16
+	VINSERTI64X4    $0x01, 32(SI), Z16, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        128(CX), Y16
+	VINSERTI64X4    $0x01, 128(SI), Z16, Z17
+	VPSLLW          $0x02, Z17, Z17
+	VPANDD          bdzByte30<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z17
+	VPERMW          Z7, Z17, Z17
+	VMOVDQU64       b8zByte80<>+0(SB), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z14
+	VBROADCASTI64X4 192(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z8
+	VBROADCASTI64X4 224(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z9
+	VBROADCASTI64X4 256(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z10
+	VBROADCASTI64X4 288(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z11
+	VBROADCASTI64X4 320(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z12
+	VBROADCASTI64X4 352(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z15
+	VPDPWSSD        Z17, Z15, Z13
+	VMOVDQU8        (CX), Y16
+	VINSERTI64X4    $0x01, (SI), Z16, Z15
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        128(CX), Y16
+	VINSERTI64X4    $0x01, 128(SI), Z16, Z17
+	VPANDD          bdzByte30<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z17
+	VPERMW          Z7, Z17, Z17
+	VMOVDQU64       b8zByte80<>+0(SB), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z14
+	VBROADCASTI64X4 384(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z8
+	VBROADCASTI64X4 416(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z9
+	VBROADCASTI64X4 448(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z10
+	VBROADCASTI64X4 480(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z11
+	VBROADCASTI64X4 512(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z12
+	VBROADCASTI64X4 544(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z15
+	VPDPWSSD        Z17, Z15, Z13
+	VMOVDQU8        32(CX), Y16
+	VINSERTI64X4    $0x01, 32(SI), Z16, Z15
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        128(CX), Y16
+	VINSERTI64X4    $0x01, 128(SI), Z16, Z17
+	VPSRLW          $0x02, Z17, Z17
+	VPANDD          bdzByte30<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z17
+	VPERMW          Z7, Z17, Z17
+	VMOVDQU64       b8zByte80<>+0(SB), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z14
+	VBROADCASTI64X4 576(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z8
+	VBROADCASTI64X4 608(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z9
+	VBROADCASTI64X4 640(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z10
+	VBROADCASTI64X4 672(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z11
+	VBROADCASTI64X4 704(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z12
+	VBROADCASTI64X4 736(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z15
+	VPDPWSSD        Z17, Z15, Z13
+	VMOVDQU8        64(CX), Y16
+	VINSERTI64X4    $0x01, 64(SI), Z16, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        160(CX), Y16
+	VINSERTI64X4    $0x01, 160(SI), Z16, Z17
+	VPANDD          bdzByte03<>+0(SB), Z17, Z17
+	VPSLLW          $0x04, Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z17
+	VPERMW          Z7, Z17, Z17
+	VMOVDQU64       b8zByte80<>+0(SB), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z14
+	VBROADCASTI64X4 768(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z8
+	VBROADCASTI64X4 800(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z9
+	VBROADCASTI64X4 832(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z10
+	VBROADCASTI64X4 864(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z11
+	VBROADCASTI64X4 896(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z12
+	VBROADCASTI64X4 928(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z15
+	VPDPWSSD        Z17, Z15, Z13
+	VMOVDQU8        96(CX), Y16
+	VINSERTI64X4    $0x01, 96(SI), Z16, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        160(CX), Y16
+	VINSERTI64X4    $0x01, 160(SI), Z16, Z17
+	VPSLLW          $0x02, Z17, Z17
+	VPANDD          bdzByte30<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z17
+	VPERMW          Z7, Z17, Z17
+	VMOVDQU64       b8zByte80<>+0(SB), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z14
+	VBROADCASTI64X4 960(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z8
+	VBROADCASTI64X4 992(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z9
+	VBROADCASTI64X4 1024(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z10
+	VBROADCASTI64X4 1056(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z11
+	VBROADCASTI64X4 1088(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z12
+	VBROADCASTI64X4 1120(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z15
+	VPDPWSSD        Z17, Z15, Z13
+	VMOVDQU8        64(CX), Y16
+	VINSERTI64X4    $0x01, 64(SI), Z16, Z15
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        160(CX), Y16
+	VINSERTI64X4    $0x01, 160(SI), Z16, Z17
+	VPANDD          bdzByte30<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z17
+	VPERMW          Z7, Z17, Z17
+	VMOVDQU64       b8zByte80<>+0(SB), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z14
+	VBROADCASTI64X4 1152(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z8
+	VBROADCASTI64X4 1184(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z9
+	VBROADCASTI64X4 1216(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z10
+	VBROADCASTI64X4 1248(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z11
+	VBROADCASTI64X4 1280(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z18
+	VPDPWSSD        Z17, Z18, Z12
+	VBROADCASTI64X4 1312(R8), Z18
+	VPMADDUBSW      Z15, Z18, Z15
+	VPDPWSSD        Z17, Z15, Z13
+	VMOVDQU8        96(CX), Y16
+	VINSERTI64X4    $0x01, 96(SI), Z16, Z15
+	VPSRLW          $0x04, Z15, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VMOVDQU8        160(CX), Y16
+	VINSERTI64X4    $0x01, 160(SI), Z16, Z17
+	VPSRLW          $0x02, Z17, Z17
+	VPANDD          bdzByte30<>+0(SB), Z17, Z17
+	VPORD           Z17, Z15, Z15
+	VPSUBB          bdzByte20<>+0(SB), Z15, Z15
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z17
+	VPERMW          Z7, Z17, Z17
+	VMOVDQU64       b8zByte80<>+0(SB), Z7
+	VPMADDUBSW      Z15, Z7, Z7
+	VPDPWSSD        Z17, Z7, Z14
+	VBROADCASTI64X4 1344(R8), Z7
+	VPMADDUBSW      Z15, Z7, Z7
+	VPDPWSSD        Z17, Z7, Z8
+	VBROADCASTI64X4 1376(R8), Z7
+	VPMADDUBSW      Z15, Z7, Z7
+	VPDPWSSD        Z17, Z7, Z9
+	VBROADCASTI64X4 1408(R8), Z7
+	VPMADDUBSW      Z15, Z7, Z7
+	VPDPWSSD        Z17, Z7, Z10
+	VBROADCASTI64X4 1440(R8), Z7
+	VPMADDUBSW      Z15, Z7, Z7
+	VPDPWSSD        Z17, Z7, Z11
+	VBROADCASTI64X4 1472(R8), Z7
+	VPMADDUBSW      Z15, Z7, Z7
+	VPDPWSSD        Z17, Z7, Z12
+	VBROADCASTI64X4 1504(R8), Z7
+	VPMADDUBSW      Z15, Z7, Z7
+	VPDPWSSD        Z17, Z7, Z13
+	VPSUBD          Z14, Z8, Z8
+	VCVTDQ2PS       Z8, Z8
+	VMULPS          (SP), Z8, Z8
+	VADDPS          Z8, Z0, Z0
+	VPSUBD          Z14, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          64(SP), Z9, Z9
+	VADDPS          Z9, Z1, Z1
+	VPSUBD          Z14, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          128(SP), Z10, Z10
+	VADDPS          Z10, Z2, Z2
+	VPSUBD          Z14, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          192(SP), Z11, Z11
+	VADDPS          Z11, Z3, Z3
+	VPSUBD          Z14, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          256(SP), Z12, Z12
+	VADDPS          Z12, Z4, Z4
+	VPSUBD          Z14, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          320(SP), Z13, Z13
+	VADDPS          Z13, Z5, Z5
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000600, R8
+	ADDQ            $0x18, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx6VNNI_block
+
+dot8Q6Kx6VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X6
+	VMOVSS        X6, 24(AX)
+	VPERMILPS     $0xb1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X6
+	VMOVSS        X6, 28(AX)
+	VPERMILPS     $0xb1, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X6
+	VMOVSS        X6, 32(AX)
+	VPERMILPS     $0xb1, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X6
+	VMOVSS        X6, 36(AX)
+	VPERMILPS     $0xb1, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X6
+	VMOVSS        X6, 40(AX)
+	VPERMILPS     $0xb1, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X6
+	VMOVSS        X6, 44(AX)
+	ADDQ          $0x30, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx6VNNI_row
+
+dot8Q6Kx6VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x7VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q8_0x7VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x7VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+
+dot8Q8_0x7VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X7
+	VPBROADCASTW    (SI), X8
+	VINSERTI32X4    $0x01, X8, Y7, Y8
+	VCVTPH2PS       Y8, Z8
+	VMOVDQU8        2(CX), Y9
+	VINSERTI64X4    $0x01, 2(SI), Z9, Z10
+	VPXORD          b8zByte80<>+0(SB), Z10, Z10
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 (R10), Z12
+	VBROADCASTI64X4 (R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z0
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 32(R10), Z12
+	VBROADCASTI64X4 32(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z1
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 64(R10), Z12
+	VBROADCASTI64X4 64(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z2
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 96(R10), Z12
+	VBROADCASTI64X4 96(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z3
+	VBROADCASTSS    16(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 128(R10), Z12
+	VBROADCASTI64X4 128(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z4
+	VBROADCASTSS    20(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 160(R10), Z12
+	VBROADCASTI64X4 160(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z5
+	VBROADCASTSS    24(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 192(R10), Z8
+	VBROADCASTI64X4 192(R8), Z12
+	VPDPBUSD        Z12, Z10, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z11, Z8, Z6
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x000000e0, R8
+	ADDQ            $0x1c, R9
+	ADDQ            $0x000000e0, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x7VNNI_block
+
+dot8Q8_0x7VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X7
+	VMOVSS        X7, 28(AX)
+	VPERMILPS     $0xb1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X7
+	VMOVSS        X7, 32(AX)
+	VPERMILPS     $0xb1, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X7
+	VMOVSS        X7, 36(AX)
+	VPERMILPS     $0xb1, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X7
+	VMOVSS        X7, 40(AX)
+	VPERMILPS     $0xb1, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X7
+	VMOVSS        X7, 44(AX)
+	VPERMILPS     $0xb1, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X7
+	VMOVSS        X7, 48(AX)
+	VPERMILPS     $0xb1, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X7
+	VMOVSS        X7, 52(AX)
+	ADDQ          $0x38, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x7VNNI_row
+
+dot8Q8_0x7VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x7VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4_0x7VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x7VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+
+dot8Q4_0x7VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X7
+	VPBROADCASTW    (SI), X8
+	VINSERTI32X4    $0x01, X8, Y7, Y8
+	VCVTPH2PS       Y8, Z8
+	VBROADCASTI32X4 2(CX), Y9
+	VBROADCASTI32X4 2(SI), Y10
+	VINSERTI64X4    $0x01, Y10, Z9, Z10
+	VPSRLW          $0x04, Z10, K1, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
+	VPSUBB          b8zByte08<>+0(SB), Z10, Z10
+	VPXORD          b8zByte80<>+0(SB), Z10, Z10
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 (R10), Z12
+	VBROADCASTI64X4 (R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z0
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 32(R10), Z12
+	VBROADCASTI64X4 32(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z1
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 64(R10), Z12
+	VBROADCASTI64X4 64(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z2
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 96(R10), Z12
+	VBROADCASTI64X4 96(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z3
+	VBROADCASTSS    16(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 128(R10), Z12
+	VBROADCASTI64X4 128(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z4
+	VBROADCASTSS    20(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 160(R10), Z12
+	VBROADCASTI64X4 160(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z5
+	VBROADCASTSS    24(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 192(R10), Z8
+	VBROADCASTI64X4 192(R8), Z12
+	VPDPBUSD        Z12, Z10, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z11, Z8, Z6
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x000000e0, R8
+	ADDQ            $0x1c, R9
+	ADDQ            $0x000000e0, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x7VNNI_block
+
+dot8Q4_0x7VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X7
+	VMOVSS        X7, 28(AX)
+	VPERMILPS     $0xb1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X7
+	VMOVSS        X7, 32(AX)
+	VPERMILPS     $0xb1, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X7
+	VMOVSS        X7, 36(AX)
+	VPERMILPS     $0xb1, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X7
+	VMOVSS        X7, 40(AX)
+	VPERMILPS     $0xb1, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X7
+	VMOVSS        X7, 44(AX)
+	VPERMILPS     $0xb1, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X7
+	VMOVSS        X7, 48(AX)
+	VPERMILPS     $0xb1, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X7
+	VMOVSS        X7, 52(AX)
+	ADDQ          $0x38, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x7VNNI_row
+
+dot8Q4_0x7VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x7VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5_0x7VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x7VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+
+dot8Q5_0x7VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X7
+	VPBROADCASTW    (SI), X8
+	VINSERTI32X4    $0x01, X8, Y7, Y8
+	VCVTPH2PS       Y8, Z8
+	VBROADCASTI32X4 6(CX), Y9
+	VBROADCASTI32X4 6(SI), Y10
+	VINSERTI64X4    $0x01, Y10, Z9, Z10
+	VPSRLW          $0x04, Z10, K1, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
+	VPBROADCASTD    2(CX), Y9
+	VPBROADCASTD    2(SI), Y11
+	VINSERTI64X4    $0x01, Y11, Z9, Z11
+	VPSHUFB         b8zShufQh<>+0(SB), Z11, Z11
+	VPANDD          b8zBitMask<>+0(SB), Z11, Z11
+	VPMINUB         b8zByte01<>+0(SB), Z11, Z11
+	VPSLLW          $0x04, Z11, Z11
+	VPORD           Z11, Z10, Z10
+	VPSUBB          b8zByte10<>+0(SB), Z10, Z10
+	VPXORD          b8zByte80<>+0(SB), Z10, Z10
+	VBROADCASTSS    (R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 (R10), Z12
+	VBROADCASTI64X4 (R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z0
+	VBROADCASTSS    4(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 32(R10), Z12
+	VBROADCASTI64X4 32(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z1
+	VBROADCASTSS    8(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 64(R10), Z12
+	VBROADCASTI64X4 64(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z2
+	VBROADCASTSS    12(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 96(R10), Z12
+	VBROADCASTI64X4 96(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z3
+	VBROADCASTSS    16(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 128(R10), Z12
+	VBROADCASTI64X4 128(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z4
+	VBROADCASTSS    20(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 160(R10), Z12
+	VBROADCASTI64X4 160(R8), Z13
+	VPDPBUSD        Z13, Z10, Z12
+	VCVTDQ2PS       Z12, Z12
+	VFMADD231PS     Z11, Z12, Z5
+	VBROADCASTSS    24(R9), Z11
+	VMULPS          Z8, Z11, Z11
+	VBROADCASTI64X4 192(R10), Z8
+	VBROADCASTI64X4 192(R8), Z12
+	VPDPBUSD        Z12, Z10, Z8
+	VCVTDQ2PS       Z8, Z8
+	VFMADD231PS     Z11, Z8, Z6
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x000000e0, R8
+	ADDQ            $0x1c, R9
+	ADDQ            $0x000000e0, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x7VNNI_block
+
+dot8Q5_0x7VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X7
+	VMOVSS        X7, 28(AX)
+	VPERMILPS     $0xb1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X7
+	VMOVSS        X7, 32(AX)
+	VPERMILPS     $0xb1, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X7
+	VMOVSS        X7, 36(AX)
+	VPERMILPS     $0xb1, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X7
+	VMOVSS        X7, 40(AX)
+	VPERMILPS     $0xb1, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X7
+	VMOVSS        X7, 44(AX)
+	VPERMILPS     $0xb1, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X7
+	VMOVSS        X7, 48(AX)
+	VPERMILPS     $0xb1, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X7
+	VMOVSS        X7, 52(AX)
+	ADDQ          $0x38, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x7VNNI_row
+
+dot8Q5_0x7VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q4Kx7VNNI(SB), $896-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4Kx7VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx7VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VMOVUPS Z0, 448(SP)
+	VMOVUPS Z1, 512(SP)
+	VMOVUPS Z2, 576(SP)
+	VMOVUPS Z3, 640(SP)
+	VMOVUPS Z4, 704(SP)
+	VMOVUPS Z5, 768(SP)
+	VMOVUPS Z6, 832(SP)
+
+dot8Q4Kx7VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X12
+	VPINSRD         $0x01, R13, X12, X12
+	VMOVD           R12, X7
+	VPINSRD         $0x01, R15, X7, X7
+	VPMOVZXBD       X7, Y10
+	VCVTDQ2PS       Y10, Y10
+	VCVTPH2PS       (CX), X7
+	VBROADCASTSS    X7, Y11
+	VMOVSHDUP       X7, X7
+	VBROADCASTSS    X7, Y7
+	VMULPS          Y7, Y10, Y10
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X13
+	VPINSRD         $0x01, R13, X13, X13
+	VMOVD           R12, X7
+	VPINSRD         $0x01, R15, X7, X7
+	VPMOVZXBD       X7, Y8
+	VCVTDQ2PS       Y8, Y8
+	VCVTPH2PS       (SI), X7
+	VBROADCASTSS    X7, Y9
+	VMOVSHDUP       X7, X7
+	VBROADCASTSS    X7, Y7
+	VMULPS          Y7, Y8, Y8
+	VPMOVZXBW       X12, X12
+	VPMOVZXBW       X13, X13
+	VINSERTI64X4    $0x01, Y13, Z12, Z7
+	VINSERTF64X4    $0x01, Y8, Z10, Z8
+	VINSERTF64X4    $0x01, Y9, Z11, Z9
+	VBROADCASTSS    (R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 (R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          448(SP), Z15, Z15
+	VMOVUPS         Z15, 448(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, (SP)
+	VBROADCASTSS    4(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 32(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          512(SP), Z15, Z15
+	VMOVUPS         Z15, 512(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 64(SP)
+	VBROADCASTSS    8(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 64(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          576(SP), Z15, Z15
+	VMOVUPS         Z15, 576(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 128(SP)
+	VBROADCASTSS    12(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 96(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          640(SP), Z15, Z15
+	VMOVUPS         Z15, 640(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 192(SP)
+	VBROADCASTSS    16(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 128(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          704(SP), Z15, Z15
+	VMOVUPS         Z15, 704(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 256(SP)
+	VBROADCASTSS    20(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 160(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          768(SP), Z15, Z15
+	VMOVUPS         Z15, 768(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 320(SP)
+	VBROADCASTSS    24(R9), Z14
+	VMULPS          Z14, Z8, Z8
+	VBROADCASTF32X8 192(R10), Z15
+	VMULPS          Z15, Z8, Z8
+	VADDPS          832(SP), Z8, Z8
+	VMOVUPS         Z8, 832(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 384(SP)
+	VPXORD          Z17, Z17, Z17
+	VPXORD          Z18, Z18, Z18
+	VPXORD          Z19, Z19, Z19
+	VPXORD          Z20, Z20, Z20
+	VPXORD          Z21, Z21, Z21
+	VPXORD          Z22, Z22, Z22
+	VPXORD          Z23, Z23, Z23
+	VMOVDQU8        16(CX), Y10
+	VINSERTI64X4    $0x01, 16(SI), Z10, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z9
+	VMOVDQU64       b8zPermK0<>+0(SB), Z14
+	VPERMW          Z7, Z14, Z14
+	VBROADCASTI64X4 (R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 32(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 64(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 96(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 128(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z21
+	VBROADCASTI64X4 160(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z22
+	VBROADCASTI64X4 192(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z14, Z9, Z23
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VMOVDQU64       b8zPermK1<>+0(SB), Z9
+	VPERMW          Z7, Z9, Z9
+	VBROADCASTI64X4 224(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z17
+	VBROADCASTI64X4 256(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z18
+	VBROADCASTI64X4 288(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z19
+	VBROADCASTI64X4 320(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z20
+	VBROADCASTI64X4 352(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z21
+	VBROADCASTI64X4 384(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z22
+	VBROADCASTI64X4 416(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z23
+	VMOVDQU8        48(CX), Y10
+	VINSERTI64X4    $0x01, 48(SI), Z10, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z9
+	VMOVDQU64       b8zPermK2<>+0(SB), Z14
+	VPERMW          Z7, Z14, Z14
+	VBROADCASTI64X4 448(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 480(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 512(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 544(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 576(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z21
+	VBROADCASTI64X4 608(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z22
+	VBROADCASTI64X4 640(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z14, Z9, Z23
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VMOVDQU64       b8zPermK3<>+0(SB), Z9
+	VPERMW          Z7, Z9, Z9
+	VBROADCASTI64X4 672(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z17
+	VBROADCASTI64X4 704(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z18
+	VBROADCASTI64X4 736(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z19
+	VBROADCASTI64X4 768(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z20
+	VBROADCASTI64X4 800(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z21
+	VBROADCASTI64X4 832(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z22
+	VBROADCASTI64X4 864(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z23
+	VMOVDQU8        80(CX), Y10
+	VINSERTI64X4    $0x01, 80(SI), Z10, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z9
+	VMOVDQU64       b8zPermK4<>+0(SB), Z14
+	VPERMW          Z7, Z14, Z14
+	VBROADCASTI64X4 896(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 928(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 960(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 992(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 1024(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z21
+	VBROADCASTI64X4 1056(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z22
+	VBROADCASTI64X4 1088(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z14, Z9, Z23
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VMOVDQU64       b8zPermK5<>+0(SB), Z9
+	VPERMW          Z7, Z9, Z9
+	VBROADCASTI64X4 1120(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z17
+	VBROADCASTI64X4 1152(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z18
+	VBROADCASTI64X4 1184(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z19
+	VBROADCASTI64X4 1216(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z20
+	VBROADCASTI64X4 1248(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z21
+	VBROADCASTI64X4 1280(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z14
+	VPDPWSSD        Z9, Z14, Z22
+	VBROADCASTI64X4 1312(R8), Z14
+	VPMADDUBSW      Z14, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z23
+	VMOVDQU8        112(CX), Y10
+	VINSERTI64X4    $0x01, 112(SI), Z10, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z9
+	VMOVDQU64       b8zPermK6<>+0(SB), Z14
+	VPERMW          Z7, Z14, Z14
+	VBROADCASTI64X4 1344(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 1376(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 1408(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 1440(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 1472(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z21
+	VBROADCASTI64X4 1504(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z22
+	VBROADCASTI64X4 1536(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z14, Z9, Z23
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VMOVDQU64       b8zPermK7<>+0(SB), Z9
+	VPERMW          Z7, Z9, Z9
+	VBROADCASTI64X4 1568(R8), Z7
+	VPMADDUBSW      Z7, Z8, Z7
+	VPDPWSSD        Z9, Z7, Z17
+	VBROADCASTI64X4 1600(R8), Z7
+	VPMADDUBSW      Z7, Z8, Z7
+	VPDPWSSD        Z9, Z7, Z18
+	VBROADCASTI64X4 1632(R8), Z7
+	VPMADDUBSW      Z7, Z8, Z7
+	VPDPWSSD        Z9, Z7, Z19
+	VBROADCASTI64X4 1664(R8), Z7
+	VPMADDUBSW      Z7, Z8, Z7
+	VPDPWSSD        Z9, Z7, Z20
+	VBROADCASTI64X4 1696(R8), Z7
+	VPMADDUBSW      Z7, Z8, Z7
+	VPDPWSSD        Z9, Z7, Z21
+	VBROADCASTI64X4 1728(R8), Z7
+	VPMADDUBSW      Z7, Z8, Z7
+	VPDPWSSD        Z9, Z7, Z22
+	VBROADCASTI64X4 1760(R8), Z7
+	VPMADDUBSW      Z7, Z8, Z7
+	VPDPWSSD        Z9, Z7, Z23
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          (SP), Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          64(SP), Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          128(SP), Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          192(SP), Z20, Z20
+	VADDPS          Z20, Z3, Z3
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          256(SP), Z21, Z21
+	VADDPS          Z21, Z4, Z4
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          320(SP), Z22, Z22
+	VADDPS          Z22, Z5, Z5
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          384(SP), Z23, Z23
+	VADDPS          Z23, Z6, Z6
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000700, R8
+	ADDQ            $0x1c, R9
+	ADDQ            $0x000000e0, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx7VNNI_block
+
+dot8Q4Kx7VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VMOVUPS       448(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X7
+	VMOVSS        X7, 28(AX)
+	VPERMILPS     $0xb1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VMOVUPS       512(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X7
+	VMOVSS        X7, 32(AX)
+	VPERMILPS     $0xb1, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VMOVUPS       576(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X7
+	VMOVSS        X7, 36(AX)
+	VPERMILPS     $0xb1, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VMOVUPS       640(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X7
+	VMOVSS        X7, 40(AX)
+	VPERMILPS     $0xb1, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VMOVUPS       704(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X7
+	VMOVSS        X7, 44(AX)
+	VPERMILPS     $0xb1, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VMOVUPS       768(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X7
+	VMOVSS        X7, 48(AX)
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VMOVUPS       832(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X7
+	VMOVSS        X7, 52(AX)
+	ADDQ          $0x38, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx7VNNI_row
+
+dot8Q4Kx7VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q5Kx7VNNI(SB), $896-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5Kx7VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx7VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VMOVUPS Z0, 448(SP)
+	VMOVUPS Z1, 512(SP)
+	VMOVUPS Z2, 576(SP)
+	VMOVUPS Z3, 640(SP)
+	VMOVUPS Z4, 704(SP)
+	VMOVUPS Z5, 768(SP)
+	VMOVUPS Z6, 832(SP)
+
+dot8Q5Kx7VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X12
+	VPINSRD         $0x01, R13, X12, X12
+	VMOVD           R12, X7
+	VPINSRD         $0x01, R15, X7, X7
+	VPMOVZXBD       X7, Y10
+	VCVTDQ2PS       Y10, Y10
+	VCVTPH2PS       (CX), X7
+	VBROADCASTSS    X7, Y11
+	VMOVSHDUP       X7, X7
+	VBROADCASTSS    X7, Y7
+	VMULPS          Y7, Y10, Y10
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X13
+	VPINSRD         $0x01, R13, X13, X13
+	VMOVD           R12, X7
+	VPINSRD         $0x01, R15, X7, X7
+	VPMOVZXBD       X7, Y8
+	VCVTDQ2PS       Y8, Y8
+	VCVTPH2PS       (SI), X7
+	VBROADCASTSS    X7, Y9
+	VMOVSHDUP       X7, X7
+	VBROADCASTSS    X7, Y7
+	VMULPS          Y7, Y8, Y8
+	VPMOVZXBW       X12, X12
+	VPMOVZXBW       X13, X13
+	VINSERTI64X4    $0x01, Y13, Z12, Z7
+	VINSERTF64X4    $0x01, Y8, Z10, Z8
+	VINSERTF64X4    $0x01, Y9, Z11, Z9
+	VBROADCASTSS    (R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 (R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          448(SP), Z15, Z15
+	VMOVUPS         Z15, 448(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, (SP)
+	VBROADCASTSS    4(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 32(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          512(SP), Z15, Z15
+	VMOVUPS         Z15, 512(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 64(SP)
+	VBROADCASTSS    8(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 64(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          576(SP), Z15, Z15
+	VMOVUPS         Z15, 576(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 128(SP)
+	VBROADCASTSS    12(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 96(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          640(SP), Z15, Z15
+	VMOVUPS         Z15, 640(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 192(SP)
+	VBROADCASTSS    16(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 128(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          704(SP), Z15, Z15
+	VMOVUPS         Z15, 704(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 256(SP)
+	VBROADCASTSS    20(R9), Z14
+	VMULPS          Z14, Z8, Z15
+	VBROADCASTF32X8 160(R10), Z16
+	VMULPS          Z16, Z15, Z15
+	VADDPS          768(SP), Z15, Z15
+	VMOVUPS         Z15, 768(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 320(SP)
+	VBROADCASTSS    24(R9), Z14
+	VMULPS          Z14, Z8, Z8
+	VBROADCASTF32X8 192(R10), Z15
+	VMULPS          Z15, Z8, Z8
+	VADDPS          832(SP), Z8, Z8
+	VMOVUPS         Z8, 832(SP)
+	VMULPS          Z14, Z9, Z14
+	VMOVUPS         Z14, 384(SP)
+	VPXORD          Z17, Z17, Z17
+	VPXORD          Z18, Z18, Z18
+	VPXORD          Z19, Z19, Z19
+	VPXORD          Z20, Z20, Z20
+	VPXORD          Z21, Z21, Z21
+	VPXORD          Z22, Z22, Z22
+	VPXORD          Z23, Z23, Z23
+	VMOVDQU8        16(CX), Y10
+	VINSERTI64X4    $0x01, 16(SI), Z10, Z8
+	VMOVDQU8        48(CX), Y10
+	VINSERTI64X4    $0x01, 48(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z14
+	VPSLLW          $0x04, Z8, Z15
+	VPANDD          b8zByte10<>+0(SB), Z15, Z15
+	VPORD           Z15, Z14, Z14
+	VMOVDQU64       b8zPermK0<>+0(SB), Z15
+	VPERMW          Z7, Z15, Z15
+	VBROADCASTI64X4 (R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z17
+	VBROADCASTI64X4 32(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 64(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 96(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 128(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 160(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 192(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z14
+	VPDPWSSD        Z15, Z14, Z23
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPSLLW          $0x03, Z8, Z14
+	VPANDD          b8zByte10<>+0(SB), Z14, Z14
+	VPORD           Z14, Z9, Z9
+	VMOVDQU64       b8zPermK1<>+0(SB), Z14
+	VPERMW          Z7, Z14, Z14
+	VBROADCASTI64X4 224(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 256(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 288(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 320(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 352(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z21
+	VBROADCASTI64X4 384(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z22
+	VBROADCASTI64X4 416(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z14, Z9, Z23
+	VMOVDQU8        80(CX), Y10
+	VINSERTI64X4    $0x01, 80(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z14
+	VPSLLW          $0x02, Z8, Z15
+	VPANDD          b8zByte10<>+0(SB), Z15, Z15
+	VPORD           Z15, Z14, Z14
+	VMOVDQU64       b8zPermK2<>+0(SB), Z15
+	VPERMW          Z7, Z15, Z15
+	VBROADCASTI64X4 448(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z17
+	VBROADCASTI64X4 480(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 512(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 544(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 576(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 608(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 640(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z14
+	VPDPWSSD        Z15, Z14, Z23
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPSLLW          $0x01, Z8, Z14
+	VPANDD          b8zByte10<>+0(SB), Z14, Z14
+	VPORD           Z14, Z9, Z9
+	VMOVDQU64       b8zPermK3<>+0(SB), Z14
+	VPERMW          Z7, Z14, Z14
+	VBROADCASTI64X4 672(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 704(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 736(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 768(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 800(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z21
+	VBROADCASTI64X4 832(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z22
+	VBROADCASTI64X4 864(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z14, Z9, Z23
+	VMOVDQU8        112(CX), Y10
+	VINSERTI64X4    $0x01, 112(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z14
+	VMOVDQA64       Z8, Z15
+	VPANDD          b8zByte10<>+0(SB), Z15, Z15
+	VPORD           Z15, Z14, Z14
+	VMOVDQU64       b8zPermK4<>+0(SB), Z15
+	VPERMW          Z7, Z15, Z15
+	VBROADCASTI64X4 896(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z17
+	VBROADCASTI64X4 928(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 960(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 992(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 1024(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 1056(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 1088(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z14
+	VPDPWSSD        Z15, Z14, Z23
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPSRLW          $0x01, Z8, Z14
+	VPANDD          b8zByte10<>+0(SB), Z14, Z14
+	VPORD           Z14, Z9, Z9
+	VMOVDQU64       b8zPermK5<>+0(SB), Z14
+	VPERMW          Z7, Z14, Z14
+	VBROADCASTI64X4 1120(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z17
+	VBROADCASTI64X4 1152(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z18
+	VBROADCASTI64X4 1184(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z19
+	VBROADCASTI64X4 1216(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z20
+	VBROADCASTI64X4 1248(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z21
+	VBROADCASTI64X4 1280(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z14, Z15, Z22
+	VBROADCASTI64X4 1312(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z14, Z9, Z23
+	VMOVDQU8        144(CX), Y10
+	VINSERTI64X4    $0x01, 144(SI), Z10, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z14
+	VPSRLW          $0x02, Z8, Z15
+	VPANDD          b8zByte10<>+0(SB), Z15, Z15
+	VPORD           Z15, Z14, Z14
+	VMOVDQU64       b8zPermK6<>+0(SB), Z15
+	VPERMW          Z7, Z15, Z15
+	VBROADCASTI64X4 1344(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z17
+	VBROADCASTI64X4 1376(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 1408(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 1440(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 1472(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 1504(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 1536(R8), Z16
+	VPMADDUBSW      Z16, Z14, Z14
+	VPDPWSSD        Z15, Z14, Z23
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPSRLW          $0x03, Z8, Z8
+	VPANDD          b8zByte10<>+0(SB), Z8, Z8
+	VPORD           Z8, Z9, Z9
+	VMOVDQU64       b8zPermK7<>+0(SB), Z8
+	VPERMW          Z7, Z8, Z8
+	VBROADCASTI64X4 1568(R8), Z7
+	VPMADDUBSW      Z7, Z9, Z7
+	VPDPWSSD        Z8, Z7, Z17
+	VBROADCASTI64X4 1600(R8), Z7
+	VPMADDUBSW      Z7, Z9, Z7
+	VPDPWSSD        Z8, Z7, Z18
+	VBROADCASTI64X4 1632(R8), Z7
+	VPMADDUBSW      Z7, Z9, Z7
+	VPDPWSSD        Z8, Z7, Z19
+	VBROADCASTI64X4 1664(R8), Z7
+	VPMADDUBSW      Z7, Z9, Z7
+	VPDPWSSD        Z8, Z7, Z20
+	VBROADCASTI64X4 1696(R8), Z7
+	VPMADDUBSW      Z7, Z9, Z7
+	VPDPWSSD        Z8, Z7, Z21
+	VBROADCASTI64X4 1728(R8), Z7
+	VPMADDUBSW      Z7, Z9, Z7
+	VPDPWSSD        Z8, Z7, Z22
+	VBROADCASTI64X4 1760(R8), Z7
+	VPMADDUBSW      Z7, Z9, Z7
+	VPDPWSSD        Z8, Z7, Z23
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          (SP), Z17, Z17
+	VADDPS          Z17, Z0, Z0
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          64(SP), Z18, Z18
+	VADDPS          Z18, Z1, Z1
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          128(SP), Z19, Z19
+	VADDPS          Z19, Z2, Z2
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          192(SP), Z20, Z20
+	VADDPS          Z20, Z3, Z3
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          256(SP), Z21, Z21
+	VADDPS          Z21, Z4, Z4
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          320(SP), Z22, Z22
+	VADDPS          Z22, Z5, Z5
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          384(SP), Z23, Z23
+	VADDPS          Z23, Z6, Z6
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000700, R8
+	ADDQ            $0x1c, R9
+	ADDQ            $0x000000e0, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx7VNNI_block
+
+dot8Q5Kx7VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z7
+	VADDPS        Z7, Z0, Z0
+	VMOVUPS       448(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X7
+	VMOVSS        X7, 28(AX)
+	VPERMILPS     $0xb1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z7
+	VADDPS        Z7, Z1, Z1
+	VMOVUPS       512(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X7
+	VMOVSS        X7, 32(AX)
+	VPERMILPS     $0xb1, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z7
+	VADDPS        Z7, Z2, Z2
+	VMOVUPS       576(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X7
+	VMOVSS        X7, 36(AX)
+	VPERMILPS     $0xb1, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z7
+	VADDPS        Z7, Z3, Z3
+	VMOVUPS       640(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X7
+	VMOVSS        X7, 40(AX)
+	VPERMILPS     $0xb1, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z7
+	VADDPS        Z7, Z4, Z4
+	VMOVUPS       704(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X7
+	VMOVSS        X7, 44(AX)
+	VPERMILPS     $0xb1, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z7
+	VADDPS        Z7, Z5, Z5
+	VMOVUPS       768(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X7
+	VMOVSS        X7, 48(AX)
+	VPERMILPS     $0xb1, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z7
+	VADDPS        Z7, Z6, Z6
+	VMOVUPS       832(SP), Z7
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSUBPS        Z7, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X7
+	VMOVSS        X7, 52(AX)
+	ADDQ          $0x38, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx7VNNI_row
+
+dot8Q5Kx7VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q6Kx7VNNI(SB), NOSPLIT, $448-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q6Kx7VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx7VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+
+dot8Q6Kx7VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx7VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
+	VPBROADCASTW    208(CX), X7
+	VPBROADCASTW    208(SI), X8
+	VINSERTI32X4    $0x01, X8, Y7, Y8
+	VCVTPH2PS       Y8, Z8
+	VBROADCASTSS    (R9), Z17
+	VMULPS          Z17, Z8, Z17
+	VMOVUPS         Z17, (SP)
+	VBROADCASTSS    4(R9), Z17
+	VMULPS          Z17, Z8, Z17
+	VMOVUPS         Z17, 64(SP)
+	VBROADCASTSS    8(R9), Z17
+	VMULPS          Z17, Z8, Z17
+	VMOVUPS         Z17, 128(SP)
+	VBROADCASTSS    12(R9), Z17
+	VMULPS          Z17, Z8, Z17
+	VMOVUPS         Z17, 192(SP)
+	VBROADCASTSS    16(R9), Z17
+	VMULPS          Z17, Z8, Z17
+	VMOVUPS         Z17, 256(SP)
+	VBROADCASTSS    20(R9), Z17
+	VMULPS          Z17, Z8, Z17
+	VMOVUPS         Z17, 320(SP)
+	VBROADCASTSS    24(R9), Z17
+	VMULPS          Z17, Z8, Z17
+	VMOVUPS         Z17, 384(SP)
+	VPMOVSXBW       192(CX), Y18
+	VPMOVSXBW       192(SI), Y8
+	VINSERTI64X4    $0x01, Y8, Z18, Z8
+	VPXORD          Z9, Z9, Z9
+	VPXORD          Z10, Z10, Z10
+	VPXORD          Z11, Z11, Z11
+	VPXORD          Z12, Z12, Z12
+	VPXORD          Z13, Z13, Z13
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VPXORD          Z16, Z16, Z16
+	VMOVDQU8        (CX), Y18
+	VINSERTI64X4    $0x01, (SI), Z18, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        128(CX), Y18
+	VINSERTI64X4    $0x01, 128(SI), Z18, Z19
+	VPANDD          bdzByte03<>+0(SB), Z19, Z19
+	VPSLLW          $0x04, Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z19
+	VPERMW          Z8, Z19, Z19
+	VMOVDQU64       b8zByte80<>+0(SB), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z16
+	VBROADCASTI64X4 (R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z9
+	VBROADCASTI64X4 32(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z10
+	VBROADCASTI64X4 64(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z11
+	VBROADCASTI64X4 96(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z12
+	VBROADCASTI64X4 128(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z13
+	VBROADCASTI64X4 160(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z14
+	VBROADCASTI64X4 192(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z17
+	VPDPWSSD        Z19, Z17, Z15
+	VMOVDQU8        32(CX), Y18
+	VINSERTI64X4    $0x01, 32(SI), Z18, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        128(CX), Y18
+	VINSERTI64X4    $0x01, 128(SI), Z18, Z19
+	VPSLLW          $0x02, Z19, Z19
+	VPANDD          bdzByte30<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z19
+	VPERMW          Z8, Z19, Z19
+	VMOVDQU64       b8zByte80<>+0(SB), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z16
+	VBROADCASTI64X4 224(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z9
+	VBROADCASTI64X4 256(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z10
+	VBROADCASTI64X4 288(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z11
+	VBROADCASTI64X4 320(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z12
+	VBROADCASTI64X4 352(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z13
+	VBROADCASTI64X4 384(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z14
+	VBROADCASTI64X4 416(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z17
+	VPDPWSSD        Z19, Z17, Z15
+	VMOVDQU8        (CX), Y18
+	VINSERTI64X4    $0x01, (SI), Z18, Z17
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        128(CX), Y18
+	VINSERTI64X4    $0x01, 128(SI), Z18, Z19
+	VPANDD          bdzByte30<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z19
+	VPERMW          Z8, Z19, Z19
+	VMOVDQU64       b8zByte80<>+0(SB), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z16
+	VBROADCASTI64X4 448(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z9
+	VBROADCASTI64X4 480(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z10
+	VBROADCASTI64X4 512(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z11
+	VBROADCASTI64X4 544(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z12
+	VBROADCASTI64X4 576(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z13
+	VBROADCASTI64X4 608(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z14
+	VBROADCASTI64X4 640(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z17
+	VPDPWSSD        Z19, Z17, Z15
+	VMOVDQU8        32(CX), Y18
+	VINSERTI64X4    $0x01, 32(SI), Z18, Z17
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        128(CX), Y18
+	VINSERTI64X4    $0x01, 128(SI), Z18, Z19
+	VPSRLW          $0x02, Z19, Z19
+	VPANDD          bdzByte30<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z19
+	VPERMW          Z8, Z19, Z19
+	VMOVDQU64       b8zByte80<>+0(SB), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z16
+	VBROADCASTI64X4 672(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z9
+	VBROADCASTI64X4 704(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z10
+	VBROADCASTI64X4 736(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z11
+	VBROADCASTI64X4 768(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z12
+	VBROADCASTI64X4 800(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z13
+	VBROADCASTI64X4 832(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z14
+	VBROADCASTI64X4 864(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z17
+	VPDPWSSD        Z19, Z17, Z15
+	VMOVDQU8        64(CX), Y18
+	VINSERTI64X4    $0x01, 64(SI), Z18, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        160(CX), Y18
+	VINSERTI64X4    $0x01, 160(SI), Z18, Z19
+	VPANDD          bdzByte03<>+0(SB), Z19, Z19
+	VPSLLW          $0x04, Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z19
+	VPERMW          Z8, Z19, Z19
+	VMOVDQU64       b8zByte80<>+0(SB), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z16
+	VBROADCASTI64X4 896(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z9
+	VBROADCASTI64X4 928(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z10
+	VBROADCASTI64X4 960(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z11
+	VBROADCASTI64X4 992(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z12
+	VBROADCASTI64X4 1024(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z13
+	VBROADCASTI64X4 1056(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z14
+	VBROADCASTI64X4 1088(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z17
+	VPDPWSSD        Z19, Z17, Z15
+	VMOVDQU8        96(CX), Y18
+	VINSERTI64X4    $0x01, 96(SI), Z18, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        160(CX), Y18
+	VINSERTI64X4    $0x01, 160(SI), Z18, Z19
+	VPSLLW          $0x02, Z19, Z19
+	VPANDD          bdzByte30<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z19
+	VPERMW          Z8, Z19, Z19
+	VMOVDQU64       b8zByte80<>+0(SB), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z16
+	VBROADCASTI64X4 1120(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z9
+	VBROADCASTI64X4 1152(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z10
+	VBROADCASTI64X4 1184(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z11
+	VBROADCASTI64X4 1216(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z12
+	VBROADCASTI64X4 1248(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z13
+	VBROADCASTI64X4 1280(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z14
+	VBROADCASTI64X4 1312(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z17
+	VPDPWSSD        Z19, Z17, Z15
+	VMOVDQU8        64(CX), Y18
+	VINSERTI64X4    $0x01, 64(SI), Z18, Z17
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        160(CX), Y18
+	VINSERTI64X4    $0x01, 160(SI), Z18, Z19
+	VPANDD          bdzByte30<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z19
+	VPERMW          Z8, Z19, Z19
+	VMOVDQU64       b8zByte80<>+0(SB), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z16
+	VBROADCASTI64X4 1344(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z9
+	VBROADCASTI64X4 1376(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z10
+	VBROADCASTI64X4 1408(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z11
+	VBROADCASTI64X4 1440(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z12
+	VBROADCASTI64X4 1472(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z13
+	VBROADCASTI64X4 1504(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z20
+	VPDPWSSD        Z19, Z20, Z14
+	VBROADCASTI64X4 1536(R8), Z20
+	VPMADDUBSW      Z17, Z20, Z17
+	VPDPWSSD        Z19, Z17, Z15
+	VMOVDQU8        96(CX), Y18
+	VINSERTI64X4    $0x01, 96(SI), Z18, Z17
+	VPSRLW          $0x04, Z17, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VMOVDQU8        160(CX), Y18
+	VINSERTI64X4    $0x01, 160(SI), Z18, Z19
+	VPSRLW          $0x02, Z19, Z19
+	VPANDD          bdzByte30<>+0(SB), Z19, Z19
+	VPORD           Z19, Z17, Z17
+	VPSUBB          bdzByte20<>+0(SB), Z17, Z17
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z19
+	VPERMW          Z8, Z19, Z19
+	VMOVDQU64       b8zByte80<>+0(SB), Z8
+	VPMADDUBSW      Z17, Z8, Z8
+	VPDPWSSD        Z19, Z8, Z16
+	VBROADCASTI64X4 1568(R8), Z8
+	VPMADDUBSW      Z17, Z8, Z8
+	VPDPWSSD        Z19, Z8, Z9
+	VBROADCASTI64X4 1600(R8), Z8
+	VPMADDUBSW      Z17, Z8, Z8
+	VPDPWSSD        Z19, Z8, Z10
+	VBROADCASTI64X4 1632(R8), Z8
+	VPMADDUBSW      Z17, Z8, Z8
+	VPDPWSSD        Z19, Z8, Z11
+	VBROADCASTI64X4 1664(R8), Z8
+	VPMADDUBSW      Z17, Z8, Z8
+	VPDPWSSD        Z19, Z8, Z12
+	VBROADCASTI64X4 1696(R8), Z8
+	VPMADDUBSW      Z17, Z8, Z8
+	VPDPWSSD        Z19, Z8, Z13
+	VBROADCASTI64X4 1728(R8), Z8
+	VPMADDUBSW      Z17, Z8, Z8
+	VPDPWSSD        Z19, Z8, Z14
+	VBROADCASTI64X4 1760(R8), Z8
+	VPMADDUBSW      Z17, Z8, Z8
+	VPDPWSSD        Z19, Z8, Z15
+	VPSUBD          Z16, Z9, Z9
+	VCVTDQ2PS       Z9, Z9
+	VMULPS          (SP), Z9, Z9
+	VADDPS          Z9, Z0, Z0
+	VPSUBD          Z16, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          64(SP), Z10, Z10
+	VADDPS          Z10, Z1, Z1
+	VPSUBD          Z16, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          128(SP), Z11, Z11
+	VADDPS          Z11, Z2, Z2
+	VPSUBD          Z16, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          192(SP), Z12, Z12
+	VADDPS          Z12, Z3, Z3
+	VPSUBD          Z16, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          256(SP), Z13, Z13
+	VADDPS          Z13, Z4, Z4
+	VPSUBD          Z16, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          320(SP), Z14, Z14
+	VADDPS          Z14, Z5, Z5
+	VPSUBD          Z16, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          384(SP), Z15, Z15
+	VADDPS          Z15, Z6, Z6
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000700, R8
+	ADDQ            $0x1c, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx7VNNI_block
+
+dot8Q6Kx7VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X7
+	VMOVSS        X7, 28(AX)
+	VPERMILPS     $0xb1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X7
+	VMOVSS        X7, 32(AX)
+	VPERMILPS     $0xb1, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X7
+	VMOVSS        X7, 36(AX)
+	VPERMILPS     $0xb1, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X7
+	VMOVSS        X7, 40(AX)
+	VPERMILPS     $0xb1, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X7
+	VMOVSS        X7, 44(AX)
+	VPERMILPS     $0xb1, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X7
+	VMOVSS        X7, 48(AX)
+	VPERMILPS     $0xb1, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X7
+	VMOVSS        X7, 52(AX)
+	ADDQ          $0x38, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx7VNNI_row
+
+dot8Q6Kx7VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x8VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q8_0x8VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q8_0x8VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+dot8Q8_0x8VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q8_0x8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X8
+	VPBROADCASTW    (SI), X9
+	VINSERTI32X4    $0x01, X9, Y8, Y9
+	VCVTPH2PS       Y9, Z9
+	VMOVDQU8        2(CX), Y10
+	VINSERTI64X4    $0x01, 2(SI), Z10, Z11
+	VPXORD          b8zByte80<>+0(SB), Z11, Z11
+	VBROADCASTSS    (R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 (R10), Z13
+	VBROADCASTI64X4 (R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z0
+	VBROADCASTSS    4(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 32(R10), Z13
+	VBROADCASTI64X4 32(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z1
+	VBROADCASTSS    8(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 64(R10), Z13
+	VBROADCASTI64X4 64(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z2
+	VBROADCASTSS    12(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 96(R10), Z13
+	VBROADCASTI64X4 96(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z3
+	VBROADCASTSS    16(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 128(R10), Z13
+	VBROADCASTI64X4 128(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z4
+	VBROADCASTSS    20(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 160(R10), Z13
+	VBROADCASTI64X4 160(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z5
+	VBROADCASTSS    24(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 192(R10), Z13
+	VBROADCASTI64X4 192(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z6
+	VBROADCASTSS    28(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 224(R10), Z9
+	VBROADCASTI64X4 224(R8), Z13
+	VPDPBUSD        Z13, Z11, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z12, Z9, Z7
+	ADDQ            $0x22, CX
+	ADDQ            $0x22, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x20, R9
+	ADDQ            $0x00000100, R10
+	SUBQ            $0x22, DI
+	JMP             dot8Q8_0x8VNNI_block
+
+dot8Q8_0x8VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X8
+	VMOVSS        X8, 32(AX)
+	VPERMILPS     $0xb1, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X8
+	VMOVSS        X8, 36(AX)
+	VPERMILPS     $0xb1, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X8
+	VMOVSS        X8, 40(AX)
+	VPERMILPS     $0xb1, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X8
+	VMOVSS        X8, 44(AX)
+	VPERMILPS     $0xb1, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X8
+	VMOVSS        X8, 48(AX)
+	VPERMILPS     $0xb1, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X8
+	VMOVSS        X8, 52(AX)
+	VPERMILPS     $0xb1, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X8
+	VMOVSS        X8, 56(AX)
+	VPERMILPS     $0xb1, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VMOVSS        X7, 28(AX)
+	VEXTRACTF32X4 $0x02, Z7, X8
+	VMOVSS        X8, 60(AX)
+	ADDQ          $0x40, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q8_0x8VNNI_row
+
+dot8Q8_0x8VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x8VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4_0x8VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q4_0x8VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+dot8Q4_0x8VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4_0x8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X8
+	VPBROADCASTW    (SI), X9
+	VINSERTI32X4    $0x01, X9, Y8, Y9
+	VCVTPH2PS       Y9, Z9
+	VBROADCASTI32X4 2(CX), Y10
+	VBROADCASTI32X4 2(SI), Y11
+	VINSERTI64X4    $0x01, Y11, Z10, Z11
+	VPSRLW          $0x04, Z11, K1, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VPSUBB          b8zByte08<>+0(SB), Z11, Z11
+	VPXORD          b8zByte80<>+0(SB), Z11, Z11
+	VBROADCASTSS    (R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 (R10), Z13
+	VBROADCASTI64X4 (R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z0
+	VBROADCASTSS    4(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 32(R10), Z13
+	VBROADCASTI64X4 32(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z1
+	VBROADCASTSS    8(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 64(R10), Z13
+	VBROADCASTI64X4 64(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z2
+	VBROADCASTSS    12(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 96(R10), Z13
+	VBROADCASTI64X4 96(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z3
+	VBROADCASTSS    16(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 128(R10), Z13
+	VBROADCASTI64X4 128(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z4
+	VBROADCASTSS    20(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 160(R10), Z13
+	VBROADCASTI64X4 160(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z5
+	VBROADCASTSS    24(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 192(R10), Z13
+	VBROADCASTI64X4 192(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z6
+	VBROADCASTSS    28(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 224(R10), Z9
+	VBROADCASTI64X4 224(R8), Z13
+	VPDPBUSD        Z13, Z11, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z12, Z9, Z7
+	ADDQ            $0x12, CX
+	ADDQ            $0x12, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x20, R9
+	ADDQ            $0x00000100, R10
+	SUBQ            $0x12, DI
+	JMP             dot8Q4_0x8VNNI_block
+
+dot8Q4_0x8VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X8
+	VMOVSS        X8, 32(AX)
+	VPERMILPS     $0xb1, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X8
+	VMOVSS        X8, 36(AX)
+	VPERMILPS     $0xb1, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X8
+	VMOVSS        X8, 40(AX)
+	VPERMILPS     $0xb1, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X8
+	VMOVSS        X8, 44(AX)
+	VPERMILPS     $0xb1, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X8
+	VMOVSS        X8, 48(AX)
+	VPERMILPS     $0xb1, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X8
+	VMOVSS        X8, 52(AX)
+	VPERMILPS     $0xb1, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X8
+	VMOVSS        X8, 56(AX)
+	VPERMILPS     $0xb1, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VMOVSS        X7, 28(AX)
+	VEXTRACTF32X4 $0x02, Z7, X8
+	VMOVSS        X8, 60(AX)
+	ADDQ          $0x40, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4_0x8VNNI_row
+
+dot8Q4_0x8VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x8VNNI(SB), NOSPLIT, $0-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5_0x8VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q5_0x8VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   q+32(FP), R8
+	MOVQ   d+40(FP), R9
+	MOVQ   nc+56(FP), R10
+	MOVL   $0xff00ff00, R11
+	KMOVD  R11, K1
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+dot8Q5_0x8VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5_0x8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(SI)
+	VPBROADCASTW    (CX), X8
+	VPBROADCASTW    (SI), X9
+	VINSERTI32X4    $0x01, X9, Y8, Y9
+	VCVTPH2PS       Y9, Z9
+	VBROADCASTI32X4 6(CX), Y10
+	VBROADCASTI32X4 6(SI), Y11
+	VINSERTI64X4    $0x01, Y11, Z10, Z11
+	VPSRLW          $0x04, Z11, K1, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VPBROADCASTD    2(CX), Y10
+	VPBROADCASTD    2(SI), Y12
+	VINSERTI64X4    $0x01, Y12, Z10, Z12
+	VPSHUFB         b8zShufQh<>+0(SB), Z12, Z12
+	VPANDD          b8zBitMask<>+0(SB), Z12, Z12
+	VPMINUB         b8zByte01<>+0(SB), Z12, Z12
+	VPSLLW          $0x04, Z12, Z12
+	VPORD           Z12, Z11, Z11
+	VPSUBB          b8zByte10<>+0(SB), Z11, Z11
+	VPXORD          b8zByte80<>+0(SB), Z11, Z11
+	VBROADCASTSS    (R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 (R10), Z13
+	VBROADCASTI64X4 (R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z0
+	VBROADCASTSS    4(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 32(R10), Z13
+	VBROADCASTI64X4 32(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z1
+	VBROADCASTSS    8(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 64(R10), Z13
+	VBROADCASTI64X4 64(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z2
+	VBROADCASTSS    12(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 96(R10), Z13
+	VBROADCASTI64X4 96(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z3
+	VBROADCASTSS    16(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 128(R10), Z13
+	VBROADCASTI64X4 128(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z4
+	VBROADCASTSS    20(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 160(R10), Z13
+	VBROADCASTI64X4 160(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z5
+	VBROADCASTSS    24(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 192(R10), Z13
+	VBROADCASTI64X4 192(R8), Z14
+	VPDPBUSD        Z14, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VFMADD231PS     Z12, Z13, Z6
+	VBROADCASTSS    28(R9), Z12
+	VMULPS          Z9, Z12, Z12
+	VBROADCASTI64X4 224(R10), Z9
+	VBROADCASTI64X4 224(R8), Z13
+	VPDPBUSD        Z13, Z11, Z9
+	VCVTDQ2PS       Z9, Z9
+	VFMADD231PS     Z12, Z9, Z7
+	ADDQ            $0x16, CX
+	ADDQ            $0x16, SI
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x20, R9
+	ADDQ            $0x00000100, R10
+	SUBQ            $0x16, DI
+	JMP             dot8Q5_0x8VNNI_block
+
+dot8Q5_0x8VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X8
+	VMOVSS        X8, 32(AX)
+	VPERMILPS     $0xb1, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X8
+	VMOVSS        X8, 36(AX)
+	VPERMILPS     $0xb1, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X8
+	VMOVSS        X8, 40(AX)
+	VPERMILPS     $0xb1, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X8
+	VMOVSS        X8, 44(AX)
+	VPERMILPS     $0xb1, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X8
+	VMOVSS        X8, 48(AX)
+	VPERMILPS     $0xb1, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X8
+	VMOVSS        X8, 52(AX)
+	VPERMILPS     $0xb1, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X8
+	VMOVSS        X8, 56(AX)
+	VPERMILPS     $0xb1, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VMOVSS        X7, 28(AX)
+	VEXTRACTF32X4 $0x02, Z7, X8
+	VMOVSS        X8, 60(AX)
+	ADDQ          $0x40, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5_0x8VNNI_row
+
+dot8Q5_0x8VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q4Kx8VNNI(SB), $1024-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q4Kx8VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q4Kx8VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VPXORD  Z7, Z7, Z7
+	VMOVUPS Z0, 512(SP)
+	VMOVUPS Z1, 576(SP)
+	VMOVUPS Z2, 640(SP)
+	VMOVUPS Z3, 704(SP)
+	VMOVUPS Z4, 768(SP)
+	VMOVUPS Z5, 832(SP)
+	VMOVUPS Z6, 896(SP)
+	VMOVUPS Z7, 960(SP)
+
+dot8Q4Kx8VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q4Kx8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X13
+	VPINSRD         $0x01, R13, X13, X13
+	VMOVD           R12, X8
+	VPINSRD         $0x01, R15, X8, X8
+	VPMOVZXBD       X8, Y11
+	VCVTDQ2PS       Y11, Y11
+	VCVTPH2PS       (CX), X8
+	VBROADCASTSS    X8, Y12
+	VMOVSHDUP       X8, X8
+	VBROADCASTSS    X8, Y8
+	VMULPS          Y8, Y11, Y11
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X14
+	VPINSRD         $0x01, R13, X14, X14
+	VMOVD           R12, X8
+	VPINSRD         $0x01, R15, X8, X8
+	VPMOVZXBD       X8, Y9
+	VCVTDQ2PS       Y9, Y9
+	VCVTPH2PS       (SI), X8
+	VBROADCASTSS    X8, Y10
+	VMOVSHDUP       X8, X8
+	VBROADCASTSS    X8, Y8
+	VMULPS          Y8, Y9, Y9
+	VPMOVZXBW       X13, X13
+	VPMOVZXBW       X14, X14
+	VINSERTI64X4    $0x01, Y14, Z13, Z8
+	VINSERTF64X4    $0x01, Y9, Z11, Z9
+	VINSERTF64X4    $0x01, Y10, Z12, Z10
+	VBROADCASTSS    (R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 (R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          512(SP), Z16, Z16
+	VMOVUPS         Z16, 512(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, (SP)
+	VBROADCASTSS    4(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 32(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          576(SP), Z16, Z16
+	VMOVUPS         Z16, 576(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 64(SP)
+	VBROADCASTSS    8(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 64(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          640(SP), Z16, Z16
+	VMOVUPS         Z16, 640(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 128(SP)
+	VBROADCASTSS    12(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 96(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          704(SP), Z16, Z16
+	VMOVUPS         Z16, 704(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 192(SP)
+	VBROADCASTSS    16(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 128(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          768(SP), Z16, Z16
+	VMOVUPS         Z16, 768(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 256(SP)
+	VBROADCASTSS    20(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 160(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          832(SP), Z16, Z16
+	VMOVUPS         Z16, 832(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 320(SP)
+	VBROADCASTSS    24(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 192(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          896(SP), Z16, Z16
+	VMOVUPS         Z16, 896(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 384(SP)
+	VBROADCASTSS    28(R9), Z15
+	VMULPS          Z15, Z9, Z9
+	VBROADCASTF32X8 224(R10), Z16
+	VMULPS          Z16, Z9, Z9
+	VADDPS          960(SP), Z9, Z9
+	VMOVUPS         Z9, 960(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 448(SP)
+	VPXORD          Z18, Z18, Z18
+	VPXORD          Z19, Z19, Z19
+	VPXORD          Z20, Z20, Z20
+	VPXORD          Z21, Z21, Z21
+	VPXORD          Z22, Z22, Z22
+	VPXORD          Z23, Z23, Z23
+	VPXORD          Z24, Z24, Z24
+	VPXORD          Z25, Z25, Z25
+	VMOVDQU8        16(CX), Y11
+	VINSERTI64X4    $0x01, 16(SI), Z11, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z10
+	VMOVDQU64       b8zPermK0<>+0(SB), Z15
+	VPERMW          Z8, Z15, Z15
+	VBROADCASTI64X4 (R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 32(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 64(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 96(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 128(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 160(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z23
+	VBROADCASTI64X4 192(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z24
+	VBROADCASTI64X4 224(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z10
+	VPDPWSSD        Z15, Z10, Z25
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermK1<>+0(SB), Z10
+	VPERMW          Z8, Z10, Z10
+	VBROADCASTI64X4 256(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z18
+	VBROADCASTI64X4 288(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z19
+	VBROADCASTI64X4 320(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z20
+	VBROADCASTI64X4 352(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z21
+	VBROADCASTI64X4 384(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z22
+	VBROADCASTI64X4 416(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z23
+	VBROADCASTI64X4 448(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z24
+	VBROADCASTI64X4 480(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z25
+	VMOVDQU8        48(CX), Y11
+	VINSERTI64X4    $0x01, 48(SI), Z11, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z10
+	VMOVDQU64       b8zPermK2<>+0(SB), Z15
+	VPERMW          Z8, Z15, Z15
+	VBROADCASTI64X4 512(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 544(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 576(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 608(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 640(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 672(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z23
+	VBROADCASTI64X4 704(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z24
+	VBROADCASTI64X4 736(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z10
+	VPDPWSSD        Z15, Z10, Z25
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermK3<>+0(SB), Z10
+	VPERMW          Z8, Z10, Z10
+	VBROADCASTI64X4 768(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z18
+	VBROADCASTI64X4 800(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z19
+	VBROADCASTI64X4 832(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z20
+	VBROADCASTI64X4 864(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z21
+	VBROADCASTI64X4 896(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z22
+	VBROADCASTI64X4 928(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z23
+	VBROADCASTI64X4 960(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z24
+	VBROADCASTI64X4 992(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z25
+	VMOVDQU8        80(CX), Y11
+	VINSERTI64X4    $0x01, 80(SI), Z11, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z10
+	VMOVDQU64       b8zPermK4<>+0(SB), Z15
+	VPERMW          Z8, Z15, Z15
+	VBROADCASTI64X4 1024(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 1056(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 1088(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 1120(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 1152(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 1184(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z23
+	VBROADCASTI64X4 1216(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z24
+	VBROADCASTI64X4 1248(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z10
+	VPDPWSSD        Z15, Z10, Z25
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermK5<>+0(SB), Z10
+	VPERMW          Z8, Z10, Z10
+	VBROADCASTI64X4 1280(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z18
+	VBROADCASTI64X4 1312(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z19
+	VBROADCASTI64X4 1344(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z20
+	VBROADCASTI64X4 1376(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z21
+	VBROADCASTI64X4 1408(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z22
+	VBROADCASTI64X4 1440(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z23
+	VBROADCASTI64X4 1472(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z15
+	VPDPWSSD        Z10, Z15, Z24
+	VBROADCASTI64X4 1504(R8), Z15
+	VPMADDUBSW      Z15, Z9, Z9
+	VPDPWSSD        Z10, Z9, Z25
+	VMOVDQU8        112(CX), Y11
+	VINSERTI64X4    $0x01, 112(SI), Z11, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z10
+	VMOVDQU64       b8zPermK6<>+0(SB), Z15
+	VPERMW          Z8, Z15, Z15
+	VBROADCASTI64X4 1536(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 1568(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 1600(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 1632(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 1664(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 1696(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z23
+	VBROADCASTI64X4 1728(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z24
+	VBROADCASTI64X4 1760(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z10
+	VPDPWSSD        Z15, Z10, Z25
+	VPSRLW          $0x04, Z9, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VMOVDQU64       b8zPermK7<>+0(SB), Z10
+	VPERMW          Z8, Z10, Z10
+	VBROADCASTI64X4 1792(R8), Z8
+	VPMADDUBSW      Z8, Z9, Z8
+	VPDPWSSD        Z10, Z8, Z18
+	VBROADCASTI64X4 1824(R8), Z8
+	VPMADDUBSW      Z8, Z9, Z8
+	VPDPWSSD        Z10, Z8, Z19
+	VBROADCASTI64X4 1856(R8), Z8
+	VPMADDUBSW      Z8, Z9, Z8
+	VPDPWSSD        Z10, Z8, Z20
+	VBROADCASTI64X4 1888(R8), Z8
+	VPMADDUBSW      Z8, Z9, Z8
+	VPDPWSSD        Z10, Z8, Z21
+	VBROADCASTI64X4 1920(R8), Z8
+	VPMADDUBSW      Z8, Z9, Z8
+	VPDPWSSD        Z10, Z8, Z22
+	VBROADCASTI64X4 1952(R8), Z8
+	VPMADDUBSW      Z8, Z9, Z8
+	VPDPWSSD        Z10, Z8, Z23
+	VBROADCASTI64X4 1984(R8), Z8
+	VPMADDUBSW      Z8, Z9, Z8
+	VPDPWSSD        Z10, Z8, Z24
+	VBROADCASTI64X4 2016(R8), Z8
+	VPMADDUBSW      Z8, Z9, Z8
+	VPDPWSSD        Z10, Z8, Z25
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          (SP), Z18, Z18
+	VADDPS          Z18, Z0, Z0
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          64(SP), Z19, Z19
+	VADDPS          Z19, Z1, Z1
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          128(SP), Z20, Z20
+	VADDPS          Z20, Z2, Z2
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          192(SP), Z21, Z21
+	VADDPS          Z21, Z3, Z3
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          256(SP), Z22, Z22
+	VADDPS          Z22, Z4, Z4
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          320(SP), Z23, Z23
+	VADDPS          Z23, Z5, Z5
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          384(SP), Z24, Z24
+	VADDPS          Z24, Z6, Z6
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          448(SP), Z25, Z25
+	VADDPS          Z25, Z7, Z7
+	ADDQ            $0x00000090, CX
+	ADDQ            $0x00000090, SI
+	ADDQ            $0x00000800, R8
+	ADDQ            $0x20, R9
+	ADDQ            $0x00000100, R10
+	SUBQ            $0x00000090, DI
+	JMP             dot8Q4Kx8VNNI_block
+
+dot8Q4Kx8VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VMOVUPS       512(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X8
+	VMOVSS        X8, 32(AX)
+	VPERMILPS     $0xb1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VMOVUPS       576(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X8
+	VMOVSS        X8, 36(AX)
+	VPERMILPS     $0xb1, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VMOVUPS       640(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X8
+	VMOVSS        X8, 40(AX)
+	VPERMILPS     $0xb1, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VMOVUPS       704(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X8
+	VMOVSS        X8, 44(AX)
+	VPERMILPS     $0xb1, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VMOVUPS       768(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X8
+	VMOVSS        X8, 48(AX)
+	VPERMILPS     $0xb1, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VMOVUPS       832(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X8
+	VMOVSS        X8, 52(AX)
+	VPERMILPS     $0xb1, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VMOVUPS       896(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X8
+	VMOVSS        X8, 56(AX)
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VMOVUPS       960(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z7, Z7
+	VMOVSS        X7, 28(AX)
+	VEXTRACTF32X4 $0x02, Z7, X8
+	VMOVSS        X8, 60(AX)
+	ADDQ          $0x40, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q4Kx8VNNI_row
+
+dot8Q4Kx8VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+TEXT ·dot8Q5Kx8VNNI(SB), $1024-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q5Kx8VNNI_row:
+	CMPQ    DX, $0x02
+	JL      dot8Q5Kx8VNNI_done
+	LEAQ    (CX)(BX*1), SI
+	MOVQ    BX, DI
+	MOVQ    q+32(FP), R8
+	MOVQ    d+40(FP), R9
+	MOVQ    s+48(FP), R10
+	VPXORD  Z0, Z0, Z0
+	VPXORD  Z1, Z1, Z1
+	VPXORD  Z2, Z2, Z2
+	VPXORD  Z3, Z3, Z3
+	VPXORD  Z4, Z4, Z4
+	VPXORD  Z5, Z5, Z5
+	VPXORD  Z6, Z6, Z6
+	VPXORD  Z7, Z7, Z7
+	VMOVUPS Z0, 512(SP)
+	VMOVUPS Z1, 576(SP)
+	VMOVUPS Z2, 640(SP)
+	VMOVUPS Z3, 704(SP)
+	VMOVUPS Z4, 768(SP)
+	VMOVUPS Z5, 832(SP)
+	VMOVUPS Z6, 896(SP)
+	VMOVUPS Z7, 960(SP)
+
+dot8Q5Kx8VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q5Kx8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	MOVL            4(CX), R11
+	MOVL            8(CX), R12
+	MOVL            12(CX), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X13
+	VPINSRD         $0x01, R13, X13, X13
+	VMOVD           R12, X8
+	VPINSRD         $0x01, R15, X8, X8
+	VPMOVZXBD       X8, Y11
+	VCVTDQ2PS       Y11, Y11
+	VCVTPH2PS       (CX), X8
+	VBROADCASTSS    X8, Y12
+	VMOVSHDUP       X8, X8
+	VBROADCASTSS    X8, Y8
+	VMULPS          Y8, Y11, Y11
+	MOVL            4(SI), R11
+	MOVL            8(SI), R12
+	MOVL            12(SI), R13
+	MOVL            R13, R15
+	SHRL            $0x04, R15
+	ANDL            $0x0f0f0f0f, R15
+	MOVL            R12, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ORL             R14, R15
+	ANDL            $0x3f3f3f3f, R12
+	MOVL            R11, R14
+	SHRL            $0x06, R14
+	ANDL            $0x03030303, R14
+	SHLL            $0x04, R14
+	ANDL            $0x0f0f0f0f, R13
+	ORL             R14, R13
+	ANDL            $0x3f3f3f3f, R11
+	VMOVD           R11, X14
+	VPINSRD         $0x01, R13, X14, X14
+	VMOVD           R12, X8
+	VPINSRD         $0x01, R15, X8, X8
+	VPMOVZXBD       X8, Y9
+	VCVTDQ2PS       Y9, Y9
+	VCVTPH2PS       (SI), X8
+	VBROADCASTSS    X8, Y10
+	VMOVSHDUP       X8, X8
+	VBROADCASTSS    X8, Y8
+	VMULPS          Y8, Y9, Y9
+	VPMOVZXBW       X13, X13
+	VPMOVZXBW       X14, X14
+	VINSERTI64X4    $0x01, Y14, Z13, Z8
+	VINSERTF64X4    $0x01, Y9, Z11, Z9
+	VINSERTF64X4    $0x01, Y10, Z12, Z10
+	VBROADCASTSS    (R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 (R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          512(SP), Z16, Z16
+	VMOVUPS         Z16, 512(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, (SP)
+	VBROADCASTSS    4(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 32(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          576(SP), Z16, Z16
+	VMOVUPS         Z16, 576(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 64(SP)
+	VBROADCASTSS    8(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 64(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          640(SP), Z16, Z16
+	VMOVUPS         Z16, 640(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 128(SP)
+	VBROADCASTSS    12(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 96(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          704(SP), Z16, Z16
+	VMOVUPS         Z16, 704(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 192(SP)
+	VBROADCASTSS    16(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 128(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          768(SP), Z16, Z16
+	VMOVUPS         Z16, 768(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 256(SP)
+	VBROADCASTSS    20(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 160(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          832(SP), Z16, Z16
+	VMOVUPS         Z16, 832(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 320(SP)
+	VBROADCASTSS    24(R9), Z15
+	VMULPS          Z15, Z9, Z16
+	VBROADCASTF32X8 192(R10), Z17
+	VMULPS          Z17, Z16, Z16
+	VADDPS          896(SP), Z16, Z16
+	VMOVUPS         Z16, 896(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 384(SP)
+	VBROADCASTSS    28(R9), Z15
+	VMULPS          Z15, Z9, Z9
+	VBROADCASTF32X8 224(R10), Z16
+	VMULPS          Z16, Z9, Z9
+	VADDPS          960(SP), Z9, Z9
+	VMOVUPS         Z9, 960(SP)
+	VMULPS          Z15, Z10, Z15
+	VMOVUPS         Z15, 448(SP)
+	VPXORD          Z18, Z18, Z18
+	VPXORD          Z19, Z19, Z19
+	VPXORD          Z20, Z20, Z20
+	VPXORD          Z21, Z21, Z21
+	VPXORD          Z22, Z22, Z22
+	VPXORD          Z23, Z23, Z23
+	VPXORD          Z24, Z24, Z24
+	VPXORD          Z25, Z25, Z25
+	VMOVDQU8        16(CX), Y11
+	VINSERTI64X4    $0x01, 16(SI), Z11, Z9
+	VMOVDQU8        48(CX), Y11
+	VINSERTI64X4    $0x01, 48(SI), Z11, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z15
+	VPSLLW          $0x04, Z9, Z16
+	VPANDD          b8zByte10<>+0(SB), Z16, Z16
+	VPORD           Z16, Z15, Z15
+	VMOVDQU64       b8zPermK0<>+0(SB), Z16
+	VPERMW          Z8, Z16, Z16
+	VBROADCASTI64X4 (R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z18
+	VBROADCASTI64X4 32(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z19
+	VBROADCASTI64X4 64(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z20
+	VBROADCASTI64X4 96(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z21
+	VBROADCASTI64X4 128(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z22
+	VBROADCASTI64X4 160(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z23
+	VBROADCASTI64X4 192(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z24
+	VBROADCASTI64X4 224(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z15
+	VPDPWSSD        Z16, Z15, Z25
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
+	VPSLLW          $0x03, Z9, Z15
+	VPANDD          b8zByte10<>+0(SB), Z15, Z15
+	VPORD           Z15, Z10, Z10
+	VMOVDQU64       b8zPermK1<>+0(SB), Z15
+	VPERMW          Z8, Z15, Z15
+	VBROADCASTI64X4 256(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 288(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 320(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 352(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 384(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 416(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z23
+	VBROADCASTI64X4 448(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z24
+	VBROADCASTI64X4 480(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z10
+	VPDPWSSD        Z15, Z10, Z25
+	VMOVDQU8        80(CX), Y11
+	VINSERTI64X4    $0x01, 80(SI), Z11, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z15
+	VPSLLW          $0x02, Z9, Z16
+	VPANDD          b8zByte10<>+0(SB), Z16, Z16
+	VPORD           Z16, Z15, Z15
+	VMOVDQU64       b8zPermK2<>+0(SB), Z16
+	VPERMW          Z8, Z16, Z16
+	VBROADCASTI64X4 512(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z18
+	VBROADCASTI64X4 544(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z19
+	VBROADCASTI64X4 576(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z20
+	VBROADCASTI64X4 608(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z21
+	VBROADCASTI64X4 640(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z22
+	VBROADCASTI64X4 672(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z23
+	VBROADCASTI64X4 704(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z24
+	VBROADCASTI64X4 736(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z15
+	VPDPWSSD        Z16, Z15, Z25
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
+	VPSLLW          $0x01, Z9, Z15
+	VPANDD          b8zByte10<>+0(SB), Z15, Z15
+	VPORD           Z15, Z10, Z10
+	VMOVDQU64       b8zPermK3<>+0(SB), Z15
+	VPERMW          Z8, Z15, Z15
+	VBROADCASTI64X4 768(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 800(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 832(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 864(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 896(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 928(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z23
+	VBROADCASTI64X4 960(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z24
+	VBROADCASTI64X4 992(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z10
+	VPDPWSSD        Z15, Z10, Z25
+	VMOVDQU8        112(CX), Y11
+	VINSERTI64X4    $0x01, 112(SI), Z11, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z15
+	VMOVDQA64       Z9, Z16
+	VPANDD          b8zByte10<>+0(SB), Z16, Z16
+	VPORD           Z16, Z15, Z15
+	VMOVDQU64       b8zPermK4<>+0(SB), Z16
+	VPERMW          Z8, Z16, Z16
+	VBROADCASTI64X4 1024(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z18
+	VBROADCASTI64X4 1056(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z19
+	VBROADCASTI64X4 1088(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z20
+	VBROADCASTI64X4 1120(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z21
+	VBROADCASTI64X4 1152(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z22
+	VBROADCASTI64X4 1184(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z23
+	VBROADCASTI64X4 1216(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z24
+	VBROADCASTI64X4 1248(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z15
+	VPDPWSSD        Z16, Z15, Z25
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
+	VPSRLW          $0x01, Z9, Z15
+	VPANDD          b8zByte10<>+0(SB), Z15, Z15
+	VPORD           Z15, Z10, Z10
+	VMOVDQU64       b8zPermK5<>+0(SB), Z15
+	VPERMW          Z8, Z15, Z15
+	VBROADCASTI64X4 1280(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z18
+	VBROADCASTI64X4 1312(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z19
+	VBROADCASTI64X4 1344(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z20
+	VBROADCASTI64X4 1376(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z21
+	VBROADCASTI64X4 1408(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z22
+	VBROADCASTI64X4 1440(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z23
+	VBROADCASTI64X4 1472(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z16
+	VPDPWSSD        Z15, Z16, Z24
+	VBROADCASTI64X4 1504(R8), Z16
+	VPMADDUBSW      Z16, Z10, Z10
+	VPDPWSSD        Z15, Z10, Z25
+	VMOVDQU8        144(CX), Y11
+	VINSERTI64X4    $0x01, 144(SI), Z11, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z15
+	VPSRLW          $0x02, Z9, Z16
+	VPANDD          b8zByte10<>+0(SB), Z16, Z16
+	VPORD           Z16, Z15, Z15
+	VMOVDQU64       b8zPermK6<>+0(SB), Z16
+	VPERMW          Z8, Z16, Z16
+	VBROADCASTI64X4 1536(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z18
+	VBROADCASTI64X4 1568(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z19
+	VBROADCASTI64X4 1600(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z20
+	VBROADCASTI64X4 1632(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z21
+	VBROADCASTI64X4 1664(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z22
+	VBROADCASTI64X4 1696(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z23
+	VBROADCASTI64X4 1728(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z17
+	VPDPWSSD        Z16, Z17, Z24
+	VBROADCASTI64X4 1760(R8), Z17
+	VPMADDUBSW      Z17, Z15, Z15
+	VPDPWSSD        Z16, Z15, Z25
+	VPSRLW          $0x04, Z10, Z10
+	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
+	VPSRLW          $0x03, Z9, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z10, Z10
+	VMOVDQU64       b8zPermK7<>+0(SB), Z9
+	VPERMW          Z8, Z9, Z9
+	VBROADCASTI64X4 1792(R8), Z8
+	VPMADDUBSW      Z8, Z10, Z8
+	VPDPWSSD        Z9, Z8, Z18
+	VBROADCASTI64X4 1824(R8), Z8
+	VPMADDUBSW      Z8, Z10, Z8
+	VPDPWSSD        Z9, Z8, Z19
+	VBROADCASTI64X4 1856(R8), Z8
+	VPMADDUBSW      Z8, Z10, Z8
+	VPDPWSSD        Z9, Z8, Z20
+	VBROADCASTI64X4 1888(R8), Z8
+	VPMADDUBSW      Z8, Z10, Z8
+	VPDPWSSD        Z9, Z8, Z21
+	VBROADCASTI64X4 1920(R8), Z8
+	VPMADDUBSW      Z8, Z10, Z8
+	VPDPWSSD        Z9, Z8, Z22
+	VBROADCASTI64X4 1952(R8), Z8
+	VPMADDUBSW      Z8, Z10, Z8
+	VPDPWSSD        Z9, Z8, Z23
+	VBROADCASTI64X4 1984(R8), Z8
+	VPMADDUBSW      Z8, Z10, Z8
+	VPDPWSSD        Z9, Z8, Z24
+	VBROADCASTI64X4 2016(R8), Z8
+	VPMADDUBSW      Z8, Z10, Z8
+	VPDPWSSD        Z9, Z8, Z25
+	VCVTDQ2PS       Z18, Z18
+	VMULPS          (SP), Z18, Z18
+	VADDPS          Z18, Z0, Z0
+	VCVTDQ2PS       Z19, Z19
+	VMULPS          64(SP), Z19, Z19
+	VADDPS          Z19, Z1, Z1
+	VCVTDQ2PS       Z20, Z20
+	VMULPS          128(SP), Z20, Z20
+	VADDPS          Z20, Z2, Z2
+	VCVTDQ2PS       Z21, Z21
+	VMULPS          192(SP), Z21, Z21
+	VADDPS          Z21, Z3, Z3
+	VCVTDQ2PS       Z22, Z22
+	VMULPS          256(SP), Z22, Z22
+	VADDPS          Z22, Z4, Z4
+	VCVTDQ2PS       Z23, Z23
+	VMULPS          320(SP), Z23, Z23
+	VADDPS          Z23, Z5, Z5
+	VCVTDQ2PS       Z24, Z24
+	VMULPS          384(SP), Z24, Z24
+	VADDPS          Z24, Z6, Z6
+	VCVTDQ2PS       Z25, Z25
+	VMULPS          448(SP), Z25, Z25
+	VADDPS          Z25, Z7, Z7
+	ADDQ            $0x000000b0, CX
+	ADDQ            $0x000000b0, SI
+	ADDQ            $0x00000800, R8
+	ADDQ            $0x20, R9
+	ADDQ            $0x00000100, R10
+	SUBQ            $0x000000b0, DI
+	JMP             dot8Q5Kx8VNNI_block
+
+dot8Q5Kx8VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z8
+	VADDPS        Z8, Z0, Z0
+	VMOVUPS       512(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X8
+	VMOVSS        X8, 32(AX)
+	VPERMILPS     $0xb1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z8
+	VADDPS        Z8, Z1, Z1
+	VMOVUPS       576(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X8
+	VMOVSS        X8, 36(AX)
+	VPERMILPS     $0xb1, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z8
+	VADDPS        Z8, Z2, Z2
+	VMOVUPS       640(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X8
+	VMOVSS        X8, 40(AX)
+	VPERMILPS     $0xb1, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z8
+	VADDPS        Z8, Z3, Z3
+	VMOVUPS       704(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X8
+	VMOVSS        X8, 44(AX)
+	VPERMILPS     $0xb1, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z8
+	VADDPS        Z8, Z4, Z4
+	VMOVUPS       768(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X8
+	VMOVSS        X8, 48(AX)
+	VPERMILPS     $0xb1, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z8
+	VADDPS        Z8, Z5, Z5
+	VMOVUPS       832(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X8
+	VMOVSS        X8, 52(AX)
+	VPERMILPS     $0xb1, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z8
+	VADDPS        Z8, Z6, Z6
+	VMOVUPS       896(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X8
+	VMOVSS        X8, 56(AX)
+	VPERMILPS     $0xb1, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z8
+	VADDPS        Z8, Z7, Z7
+	VMOVUPS       960(SP), Z8
+	VPERMILPS     $0xb1, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VPERMILPS     $0x4e, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSHUFF32X4    $0xb1, Z8, Z8, Z9
+	VADDPS        Z9, Z8, Z8
+	VSUBPS        Z8, Z7, Z7
+	VMOVSS        X7, 28(AX)
+	VEXTRACTF32X4 $0x02, Z7, X8
+	VMOVSS        X8, 60(AX)
+	ADDQ          $0x40, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q5Kx8VNNI_row
+
+dot8Q5Kx8VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q6Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q6Kx8VNNI(SB), NOSPLIT, $512-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+	MOVQ rb+24(FP), BX
+
+dot8Q6Kx8VNNI_row:
+	CMPQ   DX, $0x02
+	JL     dot8Q6Kx8VNNI_done
+	LEAQ   (CX)(BX*1), SI
+	MOVQ   BX, DI
+	MOVQ   nc+56(FP), R8
+	MOVQ   d+40(FP), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+dot8Q6Kx8VNNI_block:
+	CMPQ            DI, $0x00
+	JLE             dot8Q6Kx8VNNI_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1088(CX)
+	PREFETCHT0      1152(CX)
+	PREFETCHT0      1216(CX)
+	PREFETCHT0      1024(SI)
+	PREFETCHT0      1088(SI)
+	PREFETCHT0      1152(SI)
+	PREFETCHT0      1216(SI)
+	VPBROADCASTW    208(CX), X8
+	VPBROADCASTW    208(SI), X9
+	VINSERTI32X4    $0x01, X9, Y8, Y9
+	VCVTPH2PS       Y9, Z9
+	VBROADCASTSS    (R9), Z19
+	VMULPS          Z19, Z9, Z19
+	VMOVUPS         Z19, (SP)
+	VBROADCASTSS    4(R9), Z19
+	VMULPS          Z19, Z9, Z19
+	VMOVUPS         Z19, 64(SP)
+	VBROADCASTSS    8(R9), Z19
+	VMULPS          Z19, Z9, Z19
+	VMOVUPS         Z19, 128(SP)
+	VBROADCASTSS    12(R9), Z19
+	VMULPS          Z19, Z9, Z19
+	VMOVUPS         Z19, 192(SP)
+	VBROADCASTSS    16(R9), Z19
+	VMULPS          Z19, Z9, Z19
+	VMOVUPS         Z19, 256(SP)
+	VBROADCASTSS    20(R9), Z19
+	VMULPS          Z19, Z9, Z19
+	VMOVUPS         Z19, 320(SP)
+	VBROADCASTSS    24(R9), Z19
+	VMULPS          Z19, Z9, Z19
+	VMOVUPS         Z19, 384(SP)
+	VBROADCASTSS    28(R9), Z19
+	VMULPS          Z19, Z9, Z19
+	VMOVUPS         Z19, 448(SP)
+	VPMOVSXBW       192(CX), Y20
+	VPMOVSXBW       192(SI), Y9
+	VINSERTI64X4    $0x01, Y9, Z20, Z9
+	VPXORD          Z10, Z10, Z10
+	VPXORD          Z11, Z11, Z11
+	VPXORD          Z12, Z12, Z12
+	VPXORD          Z13, Z13, Z13
+	VPXORD          Z14, Z14, Z14
+	VPXORD          Z15, Z15, Z15
+	VPXORD          Z16, Z16, Z16
+	VPXORD          Z17, Z17, Z17
+	VPXORD          Z18, Z18, Z18
+	VMOVDQU8        (CX), Y20
+	VINSERTI64X4    $0x01, (SI), Z20, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        128(CX), Y20
+	VINSERTI64X4    $0x01, 128(SI), Z20, Z21
+	VPANDD          bdzByte03<>+0(SB), Z21, Z21
+	VPSLLW          $0x04, Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VMOVDQU64       b8zPermQ60<>+0(SB), Z21
+	VPERMW          Z9, Z21, Z21
+	VMOVDQU64       b8zByte80<>+0(SB), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z18
+	VBROADCASTI64X4 (R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z10
+	VBROADCASTI64X4 32(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z11
+	VBROADCASTI64X4 64(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z12
+	VBROADCASTI64X4 96(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z13
+	VBROADCASTI64X4 128(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z14
+	VBROADCASTI64X4 160(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z15
+	VBROADCASTI64X4 192(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z16
+	VBROADCASTI64X4 224(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z19
+	VPDPWSSD        Z21, Z19, Z17
+	VMOVDQU8        32(CX), Y20
+	VINSERTI64X4    $0x01, 32(SI), Z20, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        128(CX), Y20
+	VINSERTI64X4    $0x01, 128(SI), Z20, Z21
+	VPSLLW          $0x02, Z21, Z21
+	VPANDD          bdzByte30<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VMOVDQU64       b8zPermQ61<>+0(SB), Z21
+	VPERMW          Z9, Z21, Z21
+	VMOVDQU64       b8zByte80<>+0(SB), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z18
+	VBROADCASTI64X4 256(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z10
+	VBROADCASTI64X4 288(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z11
+	VBROADCASTI64X4 320(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z12
+	VBROADCASTI64X4 352(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z13
+	VBROADCASTI64X4 384(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z14
+	VBROADCASTI64X4 416(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z15
+	VBROADCASTI64X4 448(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z16
+	VBROADCASTI64X4 480(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z19
+	VPDPWSSD        Z21, Z19, Z17
+	VMOVDQU8        (CX), Y20
+	VINSERTI64X4    $0x01, (SI), Z20, Z19
+	VPSRLW          $0x04, Z19, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        128(CX), Y20
+	VINSERTI64X4    $0x01, 128(SI), Z20, Z21
+	VPANDD          bdzByte30<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VMOVDQU64       b8zPermQ62<>+0(SB), Z21
+	VPERMW          Z9, Z21, Z21
+	VMOVDQU64       b8zByte80<>+0(SB), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z18
+	VBROADCASTI64X4 512(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z10
+	VBROADCASTI64X4 544(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z11
+	VBROADCASTI64X4 576(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z12
+	VBROADCASTI64X4 608(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z13
+	VBROADCASTI64X4 640(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z14
+	VBROADCASTI64X4 672(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z15
+	VBROADCASTI64X4 704(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z16
+	VBROADCASTI64X4 736(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z19
+	VPDPWSSD        Z21, Z19, Z17
+	VMOVDQU8        32(CX), Y20
+	VINSERTI64X4    $0x01, 32(SI), Z20, Z19
+	VPSRLW          $0x04, Z19, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        128(CX), Y20
+	VINSERTI64X4    $0x01, 128(SI), Z20, Z21
+	VPSRLW          $0x02, Z21, Z21
+	VPANDD          bdzByte30<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VMOVDQU64       b8zPermQ63<>+0(SB), Z21
+	VPERMW          Z9, Z21, Z21
+	VMOVDQU64       b8zByte80<>+0(SB), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z18
+	VBROADCASTI64X4 768(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z10
+	VBROADCASTI64X4 800(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z11
+	VBROADCASTI64X4 832(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z12
+	VBROADCASTI64X4 864(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z13
+	VBROADCASTI64X4 896(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z14
+	VBROADCASTI64X4 928(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z15
+	VBROADCASTI64X4 960(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z16
+	VBROADCASTI64X4 992(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z19
+	VPDPWSSD        Z21, Z19, Z17
+	VMOVDQU8        64(CX), Y20
+	VINSERTI64X4    $0x01, 64(SI), Z20, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        160(CX), Y20
+	VINSERTI64X4    $0x01, 160(SI), Z20, Z21
+	VPANDD          bdzByte03<>+0(SB), Z21, Z21
+	VPSLLW          $0x04, Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VMOVDQU64       b8zPermQ64<>+0(SB), Z21
+	VPERMW          Z9, Z21, Z21
+	VMOVDQU64       b8zByte80<>+0(SB), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z18
+	VBROADCASTI64X4 1024(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z10
+	VBROADCASTI64X4 1056(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z11
+	VBROADCASTI64X4 1088(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z12
+	VBROADCASTI64X4 1120(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z13
+	VBROADCASTI64X4 1152(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z14
+	VBROADCASTI64X4 1184(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z15
+	VBROADCASTI64X4 1216(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z16
+	VBROADCASTI64X4 1248(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z19
+	VPDPWSSD        Z21, Z19, Z17
+	VMOVDQU8        96(CX), Y20
+	VINSERTI64X4    $0x01, 96(SI), Z20, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        160(CX), Y20
+	VINSERTI64X4    $0x01, 160(SI), Z20, Z21
+	VPSLLW          $0x02, Z21, Z21
+	VPANDD          bdzByte30<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VMOVDQU64       b8zPermQ65<>+0(SB), Z21
+	VPERMW          Z9, Z21, Z21
+	VMOVDQU64       b8zByte80<>+0(SB), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z18
+	VBROADCASTI64X4 1280(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z10
+	VBROADCASTI64X4 1312(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z11
+	VBROADCASTI64X4 1344(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z12
+	VBROADCASTI64X4 1376(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z13
+	VBROADCASTI64X4 1408(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z14
+	VBROADCASTI64X4 1440(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z15
+	VBROADCASTI64X4 1472(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z16
+	VBROADCASTI64X4 1504(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z19
+	VPDPWSSD        Z21, Z19, Z17
+	VMOVDQU8        64(CX), Y20
+	VINSERTI64X4    $0x01, 64(SI), Z20, Z19
+	VPSRLW          $0x04, Z19, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        160(CX), Y20
+	VINSERTI64X4    $0x01, 160(SI), Z20, Z21
+	VPANDD          bdzByte30<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VMOVDQU64       b8zPermQ66<>+0(SB), Z21
+	VPERMW          Z9, Z21, Z21
+	VMOVDQU64       b8zByte80<>+0(SB), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z18
+	VBROADCASTI64X4 1536(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z10
+	VBROADCASTI64X4 1568(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z11
+	VBROADCASTI64X4 1600(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z12
+	VBROADCASTI64X4 1632(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z13
+	VBROADCASTI64X4 1664(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z14
+	VBROADCASTI64X4 1696(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z15
+	VBROADCASTI64X4 1728(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z22
+	VPDPWSSD        Z21, Z22, Z16
+	VBROADCASTI64X4 1760(R8), Z22
+	VPMADDUBSW      Z19, Z22, Z19
+	VPDPWSSD        Z21, Z19, Z17
+	VMOVDQU8        96(CX), Y20
+	VINSERTI64X4    $0x01, 96(SI), Z20, Z19
+	VPSRLW          $0x04, Z19, Z19
+	VPANDD          bdzByte0F<>+0(SB), Z19, Z19
+	VMOVDQU8        160(CX), Y20
+	VINSERTI64X4    $0x01, 160(SI), Z20, Z21
+	VPSRLW          $0x02, Z21, Z21
+	VPANDD          bdzByte30<>+0(SB), Z21, Z21
+	VPORD           Z21, Z19, Z19
+	VPSUBB          bdzByte20<>+0(SB), Z19, Z19
+	VMOVDQU64       b8zPermQ67<>+0(SB), Z21
+	VPERMW          Z9, Z21, Z21
+	VMOVDQU64       b8zByte80<>+0(SB), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z18
+	VBROADCASTI64X4 1792(R8), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z10
+	VBROADCASTI64X4 1824(R8), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z11
+	VBROADCASTI64X4 1856(R8), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z12
+	VBROADCASTI64X4 1888(R8), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z13
+	VBROADCASTI64X4 1920(R8), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z14
+	VBROADCASTI64X4 1952(R8), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z15
+	VBROADCASTI64X4 1984(R8), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z16
+	VBROADCASTI64X4 2016(R8), Z9
+	VPMADDUBSW      Z19, Z9, Z9
+	VPDPWSSD        Z21, Z9, Z17
+	VPSUBD          Z18, Z10, Z10
+	VCVTDQ2PS       Z10, Z10
+	VMULPS          (SP), Z10, Z10
+	VADDPS          Z10, Z0, Z0
+	VPSUBD          Z18, Z11, Z11
+	VCVTDQ2PS       Z11, Z11
+	VMULPS          64(SP), Z11, Z11
+	VADDPS          Z11, Z1, Z1
+	VPSUBD          Z18, Z12, Z12
+	VCVTDQ2PS       Z12, Z12
+	VMULPS          128(SP), Z12, Z12
+	VADDPS          Z12, Z2, Z2
+	VPSUBD          Z18, Z13, Z13
+	VCVTDQ2PS       Z13, Z13
+	VMULPS          192(SP), Z13, Z13
+	VADDPS          Z13, Z3, Z3
+	VPSUBD          Z18, Z14, Z14
+	VCVTDQ2PS       Z14, Z14
+	VMULPS          256(SP), Z14, Z14
+	VADDPS          Z14, Z4, Z4
+	VPSUBD          Z18, Z15, Z15
+	VCVTDQ2PS       Z15, Z15
+	VMULPS          320(SP), Z15, Z15
+	VADDPS          Z15, Z5, Z5
+	VPSUBD          Z18, Z16, Z16
+	VCVTDQ2PS       Z16, Z16
+	VMULPS          384(SP), Z16, Z16
+	VADDPS          Z16, Z6, Z6
+	VPSUBD          Z18, Z17, Z17
+	VCVTDQ2PS       Z17, Z17
+	VMULPS          448(SP), Z17, Z17
+	VADDPS          Z17, Z7, Z7
+	ADDQ            $0x000000d2, CX
+	ADDQ            $0x000000d2, SI
+	ADDQ            $0x00000800, R8
+	ADDQ            $0x20, R9
+	SUBQ            $0x000000d2, DI
+	JMP             dot8Q6Kx8VNNI_block
+
+dot8Q6Kx8VNNI_end:
+	VPERMILPS     $0xb1, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VPERMILPS     $0x4e, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VSHUFF32X4    $0xb1, Z0, Z0, Z9
+	VADDPS        Z9, Z0, Z0
+	VMOVSS        X0, (AX)
+	VEXTRACTF32X4 $0x02, Z0, X8
+	VMOVSS        X8, 32(AX)
+	VPERMILPS     $0xb1, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VPERMILPS     $0x4e, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VSHUFF32X4    $0xb1, Z1, Z1, Z9
+	VADDPS        Z9, Z1, Z1
+	VMOVSS        X1, 4(AX)
+	VEXTRACTF32X4 $0x02, Z1, X8
+	VMOVSS        X8, 36(AX)
+	VPERMILPS     $0xb1, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VPERMILPS     $0x4e, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VSHUFF32X4    $0xb1, Z2, Z2, Z9
+	VADDPS        Z9, Z2, Z2
+	VMOVSS        X2, 8(AX)
+	VEXTRACTF32X4 $0x02, Z2, X8
+	VMOVSS        X8, 40(AX)
+	VPERMILPS     $0xb1, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VPERMILPS     $0x4e, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VSHUFF32X4    $0xb1, Z3, Z3, Z9
+	VADDPS        Z9, Z3, Z3
+	VMOVSS        X3, 12(AX)
+	VEXTRACTF32X4 $0x02, Z3, X8
+	VMOVSS        X8, 44(AX)
+	VPERMILPS     $0xb1, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VPERMILPS     $0x4e, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VSHUFF32X4    $0xb1, Z4, Z4, Z9
+	VADDPS        Z9, Z4, Z4
+	VMOVSS        X4, 16(AX)
+	VEXTRACTF32X4 $0x02, Z4, X8
+	VMOVSS        X8, 48(AX)
+	VPERMILPS     $0xb1, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VPERMILPS     $0x4e, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VSHUFF32X4    $0xb1, Z5, Z5, Z9
+	VADDPS        Z9, Z5, Z5
+	VMOVSS        X5, 20(AX)
+	VEXTRACTF32X4 $0x02, Z5, X8
+	VMOVSS        X8, 52(AX)
+	VPERMILPS     $0xb1, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VPERMILPS     $0x4e, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VSHUFF32X4    $0xb1, Z6, Z6, Z9
+	VADDPS        Z9, Z6, Z6
+	VMOVSS        X6, 24(AX)
+	VEXTRACTF32X4 $0x02, Z6, X8
+	VMOVSS        X8, 56(AX)
+	VPERMILPS     $0xb1, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VPERMILPS     $0x4e, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VSHUFF32X4    $0xb1, Z7, Z7, Z9
+	VADDPS        Z9, Z7, Z7
+	VMOVSS        X7, 28(AX)
+	VEXTRACTF32X4 $0x02, Z7, X8
+	VMOVSS        X8, 60(AX)
+	ADDQ          $0x40, AX
+	MOVQ          SI, CX
+	SUBQ          $0x02, DX
+	JMP           dot8Q6Kx8VNNI_row
+
+dot8Q6Kx8VNNI_done:
+	VZEROUPPER
+	RET

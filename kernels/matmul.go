@@ -45,7 +45,9 @@ import (
 //     blocks of exact integer lane sums, each scaled and added to 8 float32
 //     lanes (blockdot.go gives the order; the assembly and the plain Go
 //     give the same bits). A row of x with Inf or NaN is multiplied as
-//     below instead;
+//     below instead. With SetActivationBits(8) the rows are rounded to
+//     int8 instead, in blocks of 32 or (K-formats) 256, as llama.cpp does
+//     (act8.go gives that order);
 //   - F16 weights (DotF16): widened exactly, the float32 order;
 //   - other block weights: each chunk of rows is widened to float32 by its
 //     BlockFormat and multiplied by the float32 path, so the outputs are
@@ -73,15 +75,16 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	defer p.mu.Unlock()
 	m := &p.matmul
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
-	m.prepare(p.threads, &p.xq, &p.xb)
+	m.prepare(p.threads, &p.xq, &p.xb, &p.xa)
 	p.run(m, m.nchunks, T*R*C)
 	*m = matMulTask{}
 }
 
 // prepare plans m for the given thread count and quantizes the
-// activations into xq (int8 weights) or xb (weights with a fused block
-// kernel) when the weights' kernels read them so.
-func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8) {
+// activations into xq (int8 weights), xb (weights with a fused block
+// kernel) or xa (the same with 8-bit activations, SetActivationBits) when
+// the weights' kernels read them so.
+func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8, xa *xAct8) {
 	m.plan(threads)
 	x, T, w := m.x, m.T, m.w
 	C := w.Cols
@@ -90,6 +93,20 @@ func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8) {
 		xq.quantize(x[:T*C], T, C)
 		m.q = xq
 	case m.fused && w.Format.Dot == DotF16:
+	case m.fused && actBits.Load() == 8:
+		xa.quantize(x[:T*C], T, C, w.Format.Elems)
+		if T > 1 && useAVX2 {
+			// Up to 8 tokens per pass for the AVX-512 row-pair kernels:
+			// every chunk of rows is then even (chunks are multiples of 4
+			// rows), so no odd row is left to the AVX2 kernels, which take
+			// at most 4.
+			nt := groupTokens
+			if useAVX512 && w.Rows%2 == 0 {
+				nt = groupTokens8
+			}
+			xa.group(T, C, nt)
+		}
+		m.xa = xa
 	case m.fused:
 		xb.quantize(x[:T*C], T, C)
 		if T > 1 && useAVX2 {
@@ -140,6 +157,7 @@ type Serial struct {
 	s  scratch
 	xq xQuant
 	xb xQ8
+	xa xAct8
 	m  matMulTask
 	sp [1]*scratch
 }
@@ -152,7 +170,7 @@ func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
 	s.sp[0] = &s.s
 	m := &s.m
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: s.sp[:]}
-	m.prepare(1, &s.xq, &s.xb)
+	m.prepare(1, &s.xq, &s.xb, &s.xa)
 	m.do(0)
 	*m = matMulTask{}
 }
@@ -217,7 +235,8 @@ type matMulTask struct {
 	scratch []*scratch
 	q       *xQuant // int8 weights: the rows of x rounded to int16
 	fused   bool    // block weights with a fused kernel (BlockFormat.Dot)
-	xb      *xQ8    // fused: the rows of x rounded to 8-bit blocks
+	xb      *xQ8    // fused: the rows of x rounded to 16-bit blocks
+	xa      *xAct8  // fused, 8-bit activations: the rows of x rounded to int8 blocks
 }
 
 func (m *matMulTask) do(thread int) {
@@ -230,6 +249,8 @@ func (m *matMulTask) do(thread int) {
 				return
 			}
 			switch {
+			case m.xa != nil:
+				fusedRows8(s, m.dst, m.x, m.T, m.w, m.xa, r0, r1)
 			case m.xb != nil:
 				fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
 			case m.fused:
@@ -249,6 +270,8 @@ func (m *matMulTask) do(thread int) {
 		r0 := i * m.chunk
 		r1 := min(r0+m.chunk, R)
 		switch {
+		case m.xa != nil:
+			fusedRows8(s, m.dst, m.x, m.T, m.w, m.xa, r0, r1)
 		case m.xb != nil:
 			fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
 		case m.fused:

@@ -44,7 +44,8 @@ type pool struct {
 	attn    attnTask      // reused by Attention
 	attnS   []float32     // attentionSplit's scores of every head
 	xq      xQuant        // MatMul's int16 copy of x for int8 weights
-	xb      xQ8           // MatMul's 8-bit blocks of x for fused block weights
+	xb      xQ8           // MatMul's 16-bit blocks of x for fused block weights
+	xa      xAct8         // the same rounded to 8 bits (SetActivationBits(8))
 }
 
 var thePool pool

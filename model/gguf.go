@@ -415,7 +415,8 @@ func init() {
 	formats[gguf.Q8_0].Dequantize = kernels.DequantizeQ8_0
 	formats[gguf.Q4_0].Dequantize = kernels.DequantizeQ4_0
 	// Fused products straight from the blocks (activations rounded to
-	// 8-bit blocks, as llama.cpp does).
+	// 16-bit blocks, or to 8-bit ones as llama.cpp does after
+	// kernels.SetActivationBits(8)).
 	formats[gguf.Q8_0].Dot = kernels.DotQ8_0
 	formats[gguf.Q4_0].Dot = kernels.DotQ4_0
 	formats[gguf.Q4_K].Dot = kernels.DotQ4K

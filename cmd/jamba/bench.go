@@ -27,6 +27,7 @@ func init() {
 type benchResult struct {
 	Model                  string  `json:"model"`
 	Quantize               string  `json:"quantize"`
+	Activations            string  `json:"activations"` // int16 (default) or int8: the rounding of the activations of block weights
 	KVCache                string  `json:"kv_cache"`
 	Threads                int     `json:"threads"`
 	CPUPath                string  `json:"cpu_path"` // the kernels' path: avx512, avx2 or generic (JAMBA_CPU forces one)
@@ -56,7 +57,7 @@ type benchResult struct {
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", "[--model DIR|F.gguf] [--prompt-tokens N] [--context D] [--gen-tokens M] [--threads T] [--kv-cache f32|bf16] [--quantize int8|q4] [--json]\n       jamba bench --device cuda [--model DIR | --config C.json] [--prompt-tokens N] [--context D] [--gen-tokens M] [--batches 1,8,32] [--stages] [--json]", `
+	fs := newFlagSet("bench", "[--model DIR|F.gguf] [--prompt-tokens N] [--context D] [--gen-tokens M] [--threads T] [--kv-cache f32|bf16] [--quantize int8|q4] [--activations int16|int8] [--json]\n       jamba bench --device cuda [--model DIR | --config C.json] [--prompt-tokens N] [--context D] [--gen-tokens M] [--batches 1,8,32] [--stages] [--json]", `
 Measures this machine's memory read bandwidth, then the model's prefill of N
 random prompt tokens and M greedy decode steps after it (batch 1). Decode
 reads every active weight once per token, so its limit is
@@ -79,7 +80,7 @@ bfloat16), or with random bf16 weights in the shape of --config: one prefill
 of --prompt-tokens tokens, decode at each of the --batches sizes, and with
 --context D also decode at batch 1 after D tokens (the prompt stays
 --prompt-tokens). --stages splits each batch's decode step by stage. The
-CPU's flags --quantize, --kv-cache bf16, --lora, --prefill-chunk,
+CPU's flags --quantize, --activations, --kv-cache bf16, --lora, --prefill-chunk,
 --cpuprofile, --prefill-cpuprofile and --bandwidth-bytes are refused there,
 as --config, --batches and --stages are without it.
 With --json the last line of stdout is one JSON object.`, stderr)
@@ -110,7 +111,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		if *mf.kvCache == "f32" {
 			delete(set, "kv-cache") // the GPU's own type
 		}
-		for _, name := range []string{"quantize", "kv-cache", "lora", "prefill-chunk", "cpuprofile", "prefill-cpuprofile", "bandwidth-bytes"} {
+		for _, name := range []string{"quantize", "activations", "kv-cache", "lora", "prefill-chunk", "cpuprofile", "prefill-cpuprofile", "bandwidth-bytes"} {
 			if set[name] {
 				return fmt.Errorf("%w: --%s is CPU-only; bench --device cuda runs the weights in their file's type, float32 or bfloat16 (see jamba bench --help)", errUsage, name)
 			}
@@ -153,7 +154,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	if kvType == "" {
 		kvType = "f32"
 	}
-	r := benchResult{Model: *mf.model, Quantize: *mf.quantize, KVCache: kvType, Threads: kernels.Threads(), CPUPath: kernels.CPUPath(),
+	r := benchResult{Model: *mf.model, Quantize: *mf.quantize, Activations: *mf.activations, KVCache: kvType, Threads: kernels.Threads(), CPUPath: kernels.CPUPath(),
 		PromptTokens: *nPrompt, PrefillChunk: *chunk, Context: depth, GenTokens: *nGen}
 	if r.Model == "" {
 		r.Model = "demo"
@@ -266,7 +267,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		return nil
 	}
 	w := stdout
-	fmt.Fprintf(w, "model %s (%s weights, %s KV cache, %d threads, %s kernels)\n", r.Model, dtypeName(m.Model, r.Quantize), r.KVCache, r.Threads, r.CPUPath)
+	fmt.Fprintf(w, "model %s (%s weights, %s activations, %s KV cache, %d threads, %s kernels)\n", r.Model, dtypeName(m.Model, r.Quantize), r.Activations, r.KVCache, r.Threads, r.CPUPath)
 	fmt.Fprintf(w, "%-28s %12s\n", "measure", "value")
 	fmt.Fprintf(w, "%-28s %12.1f GB/s\n", "read bandwidth", r.BandwidthGBs)
 	fmt.Fprintf(w, "%-28s %12s\n", "active weight bytes/token", humanBytes(r.WeightBytesPerToken))

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/jamba-go/jamba/kernels"
 )
 
 // TestBenchContext: --context D times decode after D tokens; without
@@ -127,6 +129,45 @@ func TestBenchDeviceFlags(t *testing.T) {
 	for _, want := range []string{"--quantize int8|q4", "jamba bench --device cuda", "--stages", "--context D"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("bench --help lacks %q", want)
+		}
+	}
+}
+
+// TestBenchActivations: --activations int8 reaches the kernels and the
+// result (with --quantize q4, whose Q4_K blocks it applies to), the
+// default is int16, an unknown width is a usage error, and --device cuda
+// refuses it.
+func TestBenchActivations(t *testing.T) {
+	defer kernels.SetActivationBits(16)
+	var r struct {
+		Activations string `json:"activations"`
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--quantize", "q4", "--activations", "int8"}, "int8"},
+		{[]string{"--quantize", "q4"}, "int16"},
+	} {
+		args := append([]string{"bench", "--prompt-tokens", "12", "--gen-tokens", "2", "--bandwidth-bytes", "1048576", "--json"}, c.args...)
+		out, stderr, code := run(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Activations != c.want || kernels.ActivationBits() != map[string]int{"int8": 8, "int16": 16}[c.want] {
+			t.Errorf("%v: activations %q, kernels at %d bits; want %s", c.args, r.Activations, kernels.ActivationBits(), c.want)
+		}
+	}
+	for _, args := range [][]string{
+		{"bench", "--activations", "int4"},
+		{"bench", "--device", "cuda", "--activations", "int8"},
+	} {
+		if _, stderr, code := run(t, args...); code != 2 || !strings.Contains(stderr, "--activations") {
+			t.Errorf("%v: exit %d, %q (want a usage error naming --activations)", args, code, stderr)
 		}
 	}
 }

@@ -19,6 +19,9 @@ import (
 // modelHelp documents --model wherever a command takes one.
 const modelHelp = "checkpoint folder or .gguf file (default: the embedded demo model)"
 
+// activationsHelp documents the --activations flag.
+const activationsHelp = `rounding of the activations that multiply block-quantized weights (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, and --quantize q4): "int16" (the default: within 1/65534 of each block's largest value) or "int8" (as llama.cpp: within 1/254, faster products; see docs/KERNELS.md)`
+
 // kvCacheHelp documents the --kv-cache flag.
 const kvCacheHelp = `keys and values of the attention layers' cache: "f32" (exact) or "bf16" (half the memory and half the reads at long context; the loss moves by about 0.001%)`
 
@@ -28,6 +31,7 @@ const kvCacheHelp = `keys and values of the attention layers' cache: "f32" (exac
 type modelFlags struct {
 	model       *string
 	quantize    *string // nil for commands that need the weights as stored
+	activations *string // nil with quantize
 	kvCache     *string // nil for commands that keep no cache
 	threads     *int
 	checkFinite *bool
@@ -44,9 +48,10 @@ type modelFlagSet int
 const (
 	// weightsOnly: --model and --threads (training, gradients).
 	weightsOnly modelFlagSet = iota
-	// withQuantize adds --quantize (one forward pass, no cache).
+	// withQuantize adds --quantize and --activations (one forward pass,
+	// no cache).
 	withQuantize
-	// withCache adds --quantize and --kv-cache (generation and evaluation).
+	// withCache adds those and --kv-cache (generation and evaluation).
 	withCache
 )
 
@@ -56,6 +61,7 @@ func addModelFlags(fs *flag.FlagSet, which modelFlagSet) *modelFlags {
 	f := &modelFlags{model: fs.String("model", "", modelHelp)}
 	if which >= withQuantize {
 		f.quantize = fs.String("quantize", "", `quantize linear weights at load: "int8" (one scale per row) or "q4" (4.5-bit Q4_K blocks, as llama.cpp's Q4_K_M)`)
+		f.activations = fs.String("activations", "int16", activationsHelp)
 	}
 	if which >= withCache {
 		f.kvCache = fs.String("kv-cache", "f32", kvCacheHelp)
@@ -80,8 +86,30 @@ func (f *modelFlags) options() model.Options {
 	return o
 }
 
-// applyThreads sets the kernels' thread count when --threads was given.
+// activationBits is the kernels' activation width for an --activations
+// value.
+func activationBits(v string) (int, error) {
+	switch v {
+	case "int16", "":
+		return 16, nil
+	case "int8":
+		return 8, nil
+	}
+	return 0, fmt.Errorf("%w: --activations %q (want int16 or int8)", errUsage, v)
+}
+
+// applyThreads sets the kernels' thread count when --threads was given,
+// and their activation width (--activations).
 func (f *modelFlags) applyThreads() error {
+	if f.activations != nil {
+		bits, err := activationBits(*f.activations)
+		if err != nil {
+			return err
+		}
+		if err := kernels.SetActivationBits(bits); err != nil {
+			return err
+		}
+	}
 	switch n := *f.threads; {
 	case n < 0:
 		return fmt.Errorf("%w: --threads must not be negative", errUsage)

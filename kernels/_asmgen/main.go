@@ -70,6 +70,7 @@ func main() {
 	genDequantQ6K()
 	genBlockDot()
 	genBlockDot512()
+	genBlockDot8()
 
 	Generate()
 }

@@ -1,0 +1,461 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// 8-bit activations (opt-in, SetActivationBits(8)). The fused block
+// products of blockdot.go round each row of x to int16 blocks; this path
+// rounds it to int8 blocks instead, as llama.cpp does, so that the
+// products multiply bytes (VPDPBUSD and VPMADDUBSW: 32 products per
+// instruction where VPMADDWD does 16) and, for the K-formats, sum a whole
+// super-block in integers before one conversion to float32.
+//
+// Activations. Each row of x is cut into blocks of E values: E = 32 for
+// Q8_0, Q4_0 and Q5_0 (ggml's Q8_0), E = 256 for Q4_K, Q5_K and Q6_K (as
+// ggml's Q8_K). Per block, with m = max|x_i|: d = m/127 and
+// q_i = round(x_i·(127/m)), ties to even, clamped to ±127 (ggml's
+// quantize_row_q8_0 as its AVX2 code computes it: the product with 127/m,
+// then rounding to nearest; ggml's Q8_K uses the signed maximum, so that
+// its q may reach −128, and a rounding away from zero: ours is the
+// symmetric Q8_0 rule at both sizes). A block with m = 0, or whose 127/m
+// overflows (m below about 3.7e-37), is all zeros with d = 0. Each value
+// moves by at most d/2 = m/254. A row holding an Inf or a NaN is
+// multiplied through the dequantized float32 weights instead.
+//
+// Products. A block of 32 weights holds small integers w_i (Q8_0: the
+// bytes; Q4_0: nibble − 8; Q5_0: nibble + 16·high bit − 16; Q4_K: the
+// nibbles; Q5_K: nibble + 16·high bit; Q6_K: q6 − 32), and its lanes are
+// L_l = Σ_{i=4l}^{4l+3} w_i·q_i (exact: 4 consecutive products). Per
+// output, with 8 float32 lanes acc[l] from zero:
+//
+//   - Q8_0, Q4_0, Q5_0, for each block b in order:
+//     acc[l] = fma32(s_b, float32(L_l), acc[l]), s_b = float32(d_w·d_b)
+//     with d_w the block's half: the product and sum rounded once
+//     (VFMADD231PS; fma32 computes it exactly in Go).
+//   - Q4_K, Q5_K, for each super-block in order: the exact integers
+//     I_l = Σ_j sc_j·L_{j,l} over its 8 sub-blocks j (6-bit scales sc_j),
+//     then acc[l] += float32(D·float32(I_l)) with D = float32(d·d_sb);
+//     the minimum terms go to 8 more lanes,
+//     macc[j] += float32(float32(float32(dmin·m_j)·d_sb)·Σ_j q), and the
+//     output is reduce8(acc) − reduce8(macc).
+//   - Q6_K, for each super-block in order: I_l = Σ_b sc_{b,l}·L_{b,l}
+//     over its 8 blocks of 32, sc_{b,l} the int8 scale of the lane's 16
+//     weights (lanes 0-3: the block's first 16, 4-7: its last 16), then
+//     acc[l] += float32(D·float32(I_l)), D = float32(d·d_sb).
+//
+// The output is reduce8(acc) (less the minimum lanes). Bounds: |L_l| ≤
+// 4·128·127 < 2^16; |I_l| ≤ 8·63·4·31·127 (Q5_K) or 8·128·4·32·127
+// (Q6_K), both below 2^24, so every conversion to float32 is exact. The
+// assembly (AVX2 and AVX-512 VNNI) does these operations with these
+// roundings, so every path gives the bits of the plain Go below, and an
+// output depends on its row of x and the weights only (batch-invariant).
+
+// actBits is the activation width of the fused block products: 16 or 8.
+var actBits atomic.Int32
+
+func init() { actBits.Store(16) }
+
+// SetActivationBits chooses how MatMul rounds the activations of weights
+// with a fused block kernel (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K): 16,
+// the default, to int16 blocks of 32 (each value within 1/65534 of its
+// block's largest magnitude); 8, to int8 blocks of 32 (Q8_0, Q4_0, Q5_0)
+// or 256 (Q4_K, Q5_K, Q6_K) as llama.cpp does (within 1/254 of the
+// block's largest magnitude), for faster products. F16, int8 and float
+// weights are not affected. Other values are an error. It applies to the products
+// that start after it returns.
+func SetActivationBits(bits int) error {
+	if bits != 8 && bits != 16 {
+		return fmt.Errorf("kernels: activation bits %d: want 8 or 16", bits)
+	}
+	actBits.Store(int32(bits))
+	return nil
+}
+
+// ActivationBits reports the activation width set by SetActivationBits.
+func ActivationBits() int { return int(actBits.Load()) }
+
+// act8Max is the largest 8-bit activation.
+const act8Max = 127
+
+// xAct8 holds the rows of x rounded to int8 blocks of elems values (32 or
+// 256, the weights' block): x[t*C+c] ≈ d[(t*C+c)/elems]·q[t*C+c]. Per
+// block of 32 values b, s[b] holds Σ q (exact in float32) and aux[8b:8b+8]
+// what some kernels need: for elems = 32 the lanes −128·Σ_{i=4l}^{4l+3}
+// q_i (the VNNI kernels multiply w+128 with q), for 256 the 32 bytes
+// q_i+128, four per int32, little-endian (Q6_K's kernels multiply them
+// with w = q6−32). Rows with ok[t] false hold an Inf or a NaN.
+type xAct8 struct {
+	elems  int
+	q      []int8
+	d, s   []float32
+	aux    []int32
+	ok     []bool
+	groups []xGroup8
+	gq     []int8
+	gd, gs []float32
+	gaux   []int32
+}
+
+// xGroup8 is nt tokens' 8-bit activations interleaved: block of 32 b of
+// token t at q[(b*nt+t)*32:] and aux[(b*nt+t)*8:]; for blocks of 32
+// weights its scale and Σ q at d[b*nt+t] and s[b*nt+t], for super-blocks
+// of 256 the scale of super-block sb at d[sb*nt+t] and Σ q at
+// s[(b/8*nt+t)*8+b%8].
+type xGroup8 struct {
+	tokens [groupTokens8]int
+	nt     int
+	q      []int8
+	d, s   []float32
+	aux    []int32
+}
+
+// quantize rounds the T rows of C columns (a multiple of elems) of x in
+// blocks of elems (32 or 256).
+func (a *xAct8) quantize(x []float32, T, C, elems int) {
+	nb, nd := C/q8Block, C/elems
+	if cap(a.q) < T*C {
+		a.q = make([]int8, T*C)
+	}
+	if cap(a.s) < T*nb {
+		a.s = make([]float32, T*nb)
+		a.aux = make([]int32, 8*T*nb)
+	}
+	if cap(a.d) < T*nd {
+		a.d = make([]float32, T*nd)
+	}
+	if cap(a.ok) < T {
+		a.ok = make([]bool, T)
+	}
+	a.elems = elems
+	a.q, a.d, a.s, a.aux, a.ok = a.q[:T*C], a.d[:T*nd], a.s[:T*nb], a.aux[:8*T*nb], a.ok[:T]
+	for t := range T {
+		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[8*t*nb:8*(t+1)*nb], x[t*C:(t+1)*C])
+	}
+	a.groups = a.groups[:0]
+}
+
+// groupTokens8 is the most tokens the AVX-512 VNNI 8-bit kernels multiply
+// at once (they hold two rows per register, so 8 tokens' accumulators and
+// integer lanes fit the 32 registers); the AVX2 ones take groupTokens.
+const groupTokens8 = 8
+
+// group packs the finite rows in groups of up to maxNT tokens (xGroup8).
+func (a *xAct8) group(T, C, maxNT int) {
+	nb, nd := C/q8Block, C/a.elems
+	if cap(a.gq) < T*C {
+		a.gq = make([]int8, T*C)
+	}
+	if cap(a.gs) < T*nb {
+		a.gs = make([]float32, T*nb)
+		a.gaux = make([]int32, 8*T*nb)
+	}
+	if cap(a.gd) < T*nd {
+		a.gd = make([]float32, T*nd)
+	}
+	if cap(a.groups) < T {
+		a.groups = make([]xGroup8, 0, T)
+	}
+	a.groups = a.groups[:0]
+	var g xGroup8
+	used := 0
+	flush := func() {
+		n := g.nt
+		g.q, g.d, g.s = a.gq[used*C:(used+n)*C], a.gd[used*nd:(used+n)*nd], a.gs[used*nb:(used+n)*nb]
+		g.aux = a.gaux[8*used*nb : 8*(used+n)*nb]
+		for i, t := range g.tokens[:n] {
+			for b := range nb {
+				j := b*n + i
+				copy(g.q[j*q8Block:(j+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
+				copy(g.aux[8*j:8*j+8], a.aux[8*(t*nb+b):8*(t*nb+b)+8])
+				if a.elems == 256 {
+					j = (b/8*n+i)*8 + b%8
+				}
+				g.s[j] = a.s[t*nb+b]
+			}
+			for b := range nd {
+				g.d[b*n+i] = a.d[t*nd+b]
+			}
+		}
+		used += n
+		a.groups = append(a.groups, g)
+		g = xGroup8{}
+	}
+	for t := range T {
+		if !a.ok[t] {
+			continue
+		}
+		g.tokens[g.nt] = t
+		g.nt++
+		if g.nt == maxNT {
+			flush()
+		}
+	}
+	if g.nt > 0 {
+		flush()
+	}
+}
+
+// quantizeAct8Row rounds x to int8 in len(x)/len(d) values per scale (see
+// the top of this file), and sets each block of 32's Σ q in s and the
+// VNNI terms in aux (xAct8). It returns false, leaving the rest unset,
+// when x holds an Inf or a NaN.
+func quantizeAct8Row(q []int8, d, s []float32, aux []int32, x []float32) bool {
+	elems := len(x) / len(d)
+	var t [256]int16
+	for b := range d {
+		xb := x[elems*b : elems*(b+1)]
+		qb := q[elems*b : elems*(b+1)]
+		m := absMax(xb) // NaN if xb holds an Inf or a NaN
+		if m != m {
+			return false
+		}
+		id := act8Max / m
+		if m == 0 || id > math.MaxFloat32 {
+			clear(qb)
+			d[b] = 0
+			continue
+		}
+		// round(x·id), ties to even: |x·id| ≤ m·(127/m), which rounds to
+		// at most 127, so the int16 values fit int8.
+		tb := t[:elems]
+		quantI16(tb, xb, id)
+		for i, v := range tb {
+			qb[i] = int8(v)
+		}
+		d[b] = m / act8Max
+	}
+	for b := range s {
+		qb := q[q8Block*b : q8Block*(b+1)]
+		ab := aux[8*b : 8*b+8]
+		var sum int32
+		for l := range ab {
+			q0, q1, q2, q3 := qb[4*l], qb[4*l+1], qb[4*l+2], qb[4*l+3]
+			g := int32(q0) + int32(q1) + int32(q2) + int32(q3)
+			sum += g
+			if elems == 32 {
+				ab[l] = -128 * g
+			} else {
+				ab[l] = int32(0x80808080 ^ (uint32(uint8(q0)) | uint32(uint8(q1))<<8 | uint32(uint8(q2))<<16 | uint32(uint8(q3))<<24))
+			}
+		}
+		s[b] = float32(sum)
+	}
+	return true
+}
+
+// fusedRows8 is fusedRows for 8-bit activations.
+func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1 int) {
+	R, C := w.Rows, w.Cols
+	rb := w.Format.rowBytes(C)
+	nb, nd := C/q8Block, C/a.elems
+	q := w.Q[r0*rb : r1*rb]
+	if T > 1 && useAVX2 {
+		for t := range T {
+			if !a.ok[t] {
+				blockRows(s, dst[t*R:(t+1)*R], x[t*C:(t+1)*C], 1, w, r0, r1)
+			}
+		}
+		nr := r1 - r0
+		if len(s.blockOut) < groupTokens8*nr {
+			s.blockOut = make([]float32, groupTokens8*nr)
+		}
+		for _, g := range a.groups {
+			out := s.blockOut[:g.nt*nr]
+			blockDot8Rows(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s, g.aux)
+			for i, t := range g.tokens[:g.nt] {
+				y := dst[t*R+r0 : t*R+r1]
+				for r := range y {
+					y[r] = out[r*g.nt+i]
+				}
+			}
+		}
+		return
+	}
+	for t := range T {
+		out := dst[t*R : (t+1)*R]
+		if !a.ok[t] {
+			blockRows(s, out, x[t*C:(t+1)*C], 1, w, r0, r1)
+			continue
+		}
+		blockDot8Rows(out[r0:r1], w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[8*t*nb:8*(t+1)*nb])
+	}
+}
+
+// blockDot8RowsGeneric sets y[i] to the 8-bit product of row i of the
+// blocks in w (rb bytes each) with one token's activations q, d, s (one
+// d per block of the format, one s per 32 values).
+func blockDot8RowsGeneric(y []float32, k BlockDot, w []byte, rb int, q []int8, d, s []float32) {
+	g := dotGeometry[k]
+	nb := rb / g.bytes * g.elems / q8Block
+	q, d, s = q[:nb*q8Block], d[:rb/g.bytes], s[:nb]
+	for i := range y {
+		row := w[i*rb : (i+1)*rb]
+		switch k {
+		case DotQ8_0:
+			y[i] = dot8Q8_0Generic(row, q, d, s)
+		case DotQ4_0:
+			y[i] = dot8Q4_0Generic(row, q, d, s)
+		case DotQ5_0:
+			y[i] = dot8Q5_0Generic(row, q, d, s)
+		case DotQ4K:
+			y[i] = dot8Q4KGeneric(row, q, d, s)
+		case DotQ5K:
+			y[i] = dot8Q5KGeneric(row, q, d, s)
+		case DotQ6K:
+			y[i] = dot8Q6KGeneric(row, q, d, s)
+		}
+	}
+}
+
+// addLanes8 adds one block to the 8 lanes: acc[l] = fma32(sc, L_l,
+// acc[l]) with L_l = Σ_{i=4l}^{4l+3} w[i]·q[i], exact.
+func addLanes8(acc *[8]float32, sc float32, w *[32]int32, q []int8) {
+	q = q[:32]
+	for l := range 8 {
+		L := w[4*l]*int32(q[4*l]) + w[4*l+1]*int32(q[4*l+1]) + w[4*l+2]*int32(q[4*l+2]) + w[4*l+3]*int32(q[4*l+3])
+		acc[l] = fma32(sc, float32(L), acc[l])
+	}
+}
+
+// fma32 is a·b + c rounded once to float32, as VFMADD231PS computes it.
+// The product is exact in float64; the sum is rounded to odd in float64
+// (RNE, then moved to the odd neighbour on the side of the exact error
+// when inexact and even), and rounding that to float32 gives the correctly
+// rounded result, since 53 ≥ 2·24 + 2 bits (Boldo and Melquiond,
+// "Emulation of FMA and correctly rounded sums", IEEE TC 2008).
+func fma32(a, b, c float32) float32 {
+	p, z := float64(a)*float64(b), float64(c)
+	s := p + z
+	if math.IsInf(s, 0) || s != s {
+		return float32(s)
+	}
+	bb := s - p
+	if e := (p - (s - bb)) + (z - bb); e != 0 && math.Float64bits(s)&1 == 0 {
+		s = math.Nextafter(s, math.Copysign(math.Inf(1), e))
+	}
+	return float32(s)
+}
+
+// dot8Q8_0Generic is the 8-bit product of a row of Q8_0 blocks (s unused).
+func dot8Q8_0Generic(w []byte, q []int8, d, s []float32) float32 {
+	var acc [8]float32
+	var wi [32]int32
+	for b := range d {
+		blk := w[34*b : 34*b+34]
+		for i := range wi {
+			wi[i] = int32(int8(blk[2+i]))
+		}
+		addLanes8(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
+	}
+	return reduce8(&acc)
+}
+
+// dot8Q4_0Generic is the 8-bit product of a row of Q4_0 blocks (s unused).
+func dot8Q4_0Generic(w []byte, q []int8, d, s []float32) float32 {
+	var acc [8]float32
+	var wi [32]int32
+	for b := range d {
+		blk := w[18*b : 18*b+18]
+		for i := range 16 {
+			wi[i] = int32(blk[2+i]&15) - 8
+			wi[16+i] = int32(blk[2+i]>>4) - 8
+		}
+		addLanes8(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
+	}
+	return reduce8(&acc)
+}
+
+// dot8Q5_0Generic is the 8-bit product of a row of Q5_0 blocks (s unused).
+func dot8Q5_0Generic(w []byte, q []int8, d, s []float32) float32 {
+	var acc [8]float32
+	var wi [32]int32
+	for b := range d {
+		blk := w[22*b : 22*b+22]
+		qh := binary.LittleEndian.Uint32(blk[2:])
+		for i := range 16 {
+			wi[i] = int32(blk[6+i]&15|byte(qh>>i&1)<<4) - 16
+			wi[16+i] = int32(blk[6+i]>>4|byte(qh>>(16+i)&1)<<4) - 16
+		}
+		addLanes8(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
+	}
+	return reduce8(&acc)
+}
+
+// dot8Q4KGeneric is the 8-bit product of a row of Q4_K super-blocks.
+func dot8Q4KGeneric(w []byte, q []int8, d, s []float32) float32 {
+	return dot8K45(w, q, d, s, false)
+}
+
+// dot8Q5KGeneric is the 8-bit product of a row of Q5_K super-blocks.
+func dot8Q5KGeneric(w []byte, q []int8, d, s []float32) float32 {
+	return dot8K45(w, q, d, s, true)
+}
+
+func dot8K45(w []byte, q []int8, d, s []float32, five bool) float32 {
+	var acc, macc [8]float32
+	bs, off := 144, 16
+	if five {
+		bs, off = 176, 48
+	}
+	for sb := range d {
+		blk := w[bs*sb : bs*(sb+1)]
+		dd, dmin := half(blk), half(blk[2:])
+		sc, m := q4kScaleMins(blk[4:16])
+		var I [8]int32
+		for j := range 8 {
+			b := 8*sb + j
+			M := float32(float32(dmin*float32(m[j])) * d[sb])
+			macc[j] += float32(M * s[b])
+			qs := blk[off+32*(j/2) : off+32*(j/2)+32]
+			sh := 4 * (j % 2)
+			qb := q[32*b : 32*b+32]
+			for i := range 32 {
+				v := int32(qs[i]>>sh) & 15
+				if five && blk[16+i]>>j&1 != 0 {
+					v += 16
+				}
+				I[i/4] += int32(sc[j]) * v * int32(qb[i])
+			}
+		}
+		D := float32(dd * d[sb])
+		for l := range acc {
+			acc[l] += float32(D * float32(I[l]))
+		}
+	}
+	return reduce8(&acc) - reduce8(&macc)
+}
+
+// dot8Q6KGeneric is the 8-bit product of a row of Q6_K super-blocks (s
+// unused).
+func dot8Q6KGeneric(w []byte, q []int8, d, s []float32) float32 {
+	var acc [8]float32
+	for sb := range d {
+		blk := w[210*sb : 210*(sb+1)]
+		var I [8]int32
+		for h := range 2 {
+			for g := range 4 {
+				b := 8*sb + 4*h + g
+				qb := q[32*b : 32*b+32]
+				for i := range 32 {
+					ql := blk[64*h+32*(g&1)+i]
+					if g >= 2 {
+						ql >>= 4
+					}
+					qh := blk[128+32*h+i] >> (2 * g) & 3
+					v := int32(ql&15|qh<<4) - 32
+					sc := int32(int8(blk[192+8*h+2*g+i/16]))
+					I[i/4] += sc * v * int32(qb[i])
+				}
+			}
+		}
+		D := float32(half(blk[208:]) * d[sb])
+		for l := range acc {
+			acc[l] += float32(D * float32(I[l]))
+		}
+	}
+	return reduce8(&acc)
+}
