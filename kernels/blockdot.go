@@ -241,13 +241,9 @@ func quantizeQ8Row(q []int16, d, s, x []float32) bool {
 	for b := range d {
 		xb := x[q8Block*b : q8Block*(b+1)]
 		qb := q[q8Block*b : q8Block*(b+1)]
-		var m float32
-		for _, v := range xb {
-			v = float32(math.Abs(float64(v)))
-			if !(v <= math.MaxFloat32) {
-				return false
-			}
-			m = max(m, v)
+		m := absMax(xb) // NaN if xb holds an Inf or a NaN
+		if m != m {
+			return false
 		}
 		id := qMax / m
 		if m == 0 || id > math.MaxFloat32 {
@@ -255,12 +251,12 @@ func quantizeQ8Row(q []int16, d, s, x []float32) bool {
 			d[b], s[b] = 0, 0
 			continue
 		}
+		// round(x·id), ties to even: |x·id| ≤ m·(32767/m), which rounds
+		// to at most 32767.
+		quantI16(qb, xb, id)
 		var sum int32
-		for i, v := range xb {
-			r := math.RoundToEven(float64(v * id))
-			r = max(-qMax, min(qMax, r))
-			qb[i] = int16(r)
-			sum += int32(r)
+		for _, v := range qb {
+			sum += int32(v)
 		}
 		d[b], s[b] = m/qMax, float32(sum)
 	}

@@ -266,6 +266,90 @@ func TestQuantizeQ8Row(t *testing.T) {
 	}
 }
 
+// quantizeQ8RowRef is quantizeQ8Row written out in plain Go, value by
+// value: the reference the vectorised one must equal bit for bit.
+func quantizeQ8RowRef(q []int16, d, s, x []float32) bool {
+	for b := range d {
+		xb := x[q8Block*b : q8Block*(b+1)]
+		qb := q[q8Block*b : q8Block*(b+1)]
+		var m float32
+		for _, v := range xb {
+			v = float32(math.Abs(float64(v)))
+			if !(v <= math.MaxFloat32) {
+				return false
+			}
+			m = max(m, v)
+		}
+		id := qMax / m
+		if m == 0 || id > math.MaxFloat32 {
+			clear(qb)
+			d[b], s[b] = 0, 0
+			continue
+		}
+		var sum int32
+		for i, v := range xb {
+			r := math.RoundToEven(float64(v * id))
+			r = max(-qMax, min(qMax, r))
+			qb[i] = int16(r)
+			sum += int32(r)
+		}
+		d[b], s[b] = m/qMax, float32(sum)
+	}
+	return true
+}
+
+// quantizeQ8Row equals its plain-Go reference bit for bit on every path:
+// random magnitudes over 80 binades, blocks of ties (x·id = k + 1/2), zero,
+// subnormal and huge blocks, and rows with an Inf or a NaN.
+func TestQuantizeQ8RowRef(t *testing.T) {
+	asmPaths(t, func(t *testing.T) {
+		r := newRand(t)
+		const nb = 12
+		for iter := range 300 {
+			x := make([]float32, nb*q8Block)
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * math.Ldexp(1, r.IntN(80)-40))
+			}
+			switch iter % 6 {
+			case 1: // ties: m = 32767 so id = 1, values k + 1/2
+				for i := range q8Block {
+					x[i] = float32(r.IntN(65534)-32767) + 0.5
+				}
+				x[0] = 32767
+			case 2:
+				clear(x[q8Block : 2*q8Block])
+			case 3:
+				for i := range q8Block {
+					x[2*q8Block+i] = float32(r.IntN(5)-2) * math.SmallestNonzeroFloat32
+				}
+			case 4:
+				x[3*q8Block+r.IntN(q8Block)] = math.MaxFloat32
+			case 5:
+				x[r.IntN(len(x))] = [...]float32{float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())}[r.IntN(3)]
+			}
+			q, d, s := make([]int16, len(x)), make([]float32, nb), make([]float32, nb)
+			q2, d2, s2 := make([]int16, len(x)), make([]float32, nb), make([]float32, nb)
+			ok, ok2 := quantizeQ8Row(q, d, s, x), quantizeQ8RowRef(q2, d2, s2, x)
+			if ok != ok2 {
+				t.Fatalf("iteration %d: accepted %v, reference %v", iter, ok, ok2)
+			}
+			if !ok {
+				continue
+			}
+			for i := range q {
+				if q[i] != q2[i] {
+					t.Fatalf("iteration %d: q[%d] = %d, reference %d (x %v)", iter, i, q[i], q2[i], x[i])
+				}
+			}
+			for b := range nb {
+				if math.Float32bits(d[b]) != math.Float32bits(d2[b]) || s[b] != s2[b] {
+					t.Fatalf("iteration %d, block %d: d %v s %v, reference d %v s %v", iter, b, d[b], s[b], d2[b], s2[b])
+				}
+			}
+		}
+	})
+}
+
 // MatMul with fused block weights: every output is the kernel's product of
 // its row and token (so MatMul is batch-invariant and equal on every path
 // and thread count, and Serial gives the same), a row of x with a NaN is
