@@ -433,8 +433,8 @@ func TestFMA32(t *testing.T) {
 		t.Error("no case where rounding twice goes wrong: the test cases are too easy")
 	}
 	t.Logf("%d cases where float32(float64 sum) would be wrong", naive)
-	inf := float32(math.Inf(1))
-	for _, c := range [][3]float32{{inf, 0, 1}, {inf, 2, -inf}, {inf, 1, 1}, {0, 0, -0.0}, {1, 0, float32(math.Copysign(0, -1))}} {
+	inf, negZero := float32(math.Inf(1)), float32(math.Copysign(0, -1))
+	for _, c := range [][3]float32{{inf, 0, 1}, {inf, 2, -inf}, {inf, 1, 1}, {0, 0, negZero}, {negZero, 0, negZero}, {1, 0, negZero}} {
 		got, want := fma32(c[0], c[1], c[2]), c[0]*c[1]+c[2]
 		if math.Float32bits(got) != math.Float32bits(want) && !(isNaN(got) && isNaN(want)) {
 			t.Errorf("fma32(%v, %v, %v) = %v, want %v", c[0], c[1], c[2], got, want)
