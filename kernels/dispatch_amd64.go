@@ -284,6 +284,9 @@ func pack4(dst []float32, w *Matrix, r, k0, kc int) {
 	case BF16:
 		_ = w.BF16[a+3*C+kc-1]
 		packBF16AVX2(&dst[0], &w.BF16[a], C, kc)
+	case Blocks: // F16
+		_ = w.Q[2*(a+3*C+kc)-1]
+		packF16AVX2(&dst[0], (*uint16)(unsafe.Pointer(&w.Q[2*a])), C, kc)
 	}
 }
 

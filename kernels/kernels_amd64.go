@@ -436,6 +436,20 @@ func packBF16AVX2(dst *float32, src *uint16, ld int, kc int)
 //go:noescape
 func matVecF16StreamsAVX2(y *float32, w *uint16, x *float32, n int, cols int, ld int)
 
+// packF16AVX2 widens 4 rows × kc columns of src (row stride ld) to float32 and
+// interleaves them by 8 columns; kc is a positive multiple of 8:
+//
+//	for k := 0; k < kc; k += 8 {
+//		for j := 0; j < 4; j++ {
+//			for l := 0; l < 8; l++ {
+//				dst[4*k+8*j+l] = float16to32(src[j*ld+k+l])
+//			}
+//		}
+//	}
+//
+//go:noescape
+func packF16AVX2(dst *float32, src *uint16, ld int, kc int)
+
 // gemm1x4AVX2 multiplies 1 row of x (row stride ldx) by quads packed groups
 // of 4 weight rows (see packF32AVX2; kc columns each, a positive multiple of
 // 8), in the dot order. The 8 lanes of each output start at zero, or with

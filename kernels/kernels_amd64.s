@@ -2922,6 +2922,32 @@ done:
 	VZEROUPPER
 	RET
 
+// func packF16AVX2(dst *float32, src *uint16, ld int, kc int)
+// Requires: AVX, F16C
+TEXT ·packF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ ld+16(FP), DX
+	MOVQ kc+24(FP), BX
+	SHLQ $0x01, DX
+	LEAQ (DX)(DX*2), SI
+
+loop:
+	VCVTPH2PS (CX), Y0
+	VMOVUPS   Y0, (AX)
+	VCVTPH2PS (CX)(DX*1), Y0
+	VMOVUPS   Y0, 32(AX)
+	VCVTPH2PS (CX)(DX*2), Y0
+	VMOVUPS   Y0, 64(AX)
+	VCVTPH2PS (CX)(SI*1), Y0
+	VMOVUPS   Y0, 96(AX)
+	ADDQ      $0x80, AX
+	ADDQ      $0x10, CX
+	SUBQ      $0x08, BX
+	JNZ       loop
+	VZEROUPPER
+	RET
+
 // func gemm1x4AVX2(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
 // Requires: AVX, FMA3, MMX+
 TEXT ·gemm1x4AVX2(SB), NOSPLIT, $0-72

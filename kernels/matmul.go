@@ -135,6 +135,10 @@ func (m *matMulTask) plan(threads int) {
 		m.guided = threads
 		m.nchunks = (R + m.chunk - 1) / m.chunk // bounds the threads woken
 		return
+	case m.fused && m.w.Format.Dot == DotF16 && m.T >= fewTokens && useAVX2:
+		// Float16 prefill: the float panels, widened by packF16AVX2.
+		m.chunk = panelRows
+		m.packed = true
 	case m.T < fewTokens || m.w.DType == I8 || m.fused:
 		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
 		// tokens pass over them in groups of 2 or 3.
@@ -227,7 +231,7 @@ type matMulTask struct {
 	T              int
 	w              *Matrix
 	chunk, nchunks int
-	packed         bool // T ≥ fewTokens, float weights: gemmPanel
+	packed         bool // T ≥ fewTokens, float or F16 weights: gemmPanel
 	// guided > 0 (the thread count) hands out rows by takeRows instead of
 	// fixed chunks; rows counts the rows handed out.
 	guided  int
@@ -274,9 +278,9 @@ func (m *matMulTask) do(thread int) {
 			fusedRows8(s, m.dst, m.x, m.T, m.w, m.xa, r0, r1)
 		case m.xb != nil:
 			fusedRows(s, m.dst, m.x, m.T, m.w, m.xb, r0, r1)
-		case m.fused:
+		case m.fused && !m.packed:
 			f16Rows(s, m.dst, m.x, m.T, m.w, r0, r1)
-		case m.w.DType == Blocks:
+		case m.w.DType == Blocks && !m.packed:
 			blockRows(s, m.dst, m.x, m.T, m.w, r0, r1)
 		case m.q != nil:
 			matMulI8(s, m.dst, m.x, m.T, m.w, m.q, r0, r1)
@@ -553,6 +557,9 @@ func weightAt(w *Matrix, r, c int) float32 {
 	i := r*w.Cols + c
 	if w.DType == BF16 {
 		return BF16ToF32(w.BF16[i])
+	}
+	if w.DType == Blocks { // F16 (the packed path's only blocks)
+		return F16ToF32(uint16(w.Q[2*i]) | uint16(w.Q[2*i+1])<<8)
 	}
 	return w.F32[i]
 }

@@ -47,6 +47,7 @@ func main() {
 		genPack(d)
 	}
 	genMatVecStreams(f16Type)
+	genPack(f16Type)
 	for nt := 1; nt <= 3; nt++ {
 		genGemm(nt)
 	}
