@@ -234,45 +234,13 @@ func genBlockDotK45(nt int) {
 		JLE(LabelRef(name + "_end"))
 		prefetchAhead(k.bytes, w)
 		{
-			// The 8 scales and 8 mins (ggml's get_scale_min_k4, 4 at a time).
-			u0, u1, u2, t := GP32(), GP32(), GP32(), GP32()
-			MOVL(Mem{Base: w, Disp: 4}, u0)
-			MOVL(Mem{Base: w, Disp: 8}, u1)
-			MOVL(Mem{Base: w, Disp: 12}, u2)
-			m3 := GP32() // mins 4..7: (u2>>4)&0x0f… | ((u1>>6)&0x03…)<<4
-			MOVL(u2, m3)
-			SHRL(U8(4), m3)
-			ANDL(U32(0x0f0f0f0f), m3)
-			MOVL(u1, t)
-			SHRL(U8(6), t)
-			ANDL(U32(0x03030303), t)
-			SHLL(U8(4), t)
-			ORL(t, m3)
-			ANDL(U32(0x3f3f3f3f), u1) // mins 0..3
-			MOVL(u0, t)               // scales 4..7: u2&0x0f… | ((u0>>6)&0x03…)<<4
-			SHRL(U8(6), t)
-			ANDL(U32(0x03030303), t)
-			SHLL(U8(4), t)
-			ANDL(U32(0x0f0f0f0f), u2)
-			ORL(t, u2)
-			ANDL(U32(0x3f3f3f3f), u0) // scales 0..3
-			scx, mnx := XMM(), XMM()
-			VMOVD(u0, scx)
-			VPINSRD(U8(1), u2, scx, scx)
-			VMOVD(u1, mnx)
-			VPINSRD(U8(1), m3, mnx, mnx)
+			scx, mnx := k45PackedScales(w)
 			sc, mn := YMM(), YMM()
 			VPMOVZXBD(scx, sc)
 			VPMOVZXBD(mnx, mn)
 			VCVTDQ2PS(sc, sc)
 			VCVTDQ2PS(mn, mn)
-			// d and dmin.
-			dx := XMM() // d, dmin and 2 halves of scales, not used
-			VCVTPH2PS(Mem{Base: w}, dx)
-			dd, dmin := YMM(), YMM()
-			VBROADCASTSS(dx, dd)
-			VMOVSHDUP(dx, dx)
-			VBROADCASTSS(dx, dmin)
+			dd, dmin := k45D(w)
 			VMULPS(dd, sc, sc)   // d·sc_j
 			VMULPS(dmin, mn, mn) // dmin·m_j
 			for t := 0; t < nt; t++ {
@@ -344,6 +312,51 @@ func genBlockDotK45(nt int) {
 		VZEROUPPER()
 		RET()
 	}
+}
+
+// k45PackedScales unpacks the 8 six-bit scales and 8 six-bit mins of the
+// Q4_K or Q5_K super-block at w (ggml's get_scale_min_k4, 4 at a time)
+// into the low 8 bytes of two XMM registers, one byte each.
+func k45PackedScales(w Register) (scx, mnx VecVirtual) {
+	u0, u1, u2, t := GP32(), GP32(), GP32(), GP32()
+	MOVL(Mem{Base: w, Disp: 4}, u0)
+	MOVL(Mem{Base: w, Disp: 8}, u1)
+	MOVL(Mem{Base: w, Disp: 12}, u2)
+	m3 := GP32() // mins 4..7: (u2>>4)&0x0f… | ((u1>>6)&0x03…)<<4
+	MOVL(u2, m3)
+	SHRL(U8(4), m3)
+	ANDL(U32(0x0f0f0f0f), m3)
+	MOVL(u1, t)
+	SHRL(U8(6), t)
+	ANDL(U32(0x03030303), t)
+	SHLL(U8(4), t)
+	ORL(t, m3)
+	ANDL(U32(0x3f3f3f3f), u1) // mins 0..3
+	MOVL(u0, t)               // scales 4..7: u2&0x0f… | ((u0>>6)&0x03…)<<4
+	SHRL(U8(6), t)
+	ANDL(U32(0x03030303), t)
+	SHLL(U8(4), t)
+	ANDL(U32(0x0f0f0f0f), u2)
+	ORL(t, u2)
+	ANDL(U32(0x3f3f3f3f), u0) // scales 0..3
+	scx, mnx = XMM(), XMM()
+	VMOVD(u0, scx)
+	VPINSRD(U8(1), u2, scx, scx)
+	VMOVD(u1, mnx)
+	VPINSRD(U8(1), m3, mnx, mnx)
+	return scx, mnx
+}
+
+// k45D returns the super-block scales d and dmin of the Q4_K or Q5_K
+// super-block at w, each broadcast to 8 float32 lanes.
+func k45D(w Register) (dd, dmin VecVirtual) {
+	dx := XMM() // d, dmin and 2 halves of scales, not used
+	VCVTPH2PS(Mem{Base: w}, dx)
+	dd, dmin = YMM(), YMM()
+	VBROADCASTSS(dx, dd)
+	VMOVSHDUP(dx, dx)
+	VBROADCASTSS(dx, dmin)
+	return dd, dmin
 }
 
 // Q6_K: super-blocks of 256, 6-bit weights, int8 scales per 16; the
