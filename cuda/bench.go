@@ -14,8 +14,12 @@ type BenchOptions struct {
 	Batches      []int // decode batch sizes
 	Context      int   // if > 0: also decode at batch 1 after a (random) context of this many tokens
 	Seed         uint64
-	Profile      bool      // also split the decode step's device time by stage
-	Progress     io.Writer // nil: quiet
+	Profile      bool // also split the decode step's device time by stage
+	// Queued: also time each batch's decode step with every launch issued
+	// before the GPU starts it (queuedSteps): the host time the GPU waits
+	// for in a step is what CUDA graphs could save.
+	Queued   bool
+	Progress io.Writer // nil: quiet
 }
 
 // BenchResult is what Bench measured; speeds are tokens per second.
@@ -38,6 +42,12 @@ type BenchResult struct {
 	// ProfileMs: by batch size, the device milliseconds of a decode step
 	// by stage (events between the stages; with Profile).
 	ProfileMs map[string]map[string]float64 `json:"profile_ms,omitempty"`
+	// With Queued, by batch size: the device milliseconds of a decode
+	// step whose launches were all issued before it started (from the
+	// first kernel to the end of sampling; the ids' copy to the host
+	// excepted), and the host milliseconds that issuing them took.
+	QueuedMsPerStep map[string]float64 `json:"queued_ms_per_step,omitempty"`
+	IssueMsPerStep  map[string]float64 `json:"issue_ms_per_step,omitempty"`
 }
 
 // CopyBandwidth measures device-to-device copy speed over a buffer of n
@@ -160,7 +170,7 @@ func Bench(m *Model, o BenchOptions) (*BenchResult, error) {
 		seqs := make([]*Seq, b)
 		in := make([]SeqInput, b)
 		for i := range seqs {
-			s, err := m.NewSeq(past + o.GenTokens + 8)
+			s, err := m.NewSeq(past + o.GenTokens + 64)
 			if err != nil {
 				return 0, err
 			}
@@ -212,6 +222,21 @@ func Bench(m *Model, o BenchOptions) (*BenchResult, error) {
 			r.LaunchesPerStep = float64(dev.Launches-l0) / float64(o.GenTokens)
 		}
 		el := time.Since(t0).Seconds() / float64(o.GenTokens)
+		if o.Queued && past == 0 {
+			q, h, err := m.queuedSteps(4, in, func(k int) {
+				for i := range in {
+					in[i].Tokens[0] = feed[(k*len(in)+i+7)%len(feed)]
+				}
+			})
+			if err != nil {
+				return 0, err
+			}
+			if r.QueuedMsPerStep == nil {
+				r.QueuedMsPerStep, r.IssueMsPerStep = map[string]float64{}, map[string]float64{}
+			}
+			r.QueuedMsPerStep[fmt.Sprint(b)], r.IssueMsPerStep[fmt.Sprint(b)] = q, h
+			say("  step %.3f ms; queued before the GPU starts it: %.3f ms of device time, %.3f ms to issue", el*1e3, q, h)
+		}
 		if o.Profile && past == 0 {
 			p, err := m.profileSteps(4, step)
 			if err != nil {
@@ -272,3 +297,81 @@ func (dev *Device) launchCost(n int) (float64, error) {
 	}
 	return el.Seconds() * 1e6 / float64(n), nil
 }
+
+// queuedSteps runs k decode steps over in (Forward, then the greedy
+// sampling launch), each with the stream held by a long kernel launched
+// after the step's metadata upload until the host has issued every launch
+// of the step, and returns the mean device milliseconds of a step from the
+// end of that kernel to the end of sampling — the step without the host
+// time the GPU otherwise waits for between launches — and the mean host
+// milliseconds the launches took to issue. next(i) sets the tokens of
+// step i+1. A hold that ended before the last launch was issued is
+// doubled and the step run again.
+func (m *Model) queuedSteps(k int, in []SeqInput, next func(int)) (devMs, hostMs float64, err error) {
+	dev := m.Dev
+	if dev.enter() {
+		defer dev.leave()
+	}
+	d := dev.d
+	var ev [2]uintptr
+	for i := range ev {
+		if err := d.check("cuEventCreate", d.cuEventCreate(&ev[i], 0)); err != nil {
+			return 0, 0, err
+		}
+		defer d.cuEventDestroy(ev[i])
+	}
+	hold := int64(4 << 30)
+	var blk Buf
+	defer func() { dev.Free(&blk) }()
+	m.hold = func() error {
+		if blk.Bytes < hold {
+			dev.Free(&blk)
+			var err error
+			if blk, err = dev.Alloc(hold); err != nil {
+				return err
+			}
+		}
+		if err := dev.launch("fill_f32", [2]int{4 * dev.SMs}, 256, blk.Ptr, la(hold/4), 3, fa(1), fa(0)); err != nil {
+			return err
+		}
+		return d.check("cuEventRecord", d.cuEventRecord(ev[0], 0))
+	}
+	defer func() { m.hold = nil }()
+	for done, tries := 0, 0; done < k; tries++ {
+		if tries > k+6 {
+			return 0, 0, fmt.Errorf("cuda: a hold of %d bytes still ended before the step was issued", hold)
+		}
+		t0 := time.Now()
+		if err := m.Forward(in); err != nil {
+			return 0, 0, err
+		}
+		if err := m.sampleRows(0, m.ws.nhead, SampleOptions{}); err != nil {
+			return 0, 0, err
+		}
+		if err := d.check("cuEventRecord", d.cuEventRecord(ev[1], 0)); err != nil {
+			return 0, 0, err
+		}
+		issued := time.Since(t0)
+		held := d.cuEventQuery(ev[0]) == cudaErrorNotReady
+		if err := d.check("cuEventSynchronize", d.cuEventSynchronize(ev[1])); err != nil {
+			return 0, 0, err
+		}
+		next(tries)
+		if !held {
+			hold *= 2
+			continue
+		}
+		var ms float32
+		if err := d.check("cuEventElapsedTime", d.cuEventElapsedTime(&ms, ev[0], ev[1])); err != nil {
+			return 0, 0, err
+		}
+		devMs += float64(ms)
+		hostMs += issued.Seconds() * 1e3
+		done++
+	}
+	return devMs / float64(k), hostMs / float64(k), nil
+}
+
+// cudaErrorNotReady is CUDA_ERROR_NOT_READY: cuEventQuery's answer for an
+// event the stream has not reached.
+const cudaErrorNotReady = 600

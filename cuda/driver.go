@@ -56,6 +56,7 @@ type driver struct {
 	cuEventCreate                                              func(e *uintptr, flags uint32) int32
 	cuEventRecord                                              func(e, s uintptr) int32
 	cuEventSynchronize                                         func(e uintptr) int32
+	cuEventQuery                                               func(e uintptr) int32
 	cuEventElapsedTime                                         func(ms *float32, start, end uintptr) int32
 	cuEventDestroy                                             func(e uintptr) int32
 }
@@ -115,6 +116,7 @@ func openDriver(names []string) (*driver, error) {
 		{&d.cuEventCreate, "cuEventCreate"},
 		{&d.cuEventRecord, "cuEventRecord"},
 		{&d.cuEventSynchronize, "cuEventSynchronize"},
+		{&d.cuEventQuery, "cuEventQuery"},
 		{&d.cuEventElapsedTime, "cuEventElapsedTime"},
 		{&d.cuEventDestroy, "cuEventDestroy_v2"},
 	}

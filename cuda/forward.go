@@ -143,6 +143,11 @@ func (m *Model) Forward(seqs []SeqInput) error {
 	if err := m.packMeta(seqs); err != nil {
 		return err
 	}
+	if m.hold != nil {
+		if err := m.hold(); err != nil {
+			return err
+		}
+	}
 	meta := w.meta.Ptr
 	tok, rseq, rpos, sstart := meta+uint64(w.offTok), meta+uint64(w.offSeq), meta+uint64(w.offPos), meta+uint64(w.offStart)
 	var err error

@@ -29,6 +29,9 @@ type Model struct {
 
 	ws   workspace
 	prof *profiler // stage timing of a measurement, else nil
+	// hold, when set, runs in Forward after the metadata upload, before
+	// the first launch (queuedSteps: a kernel that holds the stream).
+	hold func() error
 }
 
 type layer struct {
