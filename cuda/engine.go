@@ -18,9 +18,10 @@ import (
 func EngineBackend(m *Model) engine.Backend { return &backend{m: m} }
 
 type backend struct {
-	m   *Model
-	in  []SeqInput
-	ids []int
+	m    *Model
+	in   []SeqInput
+	ids  []int
+	opts []SampleOptions // each logits row's, for sampleEach
 }
 
 // gpuState is a Seq of the engine backend. Its capacity grows as the
@@ -69,10 +70,12 @@ func (b *backend) Forward(batch []engine.Input) error {
 // call after it.
 func (b *backend) Logits(i int) ([]float32, error) { return b.m.Logits(i) }
 
-// Choose runs the sampling kernels on the rows of the chosen sequences:
-// one launch for all rows when every choice is greedy, else one launch
-// per chosen row with its request's parameters, seed and step; then one
-// copy of the ids to the host.
+// Choose runs the sampling kernels on the rows of the chosen sequences,
+// in one launch: the greedy kernel when every choice is greedy, one row
+// sampled with its own launch when it is the step's only row, else the
+// kernel that takes each row's parameters, seed and step from a table
+// (the rows are sampled side by side on the GPU); then one copy of the
+// ids to the host.
 func (b *backend) Choose(cs []engine.Choice) ([]int, error) {
 	m, w := b.m, &b.m.ws
 	if len(cs) != w.nseq || w.nhead == 0 {
@@ -82,24 +85,29 @@ func (b *backend) Choose(cs []engine.Choice) ([]int, error) {
 		defer m.Dev.leave()
 	}
 	greedy := true
-	for _, c := range cs {
-		greedy = greedy && (!c.Device || c.Params.Temperature <= 0)
-	}
-	if greedy {
-		if err := m.sampleRows(0, w.nhead, SampleOptions{}); err != nil {
-			return nil, err
-		}
-	} else {
-		for i, c := range cs {
-			if !c.Device || w.headOff[i+1] == w.headOff[i] {
-				continue
-			}
+	b.opts = b.opts[:0]
+	for i, c := range cs {
+		var o SampleOptions
+		if c.Device && c.Params.Temperature > 0 {
+			greedy = false
 			p := c.Params
-			o := SampleOptions{Temperature: max(p.Temperature, 0), TopK: p.TopK, TopP: p.TopP, MinP: p.MinP, Seed: p.Seed, Step: uint64(c.Step)}
-			if err := m.sampleRows(w.headOff[i], 1, o); err != nil {
-				return nil, err
-			}
+			o = SampleOptions{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, MinP: p.MinP, Seed: p.Seed, Step: uint64(c.Step)}
 		}
+		for range w.headOff[i+1] - w.headOff[i] {
+			b.opts = append(b.opts, o)
+		}
+	}
+	var err error
+	switch {
+	case greedy:
+		err = m.sampleRows(0, w.nhead, SampleOptions{})
+	case w.nhead == 1:
+		err = m.sampleRows(0, 1, b.opts[0])
+	default:
+		err = m.sampleEach(b.opts)
+	}
+	if err != nil {
+		return nil, err
 	}
 	ids, err := m.downloadIDs()
 	if err != nil {

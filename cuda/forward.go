@@ -25,6 +25,7 @@ type workspace struct {
 	logits, ids, meta, moeList, part                                                 Buf
 	gu2, act2, eo2                                                                   Buf // all-experts path (moeDense)
 	mpart                                                                            Buf // column splits of the MoE's mma_bf16
+	rowTab                                                                           Buf // sampleEach's parameters, sampleRowBytes a row
 	sc                                                                               scratch
 
 	host                []byte
@@ -37,6 +38,7 @@ type workspace struct {
 	hostLogits          []float32
 	logitsValid         bool
 	hostIDs             []int32
+	hostRows            []byte // sampleEach's table on the host
 	ids32               []int
 	moeIdx              []int32
 	moeWt               []float32
@@ -47,7 +49,7 @@ type workspace struct {
 
 func (w *workspace) bufs() []*Buf {
 	return []*Buf{&w.h, &w.xn, &w.mix, &w.big, &w.att, &w.xc, &w.dbc, &w.dtn, &w.draw, &w.y, &w.act, &w.eo,
-		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.gu2, &w.act2, &w.eo2, &w.mpart}
+		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.gu2, &w.act2, &w.eo2, &w.mpart, &w.rowTab}
 }
 
 func (w *workspace) free(dev *Device) {
@@ -589,6 +591,46 @@ func (m *Model) sampleRows(row, n int, o SampleOptions) error {
 	}
 	return dev.launch("sample", [2]int{n}, 1024, ids, logits, ia(V),
 		fa(o.Temperature), fa(o.MinP), o.Seed, o.Step)
+}
+
+// sampleRowBytes is the size of one row of sampleEach's table: the
+// kernels' SampleRow (temperature, top-p, min-p, top-k; seed, step).
+const sampleRowBytes = 32
+
+// sampleEach launches the sampling kernel once for every logits row of the
+// last Forward, row i with opts[i] (len(opts) must be the number of rows),
+// writing their ids on the device. Each row draws as it would as the first
+// row of a sampleRows launch of its own. The table of options is uploaded
+// first, which waits for the forward pass to end.
+func (m *Model) sampleEach(opts []SampleOptions) error {
+	w, dev := &m.ws, m.Dev
+	if len(opts) != w.nhead {
+		return fmt.Errorf("cuda: %d sampling options for %d rows of logits", len(opts), w.nhead)
+	}
+	if len(opts) == 0 {
+		return nil
+	}
+	n := sampleRowBytes * len(opts)
+	if cap(w.hostRows) < n {
+		w.hostRows = make([]byte, n)
+	}
+	b := w.hostRows[:n]
+	for i, o := range opts {
+		r := b[sampleRowBytes*i:]
+		le.PutUint32(r[0:], math.Float32bits(max(o.Temperature, 0)))
+		le.PutUint32(r[4:], math.Float32bits(o.TopP))
+		le.PutUint32(r[8:], math.Float32bits(o.MinP))
+		le.PutUint32(r[12:], uint32(int32(o.TopK)))
+		le.PutUint64(r[16:], o.Seed)
+		le.PutUint64(r[24:], o.Step)
+	}
+	if err := dev.growBuf(&w.rowTab, int64(n)); err != nil {
+		return err
+	}
+	if err := dev.Upload(w.rowTab, 0, unsafe.Pointer(&b[0]), int64(n)); err != nil {
+		return err
+	}
+	return dev.launch("sample_rows", [2]int{len(opts)}, 1024, w.ids.Ptr, w.logits.Ptr, ia(m.Config.VocabSize), w.rowTab.Ptr)
 }
 
 // downloadIDs copies the ids of every logits row of the last Forward to

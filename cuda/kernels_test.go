@@ -3,6 +3,7 @@ package cuda
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"testing"
 
@@ -478,5 +479,69 @@ func TestSampleTop(t *testing.T) {
 	}
 	if dev == nil {
 		gpu(t) // skips, or fails under JAMBA_REQUIRE_GPU
+	}
+}
+
+// TestSampleEach: one launch of sample_rows over rows with different
+// options (greedy, temperature, min-p, top-k, top-p, both, a non-finite
+// row) draws, row by row, exactly the ids of each row's own launch of
+// sample or sample_top with the same seed and step (what the engine did
+// before it batched its requests' draws).
+func TestSampleEach(t *testing.T) {
+	dev := gpu(t)
+	opts := []SampleOptions{
+		{},
+		{Temperature: 1, Seed: 3, Step: 1},
+		{Temperature: 0.8, MinP: 0.1, Seed: 4, Step: 9},
+		{Temperature: 0.7, TopK: 37, Seed: 5, Step: 2},
+		{Temperature: 1.3, TopP: 0.6, Seed: 6, Step: 3},
+		{Temperature: 0.9, TopK: 200, TopP: 0.9, MinP: 0.02, Seed: 7, Step: 4},
+		{Temperature: 1, TopK: 1, Seed: 8},
+		{Temperature: 1, TopK: 40, TopP: 0.95, Seed: 9, Step: 1 << 40},
+		{Temperature: 0.5, TopP: 0.95, Seed: 10, Step: 5},
+		{Temperature: 1, TopK: 40, Seed: 11}, // a non-finite row
+	}
+	for _, V := range []int{1000, 50257} {
+		rng := rand.New(rand.NewPCG(uint64(V), 17))
+		rows := len(opts)
+		logits := randVec(rng, rows*V)
+		for i := range logits {
+			logits[i] = float32(math.Round(float64(logits[i])*4)) / 4 // ties
+		}
+		logits[(rows-1)*V+V/2] = float32(math.NaN())
+		m := &Model{Dev: dev, Config: &model.Config{VocabSize: V}}
+		m.ws.logits = upload(t, dev, logits)
+		m.ws.ids = upload(t, dev, make([]float32, rows))
+		m.ws.nhead = rows
+		if err := m.sampleEach(opts); err != nil {
+			t.Fatal(err)
+		}
+		all, err := m.downloadIDs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = slices.Clone(all)
+		for r, o := range opts {
+			if err := m.sampleRows(r, 1, o); err != nil {
+				t.Fatal(err)
+			}
+			one, err := m.downloadIDs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if all[r] != one[r] {
+				t.Errorf("V=%d row %d %+v: %d in one launch for every row, %d in its own", V, r, o, all[r], one[r])
+			}
+		}
+		if all[rows-1] != -1 {
+			t.Errorf("V=%d: the row with a NaN drew %d, want -1", V, all[rows-1])
+		}
+		if err := m.sampleEach(opts[:2]); err == nil {
+			t.Errorf("V=%d: two options for %d rows: no error", V, rows)
+		}
+		t.Logf("V=%d: %v in one launch, the same ids row by row", V, all)
+		dev.Free(&m.ws.logits)
+		dev.Free(&m.ws.ids)
+		dev.Free(&m.ws.rowTab)
 	}
 }

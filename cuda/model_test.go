@@ -392,9 +392,10 @@ func logitRows(all bool) model.LogitRows {
 }
 
 // TestDecodeAllocs: a steady decode step (Forward over one token per
-// sequence, then Sample, or Logits for samplers on the host) allocates
-// nothing on the host once the buffers have grown, at batch 1 and 4 and
-// through the matrix-vector, tensor-core and grouped-expert paths.
+// sequence, then Sample, the engine's sampleEach with each row's own
+// options, or Logits for samplers on the host) allocates nothing on the
+// host once the buffers have grown, at batch 1 and 4 and through the
+// matrix-vector, tensor-core and grouped-expert paths.
 func TestDecodeAllocs(t *testing.T) {
 	dev := gpu(t)
 	c := awkwardConfig(true)
@@ -423,8 +424,21 @@ func TestDecodeAllocs(t *testing.T) {
 			in[i] = SeqInput{Tokens: []int{5 + i}, Cache: s}
 		}
 		k := 0
+		opts := make([]SampleOptions, b) // the engine's draws, each row its own
+		for i := range opts {
+			opts[i] = SampleOptions{Temperature: 1, TopK: 10 + i, Seed: uint64(i)}
+		}
 		step := func() {
 			if err := gm.Forward(in); err != nil {
+				t.Fatal(err)
+			}
+			for i := range opts {
+				opts[i].Step = uint64(k)
+			}
+			if err := gm.sampleEach(opts); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := gm.downloadIDs(); err != nil {
 				t.Fatal(err)
 			}
 			ids, err := gm.Sample(SampleOptions{Temperature: 0.8, TopK: 20, TopP: 0.9, Seed: 1, Step: uint64(k)})

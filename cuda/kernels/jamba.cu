@@ -751,12 +751,12 @@ __device__ void block_argmax(float &bv, int &bi, float *sv, int *si) {
     for (int i = 1; i < (int)(blockDim.x >> 5); i++) argmax_merge(bv, bi, sv[i], si[i]);
 }
 
-extern "C" __global__ void sample(int *ids, const float *logits, int V, float temp, float minp,
-                                  unsigned long long seed, unsigned long long step) {
+// sample_one chooses the id of one row l (written to *id); r varies the
+// draw between the rows of one launch.
+__device__ void sample_one(int *id, const float *l, int V, float temp, float minp, unsigned long long seed,
+                           unsigned long long step, long r) {
     __shared__ float sv[32];
     __shared__ int si[32];
-    long r = blockIdx.x;
-    const float *l = logits + r * V;
     float bv = -INFINITY;
     int bi = 0x7fffffff;
     int bad = 0;
@@ -766,12 +766,12 @@ extern "C" __global__ void sample(int *ids, const float *logits, int V, float te
         argmax_merge(bv, bi, v, i);
     }
     if (__syncthreads_or(bad)) { // NaN or infinite logits: no token, id −1
-        if (threadIdx.x == 0) ids[r] = -1;
+        if (threadIdx.x == 0) *id = -1;
         return;
     }
     block_argmax(bv, bi, sv, si);
     if (temp <= 0.f) {
-        if (threadIdx.x == 0) ids[r] = bi;
+        if (threadIdx.x == 0) *id = bi;
         return;
     }
     float mx = bv;
@@ -787,7 +787,13 @@ extern "C" __global__ void sample(int *ids, const float *logits, int V, float te
         argmax_merge(bv, bi, v / temp - logf(-logf(u)), i);
     }
     block_argmax(bv, bi, sv, si);
-    if (threadIdx.x == 0) ids[r] = bi;
+    if (threadIdx.x == 0) *id = bi;
+}
+
+extern "C" __global__ void sample(int *ids, const float *logits, int V, float temp, float minp,
+                                  unsigned long long seed, unsigned long long step) {
+    long r = blockIdx.x;
+    sample_one(ids + r, logits + r * V, V, temp, minp, seed, step, r);
 }
 
 // ---------------------------------------------------------------------------
@@ -1134,19 +1140,17 @@ __device__ int tie_cut(const float *l, int V, const TopState &st, unsigned key, 
     return r;
 }
 
-extern "C" __global__ void __launch_bounds__(1024)
-sample_top(int *ids, const float *logits, int V, float temp, int topk, float topp, float minp,
-           unsigned long long seed, unsigned long long step) {
+__device__ void sample_top_one(int *id, const float *l, int V, float temp, int topk, float topp, float minp,
+                               unsigned long long seed, unsigned long long step, long r) {
     __shared__ unsigned hist[256];
     __shared__ double mass[256];
+    __shared__ double mpart[8][256]; // mass's partial sums: warp w adds into mpart[w & 7]
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ int sh[32];
     __shared__ int res;
     __shared__ unsigned sdigit;
     __shared__ double srem;
-    long r = blockIdx.x;
-    const float *l = logits + r * V;
     TopState st;
     st.inv = 1.f / temp;
     st.kt = 0; st.kcut = V; st.pt = 0; st.pcut = V; // everything in
@@ -1158,7 +1162,7 @@ sample_top(int *ids, const float *logits, int V, float temp, int topk, float top
         mx = fmaxf(mx, v * st.inv);
     }
     if (__syncthreads_or(bad)) {
-        if (threadIdx.x == 0) ids[r] = -1;
+        if (threadIdx.x == 0) *id = -1;
         return;
     }
     // The largest x (kept by every filter).
@@ -1172,9 +1176,15 @@ sample_top(int *ids, const float *logits, int V, float temp, int topk, float top
         for (int shift = 24; shift >= 0; shift -= 8) {
             for (int b = threadIdx.x; b < 256; b += blockDim.x) hist[b] = 0;
             __syncthreads();
-            for (int i = threadIdx.x; i < V; i += blockDim.x) {
-                unsigned k = fkey(l[i] * st.inv);
-                if ((k & mask) == prefix) atomicAdd(&hist[(k >> shift) & 255], 1u);
+            // Most keys share their high bits: the lanes of a warp that
+            // count into one bin add their number with one atomic.
+            for (int i0 = 0; i0 < V; i0 += blockDim.x) {
+                int i = i0 + threadIdx.x;
+                unsigned k = i < V ? fkey(l[i] * st.inv) : 0u;
+                bool in = i < V && (k & mask) == prefix;
+                unsigned bin = in ? (k >> shift) & 255 : 256u;
+                unsigned peers = __match_any_sync(0xffffffffu, bin);
+                if (in && (int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[bin], (unsigned)__popc(peers));
             }
             __syncthreads();
             if (threadIdx.x == 0) {
@@ -1214,12 +1224,21 @@ sample_top(int *ids, const float *logits, int V, float temp, int topk, float top
         __syncthreads();
         unsigned prefix = 0, mask = 0;
         for (int shift = 24; shift >= 0; shift -= 8) {
-            for (int b = threadIdx.x; b < 256; b += blockDim.x) mass[b] = 0.0;
+            for (int b = threadIdx.x; b < 8 * 256; b += blockDim.x) mpart[b >> 8][b & 255] = 0.0;
             __syncthreads();
+            // Most keys share their high bits: eight copies of the bins
+            // spread the atomics that would all meet on a few.
+            double *mp = mpart[(threadIdx.x >> 5) & 7];
             for (int i = threadIdx.x; i < V; i += blockDim.x) {
                 float x = l[i] * st.inv;
                 unsigned k = fkey(x);
-                if ((k & mask) == prefix && top_kept(st, k, i)) atomicAdd(&mass[(k >> shift) & 255], exp((double)(x - mx)));
+                if ((k & mask) == prefix && top_kept(st, k, i)) atomicAdd(&mp[(k >> shift) & 255], exp((double)(x - mx)));
+            }
+            __syncthreads();
+            for (int b = threadIdx.x; b < 256; b += blockDim.x) {
+                double m = 0.0;
+                for (int c = 0; c < 8; c++) m += mpart[c][b];
+                mass[b] = m;
             }
             __syncthreads();
             if (threadIdx.x == 0) {
@@ -1266,5 +1285,34 @@ sample_top(int *ids, const float *logits, int V, float temp, int topk, float top
         argmax_merge(bv, bi, x - logf(-logf(u)), i);
     }
     block_argmax(bv, bi, sv, si);
-    if (threadIdx.x == 0) ids[r] = bi;
+    if (threadIdx.x == 0) *id = bi;
+}
+
+extern "C" __global__ void __launch_bounds__(1024)
+sample_top(int *ids, const float *logits, int V, float temp, int topk, float topp, float minp,
+           unsigned long long seed, unsigned long long step) {
+    long r = blockIdx.x;
+    sample_top_one(ids + r, logits + r * V, V, temp, topk, topp, minp, seed, step, r);
+}
+
+// SampleRow is one row's sampling parameters for sample_rows: 32 bytes, as
+// Model.sampleEach writes them.
+struct SampleRow {
+    float temp, topp, minp;
+    int topk;
+    unsigned long long seed, step;
+};
+
+// sample_rows samples every row with its own parameters, in one launch: row
+// r as sample_top (top-k or top-p on) or sample (else; temp 0: greedy)
+// would as the first row of their own launch, so that a request draws the
+// same ids in a launch of its own and in one shared with others.
+extern "C" __global__ void __launch_bounds__(1024)
+sample_rows(int *ids, const float *logits, int V, const SampleRow *rows) {
+    long r = blockIdx.x;
+    SampleRow q = rows[r];
+    if (q.temp > 0.f && ((q.topk > 0 && q.topk < V) || (q.topp > 0.f && q.topp < 1.f)))
+        sample_top_one(ids + r, logits + r * V, V, q.temp, q.topk, q.topp, q.minp, q.seed, q.step, 0);
+    else
+        sample_one(ids + r, logits + r * V, V, q.temp, q.minp, q.seed, q.step, 0);
 }
