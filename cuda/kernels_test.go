@@ -3,6 +3,7 @@ package cuda
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
 	"testing"
@@ -543,5 +544,72 @@ func TestSampleEach(t *testing.T) {
 		dev.Free(&m.ws.logits)
 		dev.Free(&m.ws.ids)
 		dev.Free(&m.ws.rowTab)
+	}
+}
+
+// TestSampleSpeed times the sampling kernels on 65536 logits when
+// JAMBA_BENCH_SAMPLE is set: one row in a launch of its own, and 32 rows
+// in one sample_rows launch (the upload of their table included); the
+// median of 21 launches each. It checks nothing about speed.
+func TestSampleSpeed(t *testing.T) {
+	if os.Getenv("JAMBA_BENCH_SAMPLE") == "" {
+		t.Skip("JAMBA_BENCH_SAMPLE not set")
+	}
+	dev := gpu(t)
+	const V, rows = 65536, 32
+	rng := rand.New(rand.NewPCG(1, 2))
+	logits := randVec(rng, rows*V)
+	for i := range logits {
+		logits[i] *= 2
+	}
+	m := &Model{Dev: dev, Config: &model.Config{VocabSize: V}}
+	m.ws.logits = upload(t, dev, logits)
+	m.ws.ids = upload(t, dev, make([]float32, rows))
+	defer dev.Free(&m.ws.logits)
+	defer dev.Free(&m.ws.ids)
+	defer dev.Free(&m.ws.rowTab)
+	timer, err := dev.NewTimer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	med := func(f func() error) float64 {
+		var ts []float64
+		for range 21 {
+			if err := timer.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f(); err != nil {
+				t.Fatal(err)
+			}
+			s, err := timer.Stop()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts = append(ts, s*1e6)
+		}
+		return median(ts)
+	}
+	for _, o := range []SampleOptions{
+		{},
+		{Temperature: 1},
+		{Temperature: 0.8, TopK: 40},
+		{Temperature: 0.8, TopK: 40, TopP: 0.95},
+		{Temperature: 0.8, TopP: 0.95},
+		{Temperature: 0.8, TopP: 0.95, MinP: 0.05},
+	} {
+		o.Seed = 1
+		m.ws.nhead = 1
+		one := med(func() error { return m.sampleRows(0, 1, o) })
+		m.ws.nhead = rows
+		opts := make([]SampleOptions, rows)
+		for i := range opts {
+			opts[i] = o
+			opts[i].Seed = uint64(i)
+		}
+		all := math.NaN()
+		if _, err := dev.fn("sample_rows"); err == nil {
+			all = med(func() error { return m.sampleEach(opts) })
+		}
+		t.Logf("%+v: one row %.1f µs, %d rows in one launch %.1f µs", o, one, rows, all)
 	}
 }

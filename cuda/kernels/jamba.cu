@@ -1176,15 +1176,9 @@ __device__ void sample_top_one(int *id, const float *l, int V, float temp, int t
         for (int shift = 24; shift >= 0; shift -= 8) {
             for (int b = threadIdx.x; b < 256; b += blockDim.x) hist[b] = 0;
             __syncthreads();
-            // Most keys share their high bits: the lanes of a warp that
-            // count into one bin add their number with one atomic.
-            for (int i0 = 0; i0 < V; i0 += blockDim.x) {
-                int i = i0 + threadIdx.x;
-                unsigned k = i < V ? fkey(l[i] * st.inv) : 0u;
-                bool in = i < V && (k & mask) == prefix;
-                unsigned bin = in ? (k >> shift) & 255 : 256u;
-                unsigned peers = __match_any_sync(0xffffffffu, bin);
-                if (in && (int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[bin], (unsigned)__popc(peers));
+            for (int i = threadIdx.x; i < V; i += blockDim.x) {
+                unsigned k = fkey(l[i] * st.inv);
+                if ((k & mask) == prefix) atomicAdd(&hist[(k >> shift) & 255], 1u);
             }
             __syncthreads();
             if (threadIdx.x == 0) {
