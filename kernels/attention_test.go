@@ -239,10 +239,12 @@ func TestTransposeCols(t *testing.T) {
 // tiledShapes are (T, past, nH, nKV, hd) for the tiled path: more queries
 // than a tile, key counts across key blocks (256) and off multiples of 4,
 // head sizes below, at and off the vector width, groups of 1 to 4 heads
-// (one and two gemm row triples and their remainders).
+// (one and two gemm row triples and their remainders), and the 4-row
+// values passes of 64-column strips (AVX-512) with rows of unequal keys.
 var tiledShapes = [][5]int{
 	{1, 0, 1, 1, 8}, {3, 0, 2, 2, 5}, {17, 0, 4, 1, 16}, {37, 261, 4, 2, 20},
 	{1, 511, 8, 2, 64}, {2, 255, 3, 1, 33}, {20, 3, 6, 2, 128}, {5, 300, 2, 1, 7},
+	{9, 300, 4, 1, 64}, {3, 2100, 8, 2, 128},
 }
 
 // TestAttentionTiled: the tiled path gives every output the bits of the
