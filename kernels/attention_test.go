@@ -239,10 +239,12 @@ func TestTransposeCols(t *testing.T) {
 // tiledShapes are (T, past, nH, nKV, hd) for the tiled path: more queries
 // than a tile, key counts across key blocks (256) and off multiples of 4,
 // head sizes below, at and off the vector width, groups of 1 to 4 heads
-// (one and two gemm row triples and their remainders).
+// (one and two gemm row triples and their remainders), and the 4-row
+// values passes of 64-column strips (AVX-512) with rows of unequal keys.
 var tiledShapes = [][5]int{
 	{1, 0, 1, 1, 8}, {3, 0, 2, 2, 5}, {17, 0, 4, 1, 16}, {37, 261, 4, 2, 20},
 	{1, 511, 8, 2, 64}, {2, 255, 3, 1, 33}, {20, 3, 6, 2, 128}, {5, 300, 2, 1, 7},
+	{9, 300, 4, 1, 64}, {3, 2100, 8, 2, 128},
 }
 
 // TestAttentionTiled: the tiled path gives every output the bits of the
@@ -387,6 +389,59 @@ func TestWeightedSum3(t *testing.T) {
 	})
 }
 
+// TestWeightedSum4x64: the AVX-512 weighted sum of 4 rows and 64 columns
+// gives, for each row, the bits of weightedSum (the plain Go on the generic
+// path's reference run); the values far apart (ld) as in a cache row.
+func TestWeightedSum4x64(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no AVX-512 here")
+	}
+	r := newRand(t)
+	const C = 64
+	for _, keys := range []int{0, 1, 3, 17, 300} {
+		for _, ld := range []int{C, C + 5, 512} {
+			ldo, ldp := C+3, keys+2
+			w, _ := guarded(r, max(0, (keys-1)*ld+C), 1)
+			w16, _ := toBF16(w)
+			p, _ := guarded(r, 3*ldp+keys, 2)
+			for _, bf := range []bool{false, true} {
+				o, check := guarded(r, 3*ldo+C, 3)
+				want := clone(o)
+				for i := range 4 {
+					if bf {
+						axpyRows(want[i*ldo:i*ldo+C], nil, w16, ld, p[i*ldp:i*ldp+keys])
+					} else {
+						axpyRows(want[i*ldo:i*ldo+C], w, nil, ld, p[i*ldp:i*ldp+keys])
+					}
+				}
+				if bf {
+					weightedSum4x64BF16(o, ldo, w16, ld, p, ldp, keys)
+				} else {
+					weightedSum4x64(o, ldo, w, ld, p, ldp, keys)
+				}
+				check(t)
+				same(t, fmt.Sprintf("keys=%d ld=%d bf16=%v", keys, ld, bf), o, want)
+			}
+		}
+	}
+}
+
+// axpyRows is weightedSum's reference: o += p[j]·row j, key by key in
+// order, each element one fused multiply-add per key.
+func axpyRows(o, w []float32, w16 []uint16, ld int, p []float32) {
+	for j, pj := range p {
+		for i := range o {
+			v := float32(0)
+			if w16 != nil {
+				v = math.Float32frombits(uint32(w16[j*ld+i]) << 16)
+			} else {
+				v = w[j*ld+i]
+			}
+			o[i] = fma32(pj, v, o[i])
+		}
+	}
+}
+
 // TestAttentionSplitDecode: a decode step over a long cache with fewer
 // key-value heads than threads (scores by key block, values by column strip
 // across the threads) gives the bits of the one-query path, for 1 to 4
@@ -397,8 +452,10 @@ func TestAttentionSplitDecode(t *testing.T) {
 		r := newRand(t)
 		// (past, nH, nKV, hd): at the threshold, several key blocks with a
 		// partial last one, heads off the vector width and the strips,
-		// groups of 4, 3 and 5 (a three-row pass and its remainder).
-		for _, sh := range [][4]int{{attnSplitKeys - 1, 4, 1, 20}, {3000, 3, 1, 33}, {2100, 10, 2, 72}, {2500, 5, 1, 7}} {
+		// groups of 4, 3, 5, 6 and 20 (passes of 3 or 4 heads and their
+		// remainders), key counts off the 4 keys of a pass, strips of 64
+		// columns (the 4-head values kernel).
+		for _, sh := range [][4]int{{attnSplitKeys - 1, 4, 1, 20}, {3000, 3, 1, 33}, {2100, 10, 2, 72}, {2500, 5, 1, 7}, {2050, 8, 2, 24}, {2201, 6, 1, 40}, {2300, 8, 2, 128}, {2049, 20, 1, 64}} {
 			past, nH, nKV, hd := sh[0], sh[1], sh[2], sh[3]
 			n, qd := past+1, nH*hd
 			q, _ := guarded(r, qd, 1)

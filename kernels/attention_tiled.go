@@ -89,10 +89,11 @@ func (a *attnTask) doTiled(thread int) {
 			if t1-t0 == 1 {
 				// One query (a decode step): packing would cost as
 				// much as the products; the few-token kernels read
-				// each key in place once for 3 heads (or 1 or 2), in
-				// the same dot order.
-				for r := 0; r < R; r += 3 {
-					keyScores(S[r*ldS+k0:], ldS, a.K, a.K16, k0*kvd+g*hd, kvd, nk, X[r*hd:], hd, min(3, R-r), kc)
+				// each key in place once for 3 or 4 heads (or fewer),
+				// in the same dot order.
+				step := keyHeads()
+				for r := 0; r < R; r += step {
+					keyScores(S[r*ldS+k0:], ldS, a.K, a.K16, k0*kvd+g*hd, kvd, nk, X[r*hd:], hd, min(step, R-r), kc)
 				}
 			} else {
 				quads := (nk + 3) / 4
@@ -132,12 +133,28 @@ func (a *attnTask) doTiled(thread int) {
 			scale(sr, 1/expSubSum(sr, maxOf(sr)))
 		}
 
-		// 3. Values, into O (rows hd apart), three rows at a time over
-		// the keys they all see, then each row over its own last ones.
+		// 3. Values, into O (rows hd apart), four (AVX-512, strips of 64
+		// columns) or three rows at a time over the keys they all see,
+		// then each row over its own last ones.
 		for k0 := 0; k0 < nmax; k0 += attnKeyBlock {
 			kb := min(k0+attnKeyBlock, nmax)
 			voff := k0*kvd + g*hd
 			r := 0
+			for ; useAVX512 && hd%64 == 0 && r+4 <= R; r += 4 {
+				if common := min(kb, rowKeys(r)); common > k0 {
+					for c := 0; c < hd; c += 64 {
+						if a.V16 != nil {
+							weightedSum4x64BF16(O[r*hd+c:], hd, a.V16[voff+c:], kvd, S[r*ldS+k0:], ldS, common-k0)
+						} else {
+							weightedSum4x64(O[r*hd+c:], hd, a.V[voff+c:], kvd, S[r*ldS+k0:], ldS, common-k0)
+						}
+					}
+				}
+				for i := r; i < r+4; i++ {
+					common := min(kb, rowKeys(r))
+					a.valueRange(O[i*hd:(i+1)*hd], S[i*ldS:], max(k0, common), min(kb, rowKeys(i)), kvd, g)
+				}
+			}
 			for ; r+3 <= R; r += 3 {
 				common := min(kb, rowKeys(r))
 				if common > k0 {

@@ -541,10 +541,34 @@ func weightedSum3BF16(o []float32, ldo, C int, w []uint16, ld int, p []float32, 
 	}
 }
 
+// weightedSum4x64 is weightedSum3 for 4 rows of o and exactly 64 columns,
+// on the AVX-512 kernel (the caller checks useAVX512): for each row, the
+// bits of one call of weightedSum.
+func weightedSum4x64(o []float32, ldo int, w []float32, ld int, p []float32, ldp, keys int) {
+	if keys == 0 {
+		return
+	}
+	_ = o[3*ldo+63]
+	_ = p[3*ldp+keys-1]
+	_ = w[(keys-1)*ld+63]
+	weightedSum4x64F32AVX512(&o[0], ldo, &w[0], &p[0], ldp, keys, ld)
+}
+
+// weightedSum4x64BF16 is weightedSum4x64 for bfloat16 rows.
+func weightedSum4x64BF16(o []float32, ldo int, w []uint16, ld int, p []float32, ldp, keys int) {
+	if keys == 0 {
+		return
+	}
+	_ = o[3*ldo+63]
+	_ = p[3*ldp+keys-1]
+	_ = w[(keys-1)*ld+63]
+	weightedSum4x64BF16AVX512(&o[0], ldo, &w[0], &p[0], ldp, keys, ld)
+}
+
 // keyScores sets y[t*ldy+j] = K[off+j*ld:][:kc]·x[t*ldx:][:kc] for t < nt
-// (1 to 3) and j < keys, reading the keys (K or K16) in place, each once
-// for the nt rows of x; the dot order over the first kc columns (a positive
-// multiple of 8), the caller adds the tail.
+// (1 to keyHeads()) and j < keys, reading the keys (K or K16) in place,
+// each once for the nt rows of x; the dot order over the first kc columns
+// (a positive multiple of 8), the caller adds the tail.
 func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys int, x []float32, ldx, nt, kc int) {
 	if keys == 0 {
 		return
@@ -553,6 +577,42 @@ func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys in
 	_ = x[(nt-1)*ldx+kc-1]
 	if K16 != nil {
 		_ = K16[off+(keys-1)*ld+kc-1]
+	} else {
+		_ = K[off+(keys-1)*ld+kc-1]
+	}
+	if m := keys &^ 3; useAVX512 && nt >= 2 && m > 0 {
+		// Two keys per register, 4 a pass, prefetching 16 keys ahead;
+		// the last 1-3 keys below.
+		if K16 != nil {
+			[...]func(*float32, int, *uint16, *float32, int, int, int, int){keyScoresBF16T2AVX512, keyScoresBF16T3AVX512, keyScoresBF16T4AVX512}[nt-2](&y[0], ldy, &K16[off], &x[0], ldx, m, kc, ld)
+		} else {
+			[...]func(*float32, int, *float32, *float32, int, int, int, int){keyScoresF32T2AVX512, keyScoresF32T3AVX512, keyScoresF32T4AVX512}[nt-2](&y[0], ldy, &K[off], &x[0], ldx, m, kc, ld)
+		}
+		if m == keys {
+			return
+		}
+		y, off, keys = y[m:], off+m*ld, keys-m
+	}
+	if nt == 4 {
+		keyScoresAVX2(y, ldy, K, K16, off, ld, keys, x, ldx, 3, kc)
+		keyScoresAVX2(y[3*ldy:], ldy, K, K16, off, ld, keys, x[3*ldx:], ldx, 1, kc)
+		return
+	}
+	keyScoresAVX2(y, ldy, K, K16, off, ld, keys, x, ldx, nt, kc)
+}
+
+// keyHeads is the most rows of x keyScores takes at once.
+func keyHeads() int {
+	if useAVX512 {
+		return 4
+	}
+	return 3
+}
+
+// keyScoresAVX2 is keyScores with the AVX2 kernels (nt ≤ 3), bounds
+// checked by the caller.
+func keyScoresAVX2(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys int, x []float32, ldx, nt, kc int) {
+	if K16 != nil {
 		w := &K16[off]
 		switch nt {
 		case 1:
@@ -564,7 +624,6 @@ func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys in
 		}
 		return
 	}
-	_ = K[off+(keys-1)*ld+kc-1]
 	w := &K[off]
 	switch nt {
 	case 1:

@@ -99,6 +99,8 @@ func keyScores(y []float32, ldy int, K []float32, K16 []uint16, off, ld, keys in
 	panic("kernels: no assembly")
 }
 
+func keyHeads() int { return 3 }
+
 func dequantQ4KAVX2(y *float32, q *byte, dm *float32, n int) { panic("kernels: no assembly") }
 func dequantQ8_0AVX2(y *float32, q *byte, d *float32, n int) { panic("kernels: no assembly") }
 func dequantQ6KAVX2(y *float32, b *byte, ds *float32, n int) { panic("kernels: no assembly") }
@@ -122,4 +124,12 @@ func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 
 func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s []float32, nc []int32) {
 	blockDot8RowsGeneric(y, k, w, rb, q, d, s)
+}
+
+func weightedSum4x64(o []float32, ldo int, w []float32, ld int, p []float32, ldp, keys int) {
+	panic("kernels: no assembly")
+}
+
+func weightedSum4x64BF16(o []float32, ldo int, w []uint16, ld int, p []float32, ldp, keys int) {
+	panic("kernels: no assembly")
 }

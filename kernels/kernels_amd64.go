@@ -69,7 +69,8 @@ func weightedSumBF16AVX2(o *float32, v *uint16, p *float32, keys int, n int, ld 
 //		}
 //	}
 //
-// It keeps 3 rows × 32 columns of o in registers while it runs over the keys.
+// It keeps 3 rows × 32 columns of o in registers while it runs over the keys,
+// prefetching the columns' lines valuePrefetchRows rows ahead.
 //
 //go:noescape
 func weightedSum3F32AVX2(o *float32, ldo int, v *float32, p *float32, ldp int, keys int, n int, ld int)
@@ -88,7 +89,8 @@ func weightedSum3F32AVX2(o *float32, ldo int, v *float32, p *float32, ldp int, k
 //		}
 //	}
 //
-// It keeps 3 rows × 32 columns of o in registers while it runs over the keys.
+// It keeps 3 rows × 32 columns of o in registers while it runs over the keys,
+// prefetching the columns' lines valuePrefetchRows rows ahead.
 //
 //go:noescape
 func weightedSum3BF16AVX2(o *float32, ldo int, v *uint16, p *float32, ldp int, keys int, n int, ld int)
@@ -563,6 +565,62 @@ func matVecBF16T2AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, row
 //
 //go:noescape
 func matVecBF16T3AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
+// keyScoresF32T2AVX512 is matVecF32T2AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func keyScoresF32T2AVX512(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// keyScoresF32T3AVX512 is matVecF32T3AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func keyScoresF32T3AVX512(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// keyScoresF32T4AVX512 is matVecF32T3AVX2 for 4 rows of x and a multiple
+// of 4 rows of w, with the same bits for each row of x; it needs AVX-512 F,
+// BW, VL and DQ.
+//
+//go:noescape
+func keyScoresF32T4AVX512(y *float32, ldy int, w *float32, x *float32, ldx int, rows int, cols int, ld int)
+
+// weightedSum4x64F32AVX512 adds to each of 4 rows of o (row stride ldo, 64 columns)
+// the rows of v weighted by its row of p (row stride ldp), key by key in
+// order for each element (for each row of o, the same fused multiply-adds
+// as one call of weightedSumF32AVX2 over 64 columns); row j of v starts ld
+// elements after row j-1. It needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func weightedSum4x64F32AVX512(o *float32, ldo int, v *float32, p *float32, ldp int, keys int, ld int)
+
+// keyScoresBF16T2AVX512 is matVecBF16T2AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func keyScoresBF16T2AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
+// keyScoresBF16T3AVX512 is matVecBF16T3AVX2 for a multiple of 4 rows, with the
+// same bits; it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func keyScoresBF16T3AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
+// keyScoresBF16T4AVX512 is matVecBF16T3AVX2 for 4 rows of x and a multiple
+// of 4 rows of w, with the same bits for each row of x; it needs AVX-512 F,
+// BW, VL and DQ.
+//
+//go:noescape
+func keyScoresBF16T4AVX512(y *float32, ldy int, w *uint16, x *float32, ldx int, rows int, cols int, ld int)
+
+// weightedSum4x64BF16AVX512 adds to each of 4 rows of o (row stride ldo, 64 columns)
+// the rows of v weighted by its row of p (row stride ldp), key by key in
+// order for each element (for each row of o, the same fused multiply-adds
+// as one call of weightedSumBF16AVX2 over 64 columns); row j of v starts ld
+// elements after row j-1. It needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func weightedSum4x64BF16AVX512(o *float32, ldo int, v *uint16, p *float32, ldp int, keys int, ld int)
 
 // dotI8T1AVX2 writes to tot (row stride ldt) the exact dot products of rows
 // of int8 w (row stride ld) with 1 row of int16 x (row stride ldx); cols is

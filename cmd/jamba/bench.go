@@ -54,10 +54,16 @@ type benchResult struct {
 	KVCacheBytes      int64 `json:"kv_cache_bytes"`
 	MambaStateBytes   int64 `json:"mamba_state_bytes"`
 	PredictedRSSBytes int64 `json:"predicted_bytes"`
+	// With --baseline-context B: decode after B tokens, its steps
+	// alternating with those after --context, and the median over the
+	// rounds of each round's speed ratio (the context's ÷ the baseline's).
+	BaselineContext          int     `json:"baseline_context,omitempty"`
+	BaselineDecodeTokensPerS float64 `json:"baseline_decode_tokens_per_s,omitempty"`
+	DecodeRatioToBaseline    float64 `json:"decode_ratio_to_baseline,omitempty"`
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", "[--model DIR|F.gguf] [--prompt-tokens N] [--context D] [--gen-tokens M] [--threads T] [--kv-cache f32|bf16] [--quantize int8|q4] [--activations int16|int8] [--json]\n       jamba bench --device cuda [--model DIR | --config C.json] [--prompt-tokens N] [--context D] [--gen-tokens M] [--batches 1,8,32] [--stages] [--json]", `
+	fs := newFlagSet("bench", "[--model DIR|F.gguf] [--prompt-tokens N] [--context D] [--gen-tokens M] [--threads T] [--kv-cache f32|bf16] [--quantize int8|q4] [--activations int16|int8] [--baseline-context B] [--json]\n       jamba bench --device cuda [--model DIR | --config C.json] [--prompt-tokens N] [--context D] [--gen-tokens M] [--batches 1,8,32] [--stages] [--json]", `
 Measures this machine's memory read bandwidth, then the model's prefill of N
 random prompt tokens and M greedy decode steps after it (batch 1). Decode
 reads every active weight once per token, so its limit is
@@ -70,6 +76,13 @@ those D tokens, so one run gives the prefill of D tokens and the decode at
 depth D (llama-bench's "-p D -n 0" and "-p 0 -n M -d D"). The prompt goes
 through the model in chunks of --prefill-chunk tokens, as generation and the
 server do; a long prefill reports its progress on stderr.
+
+--baseline-context B also fills a second cache with B tokens and alternates
+the timed decode steps between the two (one after B, one after D, and again):
+how much slower decode gets from B to D tokens of context, each round's two
+steps taken in the same moment, so that the machine's swings of speed cancel
+(decode_ratio_to_baseline: the median over the rounds of the speed after D
+divided by the speed after B).
 
 The peak RSS is read before the bandwidth buffer exists, and is printed
 next to what 'jamba inspect --context' predicts: weights + KV cache (in the
@@ -97,6 +110,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	config := fs.String("config", "", "with --device cuda: a config.json whose shape gets random bf16 weights made on the GPU (no checkpoint)")
 	batches := fs.String("batches", "1,8,32", "with --device cuda: decode batch sizes to time, comma-separated")
 	ctxTokens := fs.Int("context", 0, "time decode at batch 1 after this many tokens of (random) context")
+	baseCtx := fs.Int("baseline-context", 0, "also time decode after this many tokens, its steps alternating with those after --context (reports the speed ratio)")
 	stages := fs.Bool("stages", false, "with --device cuda: also split each batch's decode step by stage (device time between CUDA events)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -111,7 +125,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		if *mf.kvCache == "f32" {
 			delete(set, "kv-cache") // the GPU's own type
 		}
-		for _, name := range []string{"quantize", "activations", "kv-cache", "lora", "prefill-chunk", "cpuprofile", "prefill-cpuprofile", "bandwidth-bytes"} {
+		for _, name := range []string{"quantize", "activations", "kv-cache", "lora", "prefill-chunk", "cpuprofile", "prefill-cpuprofile", "bandwidth-bytes", "baseline-context"} {
 			if set[name] {
 				return fmt.Errorf("%w: --%s is CPU-only; bench --device cuda runs the weights in their file's type, float32 or bfloat16 (see jamba bench --help)", errUsage, name)
 			}
@@ -138,6 +152,9 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	if *nPrompt < 1 || *nGen < 1 {
 		return fmt.Errorf("%w: --prompt-tokens and --gen-tokens must be positive", errUsage)
 	}
+	if *baseCtx < 0 || set["baseline-context"] && *baseCtx < 1 {
+		return fmt.Errorf("%w: --baseline-context must be positive", errUsage)
+	}
 	depth := *ctxTokens
 	if depth == 0 {
 		depth = *nPrompt
@@ -147,8 +164,8 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		return err
 	}
 	defer m.Close()
-	if limit := m.Config.MaxPositionEmbeddings; limit > 0 && max(*nPrompt, depth)+*nGen+2 > limit {
-		return fmt.Errorf("%w: %d tokens of context and %d decode steps exceed the model's max_position_embeddings (%d)", errUsage, max(*nPrompt, depth), *nGen, limit)
+	if limit := m.Config.MaxPositionEmbeddings; limit > 0 && max(*nPrompt, depth, *baseCtx)+*nGen+2 > limit {
+		return fmt.Errorf("%w: %d tokens of context and %d decode steps exceed the model's max_position_embeddings (%d)", errUsage, max(*nPrompt, depth, *baseCtx), *nGen, limit)
 	}
 	kvType := *mf.kvCache
 	if kvType == "" {
@@ -170,6 +187,13 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		kvBytes = 2
 	}
 	r.KVCacheBytes, r.MambaStateBytes = m.CacheShape().BytesAt(int64(max(*nPrompt, depth)+*nGen+2), kvBytes)
+	if *baseCtx > 0 {
+		// The baseline's cache is there too.
+		kv, st := m.CacheShape().BytesAt(int64(*baseCtx+*nGen+2), kvBytes)
+		r.KVCacheBytes += kv
+		r.MambaStateBytes += st
+		r.BaselineContext = *baseCtx
+	}
 	r.PredictedRSSBytes = r.WeightBytes + r.KVCacheBytes + r.MambaStateBytes
 
 	rng := rand.New(rand.NewPCG(*seed, 0))
@@ -211,13 +235,27 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	}
 
 	in := []model.SeqInput{{Tokens: []int{model.Argmax(logits)}, Cache: st}}
-	step := func() (float64, error) {
+	stepIn := func(in []model.SeqInput) (float64, error) {
 		t0 := time.Now()
 		if err := ws.Forward(in); err != nil {
 			return 0, err
 		}
 		in[0].Tokens[0] = model.Argmax(ws.Logits(0))
 		return time.Since(t0).Seconds(), nil
+	}
+	step := func() (float64, error) { return stepIn(in) }
+	var inBase []model.SeqInput
+	if *baseCtx > 0 {
+		stBase := m.NewCache(*baseCtx + *nGen + 2)
+		fmt.Fprintf(stderr, "filling %d tokens of baseline context...\n", *baseCtx)
+		_, lb, err := benchPrefill(ws, stBase, randomTokens(*baseCtx), *chunk, stderr)
+		if err != nil {
+			return err
+		}
+		inBase = []model.SeqInput{{Tokens: []int{model.Argmax(lb)}, Cache: stBase}}
+		if _, err := stepIn(inBase); err != nil {
+			return err
+		}
 	}
 	// One untimed step sizes the decode buffers; the peak RSS is read
 	// before the bandwidth buffer exists: it is the model's.
@@ -239,16 +277,33 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	// the medians of both.
 	const stepsPerRound = 8
 	steps := make([]float64, 0, *nGen)
+	var baseSteps, ratios []float64
 	var passes []float64
 	for len(steps) < *nGen {
 		if len(steps)%stepsPerRound == 0 {
 			passes = append(passes, meter.Pass())
+		}
+		if inBase != nil {
+			b, err := stepIn(inBase)
+			if err != nil {
+				return err
+			}
+			baseSteps = append(baseSteps, b)
 		}
 		d, err := step()
 		if err != nil {
 			return err
 		}
 		steps = append(steps, d)
+		if inBase != nil {
+			ratios = append(ratios, baseSteps[len(baseSteps)-1]/d)
+		}
+	}
+	if inBase != nil {
+		sort.Float64s(baseSteps)
+		r.BaselineDecodeTokensPerS = 1 / baseSteps[len(baseSteps)/2]
+		sort.Float64s(ratios)
+		r.DecodeRatioToBaseline = ratios[len(ratios)/2]
 	}
 	passes = append(passes, meter.Pass())
 	sort.Float64s(steps)
@@ -273,6 +328,10 @@ With --json the last line of stdout is one JSON object.`, stderr)
 	fmt.Fprintf(w, "%-28s %12s\n", "active weight bytes/token", humanBytes(r.WeightBytesPerToken))
 	fmt.Fprintf(w, "%-28s %12.1f tok/s  (%.1f GFLOP/s, %.1f s)\n", fmt.Sprintf("prefill (%d tokens)", *nPrompt), r.PrefillTokensPerS, r.PrefillGFLOPS, r.PrefillSeconds)
 	fmt.Fprintf(w, "%-28s %12.2f tok/s  (%.2f ms/token, median of %d)\n", fmt.Sprintf("decode after %d (batch 1)", depth), r.DecodeTokensPerS, r.DecodeMsPerToken, *nGen)
+	if r.BaselineContext > 0 {
+		fmt.Fprintf(w, "%-28s %12.2f tok/s  (steps alternating with those after %d)\n", fmt.Sprintf("decode after %d (batch 1)", r.BaselineContext), r.BaselineDecodeTokensPerS, depth)
+		fmt.Fprintf(w, "%-28s %12.3f  (median over %d rounds of one step each)\n", fmt.Sprintf("decode %d ÷ decode %d", depth, r.BaselineContext), r.DecodeRatioToBaseline, *nGen)
+	}
 	fmt.Fprintf(w, "%-28s %12.2f tok/s\n", "decode roofline", r.DecodeRooflineTokPerS)
 	fmt.Fprintf(w, "%-28s %12.2f\n", "fraction of roofline", r.DecodeRooflineFraction)
 	fmt.Fprintf(w, "%-28s %12s  (predicted: weights %s + KV %s (%s) + Mamba state %s = %s; measured %.2fx)\n", "peak RSS",

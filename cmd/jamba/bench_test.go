@@ -27,6 +27,9 @@ func TestBenchContext(t *testing.T) {
 		KVBytes        int64   `json:"kv_cache_bytes"`
 		MambaBytes     int64   `json:"mamba_state_bytes"`
 		PredictedBytes int64   `json:"predicted_bytes"`
+		BaseContext    int     `json:"baseline_context"`
+		BaseTokPerS    float64 `json:"baseline_decode_tokens_per_s"`
+		RatioToBase    float64 `json:"decode_ratio_to_baseline"`
 	}
 	bench := func(args ...string) (res, string) {
 		t.Helper()
@@ -89,10 +92,29 @@ func TestBenchContext(t *testing.T) {
 		t.Errorf("f32 KV predicted %d, inspect says %d", r.KVBytes, kv32)
 	}
 
+	// --baseline-context: a second cache, both speeds and their ratio
+	// (a ratio of two positive speeds taken in the same rounds: bounded
+	// well away from 0 and infinity on a demo model whose steps differ
+	// little), and the second cache in the prediction.
+	r, stderr = bench("--context", "200", "--baseline-context", "50")
+	if r.BaseContext != 50 || r.Context != 200 || !strings.Contains(stderr, "filling 50 tokens of baseline context") {
+		t.Errorf("--baseline-context 50: got %+v, progress %q", r, stderr)
+	}
+	if !(r.BaseTokPerS > 0 && r.RatioToBase > 0.05 && r.RatioToBase < 20) {
+		t.Errorf("--baseline-context 50: speeds %+v", r)
+	}
+	_, kvCtx, stCtx, _ := inspect("204")
+	_, kvBase, stBase, _ := inspect("54")
+	if r.KVBytes != kvCtx+kvBase || r.MambaBytes != stCtx+stBase {
+		t.Errorf("--baseline-context 50: predicted KV %d, state %d; inspect says %d+%d, %d+%d", r.KVBytes, r.MambaBytes, kvCtx, kvBase, stCtx, stBase)
+	}
+
 	for _, args := range [][]string{
 		{"bench", "--context", "-1"},
 		{"bench", "--prefill-chunk", "0"},
 		{"bench", "--context", "100000000"},
+		{"bench", "--baseline-context", "0"},
+		{"bench", "--baseline-context", "100000000"},
 	} {
 		if _, stderr, code := run(t, args...); code != 2 || !strings.Contains(stderr, "usage error") {
 			t.Errorf("%v: exit %d, %q (want a usage error)", args, code, stderr)
@@ -112,6 +134,7 @@ func TestBenchDeviceFlags(t *testing.T) {
 		{[]string{"--device", "cuda", "--kv-cache", "bf16"}, "--kv-cache"},
 		{[]string{"--device", "cuda", "--prefill-chunk", "64"}, "--prefill-chunk"},
 		{[]string{"--device", "cuda", "--cpuprofile", "p.out"}, "--cpuprofile"},
+		{[]string{"--device", "cuda", "--baseline-context", "1024"}, "--baseline-context"},
 		{[]string{"--device", "cuda", "--context", "-1"}, "--context"},
 		{[]string{"--device", "cuda", "--model", "m", "--config", "c.json"}, "--config"},
 		{[]string{"--device", "cuda", "--gen-tokens", "0"}, "--gen-tokens"},

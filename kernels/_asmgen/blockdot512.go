@@ -531,6 +531,26 @@ var bf16Shuf512 Mem
 // broadcast loads (the second one merged into the high half) and one
 // byte shuffle.
 func genMatVecN512(d dtype, nt int) {
+	genMatVecN512Named(fmt.Sprintf("matVec%sT%dAVX512", d.title, nt), d, nt, 1)
+}
+
+// genKeyScores512 writes keyScores{F32,BF16}T{nt}AVX512, the kernel of
+// genMatVecN512 for the keys of a decode step's attention (1 to 4 query
+// heads of a key-value head): the rows are short (one head's columns of
+// a cache row) and far apart, so each group of 4 rows prefetches the
+// rows keyPrefetchGroups groups ahead, not the next group.
+func genKeyScores512(d dtype, nt int) {
+	genMatVecN512Named(fmt.Sprintf("keyScores%sT%dAVX512", d.title, nt), d, nt, keyPrefetchGroups)
+}
+
+// keyPrefetchGroups is how many groups of 4 keys ahead the key kernels
+// prefetch (1, 2, 4 or 8: an address scale): 16 rows of the cache.
+const keyPrefetchGroups = 4
+
+// genMatVecN512Named writes genMatVecN512's kernel under name, prefetching
+// while it reads a line of 4 rows the same line of the rows ahead groups
+// of 4 on.
+func genMatVecN512Named(name string, d dtype, nt, ahead int) {
 	gemmIdxConst()
 	if bf16Shuf512.Symbol.Name == "" {
 		bf16Shuf512 = GLOBL("bf16Shuf512", RODATA|NOPTR)
@@ -541,11 +561,16 @@ func genMatVecN512(d dtype, nt int) {
 			}
 		}
 	}
-	name := fmt.Sprintf("matVec%sT%dAVX512", d.title, nt)
 	TEXT(name, NOSPLIT, "func(y *float32, ldy int, w *"+d.gotyp+", x *float32, ldx, rows, cols, ld int)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is matVec%sT%dAVX2 for a multiple of 4 rows, with the", name, d.title, nt),
-		"same bits; it needs AVX-512 F, BW, VL and DQ.")
+	if nt < 4 {
+		Doc(fmt.Sprintf("%s is matVec%sT%dAVX2 for a multiple of 4 rows, with the", name, d.title, nt),
+			"same bits; it needs AVX-512 F, BW, VL and DQ.")
+	} else {
+		Doc(fmt.Sprintf("%s is matVec%sT3AVX2 for 4 rows of x and a multiple", name, d.title),
+			"of 4 rows of w, with the same bits for each row of x; it needs AVX-512 F,",
+			"BW, VL and DQ.")
+	}
 	yM, ldyM, rowsM, colsM, ldM := frameArg("y"), frameArg("ldy"), frameArg("rows"), frameArg("cols"), frameArg("ld")
 	w := Load(Param("w"), GP64()).(GPVirtual)
 	x := Load(Param("x"), GP64()).(GPVirtual)
@@ -561,10 +586,13 @@ func genMatVecN512(d dtype, nt int) {
 	ANDQ(I32(-L), nL)
 	g := newRowGroup(ldM)
 	c := GP64()
-	xs := []GPVirtual{x, GP64(), GP64()}
+	xs := []GPVirtual{x, GP64(), GP64(), GP64()}
 	LEAQ(Mem{Base: x, Index: ldx, Scale: 1}, xs[1])
 	if nt > 2 {
 		LEAQ(Mem{Base: x, Index: ldx, Scale: 2}, xs[2])
+	}
+	if nt > 3 {
+		LEAQ(Mem{Base: xs[1], Index: ldx, Scale: 2}, xs[3])
 	}
 	xmem := func(t, off int) Mem { return Mem{Base: xs[t], Index: c, Scale: 4, Disp: 4 * off} }
 	var shuf VecVirtual
@@ -619,7 +647,9 @@ func genMatVecN512(d dtype, nt int) {
 	Label("lines")
 	CMPQ(c, nL)
 	JGE(LabelRef("cols8"))
-	g.prefetch()
+	for _, p := range g.p {
+		PREFETCHT0(Mem{Base: p, Index: g.ld4, Scale: uint8(ahead)})
+	}
 	for v := 0; v < L/8; v++ {
 		step(v)
 	}

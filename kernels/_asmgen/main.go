@@ -58,6 +58,12 @@ func main() {
 		genMatVecN512(d, 2)
 		genMatVecN512(d, 3)
 	}
+	for _, d := range floatTypes {
+		for nt := 2; nt <= 4; nt++ {
+			genKeyScores512(d, nt)
+		}
+		genWeightedSum4x512(d)
+	}
 	for nt := 1; nt <= 3; nt++ {
 		genDotI8(nt)
 	}
@@ -266,7 +272,8 @@ func genWeightedSum3Type(d dtype) {
 		"\t\t}",
 		"\t}",
 		"",
-		"It keeps 3 rows × 32 columns of o in registers while it runs over the keys.",
+		"It keeps 3 rows × 32 columns of o in registers while it runs over the keys,",
+		"prefetching the columns' lines valuePrefetchRows rows ahead.",
 	)
 	o := Load(Param("o"), GP64())
 	ldo := Load(Param("ldo"), GP64())
@@ -279,6 +286,9 @@ func genWeightedSum3Type(d dtype) {
 	n := Load(Param("n"), GP64())
 	ld := Load(Param("ld"), GP64())
 	SHLQ(U8(d.shift()), ld)
+	pf := GP64()
+	MOVQ(ld, pf)
+	SHLQ(U8(3), pf) // valuePrefetchRows rows ahead
 	acc := make([][]VecVirtual, 3)
 	for r := range acc {
 		acc[r] = make([]VecVirtual, 4)
@@ -305,6 +315,9 @@ func genWeightedSum3Type(d dtype) {
 		Label(label + "keys")
 		TESTQ(j, j)
 		JZ(LabelRef(label + "store"))
+		for l := 0; l < 8*d.size*w/64; l++ {
+			PREFETCHT0(Mem{Base: vp, Index: pf, Scale: 1, Disp: 64 * l})
+		}
 		VBROADCASTSS(Mem{Base: pp}, b[0])
 		VBROADCASTSS(Mem{Base: pp, Index: ldp, Scale: 1}, b[1])
 		VBROADCASTSS(Mem{Base: pp, Index: ldp, Scale: 2}, b[2])
