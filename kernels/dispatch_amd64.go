@@ -756,7 +756,8 @@ var kernels8VNNI = [...][groupTokens8]kernel8{
 // blockDot8Rows sets y[i*nt+t] to the 8-bit product of row i of the blocks
 // in w (rb bytes each) with token t of the nt tokens' activations q, d, s
 // (nt ≤ 4, or ≤ 8 for an even number of rows with AVX-512 VNNI),
-// nc (xAct8's aux; interleaved as xGroup8 when nt > 1): the AVX-512 VNNI kernels, the
+// nc (xAct8's aux; q, d, s and nc interleaved as xGroup8 when nt > 1, and
+// one token in xAct8's layout, a group of one too): the AVX-512 VNNI kernels, the
 // AVX2 ones or the plain Go, all with the bits of blockDot8RowsGeneric.
 func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s []float32, nc []int32) {
 	n := len(y) / nt
@@ -772,7 +773,14 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 	}
 	g := dotGeometry[k]
 	nb := rb / g.bytes * g.elems / q8Block
-	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*(rb/g.bytes)-1], s[nt*nb-1], nc[8*nt*nb-1]
+	ns, na := nt*nb, auxLanes(g.elems)
+	if nt > 1 {
+		na = groupAuxLanes(g.elems)
+		if g.elems == q8Block {
+			ns *= 2 // each scale twice (xGroup8)
+		}
+	}
+	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*(rb/g.bytes)-1], s[ns-1], nc[na*nt*nb-1]
 	_ = y[n*nt-1]
 	if useAVX512 && n >= 2 {
 		// Pairs of rows, then the odd last row on its own (the same bits).

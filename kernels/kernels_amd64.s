@@ -24439,59 +24439,221 @@ DATA b8zByte10<>+56(SB)/4, $0x10101010
 DATA b8zByte10<>+60(SB)/4, $0x10101010
 GLOBL b8zByte10<>(SB), RODATA|NOPTR, $64
 
-DATA b8zByte01<>+0(SB)/4, $0x01010101
-DATA b8zByte01<>+4(SB)/4, $0x01010101
-DATA b8zByte01<>+8(SB)/4, $0x01010101
-DATA b8zByte01<>+12(SB)/4, $0x01010101
-DATA b8zByte01<>+16(SB)/4, $0x01010101
-DATA b8zByte01<>+20(SB)/4, $0x01010101
-DATA b8zByte01<>+24(SB)/4, $0x01010101
-DATA b8zByte01<>+28(SB)/4, $0x01010101
-DATA b8zByte01<>+32(SB)/4, $0x01010101
-DATA b8zByte01<>+36(SB)/4, $0x01010101
-DATA b8zByte01<>+40(SB)/4, $0x01010101
-DATA b8zByte01<>+44(SB)/4, $0x01010101
-DATA b8zByte01<>+48(SB)/4, $0x01010101
-DATA b8zByte01<>+52(SB)/4, $0x01010101
-DATA b8zByte01<>+56(SB)/4, $0x01010101
-DATA b8zByte01<>+60(SB)/4, $0x01010101
-GLOBL b8zByte01<>(SB), RODATA|NOPTR, $64
+DATA b8zPermRows8<>+0(SB)/4, $0x00000000
+DATA b8zPermRows8<>+4(SB)/4, $0x00000010
+DATA b8zPermRows8<>+8(SB)/4, $0x00000001
+DATA b8zPermRows8<>+12(SB)/4, $0x00000011
+DATA b8zPermRows8<>+16(SB)/4, $0x00000002
+DATA b8zPermRows8<>+20(SB)/4, $0x00000012
+DATA b8zPermRows8<>+24(SB)/4, $0x00000003
+DATA b8zPermRows8<>+28(SB)/4, $0x00000013
+DATA b8zPermRows8<>+32(SB)/4, $0x00000004
+DATA b8zPermRows8<>+36(SB)/4, $0x00000014
+DATA b8zPermRows8<>+40(SB)/4, $0x00000005
+DATA b8zPermRows8<>+44(SB)/4, $0x00000015
+DATA b8zPermRows8<>+48(SB)/4, $0x00000006
+DATA b8zPermRows8<>+52(SB)/4, $0x00000016
+DATA b8zPermRows8<>+56(SB)/4, $0x00000007
+DATA b8zPermRows8<>+60(SB)/4, $0x00000017
+GLOBL b8zPermRows8<>(SB), RODATA|NOPTR, $64
 
-DATA b8zBitMask<>+0(SB)/4, $0x08040201
-DATA b8zBitMask<>+4(SB)/4, $0x80402010
-DATA b8zBitMask<>+8(SB)/4, $0x08040201
-DATA b8zBitMask<>+12(SB)/4, $0x80402010
-DATA b8zBitMask<>+16(SB)/4, $0x08040201
-DATA b8zBitMask<>+20(SB)/4, $0x80402010
-DATA b8zBitMask<>+24(SB)/4, $0x08040201
-DATA b8zBitMask<>+28(SB)/4, $0x80402010
-DATA b8zBitMask<>+32(SB)/4, $0x08040201
-DATA b8zBitMask<>+36(SB)/4, $0x80402010
-DATA b8zBitMask<>+40(SB)/4, $0x08040201
-DATA b8zBitMask<>+44(SB)/4, $0x80402010
-DATA b8zBitMask<>+48(SB)/4, $0x08040201
-DATA b8zBitMask<>+52(SB)/4, $0x80402010
-DATA b8zBitMask<>+56(SB)/4, $0x08040201
-DATA b8zBitMask<>+60(SB)/4, $0x80402010
-GLOBL b8zBitMask<>(SB), RODATA|NOPTR, $64
+DATA b8zPermRows4<>+0(SB)/4, $0x00000000
+DATA b8zPermRows4<>+4(SB)/4, $0x00000010
+DATA b8zPermRows4<>+8(SB)/4, $0x00000001
+DATA b8zPermRows4<>+12(SB)/4, $0x00000011
+DATA b8zPermRows4<>+16(SB)/4, $0x00000002
+DATA b8zPermRows4<>+20(SB)/4, $0x00000012
+DATA b8zPermRows4<>+24(SB)/4, $0x00000003
+DATA b8zPermRows4<>+28(SB)/4, $0x00000013
+DATA b8zPermRows4<>+32(SB)/4, $0x00000000
+DATA b8zPermRows4<>+36(SB)/4, $0x00000010
+DATA b8zPermRows4<>+40(SB)/4, $0x00000001
+DATA b8zPermRows4<>+44(SB)/4, $0x00000011
+DATA b8zPermRows4<>+48(SB)/4, $0x00000002
+DATA b8zPermRows4<>+52(SB)/4, $0x00000012
+DATA b8zPermRows4<>+56(SB)/4, $0x00000003
+DATA b8zPermRows4<>+60(SB)/4, $0x00000013
+GLOBL b8zPermRows4<>(SB), RODATA|NOPTR, $64
+
+DATA b8zZero<>+0(SB)/4, $0x00000000
+DATA b8zZero<>+4(SB)/4, $0x00000000
+DATA b8zZero<>+8(SB)/4, $0x00000000
+DATA b8zZero<>+12(SB)/4, $0x00000000
+DATA b8zZero<>+16(SB)/4, $0x00000000
+DATA b8zZero<>+20(SB)/4, $0x00000000
+DATA b8zZero<>+24(SB)/4, $0x00000000
+DATA b8zZero<>+28(SB)/4, $0x00000000
+DATA b8zZero<>+32(SB)/4, $0x00000000
+DATA b8zZero<>+36(SB)/4, $0x00000000
+DATA b8zZero<>+40(SB)/4, $0x00000000
+DATA b8zZero<>+44(SB)/4, $0x00000000
+DATA b8zZero<>+48(SB)/4, $0x00000000
+DATA b8zZero<>+52(SB)/4, $0x00000000
+DATA b8zZero<>+56(SB)/4, $0x00000000
+DATA b8zZero<>+60(SB)/4, $0x00000000
+GLOBL b8zZero<>(SB), RODATA|NOPTR, $64
+
+DATA b8zByte78<>+0(SB)/4, $0x78787878
+DATA b8zByte78<>+4(SB)/4, $0x78787878
+DATA b8zByte78<>+8(SB)/4, $0x78787878
+DATA b8zByte78<>+12(SB)/4, $0x78787878
+DATA b8zByte78<>+16(SB)/4, $0x78787878
+DATA b8zByte78<>+20(SB)/4, $0x78787878
+DATA b8zByte78<>+24(SB)/4, $0x78787878
+DATA b8zByte78<>+28(SB)/4, $0x78787878
+DATA b8zByte78<>+32(SB)/4, $0x78787878
+DATA b8zByte78<>+36(SB)/4, $0x78787878
+DATA b8zByte78<>+40(SB)/4, $0x78787878
+DATA b8zByte78<>+44(SB)/4, $0x78787878
+DATA b8zByte78<>+48(SB)/4, $0x78787878
+DATA b8zByte78<>+52(SB)/4, $0x78787878
+DATA b8zByte78<>+56(SB)/4, $0x78787878
+DATA b8zByte78<>+60(SB)/4, $0x78787878
+GLOBL b8zByte78<>(SB), RODATA|NOPTR, $64
+
+DATA b8zByte70<>+0(SB)/4, $0x70707070
+DATA b8zByte70<>+4(SB)/4, $0x70707070
+DATA b8zByte70<>+8(SB)/4, $0x70707070
+DATA b8zByte70<>+12(SB)/4, $0x70707070
+DATA b8zByte70<>+16(SB)/4, $0x70707070
+DATA b8zByte70<>+20(SB)/4, $0x70707070
+DATA b8zByte70<>+24(SB)/4, $0x70707070
+DATA b8zByte70<>+28(SB)/4, $0x70707070
+DATA b8zByte70<>+32(SB)/4, $0x70707070
+DATA b8zByte70<>+36(SB)/4, $0x70707070
+DATA b8zByte70<>+40(SB)/4, $0x70707070
+DATA b8zByte70<>+44(SB)/4, $0x70707070
+DATA b8zByte70<>+48(SB)/4, $0x70707070
+DATA b8zByte70<>+52(SB)/4, $0x70707070
+DATA b8zByte70<>+56(SB)/4, $0x70707070
+DATA b8zByte70<>+60(SB)/4, $0x70707070
+GLOBL b8zByte70<>(SB), RODATA|NOPTR, $64
+
+DATA b8zShufQhHalves<>+0(SB)/4, $0x00000000
+DATA b8zShufQhHalves<>+4(SB)/4, $0x00000000
+DATA b8zShufQhHalves<>+8(SB)/4, $0x01010101
+DATA b8zShufQhHalves<>+12(SB)/4, $0x01010101
+DATA b8zShufQhHalves<>+16(SB)/4, $0x02020202
+DATA b8zShufQhHalves<>+20(SB)/4, $0x02020202
+DATA b8zShufQhHalves<>+24(SB)/4, $0x03030303
+DATA b8zShufQhHalves<>+28(SB)/4, $0x03030303
+DATA b8zShufQhHalves<>+32(SB)/4, $0x00000000
+DATA b8zShufQhHalves<>+36(SB)/4, $0x00000000
+DATA b8zShufQhHalves<>+40(SB)/4, $0x01010101
+DATA b8zShufQhHalves<>+44(SB)/4, $0x01010101
+DATA b8zShufQhHalves<>+48(SB)/4, $0x02020202
+DATA b8zShufQhHalves<>+52(SB)/4, $0x02020202
+DATA b8zShufQhHalves<>+56(SB)/4, $0x03030303
+DATA b8zShufQhHalves<>+60(SB)/4, $0x03030303
+GLOBL b8zShufQhHalves<>(SB), RODATA|NOPTR, $64
+
+DATA b8zBitMaskHalves<>+0(SB)/4, $0x08040201
+DATA b8zBitMaskHalves<>+4(SB)/4, $0x80402010
+DATA b8zBitMaskHalves<>+8(SB)/4, $0x08040201
+DATA b8zBitMaskHalves<>+12(SB)/4, $0x80402010
+DATA b8zBitMaskHalves<>+16(SB)/4, $0x08040201
+DATA b8zBitMaskHalves<>+20(SB)/4, $0x80402010
+DATA b8zBitMaskHalves<>+24(SB)/4, $0x08040201
+DATA b8zBitMaskHalves<>+28(SB)/4, $0x80402010
+DATA b8zBitMaskHalves<>+32(SB)/4, $0x08040201
+DATA b8zBitMaskHalves<>+36(SB)/4, $0x80402010
+DATA b8zBitMaskHalves<>+40(SB)/4, $0x08040201
+DATA b8zBitMaskHalves<>+44(SB)/4, $0x80402010
+DATA b8zBitMaskHalves<>+48(SB)/4, $0x08040201
+DATA b8zBitMaskHalves<>+52(SB)/4, $0x80402010
+DATA b8zBitMaskHalves<>+56(SB)/4, $0x08040201
+DATA b8zBitMaskHalves<>+60(SB)/4, $0x80402010
+GLOBL b8zBitMaskHalves<>(SB), RODATA|NOPTR, $64
+
+DATA b8zK128<>+0(SB)/4, $0x00010000
+DATA b8zK128<>+4(SB)/4, $0x00010000
+DATA b8zK128<>+8(SB)/4, $0x00010000
+DATA b8zK128<>+12(SB)/4, $0x00010000
+DATA b8zK128<>+16(SB)/4, $0x00010000
+DATA b8zK128<>+20(SB)/4, $0x00010000
+DATA b8zK128<>+24(SB)/4, $0x00010000
+DATA b8zK128<>+28(SB)/4, $0x00010000
+DATA b8zK128<>+32(SB)/4, $0x00010000
+DATA b8zK128<>+36(SB)/4, $0x00010000
+DATA b8zK128<>+40(SB)/4, $0x00010000
+DATA b8zK128<>+44(SB)/4, $0x00010000
+DATA b8zK128<>+48(SB)/4, $0x00010000
+DATA b8zK128<>+52(SB)/4, $0x00010000
+DATA b8zK128<>+56(SB)/4, $0x00010000
+DATA b8zK128<>+60(SB)/4, $0x00010000
+GLOBL b8zK128<>(SB), RODATA|NOPTR, $64
+
+DATA b8zK8<>+0(SB)/4, $0x00001000
+DATA b8zK8<>+4(SB)/4, $0x00001000
+DATA b8zK8<>+8(SB)/4, $0x00001000
+DATA b8zK8<>+12(SB)/4, $0x00001000
+DATA b8zK8<>+16(SB)/4, $0x00001000
+DATA b8zK8<>+20(SB)/4, $0x00001000
+DATA b8zK8<>+24(SB)/4, $0x00001000
+DATA b8zK8<>+28(SB)/4, $0x00001000
+DATA b8zK8<>+32(SB)/4, $0x00001000
+DATA b8zK8<>+36(SB)/4, $0x00001000
+DATA b8zK8<>+40(SB)/4, $0x00001000
+DATA b8zK8<>+44(SB)/4, $0x00001000
+DATA b8zK8<>+48(SB)/4, $0x00001000
+DATA b8zK8<>+52(SB)/4, $0x00001000
+DATA b8zK8<>+56(SB)/4, $0x00001000
+DATA b8zK8<>+60(SB)/4, $0x00001000
+GLOBL b8zK8<>(SB), RODATA|NOPTR, $64
+
+DATA b8zK16<>+0(SB)/4, $0x00002000
+DATA b8zK16<>+4(SB)/4, $0x00002000
+DATA b8zK16<>+8(SB)/4, $0x00002000
+DATA b8zK16<>+12(SB)/4, $0x00002000
+DATA b8zK16<>+16(SB)/4, $0x00002000
+DATA b8zK16<>+20(SB)/4, $0x00002000
+DATA b8zK16<>+24(SB)/4, $0x00002000
+DATA b8zK16<>+28(SB)/4, $0x00002000
+DATA b8zK16<>+32(SB)/4, $0x00002000
+DATA b8zK16<>+36(SB)/4, $0x00002000
+DATA b8zK16<>+40(SB)/4, $0x00002000
+DATA b8zK16<>+44(SB)/4, $0x00002000
+DATA b8zK16<>+48(SB)/4, $0x00002000
+DATA b8zK16<>+52(SB)/4, $0x00002000
+DATA b8zK16<>+56(SB)/4, $0x00002000
+DATA b8zK16<>+60(SB)/4, $0x00002000
+GLOBL b8zK16<>(SB), RODATA|NOPTR, $64
 
 DATA b8zShufQh<>+0(SB)/4, $0x00000000
-DATA b8zShufQh<>+4(SB)/4, $0x00000000
-DATA b8zShufQh<>+8(SB)/4, $0x01010101
-DATA b8zShufQh<>+12(SB)/4, $0x01010101
-DATA b8zShufQh<>+16(SB)/4, $0x02020202
-DATA b8zShufQh<>+20(SB)/4, $0x02020202
-DATA b8zShufQh<>+24(SB)/4, $0x03030303
-DATA b8zShufQh<>+28(SB)/4, $0x03030303
-DATA b8zShufQh<>+32(SB)/4, $0x00000000
-DATA b8zShufQh<>+36(SB)/4, $0x00000000
-DATA b8zShufQh<>+40(SB)/4, $0x01010101
-DATA b8zShufQh<>+44(SB)/4, $0x01010101
-DATA b8zShufQh<>+48(SB)/4, $0x02020202
-DATA b8zShufQh<>+52(SB)/4, $0x02020202
+DATA b8zShufQh<>+4(SB)/4, $0x04040404
+DATA b8zShufQh<>+8(SB)/4, $0x00000000
+DATA b8zShufQh<>+12(SB)/4, $0x04040404
+DATA b8zShufQh<>+16(SB)/4, $0x01010101
+DATA b8zShufQh<>+20(SB)/4, $0x05050505
+DATA b8zShufQh<>+24(SB)/4, $0x01010101
+DATA b8zShufQh<>+28(SB)/4, $0x05050505
+DATA b8zShufQh<>+32(SB)/4, $0x02020202
+DATA b8zShufQh<>+36(SB)/4, $0x06060606
+DATA b8zShufQh<>+40(SB)/4, $0x02020202
+DATA b8zShufQh<>+44(SB)/4, $0x06060606
+DATA b8zShufQh<>+48(SB)/4, $0x03030303
+DATA b8zShufQh<>+52(SB)/4, $0x07070707
 DATA b8zShufQh<>+56(SB)/4, $0x03030303
-DATA b8zShufQh<>+60(SB)/4, $0x03030303
+DATA b8zShufQh<>+60(SB)/4, $0x07070707
 GLOBL b8zShufQh<>(SB), RODATA|NOPTR, $64
+
+DATA b8zBitMask<>+0(SB)/4, $0x08040201
+DATA b8zBitMask<>+4(SB)/4, $0x08040201
+DATA b8zBitMask<>+8(SB)/4, $0x80402010
+DATA b8zBitMask<>+12(SB)/4, $0x80402010
+DATA b8zBitMask<>+16(SB)/4, $0x08040201
+DATA b8zBitMask<>+20(SB)/4, $0x08040201
+DATA b8zBitMask<>+24(SB)/4, $0x80402010
+DATA b8zBitMask<>+28(SB)/4, $0x80402010
+DATA b8zBitMask<>+32(SB)/4, $0x08040201
+DATA b8zBitMask<>+36(SB)/4, $0x08040201
+DATA b8zBitMask<>+40(SB)/4, $0x80402010
+DATA b8zBitMask<>+44(SB)/4, $0x80402010
+DATA b8zBitMask<>+48(SB)/4, $0x08040201
+DATA b8zBitMask<>+52(SB)/4, $0x08040201
+DATA b8zBitMask<>+56(SB)/4, $0x80402010
+DATA b8zBitMask<>+60(SB)/4, $0x80402010
+GLOBL b8zBitMask<>(SB), RODATA|NOPTR, $64
 
 DATA b8zPermK0<>+0(SB)/4, $0x00000000
 DATA b8zPermK0<>+4(SB)/4, $0x00000000
@@ -24813,16 +24975,16 @@ dot8Q8_0VNNI_block:
 	VPXORD          b8zByte80<>+0(SB), Z4, Z4
 	VBROADCASTSS    (R9), Z5
 	VMULPS          Z2, Z5, Z5
-	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 64(R10), Z2
 	VBROADCASTI64X4 (R8), Z6
 	VPDPBUSD        Z6, Z4, Z2
 	VCVTDQ2PS       Z2, Z2
 	VFMADD231PS     Z5, Z2, Z0
 	ADDQ            $0x22, CX
 	ADDQ            $0x22, SI
-	ADDQ            $0x00000020, R8
+	ADDQ            $0x20, R8
 	ADDQ            $0x04, R9
-	ADDQ            $0x00000020, R10
+	ADDQ            $0x60, R10
 	SUBQ            $0x22, DI
 	JMP             dot8Q8_0VNNI_block
 
@@ -24879,20 +25041,19 @@ dot8Q4_0VNNI_block:
 	VINSERTI64X4    $0x01, Y4, Z3, Z4
 	VPSRLW          $0x04, Z4, K1, Z4
 	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
-	VPSUBB          b8zByte08<>+0(SB), Z4, Z4
-	VPXORD          b8zByte80<>+0(SB), Z4, Z4
+	VPADDB          b8zByte78<>+0(SB), Z4, Z4
 	VBROADCASTSS    (R9), Z5
 	VMULPS          Z2, Z5, Z5
-	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 64(R10), Z2
 	VBROADCASTI64X4 (R8), Z6
 	VPDPBUSD        Z6, Z4, Z2
 	VCVTDQ2PS       Z2, Z2
 	VFMADD231PS     Z5, Z2, Z0
 	ADDQ            $0x12, CX
 	ADDQ            $0x12, SI
-	ADDQ            $0x00000020, R8
+	ADDQ            $0x20, R8
 	ADDQ            $0x04, R9
-	ADDQ            $0x00000020, R10
+	ADDQ            $0x60, R10
 	SUBQ            $0x12, DI
 	JMP             dot8Q4_0VNNI_block
 
@@ -24952,25 +25113,22 @@ dot8Q5_0VNNI_block:
 	VPBROADCASTD    2(CX), Y3
 	VPBROADCASTD    2(SI), Y5
 	VINSERTI64X4    $0x01, Y5, Z3, Z5
-	VPSHUFB         b8zShufQh<>+0(SB), Z5, Z5
-	VPANDD          b8zBitMask<>+0(SB), Z5, Z5
-	VPMINUB         b8zByte01<>+0(SB), Z5, Z5
-	VPSLLW          $0x04, Z5, Z5
-	VPORD           Z5, Z4, Z4
-	VPSUBB          b8zByte10<>+0(SB), Z4, Z4
-	VPXORD          b8zByte80<>+0(SB), Z4, Z4
+	VPSHUFB         b8zShufQhHalves<>+0(SB), Z5, Z5
+	VPTESTMB        b8zBitMaskHalves<>+0(SB), Z5, K2
+	VPADDB          b8zByte70<>+0(SB), Z4, Z4
+	VPADDB          b8zByte10<>+0(SB), Z4, K2, Z4
 	VBROADCASTSS    (R9), Z5
 	VMULPS          Z2, Z5, Z5
-	VBROADCASTI64X4 (R10), Z2
+	VBROADCASTI64X4 64(R10), Z2
 	VBROADCASTI64X4 (R8), Z6
 	VPDPBUSD        Z6, Z4, Z2
 	VCVTDQ2PS       Z2, Z2
 	VFMADD231PS     Z5, Z2, Z0
 	ADDQ            $0x16, CX
 	ADDQ            $0x16, SI
-	ADDQ            $0x00000020, R8
+	ADDQ            $0x20, R8
 	ADDQ            $0x04, R9
-	ADDQ            $0x00000020, R10
+	ADDQ            $0x60, R10
 	SUBQ            $0x16, DI
 	JMP             dot8Q5_0VNNI_block
 
@@ -25628,263 +25786,644 @@ dot8Q6KVNNI_done:
 	RET
 
 // func dot8Q8_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q8_0x2VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x2VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q8_0x2VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q8_0x2VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
+dot8Q8_0x2VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q8_0x2VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x0000000f, R10
+	KMOVW     R10, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
 
-dot8Q8_0x2VNNI_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q8_0x2VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X2
-	VPBROADCASTW    (SI), X3
-	VINSERTI32X4    $0x01, X3, Y2, Y3
-	VCVTPH2PS       Y3, Z3
-	VMOVDQU8        2(CX), Y4
-	VINSERTI64X4    $0x01, 2(SI), Z4, Z5
-	VPXORD          b8zByte80<>+0(SB), Z5, Z5
-	VBROADCASTSS    (R9), Z6
-	VMULPS          Z3, Z6, Z6
-	VBROADCASTI64X4 (R10), Z7
-	VBROADCASTI64X4 (R8), Z8
-	VPDPBUSD        Z8, Z5, Z7
-	VCVTDQ2PS       Z7, Z7
-	VFMADD231PS     Z6, Z7, Z0
-	VBROADCASTSS    4(R9), Z6
-	VMULPS          Z3, Z6, Z6
-	VBROADCASTI64X4 32(R10), Z3
-	VBROADCASTI64X4 32(R8), Z7
-	VPDPBUSD        Z7, Z5, Z3
-	VCVTDQ2PS       Z3, Z3
-	VFMADD231PS     Z6, Z3, Z1
-	ADDQ            $0x22, CX
-	ADDQ            $0x22, SI
-	ADDQ            $0x00000040, R8
-	ADDQ            $0x08, R9
-	ADDQ            $0x00000040, R10
-	SUBQ            $0x22, DI
-	JMP             dot8Q8_0x2VNNI_block
+dot8Q8_0x2VNNI_q_block:
+	CMPQ         DI, $0x00
+	JLE          dot8Q8_0x2VNNI_q_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R10
+	MOVWLZX      (CX)(BX*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y5
+	VCVTPH2PS    Y5, Z5
+	VMULPS.Z     (R9), Z5, K1, Z5
+	VMOVUPS      Z5, (SP)
+	VMOVDQU32    2(CX), Y7
+	VMOVDQU32    2(CX)(BX*1), Y6
+	VPERMT2D     Z6, Z0, Z7
+	VPXORD       b8zByte80<>+0(SB), Z7, Z5
+	VMOVDQU64    b8zK128<>+0(SB), Z9
+	VPDPBUSD     b8zByte80<>+0(SB), Z5, Z9
+	PREFETCHT0   1024(CX)(BX*2)
+	PREFETCHT0   1024(CX)(SI*1)
+	MOVWLZX      (CX)(BX*2), R10
+	MOVWLZX      (CX)(SI*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y5
+	VCVTPH2PS    Y5, Z5
+	VMULPS.Z     (R9), Z5, K1, Z5
+	VMOVUPS      Z5, 64(SP)
+	VMOVDQU32    2(CX)(BX*2), Y8
+	VMOVDQU32    2(CX)(SI*1), Y6
+	VPERMT2D     Z6, Z0, Z8
+	VPXORD       b8zByte80<>+0(SB), Z8, Z5
+	VMOVDQU64    b8zK128<>+0(SB), Z10
+	VPDPBUSD     b8zByte80<>+0(SB), Z5, Z10
+	VMOVDQU64    (R8), Z5
+	VMOVDQA64    Z9, Z11
+	VPDPBUSD     Z7, Z5, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD (SP), Z12
+	VFMADD231PS  Z12, Z11, Z1
+	VMOVDQA64    Z10, Z11
+	VPDPBUSD     Z8, Z5, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 64(SP), Z5
+	VFMADD231PS  Z5, Z11, Z3
+	VMOVDQU64    64(R8), Z5
+	VMOVDQA64    Z9, Z9
+	VPDPBUSD     Z7, Z5, Z9
+	VCVTDQ2PS    Z9, Z9
+	VBROADCASTSD 8(SP), Z11
+	VFMADD231PS  Z11, Z9, Z2
+	VMOVDQA64    Z10, Z9
+	VPDPBUSD     Z8, Z5, Z9
+	VCVTDQ2PS    Z9, Z9
+	VBROADCASTSD 72(SP), Z5
+	VFMADD231PS  Z5, Z9, Z4
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000080, R8
+	ADDQ         $0x10, R9
+	SUBQ         $0x22, DI
+	JMP          dot8Q8_0x2VNNI_q_block
 
-dot8Q8_0x2VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X2
-	VMOVSS        X2, 8(AX)
-	VPERMILPS     $0xb1, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X2
-	VMOVSS        X2, 12(AX)
-	ADDQ          $0x10, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q8_0x2VNNI_row
+dot8Q8_0x2VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 8(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 12(AX)
+	ADDQ       $0x10, AX
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, (AX)
+	VEXTRACTPS $0x01, X3, 8(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 4(AX)
+	VEXTRACTPS $0x01, X4, 12(AX)
+	ADDQ       $0x10, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q8_0x2VNNI_quad
+
+dot8Q8_0x2VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q8_0x2VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x0000000f, R9
+	KMOVW     R9, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+
+dot8Q8_0x2VNNI_p_block:
+	CMPQ         SI, $0x00
+	JLE          dot8Q8_0x2VNNI_p_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R9
+	MOVWLZX      (CX)(BX*1), R10
+	SHLL         $0x10, R10
+	ORL          R10, R9
+	VPBROADCASTD R9, Y3
+	VCVTPH2PS    Y3, Z3
+	VMULPS.Z     (R8), Z3, K1, Z3
+	VMOVUPS      Z3, (SP)
+	VMOVDQU32    2(CX), Y13
+	VMOVDQU32    2(CX)(BX*1), Y6
+	VPERMT2D     Z6, Z0, Z13
+	VPXORD       b8zByte80<>+0(SB), Z13, Z3
+	VMOVDQU64    b8zK128<>+0(SB), Z4
+	VPDPBUSD     b8zByte80<>+0(SB), Z3, Z4
+	VMOVDQU64    (DI), Z3
+	VMOVDQA64    Z4, Z5
+	VPDPBUSD     Z13, Z3, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSD (SP), Z3
+	VFMADD231PS  Z3, Z5, Z1
+	VMOVDQU64    64(DI), Z3
+	VMOVDQA64    Z4, Z4
+	VPDPBUSD     Z13, Z3, Z4
+	VCVTDQ2PS    Z4, Z4
+	VBROADCASTSD 8(SP), Z3
+	VFMADD231PS  Z3, Z4, Z2
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x10, R8
+	SUBQ         $0x22, SI
+	JMP          dot8Q8_0x2VNNI_p_block
+
+dot8Q8_0x2VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 8(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 12(AX)
+	ADDQ       $0x10, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q8_0x2VNNI_pair
 
 dot8Q8_0x2VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x2VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x2VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q4_0x2VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q4_0x2VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
+dot8Q4_0x2VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q4_0x2VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x0000000f, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
 
-dot8Q4_0x2VNNI_block:
+dot8Q4_0x2VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x2VNNI_end
+	JLE             dot8Q4_0x2VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X2
-	VPBROADCASTW    (SI), X3
-	VINSERTI32X4    $0x01, X3, Y2, Y3
-	VCVTPH2PS       Y3, Z3
-	VBROADCASTI32X4 2(CX), Y4
-	VBROADCASTI32X4 2(SI), Y5
-	VINSERTI64X4    $0x01, Y5, Z4, Z5
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y5
+	VCVTPH2PS       Y5, Z5
+	VMULPS.Z        (R9), Z5, K2, Z5
+	VMOVUPS         Z5, (SP)
+	VBROADCASTI32X4 2(CX), Z5
+	VBROADCASTI32X4 2(CX)(BX*1), Z6
+	VPERMT2D        Z6, Z0, Z5
 	VPSRLW          $0x04, Z5, K1, Z5
 	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
-	VPSUBB          b8zByte08<>+0(SB), Z5, Z5
-	VPXORD          b8zByte80<>+0(SB), Z5, Z5
-	VBROADCASTSS    (R9), Z6
-	VMULPS          Z3, Z6, Z6
-	VBROADCASTI64X4 (R10), Z7
-	VBROADCASTI64X4 (R8), Z8
-	VPDPBUSD        Z8, Z5, Z7
+	VPSUBB          b8zByte08<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zK8<>+0(SB), Z7
+	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z7
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y5
+	VCVTPH2PS       Y5, Z5
+	VMULPS.Z        (R9), Z5, K2, Z5
+	VMOVUPS         Z5, 64(SP)
+	VBROADCASTI32X4 2(CX)(BX*2), Z5
+	VBROADCASTI32X4 2(CX)(SI*1), Z8
+	VPERMT2D        Z8, Z0, Z5
+	VPSRLW          $0x04, Z5, K1, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSUBB          b8zByte08<>+0(SB), Z5, Z8
+	VMOVDQU64       b8zK8<>+0(SB), Z9
+	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z9
+	VMOVDQU64       (R8), Z5
+	VMOVDQA64       Z7, Z10
+	VPDPBUSD        Z6, Z5, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    (SP), Z11
+	VFMADD231PS     Z11, Z10, Z1
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z5, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    64(SP), Z5
+	VFMADD231PS     Z5, Z10, Z3
+	VMOVDQU64       64(R8), Z5
+	VMOVDQA64       Z7, Z7
+	VPDPBUSD        Z6, Z5, Z7
 	VCVTDQ2PS       Z7, Z7
-	VFMADD231PS     Z6, Z7, Z0
-	VBROADCASTSS    4(R9), Z6
-	VMULPS          Z3, Z6, Z6
-	VBROADCASTI64X4 32(R10), Z3
-	VBROADCASTI64X4 32(R8), Z7
-	VPDPBUSD        Z7, Z5, Z3
-	VCVTDQ2PS       Z3, Z3
-	VFMADD231PS     Z6, Z3, Z1
+	VBROADCASTSD    8(SP), Z6
+	VFMADD231PS     Z6, Z7, Z2
+	VMOVDQA64       Z9, Z6
+	VPDPBUSD        Z8, Z5, Z6
+	VCVTDQ2PS       Z6, Z6
+	VBROADCASTSD    72(SP), Z5
+	VFMADD231PS     Z5, Z6, Z4
 	ADDQ            $0x12, CX
-	ADDQ            $0x12, SI
-	ADDQ            $0x00000040, R8
-	ADDQ            $0x08, R9
-	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x10, R9
 	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x2VNNI_block
+	JMP             dot8Q4_0x2VNNI_q_block
 
-dot8Q4_0x2VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X2
-	VMOVSS        X2, 8(AX)
-	VPERMILPS     $0xb1, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X2
-	VMOVSS        X2, 12(AX)
-	ADDQ          $0x10, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q4_0x2VNNI_row
+dot8Q4_0x2VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 8(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 12(AX)
+	ADDQ       $0x10, AX
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, (AX)
+	VEXTRACTPS $0x01, X3, 8(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 4(AX)
+	VEXTRACTPS $0x01, X4, 12(AX)
+	ADDQ       $0x10, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q4_0x2VNNI_quad
+
+dot8Q4_0x2VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q4_0x2VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x0000000f, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+
+dot8Q4_0x2VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q4_0x2VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y3
+	VCVTPH2PS       Y3, Z3
+	VMULPS.Z        (R8), Z3, K2, Z3
+	VMOVUPS         Z3, (SP)
+	VBROADCASTI32X4 2(CX), Z3
+	VBROADCASTI32X4 2(CX)(BX*1), Z4
+	VPERMT2D        Z4, Z0, Z3
+	VPSRLW          $0x04, Z3, K1, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPSUBB          b8zByte08<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zK8<>+0(SB), Z5
+	VPDPBUSD        b8zByte80<>+0(SB), Z3, Z5
+	VMOVDQU64       (DI), Z3
+	VMOVDQA64       Z5, Z6
+	VPDPBUSD        Z4, Z3, Z6
+	VCVTDQ2PS       Z6, Z6
+	VBROADCASTSD    (SP), Z3
+	VFMADD231PS     Z3, Z6, Z1
+	VMOVDQU64       64(DI), Z3
+	VMOVDQA64       Z5, Z5
+	VPDPBUSD        Z4, Z3, Z5
+	VCVTDQ2PS       Z5, Z5
+	VBROADCASTSD    8(SP), Z3
+	VFMADD231PS     Z3, Z5, Z2
+	ADDQ            $0x12, CX
+	ADDQ            $0x00000080, DI
+	ADDQ            $0x10, R8
+	SUBQ            $0x12, SI
+	JMP             dot8Q4_0x2VNNI_p_block
+
+dot8Q4_0x2VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 8(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 12(AX)
+	ADDQ       $0x10, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q4_0x2VNNI_pair
 
 dot8Q4_0x2VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q5_0x2VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x2VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q5_0x2VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q5_0x2VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
+dot8Q5_0x2VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q5_0x2VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x0000000f, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
 
-dot8Q5_0x2VNNI_block:
+dot8Q5_0x2VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q5_0x2VNNI_end
+	JLE             dot8Q5_0x2VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X2
-	VPBROADCASTW    (SI), X3
-	VINSERTI32X4    $0x01, X3, Y2, Y3
-	VCVTPH2PS       Y3, Z3
-	VBROADCASTI32X4 6(CX), Y4
-	VBROADCASTI32X4 6(SI), Y5
-	VINSERTI64X4    $0x01, Y5, Z4, Z5
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y5
+	VCVTPH2PS       Y5, Z5
+	VMULPS.Z        (R9), Z5, K2, Z5
+	VMOVUPS         Z5, (SP)
+	VBROADCASTI32X4 6(CX), Z5
+	VBROADCASTI32X4 6(CX)(BX*1), Z6
+	VPERMT2D        Z6, Z0, Z5
 	VPSRLW          $0x04, Z5, K1, Z5
 	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
-	VPBROADCASTD    2(CX), Y4
-	VPBROADCASTD    2(SI), Y6
-	VINSERTI64X4    $0x01, Y6, Z4, Z6
+	VPBROADCASTD    2(CX), Z6
+	VPBROADCASTD    2(CX)(BX*1), Z7
+	VPUNPCKLDQ      Z7, Z6, Z6
 	VPSHUFB         b8zShufQh<>+0(SB), Z6, Z6
-	VPANDD          b8zBitMask<>+0(SB), Z6, Z6
-	VPMINUB         b8zByte01<>+0(SB), Z6, Z6
-	VPSLLW          $0x04, Z6, Z6
-	VPORD           Z6, Z5, Z5
-	VPSUBB          b8zByte10<>+0(SB), Z5, Z5
-	VPXORD          b8zByte80<>+0(SB), Z5, Z5
-	VBROADCASTSS    (R9), Z6
-	VMULPS          Z3, Z6, Z6
-	VBROADCASTI64X4 (R10), Z7
-	VBROADCASTI64X4 (R8), Z8
-	VPDPBUSD        Z8, Z5, Z7
+	VPTESTMB        b8zBitMask<>+0(SB), Z6, K3
+	VPADDB          b8zByte10<>+0(SB), Z5, K3, Z5
+	VPSUBB          b8zByte10<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zK16<>+0(SB), Z7
+	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z7
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y5
+	VCVTPH2PS       Y5, Z5
+	VMULPS.Z        (R9), Z5, K2, Z5
+	VMOVUPS         Z5, 64(SP)
+	VBROADCASTI32X4 6(CX)(BX*2), Z5
+	VBROADCASTI32X4 6(CX)(SI*1), Z8
+	VPERMT2D        Z8, Z0, Z5
+	VPSRLW          $0x04, Z5, K1, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPBROADCASTD    2(CX)(BX*2), Z8
+	VPBROADCASTD    2(CX)(SI*1), Z9
+	VPUNPCKLDQ      Z9, Z8, Z8
+	VPSHUFB         b8zShufQh<>+0(SB), Z8, Z8
+	VPTESTMB        b8zBitMask<>+0(SB), Z8, K3
+	VPADDB          b8zByte10<>+0(SB), Z5, K3, Z5
+	VPSUBB          b8zByte10<>+0(SB), Z5, Z8
+	VMOVDQU64       b8zK16<>+0(SB), Z9
+	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z9
+	VMOVDQU64       (R8), Z5
+	VMOVDQA64       Z7, Z10
+	VPDPBUSD        Z6, Z5, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    (SP), Z11
+	VFMADD231PS     Z11, Z10, Z1
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z5, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    64(SP), Z5
+	VFMADD231PS     Z5, Z10, Z3
+	VMOVDQU64       64(R8), Z5
+	VMOVDQA64       Z7, Z7
+	VPDPBUSD        Z6, Z5, Z7
 	VCVTDQ2PS       Z7, Z7
-	VFMADD231PS     Z6, Z7, Z0
-	VBROADCASTSS    4(R9), Z6
-	VMULPS          Z3, Z6, Z6
-	VBROADCASTI64X4 32(R10), Z3
-	VBROADCASTI64X4 32(R8), Z7
-	VPDPBUSD        Z7, Z5, Z3
-	VCVTDQ2PS       Z3, Z3
-	VFMADD231PS     Z6, Z3, Z1
+	VBROADCASTSD    8(SP), Z6
+	VFMADD231PS     Z6, Z7, Z2
+	VMOVDQA64       Z9, Z6
+	VPDPBUSD        Z8, Z5, Z6
+	VCVTDQ2PS       Z6, Z6
+	VBROADCASTSD    72(SP), Z5
+	VFMADD231PS     Z5, Z6, Z4
 	ADDQ            $0x16, CX
-	ADDQ            $0x16, SI
-	ADDQ            $0x00000040, R8
-	ADDQ            $0x08, R9
-	ADDQ            $0x00000040, R10
+	ADDQ            $0x00000080, R8
+	ADDQ            $0x10, R9
 	SUBQ            $0x16, DI
-	JMP             dot8Q5_0x2VNNI_block
+	JMP             dot8Q5_0x2VNNI_q_block
 
-dot8Q5_0x2VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z3
-	VADDPS        Z3, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X2
-	VMOVSS        X2, 8(AX)
-	VPERMILPS     $0xb1, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z3
-	VADDPS        Z3, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X2
-	VMOVSS        X2, 12(AX)
-	ADDQ          $0x10, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q5_0x2VNNI_row
+dot8Q5_0x2VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 8(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 12(AX)
+	ADDQ       $0x10, AX
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, (AX)
+	VEXTRACTPS $0x01, X3, 8(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 4(AX)
+	VEXTRACTPS $0x01, X4, 12(AX)
+	ADDQ       $0x10, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q5_0x2VNNI_quad
+
+dot8Q5_0x2VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q5_0x2VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x0000000f, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+
+dot8Q5_0x2VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q5_0x2VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y3
+	VCVTPH2PS       Y3, Z3
+	VMULPS.Z        (R8), Z3, K2, Z3
+	VMOVUPS         Z3, (SP)
+	VBROADCASTI32X4 6(CX), Z3
+	VBROADCASTI32X4 6(CX)(BX*1), Z4
+	VPERMT2D        Z4, Z0, Z3
+	VPSRLW          $0x04, Z3, K1, Z3
+	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
+	VPBROADCASTD    2(CX), Z4
+	VPBROADCASTD    2(CX)(BX*1), Z5
+	VPUNPCKLDQ      Z5, Z4, Z4
+	VPSHUFB         b8zShufQh<>+0(SB), Z4, Z4
+	VPTESTMB        b8zBitMask<>+0(SB), Z4, K3
+	VPADDB          b8zByte10<>+0(SB), Z3, K3, Z3
+	VPSUBB          b8zByte10<>+0(SB), Z3, Z4
+	VMOVDQU64       b8zK16<>+0(SB), Z5
+	VPDPBUSD        b8zByte80<>+0(SB), Z3, Z5
+	VMOVDQU64       (DI), Z3
+	VMOVDQA64       Z5, Z6
+	VPDPBUSD        Z4, Z3, Z6
+	VCVTDQ2PS       Z6, Z6
+	VBROADCASTSD    (SP), Z3
+	VFMADD231PS     Z3, Z6, Z1
+	VMOVDQU64       64(DI), Z3
+	VMOVDQA64       Z5, Z5
+	VPDPBUSD        Z4, Z3, Z5
+	VCVTDQ2PS       Z5, Z5
+	VBROADCASTSD    8(SP), Z3
+	VFMADD231PS     Z3, Z5, Z2
+	ADDQ            $0x16, CX
+	ADDQ            $0x00000080, DI
+	ADDQ            $0x10, R8
+	SUBQ            $0x16, SI
+	JMP             dot8Q5_0x2VNNI_p_block
+
+dot8Q5_0x2VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 8(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 12(AX)
+	ADDQ       $0x10, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q5_0x2VNNI_pair
 
 dot8Q5_0x2VNNI_done:
 	VZEROUPPER
@@ -26677,314 +27216,776 @@ dot8Q6Kx2VNNI_done:
 	RET
 
 // func dot8Q8_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q8_0x3VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x3VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q8_0x3VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q8_0x3VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
+dot8Q8_0x3VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q8_0x3VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x0000003f, R10
+	KMOVW     R10, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
 
-dot8Q8_0x3VNNI_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q8_0x3VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X3
-	VPBROADCASTW    (SI), X4
-	VINSERTI32X4    $0x01, X4, Y3, Y4
-	VCVTPH2PS       Y4, Z4
-	VMOVDQU8        2(CX), Y5
-	VINSERTI64X4    $0x01, 2(SI), Z5, Z6
-	VPXORD          b8zByte80<>+0(SB), Z6, Z6
-	VBROADCASTSS    (R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 (R10), Z8
-	VBROADCASTI64X4 (R8), Z9
-	VPDPBUSD        Z9, Z6, Z8
-	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z7, Z8, Z0
-	VBROADCASTSS    4(R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 32(R10), Z8
-	VBROADCASTI64X4 32(R8), Z9
-	VPDPBUSD        Z9, Z6, Z8
-	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z7, Z8, Z1
-	VBROADCASTSS    8(R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 64(R10), Z4
-	VBROADCASTI64X4 64(R8), Z8
-	VPDPBUSD        Z8, Z6, Z4
-	VCVTDQ2PS       Z4, Z4
-	VFMADD231PS     Z7, Z4, Z2
-	ADDQ            $0x22, CX
-	ADDQ            $0x22, SI
-	ADDQ            $0x00000060, R8
-	ADDQ            $0x0c, R9
-	ADDQ            $0x00000060, R10
-	SUBQ            $0x22, DI
-	JMP             dot8Q8_0x3VNNI_block
+dot8Q8_0x3VNNI_q_block:
+	CMPQ         DI, $0x00
+	JLE          dot8Q8_0x3VNNI_q_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R10
+	MOVWLZX      (CX)(BX*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y7
+	VCVTPH2PS    Y7, Z7
+	VMULPS.Z     (R9), Z7, K1, Z7
+	VMOVUPS      Z7, (SP)
+	VMOVDQU32    2(CX), Y9
+	VMOVDQU32    2(CX)(BX*1), Y8
+	VPERMT2D     Z8, Z0, Z9
+	VPXORD       b8zByte80<>+0(SB), Z9, Z7
+	VMOVDQU64    b8zK128<>+0(SB), Z11
+	VPDPBUSD     b8zByte80<>+0(SB), Z7, Z11
+	PREFETCHT0   1024(CX)(BX*2)
+	PREFETCHT0   1024(CX)(SI*1)
+	MOVWLZX      (CX)(BX*2), R10
+	MOVWLZX      (CX)(SI*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y7
+	VCVTPH2PS    Y7, Z7
+	VMULPS.Z     (R9), Z7, K1, Z7
+	VMOVUPS      Z7, 64(SP)
+	VMOVDQU32    2(CX)(BX*2), Y10
+	VMOVDQU32    2(CX)(SI*1), Y8
+	VPERMT2D     Z8, Z0, Z10
+	VPXORD       b8zByte80<>+0(SB), Z10, Z7
+	VMOVDQU64    b8zK128<>+0(SB), Z12
+	VPDPBUSD     b8zByte80<>+0(SB), Z7, Z12
+	VMOVDQU64    (R8), Z7
+	VMOVDQA64    Z11, Z13
+	VPDPBUSD     Z9, Z7, Z13
+	VCVTDQ2PS    Z13, Z13
+	VBROADCASTSD (SP), Z14
+	VFMADD231PS  Z14, Z13, Z1
+	VMOVDQA64    Z12, Z13
+	VPDPBUSD     Z10, Z7, Z13
+	VCVTDQ2PS    Z13, Z13
+	VBROADCASTSD 64(SP), Z7
+	VFMADD231PS  Z7, Z13, Z4
+	VMOVDQU64    64(R8), Z7
+	VMOVDQA64    Z11, Z13
+	VPDPBUSD     Z9, Z7, Z13
+	VCVTDQ2PS    Z13, Z13
+	VBROADCASTSD 8(SP), Z14
+	VFMADD231PS  Z14, Z13, Z2
+	VMOVDQA64    Z12, Z13
+	VPDPBUSD     Z10, Z7, Z13
+	VCVTDQ2PS    Z13, Z13
+	VBROADCASTSD 72(SP), Z7
+	VFMADD231PS  Z7, Z13, Z5
+	VMOVDQU64    128(R8), Z7
+	VMOVDQA64    Z11, Z11
+	VPDPBUSD     Z9, Z7, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 16(SP), Z13
+	VFMADD231PS  Z13, Z11, Z3
+	VMOVDQA64    Z12, Z11
+	VPDPBUSD     Z10, Z7, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 80(SP), Z7
+	VFMADD231PS  Z7, Z11, Z6
+	ADDQ         $0x22, CX
+	ADDQ         $0x000000c0, R8
+	ADDQ         $0x18, R9
+	SUBQ         $0x22, DI
+	JMP          dot8Q8_0x3VNNI_q_block
 
-dot8Q8_0x3VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X3
-	VMOVSS        X3, 12(AX)
-	VPERMILPS     $0xb1, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X3
-	VMOVSS        X3, 16(AX)
-	VPERMILPS     $0xb1, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X3
-	VMOVSS        X3, 20(AX)
-	ADDQ          $0x18, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q8_0x3VNNI_row
+dot8Q8_0x3VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 12(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 16(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 20(AX)
+	ADDQ       $0x18, AX
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, (AX)
+	VEXTRACTPS $0x01, X4, 12(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 4(AX)
+	VEXTRACTPS $0x01, X5, 16(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 8(AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	ADDQ       $0x18, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q8_0x3VNNI_quad
+
+dot8Q8_0x3VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q8_0x3VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x0000003f, R9
+	KMOVW     R9, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+
+dot8Q8_0x3VNNI_p_block:
+	CMPQ         SI, $0x00
+	JLE          dot8Q8_0x3VNNI_p_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R9
+	MOVWLZX      (CX)(BX*1), R10
+	SHLL         $0x10, R10
+	ORL          R10, R9
+	VPBROADCASTD R9, Y4
+	VCVTPH2PS    Y4, Z4
+	VMULPS.Z     (R8), Z4, K1, Z4
+	VMOVUPS      Z4, (SP)
+	VMOVDQU32    2(CX), Y15
+	VMOVDQU32    2(CX)(BX*1), Y8
+	VPERMT2D     Z8, Z0, Z15
+	VPXORD       b8zByte80<>+0(SB), Z15, Z4
+	VMOVDQU64    b8zK128<>+0(SB), Z5
+	VPDPBUSD     b8zByte80<>+0(SB), Z4, Z5
+	VMOVDQU64    (DI), Z4
+	VMOVDQA64    Z5, Z6
+	VPDPBUSD     Z15, Z4, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSD (SP), Z4
+	VFMADD231PS  Z4, Z6, Z1
+	VMOVDQU64    64(DI), Z4
+	VMOVDQA64    Z5, Z6
+	VPDPBUSD     Z15, Z4, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSD 8(SP), Z4
+	VFMADD231PS  Z4, Z6, Z2
+	VMOVDQU64    128(DI), Z4
+	VMOVDQA64    Z5, Z5
+	VPDPBUSD     Z15, Z4, Z5
+	VCVTDQ2PS    Z5, Z5
+	VBROADCASTSD 16(SP), Z4
+	VFMADD231PS  Z4, Z5, Z3
+	ADDQ         $0x22, CX
+	ADDQ         $0x000000c0, DI
+	ADDQ         $0x18, R8
+	SUBQ         $0x22, SI
+	JMP          dot8Q8_0x3VNNI_p_block
+
+dot8Q8_0x3VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 12(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 16(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 20(AX)
+	ADDQ       $0x18, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q8_0x3VNNI_pair
 
 dot8Q8_0x3VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x3VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x3VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q4_0x3VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q4_0x3VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
+dot8Q4_0x3VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q4_0x3VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x0000003f, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
 
-dot8Q4_0x3VNNI_block:
+dot8Q4_0x3VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x3VNNI_end
+	JLE             dot8Q4_0x3VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X3
-	VPBROADCASTW    (SI), X4
-	VINSERTI32X4    $0x01, X4, Y3, Y4
-	VCVTPH2PS       Y4, Z4
-	VBROADCASTI32X4 2(CX), Y5
-	VBROADCASTI32X4 2(SI), Y6
-	VINSERTI64X4    $0x01, Y6, Z5, Z6
-	VPSRLW          $0x04, Z6, K1, Z6
-	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
-	VPSUBB          b8zByte08<>+0(SB), Z6, Z6
-	VPXORD          b8zByte80<>+0(SB), Z6, Z6
-	VBROADCASTSS    (R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 (R10), Z8
-	VBROADCASTI64X4 (R8), Z9
-	VPDPBUSD        Z9, Z6, Z8
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y7
+	VCVTPH2PS       Y7, Z7
+	VMULPS.Z        (R9), Z7, K2, Z7
+	VMOVUPS         Z7, (SP)
+	VBROADCASTI32X4 2(CX), Z7
+	VBROADCASTI32X4 2(CX)(BX*1), Z8
+	VPERMT2D        Z8, Z0, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSUBB          b8zByte08<>+0(SB), Z7, Z8
+	VMOVDQU64       b8zK8<>+0(SB), Z9
+	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z9
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y7
+	VCVTPH2PS       Y7, Z7
+	VMULPS.Z        (R9), Z7, K2, Z7
+	VMOVUPS         Z7, 64(SP)
+	VBROADCASTI32X4 2(CX)(BX*2), Z7
+	VBROADCASTI32X4 2(CX)(SI*1), Z10
+	VPERMT2D        Z10, Z0, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSUBB          b8zByte08<>+0(SB), Z7, Z10
+	VMOVDQU64       b8zK8<>+0(SB), Z11
+	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z11
+	VMOVDQU64       (R8), Z7
+	VMOVDQA64       Z9, Z12
+	VPDPBUSD        Z8, Z7, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    (SP), Z13
+	VFMADD231PS     Z13, Z12, Z1
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z7, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    64(SP), Z7
+	VFMADD231PS     Z7, Z12, Z4
+	VMOVDQU64       64(R8), Z7
+	VMOVDQA64       Z9, Z12
+	VPDPBUSD        Z8, Z7, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    8(SP), Z13
+	VFMADD231PS     Z13, Z12, Z2
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z7, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    72(SP), Z7
+	VFMADD231PS     Z7, Z12, Z5
+	VMOVDQU64       128(R8), Z7
+	VMOVDQA64       Z9, Z9
+	VPDPBUSD        Z8, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    16(SP), Z8
+	VFMADD231PS     Z8, Z9, Z3
+	VMOVDQA64       Z11, Z8
+	VPDPBUSD        Z10, Z7, Z8
 	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z7, Z8, Z0
-	VBROADCASTSS    4(R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 32(R10), Z8
-	VBROADCASTI64X4 32(R8), Z9
-	VPDPBUSD        Z9, Z6, Z8
-	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z7, Z8, Z1
-	VBROADCASTSS    8(R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 64(R10), Z4
-	VBROADCASTI64X4 64(R8), Z8
-	VPDPBUSD        Z8, Z6, Z4
-	VCVTDQ2PS       Z4, Z4
-	VFMADD231PS     Z7, Z4, Z2
+	VBROADCASTSD    80(SP), Z7
+	VFMADD231PS     Z7, Z8, Z6
 	ADDQ            $0x12, CX
-	ADDQ            $0x12, SI
-	ADDQ            $0x00000060, R8
-	ADDQ            $0x0c, R9
-	ADDQ            $0x00000060, R10
+	ADDQ            $0x000000c0, R8
+	ADDQ            $0x18, R9
 	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x3VNNI_block
+	JMP             dot8Q4_0x3VNNI_q_block
 
-dot8Q4_0x3VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X3
-	VMOVSS        X3, 12(AX)
-	VPERMILPS     $0xb1, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X3
-	VMOVSS        X3, 16(AX)
-	VPERMILPS     $0xb1, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X3
-	VMOVSS        X3, 20(AX)
-	ADDQ          $0x18, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q4_0x3VNNI_row
+dot8Q4_0x3VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 12(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 16(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 20(AX)
+	ADDQ       $0x18, AX
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, (AX)
+	VEXTRACTPS $0x01, X4, 12(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 4(AX)
+	VEXTRACTPS $0x01, X5, 16(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 8(AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	ADDQ       $0x18, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q4_0x3VNNI_quad
+
+dot8Q4_0x3VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q4_0x3VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x0000003f, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+
+dot8Q4_0x3VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q4_0x3VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y4
+	VCVTPH2PS       Y4, Z4
+	VMULPS.Z        (R8), Z4, K2, Z4
+	VMOVUPS         Z4, (SP)
+	VBROADCASTI32X4 2(CX), Z4
+	VBROADCASTI32X4 2(CX)(BX*1), Z5
+	VPERMT2D        Z5, Z0, Z4
+	VPSRLW          $0x04, Z4, K1, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPSUBB          b8zByte08<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zK8<>+0(SB), Z6
+	VPDPBUSD        b8zByte80<>+0(SB), Z4, Z6
+	VMOVDQU64       (DI), Z4
+	VMOVDQA64       Z6, Z7
+	VPDPBUSD        Z5, Z4, Z7
+	VCVTDQ2PS       Z7, Z7
+	VBROADCASTSD    (SP), Z4
+	VFMADD231PS     Z4, Z7, Z1
+	VMOVDQU64       64(DI), Z4
+	VMOVDQA64       Z6, Z7
+	VPDPBUSD        Z5, Z4, Z7
+	VCVTDQ2PS       Z7, Z7
+	VBROADCASTSD    8(SP), Z4
+	VFMADD231PS     Z4, Z7, Z2
+	VMOVDQU64       128(DI), Z4
+	VMOVDQA64       Z6, Z6
+	VPDPBUSD        Z5, Z4, Z6
+	VCVTDQ2PS       Z6, Z6
+	VBROADCASTSD    16(SP), Z4
+	VFMADD231PS     Z4, Z6, Z3
+	ADDQ            $0x12, CX
+	ADDQ            $0x000000c0, DI
+	ADDQ            $0x18, R8
+	SUBQ            $0x12, SI
+	JMP             dot8Q4_0x3VNNI_p_block
+
+dot8Q4_0x3VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 12(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 16(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 20(AX)
+	ADDQ       $0x18, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q4_0x3VNNI_pair
 
 dot8Q4_0x3VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q5_0x3VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x3VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q5_0x3VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q5_0x3VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
+dot8Q5_0x3VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q5_0x3VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x0000003f, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
 
-dot8Q5_0x3VNNI_block:
+dot8Q5_0x3VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q5_0x3VNNI_end
+	JLE             dot8Q5_0x3VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X3
-	VPBROADCASTW    (SI), X4
-	VINSERTI32X4    $0x01, X4, Y3, Y4
-	VCVTPH2PS       Y4, Z4
-	VBROADCASTI32X4 6(CX), Y5
-	VBROADCASTI32X4 6(SI), Y6
-	VINSERTI64X4    $0x01, Y6, Z5, Z6
-	VPSRLW          $0x04, Z6, K1, Z6
-	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
-	VPBROADCASTD    2(CX), Y5
-	VPBROADCASTD    2(SI), Y7
-	VINSERTI64X4    $0x01, Y7, Z5, Z7
-	VPSHUFB         b8zShufQh<>+0(SB), Z7, Z7
-	VPANDD          b8zBitMask<>+0(SB), Z7, Z7
-	VPMINUB         b8zByte01<>+0(SB), Z7, Z7
-	VPSLLW          $0x04, Z7, Z7
-	VPORD           Z7, Z6, Z6
-	VPSUBB          b8zByte10<>+0(SB), Z6, Z6
-	VPXORD          b8zByte80<>+0(SB), Z6, Z6
-	VBROADCASTSS    (R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 (R10), Z8
-	VBROADCASTI64X4 (R8), Z9
-	VPDPBUSD        Z9, Z6, Z8
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y7
+	VCVTPH2PS       Y7, Z7
+	VMULPS.Z        (R9), Z7, K2, Z7
+	VMOVUPS         Z7, (SP)
+	VBROADCASTI32X4 6(CX), Z7
+	VBROADCASTI32X4 6(CX)(BX*1), Z8
+	VPERMT2D        Z8, Z0, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPBROADCASTD    2(CX), Z8
+	VPBROADCASTD    2(CX)(BX*1), Z9
+	VPUNPCKLDQ      Z9, Z8, Z8
+	VPSHUFB         b8zShufQh<>+0(SB), Z8, Z8
+	VPTESTMB        b8zBitMask<>+0(SB), Z8, K3
+	VPADDB          b8zByte10<>+0(SB), Z7, K3, Z7
+	VPSUBB          b8zByte10<>+0(SB), Z7, Z8
+	VMOVDQU64       b8zK16<>+0(SB), Z9
+	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z9
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y7
+	VCVTPH2PS       Y7, Z7
+	VMULPS.Z        (R9), Z7, K2, Z7
+	VMOVUPS         Z7, 64(SP)
+	VBROADCASTI32X4 6(CX)(BX*2), Z7
+	VBROADCASTI32X4 6(CX)(SI*1), Z10
+	VPERMT2D        Z10, Z0, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPBROADCASTD    2(CX)(BX*2), Z10
+	VPBROADCASTD    2(CX)(SI*1), Z11
+	VPUNPCKLDQ      Z11, Z10, Z10
+	VPSHUFB         b8zShufQh<>+0(SB), Z10, Z10
+	VPTESTMB        b8zBitMask<>+0(SB), Z10, K3
+	VPADDB          b8zByte10<>+0(SB), Z7, K3, Z7
+	VPSUBB          b8zByte10<>+0(SB), Z7, Z10
+	VMOVDQU64       b8zK16<>+0(SB), Z11
+	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z11
+	VMOVDQU64       (R8), Z7
+	VMOVDQA64       Z9, Z12
+	VPDPBUSD        Z8, Z7, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    (SP), Z13
+	VFMADD231PS     Z13, Z12, Z1
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z7, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    64(SP), Z7
+	VFMADD231PS     Z7, Z12, Z4
+	VMOVDQU64       64(R8), Z7
+	VMOVDQA64       Z9, Z12
+	VPDPBUSD        Z8, Z7, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    8(SP), Z13
+	VFMADD231PS     Z13, Z12, Z2
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z7, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    72(SP), Z7
+	VFMADD231PS     Z7, Z12, Z5
+	VMOVDQU64       128(R8), Z7
+	VMOVDQA64       Z9, Z9
+	VPDPBUSD        Z8, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    16(SP), Z8
+	VFMADD231PS     Z8, Z9, Z3
+	VMOVDQA64       Z11, Z8
+	VPDPBUSD        Z10, Z7, Z8
 	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z7, Z8, Z0
-	VBROADCASTSS    4(R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 32(R10), Z8
-	VBROADCASTI64X4 32(R8), Z9
-	VPDPBUSD        Z9, Z6, Z8
-	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z7, Z8, Z1
-	VBROADCASTSS    8(R9), Z7
-	VMULPS          Z4, Z7, Z7
-	VBROADCASTI64X4 64(R10), Z4
-	VBROADCASTI64X4 64(R8), Z8
-	VPDPBUSD        Z8, Z6, Z4
-	VCVTDQ2PS       Z4, Z4
-	VFMADD231PS     Z7, Z4, Z2
+	VBROADCASTSD    80(SP), Z7
+	VFMADD231PS     Z7, Z8, Z6
 	ADDQ            $0x16, CX
-	ADDQ            $0x16, SI
-	ADDQ            $0x00000060, R8
-	ADDQ            $0x0c, R9
-	ADDQ            $0x00000060, R10
+	ADDQ            $0x000000c0, R8
+	ADDQ            $0x18, R9
 	SUBQ            $0x16, DI
-	JMP             dot8Q5_0x3VNNI_block
+	JMP             dot8Q5_0x3VNNI_q_block
 
-dot8Q5_0x3VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z4
-	VADDPS        Z4, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X3
-	VMOVSS        X3, 12(AX)
-	VPERMILPS     $0xb1, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z4
-	VADDPS        Z4, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X3
-	VMOVSS        X3, 16(AX)
-	VPERMILPS     $0xb1, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z4
-	VADDPS        Z4, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X3
-	VMOVSS        X3, 20(AX)
-	ADDQ          $0x18, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q5_0x3VNNI_row
+dot8Q5_0x3VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 12(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 16(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 20(AX)
+	ADDQ       $0x18, AX
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, (AX)
+	VEXTRACTPS $0x01, X4, 12(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 4(AX)
+	VEXTRACTPS $0x01, X5, 16(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 8(AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	ADDQ       $0x18, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q5_0x3VNNI_quad
+
+dot8Q5_0x3VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q5_0x3VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x0000003f, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+
+dot8Q5_0x3VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q5_0x3VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y4
+	VCVTPH2PS       Y4, Z4
+	VMULPS.Z        (R8), Z4, K2, Z4
+	VMOVUPS         Z4, (SP)
+	VBROADCASTI32X4 6(CX), Z4
+	VBROADCASTI32X4 6(CX)(BX*1), Z5
+	VPERMT2D        Z5, Z0, Z4
+	VPSRLW          $0x04, Z4, K1, Z4
+	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
+	VPBROADCASTD    2(CX), Z5
+	VPBROADCASTD    2(CX)(BX*1), Z6
+	VPUNPCKLDQ      Z6, Z5, Z5
+	VPSHUFB         b8zShufQh<>+0(SB), Z5, Z5
+	VPTESTMB        b8zBitMask<>+0(SB), Z5, K3
+	VPADDB          b8zByte10<>+0(SB), Z4, K3, Z4
+	VPSUBB          b8zByte10<>+0(SB), Z4, Z5
+	VMOVDQU64       b8zK16<>+0(SB), Z6
+	VPDPBUSD        b8zByte80<>+0(SB), Z4, Z6
+	VMOVDQU64       (DI), Z4
+	VMOVDQA64       Z6, Z7
+	VPDPBUSD        Z5, Z4, Z7
+	VCVTDQ2PS       Z7, Z7
+	VBROADCASTSD    (SP), Z4
+	VFMADD231PS     Z4, Z7, Z1
+	VMOVDQU64       64(DI), Z4
+	VMOVDQA64       Z6, Z7
+	VPDPBUSD        Z5, Z4, Z7
+	VCVTDQ2PS       Z7, Z7
+	VBROADCASTSD    8(SP), Z4
+	VFMADD231PS     Z4, Z7, Z2
+	VMOVDQU64       128(DI), Z4
+	VMOVDQA64       Z6, Z6
+	VPDPBUSD        Z5, Z4, Z6
+	VCVTDQ2PS       Z6, Z6
+	VBROADCASTSD    16(SP), Z4
+	VFMADD231PS     Z4, Z6, Z3
+	ADDQ            $0x16, CX
+	ADDQ            $0x000000c0, DI
+	ADDQ            $0x18, R8
+	SUBQ            $0x16, SI
+	JMP             dot8Q5_0x3VNNI_p_block
+
+dot8Q5_0x3VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 12(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 16(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 20(AX)
+	ADDQ       $0x18, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q5_0x3VNNI_pair
 
 dot8Q5_0x3VNNI_done:
 	VZEROUPPER
@@ -27929,365 +28930,908 @@ dot8Q6Kx3VNNI_done:
 	RET
 
 // func dot8Q8_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q8_0x4VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x4VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q8_0x4VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q8_0x4VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
+dot8Q8_0x4VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q8_0x4VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x000000ff, R10
+	KMOVW     R10, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
 
-dot8Q8_0x4VNNI_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q8_0x4VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X4
-	VPBROADCASTW    (SI), X5
-	VINSERTI32X4    $0x01, X5, Y4, Y5
-	VCVTPH2PS       Y5, Z5
-	VMOVDQU8        2(CX), Y6
-	VINSERTI64X4    $0x01, 2(SI), Z6, Z7
-	VPXORD          b8zByte80<>+0(SB), Z7, Z7
-	VBROADCASTSS    (R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 (R10), Z9
-	VBROADCASTI64X4 (R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z0
-	VBROADCASTSS    4(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 32(R10), Z9
-	VBROADCASTI64X4 32(R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z1
-	VBROADCASTSS    8(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 64(R10), Z9
-	VBROADCASTI64X4 64(R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z2
-	VBROADCASTSS    12(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 96(R10), Z5
-	VBROADCASTI64X4 96(R8), Z9
-	VPDPBUSD        Z9, Z7, Z5
-	VCVTDQ2PS       Z5, Z5
-	VFMADD231PS     Z8, Z5, Z3
-	ADDQ            $0x22, CX
-	ADDQ            $0x22, SI
-	ADDQ            $0x00000080, R8
-	ADDQ            $0x10, R9
-	ADDQ            $0x00000080, R10
-	SUBQ            $0x22, DI
-	JMP             dot8Q8_0x4VNNI_block
+dot8Q8_0x4VNNI_q_block:
+	CMPQ         DI, $0x00
+	JLE          dot8Q8_0x4VNNI_q_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R10
+	MOVWLZX      (CX)(BX*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y9
+	VCVTPH2PS    Y9, Z9
+	VMULPS.Z     (R9), Z9, K1, Z9
+	VMOVUPS      Z9, (SP)
+	VMOVDQU32    2(CX), Y11
+	VMOVDQU32    2(CX)(BX*1), Y10
+	VPERMT2D     Z10, Z0, Z11
+	VPXORD       b8zByte80<>+0(SB), Z11, Z9
+	VMOVDQU64    b8zK128<>+0(SB), Z13
+	VPDPBUSD     b8zByte80<>+0(SB), Z9, Z13
+	PREFETCHT0   1024(CX)(BX*2)
+	PREFETCHT0   1024(CX)(SI*1)
+	MOVWLZX      (CX)(BX*2), R10
+	MOVWLZX      (CX)(SI*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y9
+	VCVTPH2PS    Y9, Z9
+	VMULPS.Z     (R9), Z9, K1, Z9
+	VMOVUPS      Z9, 64(SP)
+	VMOVDQU32    2(CX)(BX*2), Y12
+	VMOVDQU32    2(CX)(SI*1), Y10
+	VPERMT2D     Z10, Z0, Z12
+	VPXORD       b8zByte80<>+0(SB), Z12, Z9
+	VMOVDQU64    b8zK128<>+0(SB), Z14
+	VPDPBUSD     b8zByte80<>+0(SB), Z9, Z14
+	VMOVDQU64    (R8), Z9
+	VMOVDQA64    Z13, Z15
+	VPDPBUSD     Z11, Z9, Z15
+	VCVTDQ2PS    Z15, Z15
+	VBROADCASTSD (SP), Z16
+	VFMADD231PS  Z16, Z15, Z1
+	VMOVDQA64    Z14, Z15
+	VPDPBUSD     Z12, Z9, Z15
+	VCVTDQ2PS    Z15, Z15
+	VBROADCASTSD 64(SP), Z9
+	VFMADD231PS  Z9, Z15, Z5
+	VMOVDQU64    64(R8), Z9
+	VMOVDQA64    Z13, Z15
+	VPDPBUSD     Z11, Z9, Z15
+	VCVTDQ2PS    Z15, Z15
+	VBROADCASTSD 8(SP), Z16
+	VFMADD231PS  Z16, Z15, Z2
+	VMOVDQA64    Z14, Z15
+	VPDPBUSD     Z12, Z9, Z15
+	VCVTDQ2PS    Z15, Z15
+	VBROADCASTSD 72(SP), Z9
+	VFMADD231PS  Z9, Z15, Z6
+	VMOVDQU64    128(R8), Z9
+	VMOVDQA64    Z13, Z15
+	VPDPBUSD     Z11, Z9, Z15
+	VCVTDQ2PS    Z15, Z15
+	VBROADCASTSD 16(SP), Z16
+	VFMADD231PS  Z16, Z15, Z3
+	VMOVDQA64    Z14, Z15
+	VPDPBUSD     Z12, Z9, Z15
+	VCVTDQ2PS    Z15, Z15
+	VBROADCASTSD 80(SP), Z9
+	VFMADD231PS  Z9, Z15, Z7
+	VMOVDQU64    192(R8), Z9
+	VMOVDQA64    Z13, Z13
+	VPDPBUSD     Z11, Z9, Z13
+	VCVTDQ2PS    Z13, Z13
+	VBROADCASTSD 24(SP), Z15
+	VFMADD231PS  Z15, Z13, Z4
+	VMOVDQA64    Z14, Z13
+	VPDPBUSD     Z12, Z9, Z13
+	VCVTDQ2PS    Z13, Z13
+	VBROADCASTSD 88(SP), Z9
+	VFMADD231PS  Z9, Z13, Z8
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000100, R8
+	ADDQ         $0x20, R9
+	SUBQ         $0x22, DI
+	JMP          dot8Q8_0x4VNNI_q_block
 
-dot8Q8_0x4VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X4
-	VMOVSS        X4, 16(AX)
-	VPERMILPS     $0xb1, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X4
-	VMOVSS        X4, 20(AX)
-	VPERMILPS     $0xb1, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X4
-	VMOVSS        X4, 24(AX)
-	VPERMILPS     $0xb1, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X4
-	VMOVSS        X4, 28(AX)
-	ADDQ          $0x20, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q8_0x4VNNI_row
+dot8Q8_0x4VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 16(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 20(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 24(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 28(AX)
+	ADDQ       $0x20, AX
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, (AX)
+	VEXTRACTPS $0x01, X5, 16(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 4(AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 8(AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 12(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	ADDQ       $0x20, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q8_0x4VNNI_quad
+
+dot8Q8_0x4VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q8_0x4VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x000000ff, R9
+	KMOVW     R9, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+
+dot8Q8_0x4VNNI_p_block:
+	CMPQ         SI, $0x00
+	JLE          dot8Q8_0x4VNNI_p_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R9
+	MOVWLZX      (CX)(BX*1), R10
+	SHLL         $0x10, R10
+	ORL          R10, R9
+	VPBROADCASTD R9, Y5
+	VCVTPH2PS    Y5, Z5
+	VMULPS.Z     (R8), Z5, K1, Z5
+	VMOVUPS      Z5, (SP)
+	VMOVDQU32    2(CX), Y17
+	VMOVDQU32    2(CX)(BX*1), Y10
+	VPERMT2D     Z10, Z0, Z17
+	VPXORD       b8zByte80<>+0(SB), Z17, Z5
+	VMOVDQU64    b8zK128<>+0(SB), Z6
+	VPDPBUSD     b8zByte80<>+0(SB), Z5, Z6
+	VMOVDQU64    (DI), Z5
+	VMOVDQA64    Z6, Z7
+	VPDPBUSD     Z17, Z5, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSD (SP), Z5
+	VFMADD231PS  Z5, Z7, Z1
+	VMOVDQU64    64(DI), Z5
+	VMOVDQA64    Z6, Z7
+	VPDPBUSD     Z17, Z5, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSD 8(SP), Z5
+	VFMADD231PS  Z5, Z7, Z2
+	VMOVDQU64    128(DI), Z5
+	VMOVDQA64    Z6, Z7
+	VPDPBUSD     Z17, Z5, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSD 16(SP), Z5
+	VFMADD231PS  Z5, Z7, Z3
+	VMOVDQU64    192(DI), Z5
+	VMOVDQA64    Z6, Z6
+	VPDPBUSD     Z17, Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VBROADCASTSD 24(SP), Z5
+	VFMADD231PS  Z5, Z6, Z4
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000100, DI
+	ADDQ         $0x20, R8
+	SUBQ         $0x22, SI
+	JMP          dot8Q8_0x4VNNI_p_block
+
+dot8Q8_0x4VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 16(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 20(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 24(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 28(AX)
+	ADDQ       $0x20, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q8_0x4VNNI_pair
 
 dot8Q8_0x4VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x4VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x4VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q4_0x4VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q4_0x4VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
+dot8Q4_0x4VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q4_0x4VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x000000ff, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
 
-dot8Q4_0x4VNNI_block:
+dot8Q4_0x4VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x4VNNI_end
+	JLE             dot8Q4_0x4VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X4
-	VPBROADCASTW    (SI), X5
-	VINSERTI32X4    $0x01, X5, Y4, Y5
-	VCVTPH2PS       Y5, Z5
-	VBROADCASTI32X4 2(CX), Y6
-	VBROADCASTI32X4 2(SI), Y7
-	VINSERTI64X4    $0x01, Y7, Z6, Z7
-	VPSRLW          $0x04, Z7, K1, Z7
-	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
-	VPSUBB          b8zByte08<>+0(SB), Z7, Z7
-	VPXORD          b8zByte80<>+0(SB), Z7, Z7
-	VBROADCASTSS    (R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 (R10), Z9
-	VBROADCASTI64X4 (R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z0
-	VBROADCASTSS    4(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 32(R10), Z9
-	VBROADCASTI64X4 32(R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z1
-	VBROADCASTSS    8(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 64(R10), Z9
-	VBROADCASTI64X4 64(R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z2
-	VBROADCASTSS    12(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 96(R10), Z5
-	VBROADCASTI64X4 96(R8), Z9
-	VPDPBUSD        Z9, Z7, Z5
-	VCVTDQ2PS       Z5, Z5
-	VFMADD231PS     Z8, Z5, Z3
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y9
+	VCVTPH2PS       Y9, Z9
+	VMULPS.Z        (R9), Z9, K2, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTI32X4 2(CX), Z9
+	VBROADCASTI32X4 2(CX)(BX*1), Z10
+	VPERMT2D        Z10, Z0, Z9
+	VPSRLW          $0x04, Z9, K1, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPSUBB          b8zByte08<>+0(SB), Z9, Z10
+	VMOVDQU64       b8zK8<>+0(SB), Z11
+	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z11
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y9
+	VCVTPH2PS       Y9, Z9
+	VMULPS.Z        (R9), Z9, K2, Z9
+	VMOVUPS         Z9, 64(SP)
+	VBROADCASTI32X4 2(CX)(BX*2), Z9
+	VBROADCASTI32X4 2(CX)(SI*1), Z12
+	VPERMT2D        Z12, Z0, Z9
+	VPSRLW          $0x04, Z9, K1, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPSUBB          b8zByte08<>+0(SB), Z9, Z12
+	VMOVDQU64       b8zK8<>+0(SB), Z13
+	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z13
+	VMOVDQU64       (R8), Z9
+	VMOVDQA64       Z11, Z14
+	VPDPBUSD        Z10, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    (SP), Z15
+	VFMADD231PS     Z15, Z14, Z1
+	VMOVDQA64       Z13, Z14
+	VPDPBUSD        Z12, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    64(SP), Z9
+	VFMADD231PS     Z9, Z14, Z5
+	VMOVDQU64       64(R8), Z9
+	VMOVDQA64       Z11, Z14
+	VPDPBUSD        Z10, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    8(SP), Z15
+	VFMADD231PS     Z15, Z14, Z2
+	VMOVDQA64       Z13, Z14
+	VPDPBUSD        Z12, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    72(SP), Z9
+	VFMADD231PS     Z9, Z14, Z6
+	VMOVDQU64       128(R8), Z9
+	VMOVDQA64       Z11, Z14
+	VPDPBUSD        Z10, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    16(SP), Z15
+	VFMADD231PS     Z15, Z14, Z3
+	VMOVDQA64       Z13, Z14
+	VPDPBUSD        Z12, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    80(SP), Z9
+	VFMADD231PS     Z9, Z14, Z7
+	VMOVDQU64       192(R8), Z9
+	VMOVDQA64       Z11, Z11
+	VPDPBUSD        Z10, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    24(SP), Z10
+	VFMADD231PS     Z10, Z11, Z4
+	VMOVDQA64       Z13, Z10
+	VPDPBUSD        Z12, Z9, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    88(SP), Z9
+	VFMADD231PS     Z9, Z10, Z8
 	ADDQ            $0x12, CX
-	ADDQ            $0x12, SI
-	ADDQ            $0x00000080, R8
-	ADDQ            $0x10, R9
-	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x20, R9
 	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x4VNNI_block
+	JMP             dot8Q4_0x4VNNI_q_block
 
-dot8Q4_0x4VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X4
-	VMOVSS        X4, 16(AX)
-	VPERMILPS     $0xb1, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X4
-	VMOVSS        X4, 20(AX)
-	VPERMILPS     $0xb1, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X4
-	VMOVSS        X4, 24(AX)
-	VPERMILPS     $0xb1, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X4
-	VMOVSS        X4, 28(AX)
-	ADDQ          $0x20, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q4_0x4VNNI_row
+dot8Q4_0x4VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 16(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 20(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 24(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 28(AX)
+	ADDQ       $0x20, AX
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, (AX)
+	VEXTRACTPS $0x01, X5, 16(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 4(AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 8(AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 12(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	ADDQ       $0x20, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q4_0x4VNNI_quad
+
+dot8Q4_0x4VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q4_0x4VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x000000ff, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+
+dot8Q4_0x4VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q4_0x4VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y5
+	VCVTPH2PS       Y5, Z5
+	VMULPS.Z        (R8), Z5, K2, Z5
+	VMOVUPS         Z5, (SP)
+	VBROADCASTI32X4 2(CX), Z5
+	VBROADCASTI32X4 2(CX)(BX*1), Z6
+	VPERMT2D        Z6, Z0, Z5
+	VPSRLW          $0x04, Z5, K1, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPSUBB          b8zByte08<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zK8<>+0(SB), Z7
+	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z7
+	VMOVDQU64       (DI), Z5
+	VMOVDQA64       Z7, Z8
+	VPDPBUSD        Z6, Z5, Z8
+	VCVTDQ2PS       Z8, Z8
+	VBROADCASTSD    (SP), Z5
+	VFMADD231PS     Z5, Z8, Z1
+	VMOVDQU64       64(DI), Z5
+	VMOVDQA64       Z7, Z8
+	VPDPBUSD        Z6, Z5, Z8
+	VCVTDQ2PS       Z8, Z8
+	VBROADCASTSD    8(SP), Z5
+	VFMADD231PS     Z5, Z8, Z2
+	VMOVDQU64       128(DI), Z5
+	VMOVDQA64       Z7, Z8
+	VPDPBUSD        Z6, Z5, Z8
+	VCVTDQ2PS       Z8, Z8
+	VBROADCASTSD    16(SP), Z5
+	VFMADD231PS     Z5, Z8, Z3
+	VMOVDQU64       192(DI), Z5
+	VMOVDQA64       Z7, Z7
+	VPDPBUSD        Z6, Z5, Z7
+	VCVTDQ2PS       Z7, Z7
+	VBROADCASTSD    24(SP), Z5
+	VFMADD231PS     Z5, Z7, Z4
+	ADDQ            $0x12, CX
+	ADDQ            $0x00000100, DI
+	ADDQ            $0x20, R8
+	SUBQ            $0x12, SI
+	JMP             dot8Q4_0x4VNNI_p_block
+
+dot8Q4_0x4VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 16(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 20(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 24(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 28(AX)
+	ADDQ       $0x20, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q4_0x4VNNI_pair
 
 dot8Q4_0x4VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q5_0x4VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x4VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q5_0x4VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q5_0x4VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
+dot8Q5_0x4VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q5_0x4VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x000000ff, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
 
-dot8Q5_0x4VNNI_block:
+dot8Q5_0x4VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q5_0x4VNNI_end
+	JLE             dot8Q5_0x4VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X4
-	VPBROADCASTW    (SI), X5
-	VINSERTI32X4    $0x01, X5, Y4, Y5
-	VCVTPH2PS       Y5, Z5
-	VBROADCASTI32X4 6(CX), Y6
-	VBROADCASTI32X4 6(SI), Y7
-	VINSERTI64X4    $0x01, Y7, Z6, Z7
-	VPSRLW          $0x04, Z7, K1, Z7
-	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
-	VPBROADCASTD    2(CX), Y6
-	VPBROADCASTD    2(SI), Y8
-	VINSERTI64X4    $0x01, Y8, Z6, Z8
-	VPSHUFB         b8zShufQh<>+0(SB), Z8, Z8
-	VPANDD          b8zBitMask<>+0(SB), Z8, Z8
-	VPMINUB         b8zByte01<>+0(SB), Z8, Z8
-	VPSLLW          $0x04, Z8, Z8
-	VPORD           Z8, Z7, Z7
-	VPSUBB          b8zByte10<>+0(SB), Z7, Z7
-	VPXORD          b8zByte80<>+0(SB), Z7, Z7
-	VBROADCASTSS    (R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 (R10), Z9
-	VBROADCASTI64X4 (R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z0
-	VBROADCASTSS    4(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 32(R10), Z9
-	VBROADCASTI64X4 32(R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z1
-	VBROADCASTSS    8(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 64(R10), Z9
-	VBROADCASTI64X4 64(R8), Z10
-	VPDPBUSD        Z10, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z8, Z9, Z2
-	VBROADCASTSS    12(R9), Z8
-	VMULPS          Z5, Z8, Z8
-	VBROADCASTI64X4 96(R10), Z5
-	VBROADCASTI64X4 96(R8), Z9
-	VPDPBUSD        Z9, Z7, Z5
-	VCVTDQ2PS       Z5, Z5
-	VFMADD231PS     Z8, Z5, Z3
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y9
+	VCVTPH2PS       Y9, Z9
+	VMULPS.Z        (R9), Z9, K2, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTI32X4 6(CX), Z9
+	VBROADCASTI32X4 6(CX)(BX*1), Z10
+	VPERMT2D        Z10, Z0, Z9
+	VPSRLW          $0x04, Z9, K1, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPBROADCASTD    2(CX), Z10
+	VPBROADCASTD    2(CX)(BX*1), Z11
+	VPUNPCKLDQ      Z11, Z10, Z10
+	VPSHUFB         b8zShufQh<>+0(SB), Z10, Z10
+	VPTESTMB        b8zBitMask<>+0(SB), Z10, K3
+	VPADDB          b8zByte10<>+0(SB), Z9, K3, Z9
+	VPSUBB          b8zByte10<>+0(SB), Z9, Z10
+	VMOVDQU64       b8zK16<>+0(SB), Z11
+	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z11
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y9
+	VCVTPH2PS       Y9, Z9
+	VMULPS.Z        (R9), Z9, K2, Z9
+	VMOVUPS         Z9, 64(SP)
+	VBROADCASTI32X4 6(CX)(BX*2), Z9
+	VBROADCASTI32X4 6(CX)(SI*1), Z12
+	VPERMT2D        Z12, Z0, Z9
+	VPSRLW          $0x04, Z9, K1, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPBROADCASTD    2(CX)(BX*2), Z12
+	VPBROADCASTD    2(CX)(SI*1), Z13
+	VPUNPCKLDQ      Z13, Z12, Z12
+	VPSHUFB         b8zShufQh<>+0(SB), Z12, Z12
+	VPTESTMB        b8zBitMask<>+0(SB), Z12, K3
+	VPADDB          b8zByte10<>+0(SB), Z9, K3, Z9
+	VPSUBB          b8zByte10<>+0(SB), Z9, Z12
+	VMOVDQU64       b8zK16<>+0(SB), Z13
+	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z13
+	VMOVDQU64       (R8), Z9
+	VMOVDQA64       Z11, Z14
+	VPDPBUSD        Z10, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    (SP), Z15
+	VFMADD231PS     Z15, Z14, Z1
+	VMOVDQA64       Z13, Z14
+	VPDPBUSD        Z12, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    64(SP), Z9
+	VFMADD231PS     Z9, Z14, Z5
+	VMOVDQU64       64(R8), Z9
+	VMOVDQA64       Z11, Z14
+	VPDPBUSD        Z10, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    8(SP), Z15
+	VFMADD231PS     Z15, Z14, Z2
+	VMOVDQA64       Z13, Z14
+	VPDPBUSD        Z12, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    72(SP), Z9
+	VFMADD231PS     Z9, Z14, Z6
+	VMOVDQU64       128(R8), Z9
+	VMOVDQA64       Z11, Z14
+	VPDPBUSD        Z10, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    16(SP), Z15
+	VFMADD231PS     Z15, Z14, Z3
+	VMOVDQA64       Z13, Z14
+	VPDPBUSD        Z12, Z9, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    80(SP), Z9
+	VFMADD231PS     Z9, Z14, Z7
+	VMOVDQU64       192(R8), Z9
+	VMOVDQA64       Z11, Z11
+	VPDPBUSD        Z10, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    24(SP), Z10
+	VFMADD231PS     Z10, Z11, Z4
+	VMOVDQA64       Z13, Z10
+	VPDPBUSD        Z12, Z9, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    88(SP), Z9
+	VFMADD231PS     Z9, Z10, Z8
 	ADDQ            $0x16, CX
-	ADDQ            $0x16, SI
-	ADDQ            $0x00000080, R8
-	ADDQ            $0x10, R9
-	ADDQ            $0x00000080, R10
+	ADDQ            $0x00000100, R8
+	ADDQ            $0x20, R9
 	SUBQ            $0x16, DI
-	JMP             dot8Q5_0x4VNNI_block
+	JMP             dot8Q5_0x4VNNI_q_block
 
-dot8Q5_0x4VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z5
-	VADDPS        Z5, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X4
-	VMOVSS        X4, 16(AX)
-	VPERMILPS     $0xb1, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z5
-	VADDPS        Z5, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X4
-	VMOVSS        X4, 20(AX)
-	VPERMILPS     $0xb1, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z5
-	VADDPS        Z5, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X4
-	VMOVSS        X4, 24(AX)
-	VPERMILPS     $0xb1, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z5
-	VADDPS        Z5, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X4
-	VMOVSS        X4, 28(AX)
-	ADDQ          $0x20, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q5_0x4VNNI_row
+dot8Q5_0x4VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 16(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 20(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 24(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 28(AX)
+	ADDQ       $0x20, AX
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, (AX)
+	VEXTRACTPS $0x01, X5, 16(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 4(AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 8(AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 12(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	ADDQ       $0x20, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q5_0x4VNNI_quad
+
+dot8Q5_0x4VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q5_0x4VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x000000ff, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+
+dot8Q5_0x4VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q5_0x4VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y5
+	VCVTPH2PS       Y5, Z5
+	VMULPS.Z        (R8), Z5, K2, Z5
+	VMOVUPS         Z5, (SP)
+	VBROADCASTI32X4 6(CX), Z5
+	VBROADCASTI32X4 6(CX)(BX*1), Z6
+	VPERMT2D        Z6, Z0, Z5
+	VPSRLW          $0x04, Z5, K1, Z5
+	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
+	VPBROADCASTD    2(CX), Z6
+	VPBROADCASTD    2(CX)(BX*1), Z7
+	VPUNPCKLDQ      Z7, Z6, Z6
+	VPSHUFB         b8zShufQh<>+0(SB), Z6, Z6
+	VPTESTMB        b8zBitMask<>+0(SB), Z6, K3
+	VPADDB          b8zByte10<>+0(SB), Z5, K3, Z5
+	VPSUBB          b8zByte10<>+0(SB), Z5, Z6
+	VMOVDQU64       b8zK16<>+0(SB), Z7
+	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z7
+	VMOVDQU64       (DI), Z5
+	VMOVDQA64       Z7, Z8
+	VPDPBUSD        Z6, Z5, Z8
+	VCVTDQ2PS       Z8, Z8
+	VBROADCASTSD    (SP), Z5
+	VFMADD231PS     Z5, Z8, Z1
+	VMOVDQU64       64(DI), Z5
+	VMOVDQA64       Z7, Z8
+	VPDPBUSD        Z6, Z5, Z8
+	VCVTDQ2PS       Z8, Z8
+	VBROADCASTSD    8(SP), Z5
+	VFMADD231PS     Z5, Z8, Z2
+	VMOVDQU64       128(DI), Z5
+	VMOVDQA64       Z7, Z8
+	VPDPBUSD        Z6, Z5, Z8
+	VCVTDQ2PS       Z8, Z8
+	VBROADCASTSD    16(SP), Z5
+	VFMADD231PS     Z5, Z8, Z3
+	VMOVDQU64       192(DI), Z5
+	VMOVDQA64       Z7, Z7
+	VPDPBUSD        Z6, Z5, Z7
+	VCVTDQ2PS       Z7, Z7
+	VBROADCASTSD    24(SP), Z5
+	VFMADD231PS     Z5, Z7, Z4
+	ADDQ            $0x16, CX
+	ADDQ            $0x00000100, DI
+	ADDQ            $0x20, R8
+	SUBQ            $0x16, SI
+	JMP             dot8Q5_0x4VNNI_p_block
+
+dot8Q5_0x4VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 16(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 20(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 24(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 28(AX)
+	ADDQ       $0x20, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q5_0x4VNNI_pair
 
 dot8Q5_0x4VNNI_done:
 	VZEROUPPER
@@ -29384,416 +30928,1040 @@ dot8Q6Kx4VNNI_done:
 	RET
 
 // func dot8Q8_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q8_0x5VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x5VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q8_0x5VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q8_0x5VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
+dot8Q8_0x5VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q8_0x5VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x000003ff, R10
+	KMOVW     R10, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
 
-dot8Q8_0x5VNNI_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q8_0x5VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X5
-	VPBROADCASTW    (SI), X6
-	VINSERTI32X4    $0x01, X6, Y5, Y6
-	VCVTPH2PS       Y6, Z6
-	VMOVDQU8        2(CX), Y7
-	VINSERTI64X4    $0x01, 2(SI), Z7, Z8
-	VPXORD          b8zByte80<>+0(SB), Z8, Z8
-	VBROADCASTSS    (R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 (R10), Z10
-	VBROADCASTI64X4 (R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z0
-	VBROADCASTSS    4(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 32(R10), Z10
-	VBROADCASTI64X4 32(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z1
-	VBROADCASTSS    8(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 64(R10), Z10
-	VBROADCASTI64X4 64(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z2
-	VBROADCASTSS    12(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 96(R10), Z10
-	VBROADCASTI64X4 96(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z3
-	VBROADCASTSS    16(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 128(R10), Z6
-	VBROADCASTI64X4 128(R8), Z10
-	VPDPBUSD        Z10, Z8, Z6
-	VCVTDQ2PS       Z6, Z6
-	VFMADD231PS     Z9, Z6, Z4
-	ADDQ            $0x22, CX
-	ADDQ            $0x22, SI
-	ADDQ            $0x000000a0, R8
-	ADDQ            $0x14, R9
-	ADDQ            $0x000000a0, R10
-	SUBQ            $0x22, DI
-	JMP             dot8Q8_0x5VNNI_block
+dot8Q8_0x5VNNI_q_block:
+	CMPQ         DI, $0x00
+	JLE          dot8Q8_0x5VNNI_q_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R10
+	MOVWLZX      (CX)(BX*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y11
+	VCVTPH2PS    Y11, Z11
+	VMULPS.Z     (R9), Z11, K1, Z11
+	VMOVUPS      Z11, (SP)
+	VMOVDQU32    2(CX), Y13
+	VMOVDQU32    2(CX)(BX*1), Y12
+	VPERMT2D     Z12, Z0, Z13
+	VPXORD       b8zByte80<>+0(SB), Z13, Z11
+	VMOVDQU64    b8zK128<>+0(SB), Z15
+	VPDPBUSD     b8zByte80<>+0(SB), Z11, Z15
+	PREFETCHT0   1024(CX)(BX*2)
+	PREFETCHT0   1024(CX)(SI*1)
+	MOVWLZX      (CX)(BX*2), R10
+	MOVWLZX      (CX)(SI*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y11
+	VCVTPH2PS    Y11, Z11
+	VMULPS.Z     (R9), Z11, K1, Z11
+	VMOVUPS      Z11, 64(SP)
+	VMOVDQU32    2(CX)(BX*2), Y14
+	VMOVDQU32    2(CX)(SI*1), Y12
+	VPERMT2D     Z12, Z0, Z14
+	VPXORD       b8zByte80<>+0(SB), Z14, Z11
+	VMOVDQU64    b8zK128<>+0(SB), Z16
+	VPDPBUSD     b8zByte80<>+0(SB), Z11, Z16
+	VMOVDQU64    (R8), Z11
+	VMOVDQA64    Z15, Z17
+	VPDPBUSD     Z13, Z11, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD (SP), Z18
+	VFMADD231PS  Z18, Z17, Z1
+	VMOVDQA64    Z16, Z17
+	VPDPBUSD     Z14, Z11, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 64(SP), Z11
+	VFMADD231PS  Z11, Z17, Z6
+	VMOVDQU64    64(R8), Z11
+	VMOVDQA64    Z15, Z17
+	VPDPBUSD     Z13, Z11, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 8(SP), Z18
+	VFMADD231PS  Z18, Z17, Z2
+	VMOVDQA64    Z16, Z17
+	VPDPBUSD     Z14, Z11, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 72(SP), Z11
+	VFMADD231PS  Z11, Z17, Z7
+	VMOVDQU64    128(R8), Z11
+	VMOVDQA64    Z15, Z17
+	VPDPBUSD     Z13, Z11, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 16(SP), Z18
+	VFMADD231PS  Z18, Z17, Z3
+	VMOVDQA64    Z16, Z17
+	VPDPBUSD     Z14, Z11, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 80(SP), Z11
+	VFMADD231PS  Z11, Z17, Z8
+	VMOVDQU64    192(R8), Z11
+	VMOVDQA64    Z15, Z17
+	VPDPBUSD     Z13, Z11, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 24(SP), Z18
+	VFMADD231PS  Z18, Z17, Z4
+	VMOVDQA64    Z16, Z17
+	VPDPBUSD     Z14, Z11, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 88(SP), Z11
+	VFMADD231PS  Z11, Z17, Z9
+	VMOVDQU64    256(R8), Z11
+	VMOVDQA64    Z15, Z15
+	VPDPBUSD     Z13, Z11, Z15
+	VCVTDQ2PS    Z15, Z15
+	VBROADCASTSD 32(SP), Z17
+	VFMADD231PS  Z17, Z15, Z5
+	VMOVDQA64    Z16, Z15
+	VPDPBUSD     Z14, Z11, Z15
+	VCVTDQ2PS    Z15, Z15
+	VBROADCASTSD 96(SP), Z11
+	VFMADD231PS  Z11, Z15, Z10
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000140, R8
+	ADDQ         $0x28, R9
+	SUBQ         $0x22, DI
+	JMP          dot8Q8_0x5VNNI_q_block
 
-dot8Q8_0x5VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X5
-	VMOVSS        X5, 20(AX)
-	VPERMILPS     $0xb1, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X5
-	VMOVSS        X5, 24(AX)
-	VPERMILPS     $0xb1, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X5
-	VMOVSS        X5, 28(AX)
-	VPERMILPS     $0xb1, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X5
-	VMOVSS        X5, 32(AX)
-	VPERMILPS     $0xb1, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X5
-	VMOVSS        X5, 36(AX)
-	ADDQ          $0x28, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q8_0x5VNNI_row
+dot8Q8_0x5VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 20(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 24(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 28(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 32(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 36(AX)
+	ADDQ       $0x28, AX
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, (AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 4(AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 8(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 12(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 16(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	ADDQ       $0x28, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q8_0x5VNNI_quad
+
+dot8Q8_0x5VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q8_0x5VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x000003ff, R9
+	KMOVW     R9, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+
+dot8Q8_0x5VNNI_p_block:
+	CMPQ         SI, $0x00
+	JLE          dot8Q8_0x5VNNI_p_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R9
+	MOVWLZX      (CX)(BX*1), R10
+	SHLL         $0x10, R10
+	ORL          R10, R9
+	VPBROADCASTD R9, Y6
+	VCVTPH2PS    Y6, Z6
+	VMULPS.Z     (R8), Z6, K1, Z6
+	VMOVUPS      Z6, (SP)
+	VMOVDQU32    2(CX), Y19
+	VMOVDQU32    2(CX)(BX*1), Y12
+	VPERMT2D     Z12, Z0, Z19
+	VPXORD       b8zByte80<>+0(SB), Z19, Z6
+	VMOVDQU64    b8zK128<>+0(SB), Z7
+	VPDPBUSD     b8zByte80<>+0(SB), Z6, Z7
+	VMOVDQU64    (DI), Z6
+	VMOVDQA64    Z7, Z8
+	VPDPBUSD     Z19, Z6, Z8
+	VCVTDQ2PS    Z8, Z8
+	VBROADCASTSD (SP), Z6
+	VFMADD231PS  Z6, Z8, Z1
+	VMOVDQU64    64(DI), Z6
+	VMOVDQA64    Z7, Z8
+	VPDPBUSD     Z19, Z6, Z8
+	VCVTDQ2PS    Z8, Z8
+	VBROADCASTSD 8(SP), Z6
+	VFMADD231PS  Z6, Z8, Z2
+	VMOVDQU64    128(DI), Z6
+	VMOVDQA64    Z7, Z8
+	VPDPBUSD     Z19, Z6, Z8
+	VCVTDQ2PS    Z8, Z8
+	VBROADCASTSD 16(SP), Z6
+	VFMADD231PS  Z6, Z8, Z3
+	VMOVDQU64    192(DI), Z6
+	VMOVDQA64    Z7, Z8
+	VPDPBUSD     Z19, Z6, Z8
+	VCVTDQ2PS    Z8, Z8
+	VBROADCASTSD 24(SP), Z6
+	VFMADD231PS  Z6, Z8, Z4
+	VMOVDQU64    256(DI), Z6
+	VMOVDQA64    Z7, Z7
+	VPDPBUSD     Z19, Z6, Z7
+	VCVTDQ2PS    Z7, Z7
+	VBROADCASTSD 32(SP), Z6
+	VFMADD231PS  Z6, Z7, Z5
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000140, DI
+	ADDQ         $0x28, R8
+	SUBQ         $0x22, SI
+	JMP          dot8Q8_0x5VNNI_p_block
+
+dot8Q8_0x5VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 20(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 24(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 28(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 32(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 36(AX)
+	ADDQ       $0x28, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q8_0x5VNNI_pair
 
 dot8Q8_0x5VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x5VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x5VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q4_0x5VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q4_0x5VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
+dot8Q4_0x5VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q4_0x5VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x000003ff, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
 
-dot8Q4_0x5VNNI_block:
+dot8Q4_0x5VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x5VNNI_end
+	JLE             dot8Q4_0x5VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X5
-	VPBROADCASTW    (SI), X6
-	VINSERTI32X4    $0x01, X6, Y5, Y6
-	VCVTPH2PS       Y6, Z6
-	VBROADCASTI32X4 2(CX), Y7
-	VBROADCASTI32X4 2(SI), Y8
-	VINSERTI64X4    $0x01, Y8, Z7, Z8
-	VPSRLW          $0x04, Z8, K1, Z8
-	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
-	VPSUBB          b8zByte08<>+0(SB), Z8, Z8
-	VPXORD          b8zByte80<>+0(SB), Z8, Z8
-	VBROADCASTSS    (R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 (R10), Z10
-	VBROADCASTI64X4 (R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z0
-	VBROADCASTSS    4(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 32(R10), Z10
-	VBROADCASTI64X4 32(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z1
-	VBROADCASTSS    8(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 64(R10), Z10
-	VBROADCASTI64X4 64(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z2
-	VBROADCASTSS    12(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 96(R10), Z10
-	VBROADCASTI64X4 96(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z3
-	VBROADCASTSS    16(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 128(R10), Z6
-	VBROADCASTI64X4 128(R8), Z10
-	VPDPBUSD        Z10, Z8, Z6
-	VCVTDQ2PS       Z6, Z6
-	VFMADD231PS     Z9, Z6, Z4
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y11
+	VCVTPH2PS       Y11, Z11
+	VMULPS.Z        (R9), Z11, K2, Z11
+	VMOVUPS         Z11, (SP)
+	VBROADCASTI32X4 2(CX), Z11
+	VBROADCASTI32X4 2(CX)(BX*1), Z12
+	VPERMT2D        Z12, Z0, Z11
+	VPSRLW          $0x04, Z11, K1, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VPSUBB          b8zByte08<>+0(SB), Z11, Z12
+	VMOVDQU64       b8zK8<>+0(SB), Z13
+	VPDPBUSD        b8zByte80<>+0(SB), Z11, Z13
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y11
+	VCVTPH2PS       Y11, Z11
+	VMULPS.Z        (R9), Z11, K2, Z11
+	VMOVUPS         Z11, 64(SP)
+	VBROADCASTI32X4 2(CX)(BX*2), Z11
+	VBROADCASTI32X4 2(CX)(SI*1), Z14
+	VPERMT2D        Z14, Z0, Z11
+	VPSRLW          $0x04, Z11, K1, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VPSUBB          b8zByte08<>+0(SB), Z11, Z14
+	VMOVDQU64       b8zK8<>+0(SB), Z15
+	VPDPBUSD        b8zByte80<>+0(SB), Z11, Z15
+	VMOVDQU64       (R8), Z11
+	VMOVDQA64       Z13, Z16
+	VPDPBUSD        Z12, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    (SP), Z17
+	VFMADD231PS     Z17, Z16, Z1
+	VMOVDQA64       Z15, Z16
+	VPDPBUSD        Z14, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    64(SP), Z11
+	VFMADD231PS     Z11, Z16, Z6
+	VMOVDQU64       64(R8), Z11
+	VMOVDQA64       Z13, Z16
+	VPDPBUSD        Z12, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    8(SP), Z17
+	VFMADD231PS     Z17, Z16, Z2
+	VMOVDQA64       Z15, Z16
+	VPDPBUSD        Z14, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    72(SP), Z11
+	VFMADD231PS     Z11, Z16, Z7
+	VMOVDQU64       128(R8), Z11
+	VMOVDQA64       Z13, Z16
+	VPDPBUSD        Z12, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    16(SP), Z17
+	VFMADD231PS     Z17, Z16, Z3
+	VMOVDQA64       Z15, Z16
+	VPDPBUSD        Z14, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    80(SP), Z11
+	VFMADD231PS     Z11, Z16, Z8
+	VMOVDQU64       192(R8), Z11
+	VMOVDQA64       Z13, Z16
+	VPDPBUSD        Z12, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    24(SP), Z17
+	VFMADD231PS     Z17, Z16, Z4
+	VMOVDQA64       Z15, Z16
+	VPDPBUSD        Z14, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    88(SP), Z11
+	VFMADD231PS     Z11, Z16, Z9
+	VMOVDQU64       256(R8), Z11
+	VMOVDQA64       Z13, Z13
+	VPDPBUSD        Z12, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VBROADCASTSD    32(SP), Z12
+	VFMADD231PS     Z12, Z13, Z5
+	VMOVDQA64       Z15, Z12
+	VPDPBUSD        Z14, Z11, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    96(SP), Z11
+	VFMADD231PS     Z11, Z12, Z10
 	ADDQ            $0x12, CX
-	ADDQ            $0x12, SI
-	ADDQ            $0x000000a0, R8
-	ADDQ            $0x14, R9
-	ADDQ            $0x000000a0, R10
+	ADDQ            $0x00000140, R8
+	ADDQ            $0x28, R9
 	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x5VNNI_block
+	JMP             dot8Q4_0x5VNNI_q_block
 
-dot8Q4_0x5VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X5
-	VMOVSS        X5, 20(AX)
-	VPERMILPS     $0xb1, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X5
-	VMOVSS        X5, 24(AX)
-	VPERMILPS     $0xb1, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X5
-	VMOVSS        X5, 28(AX)
-	VPERMILPS     $0xb1, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X5
-	VMOVSS        X5, 32(AX)
-	VPERMILPS     $0xb1, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X5
-	VMOVSS        X5, 36(AX)
-	ADDQ          $0x28, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q4_0x5VNNI_row
+dot8Q4_0x5VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 20(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 24(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 28(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 32(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 36(AX)
+	ADDQ       $0x28, AX
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, (AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 4(AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 8(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 12(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 16(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	ADDQ       $0x28, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q4_0x5VNNI_quad
+
+dot8Q4_0x5VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q4_0x5VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x000003ff, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+
+dot8Q4_0x5VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q4_0x5VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y6
+	VCVTPH2PS       Y6, Z6
+	VMULPS.Z        (R8), Z6, K2, Z6
+	VMOVUPS         Z6, (SP)
+	VBROADCASTI32X4 2(CX), Z6
+	VBROADCASTI32X4 2(CX)(BX*1), Z7
+	VPERMT2D        Z7, Z0, Z6
+	VPSRLW          $0x04, Z6, K1, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPSUBB          b8zByte08<>+0(SB), Z6, Z7
+	VMOVDQU64       b8zK8<>+0(SB), Z8
+	VPDPBUSD        b8zByte80<>+0(SB), Z6, Z8
+	VMOVDQU64       (DI), Z6
+	VMOVDQA64       Z8, Z9
+	VPDPBUSD        Z7, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    (SP), Z6
+	VFMADD231PS     Z6, Z9, Z1
+	VMOVDQU64       64(DI), Z6
+	VMOVDQA64       Z8, Z9
+	VPDPBUSD        Z7, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    8(SP), Z6
+	VFMADD231PS     Z6, Z9, Z2
+	VMOVDQU64       128(DI), Z6
+	VMOVDQA64       Z8, Z9
+	VPDPBUSD        Z7, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    16(SP), Z6
+	VFMADD231PS     Z6, Z9, Z3
+	VMOVDQU64       192(DI), Z6
+	VMOVDQA64       Z8, Z9
+	VPDPBUSD        Z7, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    24(SP), Z6
+	VFMADD231PS     Z6, Z9, Z4
+	VMOVDQU64       256(DI), Z6
+	VMOVDQA64       Z8, Z8
+	VPDPBUSD        Z7, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VBROADCASTSD    32(SP), Z6
+	VFMADD231PS     Z6, Z8, Z5
+	ADDQ            $0x12, CX
+	ADDQ            $0x00000140, DI
+	ADDQ            $0x28, R8
+	SUBQ            $0x12, SI
+	JMP             dot8Q4_0x5VNNI_p_block
+
+dot8Q4_0x5VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 20(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 24(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 28(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 32(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 36(AX)
+	ADDQ       $0x28, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q4_0x5VNNI_pair
 
 dot8Q4_0x5VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q5_0x5VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x5VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q5_0x5VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q5_0x5VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
+dot8Q5_0x5VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q5_0x5VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x000003ff, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
 
-dot8Q5_0x5VNNI_block:
+dot8Q5_0x5VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q5_0x5VNNI_end
+	JLE             dot8Q5_0x5VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X5
-	VPBROADCASTW    (SI), X6
-	VINSERTI32X4    $0x01, X6, Y5, Y6
-	VCVTPH2PS       Y6, Z6
-	VBROADCASTI32X4 6(CX), Y7
-	VBROADCASTI32X4 6(SI), Y8
-	VINSERTI64X4    $0x01, Y8, Z7, Z8
-	VPSRLW          $0x04, Z8, K1, Z8
-	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
-	VPBROADCASTD    2(CX), Y7
-	VPBROADCASTD    2(SI), Y9
-	VINSERTI64X4    $0x01, Y9, Z7, Z9
-	VPSHUFB         b8zShufQh<>+0(SB), Z9, Z9
-	VPANDD          b8zBitMask<>+0(SB), Z9, Z9
-	VPMINUB         b8zByte01<>+0(SB), Z9, Z9
-	VPSLLW          $0x04, Z9, Z9
-	VPORD           Z9, Z8, Z8
-	VPSUBB          b8zByte10<>+0(SB), Z8, Z8
-	VPXORD          b8zByte80<>+0(SB), Z8, Z8
-	VBROADCASTSS    (R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 (R10), Z10
-	VBROADCASTI64X4 (R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z0
-	VBROADCASTSS    4(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 32(R10), Z10
-	VBROADCASTI64X4 32(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z1
-	VBROADCASTSS    8(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 64(R10), Z10
-	VBROADCASTI64X4 64(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z2
-	VBROADCASTSS    12(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 96(R10), Z10
-	VBROADCASTI64X4 96(R8), Z11
-	VPDPBUSD        Z11, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VFMADD231PS     Z9, Z10, Z3
-	VBROADCASTSS    16(R9), Z9
-	VMULPS          Z6, Z9, Z9
-	VBROADCASTI64X4 128(R10), Z6
-	VBROADCASTI64X4 128(R8), Z10
-	VPDPBUSD        Z10, Z8, Z6
-	VCVTDQ2PS       Z6, Z6
-	VFMADD231PS     Z9, Z6, Z4
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y11
+	VCVTPH2PS       Y11, Z11
+	VMULPS.Z        (R9), Z11, K2, Z11
+	VMOVUPS         Z11, (SP)
+	VBROADCASTI32X4 6(CX), Z11
+	VBROADCASTI32X4 6(CX)(BX*1), Z12
+	VPERMT2D        Z12, Z0, Z11
+	VPSRLW          $0x04, Z11, K1, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VPBROADCASTD    2(CX), Z12
+	VPBROADCASTD    2(CX)(BX*1), Z13
+	VPUNPCKLDQ      Z13, Z12, Z12
+	VPSHUFB         b8zShufQh<>+0(SB), Z12, Z12
+	VPTESTMB        b8zBitMask<>+0(SB), Z12, K3
+	VPADDB          b8zByte10<>+0(SB), Z11, K3, Z11
+	VPSUBB          b8zByte10<>+0(SB), Z11, Z12
+	VMOVDQU64       b8zK16<>+0(SB), Z13
+	VPDPBUSD        b8zByte80<>+0(SB), Z11, Z13
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y11
+	VCVTPH2PS       Y11, Z11
+	VMULPS.Z        (R9), Z11, K2, Z11
+	VMOVUPS         Z11, 64(SP)
+	VBROADCASTI32X4 6(CX)(BX*2), Z11
+	VBROADCASTI32X4 6(CX)(SI*1), Z14
+	VPERMT2D        Z14, Z0, Z11
+	VPSRLW          $0x04, Z11, K1, Z11
+	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
+	VPBROADCASTD    2(CX)(BX*2), Z14
+	VPBROADCASTD    2(CX)(SI*1), Z15
+	VPUNPCKLDQ      Z15, Z14, Z14
+	VPSHUFB         b8zShufQh<>+0(SB), Z14, Z14
+	VPTESTMB        b8zBitMask<>+0(SB), Z14, K3
+	VPADDB          b8zByte10<>+0(SB), Z11, K3, Z11
+	VPSUBB          b8zByte10<>+0(SB), Z11, Z14
+	VMOVDQU64       b8zK16<>+0(SB), Z15
+	VPDPBUSD        b8zByte80<>+0(SB), Z11, Z15
+	VMOVDQU64       (R8), Z11
+	VMOVDQA64       Z13, Z16
+	VPDPBUSD        Z12, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    (SP), Z17
+	VFMADD231PS     Z17, Z16, Z1
+	VMOVDQA64       Z15, Z16
+	VPDPBUSD        Z14, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    64(SP), Z11
+	VFMADD231PS     Z11, Z16, Z6
+	VMOVDQU64       64(R8), Z11
+	VMOVDQA64       Z13, Z16
+	VPDPBUSD        Z12, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    8(SP), Z17
+	VFMADD231PS     Z17, Z16, Z2
+	VMOVDQA64       Z15, Z16
+	VPDPBUSD        Z14, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    72(SP), Z11
+	VFMADD231PS     Z11, Z16, Z7
+	VMOVDQU64       128(R8), Z11
+	VMOVDQA64       Z13, Z16
+	VPDPBUSD        Z12, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    16(SP), Z17
+	VFMADD231PS     Z17, Z16, Z3
+	VMOVDQA64       Z15, Z16
+	VPDPBUSD        Z14, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    80(SP), Z11
+	VFMADD231PS     Z11, Z16, Z8
+	VMOVDQU64       192(R8), Z11
+	VMOVDQA64       Z13, Z16
+	VPDPBUSD        Z12, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    24(SP), Z17
+	VFMADD231PS     Z17, Z16, Z4
+	VMOVDQA64       Z15, Z16
+	VPDPBUSD        Z14, Z11, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    88(SP), Z11
+	VFMADD231PS     Z11, Z16, Z9
+	VMOVDQU64       256(R8), Z11
+	VMOVDQA64       Z13, Z13
+	VPDPBUSD        Z12, Z11, Z13
+	VCVTDQ2PS       Z13, Z13
+	VBROADCASTSD    32(SP), Z12
+	VFMADD231PS     Z12, Z13, Z5
+	VMOVDQA64       Z15, Z12
+	VPDPBUSD        Z14, Z11, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    96(SP), Z11
+	VFMADD231PS     Z11, Z12, Z10
 	ADDQ            $0x16, CX
-	ADDQ            $0x16, SI
-	ADDQ            $0x000000a0, R8
-	ADDQ            $0x14, R9
-	ADDQ            $0x000000a0, R10
+	ADDQ            $0x00000140, R8
+	ADDQ            $0x28, R9
 	SUBQ            $0x16, DI
-	JMP             dot8Q5_0x5VNNI_block
+	JMP             dot8Q5_0x5VNNI_q_block
 
-dot8Q5_0x5VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z6
-	VADDPS        Z6, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X5
-	VMOVSS        X5, 20(AX)
-	VPERMILPS     $0xb1, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z6
-	VADDPS        Z6, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X5
-	VMOVSS        X5, 24(AX)
-	VPERMILPS     $0xb1, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z6
-	VADDPS        Z6, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X5
-	VMOVSS        X5, 28(AX)
-	VPERMILPS     $0xb1, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z6
-	VADDPS        Z6, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X5
-	VMOVSS        X5, 32(AX)
-	VPERMILPS     $0xb1, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z6
-	VADDPS        Z6, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X5
-	VMOVSS        X5, 36(AX)
-	ADDQ          $0x28, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q5_0x5VNNI_row
+dot8Q5_0x5VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 20(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 24(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 28(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 32(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 36(AX)
+	ADDQ       $0x28, AX
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, (AX)
+	VEXTRACTPS $0x01, X6, 20(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 4(AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 8(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 12(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 16(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	ADDQ       $0x28, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q5_0x5VNNI_quad
+
+dot8Q5_0x5VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q5_0x5VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x000003ff, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+
+dot8Q5_0x5VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q5_0x5VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y6
+	VCVTPH2PS       Y6, Z6
+	VMULPS.Z        (R8), Z6, K2, Z6
+	VMOVUPS         Z6, (SP)
+	VBROADCASTI32X4 6(CX), Z6
+	VBROADCASTI32X4 6(CX)(BX*1), Z7
+	VPERMT2D        Z7, Z0, Z6
+	VPSRLW          $0x04, Z6, K1, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VPBROADCASTD    2(CX), Z7
+	VPBROADCASTD    2(CX)(BX*1), Z8
+	VPUNPCKLDQ      Z8, Z7, Z7
+	VPSHUFB         b8zShufQh<>+0(SB), Z7, Z7
+	VPTESTMB        b8zBitMask<>+0(SB), Z7, K3
+	VPADDB          b8zByte10<>+0(SB), Z6, K3, Z6
+	VPSUBB          b8zByte10<>+0(SB), Z6, Z7
+	VMOVDQU64       b8zK16<>+0(SB), Z8
+	VPDPBUSD        b8zByte80<>+0(SB), Z6, Z8
+	VMOVDQU64       (DI), Z6
+	VMOVDQA64       Z8, Z9
+	VPDPBUSD        Z7, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    (SP), Z6
+	VFMADD231PS     Z6, Z9, Z1
+	VMOVDQU64       64(DI), Z6
+	VMOVDQA64       Z8, Z9
+	VPDPBUSD        Z7, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    8(SP), Z6
+	VFMADD231PS     Z6, Z9, Z2
+	VMOVDQU64       128(DI), Z6
+	VMOVDQA64       Z8, Z9
+	VPDPBUSD        Z7, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    16(SP), Z6
+	VFMADD231PS     Z6, Z9, Z3
+	VMOVDQU64       192(DI), Z6
+	VMOVDQA64       Z8, Z9
+	VPDPBUSD        Z7, Z6, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    24(SP), Z6
+	VFMADD231PS     Z6, Z9, Z4
+	VMOVDQU64       256(DI), Z6
+	VMOVDQA64       Z8, Z8
+	VPDPBUSD        Z7, Z6, Z8
+	VCVTDQ2PS       Z8, Z8
+	VBROADCASTSD    32(SP), Z6
+	VFMADD231PS     Z6, Z8, Z5
+	ADDQ            $0x16, CX
+	ADDQ            $0x00000140, DI
+	ADDQ            $0x28, R8
+	SUBQ            $0x16, SI
+	JMP             dot8Q5_0x5VNNI_p_block
+
+dot8Q5_0x5VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 20(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 24(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 28(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 32(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 36(AX)
+	ADDQ       $0x28, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q5_0x5VNNI_pair
 
 dot8Q5_0x5VNNI_done:
 	VZEROUPPER
@@ -31042,467 +33210,1172 @@ dot8Q6Kx5VNNI_done:
 	RET
 
 // func dot8Q8_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q8_0x6VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x6VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q8_0x6VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q8_0x6VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
+dot8Q8_0x6VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q8_0x6VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x00000fff, R10
+	KMOVW     R10, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
 
-dot8Q8_0x6VNNI_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q8_0x6VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X6
-	VPBROADCASTW    (SI), X7
-	VINSERTI32X4    $0x01, X7, Y6, Y7
-	VCVTPH2PS       Y7, Z7
-	VMOVDQU8        2(CX), Y8
-	VINSERTI64X4    $0x01, 2(SI), Z8, Z9
-	VPXORD          b8zByte80<>+0(SB), Z9, Z9
-	VBROADCASTSS    (R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 (R10), Z11
-	VBROADCASTI64X4 (R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z0
-	VBROADCASTSS    4(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 32(R10), Z11
-	VBROADCASTI64X4 32(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z1
-	VBROADCASTSS    8(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 64(R10), Z11
-	VBROADCASTI64X4 64(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z2
-	VBROADCASTSS    12(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 96(R10), Z11
-	VBROADCASTI64X4 96(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z3
-	VBROADCASTSS    16(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 128(R10), Z11
-	VBROADCASTI64X4 128(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z4
-	VBROADCASTSS    20(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 160(R10), Z7
-	VBROADCASTI64X4 160(R8), Z11
-	VPDPBUSD        Z11, Z9, Z7
-	VCVTDQ2PS       Z7, Z7
-	VFMADD231PS     Z10, Z7, Z5
-	ADDQ            $0x22, CX
-	ADDQ            $0x22, SI
-	ADDQ            $0x000000c0, R8
-	ADDQ            $0x18, R9
-	ADDQ            $0x000000c0, R10
-	SUBQ            $0x22, DI
-	JMP             dot8Q8_0x6VNNI_block
+dot8Q8_0x6VNNI_q_block:
+	CMPQ         DI, $0x00
+	JLE          dot8Q8_0x6VNNI_q_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R10
+	MOVWLZX      (CX)(BX*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y13
+	VCVTPH2PS    Y13, Z13
+	VMULPS.Z     (R9), Z13, K1, Z13
+	VMOVUPS      Z13, (SP)
+	VMOVDQU32    2(CX), Y15
+	VMOVDQU32    2(CX)(BX*1), Y14
+	VPERMT2D     Z14, Z0, Z15
+	VPXORD       b8zByte80<>+0(SB), Z15, Z13
+	VMOVDQU64    b8zK128<>+0(SB), Z17
+	VPDPBUSD     b8zByte80<>+0(SB), Z13, Z17
+	PREFETCHT0   1024(CX)(BX*2)
+	PREFETCHT0   1024(CX)(SI*1)
+	MOVWLZX      (CX)(BX*2), R10
+	MOVWLZX      (CX)(SI*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y13
+	VCVTPH2PS    Y13, Z13
+	VMULPS.Z     (R9), Z13, K1, Z13
+	VMOVUPS      Z13, 64(SP)
+	VMOVDQU32    2(CX)(BX*2), Y16
+	VMOVDQU32    2(CX)(SI*1), Y14
+	VPERMT2D     Z14, Z0, Z16
+	VPXORD       b8zByte80<>+0(SB), Z16, Z13
+	VMOVDQU64    b8zK128<>+0(SB), Z18
+	VPDPBUSD     b8zByte80<>+0(SB), Z13, Z18
+	VMOVDQU64    (R8), Z13
+	VMOVDQA64    Z17, Z19
+	VPDPBUSD     Z15, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD (SP), Z20
+	VFMADD231PS  Z20, Z19, Z1
+	VMOVDQA64    Z18, Z19
+	VPDPBUSD     Z16, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 64(SP), Z13
+	VFMADD231PS  Z13, Z19, Z7
+	VMOVDQU64    64(R8), Z13
+	VMOVDQA64    Z17, Z19
+	VPDPBUSD     Z15, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 8(SP), Z20
+	VFMADD231PS  Z20, Z19, Z2
+	VMOVDQA64    Z18, Z19
+	VPDPBUSD     Z16, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 72(SP), Z13
+	VFMADD231PS  Z13, Z19, Z8
+	VMOVDQU64    128(R8), Z13
+	VMOVDQA64    Z17, Z19
+	VPDPBUSD     Z15, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 16(SP), Z20
+	VFMADD231PS  Z20, Z19, Z3
+	VMOVDQA64    Z18, Z19
+	VPDPBUSD     Z16, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 80(SP), Z13
+	VFMADD231PS  Z13, Z19, Z9
+	VMOVDQU64    192(R8), Z13
+	VMOVDQA64    Z17, Z19
+	VPDPBUSD     Z15, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 24(SP), Z20
+	VFMADD231PS  Z20, Z19, Z4
+	VMOVDQA64    Z18, Z19
+	VPDPBUSD     Z16, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 88(SP), Z13
+	VFMADD231PS  Z13, Z19, Z10
+	VMOVDQU64    256(R8), Z13
+	VMOVDQA64    Z17, Z19
+	VPDPBUSD     Z15, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 32(SP), Z20
+	VFMADD231PS  Z20, Z19, Z5
+	VMOVDQA64    Z18, Z19
+	VPDPBUSD     Z16, Z13, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 96(SP), Z13
+	VFMADD231PS  Z13, Z19, Z11
+	VMOVDQU64    320(R8), Z13
+	VMOVDQA64    Z17, Z17
+	VPDPBUSD     Z15, Z13, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 40(SP), Z19
+	VFMADD231PS  Z19, Z17, Z6
+	VMOVDQA64    Z18, Z17
+	VPDPBUSD     Z16, Z13, Z17
+	VCVTDQ2PS    Z17, Z17
+	VBROADCASTSD 104(SP), Z13
+	VFMADD231PS  Z13, Z17, Z12
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000180, R8
+	ADDQ         $0x30, R9
+	SUBQ         $0x22, DI
+	JMP          dot8Q8_0x6VNNI_q_block
 
-dot8Q8_0x6VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X6
-	VMOVSS        X6, 24(AX)
-	VPERMILPS     $0xb1, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X6
-	VMOVSS        X6, 28(AX)
-	VPERMILPS     $0xb1, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X6
-	VMOVSS        X6, 32(AX)
-	VPERMILPS     $0xb1, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X6
-	VMOVSS        X6, 36(AX)
-	VPERMILPS     $0xb1, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X6
-	VMOVSS        X6, 40(AX)
-	VPERMILPS     $0xb1, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X6
-	VMOVSS        X6, 44(AX)
-	ADDQ          $0x30, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q8_0x6VNNI_row
+dot8Q8_0x6VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 24(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 28(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 32(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 36(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 40(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 44(AX)
+	ADDQ       $0x30, AX
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, (AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 4(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 8(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 12(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 16(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 20(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	ADDQ       $0x30, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q8_0x6VNNI_quad
+
+dot8Q8_0x6VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q8_0x6VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x00000fff, R9
+	KMOVW     R9, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+
+dot8Q8_0x6VNNI_p_block:
+	CMPQ         SI, $0x00
+	JLE          dot8Q8_0x6VNNI_p_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R9
+	MOVWLZX      (CX)(BX*1), R10
+	SHLL         $0x10, R10
+	ORL          R10, R9
+	VPBROADCASTD R9, Y7
+	VCVTPH2PS    Y7, Z7
+	VMULPS.Z     (R8), Z7, K1, Z7
+	VMOVUPS      Z7, (SP)
+	VMOVDQU32    2(CX), Y21
+	VMOVDQU32    2(CX)(BX*1), Y14
+	VPERMT2D     Z14, Z0, Z21
+	VPXORD       b8zByte80<>+0(SB), Z21, Z7
+	VMOVDQU64    b8zK128<>+0(SB), Z8
+	VPDPBUSD     b8zByte80<>+0(SB), Z7, Z8
+	VMOVDQU64    (DI), Z7
+	VMOVDQA64    Z8, Z9
+	VPDPBUSD     Z21, Z7, Z9
+	VCVTDQ2PS    Z9, Z9
+	VBROADCASTSD (SP), Z7
+	VFMADD231PS  Z7, Z9, Z1
+	VMOVDQU64    64(DI), Z7
+	VMOVDQA64    Z8, Z9
+	VPDPBUSD     Z21, Z7, Z9
+	VCVTDQ2PS    Z9, Z9
+	VBROADCASTSD 8(SP), Z7
+	VFMADD231PS  Z7, Z9, Z2
+	VMOVDQU64    128(DI), Z7
+	VMOVDQA64    Z8, Z9
+	VPDPBUSD     Z21, Z7, Z9
+	VCVTDQ2PS    Z9, Z9
+	VBROADCASTSD 16(SP), Z7
+	VFMADD231PS  Z7, Z9, Z3
+	VMOVDQU64    192(DI), Z7
+	VMOVDQA64    Z8, Z9
+	VPDPBUSD     Z21, Z7, Z9
+	VCVTDQ2PS    Z9, Z9
+	VBROADCASTSD 24(SP), Z7
+	VFMADD231PS  Z7, Z9, Z4
+	VMOVDQU64    256(DI), Z7
+	VMOVDQA64    Z8, Z9
+	VPDPBUSD     Z21, Z7, Z9
+	VCVTDQ2PS    Z9, Z9
+	VBROADCASTSD 32(SP), Z7
+	VFMADD231PS  Z7, Z9, Z5
+	VMOVDQU64    320(DI), Z7
+	VMOVDQA64    Z8, Z8
+	VPDPBUSD     Z21, Z7, Z8
+	VCVTDQ2PS    Z8, Z8
+	VBROADCASTSD 40(SP), Z7
+	VFMADD231PS  Z7, Z8, Z6
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000180, DI
+	ADDQ         $0x30, R8
+	SUBQ         $0x22, SI
+	JMP          dot8Q8_0x6VNNI_p_block
+
+dot8Q8_0x6VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 24(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 28(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 32(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 36(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 40(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 44(AX)
+	ADDQ       $0x30, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q8_0x6VNNI_pair
 
 dot8Q8_0x6VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x6VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x6VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q4_0x6VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q4_0x6VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
+dot8Q4_0x6VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q4_0x6VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x00000fff, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
 
-dot8Q4_0x6VNNI_block:
+dot8Q4_0x6VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x6VNNI_end
+	JLE             dot8Q4_0x6VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X6
-	VPBROADCASTW    (SI), X7
-	VINSERTI32X4    $0x01, X7, Y6, Y7
-	VCVTPH2PS       Y7, Z7
-	VBROADCASTI32X4 2(CX), Y8
-	VBROADCASTI32X4 2(SI), Y9
-	VINSERTI64X4    $0x01, Y9, Z8, Z9
-	VPSRLW          $0x04, Z9, K1, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VPSUBB          b8zByte08<>+0(SB), Z9, Z9
-	VPXORD          b8zByte80<>+0(SB), Z9, Z9
-	VBROADCASTSS    (R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 (R10), Z11
-	VBROADCASTI64X4 (R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z0
-	VBROADCASTSS    4(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 32(R10), Z11
-	VBROADCASTI64X4 32(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z1
-	VBROADCASTSS    8(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 64(R10), Z11
-	VBROADCASTI64X4 64(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z2
-	VBROADCASTSS    12(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 96(R10), Z11
-	VBROADCASTI64X4 96(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z3
-	VBROADCASTSS    16(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 128(R10), Z11
-	VBROADCASTI64X4 128(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z4
-	VBROADCASTSS    20(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 160(R10), Z7
-	VBROADCASTI64X4 160(R8), Z11
-	VPDPBUSD        Z11, Z9, Z7
-	VCVTDQ2PS       Z7, Z7
-	VFMADD231PS     Z10, Z7, Z5
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y13
+	VCVTPH2PS       Y13, Z13
+	VMULPS.Z        (R9), Z13, K2, Z13
+	VMOVUPS         Z13, (SP)
+	VBROADCASTI32X4 2(CX), Z13
+	VBROADCASTI32X4 2(CX)(BX*1), Z14
+	VPERMT2D        Z14, Z0, Z13
+	VPSRLW          $0x04, Z13, K1, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VPSUBB          b8zByte08<>+0(SB), Z13, Z14
+	VMOVDQU64       b8zK8<>+0(SB), Z15
+	VPDPBUSD        b8zByte80<>+0(SB), Z13, Z15
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y13
+	VCVTPH2PS       Y13, Z13
+	VMULPS.Z        (R9), Z13, K2, Z13
+	VMOVUPS         Z13, 64(SP)
+	VBROADCASTI32X4 2(CX)(BX*2), Z13
+	VBROADCASTI32X4 2(CX)(SI*1), Z16
+	VPERMT2D        Z16, Z0, Z13
+	VPSRLW          $0x04, Z13, K1, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VPSUBB          b8zByte08<>+0(SB), Z13, Z16
+	VMOVDQU64       b8zK8<>+0(SB), Z17
+	VPDPBUSD        b8zByte80<>+0(SB), Z13, Z17
+	VMOVDQU64       (R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    (SP), Z19
+	VFMADD231PS     Z19, Z18, Z1
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    64(SP), Z13
+	VFMADD231PS     Z13, Z18, Z7
+	VMOVDQU64       64(R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    8(SP), Z19
+	VFMADD231PS     Z19, Z18, Z2
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    72(SP), Z13
+	VFMADD231PS     Z13, Z18, Z8
+	VMOVDQU64       128(R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    16(SP), Z19
+	VFMADD231PS     Z19, Z18, Z3
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    80(SP), Z13
+	VFMADD231PS     Z13, Z18, Z9
+	VMOVDQU64       192(R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    24(SP), Z19
+	VFMADD231PS     Z19, Z18, Z4
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    88(SP), Z13
+	VFMADD231PS     Z13, Z18, Z10
+	VMOVDQU64       256(R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    32(SP), Z19
+	VFMADD231PS     Z19, Z18, Z5
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    96(SP), Z13
+	VFMADD231PS     Z13, Z18, Z11
+	VMOVDQU64       320(R8), Z13
+	VMOVDQA64       Z15, Z15
+	VPDPBUSD        Z14, Z13, Z15
+	VCVTDQ2PS       Z15, Z15
+	VBROADCASTSD    40(SP), Z14
+	VFMADD231PS     Z14, Z15, Z6
+	VMOVDQA64       Z17, Z14
+	VPDPBUSD        Z16, Z13, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    104(SP), Z13
+	VFMADD231PS     Z13, Z14, Z12
 	ADDQ            $0x12, CX
-	ADDQ            $0x12, SI
-	ADDQ            $0x000000c0, R8
-	ADDQ            $0x18, R9
-	ADDQ            $0x000000c0, R10
+	ADDQ            $0x00000180, R8
+	ADDQ            $0x30, R9
 	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x6VNNI_block
+	JMP             dot8Q4_0x6VNNI_q_block
 
-dot8Q4_0x6VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X6
-	VMOVSS        X6, 24(AX)
-	VPERMILPS     $0xb1, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X6
-	VMOVSS        X6, 28(AX)
-	VPERMILPS     $0xb1, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X6
-	VMOVSS        X6, 32(AX)
-	VPERMILPS     $0xb1, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X6
-	VMOVSS        X6, 36(AX)
-	VPERMILPS     $0xb1, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X6
-	VMOVSS        X6, 40(AX)
-	VPERMILPS     $0xb1, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X6
-	VMOVSS        X6, 44(AX)
-	ADDQ          $0x30, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q4_0x6VNNI_row
+dot8Q4_0x6VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 24(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 28(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 32(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 36(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 40(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 44(AX)
+	ADDQ       $0x30, AX
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, (AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 4(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 8(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 12(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 16(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 20(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	ADDQ       $0x30, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q4_0x6VNNI_quad
+
+dot8Q4_0x6VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q4_0x6VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x00000fff, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+
+dot8Q4_0x6VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q4_0x6VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y7
+	VCVTPH2PS       Y7, Z7
+	VMULPS.Z        (R8), Z7, K2, Z7
+	VMOVUPS         Z7, (SP)
+	VBROADCASTI32X4 2(CX), Z7
+	VBROADCASTI32X4 2(CX)(BX*1), Z8
+	VPERMT2D        Z8, Z0, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPSUBB          b8zByte08<>+0(SB), Z7, Z8
+	VMOVDQU64       b8zK8<>+0(SB), Z9
+	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z9
+	VMOVDQU64       (DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    (SP), Z7
+	VFMADD231PS     Z7, Z10, Z1
+	VMOVDQU64       64(DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    8(SP), Z7
+	VFMADD231PS     Z7, Z10, Z2
+	VMOVDQU64       128(DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    16(SP), Z7
+	VFMADD231PS     Z7, Z10, Z3
+	VMOVDQU64       192(DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    24(SP), Z7
+	VFMADD231PS     Z7, Z10, Z4
+	VMOVDQU64       256(DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    32(SP), Z7
+	VFMADD231PS     Z7, Z10, Z5
+	VMOVDQU64       320(DI), Z7
+	VMOVDQA64       Z9, Z9
+	VPDPBUSD        Z8, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    40(SP), Z7
+	VFMADD231PS     Z7, Z9, Z6
+	ADDQ            $0x12, CX
+	ADDQ            $0x00000180, DI
+	ADDQ            $0x30, R8
+	SUBQ            $0x12, SI
+	JMP             dot8Q4_0x6VNNI_p_block
+
+dot8Q4_0x6VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 24(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 28(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 32(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 36(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 40(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 44(AX)
+	ADDQ       $0x30, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q4_0x6VNNI_pair
 
 dot8Q4_0x6VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q5_0x6VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x6VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q5_0x6VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q5_0x6VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
+dot8Q5_0x6VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q5_0x6VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x00000fff, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
 
-dot8Q5_0x6VNNI_block:
+dot8Q5_0x6VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q5_0x6VNNI_end
+	JLE             dot8Q5_0x6VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X6
-	VPBROADCASTW    (SI), X7
-	VINSERTI32X4    $0x01, X7, Y6, Y7
-	VCVTPH2PS       Y7, Z7
-	VBROADCASTI32X4 6(CX), Y8
-	VBROADCASTI32X4 6(SI), Y9
-	VINSERTI64X4    $0x01, Y9, Z8, Z9
-	VPSRLW          $0x04, Z9, K1, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VPBROADCASTD    2(CX), Y8
-	VPBROADCASTD    2(SI), Y10
-	VINSERTI64X4    $0x01, Y10, Z8, Z10
-	VPSHUFB         b8zShufQh<>+0(SB), Z10, Z10
-	VPANDD          b8zBitMask<>+0(SB), Z10, Z10
-	VPMINUB         b8zByte01<>+0(SB), Z10, Z10
-	VPSLLW          $0x04, Z10, Z10
-	VPORD           Z10, Z9, Z9
-	VPSUBB          b8zByte10<>+0(SB), Z9, Z9
-	VPXORD          b8zByte80<>+0(SB), Z9, Z9
-	VBROADCASTSS    (R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 (R10), Z11
-	VBROADCASTI64X4 (R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z0
-	VBROADCASTSS    4(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 32(R10), Z11
-	VBROADCASTI64X4 32(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z1
-	VBROADCASTSS    8(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 64(R10), Z11
-	VBROADCASTI64X4 64(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z2
-	VBROADCASTSS    12(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 96(R10), Z11
-	VBROADCASTI64X4 96(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z3
-	VBROADCASTSS    16(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 128(R10), Z11
-	VBROADCASTI64X4 128(R8), Z12
-	VPDPBUSD        Z12, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z10, Z11, Z4
-	VBROADCASTSS    20(R9), Z10
-	VMULPS          Z7, Z10, Z10
-	VBROADCASTI64X4 160(R10), Z7
-	VBROADCASTI64X4 160(R8), Z11
-	VPDPBUSD        Z11, Z9, Z7
-	VCVTDQ2PS       Z7, Z7
-	VFMADD231PS     Z10, Z7, Z5
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y13
+	VCVTPH2PS       Y13, Z13
+	VMULPS.Z        (R9), Z13, K2, Z13
+	VMOVUPS         Z13, (SP)
+	VBROADCASTI32X4 6(CX), Z13
+	VBROADCASTI32X4 6(CX)(BX*1), Z14
+	VPERMT2D        Z14, Z0, Z13
+	VPSRLW          $0x04, Z13, K1, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VPBROADCASTD    2(CX), Z14
+	VPBROADCASTD    2(CX)(BX*1), Z15
+	VPUNPCKLDQ      Z15, Z14, Z14
+	VPSHUFB         b8zShufQh<>+0(SB), Z14, Z14
+	VPTESTMB        b8zBitMask<>+0(SB), Z14, K3
+	VPADDB          b8zByte10<>+0(SB), Z13, K3, Z13
+	VPSUBB          b8zByte10<>+0(SB), Z13, Z14
+	VMOVDQU64       b8zK16<>+0(SB), Z15
+	VPDPBUSD        b8zByte80<>+0(SB), Z13, Z15
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y13
+	VCVTPH2PS       Y13, Z13
+	VMULPS.Z        (R9), Z13, K2, Z13
+	VMOVUPS         Z13, 64(SP)
+	VBROADCASTI32X4 6(CX)(BX*2), Z13
+	VBROADCASTI32X4 6(CX)(SI*1), Z16
+	VPERMT2D        Z16, Z0, Z13
+	VPSRLW          $0x04, Z13, K1, Z13
+	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
+	VPBROADCASTD    2(CX)(BX*2), Z16
+	VPBROADCASTD    2(CX)(SI*1), Z17
+	VPUNPCKLDQ      Z17, Z16, Z16
+	VPSHUFB         b8zShufQh<>+0(SB), Z16, Z16
+	VPTESTMB        b8zBitMask<>+0(SB), Z16, K3
+	VPADDB          b8zByte10<>+0(SB), Z13, K3, Z13
+	VPSUBB          b8zByte10<>+0(SB), Z13, Z16
+	VMOVDQU64       b8zK16<>+0(SB), Z17
+	VPDPBUSD        b8zByte80<>+0(SB), Z13, Z17
+	VMOVDQU64       (R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    (SP), Z19
+	VFMADD231PS     Z19, Z18, Z1
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    64(SP), Z13
+	VFMADD231PS     Z13, Z18, Z7
+	VMOVDQU64       64(R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    8(SP), Z19
+	VFMADD231PS     Z19, Z18, Z2
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    72(SP), Z13
+	VFMADD231PS     Z13, Z18, Z8
+	VMOVDQU64       128(R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    16(SP), Z19
+	VFMADD231PS     Z19, Z18, Z3
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    80(SP), Z13
+	VFMADD231PS     Z13, Z18, Z9
+	VMOVDQU64       192(R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    24(SP), Z19
+	VFMADD231PS     Z19, Z18, Z4
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    88(SP), Z13
+	VFMADD231PS     Z13, Z18, Z10
+	VMOVDQU64       256(R8), Z13
+	VMOVDQA64       Z15, Z18
+	VPDPBUSD        Z14, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    32(SP), Z19
+	VFMADD231PS     Z19, Z18, Z5
+	VMOVDQA64       Z17, Z18
+	VPDPBUSD        Z16, Z13, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    96(SP), Z13
+	VFMADD231PS     Z13, Z18, Z11
+	VMOVDQU64       320(R8), Z13
+	VMOVDQA64       Z15, Z15
+	VPDPBUSD        Z14, Z13, Z15
+	VCVTDQ2PS       Z15, Z15
+	VBROADCASTSD    40(SP), Z14
+	VFMADD231PS     Z14, Z15, Z6
+	VMOVDQA64       Z17, Z14
+	VPDPBUSD        Z16, Z13, Z14
+	VCVTDQ2PS       Z14, Z14
+	VBROADCASTSD    104(SP), Z13
+	VFMADD231PS     Z13, Z14, Z12
 	ADDQ            $0x16, CX
-	ADDQ            $0x16, SI
-	ADDQ            $0x000000c0, R8
-	ADDQ            $0x18, R9
-	ADDQ            $0x000000c0, R10
+	ADDQ            $0x00000180, R8
+	ADDQ            $0x30, R9
 	SUBQ            $0x16, DI
-	JMP             dot8Q5_0x6VNNI_block
+	JMP             dot8Q5_0x6VNNI_q_block
 
-dot8Q5_0x6VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z7
-	VADDPS        Z7, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X6
-	VMOVSS        X6, 24(AX)
-	VPERMILPS     $0xb1, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z7
-	VADDPS        Z7, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X6
-	VMOVSS        X6, 28(AX)
-	VPERMILPS     $0xb1, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z7
-	VADDPS        Z7, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X6
-	VMOVSS        X6, 32(AX)
-	VPERMILPS     $0xb1, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z7
-	VADDPS        Z7, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X6
-	VMOVSS        X6, 36(AX)
-	VPERMILPS     $0xb1, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z7
-	VADDPS        Z7, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X6
-	VMOVSS        X6, 40(AX)
-	VPERMILPS     $0xb1, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z7
-	VADDPS        Z7, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X6
-	VMOVSS        X6, 44(AX)
-	ADDQ          $0x30, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q5_0x6VNNI_row
+dot8Q5_0x6VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 24(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 28(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 32(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 36(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 40(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 44(AX)
+	ADDQ       $0x30, AX
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, (AX)
+	VEXTRACTPS $0x01, X7, 24(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 4(AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 8(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 12(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 16(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 20(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	ADDQ       $0x30, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q5_0x6VNNI_quad
+
+dot8Q5_0x6VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q5_0x6VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x00000fff, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+
+dot8Q5_0x6VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q5_0x6VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y7
+	VCVTPH2PS       Y7, Z7
+	VMULPS.Z        (R8), Z7, K2, Z7
+	VMOVUPS         Z7, (SP)
+	VBROADCASTI32X4 6(CX), Z7
+	VBROADCASTI32X4 6(CX)(BX*1), Z8
+	VPERMT2D        Z8, Z0, Z7
+	VPSRLW          $0x04, Z7, K1, Z7
+	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
+	VPBROADCASTD    2(CX), Z8
+	VPBROADCASTD    2(CX)(BX*1), Z9
+	VPUNPCKLDQ      Z9, Z8, Z8
+	VPSHUFB         b8zShufQh<>+0(SB), Z8, Z8
+	VPTESTMB        b8zBitMask<>+0(SB), Z8, K3
+	VPADDB          b8zByte10<>+0(SB), Z7, K3, Z7
+	VPSUBB          b8zByte10<>+0(SB), Z7, Z8
+	VMOVDQU64       b8zK16<>+0(SB), Z9
+	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z9
+	VMOVDQU64       (DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    (SP), Z7
+	VFMADD231PS     Z7, Z10, Z1
+	VMOVDQU64       64(DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    8(SP), Z7
+	VFMADD231PS     Z7, Z10, Z2
+	VMOVDQU64       128(DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    16(SP), Z7
+	VFMADD231PS     Z7, Z10, Z3
+	VMOVDQU64       192(DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    24(SP), Z7
+	VFMADD231PS     Z7, Z10, Z4
+	VMOVDQU64       256(DI), Z7
+	VMOVDQA64       Z9, Z10
+	VPDPBUSD        Z8, Z7, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    32(SP), Z7
+	VFMADD231PS     Z7, Z10, Z5
+	VMOVDQU64       320(DI), Z7
+	VMOVDQA64       Z9, Z9
+	VPDPBUSD        Z8, Z7, Z9
+	VCVTDQ2PS       Z9, Z9
+	VBROADCASTSD    40(SP), Z7
+	VFMADD231PS     Z7, Z9, Z6
+	ADDQ            $0x16, CX
+	ADDQ            $0x00000180, DI
+	ADDQ            $0x30, R8
+	SUBQ            $0x16, SI
+	JMP             dot8Q5_0x6VNNI_p_block
+
+dot8Q5_0x6VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 24(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 28(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 32(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 36(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 40(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 44(AX)
+	ADDQ       $0x30, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q5_0x6VNNI_pair
 
 dot8Q5_0x6VNNI_done:
 	VZEROUPPER
@@ -32903,518 +35776,1304 @@ dot8Q6Kx6VNNI_done:
 	RET
 
 // func dot8Q8_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q8_0x7VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x7VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q8_0x7VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q8_0x7VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
+dot8Q8_0x7VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q8_0x7VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x00003fff, R10
+	KMOVW     R10, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
+	VMOVDQU64 b8zZero<>+0(SB), Z13
+	VMOVDQU64 b8zZero<>+0(SB), Z14
 
-dot8Q8_0x7VNNI_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q8_0x7VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X7
-	VPBROADCASTW    (SI), X8
-	VINSERTI32X4    $0x01, X8, Y7, Y8
-	VCVTPH2PS       Y8, Z8
-	VMOVDQU8        2(CX), Y9
-	VINSERTI64X4    $0x01, 2(SI), Z9, Z10
-	VPXORD          b8zByte80<>+0(SB), Z10, Z10
-	VBROADCASTSS    (R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 (R10), Z12
-	VBROADCASTI64X4 (R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z0
-	VBROADCASTSS    4(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 32(R10), Z12
-	VBROADCASTI64X4 32(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z1
-	VBROADCASTSS    8(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 64(R10), Z12
-	VBROADCASTI64X4 64(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z2
-	VBROADCASTSS    12(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 96(R10), Z12
-	VBROADCASTI64X4 96(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z3
-	VBROADCASTSS    16(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 128(R10), Z12
-	VBROADCASTI64X4 128(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z4
-	VBROADCASTSS    20(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 160(R10), Z12
-	VBROADCASTI64X4 160(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z5
-	VBROADCASTSS    24(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 192(R10), Z8
-	VBROADCASTI64X4 192(R8), Z12
-	VPDPBUSD        Z12, Z10, Z8
-	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z11, Z8, Z6
-	ADDQ            $0x22, CX
-	ADDQ            $0x22, SI
-	ADDQ            $0x000000e0, R8
-	ADDQ            $0x1c, R9
-	ADDQ            $0x000000e0, R10
-	SUBQ            $0x22, DI
-	JMP             dot8Q8_0x7VNNI_block
+dot8Q8_0x7VNNI_q_block:
+	CMPQ         DI, $0x00
+	JLE          dot8Q8_0x7VNNI_q_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R10
+	MOVWLZX      (CX)(BX*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y15
+	VCVTPH2PS    Y15, Z15
+	VMULPS.Z     (R9), Z15, K1, Z15
+	VMOVUPS      Z15, (SP)
+	VMOVDQU32    2(CX), Y17
+	VMOVDQU32    2(CX)(BX*1), Y16
+	VPERMT2D     Z16, Z0, Z17
+	VPXORD       b8zByte80<>+0(SB), Z17, Z15
+	VMOVDQU64    b8zK128<>+0(SB), Z19
+	VPDPBUSD     b8zByte80<>+0(SB), Z15, Z19
+	PREFETCHT0   1024(CX)(BX*2)
+	PREFETCHT0   1024(CX)(SI*1)
+	MOVWLZX      (CX)(BX*2), R10
+	MOVWLZX      (CX)(SI*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y15
+	VCVTPH2PS    Y15, Z15
+	VMULPS.Z     (R9), Z15, K1, Z15
+	VMOVUPS      Z15, 64(SP)
+	VMOVDQU32    2(CX)(BX*2), Y18
+	VMOVDQU32    2(CX)(SI*1), Y16
+	VPERMT2D     Z16, Z0, Z18
+	VPXORD       b8zByte80<>+0(SB), Z18, Z15
+	VMOVDQU64    b8zK128<>+0(SB), Z20
+	VPDPBUSD     b8zByte80<>+0(SB), Z15, Z20
+	VMOVDQU64    (R8), Z15
+	VMOVDQA64    Z19, Z21
+	VPDPBUSD     Z17, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD (SP), Z22
+	VFMADD231PS  Z22, Z21, Z1
+	VMOVDQA64    Z20, Z21
+	VPDPBUSD     Z18, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 64(SP), Z15
+	VFMADD231PS  Z15, Z21, Z8
+	VMOVDQU64    64(R8), Z15
+	VMOVDQA64    Z19, Z21
+	VPDPBUSD     Z17, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 8(SP), Z22
+	VFMADD231PS  Z22, Z21, Z2
+	VMOVDQA64    Z20, Z21
+	VPDPBUSD     Z18, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 72(SP), Z15
+	VFMADD231PS  Z15, Z21, Z9
+	VMOVDQU64    128(R8), Z15
+	VMOVDQA64    Z19, Z21
+	VPDPBUSD     Z17, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 16(SP), Z22
+	VFMADD231PS  Z22, Z21, Z3
+	VMOVDQA64    Z20, Z21
+	VPDPBUSD     Z18, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 80(SP), Z15
+	VFMADD231PS  Z15, Z21, Z10
+	VMOVDQU64    192(R8), Z15
+	VMOVDQA64    Z19, Z21
+	VPDPBUSD     Z17, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 24(SP), Z22
+	VFMADD231PS  Z22, Z21, Z4
+	VMOVDQA64    Z20, Z21
+	VPDPBUSD     Z18, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 88(SP), Z15
+	VFMADD231PS  Z15, Z21, Z11
+	VMOVDQU64    256(R8), Z15
+	VMOVDQA64    Z19, Z21
+	VPDPBUSD     Z17, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 32(SP), Z22
+	VFMADD231PS  Z22, Z21, Z5
+	VMOVDQA64    Z20, Z21
+	VPDPBUSD     Z18, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 96(SP), Z15
+	VFMADD231PS  Z15, Z21, Z12
+	VMOVDQU64    320(R8), Z15
+	VMOVDQA64    Z19, Z21
+	VPDPBUSD     Z17, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 40(SP), Z22
+	VFMADD231PS  Z22, Z21, Z6
+	VMOVDQA64    Z20, Z21
+	VPDPBUSD     Z18, Z15, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 104(SP), Z15
+	VFMADD231PS  Z15, Z21, Z13
+	VMOVDQU64    384(R8), Z15
+	VMOVDQA64    Z19, Z19
+	VPDPBUSD     Z17, Z15, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 48(SP), Z21
+	VFMADD231PS  Z21, Z19, Z7
+	VMOVDQA64    Z20, Z19
+	VPDPBUSD     Z18, Z15, Z19
+	VCVTDQ2PS    Z19, Z19
+	VBROADCASTSD 112(SP), Z15
+	VFMADD231PS  Z15, Z19, Z14
+	ADDQ         $0x22, CX
+	ADDQ         $0x000001c0, R8
+	ADDQ         $0x38, R9
+	SUBQ         $0x22, DI
+	JMP          dot8Q8_0x7VNNI_q_block
 
-dot8Q8_0x7VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X7
-	VMOVSS        X7, 28(AX)
-	VPERMILPS     $0xb1, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X7
-	VMOVSS        X7, 32(AX)
-	VPERMILPS     $0xb1, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X7
-	VMOVSS        X7, 36(AX)
-	VPERMILPS     $0xb1, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X7
-	VMOVSS        X7, 40(AX)
-	VPERMILPS     $0xb1, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X7
-	VMOVSS        X7, 44(AX)
-	VPERMILPS     $0xb1, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X7
-	VMOVSS        X7, 48(AX)
-	VPERMILPS     $0xb1, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VPERMILPS     $0x4e, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VSHUFF32X4    $0xb1, Z6, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VMOVSS        X6, 24(AX)
-	VEXTRACTF32X4 $0x02, Z6, X7
-	VMOVSS        X7, 52(AX)
-	ADDQ          $0x38, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q8_0x7VNNI_row
+dot8Q8_0x7VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 28(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 32(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 36(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 40(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 44(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 48(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 52(AX)
+	ADDQ       $0x38, AX
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, (AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 4(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 8(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 12(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 16(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	VPERMILPS  $0x4e, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0xb1, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0x4e, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VMOVSS     X13, 20(AX)
+	VEXTRACTPS $0x01, X13, 48(AX)
+	VPERMILPS  $0x4e, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0xb1, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0x4e, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VMOVSS     X14, 24(AX)
+	VEXTRACTPS $0x01, X14, 52(AX)
+	ADDQ       $0x38, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q8_0x7VNNI_quad
+
+dot8Q8_0x7VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q8_0x7VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	MOVL      $0x00003fff, R9
+	KMOVW     R9, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+
+dot8Q8_0x7VNNI_p_block:
+	CMPQ         SI, $0x00
+	JLE          dot8Q8_0x7VNNI_p_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R9
+	MOVWLZX      (CX)(BX*1), R10
+	SHLL         $0x10, R10
+	ORL          R10, R9
+	VPBROADCASTD R9, Y8
+	VCVTPH2PS    Y8, Z8
+	VMULPS.Z     (R8), Z8, K1, Z8
+	VMOVUPS      Z8, (SP)
+	VMOVDQU32    2(CX), Y23
+	VMOVDQU32    2(CX)(BX*1), Y16
+	VPERMT2D     Z16, Z0, Z23
+	VPXORD       b8zByte80<>+0(SB), Z23, Z8
+	VMOVDQU64    b8zK128<>+0(SB), Z9
+	VPDPBUSD     b8zByte80<>+0(SB), Z8, Z9
+	VMOVDQU64    (DI), Z8
+	VMOVDQA64    Z9, Z10
+	VPDPBUSD     Z23, Z8, Z10
+	VCVTDQ2PS    Z10, Z10
+	VBROADCASTSD (SP), Z8
+	VFMADD231PS  Z8, Z10, Z1
+	VMOVDQU64    64(DI), Z8
+	VMOVDQA64    Z9, Z10
+	VPDPBUSD     Z23, Z8, Z10
+	VCVTDQ2PS    Z10, Z10
+	VBROADCASTSD 8(SP), Z8
+	VFMADD231PS  Z8, Z10, Z2
+	VMOVDQU64    128(DI), Z8
+	VMOVDQA64    Z9, Z10
+	VPDPBUSD     Z23, Z8, Z10
+	VCVTDQ2PS    Z10, Z10
+	VBROADCASTSD 16(SP), Z8
+	VFMADD231PS  Z8, Z10, Z3
+	VMOVDQU64    192(DI), Z8
+	VMOVDQA64    Z9, Z10
+	VPDPBUSD     Z23, Z8, Z10
+	VCVTDQ2PS    Z10, Z10
+	VBROADCASTSD 24(SP), Z8
+	VFMADD231PS  Z8, Z10, Z4
+	VMOVDQU64    256(DI), Z8
+	VMOVDQA64    Z9, Z10
+	VPDPBUSD     Z23, Z8, Z10
+	VCVTDQ2PS    Z10, Z10
+	VBROADCASTSD 32(SP), Z8
+	VFMADD231PS  Z8, Z10, Z5
+	VMOVDQU64    320(DI), Z8
+	VMOVDQA64    Z9, Z10
+	VPDPBUSD     Z23, Z8, Z10
+	VCVTDQ2PS    Z10, Z10
+	VBROADCASTSD 40(SP), Z8
+	VFMADD231PS  Z8, Z10, Z6
+	VMOVDQU64    384(DI), Z8
+	VMOVDQA64    Z9, Z9
+	VPDPBUSD     Z23, Z8, Z9
+	VCVTDQ2PS    Z9, Z9
+	VBROADCASTSD 48(SP), Z8
+	VFMADD231PS  Z8, Z9, Z7
+	ADDQ         $0x22, CX
+	ADDQ         $0x000001c0, DI
+	ADDQ         $0x38, R8
+	SUBQ         $0x22, SI
+	JMP          dot8Q8_0x7VNNI_p_block
+
+dot8Q8_0x7VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 28(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 32(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 36(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 40(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 44(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 48(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 52(AX)
+	ADDQ       $0x38, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q8_0x7VNNI_pair
 
 dot8Q8_0x7VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x7VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x7VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q4_0x7VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q4_0x7VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
+dot8Q4_0x7VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q4_0x7VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x00003fff, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
+	VMOVDQU64 b8zZero<>+0(SB), Z13
+	VMOVDQU64 b8zZero<>+0(SB), Z14
 
-dot8Q4_0x7VNNI_block:
+dot8Q4_0x7VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x7VNNI_end
+	JLE             dot8Q4_0x7VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X7
-	VPBROADCASTW    (SI), X8
-	VINSERTI32X4    $0x01, X8, Y7, Y8
-	VCVTPH2PS       Y8, Z8
-	VBROADCASTI32X4 2(CX), Y9
-	VBROADCASTI32X4 2(SI), Y10
-	VINSERTI64X4    $0x01, Y10, Z9, Z10
-	VPSRLW          $0x04, Z10, K1, Z10
-	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
-	VPSUBB          b8zByte08<>+0(SB), Z10, Z10
-	VPXORD          b8zByte80<>+0(SB), Z10, Z10
-	VBROADCASTSS    (R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 (R10), Z12
-	VBROADCASTI64X4 (R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z0
-	VBROADCASTSS    4(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 32(R10), Z12
-	VBROADCASTI64X4 32(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z1
-	VBROADCASTSS    8(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 64(R10), Z12
-	VBROADCASTI64X4 64(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z2
-	VBROADCASTSS    12(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 96(R10), Z12
-	VBROADCASTI64X4 96(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z3
-	VBROADCASTSS    16(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 128(R10), Z12
-	VBROADCASTI64X4 128(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z4
-	VBROADCASTSS    20(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 160(R10), Z12
-	VBROADCASTI64X4 160(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z5
-	VBROADCASTSS    24(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 192(R10), Z8
-	VBROADCASTI64X4 192(R8), Z12
-	VPDPBUSD        Z12, Z10, Z8
-	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z11, Z8, Z6
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y15
+	VCVTPH2PS       Y15, Z15
+	VMULPS.Z        (R9), Z15, K2, Z15
+	VMOVUPS         Z15, (SP)
+	VBROADCASTI32X4 2(CX), Z15
+	VBROADCASTI32X4 2(CX)(BX*1), Z16
+	VPERMT2D        Z16, Z0, Z15
+	VPSRLW          $0x04, Z15, K1, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VPSUBB          b8zByte08<>+0(SB), Z15, Z16
+	VMOVDQU64       b8zK8<>+0(SB), Z17
+	VPDPBUSD        b8zByte80<>+0(SB), Z15, Z17
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y15
+	VCVTPH2PS       Y15, Z15
+	VMULPS.Z        (R9), Z15, K2, Z15
+	VMOVUPS         Z15, 64(SP)
+	VBROADCASTI32X4 2(CX)(BX*2), Z15
+	VBROADCASTI32X4 2(CX)(SI*1), Z18
+	VPERMT2D        Z18, Z0, Z15
+	VPSRLW          $0x04, Z15, K1, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VPSUBB          b8zByte08<>+0(SB), Z15, Z18
+	VMOVDQU64       b8zK8<>+0(SB), Z19
+	VPDPBUSD        b8zByte80<>+0(SB), Z15, Z19
+	VMOVDQU64       (R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    (SP), Z21
+	VFMADD231PS     Z21, Z20, Z1
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    64(SP), Z15
+	VFMADD231PS     Z15, Z20, Z8
+	VMOVDQU64       64(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    8(SP), Z21
+	VFMADD231PS     Z21, Z20, Z2
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    72(SP), Z15
+	VFMADD231PS     Z15, Z20, Z9
+	VMOVDQU64       128(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    16(SP), Z21
+	VFMADD231PS     Z21, Z20, Z3
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    80(SP), Z15
+	VFMADD231PS     Z15, Z20, Z10
+	VMOVDQU64       192(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    24(SP), Z21
+	VFMADD231PS     Z21, Z20, Z4
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    88(SP), Z15
+	VFMADD231PS     Z15, Z20, Z11
+	VMOVDQU64       256(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    32(SP), Z21
+	VFMADD231PS     Z21, Z20, Z5
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    96(SP), Z15
+	VFMADD231PS     Z15, Z20, Z12
+	VMOVDQU64       320(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    40(SP), Z21
+	VFMADD231PS     Z21, Z20, Z6
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    104(SP), Z15
+	VFMADD231PS     Z15, Z20, Z13
+	VMOVDQU64       384(R8), Z15
+	VMOVDQA64       Z17, Z17
+	VPDPBUSD        Z16, Z15, Z17
+	VCVTDQ2PS       Z17, Z17
+	VBROADCASTSD    48(SP), Z16
+	VFMADD231PS     Z16, Z17, Z7
+	VMOVDQA64       Z19, Z16
+	VPDPBUSD        Z18, Z15, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    112(SP), Z15
+	VFMADD231PS     Z15, Z16, Z14
 	ADDQ            $0x12, CX
-	ADDQ            $0x12, SI
-	ADDQ            $0x000000e0, R8
-	ADDQ            $0x1c, R9
-	ADDQ            $0x000000e0, R10
+	ADDQ            $0x000001c0, R8
+	ADDQ            $0x38, R9
 	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x7VNNI_block
+	JMP             dot8Q4_0x7VNNI_q_block
 
-dot8Q4_0x7VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X7
-	VMOVSS        X7, 28(AX)
-	VPERMILPS     $0xb1, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X7
-	VMOVSS        X7, 32(AX)
-	VPERMILPS     $0xb1, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X7
-	VMOVSS        X7, 36(AX)
-	VPERMILPS     $0xb1, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X7
-	VMOVSS        X7, 40(AX)
-	VPERMILPS     $0xb1, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X7
-	VMOVSS        X7, 44(AX)
-	VPERMILPS     $0xb1, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X7
-	VMOVSS        X7, 48(AX)
-	VPERMILPS     $0xb1, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VPERMILPS     $0x4e, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VSHUFF32X4    $0xb1, Z6, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VMOVSS        X6, 24(AX)
-	VEXTRACTF32X4 $0x02, Z6, X7
-	VMOVSS        X7, 52(AX)
-	ADDQ          $0x38, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q4_0x7VNNI_row
+dot8Q4_0x7VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 28(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 32(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 36(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 40(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 44(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 48(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 52(AX)
+	ADDQ       $0x38, AX
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, (AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 4(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 8(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 12(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 16(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	VPERMILPS  $0x4e, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0xb1, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0x4e, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VMOVSS     X13, 20(AX)
+	VEXTRACTPS $0x01, X13, 48(AX)
+	VPERMILPS  $0x4e, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0xb1, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0x4e, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VMOVSS     X14, 24(AX)
+	VEXTRACTPS $0x01, X14, 52(AX)
+	ADDQ       $0x38, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q4_0x7VNNI_quad
+
+dot8Q4_0x7VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q4_0x7VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x00003fff, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+
+dot8Q4_0x7VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q4_0x7VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y8
+	VCVTPH2PS       Y8, Z8
+	VMULPS.Z        (R8), Z8, K2, Z8
+	VMOVUPS         Z8, (SP)
+	VBROADCASTI32X4 2(CX), Z8
+	VBROADCASTI32X4 2(CX)(BX*1), Z9
+	VPERMT2D        Z9, Z0, Z8
+	VPSRLW          $0x04, Z8, K1, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSUBB          b8zByte08<>+0(SB), Z8, Z9
+	VMOVDQU64       b8zK8<>+0(SB), Z10
+	VPDPBUSD        b8zByte80<>+0(SB), Z8, Z10
+	VMOVDQU64       (DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    (SP), Z8
+	VFMADD231PS     Z8, Z11, Z1
+	VMOVDQU64       64(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    8(SP), Z8
+	VFMADD231PS     Z8, Z11, Z2
+	VMOVDQU64       128(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    16(SP), Z8
+	VFMADD231PS     Z8, Z11, Z3
+	VMOVDQU64       192(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    24(SP), Z8
+	VFMADD231PS     Z8, Z11, Z4
+	VMOVDQU64       256(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    32(SP), Z8
+	VFMADD231PS     Z8, Z11, Z5
+	VMOVDQU64       320(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    40(SP), Z8
+	VFMADD231PS     Z8, Z11, Z6
+	VMOVDQU64       384(DI), Z8
+	VMOVDQA64       Z10, Z10
+	VPDPBUSD        Z9, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    48(SP), Z8
+	VFMADD231PS     Z8, Z10, Z7
+	ADDQ            $0x12, CX
+	ADDQ            $0x000001c0, DI
+	ADDQ            $0x38, R8
+	SUBQ            $0x12, SI
+	JMP             dot8Q4_0x7VNNI_p_block
+
+dot8Q4_0x7VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 28(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 32(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 36(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 40(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 44(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 48(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 52(AX)
+	ADDQ       $0x38, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q4_0x7VNNI_pair
 
 dot8Q4_0x7VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q5_0x7VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x7VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q5_0x7VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q5_0x7VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
+dot8Q5_0x7VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q5_0x7VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	MOVL      $0x00003fff, R10
+	KMOVW     R10, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
+	VMOVDQU64 b8zZero<>+0(SB), Z13
+	VMOVDQU64 b8zZero<>+0(SB), Z14
 
-dot8Q5_0x7VNNI_block:
+dot8Q5_0x7VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q5_0x7VNNI_end
+	JLE             dot8Q5_0x7VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X7
-	VPBROADCASTW    (SI), X8
-	VINSERTI32X4    $0x01, X8, Y7, Y8
-	VCVTPH2PS       Y8, Z8
-	VBROADCASTI32X4 6(CX), Y9
-	VBROADCASTI32X4 6(SI), Y10
-	VINSERTI64X4    $0x01, Y10, Z9, Z10
-	VPSRLW          $0x04, Z10, K1, Z10
-	VPANDD          bdzByte0F<>+0(SB), Z10, Z10
-	VPBROADCASTD    2(CX), Y9
-	VPBROADCASTD    2(SI), Y11
-	VINSERTI64X4    $0x01, Y11, Z9, Z11
-	VPSHUFB         b8zShufQh<>+0(SB), Z11, Z11
-	VPANDD          b8zBitMask<>+0(SB), Z11, Z11
-	VPMINUB         b8zByte01<>+0(SB), Z11, Z11
-	VPSLLW          $0x04, Z11, Z11
-	VPORD           Z11, Z10, Z10
-	VPSUBB          b8zByte10<>+0(SB), Z10, Z10
-	VPXORD          b8zByte80<>+0(SB), Z10, Z10
-	VBROADCASTSS    (R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 (R10), Z12
-	VBROADCASTI64X4 (R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z0
-	VBROADCASTSS    4(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 32(R10), Z12
-	VBROADCASTI64X4 32(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z1
-	VBROADCASTSS    8(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 64(R10), Z12
-	VBROADCASTI64X4 64(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z2
-	VBROADCASTSS    12(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 96(R10), Z12
-	VBROADCASTI64X4 96(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z3
-	VBROADCASTSS    16(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 128(R10), Z12
-	VBROADCASTI64X4 128(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z4
-	VBROADCASTSS    20(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 160(R10), Z12
-	VBROADCASTI64X4 160(R8), Z13
-	VPDPBUSD        Z13, Z10, Z12
-	VCVTDQ2PS       Z12, Z12
-	VFMADD231PS     Z11, Z12, Z5
-	VBROADCASTSS    24(R9), Z11
-	VMULPS          Z8, Z11, Z11
-	VBROADCASTI64X4 192(R10), Z8
-	VBROADCASTI64X4 192(R8), Z12
-	VPDPBUSD        Z12, Z10, Z8
-	VCVTDQ2PS       Z8, Z8
-	VFMADD231PS     Z11, Z8, Z6
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y15
+	VCVTPH2PS       Y15, Z15
+	VMULPS.Z        (R9), Z15, K2, Z15
+	VMOVUPS         Z15, (SP)
+	VBROADCASTI32X4 6(CX), Z15
+	VBROADCASTI32X4 6(CX)(BX*1), Z16
+	VPERMT2D        Z16, Z0, Z15
+	VPSRLW          $0x04, Z15, K1, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VPBROADCASTD    2(CX), Z16
+	VPBROADCASTD    2(CX)(BX*1), Z17
+	VPUNPCKLDQ      Z17, Z16, Z16
+	VPSHUFB         b8zShufQh<>+0(SB), Z16, Z16
+	VPTESTMB        b8zBitMask<>+0(SB), Z16, K3
+	VPADDB          b8zByte10<>+0(SB), Z15, K3, Z15
+	VPSUBB          b8zByte10<>+0(SB), Z15, Z16
+	VMOVDQU64       b8zK16<>+0(SB), Z17
+	VPDPBUSD        b8zByte80<>+0(SB), Z15, Z17
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y15
+	VCVTPH2PS       Y15, Z15
+	VMULPS.Z        (R9), Z15, K2, Z15
+	VMOVUPS         Z15, 64(SP)
+	VBROADCASTI32X4 6(CX)(BX*2), Z15
+	VBROADCASTI32X4 6(CX)(SI*1), Z18
+	VPERMT2D        Z18, Z0, Z15
+	VPSRLW          $0x04, Z15, K1, Z15
+	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
+	VPBROADCASTD    2(CX)(BX*2), Z18
+	VPBROADCASTD    2(CX)(SI*1), Z19
+	VPUNPCKLDQ      Z19, Z18, Z18
+	VPSHUFB         b8zShufQh<>+0(SB), Z18, Z18
+	VPTESTMB        b8zBitMask<>+0(SB), Z18, K3
+	VPADDB          b8zByte10<>+0(SB), Z15, K3, Z15
+	VPSUBB          b8zByte10<>+0(SB), Z15, Z18
+	VMOVDQU64       b8zK16<>+0(SB), Z19
+	VPDPBUSD        b8zByte80<>+0(SB), Z15, Z19
+	VMOVDQU64       (R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    (SP), Z21
+	VFMADD231PS     Z21, Z20, Z1
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    64(SP), Z15
+	VFMADD231PS     Z15, Z20, Z8
+	VMOVDQU64       64(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    8(SP), Z21
+	VFMADD231PS     Z21, Z20, Z2
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    72(SP), Z15
+	VFMADD231PS     Z15, Z20, Z9
+	VMOVDQU64       128(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    16(SP), Z21
+	VFMADD231PS     Z21, Z20, Z3
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    80(SP), Z15
+	VFMADD231PS     Z15, Z20, Z10
+	VMOVDQU64       192(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    24(SP), Z21
+	VFMADD231PS     Z21, Z20, Z4
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    88(SP), Z15
+	VFMADD231PS     Z15, Z20, Z11
+	VMOVDQU64       256(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    32(SP), Z21
+	VFMADD231PS     Z21, Z20, Z5
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    96(SP), Z15
+	VFMADD231PS     Z15, Z20, Z12
+	VMOVDQU64       320(R8), Z15
+	VMOVDQA64       Z17, Z20
+	VPDPBUSD        Z16, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    40(SP), Z21
+	VFMADD231PS     Z21, Z20, Z6
+	VMOVDQA64       Z19, Z20
+	VPDPBUSD        Z18, Z15, Z20
+	VCVTDQ2PS       Z20, Z20
+	VBROADCASTSD    104(SP), Z15
+	VFMADD231PS     Z15, Z20, Z13
+	VMOVDQU64       384(R8), Z15
+	VMOVDQA64       Z17, Z17
+	VPDPBUSD        Z16, Z15, Z17
+	VCVTDQ2PS       Z17, Z17
+	VBROADCASTSD    48(SP), Z16
+	VFMADD231PS     Z16, Z17, Z7
+	VMOVDQA64       Z19, Z16
+	VPDPBUSD        Z18, Z15, Z16
+	VCVTDQ2PS       Z16, Z16
+	VBROADCASTSD    112(SP), Z15
+	VFMADD231PS     Z15, Z16, Z14
 	ADDQ            $0x16, CX
-	ADDQ            $0x16, SI
-	ADDQ            $0x000000e0, R8
-	ADDQ            $0x1c, R9
-	ADDQ            $0x000000e0, R10
+	ADDQ            $0x000001c0, R8
+	ADDQ            $0x38, R9
 	SUBQ            $0x16, DI
-	JMP             dot8Q5_0x7VNNI_block
+	JMP             dot8Q5_0x7VNNI_q_block
 
-dot8Q5_0x7VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z8
-	VADDPS        Z8, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X7
-	VMOVSS        X7, 28(AX)
-	VPERMILPS     $0xb1, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z8
-	VADDPS        Z8, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X7
-	VMOVSS        X7, 32(AX)
-	VPERMILPS     $0xb1, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z8
-	VADDPS        Z8, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X7
-	VMOVSS        X7, 36(AX)
-	VPERMILPS     $0xb1, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z8
-	VADDPS        Z8, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X7
-	VMOVSS        X7, 40(AX)
-	VPERMILPS     $0xb1, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z8
-	VADDPS        Z8, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X7
-	VMOVSS        X7, 44(AX)
-	VPERMILPS     $0xb1, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z8
-	VADDPS        Z8, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X7
-	VMOVSS        X7, 48(AX)
-	VPERMILPS     $0xb1, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VPERMILPS     $0x4e, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VSHUFF32X4    $0xb1, Z6, Z6, Z8
-	VADDPS        Z8, Z6, Z6
-	VMOVSS        X6, 24(AX)
-	VEXTRACTF32X4 $0x02, Z6, X7
-	VMOVSS        X7, 52(AX)
-	ADDQ          $0x38, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q5_0x7VNNI_row
+dot8Q5_0x7VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 28(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 32(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 36(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 40(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 44(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 48(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 52(AX)
+	ADDQ       $0x38, AX
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, (AX)
+	VEXTRACTPS $0x01, X8, 28(AX)
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, 4(AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 8(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 12(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 16(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	VPERMILPS  $0x4e, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0xb1, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0x4e, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VMOVSS     X13, 20(AX)
+	VEXTRACTPS $0x01, X13, 48(AX)
+	VPERMILPS  $0x4e, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0xb1, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0x4e, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VMOVSS     X14, 24(AX)
+	VEXTRACTPS $0x01, X14, 52(AX)
+	ADDQ       $0x38, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q5_0x7VNNI_quad
+
+dot8Q5_0x7VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q5_0x7VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	MOVL      $0x00003fff, R9
+	KMOVW     R9, K2
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+
+dot8Q5_0x7VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q5_0x7VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y8
+	VCVTPH2PS       Y8, Z8
+	VMULPS.Z        (R8), Z8, K2, Z8
+	VMOVUPS         Z8, (SP)
+	VBROADCASTI32X4 6(CX), Z8
+	VBROADCASTI32X4 6(CX)(BX*1), Z9
+	VPERMT2D        Z9, Z0, Z8
+	VPSRLW          $0x04, Z8, K1, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPBROADCASTD    2(CX), Z9
+	VPBROADCASTD    2(CX)(BX*1), Z10
+	VPUNPCKLDQ      Z10, Z9, Z9
+	VPSHUFB         b8zShufQh<>+0(SB), Z9, Z9
+	VPTESTMB        b8zBitMask<>+0(SB), Z9, K3
+	VPADDB          b8zByte10<>+0(SB), Z8, K3, Z8
+	VPSUBB          b8zByte10<>+0(SB), Z8, Z9
+	VMOVDQU64       b8zK16<>+0(SB), Z10
+	VPDPBUSD        b8zByte80<>+0(SB), Z8, Z10
+	VMOVDQU64       (DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    (SP), Z8
+	VFMADD231PS     Z8, Z11, Z1
+	VMOVDQU64       64(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    8(SP), Z8
+	VFMADD231PS     Z8, Z11, Z2
+	VMOVDQU64       128(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    16(SP), Z8
+	VFMADD231PS     Z8, Z11, Z3
+	VMOVDQU64       192(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    24(SP), Z8
+	VFMADD231PS     Z8, Z11, Z4
+	VMOVDQU64       256(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    32(SP), Z8
+	VFMADD231PS     Z8, Z11, Z5
+	VMOVDQU64       320(DI), Z8
+	VMOVDQA64       Z10, Z11
+	VPDPBUSD        Z9, Z8, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    40(SP), Z8
+	VFMADD231PS     Z8, Z11, Z6
+	VMOVDQU64       384(DI), Z8
+	VMOVDQA64       Z10, Z10
+	VPDPBUSD        Z9, Z8, Z10
+	VCVTDQ2PS       Z10, Z10
+	VBROADCASTSD    48(SP), Z8
+	VFMADD231PS     Z8, Z10, Z7
+	ADDQ            $0x16, CX
+	ADDQ            $0x000001c0, DI
+	ADDQ            $0x38, R8
+	SUBQ            $0x16, SI
+	JMP             dot8Q5_0x7VNNI_p_block
+
+dot8Q5_0x7VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 28(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 32(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 36(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 40(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 44(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 48(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 52(AX)
+	ADDQ       $0x38, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q5_0x7VNNI_pair
 
 dot8Q5_0x7VNNI_done:
 	VZEROUPPER
@@ -34967,569 +38626,1424 @@ dot8Q6Kx7VNNI_done:
 	RET
 
 // func dot8Q8_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q8_0x8VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q8_0x8VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q8_0x8VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q8_0x8VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
+dot8Q8_0x8VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q8_0x8VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
+	VMOVDQU64 b8zZero<>+0(SB), Z13
+	VMOVDQU64 b8zZero<>+0(SB), Z14
+	VMOVDQU64 b8zZero<>+0(SB), Z15
+	VMOVDQU64 b8zZero<>+0(SB), Z16
 
-dot8Q8_0x8VNNI_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q8_0x8VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X8
-	VPBROADCASTW    (SI), X9
-	VINSERTI32X4    $0x01, X9, Y8, Y9
-	VCVTPH2PS       Y9, Z9
-	VMOVDQU8        2(CX), Y10
-	VINSERTI64X4    $0x01, 2(SI), Z10, Z11
-	VPXORD          b8zByte80<>+0(SB), Z11, Z11
-	VBROADCASTSS    (R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 (R10), Z13
-	VBROADCASTI64X4 (R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z0
-	VBROADCASTSS    4(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 32(R10), Z13
-	VBROADCASTI64X4 32(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z1
-	VBROADCASTSS    8(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 64(R10), Z13
-	VBROADCASTI64X4 64(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z2
-	VBROADCASTSS    12(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 96(R10), Z13
-	VBROADCASTI64X4 96(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z3
-	VBROADCASTSS    16(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 128(R10), Z13
-	VBROADCASTI64X4 128(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z4
-	VBROADCASTSS    20(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 160(R10), Z13
-	VBROADCASTI64X4 160(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z5
-	VBROADCASTSS    24(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 192(R10), Z13
-	VBROADCASTI64X4 192(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z6
-	VBROADCASTSS    28(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 224(R10), Z9
-	VBROADCASTI64X4 224(R8), Z13
-	VPDPBUSD        Z13, Z11, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z12, Z9, Z7
-	ADDQ            $0x22, CX
-	ADDQ            $0x22, SI
-	ADDQ            $0x00000100, R8
-	ADDQ            $0x20, R9
-	ADDQ            $0x00000100, R10
-	SUBQ            $0x22, DI
-	JMP             dot8Q8_0x8VNNI_block
+dot8Q8_0x8VNNI_q_block:
+	CMPQ         DI, $0x00
+	JLE          dot8Q8_0x8VNNI_q_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R10
+	MOVWLZX      (CX)(BX*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y17
+	VCVTPH2PS    Y17, Z17
+	VMULPS       (R9), Z17, Z17
+	VMOVUPS      Z17, (SP)
+	VMOVDQU32    2(CX), Y19
+	VMOVDQU32    2(CX)(BX*1), Y18
+	VPERMT2D     Z18, Z0, Z19
+	VPXORD       b8zByte80<>+0(SB), Z19, Z17
+	VMOVDQU64    b8zK128<>+0(SB), Z21
+	VPDPBUSD     b8zByte80<>+0(SB), Z17, Z21
+	PREFETCHT0   1024(CX)(BX*2)
+	PREFETCHT0   1024(CX)(SI*1)
+	MOVWLZX      (CX)(BX*2), R10
+	MOVWLZX      (CX)(SI*1), R11
+	SHLL         $0x10, R11
+	ORL          R11, R10
+	VPBROADCASTD R10, Y17
+	VCVTPH2PS    Y17, Z17
+	VMULPS       (R9), Z17, Z17
+	VMOVUPS      Z17, 64(SP)
+	VMOVDQU32    2(CX)(BX*2), Y20
+	VMOVDQU32    2(CX)(SI*1), Y18
+	VPERMT2D     Z18, Z0, Z20
+	VPXORD       b8zByte80<>+0(SB), Z20, Z17
+	VMOVDQU64    b8zK128<>+0(SB), Z22
+	VPDPBUSD     b8zByte80<>+0(SB), Z17, Z22
+	VMOVDQU64    (R8), Z17
+	VMOVDQA64    Z21, Z23
+	VPDPBUSD     Z19, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD (SP), Z24
+	VFMADD231PS  Z24, Z23, Z1
+	VMOVDQA64    Z22, Z23
+	VPDPBUSD     Z20, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 64(SP), Z17
+	VFMADD231PS  Z17, Z23, Z9
+	VMOVDQU64    64(R8), Z17
+	VMOVDQA64    Z21, Z23
+	VPDPBUSD     Z19, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 8(SP), Z24
+	VFMADD231PS  Z24, Z23, Z2
+	VMOVDQA64    Z22, Z23
+	VPDPBUSD     Z20, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 72(SP), Z17
+	VFMADD231PS  Z17, Z23, Z10
+	VMOVDQU64    128(R8), Z17
+	VMOVDQA64    Z21, Z23
+	VPDPBUSD     Z19, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 16(SP), Z24
+	VFMADD231PS  Z24, Z23, Z3
+	VMOVDQA64    Z22, Z23
+	VPDPBUSD     Z20, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 80(SP), Z17
+	VFMADD231PS  Z17, Z23, Z11
+	VMOVDQU64    192(R8), Z17
+	VMOVDQA64    Z21, Z23
+	VPDPBUSD     Z19, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 24(SP), Z24
+	VFMADD231PS  Z24, Z23, Z4
+	VMOVDQA64    Z22, Z23
+	VPDPBUSD     Z20, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 88(SP), Z17
+	VFMADD231PS  Z17, Z23, Z12
+	VMOVDQU64    256(R8), Z17
+	VMOVDQA64    Z21, Z23
+	VPDPBUSD     Z19, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 32(SP), Z24
+	VFMADD231PS  Z24, Z23, Z5
+	VMOVDQA64    Z22, Z23
+	VPDPBUSD     Z20, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 96(SP), Z17
+	VFMADD231PS  Z17, Z23, Z13
+	VMOVDQU64    320(R8), Z17
+	VMOVDQA64    Z21, Z23
+	VPDPBUSD     Z19, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 40(SP), Z24
+	VFMADD231PS  Z24, Z23, Z6
+	VMOVDQA64    Z22, Z23
+	VPDPBUSD     Z20, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 104(SP), Z17
+	VFMADD231PS  Z17, Z23, Z14
+	VMOVDQU64    384(R8), Z17
+	VMOVDQA64    Z21, Z23
+	VPDPBUSD     Z19, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 48(SP), Z24
+	VFMADD231PS  Z24, Z23, Z7
+	VMOVDQA64    Z22, Z23
+	VPDPBUSD     Z20, Z17, Z23
+	VCVTDQ2PS    Z23, Z23
+	VBROADCASTSD 112(SP), Z17
+	VFMADD231PS  Z17, Z23, Z15
+	VMOVDQU64    448(R8), Z17
+	VMOVDQA64    Z21, Z21
+	VPDPBUSD     Z19, Z17, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 56(SP), Z23
+	VFMADD231PS  Z23, Z21, Z8
+	VMOVDQA64    Z22, Z21
+	VPDPBUSD     Z20, Z17, Z21
+	VCVTDQ2PS    Z21, Z21
+	VBROADCASTSD 120(SP), Z17
+	VFMADD231PS  Z17, Z21, Z16
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000200, R8
+	ADDQ         $0x40, R9
+	SUBQ         $0x22, DI
+	JMP          dot8Q8_0x8VNNI_q_block
 
-dot8Q8_0x8VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X8
-	VMOVSS        X8, 32(AX)
-	VPERMILPS     $0xb1, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X8
-	VMOVSS        X8, 36(AX)
-	VPERMILPS     $0xb1, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X8
-	VMOVSS        X8, 40(AX)
-	VPERMILPS     $0xb1, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X8
-	VMOVSS        X8, 44(AX)
-	VPERMILPS     $0xb1, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X8
-	VMOVSS        X8, 48(AX)
-	VPERMILPS     $0xb1, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X8
-	VMOVSS        X8, 52(AX)
-	VPERMILPS     $0xb1, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VPERMILPS     $0x4e, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VSHUFF32X4    $0xb1, Z6, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VMOVSS        X6, 24(AX)
-	VEXTRACTF32X4 $0x02, Z6, X8
-	VMOVSS        X8, 56(AX)
-	VPERMILPS     $0xb1, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VPERMILPS     $0x4e, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VSHUFF32X4    $0xb1, Z7, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VMOVSS        X7, 28(AX)
-	VEXTRACTF32X4 $0x02, Z7, X8
-	VMOVSS        X8, 60(AX)
-	ADDQ          $0x40, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q8_0x8VNNI_row
+dot8Q8_0x8VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 32(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 36(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 40(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 44(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 48(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 52(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 56(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 28(AX)
+	VEXTRACTPS $0x01, X8, 60(AX)
+	ADDQ       $0x40, AX
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, (AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 4(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 8(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 12(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	VPERMILPS  $0x4e, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0xb1, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0x4e, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VMOVSS     X13, 16(AX)
+	VEXTRACTPS $0x01, X13, 48(AX)
+	VPERMILPS  $0x4e, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0xb1, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0x4e, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VMOVSS     X14, 20(AX)
+	VEXTRACTPS $0x01, X14, 52(AX)
+	VPERMILPS  $0x4e, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VSHUFF32X4 $0xb1, Z15, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VSHUFF32X4 $0x4e, Z15, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VMOVSS     X15, 24(AX)
+	VEXTRACTPS $0x01, X15, 56(AX)
+	VPERMILPS  $0x4e, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF32X4 $0xb1, Z16, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF32X4 $0x4e, Z16, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VMOVSS     X16, 28(AX)
+	VEXTRACTPS $0x01, X16, 60(AX)
+	ADDQ       $0x40, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q8_0x8VNNI_quad
+
+dot8Q8_0x8VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q8_0x8VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows8<>+0(SB), Z0
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+
+dot8Q8_0x8VNNI_p_block:
+	CMPQ         SI, $0x00
+	JLE          dot8Q8_0x8VNNI_p_end
+	PREFETCHT0   1024(CX)
+	PREFETCHT0   1024(CX)(BX*1)
+	MOVWLZX      (CX), R9
+	MOVWLZX      (CX)(BX*1), R10
+	SHLL         $0x10, R10
+	ORL          R10, R9
+	VPBROADCASTD R9, Y9
+	VCVTPH2PS    Y9, Z9
+	VMULPS       (R8), Z9, Z9
+	VMOVUPS      Z9, (SP)
+	VMOVDQU32    2(CX), Y25
+	VMOVDQU32    2(CX)(BX*1), Y18
+	VPERMT2D     Z18, Z0, Z25
+	VPXORD       b8zByte80<>+0(SB), Z25, Z9
+	VMOVDQU64    b8zK128<>+0(SB), Z10
+	VPDPBUSD     b8zByte80<>+0(SB), Z9, Z10
+	VMOVDQU64    (DI), Z9
+	VMOVDQA64    Z10, Z11
+	VPDPBUSD     Z25, Z9, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD (SP), Z9
+	VFMADD231PS  Z9, Z11, Z1
+	VMOVDQU64    64(DI), Z9
+	VMOVDQA64    Z10, Z11
+	VPDPBUSD     Z25, Z9, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 8(SP), Z9
+	VFMADD231PS  Z9, Z11, Z2
+	VMOVDQU64    128(DI), Z9
+	VMOVDQA64    Z10, Z11
+	VPDPBUSD     Z25, Z9, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 16(SP), Z9
+	VFMADD231PS  Z9, Z11, Z3
+	VMOVDQU64    192(DI), Z9
+	VMOVDQA64    Z10, Z11
+	VPDPBUSD     Z25, Z9, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 24(SP), Z9
+	VFMADD231PS  Z9, Z11, Z4
+	VMOVDQU64    256(DI), Z9
+	VMOVDQA64    Z10, Z11
+	VPDPBUSD     Z25, Z9, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 32(SP), Z9
+	VFMADD231PS  Z9, Z11, Z5
+	VMOVDQU64    320(DI), Z9
+	VMOVDQA64    Z10, Z11
+	VPDPBUSD     Z25, Z9, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 40(SP), Z9
+	VFMADD231PS  Z9, Z11, Z6
+	VMOVDQU64    384(DI), Z9
+	VMOVDQA64    Z10, Z11
+	VPDPBUSD     Z25, Z9, Z11
+	VCVTDQ2PS    Z11, Z11
+	VBROADCASTSD 48(SP), Z9
+	VFMADD231PS  Z9, Z11, Z7
+	VMOVDQU64    448(DI), Z9
+	VMOVDQA64    Z10, Z10
+	VPDPBUSD     Z25, Z9, Z10
+	VCVTDQ2PS    Z10, Z10
+	VBROADCASTSD 56(SP), Z9
+	VFMADD231PS  Z9, Z10, Z8
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000200, DI
+	ADDQ         $0x40, R8
+	SUBQ         $0x22, SI
+	JMP          dot8Q8_0x8VNNI_p_block
+
+dot8Q8_0x8VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 32(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 36(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 40(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 44(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 48(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 52(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 56(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 28(AX)
+	VEXTRACTPS $0x01, X8, 60(AX)
+	ADDQ       $0x40, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q8_0x8VNNI_pair
 
 dot8Q8_0x8VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q4_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x8VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q4_0x8VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q4_0x8VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q4_0x8VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
+dot8Q4_0x8VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q4_0x8VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
+	VMOVDQU64 b8zZero<>+0(SB), Z13
+	VMOVDQU64 b8zZero<>+0(SB), Z14
+	VMOVDQU64 b8zZero<>+0(SB), Z15
+	VMOVDQU64 b8zZero<>+0(SB), Z16
 
-dot8Q4_0x8VNNI_block:
+dot8Q4_0x8VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x8VNNI_end
+	JLE             dot8Q4_0x8VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X8
-	VPBROADCASTW    (SI), X9
-	VINSERTI32X4    $0x01, X9, Y8, Y9
-	VCVTPH2PS       Y9, Z9
-	VBROADCASTI32X4 2(CX), Y10
-	VBROADCASTI32X4 2(SI), Y11
-	VINSERTI64X4    $0x01, Y11, Z10, Z11
-	VPSRLW          $0x04, Z11, K1, Z11
-	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
-	VPSUBB          b8zByte08<>+0(SB), Z11, Z11
-	VPXORD          b8zByte80<>+0(SB), Z11, Z11
-	VBROADCASTSS    (R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 (R10), Z13
-	VBROADCASTI64X4 (R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z0
-	VBROADCASTSS    4(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 32(R10), Z13
-	VBROADCASTI64X4 32(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z1
-	VBROADCASTSS    8(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 64(R10), Z13
-	VBROADCASTI64X4 64(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z2
-	VBROADCASTSS    12(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 96(R10), Z13
-	VBROADCASTI64X4 96(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z3
-	VBROADCASTSS    16(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 128(R10), Z13
-	VBROADCASTI64X4 128(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z4
-	VBROADCASTSS    20(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 160(R10), Z13
-	VBROADCASTI64X4 160(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z5
-	VBROADCASTSS    24(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 192(R10), Z13
-	VBROADCASTI64X4 192(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z6
-	VBROADCASTSS    28(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 224(R10), Z9
-	VBROADCASTI64X4 224(R8), Z13
-	VPDPBUSD        Z13, Z11, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z12, Z9, Z7
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y17
+	VCVTPH2PS       Y17, Z17
+	VMULPS          (R9), Z17, Z17
+	VMOVUPS         Z17, (SP)
+	VBROADCASTI32X4 2(CX), Z17
+	VBROADCASTI32X4 2(CX)(BX*1), Z18
+	VPERMT2D        Z18, Z0, Z17
+	VPSRLW          $0x04, Z17, K1, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VPSUBB          b8zByte08<>+0(SB), Z17, Z18
+	VMOVDQU64       b8zK8<>+0(SB), Z19
+	VPDPBUSD        b8zByte80<>+0(SB), Z17, Z19
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y17
+	VCVTPH2PS       Y17, Z17
+	VMULPS          (R9), Z17, Z17
+	VMOVUPS         Z17, 64(SP)
+	VBROADCASTI32X4 2(CX)(BX*2), Z17
+	VBROADCASTI32X4 2(CX)(SI*1), Z20
+	VPERMT2D        Z20, Z0, Z17
+	VPSRLW          $0x04, Z17, K1, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VPSUBB          b8zByte08<>+0(SB), Z17, Z20
+	VMOVDQU64       b8zK8<>+0(SB), Z21
+	VPDPBUSD        b8zByte80<>+0(SB), Z17, Z21
+	VMOVDQU64       (R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    (SP), Z23
+	VFMADD231PS     Z23, Z22, Z1
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    64(SP), Z17
+	VFMADD231PS     Z17, Z22, Z9
+	VMOVDQU64       64(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    8(SP), Z23
+	VFMADD231PS     Z23, Z22, Z2
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    72(SP), Z17
+	VFMADD231PS     Z17, Z22, Z10
+	VMOVDQU64       128(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    16(SP), Z23
+	VFMADD231PS     Z23, Z22, Z3
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    80(SP), Z17
+	VFMADD231PS     Z17, Z22, Z11
+	VMOVDQU64       192(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    24(SP), Z23
+	VFMADD231PS     Z23, Z22, Z4
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    88(SP), Z17
+	VFMADD231PS     Z17, Z22, Z12
+	VMOVDQU64       256(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    32(SP), Z23
+	VFMADD231PS     Z23, Z22, Z5
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    96(SP), Z17
+	VFMADD231PS     Z17, Z22, Z13
+	VMOVDQU64       320(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    40(SP), Z23
+	VFMADD231PS     Z23, Z22, Z6
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    104(SP), Z17
+	VFMADD231PS     Z17, Z22, Z14
+	VMOVDQU64       384(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    48(SP), Z23
+	VFMADD231PS     Z23, Z22, Z7
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    112(SP), Z17
+	VFMADD231PS     Z17, Z22, Z15
+	VMOVDQU64       448(R8), Z17
+	VMOVDQA64       Z19, Z19
+	VPDPBUSD        Z18, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VBROADCASTSD    56(SP), Z18
+	VFMADD231PS     Z18, Z19, Z8
+	VMOVDQA64       Z21, Z18
+	VPDPBUSD        Z20, Z17, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    120(SP), Z17
+	VFMADD231PS     Z17, Z18, Z16
 	ADDQ            $0x12, CX
-	ADDQ            $0x12, SI
-	ADDQ            $0x00000100, R8
-	ADDQ            $0x20, R9
-	ADDQ            $0x00000100, R10
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x40, R9
 	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x8VNNI_block
+	JMP             dot8Q4_0x8VNNI_q_block
 
-dot8Q4_0x8VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X8
-	VMOVSS        X8, 32(AX)
-	VPERMILPS     $0xb1, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X8
-	VMOVSS        X8, 36(AX)
-	VPERMILPS     $0xb1, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X8
-	VMOVSS        X8, 40(AX)
-	VPERMILPS     $0xb1, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X8
-	VMOVSS        X8, 44(AX)
-	VPERMILPS     $0xb1, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X8
-	VMOVSS        X8, 48(AX)
-	VPERMILPS     $0xb1, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X8
-	VMOVSS        X8, 52(AX)
-	VPERMILPS     $0xb1, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VPERMILPS     $0x4e, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VSHUFF32X4    $0xb1, Z6, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VMOVSS        X6, 24(AX)
-	VEXTRACTF32X4 $0x02, Z6, X8
-	VMOVSS        X8, 56(AX)
-	VPERMILPS     $0xb1, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VPERMILPS     $0x4e, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VSHUFF32X4    $0xb1, Z7, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VMOVSS        X7, 28(AX)
-	VEXTRACTF32X4 $0x02, Z7, X8
-	VMOVSS        X8, 60(AX)
-	ADDQ          $0x40, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q4_0x8VNNI_row
+dot8Q4_0x8VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 32(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 36(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 40(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 44(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 48(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 52(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 56(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 28(AX)
+	VEXTRACTPS $0x01, X8, 60(AX)
+	ADDQ       $0x40, AX
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, (AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 4(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 8(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 12(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	VPERMILPS  $0x4e, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0xb1, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0x4e, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VMOVSS     X13, 16(AX)
+	VEXTRACTPS $0x01, X13, 48(AX)
+	VPERMILPS  $0x4e, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0xb1, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0x4e, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VMOVSS     X14, 20(AX)
+	VEXTRACTPS $0x01, X14, 52(AX)
+	VPERMILPS  $0x4e, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VSHUFF32X4 $0xb1, Z15, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VSHUFF32X4 $0x4e, Z15, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VMOVSS     X15, 24(AX)
+	VEXTRACTPS $0x01, X15, 56(AX)
+	VPERMILPS  $0x4e, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF32X4 $0xb1, Z16, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF32X4 $0x4e, Z16, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VMOVSS     X16, 28(AX)
+	VEXTRACTPS $0x01, X16, 60(AX)
+	ADDQ       $0x40, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q4_0x8VNNI_quad
+
+dot8Q4_0x8VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q4_0x8VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+
+dot8Q4_0x8VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q4_0x8VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y9
+	VCVTPH2PS       Y9, Z9
+	VMULPS          (R8), Z9, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTI32X4 2(CX), Z9
+	VBROADCASTI32X4 2(CX)(BX*1), Z10
+	VPERMT2D        Z10, Z0, Z9
+	VPSRLW          $0x04, Z9, K1, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPSUBB          b8zByte08<>+0(SB), Z9, Z10
+	VMOVDQU64       b8zK8<>+0(SB), Z11
+	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z11
+	VMOVDQU64       (DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    (SP), Z9
+	VFMADD231PS     Z9, Z12, Z1
+	VMOVDQU64       64(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    8(SP), Z9
+	VFMADD231PS     Z9, Z12, Z2
+	VMOVDQU64       128(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    16(SP), Z9
+	VFMADD231PS     Z9, Z12, Z3
+	VMOVDQU64       192(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    24(SP), Z9
+	VFMADD231PS     Z9, Z12, Z4
+	VMOVDQU64       256(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    32(SP), Z9
+	VFMADD231PS     Z9, Z12, Z5
+	VMOVDQU64       320(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    40(SP), Z9
+	VFMADD231PS     Z9, Z12, Z6
+	VMOVDQU64       384(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    48(SP), Z9
+	VFMADD231PS     Z9, Z12, Z7
+	VMOVDQU64       448(DI), Z9
+	VMOVDQA64       Z11, Z11
+	VPDPBUSD        Z10, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    56(SP), Z9
+	VFMADD231PS     Z9, Z11, Z8
+	ADDQ            $0x12, CX
+	ADDQ            $0x00000200, DI
+	ADDQ            $0x40, R8
+	SUBQ            $0x12, SI
+	JMP             dot8Q4_0x8VNNI_p_block
+
+dot8Q4_0x8VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 32(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 36(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 40(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 44(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 48(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 52(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 56(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 28(AX)
+	VEXTRACTPS $0x01, X8, 60(AX)
+	ADDQ       $0x40, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q4_0x8VNNI_pair
 
 dot8Q4_0x8VNNI_done:
 	VZEROUPPER
 	RET
 
 // func dot8Q5_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q5_0x8VNNI(SB), NOSPLIT, $0-64
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
+TEXT ·dot8Q5_0x8VNNI(SB), NOSPLIT, $128-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 	MOVQ rb+24(FP), BX
+	LEAQ (BX)(BX*2), SI
 
-dot8Q5_0x8VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q5_0x8VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
+dot8Q5_0x8VNNI_quad:
+	CMPQ      DX, $0x04
+	JL        dot8Q5_0x8VNNI_pair
+	MOVQ      BX, DI
+	MOVQ      nc+56(FP), R8
+	MOVQ      s+48(FP), R9
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R10
+	KMOVD     R10, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+	VMOVDQU64 b8zZero<>+0(SB), Z9
+	VMOVDQU64 b8zZero<>+0(SB), Z10
+	VMOVDQU64 b8zZero<>+0(SB), Z11
+	VMOVDQU64 b8zZero<>+0(SB), Z12
+	VMOVDQU64 b8zZero<>+0(SB), Z13
+	VMOVDQU64 b8zZero<>+0(SB), Z14
+	VMOVDQU64 b8zZero<>+0(SB), Z15
+	VMOVDQU64 b8zZero<>+0(SB), Z16
 
-dot8Q5_0x8VNNI_block:
+dot8Q5_0x8VNNI_q_block:
 	CMPQ            DI, $0x00
-	JLE             dot8Q5_0x8VNNI_end
+	JLE             dot8Q5_0x8VNNI_q_end
 	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
-	VPBROADCASTW    (CX), X8
-	VPBROADCASTW    (SI), X9
-	VINSERTI32X4    $0x01, X9, Y8, Y9
-	VCVTPH2PS       Y9, Z9
-	VBROADCASTI32X4 6(CX), Y10
-	VBROADCASTI32X4 6(SI), Y11
-	VINSERTI64X4    $0x01, Y11, Z10, Z11
-	VPSRLW          $0x04, Z11, K1, Z11
-	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
-	VPBROADCASTD    2(CX), Y10
-	VPBROADCASTD    2(SI), Y12
-	VINSERTI64X4    $0x01, Y12, Z10, Z12
-	VPSHUFB         b8zShufQh<>+0(SB), Z12, Z12
-	VPANDD          b8zBitMask<>+0(SB), Z12, Z12
-	VPMINUB         b8zByte01<>+0(SB), Z12, Z12
-	VPSLLW          $0x04, Z12, Z12
-	VPORD           Z12, Z11, Z11
-	VPSUBB          b8zByte10<>+0(SB), Z11, Z11
-	VPXORD          b8zByte80<>+0(SB), Z11, Z11
-	VBROADCASTSS    (R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 (R10), Z13
-	VBROADCASTI64X4 (R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z0
-	VBROADCASTSS    4(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 32(R10), Z13
-	VBROADCASTI64X4 32(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z1
-	VBROADCASTSS    8(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 64(R10), Z13
-	VBROADCASTI64X4 64(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z2
-	VBROADCASTSS    12(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 96(R10), Z13
-	VBROADCASTI64X4 96(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z3
-	VBROADCASTSS    16(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 128(R10), Z13
-	VBROADCASTI64X4 128(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z4
-	VBROADCASTSS    20(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 160(R10), Z13
-	VBROADCASTI64X4 160(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z5
-	VBROADCASTSS    24(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 192(R10), Z13
-	VBROADCASTI64X4 192(R8), Z14
-	VPDPBUSD        Z14, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VFMADD231PS     Z12, Z13, Z6
-	VBROADCASTSS    28(R9), Z12
-	VMULPS          Z9, Z12, Z12
-	VBROADCASTI64X4 224(R10), Z9
-	VBROADCASTI64X4 224(R8), Z13
-	VPDPBUSD        Z13, Z11, Z9
-	VCVTDQ2PS       Z9, Z9
-	VFMADD231PS     Z12, Z9, Z7
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R10
+	MOVWLZX         (CX)(BX*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y17
+	VCVTPH2PS       Y17, Z17
+	VMULPS          (R9), Z17, Z17
+	VMOVUPS         Z17, (SP)
+	VBROADCASTI32X4 6(CX), Z17
+	VBROADCASTI32X4 6(CX)(BX*1), Z18
+	VPERMT2D        Z18, Z0, Z17
+	VPSRLW          $0x04, Z17, K1, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VPBROADCASTD    2(CX), Z18
+	VPBROADCASTD    2(CX)(BX*1), Z19
+	VPUNPCKLDQ      Z19, Z18, Z18
+	VPSHUFB         b8zShufQh<>+0(SB), Z18, Z18
+	VPTESTMB        b8zBitMask<>+0(SB), Z18, K2
+	VPADDB          b8zByte10<>+0(SB), Z17, K2, Z17
+	VPSUBB          b8zByte10<>+0(SB), Z17, Z18
+	VMOVDQU64       b8zK16<>+0(SB), Z19
+	VPDPBUSD        b8zByte80<>+0(SB), Z17, Z19
+	PREFETCHT0      1024(CX)(BX*2)
+	PREFETCHT0      1024(CX)(SI*1)
+	MOVWLZX         (CX)(BX*2), R10
+	MOVWLZX         (CX)(SI*1), R11
+	SHLL            $0x10, R11
+	ORL             R11, R10
+	VPBROADCASTD    R10, Y17
+	VCVTPH2PS       Y17, Z17
+	VMULPS          (R9), Z17, Z17
+	VMOVUPS         Z17, 64(SP)
+	VBROADCASTI32X4 6(CX)(BX*2), Z17
+	VBROADCASTI32X4 6(CX)(SI*1), Z20
+	VPERMT2D        Z20, Z0, Z17
+	VPSRLW          $0x04, Z17, K1, Z17
+	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
+	VPBROADCASTD    2(CX)(BX*2), Z20
+	VPBROADCASTD    2(CX)(SI*1), Z21
+	VPUNPCKLDQ      Z21, Z20, Z20
+	VPSHUFB         b8zShufQh<>+0(SB), Z20, Z20
+	VPTESTMB        b8zBitMask<>+0(SB), Z20, K2
+	VPADDB          b8zByte10<>+0(SB), Z17, K2, Z17
+	VPSUBB          b8zByte10<>+0(SB), Z17, Z20
+	VMOVDQU64       b8zK16<>+0(SB), Z21
+	VPDPBUSD        b8zByte80<>+0(SB), Z17, Z21
+	VMOVDQU64       (R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    (SP), Z23
+	VFMADD231PS     Z23, Z22, Z1
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    64(SP), Z17
+	VFMADD231PS     Z17, Z22, Z9
+	VMOVDQU64       64(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    8(SP), Z23
+	VFMADD231PS     Z23, Z22, Z2
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    72(SP), Z17
+	VFMADD231PS     Z17, Z22, Z10
+	VMOVDQU64       128(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    16(SP), Z23
+	VFMADD231PS     Z23, Z22, Z3
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    80(SP), Z17
+	VFMADD231PS     Z17, Z22, Z11
+	VMOVDQU64       192(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    24(SP), Z23
+	VFMADD231PS     Z23, Z22, Z4
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    88(SP), Z17
+	VFMADD231PS     Z17, Z22, Z12
+	VMOVDQU64       256(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    32(SP), Z23
+	VFMADD231PS     Z23, Z22, Z5
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    96(SP), Z17
+	VFMADD231PS     Z17, Z22, Z13
+	VMOVDQU64       320(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    40(SP), Z23
+	VFMADD231PS     Z23, Z22, Z6
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    104(SP), Z17
+	VFMADD231PS     Z17, Z22, Z14
+	VMOVDQU64       384(R8), Z17
+	VMOVDQA64       Z19, Z22
+	VPDPBUSD        Z18, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    48(SP), Z23
+	VFMADD231PS     Z23, Z22, Z7
+	VMOVDQA64       Z21, Z22
+	VPDPBUSD        Z20, Z17, Z22
+	VCVTDQ2PS       Z22, Z22
+	VBROADCASTSD    112(SP), Z17
+	VFMADD231PS     Z17, Z22, Z15
+	VMOVDQU64       448(R8), Z17
+	VMOVDQA64       Z19, Z19
+	VPDPBUSD        Z18, Z17, Z19
+	VCVTDQ2PS       Z19, Z19
+	VBROADCASTSD    56(SP), Z18
+	VFMADD231PS     Z18, Z19, Z8
+	VMOVDQA64       Z21, Z18
+	VPDPBUSD        Z20, Z17, Z18
+	VCVTDQ2PS       Z18, Z18
+	VBROADCASTSD    120(SP), Z17
+	VFMADD231PS     Z17, Z18, Z16
 	ADDQ            $0x16, CX
-	ADDQ            $0x16, SI
-	ADDQ            $0x00000100, R8
-	ADDQ            $0x20, R9
-	ADDQ            $0x00000100, R10
+	ADDQ            $0x00000200, R8
+	ADDQ            $0x40, R9
 	SUBQ            $0x16, DI
-	JMP             dot8Q5_0x8VNNI_block
+	JMP             dot8Q5_0x8VNNI_q_block
 
-dot8Q5_0x8VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z9
-	VADDPS        Z9, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X8
-	VMOVSS        X8, 32(AX)
-	VPERMILPS     $0xb1, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VPERMILPS     $0x4e, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VSHUFF32X4    $0xb1, Z1, Z1, Z9
-	VADDPS        Z9, Z1, Z1
-	VMOVSS        X1, 4(AX)
-	VEXTRACTF32X4 $0x02, Z1, X8
-	VMOVSS        X8, 36(AX)
-	VPERMILPS     $0xb1, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VPERMILPS     $0x4e, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VSHUFF32X4    $0xb1, Z2, Z2, Z9
-	VADDPS        Z9, Z2, Z2
-	VMOVSS        X2, 8(AX)
-	VEXTRACTF32X4 $0x02, Z2, X8
-	VMOVSS        X8, 40(AX)
-	VPERMILPS     $0xb1, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VPERMILPS     $0x4e, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VSHUFF32X4    $0xb1, Z3, Z3, Z9
-	VADDPS        Z9, Z3, Z3
-	VMOVSS        X3, 12(AX)
-	VEXTRACTF32X4 $0x02, Z3, X8
-	VMOVSS        X8, 44(AX)
-	VPERMILPS     $0xb1, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VPERMILPS     $0x4e, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VSHUFF32X4    $0xb1, Z4, Z4, Z9
-	VADDPS        Z9, Z4, Z4
-	VMOVSS        X4, 16(AX)
-	VEXTRACTF32X4 $0x02, Z4, X8
-	VMOVSS        X8, 48(AX)
-	VPERMILPS     $0xb1, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VPERMILPS     $0x4e, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VSHUFF32X4    $0xb1, Z5, Z5, Z9
-	VADDPS        Z9, Z5, Z5
-	VMOVSS        X5, 20(AX)
-	VEXTRACTF32X4 $0x02, Z5, X8
-	VMOVSS        X8, 52(AX)
-	VPERMILPS     $0xb1, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VPERMILPS     $0x4e, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VSHUFF32X4    $0xb1, Z6, Z6, Z9
-	VADDPS        Z9, Z6, Z6
-	VMOVSS        X6, 24(AX)
-	VEXTRACTF32X4 $0x02, Z6, X8
-	VMOVSS        X8, 56(AX)
-	VPERMILPS     $0xb1, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VPERMILPS     $0x4e, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VSHUFF32X4    $0xb1, Z7, Z7, Z9
-	VADDPS        Z9, Z7, Z7
-	VMOVSS        X7, 28(AX)
-	VEXTRACTF32X4 $0x02, Z7, X8
-	VMOVSS        X8, 60(AX)
-	ADDQ          $0x40, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q5_0x8VNNI_row
+dot8Q5_0x8VNNI_q_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 32(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 36(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 40(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 44(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 48(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 52(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 56(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 28(AX)
+	VEXTRACTPS $0x01, X8, 60(AX)
+	ADDQ       $0x40, AX
+	VPERMILPS  $0x4e, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0xb1, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VSHUFF32X4 $0x4e, Z9, Z9, Z0
+	VADDPS     Z0, Z9, Z9
+	VMOVSS     X9, (AX)
+	VEXTRACTPS $0x01, X9, 32(AX)
+	VPERMILPS  $0x4e, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0xb1, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VSHUFF32X4 $0x4e, Z10, Z10, Z0
+	VADDPS     Z0, Z10, Z10
+	VMOVSS     X10, 4(AX)
+	VEXTRACTPS $0x01, X10, 36(AX)
+	VPERMILPS  $0x4e, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0xb1, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VSHUFF32X4 $0x4e, Z11, Z11, Z0
+	VADDPS     Z0, Z11, Z11
+	VMOVSS     X11, 8(AX)
+	VEXTRACTPS $0x01, X11, 40(AX)
+	VPERMILPS  $0x4e, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0xb1, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VSHUFF32X4 $0x4e, Z12, Z12, Z0
+	VADDPS     Z0, Z12, Z12
+	VMOVSS     X12, 12(AX)
+	VEXTRACTPS $0x01, X12, 44(AX)
+	VPERMILPS  $0x4e, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0xb1, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VSHUFF32X4 $0x4e, Z13, Z13, Z0
+	VADDPS     Z0, Z13, Z13
+	VMOVSS     X13, 16(AX)
+	VEXTRACTPS $0x01, X13, 48(AX)
+	VPERMILPS  $0x4e, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0xb1, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VSHUFF32X4 $0x4e, Z14, Z14, Z0
+	VADDPS     Z0, Z14, Z14
+	VMOVSS     X14, 20(AX)
+	VEXTRACTPS $0x01, X14, 52(AX)
+	VPERMILPS  $0x4e, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VSHUFF32X4 $0xb1, Z15, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VSHUFF32X4 $0x4e, Z15, Z15, Z0
+	VADDPS     Z0, Z15, Z15
+	VMOVSS     X15, 24(AX)
+	VEXTRACTPS $0x01, X15, 56(AX)
+	VPERMILPS  $0x4e, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF32X4 $0xb1, Z16, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VSHUFF32X4 $0x4e, Z16, Z16, Z0
+	VADDPS     Z0, Z16, Z16
+	VMOVSS     X16, 28(AX)
+	VEXTRACTPS $0x01, X16, 60(AX)
+	ADDQ       $0x40, AX
+	LEAQ       (CX)(BX*4), CX
+	SUBQ       $0x04, DX
+	JMP        dot8Q5_0x8VNNI_quad
+
+dot8Q5_0x8VNNI_pair:
+	CMPQ      DX, $0x02
+	JL        dot8Q5_0x8VNNI_done
+	MOVQ      BX, SI
+	MOVQ      nc+56(FP), DI
+	MOVQ      s+48(FP), R8
+	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
+	MOVL      $0xffff0000, R9
+	KMOVD     R9, K1
+	VMOVDQU64 b8zZero<>+0(SB), Z1
+	VMOVDQU64 b8zZero<>+0(SB), Z2
+	VMOVDQU64 b8zZero<>+0(SB), Z3
+	VMOVDQU64 b8zZero<>+0(SB), Z4
+	VMOVDQU64 b8zZero<>+0(SB), Z5
+	VMOVDQU64 b8zZero<>+0(SB), Z6
+	VMOVDQU64 b8zZero<>+0(SB), Z7
+	VMOVDQU64 b8zZero<>+0(SB), Z8
+
+dot8Q5_0x8VNNI_p_block:
+	CMPQ            SI, $0x00
+	JLE             dot8Q5_0x8VNNI_p_end
+	PREFETCHT0      1024(CX)
+	PREFETCHT0      1024(CX)(BX*1)
+	MOVWLZX         (CX), R9
+	MOVWLZX         (CX)(BX*1), R10
+	SHLL            $0x10, R10
+	ORL             R10, R9
+	VPBROADCASTD    R9, Y9
+	VCVTPH2PS       Y9, Z9
+	VMULPS          (R8), Z9, Z9
+	VMOVUPS         Z9, (SP)
+	VBROADCASTI32X4 6(CX), Z9
+	VBROADCASTI32X4 6(CX)(BX*1), Z10
+	VPERMT2D        Z10, Z0, Z9
+	VPSRLW          $0x04, Z9, K1, Z9
+	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
+	VPBROADCASTD    2(CX), Z10
+	VPBROADCASTD    2(CX)(BX*1), Z11
+	VPUNPCKLDQ      Z11, Z10, Z10
+	VPSHUFB         b8zShufQh<>+0(SB), Z10, Z10
+	VPTESTMB        b8zBitMask<>+0(SB), Z10, K2
+	VPADDB          b8zByte10<>+0(SB), Z9, K2, Z9
+	VPSUBB          b8zByte10<>+0(SB), Z9, Z10
+	VMOVDQU64       b8zK16<>+0(SB), Z11
+	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z11
+	VMOVDQU64       (DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    (SP), Z9
+	VFMADD231PS     Z9, Z12, Z1
+	VMOVDQU64       64(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    8(SP), Z9
+	VFMADD231PS     Z9, Z12, Z2
+	VMOVDQU64       128(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    16(SP), Z9
+	VFMADD231PS     Z9, Z12, Z3
+	VMOVDQU64       192(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    24(SP), Z9
+	VFMADD231PS     Z9, Z12, Z4
+	VMOVDQU64       256(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    32(SP), Z9
+	VFMADD231PS     Z9, Z12, Z5
+	VMOVDQU64       320(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    40(SP), Z9
+	VFMADD231PS     Z9, Z12, Z6
+	VMOVDQU64       384(DI), Z9
+	VMOVDQA64       Z11, Z12
+	VPDPBUSD        Z10, Z9, Z12
+	VCVTDQ2PS       Z12, Z12
+	VBROADCASTSD    48(SP), Z9
+	VFMADD231PS     Z9, Z12, Z7
+	VMOVDQU64       448(DI), Z9
+	VMOVDQA64       Z11, Z11
+	VPDPBUSD        Z10, Z9, Z11
+	VCVTDQ2PS       Z11, Z11
+	VBROADCASTSD    56(SP), Z9
+	VFMADD231PS     Z9, Z11, Z8
+	ADDQ            $0x16, CX
+	ADDQ            $0x00000200, DI
+	ADDQ            $0x40, R8
+	SUBQ            $0x16, SI
+	JMP             dot8Q5_0x8VNNI_p_block
+
+dot8Q5_0x8VNNI_p_end:
+	SUBQ       BX, CX
+	VPERMILPS  $0x4e, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0xb1, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VSHUFF32X4 $0x4e, Z1, Z1, Z0
+	VADDPS     Z0, Z1, Z1
+	VMOVSS     X1, (AX)
+	VEXTRACTPS $0x01, X1, 32(AX)
+	VPERMILPS  $0x4e, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0xb1, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VSHUFF32X4 $0x4e, Z2, Z2, Z0
+	VADDPS     Z0, Z2, Z2
+	VMOVSS     X2, 4(AX)
+	VEXTRACTPS $0x01, X2, 36(AX)
+	VPERMILPS  $0x4e, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VADDPS     Z0, Z3, Z3
+	VMOVSS     X3, 8(AX)
+	VEXTRACTPS $0x01, X3, 40(AX)
+	VPERMILPS  $0x4e, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0xb1, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VSHUFF32X4 $0x4e, Z4, Z4, Z0
+	VADDPS     Z0, Z4, Z4
+	VMOVSS     X4, 12(AX)
+	VEXTRACTPS $0x01, X4, 44(AX)
+	VPERMILPS  $0x4e, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0xb1, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VSHUFF32X4 $0x4e, Z5, Z5, Z0
+	VADDPS     Z0, Z5, Z5
+	VMOVSS     X5, 16(AX)
+	VEXTRACTPS $0x01, X5, 48(AX)
+	VPERMILPS  $0x4e, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0xb1, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VSHUFF32X4 $0x4e, Z6, Z6, Z0
+	VADDPS     Z0, Z6, Z6
+	VMOVSS     X6, 20(AX)
+	VEXTRACTPS $0x01, X6, 52(AX)
+	VPERMILPS  $0x4e, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0xb1, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VSHUFF32X4 $0x4e, Z7, Z7, Z0
+	VADDPS     Z0, Z7, Z7
+	VMOVSS     X7, 24(AX)
+	VEXTRACTPS $0x01, X7, 56(AX)
+	VPERMILPS  $0x4e, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0xb1, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VSHUFF32X4 $0x4e, Z8, Z8, Z0
+	VADDPS     Z0, Z8, Z8
+	VMOVSS     X8, 28(AX)
+	VEXTRACTPS $0x01, X8, 60(AX)
+	ADDQ       $0x40, AX
+	LEAQ       (CX)(BX*2), CX
+	SUBQ       $0x02, DX
+	JMP        dot8Q5_0x8VNNI_pair
 
 dot8Q5_0x8VNNI_done:
 	VZEROUPPER
