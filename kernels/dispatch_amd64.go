@@ -642,6 +642,9 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 		}
 		y, w, n = y[m*nt:], w[m*rb:], 1
 	}
+	if nt > groupTokens {
+		panic("kernels: an odd row for more than 4 tokens of fused blocks")
+	}
 	var f func(y *float32, w *byte, rows, rb int, q *int16, d *float32)
 	var fk func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)
 	switch k {
@@ -665,16 +668,20 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 	}
 }
 
-// blockDot512 runs the AVX-512 fused kernel of k for nt tokens over rows
-// (even) rows; s is used by Q4_K and Q5_K only.
+// blockDot512 runs the AVX-512 fused kernel of k for nt tokens (up to 8
+// for Q8_0, Q4_0 and Q5_0, 4 for the others) over rows (even) rows; s is
+// used by Q4_K and Q5_K only.
 func blockDot512(k BlockDot, nt int, y *float32, w *byte, rows, rb int, q *int16, d, s *float32) {
 	switch k {
 	case DotQ8_0:
-		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX512, dotQ8_0x2AVX512, dotQ8_0x3AVX512, dotQ8_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX512, dotQ8_0x2AVX512, dotQ8_0x3AVX512, dotQ8_0x4AVX512,
+			dotQ8_0x5AVX512, dotQ8_0x6AVX512, dotQ8_0x7AVX512, dotQ8_0x8AVX512}[nt-1](y, w, rows, rb, q, d)
 	case DotQ4_0:
-		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX512, dotQ4_0x2AVX512, dotQ4_0x3AVX512, dotQ4_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX512, dotQ4_0x2AVX512, dotQ4_0x3AVX512, dotQ4_0x4AVX512,
+			dotQ4_0x5AVX512, dotQ4_0x6AVX512, dotQ4_0x7AVX512, dotQ4_0x8AVX512}[nt-1](y, w, rows, rb, q, d)
 	case DotQ5_0:
-		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ5_0AVX512, dotQ5_0x2AVX512, dotQ5_0x3AVX512, dotQ5_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ5_0AVX512, dotQ5_0x2AVX512, dotQ5_0x3AVX512, dotQ5_0x4AVX512,
+			dotQ5_0x5AVX512, dotQ5_0x6AVX512, dotQ5_0x7AVX512, dotQ5_0x8AVX512}[nt-1](y, w, rows, rb, q, d)
 	case DotQ6K:
 		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ6KAVX512, dotQ6Kx2AVX512, dotQ6Kx3AVX512, dotQ6Kx4AVX512}[nt-1](y, w, rows, rb, q, d)
 	case DotQ4K:

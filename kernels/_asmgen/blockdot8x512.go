@@ -22,7 +22,7 @@ import (
 const groupTokens8 = 8
 
 var z8B80, z8B08, z8B10 Mem
-var z8PermRows8, z8PermRows4, z8K128, z8K8, z8K16, z8ShufQh, z8BitMask, z8Zero Mem
+var z8PermRows8, z8PermRows4, z8K128, z8K8, z8K16, z8ShufQh, z8BitMask Mem
 var z8B78, z8B70, z8ShufQhHalves, z8BitMaskHalves Mem
 var z8PermK, z8PermQ6 [8]Mem
 
@@ -51,7 +51,6 @@ func genBlockDot8x512() {
 		z8PermRows8 = vconst64Words("b8zPermRows8", p8[:]...)
 		z8PermRows4 = vconst64Words("b8zPermRows4", p4[:]...)
 	}
-	z8Zero = vconst64("b8zZero", 0)
 	z8B78 = vconst64("b8zByte78", 0x78787878)
 	z8B70 = vconst64("b8zByte70", 0x70707070)
 	// Q5_0's high bits with the rows in the halves: byte i of each row's
@@ -323,7 +322,7 @@ func dot8Blocks32Pass(name string, f fmt8, nt int, rb, w Register, pairs [][2]Me
 			// two passes' accumulators would not fit the registers
 			// together.
 			acc[p][t] = ZMM()
-			VMOVDQU64(z8Zero, acc[p][t])
+			VMOVDQU64(zZero, acc[p][t])
 		}
 	}
 	Label(name + "_block")
