@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -103,9 +104,24 @@ func BenchmarkMatVecMemory(b *testing.B) {
 			}{f.Name, func(rows, cols int) *Matrix { return randDotBlocks(r, f, rows, cols) }})
 		}
 	}
+	// Q4_0 and Q8_0 with 8-bit activations too (SetActivationBits).
+	for _, f := range dotFormats[:2] {
+		types = append(types, struct {
+			name string
+			make func(rows, cols int) *Matrix
+		}{f.Name + "-act8", func(rows, cols int) *Matrix { return randDotBlocks(r, f, rows, cols) }})
+	}
+	defer SetActivationBits(16)
 	for _, ty := range types {
 		for _, sh := range []struct{ rows, cols int }{{3584, 1024}, {1024, 3584}} {
 			b.Run(fmt.Sprintf("%s/%dx%d", ty.name, sh.rows, sh.cols), func(b *testing.B) {
+				bits := 16
+				if strings.HasSuffix(ty.name, "-act8") {
+					bits = 8
+				}
+				if err := SetActivationBits(bits); err != nil {
+					b.Fatal(err)
+				}
 				w0 := ty.make(sh.rows, sh.cols)
 				ms := []*Matrix{w0}
 				for int64(len(ms))*w0.Bytes() < 480<<20 {

@@ -14196,8 +14196,9 @@ dotQ8_0AVX512_pair:
 dotQ8_0AVX512_p_block:
 	CMPQ            SI, $0x00
 	JLE             dotQ8_0AVX512_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
+	LEAQ            (CX)(BX*4), R9
+	PREFETCHT0      (R9)
+	PREFETCHT0      (R9)(BX*1)
 	VPBROADCASTW    (CX), Y1
 	VPBROADCASTW    (CX)(BX*1), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y1
@@ -14261,8 +14262,9 @@ dotQ4_0AVX512_pair:
 dotQ4_0AVX512_p_block:
 	CMPQ            SI, $0x00
 	JLE             dotQ4_0AVX512_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
+	LEAQ            (CX)(BX*4), R9
+	PREFETCHT0      (R9)
+	PREFETCHT0      (R9)(BX*1)
 	VPBROADCASTW    (CX), Y1
 	VPBROADCASTW    (CX)(BX*1), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y1
@@ -14327,8 +14329,9 @@ dotQ5_0AVX512_pair:
 dotQ5_0AVX512_p_block:
 	CMPQ            SI, $0x00
 	JLE             dotQ5_0AVX512_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
+	LEAQ            (CX)(BX*4), R9
+	PREFETCHT0      (R9)
+	PREFETCHT0      (R9)(BX*1)
 	VPBROADCASTW    (CX), Y1
 	VPBROADCASTW    (CX)(BX*1), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y1
@@ -31669,8 +31672,9 @@ dot8Q8_0VNNI_row:
 dot8Q8_0VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q8_0VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
+	LEAQ            (CX)(BX*4), R11
+	PREFETCHT0      (R11)
+	PREFETCHT0      (R11)(BX*1)
 	VPBROADCASTW    (CX), Y1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y1
@@ -31735,8 +31739,9 @@ dot8Q4_0VNNI_row:
 dot8Q4_0VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q4_0VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
+	LEAQ            (CX)(BX*4), R11
+	PREFETCHT0      (R11)
+	PREFETCHT0      (R11)(BX*1)
 	VPBROADCASTW    (CX), Y1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y1
@@ -31804,8 +31809,9 @@ dot8Q5_0VNNI_row:
 dot8Q5_0VNNI_block:
 	CMPQ            DI, $0x00
 	JLE             dot8Q5_0VNNI_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(SI)
+	LEAQ            (CX)(BX*4), R11
+	PREFETCHT0      (R11)
+	PREFETCHT0      (R11)(BX*1)
 	VPBROADCASTW    (CX), Y1
 	VPBROADCASTW    (SI), X2
 	VINSERTI32X4    $0x01, X2, Y1, Y1

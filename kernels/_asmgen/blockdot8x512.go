@@ -167,7 +167,7 @@ func genDot8Blocks32x512One(f fmt8) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
-		prefetchAhead(f.bytes, w, w1)
+		prefetchPairsAhead(w, rb, f.bytes)
 		h := halfPair(Mem{Base: w}, Mem{Base: w1})
 		var wv VecVirtual
 		switch f.bytes {
