@@ -254,6 +254,16 @@ func prefetchPairsAhead(w, rb Register, bytes int) {
 	}
 }
 
+// prefetchRows is the prefetch of the row-pair kernels for nt tokens:
+// prefetchPairsAhead for one token, else prefetchAhead.
+func prefetchRows(nt, bytes int, w, w1, rb Register) {
+	if nt == 1 {
+		prefetchPairsAhead(w, rb, bytes)
+		return
+	}
+	prefetchAhead(bytes, w, w1)
+}
+
 // blockDot32Pass writes one pass of genBlockDot32x512 over the blocks of
 // the pairs of rows at pairs[i] (addresses from w; rb bytes each) and
 // returns the accumulators of each pair's nt tokens, leaving w as it
@@ -397,7 +407,7 @@ func genBlockDotK45x512(nt int) {
 			Label(name + "_block")
 			CMPQ(n, Imm(0))
 			JLE(LabelRef(name + "_end"))
-			prefetchAhead(k.bytes, w, w1)
+			prefetchRows(nt, k.bytes, w, w1, rb)
 			{
 				sc0, mn0 := k45Scales(w)
 				sc1, mn1 := k45Scales(w1)
@@ -505,7 +515,7 @@ func genBlockDotQ6Kx512(nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
-		prefetchAhead(210, w, w1)
+		prefetchRows(nt, 210, w, w1, rb)
 		{
 			dd := halfPair(Mem{Base: w, Disp: 208}, Mem{Base: w1, Disp: 208})
 			for t := 0; t < nt; t++ {

@@ -464,7 +464,7 @@ func genDot8K45x512(f fmt8, nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
-		prefetchAhead(f.bytes, w, w1)
+		prefetchRows(nt, f.bytes, w, w1, rb)
 		scz, mnz, ddz := ZMM(), ZMM(), ZMM()
 		{
 			scx0, mn0, dd0 := k45ScalesInt(w)
@@ -567,7 +567,7 @@ func genDot8Q6Kx512(f fmt8, nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
-		prefetchAhead(210, w, w1)
+		prefetchRows(nt, 210, w, w1, rb)
 		ddz := halfPair(Mem{Base: w, Disp: 208}, Mem{Base: w1, Disp: 208})
 		for t := 0; t < nt; t++ {
 			ds := ZMM()
