@@ -83,11 +83,16 @@ const act8Max = 127
 
 // xAct8 holds the rows of x rounded to int8 blocks of elems values (32 or
 // 256, the weights' block): x[t*C+c] ≈ d[(t*C+c)/elems]·q[t*C+c]. Per
-// block of 32 values b, s[b] holds Σ q (exact in float32) and aux[8b:8b+8]
-// what some kernels need: for elems = 32 the lanes −128·Σ_{i=4l}^{4l+3}
-// q_i (the VNNI kernels multiply w+128 with q), for 256 the 32 bytes
-// q_i+128, four per int32, little-endian (Q6_K's kernels multiply them
-// with w = q6−32). Rows with ok[t] false hold an Inf or a NaN.
+// block of 32 values b, s[b] holds Σ q (exact in float32) and
+// aux[n·b:n·(b+1)] (n = auxLanes(elems)) what the VNNI kernels need. For
+// elems = 256 (n = 8) the 32 bytes q_i+128, four per int32, little-endian
+// (the K-formats' kernels multiply them with signed weights, Q6_K's AVX2
+// ones too). For elems = 32 (n = 24): first the same bytes with each
+// int32 twice, aux[24b+2l] = aux[24b+2l+1] = q_{4l..4l+3}+128 (the
+// several-token kernels of Q8_0, Q4_0 and Q5_0 hold two rows interleaved
+// by int32 lanes; xGroup8 keeps these 16), then the lanes
+// aux[24b+16+l] = −128·Σ_{i=4l}^{4l+3} q_i (the one-token kernels
+// multiply w+128 with q). Rows with ok[t] false hold an Inf or a NaN.
 type xAct8 struct {
 	elems  int
 	q      []int8
@@ -101,10 +106,13 @@ type xAct8 struct {
 }
 
 // xGroup8 is nt tokens' 8-bit activations interleaved: block of 32 b of
-// token t at q[(b*nt+t)*32:] and aux[(b*nt+t)*8:]; for blocks of 32
-// weights its scale and Σ q at d[b*nt+t] and s[b*nt+t], for super-blocks
-// of 256 the scale of super-block sb at d[sb*nt+t] and Σ q at
-// s[(b/8*nt+t)*8+b%8].
+// token t at q[(b*nt+t)*32:] and aux[(b*nt+t)*n:] (n = groupAuxLanes: the
+// first n of xAct8's aux per block); for
+// blocks of 32 weights its scale at d[b*nt+t] and, twice, at
+// s[2(b*nt+t)] and s[2(b*nt+t)+1] (the VNNI kernels multiply two rows'
+// halves by the tokens' scales at once; these formats need no Σ q), for
+// super-blocks of 256 the scale of super-block sb at d[sb*nt+t] and Σ q
+// at s[(b/8*nt+t)*8+b%8].
 type xGroup8 struct {
 	tokens [groupTokens8]int
 	nt     int
@@ -113,16 +121,34 @@ type xGroup8 struct {
 	aux    []int32
 }
 
+// auxLanes is the number of int32 of xAct8's aux per block of 32 values
+// for weights in blocks of elems, groupAuxLanes that of xGroup8's.
+func auxLanes(elems int) int {
+	if elems == q8Block {
+		return 24
+	}
+	return 8
+}
+
+func groupAuxLanes(elems int) int {
+	if elems == q8Block {
+		return 16
+	}
+	return 8
+}
+
 // quantize rounds the T rows of C columns (a multiple of elems) of x in
 // blocks of elems (32 or 256).
 func (a *xAct8) quantize(x []float32, T, C, elems int) {
-	nb, nd := C/q8Block, C/elems
+	nb, nd, na := C/q8Block, C/elems, auxLanes(elems)
 	if cap(a.q) < T*C {
 		a.q = make([]int8, T*C)
 	}
 	if cap(a.s) < T*nb {
 		a.s = make([]float32, T*nb)
-		a.aux = make([]int32, 8*T*nb)
+	}
+	if cap(a.aux) < na*T*nb {
+		a.aux = make([]int32, na*T*nb)
 	}
 	if cap(a.d) < T*nd {
 		a.d = make([]float32, T*nd)
@@ -131,9 +157,9 @@ func (a *xAct8) quantize(x []float32, T, C, elems int) {
 		a.ok = make([]bool, T)
 	}
 	a.elems = elems
-	a.q, a.d, a.s, a.aux, a.ok = a.q[:T*C], a.d[:T*nd], a.s[:T*nb], a.aux[:8*T*nb], a.ok[:T]
+	a.q, a.d, a.s, a.aux, a.ok = a.q[:T*C], a.d[:T*nd], a.s[:T*nb], a.aux[:na*T*nb], a.ok[:T]
 	for t := range T {
-		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[8*t*nb:8*(t+1)*nb], x[t*C:(t+1)*C])
+		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[na*t*nb:na*(t+1)*nb], x[t*C:(t+1)*C])
 	}
 	a.groups = a.groups[:0]
 }
@@ -145,13 +171,15 @@ const groupTokens8 = 8
 
 // group packs the finite rows in groups of up to maxNT tokens (xGroup8).
 func (a *xAct8) group(T, C, maxNT int) {
-	nb, nd := C/q8Block, C/a.elems
+	nb, nd, na, ga := C/q8Block, C/a.elems, auxLanes(a.elems), groupAuxLanes(a.elems)
 	if cap(a.gq) < T*C {
 		a.gq = make([]int8, T*C)
 	}
-	if cap(a.gs) < T*nb {
-		a.gs = make([]float32, T*nb)
-		a.gaux = make([]int32, 8*T*nb)
+	if cap(a.gs) < 2*T*nb {
+		a.gs = make([]float32, 2*T*nb)
+	}
+	if cap(a.gaux) < ga*T*nb {
+		a.gaux = make([]int32, ga*T*nb)
 	}
 	if cap(a.gd) < T*nd {
 		a.gd = make([]float32, T*nd)
@@ -164,17 +192,23 @@ func (a *xAct8) group(T, C, maxNT int) {
 	used := 0
 	flush := func() {
 		n := g.nt
-		g.q, g.d, g.s = a.gq[used*C:(used+n)*C], a.gd[used*nd:(used+n)*nd], a.gs[used*nb:(used+n)*nb]
-		g.aux = a.gaux[8*used*nb : 8*(used+n)*nb]
+		g.q, g.d = a.gq[used*C:(used+n)*C], a.gd[used*nd:(used+n)*nd]
+		g.aux = a.gaux[ga*used*nb : ga*(used+n)*nb]
+		if a.elems == q8Block {
+			g.s = a.gs[2*used*nb : 2*(used+n)*nb]
+		} else {
+			g.s = a.gs[used*nb : (used+n)*nb]
+		}
 		for i, t := range g.tokens[:n] {
 			for b := range nb {
 				j := b*n + i
 				copy(g.q[j*q8Block:(j+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
-				copy(g.aux[8*j:8*j+8], a.aux[8*(t*nb+b):8*(t*nb+b)+8])
-				if a.elems == 256 {
-					j = (b/8*n+i)*8 + b%8
+				copy(g.aux[ga*j:ga*(j+1)], a.aux[na*(t*nb+b):na*(t*nb+b)+ga])
+				if a.elems == q8Block {
+					g.s[2*j], g.s[2*j+1] = a.d[t*nd+b], a.d[t*nd+b]
+					continue
 				}
-				g.s[j] = a.s[t*nb+b]
+				g.s[(b/8*n+i)*8+b%8] = a.s[t*nb+b]
 			}
 			for b := range nd {
 				g.d[b*n+i] = a.d[t*nd+b]
@@ -228,19 +262,22 @@ func quantizeAct8Row(q []int8, d, s []float32, aux []int32, x []float32) bool {
 		}
 		d[b] = m / act8Max
 	}
+	na := auxLanes(elems)
 	for b := range s {
 		qb := q[q8Block*b : q8Block*(b+1)]
-		ab := aux[8*b : 8*b+8]
+		ab := aux[na*b : na*(b+1)]
 		var sum int32
-		for l := range ab {
+		for l := range 8 {
 			q0, q1, q2, q3 := qb[4*l], qb[4*l+1], qb[4*l+2], qb[4*l+3]
 			g := int32(q0) + int32(q1) + int32(q2) + int32(q3)
 			sum += g
-			if elems == 32 {
-				ab[l] = -128 * g
-			} else {
-				ab[l] = int32(0x80808080 ^ (uint32(uint8(q0)) | uint32(uint8(q1))<<8 | uint32(uint8(q2))<<16 | uint32(uint8(q3))<<24))
+			u := int32(0x80808080 ^ (uint32(uint8(q0)) | uint32(uint8(q1))<<8 | uint32(uint8(q2))<<16 | uint32(uint8(q3))<<24))
+			if na == 8 {
+				ab[l] = u
+				continue
 			}
+			ab[2*l], ab[2*l+1] = u, u
+			ab[16+l] = -128 * g
 		}
 		s[b] = float32(sum)
 	}
@@ -263,9 +300,17 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 		if len(s.blockOut) < groupTokens8*nr {
 			s.blockOut = make([]float32, groupTokens8*nr)
 		}
+		na := auxLanes(a.elems)
 		for _, g := range a.groups {
 			out := s.blockOut[:g.nt*nr]
-			blockDot8Rows(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s, g.aux)
+			if g.nt == 1 {
+				// One token: its own rows (the one-token kernels read
+				// xAct8's layout).
+				t := g.tokens[0]
+				blockDot8Rows(out, w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[na*t*nb:na*(t+1)*nb])
+			} else {
+				blockDot8Rows(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s, g.aux)
+			}
 			for i, t := range g.tokens[:g.nt] {
 				y := dst[t*R+r0 : t*R+r1]
 				for r := range y {
@@ -281,7 +326,8 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 			blockRows(s, out, x[t*C:(t+1)*C], 1, w, r0, r1)
 			continue
 		}
-		blockDot8Rows(out[r0:r1], w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[8*t*nb:8*(t+1)*nb])
+		na := auxLanes(a.elems)
+		blockDot8Rows(out[r0:r1], w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[na*t*nb:na*(t+1)*nb])
 	}
 }
 

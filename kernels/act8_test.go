@@ -86,7 +86,7 @@ func TestAct8Kernels(t *testing.T) {
 							// One token at a time, then the groups.
 							for tk := range T {
 								got, check := guarded(r, rows, 3)
-								blockDot8Rows(got, f.Dot, w.Q, rb, 1, a.q[tk*C:(tk+1)*C], a.d[tk*nd:(tk+1)*nd], a.s[tk*nb:(tk+1)*nb], a.aux[8*tk*nb:8*(tk+1)*nb])
+								blockDot8Rows(got, f.Dot, w.Q, rb, 1, a.q[tk*C:(tk+1)*C], a.d[tk*nd:(tk+1)*nd], a.s[tk*nb:(tk+1)*nb], a.aux[auxLanes(f.Elems)*tk*nb:auxLanes(f.Elems)*(tk+1)*nb])
 								check(t)
 								for i := range rows {
 									if math.Float32bits(got[i]) != math.Float32bits(want[tk*rows+i]) {
@@ -102,6 +102,9 @@ func TestAct8Kernels(t *testing.T) {
 								}
 								a.group(T, C, maxNT)
 								for _, g := range a.groups {
+									if g.nt == 1 {
+										continue // run as one token (fusedRows8), above
+									}
 									got, check := guarded(r, rows*g.nt, 1)
 									blockDot8Rows(got, f.Dot, w.Q, rb, g.nt, g.q, g.d, g.s, g.aux)
 									check(t)
@@ -176,7 +179,7 @@ func TestAct8EveryValue(t *testing.T) {
 }
 
 // quantizeAct8Row: each value within half a step (d/2) of its block, the
-// sums and VNNI corrections exact, ±127 for a block's maximum, zeros for a
+// sums exact, the VNNI terms (q+128, each int32 twice, and −128·Σq), ±127 for a block's maximum, zeros for a
 // zero block and one whose 127/max overflows, false for Inf and NaN.
 func TestQuantizeAct8Row(t *testing.T) {
 	r := newRand(t)
@@ -190,7 +193,7 @@ func TestQuantizeAct8Row(t *testing.T) {
 		x[i] = 1e-38 * float32(i%3)
 	}
 	q := make([]int8, 192)
-	d, s, nc := make([]float32, 6), make([]float32, 6), make([]int32, 48)
+	d, s, nc := make([]float32, 6), make([]float32, 6), make([]int32, 144)
 	if !quantizeAct8Row(q, d, s, nc, x) {
 		t.Fatal("finite row refused")
 	}
@@ -205,10 +208,18 @@ func TestQuantizeAct8Row(t *testing.T) {
 		if float32(sum) != s[b] {
 			t.Fatalf("block %d: s = %v, Σq = %d", b, s[b], sum)
 		}
-		for l := range 8 {
-			i := 32*b + 4*l
-			if want := -128 * (int32(q[i]) + int32(q[i+1]) + int32(q[i+2]) + int32(q[i+3])); nc[8*b+l] != want {
-				t.Fatalf("block %d lane %d: nc %d, want %d", b, l, nc[8*b+l], want)
+		for i := 32 * b; i < 32*b+32; i++ {
+			// Each int32 of q+128 twice (the several-token VNNI kernels'
+			// two rows), then each lane's −128·Σq (the one-token ones).
+			l := i % 32 / 4
+			for k := range 2 {
+				if u := byte(uint32(nc[24*b+2*l+k]) >> (8 * (i % 4))); u != byte(q[i])^0x80 {
+					t.Fatalf("block %d, value %d, copy %d: aux byte %#x, q = %d", b, i, k, u, q[i])
+				}
+			}
+			j := i &^ 3
+			if want := -128 * (int32(q[j]) + int32(q[j+1]) + int32(q[j+2]) + int32(q[j+3])); nc[24*b+16+l] != want {
+				t.Fatalf("block %d lane %d: nc %d, want %d", b, l, nc[24*b+16+l], want)
 			}
 		}
 	}

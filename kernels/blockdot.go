@@ -150,14 +150,21 @@ type xQ8 struct {
 	groupBlock int // the format's block size when the groups were packed
 }
 
-// groupTokens is the most tokens a fused kernel multiplies at once.
-const groupTokens = 4
+// groupTokens is the most tokens a fused kernel multiplies at once; the
+// AVX-512 kernels of Q8_0, Q4_0 and Q5_0 take up to groupTokens512 (two
+// rows per register: the accumulators of 8 tokens and two pairs of rows
+// fit the 32 registers), which MatMul packs for an even number of rows,
+// so that no odd row is left to the AVX2 kernels.
+const (
+	groupTokens    = 4
+	groupTokens512 = 8
+)
 
 // xGroup is nt tokens' activations interleaved: block b of token t at
 // q[(b*nt+t)*32:], and its scale (and Σ q) at d[b*nt+t] for blocks of 32
 // weights or d[(b/8*nt+t)*8+b%8] for super-blocks of 256.
 type xGroup struct {
-	tokens [groupTokens]int
+	tokens [groupTokens512]int
 	nt     int
 	q      []int16
 	d, s   []float32
@@ -184,8 +191,8 @@ func (a *xQ8) quantize(x []float32, T, C int) {
 }
 
 // group packs the finite rows of a (T rows of C columns) in groups of up
-// to groupTokens tokens for weights in blocks of elems (32 or 256).
-func (a *xQ8) group(T, C, elems int) {
+// to maxNT tokens for weights in blocks of elems (32 or 256).
+func (a *xQ8) group(T, C, elems, maxNT int) {
 	nb := C / q8Block
 	if cap(a.gq) < T*C {
 		a.gq = make([]int16, T*C)
@@ -194,8 +201,8 @@ func (a *xQ8) group(T, C, elems int) {
 		a.gd = make([]float32, T*nb)
 		a.gs = make([]float32, T*nb)
 	}
-	if cap(a.groups) < (T+groupTokens-1)/groupTokens {
-		a.groups = make([]xGroup, 0, (T+groupTokens-1)/groupTokens)
+	if cap(a.groups) < T {
+		a.groups = make([]xGroup, 0, T)
 	}
 	a.groups, a.groupBlock = a.groups[:0], elems
 	var g xGroup
@@ -223,7 +230,7 @@ func (a *xQ8) group(T, C, elems int) {
 		}
 		g.tokens[g.nt] = t
 		g.nt++
-		if g.nt == groupTokens {
+		if g.nt == maxNT {
 			flush()
 		}
 	}
@@ -278,8 +285,8 @@ func fusedRows(s *scratch, dst, x []float32, T int, w *Matrix, a *xQ8, r0, r1 in
 			}
 		}
 		nr := r1 - r0
-		if len(s.blockOut) < groupTokens*nr {
-			s.blockOut = make([]float32, groupTokens*nr)
+		if len(s.blockOut) < groupTokens512*nr {
+			s.blockOut = make([]float32, groupTokens512*nr)
 		}
 		for _, g := range a.groups {
 			out := s.blockOut[:g.nt*nr]

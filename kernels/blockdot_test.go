@@ -361,7 +361,10 @@ func TestMatMulFusedBlocks(t *testing.T) {
 	paths(t, func(t *testing.T) {
 		r := newRand(t)
 		for _, f := range dotFormats {
-			for _, T := range []int{1, 2, 3, 5, 10, 33} {
+			// T = 4, 7, 8 and 14 (one NaN token) give, with the even rows
+			// (130), groups of 3, 6, 7 and 8+5 tokens for the AVX-512
+			// kernels of up to 8.
+			for _, T := range []int{1, 2, 3, 4, 5, 7, 8, 10, 14, 33} {
 				for _, sh := range []struct{ R, nb int }{{1, 1}, {7, 2}, {37, 3}, {130, 1}} {
 					R, C := sh.R, sh.nb*f.Elems
 					w := randDotBlocks(r, f, R, C)

@@ -701,6 +701,9 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 		}
 		y, w, n = y[m*nt:], w[m*rb:], 1
 	}
+	if nt > groupTokens {
+		panic("kernels: an odd row for more than 4 tokens of fused blocks")
+	}
 	var f func(y *float32, w *byte, rows, rb int, q *int16, d *float32)
 	var fk func(y *float32, w *byte, rows, rb int, q *int16, d, s *float32)
 	switch k {
@@ -724,16 +727,20 @@ func blockDotRowsN(y []float32, k BlockDot, w []byte, rb, nt int, q []int16, d, 
 	}
 }
 
-// blockDot512 runs the AVX-512 fused kernel of k for nt tokens over rows
-// (even) rows; s is used by Q4_K and Q5_K only.
+// blockDot512 runs the AVX-512 fused kernel of k for nt tokens (up to 8
+// for Q8_0, Q4_0 and Q5_0, 4 for the others) over rows (even) rows; s is
+// used by Q4_K and Q5_K only.
 func blockDot512(k BlockDot, nt int, y *float32, w *byte, rows, rb int, q *int16, d, s *float32) {
 	switch k {
 	case DotQ8_0:
-		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX512, dotQ8_0x2AVX512, dotQ8_0x3AVX512, dotQ8_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ8_0AVX512, dotQ8_0x2AVX512, dotQ8_0x3AVX512, dotQ8_0x4AVX512,
+			dotQ8_0x5AVX512, dotQ8_0x6AVX512, dotQ8_0x7AVX512, dotQ8_0x8AVX512}[nt-1](y, w, rows, rb, q, d)
 	case DotQ4_0:
-		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX512, dotQ4_0x2AVX512, dotQ4_0x3AVX512, dotQ4_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ4_0AVX512, dotQ4_0x2AVX512, dotQ4_0x3AVX512, dotQ4_0x4AVX512,
+			dotQ4_0x5AVX512, dotQ4_0x6AVX512, dotQ4_0x7AVX512, dotQ4_0x8AVX512}[nt-1](y, w, rows, rb, q, d)
 	case DotQ5_0:
-		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ5_0AVX512, dotQ5_0x2AVX512, dotQ5_0x3AVX512, dotQ5_0x4AVX512}[nt-1](y, w, rows, rb, q, d)
+		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ5_0AVX512, dotQ5_0x2AVX512, dotQ5_0x3AVX512, dotQ5_0x4AVX512,
+			dotQ5_0x5AVX512, dotQ5_0x6AVX512, dotQ5_0x7AVX512, dotQ5_0x8AVX512}[nt-1](y, w, rows, rb, q, d)
 	case DotQ6K:
 		[...]func(*float32, *byte, int, int, *int16, *float32){dotQ6KAVX512, dotQ6Kx2AVX512, dotQ6Kx3AVX512, dotQ6Kx4AVX512}[nt-1](y, w, rows, rb, q, d)
 	case DotQ4K:
@@ -815,7 +822,8 @@ var kernels8VNNI = [...][groupTokens8]kernel8{
 // blockDot8Rows sets y[i*nt+t] to the 8-bit product of row i of the blocks
 // in w (rb bytes each) with token t of the nt tokens' activations q, d, s
 // (nt ≤ 4, or ≤ 8 for an even number of rows with AVX-512 VNNI),
-// nc (xAct8's aux; interleaved as xGroup8 when nt > 1): the AVX-512 VNNI kernels, the
+// nc (xAct8's aux; q, d, s and nc interleaved as xGroup8 when nt > 1, and
+// one token in xAct8's layout, a group of one too): the AVX-512 VNNI kernels, the
 // AVX2 ones or the plain Go, all with the bits of blockDot8RowsGeneric.
 func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s []float32, nc []int32) {
 	n := len(y) / nt
@@ -831,7 +839,14 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 	}
 	g := dotGeometry[k]
 	nb := rb / g.bytes * g.elems / q8Block
-	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*(rb/g.bytes)-1], s[nt*nb-1], nc[8*nt*nb-1]
+	ns, na := nt*nb, auxLanes(g.elems)
+	if nt > 1 {
+		na = groupAuxLanes(g.elems)
+		if g.elems == q8Block {
+			ns *= 2 // each scale twice (xGroup8)
+		}
+	}
+	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*(rb/g.bytes)-1], s[ns-1], nc[na*nt*nb-1]
 	_ = y[n*nt-1]
 	if useAVX512 && n >= 2 {
 		// Pairs of rows, then the odd last row on its own (the same bits).

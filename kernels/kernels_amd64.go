@@ -1299,6 +1299,90 @@ func dotQ5Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32,
 //go:noescape
 func dotQ6Kx4AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
 
+// dotQ8_0x5AVX512 is dotQ8_0AVX2 for 5 tokens at once, as dotQ8_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x5AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x5AVX512 is dotQ4_0AVX2 for 5 tokens at once, as dotQ4_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x5AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x5AVX512 is dotQ5_0AVX2 for 5 tokens at once, as dotQ5_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x5AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x6AVX512 is dotQ8_0AVX2 for 6 tokens at once, as dotQ8_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x6AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x6AVX512 is dotQ4_0AVX2 for 6 tokens at once, as dotQ4_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x6AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x6AVX512 is dotQ5_0AVX2 for 6 tokens at once, as dotQ5_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x6AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x7AVX512 is dotQ8_0AVX2 for 7 tokens at once, as dotQ8_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x7AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x7AVX512 is dotQ4_0AVX2 for 7 tokens at once, as dotQ4_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x7AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x7AVX512 is dotQ5_0AVX2 for 7 tokens at once, as dotQ5_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x7AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ8_0x8AVX512 is dotQ8_0AVX2 for 8 tokens at once, as dotQ8_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ8_0x8AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ4_0x8AVX512 is dotQ4_0AVX2 for 8 tokens at once, as dotQ4_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ4_0x8AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
+// dotQ5_0x8AVX512 is dotQ5_0AVX2 for 8 tokens at once, as dotQ5_0x4AVX2
+// computes 4, for an even number of rows (two rows per pass), with the
+// same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.
+//
+//go:noescape
+func dotQ5_0x8AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32)
+
 // dot8Q8_0AVX2 computes, for each of rows rows of rb bytes at w,
 //
 //	y[r] = dot8Q8_0Generic(w[r*rb:(r+1)*rb], q, d, s)

@@ -110,7 +110,13 @@ func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8, xa *xAct8) {
 	case m.fused:
 		xb.quantize(x[:T*C], T, C)
 		if T > 1 && useAVX2 {
-			xb.group(T, C, w.Format.Elems)
+			// Up to 8 tokens per pass for the AVX-512 row-pair kernels of
+			// the blocks of 32 (an even number of rows, as above).
+			nt := groupTokens
+			if useAVX512 && w.Rows%2 == 0 && w.Format.Elems == q8Block {
+				nt = groupTokens512
+			}
+			xb.group(T, C, w.Format.Elems, nt)
 		}
 		m.xb = xb
 	}

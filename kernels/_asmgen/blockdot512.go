@@ -52,13 +52,16 @@ func vconst64(name string, bits uint32) Mem {
 	return m
 }
 
-var z0F, z08, z10, zBits, zB0F, zB03, zB30, zB20, zLow16 Mem
+var z0F, z08, z10, zBits, zB0F, zB03, zB30, zB20, zLow16, zZero Mem
 
 // pairBytes returns a ymm with the 16 bytes at m0 in its low half and the
 // 16 at m1 in its high half.
 func pairBytes(m0, m1 Mem) VecVirtual {
+	// (A broadcast, not a 16-byte load into the low half: the register
+	// allocator takes a write of the low half for a partial definition,
+	// and the high half for a value live from the start of the function.)
 	y := YMM()
-	VMOVDQU32(m0, y.AsX())
+	VBROADCASTI32X4(m0, y)
 	VINSERTI32X4(U8(1), m1, y, y)
 	return y
 }
@@ -66,11 +69,11 @@ func pairBytes(m0, m1 Mem) VecVirtual {
 // halfPair returns the halves at m0 and m1 widened to float32, each in 8
 // lanes: [h0 ×8, h1 ×8].
 func halfPair(m0, m1 Mem) VecVirtual {
-	a, b := XMM(), XMM()
-	VPBROADCASTW(m0, a)
+	a, b := YMM(), XMM()
+	VPBROADCASTW(m0, a) // all of a defined (see pairBytes)
 	VPBROADCASTW(m1, b)
 	y := YMM()
-	VINSERTI32X4(U8(1), b, a.AsY(), y)
+	VINSERTI32X4(U8(1), b, a, y)
 	z := ZMM()
 	VCVTPH2PS(y, z)
 	return z
@@ -140,6 +143,7 @@ func genBlockDot512() {
 	zB30 = vconst64("bdzByte30", 0x30303030)
 	zB20 = vconst64("bdzByte20", 0x20202020)
 	zLow16 = vconst64("bdzLow16", 0x0000FFFF)
+	zZero = vconst64("bdzZero", 0)
 	zBits = GLOBL("bdzBits", RODATA|NOPTR) // word i: 1<<(i%16)
 	for i := 0; i < 16; i++ {
 		j := i % 8
@@ -152,6 +156,9 @@ func genBlockDot512() {
 		genBlockDot32x512(nt)
 		genBlockDotK45x512(nt)
 		genBlockDotQ6Kx512(nt)
+	}
+	for nt := 5; nt <= 8; nt++ {
+		genBlockDot32x512(nt)
 	}
 }
 
@@ -178,7 +185,11 @@ func rowPairLoop(name string, body func(w, w1, rb Register), store func(y Regist
 	RET()
 }
 
-// Q8_0, Q4_0 and Q5_0, as genBlockDot32.
+// Q8_0, Q4_0 and Q5_0, as genBlockDot32, for 1 to 8 tokens (more than 4
+// only here: MatMul packs groups of 8 for an even number of rows, as for
+// the 8-bit kernels). From 2 tokens on two pairs of rows run per pass
+// (up to 16 accumulators), so that each token's activation loads and
+// scale serve 4 rows; a last pair runs alone.
 func genBlockDot32x512(nt int) {
 	for _, k := range []struct {
 		base  string
@@ -187,65 +198,162 @@ func genBlockDot32x512(nt int) {
 		name := kernelName512(k.base, nt)
 		TEXT(name, NOSPLIT, "func(y *float32, w *byte, rows, rb int, q *int16, d *float32)")
 		Pragma("noescape")
-		Doc(blockRowsDoc512(name, kernelName(k.base, nt))...)
-		acc := make([]VecVirtual, nt)
-		rowPairLoop(name, func(w, w1, rb Register) {
-			n := GP64()
-			MOVQ(rb, n)
-			qp := Load(Param("q"), GP64())
-			dp := Load(Param("d"), GP64())
-			for t := range acc {
-				acc[t] = ZMM()
-			}
-			zeroZ(acc...)
-			Label(name + "_block")
-			CMPQ(n, Imm(0))
-			JLE(LabelRef(name + "_end"))
-			prefetchAhead(k.bytes, w, w1)
-			h := halfPair(Mem{Base: w}, Mem{Base: w1})
-			a, b := ZMM(), ZMM()
-			switch k.bytes {
-			case 34:
-				VPMOVSXBW(pairBytes(Mem{Base: w, Disp: 2}, Mem{Base: w1, Disp: 2}), a)
-				VPMOVSXBW(pairBytes(Mem{Base: w, Disp: 18}, Mem{Base: w1, Disp: 18}), b)
-			case 18:
-				VPMOVZXBW(pairBytes(Mem{Base: w, Disp: 2}, Mem{Base: w1, Disp: 2}), a)
-				VPSRLW(U8(4), a, b)
-				VPANDD(z0F, a, a)
-				VPSUBW(z08, a, a)
-				VPSUBW(z08, b, b)
-			case 22:
-				// Nibbles, then 16 subtracted where the high bit is
-				// clear: each half of qh broadcast to 16 words, word i
-				// tested against 1<<i.
-				VPMOVZXBW(pairBytes(Mem{Base: w, Disp: 6}, Mem{Base: w1, Disp: 6}), a)
-				VPSRLW(U8(4), a, b)
-				VPANDD(z0F, a, a)
-				for hi, v := range []VecVirtual{a, b} {
-					h0, h1, hz := YMM(), YMM(), ZMM()
-					VPBROADCASTW(Mem{Base: w, Disp: 2 + 2*hi}, h0)
-					VPBROADCASTW(Mem{Base: w1, Disp: 2 + 2*hi}, h1)
-					VINSERTI64X4(U8(1), h1, h0.AsZ(), hz)
-					unset := K()
-					VPTESTNMW(zBits, hz, unset)
-					VPSUBW(z10, v, unset, v)
+		if nt <= 4 {
+			Doc(blockRowsDoc512(name, kernelName(k.base, nt))...)
+		} else {
+			Doc(name+" is "+kernelName(k.base, 1)+" for "+itoa(nt)+" tokens at once, as "+kernelName(k.base, 4),
+				"computes 4, for an even number of rows (two rows per pass), with the",
+				"same bits; it needs AVX-512 F, BW, VL, DQ and VNNI.")
+		}
+		y := Load(Param("y"), GP64())
+		w := Load(Param("w"), GP64())
+		rows := Load(Param("rows"), GP64())
+		rb := Load(Param("rb"), GP64())
+		rowAt := func(base, index Register, scale uint8) Mem { return Mem{Base: base, Index: index, Scale: scale} }
+		if nt > 1 {
+			rb3 := GP64()
+			LEAQ(Mem{Base: rb, Index: rb, Scale: 2}, rb3)
+			Label(name + "_quad")
+			CMPQ(rows, Imm(4))
+			JL(LabelRef(name + "_pair"))
+			acc := blockDot32Pass(name+"_q", k.bytes, nt, rb, w, [][2]Mem{{{Base: w}, rowAt(w, rb, 1)}, {rowAt(w, rb, 2), rowAt(w, rb3, 1)}})
+			storePair(y, acc[0], nil)
+			storePair(y, acc[1], nil)
+			LEAQ(Mem{Base: w, Index: rb, Scale: 4}, w)
+			SUBQ(Imm(4), rows)
+			JMP(LabelRef(name + "_quad"))
+		}
+		Label(name + "_pair")
+		CMPQ(rows, Imm(2))
+		JL(LabelRef(name + "_done"))
+		acc := blockDot32Pass(name+"_p", k.bytes, nt, rb, w, [][2]Mem{{{Base: w}, rowAt(w, rb, 1)}})
+		storePair(y, acc[0], nil)
+		LEAQ(Mem{Base: w, Index: rb, Scale: 2}, w)
+		SUBQ(Imm(2), rows)
+		JMP(LabelRef(name + "_pair"))
+		Label(name + "_done")
+		VZEROUPPER()
+		RET()
+	}
+}
+
+// prefetchPairsAhead prefetches (PREFETCHT0) the line of rows r+4 and
+// r+5 at the offset w has reached in row r (rows of rb bytes): the
+// one-token kernels (decoding, the weights from memory) so ask for the
+// rows two pairs ahead while they work on a pair. Prefetching 1 KiB ahead
+// in the pair's own rows, as the other kernels do, starts each pair's
+// second row cold (the first is the previous pair's prefetch target):
+// with it the one-token kernels read 0.4-0.65 of the read bandwidth on
+// BenchmarkMatVecMemory, with this 0.62-0.85.
+func prefetchPairsAhead(w, rb Register, bytes int) {
+	pf := GP64()
+	LEAQ(Mem{Base: w, Index: rb, Scale: 4}, pf)
+	for off := 0; off < bytes || off == 0; off += 64 {
+		PREFETCHT0(Mem{Base: pf, Disp: off})
+		PREFETCHT0(Mem{Base: pf, Index: rb, Scale: 1, Disp: off})
+	}
+}
+
+// prefetchRows is the prefetch of the row-pair kernels for nt tokens:
+// prefetchPairsAhead for one token, else prefetchAhead.
+func prefetchRows(nt, bytes int, w, w1, rb Register) {
+	if nt == 1 {
+		prefetchPairsAhead(w, rb, bytes)
+		return
+	}
+	prefetchAhead(bytes, w, w1)
+}
+
+// blockDot32Pass writes one pass of genBlockDot32x512 over the blocks of
+// the pairs of rows at pairs[i] (addresses from w; rb bytes each) and
+// returns the accumulators of each pair's nt tokens, leaving w as it
+// found it.
+func blockDot32Pass(name string, bytes, nt int, rb, w Register, pairs [][2]Mem) [][]VecVirtual {
+	n := GP64()
+	MOVQ(rb, n)
+	qp := Load(Param("q"), GP64())
+	dp := Load(Param("d"), GP64())
+	acc := make([][]VecVirtual, len(pairs))
+	for p := range acc {
+		acc[p] = make([]VecVirtual, nt)
+		for t := range acc[p] {
+			// Zeros loaded: VPXORD of a register with itself reads it,
+			// which the register allocator takes for a value live from
+			// the start, and the passes' accumulators would not all fit.
+			acc[p][t] = ZMM()
+			VMOVDQU64(zZero, acc[p][t])
+		}
+	}
+	Label(name + "_block")
+	CMPQ(n, Imm(0))
+	JLE(LabelRef(name + "_end"))
+	h := make([]VecVirtual, len(pairs))
+	wa := make([]VecVirtual, len(pairs))
+	wb := make([]VecVirtual, len(pairs))
+	for p, pr := range pairs {
+		r0, r1 := pr[0], pr[1]
+		if nt == 1 {
+			prefetchPairsAhead(w, rb, bytes)
+		} else {
+			for _, r := range pr {
+				for off := 0; off < bytes; off += 64 {
+					PREFETCHT0(r.Offset(streamPrefetch + off))
 				}
 			}
-			for t := 0; t < nt; t++ {
-				sc := ZMM()
-				VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, sc)
-				VMULPS(h, sc, sc) // float32(half·d_b)
-				lanesPair(a, b, Mem{Base: qp, Disp: 64 * t}, sc, acc[t])
+		}
+		h[p] = halfPair(r0, r1)
+		a, b := ZMM(), ZMM()
+		switch bytes {
+		case 34:
+			VPMOVSXBW(pairBytes(r0.Offset(2), r1.Offset(2)), a)
+			VPMOVSXBW(pairBytes(r0.Offset(18), r1.Offset(18)), b)
+		case 18:
+			VPMOVZXBW(pairBytes(r0.Offset(2), r1.Offset(2)), a)
+			VPSRLW(U8(4), a, b)
+			VPANDD(z0F, a, a)
+			VPSUBW(z08, a, a)
+			VPSUBW(z08, b, b)
+		case 22:
+			// Nibbles, then 16 subtracted where the high bit is
+			// clear: each half of qh broadcast to 16 words, word i
+			// tested against 1<<i.
+			VPMOVZXBW(pairBytes(r0.Offset(6), r1.Offset(6)), a)
+			VPSRLW(U8(4), a, b)
+			VPANDD(z0F, a, a)
+			for hi, v := range []VecVirtual{a, b} {
+				h0, h1, hz := YMM(), YMM(), ZMM()
+				VPBROADCASTW(r0.Offset(2+2*hi), h0)
+				VPBROADCASTW(r1.Offset(2+2*hi), h1)
+				VINSERTI64X4(U8(1), h1, h0.AsZ(), hz)
+				unset := K()
+				VPTESTNMW(zBits, hz, unset)
+				VPSUBW(z10, v, unset, v)
 			}
-			ADDQ(U8(k.bytes), w)
-			ADDQ(U8(k.bytes), w1)
-			ADDQ(U32(64*nt), qp)
-			ADDQ(U8(4*nt), dp)
-			SUBQ(U8(k.bytes), n)
-			JMP(LabelRef(name + "_block"))
-			Label(name + "_end")
-		}, func(y Register) { storePair(y, acc, nil) })
+		}
+		wa[p], wb[p] = a, b
 	}
+	for t := 0; t < nt; t++ {
+		qa, qb := ZMM(), ZMM()
+		VBROADCASTI64X4(Mem{Base: qp, Disp: 64 * t}, qa)
+		VBROADCASTI64X4(Mem{Base: qp, Disp: 64*t + 32}, qb)
+		for p := range pairs {
+			sc, L := ZMM(), ZMM()
+			VMULPS_BCST(Mem{Base: dp, Disp: 4 * t}, h[p], sc) // float32(half·d_b)
+			VPMADDWD(qa, wa[p], L)
+			VPDPWSSD(qb, wb[p], L)
+			VCVTDQ2PS(L, L)
+			VMULPS(sc, L, L)
+			VADDPS(L, acc[p][t], acc[p][t])
+		}
+	}
+	ADDQ(U8(bytes), w)
+	ADDQ(U32(64*nt), qp)
+	ADDQ(U8(4*nt), dp)
+	SUBQ(U8(bytes), n)
+	JMP(LabelRef(name + "_block"))
+	Label(name + "_end")
+	SUBQ(rb, w) // back to the rows' first blocks
+	return acc
 }
 
 // k45Scales returns d·sc_j and dmin·m_j (j = 0..7) of the Q4_K or Q5_K
@@ -299,7 +407,7 @@ func genBlockDotK45x512(nt int) {
 			Label(name + "_block")
 			CMPQ(n, Imm(0))
 			JLE(LabelRef(name + "_end"))
-			prefetchAhead(k.bytes, w, w1)
+			prefetchRows(nt, k.bytes, w, w1, rb)
 			{
 				sc0, mn0 := k45Scales(w)
 				sc1, mn1 := k45Scales(w1)
@@ -407,7 +515,7 @@ func genBlockDotQ6Kx512(nt int) {
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
-		prefetchAhead(210, w, w1)
+		prefetchRows(nt, 210, w, w1, rb)
 		{
 			dd := halfPair(Mem{Base: w, Disp: 208}, Mem{Base: w1, Disp: 208})
 			for t := 0; t < nt; t++ {
