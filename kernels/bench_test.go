@@ -424,23 +424,7 @@ func BenchmarkMatMulAct8(b *testing.B) {
 	for _, f := range dotFormats {
 		w := randDotBlocks(r, f, R, C)
 		for _, T := range []int{1, 4, 64} {
-			x := make([]float32, T*C)
-			for i := range x {
-				x[i] = r.Float32()*2 - 1
-			}
-			dst := make([]float32, T*R)
-			for _, bits := range []int{16, 8} {
-				b.Run(fmt.Sprintf("%s/T=%d/bits=%d", f.Name, T, bits), func(b *testing.B) {
-					if err := SetActivationBits(bits); err != nil {
-						b.Fatal(err)
-					}
-					for b.Loop() {
-						MatMul(dst, x, T, w)
-					}
-					flops := 2 * float64(T) * R * C * float64(b.N)
-					b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-				})
-			}
+			benchActBits(b, r, f.Name, w, T)
 		}
 	}
 }
@@ -481,23 +465,7 @@ func BenchmarkMatMulQ4_0(b *testing.B) {
 	for _, f := range dotFormats[:2] {
 		w := randDotBlocks(r, f, R, C)
 		for _, T := range []int{1, 256} {
-			x := make([]float32, T*C)
-			for i := range x {
-				x[i] = r.Float32()*2 - 1
-			}
-			dst := make([]float32, T*R)
-			for _, bits := range []int{16, 8} {
-				b.Run(fmt.Sprintf("%s/T=%d/bits=%d", f.Name, T, bits), func(b *testing.B) {
-					if err := SetActivationBits(bits); err != nil {
-						b.Fatal(err)
-					}
-					for b.Loop() {
-						MatMul(dst, x, T, w)
-					}
-					flops := 2 * float64(T) * R * C * float64(b.N)
-					b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-				})
-			}
+			benchActBits(b, r, f.Name, w, T)
 		}
 	}
 }
@@ -524,6 +492,29 @@ func BenchmarkDot8Kernel(b *testing.B) {
 				blockDot8Rows(y, f.Dot, w.Q, f.rowBytes(C), g.nt, g.q, g.d, g.s, g.aux)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(R/2*C/32), "ns/pairblock")
+		})
+	}
+}
+
+// benchActBits runs MatMul of w with T random tokens under 16- and 8-bit
+// activations, in GFLOP/s.
+func benchActBits(b *testing.B, r *rand.Rand, name string, w *Matrix, T int) {
+	R, C := w.Rows, w.Cols
+	x := make([]float32, T*C)
+	for i := range x {
+		x[i] = r.Float32()*2 - 1
+	}
+	dst := make([]float32, T*R)
+	for _, bits := range []int{16, 8} {
+		b.Run(fmt.Sprintf("%s/T=%d/bits=%d", name, T, bits), func(b *testing.B) {
+			if err := SetActivationBits(bits); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				MatMul(dst, x, T, w)
+			}
+			flops := 2 * float64(T) * float64(R) * float64(C) * float64(b.N)
+			b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }

@@ -48,28 +48,8 @@ func genWeightedSum4x512(d dtype) {
 	if valuePrefetchRows != 8 {
 		panic("valuePrefetchRows is a shift of 3")
 	}
-	rowO := func(r int) Mem {
-		switch r {
-		case 0:
-			return Mem{Base: o}
-		case 1:
-			return Mem{Base: o, Index: ldo, Scale: 1}
-		case 2:
-			return Mem{Base: o, Index: ldo, Scale: 2}
-		}
-		return Mem{Base: o, Index: ldo3, Scale: 1}
-	}
-	rowP := func(r int) Mem {
-		switch r {
-		case 0:
-			return Mem{Base: pp}
-		case 1:
-			return Mem{Base: pp, Index: ldp, Scale: 1}
-		case 2:
-			return Mem{Base: pp, Index: ldp, Scale: 2}
-		}
-		return Mem{Base: pp, Index: ldp3, Scale: 1}
-	}
+	rowO := func(r int) Mem { return row4(o, ldo, ldo3, r) }
+	rowP := func(r int) Mem { return row4(pp, ldp, ldp3, r) }
 	acc := make([][]VecVirtual, 4)
 	for r := range acc {
 		acc[r] = make([]VecVirtual, 4)
@@ -113,4 +93,18 @@ func genWeightedSum4x512(d dtype) {
 	}
 	VZEROUPPER()
 	RET()
+}
+
+// row4 is row r (0-3) of a matrix at base with row stride ld bytes, ld3
+// holding 3·ld.
+func row4(base, ld, ld3 Register, r int) Mem {
+	switch r {
+	case 0:
+		return Mem{Base: base}
+	case 1:
+		return Mem{Base: base, Index: ld, Scale: 1}
+	case 2:
+		return Mem{Base: base, Index: ld, Scale: 2}
+	}
+	return Mem{Base: base, Index: ld3, Scale: 1}
 }
