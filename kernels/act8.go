@@ -140,6 +140,13 @@ func groupAuxLanes(elems int) int {
 // quantize rounds the T rows of C columns (a multiple of elems) of x in
 // blocks of elems (32 or 256).
 func (a *xAct8) quantize(x []float32, T, C, elems int) {
+	a.resize(T, C, elems)
+	a.rows(x, C, 0, T)
+}
+
+// resize makes room for T rows of C columns in blocks of elems and forgets
+// the groups.
+func (a *xAct8) resize(T, C, elems int) {
 	nb, nd, na := C/q8Block, C/elems, auxLanes(elems)
 	if cap(a.q) < T*C {
 		a.q = make([]int8, T*C)
@@ -158,10 +165,16 @@ func (a *xAct8) quantize(x []float32, T, C, elems int) {
 	}
 	a.elems = elems
 	a.q, a.d, a.s, a.aux, a.ok = a.q[:T*C], a.d[:T*nd], a.s[:T*nb], a.aux[:na*T*nb], a.ok[:T]
-	for t := range T {
+	a.groups = a.groups[:0]
+}
+
+// rows rounds rows t0..t1 of x (rows of C columns; resize first). Rows
+// are independent: several threads may round disjoint ranges at once.
+func (a *xAct8) rows(x []float32, C, t0, t1 int) {
+	nb, nd, na := C/q8Block, C/a.elems, auxLanes(a.elems)
+	for t := t0; t < t1; t++ {
 		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[na*t*nb:na*(t+1)*nb], x[t*C:(t+1)*C])
 	}
-	a.groups = a.groups[:0]
 }
 
 // groupTokens8 is the most tokens the AVX-512 VNNI 8-bit kernels multiply
@@ -171,7 +184,16 @@ const groupTokens8 = 8
 
 // group packs the finite rows in groups of up to maxNT tokens (xGroup8).
 func (a *xAct8) group(T, C, maxNT int) {
-	nb, nd, na, ga := C/q8Block, C/a.elems, auxLanes(a.elems), groupAuxLanes(a.elems)
+	a.layout(T, C, maxNT)
+	for i := range a.groups {
+		a.fill(i, C)
+	}
+}
+
+// layout puts the finite rows in groups of up to maxNT tokens and gives
+// each group its part of the buffers; fill then packs them.
+func (a *xAct8) layout(T, C, maxNT int) {
+	nb, nd, ga := C/q8Block, C/a.elems, groupAuxLanes(a.elems)
 	if cap(a.gq) < T*C {
 		a.gq = make([]int8, T*C)
 	}
@@ -199,21 +221,6 @@ func (a *xAct8) group(T, C, maxNT int) {
 		} else {
 			g.s = a.gs[used*nb : (used+n)*nb]
 		}
-		for i, t := range g.tokens[:n] {
-			for b := range nb {
-				j := b*n + i
-				copy(g.q[j*q8Block:(j+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
-				copy(g.aux[ga*j:ga*(j+1)], a.aux[na*(t*nb+b):na*(t*nb+b)+ga])
-				if a.elems == q8Block {
-					g.s[2*j], g.s[2*j+1] = a.d[t*nd+b], a.d[t*nd+b]
-					continue
-				}
-				g.s[(b/8*n+i)*8+b%8] = a.s[t*nb+b]
-			}
-			for b := range nd {
-				g.d[b*n+i] = a.d[t*nd+b]
-			}
-		}
 		used += n
 		a.groups = append(a.groups, g)
 		g = xGroup8{}
@@ -230,6 +237,29 @@ func (a *xAct8) group(T, C, maxNT int) {
 	}
 	if g.nt > 0 {
 		flush()
+	}
+}
+
+// fill packs group i (layout). Groups are independent: several threads
+// may fill different ones at once.
+func (a *xAct8) fill(i, C int) {
+	nb, nd, na, ga := C/q8Block, C/a.elems, auxLanes(a.elems), groupAuxLanes(a.elems)
+	g := &a.groups[i]
+	n := g.nt
+	for i, t := range g.tokens[:n] {
+		for b := range nb {
+			j := b*n + i
+			copy(g.q[j*q8Block:(j+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
+			copy(g.aux[ga*j:ga*(j+1)], a.aux[na*(t*nb+b):na*(t*nb+b)+ga])
+			if a.elems == q8Block {
+				g.s[2*j], g.s[2*j+1] = a.d[t*nd+b], a.d[t*nd+b]
+				continue
+			}
+			g.s[(b/8*n+i)*8+b%8] = a.s[t*nb+b]
+		}
+		for b := range nd {
+			g.d[b*n+i] = a.d[t*nd+b]
+		}
 	}
 }
 

@@ -172,6 +172,12 @@ type xGroup struct {
 
 // quantize rounds the T rows of C columns (a multiple of 32) of x.
 func (a *xQ8) quantize(x []float32, T, C int) {
+	a.resize(T, C)
+	a.rows(x, C, 0, T)
+}
+
+// resize makes room for T rows of C columns and forgets the groups.
+func (a *xQ8) resize(T, C int) {
 	nb := C / q8Block
 	if cap(a.q) < T*C {
 		a.q = make([]int16, T*C)
@@ -184,15 +190,31 @@ func (a *xQ8) quantize(x []float32, T, C int) {
 		a.ok = make([]bool, T)
 	}
 	a.q, a.d, a.s, a.ok = a.q[:T*C], a.d[:T*nb], a.s[:T*nb], a.ok[:T]
-	for t := range T {
+	a.groups = a.groups[:0]
+}
+
+// rows rounds rows t0..t1 of x (rows of C columns; resize first). Rows
+// are independent: several threads may round disjoint ranges at once.
+func (a *xQ8) rows(x []float32, C, t0, t1 int) {
+	nb := C / q8Block
+	for t := t0; t < t1; t++ {
 		a.ok[t] = quantizeQ8Row(a.q[t*C:(t+1)*C], a.d[t*nb:(t+1)*nb], a.s[t*nb:(t+1)*nb], x[t*C:(t+1)*C])
 	}
-	a.groups = a.groups[:0]
 }
 
 // group packs the finite rows of a (T rows of C columns) in groups of up
 // to maxNT tokens for weights in blocks of elems (32 or 256).
 func (a *xQ8) group(T, C, elems, maxNT int) {
+	a.layout(T, C, elems, maxNT)
+	for i := range a.groups {
+		a.fill(i, C)
+	}
+}
+
+// layout puts the finite rows in groups of up to maxNT tokens for weights
+// in blocks of elems and gives each group its part of the buffers; fill
+// then packs them.
+func (a *xQ8) layout(T, C, elems, maxNT int) {
 	nb := C / q8Block
 	if cap(a.gq) < T*C {
 		a.gq = make([]int16, T*C)
@@ -210,16 +232,6 @@ func (a *xQ8) group(T, C, elems, maxNT int) {
 	flush := func() {
 		n := g.nt
 		g.q, g.d, g.s = a.gq[used*C:(used+n)*C], a.gd[used*nb:(used+n)*nb], a.gs[used*nb:(used+n)*nb]
-		for i, t := range g.tokens[:n] {
-			for b := range nb {
-				copy(g.q[(b*n+i)*q8Block:(b*n+i+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
-				j := b*n + i
-				if elems == 256 {
-					j = (b/8*n+i)*8 + b%8
-				}
-				g.d[j], g.s[j] = a.d[t*nb+b], a.s[t*nb+b]
-			}
-		}
 		used += n
 		a.groups = append(a.groups, g)
 		g = xGroup{}
@@ -236,6 +248,24 @@ func (a *xQ8) group(T, C, elems, maxNT int) {
 	}
 	if g.nt > 0 {
 		flush()
+	}
+}
+
+// fill packs group i (layout). Groups are independent: several threads
+// may fill different ones at once.
+func (a *xQ8) fill(i, C int) {
+	nb := C / q8Block
+	g := &a.groups[i]
+	n := g.nt
+	for i, t := range g.tokens[:n] {
+		for b := range nb {
+			copy(g.q[(b*n+i)*q8Block:(b*n+i+1)*q8Block], a.q[t*C+b*q8Block:t*C+(b+1)*q8Block])
+			j := b*n + i
+			if a.groupBlock == 256 {
+				j = (b/8*n+i)*8 + b%8
+			}
+			g.d[j], g.s[j] = a.d[t*nb+b], a.s[t*nb+b]
+		}
 	}
 }
 

@@ -75,50 +75,189 @@ func MatMul(dst, x []float32, T int, w *Matrix) {
 	defer p.mu.Unlock()
 	m := &p.matmul
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: p.scratch}
-	m.prepare(p.threads, &p.xq, &p.xb, &p.xa)
+	m.prepare(p.threads, &p.xq, &p.xb, &p.xa, p, &p.prep, rounding{})
 	p.run(m, m.nchunks, T*R*C)
 	*m = matMulTask{}
 }
 
-// prepare plans m for the given thread count and quantizes the
-// activations into xq (int8 weights), xb (weights with a fused block
-// kernel) or xa (the same with 8-bit activations, SetActivationBits) when
-// the weights' kernels read them so.
-func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8, xa *xAct8) {
+// Product is one matrix of MatMulShared and its output.
+type Product struct {
+	Dst []float32
+	W   *Matrix
+}
+
+// MatMulShared computes p.Dst = x · p.Wᵀ for each product p of ps in
+// turn, as MatMul(p.Dst, x, T, p.W) does, bit for bit; the activations are
+// rounded once for consecutive products whose weights round them alike
+// (the query, key and value projections of one input, say). No Dst may
+// overlap x.
+func MatMulShared(x []float32, T int, ps []Product) {
+	p := lockPool()
+	defer p.mu.Unlock()
+	m := &p.matmul
+	var last rounding
+	for _, pr := range ps {
+		if !needsWork(pr.Dst, x, T, pr.W) {
+			continue
+		}
+		R, C := pr.W.Rows, pr.W.Cols
+		*m = matMulTask{dst: pr.Dst, x: x, T: T, w: pr.W, scratch: p.scratch}
+		last = m.prepare(p.threads, &p.xq, &p.xb, &p.xa, p, &p.prep, last)
+		p.run(m, m.nchunks, T*R*C)
+	}
+	*m = matMulTask{}
+}
+
+// prepare plans m for the given thread count and rounds the activations
+// into xq (int8 weights), xb (weights with a fused block kernel) or xa (the
+// same with 8-bit activations, SetActivationBits) when the weights'
+// kernels read them so. r runs the rounding: rows of tokens, then the
+// token groups of the several-token kernels, each spread over r's threads
+// (every row and group is rounded alone, so the threads change no bit).
+// With last equal to what m needs (a product before m on the same x
+// rounded it so), the rounding is not repeated. It returns what m needs.
+func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8, xa *xAct8, r runner, pt *prepTask, last rounding) rounding {
 	m.plan(threads)
-	x, T, w := m.x, m.T, m.w
+	T, w := m.T, m.w
 	C := w.Cols
+	k := rounding{cols: C}
 	switch {
 	case w.DType == I8:
-		xq.quantize(x[:T*C], T, C)
+		k = rounding{kind: roundI8, cols: C}
 		m.q = xq
 	case m.fused && w.Format.Dot == DotF16:
+		return rounding{}
 	case m.fused && actBits.Load() == 8:
-		xa.quantize(x[:T*C], T, C, w.Format.Elems)
+		k.kind, k.elems = roundAct8, w.Format.Elems
 		if T > 1 && useAVX2 {
 			// Up to 8 tokens per pass for the AVX-512 row-pair kernels:
 			// every chunk of rows is then even (chunks are multiples of 4
 			// rows), so no odd row is left to the AVX2 kernels, which take
 			// at most 4.
-			nt := groupTokens
+			k.nt = groupTokens
 			if useAVX512 && w.Rows%2 == 0 {
-				nt = groupTokens8
+				k.nt = groupTokens8
 			}
-			xa.group(T, C, nt)
 		}
 		m.xa = xa
 	case m.fused:
-		xb.quantize(x[:T*C], T, C)
+		k.kind, k.elems = roundQ8, w.Format.Elems
 		if T > 1 && useAVX2 {
 			// Up to 8 tokens per pass for the AVX-512 row-pair kernels of
 			// the blocks of 32 (an even number of rows, as above).
-			nt := groupTokens
+			k.nt = groupTokens
 			if useAVX512 && w.Rows%2 == 0 && w.Format.Elems == q8Block {
-				nt = groupTokens512
+				k.nt = groupTokens512
 			}
-			xb.group(T, C, w.Format.Elems, nt)
 		}
 		m.xb = xb
+	default:
+		return rounding{}
+	}
+	if k == last {
+		return k
+	}
+	switch k.kind {
+	case roundI8:
+		xq.resize(T, C)
+	case roundAct8:
+		xa.resize(T, C, k.elems)
+	case roundQ8:
+		xb.resize(T, C)
+	}
+	// Chunks of tokens of at least prepWork values each.
+	chunk := max(1, prepWork/C)
+	*pt = prepTask{m: m, chunk: chunk, n: (T + chunk - 1) / chunk}
+	r.run(pt, pt.n, prepCost*T*C)
+	if k.nt == 0 {
+		*pt = prepTask{}
+		return k
+	}
+	n := 0
+	if m.xa != nil {
+		xa.layout(T, C, k.nt)
+		n = len(xa.groups)
+	} else {
+		xb.layout(T, C, k.elems, k.nt)
+		n = len(xb.groups)
+	}
+	*pt = prepTask{m: m, groups: true, n: n}
+	r.run(pt, n, prepCost*T*C)
+	*pt = prepTask{}
+	return k
+}
+
+// rounding is how a product's activations are rounded (prepare): the
+// zero value when they are not.
+type rounding struct {
+	kind  int // roundI8, roundAct8 or roundQ8
+	cols  int // of x
+	elems int // the weights' block (roundAct8, roundQ8)
+	nt    int // tokens per group, 0 without groups
+}
+
+const (
+	roundNone = iota
+	roundI8
+	roundAct8
+	roundQ8
+)
+
+// prepWork is the fewest activations a thread rounds at once in prepare;
+// prepCost weighs an activation's rounding against a multiply-add for
+// pool.run's choice of threads (a few operations each: the scale, the
+// rounding, the sums).
+const (
+	prepWork = 4096
+	prepCost = 4
+)
+
+// runner runs a task over chunks on some threads: the pool's (MatMul) or
+// the calling goroutine alone (Serial).
+type runner interface {
+	run(t task, nchunks, work int)
+}
+
+// serialRunner runs every chunk on the calling goroutine.
+type serialRunner struct{}
+
+func (serialRunner) run(t task, _, _ int) { t.do(0) }
+
+// prepTask is the rounding of prepare: chunks of rows of x, or (groups)
+// the token groups.
+type prepTask struct {
+	taskCounter
+	m      *matMulTask
+	groups bool
+	chunk  int // tokens per chunk of rows
+	n      int // chunks or groups
+}
+
+func (p *prepTask) do(int) {
+	m := p.m
+	C := m.w.Cols
+	for {
+		i := p.next(p.n)
+		if i < 0 {
+			return
+		}
+		switch {
+		case p.groups && m.xa != nil:
+			m.xa.fill(i, C)
+		case p.groups:
+			m.xb.fill(i, C)
+		default:
+			t0 := i * p.chunk
+			t1 := min(t0+p.chunk, m.T)
+			switch {
+			case m.q != nil:
+				m.q.rows(m.x, C, t0, t1)
+			case m.xa != nil:
+				m.xa.rows(m.x, C, t0, t1)
+			default:
+				m.xb.rows(m.x, C, t0, t1)
+			}
+		}
 	}
 }
 
@@ -164,12 +303,13 @@ func (m *matMulTask) plan(threads int) {
 // MatMul (which is batch-invariant and thread-count invariant). A Serial
 // is not safe for concurrent use; the zero value is ready.
 type Serial struct {
-	s  scratch
-	xq xQuant
-	xb xQ8
-	xa xAct8
-	m  matMulTask
-	sp [1]*scratch
+	s    scratch
+	xq   xQuant
+	xb   xQ8
+	xa   xAct8
+	m    matMulTask
+	prep prepTask
+	sp   [1]*scratch
 }
 
 // MatMul is the package's MatMul run on the calling goroutine.
@@ -180,7 +320,7 @@ func (s *Serial) MatMul(dst, x []float32, T int, w *Matrix) {
 	s.sp[0] = &s.s
 	m := &s.m
 	*m = matMulTask{dst: dst, x: x, T: T, w: w, scratch: s.sp[:]}
-	m.prepare(1, &s.xq, &s.xb, &s.xa)
+	m.prepare(1, &s.xq, &s.xb, &s.xa, serialRunner{}, &s.prep, rounding{})
 	m.do(0)
 	*m = matMulTask{}
 }
@@ -486,6 +626,12 @@ type xQuant struct {
 
 // quantize rounds the T rows of C columns of x.
 func (q *xQuant) quantize(x []float32, T, C int) {
+	q.resize(T, C)
+	q.rows(x, C, 0, T)
+}
+
+// resize makes room for T rows of C columns.
+func (q *xQuant) resize(T, C int) {
 	if cap(q.v) < T*C {
 		q.v = make([]int16, T*C)
 	}
@@ -494,7 +640,12 @@ func (q *xQuant) quantize(x []float32, T, C int) {
 		q.ok = make([]bool, T)
 	}
 	q.v, q.scale, q.ok = q.v[:T*C], q.scale[:T], q.ok[:T]
-	for t := range T {
+}
+
+// rows rounds rows t0..t1 of x (rows of C columns; resize first). Rows
+// are independent: several threads may round disjoint ranges at once.
+func (q *xQuant) rows(x []float32, C, t0, t1 int) {
+	for t := t0; t < t1; t++ {
 		q.scale[t], q.ok[t] = quantizeRow(q.v[t*C:(t+1)*C], x[t*C:(t+1)*C])
 	}
 }

@@ -40,6 +40,7 @@ type pool struct {
 	done    chan struct{} // one send per helper per run
 	scratch []*scratch    // per thread
 	matmul  matMulTask    // reused by MatMul
+	prep    prepTask      // MatMul's rounding of the activations
 	scan    scanTask      // reused by ScanSeq
 	attn    attnTask      // reused by Attention
 	attnS   []float32     // attentionSplit's scores of every head

@@ -76,6 +76,7 @@ type Workspace struct {
 	expWeights                             [][]float32
 	topIdx                                 []int
 	probeW                                 []float32
+	prods                                  [3]kernels.Product // products of one input
 
 	trace *finiteTrace // set while locating non-finite values (finite.go)
 
@@ -287,9 +288,8 @@ func (ws *Workspace) attention(a *AttnWeights, li int, xn, out []float32, caches
 	q := buf.Grow(&ws.q, total*qd)
 	k := buf.Grow(&ws.k, total*kvd)
 	v := buf.Grow(&ws.v, total*kvd)
-	kernels.MatMul(q, xn, total, a.Q)
-	kernels.MatMul(k, xn, total, a.K)
-	kernels.MatMul(v, xn, total, a.V)
+	ws.prods = [3]kernels.Product{{Dst: q, W: a.Q}, {Dst: k, W: a.K}, {Dst: v, W: a.V}}
+	kernels.MatMulShared(xn, total, ws.prods[:])
 	ws.adapt(q, xn, total, a.Q, nil)
 	ws.adapt(k, xn, total, a.K, nil)
 	ws.adapt(v, xn, total, a.V, nil)
@@ -340,8 +340,8 @@ func (ws *Workspace) mamba(w *MambaWeights, li int, xn, out []float32, caches []
 	eps := float32(c.RMSNormEps)
 	x := buf.Grow(&ws.xz, total*Di)
 	z := buf.Grow(&ws.z, total*Di)
-	kernels.MatMul(x, xn, total, w.InX)
-	kernels.MatMul(z, xn, total, w.InZ)
+	ws.prods = [3]kernels.Product{{Dst: x, W: w.InX}, {Dst: z, W: w.InZ}}
+	kernels.MatMulShared(xn, total, ws.prods[:2])
 	ws.adapt(x, xn, total, w.InX, nil)
 	ws.adapt(z, xn, total, w.InZ, nil)
 	if w.InBias != nil {
@@ -428,8 +428,8 @@ func (ws *Workspace) mlp(f *MLPWeights, x, out []float32, n int, rows []int) {
 	I := c.IntermediateSize
 	g := buf.Grow(&ws.gate, n*I)
 	u := buf.Grow(&ws.up, n*I)
-	kernels.MatMul(g, x, n, f.Gate)
-	kernels.MatMul(u, x, n, f.Up)
+	ws.prods = [3]kernels.Product{{Dst: g, W: f.Gate}, {Dst: u, W: f.Up}}
+	kernels.MatMulShared(x, n, ws.prods[:2])
 	ws.adapt(g, x, n, f.Gate, rows)
 	ws.adapt(u, x, n, f.Up, rows)
 	ws.activate(g)
