@@ -27,7 +27,7 @@ func init() {
 type benchResult struct {
 	Model                  string  `json:"model"`
 	Quantize               string  `json:"quantize"`
-	Activations            string  `json:"activations"` // int16 (default) or int8: the rounding of the activations of block weights
+	Activations            string  `json:"activations"` // int8 (default) or int16: the rounding of the activations of block weights
 	KVCache                string  `json:"kv_cache"`
 	Threads                int     `json:"threads"`
 	CPUPath                string  `json:"cpu_path"` // the kernels' path: avx512, avx2 or generic (JAMBA_CPU forces one)

@@ -156,9 +156,9 @@ func TestBenchDeviceFlags(t *testing.T) {
 	}
 }
 
-// TestBenchActivations: --activations int8 reaches the kernels and the
+// TestBenchActivations: --activations int16 reaches the kernels and the
 // result (with --quantize q4, whose Q4_K blocks it applies to), the
-// default is int16, an unknown width is a usage error, and --device cuda
+// default is int8, an unknown width is a usage error, and --device cuda
 // refuses it.
 func TestBenchActivations(t *testing.T) {
 	defer kernels.SetActivationBits(16)
@@ -169,8 +169,9 @@ func TestBenchActivations(t *testing.T) {
 		args []string
 		want string
 	}{
+		{[]string{"--quantize", "q4", "--activations", "int16"}, "int16"},
+		{[]string{"--quantize", "q4"}, "int8"},
 		{[]string{"--quantize", "q4", "--activations", "int8"}, "int8"},
-		{[]string{"--quantize", "q4"}, "int16"},
 	} {
 		args := append([]string{"bench", "--prompt-tokens", "12", "--gen-tokens", "2", "--bandwidth-bytes", "1048576", "--json"}, c.args...)
 		out, stderr, code := run(t, args...)

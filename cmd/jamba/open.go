@@ -20,7 +20,7 @@ import (
 const modelHelp = "checkpoint folder or .gguf file (default: the embedded demo model)"
 
 // activationsHelp documents the --activations flag.
-const activationsHelp = `rounding of the activations that multiply block-quantized weights (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, and --quantize q4): "int16" (the default: within 1/65534 of each block's largest value) or "int8" (as llama.cpp: within 1/254, faster products; see docs/KERNELS.md)`
+const activationsHelp = `rounding of the activations that multiply block-quantized weights (GGUF Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, and --quantize q4): "int8" (the default, as llama.cpp rounds them: within 1/254 of each block's largest value, the faster products) or "int16" (within 1/65534: logits within 0.001% of the dequantized weights' float32 product; see docs/KERNELS.md)`
 
 // kvCacheHelp documents the --kv-cache flag.
 const kvCacheHelp = `keys and values of the attention layers' cache: "f32" (exact) or "bf16" (half the memory and half the reads at long context; the loss moves by about 0.001%)`
@@ -61,7 +61,7 @@ func addModelFlags(fs *flag.FlagSet, which modelFlagSet) *modelFlags {
 	f := &modelFlags{model: fs.String("model", "", modelHelp)}
 	if which >= withQuantize {
 		f.quantize = fs.String("quantize", "", `quantize linear weights at load: "int8" (one scale per row) or "q4" (4.5-bit Q4_K blocks, as llama.cpp's Q4_K_M)`)
-		f.activations = fs.String("activations", "int16", activationsHelp)
+		f.activations = fs.String("activations", "int8", activationsHelp)
 	}
 	if which >= withCache {
 		f.kvCache = fs.String("kv-cache", "f32", kvCacheHelp)
@@ -90,10 +90,10 @@ func (f *modelFlags) options() model.Options {
 // value.
 func activationBits(v string) (int, error) {
 	switch v {
-	case "int16", "":
-		return 16, nil
-	case "int8":
+	case "int8", "":
 		return 8, nil
+	case "int16":
+		return 16, nil
 	}
 	return 0, fmt.Errorf("%w: --activations %q (want int16 or int8)", errUsage, v)
 }
