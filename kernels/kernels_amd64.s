@@ -28520,7 +28520,9 @@ dot8Q8_0AVX2_row:
 dot8Q8_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0AVX2_end
-	PREFETCHT0   1024(CX)
+	MOVQ         rb+24(FP), R8
+	LEAQ         (CX)(R8*4), R8
+	PREFETCHT0   (R8)
 	VCVTPH2PS    (CX), X1
 	VBROADCASTSS X1, Y1
 	VMOVDQU      2(CX), Y2
@@ -28571,7 +28573,9 @@ dot8Q4_0AVX2_row:
 dot8Q4_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0AVX2_end
-	PREFETCHT0   1024(CX)
+	MOVQ         rb+24(FP), R8
+	LEAQ         (CX)(R8*4), R8
+	PREFETCHT0   (R8)
 	VCVTPH2PS    (CX), X1
 	VBROADCASTSS X1, Y1
 	VMOVDQU      2(CX), X3
@@ -28626,7 +28630,9 @@ dot8Q5_0AVX2_row:
 dot8Q5_0AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0AVX2_end
-	PREFETCHT0   1024(CX)
+	MOVQ         rb+24(FP), R8
+	LEAQ         (CX)(R8*4), R8
+	PREFETCHT0   (R8)
 	VCVTPH2PS    (CX), X1
 	VBROADCASTSS X1, Y1
 	VMOVDQU      6(CX), X3
@@ -28689,9 +28695,11 @@ dot8Q4KAVX2_row:
 dot8Q4KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4KAVX2_end
-	PREFETCHT0   1024(CX)
-	PREFETCHT0   1088(CX)
-	PREFETCHT0   1152(CX)
+	MOVQ         rb+24(FP), R9
+	LEAQ         (CX)(R9*4), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -28830,9 +28838,11 @@ dot8Q5KAVX2_row:
 dot8Q5KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5KAVX2_end
-	PREFETCHT0   1024(CX)
-	PREFETCHT0   1088(CX)
-	PREFETCHT0   1152(CX)
+	MOVQ         rb+24(FP), R9
+	LEAQ         (CX)(R9*4), R9
+	PREFETCHT0   (R9)
+	PREFETCHT0   64(R9)
+	PREFETCHT0   128(R9)
 	MOVL         4(CX), R9
 	MOVL         8(CX), R10
 	MOVL         12(CX), R11
@@ -29000,10 +29010,12 @@ dot8Q6KAVX2_row:
 dot8Q6KAVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q6KAVX2_end
-	PREFETCHT0   1024(CX)
-	PREFETCHT0   1088(CX)
-	PREFETCHT0   1152(CX)
-	PREFETCHT0   1216(CX)
+	MOVQ         rb+24(FP), R8
+	LEAQ         (CX)(R8*4), R8
+	PREFETCHT0   (R8)
+	PREFETCHT0   64(R8)
+	PREFETCHT0   128(R8)
+	PREFETCHT0   192(R8)
 	MOVWLZX      208(CX), R8
 	VMOVD        R8, X1
 	VCVTPH2PS    X1, X1

@@ -116,6 +116,24 @@ func genBlockDot8() {
 	}
 }
 
+// prefetch8 is the prefetch of the one-row kernels' block loop: for one
+// token (decoding, bound by memory) the block at the same offset 4 rows on,
+// as the AVX-512 kernels prefetch two pairs of rows ahead (a prefetch
+// within the row, 1 KiB ahead, left the reads latency-bound); for several
+// tokens prefetchAhead in the row.
+func prefetch8(nt, bytes int, w Register) {
+	if nt > 1 {
+		prefetchAhead(bytes, w)
+		return
+	}
+	rb := Load(Param("rb"), GP64())
+	pf := GP64()
+	LEAQ(Mem{Base: w, Index: rb, Scale: 4}, pf)
+	for off := 0; off < bytes; off += 64 {
+		PREFETCHT0(Mem{Base: pf, Disp: off})
+	}
+}
+
 const sig8 = "func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32, nc *int32)"
 
 func doc8(name string, f fmt8, nt int) {
@@ -164,7 +182,7 @@ func genDot8Blocks32(f fmt8, nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
-	prefetchAhead(f.bytes, w)
+	prefetch8(nt, f.bytes, w)
 	hx := XMM()
 	VCVTPH2PS(Mem{Base: w}, hx) // d, then 3 halves of weights (not used)
 	hb := YMM()
@@ -269,7 +287,7 @@ func genDot8K45(f fmt8, nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
-	prefetchAhead(f.bytes, w)
+	prefetch8(nt, f.bytes, w)
 	{
 		scx, mn, dd := k45ScalesInt(w)
 		scw := XMM()
@@ -380,7 +398,7 @@ func genDot8Q6K(f fmt8, nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
-	prefetchAhead(210, w)
+	prefetch8(nt, 210, w)
 	var s16 VecVirtual
 	{
 		h := GP32()
