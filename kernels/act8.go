@@ -182,6 +182,18 @@ func (a *xAct8) rows(x []float32, C, t0, t1 int) {
 // integer lanes fit the 32 registers); the AVX2 ones take groupTokens.
 const groupTokens8 = 8
 
+// act8MaxTokens is the most tokens the 8-bit kernels of format k take at
+// once on rows rows: 8 with AVX-512 VNNI on an even number of rows (every
+// chunk of rows is then even: chunks are multiples of 4 rows), and 8 for
+// the blocks of 32 anyway (their AVX2 kernels, which take an odd last row,
+// go to 8); else 4 (the AVX2 kernels of the K-formats).
+func act8MaxTokens(k BlockDot, rows int) int {
+	if useAVX512 && rows%2 == 0 || dotGeometry[k].elems == q8Block {
+		return groupTokens8
+	}
+	return groupTokens
+}
+
 // group packs the finite rows in groups of up to maxNT tokens (xGroup8).
 func (a *xAct8) group(T, C, maxNT int) {
 	a.layout(T, C, maxNT)

@@ -94,10 +94,10 @@ func TestAct8Kernels(t *testing.T) {
 									}
 								}
 							}
-							// Groups of up to 4 tokens, and of up to 8 for the
-							// AVX-512 kernels, which take them on even rows.
+							// Groups of up to 4 tokens, and of up to 8 where
+							// the kernels take them (act8MaxTokens).
 							for _, maxNT := range []int{groupTokens, groupTokens8} {
-								if !useAVX2 || maxNT > groupTokens && (!useAVX512 || rows%2 != 0) {
+								if !useAVX2 || maxNT > act8MaxTokens(f.Dot, rows) {
 									continue
 								}
 								a.group(T, C, maxNT)

@@ -799,12 +799,13 @@ func matVecF16(y []float32, w []byte, rows, cols int, x []float32, nt int) {
 type kernel8 = func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32, nc *int32)
 
 // kernels8 and kernels8VNNI hold the 8-bit activation kernels by format
-// and token count: AVX2 (one row at a time, up to 4 tokens) and AVX-512
-// VNNI (an even number of rows, up to 8 tokens).
-var kernels8 = [...][groupTokens]kernel8{
-	DotQ8_0: {dot8Q8_0AVX2, dot8Q8_0x2AVX2, dot8Q8_0x3AVX2, dot8Q8_0x4AVX2},
-	DotQ4_0: {dot8Q4_0AVX2, dot8Q4_0x2AVX2, dot8Q4_0x3AVX2, dot8Q4_0x4AVX2},
-	DotQ5_0: {dot8Q5_0AVX2, dot8Q5_0x2AVX2, dot8Q5_0x3AVX2, dot8Q5_0x4AVX2},
+// and token count: AVX2 (one row at a time, up to 8 tokens for the blocks
+// of 32, up to 4 for the K-formats) and AVX-512 VNNI (an even number of
+// rows, up to 8 tokens).
+var kernels8 = [...][groupTokens8]kernel8{
+	DotQ8_0: {dot8Q8_0AVX2, dot8Q8_0x2AVX2, dot8Q8_0x3AVX2, dot8Q8_0x4AVX2, dot8Q8_0x5AVX2, dot8Q8_0x6AVX2, dot8Q8_0x7AVX2, dot8Q8_0x8AVX2},
+	DotQ4_0: {dot8Q4_0AVX2, dot8Q4_0x2AVX2, dot8Q4_0x3AVX2, dot8Q4_0x4AVX2, dot8Q4_0x5AVX2, dot8Q4_0x6AVX2, dot8Q4_0x7AVX2, dot8Q4_0x8AVX2},
+	DotQ5_0: {dot8Q5_0AVX2, dot8Q5_0x2AVX2, dot8Q5_0x3AVX2, dot8Q5_0x4AVX2, dot8Q5_0x5AVX2, dot8Q5_0x6AVX2, dot8Q5_0x7AVX2, dot8Q5_0x8AVX2},
 	DotQ4K:  {dot8Q4KAVX2, dot8Q4Kx2AVX2, dot8Q4Kx3AVX2, dot8Q4Kx4AVX2},
 	DotQ5K:  {dot8Q5KAVX2, dot8Q5Kx2AVX2, dot8Q5Kx3AVX2, dot8Q5Kx4AVX2},
 	DotQ6K:  {dot8Q6KAVX2, dot8Q6Kx2AVX2, dot8Q6Kx3AVX2, dot8Q6Kx4AVX2},
@@ -821,7 +822,7 @@ var kernels8VNNI = [...][groupTokens8]kernel8{
 
 // blockDot8Rows sets y[i*nt+t] to the 8-bit product of row i of the blocks
 // in w (rb bytes each) with token t of the nt tokens' activations q, d, s
-// (nt ≤ 4, or ≤ 8 for an even number of rows with AVX-512 VNNI),
+// (nt ≤ act8MaxTokens(k, rows)),
 // nc (xAct8's aux; q, d, s and nc interleaved as xGroup8 when nt > 1, and
 // one token in xAct8's layout, a group of one too): the AVX-512 VNNI kernels, the
 // AVX2 ones or the plain Go, all with the bits of blockDot8RowsGeneric.
@@ -857,8 +858,8 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 		}
 		y, w, n = y[m*nt:], w[m*rb:], 1
 	}
-	if nt > groupTokens {
-		panic("kernels: an odd row for more than 4 tokens of 8-bit activations")
+	if kernels8[k][nt-1] == nil {
+		panic("kernels: an odd row for more than 4 tokens of 8-bit activations in blocks of 256")
 	}
 	kernels8[k][nt-1](&y[0], &w[0], n, rb, &q[0], &d[0], &s[0], &nc[0])
 }

@@ -1587,6 +1587,102 @@ func dot8Q5Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //go:noescape
 func dot8Q6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
+// dot8Q8_0x5AVX2 is the kernel for one token, computing y[r*5+t] for 5 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q8_0Generic of each token.
+//
+//go:noescape
+func dot8Q8_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x5AVX2 is the kernel for one token, computing y[r*5+t] for 5 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4_0Generic of each token.
+//
+//go:noescape
+func dot8Q4_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x5AVX2 is the kernel for one token, computing y[r*5+t] for 5 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5_0Generic of each token.
+//
+//go:noescape
+func dot8Q5_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x6AVX2 is the kernel for one token, computing y[r*6+t] for 6 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q8_0Generic of each token.
+//
+//go:noescape
+func dot8Q8_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x6AVX2 is the kernel for one token, computing y[r*6+t] for 6 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4_0Generic of each token.
+//
+//go:noescape
+func dot8Q4_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x6AVX2 is the kernel for one token, computing y[r*6+t] for 6 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5_0Generic of each token.
+//
+//go:noescape
+func dot8Q5_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x7AVX2 is the kernel for one token, computing y[r*7+t] for 7 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q8_0Generic of each token.
+//
+//go:noescape
+func dot8Q8_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x7AVX2 is the kernel for one token, computing y[r*7+t] for 7 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4_0Generic of each token.
+//
+//go:noescape
+func dot8Q4_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x7AVX2 is the kernel for one token, computing y[r*7+t] for 7 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5_0Generic of each token.
+//
+//go:noescape
+func dot8Q5_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q8_0x8AVX2 is the kernel for one token, computing y[r*8+t] for 8 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q8_0Generic of each token.
+//
+//go:noescape
+func dot8Q8_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0x8AVX2 is the kernel for one token, computing y[r*8+t] for 8 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q4_0Generic of each token.
+//
+//go:noescape
+func dot8Q4_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q5_0x8AVX2 is the kernel for one token, computing y[r*8+t] for 8 tokens t
+// at once (each weight block prepared once for all of them), with the
+// tokens' activations interleaved (see xAct8.group): bit for bit
+// dot8Q5_0Generic of each token.
+//
+//go:noescape
+func dot8Q5_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
 // dot8Q8_0VNNI is dot8Q8_0AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
 // BW, VL and VNNI.

@@ -28502,9 +28502,69 @@ DATA b8ShufQh<>+24(SB)/4, $0x03030303
 DATA b8ShufQh<>+28(SB)/4, $0x03030303
 GLOBL b8ShufQh<>(SB), RODATA|NOPTR, $32
 
+DATA b8FirstLanes2<>+0(SB)/4, $0xffffffff
+DATA b8FirstLanes2<>+4(SB)/4, $0xffffffff
+DATA b8FirstLanes2<>+8(SB)/4, $0x00000000
+DATA b8FirstLanes2<>+12(SB)/4, $0x00000000
+DATA b8FirstLanes2<>+16(SB)/4, $0x00000000
+DATA b8FirstLanes2<>+20(SB)/4, $0x00000000
+DATA b8FirstLanes2<>+24(SB)/4, $0x00000000
+DATA b8FirstLanes2<>+28(SB)/4, $0x00000000
+GLOBL b8FirstLanes2<>(SB), RODATA|NOPTR, $32
+
+DATA b8FirstLanes3<>+0(SB)/4, $0xffffffff
+DATA b8FirstLanes3<>+4(SB)/4, $0xffffffff
+DATA b8FirstLanes3<>+8(SB)/4, $0xffffffff
+DATA b8FirstLanes3<>+12(SB)/4, $0x00000000
+DATA b8FirstLanes3<>+16(SB)/4, $0x00000000
+DATA b8FirstLanes3<>+20(SB)/4, $0x00000000
+DATA b8FirstLanes3<>+24(SB)/4, $0x00000000
+DATA b8FirstLanes3<>+28(SB)/4, $0x00000000
+GLOBL b8FirstLanes3<>(SB), RODATA|NOPTR, $32
+
+DATA b8FirstLanes4<>+0(SB)/4, $0xffffffff
+DATA b8FirstLanes4<>+4(SB)/4, $0xffffffff
+DATA b8FirstLanes4<>+8(SB)/4, $0xffffffff
+DATA b8FirstLanes4<>+12(SB)/4, $0xffffffff
+DATA b8FirstLanes4<>+16(SB)/4, $0x00000000
+DATA b8FirstLanes4<>+20(SB)/4, $0x00000000
+DATA b8FirstLanes4<>+24(SB)/4, $0x00000000
+DATA b8FirstLanes4<>+28(SB)/4, $0x00000000
+GLOBL b8FirstLanes4<>(SB), RODATA|NOPTR, $32
+
+DATA b8FirstLanes5<>+0(SB)/4, $0xffffffff
+DATA b8FirstLanes5<>+4(SB)/4, $0xffffffff
+DATA b8FirstLanes5<>+8(SB)/4, $0xffffffff
+DATA b8FirstLanes5<>+12(SB)/4, $0xffffffff
+DATA b8FirstLanes5<>+16(SB)/4, $0xffffffff
+DATA b8FirstLanes5<>+20(SB)/4, $0x00000000
+DATA b8FirstLanes5<>+24(SB)/4, $0x00000000
+DATA b8FirstLanes5<>+28(SB)/4, $0x00000000
+GLOBL b8FirstLanes5<>(SB), RODATA|NOPTR, $32
+
+DATA b8FirstLanes6<>+0(SB)/4, $0xffffffff
+DATA b8FirstLanes6<>+4(SB)/4, $0xffffffff
+DATA b8FirstLanes6<>+8(SB)/4, $0xffffffff
+DATA b8FirstLanes6<>+12(SB)/4, $0xffffffff
+DATA b8FirstLanes6<>+16(SB)/4, $0xffffffff
+DATA b8FirstLanes6<>+20(SB)/4, $0xffffffff
+DATA b8FirstLanes6<>+24(SB)/4, $0x00000000
+DATA b8FirstLanes6<>+28(SB)/4, $0x00000000
+GLOBL b8FirstLanes6<>(SB), RODATA|NOPTR, $32
+
+DATA b8FirstLanes7<>+0(SB)/4, $0xffffffff
+DATA b8FirstLanes7<>+4(SB)/4, $0xffffffff
+DATA b8FirstLanes7<>+8(SB)/4, $0xffffffff
+DATA b8FirstLanes7<>+12(SB)/4, $0xffffffff
+DATA b8FirstLanes7<>+16(SB)/4, $0xffffffff
+DATA b8FirstLanes7<>+20(SB)/4, $0xffffffff
+DATA b8FirstLanes7<>+24(SB)/4, $0xffffffff
+DATA b8FirstLanes7<>+28(SB)/4, $0x00000000
+GLOBL b8FirstLanes7<>(SB), RODATA|NOPTR, $32
+
 // func dot8Q8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q8_0AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q8_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
@@ -28557,7 +28617,7 @@ dot8Q8_0AVX2_done:
 
 // func dot8Q4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q4_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
@@ -28614,7 +28674,7 @@ dot8Q4_0AVX2_done:
 
 // func dot8Q5_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q5_0AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q5_0AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
@@ -29199,42 +29259,44 @@ dot8Q6KAVX2_done:
 
 // func dot8Q8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q8_0x2AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q8_0x2AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q8_0x2AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q8_0x2AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	TESTQ   DX, DX
+	JZ      dot8Q8_0x2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVDQU b8FirstLanes2<>+0(SB), Y2
 
 dot8Q8_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x2AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X2
-	VBROADCASTSS X2, Y2
-	VMOVDQU      2(CX), Y3
-	VPABSB       Y3, Y4
-	VMOVDQU      (SI), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VBROADCASTSS (DI), Y6
-	VMULPS       Y2, Y6, Y6
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y6, Y5, Y0
-	VMOVDQU      32(SI), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y3
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(CX), Y4
+	VPABSB       Y4, Y5
+	VMASKMOVPS   (DI), Y2, Y6
+	VMULPS       Y3, Y6, Y6
+	VMOVUPS      Y6, (SP)
+	VMOVDQU      (SI), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y5, Y3
 	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
-	VBROADCASTSS 4(DI), Y4
-	VMULPS       Y2, Y4, Y4
+	VBROADCASTSS (SP), Y6
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y6, Y3, Y0
+	VMOVDQU      32(SI), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(SP), Y4
 	VCVTDQ2PS    Y3, Y3
 	VFMADD231PS  Y4, Y3, Y1
 	ADDQ         $0x22, CX
@@ -29264,48 +29326,50 @@ dot8Q8_0x2AVX2_done:
 
 // func dot8Q4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x2AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q4_0x2AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q4_0x2AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0x2AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	TESTQ   DX, DX
+	JZ      dot8Q4_0x2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVDQU b8FirstLanes2<>+0(SB), Y2
 
 dot8Q4_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x2AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X2
-	VBROADCASTSS X2, Y2
-	VMOVDQU      2(CX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        bdByte0F<>+0(SB), Y3, Y3
-	VPSUBB       b8Byte08<>+0(SB), Y3, Y3
-	VPABSB       Y3, Y5
-	VMOVDQU      (SI), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS (DI), Y7
-	VMULPS       Y2, Y7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y7, Y6, Y0
-	VMOVDQU      32(SI), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y3
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI128  $0x01, X4, Y5, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPSUBB       b8Byte08<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMASKMOVPS   (DI), Y2, Y7
+	VMULPS       Y3, Y7, Y7
+	VMOVUPS      Y7, (SP)
+	VMOVDQU      (SI), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y6, Y3
 	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
-	VBROADCASTSS 4(DI), Y5
-	VMULPS       Y2, Y5, Y5
+	VBROADCASTSS (SP), Y7
 	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y5, Y3, Y1
+	VFMADD231PS  Y7, Y3, Y0
+	VMOVDQU      32(SI), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y6, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(SP), Y4
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y4, Y3, Y1
 	ADDQ         $0x12, CX
 	ADDQ         $0x00000040, SI
 	ADDQ         $0x08, DI
@@ -29333,54 +29397,56 @@ dot8Q4_0x2AVX2_done:
 
 // func dot8Q5_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q5_0x2AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q5_0x2AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q5_0x2AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q5_0x2AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
+	TESTQ   DX, DX
+	JZ      dot8Q5_0x2AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VMOVDQU b8FirstLanes2<>+0(SB), Y2
 
 dot8Q5_0x2AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x2AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X2
-	VBROADCASTSS X2, Y2
-	VMOVDQU      6(CX), X4
-	VPSRLW       $0x04, X4, X3
-	VINSERTI128  $0x01, X3, Y4, Y3
-	VPAND        bdByte0F<>+0(SB), Y3, Y3
-	VPBROADCASTD 2(CX), Y5
-	VPSHUFB      b8ShufQh<>+0(SB), Y5, Y5
-	VPAND        b8BitMask<>+0(SB), Y5, Y5
-	VPMINUB      b8Byte01<>+0(SB), Y5, Y5
-	VPSLLW       $0x04, Y5, Y5
-	VPOR         Y5, Y3, Y3
-	VPSUBB       b8Byte10<>+0(SB), Y3, Y3
-	VPABSB       Y3, Y5
-	VMOVDQU      (SI), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS (DI), Y7
-	VMULPS       Y2, Y7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y7, Y6, Y0
-	VMOVDQU      32(SI), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y3
+	VCVTPH2PS    (CX), X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      6(CX), X5
+	VPSRLW       $0x04, X5, X4
+	VINSERTI128  $0x01, X4, Y5, Y4
+	VPAND        bdByte0F<>+0(SB), Y4, Y4
+	VPBROADCASTD 2(CX), Y6
+	VPSHUFB      b8ShufQh<>+0(SB), Y6, Y6
+	VPAND        b8BitMask<>+0(SB), Y6, Y6
+	VPMINUB      b8Byte01<>+0(SB), Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSUBB       b8Byte10<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y6
+	VMASKMOVPS   (DI), Y2, Y7
+	VMULPS       Y3, Y7, Y7
+	VMOVUPS      Y7, (SP)
+	VMOVDQU      (SI), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y6, Y3
 	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
-	VBROADCASTSS 4(DI), Y5
-	VMULPS       Y2, Y5, Y5
+	VBROADCASTSS (SP), Y7
 	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y5, Y3, Y1
+	VFMADD231PS  Y7, Y3, Y0
+	VMOVDQU      32(SI), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y6, Y3
+	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
+	VBROADCASTSS 4(SP), Y4
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y4, Y3, Y1
 	ADDQ         $0x16, CX
 	ADDQ         $0x00000040, SI
 	ADDQ         $0x08, DI
@@ -30066,51 +30132,52 @@ dot8Q6Kx2AVX2_done:
 
 // func dot8Q8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q8_0x3AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q8_0x3AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q8_0x3AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q8_0x3AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
+	TESTQ   DX, DX
+	JZ      dot8Q8_0x3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VMOVDQU b8FirstLanes3<>+0(SB), Y3
 
 dot8Q8_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x3AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      2(CX), Y4
-	VPABSB       Y4, Y5
-	VMOVDQU      (SI), Y6
-	VPSIGNB      Y4, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS (DI), Y7
-	VMULPS       Y3, Y7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y7, Y6, Y0
-	VMOVDQU      32(SI), Y6
-	VPSIGNB      Y4, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS 4(DI), Y7
-	VMULPS       Y3, Y7, Y7
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y7, Y6, Y1
-	VMOVDQU      64(SI), Y6
-	VPSIGNB      Y4, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y4
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      2(CX), Y5
+	VPABSB       Y5, Y6
+	VMASKMOVPS   (DI), Y3, Y7
+	VMULPS       Y4, Y7, Y7
+	VMOVUPS      Y7, (SP)
+	VMOVDQU      (SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
 	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VBROADCASTSS 8(DI), Y5
-	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (SP), Y7
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y7, Y4, Y0
+	VMOVDQU      32(SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 4(SP), Y7
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y7, Y4, Y1
+	VMOVDQU      64(SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 8(SP), Y5
 	VCVTDQ2PS    Y4, Y4
 	VFMADD231PS  Y5, Y4, Y2
 	ADDQ         $0x22, CX
@@ -30145,57 +30212,58 @@ dot8Q8_0x3AVX2_done:
 
 // func dot8Q4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x3AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q4_0x3AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q4_0x3AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0x3AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
+	TESTQ   DX, DX
+	JZ      dot8Q4_0x3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VMOVDQU b8FirstLanes3<>+0(SB), Y3
 
 dot8Q4_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x3AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      2(CX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        bdByte0F<>+0(SB), Y4, Y4
-	VPSUBB       b8Byte08<>+0(SB), Y4, Y4
-	VPABSB       Y4, Y6
-	VMOVDQU      (SI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS (DI), Y8
-	VMULPS       Y3, Y8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y8, Y7, Y0
-	VMOVDQU      32(SI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 4(DI), Y8
-	VMULPS       Y3, Y8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y8, Y7, Y1
-	VMOVDQU      64(SI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y4
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      2(CX), X6
+	VPSRLW       $0x04, X6, X5
+	VINSERTI128  $0x01, X5, Y6, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VPSUBB       b8Byte08<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y7
+	VMASKMOVPS   (DI), Y3, Y8
+	VMULPS       Y4, Y8, Y8
+	VMOVUPS      Y8, (SP)
+	VMOVDQU      (SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y7, Y4
 	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VBROADCASTSS 8(DI), Y6
-	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (SP), Y8
 	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y6, Y4, Y2
+	VFMADD231PS  Y8, Y4, Y0
+	VMOVDQU      32(SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y7, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 4(SP), Y8
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y8, Y4, Y1
+	VMOVDQU      64(SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y7, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 8(SP), Y5
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y5, Y4, Y2
 	ADDQ         $0x12, CX
 	ADDQ         $0x00000060, SI
 	ADDQ         $0x0c, DI
@@ -30228,63 +30296,64 @@ dot8Q4_0x3AVX2_done:
 
 // func dot8Q5_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q5_0x3AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q5_0x3AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q5_0x3AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q5_0x3AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
+	TESTQ   DX, DX
+	JZ      dot8Q5_0x3AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VMOVDQU b8FirstLanes3<>+0(SB), Y3
 
 dot8Q5_0x3AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x3AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      6(CX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        bdByte0F<>+0(SB), Y4, Y4
-	VPBROADCASTD 2(CX), Y6
-	VPSHUFB      b8ShufQh<>+0(SB), Y6, Y6
-	VPAND        b8BitMask<>+0(SB), Y6, Y6
-	VPMINUB      b8Byte01<>+0(SB), Y6, Y6
-	VPSLLW       $0x04, Y6, Y6
-	VPOR         Y6, Y4, Y4
-	VPSUBB       b8Byte10<>+0(SB), Y4, Y4
-	VPABSB       Y4, Y6
-	VMOVDQU      (SI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS (DI), Y8
-	VMULPS       Y3, Y8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y8, Y7, Y0
-	VMOVDQU      32(SI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 4(DI), Y8
-	VMULPS       Y3, Y8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y8, Y7, Y1
-	VMOVDQU      64(SI), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y4
+	VCVTPH2PS    (CX), X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      6(CX), X6
+	VPSRLW       $0x04, X6, X5
+	VINSERTI128  $0x01, X5, Y6, Y5
+	VPAND        bdByte0F<>+0(SB), Y5, Y5
+	VPBROADCASTD 2(CX), Y7
+	VPSHUFB      b8ShufQh<>+0(SB), Y7, Y7
+	VPAND        b8BitMask<>+0(SB), Y7, Y7
+	VPMINUB      b8Byte01<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, Y7, Y7
+	VPOR         Y7, Y5, Y5
+	VPSUBB       b8Byte10<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y7
+	VMASKMOVPS   (DI), Y3, Y8
+	VMULPS       Y4, Y8, Y8
+	VMOVUPS      Y8, (SP)
+	VMOVDQU      (SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y7, Y4
 	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VBROADCASTSS 8(DI), Y6
-	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (SP), Y8
 	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y6, Y4, Y2
+	VFMADD231PS  Y8, Y4, Y0
+	VMOVDQU      32(SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y7, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 4(SP), Y8
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y8, Y4, Y1
+	VMOVDQU      64(SI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y7, Y4
+	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
+	VBROADCASTSS 8(SP), Y5
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y5, Y4, Y2
 	ADDQ         $0x16, CX
 	ADDQ         $0x00000060, SI
 	ADDQ         $0x0c, DI
@@ -31117,60 +31186,60 @@ dot8Q6Kx3AVX2_done:
 
 // func dot8Q8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q8_0x4AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q8_0x4AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q8_0x4AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q8_0x4AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	TESTQ   DX, DX
+	JZ      dot8Q8_0x4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU b8FirstLanes4<>+0(SB), Y4
 
 dot8Q8_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q8_0x4AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X4
-	VBROADCASTSS X4, Y4
-	VMOVDQU      2(CX), Y5
-	VPABSB       Y5, Y6
-	VMOVDQU      (SI), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS (DI), Y8
-	VMULPS       Y4, Y8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y8, Y7, Y0
-	VMOVDQU      32(SI), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 4(DI), Y8
-	VMULPS       Y4, Y8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y8, Y7, Y1
-	VMOVDQU      64(SI), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 8(DI), Y8
-	VMULPS       Y4, Y8, Y8
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y8, Y7, Y2
-	VMOVDQU      96(SI), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y5
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      2(CX), Y6
+	VPABSB       Y6, Y7
+	VMASKMOVPS   (DI), Y4, Y8
+	VMULPS       Y5, Y8, Y8
+	VMOVUPS      Y8, (SP)
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y7, Y5
 	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VBROADCASTSS 12(DI), Y6
-	VMULPS       Y4, Y6, Y6
+	VBROADCASTSS (SP), Y8
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y8, Y5, Y0
+	VMOVDQU      32(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 4(SP), Y8
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y8, Y5, Y1
+	VMOVDQU      64(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 8(SP), Y8
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y8, Y5, Y2
+	VMOVDQU      96(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 12(SP), Y6
 	VCVTDQ2PS    Y5, Y5
 	VFMADD231PS  Y6, Y5, Y3
 	ADDQ         $0x22, CX
@@ -31210,66 +31279,66 @@ dot8Q8_0x4AVX2_done:
 
 // func dot8Q4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x4AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q4_0x4AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q4_0x4AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0x4AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	TESTQ   DX, DX
+	JZ      dot8Q4_0x4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU b8FirstLanes4<>+0(SB), Y4
 
 dot8Q4_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q4_0x4AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X4
-	VBROADCASTSS X4, Y4
-	VMOVDQU      2(CX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        bdByte0F<>+0(SB), Y5, Y5
-	VPSUBB       b8Byte08<>+0(SB), Y5, Y5
-	VPABSB       Y5, Y7
-	VMOVDQU      (SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS (DI), Y9
-	VMULPS       Y4, Y9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y9, Y8, Y0
-	VMOVDQU      32(SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 4(DI), Y9
-	VMULPS       Y4, Y9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y9, Y8, Y1
-	VMOVDQU      64(SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 8(DI), Y9
-	VMULPS       Y4, Y9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y9, Y8, Y2
-	VMOVDQU      96(SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y5
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      2(CX), X7
+	VPSRLW       $0x04, X7, X6
+	VINSERTI128  $0x01, X6, Y7, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VPSUBB       b8Byte08<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y8
+	VMASKMOVPS   (DI), Y4, Y9
+	VMULPS       Y5, Y9, Y9
+	VMOVUPS      Y9, (SP)
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
 	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VBROADCASTSS 12(DI), Y7
-	VMULPS       Y4, Y7, Y7
+	VBROADCASTSS (SP), Y9
 	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y7, Y5, Y3
+	VFMADD231PS  Y9, Y5, Y0
+	VMOVDQU      32(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 4(SP), Y9
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y9, Y5, Y1
+	VMOVDQU      64(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 8(SP), Y9
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y9, Y5, Y2
+	VMOVDQU      96(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 12(SP), Y6
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y6, Y5, Y3
 	ADDQ         $0x12, CX
 	ADDQ         $0x00000080, SI
 	ADDQ         $0x10, DI
@@ -31307,72 +31376,72 @@ dot8Q4_0x4AVX2_done:
 
 // func dot8Q5_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q5_0x4AVX2(SB), NOSPLIT, $0-64
+TEXT ·dot8Q5_0x4AVX2(SB), NOSPLIT, $32-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
 	MOVQ rows+16(FP), DX
 
 dot8Q5_0x4AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q5_0x4AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
+	TESTQ   DX, DX
+	JZ      dot8Q5_0x4AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VMOVDQU b8FirstLanes4<>+0(SB), Y4
 
 dot8Q5_0x4AVX2_block:
 	CMPQ         BX, $0x00
 	JLE          dot8Q5_0x4AVX2_end
 	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X4
-	VBROADCASTSS X4, Y4
-	VMOVDQU      6(CX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        bdByte0F<>+0(SB), Y5, Y5
-	VPBROADCASTD 2(CX), Y7
-	VPSHUFB      b8ShufQh<>+0(SB), Y7, Y7
-	VPAND        b8BitMask<>+0(SB), Y7, Y7
-	VPMINUB      b8Byte01<>+0(SB), Y7, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPOR         Y7, Y5, Y5
-	VPSUBB       b8Byte10<>+0(SB), Y5, Y5
-	VPABSB       Y5, Y7
-	VMOVDQU      (SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS (DI), Y9
-	VMULPS       Y4, Y9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y9, Y8, Y0
-	VMOVDQU      32(SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 4(DI), Y9
-	VMULPS       Y4, Y9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y9, Y8, Y1
-	VMOVDQU      64(SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 8(DI), Y9
-	VMULPS       Y4, Y9, Y9
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y9, Y8, Y2
-	VMOVDQU      96(SI), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y5
+	VCVTPH2PS    (CX), X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      6(CX), X7
+	VPSRLW       $0x04, X7, X6
+	VINSERTI128  $0x01, X6, Y7, Y6
+	VPAND        bdByte0F<>+0(SB), Y6, Y6
+	VPBROADCASTD 2(CX), Y8
+	VPSHUFB      b8ShufQh<>+0(SB), Y8, Y8
+	VPAND        b8BitMask<>+0(SB), Y8, Y8
+	VPMINUB      b8Byte01<>+0(SB), Y8, Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPOR         Y8, Y6, Y6
+	VPSUBB       b8Byte10<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y8
+	VMASKMOVPS   (DI), Y4, Y9
+	VMULPS       Y5, Y9, Y9
+	VMOVUPS      Y9, (SP)
+	VMOVDQU      (SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
 	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VBROADCASTSS 12(DI), Y7
-	VMULPS       Y4, Y7, Y7
+	VBROADCASTSS (SP), Y9
 	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y7, Y5, Y3
+	VFMADD231PS  Y9, Y5, Y0
+	VMOVDQU      32(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 4(SP), Y9
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y9, Y5, Y1
+	VMOVDQU      64(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 8(SP), Y9
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y9, Y5, Y2
+	VMOVDQU      96(SI), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y8, Y5
+	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
+	VBROADCASTSS 12(SP), Y6
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y6, Y5, Y3
 	ADDQ         $0x16, CX
 	ADDQ         $0x00000080, SI
 	ADDQ         $0x10, DI
@@ -32347,6 +32416,1565 @@ dot8Q6Kx4AVX2_end:
 	JMP          dot8Q6Kx4AVX2_row
 
 dot8Q6Kx4AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q8_0x5AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x5AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q8_0x5AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VMOVDQU b8FirstLanes5<>+0(SB), Y5
+
+dot8Q8_0x5AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x5AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      2(CX), Y7
+	VPABSB       Y7, Y8
+	VMASKMOVPS   (DI), Y5, Y9
+	VMULPS       Y6, Y9, Y9
+	VMOVUPS      Y9, (SP)
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y8, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS (SP), Y9
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y9, Y6, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y8, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 4(SP), Y9
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y9, Y6, Y1
+	VMOVDQU      64(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y8, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 8(SP), Y9
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y9, Y6, Y2
+	VMOVDQU      96(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y8, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 12(SP), Y9
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y9, Y6, Y3
+	VMOVDQU      128(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y8, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 16(SP), Y7
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y7, Y6, Y4
+	ADDQ         $0x22, CX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x14, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x5AVX2_block
+
+dot8Q8_0x5AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X5
+	VADDPS       X5, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	ADDQ         $0x14, AX
+	DECQ         DX
+	JMP          dot8Q8_0x5AVX2_row
+
+dot8Q8_0x5AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q4_0x5AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x5AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4_0x5AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VMOVDQU b8FirstLanes5<>+0(SB), Y5
+
+dot8Q4_0x5AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x5AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      2(CX), X8
+	VPSRLW       $0x04, X8, X7
+	VINSERTI128  $0x01, X7, Y8, Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VPSUBB       b8Byte08<>+0(SB), Y7, Y7
+	VPABSB       Y7, Y9
+	VMASKMOVPS   (DI), Y5, Y10
+	VMULPS       Y6, Y10, Y10
+	VMOVUPS      Y10, (SP)
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS (SP), Y10
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y10, Y6, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 4(SP), Y10
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y10, Y6, Y1
+	VMOVDQU      64(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 8(SP), Y10
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y10, Y6, Y2
+	VMOVDQU      96(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 12(SP), Y10
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y10, Y6, Y3
+	VMOVDQU      128(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 16(SP), Y7
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y7, Y6, Y4
+	ADDQ         $0x12, CX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x14, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x5AVX2_block
+
+dot8Q4_0x5AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X5
+	VADDPS       X5, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	ADDQ         $0x14, AX
+	DECQ         DX
+	JMP          dot8Q4_0x5AVX2_row
+
+dot8Q4_0x5AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q5_0x5AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x5AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5_0x5AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VMOVDQU b8FirstLanes5<>+0(SB), Y5
+
+dot8Q5_0x5AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x5AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      6(CX), X8
+	VPSRLW       $0x04, X8, X7
+	VINSERTI128  $0x01, X7, Y8, Y7
+	VPAND        bdByte0F<>+0(SB), Y7, Y7
+	VPBROADCASTD 2(CX), Y9
+	VPSHUFB      b8ShufQh<>+0(SB), Y9, Y9
+	VPAND        b8BitMask<>+0(SB), Y9, Y9
+	VPMINUB      b8Byte01<>+0(SB), Y9, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y7, Y7
+	VPSUBB       b8Byte10<>+0(SB), Y7, Y7
+	VPABSB       Y7, Y9
+	VMASKMOVPS   (DI), Y5, Y10
+	VMULPS       Y6, Y10, Y10
+	VMOVUPS      Y10, (SP)
+	VMOVDQU      (SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS (SP), Y10
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y10, Y6, Y0
+	VMOVDQU      32(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 4(SP), Y10
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y10, Y6, Y1
+	VMOVDQU      64(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 8(SP), Y10
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y10, Y6, Y2
+	VMOVDQU      96(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 12(SP), Y10
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y10, Y6, Y3
+	VMOVDQU      128(SI), Y6
+	VPSIGNB      Y7, Y6, Y6
+	VPMADDUBSW   Y6, Y9, Y6
+	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
+	VBROADCASTSS 16(SP), Y7
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y7, Y6, Y4
+	ADDQ         $0x16, CX
+	ADDQ         $0x000000a0, SI
+	ADDQ         $0x14, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x5AVX2_block
+
+dot8Q5_0x5AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X5
+	VADDPS       X5, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	ADDQ         $0x14, AX
+	DECQ         DX
+	JMP          dot8Q5_0x5AVX2_row
+
+dot8Q5_0x5AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q8_0x6AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x6AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q8_0x6AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VMOVDQU b8FirstLanes6<>+0(SB), Y6
+
+dot8Q8_0x6AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x6AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X7
+	VBROADCASTSS X7, Y7
+	VMOVDQU      2(CX), Y8
+	VPABSB       Y8, Y9
+	VMASKMOVPS   (DI), Y6, Y10
+	VMULPS       Y7, Y10, Y10
+	VMOVUPS      Y10, (SP)
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS (SP), Y10
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y10, Y7, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 4(SP), Y10
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y10, Y7, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 8(SP), Y10
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y10, Y7, Y2
+	VMOVDQU      96(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 12(SP), Y10
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y10, Y7, Y3
+	VMOVDQU      128(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 16(SP), Y10
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y10, Y7, Y4
+	VMOVDQU      160(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 20(SP), Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y5
+	ADDQ         $0x22, CX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x6AVX2_block
+
+dot8Q8_0x6AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X6
+	VADDPS       X6, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	ADDQ         $0x18, AX
+	DECQ         DX
+	JMP          dot8Q8_0x6AVX2_row
+
+dot8Q8_0x6AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q4_0x6AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x6AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4_0x6AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VMOVDQU b8FirstLanes6<>+0(SB), Y6
+
+dot8Q4_0x6AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x6AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X7
+	VBROADCASTSS X7, Y7
+	VMOVDQU      2(CX), X9
+	VPSRLW       $0x04, X9, X8
+	VINSERTI128  $0x01, X8, Y9, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VPSUBB       b8Byte08<>+0(SB), Y8, Y8
+	VPABSB       Y8, Y10
+	VMASKMOVPS   (DI), Y6, Y11
+	VMULPS       Y7, Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS (SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 4(SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 8(SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y2
+	VMOVDQU      96(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 12(SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y3
+	VMOVDQU      128(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 16(SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y4
+	VMOVDQU      160(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 20(SP), Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y5
+	ADDQ         $0x12, CX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x6AVX2_block
+
+dot8Q4_0x6AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X6
+	VADDPS       X6, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	ADDQ         $0x18, AX
+	DECQ         DX
+	JMP          dot8Q4_0x6AVX2_row
+
+dot8Q4_0x6AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q5_0x6AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x6AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5_0x6AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VMOVDQU b8FirstLanes6<>+0(SB), Y6
+
+dot8Q5_0x6AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x6AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X7
+	VBROADCASTSS X7, Y7
+	VMOVDQU      6(CX), X9
+	VPSRLW       $0x04, X9, X8
+	VINSERTI128  $0x01, X8, Y9, Y8
+	VPAND        bdByte0F<>+0(SB), Y8, Y8
+	VPBROADCASTD 2(CX), Y10
+	VPSHUFB      b8ShufQh<>+0(SB), Y10, Y10
+	VPAND        b8BitMask<>+0(SB), Y10, Y10
+	VPMINUB      b8Byte01<>+0(SB), Y10, Y10
+	VPSLLW       $0x04, Y10, Y10
+	VPOR         Y10, Y8, Y8
+	VPSUBB       b8Byte10<>+0(SB), Y8, Y8
+	VPABSB       Y8, Y10
+	VMASKMOVPS   (DI), Y6, Y11
+	VMULPS       Y7, Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VMOVDQU      (SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS (SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y0
+	VMOVDQU      32(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 4(SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y1
+	VMOVDQU      64(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 8(SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y2
+	VMOVDQU      96(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 12(SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y3
+	VMOVDQU      128(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 16(SP), Y11
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y11, Y7, Y4
+	VMOVDQU      160(SI), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y10, Y7
+	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
+	VBROADCASTSS 20(SP), Y8
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y8, Y7, Y5
+	ADDQ         $0x16, CX
+	ADDQ         $0x000000c0, SI
+	ADDQ         $0x18, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x6AVX2_block
+
+dot8Q5_0x6AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X6
+	VADDPS       X6, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	ADDQ         $0x18, AX
+	DECQ         DX
+	JMP          dot8Q5_0x6AVX2_row
+
+dot8Q5_0x6AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q8_0x7AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x7AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q8_0x7AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VMOVDQU b8FirstLanes7<>+0(SB), Y7
+
+dot8Q8_0x7AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x7AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      2(CX), Y9
+	VPABSB       Y9, Y10
+	VMASKMOVPS   (DI), Y7, Y11
+	VMULPS       Y8, Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS (SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 4(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 8(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 12(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y3
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 16(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y4
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 20(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y5
+	VMOVDQU      192(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 24(SP), Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y6
+	ADDQ         $0x22, CX
+	ADDQ         $0x000000e0, SI
+	ADDQ         $0x1c, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x7AVX2_block
+
+dot8Q8_0x7AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X7
+	VADDPS       X7, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	VHADDPS      Y6, Y6, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 24(AX)
+	ADDQ         $0x1c, AX
+	DECQ         DX
+	JMP          dot8Q8_0x7AVX2_row
+
+dot8Q8_0x7AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q4_0x7AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x7AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q4_0x7AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VMOVDQU b8FirstLanes7<>+0(SB), Y7
+
+dot8Q4_0x7AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x7AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      2(CX), X10
+	VPSRLW       $0x04, X10, X9
+	VINSERTI128  $0x01, X9, Y10, Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VPSUBB       b8Byte08<>+0(SB), Y9, Y9
+	VPABSB       Y9, Y11
+	VMASKMOVPS   (DI), Y7, Y12
+	VMULPS       Y8, Y12, Y12
+	VMOVUPS      Y12, (SP)
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS (SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 4(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 8(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 12(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y3
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 16(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y4
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 20(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y5
+	VMOVDQU      192(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 24(SP), Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y6
+	ADDQ         $0x12, CX
+	ADDQ         $0x000000e0, SI
+	ADDQ         $0x1c, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x7AVX2_block
+
+dot8Q4_0x7AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X7
+	VADDPS       X7, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	VHADDPS      Y6, Y6, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 24(AX)
+	ADDQ         $0x1c, AX
+	DECQ         DX
+	JMP          dot8Q4_0x7AVX2_row
+
+dot8Q4_0x7AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q5_0x7AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x7AVX2_row:
+	TESTQ   DX, DX
+	JZ      dot8Q5_0x7AVX2_done
+	MOVQ    rb+24(FP), BX
+	MOVQ    q+32(FP), SI
+	MOVQ    d+40(FP), DI
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VMOVDQU b8FirstLanes7<>+0(SB), Y7
+
+dot8Q5_0x7AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x7AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      6(CX), X10
+	VPSRLW       $0x04, X10, X9
+	VINSERTI128  $0x01, X9, Y10, Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VPBROADCASTD 2(CX), Y11
+	VPSHUFB      b8ShufQh<>+0(SB), Y11, Y11
+	VPAND        b8BitMask<>+0(SB), Y11, Y11
+	VPMINUB      b8Byte01<>+0(SB), Y11, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y9, Y9
+	VPSUBB       b8Byte10<>+0(SB), Y9, Y9
+	VPABSB       Y9, Y11
+	VMASKMOVPS   (DI), Y7, Y12
+	VMULPS       Y8, Y12, Y12
+	VMOVUPS      Y12, (SP)
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS (SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 4(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 8(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 12(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y3
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 16(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y4
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 20(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y5
+	VMOVDQU      192(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 24(SP), Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y6
+	ADDQ         $0x16, CX
+	ADDQ         $0x000000e0, SI
+	ADDQ         $0x1c, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x7AVX2_block
+
+dot8Q5_0x7AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X7
+	VADDPS       X7, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	VHADDPS      Y6, Y6, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 24(AX)
+	ADDQ         $0x1c, AX
+	DECQ         DX
+	JMP          dot8Q5_0x7AVX2_row
+
+dot8Q5_0x7AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q8_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q8_0x8AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q8_0x8AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q8_0x8AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+dot8Q8_0x8AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q8_0x8AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      2(CX), Y9
+	VPABSB       Y9, Y10
+	VMOVUPS      (DI), Y11
+	VMULPS       Y8, Y11, Y11
+	VMOVUPS      Y11, (SP)
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS (SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 4(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 8(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 12(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y3
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 16(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y4
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 20(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y5
+	VMOVDQU      192(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 24(SP), Y11
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y11, Y8, Y6
+	VMOVDQU      224(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 28(SP), Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y7
+	ADDQ         $0x22, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x22, BX
+	JMP          dot8Q8_0x8AVX2_block
+
+dot8Q8_0x8AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	VHADDPS      Y6, Y6, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 24(AX)
+	VHADDPS      Y7, Y7, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 28(AX)
+	ADDQ         $0x20, AX
+	DECQ         DX
+	JMP          dot8Q8_0x8AVX2_row
+
+dot8Q8_0x8AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q4_0x8AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q4_0x8AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q4_0x8AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+dot8Q4_0x8AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q4_0x8AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      2(CX), X10
+	VPSRLW       $0x04, X10, X9
+	VINSERTI128  $0x01, X9, Y10, Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VPSUBB       b8Byte08<>+0(SB), Y9, Y9
+	VPABSB       Y9, Y11
+	VMOVUPS      (DI), Y12
+	VMULPS       Y8, Y12, Y12
+	VMOVUPS      Y12, (SP)
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS (SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 4(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 8(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 12(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y3
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 16(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y4
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 20(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y5
+	VMOVDQU      192(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 24(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y6
+	VMOVDQU      224(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 28(SP), Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y7
+	ADDQ         $0x12, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x12, BX
+	JMP          dot8Q4_0x8AVX2_block
+
+dot8Q4_0x8AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	VHADDPS      Y6, Y6, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 24(AX)
+	VHADDPS      Y7, Y7, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 28(AX)
+	ADDQ         $0x20, AX
+	DECQ         DX
+	JMP          dot8Q4_0x8AVX2_row
+
+dot8Q4_0x8AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q5_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
+TEXT ·dot8Q5_0x8AVX2(SB), NOSPLIT, $32-64
+	MOVQ y+0(FP), AX
+	MOVQ w+8(FP), CX
+	MOVQ rows+16(FP), DX
+
+dot8Q5_0x8AVX2_row:
+	TESTQ  DX, DX
+	JZ     dot8Q5_0x8AVX2_done
+	MOVQ   rb+24(FP), BX
+	MOVQ   q+32(FP), SI
+	MOVQ   d+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+dot8Q5_0x8AVX2_block:
+	CMPQ         BX, $0x00
+	JLE          dot8Q5_0x8AVX2_end
+	PREFETCHT0   1024(CX)
+	VCVTPH2PS    (CX), X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      6(CX), X10
+	VPSRLW       $0x04, X10, X9
+	VINSERTI128  $0x01, X9, Y10, Y9
+	VPAND        bdByte0F<>+0(SB), Y9, Y9
+	VPBROADCASTD 2(CX), Y11
+	VPSHUFB      b8ShufQh<>+0(SB), Y11, Y11
+	VPAND        b8BitMask<>+0(SB), Y11, Y11
+	VPMINUB      b8Byte01<>+0(SB), Y11, Y11
+	VPSLLW       $0x04, Y11, Y11
+	VPOR         Y11, Y9, Y9
+	VPSUBB       b8Byte10<>+0(SB), Y9, Y9
+	VPABSB       Y9, Y11
+	VMOVUPS      (DI), Y12
+	VMULPS       Y8, Y12, Y12
+	VMOVUPS      Y12, (SP)
+	VMOVDQU      (SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS (SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y0
+	VMOVDQU      32(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 4(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y1
+	VMOVDQU      64(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 8(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y2
+	VMOVDQU      96(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 12(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y3
+	VMOVDQU      128(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 16(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y4
+	VMOVDQU      160(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 20(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y5
+	VMOVDQU      192(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 24(SP), Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y12, Y8, Y6
+	VMOVDQU      224(SI), Y8
+	VPSIGNB      Y9, Y8, Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
+	VBROADCASTSS 28(SP), Y9
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y9, Y8, Y7
+	ADDQ         $0x16, CX
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x20, DI
+	SUBQ         $0x16, BX
+	JMP          dot8Q5_0x8AVX2_block
+
+dot8Q5_0x8AVX2_end:
+	VHADDPS      Y0, Y0, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X0
+	VMOVSS       X0, (AX)
+	VHADDPS      Y1, Y1, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 4(AX)
+	VHADDPS      Y2, Y2, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 8(AX)
+	VHADDPS      Y3, Y3, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 12(AX)
+	VHADDPS      Y4, Y4, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 16(AX)
+	VHADDPS      Y5, Y5, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 20(AX)
+	VHADDPS      Y6, Y6, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 24(AX)
+	VHADDPS      Y7, Y7, Y0
+	VHADDPS      Y0, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVSS       X0, 28(AX)
+	ADDQ         $0x20, AX
+	DECQ         DX
+	JMP          dot8Q5_0x8AVX2_row
+
+dot8Q5_0x8AVX2_done:
 	VZEROUPPER
 	RET
 

@@ -130,14 +130,7 @@ func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8, xa *xAct8, r runn
 	case m.fused && actBits.Load() == 8:
 		k.kind, k.elems = roundAct8, w.Format.Elems
 		if T > 1 && useAVX2 {
-			// Up to 8 tokens per pass for the AVX-512 row-pair kernels:
-			// every chunk of rows is then even (chunks are multiples of 4
-			// rows), so no odd row is left to the AVX2 kernels, which take
-			// at most 4.
-			k.nt = groupTokens
-			if useAVX512 && w.Rows%2 == 0 {
-				k.nt = groupTokens8
-			}
+			k.nt = act8MaxTokens(w.Format.Dot, w.Rows)
 		}
 		m.xa = xa
 	case m.fused:

@@ -47,6 +47,10 @@ var formats8 = []fmt8{
 
 var c8Ones16, c8B80, c8B08, c8B10, c8B01, c8BitMask, c8ShufQh Mem
 
+// c8FirstLanes[n] has its first n dwords all ones, the others zero (a
+// VMASKMOVPS mask).
+var c8FirstLanes [8]Mem
+
 // signedLanes returns the int32 lane sums L_l = Σ_{i=4l}^{4l+3} w_i·q_i of
 // the 32 signed weight bytes in w (wabs: their magnitudes) with the 32
 // activations at qm: VPSIGNB moves the weights' signs onto the
@@ -102,12 +106,28 @@ func genBlockDot8() {
 	for i := 0; i < 8; i++ {
 		DATA(4*i, U32(uint32(i/2)*0x01010101))
 	}
-	for nt := 1; nt <= 4; nt++ {
+	for n := 2; n < 8; n++ {
+		c8FirstLanes[n] = GLOBL("b8FirstLanes"+itoa(n), RODATA|NOPTR)
+		for i := 0; i < 8; i++ {
+			v := uint32(0)
+			if i < n {
+				v = 0xffffffff
+			}
+			DATA(4*i, U32(v))
+		}
+	}
+	for nt := 1; nt <= groupTokens8; nt++ {
 		for _, f := range formats8 {
-			switch f.bytes {
-			case 144, 176:
+			switch {
+			case nt > 4:
+				// Up to 8 tokens for the blocks of 32 only: the
+				// K-formats' kernels keep two registers per token.
+				if f.bytes < 144 {
+					genDot8Blocks32(f, nt)
+				}
+			case f.bytes == 144, f.bytes == 176:
 				genDot8K45(f, nt)
-			case 210:
+			case f.bytes == 210:
 				genDot8Q6K(f, nt)
 			default:
 				genDot8Blocks32(f, nt)
@@ -165,6 +185,7 @@ func genDot8Blocks32(f fmt8, nt int) {
 	TEXT(name, NOSPLIT, sig8)
 	Pragma("noescape")
 	doc8(name, f, nt)
+	scLoc := AllocLocal(32)
 	y := Load(Param("y"), GP64())
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -178,6 +199,11 @@ func genDot8Blocks32(f fmt8, nt int) {
 	for t := range acc {
 		acc[t] = YMM()
 		VXORPS(acc[t], acc[t], acc[t])
+	}
+	var dMask VecVirtual
+	if nt > 1 && nt < 8 {
+		dMask = YMM()
+		VMOVDQU(c8FirstLanes[nt], dMask)
 	}
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
@@ -219,12 +245,31 @@ func genDot8Blocks32(f fmt8, nt int) {
 	}
 	wabs := YMM()
 	VPABSB(wv, wabs)
-	for t := 0; t < nt; t++ {
-		L := signedLanes(wv, wabs, Mem{Base: qp, Disp: 32 * t})
+	if nt == 1 {
+		L := signedLanes(wv, wabs, Mem{Base: qp})
 		sc := YMM()
-		VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, sc)
+		VBROADCASTSS(Mem{Base: dp}, sc)
 		VMULPS(hb, sc, sc) // float32(half·d_b)
-		fmaScaled(L, sc, acc[t])
+		fmaScaled(L, sc, acc[0])
+	} else {
+		// The nt products float32(half·d_b) by one multiply, stored and
+		// broadcast back by loads (which take no arithmetic port); fewer
+		// than 8 tokens' scales are read by a masked load, which reads
+		// nothing past them.
+		p := YMM()
+		if nt == 8 {
+			VMOVUPS(Mem{Base: dp}, p)
+		} else {
+			VMASKMOVPS(Mem{Base: dp}, dMask, p)
+		}
+		VMULPS(hb, p, p)
+		VMOVUPS(p, scLoc)
+		for t := 0; t < nt; t++ {
+			L := signedLanes(wv, wabs, Mem{Base: qp, Disp: 32 * t})
+			sc := YMM()
+			VBROADCASTSS(scLoc.Offset(4*t), sc)
+			fmaScaled(L, sc, acc[t])
+		}
 	}
 	ADDQ(U8(f.bytes), w)
 	ADDQ(U32(32*nt), qp)

@@ -18,7 +18,8 @@ import (
 // are the plain Go's; an odd last row runs the AVX2 kernel.
 
 // groupTokens8 is the most tokens an AVX-512 VNNI 8-bit kernel multiplies
-// at once (package kernels' groupTokens8; the AVX2 ones take up to 4).
+// at once (package kernels' groupTokens8; the AVX2 ones take up to 8 for
+// the blocks of 32, up to 4 for the K-formats).
 const groupTokens8 = 8
 
 var z8B80, z8B08, z8B10 Mem
