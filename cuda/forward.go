@@ -421,13 +421,26 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 func (m *Model) ffn(gu, down *Matrix, in, xs, out uint64, n int, halves bool) (p uint64, dhalf int64, err error) {
 	w, dev := &m.ws, m.Dev
 	I := m.Config.IntermediateSize
-	if _, _, err := dev.matMul(w.big.Ptr, in, xs, n, gu, &w.sc, false); err != nil {
+	g, gh, err := dev.matMul(w.big.Ptr, in, xs, n, gu, &w.sc, halves)
+	if err != nil {
 		return 0, 0, err
 	}
-	if err := dev.launch("swiglu", [2]int{blocks(int64(n)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(n)), ia(m.act)); err != nil {
+	if gh == 0 {
+		if err := dev.launch("swiglu", [2]int{blocks(int64(n)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(n)), ia(m.act)); err != nil {
+			return 0, 0, err
+		}
+		return dev.matMul(out, w.act.Ptr, 0, n, down, &w.sc, halves)
+	}
+	// The gate-up product's halves are summed by the SwiGLU, which also
+	// writes its output split for the down product (in w.sc.hi, which
+	// the down product's split path would have filled).
+	if err := dev.growBuf(&w.sc.hi, 4*int64(n)*int64(I)); err != nil {
 		return 0, 0, err
 	}
-	return dev.matMul(out, w.act.Ptr, 0, n, down, &w.sc, halves)
+	if err := dev.launch("swiglu_halves", [2]int{blocks(int64(n)*int64(I), 256)}, 256, w.act.Ptr, w.sc.hi.Ptr, g, la(gh), ia(I), la(int64(n)), ia(m.act)); err != nil {
+		return 0, 0, err
+	}
+	return dev.matMul(out, w.act.Ptr, w.sc.hi.Ptr, n, down, &w.sc, halves)
 }
 
 func (m *Model) mlp(l *layer) error {

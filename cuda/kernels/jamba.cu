@@ -379,6 +379,22 @@ extern "C" __global__ void swiglu(float *out, const float *gu, int I, long rows,
     out[i] = act(g[c], code) * g[I + c];
 }
 
+// SwiGLU of a stacked split product: gu holds the two halves of the gate-up
+// product (gu[i] + gu[ghalf + i], as add_halves would sum them); the result
+// goes to out and, split into bf16 halves (hi rows then lo rows, as
+// split_bf16 writes them), to xs for the down product.
+extern "C" __global__ void swiglu_halves(float *out, bf16 *xs, const float *gu, long ghalf, int I, long rows, int code) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * I) return;
+    long r = i / I, c = i % I;
+    const float *g = gu + r * 2 * I;
+    float a = act(g[c] + g[ghalf + c], code) * (g[I + c] + g[ghalf + I + c]);
+    out[i] = a;
+    bf16 h = __float2bfloat16_rn(a);
+    xs[i] = h;
+    xs[rows * I + i] = __float2bfloat16_rn(a - __bfloat162float(h));
+}
+
 // ---------------------------------------------------------------------------
 // Router: softmax over E logits (float32, as the CPU), top-k (ties: lower
 // index), one thread per token. idx/wt get k entries per token.
