@@ -29,6 +29,12 @@ const ltWorkspace = 32 << 20
 // ltCandidates is how many of the heuristic's algorithms are timed.
 const ltCandidates = 8
 
+// ltMaxN bounds the columns (2 × the rows of x) of the products that get a
+// plan: decode batches of up to 64 sequences. Each new shape costs its
+// timing once (about 60 products, a few milliseconds); larger products
+// (prefill chunks, whose row counts vary) stay on cublasGemmEx.
+const ltMaxN = 128
+
 type cublasLt struct {
 	lib                uintptr
 	handle, desc, pref uintptr
@@ -143,7 +149,7 @@ func (dev *Device) openCublasLt() (*cublasLt, error) {
 // (k × m, lda k) and B (k × n, ldb k), through the shape's plan.
 func (dev *Device) gemmSplit(m, n, k int32, A, B, C uint64) error {
 	lt := dev.lt
-	if lt == nil {
+	if lt == nil || n > ltMaxN {
 		return dev.gemm(cublasOpT, cublasOpN, m, n, k, A, cudaR16BF, k, B, cudaR16BF, k, false, C, cudaR32F, m, cublasCompute32F)
 	}
 	p := lt.plans[ltKey{m, n, k}]
