@@ -28,11 +28,15 @@ type workspace struct {
 	mpart                                                                            Buf // column splits of the MoE's mma_bf16
 	rowTab                                                                           Buf // sampleEach's parameters, sampleRowBytes a row
 	sc                                                                               scratch
+	scIn                                                                             scratch // in_proj's product, whose halves the conv and the scan read
 	// xs: w.xns.Ptr while it holds the split of xn, else 0; mixP, mixD:
 	// where the mixer's or feed-forward's output is (w.mix, or the two
 	// halves of a stacked split product, mixD floats apart; 0: one).
 	xs, mixP uint64
 	mixD     int64
+	// fuse: this call's norms and kernels split and add for the stacked
+	// products (Forward's fuse).
+	fuse bool
 
 	host                []byte
 	total, nseq, nhead  int
@@ -55,7 +59,7 @@ type workspace struct {
 
 func (w *workspace) bufs() []*Buf {
 	return []*Buf{&w.h, &w.xn, &w.xns, &w.mix, &w.big, &w.att, &w.xc, &w.dbc, &w.dtn, &w.draw, &w.y, &w.act, &w.eo,
-		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.gu2, &w.act2, &w.eo2, &w.mpart, &w.rowTab}
+		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.scIn.hi, &w.scIn.y2, &w.gu2, &w.act2, &w.eo2, &w.mpart, &w.rowTab}
 }
 
 func (w *workspace) free(dev *Device) {
@@ -175,6 +179,7 @@ func (m *Model) Forward(seqs []SeqInput) error {
 	// stacked split cuBLAS path (their split kernels then do not run), and
 	// those products' results are added by the next norm (no add_halves).
 	fuse := dev.fuse && total > dev.gemvRows && total <= stackMax
+	w.fuse = fuse
 	for li := range m.layers {
 		l := &m.layers[li]
 		m.mark("norm")
@@ -348,9 +353,16 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 	n := int64(w.total)
 	Di, N, K, R := c.InnerSize(), c.MambaDState, c.MambaDConv, c.MambaDtRank
 	P := R + 2*N
-	xz := w.big.Ptr
 	m.mark("mamba.in_proj")
-	if _, _, err := dev.matMul(xz, w.xn.Ptr, w.xs, int(n), &l.inProj, &w.sc, false); err != nil {
+	// Fused: the conv and the scan read in_proj's result from its two
+	// halves (kept in w.scIn, apart from the x and dt products' scratch),
+	// and the scan writes its output split for out_proj.
+	halves, sc := w.fuse && l.inBias.Ptr == 0, &w.sc
+	if halves {
+		sc = &w.scIn
+	}
+	xz, xzD, err := dev.matMul(w.big.Ptr, w.xn.Ptr, w.xs, int(n), &l.inProj, sc, halves)
+	if err != nil {
 		return err
 	}
 	if l.inBias.Ptr != 0 {
@@ -361,11 +373,11 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 	convp, ssmp := m.ptrs(l)
 	m.mark("mamba.conv")
 	if err := dev.launch("conv_fwd", [2]int{blocks(n*int64(Di), 256)}, 256,
-		w.xc.Ptr, xz, la(int64(2*Di)), l.convWT.Ptr, l.convB.Ptr, convp, rseq, rpos, sstart, ia(Di), ia(K), la(n), ia(m.act)); err != nil {
+		w.xc.Ptr, xz, la(int64(2*Di)), la(xzD), l.convWT.Ptr, l.convB.Ptr, convp, rseq, rpos, sstart, ia(Di), ia(K), la(n), ia(m.act)); err != nil {
 		return err
 	}
 	if err := dev.launch("conv_state", [2]int{blocks(int64(w.nseq)*int64(Di), 256)}, 256,
-		convp, xz, la(int64(2*Di)), sstart, rpos, ia(Di), ia(K), ia(w.nseq)); err != nil {
+		convp, xz, la(int64(2*Di)), la(xzD), sstart, rpos, ia(Di), ia(K), ia(w.nseq)); err != nil {
 		return err
 	}
 	m.mark("mamba.x_dt_proj")
@@ -390,22 +402,28 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 	if threads >= 1<<31 {
 		return fmt.Errorf("cuda: %d sequences of %d Mamba channels exceed the scan kernel's 32-bit indices", w.nseq, Di)
 	}
+	ys := uint64(0)
+	if w.fuse {
+		if err := dev.growBuf(&w.sc.hi, 4*n*int64(Di)); err != nil {
+			return err
+		}
+		ys = w.sc.hi.Ptr
+	}
 	m.mark("mamba.scan")
 	if N <= 16 && w.total == w.nseq && w.nseq >= dev.scanChanSeqs {
 		// A decode step of several sequences: one thread per channel.
 		if err := dev.launch("scan_chan", [2]int{blocks(int64(w.nseq)*int64(Di), 128)}, 128,
-			w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), w.dbc.Ptr, ia(P), ia(R),
-			l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(w.nseq)); err != nil {
+			w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), la(xzD), w.dbc.Ptr, ia(P), ia(R),
+			l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(w.nseq), ys, la(n*int64(Di))); err != nil {
 			return err
 		}
 	} else if err := dev.launch("scan_fwd", [2]int{blocks(threads, 256)}, 256,
-		w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), w.dbc.Ptr, ia(P), ia(R),
-		l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(lpc), ia(w.nseq)); err != nil {
+		w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), la(xzD), w.dbc.Ptr, ia(P), ia(R),
+		l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(lpc), ia(w.nseq), ys, la(n*int64(Di))); err != nil {
 		return err
 	}
 	m.mark("mamba.out_proj")
-	var err error
-	if w.mixP, w.mixD, err = dev.matMul(w.mix.Ptr, w.y.Ptr, 0, int(n), &l.outProj, &w.sc, dev.fuse && l.outBias.Ptr == 0); err != nil {
+	if w.mixP, w.mixD, err = dev.matMul(w.mix.Ptr, w.y.Ptr, ys, int(n), &l.outProj, &w.sc, dev.fuse && l.outBias.Ptr == 0); err != nil {
 		return err
 	}
 	if l.outBias.Ptr != 0 {

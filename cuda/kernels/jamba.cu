@@ -460,7 +460,7 @@ extern "C" __global__ void scatter_add(float *out, const float *src, const int *
 // xc[r][c] = act(bias[c] + Σ_k wT[k][c] · in(pos − (K−1) + k, c)), where in()
 // is the row's own sequence: a new row (x, row stride ldx) or the conv state
 // (conv[s] holds the K−1 previous inputs, oldest first).
-extern "C" __global__ void conv_fwd(float *xc, const float *x, long ldx, const float *wT, const float *bias,
+extern "C" __global__ void conv_fwd(float *xc, const float *x, long ldx, long xhalf, const float *wT, const float *bias,
                                     float *const *conv, const int *rseq, const int *rpos, const int *sstart,
                                     int Di, int K, long rows, int code) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -473,17 +473,20 @@ extern "C" __global__ void conv_fwd(float *xc, const float *x, long ldx, const f
     for (int k = 0; k < K; k++) {
         int q = p - (K - 1) + k;
         float v;
-        if (q >= P)
-            v = x[(long)(r0 + q - P) * ldx + c];
-        else
+        if (q >= P) {
+            long j = (long)(r0 + q - P) * ldx + c;
+            v = xhalf ? x[j] + x[xhalf + j] : x[j];
+        } else
             v = conv[s][(long)(q - P + K - 1) * Di + c];
         acc += wT[(long)k * Di + c] * v;
     }
     xc[i] = act(acc, code);
 }
 
-// After conv_fwd: each sequence's window becomes its last K−1 inputs.
-extern "C" __global__ void conv_state(float *const *conv, const float *x, long ldx, const int *sstart,
+// After conv_fwd: each sequence's window becomes its last K−1 inputs. With
+// xhalf ≠ 0 (here and in conv_fwd), x is the two halves of a stacked split
+// product, x[i] + x[xhalf + i].
+extern "C" __global__ void conv_state(float *const *conv, const float *x, long ldx, long xhalf, const int *sstart,
                                       const int *rpos, int Di, int K, int nseq) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long)nseq * Di || K < 2) return;
@@ -494,7 +497,8 @@ extern "C" __global__ void conv_state(float *const *conv, const float *x, long l
     for (int j = 0; j < K - 1; j++) {
         // position of window slot j after the call: n new inputs appended.
         int q = n + j - (K - 1); // index into the new inputs, < 0 means old state
-        v[j] = q >= 0 ? x[(long)(r0 + q) * ldx + c] : st[(long)(q + K - 1) * Di + c];
+        long xi = (long)(r0 + q) * ldx + c;
+        v[j] = q >= 0 ? (xhalf ? x[xi] + x[xhalf + xi] : x[xi]) : st[(long)(q + K - 1) * Di + c];
     }
     for (int j = 0; j < K - 1; j++) st[(long)j * Di + c] = v[j];
     (void)rpos;
@@ -538,12 +542,24 @@ extern "C" __global__ void dt_copy(float *dtn, const float *dbc, int R, int P, l
 // Selective scan with fused softplus(dt + dt_bias), D skip and SiLU gate:
 //   d = softplus(draw[r][c] + dtb[c]);  h[n] = exp(d·A[c][n])·h[n] + d·x·B[r][n]
 //   y[r][c] = (Σ_n h[n]·C[r][n] + D[c]·x) · silu(z[r][c])
-// lpc lanes (a power of two ≥ N, ≤ 32) share one channel; each sequence's
+// With zhalf ≠ 0, z is the two halves of a stacked split product (z[i] +
+// z[zhalf + i], as add_halves would sum them); with ys ≠ 0, y is also
+// written split into bf16 halves (ys[i] hi, ys[ylo + i] lo: the stacked
+// input of out_proj). lpc lanes (a power of two ≥ N, ≤ 32) share one channel; each sequence's
 // rows run in order from its SSM state ssm[s] ([Di][N]), written back at the end.
+__device__ __forceinline__ void scan_out(float *y, bf16 *ys, long ylo, long i, float v) {
+    y[i] = v;
+    if (ys) {
+        bf16 h = __float2bfloat16_rn(v);
+        ys[i] = h;
+        ys[ylo + i] = __float2bfloat16_rn(v - __bfloat162float(h));
+    }
+}
+
 extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dtb, const float *x,
-                                    const float *z, long ldz, const float *bc, int P, int R,
+                                    const float *z, long ldz, long zhalf, const float *bc, int P, int R,
                                     const float *A, const float *D, float *const *ssm, const int *sstart,
-                                    int Di, int N, int lpc, int nseq) {
+                                    int Di, int N, int lpc, int nseq, bf16 *ys, long ylo) {
     // 32-bit index arithmetic (nseq·Di·lpc < 2^31, checked by the caller):
     // the decode step of a batch runs this once per row, and 64-bit
     // divisions would dominate it.
@@ -570,8 +586,9 @@ extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dt
         float v = hn * cn;
         for (int o = lpc >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(mask, v, o);
         if (n == 0) {
-            float zv = z[(long)r * ldz + c];
-            y[(long)r * Di + c] = (v + dd * xv) * (zv / (1.f + expf(-zv)));
+            long zi = (long)r * ldz + c;
+            float zv = zhalf ? z[zi] + z[zhalf + zi] : z[zi];
+            scan_out(y, ys, ylo, (long)r * Di + c, (v + dd * xv) * (zv / (1.f + expf(-zv))));
         }
     }
     if (on) h[n] = hn;
@@ -583,9 +600,9 @@ extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dt
 // makes it compute-bound there (measured: 8% of the memory bandwidth at 32
 // sequences). The sum over the states runs in order.
 extern "C" __global__ void scan_chan(float *y, const float *draw, const float *dtb, const float *x,
-                                     const float *z, long ldz, const float *bc, int P, int R,
+                                     const float *z, long ldz, long zhalf, const float *bc, int P, int R,
                                      const float *A, const float *D, float *const *ssm, const int *sstart,
-                                     int Di, int N, int nseq) {
+                                     int Di, int N, int nseq, bf16 *ys, long ylo) {
     int g = blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= nseq * Di) return;
     int s = g / Di, c = g - s * Di;
@@ -611,8 +628,9 @@ extern "C" __global__ void scan_chan(float *y, const float *draw, const float *d
                 v += h[n] * C[n];
             }
         }
-        float zv = z[(long)r * ldz + c];
-        y[(long)r * Di + c] = (v + dd * xv) * (zv / (1.f + expf(-zv)));
+        long zi = (long)r * ldz + c;
+        float zv = zhalf ? z[zi] + z[zhalf + zi] : z[zi];
+        scan_out(y, ys, ylo, (long)r * Di + c, (v + dd * xv) * (zv / (1.f + expf(-zv))));
     }
 #pragma unroll
     for (int n = 0; n < 16; n++)
