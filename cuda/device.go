@@ -21,11 +21,16 @@ var fatbin []byte
 // Work is issued on the legacy default stream, in order; a Device is not safe
 // for concurrent use.
 type Device struct {
-	d    *driver
-	b    *cublas
-	blas uintptr
-	mod  uintptr
-	fns  map[string]uintptr
+	d *driver
+	b *cublas
+	// lt: cuBLASLt for the split bf16 products, with an algorithm chosen
+	// per shape by timing (nil: cublasGemmEx; ltErr says why, printed
+	// once with $JAMBA_CUDA_DEBUG set).
+	lt    *cublasLt
+	ltErr error
+	blas  uintptr
+	mod   uintptr
+	fns   map[string]uintptr
 
 	Name     string
 	Ordinal  int
@@ -70,6 +75,23 @@ type Device struct {
 	// mmaWideRows: the MoE's tensor-core path uses mma_bf16_wide from
 	// this many rows ($JAMBA_CUDA_MMA_WIDE_ROWS).
 	mmaWideRows int
+	// mmdRows: products of more than gemvRows and up to this many rows of
+	// x (bf16 weights, widths a multiple of 8) whose weights have at most
+	// mmdSmall rows or columns use the dense tensor-core kernels
+	// mmd_bf16_* instead of cuBLAS ($JAMBA_CUDA_MMD_ROWS ≤ 32,
+	// $JAMBA_CUDA_MMD_SMALL).
+	mmdRows, mmdSmall int
+	// mmdBlocks: mmd_bf16_* split their columns until they have this many
+	// blocks per multiprocessor ($JAMBA_CUDA_MMD_BLOCKS; 0: as many as fit
+	// at once, mmdFit).
+	mmdBlocks int
+	// mmdFit[i]: blocks of mmdNames[i] that fit on a multiprocessor (0
+	// until its first launch sets up its shared memory).
+	mmdFit [4]int
+	// fuse: the norms write their output split for the stacked split
+	// cuBLAS products after them and add those products' halves
+	// themselves ($JAMBA_CUDA_FUSE=0: split and add kernels).
+	fuse bool
 	// scanChanSeqs: decode steps of at least this many sequences scan
 	// with one thread per channel ($JAMBA_CUDA_SCAN_CHAN; default off).
 	scanChanSeqs int
@@ -215,6 +237,21 @@ func Open(ordinal int) (*Device, error) {
 	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MMA_BLOCKS")); err == nil && v >= 1 {
 		dev.mmaBlocks = v
 	}
+	// Measured on an H200 (docs/GPU.md): mmd_bf16_* beat cuBLAS on the
+	// split input where the weights are small in one dimension (the Mamba
+	// x and dt projections, the router), tie on the Mamba out_proj at 8
+	// rows and lose on the larger products at 16 and 32 rows.
+	dev.mmdRows, dev.mmdSmall = mmdMax, 1024
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MMD_ROWS")); err == nil && v >= 0 && v <= mmdMax {
+		dev.mmdRows = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MMD_SMALL")); err == nil && v >= 0 {
+		dev.mmdSmall = v
+	}
+	dev.fuse = os.Getenv("JAMBA_CUDA_FUSE") != "0"
+	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_MMD_BLOCKS")); err == nil && v >= 0 {
+		dev.mmdBlocks = v
+	}
 	if os.Getenv("JAMBA_CUDA_GROUPED_UNROLL") == "2" {
 		dev.groupedUnroll = 1
 	}
@@ -223,6 +260,11 @@ func Open(ordinal int) (*Device, error) {
 	}
 	if v, err := strconv.Atoi(os.Getenv("JAMBA_CUDA_GEMV_ROWS")); err == nil && v >= 0 && v <= gemvMax {
 		dev.gemvRows = v
+	}
+	if os.Getenv("JAMBA_CUDA_LT") != "0" {
+		if dev.lt, dev.ltErr = dev.openCublasLt(); dev.ltErr != nil && os.Getenv("JAMBA_CUDA_DEBUG") != "" {
+			fmt.Fprintf(os.Stderr, "cuda: products stay on cublasGemmEx: %v\n", dev.ltErr)
+		}
 	}
 	return dev, nil
 }
@@ -365,6 +407,28 @@ func (dev *Device) fn(name string) (uintptr, error) {
 	return f, nil
 }
 
+// sharedSetup lets kernel name use shared bytes of dynamic shared memory
+// and returns how many of its blocks of threads fit on a multiprocessor.
+func (dev *Device) sharedSetup(name string, threads, shared int) (int, error) {
+	f, err := dev.fn(name)
+	if err != nil {
+		return 0, err
+	}
+	const maxDynamicShared = 8 // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+	if err := dev.d.check("cuFuncSetAttribute("+name+")", dev.d.cuFuncSetAttribute(f, maxDynamicShared, int32(shared))); err != nil {
+		return 0, err
+	}
+	var nb int32
+	if err := dev.d.check("cuOccupancyMaxActiveBlocksPerMultiprocessor("+name+")",
+		dev.d.cuOccupancyMaxActiveBlocksPerMultiprocessor(&nb, f, int32(threads), uint64(shared))); err != nil {
+		return 0, err
+	}
+	if nb < 1 {
+		return 0, fmt.Errorf("cuda: kernel %s does not fit a multiprocessor with %d bytes of shared memory", name, shared)
+	}
+	return int(nb), nil
+}
+
 // Kernel arguments travel as 8-byte slots: the driver reads as many bytes
 // of each as the kernel's parameter has (little-endian, so 4-byte ints and
 // floats sit in the low half).
@@ -379,6 +443,12 @@ func (dev *Device) launch(name string, grid [2]int, threads int, args ...uint64)
 
 // launch3 runs kernel name on a 3-D grid.
 func (dev *Device) launch3(name string, grid [3]int, threads int, args ...uint64) error {
+	return dev.launchShared(name, grid, threads, 0, args...)
+}
+
+// launchShared runs kernel name on a 3-D grid with shared bytes of dynamic
+// shared memory (set up with sharedSetup when over 48 KiB).
+func (dev *Device) launchShared(name string, grid [3]int, threads, shared int, args ...uint64) error {
 	if dev.enter() {
 		defer dev.leave()
 	}
@@ -397,7 +467,7 @@ func (dev *Device) launch3(name string, grid [3]int, threads int, args ...uint64
 	dev.Launches++
 	a := &dev.sys
 	a[0], a[1], a[2], a[3], a[4], a[5] = f, uintptr(grid[0]), uintptr(gy), uintptr(gz), uintptr(threads), 1
-	a[6], a[7], a[8], a[9], a[10] = 1, 0, 0, uintptr(unsafe.Pointer(&dev.ptrs[0])), 0
+	a[6], a[7], a[8], a[9], a[10] = 1, uintptr(shared), 0, uintptr(unsafe.Pointer(&dev.ptrs[0])), 0
 	if code := dev.sysCall(dev.d.launchSym, 11); code != 0 {
 		return dev.d.check("cuLaunchKernel("+name+")", code)
 	}

@@ -59,6 +59,8 @@ type driver struct {
 	cuEventQuery                                               func(e uintptr) int32
 	cuEventElapsedTime                                         func(ms *float32, start, end uintptr) int32
 	cuEventDestroy                                             func(e uintptr) int32
+	cuFuncSetAttribute                                         func(fn uintptr, attrib int32, value int32) int32
+	cuOccupancyMaxActiveBlocksPerMultiprocessor                func(n *int32, fn uintptr, threads int32, shared uint64) int32
 }
 
 // driverNames are the file names tried for the driver library, in order.
@@ -119,6 +121,8 @@ func openDriver(names []string) (*driver, error) {
 		{&d.cuEventQuery, "cuEventQuery"},
 		{&d.cuEventElapsedTime, "cuEventElapsedTime"},
 		{&d.cuEventDestroy, "cuEventDestroy_v2"},
+		{&d.cuFuncSetAttribute, "cuFuncSetAttribute"},
+		{&d.cuOccupancyMaxActiveBlocksPerMultiprocessor, "cuOccupancyMaxActiveBlocksPerMultiprocessor"},
 	}
 	for _, s := range syms {
 		if err := bind(lib, s.fn, s.name); err != nil {

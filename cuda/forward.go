@@ -22,11 +22,21 @@ type workspace struct {
 	rows, headRows, metaBytes int64
 
 	h, xn, mix, big, att, xc, dbc, dtn, draw, y, act, eo, rlog, idx, wt, ein, headIn Buf
+	xns                                                                              Buf // xn split into bf16 halves (rmsNorm's xs)
 	logits, ids, meta, moeList, part                                                 Buf
 	gu2, act2, eo2                                                                   Buf // all-experts path (moeDense)
 	mpart                                                                            Buf // column splits of the MoE's mma_bf16
 	rowTab                                                                           Buf // sampleEach's parameters, sampleRowBytes a row
 	sc                                                                               scratch
+	scIn                                                                             scratch // in_proj's product, whose halves the conv and the scan read
+	// xs: w.xns.Ptr while it holds the split of xn, else 0; mixP, mixD:
+	// where the mixer's or feed-forward's output is (w.mix, or the two
+	// halves of a stacked split product, mixD floats apart; 0: one).
+	xs, mixP uint64
+	mixD     int64
+	// fuse: this call's norms and kernels split and add for the stacked
+	// products (Forward's fuse).
+	fuse bool
 
 	host                []byte
 	total, nseq, nhead  int
@@ -48,8 +58,8 @@ type workspace struct {
 }
 
 func (w *workspace) bufs() []*Buf {
-	return []*Buf{&w.h, &w.xn, &w.mix, &w.big, &w.att, &w.xc, &w.dbc, &w.dtn, &w.draw, &w.y, &w.act, &w.eo,
-		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.gu2, &w.act2, &w.eo2, &w.mpart, &w.rowTab}
+	return []*Buf{&w.h, &w.xn, &w.xns, &w.mix, &w.big, &w.att, &w.xc, &w.dbc, &w.dtn, &w.draw, &w.y, &w.act, &w.eo,
+		&w.rlog, &w.idx, &w.wt, &w.ein, &w.headIn, &w.logits, &w.ids, &w.meta, &w.moeList, &w.part, &w.sc.hi, &w.sc.y2, &w.scIn.hi, &w.scIn.y2, &w.gu2, &w.act2, &w.eo2, &w.mpart, &w.rowTab}
 }
 
 func (w *workspace) free(dev *Device) {
@@ -82,7 +92,7 @@ func (m *Model) grow(rows, head int) error {
 		b *Buf
 		n int64
 	}{
-		{&w.h, R * H}, {&w.xn, R * H}, {&w.mix, R * H}, {&w.big, big}, {&w.att, R * qd},
+		{&w.h, R * H}, {&w.xn, R * H}, {&w.xns, R * H}, {&w.mix, R * H}, {&w.big, big}, {&w.att, R * qd},
 		{&w.xc, R * Di}, {&w.dbc, R * P}, {&w.dtn, R * Rk}, {&w.draw, R * Di}, {&w.y, R * Di},
 		{&w.act, max(R*I, moeMax*K*I)}, {&w.eo, max(R*H, moeMax*K*H)}, {&w.rlog, R * E},
 		{&w.idx, R * K}, {&w.wt, R * K}, {&w.ein, R * H}, {&w.headIn, int64(head) * H},
@@ -164,31 +174,45 @@ func (m *Model) Forward(seqs []SeqInput) error {
 	} else {
 		run(dev.launch("embed_f32", [2]int{total}, 256, w.h.Ptr, m.embed.Ptr, tok, ia(H)))
 	}
-	delta := uint64(0)
+	delta, dhalf := uint64(0), int64(0)
+	// The norms write xn split too where the products after them take the
+	// stacked split cuBLAS path (their split kernels then do not run), and
+	// those products' results are added by the next norm (no add_halves).
+	fuse := dev.fuse && total > dev.gemvRows && total <= stackMax
+	w.fuse = fuse
 	for li := range m.layers {
 		l := &m.layers[li]
 		m.mark("norm")
-		run(dev.RMSNorm(w.xn.Ptr, w.h.Ptr, delta, l.inNorm.Ptr, total, H, m.eps))
+		w.xs = 0
+		if fuse {
+			w.xs = w.xns.Ptr
+		}
+		run(dev.rmsNorm(w.xn.Ptr, w.h.Ptr, delta, dhalf, l.inNorm.Ptr, total, H, m.eps, w.xs))
+		w.mixP, w.mixD = w.mix.Ptr, 0
 		if l.mixer == model.Attention {
 			run(m.attention(l, tok, rseq, rpos))
 		} else {
 			run(m.mamba(l, rseq, rpos, sstart))
 		}
 		m.mark("norm")
-		run(dev.RMSNorm(w.xn.Ptr, w.h.Ptr, w.mix.Ptr, l.ffNorm.Ptr, total, H, m.eps))
+		if w.xs = 0; fuse && l.ffn == model.Dense {
+			w.xs = w.xns.Ptr
+		}
+		run(dev.rmsNorm(w.xn.Ptr, w.h.Ptr, w.mixP, w.mixD, l.ffNorm.Ptr, total, H, m.eps, w.xs))
+		w.mixP, w.mixD = w.mix.Ptr, 0
 		if l.ffn == model.Dense {
 			m.mark("mlp")
 			run(m.mlp(l))
 		} else {
 			run(m.moe(l))
 		}
-		delta = w.mix.Ptr
+		delta, dhalf = w.mixP, w.mixD
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", li, err)
 		}
 	}
 	m.mark("head")
-	run(dev.RMSNorm(w.xn.Ptr, w.h.Ptr, delta, m.finalNorm.Ptr, total, H, m.eps))
+	run(dev.rmsNorm(w.xn.Ptr, w.h.Ptr, delta, dhalf, m.finalNorm.Ptr, total, H, m.eps, 0))
 	if nhead > 0 {
 		run(dev.launch("gather_rows", [2]int{blocks(int64(nhead)*int64(H), 256)}, 256, w.headIn.Ptr, w.xn.Ptr, meta+uint64(w.offHead), ia(H), la(int64(nhead))))
 		run(dev.MatMul(w.logits.Ptr, w.headIn.Ptr, nhead, &m.head, &w.sc))
@@ -282,7 +306,7 @@ func (m *Model) attention(l *layer, tok, rseq, rpos uint64) error {
 	qd, kvd := c.NumAttentionHeads*hd, c.NumKeyValueHeads*hd
 	ld := qd + 2*kvd
 	m.mark("attn.proj")
-	if err := dev.MatMul(w.big.Ptr, w.xn.Ptr, n, &l.qkv, &w.sc); err != nil {
+	if _, _, err := dev.matMul(w.big.Ptr, w.xn.Ptr, w.xs, n, &l.qkv, &w.sc, false); err != nil {
 		return err
 	}
 	kp, vp := m.ptrs(l)
@@ -319,7 +343,9 @@ func (m *Model) attention(l *layer, tok, rseq, rpos uint64) error {
 		}
 	}
 	m.mark("attn.proj")
-	return dev.MatMul(w.mix.Ptr, w.att.Ptr, n, &l.o, &w.sc)
+	var err error
+	w.mixP, w.mixD, err = dev.matMul(w.mix.Ptr, w.att.Ptr, 0, n, &l.o, &w.sc, dev.fuse)
+	return err
 }
 
 func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
@@ -327,9 +353,16 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 	n := int64(w.total)
 	Di, N, K, R := c.InnerSize(), c.MambaDState, c.MambaDConv, c.MambaDtRank
 	P := R + 2*N
-	xz := w.big.Ptr
 	m.mark("mamba.in_proj")
-	if err := dev.MatMul(xz, w.xn.Ptr, int(n), &l.inProj, &w.sc); err != nil {
+	// Fused: the conv and the scan read in_proj's result from its two
+	// halves (kept in w.scIn, apart from the x and dt products' scratch),
+	// and the scan writes its output split for out_proj.
+	halves, sc := w.fuse && l.inBias.Ptr == 0, &w.sc
+	if halves {
+		sc = &w.scIn
+	}
+	xz, xzD, err := dev.matMul(w.big.Ptr, w.xn.Ptr, w.xs, int(n), &l.inProj, sc, halves)
+	if err != nil {
 		return err
 	}
 	if l.inBias.Ptr != 0 {
@@ -340,11 +373,11 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 	convp, ssmp := m.ptrs(l)
 	m.mark("mamba.conv")
 	if err := dev.launch("conv_fwd", [2]int{blocks(n*int64(Di), 256)}, 256,
-		w.xc.Ptr, xz, la(int64(2*Di)), l.convWT.Ptr, l.convB.Ptr, convp, rseq, rpos, sstart, ia(Di), ia(K), la(n), ia(m.act)); err != nil {
+		w.xc.Ptr, xz, la(int64(2*Di)), la(xzD), l.convWT.Ptr, l.convB.Ptr, convp, rseq, rpos, sstart, ia(Di), ia(K), la(n), ia(m.act)); err != nil {
 		return err
 	}
 	if err := dev.launch("conv_state", [2]int{blocks(int64(w.nseq)*int64(Di), 256)}, 256,
-		convp, xz, la(int64(2*Di)), sstart, rpos, ia(Di), ia(K), ia(w.nseq)); err != nil {
+		convp, xz, la(int64(2*Di)), la(xzD), sstart, rpos, ia(Di), ia(K), ia(w.nseq)); err != nil {
 		return err
 	}
 	m.mark("mamba.x_dt_proj")
@@ -369,21 +402,28 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 	if threads >= 1<<31 {
 		return fmt.Errorf("cuda: %d sequences of %d Mamba channels exceed the scan kernel's 32-bit indices", w.nseq, Di)
 	}
+	ys := uint64(0)
+	if w.fuse {
+		if err := dev.growBuf(&w.sc.hi, 4*n*int64(Di)); err != nil {
+			return err
+		}
+		ys = w.sc.hi.Ptr
+	}
 	m.mark("mamba.scan")
 	if N <= 16 && w.total == w.nseq && w.nseq >= dev.scanChanSeqs {
 		// A decode step of several sequences: one thread per channel.
 		if err := dev.launch("scan_chan", [2]int{blocks(int64(w.nseq)*int64(Di), 128)}, 128,
-			w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), w.dbc.Ptr, ia(P), ia(R),
-			l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(w.nseq)); err != nil {
+			w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), la(xzD), w.dbc.Ptr, ia(P), ia(R),
+			l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(w.nseq), ys, la(n*int64(Di))); err != nil {
 			return err
 		}
 	} else if err := dev.launch("scan_fwd", [2]int{blocks(threads, 256)}, 256,
-		w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), w.dbc.Ptr, ia(P), ia(R),
-		l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(lpc), ia(w.nseq)); err != nil {
+		w.y.Ptr, w.draw.Ptr, l.dtBias.Ptr, w.xc.Ptr, xz+uint64(4*Di), la(int64(2*Di)), la(xzD), w.dbc.Ptr, ia(P), ia(R),
+		l.a.Ptr, l.d.Ptr, ssmp, sstart, ia(Di), ia(N), ia(lpc), ia(w.nseq), ys, la(n*int64(Di))); err != nil {
 		return err
 	}
 	m.mark("mamba.out_proj")
-	if err := dev.MatMul(w.mix.Ptr, w.y.Ptr, int(n), &l.outProj, &w.sc); err != nil {
+	if w.mixP, w.mixD, err = dev.matMul(w.mix.Ptr, w.y.Ptr, ys, int(n), &l.outProj, &w.sc, dev.fuse && l.outBias.Ptr == 0); err != nil {
 		return err
 	}
 	if l.outBias.Ptr != 0 {
@@ -393,21 +433,39 @@ func (m *Model) mamba(l *layer, rseq, rpos, sstart uint64) error {
 	return nil
 }
 
-// ffn runs one SwiGLU block on n rows of in into out.
-func (m *Model) ffn(gu, down *Matrix, in, out uint64, n int) error {
+// ffn runs one SwiGLU block on n rows of in into out; xs and halves as
+// for matMul (the result is at p, in halves dhalf floats apart when dhalf
+// ≠ 0).
+func (m *Model) ffn(gu, down *Matrix, in, xs, out uint64, n int, halves bool) (p uint64, dhalf int64, err error) {
 	w, dev := &m.ws, m.Dev
 	I := m.Config.IntermediateSize
-	if err := dev.MatMul(w.big.Ptr, in, n, gu, &w.sc); err != nil {
-		return err
+	g, gh, err := dev.matMul(w.big.Ptr, in, xs, n, gu, &w.sc, halves)
+	if err != nil {
+		return 0, 0, err
 	}
-	if err := dev.launch("swiglu", [2]int{blocks(int64(n)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(n)), ia(m.act)); err != nil {
-		return err
+	if gh == 0 {
+		if err := dev.launch("swiglu", [2]int{blocks(int64(n)*int64(I), 256)}, 256, w.act.Ptr, w.big.Ptr, ia(I), la(int64(n)), ia(m.act)); err != nil {
+			return 0, 0, err
+		}
+		return dev.matMul(out, w.act.Ptr, 0, n, down, &w.sc, halves)
 	}
-	return dev.MatMul(out, w.act.Ptr, n, down, &w.sc)
+	// The gate-up product's halves are summed by the SwiGLU, which also
+	// writes its output split for the down product (in w.sc.hi, which
+	// the down product's split path would have filled).
+	if err := dev.growBuf(&w.sc.hi, 4*int64(n)*int64(I)); err != nil {
+		return 0, 0, err
+	}
+	if err := dev.launch("swiglu_halves", [2]int{blocks(int64(n)*int64(I), 256)}, 256, w.act.Ptr, w.sc.hi.Ptr, g, la(gh), ia(I), la(int64(n)), ia(m.act)); err != nil {
+		return 0, 0, err
+	}
+	return dev.matMul(out, w.act.Ptr, w.sc.hi.Ptr, n, down, &w.sc, halves)
 }
 
 func (m *Model) mlp(l *layer) error {
-	return m.ffn(&l.gu, &l.down, m.ws.xn.Ptr, m.ws.mix.Ptr, m.ws.total)
+	w := &m.ws
+	var err error
+	w.mixP, w.mixD, err = m.ffn(&l.gu, &l.down, w.xn.Ptr, w.xs, w.mix.Ptr, w.total, m.Dev.fuse)
+	return err
 }
 
 // moe routes every row to its top-k experts. One row reads its k experts
@@ -519,7 +577,7 @@ func (m *Model) moe(l *layer) error {
 		if err := dev.launch("gather_rows", [2]int{blocks(int64(cnt)*int64(H), 256)}, 256, w.ein.Ptr, w.xn.Ptr, rows, ia(H), la(int64(cnt))); err != nil {
 			return err
 		}
-		if err := m.ffn(expert(l.expGU, l.guStride, e), expert(l.expDown, l.dnStride, e), w.ein.Ptr, w.eo.Ptr, cnt); err != nil {
+		if _, _, err := m.ffn(expert(l.expGU, l.guStride, e), expert(l.expDown, l.dnStride, e), w.ein.Ptr, 0, w.eo.Ptr, cnt, false); err != nil {
 			return err
 		}
 		if err := dev.launch("scatter_add", [2]int{blocks(int64(cnt)*int64(H), 256)}, 256, w.mix.Ptr, w.eo.Ptr, rows, wts, ia(H), la(int64(cnt))); err != nil {

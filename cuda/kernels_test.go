@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"unsafe"
 
 	"github.com/jamba-go/jamba/kernels"
 	"github.com/jamba-go/jamba/model"
@@ -126,6 +127,79 @@ func TestMatMul(t *testing.T) {
 	}
 }
 
+// TestMatMulDense compares the dense tensor-core kernels (mmd_bf16_*) with
+// the CPU kernel and with the split cuBLAS path they replace, on rows of x
+// on both sides of every form's limit (4, 8, 16, 32 rows) and beyond (33
+// and 64 take cuBLAS), widths that are not multiples of the kernels' tiles
+// (32 weight rows a warp, 128 a block, 256 columns staged at a time), with
+// and without column splits.
+func TestMatMulDense(t *testing.T) {
+	dev := gpu(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	defer func(r, s, b int) { dev.mmdRows, dev.mmdSmall, dev.mmdBlocks = r, s, b }(dev.mmdRows, dev.mmdSmall, dev.mmdBlocks)
+	dev.mmdSmall = 1 << 30
+	for _, sh := range []struct{ rows, cols int }{{67, 104}, {300, 1000}, {4100, 264}, {200, 8200}, {17, 8}} {
+		wv := randVec(rng, sh.rows*sh.cols)
+		cw := &kernels.Matrix{Rows: sh.rows, Cols: sh.cols, DType: kernels.BF16, BF16: make([]uint16, len(wv))}
+		for i, v := range wv {
+			cw.BF16[i] = kernels.F32ToBF16(v)
+		}
+		m := &Model{Dev: dev}
+		gw, err := m.matrix("w", cw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{2, 3, 4, 5, 8, 9, 16, 17, 31, 32, 33, 64} {
+			x := randVec(rng, max(n, gemvMax)*sh.cols)
+			want := make([]float32, n*sh.rows)
+			kernels.MatMul(want, x[:n*sh.cols], n, cw)
+			xb := upload(t, dev, x)
+			run := func(rows, blocks int) []float32 {
+				dev.mmdRows, dev.mmdBlocks = rows, blocks
+				yb := poisoned(t, dev, n*sh.rows)
+				var sc scratch
+				if err := dev.MatMul(yb.Ptr, xb.Ptr, n, &gw, &sc); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]float32, n*sh.rows)
+				if err := dev.DownloadF32(got, yb, 0); err != nil {
+					t.Fatal(err)
+				}
+				dev.Free(&sc.hi)
+				dev.Free(&sc.y2)
+				dev.Free(&yb)
+				return got
+			}
+			lt := dev.lt
+			dev.lt = nil
+			ref := run(0, 4) // cuBLAS on the split input (cublasGemmEx)
+			if dev.lt = lt; lt != nil {
+				// cuBLASLt with the algorithm timed fastest for the shape
+				if e := maxRel(run(0, 4), ref); !(e <= 1e-4) {
+					t.Errorf("%dx%d n=%d: cuBLASLt: max rel difference from cublasGemmEx %.3g > 1e-4", sh.rows, sh.cols, n, e)
+				}
+			}
+			// Both paths round x to 16 significant bits (2^-17 relative
+			// each) and sum in float32 in different orders: 1e-4 of the
+			// largest output leaves room for sums of 8200 terms, as in
+			// TestMatMul.
+			for _, b := range []int{0, 1000} { // one wave of blocks, and as many column splits as the columns allow
+				got := run(mmdMax, b)
+				if e := maxRel(got, want); !(e <= 1e-4) {
+					t.Errorf("%dx%d n=%d blocks=%d: max rel error against the CPU %.3g > 1e-4", sh.rows, sh.cols, n, b, e)
+				}
+				if e := maxRel(got, ref); !(e <= 1e-4) {
+					t.Errorf("%dx%d n=%d blocks=%d: max rel difference from cuBLAS %.3g > 1e-4", sh.rows, sh.cols, n, b, e)
+				} else if sh.cols >= 1000 && (n == 17 || n == 32) {
+					t.Logf("%dx%d n=%d blocks=%d: max rel difference from cuBLAS %.3g", sh.rows, sh.cols, n, b, e)
+				}
+			}
+		}
+		m.Close()
+	}
+	t.Logf("blocks of mmd_bf16_{1,2,4,8} a multiprocessor: %v", dev.mmdFit)
+}
+
 func TestRMSNorm(t *testing.T) {
 	dev := gpu(t)
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -160,6 +234,48 @@ func TestRMSNorm(t *testing.T) {
 		}
 		if e := maxRel(got, sum); e != 0 {
 			t.Errorf("n=%d: residual sum off by %.3g", n, e)
+		}
+		// The fused form: delta as the two halves of a stacked product
+		// (d = d1 + d2, summed first as add_halves does) and the output
+		// also split into bf16 hi rows then lo rows. The same float32
+		// operations in the same order: bit for bit.
+		d2 := make([]float32, 2*rows*n)
+		for i := range d {
+			d2[rows*n+i] = d[i] * 0x1p-9
+			d2[i] = d[i] - d2[rows*n+i]
+			sum[i] = h[i] + (d2[i] + d2[rows*n+i])
+		}
+		for r := 0; r < rows; r++ {
+			kernels.RMSNorm(want[r*n:(r+1)*n], sum[r*n:(r+1)*n], w, 1e-6)
+		}
+		hb2, d2b := upload(t, dev, h), upload(t, dev, d2)
+		out2 := poisoned(t, dev, rows*n)
+		xsb := poisoned(t, dev, rows*n) // rows·n bf16 pairs
+		if err := dev.rmsNorm(out2.Ptr, hb2.Ptr, d2b.Ptr, int64(rows*n), wb.Ptr, rows, n, 1e-6, xsb.Ptr); err != nil {
+			t.Fatal(err)
+		}
+		if err := dev.DownloadF32(got, out2, 0); err != nil {
+			t.Fatal(err)
+		}
+		if e := maxRel(got, want); !(e <= 1e-5) {
+			t.Errorf("n=%d: normed rows (delta in halves) off by %.3g", n, e)
+		}
+		xs := make([]uint16, 2*rows*n)
+		if err := dev.Download(unsafe.Pointer(&xs[0]), xsb, 0, int64(4*rows*n)); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got {
+			hi := kernels.F32ToBF16(v)
+			lo := kernels.F32ToBF16(v - kernels.BF16ToF32(hi))
+			if xs[i] != hi || xs[rows*n+i] != lo {
+				t.Fatalf("n=%d: split output %d: %#x %#x, want %#x %#x", n, i, xs[i], xs[rows*n+i], hi, lo)
+			}
+		}
+		if err := dev.DownloadF32(got, hb2, 0); err != nil {
+			t.Fatal(err)
+		}
+		if e := maxRel(got, sum); e != 0 {
+			t.Errorf("n=%d: residual sum (delta in halves) off by %.3g", n, e)
 		}
 	}
 }

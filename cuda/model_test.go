@@ -67,9 +67,9 @@ func newPair(t *testing.T, cm *model.Model) *pair {
 // at their extremes, so that every path meets every batch size.
 func TestAwkwardModel(t *testing.T) {
 	dev := gpu(t)
-	defer func(g, m, u, d, mm, me, mn, sc int, wide bool) {
-		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows, dev.mmaRows, dev.moeMMARows, dev.moeMMAMin, dev.scanChanSeqs, dev.mmaWide = g, m, u, d, mm, me, mn, sc, wide
-	}(dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows, dev.mmaRows, dev.moeMMARows, dev.moeMMAMin, dev.scanChanSeqs, dev.mmaWide)
+	defer func(g, m, u, d, mm, me, mn, sc, md int, wide bool) {
+		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows, dev.mmaRows, dev.moeMMARows, dev.moeMMAMin, dev.scanChanSeqs, dev.mmdRows, dev.mmaWide = g, m, u, d, mm, me, mn, sc, md, wide
+	}(dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows, dev.mmaRows, dev.moeMMARows, dev.moeMMAMin, dev.scanChanSeqs, dev.mmdRows, dev.mmaWide)
 	dev.moeMMAMin = 2
 	// The tensor-core kernels for 2–64 rows where the widths allow (the
 	// experts' default), then the matrix-vector and grouped kernels, then
@@ -78,6 +78,12 @@ func TestAwkwardModel(t *testing.T) {
 		{gemvMax, gemvMax, 1, moeMax + 1, 0, 0, 0}, {0, 0, 0, 2, 0, 0, 0}} {
 		dev.gemvRows, dev.moeRows, dev.groupedUnroll, dev.moeDenseRows, dev.mmaRows, dev.moeMMARows = lim[0], lim[1], lim[2], lim[3], lim[4], lim[5]
 		dev.mmaWide = lim[6] == 1
+		// The dense tensor-core kernels take the products that the
+		// matrix-vector kernels do not, except in the last setting (cuBLAS).
+		dev.mmdRows = mmdMax
+		if lim[0] == 0 {
+			dev.mmdRows = 0
+		}
 		// Decode steps of the batch of three: one thread per channel in
 		// the first two settings, lanes per channel in the others.
 		dev.scanChanSeqs = 1

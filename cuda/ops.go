@@ -119,12 +119,34 @@ const stackMax = 256
 // MatMul computes y[n][Rows] = x[n][Cols] · Wᵀ in float32. x must hold at
 // least 8 rows (the matrix-vector kernels read whole groups of rows).
 //
-// Up to 8 rows use the matrix-vector kernels (float32 arithmetic on the
-// widened weights, as the CPU). More rows use cuBLAS: float32 weights in
+// One row (gemvRows) uses the matrix-vector kernels (float32 arithmetic on
+// the widened weights, as the CPU). More rows use cuBLAS: float32 weights in
 // float32; bfloat16 weights against x split into two bfloat16 halves
 // (hi + lo), each product accumulated in float32, which keeps x to about
-// 16 significant bits instead of bfloat16's 8.
+// 16 significant bits instead of bfloat16's 8. Up to 32 rows against
+// bfloat16 weights small in one dimension (mmdSmall) use mmd_bf16_* with
+// the same arithmetic instead.
 func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
+	_, _, err := dev.matMul(y, x, 0, n, w, s, false)
+	return err
+}
+
+// matMul is MatMul with two shortcuts of the stacked split cuBLAS path
+// (2 to 256 rows of bfloat16 products): xs ≠ 0 holds x already split
+// (hi rows then lo rows, as rmsnorm writes it), so that no split kernel
+// runs; with halves, the two halves of the result are left stacked in
+// s.y2 for the caller to add (at p, the lo half dhalf floats further)
+// instead of add_halves summing them into y. Other paths ignore xs and
+// write y (p = y, dhalf = 0).
+func (dev *Device) matMul(y, x, xs uint64, n int, w *Matrix, s *scratch, halves bool) (p uint64, dhalf int64, err error) {
+	err = dev.matMulInto(y, x, xs, n, w, s, halves, &dhalf)
+	if dhalf != 0 {
+		return s.y2.Ptr, dhalf, err
+	}
+	return y, 0, err
+}
+
+func (dev *Device) matMulInto(y, x, xs uint64, n int, w *Matrix, s *scratch, halves bool, dhalf *int64) error {
 	if n <= 0 {
 		return nil
 	}
@@ -153,6 +175,9 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		return dev.launch(gemvNames[w.DType][nt], [2]int{blocks(int64(w.Rows), rpb)}, 32*gemvWarps,
 			y, w.Ptr, x, ia(w.Rows), ia(w.Cols), ia(n))
 	}
+	if n <= dev.mmdRows && dev.mmaFits(w) && x%16 == 0 && min(w.Rows, w.Cols) <= dev.mmdSmall {
+		return dev.mmd(y, x, n, w, s)
+	}
 	m, k := int32(w.Rows), int32(w.Cols)
 	if w.DType == F32 {
 		return dev.gemm(cublasOpT, cublasOpN, m, int32(n), k, w.Ptr, cudaR32F, k, x, cudaR32F, k, false, y, cudaR32F, m, cublasCompute32F)
@@ -167,14 +192,20 @@ func (dev *Device) MatMul(y, x uint64, n int, w *Matrix, s *scratch) error {
 		if err := dev.growBuf(&s.y2, 8*int64(n)*int64(w.Rows)); err != nil {
 			return err
 		}
-		if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, s.hi.Ptr+uint64(2*elems), x, la(elems)); err != nil {
-			return err
+		if xs == 0 {
+			if err := dev.launch("split_bf16", [2]int{blocks(elems, 256)}, 256, s.hi.Ptr, s.hi.Ptr+uint64(2*elems), x, la(elems)); err != nil {
+				return err
+			}
+			xs = s.hi.Ptr
 		}
-		if err := dev.gemm(cublasOpT, cublasOpN, m, int32(2*n), k, w.Ptr, cudaR16BF, k, s.hi.Ptr, cudaR16BF, k, false,
-			s.y2.Ptr, cudaR32F, m, cublasCompute32F); err != nil {
+		if err := dev.gemmSplit(m, int32(2*n), k, w.Ptr, xs, s.y2.Ptr); err != nil {
 			return err
 		}
 		out := int64(n) * int64(w.Rows)
+		if halves {
+			*dhalf = out
+			return nil
+		}
 		return dev.launch("add_halves", [2]int{blocks(out, 256)}, 256, y, s.y2.Ptr, la(out))
 	}
 	lo := s.hi.Ptr + uint64(2*elems)
@@ -250,7 +281,87 @@ func (dev *Device) mma(y, W uint64, estride int64, experts, active int, off, lis
 	return dev.launch("sum_parts", [2]int{blocks(total*int64(rows), 256)}, 256, y, part.Ptr, la(total*int64(rows)), ia(splits))
 }
 
+// mmdMax is the most rows of x the dense tensor-core kernels take (4·NT
+// of mmd_bf16_8).
+const mmdMax = 32
+
+// mmdNames[i] names the dense tensor-core kernel for up to 4<<i rows of x:
+// 4 warps of 32 weight rows for i < 2, 8 warps of 16 weight rows from 2
+// (mmdThreads).
+var mmdNames = [4]string{"mmd_bf16_1", "mmd_bf16_2", "mmd_bf16_4", "mmd_bf16_8"}
+
+func mmdThreads(i int) int {
+	if i < 2 {
+		return 128
+	}
+	return 256
+}
+
+// mmdRowsBlock and mmdKC are MMD_ROWS and MMD_KC in jamba.cu: the weight
+// rows of a block and the columns of x staged at a time.
+const (
+	mmdRowsBlock = 128
+	mmdKC        = 128
+)
+
+// mmdShared is the dynamic shared memory of the kernel for up to 4<<i rows
+// of x: x's chunk split into 2·4<<i rows of mmdKC+32 bf16, and the warps'
+// rings of two chunks of their weight rows.
+func mmdShared(i int) int { return 2*(4<<i)*(mmdKC+32)*2 + 2*mmdRowsBlock*mmdKC*2 }
+
+// mmd computes y[n][Rows] = x[n][Cols] · Wᵀ for 2 ≤ n ≤ 32 with mmd_bf16_*:
+// bfloat16 weights read once, x split into bf16 halves inside the kernel
+// (the split cuBLAS path's arithmetic, without its split and add kernels).
+// When the weight rows give fewer blocks than fit on the GPU at once, the
+// columns are split over several blocks (up to one wave of them) whose
+// partial sums sum_parts adds in order.
+func (dev *Device) mmd(y, x uint64, n int, w *Matrix, s *scratch) error {
+	i := 0
+	for 4<<i < n {
+		i++
+	}
+	name, shared, threads := mmdNames[i], mmdShared(i), mmdThreads(i)
+	if dev.mmdFit[i] == 0 {
+		fit, err := dev.sharedSetup(name, threads, shared)
+		if err != nil {
+			return err
+		}
+		dev.mmdFit[i] = fit
+	}
+	per := dev.mmdBlocks
+	if per == 0 {
+		per = dev.mmdFit[i]
+	}
+	rb := blocks(int64(w.Rows), mmdRowsBlock)
+	splits := max(1, min(per*dev.SMs/rb, w.Cols/mmdKC))
+	kchunk := (w.Cols + splits - 1) / splits
+	kchunk = (kchunk + mmdKC - 1) / mmdKC * mmdKC
+	splits = (w.Cols + kchunk - 1) / kchunk
+	total := int64(n) * int64(w.Rows)
+	if splits > 1 {
+		if err := dev.growBuf(&s.y2, 4*int64(splits)*total); err != nil {
+			return err
+		}
+	}
+	if err := dev.launchShared(name, [3]int{rb, 1, splits}, threads, shared,
+		y, s.y2.Ptr, w.Ptr, x, ia(w.Rows), ia(w.Cols), ia(n), ia(kchunk)); err != nil {
+		return err
+	}
+	if splits == 1 {
+		return nil
+	}
+	return dev.launch("sum_parts", [2]int{blocks(total, 256)}, 256, y, s.y2.Ptr, la(total), ia(splits))
+}
+
 // RMSNorm writes out[r] = rmsnorm(h[r] (+= delta[r] when delta ≠ 0)) · w for rows of n.
 func (dev *Device) RMSNorm(out, h, delta, w uint64, rows, n int, eps float32) error {
-	return dev.launch("rmsnorm", [2]int{rows}, 512, out, h, delta, w, ia(n), fa(eps))
+	return dev.rmsNorm(out, h, delta, 0, w, rows, n, eps, 0)
+}
+
+// rmsNorm is RMSNorm with delta the two halves of a stacked split product
+// (the lo half dhalf floats after the hi half; 0: one delta) and, with
+// xs ≠ 0, the output also written split into bf16 hi rows then lo rows
+// (the input of matMul's xs).
+func (dev *Device) rmsNorm(out, h, delta uint64, dhalf int64, w uint64, rows, n int, eps float32, xs uint64) error {
+	return dev.launch("rmsnorm", [2]int{rows}, 512, out, h, delta, la(dhalf), w, ia(n), fa(eps), xs)
 }

@@ -57,14 +57,27 @@ extern "C" __global__ void embed_bf16(float *h, const bf16 *E, const int *tok, i
 
 // ---------------------------------------------------------------------------
 // RMSNorm of each row of n floats; with delta != 0, h += delta first (the
-// residual add), written back. One block per row. Rows of up to
-// NORM_VALS·blockDim.x floats stay in registers, every load issued before
-// the first store (the norm of a decode step is latency-bound); longer rows
-// take the loops at the end.
+// residual add), written back; with dhalf != 0 too, delta is the two halves
+// of a stacked split product (h += delta[i] + delta[dhalf + i], as
+// add_halves would have summed them). With xs != 0 the output is also
+// written split into bf16 halves, hi rows then lo rows (xs[r][i],
+// xs[rows + r][i], rows = gridDim.x): the stacked input of the split
+// cuBLAS product, as split_bf16 would write it. One block per row. Rows of
+// up to NORM_VALS·blockDim.x floats stay in registers, every load issued
+// before the first store (the norm of a decode step is latency-bound);
+// longer rows take the loops at the end.
 #define NORM_VALS 16
-extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, const float *w, int n, float eps) {
+__device__ __forceinline__ void norm_out(float *out, bf16 *xs, long r, long rows, int n, int i, float o) {
+    out[r * n + i] = o;
+    if (xs) {
+        bf16 hv = __float2bfloat16_rn(o);
+        xs[r * n + i] = hv;
+        xs[(rows + r) * n + i] = __float2bfloat16_rn(o - __bfloat162float(hv));
+    }
+}
+extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, long dhalf, const float *w, int n, float eps, bf16 *xs) {
     __shared__ float red[32];
-    long r = blockIdx.x;
+    long r = blockIdx.x, rows = gridDim.x;
     float *x = h + r * n;
     if (n <= NORM_VALS * (int)blockDim.x) {
         float v[NORM_VALS], d[NORM_VALS];
@@ -72,7 +85,7 @@ extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, con
         for (int j = 0; j < NORM_VALS; j++) {
             int i = threadIdx.x + j * blockDim.x;
             v[j] = i < n ? x[i] : 0.f;
-            d[j] = delta && i < n ? delta[r * n + i] : 0.f;
+            d[j] = delta && i < n ? (dhalf ? delta[r * n + i] + delta[dhalf + r * n + i] : delta[r * n + i]) : 0.f;
         }
         float ss = 0.f;
 #pragma unroll
@@ -89,7 +102,7 @@ extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, con
 #pragma unroll
         for (int j = 0; j < NORM_VALS; j++) {
             int i = threadIdx.x + j * blockDim.x;
-            if (i < n) out[r * n + i] = w[i] * (v[j] * s);
+            if (i < n) norm_out(out, xs, r, rows, n, i, w[i] * (v[j] * s));
         }
         return;
     }
@@ -97,14 +110,14 @@ extern "C" __global__ void rmsnorm(float *out, float *h, const float *delta, con
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = x[i];
         if (delta) {
-            v += delta[r * n + i];
+            v += dhalf ? delta[r * n + i] + delta[dhalf + r * n + i] : delta[r * n + i];
             x[i] = v;
         }
         ss += v * v;
     }
     ss = block_sum(ss, red);
     float s = (float)(1.0 / sqrt((double)(ss / (float)n + eps)));
-    for (int i = threadIdx.x; i < n; i += blockDim.x) out[r * n + i] = w[i] * (x[i] * s);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) norm_out(out, xs, r, rows, n, i, w[i] * (x[i] * s));
 }
 
 // ---------------------------------------------------------------------------
@@ -366,6 +379,22 @@ extern "C" __global__ void swiglu(float *out, const float *gu, int I, long rows,
     out[i] = act(g[c], code) * g[I + c];
 }
 
+// SwiGLU of a stacked split product: gu holds the two halves of the gate-up
+// product (gu[i] + gu[ghalf + i], as add_halves would sum them); the result
+// goes to out and, split into bf16 halves (hi rows then lo rows, as
+// split_bf16 writes them), to xs for the down product.
+extern "C" __global__ void swiglu_halves(float *out, bf16 *xs, const float *gu, long ghalf, int I, long rows, int code) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * I) return;
+    long r = i / I, c = i % I;
+    const float *g = gu + r * 2 * I;
+    float a = act(g[c] + g[ghalf + c], code) * (g[I + c] + g[ghalf + I + c]);
+    out[i] = a;
+    bf16 h = __float2bfloat16_rn(a);
+    xs[i] = h;
+    xs[rows * I + i] = __float2bfloat16_rn(a - __bfloat162float(h));
+}
+
 // ---------------------------------------------------------------------------
 // Router: softmax over E logits (float32, as the CPU), top-k (ties: lower
 // index), one thread per token. idx/wt get k entries per token.
@@ -431,7 +460,7 @@ extern "C" __global__ void scatter_add(float *out, const float *src, const int *
 // xc[r][c] = act(bias[c] + Σ_k wT[k][c] · in(pos − (K−1) + k, c)), where in()
 // is the row's own sequence: a new row (x, row stride ldx) or the conv state
 // (conv[s] holds the K−1 previous inputs, oldest first).
-extern "C" __global__ void conv_fwd(float *xc, const float *x, long ldx, const float *wT, const float *bias,
+extern "C" __global__ void conv_fwd(float *xc, const float *x, long ldx, long xhalf, const float *wT, const float *bias,
                                     float *const *conv, const int *rseq, const int *rpos, const int *sstart,
                                     int Di, int K, long rows, int code) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -444,17 +473,20 @@ extern "C" __global__ void conv_fwd(float *xc, const float *x, long ldx, const f
     for (int k = 0; k < K; k++) {
         int q = p - (K - 1) + k;
         float v;
-        if (q >= P)
-            v = x[(long)(r0 + q - P) * ldx + c];
-        else
+        if (q >= P) {
+            long j = (long)(r0 + q - P) * ldx + c;
+            v = xhalf ? x[j] + x[xhalf + j] : x[j];
+        } else
             v = conv[s][(long)(q - P + K - 1) * Di + c];
         acc += wT[(long)k * Di + c] * v;
     }
     xc[i] = act(acc, code);
 }
 
-// After conv_fwd: each sequence's window becomes its last K−1 inputs.
-extern "C" __global__ void conv_state(float *const *conv, const float *x, long ldx, const int *sstart,
+// After conv_fwd: each sequence's window becomes its last K−1 inputs. With
+// xhalf ≠ 0 (here and in conv_fwd), x is the two halves of a stacked split
+// product, x[i] + x[xhalf + i].
+extern "C" __global__ void conv_state(float *const *conv, const float *x, long ldx, long xhalf, const int *sstart,
                                       const int *rpos, int Di, int K, int nseq) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long)nseq * Di || K < 2) return;
@@ -465,7 +497,8 @@ extern "C" __global__ void conv_state(float *const *conv, const float *x, long l
     for (int j = 0; j < K - 1; j++) {
         // position of window slot j after the call: n new inputs appended.
         int q = n + j - (K - 1); // index into the new inputs, < 0 means old state
-        v[j] = q >= 0 ? x[(long)(r0 + q) * ldx + c] : st[(long)(q + K - 1) * Di + c];
+        long xi = (long)(r0 + q) * ldx + c;
+        v[j] = q >= 0 ? (xhalf ? x[xi] + x[xhalf + xi] : x[xi]) : st[(long)(q + K - 1) * Di + c];
     }
     for (int j = 0; j < K - 1; j++) st[(long)j * Di + c] = v[j];
     (void)rpos;
@@ -509,12 +542,24 @@ extern "C" __global__ void dt_copy(float *dtn, const float *dbc, int R, int P, l
 // Selective scan with fused softplus(dt + dt_bias), D skip and SiLU gate:
 //   d = softplus(draw[r][c] + dtb[c]);  h[n] = exp(d·A[c][n])·h[n] + d·x·B[r][n]
 //   y[r][c] = (Σ_n h[n]·C[r][n] + D[c]·x) · silu(z[r][c])
-// lpc lanes (a power of two ≥ N, ≤ 32) share one channel; each sequence's
+// With zhalf ≠ 0, z is the two halves of a stacked split product (z[i] +
+// z[zhalf + i], as add_halves would sum them); with ys ≠ 0, y is also
+// written split into bf16 halves (ys[i] hi, ys[ylo + i] lo: the stacked
+// input of out_proj). lpc lanes (a power of two ≥ N, ≤ 32) share one channel; each sequence's
 // rows run in order from its SSM state ssm[s] ([Di][N]), written back at the end.
+__device__ __forceinline__ void scan_out(float *y, bf16 *ys, long ylo, long i, float v) {
+    y[i] = v;
+    if (ys) {
+        bf16 h = __float2bfloat16_rn(v);
+        ys[i] = h;
+        ys[ylo + i] = __float2bfloat16_rn(v - __bfloat162float(h));
+    }
+}
+
 extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dtb, const float *x,
-                                    const float *z, long ldz, const float *bc, int P, int R,
+                                    const float *z, long ldz, long zhalf, const float *bc, int P, int R,
                                     const float *A, const float *D, float *const *ssm, const int *sstart,
-                                    int Di, int N, int lpc, int nseq) {
+                                    int Di, int N, int lpc, int nseq, bf16 *ys, long ylo) {
     // 32-bit index arithmetic (nseq·Di·lpc < 2^31, checked by the caller):
     // the decode step of a batch runs this once per row, and 64-bit
     // divisions would dominate it.
@@ -541,8 +586,9 @@ extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dt
         float v = hn * cn;
         for (int o = lpc >> 1; o > 0; o >>= 1) v += __shfl_xor_sync(mask, v, o);
         if (n == 0) {
-            float zv = z[(long)r * ldz + c];
-            y[(long)r * Di + c] = (v + dd * xv) * (zv / (1.f + expf(-zv)));
+            long zi = (long)r * ldz + c;
+            float zv = zhalf ? z[zi] + z[zhalf + zi] : z[zi];
+            scan_out(y, ys, ylo, (long)r * Di + c, (v + dd * xv) * (zv / (1.f + expf(-zv))));
         }
     }
     if (on) h[n] = hn;
@@ -554,9 +600,9 @@ extern "C" __global__ void scan_fwd(float *y, const float *draw, const float *dt
 // makes it compute-bound there (measured: 8% of the memory bandwidth at 32
 // sequences). The sum over the states runs in order.
 extern "C" __global__ void scan_chan(float *y, const float *draw, const float *dtb, const float *x,
-                                     const float *z, long ldz, const float *bc, int P, int R,
+                                     const float *z, long ldz, long zhalf, const float *bc, int P, int R,
                                      const float *A, const float *D, float *const *ssm, const int *sstart,
-                                     int Di, int N, int nseq) {
+                                     int Di, int N, int nseq, bf16 *ys, long ylo) {
     int g = blockIdx.x * blockDim.x + threadIdx.x;
     if (g >= nseq * Di) return;
     int s = g / Di, c = g - s * Di;
@@ -582,8 +628,9 @@ extern "C" __global__ void scan_chan(float *y, const float *draw, const float *d
                 v += h[n] * C[n];
             }
         }
-        float zv = z[(long)r * ldz + c];
-        y[(long)r * Di + c] = (v + dd * xv) * (zv / (1.f + expf(-zv)));
+        long zi = (long)r * ldz + c;
+        float zv = zhalf ? z[zi] + z[zhalf + zi] : z[zi];
+        scan_out(y, ys, ylo, (long)r * Di + c, (v + dd * xv) * (zv / (1.f + expf(-zv))));
     }
 #pragma unroll
     for (int n = 0; n < 16; n++)
@@ -1058,6 +1105,151 @@ extern "C" __global__ void swiglu_split(bf16 *as, const float *gu, int I, long r
     as[(2 * r) * I + c] = h;
     as[(2 * r + 1) * I + c] = __float2bfloat16_rn(a - __bfloat162float(h));
 }
+
+// ---------------------------------------------------------------------------
+// Dense products of a few rows of x (decode batches of 2 to 32), weights read
+// once: y[t][r] = W[r] · x[t] for t < n, x float32 [n][cols], y [n][rows].
+// The arithmetic is mma_bf16's (x split into bf16 hi + lo, mma.m16n8k16 with
+// float32 accumulation, the two halves added at the end), without the
+// separate split and add kernels of the cuBLAS path, and:
+// - x is split here and staged in shared memory, MMD_KC columns at a time,
+//   so a block of MMD_ROWS weight rows reads x from L2 once and every warp
+//   reads its tiles from shared memory (mma_bf16 reads them from L2 per 16
+//   weight rows); the next chunk's loads are issued a chunk ahead;
+// - each warp streams its 16·MT weight rows through a ring of two chunks in
+//   shared memory (cp.async), the next chunk's copies issued at once when
+//   the current one starts (256 consecutive bytes of each row).
+// The 4·NT slots of a tile are all rows of x (n ≤ 4·NT). The columns may be
+// split over gridDim.z blocks (kchunk each, a multiple of MMD_KC) writing
+// partial sums to part[z][n][rows], added in order by sum_parts. cols must
+// be a multiple of 8, x 16-byte aligned. Dynamic shared memory: mmdShared
+// in ops.go.
+//
+// Measured on an H200 (docs/GPU.md): at up to 8 rows of x this streams the
+// weights about as fast as cuBLAS on the split input, at 16–32 rows it is
+// slower on large weights: the hi/lo halves make 64 columns of mma.sync
+// work per weight, and the tensor cores' legacy mma.sync rate (half of
+// Hopper's wgmma) together with the shared-memory reads of x then bound it
+// below the memory's speed. It wins where cuBLAS cannot fill the GPU
+// (weights with few rows or few columns).
+#define MMD_ROWS 128 // weight rows a block
+#define MMD_KC 128
+#define MMD_KP (MMD_KC + 32) // padded row: the 16-byte loads of a quarter warp hit distinct banks
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes) {
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+}
+
+// MT: 16-row tiles a warp; the block has MMD_ROWS / (16·MT) warps.
+template <int NT, int MT>
+__device__ __forceinline__ void mmd_impl(float *y, float *part, const bf16 *W, const float *x, int rows, int cols, int n,
+                                         int kchunk) {
+    constexpr int WR = 16 * MT, NTH = MMD_ROWS / WR * 32, XR = NT * 4, IT = XR * MMD_KC / 4 / NTH, SPC = MMD_KC / 32,
+                  S = 2 * SPC;
+    static_assert(IT * NTH == XR * MMD_KC / 4, "x chunk not a whole number of float4 per thread");
+    extern __shared__ __align__(16) unsigned char mmd_sm[];
+    bf16(*xs)[MMD_KP] = (bf16(*)[MMD_KP])mmd_sm;                       // [2·XR][MMD_KP]: row 2t hi of x[t], 2t + 1 lo
+    bf16(*ring)[WR][32] = (bf16(*)[WR][32])(mmd_sm + 2 * XR * MMD_KP * 2); // [warp·S + stage][row][col]
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, c = lane & 3;
+    long r0 = (long)blockIdx.x * MMD_ROWS + warp * WR;
+    int k0 = blockIdx.z * kchunk, k1 = min(cols, k0 + kchunk), nsteps = (k1 - k0 + 31) / 32;
+    float *out = gridDim.z > 1 ? part + (long)blockIdx.z * n * rows : y;
+    ring += warp * S;
+    // issue copies steps p .. p+SPC−1 of the warp's 32 weight rows into its
+    // ring (zeros past the last row and past k1) as one group: 256
+    // consecutive bytes of each row at once.
+    auto issue = [&](int p) {
+#pragma unroll
+        for (int u = 0; u < SPC; u++)
+#pragma unroll
+            for (int i = 0; i < 2 * MT; i++) {
+                int id = lane + 32 * i, row = id >> 2, q = (id & 3) * 8, col = k0 + 32 * (p + u) + q;
+                bool ok = r0 + row < rows && col < k1; // k1 is a multiple of 8
+                cp_async16(&ring[(p + u) % S][row][q], ok ? W + (r0 + row) * cols + col : W, ok ? 16 : 0);
+            }
+        asm volatile("cp.async.commit_group;\n" ::);
+    };
+    // x chunks go through registers: loaded a chunk ahead, split into xs at the chunk boundary.
+    float4 xv4[IT];
+    auto xload = [&](int kk) {
+#pragma unroll
+        for (int s = 0; s < IT; s++) {
+            int i = tid + s * NTH, t = i / (MMD_KC / 4), q = (i % (MMD_KC / 4)) * 4;
+            xv4[s] = t < n && kk + q < k1 ? *(const float4 *)(x + (long)t * cols + kk + q) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+    };
+    const bf16 *xr[NT];
+#pragma unroll
+    for (int j = 0; j < NT; j++) xr[j] = &xs[(4 * j + (g >> 1)) * 2 + (g & 1)][8 * c];
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int t = 0; t < MT; t++)
+#pragma unroll
+        for (int j = 0; j < NT; j++) acc[t][j][0] = acc[t][j][1] = acc[t][j][2] = acc[t][j][3] = 0.f;
+    issue(0);
+    xload(k0);
+    for (int st = 0; st < nsteps; st++) {
+        int kk = k0 + (st / SPC) * MMD_KC;
+        if (st % SPC == 0) {
+            __syncthreads(); // every warp is done with the last chunk
+#pragma unroll
+            for (int s = 0; s < IT; s++) {
+                int i = tid + s * NTH, t = i / (MMD_KC / 4), q = (i % (MMD_KC / 4)) * 4;
+                float4 v = xv4[s];
+                __nv_bfloat162 h0 = __floats2bfloat162_rn(v.x, v.y), h1 = __floats2bfloat162_rn(v.z, v.w);
+                float2 f0 = __bfloat1622float2(h0), f1 = __bfloat1622float2(h1);
+                __nv_bfloat162 l0 = __floats2bfloat162_rn(v.x - f0.x, v.y - f0.y), l1 = __floats2bfloat162_rn(v.z - f1.x, v.w - f1.y);
+                uint2 hv, lv;
+                hv.x = *(uint32_t *)&h0, hv.y = *(uint32_t *)&h1;
+                lv.x = *(uint32_t *)&l0, lv.y = *(uint32_t *)&l1;
+                *(uint2 *)&xs[2 * t][q] = hv;
+                *(uint2 *)&xs[2 * t + 1][q] = lv;
+            }
+            __syncthreads(); // xs holds this chunk; the last chunk's slots of the ring are free
+            if (kk + MMD_KC < k1) xload(kk + MMD_KC);
+            issue(st + SPC); // the next chunk's weights
+            asm volatile("cp.async.wait_group 1;\n" ::); // this chunk's have arrived
+            __syncwarp();
+        }
+        int o = (st % SPC) * 32;
+        uint4 xv[NT];
+#pragma unroll
+        for (int j = 0; j < NT; j++) xv[j] = *(const uint4 *)(xr[j] + o); // zeros past k1 (xload)
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            uint4 a = *(const uint4 *)&ring[st % S][16 * t + g][8 * c];
+            uint4 b = *(const uint4 *)&ring[st % S][16 * t + g + 8][8 * c];
+            mma_step<NT>(acc[t], a, b, xv);
+        }
+    }
+    asm volatile("cp.async.wait_all;\n" ::);
+    // Thread (g, c) holds columns 2c (hi) and 2c+1 (lo) of x row 4j + c, weight rows g and g+8 of each tile.
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        long q = j * 4 + c;
+        if (q >= n) continue;
+#pragma unroll
+        for (int t = 0; t < MT; t++) {
+            long ra = r0 + 16 * t + g, rb = ra + 8;
+            if (ra < rows) out[q * rows + ra] = acc[t][j][0] + acc[t][j][1];
+            if (rb < rows) out[q * rows + rb] = acc[t][j][2] + acc[t][j][3];
+        }
+    }
+}
+
+#define MMD_KERNEL(NAME, NT, MT)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(MMD_ROWS / (16 * MT) * 32)                                     \
+    NAME(float *y, float *part, const bf16 *W, const float *x, int rows, int cols, int n, int kchunk) {          \
+        mmd_impl<NT, MT>(y, part, W, x, rows, cols, n, kchunk);                                                  \
+    }
+// 4 warps of 32 weight rows for up to 8 rows of x; 8 warps of 16 weight rows
+// for more (registers for 32 slots of accumulators: two blocks of 8 warps a
+// multiprocessor hide the latencies better than two of 4 warps of 32 rows).
+MMD_KERNEL(mmd_bf16_1, 1, 2) // up to 4 rows of x
+MMD_KERNEL(mmd_bf16_2, 2, 2) // up to 8
+MMD_KERNEL(mmd_bf16_4, 4, 1) // up to 16
+MMD_KERNEL(mmd_bf16_8, 8, 1) // up to 32
 
 // ---------------------------------------------------------------------------
 // Sampling with top-k and top-p, one block per row of V logits, in the CPU
