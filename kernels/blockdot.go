@@ -202,15 +202,6 @@ func (a *xQ8) rows(x []float32, C, t0, t1 int) {
 	}
 }
 
-// group packs the finite rows of a (T rows of C columns) in groups of up
-// to maxNT tokens for weights in blocks of elems (32 or 256).
-func (a *xQ8) group(T, C, elems, maxNT int) {
-	a.layout(T, C, elems, maxNT)
-	for i := range a.groups {
-		a.fill(i, C)
-	}
-}
-
 // layout puts the finite rows in groups of up to maxNT tokens for weights
 // in blocks of elems and gives each group its part of the buffers; fill
 // then packs them.

@@ -617,12 +617,6 @@ type xQuant struct {
 	ok    []bool
 }
 
-// quantize rounds the T rows of C columns of x.
-func (q *xQuant) quantize(x []float32, T, C int) {
-	q.resize(T, C)
-	q.rows(x, C, 0, T)
-}
-
 // resize makes room for T rows of C columns.
 func (q *xQuant) resize(T, C int) {
 	if cap(q.v) < T*C {
