@@ -174,8 +174,10 @@ func (m *matMulTask) prepare(threads int, xq *xQuant, xb *xQ8, xa *xAct8, r runn
 		xb.layout(T, C, k.elems, k.nt)
 		n = len(xb.groups)
 	}
-	*pt = prepTask{m: m, groups: true, n: n}
-	r.run(pt, n, prepCost*T*C)
+	if n > 0 { // no group when every row holds an Inf or a NaN
+		*pt = prepTask{m: m, groups: true, n: n}
+		r.run(pt, n, prepCost*T*C)
+	}
 	*pt = prepTask{}
 	return k
 }

@@ -10,8 +10,8 @@ import (
 // MatMul alone, over a run of products of every weight type on one x:
 // formats that round the activations alike next to each other (the
 // rounding is then reused) and apart (it is redone), float and int8
-// weights between them, a NaN row, both activation widths, 1 to 3
-// threads, on every path.
+// weights between them, a NaN row and a batch of NaN rows only, both
+// activation widths, 1 to 3 threads, on every path.
 func TestMatMulShared(t *testing.T) {
 	defer SetThreads(0)
 	defer SetActivationBits(16)
@@ -33,6 +33,10 @@ func TestMatMulShared(t *testing.T) {
 				x, _ := guarded(r, T*C, 1)
 				if T > 2 {
 					x[2*C+C/3] = float32(math.NaN())
+				}
+				if T == 3 {
+					// Every row with a NaN: no token group at all.
+					x[C/5], x[C+C/7] = float32(math.NaN()), float32(math.Inf(1))
 				}
 				ps := make([]Product, len(ws))
 				checks := make([]func(*testing.T), len(ws))
