@@ -264,6 +264,23 @@ func prefetchRows(nt, bytes int, w, w1, rb Register) {
 	prefetchAhead(bytes, w, w1)
 }
 
+// zeroPairAccs returns nt zeroed accumulators for each of np pairs of
+// rows. The zeros are loaded, not made by VPXORD of a register with itself:
+// that reads it, which the register allocator takes for a value live from
+// the start of the function, and two passes' accumulators would not fit
+// the registers together.
+func zeroPairAccs(np, nt int) [][]VecVirtual {
+	acc := make([][]VecVirtual, np)
+	for p := range acc {
+		acc[p] = make([]VecVirtual, nt)
+		for t := range acc[p] {
+			acc[p][t] = ZMM()
+			VMOVDQU64(zZero, acc[p][t])
+		}
+	}
+	return acc
+}
+
 // blockDot32Pass writes one pass of genBlockDot32x512 over the blocks of
 // the pairs of rows at pairs[i] (addresses from w; rb bytes each) and
 // returns the accumulators of each pair's nt tokens, leaving w as it
@@ -273,17 +290,7 @@ func blockDot32Pass(name string, bytes, nt int, rb, w Register, pairs [][2]Mem) 
 	MOVQ(rb, n)
 	qp := Load(Param("q"), GP64())
 	dp := Load(Param("d"), GP64())
-	acc := make([][]VecVirtual, len(pairs))
-	for p := range acc {
-		acc[p] = make([]VecVirtual, nt)
-		for t := range acc[p] {
-			// Zeros loaded: VPXORD of a register with itself reads it,
-			// which the register allocator takes for a value live from
-			// the start, and the passes' accumulators would not all fit.
-			acc[p][t] = ZMM()
-			VMOVDQU64(zZero, acc[p][t])
-		}
-	}
+	acc := zeroPairAccs(len(pairs), nt)
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))

@@ -313,19 +313,7 @@ func dot8Blocks32Pass(name string, f fmt8, nt int, rb, w Register, pairs [][2]Me
 		MOVL(U32(1<<(2*nt)-1), m)
 		KMOVW(m, dmask)
 	}
-	acc := make([][]VecVirtual, len(pairs))
-	for p := range acc {
-		acc[p] = make([]VecVirtual, nt)
-		for t := range acc[p] {
-			// Zeros loaded, not made by VPXORD of the register with
-			// itself: that reads it, which the register allocator takes
-			// for a value live from the start of the function, and the
-			// two passes' accumulators would not fit the registers
-			// together.
-			acc[p][t] = ZMM()
-			VMOVDQU64(zZero, acc[p][t])
-		}
-	}
+	acc := zeroPairAccs(len(pairs), nt)
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
