@@ -222,10 +222,9 @@ func (a *xAct8) layout(T, C, maxNT int) {
 		a.groups = make([]xGroup8, 0, T)
 	}
 	a.groups = a.groups[:0]
-	var g xGroup8
 	used := 0
-	flush := func() {
-		n := g.nt
+	tokenGroups(a.ok[:T], maxNT, func(tokens [groupTokens8]int, n int) {
+		g := xGroup8{tokens: tokens, nt: n}
 		g.q, g.d = a.gq[used*C:(used+n)*C], a.gd[used*nd:(used+n)*nd]
 		g.aux = a.gaux[ga*used*nb : ga*(used+n)*nb]
 		if a.elems == q8Block {
@@ -235,21 +234,7 @@ func (a *xAct8) layout(T, C, maxNT int) {
 		}
 		used += n
 		a.groups = append(a.groups, g)
-		g = xGroup8{}
-	}
-	for t := range T {
-		if !a.ok[t] {
-			continue
-		}
-		g.tokens[g.nt] = t
-		g.nt++
-		if g.nt == maxNT {
-			flush()
-		}
-	}
-	if g.nt > 0 {
-		flush()
-	}
+	})
 }
 
 // fill packs group i (layout). Groups are independent: several threads

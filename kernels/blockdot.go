@@ -218,27 +218,34 @@ func (a *xQ8) layout(T, C, elems, maxNT int) {
 		a.groups = make([]xGroup, 0, T)
 	}
 	a.groups, a.groupBlock = a.groups[:0], elems
-	var g xGroup
 	used := 0
-	flush := func() {
-		n := g.nt
+	tokenGroups(a.ok[:T], maxNT, func(tokens [groupTokens512]int, n int) {
+		g := xGroup{tokens: tokens, nt: n}
 		g.q, g.d, g.s = a.gq[used*C:(used+n)*C], a.gd[used*nb:(used+n)*nb], a.gs[used*nb:(used+n)*nb]
 		used += n
 		a.groups = append(a.groups, g)
-		g = xGroup{}
-	}
-	for t := range T {
-		if !a.ok[t] {
+	})
+}
+
+// tokenGroups calls group with each run of up to maxNT (≤ 8) of the
+// tokens t whose ok[t] is set (rows without Inf or NaN), in order: the
+// token groups of the several-token kernels.
+func tokenGroups(ok []bool, maxNT int, group func(tokens [groupTokens512]int, n int)) {
+	var tokens [groupTokens512]int
+	n := 0
+	for t, fine := range ok {
+		if !fine {
 			continue
 		}
-		g.tokens[g.nt] = t
-		g.nt++
-		if g.nt == maxNT {
-			flush()
+		tokens[n] = t
+		n++
+		if n == maxNT {
+			group(tokens, n)
+			n = 0
 		}
 	}
-	if g.nt > 0 {
-		flush()
+	if n > 0 {
+		group(tokens, n)
 	}
 }
 
