@@ -171,6 +171,7 @@ func TestGoodEdgeFiles(t *testing.T) {
 		{"63-byte name", newRaw(3, 1, 0).tensor(strings.Repeat("n", 63), F32, 0, 1).data(4).b},
 		{"IQ type is read", newRaw(3, 1, 0).tensor("w", IQ4_XS, 0, 256).data(136).b},
 		{"trailing bytes after the data", newRaw(3, 1, 0).tensor("w", F32, 0, 1).data(100).b},
+		{"huge dimensions before a zero", newRaw(3, 1, 0).tensor("w", F32, 0, 1<<62, 1<<62, 0).data(0).b},
 		{"alignment 1", newRaw(3, 1, 1).str(AlignmentKey).u32(uint32(TypeUint32)).u32(1).tensor("w", I8, 3, 5).u8(0).u8(1).u8(2).u8(3).u8(4).u8(5).u8(6).u8(7).b},
 	}
 	for _, c := range cases {
@@ -185,6 +186,8 @@ func TestGoodEdgeFiles(t *testing.T) {
 				t.Errorf("%s: %s: %d bytes, %v", c.name, info.Name, len(data), err)
 			}
 		}
+		// What the reader accepts, the writer writes back.
+		t.Run(c.name, func(t *testing.T) { checkParsed(t, f) })
 	}
 }
 

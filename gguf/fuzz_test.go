@@ -135,6 +135,8 @@ func FuzzOpenBytes(f *testing.F) {
 	f.Add(newRaw(3, 2, 0).tensor("a", F32, 0, 16).tensor("b", F32, 32, 16).data(96).b)
 	f.Add(newRaw(3, 0, 1).str("k").u32(uint32(TypeArray)).u32(uint32(TypeArray)).u64(1).u32(uint32(TypeUint8)).u64(2).u8(1).u8(2).b)
 	f.Add(newRaw(3, 1, 1).str(AlignmentKey).u32(uint32(TypeUint32)).u32(1).tensor("w", I8, 3, 5).u8(0).u8(1).u8(2).u8(3).u8(4).u8(5).u8(6).u8(7).b)
+	// Dimensions whose product overflows before a later zero: no elements.
+	f.Add(newRaw(3, 1, 0).tensor("1", F32, 0, 1<<62, 1<<62, 0).data(0).b)
 	if b, err := Marshal(allValues(), testTensors()); err == nil {
 		f.Add(b)
 	}

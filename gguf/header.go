@@ -52,10 +52,7 @@ type TensorInfo struct {
 
 // NumElements returns the product of Dims (1 for no dims).
 func (t TensorInfo) NumElements() int64 {
-	n := int64(1)
-	for _, d := range t.Dims {
-		n *= d
-	}
+	n, _ := elements(t.Dims)
 	return n
 }
 
@@ -338,8 +335,6 @@ func (d *decoder) tensorInfo(i int) (TensorInfo, error) {
 		return t, fmt.Errorf("%w: %d dimensions (limit %d)", ErrShape, nDims, MaxDims)
 	}
 	t.Dims = make([]int64, nDims)
-	n := int64(1)
-	overflow := false
 	for j := range t.Dims {
 		v := d.u64("dimension")
 		if d.err != nil {
@@ -349,17 +344,10 @@ func (d *decoder) tensorInfo(i int) (TensorInfo, error) {
 			return t, fmt.Errorf("%w: dimension %d is %d", ErrShape, j, v)
 		}
 		t.Dims[j] = int64(v)
-		hi, lo := bits.Mul64(uint64(n), v)
-		if hi != 0 || lo > math.MaxInt64 {
-			overflow = true
-		}
-		n = int64(lo)
 	}
-	if overflow && slices.Index(t.Dims, 0) < 0 {
+	n, ok := elements(t.Dims)
+	if !ok {
 		return t, fmt.Errorf("%w: %v has more than 2^63 elements", ErrShape, t.Dims)
-	}
-	if overflow {
-		n = 0
 	}
 	t.Type = Type(d.u32("type"))
 	t.Offset = 0
@@ -545,4 +533,23 @@ func (d *decoder) array(depth int) (Value, error) {
 		return Value{a}, nil
 	}
 	return Value{}, fmt.Errorf("%w: unknown array element type %d", ErrValueType, uint32(elem))
+}
+
+// elements returns the number of elements of a shape of non-negative
+// dimensions, and false when it exceeds math.MaxInt64. A shape with a zero
+// dimension holds no elements, however large the others are: the reader and
+// the writer both count this way, so whatever one accepts the other does.
+func elements(dims []int64) (int64, bool) {
+	if slices.Index(dims, 0) >= 0 {
+		return 0, true
+	}
+	n := int64(1)
+	for _, d := range dims {
+		hi, lo := bits.Mul64(uint64(n), uint64(d))
+		if hi != 0 || lo > math.MaxInt64 {
+			return 0, false
+		}
+		n = int64(lo)
+	}
+	return n, true
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/jamba-go/jamba/internal/atomicfile"
 )
@@ -312,15 +313,12 @@ func buildHeader(kvs []KV, tensors []TensorInfo) ([]byte, []TensorInfo, int64, *
 			return fail(fmt.Errorf("%w: %d dimensions (limit %d)", ErrShape, len(t.Dims), MaxDims))
 		}
 		names[t.Name] = true
-		n := int64(1)
-		for _, d := range t.Dims {
-			if d < 0 {
-				return fail(fmt.Errorf("%w: negative dimension in %v", ErrShape, t.Dims))
-			}
-			if d != 0 && n > math.MaxInt64/d {
-				return fail(fmt.Errorf("%w: %v has more than 2^63 elements", ErrShape, t.Dims))
-			}
-			n *= d
+		if slices.IndexFunc(t.Dims, func(d int64) bool { return d < 0 }) >= 0 {
+			return fail(fmt.Errorf("%w: negative dimension in %v", ErrShape, t.Dims))
+		}
+		n, ok := elements(t.Dims)
+		if !ok {
+			return fail(fmt.Errorf("%w: %v has more than 2^63 elements", ErrShape, t.Dims))
 		}
 		if t.RowLen()%int64(t.Type.BlockSize()) != 0 {
 			return fail(fmt.Errorf("%w: %s rows of %d elements are not a multiple of the block size %d", ErrShape, t.Type, t.RowLen(), t.Type.BlockSize()))
