@@ -98,11 +98,13 @@ type xAct8 struct {
 	q      []int8
 	d, s   []float32
 	aux    []int32
+	k8     []int32 // blocks of 32: −8·Σq per block (Q4_0's lanes kernels)
 	ok     []bool
 	groups []xGroup8
 	gq     []int8
 	gd, gs []float32
 	gaux   []int32
+	gk8    []int32
 }
 
 // xGroup8 is nt tokens' 8-bit activations interleaved: block of 32 b of
@@ -119,6 +121,7 @@ type xGroup8 struct {
 	q      []int8
 	d, s   []float32
 	aux    []int32
+	k8     []int32 // blocks of 32: xAct8's k8 of block b, token t at b*nt+t
 }
 
 // auxLanes is the number of int32 of xAct8's aux per block of 32 values
@@ -163,8 +166,12 @@ func (a *xAct8) resize(T, C, elems int) {
 	if cap(a.ok) < T {
 		a.ok = make([]bool, T)
 	}
+	if cap(a.k8) < T*nb {
+		a.k8 = make([]int32, T*nb)
+	}
 	a.elems = elems
 	a.q, a.d, a.s, a.aux, a.ok = a.q[:T*C], a.d[:T*nd], a.s[:T*nb], a.aux[:na*T*nb], a.ok[:T]
+	a.k8 = a.k8[:T*nb]
 	a.groups = a.groups[:0]
 }
 
@@ -174,7 +181,23 @@ func (a *xAct8) rows(x []float32, C, t0, t1 int) {
 	nb, nd, na := C/q8Block, C/a.elems, auxLanes(a.elems)
 	for t := t0; t < t1; t++ {
 		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[na*t*nb:na*(t+1)*nb], x[t*C:(t+1)*C])
+		if a.ok[t] && a.elems == q8Block {
+			for b, s := range a.s[t*nb : (t+1)*nb] {
+				a.k8[t*nb+b] = -8 * int32(s) // Σq is exact in float32
+			}
+		}
 	}
+}
+
+// tokenAux is the nc of blockDot8Rows for token t of a (rows of C
+// columns) and format k: its aux, or its k8 for Q4_0.
+func (a *xAct8) tokenAux(k BlockDot, t, C int) []int32 {
+	nb := C / q8Block
+	if k == DotQ4_0 {
+		return a.k8[t*nb : (t+1)*nb]
+	}
+	na := auxLanes(a.elems)
+	return a.aux[na*t*nb : na*(t+1)*nb]
 }
 
 // groupTokens8 is the most tokens the AVX-512 VNNI 8-bit kernels multiply
@@ -218,6 +241,9 @@ func (a *xAct8) layout(T, C, maxNT int) {
 	if cap(a.gd) < T*nd {
 		a.gd = make([]float32, T*nd)
 	}
+	if cap(a.gk8) < T*nb {
+		a.gk8 = make([]int32, T*nb)
+	}
 	if cap(a.groups) < T {
 		a.groups = make([]xGroup8, 0, T)
 	}
@@ -229,6 +255,7 @@ func (a *xAct8) layout(T, C, maxNT int) {
 		g.aux = a.gaux[ga*used*nb : ga*(used+n)*nb]
 		if a.elems == q8Block {
 			g.s = a.gs[2*used*nb : 2*(used+n)*nb]
+			g.k8 = a.gk8[used*nb : (used+n)*nb]
 		} else {
 			g.s = a.gs[used*nb : (used+n)*nb]
 		}
@@ -250,6 +277,7 @@ func (a *xAct8) fill(i, C int) {
 			copy(g.aux[ga*j:ga*(j+1)], a.aux[na*(t*nb+b):na*(t*nb+b)+ga])
 			if a.elems == q8Block {
 				g.s[2*j], g.s[2*j+1] = a.d[t*nd+b], a.d[t*nd+b]
+				g.k8[j] = a.k8[t*nb+b]
 				continue
 			}
 			g.s[(b/8*n+i)*8+b%8] = a.s[t*nb+b]
@@ -330,6 +358,19 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 		na := auxLanes(a.elems)
 		for _, g := range a.groups {
 			out := s.blockOut[:g.nt*nr]
+			if w.Format.Dot == DotQ4_0 {
+				// One row per lane: the outputs token after token.
+				if g.nt == 1 {
+					t := g.tokens[0]
+					blockDot8Lanes(out, nr, q, rb, nr, 1, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.k8[t*nb:(t+1)*nb])
+				} else {
+					blockDot8Lanes(out, nr, q, rb, nr, g.nt, g.nt, g.q, g.d, g.k8)
+				}
+				for i, t := range g.tokens[:g.nt] {
+					copy(dst[t*R+r0:t*R+r1], out[i*nr:(i+1)*nr])
+				}
+				continue
+			}
 			if g.nt == 1 {
 				// One token: its own rows (the one-token kernels read
 				// xAct8's layout).
@@ -353,8 +394,7 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 			blockRows(s, out, x[t*C:(t+1)*C], 1, w, r0, r1)
 			continue
 		}
-		na := auxLanes(a.elems)
-		blockDot8Rows(out[r0:r1], w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[na*t*nb:na*(t+1)*nb])
+		blockDot8Rows(out[r0:r1], w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.tokenAux(w.Format.Dot, t, C))
 	}
 }
 
@@ -429,17 +469,29 @@ func dot8Q8_0Generic(w []byte, q []int8, d, s []float32) float32 {
 
 // dot8Q4_0Generic is the 8-bit product of a row of Q4_0 blocks (s unused).
 func dot8Q4_0Generic(w []byte, q []int8, d, s []float32) float32 {
-	var acc [8]float32
-	var wi [32]int32
-	for b := range d {
+	return dot8Q4_0Strided(w[:len(d)*18], q, d, 1, 0)
+}
+
+// dot8Q4_0Strided is the 8-bit product of a row of Q4_0 blocks with token
+// t of activations laid out lt tokens per block (block b of token t at
+// q[(b·lt+t)·32:] and d[b·lt+t]; xGroup8's layout, xAct8's row for lt =
+// 1). Unlike the other formats' lanes, each block is summed whole in
+// integers, I = Σ (w_i−8)·q_i (|I| ≤ 32·8·127, exact in float32), and
+// added to one accumulator: acc = fma32(float32(half·d_b), float32(I),
+// acc), block after block. The kernels hold one row per lane
+// (blockDot8Lanes).
+func dot8Q4_0Strided(w []byte, q []int8, d []float32, lt, t int) float32 {
+	var acc float32
+	for b := range len(w) / 18 {
 		blk := w[18*b : 18*b+18]
+		qb := q[(b*lt+t)*q8Block:][:q8Block]
+		var I int32
 		for i := range 16 {
-			wi[i] = int32(blk[2+i]&15) - 8
-			wi[16+i] = int32(blk[2+i]>>4) - 8
+			I += (int32(blk[2+i]&15)-8)*int32(qb[i]) + (int32(blk[2+i]>>4)-8)*int32(qb[16+i])
 		}
-		addLanes8(&acc, float32(half(blk)*d[b]), &wi, q[32*b:])
+		acc = fma32(float32(half(blk)*d[b*lt+t]), float32(I), acc)
 	}
-	return reduce8(&acc)
+	return acc
 }
 
 // dot8Q5_0Generic is the 8-bit product of a row of Q5_0 blocks (s unused).

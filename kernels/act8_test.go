@@ -71,7 +71,9 @@ func TestAct8Kernels(t *testing.T) {
 			t.Run(f.Name, func(t *testing.T) {
 				r := newRand(t)
 				for _, nblk := range []int{1, 2, 3, 7, 9} {
-					for _, rows := range []int{1, 2, 3, 5, 17} {
+					// 17 and 27 rows: one 16-row pass of the one-row-per-lane
+					// kernels, then 8 rows (AVX2) and the rest in Go.
+					for _, rows := range []int{1, 2, 3, 5, 17, 27} {
 						C := nblk * f.Elems
 						w := randDotBlocks(r, f, rows, C)
 						rb := f.rowBytes(C)
@@ -86,7 +88,7 @@ func TestAct8Kernels(t *testing.T) {
 							// One token at a time, then the groups.
 							for tk := range T {
 								got, check := guarded(r, rows, 3)
-								blockDot8Rows(got, f.Dot, w.Q, rb, 1, a.q[tk*C:(tk+1)*C], a.d[tk*nd:(tk+1)*nd], a.s[tk*nb:(tk+1)*nb], a.aux[auxLanes(f.Elems)*tk*nb:auxLanes(f.Elems)*(tk+1)*nb])
+								blockDot8Rows(got, f.Dot, w.Q, rb, 1, a.q[tk*C:(tk+1)*C], a.d[tk*nd:(tk+1)*nd], a.s[tk*nb:(tk+1)*nb], a.tokenAux(f.Dot, tk, C))
 								check(t)
 								for i := range rows {
 									if math.Float32bits(got[i]) != math.Float32bits(want[tk*rows+i]) {
@@ -106,11 +108,18 @@ func TestAct8Kernels(t *testing.T) {
 										continue // run as one token (fusedRows8), above
 									}
 									got, check := guarded(r, rows*g.nt, 1)
-									blockDot8Rows(got, f.Dot, w.Q, rb, g.nt, g.q, g.d, g.s, g.aux)
+									at := func(i, j int) float32 { return got[i*g.nt+j] }
+									if f.Dot == DotQ4_0 {
+										// One row per lane: the outputs token after token.
+										blockDot8Lanes(got, rows, w.Q, rb, rows, g.nt, g.nt, g.q, g.d, g.k8)
+										at = func(i, j int) float32 { return got[j*rows+i] }
+									} else {
+										blockDot8Rows(got, f.Dot, w.Q, rb, g.nt, g.q, g.d, g.s, g.aux)
+									}
 									check(t)
 									for i := range rows {
 										for j, tk := range g.tokens[:g.nt] {
-											if v := got[i*g.nt+j]; math.Float32bits(v) != math.Float32bits(want[tk*rows+i]) {
+											if v := at(i, j); math.Float32bits(v) != math.Float32bits(want[tk*rows+i]) {
 												t.Fatalf("%d blocks, %d tokens, token %d, row %d of %d: %v, %v alone", nblk, g.nt, tk, i, rows, v, want[tk*rows+i])
 											}
 										}
@@ -165,7 +174,7 @@ func TestAct8EveryValue(t *testing.T) {
 					}
 					var got, want [2]float32
 					blockDot8RowsGeneric(want[:], f.Dot, blk, f.Bytes, a.q, a.d, a.s)
-					blockDot8Rows(got[:], f.Dot, blk, f.Bytes, 1, a.q, a.d, a.s, a.aux)
+					blockDot8Rows(got[:], f.Dot, blk, f.Bytes, 1, a.q, a.d, a.s, a.tokenAux(f.Dot, 0, f.Elems))
 					for r := range 2 {
 						ref, bound := dotRef8(f, blk[r*f.Bytes:(r+1)*f.Bytes], f.Elems, a, 0)
 						if got[r] != want[r] || math.Abs(float64(want[r])-ref) > bound {

@@ -489,7 +489,11 @@ func BenchmarkDot8Kernel(b *testing.B) {
 		y := make([]float32, R*T)
 		b.Run(f.Name, func(b *testing.B) {
 			for b.Loop() {
-				blockDot8Rows(y, f.Dot, w.Q, f.rowBytes(C), g.nt, g.q, g.d, g.s, g.aux)
+				if f.Dot == DotQ4_0 {
+					blockDot8Lanes(y, R, w.Q, f.rowBytes(C), R, g.nt, g.nt, g.q, g.d, g.k8)
+				} else {
+					blockDot8Rows(y, f.Dot, w.Q, f.rowBytes(C), g.nt, g.q, g.d, g.s, g.aux)
+				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(R/2*C/32), "ns/pairblock")
 		})

@@ -801,10 +801,10 @@ type kernel8 = func(y *float32, w *byte, rows, rb int, q *int8, d, s *float32, n
 // kernels8 and kernels8VNNI hold the 8-bit activation kernels by format
 // and token count: AVX2 (one row at a time, up to 8 tokens for the blocks
 // of 32, up to 4 for the K-formats) and AVX-512 VNNI (an even number of
-// rows, up to 8 tokens).
+// rows, up to 8 tokens). Q4_0 has one row per lane instead
+// (blockDot8Lanes).
 var kernels8 = [...][groupTokens8]kernel8{
 	DotQ8_0: {dot8Q8_0AVX2, dot8Q8_0x2AVX2, dot8Q8_0x3AVX2, dot8Q8_0x4AVX2, dot8Q8_0x5AVX2, dot8Q8_0x6AVX2, dot8Q8_0x7AVX2, dot8Q8_0x8AVX2},
-	DotQ4_0: {dot8Q4_0AVX2, dot8Q4_0x2AVX2, dot8Q4_0x3AVX2, dot8Q4_0x4AVX2, dot8Q4_0x5AVX2, dot8Q4_0x6AVX2, dot8Q4_0x7AVX2, dot8Q4_0x8AVX2},
 	DotQ5_0: {dot8Q5_0AVX2, dot8Q5_0x2AVX2, dot8Q5_0x3AVX2, dot8Q5_0x4AVX2, dot8Q5_0x5AVX2, dot8Q5_0x6AVX2, dot8Q5_0x7AVX2, dot8Q5_0x8AVX2},
 	DotQ4K:  {dot8Q4KAVX2, dot8Q4Kx2AVX2, dot8Q4Kx3AVX2, dot8Q4Kx4AVX2},
 	DotQ5K:  {dot8Q5KAVX2, dot8Q5Kx2AVX2, dot8Q5Kx3AVX2, dot8Q5Kx4AVX2},
@@ -813,7 +813,6 @@ var kernels8 = [...][groupTokens8]kernel8{
 
 var kernels8VNNI = [...][groupTokens8]kernel8{
 	DotQ8_0: {dot8Q8_0VNNI, dot8Q8_0x2VNNI, dot8Q8_0x3VNNI, dot8Q8_0x4VNNI, dot8Q8_0x5VNNI, dot8Q8_0x6VNNI, dot8Q8_0x7VNNI, dot8Q8_0x8VNNI},
-	DotQ4_0: {dot8Q4_0VNNI, dot8Q4_0x2VNNI, dot8Q4_0x3VNNI, dot8Q4_0x4VNNI, dot8Q4_0x5VNNI, dot8Q4_0x6VNNI, dot8Q4_0x7VNNI, dot8Q4_0x8VNNI},
 	DotQ5_0: {dot8Q5_0VNNI, dot8Q5_0x2VNNI, dot8Q5_0x3VNNI, dot8Q5_0x4VNNI, dot8Q5_0x5VNNI, dot8Q5_0x6VNNI, dot8Q5_0x7VNNI, dot8Q5_0x8VNNI},
 	DotQ4K:  {dot8Q4KVNNI, dot8Q4Kx2VNNI, dot8Q4Kx3VNNI, dot8Q4Kx4VNNI, dot8Q4Kx5VNNI, dot8Q4Kx6VNNI, dot8Q4Kx7VNNI, dot8Q4Kx8VNNI},
 	DotQ5K:  {dot8Q5KVNNI, dot8Q5Kx2VNNI, dot8Q5Kx3VNNI, dot8Q5Kx4VNNI, dot8Q5Kx5VNNI, dot8Q5Kx6VNNI, dot8Q5Kx7VNNI, dot8Q5Kx8VNNI},
@@ -823,12 +822,21 @@ var kernels8VNNI = [...][groupTokens8]kernel8{
 // blockDot8Rows sets y[i*nt+t] to the 8-bit product of row i of the blocks
 // in w (rb bytes each) with token t of the nt tokens' activations q, d, s
 // (nt ≤ act8MaxTokens(k, rows)),
-// nc (xAct8's aux; q, d, s and nc interleaved as xGroup8 when nt > 1, and
-// one token in xAct8's layout, a group of one too): the AVX-512 VNNI kernels, the
-// AVX2 ones or the plain Go, all with the bits of blockDot8RowsGeneric.
+// nc (xAct8's aux, for Q4_0 its k8: xAct8.tokenAux; q, d, s and nc
+// interleaved as xGroup8 when nt > 1, and one token in xAct8's layout, a
+// group of one too): the AVX-512 VNNI kernels, the AVX2 ones or the plain
+// Go, all with the bits of blockDot8RowsGeneric. Q4_0 takes one token
+// here; its groups go to blockDot8Lanes.
 func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s []float32, nc []int32) {
 	n := len(y) / nt
 	if n == 0 {
+		return
+	}
+	if k == DotQ4_0 {
+		if nt != 1 {
+			panic("kernels: Q4_0 groups go to blockDot8Lanes")
+		}
+		blockDot8Lanes(y, n, w, rb, n, 1, 1, q, d, nc)
 		return
 	}
 	if !useAVX2 {
@@ -862,4 +870,56 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 		panic("kernels: an odd row for more than 4 tokens of 8-bit activations in blocks of 256")
 	}
 	kernels8[k][nt-1](&y[0], &w[0], n, rb, &q[0], &d[0], &s[0], &nc[0])
+}
+
+// kernelLanes is the signature of the kernels with one row per lane
+// (sigLanes in _asmgen/q4lanes.go).
+type kernelLanes = func(y *float32, ys int, w *byte, rows, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// q4LanesVNNI (16 rows a pass) and q4LanesAVX2 (8 rows) hold the Q4_0
+// kernels of 8-bit activations by token count.
+var q4LanesVNNI = [groupTokens8]kernelLanes{dot8Q4_0LanesT1VNNI, dot8Q4_0LanesT2VNNI, dot8Q4_0LanesT3VNNI, dot8Q4_0LanesT4VNNI, dot8Q4_0LanesT5VNNI, dot8Q4_0LanesT6VNNI, dot8Q4_0LanesT7VNNI, dot8Q4_0LanesT8VNNI}
+
+var q4LanesAVX2 = [q4LanesTokens]kernelLanes{dot8Q4_0LanesT1AVX2, dot8Q4_0LanesT2AVX2, dot8Q4_0LanesT3AVX2, dot8Q4_0LanesT4AVX2}
+
+// q4LanesTokens is the most tokens of an AVX2 kernel of q4LanesAVX2.
+const q4LanesTokens = 4
+
+// blockDot8Lanes sets y[t*ys+r] to the 8-bit product of row r of the
+// rows Q4_0 rows in w (rb bytes each) with token t of nt (at most
+// groupTokens8), whose activations are laid out lt tokens per block (see
+// dot8Q4_0Strided; k8 the blocks' −8·Σq): 16 rows at a time with AVX-512
+// VNNI, then 8 with AVX2 (4 tokens a call), the last rows%8 in Go, all
+// with the bits of dot8Q4_0Strided.
+func blockDot8Lanes(y []float32, ys int, w []byte, rb, rows, nt, lt int, q []int8, d []float32, k8 []int32) {
+	if rows == 0 {
+		return
+	}
+	nb := rb / 18
+	_, _, _, _ = w[rows*rb-1], q[lt*nb*q8Block-1], d[lt*nb-1], k8[lt*nb-1]
+	_ = y[(nt-1)*ys+rows-1]
+	if nt > lt || nt > groupTokens8 || ys < rows {
+		panic("kernels: bad token layout")
+	}
+	r := 0
+	if useAVX512 {
+		if n := rows &^ 15; n > 0 {
+			q4LanesVNNI[nt-1](&y[0], ys, &w[0], n, rb, &q[0], &d[0], &k8[0], lt)
+			r = n
+		}
+	}
+	if useAVX2 {
+		if n := (rows - r) &^ 7; n > 0 {
+			for t0 := 0; t0 < nt; t0 += q4LanesTokens {
+				c := min(q4LanesTokens, nt-t0)
+				q4LanesAVX2[c-1](&y[t0*ys+r], ys, &w[r*rb], n, rb, &q[t0*q8Block], &d[t0], &k8[t0], lt)
+			}
+			r += n
+		}
+	}
+	for ; r < rows; r++ {
+		for t := range nt {
+			y[t*ys+r] = dot8Q4_0Strided(w[r*rb:(r+1)*rb], q, d, lt, t)
+		}
+	}
 }

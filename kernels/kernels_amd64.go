@@ -1393,16 +1393,6 @@ func dotQ5_0x8AVX512(y *float32, w *byte, rows int, rb int, q *int16, d *float32
 //go:noescape
 func dot8Q8_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0AVX2 computes, for each of rows rows of rb bytes at w,
-//
-//	y[r] = dot8Q4_0Generic(w[r*rb:(r+1)*rb], q, d, s)
-//
-// bit for bit (see act8.go; nc is unused by the plain Go). The rows
-// follow each other in memory.
-//
-//go:noescape
-func dot8Q4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0AVX2 computes, for each of rows rows of rb bytes at w,
 //
 //	y[r] = dot8Q5_0Generic(w[r*rb:(r+1)*rb], q, d, s)
@@ -1451,14 +1441,6 @@ func dot8Q6KAVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *
 //go:noescape
 func dot8Q8_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
-// at once (each weight block prepared once for all of them), with the
-// tokens' activations interleaved (see xAct8.group): bit for bit
-// dot8Q4_0Generic of each token.
-//
-//go:noescape
-func dot8Q4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x2AVX2 is the kernel for one token, computing y[r*2+t] for 2 tokens t
 // at once (each weight block prepared once for all of them), with the
 // tokens' activations interleaved (see xAct8.group): bit for bit
@@ -1498,14 +1480,6 @@ func dot8Q6Kx2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //
 //go:noescape
 func dot8Q8_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
-// dot8Q4_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
-// at once (each weight block prepared once for all of them), with the
-// tokens' activations interleaved (see xAct8.group): bit for bit
-// dot8Q4_0Generic of each token.
-//
-//go:noescape
-func dot8Q4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
 // dot8Q5_0x3AVX2 is the kernel for one token, computing y[r*3+t] for 3 tokens t
 // at once (each weight block prepared once for all of them), with the
@@ -1547,14 +1521,6 @@ func dot8Q6Kx3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //go:noescape
 func dot8Q8_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
-// at once (each weight block prepared once for all of them), with the
-// tokens' activations interleaved (see xAct8.group): bit for bit
-// dot8Q4_0Generic of each token.
-//
-//go:noescape
-func dot8Q4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x4AVX2 is the kernel for one token, computing y[r*4+t] for 4 tokens t
 // at once (each weight block prepared once for all of them), with the
 // tokens' activations interleaved (see xAct8.group): bit for bit
@@ -1595,14 +1561,6 @@ func dot8Q6Kx4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //go:noescape
 func dot8Q8_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x5AVX2 is the kernel for one token, computing y[r*5+t] for 5 tokens t
-// at once (each weight block prepared once for all of them), with the
-// tokens' activations interleaved (see xAct8.group): bit for bit
-// dot8Q4_0Generic of each token.
-//
-//go:noescape
-func dot8Q4_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x5AVX2 is the kernel for one token, computing y[r*5+t] for 5 tokens t
 // at once (each weight block prepared once for all of them), with the
 // tokens' activations interleaved (see xAct8.group): bit for bit
@@ -1618,14 +1576,6 @@ func dot8Q5_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, 
 //
 //go:noescape
 func dot8Q8_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
-// dot8Q4_0x6AVX2 is the kernel for one token, computing y[r*6+t] for 6 tokens t
-// at once (each weight block prepared once for all of them), with the
-// tokens' activations interleaved (see xAct8.group): bit for bit
-// dot8Q4_0Generic of each token.
-//
-//go:noescape
-func dot8Q4_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
 // dot8Q5_0x6AVX2 is the kernel for one token, computing y[r*6+t] for 6 tokens t
 // at once (each weight block prepared once for all of them), with the
@@ -1643,14 +1593,6 @@ func dot8Q5_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, 
 //go:noescape
 func dot8Q8_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x7AVX2 is the kernel for one token, computing y[r*7+t] for 7 tokens t
-// at once (each weight block prepared once for all of them), with the
-// tokens' activations interleaved (see xAct8.group): bit for bit
-// dot8Q4_0Generic of each token.
-//
-//go:noescape
-func dot8Q4_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x7AVX2 is the kernel for one token, computing y[r*7+t] for 7 tokens t
 // at once (each weight block prepared once for all of them), with the
 // tokens' activations interleaved (see xAct8.group): bit for bit
@@ -1667,14 +1609,6 @@ func dot8Q5_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, 
 //go:noescape
 func dot8Q8_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x8AVX2 is the kernel for one token, computing y[r*8+t] for 8 tokens t
-// at once (each weight block prepared once for all of them), with the
-// tokens' activations interleaved (see xAct8.group): bit for bit
-// dot8Q4_0Generic of each token.
-//
-//go:noescape
-func dot8Q4_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x8AVX2 is the kernel for one token, computing y[r*8+t] for 8 tokens t
 // at once (each weight block prepared once for all of them), with the
 // tokens' activations interleaved (see xAct8.group): bit for bit
@@ -1689,13 +1623,6 @@ func dot8Q5_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, 
 //
 //go:noescape
 func dot8Q8_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
-// dot8Q4_0VNNI is dot8Q4_0AVX2 for an even number of rows
-// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
-// BW, VL and VNNI.
-//
-//go:noescape
-func dot8Q4_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
 // dot8Q5_0VNNI is dot8Q5_0AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
@@ -1732,13 +1659,6 @@ func dot8Q6KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *
 //go:noescape
 func dot8Q8_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x2VNNI is dot8Q4_0x2AVX2 for an even number of rows
-// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
-// BW, VL and VNNI.
-//
-//go:noescape
-func dot8Q4_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x2VNNI is dot8Q5_0x2AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
 // BW, VL and VNNI.
@@ -1773,13 +1693,6 @@ func dot8Q6Kx2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //
 //go:noescape
 func dot8Q8_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
-// dot8Q4_0x3VNNI is dot8Q4_0x3AVX2 for an even number of rows
-// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
-// BW, VL and VNNI.
-//
-//go:noescape
-func dot8Q4_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
 // dot8Q5_0x3VNNI is dot8Q5_0x3AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
@@ -1816,13 +1729,6 @@ func dot8Q6Kx3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //go:noescape
 func dot8Q8_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x4VNNI is dot8Q4_0x4AVX2 for an even number of rows
-// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
-// BW, VL and VNNI.
-//
-//go:noescape
-func dot8Q4_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x4VNNI is dot8Q5_0x4AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
 // BW, VL and VNNI.
@@ -1857,13 +1763,6 @@ func dot8Q6Kx4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //
 //go:noescape
 func dot8Q8_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
-// dot8Q4_0x5VNNI is dot8Q4_0x5AVX2 for an even number of rows
-// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
-// BW, VL and VNNI.
-//
-//go:noescape
-func dot8Q4_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
 // dot8Q5_0x5VNNI is dot8Q5_0x5AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
@@ -1900,13 +1799,6 @@ func dot8Q6Kx5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //go:noescape
 func dot8Q8_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x6VNNI is dot8Q4_0x6AVX2 for an even number of rows
-// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
-// BW, VL and VNNI.
-//
-//go:noescape
-func dot8Q4_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x6VNNI is dot8Q5_0x6AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
 // BW, VL and VNNI.
@@ -1941,13 +1833,6 @@ func dot8Q6Kx6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //
 //go:noescape
 func dot8Q8_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
-// dot8Q4_0x7VNNI is dot8Q4_0x7AVX2 for an even number of rows
-// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
-// BW, VL and VNNI.
-//
-//go:noescape
-func dot8Q4_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
 // dot8Q5_0x7VNNI is dot8Q5_0x7AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
@@ -1984,13 +1869,6 @@ func dot8Q6Kx7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //go:noescape
 func dot8Q8_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 
-// dot8Q4_0x8VNNI is dot8Q4_0x8AVX2 for an even number of rows
-// (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
-// BW, VL and VNNI.
-//
-//go:noescape
-func dot8Q4_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-
 // dot8Q5_0x8VNNI is dot8Q5_0x8AVX2 for an even number of rows
 // (two rows per 512-bit register), with the same bits; it needs AVX-512 F,
 // BW, VL and VNNI.
@@ -2018,3 +1896,87 @@ func dot8Q5Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s
 //
 //go:noescape
 func dot8Q6Kx8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
+
+// dot8Q4_0LanesT1VNNI multiplies 16 rows of Q4_0 blocks at a time, one per lane,
+// with 1 token(s) of 8-bit activations (sigLanes); it needs
+// AVX-512 F, BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0LanesT1VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT2VNNI multiplies 16 rows of Q4_0 blocks at a time, one per lane,
+// with 2 token(s) of 8-bit activations (sigLanes); it needs
+// AVX-512 F, BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0LanesT2VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT3VNNI multiplies 16 rows of Q4_0 blocks at a time, one per lane,
+// with 3 token(s) of 8-bit activations (sigLanes); it needs
+// AVX-512 F, BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0LanesT3VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT4VNNI multiplies 16 rows of Q4_0 blocks at a time, one per lane,
+// with 4 token(s) of 8-bit activations (sigLanes); it needs
+// AVX-512 F, BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0LanesT4VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT5VNNI multiplies 16 rows of Q4_0 blocks at a time, one per lane,
+// with 5 token(s) of 8-bit activations (sigLanes); it needs
+// AVX-512 F, BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0LanesT5VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT6VNNI multiplies 16 rows of Q4_0 blocks at a time, one per lane,
+// with 6 token(s) of 8-bit activations (sigLanes); it needs
+// AVX-512 F, BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0LanesT6VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT7VNNI multiplies 16 rows of Q4_0 blocks at a time, one per lane,
+// with 7 token(s) of 8-bit activations (sigLanes); it needs
+// AVX-512 F, BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0LanesT7VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT8VNNI multiplies 16 rows of Q4_0 blocks at a time, one per lane,
+// with 8 token(s) of 8-bit activations (sigLanes); it needs
+// AVX-512 F, BW, VL and VNNI.
+//
+//go:noescape
+func dot8Q4_0LanesT8VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT1AVX2 multiplies 8 rows of Q4_0 blocks at a time, one per lane,
+// with 1 token(s) of 8-bit activations (sigLanes); it needs
+// AVX2 and FMA.
+//
+//go:noescape
+func dot8Q4_0LanesT1AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT2AVX2 multiplies 8 rows of Q4_0 blocks at a time, one per lane,
+// with 2 token(s) of 8-bit activations (sigLanes); it needs
+// AVX2 and FMA.
+//
+//go:noescape
+func dot8Q4_0LanesT2AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT3AVX2 multiplies 8 rows of Q4_0 blocks at a time, one per lane,
+// with 3 token(s) of 8-bit activations (sigLanes); it needs
+// AVX2 and FMA.
+//
+//go:noescape
+func dot8Q4_0LanesT3AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+
+// dot8Q4_0LanesT4AVX2 multiplies 8 rows of Q4_0 blocks at a time, one per lane,
+// with 4 token(s) of 8-bit activations (sigLanes); it needs
+// AVX2 and FMA.
+//
+//go:noescape
+func dot8Q4_0LanesT4AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)

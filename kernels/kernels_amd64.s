@@ -28615,63 +28615,6 @@ dot8Q8_0AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dot8Q4_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0AVX2(SB), NOSPLIT, $32-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-
-dot8Q4_0AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-
-dot8Q4_0AVX2_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0AVX2_end
-	MOVQ         rb+24(FP), R8
-	LEAQ         (CX)(R8*4), R8
-	PREFETCHT0   (R8)
-	VCVTPH2PS    (CX), X1
-	VBROADCASTSS X1, Y1
-	VMOVDQU      2(CX), X3
-	VPSRLW       $0x04, X3, X2
-	VINSERTI128  $0x01, X2, Y3, Y2
-	VPAND        bdByte0F<>+0(SB), Y2, Y2
-	VPSUBB       b8Byte08<>+0(SB), Y2, Y2
-	VPABSB       Y2, Y4
-	VMOVDQU      (SI), Y5
-	VPSIGNB      Y2, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y2
-	VPMADDWD     b8Ones16<>+0(SB), Y2, Y2
-	VBROADCASTSS (DI), Y4
-	VMULPS       Y1, Y4, Y4
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y4, Y2, Y0
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000020, SI
-	ADDQ         $0x04, DI
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0AVX2_block
-
-dot8Q4_0AVX2_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, (AX)
-	ADDQ         $0x04, AX
-	DECQ         DX
-	JMP          dot8Q4_0AVX2_row
-
-dot8Q4_0AVX2_done:
-	VZEROUPPER
-	RET
-
 // func dot8Q5_0AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q5_0AVX2(SB), NOSPLIT, $32-64
@@ -29321,77 +29264,6 @@ dot8Q8_0x2AVX2_end:
 	JMP          dot8Q8_0x2AVX2_row
 
 dot8Q8_0x2AVX2_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x2AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x2AVX2(SB), NOSPLIT, $32-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-
-dot8Q4_0x2AVX2_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4_0x2AVX2_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VMOVDQU b8FirstLanes2<>+0(SB), Y2
-
-dot8Q4_0x2AVX2_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x2AVX2_end
-	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      2(CX), X5
-	VPSRLW       $0x04, X5, X4
-	VINSERTI128  $0x01, X4, Y5, Y4
-	VPAND        bdByte0F<>+0(SB), Y4, Y4
-	VPSUBB       b8Byte08<>+0(SB), Y4, Y4
-	VPABSB       Y4, Y6
-	VMASKMOVPS   (DI), Y2, Y7
-	VMULPS       Y3, Y7, Y7
-	VMOVUPS      Y7, (SP)
-	VMOVDQU      (SI), Y3
-	VPSIGNB      Y4, Y3, Y3
-	VPMADDUBSW   Y3, Y6, Y3
-	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
-	VBROADCASTSS (SP), Y7
-	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y7, Y3, Y0
-	VMOVDQU      32(SI), Y3
-	VPSIGNB      Y4, Y3, Y3
-	VPMADDUBSW   Y3, Y6, Y3
-	VPMADDWD     b8Ones16<>+0(SB), Y3, Y3
-	VBROADCASTSS 4(SP), Y4
-	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y4, Y3, Y1
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000040, SI
-	ADDQ         $0x08, DI
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x2AVX2_block
-
-dot8Q4_0x2AVX2_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	ADDQ         $0x08, AX
-	DECQ         DX
-	JMP          dot8Q4_0x2AVX2_row
-
-dot8Q4_0x2AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -30207,90 +30079,6 @@ dot8Q8_0x3AVX2_end:
 	JMP          dot8Q8_0x3AVX2_row
 
 dot8Q8_0x3AVX2_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x3AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x3AVX2(SB), NOSPLIT, $32-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-
-dot8Q4_0x3AVX2_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4_0x3AVX2_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VMOVDQU b8FirstLanes3<>+0(SB), Y3
-
-dot8Q4_0x3AVX2_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x3AVX2_end
-	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X4
-	VBROADCASTSS X4, Y4
-	VMOVDQU      2(CX), X6
-	VPSRLW       $0x04, X6, X5
-	VINSERTI128  $0x01, X5, Y6, Y5
-	VPAND        bdByte0F<>+0(SB), Y5, Y5
-	VPSUBB       b8Byte08<>+0(SB), Y5, Y5
-	VPABSB       Y5, Y7
-	VMASKMOVPS   (DI), Y3, Y8
-	VMULPS       Y4, Y8, Y8
-	VMOVUPS      Y8, (SP)
-	VMOVDQU      (SI), Y4
-	VPSIGNB      Y5, Y4, Y4
-	VPMADDUBSW   Y4, Y7, Y4
-	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VBROADCASTSS (SP), Y8
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y8, Y4, Y0
-	VMOVDQU      32(SI), Y4
-	VPSIGNB      Y5, Y4, Y4
-	VPMADDUBSW   Y4, Y7, Y4
-	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VBROADCASTSS 4(SP), Y8
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y8, Y4, Y1
-	VMOVDQU      64(SI), Y4
-	VPSIGNB      Y5, Y4, Y4
-	VPMADDUBSW   Y4, Y7, Y4
-	VPMADDWD     b8Ones16<>+0(SB), Y4, Y4
-	VBROADCASTSS 8(SP), Y5
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y5, Y4, Y2
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000060, SI
-	ADDQ         $0x0c, DI
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x3AVX2_block
-
-dot8Q4_0x3AVX2_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	ADDQ         $0x0c, AX
-	DECQ         DX
-	JMP          dot8Q4_0x3AVX2_row
-
-dot8Q4_0x3AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -31274,103 +31062,6 @@ dot8Q8_0x4AVX2_end:
 	JMP          dot8Q8_0x4AVX2_row
 
 dot8Q8_0x4AVX2_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x4AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x4AVX2(SB), NOSPLIT, $32-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-
-dot8Q4_0x4AVX2_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4_0x4AVX2_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VMOVDQU b8FirstLanes4<>+0(SB), Y4
-
-dot8Q4_0x4AVX2_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x4AVX2_end
-	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      2(CX), X7
-	VPSRLW       $0x04, X7, X6
-	VINSERTI128  $0x01, X6, Y7, Y6
-	VPAND        bdByte0F<>+0(SB), Y6, Y6
-	VPSUBB       b8Byte08<>+0(SB), Y6, Y6
-	VPABSB       Y6, Y8
-	VMASKMOVPS   (DI), Y4, Y9
-	VMULPS       Y5, Y9, Y9
-	VMOVUPS      Y9, (SP)
-	VMOVDQU      (SI), Y5
-	VPSIGNB      Y6, Y5, Y5
-	VPMADDUBSW   Y5, Y8, Y5
-	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VBROADCASTSS (SP), Y9
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y9, Y5, Y0
-	VMOVDQU      32(SI), Y5
-	VPSIGNB      Y6, Y5, Y5
-	VPMADDUBSW   Y5, Y8, Y5
-	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VBROADCASTSS 4(SP), Y9
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y9, Y5, Y1
-	VMOVDQU      64(SI), Y5
-	VPSIGNB      Y6, Y5, Y5
-	VPMADDUBSW   Y5, Y8, Y5
-	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VBROADCASTSS 8(SP), Y9
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y9, Y5, Y2
-	VMOVDQU      96(SI), Y5
-	VPSIGNB      Y6, Y5, Y5
-	VPMADDUBSW   Y5, Y8, Y5
-	VPMADDWD     b8Ones16<>+0(SB), Y5, Y5
-	VBROADCASTSS 12(SP), Y6
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y6, Y5, Y3
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000080, SI
-	ADDQ         $0x10, DI
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x4AVX2_block
-
-dot8Q4_0x4AVX2_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	ADDQ         $0x10, AX
-	DECQ         DX
-	JMP          dot8Q4_0x4AVX2_row
-
-dot8Q4_0x4AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -32525,116 +32216,6 @@ dot8Q8_0x5AVX2_done:
 	VZEROUPPER
 	RET
 
-// func dot8Q4_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x5AVX2(SB), NOSPLIT, $32-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-
-dot8Q4_0x5AVX2_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4_0x5AVX2_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VMOVDQU b8FirstLanes5<>+0(SB), Y5
-
-dot8Q4_0x5AVX2_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x5AVX2_end
-	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X6
-	VBROADCASTSS X6, Y6
-	VMOVDQU      2(CX), X8
-	VPSRLW       $0x04, X8, X7
-	VINSERTI128  $0x01, X7, Y8, Y7
-	VPAND        bdByte0F<>+0(SB), Y7, Y7
-	VPSUBB       b8Byte08<>+0(SB), Y7, Y7
-	VPABSB       Y7, Y9
-	VMASKMOVPS   (DI), Y5, Y10
-	VMULPS       Y6, Y10, Y10
-	VMOVUPS      Y10, (SP)
-	VMOVDQU      (SI), Y6
-	VPSIGNB      Y7, Y6, Y6
-	VPMADDUBSW   Y6, Y9, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS (SP), Y10
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y10, Y6, Y0
-	VMOVDQU      32(SI), Y6
-	VPSIGNB      Y7, Y6, Y6
-	VPMADDUBSW   Y6, Y9, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS 4(SP), Y10
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y10, Y6, Y1
-	VMOVDQU      64(SI), Y6
-	VPSIGNB      Y7, Y6, Y6
-	VPMADDUBSW   Y6, Y9, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS 8(SP), Y10
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y10, Y6, Y2
-	VMOVDQU      96(SI), Y6
-	VPSIGNB      Y7, Y6, Y6
-	VPMADDUBSW   Y6, Y9, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS 12(SP), Y10
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y10, Y6, Y3
-	VMOVDQU      128(SI), Y6
-	VPSIGNB      Y7, Y6, Y6
-	VPMADDUBSW   Y6, Y9, Y6
-	VPMADDWD     b8Ones16<>+0(SB), Y6, Y6
-	VBROADCASTSS 16(SP), Y7
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y7, Y6, Y4
-	ADDQ         $0x12, CX
-	ADDQ         $0x000000a0, SI
-	ADDQ         $0x14, DI
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x5AVX2_block
-
-dot8Q4_0x5AVX2_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X5
-	VADDPS       X5, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	VHADDPS      Y4, Y4, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 16(AX)
-	ADDQ         $0x14, AX
-	DECQ         DX
-	JMP          dot8Q4_0x5AVX2_row
-
-dot8Q4_0x5AVX2_done:
-	VZEROUPPER
-	RET
-
 // func dot8Q5_0x5AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q5_0x5AVX2(SB), NOSPLIT, $32-64
@@ -32867,129 +32448,6 @@ dot8Q8_0x6AVX2_end:
 	JMP          dot8Q8_0x6AVX2_row
 
 dot8Q8_0x6AVX2_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x6AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x6AVX2(SB), NOSPLIT, $32-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-
-dot8Q4_0x6AVX2_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4_0x6AVX2_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VMOVDQU b8FirstLanes6<>+0(SB), Y6
-
-dot8Q4_0x6AVX2_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x6AVX2_end
-	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X7
-	VBROADCASTSS X7, Y7
-	VMOVDQU      2(CX), X9
-	VPSRLW       $0x04, X9, X8
-	VINSERTI128  $0x01, X8, Y9, Y8
-	VPAND        bdByte0F<>+0(SB), Y8, Y8
-	VPSUBB       b8Byte08<>+0(SB), Y8, Y8
-	VPABSB       Y8, Y10
-	VMASKMOVPS   (DI), Y6, Y11
-	VMULPS       Y7, Y11, Y11
-	VMOVUPS      Y11, (SP)
-	VMOVDQU      (SI), Y7
-	VPSIGNB      Y8, Y7, Y7
-	VPMADDUBSW   Y7, Y10, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS (SP), Y11
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y11, Y7, Y0
-	VMOVDQU      32(SI), Y7
-	VPSIGNB      Y8, Y7, Y7
-	VPMADDUBSW   Y7, Y10, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 4(SP), Y11
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y11, Y7, Y1
-	VMOVDQU      64(SI), Y7
-	VPSIGNB      Y8, Y7, Y7
-	VPMADDUBSW   Y7, Y10, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 8(SP), Y11
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y11, Y7, Y2
-	VMOVDQU      96(SI), Y7
-	VPSIGNB      Y8, Y7, Y7
-	VPMADDUBSW   Y7, Y10, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 12(SP), Y11
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y11, Y7, Y3
-	VMOVDQU      128(SI), Y7
-	VPSIGNB      Y8, Y7, Y7
-	VPMADDUBSW   Y7, Y10, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 16(SP), Y11
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y11, Y7, Y4
-	VMOVDQU      160(SI), Y7
-	VPSIGNB      Y8, Y7, Y7
-	VPMADDUBSW   Y7, Y10, Y7
-	VPMADDWD     b8Ones16<>+0(SB), Y7, Y7
-	VBROADCASTSS 20(SP), Y8
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y8, Y7, Y5
-	ADDQ         $0x12, CX
-	ADDQ         $0x000000c0, SI
-	ADDQ         $0x18, DI
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x6AVX2_block
-
-dot8Q4_0x6AVX2_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X6
-	VADDPS       X6, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	VHADDPS      Y4, Y4, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 16(AX)
-	VHADDPS      Y5, Y5, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 20(AX)
-	ADDQ         $0x18, AX
-	DECQ         DX
-	JMP          dot8Q4_0x6AVX2_row
-
-dot8Q4_0x6AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -33251,142 +32709,6 @@ dot8Q8_0x7AVX2_end:
 	JMP          dot8Q8_0x7AVX2_row
 
 dot8Q8_0x7AVX2_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x7AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x7AVX2(SB), NOSPLIT, $32-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-
-dot8Q4_0x7AVX2_row:
-	TESTQ   DX, DX
-	JZ      dot8Q4_0x7AVX2_done
-	MOVQ    rb+24(FP), BX
-	MOVQ    q+32(FP), SI
-	MOVQ    d+40(FP), DI
-	VXORPS  Y0, Y0, Y0
-	VXORPS  Y1, Y1, Y1
-	VXORPS  Y2, Y2, Y2
-	VXORPS  Y3, Y3, Y3
-	VXORPS  Y4, Y4, Y4
-	VXORPS  Y5, Y5, Y5
-	VXORPS  Y6, Y6, Y6
-	VMOVDQU b8FirstLanes7<>+0(SB), Y7
-
-dot8Q4_0x7AVX2_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x7AVX2_end
-	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X8
-	VBROADCASTSS X8, Y8
-	VMOVDQU      2(CX), X10
-	VPSRLW       $0x04, X10, X9
-	VINSERTI128  $0x01, X9, Y10, Y9
-	VPAND        bdByte0F<>+0(SB), Y9, Y9
-	VPSUBB       b8Byte08<>+0(SB), Y9, Y9
-	VPABSB       Y9, Y11
-	VMASKMOVPS   (DI), Y7, Y12
-	VMULPS       Y8, Y12, Y12
-	VMOVUPS      Y12, (SP)
-	VMOVDQU      (SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS (SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y0
-	VMOVDQU      32(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 4(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y1
-	VMOVDQU      64(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 8(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y2
-	VMOVDQU      96(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 12(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y3
-	VMOVDQU      128(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 16(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y4
-	VMOVDQU      160(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 20(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y5
-	VMOVDQU      192(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 24(SP), Y9
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y9, Y8, Y6
-	ADDQ         $0x12, CX
-	ADDQ         $0x000000e0, SI
-	ADDQ         $0x1c, DI
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x7AVX2_block
-
-dot8Q4_0x7AVX2_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X7
-	VADDPS       X7, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	VHADDPS      Y4, Y4, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 16(AX)
-	VHADDPS      Y5, Y5, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 20(AX)
-	VHADDPS      Y6, Y6, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 24(AX)
-	ADDQ         $0x1c, AX
-	DECQ         DX
-	JMP          dot8Q4_0x7AVX2_row
-
-dot8Q4_0x7AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -33673,154 +32995,6 @@ dot8Q8_0x8AVX2_end:
 	JMP          dot8Q8_0x8AVX2_row
 
 dot8Q8_0x8AVX2_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x8AVX2(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, F16C, FMA3, MMX+
-TEXT ·dot8Q4_0x8AVX2(SB), NOSPLIT, $32-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-
-dot8Q4_0x8AVX2_row:
-	TESTQ  DX, DX
-	JZ     dot8Q4_0x8AVX2_done
-	MOVQ   rb+24(FP), BX
-	MOVQ   q+32(FP), SI
-	MOVQ   d+40(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-
-dot8Q4_0x8AVX2_block:
-	CMPQ         BX, $0x00
-	JLE          dot8Q4_0x8AVX2_end
-	PREFETCHT0   1024(CX)
-	VCVTPH2PS    (CX), X8
-	VBROADCASTSS X8, Y8
-	VMOVDQU      2(CX), X10
-	VPSRLW       $0x04, X10, X9
-	VINSERTI128  $0x01, X9, Y10, Y9
-	VPAND        bdByte0F<>+0(SB), Y9, Y9
-	VPSUBB       b8Byte08<>+0(SB), Y9, Y9
-	VPABSB       Y9, Y11
-	VMOVUPS      (DI), Y12
-	VMULPS       Y8, Y12, Y12
-	VMOVUPS      Y12, (SP)
-	VMOVDQU      (SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS (SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y0
-	VMOVDQU      32(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 4(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y1
-	VMOVDQU      64(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 8(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y2
-	VMOVDQU      96(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 12(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y3
-	VMOVDQU      128(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 16(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y4
-	VMOVDQU      160(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 20(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y5
-	VMOVDQU      192(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 24(SP), Y12
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y12, Y8, Y6
-	VMOVDQU      224(SI), Y8
-	VPSIGNB      Y9, Y8, Y8
-	VPMADDUBSW   Y8, Y11, Y8
-	VPMADDWD     b8Ones16<>+0(SB), Y8, Y8
-	VBROADCASTSS 28(SP), Y9
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y9, Y8, Y7
-	ADDQ         $0x12, CX
-	ADDQ         $0x00000100, SI
-	ADDQ         $0x20, DI
-	SUBQ         $0x12, BX
-	JMP          dot8Q4_0x8AVX2_block
-
-dot8Q4_0x8AVX2_end:
-	VHADDPS      Y0, Y0, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X8
-	VADDPS       X8, X0, X0
-	VMOVSS       X0, (AX)
-	VHADDPS      Y1, Y1, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 4(AX)
-	VHADDPS      Y2, Y2, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 8(AX)
-	VHADDPS      Y3, Y3, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 12(AX)
-	VHADDPS      Y4, Y4, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 16(AX)
-	VHADDPS      Y5, Y5, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 20(AX)
-	VHADDPS      Y6, Y6, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 24(AX)
-	VHADDPS      Y7, Y7, Y0
-	VHADDPS      Y0, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VMOVSS       X0, 28(AX)
-	ADDQ         $0x20, AX
-	DECQ         DX
-	JMP          dot8Q4_0x8AVX2_row
-
-dot8Q4_0x8AVX2_done:
 	VZEROUPPER
 	RET
 
@@ -34580,76 +33754,6 @@ dot8Q8_0VNNI_end:
 	JMP           dot8Q8_0VNNI_row
 
 dot8Q8_0VNNI_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0VNNI(SB), NOSPLIT, $0-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-	MOVQ rb+24(FP), BX
-
-dot8Q4_0VNNI_row:
-	CMPQ   DX, $0x02
-	JL     dot8Q4_0VNNI_done
-	LEAQ   (CX)(BX*1), SI
-	MOVQ   BX, DI
-	MOVQ   q+32(FP), R8
-	MOVQ   d+40(FP), R9
-	MOVQ   nc+56(FP), R10
-	MOVL   $0xff00ff00, R11
-	KMOVD  R11, K1
-	VPXORD Z0, Z0, Z0
-
-dot8Q4_0VNNI_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q4_0VNNI_end
-	LEAQ            (CX)(BX*4), R11
-	PREFETCHT0      (R11)
-	PREFETCHT0      (R11)(BX*1)
-	VPBROADCASTW    (CX), Y1
-	VPBROADCASTW    (SI), X2
-	VINSERTI32X4    $0x01, X2, Y1, Y1
-	VCVTPH2PS       Y1, Z1
-	VBROADCASTI32X4 2(CX), Y2
-	VBROADCASTI32X4 2(SI), Y3
-	VINSERTI64X4    $0x01, Y3, Z2, Z3
-	VPSRLW          $0x04, Z3, K1, Z3
-	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
-	VPADDB          b8zByte78<>+0(SB), Z3, Z3
-	VBROADCASTSS    (R9), Z4
-	VMULPS          Z1, Z4, Z4
-	VBROADCASTI64X4 64(R10), Z1
-	VBROADCASTI64X4 (R8), Z5
-	VPDPBUSD        Z5, Z3, Z1
-	VCVTDQ2PS       Z1, Z1
-	VFMADD231PS     Z4, Z1, Z0
-	ADDQ            $0x12, CX
-	ADDQ            $0x12, SI
-	ADDQ            $0x20, R8
-	ADDQ            $0x04, R9
-	ADDQ            $0x60, R10
-	SUBQ            $0x12, DI
-	JMP             dot8Q4_0VNNI_block
-
-dot8Q4_0VNNI_end:
-	VPERMILPS     $0xb1, Z0, Z1
-	VADDPS        Z1, Z0, Z0
-	VPERMILPS     $0x4e, Z0, Z1
-	VADDPS        Z1, Z0, Z0
-	VSHUFF32X4    $0xb1, Z0, Z0, Z1
-	VADDPS        Z1, Z0, Z0
-	VMOVSS        X0, (AX)
-	VEXTRACTF32X4 $0x02, Z0, X1
-	VMOVSS        X1, 4(AX)
-	ADDQ          $0x08, AX
-	MOVQ          SI, CX
-	SUBQ          $0x02, DX
-	JMP           dot8Q4_0VNNI_row
-
-dot8Q4_0VNNI_done:
 	VZEROUPPER
 	RET
 
@@ -35565,218 +34669,6 @@ dot8Q8_0x2VNNI_p_end:
 	JMP        dot8Q8_0x2VNNI_pair
 
 dot8Q8_0x2VNNI_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x2VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x2VNNI(SB), NOSPLIT, $128-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-	MOVQ rb+24(FP), BX
-	LEAQ (BX)(BX*2), SI
-
-dot8Q4_0x2VNNI_quad:
-	CMPQ      DX, $0x04
-	JL        dot8Q4_0x2VNNI_pair
-	MOVQ      BX, DI
-	MOVQ      nc+56(FP), R8
-	MOVQ      s+48(FP), R9
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R10
-	KMOVD     R10, K1
-	MOVL      $0x0000000f, R10
-	KMOVW     R10, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-
-dot8Q4_0x2VNNI_q_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x2VNNI_q_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R10
-	MOVWLZX         (CX)(BX*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y5
-	VCVTPH2PS       Y5, Z5
-	VMULPS.Z        (R9), Z5, K2, Z5
-	VMOVUPS         Z5, (SP)
-	VBROADCASTI32X4 2(CX), Z5
-	VBROADCASTI32X4 2(CX)(BX*1), Z6
-	VPERMT2D        Z6, Z0, Z5
-	VPSRLW          $0x04, Z5, K1, Z5
-	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
-	VPSUBB          b8zByte08<>+0(SB), Z5, Z6
-	VMOVDQU64       b8zK8<>+0(SB), Z7
-	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z7
-	PREFETCHT0      1024(CX)(BX*2)
-	PREFETCHT0      1024(CX)(SI*1)
-	MOVWLZX         (CX)(BX*2), R10
-	MOVWLZX         (CX)(SI*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y5
-	VCVTPH2PS       Y5, Z5
-	VMULPS.Z        (R9), Z5, K2, Z5
-	VMOVUPS         Z5, 64(SP)
-	VBROADCASTI32X4 2(CX)(BX*2), Z5
-	VBROADCASTI32X4 2(CX)(SI*1), Z8
-	VPERMT2D        Z8, Z0, Z5
-	VPSRLW          $0x04, Z5, K1, Z5
-	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
-	VPSUBB          b8zByte08<>+0(SB), Z5, Z8
-	VMOVDQU64       b8zK8<>+0(SB), Z9
-	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z9
-	VMOVDQU64       (R8), Z5
-	VMOVDQA64       Z7, Z10
-	VPDPBUSD        Z6, Z5, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    (SP), Z11
-	VFMADD231PS     Z11, Z10, Z1
-	VMOVDQA64       Z9, Z10
-	VPDPBUSD        Z8, Z5, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    64(SP), Z5
-	VFMADD231PS     Z5, Z10, Z3
-	VMOVDQU64       64(R8), Z5
-	VMOVDQA64       Z7, Z7
-	VPDPBUSD        Z6, Z5, Z7
-	VCVTDQ2PS       Z7, Z7
-	VBROADCASTSD    8(SP), Z6
-	VFMADD231PS     Z6, Z7, Z2
-	VMOVDQA64       Z9, Z6
-	VPDPBUSD        Z8, Z5, Z6
-	VCVTDQ2PS       Z6, Z6
-	VBROADCASTSD    72(SP), Z5
-	VFMADD231PS     Z5, Z6, Z4
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000080, R8
-	ADDQ            $0x10, R9
-	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x2VNNI_q_block
-
-dot8Q4_0x2VNNI_q_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 8(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 12(AX)
-	ADDQ       $0x10, AX
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, (AX)
-	VEXTRACTPS $0x01, X3, 8(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 4(AX)
-	VEXTRACTPS $0x01, X4, 12(AX)
-	ADDQ       $0x10, AX
-	LEAQ       (CX)(BX*4), CX
-	SUBQ       $0x04, DX
-	JMP        dot8Q4_0x2VNNI_quad
-
-dot8Q4_0x2VNNI_pair:
-	CMPQ      DX, $0x02
-	JL        dot8Q4_0x2VNNI_done
-	MOVQ      BX, SI
-	MOVQ      nc+56(FP), DI
-	MOVQ      s+48(FP), R8
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R9
-	KMOVD     R9, K1
-	MOVL      $0x0000000f, R9
-	KMOVW     R9, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-
-dot8Q4_0x2VNNI_p_block:
-	CMPQ            SI, $0x00
-	JLE             dot8Q4_0x2VNNI_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R9
-	MOVWLZX         (CX)(BX*1), R10
-	SHLL            $0x10, R10
-	ORL             R10, R9
-	VPBROADCASTD    R9, Y3
-	VCVTPH2PS       Y3, Z3
-	VMULPS.Z        (R8), Z3, K2, Z3
-	VMOVUPS         Z3, (SP)
-	VBROADCASTI32X4 2(CX), Z3
-	VBROADCASTI32X4 2(CX)(BX*1), Z4
-	VPERMT2D        Z4, Z0, Z3
-	VPSRLW          $0x04, Z3, K1, Z3
-	VPANDD          bdzByte0F<>+0(SB), Z3, Z3
-	VPSUBB          b8zByte08<>+0(SB), Z3, Z4
-	VMOVDQU64       b8zK8<>+0(SB), Z5
-	VPDPBUSD        b8zByte80<>+0(SB), Z3, Z5
-	VMOVDQU64       (DI), Z3
-	VMOVDQA64       Z5, Z6
-	VPDPBUSD        Z4, Z3, Z6
-	VCVTDQ2PS       Z6, Z6
-	VBROADCASTSD    (SP), Z3
-	VFMADD231PS     Z3, Z6, Z1
-	VMOVDQU64       64(DI), Z3
-	VMOVDQA64       Z5, Z5
-	VPDPBUSD        Z4, Z3, Z5
-	VCVTDQ2PS       Z5, Z5
-	VBROADCASTSD    8(SP), Z3
-	VFMADD231PS     Z3, Z5, Z2
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000080, DI
-	ADDQ            $0x10, R8
-	SUBQ            $0x12, SI
-	JMP             dot8Q4_0x2VNNI_p_block
-
-dot8Q4_0x2VNNI_p_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 8(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 12(AX)
-	ADDQ       $0x10, AX
-	LEAQ       (CX)(BX*2), CX
-	SUBQ       $0x02, DX
-	JMP        dot8Q4_0x2VNNI_pair
-
-dot8Q4_0x2VNNI_done:
 	VZEROUPPER
 	RET
 
@@ -37039,262 +35931,6 @@ dot8Q8_0x3VNNI_p_end:
 	JMP        dot8Q8_0x3VNNI_pair
 
 dot8Q8_0x3VNNI_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x3VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x3VNNI(SB), NOSPLIT, $128-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-	MOVQ rb+24(FP), BX
-	LEAQ (BX)(BX*2), SI
-
-dot8Q4_0x3VNNI_quad:
-	CMPQ      DX, $0x04
-	JL        dot8Q4_0x3VNNI_pair
-	MOVQ      BX, DI
-	MOVQ      nc+56(FP), R8
-	MOVQ      s+48(FP), R9
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R10
-	KMOVD     R10, K1
-	MOVL      $0x0000003f, R10
-	KMOVW     R10, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-
-dot8Q4_0x3VNNI_q_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x3VNNI_q_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R10
-	MOVWLZX         (CX)(BX*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y7
-	VCVTPH2PS       Y7, Z7
-	VMULPS.Z        (R9), Z7, K2, Z7
-	VMOVUPS         Z7, (SP)
-	VBROADCASTI32X4 2(CX), Z7
-	VBROADCASTI32X4 2(CX)(BX*1), Z8
-	VPERMT2D        Z8, Z0, Z7
-	VPSRLW          $0x04, Z7, K1, Z7
-	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
-	VPSUBB          b8zByte08<>+0(SB), Z7, Z8
-	VMOVDQU64       b8zK8<>+0(SB), Z9
-	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z9
-	PREFETCHT0      1024(CX)(BX*2)
-	PREFETCHT0      1024(CX)(SI*1)
-	MOVWLZX         (CX)(BX*2), R10
-	MOVWLZX         (CX)(SI*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y7
-	VCVTPH2PS       Y7, Z7
-	VMULPS.Z        (R9), Z7, K2, Z7
-	VMOVUPS         Z7, 64(SP)
-	VBROADCASTI32X4 2(CX)(BX*2), Z7
-	VBROADCASTI32X4 2(CX)(SI*1), Z10
-	VPERMT2D        Z10, Z0, Z7
-	VPSRLW          $0x04, Z7, K1, Z7
-	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
-	VPSUBB          b8zByte08<>+0(SB), Z7, Z10
-	VMOVDQU64       b8zK8<>+0(SB), Z11
-	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z11
-	VMOVDQU64       (R8), Z7
-	VMOVDQA64       Z9, Z12
-	VPDPBUSD        Z8, Z7, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    (SP), Z13
-	VFMADD231PS     Z13, Z12, Z1
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z7, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    64(SP), Z7
-	VFMADD231PS     Z7, Z12, Z4
-	VMOVDQU64       64(R8), Z7
-	VMOVDQA64       Z9, Z12
-	VPDPBUSD        Z8, Z7, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    8(SP), Z13
-	VFMADD231PS     Z13, Z12, Z2
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z7, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    72(SP), Z7
-	VFMADD231PS     Z7, Z12, Z5
-	VMOVDQU64       128(R8), Z7
-	VMOVDQA64       Z9, Z9
-	VPDPBUSD        Z8, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VBROADCASTSD    16(SP), Z8
-	VFMADD231PS     Z8, Z9, Z3
-	VMOVDQA64       Z11, Z8
-	VPDPBUSD        Z10, Z7, Z8
-	VCVTDQ2PS       Z8, Z8
-	VBROADCASTSD    80(SP), Z7
-	VFMADD231PS     Z7, Z8, Z6
-	ADDQ            $0x12, CX
-	ADDQ            $0x000000c0, R8
-	ADDQ            $0x18, R9
-	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x3VNNI_q_block
-
-dot8Q4_0x3VNNI_q_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 12(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 16(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 20(AX)
-	ADDQ       $0x18, AX
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, (AX)
-	VEXTRACTPS $0x01, X4, 12(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 4(AX)
-	VEXTRACTPS $0x01, X5, 16(AX)
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, 8(AX)
-	VEXTRACTPS $0x01, X6, 20(AX)
-	ADDQ       $0x18, AX
-	LEAQ       (CX)(BX*4), CX
-	SUBQ       $0x04, DX
-	JMP        dot8Q4_0x3VNNI_quad
-
-dot8Q4_0x3VNNI_pair:
-	CMPQ      DX, $0x02
-	JL        dot8Q4_0x3VNNI_done
-	MOVQ      BX, SI
-	MOVQ      nc+56(FP), DI
-	MOVQ      s+48(FP), R8
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R9
-	KMOVD     R9, K1
-	MOVL      $0x0000003f, R9
-	KMOVW     R9, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-
-dot8Q4_0x3VNNI_p_block:
-	CMPQ            SI, $0x00
-	JLE             dot8Q4_0x3VNNI_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R9
-	MOVWLZX         (CX)(BX*1), R10
-	SHLL            $0x10, R10
-	ORL             R10, R9
-	VPBROADCASTD    R9, Y4
-	VCVTPH2PS       Y4, Z4
-	VMULPS.Z        (R8), Z4, K2, Z4
-	VMOVUPS         Z4, (SP)
-	VBROADCASTI32X4 2(CX), Z4
-	VBROADCASTI32X4 2(CX)(BX*1), Z5
-	VPERMT2D        Z5, Z0, Z4
-	VPSRLW          $0x04, Z4, K1, Z4
-	VPANDD          bdzByte0F<>+0(SB), Z4, Z4
-	VPSUBB          b8zByte08<>+0(SB), Z4, Z5
-	VMOVDQU64       b8zK8<>+0(SB), Z6
-	VPDPBUSD        b8zByte80<>+0(SB), Z4, Z6
-	VMOVDQU64       (DI), Z4
-	VMOVDQA64       Z6, Z7
-	VPDPBUSD        Z5, Z4, Z7
-	VCVTDQ2PS       Z7, Z7
-	VBROADCASTSD    (SP), Z4
-	VFMADD231PS     Z4, Z7, Z1
-	VMOVDQU64       64(DI), Z4
-	VMOVDQA64       Z6, Z7
-	VPDPBUSD        Z5, Z4, Z7
-	VCVTDQ2PS       Z7, Z7
-	VBROADCASTSD    8(SP), Z4
-	VFMADD231PS     Z4, Z7, Z2
-	VMOVDQU64       128(DI), Z4
-	VMOVDQA64       Z6, Z6
-	VPDPBUSD        Z5, Z4, Z6
-	VCVTDQ2PS       Z6, Z6
-	VBROADCASTSD    16(SP), Z4
-	VFMADD231PS     Z4, Z6, Z3
-	ADDQ            $0x12, CX
-	ADDQ            $0x000000c0, DI
-	ADDQ            $0x18, R8
-	SUBQ            $0x12, SI
-	JMP             dot8Q4_0x3VNNI_p_block
-
-dot8Q4_0x3VNNI_p_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 12(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 16(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 20(AX)
-	ADDQ       $0x18, AX
-	LEAQ       (CX)(BX*2), CX
-	SUBQ       $0x02, DX
-	JMP        dot8Q4_0x3VNNI_pair
-
-dot8Q4_0x3VNNI_done:
 	VZEROUPPER
 	RET
 
@@ -38797,306 +37433,6 @@ dot8Q8_0x4VNNI_p_end:
 	JMP        dot8Q8_0x4VNNI_pair
 
 dot8Q8_0x4VNNI_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x4VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x4VNNI(SB), NOSPLIT, $128-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-	MOVQ rb+24(FP), BX
-	LEAQ (BX)(BX*2), SI
-
-dot8Q4_0x4VNNI_quad:
-	CMPQ      DX, $0x04
-	JL        dot8Q4_0x4VNNI_pair
-	MOVQ      BX, DI
-	MOVQ      nc+56(FP), R8
-	MOVQ      s+48(FP), R9
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R10
-	KMOVD     R10, K1
-	MOVL      $0x000000ff, R10
-	KMOVW     R10, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-	VMOVDQU64 bdzZero<>+0(SB), Z7
-	VMOVDQU64 bdzZero<>+0(SB), Z8
-
-dot8Q4_0x4VNNI_q_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x4VNNI_q_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R10
-	MOVWLZX         (CX)(BX*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y9
-	VCVTPH2PS       Y9, Z9
-	VMULPS.Z        (R9), Z9, K2, Z9
-	VMOVUPS         Z9, (SP)
-	VBROADCASTI32X4 2(CX), Z9
-	VBROADCASTI32X4 2(CX)(BX*1), Z10
-	VPERMT2D        Z10, Z0, Z9
-	VPSRLW          $0x04, Z9, K1, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VPSUBB          b8zByte08<>+0(SB), Z9, Z10
-	VMOVDQU64       b8zK8<>+0(SB), Z11
-	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z11
-	PREFETCHT0      1024(CX)(BX*2)
-	PREFETCHT0      1024(CX)(SI*1)
-	MOVWLZX         (CX)(BX*2), R10
-	MOVWLZX         (CX)(SI*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y9
-	VCVTPH2PS       Y9, Z9
-	VMULPS.Z        (R9), Z9, K2, Z9
-	VMOVUPS         Z9, 64(SP)
-	VBROADCASTI32X4 2(CX)(BX*2), Z9
-	VBROADCASTI32X4 2(CX)(SI*1), Z12
-	VPERMT2D        Z12, Z0, Z9
-	VPSRLW          $0x04, Z9, K1, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VPSUBB          b8zByte08<>+0(SB), Z9, Z12
-	VMOVDQU64       b8zK8<>+0(SB), Z13
-	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z13
-	VMOVDQU64       (R8), Z9
-	VMOVDQA64       Z11, Z14
-	VPDPBUSD        Z10, Z9, Z14
-	VCVTDQ2PS       Z14, Z14
-	VBROADCASTSD    (SP), Z15
-	VFMADD231PS     Z15, Z14, Z1
-	VMOVDQA64       Z13, Z14
-	VPDPBUSD        Z12, Z9, Z14
-	VCVTDQ2PS       Z14, Z14
-	VBROADCASTSD    64(SP), Z9
-	VFMADD231PS     Z9, Z14, Z5
-	VMOVDQU64       64(R8), Z9
-	VMOVDQA64       Z11, Z14
-	VPDPBUSD        Z10, Z9, Z14
-	VCVTDQ2PS       Z14, Z14
-	VBROADCASTSD    8(SP), Z15
-	VFMADD231PS     Z15, Z14, Z2
-	VMOVDQA64       Z13, Z14
-	VPDPBUSD        Z12, Z9, Z14
-	VCVTDQ2PS       Z14, Z14
-	VBROADCASTSD    72(SP), Z9
-	VFMADD231PS     Z9, Z14, Z6
-	VMOVDQU64       128(R8), Z9
-	VMOVDQA64       Z11, Z14
-	VPDPBUSD        Z10, Z9, Z14
-	VCVTDQ2PS       Z14, Z14
-	VBROADCASTSD    16(SP), Z15
-	VFMADD231PS     Z15, Z14, Z3
-	VMOVDQA64       Z13, Z14
-	VPDPBUSD        Z12, Z9, Z14
-	VCVTDQ2PS       Z14, Z14
-	VBROADCASTSD    80(SP), Z9
-	VFMADD231PS     Z9, Z14, Z7
-	VMOVDQU64       192(R8), Z9
-	VMOVDQA64       Z11, Z11
-	VPDPBUSD        Z10, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VBROADCASTSD    24(SP), Z10
-	VFMADD231PS     Z10, Z11, Z4
-	VMOVDQA64       Z13, Z10
-	VPDPBUSD        Z12, Z9, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    88(SP), Z9
-	VFMADD231PS     Z9, Z10, Z8
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000100, R8
-	ADDQ            $0x20, R9
-	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x4VNNI_q_block
-
-dot8Q4_0x4VNNI_q_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 16(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 20(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 24(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 28(AX)
-	ADDQ       $0x20, AX
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, (AX)
-	VEXTRACTPS $0x01, X5, 16(AX)
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, 4(AX)
-	VEXTRACTPS $0x01, X6, 20(AX)
-	VPERMILPS  $0x4e, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0xb1, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0x4e, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VMOVSS     X7, 8(AX)
-	VEXTRACTPS $0x01, X7, 24(AX)
-	VPERMILPS  $0x4e, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0xb1, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0x4e, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VMOVSS     X8, 12(AX)
-	VEXTRACTPS $0x01, X8, 28(AX)
-	ADDQ       $0x20, AX
-	LEAQ       (CX)(BX*4), CX
-	SUBQ       $0x04, DX
-	JMP        dot8Q4_0x4VNNI_quad
-
-dot8Q4_0x4VNNI_pair:
-	CMPQ      DX, $0x02
-	JL        dot8Q4_0x4VNNI_done
-	MOVQ      BX, SI
-	MOVQ      nc+56(FP), DI
-	MOVQ      s+48(FP), R8
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R9
-	KMOVD     R9, K1
-	MOVL      $0x000000ff, R9
-	KMOVW     R9, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-
-dot8Q4_0x4VNNI_p_block:
-	CMPQ            SI, $0x00
-	JLE             dot8Q4_0x4VNNI_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R9
-	MOVWLZX         (CX)(BX*1), R10
-	SHLL            $0x10, R10
-	ORL             R10, R9
-	VPBROADCASTD    R9, Y5
-	VCVTPH2PS       Y5, Z5
-	VMULPS.Z        (R8), Z5, K2, Z5
-	VMOVUPS         Z5, (SP)
-	VBROADCASTI32X4 2(CX), Z5
-	VBROADCASTI32X4 2(CX)(BX*1), Z6
-	VPERMT2D        Z6, Z0, Z5
-	VPSRLW          $0x04, Z5, K1, Z5
-	VPANDD          bdzByte0F<>+0(SB), Z5, Z5
-	VPSUBB          b8zByte08<>+0(SB), Z5, Z6
-	VMOVDQU64       b8zK8<>+0(SB), Z7
-	VPDPBUSD        b8zByte80<>+0(SB), Z5, Z7
-	VMOVDQU64       (DI), Z5
-	VMOVDQA64       Z7, Z8
-	VPDPBUSD        Z6, Z5, Z8
-	VCVTDQ2PS       Z8, Z8
-	VBROADCASTSD    (SP), Z5
-	VFMADD231PS     Z5, Z8, Z1
-	VMOVDQU64       64(DI), Z5
-	VMOVDQA64       Z7, Z8
-	VPDPBUSD        Z6, Z5, Z8
-	VCVTDQ2PS       Z8, Z8
-	VBROADCASTSD    8(SP), Z5
-	VFMADD231PS     Z5, Z8, Z2
-	VMOVDQU64       128(DI), Z5
-	VMOVDQA64       Z7, Z8
-	VPDPBUSD        Z6, Z5, Z8
-	VCVTDQ2PS       Z8, Z8
-	VBROADCASTSD    16(SP), Z5
-	VFMADD231PS     Z5, Z8, Z3
-	VMOVDQU64       192(DI), Z5
-	VMOVDQA64       Z7, Z7
-	VPDPBUSD        Z6, Z5, Z7
-	VCVTDQ2PS       Z7, Z7
-	VBROADCASTSD    24(SP), Z5
-	VFMADD231PS     Z5, Z7, Z4
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000100, DI
-	ADDQ            $0x20, R8
-	SUBQ            $0x12, SI
-	JMP             dot8Q4_0x4VNNI_p_block
-
-dot8Q4_0x4VNNI_p_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 16(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 20(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 24(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 28(AX)
-	ADDQ       $0x20, AX
-	LEAQ       (CX)(BX*2), CX
-	SUBQ       $0x02, DX
-	JMP        dot8Q4_0x4VNNI_pair
-
-dot8Q4_0x4VNNI_done:
 	VZEROUPPER
 	RET
 
@@ -40839,350 +39175,6 @@ dot8Q8_0x5VNNI_p_end:
 	JMP        dot8Q8_0x5VNNI_pair
 
 dot8Q8_0x5VNNI_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x5VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x5VNNI(SB), NOSPLIT, $128-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-	MOVQ rb+24(FP), BX
-	LEAQ (BX)(BX*2), SI
-
-dot8Q4_0x5VNNI_quad:
-	CMPQ      DX, $0x04
-	JL        dot8Q4_0x5VNNI_pair
-	MOVQ      BX, DI
-	MOVQ      nc+56(FP), R8
-	MOVQ      s+48(FP), R9
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R10
-	KMOVD     R10, K1
-	MOVL      $0x000003ff, R10
-	KMOVW     R10, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-	VMOVDQU64 bdzZero<>+0(SB), Z7
-	VMOVDQU64 bdzZero<>+0(SB), Z8
-	VMOVDQU64 bdzZero<>+0(SB), Z9
-	VMOVDQU64 bdzZero<>+0(SB), Z10
-
-dot8Q4_0x5VNNI_q_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x5VNNI_q_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R10
-	MOVWLZX         (CX)(BX*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y11
-	VCVTPH2PS       Y11, Z11
-	VMULPS.Z        (R9), Z11, K2, Z11
-	VMOVUPS         Z11, (SP)
-	VBROADCASTI32X4 2(CX), Z11
-	VBROADCASTI32X4 2(CX)(BX*1), Z12
-	VPERMT2D        Z12, Z0, Z11
-	VPSRLW          $0x04, Z11, K1, Z11
-	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
-	VPSUBB          b8zByte08<>+0(SB), Z11, Z12
-	VMOVDQU64       b8zK8<>+0(SB), Z13
-	VPDPBUSD        b8zByte80<>+0(SB), Z11, Z13
-	PREFETCHT0      1024(CX)(BX*2)
-	PREFETCHT0      1024(CX)(SI*1)
-	MOVWLZX         (CX)(BX*2), R10
-	MOVWLZX         (CX)(SI*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y11
-	VCVTPH2PS       Y11, Z11
-	VMULPS.Z        (R9), Z11, K2, Z11
-	VMOVUPS         Z11, 64(SP)
-	VBROADCASTI32X4 2(CX)(BX*2), Z11
-	VBROADCASTI32X4 2(CX)(SI*1), Z14
-	VPERMT2D        Z14, Z0, Z11
-	VPSRLW          $0x04, Z11, K1, Z11
-	VPANDD          bdzByte0F<>+0(SB), Z11, Z11
-	VPSUBB          b8zByte08<>+0(SB), Z11, Z14
-	VMOVDQU64       b8zK8<>+0(SB), Z15
-	VPDPBUSD        b8zByte80<>+0(SB), Z11, Z15
-	VMOVDQU64       (R8), Z11
-	VMOVDQA64       Z13, Z16
-	VPDPBUSD        Z12, Z11, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    (SP), Z17
-	VFMADD231PS     Z17, Z16, Z1
-	VMOVDQA64       Z15, Z16
-	VPDPBUSD        Z14, Z11, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    64(SP), Z11
-	VFMADD231PS     Z11, Z16, Z6
-	VMOVDQU64       64(R8), Z11
-	VMOVDQA64       Z13, Z16
-	VPDPBUSD        Z12, Z11, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    8(SP), Z17
-	VFMADD231PS     Z17, Z16, Z2
-	VMOVDQA64       Z15, Z16
-	VPDPBUSD        Z14, Z11, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    72(SP), Z11
-	VFMADD231PS     Z11, Z16, Z7
-	VMOVDQU64       128(R8), Z11
-	VMOVDQA64       Z13, Z16
-	VPDPBUSD        Z12, Z11, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    16(SP), Z17
-	VFMADD231PS     Z17, Z16, Z3
-	VMOVDQA64       Z15, Z16
-	VPDPBUSD        Z14, Z11, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    80(SP), Z11
-	VFMADD231PS     Z11, Z16, Z8
-	VMOVDQU64       192(R8), Z11
-	VMOVDQA64       Z13, Z16
-	VPDPBUSD        Z12, Z11, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    24(SP), Z17
-	VFMADD231PS     Z17, Z16, Z4
-	VMOVDQA64       Z15, Z16
-	VPDPBUSD        Z14, Z11, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    88(SP), Z11
-	VFMADD231PS     Z11, Z16, Z9
-	VMOVDQU64       256(R8), Z11
-	VMOVDQA64       Z13, Z13
-	VPDPBUSD        Z12, Z11, Z13
-	VCVTDQ2PS       Z13, Z13
-	VBROADCASTSD    32(SP), Z12
-	VFMADD231PS     Z12, Z13, Z5
-	VMOVDQA64       Z15, Z12
-	VPDPBUSD        Z14, Z11, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    96(SP), Z11
-	VFMADD231PS     Z11, Z12, Z10
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000140, R8
-	ADDQ            $0x28, R9
-	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x5VNNI_q_block
-
-dot8Q4_0x5VNNI_q_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 20(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 24(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 28(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 32(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 16(AX)
-	VEXTRACTPS $0x01, X5, 36(AX)
-	ADDQ       $0x28, AX
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, (AX)
-	VEXTRACTPS $0x01, X6, 20(AX)
-	VPERMILPS  $0x4e, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0xb1, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0x4e, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VMOVSS     X7, 4(AX)
-	VEXTRACTPS $0x01, X7, 24(AX)
-	VPERMILPS  $0x4e, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0xb1, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0x4e, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VMOVSS     X8, 8(AX)
-	VEXTRACTPS $0x01, X8, 28(AX)
-	VPERMILPS  $0x4e, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VSHUFF32X4 $0xb1, Z9, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VSHUFF32X4 $0x4e, Z9, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VMOVSS     X9, 12(AX)
-	VEXTRACTPS $0x01, X9, 32(AX)
-	VPERMILPS  $0x4e, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VSHUFF32X4 $0xb1, Z10, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VSHUFF32X4 $0x4e, Z10, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VMOVSS     X10, 16(AX)
-	VEXTRACTPS $0x01, X10, 36(AX)
-	ADDQ       $0x28, AX
-	LEAQ       (CX)(BX*4), CX
-	SUBQ       $0x04, DX
-	JMP        dot8Q4_0x5VNNI_quad
-
-dot8Q4_0x5VNNI_pair:
-	CMPQ      DX, $0x02
-	JL        dot8Q4_0x5VNNI_done
-	MOVQ      BX, SI
-	MOVQ      nc+56(FP), DI
-	MOVQ      s+48(FP), R8
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R9
-	KMOVD     R9, K1
-	MOVL      $0x000003ff, R9
-	KMOVW     R9, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-
-dot8Q4_0x5VNNI_p_block:
-	CMPQ            SI, $0x00
-	JLE             dot8Q4_0x5VNNI_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R9
-	MOVWLZX         (CX)(BX*1), R10
-	SHLL            $0x10, R10
-	ORL             R10, R9
-	VPBROADCASTD    R9, Y6
-	VCVTPH2PS       Y6, Z6
-	VMULPS.Z        (R8), Z6, K2, Z6
-	VMOVUPS         Z6, (SP)
-	VBROADCASTI32X4 2(CX), Z6
-	VBROADCASTI32X4 2(CX)(BX*1), Z7
-	VPERMT2D        Z7, Z0, Z6
-	VPSRLW          $0x04, Z6, K1, Z6
-	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
-	VPSUBB          b8zByte08<>+0(SB), Z6, Z7
-	VMOVDQU64       b8zK8<>+0(SB), Z8
-	VPDPBUSD        b8zByte80<>+0(SB), Z6, Z8
-	VMOVDQU64       (DI), Z6
-	VMOVDQA64       Z8, Z9
-	VPDPBUSD        Z7, Z6, Z9
-	VCVTDQ2PS       Z9, Z9
-	VBROADCASTSD    (SP), Z6
-	VFMADD231PS     Z6, Z9, Z1
-	VMOVDQU64       64(DI), Z6
-	VMOVDQA64       Z8, Z9
-	VPDPBUSD        Z7, Z6, Z9
-	VCVTDQ2PS       Z9, Z9
-	VBROADCASTSD    8(SP), Z6
-	VFMADD231PS     Z6, Z9, Z2
-	VMOVDQU64       128(DI), Z6
-	VMOVDQA64       Z8, Z9
-	VPDPBUSD        Z7, Z6, Z9
-	VCVTDQ2PS       Z9, Z9
-	VBROADCASTSD    16(SP), Z6
-	VFMADD231PS     Z6, Z9, Z3
-	VMOVDQU64       192(DI), Z6
-	VMOVDQA64       Z8, Z9
-	VPDPBUSD        Z7, Z6, Z9
-	VCVTDQ2PS       Z9, Z9
-	VBROADCASTSD    24(SP), Z6
-	VFMADD231PS     Z6, Z9, Z4
-	VMOVDQU64       256(DI), Z6
-	VMOVDQA64       Z8, Z8
-	VPDPBUSD        Z7, Z6, Z8
-	VCVTDQ2PS       Z8, Z8
-	VBROADCASTSD    32(SP), Z6
-	VFMADD231PS     Z6, Z8, Z5
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000140, DI
-	ADDQ            $0x28, R8
-	SUBQ            $0x12, SI
-	JMP             dot8Q4_0x5VNNI_p_block
-
-dot8Q4_0x5VNNI_p_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 20(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 24(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 28(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 32(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 16(AX)
-	VEXTRACTPS $0x01, X5, 36(AX)
-	ADDQ       $0x28, AX
-	LEAQ       (CX)(BX*2), CX
-	SUBQ       $0x02, DX
-	JMP        dot8Q4_0x5VNNI_pair
-
-dot8Q4_0x5VNNI_done:
 	VZEROUPPER
 	RET
 
@@ -43165,394 +41157,6 @@ dot8Q8_0x6VNNI_p_end:
 	JMP        dot8Q8_0x6VNNI_pair
 
 dot8Q8_0x6VNNI_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x6VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x6VNNI(SB), NOSPLIT, $128-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-	MOVQ rb+24(FP), BX
-	LEAQ (BX)(BX*2), SI
-
-dot8Q4_0x6VNNI_quad:
-	CMPQ      DX, $0x04
-	JL        dot8Q4_0x6VNNI_pair
-	MOVQ      BX, DI
-	MOVQ      nc+56(FP), R8
-	MOVQ      s+48(FP), R9
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R10
-	KMOVD     R10, K1
-	MOVL      $0x00000fff, R10
-	KMOVW     R10, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-	VMOVDQU64 bdzZero<>+0(SB), Z7
-	VMOVDQU64 bdzZero<>+0(SB), Z8
-	VMOVDQU64 bdzZero<>+0(SB), Z9
-	VMOVDQU64 bdzZero<>+0(SB), Z10
-	VMOVDQU64 bdzZero<>+0(SB), Z11
-	VMOVDQU64 bdzZero<>+0(SB), Z12
-
-dot8Q4_0x6VNNI_q_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x6VNNI_q_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R10
-	MOVWLZX         (CX)(BX*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y13
-	VCVTPH2PS       Y13, Z13
-	VMULPS.Z        (R9), Z13, K2, Z13
-	VMOVUPS         Z13, (SP)
-	VBROADCASTI32X4 2(CX), Z13
-	VBROADCASTI32X4 2(CX)(BX*1), Z14
-	VPERMT2D        Z14, Z0, Z13
-	VPSRLW          $0x04, Z13, K1, Z13
-	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
-	VPSUBB          b8zByte08<>+0(SB), Z13, Z14
-	VMOVDQU64       b8zK8<>+0(SB), Z15
-	VPDPBUSD        b8zByte80<>+0(SB), Z13, Z15
-	PREFETCHT0      1024(CX)(BX*2)
-	PREFETCHT0      1024(CX)(SI*1)
-	MOVWLZX         (CX)(BX*2), R10
-	MOVWLZX         (CX)(SI*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y13
-	VCVTPH2PS       Y13, Z13
-	VMULPS.Z        (R9), Z13, K2, Z13
-	VMOVUPS         Z13, 64(SP)
-	VBROADCASTI32X4 2(CX)(BX*2), Z13
-	VBROADCASTI32X4 2(CX)(SI*1), Z16
-	VPERMT2D        Z16, Z0, Z13
-	VPSRLW          $0x04, Z13, K1, Z13
-	VPANDD          bdzByte0F<>+0(SB), Z13, Z13
-	VPSUBB          b8zByte08<>+0(SB), Z13, Z16
-	VMOVDQU64       b8zK8<>+0(SB), Z17
-	VPDPBUSD        b8zByte80<>+0(SB), Z13, Z17
-	VMOVDQU64       (R8), Z13
-	VMOVDQA64       Z15, Z18
-	VPDPBUSD        Z14, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    (SP), Z19
-	VFMADD231PS     Z19, Z18, Z1
-	VMOVDQA64       Z17, Z18
-	VPDPBUSD        Z16, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    64(SP), Z13
-	VFMADD231PS     Z13, Z18, Z7
-	VMOVDQU64       64(R8), Z13
-	VMOVDQA64       Z15, Z18
-	VPDPBUSD        Z14, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    8(SP), Z19
-	VFMADD231PS     Z19, Z18, Z2
-	VMOVDQA64       Z17, Z18
-	VPDPBUSD        Z16, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    72(SP), Z13
-	VFMADD231PS     Z13, Z18, Z8
-	VMOVDQU64       128(R8), Z13
-	VMOVDQA64       Z15, Z18
-	VPDPBUSD        Z14, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    16(SP), Z19
-	VFMADD231PS     Z19, Z18, Z3
-	VMOVDQA64       Z17, Z18
-	VPDPBUSD        Z16, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    80(SP), Z13
-	VFMADD231PS     Z13, Z18, Z9
-	VMOVDQU64       192(R8), Z13
-	VMOVDQA64       Z15, Z18
-	VPDPBUSD        Z14, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    24(SP), Z19
-	VFMADD231PS     Z19, Z18, Z4
-	VMOVDQA64       Z17, Z18
-	VPDPBUSD        Z16, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    88(SP), Z13
-	VFMADD231PS     Z13, Z18, Z10
-	VMOVDQU64       256(R8), Z13
-	VMOVDQA64       Z15, Z18
-	VPDPBUSD        Z14, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    32(SP), Z19
-	VFMADD231PS     Z19, Z18, Z5
-	VMOVDQA64       Z17, Z18
-	VPDPBUSD        Z16, Z13, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    96(SP), Z13
-	VFMADD231PS     Z13, Z18, Z11
-	VMOVDQU64       320(R8), Z13
-	VMOVDQA64       Z15, Z15
-	VPDPBUSD        Z14, Z13, Z15
-	VCVTDQ2PS       Z15, Z15
-	VBROADCASTSD    40(SP), Z14
-	VFMADD231PS     Z14, Z15, Z6
-	VMOVDQA64       Z17, Z14
-	VPDPBUSD        Z16, Z13, Z14
-	VCVTDQ2PS       Z14, Z14
-	VBROADCASTSD    104(SP), Z13
-	VFMADD231PS     Z13, Z14, Z12
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000180, R8
-	ADDQ            $0x30, R9
-	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x6VNNI_q_block
-
-dot8Q4_0x6VNNI_q_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 24(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 28(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 32(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 36(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 16(AX)
-	VEXTRACTPS $0x01, X5, 40(AX)
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, 20(AX)
-	VEXTRACTPS $0x01, X6, 44(AX)
-	ADDQ       $0x30, AX
-	VPERMILPS  $0x4e, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0xb1, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0x4e, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VMOVSS     X7, (AX)
-	VEXTRACTPS $0x01, X7, 24(AX)
-	VPERMILPS  $0x4e, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0xb1, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0x4e, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VMOVSS     X8, 4(AX)
-	VEXTRACTPS $0x01, X8, 28(AX)
-	VPERMILPS  $0x4e, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VSHUFF32X4 $0xb1, Z9, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VSHUFF32X4 $0x4e, Z9, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VMOVSS     X9, 8(AX)
-	VEXTRACTPS $0x01, X9, 32(AX)
-	VPERMILPS  $0x4e, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VSHUFF32X4 $0xb1, Z10, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VSHUFF32X4 $0x4e, Z10, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VMOVSS     X10, 12(AX)
-	VEXTRACTPS $0x01, X10, 36(AX)
-	VPERMILPS  $0x4e, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VSHUFF32X4 $0xb1, Z11, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VSHUFF32X4 $0x4e, Z11, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VMOVSS     X11, 16(AX)
-	VEXTRACTPS $0x01, X11, 40(AX)
-	VPERMILPS  $0x4e, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VSHUFF32X4 $0xb1, Z12, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VSHUFF32X4 $0x4e, Z12, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VMOVSS     X12, 20(AX)
-	VEXTRACTPS $0x01, X12, 44(AX)
-	ADDQ       $0x30, AX
-	LEAQ       (CX)(BX*4), CX
-	SUBQ       $0x04, DX
-	JMP        dot8Q4_0x6VNNI_quad
-
-dot8Q4_0x6VNNI_pair:
-	CMPQ      DX, $0x02
-	JL        dot8Q4_0x6VNNI_done
-	MOVQ      BX, SI
-	MOVQ      nc+56(FP), DI
-	MOVQ      s+48(FP), R8
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R9
-	KMOVD     R9, K1
-	MOVL      $0x00000fff, R9
-	KMOVW     R9, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-
-dot8Q4_0x6VNNI_p_block:
-	CMPQ            SI, $0x00
-	JLE             dot8Q4_0x6VNNI_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R9
-	MOVWLZX         (CX)(BX*1), R10
-	SHLL            $0x10, R10
-	ORL             R10, R9
-	VPBROADCASTD    R9, Y7
-	VCVTPH2PS       Y7, Z7
-	VMULPS.Z        (R8), Z7, K2, Z7
-	VMOVUPS         Z7, (SP)
-	VBROADCASTI32X4 2(CX), Z7
-	VBROADCASTI32X4 2(CX)(BX*1), Z8
-	VPERMT2D        Z8, Z0, Z7
-	VPSRLW          $0x04, Z7, K1, Z7
-	VPANDD          bdzByte0F<>+0(SB), Z7, Z7
-	VPSUBB          b8zByte08<>+0(SB), Z7, Z8
-	VMOVDQU64       b8zK8<>+0(SB), Z9
-	VPDPBUSD        b8zByte80<>+0(SB), Z7, Z9
-	VMOVDQU64       (DI), Z7
-	VMOVDQA64       Z9, Z10
-	VPDPBUSD        Z8, Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    (SP), Z7
-	VFMADD231PS     Z7, Z10, Z1
-	VMOVDQU64       64(DI), Z7
-	VMOVDQA64       Z9, Z10
-	VPDPBUSD        Z8, Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    8(SP), Z7
-	VFMADD231PS     Z7, Z10, Z2
-	VMOVDQU64       128(DI), Z7
-	VMOVDQA64       Z9, Z10
-	VPDPBUSD        Z8, Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    16(SP), Z7
-	VFMADD231PS     Z7, Z10, Z3
-	VMOVDQU64       192(DI), Z7
-	VMOVDQA64       Z9, Z10
-	VPDPBUSD        Z8, Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    24(SP), Z7
-	VFMADD231PS     Z7, Z10, Z4
-	VMOVDQU64       256(DI), Z7
-	VMOVDQA64       Z9, Z10
-	VPDPBUSD        Z8, Z7, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    32(SP), Z7
-	VFMADD231PS     Z7, Z10, Z5
-	VMOVDQU64       320(DI), Z7
-	VMOVDQA64       Z9, Z9
-	VPDPBUSD        Z8, Z7, Z9
-	VCVTDQ2PS       Z9, Z9
-	VBROADCASTSD    40(SP), Z7
-	VFMADD231PS     Z7, Z9, Z6
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000180, DI
-	ADDQ            $0x30, R8
-	SUBQ            $0x12, SI
-	JMP             dot8Q4_0x6VNNI_p_block
-
-dot8Q4_0x6VNNI_p_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 24(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 28(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 32(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 36(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 16(AX)
-	VEXTRACTPS $0x01, X5, 40(AX)
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, 20(AX)
-	VEXTRACTPS $0x01, X6, 44(AX)
-	ADDQ       $0x30, AX
-	LEAQ       (CX)(BX*2), CX
-	SUBQ       $0x02, DX
-	JMP        dot8Q4_0x6VNNI_pair
-
-dot8Q4_0x6VNNI_done:
 	VZEROUPPER
 	RET
 
@@ -45775,438 +43379,6 @@ dot8Q8_0x7VNNI_p_end:
 	JMP        dot8Q8_0x7VNNI_pair
 
 dot8Q8_0x7VNNI_done:
-	VZEROUPPER
-	RET
-
-// func dot8Q4_0x7VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x7VNNI(SB), NOSPLIT, $128-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-	MOVQ rb+24(FP), BX
-	LEAQ (BX)(BX*2), SI
-
-dot8Q4_0x7VNNI_quad:
-	CMPQ      DX, $0x04
-	JL        dot8Q4_0x7VNNI_pair
-	MOVQ      BX, DI
-	MOVQ      nc+56(FP), R8
-	MOVQ      s+48(FP), R9
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R10
-	KMOVD     R10, K1
-	MOVL      $0x00003fff, R10
-	KMOVW     R10, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-	VMOVDQU64 bdzZero<>+0(SB), Z7
-	VMOVDQU64 bdzZero<>+0(SB), Z8
-	VMOVDQU64 bdzZero<>+0(SB), Z9
-	VMOVDQU64 bdzZero<>+0(SB), Z10
-	VMOVDQU64 bdzZero<>+0(SB), Z11
-	VMOVDQU64 bdzZero<>+0(SB), Z12
-	VMOVDQU64 bdzZero<>+0(SB), Z13
-	VMOVDQU64 bdzZero<>+0(SB), Z14
-
-dot8Q4_0x7VNNI_q_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x7VNNI_q_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R10
-	MOVWLZX         (CX)(BX*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y15
-	VCVTPH2PS       Y15, Z15
-	VMULPS.Z        (R9), Z15, K2, Z15
-	VMOVUPS         Z15, (SP)
-	VBROADCASTI32X4 2(CX), Z15
-	VBROADCASTI32X4 2(CX)(BX*1), Z16
-	VPERMT2D        Z16, Z0, Z15
-	VPSRLW          $0x04, Z15, K1, Z15
-	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
-	VPSUBB          b8zByte08<>+0(SB), Z15, Z16
-	VMOVDQU64       b8zK8<>+0(SB), Z17
-	VPDPBUSD        b8zByte80<>+0(SB), Z15, Z17
-	PREFETCHT0      1024(CX)(BX*2)
-	PREFETCHT0      1024(CX)(SI*1)
-	MOVWLZX         (CX)(BX*2), R10
-	MOVWLZX         (CX)(SI*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y15
-	VCVTPH2PS       Y15, Z15
-	VMULPS.Z        (R9), Z15, K2, Z15
-	VMOVUPS         Z15, 64(SP)
-	VBROADCASTI32X4 2(CX)(BX*2), Z15
-	VBROADCASTI32X4 2(CX)(SI*1), Z18
-	VPERMT2D        Z18, Z0, Z15
-	VPSRLW          $0x04, Z15, K1, Z15
-	VPANDD          bdzByte0F<>+0(SB), Z15, Z15
-	VPSUBB          b8zByte08<>+0(SB), Z15, Z18
-	VMOVDQU64       b8zK8<>+0(SB), Z19
-	VPDPBUSD        b8zByte80<>+0(SB), Z15, Z19
-	VMOVDQU64       (R8), Z15
-	VMOVDQA64       Z17, Z20
-	VPDPBUSD        Z16, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    (SP), Z21
-	VFMADD231PS     Z21, Z20, Z1
-	VMOVDQA64       Z19, Z20
-	VPDPBUSD        Z18, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    64(SP), Z15
-	VFMADD231PS     Z15, Z20, Z8
-	VMOVDQU64       64(R8), Z15
-	VMOVDQA64       Z17, Z20
-	VPDPBUSD        Z16, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    8(SP), Z21
-	VFMADD231PS     Z21, Z20, Z2
-	VMOVDQA64       Z19, Z20
-	VPDPBUSD        Z18, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    72(SP), Z15
-	VFMADD231PS     Z15, Z20, Z9
-	VMOVDQU64       128(R8), Z15
-	VMOVDQA64       Z17, Z20
-	VPDPBUSD        Z16, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    16(SP), Z21
-	VFMADD231PS     Z21, Z20, Z3
-	VMOVDQA64       Z19, Z20
-	VPDPBUSD        Z18, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    80(SP), Z15
-	VFMADD231PS     Z15, Z20, Z10
-	VMOVDQU64       192(R8), Z15
-	VMOVDQA64       Z17, Z20
-	VPDPBUSD        Z16, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    24(SP), Z21
-	VFMADD231PS     Z21, Z20, Z4
-	VMOVDQA64       Z19, Z20
-	VPDPBUSD        Z18, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    88(SP), Z15
-	VFMADD231PS     Z15, Z20, Z11
-	VMOVDQU64       256(R8), Z15
-	VMOVDQA64       Z17, Z20
-	VPDPBUSD        Z16, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    32(SP), Z21
-	VFMADD231PS     Z21, Z20, Z5
-	VMOVDQA64       Z19, Z20
-	VPDPBUSD        Z18, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    96(SP), Z15
-	VFMADD231PS     Z15, Z20, Z12
-	VMOVDQU64       320(R8), Z15
-	VMOVDQA64       Z17, Z20
-	VPDPBUSD        Z16, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    40(SP), Z21
-	VFMADD231PS     Z21, Z20, Z6
-	VMOVDQA64       Z19, Z20
-	VPDPBUSD        Z18, Z15, Z20
-	VCVTDQ2PS       Z20, Z20
-	VBROADCASTSD    104(SP), Z15
-	VFMADD231PS     Z15, Z20, Z13
-	VMOVDQU64       384(R8), Z15
-	VMOVDQA64       Z17, Z17
-	VPDPBUSD        Z16, Z15, Z17
-	VCVTDQ2PS       Z17, Z17
-	VBROADCASTSD    48(SP), Z16
-	VFMADD231PS     Z16, Z17, Z7
-	VMOVDQA64       Z19, Z16
-	VPDPBUSD        Z18, Z15, Z16
-	VCVTDQ2PS       Z16, Z16
-	VBROADCASTSD    112(SP), Z15
-	VFMADD231PS     Z15, Z16, Z14
-	ADDQ            $0x12, CX
-	ADDQ            $0x000001c0, R8
-	ADDQ            $0x38, R9
-	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x7VNNI_q_block
-
-dot8Q4_0x7VNNI_q_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 28(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 32(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 36(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 40(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 16(AX)
-	VEXTRACTPS $0x01, X5, 44(AX)
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, 20(AX)
-	VEXTRACTPS $0x01, X6, 48(AX)
-	VPERMILPS  $0x4e, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0xb1, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0x4e, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VMOVSS     X7, 24(AX)
-	VEXTRACTPS $0x01, X7, 52(AX)
-	ADDQ       $0x38, AX
-	VPERMILPS  $0x4e, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0xb1, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0x4e, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VMOVSS     X8, (AX)
-	VEXTRACTPS $0x01, X8, 28(AX)
-	VPERMILPS  $0x4e, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VSHUFF32X4 $0xb1, Z9, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VSHUFF32X4 $0x4e, Z9, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VMOVSS     X9, 4(AX)
-	VEXTRACTPS $0x01, X9, 32(AX)
-	VPERMILPS  $0x4e, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VSHUFF32X4 $0xb1, Z10, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VSHUFF32X4 $0x4e, Z10, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VMOVSS     X10, 8(AX)
-	VEXTRACTPS $0x01, X10, 36(AX)
-	VPERMILPS  $0x4e, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VSHUFF32X4 $0xb1, Z11, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VSHUFF32X4 $0x4e, Z11, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VMOVSS     X11, 12(AX)
-	VEXTRACTPS $0x01, X11, 40(AX)
-	VPERMILPS  $0x4e, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VSHUFF32X4 $0xb1, Z12, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VSHUFF32X4 $0x4e, Z12, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VMOVSS     X12, 16(AX)
-	VEXTRACTPS $0x01, X12, 44(AX)
-	VPERMILPS  $0x4e, Z13, Z0
-	VADDPS     Z0, Z13, Z13
-	VSHUFF32X4 $0xb1, Z13, Z13, Z0
-	VADDPS     Z0, Z13, Z13
-	VSHUFF32X4 $0x4e, Z13, Z13, Z0
-	VADDPS     Z0, Z13, Z13
-	VMOVSS     X13, 20(AX)
-	VEXTRACTPS $0x01, X13, 48(AX)
-	VPERMILPS  $0x4e, Z14, Z0
-	VADDPS     Z0, Z14, Z14
-	VSHUFF32X4 $0xb1, Z14, Z14, Z0
-	VADDPS     Z0, Z14, Z14
-	VSHUFF32X4 $0x4e, Z14, Z14, Z0
-	VADDPS     Z0, Z14, Z14
-	VMOVSS     X14, 24(AX)
-	VEXTRACTPS $0x01, X14, 52(AX)
-	ADDQ       $0x38, AX
-	LEAQ       (CX)(BX*4), CX
-	SUBQ       $0x04, DX
-	JMP        dot8Q4_0x7VNNI_quad
-
-dot8Q4_0x7VNNI_pair:
-	CMPQ      DX, $0x02
-	JL        dot8Q4_0x7VNNI_done
-	MOVQ      BX, SI
-	MOVQ      nc+56(FP), DI
-	MOVQ      s+48(FP), R8
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R9
-	KMOVD     R9, K1
-	MOVL      $0x00003fff, R9
-	KMOVW     R9, K2
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-	VMOVDQU64 bdzZero<>+0(SB), Z7
-
-dot8Q4_0x7VNNI_p_block:
-	CMPQ            SI, $0x00
-	JLE             dot8Q4_0x7VNNI_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R9
-	MOVWLZX         (CX)(BX*1), R10
-	SHLL            $0x10, R10
-	ORL             R10, R9
-	VPBROADCASTD    R9, Y8
-	VCVTPH2PS       Y8, Z8
-	VMULPS.Z        (R8), Z8, K2, Z8
-	VMOVUPS         Z8, (SP)
-	VBROADCASTI32X4 2(CX), Z8
-	VBROADCASTI32X4 2(CX)(BX*1), Z9
-	VPERMT2D        Z9, Z0, Z8
-	VPSRLW          $0x04, Z8, K1, Z8
-	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
-	VPSUBB          b8zByte08<>+0(SB), Z8, Z9
-	VMOVDQU64       b8zK8<>+0(SB), Z10
-	VPDPBUSD        b8zByte80<>+0(SB), Z8, Z10
-	VMOVDQU64       (DI), Z8
-	VMOVDQA64       Z10, Z11
-	VPDPBUSD        Z9, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VBROADCASTSD    (SP), Z8
-	VFMADD231PS     Z8, Z11, Z1
-	VMOVDQU64       64(DI), Z8
-	VMOVDQA64       Z10, Z11
-	VPDPBUSD        Z9, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VBROADCASTSD    8(SP), Z8
-	VFMADD231PS     Z8, Z11, Z2
-	VMOVDQU64       128(DI), Z8
-	VMOVDQA64       Z10, Z11
-	VPDPBUSD        Z9, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VBROADCASTSD    16(SP), Z8
-	VFMADD231PS     Z8, Z11, Z3
-	VMOVDQU64       192(DI), Z8
-	VMOVDQA64       Z10, Z11
-	VPDPBUSD        Z9, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VBROADCASTSD    24(SP), Z8
-	VFMADD231PS     Z8, Z11, Z4
-	VMOVDQU64       256(DI), Z8
-	VMOVDQA64       Z10, Z11
-	VPDPBUSD        Z9, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VBROADCASTSD    32(SP), Z8
-	VFMADD231PS     Z8, Z11, Z5
-	VMOVDQU64       320(DI), Z8
-	VMOVDQA64       Z10, Z11
-	VPDPBUSD        Z9, Z8, Z11
-	VCVTDQ2PS       Z11, Z11
-	VBROADCASTSD    40(SP), Z8
-	VFMADD231PS     Z8, Z11, Z6
-	VMOVDQU64       384(DI), Z8
-	VMOVDQA64       Z10, Z10
-	VPDPBUSD        Z9, Z8, Z10
-	VCVTDQ2PS       Z10, Z10
-	VBROADCASTSD    48(SP), Z8
-	VFMADD231PS     Z8, Z10, Z7
-	ADDQ            $0x12, CX
-	ADDQ            $0x000001c0, DI
-	ADDQ            $0x38, R8
-	SUBQ            $0x12, SI
-	JMP             dot8Q4_0x7VNNI_p_block
-
-dot8Q4_0x7VNNI_p_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 28(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 32(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 36(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 40(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 16(AX)
-	VEXTRACTPS $0x01, X5, 44(AX)
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, 20(AX)
-	VEXTRACTPS $0x01, X6, 48(AX)
-	VPERMILPS  $0x4e, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0xb1, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0x4e, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VMOVSS     X7, 24(AX)
-	VEXTRACTPS $0x01, X7, 52(AX)
-	ADDQ       $0x38, AX
-	LEAQ       (CX)(BX*2), CX
-	SUBQ       $0x02, DX
-	JMP        dot8Q4_0x7VNNI_pair
-
-dot8Q4_0x7VNNI_done:
 	VZEROUPPER
 	RET
 
@@ -48668,478 +45840,6 @@ dot8Q8_0x8VNNI_done:
 	VZEROUPPER
 	RET
 
-// func dot8Q4_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
-TEXT ·dot8Q4_0x8VNNI(SB), NOSPLIT, $128-64
-	MOVQ y+0(FP), AX
-	MOVQ w+8(FP), CX
-	MOVQ rows+16(FP), DX
-	MOVQ rb+24(FP), BX
-	LEAQ (BX)(BX*2), SI
-
-dot8Q4_0x8VNNI_quad:
-	CMPQ      DX, $0x04
-	JL        dot8Q4_0x8VNNI_pair
-	MOVQ      BX, DI
-	MOVQ      nc+56(FP), R8
-	MOVQ      s+48(FP), R9
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R10
-	KMOVD     R10, K1
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-	VMOVDQU64 bdzZero<>+0(SB), Z7
-	VMOVDQU64 bdzZero<>+0(SB), Z8
-	VMOVDQU64 bdzZero<>+0(SB), Z9
-	VMOVDQU64 bdzZero<>+0(SB), Z10
-	VMOVDQU64 bdzZero<>+0(SB), Z11
-	VMOVDQU64 bdzZero<>+0(SB), Z12
-	VMOVDQU64 bdzZero<>+0(SB), Z13
-	VMOVDQU64 bdzZero<>+0(SB), Z14
-	VMOVDQU64 bdzZero<>+0(SB), Z15
-	VMOVDQU64 bdzZero<>+0(SB), Z16
-
-dot8Q4_0x8VNNI_q_block:
-	CMPQ            DI, $0x00
-	JLE             dot8Q4_0x8VNNI_q_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R10
-	MOVWLZX         (CX)(BX*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y17
-	VCVTPH2PS       Y17, Z17
-	VMULPS          (R9), Z17, Z17
-	VMOVUPS         Z17, (SP)
-	VBROADCASTI32X4 2(CX), Z17
-	VBROADCASTI32X4 2(CX)(BX*1), Z18
-	VPERMT2D        Z18, Z0, Z17
-	VPSRLW          $0x04, Z17, K1, Z17
-	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
-	VPSUBB          b8zByte08<>+0(SB), Z17, Z18
-	VMOVDQU64       b8zK8<>+0(SB), Z19
-	VPDPBUSD        b8zByte80<>+0(SB), Z17, Z19
-	PREFETCHT0      1024(CX)(BX*2)
-	PREFETCHT0      1024(CX)(SI*1)
-	MOVWLZX         (CX)(BX*2), R10
-	MOVWLZX         (CX)(SI*1), R11
-	SHLL            $0x10, R11
-	ORL             R11, R10
-	VPBROADCASTD    R10, Y17
-	VCVTPH2PS       Y17, Z17
-	VMULPS          (R9), Z17, Z17
-	VMOVUPS         Z17, 64(SP)
-	VBROADCASTI32X4 2(CX)(BX*2), Z17
-	VBROADCASTI32X4 2(CX)(SI*1), Z20
-	VPERMT2D        Z20, Z0, Z17
-	VPSRLW          $0x04, Z17, K1, Z17
-	VPANDD          bdzByte0F<>+0(SB), Z17, Z17
-	VPSUBB          b8zByte08<>+0(SB), Z17, Z20
-	VMOVDQU64       b8zK8<>+0(SB), Z21
-	VPDPBUSD        b8zByte80<>+0(SB), Z17, Z21
-	VMOVDQU64       (R8), Z17
-	VMOVDQA64       Z19, Z22
-	VPDPBUSD        Z18, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    (SP), Z23
-	VFMADD231PS     Z23, Z22, Z1
-	VMOVDQA64       Z21, Z22
-	VPDPBUSD        Z20, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    64(SP), Z17
-	VFMADD231PS     Z17, Z22, Z9
-	VMOVDQU64       64(R8), Z17
-	VMOVDQA64       Z19, Z22
-	VPDPBUSD        Z18, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    8(SP), Z23
-	VFMADD231PS     Z23, Z22, Z2
-	VMOVDQA64       Z21, Z22
-	VPDPBUSD        Z20, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    72(SP), Z17
-	VFMADD231PS     Z17, Z22, Z10
-	VMOVDQU64       128(R8), Z17
-	VMOVDQA64       Z19, Z22
-	VPDPBUSD        Z18, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    16(SP), Z23
-	VFMADD231PS     Z23, Z22, Z3
-	VMOVDQA64       Z21, Z22
-	VPDPBUSD        Z20, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    80(SP), Z17
-	VFMADD231PS     Z17, Z22, Z11
-	VMOVDQU64       192(R8), Z17
-	VMOVDQA64       Z19, Z22
-	VPDPBUSD        Z18, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    24(SP), Z23
-	VFMADD231PS     Z23, Z22, Z4
-	VMOVDQA64       Z21, Z22
-	VPDPBUSD        Z20, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    88(SP), Z17
-	VFMADD231PS     Z17, Z22, Z12
-	VMOVDQU64       256(R8), Z17
-	VMOVDQA64       Z19, Z22
-	VPDPBUSD        Z18, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    32(SP), Z23
-	VFMADD231PS     Z23, Z22, Z5
-	VMOVDQA64       Z21, Z22
-	VPDPBUSD        Z20, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    96(SP), Z17
-	VFMADD231PS     Z17, Z22, Z13
-	VMOVDQU64       320(R8), Z17
-	VMOVDQA64       Z19, Z22
-	VPDPBUSD        Z18, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    40(SP), Z23
-	VFMADD231PS     Z23, Z22, Z6
-	VMOVDQA64       Z21, Z22
-	VPDPBUSD        Z20, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    104(SP), Z17
-	VFMADD231PS     Z17, Z22, Z14
-	VMOVDQU64       384(R8), Z17
-	VMOVDQA64       Z19, Z22
-	VPDPBUSD        Z18, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    48(SP), Z23
-	VFMADD231PS     Z23, Z22, Z7
-	VMOVDQA64       Z21, Z22
-	VPDPBUSD        Z20, Z17, Z22
-	VCVTDQ2PS       Z22, Z22
-	VBROADCASTSD    112(SP), Z17
-	VFMADD231PS     Z17, Z22, Z15
-	VMOVDQU64       448(R8), Z17
-	VMOVDQA64       Z19, Z19
-	VPDPBUSD        Z18, Z17, Z19
-	VCVTDQ2PS       Z19, Z19
-	VBROADCASTSD    56(SP), Z18
-	VFMADD231PS     Z18, Z19, Z8
-	VMOVDQA64       Z21, Z18
-	VPDPBUSD        Z20, Z17, Z18
-	VCVTDQ2PS       Z18, Z18
-	VBROADCASTSD    120(SP), Z17
-	VFMADD231PS     Z17, Z18, Z16
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000200, R8
-	ADDQ            $0x40, R9
-	SUBQ            $0x12, DI
-	JMP             dot8Q4_0x8VNNI_q_block
-
-dot8Q4_0x8VNNI_q_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 32(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 36(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 40(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 44(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 16(AX)
-	VEXTRACTPS $0x01, X5, 48(AX)
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, 20(AX)
-	VEXTRACTPS $0x01, X6, 52(AX)
-	VPERMILPS  $0x4e, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0xb1, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0x4e, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VMOVSS     X7, 24(AX)
-	VEXTRACTPS $0x01, X7, 56(AX)
-	VPERMILPS  $0x4e, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0xb1, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0x4e, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VMOVSS     X8, 28(AX)
-	VEXTRACTPS $0x01, X8, 60(AX)
-	ADDQ       $0x40, AX
-	VPERMILPS  $0x4e, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VSHUFF32X4 $0xb1, Z9, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VSHUFF32X4 $0x4e, Z9, Z9, Z0
-	VADDPS     Z0, Z9, Z9
-	VMOVSS     X9, (AX)
-	VEXTRACTPS $0x01, X9, 32(AX)
-	VPERMILPS  $0x4e, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VSHUFF32X4 $0xb1, Z10, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VSHUFF32X4 $0x4e, Z10, Z10, Z0
-	VADDPS     Z0, Z10, Z10
-	VMOVSS     X10, 4(AX)
-	VEXTRACTPS $0x01, X10, 36(AX)
-	VPERMILPS  $0x4e, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VSHUFF32X4 $0xb1, Z11, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VSHUFF32X4 $0x4e, Z11, Z11, Z0
-	VADDPS     Z0, Z11, Z11
-	VMOVSS     X11, 8(AX)
-	VEXTRACTPS $0x01, X11, 40(AX)
-	VPERMILPS  $0x4e, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VSHUFF32X4 $0xb1, Z12, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VSHUFF32X4 $0x4e, Z12, Z12, Z0
-	VADDPS     Z0, Z12, Z12
-	VMOVSS     X12, 12(AX)
-	VEXTRACTPS $0x01, X12, 44(AX)
-	VPERMILPS  $0x4e, Z13, Z0
-	VADDPS     Z0, Z13, Z13
-	VSHUFF32X4 $0xb1, Z13, Z13, Z0
-	VADDPS     Z0, Z13, Z13
-	VSHUFF32X4 $0x4e, Z13, Z13, Z0
-	VADDPS     Z0, Z13, Z13
-	VMOVSS     X13, 16(AX)
-	VEXTRACTPS $0x01, X13, 48(AX)
-	VPERMILPS  $0x4e, Z14, Z0
-	VADDPS     Z0, Z14, Z14
-	VSHUFF32X4 $0xb1, Z14, Z14, Z0
-	VADDPS     Z0, Z14, Z14
-	VSHUFF32X4 $0x4e, Z14, Z14, Z0
-	VADDPS     Z0, Z14, Z14
-	VMOVSS     X14, 20(AX)
-	VEXTRACTPS $0x01, X14, 52(AX)
-	VPERMILPS  $0x4e, Z15, Z0
-	VADDPS     Z0, Z15, Z15
-	VSHUFF32X4 $0xb1, Z15, Z15, Z0
-	VADDPS     Z0, Z15, Z15
-	VSHUFF32X4 $0x4e, Z15, Z15, Z0
-	VADDPS     Z0, Z15, Z15
-	VMOVSS     X15, 24(AX)
-	VEXTRACTPS $0x01, X15, 56(AX)
-	VPERMILPS  $0x4e, Z16, Z0
-	VADDPS     Z0, Z16, Z16
-	VSHUFF32X4 $0xb1, Z16, Z16, Z0
-	VADDPS     Z0, Z16, Z16
-	VSHUFF32X4 $0x4e, Z16, Z16, Z0
-	VADDPS     Z0, Z16, Z16
-	VMOVSS     X16, 28(AX)
-	VEXTRACTPS $0x01, X16, 60(AX)
-	ADDQ       $0x40, AX
-	LEAQ       (CX)(BX*4), CX
-	SUBQ       $0x04, DX
-	JMP        dot8Q4_0x8VNNI_quad
-
-dot8Q4_0x8VNNI_pair:
-	CMPQ      DX, $0x02
-	JL        dot8Q4_0x8VNNI_done
-	MOVQ      BX, SI
-	MOVQ      nc+56(FP), DI
-	MOVQ      s+48(FP), R8
-	VMOVDQU64 b8zPermRows4<>+0(SB), Z0
-	MOVL      $0xffff0000, R9
-	KMOVD     R9, K1
-	VMOVDQU64 bdzZero<>+0(SB), Z1
-	VMOVDQU64 bdzZero<>+0(SB), Z2
-	VMOVDQU64 bdzZero<>+0(SB), Z3
-	VMOVDQU64 bdzZero<>+0(SB), Z4
-	VMOVDQU64 bdzZero<>+0(SB), Z5
-	VMOVDQU64 bdzZero<>+0(SB), Z6
-	VMOVDQU64 bdzZero<>+0(SB), Z7
-	VMOVDQU64 bdzZero<>+0(SB), Z8
-
-dot8Q4_0x8VNNI_p_block:
-	CMPQ            SI, $0x00
-	JLE             dot8Q4_0x8VNNI_p_end
-	PREFETCHT0      1024(CX)
-	PREFETCHT0      1024(CX)(BX*1)
-	MOVWLZX         (CX), R9
-	MOVWLZX         (CX)(BX*1), R10
-	SHLL            $0x10, R10
-	ORL             R10, R9
-	VPBROADCASTD    R9, Y9
-	VCVTPH2PS       Y9, Z9
-	VMULPS          (R8), Z9, Z9
-	VMOVUPS         Z9, (SP)
-	VBROADCASTI32X4 2(CX), Z9
-	VBROADCASTI32X4 2(CX)(BX*1), Z10
-	VPERMT2D        Z10, Z0, Z9
-	VPSRLW          $0x04, Z9, K1, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VPSUBB          b8zByte08<>+0(SB), Z9, Z10
-	VMOVDQU64       b8zK8<>+0(SB), Z11
-	VPDPBUSD        b8zByte80<>+0(SB), Z9, Z11
-	VMOVDQU64       (DI), Z9
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    (SP), Z9
-	VFMADD231PS     Z9, Z12, Z1
-	VMOVDQU64       64(DI), Z9
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    8(SP), Z9
-	VFMADD231PS     Z9, Z12, Z2
-	VMOVDQU64       128(DI), Z9
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    16(SP), Z9
-	VFMADD231PS     Z9, Z12, Z3
-	VMOVDQU64       192(DI), Z9
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    24(SP), Z9
-	VFMADD231PS     Z9, Z12, Z4
-	VMOVDQU64       256(DI), Z9
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    32(SP), Z9
-	VFMADD231PS     Z9, Z12, Z5
-	VMOVDQU64       320(DI), Z9
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    40(SP), Z9
-	VFMADD231PS     Z9, Z12, Z6
-	VMOVDQU64       384(DI), Z9
-	VMOVDQA64       Z11, Z12
-	VPDPBUSD        Z10, Z9, Z12
-	VCVTDQ2PS       Z12, Z12
-	VBROADCASTSD    48(SP), Z9
-	VFMADD231PS     Z9, Z12, Z7
-	VMOVDQU64       448(DI), Z9
-	VMOVDQA64       Z11, Z11
-	VPDPBUSD        Z10, Z9, Z11
-	VCVTDQ2PS       Z11, Z11
-	VBROADCASTSD    56(SP), Z9
-	VFMADD231PS     Z9, Z11, Z8
-	ADDQ            $0x12, CX
-	ADDQ            $0x00000200, DI
-	ADDQ            $0x40, R8
-	SUBQ            $0x12, SI
-	JMP             dot8Q4_0x8VNNI_p_block
-
-dot8Q4_0x8VNNI_p_end:
-	SUBQ       BX, CX
-	VPERMILPS  $0x4e, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0xb1, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VSHUFF32X4 $0x4e, Z1, Z1, Z0
-	VADDPS     Z0, Z1, Z1
-	VMOVSS     X1, (AX)
-	VEXTRACTPS $0x01, X1, 32(AX)
-	VPERMILPS  $0x4e, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0xb1, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VSHUFF32X4 $0x4e, Z2, Z2, Z0
-	VADDPS     Z0, Z2, Z2
-	VMOVSS     X2, 4(AX)
-	VEXTRACTPS $0x01, X2, 36(AX)
-	VPERMILPS  $0x4e, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0xb1, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VSHUFF32X4 $0x4e, Z3, Z3, Z0
-	VADDPS     Z0, Z3, Z3
-	VMOVSS     X3, 8(AX)
-	VEXTRACTPS $0x01, X3, 40(AX)
-	VPERMILPS  $0x4e, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0xb1, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VSHUFF32X4 $0x4e, Z4, Z4, Z0
-	VADDPS     Z0, Z4, Z4
-	VMOVSS     X4, 12(AX)
-	VEXTRACTPS $0x01, X4, 44(AX)
-	VPERMILPS  $0x4e, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0xb1, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VSHUFF32X4 $0x4e, Z5, Z5, Z0
-	VADDPS     Z0, Z5, Z5
-	VMOVSS     X5, 16(AX)
-	VEXTRACTPS $0x01, X5, 48(AX)
-	VPERMILPS  $0x4e, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0xb1, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VSHUFF32X4 $0x4e, Z6, Z6, Z0
-	VADDPS     Z0, Z6, Z6
-	VMOVSS     X6, 20(AX)
-	VEXTRACTPS $0x01, X6, 52(AX)
-	VPERMILPS  $0x4e, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0xb1, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VSHUFF32X4 $0x4e, Z7, Z7, Z0
-	VADDPS     Z0, Z7, Z7
-	VMOVSS     X7, 24(AX)
-	VEXTRACTPS $0x01, X7, 56(AX)
-	VPERMILPS  $0x4e, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0xb1, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VSHUFF32X4 $0x4e, Z8, Z8, Z0
-	VADDPS     Z0, Z8, Z8
-	VMOVSS     X8, 28(AX)
-	VEXTRACTPS $0x01, X8, 60(AX)
-	ADDQ       $0x40, AX
-	LEAQ       (CX)(BX*2), CX
-	SUBQ       $0x02, DX
-	JMP        dot8Q4_0x8VNNI_pair
-
-dot8Q4_0x8VNNI_done:
-	VZEROUPPER
-	RET
-
 // func dot8Q5_0x8VNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
 // Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, MMX+
 TEXT ·dot8Q5_0x8VNNI(SB), NOSPLIT, $128-64
@@ -51325,5 +48025,2173 @@ dot8Q6Kx8VNNI_end:
 	JMP           dot8Q6Kx8VNNI_row
 
 dot8Q6Kx8VNNI_done:
+	VZEROUPPER
+	RET
+
+DATA q4lByte0F<>+0(SB)/4, $0x0f0f0f0f
+DATA q4lByte0F<>+4(SB)/4, $0x0f0f0f0f
+DATA q4lByte0F<>+8(SB)/4, $0x0f0f0f0f
+DATA q4lByte0F<>+12(SB)/4, $0x0f0f0f0f
+DATA q4lByte0F<>+16(SB)/4, $0x0f0f0f0f
+DATA q4lByte0F<>+20(SB)/4, $0x0f0f0f0f
+DATA q4lByte0F<>+24(SB)/4, $0x0f0f0f0f
+DATA q4lByte0F<>+28(SB)/4, $0x0f0f0f0f
+GLOBL q4lByte0F<>(SB), RODATA|NOPTR, $32
+
+// func dot8Q4_0LanesT1VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+TEXT ·dot8Q4_0LanesT1VNNI(SB), NOSPLIT, $32-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT1VNNI_pass:
+	CMPQ   DX, $0x10
+	JL     dot8Q4_0LanesT1VNNI_done
+	LEAQ   (CX)(BX*8), R9
+	VPXORD Z0, Z0, Z0
+	MOVQ   BX, R10
+	MOVQ   q+40(FP), R11
+	MOVQ   d+48(FP), R12
+	MOVQ   k8+56(FP), R13
+
+dot8Q4_0LanesT1VNNI_block:
+	CMPQ          R10, $0x00
+	JLE           dot8Q4_0LanesT1VNNI_end
+	MOVWLZX       (CX), R14
+	MOVW          R14, (SP)
+	MOVWLZX       (CX)(BX*1), R14
+	MOVW          R14, 2(SP)
+	MOVWLZX       (CX)(BX*2), R14
+	MOVW          R14, 4(SP)
+	MOVWLZX       (CX)(SI*1), R14
+	MOVW          R14, 6(SP)
+	MOVWLZX       (CX)(BX*4), R14
+	MOVW          R14, 8(SP)
+	MOVWLZX       (CX)(DI*1), R14
+	MOVW          R14, 10(SP)
+	MOVWLZX       (CX)(SI*2), R14
+	MOVW          R14, 12(SP)
+	MOVWLZX       (CX)(R8*1), R14
+	MOVW          R14, 14(SP)
+	MOVWLZX       (R9), R14
+	MOVW          R14, 16(SP)
+	MOVWLZX       (R9)(BX*1), R14
+	MOVW          R14, 18(SP)
+	MOVWLZX       (R9)(BX*2), R14
+	MOVW          R14, 20(SP)
+	MOVWLZX       (R9)(SI*1), R14
+	MOVW          R14, 22(SP)
+	MOVWLZX       (R9)(BX*4), R14
+	MOVW          R14, 24(SP)
+	MOVWLZX       (R9)(DI*1), R14
+	MOVW          R14, 26(SP)
+	MOVWLZX       (R9)(SI*2), R14
+	MOVW          R14, 28(SP)
+	MOVWLZX       (R9)(R8*1), R14
+	MOVW          R14, 30(SP)
+	VCVTPH2PS     (SP), Z1
+	VMOVDQU       2(CX), X2
+	VINSERTI32X4  $0x01, 2(CX)(BX*4), Z2, Z2
+	VINSERTI32X4  $0x02, 2(R9), Z2, Z2
+	VINSERTI32X4  $0x03, 2(R9)(BX*4), Z2, Z2
+	VMOVDQU       2(CX)(BX*1), X3
+	VINSERTI32X4  $0x01, 2(CX)(DI*1), Z3, Z3
+	VINSERTI32X4  $0x02, 2(R9)(BX*1), Z3, Z3
+	VINSERTI32X4  $0x03, 2(R9)(DI*1), Z3, Z3
+	VMOVDQU       2(CX)(BX*2), X4
+	VINSERTI32X4  $0x01, 2(CX)(SI*2), Z4, Z4
+	VINSERTI32X4  $0x02, 2(R9)(BX*2), Z4, Z4
+	VINSERTI32X4  $0x03, 2(R9)(SI*2), Z4, Z4
+	VMOVDQU       2(CX)(SI*1), X5
+	VINSERTI32X4  $0x01, 2(CX)(R8*1), Z5, Z5
+	VINSERTI32X4  $0x02, 2(R9)(SI*1), Z5, Z5
+	VINSERTI32X4  $0x03, 2(R9)(R8*1), Z5, Z5
+	VPUNPCKLDQ    Z3, Z2, Z6
+	VPUNPCKHDQ    Z3, Z2, Z7
+	VPUNPCKLDQ    Z5, Z4, Z8
+	VPUNPCKHDQ    Z5, Z4, Z9
+	VPUNPCKLQDQ   Z8, Z6, Z10
+	VPUNPCKHQDQ   Z8, Z6, Z6
+	VPUNPCKLQDQ   Z9, Z7, Z8
+	VPUNPCKHQDQ   Z9, Z7, Z7
+	VPANDD        bdzByte0F<>+0(SB), Z10, Z9
+	VPSRLW        $0x04, Z10, Z10
+	VPANDD        bdzByte0F<>+0(SB), Z10, Z10
+	VPANDD        bdzByte0F<>+0(SB), Z6, Z11
+	VPSRLW        $0x04, Z6, Z6
+	VPANDD        bdzByte0F<>+0(SB), Z6, Z6
+	VPANDD        bdzByte0F<>+0(SB), Z8, Z12
+	VPSRLW        $0x04, Z8, Z8
+	VPANDD        bdzByte0F<>+0(SB), Z8, Z8
+	VPANDD        bdzByte0F<>+0(SB), Z7, Z13
+	VPSRLW        $0x04, Z7, Z7
+	VPANDD        bdzByte0F<>+0(SB), Z7, Z7
+	VPBROADCASTD  (R13), Z14
+	VPDPBUSD.BCST (R11), Z9, Z14
+	VPDPBUSD.BCST 4(R11), Z11, Z14
+	VPDPBUSD.BCST 8(R11), Z12, Z14
+	VPDPBUSD.BCST 12(R11), Z13, Z14
+	VPDPBUSD.BCST 16(R11), Z10, Z14
+	VPDPBUSD.BCST 20(R11), Z6, Z14
+	VPDPBUSD.BCST 24(R11), Z8, Z14
+	VPDPBUSD.BCST 28(R11), Z7, Z14
+	VCVTDQ2PS     Z14, Z14
+	VMULPS.BCST   (R12), Z1, Z1
+	VFMADD231PS   Z1, Z14, Z0
+	ADDQ          $0x12, CX
+	ADDQ          $0x12, R9
+	MOVQ          lt+64(FP), R14
+	SHLQ          $0x02, R14
+	ADDQ          R14, R12
+	ADDQ          R14, R13
+	SHLQ          $0x03, R14
+	ADDQ          R14, R11
+	SUBQ          $0x12, R10
+	JMP           dot8Q4_0LanesT1VNNI_block
+
+dot8Q4_0LanesT1VNNI_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R9
+	VMOVUPS Z0, (R9)
+	LEAQ    (CX)(R8*2), CX
+	ADDQ    BX, CX
+	ADDQ    $0x40, AX
+	SUBQ    $0x10, DX
+	JMP     dot8Q4_0LanesT1VNNI_pass
+
+dot8Q4_0LanesT1VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT2VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+TEXT ·dot8Q4_0LanesT2VNNI(SB), NOSPLIT, $32-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT2VNNI_pass:
+	CMPQ   DX, $0x10
+	JL     dot8Q4_0LanesT2VNNI_done
+	LEAQ   (CX)(BX*8), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   BX, R10
+	MOVQ   q+40(FP), R11
+	MOVQ   d+48(FP), R12
+	MOVQ   k8+56(FP), R13
+
+dot8Q4_0LanesT2VNNI_block:
+	CMPQ          R10, $0x00
+	JLE           dot8Q4_0LanesT2VNNI_end
+	MOVWLZX       (CX), R14
+	MOVW          R14, (SP)
+	MOVWLZX       (CX)(BX*1), R14
+	MOVW          R14, 2(SP)
+	MOVWLZX       (CX)(BX*2), R14
+	MOVW          R14, 4(SP)
+	MOVWLZX       (CX)(SI*1), R14
+	MOVW          R14, 6(SP)
+	MOVWLZX       (CX)(BX*4), R14
+	MOVW          R14, 8(SP)
+	MOVWLZX       (CX)(DI*1), R14
+	MOVW          R14, 10(SP)
+	MOVWLZX       (CX)(SI*2), R14
+	MOVW          R14, 12(SP)
+	MOVWLZX       (CX)(R8*1), R14
+	MOVW          R14, 14(SP)
+	MOVWLZX       (R9), R14
+	MOVW          R14, 16(SP)
+	MOVWLZX       (R9)(BX*1), R14
+	MOVW          R14, 18(SP)
+	MOVWLZX       (R9)(BX*2), R14
+	MOVW          R14, 20(SP)
+	MOVWLZX       (R9)(SI*1), R14
+	MOVW          R14, 22(SP)
+	MOVWLZX       (R9)(BX*4), R14
+	MOVW          R14, 24(SP)
+	MOVWLZX       (R9)(DI*1), R14
+	MOVW          R14, 26(SP)
+	MOVWLZX       (R9)(SI*2), R14
+	MOVW          R14, 28(SP)
+	MOVWLZX       (R9)(R8*1), R14
+	MOVW          R14, 30(SP)
+	VCVTPH2PS     (SP), Z2
+	VMOVDQU       2(CX), X3
+	VINSERTI32X4  $0x01, 2(CX)(BX*4), Z3, Z3
+	VINSERTI32X4  $0x02, 2(R9), Z3, Z3
+	VINSERTI32X4  $0x03, 2(R9)(BX*4), Z3, Z3
+	VMOVDQU       2(CX)(BX*1), X4
+	VINSERTI32X4  $0x01, 2(CX)(DI*1), Z4, Z4
+	VINSERTI32X4  $0x02, 2(R9)(BX*1), Z4, Z4
+	VINSERTI32X4  $0x03, 2(R9)(DI*1), Z4, Z4
+	VMOVDQU       2(CX)(BX*2), X5
+	VINSERTI32X4  $0x01, 2(CX)(SI*2), Z5, Z5
+	VINSERTI32X4  $0x02, 2(R9)(BX*2), Z5, Z5
+	VINSERTI32X4  $0x03, 2(R9)(SI*2), Z5, Z5
+	VMOVDQU       2(CX)(SI*1), X6
+	VINSERTI32X4  $0x01, 2(CX)(R8*1), Z6, Z6
+	VINSERTI32X4  $0x02, 2(R9)(SI*1), Z6, Z6
+	VINSERTI32X4  $0x03, 2(R9)(R8*1), Z6, Z6
+	VPUNPCKLDQ    Z4, Z3, Z7
+	VPUNPCKHDQ    Z4, Z3, Z8
+	VPUNPCKLDQ    Z6, Z5, Z9
+	VPUNPCKHDQ    Z6, Z5, Z10
+	VPUNPCKLQDQ   Z9, Z7, Z11
+	VPUNPCKHQDQ   Z9, Z7, Z7
+	VPUNPCKLQDQ   Z10, Z8, Z9
+	VPUNPCKHQDQ   Z10, Z8, Z8
+	VPANDD        bdzByte0F<>+0(SB), Z11, Z10
+	VPSRLW        $0x04, Z11, Z11
+	VPANDD        bdzByte0F<>+0(SB), Z11, Z11
+	VPANDD        bdzByte0F<>+0(SB), Z7, Z12
+	VPSRLW        $0x04, Z7, Z7
+	VPANDD        bdzByte0F<>+0(SB), Z7, Z7
+	VPANDD        bdzByte0F<>+0(SB), Z9, Z13
+	VPSRLW        $0x04, Z9, Z9
+	VPANDD        bdzByte0F<>+0(SB), Z9, Z9
+	VPANDD        bdzByte0F<>+0(SB), Z8, Z14
+	VPSRLW        $0x04, Z8, Z8
+	VPANDD        bdzByte0F<>+0(SB), Z8, Z8
+	VPBROADCASTD  (R13), Z15
+	VPDPBUSD.BCST (R11), Z10, Z15
+	VPDPBUSD.BCST 4(R11), Z12, Z15
+	VPDPBUSD.BCST 8(R11), Z13, Z15
+	VPDPBUSD.BCST 12(R11), Z14, Z15
+	VPDPBUSD.BCST 16(R11), Z11, Z15
+	VPDPBUSD.BCST 20(R11), Z7, Z15
+	VPDPBUSD.BCST 24(R11), Z9, Z15
+	VPDPBUSD.BCST 28(R11), Z8, Z15
+	VCVTDQ2PS     Z15, Z15
+	VMULPS.BCST   (R12), Z2, Z16
+	VFMADD231PS   Z16, Z15, Z0
+	VPBROADCASTD  4(R13), Z15
+	VPDPBUSD.BCST 32(R11), Z10, Z15
+	VPDPBUSD.BCST 36(R11), Z12, Z15
+	VPDPBUSD.BCST 40(R11), Z13, Z15
+	VPDPBUSD.BCST 44(R11), Z14, Z15
+	VPDPBUSD.BCST 48(R11), Z11, Z15
+	VPDPBUSD.BCST 52(R11), Z7, Z15
+	VPDPBUSD.BCST 56(R11), Z9, Z15
+	VPDPBUSD.BCST 60(R11), Z8, Z15
+	VCVTDQ2PS     Z15, Z15
+	VMULPS.BCST   4(R12), Z2, Z2
+	VFMADD231PS   Z2, Z15, Z1
+	ADDQ          $0x12, CX
+	ADDQ          $0x12, R9
+	MOVQ          lt+64(FP), R14
+	SHLQ          $0x02, R14
+	ADDQ          R14, R12
+	ADDQ          R14, R13
+	SHLQ          $0x03, R14
+	ADDQ          R14, R11
+	SUBQ          $0x12, R10
+	JMP           dot8Q4_0LanesT2VNNI_block
+
+dot8Q4_0LanesT2VNNI_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Z0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z1, (R10)
+	LEAQ    (CX)(R8*2), CX
+	ADDQ    BX, CX
+	ADDQ    $0x40, AX
+	SUBQ    $0x10, DX
+	JMP     dot8Q4_0LanesT2VNNI_pass
+
+dot8Q4_0LanesT2VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT3VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+TEXT ·dot8Q4_0LanesT3VNNI(SB), NOSPLIT, $32-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT3VNNI_pass:
+	CMPQ   DX, $0x10
+	JL     dot8Q4_0LanesT3VNNI_done
+	LEAQ   (CX)(BX*8), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	MOVQ   BX, R10
+	MOVQ   q+40(FP), R11
+	MOVQ   d+48(FP), R12
+	MOVQ   k8+56(FP), R13
+
+dot8Q4_0LanesT3VNNI_block:
+	CMPQ          R10, $0x00
+	JLE           dot8Q4_0LanesT3VNNI_end
+	MOVWLZX       (CX), R14
+	MOVW          R14, (SP)
+	MOVWLZX       (CX)(BX*1), R14
+	MOVW          R14, 2(SP)
+	MOVWLZX       (CX)(BX*2), R14
+	MOVW          R14, 4(SP)
+	MOVWLZX       (CX)(SI*1), R14
+	MOVW          R14, 6(SP)
+	MOVWLZX       (CX)(BX*4), R14
+	MOVW          R14, 8(SP)
+	MOVWLZX       (CX)(DI*1), R14
+	MOVW          R14, 10(SP)
+	MOVWLZX       (CX)(SI*2), R14
+	MOVW          R14, 12(SP)
+	MOVWLZX       (CX)(R8*1), R14
+	MOVW          R14, 14(SP)
+	MOVWLZX       (R9), R14
+	MOVW          R14, 16(SP)
+	MOVWLZX       (R9)(BX*1), R14
+	MOVW          R14, 18(SP)
+	MOVWLZX       (R9)(BX*2), R14
+	MOVW          R14, 20(SP)
+	MOVWLZX       (R9)(SI*1), R14
+	MOVW          R14, 22(SP)
+	MOVWLZX       (R9)(BX*4), R14
+	MOVW          R14, 24(SP)
+	MOVWLZX       (R9)(DI*1), R14
+	MOVW          R14, 26(SP)
+	MOVWLZX       (R9)(SI*2), R14
+	MOVW          R14, 28(SP)
+	MOVWLZX       (R9)(R8*1), R14
+	MOVW          R14, 30(SP)
+	VCVTPH2PS     (SP), Z3
+	VMOVDQU       2(CX), X4
+	VINSERTI32X4  $0x01, 2(CX)(BX*4), Z4, Z4
+	VINSERTI32X4  $0x02, 2(R9), Z4, Z4
+	VINSERTI32X4  $0x03, 2(R9)(BX*4), Z4, Z4
+	VMOVDQU       2(CX)(BX*1), X5
+	VINSERTI32X4  $0x01, 2(CX)(DI*1), Z5, Z5
+	VINSERTI32X4  $0x02, 2(R9)(BX*1), Z5, Z5
+	VINSERTI32X4  $0x03, 2(R9)(DI*1), Z5, Z5
+	VMOVDQU       2(CX)(BX*2), X6
+	VINSERTI32X4  $0x01, 2(CX)(SI*2), Z6, Z6
+	VINSERTI32X4  $0x02, 2(R9)(BX*2), Z6, Z6
+	VINSERTI32X4  $0x03, 2(R9)(SI*2), Z6, Z6
+	VMOVDQU       2(CX)(SI*1), X7
+	VINSERTI32X4  $0x01, 2(CX)(R8*1), Z7, Z7
+	VINSERTI32X4  $0x02, 2(R9)(SI*1), Z7, Z7
+	VINSERTI32X4  $0x03, 2(R9)(R8*1), Z7, Z7
+	VPUNPCKLDQ    Z5, Z4, Z8
+	VPUNPCKHDQ    Z5, Z4, Z9
+	VPUNPCKLDQ    Z7, Z6, Z10
+	VPUNPCKHDQ    Z7, Z6, Z11
+	VPUNPCKLQDQ   Z10, Z8, Z12
+	VPUNPCKHQDQ   Z10, Z8, Z8
+	VPUNPCKLQDQ   Z11, Z9, Z10
+	VPUNPCKHQDQ   Z11, Z9, Z9
+	VPANDD        bdzByte0F<>+0(SB), Z12, Z11
+	VPSRLW        $0x04, Z12, Z12
+	VPANDD        bdzByte0F<>+0(SB), Z12, Z12
+	VPANDD        bdzByte0F<>+0(SB), Z8, Z13
+	VPSRLW        $0x04, Z8, Z8
+	VPANDD        bdzByte0F<>+0(SB), Z8, Z8
+	VPANDD        bdzByte0F<>+0(SB), Z10, Z14
+	VPSRLW        $0x04, Z10, Z10
+	VPANDD        bdzByte0F<>+0(SB), Z10, Z10
+	VPANDD        bdzByte0F<>+0(SB), Z9, Z15
+	VPSRLW        $0x04, Z9, Z9
+	VPANDD        bdzByte0F<>+0(SB), Z9, Z9
+	VPBROADCASTD  (R13), Z16
+	VPDPBUSD.BCST (R11), Z11, Z16
+	VPDPBUSD.BCST 4(R11), Z13, Z16
+	VPDPBUSD.BCST 8(R11), Z14, Z16
+	VPDPBUSD.BCST 12(R11), Z15, Z16
+	VPDPBUSD.BCST 16(R11), Z12, Z16
+	VPDPBUSD.BCST 20(R11), Z8, Z16
+	VPDPBUSD.BCST 24(R11), Z10, Z16
+	VPDPBUSD.BCST 28(R11), Z9, Z16
+	VCVTDQ2PS     Z16, Z16
+	VMULPS.BCST   (R12), Z3, Z17
+	VFMADD231PS   Z17, Z16, Z0
+	VPBROADCASTD  4(R13), Z16
+	VPDPBUSD.BCST 32(R11), Z11, Z16
+	VPDPBUSD.BCST 36(R11), Z13, Z16
+	VPDPBUSD.BCST 40(R11), Z14, Z16
+	VPDPBUSD.BCST 44(R11), Z15, Z16
+	VPDPBUSD.BCST 48(R11), Z12, Z16
+	VPDPBUSD.BCST 52(R11), Z8, Z16
+	VPDPBUSD.BCST 56(R11), Z10, Z16
+	VPDPBUSD.BCST 60(R11), Z9, Z16
+	VCVTDQ2PS     Z16, Z16
+	VMULPS.BCST   4(R12), Z3, Z17
+	VFMADD231PS   Z17, Z16, Z1
+	VPBROADCASTD  8(R13), Z16
+	VPDPBUSD.BCST 64(R11), Z11, Z16
+	VPDPBUSD.BCST 68(R11), Z13, Z16
+	VPDPBUSD.BCST 72(R11), Z14, Z16
+	VPDPBUSD.BCST 76(R11), Z15, Z16
+	VPDPBUSD.BCST 80(R11), Z12, Z16
+	VPDPBUSD.BCST 84(R11), Z8, Z16
+	VPDPBUSD.BCST 88(R11), Z10, Z16
+	VPDPBUSD.BCST 92(R11), Z9, Z16
+	VCVTDQ2PS     Z16, Z16
+	VMULPS.BCST   8(R12), Z3, Z3
+	VFMADD231PS   Z3, Z16, Z2
+	ADDQ          $0x12, CX
+	ADDQ          $0x12, R9
+	MOVQ          lt+64(FP), R14
+	SHLQ          $0x02, R14
+	ADDQ          R14, R12
+	ADDQ          R14, R13
+	SHLQ          $0x03, R14
+	ADDQ          R14, R11
+	SUBQ          $0x12, R10
+	JMP           dot8Q4_0LanesT3VNNI_block
+
+dot8Q4_0LanesT3VNNI_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Z0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z1, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z2, (R10)
+	LEAQ    (CX)(R8*2), CX
+	ADDQ    BX, CX
+	ADDQ    $0x40, AX
+	SUBQ    $0x10, DX
+	JMP     dot8Q4_0LanesT3VNNI_pass
+
+dot8Q4_0LanesT3VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT4VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+TEXT ·dot8Q4_0LanesT4VNNI(SB), NOSPLIT, $32-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT4VNNI_pass:
+	CMPQ   DX, $0x10
+	JL     dot8Q4_0LanesT4VNNI_done
+	LEAQ   (CX)(BX*8), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   BX, R10
+	MOVQ   q+40(FP), R11
+	MOVQ   d+48(FP), R12
+	MOVQ   k8+56(FP), R13
+
+dot8Q4_0LanesT4VNNI_block:
+	CMPQ          R10, $0x00
+	JLE           dot8Q4_0LanesT4VNNI_end
+	MOVWLZX       (CX), R14
+	MOVW          R14, (SP)
+	MOVWLZX       (CX)(BX*1), R14
+	MOVW          R14, 2(SP)
+	MOVWLZX       (CX)(BX*2), R14
+	MOVW          R14, 4(SP)
+	MOVWLZX       (CX)(SI*1), R14
+	MOVW          R14, 6(SP)
+	MOVWLZX       (CX)(BX*4), R14
+	MOVW          R14, 8(SP)
+	MOVWLZX       (CX)(DI*1), R14
+	MOVW          R14, 10(SP)
+	MOVWLZX       (CX)(SI*2), R14
+	MOVW          R14, 12(SP)
+	MOVWLZX       (CX)(R8*1), R14
+	MOVW          R14, 14(SP)
+	MOVWLZX       (R9), R14
+	MOVW          R14, 16(SP)
+	MOVWLZX       (R9)(BX*1), R14
+	MOVW          R14, 18(SP)
+	MOVWLZX       (R9)(BX*2), R14
+	MOVW          R14, 20(SP)
+	MOVWLZX       (R9)(SI*1), R14
+	MOVW          R14, 22(SP)
+	MOVWLZX       (R9)(BX*4), R14
+	MOVW          R14, 24(SP)
+	MOVWLZX       (R9)(DI*1), R14
+	MOVW          R14, 26(SP)
+	MOVWLZX       (R9)(SI*2), R14
+	MOVW          R14, 28(SP)
+	MOVWLZX       (R9)(R8*1), R14
+	MOVW          R14, 30(SP)
+	VCVTPH2PS     (SP), Z4
+	VMOVDQU       2(CX), X5
+	VINSERTI32X4  $0x01, 2(CX)(BX*4), Z5, Z5
+	VINSERTI32X4  $0x02, 2(R9), Z5, Z5
+	VINSERTI32X4  $0x03, 2(R9)(BX*4), Z5, Z5
+	VMOVDQU       2(CX)(BX*1), X6
+	VINSERTI32X4  $0x01, 2(CX)(DI*1), Z6, Z6
+	VINSERTI32X4  $0x02, 2(R9)(BX*1), Z6, Z6
+	VINSERTI32X4  $0x03, 2(R9)(DI*1), Z6, Z6
+	VMOVDQU       2(CX)(BX*2), X7
+	VINSERTI32X4  $0x01, 2(CX)(SI*2), Z7, Z7
+	VINSERTI32X4  $0x02, 2(R9)(BX*2), Z7, Z7
+	VINSERTI32X4  $0x03, 2(R9)(SI*2), Z7, Z7
+	VMOVDQU       2(CX)(SI*1), X8
+	VINSERTI32X4  $0x01, 2(CX)(R8*1), Z8, Z8
+	VINSERTI32X4  $0x02, 2(R9)(SI*1), Z8, Z8
+	VINSERTI32X4  $0x03, 2(R9)(R8*1), Z8, Z8
+	VPUNPCKLDQ    Z6, Z5, Z9
+	VPUNPCKHDQ    Z6, Z5, Z10
+	VPUNPCKLDQ    Z8, Z7, Z11
+	VPUNPCKHDQ    Z8, Z7, Z12
+	VPUNPCKLQDQ   Z11, Z9, Z13
+	VPUNPCKHQDQ   Z11, Z9, Z9
+	VPUNPCKLQDQ   Z12, Z10, Z11
+	VPUNPCKHQDQ   Z12, Z10, Z10
+	VPANDD        bdzByte0F<>+0(SB), Z13, Z12
+	VPSRLW        $0x04, Z13, Z13
+	VPANDD        bdzByte0F<>+0(SB), Z13, Z13
+	VPANDD        bdzByte0F<>+0(SB), Z9, Z14
+	VPSRLW        $0x04, Z9, Z9
+	VPANDD        bdzByte0F<>+0(SB), Z9, Z9
+	VPANDD        bdzByte0F<>+0(SB), Z11, Z15
+	VPSRLW        $0x04, Z11, Z11
+	VPANDD        bdzByte0F<>+0(SB), Z11, Z11
+	VPANDD        bdzByte0F<>+0(SB), Z10, Z16
+	VPSRLW        $0x04, Z10, Z10
+	VPANDD        bdzByte0F<>+0(SB), Z10, Z10
+	VPBROADCASTD  (R13), Z17
+	VPDPBUSD.BCST (R11), Z12, Z17
+	VPDPBUSD.BCST 4(R11), Z14, Z17
+	VPDPBUSD.BCST 8(R11), Z15, Z17
+	VPDPBUSD.BCST 12(R11), Z16, Z17
+	VPDPBUSD.BCST 16(R11), Z13, Z17
+	VPDPBUSD.BCST 20(R11), Z9, Z17
+	VPDPBUSD.BCST 24(R11), Z11, Z17
+	VPDPBUSD.BCST 28(R11), Z10, Z17
+	VCVTDQ2PS     Z17, Z17
+	VMULPS.BCST   (R12), Z4, Z18
+	VFMADD231PS   Z18, Z17, Z0
+	VPBROADCASTD  4(R13), Z17
+	VPDPBUSD.BCST 32(R11), Z12, Z17
+	VPDPBUSD.BCST 36(R11), Z14, Z17
+	VPDPBUSD.BCST 40(R11), Z15, Z17
+	VPDPBUSD.BCST 44(R11), Z16, Z17
+	VPDPBUSD.BCST 48(R11), Z13, Z17
+	VPDPBUSD.BCST 52(R11), Z9, Z17
+	VPDPBUSD.BCST 56(R11), Z11, Z17
+	VPDPBUSD.BCST 60(R11), Z10, Z17
+	VCVTDQ2PS     Z17, Z17
+	VMULPS.BCST   4(R12), Z4, Z18
+	VFMADD231PS   Z18, Z17, Z1
+	VPBROADCASTD  8(R13), Z17
+	VPDPBUSD.BCST 64(R11), Z12, Z17
+	VPDPBUSD.BCST 68(R11), Z14, Z17
+	VPDPBUSD.BCST 72(R11), Z15, Z17
+	VPDPBUSD.BCST 76(R11), Z16, Z17
+	VPDPBUSD.BCST 80(R11), Z13, Z17
+	VPDPBUSD.BCST 84(R11), Z9, Z17
+	VPDPBUSD.BCST 88(R11), Z11, Z17
+	VPDPBUSD.BCST 92(R11), Z10, Z17
+	VCVTDQ2PS     Z17, Z17
+	VMULPS.BCST   8(R12), Z4, Z18
+	VFMADD231PS   Z18, Z17, Z2
+	VPBROADCASTD  12(R13), Z17
+	VPDPBUSD.BCST 96(R11), Z12, Z17
+	VPDPBUSD.BCST 100(R11), Z14, Z17
+	VPDPBUSD.BCST 104(R11), Z15, Z17
+	VPDPBUSD.BCST 108(R11), Z16, Z17
+	VPDPBUSD.BCST 112(R11), Z13, Z17
+	VPDPBUSD.BCST 116(R11), Z9, Z17
+	VPDPBUSD.BCST 120(R11), Z11, Z17
+	VPDPBUSD.BCST 124(R11), Z10, Z17
+	VCVTDQ2PS     Z17, Z17
+	VMULPS.BCST   12(R12), Z4, Z4
+	VFMADD231PS   Z4, Z17, Z3
+	ADDQ          $0x12, CX
+	ADDQ          $0x12, R9
+	MOVQ          lt+64(FP), R14
+	SHLQ          $0x02, R14
+	ADDQ          R14, R12
+	ADDQ          R14, R13
+	SHLQ          $0x03, R14
+	ADDQ          R14, R11
+	SUBQ          $0x12, R10
+	JMP           dot8Q4_0LanesT4VNNI_block
+
+dot8Q4_0LanesT4VNNI_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Z0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z1, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z2, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z3, (R10)
+	LEAQ    (CX)(R8*2), CX
+	ADDQ    BX, CX
+	ADDQ    $0x40, AX
+	SUBQ    $0x10, DX
+	JMP     dot8Q4_0LanesT4VNNI_pass
+
+dot8Q4_0LanesT4VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT5VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+TEXT ·dot8Q4_0LanesT5VNNI(SB), NOSPLIT, $32-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT5VNNI_pass:
+	CMPQ   DX, $0x10
+	JL     dot8Q4_0LanesT5VNNI_done
+	LEAQ   (CX)(BX*8), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	MOVQ   BX, R10
+	MOVQ   q+40(FP), R11
+	MOVQ   d+48(FP), R12
+	MOVQ   k8+56(FP), R13
+
+dot8Q4_0LanesT5VNNI_block:
+	CMPQ          R10, $0x00
+	JLE           dot8Q4_0LanesT5VNNI_end
+	MOVWLZX       (CX), R14
+	MOVW          R14, (SP)
+	MOVWLZX       (CX)(BX*1), R14
+	MOVW          R14, 2(SP)
+	MOVWLZX       (CX)(BX*2), R14
+	MOVW          R14, 4(SP)
+	MOVWLZX       (CX)(SI*1), R14
+	MOVW          R14, 6(SP)
+	MOVWLZX       (CX)(BX*4), R14
+	MOVW          R14, 8(SP)
+	MOVWLZX       (CX)(DI*1), R14
+	MOVW          R14, 10(SP)
+	MOVWLZX       (CX)(SI*2), R14
+	MOVW          R14, 12(SP)
+	MOVWLZX       (CX)(R8*1), R14
+	MOVW          R14, 14(SP)
+	MOVWLZX       (R9), R14
+	MOVW          R14, 16(SP)
+	MOVWLZX       (R9)(BX*1), R14
+	MOVW          R14, 18(SP)
+	MOVWLZX       (R9)(BX*2), R14
+	MOVW          R14, 20(SP)
+	MOVWLZX       (R9)(SI*1), R14
+	MOVW          R14, 22(SP)
+	MOVWLZX       (R9)(BX*4), R14
+	MOVW          R14, 24(SP)
+	MOVWLZX       (R9)(DI*1), R14
+	MOVW          R14, 26(SP)
+	MOVWLZX       (R9)(SI*2), R14
+	MOVW          R14, 28(SP)
+	MOVWLZX       (R9)(R8*1), R14
+	MOVW          R14, 30(SP)
+	VCVTPH2PS     (SP), Z5
+	VMOVDQU       2(CX), X6
+	VINSERTI32X4  $0x01, 2(CX)(BX*4), Z6, Z6
+	VINSERTI32X4  $0x02, 2(R9), Z6, Z6
+	VINSERTI32X4  $0x03, 2(R9)(BX*4), Z6, Z6
+	VMOVDQU       2(CX)(BX*1), X7
+	VINSERTI32X4  $0x01, 2(CX)(DI*1), Z7, Z7
+	VINSERTI32X4  $0x02, 2(R9)(BX*1), Z7, Z7
+	VINSERTI32X4  $0x03, 2(R9)(DI*1), Z7, Z7
+	VMOVDQU       2(CX)(BX*2), X8
+	VINSERTI32X4  $0x01, 2(CX)(SI*2), Z8, Z8
+	VINSERTI32X4  $0x02, 2(R9)(BX*2), Z8, Z8
+	VINSERTI32X4  $0x03, 2(R9)(SI*2), Z8, Z8
+	VMOVDQU       2(CX)(SI*1), X9
+	VINSERTI32X4  $0x01, 2(CX)(R8*1), Z9, Z9
+	VINSERTI32X4  $0x02, 2(R9)(SI*1), Z9, Z9
+	VINSERTI32X4  $0x03, 2(R9)(R8*1), Z9, Z9
+	VPUNPCKLDQ    Z7, Z6, Z10
+	VPUNPCKHDQ    Z7, Z6, Z11
+	VPUNPCKLDQ    Z9, Z8, Z12
+	VPUNPCKHDQ    Z9, Z8, Z13
+	VPUNPCKLQDQ   Z12, Z10, Z14
+	VPUNPCKHQDQ   Z12, Z10, Z10
+	VPUNPCKLQDQ   Z13, Z11, Z12
+	VPUNPCKHQDQ   Z13, Z11, Z11
+	VPANDD        bdzByte0F<>+0(SB), Z14, Z13
+	VPSRLW        $0x04, Z14, Z14
+	VPANDD        bdzByte0F<>+0(SB), Z14, Z14
+	VPANDD        bdzByte0F<>+0(SB), Z10, Z15
+	VPSRLW        $0x04, Z10, Z10
+	VPANDD        bdzByte0F<>+0(SB), Z10, Z10
+	VPANDD        bdzByte0F<>+0(SB), Z12, Z16
+	VPSRLW        $0x04, Z12, Z12
+	VPANDD        bdzByte0F<>+0(SB), Z12, Z12
+	VPANDD        bdzByte0F<>+0(SB), Z11, Z17
+	VPSRLW        $0x04, Z11, Z11
+	VPANDD        bdzByte0F<>+0(SB), Z11, Z11
+	VPBROADCASTD  (R13), Z18
+	VPDPBUSD.BCST (R11), Z13, Z18
+	VPDPBUSD.BCST 4(R11), Z15, Z18
+	VPDPBUSD.BCST 8(R11), Z16, Z18
+	VPDPBUSD.BCST 12(R11), Z17, Z18
+	VPDPBUSD.BCST 16(R11), Z14, Z18
+	VPDPBUSD.BCST 20(R11), Z10, Z18
+	VPDPBUSD.BCST 24(R11), Z12, Z18
+	VPDPBUSD.BCST 28(R11), Z11, Z18
+	VCVTDQ2PS     Z18, Z18
+	VMULPS.BCST   (R12), Z5, Z19
+	VFMADD231PS   Z19, Z18, Z0
+	VPBROADCASTD  4(R13), Z18
+	VPDPBUSD.BCST 32(R11), Z13, Z18
+	VPDPBUSD.BCST 36(R11), Z15, Z18
+	VPDPBUSD.BCST 40(R11), Z16, Z18
+	VPDPBUSD.BCST 44(R11), Z17, Z18
+	VPDPBUSD.BCST 48(R11), Z14, Z18
+	VPDPBUSD.BCST 52(R11), Z10, Z18
+	VPDPBUSD.BCST 56(R11), Z12, Z18
+	VPDPBUSD.BCST 60(R11), Z11, Z18
+	VCVTDQ2PS     Z18, Z18
+	VMULPS.BCST   4(R12), Z5, Z19
+	VFMADD231PS   Z19, Z18, Z1
+	VPBROADCASTD  8(R13), Z18
+	VPDPBUSD.BCST 64(R11), Z13, Z18
+	VPDPBUSD.BCST 68(R11), Z15, Z18
+	VPDPBUSD.BCST 72(R11), Z16, Z18
+	VPDPBUSD.BCST 76(R11), Z17, Z18
+	VPDPBUSD.BCST 80(R11), Z14, Z18
+	VPDPBUSD.BCST 84(R11), Z10, Z18
+	VPDPBUSD.BCST 88(R11), Z12, Z18
+	VPDPBUSD.BCST 92(R11), Z11, Z18
+	VCVTDQ2PS     Z18, Z18
+	VMULPS.BCST   8(R12), Z5, Z19
+	VFMADD231PS   Z19, Z18, Z2
+	VPBROADCASTD  12(R13), Z18
+	VPDPBUSD.BCST 96(R11), Z13, Z18
+	VPDPBUSD.BCST 100(R11), Z15, Z18
+	VPDPBUSD.BCST 104(R11), Z16, Z18
+	VPDPBUSD.BCST 108(R11), Z17, Z18
+	VPDPBUSD.BCST 112(R11), Z14, Z18
+	VPDPBUSD.BCST 116(R11), Z10, Z18
+	VPDPBUSD.BCST 120(R11), Z12, Z18
+	VPDPBUSD.BCST 124(R11), Z11, Z18
+	VCVTDQ2PS     Z18, Z18
+	VMULPS.BCST   12(R12), Z5, Z19
+	VFMADD231PS   Z19, Z18, Z3
+	VPBROADCASTD  16(R13), Z18
+	VPDPBUSD.BCST 128(R11), Z13, Z18
+	VPDPBUSD.BCST 132(R11), Z15, Z18
+	VPDPBUSD.BCST 136(R11), Z16, Z18
+	VPDPBUSD.BCST 140(R11), Z17, Z18
+	VPDPBUSD.BCST 144(R11), Z14, Z18
+	VPDPBUSD.BCST 148(R11), Z10, Z18
+	VPDPBUSD.BCST 152(R11), Z12, Z18
+	VPDPBUSD.BCST 156(R11), Z11, Z18
+	VCVTDQ2PS     Z18, Z18
+	VMULPS.BCST   16(R12), Z5, Z5
+	VFMADD231PS   Z5, Z18, Z4
+	ADDQ          $0x12, CX
+	ADDQ          $0x12, R9
+	MOVQ          lt+64(FP), R14
+	SHLQ          $0x02, R14
+	ADDQ          R14, R12
+	ADDQ          R14, R13
+	SHLQ          $0x03, R14
+	ADDQ          R14, R11
+	SUBQ          $0x12, R10
+	JMP           dot8Q4_0LanesT5VNNI_block
+
+dot8Q4_0LanesT5VNNI_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Z0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z1, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z2, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z3, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z4, (R10)
+	LEAQ    (CX)(R8*2), CX
+	ADDQ    BX, CX
+	ADDQ    $0x40, AX
+	SUBQ    $0x10, DX
+	JMP     dot8Q4_0LanesT5VNNI_pass
+
+dot8Q4_0LanesT5VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT6VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+TEXT ·dot8Q4_0LanesT6VNNI(SB), NOSPLIT, $32-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT6VNNI_pass:
+	CMPQ   DX, $0x10
+	JL     dot8Q4_0LanesT6VNNI_done
+	LEAQ   (CX)(BX*8), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   BX, R10
+	MOVQ   q+40(FP), R11
+	MOVQ   d+48(FP), R12
+	MOVQ   k8+56(FP), R13
+
+dot8Q4_0LanesT6VNNI_block:
+	CMPQ          R10, $0x00
+	JLE           dot8Q4_0LanesT6VNNI_end
+	MOVWLZX       (CX), R14
+	MOVW          R14, (SP)
+	MOVWLZX       (CX)(BX*1), R14
+	MOVW          R14, 2(SP)
+	MOVWLZX       (CX)(BX*2), R14
+	MOVW          R14, 4(SP)
+	MOVWLZX       (CX)(SI*1), R14
+	MOVW          R14, 6(SP)
+	MOVWLZX       (CX)(BX*4), R14
+	MOVW          R14, 8(SP)
+	MOVWLZX       (CX)(DI*1), R14
+	MOVW          R14, 10(SP)
+	MOVWLZX       (CX)(SI*2), R14
+	MOVW          R14, 12(SP)
+	MOVWLZX       (CX)(R8*1), R14
+	MOVW          R14, 14(SP)
+	MOVWLZX       (R9), R14
+	MOVW          R14, 16(SP)
+	MOVWLZX       (R9)(BX*1), R14
+	MOVW          R14, 18(SP)
+	MOVWLZX       (R9)(BX*2), R14
+	MOVW          R14, 20(SP)
+	MOVWLZX       (R9)(SI*1), R14
+	MOVW          R14, 22(SP)
+	MOVWLZX       (R9)(BX*4), R14
+	MOVW          R14, 24(SP)
+	MOVWLZX       (R9)(DI*1), R14
+	MOVW          R14, 26(SP)
+	MOVWLZX       (R9)(SI*2), R14
+	MOVW          R14, 28(SP)
+	MOVWLZX       (R9)(R8*1), R14
+	MOVW          R14, 30(SP)
+	VCVTPH2PS     (SP), Z6
+	VMOVDQU       2(CX), X7
+	VINSERTI32X4  $0x01, 2(CX)(BX*4), Z7, Z7
+	VINSERTI32X4  $0x02, 2(R9), Z7, Z7
+	VINSERTI32X4  $0x03, 2(R9)(BX*4), Z7, Z7
+	VMOVDQU       2(CX)(BX*1), X8
+	VINSERTI32X4  $0x01, 2(CX)(DI*1), Z8, Z8
+	VINSERTI32X4  $0x02, 2(R9)(BX*1), Z8, Z8
+	VINSERTI32X4  $0x03, 2(R9)(DI*1), Z8, Z8
+	VMOVDQU       2(CX)(BX*2), X9
+	VINSERTI32X4  $0x01, 2(CX)(SI*2), Z9, Z9
+	VINSERTI32X4  $0x02, 2(R9)(BX*2), Z9, Z9
+	VINSERTI32X4  $0x03, 2(R9)(SI*2), Z9, Z9
+	VMOVDQU       2(CX)(SI*1), X10
+	VINSERTI32X4  $0x01, 2(CX)(R8*1), Z10, Z10
+	VINSERTI32X4  $0x02, 2(R9)(SI*1), Z10, Z10
+	VINSERTI32X4  $0x03, 2(R9)(R8*1), Z10, Z10
+	VPUNPCKLDQ    Z8, Z7, Z11
+	VPUNPCKHDQ    Z8, Z7, Z12
+	VPUNPCKLDQ    Z10, Z9, Z13
+	VPUNPCKHDQ    Z10, Z9, Z14
+	VPUNPCKLQDQ   Z13, Z11, Z15
+	VPUNPCKHQDQ   Z13, Z11, Z11
+	VPUNPCKLQDQ   Z14, Z12, Z13
+	VPUNPCKHQDQ   Z14, Z12, Z12
+	VPANDD        bdzByte0F<>+0(SB), Z15, Z14
+	VPSRLW        $0x04, Z15, Z15
+	VPANDD        bdzByte0F<>+0(SB), Z15, Z15
+	VPANDD        bdzByte0F<>+0(SB), Z11, Z16
+	VPSRLW        $0x04, Z11, Z11
+	VPANDD        bdzByte0F<>+0(SB), Z11, Z11
+	VPANDD        bdzByte0F<>+0(SB), Z13, Z17
+	VPSRLW        $0x04, Z13, Z13
+	VPANDD        bdzByte0F<>+0(SB), Z13, Z13
+	VPANDD        bdzByte0F<>+0(SB), Z12, Z18
+	VPSRLW        $0x04, Z12, Z12
+	VPANDD        bdzByte0F<>+0(SB), Z12, Z12
+	VPBROADCASTD  (R13), Z19
+	VPDPBUSD.BCST (R11), Z14, Z19
+	VPDPBUSD.BCST 4(R11), Z16, Z19
+	VPDPBUSD.BCST 8(R11), Z17, Z19
+	VPDPBUSD.BCST 12(R11), Z18, Z19
+	VPDPBUSD.BCST 16(R11), Z15, Z19
+	VPDPBUSD.BCST 20(R11), Z11, Z19
+	VPDPBUSD.BCST 24(R11), Z13, Z19
+	VPDPBUSD.BCST 28(R11), Z12, Z19
+	VCVTDQ2PS     Z19, Z19
+	VMULPS.BCST   (R12), Z6, Z20
+	VFMADD231PS   Z20, Z19, Z0
+	VPBROADCASTD  4(R13), Z19
+	VPDPBUSD.BCST 32(R11), Z14, Z19
+	VPDPBUSD.BCST 36(R11), Z16, Z19
+	VPDPBUSD.BCST 40(R11), Z17, Z19
+	VPDPBUSD.BCST 44(R11), Z18, Z19
+	VPDPBUSD.BCST 48(R11), Z15, Z19
+	VPDPBUSD.BCST 52(R11), Z11, Z19
+	VPDPBUSD.BCST 56(R11), Z13, Z19
+	VPDPBUSD.BCST 60(R11), Z12, Z19
+	VCVTDQ2PS     Z19, Z19
+	VMULPS.BCST   4(R12), Z6, Z20
+	VFMADD231PS   Z20, Z19, Z1
+	VPBROADCASTD  8(R13), Z19
+	VPDPBUSD.BCST 64(R11), Z14, Z19
+	VPDPBUSD.BCST 68(R11), Z16, Z19
+	VPDPBUSD.BCST 72(R11), Z17, Z19
+	VPDPBUSD.BCST 76(R11), Z18, Z19
+	VPDPBUSD.BCST 80(R11), Z15, Z19
+	VPDPBUSD.BCST 84(R11), Z11, Z19
+	VPDPBUSD.BCST 88(R11), Z13, Z19
+	VPDPBUSD.BCST 92(R11), Z12, Z19
+	VCVTDQ2PS     Z19, Z19
+	VMULPS.BCST   8(R12), Z6, Z20
+	VFMADD231PS   Z20, Z19, Z2
+	VPBROADCASTD  12(R13), Z19
+	VPDPBUSD.BCST 96(R11), Z14, Z19
+	VPDPBUSD.BCST 100(R11), Z16, Z19
+	VPDPBUSD.BCST 104(R11), Z17, Z19
+	VPDPBUSD.BCST 108(R11), Z18, Z19
+	VPDPBUSD.BCST 112(R11), Z15, Z19
+	VPDPBUSD.BCST 116(R11), Z11, Z19
+	VPDPBUSD.BCST 120(R11), Z13, Z19
+	VPDPBUSD.BCST 124(R11), Z12, Z19
+	VCVTDQ2PS     Z19, Z19
+	VMULPS.BCST   12(R12), Z6, Z20
+	VFMADD231PS   Z20, Z19, Z3
+	VPBROADCASTD  16(R13), Z19
+	VPDPBUSD.BCST 128(R11), Z14, Z19
+	VPDPBUSD.BCST 132(R11), Z16, Z19
+	VPDPBUSD.BCST 136(R11), Z17, Z19
+	VPDPBUSD.BCST 140(R11), Z18, Z19
+	VPDPBUSD.BCST 144(R11), Z15, Z19
+	VPDPBUSD.BCST 148(R11), Z11, Z19
+	VPDPBUSD.BCST 152(R11), Z13, Z19
+	VPDPBUSD.BCST 156(R11), Z12, Z19
+	VCVTDQ2PS     Z19, Z19
+	VMULPS.BCST   16(R12), Z6, Z20
+	VFMADD231PS   Z20, Z19, Z4
+	VPBROADCASTD  20(R13), Z19
+	VPDPBUSD.BCST 160(R11), Z14, Z19
+	VPDPBUSD.BCST 164(R11), Z16, Z19
+	VPDPBUSD.BCST 168(R11), Z17, Z19
+	VPDPBUSD.BCST 172(R11), Z18, Z19
+	VPDPBUSD.BCST 176(R11), Z15, Z19
+	VPDPBUSD.BCST 180(R11), Z11, Z19
+	VPDPBUSD.BCST 184(R11), Z13, Z19
+	VPDPBUSD.BCST 188(R11), Z12, Z19
+	VCVTDQ2PS     Z19, Z19
+	VMULPS.BCST   20(R12), Z6, Z6
+	VFMADD231PS   Z6, Z19, Z5
+	ADDQ          $0x12, CX
+	ADDQ          $0x12, R9
+	MOVQ          lt+64(FP), R14
+	SHLQ          $0x02, R14
+	ADDQ          R14, R12
+	ADDQ          R14, R13
+	SHLQ          $0x03, R14
+	ADDQ          R14, R11
+	SUBQ          $0x12, R10
+	JMP           dot8Q4_0LanesT6VNNI_block
+
+dot8Q4_0LanesT6VNNI_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Z0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z1, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z2, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z3, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z4, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z5, (R10)
+	LEAQ    (CX)(R8*2), CX
+	ADDQ    BX, CX
+	ADDQ    $0x40, AX
+	SUBQ    $0x10, DX
+	JMP     dot8Q4_0LanesT6VNNI_pass
+
+dot8Q4_0LanesT6VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT7VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+TEXT ·dot8Q4_0LanesT7VNNI(SB), NOSPLIT, $32-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT7VNNI_pass:
+	CMPQ   DX, $0x10
+	JL     dot8Q4_0LanesT7VNNI_done
+	LEAQ   (CX)(BX*8), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	MOVQ   BX, R10
+	MOVQ   q+40(FP), R11
+	MOVQ   d+48(FP), R12
+	MOVQ   k8+56(FP), R13
+
+dot8Q4_0LanesT7VNNI_block:
+	CMPQ          R10, $0x00
+	JLE           dot8Q4_0LanesT7VNNI_end
+	MOVWLZX       (CX), R14
+	MOVW          R14, (SP)
+	MOVWLZX       (CX)(BX*1), R14
+	MOVW          R14, 2(SP)
+	MOVWLZX       (CX)(BX*2), R14
+	MOVW          R14, 4(SP)
+	MOVWLZX       (CX)(SI*1), R14
+	MOVW          R14, 6(SP)
+	MOVWLZX       (CX)(BX*4), R14
+	MOVW          R14, 8(SP)
+	MOVWLZX       (CX)(DI*1), R14
+	MOVW          R14, 10(SP)
+	MOVWLZX       (CX)(SI*2), R14
+	MOVW          R14, 12(SP)
+	MOVWLZX       (CX)(R8*1), R14
+	MOVW          R14, 14(SP)
+	MOVWLZX       (R9), R14
+	MOVW          R14, 16(SP)
+	MOVWLZX       (R9)(BX*1), R14
+	MOVW          R14, 18(SP)
+	MOVWLZX       (R9)(BX*2), R14
+	MOVW          R14, 20(SP)
+	MOVWLZX       (R9)(SI*1), R14
+	MOVW          R14, 22(SP)
+	MOVWLZX       (R9)(BX*4), R14
+	MOVW          R14, 24(SP)
+	MOVWLZX       (R9)(DI*1), R14
+	MOVW          R14, 26(SP)
+	MOVWLZX       (R9)(SI*2), R14
+	MOVW          R14, 28(SP)
+	MOVWLZX       (R9)(R8*1), R14
+	MOVW          R14, 30(SP)
+	VCVTPH2PS     (SP), Z7
+	VMOVDQU       2(CX), X8
+	VINSERTI32X4  $0x01, 2(CX)(BX*4), Z8, Z8
+	VINSERTI32X4  $0x02, 2(R9), Z8, Z8
+	VINSERTI32X4  $0x03, 2(R9)(BX*4), Z8, Z8
+	VMOVDQU       2(CX)(BX*1), X9
+	VINSERTI32X4  $0x01, 2(CX)(DI*1), Z9, Z9
+	VINSERTI32X4  $0x02, 2(R9)(BX*1), Z9, Z9
+	VINSERTI32X4  $0x03, 2(R9)(DI*1), Z9, Z9
+	VMOVDQU       2(CX)(BX*2), X10
+	VINSERTI32X4  $0x01, 2(CX)(SI*2), Z10, Z10
+	VINSERTI32X4  $0x02, 2(R9)(BX*2), Z10, Z10
+	VINSERTI32X4  $0x03, 2(R9)(SI*2), Z10, Z10
+	VMOVDQU       2(CX)(SI*1), X11
+	VINSERTI32X4  $0x01, 2(CX)(R8*1), Z11, Z11
+	VINSERTI32X4  $0x02, 2(R9)(SI*1), Z11, Z11
+	VINSERTI32X4  $0x03, 2(R9)(R8*1), Z11, Z11
+	VPUNPCKLDQ    Z9, Z8, Z12
+	VPUNPCKHDQ    Z9, Z8, Z13
+	VPUNPCKLDQ    Z11, Z10, Z14
+	VPUNPCKHDQ    Z11, Z10, Z15
+	VPUNPCKLQDQ   Z14, Z12, Z16
+	VPUNPCKHQDQ   Z14, Z12, Z12
+	VPUNPCKLQDQ   Z15, Z13, Z14
+	VPUNPCKHQDQ   Z15, Z13, Z13
+	VPANDD        bdzByte0F<>+0(SB), Z16, Z15
+	VPSRLW        $0x04, Z16, Z16
+	VPANDD        bdzByte0F<>+0(SB), Z16, Z16
+	VPANDD        bdzByte0F<>+0(SB), Z12, Z17
+	VPSRLW        $0x04, Z12, Z12
+	VPANDD        bdzByte0F<>+0(SB), Z12, Z12
+	VPANDD        bdzByte0F<>+0(SB), Z14, Z18
+	VPSRLW        $0x04, Z14, Z14
+	VPANDD        bdzByte0F<>+0(SB), Z14, Z14
+	VPANDD        bdzByte0F<>+0(SB), Z13, Z19
+	VPSRLW        $0x04, Z13, Z13
+	VPANDD        bdzByte0F<>+0(SB), Z13, Z13
+	VPBROADCASTD  (R13), Z20
+	VPDPBUSD.BCST (R11), Z15, Z20
+	VPDPBUSD.BCST 4(R11), Z17, Z20
+	VPDPBUSD.BCST 8(R11), Z18, Z20
+	VPDPBUSD.BCST 12(R11), Z19, Z20
+	VPDPBUSD.BCST 16(R11), Z16, Z20
+	VPDPBUSD.BCST 20(R11), Z12, Z20
+	VPDPBUSD.BCST 24(R11), Z14, Z20
+	VPDPBUSD.BCST 28(R11), Z13, Z20
+	VCVTDQ2PS     Z20, Z20
+	VMULPS.BCST   (R12), Z7, Z21
+	VFMADD231PS   Z21, Z20, Z0
+	VPBROADCASTD  4(R13), Z20
+	VPDPBUSD.BCST 32(R11), Z15, Z20
+	VPDPBUSD.BCST 36(R11), Z17, Z20
+	VPDPBUSD.BCST 40(R11), Z18, Z20
+	VPDPBUSD.BCST 44(R11), Z19, Z20
+	VPDPBUSD.BCST 48(R11), Z16, Z20
+	VPDPBUSD.BCST 52(R11), Z12, Z20
+	VPDPBUSD.BCST 56(R11), Z14, Z20
+	VPDPBUSD.BCST 60(R11), Z13, Z20
+	VCVTDQ2PS     Z20, Z20
+	VMULPS.BCST   4(R12), Z7, Z21
+	VFMADD231PS   Z21, Z20, Z1
+	VPBROADCASTD  8(R13), Z20
+	VPDPBUSD.BCST 64(R11), Z15, Z20
+	VPDPBUSD.BCST 68(R11), Z17, Z20
+	VPDPBUSD.BCST 72(R11), Z18, Z20
+	VPDPBUSD.BCST 76(R11), Z19, Z20
+	VPDPBUSD.BCST 80(R11), Z16, Z20
+	VPDPBUSD.BCST 84(R11), Z12, Z20
+	VPDPBUSD.BCST 88(R11), Z14, Z20
+	VPDPBUSD.BCST 92(R11), Z13, Z20
+	VCVTDQ2PS     Z20, Z20
+	VMULPS.BCST   8(R12), Z7, Z21
+	VFMADD231PS   Z21, Z20, Z2
+	VPBROADCASTD  12(R13), Z20
+	VPDPBUSD.BCST 96(R11), Z15, Z20
+	VPDPBUSD.BCST 100(R11), Z17, Z20
+	VPDPBUSD.BCST 104(R11), Z18, Z20
+	VPDPBUSD.BCST 108(R11), Z19, Z20
+	VPDPBUSD.BCST 112(R11), Z16, Z20
+	VPDPBUSD.BCST 116(R11), Z12, Z20
+	VPDPBUSD.BCST 120(R11), Z14, Z20
+	VPDPBUSD.BCST 124(R11), Z13, Z20
+	VCVTDQ2PS     Z20, Z20
+	VMULPS.BCST   12(R12), Z7, Z21
+	VFMADD231PS   Z21, Z20, Z3
+	VPBROADCASTD  16(R13), Z20
+	VPDPBUSD.BCST 128(R11), Z15, Z20
+	VPDPBUSD.BCST 132(R11), Z17, Z20
+	VPDPBUSD.BCST 136(R11), Z18, Z20
+	VPDPBUSD.BCST 140(R11), Z19, Z20
+	VPDPBUSD.BCST 144(R11), Z16, Z20
+	VPDPBUSD.BCST 148(R11), Z12, Z20
+	VPDPBUSD.BCST 152(R11), Z14, Z20
+	VPDPBUSD.BCST 156(R11), Z13, Z20
+	VCVTDQ2PS     Z20, Z20
+	VMULPS.BCST   16(R12), Z7, Z21
+	VFMADD231PS   Z21, Z20, Z4
+	VPBROADCASTD  20(R13), Z20
+	VPDPBUSD.BCST 160(R11), Z15, Z20
+	VPDPBUSD.BCST 164(R11), Z17, Z20
+	VPDPBUSD.BCST 168(R11), Z18, Z20
+	VPDPBUSD.BCST 172(R11), Z19, Z20
+	VPDPBUSD.BCST 176(R11), Z16, Z20
+	VPDPBUSD.BCST 180(R11), Z12, Z20
+	VPDPBUSD.BCST 184(R11), Z14, Z20
+	VPDPBUSD.BCST 188(R11), Z13, Z20
+	VCVTDQ2PS     Z20, Z20
+	VMULPS.BCST   20(R12), Z7, Z21
+	VFMADD231PS   Z21, Z20, Z5
+	VPBROADCASTD  24(R13), Z20
+	VPDPBUSD.BCST 192(R11), Z15, Z20
+	VPDPBUSD.BCST 196(R11), Z17, Z20
+	VPDPBUSD.BCST 200(R11), Z18, Z20
+	VPDPBUSD.BCST 204(R11), Z19, Z20
+	VPDPBUSD.BCST 208(R11), Z16, Z20
+	VPDPBUSD.BCST 212(R11), Z12, Z20
+	VPDPBUSD.BCST 216(R11), Z14, Z20
+	VPDPBUSD.BCST 220(R11), Z13, Z20
+	VCVTDQ2PS     Z20, Z20
+	VMULPS.BCST   24(R12), Z7, Z7
+	VFMADD231PS   Z7, Z20, Z6
+	ADDQ          $0x12, CX
+	ADDQ          $0x12, R9
+	MOVQ          lt+64(FP), R14
+	SHLQ          $0x02, R14
+	ADDQ          R14, R12
+	ADDQ          R14, R13
+	SHLQ          $0x03, R14
+	ADDQ          R14, R11
+	SUBQ          $0x12, R10
+	JMP           dot8Q4_0LanesT7VNNI_block
+
+dot8Q4_0LanesT7VNNI_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Z0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z1, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z2, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z3, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z4, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z5, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z6, (R10)
+	LEAQ    (CX)(R8*2), CX
+	ADDQ    BX, CX
+	ADDQ    $0x40, AX
+	SUBQ    $0x10, DX
+	JMP     dot8Q4_0LanesT7VNNI_pass
+
+dot8Q4_0LanesT7VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT8VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+TEXT ·dot8Q4_0LanesT8VNNI(SB), NOSPLIT, $32-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT8VNNI_pass:
+	CMPQ   DX, $0x10
+	JL     dot8Q4_0LanesT8VNNI_done
+	LEAQ   (CX)(BX*8), R9
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   BX, R10
+	MOVQ   q+40(FP), R11
+	MOVQ   d+48(FP), R12
+	MOVQ   k8+56(FP), R13
+
+dot8Q4_0LanesT8VNNI_block:
+	CMPQ          R10, $0x00
+	JLE           dot8Q4_0LanesT8VNNI_end
+	MOVWLZX       (CX), R14
+	MOVW          R14, (SP)
+	MOVWLZX       (CX)(BX*1), R14
+	MOVW          R14, 2(SP)
+	MOVWLZX       (CX)(BX*2), R14
+	MOVW          R14, 4(SP)
+	MOVWLZX       (CX)(SI*1), R14
+	MOVW          R14, 6(SP)
+	MOVWLZX       (CX)(BX*4), R14
+	MOVW          R14, 8(SP)
+	MOVWLZX       (CX)(DI*1), R14
+	MOVW          R14, 10(SP)
+	MOVWLZX       (CX)(SI*2), R14
+	MOVW          R14, 12(SP)
+	MOVWLZX       (CX)(R8*1), R14
+	MOVW          R14, 14(SP)
+	MOVWLZX       (R9), R14
+	MOVW          R14, 16(SP)
+	MOVWLZX       (R9)(BX*1), R14
+	MOVW          R14, 18(SP)
+	MOVWLZX       (R9)(BX*2), R14
+	MOVW          R14, 20(SP)
+	MOVWLZX       (R9)(SI*1), R14
+	MOVW          R14, 22(SP)
+	MOVWLZX       (R9)(BX*4), R14
+	MOVW          R14, 24(SP)
+	MOVWLZX       (R9)(DI*1), R14
+	MOVW          R14, 26(SP)
+	MOVWLZX       (R9)(SI*2), R14
+	MOVW          R14, 28(SP)
+	MOVWLZX       (R9)(R8*1), R14
+	MOVW          R14, 30(SP)
+	VCVTPH2PS     (SP), Z8
+	VMOVDQU       2(CX), X9
+	VINSERTI32X4  $0x01, 2(CX)(BX*4), Z9, Z9
+	VINSERTI32X4  $0x02, 2(R9), Z9, Z9
+	VINSERTI32X4  $0x03, 2(R9)(BX*4), Z9, Z9
+	VMOVDQU       2(CX)(BX*1), X10
+	VINSERTI32X4  $0x01, 2(CX)(DI*1), Z10, Z10
+	VINSERTI32X4  $0x02, 2(R9)(BX*1), Z10, Z10
+	VINSERTI32X4  $0x03, 2(R9)(DI*1), Z10, Z10
+	VMOVDQU       2(CX)(BX*2), X11
+	VINSERTI32X4  $0x01, 2(CX)(SI*2), Z11, Z11
+	VINSERTI32X4  $0x02, 2(R9)(BX*2), Z11, Z11
+	VINSERTI32X4  $0x03, 2(R9)(SI*2), Z11, Z11
+	VMOVDQU       2(CX)(SI*1), X12
+	VINSERTI32X4  $0x01, 2(CX)(R8*1), Z12, Z12
+	VINSERTI32X4  $0x02, 2(R9)(SI*1), Z12, Z12
+	VINSERTI32X4  $0x03, 2(R9)(R8*1), Z12, Z12
+	VPUNPCKLDQ    Z10, Z9, Z13
+	VPUNPCKHDQ    Z10, Z9, Z14
+	VPUNPCKLDQ    Z12, Z11, Z15
+	VPUNPCKHDQ    Z12, Z11, Z16
+	VPUNPCKLQDQ   Z15, Z13, Z17
+	VPUNPCKHQDQ   Z15, Z13, Z13
+	VPUNPCKLQDQ   Z16, Z14, Z15
+	VPUNPCKHQDQ   Z16, Z14, Z14
+	VPANDD        bdzByte0F<>+0(SB), Z17, Z16
+	VPSRLW        $0x04, Z17, Z17
+	VPANDD        bdzByte0F<>+0(SB), Z17, Z17
+	VPANDD        bdzByte0F<>+0(SB), Z13, Z18
+	VPSRLW        $0x04, Z13, Z13
+	VPANDD        bdzByte0F<>+0(SB), Z13, Z13
+	VPANDD        bdzByte0F<>+0(SB), Z15, Z19
+	VPSRLW        $0x04, Z15, Z15
+	VPANDD        bdzByte0F<>+0(SB), Z15, Z15
+	VPANDD        bdzByte0F<>+0(SB), Z14, Z20
+	VPSRLW        $0x04, Z14, Z14
+	VPANDD        bdzByte0F<>+0(SB), Z14, Z14
+	VPBROADCASTD  (R13), Z21
+	VPDPBUSD.BCST (R11), Z16, Z21
+	VPDPBUSD.BCST 4(R11), Z18, Z21
+	VPDPBUSD.BCST 8(R11), Z19, Z21
+	VPDPBUSD.BCST 12(R11), Z20, Z21
+	VPDPBUSD.BCST 16(R11), Z17, Z21
+	VPDPBUSD.BCST 20(R11), Z13, Z21
+	VPDPBUSD.BCST 24(R11), Z15, Z21
+	VPDPBUSD.BCST 28(R11), Z14, Z21
+	VCVTDQ2PS     Z21, Z21
+	VMULPS.BCST   (R12), Z8, Z22
+	VFMADD231PS   Z22, Z21, Z0
+	VPBROADCASTD  4(R13), Z21
+	VPDPBUSD.BCST 32(R11), Z16, Z21
+	VPDPBUSD.BCST 36(R11), Z18, Z21
+	VPDPBUSD.BCST 40(R11), Z19, Z21
+	VPDPBUSD.BCST 44(R11), Z20, Z21
+	VPDPBUSD.BCST 48(R11), Z17, Z21
+	VPDPBUSD.BCST 52(R11), Z13, Z21
+	VPDPBUSD.BCST 56(R11), Z15, Z21
+	VPDPBUSD.BCST 60(R11), Z14, Z21
+	VCVTDQ2PS     Z21, Z21
+	VMULPS.BCST   4(R12), Z8, Z22
+	VFMADD231PS   Z22, Z21, Z1
+	VPBROADCASTD  8(R13), Z21
+	VPDPBUSD.BCST 64(R11), Z16, Z21
+	VPDPBUSD.BCST 68(R11), Z18, Z21
+	VPDPBUSD.BCST 72(R11), Z19, Z21
+	VPDPBUSD.BCST 76(R11), Z20, Z21
+	VPDPBUSD.BCST 80(R11), Z17, Z21
+	VPDPBUSD.BCST 84(R11), Z13, Z21
+	VPDPBUSD.BCST 88(R11), Z15, Z21
+	VPDPBUSD.BCST 92(R11), Z14, Z21
+	VCVTDQ2PS     Z21, Z21
+	VMULPS.BCST   8(R12), Z8, Z22
+	VFMADD231PS   Z22, Z21, Z2
+	VPBROADCASTD  12(R13), Z21
+	VPDPBUSD.BCST 96(R11), Z16, Z21
+	VPDPBUSD.BCST 100(R11), Z18, Z21
+	VPDPBUSD.BCST 104(R11), Z19, Z21
+	VPDPBUSD.BCST 108(R11), Z20, Z21
+	VPDPBUSD.BCST 112(R11), Z17, Z21
+	VPDPBUSD.BCST 116(R11), Z13, Z21
+	VPDPBUSD.BCST 120(R11), Z15, Z21
+	VPDPBUSD.BCST 124(R11), Z14, Z21
+	VCVTDQ2PS     Z21, Z21
+	VMULPS.BCST   12(R12), Z8, Z22
+	VFMADD231PS   Z22, Z21, Z3
+	VPBROADCASTD  16(R13), Z21
+	VPDPBUSD.BCST 128(R11), Z16, Z21
+	VPDPBUSD.BCST 132(R11), Z18, Z21
+	VPDPBUSD.BCST 136(R11), Z19, Z21
+	VPDPBUSD.BCST 140(R11), Z20, Z21
+	VPDPBUSD.BCST 144(R11), Z17, Z21
+	VPDPBUSD.BCST 148(R11), Z13, Z21
+	VPDPBUSD.BCST 152(R11), Z15, Z21
+	VPDPBUSD.BCST 156(R11), Z14, Z21
+	VCVTDQ2PS     Z21, Z21
+	VMULPS.BCST   16(R12), Z8, Z22
+	VFMADD231PS   Z22, Z21, Z4
+	VPBROADCASTD  20(R13), Z21
+	VPDPBUSD.BCST 160(R11), Z16, Z21
+	VPDPBUSD.BCST 164(R11), Z18, Z21
+	VPDPBUSD.BCST 168(R11), Z19, Z21
+	VPDPBUSD.BCST 172(R11), Z20, Z21
+	VPDPBUSD.BCST 176(R11), Z17, Z21
+	VPDPBUSD.BCST 180(R11), Z13, Z21
+	VPDPBUSD.BCST 184(R11), Z15, Z21
+	VPDPBUSD.BCST 188(R11), Z14, Z21
+	VCVTDQ2PS     Z21, Z21
+	VMULPS.BCST   20(R12), Z8, Z22
+	VFMADD231PS   Z22, Z21, Z5
+	VPBROADCASTD  24(R13), Z21
+	VPDPBUSD.BCST 192(R11), Z16, Z21
+	VPDPBUSD.BCST 196(R11), Z18, Z21
+	VPDPBUSD.BCST 200(R11), Z19, Z21
+	VPDPBUSD.BCST 204(R11), Z20, Z21
+	VPDPBUSD.BCST 208(R11), Z17, Z21
+	VPDPBUSD.BCST 212(R11), Z13, Z21
+	VPDPBUSD.BCST 216(R11), Z15, Z21
+	VPDPBUSD.BCST 220(R11), Z14, Z21
+	VCVTDQ2PS     Z21, Z21
+	VMULPS.BCST   24(R12), Z8, Z22
+	VFMADD231PS   Z22, Z21, Z6
+	VPBROADCASTD  28(R13), Z21
+	VPDPBUSD.BCST 224(R11), Z16, Z21
+	VPDPBUSD.BCST 228(R11), Z18, Z21
+	VPDPBUSD.BCST 232(R11), Z19, Z21
+	VPDPBUSD.BCST 236(R11), Z20, Z21
+	VPDPBUSD.BCST 240(R11), Z17, Z21
+	VPDPBUSD.BCST 244(R11), Z13, Z21
+	VPDPBUSD.BCST 248(R11), Z15, Z21
+	VPDPBUSD.BCST 252(R11), Z14, Z21
+	VCVTDQ2PS     Z21, Z21
+	VMULPS.BCST   28(R12), Z8, Z8
+	VFMADD231PS   Z8, Z21, Z7
+	ADDQ          $0x12, CX
+	ADDQ          $0x12, R9
+	MOVQ          lt+64(FP), R14
+	SHLQ          $0x02, R14
+	ADDQ          R14, R12
+	ADDQ          R14, R13
+	SHLQ          $0x03, R14
+	ADDQ          R14, R11
+	SUBQ          $0x12, R10
+	JMP           dot8Q4_0LanesT8VNNI_block
+
+dot8Q4_0LanesT8VNNI_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Z0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z1, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z2, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z3, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z4, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z5, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z6, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Z7, (R10)
+	LEAQ    (CX)(R8*2), CX
+	ADDQ    BX, CX
+	ADDQ    $0x40, AX
+	SUBQ    $0x10, DX
+	JMP     dot8Q4_0LanesT8VNNI_pass
+
+dot8Q4_0LanesT8VNNI_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT1AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dot8Q4_0LanesT1AVX2(SB), NOSPLIT, $48-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT1AVX2_pass:
+	CMPQ   DX, $0x08
+	JL     dot8Q4_0LanesT1AVX2_done
+	VXORPS Y0, Y0, Y0
+	MOVQ   BX, R9
+	MOVQ   q+40(FP), R10
+	MOVQ   d+48(FP), R11
+	MOVQ   k8+56(FP), R12
+
+dot8Q4_0LanesT1AVX2_block:
+	CMPQ         R9, $0x00
+	JLE          dot8Q4_0LanesT1AVX2_end
+	MOVWLZX      (CX), R13
+	MOVW         R13, (SP)
+	MOVWLZX      (CX)(BX*1), R13
+	MOVW         R13, 2(SP)
+	MOVWLZX      (CX)(BX*2), R13
+	MOVW         R13, 4(SP)
+	MOVWLZX      (CX)(SI*1), R13
+	MOVW         R13, 6(SP)
+	MOVWLZX      (CX)(BX*4), R13
+	MOVW         R13, 8(SP)
+	MOVWLZX      (CX)(DI*1), R13
+	MOVW         R13, 10(SP)
+	MOVWLZX      (CX)(SI*2), R13
+	MOVW         R13, 12(SP)
+	MOVWLZX      (CX)(R8*1), R13
+	MOVW         R13, 14(SP)
+	VCVTPH2PS    (SP), Y1
+	VMOVUPS      Y1, 16(SP)
+	VMOVDQU      2(CX), X2
+	VINSERTI128  $0x01, 2(CX)(BX*4), Y2, Y2
+	VMOVDQU      2(CX)(BX*1), X3
+	VINSERTI128  $0x01, 2(CX)(DI*1), Y3, Y3
+	VMOVDQU      2(CX)(BX*2), X4
+	VINSERTI128  $0x01, 2(CX)(SI*2), Y4, Y4
+	VMOVDQU      2(CX)(SI*1), X5
+	VINSERTI128  $0x01, 2(CX)(R8*1), Y5, Y5
+	VPUNPCKLDQ   Y3, Y2, Y1
+	VPUNPCKHDQ   Y3, Y2, Y6
+	VPUNPCKLDQ   Y5, Y4, Y7
+	VPUNPCKHDQ   Y5, Y4, Y8
+	VPUNPCKLQDQ  Y7, Y1, Y9
+	VPUNPCKHQDQ  Y7, Y1, Y1
+	VPUNPCKLQDQ  Y8, Y6, Y7
+	VPUNPCKHQDQ  Y8, Y6, Y6
+	VPAND        q4lByte0F<>+0(SB), Y9, Y8
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        q4lByte0F<>+0(SB), Y9, Y9
+	VPAND        q4lByte0F<>+0(SB), Y1, Y10
+	VPSRLW       $0x04, Y1, Y1
+	VPAND        q4lByte0F<>+0(SB), Y1, Y1
+	VPAND        q4lByte0F<>+0(SB), Y7, Y11
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        q4lByte0F<>+0(SB), Y7, Y7
+	VPAND        q4lByte0F<>+0(SB), Y6, Y12
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        q4lByte0F<>+0(SB), Y6, Y6
+	VPBROADCASTD (R10), Y13
+	VPMADDUBSW   Y13, Y8, Y13
+	VPBROADCASTD 4(R10), Y8
+	VPMADDUBSW   Y8, Y10, Y8
+	VPADDW       Y8, Y13, Y13
+	VPBROADCASTD 8(R10), Y8
+	VPMADDUBSW   Y8, Y11, Y8
+	VPADDW       Y8, Y13, Y13
+	VPBROADCASTD 12(R10), Y8
+	VPMADDUBSW   Y8, Y12, Y8
+	VPADDW       Y8, Y13, Y13
+	VPBROADCASTD 16(R10), Y8
+	VPMADDUBSW   Y8, Y9, Y8
+	VPADDW       Y8, Y13, Y13
+	VPBROADCASTD 20(R10), Y8
+	VPMADDUBSW   Y8, Y1, Y8
+	VPADDW       Y8, Y13, Y13
+	VPBROADCASTD 24(R10), Y1
+	VPMADDUBSW   Y1, Y7, Y1
+	VPADDW       Y1, Y13, Y13
+	VPBROADCASTD 28(R10), Y1
+	VPMADDUBSW   Y1, Y6, Y1
+	VPADDW       Y1, Y13, Y13
+	VPMADDWD     b8Ones16<>+0(SB), Y13, Y13
+	VPBROADCASTD (R12), Y1
+	VPADDD       Y1, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VBROADCASTSS (R11), Y1
+	VMULPS       16(SP), Y1, Y1
+	VFMADD231PS  Y1, Y13, Y0
+	ADDQ         $0x12, CX
+	MOVQ         lt+64(FP), R13
+	SHLQ         $0x02, R13
+	ADDQ         R13, R11
+	ADDQ         R13, R12
+	SHLQ         $0x03, R13
+	ADDQ         R13, R10
+	SUBQ         $0x12, R9
+	JMP          dot8Q4_0LanesT1AVX2_block
+
+dot8Q4_0LanesT1AVX2_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R9
+	VMOVUPS Y0, (R9)
+	ADDQ    R8, CX
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, DX
+	JMP     dot8Q4_0LanesT1AVX2_pass
+
+dot8Q4_0LanesT1AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT2AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dot8Q4_0LanesT2AVX2(SB), NOSPLIT, $48-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT2AVX2_pass:
+	CMPQ   DX, $0x08
+	JL     dot8Q4_0LanesT2AVX2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	MOVQ   BX, R9
+	MOVQ   q+40(FP), R10
+	MOVQ   d+48(FP), R11
+	MOVQ   k8+56(FP), R12
+
+dot8Q4_0LanesT2AVX2_block:
+	CMPQ         R9, $0x00
+	JLE          dot8Q4_0LanesT2AVX2_end
+	MOVWLZX      (CX), R13
+	MOVW         R13, (SP)
+	MOVWLZX      (CX)(BX*1), R13
+	MOVW         R13, 2(SP)
+	MOVWLZX      (CX)(BX*2), R13
+	MOVW         R13, 4(SP)
+	MOVWLZX      (CX)(SI*1), R13
+	MOVW         R13, 6(SP)
+	MOVWLZX      (CX)(BX*4), R13
+	MOVW         R13, 8(SP)
+	MOVWLZX      (CX)(DI*1), R13
+	MOVW         R13, 10(SP)
+	MOVWLZX      (CX)(SI*2), R13
+	MOVW         R13, 12(SP)
+	MOVWLZX      (CX)(R8*1), R13
+	MOVW         R13, 14(SP)
+	VCVTPH2PS    (SP), Y2
+	VMOVUPS      Y2, 16(SP)
+	VMOVDQU      2(CX), X3
+	VINSERTI128  $0x01, 2(CX)(BX*4), Y3, Y3
+	VMOVDQU      2(CX)(BX*1), X4
+	VINSERTI128  $0x01, 2(CX)(DI*1), Y4, Y4
+	VMOVDQU      2(CX)(BX*2), X5
+	VINSERTI128  $0x01, 2(CX)(SI*2), Y5, Y5
+	VMOVDQU      2(CX)(SI*1), X6
+	VINSERTI128  $0x01, 2(CX)(R8*1), Y6, Y6
+	VPUNPCKLDQ   Y4, Y3, Y2
+	VPUNPCKHDQ   Y4, Y3, Y7
+	VPUNPCKLDQ   Y6, Y5, Y8
+	VPUNPCKHDQ   Y6, Y5, Y9
+	VPUNPCKLQDQ  Y8, Y2, Y10
+	VPUNPCKHQDQ  Y8, Y2, Y2
+	VPUNPCKLQDQ  Y9, Y7, Y8
+	VPUNPCKHQDQ  Y9, Y7, Y7
+	VPAND        q4lByte0F<>+0(SB), Y10, Y9
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        q4lByte0F<>+0(SB), Y10, Y10
+	VPAND        q4lByte0F<>+0(SB), Y2, Y11
+	VPSRLW       $0x04, Y2, Y2
+	VPAND        q4lByte0F<>+0(SB), Y2, Y2
+	VPAND        q4lByte0F<>+0(SB), Y8, Y12
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        q4lByte0F<>+0(SB), Y8, Y8
+	VPAND        q4lByte0F<>+0(SB), Y7, Y13
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        q4lByte0F<>+0(SB), Y7, Y7
+	VPBROADCASTD (R10), Y14
+	VPMADDUBSW   Y14, Y9, Y14
+	VPBROADCASTD 4(R10), Y15
+	VPMADDUBSW   Y15, Y11, Y15
+	VPADDW       Y15, Y14, Y14
+	VPBROADCASTD 8(R10), Y15
+	VPMADDUBSW   Y15, Y12, Y15
+	VPADDW       Y15, Y14, Y14
+	VPBROADCASTD 12(R10), Y15
+	VPMADDUBSW   Y15, Y13, Y15
+	VPADDW       Y15, Y14, Y14
+	VPBROADCASTD 16(R10), Y15
+	VPMADDUBSW   Y15, Y10, Y15
+	VPADDW       Y15, Y14, Y14
+	VPBROADCASTD 20(R10), Y15
+	VPMADDUBSW   Y15, Y2, Y15
+	VPADDW       Y15, Y14, Y14
+	VPBROADCASTD 24(R10), Y15
+	VPMADDUBSW   Y15, Y8, Y15
+	VPADDW       Y15, Y14, Y14
+	VPBROADCASTD 28(R10), Y15
+	VPMADDUBSW   Y15, Y7, Y15
+	VPADDW       Y15, Y14, Y14
+	VPMADDWD     b8Ones16<>+0(SB), Y14, Y14
+	VPBROADCASTD (R12), Y15
+	VPADDD       Y15, Y14, Y14
+	VCVTDQ2PS    Y14, Y14
+	VBROADCASTSS (R11), Y15
+	VMULPS       16(SP), Y15, Y15
+	VFMADD231PS  Y15, Y14, Y0
+	VPBROADCASTD 32(R10), Y14
+	VPMADDUBSW   Y14, Y9, Y14
+	VPBROADCASTD 36(R10), Y9
+	VPMADDUBSW   Y9, Y11, Y9
+	VPADDW       Y9, Y14, Y14
+	VPBROADCASTD 40(R10), Y9
+	VPMADDUBSW   Y9, Y12, Y9
+	VPADDW       Y9, Y14, Y14
+	VPBROADCASTD 44(R10), Y9
+	VPMADDUBSW   Y9, Y13, Y9
+	VPADDW       Y9, Y14, Y14
+	VPBROADCASTD 48(R10), Y9
+	VPMADDUBSW   Y9, Y10, Y9
+	VPADDW       Y9, Y14, Y14
+	VPBROADCASTD 52(R10), Y9
+	VPMADDUBSW   Y9, Y2, Y9
+	VPADDW       Y9, Y14, Y14
+	VPBROADCASTD 56(R10), Y2
+	VPMADDUBSW   Y2, Y8, Y2
+	VPADDW       Y2, Y14, Y14
+	VPBROADCASTD 60(R10), Y2
+	VPMADDUBSW   Y2, Y7, Y2
+	VPADDW       Y2, Y14, Y14
+	VPMADDWD     b8Ones16<>+0(SB), Y14, Y14
+	VPBROADCASTD 4(R12), Y2
+	VPADDD       Y2, Y14, Y14
+	VCVTDQ2PS    Y14, Y14
+	VBROADCASTSS 4(R11), Y2
+	VMULPS       16(SP), Y2, Y2
+	VFMADD231PS  Y2, Y14, Y1
+	ADDQ         $0x12, CX
+	MOVQ         lt+64(FP), R13
+	SHLQ         $0x02, R13
+	ADDQ         R13, R11
+	ADDQ         R13, R12
+	SHLQ         $0x03, R13
+	ADDQ         R13, R10
+	SUBQ         $0x12, R9
+	JMP          dot8Q4_0LanesT2AVX2_block
+
+dot8Q4_0LanesT2AVX2_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Y0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Y1, (R10)
+	ADDQ    R8, CX
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, DX
+	JMP     dot8Q4_0LanesT2AVX2_pass
+
+dot8Q4_0LanesT2AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT3AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dot8Q4_0LanesT3AVX2(SB), NOSPLIT, $48-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT3AVX2_pass:
+	CMPQ   DX, $0x08
+	JL     dot8Q4_0LanesT3AVX2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	MOVQ   BX, R9
+	MOVQ   q+40(FP), R10
+	MOVQ   d+48(FP), R11
+	MOVQ   k8+56(FP), R12
+
+dot8Q4_0LanesT3AVX2_block:
+	CMPQ         R9, $0x00
+	JLE          dot8Q4_0LanesT3AVX2_end
+	MOVWLZX      (CX), R13
+	MOVW         R13, (SP)
+	MOVWLZX      (CX)(BX*1), R13
+	MOVW         R13, 2(SP)
+	MOVWLZX      (CX)(BX*2), R13
+	MOVW         R13, 4(SP)
+	MOVWLZX      (CX)(SI*1), R13
+	MOVW         R13, 6(SP)
+	MOVWLZX      (CX)(BX*4), R13
+	MOVW         R13, 8(SP)
+	MOVWLZX      (CX)(DI*1), R13
+	MOVW         R13, 10(SP)
+	MOVWLZX      (CX)(SI*2), R13
+	MOVW         R13, 12(SP)
+	MOVWLZX      (CX)(R8*1), R13
+	MOVW         R13, 14(SP)
+	VCVTPH2PS    (SP), Y3
+	VMOVUPS      Y3, 16(SP)
+	VMOVDQU      2(CX), X4
+	VINSERTI128  $0x01, 2(CX)(BX*4), Y4, Y4
+	VMOVDQU      2(CX)(BX*1), X5
+	VINSERTI128  $0x01, 2(CX)(DI*1), Y5, Y5
+	VMOVDQU      2(CX)(BX*2), X6
+	VINSERTI128  $0x01, 2(CX)(SI*2), Y6, Y6
+	VMOVDQU      2(CX)(SI*1), X7
+	VINSERTI128  $0x01, 2(CX)(R8*1), Y7, Y7
+	VPUNPCKLDQ   Y5, Y4, Y3
+	VPUNPCKHDQ   Y5, Y4, Y8
+	VPUNPCKLDQ   Y7, Y6, Y9
+	VPUNPCKHDQ   Y7, Y6, Y10
+	VPUNPCKLQDQ  Y9, Y3, Y11
+	VPUNPCKHQDQ  Y9, Y3, Y3
+	VPUNPCKLQDQ  Y10, Y8, Y9
+	VPUNPCKHQDQ  Y10, Y8, Y8
+	VPAND        q4lByte0F<>+0(SB), Y11, Y10
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        q4lByte0F<>+0(SB), Y11, Y11
+	VPAND        q4lByte0F<>+0(SB), Y3, Y12
+	VPSRLW       $0x04, Y3, Y3
+	VPAND        q4lByte0F<>+0(SB), Y3, Y3
+	VPAND        q4lByte0F<>+0(SB), Y9, Y13
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        q4lByte0F<>+0(SB), Y9, Y9
+	VPAND        q4lByte0F<>+0(SB), Y8, Y14
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        q4lByte0F<>+0(SB), Y8, Y8
+	VPBROADCASTD (R10), Y15
+	VPMADDUBSW   Y15, Y10, Y15
+	VPBROADCASTD 4(R10), Y16
+	VPMADDUBSW   Y16, Y12, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 8(R10), Y16
+	VPMADDUBSW   Y16, Y13, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 12(R10), Y16
+	VPMADDUBSW   Y16, Y14, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 16(R10), Y16
+	VPMADDUBSW   Y16, Y11, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 20(R10), Y16
+	VPMADDUBSW   Y16, Y3, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 24(R10), Y16
+	VPMADDUBSW   Y16, Y9, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 28(R10), Y16
+	VPMADDUBSW   Y16, Y8, Y16
+	VPADDW       Y16, Y15, Y15
+	VPMADDWD     b8Ones16<>+0(SB), Y15, Y15
+	VPBROADCASTD (R12), Y16
+	VPADDD       Y16, Y15, Y15
+	VCVTDQ2PS    Y15, Y15
+	VBROADCASTSS (R11), Y16
+	VMULPS       16(SP), Y16, Y16
+	VFMADD231PS  Y16, Y15, Y0
+	VPBROADCASTD 32(R10), Y15
+	VPMADDUBSW   Y15, Y10, Y15
+	VPBROADCASTD 36(R10), Y16
+	VPMADDUBSW   Y16, Y12, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 40(R10), Y16
+	VPMADDUBSW   Y16, Y13, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 44(R10), Y16
+	VPMADDUBSW   Y16, Y14, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 48(R10), Y16
+	VPMADDUBSW   Y16, Y11, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 52(R10), Y16
+	VPMADDUBSW   Y16, Y3, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 56(R10), Y16
+	VPMADDUBSW   Y16, Y9, Y16
+	VPADDW       Y16, Y15, Y15
+	VPBROADCASTD 60(R10), Y16
+	VPMADDUBSW   Y16, Y8, Y16
+	VPADDW       Y16, Y15, Y15
+	VPMADDWD     b8Ones16<>+0(SB), Y15, Y15
+	VPBROADCASTD 4(R12), Y16
+	VPADDD       Y16, Y15, Y15
+	VCVTDQ2PS    Y15, Y15
+	VBROADCASTSS 4(R11), Y16
+	VMULPS       16(SP), Y16, Y16
+	VFMADD231PS  Y16, Y15, Y1
+	VPBROADCASTD 64(R10), Y15
+	VPMADDUBSW   Y15, Y10, Y15
+	VPBROADCASTD 68(R10), Y10
+	VPMADDUBSW   Y10, Y12, Y10
+	VPADDW       Y10, Y15, Y15
+	VPBROADCASTD 72(R10), Y10
+	VPMADDUBSW   Y10, Y13, Y10
+	VPADDW       Y10, Y15, Y15
+	VPBROADCASTD 76(R10), Y10
+	VPMADDUBSW   Y10, Y14, Y10
+	VPADDW       Y10, Y15, Y15
+	VPBROADCASTD 80(R10), Y10
+	VPMADDUBSW   Y10, Y11, Y10
+	VPADDW       Y10, Y15, Y15
+	VPBROADCASTD 84(R10), Y10
+	VPMADDUBSW   Y10, Y3, Y10
+	VPADDW       Y10, Y15, Y15
+	VPBROADCASTD 88(R10), Y3
+	VPMADDUBSW   Y3, Y9, Y3
+	VPADDW       Y3, Y15, Y15
+	VPBROADCASTD 92(R10), Y3
+	VPMADDUBSW   Y3, Y8, Y3
+	VPADDW       Y3, Y15, Y15
+	VPMADDWD     b8Ones16<>+0(SB), Y15, Y15
+	VPBROADCASTD 8(R12), Y3
+	VPADDD       Y3, Y15, Y15
+	VCVTDQ2PS    Y15, Y15
+	VBROADCASTSS 8(R11), Y3
+	VMULPS       16(SP), Y3, Y3
+	VFMADD231PS  Y3, Y15, Y2
+	ADDQ         $0x12, CX
+	MOVQ         lt+64(FP), R13
+	SHLQ         $0x02, R13
+	ADDQ         R13, R11
+	ADDQ         R13, R12
+	SHLQ         $0x03, R13
+	ADDQ         R13, R10
+	SUBQ         $0x12, R9
+	JMP          dot8Q4_0LanesT3AVX2_block
+
+dot8Q4_0LanesT3AVX2_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Y0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Y1, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Y2, (R10)
+	ADDQ    R8, CX
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, DX
+	JMP     dot8Q4_0LanesT3AVX2_pass
+
+dot8Q4_0LanesT3AVX2_done:
+	VZEROUPPER
+	RET
+
+// func dot8Q4_0LanesT4AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dot8Q4_0LanesT4AVX2(SB), NOSPLIT, $48-72
+	MOVQ y+0(FP), AX
+	MOVQ w+16(FP), CX
+	MOVQ rows+24(FP), DX
+	MOVQ rb+32(FP), BX
+	LEAQ (BX)(BX*2), SI
+	LEAQ (BX)(BX*4), DI
+	LEAQ (SI)(BX*4), R8
+
+dot8Q4_0LanesT4AVX2_pass:
+	CMPQ   DX, $0x08
+	JL     dot8Q4_0LanesT4AVX2_done
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   BX, R9
+	MOVQ   q+40(FP), R10
+	MOVQ   d+48(FP), R11
+	MOVQ   k8+56(FP), R12
+
+dot8Q4_0LanesT4AVX2_block:
+	CMPQ         R9, $0x00
+	JLE          dot8Q4_0LanesT4AVX2_end
+	MOVWLZX      (CX), R13
+	MOVW         R13, (SP)
+	MOVWLZX      (CX)(BX*1), R13
+	MOVW         R13, 2(SP)
+	MOVWLZX      (CX)(BX*2), R13
+	MOVW         R13, 4(SP)
+	MOVWLZX      (CX)(SI*1), R13
+	MOVW         R13, 6(SP)
+	MOVWLZX      (CX)(BX*4), R13
+	MOVW         R13, 8(SP)
+	MOVWLZX      (CX)(DI*1), R13
+	MOVW         R13, 10(SP)
+	MOVWLZX      (CX)(SI*2), R13
+	MOVW         R13, 12(SP)
+	MOVWLZX      (CX)(R8*1), R13
+	MOVW         R13, 14(SP)
+	VCVTPH2PS    (SP), Y4
+	VMOVUPS      Y4, 16(SP)
+	VMOVDQU      2(CX), X5
+	VINSERTI128  $0x01, 2(CX)(BX*4), Y5, Y5
+	VMOVDQU      2(CX)(BX*1), X6
+	VINSERTI128  $0x01, 2(CX)(DI*1), Y6, Y6
+	VMOVDQU      2(CX)(BX*2), X7
+	VINSERTI128  $0x01, 2(CX)(SI*2), Y7, Y7
+	VMOVDQU      2(CX)(SI*1), X8
+	VINSERTI128  $0x01, 2(CX)(R8*1), Y8, Y8
+	VPUNPCKLDQ   Y6, Y5, Y4
+	VPUNPCKHDQ   Y6, Y5, Y9
+	VPUNPCKLDQ   Y8, Y7, Y10
+	VPUNPCKHDQ   Y8, Y7, Y11
+	VPUNPCKLQDQ  Y10, Y4, Y12
+	VPUNPCKHQDQ  Y10, Y4, Y4
+	VPUNPCKLQDQ  Y11, Y9, Y10
+	VPUNPCKHQDQ  Y11, Y9, Y9
+	VPAND        q4lByte0F<>+0(SB), Y12, Y11
+	VPSRLW       $0x04, Y12, Y12
+	VPAND        q4lByte0F<>+0(SB), Y12, Y12
+	VPAND        q4lByte0F<>+0(SB), Y4, Y13
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        q4lByte0F<>+0(SB), Y4, Y4
+	VPAND        q4lByte0F<>+0(SB), Y10, Y14
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        q4lByte0F<>+0(SB), Y10, Y10
+	VPAND        q4lByte0F<>+0(SB), Y9, Y15
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        q4lByte0F<>+0(SB), Y9, Y9
+	VPBROADCASTD (R10), Y16
+	VPMADDUBSW   Y16, Y11, Y16
+	VPBROADCASTD 4(R10), Y17
+	VPMADDUBSW   Y17, Y13, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 8(R10), Y17
+	VPMADDUBSW   Y17, Y14, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 12(R10), Y17
+	VPMADDUBSW   Y17, Y15, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 16(R10), Y17
+	VPMADDUBSW   Y17, Y12, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 20(R10), Y17
+	VPMADDUBSW   Y17, Y4, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 24(R10), Y17
+	VPMADDUBSW   Y17, Y10, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 28(R10), Y17
+	VPMADDUBSW   Y17, Y9, Y17
+	VPADDW       Y17, Y16, Y16
+	VPMADDWD     b8Ones16<>+0(SB), Y16, Y16
+	VPBROADCASTD (R12), Y17
+	VPADDD       Y17, Y16, Y16
+	VCVTDQ2PS    Y16, Y16
+	VBROADCASTSS (R11), Y17
+	VMULPS       16(SP), Y17, Y17
+	VFMADD231PS  Y17, Y16, Y0
+	VPBROADCASTD 32(R10), Y16
+	VPMADDUBSW   Y16, Y11, Y16
+	VPBROADCASTD 36(R10), Y17
+	VPMADDUBSW   Y17, Y13, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 40(R10), Y17
+	VPMADDUBSW   Y17, Y14, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 44(R10), Y17
+	VPMADDUBSW   Y17, Y15, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 48(R10), Y17
+	VPMADDUBSW   Y17, Y12, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 52(R10), Y17
+	VPMADDUBSW   Y17, Y4, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 56(R10), Y17
+	VPMADDUBSW   Y17, Y10, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 60(R10), Y17
+	VPMADDUBSW   Y17, Y9, Y17
+	VPADDW       Y17, Y16, Y16
+	VPMADDWD     b8Ones16<>+0(SB), Y16, Y16
+	VPBROADCASTD 4(R12), Y17
+	VPADDD       Y17, Y16, Y16
+	VCVTDQ2PS    Y16, Y16
+	VBROADCASTSS 4(R11), Y17
+	VMULPS       16(SP), Y17, Y17
+	VFMADD231PS  Y17, Y16, Y1
+	VPBROADCASTD 64(R10), Y16
+	VPMADDUBSW   Y16, Y11, Y16
+	VPBROADCASTD 68(R10), Y17
+	VPMADDUBSW   Y17, Y13, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 72(R10), Y17
+	VPMADDUBSW   Y17, Y14, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 76(R10), Y17
+	VPMADDUBSW   Y17, Y15, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 80(R10), Y17
+	VPMADDUBSW   Y17, Y12, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 84(R10), Y17
+	VPMADDUBSW   Y17, Y4, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 88(R10), Y17
+	VPMADDUBSW   Y17, Y10, Y17
+	VPADDW       Y17, Y16, Y16
+	VPBROADCASTD 92(R10), Y17
+	VPMADDUBSW   Y17, Y9, Y17
+	VPADDW       Y17, Y16, Y16
+	VPMADDWD     b8Ones16<>+0(SB), Y16, Y16
+	VPBROADCASTD 8(R12), Y17
+	VPADDD       Y17, Y16, Y16
+	VCVTDQ2PS    Y16, Y16
+	VBROADCASTSS 8(R11), Y17
+	VMULPS       16(SP), Y17, Y17
+	VFMADD231PS  Y17, Y16, Y2
+	VPBROADCASTD 96(R10), Y16
+	VPMADDUBSW   Y16, Y11, Y16
+	VPBROADCASTD 100(R10), Y11
+	VPMADDUBSW   Y11, Y13, Y11
+	VPADDW       Y11, Y16, Y16
+	VPBROADCASTD 104(R10), Y11
+	VPMADDUBSW   Y11, Y14, Y11
+	VPADDW       Y11, Y16, Y16
+	VPBROADCASTD 108(R10), Y11
+	VPMADDUBSW   Y11, Y15, Y11
+	VPADDW       Y11, Y16, Y16
+	VPBROADCASTD 112(R10), Y11
+	VPMADDUBSW   Y11, Y12, Y11
+	VPADDW       Y11, Y16, Y16
+	VPBROADCASTD 116(R10), Y11
+	VPMADDUBSW   Y11, Y4, Y11
+	VPADDW       Y11, Y16, Y16
+	VPBROADCASTD 120(R10), Y4
+	VPMADDUBSW   Y4, Y10, Y4
+	VPADDW       Y4, Y16, Y16
+	VPBROADCASTD 124(R10), Y4
+	VPMADDUBSW   Y4, Y9, Y4
+	VPADDW       Y4, Y16, Y16
+	VPMADDWD     b8Ones16<>+0(SB), Y16, Y16
+	VPBROADCASTD 12(R12), Y4
+	VPADDD       Y4, Y16, Y16
+	VCVTDQ2PS    Y16, Y16
+	VBROADCASTSS 12(R11), Y4
+	VMULPS       16(SP), Y4, Y4
+	VFMADD231PS  Y4, Y16, Y3
+	ADDQ         $0x12, CX
+	MOVQ         lt+64(FP), R13
+	SHLQ         $0x02, R13
+	ADDQ         R13, R11
+	ADDQ         R13, R12
+	SHLQ         $0x03, R13
+	ADDQ         R13, R10
+	SUBQ         $0x12, R9
+	JMP          dot8Q4_0LanesT4AVX2_block
+
+dot8Q4_0LanesT4AVX2_end:
+	MOVQ    ys+8(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    AX, R10
+	VMOVUPS Y0, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Y1, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Y2, (R10)
+	ADDQ    R9, R10
+	VMOVUPS Y3, (R10)
+	ADDQ    R8, CX
+	ADDQ    $0x20, AX
+	SUBQ    $0x08, DX
+	JMP     dot8Q4_0LanesT4AVX2_pass
+
+dot8Q4_0LanesT4AVX2_done:
 	VZEROUPPER
 	RET

@@ -266,12 +266,14 @@ func (m *matMulTask) plan(threads int) {
 	}
 	rowBytes := int(m.w.Bytes()) / R
 	perThread := (R + 8*threads - 1) / (8 * threads)
+	m.align = m.rowAlign()
+	up := func(c int) int { return (c + m.align - 1) / m.align * m.align }
 	switch {
 	case m.T == 1:
 		// Guided chunks (see takeRows): each a multiple of 4 rows and at
 		// least 32 KiB of weights, so that the prefetches stream.
 		c := (32<<10 + rowBytes - 1) / rowBytes
-		m.chunk = (c + 3) &^ 3
+		m.chunk = up(c)
 		m.guided = threads
 		m.nchunks = (R + m.chunk - 1) / m.chunk // bounds the threads woken
 		return
@@ -284,12 +286,22 @@ func (m *matMulTask) plan(threads int) {
 		// tokens pass over them in groups of 2 or 3.
 		c := max(perThread, (32<<10+rowBytes-1)/rowBytes)
 		c = min(c, max(4, (256<<10)/rowBytes))
-		m.chunk = (c + 3) &^ 3
+		m.chunk = up(c)
 	default:
 		m.chunk = panelRows
 		m.packed = true
 	}
 	m.nchunks = (R + m.chunk - 1) / m.chunk
+}
+
+// rowAlign is the multiple of rows of the chunks: 16 for Q4_0 with 8-bit
+// activations, whose kernels take 16 rows at a time (one per lane; fewer
+// at the end of a chunk run slower), else 4.
+func (m *matMulTask) rowAlign() int {
+	if m.fused && m.w.Format.Dot == DotQ4_0 && actBits.Load() == 8 {
+		return 16
+	}
+	return 4
 }
 
 // A Serial multiplies on the calling goroutine alone, with buffers of its
@@ -377,6 +389,7 @@ type matMulTask struct {
 	// fixed chunks; rows counts the rows handed out.
 	guided  int
 	rows    atomic.Int64
+	align   int // chunks of rows are multiples of align (4, or 16: rowAlign)
 	scratch []*scratch
 	q       *xQuant // int8 weights: the rows of x rounded to int16
 	fused   bool    // block weights with a fused kernel (BlockFormat.Dot)
@@ -449,7 +462,8 @@ func (m *matMulTask) takeRows() (r0, r1 int) {
 		if lo >= R {
 			return 0, 0
 		}
-		c := max(int64(m.chunk), ((R-lo)/int64(2*m.guided)+3)&^3)
+		a := int64(m.align)
+		c := max(int64(m.chunk), ((R-lo)/int64(2*m.guided)+a-1)/a*a)
 		hi := min(R, lo+c)
 		if m.rows.CompareAndSwap(lo, hi) {
 			return int(lo), int(hi)

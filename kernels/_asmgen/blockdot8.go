@@ -119,6 +119,8 @@ func genBlockDot8() {
 	for nt := 1; nt <= groupTokens8; nt++ {
 		for _, f := range formats8 {
 			switch {
+			case f.bytes == 18:
+				// Q4_0: one row per lane (q4lanes.go).
 			case nt > 4:
 				// Up to 8 tokens for the blocks of 32 only: the
 				// K-formats' kernels keep two registers per token.

@@ -96,6 +96,8 @@ func genBlockDot8x512() {
 	for nt := 1; nt <= groupTokens8; nt++ {
 		for _, f := range formats8 {
 			switch f.bytes {
+			case 18:
+				// Q4_0: one row per lane (q4lanes.go).
 			case 144, 176:
 				genDot8K45x512(f, nt)
 			case 210:

@@ -78,6 +78,7 @@ func main() {
 	genBlockDot()
 	genBlockDot512()
 	genBlockDot8()
+	genQ4Lanes()
 
 	Generate()
 }
