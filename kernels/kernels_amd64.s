@@ -48039,7 +48039,7 @@ DATA q4lByte0F<>+28(SB)/4, $0x0f0f0f0f
 GLOBL q4lByte0F<>(SB), RODATA|NOPTR, $32
 
 // func dot8Q4_0LanesT1VNNI(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
-// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI
+// Requires: AVX, AVX512BW, AVX512F, AVX512VNNI, MMX+
 TEXT ·dot8Q4_0LanesT1VNNI(SB), NOSPLIT, $32-72
 	MOVQ y+0(FP), AX
 	MOVQ w+16(FP), CX
@@ -48062,6 +48062,24 @@ dot8Q4_0LanesT1VNNI_pass:
 dot8Q4_0LanesT1VNNI_block:
 	CMPQ          R10, $0x00
 	JLE           dot8Q4_0LanesT1VNNI_end
+	LEAQ          (R9)(BX*8), R14
+	PREFETCHT0    (R14)
+	PREFETCHT0    (R14)(BX*1)
+	PREFETCHT0    (R14)(BX*2)
+	PREFETCHT0    (R14)(SI*1)
+	PREFETCHT0    (R14)(BX*4)
+	PREFETCHT0    (R14)(DI*1)
+	PREFETCHT0    (R14)(SI*2)
+	PREFETCHT0    (R14)(R8*1)
+	LEAQ          (R14)(BX*8), R14
+	PREFETCHT0    (R14)
+	PREFETCHT0    (R14)(BX*1)
+	PREFETCHT0    (R14)(BX*2)
+	PREFETCHT0    (R14)(SI*1)
+	PREFETCHT0    (R14)(BX*4)
+	PREFETCHT0    (R14)(DI*1)
+	PREFETCHT0    (R14)(SI*2)
+	PREFETCHT0    (R14)(R8*1)
 	MOVWLZX       (CX), R14
 	MOVW          R14, (SP)
 	MOVWLZX       (CX)(BX*1), R14
@@ -49507,7 +49525,7 @@ dot8Q4_0LanesT8VNNI_done:
 	RET
 
 // func dot8Q4_0LanesT1AVX2(y *float32, ys int, w *byte, rows int, rb int, q *int8, d *float32, k8 *int32, lt int)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dot8Q4_0LanesT1AVX2(SB), NOSPLIT, $48-72
 	MOVQ y+0(FP), AX
 	MOVQ w+16(FP), CX
@@ -49529,6 +49547,15 @@ dot8Q4_0LanesT1AVX2_pass:
 dot8Q4_0LanesT1AVX2_block:
 	CMPQ         R9, $0x00
 	JLE          dot8Q4_0LanesT1AVX2_end
+	LEAQ         (CX)(BX*8), R13
+	PREFETCHT0   (R13)
+	PREFETCHT0   (R13)(BX*1)
+	PREFETCHT0   (R13)(BX*2)
+	PREFETCHT0   (R13)(SI*1)
+	PREFETCHT0   (R13)(BX*4)
+	PREFETCHT0   (R13)(DI*1)
+	PREFETCHT0   (R13)(SI*2)
+	PREFETCHT0   (R13)(R8*1)
 	MOVWLZX      (CX), R13
 	MOVW         R13, (SP)
 	MOVWLZX      (CX)(BX*1), R13

@@ -23,7 +23,10 @@ import (
 // of them summed, 30480, then VPMADDWD with ones), started from −8·Σq
 // (the activations' k8), one conversion, one product of the rows' scales
 // with d_b and one fused multiply-add: for all 16 (8) rows at once. The
-// weights' preparation is shared by the tokens of a pass.
+// weights' preparation is shared by the tokens of a pass. For one token
+// (decoding, bound by memory) each block step prefetches the same block
+// of the next 16 (8) rows, as the other one-token kernels prefetch rows
+// ahead.
 //
 // Arguments: y (token t's 16 or 8 outputs at y + t·ys floats), w and rb
 // (rows of rb bytes), rows (a multiple of 16 or 8), q, d and k8 the
@@ -162,6 +165,19 @@ func genQ4Lanes512(nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
+	if nt == 1 {
+		// Decoding, bound by memory: the same block of the next 16 rows.
+		pf := GP64()
+		LEAQ(Mem{Base: w8, Index: rb, Scale: 8}, pf)
+		for half := range 2 {
+			if half == 1 {
+				LEAQ(Mem{Base: pf, Index: rb, Scale: 8}, pf)
+			}
+			for p := range 8 {
+				PREFETCHT0(l.row(pf, p, 0))
+			}
+		}
+	}
 	// The 16 rows' scales, as float32.
 	h := GP32()
 	for p := range 16 {
@@ -247,6 +263,14 @@ func genQ4LanesAVX2(nt int) {
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
+	if nt == 1 {
+		// Decoding, bound by memory: the same block of the next 8 rows.
+		pf := GP64()
+		LEAQ(Mem{Base: w, Index: rb, Scale: 8}, pf)
+		for p := range 8 {
+			PREFETCHT0(l.row(pf, p, 0))
+		}
+	}
 	h := GP32()
 	for p := range 8 {
 		MOVWLZX(l.row(w, p, 0), h)
