@@ -290,7 +290,8 @@ func pack4(dst []float32, w *Matrix, r, k0, kc int) {
 	}
 }
 
-// gemmTile runs the gemm kernel of nt (1 to 3) tokens over quads packed
+// gemmTile runs the gemm kernel of nt tokens (1 to gemmTokens: 3, or 6
+// with AVX-512) over quads packed
 // groups of 4 rows of depth kc; see gemm3x4AVX2.
 func gemmTile(y []float32, ldy int, acc, x []float32, ldx int, p []float32, nt, quads, kc, mode int) {
 	if mode&gemmFinal != 0 {
@@ -300,7 +301,7 @@ func gemmTile(y []float32, ldy int, acc, x []float32, ldx int, p []float32, nt, 
 	_ = x[(nt-1)*ldx+kc-1]
 	_ = p[quads*4*kc-1]
 	if useAVX512 {
-		[...]func(*float32, int, *float32, *float32, int, *float32, int, int, int){gemm1x4AVX512, gemm2x4AVX512, gemm3x4AVX512}[nt-1](&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)
+		[...]func(*float32, int, *float32, *float32, int, *float32, int, int, int){gemm1x4AVX512, gemm2x4AVX512, gemm3x4AVX512, gemm4x4AVX512, gemm5x4AVX512, gemm6x4AVX512}[nt-1](&y[0], ldy, &acc[0], &x[0], ldx, &p[0], quads, kc, mode)
 		return
 	}
 	switch nt {

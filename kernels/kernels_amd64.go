@@ -542,6 +542,24 @@ func gemm2x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *fl
 //go:noescape
 func gemm3x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
 
+// gemm4x4AVX512 is gemm4x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm4x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// gemm5x4AVX512 is gemm5x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm5x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
+// gemm6x4AVX512 is gemm6x4AVX2 on 512-bit registers, with the same bits;
+// it needs AVX-512 F, BW, VL and DQ.
+//
+//go:noescape
+func gemm6x4AVX512(y *float32, ldy int, acc *float32, x *float32, ldx int, p *float32, quads int, kc int, mode int)
+
 // matVecF32T2AVX512 is matVecF32T2AVX2 for a multiple of 4 rows, with the
 // same bits; it needs AVX-512 F, BW, VL and DQ.
 //

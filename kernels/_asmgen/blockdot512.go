@@ -96,7 +96,7 @@ func lanesPair(wa, wb VecVirtual, q Mem, sc Op, acc VecVirtual) {
 // treePair reduces the 8 lanes of each half of a by hsum1's tree:
 // ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), row r's in lane 0 and row r+1's
 // in lane 8.
-func treePair(a VecVirtual) {
+func treePair(a Op) {
 	s := ZMM()
 	VPERMILPS(U8(0xb1), a, s) // l1 l0 l3 l2 …
 	VADDPS(s, a, a)
@@ -624,13 +624,13 @@ func gemmIdxConst() {
 // store4 stores the sums of four rows, rows 0 and 1 in a0 and rows 2 and
 // 3 in a1 (8 lanes each, reduced by hsum1's tree), to the 4 floats at m;
 // it overwrites a0 and a1.
-func store4(a0, a1 VecVirtual, m Mem) {
+func store4(a0, a1 Op, m Mem) {
 	idx := ZMM()
 	VMOVDQU32(gemmIdx, idx)
 	treePair(a0)
 	treePair(a1)
 	VPERMT2PS(a1, idx, a0)
-	VMOVUPS(a0.AsX(), m)
+	VEXTRACTF32X4(U8(0), a0, m) // EVEX: a0 may be any of the 32 registers
 }
 
 // bf16Shuf512 is the VPSHUFB control that widens bfloat16 weights: with
@@ -803,6 +803,18 @@ func genMatVecN512Named(name string, d dtype, nt, ahead int) {
 // operations of the dot order; two groups of 4 rows per pass when there
 // are two (up to 12 accumulators, enough independent chains to keep both
 // FMA units busy). The bits are those of the AVX2 kernel.
+// zmmAt is the physical register Z<i>.
+func zmmAt(i int) Op {
+	return []Op{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+		Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
+}
+
+// gemmTokens512 is the most tokens of an AVX-512 gemm tile: 6 tokens × 2
+// groups × 2 registers of accumulators, 6 of activations and one of
+// weights fill the 32 registers (10 loads per 24 multiply-adds, against 7
+// per 12 for 3 tokens).
+const gemmTokens512 = 6
+
 func genGemm512(nt int) {
 	gemmIdxConst()
 	name := fmt.Sprintf("gemm%dx4AVX512", nt)
@@ -810,23 +822,23 @@ func genGemm512(nt int) {
 	Pragma("noescape")
 	Doc(name+fmt.Sprintf(" is gemm%dx4AVX2 on 512-bit registers, with the same bits;", nt),
 		"it needs AVX-512 F, BW, VL and DQ.")
+	// x, kc, mode and ldy are read from the arguments where needed: with
+	// 6 tokens the loop needs the registers.
 	y := Load(Param("y"), GP64())
-	ldy := Load(Param("ldy"), GP64())
 	acc := Load(Param("acc"), GP64())
-	x := Load(Param("x"), GP64())
 	ldx := Load(Param("ldx"), GP64())
 	p := Load(Param("p"), GP64())
 	quads := Load(Param("quads"), GP64())
-	kc := Load(Param("kc"), GP64())
-	mode := Load(Param("mode"), GP64())
-	SHLQ(U8(2), ldy)
 	SHLQ(U8(2), ldx)
-	panel := GP64() // bytes of one packed group: 16·kc
-	MOVQ(kc, panel)
+	panel := Load(Param("kc"), GP64()) // bytes of one packed group: 16·kc
 	SHLQ(U8(4), panel)
 	xk, n, p1 := GP64(), GP64(), GP64()
+	var xk3 GPVirtual
 	xmem := []Mem{{Base: xk}, {Base: xk, Index: ldx, Scale: 1}, {Base: xk, Index: ldx, Scale: 2}}
-	ymem := []Mem{{Base: y}, {Base: y, Index: ldy, Scale: 1}, {Base: y, Index: ldy, Scale: 2}}
+	if nt > 3 {
+		xk3 = GP64()
+		xmem = append(xmem, Mem{Base: xk3}, Mem{Base: xk3, Index: ldx, Scale: 1}, Mem{Base: xk3, Index: ldx, Scale: 2})
+	}
 	for _, nq := range []int{2, 1} {
 		l := func(s string) string { return fmt.Sprintf("%s_%d", s, nq) }
 		Label(l("quad"))
@@ -836,38 +848,61 @@ func genGemm512(nt int) {
 		} else {
 			JL(LabelRef("done"))
 		}
-		// a[(qq*nt+t)*2+h]: group qq, token t, rows 2h and 2h+1.
-		a := make([]VecVirtual, 2*nt*nq)
+		// a[(qq*nt+t)*2+h]: group qq, token t, rows 2h and 2h+1. From 4
+		// tokens on, the registers are named here: avo's allocator (one
+		// pass, most restricted first) finds no assignment for them.
+		a := make([]Op, 2*nt*nq)
 		for i := range a {
-			a[i] = ZMM()
+			if nt > 3 {
+				a[i] = zmmAt(i)
+			} else {
+				a[i] = ZMM()
+			}
 		}
-		TESTQ(U32(1), mode)
+		TESTQ(U32(1), Load(Param("mode"), GP64()))
 		JZ(LabelRef(l("zero")))
 		for i, r := range a {
 			VMOVUPS(Mem{Base: acc, Disp: 64 * i}, r)
 		}
 		JMP(LabelRef(l("start")))
 		Label(l("zero"))
-		zeroZ(a...)
+		for _, r := range a {
+			VPXORD(r, r, r)
+		}
 		Label(l("start"))
 		for off := 0; off < 128*nt*nq; off += 64 {
 			PREFETCHT0(Mem{Base: acc, Disp: 128*nt*nq + off})
 		}
-		MOVQ(x, xk)
-		MOVQ(kc, n)
+		Load(Param("x"), xk)
+		Load(Param("kc"), n)
+		if nt > 3 {
+			LEAQ(Mem{Base: xk, Index: ldx, Scale: 2}, xk3)
+			ADDQ(ldx, xk3)
+		}
 		if nq == 2 {
 			LEAQ(Mem{Base: p, Index: panel, Scale: 1}, p1)
 		}
-		Label(l("k"))
-		xr := make([]VecVirtual, nt)
+		xr := make([]Op, nt)
+		var wv Op
 		for t := range xr {
-			xr[t] = ZMM()
+			if nt > 3 {
+				xr[t] = zmmAt(2*nt*nq + t)
+			} else {
+				xr[t] = ZMM()
+			}
+		}
+		if nt > 3 {
+			wv = zmmAt(2*nt*nq + nt)
+		} else {
+			wv = ZMM()
+		}
+		Label(l("k"))
+		for t := range xr {
 			VBROADCASTF64X4(xmem[t], xr[t])
 		}
 		for qq := 0; qq < nq; qq++ {
 			base := []Register{p, p1}[qq]
 			for h := 0; h < 2; h++ {
-				wv := ZMM()
 				VMOVUPS(Mem{Base: base, Disp: 64 * h}, wv)
 				for t := range xr {
 					VFMADD231PS(xr[t], wv, a[(qq*nt+t)*2+h])
@@ -875,6 +910,9 @@ func genGemm512(nt int) {
 			}
 		}
 		ADDQ(U8(32), xk)
+		if nt > 3 {
+			ADDQ(U8(32), xk3)
+		}
 		ADDQ(U32(128), p)
 		if nq == 2 {
 			ADDQ(U32(128), p1)
@@ -884,16 +922,24 @@ func genGemm512(nt int) {
 		if nq == 2 {
 			MOVQ(p1, p)
 		}
-		TESTQ(U32(2), mode)
+		TESTQ(U32(2), Load(Param("mode"), GP64()))
 		JNZ(LabelRef(l("final")))
 		for i, r := range a {
 			VMOVUPS(r, Mem{Base: acc, Disp: 64 * i})
 		}
 		JMP(LabelRef(l("next")))
 		Label(l("final"))
-		for qq := 0; qq < nq; qq++ {
-			for t := 0; t < nt; t++ {
-				store4(a[(qq*nt+t)*2], a[(qq*nt+t)*2+1], ymem[t].Offset(16*qq))
+		ldy := Load(Param("ldy"), GP64())
+		SHLQ(U8(2), ldy)
+		yt := GP64()
+		for t := 0; t < nt; t++ {
+			if t == 0 {
+				MOVQ(y, yt)
+			} else {
+				ADDQ(ldy, yt)
+			}
+			for qq := 0; qq < nq; qq++ {
+				store4(a[(qq*nt+t)*2], a[(qq*nt+t)*2+1], Mem{Base: yt, Disp: 16 * qq})
 			}
 		}
 		Label(l("next"))

@@ -51,7 +51,7 @@ func main() {
 	for nt := 1; nt <= 3; nt++ {
 		genGemm(nt)
 	}
-	for nt := 1; nt <= 3; nt++ {
+	for nt := 1; nt <= gemmTokens512; nt++ {
 		genGemm512(nt)
 	}
 	for _, d := range floatTypes {

@@ -526,12 +526,22 @@ func genPack(d dtype) {
 		{Base: src, Index: ld, Scale: 2},
 		{Base: src, Index: ld3, Scale: 1},
 	}
+	// The next 4 rows (packPanel's next group), one line of each per 64
+	// bytes read from a row: a call reads only kc columns of each row,
+	// too short a stream for the hardware prefetcher to hide the latency
+	// of memory.
+	next := GP64()
+	LEAQ(Mem{Base: src, Index: ld, Scale: 4}, next)
 	Label("loop")
 	for j, m := range rows {
 		t := YMM()
 		d.load8(m, t)
 		VMOVUPS(t, Mem{Base: dst, Disp: 32 * j})
 	}
+	for j := range rows {
+		PREFETCHT0(Mem{Base: next, Index: rows[j].Index, Scale: rows[j].Scale})
+	}
+	ADDQ(U8(8*d.size), next)
 	ADDQ(U8(128), dst)
 	ADDQ(U8(8*d.size), src)
 	SUBQ(U8(8), kc)
