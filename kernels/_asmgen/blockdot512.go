@@ -851,13 +851,16 @@ func genGemm512(nt int) {
 		// a[(qq*nt+t)*2+h]: group qq, token t, rows 2h and 2h+1. From 4
 		// tokens on, the registers are named here: avo's allocator (one
 		// pass, most restricted first) finds no assignment for them.
+		// vec is the i-th vector register of the pass.
+		vec := func(i int) Op {
+			if nt > 3 {
+				return zmmAt(i)
+			}
+			return ZMM()
+		}
 		a := make([]Op, 2*nt*nq)
 		for i := range a {
-			if nt > 3 {
-				a[i] = zmmAt(i)
-			} else {
-				a[i] = ZMM()
-			}
+			a[i] = vec(i)
 		}
 		TESTQ(U32(1), Load(Param("mode"), GP64()))
 		JZ(LabelRef(l("zero")))
@@ -883,19 +886,10 @@ func genGemm512(nt int) {
 			LEAQ(Mem{Base: p, Index: panel, Scale: 1}, p1)
 		}
 		xr := make([]Op, nt)
-		var wv Op
 		for t := range xr {
-			if nt > 3 {
-				xr[t] = zmmAt(2*nt*nq + t)
-			} else {
-				xr[t] = ZMM()
-			}
+			xr[t] = vec(2*nt*nq + t)
 		}
-		if nt > 3 {
-			wv = zmmAt(2*nt*nq + nt)
-		} else {
-			wv = ZMM()
-		}
+		wv := vec(2*nt*nq + nt)
 		Label(l("k"))
 		for t := range xr {
 			VBROADCASTF64X4(xmem[t], xr[t])

@@ -128,6 +128,70 @@ func storeTokens(y Register, acc []VecVirtual) {
 	}
 }
 
+// laneWidth is what the two kernels' weight loads differ in: rows per pass
+// (16 or 8), a new register of their width, the 128-bit insert and the
+// byte AND.
+type laneWidth struct {
+	rows int
+	vec  func() VecVirtual
+	ins  func(j int, m Mem, v VecVirtual)
+	and  func(mask Mem, a, dst VecVirtual)
+}
+
+var (
+	lanes512 = laneWidth{16, func() VecVirtual { return ZMM() },
+		func(j int, m Mem, v VecVirtual) { VINSERTI32X4(U8(j), m, v, v) },
+		func(mask Mem, a, dst VecVirtual) { VPANDD(mask, a, dst) }}
+	lanesAVX2 = laneWidth{8, func() VecVirtual { return YMM() },
+		func(j int, m Mem, v VecVirtual) { VINSERTI128(U8(j), m, v, v) },
+		func(mask Mem, a, dst VecVirtual) { VPAND(mask, a, dst) }}
+)
+
+// prefetchLaneRows prefetches the line at each of rows 0..7 from base.
+func prefetchLaneRows(l laneRows, base Register) {
+	for p := range 8 {
+		PREFETCHT0(l.row(base, p, 0))
+	}
+}
+
+// laneBlock loads one block of the pass's lw.rows rows (row p at
+// rowAt(p, disp)): their scales as float32 in H (gathered as halves
+// through hLoc) and their 32 weights as unsigned 4-bit values, one row per
+// 32-bit lane: register k holds columns 4k..4k+3 (k < 4) or 16+4(k−4)..
+// (k ≥ 4) of every row.
+// mask is the constant of bytes 0x0F at the width; with spill, H is also
+// stored there (for a kernel whose registers are full).
+func laneBlock(lw laneWidth, mask Mem, rowAt func(p, disp int) Mem, hLoc Mem, spill *Mem) (H VecVirtual, wv [8]VecVirtual) {
+	h := GP32()
+	for p := range lw.rows {
+		MOVWLZX(rowAt(p, 0), h)
+		MOVW(h.As16(), hLoc.Offset(2*p))
+	}
+	H = lw.vec()
+	VCVTPH2PS(hLoc, H)
+	if spill != nil {
+		VMOVUPS(H, *spill)
+	}
+	// x[m]'s 128-bit lane j: row 4j+m's nibbles; after the transpose
+	// lane p of o[k] holds row p's nibble bytes 4k..4k+3.
+	var x [4]VecVirtual
+	for m := range x {
+		x[m] = lw.vec()
+		VMOVDQU(rowAt(m, 2), x[m].AsX())
+		for j := 1; j < lw.rows/4; j++ {
+			lw.ins(j, rowAt(4*j+m, 2), x[m])
+		}
+	}
+	o := transposeDwords4(x, lw.vec)
+	for k := range o {
+		wv[k], wv[k+4] = lw.vec(), lw.vec()
+		lw.and(mask, o[k], wv[k])
+		VPSRLW(U8(4), o[k], wv[k+4])
+		lw.and(mask, wv[k+4], wv[k+4])
+	}
+	return H, wv
+}
+
 func genQ4Lanes512(nt int) {
 	name := fmt.Sprintf("dot8Q4_0LanesT%dVNNI", nt)
 	TEXT(name, NOSPLIT, sigLanes)
@@ -169,41 +233,11 @@ func genQ4Lanes512(nt int) {
 		// Decoding, bound by memory: the same block of the next 16 rows.
 		pf := GP64()
 		LEAQ(Mem{Base: w8, Index: rb, Scale: 8}, pf)
-		for half := range 2 {
-			if half == 1 {
-				LEAQ(Mem{Base: pf, Index: rb, Scale: 8}, pf)
-			}
-			for p := range 8 {
-				PREFETCHT0(l.row(pf, p, 0))
-			}
-		}
+		prefetchLaneRows(l, pf)
+		LEAQ(Mem{Base: pf, Index: rb, Scale: 8}, pf)
+		prefetchLaneRows(l, pf)
 	}
-	// The 16 rows' scales, as float32.
-	h := GP32()
-	for p := range 16 {
-		MOVWLZX(rowAt(p, 0), h)
-		MOVW(h.As16(), hLoc.Offset(2*p))
-	}
-	H := ZMM()
-	VCVTPH2PS(hLoc, H)
-	// x[m]'s lane j: row 4j+m's nibbles; after the transpose lane p of
-	// o[k] holds row p's nibble bytes 4k..4k+3.
-	var x [4]VecVirtual
-	for m := range x {
-		x[m] = ZMM()
-		VMOVDQU(rowAt(m, 2), x[m].AsX())
-		for j := 1; j < 4; j++ {
-			VINSERTI32X4(U8(j), rowAt(4*j+m, 2), x[m], x[m])
-		}
-	}
-	o := transposeDwords4(x, func() VecVirtual { return ZMM() })
-	var wv [8]VecVirtual
-	for k := range o {
-		wv[k], wv[k+4] = ZMM(), ZMM()
-		VPANDD(zB0F, o[k], wv[k])
-		VPSRLW(U8(4), o[k], wv[k+4])
-		VPANDD(zB0F, wv[k+4], wv[k+4])
-	}
+	H, wv := laneBlock(lanes512, zB0F, rowAt, hLoc, nil)
 	for t := range acc {
 		I := ZMM()
 		VPBROADCASTD(Mem{Base: kp, Disp: 4 * t}, I)
@@ -267,32 +301,11 @@ func genQ4LanesAVX2(nt int) {
 		// Decoding, bound by memory: the same block of the next 8 rows.
 		pf := GP64()
 		LEAQ(Mem{Base: w, Index: rb, Scale: 8}, pf)
-		for p := range 8 {
-			PREFETCHT0(l.row(pf, p, 0))
-		}
+		prefetchLaneRows(l, pf)
 	}
-	h := GP32()
-	for p := range 8 {
-		MOVWLZX(l.row(w, p, 0), h)
-		MOVW(h.As16(), hLoc.Offset(2*p))
-	}
-	H := YMM()
-	VCVTPH2PS(hLoc, H)
-	VMOVUPS(H, fLoc) // read back by the products: the registers are full
-	var x [4]VecVirtual
-	for m := range x {
-		x[m] = YMM()
-		VMOVDQU(l.row(w, m, 2), x[m].AsX())
-		VINSERTI128(U8(1), l.row(w, 4+m, 2), x[m], x[m])
-	}
-	o := transposeDwords4(x, func() VecVirtual { return YMM() })
-	var wv [8]VecVirtual
-	for k := range o {
-		wv[k], wv[k+4] = YMM(), YMM()
-		VPAND(cB0F, o[k], wv[k])
-		VPSRLW(U8(4), o[k], wv[k+4])
-		VPAND(cB0F, wv[k+4], wv[k+4])
-	}
+	// The scales are read back from fLoc by the products: the registers
+	// are full.
+	_, wv := laneBlock(lanesAVX2, cB0F, func(p, disp int) Mem { return l.row(w, p, disp) }, hLoc, &fLoc)
 	for t := range acc {
 		var sum VecVirtual
 		for k := range wv {
