@@ -362,7 +362,7 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 				// One row per lane: the outputs token after token.
 				if g.nt == 1 {
 					t := g.tokens[0]
-					blockDot8Lanes(out, nr, q, rb, nr, 1, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.k8[t*nb:(t+1)*nb])
+					blockDot8Lanes(out, nr, q, rb, nr, 1, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.tokenAux(DotQ4_0, t, C))
 				} else {
 					blockDot8Lanes(out, nr, q, rb, nr, g.nt, g.nt, g.q, g.d, g.k8)
 				}
@@ -470,6 +470,15 @@ func dot8Q8_0Generic(w []byte, q []int8, d, s []float32) float32 {
 // dot8Q4_0Generic is the 8-bit product of a row of Q4_0 blocks (s unused).
 func dot8Q4_0Generic(w []byte, q []int8, d, s []float32) float32 {
 	return dot8Q4_0Strided(w[:len(d)*18], q, d, 1, 0)
+}
+
+// blockDot8LanesGeneric is blockDot8Lanes in Go for rows r0..rows.
+func blockDot8LanesGeneric(y []float32, ys int, w []byte, rb, r0, rows, nt, lt int, q []int8, d []float32) {
+	for r := r0; r < rows; r++ {
+		for t := range nt {
+			y[t*ys+r] = dot8Q4_0Strided(w[r*rb:(r+1)*rb], q, d, lt, t)
+		}
+	}
 }
 
 // dot8Q4_0Strided is the 8-bit product of a row of Q4_0 blocks with token

@@ -918,9 +918,5 @@ func blockDot8Lanes(y []float32, ys int, w []byte, rb, rows, nt, lt int, q []int
 			r += n
 		}
 	}
-	for ; r < rows; r++ {
-		for t := range nt {
-			y[t*ys+r] = dot8Q4_0Strided(w[r*rb:(r+1)*rb], q, d, lt, t)
-		}
-	}
+	blockDot8LanesGeneric(y, ys, w, rb, r, rows, nt, lt, q, d)
 }

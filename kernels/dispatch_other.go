@@ -135,9 +135,5 @@ func weightedSum4x64BF16(o []float32, ldo int, w []uint16, ld int, p []float32, 
 }
 
 func blockDot8Lanes(y []float32, ys int, w []byte, rb, rows, nt, lt int, q []int8, d []float32, k8 []int32) {
-	for r := range rows {
-		for t := range nt {
-			y[t*ys+r] = dot8Q4_0Strided(w[r*rb:(r+1)*rb], q, d, lt, t)
-		}
-	}
+	blockDot8LanesGeneric(y, ys, w, rb, 0, rows, nt, lt, q, d)
 }
