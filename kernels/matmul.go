@@ -270,7 +270,7 @@ func (m *matMulTask) plan(threads int) {
 	up := func(c int) int { return (c + m.align - 1) / m.align * m.align }
 	switch {
 	case m.T == 1:
-		// Guided chunks (see takeRows): each a multiple of 4 rows and at
+		// Guided chunks (see takeRows): each a multiple of m.align rows and at
 		// least 32 KiB of weights, so that the prefetches stream.
 		c := (32<<10 + rowBytes - 1) / rowBytes
 		m.chunk = up(c)
@@ -449,7 +449,7 @@ func (m *matMulTask) do(thread int) {
 }
 
 // takeRows hands out the next rows of a guided task: half of the remaining
-// rows' share of each thread, rounded up to a multiple of 4 rows and at
+// rows' share of each thread, rounded up to a multiple of m.align rows and at
 // least m.chunk rows. (A quarter made more chunks, each starting its
 // streams cold: about 2% slower on jamba-small's decode.) The chunks shrink as the work runs out, so
 // that the threads finish within a small chunk of each other, while the
