@@ -1,12 +1,16 @@
 package gguf
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // raw builds GGUF bytes field by field, valid or not.
@@ -192,20 +196,70 @@ func TestGoodEdgeFiles(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	dir := t.TempDir()
-	_, err := Open(dir + "/missing.gguf")
-	if err == nil || err.Error() != "gguf: "+dir+"/missing.gguf: open: no such file or directory" || !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("missing file: %v", err)
+	for _, open := range []struct {
+		name string
+		f    func(string) (*File, error)
+	}{{"Open", Open}, {"ReadFile", ReadFile}} {
+		t.Run(open.name, func(t *testing.T) {
+			dir := t.TempDir()
+			_, err := open.f(dir + "/missing.gguf")
+			if err == nil || err.Error() != "gguf: "+dir+"/missing.gguf: open: no such file or directory" || !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("missing file: %v", err)
+			}
+			if _, err := open.f(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("directory: %v", err)
+			}
+			// A file cut inside its data section is refused when mapped or read, too.
+			b := newRaw(3, 1, 0).tensor("w", F32, 0, 64).data(256).b
+			if err := os.WriteFile(dir+"/cut.gguf", b[:len(b)-10], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := open.f(dir + "/cut.gguf"); !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), `cut.gguf: tensor "w": truncated file`) {
+				t.Errorf("cut file: %v", err)
+			}
+			if err := os.WriteFile(dir+"/empty.gguf", nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := open.f(dir + "/empty.gguf"); err == nil || !strings.Contains(err.Error(), "empty.gguf") {
+				t.Errorf("empty file: %v", err)
+			}
+		})
 	}
-	if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Errorf("directory: %v", err)
-	}
-	// A file cut inside its data section is refused when mapped, too.
-	b := newRaw(3, 1, 0).tensor("w", F32, 0, 64).data(256).b
-	if err := os.WriteFile(dir+"/cut.gguf", b[:len(b)-10], 0o644); err != nil {
+}
+
+// TestReadFile checks that a file read into memory parses as the mapped
+// one does: the same tensors with the same bytes, at the same alignment.
+func TestReadFile(t *testing.T) {
+	path := filepath.Join("testdata", "types.gguf")
+	mapped, err := Open(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(dir + "/cut.gguf"); !errors.Is(err, ErrTruncated) || !strings.Contains(err.Error(), `cut.gguf: tensor "w": truncated file`) {
-		t.Errorf("cut file: %v", err)
+	defer mapped.Close()
+	read, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(mapped.Tensors(), read.Tensors()) || len(mapped.Tensors()) == 0 {
+		t.Fatalf("tensors differ: %v and %v", mapped.Tensors(), read.Tensors())
+	}
+	for _, ti := range read.Tensors() {
+		a, err1 := mapped.Data(ti.Name)
+		b, err2 := read.Data(ti.Name)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%s: %v, %v", ti.Name, err1, err2)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s: the bytes read differ from the mapped ones", ti.Name)
+		}
+		if len(b) > 0 && uintptr(unsafe.Pointer(&b[0]))%32 != uintptr(unsafe.Pointer(&a[0]))%32 {
+			t.Errorf("%s: read at another alignment than mapped", ti.Name)
+		}
+	}
+	if err := read.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := read.Data(read.Tensors()[0].Name); err == nil {
+		t.Error("Data after Close: no error")
 	}
 }

@@ -33,8 +33,19 @@ func OpenBytes(name string, data []byte) (*File, error) {
 
 // Open maps the named file read-only (or reads it into memory on platforms
 // without mmap) and parses it. Close releases the mapping.
-func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+func Open(path string) (*File, error) { return open(path, mapFile) }
+
+// ReadFile reads the named file into memory the process allocates (an
+// anonymous mapping where Open would map the file, so tensors keep the
+// file's alignment) and parses it: llama.cpp's --no-mmap. Loading takes
+// the time of reading the whole file, and the system's page cache may keep
+// a second copy until it needs the memory; in exchange the weights no
+// longer depend on the page cache (on some virtual machines the process's
+// own memory also reads faster). Close frees the memory.
+func ReadFile(path string) (*File, error) { return open(path, readFile) }
+
+func open(path string, load func(string) ([]byte, func() error, error)) (*File, error) {
+	data, unmap, err := load(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) { // the path is already in the message

@@ -8,6 +8,9 @@ import (
 	"os"
 )
 
+// readFile reads path into memory: as mapFile here.
+func readFile(path string) ([]byte, func() error, error) { return mapFile(path) }
+
 // mapFile reads path into memory on platforms without mmap support here.
 func mapFile(path string) ([]byte, func() error, error) {
 	f, err := os.Open(path)

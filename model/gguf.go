@@ -40,7 +40,11 @@ func LoadGGUF(path string, opts Options) (*Model, error) {
 	if opts.Quantize != "" {
 		return nil, fmt.Errorf("model: %s: --quantize %s applies to float checkpoints; a GGUF file keeps the types it stores its weights in (quantize with `jamba convert --type`, or load a Hugging Face folder)", path, opts.Quantize)
 	}
-	f, err := gguf.Open(path)
+	open := gguf.Open
+	if opts.InMemory {
+		open = gguf.ReadFile
+	}
+	f, err := open(path)
 	if err != nil {
 		return nil, err
 	}

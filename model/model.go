@@ -78,12 +78,19 @@ type Options struct {
 	// infinities at load and fails naming the first (llama.cpp's
 	// --check-tensors).
 	CheckFinite bool
+	// InMemory reads a GGUF file's weights into memory the process
+	// allocates instead of mapping the file (gguf.ReadFile; llama.cpp's
+	// --no-mmap). Hugging Face checkpoints are always mapped.
+	InMemory bool
 }
 
 // Load opens the Hugging Face checkpoint in dir: config.json, and
 // model.safetensors or model.safetensors.index.json with its shards, which
 // are memory-mapped.
 func Load(dir string, opts Options) (*Model, error) {
+	if opts.InMemory {
+		return nil, fmt.Errorf("model: %s: reading the weights into memory (--no-mmap) applies to GGUF files; a Hugging Face checkpoint's safetensors are mapped", dir)
+	}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err

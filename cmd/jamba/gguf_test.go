@@ -56,6 +56,11 @@ func TestGGUFCommands(t *testing.T) {
 	// weights' float32 product (the default 8-bit ones move them by up to
 	// 2%: model.TestGGUFActivations8).
 	p0 := ppl("--model", gg, "--activations", "int16")
+	// Read into memory (--no-mmap) rather than mapped: the same weights,
+	// so the same bits.
+	if p := ppl("--model", gg, "--activations", "int16", "--no-mmap"); p != p0 {
+		t.Errorf("perplexity %v with --no-mmap, %v mapped", p, p0)
+	}
 
 	dir := filepath.Join(tmp, "hf")
 	if _, stderr, code := run(t, "convert", "--model", gg, "--output", dir, "--dtype", "f32"); code != 0 {
@@ -73,6 +78,9 @@ func TestGGUFCommands(t *testing.T) {
 	out, stderr, code = run(t, "inspect", "--model", back)
 	if code != 0 || !strings.Contains(out, "Q8_0") || !strings.Contains(out, "blk.4.attn_v.weight") {
 		t.Errorf("inspect: %s %s", out, stderr)
+	}
+	if _, stderr, code := run(t, "generate", "--model", dir, "--no-mmap", "--max-tokens", "2", "--prompt", "x"); code == 0 || !strings.Contains(stderr, "--no-mmap") || !strings.Contains(stderr, dir) {
+		t.Errorf("--no-mmap on a Hugging Face folder: exit %d, %q", code, stderr)
 	}
 	if _, stderr, code := run(t, "generate", "--model", gg, "--quantize", "int8", "--max-tokens", "2", "--prompt", "x"); code == 0 || !strings.Contains(stderr, "GGUF") {
 		t.Errorf("--quantize on a GGUF file: exit %d, %q", code, stderr)

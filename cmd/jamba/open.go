@@ -35,6 +35,7 @@ type modelFlags struct {
 	kvCache     *string // nil for commands that keep no cache
 	threads     *int
 	checkFinite *bool
+	noMmap      *bool
 	// lora are the --lora values: adapter folders merged into the model
 	// at load, and for serve name=DIR adapters served beside it.
 	lora       pathList
@@ -71,12 +72,13 @@ func addModelFlags(fs *flag.FlagSet, which modelFlagSet) *modelFlags {
 	}
 	f.threads = fs.Int("threads", 0, "threads for the kernels (default: all cores)")
 	f.checkFinite = fs.Bool("check-finite", false, "scan every weight for NaN and infinities at load (non-finite logits are an error either way)")
+	f.noMmap = fs.Bool("no-mmap", false, "read a GGUF file's weights into memory instead of mapping the file, as llama.cpp's --no-mmap: loading first reads the whole file, and the weights no longer depend on the page cache (on some virtual machines decode runs a few percent faster)")
 	return f
 }
 
 // options are the model load options the flags give.
 func (f *modelFlags) options() model.Options {
-	o := model.Options{CheckFinite: *f.checkFinite}
+	o := model.Options{CheckFinite: *f.checkFinite, InMemory: *f.noMmap}
 	if f.quantize != nil {
 		o.Quantize = *f.quantize
 	}
