@@ -94,7 +94,7 @@ of --prompt-tokens tokens, decode at each of the --batches sizes, and with
 --context D also decode at batch 1 after D tokens (the prompt stays
 --prompt-tokens). --stages splits each batch's decode step by stage. The
 CPU's flags --quantize, --activations, --kv-cache bf16, --lora, --prefill-chunk,
---cpuprofile, --prefill-cpuprofile and --bandwidth-bytes are refused there,
+--cpuprofile, --prefill-cpuprofile, --bandwidth-bytes and --no-mmap are refused there,
 as --config, --batches and --stages are without it.
 With --json the last line of stdout is one JSON object.`, stderr)
 	nPrompt := fs.Int("prompt-tokens", 256, "prompt length (on the CPU, default: --context when that is set)")
@@ -125,7 +125,7 @@ With --json the last line of stdout is one JSON object.`, stderr)
 		if *mf.kvCache == "f32" {
 			delete(set, "kv-cache") // the GPU's own type
 		}
-		for _, name := range []string{"quantize", "activations", "kv-cache", "lora", "prefill-chunk", "cpuprofile", "prefill-cpuprofile", "bandwidth-bytes", "baseline-context"} {
+		for _, name := range []string{"quantize", "activations", "kv-cache", "lora", "prefill-chunk", "cpuprofile", "prefill-cpuprofile", "bandwidth-bytes", "baseline-context", "no-mmap"} {
 			if set[name] {
 				return fmt.Errorf("%w: --%s is CPU-only; bench --device cuda runs the weights in their file's type, float32 or bfloat16 (see jamba bench --help)", errUsage, name)
 			}

@@ -135,6 +135,7 @@ func TestBenchDeviceFlags(t *testing.T) {
 		{[]string{"--device", "cuda", "--prefill-chunk", "64"}, "--prefill-chunk"},
 		{[]string{"--device", "cuda", "--cpuprofile", "p.out"}, "--cpuprofile"},
 		{[]string{"--device", "cuda", "--baseline-context", "1024"}, "--baseline-context"},
+		{[]string{"--device", "cuda", "--no-mmap"}, "--no-mmap"},
 		{[]string{"--device", "cuda", "--context", "-1"}, "--context"},
 		{[]string{"--device", "cuda", "--model", "m", "--config", "c.json"}, "--config"},
 		{[]string{"--device", "cuda", "--gen-tokens", "0"}, "--gen-tokens"},
