@@ -52,9 +52,15 @@ func invariancePool(r *rand.Rand, n, C int) [][]float32 {
 // exercises the partial sums kept across k blocks.
 func TestMatMulBatchInvariant(t *testing.T) {
 	defer SetThreads(0)
-	defer func(k int) { kcBlock = k }(kcBlock)
-	for _, kc := range []int{256, 16} {
+	defer func(k, g, c int) { kcBlock, panelGroup, chunksPerThread = k, g, c }(kcBlock, panelGroup, chunksPerThread)
+	// kc = 24: blocks of 3 steps of 8 columns (the gemm kernels' odd step),
+	// and up to 3 panels a chunk.
+	for _, kc := range []int{256, 16, 24} {
 		kcBlock = kc
+		panelGroup, chunksPerThread = 1, 0
+		if kc == 24 {
+			panelGroup = 3
+		}
 		paths(t, func(t *testing.T) {
 			r := newRand(t)
 			maxT := invarianceTokens[len(invarianceTokens)-1]

@@ -3,6 +3,9 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 )
 
@@ -279,7 +282,7 @@ func (m *matMulTask) plan(threads int) {
 		return
 	case m.fused && m.w.Format.Dot == DotF16 && m.T >= fewTokens && useAVX2:
 		// Float16 prefill: the float panels, widened by packF16AVX2.
-		m.chunk = panelRows
+		m.chunk = m.panels(threads) * panelRows
 		m.packed = true
 	case m.T < fewTokens || m.w.DType == I8 || m.fused:
 		// Chunks of W of 32 to 256 KiB stay in the L2 cache while the
@@ -288,11 +291,25 @@ func (m *matMulTask) plan(threads int) {
 		c = min(c, max(4, (256<<10)/rowBytes))
 		m.chunk = up(c)
 	default:
-		m.chunk = panelRows
+		m.chunk = m.panels(threads) * panelRows
 		m.packed = true
 	}
 	m.nchunks = (R + m.chunk - 1) / m.chunk
 }
+
+// panels is the number of packed panels per chunk: panelGroup, or fewer
+// for a matrix of fewer than chunksPerThread chunks a thread (0: no such
+// limit), so that the threads still finish within a short chunk of each
+// other.
+func (m *matMulTask) panels(threads int) int {
+	if chunksPerThread == 0 {
+		return panelGroup
+	}
+	return min(panelGroup, max(1, m.w.Rows/(chunksPerThread*threads*panelRows)))
+}
+
+// chunksPerThread: see panels.
+var chunksPerThread = 8
 
 // rowAlign is the multiple of rows of the chunks: 16 for Q4_0 with 8-bit
 // activations, whose kernels take 16 rows at a time (one per lane; fewer
@@ -510,9 +527,9 @@ const panelRows = 24
 var kcBlock = 256
 
 // tokenBlock is the number of tokens whose partial sums a thread keeps
-// between panels (a multiple of 3): 255 tokens × 24 rows × 8 lanes of
-// float32, 191 KiB, stay in the L2 cache, and a 256-token prompt packs
-// each panel once.
+// between blocks of columns (a multiple of 3): 255 tokens × 24 rows × 8
+// lanes of float32, 191 KiB a panel (panelGroup of them), stay in the L2
+// cache, and a 256-token prompt packs each panel once.
 const tokenBlock = 255
 
 // Modes of the gemm kernels.
@@ -540,10 +557,11 @@ type scratch struct {
 
 func newScratch() *scratch { return &scratch{} }
 
-// gemmPanel computes the outputs r0..r1 (at most panelRows of them) of all
-// T tokens with float weights, in the dot order: for each block of
-// tokenBlock tokens and each kcBlock columns, it packs the panel of W and
-// runs the tiles of gemmTokens() tokens × 4 rows over it.
+// gemmPanel computes the outputs r0..r1 (panels of panelRows of them, as
+// many as s.acc grows to hold) of all T tokens with float weights, in the
+// dot order: for each block of tokenBlock tokens and each kcBlock columns,
+// it packs each panel of W in turn and runs the tiles of gemmTokens()
+// tokens × 4 rows over it.
 func gemmPanel(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
 	R, C := w.Rows, w.Cols
 	n := C &^ 7
@@ -553,13 +571,13 @@ func gemmPanel(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
 		}
 		return
 	}
-	nr := r1 - r0
-	quads := (nr + 3) / 4
+	np := (r1 - r0 + panelRows - 1) / panelRows
 	if len(s.panel) < kcBlock*panelRows {
 		s.panel = make([]float32, kcBlock*panelRows)
 	}
-	if len(s.acc) < tokenBlock*panelRows*8 {
-		s.acc = make([]float32, tokenBlock*panelRows*8)
+	const accPanel = tokenBlock * panelRows * 8
+	if len(s.acc) < np*accPanel {
+		s.acc = make([]float32, np*accPanel)
 		s.out = make([]float32, 6*panelRows)
 	}
 	tile := gemmTokens()
@@ -567,7 +585,6 @@ func gemmPanel(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
 		te := min(tb+tokenBlock, T)
 		for k0 := 0; k0 < n; k0 += kcBlock {
 			kc := min(kcBlock, n-k0)
-			packPanel(s.panel, w, r0, nr, k0, kc)
 			mode := 0
 			if k0 > 0 {
 				mode |= gemmLoad
@@ -575,16 +592,23 @@ func gemmPanel(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
 			if k0+kc == n {
 				mode |= gemmFinal
 			}
-			for t := tb; t < te; t += tile {
-				nt := min(tile, te-t)
-				y, ldy := dst[t*R+r0:], R
-				if nr%4 != 0 {
-					y, ldy = s.out, 4*quads
-				}
-				gemmTile(y, ldy, s.acc[(t-tb)*quads*32:], x[t*C+k0:], C, s.panel, nt, quads, kc, mode)
-				if mode&gemmFinal != 0 && nr%4 != 0 {
-					for i := range nt {
-						copy(dst[(t+i)*R+r0:(t+i)*R+r1], s.out[i*ldy:])
+			for g := range np {
+				p0 := r0 + g*panelRows
+				nr := min(panelRows, r1-p0)
+				quads := (nr + 3) / 4
+				acc := s.acc[g*accPanel:]
+				packPanel(s.panel, w, p0, nr, k0, kc)
+				for t := tb; t < te; t += tile {
+					nt := min(tile, te-t)
+					y, ldy := dst[t*R+p0:], R
+					if nr%4 != 0 {
+						y, ldy = s.out, 4*quads
+					}
+					gemmTile(y, ldy, acc[(t-tb)*quads*32:], x[t*C+k0:], C, s.panel, nt, quads, kc, mode)
+					if mode&gemmFinal != 0 && nr%4 != 0 {
+						for i := range nt {
+							copy(dst[(t+i)*R+p0:(t+i)*R+p0+nr], s.out[i*ldy:])
+						}
 					}
 				}
 			}
@@ -595,6 +619,53 @@ func gemmPanel(s *scratch, dst, x []float32, T int, w *Matrix, r0, r1 int) {
 			finishRows(dst[t*R+r0:t*R+r1], w, x[t*C:(t+1)*C], r0, r1, n)
 		}
 	}
+}
+
+// panelGroup is the number of panels a chunk of the packed path holds
+// (see panelsFor): they take turns on each block of kcBlock columns of
+// the tokens, which stays in the L2 cache between them, so the tokens are
+// read from memory or the L3 cache once per group instead of once per
+// panel (+7–10% on jamba-3b's products on a Sapphire Rapids core, whose
+// L2 holds 2 MiB). The grouping changes no bit: each output's sum runs
+// over the columns in the same order.
+var panelGroup = panelsFor(l2CacheBytes())
+
+// panelsFor is the number of panels whose partial sums (tokenBlock ×
+// panelRows × 8 float32 each, 191 KiB) fit, with a block of the tokens
+// (tokenBlock × kcBlock float32, 255 KiB), in three quarters of an L2
+// cache of l2 bytes: 4 in 2 MiB, 2 in 1 MiB, 1 in 512 KiB or less.
+func panelsFor(l2 int) int {
+	const acc, xb = tokenBlock * panelRows * 8 * 4, tokenBlock * 256 * 4
+	return min(4, max(1, (l2*3/4-xb)/acc))
+}
+
+// l2CacheBytes is the size of the first CPU's L2 cache as Linux reports it
+// (/sys/devices/system/cpu/cpu0/cache/index2/size, e.g. "2048K"), or 1 MiB
+// where it cannot be read.
+func l2CacheBytes() int {
+	const fallback = 1 << 20
+	b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cache/index2/size")
+	if err != nil {
+		return fallback
+	}
+	return parseCacheSize(strings.TrimSpace(string(b)), fallback)
+}
+
+// parseCacheSize reads a size such as "2048K" or "1M" (sysfs's format), or
+// returns fallback.
+func parseCacheSize(s string, fallback int) int {
+	unit := 1
+	switch {
+	case strings.HasSuffix(s, "K"):
+		unit, s = 1<<10, strings.TrimSuffix(s, "K")
+	case strings.HasSuffix(s, "M"):
+		unit, s = 1<<20, strings.TrimSuffix(s, "M")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 || n > 1<<20 {
+		return fallback
+	}
+	return n * unit
 }
 
 // gemmTokens is the most tokens of a gemm tile: 6 with AVX-512 (its 32

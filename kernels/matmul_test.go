@@ -83,14 +83,16 @@ func compareMatMul(t *testing.T, w *Matrix, x []float32, T, off int) {
 // The shapes hit each path: T = 1 (matrix-vector), T < fewTokens (2 or 3
 // tokens per pass) and the packed path, with each of its tile cases: T%4 = 0..3 (full
 // and partial 4-row tiles), R below, at and beyond multiples of 24 (full and
-// partial panels) and of 8 (the packing kernel), and C with and without tails
-// of 8 and across several k blocks.
+// partial panels, one or several a chunk) and of 8 (the packing kernel), and C
+// with and without tails of 8 and across several k blocks (with an odd and
+// an even number of 8-column steps in a block).
 func TestMatMul(t *testing.T) {
-	defer func(k, f int) { kcBlock, fewTokens = k, f }(kcBlock, fewTokens)
+	defer func(k, f, g, c int) { kcBlock, fewTokens, panelGroup, chunksPerThread = k, f, g, c }(kcBlock, fewTokens, panelGroup, chunksPerThread)
 	// The second setting sends every T > 1 to the packed path, with several
-	// k blocks even for short rows.
-	for _, cfg := range []struct{ kc, few int }{{256, 8}, {16, 2}} {
-		kcBlock, fewTokens = cfg.kc, cfg.few
+	// k blocks even for short rows; the third also puts up to 3 panels in a
+	// chunk (R = 25 and 49: a partial last panel of 1 row).
+	for _, cfg := range []struct{ kc, few, group int }{{256, 8, 1}, {16, 2, 1}, {16, 2, 3}} {
+		kcBlock, fewTokens, panelGroup, chunksPerThread = cfg.kc, cfg.few, cfg.group, 0
 		paths(t, func(t *testing.T) {
 			r := newRand(t)
 			for _, dt := range []DType{F32, BF16, I8} {
@@ -235,5 +237,21 @@ func TestQuantizeI8(t *testing.T) {
 	}
 	if err := (&Matrix{Rows: 2, Cols: 3, DType: F32, F32: make([]float32, 5)}).Validate(); err == nil {
 		t.Fatal("Validate accepted 5 elements for 2×3")
+	}
+}
+
+// TestPanelsFor checks the panels per chunk chosen from the L2 cache's
+// size, and the reading of sysfs's sizes.
+func TestPanelsFor(t *testing.T) {
+	for _, c := range []struct {
+		size string
+		want int
+	}{{"2048K", 4}, {"2M", 4}, {"1280K", 3}, {"1024K", 2}, {"512K", 1}, {"256K", 1}, {"", 2}, {"x", 2}, {"-1K", 2}} {
+		if got := panelsFor(parseCacheSize(c.size, 1<<20)); got != c.want {
+			t.Errorf("L2 %q: %d panels a chunk, want %d", c.size, got, c.want)
+		}
+	}
+	if g := panelGroup; g < 1 || g > 4 {
+		t.Errorf("panelGroup = %d on this machine, want 1 to 4", g)
 	}
 }

@@ -822,23 +822,31 @@ func genGemm512(nt int) {
 	Pragma("noescape")
 	Doc(name+fmt.Sprintf(" is gemm%dx4AVX2 on 512-bit registers, with the same bits;", nt),
 		"it needs AVX-512 F, BW, VL and DQ.")
-	// x, kc, mode and ldy are read from the arguments where needed: with
-	// 6 tokens the loop needs the registers.
+	// The k loop counts one index register up from -4·kc to zero: the
+	// tokens' rows and the groups are addressed from their ends, so a step
+	// of 8 columns costs one scalar add (the loop's only one) next to its
+	// 2·nt·nq multiply-adds, two steps per pass.
 	y := Load(Param("y"), GP64())
 	acc := Load(Param("acc"), GP64())
-	ldx := Load(Param("ldx"), GP64())
 	p := Load(Param("p"), GP64())
 	quads := Load(Param("quads"), GP64())
-	SHLQ(U8(2), ldx)
-	panel := Load(Param("kc"), GP64()) // bytes of one packed group: 16·kc
-	SHLQ(U8(4), panel)
-	xk, n, p1 := GP64(), GP64(), GP64()
-	var xk3 GPVirtual
-	xmem := []Mem{{Base: xk}, {Base: xk, Index: ldx, Scale: 1}, {Base: xk, Index: ldx, Scale: 2}}
-	if nt > 3 {
-		xk3 = GP64()
-		xmem = append(xmem, Mem{Base: xk3}, Mem{Base: xk3, Index: ldx, Scale: 1}, Mem{Base: xk3, Index: ldx, Scale: 2})
+	i := GP64()
+	xr := make([]GPVirtual, nt) // the ends of the tokens' rows: x + t·ldx + 4·kc
+	for t := range xr {
+		xr[t] = GP64()
 	}
+	{
+		ldx := Load(Param("ldx"), GP64())
+		SHLQ(U8(2), ldx)
+		kb := Load(Param("kc"), GP64())
+		SHLQ(U8(2), kb)
+		Load(Param("x"), xr[0])
+		ADDQ(kb, xr[0])
+		for t := 1; t < nt; t++ {
+			LEAQ(Mem{Base: xr[t-1], Index: ldx, Scale: 1}, xr[t])
+		}
+	}
+	p1 := GP64()
 	for _, nq := range []int{2, 1} {
 		l := func(s string) string { return fmt.Sprintf("%s_%d", s, nq) }
 		Label(l("quad"))
@@ -876,43 +884,47 @@ func genGemm512(nt int) {
 		for off := 0; off < 128*nt*nq; off += 64 {
 			PREFETCHT0(Mem{Base: acc, Disp: 128*nt*nq + off})
 		}
-		Load(Param("x"), xk)
-		Load(Param("kc"), n)
-		if nt > 3 {
-			LEAQ(Mem{Base: xk, Index: ldx, Scale: 2}, xk3)
-			ADDQ(ldx, xk3)
-		}
+		// p and p1 move to the ends of their groups (16·kc bytes each);
+		// i = -4·kc.
+		Load(Param("kc"), i)
+		SHLQ(U8(4), i)
+		ADDQ(i, p)
 		if nq == 2 {
-			LEAQ(Mem{Base: p, Index: panel, Scale: 1}, p1)
+			LEAQ(Mem{Base: p, Index: i, Scale: 1}, p1)
 		}
-		xr := make([]Op, nt)
-		for t := range xr {
-			xr[t] = vec(2*nt*nq + t)
+		SARQ(U8(2), i)
+		NEGQ(i)
+		xv := make([]Op, nt)
+		for t := range xv {
+			xv[t] = vec(2*nt*nq + t)
 		}
 		wv := vec(2*nt*nq + nt)
-		Label(l("k"))
-		for t := range xr {
-			VBROADCASTF64X4(xmem[t], xr[t])
-		}
-		for qq := 0; qq < nq; qq++ {
-			base := []Register{p, p1}[qq]
-			for h := 0; h < 2; h++ {
-				VMOVUPS(Mem{Base: base, Disp: 64 * h}, wv)
-				for t := range xr {
-					VFMADD231PS(xr[t], wv, a[(qq*nt+t)*2+h])
+		step := func(d int) {
+			for t := range xv {
+				VBROADCASTF64X4(Mem{Base: xr[t], Index: i, Scale: 1, Disp: 32 * d}, xv[t])
+			}
+			for qq := 0; qq < nq; qq++ {
+				base := []Register{p, p1}[qq]
+				for h := 0; h < 2; h++ {
+					VMOVUPS(Mem{Base: base, Index: i, Scale: 4, Disp: 128*d + 64*h}, wv)
+					for t := range xv {
+						VFMADD231PS(xv[t], wv, a[(qq*nt+t)*2+h])
+					}
 				}
 			}
 		}
-		ADDQ(U8(32), xk)
-		if nt > 3 {
-			ADDQ(U8(32), xk3)
-		}
-		ADDQ(U32(128), p)
-		if nq == 2 {
-			ADDQ(U32(128), p1)
-		}
-		SUBQ(U8(8), n)
+		// kc is a multiple of 8: an odd number of steps takes one first.
+		TESTQ(U32(32), i)
+		JZ(LabelRef(l("k")))
+		step(0)
+		ADDQ(U8(32), i)
+		JZ(LabelRef(l("kdone")))
+		Label(l("k"))
+		step(0)
+		step(1)
+		ADDQ(U8(64), i)
 		JNZ(LabelRef(l("k")))
+		Label(l("kdone"))
 		if nq == 2 {
 			MOVQ(p1, p)
 		}
