@@ -635,20 +635,32 @@ var panelGroup = panelsFor(l2CacheBytes())
 // (tokenBlock × kcBlock float32, 255 KiB), in three quarters of an L2
 // cache of l2 bytes: 4 in 2 MiB, 2 in 1 MiB, 1 in 512 KiB or less.
 func panelsFor(l2 int) int {
-	const acc, xb = tokenBlock * panelRows * 8 * 4, tokenBlock * 256 * 4
+	acc, xb := tokenBlock*panelRows*8*4, tokenBlock*kcBlock*4
 	return min(4, max(1, (l2*3/4-xb)/acc))
 }
 
-// l2CacheBytes is the size of the first CPU's L2 cache as Linux reports it
-// (/sys/devices/system/cpu/cpu0/cache/index2/size, e.g. "2048K"), or 1 MiB
-// where it cannot be read.
+// l2CacheBytes is the size of the first CPU's level-2 cache as Linux
+// reports it (/sys/devices/system/cpu/cpu0/cache/indexN, the entry whose
+// level is 2; its size reads e.g. "2048K"), or 1 MiB where it cannot be
+// read.
 func l2CacheBytes() int {
 	const fallback = 1 << 20
-	b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/cache/index2/size")
-	if err != nil {
-		return fallback
+	for i := range 8 {
+		dir := "/sys/devices/system/cpu/cpu0/cache/index" + strconv.Itoa(i) + "/"
+		level, err := os.ReadFile(dir + "level")
+		if err != nil {
+			break
+		}
+		if strings.TrimSpace(string(level)) != "2" {
+			continue
+		}
+		b, err := os.ReadFile(dir + "size")
+		if err != nil {
+			break
+		}
+		return parseCacheSize(strings.TrimSpace(string(b)), fallback)
 	}
-	return parseCacheSize(strings.TrimSpace(string(b)), fallback)
+	return fallback
 }
 
 // parseCacheSize reads a size such as "2048K" or "1M" (sysfs's format), or
