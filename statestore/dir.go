@@ -49,6 +49,9 @@ type Dir struct {
 
 	tokensMu sync.Mutex
 	tokens   map[string]int // key → tokens, as the last Index saw them
+
+	usedMu   sync.Mutex
+	lastUsed time.Time // the latest time of use this process gave a file
 }
 
 const (
@@ -209,9 +212,24 @@ func (d *Dir) Get(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	os.Chtimes(e.path, now, now)
+	d.touch(e.path)
 	return data, nil
+}
+
+// touch marks path as used now. The file systems stamp a write with a
+// coarse clock (a tick of a few milliseconds), so a file written just
+// after another was read could look the older one; touch stamps both
+// uses with the fine clock instead, each later than the last it gave, so
+// that this process's uses keep their order however fast they come.
+func (d *Dir) touch(path string) {
+	d.usedMu.Lock()
+	t := time.Now()
+	if !t.After(d.lastUsed) {
+		t = d.lastUsed.Add(time.Microsecond)
+	}
+	d.lastUsed = t
+	d.usedMu.Unlock()
+	os.Chtimes(path, t, t)
 }
 
 // Put writes the state atomically, then removes the least recently used
@@ -229,6 +247,7 @@ func (d *Dir) Put(ctx context.Context, st engine.StoredState, data []byte) error
 	if err := atomicfile.WriteFile(path, data); err != nil {
 		return err
 	}
+	d.touch(path)
 	return d.evict(path)
 }
 
@@ -239,7 +258,7 @@ func (d *Dir) evict(keep string) error {
 	if err != nil {
 		return err
 	}
-	sort.Slice(es, func(i, j int) bool { return es[i].used.Before(es[j].used) })
+	sort.SliceStable(es, func(i, j int) bool { return es[i].used.Before(es[j].used) })
 	var total int64
 	for _, e := range es {
 		total += e.Size

@@ -132,6 +132,36 @@ func TestDir(t *testing.T) {
 	}
 }
 
+// TestDirFastUses: uses that follow each other faster than the file
+// system's clock ticks keep their order. A write is stamped by the file
+// system's coarse clock and a read by Chtimes: without a fine stamp on
+// writes, a state written just after another was read looks the older
+// one and is evicted in its place (a resumed chat then computed its
+// history again).
+func TestDirFastUses(t *testing.T) {
+	ctx := context.Background()
+	for round := range 20 {
+		s, _ := OpenDir(t.TempDir(), Options{MaxEntries: 2})
+		put := func(i int) {
+			if err := s.Put(ctx, engine.StoredState{Key: key(i), Tokens: 1 + i}, value(i, 10)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put(0)
+		put(1)
+		// The read falls at a different point of the clock tick each round.
+		time.Sleep(time.Duration(round%5) * time.Millisecond)
+		if _, err := s.Get(ctx, key(0)); err != nil {
+			t.Fatal(err)
+		}
+		put(2) // evicts 1, the least recently used
+		put(3) // evicts 0: read before 2 was written
+		if got, want := indexKeys(t, s), []string{key(2), key(3)}; !slices.Equal(got, want) {
+			t.Fatalf("round %d: kept %v, want %v", round, got, want)
+		}
+	}
+}
+
 func TestRedis(t *testing.T) {
 	srv := testutil.StartRedis(t)
 	s, err := OpenRedis(srv.URL(), Options{Budget: 1000})
