@@ -92,19 +92,24 @@ const act8Max = 127
 // several-token kernels of Q8_0, Q4_0 and Q5_0 hold two rows interleaved
 // by int32 lanes; xGroup8 keeps these 16), then the lanes
 // aux[24b+16+l] = −128·Σ_{i=4l}^{4l+3} q_i (the one-token kernels
-// multiply w+128 with q). Rows with ok[t] false hold an Inf or a NaN.
+// multiply w+128 with q). For elems = 256, ms[(t*nd+sb)*4+k] holds the
+// sums Σq of blocks 8sb+2k and 8sb+2k+1 as the low and high int16 of an
+// int32 (|Σq| ≤ 32·127): the Q4_K and Q5_K kernels multiply them with
+// the minima by VPMADDWD. Rows with ok[t] false hold an Inf or a NaN.
 type xAct8 struct {
 	elems  int
 	q      []int8
 	d, s   []float32
 	aux    []int32
 	k8     []int32 // blocks of 32: −8·Σq per block (Q4_0's lanes kernels)
+	ms     []int32 // blocks of 256: pairs of Σq (above)
 	ok     []bool
 	groups []xGroup8
 	gq     []int8
 	gd, gs []float32
 	gaux   []int32
 	gk8    []int32
+	gms    []int32
 }
 
 // xGroup8 is nt tokens' 8-bit activations interleaved: block of 32 b of
@@ -114,7 +119,11 @@ type xAct8 struct {
 // s[2(b*nt+t)] and s[2(b*nt+t)+1] (the VNNI kernels multiply two rows'
 // halves by the tokens' scales at once; these formats need no Σ q), for
 // super-blocks of 256 the scale of super-block sb at d[sb*nt+t] and Σ q
-// at s[(b/8*nt+t)*8+b%8].
+// at s[(b/8*nt+t)*8+b%8] and xAct8's ms of super-block sb, pair k at
+// ms[(sb*4+k)*8+t] (8 int32 for every group: the kernels load a vector of
+// 8 tokens' pairs; those of tokens ≥ nt are 0). The kernels of several
+// tokens read 8 scales from d[sb*nt:], past the group's end at its last
+// super-block: xAct8's gd has groupTokens8 floats to spare.
 type xGroup8 struct {
 	tokens [groupTokens8]int
 	nt     int
@@ -122,7 +131,27 @@ type xGroup8 struct {
 	d, s   []float32
 	aux    []int32
 	k8     []int32 // blocks of 32: xAct8's k8 of block b, token t at b*nt+t
+	ms     []int32 // blocks of 256: pairs of Σq (above)
 }
+
+// nc is the nc of blockDot8Rows for format k: the group's ms for Q4_K
+// and Q5_K, its k8 for Q4_0, else its aux.
+func (g *xGroup8) nc(k BlockDot) []int32 {
+	switch k {
+	case DotQ4K, DotQ5K:
+		return g.ms
+	case DotQ4_0:
+		return g.k8
+	}
+	return g.aux
+}
+
+// msLanes is the number of int32 of xAct8's ms per super-block and token,
+// groupMSLanes that of xGroup8's per super-block.
+const (
+	msLanes      = 4
+	groupMSLanes = 4 * groupTokens8
+)
 
 // auxLanes is the number of int32 of xAct8's aux per block of 32 values
 // for weights in blocks of elems, groupAuxLanes that of xGroup8's.
@@ -169,9 +198,12 @@ func (a *xAct8) resize(T, C, elems int) {
 	if cap(a.k8) < T*nb {
 		a.k8 = make([]int32, T*nb)
 	}
+	if cap(a.ms) < msLanes*T*nd {
+		a.ms = make([]int32, msLanes*T*nd)
+	}
 	a.elems = elems
 	a.q, a.d, a.s, a.aux, a.ok = a.q[:T*C], a.d[:T*nd], a.s[:T*nb], a.aux[:na*T*nb], a.ok[:T]
-	a.k8 = a.k8[:T*nb]
+	a.k8, a.ms = a.k8[:T*nb], a.ms[:msLanes*T*nd]
 	a.groups = a.groups[:0]
 }
 
@@ -181,20 +213,33 @@ func (a *xAct8) rows(x []float32, C, t0, t1 int) {
 	nb, nd, na := C/q8Block, C/a.elems, auxLanes(a.elems)
 	for t := t0; t < t1; t++ {
 		a.ok[t] = quantizeAct8Row(a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[na*t*nb:na*(t+1)*nb], x[t*C:(t+1)*C])
-		if a.ok[t] && a.elems == q8Block {
+		switch {
+		case !a.ok[t]:
+		case a.elems == q8Block:
 			for b, s := range a.s[t*nb : (t+1)*nb] {
 				a.k8[t*nb+b] = -8 * int32(s) // Σq is exact in float32
+			}
+		default:
+			ms := a.ms[msLanes*t*nd : msLanes*(t+1)*nd]
+			for i := range ms {
+				s := a.s[t*nb+2*i : t*nb+2*i+2]
+				ms[i] = int32(uint32(uint16(int16(s[0]))) | uint32(uint16(int16(s[1])))<<16)
 			}
 		}
 	}
 }
 
 // tokenAux is the nc of blockDot8Rows for token t of a (rows of C
-// columns) and format k: its aux, or its k8 for Q4_0.
+// columns) and format k: its aux, its k8 for Q4_0, its ms for Q4_K and
+// Q5_K.
 func (a *xAct8) tokenAux(k BlockDot, t, C int) []int32 {
 	nb := C / q8Block
-	if k == DotQ4_0 {
+	switch k {
+	case DotQ4_0:
 		return a.k8[t*nb : (t+1)*nb]
+	case DotQ4K, DotQ5K:
+		nd := C / a.elems
+		return a.ms[msLanes*t*nd : msLanes*(t+1)*nd]
 	}
 	na := auxLanes(a.elems)
 	return a.aux[na*t*nb : na*(t+1)*nb]
@@ -238,11 +283,14 @@ func (a *xAct8) layout(T, C, maxNT int) {
 	if cap(a.gaux) < ga*T*nb {
 		a.gaux = make([]int32, ga*T*nb)
 	}
-	if cap(a.gd) < T*nd {
-		a.gd = make([]float32, T*nd)
+	if cap(a.gd) < T*nd+groupTokens8 {
+		a.gd = make([]float32, T*nd+groupTokens8)
 	}
 	if cap(a.gk8) < T*nb {
 		a.gk8 = make([]int32, T*nb)
+	}
+	if a.elems != q8Block && cap(a.gms) < groupMSLanes*T*nd {
+		a.gms = make([]int32, groupMSLanes*T*nd)
 	}
 	if cap(a.groups) < T {
 		a.groups = make([]xGroup8, 0, T)
@@ -258,6 +306,7 @@ func (a *xAct8) layout(T, C, maxNT int) {
 			g.k8 = a.gk8[used*nb : (used+n)*nb]
 		} else {
 			g.s = a.gs[used*nb : (used+n)*nb]
+			g.ms = a.gms[groupMSLanes*used*nd : groupMSLanes*(used*nd+nd)]
 		}
 		used += n
 		a.groups = append(a.groups, g)
@@ -284,6 +333,18 @@ func (a *xAct8) fill(i, C int) {
 		}
 		for b := range nd {
 			g.d[b*n+i] = a.d[t*nd+b]
+			if a.elems != q8Block {
+				for k := range msLanes {
+					g.ms[(b*msLanes+k)*groupTokens8+i] = a.ms[msLanes*(t*nd+b)+k]
+				}
+			}
+		}
+	}
+	if a.elems != q8Block {
+		for b := range nd {
+			for k := range msLanes {
+				clear(g.ms[(b*msLanes+k)*groupTokens8+n : (b*msLanes+k+1)*groupTokens8])
+			}
 		}
 	}
 }
@@ -355,7 +416,6 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 		if len(s.blockOut) < groupTokens8*nr {
 			s.blockOut = make([]float32, groupTokens8*nr)
 		}
-		na := auxLanes(a.elems)
 		for _, g := range a.groups {
 			out := s.blockOut[:g.nt*nr]
 			if w.Format.Dot == DotQ4_0 {
@@ -375,9 +435,9 @@ func fusedRows8(s *scratch, dst, x []float32, T int, w *Matrix, a *xAct8, r0, r1
 				// One token: its own rows (the one-token kernels read
 				// xAct8's layout).
 				t := g.tokens[0]
-				blockDot8Rows(out, w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.aux[na*t*nb:na*(t+1)*nb])
+				blockDot8Rows(out, w.Format.Dot, q, rb, 1, a.q[t*C:(t+1)*C], a.d[t*nd:(t+1)*nd], a.s[t*nb:(t+1)*nb], a.tokenAux(w.Format.Dot, t, C))
 			} else {
-				blockDot8Rows(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s, g.aux)
+				blockDot8Rows(out, w.Format.Dot, q, rb, g.nt, g.q, g.d, g.s, g.nc(w.Format.Dot))
 			}
 			for i, t := range g.tokens[:g.nt] {
 				y := dst[t*R+r0 : t*R+r1]
@@ -529,8 +589,16 @@ func dot8Q5KGeneric(w []byte, q []int8, d, s []float32) float32 {
 	return dot8K45(w, q, d, s, true)
 }
 
+// dot8K45 is the order of operations of the 8-bit Q4_K and Q5_K products.
+// Per super-block, with D = dd·d_sb and Dm = dmin·d_sb rounded to float32:
+// the integer lanes I_l = Σ_j sc_j·Σ_{i≡l} v·q (exact) are added to the 8
+// accumulators by one FMA each, acc_l = fma(D, I_l, acc_l), and the
+// minima's integer M = Σ_j m_j·Σq_j (|M| ≤ 8·63·4064 < 2^24: exact in
+// float32, whatever the order of its sum) by one FMA to one accumulator,
+// macc = fma(Dm, M, macc). The product is reduce8(acc) − macc.
 func dot8K45(w []byte, q []int8, d, s []float32, five bool) float32 {
-	var acc, macc [8]float32
+	var acc [8]float32
+	var macc float32
 	bs, off := 144, 16
 	if five {
 		bs, off = 176, 48
@@ -540,10 +608,10 @@ func dot8K45(w []byte, q []int8, d, s []float32, five bool) float32 {
 		dd, dmin := half(blk), half(blk[2:])
 		sc, m := q4kScaleMins(blk[4:16])
 		var I [8]int32
+		var M int32
 		for j := range 8 {
 			b := 8*sb + j
-			M := float32(float32(dmin*float32(m[j])) * d[sb])
-			macc[j] += float32(M * s[b])
+			M += int32(m[j]) * int32(s[b]) // s holds Σq, an integer
 			qs := blk[off+32*(j/2) : off+32*(j/2)+32]
 			sh := 4 * (j % 2)
 			qb := q[32*b : 32*b+32]
@@ -555,12 +623,13 @@ func dot8K45(w []byte, q []int8, d, s []float32, five bool) float32 {
 				I[i/4] += int32(sc[j]) * v * int32(qb[i])
 			}
 		}
-		D := float32(dd * d[sb])
+		D, Dm := float32(dd*d[sb]), float32(dmin*d[sb])
 		for l := range acc {
-			acc[l] += float32(D * float32(I[l]))
+			acc[l] = fma32(D, float32(I[l]), acc[l])
 		}
+		macc = fma32(Dm, float32(M), macc)
 	}
-	return reduce8(&acc) - reduce8(&macc)
+	return reduce8(&acc) - macc
 }
 
 // dot8Q6KGeneric is the 8-bit product of a row of Q6_K super-blocks (s

@@ -114,7 +114,7 @@ func TestAct8Kernels(t *testing.T) {
 										blockDot8Lanes(got, rows, w.Q, rb, rows, g.nt, g.nt, g.q, g.d, g.k8)
 										at = func(i, j int) float32 { return got[j*rows+i] }
 									} else {
-										blockDot8Rows(got, f.Dot, w.Q, rb, g.nt, g.q, g.d, g.s, g.aux)
+										blockDot8Rows(got, f.Dot, w.Q, rb, g.nt, g.q, g.d, g.s, g.nc(f.Dot))
 									}
 									check(t)
 									for i := range rows {

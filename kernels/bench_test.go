@@ -476,7 +476,7 @@ func BenchmarkMatMulQ4_0(b *testing.B) {
 func BenchmarkDot8Kernel(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 8))
 	const R, C, T = 64, 1024, 8
-	for _, f := range dotFormats[:2] {
+	for _, f := range dotFormats {
 		w := randDotBlocks(r, f, R, C)
 		x := make([]float32, T*C)
 		for i := range x {
@@ -492,7 +492,7 @@ func BenchmarkDot8Kernel(b *testing.B) {
 				if f.Dot == DotQ4_0 {
 					blockDot8Lanes(y, R, w.Q, f.rowBytes(C), R, g.nt, g.nt, g.q, g.d, g.k8)
 				} else {
-					blockDot8Rows(y, f.Dot, w.Q, f.rowBytes(C), g.nt, g.q, g.d, g.s, g.aux)
+					blockDot8Rows(y, f.Dot, w.Q, f.rowBytes(C), g.nt, g.q, g.d, g.s, g.nc(f.Dot))
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(R/2*C/32), "ns/pairblock")

@@ -848,15 +848,22 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 		return
 	}
 	g := dotGeometry[k]
-	nb := rb / g.bytes * g.elems / q8Block
-	ns, na := nt*nb, auxLanes(g.elems)
+	nb, nd := rb/g.bytes*g.elems/q8Block, rb/g.bytes
+	ns, nnc := nt*nb, auxLanes(g.elems)*nt*nb
 	if nt > 1 {
-		na = groupAuxLanes(g.elems)
+		nnc = groupAuxLanes(g.elems) * nt * nb
 		if g.elems == q8Block {
 			ns *= 2 // each scale twice (xGroup8)
 		}
 	}
-	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*(rb/g.bytes)-1], s[ns-1], nc[na*nt*nb-1]
+	if k == DotQ4K || k == DotQ5K {
+		nnc = msLanes * nd // xAct8's ms
+		if nt > 1 {
+			nnc = groupMSLanes * nd // xGroup8's; and 8 scales from d[sb*nt:]
+			_ = d[:nt*nd+groupTokens8-nt][nt*nd+groupTokens8-nt-1]
+		}
+	}
+	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nd-1], s[ns-1], nc[nnc-1]
 	_ = y[n*nt-1]
 	if useAVX512 && n >= 2 {
 		// Pairs of rows, then the odd last row on its own (the same bits).

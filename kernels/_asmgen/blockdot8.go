@@ -287,34 +287,26 @@ func genDot8Blocks32(f fmt8, nt int) {
 	RET()
 }
 
-// k45ScalesInt returns the 8 six-bit scales of the Q4_K or Q5_K
-// super-block at w as bytes in the low 8 bytes of an XMM, dmin·m_j
-// (j = 0..7) as float32 lanes and d broadcast.
-func k45ScalesInt(w Register) (scx, mn, dd VecVirtual) {
-	scx, mnx := k45PackedScales(w)
-	mn = YMM()
-	VPMOVZXBD(mnx, mn)
-	VCVTDQ2PS(mn, mn)
-	dd, dmin := k45D(w)
-	VMULPS(dmin, mn, mn)
-	return scx, mn, dd
-}
-
 // Q4_K and Q5_K: super-blocks of 256 with activations in blocks of 256
 // (Q8_K-like): block of 32 b of token t at q[(b*nt+t)*32], the scale of
-// super-block sb at d[sb*nt+t] and the sums at s[(sb*nt+t)*8:]. The
-// integer lanes I_l = Σ_j sc_j·L_{j,l} of a super-block are summed exactly
-// (VPMADDUBSW, then VPMADDWD with sc_j and VPADDD, or VPDPWSSD), then
-// converted, scaled by D = d·d_sb and added once per super-block.
+// super-block sb at d[sb*nt+t], and the pairs of sums Σq of its blocks
+// (xAct8's ms) at nc[sb*4+k] for one token, nc[(sb*4+k)*8+t] for several.
+// The integer lanes I_l = Σ_j sc_j·L_{j,l} of a super-block are summed
+// exactly (VPMADDUBSW, then VPMADDWD with sc_j and VPADDD, or VPDPWSSD),
+// converted, and added by one FMA with D = dd·d_sb; the minima's M =
+// Σ_j m_j·Σq_j of every token at once (lane t: VPMADDWD of the pairs of
+// minima with the pairs of sums) by one FMA with Dm = dmin·d_sb of each
+// token (lane t) to the lanes of macc, which the end subtracts from the
+// sums of the lanes (dot8K45).
 func genDot8K45(f fmt8, nt int) {
 	five := f.bytes == 176
 	name := kernelName8(f.base, nt, false)
 	TEXT(name, NOSPLIT, sig8)
 	Pragma("noescape")
 	doc8(name, f, nt)
-	dLoc := AllocLocal(32 * nt)
-	mLoc := AllocLocal(32 * nt)
 	scLoc := AllocLocal(16)
+	mwLoc := AllocLocal(16)
+	maccLoc := AllocLocal(32)
 	y := Load(Param("y"), GP64())
 	w := Load(Param("w"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -324,32 +316,54 @@ func genDot8K45(f fmt8, nt int) {
 	n := Load(Param("rb"), GP64())
 	qp := Load(Param("q"), GP64())
 	dp := Load(Param("d"), GP64())
-	sp := Load(Param("s"), GP64())
+	mp := Load(Param("nc"), GP64())
 	acc := make([]VecVirtual, nt)
 	for t := range acc {
 		acc[t] = YMM()
 		VXORPS(acc[t], acc[t], acc[t])
-		VMOVUPS(acc[t], mLoc.Offset(32*t))
 	}
+	macc := YMM()
+	VXORPS(macc, macc, macc)
 	Label(name + "_block")
 	CMPQ(n, Imm(0))
 	JLE(LabelRef(name + "_end"))
 	prefetch8(nt, f.bytes, w)
+	dd := YMM()
 	{
-		scx, mn, dd := k45ScalesInt(w)
-		scw := XMM()
+		scx, mnx := k45PackedScales(w)
+		scw, mw := XMM(), XMM()
 		VPMOVZXBW(scx, scw)
 		VMOVDQU(scw, scLoc)
-		for t := 0; t < nt; t++ {
-			ds, m := YMM(), YMM()
-			VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, ds)
-			VMULPS(ds, mn, m)                         // dmin·m_j·d_sb
-			VMULPS(Mem{Base: sp, Disp: 32 * t}, m, m) // ·Σq
-			VADDPS(mLoc.Offset(32*t), m, m)
-			VMOVUPS(m, mLoc.Offset(32*t))
-			VMULPS(ds, dd, ds) // D = d·d_sb
-			VMOVUPS(ds, dLoc.Offset(32*t))
+		VPMOVZXBW(mnx, mw)
+		VMOVDQU(mw, mwLoc)
+		var dmin VecVirtual
+		dd, dmin = k45D(w)
+		M := YMM()
+		for k := 0; k < 4; k++ {
+			a := YMM()
+			VPBROADCASTD(mwLoc.Offset(4*k), a) // m_2k, m_2k+1
+			if nt == 1 {
+				b := YMM()
+				VPBROADCASTD(Mem{Base: mp, Disp: 4 * k}, b)
+				VPMADDWD(b, a, a)
+			} else {
+				VPMADDWD(Mem{Base: mp, Disp: 32 * k}, a, a)
+			}
+			if k == 0 {
+				M = a
+			} else {
+				VPADDD(a, M, M)
+			}
 		}
+		VCVTDQ2PS(M, M)
+		dm := YMM()
+		if nt == 1 {
+			VBROADCASTSS(Mem{Base: dp}, dm)
+			VMULPS(dm, dmin, dm)
+		} else {
+			VMULPS(Mem{Base: dp}, dmin, dm) // 8 tokens' d_sb (xGroup8)
+		}
+		VFMADD231PS(M, dm, macc)
 	}
 	I := make([]VecVirtual, nt)
 	for t := range I {
@@ -395,16 +409,29 @@ func genDot8K45(f fmt8, nt int) {
 		}
 	}
 	for t := 0; t < nt; t++ {
-		addScaled(I[t], dLoc.Offset(32*t), acc[t])
+		D := YMM()
+		VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, D)
+		VMULPS(D, dd, D) // D = dd·d_sb
+		fmaScaled(I[t], D, acc[t])
 	}
 	ADDQ(U32(f.bytes), w)
 	ADDQ(U32(256*nt), qp)
 	ADDQ(U8(4*nt), dp)
-	ADDQ(U32(32*nt), sp)
+	if nt == 1 {
+		ADDQ(U8(16), mp)
+	} else {
+		ADDQ(U32(128), mp)
+	}
 	SUBQ(U32(f.bytes), n)
 	JMP(LabelRef(name + "_block"))
 	Label(name + "_end")
-	storeAcc(y, acc, &mLoc)
+	VMOVUPS(macc, maccLoc)
+	for t, a := range acc {
+		r := hsum1(a)
+		VSUBSS(maccLoc.Offset(4*t), r, r)
+		VMOVSS(r, Mem{Base: y, Disp: 4 * t})
+	}
+	ADDQ(U8(4*nt), y)
 	DECQ(rows)
 	JMP(LabelRef(name + "_row"))
 	Label(name + "_done")

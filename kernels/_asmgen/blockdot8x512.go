@@ -26,6 +26,7 @@ var z8B80, z8B08, z8B10 Mem
 var z8PermRows8, z8PermRows4, z8K128, z8K8, z8K16, z8ShufQh, z8BitMask Mem
 var z8B78, z8B70, z8ShufQhHalves, z8BitMaskHalves Mem
 var z8PermK, z8PermQ6 [8]Mem
+var z8PermMins [4]Mem
 
 // vconst64Words is a 64-byte constant whose 32-bit word i is words[i%len(words)].
 func vconst64Words(name string, words ...uint32) Mem {
@@ -92,6 +93,15 @@ func genBlockDot8x512() {
 			w[i] = v | v<<16
 		}
 		z8PermQ6[j] = vconst64Words("b8zPermQ6"+itoa(j), w[:]...)
+	}
+	for k := range z8PermMins {
+		// Q4_K/Q5_K minima pair k: lanes 0-7 the first row's (dword k of
+		// [m_r, m_r+1]), 8-15 the second row's (dword 4+k).
+		var w [16]uint32
+		for i := range w {
+			w[i] = uint32(k + 4*(i/8))
+		}
+		z8PermMins[k] = vconst64Words("b8zPermMins"+itoa(k), w[:]...)
 	}
 	for nt := 1; nt <= groupTokens8; nt++ {
 		for _, f := range formats8 {
@@ -429,54 +439,76 @@ func storeInterleaved(y Register, acc []VecVirtual) {
 	ADDQ(U8(8*nt), y)
 }
 
-// Q4_K and Q5_K, as genDot8K45.
+// Q4_K and Q5_K, as genDot8K45, with the rows in the halves of the
+// registers: the minima's lanes are r·8+t (row r of the pair, token t),
+// from the pairs of minima of row r (VPERMD, z8PermMins) and the token's
+// pairs of sums (a load broadcast to both halves, or one token's
+// broadcast by VPDPWSSD itself).
 func genDot8K45x512(f fmt8, nt int) {
 	five := f.bytes == 176
 	name := kernelName8(f.base, nt, true)
-	TEXT(name, splitFor(2*64*nt), sig8)
+	TEXT(name, NOSPLIT, sig8)
 	Pragma("noescape")
 	doc8x512(name, f, nt)
-	dLoc := AllocLocal(64 * nt)
-	mLoc := AllocLocal(64 * nt)
+	maccLoc := AllocLocal(64)
 	acc := make([]VecVirtual, nt)
+	var macc VecVirtual
 	rowPairLoop(name, func(w, w1, rb Register) {
 		n := GP64()
 		MOVQ(rb, n)
 		qp := Load(Param("q"), GP64())
 		dp := Load(Param("d"), GP64())
-		sp := Load(Param("s"), GP64())
+		mp := Load(Param("nc"), GP64())
 		for t := range acc {
 			acc[t] = ZMM()
 		}
+		macc = ZMM()
 		zeroZ(acc...)
-		for t := range acc {
-			VMOVUPS(acc[t], mLoc.Offset(64*t))
-		}
+		zeroZ(macc)
 		Label(name + "_block")
 		CMPQ(n, Imm(0))
 		JLE(LabelRef(name + "_end"))
 		prefetchRows(nt, f.bytes, w, w1, rb)
-		scz, mnz, ddz := ZMM(), ZMM(), ZMM()
+		scz, ddz := ZMM(), ZMM()
 		{
-			scx0, mn0, dd0 := k45ScalesInt(w)
-			scx1, mn1, dd1 := k45ScalesInt(w1)
+			scx0, mnx0 := k45PackedScales(w)
+			scx1, mnx1 := k45PackedScales(w1)
 			s0, s1 := XMM(), XMM()
 			VPMOVZXBW(scx0, s0)
 			VPMOVZXBW(scx1, s1)
 			VINSERTI64X4(U8(1), s1.AsY(), s0.AsZ(), scz)
-			VINSERTF64X4(U8(1), mn1, mn0.AsZ(), mnz)
+			m0, m1, mw := XMM(), XMM(), YMM()
+			VPMOVZXBW(mnx0, m0)
+			VPMOVZXBW(mnx1, m1)
+			VINSERTI128(U8(1), m1, m0.AsY(), mw)
+			dd0, dmin0 := k45D(w)
+			dd1, dmin1 := k45D(w1)
+			dminz := ZMM()
 			VINSERTF64X4(U8(1), dd1, dd0.AsZ(), ddz)
-		}
-		for t := 0; t < nt; t++ {
-			ds, m, s8 := ZMM(), ZMM(), ZMM()
-			VBROADCASTSS(Mem{Base: dp, Disp: 4 * t}, ds)
-			VMULPS(ds, mnz, m) // dmin·m_j·d_sb
-			VBROADCASTF32X8(Mem{Base: sp, Disp: 32 * t}, s8)
-			VMULPS(s8, m, m) // ·Σq
-			VADDPS(mLoc.Offset(64*t), m, m)
-			VMOVUPS(m, mLoc.Offset(64*t))
-			VMULPS(ds, ddz, ds) // D = d·d_sb
-			VMOVUPS(ds, dLoc.Offset(64*t))
+			VINSERTF64X4(U8(1), dmin1, dmin0.AsZ(), dminz)
+			M := ZMM()
+			zeroZ(M)
+			for k := 0; k < 4; k++ {
+				a := ZMM()
+				VMOVDQU64(z8PermMins[k], a)
+				VPERMD(mw.AsZ(), a, a) // lanes r·8+t: row r's m_2k, m_2k+1
+				if nt == 1 {
+					VPDPWSSD_BCST(Mem{Base: mp, Disp: 4 * k}, a, M)
+				} else {
+					b := ZMM()
+					VBROADCASTI64X4(Mem{Base: mp, Disp: 32 * k}, b)
+					VPDPWSSD(b, a, M)
+				}
+			}
+			VCVTDQ2PS(M, M)
+			dm := ZMM()
+			if nt == 1 {
+				VMULPS_BCST(Mem{Base: dp}, dminz, dm)
+			} else {
+				VBROADCASTF32X8(Mem{Base: dp}, dm) // 8 tokens' d_sb (xGroup8)
+				VMULPS(dm, dminz, dm)
+			}
+			VFMADD231PS(M, dm, macc)
 		}
 		I := make([]VecVirtual, nt)
 		for t := range I {
@@ -525,17 +557,36 @@ func genDot8K45x512(f fmt8, nt int) {
 			}
 		}
 		for t := 0; t < nt; t++ {
-			addScaled(I[t], dLoc.Offset(64*t), acc[t])
+			D := ZMM()
+			VMULPS_BCST(Mem{Base: dp, Disp: 4 * t}, ddz, D) // D = dd·d_sb
+			VCVTDQ2PS(I[t], I[t])
+			VFMADD231PS(I[t], D, acc[t])
 		}
 		ADDQ(U32(f.bytes), w)
 		ADDQ(U32(f.bytes), w1)
 		ADDQ(U32(256*nt), qp)
 		ADDQ(U8(4*nt), dp)
-		ADDQ(U32(32*nt), sp)
+		if nt == 1 {
+			ADDQ(U8(16), mp)
+		} else {
+			ADDQ(U32(128), mp)
+		}
 		SUBQ(U32(f.bytes), n)
 		JMP(LabelRef(name + "_block"))
 		Label(name + "_end")
-	}, func(y Register) { storePair(y, acc, &mLoc) })
+	}, func(y Register) {
+		VMOVUPS(macc, maccLoc)
+		for t, a := range acc {
+			treePair(a)
+			lo, hi := XMM(), XMM()
+			VSUBSS(maccLoc.Offset(4*t), a.AsX(), lo)
+			VMOVSS(lo, Mem{Base: y, Disp: 4 * t})
+			VEXTRACTF32X4(U8(2), a, hi)
+			VSUBSS(maccLoc.Offset(4*(8+t)), hi, hi)
+			VMOVSS(hi, Mem{Base: y, Disp: 4 * (nt + t)})
+		}
+		ADDQ(U8(8*nt), y)
+	})
 }
 
 // Q6_K, as genDot8Q6K.
