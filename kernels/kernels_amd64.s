@@ -35862,7 +35862,7 @@ dot8Q5_0VNNI_done:
 	RET
 
 // func dot8Q4KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dot8Q4KVNNI(SB), NOSPLIT, $64-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -35878,7 +35878,7 @@ dot8Q4KVNNI_row:
 	MOVQ   d+40(FP), R9
 	MOVQ   nc+56(FP), R10
 	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
+	VPXORD Y1, Y1, Y1
 
 dot8Q4KVNNI_block:
 	CMPQ            DI, $0x00
@@ -35958,87 +35958,80 @@ dot8Q4KVNNI_block:
 	VMOVSHDUP       X4, X4
 	VBROADCASTSS    X4, Y9
 	VINSERTF64X4    $0x01, Y3, Z7, Z3
-	VINSERTF64X4    $0x01, Y9, Z8, Z9
+	VBROADCASTI128  (R10), Y7
+	VPMADDWD        Y7, Y6, Y7
+	VPSHUFD         $0x4e, Y7, Y6
+	VPADDD          Y6, Y7, Y7
+	VPSHUFD         $0xb1, Y7, Y6
+	VPADDD          Y6, Y7, Y7
+	VCVTDQ2PS       Y7, Y7
+	VINSERTF128     $0x01, X9, Y8, Y6
+	VMULPS.BCST     (R9), Y6, Y6
+	VFMADD231PS     Y7, Y6, Y1
 	VPXORD          Z10, Z10, Z10
-	VMOVDQU64       b8zPermMins0<>+0(SB), Z12
-	VPERMD          Z6, Z12, Z12
-	VPDPWSSD.BCST   (R10), Z12, Z10
-	VMOVDQU64       b8zPermMins1<>+0(SB), Z12
-	VPERMD          Z6, Z12, Z12
-	VPDPWSSD.BCST   4(R10), Z12, Z10
-	VMOVDQU64       b8zPermMins2<>+0(SB), Z12
-	VPERMD          Z6, Z12, Z12
-	VPDPWSSD.BCST   8(R10), Z12, Z10
-	VMOVDQU64       b8zPermMins3<>+0(SB), Z12
-	VPERMD          Z6, Z12, Z12
-	VPDPWSSD.BCST   12(R10), Z12, Z10
-	VCVTDQ2PS       Z10, Z10
-	VMULPS.BCST     (R9), Z9, Z9
-	VFMADD231PS     Z10, Z9, Z1
-	VPXORD          Z11, Z11, Z11
-	VMOVDQU8        16(CX), Y6
-	VINSERTI64X4    $0x01, 16(SI), Z6, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z12
-	VMOVDQU64       b8zPermK0<>+0(SB), Z13
-	VPERMW          Z2, Z13, Z13
-	VBROADCASTI64X4 (R8), Z14
-	VPMADDUBSW      Z14, Z12, Z12
-	VPDPWSSD        Z13, Z12, Z11
-	VPSRLW          $0x04, Z9, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VMOVDQU64       b8zPermK1<>+0(SB), Z12
-	VPERMW          Z2, Z12, Z12
-	VBROADCASTI64X4 32(R8), Z13
-	VPMADDUBSW      Z13, Z9, Z9
-	VPDPWSSD        Z12, Z9, Z11
-	VMOVDQU8        48(CX), Y6
-	VINSERTI64X4    $0x01, 48(SI), Z6, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z12
-	VMOVDQU64       b8zPermK2<>+0(SB), Z13
-	VPERMW          Z2, Z13, Z13
-	VBROADCASTI64X4 64(R8), Z14
-	VPMADDUBSW      Z14, Z12, Z12
-	VPDPWSSD        Z13, Z12, Z11
-	VPSRLW          $0x04, Z9, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VMOVDQU64       b8zPermK3<>+0(SB), Z12
-	VPERMW          Z2, Z12, Z12
-	VBROADCASTI64X4 96(R8), Z13
-	VPMADDUBSW      Z13, Z9, Z9
-	VPDPWSSD        Z12, Z9, Z11
-	VMOVDQU8        80(CX), Y6
-	VINSERTI64X4    $0x01, 80(SI), Z6, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z12
-	VMOVDQU64       b8zPermK4<>+0(SB), Z13
-	VPERMW          Z2, Z13, Z13
-	VBROADCASTI64X4 128(R8), Z14
-	VPMADDUBSW      Z14, Z12, Z12
-	VPDPWSSD        Z13, Z12, Z11
-	VPSRLW          $0x04, Z9, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VMOVDQU64       b8zPermK5<>+0(SB), Z12
-	VPERMW          Z2, Z12, Z12
-	VBROADCASTI64X4 160(R8), Z13
-	VPMADDUBSW      Z13, Z9, Z9
-	VPDPWSSD        Z12, Z9, Z11
-	VMOVDQU8        112(CX), Y6
-	VINSERTI64X4    $0x01, 112(SI), Z6, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z12
-	VMOVDQU64       b8zPermK6<>+0(SB), Z13
-	VPERMW          Z2, Z13, Z13
-	VBROADCASTI64X4 192(R8), Z14
-	VPMADDUBSW      Z14, Z12, Z12
-	VPDPWSSD        Z13, Z12, Z11
-	VPSRLW          $0x04, Z9, Z9
-	VPANDD          bdzByte0F<>+0(SB), Z9, Z9
-	VMOVDQU64       b8zPermK7<>+0(SB), Z12
-	VPERMW          Z2, Z12, Z12
+	VMOVDQU8        16(CX), Y7
+	VINSERTI64X4    $0x01, 16(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z8
+	VMOVDQU64       b8zPermK0<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 (R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU64       b8zPermK1<>+0(SB), Z8
+	VPERMW          Z2, Z8, Z8
+	VBROADCASTI64X4 32(R8), Z9
+	VPMADDUBSW      Z9, Z6, Z6
+	VPDPWSSD        Z8, Z6, Z10
+	VMOVDQU8        48(CX), Y7
+	VINSERTI64X4    $0x01, 48(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z8
+	VMOVDQU64       b8zPermK2<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 64(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU64       b8zPermK3<>+0(SB), Z8
+	VPERMW          Z2, Z8, Z8
+	VBROADCASTI64X4 96(R8), Z9
+	VPMADDUBSW      Z9, Z6, Z6
+	VPDPWSSD        Z8, Z6, Z10
+	VMOVDQU8        80(CX), Y7
+	VINSERTI64X4    $0x01, 80(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z8
+	VMOVDQU64       b8zPermK4<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 128(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU64       b8zPermK5<>+0(SB), Z8
+	VPERMW          Z2, Z8, Z8
+	VBROADCASTI64X4 160(R8), Z9
+	VPMADDUBSW      Z9, Z6, Z6
+	VPDPWSSD        Z8, Z6, Z10
+	VMOVDQU8        112(CX), Y7
+	VINSERTI64X4    $0x01, 112(SI), Z7, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z8
+	VMOVDQU64       b8zPermK6<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 192(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z10
+	VPSRLW          $0x04, Z6, Z6
+	VPANDD          bdzByte0F<>+0(SB), Z6, Z6
+	VMOVDQU64       b8zPermK7<>+0(SB), Z8
+	VPERMW          Z2, Z8, Z8
 	VBROADCASTI64X4 224(R8), Z2
-	VPMADDUBSW      Z2, Z9, Z2
-	VPDPWSSD        Z12, Z2, Z11
+	VPMADDUBSW      Z2, Z6, Z2
+	VPDPWSSD        Z8, Z2, Z10
 	VMULPS.BCST     (R9), Z3, Z2
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z11, Z2, Z0
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z10, Z2, Z0
 	ADDQ            $0x00000090, CX
 	ADDQ            $0x00000090, SI
 	ADDQ            $0x00000100, R8
@@ -36048,7 +36041,7 @@ dot8Q4KVNNI_block:
 	JMP             dot8Q4KVNNI_block
 
 dot8Q4KVNNI_end:
-	VMOVUPS       Z1, (SP)
+	VMOVUPS       Y1, (SP)
 	VPERMILPS     $0xb1, Z0, Z2
 	VADDPS        Z2, Z0, Z0
 	VPERMILPS     $0x4e, Z0, Z2
@@ -36058,7 +36051,7 @@ dot8Q4KVNNI_end:
 	VSUBSS        (SP), X0, X2
 	VMOVSS        X2, (AX)
 	VEXTRACTF32X4 $0x02, Z0, X2
-	VSUBSS        32(SP), X2, X2
+	VSUBSS        16(SP), X2, X2
 	VMOVSS        X2, 4(AX)
 	ADDQ          $0x08, AX
 	MOVQ          SI, CX
@@ -36070,7 +36063,7 @@ dot8Q4KVNNI_done:
 	RET
 
 // func dot8Q5KVNNI(y *float32, w *byte, rows int, rb int, q *int8, d *float32, s *float32, nc *int32)
-// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, MMX+
+// Requires: AVX, AVX2, AVX512BW, AVX512F, AVX512VL, AVX512VNNI, F16C, FMA3, MMX+
 TEXT ·dot8Q5KVNNI(SB), NOSPLIT, $64-64
 	MOVQ y+0(FP), AX
 	MOVQ w+8(FP), CX
@@ -36086,7 +36079,7 @@ dot8Q5KVNNI_row:
 	MOVQ   d+40(FP), R9
 	MOVQ   nc+56(FP), R10
 	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
+	VPXORD Y1, Y1, Y1
 
 dot8Q5KVNNI_block:
 	CMPQ            DI, $0x00
@@ -36166,113 +36159,106 @@ dot8Q5KVNNI_block:
 	VMOVSHDUP       X4, X4
 	VBROADCASTSS    X4, Y9
 	VINSERTF64X4    $0x01, Y3, Z7, Z3
-	VINSERTF64X4    $0x01, Y9, Z8, Z9
+	VBROADCASTI128  (R10), Y7
+	VPMADDWD        Y7, Y6, Y7
+	VPSHUFD         $0x4e, Y7, Y6
+	VPADDD          Y6, Y7, Y7
+	VPSHUFD         $0xb1, Y7, Y6
+	VPADDD          Y6, Y7, Y7
+	VCVTDQ2PS       Y7, Y7
+	VINSERTF128     $0x01, X9, Y8, Y6
+	VMULPS.BCST     (R9), Y6, Y6
+	VFMADD231PS     Y7, Y6, Y1
 	VPXORD          Z10, Z10, Z10
-	VMOVDQU64       b8zPermMins0<>+0(SB), Z12
-	VPERMD          Z6, Z12, Z12
-	VPDPWSSD.BCST   (R10), Z12, Z10
-	VMOVDQU64       b8zPermMins1<>+0(SB), Z12
-	VPERMD          Z6, Z12, Z12
-	VPDPWSSD.BCST   4(R10), Z12, Z10
-	VMOVDQU64       b8zPermMins2<>+0(SB), Z12
-	VPERMD          Z6, Z12, Z12
-	VPDPWSSD.BCST   8(R10), Z12, Z10
-	VMOVDQU64       b8zPermMins3<>+0(SB), Z12
-	VPERMD          Z6, Z12, Z12
-	VPDPWSSD.BCST   12(R10), Z12, Z10
-	VCVTDQ2PS       Z10, Z10
-	VMULPS.BCST     (R9), Z9, Z9
-	VFMADD231PS     Z10, Z9, Z1
-	VPXORD          Z11, Z11, Z11
-	VMOVDQU8        16(CX), Y6
-	VINSERTI64X4    $0x01, 16(SI), Z6, Z9
-	VMOVDQU8        48(CX), Y6
-	VINSERTI64X4    $0x01, 48(SI), Z6, Z12
-	VPANDD          bdzByte0F<>+0(SB), Z12, Z13
-	VPSLLW          $0x04, Z9, Z14
-	VPANDD          b8zByte10<>+0(SB), Z14, Z14
-	VPORD           Z14, Z13, Z13
-	VMOVDQU64       b8zPermK0<>+0(SB), Z14
-	VPERMW          Z2, Z14, Z14
-	VBROADCASTI64X4 (R8), Z15
-	VPMADDUBSW      Z15, Z13, Z13
-	VPDPWSSD        Z14, Z13, Z11
-	VPSRLW          $0x04, Z12, Z12
-	VPANDD          bdzByte0F<>+0(SB), Z12, Z12
-	VPSLLW          $0x03, Z9, Z13
-	VPANDD          b8zByte10<>+0(SB), Z13, Z13
-	VPORD           Z13, Z12, Z12
-	VMOVDQU64       b8zPermK1<>+0(SB), Z13
-	VPERMW          Z2, Z13, Z13
-	VBROADCASTI64X4 32(R8), Z14
-	VPMADDUBSW      Z14, Z12, Z12
-	VPDPWSSD        Z13, Z12, Z11
-	VMOVDQU8        80(CX), Y6
-	VINSERTI64X4    $0x01, 80(SI), Z6, Z12
-	VPANDD          bdzByte0F<>+0(SB), Z12, Z13
-	VPSLLW          $0x02, Z9, Z14
-	VPANDD          b8zByte10<>+0(SB), Z14, Z14
-	VPORD           Z14, Z13, Z13
-	VMOVDQU64       b8zPermK2<>+0(SB), Z14
-	VPERMW          Z2, Z14, Z14
-	VBROADCASTI64X4 64(R8), Z15
-	VPMADDUBSW      Z15, Z13, Z13
-	VPDPWSSD        Z14, Z13, Z11
-	VPSRLW          $0x04, Z12, Z12
-	VPANDD          bdzByte0F<>+0(SB), Z12, Z12
-	VPSLLW          $0x01, Z9, Z13
-	VPANDD          b8zByte10<>+0(SB), Z13, Z13
-	VPORD           Z13, Z12, Z12
-	VMOVDQU64       b8zPermK3<>+0(SB), Z13
-	VPERMW          Z2, Z13, Z13
-	VBROADCASTI64X4 96(R8), Z14
-	VPMADDUBSW      Z14, Z12, Z12
-	VPDPWSSD        Z13, Z12, Z11
-	VMOVDQU8        112(CX), Y6
-	VINSERTI64X4    $0x01, 112(SI), Z6, Z12
-	VPANDD          bdzByte0F<>+0(SB), Z12, Z13
-	VMOVDQA64       Z9, Z14
-	VPANDD          b8zByte10<>+0(SB), Z14, Z14
-	VPORD           Z14, Z13, Z13
-	VMOVDQU64       b8zPermK4<>+0(SB), Z14
-	VPERMW          Z2, Z14, Z14
-	VBROADCASTI64X4 128(R8), Z15
-	VPMADDUBSW      Z15, Z13, Z13
-	VPDPWSSD        Z14, Z13, Z11
-	VPSRLW          $0x04, Z12, Z12
-	VPANDD          bdzByte0F<>+0(SB), Z12, Z12
-	VPSRLW          $0x01, Z9, Z13
-	VPANDD          b8zByte10<>+0(SB), Z13, Z13
-	VPORD           Z13, Z12, Z12
-	VMOVDQU64       b8zPermK5<>+0(SB), Z13
-	VPERMW          Z2, Z13, Z13
-	VBROADCASTI64X4 160(R8), Z14
-	VPMADDUBSW      Z14, Z12, Z12
-	VPDPWSSD        Z13, Z12, Z11
-	VMOVDQU8        144(CX), Y6
-	VINSERTI64X4    $0x01, 144(SI), Z6, Z12
-	VPANDD          bdzByte0F<>+0(SB), Z12, Z13
-	VPSRLW          $0x02, Z9, Z14
-	VPANDD          b8zByte10<>+0(SB), Z14, Z14
-	VPORD           Z14, Z13, Z13
-	VMOVDQU64       b8zPermK6<>+0(SB), Z14
-	VPERMW          Z2, Z14, Z14
-	VBROADCASTI64X4 192(R8), Z15
-	VPMADDUBSW      Z15, Z13, Z13
-	VPDPWSSD        Z14, Z13, Z11
-	VPSRLW          $0x04, Z12, Z12
-	VPANDD          bdzByte0F<>+0(SB), Z12, Z12
-	VPSRLW          $0x03, Z9, Z9
+	VMOVDQU8        16(CX), Y7
+	VINSERTI64X4    $0x01, 16(SI), Z7, Z6
+	VMOVDQU8        48(CX), Y7
+	VINSERTI64X4    $0x01, 48(SI), Z7, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z9
+	VPSLLW          $0x04, Z6, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VMOVDQU64       b8zPermK0<>+0(SB), Z11
+	VPERMW          Z2, Z11, Z11
+	VBROADCASTI64X4 (R8), Z12
+	VPMADDUBSW      Z12, Z9, Z9
+	VPDPWSSD        Z11, Z9, Z10
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSLLW          $0x03, Z6, Z9
 	VPANDD          b8zByte10<>+0(SB), Z9, Z9
-	VPORD           Z9, Z12, Z12
-	VMOVDQU64       b8zPermK7<>+0(SB), Z9
+	VPORD           Z9, Z8, Z8
+	VMOVDQU64       b8zPermK1<>+0(SB), Z9
 	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 32(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z10
+	VMOVDQU8        80(CX), Y7
+	VINSERTI64X4    $0x01, 80(SI), Z7, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z9
+	VPSLLW          $0x02, Z6, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VMOVDQU64       b8zPermK2<>+0(SB), Z11
+	VPERMW          Z2, Z11, Z11
+	VBROADCASTI64X4 64(R8), Z12
+	VPMADDUBSW      Z12, Z9, Z9
+	VPDPWSSD        Z11, Z9, Z10
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSLLW          $0x01, Z6, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z8, Z8
+	VMOVDQU64       b8zPermK3<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 96(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z10
+	VMOVDQU8        112(CX), Y7
+	VINSERTI64X4    $0x01, 112(SI), Z7, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z9
+	VMOVDQA64       Z6, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VMOVDQU64       b8zPermK4<>+0(SB), Z11
+	VPERMW          Z2, Z11, Z11
+	VBROADCASTI64X4 128(R8), Z12
+	VPMADDUBSW      Z12, Z9, Z9
+	VPDPWSSD        Z11, Z9, Z10
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSRLW          $0x01, Z6, Z9
+	VPANDD          b8zByte10<>+0(SB), Z9, Z9
+	VPORD           Z9, Z8, Z8
+	VMOVDQU64       b8zPermK5<>+0(SB), Z9
+	VPERMW          Z2, Z9, Z9
+	VBROADCASTI64X4 160(R8), Z11
+	VPMADDUBSW      Z11, Z8, Z8
+	VPDPWSSD        Z9, Z8, Z10
+	VMOVDQU8        144(CX), Y7
+	VINSERTI64X4    $0x01, 144(SI), Z7, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z9
+	VPSRLW          $0x02, Z6, Z11
+	VPANDD          b8zByte10<>+0(SB), Z11, Z11
+	VPORD           Z11, Z9, Z9
+	VMOVDQU64       b8zPermK6<>+0(SB), Z11
+	VPERMW          Z2, Z11, Z11
+	VBROADCASTI64X4 192(R8), Z12
+	VPMADDUBSW      Z12, Z9, Z9
+	VPDPWSSD        Z11, Z9, Z10
+	VPSRLW          $0x04, Z8, Z8
+	VPANDD          bdzByte0F<>+0(SB), Z8, Z8
+	VPSRLW          $0x03, Z6, Z6
+	VPANDD          b8zByte10<>+0(SB), Z6, Z6
+	VPORD           Z6, Z8, Z8
+	VMOVDQU64       b8zPermK7<>+0(SB), Z6
+	VPERMW          Z2, Z6, Z6
 	VBROADCASTI64X4 224(R8), Z2
-	VPMADDUBSW      Z2, Z12, Z2
-	VPDPWSSD        Z9, Z2, Z11
+	VPMADDUBSW      Z2, Z8, Z2
+	VPDPWSSD        Z6, Z2, Z10
 	VMULPS.BCST     (R9), Z3, Z2
-	VCVTDQ2PS       Z11, Z11
-	VFMADD231PS     Z11, Z2, Z0
+	VCVTDQ2PS       Z10, Z10
+	VFMADD231PS     Z10, Z2, Z0
 	ADDQ            $0x000000b0, CX
 	ADDQ            $0x000000b0, SI
 	ADDQ            $0x00000100, R8
@@ -36282,7 +36268,7 @@ dot8Q5KVNNI_block:
 	JMP             dot8Q5KVNNI_block
 
 dot8Q5KVNNI_end:
-	VMOVUPS       Z1, (SP)
+	VMOVUPS       Y1, (SP)
 	VPERMILPS     $0xb1, Z0, Z2
 	VADDPS        Z2, Z0, Z0
 	VPERMILPS     $0x4e, Z0, Z2
@@ -36292,7 +36278,7 @@ dot8Q5KVNNI_end:
 	VSUBSS        (SP), X0, X2
 	VMOVSS        X2, (AX)
 	VEXTRACTF32X4 $0x02, Z0, X2
-	VSUBSS        32(SP), X2, X2
+	VSUBSS        16(SP), X2, X2
 	VMOVSS        X2, 4(AX)
 	ADDQ          $0x08, AX
 	MOVQ          SI, CX

@@ -442,8 +442,9 @@ func storeInterleaved(y Register, acc []VecVirtual) {
 // Q4_K and Q5_K, as genDot8K45, with the rows in the halves of the
 // registers: the minima's lanes are r·8+t (row r of the pair, token t),
 // from the pairs of minima of row r (VPERMD, z8PermMins) and the token's
-// pairs of sums (a load broadcast to both halves, or one token's
-// broadcast by VPDPWSSD itself).
+// pairs of sums (a load broadcast to both halves); for one token (lanes
+// 0-3 and 4-7 the rows) VPMADDWD of its 4 pairs with each row's 4, summed
+// within each half.
 func genDot8K45x512(f fmt8, nt int) {
 	five := f.bytes == 176
 	name := kernelName8(f.base, nt, true)
@@ -462,7 +463,11 @@ func genDot8K45x512(f fmt8, nt int) {
 		for t := range acc {
 			acc[t] = ZMM()
 		}
-		macc = ZMM()
+		if nt == 1 {
+			macc = YMM() // lanes 0-3 the first row's, 4-7 the second's
+		} else {
+			macc = ZMM()
+		}
 		zeroZ(acc...)
 		zeroZ(macc)
 		Label(name + "_block")
@@ -483,32 +488,41 @@ func genDot8K45x512(f fmt8, nt int) {
 			VINSERTI128(U8(1), m1, m0.AsY(), mw)
 			dd0, dmin0 := k45D(w)
 			dd1, dmin1 := k45D(w1)
-			dminz := ZMM()
 			VINSERTF64X4(U8(1), dd1, dd0.AsZ(), ddz)
-			VINSERTF64X4(U8(1), dmin1, dmin0.AsZ(), dminz)
-			M := ZMM()
-			zeroZ(M)
-			for k := 0; k < 4; k++ {
-				a := ZMM()
-				VMOVDQU64(z8PermMins[k], a)
-				VPERMD(mw.AsZ(), a, a) // lanes r·8+t: row r's m_2k, m_2k+1
-				if nt == 1 {
-					VPDPWSSD_BCST(Mem{Base: mp, Disp: 4 * k}, a, M)
-				} else {
+			if nt == 1 {
+				// One token: VPMADDWD of its 4 pairs (broadcast to both
+				// halves) with each row's 4, summed within each half.
+				M, t := YMM(), YMM()
+				VBROADCASTI128(Mem{Base: mp}, M)
+				VPMADDWD(M, mw, M)
+				VPSHUFD(U8(0x4e), M, t)
+				VPADDD(t, M, M)
+				VPSHUFD(U8(0xb1), M, t)
+				VPADDD(t, M, M)
+				VCVTDQ2PS(M, M)
+				dm := YMM()
+				VINSERTF128(U8(1), dmin1.AsX(), dmin0, dm)
+				VMULPS_BCST(Mem{Base: dp}, dm, dm)
+				VFMADD231PS(M, dm, macc)
+			} else {
+				dminz := ZMM()
+				VINSERTF64X4(U8(1), dmin1, dmin0.AsZ(), dminz)
+				M := ZMM()
+				zeroZ(M)
+				for k := 0; k < 4; k++ {
+					a := ZMM()
+					VMOVDQU64(z8PermMins[k], a)
+					VPERMD(mw.AsZ(), a, a) // lanes r·8+t: row r's m_2k, m_2k+1
 					b := ZMM()
 					VBROADCASTI64X4(Mem{Base: mp, Disp: 32 * k}, b)
 					VPDPWSSD(b, a, M)
 				}
-			}
-			VCVTDQ2PS(M, M)
-			dm := ZMM()
-			if nt == 1 {
-				VMULPS_BCST(Mem{Base: dp}, dminz, dm)
-			} else {
+				VCVTDQ2PS(M, M)
+				dm := ZMM()
 				VBROADCASTF32X8(Mem{Base: dp}, dm) // 8 tokens' d_sb (xGroup8)
 				VMULPS(dm, dminz, dm)
+				VFMADD231PS(M, dm, macc)
 			}
-			VFMADD231PS(M, dm, macc)
 		}
 		I := make([]VecVirtual, nt)
 		for t := range I {
@@ -576,13 +590,17 @@ func genDot8K45x512(f fmt8, nt int) {
 		Label(name + "_end")
 	}, func(y Register) {
 		VMOVUPS(macc, maccLoc)
+		second := 8 // macc's lane of the second row's first token
+		if nt == 1 {
+			second = 4
+		}
 		for t, a := range acc {
 			treePair(a)
 			lo, hi := XMM(), XMM()
 			VSUBSS(maccLoc.Offset(4*t), a.AsX(), lo)
 			VMOVSS(lo, Mem{Base: y, Disp: 4 * t})
 			VEXTRACTF32X4(U8(2), a, hi)
-			VSUBSS(maccLoc.Offset(4*(8+t)), hi, hi)
+			VSUBSS(maccLoc.Offset(4*(second+t)), hi, hi)
 			VMOVSS(hi, Mem{Base: y, Disp: 4 * (nt + t)})
 		}
 		ADDQ(U8(8*nt), y)
