@@ -471,7 +471,7 @@ func BenchmarkMatMulQ4_0(b *testing.B) {
 }
 
 // BenchmarkDot8Kernel times the 8-bit kernels alone on one group of 8
-// tokens over 64 rows of 1024 columns (the rows in the L2 cache), in
+// tokens, and on one token, over 64 rows of 1024 columns (the rows in the L2 cache), in
 // nanoseconds per pair of rows and block of 32 weights ("ns/pairblock").
 func BenchmarkDot8Kernel(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 8))
@@ -484,7 +484,7 @@ func BenchmarkDot8Kernel(b *testing.B) {
 		}
 		var a xAct8
 		a.quantize(x, T, C, f.Elems)
-		a.group(T, C, groupTokens8)
+		a.group(T, C, act8MaxTokens(f.Dot, R))
 		g := a.groups[0]
 		y := make([]float32, R*T)
 		b.Run(f.Name, func(b *testing.B) {
@@ -492,8 +492,19 @@ func BenchmarkDot8Kernel(b *testing.B) {
 				if f.Dot == DotQ4_0 {
 					blockDot8Lanes(y, R, w.Q, f.rowBytes(C), R, g.nt, g.nt, g.q, g.d, g.k8)
 				} else {
-					blockDot8Rows(y, f.Dot, w.Q, f.rowBytes(C), g.nt, g.q, g.d, g.s, g.nc(f.Dot))
+					blockDot8Rows(y[:R*g.nt], f.Dot, w.Q, f.rowBytes(C), g.nt, g.q, g.d, g.s, g.nc(f.Dot))
 				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(R/2*C/32), "ns/pairblock")
+		})
+		if f.Dot == DotQ4_0 {
+			continue
+		}
+		// One token, as decoding multiplies (xAct8's own layout).
+		nb, nd := C/32, C/f.Elems
+		b.Run(f.Name+"/1", func(b *testing.B) {
+			for b.Loop() {
+				blockDot8Rows(y[:R], f.Dot, w.Q, f.rowBytes(C), 1, a.q[:C], a.d[:nd], a.s[:nb], a.tokenAux(f.Dot, 0, C))
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(R/2*C/32), "ns/pairblock")
 		})

@@ -297,7 +297,8 @@ func genDot8Blocks32(f fmt8, nt int) {
 // Σ_j m_j·Σq_j of every token at once (lane t: VPMADDWD of the pairs of
 // minima with the pairs of sums) by one FMA with Dm = dmin·d_sb of each
 // token (lane t) to the lanes of macc, which the end subtracts from the
-// sums of the lanes (dot8K45).
+// sums of the lanes (dot8K45); for one token, one VPMADDWD of the row's 4
+// pairs with the token's, summed across the lanes.
 func genDot8K45(f fmt8, nt int) {
 	five := f.bytes == 176
 	name := kernelName8(f.base, nt, false)
@@ -335,35 +336,40 @@ func genDot8K45(f fmt8, nt int) {
 		VPMOVZXBW(scx, scw)
 		VMOVDQU(scw, scLoc)
 		VPMOVZXBW(mnx, mw)
-		VMOVDQU(mw, mwLoc)
 		var dmin VecVirtual
 		dd, dmin = k45D(w)
-		M := YMM()
-		for k := 0; k < 4; k++ {
-			a := YMM()
-			VPBROADCASTD(mwLoc.Offset(4*k), a) // m_2k, m_2k+1
-			if nt == 1 {
-				b := YMM()
-				VPBROADCASTD(Mem{Base: mp, Disp: 4 * k}, b)
-				VPMADDWD(b, a, a)
-			} else {
-				VPMADDWD(Mem{Base: mp, Disp: 32 * k}, a, a)
-			}
-			if k == 0 {
-				M = a
-			} else {
-				VPADDD(a, M, M)
-			}
-		}
-		VCVTDQ2PS(M, M)
-		dm := YMM()
 		if nt == 1 {
-			VBROADCASTSS(Mem{Base: dp}, dm)
-			VMULPS(dm, dmin, dm)
+			// One token: one VPMADDWD of its 4 pairs with the row's 4,
+			// summed across the lanes, into lane 0 (a VEX scalar FMA
+			// clears macc's upper half: only lane 0 is read).
+			M, t := XMM(), XMM()
+			VPMADDWD(Mem{Base: mp}, mw, M)
+			VPSHUFD(U8(0x4e), M, t)
+			VPADDD(t, M, M)
+			VPSHUFD(U8(0xb1), M, t)
+			VPADDD(t, M, M)
+			VCVTDQ2PS(M, M)
+			dm := XMM()
+			VMULSS(Mem{Base: dp}, dmin.AsX(), dm)
+			VFMADD231SS(M, dm, macc.AsX())
 		} else {
+			VMOVDQU(mw, mwLoc)
+			M := YMM()
+			for k := 0; k < 4; k++ {
+				a := YMM()
+				VPBROADCASTD(mwLoc.Offset(4*k), a) // m_2k, m_2k+1
+				VPMADDWD(Mem{Base: mp, Disp: 32 * k}, a, a)
+				if k == 0 {
+					M = a
+				} else {
+					VPADDD(a, M, M)
+				}
+			}
+			VCVTDQ2PS(M, M)
+			dm := YMM()
 			VMULPS(Mem{Base: dp}, dmin, dm) // 8 tokens' d_sb (xGroup8)
+			VFMADD231PS(M, dm, macc)
 		}
-		VFMADD231PS(M, dm, macc)
 	}
 	I := make([]VecVirtual, nt)
 	for t := range I {
