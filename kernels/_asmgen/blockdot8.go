@@ -287,6 +287,19 @@ func genDot8Blocks32(f fmt8, nt int) {
 	RET()
 }
 
+// minimaOneToken sets M to one token's minima term M = Σ_k m·S over the
+// 4 pairs of int16 at pairs (the token's) and in each 128-bit lane of mw
+// (a row's), in every float32 lane of that 128-bit lane: VPMADDWD, the
+// lane's 4 dwords summed (exact), converted. t is scratch of M's size.
+func minimaOneToken(pairs Op, mw, M, t VecVirtual) {
+	VPMADDWD(pairs, mw, M)
+	VPSHUFD(U8(0x4e), M, t)
+	VPADDD(t, M, M)
+	VPSHUFD(U8(0xb1), M, t)
+	VPADDD(t, M, M)
+	VCVTDQ2PS(M, M)
+}
+
 // Q4_K and Q5_K: super-blocks of 256 with activations in blocks of 256
 // (Q8_K-like): block of 32 b of token t at q[(b*nt+t)*32], the scale of
 // super-block sb at d[sb*nt+t], and the pairs of sums Σq of its blocks
@@ -342,13 +355,8 @@ func genDot8K45(f fmt8, nt int) {
 			// One token: one VPMADDWD of its 4 pairs with the row's 4,
 			// summed across the lanes, into lane 0 (a VEX scalar FMA
 			// clears macc's upper half: only lane 0 is read).
-			M, t := XMM(), XMM()
-			VPMADDWD(Mem{Base: mp}, mw, M)
-			VPSHUFD(U8(0x4e), M, t)
-			VPADDD(t, M, M)
-			VPSHUFD(U8(0xb1), M, t)
-			VPADDD(t, M, M)
-			VCVTDQ2PS(M, M)
+			M := XMM()
+			minimaOneToken(Mem{Base: mp}, mw, M, XMM())
 			dm := XMM()
 			VMULSS(Mem{Base: dp}, dmin.AsX(), dm)
 			VFMADD231SS(M, dm, macc.AsX())

@@ -492,14 +492,9 @@ func genDot8K45x512(f fmt8, nt int) {
 			if nt == 1 {
 				// One token: VPMADDWD of its 4 pairs (broadcast to both
 				// halves) with each row's 4, summed within each half.
-				M, t := YMM(), YMM()
+				M := YMM()
 				VBROADCASTI128(Mem{Base: mp}, M)
-				VPMADDWD(M, mw, M)
-				VPSHUFD(U8(0x4e), M, t)
-				VPADDD(t, M, M)
-				VPSHUFD(U8(0xb1), M, t)
-				VPADDD(t, M, M)
-				VCVTDQ2PS(M, M)
+				minimaOneToken(M, mw, M, YMM())
 				dm := YMM()
 				VINSERTF128(U8(1), dmin1.AsX(), dmin0, dm)
 				VMULPS_BCST(Mem{Base: dp}, dm, dm)
