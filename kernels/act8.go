@@ -118,8 +118,8 @@ type xAct8 struct {
 // blocks of 32 weights its scale at d[b*nt+t] and, twice, at
 // s[2(b*nt+t)] and s[2(b*nt+t)+1] (the VNNI kernels multiply two rows'
 // halves by the tokens' scales at once; these formats need no Σ q), for
-// super-blocks of 256 the scale of super-block sb at d[sb*nt+t] and Σ q
-// at s[(b/8*nt+t)*8+b%8] and xAct8's ms of super-block sb, pair k at
+// super-blocks of 256 the scale of super-block sb at d[sb*nt+t] (no s:
+// their kernels need none) and xAct8's ms of super-block sb, pair k at
 // ms[(sb*4+k)*8+t] (8 int32 for every group: the kernels load a vector of
 // 8 tokens' pairs; those of tokens ≥ nt are 0). The kernels of several
 // tokens read 8 scales from d[sb*nt:], past the group's end at its last
@@ -305,7 +305,6 @@ func (a *xAct8) layout(T, C, maxNT int) {
 			g.s = a.gs[2*used*nb : 2*(used+n)*nb]
 			g.k8 = a.gk8[used*nb : (used+n)*nb]
 		} else {
-			g.s = a.gs[used*nb : (used+n)*nb]
 			g.ms = a.gms[groupMSLanes*used*nd : groupMSLanes*(used*nd+nd)]
 		}
 		used += n
@@ -327,9 +326,7 @@ func (a *xAct8) fill(i, C int) {
 			if a.elems == q8Block {
 				g.s[2*j], g.s[2*j+1] = a.d[t*nd+b], a.d[t*nd+b]
 				g.k8[j] = a.k8[t*nb+b]
-				continue
 			}
-			g.s[(b/8*n+i)*8+b%8] = a.s[t*nb+b]
 		}
 		for b := range nd {
 			g.d[b*n+i] = a.d[t*nd+b]

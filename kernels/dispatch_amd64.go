@@ -863,12 +863,17 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 			_ = d[:nt*nd+groupTokens8-nt][nt*nd+groupTokens8-nt-1]
 		}
 	}
-	_, _, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nd-1], s[ns-1], nc[nnc-1]
+	_, _, _, _ = w[n*rb-1], q[nt*nb*q8Block-1], d[nt*nd-1], nc[nnc-1]
 	_ = y[n*nt-1]
+	var sp *float32 // the blocks of 32 read s; the super-blocks' kernels none
+	if g.elems == q8Block {
+		_ = s[ns-1]
+		sp = &s[0]
+	}
 	if useAVX512 && n >= 2 {
 		// Pairs of rows, then the odd last row on its own (the same bits).
 		m := n &^ 1
-		kernels8VNNI[k][nt-1](&y[0], &w[0], m, rb, &q[0], &d[0], &s[0], &nc[0])
+		kernels8VNNI[k][nt-1](&y[0], &w[0], m, rb, &q[0], &d[0], sp, &nc[0])
 		if m == n {
 			return
 		}
@@ -877,7 +882,7 @@ func blockDot8Rows(y []float32, k BlockDot, w []byte, rb, nt int, q []int8, d, s
 	if kernels8[k][nt-1] == nil {
 		panic("kernels: an odd row for more than 4 tokens of 8-bit activations in blocks of 256")
 	}
-	kernels8[k][nt-1](&y[0], &w[0], n, rb, &q[0], &d[0], &s[0], &nc[0])
+	kernels8[k][nt-1](&y[0], &w[0], n, rb, &q[0], &d[0], sp, &nc[0])
 }
 
 // kernelLanes is the signature of the kernels with one row per lane
